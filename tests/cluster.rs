@@ -911,6 +911,71 @@ fn a_bad_url_or_no_server_is_a_typed_error() {
     assert!(matches!(gone, Err(ClusterError::Unreachable(_))), "{gone:?}");
 }
 
+// --- Items written by someone without the key ----------------------------------------
+
+/// The cluster key of the tests that write items themselves.
+const TEST_KEY: &str = "the key of the queue tests that write items";
+
+/// `item` sealed as a queue `name` opened with [`TEST_KEY`] seals it (a mirror of
+/// `cluster::key`: the item, then an HMAC-SHA256 over the domain, the name's length as 8
+/// little-endian bytes, the name and the item).
+fn sealed(name: &str, item: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_KEY.as_bytes()).unwrap();
+    mac.update(b"multiproc cluster queue item v1\0");
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name.as_bytes());
+    mac.update(item);
+    let mut sealed = item.to_vec();
+    sealed.extend_from_slice(&mac.finalize().into_bytes());
+    sealed
+}
+
+/// A queue `name` of `T` on `redis` under [`TEST_KEY`].
+fn test_queue<T: serde::Serialize + serde::de::DeserializeOwned>(redis: &Redis, name: &str) -> Queue<T> {
+    Queue::builder().authkey(TEST_KEY).open(&redis.url, name).unwrap()
+}
+
+/// Whoever can write to Redis must not choose what a consumer takes: a value's encoding
+/// pushed without a tag, and an item of another queue moved into this one, are refused
+/// before they are decoded (`GetError::Unauthenticated`, naming the dead-letter list where
+/// each was moved, so nothing is dropped unseen), and the queue goes on.
+#[test]
+fn an_item_written_by_someone_without_the_key_is_refused_and_set_aside() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u64>(&redis, "signed");
+    // 666 in the crate's encoding: its postcard tag, then a varint.
+    assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:signed}:items", &[0, 0x9a, 0x05]]), b":1\r\n");
+    let got = q.get();
+    assert!(
+        matches!(&got, Err(GetError::Unauthenticated { dead }) if dead == "mp:{q:signed}:dead"),
+        "a value pushed without a tag: {got:?}"
+    );
+    test_queue::<u64>(&redis, "other").put(7).unwrap();
+    assert!(redis.raw(&[b"RPOPLPUSH", b"mp:{q:other}:items", b"mp:{q:signed}:items"]).starts_with(b"$"));
+    let got = q.get();
+    assert!(matches!(got, Err(GetError::Unauthenticated { .. })), "an item of another queue: {got:?}");
+    let other_key = Queue::<u64>::builder().authkey("another key of sixteen bytes or more").open(&redis.url, "signed");
+    other_key.unwrap().put(8).unwrap();
+    let got = q.get();
+    assert!(matches!(got, Err(GetError::Unauthenticated { .. })), "an item put under another key: {got:?}");
+    q.put(1).unwrap();
+    assert_eq!(q.get().unwrap(), 1, "the queue goes on");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:signed}:dead"]), b":3\r\n", "kept in the dead-letter list");
+}
+
+/// A key shorter than 16 bytes is refused before anything is sent (review67 S-L4: every tag
+/// in Redis lets its readers test guesses of the key offline).
+#[test]
+fn a_short_cluster_key_is_refused() {
+    let _w = watchdog(LIMIT);
+    for key in ["", "passphrase", "fifteen bytes.."] {
+        let q = Queue::<u32>::builder().authkey(key).open("redis://127.0.0.1:1/0", "q");
+        assert!(matches!(&q, Err(ClusterError::Key(why)) if why.contains("16")), "{key:?}: {:?}", q.err());
+    }
+}
+
 // --- Bounds on what comes from Redis -------------------------------------------------
 
 #[test]
@@ -935,7 +1000,8 @@ fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
 fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<(String, Vec<u64>)>::open(&redis.url, "g").unwrap();
+    // Sealed under the queue's key: what reaches the decoder.
+    let q = test_queue::<(String, Vec<u64>)>(&redis, "g");
     #[rustfmt::skip]
     let garbage: [&[u8]; 5] = [
         b"",                                                     // nothing
@@ -945,7 +1011,7 @@ fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
         b"{\"json\": true}",                                     // another encoding
     ];
     for g in garbage {
-        redis.raw(&[b"LPUSH", b"mp:{q:g}:items", g]);
+        redis.raw(&[b"LPUSH", b"mp:{q:g}:items", &sealed("g", g)]);
     }
     q.put(("fine".into(), vec![1])).unwrap();
     for _ in garbage {
@@ -985,8 +1051,8 @@ fn nested(levels: usize) -> Vec<u8> {
 fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<Nest>::open(&redis.url, "deep").unwrap();
-    redis.raw(&[b"LPUSH", b"mp:{q:deep}:items", &nested(1_000_000)]);
+    let q = test_queue::<Nest>(&redis, "deep");
+    redis.raw(&[b"LPUSH", b"mp:{q:deep}:items", &sealed("deep", &nested(1_000_000))]);
     q.put(Nest::More(Box::new(Nest::End))).unwrap();
     let got = q.get();
     assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
@@ -1004,7 +1070,7 @@ fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
 fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<Nest>::open(&redis.url, "described").unwrap();
+    let q = test_queue::<Nest>(&redis, "described");
     let described = |levels: usize| {
         let mut bytes = vec![1u8];
         for _ in 0..levels {
@@ -1013,8 +1079,8 @@ fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
         bytes.push(0);
         bytes
     };
-    redis.raw(&[b"LPUSH", b"mp:{q:described}:items", &described(200)]);
-    redis.raw(&[b"LPUSH", b"mp:{q:described}:items", &described(100_000)]);
+    redis.raw(&[b"LPUSH", b"mp:{q:described}:items", &sealed("described", &described(200))]);
+    redis.raw(&[b"LPUSH", b"mp:{q:described}:items", &sealed("described", &described(100_000))]);
     let deep = (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
     assert_eq!(q.get().unwrap(), deep, "200 levels are no attack");
     let got = q.get();

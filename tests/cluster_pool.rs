@@ -711,7 +711,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     // No node yet: the pool's first task (id 1) waits in the stream.
-    let pool = pool(&redis, 1);
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
     let mut task = pool.apply_async(square, 3).unwrap();
     let ids = pool_ids(&redis);
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -730,8 +730,10 @@ fn a_task_of_another_version_is_answered_as_another_build() {
         })
         .unwrap(),
     );
-    assert!(redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &earlier]).starts_with(b"$"));
-    let _node = Node::start(&redis.url);
+    // Tagged under the key, as that driver tags it: the node decodes it.
+    let tag = tag(&ids[0], &earlier);
+    assert!(redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &earlier, b"k", &tag]).starts_with(b"$"));
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let got = task.get_timeout(Duration::from_secs(30));
     assert!(
         matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WrongBuild { .. }))),
@@ -832,6 +834,17 @@ fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
         "the node read the entry of the pool {odd:?}: {}",
         String::from_utf8_lossy(&probe)
     );
+    // Nor is it kept in the registry for ever: the node drops the member (and another
+    // that is not even UTF-8), leaving the keys named after it alone.
+    assert_eq!(redis.raw(&[b"SADD", b"mp:pools", b"\xff\xfe"]), b":1\r\n");
+    let members = || redis.raw(&[b"SMEMBERS", b"mp:pools"]);
+    assert!(
+        eventually(Duration::from_secs(10), || !members().windows(3).any(|w| w == b"p\0x" || w == b"\xff\xfe\r")),
+        "odd members stay in the registry: {}",
+        String::from_utf8_lossy(&members())
+    );
+    assert_eq!(pool_ids(&redis).len(), 1, "the genuine pool stays");
+    assert_eq!(redis.raw(&[b"EXISTS", alive.as_bytes()]), b":1\r\n");
 }
 
 /// The environment variable naming the directory where `leave_a_mark` writes.
@@ -913,6 +926,123 @@ fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// Makes this test binary a driver started with the cluster key in its environment
+/// (`cluster_key_role`); its value is the Redis URL.
+const KEY_ROLE: &str = "MULTIPROC_TEST_CLUSTER_KEY_ROLE";
+
+/// Whether the cluster key variable is in this process's environment.
+fn sees_the_key_variable(_: u64) -> bool {
+    std::env::var_os(KEY_ENV).is_some()
+}
+
+/// A child of the family: puts 42 on the cluster queue `name` under its default key (the
+/// family's, taken from the environment by the main process's `init`), and says whether
+/// it sees the variable.
+fn put_under_the_default_key((url, name): (String, String)) -> bool {
+    multiproc::cluster::Queue::<u64>::open(&url, &name).unwrap().put(42).unwrap();
+    std::env::var_os(KEY_ENV).is_some()
+}
+
+/// The driver of `the_cluster_key_leaves_the_environment_and_stays_the_familys`, started
+/// with `KEY_ENV=TEST_KEY`: the variable is gone from its environment, from its pool's
+/// workers (a node started with it) and from its spawned and fork-server children, and the
+/// key is still the family's default, in each. A no-op in a normal run.
+#[test]
+fn cluster_key_role() {
+    let Ok(url) = std::env::var(KEY_ROLE) else { return };
+    assert!(std::env::var_os(KEY_ENV).is_none(), "init() left the key in the environment");
+    let pool = pool_with(&url, 1, ClusterOptions::new());
+    assert_eq!(pool.apply(square, 5).unwrap(), 25, "the default key is the one the variable gave");
+    assert!(!pool.apply(sees_the_key_variable, 0).unwrap(), "a node's worker inherited the key");
+    let q = multiproc::cluster::Queue::<u64>::builder().authkey(TEST_KEY).open(&url, "from-children").unwrap();
+    // (`Fork` copies this memory, the family's configuration with it, and is refused in a
+    // test binary's threads anyway.)
+    for method in [multiproc::StartMethod::Spawn, multiproc::StartMethod::ForkServer] {
+        let child = multiproc::Process::new(put_under_the_default_key, (url.clone(), "from-children".to_string()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(!child.join().unwrap(), "a {method:?} child inherited the key variable");
+        assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(42), "a {method:?} child's default key");
+    }
+    println!("the key role passed");
+}
+
+/// review67 S-L5: `MULTIPROC_CLUSTER_KEY` was inherited by every descendant (a pool worker,
+/// a program a task runs). `init()` takes it out of the environment, and the family keeps
+/// it as its default cluster key (see `cluster_key_role`).
+#[test]
+fn the_cluster_key_leaves_the_environment_and_stays_the_familys() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let out = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_key_role", "--nocapture", "--test-threads", "1"])
+        .env(KEY_ROLE, &redis.url)
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("the key role passed"), "{stdout}\n{stderr}");
+}
+
+/// A result as another program could push it: the crate's layout of `wire::ResultMsg` (a
+/// postcard tag, the task's id, then the outcome), here a failure of the forger's choosing.
+#[derive(serde::Serialize)]
+struct ForgedResult {
+    id: u64,
+    outcome: Result<serde_bytes::ByteBuf, ForgedFailure>,
+}
+
+/// `wire::Failure`'s first variants, so that `Codec` has its number on the wire.
+#[derive(serde::Serialize)]
+#[allow(dead_code)]
+enum ForgedFailure {
+    TimedOut { ms: u64 },
+    WorkerLost { pid: u32, signal: Option<i32>, exit_code: Option<i32> },
+    Codec(String),
+}
+
+/// The id of the task in the only entry of the stream `tasks` (its `m` field's head).
+fn only_task_id(redis: &Redis, tasks: &str) -> u64 {
+    let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
+    let entries: Entries = redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap();
+    assert_eq!(entries.len(), 1, "one task waits");
+    let m = &entries[0].1.iter().find(|(k, _)| k == "m").unwrap().1;
+    postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap().id
+}
+
+/// Whoever can write to a pool's results list must not choose a task's outcome: a result
+/// pushed for a waiting task (with no node yet, so the forged one is first) is refused by
+/// the driver before it is decoded, and fails the task with `Unauthenticated` (`node`: the
+/// driver), not with the forger's failure (nor, for a forged value, with a wrong value).
+/// The pool goes on with genuine results, sealed by a node of its key.
+#[test]
+fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = only_task_id(&redis, &format!("mp:{{p:{}}}:tasks", ids[0]));
+    let forged = ForgedResult { id, outcome: Err(ForgedFailure::Codec("the forger's choice".into())) };
+    let mut bytes = vec![0u8];
+    bytes.extend(postcard::to_allocvec(&forged).unwrap());
+    let results = format!("mp:{{p:{}}}:results", ids[0]);
+    assert_eq!(redis.raw(&[b"RPUSH", results.as_bytes(), &bytes]), b":1\r\n");
+    let got = task.get_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(&got, Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { node })) if node == "the driver"),
+        "a result pushed by someone without the key: {got:?}"
+    );
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
 /// A node checks every task under its own key: a driver with another key has its tasks
 /// refused at once, typed (not left waiting), and a driver with the node's key, given by
 /// option on one side and by the environment on the other, has them run.
@@ -925,7 +1055,8 @@ fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
     let ours = pool_with(&redis.url, 1, options().authkey(TEST_KEY));
     assert_eq!(ours.apply(square, 5).unwrap(), 25);
     // The default key (the user's key file) is another.
-    for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key"))] {
+    for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key, of sixteen bytes or more"))]
+    {
         match other.apply(square, 2) {
             Err(multiproc::Error::Task(TaskError::Unauthenticated { node })) => assert!(node.contains(':')),
             got => panic!("a task under another key: {got:?}"),

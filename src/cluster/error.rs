@@ -259,6 +259,19 @@ pub enum GetError {
     /// it is not delivered again.
     #[error(transparent)]
     Decode(CodecError),
+    /// The item taken does not check under the queue's cluster key (see
+    /// [`QueueBuilder::authkey`](super::QueueBuilder::authkey)): put by a program with
+    /// another key, or written or changed in Redis by someone without it. It was not
+    /// decoded, and was moved to the queue's dead-letter list, `dead`, so it is not
+    /// delivered again.
+    #[error(
+        "the item taken could not be authenticated under the cluster key (another key, or written in Redis by \
+         someone without it): not decoded, moved to {dead}"
+    )]
+    Unauthenticated {
+        /// The dead-letter list it was moved to.
+        dead: String,
+    },
     /// Redis could not be used.
     #[error(transparent)]
     Redis(ClusterError),
@@ -290,6 +303,7 @@ impl From<GetError> for crate::Error {
             GetError::Empty => crate::Error::WouldBlock,
             GetError::Timeout => crate::Error::Timeout,
             GetError::Decode(e) => crate::Error::Codec(e),
+            e @ GetError::Unauthenticated { .. } => crate::Error::Codec(CodecError::decode(e)),
             GetError::Redis(e) => crate::Error::Cluster(e),
         }
     }

@@ -18,11 +18,12 @@
 //! [`ClusterOptions::authkey`]: super::ClusterOptions::authkey
 //! [`ServeOptions::authkey`]: super::ServeOptions::authkey
 
+use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -32,8 +33,14 @@ use super::ClusterError;
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// The environment variable a driver and its nodes read their cluster key from when no
-/// `authkey` option gives one: its bytes are the key (see
+/// `authkey` option gives one: its bytes are the key, at least 16 of them (see
 /// [`ClusterOptions::authkey`](super::ClusterOptions::authkey)).
+///
+/// [`init`](crate::init) (and `#[multiproc::main]`) takes it out of the environment, so that
+/// no descendant inherits it (a pool worker, a program that a task or the driver runs); the
+/// family keeps it as its default key, for its children of every start method. A program
+/// that does not call `init` reads the variable where it needs the key and leaves it set:
+/// removing a variable is unsound while another thread may read the environment.
 pub const KEY_ENV: &str = "MULTIPROC_CLUSTER_KEY";
 
 /// The length of a task's tag (an HMAC-SHA256).
@@ -44,10 +51,22 @@ pub(crate) const TAG: usize = 32;
 /// length (v1 ended it by a zero byte, which let a pool and its task trade bytes: review67
 /// S-M1), so no tag of one framing passes for the other.
 const DOMAIN: &[u8] = b"multiproc cluster task v2\0";
+/// The same for a node's result: over the pool and its task's id (8 bytes, little-endian),
+/// so a result never passes for another task's, nor another pool's.
+const RESULT_DOMAIN: &[u8] = b"multiproc cluster result v1\0";
+/// The same for a `cluster::Queue` item: over the queue's name, so an item never passes
+/// for one of another queue.
+const ITEM_DOMAIN: &[u8] = b"multiproc cluster queue item v1\0";
 
-/// A key given by the program, never shown by `Debug`.
-#[derive(Clone)]
-pub(crate) struct Secret(Vec<u8>);
+/// The shortest cluster key taken (review67 S-L4): every tag in Redis lets whoever reads
+/// Redis test key guesses offline at HMAC speed, so a key must be too long to guess, not a
+/// passphrase. 16 bytes is 128 bits when random; the key file's is 64 hex digits.
+pub(crate) const MIN_KEY: usize = 16;
+
+/// A key given by the program (or taken from [`KEY_ENV`] by `init()`), never shown by
+/// `Debug`.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Secret(#[serde(with = "serde_bytes")] Vec<u8>);
 
 impl Secret {
     pub(crate) fn new(key: &[u8]) -> Self {
@@ -61,64 +80,135 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Tags and checks the tasks of cluster pools under one key.
+/// Tags and checks under one key the tasks and results of cluster pools and the items of
+/// cluster queues.
 #[derive(Clone)]
-pub(crate) struct TaskSeal(HmacSha256);
+pub(crate) struct Seal(HmacSha256);
 
-impl TaskSeal {
+impl Seal {
     /// The seal of the key `option`, else of the environment's or the user's key file (see
     /// the module docs).
-    pub(crate) fn new(option: Option<&Secret>) -> Result<TaskSeal, ClusterError> {
+    pub(crate) fn new(option: Option<&Secret>) -> Result<Seal, ClusterError> {
         let key = match option {
             Some(Secret(key)) => key.clone(),
-            None => match std::env::var_os(KEY_ENV) {
-                Some(key) => key.as_bytes().to_vec(),
+            None => match env_key() {
+                Some(key) => key,
                 None => key_file()?,
             },
         };
-        if key.is_empty() {
-            return Err(ClusterError::Key("the cluster key is empty".into()));
+        if key.len() < MIN_KEY {
+            return Err(ClusterError::Key(format!(
+                "the cluster key has {} bytes, fewer than {MIN_KEY}: a short key can be guessed offline from the \
+                 tags in Redis (use random bytes, as the key file's 64 hex digits)",
+                key.len()
+            )));
         }
-        Ok(TaskSeal(<HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length")))
+        Ok(Seal(<HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length")))
     }
 
-    fn mac(&self, pool: &str, task: &[u8]) -> HmacSha256 {
+    /// The MAC of `domain`, `name` framed by its length, then `parts` (all of fixed length
+    /// but the last, so that no two inputs are the same bytes).
+    fn mac(&self, domain: &[u8], name: &str, parts: &[&[u8]]) -> HmacSha256 {
         let mut mac = self.0.clone();
-        mac.update(DOMAIN);
-        mac.update(&(pool.len() as u64).to_le_bytes());
-        mac.update(pool.as_bytes());
-        mac.update(task);
+        mac.update(domain);
+        mac.update(&(name.len() as u64).to_le_bytes());
+        mac.update(name.as_bytes());
+        for part in parts {
+            mac.update(part);
+        }
         mac
     }
 
     /// The tag of the encoded `task` of `pool`.
     pub(crate) fn tag(&self, pool: &str, task: &[u8]) -> [u8; TAG] {
-        self.mac(pool, task).finalize().into_bytes().into()
+        self.mac(DOMAIN, pool, &[task]).finalize().into_bytes().into()
     }
 
     /// Whether `tag` is the tag of `task` in `pool` (constant-time).
     pub(crate) fn verify(&self, pool: &str, task: &[u8], tag: &[u8]) -> bool {
-        self.mac(pool, task).verify_slice(tag).is_ok()
+        self.mac(DOMAIN, pool, &[task]).verify_slice(tag).is_ok()
     }
+
+    /// The tag of the encoded `result` of task `id` of `pool`.
+    pub(crate) fn result_tag(&self, pool: &str, id: u64, result: &[u8]) -> [u8; TAG] {
+        self.mac(RESULT_DOMAIN, pool, &[&id.to_le_bytes(), result]).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the tag of `result` for task `id` of `pool` (constant-time).
+    pub(crate) fn verify_result(&self, pool: &str, id: u64, result: &[u8], tag: &[u8]) -> bool {
+        self.mac(RESULT_DOMAIN, pool, &[&id.to_le_bytes(), result]).verify_slice(tag).is_ok()
+    }
+
+    /// `item` (an encoded value of the queue `queue`) followed by its tag.
+    pub(crate) fn seal_item(&self, queue: &str, mut item: Vec<u8>) -> Vec<u8> {
+        let tag: [u8; TAG] = self.mac(ITEM_DOMAIN, queue, &[&item]).finalize().into_bytes().into();
+        item.extend_from_slice(&tag);
+        item
+    }
+
+    /// The encoded value of `sealed`, an item of the queue `queue`, if its tag checks.
+    pub(crate) fn open_item<'a>(&self, queue: &str, sealed: &'a [u8]) -> Option<&'a [u8]> {
+        let (item, tag) = sealed.split_at_checked(sealed.len().checked_sub(TAG)?)?;
+        self.mac(ITEM_DOMAIN, queue, &[item]).verify_slice(tag).is_ok().then_some(item)
+    }
+}
+
+/// Takes the key out of [`KEY_ENV`] (review67 S-L5): called by `init()` while the process
+/// has one thread (removing a variable is unsound while another thread may read the
+/// environment), so that no descendant inherits it: not the pool's workers, not a program a
+/// task or the driver runs. The family's configuration keeps it instead
+/// (`FamilyConfig::cluster_key`), which fork and fork-server children have in memory and a
+/// spawned child is sent at boot, as the family's own authkey is.
+pub(crate) fn take_env_key() -> Option<Secret> {
+    let key = std::env::var_os(KEY_ENV)?;
+    crate::sys::remove_env_single_threaded(KEY_ENV);
+    Some(Secret(key.as_bytes().to_vec()))
+}
+
+/// The key [`KEY_ENV`] gave: taken by `init()` (see [`take_env_key`]), else read from the
+/// variable, which a program that never called `init()` keeps (it may have threads,
+/// which makes removing it unsound), as does one that set it after `init()`.
+fn env_key() -> Option<Vec<u8>> {
+    let taken = crate::process::family::config().ok().and_then(|family| family.cluster_key.as_ref());
+    taken.map(|Secret(key)| key.clone()).or_else(|| std::env::var_os(KEY_ENV).map(|key| key.as_bytes().to_vec()))
 }
 
 /// `$XDG_CONFIG_HOME/multiproc/cluster.key`, else `$HOME/.config/multiproc/cluster.key`.
 fn key_path() -> Result<PathBuf, ClusterError> {
-    let absolute = |name| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
-    let config = absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|home| home.join(".config")));
-    let config = config
-        .ok_or_else(|| ClusterError::Key(format!("no cluster key: set {KEY_ENV}, or HOME for the user's key file")))?;
-    Ok(config.join("multiproc").join("cluster.key"))
+    config_dir(std::env::var_os("XDG_CONFIG_HOME"), std::env::var_os("HOME"))
+        .map(|config| config.join("multiproc").join("cluster.key"))
+        .ok_or_else(|| ClusterError::Key(format!("no cluster key: set {KEY_ENV}, or HOME for the user's key file")))
 }
 
-/// The user's key file's content (trailing white space left out), the file made first
+/// The user's configuration directory: `xdg` (`XDG_CONFIG_HOME`), else `home`/.config,
+/// each only when absolute (a relative one would name another file in each working
+/// directory).
+fn config_dir(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let absolute = |var: Option<OsString>| var.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg).or_else(|| absolute(home).map(|home| home.join(".config")))
+}
+
+/// The user's key file's content (see [`key_file_at`]).
+fn key_file() -> Result<Vec<u8>, ClusterError> {
+    key_file_at(&key_path()?)
+}
+
+/// The content of the key file `path` (trailing white space left out), the file made first
 /// where it is missing. Written whole under a temporary name and linked into place, so
 /// that programs starting together all read the one that won.
-fn key_file() -> Result<Vec<u8>, ClusterError> {
-    let path = key_path()?;
+///
+/// Trusted only if it is this user's alone (review67 S-L1): opened without following a
+/// symbolic link, then checked on the open file (no gap between the check and the read
+/// for another to swap the file in): a regular file owned by the effective user, which no
+/// other may read or write, in a directory owned by that user that no other may write. A
+/// file owned by another user is refused: root running with a user's `HOME` (`sudo -E`)
+/// would else take a key that user knows, and run the tasks that user forges as root.
+fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
     let failed = |what: &str, e: std::io::Error| ClusterError::Key(format!("{what} {}: {e}", path.display()));
+    let refused = |why: String| ClusterError::Key(format!("the cluster key file {} {why}", path.display()));
     let dir = path.parent().expect("a file in a directory");
-    if !path.exists() {
+    let me = rustix::process::geteuid().as_raw();
+    if std::fs::symlink_metadata(path).is_err() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| failed("cannot make", e))?;
         let random = u128::from_ne_bytes(crate::sys::random_bytes::<16>());
         let temporary = dir.join(format!(".cluster.key.{}.{random:032x}", std::process::id()));
@@ -127,7 +217,7 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
             let key: String = crate::sys::random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect();
             writeln!(file, "{key}")?;
             file.sync_all()?;
-            match std::fs::hard_link(&temporary, &path) {
+            match std::fs::hard_link(&temporary, path) {
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
                 _ => Ok(()),
             }
@@ -135,14 +225,33 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
         let _ = std::fs::remove_file(&temporary);
         made.map_err(|e| failed("cannot make", e))?;
     }
-    let metadata = std::fs::metadata(&path).map_err(|e| failed("cannot read", e))?;
-    if metadata.mode() & 0o077 != 0 {
+    let held = std::fs::metadata(dir).map_err(|e| failed("cannot read", e))?;
+    if held.uid() != me || held.mode() & 0o022 != 0 {
         return Err(ClusterError::Key(format!(
-            "the cluster key file {} may be read or written by other users (chmod 600 it)",
-            path.display()
+            "the directory {} of the cluster key file is owned by another user (uid {}) or others may write to it",
+            dir.display(),
+            held.uid()
         )));
     }
-    let mut key = std::fs::read(&path).map_err(|e| failed("cannot read", e))?;
+    let mut file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::ELOOP) => refused("is a symbolic link (give the file itself)".into()),
+                _ => failed("cannot read", e),
+            },
+        )?;
+    let metadata = file.metadata().map_err(|e| failed("cannot read", e))?;
+    if !metadata.is_file() {
+        return Err(refused("is not a regular file".into()));
+    }
+    if metadata.uid() != me {
+        return Err(refused(format!("is owned by another user (uid {}, not {me}): make your own", metadata.uid())));
+    }
+    if metadata.mode() & 0o077 != 0 {
+        return Err(refused("may be read or written by other users (chmod 600 it)".into()));
+    }
+    let mut key = Vec::new();
+    file.read_to_end(&mut key).map_err(|e| failed("cannot read", e))?;
     while key.last().is_some_and(u8::is_ascii_whitespace) {
         key.pop();
     }
@@ -151,27 +260,188 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+
+    fn seal(key: &[u8]) -> Seal {
+        Seal::new(Some(&Secret::new(key))).unwrap()
+    }
 
     #[test]
     fn a_tag_names_its_pool_and_its_task_under_its_key() {
-        let seal = TaskSeal::new(Some(&Secret::new(b"one"))).unwrap();
-        let tag = seal.tag("pool", b"task");
-        assert!(seal.verify("pool", b"task", &tag));
-        assert!(!seal.verify("pool", b"tasK", &tag));
-        assert!(!seal.verify("pooL", b"task", &tag));
-        assert!(!seal.verify("pool", b"task", &tag[..TAG - 1]));
-        let other = TaskSeal::new(Some(&Secret::new(b"two"))).unwrap();
+        let one = seal(b"the first key of the tests");
+        let tag = one.tag("pool", b"task");
+        assert!(one.verify("pool", b"task", &tag));
+        assert!(!one.verify("pool", b"tasK", &tag));
+        assert!(!one.verify("pooL", b"task", &tag));
+        assert!(!one.verify("pool", b"task", &tag[..TAG - 1]));
+        let other = seal(b"the second key of the tests");
         assert!(!other.verify("pool", b"task", &tag));
-        assert!(matches!(TaskSeal::new(Some(&Secret::new(b""))), Err(ClusterError::Key(_))));
     }
 
     #[test]
     fn a_tag_does_not_let_the_pool_and_the_task_trade_bytes() {
         // review67 S-M1: with the pool ended by a zero byte, pool "p\0x" with task "y" and
         // pool "p" with task "x\0y" were the same input.
-        let seal = TaskSeal::new(Some(&Secret::new(b"k"))).unwrap();
+        let seal = seal(b"the key of the framing test");
         assert_ne!(seal.tag("p\0x", b"y"), seal.tag("p", b"x\0y"));
         assert_ne!(seal.tag("", b"\0y"), seal.tag("\0", b"y"));
+    }
+
+    #[test]
+    fn a_result_tag_names_its_pool_and_its_task_and_is_no_task_tag() {
+        let seal = seal(b"the key of the result test");
+        let tag = seal.result_tag("pool", 7, b"result");
+        assert!(seal.verify_result("pool", 7, b"result", &tag));
+        assert!(!seal.verify_result("pool", 8, b"result", &tag), "another task's");
+        assert!(!seal.verify_result("pooL", 7, b"result", &tag), "another pool's");
+        assert!(!seal.verify_result("pool", 7, b"resulT", &tag));
+        // Nor does a task's tag pass for a result's, or the reverse (their domains differ).
+        let bytes = [&7u64.to_le_bytes()[..], b"result"].concat();
+        assert!(!seal.verify("pool", &bytes, &tag));
+        assert!(!seal.verify_result("pool", 7, b"result", &seal.tag("pool", &bytes)));
+    }
+
+    #[test]
+    fn an_item_opens_in_its_own_queue_only() {
+        let seal = seal(b"the key of the queue item test");
+        let item = seal.seal_item("jobs", b"value".to_vec());
+        assert_eq!(seal.open_item("jobs", &item), Some(&b"value"[..]));
+        assert_eq!(seal.open_item("jobz", &item), None, "another queue's");
+        assert_eq!(seal.open_item("jobs", &item[1..]), None);
+        assert_eq!(seal.open_item("jobs", b"value"), None, "untagged");
+        assert_eq!(seal.open_item("jobs", b""), None);
+    }
+
+    #[test]
+    fn a_key_shorter_than_the_floor_is_refused() {
+        for key in [&b""[..], b"one", &[7; MIN_KEY - 1]] {
+            assert!(matches!(Seal::new(Some(&Secret::new(key))), Err(ClusterError::Key(_))), "{key:?}");
+        }
+        assert!(Seal::new(Some(&Secret::new(&[7; MIN_KEY]))).is_ok());
+    }
+
+    /// A fresh directory of its own under the system's temporary directory, removed on
+    /// drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let random = u128::from_ne_bytes(crate::sys::random_bytes::<16>());
+            let dir = std::env::temp_dir().join(format!("multiproc-key-test-{random:032x}"));
+            std::fs::create_dir(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        /// Where the key file of a user whose configuration is here would be.
+        fn key(&self) -> PathBuf {
+            self.0.join("multiproc").join("cluster.key")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn refused(path: &Path, why: &str) {
+        match key_file_at(path) {
+            Err(ClusterError::Key(message)) => assert!(message.contains(why), "{message}"),
+            Err(other) => panic!("not refused for \"{why}\": {other}"),
+            Ok(_) => panic!("a key file to refuse for \"{why}\" was taken"),
+        }
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_for_its_owner_alone_and_read_again() {
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        let key = key_file_at(&path).unwrap();
+        assert_eq!(key.len(), 64, "32 random bytes in hex");
+        assert!(key.iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // The file ends with a new line, left out of the key.
+        assert_eq!(std::fs::read(&path).unwrap().last(), Some(&b'\n'));
+        assert_eq!(key_file_at(&path).unwrap(), key, "read again, not made again");
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn programs_making_the_key_file_together_all_read_the_one_that_won() {
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..8).map(|_| s.spawn(|| key_file_at(&path).unwrap())).collect();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        assert_eq!(key_file_at(&path).unwrap(), keys[0]);
+    }
+
+    #[test]
+    fn a_key_file_others_may_read_or_write_is_refused() {
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        key_file_at(&path).unwrap();
+        for loose in [0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+            refused(&path, "other users");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        key_file_at(&path).unwrap();
+        let dir = path.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        refused(&path, "others may write");
+    }
+
+    /// review67 S-L1: a key file of another user (root running with a user's `HOME`) is
+    /// that user's key, which root must not take. Testable only as root (who can give a
+    /// file away); as another user, nothing is checked.
+    #[test]
+    fn a_key_file_owned_by_another_user_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        key_file_at(&path).unwrap();
+        let nobody = Some(rustix::process::Uid::from_raw(65534));
+        rustix::fs::chown(&path, nobody, None).unwrap();
+        refused(&path, "owned by another user");
+        rustix::fs::chown(&path, Some(rustix::process::geteuid()), None).unwrap();
+        rustix::fs::chown(path.parent().unwrap(), nobody, None).unwrap();
+        refused(&path, "owned by another user");
+    }
+
+    #[test]
+    fn a_key_file_that_is_a_symbolic_link_or_no_file_is_refused() {
+        let scratch = Scratch::new();
+        let real = scratch.0.join("real").join("cluster.key");
+        key_file_at(&real).unwrap();
+        let path = scratch.key();
+        std::fs::DirBuilder::new().mode(0o700).create(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        refused(&path, "symbolic link");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::DirBuilder::new().mode(0o700).create(&path).unwrap();
+        refused(&path, "not a regular file");
+    }
+
+    #[test]
+    fn the_configuration_directory_is_taken_only_when_absolute() {
+        let config = |xdg: Option<&str>, home: Option<&str>| config_dir(xdg.map(Into::into), home.map(Into::into));
+        assert_eq!(config(Some("/x"), Some("/h")), Some(PathBuf::from("/x")));
+        assert_eq!(config(Some("x"), Some("/h")), Some(PathBuf::from("/h/.config")));
+        assert_eq!(config(None, Some("/h")), Some(PathBuf::from("/h/.config")));
+        assert_eq!(config(None, Some("h")), None);
+        assert_eq!(config(None, None), None);
     }
 }

@@ -24,6 +24,13 @@
 //! than the queue's `max_message_size` is never read (Redis moves it to a dead-letter list
 //! itself), and one that does not decode is a [`GetError::Decode`], never a panic.
 //!
+//! What comes from Redis is authenticated: every task, result and queue item carries an
+//! HMAC-SHA256 under the cluster key, which the programs share and Redis never sees (see
+//! below), checked before anything of it is decoded. A queue item's covers the queue's
+//! name: one that does not check (written by someone without the key, changed in Redis,
+//! or copied from another queue) is moved to the dead-letter list and its get fails with
+//! [`GetError::Unauthenticated`].
+//!
 //! | Python / the local crate | here |
 //! |---|---|
 //! | `multiprocessing.Queue`, [`crate::Queue`] | [`Queue`]: a named Redis list, at-least-once |
@@ -41,11 +48,19 @@
 //! key file (`~/.config/multiproc/cluster.key`, made on first use): programs of one user on
 //! one machine share it without ceremony; across machines, give every node the driver's
 //! key (copy the driver's file to each, or set [`KEY_ENV`] to one key everywhere: each
-//! machine's own file is its own random key). Results are not authenticated:
-//! whoever can write to the pool's keys can still make a task fail, never run, or run
-//! again any number of times (a copy of its entry: mind tasks with side effects),
-//! or give it a wrong result (one that decodes as the result's type), never make a node
-//! or the driver run code of their choosing. Protect Redis (ACL user, TLS) for that.
+//! machine's own file is its own random key). The key must be random and at least 16
+//! bytes (a shorter one is [`ClusterError::Key`]): whoever reads Redis sees the tags and
+//! can test guesses of the key offline. [`init`](crate::init) takes [`KEY_ENV`] out of the
+//! environment, so that no descendant program inherits it. Results are authenticated too:
+//! a node tags each under the key, bound to the pool and the task's id, and the driver
+//! checks it before it decodes the result; one that does not check fails its task with
+//! [`TaskError::Unauthenticated`](crate::TaskError::Unauthenticated) (the one untagged
+//! answer taken is a node's own `Unauthenticated`, from a node whose key is not the
+//! driver's). So whoever can write to Redis without the key can still make a task fail,
+//! never run, or run again any number of times (a copy of its entry: mind tasks with side
+//! effects), or a queue item come again, but can give no task a result nor a consumer an
+//! item of their choosing, nor make a node or the driver run code of their choosing.
+//! Protect Redis (ACL user, TLS) for the rest.
 //!
 //! Handles of the local family (a local `Queue`, `Lock`, `Value`...) name shared memory
 //! of one machine: a message that holds one is refused when it is put
@@ -69,7 +84,7 @@
 //! ```
 
 mod error;
-mod key;
+pub(crate) mod key;
 mod link;
 mod node;
 pub(crate) mod pool;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
-use super::key::{KEY_ENV, Secret, TaskSeal};
+use super::key::{KEY_ENV, Seal, Secret};
 use super::link::Link;
 use super::wire::{
     DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, is_pool_id, key_ttl,
@@ -102,12 +102,13 @@ impl ServeOptions {
     /// variable [`KEY_ENV`](super::KEY_ENV), else the user's key file, as for the driver:
     /// see [`ClusterOptions::authkey`](super::ClusterOptions::authkey)). A task whose tag
     /// does not check is refused before anything of it is decoded
-    /// ([`TaskError::Unauthenticated`] for its driver).
+    /// ([`TaskError::Unauthenticated`] for its driver); each result the node sends is
+    /// tagged under the same key, for its driver to check. At least 16 random bytes.
     ///
     /// # Examples
     ///
     /// ```
-    /// let options = multiproc::cluster::ServeOptions::new().authkey("correct-horse-battery-staple");
+    /// let options = multiproc::cluster::ServeOptions::new().authkey("9f86d081884c7d659a2feaa0c55ad015");
     /// ```
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(Secret::new(key.as_ref()));
@@ -134,6 +135,9 @@ struct Finished {
     entry: String,
     /// The task's id, for the failure sent instead of a message Redis refuses.
     id: u64,
+    /// Whether the task's tag checked: then its result is sealed (see [`seal_result`]).
+    authentic: bool,
+    /// The encoded [`ResultMsg`], sealed.
     message: Vec<u8>,
     lease: Duration,
     /// `message` is already the small [`Failure::Refused`] sent instead of the result.
@@ -154,8 +158,15 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// taken as refused.
 const DROPPED_PUSHES: u32 = 3;
 
-/// Encodes task `id`'s answer (a failure that says why when the result does not encode).
-fn encode_result(id: u64, outcome: Result<serde_bytes::ByteBuf, Failure>) -> Vec<u8> {
+/// Encodes task `id`'s answer (a failure that says why when the result does not encode),
+/// sealed ([`seal_result`]).
+fn encode_result(
+    seal: &Seal,
+    pool: &str,
+    authentic: bool,
+    id: u64,
+    outcome: Result<serde_bytes::ByteBuf, Failure>,
+) -> Vec<u8> {
     let encode = |outcome| {
         codec::encode(&ResultMsg { id, outcome }).map(|mut encoded| {
             let bytes = std::mem::take(&mut encoded.bytes);
@@ -163,7 +174,23 @@ fn encode_result(id: u64, outcome: Result<serde_bytes::ByteBuf, Failure>) -> Vec
             bytes
         })
     };
-    encode(outcome).unwrap_or_else(|e| encode(Err(Failure::Codec(e.to_string()))).expect("a failure encodes"))
+    let message =
+        encode(outcome).unwrap_or_else(|e| encode(Err(Failure::Codec(e.to_string()))).expect("a failure encodes"));
+    seal_result(seal, pool, authentic, id, message)
+}
+
+/// Task `id`'s result message followed by its tag under the cluster key, bound to the pool
+/// and the task's id (so it passes for no other task's result). The answer to a task whose
+/// tag did not check (not `authentic`) goes untagged: this node's key is not its driver's,
+/// which could not check a tag of it (or the task was not a driver's); a driver takes an
+/// untagged result only when it is [`Failure::Unauthenticated`] (what a writer of Redis
+/// could do anyway: fail a task).
+fn seal_result(seal: &Seal, pool: &str, authentic: bool, id: u64, mut message: Vec<u8>) -> Vec<u8> {
+    if authentic {
+        let tag = seal.result_tag(pool, id, &message);
+        message.extend_from_slice(&tag);
+    }
+    message
 }
 
 /// Refusals that pass, whatever the message: a server busy with a script, loading its
@@ -181,12 +208,15 @@ struct Forward {
     /// The pool's `max_message_size`: a longer result message is not pushed (the driver
     /// would not read it), a [`Failure::TooLarge`] is.
     max: u64,
+    /// Whether the task's tag checked, and the key to seal the result under.
+    authentic: bool,
+    seal: Seal,
     tx: Sender<Option<Finished>>,
 }
 
 impl Forward {
     fn encode(&self, outcome: Result<serde_bytes::ByteBuf, Failure>) -> Vec<u8> {
-        encode_result(self.id, outcome)
+        encode_result(&self.seal, &self.pool, self.authentic, self.id, outcome)
     }
 }
 
@@ -201,13 +231,14 @@ impl Delivery for Forward {
         };
         let mut message = self.encode(outcome);
         if message.len() as u64 > self.max {
-            // The result with its id and tag (or a long failure): what the driver checks.
+            // The result with its id and tags (or a long failure): what the driver checks.
             message = self.encode(Err(too_large(message.len())));
         }
         let _ = self.tx.send(Some(Finished {
             pool: self.pool.clone(),
             entry: self.entry.clone(),
             id: self.id,
+            authentic: self.authentic,
             message,
             lease: self.lease,
             replaced: false,
@@ -253,7 +284,7 @@ fn node_name() -> String {
 /// ```
 pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Error> {
     let timeout = options.timeout.unwrap_or(Duration::from_secs(5));
-    let seal = TaskSeal::new(options.authkey.as_ref())?;
+    let seal = Seal::new(options.authkey.as_ref())?;
     let mut reader_link = Link::new(url, timeout)?;
     let writer_link = Link::new(url, timeout)?;
     let workers = options.processes.unwrap_or_else(crate::cpu_count);
@@ -273,9 +304,10 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     {
         let shared = shared.clone();
         let me = me.clone();
+        let seal = seal.clone();
         std::thread::Builder::new()
             .name("multiproc-node-writer".into())
-            .spawn(move || writer(writer_link, &me, &shared, &rx))?;
+            .spawn(move || writer(writer_link, &me, &seal, &shared, &rx))?;
     }
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
@@ -352,12 +384,18 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
 }
 
 /// The live pools; the keys of those whose driver is gone are deleted. Members of the
-/// registry that no driver makes ([`is_pool_id`]) are left alone and never served. They are
-/// read as bytes, so that one that is not UTF-8 does not make the whole registry unreadable.
+/// registry that no driver makes ([`is_pool_id`]) are never served, and removed from it (a
+/// driver's beat adds its own again, so nothing else stays there for ever); the keys named
+/// after them are left alone, being nobody's that a node knows. Members are read as bytes,
+/// so that one that is not UTF-8 does not make the whole registry unreadable.
 fn find_pools(link: &mut Link) -> Result<Vec<String>, ClusterError> {
     let members: Vec<Vec<u8>> = link.run(|c| redis::cmd("SMEMBERS").arg(POOLS).query(c))?;
+    let (ids, odd): (Vec<Vec<u8>>, Vec<Vec<u8>>) = members.into_iter().partition(|m| is_pool_id(m));
+    if !odd.is_empty() {
+        link.run(|c| redis::cmd("SREM").arg(POOLS).arg(&odd).query::<()>(c))?;
+    }
     let mut live = Vec::new();
-    for id in members.into_iter().filter(|m| is_pool_id(m)).filter_map(|m| String::from_utf8(m).ok()) {
+    for id in ids.into_iter().filter_map(|m| String::from_utf8(m).ok()) {
         let keys = PoolKeys::new(&id);
         let alive: bool = link.run(|c| redis::cmd("EXISTS").arg(&keys.alive).query(c))?;
         if alive {
@@ -378,7 +416,7 @@ fn start_task(
     entry: String,
     fields: Vec<(String, Vec<u8>)>,
     build: Option<u128>,
-    seal: &TaskSeal,
+    seal: &Seal,
     me: &str,
     local: &Arc<Inner>,
     shared: &Shared,
@@ -406,7 +444,18 @@ fn start_task(
     // it heartbeats this entry within a third of its lease from now, well before the
     // driver may take it back.
     let _ = tx.send(None);
-    let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, max, tx: tx.clone() });
+    // Results are sealed only where the task's tag checked (not for an entry without one).
+    let authentic = field("k").is_some() && task.is_some();
+    let forward = Arc::new(Forward {
+        pool: pool.to_string(),
+        entry,
+        id,
+        lease,
+        max,
+        authentic,
+        seal: seal.clone(),
+        tx: tx.clone(),
+    });
     let task = match task {
         Some(Ok(task)) => task,
         // Answered so that the entry leaves the stream, and its driver (another key) learns
@@ -466,7 +515,7 @@ fn start_task(
 
 /// Sends results, heartbeats the entries in progress. `None` on `rx`: a task started (its
 /// lease may ask for beats sooner than the writer was going to wake).
-fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finished>>) {
+fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<Option<Finished>>) {
     let script = redis::Script::new(PUT_RESULT);
     let mut unsent: Vec<Finished> = Vec::new();
     let mut last_beat = Instant::now();
@@ -544,7 +593,7 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finish
                 }
                 why.truncate(end);
                 let size = f.message.len() as u64;
-                f.message = encode_result(f.id, Err(Failure::Refused { size, why }));
+                f.message = encode_result(seal, &f.pool, f.authentic, f.id, Err(Failure::Refused { size, why }));
                 f.replaced = true;
                 f.dropped = 0;
                 continue;

@@ -16,10 +16,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
-use super::key::{Secret, TAG, TaskSeal};
+use super::key::{Seal, Secret, TAG};
 use super::link::{Conn, Link};
 use super::wire::{
-    ADD_TASKS, BIRTH, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id, too_large,
+    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id,
+    too_large,
 };
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -104,29 +105,39 @@ impl ClusterOptions {
 
     /// The cluster key (Python's `authkey`): every task carries an HMAC-SHA256 under it,
     /// which a node checks before it decodes anything of the task, so that whoever can
-    /// write to the pool's keys in Redis cannot choose what a node runs. A node with
+    /// write to the pool's keys in Redis cannot choose what a node runs; and every result
+    /// carries one, bound to the pool and the task, which the driver checks before it
+    /// decodes anything of the result (one that does not check fails its task with
+    /// [`TaskError::Unauthenticated`]). A node with
     /// another key refuses the pool's tasks ([`TaskError::Unauthenticated`]); give the
     /// nodes the same one ([`ServeOptions::authkey`](super::ServeOptions::authkey), or
     /// the environment).
+    ///
+    /// The key must be random, and at least 16 bytes: anyone who can read Redis sees the
+    /// tags and may test guesses of the key offline at HMAC speed, so a passphrase is
+    /// not enough. A shorter key is refused ([`ClusterError::Key`]) rather than stretched:
+    /// stretching (a slow hash of a passphrase) would slow each guess, but a short or
+    /// guessable passphrase stays guessable, and the key file's default (32 random bytes,
+    /// 64 hex digits) and `openssl rand -hex 32` need none.
     ///
     /// Default: the environment variable [`KEY_ENV`](super::KEY_ENV) (`MULTIPROC_CLUSTER_KEY`,
     /// its bytes), else the user's key file, `$XDG_CONFIG_HOME/multiproc/cluster.key` or
     /// `~/.config/multiproc/cluster.key` (its content, trailing white space left out),
     /// made with a random key on first use and readable by its owner only. A driver and
     /// nodes of one user on one machine so share a key without ceremony; on other
-    /// machines, copy the file, or set the variable to its content. An empty key, or a key
-    /// file that other users may read, fails the pool's build with
-    /// [`ClusterError::Key`].
+    /// machines, copy the file, or set the variable to its content. A key shorter than 16
+    /// bytes, or a key file that other users may read or that another user owns, fails the
+    /// pool's build with [`ClusterError::Key`].
     ///
     /// # Examples
     ///
     /// ```no_run
     /// use multiproc::cluster::ClusterOptions;
     ///
-    /// // The nodes run with MULTIPROC_CLUSTER_KEY=correct-horse-battery-staple.
+    /// // The nodes run with MULTIPROC_CLUSTER_KEY=9f86d081884c7d659a2feaa0c55ad015 (`openssl rand -hex 16`).
     /// let pool = multiproc::Pool::builder()
     ///     .cluster("redis://redis.example:6379/0")
-    ///     .cluster_options(ClusterOptions::new().authkey("correct-horse-battery-staple"))
+    ///     .cluster_options(ClusterOptions::new().authkey("9f86d081884c7d659a2feaa0c55ad015"))
     ///     .build()?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -260,7 +271,7 @@ pub(crate) struct Driver {
     in_flight: usize,
     build: u128,
     /// Tags each task under the cluster key.
-    seal: TaskSeal,
+    seal: Seal,
     counters: Arc<Counters>,
     state: AtomicU8,
     next_id: AtomicU64,
@@ -278,6 +289,10 @@ pub(crate) struct Driver {
     /// it is closed there, and `join` waits for nothing.
     made_in: TakenIn,
 }
+
+/// [`TaskError::Unauthenticated`]'s `node` where the driver refused a result whose tag did
+/// not check (written to Redis by someone without the key, or changed there).
+pub(crate) const UNCHECKED_RESULT: &str = "the driver";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -350,7 +365,7 @@ impl Driver {
     ) -> Result<Arc<Driver>, crate::Error> {
         let build = crate::sys::build_identity()
             .ok_or_else(|| PoolError::Cluster(ClusterError::Refused("cannot read this program's executable".into())))?;
-        let seal = TaskSeal::new(options.authkey.as_ref()).map_err(PoolError::Cluster)?;
+        let seal = Seal::new(options.authkey.as_ref()).map_err(PoolError::Cluster)?;
         let id = new_pool_id();
         let keys = PoolKeys::new(&id);
         let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
@@ -597,19 +612,37 @@ impl Driver {
         Ok(failed)
     }
 
-    /// Handles results; returns what to deliver.
+    /// Handles results; returns what to deliver. A result is checked under the cluster key
+    /// before anything of it is decoded but the task id its head names: one that does not
+    /// check fails that task with [`TaskError::Unauthenticated`] (its later genuine result is
+    /// then a second answer, ignored), except the untagged answer of a node whose key is not
+    /// ours, which says just that (see `node::seal_result`).
     fn take_results(&self, raw: Vec<Vec<u8>>) -> Vec<Outcome> {
         let mut books = lock(&self.books);
         let mut out = Vec::new();
         for bytes in raw {
-            let Ok(msg) = codec::decode_exact::<ResultMsg>(&bytes) else { continue };
             // A later answer for a task (its node was slow, not dead): the first counted.
-            let Some(sent) = books.sent.remove(&msg.id) else { continue };
+            // Bytes that name no task of ours (another program's, or emptied by
+            // `take_large`) are dropped.
+            let Some(id) = id_of(&bytes).filter(|id| books.sent.contains_key(id)) else { continue };
+            let sent = books.sent.remove(&id).expect("looked up");
             books.entries.remove(&sent.entry);
-            let outcome = match msg.outcome {
-                Ok(bytes) => Payload::new(bytes.into_vec())
+            let genuine = bytes
+                .len()
+                .checked_sub(TAG)
+                .map(|n| bytes.split_at(n))
+                .filter(|(msg, tag)| self.seal.verify_result(&self.id, id, msg, tag));
+            let outcome = match genuine.map(|(msg, _)| codec::decode_exact::<ResultMsg>(msg)) {
+                Some(Ok(ResultMsg { outcome: Ok(bytes), .. })) => Payload::new(bytes.into_vec())
                     .map_err(|e| TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))),
-                Err(failure) => Err(failure.into_task_error()),
+                Some(Ok(ResultMsg { outcome: Err(failure), .. })) => Err(failure.into_task_error()),
+                Some(Err(e)) => Err(TaskError::Codec(e)),
+                None => Err(match codec::decode_exact::<ResultMsg>(&bytes) {
+                    Ok(ResultMsg { outcome: Err(Failure::Unauthenticated { node }), .. }) => {
+                        TaskError::Unauthenticated { node }
+                    }
+                    _ => TaskError::Unauthenticated { node: UNCHECKED_RESULT.into() },
+                }),
             };
             out.push((sent.delivery, sent.chunk, outcome));
         }

@@ -57,6 +57,7 @@ use redis::ConnectionLike as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::key::{Seal, Secret, TAG};
 use super::link::{Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
@@ -196,7 +197,11 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Queue<T> {
+    /// The queue's name, under each item's tag.
+    name: String,
     keys: Keys,
+    /// Seals each item put and checks each item taken (see [`QueueBuilder::authkey`]).
+    seal: Seal,
     consumer: String,
     maxsize: usize,
     max_message_size: usize,
@@ -326,10 +331,33 @@ pub struct QueueBuilder<T> {
     lease: Duration,
     timeout: Duration,
     tls: Option<Tls>,
+    authkey: Option<Secret>,
     _type: PhantomData<fn(T) -> T>,
 }
 
 impl<T> QueueBuilder<T> {
+    /// The cluster key each item is sealed under when put and checked under when taken
+    /// (default: the environment variable [`KEY_ENV`](super::KEY_ENV), else the user's key
+    /// file, as for a pool: see [`ClusterOptions::authkey`](super::ClusterOptions::authkey);
+    /// at least 16 bytes, random). Each item carries an HMAC-SHA256 of the queue's name and
+    /// its bytes: an item that does not check (written to Redis by someone without the key,
+    /// changed there, or copied from another queue) is never decoded, is moved to the
+    /// dead-letter list, and its get fails with [`GetError::Unauthenticated`]. Every
+    /// program of a queue needs the same key.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::builder()
+    ///     .authkey("0123456789abcdef0123456789abcdef")
+    ///     .open("redis://127.0.0.1/", "jobs")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(Secret::new(key.as_ref()));
+        self
+    }
+
     /// Puts wait (or fail, for `try_put`) while the list holds this many items; 0 (the
     /// default) is no bound. Each program applies its own `maxsize` to its own puts.
     ///
@@ -345,7 +373,8 @@ impl<T> QueueBuilder<T> {
         self
     }
 
-    /// The largest encoded message put or accepted (default 64 MiB): a larger item is
+    /// The largest encoded message put or accepted (default 64 MiB; the item's 32-byte tag
+    /// under the cluster key comes on top): a larger item is
     /// refused before it reaches Redis, or, put there by another program, moved to the
     /// dead-letter list by Redis itself, without crossing the network
     /// ([`GetError::Decode`]).
@@ -442,12 +471,15 @@ impl<T> QueueBuilder<T> {
     ///
     /// [`ClusterError::BadUrl`]; [`ClusterError::Unreachable`],
     /// [`ClusterError::Auth`] (credentials) or [`ClusterError::Tls`] when Redis cannot be
-    /// used.
+    /// used; [`ClusterError::Key`] when no cluster key can be had.
     pub fn open(self, url: &str, name: &str) -> Result<Queue<T>, ClusterError> {
+        let seal = Seal::new(self.authkey.as_ref())?;
         let mut link = Link::with_tls(url, self.timeout, self.tls.as_ref())?;
         link.run(|c| redis::cmd("PING").query::<()>(c))?;
         Ok(Queue {
+            name: name.to_string(),
             keys: Keys::new(name),
+            seal,
             consumer: consumer_id(),
             maxsize: self.maxsize,
             max_message_size: self.max_message_size,
@@ -559,6 +591,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             lease: DEFAULT_LEASE,
             timeout: DEFAULT_TIMEOUT,
             tls: None,
+            authkey: None,
             _type: PhantomData,
         }
     }
@@ -778,7 +811,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut encoded = encoded;
         let bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
-        Ok(bytes)
+        Ok(self.seal.seal_item(&self.name, bytes))
     }
 
     /// Takes the next value, waiting while the queue is empty; acknowledged at once.
@@ -794,7 +827,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`GetError::Decode`] (the item is moved to the dead-letter list), [`GetError::Redis`].
+    /// [`GetError::Decode`] or [`GetError::Unauthenticated`] (the item is moved to the dead-letter
+    /// list), [`GetError::Redis`].
     pub fn get(&self) -> Result<T, GetError> {
         self.get_until(Until::Never)
     }
@@ -969,7 +1003,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .arg(&self.keys.dead)
                 .arg(&self.keys.items)
                 .arg(&last_take)
-                .arg(max)
+                // The item's tag comes on top of its value's `max` bytes.
+                .arg(max + TAG)
                 .arg(number)
                 .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
             let packed = pipe.get_packed_pipeline();
@@ -1019,7 +1054,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 ))));
             }
         };
-        let decoded = codec::decode_exact::<T>(&bytes);
+        // Nothing of an item is decoded before its tag checks.
+        let decoded = match self.seal.open_item(&self.name, &bytes) {
+            Some(item) => codec::decode_exact::<T>(item).map_err(GetError::Decode),
+            None => Err(GetError::Unauthenticated { dead: self.keys.dead.clone() }),
+        };
         match decoded {
             Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
@@ -1041,7 +1080,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                             .query::<()>(c)
                     })
                     .map_err(GetError::Redis)?;
-                Err(GetError::Decode(e))
+                Err(e)
             }
         }
     }

@@ -69,13 +69,16 @@ pub enum TaskError {
     /// A worker node of a cluster pool refused the task without decoding it: its tag does
     /// not check under the node's cluster key. The node has another key than the driver
     /// (see [`ClusterOptions::authkey`](crate::cluster::ClusterOptions::authkey)), or the
-    /// task was changed in Redis by someone else.
+    /// task was changed in Redis by someone else. Or the driver refused the task's result
+    /// in Redis without decoding it, for the same reason (`node` is then `the driver`):
+    /// someone without the key wrote it, or changed it.
     #[cfg(feature = "cluster")]
     #[error(
-        "worker node {node} could not authenticate the task (another cluster key, or a task changed in Redis) and refused it"
+        "{node} could not authenticate the task or its result (another cluster key, or a message changed in Redis) and refused it"
     )]
     Unauthenticated {
-        /// The node's name (`host:pid`).
+        /// Who refused: the worker node's name (`host:pid`), or `the driver` for a
+        /// result.
         node: String,
     },
     /// Redis could not be used by a cluster pool, so the task's outcome cannot be known;

@@ -1361,6 +1361,8 @@ mod tests {
                     token: [7; 16],
                     authkey: [9; 32],
                     default_method: super::super::StartMethod::ForkServer,
+                    #[cfg(feature = "cluster")]
+                    cluster_key: None,
                 }),
                 me: Me {
                     name: name.into(),

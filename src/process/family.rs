@@ -25,6 +25,10 @@ pub(crate) struct FamilyConfig {
     pub(crate) authkey: [u8; 32],
     /// The start method children use unless told otherwise.
     pub(crate) default_method: StartMethod,
+    /// The cluster key `init()` took out of the environment
+    /// ([`crate::cluster::KEY_ENV`]), so that no descendant program inherits it.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster_key: Option<crate::cluster::key::Secret>,
 }
 
 /// Who this process is.
@@ -122,6 +126,9 @@ pub(crate) fn init() -> Result<(), InitError> {
     if node.is_some() {
         sys::remove_env_single_threaded(crate::cluster::WORKER_ENV);
     }
+    // Likewise the cluster key, before any child (the tracker included) is started.
+    #[cfg(feature = "cluster")]
+    let cluster_key = crate::cluster::key::take_env_key();
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
     super::panics::prepare_for_forks();
@@ -140,6 +147,8 @@ pub(crate) fn init() -> Result<(), InitError> {
         token: sys::random_bytes::<16>(),
         authkey: sys::random_bytes::<32>(),
         default_method: StartMethod::platform_default(),
+        #[cfg(feature = "cluster")]
+        cluster_key,
     };
     let config = forkserver::start(config).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     // Still single-threaded, so no fork is under way (one would run none of them), and
