@@ -871,15 +871,24 @@ fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
 /// then its `/proc/<pid>/environ` reads empty (a test that looked once, right after its
 /// family's start, found no tracker under load).
 fn tracker_pid() -> u32 {
-    let me = std::process::id().to_string();
+    tracker_child(std::process::id(), None)
+}
+
+/// A running child of `parent` in the `tracker` role, other than `not`, looked for until
+/// found: the family's tracker (`parent` its main process), or the keeper of a tracker
+/// (`parent` the tracker: a fork of it that takes its place if it is killed).
+fn tracker_child(parent: u32, not: Option<u32>) -> u32 {
+    let parent = parent.to_string();
     let find = || {
         std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
-            |pid| {
-                let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            |&pid| {
+                let child = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                     let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-                    after.split_whitespace().nth(1) == Some(&*me)
+                    after.split_whitespace().nth(1) == Some(&*parent)
                 });
-                parent
+                child
+                    && Some(pid) != not
+                    && pid_running(pid)
                     && std::fs::read(format!("/proc/{pid}/environ"))
                         .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
             },
@@ -890,7 +899,7 @@ fn tracker_pid() -> u32 {
         found = find();
         found.is_some()
     }));
-    found.expect("this family's resource tracker")
+    found.expect("a process in the resource tracker's role")
 }
 
 /// This family's resource tracker, stopped (`SIGSTOP`) while this lives. Whatever ends
@@ -1004,11 +1013,12 @@ fn a_stopped_resource_tracker_inner() {
     // Going on, the tracker reads what waited, and the family makes segments again.
     drop(stopped);
     SharedMemory::create(4096).unwrap().unlink().unwrap();
-    // Killed, it is gone for good: a create fails at once (its pipe is broken), typed, and
-    // leaves no segment.
-    // SAFETY (test): kill(2) on this family's own tracker.
-    assert_eq!(unsafe { libc::kill(tracker, libc::SIGKILL) }, 0);
-    assert!(common::eventually(LIMIT, || !pid_running(tracker as u32)));
+    // Killed with its keeper (its process group: it left the family's), it is gone for
+    // good: a create fails at once (its pipe is broken), typed, and leaves no segment.
+    let keeper = tracker_child(tracker as u32, None);
+    // SAFETY (test): kill(2) on the process group of this family's own tracker.
+    assert_eq!(unsafe { libc::kill(-tracker, libc::SIGKILL) }, 0);
+    assert!(common::eventually(LIMIT, || !pid_running(tracker as u32) && !pid_running(keeper)));
     let name = format!("{prefix}after-its-death");
     let refused = SharedMemory::builder().name(&name).size(4096).create().unwrap_err();
     assert!(
@@ -1184,34 +1194,59 @@ fn a_segment_main_untracked_while_the_tracker_was_stopped_outlives_the_family() 
     assert_eq!(outlived, [true], "kept: {stderr}");
 }
 
-/// Run only by the test below, in a family of its own: a tracked segment (named by the
-/// outer test), the tracker killed, then the family gone without unlinking it.
+/// Kills `pid` (`SIGKILL`), a process of this family's tracker, and waits until it is gone.
+fn kill_tracker_process(pid: u32) {
+    // SAFETY (test): kill(2) on a process of this family's own tracker.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    assert!(eventually(LIMIT, || !pid_running(pid)), "{pid} killed");
+}
+
+/// Run only by the test below, in a family of its own: segments made (named by the outer
+/// test: its prefix and `a`, `b`, `c`) before and after kills of the tracker and its
+/// keepers, then the family gone without unlinking them.
 #[test]
 fn a_killed_resource_tracker_inner() {
-    let Some(name) = std::env::var_os("MP_TEST_KILLED_TRACKER") else { return };
-    let shm = SharedMemory::builder().name(name.to_str().unwrap()).size(4096).create().unwrap();
+    let Some(prefix) = std::env::var_os("MP_TEST_KILLED_TRACKER") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let create = |name: &str| SharedMemory::builder().name(format!("{prefix}{name}")).size(4096).create().unwrap();
+    let a = create("a");
     let tracker = tracker_pid();
-    // SAFETY (test): kill(2) on this family's own tracker.
-    assert_eq!(unsafe { libc::kill(tracker as i32, libc::SIGKILL) }, 0);
-    assert!(eventually(LIMIT, || !pid_running(tracker)));
-    std::mem::forget(shm);
+    // Its keeper killed alone: the tracker forks another.
+    let keeper = tracker_child(tracker, None);
+    kill_tracker_process(keeper);
+    let keeper = tracker_child(tracker, Some(keeper));
+    // The tracker killed alone: its keeper takes its place (and forks a keeper of its own),
+    // from the tracker's journal and what waits in the pipe.
+    kill_tracker_process(tracker);
+    let b = create("b");
+    let next = tracker_child(keeper, None);
+    // And again: the keeper that became the tracker killed, its own keeper goes on.
+    kill_tracker_process(keeper);
+    let c = create("c");
+    // Which took over: it has a keeper of its own.
+    tracker_child(next, None);
+    std::mem::forget((a, b, c));
     println!("INNER-DONE");
 }
 
-/// A resource tracker killed (`kill -9` of it alone) takes its registrations with it: the
-/// segments registered before are left in `/dev/shm` by a family that then ends without
-/// unlinking them (a family killed). Later creates fail typed (see the stopped tracker's
-/// test); nothing starts another tracker, and no registry outlives it.
+/// A resource tracker killed (`kill -9` of it alone) took its registrations with it: the
+/// segments registered before were left in `/dev/shm` by a family that then ended without
+/// unlinking them (a family killed), and later creates failed (its pipe broken). Now its
+/// keeper, a fork of it holding its journal (what it read of its pipe) and its pipe's
+/// read end, takes its place; a keeper killed is replaced.
 #[test]
-#[ignore = "audh44: a killed tracker's registrations are lost; needs a registry that outlives it (names in the family heap, read by a restarted tracker)"]
 fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
     let _w = watchdog(LIMIT);
-    let name = format!("mp-test-killed-tracker-{}", std::process::id());
-    common::run_inner_test_with("a_killed_resource_tracker_inner", &[("MP_TEST_KILLED_TRACKER", &name)]);
-    let path = std::path::Path::new("/dev/shm").join(&name);
-    let cleaned = eventually(Duration::from_secs(20), || !path.exists());
-    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
-    assert!(cleaned, "{name} outlived its family and its killed tracker");
+    let prefix = format!("mp-test-killed-tracker-{}-", std::process::id());
+    // Its end waits for the trackers', which hold its stderr.
+    let stderr =
+        common::run_inner_test_stderr("a_killed_resource_tracker_inner", &[("MP_TEST_KILLED_TRACKER", &prefix)]);
+    let cleaned = eventually(Duration::from_secs(20), || segments_named(&prefix).is_empty());
+    let left = segments_named(&prefix);
+    for name in &left {
+        let _ = SharedMemory::open(name).map(|shm| shm.unlink());
+    }
+    assert!(cleaned, "{left:?} outlived their family and its killed trackers: {stderr}");
 }
 
 /// The size of the fresh-named segments the killed creates of the test below make: odd,
