@@ -1194,6 +1194,62 @@ fn a_segment_main_untracked_while_the_tracker_was_stopped_outlives_the_family() 
     assert_eq!(outlived, [true], "kept: {stderr}");
 }
 
+/// Fills the stopped tracker's pipe (so that this process's next lines do not wait),
+/// unlinks the segment `name` (its forgetting goes to this process's backlog), says so
+/// (`unlinked`), and waits to be killed, which loses the backlog.
+fn unlink_beside_a_stopped_tracker_then_wait((name, filler, unlinked): (String, String, Event)) {
+    let refused = fill_the_stopped_trackers_pipe(&filler);
+    assert!(timed_out(&refused), "{refused:?}");
+    SharedMemory::open(&name).unwrap().unlink().unwrap();
+    unlinked.set();
+    std::thread::sleep(LIMIT);
+}
+
+/// Run only by the test below, in a family of its own: a segment named by the outer test
+/// (its prefix), unlinked by a child while the tracker is stopped, the child killed with
+/// its forgetting in its backlog, then made again untracked by the main process.
+#[test]
+fn an_untracked_create_after_another_process_lost_its_forgetting_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let remade = format!("{prefix}remade");
+    let first = SharedMemory::builder().name(&remade).size(4096).create().unwrap();
+    let stopped = StoppedTracker::stop();
+    eprintln!("tracker {}", stopped.pid());
+    let unlinked = Event::new().unwrap();
+    let child = Process::new(
+        unlink_beside_a_stopped_tracker_then_wait,
+        (remade.clone(), format!("{prefix}filler-"), unlinked.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(unlinked.wait_timeout(LIMIT));
+    assert!(!shm_exists(&remade));
+    child.kill().unwrap();
+    assert_eq!(child.wait(), -libc::SIGKILL);
+    drop(stopped);
+    // Nothing in this process's backlog: made, untracked, meant to outlive the family.
+    let again = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap();
+    std::mem::forget((first, again));
+    println!("INNER-DONE");
+}
+
+/// review67 T-L1: a name unlinked by one process while the tracker was stopped (its
+/// forgetting in that process's backlog, lost when it was killed), made again untracked by
+/// another process, outlives the family. The tracker still held the first registration
+/// and unlinked the second segment with the family: nothing refused that create, the
+/// backlog being another process's. Now an untracked create of a name the caller chose
+/// tells the tracker to forget the name once the exclusive create made it (any
+/// registration of it is stale then).
+#[test]
+fn a_name_made_again_untracked_after_another_process_lost_its_forgetting_outlives_the_family() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-lost-forgetting-{}-", std::process::id());
+    let (outlived, stderr) =
+        outlived_the_family("an_untracked_create_after_another_process_lost_its_forgetting_inner", &prefix, ["remade"]);
+    assert_eq!(outlived, [true], "remade: {stderr}");
+}
+
 /// Kills `pid` (`SIGKILL`), a process of this family's tracker, and waits until it is gone.
 fn kill_tracker_process(pid: u32) {
     // SAFETY (test): kill(2) on a process of this family's own tracker.

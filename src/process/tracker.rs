@@ -36,12 +36,15 @@
 //! written before its next line, so that the tracker sees each process's lines in their
 //! order (review61 M2: given up, the name stayed registered, and the tracker unlinked
 //! with the family an `untrack`ed segment, or one made again under that name untracked);
-//! `untrack` says it was not taken yet, and an untracked create of a name still in the
-//! backlog fails rather than make a segment the tracker would unlink. A child process
-//! tries its backlog once more at its normal end, the main process in its exit hook; a
-//! process killed loses it. Another process's later registration
-//! of the same name may be overtaken by it (the tracker then leaks that segment, it never
-//! unlinks one wrongly).
+//! `untrack` says it was not taken yet. A child process tries its backlog once more at its
+//! normal end, the main process in its exit hook; a process killed loses it. Another
+//! process's later registration of the same name may be overtaken by it (the tracker then
+//! leaks that segment, it never unlinks one wrongly). An untracked create of a name the
+//! caller chose tells the tracker to forget the name once the exclusive create made it
+//! (any registration of it is then stale: its forgetting still in some process's backlog,
+//! or lost), and fails rather than keep a segment the tracker would unlink if that line is
+//! not taken (review61 M2, review67 T-L1: only this process's backlog was checked, and
+//! another's, or a killed one's, left the tracker to unlink the segment with the family).
 //!
 //! Every segment is registered from the first moment it is ours, before its pages are
 //! allocated (seconds for a large one), so that a process killed at any step leaves the
@@ -200,35 +203,27 @@ pub(crate) fn unregister(name: &str) -> io::Result<()> {
     }
 }
 
-/// Writes what it can of this process's backlog, and says whether the tracker may still
-/// hold `name` because of it (a forgetting of `name` it has not taken: it would unlink a
-/// segment made under that name untracked).
+/// Tells the tracker to forget `name`, which an exclusive create just made ours, untracked:
+/// any registration it holds of the name is stale (of a segment unlinked since, whose
+/// forgetting is in flight, in some process's backlog, or lost with a process killed), and
+/// it would unlink this segment with the family (review67 T-L1).
 ///
 /// # Errors
 ///
-/// `TimedOut` when a forgetting of `name` is still in the backlog.
-pub(crate) fn settle(name: &str) -> io::Result<()> {
-    write_backlog_owing(Some(name))
+/// `TimedOut` when the tracker did not take the line (it goes to the backlog): the
+/// segment must not be kept.
+pub(crate) fn disown(name: &str) -> io::Result<()> {
+    unregister(name)
 }
 
 /// At the normal end of a process (a child's boot, the main process's exit hook): what is
 /// left of its backlog gets its last chance (one try when the tracker is stalled, else at
 /// most [`WAIT`]), since nothing is written after.
 pub(crate) fn write_backlog() {
-    let _ = write_backlog_owing(None);
-}
-
-/// Writes what it can of this process's backlog; an error only when a forgetting of `name`
-/// is still in it.
-fn write_backlog_owing(name: Option<&str>) -> io::Result<()> {
-    let Some(fd) = PIPE.get() else { return Ok(()) };
+    let Some(fd) = PIPE.get() else { return };
     let mut lines = lock_lines();
-    if lines.backlog.is_empty() {
-        return Ok(());
-    }
-    match lines.write(fd.as_fd(), None) {
-        Err(e) if name.is_some_and(|name| lines.backlog.iter().any(|owed| owed == name)) => Err(e),
-        _ => Ok(()),
+    if !lines.backlog.is_empty() {
+        let _ = lines.write(fd.as_fd(), None);
     }
 }
 
