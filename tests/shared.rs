@@ -1250,6 +1250,65 @@ fn a_name_made_again_untracked_after_another_process_lost_its_forgetting_outlive
     assert_eq!(outlived, [true], "remade: {stderr}");
 }
 
+/// Fills the stopped tracker's pipe from a child: whether its last create timed out.
+fn fill_in_a_child(prefix: String) -> bool {
+    timed_out(&fill_the_stopped_trackers_pipe(&prefix))
+}
+
+/// Whether the thread `tid` of this process is asleep in `poll` (or `ppoll`): waiting for
+/// room in the tracker's pipe, rather than on its way there.
+fn thread_in_poll(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|call| {
+        call.split_whitespace()
+            .next()
+            .and_then(|nr| nr.parse::<libc::c_long>().ok())
+            .is_some_and(|nr| nr == libc::SYS_poll || nr == libc::SYS_ppoll)
+    })
+}
+
+/// Run only by the test below, in a family of its own: the main process's lines time out
+/// (the tracker stopped), the tracker goes on and reads its pipe dry; then the pipe is full
+/// again for a moment (the tracker stopped while a child fills it, continued while the
+/// main process creates a segment).
+#[test]
+fn a_create_beside_a_momentarily_full_pipe_inner() {
+    if std::env::var_os("MP_TEST_STALLED_BEFORE").is_none() {
+        return;
+    }
+    let prefix = format!("mp-test-stalled-before-{}-", std::process::id());
+    let stopped = StoppedTracker::stop();
+    let refused = fill_the_stopped_trackers_pipe(&format!("{prefix}main-"));
+    assert!(timed_out(&refused), "{refused:?}");
+    drop(stopped);
+    let stopped = StoppedTracker::stop();
+    let child = Process::new(fill_in_a_child, format!("{prefix}child-")).start().unwrap();
+    assert!(child.join().unwrap(), "the child's create timed out");
+    let (tid_tx, tid) = std::sync::mpsc::channel();
+    let name = format!("{prefix}made");
+    let creator = std::thread::spawn(move || {
+        tid_tx.send(common::tid()).unwrap();
+        SharedMemory::builder().name(name).size(4096).create()
+    });
+    let tid = tid.recv().unwrap();
+    assert!(eventually(LIMIT, || creator.is_finished() || thread_in_poll(tid)));
+    drop(stopped);
+    let made = creator.join().unwrap();
+    assert!(made.is_ok(), "a create waiting for the tracker that reads again: {made:?}");
+    made.unwrap().unlink().unwrap();
+    println!("INNER-DONE");
+}
+
+/// review67 T-L2: a process whose line once timed out (the tracker stopped) tried each
+/// later line once, without waiting, until one was written: long after the tracker went
+/// on, a create that met its pipe full for a moment failed at once (`Tracker`, timed out).
+/// Now a process waits for room again once [`WAIT`] has passed since its last timeout,
+/// or when the pipe holds less than it did then (the tracker read since).
+#[test]
+fn a_create_long_after_a_timeout_waits_for_a_momentarily_full_pipe() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_create_beside_a_momentarily_full_pipe_inner", "MP_TEST_STALLED_BEFORE");
+}
+
 /// Kills `pid` (`SIGKILL`), a process of this family's tracker, and waits until it is gone.
 fn kill_tracker_process(pid: u32) {
     // SAFETY (test): kill(2) on a process of this family's own tracker.

@@ -30,7 +30,9 @@
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a call waits
 //! for room at most [`WAIT`], and once a line of a process has timed out, that process's
 //! later calls try once without waiting until one is written again (review61 M1: a
-//! `SharedMemoryManager` shutdown of 200 blocks waited 5 s per block, 17 minutes). A
+//! `SharedMemoryManager` shutdown of 200 blocks waited 5 s per block, 17 minutes), or
+//! until [`WAIT`] has passed since, or the pipe holds less than it did then (review67
+//! T-L2: a burst that filled the pipe for a moment failed the call at once). A
 //! registration that times out fails (`TimedOut`: the create that asked for it fails and
 //! leaves no segment). A forgetting that times out is kept in the process's backlog and
 //! written before its next line, so that the tracker sees each process's lines in their
@@ -68,7 +70,7 @@ static PIPE: OnceLock<OwnedFd> = OnceLock::new();
 /// Serialises starting a tracker in a process outside any family.
 static STARTING: Mutex<()> = Mutex::new(());
 /// This process's lines to the tracker, written one call at a time.
-static LINES: Mutex<Lines> = Mutex::new(Lines { pid: 0, stalled: false, backlog: VecDeque::new() });
+static LINES: Mutex<Lines> = Mutex::new(Lines { pid: 0, stalled: None, backlog: VecDeque::new() });
 
 /// The longest segment name the protocol carries (a line must stay one atomic write).
 pub(crate) const MAX_NAME: usize = 250;
@@ -126,11 +128,35 @@ pub(crate) struct Lines {
     /// parent's to write), and it starts afresh.
     pid: u32,
     /// A line timed out and none was written since: the tracker reads nothing (stopped?),
-    /// so the next calls try once and do not wait (one wait per process, not per line).
-    stalled: bool,
+    /// so the next calls try once and do not wait (one wait per process, not per line),
+    /// until [`Stall::over`].
+    stalled: Option<Stall>,
     /// The names of forgettings (`U` lines) that timed out, oldest first: written before
     /// any later line of this process.
     backlog: VecDeque<String>,
+}
+
+/// When a line of this process last timed out, and how full the pipe was then.
+#[derive(Clone, Copy)]
+struct Stall {
+    at: Instant,
+    /// The bytes the pipe held (0 if unknown).
+    held: usize,
+}
+
+impl Stall {
+    fn now(fd: BorrowedFd<'_>) -> Stall {
+        Stall { at: Instant::now(), held: sys::pipe_held(fd).unwrap_or(0) }
+    }
+
+    /// Whether a line may wait for room again: [`WAIT`] has passed (so a loop of lines
+    /// beside a stopped tracker waits at most as long as it runs), or the pipe holds less
+    /// than then (the tracker read since: a stopped one cannot). Tried once for ever, a
+    /// line failed at once long after the tracker went on, whenever a burst had its pipe
+    /// full for a moment (review67 T-L2).
+    fn over(&self, fd: BorrowedFd<'_>) -> bool {
+        self.at.elapsed() >= WAIT || sys::pipe_held(fd).is_ok_and(|held| held < self.held)
+    }
 }
 
 /// This process's lines, locked: a `Fork` start holds them across the fork, so that its
@@ -140,7 +166,7 @@ pub(crate) fn lock_lines() -> MutexGuard<'static, Lines> {
     let mut lines = LINES.lock().unwrap_or_else(PoisonError::into_inner);
     let me = sys::my_pid();
     if lines.pid != me {
-        *lines = Lines { pid: me, stalled: false, backlog: VecDeque::new() };
+        *lines = Lines { pid: me, stalled: None, backlog: VecDeque::new() };
     }
     lines
 }
@@ -150,7 +176,8 @@ impl Lines {
     /// wait for room: [`WAIT`], or none while the tracker is stalled. A dead tracker
     /// (`BrokenPipe`) takes no backlog any more: it unlinks nothing.
     fn write(&mut self, fd: BorrowedFd<'_>, line: Option<&str>) -> io::Result<()> {
-        let deadline = if self.stalled { Instant::now() } else { Instant::now() + WAIT };
+        let stalled = self.stalled.is_some_and(|stall| !stall.over(fd));
+        let deadline = if stalled { Instant::now() } else { Instant::now() + WAIT };
         let mut written = || {
             while let Some(name) = self.backlog.front() {
                 sys::write_line_by(fd, format!("U{name}\n").as_bytes(), deadline)?;
@@ -160,9 +187,9 @@ impl Lines {
         };
         let result = written();
         match &result {
-            Ok(()) => self.stalled = false,
+            Ok(()) => self.stalled = None,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                self.stalled = true;
+                self.stalled = Some(Stall::now(fd));
                 return Err(io::Error::new(
                     e.kind(),
                     format!("the resource tracker has read nothing for {WAIT:?} or more (is it stopped?)"),
