@@ -1301,8 +1301,8 @@ fn a_create_beside_a_momentarily_full_pipe_inner() {
 /// review67 T-L2: a process whose line once timed out (the tracker stopped) tried each
 /// later line once, without waiting, until one was written: long after the tracker went
 /// on, a create that met its pipe full for a moment failed at once (`Tracker`, timed out).
-/// Now a process waits for room again once [`WAIT`] has passed since its last timeout,
-/// or when the pipe holds less than it did then (the tracker read since).
+/// Now a process waits for room again once `tracker::WAIT` (5 s) has passed since its
+/// last timeout, or when the pipe holds less than it did then (the tracker read since).
 #[test]
 fn a_create_long_after_a_timeout_waits_for_a_momentarily_full_pipe() {
     let _w = watchdog(LIMIT);
