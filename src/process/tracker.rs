@@ -530,7 +530,7 @@ impl Journal {
             .and_then(|()| file.write_at(0, &bytes))
             .and_then(|()| file.write_at(0, &generation.to_le_bytes()));
         if written.is_err() {
-            self.compact_at = 2 * self.compact_at;
+            self.compact_at *= 2;
             return;
         }
         let _ = self.files[self.active].set_len(0);
