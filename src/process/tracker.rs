@@ -323,8 +323,8 @@ impl Tracker {
         let Some(journal) = &mut self.journal else { return };
         match journal.resume() {
             Ok(bytes) => self.apply(&bytes),
-            // Not one of ours: nothing of ours can fail a `pread` of a memfd.
-            Err(e) => eprintln!("multiproc resource tracker: its journal is unreadable ({e})"),
+            // A `pread` of a memfd failed: nothing to take up, nor to record further.
+            Err(e) => self.abandon_journal(&e),
         }
     }
 
