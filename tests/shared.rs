@@ -950,11 +950,7 @@ impl Drop for StoppedTracker {
         unsafe { libc::kill(self.pid, libc::SIGCONT) };
         drop(self.watcher.stdin.take());
         let _ = self.watcher.wait();
-        let asleep_or_gone = || {
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_or(true, |stat| {
-                matches!(stat[stat.rfind(')').map_or(0, |i| i + 2)..].chars().next(), Some('S' | 'Z'))
-            })
-        };
+        let asleep_or_gone = || matches!(process_state(self.pid as u32), None | Some('S' | 'Z'));
         let drained = eventually(LIMIT / 4, asleep_or_gone);
         // Not a second panic while one unwinds (an abort, which says less).
         assert!(drained || std::thread::panicking(), "the continued tracker read its pipe");
@@ -1309,6 +1305,14 @@ fn a_create_long_after_a_timeout_waits_for_a_momentarily_full_pipe() {
     common::run_inner_test("a_create_beside_a_momentarily_full_pipe_inner", "MP_TEST_STALLED_BEFORE");
 }
 
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`S` asleep, `Z` a zombie,
+/// ...), if it exists. A tracker asleep has read its pipe dry: a line written wakes it
+/// before the write returns.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
 /// Kills `pid` (`SIGKILL`), a process of this family's tracker, and waits until it is gone.
 fn kill_tracker_process(pid: u32) {
     // SAFETY (test): kill(2) on a process of this family's own tracker.
@@ -1330,6 +1334,10 @@ fn a_killed_resource_tracker_inner() {
     let keeper = tracker_child(tracker, None);
     kill_tracker_process(keeper);
     let keeper = tracker_child(tracker, Some(keeper));
+    // Read by the tracker after its keeper's fork (asleep again: its pipe read dry), so
+    // that only its journal tells the keeper of it.
+    let journaled = create("journaled");
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
     // The tracker killed alone: its keeper takes its place (and forks a keeper of its own),
     // from the tracker's journal and what waits in the pipe.
     kill_tracker_process(tracker);
@@ -1340,7 +1348,7 @@ fn a_killed_resource_tracker_inner() {
     let c = create("c");
     // Which took over: it has a keeper of its own.
     tracker_child(next, None);
-    std::mem::forget((a, b, c));
+    std::mem::forget((a, journaled, b, c));
     println!("INNER-DONE");
 }
 
