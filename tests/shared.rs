@@ -871,15 +871,24 @@ fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
 /// then its `/proc/<pid>/environ` reads empty (a test that looked once, right after its
 /// family's start, found no tracker under load).
 fn tracker_pid() -> u32 {
-    let me = std::process::id().to_string();
+    tracker_child(std::process::id(), None)
+}
+
+/// A running child of `parent` in the `tracker` role, other than `not`, looked for until
+/// found: the family's tracker (`parent` its main process), or the keeper of a tracker
+/// (`parent` the tracker: a fork of it that takes its place if it is killed).
+fn tracker_child(parent: u32, not: Option<u32>) -> u32 {
+    let parent = parent.to_string();
     let find = || {
         std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
-            |pid| {
-                let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            |&pid| {
+                let child = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                     let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-                    after.split_whitespace().nth(1) == Some(&*me)
+                    after.split_whitespace().nth(1) == Some(&*parent)
                 });
-                parent
+                child
+                    && Some(pid) != not
+                    && pid_running(pid)
                     && std::fs::read(format!("/proc/{pid}/environ"))
                         .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
             },
@@ -890,7 +899,7 @@ fn tracker_pid() -> u32 {
         found = find();
         found.is_some()
     }));
-    found.expect("this family's resource tracker")
+    found.expect("a process in the resource tracker's role")
 }
 
 /// This family's resource tracker, stopped (`SIGSTOP`) while this lives. Whatever ends
@@ -941,11 +950,7 @@ impl Drop for StoppedTracker {
         unsafe { libc::kill(self.pid, libc::SIGCONT) };
         drop(self.watcher.stdin.take());
         let _ = self.watcher.wait();
-        let asleep_or_gone = || {
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_or(true, |stat| {
-                matches!(stat[stat.rfind(')').map_or(0, |i| i + 2)..].chars().next(), Some('S' | 'Z'))
-            })
-        };
+        let asleep_or_gone = || matches!(process_state(self.pid as u32), None | Some('S' | 'Z'));
         let drained = eventually(LIMIT / 4, asleep_or_gone);
         // Not a second panic while one unwinds (an abort, which says less).
         assert!(drained || std::thread::panicking(), "the continued tracker read its pipe");
@@ -1004,11 +1009,12 @@ fn a_stopped_resource_tracker_inner() {
     // Going on, the tracker reads what waited, and the family makes segments again.
     drop(stopped);
     SharedMemory::create(4096).unwrap().unlink().unwrap();
-    // Killed, it is gone for good: a create fails at once (its pipe is broken), typed, and
-    // leaves no segment.
-    // SAFETY (test): kill(2) on this family's own tracker.
-    assert_eq!(unsafe { libc::kill(tracker, libc::SIGKILL) }, 0);
-    assert!(common::eventually(LIMIT, || !pid_running(tracker as u32)));
+    // Killed with its keeper (its process group: it left the family's), it is gone for
+    // good: a create fails at once (its pipe is broken), typed, and leaves no segment.
+    let keeper = tracker_child(tracker as u32, None);
+    // SAFETY (test): kill(2) on the process group of this family's own tracker.
+    assert_eq!(unsafe { libc::kill(-tracker, libc::SIGKILL) }, 0);
+    assert!(common::eventually(LIMIT, || !pid_running(tracker as u32) && !pid_running(keeper)));
     let name = format!("{prefix}after-its-death");
     let refused = SharedMemory::builder().name(&name).size(4096).create().unwrap_err();
     assert!(
@@ -1184,34 +1190,186 @@ fn a_segment_main_untracked_while_the_tracker_was_stopped_outlives_the_family() 
     assert_eq!(outlived, [true], "kept: {stderr}");
 }
 
-/// Run only by the test below, in a family of its own: a tracked segment (named by the
-/// outer test), the tracker killed, then the family gone without unlinking it.
+/// Fills the stopped tracker's pipe (so that this process's next lines do not wait),
+/// unlinks the segment `name` (its forgetting goes to this process's backlog), says so
+/// (`unlinked`), and waits to be killed, which loses the backlog.
+fn unlink_beside_a_stopped_tracker_then_wait((name, filler, unlinked): (String, String, Event)) {
+    let refused = fill_the_stopped_trackers_pipe(&filler);
+    assert!(timed_out(&refused), "{refused:?}");
+    SharedMemory::open(&name).unwrap().unlink().unwrap();
+    unlinked.set();
+    std::thread::sleep(LIMIT);
+}
+
+/// Run only by the test below, in a family of its own: a segment named by the outer test
+/// (its prefix), unlinked by a child while the tracker is stopped, the child killed with
+/// its forgetting in its backlog, then made again untracked by the main process.
 #[test]
-fn a_killed_resource_tracker_inner() {
-    let Some(name) = std::env::var_os("MP_TEST_KILLED_TRACKER") else { return };
-    let shm = SharedMemory::builder().name(name.to_str().unwrap()).size(4096).create().unwrap();
-    let tracker = tracker_pid();
-    // SAFETY (test): kill(2) on this family's own tracker.
-    assert_eq!(unsafe { libc::kill(tracker as i32, libc::SIGKILL) }, 0);
-    assert!(eventually(LIMIT, || !pid_running(tracker)));
-    std::mem::forget(shm);
+fn an_untracked_create_after_another_process_lost_its_forgetting_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let remade = format!("{prefix}remade");
+    let first = SharedMemory::builder().name(&remade).size(4096).create().unwrap();
+    let stopped = StoppedTracker::stop();
+    eprintln!("tracker {}", stopped.pid());
+    let unlinked = Event::new().unwrap();
+    let child = Process::new(
+        unlink_beside_a_stopped_tracker_then_wait,
+        (remade.clone(), format!("{prefix}filler-"), unlinked.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(unlinked.wait_timeout(LIMIT));
+    assert!(!shm_exists(&remade));
+    child.kill().unwrap();
+    assert_eq!(child.wait(), -libc::SIGKILL);
+    drop(stopped);
+    // Nothing in this process's backlog: made, untracked, meant to outlive the family.
+    let again = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap();
+    std::mem::forget((first, again));
     println!("INNER-DONE");
 }
 
-/// A resource tracker killed (`kill -9` of it alone) takes its registrations with it: the
-/// segments registered before are left in `/dev/shm` by a family that then ends without
-/// unlinking them (a family killed). Later creates fail typed (see the stopped tracker's
-/// test); nothing starts another tracker, and no registry outlives it.
+/// review67 T-L1: a name unlinked by one process while the tracker was stopped (its
+/// forgetting in that process's backlog, lost when it was killed), made again untracked by
+/// another process, outlives the family. The tracker still held the first registration
+/// and unlinked the second segment with the family: nothing refused that create, the
+/// backlog being another process's. Now an untracked create of a name the caller chose
+/// tells the tracker to forget the name once the exclusive create made it (any
+/// registration of it is stale then).
 #[test]
-#[ignore = "audh44: a killed tracker's registrations are lost; needs a registry that outlives it (names in the family heap, read by a restarted tracker)"]
+fn a_name_made_again_untracked_after_another_process_lost_its_forgetting_outlives_the_family() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-lost-forgetting-{}-", std::process::id());
+    let (outlived, stderr) =
+        outlived_the_family("an_untracked_create_after_another_process_lost_its_forgetting_inner", &prefix, ["remade"]);
+    assert_eq!(outlived, [true], "remade: {stderr}");
+}
+
+/// Fills the stopped tracker's pipe from a child: whether its last create timed out.
+fn fill_in_a_child(prefix: String) -> bool {
+    timed_out(&fill_the_stopped_trackers_pipe(&prefix))
+}
+
+/// Whether the thread `tid` of this process is asleep in `poll` (or `ppoll`): waiting for
+/// room in the tracker's pipe, rather than on its way there.
+fn thread_in_poll(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|call| {
+        call.split_whitespace()
+            .next()
+            .and_then(|nr| nr.parse::<libc::c_long>().ok())
+            .is_some_and(|nr| nr == libc::SYS_poll || nr == libc::SYS_ppoll)
+    })
+}
+
+/// Run only by the test below, in a family of its own: the main process's lines time out
+/// (the tracker stopped), the tracker goes on and reads its pipe dry; then the pipe is full
+/// again for a moment (the tracker stopped while a child fills it, continued while the
+/// main process creates a segment).
+#[test]
+fn a_create_beside_a_momentarily_full_pipe_inner() {
+    if std::env::var_os("MP_TEST_STALLED_BEFORE").is_none() {
+        return;
+    }
+    let prefix = format!("mp-test-stalled-before-{}-", std::process::id());
+    let stopped = StoppedTracker::stop();
+    let refused = fill_the_stopped_trackers_pipe(&format!("{prefix}main-"));
+    assert!(timed_out(&refused), "{refused:?}");
+    drop(stopped);
+    let stopped = StoppedTracker::stop();
+    let child = Process::new(fill_in_a_child, format!("{prefix}child-")).start().unwrap();
+    assert!(child.join().unwrap(), "the child's create timed out");
+    let (tid_tx, tid) = std::sync::mpsc::channel();
+    let name = format!("{prefix}made");
+    let creator = std::thread::spawn(move || {
+        tid_tx.send(common::tid()).unwrap();
+        SharedMemory::builder().name(name).size(4096).create()
+    });
+    let tid = tid.recv().unwrap();
+    assert!(eventually(LIMIT, || creator.is_finished() || thread_in_poll(tid)));
+    drop(stopped);
+    let made = creator.join().unwrap();
+    assert!(made.is_ok(), "a create waiting for the tracker that reads again: {made:?}");
+    made.unwrap().unlink().unwrap();
+    println!("INNER-DONE");
+}
+
+/// review67 T-L2: a process whose line once timed out (the tracker stopped) tried each
+/// later line once, without waiting, until one was written: long after the tracker went
+/// on, a create that met its pipe full for a moment failed at once (`Tracker`, timed out).
+/// Now a process waits for room again once `tracker::WAIT` (5 s) has passed since its
+/// last timeout, or when the pipe holds less than it did then (the tracker read since).
+#[test]
+fn a_create_long_after_a_timeout_waits_for_a_momentarily_full_pipe() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_create_beside_a_momentarily_full_pipe_inner", "MP_TEST_STALLED_BEFORE");
+}
+
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`S` asleep, `Z` a zombie,
+/// ...), if it exists. A tracker asleep has read its pipe dry: a line written wakes it
+/// before the write returns.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// Kills `pid` (`SIGKILL`), a process of this family's tracker, and waits until it is gone.
+fn kill_tracker_process(pid: u32) {
+    // SAFETY (test): kill(2) on a process of this family's own tracker.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    assert!(eventually(LIMIT, || !pid_running(pid)), "{pid} killed");
+}
+
+/// Run only by the test below, in a family of its own: segments made (named by the outer
+/// test: its prefix and `a`, `b`, `c`) before and after kills of the tracker and its
+/// keepers, then the family gone without unlinking them.
+#[test]
+fn a_killed_resource_tracker_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_KILLED_TRACKER") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let create = |name: &str| SharedMemory::builder().name(format!("{prefix}{name}")).size(4096).create().unwrap();
+    let a = create("a");
+    let tracker = tracker_pid();
+    // Its keeper killed alone: the tracker forks another.
+    let keeper = tracker_child(tracker, None);
+    kill_tracker_process(keeper);
+    let keeper = tracker_child(tracker, Some(keeper));
+    // Read by the tracker after its keeper's fork (asleep again: its pipe read dry), so
+    // that only its journal tells the keeper of it.
+    let journaled = create("journaled");
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    // The tracker killed alone: its keeper takes its place (and forks a keeper of its own),
+    // from the tracker's journal and what waits in the pipe.
+    kill_tracker_process(tracker);
+    let b = create("b");
+    let next = tracker_child(keeper, None);
+    // And again: the keeper that became the tracker killed, its own keeper goes on.
+    kill_tracker_process(keeper);
+    let c = create("c");
+    // Which took over: it has a keeper of its own.
+    tracker_child(next, None);
+    std::mem::forget((a, journaled, b, c));
+    println!("INNER-DONE");
+}
+
+/// A resource tracker killed (`kill -9` of it alone) took its registrations with it: the
+/// segments registered before were left in `/dev/shm` by a family that then ended without
+/// unlinking them (a family killed), and later creates failed (its pipe broken). Now its
+/// keeper, a fork of it holding its journal (what it read of its pipe) and its pipe's
+/// read end, takes its place; a keeper killed is replaced.
+#[test]
 fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
     let _w = watchdog(LIMIT);
-    let name = format!("mp-test-killed-tracker-{}", std::process::id());
-    common::run_inner_test_with("a_killed_resource_tracker_inner", &[("MP_TEST_KILLED_TRACKER", &name)]);
-    let path = std::path::Path::new("/dev/shm").join(&name);
-    let cleaned = eventually(Duration::from_secs(20), || !path.exists());
-    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
-    assert!(cleaned, "{name} outlived its family and its killed tracker");
+    let prefix = format!("mp-test-killed-tracker-{}-", std::process::id());
+    // Its end waits for the trackers', which hold its stderr.
+    let stderr =
+        common::run_inner_test_stderr("a_killed_resource_tracker_inner", &[("MP_TEST_KILLED_TRACKER", &prefix)]);
+    let cleaned = eventually(Duration::from_secs(20), || segments_named(&prefix).is_empty());
+    let left = segments_named(&prefix);
+    for name in &left {
+        let _ = SharedMemory::open(name).map(|shm| shm.unlink());
+    }
+    assert!(cleaned, "{left:?} outlived their family and its killed trackers: {stderr}");
 }
 
 /// The size of the fresh-named segments the killed creates of the test below make: odd,

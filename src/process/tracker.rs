@@ -12,24 +12,41 @@
 //!
 //! It has no parent-death signal and leaves the family's session and process group, so a
 //! Ctrl-C or a `kill -9` of the family's group does not take it down before it cleans up.
-//! It holds nothing but the read end, so it never outlives the family by more than that.
+//! It holds nothing but the read end (and its journal), so it never outlives the family by
+//! more than that.
+//!
+//! A tracker killed alone (`kill -9` of its pid, the OOM killer) loses nothing: what it reads
+//! goes first into a journal, two memory files that its keeper holds too, a fork of it
+//! that also holds the pipe's read end and waits for its end. Told that the tracker
+//! finished, the keeper ends; left without a word, it reads the journal (the names the
+//! tracker held) and goes on as the tracker, with a keeper of its own. Lines not read yet
+//! wait in the pipe, whose reader it is now, so no family process sees the change. The
+//! bytes move from the pipe to the journal in the kernel (`splice`), each taken from the
+//! pipe only once written, so no moment of a kill loses one; the journal is compacted to
+//! the names held once it is large. A tracker and its keeper killed together (their
+//! process group) lose the registrations, and later creates fail (the pipe is broken).
 //!
 //! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a call waits
 //! for room at most [`WAIT`], and once a line of a process has timed out, that process's
 //! later calls try once without waiting until one is written again (review61 M1: a
-//! `SharedMemoryManager` shutdown of 200 blocks waited 5 s per block, 17 minutes). A
+//! `SharedMemoryManager` shutdown of 200 blocks waited 5 s per block, 17 minutes), or
+//! until [`WAIT`] has passed since, or the pipe holds less than it did then (review67
+//! T-L2: a burst that filled the pipe for a moment failed the call at once). A
 //! registration that times out fails (`TimedOut`: the create that asked for it fails and
 //! leaves no segment). A forgetting that times out is kept in the process's backlog and
 //! written before its next line, so that the tracker sees each process's lines in their
 //! order (review61 M2: given up, the name stayed registered, and the tracker unlinked
 //! with the family an `untrack`ed segment, or one made again under that name untracked);
-//! `untrack` says it was not taken yet, and an untracked create of a name still in the
-//! backlog fails rather than make a segment the tracker would unlink. A child process
-//! tries its backlog once more at its normal end, the main process in its exit hook; a
-//! process killed loses it. Another process's later registration
-//! of the same name may be overtaken by it (the tracker then leaks that segment, it never
-//! unlinks one wrongly).
+//! `untrack` says it was not taken yet. A child process tries its backlog once more at its
+//! normal end, the main process in its exit hook; a process killed loses it. Another
+//! process's later registration of the same name may be overtaken by it (the tracker then
+//! leaks that segment, it never unlinks one wrongly). An untracked create of a name the
+//! caller chose tells the tracker to forget the name once the exclusive create made it
+//! (any registration of it is then stale: its forgetting still in some process's backlog,
+//! or lost), and fails rather than keep a segment the tracker would unlink if that line is
+//! not taken (review61 M2, review67 T-L1: only this process's backlog was checked, and
+//! another's, or a killed one's, left the tracker to unlink the segment with the family).
 //!
 //! Every segment is registered from the first moment it is ours, before its pages are
 //! allocated (seconds for a large one), so that a process killed at any step leaves the
@@ -53,7 +70,7 @@ static PIPE: OnceLock<OwnedFd> = OnceLock::new();
 /// Serialises starting a tracker in a process outside any family.
 static STARTING: Mutex<()> = Mutex::new(());
 /// This process's lines to the tracker, written one call at a time.
-static LINES: Mutex<Lines> = Mutex::new(Lines { pid: 0, stalled: false, backlog: VecDeque::new() });
+static LINES: Mutex<Lines> = Mutex::new(Lines { pid: 0, stalled: None, backlog: VecDeque::new() });
 
 /// The longest segment name the protocol carries (a line must stay one atomic write).
 pub(crate) const MAX_NAME: usize = 250;
@@ -111,11 +128,35 @@ pub(crate) struct Lines {
     /// parent's to write), and it starts afresh.
     pid: u32,
     /// A line timed out and none was written since: the tracker reads nothing (stopped?),
-    /// so the next calls try once and do not wait (one wait per process, not per line).
-    stalled: bool,
+    /// so the next calls try once and do not wait (one wait per process, not per line),
+    /// until [`Stall::over`].
+    stalled: Option<Stall>,
     /// The names of forgettings (`U` lines) that timed out, oldest first: written before
     /// any later line of this process.
     backlog: VecDeque<String>,
+}
+
+/// When a line of this process last timed out, and how full the pipe was then.
+#[derive(Clone, Copy)]
+struct Stall {
+    at: Instant,
+    /// The bytes the pipe held (0 if unknown).
+    held: usize,
+}
+
+impl Stall {
+    fn now(fd: BorrowedFd<'_>) -> Stall {
+        Stall { at: Instant::now(), held: sys::pipe_held(fd).unwrap_or(0) }
+    }
+
+    /// Whether a line may wait for room again: [`WAIT`] has passed (so a loop of lines
+    /// beside a stopped tracker waits at most as long as it runs), or the pipe holds less
+    /// than then (the tracker read since: a stopped one cannot). Tried once for ever, a
+    /// line failed at once long after the tracker went on, whenever a burst had its pipe
+    /// full for a moment (review67 T-L2).
+    fn over(&self, fd: BorrowedFd<'_>) -> bool {
+        self.at.elapsed() >= WAIT || sys::pipe_held(fd).is_ok_and(|held| held < self.held)
+    }
 }
 
 /// This process's lines, locked: a `Fork` start holds them across the fork, so that its
@@ -125,7 +166,7 @@ pub(crate) fn lock_lines() -> MutexGuard<'static, Lines> {
     let mut lines = LINES.lock().unwrap_or_else(PoisonError::into_inner);
     let me = sys::my_pid();
     if lines.pid != me {
-        *lines = Lines { pid: me, stalled: false, backlog: VecDeque::new() };
+        *lines = Lines { pid: me, stalled: None, backlog: VecDeque::new() };
     }
     lines
 }
@@ -135,7 +176,8 @@ impl Lines {
     /// wait for room: [`WAIT`], or none while the tracker is stalled. A dead tracker
     /// (`BrokenPipe`) takes no backlog any more: it unlinks nothing.
     fn write(&mut self, fd: BorrowedFd<'_>, line: Option<&str>) -> io::Result<()> {
-        let deadline = if self.stalled { Instant::now() } else { Instant::now() + WAIT };
+        let stalled = self.stalled.is_some_and(|stall| !stall.over(fd));
+        let deadline = if stalled { Instant::now() } else { Instant::now() + WAIT };
         let mut written = || {
             while let Some(name) = self.backlog.front() {
                 sys::write_line_by(fd, format!("U{name}\n").as_bytes(), deadline)?;
@@ -145,9 +187,9 @@ impl Lines {
         };
         let result = written();
         match &result {
-            Ok(()) => self.stalled = false,
+            Ok(()) => self.stalled = None,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                self.stalled = true;
+                self.stalled = Some(Stall::now(fd));
                 return Err(io::Error::new(
                     e.kind(),
                     format!("the resource tracker has read nothing for {WAIT:?} or more (is it stopped?)"),
@@ -188,65 +230,63 @@ pub(crate) fn unregister(name: &str) -> io::Result<()> {
     }
 }
 
-/// Writes what it can of this process's backlog, and says whether the tracker may still
-/// hold `name` because of it (a forgetting of `name` it has not taken: it would unlink a
-/// segment made under that name untracked).
+/// Tells the tracker to forget `name`, which an exclusive create just made ours, untracked:
+/// any registration it holds of the name is stale (of a segment unlinked since, whose
+/// forgetting is in flight, in some process's backlog, or lost with a process killed), and
+/// it would unlink this segment with the family (review67 T-L1).
 ///
 /// # Errors
 ///
-/// `TimedOut` when a forgetting of `name` is still in the backlog.
-pub(crate) fn settle(name: &str) -> io::Result<()> {
-    write_backlog_owing(Some(name))
+/// `TimedOut` when the tracker did not take the line (it goes to the backlog): the
+/// segment must not be kept.
+pub(crate) fn disown(name: &str) -> io::Result<()> {
+    unregister(name)
 }
 
 /// At the normal end of a process (a child's boot, the main process's exit hook): what is
 /// left of its backlog gets its last chance (one try when the tracker is stalled, else at
 /// most [`WAIT`]), since nothing is written after.
 pub(crate) fn write_backlog() {
-    let _ = write_backlog_owing(None);
-}
-
-/// Writes what it can of this process's backlog; an error only when a forgetting of `name`
-/// is still in it.
-fn write_backlog_owing(name: Option<&str>) -> io::Result<()> {
-    let Some(fd) = PIPE.get() else { return Ok(()) };
+    let Some(fd) = PIPE.get() else { return };
     let mut lines = lock_lines();
-    if lines.backlog.is_empty() {
-        return Ok(());
-    }
-    match lines.write(fd.as_fd(), None) {
-        Err(e) if name.is_some_and(|name| lines.backlog.iter().any(|owed| owed == name)) => Err(e),
-        _ => Ok(()),
+    if !lines.backlog.is_empty() {
+        let _ = lines.write(fd.as_fd(), None);
     }
 }
 
 /// The tracker's life: read registrations until every writer is gone, then clean up.
+///
+/// What it reads is recorded in a [`Journal`] that its [`Keeper`], a fork of it, holds
+/// too: if the tracker is killed, the keeper reads the journal and goes on in its place
+/// (forking a keeper of its own), so no registration dies with it.
 pub(crate) fn run(pipe: OwnedFd) -> ! {
     sys::outlive_parent();
     sys::detach_from_session();
-    let mut names = BTreeSet::new();
-    let mut pending = Vec::new();
-    let mut buf = [0u8; 4096];
+    let journal = Journal::new()
+        .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
+        .ok();
+    let mut tracker = Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None };
+    tracker.resume();
+    let mut keeper_failed = false;
     loop {
-        match sys::read_some(pipe.as_fd(), &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => pending.extend_from_slice(&buf[..n]),
-        }
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            match line.split_at_checked(1) {
-                Some(("R", name)) => {
-                    names.insert(name.to_string());
+        if tracker.keeper.is_none() && tracker.journal.is_some() {
+            match Keeper::start() {
+                Ok(Some(keeper)) => tracker.keeper = Some(keeper),
+                // In the keeper, its tracker dead: the tracker now, from the journal.
+                Ok(None) => tracker.resume(),
+                Err(e) if !keeper_failed => {
+                    keeper_failed = true;
+                    eprintln!("multiproc resource tracker: no keeper ({e}): a kill of it would leak");
                 }
-                Some(("U", name)) => {
-                    names.remove(name);
-                }
-                _ => {}
+                Err(_) => {}
             }
         }
+        if !tracker.read() {
+            break;
+        }
     }
-    let leaked: Vec<String> = names.into_iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).collect();
+    let leaked: Vec<String> =
+        tracker.names.iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).cloned().collect();
     if !leaked.is_empty() {
         eprintln!(
             "multiproc resource tracker: unlinked {} shared memory segment(s) the family left behind: {}",
@@ -254,5 +294,318 @@ pub(crate) fn run(pipe: OwnedFd) -> ! {
             leaked.join(", ")
         );
     }
+    if let Some(keeper) = tracker.keeper {
+        keeper.dismiss();
+    }
     sys::exit_now(0)
+}
+
+/// A tracker's state: the names registered, from what it read of its pipe.
+struct Tracker {
+    /// The read end of the family's pipe.
+    pipe: OwnedFd,
+    /// The names registered and not forgotten.
+    names: BTreeSet<String>,
+    /// The start of a line not read whole yet.
+    pending: Vec<u8>,
+    /// Where what it reads is recorded first; `None` if that failed (then a kill of the
+    /// tracker loses its registrations, as it did before journals).
+    journal: Option<Journal>,
+    /// The process that takes its place if it is killed.
+    keeper: Option<Keeper>,
+}
+
+impl Tracker {
+    /// Takes up what the journal holds: all a tracker killed before had read.
+    fn resume(&mut self) {
+        self.names.clear();
+        self.pending.clear();
+        let Some(journal) = &mut self.journal else { return };
+        match journal.resume() {
+            Ok(bytes) => self.apply(&bytes),
+            // A `pread` of a memfd failed: nothing to take up, nor to record further.
+            Err(e) => self.abandon_journal(&e),
+        }
+    }
+
+    /// Waits for lines (or its keeper's death, then reaped to be replaced) and takes them
+    /// in; `false` at the pipe's end of file: every writer, every family process, is gone.
+    fn read(&mut self) -> bool {
+        if self.journal.is_none() {
+            return self.read_plainly();
+        }
+        let keeper = self.keeper.as_ref().map(|k| k.line.as_fd());
+        let fds: Vec<BorrowedFd<'_>> = std::iter::once(self.pipe.as_fd()).chain(keeper).collect();
+        let ready = match sys::poll_readable(&fds, None) {
+            Ok(ready) => ready,
+            Err(e) => {
+                self.abandon_journal(&e);
+                return true;
+            }
+        };
+        if ready.get(1) == Some(&true)
+            && let Some(keeper) = self.keeper.take()
+        {
+            sys::kill_and_reap(keeper.pid);
+        }
+        if !ready[0] {
+            return true;
+        }
+        let Some(journal) = &mut self.journal else { return true };
+        match journal.take(self.pipe.as_fd()) {
+            Ok(bytes) if bytes.is_empty() => false,
+            Ok(bytes) => {
+                self.apply(&bytes);
+                if let Some(journal) = &mut self.journal {
+                    journal.compact_if_due(&self.names, &self.pending);
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) => {
+                self.abandon_journal(&e);
+                true
+            }
+        }
+    }
+
+    /// Goes on without a journal after `e`: its record stops here, so its keeper must not
+    /// take over from it.
+    fn abandon_journal(&mut self, e: &io::Error) {
+        eprintln!("multiproc resource tracker: its journal failed ({e}): a kill of it would leak");
+        self.journal = None;
+        if let Some(keeper) = self.keeper.take() {
+            sys::kill_and_reap(keeper.pid);
+        }
+    }
+
+    /// Without a journal: reads the pipe itself (waiting); `false` at its end of file.
+    fn read_plainly(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        match sys::read_some(self.pipe.as_fd(), &mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.apply(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Takes in `bytes` read from the pipe: `R<name>\n` registers, `U<name>\n` forgets.
+    fn apply(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.pending[start..start + end]);
+            match line.split_at_checked(1) {
+                Some(("R", name)) => {
+                    self.names.insert(name.to_string());
+                }
+                Some(("U", name)) => {
+                    self.names.remove(name);
+                }
+                _ => {}
+            }
+            start += end + 1;
+        }
+        self.pending.drain(..start);
+    }
+}
+
+/// A fork of the tracker that waits for its end: told it finished (one byte), it ends;
+/// left without a word (the tracker killed), it becomes the tracker, from the journal.
+struct Keeper {
+    pid: u32,
+    /// The tracker's end of a socket pair with it: readable once the keeper is gone.
+    line: OwnedFd,
+}
+
+impl Keeper {
+    /// Forks a keeper: `Some` in the tracker; `None` in the keeper, once its tracker died
+    /// (it ends here if its tracker finished).
+    fn start() -> io::Result<Option<Keeper>> {
+        let (ours, theirs) = sys::socketpair_stream()?;
+        match sys::fork()? {
+            sys::Forked::Parent(pid) => Ok(Some(Keeper { pid, line: ours })),
+            sys::Forked::Child => {
+                drop(ours);
+                let mut word = [0u8; 1];
+                if let Ok(1) = sys::read_some(theirs.as_fd(), &mut word) {
+                    sys::exit_now(0);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Tells the keeper its tracker finished, so that it ends.
+    fn dismiss(self) {
+        let _ = sys::write_all(self.line.as_fd(), b"!");
+    }
+}
+
+/// The record of what the tracker read from its pipe, kept in two memory files that the
+/// tracker and its keeper hold. The pipe's bytes move into the active one in the kernel
+/// (`splice`), so that a kill at any moment loses none (each is in the file or still in
+/// the pipe, where the keeper, holding its read end too, reads it next).
+///
+/// Each file starts with a generation (8 bytes, little-endian; a file shorter has none):
+/// the active one is the file of the higher. Once the active file is large, the names
+/// registered (and a line's start) are written to the other, whose generation is written
+/// last: a kill before that leaves the old one active, whole.
+struct Journal {
+    files: [sys::MemFile; 2],
+    /// The index of the file in use.
+    active: usize,
+    /// Its generation.
+    generation: u64,
+    /// Its length: where the next bytes go.
+    end: u64,
+    /// The length past which it is compacted.
+    compact_at: u64,
+}
+
+/// The size of a journal file's generation.
+const HEADER: u64 = 8;
+
+/// The journal's first compaction: a little larger than the pipe.
+const COMPACT_FROM: u64 = 256 * 1024;
+
+impl Journal {
+    fn new() -> io::Result<Journal> {
+        let files = [sys::MemFile::new("multiproc-tracker-journal")?, sys::MemFile::new("multiproc-tracker-journal")?];
+        files[0].write_at(0, &1u64.to_le_bytes())?;
+        Ok(Journal { files, active: 0, generation: 1, end: HEADER, compact_at: COMPACT_FROM })
+    }
+
+    /// Finds the active file as the last tracker left it; what it recorded.
+    fn resume(&mut self) -> io::Result<Vec<u8>> {
+        let mut generations = [0u64; 2];
+        for (file, generation) in self.files.iter().zip(&mut generations) {
+            let mut bytes = [0u8; HEADER as usize];
+            if file.read_at(0, &mut bytes)? == bytes.len() {
+                *generation = u64::from_le_bytes(bytes);
+            }
+        }
+        self.active = usize::from(generations[1] > generations[0]);
+        self.generation = generations[self.active];
+        let file = &self.files[self.active];
+        self.end = file.len()?.max(HEADER);
+        let mut bytes = vec![0u8; (self.end - HEADER) as usize];
+        let read = file.read_at(HEADER, &mut bytes)?;
+        bytes.truncate(read);
+        self.compact_at = COMPACT_FROM.max(2 * self.end);
+        Ok(bytes)
+    }
+
+    /// Moves what the pipe holds into the active file and returns it: empty at the pipe's
+    /// end of file, `WouldBlock` when there was nothing.
+    fn take(&mut self, pipe: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+        let file = &self.files[self.active];
+        let n = file.splice_from(pipe, self.end, 64 * 1024)?;
+        let mut bytes = vec![0u8; n];
+        let read = file.read_at(self.end, &mut bytes)?;
+        bytes.truncate(read);
+        self.end += n as u64;
+        Ok(bytes)
+    }
+
+    /// Once the active file is past `compact_at`, makes the other the active one, holding
+    /// `names` registered and `pending`, a line's start. A failure keeps the old one
+    /// (whole) and waits for twice as much before the next try.
+    fn compact_if_due(&mut self, names: &BTreeSet<String>, pending: &[u8]) {
+        if self.end < self.compact_at {
+            return;
+        }
+        let next = 1 - self.active;
+        let mut bytes = 0u64.to_le_bytes().to_vec();
+        for name in names {
+            bytes.extend_from_slice(format!("R{name}\n").as_bytes());
+        }
+        bytes.extend_from_slice(pending);
+        let generation = self.generation + 1;
+        let file = &self.files[next];
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.write_at(0, &bytes))
+            .and_then(|()| file.write_at(0, &generation.to_le_bytes()));
+        if written.is_err() {
+            self.compact_at *= 2;
+            return;
+        }
+        let _ = self.files[self.active].set_len(0);
+        self.active = next;
+        self.generation = generation;
+        self.end = bytes.len() as u64;
+        self.compact_at = COMPACT_FROM.max(2 * self.end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracker reading the pipe whose write end is returned, with a journal and no keeper.
+    fn tracker() -> (Tracker, OwnedFd) {
+        let (read, write) = sys::pipe().unwrap();
+        let journal = Some(Journal::new().unwrap());
+        (Tracker { pipe: read, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None }, write)
+    }
+
+    /// Writes `lines` and has `tracker` read them all, a part at a time (the pipe holds
+    /// 64 KiB).
+    fn feed(tracker: &mut Tracker, write: &OwnedFd, lines: &str) {
+        for part in lines.as_bytes().chunks(16 * 1024) {
+            sys::write_all(write.as_fd(), part).unwrap();
+            while sys::poll_readable(&[tracker.pipe.as_fd()], Some(Duration::ZERO)).unwrap()[0] {
+                assert!(tracker.read());
+            }
+        }
+    }
+
+    /// What a keeper taking over would hold: the journal's names and line start.
+    fn resumed(tracker: &mut Tracker) -> (BTreeSet<String>, Vec<u8>) {
+        let (names, pending) = (tracker.names.clone(), tracker.pending.clone());
+        tracker.resume();
+        let resumed = (tracker.names.clone(), tracker.pending.clone());
+        assert_eq!(resumed, (names, pending), "the journal holds what the tracker read");
+        resumed
+    }
+
+    #[test]
+    fn a_journal_resumed_holds_what_the_tracker_read_through_compactions() {
+        let (mut tracker, write) = tracker();
+        feed(&mut tracker, &write, "Ra\nRb\nUa\nRc");
+        let (names, pending) = resumed(&mut tracker);
+        assert_eq!((names.into_iter().collect::<Vec<_>>(), pending), (vec!["b".to_string()], b"Rc".to_vec()));
+        // Lines past the first compaction's size, most of them forgotten again.
+        let mut churn = String::new();
+        for i in 0..50_000 {
+            churn.push_str(&format!("Rchurn-{i}\nUchurn-{i}\n"));
+        }
+        feed(&mut tracker, &write, &format!("-more\nRd\n{churn}Re\nR"));
+        let journal = tracker.journal.as_ref().unwrap();
+        assert!(journal.generation > 1, "compacted");
+        let recorded: u64 = journal.files.iter().map(|f| f.len().unwrap()).sum();
+        assert!(recorded < COMPACT_FROM * 2, "{recorded} bytes recorded for {} read", churn.len());
+        let (names, pending) = resumed(&mut tracker);
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b", "c-more", "d", "e"]);
+        assert_eq!(pending, b"R");
+        drop(write);
+        assert!(!tracker.read(), "the pipe's end of file");
+    }
+
+    /// A tracker killed while it compacted (the other file written, its generation not):
+    /// the journal is the file it used, whole.
+    #[test]
+    fn a_compaction_cut_short_leaves_the_journal_as_it_was() {
+        let (mut tracker, write) = tracker();
+        feed(&mut tracker, &write, "Ra\nRb\nUa\n");
+        let journal = tracker.journal.as_ref().unwrap();
+        let other = &journal.files[1 - journal.active];
+        other.write_at(0, &[0u8; 8]).unwrap();
+        other.write_at(HEADER, b"Rx\nRy\n").unwrap();
+        let (names, _) = resumed(&mut tracker);
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b"]);
+    }
 }

@@ -56,11 +56,12 @@ pub enum SharedMemoryError {
     /// The family's resource tracker could not be told (it is gone: `BrokenPipe`, or it has
     /// read nothing for seconds, stopped: `TimedOut`). From a create: the segment could not
     /// be registered (create it with `track(false)` to manage its life yourself), or, for
-    /// an untracked one, the tracker still holds its name from this process's earlier
-    /// unlink. From [`SharedMemory::untrack`]: the tracker still tracks the segment.
-    // Says what happened for each source: a registration, a forgetting or a settle that
-    // the tracker did not take (review67 T-L3: "cannot track" was the opposite for the last
-    // two).
+    /// an untracked one with a name you chose, the tracker could not be told to forget a
+    /// registration of that name it may still hold (from an earlier segment's, whose
+    /// forgetting has not reached it), so the segment is not made. From
+    /// [`SharedMemory::untrack`]: the tracker still tracks the segment.
+    // Says what happened for each source: a registration or a forgetting that the tracker
+    // did not take (review67 T-L3: "cannot track" was the opposite for the last one).
     #[error("the resource tracker was not told: {0}")]
     Tracker(io::Error),
     /// The segment is shorter than the access needs: another process truncated it since
@@ -258,10 +259,6 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
     if track && fresh {
         // Nobody else's: registered before it is made.
         tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
-    } else if !track && !fresh {
-        // A forgetting of this name that the tracker has not taken yet would have it unlink
-        // this segment with the family.
-        tracker::settle(&name).map_err(SharedMemoryError::Tracker)?;
     }
     let new = match Segment::create(&name) {
         Ok(new) => new,
@@ -272,9 +269,13 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
             return Err(SharedMemoryError::from_io(e, &name));
         }
     };
-    if track && !fresh {
+    if !fresh {
         // Ours from here (the create was exclusive); a refusal drops `new`, which unlinks it.
-        tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+        if track {
+            tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+        } else {
+            tracker::disown(&name).map_err(SharedMemoryError::Tracker)?;
+        }
     }
     crate::shm::crash::crash_point!("shared_memory.create.opened");
     match new.allocate(size) {

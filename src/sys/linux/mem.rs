@@ -114,31 +114,13 @@ impl SharedMapping {
     /// Copies the file's bytes at `offset` into `out` with `pread`: the kernel copies, so
     /// a file shrunk by another process gives a short count (returned), never a SIGBUS.
     pub(crate) fn read_file_at(&self, offset: usize, out: &mut [u8]) -> io::Result<usize> {
-        let mut done = 0;
-        while done < out.len() {
-            match rustix::io::pread(&self.fd, &mut out[done..], (offset + done) as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(done)
+        read_at(self.fd.as_fd(), offset as u64, out)
     }
 
     /// Copies `data` into the file at `offset` with `pwrite` (see `read_file_at`); past the
     /// file's end this extends it.
     pub(crate) fn write_file_at(&self, offset: usize, data: &[u8]) -> io::Result<()> {
-        let mut done = 0;
-        while done < data.len() {
-            match rustix::io::pwrite(&self.fd, &data[done..], (offset + done) as u64) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        write_at(self.fd.as_fd(), offset as u64, data)
     }
 
     /// Gives the pages of `[offset, offset + len)` back to the kernel: they read as zero
@@ -182,6 +164,82 @@ impl Drop for SharedMapping {
 /// `O_NOFOLLOW` for [`shm::open`], as glibc's `shm_open` adds it (rustix's own system
 /// call does not): `/dev/shm` is writable by every user, and a name there that is a
 /// symbolic link must not open, for writing, the file it points to.
+/// An anonymous memory file used through system calls only (`pread`, `pwrite`, `splice`),
+/// never mapped: a record that outlives the process writing it as long as another holds
+/// the file (the resource tracker's journal, held by its keeper).
+#[derive(Debug)]
+pub(crate) struct MemFile(OwnedFd);
+
+impl MemFile {
+    /// An empty memory file, `name` being only what `/proc/<pid>/fd` shows.
+    pub(crate) fn new(name: &str) -> io::Result<Self> {
+        Ok(MemFile(memfd_create(name, MemfdFlags::CLOEXEC)?))
+    }
+
+    /// Its size.
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        Ok(rustix::fs::fstat(&self.0)?.st_size as u64)
+    }
+
+    /// Cuts it (or extends it with zeros) to `len` bytes.
+    pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
+        Ok(rustix::fs::ftruncate(&self.0, len)?)
+    }
+
+    /// Reads its bytes at `offset` into `out`: how many there were (fewer past its end).
+    pub(crate) fn read_at(&self, offset: u64, out: &mut [u8]) -> io::Result<usize> {
+        read_at(self.0.as_fd(), offset, out)
+    }
+
+    /// Writes `data` at `offset`, extending it past its end.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        write_at(self.0.as_fd(), offset, data)
+    }
+
+    /// Moves at most `max` bytes from the pipe `pipe` into the file at `offset`, without
+    /// waiting (`WouldBlock`: the pipe is empty; 0: empty with no writer left). The kernel
+    /// takes from the pipe only the bytes it wrote to the file, so a process killed at any
+    /// moment loses none: each is in the file or still in the pipe.
+    pub(crate) fn splice_from(&self, pipe: BorrowedFd<'_>, offset: u64, max: usize) -> io::Result<usize> {
+        let mut offset = offset;
+        loop {
+            match rustix::pipe::splice(pipe, None, &self.0, Some(&mut offset), max, rustix::pipe::SpliceFlags::NONBLOCK)
+            {
+                Err(rustix::io::Errno::INTR) => {}
+                result => return Ok(result?),
+            }
+        }
+    }
+}
+
+/// `pread` until `out` is full or the file ends: how many bytes were read.
+fn read_at(fd: BorrowedFd<'_>, offset: u64, out: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < out.len() {
+        match rustix::io::pread(fd, &mut out[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+/// `pwrite` of all of `data` at `offset`.
+fn write_at(fd: BorrowedFd<'_>, offset: u64, data: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        match rustix::io::pwrite(fd, &data[done..], offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 fn no_follow() -> shm::OFlags {
     shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
 }

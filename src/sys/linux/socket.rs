@@ -432,6 +432,11 @@ pub(crate) fn write_line_by(fd: BorrowedFd<'_>, line: &[u8], deadline: std::time
     }
 }
 
+/// How many bytes the pipe `fd` (either end) holds, unread (`FIONREAD`).
+pub(crate) fn pipe_held(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(rustix::io::ioctl_fionread(fd)? as usize)
+}
+
 /// Reads what is available into `buf` (one `read`); 0 means end of file.
 pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
