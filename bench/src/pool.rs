@@ -34,11 +34,11 @@ fn pool2() -> Pool {
     Pool::builder().processes(2).start_method(StartMethod::Fork).build().expect("pool")
 }
 
-/// A map as large as the timed ones, before them: the first map of 100 000 items with chunk
-/// size 1 on a pool ran at about half the rate of the next ones (its claim tables' blocks
-/// new to the heap, populated in the parent and faulted in by each worker; a 2000-item map,
-/// mp_bench.py's warm-up, leaves no block warm), and it was one of the three samples of
-/// `map.chunksize1`, whose median then read half the `workers2` one (stops 34-35).
+/// An untimed chunksize-1 map of `n` items before the timed ones. `map.chunksize1` and
+/// `map.default` warm up as mp_bench.py does (2000 items); the `workers2`/`workers16`
+/// pools (our own variants) with a map as large as the timed ones, so that no sample of
+/// theirs is a pool's first 100 000-item map (about half the rate of the next ones: its
+/// claim tables' blocks new to the heap; perf50). A median of 3 ignores one such sample.
 fn warm_up(pool: &Pool, n: u64) {
     pool.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("warm-up");
 }
@@ -47,7 +47,7 @@ fn warm_up(pool: &Pool, n: u64) {
 pub fn pool_overhead(report: &mut Report) {
     let pool = pool2();
     let n = 100_000u64;
-    warm_up(&pool, n);
+    warm_up(&pool, 2000);
     for (variant, chunksize, reps) in [("map.chunksize1", Some(1), 3), ("map.default", None, 10)] {
         let mut rates = Vec::new();
         for _ in 0..reps {
