@@ -73,7 +73,7 @@ fn discard(bytes: &[u8], ends: &[u64], range: std::ops::Range<usize>, drop: fn(&
 }
 
 /// Items per piece, about, at least: a piece costs a seat and its answer per worker, and
-/// a table under 256 KiB (about 6 000 small items) is not kept warm by the heap, so the
+/// a table under 256 KiB (about 3 500 small items: 64 bytes of entry, 8 of end and the input bytes each) is not kept warm by the heap, so the
 /// first and last pieces (half this) should be larger than that.
 const PIECE_MIN: usize = 20_000;
 /// At most this many tables for one map.

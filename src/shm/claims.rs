@@ -299,7 +299,7 @@ impl ClaimTable {
 
     /// Claims the next index for the worker in `seat`: `None` once every index is claimed
     /// or the table is stopped. The seat names the index before the claim is made, and
-    /// keeps it until the next claim ([`ClaimTable::leave`] clears it).
+    /// keeps it until the next claim (a claim that finds none left clears it).
     pub(crate) fn claim(&self, seat: usize) -> Option<usize> {
         let (items, seats, _) = self.shared.words();
         let owner = (seat % seats.max(1)) as u64;
