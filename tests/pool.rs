@@ -1290,8 +1290,9 @@ fn big_vec_u8_arguments_and_results_cross_intact_and_leave_nothing_in_shared_mem
     let leaks = common::leak_check(LIMIT);
     {
         let pool = Pool::builder().processes(2).build().unwrap();
-        // Sizes around the inline limits and well past them; chunks of several MiB.
-        let sizes = [0, 1, 8 * 1024, 16 * 1024 + 1, 64 * 1024 + 3, 1 << 20, (3 << 20) + 5];
+        // Sizes around the inline limits and well past them; chunks of several MiB. A
+        // claims entry keeps 56 result bytes inline (a 55-byte Vec is 56 encoded).
+        let sizes = [0, 1, 54, 55, 56, 8 * 1024, 16 * 1024 + 1, 64 * 1024 + 3, 1 << 20, (3 << 20) + 5];
         let bufs: Vec<Vec<u8>> = (0..24).map(|i| big(i, sizes[i % sizes.len()])).collect();
         let expect: Vec<Vec<u8>> = bufs.iter().cloned().map(reversed).collect();
         assert_eq!(pool.map(reversed, bufs.clone()).unwrap(), expect);
