@@ -539,6 +539,50 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    fn return_at_once(_: ()) {}
+
+    /// Holds a value, `Fork`-starts a child that returns at once (this process has one
+    /// thread), drops the value once the child is a zombie (its last drop prunes the dead
+    /// child's fork pins and frees the value), then joins the child with the crash point
+    /// armed that the child's end reaches just before it pins the holder table it recorded
+    /// the child in: the process aborts if it gets there. `Err`: the value was not freed.
+    fn join_after_the_freeing_drop(_: ()) -> Result<(), String> {
+        let before = multiproc::__private::heap_in_use();
+        let value = Value::new(7u64).unwrap();
+        let child = Process::new(return_at_once, ()).start_method(StartMethod::Fork).start().unwrap();
+        let pid = child.pid();
+        if !common::eventually(LIMIT, || common::pid_exists(pid) && !common::pid_running(pid)) {
+            return Err(format!("the child {pid} did not become a zombie"));
+        }
+        drop(value);
+        let after = multiproc::__private::heap_in_use();
+        if after != before {
+            return Err(format!("the value was not freed: {before} bytes in use before, {after} after its drop"));
+        }
+        multiproc::__private::crash_at("holders.fork_ended.pin");
+        child.join().map_err(|e| e.to_string())
+    }
+
+    /// A fork child's record in its parent names the holder table of a value the parent
+    /// held at the fork. The parent's own last drop can prune the dead (unreaped) child and
+    /// free the value, whose block another object may then take and write plainly; the
+    /// child's end, processed at the parent's later `join`, must not load that table's word
+    /// (a data race with the new owner's plain stores), let alone pin it, lock it and free
+    /// the block as the value's (review74 H1).
+    #[test]
+    fn a_fork_childs_end_after_its_parent_freed_the_value_loads_nothing_there() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(join_after_the_freeing_drop, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!(
+                "the child's end loaded the freed value's holder table (crash point \
+                 holders.fork_ended.pin): {e}"
+            ),
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

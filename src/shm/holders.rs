@@ -321,6 +321,7 @@ pub(crate) fn fork_child_ended(pid: u32) {
         // mapped) and pins it only if it still belongs to that generation's object, which
         // then stays allocated until unpinned.
         let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
+        crash_point!("holders.fork_ended.pin");
         if table.let_go_of_dead(heap, child, let_go.generation, false) {
             (let_go.gone)(let_go.object, 0);
         }
