@@ -541,12 +541,20 @@ mod handles {
 
     fn return_at_once(_: ()) {}
 
+    fn hold_until_told((value, holding, go): (Value<u64>, Event, Event)) {
+        holding.set();
+        go.wait().unwrap();
+        drop(value);
+    }
+
     /// Holds a value, `Fork`-starts a child that returns at once (this process has one
-    /// thread), drops the value once the child is a zombie (its last drop prunes the dead
-    /// child's fork pins and frees the value), then joins the child with the crash point
-    /// armed that the child's end reaches just before it pins the holder table it recorded
-    /// the child in: the process aborts if it gets there. `Err`: the value was not freed.
-    fn join_after_the_freeing_drop(_: ()) -> Result<(), String> {
+    /// thread), and once the child is a zombie drops the value: its last drop prunes the
+    /// dead child's fork pins and frees the value (`by_another`: another process holds it
+    /// too, and its later drop frees it, the record here left as it was). Then joins the
+    /// child with the crash point armed that the child's end reaches just before it pins
+    /// the holder table it recorded the child in: the process aborts if it gets there.
+    /// `Err`: the value was not freed.
+    fn join_after_the_freeing_drop(by_another: bool) -> Result<(), String> {
         let before = multiproc::__private::heap_in_use();
         let value = Value::new(7u64).unwrap();
         let child = Process::new(return_at_once, ()).start_method(StartMethod::Fork).start().unwrap();
@@ -554,7 +562,18 @@ mod handles {
         if !common::eventually(LIMIT, || common::pid_exists(pid) && !common::pid_running(pid)) {
             return Err(format!("the child {pid} did not become a zombie"));
         }
+        let (holding, go) = (Event::new().unwrap(), Event::new().unwrap());
+        let other = by_another.then(|| {
+            let other = Process::new(hold_until_told, (value.clone(), holding.clone(), go.clone())).start().unwrap();
+            assert!(holding.wait_timeout(LIMIT), "the other holder did not start");
+            other
+        });
         drop(value);
+        if let Some(other) = other {
+            go.set();
+            other.join().map_err(|e| e.to_string())?;
+        }
+        drop((holding, go));
         let after = multiproc::__private::heap_in_use();
         if after != before {
             return Err(format!("the value was not freed: {before} bytes in use before, {after} after its drop"));
@@ -564,21 +583,23 @@ mod handles {
     }
 
     /// A fork child's record in its parent names the holder table of a value the parent
-    /// held at the fork. The parent's own last drop can prune the dead (unreaped) child and
-    /// free the value, whose block another object may then take and write plainly; the
-    /// child's end, processed at the parent's later `join`, must not load that table's word
-    /// (a data race with the new owner's plain stores), let alone pin it, lock it and free
-    /// the block as the value's (review74 H1).
+    /// held at the fork. The last drop of the value, the parent's own or another process's,
+    /// can prune the dead (unreaped) child and free the value, whose block another object
+    /// may then take and write plainly; the child's end, processed at the parent's later
+    /// `join`, must not load that table's word (a data race with the new owner's plain
+    /// stores), let alone pin it, lock it and free the block as the value's (review74 H1).
     #[test]
-    fn a_fork_childs_end_after_its_parent_freed_the_value_loads_nothing_there() {
+    fn a_fork_childs_end_after_the_value_was_freed_loads_nothing_there() {
         let _check = leak_check(LIMIT);
-        let outcome = Process::new(join_after_the_freeing_drop, ()).start().unwrap().join();
-        match outcome {
-            Ok(result) => result.unwrap(),
-            Err(e) => panic!(
-                "the child's end loaded the freed value's holder table (crash point \
-                 holders.fork_ended.pin): {e}"
-            ),
+        for (by_another, freed_by) in [(false, "the parent"), (true, "another process")] {
+            let outcome = Process::new(join_after_the_freeing_drop, by_another).start().unwrap().join();
+            match outcome {
+                Ok(result) => result.unwrap(),
+                Err(e) => panic!(
+                    "freed by {freed_by}: the child's end loaded the freed value's holder table \
+                     (crash point holders.fork_ended.pin): {e}"
+                ),
+            }
         }
         _check.assert_no_leak();
     }

@@ -39,7 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ShmSafe;
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
-use super::holders::{Holders, LetGo, Received};
+use super::holders::{self, Holders, LetGo, Received};
 use super::receipts::{ArgsState, Receipt};
 use crate::codec;
 
@@ -411,8 +411,10 @@ impl<T: ShmObject> Shared<T> {
         let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
         obj.value.destroy(heap);
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
-        // Before the block is freed: a handle to it can never be decoded again, nor its
-        // header loaded by a decoding that finds no start there.
+        // Before the block is freed: no fork child's record here names it any more, a
+        // handle to it can never be decoded again, nor its header loaded by a decoding that
+        // finds no start there.
+        holders::forget_fork_records(off);
         heap.start(off).store(0, Ordering::Release);
         obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
@@ -857,6 +859,13 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
         && header.seal.load(Ordering::Acquire) != 0
         && header.generation.load(Ordering::Acquire) == generation)
         .then_some(header)
+}
+
+/// The holder table of the object at `off`, if that is still the live object of
+/// `generation` ([`live_header`]): how a fork child's record reaches the table it names
+/// (`holders::fork_child_ended`), whose pin then checks the generation again.
+pub(super) fn live_table(heap: &Heap, off: u64, generation: u64) -> Option<&Holders> {
+    live_header(heap, off, generation).map(|header| &header.holders)
 }
 
 /// Forgets the entry of `dead` (a process known to have ended) in the holder table of the
