@@ -541,10 +541,13 @@ mod handles {
 
     fn return_at_once(_: ()) {}
 
-    fn hold_until_told((value, holding, go): (Value<u64>, Event, Event)) {
+    /// Takes a value from `values`, says so, drops it when told to, and says so.
+    fn hold_until_told((values, holding, go, dropped): (Queue<Value<u64>>, Event, Event, Event)) {
+        let value = values.get().unwrap();
         holding.set();
         go.wait().unwrap();
         drop(value);
+        dropped.set();
     }
 
     /// Holds a value, `Fork`-starts a child that returns at once (this process has one
@@ -555,28 +558,40 @@ mod handles {
     /// the holder table it recorded the child in: the process aborts if it gets there.
     /// `Err`: the value was not freed.
     fn join_after_the_freeing_drop(by_another: bool) -> Result<(), String> {
-        let before = multiproc::__private::heap_in_use();
         let value = Value::new(7u64).unwrap();
+        let values = Queue::new().unwrap();
+        let [holding, go, dropped] = [(); 3].map(|()| Event::new().unwrap());
+        // Started before the fork child: a start reaps the children that ended (and runs
+        // their ends) first.
+        let other = by_another.then(|| {
+            let args = (values.clone(), holding.clone(), go.clone(), dropped.clone());
+            Process::new(hold_until_told, args).start().unwrap()
+        });
         let child = Process::new(return_at_once, ()).start_method(StartMethod::Fork).start().unwrap();
         let pid = child.pid();
         if !common::eventually(LIMIT, || common::pid_exists(pid) && !common::pid_running(pid)) {
             return Err(format!("the child {pid} did not become a zombie"));
         }
-        let (holding, go) = (Event::new().unwrap(), Event::new().unwrap());
-        let other = by_another.then(|| {
-            let other = Process::new(hold_until_told, (value.clone(), holding.clone(), go.clone())).start().unwrap();
-            assert!(holding.wait_timeout(LIMIT), "the other holder did not start");
-            other
-        });
-        drop(value);
-        if let Some(other) = other {
-            go.set();
-            other.join().map_err(|e| e.to_string())?;
+        if by_another {
+            values.put(value.clone()).unwrap();
+            assert!(holding.wait_timeout(LIMIT), "the other holder did not take the value");
         }
-        drop((holding, go));
+        let held = multiproc::__private::heap_in_use();
+        drop(value);
+        if by_another {
+            go.set();
+            assert!(dropped.wait_timeout(LIMIT), "the other holder did not drop the value");
+        }
         let after = multiproc::__private::heap_in_use();
-        if after != before {
-            return Err(format!("the value was not freed: {before} bytes in use before, {after} after its drop"));
+        if after >= held {
+            return Err(format!("the value was not freed: {held} bytes in use before its drops, {after} after"));
+        }
+        // Whatever else the fork child was recorded in is freed too (the other holder's
+        // copies go with it): every recorded object is gone, so the armed point is reached
+        // only by a look at a freed one.
+        drop((values, holding, go, dropped));
+        if let Some(other) = other {
+            other.join().map_err(|e| e.to_string())?;
         }
         multiproc::__private::crash_at("holders.fork_ended.pin");
         child.join().map_err(|e| e.to_string())
