@@ -813,9 +813,14 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// write (auds44). Its seal is the caller's to check: a directory's word is the low half of
 /// a generation, which a forger can name.
 ///
-/// A block can still be freed, and reused, between this look and the caller's loads: only
-/// for bytes whose count in flight is gone (a replay, a record gone stale), whose object's
-/// last holder lets go at that moment (see `HACKING.md`, "Shared objects and handles").
+/// A block can still be freed, and reused, between this look and the caller's loads and
+/// pin: only for a look whose count in flight is gone, whose object's last holder, in
+/// another process, lets go at that moment. That is replayed or forged bytes, but also a
+/// reaper walking a dead process's slot (or a fork child's end) beside the last live
+/// holder's drop, which prunes the dead: no forgery needed (review74 M1). It ends in loads
+/// racing plain stores and, on a 24-bit match of the reused bytes, in the pin's
+/// compare-and-swap, the table's lock and at worst a free (see `HACKING.md`, "Shared
+/// objects and handles": a start pin would close it).
 #[inline]
 fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<&Header> {
     if !heap.contains(off, len) || heap.start(off).load(Ordering::Acquire) != start_mark(generation) {
