@@ -999,6 +999,28 @@ mod tests {
         heap.free(c, 300_000);
     }
 
+    /// A large block's free gives back the pages of the directory of object starts that
+    /// cover only its range, as it gives back its own (review74 L1: a directory page touched
+    /// by a start in a range stayed resident after the range was freed).
+    #[test]
+    fn a_large_free_gives_back_the_directory_pages_of_its_range() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let len = 300_000;
+        let off = heap.alloc(len).unwrap();
+        // A heap range one directory page covers, wholly inside the block.
+        let covered = (PAGE * 16) as u64;
+        let inside = off.div_ceil(covered) * covered;
+        assert!(inside + covered <= off + len as u64);
+        // As an object's start would (this test's own block, its word written and left:
+        // only a page given back reads zero again).
+        heap.start(inside).store(1, Ordering::Relaxed);
+        heap.free(off, len);
+        // Put back as it was if it stayed (not over a start placed there since).
+        let stayed = heap.start(inside).compare_exchange(1, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        assert!(!stayed, "the directory page that covers only the freed block was not given back");
+    }
+
     #[test]
     fn absurd_requests_fail_cleanly() {
         let _serial = crate::shm::heap_test_lock();
