@@ -8,7 +8,8 @@
 //! is ever left in `/dev/shm`.
 //!
 //! The address range is large and sparse: pages cost memory only once touched, and freed
-//! large blocks give their pages back at once.
+//! large blocks give their pages back at once (with the pages of the directory of object
+//! starts that cover nothing else).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
@@ -518,6 +519,7 @@ impl Heap {
             };
             // All but the first page, which holds the list's link.
             self.map.release_pages(off as usize + PAGE, len - PAGE);
+            self.release_starts(off as usize + PAGE, len - PAGE);
             crash_point!("heap.later.punched");
             {
                 let _guard = RawGuard::lock(&h.large_lock);
@@ -685,6 +687,21 @@ impl Heap {
         }
     }
 
+    /// Gives back the pages of the directory of object starts ([`Heap::start`]) that cover
+    /// nothing but `[off, off + len)`, a range whose pages are being given back: one page
+    /// covers `16 * PAGE` bytes of heap, touched by any start in them, and would stay
+    /// resident (review74 L1). Only while the range is still the caller's, before it is
+    /// listed free: no start can be placed in it meanwhile, and none is left in it (every
+    /// object's start is cleared before its free), so the zeros a given-back page reads as
+    /// say what its words said.
+    fn release_starts(&self, off: usize, len: usize) {
+        const COVERED: usize = 16 * PAGE;
+        let (first, end) = (off.div_ceil(COVERED), (off + len) / COVERED);
+        if first < end {
+            self.map.release_pages(self.starts + first * PAGE, (end - first) * PAGE);
+        }
+    }
+
     fn extent(&self, off: u64) -> &FreeExtent {
         // SAFETY: `off` starts a free extent of at least one page, owned by the large
         // allocator (whose lock the caller holds); its first bytes are two atomics.
@@ -767,6 +784,7 @@ impl Heap {
     fn free_large(&self, off: u64, len: usize) {
         // Give the pages back first: the memory is zero when reused, and RSS falls now.
         self.map.release_pages(off as usize, len);
+        self.release_starts(off as usize, len);
         crash_point!("heap.free_large.released");
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
