@@ -472,6 +472,15 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Sets its event when dropped (also in a panic's unwinding).
+    struct StopOnDrop(Event);
+
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.set();
+        }
+    }
+
     /// Writes `array`'s elements plainly (its guard's `&mut [u64]`) until `stop` is set.
     fn write_plainly((array, writing, stop): (Array<u64>, Event, Event)) {
         let mut round = 0u64;
@@ -508,6 +517,9 @@ mod handles {
             let inside = offset_of(&array_bytes) + 16 * 1024;
             let (writing, stop) = (Event::new().unwrap(), Event::new().unwrap());
             let writer = Process::new(write_plainly, (array.clone(), writing.clone(), stop.clone())).start().unwrap();
+            // Stops the writer however this test ends: a failed assert below left it writing
+            // for ever, a process from `target/` (review74 L3).
+            let _stopping = StopOnDrop(stop.clone());
             assert!(writing.wait_timeout(LIMIT), "the writer did not start");
             let forged = with_offset(&bytes, inside);
             let outcomes: Vec<_> = [false, true]
