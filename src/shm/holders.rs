@@ -153,8 +153,9 @@ struct Held {
     listed: Option<Listed>,
 }
 
-/// For each fork child that may still run: the tables it was recorded in and how to let go
-/// of them once it ended ([`fork_child_ended`]). Held across a `Fork` (in [`ForkRecord`]):
+/// For each fork child that may still run: the objects whose tables it was recorded in and
+/// how to let go of them once it ended ([`fork_child_ended`]); an object this process
+/// releases leaves them first ([`forget_fork_records`]). Held across a `Fork` (in [`ForkRecord`]):
 /// a thread reaping a fork child meanwhile would leave the child's copy locked by a thread
 /// it does not have, and the child clears its copy first thing.
 static FORKED: Mutex<Vec<(ProcId, Recorded)>> = Mutex::new(Vec::new());
