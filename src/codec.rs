@@ -1682,6 +1682,16 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
 /// message, whose own `noting_reads`, if any, notes it apart). (review65 L6: a nested read
 /// of the same mark and copy as one of the message's unread wires hid that wire from the
 /// unread scan, and its count stayed in flight.)
+///
+/// This rests on one assumption (review74 L2): no message carries another encoded message
+/// inside its own bytes and decodes it nested. The unread scan (`shm::give_back_unread`)
+/// searches a message's raw bytes for wires, so it would find the inner message's wires
+/// too; not noted here, they would count as unread, and a failed outer decoding would
+/// discard counts that the inner decoding received (another message's, perhaps). Every
+/// carrier in the crate (a process's argument, a pool's chunk, a manager call's arguments)
+/// is decoded on its own, each under its own `noting_reads`; a new one that decodes a
+/// payload from inside a `Deserialize` must note its reads in the outer list, or keep the
+/// payload's bytes out of the scan.
 pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() -> R) -> R {
     /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
     struct Restore<'a> {

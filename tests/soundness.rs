@@ -472,6 +472,15 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Sets its event when dropped (also in a panic's unwinding).
+    struct StopOnDrop(Event);
+
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.set();
+        }
+    }
+
     /// Writes `array`'s elements plainly (its guard's `&mut [u64]`) until `stop` is set.
     fn write_plainly((array, writing, stop): (Array<u64>, Event, Event)) {
         let mut round = 0u64;
@@ -508,6 +517,9 @@ mod handles {
             let inside = offset_of(&array_bytes) + 16 * 1024;
             let (writing, stop) = (Event::new().unwrap(), Event::new().unwrap());
             let writer = Process::new(write_plainly, (array.clone(), writing.clone(), stop.clone())).start().unwrap();
+            // Stops the writer however this test ends: a failed assert below left it writing
+            // for ever, a process from `target/` (review74 L3).
+            let _stopping = StopOnDrop(stop.clone());
             assert!(writing.wait_timeout(LIMIT), "the writer did not start");
             let forged = with_offset(&bytes, inside);
             let outcomes: Vec<_> = [false, true]
@@ -535,6 +547,86 @@ mod handles {
             assert_eq!(value.get(), 1);
             drop(replay(&bytes).expect("the genuine message still decodes"));
             drop(replay_as::<Array<u64>>(&array_bytes).expect("the genuine message still decodes"));
+        }
+        _check.assert_no_leak();
+    }
+
+    fn return_at_once(_: ()) {}
+
+    /// Takes a value from `values`, says so, drops it when told to, and says so.
+    fn hold_until_told((values, holding, go, dropped): (Queue<Value<u64>>, Event, Event, Event)) {
+        let value = values.get().unwrap();
+        holding.set();
+        go.wait().unwrap();
+        drop(value);
+        dropped.set();
+    }
+
+    /// Holds a value, `Fork`-starts a child that returns at once (this process has one
+    /// thread), and once the child is a zombie drops the value: its last drop prunes the
+    /// dead child's fork pins and frees the value (`by_another`: another process holds it
+    /// too, and its later drop frees it, the record here left as it was). Then joins the
+    /// child with the crash point armed that the child's end reaches just before it pins
+    /// the holder table it recorded the child in: the process aborts if it gets there.
+    /// `Err`: the value was not freed.
+    fn join_after_the_freeing_drop(by_another: bool) -> Result<(), String> {
+        let value = Value::new(7u64).unwrap();
+        let values = Queue::new().unwrap();
+        let [holding, go, dropped] = [(); 3].map(|()| Event::new().unwrap());
+        // Started before the fork child: a start reaps the children that ended (and runs
+        // their ends) first.
+        let other = by_another.then(|| {
+            let args = (values.clone(), holding.clone(), go.clone(), dropped.clone());
+            Process::new(hold_until_told, args).start().unwrap()
+        });
+        let child = Process::new(return_at_once, ()).start_method(StartMethod::Fork).start().unwrap();
+        let pid = child.pid();
+        if !common::eventually(LIMIT, || common::pid_exists(pid) && !common::pid_running(pid)) {
+            return Err(format!("the child {pid} did not become a zombie"));
+        }
+        if by_another {
+            values.put(value.clone()).unwrap();
+            assert!(holding.wait_timeout(LIMIT), "the other holder did not take the value");
+        }
+        let held = multiproc::__private::heap_in_use();
+        drop(value);
+        if by_another {
+            go.set();
+            assert!(dropped.wait_timeout(LIMIT), "the other holder did not drop the value");
+        }
+        let after = multiproc::__private::heap_in_use();
+        if after >= held {
+            return Err(format!("the value was not freed: {held} bytes in use before its drops, {after} after"));
+        }
+        // Whatever else the fork child was recorded in is freed too (the other holder's
+        // copies go with it): every recorded object is gone, so the armed point is reached
+        // only by a look at a freed one.
+        drop((values, holding, go, dropped));
+        if let Some(other) = other {
+            other.join().map_err(|e| e.to_string())?;
+        }
+        multiproc::__private::crash_at("holders.fork_ended.pin");
+        child.join().map_err(|e| e.to_string())
+    }
+
+    /// A fork child's record in its parent names the holder table of a value the parent
+    /// held at the fork. The last drop of the value, the parent's own or another process's,
+    /// can prune the dead (unreaped) child and free the value, whose block another object
+    /// may then take and write plainly; the child's end, processed at the parent's later
+    /// `join`, must not load that table's word (a data race with the new owner's plain
+    /// stores), let alone pin it, lock it and free the block as the value's (review74 H1).
+    #[test]
+    fn a_fork_childs_end_after_the_value_was_freed_loads_nothing_there() {
+        let _check = leak_check(LIMIT);
+        for (by_another, freed_by) in [(false, "the parent"), (true, "another process")] {
+            let outcome = Process::new(join_after_the_freeing_drop, by_another).start().unwrap().join();
+            match outcome {
+                Ok(result) => result.unwrap(),
+                Err(e) => panic!(
+                    "freed by {freed_by}: the child's end loaded the freed value's holder table \
+                     (crash point holders.fork_ended.pin): {e}"
+                ),
+            }
         }
         _check.assert_no_leak();
     }

@@ -8,7 +8,8 @@
 //! is ever left in `/dev/shm`.
 //!
 //! The address range is large and sparse: pages cost memory only once touched, and freed
-//! large blocks give their pages back at once.
+//! large blocks give their pages back at once (with the pages of the directory of object
+//! starts that cover nothing else).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
@@ -518,6 +519,7 @@ impl Heap {
             };
             // All but the first page, which holds the list's link.
             self.map.release_pages(off as usize + PAGE, len - PAGE);
+            self.release_starts(off as usize + PAGE, len - PAGE);
             crash_point!("heap.later.punched");
             {
                 let _guard = RawGuard::lock(&h.large_lock);
@@ -685,6 +687,21 @@ impl Heap {
         }
     }
 
+    /// Gives back the pages of the directory of object starts ([`Heap::start`]) that cover
+    /// nothing but `[off, off + len)`, a range whose pages are being given back: one page
+    /// covers `16 * PAGE` bytes of heap, touched by any start in them, and would stay
+    /// resident (review74 L1). Only while the range is still the caller's, before it is
+    /// listed free: no start can be placed in it meanwhile, and none is left in it (every
+    /// object's start is cleared before its free), so the zeros a given-back page reads as
+    /// say what its words said.
+    fn release_starts(&self, off: usize, len: usize) {
+        const COVERED: usize = 16 * PAGE;
+        let (first, end) = (off.div_ceil(COVERED), (off + len) / COVERED);
+        if first < end {
+            self.map.release_pages(self.starts + first * PAGE, (end - first) * PAGE);
+        }
+    }
+
     fn extent(&self, off: u64) -> &FreeExtent {
         // SAFETY: `off` starts a free extent of at least one page, owned by the large
         // allocator (whose lock the caller holds); its first bytes are two atomics.
@@ -767,6 +784,7 @@ impl Heap {
     fn free_large(&self, off: u64, len: usize) {
         // Give the pages back first: the memory is zero when reused, and RSS falls now.
         self.map.release_pages(off as usize, len);
+        self.release_starts(off as usize, len);
         crash_point!("heap.free_large.released");
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
@@ -997,6 +1015,28 @@ mod tests {
         assert!(bytes.iter().all(|&x| x == 0));
         heap.free(d, 250_000);
         heap.free(c, 300_000);
+    }
+
+    /// A large block's free gives back the pages of the directory of object starts that
+    /// cover only its range, as it gives back its own (review74 L1: a directory page touched
+    /// by a start in a range stayed resident after the range was freed).
+    #[test]
+    fn a_large_free_gives_back_the_directory_pages_of_its_range() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let len = 300_000;
+        let off = heap.alloc(len).unwrap();
+        // A heap range one directory page covers, wholly inside the block.
+        let covered = (PAGE * 16) as u64;
+        let inside = off.div_ceil(covered) * covered;
+        assert!(inside + covered <= off + len as u64);
+        // As an object's start would (this test's own block, its word written and left:
+        // only a page given back reads zero again).
+        heap.start(inside).store(1, Ordering::Relaxed);
+        heap.free(off, len);
+        // Put back as it was if it stayed (not over a start placed there since).
+        let stayed = heap.start(inside).compare_exchange(1, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        assert!(!stayed, "the directory page that covers only the freed block was not given back");
     }
 
     #[test]

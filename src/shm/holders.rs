@@ -87,7 +87,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::crash::crash_point;
@@ -153,14 +153,25 @@ struct Held {
     listed: Option<Listed>,
 }
 
-/// For each fork child that may still run: the tables it was recorded in and how to let go
-/// of them once it ended ([`fork_child_ended`]). Held across a `Fork` (in [`ForkRecord`]):
+/// For each fork child that may still run: the objects whose tables it was recorded in and
+/// how to let go of them once it ended ([`fork_child_ended`]); an object this process
+/// releases leaves them first ([`forget_fork_records`]). Held across a `Fork` (in [`ForkRecord`]):
 /// a thread reaping a fork child meanwhile would leave the child's copy locked by a thread
 /// it does not have, and the child clears its copy first thing.
 static FORKED: Mutex<Vec<(ProcId, Recorded)>> = Mutex::new(Vec::new());
 
-/// The tables a fork child was recorded in (their offsets) and how to free their objects.
-type Recorded = Vec<(u64, LetGo)>;
+/// How many tables the records in `FORKED` name (stored under its lock, at the end of each
+/// change): a release that finds none takes no lock ([`forget_fork_records`]).
+static FORKED_RECORDS: AtomicUsize = AtomicUsize::new(0);
+
+/// The objects a fork child was recorded in (their own tables: `copied`), and how to free
+/// them.
+type Recorded = Vec<LetGo>;
+
+/// Under `FORKED`'s lock, once its change is done: counts what the records name.
+fn count_records(forked: &[(ProcId, Recorded)]) {
+    FORKED_RECORDS.store(forked.iter().map(|(_, tables)| tables.len()).sum(), Ordering::Release);
+}
 
 /// How a process frees the object of a table it holds when nothing holds it any more
 /// (functions of this process: valid in its fork children, never sent elsewhere).
@@ -197,8 +208,8 @@ fn gate() -> Option<RwLockReadGuard<'static, ()>> {
 /// parent) or running (in the child, which just drops its copy).
 #[derive(Debug)]
 pub(crate) struct ForkRecord {
-    /// Taken last: nothing is taken while holding it but the tables' locks (`record`), and
-    /// `fork_child_ended` takes nothing while it holds it.
+    /// Taken last: nothing is taken while holding it but the tables' locks and pins
+    /// (`record`, `child_ended`).
     forked: MutexGuard<'static, Vec<(ProcId, Recorded)>>,
     registry: MutexGuard<'static, Registry>,
     /// Not taken by a start whose thread is the only one ([`before_fork_alone`]).
@@ -264,10 +275,11 @@ impl ForkRecord {
                 if table.join_as(heap, child, pins, None).is_err() {
                     table.leaked.store(1, Ordering::Relaxed);
                 }
-                recorded.push((off, held.let_go));
+                recorded.push(held.let_go);
             }
         }
         self.forked.push((child, recorded));
+        count_records(&self.forked);
     }
 
     /// In the child, after the fork: the parent's other children are not this one's, nor
@@ -284,6 +296,7 @@ impl ForkRecord {
         }
         self.registry.listed = List::new();
         self.forked.clear();
+        count_records(&self.forked);
     }
 }
 
@@ -305,26 +318,9 @@ fn copied(held: &Held) -> bool {
 /// are forgotten, and what nobody else holds any more is freed. The child died with copies
 /// it never dropped (a static's, or a local's of the parent that it never returned to);
 /// without this, an object the parent let go of while the child ran would be held by a
-/// dead process nobody looks at. Each object is pinned by its generation first, so one
-/// freed meanwhile (and its block reused) is left alone.
+/// dead process nobody looks at.
 pub(crate) fn fork_child_ended(pid: u32) {
-    let (child, tables) = {
-        let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
-        crash_point!("holders.fork_ended.locked");
-        let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
-        forked.swap_remove(at)
-    };
-    let Some(heap) = Heap::try_get() else { return };
-    for (off, let_go) in &tables {
-        // SAFETY: `off` was a table of the object `let_go` names when the child was
-        // recorded; `pin` reads only its in-flight word (an atomic in the heap, which stays
-        // mapped) and pins it only if it still belongs to that generation's object, which
-        // then stays allocated until unpinned.
-        let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
-        if table.let_go_of_dead(heap, child, let_go.generation, false) {
-            (let_go.gone)(let_go.object, 0);
-        }
-    }
+    child_ended(pid, false);
 }
 
 /// A fork child that recorded fork children of its own (a pool's zygote, whose workers
@@ -333,24 +329,68 @@ pub(crate) fn fork_child_ended(pid: u32) {
 /// A zygote killed from outside took the record of its workers with it: their entries
 /// would otherwise keep what they copied for ever (no live holder left to prune them).
 pub(crate) fn forking_child_ended(pid: u32) {
-    let (child, tables) = {
-        let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
-        forked.swap_remove(at)
-    };
+    child_ended(pid, true);
+}
+
+/// [`fork_child_ended`], and with `forking` [`forking_child_ended`].
+///
+/// A recorded object may be gone since the record: freed by the last drop of another
+/// holder, or of this process itself, which prunes the child once it is dead and unreaped
+/// (a zombie), and its block reused by an object whose holders write it plainly. So each
+/// table is reached through the directory of object starts and the header
+/// (`object::live_table`: the object of that generation, not released) before its word is
+/// loaded (review74 H1: the record's table was pinned at its recorded offset, a load racing
+/// the new owner's plain stores and, on a 24-bit match, a pin, a lock and a free of a block
+/// of another type). `FORKED` is held from that look to the pin, and this process's own
+/// release of an object drops it from the records first ([`forget_fork_records`]): no
+/// thread of this process frees a recorded object between the two. Another process's free
+/// can still fall there (see `object::header_at`).
+fn child_ended(pid: u32, forking: bool) {
+    // No heap, no record (`ForkRecord::record`).
     let Some(heap) = Heap::try_get() else { return };
-    for (off, let_go) in &tables {
-        // SAFETY: as in `fork_child_ended`: `pin` reads only the in-flight word and pins the
-        // table only while it belongs to that generation's object.
-        let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
-        // The dead are all forgotten when nobody live holds it; else only the child's
-        // entry (a live holder's last drop prunes the others).
-        if table.let_go_of_dead(heap, child, let_go.generation, true)
-            || table.let_go_of_dead(heap, child, let_go.generation, false)
-        {
-            (let_go.gone)(let_go.object, 0);
-        }
+    let gone: Recorded = {
+        let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+        crash_point!("holders.fork_ended.locked");
+        let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
+        let (child, tables) = forked.swap_remove(at);
+        let gone = tables
+            .into_iter()
+            .filter(|let_go| {
+                let Some(table) = super::object::live_table(heap, let_go.object, let_go.generation) else {
+                    return false;
+                };
+                crash_point!("holders.fork_ended.pin");
+                // The dead are all forgotten (`forking`) when nobody live holds it; else only
+                // the child's entry (a live holder's last drop prunes the others).
+                (forking && table.let_go_of_dead(heap, child, let_go.generation, true))
+                    || table.let_go_of_dead(heap, child, let_go.generation, false)
+            })
+            .collect();
+        // Only now: a release that finds no record takes no lock (`forget_fork_records`),
+        // and these pins are done.
+        count_records(&forked);
+        gone
+    };
+    // Not under `FORKED`: a destroy lets go of the handles inside, whose release takes it.
+    for let_go in gone {
+        (let_go.gone)(let_go.object, 0);
     }
+}
+
+/// This process releases the object at `object` (`Shared::release`, before the block is
+/// freed): no record of a fork child names it any more (see [`child_ended`]).
+pub(super) fn forget_fork_records(object: u64) {
+    // Nothing recorded (no fork child, or the records are empty): no lock taken. A record
+    // made meanwhile cannot name this object: it records only tables this process holds an
+    // entry in, and this one is released.
+    if FORKED_RECORDS.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+    for (_, tables) in forked.iter_mut() {
+        tables.retain(|let_go| let_go.object != object);
+    }
+    count_records(&forked);
 }
 
 /// Whether this process's registry names a table of the object at `object` (what a fork
