@@ -509,6 +509,10 @@ fn take_two_then_stop_marking_one_done(q: JoinableQueue<u32>) -> u32 {
 /// stopped process finishes, and every task is done once. Before cond50 the join took the
 /// table's lock untimed to count the tasks lost, and had not ended within 10 s (nor the get,
 /// to count its take, once the consumers' lock was free).
+///
+/// The uncounted take, once marked done, hides no later lost task: a consumer killed holding
+/// one is then told lost (review72 M1: its `task_done` was counted against no take, and
+/// `join_timeout` said `Timeout` where `TasksLost` was due, for the queue's life).
 #[test]
 fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_task_table() {
     let _t = heap_user(LIMIT);
@@ -532,6 +536,49 @@ fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_
     q.task_done().unwrap();
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
     assert!(q.is_empty(), "each item was got once");
+    a_task_lost_after_an_uncounted_take_is_told_lost(&q);
+}
+
+/// With every earlier task done (one of them taken uncounted by this process), a consumer
+/// killed holding a task has it counted lost: `join` says so rather than waiting.
+fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    q.put(4).unwrap();
+    let dier = Process::new(take_one_then_die, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
+    let told = q.join_timeout(Duration::from_secs(30));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
+/// How many processes the task table counts at once (`GETTER_SLOTS` in the library).
+const TASK_SLOTS: usize = 32;
+
+/// A take that found every slot of the task table a live process's went uncounted; marked
+/// done once a slot is free, it hides no later lost task (review72 M1, the case of the full
+/// table: the `task_done` was counted in a slot, against no take).
+#[test]
+fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..TASK_SLOTS {
+        q.put(i as u32).unwrap();
+    }
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let holders: Vec<_> = (0..TASK_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
+    q.put(100).unwrap();
+    assert_eq!(q.get(), Ok(100), "taken uncounted: every slot is a live holder's");
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    a_task_lost_after_an_uncounted_take_is_told_lost(&q);
 }
 
 /// A process killed while taking its first slot of the task table to mark a task done
