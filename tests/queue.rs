@@ -447,9 +447,11 @@ fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
 }
 
 /// Waits in `get` on the empty queue until its first check, which stops it holding the
-/// table of gets waiting (`queue.getters.entering`); resumed, takes an item and marks it done.
+/// table of gets waiting (`queue.waiting.entering`, which a join's first check reaches too,
+/// in the joiners' table: this process never joins); resumed, takes an item and marks it
+/// done.
 fn get_stopping_in_the_getters_table(q: JoinableQueue<u32>) -> u32 {
-    multiproc::__private::crash_at("stop:queue.getters.entering");
+    multiproc::__private::crash_at("stop:queue.waiting.entering");
     let item = q.get().unwrap();
     q.task_done().unwrap();
     item

@@ -722,12 +722,13 @@ impl Getters {
         RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))
     }
 
-    /// Counts one get of this process as waiting; its epoch, or `None` when the table is
-    /// full or its lock was not had ([`Getters::lock_for_check`]): uncounted, it is tried
-    /// again at the next check.
+    /// Counts one get (or, in the joiners' table, one join) of this process as waiting; its
+    /// epoch, or `None` when the table is full or its lock was not had
+    /// ([`Getters::lock_for_check`]): uncounted, it is tried again at the next check. (Its
+    /// crash point, `queue.waiting.entering`, is in both tables.)
     fn enter(&self) -> Option<u64> {
         let _g = self.lock_for_check()?;
-        crash_point!("queue.getters.entering");
+        crash_point!("queue.waiting.entering");
         let me = sys::me();
         let mine = |g: &Getter| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start;
         let slot = self.slots.iter().find(|g| mine(g)).or_else(|| {
@@ -1090,7 +1091,9 @@ impl<T> Channel<T> {
         }
         // With messages waiting, only joiners count (a waiting get is about to take one).
         let decide = |empty: bool| {
-            let (Some(_g), Some(_j)) = (s.getters.lock_for_check(), s.joiners.lock_for_check()) else { return false };
+            // One after the other: without the getters' lock, the joiners' is not waited for.
+            let Some(_g) = s.getters.lock_for_check() else { return false };
+            let Some(_j) = s.joiners.lock_for_check() else { return false };
             let all = s.all_holders(|process, handles| {
                 let getters = if empty { s.getters.waiting(process) } else { 0 };
                 s.joiners.waiting(process) + getters >= handles
