@@ -557,6 +557,52 @@ fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
 /// How many processes the task table counts at once (`GETTER_SLOTS` in the library).
 const TASK_SLOTS: usize = 32;
 
+/// Takes a task uncounted (every slot of the task table a live holder's) and marks it done,
+/// counted outside the table (still full); once `go` is set, takes another task, counted,
+/// and dies holding it.
+fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32>, Event, Event)) {
+    let (q, done, go) = args;
+    q.get().unwrap();
+    q.task_done().unwrap();
+    done.set();
+    assert!(go.wait_timeout(Duration::from_secs(60)), "never let go on");
+    q.get().unwrap();
+    std::process::abort();
+}
+
+/// A take uncounted in a full task table, marked done while the table is still full (in
+/// the count outside it), is matched by that done: counted in a slot later, with the next
+/// take, it would be held twice, and its process's death tell two tasks lost for one.
+#[test]
+fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_again() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..TASK_SLOTS {
+        q.put(i as u32).unwrap();
+    }
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let holders: Vec<_> = (0..TASK_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
+    q.put(100).unwrap();
+    let (done, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let args = (q.clone(), done.clone(), go.clone());
+    let dier = Process::new(take_uncounted_mark_it_done_then_die_holding_another, args).start().unwrap();
+    assert!(done.wait_timeout(Duration::from_secs(60)), "the uncounted task was not marked done");
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    q.put(101).unwrap();
+    go.set();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let told = q.join_timeout(Duration::from_secs(30));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
 /// A take that found every slot of the task table a live process's went uncounted; marked
 /// done once a slot is free, it hides no later lost task (review72 M1, the case of the full
 /// table: the `task_done` was counted in a slot, against no take).
