@@ -286,7 +286,7 @@ impl QueueState {
 /// In this process's memory, not the family heap: a process without a slot has no place
 /// there. Only what the process dies with is lost, as it must be: a take uncounted then is
 /// never told lost (its task unfinished, `join` waits for it).
-mod uncounted {
+pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -301,11 +301,19 @@ mod uncounted {
 
     static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
 
-    struct Table {
+    /// The takes left, by queue object. Its holders take no other lock under it.
+    pub(crate) struct Table {
         /// The process whose takes these are (pid, start): a fork child's copy is its
         /// parent's, and emptied at the child's first look.
         owner: (u32, u64),
         takes: Vec<(Queue, u64)>,
+    }
+
+    /// The table locked as it is, for a `Fork` start to hold across the fork: a child must
+    /// not inherit it taken by another thread (it takes it at its first take or
+    /// `task_done` of a `JoinableQueue` while [`LEFT`] says any).
+    pub(crate) fn lock_for_fork() -> MutexGuard<'static, Table> {
+        TABLE.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn table() -> MutexGuard<'static, Table> {
