@@ -447,9 +447,11 @@ fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
 }
 
 /// Waits in `get` on the empty queue until its first check, which stops it holding the
-/// table of gets waiting (`queue.getters.entering`); resumed, takes an item and marks it done.
+/// table of gets waiting (`queue.waiting.entering`, which a join's first check reaches too,
+/// in the joiners' table: this process never joins); resumed, takes an item and marks it
+/// done.
 fn get_stopping_in_the_getters_table(q: JoinableQueue<u32>) -> u32 {
-    multiproc::__private::crash_at("stop:queue.getters.entering");
+    multiproc::__private::crash_at("stop:queue.waiting.entering");
     let item = q.get().unwrap();
     q.task_done().unwrap();
     item
@@ -509,6 +511,10 @@ fn take_two_then_stop_marking_one_done(q: JoinableQueue<u32>) -> u32 {
 /// stopped process finishes, and every task is done once. Before cond50 the join took the
 /// table's lock untimed to count the tasks lost, and had not ended within 10 s (nor the get,
 /// to count its take, once the consumers' lock was free).
+///
+/// The uncounted take, once marked done, hides no later lost task: a consumer killed holding
+/// one is then told lost (review72 M1: its `task_done` was counted against no take, and
+/// `join_timeout` said `Timeout` where `TasksLost` was due, for the queue's life).
 #[test]
 fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_task_table() {
     let _t = heap_user(LIMIT);
@@ -532,6 +538,95 @@ fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_
     q.task_done().unwrap();
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
     assert!(q.is_empty(), "each item was got once");
+    a_task_lost_after_an_uncounted_take_is_told_lost(&q);
+}
+
+/// With every earlier task done (one of them taken uncounted by this process), a consumer
+/// killed holding a task has it counted lost: `join` says so rather than waiting.
+fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    q.put(4).unwrap();
+    let dier = Process::new(take_one_then_die, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
+    let told = q.join_timeout(Duration::from_secs(30));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
+/// How many processes the task table counts at once (`GETTER_SLOTS` in the library).
+const TASK_SLOTS: usize = 32;
+
+/// Takes a task uncounted (every slot of the task table a live holder's) and marks it done,
+/// counted outside the table (still full); once `go` is set, takes another task, counted,
+/// and dies holding it.
+fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32>, Event, Event)) {
+    let (q, done, go) = args;
+    q.get().unwrap();
+    q.task_done().unwrap();
+    done.set();
+    assert!(go.wait_timeout(Duration::from_secs(60)), "never let go on");
+    q.get().unwrap();
+    std::process::abort();
+}
+
+/// A take uncounted in a full task table, marked done while the table is still full (in
+/// the count outside it), is matched by that done: counted in a slot later, with the next
+/// take, it would be held twice, and its process's death tell two tasks lost for one.
+#[test]
+fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_again() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..TASK_SLOTS {
+        q.put(i as u32).unwrap();
+    }
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let holders: Vec<_> = (0..TASK_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
+    q.put(100).unwrap();
+    let (done, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let args = (q.clone(), done.clone(), go.clone());
+    let dier = Process::new(take_uncounted_mark_it_done_then_die_holding_another, args).start().unwrap();
+    assert!(done.wait_timeout(Duration::from_secs(60)), "the uncounted task was not marked done");
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    q.put(101).unwrap();
+    go.set();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let told = q.join_timeout(Duration::from_secs(30));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
+/// A take that found every slot of the task table a live process's went uncounted; marked
+/// done once a slot is free, it hides no later lost task (review72 M1, the case of the full
+/// table: the `task_done` was counted in a slot, against no take).
+#[test]
+fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..TASK_SLOTS {
+        q.put(i as u32).unwrap();
+    }
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let holders: Vec<_> = (0..TASK_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
+    q.put(100).unwrap();
+    assert_eq!(q.get(), Ok(100), "taken uncounted: every slot is a live holder's");
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    a_task_lost_after_an_uncounted_take_is_told_lost(&q);
 }
 
 /// A process killed while taking its first slot of the task table to mark a task done

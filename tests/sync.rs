@@ -1229,11 +1229,12 @@ fn wait_stopping_in_its_check(args: (Condition, RawValue<u32>)) -> bool {
 /// table guard (`condition.check.suspects`): another waiter's `wait_timeout`, arrived before
 /// (it leaves the table after its deadline) or after (it arrives in it), still ends with
 /// its timeout; and once the stopped one is resumed, a notify still wakes it. Before cond50
-/// the first wait took the guard to leave the table, untimed, and had not returned when its
-/// 10 s ran out.
+/// the first wait took the guard to leave the table, untimed, and had not returned 10 s
+/// past its deadline.
 #[test]
 fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_table() {
-    let _w = watchdog(LIMIT * 2);
+    // Room for three attempts, each a child's start and stop, and a wait of up to 40 s.
+    let _w = watchdog(LIMIT * 3);
     // The first wait must still be on when the child stops: each attempt gives it longer.
     for (attempt, first_wait) in [2, 10, 30].map(Duration::from_secs).into_iter().enumerate() {
         let cond = Condition::new().unwrap();
@@ -1252,13 +1253,16 @@ fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_tab
         held.recv().unwrap();
         let child = Process::new(wait_stopping_in_its_check, (cond.clone(), waiting.clone())).start().unwrap();
         let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
-        if rx.try_recv().is_ok() && attempt < 2 {
+        if let Ok(early) = rx.try_recv() {
             // The first wait was over before the child stopped: not what is tested.
+            assert!(attempt < 2, "the child took longer than a {first_wait:?} wait to stop ({early:?})");
             kill_9(child);
             first.join().unwrap();
             continue;
         }
-        let ended = rx.recv_timeout(Duration::from_secs(10));
+        // The wait ends at its deadline, `first_wait` after it began, before the stop: a
+        // hang detector past it, not a duration asserted.
+        let ended = rx.recv_timeout(first_wait + Duration::from_secs(10));
         assert!(
             matches!(ended, Ok(Ok(false))),
             "a wait_timeout arrived before the waiter stopped holding the table's guard ended: {ended:?}"

@@ -268,10 +268,101 @@ pub(crate) struct QueueState {
 impl QueueState {
     /// [`Channel::count_take`]'s work: one call, not generic (inlined into code generic
     /// over `T`, monomorphized in the user's crate, its own calls would stay calls).
-    fn count_take(&self, decoded: bool) -> Option<Claim<'_>> {
+    fn count_take(&self, decoded: bool, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
         let past = self.ring.taken().wrapping_add(1);
         self.tasks.settle(past);
-        if decoded { self.tasks.count_take(past) } else { None }
+        if decoded { self.tasks.count_take(past, queue) } else { None }
+    }
+}
+
+/// The takes this process left uncounted in the task table of a queue object (its lock held
+/// by a stopped process, or every slot a live process's), per object: counted in this
+/// process's slot at its next visit under the table's lock, a take or a `task_done`
+/// ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted outside the
+/// table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
+/// no take: its slot's held count stayed one low, and hid a task lost later by a dead
+/// consumer from `join` for the queue's life (review72 M1).
+///
+/// In this process's memory, not the family heap: a process without a slot has no place
+/// there. Only what the process dies with is lost, as it must be: a take uncounted then is
+/// never told lost (its task unfinished, `join` waits for it).
+pub(crate) mod uncounted {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use crate::sys;
+
+    /// A queue object: its offset and generation in the family heap (a later object in the
+    /// same block is another).
+    pub(super) type Queue = (u64, u64);
+
+    /// The takes left in [`TABLE`], read without its lock: a take's fast "none".
+    static LEFT: AtomicU64 = AtomicU64::new(0);
+
+    static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
+
+    /// The takes left, by queue object. Its holders take no other lock under it.
+    pub(crate) struct Table {
+        /// The process whose takes these are (pid, start): a fork child's copy is its
+        /// parent's, and emptied at the child's first look.
+        owner: (u32, u64),
+        takes: Vec<(Queue, u64)>,
+    }
+
+    /// The table locked as it is, for a `Fork` start to hold across the fork: a child must
+    /// not inherit it taken by another thread (it takes it at its first take or
+    /// `task_done` of a `JoinableQueue` while [`LEFT`] says any).
+    pub(crate) fn lock_for_fork() -> MutexGuard<'static, Table> {
+        TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn table() -> MutexGuard<'static, Table> {
+        let mut table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        let me = sys::me();
+        if table.owner != (me.pid, me.start) {
+            table.owner = (me.pid, me.start);
+            table.takes.clear();
+            LEFT.store(0, Ordering::Relaxed);
+        }
+        table
+    }
+
+    /// One more take of `queue` left uncounted.
+    #[cold]
+    pub(super) fn add(queue: Queue) {
+        let mut table = table();
+        match table.takes.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, left)) => *left += 1,
+            None => table.takes.push((queue, 1)),
+        }
+        LEFT.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The takes of `queue` left uncounted (0 at once when there are none at all).
+    #[inline]
+    pub(super) fn left(queue: &dyn Fn() -> Queue) -> u64 {
+        if LEFT.load(Ordering::Relaxed) == 0 { 0 } else { left_of(queue()) }
+    }
+
+    #[cold]
+    fn left_of(queue: Queue) -> u64 {
+        table().takes.iter().find(|(q, _)| *q == queue).map_or(0, |&(_, left)| left)
+    }
+
+    /// `n` takes of `queue` counted or matched since, at most those left (another thread
+    /// may have left more meanwhile).
+    #[cold]
+    pub(super) fn settled(queue: Queue, n: u64) {
+        let mut table = table();
+        if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
+            let left = &mut table.takes[at].1;
+            let n = n.min(*left);
+            *left -= n;
+            if *left == 0 {
+                table.takes.swap_remove(at);
+            }
+            LEFT.fetch_sub(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -425,18 +516,24 @@ impl Tasks {
         Some(at)
     }
 
-    /// Counts a task marked done by this process; false when every slot is a live
-    /// process's (then it counts nothing). Caller holds the lock.
+    /// Counts a task marked done by this process, and the `uncounted` takes it left
+    /// uncounted before ([`uncounted`]); false when every slot is a live process's (then it
+    /// counts nothing). Caller holds the lock.
     ///
     /// A process without a slot counts in a free one (never used, or a dead process's)
     /// first, then claims it ([`Held::claim`]). Not in the slot of the last take counted
     /// before its commit, which the next take may still undo ([`Tasks::settle`]): claimed
-    /// meanwhile, its `base` would keep the count undone.
-    fn add_done(&self) -> bool {
+    /// meanwhile, its `base` would keep the count undone. (The takes before the done: a
+    /// kill between the two leaves them held, by a process now dead.)
+    fn add_done(&self, uncounted: u64) -> bool {
         let me = sys::me();
         let skip = ((self.take_slot.load(Ordering::Relaxed) & SLOT_BITS) as usize).wrapping_sub(1);
         let Some((_, h, mine)) = self.slot(me, skip) else { return false };
         let dead = h.held();
+        if uncounted > 0 {
+            h.taken.fetch_add(uncounted, Ordering::Release);
+            crash_point!("queue.task_done.takes_counted");
+        }
         h.done.fetch_add(1, Ordering::Release);
         crash_point!("queue.task_done.counted");
         if !mine {
@@ -459,14 +556,25 @@ impl Tasks {
     ///
     /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
     /// debugger), which must not hold a timed get past its deadline (cond50); a running
-    /// holder, however slow, is waited for. An uncounted take is only not told lost if its
-    /// taker dies before marking it done (`join` then waits for it, as with a full table).
+    /// holder, however slow, is waited for. An uncounted take is remembered by its process
+    /// ([`uncounted`], `queue`: this queue object) and counted at the process's next visit
+    /// under the lock, this one's if it is a take: only if its taker dies before then is it
+    /// never told lost (`join` then waits for it).
     #[inline]
-    fn count_take(&self, past: u64) -> Option<Claim<'_>> {
-        let lock = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE)?;
+    fn count_take(&self, past: u64, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
+        let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
+            uncounted::add(queue());
+            return None;
+        };
         let me = sys::me();
-        let (at, h, mine) = self.slot(me, usize::MAX)?;
-        let before = h.taken.load(Ordering::Relaxed);
+        let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
+            uncounted::add(queue());
+            return None;
+        };
+        let left = uncounted::left(queue);
+        // The takes left uncounted are counted with this one, in its one store; noted as
+        // counted before it, as they are once it is.
+        let before = h.taken.load(Ordering::Relaxed).wrapping_add(left);
         let dead = if mine { 0 } else { h.held() };
         self.take_slot.store(before << SLOT_SHIFT | (at as u64 + 1), Ordering::Relaxed);
         crash_point!("queue.take.noted");
@@ -474,6 +582,9 @@ impl Tasks {
         crash_point!("queue.take.marked");
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
+        if left > 0 {
+            uncounted::settled(queue(), left);
+        }
         if mine {
             return None;
         }
@@ -497,8 +608,10 @@ impl Tasks {
         let noted = self.take_slot.load(Ordering::Relaxed);
         let at = (noted & SLOT_BITS) as usize;
         if let Some(h) = at.checked_sub(1).and_then(|at| self.slots.get(at)) {
-            // Only takes change a slot's `taken`, each after this check: it is still what was
-            // noted (killed before its count, or undone already) or one more (counted).
+            // Only a take changes this slot's `taken` after this check (a `task_done` counts
+            // the takes it left uncounted in its own slot, or a free one other than this):
+            // it is still what was noted, less the uncounted takes counted with it (killed
+            // before its count), or that (undone already), or one more (counted).
             let taken = h.taken.load(Ordering::Relaxed);
             if taken << SLOT_SHIFT == (noted & !SLOT_BITS).wrapping_add(1 << SLOT_SHIFT) {
                 h.taken.store(taken.wrapping_sub(1), Ordering::Release);
@@ -510,15 +623,32 @@ impl Tasks {
     /// Counts a task marked done by this process, if fewer than `puts()` are done (with the
     /// `elsewhere` ones, where a process without a slot counts it): the count of tasks done
     /// then, and the puts; `None` when all were done already.
-    fn did(&self, elsewhere: &AtomicU64, puts: impl FnOnce() -> u64) -> Option<(u64, u64)> {
+    ///
+    /// The takes this process left uncounted in the table of `queue` are counted in its
+    /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
+    /// task no longer held: counted later, it would be held again).
+    fn did(
+        &self,
+        elsewhere: &AtomicU64,
+        puts: impl FnOnce() -> u64,
+        queue: &dyn Fn() -> uncounted::Queue,
+    ) -> Option<(u64, u64)> {
         let _g = RawGuard::lock(&self.lock);
         let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
         let put = puts();
         if done >= put {
             return None;
         }
-        if !self.add_done() {
+        let left = uncounted::left(queue);
+        if self.add_done(left) {
+            if left > 0 {
+                uncounted::settled(queue(), left);
+            }
+        } else {
             elsewhere.fetch_add(1, Ordering::AcqRel);
+            if left > 0 {
+                uncounted::settled(queue(), 1);
+            }
         }
         Some((done + 1, put))
     }
@@ -600,12 +730,13 @@ impl Getters {
         RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))
     }
 
-    /// Counts one get of this process as waiting; its epoch, or `None` when the table is
-    /// full or its lock was not had ([`Getters::lock_for_check`]): uncounted, it is tried
-    /// again at the next check.
+    /// Counts one get (or, in the joiners' table, one join) of this process as waiting; its
+    /// epoch, or `None` when the table is full or its lock was not had
+    /// ([`Getters::lock_for_check`]): uncounted, it is tried again at the next check. (Its
+    /// crash point, `queue.waiting.entering`, is in both tables.)
     fn enter(&self) -> Option<u64> {
         let _g = self.lock_for_check()?;
-        crash_point!("queue.getters.entering");
+        crash_point!("queue.waiting.entering");
         let me = sys::me();
         let mine = |g: &Getter| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start;
         let slot = self.slots.iter().find(|g| mine(g)).or_else(|| {
@@ -914,13 +1045,19 @@ impl<T> Channel<T> {
         if !self.counts_tasks {
             return None;
         }
-        self.shared.count_take(decoded)
+        self.shared.count_take(decoded, &|| self.object())
+    }
+
+    /// This queue object, for [`uncounted`].
+    fn object(&self) -> uncounted::Queue {
+        let (off, generation, _) = self.shared.identity();
+        (off, generation)
     }
 
     /// Marks a task done by this process, if fewer than `puts()` are done: the tasks done
     /// then and the puts; `None` when all were done already.
     pub(crate) fn did_task(&self, puts: impl FnOnce() -> u64) -> Option<(u64, u64)> {
-        self.shared.tasks.did(&self.shared.done_elsewhere, puts)
+        self.shared.tasks.did(&self.shared.done_elsewhere, puts, &|| self.object())
     }
 
     /// Tasks marked done (a snapshot).
@@ -962,7 +1099,9 @@ impl<T> Channel<T> {
         }
         // With messages waiting, only joiners count (a waiting get is about to take one).
         let decide = |empty: bool| {
-            let (Some(_g), Some(_j)) = (s.getters.lock_for_check(), s.joiners.lock_for_check()) else { return false };
+            // One after the other: without the getters' lock, the joiners' is not waited for.
+            let Some(_g) = s.getters.lock_for_check() else { return false };
+            let Some(_j) = s.joiners.lock_for_check() else { return false };
             let all = s.all_holders(|process, handles| {
                 let getters = if empty { s.getters.waiting(process) } else { 0 };
                 s.joiners.waiting(process) + getters >= handles

@@ -342,13 +342,24 @@ impl RawMutex {
 
     /// Whether its holder is stopped (`SIGSTOP`, a debugger: it will not let go by itself):
     /// the process (or thread) the word names, with the start time recorded for it, so
-    /// that another one reusing the number is not taken for it. False while the lock
-    /// changes hands (the start time is zeroed first).
-    pub(crate) fn owner_stopped(&self) -> bool {
+    /// that another one reusing the number is not taken for it.
+    ///
+    /// A word that names an owner with no start time is a lock changing hands (the start
+    /// time is zeroed first, and stored after the word's CAS), or a holder stopped (or
+    /// killed) in between: `startless` is the caller's memory of such an owner at its last
+    /// look. The same owner still without one at the next look, a wait later, is judged by
+    /// its number alone, as `take_from_dead_owner` judges it dead (review72 L2: it was
+    /// never taken for stopped, and [`RawGuard::lock_unless_stopped`] waited for ever).
+    pub(crate) fn owner_stopped(&self, startless: &mut Option<u32>) -> bool {
         let owner = self.word.load(Ordering::Acquire) & ID;
         // Read after the word, as `take_from_dead_owner` does: the owner's, or zero.
         let start = self.owner_start.load(Ordering::Relaxed);
-        owner != 0 && start != 0 && sys::process_stopped_as(owner, start)
+        let seen_before = std::mem::replace(startless, (owner != 0 && start == 0).then_some(owner));
+        match (owner, start) {
+            (0, _) => false,
+            (_, 0) => seen_before == Some(owner) && sys::process_stopped_as(owner, 0),
+            _ => sys::process_stopped_as(owner, start),
+        }
     }
 
     /// Whether somebody holds it.
@@ -473,11 +484,12 @@ impl<'a> RawGuard<'a> {
     /// stopped, one caught resuming for running.
     pub(crate) fn lock_unless_stopped(mutex: &'a RawMutex, deadline: Deadline) -> Option<Self> {
         let mut deadline = deadline;
+        let mut startless = None;
         loop {
             if let Some(guard) = Self::lock_until(mutex, deadline) {
                 return Some(guard);
             }
-            if mutex.owner_stopped() {
+            if mutex.owner_stopped(&mut startless) {
                 return None;
             }
             deadline = Deadline::after(GUARD_GRACE);
@@ -695,38 +707,71 @@ mod tests {
         assert!(!mutex.is_locked());
     }
 
+    /// A child process stopped (`SIGSTOP`), killed and reaped when dropped however the
+    /// test ends: nothing stays stopped.
+    struct StoppedChild(std::process::Child);
+
+    impl StoppedChild {
+        fn new() -> StoppedChild {
+            let child = StoppedChild(std::process::Command::new("sleep").arg("60").spawn().expect("sleep runs"));
+            // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+            assert_eq!(unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+            let deadline = Instant::now() + LIMIT;
+            while !sys::process_stopped(child.pid()) {
+                assert!(Instant::now() < deadline, "the child did not stop");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            child
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for StoppedChild {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// A holder is stopped only as the process the lock recorded: the same pid with
     /// another start time (a holder that died, its pid now a stopped process's) is not
     /// (review69 L4: the barrier looked at the pid alone, and gave up on such a guard).
     #[test]
     fn a_holders_pid_reused_by_a_stopped_process_is_not_a_stopped_holder() {
-        /// Killed (and reaped) however the test ends: nothing stays stopped.
-        struct Child(std::process::Child);
-        impl Drop for Child {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let child = Child(std::process::Command::new("sleep").arg("60").spawn().expect("sleep runs"));
-        let pid = child.0.id();
-        // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+        let child = StoppedChild::new();
+        let pid = child.pid();
         let start = sys::process_start_time(pid).expect("the child exists");
-        let deadline = Instant::now() + LIMIT;
-        while !sys::process_stopped(pid) {
-            assert!(Instant::now() < deadline, "the child did not stop");
-            std::thread::sleep(Duration::from_millis(5));
-        }
         let mutex = RawMutex::new();
         let locked = |start| mutex.lock(Owner { id: pid, start }, Deadline::NEVER).is_ok();
         assert!(locked(start));
-        assert!(mutex.owner_stopped(), "held by the stopped child");
+        assert!(mutex.owner_stopped(&mut None), "held by the stopped child");
         mutex.unlock();
         assert!(locked(start + 1));
-        assert!(!mutex.owner_stopped(), "held by a process of that pid and another start time");
+        assert!(!mutex.owner_stopped(&mut None), "held by a process of that pid and another start time");
         mutex.unlock();
-        assert!(!mutex.owner_stopped(), "held by nobody");
+        assert!(!mutex.owner_stopped(&mut None), "held by nobody");
+        drop(child);
+    }
+
+    /// A holder stopped between the word's compare-exchange and its start time's store (the
+    /// word names it, the start time is zero) is found stopped: `lock_unless_stopped` gives
+    /// up rather than waiting for ever (review72 L2: it took the lock for one changing
+    /// hands at every look). The word is written as such a holder left it.
+    #[test]
+    fn a_holder_stopped_before_storing_its_start_time_is_a_stopped_holder() {
+        let child = StoppedChild::new();
+        let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+        mutex.word.store(child.pid(), Ordering::Release);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let guard = RawGuard::lock_unless_stopped(mutex, Deadline::after(Duration::from_millis(20)));
+            let _ = tx.send(guard.is_some());
+            std::mem::forget(guard);
+        });
+        assert_eq!(rx.recv_timeout(LIMIT), Ok(false), "lock_unless_stopped gave up within {LIMIT:?}");
         drop(child);
     }
 }

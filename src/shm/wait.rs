@@ -38,6 +38,16 @@ impl Deadline {
         Deadline(Some(Instant::now()))
     }
 
+    /// The later of this deadline and `grace` from now: a call that would give up at
+    /// once waits `grace` for a guard a running process holds (reads the clock unless
+    /// never).
+    pub(crate) fn at_least(self, grace: Duration) -> Self {
+        match self.0 {
+            None => self,
+            Some(at) => Deadline(Some(at.max(Instant::now() + grace))),
+        }
+    }
+
     /// Time left, `None` for never; zero once passed.
     pub(crate) fn remaining(self) -> Option<Duration> {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))

@@ -23,7 +23,8 @@ use super::rlock::RLock;
 use super::waiters::{Place, Waiters, Woken};
 use crate::error::Error;
 use crate::shm::{
-    Acquired, Deadline, Interrupted, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
+    Acquired, Deadline, GUARD_GRACE, Interrupted, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn,
+    TimedOut, kind,
 };
 use crate::sys;
 
@@ -359,15 +360,19 @@ impl Condition {
 
     /// Sets `owner_died` when the lock is taken back from a dead holder.
     ///
-    /// Only the arrival takes the table's guard, with the wait's deadline: a process
-    /// stopped holding it (`SIGSTOP`, a debugger) cannot stretch a timed wait. One that
-    /// cannot arrive by its deadline times out without releasing the lock, as if no
-    /// notify came; the leave takes no guard (see `waiters.rs`).
+    /// Only the arrival takes the table's guard, with the wait's deadline, or
+    /// [`GUARD_GRACE`] for a shorter wait: a process stopped holding it (`SIGSTOP`, a
+    /// debugger) cannot stretch a timed wait by more, and a guard merely busy (a running
+    /// holder, preempted on a loaded machine) does not keep a short wait from releasing the
+    /// lock, as Python's always does (review72 L4, as guard45's `try_` calls). One that
+    /// cannot arrive then times out without releasing the lock, as if no notify came; the
+    /// leave takes no guard (see `waiters.rs`).
     fn wait_until(&self, deadline: Deadline, owner_died: &mut bool) -> Result<bool, ConditionWaitError> {
         let state = &*self.state;
         let me = sys::me();
         // Under the condition's lock still: a notify after this one is ours to get.
-        let Some(place) = RawGuard::lock_until(&state.guard, deadline).map(|_g| state.waiters.arrive(me.pid, me.start))
+        let arrival = deadline.at_least(GUARD_GRACE);
+        let Some(place) = RawGuard::lock_until(&state.guard, arrival).map(|_g| state.waiters.arrive(me.pid, me.start))
         else {
             return Ok(false);
         };
@@ -496,8 +501,9 @@ impl ConditionGuard<'_> {
     /// notification came (Python's `wait(timeout)`).
     ///
     /// The wait ends by its deadline even while another process is stopped (`SIGSTOP`, a
-    /// debugger) inside the condition's own bookkeeping; one that could not even begin by
-    /// then returns `false` with the lock never released. Taking the lock back afterwards
+    /// debugger) inside the condition's own bookkeeping, a wait shorter than 10 ms about
+    /// 10 ms after its start: one that could not even begin by then returns `false` with
+    /// the lock never released. Taking the lock back afterwards
     /// waits as long as it takes, as in Python: a process stopped holding the lock holds
     /// this call up.
     ///

@@ -325,7 +325,8 @@ impl Drop for ConditionWait<'_> {
         let notified = match self.step {
             Step::Waiting { place, .. } => {
                 self.waiting.withdraw();
-                // Without the guard: a dropped wait (a runtime's timeout) never blocks.
+                // Without the guard: a dropped wait (a runtime's timeout) that was not
+                // notified never blocks.
                 self.cond.state.waiters.leave(place)
             }
             // Notified, and dropped while it took the lock back (the notifier usually
@@ -334,7 +335,10 @@ impl Drop for ConditionWait<'_> {
             Step::Holding(_) | Step::Done => false,
         };
         if notified {
-            // A notification this waiter will never return: somebody else's now.
+            // A notification this waiter will never return: somebody else's now. Passed on
+            // as `notify` does, with the table's guard, untimed (review72 L3): a process
+            // stopped holding it holds this drop up. A pass-on given up could not keep the
+            // grant (the slot is freed, and recovery passes on only dead waiters' grants).
             self.cond.notify(1);
         }
     }
