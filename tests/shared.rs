@@ -1341,8 +1341,9 @@ fn a_killed_resource_tracker_inner() {
     // The tracker killed alone: its keeper takes its place (and forks a keeper of its own),
     // from the tracker's journal and what waits in the pipe.
     kill_tracker_process(tracker);
-    let b = create("b");
+    // Before any line wakes it (review76 M1: it forked its keeper only after its next read).
     let next = tracker_child(keeper, None);
+    let b = create("b");
     // And again: the keeper that became the tracker killed, its own keeper goes on.
     kill_tracker_process(keeper);
     let c = create("c");

@@ -272,8 +272,13 @@ pub(crate) fn run(pipe: OwnedFd) -> ! {
         if tracker.keeper.is_none() && tracker.journal.is_some() {
             match Keeper::start() {
                 Ok(Some(keeper)) => tracker.keeper = Some(keeper),
-                // In the keeper, its tracker dead: the tracker now, from the journal.
-                Ok(None) => tracker.resume(),
+                // In the keeper, its tracker dead: the tracker now, from the journal, with a
+                // keeper of its own forked before it reads (review76 M1: forked after its
+                // next read, an idle family's tracker went without one for as long).
+                Ok(None) => {
+                    tracker.resume();
+                    continue;
+                }
                 Err(e) if !keeper_failed => {
                     keeper_failed = true;
                     eprintln!("multiproc resource tracker: no keeper ({e}): a kill of it would leak");
