@@ -1246,6 +1246,66 @@ fn a_name_made_again_untracked_after_another_process_lost_its_forgetting_outlive
     assert_eq!(outlived, [true], "remade: {stderr}");
 }
 
+/// Fills the stopped tracker's pipe (so that this process's next lines do not wait), makes
+/// the segment `name` untracked, which fails (the tracker did not take its forgetting),
+/// says so (`refused`), and ends once told (`go`), its backlog written then; whether the
+/// create timed out.
+fn disown_beside_a_stopped_tracker((name, filler, refused, go): (String, String, Event, Event)) -> bool {
+    assert!(timed_out(&fill_the_stopped_trackers_pipe(&filler)));
+    let made = SharedMemory::builder().name(&name).size(4096).track(false).create();
+    refused.set();
+    assert!(go.wait_timeout(LIMIT));
+    made.is_err_and(|e| timed_out(&e))
+}
+
+/// The name `a_refused_untracked_create_beside_a_tracked_one_inner` makes after its
+/// prefix: longer than a filler's (`filler-` and a number), so that its line never fits
+/// where the filler's that timed out did not (the pipe's last page may have room for a
+/// shorter one).
+const TAKEN: &str = "taken-by-the-main-process";
+
+/// Run only by the test below, in a family of its own: a child's untracked create of a
+/// name (the outer test's prefix and [`TAKEN`]) refused beside the stopped tracker; then
+/// the main process makes that name tracked, and the child ends (its backlog written).
+#[test]
+fn a_refused_untracked_create_beside_a_tracked_one_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let name = format!("{prefix}{TAKEN}");
+    let stopped = StoppedTracker::stop();
+    eprintln!("tracker {}", stopped.pid());
+    let (refused, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(
+        disown_beside_a_stopped_tracker,
+        (name.clone(), format!("{prefix}filler-"), refused.clone(), go.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(refused.wait_timeout(LIMIT));
+    assert!(!shm_exists(&name), "a refused create leaves no segment");
+    drop(stopped);
+    // Registered with the tracker, left for it to unlink with the family.
+    let taken = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    go.set();
+    assert!(child.join().unwrap(), "the child's untracked create timed out");
+    std::mem::forget(taken);
+    println!("INNER-DONE");
+}
+
+/// review76 L1: an untracked create refused beside a stalled tracker put the forgetting of
+/// its name in its process's backlog, although the refused create had unlinked its
+/// segment. Written later, it made the tracker forget another process's registration of
+/// the name, made meanwhile: that segment outlived the family. A refused create now leaves
+/// nothing to write.
+#[test]
+fn a_segment_made_after_another_process_s_refused_untracked_create_goes_with_the_family() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-refused-disown-{}-", std::process::id());
+    let (outlived, stderr) =
+        outlived_the_family("a_refused_untracked_create_beside_a_tracked_one_inner", &prefix, [TAKEN]);
+    assert_eq!(outlived, [false], "{TAKEN}: {stderr}");
+}
+
 /// Fills the stopped tracker's pipe from a child: whether its last create timed out.
 fn fill_in_a_child(prefix: String) -> bool {
     timed_out(&fill_the_stopped_trackers_pipe(&prefix))

@@ -219,15 +219,11 @@ pub(crate) fn register(name: &str) -> io::Result<()> {
 pub(crate) fn unregister(name: &str) -> io::Result<()> {
     let Some(fd) = PIPE.get() else { return Ok(()) };
     let mut lines = lock_lines();
-    match lines.write(fd.as_fd(), Some(&format!("U{name}\n"))) {
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            if !lines.backlog.iter().any(|owed| owed == name) {
-                lines.backlog.push_back(name.to_owned());
-            }
-            Err(e)
+    forget(&mut lines, fd.as_fd(), name).inspect_err(|_| {
+        if !lines.backlog.iter().any(|owed| owed == name) {
+            lines.backlog.push_back(name.to_owned());
         }
-        _ => Ok(()),
-    }
+    })
 }
 
 /// Tells the tracker to forget `name`, which an exclusive create just made ours, untracked:
@@ -237,10 +233,23 @@ pub(crate) fn unregister(name: &str) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// `TimedOut` when the tracker did not take the line (it goes to the backlog): the
-/// segment must not be kept.
+/// `TimedOut` when the tracker did not take the line: the segment must not be kept. The
+/// line is not kept either (no backlog): the create's failure unlinks the segment, so
+/// there is nothing of this process to forget, and written later it could forget another
+/// process's registration of the name, made meanwhile, whose segment would then outlive
+/// the family (review76 L1).
 pub(crate) fn disown(name: &str) -> io::Result<()> {
-    unregister(name)
+    let Some(fd) = PIPE.get() else { return Ok(()) };
+    forget(&mut lock_lines(), fd.as_fd(), name)
+}
+
+/// Writes the forgetting of `name`: `TimedOut` if the tracker did not take it; any other
+/// failure (a dead tracker's broken pipe) leaves nothing to forget.
+fn forget(lines: &mut Lines, fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    match lines.write(fd, Some(&format!("U{name}\n"))) {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// At the normal end of a process (a child's boot, the main process's exit hook): what is
