@@ -609,6 +609,27 @@ mod tests {
         assert!(!tracker.read(), "the pipe's end of file");
     }
 
+    /// review76 L5: within [`WAIT`] of a timeout, a stall is over once the pipe holds less
+    /// than it did then (the tracker read since), and not while it holds as much.
+    #[test]
+    fn a_stall_is_over_once_the_pipe_holds_less_or_wait_has_passed() {
+        let (read, write) = sys::pipe().unwrap();
+        sys::set_nonblocking(write.as_fd(), true).unwrap();
+        let line = [b'R'; 100];
+        while sys::write_line_by(write.as_fd(), &line, Instant::now()).is_ok() {}
+        let mut stall = Stall::now(write.as_fd());
+        assert!(stall.held >= line.len(), "the pipe held {} bytes", stall.held);
+        // Its `WAIT` not over, whatever the load.
+        stall.at = Instant::now() + Duration::from_secs(3600);
+        assert!(!stall.over(write.as_fd()), "the pipe holds as much");
+        sys::read_some(read.as_fd(), &mut [0u8; 1]).unwrap();
+        assert!(stall.over(write.as_fd()), "the pipe holds less");
+        let at_empty = Stall { at: stall.at, held: 0 };
+        assert!(!at_empty.over(write.as_fd()), "the pipe holds more");
+        let old = Stall { at: Instant::now().checked_sub(WAIT).unwrap(), held: 0 };
+        assert!(old.over(write.as_fd()), "WAIT has passed");
+    }
+
     /// A tracker killed while it compacted (the other file written, its generation not):
     /// the journal is the file it used, whole.
     #[test]
