@@ -1340,7 +1340,10 @@ fn a_create_beside_a_momentarily_full_pipe_inner() {
     let child = Process::new(fill_in_a_child, format!("{prefix}child-")).start().unwrap();
     assert!(child.join().unwrap(), "the child's create timed out");
     let (tid_tx, tid) = std::sync::mpsc::channel();
-    let name = format!("{prefix}made");
+    // Longer than the child's names (`child-` and a number), so that its line never fits
+    // where the child's last one did not (review76 L5: the pipe's last page may have room
+    // for a shorter one, and the create then passed without waiting).
+    let name = format!("{prefix}made-by-the-main-process");
     let creator = std::thread::spawn(move || {
         tid_tx.send(common::tid()).unwrap();
         SharedMemory::builder().name(name).size(4096).create()

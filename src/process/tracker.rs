@@ -161,7 +161,9 @@ impl Stall {
 
 /// This process's lines, locked: a `Fork` start holds them across the fork, so that its
 /// child never inherits them taken by another thread (which may be waiting for room, up to
-/// [`WAIT`]).
+/// [`WAIT`]). Beside a tracker that stays stopped, a thread's line waits again once its
+/// process's stall is [`WAIT`] old, so such a start may wait up to [`WAIT`] once in every
+/// [`WAIT`], not once per stall (review76 L3).
 pub(crate) fn lock_lines() -> MutexGuard<'static, Lines> {
     let mut lines = LINES.lock().unwrap_or_else(PoisonError::into_inner);
     let me = sys::my_pid();
@@ -253,8 +255,9 @@ fn forget(lines: &mut Lines, fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 }
 
 /// At the normal end of a process (a child's boot, the main process's exit hook): what is
-/// left of its backlog gets its last chance (one try when the tracker is stalled, else at
-/// most [`WAIT`]), since nothing is written after.
+/// left of its backlog gets its last chance, since nothing is written after: one try while
+/// the process's stall is under [`WAIT`] old (and the pipe no emptier), else at most
+/// [`WAIT`] (review76 L3: a stall older than that waits again, see [`Stall::over`]).
 pub(crate) fn write_backlog() {
     let Some(fd) = PIPE.get() else { return };
     let mut lines = lock_lines();
