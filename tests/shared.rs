@@ -1436,6 +1436,75 @@ fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
     assert!(cleaned, "{left:?} outlived their family and its killed trackers: {stderr}");
 }
 
+/// Run only by the test below, in a family of its own whose tracker stops once it has
+/// unlinked a segment at the family's end: a segment named by the outer test (its prefix
+/// and `left`), left registered; the tracker's pid on stdout.
+#[test]
+fn a_tracker_killed_in_its_clean_up_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_CLEAN_UP") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let left = SharedMemory::builder().name(format!("{prefix}left")).size(4096).create().unwrap();
+    std::mem::forget(left);
+    println!("tracker {}", tracker_pid());
+    println!("INNER-DONE");
+}
+
+/// review76 L7: a tracker killed in its clean-up, after it unlinked a segment, left its
+/// keeper to unlink that name again from the journal; another program's segment of that
+/// name, made in between, went with it. The tracker now forgets a name in its journal
+/// before it unlinks it (a kill between the two leaks that one segment).
+#[test]
+fn a_tracker_killed_in_its_clean_up_leaves_a_name_made_again_since() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-clean-up-{}-", std::process::id());
+    let left = format!("{prefix}left");
+    let mut inner = Command::new(std::env::current_exe().unwrap());
+    inner
+        .args(["a_tracker_killed_in_its_clean_up_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env("MP_TEST_CLEAN_UP", &prefix)
+        .env("MULTIPROC_CRASH_AT", "stop:tracker.clean_up.unlinked")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        inner.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Its stdout ends with its main process (the tracker's is /dev/null).
+    let out = inner.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("INNER-DONE"), "{stdout}");
+    let tracker: u32 = stdout
+        .lines()
+        .find_map(|line| line.split("tracker ").nth(1)?.trim().parse().ok())
+        .expect("the inner test's tracker");
+    /// Kills the trackers' process group (the tracker, its keepers) however this test ends.
+    struct KillGroup(u32);
+    impl Drop for KillGroup {
+        fn drop(&mut self) {
+            // SAFETY (test): kill(2) on the process group of the inner family's tracker.
+            unsafe { libc::kill(-(self.0 as i32), libc::SIGKILL) };
+        }
+    }
+    let _cleanup = KillGroup(tracker);
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('T')), "the tracker stopped in its clean-up");
+    assert!(!shm_exists(&left), "the tracker unlinked {left}");
+    // Another program makes a segment of that name.
+    std::fs::File::create_new(format!("/dev/shm/{left}")).unwrap();
+    kill_tracker_process(tracker);
+    // The keeper takes over, and ends (or stops at the point: it unlinked something).
+    assert!(eventually(LIMIT, || !pid_running(keeper) || process_state(keeper) == Some('T')));
+    let kept = shm_exists(&left);
+    drop(_cleanup);
+    let _ = std::fs::remove_file(format!("/dev/shm/{left}"));
+    assert!(kept, "the keeper unlinked the name the tracker had unlinked, made again since");
+}
+
 /// The size of the fresh-named segments the killed creates of the test below make: odd,
 /// which no other test's is, and different in each run (from the outer test's pid), so
 /// that runs side by side (other worktrees on this machine) never take each other's for

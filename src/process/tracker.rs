@@ -302,8 +302,7 @@ pub(crate) fn run(pipe: OwnedFd) -> ! {
             break;
         }
     }
-    let leaked: Vec<String> =
-        tracker.names.iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).cloned().collect();
+    let leaked = tracker.clean_up();
     if !leaked.is_empty() {
         eprintln!(
             "multiproc resource tracker: unlinked {} shared memory segment(s) the family left behind: {}",
@@ -406,6 +405,30 @@ impl Tracker {
                 true
             }
         }
+    }
+
+    /// Unlinks what is registered, the family gone: the names it unlinked. Each is forgotten
+    /// in the journal first, so that a keeper taking over from a tracker killed here does
+    /// not unlink it again: by then the name may be another program's (review76 L7). A kill
+    /// between the two leaks that one segment, never unlinks another's. (A line's start at
+    /// the pipe's end, which no writer makes, would take in the first forgetting: then none
+    /// is written.)
+    fn clean_up(&mut self) -> Vec<String> {
+        let mut journal = self.journal.as_mut().filter(|_| self.pending.is_empty());
+        std::mem::take(&mut self.names)
+            .into_iter()
+            .filter(|name| {
+                if let Some(journal) = &mut journal {
+                    // Failed, the keeper would unlink it again, as before journals.
+                    let _ = journal.append(format!("U{name}\n").as_bytes());
+                }
+                let unlinked = crate::shm::Segment::unlink(name).is_ok();
+                if unlinked {
+                    crate::shm::crash::crash_point!("tracker.clean_up.unlinked");
+                }
+                unlinked
+            })
+            .collect()
     }
 
     /// Takes in `bytes` read from the pipe: `R<name>\n` registers, `U<name>\n` forgets.
@@ -525,6 +548,13 @@ impl Journal {
         bytes.truncate(read);
         self.end += n as u64;
         Ok(bytes)
+    }
+
+    /// Appends `bytes` to the active file: a line of the tracker's own, not from the pipe.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.files[self.active].write_at(self.end, bytes)?;
+        self.end += bytes.len() as u64;
+        Ok(())
     }
 
     /// Once the active file is past `compact_at`, makes the other the active one, holding
