@@ -23,8 +23,11 @@
 //! wait in the pipe, whose reader it is now, so no family process sees the change. The
 //! bytes move from the pipe to the journal in the kernel (`splice`), each taken from the
 //! pipe only once written, so no moment of a kill loses one; the journal is compacted to
-//! the names held once it is large. A tracker and its keeper killed together (their
-//! process group) lose the registrations, and later creates fail (the pipe is broken).
+//! the names held once it is large. At the family's end the tracker forgets each name in
+//! the journal before it unlinks it, so that a keeper taking over then never unlinks a name
+//! a second time (by then maybe another program's). A tracker and its keeper killed
+//! together (their process group) lose the registrations, and later creates fail (the
+//! pipe is broken).
 //!
 //! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a call waits
