@@ -1246,6 +1246,66 @@ fn a_name_made_again_untracked_after_another_process_lost_its_forgetting_outlive
     assert_eq!(outlived, [true], "remade: {stderr}");
 }
 
+/// Fills the stopped tracker's pipe (so that this process's next lines do not wait), makes
+/// the segment `name` untracked, which fails (the tracker did not take its forgetting),
+/// says so (`refused`), and ends once told (`go`), its backlog written then; whether the
+/// create timed out.
+fn disown_beside_a_stopped_tracker((name, filler, refused, go): (String, String, Event, Event)) -> bool {
+    assert!(timed_out(&fill_the_stopped_trackers_pipe(&filler)));
+    let made = SharedMemory::builder().name(&name).size(4096).track(false).create();
+    refused.set();
+    assert!(go.wait_timeout(LIMIT));
+    made.is_err_and(|e| timed_out(&e))
+}
+
+/// The name `a_refused_untracked_create_beside_a_tracked_one_inner` makes after its
+/// prefix: longer than a filler's (`filler-` and a number), so that its line never fits
+/// where the filler's that timed out did not (the pipe's last page may have room for a
+/// shorter one).
+const TAKEN: &str = "taken-by-the-main-process";
+
+/// Run only by the test below, in a family of its own: a child's untracked create of a
+/// name (the outer test's prefix and [`TAKEN`]) refused beside the stopped tracker; then
+/// the main process makes that name tracked, and the child ends (its backlog written).
+#[test]
+fn a_refused_untracked_create_beside_a_tracked_one_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let name = format!("{prefix}{TAKEN}");
+    let stopped = StoppedTracker::stop();
+    eprintln!("tracker {}", stopped.pid());
+    let (refused, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(
+        disown_beside_a_stopped_tracker,
+        (name.clone(), format!("{prefix}filler-"), refused.clone(), go.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(refused.wait_timeout(LIMIT));
+    assert!(!shm_exists(&name), "a refused create leaves no segment");
+    drop(stopped);
+    // Registered with the tracker, left for it to unlink with the family.
+    let taken = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    go.set();
+    assert!(child.join().unwrap(), "the child's untracked create timed out");
+    std::mem::forget(taken);
+    println!("INNER-DONE");
+}
+
+/// review76 L1: an untracked create refused beside a stalled tracker put the forgetting of
+/// its name in its process's backlog, although the refused create had unlinked its
+/// segment. Written later, it made the tracker forget another process's registration of
+/// the name, made meanwhile: that segment outlived the family. A refused create now leaves
+/// nothing to write.
+#[test]
+fn a_segment_made_after_another_process_s_refused_untracked_create_goes_with_the_family() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-refused-disown-{}-", std::process::id());
+    let (outlived, stderr) =
+        outlived_the_family("a_refused_untracked_create_beside_a_tracked_one_inner", &prefix, [TAKEN]);
+    assert_eq!(outlived, [false], "{TAKEN}: {stderr}");
+}
+
 /// Fills the stopped tracker's pipe from a child: whether its last create timed out.
 fn fill_in_a_child(prefix: String) -> bool {
     timed_out(&fill_the_stopped_trackers_pipe(&prefix))
@@ -1280,7 +1340,10 @@ fn a_create_beside_a_momentarily_full_pipe_inner() {
     let child = Process::new(fill_in_a_child, format!("{prefix}child-")).start().unwrap();
     assert!(child.join().unwrap(), "the child's create timed out");
     let (tid_tx, tid) = std::sync::mpsc::channel();
-    let name = format!("{prefix}made");
+    // Longer than the child's names (`child-` and a number), so that its line never fits
+    // where the child's last one did not (review76 L5: the pipe's last page may have room
+    // for a shorter one, and the create then passed without waiting).
+    let name = format!("{prefix}made-by-the-main-process");
     let creator = std::thread::spawn(move || {
         tid_tx.send(common::tid()).unwrap();
         SharedMemory::builder().name(name).size(4096).create()
@@ -1341,8 +1404,9 @@ fn a_killed_resource_tracker_inner() {
     // The tracker killed alone: its keeper takes its place (and forks a keeper of its own),
     // from the tracker's journal and what waits in the pipe.
     kill_tracker_process(tracker);
-    let b = create("b");
+    // Before any line wakes it (review76 M1: it forked its keeper only after its next read).
     let next = tracker_child(keeper, None);
+    let b = create("b");
     // And again: the keeper that became the tracker killed, its own keeper goes on.
     kill_tracker_process(keeper);
     let c = create("c");
@@ -1370,6 +1434,75 @@ fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
         let _ = SharedMemory::open(name).map(|shm| shm.unlink());
     }
     assert!(cleaned, "{left:?} outlived their family and its killed trackers: {stderr}");
+}
+
+/// Run only by the test below, in a family of its own whose tracker stops once it has
+/// unlinked a segment at the family's end: a segment named by the outer test (its prefix
+/// and `left`), left registered; the tracker's pid on stdout.
+#[test]
+fn a_tracker_killed_in_its_clean_up_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_CLEAN_UP") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let left = SharedMemory::builder().name(format!("{prefix}left")).size(4096).create().unwrap();
+    std::mem::forget(left);
+    println!("tracker {}", tracker_pid());
+    println!("INNER-DONE");
+}
+
+/// review76 L7: a tracker killed in its clean-up, after it unlinked a segment, left its
+/// keeper to unlink that name again from the journal; another program's segment of that
+/// name, made in between, went with it. The tracker now forgets a name in its journal
+/// before it unlinks it (a kill between the two leaks that one segment).
+#[test]
+fn a_tracker_killed_in_its_clean_up_leaves_a_name_made_again_since() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-clean-up-{}-", std::process::id());
+    let left = format!("{prefix}left");
+    let mut inner = Command::new(std::env::current_exe().unwrap());
+    inner
+        .args(["a_tracker_killed_in_its_clean_up_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env("MP_TEST_CLEAN_UP", &prefix)
+        .env("MULTIPROC_CRASH_AT", "stop:tracker.clean_up.unlinked")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        inner.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Its stdout ends with its main process (the tracker's is /dev/null).
+    let out = inner.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("INNER-DONE"), "{stdout}");
+    let tracker: u32 = stdout
+        .lines()
+        .find_map(|line| line.split("tracker ").nth(1)?.trim().parse().ok())
+        .expect("the inner test's tracker");
+    /// Kills the trackers' process group (the tracker, its keepers) however this test ends.
+    struct KillGroup(u32);
+    impl Drop for KillGroup {
+        fn drop(&mut self) {
+            // SAFETY (test): kill(2) on the process group of the inner family's tracker.
+            unsafe { libc::kill(-(self.0 as i32), libc::SIGKILL) };
+        }
+    }
+    let _cleanup = KillGroup(tracker);
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('T')), "the tracker stopped in its clean-up");
+    assert!(!shm_exists(&left), "the tracker unlinked {left}");
+    // Another program makes a segment of that name.
+    std::fs::File::create_new(format!("/dev/shm/{left}")).unwrap();
+    kill_tracker_process(tracker);
+    // The keeper takes over, and ends (or stops at the point: it unlinked something).
+    assert!(eventually(LIMIT, || !pid_running(keeper) || process_state(keeper) == Some('T')));
+    let kept = shm_exists(&left);
+    drop(_cleanup);
+    let _ = std::fs::remove_file(format!("/dev/shm/{left}"));
+    assert!(kept, "the keeper unlinked the name the tracker had unlinked, made again since");
 }
 
 /// The size of the fresh-named segments the killed creates of the test below make: odd,

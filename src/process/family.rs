@@ -176,8 +176,8 @@ extern "C" fn exit_hook() {
     let _ = std::panic::catch_unwind(finish_children);
     // The forgettings the tracker did not take yet get their last chance, as a child's do
     // at its end (review67 T-M1: an `untrack` while the tracker was stopped, then `main`
-    // returning, had the segment unlinked with the family). Bounded: one try when the
-    // tracker is stalled, else its one wait.
+    // returning, had the segment unlinked with the family). Bounded: one try while the
+    // stall is under `tracker::WAIT` old, else at most `WAIT` (5 s).
     let _ = std::panic::catch_unwind(super::tracker::write_backlog);
 }
 

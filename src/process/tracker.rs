@@ -23,8 +23,11 @@
 //! wait in the pipe, whose reader it is now, so no family process sees the change. The
 //! bytes move from the pipe to the journal in the kernel (`splice`), each taken from the
 //! pipe only once written, so no moment of a kill loses one; the journal is compacted to
-//! the names held once it is large. A tracker and its keeper killed together (their
-//! process group) lose the registrations, and later creates fail (the pipe is broken).
+//! the names held once it is large. At the family's end the tracker forgets each name in
+//! the journal before it unlinks it, so that a keeper taking over then never unlinks a name
+//! a second time (by then maybe another program's). A tracker and its keeper killed
+//! together (their process group) lose the registrations, and later creates fail (the
+//! pipe is broken).
 //!
 //! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a call waits
@@ -161,7 +164,9 @@ impl Stall {
 
 /// This process's lines, locked: a `Fork` start holds them across the fork, so that its
 /// child never inherits them taken by another thread (which may be waiting for room, up to
-/// [`WAIT`]).
+/// [`WAIT`]). Beside a tracker that stays stopped, a thread's line waits again once its
+/// process's stall is [`WAIT`] old, so such a start may wait up to [`WAIT`] once in every
+/// [`WAIT`], not once per stall (review76 L3).
 pub(crate) fn lock_lines() -> MutexGuard<'static, Lines> {
     let mut lines = LINES.lock().unwrap_or_else(PoisonError::into_inner);
     let me = sys::my_pid();
@@ -219,15 +224,11 @@ pub(crate) fn register(name: &str) -> io::Result<()> {
 pub(crate) fn unregister(name: &str) -> io::Result<()> {
     let Some(fd) = PIPE.get() else { return Ok(()) };
     let mut lines = lock_lines();
-    match lines.write(fd.as_fd(), Some(&format!("U{name}\n"))) {
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            if !lines.backlog.iter().any(|owed| owed == name) {
-                lines.backlog.push_back(name.to_owned());
-            }
-            Err(e)
+    forget(&mut lines, fd.as_fd(), name).inspect_err(|_| {
+        if !lines.backlog.iter().any(|owed| owed == name) {
+            lines.backlog.push_back(name.to_owned());
         }
-        _ => Ok(()),
-    }
+    })
 }
 
 /// Tells the tracker to forget `name`, which an exclusive create just made ours, untracked:
@@ -237,15 +238,29 @@ pub(crate) fn unregister(name: &str) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// `TimedOut` when the tracker did not take the line (it goes to the backlog): the
-/// segment must not be kept.
+/// `TimedOut` when the tracker did not take the line: the segment must not be kept. The
+/// line is not kept either (no backlog): the create's failure unlinks the segment, so
+/// there is nothing of this process to forget, and written later it could forget another
+/// process's registration of the name, made meanwhile, whose segment would then outlive
+/// the family (review76 L1).
 pub(crate) fn disown(name: &str) -> io::Result<()> {
-    unregister(name)
+    let Some(fd) = PIPE.get() else { return Ok(()) };
+    forget(&mut lock_lines(), fd.as_fd(), name)
+}
+
+/// Writes the forgetting of `name`: `TimedOut` if the tracker did not take it; any other
+/// failure (a dead tracker's broken pipe) leaves nothing to forget.
+fn forget(lines: &mut Lines, fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    match lines.write(fd, Some(&format!("U{name}\n"))) {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// At the normal end of a process (a child's boot, the main process's exit hook): what is
-/// left of its backlog gets its last chance (one try when the tracker is stalled, else at
-/// most [`WAIT`]), since nothing is written after.
+/// left of its backlog gets its last chance, since nothing is written after: one try while
+/// the process's stall is under [`WAIT`] old (and the pipe no emptier), else at most
+/// [`WAIT`] (review76 L3: a stall older than that waits again, see [`Stall::over`]).
 pub(crate) fn write_backlog() {
     let Some(fd) = PIPE.get() else { return };
     let mut lines = lock_lines();
@@ -272,8 +287,13 @@ pub(crate) fn run(pipe: OwnedFd) -> ! {
         if tracker.keeper.is_none() && tracker.journal.is_some() {
             match Keeper::start() {
                 Ok(Some(keeper)) => tracker.keeper = Some(keeper),
-                // In the keeper, its tracker dead: the tracker now, from the journal.
-                Ok(None) => tracker.resume(),
+                // In the keeper, its tracker dead: the tracker now, from the journal, with a
+                // keeper of its own forked before it reads (review76 M1: forked after its
+                // next read, an idle family's tracker went without one for as long).
+                Ok(None) => {
+                    tracker.resume();
+                    continue;
+                }
                 Err(e) if !keeper_failed => {
                     keeper_failed = true;
                     eprintln!("multiproc resource tracker: no keeper ({e}): a kill of it would leak");
@@ -285,8 +305,7 @@ pub(crate) fn run(pipe: OwnedFd) -> ! {
             break;
         }
     }
-    let leaked: Vec<String> =
-        tracker.names.iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).cloned().collect();
+    let leaked = tracker.clean_up();
     if !leaked.is_empty() {
         eprintln!(
             "multiproc resource tracker: unlinked {} shared memory segment(s) the family left behind: {}",
@@ -389,6 +408,30 @@ impl Tracker {
                 true
             }
         }
+    }
+
+    /// Unlinks what is registered, the family gone: the names it unlinked. Each is forgotten
+    /// in the journal first, so that a keeper taking over from a tracker killed here does
+    /// not unlink it again: by then the name may be another program's (review76 L7). A kill
+    /// between the two leaks that one segment, never unlinks another's. (A line's start at
+    /// the pipe's end, which no writer makes, would take in the first forgetting: then none
+    /// is written.)
+    fn clean_up(&mut self) -> Vec<String> {
+        let mut journal = self.journal.as_mut().filter(|_| self.pending.is_empty());
+        std::mem::take(&mut self.names)
+            .into_iter()
+            .filter(|name| {
+                if let Some(journal) = &mut journal {
+                    // Failed, the keeper would unlink it again, as before journals.
+                    let _ = journal.append(format!("U{name}\n").as_bytes());
+                }
+                let unlinked = crate::shm::Segment::unlink(name).is_ok();
+                if unlinked {
+                    crate::shm::crash::crash_point!("tracker.clean_up.unlinked");
+                }
+                unlinked
+            })
+            .collect()
     }
 
     /// Takes in `bytes` read from the pipe: `R<name>\n` registers, `U<name>\n` forgets.
@@ -510,6 +553,13 @@ impl Journal {
         Ok(bytes)
     }
 
+    /// Appends `bytes` to the active file: a line of the tracker's own, not from the pipe.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.files[self.active].write_at(self.end, bytes)?;
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
     /// Once the active file is past `compact_at`, makes the other the active one, holding
     /// `names` registered and `pending`, a line's start. A failure keeps the old one
     /// (whole) and waits for twice as much before the next try.
@@ -593,6 +643,27 @@ mod tests {
         assert_eq!(pending, b"R");
         drop(write);
         assert!(!tracker.read(), "the pipe's end of file");
+    }
+
+    /// review76 L5: within [`WAIT`] of a timeout, a stall is over once the pipe holds less
+    /// than it did then (the tracker read since), and not while it holds as much.
+    #[test]
+    fn a_stall_is_over_once_the_pipe_holds_less_or_wait_has_passed() {
+        let (read, write) = sys::pipe().unwrap();
+        sys::set_nonblocking(write.as_fd(), true).unwrap();
+        let line = [b'R'; 100];
+        while sys::write_line_by(write.as_fd(), &line, Instant::now()).is_ok() {}
+        let mut stall = Stall::now(write.as_fd());
+        assert!(stall.held >= line.len(), "the pipe held {} bytes", stall.held);
+        // Its `WAIT` not over, whatever the load.
+        stall.at = Instant::now() + Duration::from_secs(3600);
+        assert!(!stall.over(write.as_fd()), "the pipe holds as much");
+        sys::read_some(read.as_fd(), &mut [0u8; 1]).unwrap();
+        assert!(stall.over(write.as_fd()), "the pipe holds less");
+        let at_empty = Stall { at: stall.at, held: 0 };
+        assert!(!at_empty.over(write.as_fd()), "the pipe holds more");
+        let old = Stall { at: Instant::now().checked_sub(WAIT).unwrap(), held: 0 };
+        assert!(old.over(write.as_fd()), "WAIT has passed");
     }
 
     /// A tracker killed while it compacted (the other file written, its generation not):

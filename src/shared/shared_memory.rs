@@ -55,8 +55,9 @@ pub enum SharedMemoryError {
     ZeroSize,
     /// The family's resource tracker could not be told (it is gone: `BrokenPipe`, or it has
     /// read nothing for seconds, stopped: `TimedOut`). From a create: the segment could not
-    /// be registered (create it with `track(false)` to manage its life yourself), or, for
-    /// an untracked one with a name you chose, the tracker could not be told to forget a
+    /// be registered (an untracked segment whose name `SharedMemory` picks, `track(false)`
+    /// without `name`, needs no tracker, and you manage its life yourself), or, for an
+    /// untracked one with a name you chose, the tracker could not be told to forget a
     /// registration of that name it may still hold (from an earlier segment's, whose
     /// forgetting has not reached it), so the segment is not made. From
     /// [`SharedMemory::untrack`]: the tracker still tracks the segment.
@@ -163,6 +164,9 @@ impl SharedMemoryBuilder {
     /// Whether the family's resource tracker unlinks the segment once every process of
     /// the family is gone (default `true`, as in Python). Use `false` for a segment meant
     /// to outlive the family; then somebody must [`unlink`](SharedMemory::unlink) it.
+    /// With a [`name`](Self::name) you chose, the create still tells the tracker to forget
+    /// that name (a registration of an earlier segment of it may linger), and fails
+    /// [`SharedMemoryError::Tracker`] if the tracker does not take that line (stopped).
     ///
     /// # Examples
     ///

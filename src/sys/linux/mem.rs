@@ -31,7 +31,7 @@ impl SharedMapping {
     /// Creates an anonymous memory file of `len` bytes and maps it. Pages are allocated on
     /// first touch; the kernel frees the file when the last process holding it is gone.
     pub(crate) fn anonymous(name: &str, len: usize) -> io::Result<Self> {
-        let fd = memfd_create(name, MemfdFlags::CLOEXEC)?;
+        let fd = memfd(name)?;
         rustix::fs::ftruncate(&fd, len as u64)?;
         Self::map(fd, len)
     }
@@ -161,9 +161,24 @@ impl Drop for SharedMapping {
     }
 }
 
-/// `O_NOFOLLOW` for [`shm::open`], as glibc's `shm_open` adds it (rustix's own system
-/// call does not): `/dev/shm` is writable by every user, and a name there that is a
-/// symbolic link must not open, for writing, the file it points to.
+/// A new anonymous memory file (`memfd_create`), sealed against ever being made executable
+/// (`MFD_NOEXEC_SEAL`) where the kernel knows the seal (Linux 6.3 on; an older one refuses
+/// the flag, `EINVAL`, and makes it without): under `vm.memfd_noexec=2`, kernels 6.3 to
+/// 6.6 refuse a memory file made without the seal (`EACCES`), and later ones warn
+/// (review76 L6: the resource tracker then ran without its journal). The flag allows
+/// seals, so a last one forbids more, as a file made without it does: no process that
+/// gets at the file (`/proc/<pid>/fd`) can seal the family's heap against growing.
+fn memfd(name: &str) -> io::Result<OwnedFd> {
+    match memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::NOEXEC_SEAL) {
+        Err(rustix::io::Errno::INVAL) => Ok(memfd_create(name, MemfdFlags::CLOEXEC)?),
+        made => {
+            let fd = made?;
+            rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SEAL)?;
+            Ok(fd)
+        }
+    }
+}
+
 /// An anonymous memory file used through system calls only (`pread`, `pwrite`, `splice`),
 /// never mapped: a record that outlives the process writing it as long as another holds
 /// the file (the resource tracker's journal, held by its keeper).
@@ -173,7 +188,7 @@ pub(crate) struct MemFile(OwnedFd);
 impl MemFile {
     /// An empty memory file, `name` being only what `/proc/<pid>/fd` shows.
     pub(crate) fn new(name: &str) -> io::Result<Self> {
-        Ok(MemFile(memfd_create(name, MemfdFlags::CLOEXEC)?))
+        Ok(MemFile(memfd(name)?))
     }
 
     /// Its size.
@@ -240,6 +255,9 @@ fn write_at(fd: BorrowedFd<'_>, offset: u64, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `O_NOFOLLOW` for [`shm::open`], as glibc's `shm_open` adds it (rustix's own system
+/// call does not): `/dev/shm` is writable by every user, and a name there that is a
+/// symbolic link must not open, for writing, the file it points to.
 fn no_follow() -> shm::OFlags {
     shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
 }
@@ -281,4 +299,31 @@ fn posix_name(name: &str) -> String {
 /// The size of a memory page.
 pub(crate) fn page_size() -> usize {
     rustix::param::page_size()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether this kernel makes a memory file sealed against being made executable (6.3 on).
+    fn kernel_seals_exec() -> bool {
+        memfd_create("multiproc-test", MemfdFlags::CLOEXEC | MemfdFlags::NOEXEC_SEAL).is_ok()
+    }
+
+    /// review76 L6: the memory files were made without `MFD_NOEXEC_SEAL`, which kernels 6.3
+    /// to 6.6 refuse under `vm.memfd_noexec=2` (the tracker then ran without its journal).
+    #[test]
+    fn memory_files_are_sealed_against_exec_where_the_kernel_knows_how() {
+        if !kernel_seals_exec() {
+            return;
+        }
+        // Sealed against exec, and against any further seal (as without the flag).
+        let sealed = |fd: BorrowedFd<'_>| {
+            rustix::fs::fcntl_get_seals(fd).unwrap() == rustix::fs::SealFlags::EXEC | rustix::fs::SealFlags::SEAL
+        };
+        let file = MemFile::new("multiproc-test").unwrap();
+        assert!(sealed(file.0.as_fd()), "the journal's file");
+        let heap = SharedMapping::anonymous("multiproc-test", page_size()).unwrap();
+        assert!(sealed(heap.fd.as_fd()), "the heap's file");
+    }
 }
