@@ -38,7 +38,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
 use std::time::{Duration, Instant};
 
@@ -231,10 +231,10 @@ fn skip_frame(body: &mut impl Read, len: u64) -> io::Result<Option<u64>> {
 }
 
 /// What the dispatcher and the connection threads share about remote connections: their
-/// answer channels, and the connection numbers the server has forgotten.
+/// answer queues, and the connection numbers the server has forgotten.
 #[derive(Default)]
 pub(crate) struct Remotes {
-    writers: Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>,
+    writers: Mutex<HashMap<u32, Writer>>,
     /// Numbers of remote connections that ended, to be taken again: numbers are 24 bits
     /// (a ring's tag), and a server that handed out a fresh one to every client that
     /// connects would have none left after 16,777,214 of them.
@@ -244,15 +244,44 @@ pub(crate) struct Remotes {
 /// See [`Remotes`].
 pub(crate) type Writers = Arc<Remotes>;
 
+/// A remote connection's answer queue, as the dispatcher sees it.
+// Without `remote` nothing connects, so none is made.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+struct Writer {
+    queue: mpsc::SyncSender<Vec<u8>>,
+    /// The bytes of the answers queued or being written (the writer thread takes off what
+    /// it wrote).
+    queued: Arc<AtomicUsize>,
+    /// The socket, to close at once a connection given up on: its writer may be stuck in a
+    /// `write` the client never lets finish, and closes the socket only when that ends.
+    socket: TcpStream,
+}
+
 #[cfg(feature = "remote")]
 /// Answers queued for a remote client that does not read them, at most: past that, the
 /// server closes the connection rather than hold ever more of them.
 const WRITER_BACKLOG: usize = 4096;
 
+/// The bytes of answers queued for one remote client, at most (one answer, however large,
+/// is queued when none is): 256 MiB, as [`DEFAULT_MAX_FRAME_MEMORY`] for requests. A
+/// client that reads its answers keeps the queue near empty; 4096 answers of up to 64 MiB
+/// each (the default message size) would be 256 GiB.
+const WRITER_BACKLOG_BYTES: usize = 256 << 20;
+
 /// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
-/// that it should be closed.
+/// (its backlog full, in answers or in bytes) that it is closed: its socket is shut down
+/// now, so that its reader takes no more requests and its writer lets the queue go.
 pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bool {
-    lock(&writers.writers).get(&conn).is_some_and(|tx| tx.try_send(frame).is_ok())
+    let writers = lock(&writers.writers);
+    let Some(writer) = writers.get(&conn) else { return false };
+    let len = frame.len();
+    let before = writer.queued.fetch_add(len, Ordering::AcqRel);
+    if (before == 0 || before.saturating_add(len) <= WRITER_BACKLOG_BYTES) && writer.queue.try_send(frame).is_ok() {
+        return true;
+    }
+    writer.queued.fetch_sub(len, Ordering::AcqRel);
+    let _ = writer.socket.shutdown(Shutdown::Both);
+    false
 }
 
 /// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
@@ -459,16 +488,19 @@ fn serve_connection(
     // A number a connection that ended gave back, else a fresh one.
     let free = lock(&writers.free).pop();
     let Some(conn) = free.or_else(|| state.new_conn()) else { return };
-    let Ok(mut writer) = stream.try_clone() else {
+    let (Ok(mut writer), Ok(socket)) = (stream.try_clone(), stream.try_clone()) else {
         // Nothing of it reached the server.
         free_conn(writers, conn);
         return;
     };
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
-    lock(&writers.writers).insert(conn, tx);
+    let (queue, answers) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
+    let queued = Arc::new(AtomicUsize::new(0));
+    lock(&writers.writers).insert(conn, Writer { queue, queued: queued.clone(), socket });
     let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
-        for frame in rx {
-            if write_frame(&mut writer, &frame).is_err() {
+        for frame in answers {
+            let written = write_frame(&mut writer, &frame);
+            queued.fetch_sub(frame.len(), Ordering::AcqRel);
+            if written.is_err() {
                 break;
             }
         }
