@@ -1187,12 +1187,22 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
         }
     }
 
-    /// Once the child ended (else `None`), what its `join` would say went wrong, its
-    /// outcome taken (`None` too if its target returned): for a handle nobody joins, a
-    /// pool's worker's.
-    pub(crate) fn failure(&self) -> Option<JoinError> {
+    /// Once the child ended (else `None`), what its `join` would say went wrong, or how it
+    /// ended if its target returned (`Exited`, code 0). It takes the outcome, as a `join`
+    /// does, through a shared reference: for a handle nobody joins (a pool's worker's); a
+    /// `join` after it would find only the exit.
+    pub(crate) fn take_failure(&self) -> Option<JoinError> {
         let ended = self.child.ended().ok().flatten()?;
-        self.result(ended).err()
+        Some(self.result(ended).err().unwrap_or_else(|| self.ended_as_error(ended)))
+    }
+
+    /// How the child ended, as `join` says it of a child that left no outcome.
+    fn ended_as_error(&self, ended: Ended) -> JoinError {
+        let name = self.child.name.clone();
+        match ended {
+            Ended::Exited(code) => JoinError::Exited { name, code },
+            Ended::Signaled(signal) => JoinError::Signaled { name, signal },
+        }
     }
 
     /// Waits for the child's end until `deadline`; [`JoinError::NotAChild`] at once in a
@@ -1219,10 +1229,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             Some(Outcome::Failed(reason)) => Err(JoinError::Failed { name, reason }),
             Some(Outcome::NotEncoded(reason)) => Err(JoinError::ResultNotEncoded { name, reason }),
             Some(Outcome::StackOverflow) => Err(JoinError::StackOverflow { name }),
-            None => Err(match ended {
-                Ended::Exited(code) => JoinError::Exited { name, code },
-                Ended::Signaled(signal) => JoinError::Signaled { name, signal },
-            }),
+            None => Err(self.ended_as_error(ended)),
         }
     }
 }
