@@ -512,22 +512,51 @@ fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
 }
 
 /// A `ThreadPool` whose initializer panics in every thread fails its work with that panic
-/// (the threads are gone: a task queued to them waited for ever), at once for later calls,
-/// and `close` and `join` end it; one whose initializer panics in some threads only runs
-/// its work on the others.
+/// (the threads are gone: a task queued to them waited for ever): the tasks queued before
+/// the last thread failed (here all of them: the initializers wait until they are queued),
+/// each with its error callback called once, and at once the later calls (an `imap` yields
+/// the error for each item); `close` and `join` end it. One whose initializer panics in
+/// some threads only runs its work on the others.
 #[test]
 fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
     let _w = watchdog(LIMIT);
     let is_why = |e: &TaskError| matches!(e, TaskError::Panicked(info) if info.message == "no threads today");
-    let pool = ThreadPool::builder().processes(2).initializer(|| panic!("no threads today")).build().unwrap();
-    for x in 0..2 {
-        match pool.apply_async(|x: u32| x + 1, x).unwrap().get_timeout(Duration::from_secs(10)) {
-            Err(ResultTimeoutError::Task(e)) => assert!(is_why(&e), "{e:?}"),
-            other => panic!("a thread pool whose initializer panics answered {other:?}"),
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let pool = ThreadPool::builder()
+        .processes(2)
+        .initializer(move || {
+            // Until the test has queued its work (the sender's drop).
+            let _ = wait.lock().unwrap().recv();
+            panic!("no threads today");
+        })
+        .build()
+        .unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let counted = || {
+        let called = called.clone();
+        move |_: &TaskError| {
+            called.fetch_add(1, Ordering::SeqCst);
         }
+    };
+    let queued: Vec<_> = (0..3)
+        .map(|x| pool.apply_async_with(|x: u32| x + 1, x, ApplyOptions::new().error_callback(counted())).unwrap())
+        .collect();
+    let mapped =
+        pool.map_async_with(|x: u32| x, 0..3, MapOptions::new().chunksize(1).error_callback(counted())).unwrap();
+    drop(go);
+    for r in queued {
+        let got = r.get();
+        assert!(got.as_ref().is_err_and(is_why), "a task queued before the failure answered {got:?}");
     }
+    let got = mapped.get();
+    assert!(got.as_ref().is_err_and(is_why), "a map queued before the failure answered {got:?}");
+    assert!(eventually(LIMIT / 4, || called.load(Ordering::SeqCst) >= 4), "the error callbacks ran");
+    assert_eq!(called.load(Ordering::SeqCst), 4, "each error callback ran once");
     assert!(matches!(pool.apply(|x: u32| x, 1), Err(Error::Task(e)) if is_why(&e)));
     assert!(matches!(pool.map(|x: u32| x, 0..4), Err(Error::Task(e)) if is_why(&e)));
+    let items: Vec<_> = pool.imap(|x: u32| x, 0..3).unwrap().collect();
+    assert!(items.len() == 3 && items.iter().all(|r| r.as_ref().is_err_and(is_why)), "imap yielded {items:?}");
     pool.close();
     pool.join().unwrap();
 
