@@ -866,6 +866,10 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 /// message (its blobs) goes with the error, for [`lost_child`] to give back from the dead
 /// child or leave to it.
 fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
+    // Every producer of `Lost` (`spawn::start`, `LaunchError::lost`, the fork server's
+    // answer) leaves `boot` to this: one that came with it would have `message` dropped
+    // below, given back while the child may hold its blobs (review70 L8).
+    debug_assert!(!matches!(error, LaunchError::Lost { boot: Some(_), .. }), "a Lost start came with its boot message");
     match error {
         LaunchError::Lost { own, error, boot: None } if message.has_handles() => {
             LaunchError::Lost { own, error, boot: Some(Box::new(message.undo_only())) }
@@ -913,7 +917,10 @@ fn on_socket(
         // end of its socket without decoding it: nothing of its argument is its own. Our own
         // is killed and reaped; the server reaps its own (review49 L2: the message, the
         // argument's handles and the server's child's token were kept for it).
-        Err(LaunchError::Lost { own, error, .. }) if go || !rest.is_empty() => {
+        Err(LaunchError::Lost { own, error, boot }) if go || !rest.is_empty() => {
+            // `not_started` fills it, never a producer (review70 L8): one dropped here would
+            // be given back a second time, with `message`.
+            debug_assert!(boot.is_none(), "a Lost start came with its boot message");
             if let Some(pid) = own {
                 kill_and_settle(pid);
             }
