@@ -1494,7 +1494,8 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// As [`Manager::dict`]; [`ManagerError::Protocol`] for zero parties.
+    /// As [`Manager::dict`]; [`ManagerError::InvalidArgument`] for zero parties (as the
+    /// family's [`Barrier::new`](crate::Barrier::new)).
     ///
     /// # Examples
     ///
@@ -1544,6 +1545,10 @@ impl Manager {
         action: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<BarrierProxy, ManagerError> {
+        if parties == 0 {
+            // The server refuses it too (a raw request's), as malformed.
+            return Err(ManagerError::InvalidArgument("a barrier needs at least one party"));
+        }
         let create = Create::Barrier {
             parties: parties as u64,
             timeout: timeout.and_then(handle::wait_for),
