@@ -594,10 +594,12 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How long a request frame above 64 KiB may take to arrive once it has its share of
     /// [`max_frame_memory`](Self::max_frame_memory) (default 60 s: a 64 MiB frame at
-    /// about 1 MiB/s). A remote client that stalls in the middle of one is disconnected
-    /// (its objects and locks given back as for any connection that ends) and its share
-    /// goes to the connections waiting for room: one peer cannot hold the others' large
-    /// requests for longer than this.
+    /// about 1 MiB/s), and a frame above [`max_message_size`](Self::max_message_size),
+    /// of any size, to be read and dropped (it takes no share). A remote client that stalls
+    /// in the middle of one is disconnected (its objects and locks given back as for any
+    /// connection that ends) and its share goes to the connections waiting for room: one
+    /// peer cannot hold the others' large requests for longer than this. It is taken as
+    /// given: `Duration::ZERO` disconnects a client at every such frame.
     ///
     /// # Examples
     ///

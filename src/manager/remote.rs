@@ -324,7 +324,7 @@ pub(crate) struct Limits {
     /// Bytes of request frames being received, across remote connections.
     pub(crate) max_frame_memory: u64,
     /// How long a frame above 64 KiB may take to arrive once it has its share of
-    /// `max_frame_memory`.
+    /// `max_frame_memory`, and a frame above the message limit to be read and dropped.
     pub(crate) frame_timeout: Duration,
 }
 
@@ -546,6 +546,16 @@ fn serve_connection(
 // ---- the client's side --------------------------------------------------------------------
 
 #[cfg(feature = "remote")]
+/// Why a remote client's connection ended, from the error its reader got.
+fn connection_ended(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "the server closed the connection".to_string()
+    } else {
+        format!("the connection failed: {e}")
+    }
+}
+
+#[cfg(feature = "remote")]
 struct Pending {
     replies: HashMap<u64, Reply<ObjectId>>,
     closed: Option<String>,
@@ -746,12 +756,11 @@ impl RemoteConn {
                     // refused above `MAX_REPLY_MEMORY`.)
                     Err(FrameError::TooLarge(len)) => match skip_frame(&mut reader, len) {
                         Ok(Some(seq)) if seq != 0 => Reply { seq, result: Err(Fault::TooLarge { len, max }) },
-                        _ => break format!("the server sent a message of {len} bytes"),
+                        Ok(_) => break format!("the server sent a message of {len} bytes that answers no call"),
+                        // Cut off inside it: the connection's end, not the message, says why.
+                        Err(e) => break connection_ended(&e),
                     },
-                    Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        break "the server closed the connection".to_string();
-                    }
-                    Err(FrameError::Io(e)) => break format!("the connection failed: {e}"),
+                    Err(FrameError::Io(e)) => break connection_ended(&e),
                 };
                 let mut pending = lock(&shared.pending);
                 if reply.seq == 0 {
