@@ -896,10 +896,37 @@ impl RemoteConn {
 
 #[cfg(all(test, feature = "remote"))]
 mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::Duration;
 
-    use super::FrameMemory;
+    use super::{FrameMemory, WRITER_BACKLOG, WRITER_BACKLOG_BYTES, Writer, Writers, lock, send_to_writer};
+
+    /// A connection whose writer writes nothing (stuck, as with a client that never reads)
+    /// is closed once its backlog is full, in answers or in bytes: the answer is refused
+    /// and the socket shut down at once, so that its peer reads its end (audw50 finding 4;
+    /// the integration test reaches only the bytes' bound without GiBs of answers).
+    #[test]
+    fn a_full_backlog_shuts_the_socket_down_in_answers_and_in_bytes() {
+        for (len, fit) in [(1, WRITER_BACKLOG), (WRITER_BACKLOG_BYTES / 4, 4)] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (socket, _) = listener.accept().unwrap();
+            let writers = Writers::default();
+            let (queue, _unwritten) = mpsc::sync_channel(WRITER_BACKLOG);
+            lock(&writers.writers).insert(1, Writer { queue, queued: Arc::default(), socket });
+            for i in 0..fit {
+                // Zeroed and never touched: the bytes' case takes no memory.
+                assert!(send_to_writer(&writers, 1, vec![0; len]), "answer {i} of {len} bytes");
+            }
+            assert!(!send_to_writer(&writers, 1, vec![0; len]), "past the backlog, answers of {len} bytes");
+            peer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut rest = Vec::new();
+            assert_eq!(peer.read_to_end(&mut rest).ok(), Some(0), "the socket was shut down");
+        }
+    }
 
     /// Waits until `n` connections wait in `memory.take`, or `done` holds.
     fn until_waiting(memory: &FrameMemory, n: usize, done: impl Fn() -> bool) {
