@@ -252,9 +252,11 @@ struct Writer {
     /// The bytes of the answers queued or being written (the writer thread takes off what
     /// it wrote).
     queued: Arc<AtomicUsize>,
-    /// The socket, to close at once a connection given up on: its writer may be stuck in a
-    /// `write` the client never lets finish, and closes the socket only when that ends.
-    socket: TcpStream,
+    /// The writer's socket, to close at once a connection given up on: its writer may be
+    /// stuck in a `write` the client never lets finish, and closes the socket only when
+    /// that ends. Shared, not a clone: a descriptor more for each connection failed
+    /// clients that a server short of descriptors had just made room for.
+    socket: Arc<TcpStream>,
 }
 
 #[cfg(feature = "remote")]
@@ -488,17 +490,19 @@ fn serve_connection(
     // A number a connection that ended gave back, else a fresh one.
     let free = lock(&writers.free).pop();
     let Some(conn) = free.or_else(|| state.new_conn()) else { return };
-    let (Ok(mut writer), Ok(socket)) = (stream.try_clone(), stream.try_clone()) else {
+    let Ok(writer) = stream.try_clone() else {
         // Nothing of it reached the server.
         free_conn(writers, conn);
         return;
     };
+    let writer = Arc::new(writer);
+    let socket = writer.clone();
     let (queue, answers) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
     let queued = Arc::new(AtomicUsize::new(0));
     lock(&writers.writers).insert(conn, Writer { queue, queued: queued.clone(), socket });
     let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
         for frame in answers {
-            let written = write_frame(&mut writer, &frame);
+            let written = write_frame(&mut &*writer, &frame);
             queued.fetch_sub(frame.len(), Ordering::AcqRel);
             if written.is_err() {
                 break;
@@ -916,7 +920,7 @@ mod tests {
             let (socket, _) = listener.accept().unwrap();
             let writers = Writers::default();
             let (queue, _unwritten) = mpsc::sync_channel(WRITER_BACKLOG);
-            lock(&writers.writers).insert(1, Writer { queue, queued: Arc::default(), socket });
+            lock(&writers.writers).insert(1, Writer { queue, queued: Arc::default(), socket: Arc::new(socket) });
             for i in 0..fit {
                 // Zeroed and never touched: the bytes' case takes no memory.
                 assert!(send_to_writer(&writers, 1, vec![0; len]), "answer {i} of {len} bytes");
