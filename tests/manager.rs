@@ -369,7 +369,7 @@ fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
     jq.join().unwrap();
     jq.join_timeout(Duration::from_millis(1)).unwrap();
     assert_eq!(worker.join().unwrap(), 55 + 1_000_000);
-    assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
+    assert!(matches!(jq.task_done(), Err(ManagerError::TaskDone(_))));
 }
 
 // ---- synchronization --------------------------------------------------------------------
@@ -1173,7 +1173,7 @@ fn a_proxy_read_as_another_kind_is_a_typed_error() {
     let manager = Manager::start().unwrap();
     manager.publish("lock", &manager.lock().unwrap()).unwrap();
     assert!(matches!(manager.lookup::<DictProxy<u8, u8>>("lock"), Err(ManagerError::Codec(_))));
-    assert!(matches!(manager.barrier(0), Err(ManagerError::Protocol(_))));
+    assert!(matches!(manager.barrier(0), Err(ManagerError::InvalidArgument(_))));
     let _ = StartMethod::Fork;
 }
 
@@ -1503,4 +1503,43 @@ fn a_fork_server_manager_starts_after_the_fork_server_was_killed() {
         "a_fork_server_manager_starts_after_the_fork_server_was_killed_inner",
         FORK_SERVER_KILLED_INNER,
     );
+}
+
+// ---- errors named as the family's (audw50's cosmetic findings) ------------------------------
+
+/// A bounded semaphore of 0 is allowed, here and on the manager, as in Python (both
+/// `multiprocessing.BoundedSemaphore(0)` and the manager's): no acquire passes, and a
+/// release is one too many. Before, the family's `BoundedSemaphore::new(0)` panicked
+/// while the manager's was `Ok`.
+#[test]
+fn a_bounded_semaphore_of_zero_is_allowed_here_and_on_the_manager_as_in_python() {
+    let _w = common::heap_user(LIMIT);
+    let local = multiproc::BoundedSemaphore::new(0).unwrap();
+    assert!(matches!(local.try_acquire(), Err(multiproc::TryAcquireError::WouldBlock)));
+    assert_eq!(local.release(), Err(multiproc::ReleaseError::OverRelease { bound: 0 }));
+    let manager = Manager::start().unwrap();
+    let proxy = manager.bounded_semaphore(0).unwrap();
+    assert!(matches!(proxy.try_acquire(), Err(ManagerError::WouldBlock)));
+    assert!(matches!(proxy.release(), Err(ManagerError::NotAcquired)));
+}
+
+/// The manager's errors say what the family's say: a barrier of no party is an invalid
+/// argument, not a malformed request (Python's `ValueError`); a `task_done` too many says
+/// so, as the family's `TaskDoneError` (Python: "task_done() called too many times"), not
+/// "released more often than acquired"; a call with a zero call timeout says 0 ns, as a
+/// remote client's (it said 1 ns).
+#[test]
+fn the_managers_errors_say_what_the_familys_say() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let barrier = manager.barrier(0);
+    assert!(matches!(barrier, Err(ManagerError::InvalidArgument(_))), "{barrier:?}");
+    assert!(matches!(multiproc::Barrier::new(0), Err(multiproc::Error::InvalidArgument(_))));
+    let q: JoinableQueueProxy<u8> = manager.joinable_queue().unwrap();
+    let too_many = q.task_done();
+    assert!(matches!(too_many, Err(ManagerError::TaskDone(multiproc::TaskDoneError))), "{too_many:?}");
+    assert_eq!(too_many.unwrap_err().to_string(), multiproc::TaskDoneError.to_string());
+    let impatient = Manager::builder().call_timeout(Duration::ZERO).start().unwrap();
+    let failed = impatient.dict::<u8, u8>();
+    assert!(matches!(failed, Err(ManagerError::CallTimeout(t)) if t.is_zero()), "{failed:?}");
 }

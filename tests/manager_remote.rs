@@ -88,7 +88,7 @@ fn a_managed_queue_shut_down_refuses_puts_and_answers_every_waiter() {
     assert!(joiner.join().unwrap());
     assert!(jq.is_empty().unwrap());
     assert!(matches!(jq.get_timeout(Duration::from_secs(10)), Err(ManagerError::ShutDown)));
-    assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
+    assert!(matches!(jq.task_done(), Err(ManagerError::TaskDone(_))));
 }
 
 // ---- a server that stops answering ---------------------------------------------------------
@@ -419,12 +419,16 @@ fn a_reply_above_the_clients_message_limit_is_too_large_and_the_connection_goes_
 }
 
 /// `shutdown` ends the server whatever its remote peers do: one silent in the handshake,
-/// authenticated ones stalled in the middle of a small and of a large request frame, and a
-/// remote call parked on an empty queue, which then ends typed.
+/// authenticated ones stalled in the middle of a small, a large and an over-limit request
+/// frame (one being dropped), and a remote call parked on an empty queue, which then ends
+/// typed. The server ends by itself: no kill after a `shutdown_timeout` hides a hang
+/// (review71 M2).
 #[test]
 fn shutdown_ends_the_server_past_stalled_peers_and_a_parked_remote_call() {
     let _w = common::heap_user(LIMIT);
-    let manager = remote_manager();
+    // No kill after a while: the server must end by itself (a hang trips the watchdog).
+    let manager =
+        Manager::builder().address("127.0.0.1:0").authkey(KEY).shutdown_timeout(Duration::MAX).start().unwrap();
     let addr = manager.address().unwrap();
     let server = manager.pid().unwrap();
     let mut silent = TcpStream::connect(addr).unwrap();
@@ -438,6 +442,8 @@ fn shutdown_ends_the_server_past_stalled_peers_and_a_parked_remote_call() {
     };
     let mut small = stalled(100);
     let mut large = stalled(1 << 20);
+    // Above the server's limit: it reads and drops the frame (`skip_frame`).
+    let mut over = stalled(u32::MAX);
     let remote = Manager::connect(addr, KEY).unwrap();
     let q: QueueProxy<u8> = remote.queue().unwrap();
     let parked = {
@@ -449,8 +455,8 @@ fn shutdown_ends_the_server_past_stalled_peers_and_a_parked_remote_call() {
     manager.shutdown().unwrap();
     let got = parked.join().unwrap();
     assert!(matches!(got, Err(ManagerError::ServerGone { .. })), "{got:?}");
-    assert!(eventually(Duration::from_secs(30), || !common::pid_running(server)));
-    for raw in [&mut silent, &mut small, &mut large] {
+    assert!(!common::pid_running(server), "shutdown returned before the server ended");
+    for raw in [&mut silent, &mut small, &mut large, &mut over] {
         assert!(closed_by_server(raw));
     }
 }
@@ -1072,4 +1078,61 @@ fn a_peer_that_stalls_in_a_large_frame_is_dropped_and_its_budget_serves_the_othe
     pusher.join().unwrap();
     // The staller was closed.
     assert!(closed_by_server(&mut raw));
+}
+
+/// How many of process `pid`'s threads are named `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter(|t| {
+            t.as_ref().is_ok_and(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        })
+        .count()
+}
+
+/// A remote client that sends requests and never reads their answers: once the server has
+/// given up on it (its answer backlog full), the connection ends at once, its socket
+/// closed and its threads gone, and what was queued for it is let go. Before, the writer
+/// thread stayed stuck in a `write` the client never let finish: the socket stayed open,
+/// the reader went on taking requests, and the backlog (up to 4096 answers, whatever
+/// their size) stayed in memory until the client read or left.
+#[test]
+fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let pid = manager.pid().unwrap();
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![7u8; 1 << 20])).unwrap();
+    manager.publish("d", &d).unwrap();
+    // One `get` of the 1 MiB value, as a client sends it.
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = recorder.lookup("d").unwrap();
+    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(1 << 20));
+    let get = frames_of(&sent.lock().unwrap()).pop().unwrap();
+    drop((rd, recorder));
+    assert!(eventually(Duration::from_secs(30), || threads_named(pid, "manager-writer") == 0));
+
+    let mut raw = TcpStream::connect(addr).unwrap();
+    authenticate(&mut raw, KEY);
+    // Its writer, started after the handshake.
+    assert!(eventually(Duration::from_secs(30), || threads_named(pid, "manager-writer") == 1));
+    raw.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut frame = (get.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&get);
+    // 600 MiB of answers: far past what the sockets buffer and the backlog's 256 MiB.
+    let mut sent = 0;
+    while sent < 600 && raw.write_all(&frame).is_ok() {
+        sent += 1;
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || threads_named(pid, "manager-writer") == 0),
+        "{sent} requests sent, and the server still writes to this client"
+    );
+    // The client learns it was dropped, and the server serves the others.
+    assert!(closed_by_server(&mut raw) || raw.write_all(&frame).is_err());
+    let again = Manager::connect(addr, KEY).unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = again.lookup("d").unwrap();
+    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(1 << 20));
 }

@@ -3416,8 +3416,9 @@ fn workers_dying_under_their_first_task_many_times_in_a_row_are_not_boot_deaths(
 }
 
 /// What every call on a pool whose workers cannot start sees (the pool stays failed):
-/// `apply` and `map` fail with the pool's error, `apply_async` delivers it to its error
-/// callback and its `get`, an `imap` yields it once and ends; then `close` and `join` end.
+/// `apply` and `map` fail with the pool's error; `apply_async` and `map_async` (three
+/// chunks) deliver it to their `get` and to their error callback, called once each; an
+/// `imap` yields it once for each of its three items and ends; then `close` and `join` end.
 /// `is_why` checks the error each call got.
 fn every_call_fails_then_the_pool_ends(pool: Pool, is_why: &dyn Fn(&TaskError) -> bool) {
     let why = |answer: Result<u64, Error>| match answer {
@@ -3426,18 +3427,21 @@ fn every_call_fails_then_the_pool_ends(pool: Pool, is_why: &dyn Fn(&TaskError) -
     };
     why(pool.apply(square, 4));
     why(pool.map(square, 0..3).map(|_| 0));
-    let called = Arc::new(Mutex::new(None));
+    // The errors each error callback got, one entry a call.
+    let called = Arc::new(Mutex::new(Vec::new()));
     let record = called.clone();
-    let options = ApplyOptions::new().error_callback(move |e: &TaskError| *record.lock().unwrap() = Some(e.clone()));
-    let got = pool.apply_async_with(square, 5, options).unwrap().get_timeout(Duration::from_secs(30));
-    match got {
-        Err(multiproc::ResultTimeoutError::Task(e)) => assert!(is_why(&e), "{e:?}"),
-        other => panic!("apply_async answered {other:?}"),
-    }
+    let options = ApplyOptions::new().error_callback(move |e: &TaskError| record.lock().unwrap().push(e.clone()));
+    let got = pool.apply_async_with(square, 5, options).unwrap().get();
+    assert!(got.as_ref().is_err_and(is_why), "apply_async answered {got:?}");
+    let record = called.clone();
+    let options =
+        MapOptions::new().chunksize(1).error_callback(move |e: &TaskError| record.lock().unwrap().push(e.clone()));
+    let got = pool.map_async_with(square, 0..3, options).unwrap().get();
+    assert!(got.as_ref().is_err_and(is_why), "map_async answered {got:?}");
     let called = called.lock().unwrap().clone();
-    assert!(called.as_ref().is_some_and(is_why), "the error callback got {called:?}");
+    assert!(called.len() == 2 && called.iter().all(is_why), "the error callbacks got {called:?}");
     let items: Vec<_> = pool.imap(square, 0..3).unwrap().collect();
-    assert!(!items.is_empty() && items.iter().all(|r| r.as_ref().is_err_and(is_why)), "imap yielded {items:?}");
+    assert!(items.len() == 3 && items.iter().all(|r| r.as_ref().is_err_and(is_why)), "imap yielded {items:?}");
     pool.close();
     assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Closed)));
     pool.join().unwrap();

@@ -4153,7 +4153,7 @@ fn a_socket_child_lost_before_its_go_gives_its_argument_back_inner() {
             .start_method(StartMethod::ForkServer)
             .start();
         multiproc::__private::crash_disarm();
-        assert!(started.is_err(), "a child whose answer lost its descriptors started");
+        assert!(lost(&started), "a child whose answer lost its descriptors: {:?}", started.err());
         // The server's own child (`Forked`), asked for by a spawned child.
         let asker = Process::new(start_a_lost_fork_server_child, queue.clone())
             .start_method(StartMethod::Spawn)
@@ -4192,6 +4192,13 @@ fn padding_len(padding: Vec<u8>) -> usize {
     padding.len()
 }
 
+/// Whether a start failed as a `Lost` child's (the `EMFILE` of `sys::out_of_descriptors`,
+/// which is what both crash points stand for): a start that failed otherwise (`Failed`)
+/// would drop its boot message whole, and give nothing back from the dead.
+fn lost<T>(started: &Result<T, multiproc::Error>) -> bool {
+    matches!(started, Err(multiproc::Error::Io(e)) if e.raw_os_error() == Some(libc::EMFILE))
+}
+
 #[test]
 fn our_own_lost_children_give_their_boot_messages_back_inner() {
     if std::env::var_os(LOST_OWN_CHILD_INNER).is_none() {
@@ -4207,7 +4214,7 @@ fn our_own_lost_children_give_their_boot_messages_back_inner() {
             .start_method(StartMethod::Spawn)
             .start();
         multiproc::__private::crash_disarm();
-        assert!(started.is_err(), "a spawned child without its pidfd started");
+        assert!(lost(&started), "a spawned child without its pidfd: {:?}", started.err());
         // A fork-server child in a room, ours (`Yours`: we are the server's main), whose
         // answer lost its descriptors after the server's go.
         multiproc::__private::crash_at("fail:forkserver.answer.fds");
@@ -4215,14 +4222,16 @@ fn our_own_lost_children_give_their_boot_messages_back_inner() {
         // killed, would be lost with its outcome, which nobody reads.
         let started = Process::new(padding_len, vec![7u8; 64 * 1024]).start_method(StartMethod::ForkServer).start();
         multiproc::__private::crash_disarm();
-        assert!(started.is_err(), "a child whose answer lost its descriptors started");
+        assert!(lost(&started), "a child whose answer lost its descriptors: {:?}", started.err());
         let left = || own_children().into_iter().filter(|&pid| zombie(pid)).collect::<Vec<_>>();
         assert!(left().is_empty(), "lost children left unreaped: {:?}", left());
     }
-    // Their boot messages' blobs (the 64 KB arguments), given back from the dead. The lost
-    // room child's report room is left to it (`ReportRoom::leave`: a leak of a few words,
-    // 512 bytes).
+    // Their boot messages' blobs (the 64 KB arguments), given back from the dead, once
+    // each: the heap comes back to exactly where it was (a blob given back twice would take
+    // it below). The lost room child's report room is left to it (`ReportRoom::leave`: a
+    // leak of a few words, 512 bytes).
     assert_heap_back_to(leaks.before() + 512);
+    assert_eq!(multiproc::__private::heap_in_use(), leaks.before() + 512, "the heap in use, settled");
     println!("INNER-DONE");
 }
 

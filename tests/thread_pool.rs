@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -512,22 +512,51 @@ fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
 }
 
 /// A `ThreadPool` whose initializer panics in every thread fails its work with that panic
-/// (the threads are gone: a task queued to them waited for ever), at once for later calls,
-/// and `close` and `join` end it; one whose initializer panics in some threads only runs
-/// its work on the others.
+/// (the threads are gone: a task queued to them waited for ever): the tasks queued before
+/// the last thread failed (here all of them: the initializers wait until they are queued),
+/// each with its error callback called once, and at once the later calls (an `imap` yields
+/// the error for each item); `close` and `join` end it. One whose initializer panics in
+/// some threads only runs its work on the others.
 #[test]
 fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
     let _w = watchdog(LIMIT);
     let is_why = |e: &TaskError| matches!(e, TaskError::Panicked(info) if info.message == "no threads today");
-    let pool = ThreadPool::builder().processes(2).initializer(|| panic!("no threads today")).build().unwrap();
-    for x in 0..2 {
-        match pool.apply_async(|x: u32| x + 1, x).unwrap().get_timeout(Duration::from_secs(10)) {
-            Err(ResultTimeoutError::Task(e)) => assert!(is_why(&e), "{e:?}"),
-            other => panic!("a thread pool whose initializer panics answered {other:?}"),
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let pool = ThreadPool::builder()
+        .processes(2)
+        .initializer(move || {
+            // Until the test has queued its work (the sender's drop).
+            let _ = wait.lock().unwrap().recv();
+            panic!("no threads today");
+        })
+        .build()
+        .unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let counted = || {
+        let called = called.clone();
+        move |_: &TaskError| {
+            called.fetch_add(1, Ordering::SeqCst);
         }
+    };
+    let queued: Vec<_> = (0..3)
+        .map(|x| pool.apply_async_with(|x: u32| x + 1, x, ApplyOptions::new().error_callback(counted())).unwrap())
+        .collect();
+    let mapped =
+        pool.map_async_with(|x: u32| x, 0..3, MapOptions::new().chunksize(1).error_callback(counted())).unwrap();
+    drop(go);
+    for r in queued {
+        let got = r.get();
+        assert!(got.as_ref().is_err_and(is_why), "a task queued before the failure answered {got:?}");
     }
+    let got = mapped.get();
+    assert!(got.as_ref().is_err_and(is_why), "a map queued before the failure answered {got:?}");
+    assert!(eventually(LIMIT / 4, || called.load(Ordering::SeqCst) >= 4), "the error callbacks ran");
+    assert_eq!(called.load(Ordering::SeqCst), 4, "each error callback ran once");
     assert!(matches!(pool.apply(|x: u32| x, 1), Err(Error::Task(e)) if is_why(&e)));
     assert!(matches!(pool.map(|x: u32| x, 0..4), Err(Error::Task(e)) if is_why(&e)));
+    let items: Vec<_> = pool.imap(|x: u32| x, 0..3).unwrap().collect();
+    assert!(items.len() == 3 && items.iter().all(|r| r.as_ref().is_err_and(is_why)), "imap yielded {items:?}");
     pool.close();
     pool.join().unwrap();
 
@@ -544,4 +573,181 @@ fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
     assert_eq!(pool.map(|x: u32| x * 2, 0..4).unwrap(), [0, 2, 4, 6]);
     pool.close();
     pool.join().unwrap();
+}
+
+/// Forks, as a program's callback on a pool thread would: the child returns (into the pool
+/// thread's copy), the parent notes the child's pid in `forked`. No parent-death signal:
+/// it follows the thread that forked, which may end first (a thread whose initializer
+/// panicked); `copy_ended` kills a copy that does not end.
+fn fork_from_callback(forked: &AtomicU64) {
+    // SAFETY (test): the child returns at once.
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        forked.store(pid as u64, Ordering::SeqCst);
+    }
+}
+
+/// Waits (up to `LIMIT / 4`) for the fork copy `copy` to end, and returns its wait status; a
+/// copy still running then is killed, and the test fails.
+fn copy_ended(copy: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY (test): `copy` is our child; `status` is a live local.
+    let ended = eventually(LIMIT / 4, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
+    if !ended {
+        // SAFETY (test): as above.
+        unsafe {
+            libc::kill(copy, libc::SIGKILL);
+            libc::waitpid(copy, std::ptr::null_mut(), 0);
+        }
+    }
+    assert!(ended, "the fork copy {copy} of the pool thread never ended");
+    status
+}
+
+/// A pipe whose write end a callback writes its process's pid into: which processes ran it.
+struct Marks {
+    read_end: i32,
+    write_end: i32,
+}
+
+impl Marks {
+    fn new() -> Self {
+        let mut fds = [0; 2];
+        // SAFETY (test): `fds` is a live array of two.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+        Marks { read_end: fds[0], write_end: fds[1] }
+    }
+
+    /// A callback that writes this process's pid.
+    fn recorder<T>(&self) -> impl Fn(&T) + Send + Sync + 'static {
+        let write_end = self.write_end;
+        move |_: &T| {
+            let me = std::process::id().to_ne_bytes();
+            // SAFETY (test): `write_end` is open until `pids` closes it, after the callbacks.
+            assert_eq!(unsafe { libc::write(write_end, me.as_ptr().cast(), me.len()) }, 4);
+        }
+    }
+
+    /// The pids written, in order; closes the pipe.
+    fn pids(self) -> Vec<u32> {
+        let mut records = [0u8; 64];
+        // SAFETY (test): `records` is a live buffer of its length; the ends are ours.
+        let n = unsafe { libc::read(self.read_end, records.as_mut_ptr().cast(), records.len()) };
+        unsafe {
+            libc::close(self.read_end);
+            libc::close(self.write_end);
+        }
+        records[..n.max(0) as usize].chunks(4).map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect()
+    }
+}
+
+/// review70 L1: the last thread whose initializer panicked fails the queued tasks in one
+/// loop, one error callback each; a callback that forks, whose child returns into that
+/// loop, ran the next tasks' error callbacks in the copy too (each then ran twice: once
+/// there, once in the parent). The copy ends after the callback that forked, as a process
+/// pool's does.
+#[test]
+fn a_fork_in_an_error_callback_of_a_failed_thread_pool_runs_no_other_callback_in_the_copy() {
+    let _w = watchdog(LIMIT);
+    let marks = Marks::new();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let pool = ThreadPool::builder()
+        .processes(1)
+        .initializer(move || {
+            let _ = wait.lock().unwrap().recv();
+            panic!("no threads today");
+        })
+        .build()
+        .unwrap();
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let fork = move |_: &TaskError| fork_from_callback(&forked);
+    let a = pool.apply_async_with(|x: u32| x, 1, ApplyOptions::new().error_callback(fork)).unwrap();
+    let b = pool.apply_async_with(|x: u32| x, 2, ApplyOptions::new().error_callback(marks.recorder())).unwrap();
+    // Both are queued when the only thread's initializer panics.
+    go.send(()).unwrap();
+    assert!(matches!(a.get(), Err(TaskError::Panicked(_))));
+    assert!(matches!(b.get(), Err(TaskError::Panicked(_))));
+    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
+    assert_eq!(marks.pids(), [std::process::id()], "the other task's error callback ran in the copy too");
+}
+
+/// review70 L1, the worker's loop: a callback that forks, whose child returns into the
+/// pool thread's loop, ran the tasks queued behind it in the copy (their callbacks then
+/// ran twice), then waited for ever on the parent's job channel. The copy ends after the
+/// callback that forked.
+#[test]
+fn a_fork_in_a_callback_of_a_thread_pool_runs_no_queued_task_in_the_copy() {
+    let _w = watchdog(LIMIT);
+    let marks = Marks::new();
+    let pool = ThreadPool::new(1).unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let fork = move |_: &u32| fork_from_callback(&forked);
+    let task = move |x: u32| {
+        let _ = wait.lock().unwrap().recv();
+        x
+    };
+    let a = pool.apply_async_with(task, 1, ApplyOptions::new().callback(fork)).unwrap();
+    let b = pool.apply_async_with(|x: u32| x, 2, ApplyOptions::new().callback(marks.recorder())).unwrap();
+    // `b` is queued behind `a` when `a`'s callback forks.
+    go.send(()).unwrap();
+    assert_eq!(a.get(), Ok(1));
+    assert_eq!(b.get(), Ok(2));
+    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
+    assert_eq!(marks.pids(), [std::process::id()], "the task queued behind ran in the copy too");
+}
+
+/// review70 L2: dropping the last `ThreadPool` terminates it and waits for its threads,
+/// even while a thread holds the pool for a moment: the drop decided by the `Arc`'s count,
+/// which such a thread raises (here the last thread whose initializer panicked, which
+/// holds it while it runs the queued tasks' error callbacks), and then returned at once,
+/// the threads left running detached.
+#[test]
+fn dropping_a_thread_pool_waits_for_its_threads_while_one_holds_the_pool() {
+    let _w = watchdog(LIMIT);
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let pool = ThreadPool::builder()
+        .processes(1)
+        .initializer(move || {
+            let _ = wait.lock().unwrap().recv();
+            panic!("no threads today");
+        })
+        .build()
+        .unwrap();
+    let (entered, in_callback) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let callback_done = Arc::new(AtomicBool::new(false));
+    let done = callback_done.clone();
+    let callback = move |_: &TaskError| {
+        entered.send(()).unwrap();
+        let _ = released.lock().unwrap().recv();
+        done.store(true, Ordering::SeqCst);
+    };
+    let _a = pool.apply_async_with(|x: u32| x, 1, ApplyOptions::new().error_callback(callback)).unwrap();
+    go.send(()).unwrap();
+    in_callback.recv().unwrap();
+    // The drop, on a thread of its own: it must wait for the callback.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (d, dropper_tid) = (dropped.clone(), Arc::new(std::sync::atomic::AtomicI32::new(0)));
+    let t = dropper_tid.clone();
+    let dropper = std::thread::spawn(move || {
+        t.store(common::tid(), Ordering::SeqCst);
+        drop(pool);
+        d.store(true, Ordering::SeqCst);
+        callback_done.load(Ordering::SeqCst)
+    });
+    // Either the drop returned (the defect) or it waits.
+    eventually(LIMIT / 4, || {
+        dropped.load(Ordering::SeqCst) || common::thread_in_futex_wait(dropper_tid.load(Ordering::SeqCst))
+    });
+    release.send(()).unwrap();
+    assert!(dropper.join().unwrap(), "the drop returned while the pool's thread ran a callback");
 }

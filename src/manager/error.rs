@@ -60,7 +60,8 @@ pub enum ManagerError {
     #[doc(alias = "IndexError")]
     #[error("index {index} out of range for a sequence of length {len}")]
     IndexOutOfRange {
-        /// The index asked for.
+        /// The index asked for (an index past `i64::MAX`, out of range of any list, shows
+        /// as `i64::MAX`: the server's indexes are Python's, signed).
         index: i64,
         /// The length at the time.
         len: u64,
@@ -162,6 +163,14 @@ pub enum ManagerError {
     /// The peer broke the protocol (a malformed message, an unexpected answer).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// An argument no object can be made with (a barrier of no party), as the family's
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// [`JoinableQueueProxy::task_done`](crate::JoinableQueueProxy::task_done) called more
+    /// often than items were put (Python's `ValueError`), as the family's.
+    #[error(transparent)]
+    TaskDone(#[from] crate::TaskDoneError),
     /// A value could not be encoded or decoded (was it stored as another type?).
     #[error(transparent)]
     Codec(#[from] CodecError),

@@ -594,10 +594,12 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How long a request frame above 64 KiB may take to arrive once it has its share of
     /// [`max_frame_memory`](Self::max_frame_memory) (default 60 s: a 64 MiB frame at
-    /// about 1 MiB/s). A remote client that stalls in the middle of one is disconnected
-    /// (its objects and locks given back as for any connection that ends) and its share
-    /// goes to the connections waiting for room: one peer cannot hold the others' large
-    /// requests for longer than this.
+    /// about 1 MiB/s), and a frame above [`max_message_size`](Self::max_message_size),
+    /// of any size, to be read and dropped (it takes no share). A remote client that stalls
+    /// in the middle of one is disconnected (its objects and locks given back as for any
+    /// connection that ends) and its share goes to the connections waiting for room: one
+    /// peer cannot hold the others' large requests for longer than this. It is taken as
+    /// given: `Duration::ZERO` disconnects a client at every such frame.
     ///
     /// # Examples
     ///
@@ -1494,7 +1496,8 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// As [`Manager::dict`]; [`ManagerError::Protocol`] for zero parties.
+    /// As [`Manager::dict`]; [`ManagerError::InvalidArgument`] for zero parties (as the
+    /// family's [`Barrier::new`](crate::Barrier::new)).
     ///
     /// # Examples
     ///
@@ -1544,6 +1547,10 @@ impl Manager {
         action: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<BarrierProxy, ManagerError> {
+        if parties == 0 {
+            // The server refuses it too (a raw request's), as malformed.
+            return Err(ManagerError::InvalidArgument("a barrier needs at least one party"));
+        }
         let create = Create::Barrier {
             parties: parties as u64,
             timeout: timeout.and_then(handle::wait_for),

@@ -447,8 +447,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::NotAcquired`] when called more often than items were put (Python's
-    /// `ValueError`), [`ManagerError::ServerGone`] when the server is gone.
+    /// [`ManagerError::TaskDone`] when called more often than items were put (Python's
+    /// `ValueError`: "task_done() called too many times"), [`ManagerError::ServerGone`]
+    /// when the server is gone.
     ///
     /// # Examples
     ///
@@ -460,11 +461,15 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// q.put(1)?;
     /// let _item = q.get()?;
     /// q.task_done()?;
-    /// assert!(matches!(q.task_done(), Err(ManagerError::NotAcquired))); // one more than put
+    /// assert!(matches!(q.task_done(), Err(ManagerError::TaskDone(_)))); // one more than put
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn task_done(&self) -> Result<(), ManagerError> {
-        self.core.call(Op::TaskDone).map(drop)
+        // The server's count answers as a semaphore's: released more often than acquired.
+        self.core.call(Op::TaskDone).map(drop).map_err(|e| match e {
+            ManagerError::NotAcquired => crate::TaskDoneError.into(),
+            e => e,
+        })
     }
 
     /// Waits until every item put was confirmed.

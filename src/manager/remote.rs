@@ -38,7 +38,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
 use std::time::{Duration, Instant};
 
@@ -231,10 +231,10 @@ fn skip_frame(body: &mut impl Read, len: u64) -> io::Result<Option<u64>> {
 }
 
 /// What the dispatcher and the connection threads share about remote connections: their
-/// answer channels, and the connection numbers the server has forgotten.
+/// answer queues, and the connection numbers the server has forgotten.
 #[derive(Default)]
 pub(crate) struct Remotes {
-    writers: Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>,
+    writers: Mutex<HashMap<u32, Writer>>,
     /// Numbers of remote connections that ended, to be taken again: numbers are 24 bits
     /// (a ring's tag), and a server that handed out a fresh one to every client that
     /// connects would have none left after 16,777,214 of them.
@@ -244,15 +244,46 @@ pub(crate) struct Remotes {
 /// See [`Remotes`].
 pub(crate) type Writers = Arc<Remotes>;
 
+/// A remote connection's answer queue, as the dispatcher sees it.
+// Without `remote` nothing connects, so none is made.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+struct Writer {
+    queue: mpsc::SyncSender<Vec<u8>>,
+    /// The bytes of the answers queued or being written (the writer thread takes off what
+    /// it wrote).
+    queued: Arc<AtomicUsize>,
+    /// The writer's socket, to close at once a connection given up on: its writer may be
+    /// stuck in a `write` the client never lets finish, and closes the socket only when
+    /// that ends. Shared, not a clone: a descriptor more for each connection failed
+    /// clients that a server short of descriptors had just made room for.
+    socket: Arc<TcpStream>,
+}
+
 #[cfg(feature = "remote")]
 /// Answers queued for a remote client that does not read them, at most: past that, the
 /// server closes the connection rather than hold ever more of them.
 const WRITER_BACKLOG: usize = 4096;
 
+/// The bytes of answers queued for one remote client, at most (one answer, however large,
+/// is queued when none is): 256 MiB, as [`DEFAULT_MAX_FRAME_MEMORY`] for requests. A
+/// client that reads its answers keeps the queue near empty; 4096 answers of up to 64 MiB
+/// each (the default message size) would be 256 GiB.
+const WRITER_BACKLOG_BYTES: usize = 256 << 20;
+
 /// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
-/// that it should be closed.
+/// (its backlog full, in answers or in bytes) that it is closed: its socket is shut down
+/// now, so that its reader takes no more requests and its writer lets the queue go.
 pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bool {
-    lock(&writers.writers).get(&conn).is_some_and(|tx| tx.try_send(frame).is_ok())
+    let writers = lock(&writers.writers);
+    let Some(writer) = writers.get(&conn) else { return false };
+    let len = frame.len();
+    let before = writer.queued.fetch_add(len, Ordering::AcqRel);
+    if (before == 0 || before.saturating_add(len) <= WRITER_BACKLOG_BYTES) && writer.queue.try_send(frame).is_ok() {
+        return true;
+    }
+    writer.queued.fetch_sub(len, Ordering::AcqRel);
+    let _ = writer.socket.shutdown(Shutdown::Both);
+    false
 }
 
 /// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
@@ -295,7 +326,7 @@ pub(crate) struct Limits {
     /// Bytes of request frames being received, across remote connections.
     pub(crate) max_frame_memory: u64,
     /// How long a frame above 64 KiB may take to arrive once it has its share of
-    /// `max_frame_memory`.
+    /// `max_frame_memory`, and a frame above the message limit to be read and dropped.
     pub(crate) frame_timeout: Duration,
 }
 
@@ -459,16 +490,21 @@ fn serve_connection(
     // A number a connection that ended gave back, else a fresh one.
     let free = lock(&writers.free).pop();
     let Some(conn) = free.or_else(|| state.new_conn()) else { return };
-    let Ok(mut writer) = stream.try_clone() else {
+    let Ok(writer) = stream.try_clone() else {
         // Nothing of it reached the server.
         free_conn(writers, conn);
         return;
     };
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
-    lock(&writers.writers).insert(conn, tx);
+    let writer = Arc::new(writer);
+    let socket = writer.clone();
+    let (queue, answers) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
+    let queued = Arc::new(AtomicUsize::new(0));
+    lock(&writers.writers).insert(conn, Writer { queue, queued: queued.clone(), socket });
     let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
-        for frame in rx {
-            if write_frame(&mut writer, &frame).is_err() {
+        for frame in answers {
+            let written = write_frame(&mut &*writer, &frame);
+            queued.fetch_sub(frame.len(), Ordering::AcqRel);
+            if written.is_err() {
                 break;
             }
         }
@@ -512,6 +548,16 @@ fn serve_connection(
 }
 
 // ---- the client's side --------------------------------------------------------------------
+
+#[cfg(feature = "remote")]
+/// Why a remote client's connection ended, from the error its reader got.
+fn connection_ended(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "the server closed the connection".to_string()
+    } else {
+        format!("the connection failed: {e}")
+    }
+}
 
 #[cfg(feature = "remote")]
 struct Pending {
@@ -714,12 +760,11 @@ impl RemoteConn {
                     // refused above `MAX_REPLY_MEMORY`.)
                     Err(FrameError::TooLarge(len)) => match skip_frame(&mut reader, len) {
                         Ok(Some(seq)) if seq != 0 => Reply { seq, result: Err(Fault::TooLarge { len, max }) },
-                        _ => break format!("the server sent a message of {len} bytes"),
+                        Ok(_) => break format!("the server sent a message of {len} bytes that answers no call"),
+                        // Cut off inside it: the connection's end, not the message, says why.
+                        Err(e) => break connection_ended(&e),
                     },
-                    Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        break "the server closed the connection".to_string();
-                    }
-                    Err(FrameError::Io(e)) => break format!("the connection failed: {e}"),
+                    Err(FrameError::Io(e)) => break connection_ended(&e),
                 };
                 let mut pending = lock(&shared.pending);
                 if reply.seq == 0 {
@@ -855,10 +900,37 @@ impl RemoteConn {
 
 #[cfg(all(test, feature = "remote"))]
 mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::Duration;
 
-    use super::FrameMemory;
+    use super::{FrameMemory, WRITER_BACKLOG, WRITER_BACKLOG_BYTES, Writer, Writers, lock, send_to_writer};
+
+    /// A connection whose writer writes nothing (stuck, as with a client that never reads)
+    /// is closed once its backlog is full, in answers or in bytes: the answer is refused
+    /// and the socket shut down at once, so that its peer reads its end (audw50 finding 4;
+    /// the integration test reaches only the bytes' bound without GiBs of answers).
+    #[test]
+    fn a_full_backlog_shuts_the_socket_down_in_answers_and_in_bytes() {
+        for (len, fit) in [(1, WRITER_BACKLOG), (WRITER_BACKLOG_BYTES / 4, 4)] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (socket, _) = listener.accept().unwrap();
+            let writers = Writers::default();
+            let (queue, _unwritten) = mpsc::sync_channel(WRITER_BACKLOG);
+            lock(&writers.writers).insert(1, Writer { queue, queued: Arc::default(), socket: Arc::new(socket) });
+            for i in 0..fit {
+                // Zeroed and never touched: the bytes' case takes no memory.
+                assert!(send_to_writer(&writers, 1, vec![0; len]), "answer {i} of {len} bytes");
+            }
+            assert!(!send_to_writer(&writers, 1, vec![0; len]), "past the backlog, answers of {len} bytes");
+            peer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut rest = Vec::new();
+            assert_eq!(peer.read_to_end(&mut rest).ok(), Some(0), "the socket was shut down");
+        }
+    }
 
     /// Waits until `n` connections wait in `memory.take`, or `done` holds.
     fn until_waiting(memory: &FrameMemory, n: usize, done: impl Fn() -> bool) {

@@ -19,6 +19,10 @@ use crate::queue::{Undecoded, settle_decoded};
 use crate::shm::{Deadline, Embedded, Heap, HeapFull, Limits, Notify, Patient, Ring, Shared, ShmObject, kind};
 use crate::sys::{self, Packed};
 
+/// `ManagerState::call_timeout_ns` of no call timeout: a timeout's nanoseconds saturate
+/// there (584 years, as good as none), so every other value, 0 included, is the one given.
+const NO_CALL_TIMEOUT: u64 = u64::MAX;
+
 /// The tag of control messages on the server's ring (connection numbers start at 1).
 pub(crate) const CONTROL: u32 = 0;
 /// Connection numbers must fit a ring tag.
@@ -50,7 +54,7 @@ pub(crate) struct ManagerState {
     pub(crate) port: AtomicU32,
     /// Rung when `status` changes.
     pub(crate) changed: Notify,
-    /// Every family client's call timeout in nanoseconds (0: none); see
+    /// Every family client's call timeout in nanoseconds ([`NO_CALL_TIMEOUT`]: none); see
     /// `ManagerBuilder::call_timeout`.
     call_timeout_ns: AtomicU64,
 }
@@ -77,20 +81,21 @@ impl ManagerState {
             free_conns: Ring::new(Limits::default()),
             port: AtomicU32::new(0),
             changed: Notify::new(),
-            call_timeout_ns: AtomicU64::new(0),
+            call_timeout_ns: AtomicU64::new(NO_CALL_TIMEOUT),
         })
     }
 
     /// Sets the family clients' call timeout (before the manager is shared).
     pub(crate) fn set_call_timeout(&self, timeout: Option<Duration>) {
-        let nanos = timeout.map_or(0, |t| crate::shm::saturating_nanos(t).max(1));
+        let nanos = timeout.map_or(NO_CALL_TIMEOUT, crate::shm::saturating_nanos);
         self.call_timeout_ns.store(nanos, Ordering::Relaxed);
     }
 
-    /// The family clients' call timeout.
+    /// The family clients' call timeout: the one given (a zero one fails its calls saying
+    /// 0 ns, as a remote client's), but past 584 years, which is none.
     pub(crate) fn call_timeout(&self) -> Option<Duration> {
         match self.call_timeout_ns.load(Ordering::Relaxed) {
-            0 => None,
+            NO_CALL_TIMEOUT => None,
             nanos => Some(Duration::from_nanos(nanos)),
         }
     }

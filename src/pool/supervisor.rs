@@ -883,11 +883,12 @@ impl Inner {
                     books.boot_deaths += 1;
                     if books.init_error.is_none() && books.boot_deaths >= boot_death_limit(self.config.workers) {
                         // Why the last one ended, as its join would say: its own failure
-                        // text, a panic of its `child_init`, else its exit or signal.
-                        let name = worker.handle.name().to_owned();
-                        let ended = worker.handle.failure().unwrap_or(match code {
-                            Some(c) if c < 0 => JoinError::Signaled { name, signal: -c },
-                            c => JoinError::Exited { name, code: c.unwrap_or(0) },
+                        // text, a panic of its `child_init`, else its exit or signal. It
+                        // was reaped, so this knows, but in a fork copy (whose pool thread
+                        // ended before this, `end_if_copy`).
+                        let ended = worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
+                            name: worker.handle.name().to_owned(),
+                            pid: worker.handle.pid(),
                         });
                         books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
                             deaths: books.boot_deaths,

@@ -26,6 +26,7 @@ use super::stats::{Counters, PoolStats};
 use crate::error::{Error, PanicInfo};
 use crate::process::panics;
 use crate::shm::{Deadline, TakenIn};
+use crate::sys;
 
 const RUNNING: u8 = 0;
 const CLOSED: u8 = 1;
@@ -57,6 +58,11 @@ struct Shared {
     /// The process that made the pool. A copy that fork made in a child (a pool kept in a
     /// static) has none of its threads: it is closed there, and its drop joins nothing.
     made_in: TakenIn,
+    /// The `ThreadPool` handles (the user's, and an `imap`'s feeder's): the last one's drop
+    /// ends the pool. Not the `Arc`'s count, which a thread raises for a moment as it
+    /// upgrades its `Weak` (for the whole drain, in `initializer_failed`): a drop that saw
+    /// it raised neither terminated nor joined, and the threads ran on detached.
+    handles: AtomicUsize,
 }
 
 impl Shared {
@@ -75,7 +81,22 @@ impl Shared {
         for job in queued {
             // A panic of user code (an error callback) must not keep the others' errors.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.cancel)(error.clone())));
+            end_if_copy(self.made_in);
         }
+    }
+}
+
+/// On a pool thread, after user code it ran returned (a task, a callback): ends this
+/// process if that code forked and this is the child, come back here. The thread is its
+/// process's only one and serves the parent's pool: the jobs queued behind are the
+/// parent's, and ran twice, their callbacks once in each process (review70 L1); once none
+/// was left the copy waited for ever on the parent's channel. It ends the process at once,
+/// neither by returning (the last thread's return ends the process through glibc's `exit`,
+/// whose exit hooks are the parent's) nor by dropping the jobs it holds (their closures
+/// hold the parent's objects): as the process pool's thread does (`Inner::end_if_copy`).
+fn end_if_copy(made_in: TakenIn) {
+    if !made_in.is_here() {
+        sys::exit_group(0);
     }
 }
 
@@ -103,6 +124,10 @@ impl Drop for Shared {
 /// A copy that a `Fork` child got with its parent's memory (a pool kept in a static) has
 /// none of the threads: in the child its calls fail with [`PoolError::Closed`], and
 /// dropping it waits for nothing.
+///
+/// A task or callback that forks (a bare `fork`) and whose child returns into the pool's
+/// thread ends that child there, with exit code 0: the thread's copy serves the parent's
+/// pool, whose queued tasks must run once, in the parent.
 ///
 /// # Examples
 ///
@@ -219,12 +244,14 @@ impl ThreadPoolBuilder {
             init_failures: AtomicUsize::new(0),
             failed: OnceLock::new(),
             made_in: TakenIn::here(),
+            handles: AtomicUsize::new(1),
         });
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
             let rx: Receiver<Job> = rx.clone();
             let init = self.initializer.clone();
             let pool = Arc::downgrade(&shared);
+            let made_in = shared.made_in;
             let name = format!("ThreadPoolWorker-{}", i + 1);
             threads.push(std::thread::Builder::new().name(name.clone()).spawn(move || {
                 WORKER_OF.with(|w| w.set(Weak::as_ptr(&pool) as usize));
@@ -239,7 +266,7 @@ impl ThreadPoolBuilder {
                     return;
                 }
                 for job in rx.iter() {
-                    run_job(&pool, job);
+                    run_job(&pool, made_in, job);
                 }
             })?);
         }
@@ -253,8 +280,9 @@ thread_local! {
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Runs one job on a thread of `pool` (a worker's loop, or [`OwnThread::help`]).
-fn run_job(pool: &Weak<Shared>, job: Job) {
+/// Runs one job on a thread of `pool` (a worker's loop, or [`OwnThread::help`]), made in
+/// process `made_in`.
+fn run_job(pool: &Weak<Shared>, made_in: TakenIn, job: Job) {
     let terminated = pool.upgrade().is_none_or(|p| p.state.load(Ordering::Acquire) == TERMINATED);
     // A task's panic is caught with the task; what is left is user code around it (a
     // result's `Drop`, when nobody kept its `AsyncResult`): its panic stops here (the hook
@@ -262,6 +290,7 @@ fn run_job(pool: &Weak<Shared>, job: Job) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if terminated { (job.cancel)(TaskError::Terminated) } else { (job.run)() }
     }));
+    end_if_copy(made_in);
 }
 
 /// The helper of a result asked for by one of the pool's own threads (a task, or a
@@ -272,14 +301,17 @@ fn run_job(pool: &Weak<Shared>, job: Job) {
 /// waited for as without a helper; results asked for outside the pool have none.
 struct OwnThread {
     pool: Weak<Shared>,
+    made_in: TakenIn,
     jobs: Receiver<Job>,
 }
 
 impl OwnThread {
     /// The helper for a result asked for now from `shared`'s pool: `Some` on its own threads.
     fn for_result(shared: &Arc<Shared>) -> Option<Arc<dyn Helper>> {
-        Self::on_its_thread(shared)
-            .then(|| Arc::new(OwnThread { pool: Arc::downgrade(shared), jobs: shared.jobs.clone() }) as Arc<dyn Helper>)
+        Self::on_its_thread(shared).then(|| {
+            Arc::new(OwnThread { pool: Arc::downgrade(shared), made_in: shared.made_in, jobs: shared.jobs.clone() })
+                as Arc<dyn Helper>
+        })
     }
 
     /// Whether this thread is one of `shared`'s workers, in the process that made them.
@@ -299,7 +331,7 @@ impl Helper for OwnThread {
         }
         while !done() && !deadline.passed() {
             match self.jobs.recv_timeout(deadline.slice(Duration::from_millis(1))) {
-                Ok(job) => run_job(&self.pool, job),
+                Ok(job) => run_job(&self.pool, self.made_in, job),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
@@ -315,7 +347,7 @@ impl Helper for OwnThread {
         while !done()
             && let Ok(job) = self.jobs.try_recv()
         {
-            run_job(&self.pool, job);
+            run_job(&self.pool, self.made_in, job);
         }
     }
 
@@ -392,6 +424,12 @@ impl ThreadPool {
     /// ```
     pub fn stats(&self) -> PoolStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Another handle on this pool, counted (`Shared::handles`).
+    fn another_handle(&self) -> ThreadPool {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        ThreadPool { shared: self.shared.clone() }
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
@@ -764,7 +802,7 @@ impl ThreadPool {
         let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
         let feeder = ThreadFeeder {
-            pool: ThreadPool { shared: self.shared.clone() },
+            pool: self.another_handle(),
             f: Arc::new(f),
             items: Input::new(items.into_iter()),
             chunksize,
@@ -964,7 +1002,7 @@ impl Drop for ThreadPool {
     /// running tasks to finish. Dropped by one of its own tasks (which held the last
     /// handle), it waits for the other threads; the task's own thread ends after the task.
     fn drop(&mut self) {
-        if Arc::strong_count(&self.shared) == 1 && self.shared.made_in.is_here() {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 && self.shared.made_in.is_here() {
             self.terminate();
             let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
             let me = std::thread::current().id();

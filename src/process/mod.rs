@@ -866,6 +866,10 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 /// message (its blobs) goes with the error, for [`lost_child`] to give back from the dead
 /// child or leave to it.
 fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
+    // Every producer of `Lost` (`spawn::start`, `LaunchError::lost`, the fork server's
+    // answer) leaves `boot` to this: one that came with it would have `message` dropped
+    // below, given back while the child may hold its blobs (review70 L8).
+    debug_assert!(!matches!(error, LaunchError::Lost { boot: Some(_), .. }), "a Lost start came with its boot message");
     match error {
         LaunchError::Lost { own, error, boot: None } if message.has_handles() => {
             LaunchError::Lost { own, error, boot: Some(Box::new(message.undo_only())) }
@@ -913,7 +917,10 @@ fn on_socket(
         // end of its socket without decoding it: nothing of its argument is its own. Our own
         // is killed and reaped; the server reaps its own (review49 L2: the message, the
         // argument's handles and the server's child's token were kept for it).
-        Err(LaunchError::Lost { own, error, .. }) if go || !rest.is_empty() => {
+        Err(LaunchError::Lost { own, error, boot }) if go || !rest.is_empty() => {
+            // `not_started` fills it, never a producer (review70 L8): one dropped here would
+            // be given back a second time, with `message`.
+            debug_assert!(boot.is_none(), "a Lost start came with its boot message");
             if let Some(pid) = own {
                 kill_and_settle(pid);
             }
@@ -1187,12 +1194,22 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
         }
     }
 
-    /// Once the child ended (else `None`), what its `join` would say went wrong, its
-    /// outcome taken (`None` too if its target returned): for a handle nobody joins, a
-    /// pool's worker's.
-    pub(crate) fn failure(&self) -> Option<JoinError> {
+    /// Once the child ended (else `None`), what its `join` would say went wrong, or how it
+    /// ended if its target returned (`Exited`, code 0). It takes the outcome, as a `join`
+    /// does, through a shared reference: for a handle nobody joins (a pool's worker's); a
+    /// `join` after it would find only the exit.
+    pub(crate) fn take_failure(&self) -> Option<JoinError> {
         let ended = self.child.ended().ok().flatten()?;
-        self.result(ended).err()
+        Some(self.result(ended).err().unwrap_or_else(|| self.ended_as_error(ended)))
+    }
+
+    /// How the child ended, as `join` says it of a child that left no outcome.
+    fn ended_as_error(&self, ended: Ended) -> JoinError {
+        let name = self.child.name.clone();
+        match ended {
+            Ended::Exited(code) => JoinError::Exited { name, code },
+            Ended::Signaled(signal) => JoinError::Signaled { name, signal },
+        }
     }
 
     /// Waits for the child's end until `deadline`; [`JoinError::NotAChild`] at once in a
@@ -1219,10 +1236,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             Some(Outcome::Failed(reason)) => Err(JoinError::Failed { name, reason }),
             Some(Outcome::NotEncoded(reason)) => Err(JoinError::ResultNotEncoded { name, reason }),
             Some(Outcome::StackOverflow) => Err(JoinError::StackOverflow { name }),
-            None => Err(match ended {
-                Ended::Exited(code) => JoinError::Exited { name, code },
-                Ended::Signaled(signal) => JoinError::Signaled { name, signal },
-            }),
+            None => Err(self.ended_as_error(ended)),
         }
     }
 }

@@ -1271,15 +1271,13 @@ impl fmt::Debug for BoundedSemaphore {
 }
 
 impl BoundedSemaphore {
-    /// A semaphore with `value` permits, which is also its bound.
+    /// A semaphore with `value` permits, which is also its bound. A bound of 0 is allowed,
+    /// as in Python (and as [`Manager::bounded_semaphore`](crate::Manager::bounded_semaphore)):
+    /// no acquire passes and every release is one too many.
     ///
     /// # Errors
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
-    ///
-    /// # Panics
-    ///
-    /// When `value` is 0: a semaphore that can never be released is a mistake.
     ///
     /// # Examples
     ///
@@ -1290,7 +1288,6 @@ impl BoundedSemaphore {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(value: u32) -> Result<Self, Error> {
-        assert!(value > 0, "a BoundedSemaphore needs a bound of at least 1");
         Ok(Self { core: Core::new(value, value)? })
     }
 
@@ -1372,6 +1369,11 @@ impl BoundedSemaphore {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(&self) -> Result<(), ReleaseError> {
+        // Bounded at 0 (`new(0)`): the core's bound of 0 is a plain semaphore's "none", and
+        // its value can only be 0; nothing but a release could raise it.
+        if self.bound() == 0 {
+            return Err(ReleaseError::OverRelease { bound: 0 });
+        }
         self.core.give(None)
     }
 
