@@ -996,6 +996,27 @@ fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
     assert!(matches!(again, Err(GetError::Timeout)), "{again:?}");
 }
 
+/// `max_message_size(usize::MAX)` reads as "no limit" and is one (review75 M2: the bound
+/// sent with each take, the limit plus the item's tag, overflowed: every get panicked in a
+/// debug build, and in a release build every item above 31 bytes went to the dead-letter
+/// list). A value of exactly the limit fits, its tag on top (review75 L10).
+#[test]
+fn a_queue_without_a_size_limit_takes_its_items() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(usize::MAX).open(&redis.url, "unbounded");
+    let q = q.unwrap();
+    q.put(vec![0u8; 100]).unwrap();
+    assert_eq!(q.get().unwrap(), vec![0u8; 100]);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:unbounded}:dead"]), b":0\r\n", "nothing set aside");
+    // 100 bytes encode in 102 (the codec's tag byte, the length's varint).
+    let exact = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(102).open(&redis.url, "exact");
+    let exact = exact.unwrap();
+    exact.put(vec![1u8; 100]).unwrap();
+    assert_eq!(exact.get().unwrap(), vec![1u8; 100], "a value of the limit, its tag on top");
+    assert!(matches!(exact.put(vec![1u8; 101]), Err(PutError::Encode(..))), "a value above the limit");
+}
+
 #[test]
 fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
     let _w = watchdog(LIMIT);

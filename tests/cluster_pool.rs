@@ -25,8 +25,14 @@ use multiproc::{MapOptions, Pool, PoolError, TaskError};
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn mark_set_up() {
+    // A node whose workers cannot start: each dies in its set-up.
+    assert!(std::env::var_os(NO_BOOT).is_none(), "no boot on this node");
     SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// Set in a node's environment: its workers die at boot (`mark_set_up`), so its local pool
+/// gives up on them (`TaskError::WorkersCannotStart`).
+const NO_BOOT: &str = "MULTIPROC_TEST_CLUSTER_NO_BOOT";
 
 multiproc::test_support!(child_init = mark_set_up);
 
@@ -1104,6 +1110,23 @@ fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_poo
         big.map(|v| v.len())
     );
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A pool's `max_message_size` bounds a result message as a queue's bounds an item, the
+/// tag under the cluster key on top (review75 L10: a node counted the tag inside, so a
+/// result within 32 bytes below the limit failed `TooLarge`, where it came before the
+/// results were tagged).
+#[test]
+fn a_result_just_below_max_message_size_comes_its_tag_on_top() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool_of_64_kib_messages(&redis.url);
+    // The result message (its id, the chunk's framing, the bytes) takes about 12 bytes
+    // more than the bytes: 16 less is below the limit, and above it with the tag inside.
+    let near = (64 << 10) - 16;
+    let got = pool.apply(bytes_of, near);
+    assert!(matches!(&got, Ok(v) if v.len() == near), "{:?}", got.map(|v| v.len()));
 }
 
 /// A node checks a result's size against the pool's `max_message_size` before it pushes
@@ -2222,4 +2245,110 @@ fn a_node_that_may_acknowledge_but_not_push_loses_no_task() {
     let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
     let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(30));
     assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
+}
+
+/// A node whose local pool gave up on its workers (review70: it kept claiming tasks and
+/// failed each for good, where a healthy node could have run them) hands back what it
+/// took, at once, and ends: the task runs on a healthy node.
+#[test]
+fn a_node_whose_workers_cannot_start_leaves_its_tasks_to_others_and_ends() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut broken = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(NO_BOOT, "1")]);
+    let pool = pool(&redis, 1);
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let mut ended = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            ended = broken.child.try_wait().unwrap();
+            ended.is_some() || task.ready()
+        }),
+        "neither ended"
+    );
+    assert!(!task.ready(), "the task was answered by the broken node: {:?}", task.get_timeout(Duration::ZERO));
+    assert_eq!(ended.and_then(|status| status.code()), Some(1), "the broken node ends, failed");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+}
+
+/// With no healthy node, a task that broken nodes handed back fails typed after its
+/// deliveries (`TaskError::WorkerLost`), rather than waiting for ever on nodes that take
+/// it and cannot run it.
+#[test]
+fn a_task_only_broken_nodes_take_fails_typed_after_its_deliveries() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let exe = std::env::current_exe().unwrap();
+    let _broken: Vec<Node> = (0..2).map(|_| Node::start_exe_with(&exe, &redis.url, &[(NO_BOOT, "1")])).collect();
+    let options = ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(2);
+    let pool = pool_with(&redis.url, 1, options);
+    let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(60));
+    assert!(
+        matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))),
+        "{got:?}"
+    );
+}
+
+/// The role of [`a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable`]: a
+/// queue opened with no key in code.
+#[test]
+fn secure_key_role() {
+    let Ok(url) = std::env::var(SECURE_ROLE) else { return };
+    match multiproc::cluster::Queue::<u32>::open(&url, "q") {
+        Err(ClusterError::Key(why)) => println!("REFUSED: {why}"),
+        other => println!("OPENED: {:?}", other.err()),
+    }
+}
+
+const SECURE_ROLE: &str = "MULTIPROC_TEST_CLUSTER_SECURE_ROLE";
+
+/// review75 M1: a set-user-ID (or file-capability) program must not take its caller's
+/// `MULTIPROC_WORKER` (which made it serve the caller's Redis) nor `MULTIPROC_CLUSTER_KEY`
+/// (with which the caller signs the tasks it runs, as the program's user): the test binary,
+/// copied and made set-user-ID `nobody` (the kernel runs it in secure mode), started with
+/// both, runs its own code (`secure_key_role`), whose queue finds no key.
+#[test]
+fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
+    use std::os::unix::fs::PermissionsExt;
+    let _w = watchdog(LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: making a set-user-ID binary needs root");
+        return;
+    }
+    let Some(redis) = common::machine::TcpRedis::start(&[]) else { return };
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let dir = std::env::temp_dir().join(format!("multiproc-cluster-setuid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join("setuid-copy");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(&copy)
+        .args(["--exact", "secure_key_role", "--nocapture", "--test-threads", "1"])
+        .env(WORKER_ENV, &url)
+        .env(KEY_ENV, "the caller's key, of sixteen bytes or more")
+        .env(SECURE_ROLE, &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = eventually(Duration::from_secs(30), || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(ended, "the set-user-ID copy served the caller's Redis: {stdout}");
+    assert!(
+        out.status.success() && stdout.contains("REFUSED:") && stdout.contains("set-user-ID"),
+        "{:?}: {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

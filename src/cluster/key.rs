@@ -46,6 +46,15 @@ pub const KEY_ENV: &str = "MULTIPROC_CLUSTER_KEY";
 /// The length of a task's tag (an HMAC-SHA256).
 pub(crate) const TAG: usize = 32;
 
+/// The longest sealed message (a queue item, a pool's result message) whose message proper
+/// is at most `max_message_size` bytes: queues and pools alike count the tag on top of
+/// their limit (review75 L10), and `usize::MAX` stays "no limit" (review75 M2: an unchecked
+/// `max + TAG` overflowed: a panic at each get in debug builds; in release, every item
+/// above 31 bytes was set aside as too large).
+pub(crate) fn sealed_bound(max_message_size: u64) -> u64 {
+    max_message_size.saturating_add(TAG as u64)
+}
+
 /// What a task's tag is computed over besides the pool and the task: a tag made for
 /// something else under the same key never passes for one. `v2` frames the pool by its
 /// length (v1 ended it by a zero byte, which let a pool and its task trade bytes: review67

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
-use super::key::{KEY_ENV, Seal, Secret};
+use super::key::{KEY_ENV, Seal, Secret, sealed_bound};
 use super::link::Link;
 use super::wire::{
     DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, is_pool_id, key_ttl,
@@ -230,8 +230,9 @@ impl Delivery for Forward {
             Err(e) => Err(Failure::from_task_error(e)),
         };
         let mut message = self.encode(outcome);
-        if message.len() as u64 > self.max {
-            // The result with its id and tags (or a long failure): what the driver checks.
+        if message.len() as u64 > sealed_bound(self.max) {
+            // The result with its id (or a long failure), its tag on top: what the driver
+            // checks.
             message = self.encode(Err(too_large(message.len())));
         }
         let _ = self.tx.send(Some(Finished {

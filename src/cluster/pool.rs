@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
-use super::key::{Seal, Secret, TAG};
+use super::key::{Seal, Secret, TAG, sealed_bound};
 use super::link::{Conn, Link};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id,
@@ -146,8 +146,10 @@ impl ClusterOptions {
         self
     }
 
-    /// The largest result (a chunk's, encoded) the driver takes from Redis (default
-    /// 64 MiB, as a cluster queue's `max_message_size`). A larger one fails its task with
+    /// The largest result (a chunk's, encoded, with the task's id: its result message) the
+    /// driver takes from Redis (default 64 MiB, as a cluster queue's `max_message_size`;
+    /// the 32-byte tag under the cluster key comes on top, as on a queue's item). A larger
+    /// one fails its task with
     /// [`TaskError::Codec`] instead of being read (Redis itself leaves it out of the
     /// driver's read), and what the driver reads at once is at most this much besides:
     /// a program that writes to the pool's results list cannot make the driver allocate
@@ -833,7 +835,7 @@ fn read_results(
         .arg(trimmed)
         .arg(READ)
         .arg(ms(ttl).max(1))
-        .arg(max)
+        .arg(sealed_bound(max as u64))
         .invoke(c)?;
     Ok(Read { trimmed, results, large })
 }

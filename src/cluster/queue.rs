@@ -57,7 +57,7 @@ use redis::ConnectionLike as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::key::{Seal, Secret, TAG};
+use super::key::{Seal, Secret, sealed_bound};
 use super::link::{Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
@@ -374,7 +374,8 @@ impl<T> QueueBuilder<T> {
     }
 
     /// The largest encoded message put or accepted (default 64 MiB; the item's 32-byte tag
-    /// under the cluster key comes on top): a larger item is
+    /// under the cluster key comes on top, as on a pool's result message; `usize::MAX` is
+    /// no limit): a larger item is
     /// refused before it reaches Redis, or, put there by another program, moved to the
     /// dead-letter list by Redis itself, without crossing the network
     /// ([`GetError::Decode`]).
@@ -1003,8 +1004,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .arg(&self.keys.dead)
                 .arg(&self.keys.items)
                 .arg(&last_take)
-                // The item's tag comes on top of its value's `max` bytes.
-                .arg(max + TAG)
+                .arg(sealed_bound(max as u64))
                 .arg(number)
                 .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
             let packed = pipe.get_packed_pipeline();
