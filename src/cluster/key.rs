@@ -24,6 +24,7 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -38,9 +39,21 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 ///
 /// [`init`](crate::init) (and `#[multiproc::main]`) takes it out of the environment, so that
 /// no descendant inherits it (a pool worker, a program that a task or the driver runs); the
-/// family keeps it as its default key, for its children of every start method. A program
-/// that does not call `init` reads the variable where it needs the key and leaves it set:
-/// removing a variable is unsound while another thread may read the environment.
+/// family keeps it as its default key, for its children of every start method (a later
+/// change of the variable does not replace it). A program that does not call `init` reads
+/// the variable where it needs the key and leaves it set: removing a variable is unsound
+/// while another thread may read the environment (so does `init` where `/proc` cannot be
+/// read to count the threads).
+///
+/// Removed from the environment is not gone from memory: `/proc/<pid>/environ` shows the
+/// environment a process started with, so the key stays readable there, by the same user
+/// and by root, for the process and its fork and fork-server children (a spawned child,
+/// and a program started with `std::process::Command`, get a fresh environment without
+/// it). Tools that collect that file (crash reporters, `ps e`) copy the key.
+///
+/// A set-user-ID, set-group-ID or capability-raising program ignores it, and the key file
+/// its `HOME` names: its caller chose its environment, and could else make it run any task
+/// signed with the caller's key. Such a program gives its key in code (`authkey`).
 pub const KEY_ENV: &str = "MULTIPROC_CLUSTER_KEY";
 
 /// The length of a task's tag (an HMAC-SHA256).
@@ -100,10 +113,7 @@ impl Seal {
     pub(crate) fn new(option: Option<&Secret>) -> Result<Seal, ClusterError> {
         let key = match option {
             Some(Secret(key)) => key.clone(),
-            None => match env_key() {
-                Some(key) => key,
-                None => key_file()?,
-            },
+            None => default_key()?,
         };
         if key.len() < MIN_KEY {
             return Err(ClusterError::Key(format!(
@@ -162,24 +172,58 @@ impl Seal {
     }
 }
 
-/// Takes the key out of [`KEY_ENV`] (review67 S-L5): called by `init()` while the process
-/// has one thread (removing a variable is unsound while another thread may read the
-/// environment), so that no descendant inherits it: not the pool's workers, not a program a
-/// task or the driver runs. The family's configuration keeps it instead
-/// (`FamilyConfig::cluster_key`), which fork and fork-server children have in memory and a
-/// spawned child is sent at boot, as the family's own authkey is.
-pub(crate) fn take_env_key() -> Option<Secret> {
-    let key = std::env::var_os(KEY_ENV)?;
-    crate::sys::remove_env_single_threaded(KEY_ENV);
-    Some(Secret(key.as_bytes().to_vec()))
+/// Why a program in secure mode takes neither [`KEY_ENV`] nor the key file that `HOME`
+/// names, nor serves the URL of [`WORKER_ENV`](super::WORKER_ENV) (review75 M1).
+pub(crate) const SECURE_ENVIRONMENT: &str = "a set-user-ID (or set-group-ID, or capability-raising) program \
+     does not trust its environment, which its caller chose: it takes its cluster key from its code (authkey) only";
+
+/// The key `init()` took out of [`KEY_ENV`]: the process's own, kept even when `init()`
+/// fails after taking it (review75 L2: the process would else fall back to its key file,
+/// another key, silently), and inherited by fork and fork-server children.
+static TAKEN: OnceLock<Secret> = OnceLock::new();
+
+/// Takes the key out of [`KEY_ENV`] for [`TAKEN`] (review67 S-L5), removing the variable
+/// when `remove` (the process is known to have one thread: removing a variable is unsound
+/// while another thread may read the environment), so that no descendant inherits it:
+/// not the pool's workers, not a program a task or the driver runs. The family's
+/// configuration keeps a copy (`FamilyConfig::cluster_key`) that a spawned child is sent
+/// at boot, as the family's own authkey is.
+///
+/// What this does not do (review75 L1): `/proc/<pid>/environ` shows the environment the
+/// process started with, which removing a variable leaves in memory, so the key stays
+/// readable there, by the same user and root, for this process and its fork and fork-server
+/// children (not for spawned children, nor the programs they start).
+pub(crate) fn take_env_key(remove: bool) {
+    let Some(key) = std::env::var_os(KEY_ENV) else { return };
+    if remove {
+        crate::sys::remove_env_single_threaded(KEY_ENV);
+    }
+    let _ = TAKEN.set(Secret(key.as_bytes().to_vec()));
 }
 
-/// The key [`KEY_ENV`] gave: taken by `init()` (see [`take_env_key`]), else read from the
-/// variable, which a program that never called `init()` keeps (it may have threads,
-/// which makes removing it unsound), as does one that set it after `init()`.
-fn env_key() -> Option<Vec<u8>> {
-    let taken = crate::process::family::config().ok().and_then(|family| family.cluster_key.as_ref());
-    taken.map(|Secret(key)| key.clone()).or_else(|| std::env::var_os(KEY_ENV).map(|key| key.as_bytes().to_vec()))
+/// The key `init()` took from [`KEY_ENV`] (see [`take_env_key`]), if it took one.
+pub(crate) fn taken_key() -> Option<Secret> {
+    TAKEN.get().cloned()
+}
+
+/// The key when no option gives one: the one `init()` took from [`KEY_ENV`] (this
+/// process's, or its family's for a spawned child), else the variable's (a program that
+/// never called `init()` keeps it set, as it may have threads; as does one that set it
+/// after an `init()` that found none: one `init()` took wins over a later one), else the
+/// user's key file. In secure mode, neither the variable nor a key file that `HOME` or
+/// `XDG_CONFIG_HOME` names (review75 M1): [`SECURE_ENVIRONMENT`].
+fn default_key() -> Result<Vec<u8>, ClusterError> {
+    let family = || crate::process::family::config().ok().and_then(|family| family.cluster_key.clone());
+    if let Some(Secret(key)) = taken_key().or_else(family) {
+        return Ok(key);
+    }
+    if crate::sys::secure_execution() {
+        return Err(ClusterError::Key(format!("no cluster key: {SECURE_ENVIRONMENT}")));
+    }
+    match std::env::var_os(KEY_ENV) {
+        Some(key) => Ok(key.as_bytes().to_vec()),
+        None => key_file(),
+    }
 }
 
 /// `$XDG_CONFIG_HOME/multiproc/cluster.key`, else `$HOME/.config/multiproc/cluster.key`.

@@ -29,7 +29,10 @@ use crate::shm::crash::crash_point;
 
 /// The environment variable that makes a program a worker node: `init()` (and
 /// `#[multiproc::main]`) of a program started with `MULTIPROC_WORKER=redis://…` serves
-/// that Redis with [`serve`] instead of returning, and never returns.
+/// that Redis with [`serve`] instead of returning, and never returns (but for a node whose
+/// local pool fails: see [`serve`]). A set-user-ID, set-group-ID or capability-raising
+/// program ignores it (its caller chose its environment): such a program serves by calling
+/// [`serve`] in its code.
 pub const WORKER_ENV: &str = "MULTIPROC_WORKER";
 
 /// How a worker node runs (see [`serve`]).

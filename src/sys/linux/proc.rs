@@ -257,6 +257,12 @@ pub(crate) fn thread_count() -> usize {
     counted_threads().unwrap_or(1)
 }
 
+/// Whether this process is known to run a single thread: `false` when `/proc` cannot be
+/// read (a sandbox, a chroot), where [`thread_count`] assumes one.
+pub(crate) fn known_single_threaded() -> bool {
+    counted_threads() == Some(1)
+}
+
 /// An identity of the running executable: a hash of device, inode, size and modification
 /// time of `/proc/self/exe`. Processes of one family run the same file and agree on it.
 pub(crate) fn executable_identity() -> u64 {
