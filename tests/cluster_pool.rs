@@ -1003,22 +1003,39 @@ struct ForgedResult {
     outcome: Result<serde_bytes::ByteBuf, ForgedFailure>,
 }
 
-/// `wire::Failure`'s first variants, so that `Codec` has its number on the wire.
+/// `wire::Failure`'s variants, so that `Codec` and `Unauthenticated` have their numbers on
+/// the wire (those never sent here stand in by their place only).
 #[derive(serde::Serialize)]
 #[allow(dead_code)]
 enum ForgedFailure {
     TimedOut { ms: u64 },
     WorkerLost { pid: u32, signal: Option<i32>, exit_code: Option<i32> },
     Codec(String),
+    Panicked(()),
+    WrongBuild { node: String },
+    Terminated,
+    TooLarge { size: u64, max: u64 },
+    Refused { size: u64, why: String },
+    Unauthenticated { node: String },
 }
 
 /// The id of the task in the only entry of the stream `tasks` (its `m` field's head).
 fn only_task_id(redis: &Redis, tasks: &str) -> u64 {
+    let ids = task_ids(redis, tasks);
+    assert_eq!(ids.len(), 1, "one task waits");
+    ids[0]
+}
+
+/// The ids of the tasks in the entries of the stream `tasks` (their `m` fields' heads),
+/// oldest first.
+fn task_ids(redis: &Redis, tasks: &str) -> Vec<u64> {
     let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
     let entries: Entries = redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap();
-    assert_eq!(entries.len(), 1, "one task waits");
-    let m = &entries[0].1.iter().find(|(k, _)| k == "m").unwrap().1;
-    postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap().id
+    let id = |fields: &[(String, Vec<u8>)]| {
+        let m = &fields.iter().find(|(k, _)| k == "m").unwrap().1;
+        postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap().id
+    };
+    entries.iter().map(|(_, fields)| id(fields)).collect()
 }
 
 /// Whoever can write to a pool's results list must not choose a task's outcome: a result
@@ -1047,6 +1064,40 @@ fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
     );
     let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// The one answer a driver takes untagged, a node's refusal (`Failure::Unauthenticated`,
+/// from a node of another key, which cannot tag for the driver's), names its node only when
+/// that name has a node's form, `host:pid`, of at most 255 bytes (review75 L3: before, the
+/// forger's text of any length, lines included, became the task's error).
+#[test]
+fn an_untagged_refusal_names_a_node_only_of_a_nodes_form() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let long = format!("{}:1", "h".repeat(300));
+    let named = ["blame that machine\nmultiproc: a forged log line", &long, "host:pid", ":1", "host", "node-7.example:4242"];
+    let mut tasks: Vec<_> = named.iter().map(|_| pool.apply_async(square, 3).unwrap()).collect();
+    let pools = pool_ids(&redis);
+    assert_eq!(pools.len(), 1, "{pools:?}");
+    let ids = task_ids(&redis, &format!("mp:{{p:{}}}:tasks", pools[0]));
+    assert_eq!(ids.len(), named.len(), "every task waits");
+    let results = format!("mp:{{p:{}}}:results", pools[0]);
+    for (id, node) in ids.into_iter().zip(named) {
+        let forged = ForgedResult { id, outcome: Err(ForgedFailure::Unauthenticated { node: node.into() }) };
+        let mut bytes = vec![0u8];
+        bytes.extend(postcard::to_allocvec(&forged).unwrap());
+        assert!(redis.raw(&[b"RPUSH", results.as_bytes(), &bytes]).starts_with(b":"));
+    }
+    let refused_by = |task: &mut multiproc::AsyncResult<u64>| match task.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { node })) => node,
+        got => panic!("a forged refusal: {got:?}"),
+    };
+    let last = tasks.pop().unwrap();
+    for (task, odd) in tasks.iter_mut().zip(named) {
+        assert_eq!(refused_by(task), "the driver", "{odd:?}");
+    }
+    assert_eq!(refused_by(&mut { last }), "node-7.example:4242", "a node's form is taken, unchecked");
 }
 
 /// A node checks every task under its own key: a driver with another key has its tasks

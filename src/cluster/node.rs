@@ -283,7 +283,7 @@ impl Delivery for Forward {
     }
 }
 
-fn node_name() -> String {
+pub(super) fn node_name() -> String {
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     format!("{host}:{}", std::process::id())
 }

@@ -19,7 +19,8 @@ use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
 use super::link::{Conn, Link};
 use super::wire::{
-    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id,
+    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
+    new_pool_id,
     too_large,
 };
 use crate::codec;
@@ -621,7 +622,8 @@ impl Driver {
     /// before anything of it is decoded but the task id its head names: one that does not
     /// check fails that task with [`TaskError::Unauthenticated`] (its later genuine result is
     /// then a second answer, ignored), except the untagged answer of a node whose key is not
-    /// ours, which says just that (see `node::seal_result`).
+    /// ours, which says just that (see `node::seal_result`), and whose node name is taken
+    /// unauthenticated, in a node name's form only ([`is_node_name`]).
     fn take_results(&self, raw: Vec<Vec<u8>>) -> Vec<Outcome> {
         let mut books = lock(&self.books);
         let mut out = Vec::new();
@@ -642,8 +644,10 @@ impl Driver {
                     .map_err(|e| TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))),
                 Some(Ok(ResultMsg { outcome: Err(failure), .. })) => Err(failure.into_task_error()),
                 Some(Err(e)) => Err(TaskError::Codec(e)),
+                // The one decode before a check: of the crate's own types (no user
+                // `Deserialize` runs), and taken only as a node's name.
                 None => Err(match codec::decode_exact::<ResultMsg>(&bytes) {
-                    Ok(ResultMsg { outcome: Err(Failure::Unauthenticated { node }), .. }) => {
+                    Ok(ResultMsg { outcome: Err(Failure::Unauthenticated { node }), .. }) if is_node_name(&node) => {
                         TaskError::Unauthenticated { node }
                     }
                     _ => TaskError::Unauthenticated { node: UNCHECKED_RESULT.into() },
