@@ -965,6 +965,37 @@ fn an_item_written_by_someone_without_the_key_is_refused_and_set_aside() {
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:signed}:dead"]), b":3\r\n", "kept in the dead-letter list");
 }
 
+/// A refused item that another consumer took back meanwhile (this one paused past its
+/// lease between its take and the move) is not copied into the dead-letter list: it is
+/// moved there only from this consumer's processing list (review75 L5: the move pushed it
+/// whether or not it was still there, so it ended there twice).
+#[test]
+fn a_refused_item_taken_back_meanwhile_is_set_aside_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u64>(&redis, "once");
+    assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:once}:items", &[0, 0x9a, 0x05]]), b":1\r\n");
+    // The getting thread is held between its take and the move.
+    multiproc::__private::crash_at("hold:cluster.get.refused");
+    let got = std::thread::scope(|s| {
+        let getter = s.spawn(|| q.get());
+        while multiproc::__private::crash_holding() < 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // As another consumer's reclaim would: out of the processing list, back in line.
+        let held = redis.raw(&[b"KEYS", b"mp:{q:once}:proc:*"]);
+        let held = String::from_utf8_lossy(&held).lines().nth(2).unwrap().to_string();
+        assert_eq!(redis.raw(&[b"RPOPLPUSH", held.as_bytes(), b"mp:{q:once}:items"]), b"$3\r\n\x00\x9a\x05\r\n");
+        multiproc::__private::crash_disarm();
+        getter.join().unwrap()
+    });
+    assert!(matches!(got, Err(GetError::Unauthenticated { .. })), "{got:?}");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:once}:dead"]), b":0\r\n", "set aside by the get that no longer held it");
+    let again = q.get();
+    assert!(matches!(again, Err(GetError::Unauthenticated { .. })), "{again:?}");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:once}:dead"]), b":1\r\n", "set aside once");
+}
+
 /// A key shorter than 16 bytes is refused before anything is sent (review67 S-L4: every tag
 /// in Redis lets its readers test guesses of the key offline).
 #[test]

@@ -58,7 +58,8 @@
 //! answer taken is a node's own `Unauthenticated`, from a node whose key is not the
 //! driver's). So whoever can write to Redis without the key can still make a task fail,
 //! never run, or run again any number of times (a copy of its entry: mind tasks with side
-//! effects), or a queue item come again, but can give no task a result nor a consumer an
+//! effects), or a queue item come again (any number of times, at any later time: see
+//! [`QueueBuilder::authkey`]), but can give no task a result nor a consumer an
 //! item of their choosing, nor make a node or the driver run code of their choosing.
 //! Protect Redis (ACL user, TLS) for the rest.
 //!

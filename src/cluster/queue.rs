@@ -153,6 +153,18 @@ end
 return 0
 ";
 
+/// Sets aside an item this consumer refused (undecodable, or its tag did not check):
+/// from its processing list (`KEYS[1]`) to the dead-letter list (`KEYS[2]`), only if it
+/// is still there. Another consumer may have taken it back meanwhile (this one paused past
+/// its lease), and then refuses it itself: pushed unconditionally, it was set aside twice
+/// (review75 L5).
+const SET_ASIDE: &str = r"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+end
+return 0
+";
+
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
@@ -344,6 +356,14 @@ impl<T> QueueBuilder<T> {
     /// changed there, or copied from another queue) is never decoded, is moved to the
     /// dead-letter list, and its get fails with [`GetError::Unauthenticated`]. Every
     /// program of a queue needs the same key.
+    ///
+    /// The tag proves who made an item, not that it is new: a copy of a genuine item,
+    /// pushed again by whoever can write to Redis, is delivered again, any number of times,
+    /// at any later time (after the original was acknowledged, months later), into any
+    /// queue of the same name under the same key, on any server. A check without state
+    /// cannot bound that, and at-least-once delivery already asks consumers to cope with
+    /// a value twice: put a unique id in the value and deduplicate on it (the tag makes the
+    /// id trustworthy).
     ///
     /// # Examples
     ///
@@ -1062,21 +1082,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         match decoded {
             Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
+                crash_point!("cluster.get.refused");
                 // Out of the way for good, kept where a person can look at it.
                 self.state()
                     .link
                     .run(|c| {
-                        redis::pipe()
-                            .atomic()
-                            .cmd("LREM")
+                        redis::cmd("EVAL")
+                            .arg(SET_ASIDE)
+                            .arg(2)
                             .arg(&processing)
-                            .arg(1)
-                            .arg(&bytes)
-                            .ignore()
-                            .cmd("LPUSH")
                             .arg(&self.keys.dead)
                             .arg(&bytes)
-                            .ignore()
                             .query::<()>(c)
                     })
                     .map_err(GetError::Redis)?;
