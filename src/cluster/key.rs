@@ -255,14 +255,43 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
 /// for another to swap the file in): a regular file owned by the effective user, which no
 /// other may read or write, in a directory owned by that user that no other may write. A
 /// file owned by another user is refused: root running with a user's `HOME` (`sudo -E`)
-/// would else take a key that user knows, and run the tasks that user forges as root.
+/// would else take a key that user knows, and run the tasks that user forges as root. Nor
+/// is anything made below a directory of another user (the nearest one that exists must be
+/// the effective user's), and the directory is checked before the file is written in it.
 fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
     let failed = |what: &str, e: std::io::Error| ClusterError::Key(format!("{what} {}: {e}", path.display()));
     let refused = |why: String| ClusterError::Key(format!("the cluster key file {} {why}", path.display()));
     let dir = path.parent().expect("a file in a directory");
     let me = rustix::process::geteuid().as_raw();
+    let check_dir = || {
+        let held = std::fs::metadata(dir).map_err(|e| failed("cannot read", e))?;
+        if held.uid() != me || held.mode() & 0o022 != 0 {
+            return Err(ClusterError::Key(format!(
+                "the directory {} of the cluster key file is owned by another user (uid {}) or others may write to it",
+                dir.display(),
+                held.uid()
+            )));
+        }
+        Ok(())
+    };
     if std::fs::symlink_metadata(path).is_err() {
+        // Nothing is made in another user's directory (review75 L6): root with a user's
+        // `HOME` made the user's `multiproc` directory (even `.config`) root's, which
+        // then refused the user's own programs, and which the user could not remove.
+        let existing = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok());
+        if let Some(existing) = existing.filter(|a| *a != dir) {
+            let owner = std::fs::metadata(existing).map_err(|e| failed("cannot read", e))?.uid();
+            if owner != me {
+                return Err(ClusterError::Key(format!(
+                    "no cluster key file: {} belongs to another user (uid {owner}, not {me}), so nothing is made \
+                     there: set {KEY_ENV}, or HOME to your own directory",
+                    existing.display()
+                )));
+            }
+        }
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| failed("cannot make", e))?;
+        // Before anything is written in it.
+        check_dir()?;
         let random = u128::from_ne_bytes(crate::sys::random_bytes::<16>());
         let temporary = dir.join(format!(".cluster.key.{}.{random:032x}", std::process::id()));
         let made = (|| {
@@ -278,14 +307,7 @@ fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
         let _ = std::fs::remove_file(&temporary);
         made.map_err(|e| failed("cannot make", e))?;
     }
-    let held = std::fs::metadata(dir).map_err(|e| failed("cannot read", e))?;
-    if held.uid() != me || held.mode() & 0o022 != 0 {
-        return Err(ClusterError::Key(format!(
-            "the directory {} of the cluster key file is owned by another user (uid {}) or others may write to it",
-            dir.display(),
-            held.uid()
-        )));
-    }
+    check_dir()?;
     let mut file =
         std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
             |e| match e.raw_os_error() {
@@ -461,6 +483,7 @@ mod tests {
     #[test]
     fn a_key_file_owned_by_another_user_is_refused() {
         if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: giving a file to another user needs root; the owner checks are not tested");
             return;
         }
         let scratch = Scratch::new();
@@ -472,6 +495,25 @@ mod tests {
         rustix::fs::chown(&path, Some(rustix::process::geteuid()), None).unwrap();
         rustix::fs::chown(path.parent().unwrap(), nobody, None).unwrap();
         refused(&path, "owned by another user");
+    }
+
+    /// review75 L6: root running with a user's `HOME` whose `multiproc` directory (or
+    /// `.config`) does not exist yet makes nothing there (it made both, root's, which then
+    /// refused the user's own programs, and the user could not remove them). Testable only
+    /// as root; as another user, nothing is checked.
+    #[test]
+    fn a_key_file_is_not_made_in_another_users_directory() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: giving a directory to another user needs root; nothing is tested");
+            return;
+        }
+        let scratch = Scratch::new();
+        rustix::fs::chown(&scratch.0, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+        refused(&scratch.key(), "belongs to another user");
+        let deeper = scratch.0.join(".config").join("multiproc").join("cluster.key");
+        refused(&deeper, "belongs to another user");
+        let made: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().collect();
+        assert!(made.is_empty(), "made in another user's directory: {made:?}");
     }
 
     #[test]
