@@ -63,6 +63,7 @@ impl Node {
             .arg(exe)
             .args(["--exact", "no_such_test"])
             .env(WORKER_ENV, url)
+            .env(KEY_ENV, TEST_KEY)
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -79,6 +80,7 @@ impl Node {
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", "cluster_pool_role", "--nocapture", "--test-threads", "1"])
             .env(ROLE, url)
+            .env(KEY_ENV, TEST_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -99,12 +101,14 @@ impl Drop for Node {
     }
 }
 
+/// The options of the tests' pools: under [`TEST_KEY`], which their nodes have too
+/// (review75 L7: no test reads, or makes, the user's own key file).
+fn test_options() -> ClusterOptions {
+    ClusterOptions::new().authkey(TEST_KEY)
+}
+
 fn pool(redis: &Redis, processes: usize) -> Pool {
-    pool_with(
-        &redis.url,
-        processes,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)),
-    )
+    pool_with(&redis.url, processes, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)))
 }
 
 /// A pool of `processes` on the cluster at `url`, with `options`.
@@ -237,7 +241,7 @@ fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries
     let Some(redis) = Redis::start(&[]) else { return };
     let pool = Pool::builder()
         .cluster(&redis.url)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)).max_deliveries(2))
+        .cluster_options(test_options().lease(Duration::from_millis(300)).max_deliveries(2))
         .build()
         .unwrap();
     let result = pool.apply_async(sleep_ms, 600_000).unwrap();
@@ -307,7 +311,7 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
 /// A pool of one process whose driver gives up a read after one second (a lease long
 /// enough that no task is reclaimed meanwhile).
 fn one_process_with_short_reads(url: &str) -> Pool {
-    pool_with(url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
+    pool_with(url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
 }
 
 /// Stops Redis (SIGSTOP), and lets it go on (SIGCONT) after `pause`.
@@ -410,7 +414,7 @@ where
 /// must serve it), and the key of its results list (gone while empty; the tasks stream
 /// stays).
 fn one_worker_pool_and_its_results_key(url: &str, socket: &str) -> (Pool, String) {
-    let pool = pool_with(url, 1, ClusterOptions::new());
+    let pool = pool_with(url, 1, test_options());
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let tasks = redis_cli(socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
     let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
@@ -524,7 +528,7 @@ fn a_lease_of_duration_max_is_the_longest_kept() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::MAX).timeout(Duration::MAX));
     let mut r = pool.apply_async(square, 3).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
 }
@@ -534,10 +538,10 @@ fn a_pool_on_an_unreachable_redis_is_a_typed_error() {
     let _w = watchdog(LIMIT);
     let refused = Pool::builder()
         .cluster("redis://127.0.0.1:1/0")
-        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(1)))
+        .cluster_options(test_options().timeout(Duration::from_secs(1)))
         .build();
     assert!(matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Unreachable(_))))));
-    let bad = Pool::builder().cluster("not a url").build();
+    let bad = Pool::builder().cluster("not a url").cluster_options(test_options()).build();
     assert!(matches!(bad, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::BadUrl(_))))));
 }
 
@@ -627,7 +631,7 @@ fn cluster_pool_role() {
     let Ok(url) = std::env::var(ROLE) else { return };
     let pool = Pool::builder()
         .cluster(&url)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)))
+        .cluster_options(test_options().lease(Duration::from_millis(300)))
         .build()
         .unwrap();
     let _pending = pool.map_async(sleep_ms, vec![1u64; 50]).unwrap();
@@ -657,8 +661,7 @@ fn a_driver_killed_leaves_nothing_behind() {
 fn the_driver_bounds_the_tasks_in_flight() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let pool =
-        Pool::builder().cluster(&redis.url).cluster_options(ClusterOptions::new().max_in_flight(5)).build().unwrap();
+    let pool = Pool::builder().cluster(&redis.url).cluster_options(test_options().max_in_flight(5)).build().unwrap();
     // No node: everything waits, in the driver beyond the first five.
     let result = pool.map_async_with(square, 0..1000, MapOptions::new().chunksize(1)).unwrap();
     let stream = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).expect("the task stream");
@@ -717,7 +720,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     // No node yet: the pool's first task (id 1) waits in the stream.
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     let mut task = pool.apply_async(square, 3).unwrap();
     let ids = pool_ids(&redis);
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -749,7 +752,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
 }
 
 /// The cluster key of the tests that write tagged entries themselves.
-const TEST_KEY: &str = "the key of the tests that forge entries";
+const TEST_KEY: &str = "the key of the cluster pool tests, never a user's own";
 
 /// The tag of the encoded task `m` in pool `id` under [`TEST_KEY`], as a driver makes it
 /// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool id's length as 8
@@ -775,7 +778,7 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     let pool = pool_with(
         &redis.url,
         1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).authkey(TEST_KEY),
+        test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).authkey(TEST_KEY),
     );
     let mut first = pool.apply_async(square, 2).unwrap();
     assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(4));
@@ -829,7 +832,7 @@ fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
     add_entry(&redis, &tasks, &[("m".into(), entry.clone()), ("k".into(), tag(odd, &entry))]);
     assert_eq!(redis.raw(&[b"SADD", b"mp:pools", odd.as_bytes()]), b":1\r\n");
     let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     // Never delivered: still there for the group's next reader.
@@ -1047,7 +1050,7 @@ fn task_ids(redis: &Redis, tasks: &str) -> Vec<u64> {
 fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     let mut task = pool.apply_async(square, 3).unwrap();
     let ids = pool_ids(&redis);
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -1074,9 +1077,10 @@ fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
 fn an_untagged_refusal_names_a_node_only_of_a_nodes_form() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     let long = format!("{}:1", "h".repeat(300));
-    let named = ["blame that machine\nmultiproc: a forged log line", &long, "host:pid", ":1", "host", "node-7.example:4242"];
+    let named =
+        ["blame that machine\nmultiproc: a forged log line", &long, "host:pid", ":1", "host", "node-7.example:4242"];
     let mut tasks: Vec<_> = named.iter().map(|_| pool.apply_async(square, 3).unwrap()).collect();
     let pools = pool_ids(&redis);
     assert_eq!(pools.len(), 1, "{pools:?}");
@@ -1107,11 +1111,12 @@ fn an_untagged_refusal_names_a_node_only_of_a_nodes_form() {
 fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    const NODE_KEY: &str = "this node's key, of sixteen bytes or more";
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, NODE_KEY)]);
     let options = || ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
-    let ours = pool_with(&redis.url, 1, options().authkey(TEST_KEY));
+    let ours = pool_with(&redis.url, 1, options().authkey(NODE_KEY));
     assert_eq!(ours.apply(square, 5).unwrap(), 25);
-    // The default key (the user's key file) is another.
+    // The tests' key is another.
     for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key, of sixteen bytes or more"))]
     {
         match other.apply(square, 2) {
@@ -1127,8 +1132,7 @@ fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
 fn an_empty_cluster_key_refuses_the_build() {
     let _w = watchdog(LIMIT);
     // Before any connection: no Redis needed.
-    let refused =
-        Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(ClusterOptions::new().authkey("")).build();
+    let refused = Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(test_options().authkey("")).build();
     assert!(
         matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Key(_))))),
         "{:?}",
@@ -1143,7 +1147,7 @@ fn bytes_of(n: usize) -> Vec<u8> {
 /// A one-process cluster pool whose messages are at most 64 KiB, shown to work with a
 /// result below the limit.
 fn pool_of_64_kib_messages(url: &str) -> Pool {
-    let pool = pool_with(url, 1, ClusterOptions::new().max_message_size(64 << 10));
+    let pool = pool_with(url, 1, test_options().max_message_size(64 << 10));
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     pool
 }
@@ -1214,7 +1218,7 @@ fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_com
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
     let _node = Node::start(&redis.url);
     // The defaults: a lease of 10 s, 3 deliveries, 64 MiB messages.
-    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    let pool = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build().unwrap();
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
     let got = big.get_timeout(Duration::from_secs(60));
@@ -1237,7 +1241,7 @@ fn results_that_fill_redis_memory_arrive_and_the_next_map_completes() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory", "6mb", "--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder().cluster(&redis.url).processes(2).build().unwrap();
+    let pool = Pool::builder().cluster(&redis.url).processes(2).cluster_options(test_options()).build().unwrap();
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     let mut big: Vec<_> = (0..4).map(|_| pool.apply_async(bytes_of, 3 << 20).unwrap()).collect();
     for (i, r) in big.iter_mut().enumerate() {
@@ -1270,7 +1274,7 @@ fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().timeout(Duration::from_secs(1)));
+    let pool = pool_with(&redis.url, 1, test_options().timeout(Duration::from_secs(1)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let mut refused = pool.apply_async(square, 3).unwrap();
@@ -1298,7 +1302,7 @@ fn peak_rss() -> u64 {
 fn drive_while_garbage_arrives(
     (url, ready, written, report): (String, multiproc::Event, multiproc::Event, multiproc::Queue<(u64, bool)>),
 ) {
-    let pool = pool_with(&url, 1, ClusterOptions::new().max_message_size(64 << 10));
+    let pool = pool_with(&url, 1, test_options().max_message_size(64 << 10));
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let before = peak_rss();
     ready.set();
@@ -1354,7 +1358,7 @@ fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_
     let built = Pool::builder()
         .cluster(&redis.url)
         .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)))
+        .cluster_options(test_options().lease(Duration::from_secs(30)))
         .build();
     let pool = match built {
         Ok(pool) => pool,
@@ -1379,7 +1383,7 @@ fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The stream and its group gone (as if expired); the next task makes the stream again
     // before the next beat (every second) makes the group.
@@ -1397,7 +1401,7 @@ fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().timeout(Duration::from_secs(5)));
+    let pool = pool_with(&redis.url, 1, test_options().timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let first = pool.apply_async(square, 3).unwrap();
@@ -1423,11 +1427,8 @@ fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let mut doomed = Node::start(&redis.url);
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
@@ -1465,11 +1466,8 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let _node = Node::start(&redis.url);
     // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
     // busy server, as do the driver's reads (one command).
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The task ends while Redis is busy: its node's push is refused `BUSY` and retried.
     let mut r = pool.apply_async(sleep_ms, 500).unwrap();
@@ -1543,8 +1541,7 @@ fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool =
-        pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let base = used_memory(&redis);
     // 3 MiB held, room for 2 MiB: full.
@@ -1586,11 +1583,8 @@ fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // Full first, and the task waiting for memory, before the registry's `SADD` is taken
     // away: a beat refused `NOPERM` alone between the two ended the pool before the task
@@ -1619,7 +1613,7 @@ fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typ
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
-    let built = Pool::builder().cluster(&redis.url).processes(1).build();
+    let built = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build();
     let Err(e) = built else { panic!("a pool was built with mp:pools a string") };
     assert!(e.to_string().contains("mp:pools"), "{e}");
     assert_eq!(redis.mp_keys(), ["mp:pools"], "the refused pool's keys are left behind");
@@ -1643,8 +1637,7 @@ fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typ
 /// `cluster.reclaim.reply`: the `XACK`/`XDEL` ran). Says "started" when task 1 started on
 /// its (doomed) node, then reports the task's outcome.
 fn drive_with_lost_reclaim_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     multiproc::__private::crash_at("fail:cluster.reclaim.reply");
     let mut r = pool.apply_async(counted, (dir.clone(), 1, 1500, Vec::new())).unwrap();
@@ -1692,11 +1685,8 @@ fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
     let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(counted, (runs.dir(), 1, 500, Vec::new())).unwrap();
     assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
@@ -1722,7 +1712,7 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(1));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     for key in 0..7u64 {
         // Each starts at another moment of the idle node's beats.
@@ -1739,8 +1729,7 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
 fn drive_with_a_failing_step(
     (url, point, report, control): (String, String, multiproc::Queue<String>, multiproc::Queue<String>),
 ) {
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     multiproc::__private::crash_at(&point);
     let mut r = pool.apply_async(square, 3).unwrap();
     report.put("sent".into()).unwrap();
@@ -1815,8 +1804,7 @@ fn keep_the_pool_while_held(socket: &str) {
 /// (its socket, its pid). Reports the outcome of the task whose result waits in the new list.
 fn drive_across_a_results_key_loss((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
     let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)));
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
     let _disarm = Disarm;
@@ -1877,8 +1865,7 @@ fn drive_while_the_alive_key_goes(
     let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
     // A long lease: the node's entry goes without heartbeats while the node is stopped (and
     // the test's steps take their time on a loaded machine).
-    let options =
-        ClusterOptions::new().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10));
+    let options = test_options().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10));
     let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
@@ -1968,7 +1955,7 @@ fn drive_while_the_results_key_is_of_another_type(
         line.and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
             .map_or(0, |count| count.trim().parse::<u32>().unwrap())
     };
-    let pool = pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
     let _disarm = Disarm;
     // The driver is held before its read (which would end the pool on the key of another
     // type) while the node pushes.
@@ -2034,6 +2021,7 @@ fn logging_node(url: &str, vars: &[(&str, &str)]) -> (Node, std::sync::mpsc::Rec
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
         .env(NODE_ROLE, url)
+        .env(KEY_ENV, TEST_KEY)
         .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -2059,7 +2047,7 @@ fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let (mut node, rx) = logging_node(&redis.url, &[(KEY_ENV, TEST_KEY)]);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey("another key than the node's"));
+    let pool = pool_with(&redis.url, 1, test_options().authkey("another key than the node's"));
     for x in 0..3 {
         match pool.apply(square, x) {
             Err(multiproc::Error::Task(TaskError::Unauthenticated { .. })) => {}
@@ -2105,7 +2093,7 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
 fn drive_with_lost_beat_replies((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
     // Reads of a few results at a time: most wait in the list after the hold.
     let options =
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
+        test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
     let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     multiproc::__private::crash_at("hold:cluster.pool.read");
@@ -2150,8 +2138,7 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
 /// the family (its hold points its own): Redis at `url` (its socket), each round's task
 /// counted in `dir`. Reports "done" once every round's task completed.
 fn drive_across_a_stream_made_again((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)));
     let _disarm = Disarm;
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
@@ -2213,11 +2200,8 @@ fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
     let consumers =
@@ -2245,7 +2229,7 @@ fn a_birth_tag_deleted_by_another_program_runs_no_task_twice() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(3)));
     let runs = Runs::new();
     let mut results: Vec<_> =
         (0..3u64).map(|key| pool.apply_async(counted, (runs.dir(), key, 2000, Vec::new())).unwrap()).collect();
@@ -2274,8 +2258,7 @@ fn a_pool_of_a_user_limited_to_the_documented_acl_maps() {
     let Some(redis) = Redis::start(&[&common::redis::MP_USER[..], &["+@stream"]].concat()) else { return };
     let url = format!("{}?user=worker&pass=pw", redis.url);
     let _node = Node::start(&url);
-    let options =
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).max_deliveries(2);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).max_deliveries(2);
     let pool = pool_with(&url, 2, options);
     assert_eq!(pool.map(square, 0..8).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49]);
 }
@@ -2293,7 +2276,7 @@ fn a_node_that_may_acknowledge_but_not_push_loses_no_task() {
     let set_user = [&b"ACL"[..], b"SETUSER", b"pusher", b"on", b">pw", b"~*", b"&*", b"+@all", b"-rpush"];
     assert_eq!(redis.raw(&set_user), b"+OK\r\n");
     let _node = Node::start(&format!("{}?user=pusher&pass=pw", redis.url));
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(1));
     let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(30));
     assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
 }
@@ -2331,13 +2314,10 @@ fn a_task_only_broken_nodes_take_fails_typed_after_its_deliveries() {
     let Some(redis) = Redis::start(&[]) else { return };
     let exe = std::env::current_exe().unwrap();
     let _broken: Vec<Node> = (0..2).map(|_| Node::start_exe_with(&exe, &redis.url, &[(NO_BOOT, "1")])).collect();
-    let options = ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(2);
+    let options = test_options().lease(Duration::from_millis(600)).max_deliveries(2);
     let pool = pool_with(&redis.url, 1, options);
     let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(60));
-    assert!(
-        matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))),
-        "{got:?}"
-    );
+    assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
 }
 
 /// The role of [`a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable`]: a

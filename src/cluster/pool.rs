@@ -20,8 +20,7 @@ use super::key::{Seal, Secret, TAG, sealed_bound};
 use super::link::{Conn, Link};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
-    new_pool_id,
-    too_large,
+    new_pool_id, too_large,
 };
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
