@@ -258,7 +258,9 @@ pub(crate) fn thread_count() -> usize {
 }
 
 /// Whether this process is known to run a single thread: `false` when `/proc` cannot be
-/// read (a sandbox, a chroot), where [`thread_count`] assumes one.
+/// read (a sandbox, a chroot), where [`thread_count`] assumes one. For `init()`'s removal of
+/// the cluster's variables (`cluster::take_environment`).
+#[cfg(feature = "cluster")]
 pub(crate) fn known_single_threaded() -> bool {
     counted_threads() == Some(1)
 }
