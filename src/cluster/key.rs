@@ -45,11 +45,13 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// while another thread may read the environment (so does `init` where `/proc` cannot be
 /// read to count the threads).
 ///
-/// Removed from the environment is not gone from memory: `/proc/<pid>/environ` shows the
-/// environment a process started with, so the key stays readable there, by the same user
-/// and by root, for the process and its fork and fork-server children (a spawned child,
-/// and a program started with `std::process::Command`, get a fresh environment without
-/// it). Tools that collect that file (crash reporters, `ps e`) copy the key.
+/// `/proc/<pid>/environ` shows the environment block a process started with, which
+/// removing a variable leaves as it was: `init` also zeroes the key's bytes there, so that
+/// neither the process nor its fork and fork-server children show it. Not where `init` left
+/// the variable (no `init`, or threads it cannot count), nor in the process that started
+/// this one, nor in a program whose environment it was set in: its `environ` file shows the
+/// key to the same user and to root, and tools that collect that file (crash reporters,
+/// `ps e`) copy it.
 ///
 /// A set-user-ID, set-group-ID or capability-raising program ignores it, and the key file
 /// its `HOME` names: its caller chose its environment, and could else make it run any task
@@ -189,14 +191,14 @@ static TAKEN: OnceLock<Secret> = OnceLock::new();
 /// configuration keeps a copy (`FamilyConfig::cluster_key`) that a spawned child is sent
 /// at boot, as the family's own authkey is.
 ///
-/// What this does not do (review75 L1): `/proc/<pid>/environ` shows the environment the
-/// process started with, which removing a variable leaves in memory, so the key stays
-/// readable there, by the same user and root, for this process and its fork and fork-server
-/// children (not for spawned children, nor the programs they start).
+/// Removing is also overwriting (review75 L1): `/proc/<pid>/environ` shows the
+/// environment block the process started with, which removing a variable leaves as it was,
+/// so the key's bytes there are zeroed first (`sys::scrub_env_single_threaded`), before the
+/// fork server and every fork copy this memory.
 pub(crate) fn take_env_key(remove: bool) {
     let Some(key) = std::env::var_os(KEY_ENV) else { return };
     if remove {
-        crate::sys::remove_env_single_threaded(KEY_ENV);
+        crate::sys::scrub_env_single_threaded(KEY_ENV);
     }
     let _ = TAKEN.set(Secret(key.as_bytes().to_vec()));
 }
