@@ -678,6 +678,24 @@ fn an_unacknowledged_value_that_is_dropped_goes_back_first_in_line() {
     assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 3));
 }
 
+/// A value dropped unacknowledged after another consumer took it back (this one paused
+/// past its lease) is not put back a second time: it goes back in line only from this
+/// consumer's processing list (as a refused item is set aside: review75 L5).
+#[test]
+fn a_dropped_value_taken_back_meanwhile_is_in_line_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "back").unwrap();
+    q.put(1).unwrap();
+    let held = q.receive().unwrap();
+    // As another consumer's reclaim would: out of the processing list, back in line.
+    let processing = redis.raw(&[b"KEYS", b"mp:{q:back}:proc:*"]);
+    let processing = String::from_utf8_lossy(&processing).lines().nth(2).unwrap().to_string();
+    assert!(redis.raw(&[b"RPOPLPUSH", processing.as_bytes(), b"mp:{q:back}:items"]).starts_with(b"$"));
+    drop(held);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:back}:items"]), b":1\r\n", "in line once");
+}
+
 #[test]
 fn redis_killed_is_a_typed_error_not_a_hang() {
     let _w = watchdog(LIMIT);

@@ -58,7 +58,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::key::{Seal, Secret, sealed_bound};
-use super::link::{Link, SLICE};
+use super::link::{Conn, Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
 use crate::shm::TakenIn;
@@ -153,17 +153,22 @@ end
 return 0
 ";
 
-/// Sets aside an item this consumer refused (undecodable, or its tag did not check):
-/// from its processing list (`KEYS[1]`) to the dead-letter list (`KEYS[2]`), only if it
-/// is still there. Another consumer may have taken it back meanwhile (this one paused past
-/// its lease), and then refuses it itself: pushed unconditionally, it was set aside twice
-/// (review75 L5).
-const SET_ASIDE: &str = r"
+/// Moves item `ARGV[1]` out of this consumer's processing list (`KEYS[1]`) onto the list
+/// `KEYS[2]` by `ARGV[2]` (`LPUSH`: a refused item to the dead-letter list; `RPUSH`: a
+/// value dropped unacknowledged, first in line again), only if it is still there. Another
+/// consumer may have taken it back meanwhile (this one paused past its lease): pushed
+/// unconditionally, it was then set aside, or in line, twice (review75 L5).
+const MOVE_HELD: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call(ARGV[2], KEYS[2], ARGV[1])
 end
 return 0
 ";
+
+/// Runs [`MOVE_HELD`]: `item` from `processing` onto `to` by `push`.
+fn move_held(c: &mut Conn, processing: &str, to: &str, item: &[u8], push: &str) -> redis::RedisResult<()> {
+    redis::cmd("EVAL").arg(MOVE_HELD).arg(2).arg(processing).arg(to).arg(item).arg(push).query(c)
+}
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1086,15 +1091,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // Out of the way for good, kept where a person can look at it.
                 self.state()
                     .link
-                    .run(|c| {
-                        redis::cmd("EVAL")
-                            .arg(SET_ASIDE)
-                            .arg(2)
-                            .arg(&processing)
-                            .arg(&self.keys.dead)
-                            .arg(&bytes)
-                            .query::<()>(c)
-                    })
+                    .run(|c| move_held(c, &processing, &self.keys.dead, &bytes, "LPUSH"))
                     .map_err(GetError::Redis)?;
                 Err(e)
             }
@@ -1296,20 +1293,8 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
         // Not acknowledged: first in line again. Best effort: if it fails the value stays
         // in the processing list, returned when this consumer retires or dies.
         let processing = self.queue.keys.processing(&self.queue.consumer);
-        let _ = self.queue.state().link.run(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("LREM")
-                .arg(&processing)
-                .arg(1)
-                .arg(&self.bytes)
-                .ignore()
-                .cmd("RPUSH")
-                .arg(&self.queue.keys.items)
-                .arg(&self.bytes)
-                .ignore()
-                .query::<()>(c)
-        });
+        let _ =
+            self.queue.state().link.run(|c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
 }
 
