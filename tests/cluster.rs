@@ -75,8 +75,8 @@ fn cluster_role() {
     match role.as_str() {
         // Doubles every request until it receives None.
         "doubler" => {
-            let requests = Queue::<Option<u64>>::open(&url, "requests").unwrap();
-            let replies = Queue::<u64>::open(&url, "replies").unwrap();
+            let requests = Queue::<Option<u64>>::builder().authkey(TEST_KEY).open(&url, "requests").unwrap();
+            let replies = Queue::<u64>::builder().authkey(TEST_KEY).open(&url, "replies").unwrap();
             while let Some(n) = requests.get().unwrap() {
                 replies.put(n * 2).unwrap();
             }
@@ -84,14 +84,19 @@ fn cluster_role() {
         // Takes one job, says so, and never acknowledges it (a lease long enough that the job
         // is surely still held when the test looks).
         "holder" => {
-            let jobs = Queue::<String>::builder().lease(Duration::from_secs(3)).open(&url, "jobs").unwrap();
+            let jobs =
+                Queue::<String>::builder().authkey(TEST_KEY).lease(Duration::from_secs(3)).open(&url, "jobs").unwrap();
             let job = jobs.receive().unwrap();
             eprintln!("holding {}", *job);
             std::thread::sleep(Duration::from_secs(120));
         }
         // Waits for a job (long past its lease), then takes it and never acknowledges it.
         "waiting holder" => {
-            let jobs = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+            let jobs = Queue::<String>::builder()
+                .authkey(TEST_KEY)
+                .lease(Duration::from_millis(300))
+                .open(&url, "jobs")
+                .unwrap();
             eprintln!("waiting");
             let job = jobs.receive().unwrap();
             eprintln!("holding {}", *job);
@@ -100,7 +105,8 @@ fn cluster_role() {
         // Puts 1 while the reply of every put is lost (the command ran), puts it again as
         // its error allows, then puts 2.
         "lost put reply" => {
-            let q = Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+            let q =
+                Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
             multiproc::__private::crash_at("fail:cluster.put.reply");
             let put = q.put(1);
             multiproc::__private::crash_disarm();
@@ -113,7 +119,8 @@ fn cluster_role() {
         // 2..=100 (the handle settles 1 for good), then replays a copy of the first send of 1
         // as it would reach Redis late, and says Redis's reply.
         "late put copy" => {
-            let q = Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+            let q =
+                Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
             multiproc::__private::crash_at("fail:cluster.put.reply");
             let put = q.put(1);
             multiproc::__private::crash_disarm();
@@ -135,7 +142,7 @@ fn cluster_role() {
             interrupting_sigusr1();
             // A stalled Redis (the test stops it) is given up within the queue's timeout.
             let stalled = std::env::var_os("MULTIPROC_TEST_STALLED").is_some();
-            let mut q = Queue::<u32>::builder().timeout(Duration::from_secs(1));
+            let mut q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(1));
             if let Some(ca) = std::env::var_os(CA) {
                 q = q.tls(Tls::new().ca_pem(std::fs::read(ca).unwrap())); // a `rediss://` server's
             }
@@ -150,7 +157,7 @@ fn cluster_role() {
             interrupting_sigusr1();
             let timeout = Duration::from_millis(std::env::var(TIMEOUT_MS).unwrap().parse().unwrap());
             say_waiting_thread();
-            let opened = Queue::<u32>::builder().timeout(timeout).open(&url, "q");
+            let opened = Queue::<u32>::builder().authkey(TEST_KEY).timeout(timeout).open(&url, "q");
             eprintln!("opened {:?}", opened.map(|_| ()));
         }
         other => panic!("unknown role {other}"),
@@ -176,7 +183,7 @@ fn a_put_whose_reply_was_lost_put_again_is_in_the_queue_once() {
     let mut said = String::new();
     other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
     assert!(other.wait().unwrap().success(), "{said}");
-    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     let mut got = Vec::new();
     while let Ok(v) = q.try_get() {
         got.push(v);
@@ -196,7 +203,7 @@ fn a_late_copy_of_a_settled_put_is_refused() {
     other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
     assert!(other.wait().unwrap().success(), "{said}");
     assert!(said.contains("the late copy: :2"), "{said}");
-    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     let mut got = Vec::new();
     while let Ok(v) = q.try_get() {
         got.push(v);
@@ -211,7 +218,7 @@ fn a_late_copy_of_a_settled_put_is_refused() {
 fn a_put_sent_again_after_its_reply_was_lost_is_in_the_queue_once() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().timeout(Duration::from_secs(1)).open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(1)).open(&redis.url, "q").unwrap();
     q.put(0).unwrap();
     let put = std::thread::scope(|s| {
         redis.pause();
@@ -277,7 +284,7 @@ fn a_signal_during_a_blocking_get_does_not_fail_it() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Queue::<u32>::open(&redis.url, "q").unwrap().put(7).unwrap();
+    Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap().put(7).unwrap();
     let mut rest = String::new();
     said.read_to_string(&mut rest).unwrap();
     assert!(other.wait().unwrap().success(), "{rest}");
@@ -303,7 +310,7 @@ fn a_stop_longer_than_the_wait_keeps_the_reply_that_came_during_it() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     assert!(common::eventually(Duration::from_secs(30), stopped));
     // The reply (the item, or the end of the `BLMOVE`'s block) comes during the stop.
-    Queue::<u32>::open(&redis.url, "q").unwrap().put(7).unwrap();
+    Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap().put(7).unwrap();
     // Longer than the get's wait: its timeout (1 s) and a second.
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: as above.
@@ -462,8 +469,9 @@ fn full_unix_socket(name: &str) -> (std::path::PathBuf, String, std::os::unix::n
 fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
     let _w = watchdog(LIMIT);
     let (dir, url, _listener, _waiting) = full_unix_socket("timeout");
-    let opening =
-        std::thread::spawn(move || Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q"));
+    let opening = std::thread::spawn(move || {
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&url, "q")
+    });
     let ended = common::eventually(Duration::from_secs(30), || opening.is_finished());
     let _ = std::fs::remove_dir_all(dir);
     assert!(ended, "the connect did not give up");
@@ -495,7 +503,7 @@ fn a_zero_timeout_connects_over_every_transport() {
     for (url, certificates) in
         [(&unix.url, None), (&tcp_url, None), (&tls_url, Some(Tls::new().ca_pem(pki.ca.clone())))]
     {
-        let mut builder = Queue::<u32>::builder().timeout(Duration::ZERO);
+        let mut builder = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::ZERO);
         if let Some(certificates) = certificates {
             builder = builder.tls(certificates);
         }
@@ -553,24 +561,28 @@ fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     for protocol in ["resp3", "3"] {
-        let resp3 = Queue::<u32>::open(&format!("{}?protocol={protocol}", redis.url), "q");
+        let resp3 = Queue::<u32>::builder().authkey(TEST_KEY).open(&format!("{}?protocol={protocol}", redis.url), "q");
         assert!(matches!(&resp3, Err(ClusterError::BadUrl(why)) if why.contains("RESP3")), "{resp3:?}");
     }
-    assert!(Queue::<u32>::open(&format!("{}?protocol=resp2", redis.url), "q").is_ok());
+    assert!(Queue::<u32>::builder().authkey(TEST_KEY).open(&format!("{}?protocol=resp2", redis.url), "q").is_ok());
     // A listener on this machine's loopback, which the any address reached.
     let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = local.local_addr().unwrap().port();
     for host in ["0.0.0.0", "[::]"] {
-        let any =
-            Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
+        let any = Queue::<u32>::builder()
+            .authkey(TEST_KEY)
+            .timeout(Duration::from_millis(300))
+            .open(&format!("redis://{host}:{port}"), "q");
         assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("wildcard")), "{any:?}");
     }
     // Names that resolve to it, which the URL parser leaves to the resolver: `inet_aton`'s
     // spellings (as a hosts entry would; they reached the listener, and the open waited for
     // its answer).
     for host in ["0", "0x0", "0.0"] {
-        let any =
-            Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
+        let any = Queue::<u32>::builder()
+            .authkey(TEST_KEY)
+            .timeout(Duration::from_millis(300))
+            .open(&format!("redis://{host}:{port}"), "q");
         assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("any address")), "{host}: {any:?}");
     }
 }
@@ -580,8 +592,8 @@ fn round_trip_between_two_independent_programs() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut doubler = other_program("doubler", &redis.url);
-    let requests = Queue::<Option<u64>>::open(&redis.url, "requests").unwrap();
-    let replies = Queue::<u64>::open(&redis.url, "replies").unwrap();
+    let requests = Queue::<Option<u64>>::builder().authkey(TEST_KEY).open(&redis.url, "requests").unwrap();
+    let replies = Queue::<u64>::builder().authkey(TEST_KEY).open(&redis.url, "replies").unwrap();
     for n in 0..100 {
         requests.put(Some(n)).unwrap();
     }
@@ -597,7 +609,8 @@ fn round_trip_between_two_independent_programs() {
 fn an_item_held_by_a_killed_consumer_is_delivered_to_another() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let jobs = Queue::<String>::builder().lease(Duration::from_secs(3)).open(&redis.url, "jobs").unwrap();
+    let jobs =
+        Queue::<String>::builder().authkey(TEST_KEY).lease(Duration::from_secs(3)).open(&redis.url, "jobs").unwrap();
     jobs.put("the only job".to_string()).unwrap();
     let mut holder = other_program("holder", &redis.url);
     let mut out = BufReader::new(holder.stderr.take().unwrap());
@@ -628,7 +641,11 @@ fn read_until(out: &mut impl BufRead, prefix: &str) -> String {
 fn a_consumer_that_waited_longer_than_its_lease_still_gives_back_what_it_held() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let jobs = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&redis.url, "jobs").unwrap();
+    let jobs = Queue::<String>::builder()
+        .authkey(TEST_KEY)
+        .lease(Duration::from_millis(300))
+        .open(&redis.url, "jobs")
+        .unwrap();
     let mut holder = other_program("waiting holder", &redis.url);
     let mut out = BufReader::new(holder.stderr.take().unwrap());
     read_until(&mut out, "waiting");
@@ -649,7 +666,7 @@ fn a_consumer_that_waited_longer_than_its_lease_still_gives_back_what_it_held() 
 fn an_unacknowledged_value_that_is_dropped_goes_back_first_in_line() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     for n in 1..=3 {
         q.put(n).unwrap();
     }
@@ -661,17 +678,35 @@ fn an_unacknowledged_value_that_is_dropped_goes_back_first_in_line() {
     assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 3));
 }
 
+/// A value dropped unacknowledged after another consumer took it back (this one paused
+/// past its lease) is not put back a second time: it goes back in line only from this
+/// consumer's processing list (as a refused item is set aside: review75 L5).
+#[test]
+fn a_dropped_value_taken_back_meanwhile_is_in_line_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "back").unwrap();
+    q.put(1).unwrap();
+    let held = q.receive().unwrap();
+    // As another consumer's reclaim would: out of the processing list, back in line.
+    let processing = redis.raw(&[b"KEYS", b"mp:{q:back}:proc:*"]);
+    let processing = String::from_utf8_lossy(&processing).lines().nth(2).unwrap().to_string();
+    assert!(redis.raw(&[b"RPOPLPUSH", processing.as_bytes(), b"mp:{q:back}:items"]).starts_with(b"$"));
+    drop(held);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:back}:items"]), b":1\r\n", "in line once");
+}
+
 #[test]
 fn redis_killed_is_a_typed_error_not_a_hang() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let url = redis.url.clone();
-    let q = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&url, "q").unwrap();
     let waiting = std::thread::spawn(move || q.get());
     std::thread::sleep(Duration::from_millis(200)); // usually inside BLMOVE; either way it must end
     redis.kill();
     assert!(matches!(waiting.join().unwrap(), Err(GetError::Redis(ClusterError::Unreachable(_)))));
-    let again = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&url, "q");
+    let again = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&url, "q");
     assert!(matches!(again, Err(ClusterError::Unreachable(_))), "{again:?}");
 }
 
@@ -716,7 +751,7 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
             });
         }
     });
-    let q = Queue::<Vec<u8>>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
     let put = q.put(vec![7; 32 << 20]);
     assert!(
         matches!(&put, Err(PutError::Unsure(_, ClusterError::Unreachable(why))) if why.contains("timed out")),
@@ -729,7 +764,8 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
 fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    let q =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
     redis.pause();
     let put = q.put(1);
     let get = q.get();
@@ -754,14 +790,15 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
 fn an_ack_that_fails_puts_nothing_in_the_queue() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    let q =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
     let received = q.receive().unwrap();
     // Every connection but the one asking.
     redis.raw(&[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
     let acked = received.ack();
     assert!(acked.is_err(), "{acked:?}");
-    let other = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let other = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     let next = other.try_get();
     assert!(matches!(next, Err(GetError::Empty)), "{next:?}");
     assert!(other.is_empty().unwrap());
@@ -778,7 +815,8 @@ fn an_ack_that_fails_puts_nothing_in_the_queue() {
 fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    let q =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
     redis.pause();
     let got = q.get();
@@ -796,7 +834,12 @@ fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
 fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().lease(Duration::MAX).timeout(Duration::MAX).open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder()
+        .authkey(TEST_KEY)
+        .lease(Duration::MAX)
+        .timeout(Duration::MAX)
+        .open(&redis.url, "q")
+        .unwrap();
     q.put(5).unwrap();
     let got = q.get_timeout(Duration::from_secs(5));
     assert!(matches!(got, Ok(5)), "{got:?}");
@@ -810,7 +853,8 @@ fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
 fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    let q =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
     // The getting thread is held between its take and its acknowledgement.
     multiproc::__private::crash_at("hold:cluster.get.taken");
@@ -832,11 +876,11 @@ fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
 fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
-    let refused = Queue::<u32>::open(&redis.url, "q");
+    let refused = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q");
     assert!(matches!(&refused, Err(ClusterError::Auth(why)) if why.contains("requires a password")), "{refused:?}");
-    let wrong = Queue::<u32>::open(&format!("{}?pass=wrong", redis.url), "q");
+    let wrong = Queue::<u32>::builder().authkey(TEST_KEY).open(&format!("{}?pass=wrong", redis.url), "q");
     assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
-    let q = Queue::<u32>::open(&format!("{}?pass=s3cret", redis.url), "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&format!("{}?pass=s3cret", redis.url), "q").unwrap();
     q.put(9).unwrap();
     assert_eq!(q.get().unwrap(), 9);
 }
@@ -852,8 +896,9 @@ fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
     ];
     let Some(redis) = Redis::start(&acl) else { return };
     let url = format!("{}?user=worker&pass=pw", redis.url);
-    let producer = Queue::<String>::open(&url, "jobs").unwrap();
-    let consumer = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+    let producer = Queue::<String>::builder().authkey(TEST_KEY).open(&url, "jobs").unwrap();
+    let consumer =
+        Queue::<String>::builder().authkey(TEST_KEY).lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
     producer.put("a".into()).unwrap();
     let held = consumer.receive().unwrap();
     consumer.keep_alive().unwrap();
@@ -866,12 +911,12 @@ fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
 fn maxsize_bounds_puts() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().maxsize(2).open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).maxsize(2).open(&redis.url, "q").unwrap();
     q.try_put(1).unwrap();
     q.put_timeout(2, Duration::from_secs(5)).unwrap();
     assert!(matches!(q.try_put(3), Err(PutError::Full(3))));
     assert!(matches!(q.put_timeout(3, Duration::from_millis(50)), Err(PutError::Timeout(3))));
-    let consumer = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let consumer = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     let put = std::thread::spawn(move || q.put(3).map_err(PutError::into_inner));
     assert_eq!(consumer.get().unwrap(), 1);
     put.join().unwrap().unwrap();
@@ -883,13 +928,13 @@ fn maxsize_bounds_puts() {
 fn a_message_of_another_type_is_a_typed_error_and_set_aside() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let texts = Queue::<String>::open(&redis.url, "mixed").unwrap();
-    let numbers = Queue::<u32>::open(&redis.url, "mixed").unwrap();
+    let texts = Queue::<String>::builder().authkey(TEST_KEY).open(&redis.url, "mixed").unwrap();
+    let numbers = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "mixed").unwrap();
     texts.put("not a number".into()).unwrap();
     numbers.put(4).unwrap();
     assert!(matches!(numbers.get(), Err(GetError::Decode(_))));
     assert_eq!(numbers.get().unwrap(), 4, "the bad message is not delivered again");
-    let small = Queue::<Vec<u8>>::builder().max_message_size(16).open(&redis.url, "small").unwrap();
+    let small = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(16).open(&redis.url, "small").unwrap();
     assert!(matches!(small.put(vec![0; 100]), Err(PutError::Encode(v, _)) if v.len() == 100));
 }
 
@@ -897,7 +942,7 @@ fn a_message_of_another_type_is_a_typed_error_and_set_aside() {
 fn a_handle_of_the_local_family_cannot_cross_machines() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<multiproc::Lock>::open(&redis.url, "locks").unwrap();
+    let q = Queue::<multiproc::Lock>::builder().authkey(TEST_KEY).open(&redis.url, "locks").unwrap();
     let lock = multiproc::Lock::new().unwrap();
     assert!(matches!(q.put(lock), Err(PutError::Encode(..))));
     assert!(q.is_empty().unwrap());
@@ -906,14 +951,18 @@ fn a_handle_of_the_local_family_cannot_cross_machines() {
 #[test]
 fn a_bad_url_or_no_server_is_a_typed_error() {
     let _w = watchdog(LIMIT);
-    assert!(matches!(Queue::<u32>::open("nonsense://x", "q"), Err(ClusterError::BadUrl(_))));
-    let gone = Queue::<u32>::open("redis+unix:///nonexistent/redis.sock", "q");
+    assert!(matches!(
+        Queue::<u32>::builder().authkey(TEST_KEY).open("nonsense://x", "q"),
+        Err(ClusterError::BadUrl(_))
+    ));
+    let gone = Queue::<u32>::builder().authkey(TEST_KEY).open("redis+unix:///nonexistent/redis.sock", "q");
     assert!(matches!(gone, Err(ClusterError::Unreachable(_))), "{gone:?}");
 }
 
 // --- Items written by someone without the key ----------------------------------------
 
-/// The cluster key of the tests that write items themselves.
+/// The cluster key of every queue of these tests (review75 L7: no test reads, or makes,
+/// the user's own key file), and of the items the tests write themselves.
 const TEST_KEY: &str = "the key of the queue tests that write items";
 
 /// `item` sealed as a queue `name` opened with [`TEST_KEY`] seals it (a mirror of
@@ -965,6 +1014,37 @@ fn an_item_written_by_someone_without_the_key_is_refused_and_set_aside() {
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:signed}:dead"]), b":3\r\n", "kept in the dead-letter list");
 }
 
+/// A refused item that another consumer took back meanwhile (this one paused past its
+/// lease between its take and the move) is not copied into the dead-letter list: it is
+/// moved there only from this consumer's processing list (review75 L5: the move pushed it
+/// whether or not it was still there, so it ended there twice).
+#[test]
+fn a_refused_item_taken_back_meanwhile_is_set_aside_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u64>(&redis, "once");
+    assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:once}:items", &[0, 0x9a, 0x05]]), b":1\r\n");
+    // The getting thread is held between its take and the move.
+    multiproc::__private::crash_at("hold:cluster.get.refused");
+    let got = std::thread::scope(|s| {
+        let getter = s.spawn(|| q.get());
+        while multiproc::__private::crash_holding() < 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // As another consumer's reclaim would: out of the processing list, back in line.
+        let held = redis.raw(&[b"KEYS", b"mp:{q:once}:proc:*"]);
+        let held = String::from_utf8_lossy(&held).lines().nth(2).unwrap().to_string();
+        assert_eq!(redis.raw(&[b"RPOPLPUSH", held.as_bytes(), b"mp:{q:once}:items"]), b"$3\r\n\x00\x9a\x05\r\n");
+        multiproc::__private::crash_disarm();
+        getter.join().unwrap()
+    });
+    assert!(matches!(got, Err(GetError::Unauthenticated { .. })), "{got:?}");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:once}:dead"]), b":0\r\n", "set aside by the get that no longer held it");
+    let again = q.get();
+    assert!(matches!(again, Err(GetError::Unauthenticated { .. })), "{again:?}");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:once}:dead"]), b":1\r\n", "set aside once");
+}
+
 /// A key shorter than 16 bytes is refused before anything is sent (review67 S-L4: every tag
 /// in Redis lets its readers test guesses of the key offline).
 #[test]
@@ -984,7 +1064,7 @@ fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
     // A reply above 1 MiB would make the server drop the connection: the huge item must
     // not even be sent.
     let Some(redis) = Redis::start(&["--client-output-buffer-limit", "normal 1mb 1mb 0"]) else { return };
-    let q = Queue::<Vec<u8>>::builder().max_message_size(64 << 10).open(&redis.url, "big").unwrap();
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(64 << 10).open(&redis.url, "big").unwrap();
     let huge = vec![7u8; 8 << 20];
     assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:big}:items", &huge]), b":1\r\n");
     q.put(vec![1, 2, 3]).unwrap();
@@ -994,6 +1074,27 @@ fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:big}:dead"]), b":1\r\n", "kept in the dead-letter list");
     let again = q.receive_timeout(Duration::from_millis(50));
     assert!(matches!(again, Err(GetError::Timeout)), "{again:?}");
+}
+
+/// `max_message_size(usize::MAX)` reads as "no limit" and is one (review75 M2: the bound
+/// sent with each take, the limit plus the item's tag, overflowed: every get panicked in a
+/// debug build, and in a release build every item above 31 bytes went to the dead-letter
+/// list). A value of exactly the limit fits, its tag on top (review75 L10).
+#[test]
+fn a_queue_without_a_size_limit_takes_its_items() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(usize::MAX).open(&redis.url, "unbounded");
+    let q = q.unwrap();
+    q.put(vec![0u8; 100]).unwrap();
+    assert_eq!(q.get().unwrap(), vec![0u8; 100]);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:unbounded}:dead"]), b":0\r\n", "nothing set aside");
+    // 100 bytes encode in 102 (the codec's tag byte, the length's varint).
+    let exact = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(102).open(&redis.url, "exact");
+    let exact = exact.unwrap();
+    exact.put(vec![1u8; 100]).unwrap();
+    assert_eq!(exact.get().unwrap(), vec![1u8; 100], "a value of the limit, its tag on top");
+    assert!(matches!(exact.put(vec![1u8; 101]), Err(PutError::Encode(..))), "a value above the limit");
 }
 
 #[test]
@@ -1021,7 +1122,8 @@ fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
     assert_eq!(q.get().unwrap(), ("fine".to_string(), vec![1]));
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:g}:dead"]), b":5\r\n");
     redis.raw(&[b"SET", b"mp:{q:s}:items", b"a string, not a list"]);
-    let wrong = Queue::<u32>::open(&redis.url, "s").unwrap().get_timeout(Duration::from_secs(1));
+    let wrong =
+        Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "s").unwrap().get_timeout(Duration::from_secs(1));
     assert!(
         matches!(&wrong, Err(GetError::Redis(ClusterError::Refused(why))) if why.contains("WRONGTYPE")),
         "{wrong:?}"

@@ -25,8 +25,14 @@ use multiproc::{MapOptions, Pool, PoolError, TaskError};
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn mark_set_up() {
+    // A node whose workers cannot start: each dies in its set-up.
+    assert!(std::env::var_os(NO_BOOT).is_none(), "no boot on this node");
     SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// Set in a node's environment: its workers die at boot (`mark_set_up`), so its local pool
+/// gives up on them (`TaskError::WorkersCannotStart`).
+const NO_BOOT: &str = "MULTIPROC_TEST_CLUSTER_NO_BOOT";
 
 multiproc::test_support!(child_init = mark_set_up);
 
@@ -57,6 +63,7 @@ impl Node {
             .arg(exe)
             .args(["--exact", "no_such_test"])
             .env(WORKER_ENV, url)
+            .env(KEY_ENV, TEST_KEY)
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -73,6 +80,7 @@ impl Node {
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", "cluster_pool_role", "--nocapture", "--test-threads", "1"])
             .env(ROLE, url)
+            .env(KEY_ENV, TEST_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -93,12 +101,14 @@ impl Drop for Node {
     }
 }
 
+/// The options of the tests' pools: under [`TEST_KEY`], which their nodes have too
+/// (review75 L7: no test reads, or makes, the user's own key file).
+fn test_options() -> ClusterOptions {
+    ClusterOptions::new().authkey(TEST_KEY)
+}
+
 fn pool(redis: &Redis, processes: usize) -> Pool {
-    pool_with(
-        &redis.url,
-        processes,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)),
-    )
+    pool_with(&redis.url, processes, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)))
 }
 
 /// A pool of `processes` on the cluster at `url`, with `options`.
@@ -231,7 +241,7 @@ fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries
     let Some(redis) = Redis::start(&[]) else { return };
     let pool = Pool::builder()
         .cluster(&redis.url)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)).max_deliveries(2))
+        .cluster_options(test_options().lease(Duration::from_millis(300)).max_deliveries(2))
         .build()
         .unwrap();
     let result = pool.apply_async(sleep_ms, 600_000).unwrap();
@@ -301,7 +311,7 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
 /// A pool of one process whose driver gives up a read after one second (a lease long
 /// enough that no task is reclaimed meanwhile).
 fn one_process_with_short_reads(url: &str) -> Pool {
-    pool_with(url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
+    pool_with(url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
 }
 
 /// Stops Redis (SIGSTOP), and lets it go on (SIGCONT) after `pause`.
@@ -404,7 +414,7 @@ where
 /// must serve it), and the key of its results list (gone while empty; the tasks stream
 /// stays).
 fn one_worker_pool_and_its_results_key(url: &str, socket: &str) -> (Pool, String) {
-    let pool = pool_with(url, 1, ClusterOptions::new());
+    let pool = pool_with(url, 1, test_options());
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let tasks = redis_cli(socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
     let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
@@ -518,7 +528,7 @@ fn a_lease_of_duration_max_is_the_longest_kept() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::MAX).timeout(Duration::MAX));
     let mut r = pool.apply_async(square, 3).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
 }
@@ -528,10 +538,10 @@ fn a_pool_on_an_unreachable_redis_is_a_typed_error() {
     let _w = watchdog(LIMIT);
     let refused = Pool::builder()
         .cluster("redis://127.0.0.1:1/0")
-        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(1)))
+        .cluster_options(test_options().timeout(Duration::from_secs(1)))
         .build();
     assert!(matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Unreachable(_))))));
-    let bad = Pool::builder().cluster("not a url").build();
+    let bad = Pool::builder().cluster("not a url").cluster_options(test_options()).build();
     assert!(matches!(bad, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::BadUrl(_))))));
 }
 
@@ -621,7 +631,7 @@ fn cluster_pool_role() {
     let Ok(url) = std::env::var(ROLE) else { return };
     let pool = Pool::builder()
         .cluster(&url)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)))
+        .cluster_options(test_options().lease(Duration::from_millis(300)))
         .build()
         .unwrap();
     let _pending = pool.map_async(sleep_ms, vec![1u64; 50]).unwrap();
@@ -651,8 +661,7 @@ fn a_driver_killed_leaves_nothing_behind() {
 fn the_driver_bounds_the_tasks_in_flight() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let pool =
-        Pool::builder().cluster(&redis.url).cluster_options(ClusterOptions::new().max_in_flight(5)).build().unwrap();
+    let pool = Pool::builder().cluster(&redis.url).cluster_options(test_options().max_in_flight(5)).build().unwrap();
     // No node: everything waits, in the driver beyond the first five.
     let result = pool.map_async_with(square, 0..1000, MapOptions::new().chunksize(1)).unwrap();
     let stream = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).expect("the task stream");
@@ -711,7 +720,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     // No node yet: the pool's first task (id 1) waits in the stream.
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     let mut task = pool.apply_async(square, 3).unwrap();
     let ids = pool_ids(&redis);
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -743,7 +752,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
 }
 
 /// The cluster key of the tests that write tagged entries themselves.
-const TEST_KEY: &str = "the key of the tests that forge entries";
+const TEST_KEY: &str = "the key of the cluster pool tests, never a user's own";
 
 /// The tag of the encoded task `m` in pool `id` under [`TEST_KEY`], as a driver makes it
 /// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool id's length as 8
@@ -769,7 +778,7 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     let pool = pool_with(
         &redis.url,
         1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).authkey(TEST_KEY),
+        test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).authkey(TEST_KEY),
     );
     let mut first = pool.apply_async(square, 2).unwrap();
     assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(4));
@@ -823,7 +832,7 @@ fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
     add_entry(&redis, &tasks, &[("m".into(), entry.clone()), ("k".into(), tag(odd, &entry))]);
     assert_eq!(redis.raw(&[b"SADD", b"mp:pools", odd.as_bytes()]), b":1\r\n");
     let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     // Never delivered: still there for the group's next reader.
@@ -930,9 +939,17 @@ fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
 /// (`cluster_key_role`); its value is the Redis URL.
 const KEY_ROLE: &str = "MULTIPROC_TEST_CLUSTER_KEY_ROLE";
 
-/// Whether the cluster key variable is in this process's environment.
+/// Whether this process shows the cluster key: the variable in its environment, or the key
+/// in `/proc/self/environ` (the block it started with, which removing the variable leaves
+/// as it was: review75 L1).
+fn shows_the_key() -> bool {
+    let environ = std::fs::read("/proc/self/environ").unwrap();
+    std::env::var_os(KEY_ENV).is_some() || environ.windows(TEST_KEY.len()).any(|w| w == TEST_KEY.as_bytes())
+}
+
+/// [`shows_the_key`], as a task.
 fn sees_the_key_variable(_: u64) -> bool {
-    std::env::var_os(KEY_ENV).is_some()
+    shows_the_key()
 }
 
 /// A child of the family: puts 42 on the cluster queue `name` under its default key (the
@@ -940,7 +957,7 @@ fn sees_the_key_variable(_: u64) -> bool {
 /// it sees the variable.
 fn put_under_the_default_key((url, name): (String, String)) -> bool {
     multiproc::cluster::Queue::<u64>::open(&url, &name).unwrap().put(42).unwrap();
-    std::env::var_os(KEY_ENV).is_some()
+    shows_the_key()
 }
 
 /// The driver of `the_cluster_key_leaves_the_environment_and_stays_the_familys`, started
@@ -950,7 +967,7 @@ fn put_under_the_default_key((url, name): (String, String)) -> bool {
 #[test]
 fn cluster_key_role() {
     let Ok(url) = std::env::var(KEY_ROLE) else { return };
-    assert!(std::env::var_os(KEY_ENV).is_none(), "init() left the key in the environment");
+    assert!(!shows_the_key(), "init() left the key in the environment, or in /proc/self/environ");
     let pool = pool_with(&url, 1, ClusterOptions::new());
     assert_eq!(pool.apply(square, 5).unwrap(), 25, "the default key is the one the variable gave");
     assert!(!pool.apply(sees_the_key_variable, 0).unwrap(), "a node's worker inherited the key");
@@ -997,22 +1014,39 @@ struct ForgedResult {
     outcome: Result<serde_bytes::ByteBuf, ForgedFailure>,
 }
 
-/// `wire::Failure`'s first variants, so that `Codec` has its number on the wire.
+/// `wire::Failure`'s variants, so that `Codec` and `Unauthenticated` have their numbers on
+/// the wire (those never sent here stand in by their place only).
 #[derive(serde::Serialize)]
 #[allow(dead_code)]
 enum ForgedFailure {
     TimedOut { ms: u64 },
     WorkerLost { pid: u32, signal: Option<i32>, exit_code: Option<i32> },
     Codec(String),
+    Panicked(()),
+    WrongBuild { node: String },
+    Terminated,
+    TooLarge { size: u64, max: u64 },
+    Refused { size: u64, why: String },
+    Unauthenticated { node: String },
 }
 
 /// The id of the task in the only entry of the stream `tasks` (its `m` field's head).
 fn only_task_id(redis: &Redis, tasks: &str) -> u64 {
+    let ids = task_ids(redis, tasks);
+    assert_eq!(ids.len(), 1, "one task waits");
+    ids[0]
+}
+
+/// The ids of the tasks in the entries of the stream `tasks` (their `m` fields' heads),
+/// oldest first.
+fn task_ids(redis: &Redis, tasks: &str) -> Vec<u64> {
     let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
     let entries: Entries = redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap();
-    assert_eq!(entries.len(), 1, "one task waits");
-    let m = &entries[0].1.iter().find(|(k, _)| k == "m").unwrap().1;
-    postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap().id
+    let id = |fields: &[(String, Vec<u8>)]| {
+        let m = &fields.iter().find(|(k, _)| k == "m").unwrap().1;
+        postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap().id
+    };
+    entries.iter().map(|(_, fields)| id(fields)).collect()
 }
 
 /// Whoever can write to a pool's results list must not choose a task's outcome: a result
@@ -1024,7 +1058,7 @@ fn only_task_id(redis: &Redis, tasks: &str) -> u64 {
 fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     let mut task = pool.apply_async(square, 3).unwrap();
     let ids = pool_ids(&redis);
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -1043,6 +1077,41 @@ fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// The one answer a driver takes untagged, a node's refusal (`Failure::Unauthenticated`,
+/// from a node of another key, which cannot tag for the driver's), names its node only when
+/// that name has a node's form, `host:pid`, of at most 255 bytes (review75 L3: before, the
+/// forger's text of any length, lines included, became the task's error).
+#[test]
+fn an_untagged_refusal_names_a_node_only_of_a_nodes_form() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
+    let long = format!("{}:1", "h".repeat(300));
+    let named =
+        ["blame that machine\nmultiproc: a forged log line", &long, "host:pid", ":1", "host", "node-7.example:4242"];
+    let mut tasks: Vec<_> = named.iter().map(|_| pool.apply_async(square, 3).unwrap()).collect();
+    let pools = pool_ids(&redis);
+    assert_eq!(pools.len(), 1, "{pools:?}");
+    let ids = task_ids(&redis, &format!("mp:{{p:{}}}:tasks", pools[0]));
+    assert_eq!(ids.len(), named.len(), "every task waits");
+    let results = format!("mp:{{p:{}}}:results", pools[0]);
+    for (id, node) in ids.into_iter().zip(named) {
+        let forged = ForgedResult { id, outcome: Err(ForgedFailure::Unauthenticated { node: node.into() }) };
+        let mut bytes = vec![0u8];
+        bytes.extend(postcard::to_allocvec(&forged).unwrap());
+        assert!(redis.raw(&[b"RPUSH", results.as_bytes(), &bytes]).starts_with(b":"));
+    }
+    let refused_by = |task: &mut multiproc::AsyncResult<u64>| match task.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { node })) => node,
+        got => panic!("a forged refusal: {got:?}"),
+    };
+    let last = tasks.pop().unwrap();
+    for (task, odd) in tasks.iter_mut().zip(named) {
+        assert_eq!(refused_by(task), "the driver", "{odd:?}");
+    }
+    assert_eq!(refused_by(&mut { last }), "node-7.example:4242", "a node's form is taken, unchecked");
+}
+
 /// A node checks every task under its own key: a driver with another key has its tasks
 /// refused at once, typed (not left waiting), and a driver with the node's key, given by
 /// option on one side and by the environment on the other, has them run.
@@ -1050,11 +1119,12 @@ fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
 fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    const NODE_KEY: &str = "this node's key, of sixteen bytes or more";
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, NODE_KEY)]);
     let options = || ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
-    let ours = pool_with(&redis.url, 1, options().authkey(TEST_KEY));
+    let ours = pool_with(&redis.url, 1, options().authkey(NODE_KEY));
     assert_eq!(ours.apply(square, 5).unwrap(), 25);
-    // The default key (the user's key file) is another.
+    // The tests' key is another.
     for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key, of sixteen bytes or more"))]
     {
         match other.apply(square, 2) {
@@ -1070,8 +1140,7 @@ fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
 fn an_empty_cluster_key_refuses_the_build() {
     let _w = watchdog(LIMIT);
     // Before any connection: no Redis needed.
-    let refused =
-        Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(ClusterOptions::new().authkey("")).build();
+    let refused = Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(test_options().authkey("")).build();
     assert!(
         matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Key(_))))),
         "{:?}",
@@ -1086,7 +1155,7 @@ fn bytes_of(n: usize) -> Vec<u8> {
 /// A one-process cluster pool whose messages are at most 64 KiB, shown to work with a
 /// result below the limit.
 fn pool_of_64_kib_messages(url: &str) -> Pool {
-    let pool = pool_with(url, 1, ClusterOptions::new().max_message_size(64 << 10));
+    let pool = pool_with(url, 1, test_options().max_message_size(64 << 10));
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     pool
 }
@@ -1104,6 +1173,23 @@ fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_poo
         big.map(|v| v.len())
     );
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A pool's `max_message_size` bounds a result message as a queue's bounds an item, the
+/// tag under the cluster key on top (review75 L10: a node counted the tag inside, so a
+/// result within 32 bytes below the limit failed `TooLarge`, where it came before the
+/// results were tagged).
+#[test]
+fn a_result_just_below_max_message_size_comes_its_tag_on_top() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool_of_64_kib_messages(&redis.url);
+    // The result message (its id, the chunk's framing, the bytes) takes about 12 bytes
+    // more than the bytes: 16 less is below the limit, and above it with the tag inside.
+    let near = (64 << 10) - 16;
+    let got = pool.apply(bytes_of, near);
+    assert!(matches!(&got, Ok(v) if v.len() == near), "{:?}", got.map(|v| v.len()));
 }
 
 /// A node checks a result's size against the pool's `max_message_size` before it pushes
@@ -1140,7 +1226,7 @@ fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_com
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
     let _node = Node::start(&redis.url);
     // The defaults: a lease of 10 s, 3 deliveries, 64 MiB messages.
-    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    let pool = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build().unwrap();
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
     let got = big.get_timeout(Duration::from_secs(60));
@@ -1163,7 +1249,7 @@ fn results_that_fill_redis_memory_arrive_and_the_next_map_completes() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory", "6mb", "--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder().cluster(&redis.url).processes(2).build().unwrap();
+    let pool = Pool::builder().cluster(&redis.url).processes(2).cluster_options(test_options()).build().unwrap();
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     let mut big: Vec<_> = (0..4).map(|_| pool.apply_async(bytes_of, 3 << 20).unwrap()).collect();
     for (i, r) in big.iter_mut().enumerate() {
@@ -1196,7 +1282,7 @@ fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().timeout(Duration::from_secs(1)));
+    let pool = pool_with(&redis.url, 1, test_options().timeout(Duration::from_secs(1)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let mut refused = pool.apply_async(square, 3).unwrap();
@@ -1224,7 +1310,7 @@ fn peak_rss() -> u64 {
 fn drive_while_garbage_arrives(
     (url, ready, written, report): (String, multiproc::Event, multiproc::Event, multiproc::Queue<(u64, bool)>),
 ) {
-    let pool = pool_with(&url, 1, ClusterOptions::new().max_message_size(64 << 10));
+    let pool = pool_with(&url, 1, test_options().max_message_size(64 << 10));
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let before = peak_rss();
     ready.set();
@@ -1280,7 +1366,7 @@ fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_
     let built = Pool::builder()
         .cluster(&redis.url)
         .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)))
+        .cluster_options(test_options().lease(Duration::from_secs(30)))
         .build();
     let pool = match built {
         Ok(pool) => pool,
@@ -1305,7 +1391,7 @@ fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The stream and its group gone (as if expired); the next task makes the stream again
     // before the next beat (every second) makes the group.
@@ -1323,7 +1409,7 @@ fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().timeout(Duration::from_secs(5)));
+    let pool = pool_with(&redis.url, 1, test_options().timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let first = pool.apply_async(square, 3).unwrap();
@@ -1349,11 +1435,8 @@ fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let mut doomed = Node::start(&redis.url);
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
@@ -1391,11 +1474,8 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let _node = Node::start(&redis.url);
     // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
     // busy server, as do the driver's reads (one command).
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The task ends while Redis is busy: its node's push is refused `BUSY` and retried.
     let mut r = pool.apply_async(sleep_ms, 500).unwrap();
@@ -1469,8 +1549,7 @@ fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool =
-        pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let base = used_memory(&redis);
     // 3 MiB held, room for 2 MiB: full.
@@ -1512,11 +1591,8 @@ fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // Full first, and the task waiting for memory, before the registry's `SADD` is taken
     // away: a beat refused `NOPERM` alone between the two ended the pool before the task
@@ -1545,7 +1621,7 @@ fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typ
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
-    let built = Pool::builder().cluster(&redis.url).processes(1).build();
+    let built = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build();
     let Err(e) = built else { panic!("a pool was built with mp:pools a string") };
     assert!(e.to_string().contains("mp:pools"), "{e}");
     assert_eq!(redis.mp_keys(), ["mp:pools"], "the refused pool's keys are left behind");
@@ -1569,8 +1645,7 @@ fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typ
 /// `cluster.reclaim.reply`: the `XACK`/`XDEL` ran). Says "started" when task 1 started on
 /// its (doomed) node, then reports the task's outcome.
 fn drive_with_lost_reclaim_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     multiproc::__private::crash_at("fail:cluster.reclaim.reply");
     let mut r = pool.apply_async(counted, (dir.clone(), 1, 1500, Vec::new())).unwrap();
@@ -1618,11 +1693,8 @@ fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
     let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(counted, (runs.dir(), 1, 500, Vec::new())).unwrap();
     assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
@@ -1648,7 +1720,7 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(1));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     for key in 0..7u64 {
         // Each starts at another moment of the idle node's beats.
@@ -1665,8 +1737,7 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
 fn drive_with_a_failing_step(
     (url, point, report, control): (String, String, multiproc::Queue<String>, multiproc::Queue<String>),
 ) {
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     multiproc::__private::crash_at(&point);
     let mut r = pool.apply_async(square, 3).unwrap();
     report.put("sent".into()).unwrap();
@@ -1741,8 +1812,7 @@ fn keep_the_pool_while_held(socket: &str) {
 /// (its socket, its pid). Reports the outcome of the task whose result waits in the new list.
 fn drive_across_a_results_key_loss((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
     let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)));
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
     let _disarm = Disarm;
@@ -1803,8 +1873,7 @@ fn drive_while_the_alive_key_goes(
     let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
     // A long lease: the node's entry goes without heartbeats while the node is stopped (and
     // the test's steps take their time on a loaded machine).
-    let options =
-        ClusterOptions::new().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10));
+    let options = test_options().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10));
     let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
@@ -1894,7 +1963,7 @@ fn drive_while_the_results_key_is_of_another_type(
         line.and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
             .map_or(0, |count| count.trim().parse::<u32>().unwrap())
     };
-    let pool = pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
     let _disarm = Disarm;
     // The driver is held before its read (which would end the pool on the key of another
     // type) while the node pushes.
@@ -1960,6 +2029,7 @@ fn logging_node(url: &str, vars: &[(&str, &str)]) -> (Node, std::sync::mpsc::Rec
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
         .env(NODE_ROLE, url)
+        .env(KEY_ENV, TEST_KEY)
         .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1985,7 +2055,7 @@ fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let (mut node, rx) = logging_node(&redis.url, &[(KEY_ENV, TEST_KEY)]);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey("another key than the node's"));
+    let pool = pool_with(&redis.url, 1, test_options().authkey("another key than the node's"));
     for x in 0..3 {
         match pool.apply(square, x) {
             Err(multiproc::Error::Task(TaskError::Unauthenticated { .. })) => {}
@@ -2031,7 +2101,7 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
 fn drive_with_lost_beat_replies((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
     // Reads of a few results at a time: most wait in the list after the hold.
     let options =
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
+        test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
     let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     multiproc::__private::crash_at("hold:cluster.pool.read");
@@ -2076,8 +2146,7 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
 /// the family (its hold points its own): Redis at `url` (its socket), each round's task
 /// counted in `dir`. Reports "done" once every round's task completed.
 fn drive_across_a_stream_made_again((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
-    let pool =
-        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)));
+    let pool = pool_with(&url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)));
     let _disarm = Disarm;
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
@@ -2139,11 +2208,8 @@ fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(
-        &redis.url,
-        1,
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)),
-    );
+    let pool =
+        pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
     let consumers =
@@ -2171,7 +2237,7 @@ fn a_birth_tag_deleted_by_another_program_runs_no_task_twice() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(3)));
     let runs = Runs::new();
     let mut results: Vec<_> =
         (0..3u64).map(|key| pool.apply_async(counted, (runs.dir(), key, 2000, Vec::new())).unwrap()).collect();
@@ -2200,8 +2266,7 @@ fn a_pool_of_a_user_limited_to_the_documented_acl_maps() {
     let Some(redis) = Redis::start(&[&common::redis::MP_USER[..], &["+@stream"]].concat()) else { return };
     let url = format!("{}?user=worker&pass=pw", redis.url);
     let _node = Node::start(&url);
-    let options =
-        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).max_deliveries(2);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).max_deliveries(2);
     let pool = pool_with(&url, 2, options);
     assert_eq!(pool.map(square, 0..8).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49]);
 }
@@ -2219,7 +2284,110 @@ fn a_node_that_may_acknowledge_but_not_push_loses_no_task() {
     let set_user = [&b"ACL"[..], b"SETUSER", b"pusher", b"on", b">pw", b"~*", b"&*", b"+@all", b"-rpush"];
     assert_eq!(redis.raw(&set_user), b"+OK\r\n");
     let _node = Node::start(&format!("{}?user=pusher&pass=pw", redis.url));
-    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(1));
     let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(30));
     assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
+}
+
+/// A node whose local pool gave up on its workers (review70: it kept claiming tasks and
+/// failed each for good, where a healthy node could have run them) hands back what it
+/// took, at once, and ends: the task runs on a healthy node.
+#[test]
+fn a_node_whose_workers_cannot_start_leaves_its_tasks_to_others_and_ends() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut broken = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(NO_BOOT, "1")]);
+    let pool = pool(&redis, 1);
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let mut ended = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            ended = broken.child.try_wait().unwrap();
+            ended.is_some() || task.ready()
+        }),
+        "neither ended"
+    );
+    assert!(!task.ready(), "the task was answered by the broken node: {:?}", task.get_timeout(Duration::ZERO));
+    assert_eq!(ended.and_then(|status| status.code()), Some(1), "the broken node ends, failed");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+}
+
+/// With no healthy node, a task that broken nodes handed back fails typed after its
+/// deliveries (`TaskError::WorkerLost`), rather than waiting for ever on nodes that take
+/// it and cannot run it.
+#[test]
+fn a_task_only_broken_nodes_take_fails_typed_after_its_deliveries() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let exe = std::env::current_exe().unwrap();
+    let _broken: Vec<Node> = (0..2).map(|_| Node::start_exe_with(&exe, &redis.url, &[(NO_BOOT, "1")])).collect();
+    let options = test_options().lease(Duration::from_millis(600)).max_deliveries(2);
+    let pool = pool_with(&redis.url, 1, options);
+    let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
+}
+
+/// The role of [`a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable`]: a
+/// queue opened with no key in code.
+#[test]
+fn secure_key_role() {
+    let Ok(url) = std::env::var(SECURE_ROLE) else { return };
+    match multiproc::cluster::Queue::<u32>::open(&url, "q") {
+        Err(ClusterError::Key(why)) => println!("REFUSED: {why}"),
+        other => println!("OPENED: {:?}", other.err()),
+    }
+}
+
+const SECURE_ROLE: &str = "MULTIPROC_TEST_CLUSTER_SECURE_ROLE";
+
+/// review75 M1: a set-user-ID (or file-capability) program must not take its caller's
+/// `MULTIPROC_WORKER` (which made it serve the caller's Redis) nor `MULTIPROC_CLUSTER_KEY`
+/// (with which the caller signs the tasks it runs, as the program's user): the test binary,
+/// copied and made set-user-ID `nobody` (the kernel runs it in secure mode), started with
+/// both, runs its own code (`secure_key_role`), whose queue finds no key.
+#[test]
+fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
+    use std::os::unix::fs::PermissionsExt;
+    let _w = watchdog(LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: making a set-user-ID binary needs root");
+        return;
+    }
+    let Some(redis) = common::machine::TcpRedis::start(&[]) else { return };
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let dir = std::env::temp_dir().join(format!("multiproc-cluster-setuid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join("setuid-copy");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(&copy)
+        .args(["--exact", "secure_key_role", "--nocapture", "--test-threads", "1"])
+        .env(WORKER_ENV, &url)
+        .env(KEY_ENV, "the caller's key, of sixteen bytes or more")
+        .env(SECURE_ROLE, &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = eventually(Duration::from_secs(30), || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(ended, "the set-user-ID copy served the caller's Redis: {stdout}");
+    assert!(
+        out.status.success() && stdout.contains("REFUSED:") && stdout.contains("set-user-ID"),
+        "{:?}: {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -24,6 +24,7 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -38,13 +39,36 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 ///
 /// [`init`](crate::init) (and `#[multiproc::main]`) takes it out of the environment, so that
 /// no descendant inherits it (a pool worker, a program that a task or the driver runs); the
-/// family keeps it as its default key, for its children of every start method. A program
-/// that does not call `init` reads the variable where it needs the key and leaves it set:
-/// removing a variable is unsound while another thread may read the environment.
+/// family keeps it as its default key, for its children of every start method (a later
+/// change of the variable does not replace it). A program that does not call `init` reads
+/// the variable where it needs the key and leaves it set: removing a variable is unsound
+/// while another thread may read the environment (so does `init` where `/proc` cannot be
+/// read to count the threads).
+///
+/// `/proc/<pid>/environ` shows the environment block a process started with, which
+/// removing a variable leaves as it was: `init` also zeroes the key's bytes there, so that
+/// neither the process nor its fork and fork-server children show it. Not where `init` left
+/// the variable (no `init`, or threads it cannot count), nor in the process that started
+/// this one, nor in a program whose environment it was set in: its `environ` file shows the
+/// key to the same user and to root, and tools that collect that file (crash reporters,
+/// `ps e`) copy it.
+///
+/// A set-user-ID, set-group-ID or capability-raising program ignores it, and the key file
+/// its `HOME` names: its caller chose its environment, and could else make it run any task
+/// signed with the caller's key. Such a program gives its key in code (`authkey`).
 pub const KEY_ENV: &str = "MULTIPROC_CLUSTER_KEY";
 
 /// The length of a task's tag (an HMAC-SHA256).
 pub(crate) const TAG: usize = 32;
+
+/// The longest sealed message (a queue item, a pool's result message) whose message proper
+/// is at most `max_message_size` bytes: queues and pools alike count the tag on top of
+/// their limit (review75 L10), and `usize::MAX` stays "no limit" (review75 M2: an unchecked
+/// `max + TAG` overflowed: a panic at each get in debug builds; in release, every item
+/// above 31 bytes was set aside as too large).
+pub(crate) fn sealed_bound(max_message_size: u64) -> u64 {
+    max_message_size.saturating_add(TAG as u64)
+}
 
 /// What a task's tag is computed over besides the pool and the task: a tag made for
 /// something else under the same key never passes for one. `v2` frames the pool by its
@@ -91,10 +115,7 @@ impl Seal {
     pub(crate) fn new(option: Option<&Secret>) -> Result<Seal, ClusterError> {
         let key = match option {
             Some(Secret(key)) => key.clone(),
-            None => match env_key() {
-                Some(key) => key,
-                None => key_file()?,
-            },
+            None => default_key()?,
         };
         if key.len() < MIN_KEY {
             return Err(ClusterError::Key(format!(
@@ -153,24 +174,58 @@ impl Seal {
     }
 }
 
-/// Takes the key out of [`KEY_ENV`] (review67 S-L5): called by `init()` while the process
-/// has one thread (removing a variable is unsound while another thread may read the
-/// environment), so that no descendant inherits it: not the pool's workers, not a program a
-/// task or the driver runs. The family's configuration keeps it instead
-/// (`FamilyConfig::cluster_key`), which fork and fork-server children have in memory and a
-/// spawned child is sent at boot, as the family's own authkey is.
-pub(crate) fn take_env_key() -> Option<Secret> {
-    let key = std::env::var_os(KEY_ENV)?;
-    crate::sys::remove_env_single_threaded(KEY_ENV);
-    Some(Secret(key.as_bytes().to_vec()))
+/// Why a program in secure mode takes neither [`KEY_ENV`] nor the key file that `HOME`
+/// names, nor serves the URL of [`WORKER_ENV`](super::WORKER_ENV) (review75 M1).
+pub(crate) const SECURE_ENVIRONMENT: &str = "a set-user-ID (or set-group-ID, or capability-raising) program \
+     does not trust its environment, which its caller chose: it takes its cluster key from its code (authkey) only";
+
+/// The key `init()` took out of [`KEY_ENV`]: the process's own, kept even when `init()`
+/// fails after taking it (review75 L2: the process would else fall back to its key file,
+/// another key, silently), and inherited by fork and fork-server children.
+static TAKEN: OnceLock<Secret> = OnceLock::new();
+
+/// Takes the key out of [`KEY_ENV`] for [`TAKEN`] (review67 S-L5), removing the variable
+/// when `remove` (the process is known to have one thread: removing a variable is unsound
+/// while another thread may read the environment), so that no descendant inherits it:
+/// not the pool's workers, not a program a task or the driver runs. The family's
+/// configuration keeps a copy (`FamilyConfig::cluster_key`) that a spawned child is sent
+/// at boot, as the family's own authkey is.
+///
+/// Removing is also overwriting (review75 L1): `/proc/<pid>/environ` shows the
+/// environment block the process started with, which removing a variable leaves as it was,
+/// so the key's bytes there are zeroed first (`sys::scrub_env_single_threaded`), before the
+/// fork server and every fork copy this memory.
+pub(crate) fn take_env_key(remove: bool) {
+    let Some(key) = std::env::var_os(KEY_ENV) else { return };
+    if remove {
+        crate::sys::scrub_env_single_threaded(KEY_ENV);
+    }
+    let _ = TAKEN.set(Secret(key.as_bytes().to_vec()));
 }
 
-/// The key [`KEY_ENV`] gave: taken by `init()` (see [`take_env_key`]), else read from the
-/// variable, which a program that never called `init()` keeps (it may have threads,
-/// which makes removing it unsound), as does one that set it after `init()`.
-fn env_key() -> Option<Vec<u8>> {
-    let taken = crate::process::family::config().ok().and_then(|family| family.cluster_key.as_ref());
-    taken.map(|Secret(key)| key.clone()).or_else(|| std::env::var_os(KEY_ENV).map(|key| key.as_bytes().to_vec()))
+/// The key `init()` took from [`KEY_ENV`] (see [`take_env_key`]), if it took one.
+pub(crate) fn taken_key() -> Option<Secret> {
+    TAKEN.get().cloned()
+}
+
+/// The key when no option gives one: the one `init()` took from [`KEY_ENV`] (this
+/// process's, or its family's for a spawned child), else the variable's (a program that
+/// never called `init()` keeps it set, as it may have threads; as does one that set it
+/// after an `init()` that found none: one `init()` took wins over a later one), else the
+/// user's key file. In secure mode, neither the variable nor a key file that `HOME` or
+/// `XDG_CONFIG_HOME` names (review75 M1): [`SECURE_ENVIRONMENT`].
+fn default_key() -> Result<Vec<u8>, ClusterError> {
+    let family = || crate::process::family::config().ok().and_then(|family| family.cluster_key.clone());
+    if let Some(Secret(key)) = taken_key().or_else(family) {
+        return Ok(key);
+    }
+    if crate::sys::secure_execution() {
+        return Err(ClusterError::Key(format!("no cluster key: {SECURE_ENVIRONMENT}")));
+    }
+    match std::env::var_os(KEY_ENV) {
+        Some(key) => Ok(key.as_bytes().to_vec()),
+        None => key_file(),
+    }
 }
 
 /// `$XDG_CONFIG_HOME/multiproc/cluster.key`, else `$HOME/.config/multiproc/cluster.key`.
@@ -202,14 +257,43 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
 /// for another to swap the file in): a regular file owned by the effective user, which no
 /// other may read or write, in a directory owned by that user that no other may write. A
 /// file owned by another user is refused: root running with a user's `HOME` (`sudo -E`)
-/// would else take a key that user knows, and run the tasks that user forges as root.
+/// would else take a key that user knows, and run the tasks that user forges as root. Nor
+/// is anything made below a directory of another user (the nearest one that exists must be
+/// the effective user's), and the directory is checked before the file is written in it.
 fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
     let failed = |what: &str, e: std::io::Error| ClusterError::Key(format!("{what} {}: {e}", path.display()));
     let refused = |why: String| ClusterError::Key(format!("the cluster key file {} {why}", path.display()));
     let dir = path.parent().expect("a file in a directory");
     let me = rustix::process::geteuid().as_raw();
+    let check_dir = || {
+        let held = std::fs::metadata(dir).map_err(|e| failed("cannot read", e))?;
+        if held.uid() != me || held.mode() & 0o022 != 0 {
+            return Err(ClusterError::Key(format!(
+                "the directory {} of the cluster key file is owned by another user (uid {}) or others may write to it",
+                dir.display(),
+                held.uid()
+            )));
+        }
+        Ok(())
+    };
     if std::fs::symlink_metadata(path).is_err() {
+        // Nothing is made in another user's directory (review75 L6): root with a user's
+        // `HOME` made the user's `multiproc` directory (even `.config`) root's, which
+        // then refused the user's own programs, and which the user could not remove.
+        let existing = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok());
+        if let Some(existing) = existing.filter(|a| *a != dir) {
+            let owner = std::fs::metadata(existing).map_err(|e| failed("cannot read", e))?.uid();
+            if owner != me {
+                return Err(ClusterError::Key(format!(
+                    "no cluster key file: {} belongs to another user (uid {owner}, not {me}), so nothing is made \
+                     there: set {KEY_ENV}, or HOME to your own directory",
+                    existing.display()
+                )));
+            }
+        }
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| failed("cannot make", e))?;
+        // Before anything is written in it.
+        check_dir()?;
         let random = u128::from_ne_bytes(crate::sys::random_bytes::<16>());
         let temporary = dir.join(format!(".cluster.key.{}.{random:032x}", std::process::id()));
         let made = (|| {
@@ -225,14 +309,7 @@ fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
         let _ = std::fs::remove_file(&temporary);
         made.map_err(|e| failed("cannot make", e))?;
     }
-    let held = std::fs::metadata(dir).map_err(|e| failed("cannot read", e))?;
-    if held.uid() != me || held.mode() & 0o022 != 0 {
-        return Err(ClusterError::Key(format!(
-            "the directory {} of the cluster key file is owned by another user (uid {}) or others may write to it",
-            dir.display(),
-            held.uid()
-        )));
-    }
+    check_dir()?;
     let mut file =
         std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
             |e| match e.raw_os_error() {
@@ -408,6 +485,7 @@ mod tests {
     #[test]
     fn a_key_file_owned_by_another_user_is_refused() {
         if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: giving a file to another user needs root; the owner checks are not tested");
             return;
         }
         let scratch = Scratch::new();
@@ -419,6 +497,25 @@ mod tests {
         rustix::fs::chown(&path, Some(rustix::process::geteuid()), None).unwrap();
         rustix::fs::chown(path.parent().unwrap(), nobody, None).unwrap();
         refused(&path, "owned by another user");
+    }
+
+    /// review75 L6: root running with a user's `HOME` whose `multiproc` directory (or
+    /// `.config`) does not exist yet makes nothing there (it made both, root's, which then
+    /// refused the user's own programs, and the user could not remove them). Testable only
+    /// as root; as another user, nothing is checked.
+    #[test]
+    fn a_key_file_is_not_made_in_another_users_directory() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: giving a directory to another user needs root; nothing is tested");
+            return;
+        }
+        let scratch = Scratch::new();
+        rustix::fs::chown(&scratch.0, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+        refused(&scratch.key(), "belongs to another user");
+        let deeper = scratch.0.join(".config").join("multiproc").join("cluster.key");
+        refused(&deeper, "belongs to another user");
+        let made: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().collect();
+        assert!(made.is_empty(), "made in another user's directory: {made:?}");
     }
 
     #[test]

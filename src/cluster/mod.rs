@@ -58,7 +58,8 @@
 //! answer taken is a node's own `Unauthenticated`, from a node whose key is not the
 //! driver's). So whoever can write to Redis without the key can still make a task fail,
 //! never run, or run again any number of times (a copy of its entry: mind tasks with side
-//! effects), or a queue item come again, but can give no task a result nor a consumer an
+//! effects), or a queue item come again (any number of times, at any later time: see
+//! [`QueueBuilder::authkey`]), but can give no task a result nor a consumer an
 //! item of their choosing, nor make a node or the driver run code of their choosing.
 //! Protect Redis (ACL user, TLS) for the rest.
 //!
@@ -100,6 +101,47 @@ pub use key::KEY_ENV;
 /// (`Duration::MAX`, "never") would overflow them.
 pub(crate) const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 pub use node::{ServeOptions, WORKER_ENV, serve};
+
+/// Takes the cluster's variables out of the environment for `init()`: the key
+/// ([`KEY_ENV`], kept by [`key::taken_key`]) and the URL a worker node is to serve
+/// ([`WORKER_ENV`], returned), so that no descendant takes itself for a node, nor inherits
+/// the key. Called while the process should have one thread, before any child starts.
+///
+/// - **Secure mode** (set-user-ID, set-group-ID, or file capabilities: review75 M1): neither
+///   is read. The environment is the caller's, who with both would make the program serve
+///   their Redis and run, with its privileges, whatever function of it they sign with
+///   their key (as a forged `MULTIPROC_BOOT` is ignored and `Spawn` refused there). Such a
+///   program serves, and keys its pools and queues, in its code only (`authkey`).
+/// - **Removed only when this process is known to have one thread** (review75 L8): where
+///   `/proc` cannot be read, threads cannot be counted and removing a variable would be
+///   unsound if one read the environment meanwhile; both are then left set, as a program
+///   that does not call `init()` leaves them, and the programs its tasks start inherit them.
+pub(crate) fn take_environment() -> Option<String> {
+    let removable = crate::sys::known_single_threaded();
+    let remove = |name| {
+        if removable {
+            crate::sys::remove_env_single_threaded(name);
+        }
+    };
+    let present = |name: &str| std::env::var_os(name).is_some();
+    if crate::sys::secure_execution() {
+        for name in [WORKER_ENV, KEY_ENV].into_iter().filter(|&name| present(name)) {
+            eprintln!("multiproc: {name} ignored: {}", key::SECURE_ENVIRONMENT);
+            remove(name);
+        }
+        return None;
+    }
+    if !removable && (present(WORKER_ENV) || present(KEY_ENV)) {
+        eprintln!(
+            "multiproc: this process's threads cannot be counted (/proc unreadable): {WORKER_ENV} and {KEY_ENV} stay \
+             in the environment, and the programs it starts inherit them"
+        );
+    }
+    key::take_env_key(removable);
+    let node = std::env::var(WORKER_ENV).ok();
+    remove(WORKER_ENV);
+    node
+}
 pub use pool::ClusterOptions;
 pub use queue::{Queue, QueueBuilder, Received};
 pub use tls::Tls;

@@ -9,13 +9,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
-use super::key::{KEY_ENV, Seal, Secret};
+use super::key::{KEY_ENV, Seal, Secret, sealed_bound};
 use super::link::Link;
 use super::wire::{
     DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, is_pool_id, key_ttl,
@@ -29,7 +29,10 @@ use crate::shm::crash::crash_point;
 
 /// The environment variable that makes a program a worker node: `init()` (and
 /// `#[multiproc::main]`) of a program started with `MULTIPROC_WORKER=redis://…` serves
-/// that Redis with [`serve`] instead of returning, and never returns.
+/// that Redis with [`serve`] instead of returning, and never returns (but for a node whose
+/// local pool fails: see [`serve`]). A set-user-ID, set-group-ID or capability-raising
+/// program ignores it (its caller chose its environment): such a program serves by calling
+/// [`serve`] in its code.
 pub const WORKER_ENV: &str = "MULTIPROC_WORKER";
 
 /// How a worker node runs (see [`serve`]).
@@ -123,6 +126,9 @@ struct Shared {
     running: Mutex<Running>,
     room: Condvar,
     capacity: usize,
+    /// Why the local pool gave up on its workers ([`TaskError::WorkersCannotStart`], final):
+    /// the node then takes no more tasks, hands back those it holds, and ends.
+    broken: OnceLock<TaskError>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,6 +155,9 @@ struct Finished {
     /// How many pushes of `message` lost their connection while Redis answered a `PING`
     /// right after (a server that drops the connection on this message, not one that is down).
     dropped: u32,
+    /// No result: the task is handed back (the local pool cannot run it), for its driver to
+    /// take back at its next look and send to another node.
+    handed_back: bool,
 }
 
 /// The most often a node repeats its warning that it cannot read the registry of pools.
@@ -212,6 +221,8 @@ struct Forward {
     authentic: bool,
     seal: Seal,
     tx: Sender<Option<Finished>>,
+    /// Where the local pool's failure is told (`Shared::broken`).
+    shared: Arc<Shared>,
 }
 
 impl Forward {
@@ -220,20 +231,8 @@ impl Forward {
     }
 }
 
-impl Delivery for Forward {
-    fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
-        let too_large = |size: usize| Failure::TooLarge { size: size as u64, max: self.max };
-        let outcome = match outcome {
-            // Not even copied when the result alone is too long.
-            Ok(payload) if payload.bytes().len() as u64 > self.max => Err(too_large(payload.bytes().len())),
-            Ok(payload) => Ok(serde_bytes::ByteBuf::from(payload.bytes().to_vec())),
-            Err(e) => Err(Failure::from_task_error(e)),
-        };
-        let mut message = self.encode(outcome);
-        if message.len() as u64 > self.max {
-            // The result with its id and tags (or a long failure): what the driver checks.
-            message = self.encode(Err(too_large(message.len())));
-        }
+impl Forward {
+    fn send(&self, message: Vec<u8>, handed_back: bool) {
         let _ = self.tx.send(Some(Finished {
             pool: self.pool.clone(),
             entry: self.entry.clone(),
@@ -244,7 +243,39 @@ impl Delivery for Forward {
             replaced: false,
             held: false,
             dropped: 0,
+            handed_back,
         }));
+    }
+}
+
+impl Delivery for Forward {
+    fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
+        if let Err(error @ TaskError::WorkersCannotStart(_)) = &outcome {
+            // This node cannot run it, a healthy one may (review70): handed back, not
+            // failed for good.
+            if self.shared.broken.set(error.clone()).is_ok() {
+                log::error!(
+                    "this worker node's local pool cannot start its workers ({error}): handing back the tasks \
+                     it took, to other nodes, and ending"
+                );
+            }
+            self.send(Vec::new(), true);
+            return;
+        }
+        let too_large = |size: usize| Failure::TooLarge { size: size as u64, max: self.max };
+        let outcome = match outcome {
+            // Not even copied when the result alone is too long.
+            Ok(payload) if payload.bytes().len() as u64 > self.max => Err(too_large(payload.bytes().len())),
+            Ok(payload) => Ok(serde_bytes::ByteBuf::from(payload.bytes().to_vec())),
+            Err(e) => Err(Failure::from_task_error(e)),
+        };
+        let mut message = self.encode(outcome);
+        if message.len() as u64 > sealed_bound(self.max) {
+            // The result with its id (or a long failure), its tag on top: what the driver
+            // checks.
+            message = self.encode(Err(too_large(message.len())));
+        }
+        self.send(message, false);
     }
 
     fn cancelled(&self) -> bool {
@@ -252,15 +283,20 @@ impl Delivery for Forward {
     }
 }
 
-fn node_name() -> String {
+pub(super) fn node_name() -> String {
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     format!("{host}:{}", std::process::id())
 }
 
 /// Serves as a worker node of every cluster pool on the Redis server at `url`: runs their
 /// tasks in a local process pool (sized to the CPUs: a task that crashes kills one process,
-/// never the node) and writes their results. It returns only when it cannot start; Redis
-/// going away is waited out. A task whose tag does not check under the node's cluster key
+/// never the node) and writes their results. It returns only when it cannot start, or when
+/// its local pool gives up on its workers (they die before their first answer, as in
+/// [`TaskError::WorkersCannotStart`]): the node then takes no more tasks, hands back those
+/// it holds (each counts a delivery: its driver sends it to another node, and fails it
+/// [`TaskError::WorkerLost`] past [`ClusterOptions::max_deliveries`]), logs why, and
+/// returns that error (`MULTIPROC_WORKER`'s node prints it and exits with status 1, for a
+/// supervisor to restart it). Redis going away is waited out. A task whose tag does not check under the node's cluster key
 /// ([`ServeOptions::authkey`]) is refused before anything of it is decoded
 /// ([`TaskError::Unauthenticated`] for the driver), and one from a driver whose executable
 /// differs from this one's is refused without running ([`TaskError::WrongBuild`]).
@@ -271,7 +307,11 @@ fn node_name() -> String {
 /// # Errors
 ///
 /// When multiproc is not initialized, the local pool cannot start, the URL is bad, or no
-/// cluster key can be had ([`ClusterError::Key`]).
+/// cluster key can be had ([`ClusterError::Key`]); later, [`Error::Task`] with
+/// [`TaskError::WorkersCannotStart`] when the local pool gave up on its workers.
+///
+/// [`ClusterOptions::max_deliveries`]: super::ClusterOptions::max_deliveries
+/// [`Error::Task`]: crate::Error::Task
 ///
 /// # Examples
 ///
@@ -299,7 +339,12 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     })?;
     let build = crate::sys::build_identity();
     let me = node_name();
-    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), room: Condvar::new(), capacity: 2 * workers });
+    let shared = Arc::new(Shared {
+        running: Mutex::new(HashMap::new()),
+        room: Condvar::new(),
+        capacity: 2 * workers,
+        broken: OnceLock::new(),
+    });
     let (tx, rx) = crossbeam_channel::unbounded();
     {
         let shared = shared.clone();
@@ -315,6 +360,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
     let mut refused: HashSet<String> = HashSet::new();
     loop {
+        if let Some(error) = shared.broken.get() {
+            return Err(hand_back(&shared, error));
+        }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
                 Ok(found) => {
@@ -351,6 +399,10 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         };
         let block = (100 / pools.len()).max(5);
         for pool in &pools {
+            if shared.broken.get().is_some() {
+                // Taking no more: the loop's next turn ends the node.
+                break;
+            }
             let keys = PoolKeys::new(pool);
             let read = reader_link.run(|c| {
                 redis::cmd("XREADGROUP")
@@ -381,6 +433,27 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             }
         }
     }
+}
+
+/// The end of a node whose local pool gave up on its workers (`Shared::broken`): waits
+/// until the writer has sent or handed back every task the node holds, at most the longest
+/// of their leases (after which their drivers take them back anyway), and says why.
+fn hand_back(shared: &Shared, error: &TaskError) -> crate::Error {
+    let mut running = lock(&shared.running);
+    let longest = running.values().max().copied().unwrap_or_default().min(super::MAX_LEASE);
+    let until = Instant::now() + longest;
+    while !running.is_empty() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        running = shared
+            .room
+            .wait_timeout(running, left.min(Duration::from_millis(100)))
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
+    crate::Error::Task(error.clone())
 }
 
 /// The live pools; the keys of those whose driver is gone are deleted. Members of the
@@ -419,7 +492,7 @@ fn start_task(
     seal: &Seal,
     me: &str,
     local: &Arc<Inner>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     tx: &Sender<Option<Finished>>,
     refused: &mut HashSet<String>,
 ) {
@@ -455,6 +528,7 @@ fn start_task(
         authentic,
         seal: seal.clone(),
         tx: tx.clone(),
+        shared: shared.clone(),
     });
     let task = match task {
         Some(Ok(task)) => task,
@@ -537,6 +611,28 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         let mut at = 0;
         while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
+            if f.handed_back {
+                // Idle for a lease already: its driver's next look takes it back (a
+                // delivery counted) and sends it again. Whether this reaches Redis or not,
+                // the entry is no longer heartbeated, so it is taken back after its lease
+                // at the latest.
+                let _ = link.run(|c| {
+                    redis::cmd("XCLAIM")
+                        .arg(&keys.tasks)
+                        .arg(GROUP)
+                        .arg(me)
+                        .arg(0)
+                        .arg(&f.entry)
+                        .arg("IDLE")
+                        .arg(f.lease.min(super::MAX_LEASE).as_millis() as u64)
+                        .arg("JUSTID")
+                        .query::<redis::Value>(c)
+                });
+                let f = unsent.remove(at);
+                lock(&shared.running).remove(&(f.pool, f.entry));
+                shared.room.notify_all();
+                continue;
+            }
             let mut code = None;
             crash_point!("cluster.node.put");
             let sent = link.run(|c| {

@@ -16,11 +16,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
-use super::key::{Seal, Secret, TAG};
+use super::key::{Seal, Secret, TAG, sealed_bound};
 use super::link::{Conn, Link};
 use super::wire::{
-    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id,
-    too_large,
+    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
+    new_pool_id, too_large,
 };
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -146,8 +146,10 @@ impl ClusterOptions {
         self
     }
 
-    /// The largest result (a chunk's, encoded) the driver takes from Redis (default
-    /// 64 MiB, as a cluster queue's `max_message_size`). A larger one fails its task with
+    /// The largest result (a chunk's, encoded, with the task's id: its result message) the
+    /// driver takes from Redis (default 64 MiB, as a cluster queue's `max_message_size`;
+    /// the 32-byte tag under the cluster key comes on top, as on a queue's item). A larger
+    /// one fails its task with
     /// [`TaskError::Codec`] instead of being read (Redis itself leaves it out of the
     /// driver's read), and what the driver reads at once is at most this much besides:
     /// a program that writes to the pool's results list cannot make the driver allocate
@@ -181,8 +183,11 @@ impl ClusterOptions {
         self
     }
 
-    /// A task delivered this many times without an answer (its nodes died under it) fails
-    /// with [`TaskError::WorkerLost`] instead of being queued again. At least 1.
+    /// A task delivered this many times without an answer (its nodes died under it, or
+    /// handed it back because their local pools cannot start workers: see
+    /// [`serve`](super::serve)) fails with [`TaskError::WorkerLost`] instead of being queued
+    /// again. At least 1. A task that no node takes waits for one: a driver cannot tell a
+    /// node not started yet from none at all (`AsyncResult::get_timeout` bounds the wait).
     ///
     /// # Examples
     ///
@@ -616,7 +621,8 @@ impl Driver {
     /// before anything of it is decoded but the task id its head names: one that does not
     /// check fails that task with [`TaskError::Unauthenticated`] (its later genuine result is
     /// then a second answer, ignored), except the untagged answer of a node whose key is not
-    /// ours, which says just that (see `node::seal_result`).
+    /// ours, which says just that (see `node::seal_result`), and whose node name is taken
+    /// unauthenticated, in a node name's form only ([`is_node_name`]).
     fn take_results(&self, raw: Vec<Vec<u8>>) -> Vec<Outcome> {
         let mut books = lock(&self.books);
         let mut out = Vec::new();
@@ -637,8 +643,10 @@ impl Driver {
                     .map_err(|e| TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))),
                 Some(Ok(ResultMsg { outcome: Err(failure), .. })) => Err(failure.into_task_error()),
                 Some(Err(e)) => Err(TaskError::Codec(e)),
+                // The one decode before a check: of the crate's own types (no user
+                // `Deserialize` runs), and taken only as a node's name.
                 None => Err(match codec::decode_exact::<ResultMsg>(&bytes) {
-                    Ok(ResultMsg { outcome: Err(Failure::Unauthenticated { node }), .. }) => {
+                    Ok(ResultMsg { outcome: Err(Failure::Unauthenticated { node }), .. }) if is_node_name(&node) => {
                         TaskError::Unauthenticated { node }
                     }
                     _ => TaskError::Unauthenticated { node: UNCHECKED_RESULT.into() },
@@ -833,7 +841,7 @@ fn read_results(
         .arg(trimmed)
         .arg(READ)
         .arg(ms(ttl).max(1))
-        .arg(max)
+        .arg(sealed_bound(max as u64))
         .invoke(c)?;
     Ok(Read { trimmed, results, large })
 }

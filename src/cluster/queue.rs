@@ -57,8 +57,8 @@ use redis::ConnectionLike as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::key::{Seal, Secret, TAG};
-use super::link::{Link, SLICE};
+use super::key::{Seal, Secret, sealed_bound};
+use super::link::{Conn, Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
 use crate::shm::TakenIn;
@@ -152,6 +152,23 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// Moves item `ARGV[1]` out of this consumer's processing list (`KEYS[1]`) onto the list
+/// `KEYS[2]` by `ARGV[2]` (`LPUSH`: a refused item to the dead-letter list; `RPUSH`: a
+/// value dropped unacknowledged, first in line again), only if it is still there. Another
+/// consumer may have taken it back meanwhile (this one paused past its lease): pushed
+/// unconditionally, it was then set aside, or in line, twice (review75 L5).
+const MOVE_HELD: &str = r"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call(ARGV[2], KEYS[2], ARGV[1])
+end
+return 0
+";
+
+/// Runs [`MOVE_HELD`]: `item` from `processing` onto `to` by `push`.
+fn move_held(c: &mut Conn, processing: &str, to: &str, item: &[u8], push: &str) -> redis::RedisResult<()> {
+    redis::cmd("EVAL").arg(MOVE_HELD).arg(2).arg(processing).arg(to).arg(item).arg(push).query(c)
+}
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -345,6 +362,14 @@ impl<T> QueueBuilder<T> {
     /// dead-letter list, and its get fails with [`GetError::Unauthenticated`]. Every
     /// program of a queue needs the same key.
     ///
+    /// The tag proves who made an item, not that it is new: a copy of a genuine item,
+    /// pushed again by whoever can write to Redis, is delivered again, any number of times,
+    /// at any later time (after the original was acknowledged, months later), into any
+    /// queue of the same name under the same key, on any server. A check without state
+    /// cannot bound that, and at-least-once delivery already asks consumers to cope with
+    /// a value twice: put a unique id in the value and deduplicate on it (the tag makes the
+    /// id trustworthy).
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -374,7 +399,8 @@ impl<T> QueueBuilder<T> {
     }
 
     /// The largest encoded message put or accepted (default 64 MiB; the item's 32-byte tag
-    /// under the cluster key comes on top): a larger item is
+    /// under the cluster key comes on top, as on a pool's result message; `usize::MAX` is
+    /// no limit): a larger item is
     /// refused before it reaches Redis, or, put there by another program, moved to the
     /// dead-letter list by Redis itself, without crossing the network
     /// ([`GetError::Decode`]).
@@ -1003,8 +1029,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .arg(&self.keys.dead)
                 .arg(&self.keys.items)
                 .arg(&last_take)
-                // The item's tag comes on top of its value's `max` bytes.
-                .arg(max + TAG)
+                .arg(sealed_bound(max as u64))
                 .arg(number)
                 .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
             let packed = pipe.get_packed_pipeline();
@@ -1062,23 +1087,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         match decoded {
             Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
+                crash_point!("cluster.get.refused");
                 // Out of the way for good, kept where a person can look at it.
                 self.state()
                     .link
-                    .run(|c| {
-                        redis::pipe()
-                            .atomic()
-                            .cmd("LREM")
-                            .arg(&processing)
-                            .arg(1)
-                            .arg(&bytes)
-                            .ignore()
-                            .cmd("LPUSH")
-                            .arg(&self.keys.dead)
-                            .arg(&bytes)
-                            .ignore()
-                            .query::<()>(c)
-                    })
+                    .run(|c| move_held(c, &processing, &self.keys.dead, &bytes, "LPUSH"))
                     .map_err(GetError::Redis)?;
                 Err(e)
             }
@@ -1280,20 +1293,8 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
         // Not acknowledged: first in line again. Best effort: if it fails the value stays
         // in the processing list, returned when this consumer retires or dies.
         let processing = self.queue.keys.processing(&self.queue.consumer);
-        let _ = self.queue.state().link.run(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("LREM")
-                .arg(&processing)
-                .arg(1)
-                .arg(&self.bytes)
-                .ignore()
-                .cmd("RPUSH")
-                .arg(&self.queue.keys.items)
-                .arg(&self.bytes)
-                .ignore()
-                .query::<()>(c)
-        });
+        let _ =
+            self.queue.state().link.run(|c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
 }
 

@@ -216,6 +216,25 @@ pub(crate) fn is_pool_id(id: &[u8]) -> bool {
     id.len() == 32 && id.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// The longest node name taken from an untagged refusal ([`is_node_name`]).
+const MAX_NODE_NAME: usize = 255;
+
+/// Whether `name` has the form a node's name has (`host:pid`, at most 255 bytes, no control
+/// character): the only form a driver takes from the one answer it takes untagged, a
+/// node's [`Failure::Unauthenticated`] (review75 L3). That answer is not authenticated
+/// (a node of another key cannot tag it for the driver's), so anyone who can write to Redis
+/// may send it and choose the name, within this form: not a text of any length, nor lines
+/// of a log.
+pub(crate) fn is_node_name(name: &str) -> bool {
+    let Some((host, pid)) = name.rsplit_once(':') else { return false };
+    name.len() <= MAX_NODE_NAME
+        && !host.is_empty()
+        && !host.chars().any(char::is_control)
+        && !pid.is_empty()
+        && pid.len() <= 10
+        && pid.bytes().all(|b| b.is_ascii_digit())
+}
+
 pub(crate) struct PoolKeys {
     pub(crate) tasks: String,
     pub(crate) results: String,
@@ -367,6 +386,20 @@ pub(crate) struct ResultMsg {
 mod tests {
     use super::*;
     use crate::{BootFailure, JoinError};
+
+    /// A node's own name has a node name's form; what else a forger may name does not
+    /// (review75 L3).
+    #[test]
+    fn a_node_name_is_host_colon_pid_and_short() {
+        assert!(is_node_name(&super::super::node::node_name()));
+        for good in ["h:1", "node-7.example:4242", "ünïcode:0"] {
+            assert!(is_node_name(good), "{good:?}");
+        }
+        let long = format!("{}:1", "h".repeat(MAX_NODE_NAME));
+        for bad in ["", "host", ":1", "host:", "host:pid", "a\nb:1", "h:12345678901", long.as_str()] {
+            assert!(!is_node_name(bad), "{bad:?}");
+        }
+    }
 
     /// A worker node whose local pool gave up on its workers fails its tasks as a panic
     /// that says why (the shape boot49 gave every driver), not as a codec error.

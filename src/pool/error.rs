@@ -78,7 +78,9 @@ pub enum TaskError {
     )]
     Unauthenticated {
         /// Who refused: the worker node's name (`host:pid`), or `the driver` for a
-        /// result.
+        /// result. A node's refusal is the one answer a driver takes untagged (that node's
+        /// key is not the driver's), so its name is not authenticated: whoever can write to
+        /// Redis may send one, naming any node (in that form, at most 255 bytes).
         node: String,
     },
     /// Redis could not be used by a cluster pool, so the task's outcome cannot be known;

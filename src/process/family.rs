@@ -118,17 +118,9 @@ pub(crate) fn init() -> Result<(), InitError> {
     if threads > 1 {
         return Err(InitError::Late { threads });
     }
-    // A worker node serves once the family is set up; its children, and programs its
-    // tasks start, must not take themselves for nodes.
+    // The cluster's variables, before any child (the tracker included) is started.
     #[cfg(feature = "cluster")]
-    let node = std::env::var(crate::cluster::WORKER_ENV).ok();
-    #[cfg(feature = "cluster")]
-    if node.is_some() {
-        sys::remove_env_single_threaded(crate::cluster::WORKER_ENV);
-    }
-    // Likewise the cluster key, before any child (the tracker included) is started.
-    #[cfg(feature = "cluster")]
-    let cluster_key = crate::cluster::key::take_env_key();
+    let node = crate::cluster::take_environment();
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
     super::panics::prepare_for_forks();
@@ -148,7 +140,7 @@ pub(crate) fn init() -> Result<(), InitError> {
         authkey: sys::random_bytes::<32>(),
         default_method: StartMethod::platform_default(),
         #[cfg(feature = "cluster")]
-        cluster_key,
+        cluster_key: crate::cluster::key::taken_key(),
     };
     let config = forkserver::start(config).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     // Still single-threaded, so no fork is under way (one would run none of them), and

@@ -257,6 +257,14 @@ pub(crate) fn thread_count() -> usize {
     counted_threads().unwrap_or(1)
 }
 
+/// Whether this process is known to run a single thread: `false` when `/proc` cannot be
+/// read (a sandbox, a chroot), where [`thread_count`] assumes one. For `init()`'s removal of
+/// the cluster's variables (`cluster::take_environment`).
+#[cfg(feature = "cluster")]
+pub(crate) fn known_single_threaded() -> bool {
+    counted_threads() == Some(1)
+}
+
 /// An identity of the running executable: a hash of device, inode, size and modification
 /// time of `/proc/self/exe`. Processes of one family run the same file and agree on it.
 pub(crate) fn executable_identity() -> u64 {
@@ -891,6 +899,58 @@ pub(crate) fn remove_env_single_threaded(key: &str) {
     // SAFETY: environment mutation is only unsound when another thread reads the
     // environment at the same time; callers run before any second thread exists.
     unsafe { std::env::remove_var(key) }
+}
+
+/// Overwrites with zero bytes the value of `key` where it lies in the environment block the
+/// kernel gave this process at `execve` (what `/proc/<pid>/environ` shows, which removing
+/// the variable leaves as it was: review75 L1), then removes `key`. Only for the start of
+/// a process known to run one thread. A value elsewhere (set by `setenv` or `putenv`,
+/// perhaps in read-only memory) is only removed: `/proc` does not show it.
+#[cfg(feature = "cluster")]
+pub(crate) fn scrub_env_single_threaded(key: &str) {
+    debug_assert!(thread_count() <= 1);
+    if let Some((start, end)) = initial_environment() {
+        let mut prefix = key.as_bytes().to_vec();
+        prefix.push(b'=');
+        // SAFETY: `environ` is the C library's null-terminated array of pointers to
+        // NUL-terminated strings; no other thread runs (the caller's contract), so none
+        // changes it or reads a string while it is read and written here. Only bytes
+        // inside the kernel's environment block are written: it lies in the writable stack
+        // mapping the kernel made, for the life of the process, and no Rust reference
+        // points into it (std copies what it reads from the environment). The write stays
+        // within the string (before its NUL), so it stays a valid C string for the
+        // `unsetenv` below.
+        unsafe {
+            let mut entry = libc::environ;
+            while !entry.is_null() && !(*entry).is_null() {
+                let string = (*entry).cast::<u8>();
+                let at = string as usize;
+                if (start..end).contains(&at) {
+                    let bytes = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                    if bytes.starts_with(&prefix) {
+                        for i in prefix.len()..bytes.len() {
+                            string.add(i).write_volatile(0);
+                        }
+                    }
+                }
+                entry = entry.add(1);
+            }
+        }
+    }
+    remove_env_single_threaded(key);
+}
+
+/// Where the environment block the kernel gave this process lies (`env_start`, `env_end`:
+/// fields 50 and 51 of `/proc/self/stat`).
+#[cfg(feature = "cluster")]
+fn initial_environment() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (field 2, in parentheses, may hold anything): field 3 on.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace().skip(50 - 3);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (start < end).then_some((start, end))
 }
 
 /// Sets (`Some`) or removes (`None`) an environment variable, in a process that runs a
