@@ -1097,6 +1097,20 @@ fn zero_processes_or_zero_tasks_per_child_are_errors_as_in_python() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
+/// More workers than the system can run at all (`/proc/sys/kernel/threads-max`) is refused
+/// before any is started, typed, as the ThreadPool's (tests/thread_pool.rs
+/// `more_threads_than_the_system_allows_is_a_typed_error`, which panicked before).
+#[test]
+fn more_processes_than_the_system_allows_is_a_typed_error() {
+    let _w = heap_user(LIMIT);
+    for asked in [usize::MAX, 1 << 40] {
+        match Pool::new(asked) {
+            Err(Error::Pool(PoolError::TooManyWorkers { asked: a, max })) => assert!(a == asked && max < asked),
+            other => panic!("{asked}: {:?}", other.map(|p| p.processes())),
+        }
+    }
+}
+
 fn square_after_a_while(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(20));
     x * x

@@ -161,6 +161,16 @@ pub enum PoolError {
     /// be at least 1`).
     #[error("a pool needs at least one worker")]
     NoProcesses,
+    /// More workers than the system can run at all were asked for: a pool's workers are
+    /// threads or processes, and the kernel runs at most `max` threads in all
+    /// (`/proc/sys/kernel/threads-max`). Nothing was started.
+    #[error("a pool of {asked} workers is more than this system can run ({max} threads in all)")]
+    TooManyWorkers {
+        /// The workers asked for.
+        asked: usize,
+        /// The system's limit on threads (`/proc/sys/kernel/threads-max`).
+        max: usize,
+    },
     /// `max_tasks_per_child(0)` (Python's `ValueError: maxtasksperchild must be a positive
     /// int or None`).
     #[error("max_tasks_per_child must be at least 1")]

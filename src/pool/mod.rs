@@ -16,6 +16,18 @@ pub(crate) mod supervisor;
 mod thread;
 mod worker;
 
+/// Refuses a pool of more workers than the system can run at all, before any is started
+/// (Python's would start them until the system refused one; a worker count near
+/// `usize::MAX` overflowed a `Vec`'s capacity). A system that does not say its limit is
+/// not refused here: starting a worker then fails, typed, when the system refuses it.
+pub(crate) fn check_workers(asked: usize) -> Result<(), PoolError> {
+    let max = std::fs::read_to_string("/proc/sys/kernel/threads-max").ok().and_then(|s| s.trim().parse().ok());
+    match max {
+        Some(max) if asked > max => Err(PoolError::TooManyWorkers { asked, max }),
+        _ => Ok(()),
+    }
+}
+
 pub use error::{BootFailure, NotReady, PoolError, ResultTimeoutError, TaskError};
 pub use options::{ApplyOptions, MapOptions};
 pub use process::{Pool, PoolBuilder};

@@ -320,7 +320,8 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// [`PoolError::NoProcesses`] for `processes(0)`, [`PoolError::NoTasksPerChild`] for
-    /// `max_tasks_per_child(0)` (Python's `ValueError`s); [`Error::ForkWithThreads`] for a
+    /// `max_tasks_per_child(0)` (Python's `ValueError`s), [`PoolError::TooManyWorkers`] for
+    /// more workers than the system can run; [`Error::ForkWithThreads`] for a
     /// [`StartMethod::Fork`](crate::StartMethod::Fork) pool built beside other threads
     /// (unless [`allow_fork_with_threads`](crate::allow_fork_with_threads) was called: a
     /// `Fork` pool forks a private fork server, its zygote, here, which forks every worker
@@ -369,6 +370,8 @@ impl PoolBuilder {
             let inner = crate::cluster::pool::Driver::start(url, workers, self.timeout, self.cluster_options)?;
             return Ok(Pool { inner });
         }
+        let workers = self.processes.unwrap_or_else(crate::cpu_count);
+        super::check_workers(workers)?;
         if let Some((packed, encode)) = &self.initializer {
             packed.map_err(|_| PoolError::NotInExecutable)?;
             // Arguments that do not encode are an error now, not in every worker.
@@ -385,7 +388,7 @@ impl PoolBuilder {
         };
         let initializer = self.initializer.map(|(packed, encode)| (packed.expect("checked above"), encode));
         let inner = Inner::start(Config {
-            workers: self.processes.unwrap_or_else(crate::cpu_count),
+            workers,
             initializer,
             max_tasks: self.max_tasks_per_child,
             method: self.start_method,
@@ -402,7 +405,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`); otherwise when
+    /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`),
+    /// [`PoolError::TooManyWorkers`] for more than the system can run; otherwise when
     /// multiproc is not initialized or a worker cannot be started.
     ///
     /// # Examples

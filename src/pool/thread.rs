@@ -216,7 +216,8 @@ impl ThreadPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`PoolError::NoProcesses`] for `processes(0)` (Python's `ValueError`), or when the
+    /// [`PoolError::NoProcesses`] for `processes(0)` (Python's `ValueError`),
+    /// [`PoolError::TooManyWorkers`] for more threads than the system can run, or when the
     /// system refuses a thread.
     ///
     /// # Examples
@@ -233,6 +234,7 @@ impl ThreadPoolBuilder {
             return Err(PoolError::NoProcesses.into());
         }
         let workers = self.processes.unwrap_or_else(crate::cpu_count);
+        super::check_workers(workers)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let shared = Arc::new(Shared {
             sender: Mutex::new(Some(tx)),
