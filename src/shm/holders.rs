@@ -183,8 +183,10 @@ fn recorded(object: u64) -> &'static AtomicU32 {
 }
 
 /// Under `FORKED`'s lock, once its change is done: the entries of `tables` counted in
-/// [`RECORDED`] (`added`) or out of it (release: a release that reads 0 after a child's end
-/// counted its record out comes after that end's pins).
+/// [`RECORDED`] (`added`) or out of it. Release ordering: an object's release that reads 0
+/// (acquire) after a child's end counted its record out comes after that end's pins, and
+/// one after a record sees it counted in (the release follows this process's last leave,
+/// which takes `HELD_HERE`, held across the record).
 fn count_records(tables: &[LetGo], added: bool) {
     for let_go in tables {
         let count = recorded(let_go.object);
