@@ -631,6 +631,61 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Holds a large array (freed by `Heap::free_large`), `Fork`-starts a child that returns
+    /// at once and, once it is a zombie, has another thread join it: that thread's end of
+    /// the child is held at `holders.fork_ended.pin`, past its look at the (live) array and
+    /// with `FORKED` taken. This thread then drops the array's last handle, which prunes the
+    /// dead child and frees the array. The free must wait for the end's pin (it drops the
+    /// array from the records first, under `FORKED`): a free that goes on reaches
+    /// `heap.free_large.released`, armed to abort, while the end is held. A moment later the
+    /// points are disarmed, and the end's pin finds the table released.
+    fn free_while_a_childs_end_is_at_its_pin(_: ()) -> Result<(), String> {
+        let array = Array::<u64>::new(100_000).unwrap();
+        let child = Process::new(return_at_once, ()).start_method(StartMethod::Fork).start().unwrap();
+        let pid = child.pid();
+        if !common::eventually(LIMIT, || common::pid_exists(pid) && !common::pid_running(pid)) {
+            return Err(format!("the child {pid} did not become a zombie"));
+        }
+        multiproc::__private::crash_at("hold:holders.fork_ended.pin,heap.free_large.released");
+        let ender = std::thread::spawn(move || child.join().map_err(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("the child's end never reached its pin (was the array recorded?)".into());
+        }
+        let conductor = std::thread::spawn(|| {
+            // The drop below, if it does not wait for `FORKED`, reaches the abort point in
+            // a moment; if it waits, it goes on once the end is let go.
+            std::thread::sleep(Duration::from_millis(300));
+            multiproc::__private::crash_disarm();
+        });
+        let held = multiproc::__private::heap_in_use();
+        drop(array);
+        let after = multiproc::__private::heap_in_use();
+        conductor.join().unwrap();
+        ender.join().unwrap()?;
+        if after >= held {
+            return Err(format!("the array was not freed: {held} bytes in use before its drop, {after} after"));
+        }
+        Ok(())
+    }
+
+    /// A fork child's end, between its look at a recorded object and its pin, holds
+    /// `FORKED`; this process's own last drop of the object, in another thread, waits for
+    /// it before the block is freed (`holders::forget_fork_records`, review77 L1). Without
+    /// that wait the end pins a block that may be another object's by then.
+    #[test]
+    fn a_fork_childs_end_waits_for_a_release_in_this_process() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(free_while_a_childs_end_is_at_its_pin, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!(
+                "the array was freed while the child's end was between its look and its pin \
+                 (crash point heap.free_large.released): {e}"
+            ),
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

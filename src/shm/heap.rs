@@ -161,6 +161,19 @@ pub(crate) struct Heap {
 
 static HEAP: OnceLock<Heap> = OnceLock::new();
 
+/// Refuses a kernel whose pages are not [`PAGE`] bytes (arm64's 16 or 64 KiB, ppc64le's
+/// 64 KiB): the heap gives memory back in 4 KiB pages (`free_large`, `release_starts`),
+/// and `madvise` rounds a length up to the kernel's page, so the punch would zero the bytes
+/// of live neighbours, and the directory words of live objects beyond the range (review77
+/// L5). Adopted heaps need no check: a spawned child runs on its parent's kernel.
+fn pages_fit(page: usize) -> std::io::Result<()> {
+    if page == PAGE {
+        return Ok(());
+    }
+    let why = format!("the kernel's pages are {page} bytes: multiproc's heap needs {PAGE}-byte pages");
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, why))
+}
+
 impl Heap {
     /// The family heap, created on first use in a process that starts a family.
     #[inline]
@@ -190,6 +203,7 @@ impl Heap {
     }
 
     fn create() -> std::io::Result<Heap> {
+        pages_fit(sys::page_size())?;
         let mut last = None;
         for size in SIZES {
             match SharedMapping::anonymous("multiproc-family", size) {
@@ -965,6 +979,16 @@ fn round_up(n: usize, to: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heap_is_refused_where_the_kernels_pages_are_not_4_kib() {
+        for page in [16 << 10, 64 << 10] {
+            let refused = pages_fit(page).expect_err("a heap on larger kernel pages would zero live neighbours");
+            assert_eq!(refused.kind(), std::io::ErrorKind::Unsupported);
+            assert!(refused.to_string().contains(&page.to_string()), "{refused}");
+        }
+        pages_fit(sys::page_size()).expect("this machine's pages");
+    }
 
     #[test]
     fn small_blocks_are_reused() {

@@ -87,7 +87,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::crash::crash_point;
@@ -160,17 +160,57 @@ struct Held {
 /// it does not have, and the child clears its copy first thing.
 static FORKED: Mutex<Vec<(ProcId, Recorded)>> = Mutex::new(Vec::new());
 
-/// How many tables the records in `FORKED` name (stored under its lock, at the end of each
-/// change): a release that finds none takes no lock ([`forget_fork_records`]).
-static FORKED_RECORDS: AtomicUsize = AtomicUsize::new(0);
+/// How many entries of the records in `FORKED` name an object, by a hash of its offset
+/// ([`recorded`]; changed only under `FORKED`'s lock, once the change is done): a release
+/// of an object whose count is 0 takes no lock and scans nothing ([`forget_fork_records`]).
+/// One count for all the records was not enough: a Fork pool's zygote keeps its record, of
+/// what the builder held at `build`, for the pool's life, and every release in the builder
+/// then took `FORKED` and scanned every record (review77 L4).
+static RECORDED: [AtomicU32; RECORDED_BUCKETS] = [const { AtomicU32::new(0) }; RECORDED_BUCKETS];
+
+/// How many counts [`RECORDED`] has (4 KiB of them, in zeroed memory touched only by a
+/// process that records a fork child in something).
+const RECORDED_BUCKETS: usize = 1024;
 
 /// The objects a fork child was recorded in (their own tables: `copied`), and how to free
 /// them.
 type Recorded = Vec<LetGo>;
 
-/// Under `FORKED`'s lock, once its change is done: counts what the records name.
-fn count_records(forked: &[(ProcId, Recorded)]) {
-    FORKED_RECORDS.store(forked.iter().map(|(_, tables)| tables.len()).sum(), Ordering::Release);
+/// The count in [`RECORDED`] of the object at `object`. Offsets are multiples of 16, a
+/// large object's of 4096: a multiplicative hash spreads them over the buckets.
+fn recorded(object: u64) -> &'static AtomicU32 {
+    &RECORDED[(object.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - RECORDED_BUCKETS.trailing_zeros())) as usize]
+}
+
+/// Under `FORKED`'s lock, once its change is done: the entries of `tables` counted in
+/// [`RECORDED`] (`added`) or out of it. Release ordering: an object's release that reads 0
+/// (acquire) after a child's end counted its record out comes after that end's pins, and
+/// one after a record sees it counted in (the release follows this process's last leave,
+/// which takes `HELD_HERE`, held across the record).
+fn count_records(tables: &[LetGo], added: bool) {
+    for let_go in tables {
+        let count = recorded(let_go.object);
+        if added {
+            count.fetch_add(1, Ordering::Release);
+        } else {
+            count.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// What [`Holders::let_go_of_dead`] forgets of a table's dead holders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forget {
+    /// The dead process's entry alone.
+    Its,
+    /// Nothing while another live process has an entry, or a handle is in flight: that
+    /// holder may still have to learn of the death (a barrier breaks when a party dies,
+    /// `forget_dead`), and its own last drop prunes the dead. Otherwise every dead entry
+    /// (reading `/proc` once per entry).
+    AllIfNoneLive,
+    /// Every dead entry if no other live process has one and no handle is in flight, else
+    /// the dead process's entry alone: a zygote's end ([`forking_child_ended`]).
+    AllIfNoneLiveElseIts,
 }
 
 /// How a process frees the object of a table it holds when nothing holds it any more
@@ -208,8 +248,12 @@ fn gate() -> Option<RwLockReadGuard<'static, ()>> {
 /// parent) or running (in the child, which just drops its copy).
 #[derive(Debug)]
 pub(crate) struct ForkRecord {
-    /// Taken last: nothing is taken while holding it but the tables' locks and pins
-    /// (`record`, `child_ended`).
+    /// Taken last. Under it only leaf locks are taken, which nobody holds while taking it:
+    /// holder tables' locks and pins (`pins`' blocks lock, which may allocate), the heap's
+    /// (`free_blocks` at a child's end, an overflow table's allocation in `record`), the
+    /// crash points' while one is armed; and a zygote's end reads `/proc` once per entry.
+    /// A release takes it holding no table, heap or `HELD_HERE` lock (`try_reap` holds a
+    /// child's state mutex, which is never taken under it). Keep it so (review77 L3).
     forked: MutexGuard<'static, Vec<(ProcId, Recorded)>>,
     registry: MutexGuard<'static, Registry>,
     /// Not taken by a start whose thread is the only one ([`before_fork_alone`]).
@@ -278,8 +322,8 @@ impl ForkRecord {
                 recorded.push(held.let_go);
             }
         }
+        count_records(&recorded, true);
         self.forked.push((child, recorded));
-        count_records(&self.forked);
     }
 
     /// In the child, after the fork: the parent's other children are not this one's, nor
@@ -295,8 +339,13 @@ impl ForkRecord {
             self.registry.tables.values_mut().for_each(|held| held.listed = None);
         }
         self.registry.listed = List::new();
-        self.forked.clear();
-        count_records(&self.forked);
+        // The parent's records of its other children: counted out, then forgotten, never
+        // freed (a fork child calls no `free` between the fork and its exit, see "Helper
+        // processes" in HACKING.md; review77 L6).
+        for (_, tables) in self.forked.iter() {
+            count_records(tables, false);
+        }
+        std::mem::forget(std::mem::take(&mut *self.forked));
     }
 }
 
@@ -353,22 +402,24 @@ fn child_ended(pid: u32, forking: bool) {
         crash_point!("holders.fork_ended.locked");
         let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
         let (child, tables) = forked.swap_remove(at);
+        // The dead are all forgotten (`forking`) when nobody live holds it; else only the
+        // child's entry (a live holder's last drop prunes the others). Decided under the
+        // one pin and lock: a second pin would need a second look (review77 L2).
+        let forget = if forking { Forget::AllIfNoneLiveElseIts } else { Forget::Its };
         let gone = tables
-            .into_iter()
+            .iter()
             .filter(|let_go| {
                 let Some(table) = super::object::live_table(heap, let_go.object, let_go.generation) else {
                     return false;
                 };
                 crash_point!("holders.fork_ended.pin");
-                // The dead are all forgotten (`forking`) when nobody live holds it; else only
-                // the child's entry (a live holder's last drop prunes the others).
-                (forking && table.let_go_of_dead(heap, child, let_go.generation, true))
-                    || table.let_go_of_dead(heap, child, let_go.generation, false)
+                table.let_go_of_dead(heap, child, let_go.generation, forget)
             })
+            .copied()
             .collect();
-        // Only now: a release that finds no record takes no lock (`forget_fork_records`),
-        // and these pins are done.
-        count_records(&forked);
+        // Only now: a release that finds no record of its object takes no lock
+        // (`forget_fork_records`), and these pins are done.
+        count_records(&tables, false);
         gone
     };
     // Not under `FORKED`: a destroy lets go of the handles inside, whose release takes it.
@@ -380,17 +431,21 @@ fn child_ended(pid: u32, forking: bool) {
 /// This process releases the object at `object` (`Shared::release`, before the block is
 /// freed): no record of a fork child names it any more (see [`child_ended`]).
 pub(super) fn forget_fork_records(object: u64) {
-    // Nothing recorded (no fork child, or the records are empty): no lock taken. A record
-    // made meanwhile cannot name this object: it records only tables this process holds an
-    // entry in, and this one is released.
-    if FORKED_RECORDS.load(Ordering::Acquire) == 0 {
+    // No record names this object (nor any other of its bucket): no lock taken. A record
+    // made meanwhile cannot name it: it records only tables this process holds an entry
+    // in, and this one is released.
+    if recorded(object).load(Ordering::Acquire) == 0 {
         return;
     }
     let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
     for (_, tables) in forked.iter_mut() {
+        let before = tables.len();
         tables.retain(|let_go| let_go.object != object);
+        // Each record names an object once at most.
+        if tables.len() < before {
+            recorded(object).fetch_sub(1, Ordering::Release);
+        }
     }
-    count_records(&forked);
 }
 
 /// Whether this process's registry names a table of the object at `object` (what a fork
@@ -765,24 +820,24 @@ impl Holders {
     /// the caller frees it. Only that entry is looked at: checking the others would read
     /// `/proc` once per holder.
     ///
-    /// With `only_if_last`, nothing changes while another live process has an entry, or a
-    /// handle is in flight: that holder may still have to learn of the death (a barrier
-    /// breaks when a party dies, `forget_dead`), and its own last drop prunes the dead.
-    /// Otherwise every dead entry is forgotten (reading `/proc` once per entry).
-    pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64, only_if_last: bool) -> bool {
+    /// What is forgotten is `forget`'s to say ([`Forget`]).
+    pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64, forget: Forget) -> bool {
         let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
             return false;
         }
         let _g = self.lock_and_unpin(announced);
-        if only_if_last {
+        if forget != Forget::Its {
             // A dead process's pin (a reaper killed in `while_only_dead_hold`) must not keep
             // the object for ever: it is taken away when no live process announces it.
             self.drop_dead_pins(heap);
             if self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(dead) && e.alive()) {
-                return false;
+                if forget == Forget::AllIfNoneLive {
+                    return false;
+                }
+            } else {
+                self.prune_dead(heap, sys::me());
             }
-            self.prune_dead(heap, sys::me());
         }
         self.for_each(heap, |e| {
             let found = e.is(dead);
@@ -1796,7 +1851,7 @@ mod tests {
         forgotten("sole_holder", &|| assert!(holders.sole_holder(heap)));
         forgotten("forget_in_flight", &|| assert_eq!(holders.forget_in_flight(heap), 0));
         forgotten("any_alive", &|| assert!(holders.any_alive(heap)));
-        forgotten("a reap", &|| assert!(!holders.let_go_of_dead(heap, dead, 7, false)));
+        forgotten("a reap", &|| assert!(!holders.let_go_of_dead(heap, dead, 7, Forget::Its)));
         // A dead receiver's pending receive (a reservation), given up by the undo of its
         // message, which takes the count.
         holders.send();

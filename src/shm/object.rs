@@ -814,10 +814,13 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// a generation, which a forger can name.
 ///
 /// A block can still be freed, and reused, between this look and the caller's loads and
-/// pin: only for a look whose count in flight is gone, whose object's last holder, in
-/// another process, lets go at that moment. That is replayed or forged bytes, but also a
-/// reaper walking a dead process's slot (or a fork child's end) beside the last live
-/// holder's drop, which prunes the dead: no forgery needed (review74 M1). It ends in loads
+/// pin: only for a look whose count in flight is gone, whose object's last holder, in this
+/// process (another thread) or another, lets go at that moment. That is replayed or forged
+/// bytes, but also a reaper walking a dead process's slot beside the last live holder's
+/// drop, which prunes the dead, or a fork child's end beside another process's last drop:
+/// no forgery needed, and one multi-threaded process is enough (review74 M1, review77
+/// M1). The code between look and pin is short, but a preempted thread stretches it to any
+/// length. It ends in loads
 /// racing plain stores and, on a 24-bit match of the reused bytes, in the pin's
 /// compare-and-swap, the table's lock and at worst a free (see `HACKING.md`, "Shared
 /// objects and handles": a start pin would close it).
@@ -868,7 +871,7 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
 
 /// The holder table of the object at `off`, if that is still the live object of
 /// `generation` ([`live_header`]): how a fork child's record reaches the table it names
-/// (`holders::fork_child_ended`), whose pin then checks the generation again.
+/// (`holders::child_ended`), whose pin then checks the generation again.
 pub(super) fn live_table(heap: &Heap, off: u64, generation: u64) -> Option<&Holders> {
     live_header(heap, off, generation).map(|header| &header.holders)
 }
@@ -894,7 +897,7 @@ pub(super) fn let_go_of_dead(
     // table's own pin checks the generation again.
     live_header(heap, off, generation).is_some_and(|header| {
         undo_dead_token(heap, off, generation, header, take_back);
-        header.holders.let_go_of_dead(heap, dead, generation, true)
+        header.holders.let_go_of_dead(heap, dead, generation, holders::Forget::AllIfNoneLive)
     })
 }
 

@@ -23,7 +23,7 @@ pub(crate) use epoll::Poller;
 pub(crate) use futex::{FutexWait, FutexWaitv, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::{MemFile, SharedMapping, lasting_zeroed};
 pub(crate) use overflow::{
-    OverflowArming, ROOM_HEAD, ROOM_INLINE, ReportTo, commit_room, put_room_bytes, report_stack_overflow,
+    OverflowArming, ROOM_HEAD, ROOM_INLINE, ReportTo, commit_room, page_size, put_room_bytes, report_stack_overflow,
 };
 pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
