@@ -34,9 +34,8 @@ fn field_kib(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} line"))
 }
 
-/// The direct children of this process.
-fn children() -> Vec<u32> {
-    let me = std::process::id();
+/// The direct children of process `me`.
+fn children(me: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{me}/task")).expect("tasks").flatten() {
         let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
@@ -63,11 +62,15 @@ fn heap_rss_kib() -> f64 {
 
 pub fn memory(report: &mut Report) {
     // The helpers started by init(): the resource tracker (spawned, its environment says
-    // so) and the fork server.
-    for pid in children() {
+    // so), its keeper (a fork of it that holds its journal, track50) and the fork server.
+    for pid in children(std::process::id()) {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let tracker = environ.split(|&b| b == 0).any(|kv| kv.windows(8).any(|w| w == b"tracker:"));
         emit_process(report, if tracker { "tracker" } else { "forkserver" }, [pid]);
+        let keeper = if tracker { children(pid) } else { Vec::new() };
+        if !keeper.is_empty() {
+            emit_process(report, "tracker_keeper", keeper);
+        }
     }
 
     let pool = Pool::new(2).expect("pool");
