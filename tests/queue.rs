@@ -554,6 +554,63 @@ fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
     assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
 }
 
+/// Takes one task and stops (`SIGSTOP`) inside its `task_done`, holding the task table's
+/// lock; resumed, finishes it.
+fn take_one_then_stop_marking_it_done(q: JoinableQueue<u32>) {
+    q.get().unwrap();
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+}
+
+/// Takes a task (counted: this process gets a slot), then, once `go` is set (the task
+/// table's lock held by a stopped process), takes another on a second thread, which gives
+/// up on the lock and is held before its take commits; meanwhile marks the first one done
+/// (waiting for the lock) and dies, the second take never committed.
+fn mark_done_beside_an_uncounted_take_then_die(args: (JoinableQueue<u32>, Event, Event)) {
+    let (q, go, held) = args;
+    q.get().unwrap();
+    assert!(go.wait_timeout(LIMIT), "never let go on");
+    multiproc::__private::crash_at("hold:queue.take.uncounted");
+    let q2 = q.clone();
+    std::thread::spawn(move || q2.get());
+    assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the take was not held");
+    held.set();
+    q.task_done().unwrap();
+    std::process::abort();
+}
+
+/// A take left uncounted is remembered only once it has committed: another thread's
+/// `task_done` in between must not count it as its process's (review78 M1). Its process
+/// killed before the commit, the count was a take that never happened, and `join` said
+/// `TasksLost` for the task still in the queue, and then held by a live consumer.
+#[test]
+fn a_task_done_beside_an_uncounted_take_killed_before_its_commit_counts_no_phantom_take() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    let (go, held) = (Event::new().unwrap(), Event::new().unwrap());
+    let dier = Process::new(mark_done_beside_an_uncounted_take_then_die, (q.clone(), go.clone(), held.clone()))
+        .start()
+        .unwrap();
+    assert!(eventually(LIMIT, || q.len() == 2), "the first take");
+    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    go.set();
+    assert!(held.wait_timeout(LIMIT), "the second take was not held");
+    stopped.resume(LIMIT);
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die");
+    assert_eq!(stopper.join().unwrap(), ());
+    assert_eq!(q.get(), Ok(3), "the take killed before its commit left the item");
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let told = q.join_timeout(Duration::from_secs(2));
+    assert_eq!(told, Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }), "what join_timeout said");
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// How many processes the task table counts at once (`GETTER_SLOTS` in the library).
 const TASK_SLOTS: usize = 32;
 

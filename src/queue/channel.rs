@@ -564,11 +564,13 @@ impl Tasks {
     fn count_take(&self, past: u64, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
             uncounted::add(queue());
+            crash_point!("queue.take.uncounted");
             return None;
         };
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
             uncounted::add(queue());
+            crash_point!("queue.take.uncounted");
             return None;
         };
         let left = uncounted::left(queue);
