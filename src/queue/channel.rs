@@ -268,7 +268,7 @@ pub(crate) struct QueueState {
 impl QueueState {
     /// [`Channel::count_take`]'s work: one call, not generic (inlined into code generic
     /// over `T`, monomorphized in the user's crate, its own calls would stay calls).
-    fn count_take(&self, decoded: bool, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
+    fn count_take(&self, decoded: bool, queue: &dyn Fn() -> uncounted::Queue) -> Option<AfterTake<'_>> {
         let past = self.ring.taken().wrapping_add(1);
         self.tasks.settle(past);
         if decoded { self.tasks.count_take(past, queue) } else { None }
@@ -276,7 +276,8 @@ impl QueueState {
 }
 
 /// The takes this process left uncounted in the task table of a queue object (its lock held
-/// by a stopped process, or every slot a live process's), per object: counted in this
+/// by a stopped process, or every slot a live process's), once committed, per object:
+/// counted in this
 /// process's slot at its next visit under the table's lock, a take or a `task_done`
 /// ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted outside the
 /// table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
@@ -430,18 +431,29 @@ impl Held {
     }
 }
 
-/// A free slot of the task table counted in by a take, to be claimed ([`Held::claim`]) once
-/// the take has committed: when this is dropped, the table's lock held until then.
-struct Claim<'a> {
-    _lock: RawGuard<'a>,
-    slot: &'a Held,
-    dead: i64,
+/// What a take counted before its commit leaves to do once it has committed: done when
+/// this is dropped (after the take).
+enum AfterTake<'a> {
+    /// Claim ([`Held::claim`]) the free slot of the task table the take counted in, the
+    /// table's lock held until then.
+    Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
+    /// Remember the take left uncounted in the table of this queue object
+    /// ([`uncounted::add`]). Remembered before its commit, another thread's `task_done`
+    /// could count it in the process's slot meanwhile, and a kill before the commit left a
+    /// take that never happened counted as the dead process's: `join` said `TasksLost` for
+    /// a task still queued, or held by a live consumer (review78 M1).
+    Uncounted(uncounted::Queue),
 }
 
-impl Drop for Claim<'_> {
+impl Drop for AfterTake<'_> {
     fn drop(&mut self) {
-        crash_point!("queue.tasks.taken");
-        self.slot.claim(self.dead, sys::me());
+        match self {
+            AfterTake::Claim { slot, dead, .. } => {
+                crash_point!("queue.tasks.taken");
+                slot.claim(*dead, sys::me());
+            }
+            AfterTake::Uncounted(queue) => uncounted::add(*queue),
+        }
     }
 }
 
@@ -550,28 +562,25 @@ impl Tasks {
     /// process's.
     ///
     /// A process without a slot counts in a free one and claims it once its take has
-    /// committed, under the table's lock, held until then: when the [`Claim`] returned is
-    /// dropped. (Claimed before the commit, the slot of a process killed in between would
+    /// committed, under the table's lock, held until then: when the [`AfterTake`] returned
+    /// is dropped. (Claimed before the commit, the slot of a process killed in between would
     /// name it with a count undone.)
     ///
     /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
     /// debugger), which must not hold a timed get past its deadline (cond50); a running
     /// holder, however slow, is waited for. An uncounted take is remembered by its process
-    /// ([`uncounted`], `queue`: this queue object) and counted at the process's next visit
-    /// under the lock, this one's if it is a take: only if its taker dies before then is it
-    /// never told lost (`join` then waits for it).
+    /// ([`uncounted`], `queue`: this queue object) once it has committed (when the
+    /// [`AfterTake`] returned is dropped; crash point `queue.take.uncounted` before), and
+    /// counted at the process's next visit under the lock, this one's if it is a take: only
+    /// if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
-    fn count_take(&self, past: u64, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
+    fn count_take(&self, past: u64, queue: &dyn Fn() -> uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
-            uncounted::add(queue());
-            crash_point!("queue.take.uncounted");
-            return None;
+            return Some(Self::uncounted(queue));
         };
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
-            uncounted::add(queue());
-            crash_point!("queue.take.uncounted");
-            return None;
+            return Some(Self::uncounted(queue));
         };
         let left = uncounted::left(queue);
         // The takes left uncounted are counted with this one, in its one store; noted as
@@ -590,7 +599,14 @@ impl Tasks {
         if mine {
             return None;
         }
-        Some(Claim { _lock: lock, slot: h, dead })
+        Some(AfterTake::Claim { _lock: lock, slot: h, dead })
+    }
+
+    /// A take left uncounted in the table of `queue`, to be remembered once it commits.
+    #[cold]
+    fn uncounted(queue: &dyn Fn() -> uncounted::Queue) -> AfterTake<'static> {
+        crash_point!("queue.take.uncounted");
+        AfterTake::Uncounted(queue())
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -947,7 +963,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         }
         let finish_shutdown = || self.finish_shutdown();
         let watch = Getting { shared: &self.shared, counted: Cell::new(None), finish_shutdown: &finish_shutdown };
-        let mut claim = None;
+        let mut after = None;
         let got = recv_value_then(
             &self.shared.ring,
             self.tag,
@@ -955,15 +971,15 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             &watch,
             Failure::from,
             || watch.uncount(),
-            // Only a JoinableQueue's take writes `claim` (an `Option` of three words: a
+            // Only a JoinableQueue's take writes `after` (an `Option` of four words: a
             // `None` written at every take was stored in words and copied in wider loads).
             |decoded| {
                 if self.counts_tasks {
-                    claim = self.count_take(decoded);
+                    after = self.count_take(decoded);
                 }
             },
         );
-        // `claim` drops here, in place, after the take (a `drop(claim)` moved it first: a
+        // `after` drops here, in place, after the take (a `drop(after)` moved it first: a
         // copy in wider loads than the stores that wrote it, on every take).
         got
     }
@@ -1040,10 +1056,10 @@ impl<T> Channel<T> {
     /// Under the consumers' lock, a take about to commit (its message `decoded` or not):
     /// in a `JoinableQueue`'s, undoes the count of a take killed before its commit and
     /// counts this one, as this process's task, when it decoded (the `get` returns it). A
-    /// process without a slot in the task table claims one once the take committed: when
-    /// the claim returned is dropped.
+    /// process without a slot in the task table claims one, or remembers a take left
+    /// uncounted, once the take committed: when the value returned is dropped.
     #[inline]
-    fn count_take(&self, decoded: bool) -> Option<Claim<'_>> {
+    fn count_take(&self, decoded: bool) -> Option<AfterTake<'_>> {
         if !self.counts_tasks {
             return None;
         }
