@@ -365,6 +365,35 @@ pub(crate) mod uncounted {
             LEFT.fetch_sub(n, Ordering::Relaxed);
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use super::*;
+
+        /// The takes remembered of one queue object keep no other object's visit on the
+        /// table's lock (review78 L1: one count of every object's sent every take and
+        /// `task_done` of every `JoinableQueue` to the lock while any were left, for the
+        /// process's life when their object was dropped).
+        #[test]
+        fn the_takes_remembered_of_one_queue_leave_the_visits_of_another_lock_free() {
+            // Objects at offsets past any heap: no other test meets them.
+            let dropped = (u64::MAX - 4095, 1);
+            let other = (u64::MAX - 8191, 1);
+            add(dropped);
+            let (tx, rx) = mpsc::channel();
+            let locked = lock_for_fork();
+            std::thread::spawn(move || {
+                let _ = tx.send(left(&|| other));
+            });
+            let seen = rx.recv_timeout(Duration::from_secs(10));
+            drop(locked);
+            settled(dropped, 1);
+            assert_eq!(seen, Ok(0), "the other object's takes, read while the table was locked");
+        }
+    }
 }
 
 /// `QueueState::shutdown` bits.
