@@ -268,7 +268,7 @@ pub(crate) struct QueueState {
 impl QueueState {
     /// [`Channel::count_take`]'s work: one call, not generic (inlined into code generic
     /// over `T`, monomorphized in the user's crate, its own calls would stay calls).
-    fn count_take(&self, decoded: bool, queue: &dyn Fn() -> uncounted::Queue) -> Option<AfterTake<'_>> {
+    fn count_take(&self, decoded: bool, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let past = self.ring.taken().wrapping_add(1);
         self.tasks.settle(past);
         if decoded { self.tasks.count_take(past, queue) } else { None }
@@ -297,8 +297,12 @@ pub(crate) mod uncounted {
     /// same block is another).
     pub(super) type Queue = (u64, u64);
 
-    /// The takes left in [`TABLE`], read without its lock: a take's fast "none".
-    static LEFT: AtomicU64 = AtomicU64::new(0);
+    /// One bit per queue object with takes in [`TABLE`] ([`bit`]), read without its lock: a
+    /// take's or a `task_done`'s fast "none" for its object. Per object, not one count of
+    /// every object's: the takes of an object this process dropped, or no longer visits, are
+    /// never counted, and kept every other object's visits on the table's lock for the
+    /// process's life (review78 L1); now only an object of the same bit's.
+    static QUEUES: AtomicU64 = AtomicU64::new(0);
 
     static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
 
@@ -312,7 +316,7 @@ pub(crate) mod uncounted {
 
     /// The table locked as it is, for a `Fork` start to hold across the fork: a child must
     /// not inherit it taken by another thread (it takes it at its first take or
-    /// `task_done` of a `JoinableQueue` while [`LEFT`] says any).
+    /// `task_done` of a `JoinableQueue` whose bit [`QUEUES`] has).
     pub(crate) fn lock_for_fork() -> MutexGuard<'static, Table> {
         TABLE.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -323,9 +327,16 @@ pub(crate) mod uncounted {
         if table.owner != (me.pid, me.start) {
             table.owner = (me.pid, me.start);
             table.takes.clear();
-            LEFT.store(0, Ordering::Relaxed);
+            QUEUES.store(0, Ordering::Relaxed);
         }
         table
+    }
+
+    /// The bit of `queue` in [`QUEUES`]: 6 bits of a multiplicative hash of its offset and
+    /// generation (offsets are aligned, their low bits alike).
+    fn bit(queue: Queue) -> u64 {
+        let (off, generation) = queue;
+        1 << ((off ^ generation.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
     }
 
     /// One more take of `queue` left uncounted.
@@ -336,13 +347,13 @@ pub(crate) mod uncounted {
             Some((_, left)) => *left += 1,
             None => table.takes.push((queue, 1)),
         }
-        LEFT.fetch_add(1, Ordering::Relaxed);
+        QUEUES.fetch_or(bit(queue), Ordering::Relaxed);
     }
 
-    /// The takes of `queue` left uncounted (0 at once when there are none at all).
+    /// The takes of `queue` left uncounted (0 at once when no object of its bit has any).
     #[inline]
-    pub(super) fn left(queue: &dyn Fn() -> Queue) -> u64 {
-        if LEFT.load(Ordering::Relaxed) == 0 { 0 } else { left_of(queue()) }
+    pub(super) fn left(queue: Queue) -> u64 {
+        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { left_of(queue) }
     }
 
     #[cold]
@@ -357,12 +368,14 @@ pub(crate) mod uncounted {
         let mut table = table();
         if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
             let left = &mut table.takes[at].1;
-            let n = n.min(*left);
-            *left -= n;
+            *left -= n.min(*left);
             if *left == 0 {
                 table.takes.swap_remove(at);
+                // The bit stays while another object of the same bit has takes.
+                if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
+                    QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
+                }
             }
-            LEFT.fetch_sub(n, Ordering::Relaxed);
         }
     }
 
@@ -381,12 +394,12 @@ pub(crate) mod uncounted {
         fn the_takes_remembered_of_one_queue_leave_the_visits_of_another_lock_free() {
             // Objects at offsets past any heap: no other test meets them.
             let dropped = (u64::MAX - 4095, 1);
-            let other = (u64::MAX - 8191, 1);
+            let other = (1..).map(|g| (u64::MAX - 8191, g)).find(|&q| bit(q) != bit(dropped)).unwrap();
             add(dropped);
             let (tx, rx) = mpsc::channel();
             let locked = lock_for_fork();
             std::thread::spawn(move || {
-                let _ = tx.send(left(&|| other));
+                let _ = tx.send(left(other));
             });
             let seen = rx.recv_timeout(Duration::from_secs(10));
             drop(locked);
@@ -603,7 +616,7 @@ impl Tasks {
     /// counted at the process's next visit under the lock, this one's if it is a take: only
     /// if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
-    fn count_take(&self, past: u64, queue: &dyn Fn() -> uncounted::Queue) -> Option<AfterTake<'_>> {
+    fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
             return Some(Self::uncounted(queue));
         };
@@ -623,7 +636,7 @@ impl Tasks {
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
         if left > 0 {
-            uncounted::settled(queue(), left);
+            uncounted::settled(queue, left);
         }
         if mine {
             return None;
@@ -633,9 +646,9 @@ impl Tasks {
 
     /// A take left uncounted in the table of `queue`, to be remembered once it commits.
     #[cold]
-    fn uncounted(queue: &dyn Fn() -> uncounted::Queue) -> AfterTake<'static> {
+    fn uncounted(queue: uncounted::Queue) -> AfterTake<'static> {
         crash_point!("queue.take.uncounted");
-        AfterTake::Uncounted(queue())
+        AfterTake::Uncounted(queue)
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -674,12 +687,7 @@ impl Tasks {
     /// The takes this process left uncounted in the table of `queue` are counted in its
     /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
     /// task no longer held: counted later, it would be held again).
-    fn did(
-        &self,
-        elsewhere: &AtomicU64,
-        puts: impl FnOnce() -> u64,
-        queue: &dyn Fn() -> uncounted::Queue,
-    ) -> Option<(u64, u64)> {
+    fn did(&self, elsewhere: &AtomicU64, puts: impl FnOnce() -> u64, queue: uncounted::Queue) -> Option<(u64, u64)> {
         let _g = RawGuard::lock(&self.lock);
         let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
         let put = puts();
@@ -689,12 +697,12 @@ impl Tasks {
         let left = uncounted::left(queue);
         if self.add_done(left) {
             if left > 0 {
-                uncounted::settled(queue(), left);
+                uncounted::settled(queue, left);
             }
         } else {
             elsewhere.fetch_add(1, Ordering::AcqRel);
             if left > 0 {
-                uncounted::settled(queue(), 1);
+                uncounted::settled(queue, 1);
             }
         }
         Some((done + 1, put))
@@ -1092,7 +1100,7 @@ impl<T> Channel<T> {
         if !self.counts_tasks {
             return None;
         }
-        self.shared.count_take(decoded, &|| self.object())
+        self.shared.count_take(decoded, self.object())
     }
 
     /// This queue object, for [`uncounted`].
@@ -1104,7 +1112,7 @@ impl<T> Channel<T> {
     /// Marks a task done by this process, if fewer than `puts()` are done: the tasks done
     /// then and the puts; `None` when all were done already.
     pub(crate) fn did_task(&self, puts: impl FnOnce() -> u64) -> Option<(u64, u64)> {
-        self.shared.tasks.did(&self.shared.done_elsewhere, puts, &|| self.object())
+        self.shared.tasks.did(&self.shared.done_elsewhere, puts, self.object())
     }
 
     /// Tasks marked done (a snapshot).
