@@ -299,12 +299,16 @@ fn a_task_taken_before_its_put_is_counted_can_be_marked_done() {
     q.join().unwrap();
 }
 
+/// How long a child waits to be told to go on: longer than its test waits for anything
+/// before it tells it (a child that gave up first made the test fail elsewhere, unsaid).
+const CHILD_LIMIT: Duration = Duration::from_secs(2 * 120);
+
 /// Takes one task and holds it, alive, until told to mark it done.
 fn hold_one_task(args: (JoinableQueue<u32>, Event, Event)) {
     let (q, took, release) = args;
     q.get().unwrap();
     took.set();
-    assert!(release.wait_timeout(Duration::from_secs(60)), "never released");
+    assert!(release.wait_timeout(CHILD_LIMIT), "never released");
     q.task_done().unwrap();
 }
 
@@ -622,7 +626,7 @@ fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32
     q.get().unwrap();
     q.task_done().unwrap();
     done.set();
-    assert!(go.wait_timeout(Duration::from_secs(60)), "never let go on");
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
     q.get().unwrap();
     std::process::abort();
 }
@@ -632,7 +636,8 @@ fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32
 /// take, it would be held twice, and its process's death tell two tasks lost for one.
 #[test]
 fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_again() {
-    let _t = heap_user(LIMIT);
+    // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
+    let _t = heap_user(LIMIT * 3);
     let q = JoinableQueue::new().unwrap();
     for i in 0..TASK_SLOTS {
         q.put(i as u32).unwrap();
@@ -646,7 +651,7 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
     let (done, go) = (Event::new().unwrap(), Event::new().unwrap());
     let args = (q.clone(), done.clone(), go.clone());
     let dier = Process::new(take_uncounted_mark_it_done_then_die_holding_another, args).start().unwrap();
-    assert!(done.wait_timeout(Duration::from_secs(60)), "the uncounted task was not marked done");
+    assert!(done.wait_timeout(LIMIT), "the uncounted task was not marked done");
     release.set();
     for holder in holders {
         assert_eq!(holder.join().unwrap(), ());
@@ -665,7 +670,8 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
 /// table: the `task_done` was counted in a slot, against no take).
 #[test]
 fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
-    let _t = heap_user(LIMIT);
+    // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
+    let _t = heap_user(LIMIT * 3);
     let q = JoinableQueue::new().unwrap();
     for i in 0..TASK_SLOTS {
         q.put(i as u32).unwrap();
@@ -676,7 +682,8 @@ fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
         .collect();
     assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
     q.put(100).unwrap();
-    assert_eq!(q.get(), Ok(100), "taken uncounted: every slot is a live holder's");
+    assert_eq!(q.get(), Ok(100));
+    assert_eq!(multiproc::__private::queue_takes_remembered(&q), 1, "taken uncounted: every slot a live holder's");
     release.set();
     for holder in holders {
         assert_eq!(holder.join().unwrap(), ());

@@ -285,8 +285,12 @@ impl QueueState {
 /// consumer from `join` for the queue's life (review72 M1).
 ///
 /// In this process's memory, not the family heap: a process without a slot has no place
-/// there. Only what the process dies with is lost, as it must be: a take uncounted then is
-/// never told lost (its task unfinished, `join` waits for it).
+/// there. Only what the process dies with is lost: a take uncounted then is never told lost
+/// (its task unfinished, `join` waits for it). And only this process counts them: the
+/// `task_done` of such a take made by another process (handed the item) is counted there
+/// against no take, and hides one task lost later by a dead consumer until the taker's next
+/// visit, for good if it makes none (review78 L2: `join_timeout` says `Timeout`, `join`
+/// waits).
 pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -1101,6 +1105,11 @@ impl<T> Channel<T> {
             return None;
         }
         self.shared.count_take(decoded, self.object())
+    }
+
+    /// The takes of this queue object this process remembers ([`uncounted`]).
+    pub(crate) fn takes_remembered(&self) -> u64 {
+        uncounted::left(self.object())
     }
 
     /// This queue object, for [`uncounted`].
