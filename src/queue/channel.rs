@@ -277,10 +277,9 @@ impl QueueState {
 
 /// The takes this process left uncounted in the task table of a queue object (its lock held
 /// by a stopped process, or every slot a live process's), once committed, per object:
-/// counted in this
-/// process's slot at its next visit under the table's lock, a take or a `task_done`
-/// ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted outside the
-/// table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
+/// counted in this process's slot at its next visit under the table's lock, a take or a
+/// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted
+/// outside the table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
 ///
