@@ -516,6 +516,12 @@ pub mod __private {
         conn.taken().unwrap_or(0)
     }
 
+    /// The task table's tests: the takes of `q`'s queue object this process left uncounted
+    /// and remembers, not yet counted at a later visit (0 for a closed handle).
+    pub fn queue_takes_remembered<T>(q: &crate::JoinableQueue<T>) -> u64 {
+        q.channel().map_or(0, |ch| ch.takes_remembered())
+    }
+
     /// The cluster pool's tests: its results list read as the driver reads it, its driver's trim
     /// sent late, a node's result pushed again.
     #[cfg(feature = "cluster")]

@@ -299,12 +299,16 @@ fn a_task_taken_before_its_put_is_counted_can_be_marked_done() {
     q.join().unwrap();
 }
 
+/// How long a child waits to be told to go on: longer than its test waits for anything
+/// before it tells it (a child that gave up first made the test fail elsewhere, unsaid).
+const CHILD_LIMIT: Duration = Duration::from_secs(2 * 120);
+
 /// Takes one task and holds it, alive, until told to mark it done.
 fn hold_one_task(args: (JoinableQueue<u32>, Event, Event)) {
     let (q, took, release) = args;
     q.get().unwrap();
     took.set();
-    assert!(release.wait_timeout(Duration::from_secs(60)), "never released");
+    assert!(release.wait_timeout(CHILD_LIMIT), "never released");
     q.task_done().unwrap();
 }
 
@@ -554,6 +558,63 @@ fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
     assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
 }
 
+/// Takes one task and stops (`SIGSTOP`) inside its `task_done`, holding the task table's
+/// lock; resumed, finishes it.
+fn take_one_then_stop_marking_it_done(q: JoinableQueue<u32>) {
+    q.get().unwrap();
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+}
+
+/// Takes a task (counted: this process gets a slot), then, once `go` is set (the task
+/// table's lock held by a stopped process), takes another on a second thread, which gives
+/// up on the lock and is held before its take commits; meanwhile marks the first one done
+/// (waiting for the lock) and dies, the second take never committed.
+fn mark_done_beside_an_uncounted_take_then_die(args: (JoinableQueue<u32>, Event, Event)) {
+    let (q, go, held) = args;
+    q.get().unwrap();
+    assert!(go.wait_timeout(LIMIT), "never let go on");
+    multiproc::__private::crash_at("hold:queue.take.uncounted");
+    let q2 = q.clone();
+    std::thread::spawn(move || q2.get());
+    assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the take was not held");
+    held.set();
+    q.task_done().unwrap();
+    std::process::abort();
+}
+
+/// A take left uncounted is remembered only once it has committed: another thread's
+/// `task_done` in between must not count it as its process's (review78 M1). Its process
+/// killed before the commit, the count was a take that never happened, and `join` said
+/// `TasksLost` for the task still in the queue, and then held by a live consumer.
+#[test]
+fn a_task_done_beside_an_uncounted_take_killed_before_its_commit_counts_no_phantom_take() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    let (go, held) = (Event::new().unwrap(), Event::new().unwrap());
+    let dier = Process::new(mark_done_beside_an_uncounted_take_then_die, (q.clone(), go.clone(), held.clone()))
+        .start()
+        .unwrap();
+    assert!(eventually(LIMIT, || q.len() == 2), "the first take");
+    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    go.set();
+    assert!(held.wait_timeout(LIMIT), "the second take was not held");
+    stopped.resume(LIMIT);
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die");
+    assert_eq!(stopper.join().unwrap(), ());
+    assert_eq!(q.get(), Ok(3), "the take killed before its commit left the item");
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let told = q.join_timeout(Duration::from_secs(2));
+    assert_eq!(told, Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }), "what join_timeout said");
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// How many processes the task table counts at once (`GETTER_SLOTS` in the library).
 const TASK_SLOTS: usize = 32;
 
@@ -565,7 +626,7 @@ fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32
     q.get().unwrap();
     q.task_done().unwrap();
     done.set();
-    assert!(go.wait_timeout(Duration::from_secs(60)), "never let go on");
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
     q.get().unwrap();
     std::process::abort();
 }
@@ -575,7 +636,8 @@ fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32
 /// take, it would be held twice, and its process's death tell two tasks lost for one.
 #[test]
 fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_again() {
-    let _t = heap_user(LIMIT);
+    // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
+    let _t = heap_user(LIMIT * 3);
     let q = JoinableQueue::new().unwrap();
     for i in 0..TASK_SLOTS {
         q.put(i as u32).unwrap();
@@ -589,7 +651,7 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
     let (done, go) = (Event::new().unwrap(), Event::new().unwrap());
     let args = (q.clone(), done.clone(), go.clone());
     let dier = Process::new(take_uncounted_mark_it_done_then_die_holding_another, args).start().unwrap();
-    assert!(done.wait_timeout(Duration::from_secs(60)), "the uncounted task was not marked done");
+    assert!(done.wait_timeout(LIMIT), "the uncounted task was not marked done");
     release.set();
     for holder in holders {
         assert_eq!(holder.join().unwrap(), ());
@@ -608,7 +670,8 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
 /// table: the `task_done` was counted in a slot, against no take).
 #[test]
 fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
-    let _t = heap_user(LIMIT);
+    // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
+    let _t = heap_user(LIMIT * 3);
     let q = JoinableQueue::new().unwrap();
     for i in 0..TASK_SLOTS {
         q.put(i as u32).unwrap();
@@ -619,7 +682,8 @@ fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
         .collect();
     assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
     q.put(100).unwrap();
-    assert_eq!(q.get(), Ok(100), "taken uncounted: every slot is a live holder's");
+    assert_eq!(q.get(), Ok(100));
+    assert_eq!(multiproc::__private::queue_takes_remembered(&q), 1, "taken uncounted: every slot a live holder's");
     release.set();
     for holder in holders {
         assert_eq!(holder.join().unwrap(), ());

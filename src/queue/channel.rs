@@ -268,7 +268,7 @@ pub(crate) struct QueueState {
 impl QueueState {
     /// [`Channel::count_take`]'s work: one call, not generic (inlined into code generic
     /// over `T`, monomorphized in the user's crate, its own calls would stay calls).
-    fn count_take(&self, decoded: bool, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
+    fn count_take(&self, decoded: bool, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let past = self.ring.taken().wrapping_add(1);
         self.tasks.settle(past);
         if decoded { self.tasks.count_take(past, queue) } else { None }
@@ -276,16 +276,20 @@ impl QueueState {
 }
 
 /// The takes this process left uncounted in the task table of a queue object (its lock held
-/// by a stopped process, or every slot a live process's), per object: counted in this
-/// process's slot at its next visit under the table's lock, a take or a `task_done`
-/// ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted outside the
-/// table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
+/// by a stopped process, or every slot a live process's), once committed, per object:
+/// counted in this process's slot at its next visit under the table's lock, a take or a
+/// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted
+/// outside the table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
 ///
 /// In this process's memory, not the family heap: a process without a slot has no place
-/// there. Only what the process dies with is lost, as it must be: a take uncounted then is
-/// never told lost (its task unfinished, `join` waits for it).
+/// there. Only what the process dies with is lost: a take uncounted then is never told lost
+/// (its task unfinished, `join` waits for it). And only this process counts them: the
+/// `task_done` of such a take made by another process (handed the item) is counted there
+/// against no take, and hides one task lost later by a dead consumer until the taker's next
+/// visit, for good if it makes none (review78 L2: `join_timeout` says `Timeout`, `join`
+/// waits).
 pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -296,8 +300,12 @@ pub(crate) mod uncounted {
     /// same block is another).
     pub(super) type Queue = (u64, u64);
 
-    /// The takes left in [`TABLE`], read without its lock: a take's fast "none".
-    static LEFT: AtomicU64 = AtomicU64::new(0);
+    /// One bit per queue object with takes in [`TABLE`] ([`bit`]), read without its lock: a
+    /// take's or a `task_done`'s fast "none" for its object. Per object, not one count of
+    /// every object's: the takes of an object this process dropped, or no longer visits, are
+    /// never counted, and kept every other object's visits on the table's lock for the
+    /// process's life (review78 L1); now only an object of the same bit's.
+    static QUEUES: AtomicU64 = AtomicU64::new(0);
 
     static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
 
@@ -311,7 +319,7 @@ pub(crate) mod uncounted {
 
     /// The table locked as it is, for a `Fork` start to hold across the fork: a child must
     /// not inherit it taken by another thread (it takes it at its first take or
-    /// `task_done` of a `JoinableQueue` while [`LEFT`] says any).
+    /// `task_done` of a `JoinableQueue` whose bit [`QUEUES`] has).
     pub(crate) fn lock_for_fork() -> MutexGuard<'static, Table> {
         TABLE.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -322,9 +330,16 @@ pub(crate) mod uncounted {
         if table.owner != (me.pid, me.start) {
             table.owner = (me.pid, me.start);
             table.takes.clear();
-            LEFT.store(0, Ordering::Relaxed);
+            QUEUES.store(0, Ordering::Relaxed);
         }
         table
+    }
+
+    /// The bit of `queue` in [`QUEUES`]: 6 bits of a multiplicative hash of its offset and
+    /// generation (offsets are aligned, their low bits alike).
+    fn bit(queue: Queue) -> u64 {
+        let (off, generation) = queue;
+        1 << ((off ^ generation.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
     }
 
     /// One more take of `queue` left uncounted.
@@ -335,13 +350,13 @@ pub(crate) mod uncounted {
             Some((_, left)) => *left += 1,
             None => table.takes.push((queue, 1)),
         }
-        LEFT.fetch_add(1, Ordering::Relaxed);
+        QUEUES.fetch_or(bit(queue), Ordering::Relaxed);
     }
 
-    /// The takes of `queue` left uncounted (0 at once when there are none at all).
+    /// The takes of `queue` left uncounted (0 at once when no object of its bit has any).
     #[inline]
-    pub(super) fn left(queue: &dyn Fn() -> Queue) -> u64 {
-        if LEFT.load(Ordering::Relaxed) == 0 { 0 } else { left_of(queue()) }
+    pub(super) fn left(queue: Queue) -> u64 {
+        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { left_of(queue) }
     }
 
     #[cold]
@@ -356,12 +371,43 @@ pub(crate) mod uncounted {
         let mut table = table();
         if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
             let left = &mut table.takes[at].1;
-            let n = n.min(*left);
-            *left -= n;
+            *left -= n.min(*left);
             if *left == 0 {
                 table.takes.swap_remove(at);
+                // The bit stays while another object of the same bit has takes.
+                if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
+                    QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
+                }
             }
-            LEFT.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use super::*;
+
+        /// The takes remembered of one queue object keep no other object's visit on the
+        /// table's lock (review78 L1: one count of every object's sent every take and
+        /// `task_done` of every `JoinableQueue` to the lock while any were left, for the
+        /// process's life when their object was dropped).
+        #[test]
+        fn the_takes_remembered_of_one_queue_leave_the_visits_of_another_lock_free() {
+            // Objects at offsets past any heap: no other test meets them.
+            let dropped = (u64::MAX - 4095, 1);
+            let other = (1..).map(|g| (u64::MAX - 8191, g)).find(|&q| bit(q) != bit(dropped)).unwrap();
+            add(dropped);
+            let (tx, rx) = mpsc::channel();
+            let locked = lock_for_fork();
+            std::thread::spawn(move || {
+                let _ = tx.send(left(other));
+            });
+            let seen = rx.recv_timeout(Duration::from_secs(10));
+            drop(locked);
+            settled(dropped, 1);
+            assert_eq!(seen, Ok(0), "the other object's takes, read while the table was locked");
         }
     }
 }
@@ -430,18 +476,29 @@ impl Held {
     }
 }
 
-/// A free slot of the task table counted in by a take, to be claimed ([`Held::claim`]) once
-/// the take has committed: when this is dropped, the table's lock held until then.
-struct Claim<'a> {
-    _lock: RawGuard<'a>,
-    slot: &'a Held,
-    dead: i64,
+/// What a take counted before its commit leaves to do once it has committed: done when
+/// this is dropped (after the take).
+enum AfterTake<'a> {
+    /// Claim ([`Held::claim`]) the free slot of the task table the take counted in, the
+    /// table's lock held until then.
+    Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
+    /// Remember the take left uncounted in the table of this queue object
+    /// ([`uncounted::add`]). Remembered before its commit, another thread's `task_done`
+    /// could count it in the process's slot meanwhile, and a kill before the commit left a
+    /// take that never happened counted as the dead process's: `join` said `TasksLost` for
+    /// a task still queued, or held by a live consumer (review78 M1).
+    Uncounted(uncounted::Queue),
 }
 
-impl Drop for Claim<'_> {
+impl Drop for AfterTake<'_> {
     fn drop(&mut self) {
-        crash_point!("queue.tasks.taken");
-        self.slot.claim(self.dead, sys::me());
+        match self {
+            AfterTake::Claim { slot, dead, .. } => {
+                crash_point!("queue.tasks.taken");
+                slot.claim(*dead, sys::me());
+            }
+            AfterTake::Uncounted(queue) => uncounted::add(*queue),
+        }
     }
 }
 
@@ -550,26 +607,25 @@ impl Tasks {
     /// process's.
     ///
     /// A process without a slot counts in a free one and claims it once its take has
-    /// committed, under the table's lock, held until then: when the [`Claim`] returned is
-    /// dropped. (Claimed before the commit, the slot of a process killed in between would
+    /// committed, under the table's lock, held until then: when the [`AfterTake`] returned
+    /// is dropped. (Claimed before the commit, the slot of a process killed in between would
     /// name it with a count undone.)
     ///
     /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
     /// debugger), which must not hold a timed get past its deadline (cond50); a running
     /// holder, however slow, is waited for. An uncounted take is remembered by its process
-    /// ([`uncounted`], `queue`: this queue object) and counted at the process's next visit
-    /// under the lock, this one's if it is a take: only if its taker dies before then is it
-    /// never told lost (`join` then waits for it).
+    /// ([`uncounted`], `queue`: this queue object) once it has committed (when the
+    /// [`AfterTake`] returned is dropped; crash point `queue.take.uncounted` before), and
+    /// counted at the process's next visit under the lock, this one's if it is a take: only
+    /// if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
-    fn count_take(&self, past: u64, queue: &dyn Fn() -> uncounted::Queue) -> Option<Claim<'_>> {
+    fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
-            uncounted::add(queue());
-            return None;
+            return Some(Self::uncounted(queue));
         };
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
-            uncounted::add(queue());
-            return None;
+            return Some(Self::uncounted(queue));
         };
         let left = uncounted::left(queue);
         // The takes left uncounted are counted with this one, in its one store; noted as
@@ -583,12 +639,19 @@ impl Tasks {
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
         if left > 0 {
-            uncounted::settled(queue(), left);
+            uncounted::settled(queue, left);
         }
         if mine {
             return None;
         }
-        Some(Claim { _lock: lock, slot: h, dead })
+        Some(AfterTake::Claim { _lock: lock, slot: h, dead })
+    }
+
+    /// A take left uncounted in the table of `queue`, to be remembered once it commits.
+    #[cold]
+    fn uncounted(queue: uncounted::Queue) -> AfterTake<'static> {
+        crash_point!("queue.take.uncounted");
+        AfterTake::Uncounted(queue)
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -627,12 +690,7 @@ impl Tasks {
     /// The takes this process left uncounted in the table of `queue` are counted in its
     /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
     /// task no longer held: counted later, it would be held again).
-    fn did(
-        &self,
-        elsewhere: &AtomicU64,
-        puts: impl FnOnce() -> u64,
-        queue: &dyn Fn() -> uncounted::Queue,
-    ) -> Option<(u64, u64)> {
+    fn did(&self, elsewhere: &AtomicU64, puts: impl FnOnce() -> u64, queue: uncounted::Queue) -> Option<(u64, u64)> {
         let _g = RawGuard::lock(&self.lock);
         let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
         let put = puts();
@@ -642,12 +700,12 @@ impl Tasks {
         let left = uncounted::left(queue);
         if self.add_done(left) {
             if left > 0 {
-                uncounted::settled(queue(), left);
+                uncounted::settled(queue, left);
             }
         } else {
             elsewhere.fetch_add(1, Ordering::AcqRel);
             if left > 0 {
-                uncounted::settled(queue(), 1);
+                uncounted::settled(queue, 1);
             }
         }
         Some((done + 1, put))
@@ -945,7 +1003,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         }
         let finish_shutdown = || self.finish_shutdown();
         let watch = Getting { shared: &self.shared, counted: Cell::new(None), finish_shutdown: &finish_shutdown };
-        let mut claim = None;
+        let mut after = None;
         let got = recv_value_then(
             &self.shared.ring,
             self.tag,
@@ -953,15 +1011,15 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             &watch,
             Failure::from,
             || watch.uncount(),
-            // Only a JoinableQueue's take writes `claim` (an `Option` of three words: a
+            // Only a JoinableQueue's take writes `after` (an `Option` of four words: a
             // `None` written at every take was stored in words and copied in wider loads).
             |decoded| {
                 if self.counts_tasks {
-                    claim = self.count_take(decoded);
+                    after = self.count_take(decoded);
                 }
             },
         );
-        // `claim` drops here, in place, after the take (a `drop(claim)` moved it first: a
+        // `after` drops here, in place, after the take (a `drop(after)` moved it first: a
         // copy in wider loads than the stores that wrote it, on every take).
         got
     }
@@ -1038,14 +1096,19 @@ impl<T> Channel<T> {
     /// Under the consumers' lock, a take about to commit (its message `decoded` or not):
     /// in a `JoinableQueue`'s, undoes the count of a take killed before its commit and
     /// counts this one, as this process's task, when it decoded (the `get` returns it). A
-    /// process without a slot in the task table claims one once the take committed: when
-    /// the claim returned is dropped.
+    /// process without a slot in the task table claims one, or remembers a take left
+    /// uncounted, once the take committed: when the value returned is dropped.
     #[inline]
-    fn count_take(&self, decoded: bool) -> Option<Claim<'_>> {
+    fn count_take(&self, decoded: bool) -> Option<AfterTake<'_>> {
         if !self.counts_tasks {
             return None;
         }
-        self.shared.count_take(decoded, &|| self.object())
+        self.shared.count_take(decoded, self.object())
+    }
+
+    /// The takes of this queue object this process remembers ([`uncounted`]).
+    pub(crate) fn takes_remembered(&self) -> u64 {
+        uncounted::left(self.object())
     }
 
     /// This queue object, for [`uncounted`].
@@ -1057,7 +1120,7 @@ impl<T> Channel<T> {
     /// Marks a task done by this process, if fewer than `puts()` are done: the tasks done
     /// then and the puts; `None` when all were done already.
     pub(crate) fn did_task(&self, puts: impl FnOnce() -> u64) -> Option<(u64, u64)> {
-        self.shared.tasks.did(&self.shared.done_elsewhere, puts, &|| self.object())
+        self.shared.tasks.did(&self.shared.done_elsewhere, puts, self.object())
     }
 
     /// Tasks marked done (a snapshot).

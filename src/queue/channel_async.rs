@@ -56,16 +56,16 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
         }
         let ring = &channel.shared.ring;
         let tag = channel.tag;
-        let mut claim = None;
+        let mut after = None;
         let outcome = poll_on(&mut this.waiting, ring.readable(), cx, |check| {
             let now = CheckNow::new(&watch, check);
-            let counted = |decoded| claim = channel.count_take(decoded);
+            let counted = |decoded| after = channel.count_take(decoded);
             match recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount(), counted) {
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }
         });
-        drop(claim);
+        drop(after);
         if outcome.is_pending() {
             this.counted.set(watch.counted.take());
         }

@@ -708,12 +708,26 @@ mod tests {
     }
 
     /// A child process stopped (`SIGSTOP`), killed and reaped when dropped however the
-    /// test ends: nothing stays stopped.
+    /// test ends, and killed by the kernel when the test binary ends without a drop (an
+    /// abort): nothing stays stopped (its `sleep` never runs out while it is).
     struct StoppedChild(std::process::Child);
 
     impl StoppedChild {
         fn new() -> StoppedChild {
-            let child = StoppedChild(std::process::Command::new("sleep").arg("60").spawn().expect("sleep runs"));
+            use std::os::unix::process::CommandExt;
+            let mut sleep = std::process::Command::new("sleep");
+            // SAFETY: between fork and exec the child only makes one `prctl`, which is
+            // async-signal-safe, and touches no memory of the parent's.
+            unsafe {
+                sleep.arg("60").pre_exec(|| {
+                    // Its parent thread's end kills it (this test's thread: dropped first).
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+            let child = StoppedChild(sleep.spawn().expect("sleep runs"));
             // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
             assert_eq!(unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
             let deadline = Instant::now() + LIMIT;
