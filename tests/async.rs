@@ -169,6 +169,30 @@ fn dropping_the_future_does_not_cancel_the_task_but_cancel_does() {
     assert!(common::eventually(Duration::from_secs(10), || pool.stats().tasks_cancelled >= 1));
 }
 
+/// A result awaited through a reference (`timeout(d, &mut r)`, as the future's docs advise)
+/// has been taken: the `AsyncResult` says it is ready, and every later wait, get or poll of
+/// it ends at once rather than wait for a value that will never come again.
+#[test]
+fn a_result_taken_through_a_reference_is_ready_and_nothing_waits_for_it_again() {
+    let _w = watchdog(Duration::from_secs(20));
+    let pool = Pool::new(1).unwrap();
+    let rt = current_thread();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    assert_eq!(rt.block_on(&mut r), Ok(9));
+    assert!(r.ready());
+    r.wait();
+    assert!(r.wait_timeout(Duration::from_secs(60)));
+    // Cancelling a result already there does nothing (as before it was taken).
+    r.cancel();
+    assert_eq!(rt.block_on(&mut r), Err(TaskError::Terminated));
+    assert_eq!(r.get(), Err(TaskError::Terminated));
+    // The same through `get_timeout`, which takes by `&mut` too.
+    let mut m = pool.map_async(square, vec![1, 2]).unwrap();
+    assert_eq!(m.get_timeout(Duration::from_secs(60)).unwrap(), vec![1, 4]);
+    assert!(m.ready());
+    assert_eq!(rt.block_on(&mut m), Err(TaskError::Terminated));
+}
+
 #[test]
 fn map_async_is_a_future_and_imap_a_stream() {
     let _w = watchdog(LIMIT);

@@ -97,6 +97,10 @@ pub(crate) struct Slot<T> {
     pub(crate) wakers: Wakers,
     /// `AsyncResult::cancel` was called: the pool drops the task, or stops its worker.
     pub(crate) cancelled: AtomicBool,
+    /// The value was taken (by a `get_timeout` or a future awaited through `&mut`), under
+    /// `value`'s lock: the slot stays settled, so that no later wait sleeps for a value
+    /// that never comes again, and no cancellation fills it anew.
+    taken: AtomicBool,
 }
 
 impl<T> Slot<T> {
@@ -107,6 +111,7 @@ impl<T> Slot<T> {
             sleepers: AtomicUsize::new(0),
             wakers: Wakers::default(),
             cancelled: AtomicBool::new(false),
+            taken: AtomicBool::new(false),
         })
     }
 
@@ -130,7 +135,7 @@ impl<T> Slot<T> {
     /// Fills the slot unless it already holds a value; whether it did.
     pub(crate) fn fill_if_empty(&self, value: T) -> bool {
         let mut guard = lock(&self.value);
-        if guard.is_some() {
+        if guard.is_some() || self.taken.load(Ordering::Relaxed) {
             return false;
         }
         *guard = Some(value);
@@ -139,8 +144,9 @@ impl<T> Slot<T> {
         true
     }
 
+    /// Whether the value came (taken since, or not).
     pub(crate) fn is_filled(&self) -> bool {
-        lock(&self.value).is_some()
+        lock(&self.value).is_some() || self.taken.load(Ordering::Relaxed)
     }
 
     /// Waits until filled or the deadline passes, lending time to `helper`.
@@ -160,7 +166,7 @@ impl<T> Slot<T> {
                 }
             }
             let guard = lock(&self.value);
-            if guard.is_some() {
+            if guard.is_some() || self.taken.load(Ordering::Relaxed) {
                 return true;
             }
             let slice =
@@ -172,8 +178,20 @@ impl<T> Slot<T> {
         }
     }
 
+    /// The value, once: `None` before it comes and after it was taken (see
+    /// [`Slot::is_filled`] to tell them apart).
     pub(crate) fn take(&self) -> Option<T> {
-        lock(&self.value).take()
+        let mut guard = lock(&self.value);
+        let value = guard.take();
+        if value.is_some() {
+            self.taken.store(true, Ordering::Relaxed);
+        }
+        value
+    }
+
+    /// Whether the value was taken already: nothing more comes.
+    pub(crate) fn taken(&self) -> bool {
+        self.taken.load(Ordering::Relaxed)
     }
 
     pub(crate) fn with<U>(&self, f: impl FnOnce(Option<&T>) -> U) -> U {
