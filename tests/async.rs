@@ -193,6 +193,38 @@ fn a_result_taken_through_a_reference_is_ready_and_nothing_waits_for_it_again() 
     assert_eq!(rt.block_on(&mut m), Err(TaskError::Terminated));
 }
 
+/// A waker that wakes nothing, to count who keeps it (its `Arc`'s strong count).
+struct Kept;
+
+impl std::task::Wake for Kept {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+/// A result or stream polled from one task after another (moved between tasks, runtimes
+/// or threads, each time dropped part-way) keeps the waker of its last poll only: the
+/// wakers of the polls before, and the tasks behind them, are let go at once rather than
+/// kept until the result comes.
+#[test]
+fn a_result_or_stream_polled_by_many_tasks_keeps_only_the_last_ones_waker() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let mut r = pool.apply_async(sleep_then, 60_000).unwrap();
+    let mut s = pool.imap(sleep_then, vec![60_000]).unwrap();
+    let kept: Vec<_> = (0..100).map(|_| std::sync::Arc::new(Kept)).collect();
+    for k in &kept {
+        let waker = std::task::Waker::from(k.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(Pin::new(&mut r).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut s).poll_next(&mut cx).is_pending());
+    }
+    let still_held = kept.iter().filter(|k| std::sync::Arc::strong_count(k) > 1).count();
+    assert_eq!(still_held, 1, "wakers of earlier polls still held");
+    r.cancel();
+    assert_eq!(r.get(), Err(TaskError::Cancelled));
+    drop(s);
+    pool.terminate();
+}
+
 #[test]
 fn map_async_is_a_future_and_imap_a_stream() {
     let _w = watchdog(LIMIT);

@@ -119,7 +119,7 @@ impl<T> Slot<T> {
         let mut guard = lock(&self.value);
         *guard = Some(value);
         self.wake_sleepers(guard);
-        self.wakers.wake_all();
+        self.wakers.wake();
     }
 
     /// Wakes the threads asleep on `filled`, if any, after `guard`'s change. Read under the
@@ -140,7 +140,7 @@ impl<T> Slot<T> {
         }
         *guard = Some(value);
         self.wake_sleepers(guard);
-        self.wakers.wake_all();
+        self.wakers.wake();
         true
     }
 
@@ -199,25 +199,30 @@ impl<T> Slot<T> {
     }
 }
 
-/// The wakers of the futures waiting for something of this process (a slot, a stream's
+/// The waker of the future waiting for something of this process (a slot, a stream's
 /// next item): registered before the future looks again, woken by whoever fills it.
+///
+/// One waker: each slot and stream has one consumer (`AsyncResult` and `IMap` are not
+/// `Clone`), and a future need wake only the waker of its latest poll. A future polled from
+/// one task after another (moved, or dropped part-way through `&mut`) thus lets the earlier
+/// tasks' wakers go, which a list kept until the fill (tests/async.rs
+/// `a_result_or_stream_polled_by_many_tasks_keeps_only_the_last_ones_waker`).
 #[derive(Default)]
-pub(crate) struct Wakers(Mutex<Vec<std::task::Waker>>);
+pub(crate) struct Wakers(Mutex<Option<std::task::Waker>>);
 
 impl Wakers {
-    /// Registers `waker` (once: a waker that would wake the same task replaces it).
+    /// Registers `waker`, in place of the one registered before.
     pub(crate) fn register(&self, waker: &std::task::Waker) {
-        let mut wakers = lock(&self.0);
-        if let Some(w) = wakers.iter_mut().find(|w| w.will_wake(waker)) {
-            w.clone_from(waker);
-        } else {
-            wakers.push(waker.clone());
+        let mut registered = lock(&self.0);
+        match &mut *registered {
+            Some(w) => w.clone_from(waker),
+            None => *registered = Some(waker.clone()),
         }
     }
 
-    pub(crate) fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *lock(&self.0));
-        for w in wakers {
+    pub(crate) fn wake(&self) {
+        let registered = lock(&self.0).take();
+        if let Some(w) = registered {
             w.wake();
         }
     }
@@ -482,7 +487,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
         }
         drop(state);
         self.ready.notify_all();
-        self.wakers.wake_all();
+        self.wakers.wake();
     }
 }
 
