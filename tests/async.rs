@@ -444,13 +444,13 @@ fn join_async_of_a_killed_child_ends_with_its_signal() {
     }
 }
 
-/// As above with an outcome past the codec's inline size (65 000 bytes): under the fork
-/// server, the heap keeps the allocated size of the outcome after the child's death, with
-/// a blocking `join` as with `join_async` (probe: 65 000 -> +65 536, 65 536 -> +69 632,
-/// 200 000 -> +200 704 bytes in use, still there 500 ms later; 5 000 frees all). Run it
+/// As above with a result past a payload's inline size (16 KiB: 65 000 bytes, a heap blob):
+/// under the fork server, the blob stays in the heap after the child's death, with a
+/// blocking `join` as with `join_async` (probe: 16 000 -> +0, 16 500 -> +32 768,
+/// 65 000 -> +65 536, 200 000 -> +200 704 bytes in use, still there 500 ms later). Run it
 /// alone: the heap is the whole test binary's.
 #[test]
-#[ignore = "found by auda58, not async-specific: a fork-server child killed as it reports a large outcome leaves it in the heap (process/boot.rs report, codec); left to the lead"]
+#[ignore = "found by auda58, not async-specific: a child's result over 16 KiB is a heap blob (Payload::new in process/boot.rs) that nothing frees when the child dies before its report is committed; left to the lead"]
 fn a_child_killed_as_it_reports_a_large_outcome_leaves_nothing_in_the_heap() {
     let _w = watchdog(LIMIT);
     let method = multiproc::StartMethod::ForkServer;
