@@ -97,6 +97,10 @@ pub(crate) struct Slot<T> {
     pub(crate) wakers: Wakers,
     /// `AsyncResult::cancel` was called: the pool drops the task, or stops its worker.
     pub(crate) cancelled: AtomicBool,
+    /// The value was taken (by a `get_timeout` or a future awaited through `&mut`), under
+    /// `value`'s lock: the slot stays settled, so that no later wait sleeps for a value
+    /// that never comes again, and no cancellation fills it anew.
+    taken: AtomicBool,
 }
 
 impl<T> Slot<T> {
@@ -107,6 +111,7 @@ impl<T> Slot<T> {
             sleepers: AtomicUsize::new(0),
             wakers: Wakers::default(),
             cancelled: AtomicBool::new(false),
+            taken: AtomicBool::new(false),
         })
     }
 
@@ -114,7 +119,7 @@ impl<T> Slot<T> {
         let mut guard = lock(&self.value);
         *guard = Some(value);
         self.wake_sleepers(guard);
-        self.wakers.wake_all();
+        self.wakers.wake();
     }
 
     /// Wakes the threads asleep on `filled`, if any, after `guard`'s change. Read under the
@@ -130,17 +135,18 @@ impl<T> Slot<T> {
     /// Fills the slot unless it already holds a value; whether it did.
     pub(crate) fn fill_if_empty(&self, value: T) -> bool {
         let mut guard = lock(&self.value);
-        if guard.is_some() {
+        if guard.is_some() || self.taken.load(Ordering::Relaxed) {
             return false;
         }
         *guard = Some(value);
         self.wake_sleepers(guard);
-        self.wakers.wake_all();
+        self.wakers.wake();
         true
     }
 
+    /// Whether the value came (taken since, or not).
     pub(crate) fn is_filled(&self) -> bool {
-        lock(&self.value).is_some()
+        lock(&self.value).is_some() || self.taken.load(Ordering::Relaxed)
     }
 
     /// Waits until filled or the deadline passes, lending time to `helper`.
@@ -160,7 +166,7 @@ impl<T> Slot<T> {
                 }
             }
             let guard = lock(&self.value);
-            if guard.is_some() {
+            if guard.is_some() || self.taken.load(Ordering::Relaxed) {
                 return true;
             }
             let slice =
@@ -172,8 +178,20 @@ impl<T> Slot<T> {
         }
     }
 
+    /// The value, once: `None` before it comes and after it was taken (see
+    /// [`Slot::is_filled`] to tell them apart).
     pub(crate) fn take(&self) -> Option<T> {
-        lock(&self.value).take()
+        let mut guard = lock(&self.value);
+        let value = guard.take();
+        if value.is_some() {
+            self.taken.store(true, Ordering::Relaxed);
+        }
+        value
+    }
+
+    /// Whether the value was taken already: nothing more comes.
+    pub(crate) fn taken(&self) -> bool {
+        self.taken.load(Ordering::Relaxed)
     }
 
     pub(crate) fn with<U>(&self, f: impl FnOnce(Option<&T>) -> U) -> U {
@@ -181,25 +199,30 @@ impl<T> Slot<T> {
     }
 }
 
-/// The wakers of the futures waiting for something of this process (a slot, a stream's
+/// The waker of the future waiting for something of this process (a slot, a stream's
 /// next item): registered before the future looks again, woken by whoever fills it.
+///
+/// One waker: each slot and stream has one consumer (`AsyncResult` and `IMap` are not
+/// `Clone`), and a future need wake only the waker of its latest poll. A future polled from
+/// one task after another (moved, or dropped part-way through `&mut`) thus lets the earlier
+/// tasks' wakers go, which a list kept until the fill (tests/async.rs
+/// `a_result_or_stream_polled_by_many_tasks_keeps_only_the_last_ones_waker`).
 #[derive(Default)]
-pub(crate) struct Wakers(Mutex<Vec<std::task::Waker>>);
+pub(crate) struct Wakers(Mutex<Option<std::task::Waker>>);
 
 impl Wakers {
-    /// Registers `waker` (once: a waker that would wake the same task replaces it).
+    /// Registers `waker`, in place of the one registered before.
     pub(crate) fn register(&self, waker: &std::task::Waker) {
-        let mut wakers = lock(&self.0);
-        if let Some(w) = wakers.iter_mut().find(|w| w.will_wake(waker)) {
-            w.clone_from(waker);
-        } else {
-            wakers.push(waker.clone());
+        let mut registered = lock(&self.0);
+        match &mut *registered {
+            Some(w) => w.clone_from(waker),
+            None => *registered = Some(waker.clone()),
         }
     }
 
-    pub(crate) fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *lock(&self.0));
-        for w in wakers {
+    pub(crate) fn wake(&self) {
+        let registered = lock(&self.0).take();
+        if let Some(w) = registered {
             w.wake();
         }
     }
@@ -464,7 +487,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
         }
         drop(state);
         self.ready.notify_all();
-        self.wakers.wake_all();
+        self.wakers.wake();
     }
 }
 

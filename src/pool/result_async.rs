@@ -61,6 +61,8 @@ impl<R> AsyncResult<R> {
 /// (`tokio::time::timeout(d, result)`) is such a drop. To keep the result reachable, await
 /// a `&mut` to the `AsyncResult` (`timeout(d, &mut result)`); to stop the task, call
 /// [`AsyncResult::cancel`] (or give the task a pool timeout, which kills its worker).
+/// Once the value was taken (by such an await, or by [`AsyncResult::get_timeout`]), the
+/// result stays ready, and a later await or `get` is [`TaskError::Terminated`] at once.
 ///
 /// # Examples
 ///
@@ -86,6 +88,12 @@ impl<R> Future for AsyncResult<R> {
         let slot = &self.slot;
         if let Some(v) = slot.take() {
             return Poll::Ready(v);
+        }
+        // Polled again after it gave the value (awaited through `&mut` before, or taken by
+        // `get_timeout`): nothing will come again, and nobody would wake us. Only this
+        // `AsyncResult` takes, so the value cannot have gone between the two looks.
+        if slot.taken() {
+            return Poll::Ready(Err(TaskError::Terminated));
         }
         // A copy that fork made in a child of a pool without a helper: nothing will fill the
         // slot (a process pool's helper ends its copy's results itself).
