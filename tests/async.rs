@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::watchdog;
 use futures_core::Stream;
 use multiproc::{
-    Event, GetError, JoinableQueue, Pipe, Pool, Process, PutError, Queue, RecvError, SimpleQueue, TaskError,
+    Event, GetError, JoinableQueue, Pipe, Pool, Process, PutError, Queue, RecvError, ResultTimeoutError, SimpleQueue,
+    TaskError,
 };
 
 multiproc::test_support!();
@@ -180,6 +181,8 @@ fn a_result_taken_through_a_reference_is_ready_and_nothing_waits_for_it_again() 
     let mut r = pool.apply_async(square, 3).unwrap();
     assert_eq!(rt.block_on(&mut r), Ok(9));
     assert!(r.ready());
+    // Ready, so `successful` answers (Python's raises only while not ready): it was.
+    assert_eq!(r.successful(), Ok(true));
     r.wait();
     assert!(r.wait_timeout(Duration::from_secs(60)));
     // Cancelling a result already there does nothing (as before it was taken).
@@ -191,6 +194,15 @@ fn a_result_taken_through_a_reference_is_ready_and_nothing_waits_for_it_again() 
     assert_eq!(m.get_timeout(Duration::from_secs(60)).unwrap(), vec![1, 4]);
     assert!(m.ready());
     assert_eq!(rt.block_on(&mut m), Err(TaskError::Terminated));
+    assert_eq!(m.successful(), Ok(true));
+    // A failure taken says so too.
+    let mut f = pool.apply_async(fails, ()).unwrap();
+    assert!(matches!(f.get_timeout(Duration::from_secs(60)), Err(ResultTimeoutError::Task(TaskError::Panicked(_)))));
+    assert_eq!(f.successful(), Ok(false));
+}
+
+fn fails(_: ()) {
+    panic!("as it should");
 }
 
 /// A waker that wakes nothing, to count who keeps it (its `Arc`'s strong count).

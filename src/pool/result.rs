@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -99,9 +99,15 @@ pub(crate) struct Slot<T> {
     pub(crate) cancelled: AtomicBool,
     /// The value was taken (by a `get_timeout` or a future awaited through `&mut`), under
     /// `value`'s lock: the slot stays settled, so that no later wait sleeps for a value
-    /// that never comes again, and no cancellation fills it anew.
-    taken: AtomicBool,
+    /// that never comes again, and no cancellation fills it anew. [`TAKEN`], with
+    /// [`TAKEN_OK`] when the value was a success (`AsyncResult::successful` still answers).
+    taken: AtomicU8,
 }
+
+/// [`Slot::taken`]: the value was taken,
+const TAKEN: u8 = 1;
+/// and it was an `Ok`.
+const TAKEN_OK: u8 = 2;
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Self> {
@@ -111,7 +117,7 @@ impl<T> Slot<T> {
             sleepers: AtomicUsize::new(0),
             wakers: Wakers::default(),
             cancelled: AtomicBool::new(false),
-            taken: AtomicBool::new(false),
+            taken: AtomicU8::new(0),
         })
     }
 
@@ -135,7 +141,7 @@ impl<T> Slot<T> {
     /// Fills the slot unless it already holds a value; whether it did.
     pub(crate) fn fill_if_empty(&self, value: T) -> bool {
         let mut guard = lock(&self.value);
-        if guard.is_some() || self.taken.load(Ordering::Relaxed) {
+        if guard.is_some() || self.taken() {
             return false;
         }
         *guard = Some(value);
@@ -146,7 +152,7 @@ impl<T> Slot<T> {
 
     /// Whether the value came (taken since, or not).
     pub(crate) fn is_filled(&self) -> bool {
-        lock(&self.value).is_some() || self.taken.load(Ordering::Relaxed)
+        lock(&self.value).is_some() || self.taken()
     }
 
     /// Waits until filled or the deadline passes, lending time to `helper`.
@@ -166,7 +172,7 @@ impl<T> Slot<T> {
                 }
             }
             let guard = lock(&self.value);
-            if guard.is_some() || self.taken.load(Ordering::Relaxed) {
+            if guard.is_some() || self.taken() {
                 return true;
             }
             let slice =
@@ -178,24 +184,32 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Whether the value was taken already: nothing more comes.
+    pub(crate) fn taken(&self) -> bool {
+        self.taken.load(Ordering::Relaxed) != 0
+    }
+}
+
+impl<R> Slot<Result<R, TaskError>> {
     /// The value, once: `None` before it comes and after it was taken (see
     /// [`Slot::is_filled`] to tell them apart).
-    pub(crate) fn take(&self) -> Option<T> {
+    pub(crate) fn take(&self) -> Option<Result<R, TaskError>> {
         let mut guard = lock(&self.value);
         let value = guard.take();
-        if value.is_some() {
-            self.taken.store(true, Ordering::Relaxed);
+        if let Some(v) = &value {
+            self.taken.store(if v.is_ok() { TAKEN | TAKEN_OK } else { TAKEN }, Ordering::Relaxed);
         }
         value
     }
 
-    /// Whether the value was taken already: nothing more comes.
-    pub(crate) fn taken(&self) -> bool {
-        self.taken.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn with<U>(&self, f: impl FnOnce(Option<&T>) -> U) -> U {
-        f(lock(&self.value).as_ref())
+    /// Whether the task succeeded, once its value came (taken since, or not).
+    pub(crate) fn succeeded(&self) -> Option<bool> {
+        let guard = lock(&self.value);
+        match (guard.as_ref(), self.taken.load(Ordering::Relaxed)) {
+            (Some(v), _) => Some(v.is_ok()),
+            (None, 0) => None,
+            (None, taken) => Some(taken & TAKEN_OK != 0),
+        }
     }
 }
 
@@ -684,7 +698,7 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn successful(&self) -> Result<bool, NotReady> {
         self.ready();
-        self.slot.with(|v| v.map(|r| r.is_ok()).ok_or(NotReady))
+        self.slot.succeeded().ok_or(NotReady)
     }
 }
 
