@@ -742,7 +742,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     // Tagged under the key, as that driver tags it: the node decodes it.
     let tag = tag(&ids[0], &earlier);
     assert!(redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &earlier, b"k", &tag]).starts_with(b"$"));
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let got = task.get_timeout(Duration::from_secs(30));
     assert!(
         matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WrongBuild { .. }))),
@@ -774,7 +774,7 @@ fn tag(id: &str, m: &[u8]) -> Vec<u8> {
 fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let pool = pool_with(
         &redis.url,
         1,
@@ -831,7 +831,7 @@ fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
     });
     add_entry(&redis, &tasks, &[("m".into(), entry.clone()), ("k".into(), tag(odd, &entry))]);
     assert_eq!(redis.raw(&[b"SADD", b"mp:pools", odd.as_bytes()]), b":1\r\n");
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
@@ -992,7 +992,7 @@ fn cluster_key_role() {
 fn the_cluster_key_leaves_the_environment_and_stays_the_familys() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let out = Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
@@ -1004,6 +1004,35 @@ fn the_cluster_key_leaves_the_environment_and_stays_the_familys() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains("the key role passed"), "{stdout}\n{stderr}");
+    // The node served the role's pool: its `init()` took both variables long before.
+    let environ = std::fs::read(format!("/proc/{}/environ", node.child.id())).unwrap();
+    let shown = |name: &str| {
+        environ.split(|&b| b == 0).any(|e| e.starts_with(format!("{name}=").as_bytes()) && e.len() > name.len() + 1)
+    };
+    assert!(!shown(KEY_ENV), "the node's /proc/<pid>/environ shows the key");
+    // The URL may carry the Redis password (review80 L3).
+    assert!(!shown(WORKER_ENV), "the node's /proc/<pid>/environ shows its URL");
+}
+
+/// A node that ends says why without the Redis password of its URL: a supervisor that
+/// restarts it puts each line in logs more people read than the node's environment. The
+/// URL was printed whole (review80 M3). The URL here is refused at once (RESP3).
+#[test]
+fn a_node_that_ends_prints_its_url_without_the_password() {
+    let _w = watchdog(LIMIT);
+    let out = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, "redis://worker:s3cret@127.0.0.1:1/0?protocol=resp3")
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("redis://worker:***@127.0.0.1:1/0"), "the URL, shown: {stderr}");
+    assert!(!stderr.contains("s3cret"), "the password, printed: {stderr}");
 }
 
 /// A result as another program could push it: the crate's layout of `wire::ResultMsg` (a
@@ -1073,7 +1102,7 @@ fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
         matches!(&got, Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { node })) if node == "the driver"),
         "a result pushed by someone without the key: {got:?}"
     );
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 

@@ -87,6 +87,7 @@
 mod error;
 pub(crate) mod key;
 mod link;
+pub(crate) use link::redacted;
 mod node;
 pub(crate) mod pool;
 pub(crate) mod queue;
@@ -118,9 +119,11 @@ pub use node::{ServeOptions, WORKER_ENV, serve};
 ///   that does not call `init()` leaves them, and the programs its tasks start inherit them.
 pub(crate) fn take_environment() -> Option<String> {
     let removable = crate::sys::known_single_threaded();
+    // Zeroed in the kernel's block too (`/proc/<pid>/environ`): the key, and the URL with
+    // its Redis password (review80 L3).
     let remove = |name| {
         if removable {
-            crate::sys::remove_env_single_threaded(name);
+            crate::sys::scrub_env_single_threaded(name);
         }
     };
     let present = |name: &str| std::env::var_os(name).is_some();
