@@ -130,6 +130,12 @@ fn cluster_role() {
             });
             eprintln!("the held get: {got:?}");
         }
+        // Opens a queue with no key given (the key file of `XDG_CONFIG_HOME`), on a server
+        // it never reaches, and says how the open failed: on the key, or on the server.
+        "default key" => {
+            let opened = Queue::<u32>::open(&url, "q");
+            eprintln!("opened {:?}", opened.err());
+        }
         "refused taken back" => {
             let q = Queue::<u64>::builder().authkey(TEST_KEY).open(&url, "once").unwrap();
             let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
@@ -1215,4 +1221,41 @@ fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
     let got = q.get();
     assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:described}:dead"]), b":1\r\n", "kept in the dead-letter list");
+}
+
+/// A user that is not root, whose configuration directory is to be made in a directory of
+/// root's that is sticky (`/tmp`, as `HOME=/tmp` makes it in containers and CI images),
+/// gets its key file: nobody else can rename or remove what it makes there (review80 L1:
+/// only a directory of the user's own was accepted). Another user's directory, sticky or
+/// not, stays refused (`cluster::key`'s tests). Needs root, to run as `nobody`.
+#[test]
+fn a_key_file_is_made_below_a_sticky_directory_of_roots() {
+    use std::os::unix::fs::PermissionsExt;
+    let _w = watchdog(LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running as another user needs root");
+        return;
+    }
+    let shared = std::env::temp_dir().join(format!("multiproc-sticky-{}", std::process::id()));
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, "default key")
+        .env(URL, "redis://127.0.0.1:1/")
+        .env("XDG_CONFIG_HOME", shared.join("config"))
+        .env_remove(multiproc::cluster::KEY_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let made = shared.join("config").join("multiproc").join("cluster.key").exists();
+    std::fs::remove_dir_all(&shared).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("Key("), "the key file was refused: {said}");
+    assert!(made, "no key file was made: {said}");
 }
