@@ -78,14 +78,15 @@ fn an_acl_user_limited_to_the_mp_prefix_works_through_the_url() {
     assert!(matches!(nobody, Err(ClusterError::Auth(_))), "{nobody:?}");
 }
 
-/// A message that does not decode, taken by a user who may not run `MULTI`: moved to the
-/// dead letters whole. The move was a transaction, refused there (review36 M2: the refusal,
-/// not commands run one by one outside a transaction that passed for one); it is a script
-/// since review75 L5 (moved only if still this consumer's), which needs no `MULTI`.
+/// A message that does not decode, taken by a user who may not run `MULTI` (the documented
+/// ACL, since review80 L8): moved to the dead letters whole. The move was a transaction,
+/// refused there (review36 M2: the refusal, not commands run one by one outside a
+/// transaction that passed for one); it is a script since review75 L5 (moved only if still
+/// this consumer's), which needs no `MULTI`.
 #[test]
 fn a_user_without_multi_sets_aside_a_message_that_does_not_decode_whole() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = TcpRedis::start(&MP_USER[..MP_USER.len() - 2]) else { return };
+    let Some(redis) = TcpRedis::start(&MP_USER) else { return };
     let url = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
     let strings = Queue::<String>::builder().authkey(TEST_KEY).open(&url, "jobs").unwrap();
     strings.put("not a number".into()).unwrap();
@@ -101,7 +102,7 @@ fn a_user_without_multi_sets_aside_a_message_that_does_not_decode_whole() {
 /// A consumer that may take but not push (`-lpush`, or `-rpush`), with a producer that may:
 /// the server's arguments, and the URLs of the consumer and of the producer.
 fn consumer_only(refused: &'static str) -> Option<(TcpRedis, String, String)> {
-    let mut acl = MP_USER[..MP_USER.len() - 2].to_vec();
+    let mut acl = MP_USER.to_vec();
     acl.push(refused);
     acl.extend(["--user", "producer", "on", ">pw", "~mp:*", "&*", "+@all"]);
     let redis = TcpRedis::start(&acl)?;

@@ -13,8 +13,12 @@
 //! cannot reach (Linux connects it to this machine).
 //!
 //! Every key is under `mp:`; an ACL user limited to it needs
-//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire +multi +exec`, and for
-//! pools also `+@stream`.
+//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire`,
+//! and for pools also `+@stream` (no transaction: nothing runs `MULTI`). A queue's consumer
+//! needs the push commands too, not only the takes: it pushes an item that does not decode
+//! or check to the dead letters (`LPUSH`), and a value dropped unacknowledged back in line
+//! (`RPUSH`). Refused, they fail having changed nothing, and the item stays the
+//! consumer's until it retires.
 //!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
 //! authority of the system's, or by one given with [`Tls`] (a private CA, and a client
