@@ -27,12 +27,19 @@ static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 fn mark_set_up() {
     // A node whose workers cannot start: each dies in its set-up.
     assert!(std::env::var_os(NO_BOOT).is_none(), "no boot on this node");
+    // A node whose first worker starts, and no other after it: the first makes the file.
+    if let Some(first) = std::env::var_os(ONE_BOOT) {
+        std::fs::OpenOptions::new().write(true).create_new(true).open(first).expect("no second boot on this node");
+    }
     SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Set in a node's environment: its workers die at boot (`mark_set_up`), so its local pool
 /// gives up on them (`TaskError::WorkersCannotStart`).
 const NO_BOOT: &str = "MULTIPROC_TEST_CLUSTER_NO_BOOT";
+/// Set in a node's environment to a file that does not exist yet: its first worker boots
+/// (and makes the file), every later one dies at boot (`mark_set_up`).
+const ONE_BOOT: &str = "MULTIPROC_TEST_CLUSTER_ONE_BOOT";
 
 multiproc::test_support!(child_init = mark_set_up);
 
@@ -2341,6 +2348,34 @@ fn a_node_whose_workers_cannot_start_leaves_its_tasks_to_others_and_ends() {
     assert_eq!(ended.and_then(|status| status.code()), Some(1), "the broken node ends, failed");
     let _healthy = Node::start(&redis.url);
     assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+}
+
+/// A node whose local pool stops starting workers after it served (its one worker killed by
+/// a task, none booting after) hands back the task it holds, and ends: the task runs on a
+/// healthy node. Since review80 M1 the only way a node hands back.
+#[test]
+fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(2));
+    let killer = pool.apply_async(poison, 0).unwrap();
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let first = redis.dir.join("first-boot");
+    let (mut broken, lines) = logging_node(&redis.url, &[(ONE_BOOT, first.to_str().unwrap())]);
+    let mut ended = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            ended = broken.child.try_wait().unwrap();
+            ended.is_some() || task.ready()
+        }),
+        "neither ended"
+    );
+    assert!(!task.ready(), "the task was answered by the broken node: {:?}", task.get_timeout(Duration::ZERO));
+    // (Read until found, or the node's stderr closes.)
+    assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
 }
 
 /// Nodes whose workers cannot boot take no task: a supervisor restarting them spends no
