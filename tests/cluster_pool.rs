@@ -749,7 +749,7 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     // Tagged under the key, as that driver tags it: the node decodes it.
     let tag = tag(&ids[0], &earlier);
     assert!(redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &earlier, b"k", &tag]).starts_with(b"$"));
-    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let got = task.get_timeout(Duration::from_secs(30));
     assert!(
         matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WrongBuild { .. }))),
@@ -781,7 +781,7 @@ fn tag(id: &str, m: &[u8]) -> Vec<u8> {
 fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let pool = pool_with(
         &redis.url,
         1,
@@ -838,7 +838,7 @@ fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
     });
     add_entry(&redis, &tasks, &[("m".into(), entry.clone()), ("k".into(), tag(odd, &entry))]);
     assert_eq!(redis.raw(&[b"SADD", b"mp:pools", odd.as_bytes()]), b":1\r\n");
-    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let pool = pool_with(&redis.url, 1, test_options().authkey(TEST_KEY));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
@@ -1109,7 +1109,7 @@ fn a_result_pushed_by_someone_without_the_key_is_refused_typed() {
         matches!(&got, Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { node })) if node == "the driver"),
         "a result pushed by someone without the key: {got:?}"
     );
-    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
