@@ -45,6 +45,8 @@ fn other_program_with(role: &str, url: &str, env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
+/// The pid of the server the "ack no reply" program pauses.
+const REDIS_PID: &str = "MULTIPROC_TEST_REDIS_PID";
 /// The "signalled open" program's queue timeout, in milliseconds.
 const TIMEOUT_MS: &str = "MULTIPROC_TEST_TIMEOUT_MS";
 /// The file of the authority that the "signalled get" program's `rediss://` server has.
@@ -101,6 +103,56 @@ fn cluster_role() {
             let job = jobs.receive().unwrap();
             eprintln!("holding {}", *job);
             std::thread::sleep(Duration::from_secs(120));
+        }
+        // Gets the refused item of queue "once", held between its take and its set-aside
+        // while the item goes back in line as another consumer's reclaim would put it,
+        // and says what the get returned. The hold point is armed here, in a process of
+        // its own: armed in the test process, it held every test's get of a refused item
+        // (review80 L6).
+        // Gets 7 from queue "q", held between its take and its acknowledgement while the
+        // server (`REDIS_PID`) is paused, and says what the get returned (in a process of
+        // its own, as "refused taken back").
+        "ack no reply" => {
+            let pid: u32 = std::env::var(REDIS_PID).unwrap().parse().unwrap();
+            let q =
+                Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&url, "q").unwrap();
+            multiproc::__private::crash_at("hold:cluster.get.taken");
+            let got = std::thread::scope(|s| {
+                let getter = s.spawn(|| q.get());
+                while multiproc::__private::crash_holding() < 1 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                common::redis::pause(pid);
+                multiproc::__private::crash_disarm();
+                let got = getter.join().unwrap();
+                common::redis::resume(pid);
+                got
+            });
+            eprintln!("the held get: {got:?}");
+        }
+        // Opens a queue with no key given (the key file of `XDG_CONFIG_HOME`), on a server
+        // it never reaches, and says how the open failed: on the key, or on the server.
+        "default key" => {
+            let opened = Queue::<u32>::open(&url, "q");
+            eprintln!("opened {:?}", opened.err());
+        }
+        "refused taken back" => {
+            let q = Queue::<u64>::builder().authkey(TEST_KEY).open(&url, "once").unwrap();
+            let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+            multiproc::__private::crash_at("hold:cluster.get.refused");
+            let got = std::thread::scope(|s| {
+                let getter = s.spawn(|| q.get());
+                while multiproc::__private::crash_holding() < 1 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let held: Vec<String> = redis::cmd("KEYS").arg("mp:{q:once}:proc:*").query(&mut conn).unwrap();
+                let moved: Vec<u8> =
+                    redis::cmd("RPOPLPUSH").arg(&held[0]).arg("mp:{q:once}:items").query(&mut conn).unwrap();
+                assert_eq!(moved, [0, 0x9a, 0x05], "the refused item, back in line");
+                multiproc::__private::crash_disarm();
+                getter.join().unwrap()
+            });
+            eprintln!("the held get: {got:?}");
         }
         // Puts 1 while the reply of every put is lost (the command ran), puts it again as
         // its error allows, then puts 2.
@@ -853,23 +905,14 @@ fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
 fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q =
-        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
-    // The getting thread is held between its take and its acknowledgement.
-    multiproc::__private::crash_at("hold:cluster.get.taken");
-    let got = std::thread::scope(|s| {
-        let getter = s.spawn(|| q.get());
-        while multiproc::__private::crash_holding() < 1 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        redis.pause();
-        multiproc::__private::crash_disarm();
-        let got = getter.join().unwrap();
-        redis.resume();
-        got
-    });
-    assert!(matches!(got, Ok(7)), "{got:?}");
+    let mut other = other_program_with("ack no reply", &redis.url, &[(REDIS_PID, &redis.pid.to_string())]);
+    let mut said = String::new();
+    other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    let ended = other.wait().unwrap();
+    redis.resume();
+    assert!(ended.success() && said.contains("the held get: Ok(7)"), "{said}");
 }
 
 #[test]
@@ -1024,21 +1067,11 @@ fn a_refused_item_taken_back_meanwhile_is_set_aside_once() {
     let Some(redis) = Redis::start(&[]) else { return };
     let q = test_queue::<u64>(&redis, "once");
     assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:once}:items", &[0, 0x9a, 0x05]]), b":1\r\n");
-    // The getting thread is held between its take and the move.
-    multiproc::__private::crash_at("hold:cluster.get.refused");
-    let got = std::thread::scope(|s| {
-        let getter = s.spawn(|| q.get());
-        while multiproc::__private::crash_holding() < 1 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // As another consumer's reclaim would: out of the processing list, back in line.
-        let held = redis.raw(&[b"KEYS", b"mp:{q:once}:proc:*"]);
-        let held = String::from_utf8_lossy(&held).lines().nth(2).unwrap().to_string();
-        assert_eq!(redis.raw(&[b"RPOPLPUSH", held.as_bytes(), b"mp:{q:once}:items"]), b"$3\r\n\x00\x9a\x05\r\n");
-        multiproc::__private::crash_disarm();
-        getter.join().unwrap()
-    });
-    assert!(matches!(got, Err(GetError::Unauthenticated { .. })), "{got:?}");
+    let mut other = other_program("refused taken back", &redis.url);
+    let mut said = String::new();
+    other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(other.wait().unwrap().success(), "{said}");
+    assert!(said.contains("the held get: Err(Unauthenticated"), "{said}");
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:once}:dead"]), b":0\r\n", "set aside by the get that no longer held it");
     let again = q.get();
     assert!(matches!(again, Err(GetError::Unauthenticated { .. })), "{again:?}");
@@ -1188,4 +1221,41 @@ fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
     let got = q.get();
     assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
     assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:described}:dead"]), b":1\r\n", "kept in the dead-letter list");
+}
+
+/// A user that is not root, whose configuration directory is to be made in a directory of
+/// root's that is sticky (`/tmp`, as `HOME=/tmp` makes it in containers and CI images),
+/// gets its key file: nobody else can rename or remove what it makes there (review80 L1:
+/// only a directory of the user's own was accepted). Another user's directory, sticky or
+/// not, stays refused (`cluster::key`'s tests). Needs root, to run as `nobody`.
+#[test]
+fn a_key_file_is_made_below_a_sticky_directory_of_roots() {
+    use std::os::unix::fs::PermissionsExt;
+    let _w = watchdog(LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running as another user needs root");
+        return;
+    }
+    let shared = std::env::temp_dir().join(format!("multiproc-sticky-{}", std::process::id()));
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, "default key")
+        .env(URL, "redis://127.0.0.1:1/")
+        .env("XDG_CONFIG_HOME", shared.join("config"))
+        .env_remove(multiproc::cluster::KEY_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let made = shared.join("config").join("multiproc").join("cluster.key").exists();
+    std::fs::remove_dir_all(&shared).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("Key("), "the key file was refused: {said}");
+    assert!(made, "no key file was made: {said}");
 }

@@ -78,14 +78,15 @@ fn an_acl_user_limited_to_the_mp_prefix_works_through_the_url() {
     assert!(matches!(nobody, Err(ClusterError::Auth(_))), "{nobody:?}");
 }
 
-/// A message that does not decode, taken by a user who may not run `MULTI`: moved to the
-/// dead letters whole. The move was a transaction, refused there (review36 M2: the refusal,
-/// not commands run one by one outside a transaction that passed for one); it is a script
-/// since review75 L5 (moved only if still this consumer's), which needs no `MULTI`.
+/// A message that does not decode, taken by a user who may not run `MULTI` (the documented
+/// ACL, since review80 L8): moved to the dead letters whole. The move was a transaction,
+/// refused there (review36 M2: the refusal, not commands run one by one outside a
+/// transaction that passed for one); it is a script since review75 L5 (moved only if still
+/// this consumer's), which needs no `MULTI`.
 #[test]
 fn a_user_without_multi_sets_aside_a_message_that_does_not_decode_whole() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = TcpRedis::start(&MP_USER[..MP_USER.len() - 2]) else { return };
+    let Some(redis) = TcpRedis::start(&MP_USER) else { return };
     let url = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
     let strings = Queue::<String>::builder().authkey(TEST_KEY).open(&url, "jobs").unwrap();
     strings.put("not a number".into()).unwrap();
@@ -96,6 +97,60 @@ fn a_user_without_multi_sets_aside_a_message_that_does_not_decode_whole() {
     let dead: usize = redis::cmd("LLEN").arg("mp:{q:jobs}:dead").query(&mut conn).unwrap();
     assert_eq!(dead, 1, "set aside");
     assert!(matches!(numbers.try_get(), Err(GetError::Empty)), "nor left in line");
+}
+
+/// A consumer that may take but not push (`-lpush`, or `-rpush`), with a producer that may:
+/// the server's arguments, and the URLs of the consumer and of the producer.
+fn consumer_only(refused: &'static str) -> Option<(TcpRedis, String, String)> {
+    let mut acl = MP_USER.to_vec();
+    acl.push(refused);
+    acl.extend(["--user", "producer", "on", ">pw", "~mp:*", "&*", "+@all"]);
+    let redis = TcpRedis::start(&acl)?;
+    let consumer = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
+    let producer = format!("redis://producer:pw@127.0.0.1:{}/0", redis.port);
+    Some((redis, consumer, producer))
+}
+
+/// The lengths of the dead letters and of every processing list of queue `jobs`.
+fn dead_and_held(producer: &str) -> (usize, usize) {
+    let mut conn = redis::Client::open(producer).unwrap().get_connection().unwrap();
+    let dead: usize = redis::cmd("LLEN").arg("mp:{q:jobs}:dead").query(&mut conn).unwrap();
+    let lists: Vec<String> = redis::cmd("KEYS").arg("mp:{q:jobs}:proc:*").query(&mut conn).unwrap();
+    let held = lists.iter().map(|l| redis::cmd("LLEN").arg(l).query::<usize>(&mut conn).unwrap()).sum();
+    (dead, held)
+}
+
+/// A message that does not decode, taken by a consumer that may not push it to the dead
+/// letters: the refusal, and the message stays in the consumer's processing list (to go
+/// back in line when it retires). The set-aside script removed it, then its push was
+/// refused, and a script's writes are not undone: it was in neither list (review80 M2).
+#[test]
+fn a_consumer_refused_the_dead_letter_push_keeps_the_message() {
+    let _w = watchdog(LIMIT);
+    let Some((_redis, consumer, producer)) = consumer_only("-lpush") else { return };
+    let strings = Queue::<String>::builder().authkey(TEST_KEY).open(&producer, "jobs").unwrap();
+    strings.put("not a number".into()).unwrap();
+    let numbers = Queue::<u32>::builder().authkey(TEST_KEY).open(&consumer, "jobs").unwrap();
+    let got = numbers.get();
+    assert!(matches!(&got, Err(GetError::Redis(_))), "{got:?}");
+    assert_eq!(dead_and_held(&producer), (0, 1), "neither set aside nor lost");
+    drop(numbers);
+    assert_eq!(strings.len().unwrap(), 1, "back in line once its consumer retired");
+}
+
+/// The same for a value dropped unacknowledged by a consumer that may not push it back in
+/// line: it stays held, not lost (review80 M2).
+#[test]
+fn a_consumer_refused_the_push_back_keeps_a_dropped_value() {
+    let _w = watchdog(LIMIT);
+    let Some((_redis, consumer, producer)) = consumer_only("-rpush") else { return };
+    let producer_q = Queue::<u32>::builder().authkey(TEST_KEY).open(&producer, "jobs").unwrap();
+    producer_q.put(7).unwrap();
+    let consumer_q = Queue::<u32>::builder().authkey(TEST_KEY).open(&consumer, "jobs").unwrap();
+    drop(consumer_q.receive().unwrap());
+    assert_eq!(dead_and_held(&producer), (0, 1), "still held, not lost");
+    drop(consumer_q);
+    assert_eq!(producer_q.get().unwrap(), 7, "back in line once its consumer retired");
 }
 
 /// A take under a user who may not run `CLIENT REPLY`: the refusal, and the connection

@@ -27,12 +27,19 @@ static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 fn mark_set_up() {
     // A node whose workers cannot start: each dies in its set-up.
     assert!(std::env::var_os(NO_BOOT).is_none(), "no boot on this node");
+    // A node whose first worker starts, and no other after it: the first makes the file.
+    if let Some(first) = std::env::var_os(ONE_BOOT) {
+        std::fs::OpenOptions::new().write(true).create_new(true).open(first).expect("no second boot on this node");
+    }
     SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Set in a node's environment: its workers die at boot (`mark_set_up`), so its local pool
 /// gives up on them (`TaskError::WorkersCannotStart`).
 const NO_BOOT: &str = "MULTIPROC_TEST_CLUSTER_NO_BOOT";
+/// Set in a node's environment to a file that does not exist yet: its first worker boots
+/// (and makes the file), every later one dies at boot (`mark_set_up`).
+const ONE_BOOT: &str = "MULTIPROC_TEST_CLUSTER_ONE_BOOT";
 
 multiproc::test_support!(child_init = mark_set_up);
 
@@ -992,7 +999,7 @@ fn cluster_key_role() {
 fn the_cluster_key_leaves_the_environment_and_stays_the_familys() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
     let out = Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
@@ -1004,6 +1011,35 @@ fn the_cluster_key_leaves_the_environment_and_stays_the_familys() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains("the key role passed"), "{stdout}\n{stderr}");
+    // The node served the role's pool: its `init()` took both variables long before.
+    let environ = std::fs::read(format!("/proc/{}/environ", node.child.id())).unwrap();
+    let shown = |name: &str| {
+        environ.split(|&b| b == 0).any(|e| e.starts_with(format!("{name}=").as_bytes()) && e.len() > name.len() + 1)
+    };
+    assert!(!shown(KEY_ENV), "the node's /proc/<pid>/environ shows the key");
+    // The URL may carry the Redis password (review80 L3).
+    assert!(!shown(WORKER_ENV), "the node's /proc/<pid>/environ shows its URL");
+}
+
+/// A node that ends says why without the Redis password of its URL: a supervisor that
+/// restarts it puts each line in logs more people read than the node's environment. The
+/// URL was printed whole (review80 M3). The URL here is refused at once (RESP3).
+#[test]
+fn a_node_that_ends_prints_its_url_without_the_password() {
+    let _w = watchdog(LIMIT);
+    let out = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, "redis://worker:s3cret@127.0.0.1:1/0?protocol=resp3")
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("redis://worker:***@127.0.0.1:1/0"), "the URL, shown: {stderr}");
+    assert!(!stderr.contains("s3cret"), "the password, printed: {stderr}");
 }
 
 /// A result as another program could push it: the crate's layout of `wire::ResultMsg` (a
@@ -2290,8 +2326,9 @@ fn a_node_that_may_acknowledge_but_not_push_loses_no_task() {
 }
 
 /// A node whose local pool gave up on its workers (review70: it kept claiming tasks and
-/// failed each for good, where a healthy node could have run them) hands back what it
-/// took, at once, and ends: the task runs on a healthy node.
+/// failed each for good, where a healthy node could have run them) leaves the task (since
+/// review80 M1 it takes none before a worker answered) and ends: the task runs on a
+/// healthy node.
 #[test]
 fn a_node_whose_workers_cannot_start_leaves_its_tasks_to_others_and_ends() {
     let _w = watchdog(LIMIT);
@@ -2313,19 +2350,62 @@ fn a_node_whose_workers_cannot_start_leaves_its_tasks_to_others_and_ends() {
     assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
 }
 
-/// With no healthy node, a task that broken nodes handed back fails typed after its
-/// deliveries (`TaskError::WorkerLost`), rather than waiting for ever on nodes that take
-/// it and cannot run it.
+/// A node whose local pool stops starting workers after it served (its one worker killed by
+/// a task, none booting after) hands back the task it holds, and ends: the task runs on a
+/// healthy node. Since review80 M1 the only way a node hands back.
 #[test]
-fn a_task_only_broken_nodes_take_fails_typed_after_its_deliveries() {
+fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let exe = std::env::current_exe().unwrap();
-    let _broken: Vec<Node> = (0..2).map(|_| Node::start_exe_with(&exe, &redis.url, &[(NO_BOOT, "1")])).collect();
-    let options = test_options().lease(Duration::from_millis(600)).max_deliveries(2);
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(2));
+    let killer = pool.apply_async(poison, 0).unwrap();
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let first = redis.dir.join("first-boot");
+    let (mut broken, lines) = logging_node(&redis.url, &[(ONE_BOOT, first.to_str().unwrap())]);
+    let mut ended = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            ended = broken.child.try_wait().unwrap();
+            ended.is_some() || task.ready()
+        }),
+        "neither ended"
+    );
+    assert!(!task.ready(), "the task was answered by the broken node: {:?}", task.get_timeout(Duration::ZERO));
+    // (Read until found, or the node's stderr closes.)
+    assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
+}
+
+/// Nodes whose workers cannot boot take no task: a supervisor restarting them spends no
+/// delivery (review80 M1: each start took a batch before its pool had booted a worker,
+/// handed it back, and the driver counted a delivery each time, so with one delivery
+/// allowed the task failed `WorkerLost` though a healthy node came). The task waits,
+/// undelivered, for the healthy node.
+#[test]
+fn nodes_whose_workers_cannot_start_take_no_task_and_spend_no_delivery() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let options = test_options().lease(Duration::from_millis(600)).max_deliveries(1);
     let pool = pool_with(&redis.url, 1, options);
-    let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(60));
-    assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for _start in 0..2 {
+        let mut broken = Node::start_exe_with(&exe, &redis.url, &[(NO_BOOT, "1")]);
+        let mut ended = None;
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                ended = broken.child.try_wait().unwrap();
+                ended.is_some() || task.ready()
+            }),
+            "the broken node did not end"
+        );
+        assert!(!task.ready(), "the task failed meanwhile: {:?}", task.get_timeout(Duration::ZERO));
+        assert_eq!(ended.and_then(|status| status.code()), Some(1), "the broken node ends, failed");
+    }
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
 }
 
 /// The role of [`a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable`]: a
@@ -2341,11 +2421,41 @@ fn secure_key_role() {
 
 const SECURE_ROLE: &str = "MULTIPROC_TEST_CLUSTER_SECURE_ROLE";
 
+/// The probe of the same test: whether the kernel runs the copy in secure mode (it does not
+/// where the file system is mounted `nosuid`, or under `no_new_privs`).
+#[test]
+fn secure_probe_role() {
+    if std::env::var_os(SECURE_PROBE).is_none() {
+        return;
+    }
+    // SAFETY: getauxval has no preconditions.
+    println!("AT_SECURE={}", unsafe { libc::getauxval(libc::AT_SECURE) });
+}
+
+const SECURE_PROBE: &str = "MULTIPROC_TEST_CLUSTER_SECURE_PROBE";
+
+/// Removes the directory of the set-user-ID copy, also when the test panics.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// review75 M1: a set-user-ID (or file-capability) program must not take its caller's
 /// `MULTIPROC_WORKER` (which made it serve the caller's Redis) nor `MULTIPROC_CLUSTER_KEY`
 /// (with which the caller signs the tasks it runs, as the program's user): the test binary,
 /// copied and made set-user-ID `nobody` (the kernel runs it in secure mode), started with
 /// both, runs its own code (`secure_key_role`), whose queue finds no key.
+///
+/// The copy is `0o4700`: nobody but `nobody` and root can run it (review80 L5: it was
+/// `0o4755`, any user could run the test binary as `nobody`). It is removed once started
+/// (the running process keeps it), or on a panic before. Where the kernel ignores the bit
+/// (`nosuid`, `no_new_privs`) the test says so and is skipped: the copy then serves the
+/// Redis of its variable, as any program may, and that said nothing of the library. It is
+/// started without `setpriv --pdeathsig`: the kernel clears that signal on a set-user-ID
+/// `execve`.
 #[test]
 fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
     use std::os::unix::fs::PermissionsExt;
@@ -2359,14 +2469,31 @@ fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
     let url = format!("redis://127.0.0.1:{}/", redis.port);
     let dir = std::env::temp_dir().join(format!("multiproc-cluster-setuid-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let guard = RemoveDir(dir.clone());
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.join("setuid-copy");
     std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
-    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let mut child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL"])
-        .arg(&copy)
+    if let Err(e) = std::os::unix::fs::chown(&copy, Some(65534), Some(65534)) {
+        eprintln!("skipped: the copy cannot be given to nobody (65534): {e}");
+        return;
+    }
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4700)).unwrap();
+    let probe = Command::new(&copy)
+        .args(["--exact", "secure_probe_role", "--nocapture", "--test-threads", "1"])
+        .env(SECURE_PROBE, "1")
+        .env_remove(WORKER_ENV)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // (Read from both streams: the harness's output may go to either.)
+    let probed = format!("{}{}", String::from_utf8_lossy(&probe.stdout), String::from_utf8_lossy(&probe.stderr));
+    if !probed.contains("AT_SECURE=1") {
+        eprintln!(
+            "skipped: the kernel does not run the set-user-ID copy in secure mode (nosuid, no_new_privs): {probed}"
+        );
+        return;
+    }
+    let mut child = Command::new(&copy)
         .args(["--exact", "secure_key_role", "--nocapture", "--test-threads", "1"])
         .env(WORKER_ENV, &url)
         .env(KEY_ENV, "the caller's key, of sixteen bytes or more")
@@ -2376,12 +2503,12 @@ fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    drop(guard);
     let ended = eventually(Duration::from_secs(30), || child.try_wait().unwrap().is_some());
     if !ended {
         let _ = child.kill();
     }
     let out = child.wait_with_output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(ended, "the set-user-ID copy served the caller's Redis: {stdout}");
     assert!(

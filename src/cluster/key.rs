@@ -48,10 +48,12 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// `/proc/<pid>/environ` shows the environment block a process started with, which
 /// removing a variable leaves as it was: `init` also zeroes the key's bytes there, so that
 /// neither the process nor its fork and fork-server children show it. Not where `init` left
-/// the variable (no `init`, or threads it cannot count), nor in the process that started
-/// this one, nor in a program whose environment it was set in: its `environ` file shows the
-/// key to the same user and to root, and tools that collect that file (crash reporters,
-/// `ps e`) copy it.
+/// the variable (no `init`, or threads it cannot count), nor where the program set it again
+/// before `init` (`setenv`, `putenv`, `clearenv`: the block's original entry is then no
+/// longer the one `init` finds), nor in the process that started this one, nor in a program
+/// whose environment it was set in: its `environ` file shows the key to the same user and
+/// to root, and tools that collect that file (crash reporters, `ps e`) copy it. The same
+/// holds for [`WORKER_ENV`](super::WORKER_ENV)'s URL, which may carry the Redis password.
 ///
 /// A set-user-ID, set-group-ID or capability-raising program ignores it, and the key file
 /// its `HOME` names: its caller chose its environment, and could else make it run any task
@@ -259,7 +261,8 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
 /// file owned by another user is refused: root running with a user's `HOME` (`sudo -E`)
 /// would else take a key that user knows, and run the tasks that user forges as root. Nor
 /// is anything made below a directory of another user (the nearest one that exists must be
-/// the effective user's), and the directory is checked before the file is written in it.
+/// the effective user's, or root's and sticky or not writable by others), and the
+/// directory is checked before the file is written in it.
 fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
     let failed = |what: &str, e: std::io::Error| ClusterError::Key(format!("{what} {}: {e}", path.display()));
     let refused = |why: String| ClusterError::Key(format!("the cluster key file {} {why}", path.display()));
@@ -282,8 +285,13 @@ fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
         // then refused the user's own programs, and which the user could not remove.
         let existing = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok());
         if let Some(existing) = existing.filter(|a| *a != dir) {
-            let owner = std::fs::metadata(existing).map_err(|e| failed("cannot read", e))?.uid();
-            if owner != me {
+            let held = std::fs::metadata(existing).map_err(|e| failed("cannot read", e))?;
+            let owner = held.uid();
+            // A directory of root's that nobody else may write, or sticky (`/tmp`, as
+            // `HOME=/tmp` in containers): nobody else can rename or remove what this user
+            // makes there, and `check_dir` checks what it made (review80 L1).
+            let roots = owner == 0 && (held.mode() & 0o022 == 0 || held.mode() & 0o1000 != 0);
+            if owner != me && !roots {
                 return Err(ClusterError::Key(format!(
                     "no cluster key file: {} belongs to another user (uid {owner}, not {me}), so nothing is made \
                      there: set {KEY_ENV}, or HOME to your own directory",
@@ -514,6 +522,9 @@ mod tests {
         refused(&scratch.key(), "belongs to another user");
         let deeper = scratch.0.join(".config").join("multiproc").join("cluster.key");
         refused(&deeper, "belongs to another user");
+        // Sticky, it is still another user's (only root's is taken so: review80 L1).
+        std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        refused(&scratch.key(), "belongs to another user");
         let made: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().collect();
         assert!(made.is_empty(), "made in another user's directory: {made:?}");
     }

@@ -261,6 +261,46 @@ impl redis::ConnectionLike for Conn {
     }
 }
 
+/// `url` as it may be shown (printed, logged, put in an error): its password, in the
+/// user information (`redis://user:PASSWORD@host`) or the `pass=` query parameter
+/// (`redis+unix:///socket?pass=PASSWORD`), stands as `***`. A node's log goes where more
+/// people read it than its environment (review80 M3). The user name and the rest stay, to
+/// say which server and account were meant.
+pub(crate) fn redacted(url: &str) -> String {
+    const HIDDEN: &str = "***";
+    let (head, fragment) = url.split_once('#').map_or((url, None), |(head, fragment)| (head, Some(fragment)));
+    let (path, query) = head.split_once('?').map_or((head, None), |(path, query)| (path, Some(query)));
+    let mut shown = match path.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => match user_info.split_once(':') {
+                    Some((user, _)) => format!("{user}:{HIDDEN}@{host}"),
+                    None => authority.to_string(),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{tail}")
+        }
+        None => path.to_string(),
+    };
+    if let Some(query) = query {
+        let hide = |pair: &str| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password") => {
+                format!("{name}={HIDDEN}")
+            }
+            _ => pair.to_string(),
+        };
+        shown.push('?');
+        shown.push_str(&query.split('&').map(hide).collect::<Vec<_>>().join("&"));
+    }
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(fragment);
+    }
+    shown
+}
+
 /// The first address of `host` that takes a connection, each within `timeout` and all by
 /// `until`. The any address (`0.0.0.0`, `::`) is left out: Linux connects it to this
 /// machine, which a cluster URL never means (the URL parser refuses it written out, not a
@@ -498,6 +538,22 @@ impl Write for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shown_url_hides_its_password_and_keeps_the_rest() {
+        for (url, shown) in [
+            ("redis://worker:s3cret@host:6379/0", "redis://worker:***@host:6379/0"),
+            ("rediss://:s3cret@host/0?protocol=resp2#frag", "rediss://:***@host/0?protocol=resp2#frag"),
+            ("redis://worker@host/", "redis://worker@host/"),
+            ("redis://a:b@c@host/", "redis://a:***@host/"),
+            ("redis+unix:///tmp/r.sock?db=1&pass=s3cret&user=w", "redis+unix:///tmp/r.sock?db=1&pass=***&user=w"),
+            ("unix:///tmp/r.sock?PASSWORD=x", "unix:///tmp/r.sock?PASSWORD=***"),
+            ("redis://host:6379", "redis://host:6379"),
+            ("not a url at all", "not a url at all"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
 
     /// review39 M3: a write to a peer that reads nothing fails `TimedOut` once its wait runs
     /// out (it was the socket's `WouldBlock`, which rustls takes for "try later"), and so does

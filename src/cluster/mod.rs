@@ -13,8 +13,12 @@
 //! cannot reach (Linux connects it to this machine).
 //!
 //! Every key is under `mp:`; an ACL user limited to it needs
-//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire +multi +exec`, and for
-//! pools also `+@stream`.
+//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire`,
+//! and for pools also `+@stream` (no transaction: nothing runs `MULTI`). A queue's consumer
+//! needs the push commands too, not only the takes: it pushes an item that does not decode
+//! or check to the dead letters (`LPUSH`), and a value dropped unacknowledged back in line
+//! (`RPUSH`). Refused, they fail having changed nothing, and the item stays the
+//! consumer's until it retires.
 //!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
 //! authority of the system's, or by one given with [`Tls`] (a private CA, and a client
@@ -87,6 +91,7 @@
 mod error;
 pub(crate) mod key;
 mod link;
+pub(crate) use link::redacted;
 mod node;
 pub(crate) mod pool;
 pub(crate) mod queue;
@@ -118,9 +123,11 @@ pub use node::{ServeOptions, WORKER_ENV, serve};
 ///   that does not call `init()` leaves them, and the programs its tasks start inherit them.
 pub(crate) fn take_environment() -> Option<String> {
     let removable = crate::sys::known_single_threaded();
+    // Zeroed in the kernel's block too (`/proc/<pid>/environ`): the key, and the URL with
+    // its Redis password (review80 L3).
     let remove = |name| {
         if removable {
-            crate::sys::remove_env_single_threaded(name);
+            crate::sys::scrub_env_single_threaded(name);
         }
     };
     let present = |name: &str| std::env::var_os(name).is_some();

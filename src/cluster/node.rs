@@ -290,10 +290,11 @@ pub(super) fn node_name() -> String {
 
 /// Serves as a worker node of every cluster pool on the Redis server at `url`: runs their
 /// tasks in a local process pool (sized to the CPUs: a task that crashes kills one process,
-/// never the node) and writes their results. It returns only when it cannot start, or when
-/// its local pool gives up on its workers (they die before their first answer, as in
-/// [`TaskError::WorkersCannotStart`]): the node then takes no more tasks, hands back those
-/// it holds (each counts a delivery: its driver sends it to another node, and fails it
+/// never the node) and writes their results. It reads no task before a local worker has
+/// answered one of its own, so a node whose workers cannot boot takes none. It returns
+/// only when it cannot start, or when its local pool gives up on its workers (they die
+/// before their first answer, as in [`TaskError::WorkersCannotStart`]): the node then takes
+/// no more tasks, hands back those it holds (each counts a delivery: its driver sends it to another node, and fails it
 /// [`TaskError::WorkerLost`] past [`ClusterOptions::max_deliveries`]), logs why, and
 /// returns that error (`MULTIPROC_WORKER`'s node prints it and exits with status 1, for a
 /// supervisor to restart it). Redis going away is waited out. A task whose tag does not check under the node's cluster key
@@ -337,6 +338,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         remote_results: true,
         zygote: None,
     })?;
+    first_answer(&local)?;
     let build = crate::sys::build_identity();
     let me = node_name();
     let shared = Arc::new(Shared {
@@ -432,6 +434,49 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
             }
         }
+    }
+}
+
+/// A task that does nothing: the first a node's local pool runs ([`first_answer`]).
+fn nothing(_: ()) {}
+
+/// Waits until a worker of the local pool has answered a task ([`nothing`]), before the
+/// node reads any: a node whose workers cannot boot then ends without having taken one
+/// (review80 M1: it took up to `capacity` tasks from each pool at once, handed them back
+/// once its pool gave up, and each such start, under a supervisor that restarts the node,
+/// spent a delivery of each, failing them `WorkerLost` while healthy nodes were there).
+/// The hand-back stays for a pool that breaks later.
+fn first_answer(local: &Inner) -> Result<(), crate::Error> {
+    /// Sends the outcome of [`nothing`].
+    struct Answered(Sender<Result<(), TaskError>>);
+    impl Delivery for Answered {
+        fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
+            let _ = self.0.send(outcome.map(drop));
+        }
+
+        fn cancelled(&self) -> bool {
+            false
+        }
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (args, _plain) = Payload::encode::<Vec<()>, _>(&[()][..])?;
+    local.submit(Job {
+        chunk: 0,
+        items: 1,
+        call: crate::pool::pack_task(nothing as fn(()))?,
+        args,
+        timeout: None,
+        delivery: Arc::new(Answered(tx)),
+        discard: |_| {},
+        claims: None,
+        undo: Default::default(),
+    })?;
+    // The pool answers every job it took: with a result, or why it has none (its workers
+    // cannot start: `WorkersCannotStart`).
+    match rx.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(crate::Error::Task(error)),
+        Err(_) => Err(crate::Error::Task(TaskError::Terminated)),
     }
 }
 

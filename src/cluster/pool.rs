@@ -184,7 +184,7 @@ impl ClusterOptions {
     }
 
     /// A task delivered this many times without an answer (its nodes died under it, or
-    /// handed it back because their local pools cannot start workers: see
+    /// handed it back because their local pools stopped starting workers: see
     /// [`serve`](super::serve)) fails with [`TaskError::WorkerLost`] instead of being queued
     /// again. At least 1. A task that no node takes waits for one: a driver cannot tell a
     /// node not started yet from none at all (`AsyncResult::get_timeout` bounds the wait).

@@ -157,10 +157,15 @@ return 0
 /// `KEYS[2]` by `ARGV[2]` (`LPUSH`: a refused item to the dead-letter list; `RPUSH`: a
 /// value dropped unacknowledged, first in line again), only if it is still there. Another
 /// consumer may have taken it back meanwhile (this one paused past its lease): pushed
-/// unconditionally, it was then set aside, or in line, twice (review75 L5).
+/// unconditionally, it was then set aside, or in line, twice (review75 L5). The push comes
+/// before the removal: a script's writes are not undone when a later command fails, so a
+/// push refused (an ACL that lets a consumer take but not push) after the `LREM` left the
+/// item in neither list (review80 M2). Refused first, it fails the script having written
+/// nothing, and the item stays held, returned when this consumer retires or dies.
 const MOVE_HELD: &str = r"
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+if redis.call('LPOS', KEYS[1], ARGV[1]) then
   redis.call(ARGV[2], KEYS[2], ARGV[1])
+  redis.call('LREM', KEYS[1], 1, ARGV[1])
 end
 return 0
 ";

@@ -30,6 +30,8 @@ pub(crate) fn check_workers(asked: usize) -> Result<(), PoolError> {
 
 pub use error::{BootFailure, NotReady, PoolError, ResultTimeoutError, TaskError};
 pub use options::{ApplyOptions, MapOptions};
+#[cfg(feature = "cluster")]
+pub(crate) use process::pack_task;
 pub use process::{Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, MapResult};
 pub use star::{Argument, StarFn, ThreadTarget};

@@ -157,7 +157,10 @@ pub(crate) fn init() -> Result<(), InitError> {
     #[cfg(feature = "cluster")]
     if let Some(url) = node {
         let Err(e) = crate::cluster::serve(&url, crate::cluster::ServeOptions::new());
-        eprintln!("multiproc: cannot serve as a worker node of {url}: {e}");
+        // Without its password: a supervisor that restarts the node keeps each line
+        // (review80 M3).
+        let url = crate::cluster::redacted(&url);
+        eprintln!("multiproc: the worker node of {url} ended: {e}");
         std::process::exit(1);
     }
     Ok(())

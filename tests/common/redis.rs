@@ -120,7 +120,7 @@ impl Drop for Redis {
 /// Redis server arguments: the default user off, and a user `worker` (password `pw`) with
 /// the ACL the module documentation gives a user limited to the `mp:` prefix (pools need
 /// `+@stream` besides).
-pub const MP_USER: [&str; 24] = [
+pub const MP_USER: [&str; 22] = [
     "--user",
     "default",
     "off",
@@ -143,6 +143,4 @@ pub const MP_USER: [&str; 24] = [
     "+del",
     "+exists",
     "+pexpire",
-    "+multi",
-    "+exec",
 ];
