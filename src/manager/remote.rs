@@ -275,7 +275,10 @@ const WRITER_BACKLOG: usize = 4096;
 /// queue near empty; 4096 answers of up to 64 MiB each (the default message size) would
 /// be 256 GiB. Refusing an answer that would pass it instead cut off a client that reads:
 /// a large answer, made while a small one waited (another thread's call), closed the
-/// connection.
+/// connection. Per connection, not server-wide (review79 L3): k connections that do not
+/// read hold up to k times this. Only clients with the key can, who can fill the heap
+/// anyway; a server-wide count would also have to take back the frames a broken writer's
+/// queue drops unwritten, or leak them until it refused everyone.
 const WRITER_BACKLOG_BYTES: usize = 256 << 20;
 
 /// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
