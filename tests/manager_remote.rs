@@ -1136,3 +1136,62 @@ fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go
     let rd: DictProxy<u8, serde_bytes::ByteBuf> = again.lookup("d").unwrap();
     assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(1 << 20));
 }
+
+/// A test child: `SIGPIPE` back to its default, as many programs set it, then a manager
+/// started with `Fork` (which keeps the dispositions) serving a dict "d" of an 8 MiB value;
+/// its port goes to `port`, and it ends when the test sets `port` back to 0 (or after
+/// `LIMIT`, should the test fail first: the test process waits for its children).
+fn serve_forked_with_default_sigpipe(port: multiproc::Value<u32>) {
+    // SAFETY (test): a disposition set before this process starts any thread of its own.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .start_method(multiproc::StartMethod::Fork)
+        .start()
+        .unwrap();
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![7u8; 8 << 20])).unwrap();
+    manager.publish("d", &d).unwrap();
+    port.set(u32::from(manager.address().unwrap().port()));
+    let end = std::time::Instant::now() + LIMIT;
+    while port.get() != 0 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// review79 L2: a manager server started with `Fork` by a program whose `SIGPIPE` is at its
+/// default lives on when it writes an answer to a client that half-closed and left: its
+/// reader shuts the socket down on the end of the stream, and the writer's next `write`
+/// fails `EPIPE`. A pin, not a defect: `TcpStream::write` sends with `MSG_NOSIGNAL`, so no
+/// `SIGPIPE` is raised (a `writev`, as `write_vectored` makes, would raise it and kill the
+/// server, every client's objects lost).
+#[test]
+fn a_fork_started_server_of_a_program_with_default_sigpipe_survives_a_client_that_leaves_mid_answer() {
+    let _w = common::heap_user(LIMIT);
+    let port = multiproc::Value::new(0u32).unwrap();
+    let program = Process::new(serve_forked_with_default_sigpipe, port.clone()).start().unwrap();
+    assert!(eventually(Duration::from_secs(30), || port.get() != 0));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port.get() as u16).into();
+    // One `get` of the 8 MiB value, as a client sends it.
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = recorder.lookup("d").unwrap();
+    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(8 << 20));
+    let get = frames_of(&sent.lock().unwrap()).pop().unwrap();
+    let mut frame = (get.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&get);
+    for _ in 0..5 {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        authenticate(&mut raw, KEY);
+        raw.write_all(&frame).unwrap();
+        raw.shutdown(std::net::Shutdown::Write).unwrap();
+        // It reads none of the answer, and leaves once the server closed the connection.
+        assert!(closed_by_server(&mut raw));
+    }
+    let after = rd.get(&0);
+    assert!(matches!(after, Ok(Some(ref v)) if v.len() == 8 << 20), "the server died: {after:?}");
+    drop((rd, recorder));
+    port.set(0);
+    program.join().unwrap();
+}

@@ -717,6 +717,35 @@ fn a_fork_in_a_callback_of_a_thread_pool_runs_no_queued_task_in_the_copy() {
     assert_eq!(marks.pids(), [std::process::id()], "the task queued behind ran in the copy too");
 }
 
+/// review79 L1: an initializer that forks, whose child comes back to the pool thread, has
+/// that copy run none of the parent's queued tasks: the copy ran the task queued behind
+/// (its callback once in each process), or, none queued, waited for ever on the parent's
+/// channel.
+#[test]
+fn a_fork_in_a_thread_pool_initializer_runs_no_queued_task_in_the_copy() {
+    let _w = watchdog(LIMIT);
+    let marks = Marks::new();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let pool = ThreadPool::builder()
+        .processes(1)
+        .initializer(move || {
+            let _ = wait.lock().unwrap().recv();
+            fork_from_callback(&forked);
+        })
+        .build()
+        .unwrap();
+    let b = pool.apply_async_with(|x: u32| x, 2, ApplyOptions::new().callback(marks.recorder())).unwrap();
+    // `b` is queued when the initializer forks.
+    go.send(()).unwrap();
+    assert_eq!(b.get(), Ok(2));
+    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
+    assert_eq!(marks.pids(), [std::process::id()], "the task queued at the fork ran in the copy too");
+}
+
 /// review70 L2: dropping the last `ThreadPool` terminates it and waits for its threads,
 /// even while a thread holds the pool for a moment: the drop decided by the `Arc`'s count,
 /// which such a thread raises (here the last thread whose initializer panicked, which
@@ -759,9 +788,12 @@ fn dropping_a_thread_pool_waits_for_its_threads_while_one_holds_the_pool() {
         callback_done.load(Ordering::SeqCst)
     });
     // Either the drop returned (the defect) or it waits.
-    eventually(LIMIT / 4, || {
+    let reached = eventually(LIMIT / 4, || {
         dropped.load(Ordering::SeqCst) || common::thread_in_futex_wait(dropper_tid.load(Ordering::SeqCst))
     });
+    // Released before the dropper reached the drop, the callback would be over before the
+    // drop began, and the test would pass whatever the drop does (review79 L5).
+    assert!(reached, "the dropper never reached the drop");
     release.send(()).unwrap();
     assert!(dropper.join().unwrap(), "the drop returned while the pool's thread ran a callback");
 }

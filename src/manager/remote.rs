@@ -68,7 +68,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(feature = "remote")]
-/// Writes one frame.
+/// Writes one frame. Through `write` only: std's `TcpStream::write` sends with
+/// `MSG_NOSIGNAL`, so a peer gone raises no `SIGPIPE`, which would end a server that keeps a
+/// program's default disposition (`StartMethod::Fork`); `write_vectored` (`writev`) would.
 pub(crate) fn write_frame(stream: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("a frame above 4 GiB"))?;
     let mut head = [0u8; 4];
@@ -249,8 +251,10 @@ pub(crate) type Writers = Arc<Remotes>;
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
 struct Writer {
     queue: mpsc::SyncSender<Vec<u8>>,
-    /// The bytes of the answers queued or being written (the writer thread takes off what
-    /// it wrote).
+    /// The bytes of the answers waiting in the queue: the writer thread takes a frame's
+    /// off as it takes the frame, before it writes it. Counted until written, one answer
+    /// being written (however long a client that reads takes over it) made the next one
+    /// overflow the backlog, and cut the client off (review79 M1).
     queued: Arc<AtomicUsize>,
     /// The writer's socket, to close at once a connection given up on: its writer may be
     /// stuck in a `write` the client never lets finish, and closes the socket only when
@@ -264,10 +268,17 @@ struct Writer {
 /// server closes the connection rather than hold ever more of them.
 const WRITER_BACKLOG: usize = 4096;
 
-/// The bytes of answers queued for one remote client, at most (one answer, however large,
-/// is queued when none is): 256 MiB, as [`DEFAULT_MAX_FRAME_MEMORY`] for requests. A
-/// client that reads its answers keeps the queue near empty; 4096 answers of up to 64 MiB
-/// each (the default message size) would be 256 GiB.
+/// The bytes of answers waiting for one remote client past which no more are queued: one
+/// answer more, however large, is queued while fewer wait (the last may pass it), so the
+/// writer holds at most this, one answer and the one it writes. 256 MiB, as
+/// [`DEFAULT_MAX_FRAME_MEMORY`] for requests. A client that reads its answers keeps the
+/// queue near empty; 4096 answers of up to 64 MiB each (the default message size) would
+/// be 256 GiB. Refusing an answer that would pass it instead cut off a client that reads:
+/// a large answer, made while a small one waited (another thread's call), closed the
+/// connection. Per connection, not server-wide (review79 L3): k connections that do not
+/// read hold up to k times this. Only clients with the key can, who can fill the heap
+/// anyway; a server-wide count would also have to take back the frames a broken writer's
+/// queue drops unwritten, or leak them until it refused everyone.
 const WRITER_BACKLOG_BYTES: usize = 256 << 20;
 
 /// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
@@ -278,7 +289,7 @@ pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bo
     let Some(writer) = writers.get(&conn) else { return false };
     let len = frame.len();
     let before = writer.queued.fetch_add(len, Ordering::AcqRel);
-    if (before == 0 || before.saturating_add(len) <= WRITER_BACKLOG_BYTES) && writer.queue.try_send(frame).is_ok() {
+    if before < WRITER_BACKLOG_BYTES && writer.queue.try_send(frame).is_ok() {
         return true;
     }
     writer.queued.fetch_sub(len, Ordering::AcqRel);
@@ -500,17 +511,9 @@ fn serve_connection(
     let (queue, answers) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
     let queued = Arc::new(AtomicUsize::new(0));
     lock(&writers.writers).insert(conn, Writer { queue, queued: queued.clone(), socket });
-    let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
-        for frame in answers {
-            let written = write_frame(&mut &*writer, &frame);
-            queued.fetch_sub(frame.len(), Ordering::AcqRel);
-            if written.is_err() {
-                break;
-            }
-        }
-        // Forgotten by the dispatcher (the connection ended or misbehaved): close.
-        let _ = writer.shutdown(Shutdown::Both);
-    });
+    let _ = std::thread::Builder::new()
+        .name("manager-writer".into())
+        .spawn(move || write_answers(&answers, &queued, &writer));
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
         let timeout = config.limits.frame_timeout;
         loop {
@@ -545,6 +548,21 @@ fn serve_connection(
     }
     let _ = stream.shutdown(Shutdown::Both);
     let _ = state.post(&Control::RemoteClosed { conn });
+}
+
+#[cfg(feature = "remote")]
+/// A remote connection's writer thread: writes the `answers` queued for it, taking each
+/// one's bytes off `queued` as it takes it, until the queue is forgotten or a write fails;
+/// then closes `socket`.
+fn write_answers(answers: &mpsc::Receiver<Vec<u8>>, queued: &AtomicUsize, socket: &TcpStream) {
+    for frame in answers {
+        queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        if write_frame(&mut &*socket, &frame).is_err() {
+            break;
+        }
+    }
+    // Forgotten by the dispatcher (the connection ended or misbehaved): close.
+    let _ = socket.shutdown(Shutdown::Both);
 }
 
 // ---- the client's side --------------------------------------------------------------------
@@ -902,11 +920,14 @@ impl RemoteConn {
 mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, mpsc};
     use std::time::Duration;
 
-    use super::{FrameMemory, WRITER_BACKLOG, WRITER_BACKLOG_BYTES, Writer, Writers, lock, send_to_writer};
+    use super::{
+        FrameMemory, WRITER_BACKLOG, WRITER_BACKLOG_BYTES, Writer, Writers, forget_writer, lock, send_to_writer,
+        write_answers,
+    };
 
     /// A connection whose writer writes nothing (stuck, as with a client that never reads)
     /// is closed once its backlog is full, in answers or in bytes: the answer is refused
@@ -930,6 +951,52 @@ mod tests {
             let mut rest = Vec::new();
             assert_eq!(peer.read_to_end(&mut rest).ok(), Some(0), "the socket was shut down");
         }
+    }
+
+    /// Reads one frame of `len` bytes from `peer`, without keeping it; returns its last byte.
+    fn read_through(peer: &mut TcpStream, len: usize) -> u8 {
+        let mut head = [0u8; 4];
+        peer.read_exact(&mut head).unwrap();
+        assert_eq!(u32::from_le_bytes(head) as usize, len);
+        let (mut buf, mut left, mut last) = (vec![0u8; 1 << 20], len, 0);
+        while left > 0 {
+            let n = peer.read(&mut buf[..left.min(1 << 20)]).unwrap();
+            assert!(n > 0, "the stream ended {left} bytes short");
+            (left, last) = (left - n, buf[n - 1]);
+        }
+        last
+    }
+
+    /// review79 M1: a client that reads its answers is not cut off by an answer larger
+    /// than the backlog while it is written, nor by one made while a small one waits. The
+    /// bytes of the answer being written were counted until it was written: the next
+    /// answer, however small, overflowed the backlog and the connection was closed (so too
+    /// a large answer behind a small one).
+    #[test]
+    fn answers_queued_while_a_large_one_is_written_go_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = Arc::new(listener.accept().unwrap().0);
+        let writers = Writers::default();
+        let (queue, answers) = mpsc::sync_channel(WRITER_BACKLOG);
+        let queued = Arc::new(AtomicUsize::new(0));
+        lock(&writers.writers).insert(1, Writer { queue, queued: queued.clone(), socket: socket.clone() });
+        let writer = std::thread::spawn(move || write_answers(&answers, &queued, &socket));
+        // Zeroed and never touched: they take no memory.
+        let large = WRITER_BACKLOG_BYTES + (1 << 20);
+        assert!(send_to_writer(&writers, 1, vec![0; large]));
+        // Its head arrived: the writer has taken it, and writes it until the peer reads on
+        // (the sockets buffer far less than it).
+        peer.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        peer.peek(&mut [0u8; 1]).unwrap();
+        assert!(send_to_writer(&writers, 1, vec![1; 10]), "a small answer while a large one is written");
+        assert!(send_to_writer(&writers, 1, vec![2; large]), "a large answer while a small one waits");
+        assert_eq!(read_through(&mut peer, large), 0);
+        assert_eq!(read_through(&mut peer, 10), 1);
+        assert_eq!(read_through(&mut peer, large), 2);
+        forget_writer(&writers, 1);
+        writer.join().unwrap();
+        assert_eq!(peer.read(&mut [0u8; 1]).ok(), Some(0), "the writer closed the socket");
     }
 
     /// Waits until `n` connections wait in `memory.take`, or `done` holds.

@@ -86,7 +86,7 @@ impl Shared {
     }
 }
 
-/// On a pool thread, after user code it ran returned (a task, a callback): ends this
+/// On a pool thread, after user code it ran returned (its initializer, a task, a callback): ends this
 /// process if that code forked and this is the child, come back here. The thread is its
 /// process's only one and serves the parent's pool: the jobs queued behind are the
 /// parent's, and ran twice, their callbacks once in each process (review70 L1); once none
@@ -125,7 +125,7 @@ impl Drop for Shared {
 /// none of the threads: in the child its calls fail with [`PoolError::Closed`], and
 /// dropping it waits for nothing.
 ///
-/// A task or callback that forks (a bare `fork`) and whose child returns into the pool's
+/// An initializer, task or callback that forks (a bare `fork`) and whose child returns into the pool's
 /// thread ends that child there, with exit code 0: the thread's copy serves the parent's
 /// pool, whose queued tasks must run once, in the parent.
 ///
@@ -257,15 +257,19 @@ impl ThreadPoolBuilder {
             let name = format!("ThreadPoolWorker-{}", i + 1);
             threads.push(std::thread::Builder::new().name(name.clone()).spawn(move || {
                 WORKER_OF.with(|w| w.set(Weak::as_ptr(&pool) as usize));
-                if let Some(init) = init
-                    && let Err(info) = panics::catching(&name, || init())
-                {
-                    // As a process pool's worker whose initializer panics, this thread
-                    // runs no task; it is not replaced (Python's would be, for ever).
-                    if let Some(p) = pool.upgrade() {
-                        p.initializer_failed(info);
+                if let Some(init) = init {
+                    let initialized = panics::catching(&name, || init());
+                    // User code too: a copy it forked, come back here, would run the
+                    // parent's queued jobs or wait on its channel for ever (review79 L1).
+                    end_if_copy(made_in);
+                    if let Err(info) = initialized {
+                        // As a process pool's worker whose initializer panics, this thread
+                        // runs no task; it is not replaced (Python's would be, for ever).
+                        if let Some(p) = pool.upgrade() {
+                            p.initializer_failed(info);
+                        }
+                        return;
                     }
-                    return;
                 }
                 for job in rx.iter() {
                     run_job(&pool, made_in, job);
