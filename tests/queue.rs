@@ -631,13 +631,9 @@ fn take_uncounted_mark_it_done_then_die_holding_another(args: (JoinableQueue<u32
     std::process::abort();
 }
 
-/// A take uncounted in a full task table, marked done while the table is still full (in
-/// the count outside it), is matched by that done: counted in a slot later, with the next
-/// take, it would be held twice, and its process's death tell two tasks lost for one.
-#[test]
-fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_again() {
-    // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
-    let _t = heap_user(LIMIT * 3);
+/// A queue whose task table is full of live holders' tasks: each of `TASK_SLOTS` children
+/// took one and holds it until `release` is set (the children returned).
+fn a_full_task_table() -> (JoinableQueue<u32>, Event, Vec<multiproc::ProcessHandle<()>>) {
     let q = JoinableQueue::new().unwrap();
     for i in 0..TASK_SLOTS {
         q.put(i as u32).unwrap();
@@ -647,6 +643,17 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
         .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
         .collect();
     assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
+    (q, release, holders)
+}
+
+/// A take uncounted in a full task table, marked done while the table is still full (in
+/// the count outside it), is matched by that done: counted in a slot later, with the next
+/// take, it would be held twice, and its process's death tell two tasks lost for one.
+#[test]
+fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_again() {
+    // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
+    let _t = heap_user(LIMIT * 3);
+    let (q, release, holders) = a_full_task_table();
     q.put(100).unwrap();
     let (done, go) = (Event::new().unwrap(), Event::new().unwrap());
     let args = (q.clone(), done.clone(), go.clone());
@@ -672,15 +679,7 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
 fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
     // Its waits in sequence (32 starts, the holders' release, the joins) stay within it.
     let _t = heap_user(LIMIT * 3);
-    let q = JoinableQueue::new().unwrap();
-    for i in 0..TASK_SLOTS {
-        q.put(i as u32).unwrap();
-    }
-    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
-    let holders: Vec<_> = (0..TASK_SLOTS)
-        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
-        .collect();
-    assert!(eventually(LIMIT, || q.is_empty()), "the holders took every task");
+    let (q, release, holders) = a_full_task_table();
     q.put(100).unwrap();
     assert_eq!(q.get(), Ok(100));
     assert_eq!(multiproc::__private::queue_takes_remembered(&q), 1, "taken uncounted: every slot a live holder's");

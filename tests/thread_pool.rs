@@ -601,6 +601,14 @@ fn fork_from_callback(forked: &AtomicU64) {
     }
 }
 
+/// The fork copy whose pid is in `copy` ended by a clean exit, and only this process ran a
+/// callback `marks` records (`what`: what ran in the copy otherwise).
+fn the_copy_exited_marking_nothing(copy: &AtomicU64, marks: Marks, what: &str) {
+    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
+    assert_eq!(marks.pids(), [std::process::id()], "{what}");
+}
+
 /// Waits (up to `LIMIT / 4`) for the fork copy `copy` to end, and returns its wait status; a
 /// copy still running then is killed, and the test fails.
 fn copy_ended(copy: i32) -> i32 {
@@ -683,9 +691,7 @@ fn a_fork_in_an_error_callback_of_a_failed_thread_pool_runs_no_other_callback_in
     go.send(()).unwrap();
     assert!(matches!(a.get(), Err(TaskError::Panicked(_))));
     assert!(matches!(b.get(), Err(TaskError::Panicked(_))));
-    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
-    assert_eq!(marks.pids(), [std::process::id()], "the other task's error callback ran in the copy too");
+    the_copy_exited_marking_nothing(&copy, marks, "the other task's error callback ran in the copy too");
 }
 
 /// review70 L1, the worker's loop: a callback that forks, whose child returns into the
@@ -712,9 +718,7 @@ fn a_fork_in_a_callback_of_a_thread_pool_runs_no_queued_task_in_the_copy() {
     go.send(()).unwrap();
     assert_eq!(a.get(), Ok(1));
     assert_eq!(b.get(), Ok(2));
-    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
-    assert_eq!(marks.pids(), [std::process::id()], "the task queued behind ran in the copy too");
+    the_copy_exited_marking_nothing(&copy, marks, "the task queued behind ran in the copy too");
 }
 
 /// review79 L1: an initializer that forks, whose child comes back to the pool thread, has
@@ -741,9 +745,7 @@ fn a_fork_in_a_thread_pool_initializer_runs_no_queued_task_in_the_copy() {
     // `b` is queued when the initializer forks.
     go.send(()).unwrap();
     assert_eq!(b.get(), Ok(2));
-    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
-    assert_eq!(marks.pids(), [std::process::id()], "the task queued at the fork ran in the copy too");
+    the_copy_exited_marking_nothing(&copy, marks, "the task queued at the fork ran in the copy too");
 }
 
 /// review70 L2: dropping the last `ThreadPool` terminates it and waits for its threads,
