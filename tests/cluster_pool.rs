@@ -13,13 +13,13 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use common::redis::Redis;
 use common::{eventually, watchdog};
 use multiproc::cluster::{ClusterError, ClusterOptions, KEY_ENV, WORKER_ENV};
-use multiproc::{MapOptions, Pool, PoolError, TaskError};
+use multiproc::{AsyncResult, MapOptions, Pool, PoolError, TaskError};
 
 /// Set by `mark_set_up`, this test binary's `child_init`.
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -2336,15 +2336,7 @@ fn a_node_whose_workers_cannot_start_leaves_its_tasks_to_others_and_ends() {
     let mut broken = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(NO_BOOT, "1")]);
     let pool = pool(&redis, 1);
     let mut task = pool.apply_async(square, 3).unwrap();
-    let mut ended = None;
-    assert!(
-        eventually(Duration::from_secs(60), || {
-            ended = broken.child.try_wait().unwrap();
-            ended.is_some() || task.ready()
-        }),
-        "neither ended"
-    );
-    assert!(!task.ready(), "the task was answered by the broken node: {:?}", task.get_timeout(Duration::ZERO));
+    let ended = ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the broken node");
     assert_eq!(ended.and_then(|status| status.code()), Some(1), "the broken node ends, failed");
     let _healthy = Node::start(&redis.url);
     assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
@@ -2362,20 +2354,33 @@ fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
     let mut task = pool.apply_async(square, 3).unwrap();
     let first = redis.dir.join("first-boot");
     let (mut broken, lines) = logging_node(&redis.url, &[(ONE_BOOT, first.to_str().unwrap())]);
+    ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the broken node");
+    // (Read until found, or the node's stderr closes.)
+    assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
+}
+
+/// Waits (up to a minute) for the node `broken` to end or `task` to be answered, and says
+/// that the node ended first (`neither`: what failed otherwise; `answered`: what the answer
+/// means, followed by it): its exit status.
+fn ends_unanswered(
+    broken: &mut Node,
+    task: &mut AsyncResult<u64>,
+    neither: &str,
+    answered: &str,
+) -> Option<ExitStatus> {
     let mut ended = None;
     assert!(
         eventually(Duration::from_secs(60), || {
             ended = broken.child.try_wait().unwrap();
             ended.is_some() || task.ready()
         }),
-        "neither ended"
+        "{neither}"
     );
-    assert!(!task.ready(), "the task was answered by the broken node: {:?}", task.get_timeout(Duration::ZERO));
-    // (Read until found, or the node's stderr closes.)
-    assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
-    let _healthy = Node::start(&redis.url);
-    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
-    drop(killer);
+    assert!(!task.ready(), "{answered}: {:?}", task.get_timeout(Duration::ZERO));
+    ended
 }
 
 /// Nodes whose workers cannot boot take no task: a supervisor restarting them spends no
@@ -2393,15 +2398,7 @@ fn nodes_whose_workers_cannot_start_take_no_task_and_spend_no_delivery() {
     let exe = std::env::current_exe().unwrap();
     for _start in 0..2 {
         let mut broken = Node::start_exe_with(&exe, &redis.url, &[(NO_BOOT, "1")]);
-        let mut ended = None;
-        assert!(
-            eventually(Duration::from_secs(60), || {
-                ended = broken.child.try_wait().unwrap();
-                ended.is_some() || task.ready()
-            }),
-            "the broken node did not end"
-        );
-        assert!(!task.ready(), "the task failed meanwhile: {:?}", task.get_timeout(Duration::ZERO));
+        let ended = ends_unanswered(&mut broken, &mut task, "the broken node did not end", "the task failed meanwhile");
         assert_eq!(ended.and_then(|status| status.code()), Some(1), "the broken node ends, failed");
     }
     let _healthy = Node::start(&redis.url);
