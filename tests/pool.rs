@@ -164,23 +164,6 @@ fn fork_from_callback(forked: &AtomicU64) -> bool {
     pid == 0
 }
 
-/// Waits (up to `LIMIT / 4`) for the fork copy `copy`, our child, to end, and returns its wait
-/// status; a copy still running then is killed, and the test fails.
-fn copy_ended(copy: i32) -> i32 {
-    let mut status = 0;
-    // SAFETY (test): `copy` is our child; `status` is a live local.
-    let ended = eventually(LIMIT / 4, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
-    if !ended {
-        // SAFETY (test): as above.
-        unsafe {
-            libc::kill(copy, libc::SIGKILL);
-            libc::waitpid(copy, std::ptr::null_mut(), 0);
-        }
-    }
-    assert!(ended, "the fork copy {copy} of the pool thread never ended");
-    status
-}
-
 /// tok40: a fork made on the pool's own thread (here by a callback nobody waits for, which
 /// that thread runs) whose child returns into the thread's loop: the child's copy of the
 /// pool is closed, and its pool thread must tend nothing, collect nothing and start no
@@ -212,7 +195,7 @@ fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
         let mut r = pool.apply_async(square, i).unwrap();
         assert_eq!(r.get_timeout(Duration::from_secs(10)), Ok(i * i), "task {i}");
     }
-    let status = copy_ended(copy);
+    let status = common::fork_copy_ended(copy, LIMIT / 4);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
     assert_eq!(pool.pids(), workers, "the parent's workers live on");
     assert!(workers.iter().all(|&pid| pid_running(pid)), "the parent's workers live on");
@@ -244,7 +227,7 @@ fn a_fork_copy_of_the_pool_thread_ends_while_another_thread_holds_stdout() {
     drop(let_go);
     holder.join().unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
-    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    let status = common::fork_copy_ended(copy.load(Ordering::SeqCst) as i32, LIMIT / 4);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
 }
 
@@ -275,7 +258,7 @@ fn a_fork_in_an_error_callback_runs_no_other_callback_in_the_copy() {
     // No `get` before the copy has ended: a caller's thread waiting in `get` could run the
     // callbacks itself, and its copy would go on as the test.
     assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
-    copy_ended(copy.load(Ordering::SeqCst) as i32);
+    common::fork_copy_ended(copy.load(Ordering::SeqCst) as i32, LIMIT / 4);
     assert!(a.get_timeout(Duration::from_secs(30)).is_err());
     assert!(b.get_timeout(Duration::from_secs(30)).is_err());
     let mut records = [0u8; 16];
@@ -348,7 +331,7 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
             // The pool thread ran the callback: another round (this one's `p` is read below).
             continue;
         }
-        copy_ended(copy);
+        common::fork_copy_ended(copy, LIMIT / 4);
         let mut said = [0u8; 64];
         // SAFETY (test): `said` is a live buffer of its length.
         let n = unsafe { libc::read(read_end, said.as_mut_ptr().cast(), said.len()) };
@@ -395,7 +378,7 @@ fn a_fork_made_in_a_callback_takes_none_of_the_results_queued_behind_it() {
     for (i, r) in (1..=4u64).zip(&mut queued) {
         assert_eq!(r.get_timeout(Duration::from_secs(10)), Ok(i * i), "queued task {i}");
     }
-    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    let status = common::fork_copy_ended(copy.load(Ordering::SeqCst) as i32, LIMIT / 4);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
 }
 

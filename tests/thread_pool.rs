@@ -592,7 +592,7 @@ fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
 /// Forks, as a program's callback on a pool thread would: the child returns (into the pool
 /// thread's copy), the parent notes the child's pid in `forked`. No parent-death signal:
 /// it follows the thread that forked, which may end first (a thread whose initializer
-/// panicked); `copy_ended` kills a copy that does not end.
+/// panicked); `common::fork_copy_ended` kills a copy that does not end.
 fn fork_from_callback(forked: &AtomicU64) {
     // SAFETY (test): the child returns at once.
     let pid = unsafe { libc::fork() };
@@ -604,26 +604,9 @@ fn fork_from_callback(forked: &AtomicU64) {
 /// The fork copy whose pid is in `copy` ended by a clean exit, and only this process ran a
 /// callback `marks` records (`what`: what ran in the copy otherwise).
 fn the_copy_exited_marking_nothing(copy: &AtomicU64, marks: Marks, what: &str) {
-    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    let status = common::fork_copy_ended(copy.load(Ordering::SeqCst) as i32, LIMIT / 4);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
     assert_eq!(marks.pids(), [std::process::id()], "{what}");
-}
-
-/// Waits (up to `LIMIT / 4`) for the fork copy `copy` to end, and returns its wait status; a
-/// copy still running then is killed, and the test fails.
-fn copy_ended(copy: i32) -> i32 {
-    let mut status = 0;
-    // SAFETY (test): `copy` is our child; `status` is a live local.
-    let ended = eventually(LIMIT / 4, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
-    if !ended {
-        // SAFETY (test): as above.
-        unsafe {
-            libc::kill(copy, libc::SIGKILL);
-            libc::waitpid(copy, std::ptr::null_mut(), 0);
-        }
-    }
-    assert!(ended, "the fork copy {copy} of the pool thread never ended");
-    status
 }
 
 /// A pipe whose write end a callback writes its process's pid into: which processes ran it.

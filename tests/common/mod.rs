@@ -54,6 +54,24 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Waits (up to `limit`) for the fork copy `copy`, a child of this process made by a bare
+/// `fork`, to end, and returns its wait status; a copy still running then is killed, and
+/// the test fails.
+pub fn fork_copy_ended(copy: i32, limit: Duration) -> i32 {
+    let mut status = 0;
+    // SAFETY (test): `copy` is our child; `status` is a live local.
+    let ended = eventually(limit, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
+    if !ended {
+        // SAFETY (test): as above.
+        unsafe {
+            libc::kill(copy, libc::SIGKILL);
+            libc::waitpid(copy, std::ptr::null_mut(), 0);
+        }
+    }
+    assert!(ended, "the fork copy {copy} of the pool thread never ended");
+    status
+}
+
 /// Whether a process with this pid exists and is not a zombie.
 pub fn pid_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
