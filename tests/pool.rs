@@ -1080,7 +1080,7 @@ fn zero_processes_or_zero_tasks_per_child_are_errors_as_in_python() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
-/// More workers than the system can run at all (`/proc/sys/kernel/threads-max`) is refused
+/// More workers than the system can run at all (`threads-max`, `pid_max`) is refused
 /// before any is started, typed, as the ThreadPool's (tests/thread_pool.rs
 /// `more_threads_than_the_system_allows_is_a_typed_error`, which panicked before).
 #[test]

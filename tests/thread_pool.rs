@@ -383,13 +383,15 @@ fn zero_threads_is_an_error_as_in_python() {
     assert!(matches!(ThreadPool::builder().processes(0).build(), Err(Error::Pool(PoolError::NoProcesses))));
 }
 
-/// More threads than the system can run at all (`/proc/sys/kernel/threads-max`) is refused
+/// More threads than the system can run at all (`threads-max`, `pid_max`) is refused
 /// before any is started, typed: `ThreadPool::new(usize::MAX)` panicked ("capacity
 /// overflow"), and `1 << 40` would have started threads until the system refused one.
 #[test]
 fn more_threads_than_the_system_allows_is_a_typed_error() {
     let _w = watchdog(LIMIT);
-    for asked in [usize::MAX, 1 << 40] {
+    // Each thread takes a pid too: more than `pid_max` is refused as well (review81 L2).
+    let pid_max: usize = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    for asked in [usize::MAX, 1 << 40, pid_max + 1] {
         match ThreadPool::new(asked) {
             Err(Error::Pool(PoolError::TooManyWorkers { asked: a, max })) => assert!(a == asked && max < asked),
             other => panic!("{asked}: {:?}", other.map(|p| p.processes())),

@@ -266,24 +266,32 @@ impl redis::ConnectionLike for Conn {
 /// (`redis+unix:///socket?pass=PASSWORD`), stands as `***`. A node's log goes where more
 /// people read it than its environment (review80 M3). The user name and the rest stay, to
 /// say which server and account were meant.
+///
+/// The user information ends at the URL's *last* `@`: a password may hold an unencoded
+/// `/`, `?` or `#` (such a URL does not parse, and is shown then), so nothing before that
+/// `@` is split on them (review81 M1: `redis://w:ab/cd@host` was shown whole). An `@`
+/// later in the query hides more than the password, never less.
 pub(crate) fn redacted(url: &str) -> String {
-    const HIDDEN: &str = "***";
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some(at) = rest.rfind('@')
+        && let Some(colon) = rest[..at].find(':')
+    {
+        let tail = redacted_after_user_info(&format!("{scheme}://{}", &rest[at + 1..]));
+        let host = &tail[scheme.len() + 3..];
+        return format!("{scheme}://{}:{HIDDEN}@{host}", &rest[..colon]);
+    }
+    redacted_after_user_info(url)
+}
+
+/// How [`redacted`] shows the password.
+const HIDDEN: &str = "***";
+
+/// [`redacted`] of a URL whose user information, if any, holds no password: the `pass=`
+/// query parameter hidden.
+fn redacted_after_user_info(url: &str) -> String {
     let (head, fragment) = url.split_once('#').map_or((url, None), |(head, fragment)| (head, Some(fragment)));
     let (path, query) = head.split_once('?').map_or((head, None), |(path, query)| (path, Some(query)));
-    let mut shown = match path.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let authority = match authority.rsplit_once('@') {
-                Some((user_info, host)) => match user_info.split_once(':') {
-                    Some((user, _)) => format!("{user}:{HIDDEN}@{host}"),
-                    None => authority.to_string(),
-                },
-                None => authority.to_string(),
-            };
-            format!("{scheme}://{authority}{tail}")
-        }
-        None => path.to_string(),
-    };
+    let mut shown = path.to_string();
     if let Some(query) = query {
         let hide = |pair: &str| match pair.split_once('=') {
             Some((name, _)) if name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password") => {
@@ -550,6 +558,11 @@ mod tests {
             ("unix:///tmp/r.sock?PASSWORD=x", "unix:///tmp/r.sock?PASSWORD=***"),
             ("redis://host:6379", "redis://host:6379"),
             ("not a url at all", "not a url at all"),
+            // review81 M1: a password with an unencoded '/', '?' or '#' (such a URL does not
+            // parse, and is printed then) was shown whole.
+            ("redis://w:ab/cd@host/0", "redis://w:***@host/0"),
+            ("redis://w:a?b#c@host:6379", "redis://w:***@host:6379"),
+            ("redis://:p/q?r#s@host/?pass=t", "redis://:***@host/?pass=***"),
         ] {
             assert_eq!(redacted(url), shown, "{url}");
         }

@@ -162,13 +162,13 @@ pub enum PoolError {
     #[error("a pool needs at least one worker")]
     NoProcesses,
     /// More workers than the system can run at all were asked for: a pool's workers are
-    /// threads or processes, and the kernel runs at most `max` threads in all
-    /// (`/proc/sys/kernel/threads-max`). Nothing was started.
-    #[error("a pool of {asked} workers is more than this system can run ({max} threads in all)")]
+    /// threads or processes, each with a pid, and the kernel runs at most `max` in all (the
+    /// lower of `/proc/sys/kernel/threads-max` and `pid_max`). Nothing was started.
+    #[error("a pool of {asked} workers is more than this system can run ({max} threads or processes in all)")]
     TooManyWorkers {
         /// The workers asked for.
         asked: usize,
-        /// The system's limit on threads (`/proc/sys/kernel/threads-max`).
+        /// The system's limit (the lower of `threads-max` and `pid_max`).
         max: usize,
     },
     /// `max_tasks_per_child(0)` (Python's `ValueError: maxtasksperchild must be a positive

@@ -21,7 +21,10 @@ mod worker;
 /// `usize::MAX` overflowed a `Vec`'s capacity). A system that does not say its limit is
 /// not refused here: starting a worker then fails, typed, when the system refuses it.
 pub(crate) fn check_workers(asked: usize) -> Result<(), PoolError> {
-    let max = std::fs::read_to_string("/proc/sys/kernel/threads-max").ok().and_then(|s| s.trim().parse().ok());
+    // Each worker is a thread at least, with a pid of its own: the lower of the two system
+    // limits (review81 L2: threads-max was 193111 here, pid_max 32768).
+    let limit = |path: &str| std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<usize>().ok());
+    let max = [limit("/proc/sys/kernel/threads-max"), limit("/proc/sys/kernel/pid_max")].into_iter().flatten().min();
     match max {
         Some(max) if asked > max => Err(PoolError::TooManyWorkers { asked, max }),
         _ => Ok(()),
