@@ -89,6 +89,34 @@ pub fn pid_stopped(pid: u32) -> bool {
         .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
 }
 
+/// Stops process `pid` (our child, waiting in a primitive) with `SIGSTOP` at a moment it
+/// sleeps in a futex wait, between two of its periodic checks, where it holds none of the
+/// library's internal locks; stopped elsewhere (inside a check, a holder table's lock or a
+/// primitive's guard held), it is let go on and stopped again a moment later. A raw
+/// `SIGSTOP` could land inside a check, and the test's next untimed call on that object
+/// then waited for ever for the process the test itself had stopped (flake81: the
+/// barrier's forgotten-death tests hung about 1 in 20 whole-file runs under load).
+/// Whether it was stopped so within `limit`.
+pub fn stop_asleep(pid: u32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        // SAFETY (test): a signal to our own child.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        if !eventually(limit, || pid_stopped(pid)) {
+            return false;
+        }
+        // A stopped process shows the system call it was in (interrupted, to be restarted).
+        let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if call.split_whitespace().next() == Some(libc::SYS_futex.to_string().as_str()) {
+            return true;
+        }
+        // SAFETY (test): as above.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
 /// A child stopped on purpose (a `stop:` crash point). If the test fails while it is,
 /// dropping this kills it (and resumes it, so that it can be reaped): nothing stays stopped.
 pub struct StoppedChild(u32);
