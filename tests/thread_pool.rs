@@ -527,6 +527,22 @@ fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
     drop(pool);
 }
 
+/// A pool of `threads` threads whose initializer panics ("no threads today") in each once
+/// told to: a message on the sender returned (one thread each), or its drop (all).
+fn failing_when_told(threads: usize) -> (ThreadPool, std::sync::mpsc::Sender<()>) {
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let pool = ThreadPool::builder()
+        .processes(threads)
+        .initializer(move || {
+            let _ = wait.lock().unwrap().recv();
+            panic!("no threads today");
+        })
+        .build()
+        .unwrap();
+    (pool, go)
+}
+
 /// A `ThreadPool` whose initializer panics in every thread fails its work with that panic
 /// (the threads are gone: a task queued to them waited for ever): the tasks queued before
 /// the last thread failed (here all of them: the initializers wait until they are queued),
@@ -537,17 +553,7 @@ fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
 fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
     let _w = watchdog(LIMIT);
     let is_why = |e: &TaskError| matches!(e, TaskError::Panicked(info) if info.message == "no threads today");
-    let (go, wait) = std::sync::mpsc::channel::<()>();
-    let wait = Mutex::new(wait);
-    let pool = ThreadPool::builder()
-        .processes(2)
-        .initializer(move || {
-            // Until the test has queued its work (the sender's drop).
-            let _ = wait.lock().unwrap().recv();
-            panic!("no threads today");
-        })
-        .build()
-        .unwrap();
+    let (pool, go) = failing_when_told(2);
     let called = Arc::new(AtomicUsize::new(0));
     let counted = || {
         let called = called.clone();
@@ -657,16 +663,7 @@ impl Marks {
 fn a_fork_in_an_error_callback_of_a_failed_thread_pool_runs_no_other_callback_in_the_copy() {
     let _w = watchdog(LIMIT);
     let marks = Marks::new();
-    let (go, wait) = std::sync::mpsc::channel::<()>();
-    let wait = Mutex::new(wait);
-    let pool = ThreadPool::builder()
-        .processes(1)
-        .initializer(move || {
-            let _ = wait.lock().unwrap().recv();
-            panic!("no threads today");
-        })
-        .build()
-        .unwrap();
+    let (pool, go) = failing_when_told(1);
     let copy = Arc::new(AtomicU64::new(0));
     let forked = copy.clone();
     let fork = move |_: &TaskError| fork_from_callback(&forked);
@@ -741,16 +738,7 @@ fn a_fork_in_a_thread_pool_initializer_runs_no_queued_task_in_the_copy() {
 #[test]
 fn dropping_a_thread_pool_waits_for_its_threads_while_one_holds_the_pool() {
     let _w = watchdog(LIMIT);
-    let (go, wait) = std::sync::mpsc::channel::<()>();
-    let wait = Mutex::new(wait);
-    let pool = ThreadPool::builder()
-        .processes(1)
-        .initializer(move || {
-            let _ = wait.lock().unwrap().recv();
-            panic!("no threads today");
-        })
-        .build()
-        .unwrap();
+    let (pool, go) = failing_when_told(1);
     let (entered, in_callback) = std::sync::mpsc::channel::<()>();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let released = Mutex::new(released);
