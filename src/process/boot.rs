@@ -1167,6 +1167,8 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
     room.resize(head, 0);
     match codec::encode_own_after(outcome, room) {
         Ok(mut msg) => {
+            // Encoded: a result's blob is counted in flight, not yet sent or written.
+            crash_point!("process.report.encoded");
             let ok = match channel {
                 Channel::Socket(sock) => {
                     let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
