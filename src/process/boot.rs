@@ -551,6 +551,24 @@ impl Channel {
             Channel::Room(room) => sys::ReportTo::Room(room.words()),
         }
     }
+
+    /// Tells the parent which blob `outcome` carries, if it carries one (a result past a
+    /// payload's inline size), before its encoding counts the blob in flight: until the
+    /// report commits (written whole in the room, or sent whole on the socket), the blob is
+    /// this process's, and a kill leaves the parent its key, so that the parent gives the
+    /// blob back once it has reaped this process and found no outcome (leak61: the
+    /// blob's only record was the outcome message, and a child killed between the encoding
+    /// and its report's commit left it in the heap for good). Killed before this, the
+    /// child alone holds the blob, and its reap frees it.
+    fn name_outcome_blob(&self, outcome: &Outcome) {
+        let Outcome::Returned(Payload::Heap(blob)) = outcome else { return };
+        // The blob made and held, not yet named.
+        crash_point!("process.report.naming");
+        match self {
+            Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), blob.key()),
+            Channel::Room(room) => room.name_blob(blob.key()),
+        }
+    }
 }
 
 /// The life of a fork child, which finds its boot message in its copy of the parent's
@@ -1101,6 +1119,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
+    channel.name_outcome_blob(&outcome);
     if report_in(&channel, &outcome, room)
         && let Some(encoded) = call.encoded.take()
     {
@@ -1169,17 +1188,25 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
         Ok(mut msg) => {
             // Encoded: a result's blob is counted in flight, not yet sent or written.
             crash_point!("process.report.encoded");
-            let ok = match channel {
+            let (ok, delivered) = match channel {
                 Channel::Socket(sock) => {
                     let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
                     msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
-                    sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok()
+                    let sent = sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok();
+                    (sent, sent)
                 }
-                Channel::Room(room) => room.write(&msg.bytes) || write_cut(*room, outcome, msg.bytes.len()),
+                Channel::Room(room) => {
+                    let written = room.write(&msg.bytes);
+                    (written || write_cut(*room, outcome, msg.bytes.len()), written)
+                }
             };
             // Freeing it would write a page of the heap (a copy, in a fork child).
             std::mem::forget(std::mem::take(&mut msg.bytes));
-            msg.sent();
+            if delivered {
+                msg.sent();
+            }
+            // Else dropped: its handles' counts come back from flight (a cut outcome, or
+            // none, goes without them).
             ok
         }
         Err(_) => false,
