@@ -462,12 +462,18 @@ pub(crate) fn dispatch_if_child() {
             DISPATCHING.store(true, Ordering::Relaxed);
             super::forkserver::run_spawned(sock, parent)
         }
-        ["tracker", fd] => {
+        ["tracker", fd, journal @ ..] => {
             let Some(pipe) = fd.parse::<i32>().ok().and_then(sys::take_fd) else {
                 eprintln!("multiproc: resource tracker pipe {fd} missing");
                 sys::exit_now(1);
             };
-            super::tracker::run(pipe)
+            // Its journal's files, if its starter could make them.
+            let file = |fd: &str| fd.parse::<i32>().ok().and_then(sys::take_fd).map(sys::MemFile::from_fd);
+            let journal = match journal {
+                [a, b] => file(a).zip(file(b)).map(<[sys::MemFile; 2]>::from),
+                _ => None,
+            };
+            super::tracker::run(pipe, journal)
         }
         _ => {
             eprintln!("multiproc: unknown {BOOT_ENV}={value}");
