@@ -1009,18 +1009,16 @@ fn a_stopped_resource_tracker_inner() {
     // Going on, the tracker reads what waited, and the family makes segments again.
     drop(stopped);
     SharedMemory::create(4096).unwrap().unlink().unwrap();
-    // Killed with its keeper (its process group: it left the family's), it is gone for
-    // good: a create fails at once (its pipe is broken), typed, and leaves no segment.
+    // Killed with its keeper (its process group: it left the family's), it is replaced at
+    // the family's end (leak61): meanwhile the lines wait in its pipe, whose read end the
+    // main process keeps, and creates go on (until the pipe is full: then they time out).
     let keeper = tracker_child(tracker as u32, None);
     // SAFETY (test): kill(2) on the process group of this family's own tracker.
     assert_eq!(unsafe { libc::kill(-tracker, libc::SIGKILL) }, 0);
     assert!(common::eventually(LIMIT, || !pid_running(tracker as u32) && !pid_running(keeper)));
     let name = format!("{prefix}after-its-death");
-    let refused = SharedMemory::builder().name(&name).size(4096).create().unwrap_err();
-    assert!(
-        matches!(&refused, SharedMemoryError::Tracker(e) if e.kind() == std::io::ErrorKind::BrokenPipe),
-        "{refused:?}"
-    );
+    let made = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    made.unlink().unwrap();
     assert!(!shm_exists(&name));
     println!("INNER-DONE");
 }
@@ -1028,8 +1026,8 @@ fn a_stopped_resource_tracker_inner() {
 /// A resource tracker stopped (`SIGSTOP`, a debugger) never reads its pipe: once the pipe
 /// was full (after ~900 creates and unlinks), every `SharedMemory::create` and `unlink`
 /// waited for it for ever. A create now fails typed after a few seconds (`Tracker`, timed
-/// out) and leaves no segment, an unlink's line waits in the process's backlog; a killed
-/// tracker fails a create at once (`Tracker`, broken pipe).
+/// out) and leaves no segment, an unlink's line waits in the process's backlog. Killed with
+/// its keeper, it is replaced at the family's end, and a create meanwhile goes on.
 #[test]
 fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
     let _w = watchdog(LIMIT);
@@ -1434,6 +1432,58 @@ fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
         let _ = SharedMemory::open(name).map(|shm| shm.unlink());
     }
     assert!(cleaned, "{left:?} outlived their family and its killed trackers: {stderr}");
+}
+
+/// Run only by the test below, in a family of its own: a segment (named by the outer test:
+/// its prefix and `a`) made and read by the tracker, then the tracker and its keeper killed
+/// together (`SIGKILL` to their process group), then one more segment (`b`) made, and the
+/// family gone without unlinking either.
+#[test]
+fn a_tracker_killed_with_its_keeper_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_KILLED_WITH_KEEPER") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let create = |name: &str| SharedMemory::builder().name(format!("{prefix}{name}")).size(4096).create();
+    let a = create("a").unwrap();
+    let tracker = tracker_pid();
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    // SAFETY (test): kill(2) on the process group of this family's own tracker (the tracker
+    // leaves the family's group for a group of its own, which its keeper shares).
+    assert_eq!(unsafe { libc::kill(-(tracker as i32), libc::SIGKILL) }, 0);
+    for pid in [tracker, keeper] {
+        assert!(eventually(LIMIT, || !pid_running(pid)), "{pid} killed");
+    }
+    let b = create("b");
+    assert!(b.is_ok(), "a create after the tracker and its keeper were killed: {:?}", b.as_ref().err());
+    std::mem::forget((a, b));
+    println!("INNER-DONE");
+}
+
+/// The resource tracker and its keeper killed together (`kill -9` of their process group):
+/// the segments registered before, and one made after, must go with the family all the same.
+///
+/// Before leak61 they lost the registrations (the journal was theirs alone), and the pipe
+/// had no reader left: the create after the kills failed `BrokenPipe`, and the segment made
+/// before outlived the family. Now the main process keeps the pipe's read end and the
+/// journal, and at its end starts a tracker from them once it finds both dead (their lock
+/// on the journal gone).
+#[test]
+fn segments_registered_with_a_tracker_killed_with_its_keeper_go_with_their_family() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-killed-with-keeper-{}-", std::process::id());
+    let run = std::panic::catch_unwind(|| {
+        common::run_inner_test_stderr(
+            "a_tracker_killed_with_its_keeper_inner",
+            &[("MP_TEST_KILLED_WITH_KEEPER", &prefix)],
+        )
+    });
+    let cleaned = eventually(Duration::from_secs(20), || segments_named(&prefix).is_empty());
+    let left = segments_named(&prefix);
+    for name in &left {
+        let _ = SharedMemory::open(name).map(|shm| shm.unlink());
+    }
+    let stderr = run.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(cleaned, "{left:?} outlived their family and its killed tracker and keeper: {stderr}");
 }
 
 /// Run only by the test below, in a family of its own whose tracker stops once it has

@@ -462,12 +462,18 @@ pub(crate) fn dispatch_if_child() {
             DISPATCHING.store(true, Ordering::Relaxed);
             super::forkserver::run_spawned(sock, parent)
         }
-        ["tracker", fd] => {
+        ["tracker", fd, journal @ ..] => {
             let Some(pipe) = fd.parse::<i32>().ok().and_then(sys::take_fd) else {
                 eprintln!("multiproc: resource tracker pipe {fd} missing");
                 sys::exit_now(1);
             };
-            super::tracker::run(pipe)
+            // Its journal's files, if its starter could make them.
+            let file = |fd: &str| fd.parse::<i32>().ok().and_then(sys::take_fd).map(sys::MemFile::from_fd);
+            let journal = match journal {
+                [a, b] => file(a).zip(file(b)).map(<[sys::MemFile; 2]>::from),
+                _ => None,
+            };
+            super::tracker::run(pipe, journal)
         }
         _ => {
             eprintln!("multiproc: unknown {BOOT_ENV}={value}");
@@ -549,6 +555,24 @@ impl Channel {
         match self {
             Channel::Socket(sock) => sys::ReportTo::Socket(sock.as_fd()),
             Channel::Room(room) => sys::ReportTo::Room(room.words()),
+        }
+    }
+
+    /// Tells the parent which blob `outcome` carries, if it carries one (a result past a
+    /// payload's inline size), before its encoding counts the blob in flight: until the
+    /// report commits (written whole in the room, or sent whole on the socket), the blob is
+    /// this process's, and a kill leaves the parent its key, so that the parent gives the
+    /// blob back once it has reaped this process and found no outcome (leak61: the
+    /// blob's only record was the outcome message, and a child killed between the encoding
+    /// and its report's commit left it in the heap for good). Killed before this, the
+    /// child alone holds the blob, and its reap frees it.
+    fn name_outcome_blob(&self, outcome: &Outcome) {
+        let Outcome::Returned(Payload::Heap(blob)) = outcome else { return };
+        // The blob made and held, not yet named.
+        crash_point!("process.report.naming");
+        match self {
+            Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), blob.key()),
+            Channel::Room(room) => room.name_blob(blob.key()),
         }
     }
 }
@@ -1101,6 +1125,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
+    channel.name_outcome_blob(&outcome);
     if report_in(&channel, &outcome, room)
         && let Some(encoded) = call.encoded.take()
     {
@@ -1167,17 +1192,27 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
     room.resize(head, 0);
     match codec::encode_own_after(outcome, room) {
         Ok(mut msg) => {
-            let ok = match channel {
+            // Encoded: a result's blob is counted in flight, not yet sent or written.
+            crash_point!("process.report.encoded");
+            let (ok, delivered) = match channel {
                 Channel::Socket(sock) => {
                     let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
                     msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
-                    sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok()
+                    let sent = sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok();
+                    (sent, sent)
                 }
-                Channel::Room(room) => room.write(&msg.bytes) || write_cut(*room, outcome, msg.bytes.len()),
+                Channel::Room(room) => {
+                    let written = room.write(&msg.bytes);
+                    (written || write_cut(*room, outcome, msg.bytes.len()), written)
+                }
             };
             // Freeing it would write a page of the heap (a copy, in a fork child).
             std::mem::forget(std::mem::take(&mut msg.bytes));
-            msg.sent();
+            if delivered {
+                msg.sent();
+            }
+            // Else dropped: its handles' counts come back from flight (a cut outcome, or
+            // none, goes without them).
             ok
         }
         Err(_) => false,

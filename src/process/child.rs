@@ -80,6 +80,15 @@ struct Inner {
     /// the child's word that it took the message, sent just before its decoding, made its
     /// parent forget it, and a kill inside the decoding leaked the blob).
     boot: Option<Encoded>,
+    /// The key of its outcome's blob the child named (on its socket, or in its room, read
+    /// at the reap) before its outcome's encoding counted the blob in flight, until the
+    /// outcome came whole: given back at the reap from the dead child that reported none
+    /// (`Blob::give_back_sent_by_dead`). Never twice, never one the parent took: a
+    /// committed report is decoded (the parent takes the count), and only a report that
+    /// never committed leaves the key here; the blob was made for that outcome alone, so a
+    /// count left in flight is the outcome's (none if the child died before it encoded
+    /// it: its reap freed the blob then, whose generation the give-back's pin finds gone).
+    outcome_blob: Option<ReceiptKey>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
@@ -196,6 +205,7 @@ impl ChildState {
                 args,
                 sent: Vec::new(),
                 boot,
+                outcome_blob: None,
                 kept,
             }),
         }
@@ -225,11 +235,16 @@ impl ChildState {
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
-        // Receipts sent on the socket (no token): kept until the reap.
-        while let Ok(Some(frame)) = &read
-            && let Some(key) = crate::shm::receipt_from_frame(frame)
-        {
-            inner.sent.push(key);
+        // Receipts sent on the socket (no token), and the key of the outcome's blob: kept
+        // until the reap.
+        while let Ok(Some(frame)) = &read {
+            if let Some(key) = crate::shm::receipt_from_frame(frame) {
+                inner.sent.push(key);
+            } else if let Some(key) = crate::shm::outcome_blob_from_frame(frame) {
+                inner.outcome_blob = Some(key);
+            } else {
+                break;
+            }
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
         match read {
@@ -238,6 +253,8 @@ impl ChildState {
                     crate::codec::decode_own::<Outcome>(&frame)
                         .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}"))),
                 );
+                // Reported whole: the blob is this process's (taken by the decoding).
+                inner.outcome_blob = None;
                 inner.sock = None;
             }
             Ok(None) => {}
@@ -289,6 +306,10 @@ impl ChildState {
                         crate::codec::decode_own::<Outcome>(&message)
                             .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
                     });
+                    if inner.outcome.is_none() {
+                        // Killed before its report committed: the blob it named, if any.
+                        inner.outcome_blob = room.named_blob();
+                    }
                     room.release();
                 }
                 // What the child held and never let go of (killed, or exited without
@@ -312,6 +333,11 @@ impl ChildState {
                 if let Some(args) = inner.args.undo.take() {
                     let sent = std::mem::take(&mut inner.sent);
                     crate::codec::give_back_from_dead(args, self.pid, sent);
+                }
+                // The blob of an outcome the dead child never reported whole (see
+                // `Inner::outcome_blob`).
+                if let Some(key) = inner.outcome_blob.take() {
+                    crate::shm::Blob::give_back_sent_by_dead(key, self.pid);
                 }
                 inner.kept = None;
             }

@@ -169,6 +169,9 @@ pub(crate) fn init() -> Result<(), InitError> {
 extern "C" fn exit_hook() {
     // Runs after `main` returns (or `exit` is called) in the main process.
     let _ = std::panic::catch_unwind(finish_children);
+    // A tracker killed with its keeper is replaced from what they left, before the backlog
+    // is written for it.
+    let _ = std::panic::catch_unwind(super::tracker::replace_if_gone);
     // The forgettings the tracker did not take yet get their last chance, as a child's do
     // at its end (review67 T-M1: an `untrack` while the tracker was stopped, then `main`
     // returning, had the segment unlinked with the family). Bounded: one try while the

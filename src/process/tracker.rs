@@ -25,9 +25,15 @@
 //! pipe only once written, so no moment of a kill loses one; the journal is compacted to
 //! the names held once it is large. At the family's end the tracker forgets each name in
 //! the journal before it unlinks it, so that a keeper taking over then never unlinks a name
-//! a second time (by then maybe another program's). A tracker and its keeper killed
-//! together (their process group) lose the registrations, and later creates fail (the
-//! pipe is broken).
+//! a second time (by then maybe another program's).
+//!
+//! A tracker and its keeper killed together (their process group) lose nothing either, as
+//! long as the main process (the one that started the tracker) ends normally: it makes the
+//! journal's files and keeps them (through open file descriptions of its own) and a copy of
+//! the pipe's read end, and at its end, finding no tracker or keeper left (none holds their
+//! lock on the journal any more), starts a tracker from them ([`replace_if_gone`]).
+//! Meanwhile the lines wait in the pipe (creates go on until it is full, then time out as
+//! beside a stopped tracker). The main process killed too, the registrations are lost.
 //!
 //! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a call waits
@@ -81,9 +87,25 @@ pub(crate) const MAX_NAME: usize = 250;
 /// How long a line waits for room in a pipe its tracker does not read.
 const WAIT: Duration = Duration::from_secs(5);
 
+/// What the process that started the tracker keeps of it, to start another in its place
+/// should the tracker and every keeper be dead at its end ([`replace_if_gone`]): the pipe's
+/// read end, and the journal's files through open file descriptions of its own, whose lock
+/// is not the tracker's. `None` elsewhere, and once used.
+static SPARE: Mutex<Option<Spare>> = Mutex::new(None);
+
+struct Spare {
+    pipe: OwnedFd,
+    journal: [sys::MemFile; 2],
+}
+
 /// Starts the family's tracker. Called by `init()` in the main process, before the fork
 /// server is forked; an error leaves the family without one (tracked segments then
 /// cannot be created).
+///
+/// The journal's files are made here, and the tracker's open file description of the first
+/// is locked (shared) before it starts: the lock is held while the tracker, or any keeper
+/// (each a fork of it, or of a keeper), lives, and goes with the last of them. This process
+/// keeps the pipe's read end and descriptions of its own of the files ([`SPARE`]).
 pub(crate) fn start() -> io::Result<()> {
     let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if PIPE.get().is_some() {
@@ -93,11 +115,58 @@ pub(crate) fn start() -> io::Result<()> {
     // On the write end only: every family process shares its open file, the tracker reads
     // the other end and blocks there.
     sys::set_nonblocking(write.as_fd(), true)?;
-    let env = [(BOOT_ENV, format!("tracker:{}", sys::SPAWN_BOOT_FD))];
-    sys::spawn_self(read.as_fd(), &env)?;
+    let spare = Journal::files()
+        .and_then(|files| {
+            files[0].lock_shared()?;
+            let spare = Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?] };
+            Ok((files, spare))
+        })
+        .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
+        .ok();
+    match &spare {
+        Some((files, _)) => spawn(&read, Some(files))?,
+        None => spawn(&read, None)?,
+    }
     drop(read);
+    *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = spare.map(|(_, spare)| spare);
     let _ = PIPE.set(write);
     Ok(())
+}
+
+/// Spawns a tracker reading `pipe`, recording into `journal` (none: it runs without).
+fn spawn(pipe: &OwnedFd, journal: Option<&[sys::MemFile; 2]>) -> io::Result<()> {
+    let fd = sys::SPAWN_BOOT_FD;
+    match journal {
+        Some([a, b]) => {
+            let env = [(BOOT_ENV, format!("tracker:{fd}:{}:{}", fd + 1, fd + 2))];
+            sys::spawn_self_with(&[pipe.as_fd(), a.as_fd(), b.as_fd()], &env)?;
+        }
+        None => {
+            sys::spawn_self(pipe.as_fd(), &[(BOOT_ENV, format!("tracker:{fd}"))])?;
+        }
+    }
+    Ok(())
+}
+
+/// At the normal end of the process that started the tracker (the main process's exit
+/// hook): if the tracker and every keeper are dead (killed together, their process group),
+/// starts another from what they left, the journal (what they read of the pipe) and the
+/// pipe (what they did not), which this process kept; it cleans up once the family is gone,
+/// as they would have (leak61: both dead, the registrations went with them, and the
+/// family's segments outlived it). Whether they are dead is their lock on the journal
+/// (see [`start`]): free, it has no holder left; a fork of this process made while it held
+/// their description (inside [`start`]) would hold it too, and hide their deaths (a leak,
+/// as before, never a second tracker on the same journal).
+pub(crate) fn replace_if_gone() {
+    let Some(spare) = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+    if !matches!(spare.journal[0].try_lock_exclusive(), Ok(true)) {
+        return;
+    }
+    if let Err(e) = spawn(&spare.pipe, Some(&spare.journal)) {
+        eprintln!(
+            "multiproc resource tracker: killed with its keeper, and not replaced ({e}): the family's segments leak"
+        );
+    }
 }
 
 /// The write end, to pass to a spawned child.
@@ -273,13 +342,13 @@ pub(crate) fn write_backlog() {
 ///
 /// What it reads is recorded in a [`Journal`] that its [`Keeper`], a fork of it, holds
 /// too: if the tracker is killed, the keeper reads the journal and goes on in its place
-/// (forking a keeper of its own), so no registration dies with it.
-pub(crate) fn run(pipe: OwnedFd) -> ! {
+/// (forking a keeper of its own), so no registration dies with it. `journal`: its files, made
+/// by the process that started it (none: it runs without), which may hold what a tracker
+/// killed with its keeper had read ([`replace_if_gone`]): taken up first.
+pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>) -> ! {
     sys::outlive_parent();
     sys::detach_from_session();
-    let journal = Journal::new()
-        .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
-        .ok();
+    let journal = journal.map(Journal::of);
     let mut tracker = Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None };
     tracker.resume();
     let mut keeper_failed = false;
@@ -515,10 +584,17 @@ const HEADER: u64 = 8;
 const COMPACT_FROM: u64 = 256 * 1024;
 
 impl Journal {
-    fn new() -> io::Result<Journal> {
+    /// A new journal's files, the first active (generation 1), both empty.
+    fn files() -> io::Result<[sys::MemFile; 2]> {
         let files = [sys::MemFile::new("multiproc-tracker-journal")?, sys::MemFile::new("multiproc-tracker-journal")?];
         files[0].write_at(0, &1u64.to_le_bytes())?;
-        Ok(Journal { files, active: 0, generation: 1, end: HEADER, compact_at: COMPACT_FROM })
+        Ok(files)
+    }
+
+    /// The journal of `files` (made by [`Journal::files`]), to be taken up
+    /// ([`Journal::resume`]) before it records.
+    fn of(files: [sys::MemFile; 2]) -> Journal {
+        Journal { files, active: 0, generation: 1, end: HEADER, compact_at: COMPACT_FROM }
     }
 
     /// Finds the active file as the last tracker left it; what it recorded.
@@ -598,7 +674,7 @@ mod tests {
     /// A tracker reading the pipe whose write end is returned, with a journal and no keeper.
     fn tracker() -> (Tracker, OwnedFd) {
         let (read, write) = sys::pipe().unwrap();
-        let journal = Some(Journal::new().unwrap());
+        let journal = Some(Journal::of(Journal::files().unwrap()));
         (Tracker { pipe: read, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None }, write)
     }
 

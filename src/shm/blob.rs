@@ -90,6 +90,21 @@ impl Blob {
         self.shared.forget_lost_messages()
     }
 
+    /// What names the blob to a process that may have to give it back for a dead sender
+    /// ([`Blob::give_back_sent_by_dead`]): its offset and generation (`[offset, generation,
+    /// 0]`, the key of its count's undo).
+    pub(crate) fn key(&self) -> [u64; 3] {
+        let (off, generation, _) = self.shared.identity();
+        [off, generation, 0]
+    }
+
+    /// Gives back the blob named by `key` ([`Blob::key`]), made by the process `pid` for one
+    /// message that never reached its receiver, `pid` now dead: see
+    /// [`Shared::give_back_sent_by_dead`].
+    pub(crate) fn give_back_sent_by_dead(key: [u64; 3], pid: u32) {
+        Shared::<BlobState>::give_back_sent_by_dead(key, pid);
+    }
+
     /// The length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.shared.len as usize

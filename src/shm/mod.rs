@@ -45,7 +45,7 @@ pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use receipts::{
     ArgsToken, Carrier, Key as ReceiptKey, from_frame as receipt_from_frame, on_socket as receipts_on_socket,
-    take_token as take_args_token, token_bytes as args_token_bytes,
+    outcome_blob_from_frame, send_outcome_blob, take_token as take_args_token, token_bytes as args_token_bytes,
 };
 pub(crate) use record::ChangeRecord;
 pub(crate) use report_room::{ChildRoom, LeftBehind, ReportRoom, free_left_rooms};

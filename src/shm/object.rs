@@ -438,6 +438,19 @@ impl<T: ShmObject> Shared<T> {
         done.is_some()
     }
 
+    /// Gives back the count in flight of the handle `key` (`[offset, generation, 0]`, as
+    /// [`Shared::identity`] names it) that the process `pid`, now dead, wrote into a message
+    /// that never reached its receiver (a child's outcome it did not report whole): its
+    /// entry of the object is forgotten first, whole, then the count is taken if one is
+    /// left, and the object freed if nothing holds it any more (`Holders::undo`, as for a
+    /// dead receiver). Only for an object made for that message alone, which no other
+    /// message counts: a count left in flight is that message's (or none, if `pid` died
+    /// before it encoded the message). An object freed meanwhile fails the pin by its
+    /// generation: nothing is written.
+    pub(crate) fn give_back_sent_by_dead(key: [u64; 3], pid: u32) {
+        codec::undoing_as(codec::Undoing::Unsend, Some(pid), || Self::undo_send(key));
+    }
+
     /// The offset of the object's variable part in the family heap.
     pub(crate) fn tail_offset(&self) -> u64 {
         self.off + Self::tail_start() as u64

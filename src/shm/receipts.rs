@@ -107,6 +107,9 @@ impl Receipt {
 /// The first byte of a receipt's frame on a boot socket: an encoded outcome starts with its
 /// codec's tag, a small number.
 const FRAME_TAG: u8 = 0xff;
+/// The first byte of the frame that names the blob of a child's outcome
+/// ([`send_outcome_blob`]).
+const OUTCOME_BLOB_TAG: u8 = 0xfe;
 
 /// Where a child writes its receipts when its parent had no room for a block of them: its
 /// copy of its boot socket `fd`, open for the whole of its argument's decoding.
@@ -116,19 +119,39 @@ pub(crate) fn on_socket(fd: RawFd) -> u64 {
 
 /// The key of the receipt `frame` (a frame read from a child's boot socket), if it is one.
 pub(crate) fn from_frame(frame: &[u8]) -> Option<Key> {
-    let (&tag, key) = frame.split_first()?;
-    if tag != FRAME_TAG || key.len() != 24 {
+    key_in_frame(FRAME_TAG, frame)
+}
+
+/// The key of the outcome's blob that `frame` (read from a child's boot socket) names
+/// ([`send_outcome_blob`]), if it is such a frame.
+pub(crate) fn outcome_blob_from_frame(frame: &[u8]) -> Option<Key> {
+    key_in_frame(OUTCOME_BLOB_TAG, frame)
+}
+
+/// Sends the key of the blob of the child's outcome (`Blob::key`) on its boot socket `sock`,
+/// before the outcome's encoding counts the blob in flight: a child killed before its
+/// outcome went whole leaves its parent the key, and the parent gives the blob back once it
+/// has reaped it (`Blob::give_back_sent_by_dead`).
+pub(crate) fn send_outcome_blob(sock: BorrowedFd<'_>, key: Key) {
+    // A parent gone cannot read the outcome either.
+    let _ = crate::sys::send_all(sock, &frame(OUTCOME_BLOB_TAG, key), &[]);
+}
+
+/// The key in `frame`, if it is a frame of `tag` (a receipt's, or an outcome blob's).
+fn key_in_frame(tag: u8, frame: &[u8]) -> Option<Key> {
+    let (&first, key) = frame.split_first()?;
+    if first != tag || key.len() != 24 {
         return None;
     }
     let word = |i: usize| u64::from_le_bytes(key[8 * i..8 * i + 8].try_into().expect("8 bytes"));
     Some([word(0), word(1), word(2)])
 }
 
-/// The receipt of `key` as a frame of a boot socket (its length first).
-fn frame(key: Key) -> [u8; 4 + 1 + 24] {
+/// `key` as a frame of a boot socket (its length first), tagged `tag`.
+fn frame(tag: u8, key: Key) -> [u8; 4 + 1 + 24] {
     let mut frame = [0u8; 4 + 1 + 24];
     frame[..4].copy_from_slice(&25u32.to_le_bytes());
-    frame[4] = FRAME_TAG;
+    frame[4] = tag;
     for (i, word) in key.iter().enumerate() {
         frame[5 + 8 * i..13 + 8 * i].copy_from_slice(&word.to_le_bytes());
     }
@@ -137,7 +160,7 @@ fn frame(key: Key) -> [u8; 4 + 1 + 24] {
 
 /// Sends `key` as a receipt frame on the socket `fd` (see [`on_socket`]).
 fn send(fd: RawFd, key: Key) {
-    let frame = frame(key);
+    let frame = frame(FRAME_TAG, key);
     // SAFETY: `fd` is the child's copy of its boot socket, which its runner keeps open for
     // the whole of `codec::receipting`, the only time a receipt is written.
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -491,7 +514,7 @@ mod tests {
     #[test]
     fn a_receipt_frame_carries_its_key_and_no_outcome_reads_as_one() {
         let key = [4096, u64::MAX - 1, 2];
-        let framed = frame(key);
+        let framed = frame(FRAME_TAG, key);
         assert_eq!(u32::from_le_bytes(framed[..4].try_into().unwrap()), 25);
         assert_eq!(from_frame(&framed[4..]), Some(key));
         // An encoded outcome starts with its codec's tag (0 or 1).
@@ -500,6 +523,12 @@ mod tests {
         assert_eq!(from_frame(&outcome[4..]), None);
         assert_eq!(from_frame(&framed[4..28]), None, "a frame of another length");
         assert_eq!(from_frame(&[]), None);
+        // An outcome blob's frame is no receipt, nor the other way round.
+        let blob = frame(OUTCOME_BLOB_TAG, key);
+        assert_eq!(outcome_blob_from_frame(&blob[4..]), Some(key));
+        assert_eq!(from_frame(&blob[4..]), None);
+        assert_eq!(outcome_blob_from_frame(&framed[4..]), None);
+        assert_eq!(outcome_blob_from_frame(&outcome[4..]), None);
         assert_eq!(on_socket(7) & !SOCKET, 7);
         assert!(!Heap::get().contains(on_socket(7), 8), "never a heap offset");
     }

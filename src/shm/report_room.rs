@@ -12,7 +12,8 @@
 //!
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
-//! child allocated for a message too long for the room (a spill), word 4 the go word (its
+//! child allocated for a message too long for the room (a spill), words 4 and 5 the offset
+//! and generation of its outcome's blob ([`ChildRoom::name_blob`]), word 6 the go word (its
 //! low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child word, the pid the
 //! fork server forked for the room: [`ReportRoom::forked_at`]), then the inline message
 //! (little-endian words). A requester whose start failed after its request went leaves
@@ -59,6 +60,10 @@ const INLINE: u64 = sys::ROOM_INLINE;
 /// Word 0: the message is in the spill (words 2 and 3).
 const SPILLED: u64 = 2;
 
+/// The offset and generation of the child's outcome's blob ([`ChildRoom::name_blob`]; 0:
+/// none named).
+const BLOB_OFF: usize = 4;
+const BLOB_GENERATION: usize = 5;
 /// The go word: its low half (a `u32`, a futex), never accessed as a whole word.
 const GO_WORD: usize = HEAD - 1;
 /// The go word's states (its low two bits): not said yet (and the child not asleep), go on,
@@ -351,6 +356,17 @@ impl ReportRoom {
         message
     }
 
+    /// The key (`Blob::key`) of the outcome's blob the child named before its outcome's
+    /// encoding counted it in flight ([`ChildRoom::name_blob`]), if it named one: for a
+    /// parent whose [`ReportRoom::take`] found no outcome (the child died before its report
+    /// committed), which then gives the blob back (`Blob::give_back_sent_by_dead`). Read once
+    /// the child is dead.
+    pub(crate) fn named_blob(&self) -> Option<[u64; 3]> {
+        let w = words(Heap::get(), self.off, WORDS);
+        let off = w[BLOB_OFF].load(Ordering::Relaxed);
+        (off != 0).then(|| [off, w[BLOB_GENERATION].load(Ordering::Relaxed), 0])
+    }
+
     /// Leaves the block to a child that may still write it (a leak of a few words).
     pub(crate) fn leave(self) {
         std::mem::forget(self);
@@ -636,6 +652,21 @@ impl ChildRoom {
         crash_point!("process.report.room");
         sys::commit_room(w, message.len(), if message.len() <= INLINE_MAX { INLINE } else { SPILLED });
         true
+    }
+
+    /// Names the blob of the outcome about to be written (its `Blob::key`), before the
+    /// outcome's encoding counts it in flight: a child killed before its report commits
+    /// leaves the parent the key, and the parent gives the blob back once the child is dead
+    /// ([`ReportRoom::named_blob`]). Killed before this, the child alone holds the blob, and
+    /// whoever reaps it frees it. The generation first, the offset (which says a blob is
+    /// named) last: a kill between the two names none.
+    pub(crate) fn name_blob(self, key: [u64; 3]) {
+        if sys::pid_now() != self.pid {
+            return;
+        }
+        let w = words(Heap::get(), self.off, WORDS);
+        w[BLOB_GENERATION].store(key[1], Ordering::Relaxed);
+        w[BLOB_OFF].store(key[0], Ordering::Relaxed);
     }
 
     /// The room's words, for a signal handler that writes a message known to fit

@@ -191,6 +191,40 @@ impl MemFile {
         Ok(MemFile(memfd(name)?))
     }
 
+    /// The memory file of `fd`, handed to this process.
+    pub(crate) fn from_fd(fd: OwnedFd) -> Self {
+        MemFile(fd)
+    }
+
+    /// Its descriptor, to hand to another process.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
+    /// The same file through an open file description of its own (opened again through
+    /// `/proc/self/fd`): a lock of either ([`MemFile::lock_shared`]) is not the other's.
+    pub(crate) fn reopen(&self) -> io::Result<Self> {
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.0));
+        let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
+        Ok(MemFile(rustix::fs::open(path, flags, Mode::empty())?))
+    }
+
+    /// Takes a shared lock (`flock`) of its open file description: held for as long as
+    /// a descriptor of that description is open, in any process (a fork's copy too).
+    pub(crate) fn lock_shared(&self) -> io::Result<()> {
+        Ok(rustix::fs::flock(&self.0, rustix::fs::FlockOperation::LockShared)?)
+    }
+
+    /// Whether no other open file description of the file holds a lock: an exclusive one
+    /// taken, without waiting (false: another holds one).
+    pub(crate) fn try_lock_exclusive(&self) -> io::Result<bool> {
+        match rustix::fs::flock(&self.0, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Its size.
     pub(crate) fn len(&self) -> io::Result<u64> {
         Ok(rustix::fs::fstat(&self.0)?.st_size as u64)

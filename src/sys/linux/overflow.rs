@@ -161,9 +161,9 @@ pub(crate) fn report_stack_overflow(to: ReportTo<'_>, frame: &'static [u8], mess
 }
 
 /// A report room's head: word 0 says what the room holds (0 nothing), word 1 the
-/// message's length, words 2 to 4 are the room's owner's (`shm::ReportRoom`: a spill, a
-/// go word); an inline message follows.
-pub(crate) const ROOM_HEAD: usize = 5;
+/// message's length, words 2 to 6 are the room's owner's (`shm::ReportRoom`: a spill, the
+/// outcome's blob, a go word); an inline message follows.
+pub(crate) const ROOM_HEAD: usize = 7;
 /// Word 0 of a report room: the message is in the room, after the head.
 pub(crate) const ROOM_INLINE: u64 = 1;
 

@@ -3,7 +3,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Write as _};
-use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -525,9 +525,24 @@ pub(crate) fn fork_as_sibling() -> io::Result<Sibling> {
 /// Refused in a program the kernel runs in secure mode ([`secure_execution`]): the copy
 /// would ignore the boot variable it relies on.
 pub(crate) fn spawn_self(boot: BorrowedFd<'_>, env: &[(&str, String)]) -> io::Result<u32> {
+    spawn_self_with(&[boot], env)
+}
+
+/// [`spawn_self`] handing the copy each of `fds` in turn from [`SPAWN_BOOT_FD`] on (the
+/// resource tracker's pipe and its journal's files).
+pub(crate) fn spawn_self_with(fds: &[BorrowedFd<'_>], env: &[(&str, String)]) -> io::Result<u32> {
     if secure_execution() {
         return Err(io::Error::new(io::ErrorKind::Unsupported, SECURE_NO_SPAWN));
     }
+    // More than one: each first copied above the numbers they take in the child, so that no
+    // `dup2` onto one of them overwrites a descriptor still to be placed.
+    let last = SPAWN_BOOT_FD + fds.len() as i32;
+    let high: Vec<OwnedFd> = match fds {
+        [_] => Vec::new(),
+        _ => fds.iter().map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, last)).collect::<Result<_, _>>()?,
+    };
+    let sources: Vec<BorrowedFd<'_>> =
+        if high.is_empty() { fds.to_vec() } else { high.iter().map(|fd| fd.as_fd()).collect() };
     let path = c"/proc/self/exe";
     let argv0 = std::env::args_os().next().unwrap_or_else(|| "multiproc-child".into());
     let argv0 = CString::new(argv0.as_bytes()).unwrap_or_else(|_| c"multiproc-child".into());
@@ -559,9 +574,11 @@ pub(crate) fn spawn_self(boot: BorrowedFd<'_>, env: &[(&str, String)]) -> io::Re
             return Err(e);
         }
         let result = (|| {
-            // dup2 onto itself clears FD_CLOEXEC (glibc >= 2.29), so the boot socket is the
-            // only descriptor of ours the child inherits.
-            check(libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), boot.as_raw_fd(), SPAWN_BOOT_FD))?;
+            // dup2 onto itself clears FD_CLOEXEC (glibc >= 2.29), so the descriptors handed
+            // over are the only ones of ours the child inherits.
+            for (at, fd) in (SPAWN_BOOT_FD..).zip(&sources) {
+                check(libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd.as_raw_fd(), at))?;
+            }
             check(libc::posix_spawn_file_actions_addopen(
                 actions.as_mut_ptr(),
                 0,
