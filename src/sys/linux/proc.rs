@@ -817,6 +817,35 @@ pub(crate) fn stdin_from_devnull() {
     let _ = rustix::stdio::dup2_stdin(null);
 }
 
+/// How the process behind `pidfd` ended, after somebody else reaped it: the program's own
+/// `waitpid` (of this pid, or of any child) or a `SIGCHLD` it ignores (the kernel then reaps
+/// every child at its exit), where our `waitid` finds no child. The kernel keeps the wait
+/// status of a process that ended while a pidfd named it (`PIDFD_GET_INFO`, Linux 6.15);
+/// `None` on an older kernel, or while the process runs.
+pub(crate) fn pidfd_exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
+    /// `struct pidfd_info` of `<linux/pidfd.h>` up to `exit_code` (its first version's size,
+    /// 64 bytes: the kernel fills what the size in the request names).
+    #[repr(C)]
+    #[derive(Default)]
+    struct PidfdInfo {
+        mask: u64,
+        cgroupid: u64,
+        ids: [u32; 11],
+        exit_code: i32,
+    }
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    // `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
+    const PIDFD_GET_INFO: libc::c_ulong = (3 << 30)
+        | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16)
+        | (0xFF << 8)
+        | 11;
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    // SAFETY: the kernel writes at most `size_of::<PidfdInfo>()` bytes (the size encoded
+    // in the request) into `info`, a live local of that size.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, std::ptr::addr_of_mut!(info)) };
+    (rc == 0 && info.mask & PIDFD_INFO_EXIT != 0).then(|| Ended::from_raw(info.exit_code))
+}
+
 /// Whether the process behind `pidfd` has ended (without reaping it).
 pub(crate) fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
     super::socket::poll_readable(&[pidfd], Some(std::time::Duration::ZERO)).is_ok_and(|r| r[0])
