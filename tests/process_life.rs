@@ -117,3 +117,45 @@ fn a_child_reaped_by_the_program_itself_has_ended_for_its_handle() {
         child.terminate().unwrap_or_default();
     }
 }
+
+fn start_a_square(method: StartMethod) -> u64 {
+    Process::new(square, 5).start_method(method).start().unwrap().join().unwrap()
+}
+
+const IGNORES_SIGCHLD: &str = "MULTIPROC_TEST_IGNORES_SIGCHLD";
+
+#[test]
+fn a_program_that_ignores_sigchld_inner() {
+    if std::env::var_os(IGNORES_SIGCHLD).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): SIG_IGN installs no handler; the kernel now reaps every child at its end.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        let child = Process::new(square, 7).start_method(method).start().unwrap();
+        assert_eq!(child.join().unwrap(), 49, "{method:?}");
+        let child = Process::new(exit_with, 3).start_method(method).start().unwrap();
+        assert_eq!(child.wait(), 3, "{method:?}");
+        let child = Process::new(nap, 60_000).start_method(method).start().unwrap();
+        child.terminate().unwrap();
+        assert_eq!(child.wait_timeout(LIMIT), Some(-libc::SIGTERM), "{method:?}");
+        assert!(multiproc::active_children().is_empty(), "{method:?}");
+        // Grandchildren: the child's own `SIGCHLD` is the default again? Python's is inherited.
+        assert_eq!(Process::new(start_a_square, method).start_method(method).start().unwrap().join().unwrap(), 25);
+    }
+    let pool = multiproc::Pool::new(2).unwrap();
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+    pool.close();
+    pool.join().unwrap();
+    println!("INNER-DONE");
+}
+
+/// A program that ignores `SIGCHLD` (the kernel reaps its children at their end, and no
+/// `waitid` finds them) joins its children, learns how they ended, and runs a pool.
+#[test]
+fn a_program_that_ignores_sigchld_joins_its_children() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_program_that_ignores_sigchld_inner", IGNORES_SIGCHLD);
+}
