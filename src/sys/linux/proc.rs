@@ -3,7 +3,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Write as _};
-use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -640,16 +640,31 @@ pub(crate) fn stop_this_process() {
 }
 
 /// Kills this process's own child `pid` and reaps it: for a child whose pidfd never
-/// arrived. By pid is safe here: a child nobody reaped keeps its pid, and nothing in the
-/// crate reaps any child but by its pidfd.
+/// arrived. Only while `pid` is still our child, unreaped: the program's own `waitpid`
+/// (of any child) may have reaped it, and its pid be a stranger's by now (audp61: it was
+/// killed by pid at once). A pidfd, once opened, names one process for ever, so the look
+/// and the kill go through one when there is room for it; else (a child lost for want
+/// of descriptors) by pid, right after the look (a reap by the program between the two
+/// is the one window left). `Err` (`ECHILD`) when it is no child of ours.
 pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
     let Some(target) = Pid::from_raw(pid as i32) else { return Ok(()) };
+    let ours = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    if let Ok(pidfd) = pidfd_open(pid) {
+        waitid_again(WaitId::PidFd(pidfd.as_fd()), ours)?;
+        pidfd_signal(pidfd.as_fd(), libc::SIGKILL)?;
+        return reap_pidfd(pidfd.as_fd(), true).map(drop);
+    }
+    waitid_again(WaitId::Pid(target), ours)?;
     signal_pid(pid, libc::SIGKILL)?;
+    waitid_again(WaitId::Pid(target), WaitIdOptions::EXITED).map(drop)
+}
+
+/// `waitid`, made again when a signal interrupts it.
+fn waitid_again(id: WaitId<'_>, options: WaitIdOptions) -> io::Result<Option<rustix::process::WaitIdStatus>> {
     loop {
-        match rustix::process::waitid(WaitId::Pid(target), WaitIdOptions::EXITED) {
-            Ok(_) => return Ok(()),
+        match rustix::process::waitid(id.clone(), options) {
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+            done => return done.map_err(io::Error::from),
         }
     }
 }
