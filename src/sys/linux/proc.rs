@@ -648,15 +648,31 @@ pub(crate) fn stop_this_process() {
 /// is the one window left). `Err` (`ECHILD`) when it is no child of ours.
 pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
     let Some(target) = Pid::from_raw(pid as i32) else { return Ok(()) };
-    let ours = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    if let Ok(pidfd) = pidfd_open(pid) {
-        waitid_again(WaitId::PidFd(pidfd.as_fd()), ours)?;
-        pidfd_signal(pidfd.as_fd(), libc::SIGKILL)?;
-        return reap_pidfd(pidfd.as_fd(), true).map(drop);
+    match pidfd_of_child(pid) {
+        Ok(pidfd) => {
+            pidfd_signal(pidfd.as_fd(), libc::SIGKILL)?;
+            return reap_pidfd(pidfd.as_fd(), true).map(drop);
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Err(e),
+        Err(_) => {}
     }
-    waitid_again(WaitId::Pid(target), ours)?;
+    waitid_again(WaitId::Pid(target), STILL_OURS)?;
     signal_pid(pid, libc::SIGKILL)?;
     waitid_again(WaitId::Pid(target), WaitIdOptions::EXITED).map(drop)
+}
+
+/// A `waitid` that finds our own child unreaped (running, or ended), and takes nothing.
+const STILL_OURS: WaitIdOptions =
+    WaitIdOptions::EXITED.union(WaitIdOptions::NOHANG).union(WaitIdOptions::NOWAIT);
+
+/// A pidfd for `pid`, our own child just made (`fork`, `posix_spawn`), checked to name it:
+/// a child that ended at once may have been reaped by the program (a `SIGCHLD` it
+/// ignores, its own wait for any child) before the pidfd was opened, and its pid be a
+/// stranger's by now, whom a signal must never reach. `ESRCH` or `ECHILD` then.
+pub(crate) fn pidfd_of_child(pid: u32) -> io::Result<OwnedFd> {
+    let pidfd = pidfd_open(pid)?;
+    waitid_again(WaitId::PidFd(pidfd.as_fd()), STILL_OURS)?;
+    Ok(pidfd)
 }
 
 /// `waitid`, made again when a signal interrupts it.
