@@ -360,3 +360,40 @@ fn a_fork_child_that_ends_before_its_start_watches_it_is_started() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_fork_child_that_ends_before_its_start_watches_it_inner", FAST_FORK_IGNORES_SIGCHLD);
 }
+
+fn nap_then_set((ms, flag): (u64, multiproc::RawValue<u32>)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    flag.set(1);
+}
+
+fn leave_a_grandchild_then((method, flag, how): (StartMethod, multiproc::RawValue<u32>, u8)) {
+    let grandchild = Process::new(nap_then_set, (300, flag)).start_method(method).start().unwrap();
+    std::mem::forget(grandchild);
+    match how {
+        0 => std::process::exit(0),
+        1 => panic!("the target panics"),
+        _ => {}
+    }
+}
+
+/// A child's non-daemonic children are joined however its target ends: a return, a
+/// panic, or `std::process::exit` (Python's `sys.exit` in a target: its `_exit_function`
+/// runs). Before (audp61), a fork-server or spawned child that called `exit` left them to
+/// its parent-death signal: killed, never joined (`exit` found no hook in such a child;
+/// a `Fork` child had its parent's).
+#[test]
+fn a_childs_children_are_joined_however_its_target_ends() {
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        for (how, code) in [(0u8, 0), (1, 1), (2, 0)] {
+            let flag = multiproc::RawValue::new(0u32).unwrap();
+            let child = Process::new(leave_a_grandchild_then, (method, flag.clone(), how))
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert_eq!(child.wait(), code, "{method:?}, end {how}");
+            assert_eq!(flag.get(), 1, "{method:?}, end {how}: the grandchild was not joined");
+        }
+    }
+}

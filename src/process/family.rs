@@ -152,7 +152,7 @@ pub(crate) fn init() -> Result<(), InitError> {
         let mut st = state();
         st.me = Some(Me::main());
     }
-    sys::at_exit(exit_hook);
+    finish_at_exit();
     INITIALIZED.store(true, Ordering::Release);
     #[cfg(feature = "cluster")]
     if let Some(url) = node {
@@ -166,8 +166,19 @@ pub(crate) fn init() -> Result<(), InitError> {
     Ok(())
 }
 
+/// Has this process end by Python's rules ([`finish_children`]) when it calls `exit`
+/// (`std::process::exit`, as a Python target's `sys.exit`), not only at the end of its
+/// `main` or target: registered by `init()` in the main process, by the fork server for
+/// every child it forks (which inherit it, as a fork child inherits its parent's), and
+/// at boot in a spawned child. A child's own end (`exit_now`) runs no `atexit` handler.
+/// Before (audp61), a fork-server or spawned child whose target called `exit` left its
+/// non-daemonic children to be killed by their parent-death signal, unjoined.
+pub(crate) fn finish_at_exit() {
+    sys::at_exit(exit_hook);
+}
+
 extern "C" fn exit_hook() {
-    // Runs after `main` returns (or `exit` is called) in the main process.
+    // Runs after `main` returns, or when any family process calls `exit`.
     let _ = std::panic::catch_unwind(finish_children);
     // The forgettings the tracker did not take yet get their last chance, as a child's do
     // at its end (review67 T-M1: an `untrack` while the tracker was stopped, then `main`

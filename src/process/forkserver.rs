@@ -1185,6 +1185,8 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
     // A zygote is forked from a running program: they ran.
     if !zygote {
         sys::finish_constructors();
+        // For its children, which inherit it (a zygote has its program's already).
+        family::finish_at_exit();
     }
     let unsafe_to_fork = sys::fork_hazard_ignoring_opt_in().map(|threads| {
         format!(
