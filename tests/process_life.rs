@@ -11,7 +11,6 @@ use multiproc::{Process, StartMethod};
 multiproc::test_support!();
 
 const LIMIT: Duration = Duration::from_secs(60);
-const ALL: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
 
 fn square(x: u64) -> u64 {
     x * x
@@ -41,39 +40,34 @@ fn inheritable_descriptors(_: ()) -> Vec<String> {
     found
 }
 
-fn start_then_list((method, inner): (StartMethod, StartMethod)) -> Vec<String> {
-    // A sibling runs meanwhile: its boot socket and pidfd are ours too.
-    let sibling = Process::new(nap, 200).start_method(inner).start().unwrap();
+fn start_then_list(sibling: StartMethod) -> Vec<String> {
+    // A sibling runs meanwhile: its boot socket and pidfd are this process's too.
+    let sibling = Process::new(nap, 200).start_method(sibling).start().unwrap();
     let listed = inheritable_descriptors(());
     sibling.join().unwrap();
-    let _ = method;
     listed
 }
 
 /// A program a child `exec`s (`std::process::Command`) inherits none of the family's
-/// descriptors (the heap's memfd, boot sockets, pidfds, the fork server's socket): only
-/// what the user opened without `O_CLOEXEC` would cross, as in Python.
+/// descriptors (the heap's memfd, boot sockets, pidfds, the fork server's socket), nor
+/// does one the main process runs: only what the program was given or opened without
+/// `O_CLOEXEC` crosses, as in Python.
 #[test]
-fn a_child_holds_no_inheritable_descriptor_of_ours() {
-    let _w = watchdog(LIMIT);
-    multiproc::init();
-    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
-        for inner in [StartMethod::ForkServer, StartMethod::Spawn] {
-            let listed = Process::new(start_then_list, (method, inner)).start_method(method).start().unwrap().join().unwrap();
-            assert!(listed.is_empty(), "{method:?} child, {inner:?} sibling: {listed:?}");
-        }
-    }
-}
-
-#[test]
-fn probe_main_descriptors() {
+fn no_descriptor_of_ours_crosses_an_exec() {
     let _w = watchdog(LIMIT);
     multiproc::init();
     let child = Process::new(nap, 300).start().unwrap();
-    let spawned = Process::new(nap, 300).start_method(StartMethod::Spawn).start().unwrap();
-    eprintln!("main: {:?}", inheritable_descriptors(()));
+    // What this test process was given by whoever ran it, and nothing of ours.
+    let given = inheritable_descriptors(());
+    let ours = ["memfd:", "socket:", "anon_inode:", "/dev/shm"];
+    assert!(!given.iter().any(|fd| ours.iter().any(|o| fd.contains(o))), "{given:?}");
     child.join().unwrap();
-    spawned.join().unwrap();
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        for sibling in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let listed = Process::new(start_then_list, sibling).start_method(method).start().unwrap().join().unwrap();
+            assert_eq!(listed, given, "{method:?} child, {sibling:?} sibling");
+        }
+    }
 }
 
 fn exit_with(code: i32) {
@@ -168,28 +162,18 @@ fn own_name_below(method: StartMethod) -> (String, Option<String>) {
     Process::new(own_name, ()).name("in\0ner").start_method(method).start().unwrap().join().unwrap()
 }
 
+/// Names are the user's strings whatever they hold (a NUL, a non-ASCII character, none
+/// at all), in the child and as its children's parent, as in Python.
 #[test]
-fn probe_odd_names_and_endless_waits() {
+fn a_name_with_a_nul_or_none_at_all_is_the_childs_whole_name() {
     let _w = watchdog(LIMIT);
     multiproc::init();
     for method in [StartMethod::ForkServer, StartMethod::Spawn] {
-        let got = Process::new(own_name, ()).name("a\0b\u{1F600}").start_method(method).start().unwrap().join();
-        eprintln!("{method:?}: {got:?}");
-        let got = Process::new(own_name_below, method).name("out\0er").start_method(method).start().unwrap().join();
-        eprintln!("{method:?}: {got:?}");
-        let got = Process::new(own_name, ()).name("").start_method(method).start().unwrap().join();
-        eprintln!("{method:?}: {got:?}");
-        let child = Process::new(square, 3).start_method(method).start().unwrap();
-        eprintln!("{method:?}: wait_timeout MAX {:?}", child.wait_timeout(Duration::MAX));
-        eprintln!("{method:?}: join_timeout MAX {:?}", child.join_timeout(Duration::MAX).ok());
-        let child = Process::new(nap, 50).start_method(method).start().unwrap();
-        std::thread::scope(|s| {
-            let a = s.spawn(|| child.wait());
-            let b = s.spawn(|| child.wait());
-            let c = s.spawn(|| child.wait_timeout(Duration::from_millis(50)));
-            eprintln!("{method:?}: two waits {:?} {:?} {:?}", a.join().unwrap(), b.join().unwrap(), c.join().unwrap());
-        });
-        eprintln!("{method:?}: join after {:?}", child.join());
+        let named = |name: &str| Process::new(own_name, ()).name(name).start_method(method).start().unwrap().join();
+        assert_eq!(named("a\0b\u{1F600}").unwrap(), ("a\0b\u{1F600}".into(), Some("MainProcess".into())));
+        assert_eq!(named("").unwrap(), (String::new(), Some("MainProcess".into())));
+        let below = Process::new(own_name_below, method).name("out\0er").start_method(method).start().unwrap();
+        assert_eq!(below.join().unwrap(), ("in\0ner".into(), Some("out\0er".into())));
     }
 }
 

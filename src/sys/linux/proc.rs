@@ -662,8 +662,7 @@ pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
 }
 
 /// A `waitid` that finds our own child unreaped (running, or ended), and takes nothing.
-const STILL_OURS: WaitIdOptions =
-    WaitIdOptions::EXITED.union(WaitIdOptions::NOHANG).union(WaitIdOptions::NOWAIT);
+const STILL_OURS: WaitIdOptions = WaitIdOptions::EXITED.union(WaitIdOptions::NOHANG).union(WaitIdOptions::NOWAIT);
 
 /// A pidfd for `pid`, our own child just made (`fork`, `posix_spawn`), checked to name it:
 /// a child that ended at once may have been reaped by the program (a `SIGCHLD` it
@@ -866,10 +865,8 @@ pub(crate) fn pidfd_exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
     }
     const PIDFD_INFO_EXIT: u64 = 1 << 3;
     // `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
-    const PIDFD_GET_INFO: libc::c_ulong = (3 << 30)
-        | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16)
-        | (0xFF << 8)
-        | 11;
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
     let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
     // SAFETY: the kernel writes at most `size_of::<PidfdInfo>()` bytes (the size encoded
     // in the request) into `info`, a live local of that size.
