@@ -112,6 +112,46 @@ fn a_child_reaped_by_the_program_itself_has_ended_for_its_handle() {
     }
 }
 
+const NO_EXIT_INFO: &str = "MULTIPROC_TEST_NO_EXIT_INFO";
+
+#[test]
+fn a_child_reaped_by_the_program_on_a_kernel_keeping_no_status_inner() {
+    if std::env::var_os(NO_EXIT_INFO).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    multiproc::__private::crash_at("fail:process.reap.no_exit_info");
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        let child = Process::new(square, 7).start_method(method).start().unwrap();
+        reap_behind_its_back(&child);
+        assert_eq!(child.exitcode(), Some(0), "{method:?}");
+        assert_eq!(child.join().unwrap(), 49, "{method:?}");
+        let child = Process::new(explode, ()).start_method(method).start().unwrap();
+        reap_behind_its_back(&child);
+        assert!(matches!(child.join(), Err(multiproc::JoinError::Panicked(_))), "{method:?}");
+        // Nothing reported, nothing kept: taken for killed.
+        let child = Process::new(exit_with, 3).start_method(method).start().unwrap();
+        reap_behind_its_back(&child);
+        assert_eq!(child.wait(), -libc::SIGKILL, "{method:?}");
+    }
+    multiproc::__private::crash_disarm();
+    println!("INNER-DONE");
+}
+
+/// Where the kernel keeps no status of a child reaped by somebody else (Linux before
+/// 6.15), it ended as its outcome says: `exit(0)` after a return, `exit(1)` after a
+/// failure; killed when it reported nothing.
+#[test]
+fn a_child_reaped_by_the_program_on_a_kernel_keeping_no_status_ended_as_it_reported() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_child_reaped_by_the_program_on_a_kernel_keeping_no_status_inner", NO_EXIT_INFO);
+}
+
+fn explode(_: ()) {
+    panic!("boom");
+}
+
 fn start_a_square(method: StartMethod) -> u64 {
     Process::new(square, 5).start_method(method).start().unwrap().join().unwrap()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
+use crate::shm::crash::fail_point;
 use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom};
 use crate::sys::{self, Ended};
 
@@ -259,7 +260,7 @@ impl ChildState {
                     // read below.
                     Err(_) if sys::pidfd_exited(self.pidfd.as_fd()) => {
                         reaped_elsewhere = true;
-                        Some(sys::pidfd_exit_status(self.pidfd.as_fd()).unwrap_or(Ended::Signaled(sys::SIGKILL)))
+                        Some(exit_status(self.pidfd.as_fd()).unwrap_or(Ended::Signaled(sys::SIGKILL)))
                     }
                     Err(_) => None,
                 },
@@ -304,7 +305,7 @@ impl ChildState {
                     });
                     room.release();
                 }
-                if reaped_elsewhere && sys::pidfd_exit_status(self.pidfd.as_fd()).is_none() {
+                if reaped_elsewhere && exit_status(self.pidfd.as_fd()).is_none() {
                     inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
                 }
                 // What the child held and never let go of (killed, or exited without
@@ -439,6 +440,13 @@ impl ChildState {
     pub(crate) fn exitcode(&self) -> Option<i32> {
         self.ended().ok().flatten().map(exitcode)
     }
+}
+
+/// The wait status the kernel kept for a child reaped by somebody else
+/// ([`sys::pidfd_exit_status`]); none where the fail point `process.reap.no_exit_info`
+/// is armed, as on a kernel before 6.15.
+fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
+    if fail_point!("process.reap.no_exit_info") { None } else { sys::pidfd_exit_status(pidfd) }
 }
 
 /// How a child whose wait status nobody can tell us ended, as its outcome says: `exit(0)`
