@@ -421,3 +421,56 @@ fn a_childs_children_are_joined_however_its_target_ends() {
         }
     }
 }
+
+/// The signals blocked in this process's thread, as `/proc` shows them.
+fn blocked_signals(_: ()) -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+/// Blocks `signal` in this thread (`true`) or unblocks it.
+fn block(signal: i32, blocked: bool) {
+    // SAFETY (test): a set built in a local, the mask of this thread only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let how = if blocked { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+const FORK_MASKS: &str = "MULTIPROC_TEST_FORK_MASKS";
+
+#[test]
+fn a_fork_child_has_the_signal_mask_of_the_thread_that_started_it_inner() {
+    if std::env::var_os(FORK_MASKS).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): libtest's threads and the watchdog sleep holding no lock.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    let start = |blocked: bool| {
+        std::thread::spawn(move || {
+            block(libc::SIGUSR1, blocked);
+            Process::new(blocked_signals, ()).start_method(StartMethod::Fork).start().unwrap().join().unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    // The first start off the main thread makes the thread that forks (the launcher).
+    assert_eq!(start(true) & usr1, usr1, "blocked in the starting thread");
+    assert_eq!(start(false) & usr1, 0, "not blocked in the starting thread");
+    println!("INNER-DONE");
+}
+
+/// A `Fork` child has the signal mask of the thread that started it, as a fork's copy
+/// has (Python's), whichever thread forks it.
+#[test]
+fn a_fork_child_has_the_signal_mask_of_the_thread_that_started_it() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_fork_child_has_the_signal_mask_of_the_thread_that_started_it_inner", FORK_MASKS);
+}

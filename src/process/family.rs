@@ -356,8 +356,14 @@ pub(crate) fn on_lasting_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send 
 #[cold]
 fn on_launcher_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     let (tx, rx) = mpsc::sync_channel(1);
+    // What `f` forks has the mask of the thread that forks it: the caller's, as a fork of
+    // its own would have, not that of whichever thread first made the launcher, which
+    // every later Fork child inherited (audp61).
+    let mask = sys::signal_mask();
     let job: Job = Box::new(move || {
+        let own = sys::set_signal_mask(mask);
         let _ = tx.send(f());
+        sys::set_signal_mask(own);
     });
     let sender = {
         let mut st = state();

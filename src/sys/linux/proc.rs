@@ -890,6 +890,30 @@ fn interrupts() -> libc::sigset_t {
     }
 }
 
+/// A thread's signal mask, carried to another thread ([`set_signal_mask`]).
+#[derive(Clone, Copy)]
+pub(crate) struct SignalMask(libc::sigset_t);
+
+/// The calling thread's signal mask.
+pub(crate) fn signal_mask() -> SignalMask {
+    // SAFETY: a null new set changes nothing; the old set is written into a zeroed local.
+    unsafe {
+        let mut mask = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        SignalMask(mask)
+    }
+}
+
+/// Gives the calling thread the signal mask `mask`; returns the one it had.
+pub(crate) fn set_signal_mask(mask: SignalMask) -> SignalMask {
+    // SAFETY: both sets are locals that live across the call; it affects this thread only.
+    unsafe {
+        let mut before = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask.0, &mut before);
+        SignalMask(before)
+    }
+}
+
 /// Signal handling of a fresh child: `SIGINT` and `SIGTERM` kill it (including one that
 /// arrived while they were blocked in the fork server), `SIGPIPE` is ignored (write errors
 /// are reported instead, as in any Rust `main`).
