@@ -249,7 +249,8 @@ impl ChildState {
 
     fn try_reap(&self, inner: &mut Inner) -> Option<Ended> {
         if inner.ended.is_none() {
-            let mut reaped_elsewhere = false;
+            // Ended with no status known: as its outcome says, once read below.
+            let mut status_unknown = false;
             inner.ended = match &self.watch {
                 ExitWatch::Own => match sys::reap_pidfd(self.pidfd.as_fd(), false) {
                     Ok(ended) => ended,
@@ -259,8 +260,9 @@ impl ChildState {
                     // the kernel kept it, else (Linux before 6.15) as its outcome says, once
                     // read below.
                     Err(_) if sys::pidfd_exited(self.pidfd.as_fd()) => {
-                        reaped_elsewhere = true;
-                        Some(exit_status(self.pidfd.as_fd()).unwrap_or(Ended::Signaled(sys::SIGKILL)))
+                        let status = exit_status(self.pidfd.as_fd());
+                        status_unknown = status.is_none();
+                        Some(status.unwrap_or(Ended::Signaled(sys::SIGKILL)))
                     }
                     Err(_) => None,
                 },
@@ -305,7 +307,7 @@ impl ChildState {
                     });
                     room.release();
                 }
-                if reaped_elsewhere && exit_status(self.pidfd.as_fd()).is_none() {
+                if status_unknown {
                     inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
                 }
                 // What the child held and never let go of (killed, or exited without
