@@ -474,3 +474,44 @@ fn a_fork_child_has_the_signal_mask_of_the_thread_that_started_it() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_fork_child_has_the_signal_mask_of_the_thread_that_started_it_inner", FORK_MASKS);
 }
+
+/// Leaves its session, ignores `SIGTERM` and `SIGHUP`, starts a grandchild by `method` (a
+/// `Fork` from this single-threaded child too), sends both pids, then waits.
+fn hide_then_start((method, pids): (StartMethod, multiproc::Queue<(u32, u32)>)) {
+    // SAFETY (test): setsid and SIG_IGN act on this process only.
+    unsafe {
+        libc::setsid();
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let grandchild = Process::new(nap, 60_000).start_method(method).start().unwrap();
+    pids.put((std::process::id(), grandchild.pid())).unwrap();
+    nap(60_000);
+}
+
+/// A child that left its session and ignores `SIGTERM`, killed, takes its children with
+/// it, whichever way they were started (the parent-death signal, not the session or the
+/// terminal's signals).
+#[test]
+fn a_child_that_left_its_session_takes_its_children_when_killed() {
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    for (method, inner) in [
+        (StartMethod::ForkServer, StartMethod::ForkServer),
+        (StartMethod::ForkServer, StartMethod::Fork),
+        (StartMethod::Spawn, StartMethod::Spawn),
+        (StartMethod::Spawn, StartMethod::Fork),
+    ] {
+        let pids = multiproc::Queue::new().unwrap();
+        let child = Process::new(hide_then_start, (inner, pids.clone())).start_method(method).start().unwrap();
+        let (pid, grandchild) = pids.get_timeout(LIMIT).unwrap();
+        assert_eq!(pid, child.pid());
+        child.terminate().unwrap();
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -libc::SIGKILL, "{method:?}/{inner:?}");
+        assert!(
+            common::eventually(LIMIT, || !common::pid_running(grandchild)),
+            "{method:?}/{inner:?}: the grandchild {grandchild} outlived its killed parent"
+        );
+    }
+}
