@@ -595,6 +595,9 @@ fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> 
         // The parent is gone already: nobody would read what we produce.
         sys::exit_now(1);
     }
+    if spawned {
+        family::finish_at_exit();
+    }
     // The parent's start failed after we were made (our server died before it answered;
     // our frame's rest, or our go, could not be sent): what the boot message names is no
     // longer ours. As our parent's own fork-server child (`yours`), we leave our pid on the

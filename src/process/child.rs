@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
+use crate::shm::crash::fail_point;
 use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom};
 use crate::sys::{self, Ended};
 
@@ -265,8 +266,23 @@ impl ChildState {
 
     fn try_reap(&self, inner: &mut Inner) -> Option<Ended> {
         if inner.ended.is_none() {
+            // Ended with no status known: as its outcome says, once read below.
+            let mut status_unknown = false;
             inner.ended = match &self.watch {
-                ExitWatch::Own => sys::reap_pidfd(self.pidfd.as_fd(), false).ok().flatten(),
+                ExitWatch::Own => match sys::reap_pidfd(self.pidfd.as_fd(), false) {
+                    Ok(ended) => ended,
+                    // Reaped by somebody else (the program's own `waitpid`, or a `SIGCHLD` it
+                    // ignores): ended all the same, which the pidfd tells; before, every
+                    // look found it running and a join spun for ever (audp61). Its status as
+                    // the kernel kept it, else (Linux before 6.15) as its outcome says, once
+                    // read below.
+                    Err(_) if sys::pidfd_exited(self.pidfd.as_fd()) => {
+                        let status = exit_status(self.pidfd.as_fd());
+                        status_unknown = status.is_none();
+                        Some(status.unwrap_or(Ended::Signaled(sys::SIGKILL)))
+                    }
+                    Err(_) => None,
+                },
                 ExitWatch::Server(fd) => {
                     let mut word = [0u8; 4];
                     match sys::read_some(fd.as_fd(), &mut word) {
@@ -289,7 +305,7 @@ impl ChildState {
                         // reported before exiting ended as its report says.
                         Err(_) => match &inner.outcome {
                             Some(outcome) if sys::pidfd_exited(self.pidfd.as_fd()) => {
-                                Some(Ended::Exited(if matches!(outcome, Outcome::Returned(_)) { 0 } else { 1 }))
+                                Some(ended_as_reported(Some(outcome)))
                             }
                             _ => None,
                         },
@@ -311,6 +327,9 @@ impl ChildState {
                         inner.outcome_blob = room.named_blob();
                     }
                     room.release();
+                }
+                if status_unknown {
+                    inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
                 }
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold
@@ -448,6 +467,25 @@ impl ChildState {
     /// `None` in another process, which knows nothing of the child's end.
     pub(crate) fn exitcode(&self) -> Option<i32> {
         self.ended().ok().flatten().map(exitcode)
+    }
+}
+
+/// The wait status the kernel kept for a child reaped by somebody else
+/// ([`sys::pidfd_exit_status`]); none where the fail point `process.reap.no_exit_info`
+/// is armed, as on a kernel before 6.15.
+fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
+    if fail_point!("process.reap.no_exit_info") { None } else { sys::pidfd_exit_status(pidfd) }
+}
+
+/// How a child whose wait status nobody can tell us ended, as its outcome says: `exit(0)`
+/// after a return, `exit(1)` after a report of failure (a panic, a refused argument), as
+/// the child's boot ends it; killed (`SIGKILL`, as when its fork server vanished) when it
+/// reported nothing.
+fn ended_as_reported(outcome: Option<&Outcome>) -> Ended {
+    match outcome {
+        Some(Outcome::Returned(_)) => Ended::Exited(0),
+        Some(_) => Ended::Exited(1),
+        None => Ended::Signaled(sys::SIGKILL),
     }
 }
 

@@ -152,7 +152,7 @@ pub(crate) fn init() -> Result<(), InitError> {
         let mut st = state();
         st.me = Some(Me::main());
     }
-    sys::at_exit(exit_hook);
+    finish_at_exit();
     INITIALIZED.store(true, Ordering::Release);
     #[cfg(feature = "cluster")]
     if let Some(url) = node {
@@ -166,8 +166,19 @@ pub(crate) fn init() -> Result<(), InitError> {
     Ok(())
 }
 
+/// Has this process end by Python's rules ([`finish_children`]) when it calls `exit`
+/// (`std::process::exit`, as a Python target's `sys.exit`), not only at the end of its
+/// `main` or target: registered by `init()` in the main process, by the fork server for
+/// every child it forks (which inherit it, as a fork child inherits its parent's), and
+/// at boot in a spawned child. A child's own end (`exit_now`) runs no `atexit` handler.
+/// Before (audp61), a fork-server or spawned child whose target called `exit` left its
+/// non-daemonic children to be killed by their parent-death signal, unjoined.
+pub(crate) fn finish_at_exit() {
+    sys::at_exit(exit_hook);
+}
+
 extern "C" fn exit_hook() {
-    // Runs after `main` returns (or `exit` is called) in the main process.
+    // Runs after `main` returns, or when any family process calls `exit`.
     let _ = std::panic::catch_unwind(finish_children);
     // A tracker killed with its keeper is replaced from what they left, before the backlog
     // is written for it.
@@ -348,8 +359,14 @@ pub(crate) fn on_lasting_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send 
 #[cold]
 fn on_launcher_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     let (tx, rx) = mpsc::sync_channel(1);
+    // What `f` forks has the mask of the thread that forks it: the caller's, as a fork of
+    // its own would have, not that of whichever thread first made the launcher, which
+    // every later Fork child inherited (audp61).
+    let mask = sys::signal_mask();
     let job: Job = Box::new(move || {
+        let own = sys::set_signal_mask(mask);
         let _ = tx.send(f());
+        sys::set_signal_mask(own);
     });
     let sender = {
         let mut st = state();

@@ -163,12 +163,18 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                 if boot.args.bytes().len() > KEEP_MAX {
                     boot.args = shm::Payload::Inline(Vec::new());
                 }
-                let pidfd = match sys::pidfd_open(pid) {
+                let pidfd = match sys::pidfd_of_child(pid) {
                     Ok(pidfd) => pidfd,
                     Err(e) => {
                         // The child runs on and may still write its room.
                         if let Link::Room(room, _) = link {
                             room.leave();
+                        }
+                        if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) {
+                            return Err(io::Error::other(format!(
+                                "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
+                                 ignores, or its own wait for any child) before its start could watch it"
+                            )));
                         }
                         return Err(e);
                     }

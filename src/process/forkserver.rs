@@ -424,10 +424,12 @@ impl Zygote {
                 drop(state);
                 drop(err);
                 drop(out);
-                let pidfd = match sys::pidfd_open(pid) {
+                let pidfd = match sys::pidfd_of_child(pid) {
                     Ok(pidfd) => pidfd,
                     Err(e) => {
-                        sys::kill_and_reap(pid);
+                        // Not by pid alone: a zygote reaped by the program's own wait may
+                        // have left its pid to a stranger.
+                        let _ = sys::kill_and_reap_child(pid);
                         crate::shm::fork_child_ended(pid);
                         return Err(e.into());
                     }
@@ -1185,6 +1187,8 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
     // A zygote is forked from a running program: they ran.
     if !zygote {
         sys::finish_constructors();
+        // For its children, which inherit it (a zygote has its program's already).
+        family::finish_at_exit();
     }
     let unsafe_to_fork = sys::fork_hazard_ignoring_opt_in().map(|threads| {
         format!(

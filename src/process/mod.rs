@@ -2000,4 +2000,32 @@ mod tests {
             Err(e) => panic!("{e:?}"),
         }
     }
+
+    /// A lost child's kill (`kill_and_settle`) touches no process that is not our child:
+    /// one reaped by the program's own `waitpid` may have left its pid to a stranger. Here
+    /// the stranger is a grandchild (a shell's `sleep`), whose pid was given as if lost.
+    /// Before (audp61), the stranger was killed by pid.
+    #[test]
+    fn a_lost_childs_kill_spares_a_process_that_is_not_our_child() {
+        let _w = watchdog(LIMIT);
+        let mut command = std::process::Command::new("sh");
+        command.args(["-c", "sleep 60 & echo $!; wait"]).stdout(std::process::Stdio::piped());
+        let mut shell = KilledOnDrop(sys::spawn_dying_with_parent(&mut command).unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(shell.0.stdout.take().unwrap()), &mut line).unwrap();
+        let stranger: u32 = line.trim().parse().unwrap();
+        let pidfd = sys::pidfd_open(stranger).unwrap();
+        assert!(!kill_and_settle(stranger));
+        // A kill lands in microseconds: a while without an end is no kill.
+        let ended = sys::poll_readable(&[pidfd.as_fd()], Some(Duration::from_millis(200))).unwrap()[0];
+        assert!(!ended, "the stranger {stranger} was killed");
+        sys::signal_pid(stranger, libc::SIGKILL).unwrap();
+        // Our own child is killed and reaped (its handle is forgotten: reaped, its pid is
+        // nobody's to signal).
+        let own = KilledOnDrop::spawn("sleep", &["60"]);
+        let pid = own.0.id();
+        std::mem::forget(own);
+        assert!(kill_and_settle(pid));
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
 }

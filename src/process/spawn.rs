@@ -24,7 +24,7 @@ pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
         drop(room);
         // Another thread may have taken the room back (crash point
         // `fail:process.spawn.pidfd`: as if it had).
-        let pidfd = if fail_point!("process.spawn.pidfd") { None } else { sys::pidfd_open(pid).ok() };
+        let pidfd = if fail_point!("process.spawn.pidfd") { None } else { sys::pidfd_of_child(pid).ok() };
         pidfd.map(|pidfd| (pid, pidfd)).ok_or_else(|| LaunchError::lost(Some(pid)))
     })
 }

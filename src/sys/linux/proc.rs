@@ -657,16 +657,46 @@ pub(crate) fn stop_this_process() {
 }
 
 /// Kills this process's own child `pid` and reaps it: for a child whose pidfd never
-/// arrived. By pid is safe here: a child nobody reaped keeps its pid, and nothing in the
-/// crate reaps any child but by its pidfd.
+/// arrived. Only while `pid` is still our child, unreaped: the program's own `waitpid`
+/// (of any child) may have reaped it, and its pid be a stranger's by now (audp61: it was
+/// killed by pid at once). A pidfd, once opened, names one process for ever, so the look
+/// and the kill go through one when there is room for it; else (a child lost for want
+/// of descriptors) by pid, right after the look (a reap by the program between the two
+/// is the one window left). `Err` (`ECHILD`) when it is no child of ours.
 pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
     let Some(target) = Pid::from_raw(pid as i32) else { return Ok(()) };
+    match pidfd_of_child(pid) {
+        Ok(pidfd) => {
+            pidfd_signal(pidfd.as_fd(), libc::SIGKILL)?;
+            return reap_pidfd(pidfd.as_fd(), true).map(drop);
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Err(e),
+        Err(_) => {}
+    }
+    waitid_again(WaitId::Pid(target), STILL_OURS)?;
     signal_pid(pid, libc::SIGKILL)?;
+    waitid_again(WaitId::Pid(target), WaitIdOptions::EXITED).map(drop)
+}
+
+/// A `waitid` that finds our own child unreaped (running, or ended), and takes nothing.
+const STILL_OURS: WaitIdOptions = WaitIdOptions::EXITED.union(WaitIdOptions::NOHANG).union(WaitIdOptions::NOWAIT);
+
+/// A pidfd for `pid`, our own child just made (`fork`, `posix_spawn`), checked to name it:
+/// a child that ended at once may have been reaped by the program (a `SIGCHLD` it
+/// ignores, its own wait for any child) before the pidfd was opened, and its pid be a
+/// stranger's by now, whom a signal must never reach. `ESRCH` or `ECHILD` then.
+pub(crate) fn pidfd_of_child(pid: u32) -> io::Result<OwnedFd> {
+    let pidfd = pidfd_open(pid)?;
+    waitid_again(WaitId::PidFd(pidfd.as_fd()), STILL_OURS)?;
+    Ok(pidfd)
+}
+
+/// `waitid`, made again when a signal interrupts it.
+fn waitid_again(id: WaitId<'_>, options: WaitIdOptions) -> io::Result<Option<rustix::process::WaitIdStatus>> {
     loop {
-        match rustix::process::waitid(WaitId::Pid(target), WaitIdOptions::EXITED) {
-            Ok(_) => return Ok(()),
+        match rustix::process::waitid(id.clone(), options) {
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+            done => return done.map_err(io::Error::from),
         }
     }
 }
@@ -834,6 +864,33 @@ pub(crate) fn stdin_from_devnull() {
     let _ = rustix::stdio::dup2_stdin(null);
 }
 
+/// How the process behind `pidfd` ended, after somebody else reaped it: the program's own
+/// `waitpid` (of this pid, or of any child) or a `SIGCHLD` it ignores (the kernel then reaps
+/// every child at its exit), where our `waitid` finds no child. The kernel keeps the wait
+/// status of a process that ended while a pidfd named it (`PIDFD_GET_INFO`, Linux 6.15);
+/// `None` on an older kernel, or while the process runs.
+pub(crate) fn pidfd_exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
+    /// `struct pidfd_info` of `<linux/pidfd.h>` up to `exit_code` (its first version's size,
+    /// 64 bytes: the kernel fills what the size in the request names).
+    #[repr(C)]
+    #[derive(Default)]
+    struct PidfdInfo {
+        mask: u64,
+        cgroupid: u64,
+        ids: [u32; 11],
+        exit_code: i32,
+    }
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    // `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    // SAFETY: the kernel writes at most `size_of::<PidfdInfo>()` bytes (the size encoded
+    // in the request) into `info`, a live local of that size.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, std::ptr::addr_of_mut!(info)) };
+    (rc == 0 && info.mask & PIDFD_INFO_EXIT != 0).then(|| Ended::from_raw(info.exit_code))
+}
+
 /// Whether the process behind `pidfd` has ended (without reaping it).
 pub(crate) fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
     super::socket::poll_readable(&[pidfd], Some(std::time::Duration::ZERO)).is_ok_and(|r| r[0])
@@ -847,6 +904,30 @@ fn interrupts() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         set
+    }
+}
+
+/// A thread's signal mask, carried to another thread ([`set_signal_mask`]).
+#[derive(Clone, Copy)]
+pub(crate) struct SignalMask(libc::sigset_t);
+
+/// The calling thread's signal mask.
+pub(crate) fn signal_mask() -> SignalMask {
+    // SAFETY: a null new set changes nothing; the old set is written into a zeroed local.
+    unsafe {
+        let mut mask = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        SignalMask(mask)
+    }
+}
+
+/// Gives the calling thread the signal mask `mask`; returns the one it had.
+pub(crate) fn set_signal_mask(mask: SignalMask) -> SignalMask {
+    // SAFETY: both sets are locals that live across the call; it affects this thread only.
+    unsafe {
+        let mut before = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask.0, &mut before);
+        SignalMask(before)
     }
 }
 
