@@ -999,6 +999,38 @@ mod tests {
         assert_eq!(peer.read(&mut [0u8; 1]).ok(), Some(0), "the writer closed the socket");
     }
 
+    /// review81 M2: a client that reads is not cut off when several large answers wait at
+    /// once (its threads' concurrent `get`s, answered at once, written at network speed):
+    /// the fifth of a quarter of the backlog, queued while a large one is written, was
+    /// refused and the connection closed.
+    #[test]
+    fn several_large_answers_waiting_for_a_client_that_reads_go_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = Arc::new(listener.accept().unwrap().0);
+        let writers = Writers::default();
+        let (queue, answers) = mpsc::sync_channel(WRITER_BACKLOG);
+        let queued = Arc::new(AtomicUsize::new(0));
+        lock(&writers.writers).insert(1, Writer { queue, queued: queued.clone(), socket: socket.clone() });
+        let writer = std::thread::spawn(move || write_answers(&answers, &queued, &socket));
+        // Zeroed and never touched: they take no memory. Told apart by their lengths.
+        let large = WRITER_BACKLOG_BYTES + 1;
+        assert!(send_to_writer(&writers, 1, vec![0; large]));
+        peer.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        peer.peek(&mut [0u8; 1]).unwrap();
+        let quarter = WRITER_BACKLOG_BYTES / 4;
+        for i in 0..5 {
+            assert!(send_to_writer(&writers, 1, vec![0; quarter + i]), "answer {i} of a quarter of the backlog");
+        }
+        read_through(&mut peer, large);
+        for i in 0..5 {
+            read_through(&mut peer, quarter + i);
+        }
+        forget_writer(&writers, 1);
+        writer.join().unwrap();
+        assert_eq!(peer.read(&mut [0u8; 1]).ok(), Some(0), "the writer closed the socket");
+    }
+
     /// Waits until `n` connections wait in `memory.take`, or `done` holds.
     fn until_waiting(memory: &FrameMemory, n: usize, done: impl Fn() -> bool) {
         while memory.waiting.load(Ordering::SeqCst) < n && !done() {
