@@ -618,6 +618,37 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    /// How many bytes of answers the server may hold not yet written to its remote
+    /// clients, across connections (default 1 GiB). Past a quarter of it for one
+    /// connection (or 4096 answers), or past all of it, a connection's requests wait
+    /// (the server reads no more of them and answers none of those it read) until its
+    /// client has read enough: no client is refused for reading slowly, and its calls are
+    /// only slower. A client that reads nothing for the
+    /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected
+    /// (its objects and locks given back as for any connection that ends), and its
+    /// answers let go, for the others.
+    ///
+    /// The server can hold more than this by one answer per connection (the one that
+    /// passes the bound, however large: a `get` of a large value) and the answers to the
+    /// requests a connection sent before it reached the bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_answer_memory(256 << 20)
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_answer_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_answer_memory = bytes;
+        self
+    }
+
     /// How long a call may wait without a sign of life from the server (default: no
     /// limit, as in Python), for every client of a started manager, in every process, and
     /// for a client that [`connect`](ManagerBuilder::connect)s.
@@ -849,7 +880,7 @@ impl ManagerBuilder {
         let state = Shared::new(ManagerState::new()?)?;
         state.open()?;
         let mut server = Server::new(state.clone());
-        server.limit_requests(self.limits.max_request_memory);
+        server.limit(&self.limits);
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);
         }
