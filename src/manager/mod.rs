@@ -598,8 +598,10 @@ impl ManagerBuilder {
     /// of any size, to be read and dropped (it takes no share). A remote client that stalls
     /// in the middle of one is disconnected (its objects and locks given back as for any
     /// connection that ends) and its share goes to the connections waiting for room: one
-    /// peer cannot hold the others' large requests for longer than this. It is taken as
-    /// given: `Duration::ZERO` disconnects a client at every such frame.
+    /// peer cannot hold the others' large requests for longer than this. So is a client
+    /// that reads nothing of its answers for this long while requests wait for room in
+    /// [`max_answer_memory`](Self::max_answer_memory). It is taken as given:
+    /// `Duration::ZERO` disconnects a client at every such frame.
     ///
     /// # Examples
     ///
@@ -622,17 +624,17 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many bytes of answers the server may hold not yet written to its remote
     /// clients, across connections (default 1 GiB). Past a quarter of it for one
-    /// connection (or 4096 answers), or past all of it, a connection's requests wait
-    /// (the server reads no more of them and answers none of those it read) until its
-    /// client has read enough: no client is refused for reading slowly, and its calls are
-    /// only slower. A client that reads nothing for the
-    /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected
-    /// (its objects and locks given back as for any connection that ends), and its
-    /// answers let go, for the others.
+    /// connection (or 4096 answers), or past all of it, connections' requests wait: the
+    /// server reads no more of them, and holds back those it has read, until the clients
+    /// have read enough. No client is refused for reading slowly: its calls are only
+    /// slower (with a [`call_timeout`](Self::call_timeout), a call held back longer than
+    /// that fails with `CallTimeout`). A client that reads nothing for the
+    /// [`frame_timeout`](Self::frame_timeout) while requests wait is disconnected (its
+    /// objects and locks given back as for any connection that ends), and its answers let
+    /// go, for the others.
     ///
     /// The server can hold more than this by one answer per connection (the one that
-    /// passes the bound, however large: a `get` of a large value) and the answers to the
-    /// requests a connection sent before it reached the bound.
+    /// passes the bound, however large: a `get` of a large value).
     ///
     /// # Examples
     ///

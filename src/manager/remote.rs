@@ -19,7 +19,10 @@
 //! of taking its share (or its connection is closed, and the share given back, so that a
 //! peer that stalls mid-frame holds the others' large requests no longer), and one request
 //! decodes to at most
-//! [`Limits::max_request_memory`] (`protocol::decode_request_within`).
+//! [`Limits::max_request_memory`] (`protocol::decode_request_within`). Their answers not
+//! yet written share [`Limits::max_answer_memory`] (see [`AnswerMemory`]): past it, or past
+//! a connection's share, requests wait, and a client that reads nothing meanwhile is cut
+//! off.
 //!
 //! A remote client multiplexes every thread's requests on one connection (each request
 //! carries its thread, for lock ownership); a reader thread hands each answer to the thread
@@ -241,6 +244,8 @@ pub(crate) struct Remotes {
     /// (a ring's tag), and a server that handed out a fresh one to every client that
     /// connects would have none left after 16,777,214 of them.
     free: Mutex<Vec<u32>>,
+    // Without `remote` nothing connects, so no backlog is made.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     memory: Arc<AnswerMemory>,
 }
 
@@ -269,15 +274,18 @@ pub(crate) type Writers = Arc<Remotes>;
 
 /// The answers not yet written to remote clients, across the server: their bytes, and
 /// the bounds past which a connection's requests wait (its reader reads no more, and the
-/// dispatcher leaves those it has unanswered): its own answers at a quarter of the budget
-/// or [`WRITER_BACKLOG`] frames, or all of them at the budget. Nobody is refused for it: a
-/// client that reads is only held back (review81 M2: refusing an answer past a cap closed
-/// the connection of a client whose threads fetched a few large values at once), and a
-/// client whose writer sends nothing for [`Limits::frame_timeout`] while its connection
-/// waits so is cut off, and its answers let go (`Unstalled`). The memory is the budget,
-/// one answer per connection (the one that passes it), and the answers to the requests
-/// read before the bound was reached; a server-wide budget (review79 L3) because k
-/// connections that do not read held k times a connection's.
+/// dispatcher defers those it has: `Server::resume`): its own answers at a quarter of the
+/// budget or [`WRITER_BACKLOG`] frames, or all of them at the budget. Nobody is refused
+/// for it: a client that reads is only held back (review81 M2: refusing an answer past a
+/// cap closed the connection of a client whose threads fetched a few large values at
+/// once), and a client whose writer sends nothing for [`Limits::frame_timeout`] while its
+/// connection waits so is cut off, and its answers let go (`Unstalled`). The memory is
+/// the budget, one answer per connection (the one that passes it), and the requests read
+/// before the reader stopped, held back: answers are made only when there is room (made
+/// for every request read, 600 `get`s of 1 MiB by a client that reads nothing were 598
+/// MiB). The
+/// budget is server-wide (review79 L3) because k connections that do not read held k
+/// times a connection's cap.
 pub(crate) struct AnswerMemory {
     /// The bytes of every connection's answers not yet written.
     unsent: AtomicUsize,
@@ -300,6 +308,8 @@ impl AnswerMemory {
 pub(crate) const DEFAULT_MAX_ANSWER_MEMORY: u64 = 1 << 30;
 
 /// A remote connection's answers not yet written (queued, or being written).
+// Without `remote` nothing connects, so none is made.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 struct Backlog {
     memory: Arc<AnswerMemory>,
     bytes: AtomicUsize,
@@ -309,6 +319,7 @@ struct Backlog {
 }
 
 impl Backlog {
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     fn new(memory: Arc<AnswerMemory>) -> Self {
         Self { memory, bytes: AtomicUsize::new(0), frames: AtomicUsize::new(0), ended: AtomicBool::new(false) }
     }
@@ -364,7 +375,8 @@ struct Writer {
 }
 
 /// Answers of one remote client not yet written past which its requests wait for room
-/// (see [`AnswerMemory`]); its queue takes any number (answers to requests already read).
+/// (see [`AnswerMemory`]); its queue takes any number (the answers of parked requests,
+/// granted at once, are not held back).
 const WRITER_BACKLOG: usize = 4096;
 
 /// Queues an answer frame for connection `conn`; false if it is gone (forgotten, or its
@@ -1068,7 +1080,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use super::{Backlog, FrameMemory, Remotes, WRITER_BACKLOG, Writers, forget_writer, must_wait, open_writer, send_to_writer};
+    use super::{
+        Backlog, FrameMemory, Remotes, WRITER_BACKLOG, Writers, forget_writer, must_wait, open_writer, send_to_writer,
+    };
 
     /// Long enough for anything these tests wait for, on a loaded machine.
     const LIMIT: Duration = Duration::from_secs(60);
