@@ -255,6 +255,7 @@ impl Remotes {
     pub(crate) fn new(budget: u64) -> Self {
         let memory = AnswerMemory {
             unsent: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             budget: usize::try_from(budget).unwrap_or(usize::MAX).max(1),
             room_lock: Mutex::new(()),
             room: Condvar::new(),
@@ -290,6 +291,9 @@ pub(crate) struct AnswerMemory {
     /// The bytes of every connection's answers not yet written.
     unsent: AtomicUsize,
     budget: usize,
+    /// Readers waiting in `room` (counted under `room_lock`, before their look), so that
+    /// an answer written wakes nobody, and takes no lock, when none waits.
+    waiting: AtomicUsize,
     /// Taken by whoever gives bytes back before it wakes the readers waiting in `room`, so
     /// that none misses its wake-up between its look and its wait.
     room_lock: Mutex<()>,
@@ -297,9 +301,13 @@ pub(crate) struct AnswerMemory {
 }
 
 impl AnswerMemory {
+    /// Wakes the readers waiting for room, after bytes were given back (or a writer
+    /// ended).
     fn wake(&self) {
-        drop(lock(&self.room_lock));
-        self.room.notify_all();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            drop(lock(&self.room_lock));
+            self.room.notify_all();
+        }
     }
 }
 
@@ -343,11 +351,16 @@ impl Backlog {
     #[cfg(feature = "remote")]
     /// Waits until the connection may read its next request, or its writer ended.
     fn wait_for_room(&self) {
+        if !self.full() {
+            return;
+        }
         let memory = &*self.memory;
         let mut room = lock(&memory.room_lock);
+        memory.waiting.fetch_add(1, Ordering::SeqCst);
         while self.full() && !self.ended.load(Ordering::SeqCst) {
             room = memory.room.wait(room).unwrap_or_else(|e| e.into_inner());
         }
+        memory.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
