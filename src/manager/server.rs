@@ -245,7 +245,13 @@ impl Server {
             self.step();
         }
         self.state.set_status(CLOSED);
-        // Answer what is parked, and let the remote writers flush.
+        // What was deferred is answered as shutting down (a small answer each), as what
+        // is parked; then the remote writers flush.
+        for (conn, waiting) in std::mem::take(&mut self.deferred) {
+            for envelope in waiting {
+                self.request(conn, envelope, false);
+            }
+        }
         self.deliver();
         self.conns.clear();
     }
@@ -282,7 +288,7 @@ impl Server {
         };
         let mut quick = false;
         match got {
-            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope),
+            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, true),
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
@@ -317,23 +323,18 @@ impl Server {
         }
     }
 
-    /// A request of `conn`: handled now, or deferred while the answers of a remote
-    /// connection not yet written are past their bound, or it has requests deferred (its
-    /// requests are handled in order, a `Release` too). True if it was a quick one (see
-    /// [`Server::step`]).
-    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope) -> bool {
-        if let Some(Conn::Remote { .. }) = self.conns.get(&conn)
-            && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn))
-        {
-            self.deferred.entry(conn).or_default().push_back(envelope);
-            return false;
-        }
-        self.handle(conn, envelope)
-    }
-
-    /// Handles a request of `conn` (see [`Server::request`]).
-    fn handle(&mut self, conn: ConnId, envelope: super::protocol::Envelope) -> bool {
+    /// A request of `conn`: handled now, or, when `may_defer`, deferred while the answers
+    /// of a remote connection not yet written are past their bound, or it has requests
+    /// deferred (its requests are handled in order, a `Release` too). True if it was a
+    /// quick one (see [`Server::step`]).
+    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, may_defer: bool) -> bool {
         match (&envelope.request, self.conns.get_mut(&conn)) {
+            (_, Some(Conn::Remote { .. }))
+                if may_defer && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn)) =>
+            {
+                self.deferred.entry(conn).or_default().push_back(envelope);
+                false
+            }
             (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
                 // Only what this connection was handed can be given back.
                 let held = handouts.get(&id).copied().unwrap_or(0);
@@ -372,7 +373,7 @@ impl Server {
                 if waiting.is_empty() {
                     self.deferred.remove(&conn);
                 }
-                self.handle(conn, envelope);
+                self.request(conn, envelope, false);
                 if self.store.has_replies() {
                     self.deliver();
                 }
