@@ -279,6 +279,29 @@ fn a_list_behaves_as_a_python_list() {
     assert!(l.is_empty().unwrap());
 }
 
+/// An index past any list says what was passed, not `i64::MAX` (the server's indexes are
+/// Python's, signed: an index past `i64::MAX` went as `i64::MAX`, and the error showed it).
+#[test]
+fn an_index_error_says_the_index_passed() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let l = manager.list_from([1, 2]).unwrap();
+    let a = manager.array([1u8, 2, 3]).unwrap();
+    let past = usize::MAX.to_string();
+    let errors = [
+        ("list set", l.set(usize::MAX, 0).unwrap_err()),
+        ("list pop_at", l.pop_at(usize::MAX).unwrap_err()),
+        ("array get", a.get(usize::MAX).unwrap_err()),
+        ("array set", a.set(usize::MAX, 0).unwrap_err()),
+    ];
+    for (call, e) in errors {
+        let shown = e.to_string();
+        assert!(shown.contains(&past), "{call}: {shown}");
+    }
+    let shown = l.set(5, 0).unwrap_err().to_string();
+    assert_eq!(shown, "index 5 out of range for a sequence of length 2");
+}
+
 #[test]
 fn a_namespace_a_value_and_an_array() {
     let _w = common::heap_user(LIMIT);

@@ -1090,29 +1090,40 @@ fn threads_named(pid: u32, name: &str) -> usize {
         .count()
 }
 
-/// A remote client that sends requests and never reads their answers: once the server has
-/// given up on it (its answer backlog full), the connection ends at once, its socket
-/// closed and its threads gone, and what was queued for it is let go. Before, the writer
-/// thread stayed stuck in a `write` the client never let finish: the socket stayed open,
-/// the reader went on taking requests, and the backlog (up to 4096 answers, whatever
-/// their size) stayed in memory until the client read or left.
+/// A remote client that sends requests and never reads their answers: once its answers
+/// waiting pass its share of the server's answer memory, the server reads no more of its
+/// requests and makes no more answers, and once it has read nothing for the frame timeout
+/// the connection ends, its socket closed and its threads gone, and what was queued for it
+/// is let go. Before fix51, the writer thread stayed stuck in a `write` the client never
+/// let finish: the socket stayed open, the reader went on taking requests, and the backlog
+/// (up to 4096 answers, whatever their size) stayed in memory; after it, the server held
+/// 256 MiB of them and then cut the client off, as it did a client that read (review81
+/// M2).
 #[test]
 fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go() {
     let _w = common::heap_user(LIMIT);
-    let manager = remote_manager();
+    const MIB: u64 = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(16 * MIB)
+        .frame_timeout(Duration::from_secs(1))
+        .start()
+        .unwrap();
     let addr = manager.address().unwrap();
     let pid = manager.pid().unwrap();
     let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
-    d.insert(0, serde_bytes::ByteBuf::from(vec![7u8; 1 << 20])).unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![7u8; MIB as usize])).unwrap();
     manager.publish("d", &d).unwrap();
     // One `get` of the 1 MiB value, as a client sends it.
     let (relay, sent) = recording_relay(addr);
     let recorder = Manager::connect(relay, KEY).unwrap();
     let rd: DictProxy<u8, serde_bytes::ByteBuf> = recorder.lookup("d").unwrap();
-    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(1 << 20));
+    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(MIB as usize));
     let get = frames_of(&sent.lock().unwrap()).pop().unwrap();
     drop((rd, recorder));
     assert!(eventually(Duration::from_secs(30), || threads_named(pid, "manager-writer") == 0));
+    let before = peak_rss(pid);
 
     let mut raw = TcpStream::connect(addr).unwrap();
     authenticate(&mut raw, KEY);
@@ -1121,7 +1132,8 @@ fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go
     raw.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut frame = (get.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(&get);
-    // 600 MiB of answers: far past what the sockets buffer and the backlog's 256 MiB.
+    // 600 MiB of answers: far past what the sockets buffer and the client's 4 MiB share.
+    // Its writes stop when the server stops reading, and fail once it is cut off.
     let mut sent = 0;
     while sent < 600 && raw.write_all(&frame).is_ok() {
         sent += 1;
@@ -1134,7 +1146,46 @@ fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go
     assert!(closed_by_server(&mut raw) || raw.write_all(&frame).is_err());
     let again = Manager::connect(addr, KEY).unwrap();
     let rd: DictProxy<u8, serde_bytes::ByteBuf> = again.lookup("d").unwrap();
-    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(1 << 20));
+    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(MIB as usize));
+    // Its share, an answer and the requests read before it was full; not 600 answers.
+    let growth = peak_rss(pid).saturating_sub(before);
+    eprintln!("server peak RSS grew by {} KiB after {sent} requests", growth >> 10);
+    assert!(growth < 64 * MIB, "the server held {growth} bytes more");
+}
+
+/// review81 M2: a remote client whose threads fetch values larger than its share of the
+/// server's answer memory at once, over one connection, gets every one: the server holds
+/// its requests back while the answers wait (its reader reads on), instead of refusing the
+/// answer past the cap and closing the connection (every thread then saw the server gone).
+#[test]
+fn a_client_whose_threads_fetch_large_values_at_once_is_answered_them_all() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: usize = 1 << 20;
+    // A share of 1 MiB, each value 3 MiB: every answer passes it alone.
+    let manager =
+        Manager::builder().address("127.0.0.1:0").authkey(KEY).max_answer_memory(4 * MIB as u64).start().unwrap();
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    for k in 0..8 {
+        d.insert(k, serde_bytes::ByteBuf::from(vec![k; 3 * MIB])).unwrap();
+    }
+    manager.publish("d", &d).unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = remote.lookup("d").unwrap();
+    let threads: Vec<_> = (0..8u8)
+        .map(|k| {
+            let rd = rd.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let value = rd.get(&k).unwrap().unwrap();
+                    assert!(value.len() == 3 * MIB && value.iter().all(|&b| b == k), "value {k}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(rd.len().unwrap(), 8);
 }
 
 /// A test child: `SIGPIPE` back to its default, as many programs set it, then a manager

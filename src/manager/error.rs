@@ -60,11 +60,10 @@ pub enum ManagerError {
     #[doc(alias = "IndexError")]
     #[error("index {index} out of range for a sequence of length {len}")]
     IndexOutOfRange {
-        /// The index asked for (an index past `i64::MAX`, out of range of any list, shows
-        /// as `i64::MAX`: the server's indexes are Python's, signed).
-        index: i64,
+        /// The index asked for.
+        index: usize,
         /// The length at the time.
-        len: u64,
+        len: usize,
     },
     /// No such attribute in a namespace (Python's `AttributeError`).
     #[doc(alias = "AttributeError")]
@@ -208,7 +207,13 @@ impl From<crate::Error> for ManagerError {
 impl From<Fault> for ManagerError {
     fn from(fault: Fault) -> Self {
         match fault {
-            Fault::IndexOutOfRange { index, len } => ManagerError::IndexOutOfRange { index, len },
+            // The server's index, Python's (signed, negative from the end): the list proxies
+            // put in the one their caller passed (`list::at`); only `pop()`'s `-1` on an
+            // empty list comes through as it is, and that is `Ok(None)`.
+            Fault::IndexOutOfRange { index, len } => ManagerError::IndexOutOfRange {
+                index: usize::try_from(index).unwrap_or(usize::MAX),
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            },
             Fault::NoSuchAttribute(name) => ManagerError::NoSuchAttribute(name),
             Fault::ValueMissing => ManagerError::ValueNotFound,
             Fault::NotOwner => ManagerError::NotOwner,

@@ -18,6 +18,16 @@ fn index(i: usize) -> i64 {
     i64::try_from(i).unwrap_or(i64::MAX)
 }
 
+/// Calls `op` on element `i`. An index error names `i` as the caller passed it: the
+/// server's indexes are Python's, signed, and an index past `i64::MAX` (out of range of
+/// any list) goes to it as `i64::MAX`.
+fn at(core: &ProxyCore, i: usize, op: impl FnOnce(i64) -> Op) -> Result<Out<Ref>, ManagerError> {
+    core.call(op(index(i))).map_err(|e| match e {
+        ManagerError::IndexOutOfRange { len, .. } => ManagerError::IndexOutOfRange { index: i, len },
+        e => e,
+    })
+}
+
 fn count(out: Out<Ref>) -> Result<usize, ManagerError> {
     match out {
         Out::Count(n) => Ok(n as usize),
@@ -160,7 +170,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     #[doc(alias = "__getitem__")]
     pub fn get(&self, i: usize) -> Result<Option<T>, ManagerError> {
-        match self.core.call(Op::ListGet(index(i))) {
+        match at(&self.core, i, Op::ListGet) {
             Ok(Out::Item(item)) => Ok(Some(self.core.decode(item)?)),
             Ok(other) => Err(unexpected(other)),
             Err(ManagerError::IndexOutOfRange { .. }) => Ok(None),
@@ -188,7 +198,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     #[doc(alias = "__setitem__")]
     pub fn set(&self, i: usize, value: T) -> Result<(), ManagerError> {
-        self.core.call(Op::ListSet(index(i), self.item(&value)?)).map(drop)
+        let item = self.item(&value)?;
+        at(&self.core, i, |i| Op::ListSet(i, item)).map(drop)
     }
 
     /// Removes and returns the last element, `None` when empty (`l.pop()`).
@@ -233,7 +244,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn pop_at(&self, i: usize) -> Result<T, ManagerError> {
-        match self.core.call(Op::ListPop(Some(index(i))))? {
+        match at(&self.core, i, |i| Op::ListPop(Some(i)))? {
             Out::Item(item) => self.core.decode(item),
             other => Err(unexpected(other)),
         }
@@ -543,7 +554,7 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// ```
     #[doc(alias = "__getitem__")]
     pub fn get(&self, i: usize) -> Result<T, ManagerError> {
-        match self.core.call(Op::ListGet(index(i)))? {
+        match at(&self.core, i, Op::ListGet)? {
             Out::Item(item) => self.core.decode(item),
             other => Err(unexpected(other)),
         }
@@ -567,7 +578,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// ```
     #[doc(alias = "__setitem__")]
     pub fn set(&self, i: usize, value: T) -> Result<(), ManagerError> {
-        self.core.call(Op::ListSet(index(i), self.core.encode(&value)?)).map(drop)
+        let item = self.core.encode(&value)?;
+        at(&self.core, i, |i| Op::ListSet(i, item)).map(drop)
     }
 
     /// The length (`len(a)`).

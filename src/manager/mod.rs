@@ -598,8 +598,10 @@ impl ManagerBuilder {
     /// of any size, to be read and dropped (it takes no share). A remote client that stalls
     /// in the middle of one is disconnected (its objects and locks given back as for any
     /// connection that ends) and its share goes to the connections waiting for room: one
-    /// peer cannot hold the others' large requests for longer than this. It is taken as
-    /// given: `Duration::ZERO` disconnects a client at every such frame.
+    /// peer cannot hold the others' large requests for longer than this. So is a client
+    /// that reads nothing of its answers for this long while requests wait for room in
+    /// [`max_answer_memory`](Self::max_answer_memory). It is taken as given:
+    /// `Duration::ZERO` disconnects a client at every such frame.
     ///
     /// # Examples
     ///
@@ -615,6 +617,37 @@ impl ManagerBuilder {
     /// ```
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
         self.limits.frame_timeout = timeout;
+        self
+    }
+
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    /// How many bytes of answers the server may hold not yet written to its remote
+    /// clients, across connections (default 1 GiB). Past a quarter of it for one
+    /// connection (or 4096 answers), or past all of it, connections' requests wait: the
+    /// server reads no more of them, and holds back those it has read, until the clients
+    /// have read enough. No client is refused for reading slowly: its calls are only
+    /// slower (with a [`call_timeout`](Self::call_timeout), a call held back longer than
+    /// that fails with `CallTimeout`). A client that reads nothing for the
+    /// [`frame_timeout`](Self::frame_timeout) while requests wait is disconnected (its
+    /// objects and locks given back as for any connection that ends), and its answers let
+    /// go, for the others.
+    ///
+    /// The server can hold more than this by one answer per connection (the one that
+    /// passes the bound, however large: a `get` of a large value).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_answer_memory(256 << 20)
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_answer_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_answer_memory = bytes;
         self
     }
 
@@ -849,7 +882,7 @@ impl ManagerBuilder {
         let state = Shared::new(ManagerState::new()?)?;
         state.open()?;
         let mut server = Server::new(state.clone());
-        server.limit_requests(self.limits.max_request_memory);
+        server.limit(&self.limits);
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);
         }

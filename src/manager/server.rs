@@ -9,7 +9,7 @@
 //! barrier it waited at breaks.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,10 @@ pub(crate) const SWEEP: Duration = Duration::from_millis(100);
 /// How many quick requests in a row the server handles without reading the clock (see
 /// [`Server::step`]).
 const CLOCK_EVERY: u32 = 16;
+
+/// How often the server looks for room for the requests it defers (see
+/// [`Server::resume`]); the writers that make it do not wake the dispatcher.
+const ROOM_POLL: Duration = Duration::from_millis(10);
 
 /// What the server process starts with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -131,6 +135,10 @@ pub(crate) struct Server {
     stopping: bool,
     /// Remote connections to close once the answers being sent are out.
     closing: Vec<ConnId>,
+    /// Requests of remote connections whose answers not yet written are past their bound
+    /// (`remote::must_wait`), in the order they came: handled as room comes (see
+    /// [`Server::resume`]).
+    deferred: IdMap<ConnId, VecDeque<super::protocol::Envelope>>,
     /// What one request may decode to.
     max_request_memory: u64,
 }
@@ -145,7 +153,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
         return Err(failure);
     }
     let mut server = Server::new(boot.state.clone());
-    server.limit_requests(boot.limits.max_request_memory);
+    server.limit(&boot.limits);
     for (name, runner) in boot.types {
         server.register_packed(name, runner);
     }
@@ -188,13 +196,17 @@ impl Server {
             unread: 0,
             stopping: false,
             closing: Vec::new(),
+            deferred: IdMap::default(),
             max_request_memory: remote::DEFAULT_MAX_REQUEST_MEMORY,
         }
     }
 
-    /// Refuses requests that would take more than `bytes` once decoded.
-    pub(crate) fn limit_requests(&mut self, bytes: u64) {
-        self.max_request_memory = bytes;
+    /// Refuses requests that would take more than `limits.max_request_memory` once
+    /// decoded, and bounds the answers not yet written to remote clients by
+    /// `limits.max_answer_memory`. Before [`Server::writers`] is taken.
+    pub(crate) fn limit(&mut self, limits: &remote::Limits) {
+        self.max_request_memory = limits.max_request_memory;
+        self.writers = std::sync::Arc::new(remote::Remotes::new(limits.max_answer_memory));
     }
 
     #[cfg(feature = "remote")]
@@ -233,7 +245,13 @@ impl Server {
             self.step();
         }
         self.state.set_status(CLOSED);
-        // Answer what is parked, and let the remote writers flush.
+        // What was deferred is answered as shutting down (a small answer each), as what
+        // is parked; then the remote writers flush.
+        for (conn, waiting) in std::mem::take(&mut self.deferred) {
+            for envelope in waiting {
+                self.request(conn, envelope, false);
+            }
+        }
         self.deliver();
         self.conns.clear();
     }
@@ -256,6 +274,9 @@ impl Server {
         if let Some(next) = self.store.next_deadline() {
             until = until.min(next);
         }
+        if !self.deferred.is_empty() {
+            until = until.min(self.now + ROOM_POLL);
+        }
         let deadline = Deadline::at(until);
         let max = self.max_request_memory;
         let requests = &self.state.requests;
@@ -267,26 +288,7 @@ impl Server {
         };
         let mut quick = false;
         match got {
-            Ok(Incoming::Request(conn, envelope)) => match (&envelope.request, self.conns.get_mut(&conn)) {
-                (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
-                    // Only what this connection was handed can be given back.
-                    let held = handouts.get(&id).copied().unwrap_or(0);
-                    let given = count.min(held);
-                    if given == held {
-                        handouts.remove(&id);
-                    } else {
-                        handouts.insert(id, held - given);
-                    }
-                    self.store.decref(id, given);
-                }
-                // Family clients give references back through their tokens.
-                (Request::Release { .. }, _) | (_, None) => {}
-                (request, Some(_)) => {
-                    quick =
-                        matches!(request, Request::Call { kind, .. } if !matches!(kind, Kind::Custom | Kind::Barrier));
-                    self.store.handle(conn, envelope, None);
-                }
-            },
+            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, true),
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
@@ -300,6 +302,9 @@ impl Server {
         }
         if self.store.has_replies() {
             self.deliver();
+        }
+        if !self.deferred.is_empty() {
+            self.resume();
         }
         if quick && self.unread < CLOCK_EVERY && self.store.next_deadline().is_none() {
             self.unread += 1;
@@ -315,6 +320,64 @@ impl Server {
         if now >= self.last_sweep + SWEEP {
             self.last_sweep = now;
             self.sweep();
+        }
+    }
+
+    /// A request of `conn`: handled now, or, when `may_defer`, deferred while the answers
+    /// of a remote connection not yet written are past their bound, or it has requests
+    /// deferred (its requests are handled in order, a `Release` too). True if it was a
+    /// quick one (see [`Server::step`]).
+    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, may_defer: bool) -> bool {
+        match (&envelope.request, self.conns.get_mut(&conn)) {
+            (_, Some(Conn::Remote { .. }))
+                if may_defer && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn)) =>
+            {
+                self.deferred.entry(conn).or_default().push_back(envelope);
+                false
+            }
+            (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
+                // Only what this connection was handed can be given back.
+                let held = handouts.get(&id).copied().unwrap_or(0);
+                let given = count.min(held);
+                if given == held {
+                    handouts.remove(&id);
+                } else {
+                    handouts.insert(id, held - given);
+                }
+                self.store.decref(id, given);
+                false
+            }
+            // Family clients give references back through their tokens.
+            (Request::Release { .. }, _) | (_, None) => false,
+            (request, Some(_)) => {
+                let quick =
+                    matches!(request, Request::Call { kind, .. } if !matches!(kind, Kind::Custom | Kind::Barrier));
+                self.store.handle(conn, envelope, None);
+                quick
+            }
+        }
+    }
+
+    /// Handles the deferred requests of the connections that have room again, in order,
+    /// each answer sent before the next request is looked at (its bytes decide). The
+    /// answers are made only when there is room for them: a connection's reader stops
+    /// reading at the same bound, but the requests it read before are on the ring, and
+    /// answering them all (a `get` of a large value each) would hold many times the bound.
+    fn resume(&mut self) {
+        let conns: Vec<ConnId> = self.deferred.keys().copied().collect();
+        for conn in conns {
+            while !remote::must_wait(&self.writers, conn) {
+                // Closed meanwhile (an answer that could not be sent), or all handled.
+                let Some(waiting) = self.deferred.get_mut(&conn) else { break };
+                let Some(envelope) = waiting.pop_front() else { break };
+                if waiting.is_empty() {
+                    self.deferred.remove(&conn);
+                }
+                self.request(conn, envelope, false);
+                if self.store.has_replies() {
+                    self.deliver();
+                }
+            }
         }
     }
 
@@ -375,6 +438,7 @@ impl Server {
     /// timed out (`Store::drop_conn_from`).
     fn close_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
         self.store.drop_conn_from(conn, process_lives, abandoned_from);
+        self.deferred.remove(&conn);
         match self.conns.remove(&conn) {
             Some(Conn::Remote { handouts }) => {
                 for (id, count) in handouts {
