@@ -2053,6 +2053,9 @@ fn cluster_node_role() {
     let Ok(url) = std::env::var(NODE_ROLE) else { return };
     multiproc::init();
     multiproc::log_to_stderr(log::LevelFilter::Warn).unwrap();
+    if let Some(dir) = std::env::var_os(HOLD_READS) {
+        std::thread::spawn(move || hold_reads(Path::new(&dir)));
+    }
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
@@ -2357,6 +2360,83 @@ fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
     ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the broken node");
     // (Read until found, or the node's stderr closes.)
     assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
+}
+
+/// Set in a node's environment (`cluster_node_role`) to a directory: once the file `arm` is
+/// there, the node's reader is held before its next read (crash point `cluster.node.read`;
+/// the node prints `HELD` when it is), until the file `release` is there.
+const HOLD_READS: &str = "MULTIPROC_TEST_CLUSTER_HOLD_READS";
+
+fn hold_reads(dir: &Path) {
+    let appear = |name: &str| {
+        while !dir.join(name).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    appear("arm");
+    multiproc::__private::crash_at("hold:cluster.node.read");
+    while multiproc::__private::crash_holding() < 1 && !dir.join("release").exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("HELD");
+    appear("release");
+    multiproc::__private::crash_disarm();
+}
+
+/// Set in a node's environment to a file: [`poison_on_cue`] waits for it.
+const CUE: &str = "MULTIPROC_TEST_CLUSTER_CUE";
+
+/// Kills its worker once the file [`CUE`] names is there.
+fn poison_on_cue(_: u64) -> u64 {
+    let cue = std::env::var_os(CUE).expect("a cue");
+    while !Path::new(&cue).exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::process::abort()
+}
+
+/// A node whose pool breaks while its reader is about to read takes no task it handed back
+/// again. The hand-back let the driver add the task again at once, and the read in flight
+/// took it again and handed it back a second time: a second delivery spent, so with
+/// `max_deliveries(2)` the task failed `WorkerLost` though a healthy node came.
+/// `a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends` failed so in whole-file
+/// runs, now and then; here the reader is held at that step (`HOLD_READS`) until the driver
+/// could have added the task again. The node now hands back only once its reader stopped.
+#[test]
+fn a_node_breaking_while_it_reads_takes_no_task_it_handed_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(2));
+    let killer = pool.apply_async(poison_on_cue, 0).unwrap();
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let (first, cue) = (redis.dir.join("first-boot"), redis.dir.join("cue"));
+    let vars =
+        [(ONE_BOOT, first.to_str().unwrap()), (HOLD_READS, redis.dir.to_str().unwrap()), (CUE, cue.to_str().unwrap())];
+    let (mut broken, lines) = logging_node(&redis.url, &vars);
+    let pending = || redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
+    // Both taken (the killer waits for its cue, the task behind it): the reader waits for
+    // room, and is held at its next read.
+    assert!(eventually(Duration::from_secs(60), || pending().starts_with(b"*4\r\n:2\r\n")), "not both taken");
+    std::fs::write(redis.dir.join("arm"), "").unwrap();
+    std::fs::write(&cue, "").unwrap();
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        let line = lines.recv().expect("the node's stderr ended");
+        seen.0 |= line.contains("HELD");
+        seen.1 |= line.contains("handing back");
+    }
+    // A few beats of the driver: long enough for it to take a handed-back task back and add
+    // it again (nothing pending, one entry in the stream), which it no longer can.
+    let again = eventually(Duration::from_secs(3), || {
+        pending().starts_with(b"*4\r\n:0\r\n") && redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"
+    });
+    eprintln!("added again while the reader was held: {again}");
+    std::fs::write(redis.dir.join("release"), "").unwrap();
+    ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the broken node");
     let _healthy = Node::start(&redis.url);
     assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
     drop(killer);

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,11 @@ struct Shared {
     /// Why the local pool gave up on its workers ([`TaskError::WorkersCannotStart`], final):
     /// the node then takes no more tasks, hands back those it holds, and ends.
     broken: OnceLock<TaskError>,
+    /// The reader has stopped reading (the pool broke): only then does the writer hand
+    /// tasks back. A hand-back lets the driver add the task again at once, and a read in
+    /// flight would take it again, handing it back a second time, a second delivery spent
+    /// (with `max_deliveries(2)`, `WorkerLost` for a task a healthy node could run).
+    stopped: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -346,6 +352,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         room: Condvar::new(),
         capacity: 2 * workers,
         broken: OnceLock::new(),
+        stopped: AtomicBool::new(false),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     {
@@ -363,6 +370,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut refused: HashSet<String> = HashSet::new();
     loop {
         if let Some(error) = shared.broken.get() {
+            shared.stopped.store(true, Ordering::Release);
+            // Woken, the writer hands back what it kept.
+            let _ = tx.send(None);
             return Err(hand_back(&shared, error));
         }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
@@ -390,14 +400,16 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         }
         let room = {
             let mut running = lock(&shared.running);
-            while running.len() >= shared.capacity {
+            // A broken pool hands back nothing before the reader stops: the loop's next
+            // turn does.
+            while running.len() >= shared.capacity && shared.broken.get().is_none() {
                 running = shared
                     .room
                     .wait_timeout(running, Duration::from_millis(100))
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
-            shared.capacity - running.len()
+            shared.capacity.saturating_sub(running.len())
         };
         let block = (100 / pools.len()).max(5);
         for pool in &pools {
@@ -406,6 +418,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 break;
             }
             let keys = PoolKeys::new(pool);
+            crash_point!("cluster.node.read");
             let read = reader_link.run(|c| {
                 redis::cmd("XREADGROUP")
                     .arg("GROUP")
@@ -657,22 +670,17 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
             if f.handed_back {
+                if !shared.stopped.load(Ordering::Acquire) {
+                    // Kept, and heartbeated, until the reader has stopped (`Shared::stopped`).
+                    at += 1;
+                    continue;
+                }
                 // Idle for a lease already: its driver's next look takes it back (a
                 // delivery counted) and sends it again. Whether this reaches Redis or not,
                 // the entry is no longer heartbeated, so it is taken back after its lease
                 // at the latest.
-                let _ = link.run(|c| {
-                    redis::cmd("XCLAIM")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg(me)
-                        .arg(0)
-                        .arg(&f.entry)
-                        .arg("IDLE")
-                        .arg(f.lease.min(super::MAX_LEASE).as_millis() as u64)
-                        .arg("JUSTID")
-                        .query::<redis::Value>(c)
-                });
+                let idle = f.lease.min(super::MAX_LEASE);
+                let _ = link.run(|c| claim(&keys.tasks, me, &f.entry, Some(idle)).query::<redis::Value>(c));
                 let f = unsent.remove(at);
                 lock(&shared.running).remove(&(f.pool, f.entry));
                 shared.room.notify_all();
@@ -752,9 +760,14 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             last_beat = Instant::now();
             let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
             // Results waiting for Redis are not heartbeated (a node cut off from Redis
-            // has its entries run elsewhere), but those Redis refused for a while are.
-            let done: HashSet<(String, String)> =
-                unsent.iter().filter(|f| !f.held).map(|f| (f.pool.clone(), f.entry.clone())).collect();
+            // has its entries run elsewhere), but those Redis refused for a while are, and
+            // the tasks to hand back once the reader stopped (else their driver takes them
+            // back after their lease, and a read in flight may take them again).
+            let done: HashSet<(String, String)> = unsent
+                .iter()
+                .filter(|f| !f.held && !f.handed_back)
+                .map(|f| (f.pool.clone(), f.entry.clone()))
+                .collect();
             for (pool, entry) in lock(&shared.running).keys() {
                 if !done.contains(&(pool.clone(), entry.clone())) {
                     by_pool.entry(pool.clone()).or_default().push(entry.clone());
@@ -762,17 +775,21 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             }
             for (pool, entries) in by_pool {
                 let keys = PoolKeys::new(&pool);
-                let _ = link.run(|c| {
-                    redis::cmd("XCLAIM")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg(me)
-                        .arg(0)
-                        .arg(&entries)
-                        .arg("JUSTID")
-                        .query::<redis::Value>(c)
-                });
+                let _ = link.run(|c| claim(&keys.tasks, me, &entries, None).query::<redis::Value>(c));
             }
         }
     }
+}
+
+/// `XCLAIM` of `entries` of the stream `tasks` by the node `me`, whatever their idle time,
+/// answered with their ids: a heartbeat (their idle time starts again), or with `idle` a
+/// hand-back (they look idle that long, for their driver to take back).
+fn claim(tasks: &str, me: &str, entries: impl redis::ToRedisArgs, idle: Option<Duration>) -> redis::Cmd {
+    let mut cmd = redis::cmd("XCLAIM");
+    cmd.arg(tasks).arg(GROUP).arg(me).arg(0).arg(entries);
+    if let Some(idle) = idle {
+        cmd.arg("IDLE").arg(idle.as_millis() as u64);
+    }
+    cmd.arg("JUSTID");
+    cmd
 }
