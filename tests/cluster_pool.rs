@@ -27,6 +27,12 @@ static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 fn mark_set_up() {
     // A node whose workers cannot start: each dies in its set-up.
     assert!(std::env::var_os(NO_BOOT).is_none(), "no boot on this node");
+    // A node whose workers' boot hangs.
+    if std::env::var_os(HANG_BOOT).is_some() {
+        loop {
+            std::thread::park();
+        }
+    }
     // A node whose first worker starts, and no other after it: the first makes the file.
     if let Some(first) = std::env::var_os(ONE_BOOT) {
         std::fs::OpenOptions::new().write(true).create_new(true).open(first).expect("no second boot on this node");
@@ -40,6 +46,9 @@ const NO_BOOT: &str = "MULTIPROC_TEST_CLUSTER_NO_BOOT";
 /// Set in a node's environment to a file that does not exist yet: its first worker boots
 /// (and makes the file), every later one dies at boot (`mark_set_up`).
 const ONE_BOOT: &str = "MULTIPROC_TEST_CLUSTER_ONE_BOOT";
+
+/// Set in a node's environment: its workers' boot hangs (`mark_set_up`).
+const HANG_BOOT: &str = "MULTIPROC_TEST_CLUSTER_HANG_BOOT";
 
 multiproc::test_support!(child_init = mark_set_up);
 
@@ -2363,6 +2372,32 @@ fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
     let _healthy = Node::start(&redis.url);
     assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
     drop(killer);
+}
+
+/// `cluster::serve` refuses more local workers than the system can run, before any starts
+/// (review81 L2: the check was `Pool`'s build's, and a node forked until the system
+/// refused).
+#[test]
+fn a_node_of_more_workers_than_the_system_runs_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let options = multiproc::cluster::ServeOptions::new().processes(1 << 40).authkey(TEST_KEY);
+    let got = multiproc::cluster::serve(&redis.url, options);
+    assert!(matches!(got, Err(multiproc::Error::Pool(PoolError::TooManyWorkers { .. }))), "{got:?}");
+}
+
+/// A node whose local worker's boot hangs says so in its log (review81 L1: it waited for
+/// its first answer in silence, taking nothing), and takes no task.
+#[test]
+fn a_node_whose_worker_boot_hangs_says_so() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool(&redis, 1);
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let (_hung, lines) = logging_node(&redis.url, &[(HANG_BOOT, "1")]);
+    let line = lines.iter().find(|line| line.contains("has answered")).expect("the node ended without a word");
+    assert!(line.contains("no local worker of this node has answered yet"), "{line}");
+    assert!(!task.ready(), "the task was answered: {:?}", task.get_timeout(Duration::ZERO));
 }
 
 /// Set in a node's environment (`cluster_node_role`) to a directory: once the file `arm` is

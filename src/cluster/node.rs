@@ -166,7 +166,8 @@ struct Finished {
     handed_back: bool,
 }
 
-/// The most often a node repeats its warning that it cannot read the registry of pools.
+/// The most often a node repeats a warning: that it cannot read the registry of pools,
+/// that no local worker has answered yet.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Pushes of one message that may lose the connection of a Redis that is up before it is
@@ -313,8 +314,9 @@ pub(super) fn node_name() -> String {
 ///
 /// # Errors
 ///
-/// When multiproc is not initialized, the local pool cannot start, the URL is bad, or no
-/// cluster key can be had ([`ClusterError::Key`]); later, [`Error::Task`] with
+/// When multiproc is not initialized, the local pool cannot start (more processes than
+/// the system can run: [`PoolError::TooManyWorkers`](crate::PoolError::TooManyWorkers),
+/// before any starts), the URL is bad, or no cluster key can be had ([`ClusterError::Key`]); later, [`Error::Task`] with
 /// [`TaskError::WorkersCannotStart`] when the local pool gave up on its workers.
 ///
 /// [`ClusterOptions::max_deliveries`]: super::ClusterOptions::max_deliveries
@@ -485,13 +487,32 @@ fn first_answer(local: &Inner) -> Result<(), crate::Error> {
         undo: Default::default(),
     })?;
     // The pool answers every job it took: with a result, or why it has none (its workers
-    // cannot start: `WorkersCannotStart`).
-    match rx.recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(crate::Error::Task(error)),
-        Err(_) => Err(crate::Error::Task(TaskError::Terminated)),
+    // cannot start: `WorkersCannotStart`). A boot that hangs rather than dies (a
+    // `child_init` stuck on a lock, a mount, a name to resolve) is waited for, said in the
+    // log so that such a node is seen (review81 L1: it waited in silence, taking nothing).
+    let started = Instant::now();
+    let mut warn_in = FIRST_BOOT_WARNING;
+    loop {
+        match rx.recv_timeout(warn_in) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => return Err(crate::Error::Task(error)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(crate::Error::Task(TaskError::Terminated));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                log::warn!(
+                    "no local worker of this node has answered yet ({} s): taking no task until one has",
+                    started.elapsed().as_secs()
+                );
+                warn_in = WARN_EVERY;
+            }
+        }
     }
 }
+
+/// How long a node waits for its first local worker before it says so ([`first_answer`]);
+/// then every [`WARN_EVERY`].
+const FIRST_BOOT_WARNING: Duration = Duration::from_secs(10);
 
 /// The end of a node whose local pool gave up on its workers (`Shared::broken`): waits
 /// until the writer has sent or handed back every task the node holds, at most the longest

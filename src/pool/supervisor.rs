@@ -269,6 +269,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// Starts the workers and the pool thread.
     pub(crate) fn start(mut config: Config) -> Result<Arc<Inner>, Error> {
+        super::check_workers(config.workers)?;
         let zygote = Mutex::new(config.zygote.take());
         let inner = Arc::new(Inner {
             config,
