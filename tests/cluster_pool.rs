@@ -2525,6 +2525,9 @@ fn nodes_whose_workers_cannot_start_take_no_task_and_spend_no_delivery() {
 #[test]
 fn secure_key_role() {
     let Ok(url) = std::env::var(SECURE_ROLE) else { return };
+    // A step with a crash point, which the caller armed (review80 L7).
+    multiproc::log_to_stderr(log::LevelFilter::Warn).unwrap();
+    log::warn!("a line through the crash point logging.name.locked");
     match multiproc::cluster::Queue::<u32>::open(&url, "q") {
         Err(ClusterError::Key(why)) => println!("REFUSED: {why}"),
         other => println!("OPENED: {:?}", other.err()),
@@ -2559,7 +2562,9 @@ impl Drop for RemoveDir {
 /// `MULTIPROC_WORKER` (which made it serve the caller's Redis) nor `MULTIPROC_CLUSTER_KEY`
 /// (with which the caller signs the tasks it runs, as the program's user): the test binary,
 /// copied and made set-user-ID `nobody` (the kernel runs it in secure mode), started with
-/// both, runs its own code (`secure_key_role`), whose queue finds no key.
+/// both, runs its own code (`secure_key_role`), whose queue finds no key. Nor may it take
+/// `MULTIPROC_CRASH_AT` (review80 L7): armed by the caller at the point the role's log line
+/// passes, it aborted the copy there.
 ///
 /// The copy is `0o4700`: nobody but `nobody` and root can run it (review80 L5: it was
 /// `0o4755`, any user could run the test binary as `nobody`). It is removed once started
@@ -2610,6 +2615,7 @@ fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
         .env(WORKER_ENV, &url)
         .env(KEY_ENV, "the caller's key, of sixteen bytes or more")
         .env(SECURE_ROLE, &url)
+        .env("MULTIPROC_CRASH_AT", "logging.name.locked")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
