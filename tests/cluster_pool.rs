@@ -2071,8 +2071,25 @@ fn cluster_node_role() {
 /// A node that logs warnings ([`cluster_node_role`]) on the Redis at `url`, with `vars` in
 /// its environment, and its stderr's lines.
 fn logging_node(url: &str, vars: &[(&str, &str)]) -> (Node, std::sync::mpsc::Receiver<String>) {
+    logging_node_in(None, url, vars)
+}
+
+/// [`logging_node`], moved into the cgroup `cgroup` (if any) before it runs.
+fn logging_node_in(
+    cgroup: Option<&Path>,
+    url: &str,
+    vars: &[(&str, &str)],
+) -> (Node, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let child = Command::new("setpriv")
+    let mut command = match cgroup {
+        Some(cgroup) => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", r#"echo $$ > "$CG/cgroup.procs" && exec "$0" "$@""#, "setpriv"]).env("CG", cgroup);
+            sh
+        }
+        None => Command::new("setpriv"),
+    };
+    let child = command
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
@@ -2372,6 +2389,60 @@ fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
     let _healthy = Node::start(&redis.url);
     assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
     drop(killer);
+}
+
+/// A node whose local pool can start no worker now (none lives, and the system refuses a
+/// new process: its pids cgroup full) hands back the task it holds and ends, as for
+/// `WorkersCannotStart`: the task runs on a healthy node (review80 L4: the node sent the
+/// pool's `Panicked("cannot start a worker: …")` as the task's result, for good).
+#[test]
+fn a_node_that_cannot_fork_a_worker_hands_back_its_tasks_and_ends() {
+    let _w = watchdog(LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a pids cgroup of our own needs root");
+        return;
+    }
+    let Some(redis) = Redis::start(&[]) else { return };
+    let cgroup = std::path::PathBuf::from(format!("/sys/fs/cgroup/pids/multiproc-cluster-test-{}", std::process::id()));
+    if std::fs::create_dir(&cgroup).is_err() {
+        eprintln!("skipped: cannot make a pids cgroup");
+        return;
+    }
+    let _guard = RemoveCgroup(cgroup.clone());
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(2));
+    let killer = pool.apply_async(poison_on_cue, 0).unwrap();
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let cue = redis.dir.join("cue");
+    let (mut broken, lines) = logging_node_in(Some(&cgroup), &redis.url, &[(CUE, cue.to_str().unwrap())]);
+    let pending = || redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
+    assert!(eventually(Duration::from_secs(60), || pending().starts_with(b"*4\r\n:2\r\n")), "not both taken");
+    // No new process or thread in the node's cgroup from now on, not even in the room the
+    // killed worker leaves.
+    let current: u64 = std::fs::read_to_string(cgroup.join("pids.current")).unwrap().trim().parse().unwrap();
+    std::fs::write(cgroup.join("pids.max"), (current - 1).to_string()).unwrap();
+    std::fs::write(&cue, "").unwrap();
+    ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the node");
+    std::fs::write(cgroup.join("pids.max"), "max").unwrap();
+    assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
+    drop(broken);
+    assert!(eventually(Duration::from_secs(10), || std::fs::remove_dir(&cgroup).is_ok()), "the cgroup empties");
+}
+
+/// Lifts a test's pids cgroup's limit and removes it once empty, also when the test panics.
+struct RemoveCgroup(std::path::PathBuf);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::write(self.0.join("pids.max"), "max");
+            eventually(Duration::from_secs(10), || std::fs::remove_dir(&self.0).is_ok());
+        }
+    }
 }
 
 /// `cluster::serve` refuses more local workers than the system can run, before any starts

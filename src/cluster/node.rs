@@ -127,8 +127,9 @@ struct Shared {
     running: Mutex<Running>,
     room: Condvar,
     capacity: usize,
-    /// Why the local pool gave up on its workers ([`TaskError::WorkersCannotStart`], final):
-    /// the node then takes no more tasks, hands back those it holds, and ends.
+    /// Why the local pool gave up on its workers ([`TaskError::WorkersCannotStart`], final),
+    /// or could start none when none lived (`Delivery::unstarted`): the node then takes no
+    /// more tasks, hands back those it holds, and ends.
     broken: OnceLock<TaskError>,
     /// The reader has stopped reading (the pool broke): only then does the writer hand
     /// tasks back. A hand-back lets the driver add the task again at once, and a read in
@@ -255,19 +256,25 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// This node cannot run the task, a healthy one may (review70): handed back, not failed
+    /// for good, and the node ends (`Shared::broken`: `error` says why).
+    fn hand_back(&self, error: TaskError) {
+        let why = error.to_string();
+        if self.shared.broken.set(error).is_ok() {
+            log::error!(
+                "this worker node's local pool cannot start its workers ({why}): handing back the tasks it \
+                 took, to other nodes, and ending"
+            );
+        }
+        self.send(Vec::new(), true);
+    }
+}
+
 impl Delivery for Forward {
     fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
-        if let Err(error @ TaskError::WorkersCannotStart(_)) = &outcome {
-            // This node cannot run it, a healthy one may (review70): handed back, not
-            // failed for good.
-            if self.shared.broken.set(error.clone()).is_ok() {
-                log::error!(
-                    "this worker node's local pool cannot start its workers ({error}): handing back the tasks \
-                     it took, to other nodes, and ending"
-                );
-            }
-            self.send(Vec::new(), true);
-            return;
+        if let Err(error @ TaskError::WorkersCannotStart(_)) = outcome {
+            return self.hand_back(error);
         }
         let too_large = |size: usize| Failure::TooLarge { size: size as u64, max: self.max };
         let outcome = match outcome {
@@ -288,6 +295,14 @@ impl Delivery for Forward {
     fn cancelled(&self) -> bool {
         false
     }
+
+    /// No local worker lives and none could start (out of processes, of memory): as for
+    /// [`TaskError::WorkersCannotStart`] (review80 L4: it failed the task for good, its
+    /// `Panicked` sent to the driver, though the cause is often passing and a healthy node
+    /// could run it).
+    fn unstarted(&self, _chunk: usize, error: TaskError) {
+        self.hand_back(error);
+    }
 }
 
 pub(super) fn node_name() -> String {
@@ -300,7 +315,8 @@ pub(super) fn node_name() -> String {
 /// never the node) and writes their results. It reads no task before a local worker has
 /// answered one of its own, so a node whose workers cannot boot takes none. It returns
 /// only when it cannot start, or when its local pool gives up on its workers (they die
-/// before their first answer, as in [`TaskError::WorkersCannotStart`]): the node then takes
+/// before their first answer, as in [`TaskError::WorkersCannotStart`]) or can start none
+/// when none lives (the system refuses a new process): the node then takes
 /// no more tasks, hands back those it holds (each counts a delivery: its driver sends it to another node, and fails it
 /// [`TaskError::WorkerLost`] past [`ClusterOptions::max_deliveries`]), logs why, and
 /// returns that error (`MULTIPROC_WORKER`'s node prints it and exits with status 1, for a
@@ -316,8 +332,10 @@ pub(super) fn node_name() -> String {
 ///
 /// When multiproc is not initialized, the local pool cannot start (more processes than
 /// the system can run: [`PoolError::TooManyWorkers`](crate::PoolError::TooManyWorkers),
-/// before any starts), the URL is bad, or no cluster key can be had ([`ClusterError::Key`]); later, [`Error::Task`] with
-/// [`TaskError::WorkersCannotStart`] when the local pool gave up on its workers.
+/// before any starts), the URL is bad, or no cluster key can be had
+/// ([`ClusterError::Key`]); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
+/// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
+/// a worker: …") when it could start none.
 ///
 /// [`ClusterOptions::max_deliveries`]: super::ClusterOptions::max_deliveries
 /// [`Error::Task`]: crate::Error::Task

@@ -31,10 +31,8 @@ pub(crate) fn check_workers(asked: usize) -> Result<(), PoolError> {
         .then(|| rustix::process::getrlimit(rustix::process::Resource::Nproc).current)
         .flatten()
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let max = [limit("/proc/sys/kernel/threads-max"), limit("/proc/sys/kernel/pid_max"), nproc]
-        .into_iter()
-        .flatten()
-        .min();
+    let max =
+        [limit("/proc/sys/kernel/threads-max"), limit("/proc/sys/kernel/pid_max"), nproc].into_iter().flatten().min();
     match max {
         Some(max) if asked > max => Err(PoolError::TooManyWorkers { asked, max }),
         _ => Ok(()),
