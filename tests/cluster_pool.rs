@@ -2445,6 +2445,26 @@ impl Drop for RemoveCgroup {
     }
 }
 
+/// The consumer of a node that died goes from its pool's group once it holds nothing: a
+/// live node deletes it (review80 L9: one consumer per node start piled up in each group).
+#[test]
+fn a_dead_nodes_consumer_leaves_the_group() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool(&redis, 1);
+    let mut dead = Node::start(&redis.url);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let name = format!(":{}\r\n", dead.child.id());
+    let consumers =
+        || String::from_utf8_lossy(&redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"])).into_owned();
+    assert!(consumers().contains(&name), "the node has no consumer: {}", consumers());
+    dead.kill();
+    let _live = Node::start(&redis.url);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    assert!(eventually(Duration::from_secs(60), || !consumers().contains(&name)), "{}", consumers());
+}
+
 /// `cluster::serve` refuses more local workers than the system can run, before any starts
 /// (review81 L2: the check was `Pool`'s build's, and a node forked until the system
 /// refused).

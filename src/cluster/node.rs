@@ -386,6 +386,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
     let mut warned: Option<Instant> = None;
+    // The last sweep of dead nodes' consumers (the first one at once).
+    let mut swept = Instant::now() - CONSUMER_IDLE;
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
     let mut refused: HashSet<String> = HashSet::new();
     loop {
@@ -393,7 +395,11 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             shared.stopped.store(true, Ordering::Release);
             // Woken, the writer hands back what it kept.
             let _ = tx.send(None);
-            return Err(hand_back(&shared, error));
+            let error = hand_back(&shared, error);
+            // Its consumers go where they hold nothing (those holding what was handed back
+            // go once their drivers took it back, by another node's sweep).
+            sweep(&mut reader_link, &pools, &me);
+            return Err(error);
         }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
@@ -413,6 +419,10 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 }
             }
             looked = Instant::now();
+            if swept.elapsed() >= CONSUMER_IDLE {
+                sweep(&mut reader_link, &pools, "");
+                swept = Instant::now();
+            }
             if pools.is_empty() {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
@@ -467,6 +477,47 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
             }
         }
+    }
+}
+
+/// Deletes the consumers of the group `nodes` of the stream `KEYS[1]` that hold no entry
+/// and are either `ARGV[1]` (a node that ends) or idle longer than `ARGV[2]` ms (a node that
+/// no longer reads: dead, most likely), but for the birth tag (`born-…`, which never reads);
+/// answers how many. Without it, the consumers of ended nodes piled up in each group, one
+/// per node start (review80 L9). One that holds entries stays until its driver takes them
+/// back. Deleting a consumer that does read costs nothing: its next read makes it again. In
+/// one script, so no read of the consumer's falls between the look and the deletion.
+const SWEEP: &str = r"
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
+if consumers.err then return 0 end
+local deleted = 0
+for _, consumer in ipairs(consumers) do
+  local field = {}
+  for i = 1, #consumer, 2 do field[consumer[i]] = consumer[i + 1] end
+  local name = field['name']
+  if field['pending'] == 0 and string.sub(name, 1, 5) ~= 'born-'
+     and (name == ARGV[1] or field['idle'] > tonumber(ARGV[2])) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], 'nodes', name)
+    deleted = deleted + 1
+  end
+end
+return deleted
+";
+
+/// How long a consumer of a pool's group reads nothing before a node deletes it, and how
+/// often a node looks (a live node reads at least every tenth of a second, but when its
+/// local pool is full: then it holds entries, and is not deleted).
+const CONSUMER_IDLE: Duration = Duration::from_secs(10);
+
+/// Deletes, in the groups of `pools`, the consumers that hold nothing and are `me` or idle
+/// past [`CONSUMER_IDLE`] ([`SWEEP`]). Best effort: a refusal (an ACL without `XINFO`) leaves
+/// them, as before.
+fn sweep(link: &mut Link, pools: &[String], me: &str) {
+    let script = redis::Script::new(SWEEP);
+    for pool in pools {
+        let keys = PoolKeys::new(pool);
+        let idle = CONSUMER_IDLE.as_millis() as u64;
+        let _ = link.run(|c| script.key(&keys.tasks).arg(me).arg(idle).invoke::<i64>(c));
     }
 }
 
