@@ -1032,7 +1032,7 @@ mod tests {
             );
             return;
         }
-        // SAFETY (test): the child runs one thread, and only ends by `_exit`.
+        // SAFETY: a test; the child runs one thread, and ends only by `_exit`.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
@@ -1054,7 +1054,7 @@ mod tests {
             };
         }
         let mut status = 0;
-        // SAFETY (test): waits for our own child.
+        // SAFETY: waits for our own child, into a local.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert!(libc::WIFEXITED(status), "{status:#x}");
         assert_eq!(libc::WEXITSTATUS(status), 0, "1: the first value is still in /proc/self/environ");
