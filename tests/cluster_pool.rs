@@ -27,6 +27,12 @@ static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 fn mark_set_up() {
     // A node whose workers cannot start: each dies in its set-up.
     assert!(std::env::var_os(NO_BOOT).is_none(), "no boot on this node");
+    // A node whose workers' boot hangs.
+    if std::env::var_os(HANG_BOOT).is_some() {
+        loop {
+            std::thread::park();
+        }
+    }
     // A node whose first worker starts, and no other after it: the first makes the file.
     if let Some(first) = std::env::var_os(ONE_BOOT) {
         std::fs::OpenOptions::new().write(true).create_new(true).open(first).expect("no second boot on this node");
@@ -40,6 +46,9 @@ const NO_BOOT: &str = "MULTIPROC_TEST_CLUSTER_NO_BOOT";
 /// Set in a node's environment to a file that does not exist yet: its first worker boots
 /// (and makes the file), every later one dies at boot (`mark_set_up`).
 const ONE_BOOT: &str = "MULTIPROC_TEST_CLUSTER_ONE_BOOT";
+
+/// Set in a node's environment: its workers' boot hangs (`mark_set_up`).
+const HANG_BOOT: &str = "MULTIPROC_TEST_CLUSTER_HANG_BOOT";
 
 multiproc::test_support!(child_init = mark_set_up);
 
@@ -2053,14 +2062,34 @@ fn cluster_node_role() {
     let Ok(url) = std::env::var(NODE_ROLE) else { return };
     multiproc::init();
     multiproc::log_to_stderr(log::LevelFilter::Warn).unwrap();
+    if let Some(dir) = std::env::var_os(HOLD_READS) {
+        std::thread::spawn(move || hold_reads(Path::new(&dir)));
+    }
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
 /// A node that logs warnings ([`cluster_node_role`]) on the Redis at `url`, with `vars` in
 /// its environment, and its stderr's lines.
 fn logging_node(url: &str, vars: &[(&str, &str)]) -> (Node, std::sync::mpsc::Receiver<String>) {
+    logging_node_in(None, url, vars)
+}
+
+/// [`logging_node`], moved into the cgroup `cgroup` (if any) before it runs.
+fn logging_node_in(
+    cgroup: Option<&Path>,
+    url: &str,
+    vars: &[(&str, &str)],
+) -> (Node, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let child = Command::new("setpriv")
+    let mut command = match cgroup {
+        Some(cgroup) => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", r#"echo $$ > "$CG/cgroup.procs" && exec "$0" "$@""#, "setpriv"]).env("CG", cgroup);
+            sh
+        }
+        None => Command::new("setpriv"),
+    };
+    let child = command
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
@@ -2362,6 +2391,183 @@ fn a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends() {
     drop(killer);
 }
 
+/// A node whose local pool can start no worker now (none lives, and the system refuses a
+/// new process: its pids cgroup full) hands back the task it holds and ends, as for
+/// `WorkersCannotStart`: the task runs on a healthy node (review80 L4: the node sent the
+/// pool's `Panicked("cannot start a worker: …")` as the task's result, for good).
+#[test]
+fn a_node_that_cannot_fork_a_worker_hands_back_its_tasks_and_ends() {
+    let _w = watchdog(LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a pids cgroup of our own needs root");
+        return;
+    }
+    let Some(redis) = Redis::start(&[]) else { return };
+    let cgroup = std::path::PathBuf::from(format!("/sys/fs/cgroup/pids/multiproc-cluster-test-{}", std::process::id()));
+    if std::fs::create_dir(&cgroup).is_err() {
+        eprintln!("skipped: cannot make a pids cgroup");
+        return;
+    }
+    let _guard = RemoveCgroup(cgroup.clone());
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(2));
+    let killer = pool.apply_async(poison_on_cue, 0).unwrap();
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let cue = redis.dir.join("cue");
+    let (mut broken, lines) = logging_node_in(Some(&cgroup), &redis.url, &[(CUE, cue.to_str().unwrap())]);
+    let pending = || redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
+    assert!(eventually(Duration::from_secs(60), || pending().starts_with(b"*4\r\n:2\r\n")), "not both taken");
+    // No new process or thread in the node's cgroup from now on, not even in the room the
+    // killed worker leaves.
+    let current: u64 = std::fs::read_to_string(cgroup.join("pids.current")).unwrap().trim().parse().unwrap();
+    std::fs::write(cgroup.join("pids.max"), (current - 1).to_string()).unwrap();
+    std::fs::write(&cue, "").unwrap();
+    ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the node");
+    std::fs::write(cgroup.join("pids.max"), "max").unwrap();
+    assert!(lines.iter().any(|line| line.contains("handing back")), "the node ended without handing back");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
+    drop(broken);
+    assert!(eventually(Duration::from_secs(10), || std::fs::remove_dir(&cgroup).is_ok()), "the cgroup empties");
+}
+
+/// Lifts a test's pids cgroup's limit and removes it once empty, also when the test panics.
+struct RemoveCgroup(std::path::PathBuf);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::write(self.0.join("pids.max"), "max");
+            eventually(Duration::from_secs(10), || std::fs::remove_dir(&self.0).is_ok());
+        }
+    }
+}
+
+/// The consumer of a node that died goes from its pool's group once it holds nothing: a
+/// live node deletes it (review80 L9: one consumer per node start piled up in each group).
+#[test]
+fn a_dead_nodes_consumer_leaves_the_group() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool(&redis, 1);
+    let mut dead = Node::start(&redis.url);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let name = format!(":{}\r\n", dead.child.id());
+    let consumers =
+        || String::from_utf8_lossy(&redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"])).into_owned();
+    assert!(consumers().contains(&name), "the node has no consumer: {}", consumers());
+    dead.kill();
+    let _live = Node::start(&redis.url);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    assert!(eventually(Duration::from_secs(60), || !consumers().contains(&name)), "{}", consumers());
+}
+
+/// `cluster::serve` refuses more local workers than the system can run, before any starts
+/// (review81 L2: the check was `Pool`'s build's, and a node forked until the system
+/// refused).
+#[test]
+fn a_node_of_more_workers_than_the_system_runs_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let options = multiproc::cluster::ServeOptions::new().processes(1 << 40).authkey(TEST_KEY);
+    let got = multiproc::cluster::serve(&redis.url, options);
+    assert!(matches!(got, Err(multiproc::Error::Pool(PoolError::TooManyWorkers { .. }))), "{got:?}");
+}
+
+/// A node whose local worker's boot hangs says so in its log (review81 L1: it waited for
+/// its first answer in silence, taking nothing), and takes no task.
+#[test]
+fn a_node_whose_worker_boot_hangs_says_so() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool(&redis, 1);
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let (_hung, lines) = logging_node(&redis.url, &[(HANG_BOOT, "1")]);
+    let line = lines.iter().find(|line| line.contains("has answered")).expect("the node ended without a word");
+    assert!(line.contains("no local worker of this node has answered yet"), "{line}");
+    assert!(!task.ready(), "the task was answered: {:?}", task.get_timeout(Duration::ZERO));
+}
+
+/// Set in a node's environment (`cluster_node_role`) to a directory: once the file `arm` is
+/// there, the node's reader is held before its next read (crash point `cluster.node.read`;
+/// the node prints `HELD` when it is), until the file `release` is there.
+const HOLD_READS: &str = "MULTIPROC_TEST_CLUSTER_HOLD_READS";
+
+fn hold_reads(dir: &Path) {
+    let appear = |name: &str| {
+        while !dir.join(name).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    appear("arm");
+    multiproc::__private::crash_at("hold:cluster.node.read");
+    while multiproc::__private::crash_holding() < 1 && !dir.join("release").exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("HELD");
+    appear("release");
+    multiproc::__private::crash_disarm();
+}
+
+/// Set in a node's environment to a file: [`poison_on_cue`] waits for it.
+const CUE: &str = "MULTIPROC_TEST_CLUSTER_CUE";
+
+/// Kills its worker once the file [`CUE`] names is there.
+fn poison_on_cue(_: u64) -> u64 {
+    let cue = std::env::var_os(CUE).expect("a cue");
+    while !Path::new(&cue).exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::process::abort()
+}
+
+/// A node whose pool breaks while its reader is about to read takes no task it handed back
+/// again. The hand-back let the driver add the task again at once, and the read in flight
+/// took it again and handed it back a second time: a second delivery spent, so with
+/// `max_deliveries(2)` the task failed `WorkerLost` though a healthy node came.
+/// `a_node_whose_workers_stop_starting_hands_back_its_tasks_and_ends` failed so in whole-file
+/// runs, now and then; here the reader is held at that step (`HOLD_READS`) until the driver
+/// could have added the task again. The node now hands back only once its reader stopped.
+#[test]
+fn a_node_breaking_while_it_reads_takes_no_task_it_handed_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(2));
+    let killer = pool.apply_async(poison_on_cue, 0).unwrap();
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let (first, cue) = (redis.dir.join("first-boot"), redis.dir.join("cue"));
+    let vars =
+        [(ONE_BOOT, first.to_str().unwrap()), (HOLD_READS, redis.dir.to_str().unwrap()), (CUE, cue.to_str().unwrap())];
+    let (mut broken, lines) = logging_node(&redis.url, &vars);
+    let pending = || redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
+    // Both taken (the killer waits for its cue, the task behind it): the reader waits for
+    // room, and is held at its next read.
+    assert!(eventually(Duration::from_secs(60), || pending().starts_with(b"*4\r\n:2\r\n")), "not both taken");
+    std::fs::write(redis.dir.join("arm"), "").unwrap();
+    std::fs::write(&cue, "").unwrap();
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        let line = lines.recv().expect("the node's stderr ended");
+        seen.0 |= line.contains("HELD");
+        seen.1 |= line.contains("handing back");
+    }
+    // A few beats of the driver: long enough for it to take a handed-back task back and add
+    // it again (nothing pending, one entry in the stream), which it no longer can.
+    let again = eventually(Duration::from_secs(3), || {
+        pending().starts_with(b"*4\r\n:0\r\n") && redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"
+    });
+    eprintln!("added again while the reader was held: {again}");
+    std::fs::write(redis.dir.join("release"), "").unwrap();
+    ends_unanswered(&mut broken, &mut task, "neither ended", "the task was answered by the broken node");
+    let _healthy = Node::start(&redis.url);
+    assert_eq!(task.get_timeout(Duration::from_secs(60)), Ok(9));
+    drop(killer);
+}
+
 /// Waits (up to a minute) for the node `broken` to end or `task` to be answered, and says
 /// that the node ended first (`neither`: what failed otherwise; `answered`: what the answer
 /// means, followed by it): its exit status.
@@ -2410,6 +2616,9 @@ fn nodes_whose_workers_cannot_start_take_no_task_and_spend_no_delivery() {
 #[test]
 fn secure_key_role() {
     let Ok(url) = std::env::var(SECURE_ROLE) else { return };
+    // A step with a crash point, which the caller armed (review80 L7).
+    multiproc::log_to_stderr(log::LevelFilter::Warn).unwrap();
+    log::warn!("a line through the crash point logging.name.locked");
     match multiproc::cluster::Queue::<u32>::open(&url, "q") {
         Err(ClusterError::Key(why)) => println!("REFUSED: {why}"),
         other => println!("OPENED: {:?}", other.err()),
@@ -2444,7 +2653,9 @@ impl Drop for RemoveDir {
 /// `MULTIPROC_WORKER` (which made it serve the caller's Redis) nor `MULTIPROC_CLUSTER_KEY`
 /// (with which the caller signs the tasks it runs, as the program's user): the test binary,
 /// copied and made set-user-ID `nobody` (the kernel runs it in secure mode), started with
-/// both, runs its own code (`secure_key_role`), whose queue finds no key.
+/// both, runs its own code (`secure_key_role`), whose queue finds no key. Nor may it take
+/// `MULTIPROC_CRASH_AT` (review80 L7): armed by the caller at the point the role's log line
+/// passes, it aborted the copy there.
 ///
 /// The copy is `0o4700`: nobody but `nobody` and root can run it (review80 L5: it was
 /// `0o4755`, any user could run the test binary as `nobody`). It is removed once started
@@ -2495,6 +2706,7 @@ fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
         .env(WORKER_ENV, &url)
         .env(KEY_ENV, "the caller's key, of sixteen bytes or more")
         .env(SECURE_ROLE, &url)
+        .env("MULTIPROC_CRASH_AT", "logging.name.locked")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

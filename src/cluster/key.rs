@@ -46,11 +46,11 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// read to count the threads).
 ///
 /// `/proc/<pid>/environ` shows the environment block a process started with, which
-/// removing a variable leaves as it was: `init` also zeroes the key's bytes there, so that
-/// neither the process nor its fork and fork-server children show it. Not where `init` left
-/// the variable (no `init`, or threads it cannot count), nor where the program set it again
-/// before `init` (`setenv`, `putenv`, `clearenv`: the block's original entry is then no
-/// longer the one `init` finds), nor in the process that started this one, nor in a program
+/// removing a variable leaves as it was: `init` also zeroes the key's bytes there (every
+/// entry of that name in the block, also where the program set the key again before
+/// `init`), so that neither the process nor its fork and fork-server children show it. Not
+/// where `init` left the variable (no `init`, or threads it cannot count), nor in the
+/// process that started this one, nor in a program
 /// whose environment it was set in: its `environ` file shows the key to the same user and
 /// to root, and tools that collect that file (crash reporters, `ps e`) copy it. The same
 /// holds for [`WORKER_ENV`](super::WORKER_ENV)'s URL, which may carry the Redis password.

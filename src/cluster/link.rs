@@ -226,26 +226,10 @@ impl redis::ConnectionLike for Conn {
     }
 
     fn req_packed_commands(&mut self, cmd: &[u8], offset: usize, count: usize) -> RedisResult<Vec<Value>> {
+        // Nothing here runs a transaction (no `MULTI`: a script does what must be atomic), so
+        // `offset` is 0; the replies before it would be a transaction's `MULTI` and `QUEUED`s.
         let mut values = self.exchange(cmd, offset + count)?;
-        let ours = values.split_off(offset);
-        // A refused `MULTI` (an ACL without it): its commands ran one by one, outside any
-        // transaction, and `EXEC` was refused; the pipeline fails with the refusal, never
-        // passes for the transaction it was not (review36 M2).
-        if offset > 0
-            && let Some(Value::ServerError(refused)) = values.first()
-        {
-            return Err(refused.clone().into());
-        }
-        // A transaction (`offset` is its `MULTI` and each command's `QUEUED`): a command
-        // refused before `EXEC` (`OOM`, a wrong number of arguments) aborts it; it comes as
-        // a reply that lists each refusal at its command's place, from which the pipeline
-        // makes its error (the codes decide, see `pool::refusal_codes`).
-        if values.iter().any(|v| matches!(v, Value::ServerError(_))) {
-            let refused =
-                values.into_iter().skip(1).map(|v| if let Value::ServerError(_) = v { v } else { Value::Nil });
-            return Ok(vec![Value::Array(refused.collect())]);
-        }
-        Ok(ours)
+        Ok(values.split_off(offset))
     }
 
     fn get_db(&self) -> i64 {

@@ -18,7 +18,10 @@
 //! needs the push commands too, not only the takes: it pushes an item that does not decode
 //! or check to the dead letters (`LPUSH`), and a value dropped unacknowledged back in line
 //! (`RPUSH`). Refused, they fail having changed nothing, and the item stays the
-//! consumer's until it retires.
+//! consumer's until it retires. It also needs `LREM` (an acknowledgement, and the move of
+//! an item it holds) and `LPOS` (whether it still holds the item it moves), which `@list`
+//! has and a hand-listed ACL must name: without `LREM` a moved item would stay held as
+//! well, and be delivered again when the consumer retires.
 //!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
 //! authority of the system's, or by one given with [`Tls`] (a private CA, and a client

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -126,9 +127,15 @@ struct Shared {
     running: Mutex<Running>,
     room: Condvar,
     capacity: usize,
-    /// Why the local pool gave up on its workers ([`TaskError::WorkersCannotStart`], final):
-    /// the node then takes no more tasks, hands back those it holds, and ends.
+    /// Why the local pool gave up on its workers ([`TaskError::WorkersCannotStart`], final),
+    /// or could start none when none lived (`Delivery::unstarted`): the node then takes no
+    /// more tasks, hands back those it holds, and ends.
     broken: OnceLock<TaskError>,
+    /// The reader has stopped reading (the pool broke): only then does the writer hand
+    /// tasks back. A hand-back lets the driver add the task again at once, and a read in
+    /// flight would take it again, handing it back a second time, a second delivery spent
+    /// (with `max_deliveries(2)`, `WorkerLost` for a task a healthy node could run).
+    stopped: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,7 +167,8 @@ struct Finished {
     handed_back: bool,
 }
 
-/// The most often a node repeats its warning that it cannot read the registry of pools.
+/// The most often a node repeats a warning: that it cannot read the registry of pools,
+/// that no local worker has answered yet.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Pushes of one message that may lose the connection of a Redis that is up before it is
@@ -248,19 +256,25 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// This node cannot run the task, a healthy one may (review70): handed back, not failed
+    /// for good, and the node ends (`Shared::broken`: `error` says why).
+    fn hand_back(&self, error: TaskError) {
+        let why = error.to_string();
+        if self.shared.broken.set(error).is_ok() {
+            log::error!(
+                "this worker node's local pool cannot start its workers ({why}): handing back the tasks it \
+                 took, to other nodes, and ending"
+            );
+        }
+        self.send(Vec::new(), true);
+    }
+}
+
 impl Delivery for Forward {
     fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
-        if let Err(error @ TaskError::WorkersCannotStart(_)) = &outcome {
-            // This node cannot run it, a healthy one may (review70): handed back, not
-            // failed for good.
-            if self.shared.broken.set(error.clone()).is_ok() {
-                log::error!(
-                    "this worker node's local pool cannot start its workers ({error}): handing back the tasks \
-                     it took, to other nodes, and ending"
-                );
-            }
-            self.send(Vec::new(), true);
-            return;
+        if let Err(error @ TaskError::WorkersCannotStart(_)) = outcome {
+            return self.hand_back(error);
         }
         let too_large = |size: usize| Failure::TooLarge { size: size as u64, max: self.max };
         let outcome = match outcome {
@@ -281,6 +295,14 @@ impl Delivery for Forward {
     fn cancelled(&self) -> bool {
         false
     }
+
+    /// No local worker lives and none could start (out of processes, of memory): as for
+    /// [`TaskError::WorkersCannotStart`] (review80 L4: it failed the task for good, its
+    /// `Panicked` sent to the driver, though the cause is often passing and a healthy node
+    /// could run it).
+    fn unstarted(&self, _chunk: usize, error: TaskError) {
+        self.hand_back(error);
+    }
 }
 
 pub(super) fn node_name() -> String {
@@ -293,7 +315,8 @@ pub(super) fn node_name() -> String {
 /// never the node) and writes their results. It reads no task before a local worker has
 /// answered one of its own, so a node whose workers cannot boot takes none. It returns
 /// only when it cannot start, or when its local pool gives up on its workers (they die
-/// before their first answer, as in [`TaskError::WorkersCannotStart`]): the node then takes
+/// before their first answer, as in [`TaskError::WorkersCannotStart`]) or can start none
+/// when none lives (the system refuses a new process): the node then takes
 /// no more tasks, hands back those it holds (each counts a delivery: its driver sends it to another node, and fails it
 /// [`TaskError::WorkerLost`] past [`ClusterOptions::max_deliveries`]), logs why, and
 /// returns that error (`MULTIPROC_WORKER`'s node prints it and exits with status 1, for a
@@ -307,9 +330,12 @@ pub(super) fn node_name() -> String {
 ///
 /// # Errors
 ///
-/// When multiproc is not initialized, the local pool cannot start, the URL is bad, or no
-/// cluster key can be had ([`ClusterError::Key`]); later, [`Error::Task`] with
-/// [`TaskError::WorkersCannotStart`] when the local pool gave up on its workers.
+/// When multiproc is not initialized, the local pool cannot start (more processes than
+/// the system can run: [`PoolError::TooManyWorkers`](crate::PoolError::TooManyWorkers),
+/// before any starts), the URL is bad, or no cluster key can be had
+/// ([`ClusterError::Key`]); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
+/// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
+/// a worker: …") when it could start none.
 ///
 /// [`ClusterOptions::max_deliveries`]: super::ClusterOptions::max_deliveries
 /// [`Error::Task`]: crate::Error::Task
@@ -346,6 +372,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         room: Condvar::new(),
         capacity: 2 * workers,
         broken: OnceLock::new(),
+        stopped: AtomicBool::new(false),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     {
@@ -359,11 +386,20 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
     let mut warned: Option<Instant> = None;
+    // The last sweep of dead nodes' consumers (the first one at once).
+    let mut swept = Instant::now() - CONSUMER_IDLE;
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
     let mut refused: HashSet<String> = HashSet::new();
     loop {
         if let Some(error) = shared.broken.get() {
-            return Err(hand_back(&shared, error));
+            shared.stopped.store(true, Ordering::Release);
+            // Woken, the writer hands back what it kept.
+            let _ = tx.send(None);
+            let error = hand_back(&shared, error);
+            // Its consumers go where they hold nothing (those holding what was handed back
+            // go once their drivers took it back, by another node's sweep).
+            sweep(&mut reader_link, &pools, &me);
+            return Err(error);
         }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
@@ -383,6 +419,10 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 }
             }
             looked = Instant::now();
+            if swept.elapsed() >= CONSUMER_IDLE {
+                sweep(&mut reader_link, &pools, "");
+                swept = Instant::now();
+            }
             if pools.is_empty() {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
@@ -390,14 +430,16 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         }
         let room = {
             let mut running = lock(&shared.running);
-            while running.len() >= shared.capacity {
+            // A broken pool hands back nothing before the reader stops: the loop's next
+            // turn does.
+            while running.len() >= shared.capacity && shared.broken.get().is_none() {
                 running = shared
                     .room
                     .wait_timeout(running, Duration::from_millis(100))
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
-            shared.capacity - running.len()
+            shared.capacity.saturating_sub(running.len())
         };
         let block = (100 / pools.len()).max(5);
         for pool in &pools {
@@ -406,6 +448,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 break;
             }
             let keys = PoolKeys::new(pool);
+            crash_point!("cluster.node.read");
             let read = reader_link.run(|c| {
                 redis::cmd("XREADGROUP")
                     .arg("GROUP")
@@ -434,6 +477,47 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
             }
         }
+    }
+}
+
+/// Deletes the consumers of the group `nodes` of the stream `KEYS[1]` that hold no entry
+/// and are either `ARGV[1]` (a node that ends) or idle longer than `ARGV[2]` ms (a node that
+/// no longer reads: dead, most likely), but for the birth tag (`born-…`, which never reads);
+/// answers how many. Without it, the consumers of ended nodes piled up in each group, one
+/// per node start (review80 L9). One that holds entries stays until its driver takes them
+/// back. Deleting a consumer that does read costs nothing: its next read makes it again. In
+/// one script, so no read of the consumer's falls between the look and the deletion.
+const SWEEP: &str = r"
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
+if consumers.err then return 0 end
+local deleted = 0
+for _, consumer in ipairs(consumers) do
+  local field = {}
+  for i = 1, #consumer, 2 do field[consumer[i]] = consumer[i + 1] end
+  local name = field['name']
+  if field['pending'] == 0 and string.sub(name, 1, 5) ~= 'born-'
+     and (name == ARGV[1] or field['idle'] > tonumber(ARGV[2])) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], 'nodes', name)
+    deleted = deleted + 1
+  end
+end
+return deleted
+";
+
+/// How long a consumer of a pool's group reads nothing before a node deletes it, and how
+/// often a node looks (a live node reads at least every tenth of a second, but when its
+/// local pool is full: then it holds entries, and is not deleted).
+const CONSUMER_IDLE: Duration = Duration::from_secs(10);
+
+/// Deletes, in the groups of `pools`, the consumers that hold nothing and are `me` or idle
+/// past [`CONSUMER_IDLE`] ([`SWEEP`]). Best effort: a refusal (an ACL without `XINFO`) leaves
+/// them, as before.
+fn sweep(link: &mut Link, pools: &[String], me: &str) {
+    let script = redis::Script::new(SWEEP);
+    for pool in pools {
+        let keys = PoolKeys::new(pool);
+        let idle = CONSUMER_IDLE.as_millis() as u64;
+        let _ = link.run(|c| script.key(&keys.tasks).arg(me).arg(idle).invoke::<i64>(c));
     }
 }
 
@@ -472,13 +556,32 @@ fn first_answer(local: &Inner) -> Result<(), crate::Error> {
         undo: Default::default(),
     })?;
     // The pool answers every job it took: with a result, or why it has none (its workers
-    // cannot start: `WorkersCannotStart`).
-    match rx.recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(crate::Error::Task(error)),
-        Err(_) => Err(crate::Error::Task(TaskError::Terminated)),
+    // cannot start: `WorkersCannotStart`). A boot that hangs rather than dies (a
+    // `child_init` stuck on a lock, a mount, a name to resolve) is waited for, said in the
+    // log so that such a node is seen (review81 L1: it waited in silence, taking nothing).
+    let started = Instant::now();
+    let mut warn_in = FIRST_BOOT_WARNING;
+    loop {
+        match rx.recv_timeout(warn_in) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => return Err(crate::Error::Task(error)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(crate::Error::Task(TaskError::Terminated));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                log::warn!(
+                    "no local worker of this node has answered yet ({} s): taking no task until one has",
+                    started.elapsed().as_secs()
+                );
+                warn_in = WARN_EVERY;
+            }
+        }
     }
 }
+
+/// How long a node waits for its first local worker before it says so ([`first_answer`]);
+/// then every [`WARN_EVERY`].
+const FIRST_BOOT_WARNING: Duration = Duration::from_secs(10);
 
 /// The end of a node whose local pool gave up on its workers (`Shared::broken`): waits
 /// until the writer has sent or handed back every task the node holds, at most the longest
@@ -657,22 +760,17 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
             if f.handed_back {
+                if !shared.stopped.load(Ordering::Acquire) {
+                    // Kept, and heartbeated, until the reader has stopped (`Shared::stopped`).
+                    at += 1;
+                    continue;
+                }
                 // Idle for a lease already: its driver's next look takes it back (a
                 // delivery counted) and sends it again. Whether this reaches Redis or not,
                 // the entry is no longer heartbeated, so it is taken back after its lease
                 // at the latest.
-                let _ = link.run(|c| {
-                    redis::cmd("XCLAIM")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg(me)
-                        .arg(0)
-                        .arg(&f.entry)
-                        .arg("IDLE")
-                        .arg(f.lease.min(super::MAX_LEASE).as_millis() as u64)
-                        .arg("JUSTID")
-                        .query::<redis::Value>(c)
-                });
+                let idle = f.lease.min(super::MAX_LEASE);
+                let _ = link.run(|c| claim(&keys.tasks, me, &f.entry, Some(idle)).query::<redis::Value>(c));
                 let f = unsent.remove(at);
                 lock(&shared.running).remove(&(f.pool, f.entry));
                 shared.room.notify_all();
@@ -752,9 +850,14 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             last_beat = Instant::now();
             let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
             // Results waiting for Redis are not heartbeated (a node cut off from Redis
-            // has its entries run elsewhere), but those Redis refused for a while are.
-            let done: HashSet<(String, String)> =
-                unsent.iter().filter(|f| !f.held).map(|f| (f.pool.clone(), f.entry.clone())).collect();
+            // has its entries run elsewhere), but those Redis refused for a while are, and
+            // the tasks to hand back once the reader stopped (else their driver takes them
+            // back after their lease, and a read in flight may take them again).
+            let done: HashSet<(String, String)> = unsent
+                .iter()
+                .filter(|f| !f.held && !f.handed_back)
+                .map(|f| (f.pool.clone(), f.entry.clone()))
+                .collect();
             for (pool, entry) in lock(&shared.running).keys() {
                 if !done.contains(&(pool.clone(), entry.clone())) {
                     by_pool.entry(pool.clone()).or_default().push(entry.clone());
@@ -762,17 +865,21 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             }
             for (pool, entries) in by_pool {
                 let keys = PoolKeys::new(&pool);
-                let _ = link.run(|c| {
-                    redis::cmd("XCLAIM")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg(me)
-                        .arg(0)
-                        .arg(&entries)
-                        .arg("JUSTID")
-                        .query::<redis::Value>(c)
-                });
+                let _ = link.run(|c| claim(&keys.tasks, me, &entries, None).query::<redis::Value>(c));
             }
         }
     }
+}
+
+/// `XCLAIM` of `entries` of the stream `tasks` by the node `me`, whatever their idle time,
+/// answered with their ids: a heartbeat (their idle time starts again), or with `idle` a
+/// hand-back (they look idle that long, for their driver to take back).
+fn claim(tasks: &str, me: &str, entries: impl redis::ToRedisArgs, idle: Option<Duration>) -> redis::Cmd {
+    let mut cmd = redis::cmd("XCLAIM");
+    cmd.arg(tasks).arg(GROUP).arg(me).arg(0).arg(entries);
+    if let Some(idle) = idle {
+        cmd.arg("IDLE").arg(idle.as_millis() as u64);
+    }
+    cmd.arg("JUSTID");
+    cmd
 }

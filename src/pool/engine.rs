@@ -57,6 +57,14 @@ pub(crate) trait Delivery: Send + Sync {
     /// Whether the call no longer needs its chunks ([`Sink::cancelled`]).
     fn cancelled(&self) -> bool;
 
+    /// The chunk cannot run now: no worker lives and none could start (`error`, a
+    /// `Panicked` naming why: out of processes, of memory); the pool stays, and tries the
+    /// starts again later. A call fails with it; a cluster node hands the task back, for a
+    /// node that can run it (review80 L4).
+    fn unstarted(&self, chunk: usize, error: TaskError) {
+        self.deliver(chunk, Err(error));
+    }
+
     /// In a copy made by fork: ends the chunk `Terminated`, running no callback
     /// ([`Sink::abandon`]).
     fn abandon(&self, chunk: usize) {

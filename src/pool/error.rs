@@ -163,12 +163,13 @@ pub enum PoolError {
     NoProcesses,
     /// More workers than the system can run at all were asked for: a pool's workers are
     /// threads or processes, each with a pid, and the kernel runs at most `max` in all (the
-    /// lower of `/proc/sys/kernel/threads-max` and `pid_max`). Nothing was started.
+    /// lowest of `/proc/sys/kernel/threads-max`, `pid_max` and, but for root, the user's
+    /// `RLIMIT_NPROC`). Nothing was started.
     #[error("a pool of {asked} workers is more than this system can run ({max} threads or processes in all)")]
     TooManyWorkers {
         /// The workers asked for.
         asked: usize,
-        /// The system's limit (the lower of `threads-max` and `pid_max`).
+        /// The system's limit (the lowest of `threads-max`, `pid_max` and `RLIMIT_NPROC`).
         max: usize,
     },
     /// `max_tasks_per_child(0)` (Python's `ValueError: maxtasksperchild must be a positive

@@ -371,7 +371,6 @@ impl PoolBuilder {
             return Ok(Pool { inner });
         }
         let workers = self.processes.unwrap_or_else(crate::cpu_count);
-        super::check_workers(workers)?;
         if let Some((packed, encode)) = &self.initializer {
             packed.map_err(|_| PoolError::NotInExecutable)?;
             // Arguments that do not encode are an error now, not in every worker.

@@ -269,6 +269,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// Starts the workers and the pool thread.
     pub(crate) fn start(mut config: Config) -> Result<Arc<Inner>, Error> {
+        super::check_workers(config.workers)?;
         let zygote = Mutex::new(config.zygote.take());
         let inner = Arc::new(Inner {
             config,
@@ -455,8 +456,13 @@ impl Inner {
     /// Delivers a chunk's outcome; when that cancelled its call (a `map`'s first error),
     /// the inboxes are purged of the call's other chunks at the next look.
     fn settle(&self, delivery: &Arc<dyn Delivery>, chunk: usize, outcome: Result<Payload, TaskError>) {
+        self.settle_by(delivery, |d| d.deliver(chunk, outcome));
+    }
+
+    /// [`settle`](Self::settle) by `deliver` (a delivery's way to be told).
+    fn settle_by(&self, delivery: &Arc<dyn Delivery>, deliver: impl FnOnce(&dyn Delivery)) {
         let was_cancelled = delivery.cancelled();
-        delivery.deliver(chunk, outcome);
+        deliver(&**delivery);
         if !was_cancelled && delivery.cancelled() {
             self.cancellations.store(true, Ordering::Release);
         }
@@ -824,6 +830,8 @@ impl Inner {
             return;
         }
         let mut failures: Vec<(Arc<dyn Delivery>, usize, TaskError)> = Vec::new();
+        // Chunks failed because no worker lives and none could start now (`Delivery::unstarted`).
+        let mut unstarted: Vec<(Arc<dyn Delivery>, usize, TaskError)> = Vec::new();
         {
             // Results the workers sent before they ended count first: every one of them,
             // also those another thread has taken and not yet put off the books.
@@ -1007,13 +1015,20 @@ impl Inner {
                     backtrace: String::new(),
                 };
                 for (_, job) in books.pending.drain(..) {
-                    failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
+                    unstarted.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
                 }
             }
             self.dispatch(&mut books);
         }
-        for (delivery, chunk, error) in failures {
-            self.settle(&delivery, chunk, Err(error));
+        let failed = failures.into_iter().map(|(delivery, chunk, error)| (delivery, chunk, error, false));
+        let unstarted = unstarted.into_iter().map(|(delivery, chunk, error)| (delivery, chunk, error, true));
+        for (delivery, chunk, error, unstarted) in failed.chain(unstarted) {
+            self.settle_by(
+                &delivery,
+                |d| {
+                    if unstarted { d.unstarted(chunk, error) } else { d.deliver(chunk, Err(error)) }
+                },
+            );
             // An error callback that forked: the copy runs no other (review56 M2).
             self.end_if_copy();
         }

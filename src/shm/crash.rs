@@ -2,7 +2,8 @@
 //! that claims to survive "a crash at any point".
 //!
 //! `crash_point!("heap.free_large.unlinked")` aborts the process when that name is armed:
-//! by the environment variable [`ENV`] (read once, at the first point reached) or by
+//! by the environment variable [`ENV`] (read once, at the first point reached; ignored in
+//! a set-user-ID program, whose environment is its caller's) or by
 //! [`arm`] (the tests call it inside the child they mean to kill). Several names may be
 //! armed at once, separated by commas: the first one reached aborts. A name armed as
 //! `stop:NAME` stops the process there instead (`SIGSTOP`, as `kill -STOP`): the test then
@@ -108,7 +109,10 @@ pub(crate) fn environment_changed() {
 fn armed_target() -> MutexGuard<'static, Option<String>> {
     let mut target = lock_target();
     if STATE.load(Ordering::Relaxed) == UNKNOWN {
-        *target = std::env::var(ENV).ok();
+        // A set-user-ID (or set-group-ID, capability-raising) program does not take it from
+        // its caller, who would else abort or stop it at a step of their choosing, a lock
+        // held (review80 L7), as it takes no `MULTIPROC_BOOT`.
+        *target = if crate::sys::secure_execution() { None } else { std::env::var(ENV).ok() };
         STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
     }
     target

@@ -999,39 +999,45 @@ pub(crate) fn remove_env_single_threaded(key: &str) {
     unsafe { std::env::remove_var(key) }
 }
 
-/// Overwrites with zero bytes the value of `key` where it lies in the environment block the
+/// Overwrites with zero bytes the value of every `key=` string of the environment block the
 /// kernel gave this process at `execve` (what `/proc/<pid>/environ` shows, which removing
-/// the variable leaves as it was: review75 L1), then removes `key`. Only for the start of
-/// a process known to run one thread. A value elsewhere (set by `setenv` or `putenv`,
-/// perhaps in read-only memory) is only removed: `/proc` does not show it.
+/// the variable leaves as it was: review75 L1), then removes `key`. The block itself is
+/// walked, not `environ`: a key set again (`setenv`, `putenv`, `clearenv`) before this no
+/// longer has `environ` point at its first value, which stayed in `/proc` (review80 L2).
+/// Only for the start of a process known to run one thread. A value elsewhere (set by
+/// `setenv` or `putenv`, perhaps in read-only memory) is only removed: `/proc` does not
+/// show it.
 #[cfg(feature = "cluster")]
 pub(crate) fn scrub_env_single_threaded(key: &str) {
     debug_assert!(thread_count() <= 1);
     if let Some((start, end)) = initial_environment() {
         let mut prefix = key.as_bytes().to_vec();
         prefix.push(b'=');
-        // SAFETY: `environ` is the C library's null-terminated array of pointers to
-        // NUL-terminated strings; no other thread runs (the caller's contract), so none
-        // changes it or reads a string while it is read and written here. Only bytes
-        // inside the kernel's environment block are written: it lies in the writable stack
-        // mapping the kernel made, for the life of the process, and no Rust reference
-        // points into it (std copies what it reads from the environment). The write stays
-        // within the string (before its NUL), so it stays a valid C string for the
-        // `unsetenv` below.
+        let block = start as *mut u8;
+        let len = end - start;
+        // SAFETY: `[start, end)` is the environment block the kernel wrote at `execve`, in
+        // the writable stack mapping it made, for the life of the process; every byte read
+        // or written here is inside it (each index below is `< len`). No other thread runs
+        // (the caller's contract), so none reads or writes it meanwhile, and no Rust
+        // reference points into it (std copies what it reads from the environment). Only
+        // bytes after a `key=` and before the next NUL (or the block's end) are zeroed: a
+        // string of the block that `environ` still points to stays a valid C string (for
+        // the `unsetenv` below), of the same name.
         unsafe {
-            let mut entry = libc::environ;
-            while !entry.is_null() && !(*entry).is_null() {
-                let string = (*entry).cast::<u8>();
-                let at = string as usize;
-                if (start..end).contains(&at) {
-                    let bytes = std::ffi::CStr::from_ptr(*entry).to_bytes();
-                    if bytes.starts_with(&prefix) {
-                        for i in prefix.len()..bytes.len() {
-                            string.add(i).write_volatile(0);
-                        }
+            let mut at = 0;
+            while at < len {
+                let mut stop = at;
+                while stop < len && block.add(stop).read_volatile() != 0 {
+                    stop += 1;
+                }
+                let named = stop - at >= prefix.len()
+                    && prefix.iter().enumerate().all(|(i, &b)| block.add(at + i).read_volatile() == b);
+                if named {
+                    for i in at + prefix.len()..stop {
+                        block.add(i).write_volatile(0);
                     }
                 }
-                entry = entry.add(1);
+                at = stop + 1;
             }
         }
     }
@@ -1091,4 +1097,64 @@ pub(crate) fn at_exit(hook: extern "C" fn()) {
 pub(crate) fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "MULTIPROC_TEST_SCRUB_ROLE";
+    const KEY: &str = "MULTIPROC_TEST_SCRUB_KEY";
+    const FIRST: &str = "the-first-value-of-the-key";
+
+    /// review80 L2: a key set again before the scrub (`setenv`) no longer has `environ` point
+    /// at its first value, which the scrub (walking `environ`) left in `/proc/self/environ`.
+    /// This test binary is run again with the key in its environment; there, a fork child
+    /// (one thread) sets the key again, scrubs, and reads its `/proc/self/environ`.
+    #[test]
+    fn a_key_set_again_leaves_no_first_value_in_proc() {
+        if std::env::var_os(ROLE).is_none() {
+            let name = format!("{}::a_key_set_again_leaves_no_first_value_in_proc", module_path!());
+            let name = name.strip_prefix("multiproc::").unwrap();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+                .env(ROLE, "1")
+                .env(KEY, FIRST)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        // SAFETY: a test; the child runs one thread, and ends only by `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: this fork child runs one thread.
+            unsafe { std::env::set_var(KEY, "set-again") };
+            scrub_env_single_threaded(KEY);
+            let shown = std::fs::read("/proc/self/environ").unwrap_or_default();
+            let kept = shown.windows(FIRST.len()).any(|w| w == FIRST.as_bytes());
+            let named = shown.windows(KEY.len()).any(|w| w == KEY.as_bytes());
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe {
+                libc::_exit(if kept {
+                    1
+                } else if !named {
+                    2
+                } else {
+                    0
+                })
+            };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child, into a local.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "1: the first value is still in /proc/self/environ");
+    }
 }
