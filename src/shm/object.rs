@@ -28,6 +28,10 @@
 //!   plainly (an `Array`'s guard, a blob being filled), is refused without an atomic load
 //!   racing their stores, a data race in Rust's model even when the seal then refuses what
 //!   was read.
+//! * The look and what follows it are one pin ([`Look`]): an object released meanwhile
+//!   keeps its block until the last look lets go, so no look ever loads, or writes, a block
+//!   another object has taken. A look of a process that dies is taken away by the next
+//!   look that lets go of the released start, or by the release itself.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -1676,27 +1680,21 @@ mod tests {
             std::thread::yield_now();
         }
         let held = crate::shm::crash::holding();
-        // The last hold let go of: the object freed, its block reused by another object.
+        // The last hold let go of: the object released. Its block is not reused while the
+        // decoding's look pins its start (hpin61: before, the next object of its size
+        // took it, and only the join's pin by the generation kept the clone out).
         drop(embedded.take().expect("the embedded reference"));
-        let mut made = Vec::new();
-        let reused = loop {
-            let other = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
-            if other.offset() == off {
-                break other;
-            }
-            made.push(other);
-            assert!(made.len() < 64, "the freed block is reused");
-        };
+        let made: Vec<_> = (0..64).map(|_| Shared::new(Probe { value: AtomicU64::new(9) }).unwrap()).collect();
+        let reused = made.iter().any(|other| other.offset() == off);
         drop(disarm);
         let got = decoding.join().expect("the decoding thread");
         assert_eq!(held, 1, "the second read reached the clone");
+        assert!(!reused, "the released object's block was reused under the decoding's look");
         if let Ok(got) = got {
-            panic!(
-                "a handle of the object that reused the block: value {}",
-                got.again["h"].value.load(Ordering::Relaxed)
-            );
+            panic!("a handle of a released object: value {}", got.again["h"].value.load(Ordering::Relaxed));
         }
-        drop((reused, made));
+        drop(made);
+        // Freed by the look as it let go.
         assert_eq!(heap.in_use(), before);
     }
 
