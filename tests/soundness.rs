@@ -686,6 +686,98 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Replays `bytes` (a `Value<u64>` message whose count a first delivery took) in a
+    /// thread held at `object.header.load`, just past the directory's look at the live
+    /// value; drops the value's last handles meanwhile and makes new values of its size.
+    /// The block must stay the value's while the look is between its directory check and
+    /// its loads: `Err` if it was freed then, or taken by another object. Let go, the
+    /// replay is refused, and the block is freed.
+    fn free_while_a_replay_is_past_its_look(_: ()) -> Result<(), String> {
+        let value = Value::new(1u64).unwrap();
+        let bytes = capture(&value);
+        let first = replay(&bytes).map_err(|e| format!("the first delivery is genuine: {e}"))?;
+        multiproc::__private::crash_at("hold:object.header.load");
+        let looking = {
+            let bytes = bytes.clone();
+            std::thread::spawn(move || replay(&bytes).err().map(|e| e.to_string()))
+        };
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("the replay never got past its look at the directory".into());
+        }
+        let held = multiproc::__private::heap_in_use();
+        drop((value, first));
+        let after_drop = multiproc::__private::heap_in_use();
+        // The next objects of its size class: the free list hands out the freed block first.
+        let reusing: Vec<Value<u64>> = (0..8).map(|i| Value::new(100 + i).unwrap()).collect();
+        let freed = offset_of(&bytes);
+        // Read as wires, which loads no header: a decoding would be held at the point too.
+        let captured: Vec<Vec<u8>> = reusing.iter().map(capture).collect();
+        let reused = captured.iter().any(|bytes| offset_of(bytes) == freed);
+        multiproc::__private::crash_disarm();
+        let refused = looking.join().map_err(|_| "the replaying thread panicked".to_string())?;
+        if after_drop < held || reused {
+            return Err(format!(
+                "the value's block was freed while a replay was between its directory look and its \
+                 header loads ({held} bytes in use before the drop, {after_drop} after; taken by \
+                 another value: {reused})"
+            ));
+        }
+        for bytes in &captured {
+            // Received: the count a capture leaves in flight, taken back.
+            drop(replay(bytes).map_err(|e| format!("a new value's message: {e}"))?);
+        }
+        if refused.is_none() {
+            return Err("the replayed bytes of a freed value were received".into());
+        }
+        drop(reusing);
+        let end = multiproc::__private::heap_in_use();
+        if end >= held {
+            return Err(format!(
+                "the block was not freed once the replay let go: {held} bytes in use before, {end} after"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A look at the directory of object starts and the header loads after it are one pin
+    /// (hpin61, review77 M1): a replay of a value's message whose count was taken, held just
+    /// past its look, while another thread of the same process drops the value's last
+    /// handle. The block is kept until the look lets go, and freed then: before, it was
+    /// freed at the drop, and the next value took it while the replay was about to load its
+    /// header there.
+    #[test]
+    fn a_block_is_not_freed_under_a_look_between_the_directory_and_the_header() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(free_while_a_replay_is_past_its_look, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!("the body failed: {e}"),
+        }
+        _check.assert_no_leak();
+    }
+
+    /// A process killed between its look at a value's start and its loads (crash point
+    /// `object.header.load`, armed to abort) leaves its look in the directory's word, which
+    /// it never takes back. The value's last drop, later, in this process, must still free
+    /// the block: a dead process's look is taken away (hpin61: the look is announced, as a
+    /// holder table's pin is).
+    #[test]
+    fn a_look_killed_between_the_directory_and_the_header_keeps_no_block() {
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(3u64).unwrap();
+            let bytes = capture(&value);
+            // Killed at the point twice: two dead looks in the word.
+            for _ in 0..2 {
+                let killed = Process::new(replay_armed, (bytes.clone(), false)).start().unwrap().join();
+                assert!(killed.is_err(), "the replay did not reach the point: {killed:?}");
+            }
+            drop(replay(&bytes).expect("the genuine message still decodes"));
+            assert_eq!(value.get(), 3);
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

@@ -387,13 +387,14 @@ pub(crate) fn forking_child_ended(pid: u32) {
 /// holder, or of this process itself, which prunes the child once it is dead and unreaped
 /// (a zombie), and its block reused by an object whose holders write it plainly. So each
 /// table is reached through the directory of object starts and the header
-/// (`object::live_table`: the object of that generation, not released) before its word is
-/// loaded (review74 H1: the record's table was pinned at its recorded offset, a load racing
-/// the new owner's plain stores and, on a 24-bit match, a pin, a lock and a free of a block
-/// of another type). `FORKED` is held from that look to the pin, and this process's own
-/// release of an object drops it from the records first ([`forget_fork_records`]): no
-/// thread of this process frees a recorded object between the two. Another process's free
-/// can still fall there (see `object::header_at`).
+/// (`object::with_live_table`: the object of that generation, not released, its start
+/// pinned from the look to the table's pin) before its word is loaded (review74 H1: the
+/// record's table was pinned at its recorded offset, a load racing the new owner's plain
+/// stores and, on a 24-bit match, a pin, a lock and a free of a block of another type).
+/// The look's pin keeps the block from any free, this process's or another's (hpin61);
+/// `FORKED` is held from that look to the pin too, and this process's own release of an
+/// object drops it from the records first ([`forget_fork_records`]), so a record never
+/// names an object this process freed.
 fn child_ended(pid: u32, forking: bool) {
     // No heap, no record (`ForkRecord::record`).
     let Some(heap) = Heap::try_get() else { return };
@@ -409,11 +410,11 @@ fn child_ended(pid: u32, forking: bool) {
         let gone = tables
             .iter()
             .filter(|let_go| {
-                let Some(table) = super::object::live_table(heap, let_go.object, let_go.generation) else {
-                    return false;
-                };
-                crash_point!("holders.fork_ended.pin");
-                table.let_go_of_dead(heap, child, let_go.generation, forget)
+                super::object::with_live_table(heap, let_go.object, let_go.generation, |table| {
+                    crash_point!("holders.fork_ended.pin");
+                    table.let_go_of_dead(heap, child, let_go.generation, forget)
+                })
+                .unwrap_or(false)
             })
             .copied()
             .collect();
@@ -1122,6 +1123,13 @@ impl Holders {
             crash_point!("process.args.receipted");
         }
         received
+    }
+
+    /// The table's lock, taken for the object's block, not its table: by the looks that
+    /// let go of a released object's start (`object::Look`), which this serializes. Nothing
+    /// else locks a released table (every pin of it fails).
+    pub(crate) fn lock_released(&self) -> RawGuard<'_> {
+        RawGuard::lock(&self.lock)
     }
 
     /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object

@@ -28,6 +28,10 @@
 //!   plainly (an `Array`'s guard, a blob being filled), is refused without an atomic load
 //!   racing their stores, a data race in Rust's model even when the seal then refuses what
 //!   was read.
+//! * The look and what follows it are one pin ([`Look`]): an object released meanwhile
+//!   keeps its block until the last look lets go, so no look ever loads, or writes, a block
+//!   another object has taken. A look of a process that dies is taken away by the next
+//!   look that lets go of the released start, or by the release itself.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -40,6 +44,7 @@ use super::ShmSafe;
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holders::{self, Holders, LetGo, Received};
+use super::pins::{self, Announced};
 use super::receipts::{ArgsState, Receipt};
 use crate::codec;
 
@@ -114,10 +119,21 @@ fn fingerprint<T: 'static>() -> u64 {
 }
 
 /// What the directory of object starts holds for a live object of `generation`
-/// (`Heap::start`): the low half of the generation, never 0 (0: no object starts there).
+/// (`Heap::start`), looked at by no [`Look`]: the generation's low 24 bits (the bits its
+/// holder table's pin checks), never 0, above [`LOOKS`]. A word below it is no object's
+/// start: 0, or a released object's block that looks still pin (see [`unstart`]).
 fn start_mark(generation: u64) -> u32 {
-    (generation as u32).max(1)
+    ((generation as u32) & 0xff_ffff).max(1) << 8
 }
+
+/// The low bits of a directory word: how many [`Look`]s pin it.
+const LOOKS: u32 = 0xff;
+/// The most looks at one start; the one more a word can hold is its releaser's own (see
+/// [`unstart`]).
+const MAX_LOOKS: u32 = 0xfe;
+/// What a look announces (see `pins`): the object's offset plus this. A holder table's
+/// offset, which a table's pin announces, is a multiple of 8.
+const LOOKED: u64 = 1;
 
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
@@ -412,13 +428,14 @@ impl<T: ShmObject> Shared<T> {
         obj.value.destroy(heap);
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
         // Before the block is freed: no fork child's record here names it any more, a
-        // handle to it can never be decoded again, nor its header loaded by a decoding that
-        // finds no start there.
+        // handle to it can never be decoded again (its seal), nor its header loaded by a
+        // look that comes after (its start).
         holders::forget_fork_records(off);
-        heap.start(off).store(0, Ordering::Release);
         obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
-        if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
+        if unstart(heap, off, &obj.header) {
+            if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
+        }
     }
 
     /// Undoes the in-flight count of the handle `[off, generation, 0]`, or does what
@@ -483,7 +500,7 @@ impl<T: ShmObject> Shared<T> {
     pub(super) fn take_sent(heap: &Heap, off: u64, generation: u64, seal: u64) -> Option<Self> {
         // Nothing is written before the seal is checked.
         let header = header_at(heap, off, generation, std::mem::size_of::<Obj<T>>())?;
-        if !sealed::<T>(heap, off, header, generation, seal) {
+        if !sealed::<T>(heap, off, &header, generation, seal) {
             return None;
         }
         let obj = heap.ptr(off).cast::<Obj<T>>();
@@ -718,7 +735,7 @@ impl<T: ShmObject> Shared<T> {
             }));
         };
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
-        if !sealed::<T>(heap, wire.offset, header, wire.generation, wire.seal) {
+        if !sealed::<T>(heap, wire.offset, &header, wire.generation, wire.seal) {
             return Err(codec::refuse_decoding(
                 "the handle's object no longer exists, or the handle was forged (its seal does not match)",
             ));
@@ -823,31 +840,141 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// object starts says that the object of `generation` starts there (`Heap::start`): the
 /// check before anything at an offset that a message or a record names is loaded. Loaded
 /// anywhere else, the header's atomics could be the plain bytes another object's holders
-/// write (auds44). Its seal is the caller's to check: a directory's word is the low half of
-/// a generation, which a forger can name.
+/// write (auds44). Its seal is the caller's to check: a directory's word is the low bits
+/// of a generation, which a forger can name.
 ///
-/// A block can still be freed, and reused, between this look and the caller's loads and
-/// pin: only for a look whose count in flight is gone, whose object's last holder, in this
-/// process (another thread) or another, lets go at that moment. That is replayed or forged
-/// bytes, but also a reaper walking a dead process's slot beside the last live holder's
-/// drop, which prunes the dead, or a fork child's end beside another process's last drop:
-/// no forgery needed, and one multi-threaded process is enough (review74 M1, review77
-/// M1). The code between look and pin is short, but a preempted thread stretches it to any
-/// length. It ends in loads
-/// racing plain stores and, on a 24-bit match of the reused bytes, in the pin's
-/// compare-and-swap, the table's lock and at worst a free (see `HACKING.md`, "Shared
-/// objects and handles": a start pin would close it).
+/// The look and the loads after it are one pin: the check is a compare-and-swap that adds
+/// a look to the word, and the block is not freed (so not reused) until the [`Look`] lets
+/// go, whoever releases the object meanwhile (see [`unstart`]). Without it a block could
+/// be freed and reused between the look and the loads, and on to the holder table's pin,
+/// whenever the look's count in flight was gone and the object's last holder let go at
+/// that moment, in this process (another thread) or another: replayed or forged bytes, a
+/// reaper walking a dead process's slot beside the last live holder's drop, a fork child's
+/// end beside another process's last drop. That ended in loads racing plain stores and,
+/// on a 24-bit match, in the pin's compare-and-swap, the table's lock and a free of a
+/// block of another type (review74 M1, review77 M1; hpin61 closed it).
 #[inline]
-fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<&Header> {
-    if !heap.contains(off, len) || heap.start(off).load(Ordering::Acquire) != start_mark(generation) {
+fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<Look<'_>> {
+    if !heap.contains(off, len) {
         return None;
     }
+    let word = heap.start(off);
+    let mark = start_mark(generation);
+    let mut w = word.load(Ordering::Acquire);
+    if w & !LOOKS != mark {
+        return None;
+    }
+    // Announced before the pin (the pin's release orders it), so that whoever lets go of
+    // the block after a release tells this look, if it dies pinned, from a live one.
+    let announced = pins::announce(off + LOOKED);
+    loop {
+        if w & !LOOKS != mark {
+            return None;
+        }
+        if w & LOOKS == MAX_LOOKS {
+            std::thread::yield_now();
+            w = word.load(Ordering::Acquire);
+            continue;
+        }
+        match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(now) => w = now,
+        }
+    }
     crash_point!("object.header.load");
-    // SAFETY: the range is inside the heap and aligned (checked above), and an object
-    // starts there (its start's word, written once its header was, read with acquire):
-    // every object starts with its header (`Obj` is `repr(C)`), which is atomics only,
-    // valid for any bytes.
-    Some(unsafe { &*heap.ptr(off).cast::<Header>() })
+    Some(Look { heap, off, announced: Some(announced) })
+}
+
+/// The header of the object at an offset, found by [`header_at`]: its start in the
+/// directory pinned by one look, so that its block is neither freed nor reused while this
+/// lives. The object itself may be released meanwhile (its seal and tag cleared, its
+/// table released, its value destroyed): the header's words say so, and stay the header's.
+struct Look<'h> {
+    heap: &'h Heap,
+    off: u64,
+    /// Until the look lets go (`None` once it did).
+    announced: Option<Announced>,
+}
+
+impl std::ops::Deref for Look<'_> {
+    type Target = Header;
+
+    fn deref(&self) -> &Header {
+        // SAFETY: the range is inside the heap and aligned, and an object started there
+        // when this look pinned its start (`header_at`: its word, written once its header
+        // was, read with acquire); the block stays allocated until the look lets go
+        // (`unstart`). Every object starts with its header (`Obj` is `repr(C)`), which is
+        // atomics only, valid for any bytes.
+        unsafe { &*self.heap.ptr(self.off).cast::<Header>() }
+    }
+}
+
+impl Drop for Look<'_> {
+    fn drop(&mut self) {
+        let word = self.heap.start(self.off);
+        let mut w = word.load(Ordering::Relaxed);
+        // The object's start still there: one look fewer (release: this look's loads
+        // happen before the block's free, whoever frees it).
+        while w > LOOKS {
+            match word.compare_exchange_weak(w, w - 1, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return drop(self.announced.take()),
+                Err(now) => w = now,
+            }
+        }
+        // Released while looked at: the last look out frees the block.
+        let mine = self.announced.take();
+        let_go_released(self.heap, self.off, self, mine);
+    }
+}
+
+/// Takes the start of the object at `off` (`header`, released: its table marked so, its
+/// seal and tag cleared) out of the directory: no look finds it from then on. Returns
+/// whether the caller frees the block now; if looks pin the start, the last of them frees
+/// it ([`let_go_released`]), and this release lets go as one more look, which takes away
+/// the looks of dead processes.
+fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
+    let word = heap.start(off);
+    let mut w = word.load(Ordering::Relaxed);
+    loop {
+        // No look: the word is 0 and the block the caller's. Else the looks and this one.
+        let to = if w & LOOKS == 0 { 0 } else { (w & LOOKS) + 1 };
+        match word.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => w = now,
+        }
+    }
+    if w & LOOKS == 0 {
+        return true;
+    }
+    let_go_released(heap, off, header, None);
+    false
+}
+
+/// One look (`mine`: its announcement, `None` for the release's own, [`unstart`]) lets go
+/// of the start of the released object at `off`, whose `header` it pins still; the last
+/// one frees the block. Under the released table's lock, which every such look takes (no
+/// new look can come: the start is gone), so that the word does not change meanwhile but
+/// by the lock's holder: if no live process announces a look at `off` once this look's own
+/// announcement is cleared, every other look in the word is a dead process's (a live look
+/// is announced from before its pin until after its unpin, which happens under this lock),
+/// and they are taken away with it, as `pins` resolves a table's dead pins. A look of a
+/// dead process never lets go by itself: without this its block would wait for ever.
+fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Option<Announced>) {
+    let word = heap.start(off);
+    let len = header.len.load(Ordering::Relaxed) as usize;
+    let last = {
+        let _g = header.holders.lock_released();
+        drop(mine);
+        let w = word.load(Ordering::Acquire);
+        if w > 1 && !pins::announced_by_live(heap, off + LOOKED) {
+            word.store(1, Ordering::Relaxed);
+        }
+        word.fetch_sub(1, Ordering::AcqRel) == 1
+    };
+    // The lock (in the block) let go of first: no look is left to take it.
+    if last {
+        heap.free(off, len);
+    }
 }
 
 /// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
@@ -871,8 +998,8 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 /// The header of the object at `off` if it is still the live object of `generation` (an
 /// object's tag, not released, that generation): what an undo checks before it touches the
 /// object's table, whose pin then checks the generation again. `None` for a block freed, or
-/// reused by another object, since.
-fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
+/// reused by another object, since. Keep the look until the table's pin is taken.
+fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<Look<'_>> {
     // Nothing is written here.
     let header = header_at(heap, off, generation, std::mem::size_of::<Header>())?;
     let tag = header.tag.load(Ordering::Acquire);
@@ -882,11 +1009,12 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
         .then_some(header)
 }
 
-/// The holder table of the object at `off`, if that is still the live object of
-/// `generation` ([`live_header`]): how a fork child's record reaches the table it names
-/// (`holders::child_ended`), whose pin then checks the generation again.
-pub(super) fn live_table(heap: &Heap, off: u64, generation: u64) -> Option<&Holders> {
-    live_header(heap, off, generation).map(|header| &header.holders)
+/// Runs `f` on the holder table of the object at `off`, if that is still the live object
+/// of `generation` ([`live_header`]), its start pinned meanwhile: how a fork child's record
+/// reaches the table it names (`holders::child_ended`), whose pin then checks the
+/// generation again. `None`: `f` did not run.
+pub(super) fn with_live_table<R>(heap: &Heap, off: u64, generation: u64, f: impl FnOnce(&Holders) -> R) -> Option<R> {
+    live_header(heap, off, generation).map(|header| f(&header.holders))
 }
 
 /// Forgets the entry of `dead` (a process known to have ended) in the holder table of the
@@ -909,7 +1037,7 @@ pub(super) fn let_go_of_dead(
     // A block freed and reused meanwhile is told apart by its header, and the holder
     // table's own pin checks the generation again.
     live_header(heap, off, generation).is_some_and(|header| {
-        undo_dead_token(heap, off, generation, header, take_back);
+        undo_dead_token(heap, off, generation, &header, take_back);
         header.holders.let_go_of_dead(heap, dead, generation, holders::Forget::AllIfNoneLive)
     })
 }
@@ -969,13 +1097,13 @@ pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>
     // Nothing is written unless the seal matches.
     let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Header>()) else { return };
     let what = (wire.object_kind(), wire.fingerprint, std::mem::size_of::<Header>());
-    if sealed_as(heap, wire.offset, header, what, wire.generation, wire.seal) {
+    if sealed_as(heap, wire.offset, &header, what, wire.generation, wire.seal) {
         if let Some(side) = wire.side() {
             let receipt = receipt.map(|Receipt { block, key: [off, generation, _] }| Receipt {
                 block,
                 key: [off, generation, 1 + side as u64],
             });
-            discard_side(heap, wire, header, side, receipt);
+            discard_side(heap, wire, &header, side, receipt);
         }
         header.holders.discard(heap, wire.generation, receipt);
     }
@@ -1565,27 +1693,21 @@ mod tests {
             std::thread::yield_now();
         }
         let held = crate::shm::crash::holding();
-        // The last hold let go of: the object freed, its block reused by another object.
+        // The last hold let go of: the object released. Its block is not reused while the
+        // decoding's look pins its start (hpin61: before, the next object of its size
+        // took it, and only the join's pin by the generation kept the clone out).
         drop(embedded.take().expect("the embedded reference"));
-        let mut made = Vec::new();
-        let reused = loop {
-            let other = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
-            if other.offset() == off {
-                break other;
-            }
-            made.push(other);
-            assert!(made.len() < 64, "the freed block is reused");
-        };
+        let made: Vec<_> = (0..64).map(|_| Shared::new(Probe { value: AtomicU64::new(9) }).unwrap()).collect();
+        let reused = made.iter().any(|other| other.offset() == off);
         drop(disarm);
         let got = decoding.join().expect("the decoding thread");
         assert_eq!(held, 1, "the second read reached the clone");
+        assert!(!reused, "the released object's block was reused under the decoding's look");
         if let Ok(got) = got {
-            panic!(
-                "a handle of the object that reused the block: value {}",
-                got.again["h"].value.load(Ordering::Relaxed)
-            );
+            panic!("a handle of a released object: value {}", got.again["h"].value.load(Ordering::Relaxed));
         }
-        drop((reused, made));
+        drop(made);
+        // Freed by the look as it let go.
         assert_eq!(heap.in_use(), before);
     }
 
