@@ -545,6 +545,43 @@ fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_
     a_task_lost_after_an_uncounted_take_is_told_lost(&q);
 }
 
+/// Takes one task (uncounted: the task table's lock is held by a stopped process) and
+/// marks it done, from a process without a slot in the table.
+fn take_one_and_mark_it_done(q: JoinableQueue<u32>) -> u32 {
+    let item = q.get().unwrap();
+    q.task_done().unwrap();
+    item
+}
+
+/// A process stopped inside `task_done`, holding the task table's lock, holds up no other
+/// process's `task_done`: one with a slot in the table counts its done there, one without
+/// counts it outside the table (as when the table is full); resumed, the stopped process
+/// finishes, and every task is done once. Before stop61 `task_done` took the table's lock
+/// untimed and had not returned within 10 s.
+#[test]
+fn a_task_done_returns_while_another_process_is_stopped_in_the_task_table() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=4 {
+        q.put(i).unwrap();
+    }
+    // Counted: this process has a slot.
+    assert_eq!(q.get(), Ok(1));
+    let child = Process::new(take_two_then_stop_marking_one_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let q2 = q.clone();
+    let done = ended_within_10_s(move || q2.task_done());
+    assert_eq!(done, Some(Ok(())), "the task_done of a process with a slot, that ended within 10 s");
+    let other = Process::new(take_one_and_mark_it_done, q.clone()).start().unwrap();
+    let other = ended_within_10_s(move || other.join());
+    assert_eq!(other, Some(Ok(4)), "the process without a slot, whose task_done ended within 10 s");
+    stopped.resume(LIMIT);
+    assert_eq!(child.join().unwrap(), 5);
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    assert_eq!(q.task_done(), Err(TaskDoneError), "every task was counted done once");
+    a_task_lost_after_an_uncounted_take_is_told_lost(&q);
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
