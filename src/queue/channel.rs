@@ -690,8 +690,13 @@ impl Tasks {
     /// The takes this process left uncounted in the table of `queue` are counted in its
     /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
     /// task no longer held: counted later, it would be held again).
+    ///
+    /// A process stopped holding the lock (`SIGSTOP`, a debugger) does not hold it up
+    /// ([`Tasks::did_unlocked`]); a running holder, however slow, is waited for.
     fn did(&self, elsewhere: &AtomicU64, puts: impl FnOnce() -> u64, queue: uncounted::Queue) -> Option<(u64, u64)> {
-        let _g = RawGuard::lock(&self.lock);
+        let Some(_g) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
+            return self.did_unlocked(elsewhere, puts, queue);
+        };
         let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
         let put = puts();
         if done >= put {
@@ -711,6 +716,41 @@ impl Tasks {
         Some((done + 1, put))
     }
 
+    /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
+    /// slot, which nobody else writes while it lives, the takes it left uncounted kept for
+    /// its next visit under the lock; without a slot, outside the table, as when the table
+    /// is full. A `join`'s count of the tasks lost, the only reader that needs the counts
+    /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
+    /// lock, the check of a task done too many times can miss one made at the same moment by
+    /// another process without the lock, or by the stopped one, as it goes on.
+    #[cold]
+    fn did_unlocked(
+        &self,
+        elsewhere: &AtomicU64,
+        puts: impl FnOnce() -> u64,
+        queue: uncounted::Queue,
+    ) -> Option<(u64, u64)> {
+        let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
+        let put = puts();
+        if done >= put {
+            return None;
+        }
+        let me = sys::me();
+        let mine = |h: &&Held| h.pid.load(Ordering::Acquire) == me.pid && h.start.load(Ordering::Acquire) == me.start;
+        match self.used().iter().find(mine) {
+            Some(h) => {
+                h.done.fetch_add(1, Ordering::AcqRel);
+            }
+            None => {
+                elsewhere.fetch_add(1, Ordering::AcqRel);
+                if uncounted::left(queue) > 0 {
+                    uncounted::settled(queue, 1);
+                }
+            }
+        }
+        Some((done + 1, put))
+    }
+
     /// Tasks taken by processes now dead and never marked done: what the dead hold, less
     /// what live processes marked done beyond what they took (they may have finished
     /// tasks of the dead); then `unfinished()`, read after them under the same lock. Reads
@@ -724,9 +764,13 @@ impl Tasks {
     /// task a live process held look lost.)
     ///
     /// `None` when the lock is not had within [`GUARD_GRACE`] (its holder stopped, say: the
-    /// check of a timed `join` must end; the next check looks again).
+    /// check of a timed `join` must end; the next check looks again), or when a task was
+    /// marked done without the lock meanwhile ([`Tasks::did_unlocked`]: a slot read before
+    /// it, the unfinished count after, the first could be one too high; the next check
+    /// looks again).
     fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> Option<(u64, u64)> {
         let _g = RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))?;
+        let done = self.done();
         let mut lost = 0i64;
         for h in &self.slots {
             let pid = h.pid.load(Ordering::Relaxed);
@@ -739,7 +783,8 @@ impl Tasks {
                 lost = lost.wrapping_add(own);
             }
         }
-        Some((lost.max(0) as u64, unfinished()))
+        let unfinished = unfinished();
+        (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
 }
 
