@@ -582,6 +582,51 @@ fn a_task_done_returns_while_another_process_is_stopped_in_the_task_table() {
     a_task_lost_after_an_uncounted_take_is_told_lost(&q);
 }
 
+/// Takes one task, then, once `go` is set, stops (`SIGSTOP`) inside its `task_done`,
+/// holding the task table's lock; resumed, finishes it.
+fn take_one_then_stop_marking_it_done_when_told(args: (JoinableQueue<u32>, Event)) {
+    let (q, go) = args;
+    q.get().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+}
+
+/// A take that must first undo the count of a consumer killed between its count and its
+/// commit does not wait for a process stopped holding the task table's lock: the undo is
+/// left to the lock's next holder, which makes it before anything else, so the dead
+/// consumer is never told to hold a task. Before stop61 the undo took the lock untimed,
+/// under the consumers' lock: the `get_timeout` had not returned within 10 s.
+#[test]
+fn a_take_after_a_consumer_killed_mid_take_returns_while_another_process_is_stopped_in_the_task_table() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let go = Event::new().unwrap();
+    let stopper = Process::new(take_one_then_stop_marking_it_done_when_told, (q.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || q.len() == 2), "the stopper's take");
+    let dier = Process::new(take_one_armed, (q.clone(), "queue.take.counted".to_string())).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+    go.set();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let q2 = q.clone();
+    let got = ended_within_10_s(move || q2.get_timeout(Duration::from_millis(300)));
+    assert_eq!(got, Some(Ok(2)), "the get_timeout that ended within 10 s");
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    assert_eq!(q.get(), Ok(3));
+    // This process holds two tasks; the dead consumer none.
+    let told = q.join_timeout(Duration::from_millis(300));
+    assert_eq!(told, Err(QueueJoinTimeoutError::Timeout { unfinished: 2 }), "what join_timeout said");
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
