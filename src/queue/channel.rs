@@ -525,6 +525,10 @@ struct Tasks {
     /// under their lock), it has not, and never will unless its process still holds the
     /// lock.
     take_at: AtomicU64,
+    /// A `take_slot` whose count is to be undone ([`Tasks::undo`]) by the lock's next
+    /// holder, before anything else (0: none): the undo found the lock held by a stopped
+    /// process.
+    undo_due: AtomicU64,
     slots: [Held; GETTER_SLOTS],
 }
 
@@ -623,6 +627,7 @@ impl Tasks {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
             return Some(Self::uncounted(queue));
         };
+        self.undo_if_due();
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
             return Some(Self::uncounted(queue));
@@ -665,10 +670,39 @@ impl Tasks {
         }
     }
 
+    /// [`Tasks::settle`]'s undo, under the table's lock. A process stopped holding it
+    /// (`SIGSTOP`, a debugger) must not hold the take up, under the consumers' lock
+    /// (stop61), and a running one, however slow, is waited for: the undo is then left to the lock's next
+    /// holder ([`Tasks::undo_if_due`]), which makes it before anything else, so before any
+    /// other count in that slot, any claim of it and any count of the tasks lost. (This
+    /// take finds the lock held too and goes uncounted, so the noted take stays noted.)
     #[cold]
     fn undo(&self) {
-        let _g = RawGuard::lock(&self.lock);
         let noted = self.take_slot.load(Ordering::Relaxed);
+        let Some(_g) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
+            self.undo_due.store(noted, Ordering::Release);
+            return;
+        };
+        self.undo_if_due();
+        self.undo_noted(noted);
+    }
+
+    /// Makes the undo left to this holder of the lock, if any ([`Tasks::undo`]). Caller
+    /// holds the lock, just taken. A holder killed before it cleared the mark leaves it to
+    /// the next, which finds the count undone already.
+    #[inline]
+    fn undo_if_due(&self) {
+        let due = self.undo_due.load(Ordering::Acquire);
+        if due != 0 {
+            self.undo_noted(due);
+            self.undo_due.store(0, Ordering::Release);
+        }
+    }
+
+    /// Undoes the count of the take `noted` (a `take_slot`) if it is still counted. Caller
+    /// holds the lock.
+    #[cold]
+    fn undo_noted(&self, noted: u64) {
         let at = (noted & SLOT_BITS) as usize;
         if let Some(h) = at.checked_sub(1).and_then(|at| self.slots.get(at)) {
             // Only a take changes this slot's `taken` after this check (a `task_done` counts
@@ -697,6 +731,7 @@ impl Tasks {
         let Some(_g) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
             return self.did_unlocked(elsewhere, puts, queue);
         };
+        self.undo_if_due();
         let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
         let put = puts();
         if done >= put {
@@ -770,6 +805,7 @@ impl Tasks {
     /// looks again).
     fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> Option<(u64, u64)> {
         let _g = RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))?;
+        self.undo_if_due();
         let done = self.done();
         let mut lost = 0i64;
         for h in &self.slots {
