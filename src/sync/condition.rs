@@ -706,3 +706,43 @@ impl Drop for ConditionGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notify made while the table's guard is held (as a stopped process would hold it:
+    /// here this process) is deferred, and granted to the waiter of its time when the guard
+    /// is let go; if the holder let it go without looking (a release racing the deferral),
+    /// the next holder grants it before it arrives, with the horizon of the notify's time:
+    /// the waiter of that time having left, to nobody, never to the later waiter.
+    #[test]
+    fn a_notify_made_while_the_table_is_held_goes_to_a_waiter_of_its_time() {
+        let cond = Condition::new().unwrap();
+        let waiters = &cond.state.waiters;
+        let me = sys::me();
+        let arrive = || {
+            let _held = cond.lock_table(Deadline::NEVER).unwrap();
+            waiters.arrive(me.pid, me.start)
+        };
+        for looked in [true, false] {
+            let old = arrive();
+            let Place::Slot(i) = old else { panic!("the table is empty") };
+            let held = cond.lock_table(Deadline::NEVER).unwrap();
+            cond.notify(1);
+            assert!(!waiters.is_granted(i), "granted without the guard");
+            assert_eq!(waiters.deferred(), 1);
+            if looked {
+                drop(held);
+                assert!(waiters.leave(old), "the guard let go, the waiter of the notify's time was granted");
+            } else {
+                std::mem::forget(held);
+                cond.state.guard.unlock();
+                assert!(!waiters.leave(old), "the waiter timed out before the next holder came");
+            }
+            let new = arrive();
+            assert_eq!(waiters.deferred(), 0);
+            assert!(!waiters.leave(new), "the later waiter got nothing (looked: {looked})");
+        }
+    }
+}
