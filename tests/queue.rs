@@ -627,6 +627,45 @@ fn a_take_after_a_consumer_killed_mid_take_returns_while_another_process_is_stop
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
+/// Takes a task (counted: a slot of its own) and marks it done; once `go` is set (the task
+/// table's lock held by a stopped process), takes another and dies holding it.
+fn take_and_mark_done_then_take_another_and_die(args: (JoinableQueue<u32>, Event)) {
+    let (q, go) = args;
+    q.get().unwrap();
+    q.task_done().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    q.get().unwrap();
+    std::process::abort();
+}
+
+/// A take made while another process is stopped holding the task table's lock, by a
+/// process with a slot of its own, is counted there once it commits: its taker dying
+/// before it visits the table again, `join` tells the task lost. Before stop61 the take was
+/// only remembered in the taker's own memory (review78 L3): `join_timeout` said `Timeout`
+/// where `TasksLost` was due, and an untimed `join` waited for ever.
+#[test]
+fn a_take_made_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let go = Event::new().unwrap();
+    let dier = Process::new(take_and_mark_done_then_take_another_and_die, (q.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || q.len() == 2 && q.unfinished() == 2), "the first task taken and done");
+    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    go.set();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
