@@ -283,6 +283,8 @@ impl QueueState {
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
 ///
+/// Only a process without a slot of its own remembers them: one with a slot counts such a
+/// take there, without the lock, once it has committed (stop61; `AfterTake::Uncounted`).
 /// In this process's memory, not the family heap: a process without a slot has no place
 /// there. Only what the process dies with is lost: a take uncounted then is never told lost
 /// (its task unfinished, `join` waits for it). And only this process counts them: the
@@ -482,12 +484,13 @@ enum AfterTake<'a> {
     /// Claim ([`Held::claim`]) the free slot of the task table the take counted in, the
     /// table's lock held until then.
     Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
-    /// Remember the take left uncounted in the table of this queue object
-    /// ([`uncounted::add`]). Remembered before its commit, another thread's `task_done`
+    /// Count the take left uncounted under the lock in this process's own slot, without
+    /// the lock ([`Tasks::own_slot`]), else remember it in the table of this queue object
+    /// ([`uncounted::add`]). Counted or remembered before its commit, another thread's `task_done`
     /// could count it in the process's slot meanwhile, and a kill before the commit left a
     /// take that never happened counted as the dead process's: `join` said `TasksLost` for
     /// a task still queued, or held by a live consumer (review78 M1).
-    Uncounted(uncounted::Queue),
+    Uncounted(&'a Tasks, uncounted::Queue),
 }
 
 impl Drop for AfterTake<'_> {
@@ -497,7 +500,15 @@ impl Drop for AfterTake<'_> {
                 crash_point!("queue.tasks.taken");
                 slot.claim(*dead, sys::me());
             }
-            AfterTake::Uncounted(queue) => uncounted::add(*queue),
+            AfterTake::Uncounted(tasks, queue) => match tasks.own_slot() {
+                // Counted where its taker's death shows it lost (review78 L3: remembered
+                // only in the taker's memory, it never was if the taker died before its
+                // next visit under the lock).
+                Some(h) => {
+                    h.taken.fetch_add(1, Ordering::AcqRel);
+                }
+                None => uncounted::add(*queue),
+            },
         }
     }
 }
@@ -617,20 +628,21 @@ impl Tasks {
     ///
     /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
     /// debugger), which must not hold a timed get past its deadline (cond50); a running
-    /// holder, however slow, is waited for. An uncounted take is remembered by its process
-    /// ([`uncounted`], `queue`: this queue object) once it has committed (when the
+    /// holder, however slow, is waited for. An uncounted take is counted in its process's
+    /// own slot without the lock, or, without one, remembered by its process
+    /// ([`uncounted`], `queue`: this queue object), once it has committed (when the
     /// [`AfterTake`] returned is dropped; crash point `queue.take.uncounted` before), and
     /// counted at the process's next visit under the lock, this one's if it is a take: only
     /// if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
-            return Some(Self::uncounted(queue));
+            return Some(self.uncounted(queue));
         };
         self.undo_if_due();
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
-            return Some(Self::uncounted(queue));
+            return Some(self.uncounted(queue));
         };
         let left = uncounted::left(queue);
         // The takes left uncounted are counted with this one, in its one store; noted as
@@ -654,9 +666,18 @@ impl Tasks {
 
     /// A take left uncounted in the table of `queue`, to be remembered once it commits.
     #[cold]
-    fn uncounted(queue: uncounted::Queue) -> AfterTake<'static> {
+    fn uncounted(&self, queue: uncounted::Queue) -> AfterTake<'_> {
         crash_point!("queue.take.uncounted");
-        AfterTake::Uncounted(queue)
+        AfterTake::Uncounted(self, queue)
+    }
+
+    /// This process's own slot, found without the lock: nobody else writes the slot of a
+    /// live process, so one that names this process stays its own while it lives.
+    fn own_slot(&self) -> Option<&Held> {
+        let me = sys::me();
+        self.used()
+            .iter()
+            .find(|h| h.pid.load(Ordering::Acquire) == me.pid && h.start.load(Ordering::Acquire) == me.start)
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -770,9 +791,7 @@ impl Tasks {
         if done >= put {
             return None;
         }
-        let me = sys::me();
-        let mine = |h: &&Held| h.pid.load(Ordering::Acquire) == me.pid && h.start.load(Ordering::Acquire) == me.start;
-        match self.used().iter().find(mine) {
+        match self.own_slot() {
             Some(h) => {
                 h.done.fetch_add(1, Ordering::AcqRel);
             }
@@ -792,8 +811,9 @@ impl Tasks {
     /// `/proc`.
     ///
     /// With the consumers' lock held too, no count changes meanwhile (`task_done` counts
-    /// under this lock, takes and a shutdown's drain under both); only puts and deaths can,
-    /// and each can only make the first count too low or the second too high: so when the
+    /// under this lock, takes and a shutdown's drain under both); only puts, deaths and a
+    /// take counted without the lock in its taker's own slot (its holder stopped) can, and
+    /// each can only make the first count too low or the second too high: so when the
     /// first is at least the second, every unfinished task was a dead process's at one
     /// moment. (The two read apart, a put and a consumer dying with it in between made a
     /// task a live process held look lost.)
