@@ -1215,6 +1215,24 @@ fn a_waiter_killed_passing_on_a_dead_waiters_notification_loses_it_not() {
     assert_eq!(woken.get(), 1);
 }
 
+/// Joins a child armed with a `stop:` point, which stops it again each time it reaches the
+/// point: resumes it each time until it ends. (A waiter resumed in its check reaches the
+/// next one a few milliseconds later, holding the table's guard: under load, before the
+/// test's notify, which then found the guard held and the child stopped for good; the
+/// test hung until its watchdog, stop61.)
+fn join_resuming(child: ProcessHandle<bool>) -> bool {
+    let pid = child.pid();
+    let ended = common::eventually(LIMIT, || {
+        if common::pid_stopped(pid) {
+            // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        }
+        !child.is_alive()
+    });
+    assert!(ended, "the child {pid} did not end");
+    child.join().unwrap()
+}
+
 fn wait_stopping_in_its_check(args: (Condition, RawValue<u32>)) -> bool {
     let (cond, waiting) = args;
     multiproc::__private::crash_at("stop:condition.check.suspects");
@@ -1281,7 +1299,7 @@ fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_tab
         // Resumed, the child waits on, and a notify wakes it: nothing was lost.
         stopped.resume(LIMIT);
         cond.acquire().unwrap().notify(1);
-        assert!(child.join().unwrap(), "the notify woke the waiter that was stopped");
+        assert!(join_resuming(child), "the notify woke the waiter that was stopped");
         assert_eq!(waiting.get(), 1);
         return;
     }
@@ -1349,7 +1367,7 @@ fn a_conditions_async_wait_is_pending_while_another_waiter_is_stopped_inside_its
     assert_eq!(polled, Some((true, true)), "the async wait's poll returned pending, and its drop let the lock go");
     stopped.resume(LIMIT);
     cond.acquire().unwrap().notify(1);
-    assert!(child.join().unwrap(), "a notify woke the waiter once it was resumed");
+    assert!(join_resuming(child), "a notify woke the waiter once it was resumed");
 }
 
 /// An async wait that was notified and is dropped (a runtime's timeout) before it returned
