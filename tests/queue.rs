@@ -690,7 +690,8 @@ fn take_one_then_stop_marking_it_done(q: JoinableQueue<u32>) {
 /// Takes a task (counted: this process gets a slot), then, once `go` is set (the task
 /// table's lock held by a stopped process), takes another on a second thread, which gives
 /// up on the lock and is held before its take commits; meanwhile marks the first one done
-/// (waiting for the lock) and dies, the second take never committed.
+/// (without the lock since stop61, its holder stopped: in this process's own slot) and
+/// dies, the second take never committed.
 fn mark_done_beside_an_uncounted_take_then_die(args: (JoinableQueue<u32>, Event, Event)) {
     let (q, go, held) = args;
     q.get().unwrap();
