@@ -545,6 +545,127 @@ fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_
     a_task_lost_after_an_uncounted_take_is_told_lost(&q);
 }
 
+/// Takes one task (uncounted: the task table's lock is held by a stopped process) and
+/// marks it done, from a process without a slot in the table.
+fn take_one_and_mark_it_done(q: JoinableQueue<u32>) -> u32 {
+    let item = q.get().unwrap();
+    q.task_done().unwrap();
+    item
+}
+
+/// A process stopped inside `task_done`, holding the task table's lock, holds up no other
+/// process's `task_done`: one with a slot in the table counts its done there, one without
+/// counts it outside the table (as when the table is full); resumed, the stopped process
+/// finishes, and every task is done once. Before stop61 `task_done` took the table's lock
+/// untimed and had not returned within 10 s.
+#[test]
+fn a_task_done_returns_while_another_process_is_stopped_in_the_task_table() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=4 {
+        q.put(i).unwrap();
+    }
+    // Counted: this process has a slot.
+    assert_eq!(q.get(), Ok(1));
+    let child = Process::new(take_two_then_stop_marking_one_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let q2 = q.clone();
+    let done = ended_within_10_s(move || q2.task_done());
+    assert_eq!(done, Some(Ok(())), "the task_done of a process with a slot, that ended within 10 s");
+    let other = Process::new(take_one_and_mark_it_done, q.clone()).start().unwrap();
+    let other = ended_within_10_s(move || other.join());
+    assert_eq!(other, Some(Ok(4)), "the process without a slot, whose task_done ended within 10 s");
+    stopped.resume(LIMIT);
+    assert_eq!(child.join().unwrap(), 5);
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    assert_eq!(q.task_done(), Err(TaskDoneError), "every task was counted done once");
+    a_task_lost_after_an_uncounted_take_is_told_lost(&q);
+}
+
+/// Takes one task, then, once `go` is set, stops (`SIGSTOP`) inside its `task_done`,
+/// holding the task table's lock; resumed, finishes it.
+fn take_one_then_stop_marking_it_done_when_told(args: (JoinableQueue<u32>, Event)) {
+    let (q, go) = args;
+    q.get().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+}
+
+/// A take that must first undo the count of a consumer killed between its count and its
+/// commit does not wait for a process stopped holding the task table's lock: the undo is
+/// left to the lock's next holder, which makes it before anything else, so the dead
+/// consumer is never told to hold a task. Before stop61 the undo took the lock untimed,
+/// under the consumers' lock: the `get_timeout` had not returned within 10 s.
+#[test]
+fn a_take_after_a_consumer_killed_mid_take_returns_while_another_process_is_stopped_in_the_task_table() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let go = Event::new().unwrap();
+    let stopper = Process::new(take_one_then_stop_marking_it_done_when_told, (q.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || q.len() == 2), "the stopper's take");
+    let dier = Process::new(take_one_armed, (q.clone(), "queue.take.counted".to_string())).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+    go.set();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let q2 = q.clone();
+    let got = ended_within_10_s(move || q2.get_timeout(Duration::from_millis(300)));
+    assert_eq!(got, Some(Ok(2)), "the get_timeout that ended within 10 s");
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    assert_eq!(q.get(), Ok(3));
+    // This process holds two tasks; the dead consumer none.
+    let told = q.join_timeout(Duration::from_millis(300));
+    assert_eq!(told, Err(QueueJoinTimeoutError::Timeout { unfinished: 2 }), "what join_timeout said");
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// Takes a task (counted: a slot of its own) and marks it done; once `go` is set (the task
+/// table's lock held by a stopped process), takes another and dies holding it.
+fn take_and_mark_done_then_take_another_and_die(args: (JoinableQueue<u32>, Event)) {
+    let (q, go) = args;
+    q.get().unwrap();
+    q.task_done().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    q.get().unwrap();
+    std::process::abort();
+}
+
+/// A take made while another process is stopped holding the task table's lock, by a
+/// process with a slot of its own, is counted there once it commits: its taker dying
+/// before it visits the table again, `join` tells the task lost. Before stop61 the take was
+/// only remembered in the taker's own memory (review78 L3): `join_timeout` said `Timeout`
+/// where `TasksLost` was due, and an untimed `join` waited for ever.
+#[test]
+fn a_take_made_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let go = Event::new().unwrap();
+    let dier = Process::new(take_and_mark_done_then_take_another_and_die, (q.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || q.len() == 2 && q.unfinished() == 2), "the first task taken and done");
+    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    go.set();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
@@ -569,7 +690,8 @@ fn take_one_then_stop_marking_it_done(q: JoinableQueue<u32>) {
 /// Takes a task (counted: this process gets a slot), then, once `go` is set (the task
 /// table's lock held by a stopped process), takes another on a second thread, which gives
 /// up on the lock and is held before its take commits; meanwhile marks the first one done
-/// (waiting for the lock) and dies, the second take never committed.
+/// (without the lock since stop61, its holder stopped: in this process's own slot) and
+/// dies, the second take never committed.
 fn mark_done_beside_an_uncounted_take_then_die(args: (JoinableQueue<u32>, Event, Event)) {
     let (q, go, held) = args;
     q.get().unwrap();

@@ -1124,9 +1124,13 @@ fn take_turns(args: (Condition, RawValue<u32>, u32)) {
     }
 }
 
+/// A hang detector, not a time bound: 20 000 hand-overs took 18-60 s with three CPU
+/// burners on two cores, before stop61 as after (the 60 s watchdog aborted it once in
+/// three runs of each, and in one of four copies of tests/sync.rs at each round of
+/// stop61's stress).
 #[test]
 fn two_processes_taking_turns_with_untimed_waits_lose_no_wake_up() {
-    let _w = watchdog(LIMIT);
+    let _w = watchdog(LIMIT * 4);
     let cond = Condition::new().unwrap();
     let turn = RawValue::new(0u32).unwrap();
     let other = Process::new(take_turns, (cond.clone(), turn.clone(), 1)).daemon(true).start().unwrap();
@@ -1215,6 +1219,24 @@ fn a_waiter_killed_passing_on_a_dead_waiters_notification_loses_it_not() {
     assert_eq!(woken.get(), 1);
 }
 
+/// Joins a child armed with a `stop:` point, which stops it again each time it reaches the
+/// point: resumes it each time until it ends. (A waiter resumed in its check reaches the
+/// next one a few milliseconds later, holding the table's guard: under load, before the
+/// test's notify, which then found the guard held and the child stopped for good; the
+/// test hung until its watchdog, stop61.)
+fn join_resuming(child: ProcessHandle<bool>) -> bool {
+    let pid = child.pid();
+    let ended = common::eventually(LIMIT, || {
+        if common::pid_stopped(pid) {
+            // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        }
+        !child.is_alive()
+    });
+    assert!(ended, "the child {pid} did not end");
+    child.join().unwrap()
+}
+
 fn wait_stopping_in_its_check(args: (Condition, RawValue<u32>)) -> bool {
     let (cond, waiting) = args;
     multiproc::__private::crash_at("stop:condition.check.suspects");
@@ -1281,10 +1303,109 @@ fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_tab
         // Resumed, the child waits on, and a notify wakes it: nothing was lost.
         stopped.resume(LIMIT);
         cond.acquire().unwrap().notify(1);
-        assert!(child.join().unwrap(), "the notify woke the waiter that was stopped");
+        assert!(join_resuming(child), "the notify woke the waiter that was stopped");
         assert_eq!(waiting.get(), 1);
         return;
     }
+}
+
+/// A waiter started in a child, stopped in its periodic check holding the condition's table
+/// guard (`condition.check.suspects`), and how to resume it.
+fn a_waiter_stopped_inside_the_table(cond: &Condition) -> (ProcessHandle<bool>, common::StoppedChild) {
+    let child = Process::new(wait_stopping_in_its_check, (cond.clone(), RawValue::new(0u32).unwrap())).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    (child, stopped)
+}
+
+/// Runs `call` in a thread; whether it returned within 10 s (a hang detector, not a
+/// duration asserted: the call must not wait for the stopped process at all).
+fn returns<R: Send + 'static>(call: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(call());
+    });
+    let ended = rx.recv_timeout(Duration::from_secs(10)).ok();
+    if ended.is_some() {
+        thread.join().unwrap();
+    }
+    ended
+}
+
+/// One poll, with a waker that does nothing.
+fn poll_once<F: Future + Unpin>(future: &mut F) -> std::task::Poll<F::Output> {
+    std::pin::Pin::new(future).poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+/// A notify never waits for a waiter stopped (`SIGSTOP`, a debugger) inside the
+/// condition's table: the notification is left to the guard's next holder, here the
+/// stopped waiter itself once resumed, which it then wakes. Before stop61 the notify took
+/// the guard untimed and had not returned 10 s later.
+#[test]
+fn a_conditions_notify_never_waits_for_a_waiter_stopped_inside_its_table() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let (child, stopped) = a_waiter_stopped_inside_the_table(&cond);
+    let notifier = cond.clone();
+    let notified = returns(move || notifier.acquire().unwrap().notify(1));
+    assert!(notified.is_some(), "a notify returned while a waiter was stopped holding the table's guard");
+    stopped.resume(LIMIT);
+    assert!(child.join().unwrap(), "the notify made meanwhile woke the waiter once it was resumed");
+}
+
+/// An async wait polled while another waiter is stopped inside the table is pending (its
+/// arrival waits for the guard with the waker, not the thread), and dropped, lets the lock
+/// go. Before stop61 the poll took the guard untimed and had not returned 10 s later.
+#[test]
+fn a_conditions_async_wait_is_pending_while_another_waiter_is_stopped_inside_its_table() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let (child, stopped) = a_waiter_stopped_inside_the_table(&cond);
+    let waiter = cond.clone();
+    let polled = returns(move || {
+        let mut wait = waiter.acquire().unwrap().wait_async();
+        let pending = poll_once(&mut wait).is_pending();
+        drop(wait);
+        // The dropped wait let the lock go.
+        (pending, waiter.try_acquire().is_ok())
+    });
+    assert_eq!(polled, Some((true, true)), "the async wait's poll returned pending, and its drop let the lock go");
+    stopped.resume(LIMIT);
+    cond.acquire().unwrap().notify(1);
+    assert!(join_resuming(child), "a notify woke the waiter once it was resumed");
+}
+
+/// An async wait that was notified and is dropped (a runtime's timeout) before it returned
+/// its notification passes it on without waiting for a waiter stopped inside the table:
+/// the stopped one, resumed, gets it. Before stop61 the drop took the guard untimed
+/// (review72 L3) and had not returned 10 s later.
+#[test]
+fn a_notified_async_wait_dropped_while_a_waiter_is_stopped_inside_the_table_passes_its_notification_on() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let (arrived, arrival) = std::sync::mpsc::channel();
+    let (go, dropping) = std::sync::mpsc::channel::<()>();
+    let (dropped, drop_ended) = std::sync::mpsc::channel();
+    let first = {
+        let cond = cond.clone();
+        std::thread::spawn(move || {
+            let mut wait = cond.acquire().unwrap().wait_async();
+            assert!(poll_once(&mut wait).is_pending(), "nobody notified yet");
+            // Granted, not yet told.
+            cond.acquire().unwrap().notify(1);
+            arrived.send(()).unwrap();
+            dropping.recv().unwrap();
+            drop(wait);
+            dropped.send(()).unwrap();
+        })
+    };
+    arrival.recv_timeout(LIMIT).unwrap();
+    let (child, stopped) = a_waiter_stopped_inside_the_table(&cond);
+    go.send(()).unwrap();
+    let ended = drop_ended.recv_timeout(Duration::from_secs(10));
+    assert!(ended.is_ok(), "the notified wait's drop returned while a waiter was stopped holding the table's guard");
+    first.join().unwrap();
+    stopped.resume(LIMIT);
+    assert!(child.join().unwrap(), "the notification passed on woke the waiter once it was resumed");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -283,6 +283,8 @@ impl QueueState {
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
 ///
+/// Only a process without a slot of its own remembers them: one with a slot counts such a
+/// take there, without the lock, once it has committed (stop61; `AfterTake::Uncounted`).
 /// In this process's memory, not the family heap: a process without a slot has no place
 /// there. Only what the process dies with is lost: a take uncounted then is never told lost
 /// (its task unfinished, `join` waits for it). And only this process counts them: the
@@ -482,12 +484,13 @@ enum AfterTake<'a> {
     /// Claim ([`Held::claim`]) the free slot of the task table the take counted in, the
     /// table's lock held until then.
     Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
-    /// Remember the take left uncounted in the table of this queue object
-    /// ([`uncounted::add`]). Remembered before its commit, another thread's `task_done`
+    /// Count the take left uncounted under the lock in this process's own slot, without
+    /// the lock ([`Tasks::own_slot`]), else remember it in the table of this queue object
+    /// ([`uncounted::add`]). Counted or remembered before its commit, another thread's `task_done`
     /// could count it in the process's slot meanwhile, and a kill before the commit left a
     /// take that never happened counted as the dead process's: `join` said `TasksLost` for
     /// a task still queued, or held by a live consumer (review78 M1).
-    Uncounted(uncounted::Queue),
+    Uncounted(&'a Tasks, uncounted::Queue),
 }
 
 impl Drop for AfterTake<'_> {
@@ -497,7 +500,15 @@ impl Drop for AfterTake<'_> {
                 crash_point!("queue.tasks.taken");
                 slot.claim(*dead, sys::me());
             }
-            AfterTake::Uncounted(queue) => uncounted::add(*queue),
+            AfterTake::Uncounted(tasks, queue) => match tasks.own_slot() {
+                // Counted where its taker's death shows it lost (review78 L3: remembered
+                // only in the taker's memory, it never was if the taker died before its
+                // next visit under the lock).
+                Some(h) => {
+                    h.taken.fetch_add(1, Ordering::AcqRel);
+                }
+                None => uncounted::add(*queue),
+            },
         }
     }
 }
@@ -525,6 +536,10 @@ struct Tasks {
     /// under their lock), it has not, and never will unless its process still holds the
     /// lock.
     take_at: AtomicU64,
+    /// A `take_slot` whose count is to be undone ([`Tasks::undo`]) by the lock's next
+    /// holder, before anything else (0: none): the undo found the lock held by a stopped
+    /// process.
+    undo_due: AtomicU64,
     slots: [Held; GETTER_SLOTS],
 }
 
@@ -613,19 +628,21 @@ impl Tasks {
     ///
     /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
     /// debugger), which must not hold a timed get past its deadline (cond50); a running
-    /// holder, however slow, is waited for. An uncounted take is remembered by its process
-    /// ([`uncounted`], `queue`: this queue object) once it has committed (when the
+    /// holder, however slow, is waited for. An uncounted take is counted in its process's
+    /// own slot without the lock, or, without one, remembered by its process
+    /// ([`uncounted`], `queue`: this queue object), once it has committed (when the
     /// [`AfterTake`] returned is dropped; crash point `queue.take.uncounted` before), and
     /// counted at the process's next visit under the lock, this one's if it is a take: only
     /// if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
-            return Some(Self::uncounted(queue));
+            return Some(self.uncounted(queue));
         };
+        self.undo_if_due();
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
-            return Some(Self::uncounted(queue));
+            return Some(self.uncounted(queue));
         };
         let left = uncounted::left(queue);
         // The takes left uncounted are counted with this one, in its one store; noted as
@@ -649,9 +666,18 @@ impl Tasks {
 
     /// A take left uncounted in the table of `queue`, to be remembered once it commits.
     #[cold]
-    fn uncounted(queue: uncounted::Queue) -> AfterTake<'static> {
+    fn uncounted(&self, queue: uncounted::Queue) -> AfterTake<'_> {
         crash_point!("queue.take.uncounted");
-        AfterTake::Uncounted(queue)
+        AfterTake::Uncounted(self, queue)
+    }
+
+    /// This process's own slot, found without the lock: nobody else writes the slot of a
+    /// live process, so one that names this process stays its own while it lives.
+    fn own_slot(&self) -> Option<&Held> {
+        let me = sys::me();
+        self.used()
+            .iter()
+            .find(|h| h.pid.load(Ordering::Acquire) == me.pid && h.start.load(Ordering::Acquire) == me.start)
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -665,10 +691,39 @@ impl Tasks {
         }
     }
 
+    /// [`Tasks::settle`]'s undo, under the table's lock. A process stopped holding it
+    /// (`SIGSTOP`, a debugger) must not hold the take up, under the consumers' lock
+    /// (stop61), and a running one, however slow, is waited for: the undo is then left to the lock's next
+    /// holder ([`Tasks::undo_if_due`]), which makes it before anything else, so before any
+    /// other count in that slot, any claim of it and any count of the tasks lost. (This
+    /// take finds the lock held too and goes uncounted, so the noted take stays noted.)
     #[cold]
     fn undo(&self) {
-        let _g = RawGuard::lock(&self.lock);
         let noted = self.take_slot.load(Ordering::Relaxed);
+        let Some(_g) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
+            self.undo_due.store(noted, Ordering::Release);
+            return;
+        };
+        self.undo_if_due();
+        self.undo_noted(noted);
+    }
+
+    /// Makes the undo left to this holder of the lock, if any ([`Tasks::undo`]). Caller
+    /// holds the lock, just taken. A holder killed before it cleared the mark leaves it to
+    /// the next, which finds the count undone already.
+    #[inline]
+    fn undo_if_due(&self) {
+        let due = self.undo_due.load(Ordering::Acquire);
+        if due != 0 {
+            self.undo_noted(due);
+            self.undo_due.store(0, Ordering::Release);
+        }
+    }
+
+    /// Undoes the count of the take `noted` (a `take_slot`) if it is still counted. Caller
+    /// holds the lock.
+    #[cold]
+    fn undo_noted(&self, noted: u64) {
         let at = (noted & SLOT_BITS) as usize;
         if let Some(h) = at.checked_sub(1).and_then(|at| self.slots.get(at)) {
             // Only a take changes this slot's `taken` after this check (a `task_done` counts
@@ -690,8 +745,14 @@ impl Tasks {
     /// The takes this process left uncounted in the table of `queue` are counted in its
     /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
     /// task no longer held: counted later, it would be held again).
+    ///
+    /// A process stopped holding the lock (`SIGSTOP`, a debugger) does not hold it up
+    /// ([`Tasks::did_unlocked`]); a running holder, however slow, is waited for.
     fn did(&self, elsewhere: &AtomicU64, puts: impl FnOnce() -> u64, queue: uncounted::Queue) -> Option<(u64, u64)> {
-        let _g = RawGuard::lock(&self.lock);
+        let Some(_g) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
+            return self.did_unlocked(elsewhere, puts, queue);
+        };
+        self.undo_if_due();
         let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
         let put = puts();
         if done >= put {
@@ -711,22 +772,61 @@ impl Tasks {
         Some((done + 1, put))
     }
 
+    /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
+    /// slot, which nobody else writes while it lives, the takes it left uncounted kept for
+    /// its next visit under the lock; without a slot, outside the table, as when the table
+    /// is full. A `join`'s count of the tasks lost, the only reader that needs the counts
+    /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
+    /// lock, the check of a task done too many times can miss one made at the same moment by
+    /// another process without the lock, or by the stopped one, as it goes on.
+    #[cold]
+    fn did_unlocked(
+        &self,
+        elsewhere: &AtomicU64,
+        puts: impl FnOnce() -> u64,
+        queue: uncounted::Queue,
+    ) -> Option<(u64, u64)> {
+        let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
+        let put = puts();
+        if done >= put {
+            return None;
+        }
+        match self.own_slot() {
+            Some(h) => {
+                h.done.fetch_add(1, Ordering::AcqRel);
+            }
+            None => {
+                elsewhere.fetch_add(1, Ordering::AcqRel);
+                if uncounted::left(queue) > 0 {
+                    uncounted::settled(queue, 1);
+                }
+            }
+        }
+        Some((done + 1, put))
+    }
+
     /// Tasks taken by processes now dead and never marked done: what the dead hold, less
     /// what live processes marked done beyond what they took (they may have finished
     /// tasks of the dead); then `unfinished()`, read after them under the same lock. Reads
     /// `/proc`.
     ///
     /// With the consumers' lock held too, no count changes meanwhile (`task_done` counts
-    /// under this lock, takes and a shutdown's drain under both); only puts and deaths can,
-    /// and each can only make the first count too low or the second too high: so when the
+    /// under this lock, takes and a shutdown's drain under both); only puts, deaths and a
+    /// take counted without the lock in its taker's own slot (its holder stopped) can, and
+    /// each can only make the first count too low or the second too high: so when the
     /// first is at least the second, every unfinished task was a dead process's at one
     /// moment. (The two read apart, a put and a consumer dying with it in between made a
     /// task a live process held look lost.)
     ///
     /// `None` when the lock is not had within [`GUARD_GRACE`] (its holder stopped, say: the
-    /// check of a timed `join` must end; the next check looks again).
+    /// check of a timed `join` must end; the next check looks again), or when a task was
+    /// marked done without the lock meanwhile ([`Tasks::did_unlocked`]: a slot read before
+    /// it, the unfinished count after, the first could be one too high; the next check
+    /// looks again).
     fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> Option<(u64, u64)> {
         let _g = RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))?;
+        self.undo_if_due();
+        let done = self.done();
         let mut lost = 0i64;
         for h in &self.slots {
             let pid = h.pid.load(Ordering::Relaxed);
@@ -739,7 +839,8 @@ impl Tasks {
                 lost = lost.wrapping_add(own);
             }
         }
-        Some((lost.max(0) as u64, unfinished()))
+        let unfinished = unfinished();
+        (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
 }
 

@@ -258,6 +258,10 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 impl<T> JoinableQueue<T> {
     /// Marks one item taken from the queue as done.
     ///
+    /// Never waits for another process stopped (`SIGSTOP`, a debugger) inside the queue's
+    /// bookkeeping of tasks. Then, and only then, a call made at the same moment as one that
+    /// marks the last task done may be counted rather than refused.
+    ///
     /// # Errors
     ///
     /// [`TaskDoneError`] when called more times than items were put (Python's

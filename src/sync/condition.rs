@@ -13,6 +13,7 @@ pub use condition_async::{ConditionAcquire, ConditionWait, ConditionWaitFor};
 use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,7 @@ use super::rlock::RLock;
 use super::waiters::{Place, Waiters, Woken};
 use crate::error::Error;
 use crate::shm::{
-    Acquired, Deadline, GUARD_GRACE, Interrupted, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn,
-    TimedOut, kind,
+    Acquired, Deadline, GUARD_GRACE, Interrupted, Owner, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
 };
 use crate::sys;
 
@@ -331,7 +331,7 @@ impl Condition {
     pub(super) fn recover_dead_waiters(&self, deadline: Deadline) {
         let state = &*self.state;
         let me = sys::me();
-        let Some(suspects) = RawGuard::lock_until(&state.guard, deadline).map(|_g| {
+        let Some(suspects) = self.lock_table(deadline).map(|_held| {
             crate::shm::crash::crash_point!("condition.check.suspects");
             state.waiters.suspects(me.pid)
         }) else {
@@ -341,12 +341,23 @@ impl Condition {
         if dead.is_empty() {
             return;
         }
-        let Some((slots, _dropped)) =
-            RawGuard::lock_until(&state.guard, deadline).map(|_g| state.waiters.recover(&dead))
-        else {
-            return;
-        };
-        self.wake(Woken { slots, overflow: false });
+        if let Some(mut held) = self.lock_table(deadline) {
+            let (slots, _dropped) = state.waiters.recover(&dead);
+            held.woken = held.woken.and(Woken { slots, overflow: false });
+        }
+    }
+
+    /// The table's guard, waited for until `deadline`; `None` when a live holder kept it
+    /// (stopped, say) until then.
+    fn lock_table(&self, deadline: Deadline) -> Option<TableHeld<'_>> {
+        self.state.guard.lock(Owner::process(), deadline).ok()?;
+        Some(TableHeld::taken(self))
+    }
+
+    /// The table's guard if it is free (or its holder dead); never waits.
+    fn try_lock_table(&self) -> Option<TableHeld<'_>> {
+        self.state.guard.try_lock_or_take_over(Owner::process())?;
+        Some(TableHeld::taken(self))
     }
 
     /// The periodic check of a blocking wait: dead waiters' grants, and whether anybody is
@@ -372,8 +383,7 @@ impl Condition {
         let me = sys::me();
         // Under the condition's lock still: a notify after this one is ours to get.
         let arrival = deadline.at_least(GUARD_GRACE);
-        let Some(place) = RawGuard::lock_until(&state.guard, arrival).map(|_g| state.waiters.arrive(me.pid, me.start))
-        else {
+        let Some(place) = self.lock_table(arrival).map(|_held| state.waiters.arrive(me.pid, me.start)) else {
             return Ok(false);
         };
         let levels = self.lock.unlock_all();
@@ -402,13 +412,64 @@ impl Condition {
         outcome
     }
 
+    /// Never waits for the table's guard (stop61): a process stopped holding it (`SIGSTOP`,
+    /// a debugger, in its periodic check or passing a grant on) must not hold up a notify,
+    /// under the user's lock, nor an async wait's drop. Without the guard, the notify is
+    /// deferred to its holder ([`Waiters::defer`]): one that lets it go after the notify's
+    /// store sees it ([`TableHeld`]'s drop); one that let it go before, the notifier's own
+    /// look at the guard finds it free and grants it (a SeqCst fence on each side, past
+    /// the store and past the unlock, so that one of the two sees the other). Every holder
+    /// grants the deferred notifications first, before any arrival.
     fn notify(&self, n: u32) {
-        let state = &*self.state;
-        let woken = {
-            let _g = RawGuard::lock(&state.guard);
-            state.waiters.notify(n)
-        };
-        self.wake(woken);
+        let waiters = &self.state.waiters;
+        if let Some(mut held) = self.try_lock_table() {
+            held.woken = held.woken.and(waiters.notify(n));
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        waiters.defer(n);
+        fence(Ordering::SeqCst);
+        // Granted as the guard is taken, and woken as it is let go.
+        drop(self.try_lock_table());
+    }
+}
+
+/// The condition's table guard, held: taken, it grants the notifications deferred to it
+/// first; let go, it wakes what was granted under it ([`TableHeld::woken`]), and grants
+/// the notifications deferred meanwhile (see `Condition::notify`).
+struct TableHeld<'a> {
+    cond: &'a Condition,
+    /// The waiters granted under the guard, woken once it is let go.
+    woken: Woken,
+}
+
+impl<'a> TableHeld<'a> {
+    /// The guard just taken by this process.
+    fn taken(cond: &'a Condition) -> Self {
+        Self { cond, woken: cond.state.waiters.notify_deferred() }
+    }
+}
+
+impl Drop for TableHeld<'_> {
+    fn drop(&mut self) {
+        let state = &*self.cond.state;
+        let mut woken = self.woken;
+        loop {
+            state.guard.unlock();
+            self.cond.wake(woken);
+            // Pairs with the fence of a notify that deferred: it found the guard taken.
+            fence(Ordering::SeqCst);
+            if state.waiters.deferred() == 0 {
+                return;
+            }
+            // Held again, by another: its own release grants them.
+            if state.guard.try_lock_or_take_over(Owner::process()).is_none() {
+                return;
+            }
+            woken = state.waiters.notify_deferred();
+        }
     }
 }
 
@@ -603,6 +664,10 @@ impl ConditionGuard<'_> {
     /// Wakes up to `n` waiters (each notification wakes exactly one of the processes
     /// waiting now).
     ///
+    /// Never waits for another process: one stopped (`SIGSTOP`, a debugger) inside the
+    /// condition's own bookkeeping delays the wake-ups until it goes on, not this call; a
+    /// waiter that times out meanwhile leaves the notification to another of that time.
+    ///
     /// # Examples
     ///
     /// ```
@@ -638,6 +703,46 @@ impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         if self.taken_in.is_here() {
             self.cond.lock.unlock();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notify made while the table's guard is held (as a stopped process would hold it:
+    /// here this process) is deferred, and granted to the waiter of its time when the guard
+    /// is let go; if the holder let it go without looking (a release racing the deferral),
+    /// the next holder grants it before it arrives, with the horizon of the notify's time:
+    /// the waiter of that time having left, to nobody, never to the later waiter.
+    #[test]
+    fn a_notify_made_while_the_table_is_held_goes_to_a_waiter_of_its_time() {
+        let cond = Condition::new().unwrap();
+        let waiters = &cond.state.waiters;
+        let me = sys::me();
+        let arrive = || {
+            let _held = cond.lock_table(Deadline::NEVER).unwrap();
+            waiters.arrive(me.pid, me.start)
+        };
+        for looked in [true, false] {
+            let old = arrive();
+            let Place::Slot(i) = old else { panic!("the table is empty") };
+            let held = cond.lock_table(Deadline::NEVER).unwrap();
+            cond.notify(1);
+            assert!(!waiters.is_granted(i), "granted without the guard");
+            assert_eq!(waiters.deferred(), 1);
+            if looked {
+                drop(held);
+                assert!(waiters.leave(old), "the guard let go, the waiter of the notify's time was granted");
+            } else {
+                std::mem::forget(held);
+                cond.state.guard.unlock();
+                assert!(!waiters.leave(old), "the waiter timed out before the next holder came");
+            }
+            let new = arrive();
+            assert_eq!(waiters.deferred(), 0);
+            assert!(!waiters.leave(new), "the later waiter got nothing (looked: {looked})");
         }
     }
 }

@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::{Condition, ConditionGuard, Underlying};
-use crate::shm::{Acquired, Deadline, GUARD_GRACE, Owner, RawGuard, TakenIn, Waiting, poll_on};
+use super::{Condition, ConditionGuard, TableHeld, Underlying};
+use crate::shm::{Acquired, Deadline, GUARD_GRACE, Owner, TakenIn, Waiting, poll_on};
 use crate::sync::error::ConditionWaitError;
 use crate::sync::waiters::Place;
 use crate::sys;
@@ -86,11 +86,14 @@ impl<'a> ConditionGuard<'a> {
     /// case (as [`ConditionGuard::wait`]). Like every condition wait, it may end without
     /// the awaited change: check the state in a loop.
     ///
-    /// Cancellation: a future dropped before its first poll drops the guard (the lock is
-    /// released); dropped later, it leaves the waiters and holds nothing (the lock stays
-    /// released, and the guard is gone with the future). A notification it was given and
-    /// did not return is passed on to the oldest waiter (a wake-up without a change for
-    /// that one if it came later than the notify).
+    /// Cancellation: a future dropped before it began waiting drops the guard (the lock is
+    /// released): before its first poll, or while its polls wait, without blocking the
+    /// thread, for another process stopped (`SIGSTOP`, a debugger) inside the condition's
+    /// own bookkeeping. Dropped later, it leaves the waiters and holds nothing (the lock
+    /// stays released, and the guard is gone with the future). A notification it was given
+    /// and did not return is passed on to the oldest waiter (a wake-up without a change for
+    /// that one if it came later than the notify); the drop never waits for another
+    /// process.
     ///
     /// Outcome: `Ok(())` when notified. Unlike [`ConditionGuard::wait`], it is never
     /// [`ConditionWaitError::Abandoned`]: another task polled by the same thread may hold a
@@ -257,9 +260,15 @@ impl<'a> Future for ConditionWait<'a> {
             match this.step {
                 Step::Holding(_) => {
                     let me = sys::me();
+                    // The table's guard with the waker, not the thread: a process stopped
+                    // holding it (`SIGSTOP`, a debugger) leaves this wait pending (stop61),
+                    // the lock held, as a blocking wait's arrival waits for it.
+                    let Poll::Ready(_) = state.guard.poll_lock(Owner::process(), &mut this.waiting, cx) else {
+                        return Poll::Pending;
+                    };
                     // Under the condition's lock still: a notify after this one is ours.
                     let place = {
-                        let _g = RawGuard::lock(&state.guard);
+                        let _held = TableHeld::taken(cond);
                         state.waiters.arrive(me.pid, me.start)
                     };
                     let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else { unreachable!() };
@@ -336,9 +345,8 @@ impl Drop for ConditionWait<'_> {
         };
         if notified {
             // A notification this waiter will never return: somebody else's now. Passed on
-            // as `notify` does, with the table's guard, untimed (review72 L3): a process
-            // stopped holding it holds this drop up. A pass-on given up could not keep the
-            // grant (the slot is freed, and recovery passes on only dead waiters' grants).
+            // as `notify` does, which never waits for the table's guard: a process stopped
+            // holding it delays the pass-on, not this drop (review72 L3, stop61).
             self.cond.notify(1);
         }
     }

@@ -17,7 +17,8 @@
 //! none; the dead slot is freed.
 //!
 //! Every function here except [`Waiters::is_granted`], [`Waiters::epoch_moved`],
-//! [`Waiters::leave`] and [`Waiters::waiting`] (a count for `Debug`) runs under the
+//! [`Waiters::leave`], [`Waiters::defer`], [`Waiters::deferred`] and [`Waiters::waiting`]
+//! (a count for `Debug`) runs under the
 //! condition's table guard, so they are steps of a state
 //! machine; `tests` below checks every interleaving of them for a few waiters and
 //! notifies. Each step writes a slot's `state` last when it claims it and first when it
@@ -36,6 +37,13 @@
 //! be passed on again. The model runs the leave between any two steps, inside a notify
 //! (between its look at the slots and its grants), inside a recovery (between its choice
 //! of an heir and the grant) and between a handover cut short and the step that finishes it.
+//!
+//! A notify does not wait for the guard either (stop61): when another process holds it,
+//! the notify leaves its count in `deferred`, which every holder of the guard grants first
+//! ([`Waiters::notify_deferred`], before any arrival, so with the horizon of the notify's
+//! time) and which a holder letting the guard go looks at (`Condition::notify` has the
+//! protocol). A process stopped holding the guard then delays the notification until it
+//! goes on, never the notifier.
 //!
 //! More waiters than slots at once: the extra ones wait on a shared epoch that every
 //! notify advances while they exist, so they may wake for a notification another waiter
@@ -113,6 +121,16 @@ pub(crate) struct Woken {
     pub(crate) overflow: bool,
 }
 
+impl Woken {
+    /// Nothing to wake.
+    pub(crate) const NONE: Woken = Woken { slots: 0, overflow: false };
+
+    /// What this and `other` woke.
+    pub(crate) fn and(self, other: Woken) -> Woken {
+        Woken { slots: self.slots | other.slots, overflow: self.overflow || other.overflow }
+    }
+}
+
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct Waiters {
@@ -120,7 +138,9 @@ pub(crate) struct Waiters {
     next: AtomicU64,
     /// Waiters outside the table.
     overflow: AtomicU32,
-    _pad: u32,
+    /// Notifications made while another process held the guard, for the guard's next
+    /// holder to grant ([`Waiters::defer`], [`Waiters::notify_deferred`]); saturating.
+    deferred: AtomicU32,
     /// Advanced by each notify while overflow waiters exist.
     epoch: AtomicU64,
     /// The overflow waiters sleep here.
@@ -137,7 +157,7 @@ impl Waiters {
         Self {
             next: AtomicU64::new(0),
             overflow: AtomicU32::new(0),
-            _pad: 0,
+            deferred: AtomicU32::new(0),
             epoch: AtomicU64::new(0),
             overflow_wake: Notify::new(),
             handover: ChangeRecord::new(),
@@ -245,6 +265,35 @@ impl Waiters {
                 left -= 1;
             }
         }
+        woken
+    }
+
+    /// Leaves `n` notifications to the guard's next holder ([`Waiters::notify_deferred`]);
+    /// without the guard. SeqCst, as the look of a holder letting the guard go
+    /// ([`Waiters::deferred`]): see `Condition::notify`.
+    pub(crate) fn defer(&self, n: u32) {
+        let _ = self.deferred.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| Some(d.saturating_add(n)));
+    }
+
+    /// Notifications deferred and not yet granted (without the guard).
+    pub(crate) fn deferred(&self) -> u32 {
+        self.deferred.load(Ordering::SeqCst)
+    }
+
+    /// Grants the notifications deferred ([`Waiters::defer`]) as one notify now. Under the
+    /// guard, at the start of every holding of it, so before any arrival: the horizon is
+    /// still that of their time (an arrival needs the guard, and a waiter arrives, as a
+    /// notify is made, under the condition's lock: none came between a notify deferred
+    /// and its notifier's look at the guard). Counted off after the grants: a holder
+    /// killed in between leaves them to be granted again (a wake-up without a change, which
+    /// condition waits allow), never lost.
+    pub(crate) fn notify_deferred(&self) -> Woken {
+        let n = self.deferred();
+        if n == 0 {
+            return Woken::NONE;
+        }
+        let woken = self.notify(n);
+        let _ = self.deferred.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| Some(d.saturating_sub(n)));
         woken
     }
 
