@@ -2977,6 +2977,71 @@ fn a_fork_server_pool_in_a_child_whose_server_was_killed_fails_its_map_typed() {
     );
 }
 
+const UNSTARTED_HANDLES_INNER: &str = "MULTIPROC_TEST_POOL_UNSTARTED_HANDLES_INNER";
+
+/// Puts a number on the queue it is given (never runs here: no worker can start).
+fn put_seven(queue: multiproc::Queue<u32>) {
+    queue.put(7).unwrap();
+}
+
+/// In a child process: a `ForkServer` pool whose fork server and worker were killed (no
+/// worker can start again), given work whose argument holds a queue. Returns whether the
+/// work failed as a pool that cannot start a worker, and whether the family heap was back
+/// to its bytes before the queue once the pool and the queue were gone, while this
+/// process lives (a dead sender's counts are given back at its reap, which would hide a
+/// leak).
+fn lose_every_worker_then_send_a_queue(server: u32) -> (bool, bool) {
+    let pool = Pool::builder().processes(1).start_method(StartMethod::ForkServer).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let old = pool.pids();
+    // SAFETY (test): kill only sends signals, to the family's fork server and to our own
+    // pool's worker.
+    unsafe {
+        libc::kill(server as i32, libc::SIGKILL);
+        libc::kill(old[0] as i32, libc::SIGKILL);
+    }
+    assert!(eventually(SETTLE, || !pid_running(old[0])));
+    let before = multiproc::__private::heap_in_use();
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let failed = matches!(pool.apply(put_seven, queue.clone()), Err(Error::Task(TaskError::Panicked(info)))
+        if info.message.contains("cannot start a worker"));
+    pool.close();
+    pool.join().unwrap();
+    drop((pool, queue));
+    (failed, eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() <= before))
+}
+
+#[test]
+fn a_pool_that_cannot_start_a_worker_gives_back_the_handles_of_the_work_it_fails_inner() {
+    if std::env::var_os(UNSTARTED_HANDLES_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let child = multiproc::Process::new(lose_every_worker_then_send_a_queue, server).start().unwrap();
+        let (failed, back) = child.join().unwrap();
+        assert!(failed, "the work did not fail as a pool that cannot start a worker");
+        assert!(back, "the queue sent with the failed work outlived its last handle");
+    }
+    // The queue sent with the failed work is freed with its last handle: the work's
+    // message gave back what it held.
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// Work that fails because no worker of its pool can start gives back the handles its
+/// arguments hold (a queue here), as work failed for any other reason does: nothing of it
+/// stays in the family heap.
+#[test]
+fn a_pool_that_cannot_start_a_worker_gives_back_the_handles_of_the_work_it_fails() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_pool_that_cannot_start_a_worker_gives_back_the_handles_of_the_work_it_fails_inner",
+        UNSTARTED_HANDLES_INNER,
+    );
+}
+
 /// This process's children (those of each of its threads).
 fn my_children() -> Vec<u32> {
     let me = std::process::id();

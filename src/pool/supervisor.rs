@@ -1014,7 +1014,9 @@ impl Inner {
                     location: None,
                     backtrace: String::new(),
                 };
+                // Their handles go back before they fail, as above.
                 for (_, job) in books.pending.drain(..) {
+                    (job.discard)(&job.args);
                     unstarted.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
                 }
             }
