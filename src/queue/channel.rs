@@ -648,6 +648,7 @@ impl Tasks {
         // The takes left uncounted are counted with this one, in its one store; noted as
         // counted before it, as they are once it is.
         let before = h.taken.load(Ordering::Relaxed).wrapping_add(left);
+        interleave("loaded");
         let dead = if mine { 0 } else { h.held() };
         self.take_slot.store(before << SLOT_SHIFT | (at as u64 + 1), Ordering::Relaxed);
         crash_point!("queue.take.noted");
@@ -655,6 +656,7 @@ impl Tasks {
         crash_point!("queue.take.marked");
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
+        interleave("counted");
         if left > 0 {
             uncounted::settled(queue, left);
         }
@@ -842,6 +844,21 @@ impl Tasks {
         let unfinished = unfinished();
         (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
+}
+
+/// Runs a unit test's moves of other threads of this process at a step of the task table's
+/// calls.
+#[inline(always)]
+fn interleave(_step: &'static str) {
+    #[cfg(test)]
+    tests::INTERLEAVE.with(|moves| {
+        // Not from inside the moves themselves (another call they make).
+        if let Ok(mut moves) = moves.try_borrow_mut()
+            && let Some(moves) = moves.as_mut()
+        {
+            moves(_step);
+        }
+    });
 }
 
 /// Why a `join` stops waiting before every task is done.
@@ -1362,6 +1379,67 @@ mod tests {
     use crate::codec;
     use crate::shm::{Deadline, Patient};
     use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
+
+    use super::{AfterTake, Tasks};
+
+    type Moves = Box<dyn FnMut(&'static str)>;
+
+    std::thread_local! {
+        /// What other threads of this process do at each step of this thread's task table
+        /// calls.
+        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// A task table in this process's memory where this process has a slot (its first
+    /// take counted, committed), and a queue object of its own (past any heap: no other
+    /// test meets it).
+    fn table_with_own_slot(queue: super::uncounted::Queue) -> &'static Tasks {
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        drop(tasks.count_take(1, queue));
+        assert!(tasks.own_slot().is_some(), "the first take claimed a slot");
+        tasks
+    }
+
+    /// A take a sibling thread counts lock-free in the process's own slot (its holder was
+    /// stopped at its take: `AfterTake::Uncounted`) at `step` of a take counted under the
+    /// lock, which never commits (its process killed): what the slot holds after the
+    /// locked count, then after the next take's undo of it, less what it held before.
+    fn a_lock_free_take_at(step: &'static str, queue: super::uncounted::Queue) -> (i64, i64) {
+        let tasks = table_with_own_slot(queue);
+        let h = tasks.own_slot().unwrap();
+        let before = h.held();
+        INTERLEAVE.set(Some(Box::new(move |at| {
+            if at == step {
+                drop(AfterTake::Uncounted(tasks, queue));
+            }
+        })));
+        let after = tasks.count_take(2, queue);
+        INTERLEAVE.set(None);
+        assert!(after.is_none(), "counted in the process's own slot");
+        let counted = h.held() - before;
+        // The next take finds the consumers' count where the killed one left it.
+        tasks.settle(2);
+        (counted, h.held() - before)
+    }
+
+    /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,
+    /// and the locked store wrote over it.
+    #[test]
+    fn a_take_counted_lock_free_while_a_sibling_counts_under_the_lock_is_kept() {
+        let (counted, undone) = a_lock_free_take_at("loaded", (u64::MAX - 3 * 4096, 1));
+        assert_eq!(counted, 2, "both takes counted");
+        assert_eq!(undone, 1, "the lock-free take still counted after the undo");
+    }
+
+    /// review86 M1, the kill variant: the sibling's lock-free add after the locked count,
+    /// before its commit, failed the undo's exact check: the take that never happened
+    /// stayed counted, a phantom task of a dead process.
+    #[test]
+    fn a_take_counted_lock_free_after_a_locked_count_leaves_its_undo_exact() {
+        let (counted, undone) = a_lock_free_take_at("counted", (u64::MAX - 4 * 4096, 1));
+        assert_eq!(counted, 2, "both takes counted");
+        assert_eq!(undone, 1, "only the take that never committed undone");
+    }
 
     #[test]
     fn a_handle_decoded_as_another_type_is_an_error() {
