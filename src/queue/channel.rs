@@ -444,16 +444,22 @@ struct Held {
     pid: AtomicU32,
     _pad: u32,
     start: AtomicU64,
-    /// Tasks taken by every process that had this slot; never reset, so that a slot's
-    /// takeover moves no count.
+    /// Tasks taken by every process that had this slot, counted under the table's lock;
+    /// never reset, so that a slot's takeover moves no count. Written only under the lock,
+    /// so that an undo finds it exactly as noted, or one more ([`Tasks::undo_noted`]).
     taken: AtomicU64,
+    /// Tasks taken by the processes that had this slot, counted without the lock (its
+    /// holder stopped) by the slot's own process, only ever added to; never reset. Apart
+    /// from `taken`, because the locked count of a take is a load then a store, which
+    /// erased an add made meanwhile by a sibling thread (review86 M1).
+    taken_free: AtomicU64,
     /// Tasks marked done by every process that had this slot; never reset. Marking a task
     /// done and no longer holding it are this one store: a process killed at any point of
     /// `task_done` has either done both or neither.
     done: AtomicU64,
-    /// What `taken - done` was when the present process took the slot over from a dead
+    /// What `taken + taken_free - done` was when the present process took the slot over from a dead
     /// one: the dead processes' part, counted lost for good (the present process holds
-    /// `taken - done - base`; all three signed counts).
+    /// `taken + taken_free - done - base`; all signed counts).
     base: AtomicU64,
 }
 
@@ -461,7 +467,8 @@ impl Held {
     /// Tasks taken less tasks marked done here (a signed count: a process may mark done
     /// more than it took, finishing others' tasks).
     fn held(&self) -> i64 {
-        self.taken.load(Ordering::Acquire).wrapping_sub(self.done.load(Ordering::Acquire)) as i64
+        let taken = self.taken.load(Ordering::Acquire).wrapping_add(self.taken_free.load(Ordering::Acquire));
+        taken.wrapping_sub(self.done.load(Ordering::Acquire)) as i64
     }
 
     /// Makes this free slot, where process `me` has just counted, `me`'s: `base` (what
@@ -505,7 +512,7 @@ impl Drop for AfterTake<'_> {
                 // only in the taker's memory, it never was if the taker died before its
                 // next visit under the lock).
                 Some(h) => {
-                    h.taken.fetch_add(1, Ordering::AcqRel);
+                    h.taken_free.fetch_add(1, Ordering::AcqRel);
                 }
                 None => uncounted::add(*queue),
             },
@@ -673,8 +680,10 @@ impl Tasks {
         AfterTake::Uncounted(self, queue)
     }
 
-    /// This process's own slot, found without the lock: nobody else writes the slot of a
-    /// live process, so one that names this process stays its own while it lives.
+    /// This process's own slot, found without the lock: no other process writes the slot
+    /// of a live process, so one that names this process stays its own while it lives.
+    /// Without the lock, its threads only add to its `done` and `taken_free`: its `taken`
+    /// is a locked count's load then store, which another thread may be between.
     fn own_slot(&self) -> Option<&Held> {
         let me = sys::me();
         self.used()
@@ -693,12 +702,13 @@ impl Tasks {
         }
     }
 
-    /// [`Tasks::settle`]'s undo, under the table's lock. A process stopped holding it
-    /// (`SIGSTOP`, a debugger) must not hold the take up, under the consumers' lock
-    /// (stop61), and a running one, however slow, is waited for: the undo is then left to the lock's next
-    /// holder ([`Tasks::undo_if_due`]), which makes it before anything else, so before any
-    /// other count in that slot, any claim of it and any count of the tasks lost. (This
-    /// take finds the lock held too and goes uncounted, so the noted take stays noted.)
+    /// [`Tasks::settle`]'s undo, under the table's lock. A running holder of it, however
+    /// slow, is waited for; a process stopped holding it (`SIGSTOP`, a debugger) must not
+    /// hold the take up, under the consumers' lock (stop61): the undo is then left to the
+    /// lock's next holder ([`Tasks::undo_if_due`]), which makes it before anything else,
+    /// so before any other count in that slot, any claim of it and any count of the tasks
+    /// lost. (This take finds the lock held too and goes uncounted, so the noted take
+    /// stays noted.)
     #[cold]
     fn undo(&self) {
         let noted = self.take_slot.load(Ordering::Relaxed);
@@ -728,9 +738,10 @@ impl Tasks {
     fn undo_noted(&self, noted: u64) {
         let at = (noted & SLOT_BITS) as usize;
         if let Some(h) = at.checked_sub(1).and_then(|at| self.slots.get(at)) {
-            // Only a take changes this slot's `taken` after this check (a `task_done` counts
-            // the takes it left uncounted in its own slot, or a free one other than this):
-            // it is still what was noted, less the uncounted takes counted with it (killed
+            // Only a take under the lock changes this slot's `taken` after this check (a
+            // `task_done` counts the takes it left uncounted in its own slot, or a free one
+            // other than this; one without the lock, and a take, count in `taken_free`): it
+            // is still what was noted, less the uncounted takes counted with it (killed
             // before its count), or that (undone already), or one more (counted).
             let taken = h.taken.load(Ordering::Relaxed);
             if taken << SLOT_SHIFT == (noted & !SLOT_BITS).wrapping_add(1 << SLOT_SHIFT) {
@@ -1420,6 +1431,26 @@ mod tests {
         // The next take finds the consumers' count where the killed one left it.
         tasks.settle(2);
         (counted, h.held() - before)
+    }
+
+    /// review86 L2: a `task_done` counted without the lock (its holder stopped) in the
+    /// process's own slot left the takes remembered uncounted: its process dying before its
+    /// next visit under the lock, the slot held one task less than its process did, which
+    /// hid one lost task from `join`.
+    #[test]
+    fn a_task_done_counted_lock_free_in_the_own_slot_counts_the_takes_remembered() {
+        let queue = (u64::MAX - 5 * 4096, 1);
+        let tasks = table_with_own_slot(queue);
+        let h = tasks.own_slot().unwrap();
+        let before = h.held();
+        // A take left uncounted while the process had no slot yet.
+        super::uncounted::add(queue);
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        let done = tasks.did_unlocked(&elsewhere, || 10, queue);
+        let left = super::uncounted::left(queue);
+        super::uncounted::settled(queue, left);
+        assert!(done.is_some(), "counted");
+        assert_eq!((h.held() - before, left), (0, 0), "the remembered take, counted with the done");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,
