@@ -278,7 +278,8 @@ impl QueueState {
 /// The takes this process left uncounted in the task table of a queue object (its lock held
 /// by a stopped process, or every slot a live process's), once committed, per object:
 /// counted in this process's slot at its next visit under the table's lock, a take or a
-/// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted
+/// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or at its next `task_done` without
+/// the lock once it has a slot ([`Tasks::did_unlocked`]), or matched by a `task_done` counted
 /// outside the table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
@@ -344,15 +345,42 @@ pub(crate) mod uncounted {
         1 << ((off ^ generation.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
     }
 
-    /// One more take of `queue` left uncounted.
+    /// `n` more takes of `queue` left uncounted.
     #[cold]
-    pub(super) fn add(queue: Queue) {
+    pub(super) fn add(queue: Queue, n: u64) {
         let mut table = table();
         match table.takes.iter_mut().find(|(q, _)| *q == queue) {
-            Some((_, left)) => *left += 1,
-            None => table.takes.push((queue, 1)),
+            Some((_, left)) => *left += n,
+            None => table.takes.push((queue, n)),
         }
         QUEUES.fetch_or(bit(queue), Ordering::Relaxed);
+    }
+
+    /// The takes of `queue` left uncounted, forgotten here: the caller counts them. In one
+    /// step, not [`left`] then [`settled`]: a `task_done` counting them without the task
+    /// table's lock (its holder stopped) could count them too between the two, as could a
+    /// locked visit of another thread beside it (review86 L2).
+    #[inline]
+    pub(super) fn take(queue: Queue) -> u64 {
+        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { take_of(queue) }
+    }
+
+    #[cold]
+    fn take_of(queue: Queue) -> u64 {
+        let mut table = table();
+        let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) else { return 0 };
+        let (_, left) = table.takes[at];
+        forget(&mut table, at);
+        left
+    }
+
+    /// Forgets the entry at `at`, none left.
+    fn forget(table: &mut Table, at: usize) {
+        let (queue, _) = table.takes.swap_remove(at);
+        // The bit stays while another object of the same bit has takes.
+        if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
+            QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
+        }
     }
 
     /// The takes of `queue` left uncounted (0 at once when no object of its bit has any).
@@ -375,11 +403,7 @@ pub(crate) mod uncounted {
             let left = &mut table.takes[at].1;
             *left -= n.min(*left);
             if *left == 0 {
-                table.takes.swap_remove(at);
-                // The bit stays while another object of the same bit has takes.
-                if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
-                    QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
-                }
+                forget(&mut table, at);
             }
         }
     }
@@ -400,7 +424,7 @@ pub(crate) mod uncounted {
             // Objects at offsets past any heap: no other test meets them.
             let dropped = (u64::MAX - 4095, 1);
             let other = (1..).map(|g| (u64::MAX - 8191, g)).find(|&q| bit(q) != bit(dropped)).unwrap();
-            add(dropped);
+            add(dropped, 1);
             let (tx, rx) = mpsc::channel();
             let locked = lock_for_fork();
             std::thread::spawn(move || {
@@ -514,7 +538,7 @@ impl Drop for AfterTake<'_> {
                 Some(h) => {
                     h.taken_free.fetch_add(1, Ordering::AcqRel);
                 }
-                None => uncounted::add(*queue),
+                None => uncounted::add(*queue, 1),
             },
         }
     }
@@ -651,7 +675,7 @@ impl Tasks {
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
             return Some(self.uncounted(queue));
         };
-        let left = uncounted::left(queue);
+        let left = uncounted::take(queue);
         // The takes left uncounted are counted with this one, in its one store; noted as
         // counted before it, as they are once it is.
         let before = h.taken.load(Ordering::Relaxed).wrapping_add(left);
@@ -664,9 +688,6 @@ impl Tasks {
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
         interleave("counted");
-        if left > 0 {
-            uncounted::settled(queue, left);
-        }
         if mine {
             return None;
         }
@@ -771,23 +792,21 @@ impl Tasks {
         if done >= put {
             return None;
         }
-        let left = uncounted::left(queue);
-        if self.add_done(left) {
-            if left > 0 {
-                uncounted::settled(queue, left);
-            }
-        } else {
+        let left = uncounted::take(queue);
+        if !self.add_done(left) {
             elsewhere.fetch_add(1, Ordering::AcqRel);
-            if left > 0 {
-                uncounted::settled(queue, 1);
+            // The done matches one of them; the others wait for a slot.
+            if left > 1 {
+                uncounted::add(queue, left - 1);
             }
         }
         Some((done + 1, put))
     }
 
     /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
-    /// slot, which nobody else writes while it lives, the takes it left uncounted kept for
-    /// its next visit under the lock; without a slot, outside the table, as when the table
+    /// slot, which no other process writes while it lives, with the takes it left
+    /// uncounted (review86 L2: kept for its next visit under the lock, they were never
+    /// counted if it died before); without a slot, outside the table, as when the table
     /// is full. A `join`'s count of the tasks lost, the only reader that needs the counts
     /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
     /// lock, the check of a task done too many times can miss one made at the same moment by
@@ -806,6 +825,11 @@ impl Tasks {
         }
         match self.own_slot() {
             Some(h) => {
+                // The takes it left uncounted first, as under the lock ([`Tasks::add_done`]).
+                let left = uncounted::take(queue);
+                if left > 0 {
+                    h.taken_free.fetch_add(left, Ordering::AcqRel);
+                }
                 h.done.fetch_add(1, Ordering::AcqRel);
             }
             None => {
@@ -1444,7 +1468,7 @@ mod tests {
         let h = tasks.own_slot().unwrap();
         let before = h.held();
         // A take left uncounted while the process had no slot yet.
-        super::uncounted::add(queue);
+        super::uncounted::add(queue, 1);
         let elsewhere = std::sync::atomic::AtomicU64::new(0);
         let done = tasks.did_unlocked(&elsewhere, || 10, queue);
         let left = super::uncounted::left(queue);
