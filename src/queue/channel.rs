@@ -823,6 +823,7 @@ impl Tasks {
         if done >= put {
             return None;
         }
+        interleave("checked");
         match self.own_slot() {
             Some(h) => {
                 // The takes it left uncounted first, as under the lock ([`Tasks::add_done`]).
@@ -1475,6 +1476,27 @@ mod tests {
         super::uncounted::settled(queue, left);
         assert!(done.is_some(), "counted");
         assert_eq!((h.held() - before, left), (0, 0), "the remembered take, counted with the done");
+    }
+
+    /// review86 L1: two `task_done`s counted without the lock (its holder stopped), each
+    /// checked before the other counted: neither saw the last task done, nobody woke `join`
+    /// (late by up to a slice of its wait).
+    #[test]
+    fn of_two_task_dones_counted_lock_free_at_once_one_sees_every_task_done() {
+        let queue = (u64::MAX - 6 * 4096, 1);
+        let tasks = table_with_own_slot(queue);
+        let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        INTERLEAVE.set(Some(Box::new(move |at| {
+            if at == "checked" {
+                let _ = tx.send(tasks.did_unlocked(elsewhere, || 2, queue));
+            }
+        })));
+        let outer = tasks.did_unlocked(elsewhere, || 2, queue);
+        INTERLEAVE.set(None);
+        let inner = rx.try_recv().expect("the other task_done ran");
+        let all_done = |said: Option<(u64, u64)>| said.is_some_and(|(done, put)| done >= put);
+        assert!(all_done(outer) || all_done(inner), "said {outer:?}, then {inner:?}");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,
