@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -774,7 +774,8 @@ impl Tasks {
 
     /// Counts a task marked done by this process, if fewer than `puts()` are done (with the
     /// `elsewhere` ones, where a process without a slot counts it): the count of tasks done
-    /// then, and the puts; `None` when all were done already.
+    /// read after it ([`Tasks::done_since`]), and the puts; `None` when all were done
+    /// already.
     ///
     /// The takes this process left uncounted in the table of `queue` are counted in its
     /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
@@ -800,7 +801,7 @@ impl Tasks {
                 uncounted::add(queue, left - 1);
             }
         }
-        Some((done + 1, put))
+        Some((self.done_since(elsewhere), put))
     }
 
     /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
@@ -840,7 +841,16 @@ impl Tasks {
                 }
             }
         }
-        Some((done + 1, put))
+        Some((self.done_since(elsewhere), put))
+    }
+
+    /// Tasks marked done, read after this process counted one. Not the count read before
+    /// it plus one: two `task_done`s at once, one of them without the lock (its holder
+    /// stopped), each read before the other counted, and neither woke `join` (review86 L1).
+    /// With the fence after each count, of two at once at least one reads both.
+    fn done_since(&self, elsewhere: &AtomicU64) -> u64 {
+        fence(Ordering::SeqCst);
+        elsewhere.load(Ordering::Acquire).wrapping_add(self.done())
     }
 
     /// Tasks taken by processes now dead and never marked done: what the dead hold, less
