@@ -745,4 +745,27 @@ mod tests {
             assert!(!waiters.leave(new), "the later waiter got nothing (looked: {looked})");
         }
     }
+
+    /// review86 L4: `notify(0)` with the table's guard moved the epoch of the waiters
+    /// beyond the table (a spurious wake-up for each), and without it did nothing: now
+    /// nothing either way, as Python's.
+    #[test]
+    fn a_notify_of_none_wakes_nobody() {
+        let cond = Condition::new().unwrap();
+        let waiters = &cond.state.waiters;
+        let me = sys::me();
+        let places: Vec<Place> = (0..=crate::sync::waiters::SLOTS)
+            .map(|_| {
+                let _held = cond.lock_table(Deadline::NEVER).unwrap();
+                waiters.arrive(me.pid, me.start)
+            })
+            .collect();
+        let Some(&Place::Overflow(epoch)) = places.last() else { panic!("the table is full") };
+        cond.notify(0);
+        let moved = waiters.epoch_moved(epoch);
+        for place in places {
+            waiters.leave(place);
+        }
+        assert!(!moved, "the waiters beyond the table were woken");
+    }
 }
