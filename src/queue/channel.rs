@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -278,7 +278,8 @@ impl QueueState {
 /// The takes this process left uncounted in the task table of a queue object (its lock held
 /// by a stopped process, or every slot a live process's), once committed, per object:
 /// counted in this process's slot at its next visit under the table's lock, a take or a
-/// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or matched by a `task_done` counted
+/// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or at its next `task_done` without
+/// the lock once it has a slot ([`Tasks::did_unlocked`]), or matched by a `task_done` counted
 /// outside the table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
@@ -344,15 +345,42 @@ pub(crate) mod uncounted {
         1 << ((off ^ generation.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
     }
 
-    /// One more take of `queue` left uncounted.
+    /// `n` more takes of `queue` left uncounted.
     #[cold]
-    pub(super) fn add(queue: Queue) {
+    pub(super) fn add(queue: Queue, n: u64) {
         let mut table = table();
         match table.takes.iter_mut().find(|(q, _)| *q == queue) {
-            Some((_, left)) => *left += 1,
-            None => table.takes.push((queue, 1)),
+            Some((_, left)) => *left += n,
+            None => table.takes.push((queue, n)),
         }
         QUEUES.fetch_or(bit(queue), Ordering::Relaxed);
+    }
+
+    /// The takes of `queue` left uncounted, forgotten here: the caller counts them. In one
+    /// step, not [`left`] then [`settled`]: a `task_done` counting them without the task
+    /// table's lock (its holder stopped) could count them too between the two, as could a
+    /// locked visit of another thread beside it (review86 L2).
+    #[inline]
+    pub(super) fn take(queue: Queue) -> u64 {
+        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { take_of(queue) }
+    }
+
+    #[cold]
+    fn take_of(queue: Queue) -> u64 {
+        let mut table = table();
+        let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) else { return 0 };
+        let (_, left) = table.takes[at];
+        forget(&mut table, at);
+        left
+    }
+
+    /// Forgets the entry at `at`, none left.
+    fn forget(table: &mut Table, at: usize) {
+        let (queue, _) = table.takes.swap_remove(at);
+        // The bit stays while another object of the same bit has takes.
+        if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
+            QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
+        }
     }
 
     /// The takes of `queue` left uncounted (0 at once when no object of its bit has any).
@@ -375,11 +403,7 @@ pub(crate) mod uncounted {
             let left = &mut table.takes[at].1;
             *left -= n.min(*left);
             if *left == 0 {
-                table.takes.swap_remove(at);
-                // The bit stays while another object of the same bit has takes.
-                if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
-                    QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
-                }
+                forget(&mut table, at);
             }
         }
     }
@@ -400,7 +424,7 @@ pub(crate) mod uncounted {
             // Objects at offsets past any heap: no other test meets them.
             let dropped = (u64::MAX - 4095, 1);
             let other = (1..).map(|g| (u64::MAX - 8191, g)).find(|&q| bit(q) != bit(dropped)).unwrap();
-            add(dropped);
+            add(dropped, 1);
             let (tx, rx) = mpsc::channel();
             let locked = lock_for_fork();
             std::thread::spawn(move || {
@@ -444,16 +468,22 @@ struct Held {
     pid: AtomicU32,
     _pad: u32,
     start: AtomicU64,
-    /// Tasks taken by every process that had this slot; never reset, so that a slot's
-    /// takeover moves no count.
+    /// Tasks taken by every process that had this slot, counted under the table's lock;
+    /// never reset, so that a slot's takeover moves no count. Written only under the lock,
+    /// so that an undo finds it exactly as noted, or one more ([`Tasks::undo_noted`]).
     taken: AtomicU64,
+    /// Tasks taken by the processes that had this slot, counted without the lock (its
+    /// holder stopped) by the slot's own process, only ever added to; never reset. Apart
+    /// from `taken`, because the locked count of a take is a load then a store, which
+    /// erased an add made meanwhile by a sibling thread (review86 M1).
+    taken_free: AtomicU64,
     /// Tasks marked done by every process that had this slot; never reset. Marking a task
     /// done and no longer holding it are this one store: a process killed at any point of
     /// `task_done` has either done both or neither.
     done: AtomicU64,
-    /// What `taken - done` was when the present process took the slot over from a dead
+    /// What `taken + taken_free - done` was when the present process took the slot over from a dead
     /// one: the dead processes' part, counted lost for good (the present process holds
-    /// `taken - done - base`; all three signed counts).
+    /// `taken + taken_free - done - base`; all signed counts).
     base: AtomicU64,
 }
 
@@ -461,7 +491,8 @@ impl Held {
     /// Tasks taken less tasks marked done here (a signed count: a process may mark done
     /// more than it took, finishing others' tasks).
     fn held(&self) -> i64 {
-        self.taken.load(Ordering::Acquire).wrapping_sub(self.done.load(Ordering::Acquire)) as i64
+        let taken = self.taken.load(Ordering::Acquire).wrapping_add(self.taken_free.load(Ordering::Acquire));
+        taken.wrapping_sub(self.done.load(Ordering::Acquire)) as i64
     }
 
     /// Makes this free slot, where process `me` has just counted, `me`'s: `base` (what
@@ -505,9 +536,9 @@ impl Drop for AfterTake<'_> {
                 // only in the taker's memory, it never was if the taker died before its
                 // next visit under the lock).
                 Some(h) => {
-                    h.taken.fetch_add(1, Ordering::AcqRel);
+                    h.taken_free.fetch_add(1, Ordering::AcqRel);
                 }
-                None => uncounted::add(*queue),
+                None => uncounted::add(*queue, 1),
             },
         }
     }
@@ -644,10 +675,11 @@ impl Tasks {
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
             return Some(self.uncounted(queue));
         };
-        let left = uncounted::left(queue);
+        let left = uncounted::take(queue);
         // The takes left uncounted are counted with this one, in its one store; noted as
         // counted before it, as they are once it is.
         let before = h.taken.load(Ordering::Relaxed).wrapping_add(left);
+        interleave("loaded");
         let dead = if mine { 0 } else { h.held() };
         self.take_slot.store(before << SLOT_SHIFT | (at as u64 + 1), Ordering::Relaxed);
         crash_point!("queue.take.noted");
@@ -655,9 +687,7 @@ impl Tasks {
         crash_point!("queue.take.marked");
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
-        if left > 0 {
-            uncounted::settled(queue, left);
-        }
+        interleave("counted");
         if mine {
             return None;
         }
@@ -671,8 +701,10 @@ impl Tasks {
         AfterTake::Uncounted(self, queue)
     }
 
-    /// This process's own slot, found without the lock: nobody else writes the slot of a
-    /// live process, so one that names this process stays its own while it lives.
+    /// This process's own slot, found without the lock: no other process writes the slot
+    /// of a live process, so one that names this process stays its own while it lives.
+    /// Without the lock, its threads only add to its `done` and `taken_free`: its `taken`
+    /// is a locked count's load then store, which another thread may be between.
     fn own_slot(&self) -> Option<&Held> {
         let me = sys::me();
         self.used()
@@ -691,12 +723,13 @@ impl Tasks {
         }
     }
 
-    /// [`Tasks::settle`]'s undo, under the table's lock. A process stopped holding it
-    /// (`SIGSTOP`, a debugger) must not hold the take up, under the consumers' lock
-    /// (stop61), and a running one, however slow, is waited for: the undo is then left to the lock's next
-    /// holder ([`Tasks::undo_if_due`]), which makes it before anything else, so before any
-    /// other count in that slot, any claim of it and any count of the tasks lost. (This
-    /// take finds the lock held too and goes uncounted, so the noted take stays noted.)
+    /// [`Tasks::settle`]'s undo, under the table's lock. A running holder of it, however
+    /// slow, is waited for; a process stopped holding it (`SIGSTOP`, a debugger) must not
+    /// hold the take up, under the consumers' lock (stop61): the undo is then left to the
+    /// lock's next holder ([`Tasks::undo_if_due`]), which makes it before anything else,
+    /// so before any other count in that slot, any claim of it and any count of the tasks
+    /// lost. (This take finds the lock held too and goes uncounted, so the noted take
+    /// stays noted.)
     #[cold]
     fn undo(&self) {
         let noted = self.take_slot.load(Ordering::Relaxed);
@@ -726,9 +759,10 @@ impl Tasks {
     fn undo_noted(&self, noted: u64) {
         let at = (noted & SLOT_BITS) as usize;
         if let Some(h) = at.checked_sub(1).and_then(|at| self.slots.get(at)) {
-            // Only a take changes this slot's `taken` after this check (a `task_done` counts
-            // the takes it left uncounted in its own slot, or a free one other than this):
-            // it is still what was noted, less the uncounted takes counted with it (killed
+            // Only a take under the lock changes this slot's `taken` after this check (a
+            // `task_done` counts the takes it left uncounted in its own slot, or a free one
+            // other than this; one without the lock, and a take, count in `taken_free`): it
+            // is still what was noted, less the uncounted takes counted with it (killed
             // before its count), or that (undone already), or one more (counted).
             let taken = h.taken.load(Ordering::Relaxed);
             if taken << SLOT_SHIFT == (noted & !SLOT_BITS).wrapping_add(1 << SLOT_SHIFT) {
@@ -740,7 +774,8 @@ impl Tasks {
 
     /// Counts a task marked done by this process, if fewer than `puts()` are done (with the
     /// `elsewhere` ones, where a process without a slot counts it): the count of tasks done
-    /// then, and the puts; `None` when all were done already.
+    /// read after it ([`Tasks::done_since`]), and the puts; `None` when all were done
+    /// already.
     ///
     /// The takes this process left uncounted in the table of `queue` are counted in its
     /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
@@ -758,23 +793,21 @@ impl Tasks {
         if done >= put {
             return None;
         }
-        let left = uncounted::left(queue);
-        if self.add_done(left) {
-            if left > 0 {
-                uncounted::settled(queue, left);
-            }
-        } else {
+        let left = uncounted::take(queue);
+        if !self.add_done(left) {
             elsewhere.fetch_add(1, Ordering::AcqRel);
-            if left > 0 {
-                uncounted::settled(queue, 1);
+            // The done matches one of them; the others wait for a slot.
+            if left > 1 {
+                uncounted::add(queue, left - 1);
             }
         }
-        Some((done + 1, put))
+        Some((self.done_since(elsewhere), put))
     }
 
     /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
-    /// slot, which nobody else writes while it lives, the takes it left uncounted kept for
-    /// its next visit under the lock; without a slot, outside the table, as when the table
+    /// slot, which no other process writes while it lives, with the takes it left
+    /// uncounted (review86 L2: kept for its next visit under the lock, they were never
+    /// counted if it died before); without a slot, outside the table, as when the table
     /// is full. A `join`'s count of the tasks lost, the only reader that needs the counts
     /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
     /// lock, the check of a task done too many times can miss one made at the same moment by
@@ -791,8 +824,14 @@ impl Tasks {
         if done >= put {
             return None;
         }
+        interleave("checked");
         match self.own_slot() {
             Some(h) => {
+                // The takes it left uncounted first, as under the lock ([`Tasks::add_done`]).
+                let left = uncounted::take(queue);
+                if left > 0 {
+                    h.taken_free.fetch_add(left, Ordering::AcqRel);
+                }
                 h.done.fetch_add(1, Ordering::AcqRel);
             }
             None => {
@@ -802,7 +841,16 @@ impl Tasks {
                 }
             }
         }
-        Some((done + 1, put))
+        Some((self.done_since(elsewhere), put))
+    }
+
+    /// Tasks marked done, read after this process counted one. Not the count read before
+    /// it plus one: two `task_done`s at once, one of them without the lock (its holder
+    /// stopped), each read before the other counted, and neither woke `join` (review86 L1).
+    /// With the fence after each count, of two at once at least one reads both.
+    fn done_since(&self, elsewhere: &AtomicU64) -> u64 {
+        fence(Ordering::SeqCst);
+        elsewhere.load(Ordering::Acquire).wrapping_add(self.done())
     }
 
     /// Tasks taken by processes now dead and never marked done: what the dead hold, less
@@ -842,6 +890,21 @@ impl Tasks {
         let unfinished = unfinished();
         (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
+}
+
+/// Runs a unit test's moves of other threads of this process at a step of the task table's
+/// calls.
+#[inline(always)]
+fn interleave(_step: &'static str) {
+    #[cfg(test)]
+    tests::INTERLEAVE.with(|moves| {
+        // Not from inside the moves themselves (another call they make).
+        if let Ok(mut moves) = moves.try_borrow_mut()
+            && let Some(moves) = moves.as_mut()
+        {
+            moves(_step);
+        }
+    });
 }
 
 /// Why a `join` stops waiting before every task is done.
@@ -1362,6 +1425,108 @@ mod tests {
     use crate::codec;
     use crate::shm::{Deadline, Patient};
     use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
+
+    use super::{AfterTake, Tasks};
+
+    type Moves = Box<dyn FnMut(&'static str)>;
+
+    std::thread_local! {
+        /// What other threads of this process do at each step of this thread's task table
+        /// calls.
+        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// A task table in this process's memory where this process has a slot (its first
+    /// take counted, committed), and a queue object of its own (past any heap: no other
+    /// test meets it).
+    fn table_with_own_slot(queue: super::uncounted::Queue) -> &'static Tasks {
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        drop(tasks.count_take(1, queue));
+        assert!(tasks.own_slot().is_some(), "the first take claimed a slot");
+        tasks
+    }
+
+    /// A take a sibling thread counts lock-free in the process's own slot (its holder was
+    /// stopped at its take: `AfterTake::Uncounted`) at `step` of a take counted under the
+    /// lock, which never commits (its process killed): what the slot holds after the
+    /// locked count, then after the next take's undo of it, less what it held before.
+    fn a_lock_free_take_at(step: &'static str, queue: super::uncounted::Queue) -> (i64, i64) {
+        let tasks = table_with_own_slot(queue);
+        let h = tasks.own_slot().unwrap();
+        let before = h.held();
+        INTERLEAVE.set(Some(Box::new(move |at| {
+            if at == step {
+                drop(AfterTake::Uncounted(tasks, queue));
+            }
+        })));
+        let after = tasks.count_take(2, queue);
+        INTERLEAVE.set(None);
+        assert!(after.is_none(), "counted in the process's own slot");
+        let counted = h.held() - before;
+        // The next take finds the consumers' count where the killed one left it.
+        tasks.settle(2);
+        (counted, h.held() - before)
+    }
+
+    /// review86 L2: a `task_done` counted without the lock (its holder stopped) in the
+    /// process's own slot left the takes remembered uncounted: its process dying before its
+    /// next visit under the lock, the slot held one task less than its process did, which
+    /// hid one lost task from `join`.
+    #[test]
+    fn a_task_done_counted_lock_free_in_the_own_slot_counts_the_takes_remembered() {
+        let queue = (u64::MAX - 5 * 4096, 1);
+        let tasks = table_with_own_slot(queue);
+        let h = tasks.own_slot().unwrap();
+        let before = h.held();
+        // A take left uncounted while the process had no slot yet.
+        super::uncounted::add(queue, 1);
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        let done = tasks.did_unlocked(&elsewhere, || 10, queue);
+        let left = super::uncounted::left(queue);
+        super::uncounted::settled(queue, left);
+        assert!(done.is_some(), "counted");
+        assert_eq!((h.held() - before, left), (0, 0), "the remembered take, counted with the done");
+    }
+
+    /// review86 L1: two `task_done`s counted without the lock (its holder stopped), each
+    /// checked before the other counted: neither saw the last task done, nobody woke `join`
+    /// (late by up to a slice of its wait).
+    #[test]
+    fn of_two_task_dones_counted_lock_free_at_once_one_sees_every_task_done() {
+        let queue = (u64::MAX - 6 * 4096, 1);
+        let tasks = table_with_own_slot(queue);
+        let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        INTERLEAVE.set(Some(Box::new(move |at| {
+            if at == "checked" {
+                let _ = tx.send(tasks.did_unlocked(elsewhere, || 2, queue));
+            }
+        })));
+        let outer = tasks.did_unlocked(elsewhere, || 2, queue);
+        INTERLEAVE.set(None);
+        let inner = rx.try_recv().expect("the other task_done ran");
+        let all_done = |said: Option<(u64, u64)>| said.is_some_and(|(done, put)| done >= put);
+        assert!(all_done(outer) || all_done(inner), "said {outer:?}, then {inner:?}");
+    }
+
+    /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,
+    /// and the locked store wrote over it.
+    #[test]
+    fn a_take_counted_lock_free_while_a_sibling_counts_under_the_lock_is_kept() {
+        let (counted, undone) = a_lock_free_take_at("loaded", (u64::MAX - 3 * 4096, 1));
+        assert_eq!(counted, 2, "both takes counted");
+        assert_eq!(undone, 1, "the lock-free take still counted after the undo");
+    }
+
+    /// review86 M1, the kill variant: the sibling's lock-free add after the locked count,
+    /// before its commit, failed the undo's exact check: the take that never happened
+    /// stayed counted, a phantom task of a dead process.
+    #[test]
+    fn a_take_counted_lock_free_after_a_locked_count_leaves_its_undo_exact() {
+        let (counted, undone) = a_lock_free_take_at("counted", (u64::MAX - 4 * 4096, 1));
+        assert_eq!(counted, 2, "both takes counted");
+        assert_eq!(undone, 1, "only the take that never committed undone");
+    }
 
     #[test]
     fn a_handle_decoded_as_another_type_is_an_error() {

@@ -354,10 +354,11 @@ impl Condition {
         Some(TableHeld::taken(self))
     }
 
-    /// The table's guard if it is free (or its holder dead); never waits.
+    /// The table's guard if it is free; never waits, and never looks at its holder (a
+    /// `/proc` read). One dead holding it is taken over by the next waiter's periodic
+    /// check (`recover_dead_waiters`), which grants what was deferred to it.
     fn try_lock_table(&self) -> Option<TableHeld<'_>> {
-        self.state.guard.try_lock_or_take_over(Owner::process())?;
-        Some(TableHeld::taken(self))
+        self.state.guard.try_lock(Owner::process()).then(|| TableHeld::taken(self))
     }
 
     /// The periodic check of a blocking wait: dead waiters' grants, and whether anybody is
@@ -420,13 +421,20 @@ impl Condition {
     /// look at the guard finds it free and grants it (a SeqCst fence on each side, past
     /// the store and past the unlock, so that one of the two sees the other). Every holder
     /// grants the deferred notifications first, before any arrival.
+    ///
+    /// Both looks at the guard are a CAS, nothing more: a busy guard (another waiter's
+    /// check, a pass-on) defers the notify as a stopped holder's does, rather than pay two
+    /// `/proc` reads under the user's lock to tell a dead holder (review86 L3).
+    ///
+    /// `notify(0)` does nothing (Python's), with the guard or without it (review86 L4: with
+    /// it, the waiters beyond the table were woken, as by any notify).
     fn notify(&self, n: u32) {
+        if n == 0 {
+            return;
+        }
         let waiters = &self.state.waiters;
         if let Some(mut held) = self.try_lock_table() {
             held.woken = held.woken.and(waiters.notify(n));
-            return;
-        }
-        if n == 0 {
             return;
         }
         waiters.defer(n);
@@ -664,9 +672,10 @@ impl ConditionGuard<'_> {
     /// Wakes up to `n` waiters (each notification wakes exactly one of the processes
     /// waiting now).
     ///
-    /// Never waits for another process: one stopped (`SIGSTOP`, a debugger) inside the
-    /// condition's own bookkeeping delays the wake-ups until it goes on, not this call; a
-    /// waiter that times out meanwhile leaves the notification to another of that time.
+    /// Never waits for another process: one holding the condition's own bookkeeping
+    /// (stopped there by `SIGSTOP` or a debugger, or busy for a moment) delays the wake-ups
+    /// until it lets go, not this call; a waiter that times out meanwhile leaves the
+    /// notification to another of that time.
     ///
     /// # Examples
     ///
@@ -744,5 +753,28 @@ mod tests {
             assert_eq!(waiters.deferred(), 0);
             assert!(!waiters.leave(new), "the later waiter got nothing (looked: {looked})");
         }
+    }
+
+    /// review86 L4: `notify(0)` with the table's guard moved the epoch of the waiters
+    /// beyond the table (a spurious wake-up for each), and without it did nothing: now
+    /// nothing either way, as Python's.
+    #[test]
+    fn a_notify_of_none_wakes_nobody() {
+        let cond = Condition::new().unwrap();
+        let waiters = &cond.state.waiters;
+        let me = sys::me();
+        let places: Vec<Place> = (0..=crate::sync::waiters::SLOTS)
+            .map(|_| {
+                let _held = cond.lock_table(Deadline::NEVER).unwrap();
+                waiters.arrive(me.pid, me.start)
+            })
+            .collect();
+        let Some(&Place::Overflow(epoch)) = places.last() else { panic!("the table is full") };
+        cond.notify(0);
+        let moved = waiters.epoch_moved(epoch);
+        for place in places {
+            waiters.leave(place);
+        }
+        assert!(!moved, "the waiters beyond the table were woken");
     }
 }

@@ -18,9 +18,8 @@
 //!
 //! Every function here except [`Waiters::is_granted`], [`Waiters::epoch_moved`],
 //! [`Waiters::leave`], [`Waiters::defer`], [`Waiters::deferred`] and [`Waiters::waiting`]
-//! (a count for `Debug`) runs under the
-//! condition's table guard, so they are steps of a state
-//! machine; `tests` below checks every interleaving of them for a few waiters and
+//! (a count for `Debug`) runs under the condition's table guard, so they are steps of a
+//! state machine; `tests` below checks every interleaving of them for a few waiters and
 //! notifies. Each step writes a slot's `state` last when it claims it and first when it
 //! frees it, so a step cut short by a crash leaves a slot either free or whole. The one
 //! change of two slots, a dead waiter's grant passed on (the heir granted, the dead slot
