@@ -349,8 +349,12 @@ impl Backlog {
     }
 
     #[cfg(feature = "remote")]
-    /// Waits until the connection may read its next request, or its writer ended.
-    fn wait_for_room(&self) {
+    /// Waits until the connection may read its next request, its writer ended, or its
+    /// client left (`socket`, looked at every [`PEER_LOOK`]): then the reader reads on,
+    /// to the end, and the connection's locks are released (review84 M2: nothing else
+    /// reads or writes the socket of a client whose writer has nothing to write, so a
+    /// client that left kept its locks until there was room).
+    fn wait_for_room(&self, socket: &TcpStream) {
         if !self.full() {
             return;
         }
@@ -358,11 +362,19 @@ impl Backlog {
         let mut room = lock(&memory.room_lock);
         memory.waiting.fetch_add(1, Ordering::SeqCst);
         while self.full() && !self.ended.load(Ordering::SeqCst) {
-            room = memory.room.wait(room).unwrap_or_else(|e| e.into_inner());
+            let (woken, waited) = memory.room.wait_timeout(room, PEER_LOOK).unwrap_or_else(|e| e.into_inner());
+            room = woken;
+            if waited.timed_out() && crate::sys::peer_left(socket.as_fd()) {
+                break;
+            }
         }
         memory.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// How often a reader waiting for room looks whether its client left.
+#[cfg(feature = "remote")]
+const PEER_LOOK: Duration = Duration::from_millis(250);
 
 /// An answer frame, counted in its connection's backlog until it is written or dropped
 /// (unwritten in the queue of a writer that ended: nothing is left counted).
@@ -700,7 +712,7 @@ fn serve_connection(
         loop {
             // Back pressure: no more requests while its answers wait (the client's
             // writes then wait in TCP), but its connection is kept.
-            backlog.wait_for_room();
+            backlog.wait_for_room(&stream);
             match read_request(&mut stream, config.max_message, &config.frames, timeout) {
                 // The frame and its share of the budget go once it is on the ring.
                 Ok((frame, _share)) => {
@@ -1109,12 +1121,18 @@ mod tests {
     /// cutting a client that reads nothing for `stall` while the connection waits;
     /// returns the other end (the client's) and the connection's backlog.
     fn connect(writers: &Writers, conn: u32, stall: Duration) -> (TcpStream, Arc<Backlog>) {
+        let (peer, backlog, _) = connect_both(writers, conn, stall);
+        (peer, backlog)
+    }
+
+    /// [`connect`], and the server's end too (as its reader has it).
+    fn connect_both(writers: &Writers, conn: u32, stall: Duration) -> (TcpStream, Arc<Backlog>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let socket = listener.accept().unwrap().0;
-        let backlog = open_writer(writers, conn, socket, stall).unwrap();
+        let backlog = open_writer(writers, conn, socket.try_clone().unwrap(), stall).unwrap();
         peer.set_read_timeout(Some(LIMIT)).unwrap();
-        (peer, backlog)
+        (peer, backlog, socket)
     }
 
     /// Waits until `done` holds, at most [`LIMIT`]; whether it did.
@@ -1253,6 +1271,26 @@ mod tests {
         assert!(send_to_writer(&writers, 9, vec![0; 10]));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
+    }
+
+    /// review84 M2: a reader waiting for room sees its client leave (a FIN, or a RST), and
+    /// reads on to find the end, so that the connection's locks are released at once, not
+    /// once there is room. Before, it waited on the condition variable alone, and nothing
+    /// read or wrote the socket: it waited for ever here (the answer held stands for the
+    /// answers of others that keep the budget passed).
+    #[test]
+    fn a_reader_waiting_for_room_sees_its_client_leave() {
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, backlog, socket) = connect_both(&writers, 1, LIMIT);
+        let held = backlog.charge(vec![0; 1 << 20]);
+        assert!(backlog.full());
+        let waiting = backlog.clone();
+        let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(eventually(|| reader.is_finished()), "the reader still waits for room");
+        reader.join().unwrap();
+        drop(held);
+        forget_writer(&writers, 1);
     }
 
     /// Waits until `n` connections wait in `memory.take`, or `done` holds.
