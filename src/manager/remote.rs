@@ -276,7 +276,8 @@ pub(crate) type Writers = Arc<Remotes>;
 /// The answers not yet written to remote clients, across the server: their bytes, and
 /// the bounds past which a connection's requests wait (its reader reads no more, and the
 /// dispatcher defers those it has: `Server::resume`): its own answers at a quarter of the
-/// budget or [`WRITER_BACKLOG`] frames, or all of them at the budget. Nobody is refused
+/// budget or [`WRITER_BACKLOG`] frames, or all of them at the budget while it has any
+/// unwritten (`Backlog::full`). Nobody is refused
 /// for it: a client that reads is only held back (review81 M2: refusing an answer past a
 /// cap closed the connection of a client whose threads fetched a few large values at
 /// once), and a client whose writer sends nothing for [`Limits::frame_timeout`] while its
@@ -332,12 +333,18 @@ impl Backlog {
         Self { memory, bytes: AtomicUsize::new(0), frames: AtomicUsize::new(0), ended: AtomicBool::new(false) }
     }
 
-    /// Whether the connection's next request waits for room (see [`AnswerMemory`]).
+    /// Whether the connection's next request waits for room (see [`AnswerMemory`]): past
+    /// its share, or past the budget with answers of its own not yet written. One with none
+    /// goes on past the budget (review84 M1: a client that made small calls waited for the
+    /// clients that read slowly, and failed `CallTimeout` under a call timeout); it adds
+    /// one answer, and then waits until that is written, so the bound stays the budget and
+    /// one answer per connection.
     fn full(&self) -> bool {
         let memory = &*self.memory;
+        let frames = self.frames.load(Ordering::SeqCst);
         self.bytes.load(Ordering::SeqCst) >= (memory.budget / 4).max(1)
-            || self.frames.load(Ordering::SeqCst) >= WRITER_BACKLOG
-            || memory.unsent.load(Ordering::SeqCst) >= memory.budget
+            || frames >= WRITER_BACKLOG
+            || (frames > 0 && memory.unsent.load(Ordering::SeqCst) >= memory.budget)
     }
 
     /// Counts `frame` until it is written or dropped.
@@ -1245,11 +1252,29 @@ mod tests {
         assert_eq!(writers.memory.unsent.load(Ordering::SeqCst), 0);
     }
 
+    /// Past the budget, the connections with answers not yet written wait, and one with
+    /// none goes on (review84 M1: it waited too, for the clients that read slowly).
+    #[test]
+    fn past_the_budget_only_connections_with_answers_unwritten_wait() {
+        let writers = Arc::new(Remotes::new(10));
+        let [slow, reading, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
+        let small = reading.charge(vec![0; 1]);
+        assert!(!reading.full(), "under its share and the budget");
+        let large = slow.charge(vec![0; 9]);
+        assert!(slow.full() && reading.full(), "past the budget, with answers unwritten");
+        assert!(!idle.full(), "past the budget, with nothing unwritten");
+        let one = idle.charge(vec![0; 1]);
+        assert!(idle.full(), "its one answer made, it waits until that is written");
+        drop(large);
+        assert!(!reading.full() && !idle.full() && !slow.full());
+        drop((small, one));
+    }
+
     /// review79 L3: the answers of all connections share one budget. Connections that do
     /// not read, each under its own share, together pass it: every connection's requests
-    /// then wait, even one with nothing waiting, until one that read nothing for the stall
-    /// time is cut off; then the others go on. (Before, each connection had a cap of its
-    /// own, and k of them held k times it.)
+    /// then wait, but one with nothing unwritten (review84 M1), until one that read nothing
+    /// for the stall time is cut off; then the others go on. (Before, each connection had
+    /// a cap of its own, and k of them held k times it.)
     #[test]
     fn the_answers_of_every_connection_share_one_budget() {
         let budget = 5 * STUCK as u64 - 1;
@@ -1262,12 +1287,14 @@ mod tests {
             assert!(!must_wait(&writers, conn) && !must_wait(&writers, 9), "{conn} answers under the budget");
         }
         assert!(send_to_writer(&writers, 5, vec![0; STUCK]));
-        assert!(must_wait(&writers, 9), "over the budget, a connection with nothing waiting waits too");
+        assert!(!must_wait(&writers, 9), "over the budget, a connection with nothing unwritten goes on");
         // One cut off (or two, should they look at once) is enough: the rest are under the
         // budget again, and are kept.
-        assert!(eventually(|| !must_wait(&writers, 9)), "a client that reads nothing is cut off, the others go on");
+        let under = || writers.memory.unsent.load(Ordering::SeqCst) < budget as usize;
+        assert!(eventually(under), "a client that reads nothing is cut off, the others go on");
         let cut = || stalled.iter().filter(|(_, backlog)| backlog.ended.load(Ordering::SeqCst)).count();
         assert!(eventually(|| cut() > 0), "a writer ended");
+        assert!(stalled.iter().any(|(_, backlog)| !backlog.ended.load(Ordering::SeqCst)), "not all were cut");
         assert!(send_to_writer(&writers, 9, vec![0; 10]));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
