@@ -325,12 +325,22 @@ struct Backlog {
     frames: AtomicUsize,
     /// Its writer ended: its reader waits for room no more (and finds the socket closed).
     ended: AtomicBool,
+    /// The server forgot its writer (`forget_writer`): the connection is over for it, and
+    /// a client that reads nothing of what is left is cut off whatever its backlog
+    /// (`Unstalled`).
+    forgotten: AtomicBool,
 }
 
 impl Backlog {
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     fn new(memory: Arc<AnswerMemory>) -> Self {
-        Self { memory, bytes: AtomicUsize::new(0), frames: AtomicUsize::new(0), ended: AtomicBool::new(false) }
+        Self {
+            memory,
+            bytes: AtomicUsize::new(0),
+            frames: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
+            forgotten: AtomicBool::new(false),
+        }
     }
 
     /// Whether the connection's next request waits for room (see [`AnswerMemory`]): past
@@ -425,9 +435,12 @@ pub(crate) fn must_wait(writers: &Writers, conn: u32) -> bool {
     lock(&writers.writers).get(&conn).is_some_and(|writer| writer.backlog.full())
 }
 
-/// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
+/// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket
+/// (or closes it sooner, should the client read nothing for the stall time).
 pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
-    lock(&writers.writers).remove(&conn);
+    if let Some(writer) = lock(&writers.writers).remove(&conn) {
+        writer.backlog.forgotten.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Remote connection `conn` is over, for the server (which forgot it) and for its thread
@@ -477,8 +490,11 @@ fn write_answers(answers: &mpsc::Receiver<Queued>, backlog: &Backlog, socket: &T
 /// A writer thread's socket (with a write timeout, the slice): a `write` that sent
 /// nothing within the slice is tried again, unless the client has read nothing for
 /// `stall` since the frame was taken or since its last byte went out, while its
-/// connection waits for room. Such a client is cut off: its answers go, for the
-/// connections that wait (review81 M2: cut off only a writer that makes no progress).
+/// connection waits for room or after the server forgot it. Such a client is cut off:
+/// its answers go, for the connections that wait (review81 M2: cut off only a writer that
+/// makes no progress), and a forgotten writer's thread and socket go too (review84 L1: a
+/// stopped client under its share, its socket kept open by its kernel, kept them for
+/// ever).
 struct Unstalled<'a> {
     socket: &'a TcpStream,
     backlog: &'a Backlog,
@@ -497,7 +513,8 @@ impl Write for Unstalled<'_> {
                     return Ok(n);
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    if self.backlog.full() && self.sent.elapsed() >= self.stall {
+                    let given_up = self.backlog.full() || self.backlog.forgotten.load(Ordering::SeqCst);
+                    if given_up && self.sent.elapsed() >= self.stall {
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "the client reads nothing"));
                     }
                 }
@@ -1250,6 +1267,22 @@ mod tests {
         assert!(!backlog.full());
         drop(queued);
         assert_eq!(writers.memory.unsent.load(Ordering::SeqCst), 0);
+    }
+
+    /// review84 L1: a writer the server forgot (its connection closed) whose client reads
+    /// nothing is cut off after the stall time, though its connection is under its share.
+    /// Before, only a full connection was cut: a stopped client (SIGSTOP, a debugger),
+    /// whose kernel keeps the socket open, kept the writer thread, its descriptor and the
+    /// answer's bytes for ever.
+    #[test]
+    fn a_forgotten_writer_whose_client_reads_nothing_is_cut_off() {
+        let writers = Arc::new(Remotes::new(8 * STUCK as u64));
+        let (_peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK]));
+        assert!(!must_wait(&writers, 1), "under its share and the budget");
+        forget_writer(&writers, 1);
+        assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer still writes");
+        assert_eq!(writers.memory.unsent.load(Ordering::SeqCst), 0, "the answer was let go");
     }
 
     /// Past the budget, the connections with answers not yet written wait, and one with
