@@ -259,6 +259,7 @@ impl Remotes {
             budget: usize::try_from(budget).unwrap_or(usize::MAX).max(1),
             room_lock: Mutex::new(()),
             room: Condvar::new(),
+            given_back: AtomicU64::new(0),
         };
         Self { writers: Mutex::default(), free: Mutex::default(), memory: Arc::new(memory) }
     }
@@ -299,6 +300,11 @@ pub(crate) struct AnswerMemory {
     /// that none misses its wake-up between its look and its wait.
     room_lock: Mutex<()>,
     room: Condvar,
+    /// Answers written or dropped, ever: the only way a connection's requests stop
+    /// waiting (but its end, which the dispatcher makes), so the dispatcher looks for
+    /// room for those it deferred only when this moved (review84 L2: it looked at every
+    /// step, a lock of the writers and an allocation each).
+    given_back: AtomicU64,
 }
 
 impl AnswerMemory {
@@ -406,6 +412,7 @@ impl Drop for Queued {
         self.backlog.bytes.fetch_sub(len, Ordering::SeqCst);
         self.backlog.frames.fetch_sub(1, Ordering::SeqCst);
         self.backlog.memory.unsent.fetch_sub(len, Ordering::SeqCst);
+        self.backlog.memory.given_back.fetch_add(1, Ordering::SeqCst);
         self.backlog.memory.wake();
     }
 }
@@ -433,6 +440,12 @@ pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bo
 /// next request waits (see [`AnswerMemory`]).
 pub(crate) fn must_wait(writers: &Writers, conn: u32) -> bool {
     lock(&writers.writers).get(&conn).is_some_and(|writer| writer.backlog.full())
+}
+
+/// How many answers to remote connections were written or dropped so far: while it has
+/// not moved, no connection that waited for room has any.
+pub(crate) fn answers_given_back(writers: &Writers) -> u64 {
+    writers.memory.given_back.load(Ordering::SeqCst)
 }
 
 /// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket
