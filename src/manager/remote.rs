@@ -373,14 +373,16 @@ impl Backlog {
 
     #[cfg(feature = "remote")]
     /// Waits until the connection may read its next request, its writer ended, or its
-    /// client left (`socket`, looked at every [`PEER_LOOK`]): then the reader reads on,
-    /// to the end, and the connection's locks are released (review84 M2: nothing else
-    /// reads or writes the socket of a client whose writer has nothing to write, so a
-    /// client that left kept its locks until there was room).
-    fn wait_for_room(&self, socket: &TcpStream) {
+    /// client left (`socket`, looked at every [`PEER_LOOK`]); whether it left. Then the
+    /// reader reads on to the end without waiting again, and the connection's locks are
+    /// released (review84 M2: nothing else reads or writes the socket of a client whose
+    /// writer has nothing to write, so a client that left kept its locks until there was
+    /// room). What it sent before it left is deferred, and dropped at the close.
+    fn wait_for_room(&self, socket: &TcpStream) -> bool {
         if !self.full() {
-            return;
+            return false;
         }
+        let mut left = false;
         let memory = &*self.memory;
         let mut room = lock(&memory.room_lock);
         memory.waiting.fetch_add(1, Ordering::SeqCst);
@@ -388,10 +390,12 @@ impl Backlog {
             let (woken, waited) = memory.room.wait_timeout(room, PEER_LOOK).unwrap_or_else(|e| e.into_inner());
             room = woken;
             if waited.timed_out() && crate::sys::peer_left(socket.as_fd()) {
+                left = true;
                 break;
             }
         }
         memory.waiting.fetch_sub(1, Ordering::SeqCst);
+        left
     }
 }
 
@@ -746,10 +750,12 @@ fn serve_connection(
         return;
     };
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
+        let mut left = false;
         loop {
             // Back pressure: no more requests while its answers wait (the client's
-            // writes then wait in TCP), but its connection is kept.
-            backlog.wait_for_room(&stream);
+            // writes then wait in TCP), but its connection is kept; once the client has
+            // left, on to the end, which releases what it held.
+            left = left || backlog.wait_for_room(&stream);
             match read_request(&mut stream, config.max_message, &config.frames, timeout) {
                 // The frame and its share of the budget go once it is on the ring.
                 Ok((frame, _share)) => {
@@ -1361,7 +1367,7 @@ mod tests {
         let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
         peer.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(eventually(|| reader.is_finished()), "the reader still waits for room");
-        reader.join().unwrap();
+        assert!(reader.join().unwrap(), "the client left");
         drop(held);
         forget_writer(&writers, 1);
     }
