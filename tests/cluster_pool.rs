@@ -2465,6 +2465,29 @@ fn a_dead_nodes_consumer_leaves_the_group() {
     assert!(eventually(Duration::from_secs(60), || !consumers().contains(&name)), "{}", consumers());
 }
 
+/// review84 L7: the consumer of a node on a host named `born-…` is swept as any other;
+/// only the stream's birth tag (`born-` and 16 hex digits) is kept. Before, every name
+/// starting `born-` was kept, and such a host's dead nodes' consumers piled up.
+#[test]
+fn a_consumer_named_born_but_no_birth_tag_is_swept() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let pool = pool(&redis, 1);
+    let _live = Node::start(&redis.url);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let host = b"born-host:4242";
+    redis.raw(&[b"XGROUP", b"CREATECONSUMER", tasks.as_bytes(), b"nodes", host]);
+    let consumers =
+        || String::from_utf8_lossy(&redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"])).into_owned();
+    assert!(consumers().contains("born-host:4242"), "{}", consumers());
+    assert!(eventually(Duration::from_secs(60), || !consumers().contains("born-host:4242")), "{}", consumers());
+    let birth = consumers().lines().any(|line| {
+        line.strip_prefix("born-").is_some_and(|tag| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    assert!(birth, "the birth tag was swept: {}", consumers());
+}
+
 /// `cluster::serve` refuses more local workers than the system can run, before any starts
 /// (review81 L2: the check was `Pool`'s build's, and a node forked until the system
 /// refused).

@@ -1115,13 +1115,7 @@ fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go
     let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
     d.insert(0, serde_bytes::ByteBuf::from(vec![7u8; MIB as usize])).unwrap();
     manager.publish("d", &d).unwrap();
-    // One `get` of the 1 MiB value, as a client sends it.
-    let (relay, sent) = recording_relay(addr);
-    let recorder = Manager::connect(relay, KEY).unwrap();
-    let rd: DictProxy<u8, serde_bytes::ByteBuf> = recorder.lookup("d").unwrap();
-    assert_eq!(rd.get(&0).unwrap().map(|v| v.len()), Some(MIB as usize));
-    let get = frames_of(&sent.lock().unwrap()).pop().unwrap();
-    drop((rd, recorder));
+    let frame = a_get_of_d(addr);
     assert!(eventually(Duration::from_secs(30), || threads_named(pid, "manager-writer") == 0));
     let before = peak_rss(pid);
 
@@ -1130,8 +1124,6 @@ fn a_remote_client_that_never_reads_its_answers_is_closed_and_its_backlog_let_go
     // Its writer, started after the handshake.
     assert!(eventually(Duration::from_secs(30), || threads_named(pid, "manager-writer") == 1));
     raw.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut frame = (get.len() as u32).to_le_bytes().to_vec();
-    frame.extend_from_slice(&get);
     // 600 MiB of answers: far past what the sockets buffer and the client's 4 MiB share.
     // Its writes stop when the server stops reading, and fail once it is cut off.
     let mut sent = 0;
@@ -1186,6 +1178,72 @@ fn a_client_whose_threads_fetch_large_values_at_once_is_answered_them_all() {
         thread.join().unwrap();
     }
     assert_eq!(rd.len().unwrap(), 8);
+}
+
+/// The frame (its length first) of a `get` of key 0 of the dict of byte strings published
+/// as "d" at `addr`, as a client sends it, recorded through a relay, to be sent again from
+/// a socket that reads no answer.
+fn a_get_of_d(addr: std::net::SocketAddr) -> Vec<u8> {
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = recorder.lookup("d").unwrap();
+    assert!(rd.get(&0).unwrap().is_some());
+    let get = frames_of(&sent.lock().unwrap()).pop().unwrap();
+    let mut frame = (get.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&get);
+    frame
+}
+
+/// A client that sends `get` (from [`a_get_of_d`], of a value larger than what the
+/// sockets buffer) and reads nothing of its answer but its first byte: from then on the
+/// answer is being written, and the server holds it until the client is cut off.
+fn a_client_that_reads_nothing_of(addr: std::net::SocketAddr, get: &[u8]) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).unwrap();
+    authenticate(&mut raw, KEY);
+    raw.write_all(get).unwrap();
+    raw.set_read_timeout(Some(LIMIT)).unwrap();
+    raw.peek(&mut [0u8; 1]).unwrap();
+    raw
+}
+
+/// review84 M1: once clients that read nothing of large answers hold more than the
+/// server's answer memory, a client with nothing unwritten is still served. Before, every
+/// connection's requests waited until one of those was cut off (the frame timeout, here
+/// ten minutes), so this client's calls failed `CallTimeout` and its connection was closed.
+#[test]
+fn a_client_with_nothing_unwritten_is_served_while_others_hold_the_answer_memory() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: usize = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(8 * MIB as u64)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    // Above what the sockets buffer (rmem_max 32 MiB here), untouched by the client.
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    manager.publish("d", &d).unwrap();
+    let get = a_get_of_d(addr);
+    let prompt = Manager::builder()
+        .address(addr.to_string())
+        .authkey(KEY)
+        .call_timeout(Duration::from_secs(5))
+        .connect()
+        .unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = prompt.lookup("d").unwrap();
+    let mut stalled = vec![a_client_that_reads_nothing_of(addr, &get)];
+    for call in 0..10 {
+        assert_eq!(rd.len().map_err(|e| format!("call {call}: {e}")), Ok(1));
+    }
+    // Another with nothing unwritten yet is answered too, and then waits for room.
+    stalled.push(a_client_that_reads_nothing_of(addr, &get));
+    for call in 10..20 {
+        assert_eq!(rd.len().map_err(|e| format!("call {call}: {e}")), Ok(1));
+    }
+    drop(stalled);
 }
 
 /// A test child: `SIGPIPE` back to its default, as many programs set it, then a manager

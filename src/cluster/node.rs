@@ -481,9 +481,14 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
 }
 
 /// Deletes the consumers of the group `nodes` of the stream `KEYS[1]` that hold no entry
-/// and are either `ARGV[1]` (a node that ends) or idle longer than `ARGV[2]` ms (a node that
-/// no longer reads: dead, most likely), but for the birth tag (`born-…`, which never reads);
-/// answers how many. Without it, the consumers of ended nodes piled up in each group, one
+/// and are either `ARGV[1]` (a node that ends) or idle longer than `ARGV[2]` ms, but for the
+/// birth tag (`born-` and 16 hex digits, as `wire.rs`'s `born` reads it: a node's consumer
+/// is `host:pid`, and a host may be named `born-…`, review84 L7), which never reads;
+/// answers how many. Idle means a node that no longer reads (dead, most likely) on Redis
+/// 7.2 and later, where a read resets it; before 7.2 only a read that is served entries
+/// does (review84 L6: this project's tests run 7.0), so there the consumer of a live node
+/// that took no task for that long is deleted too, and made again by its next served
+/// read or claim: harmless, since only a consumer that holds nothing goes. Without it, the consumers of ended nodes piled up in each group, one
 /// per node start (review80 L9). One that holds entries stays until its driver takes them
 /// back. Deleting a consumer that does read costs nothing: its next read makes it again. In
 /// one script, so no read of the consumer's falls between the look and the deletion.
@@ -495,7 +500,7 @@ for _, consumer in ipairs(consumers) do
   local field = {}
   for i = 1, #consumer, 2 do field[consumer[i]] = consumer[i + 1] end
   local name = field['name']
-  if field['pending'] == 0 and string.sub(name, 1, 5) ~= 'born-'
+  if field['pending'] == 0 and not string.match(name, '^born%-' .. string.rep('%x', 16) .. '$')
      and (name == ARGV[1] or field['idle'] > tonumber(ARGV[2])) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], 'nodes', name)
     deleted = deleted + 1
@@ -504,9 +509,12 @@ end
 return deleted
 ";
 
-/// How long a consumer of a pool's group reads nothing before a node deletes it, and how
-/// often a node looks (a live node reads at least every tenth of a second, but when its
-/// local pool is full: then it holds entries, and is not deleted).
+/// How long a consumer of a pool's group is idle before a node deletes it, and how often a
+/// node looks. On Redis 7.2 and later a live node's consumer is never idle that long (it
+/// reads at least every tenth of a second, but when its local pool is full: then it holds
+/// entries, and is not deleted); before 7.2 its idle time counts from its last read that
+/// was served entries, so an idle live node's consumer is deleted at every look, and made
+/// again when it takes a task ([`SWEEP`]).
 const CONSUMER_IDLE: Duration = Duration::from_secs(10);
 
 /// Deletes, in the groups of `pools`, the consumers that hold nothing and are `me` or idle

@@ -624,14 +624,20 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many bytes of answers the server may hold not yet written to its remote
     /// clients, across connections (default 1 GiB). Past a quarter of it for one
-    /// connection (or 4096 answers), or past all of it, connections' requests wait: the
-    /// server reads no more of them, and holds back those it has read, until the clients
-    /// have read enough. No client is refused for reading slowly: its calls are only
-    /// slower (with a [`call_timeout`](Self::call_timeout), a call held back longer than
-    /// that fails with `CallTimeout`). A client that reads nothing for the
-    /// [`frame_timeout`](Self::frame_timeout) while requests wait is disconnected (its
+    /// connection (or 4096 answers), a connection's requests wait: the server reads no more
+    /// of them, and holds back those it has read, until the client has read enough. Past
+    /// all of it, so do the requests of every connection with answers not yet written; a
+    /// connection with none is served one request at a time (each answer written before
+    /// the next request is handled), so a client that reads its answers is never held
+    /// back by another's slow reading, only its calls sent at once are answered one after
+    /// the other. No client is refused for reading slowly: its calls are only slower (with
+    /// a [`call_timeout`](Self::call_timeout), a call held back longer than that fails with
+    /// `CallTimeout`, and a request held back counts its own timeout, an `acquire_timeout`
+    /// say, from when it is handled). A client that reads nothing for the
+    /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected (its
     /// objects and locks given back as for any connection that ends), and its answers let
-    /// go, for the others.
+    /// go, for the others; one that reads a little within every `frame_timeout` is kept,
+    /// holding at most its share or one answer.
     ///
     /// The server can hold more than this by one answer per connection (the one that
     /// passes the bound, however large: a `get` of a large value).

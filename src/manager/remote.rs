@@ -259,6 +259,7 @@ impl Remotes {
             budget: usize::try_from(budget).unwrap_or(usize::MAX).max(1),
             room_lock: Mutex::new(()),
             room: Condvar::new(),
+            given_back: AtomicU64::new(0),
         };
         Self { writers: Mutex::default(), free: Mutex::default(), memory: Arc::new(memory) }
     }
@@ -276,7 +277,8 @@ pub(crate) type Writers = Arc<Remotes>;
 /// The answers not yet written to remote clients, across the server: their bytes, and
 /// the bounds past which a connection's requests wait (its reader reads no more, and the
 /// dispatcher defers those it has: `Server::resume`): its own answers at a quarter of the
-/// budget or [`WRITER_BACKLOG`] frames, or all of them at the budget. Nobody is refused
+/// budget or [`WRITER_BACKLOG`] frames, or all of them at the budget while it has any
+/// unwritten (`Backlog::full`). Nobody is refused
 /// for it: a client that reads is only held back (review81 M2: refusing an answer past a
 /// cap closed the connection of a client whose threads fetched a few large values at
 /// once), and a client whose writer sends nothing for [`Limits::frame_timeout`] while its
@@ -298,6 +300,11 @@ pub(crate) struct AnswerMemory {
     /// that none misses its wake-up between its look and its wait.
     room_lock: Mutex<()>,
     room: Condvar,
+    /// Answers written or dropped, ever: the only way a connection's requests stop
+    /// waiting (but its end, which the dispatcher makes), so the dispatcher looks for
+    /// room for those it deferred only when this moved (review84 L2: it looked at every
+    /// step, a lock of the writers and an allocation each).
+    given_back: AtomicU64,
 }
 
 impl AnswerMemory {
@@ -324,20 +331,36 @@ struct Backlog {
     frames: AtomicUsize,
     /// Its writer ended: its reader waits for room no more (and finds the socket closed).
     ended: AtomicBool,
+    /// The server forgot its writer (`forget_writer`): the connection is over for it, and
+    /// a client that reads nothing of what is left is cut off whatever its backlog
+    /// (`Unstalled`).
+    forgotten: AtomicBool,
 }
 
 impl Backlog {
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     fn new(memory: Arc<AnswerMemory>) -> Self {
-        Self { memory, bytes: AtomicUsize::new(0), frames: AtomicUsize::new(0), ended: AtomicBool::new(false) }
+        Self {
+            memory,
+            bytes: AtomicUsize::new(0),
+            frames: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
+            forgotten: AtomicBool::new(false),
+        }
     }
 
-    /// Whether the connection's next request waits for room (see [`AnswerMemory`]).
+    /// Whether the connection's next request waits for room (see [`AnswerMemory`]): past
+    /// its share, or past the budget with answers of its own not yet written. One with none
+    /// goes on past the budget (review84 M1: a client that made small calls waited for the
+    /// clients that read slowly, and failed `CallTimeout` under a call timeout); it adds
+    /// one answer, and then waits until that is written, so the bound stays the budget and
+    /// one answer per connection.
     fn full(&self) -> bool {
         let memory = &*self.memory;
+        let frames = self.frames.load(Ordering::SeqCst);
         self.bytes.load(Ordering::SeqCst) >= (memory.budget / 4).max(1)
-            || self.frames.load(Ordering::SeqCst) >= WRITER_BACKLOG
-            || memory.unsent.load(Ordering::SeqCst) >= memory.budget
+            || frames >= WRITER_BACKLOG
+            || (frames > 0 && memory.unsent.load(Ordering::SeqCst) >= memory.budget)
     }
 
     /// Counts `frame` until it is written or dropped.
@@ -349,20 +372,36 @@ impl Backlog {
     }
 
     #[cfg(feature = "remote")]
-    /// Waits until the connection may read its next request, or its writer ended.
-    fn wait_for_room(&self) {
+    /// Waits until the connection may read its next request, its writer ended, or its
+    /// client left (`socket`, looked at every [`PEER_LOOK`]); whether it left. Then the
+    /// reader reads on to the end without waiting again, and the connection's locks are
+    /// released (review84 M2: nothing else reads or writes the socket of a client whose
+    /// writer has nothing to write, so a client that left kept its locks until there was
+    /// room). What it sent before it left is deferred, and dropped at the close.
+    fn wait_for_room(&self, socket: &TcpStream) -> bool {
         if !self.full() {
-            return;
+            return false;
         }
+        let mut left = false;
         let memory = &*self.memory;
         let mut room = lock(&memory.room_lock);
         memory.waiting.fetch_add(1, Ordering::SeqCst);
         while self.full() && !self.ended.load(Ordering::SeqCst) {
-            room = memory.room.wait(room).unwrap_or_else(|e| e.into_inner());
+            let (woken, waited) = memory.room.wait_timeout(room, PEER_LOOK).unwrap_or_else(|e| e.into_inner());
+            room = woken;
+            if waited.timed_out() && crate::sys::peer_left(socket.as_fd()) {
+                left = true;
+                break;
+            }
         }
         memory.waiting.fetch_sub(1, Ordering::SeqCst);
+        left
     }
 }
+
+/// How often a reader waiting for room looks whether its client left.
+#[cfg(feature = "remote")]
+const PEER_LOOK: Duration = Duration::from_millis(250);
 
 /// An answer frame, counted in its connection's backlog until it is written or dropped
 /// (unwritten in the queue of a writer that ended: nothing is left counted).
@@ -377,6 +416,7 @@ impl Drop for Queued {
         self.backlog.bytes.fetch_sub(len, Ordering::SeqCst);
         self.backlog.frames.fetch_sub(1, Ordering::SeqCst);
         self.backlog.memory.unsent.fetch_sub(len, Ordering::SeqCst);
+        self.backlog.memory.given_back.fetch_add(1, Ordering::SeqCst);
         self.backlog.memory.wake();
     }
 }
@@ -406,9 +446,18 @@ pub(crate) fn must_wait(writers: &Writers, conn: u32) -> bool {
     lock(&writers.writers).get(&conn).is_some_and(|writer| writer.backlog.full())
 }
 
-/// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
+/// How many answers to remote connections were written or dropped so far: while it has
+/// not moved, no connection that waited for room has any.
+pub(crate) fn answers_given_back(writers: &Writers) -> u64 {
+    writers.memory.given_back.load(Ordering::SeqCst)
+}
+
+/// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket
+/// (or closes it sooner, should the client read nothing for the stall time).
 pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
-    lock(&writers.writers).remove(&conn);
+    if let Some(writer) = lock(&writers.writers).remove(&conn) {
+        writer.backlog.forgotten.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Remote connection `conn` is over, for the server (which forgot it) and for its thread
@@ -458,8 +507,11 @@ fn write_answers(answers: &mpsc::Receiver<Queued>, backlog: &Backlog, socket: &T
 /// A writer thread's socket (with a write timeout, the slice): a `write` that sent
 /// nothing within the slice is tried again, unless the client has read nothing for
 /// `stall` since the frame was taken or since its last byte went out, while its
-/// connection waits for room. Such a client is cut off: its answers go, for the
-/// connections that wait (review81 M2: cut off only a writer that makes no progress).
+/// connection waits for room or after the server forgot it. Such a client is cut off:
+/// its answers go, for the connections that wait (review81 M2: cut off only a writer that
+/// makes no progress), and a forgotten writer's thread and socket go too (review84 L1: a
+/// stopped client under its share, its socket kept open by its kernel, kept them for
+/// ever).
 struct Unstalled<'a> {
     socket: &'a TcpStream,
     backlog: &'a Backlog,
@@ -478,7 +530,8 @@ impl Write for Unstalled<'_> {
                     return Ok(n);
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    if self.backlog.full() && self.sent.elapsed() >= self.stall {
+                    let given_up = self.backlog.full() || self.backlog.forgotten.load(Ordering::SeqCst);
+                    if given_up && self.sent.elapsed() >= self.stall {
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "the client reads nothing"));
                     }
                 }
@@ -697,10 +750,12 @@ fn serve_connection(
         return;
     };
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
+        let mut left = false;
         loop {
             // Back pressure: no more requests while its answers wait (the client's
-            // writes then wait in TCP), but its connection is kept.
-            backlog.wait_for_room();
+            // writes then wait in TCP), but its connection is kept; once the client has
+            // left, on to the end, which releases what it held.
+            left = left || backlog.wait_for_room(&stream);
             match read_request(&mut stream, config.max_message, &config.frames, timeout) {
                 // The frame and its share of the budget go once it is on the ring.
                 Ok((frame, _share)) => {
@@ -1109,12 +1164,18 @@ mod tests {
     /// cutting a client that reads nothing for `stall` while the connection waits;
     /// returns the other end (the client's) and the connection's backlog.
     fn connect(writers: &Writers, conn: u32, stall: Duration) -> (TcpStream, Arc<Backlog>) {
+        let (peer, backlog, _) = connect_both(writers, conn, stall);
+        (peer, backlog)
+    }
+
+    /// [`connect`], and the server's end too (as its reader has it).
+    fn connect_both(writers: &Writers, conn: u32, stall: Duration) -> (TcpStream, Arc<Backlog>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let socket = listener.accept().unwrap().0;
-        let backlog = open_writer(writers, conn, socket, stall).unwrap();
+        let backlog = open_writer(writers, conn, socket.try_clone().unwrap(), stall).unwrap();
         peer.set_read_timeout(Some(LIMIT)).unwrap();
-        (peer, backlog)
+        (peer, backlog, socket)
     }
 
     /// Waits until `done` holds, at most [`LIMIT`]; whether it did.
@@ -1227,11 +1288,45 @@ mod tests {
         assert_eq!(writers.memory.unsent.load(Ordering::SeqCst), 0);
     }
 
+    /// review84 L1: a writer the server forgot (its connection closed) whose client reads
+    /// nothing is cut off after the stall time, though its connection is under its share.
+    /// Before, only a full connection was cut: a stopped client (SIGSTOP, a debugger),
+    /// whose kernel keeps the socket open, kept the writer thread, its descriptor and the
+    /// answer's bytes for ever.
+    #[test]
+    fn a_forgotten_writer_whose_client_reads_nothing_is_cut_off() {
+        let writers = Arc::new(Remotes::new(8 * STUCK as u64));
+        let (_peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK]));
+        assert!(!must_wait(&writers, 1), "under its share and the budget");
+        forget_writer(&writers, 1);
+        assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer still writes");
+        assert_eq!(writers.memory.unsent.load(Ordering::SeqCst), 0, "the answer was let go");
+    }
+
+    /// Past the budget, the connections with answers not yet written wait, and one with
+    /// none goes on (review84 M1: it waited too, for the clients that read slowly).
+    #[test]
+    fn past_the_budget_only_connections_with_answers_unwritten_wait() {
+        let writers = Arc::new(Remotes::new(10));
+        let [slow, reading, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
+        let small = reading.charge(vec![0; 1]);
+        assert!(!reading.full(), "under its share and the budget");
+        let large = slow.charge(vec![0; 9]);
+        assert!(slow.full() && reading.full(), "past the budget, with answers unwritten");
+        assert!(!idle.full(), "past the budget, with nothing unwritten");
+        let one = idle.charge(vec![0; 1]);
+        assert!(idle.full(), "its one answer made, it waits until that is written");
+        drop(large);
+        assert!(!reading.full() && !idle.full() && !slow.full());
+        drop((small, one));
+    }
+
     /// review79 L3: the answers of all connections share one budget. Connections that do
     /// not read, each under its own share, together pass it: every connection's requests
-    /// then wait, even one with nothing waiting, until one that read nothing for the stall
-    /// time is cut off; then the others go on. (Before, each connection had a cap of its
-    /// own, and k of them held k times it.)
+    /// then wait, but one with nothing unwritten (review84 M1), until one that read nothing
+    /// for the stall time is cut off; then the others go on. (Before, each connection had
+    /// a cap of its own, and k of them held k times it.)
     #[test]
     fn the_answers_of_every_connection_share_one_budget() {
         let budget = 5 * STUCK as u64 - 1;
@@ -1244,15 +1339,37 @@ mod tests {
             assert!(!must_wait(&writers, conn) && !must_wait(&writers, 9), "{conn} answers under the budget");
         }
         assert!(send_to_writer(&writers, 5, vec![0; STUCK]));
-        assert!(must_wait(&writers, 9), "over the budget, a connection with nothing waiting waits too");
+        assert!(!must_wait(&writers, 9), "over the budget, a connection with nothing unwritten goes on");
         // One cut off (or two, should they look at once) is enough: the rest are under the
         // budget again, and are kept.
-        assert!(eventually(|| !must_wait(&writers, 9)), "a client that reads nothing is cut off, the others go on");
+        let under = || writers.memory.unsent.load(Ordering::SeqCst) < budget as usize;
+        assert!(eventually(under), "a client that reads nothing is cut off, the others go on");
         let cut = || stalled.iter().filter(|(_, backlog)| backlog.ended.load(Ordering::SeqCst)).count();
         assert!(eventually(|| cut() > 0), "a writer ended");
+        assert!(stalled.iter().any(|(_, backlog)| !backlog.ended.load(Ordering::SeqCst)), "not all were cut");
         assert!(send_to_writer(&writers, 9, vec![0; 10]));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
+    }
+
+    /// review84 M2: a reader waiting for room sees its client leave (a FIN, or a RST), and
+    /// reads on to find the end, so that the connection's locks are released at once, not
+    /// once there is room. Before, it waited on the condition variable alone, and nothing
+    /// read or wrote the socket: it waited for ever here (the answer held stands for the
+    /// answers of others that keep the budget passed).
+    #[test]
+    fn a_reader_waiting_for_room_sees_its_client_leave() {
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, backlog, socket) = connect_both(&writers, 1, LIMIT);
+        let held = backlog.charge(vec![0; 1 << 20]);
+        assert!(backlog.full());
+        let waiting = backlog.clone();
+        let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(eventually(|| reader.is_finished()), "the reader still waits for room");
+        assert!(reader.join().unwrap(), "the client left");
+        drop(held);
+        forget_writer(&writers, 1);
     }
 
     /// Waits until `n` connections wait in `memory.take`, or `done` holds.

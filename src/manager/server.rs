@@ -39,8 +39,9 @@ pub(crate) const SWEEP: Duration = Duration::from_millis(100);
 /// [`Server::step`]).
 const CLOCK_EVERY: u32 = 16;
 
-/// How often the server looks for room for the requests it defers (see
-/// [`Server::resume`]); the writers that make it do not wake the dispatcher.
+/// How often the server looks whether answers were given back, and so whether there may
+/// be room for the requests it defers (see [`Server::resume`]); the writers that make it
+/// do not wake the dispatcher.
 const ROOM_POLL: Duration = Duration::from_millis(10);
 
 /// What the server process starts with.
@@ -139,6 +140,8 @@ pub(crate) struct Server {
     /// (`remote::must_wait`), in the order they came: handled as room comes (see
     /// [`Server::resume`]).
     deferred: IdMap<ConnId, VecDeque<super::protocol::Envelope>>,
+    /// `remote::answers_given_back` when [`Server::resume`] last looked for room.
+    given_back: u64,
     /// What one request may decode to.
     max_request_memory: u64,
 }
@@ -197,6 +200,7 @@ impl Server {
             stopping: false,
             closing: Vec::new(),
             deferred: IdMap::default(),
+            given_back: 0,
             max_request_memory: remote::DEFAULT_MAX_REQUEST_MEMORY,
         }
     }
@@ -304,7 +308,12 @@ impl Server {
             self.deliver();
         }
         if !self.deferred.is_empty() {
-            self.resume();
+            // Read before the look: an answer given back during it brings another.
+            let given_back = remote::answers_given_back(&self.writers);
+            if given_back != self.given_back {
+                self.given_back = given_back;
+                self.resume();
+            }
         }
         if quick && self.unread < CLOCK_EVERY && self.store.next_deadline().is_none() {
             self.unread += 1;

@@ -484,6 +484,15 @@ pub(crate) fn keep_alive(sock: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the peer of the connected socket `sock` closed its end or reset the connection
+/// (`POLLRDHUP`, `POLLHUP`, `POLLERR`), without waiting or reading: `POLLRDHUP` tells the
+/// FIN even behind bytes not read yet, which a peek cannot.
+#[cfg(feature = "remote")]
+pub(crate) fn peer_left(sock: BorrowedFd<'_>) -> bool {
+    let mut pollfds = [PollFd::new(&sock, PollFlags::RDHUP)];
+    matches!(rustix::event::poll(&mut pollfds, Some(&timespec(Duration::ZERO))), Ok(1..))
+}
+
 /// Whether keepalive is on, with the probes of [`keep_alive`].
 #[cfg(all(test, feature = "remote"))]
 pub(crate) fn kept_alive(sock: BorrowedFd<'_>) -> io::Result<bool> {
