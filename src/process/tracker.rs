@@ -177,7 +177,9 @@ fn spawn(pipe: &OwnedFd, journal: Option<&[sys::MemFile; 2]>) -> io::Result<()> 
 /// Whether they are dead is their lock on the journal (see [`start`]): free, it has no
 /// holder left ([`unlocked`]); a fork of this process made while it held their
 /// description (inside [`start`]) would hold it too, and hide their deaths (a leak, as
-/// before, never a second tracker on the same journal).
+/// before, never a second tracker on the same journal). So does a kill of both a moment
+/// before this look: a process being killed holds its files until it is gone (review82
+/// L5).
 ///
 /// In the main process only: every fork of it (a `Fork` child, a pool's worker, a bare
 /// `fork`) has its exit hook and a copy of [`SPARE`], and one calling `exit` replaced the
