@@ -586,6 +586,69 @@ fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap_inne
     println!("INNER-DONE");
 }
 
+fn sleep_for(seconds: u64) {
+    std::thread::sleep(Duration::from_secs(seconds));
+}
+
+/// Starts a child that sleeps (joined at this process's end; spawned, with a plain argument:
+/// nothing of it in the heap, and it dies with this process), makes a value, says so
+/// (`returning`) and returns it.
+fn return_a_value_beside_a_child(returning: Event) -> Value<u64> {
+    drop(Process::new(sleep_for, 60).start_method(multiproc::StartMethod::Spawn).start().unwrap());
+    let value = Value::new(7u64).unwrap();
+    returning.set();
+    value
+}
+
+const JOINING_INNER: &str = "MULTIPROC_TEST_ASYNC_JOINING_INNER";
+
+#[test]
+fn a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing_inner() {
+    if std::env::var_os(JOINING_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    let in_use = multiproc::__private::heap_in_use;
+    let returning = Event::new().unwrap();
+    let before = in_use();
+    let child = Process::new(return_a_value_beside_a_child, returning.clone())
+        .start_method(multiproc::StartMethod::ForkServer)
+        .start()
+        .unwrap();
+    returning.wait().unwrap();
+    // Its target returned: asleep in its end, joining its child (or, before, blocked there
+    // with its result encoded).
+    let asleep = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", child.pid()))
+            .is_ok_and(|stat| stat.rfind(')').is_some_and(|at| stat[at + 2..].starts_with('S')))
+    };
+    assert!(common::eventually(LIMIT, asleep), "the child waits for its own");
+    child.kill().unwrap();
+    match child.join() {
+        Err(multiproc::JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGKILL),
+        other => panic!("its join said {:?}, not its kill", other.map(|_| ())),
+    }
+    let freed = common::eventually(Duration::from_secs(5), || {
+        let _ = multiproc::active_children();
+        in_use() <= before
+    });
+    assert!(freed, "{} bytes of the heap left", in_use() as i64 - before as i64);
+    println!("INNER-DONE");
+}
+
+/// review82 M2: a child whose target returned a value it made, killed while it joined its
+/// own children at its end, left that value in the heap for good: its result was encoded
+/// (the value counted in flight) before its end's `finish_children`, and only the report
+/// would have taken the count. The result is now encoded after that join.
+#[test]
+fn a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing_inner",
+        &[(JOINING_INNER, "1")],
+    );
+}
+
 /// review82 M2 (pre-existing, open): a child whose result holds a handle (a `Value` it
 /// made) and is killed after its runner encoded that result (which counted the handle in
 /// flight) and before its report committed leaves the object in the heap for good: the
@@ -594,8 +657,9 @@ fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap_inne
 /// reap); the handles inside a result are any type's, and giving them back needs an undo
 /// the parent can run without the type (their keys named to it as the blob's is, or the
 /// counts moved into a carrier the child owns, as a child's argument's token does the
-/// other way). The window spans the child's `finish_children` (joining its own children,
-/// unbounded) and its backlog's last write (up to 5 s). Failed (and so ignored) at
+/// other way). The window spanned the child's `finish_children` (joining its own children,
+/// unbounded) and its backlog's last write (up to 5 s); they now come before the encoding,
+/// and the window is the encoding to the commit, as the blob's was. Failed (and so ignored) at
 /// `process.report.encoded`: ForkServer and Spawn each left the `Value<u64>`'s block (256
 /// bytes).
 #[test]

@@ -1114,7 +1114,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         }
     }
     // Python's rules at the end of a process: daemonic children are terminated, the
-    // others joined.
+    // others joined (by a runner that encoded a result, already, before its encoding).
     family::finish_children();
     super::tracker::write_backlog();
     if let Some(returned) = &call.returned_plain {
@@ -1340,6 +1340,13 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             other => drop(other),
         }
         let result = target(args);
+        // Python's end of a process first (see `execute`), then the result encoded: its
+        // handles are counted in flight from the encoding until the report commits, and a
+        // kill in between leaves them so (review82 M2, open): a window kept to that, not
+        // this process's children joined (unbounded) and its backlog's last write (up to
+        // 5 s).
+        family::finish_children();
+        super::tracker::write_backlog();
         codec::encode_in(&result, room).map_err(|e| Outcome::NotEncoded(e.to_string()))
     });
     call.name = name;
