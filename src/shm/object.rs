@@ -465,17 +465,18 @@ impl<T: ShmObject> Shared<T> {
     /// before it encoded the message). An object freed meanwhile fails the pin by its
     /// generation: nothing is written.
     ///
-    /// Only an object of type `T`: the key comes from the dead process (a room's words, a
-    /// socket's frame), and one naming another live object (a bug's, a forgery's) took a
-    /// count another message held in flight, and released a non-blob as a blob (review82
-    /// L1). The look taken for that check is kept until the undo ran.
+    /// Only an object of type `T` that `pid` held ([`codec::Undoing::UnsendHeldByDead`]):
+    /// the key comes from the dead process (a room's words, a socket's frame), and one
+    /// naming another live object (a bug's, a forgery's) took a count another message held
+    /// in flight, and released a non-blob as a blob (review82 L1). The look taken for the
+    /// type's check is kept until the undo ran.
     pub(crate) fn give_back_sent_by_dead(key: [u64; 3], pid: u32) {
         let [off, generation, _] = key;
         let Some(header) = live_header(Heap::get(), off, generation) else { return };
         if header.tag.load(Ordering::Acquire) & !SIDE_TABLES != TAG | u64::from(T::KIND) {
             return;
         }
-        codec::undoing_as(codec::Undoing::Unsend, Some(pid), || Self::undo_send(key));
+        codec::undoing_as(codec::Undoing::UnsendHeldByDead, Some(pid), || Self::undo_send(key));
         drop(header);
     }
 
