@@ -13,7 +13,7 @@ use common::watchdog;
 use futures_core::Stream;
 use multiproc::{
     Event, GetError, JoinableQueue, Pipe, Pool, Process, PutError, Queue, RecvError, ResultTimeoutError, SimpleQueue,
-    TaskError,
+    TaskError, Value,
 };
 
 multiproc::test_support!();
@@ -473,10 +473,10 @@ fn die_at_as_it_reports_on_a_socket((point, len, _queue): (String, usize, Queue<
 /// `awaited`: its end awaited, else joined), once its join saw the abort. Negative: the
 /// heap went below where it was (the blob freed twice). This test's process holds the heap
 /// alone.
-fn left_by_a_child_killed_reporting(
+fn left_by_a_child_killed_reporting<R: serde::de::DeserializeOwned>(
     what: &str,
     awaited: bool,
-    started: impl FnOnce() -> multiproc::ProcessHandle<String>,
+    started: impl FnOnce() -> multiproc::ProcessHandle<R>,
 ) -> i64 {
     let in_use = multiproc::__private::heap_in_use;
     let before = in_use();
@@ -484,7 +484,7 @@ fn left_by_a_child_killed_reporting(
     let ended = if awaited { current_thread().block_on(child.join_async()) } else { child.join() };
     match ended {
         Err(multiproc::JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{what}"),
-        other => panic!("{what}: its join said {:?}, not its abort", other.map(|s| s.len())),
+        other => panic!("{what}: its join said {:?}, not its abort", other.map(|_| ())),
     }
     let mut lowest = in_use();
     common::eventually(Duration::from_secs(2), || {
@@ -557,6 +557,119 @@ fn a_child_killed_as_it_reports_a_large_outcome_leaves_nothing_in_the_heap() {
             &[(LARGE_OUTCOME_INNER, point)],
         );
     }
+}
+
+/// Makes a value and returns it (its handle counted in flight by the encoding of its
+/// result), killed (aborted) at `point`.
+fn die_at_as_it_returns_a_value_it_made(point: String) -> Value<u64> {
+    let value = Value::new(7u64).unwrap();
+    multiproc::__private::crash_at(&point);
+    value
+}
+
+const HANDLE_OUTCOME_INNER: &str = "MULTIPROC_TEST_ASYNC_HANDLE_OUTCOME_INNER";
+
+#[test]
+fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap_inner() {
+    let Ok(point) = std::env::var(HANDLE_OUTCOME_INNER) else { return };
+    let _w = watchdog(LIMIT);
+    use multiproc::StartMethod::{ForkServer, Spawn};
+    Process::new(double_later, 1).start_method(ForkServer).start().unwrap().join().unwrap();
+    let mut left = Vec::new();
+    for method in [ForkServer, Spawn] {
+        let what = format!("{method:?}");
+        let started = || Process::new(die_at_as_it_returns_a_value_it_made, point.clone()).start_method(method).start();
+        left.push((what.clone(), left_by_a_child_killed_reporting(&what, false, || started().unwrap())));
+    }
+    let leaked: Vec<_> = left.iter().filter(|(_, bytes)| *bytes != 0).collect();
+    assert!(leaked.is_empty(), "bytes of the heap not given back (negative: freed twice): {leaked:?}");
+    println!("INNER-DONE");
+}
+
+fn sleep_for(seconds: u64) {
+    std::thread::sleep(Duration::from_secs(seconds));
+}
+
+/// Starts a child that sleeps (joined at this process's end; spawned, with a plain argument:
+/// nothing of it in the heap, and it dies with this process), makes a value, says so
+/// (`returning`) and returns it.
+fn return_a_value_beside_a_child(returning: Event) -> Value<u64> {
+    drop(Process::new(sleep_for, 60).start_method(multiproc::StartMethod::Spawn).start().unwrap());
+    let value = Value::new(7u64).unwrap();
+    returning.set();
+    value
+}
+
+const JOINING_INNER: &str = "MULTIPROC_TEST_ASYNC_JOINING_INNER";
+
+#[test]
+fn a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing_inner() {
+    if std::env::var_os(JOINING_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    let in_use = multiproc::__private::heap_in_use;
+    let returning = Event::new().unwrap();
+    let before = in_use();
+    let child = Process::new(return_a_value_beside_a_child, returning.clone())
+        .start_method(multiproc::StartMethod::ForkServer)
+        .start()
+        .unwrap();
+    returning.wait().unwrap();
+    // Its target returned: asleep in its end, joining its child (or, before, blocked there
+    // with its result encoded).
+    let asleep = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", child.pid()))
+            .is_ok_and(|stat| stat.rfind(')').is_some_and(|at| stat[at + 2..].starts_with('S')))
+    };
+    assert!(common::eventually(LIMIT, asleep), "the child waits for its own");
+    child.kill().unwrap();
+    match child.join() {
+        Err(multiproc::JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGKILL),
+        other => panic!("its join said {:?}, not its kill", other.map(|_| ())),
+    }
+    let freed = common::eventually(Duration::from_secs(5), || {
+        let _ = multiproc::active_children();
+        in_use() <= before
+    });
+    assert!(freed, "{} bytes of the heap left", in_use() as i64 - before as i64);
+    println!("INNER-DONE");
+}
+
+/// review82 M2: a child whose target returned a value it made, killed while it joined its
+/// own children at its end, left that value in the heap for good: its result was encoded
+/// (the value counted in flight) before its end's `finish_children`, and only the report
+/// would have taken the count. The result is now encoded after that join.
+#[test]
+fn a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing_inner",
+        &[(JOINING_INNER, "1")],
+    );
+}
+
+/// review82 M2 (pre-existing, open): a child whose result holds a handle (a `Value` it
+/// made) and is killed after its runner encoded that result (which counted the handle in
+/// flight) and before its report committed leaves the object in the heap for good: the
+/// count's only record was the child's own (`ChildCall::encoded`). leak61 gave back the
+/// outcome's *blob* this way (named to the parent before the encoding, given back at the
+/// reap); the handles inside a result are any type's, and giving them back needs an undo
+/// the parent can run without the type (their keys named to it as the blob's is, or the
+/// counts moved into a carrier the child owns, as a child's argument's token does the
+/// other way). The window spanned the child's `finish_children` (joining its own children,
+/// unbounded) and its backlog's last write (up to 5 s); they now come before the encoding,
+/// and the window is the encoding to the commit, as the blob's was. Failed (and so ignored) at
+/// `process.report.encoded`: ForkServer and Spawn each left the `Value<u64>`'s block (256
+/// bytes).
+#[test]
+#[ignore = "review82 M2: a killed child's result's handles stay counted in flight (open)"]
+fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap_inner",
+        &[(HANDLE_OUTCOME_INNER, "process.report.encoded")],
+    );
 }
 
 fn set_later(e: Event) {

@@ -33,6 +33,11 @@ fn text_of(len: usize) -> String {
     "y".repeat(len)
 }
 
+/// A value it makes, and [`text_of`] `len`.
+fn a_value_and_text_of(len: usize) -> (Value<u64>, String) {
+    (Value::new(1).unwrap(), text_of(len))
+}
+
 /// Its argument's length and its own name's.
 fn length_of(text: String) -> usize {
     text.len() + multiproc::current_process().name().len()
@@ -1106,6 +1111,22 @@ fn cases() -> Vec<(&'static str, fn())> {
                 Err(JoinError::Panicked(info)) => assert_eq!(info.message, format!("{} [cut]", "z".repeat(200))),
                 other => panic!("{other:?}"),
             }
+            // A result holding a handle (a value the child makes, in the block this process
+            // frees for it), cut so: its count in flight comes back, and the value goes with
+            // the child (review82 M2: marked sent, it stayed in the heap for good).
+            let value = Value::new(0u64).unwrap();
+            let room = multiproc::__private::heap_alloc(512).unwrap();
+            let filler = common::fill_heap();
+            // SAFETY (test): as above.
+            unsafe { multiproc::__private::heap_free(room, 512) };
+            drop(value);
+            let joined = Process::new(a_value_and_text_of, 4000).start_method(FORK).start().unwrap().join();
+            drop(filler);
+            match joined {
+                Err(JoinError::Failed { reason, .. }) => assert!(reason.contains("family heap"), "{reason}"),
+                other => panic!("{:?}", other.map(|(_, text)| text.len())),
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "a cut result's handle");
         }),
         ("socketless_fork_children_started_from_many_threads_at_once_report_and_leak_nothing", || {
             let (wrong, grown) =

@@ -1455,8 +1455,36 @@ fn a_tracker_killed_with_its_keeper_inner() {
     }
     let b = create("b");
     assert!(b.is_ok(), "a create after the tracker and its keeper were killed: {:?}", b.as_ref().err());
+    // review82 H1: a `Fork` child calling `exit` runs the main process's exit hook in its
+    // copy of it, and replaced the tracker (main then started another, a second reader of
+    // the same journal and pipe). Only the main process replaces it, at its own end.
+    // SAFETY (test): the child only calls `exit`; the test's other threads wait.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let _ = Process::new(exit_with, 0).start_method(StartMethod::Fork).start().unwrap().join();
+    let marker = format!("MP_TEST_KILLED_WITH_KEEPER={prefix}");
+    let replaced = eventually(Duration::from_secs(2), || !trackers_with(&marker).is_empty());
+    assert!(!replaced, "a fork of the main process replaced the tracker: {:?}", trackers_with(&marker));
     std::mem::forget((a, b));
     println!("INNER-DONE");
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code);
+}
+
+/// The running processes in the `tracker` role whose environment holds `var` (`NAME=value`).
+fn trackers_with(var: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            pid_running(pid)
+                && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    let mut vars = env.split(|&b| b == 0);
+                    vars.clone().any(|v| v.starts_with(b"MULTIPROC_BOOT=tracker:")) && vars.any(|v| v == var.as_bytes())
+                })
+        })
+        .collect()
 }
 
 /// The resource tracker and its keeper killed together (`kill -9` of their process group):
@@ -1484,6 +1512,48 @@ fn segments_registered_with_a_tracker_killed_with_its_keeper_go_with_their_famil
     }
     let stderr = run.unwrap_or_else(|e| std::panic::resume_unwind(e));
     assert!(cleaned, "{left:?} outlived their family and its killed tracker and keeper: {stderr}");
+}
+
+/// Run only by the test below, in a family of its own whose tracker's journal fails once it
+/// holds lines (`fail:tracker.journal.take`): a segment (the outer test's prefix and `x`)
+/// made and read by the tracker into its journal, then untracked, which the tracker reads
+/// without its journal (failed: abandoned, its keeper killed).
+#[test]
+fn a_tracker_that_abandons_its_journal_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_ABANDONED_JOURNAL") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let x = SharedMemory::builder().name(format!("{prefix}x")).size(4096).create().unwrap();
+    let tracker = tracker_pid();
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    x.untrack().unwrap();
+    // Its next take failed: the journal abandoned, its keeper killed.
+    assert!(eventually(LIMIT, || !pid_running(keeper)), "the keeper of a tracker without a journal is gone");
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    std::mem::forget(x);
+    println!("INNER-DONE");
+}
+
+/// review82 M1: a tracker that abandoned its journal (a `splice` into it failed, say under
+/// a memory cgroup's limit) dropped its lock on it while it lived: the main process's end
+/// found no holder and started a second tracker, which took up the journal (the stale
+/// registration of a segment untracked since) and unlinked that segment with the family.
+/// The tracker now holds the lock for its whole life.
+#[test]
+fn a_tracker_that_abandons_its_journal_is_not_replaced_while_it_lives() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-abandoned-journal-{}-", std::process::id());
+    let x = format!("{prefix}x");
+    // Its end waits for the trackers', which hold its stderr.
+    let stderr = common::run_inner_test_stderr(
+        "a_tracker_that_abandons_its_journal_inner",
+        &[("MP_TEST_ABANDONED_JOURNAL", &prefix), ("MULTIPROC_CRASH_AT", "fail:tracker.journal.take")],
+    );
+    let kept = shm_exists(&x);
+    for name in segments_named(&prefix) {
+        let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    }
+    assert!(kept, "{x}, untracked, was unlinked with its family: {stderr}");
 }
 
 /// Run only by the test below, in a family of its own whose tracker stops once it has

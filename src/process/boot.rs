@@ -1114,7 +1114,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         }
     }
     // Python's rules at the end of a process: daemonic children are terminated, the
-    // others joined.
+    // others joined (by a runner that encoded a result, already, before its encoding).
     family::finish_children();
     super::tracker::write_backlog();
     if let Some(returned) = &call.returned_plain {
@@ -1129,10 +1129,15 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     };
     log::info!("process exiting with exit code {code}");
     channel.name_outcome_blob(&outcome);
-    if report_in(&channel, &outcome, room)
-        && let Some(encoded) = call.encoded.take()
-    {
-        encoded.sent();
+    let delivered = report_in(&channel, &outcome, room);
+    // The result's own handles, counted in flight by the runner's encoding: the parent's
+    // once the outcome is delivered, else given back (a cut outcome, or none, goes
+    // without them: marked sent, they stayed in the heap for good, review82 M2).
+    if let Some(encoded) = call.encoded.take() {
+        match delivered {
+            true => encoded.sent(),
+            false => drop(encoded),
+        }
     }
     sys::exit_now(code)
 }
@@ -1184,7 +1189,8 @@ fn write_cut(room: ChildRoom, outcome: &Outcome, len: usize) -> bool {
     }
 }
 
-/// [`report`] framed in `room`, which is not freed: the process exits next.
+/// [`report`] framed in `room`, which is not freed: the process exits next. Whether the
+/// outcome itself was delivered (not cut by [`write_cut`], nor lost).
 fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
     room.clear();
     // A room takes the message alone (it keeps the length itself).
@@ -1197,16 +1203,19 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
         Ok(mut msg) => {
             // Encoded: a result's blob is counted in flight, not yet sent or written.
             crash_point!("process.report.encoded");
-            let (ok, delivered) = match channel {
+            let delivered = match channel {
                 Channel::Socket(sock) => {
                     let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
                     msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
-                    let sent = sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok();
-                    (sent, sent)
+                    sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok()
                 }
                 Channel::Room(room) => {
                     let written = room.write(&msg.bytes);
-                    (written || write_cut(*room, outcome, msg.bytes.len()), written)
+                    if !written {
+                        // What fits instead, for the parent to learn why.
+                        write_cut(*room, outcome, msg.bytes.len());
+                    }
+                    written
                 }
             };
             // Freeing it would write a page of the heap (a copy, in a fork child).
@@ -1216,7 +1225,7 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
             }
             // Else dropped: its handles' counts come back from flight (a cut outcome, or
             // none, goes without them).
-            ok
+            delivered
         }
         Err(_) => false,
     }
@@ -1331,6 +1340,13 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             other => drop(other),
         }
         let result = target(args);
+        // Python's end of a process first (see `execute`), then the result encoded: its
+        // handles are counted in flight from the encoding until the report commits, and a
+        // kill in between leaves them so (review82 M2, open): a window kept to that, not
+        // this process's children joined (unbounded) and its backlog's last write (up to
+        // 5 s).
+        family::finish_children();
+        super::tracker::write_backlog();
         codec::encode_in(&result, room).map_err(|e| Outcome::NotEncoded(e.to_string()))
     });
     call.name = name;

@@ -268,6 +268,8 @@ impl ChildState {
         if inner.ended.is_none() {
             // Ended with no status known: as its outcome says, once read below.
             let mut status_unknown = false;
+            // Told ended (its fork server vanished) while it may still run.
+            let mut maybe_running = false;
             inner.ended = match &self.watch {
                 ExitWatch::Own => match sys::reap_pidfd(self.pidfd.as_fd(), false) {
                     Ok(ended) => ended,
@@ -292,6 +294,7 @@ impl ChildState {
                             // This one perhaps not yet: its room is left to it (a few words),
                             // and its boot message too (it may still decode it).
                             if !sys::pidfd_exited(self.pidfd.as_fd()) {
+                                maybe_running = true;
                                 if let Some(room) = inner.room.take() {
                                     room.leave();
                                 }
@@ -354,8 +357,12 @@ impl ChildState {
                     crate::codec::give_back_from_dead(args, self.pid, sent);
                 }
                 // The blob of an outcome the dead child never reported whole (see
-                // `Inner::outcome_blob`).
-                if let Some(key) = inner.outcome_blob.take() {
+                // `Inner::outcome_blob`). Not that of a child that may still run, which may
+                // still count it in flight (then it leaks, as its room does): given back
+                // before, its outcome read as garbled, or its count leaked (review82 L2).
+                if let Some(key) = inner.outcome_blob.take()
+                    && !maybe_running
+                {
                     crate::shm::Blob::give_back_sent_by_dead(key, self.pid);
                 }
                 inner.kept = None;

@@ -67,6 +67,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -87,11 +88,17 @@ pub(crate) const MAX_NAME: usize = 250;
 /// How long a line waits for room in a pipe its tracker does not read.
 const WAIT: Duration = Duration::from_secs(5);
 
-/// What the process that started the tracker keeps of it, to start another in its place
-/// should the tracker and every keeper be dead at its end ([`replace_if_gone`]): the pipe's
-/// read end, and the journal's files through open file descriptions of its own, whose lock
-/// is not the tracker's. `None` elsewhere, and once used.
+/// What the main process keeps of its tracker, to start another in its place should the
+/// tracker and every keeper be dead at its end ([`replace_if_gone`]): the pipe's read end,
+/// and the journal's files through open file descriptions of its own, whose lock is not the
+/// tracker's. `None` elsewhere, and once used. A fork of the main process has a copy:
+/// [`SPARE_OWNER`] says it is not its own.
 static SPARE: Mutex<Option<Spare>> = Mutex::new(None);
+
+/// The pid of the process whose [`SPARE`] it is (0: none). Read before [`SPARE`]'s lock, so
+/// that a fork copy of that process never takes it: a copy made while another thread held
+/// it would wait for it for ever at its own `exit` (review82 L3).
+static SPARE_OWNER: AtomicU32 = AtomicU32::new(0);
 
 struct Spare {
     pipe: OwnedFd,
@@ -107,6 +114,14 @@ struct Spare {
 /// (each a fork of it, or of a keeper), lives, and goes with the last of them. This process
 /// keeps the pipe's read end and descriptions of its own of the files ([`SPARE`]).
 pub(crate) fn start() -> io::Result<()> {
+    start_keeping(true)
+}
+
+/// Starts a tracker: the family's ([`start`], `keep` the spare), or that of a process
+/// outside any family, whose end runs no exit hook to replace it (review82 L4: it kept a
+/// spare it never used, and a copy of the pipe's read end that left its writers waiting
+/// for a reader, not told `BrokenPipe`, once its tracker and keeper were killed).
+fn start_keeping(keep: bool) -> io::Result<()> {
     let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if PIPE.get().is_some() {
         return Ok(());
@@ -115,20 +130,26 @@ pub(crate) fn start() -> io::Result<()> {
     // On the write end only: every family process shares its open file, the tracker reads
     // the other end and blocks there.
     sys::set_nonblocking(write.as_fd(), true)?;
-    let spare = Journal::files()
+    let journal = Journal::files()
         .and_then(|files| {
             files[0].lock_shared()?;
-            let spare = Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?] };
+            let spare = match keep {
+                true => Some(Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?] }),
+                false => None,
+            };
             Ok((files, spare))
         })
         .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
         .ok();
-    match &spare {
+    match &journal {
         Some((files, _)) => spawn(&read, Some(files))?,
         None => spawn(&read, None)?,
     }
     drop(read);
-    *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = spare.map(|(_, spare)| spare);
+    if let Some((_, Some(spare))) = journal {
+        *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = Some(spare);
+        SPARE_OWNER.store(sys::pid_now(), Ordering::Release);
+    }
     let _ = PIPE.set(write);
     Ok(())
 }
@@ -148,25 +169,47 @@ fn spawn(pipe: &OwnedFd, journal: Option<&[sys::MemFile; 2]>) -> io::Result<()> 
     Ok(())
 }
 
-/// At the normal end of the process that started the tracker (the main process's exit
-/// hook): if the tracker and every keeper are dead (killed together, their process group),
-/// starts another from what they left, the journal (what they read of the pipe) and the
-/// pipe (what they did not), which this process kept; it cleans up once the family is gone,
-/// as they would have (leak61: both dead, the registrations went with them, and the
-/// family's segments outlived it). Whether they are dead is their lock on the journal
-/// (see [`start`]): free, it has no holder left; a fork of this process made while it held
-/// their description (inside [`start`]) would hold it too, and hide their deaths (a leak,
-/// as before, never a second tracker on the same journal).
+/// At the normal end of the main process (its exit hook): if the tracker and every keeper
+/// are dead (killed together, their process group), starts another from what they left,
+/// the journal (what they read of the pipe) and the pipe (what they did not), which this
+/// process kept; it cleans up once the family is gone, as they would have (leak61: both
+/// dead, the registrations went with them, and the family's segments outlived it).
+/// Whether they are dead is their lock on the journal (see [`start`]): free, it has no
+/// holder left ([`unlocked`]); a fork of this process made while it held their
+/// description (inside [`start`]) would hold it too, and hide their deaths (a leak, as
+/// before, never a second tracker on the same journal). So does a kill of both a moment
+/// before this look: a process being killed holds its files until it is gone (review82
+/// L5).
+///
+/// In the main process only: every fork of it (a `Fork` child, a pool's worker, a bare
+/// `fork`) has its exit hook and a copy of [`SPARE`], and one calling `exit` replaced the
+/// tracker, then main another, both reading the pipe and splicing into one journal
+/// (review82 H1).
 pub(crate) fn replace_if_gone() {
-    let Some(spare) = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
-    if !matches!(spare.journal[0].try_lock_exclusive(), Ok(true)) {
+    if SPARE_OWNER.load(Ordering::Acquire) != sys::pid_now() {
         return;
     }
-    if let Err(e) = spawn(&spare.pipe, Some(&spare.journal)) {
+    let Some(spare) = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+    let Some(locked) = unlocked(&spare.journal[0]) else { return };
+    let [_, second] = spare.journal;
+    if let Err(e) = spawn(&spare.pipe, Some(&[locked, second])) {
         eprintln!(
             "multiproc resource tracker: killed with its keeper, and not replaced ({e}): the family's segments leak"
         );
     }
+}
+
+/// A new open file description of the journal's first file `file`, locked (exclusive):
+/// `None` while another description holds a lock of it (a tracker or keeper lives). It is
+/// the replacement's, still locked, so that its lock is held as the first tracker's was.
+/// Never `file`'s own description: a lock asked again of a description that holds it is
+/// granted, and that one is shared with every fork of this process (review82 H1).
+fn unlocked(file: &sys::MemFile) -> Option<sys::MemFile> {
+    let probe = file
+        .reopen()
+        .inspect_err(|e| eprintln!("multiproc resource tracker: its journal cannot be opened ({e}): not replaced"))
+        .ok()?;
+    matches!(probe.try_lock_exclusive(), Ok(true)).then_some(probe)
 }
 
 /// The write end, to pass to a spawned child.
@@ -186,7 +229,7 @@ fn pipe() -> io::Result<BorrowedFd<'static>> {
     match PIPE.get() {
         Some(fd) => Ok(fd.as_fd()),
         None if !family::initialized() => {
-            start()?;
+            start_keeping(false)?;
             Ok(PIPE.get().ok_or_else(|| io::Error::other("the resource tracker did not start"))?.as_fd())
         }
         None => Err(io::Error::other("this family has no resource tracker (it failed to start at init)")),
@@ -349,7 +392,7 @@ pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>) -> ! {
     sys::outlive_parent();
     sys::detach_from_session();
     let journal = journal.map(Journal::of);
-    let mut tracker = Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None };
+    let mut tracker = Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None };
     tracker.resume();
     let mut keeper_failed = false;
     loop {
@@ -401,6 +444,11 @@ struct Tracker {
     journal: Option<Journal>,
     /// The process that takes its place if it is killed.
     keeper: Option<Keeper>,
+    /// The journal's first file once the journal is abandoned, kept open for its
+    /// description's lock, which tells the main process that a tracker lives
+    /// ([`replace_if_gone`]): closed with the journal, the main process's end started a
+    /// second tracker from the stale journal beside this one (review82 M1).
+    lock: Option<sys::MemFile>,
 }
 
 impl Tracker {
@@ -458,10 +506,13 @@ impl Tracker {
     }
 
     /// Goes on without a journal after `e`: its record stops here, so its keeper must not
-    /// take over from it.
+    /// take over from it. The first file stays open ([`Tracker::lock`]).
     fn abandon_journal(&mut self, e: &io::Error) {
         eprintln!("multiproc resource tracker: its journal failed ({e}): a kill of it would leak");
-        self.journal = None;
+        if let Some(journal) = self.journal.take() {
+            let [first, _] = journal.files;
+            self.lock = Some(first);
+        }
         if let Some(keeper) = self.keeper.take() {
             sys::kill_and_reap(keeper.pid);
         }
@@ -620,6 +671,11 @@ impl Journal {
     /// Moves what the pipe holds into the active file and returns it: empty at the pipe's
     /// end of file, `WouldBlock` when there was nothing.
     fn take(&mut self, pipe: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+        // The tests' way to have a journal that holds lines fail, as a full memory cgroup
+        // (`ENOSPC`) would (review82 M1).
+        if crate::shm::crash::fail_point!("tracker.journal.take") && self.end > HEADER {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         let file = &self.files[self.active];
         let n = file.splice_from(pipe, self.end, 64 * 1024)?;
         let mut bytes = vec![0u8; n];
@@ -675,7 +731,7 @@ mod tests {
     fn tracker() -> (Tracker, OwnedFd) {
         let (read, write) = sys::pipe().unwrap();
         let journal = Some(Journal::of(Journal::files().unwrap()));
-        (Tracker { pipe: read, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None }, write)
+        (Tracker { pipe: read, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None }, write)
     }
 
     /// Writes `lines` and has `tracker` read them all, a part at a time (the pipe holds
@@ -740,6 +796,22 @@ mod tests {
         assert!(!at_empty.over(write.as_fd()), "the pipe holds more");
         let old = Stall { at: Instant::now().checked_sub(WAIT).unwrap(), held: 0 };
         assert!(old.over(write.as_fd()), "WAIT has passed");
+    }
+
+    /// review82 H1: the main process's probe is a description of its own each time, handed
+    /// over locked: once a replacement holds it, another probe fails (the probe on the one
+    /// kept description was granted again, and every fork of the main process shares it).
+    #[test]
+    fn a_journal_s_lock_is_probed_on_a_new_description_each_time() {
+        let files = Journal::files().unwrap();
+        files[0].lock_shared().unwrap();
+        let kept = files[0].reopen().unwrap();
+        assert!(unlocked(&kept).is_none(), "the tracker holds its lock");
+        drop(files);
+        let replacement = unlocked(&kept).expect("no holder left");
+        assert!(unlocked(&kept).is_none(), "the replacement holds its lock");
+        drop(replacement);
+        assert!(unlocked(&kept).is_some(), "the replacement gone");
     }
 
     /// A tracker killed while it compacted (the other file written, its generation not):

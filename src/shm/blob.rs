@@ -221,3 +221,23 @@ impl Payload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::Heap;
+
+    /// review82 L1: a dead process's outcome-blob key naming a blob it never held (whose
+    /// count in flight is another message's) gives nothing back.
+    #[test]
+    fn a_blob_given_back_for_a_process_that_never_held_it_keeps_its_count() {
+        let _serial = crate::shm::heap_test_lock();
+        let blob = Blob::new(b"another message's").unwrap();
+        let (off, generation, seal) = blob.shared.identity();
+        blob.shared.clone().send_away();
+        // No process of the family has that pid.
+        Blob::give_back_sent_by_dead(blob.key(), u32::MAX - 1);
+        let taken = Shared::<BlobState>::take_sent(Heap::get(), off, generation, seal);
+        assert!(taken.is_some(), "its count in flight is left");
+    }
+}

@@ -1019,9 +1019,11 @@ impl Holders {
             return Some(false);
         }
         let _g = self.lock_and_unpin(announced);
+        let mut dead_held = false;
         if let Some(pid) = dead_receiver {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
+                dead_held |= found;
                 if found {
                     // Forgotten whole, as a prune does: its pending receives were never
                     // taken from the count (see `receive_pending`), and a dead process's
@@ -1038,6 +1040,11 @@ impl Holders {
                 // No count left means a replayed copy of the message consumed it: that
                 // copy's receiver holds the handle now, and counts it.
                 self.take_count();
+            }
+            Undoing::UnsendHeldByDead => {
+                if dead_held {
+                    self.take_count();
+                }
             }
             Undoing::Carry(carrier) => {
                 // The carrier's entry first: the maker killed between the two (before it

@@ -464,8 +464,20 @@ impl<T: ShmObject> Shared<T> {
     /// message counts: a count left in flight is that message's (or none, if `pid` died
     /// before it encoded the message). An object freed meanwhile fails the pin by its
     /// generation: nothing is written.
+    ///
+    /// Only an object of type `T` that `pid` held ([`codec::Undoing::UnsendHeldByDead`]):
+    /// the key comes from the dead process (a room's words, a socket's frame), and one
+    /// naming another live object (a bug's, a forgery's) took a count another message held
+    /// in flight, and released a non-blob as a blob (review82 L1). The look taken for the
+    /// type's check is kept until the undo ran.
     pub(crate) fn give_back_sent_by_dead(key: [u64; 3], pid: u32) {
-        codec::undoing_as(codec::Undoing::Unsend, Some(pid), || Self::undo_send(key));
+        let [off, generation, _] = key;
+        let Some(header) = live_header(Heap::get(), off, generation) else { return };
+        if header.tag.load(Ordering::Acquire) & !SIDE_TABLES != TAG | u64::from(T::KIND) {
+            return;
+        }
+        codec::undoing_as(codec::Undoing::UnsendHeldByDead, Some(pid), || Self::undo_send(key));
+        drop(header);
     }
 
     /// The offset of the object's variable part in the family heap.
@@ -1528,6 +1540,20 @@ mod tests {
 
     fn two_sided() -> Vec<Side<TwoSided>> {
         Side::split(Shared::new(TwoSided { ends: [Holders::new_held(), Holders::new_held()] }).unwrap())
+    }
+
+    /// review82 L1: a dead child's outcome-blob key that names a live object of another
+    /// kind gives back nothing of it (its count in flight is another message's).
+    #[test]
+    fn a_blob_given_back_by_a_key_naming_another_kind_takes_nothing() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let probe = Shared::new(Probe { value: AtomicU64::new(0) }).unwrap();
+        probe.header().holders.send();
+        let (off, generation, _) = probe.identity();
+        // No process of the family has that pid.
+        crate::shm::Blob::give_back_sent_by_dead([off, generation, 0], u32::MAX - 1);
+        assert_eq!(probe.header().holders.forget_in_flight(heap), 1, "its count in flight is left");
     }
 
     #[test]
