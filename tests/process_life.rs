@@ -302,6 +302,38 @@ fn a_fork_server_started_again_under_an_ignored_sigchld_inner() {
     println!("INNER-DONE");
 }
 
+const IGNORED_FROM_THE_START: &str = "MULTIPROC_TEST_SIGCHLD_IGNORED_FROM_THE_START";
+
+#[test]
+fn a_program_started_with_sigchld_ignored_inner() {
+    if std::env::var_os(IGNORED_FROM_THE_START).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    // SAFETY (test): reads the disposition (a null new action changes nothing).
+    let ignored = unsafe {
+        let mut action = std::mem::zeroed::<libc::sigaction>();
+        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut action);
+        action.sa_sigaction == libc::SIG_IGN
+    };
+    assert!(ignored, "the inner process was started with SIGCHLD ignored");
+    // A child of the main process: its grandchildren are the fork server's own children.
+    let child = Process::new(grandchildren_through_the_fork_server, ()).start().unwrap();
+    assert_eq!(child.join().unwrap(), (36, -libc::SIGKILL));
+    assert_eq!(Process::new(start_a_square, StartMethod::ForkServer).start().unwrap().join().unwrap(), 25);
+    println!("INNER-DONE");
+}
+
+/// A program started with `SIGCHLD` ignored (inherited through `exec`, before `init()`
+/// forks the fork server): the server still reaps its own children, a child's children
+/// started through it. Before (review85 H1), the server kept the ignored disposition,
+/// the kernel reaped them, the server spun and the child's join never ended.
+#[test]
+fn a_program_started_with_sigchld_ignored_joins_its_grandchildren() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_ignoring_sigchld("a_program_started_with_sigchld_ignored_inner", IGNORED_FROM_THE_START);
+}
+
 /// A fork server started (again) while the program ignores `SIGCHLD` still reaps its own
 /// children and tells their requesters how they ended.
 #[test]

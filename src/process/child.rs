@@ -286,7 +286,14 @@ impl ChildState {
                 ExitWatch::Server(fd) => {
                     let mut word = [0u8; 4];
                     match sys::read_some(fd.as_fd(), &mut word) {
-                        Ok(4) => Some(Ended::from_raw(i32::from_ne_bytes(word))),
+                        Ok(4) => match i32::from_ne_bytes(word) {
+                            // Reaped by somebody else, no status known: as its outcome says.
+                            super::forkserver::STATUS_UNKNOWN => {
+                                status_unknown = true;
+                                Some(Ended::Signaled(sys::SIGKILL))
+                            }
+                            raw => Some(Ended::from_raw(raw)),
+                        },
                         // The fork server vanished: its children die with it.
                         Ok(_) => {
                             // This one perhaps not yet: its room is left to it (a few words),
@@ -335,7 +342,9 @@ impl ChildState {
                 // dropping): a fork child's copies of this process's handles, and every hold
                 // it listed in the heap (its argument's handles it received among them: held
                 // at once, never pending).
-                crate::shm::fork_child_ended(self.pid);
+                if let Some(recorded) = inner.kept.as_ref().and_then(|kept| kept.recorded) {
+                    crate::shm::fork_child_ended(recorded);
+                }
                 crate::shm::process_ended(self.pid);
                 // The token taken back if the child never took it (its undo runs then);
                 // a child that took it freed it by its leave or its death (just now, its
@@ -473,7 +482,7 @@ impl ChildState {
 /// The wait status the kernel kept for a child reaped by somebody else
 /// ([`sys::pidfd_exit_status`]); none where the fail point `process.reap.no_exit_info`
 /// is armed, as on a kernel before 6.15.
-fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
+pub(super) fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
     if fail_point!("process.reap.no_exit_info") { None } else { sys::pidfd_exit_status(pidfd) }
 }
 

@@ -1084,8 +1084,8 @@ fn lost_child(
 }
 
 /// Kills our own child `pid`, whose pidfd we do not have (a lost one), and reaps it, then lets
-/// go of what it held, as the reap of any dead child does (`ChildState::try_reap`): a fork
-/// child's copies of our handles, every hold it listed. False if it could not be reaped
+/// go of what it held, as the reap of any dead child does (`ChildState::try_reap`): every
+/// hold it listed. False if it could not be reaped
 /// (nothing is let go of then).
 fn kill_and_settle(pid: u32) -> bool {
     if sys::kill_and_reap_child(pid).is_err() {
@@ -1095,10 +1095,11 @@ fn kill_and_settle(pid: u32) -> bool {
     true
 }
 
-/// Lets go of what our own child `pid`, reaped, held: a fork child's copies of our handles,
-/// every hold it listed.
+/// Lets go of what our own child `pid`, reaped, held: every hold it listed. No child
+/// settled here has a fork record of ours (a `Fork` start's child is never lost; a
+/// zygote's workers are recorded by the zygote): none is ended by its pid alone, which may
+/// be a recorded child's now (review85 H2).
 fn settle(pid: u32) {
-    crate::shm::fork_child_ended(pid);
     crate::shm::process_ended(pid);
 }
 

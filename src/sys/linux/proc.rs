@@ -946,6 +946,14 @@ pub(crate) fn child_signal_dispositions() {
     }
 }
 
+/// Gives `SIGCHLD` its default action: this process's children stay, once ended, until its
+/// own `waitid` reaps them (ignored, the kernel reaps them at their end; a handler may
+/// reap them first).
+pub(crate) fn default_sigchld() {
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}
+
 /// Hold `SIGINT` and `SIGTERM`: the fork server ends when its family does, not on a
 /// Ctrl-C meant for the program. They are blocked rather than ignored so that one sent to
 /// a child between its fork and its [`unblock_interrupts`] is not lost. Blocked, they
