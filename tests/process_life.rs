@@ -403,6 +403,45 @@ fn a_fork_child_that_ends_before_its_start_watches_it_inner() {
     println!("INNER-DONE");
 }
 
+const FAILED_FORK_FREES: &str = "MULTIPROC_TEST_FAILED_FORK_FREES";
+
+#[test]
+fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner() {
+    if std::env::var_os(FAILED_FORK_FREES).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    ignore_sigchld_and_allow_forks();
+    // Holding nothing, a Fork child runs at once and reports in a report room.
+    let mut failed = 0;
+    for _ in 0..50 {
+        let before = multiproc::__private::heap_in_use();
+        match Process::new(square, 4).start_method(StartMethod::Fork).start() {
+            Ok(child) => assert_eq!(child.join().unwrap(), 16),
+            Err(_) => {
+                failed += 1;
+                assert_eq!(
+                    multiproc::__private::heap_in_use(),
+                    before,
+                    "the start failed by its child's end kept the child's report room"
+                );
+            }
+        }
+    }
+    assert!(failed > 0, "no Fork child ended before its start watched it");
+    println!("INNER-DONE");
+}
+
+/// A `Fork` start that fails because its child ended and was reaped by the program before
+/// the start watched it frees the child's report room, as a reap does (and lets go of its
+/// fork record): the room was left for ever before (review85 L1).
+#[test]
+fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner", FAILED_FORK_FREES);
+}
+
 /// Left (audp61): a `Fork` child that ends at once, in a program that ignores `SIGCHLD`
 /// (or reaps any child itself), is reaped by the kernel before its start opens its pidfd
 /// (glibc's `fork` gives none; `clone3(CLONE_PIDFD)` would, but skips the program's

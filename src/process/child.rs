@@ -324,16 +324,12 @@ impl ChildState {
                 Self::pump(inner);
                 // Or in its room, which the child writes no more; freed, or left until the
                 // fork server that forked it is done with it (its go after its answer).
-                if let Some(mut room) = inner.room.take() {
-                    inner.outcome = room.take().map(|message| {
-                        crate::codec::decode_own::<Outcome>(&message)
-                            .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
-                    });
+                if let Some(room) = inner.room.take() {
+                    let (outcome, named) = read_room(room);
+                    inner.outcome = outcome;
                     if inner.outcome.is_none() {
-                        // Killed before its report committed: the blob it named, if any.
-                        inner.outcome_blob = room.named_blob();
+                        inner.outcome_blob = named;
                     }
-                    room.release();
                 }
                 if status_unknown {
                     inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
@@ -484,6 +480,19 @@ impl ChildState {
 /// is armed, as on a kernel before 6.15.
 pub(super) fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
     if fail_point!("process.reap.no_exit_info") { None } else { sys::pidfd_exit_status(pidfd) }
+}
+
+/// What a dead child left in its report room, which is then freed (or left until the fork
+/// server that forked it is done with it): its outcome, else (killed before its report
+/// committed) the key of the blob it named, if any, for the caller to give back.
+pub(super) fn read_room(mut room: ReportRoom) -> (Option<Outcome>, Option<[u64; 3]>) {
+    let outcome = room.take().map(|message| {
+        crate::codec::decode_own::<Outcome>(&message)
+            .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
+    });
+    let named = if outcome.is_none() { room.named_blob() } else { None };
+    room.release();
+    (outcome, named)
 }
 
 /// How a child whose wait status nobody can tell us ended, as its outcome says: `exit(0)`

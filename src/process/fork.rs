@@ -179,16 +179,30 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                 }
                 let pidfd = match sys::pidfd_of_child(pid) {
                     Ok(pidfd) => pidfd,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => {
+                        // Dead, and reaped by the program: let go of as a reap would
+                        // (`ChildState::try_reap`). Its room and record were kept for ever
+                        // before (review85 L1).
+                        if let Link::Room(room, _) = link {
+                            // Its outcome dropped (a blob in it with it), or the blob it
+                            // named before its report committed given back.
+                            if let (_, Some(key)) = super::child::read_room(room) {
+                                shm::Blob::give_back_sent_by_dead(key, pid);
+                            }
+                        }
+                        if let Some(child) = recorded {
+                            shm::fork_child_ended(child);
+                        }
+                        shm::process_ended(pid);
+                        return Err(io::Error::other(format!(
+                            "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
+                                 ignores, or its own wait for any child) before its start could watch it"
+                        )));
+                    }
                     Err(e) => {
                         // The child runs on and may still write its room.
                         if let Link::Room(room, _) = link {
                             room.leave();
-                        }
-                        if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) {
-                            return Err(io::Error::other(format!(
-                                "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
-                                 ignores, or its own wait for any child) before its start could watch it"
-                            )));
                         }
                         return Err(e);
                     }
