@@ -442,6 +442,52 @@ fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made() {
     common::run_inner_test("a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner", FAILED_FORK_FREES);
 }
 
+/// The pids of this process's children (of any of its threads).
+fn own_children() -> Vec<u32> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().map(|pid| pid.parse().unwrap()).collect::<Vec<u32>>())
+        .collect()
+}
+
+const SPAWN_REAPED: &str = "MULTIPROC_TEST_SPAWN_REAPED";
+
+#[test]
+fn a_spawned_child_reaped_before_its_start_watches_it_inner() {
+    if std::env::var_os(SPAWN_REAPED).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): as in `a_program_that_ignores_sigchld_inner`.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let before = own_children();
+    // The start is held between the spawn and its look at the child, which meanwhile ends
+    // and is reaped by the kernel.
+    multiproc::__private::crash_at("hold:process.spawn.spawned");
+    let start = std::thread::spawn(|| Process::new(square, 3).start_method(StartMethod::Spawn).start().map(drop));
+    assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    // Spawned before the hold: a child of ours until the kernel reaps it.
+    let ended = || own_children().iter().all(|pid| before.contains(pid));
+    assert!(common::eventually(LIMIT, ended), "the spawned child ended");
+    multiproc::__private::crash_disarm();
+    let error = start.join().unwrap().unwrap_err().to_string();
+    assert!(error.contains("reaped by the program"), "the start failed saying: {error}");
+    println!("INNER-DONE");
+}
+
+/// A `Spawn` child that ends and is reaped by the program (here the kernel, `SIGCHLD`
+/// ignored) before its start opens its pidfd fails its start saying so, and is settled as
+/// dead. Before (review85 L2), the start said "out of descriptors", and what the child
+/// was sent was taken as its own for ever.
+#[test]
+fn a_spawned_child_reaped_before_its_start_watches_it_fails_it_saying_so() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_spawned_child_reaped_before_its_start_watches_it_inner", SPAWN_REAPED);
+}
+
 /// Left (audp61): a `Fork` child that ends at once, in a program that ignores `SIGCHLD`
 /// (or reaps any child itself), is reaped by the kernel before its start opens its pidfd
 /// (glibc's `fork` gives none; `clone3(CLONE_PIDFD)` would, but skips the program's

@@ -1088,8 +1088,13 @@ fn lost_child(
 /// hold it listed. False if it could not be reaped
 /// (nothing is let go of then).
 fn kill_and_settle(pid: u32) -> bool {
-    if sys::kill_and_reap_child(pid).is_err() {
-        return false;
+    match sys::kill_and_reap_child(pid) {
+        Ok(()) => {}
+        // No process has the pid: our child (`pid` always names one here) ended and was
+        // reaped by the program (a `SIGCHLD` it ignores, its own wait for any child), dead
+        // all the same (review85 L2: what it was sent was taken as its own for ever).
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+        Err(_) => return false,
     }
     settle(pid);
     true
