@@ -302,6 +302,38 @@ fn a_fork_server_started_again_under_an_ignored_sigchld_inner() {
     println!("INNER-DONE");
 }
 
+const IGNORED_FROM_THE_START: &str = "MULTIPROC_TEST_SIGCHLD_IGNORED_FROM_THE_START";
+
+#[test]
+fn a_program_started_with_sigchld_ignored_inner() {
+    if std::env::var_os(IGNORED_FROM_THE_START).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    // SAFETY (test): reads the disposition (a null new action changes nothing).
+    let ignored = unsafe {
+        let mut action = std::mem::zeroed::<libc::sigaction>();
+        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut action);
+        action.sa_sigaction == libc::SIG_IGN
+    };
+    assert!(ignored, "the inner process was started with SIGCHLD ignored");
+    // A child of the main process: its grandchildren are the fork server's own children.
+    let child = Process::new(grandchildren_through_the_fork_server, ()).start().unwrap();
+    assert_eq!(child.join().unwrap(), (36, -libc::SIGKILL));
+    assert_eq!(Process::new(start_a_square, StartMethod::ForkServer).start().unwrap().join().unwrap(), 25);
+    println!("INNER-DONE");
+}
+
+/// A program started with `SIGCHLD` ignored (inherited through `exec`, before `init()`
+/// forks the fork server): the server still reaps its own children, a child's children
+/// started through it. Before (review85 H1), the server kept the ignored disposition,
+/// the kernel reaped them, the server spun and the child's join never ended.
+#[test]
+fn a_program_started_with_sigchld_ignored_joins_its_grandchildren() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_ignoring_sigchld("a_program_started_with_sigchld_ignored_inner", IGNORED_FROM_THE_START);
+}
+
 /// A fork server started (again) while the program ignores `SIGCHLD` still reaps its own
 /// children and tells their requesters how they ended.
 #[test]
@@ -369,6 +401,91 @@ fn a_fork_child_that_ends_before_its_start_watches_it_inner() {
         assert_eq!(child.join().unwrap(), 16);
     }
     println!("INNER-DONE");
+}
+
+const FAILED_FORK_FREES: &str = "MULTIPROC_TEST_FAILED_FORK_FREES";
+
+#[test]
+fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner() {
+    if std::env::var_os(FAILED_FORK_FREES).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    ignore_sigchld_and_allow_forks();
+    // Holding nothing, a Fork child runs at once and reports in a report room.
+    let mut failed = 0;
+    for _ in 0..50 {
+        let before = multiproc::__private::heap_in_use();
+        match Process::new(square, 4).start_method(StartMethod::Fork).start() {
+            Ok(child) => assert_eq!(child.join().unwrap(), 16),
+            Err(_) => {
+                failed += 1;
+                assert_eq!(
+                    multiproc::__private::heap_in_use(),
+                    before,
+                    "the start failed by its child's end kept the child's report room"
+                );
+            }
+        }
+    }
+    assert!(failed > 0, "no Fork child ended before its start watched it");
+    println!("INNER-DONE");
+}
+
+/// A `Fork` start that fails because its child ended and was reaped by the program before
+/// the start watched it frees the child's report room, as a reap does (and lets go of its
+/// fork record): the room was left for ever before (review85 L1).
+#[test]
+fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner", FAILED_FORK_FREES);
+}
+
+/// The pids of this process's children (of any of its threads).
+fn own_children() -> Vec<u32> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().map(|pid| pid.parse().unwrap()).collect::<Vec<u32>>())
+        .collect()
+}
+
+const SPAWN_REAPED: &str = "MULTIPROC_TEST_SPAWN_REAPED";
+
+#[test]
+fn a_spawned_child_reaped_before_its_start_watches_it_inner() {
+    if std::env::var_os(SPAWN_REAPED).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): as in `a_program_that_ignores_sigchld_inner`.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let before = own_children();
+    // The start is held between the spawn and its look at the child, which meanwhile ends
+    // and is reaped by the kernel.
+    multiproc::__private::crash_at("hold:process.spawn.spawned");
+    let start = std::thread::spawn(|| Process::new(square, 3).start_method(StartMethod::Spawn).start().map(drop));
+    assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    // Spawned before the hold: a child of ours until the kernel reaps it.
+    let ended = || own_children().iter().all(|pid| before.contains(pid));
+    assert!(common::eventually(LIMIT, ended), "the spawned child ended");
+    multiproc::__private::crash_disarm();
+    let error = start.join().unwrap().unwrap_err().to_string();
+    assert!(error.contains("reaped by the program"), "the start failed saying: {error}");
+    println!("INNER-DONE");
+}
+
+/// A `Spawn` child that ends and is reaped by the program (here the kernel, `SIGCHLD`
+/// ignored) before its start opens its pidfd fails its start saying so, and is settled as
+/// dead. Before (review85 L2), the start said "out of descriptors", and what the child
+/// was sent was taken as its own for ever.
+#[test]
+fn a_spawned_child_reaped_before_its_start_watches_it_fails_it_saying_so() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_spawned_child_reaped_before_its_start_watches_it_inner", SPAWN_REAPED);
 }
 
 /// Left (audp61): a `Fork` child that ends at once, in a program that ignores `SIGCHLD`

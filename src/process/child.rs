@@ -288,7 +288,14 @@ impl ChildState {
                 ExitWatch::Server(fd) => {
                     let mut word = [0u8; 4];
                     match sys::read_some(fd.as_fd(), &mut word) {
-                        Ok(4) => Some(Ended::from_raw(i32::from_ne_bytes(word))),
+                        Ok(4) => match i32::from_ne_bytes(word) {
+                            // Reaped by somebody else, no status known: as its outcome says.
+                            super::forkserver::STATUS_UNKNOWN => {
+                                status_unknown = true;
+                                Some(Ended::Signaled(sys::SIGKILL))
+                            }
+                            raw => Some(Ended::from_raw(raw)),
+                        },
                         // The fork server vanished: its children die with it.
                         Ok(_) => {
                             // This one perhaps not yet: its room is left to it (a few words),
@@ -320,16 +327,12 @@ impl ChildState {
                 Self::pump(inner);
                 // Or in its room, which the child writes no more; freed, or left until the
                 // fork server that forked it is done with it (its go after its answer).
-                if let Some(mut room) = inner.room.take() {
-                    inner.outcome = room.take().map(|message| {
-                        crate::codec::decode_own::<Outcome>(&message)
-                            .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
-                    });
+                if let Some(room) = inner.room.take() {
+                    let (outcome, named) = read_room(room);
+                    inner.outcome = outcome;
                     if inner.outcome.is_none() {
-                        // Killed before its report committed: the blob it named, if any.
-                        inner.outcome_blob = room.named_blob();
+                        inner.outcome_blob = named;
                     }
-                    room.release();
                 }
                 if status_unknown {
                     inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
@@ -338,7 +341,9 @@ impl ChildState {
                 // dropping): a fork child's copies of this process's handles, and every hold
                 // it listed in the heap (its argument's handles it received among them: held
                 // at once, never pending).
-                crate::shm::fork_child_ended(self.pid);
+                if let Some(recorded) = inner.kept.as_ref().and_then(|kept| kept.recorded) {
+                    crate::shm::fork_child_ended(recorded);
+                }
                 crate::shm::process_ended(self.pid);
                 // The token taken back if the child never took it (its undo runs then);
                 // a child that took it freed it by its leave or its death (just now, its
@@ -480,8 +485,21 @@ impl ChildState {
 /// The wait status the kernel kept for a child reaped by somebody else
 /// ([`sys::pidfd_exit_status`]); none where the fail point `process.reap.no_exit_info`
 /// is armed, as on a kernel before 6.15.
-fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
+pub(super) fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
     if fail_point!("process.reap.no_exit_info") { None } else { sys::pidfd_exit_status(pidfd) }
+}
+
+/// What a dead child left in its report room, which is then freed (or left until the fork
+/// server that forked it is done with it): its outcome, else (killed before its report
+/// committed) the key of the blob it named, if any, for the caller to give back.
+pub(super) fn read_room(mut room: ReportRoom) -> (Option<Outcome>, Option<[u64; 3]>) {
+    let outcome = room.take().map(|message| {
+        crate::codec::decode_own::<Outcome>(&message)
+            .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
+    });
+    let named = if outcome.is_none() { room.named_blob() } else { None };
+    room.release();
+    (outcome, named)
 }
 
 /// How a child whose wait status nobody can tell us ended, as its outcome says: `exit(0)`

@@ -40,10 +40,22 @@ fn go_on_told(sock: BorrowedFd<'_>) -> bool {
     matches!(sys::read_some(sock, &mut byte), Ok(1)) && byte[0] == GO_ON
 }
 
-/// What the parent made for a fork child and keeps until the child has ended: freeing it
-/// while the child runs writes pages of the heap that the child shares (a copy of each,
-/// beside the child's own boot).
-pub(crate) type Kept = Box<dyn std::any::Any + Send>;
+/// What the parent keeps of a fork child until the child has ended.
+pub(crate) struct Kept {
+    /// What it made for the child: freeing it while the child runs writes pages of the heap
+    /// that the child shares (a copy of each, beside the child's own boot).
+    _made: Box<dyn std::any::Any + Send>,
+    /// The child as its fork record names it (`shm::ForkRecord`; none when this process
+    /// held nothing): its end lets go of that record, never of another's with its pid
+    /// (`shm::fork_child_ended`).
+    pub(crate) recorded: Option<sys::ProcId>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("recorded", &self.recorded).finish_non_exhaustive()
+    }
+}
 
 /// Where a fork child reports: its boot socket (ours, theirs; with the room made for it
 /// and not used), or its report room.
@@ -130,7 +142,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                 boot::run_in_fork(boot, channel, parent, prepared)
             }
             Ok(Forked::Parent(pid)) => {
-                if wait_for_record {
+                let recorded = if wait_for_record {
                     let Some(start) = sys::process_start(pid) else {
                         // Not even a zombie: nothing of it can run.
                         drop(record);
@@ -142,9 +154,11 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                     if let Via::Socket((ours, _), _) = &via {
                         let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
                     }
+                    Some(sys::ProcId { pid, start })
                 } else {
                     drop(record);
-                }
+                    None
+                };
                 drop(state);
                 drop(err);
                 drop(out);
@@ -165,21 +179,35 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                 }
                 let pidfd = match sys::pidfd_of_child(pid) {
                     Ok(pidfd) => pidfd,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => {
+                        // Dead, and reaped by the program: let go of as a reap would
+                        // (`ChildState::try_reap`). Its room and record were kept for ever
+                        // before (review85 L1).
+                        if let Link::Room(room, _) = link {
+                            // Its outcome dropped (a blob in it with it), or the blob it
+                            // named before its report committed given back.
+                            if let (_, Some(key)) = super::child::read_room(room) {
+                                shm::Blob::give_back_sent_by_dead(key, pid);
+                            }
+                        }
+                        if let Some(child) = recorded {
+                            shm::fork_child_ended(child);
+                        }
+                        shm::process_ended(pid);
+                        return Err(io::Error::other(format!(
+                            "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
+                                 ignores, or its own wait for any child) before its start could watch it"
+                        )));
+                    }
                     Err(e) => {
                         // The child runs on and may still write its room.
                         if let Link::Room(room, _) = link {
                             room.leave();
                         }
-                        if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) {
-                            return Err(io::Error::other(format!(
-                                "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
-                                 ignores, or its own wait for any child) before its start could watch it"
-                            )));
-                        }
                         return Err(e);
                     }
                 };
-                Ok(((pid, pidfd), link, Box::new((boot, prepared)) as Kept))
+                Ok(((pid, pidfd), link, Kept { _made: Box::new((boot, prepared)), recorded }))
             }
             Err(e) => Err(e),
         }

@@ -351,6 +351,9 @@ pub(crate) struct Zygote {
     address: String,
     pid: u32,
     pidfd: OwnedFd,
+    /// The zygote as its fork record names it (none when the builder held nothing): its
+    /// end lets go of that record only (`shm::forking_child_ended`).
+    recorded: Option<sys::ProcId>,
     /// The process that forked it: only it kills and reaps it (a fork copy of a pool has a
     /// copy of this).
     owner: u32,
@@ -414,12 +417,14 @@ impl Zygote {
             }
             Ok(Forked::Parent(pid)) => {
                 drop(listener);
-                if record.holds_nothing() {
-                    drop(record);
-                } else if let Some(start) = sys::process_start(pid) {
-                    record.record(sys::ProcId { pid, start });
+                let recorded = if record.holds_nothing() {
+                    None
                 } else {
-                    drop(record);
+                    sys::process_start(pid).map(|start| sys::ProcId { pid, start })
+                };
+                match recorded {
+                    Some(zygote) => record.record(zygote),
+                    None => drop(record),
                 }
                 drop(state);
                 drop(err);
@@ -430,11 +435,13 @@ impl Zygote {
                         // Not by pid alone: a zygote reaped by the program's own wait may
                         // have left its pid to a stranger.
                         let _ = sys::kill_and_reap_child(pid);
-                        crate::shm::fork_child_ended(pid);
+                        if let Some(zygote) = recorded {
+                            crate::shm::fork_child_ended(zygote);
+                        }
                         return Err(e.into());
                     }
                 };
-                Ok(Zygote { address, pid, pidfd, owner, token, conn: std::sync::Mutex::new(Some(conn)) })
+                Ok(Zygote { address, pid, pidfd, recorded, owner, token, conn: std::sync::Mutex::new(Some(conn)) })
             }
             Err(e) => Err(e.into()),
         }
@@ -485,7 +492,9 @@ impl Drop for Zygote {
         let _ = sys::reap_pidfd(self.pidfd.as_fd(), true);
         // Its workers were waited for (`join`): a zygote killed from outside leaves their
         // entries, dead and unrecorded, pruned here.
-        crate::shm::forking_child_ended(self.pid);
+        if let Some(zygote) = self.recorded {
+            crate::shm::forking_child_ended(zygote);
+        }
     }
 }
 
@@ -1120,6 +1129,11 @@ struct Requester {
     pidfd: Option<OwnedFd>,
 }
 
+/// The status word a kid's requester reads when its end is known but not its status (a kid
+/// reaped by somebody else, on a kernel that keeps no status for its pidfd): no wait status
+/// is all ones. The requester takes it as the kid's outcome says (`child::ended_as_reported`).
+pub(crate) const STATUS_UNKNOWN: i32 = -1;
+
 struct Kid {
     pidfd: OwnedFd,
     /// Where the wait status goes.
@@ -1153,7 +1167,7 @@ struct Server {
     zygote: bool,
     /// A zygote's children recorded as holders of its copies (`shm::ForkRecord`), with a
     /// pidfd each, until they end (`shm::fork_child_ended`).
-    copies: Vec<(u32, OwnedFd)>,
+    copies: Vec<(sys::ProcId, OwnedFd)>,
     /// Whether a requester connected (a zygote leaves when none is left).
     served: bool,
 }
@@ -1181,6 +1195,15 @@ enum Event {
 fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
     if !sys::die_with_parent(main) {
         sys::exit_now(0);
+    }
+    if !zygote {
+        // Forked from the program, the server has its dispositions: `SIGCHLD` ignored
+        // (inherited through `exec`, or set before `init()`) had the kernel reap the
+        // server's own children, a handler of the program's reaped them in the server, and
+        // their requesters never learnt their ends (review85 H1). Its children have the
+        // default too, as those of a server started again (every signal's default). A
+        // zygote keeps the program's, as its workers, copies of the program, do.
+        sys::default_sigchld();
     }
     // Forked from `test_support!`'s `.init_array` entry, the server calls the constructors
     // that come after it, so that its children see what they registered (`sys::early`).
@@ -1688,17 +1711,18 @@ impl Server {
             return;
         }
         let Some(start) = sys::process_start(pid) else { return };
-        record.record(sys::ProcId { pid, start });
+        let child = sys::ProcId { pid, start };
+        record.record(child);
         if let Ok(watch) = sys::dup(pidfd) {
-            self.copies.push((pid, watch));
+            self.copies.push((child, watch));
         }
     }
 
     /// A zygote's child recorded as a holder ended: its copies are let go of.
     fn copy_ended(&mut self, c: usize) {
-        let (pid, watch) = self.copies.swap_remove(c);
+        let (child, watch) = self.copies.swap_remove(c);
         drop(watch);
-        crate::shm::fork_child_ended(pid);
+        crate::shm::fork_child_ended(child);
     }
 
     fn requester_died(&mut self, i: usize) {
@@ -1709,11 +1733,19 @@ impl Server {
         self.requesters[i].sock = None;
     }
 
+    /// The kid's pidfd is readable: it ended.
     fn kid_ended(&mut self, k: usize) {
-        if let Ok(Some(ended)) = sys::reap_pidfd(self.kids[k].pidfd.as_fd(), false) {
-            let kid = self.kids.swap_remove(k);
-            let _ = sys::write_all(kid.status.as_fd(), &ended.to_raw().to_ne_bytes());
-        }
+        let status = match sys::reap_pidfd(self.kids[k].pidfd.as_fd(), false) {
+            Ok(Some(ended)) => ended.to_raw(),
+            Ok(None) => return,
+            // Reaped by somebody else (a zygote's `SIGCHLD` ignored, or a handler of the
+            // program's that waits for any child): ended all the same. Before, it stayed a
+            // kid, its readable pidfd spun the server and its requester waited for ever
+            // (review85 H1). Its status as the kernel kept it, else unknown.
+            Err(_) => super::child::exit_status(self.kids[k].pidfd.as_fd()).map_or(STATUS_UNKNOWN, sys::Ended::to_raw),
+        };
+        let kid = self.kids.swap_remove(k);
+        let _ = sys::write_all(kid.status.as_fd(), &status.to_ne_bytes());
     }
 
     /// Forgets requesters that are gone and have no children left.

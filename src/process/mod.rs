@@ -1084,21 +1084,27 @@ fn lost_child(
 }
 
 /// Kills our own child `pid`, whose pidfd we do not have (a lost one), and reaps it, then lets
-/// go of what it held, as the reap of any dead child does (`ChildState::try_reap`): a fork
-/// child's copies of our handles, every hold it listed. False if it could not be reaped
+/// go of what it held, as the reap of any dead child does (`ChildState::try_reap`): every
+/// hold it listed. False if it could not be reaped
 /// (nothing is let go of then).
 fn kill_and_settle(pid: u32) -> bool {
-    if sys::kill_and_reap_child(pid).is_err() {
-        return false;
+    match sys::kill_and_reap_child(pid) {
+        Ok(()) => {}
+        // No process has the pid: our child (`pid` always names one here) ended and was
+        // reaped by the program (a `SIGCHLD` it ignores, its own wait for any child), dead
+        // all the same (review85 L2: what it was sent was taken as its own for ever).
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+        Err(_) => return false,
     }
     settle(pid);
     true
 }
 
-/// Lets go of what our own child `pid`, reaped, held: a fork child's copies of our handles,
-/// every hold it listed.
+/// Lets go of what our own child `pid`, reaped, held: every hold it listed. No child
+/// settled here has a fork record of ours (a `Fork` start's child is never lost; a
+/// zygote's workers are recorded by the zygote): none is ended by its pid alone, which may
+/// be a recorded child's now (review85 H2).
 fn settle(pid: u32) {
-    crate::shm::fork_child_ended(pid);
     crate::shm::process_ended(pid);
 }
 

@@ -4,12 +4,14 @@
 //! the family heap and the boot socket. It is dispatched before `main` runs, so the
 //! program's `main` never runs twice.
 
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::LaunchError;
 use super::boot::BOOT_ENV;
 use super::family;
-use crate::shm::crash::fail_point;
+use crate::Error;
+use crate::shm::crash::{crash_point, fail_point};
 use crate::sys;
 
 /// Starts a child whose boot socket end is `boot`; returns its pid and pidfd.
@@ -22,9 +24,24 @@ pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
         let room = sys::dup(&boot)?;
         let pid = sys::spawn_self(boot.as_fd(), &env)?;
         drop(room);
+        crash_point!("process.spawn.spawned");
         // Another thread may have taken the room back (crash point
         // `fail:process.spawn.pidfd`: as if it had).
-        let pidfd = if fail_point!("process.spawn.pidfd") { None } else { sys::pidfd_of_child(pid).ok() };
-        pidfd.map(|pidfd| (pid, pidfd)).ok_or_else(|| LaunchError::lost(Some(pid)))
+        let pidfd =
+            if fail_point!("process.spawn.pidfd") { Err(sys::out_of_descriptors()) } else { sys::pidfd_of_child(pid) };
+        match pidfd {
+            Ok(pidfd) => Ok((pid, pidfd)),
+            // Ended, and reaped by the program before this look (review85 L2: it said "out
+            // of descriptors"); settled as dead (`kill_and_settle`).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => Err(LaunchError::Lost {
+                own: Some(pid),
+                error: Box::new(Error::Io(io::Error::other(format!(
+                    "the spawned child {pid} ended and was reaped by the program itself (a SIGCHLD it ignores, or \
+                     its own wait for any child) before its start could watch it"
+                )))),
+                boot: None,
+            }),
+            Err(_) => Err(LaunchError::lost(Some(pid))),
+        }
     })
 }

@@ -368,8 +368,13 @@ fn copied(held: &Held) -> bool {
 /// it never dropped (a static's, or a local's of the parent that it never returned to);
 /// without this, an object the parent let go of while the child ran would be held by a
 /// dead process nobody looks at.
-pub(crate) fn fork_child_ended(pid: u32) {
-    child_ended(pid, false);
+///
+/// `child` is the process the record names, by its pid and start time: the end of a
+/// child the program reaped itself is noticed late (at our next look), when its pid may
+/// be another fork child's or zygote's of ours, whose record a match by pid took (review85
+/// H2: what that live process copied was then freed under it).
+pub(crate) fn fork_child_ended(child: ProcId) {
+    child_ended(child, false);
 }
 
 /// A fork child that recorded fork children of its own (a pool's zygote, whose workers
@@ -377,8 +382,8 @@ pub(crate) fn fork_child_ended(pid: u32) {
 /// an object any more, the dead among its holders are forgotten too, and the object freed.
 /// A zygote killed from outside took the record of its workers with it: their entries
 /// would otherwise keep what they copied for ever (no live holder left to prune them).
-pub(crate) fn forking_child_ended(pid: u32) {
-    child_ended(pid, true);
+pub(crate) fn forking_child_ended(child: ProcId) {
+    child_ended(child, true);
 }
 
 /// [`fork_child_ended`], and with `forking` [`forking_child_ended`].
@@ -395,14 +400,14 @@ pub(crate) fn forking_child_ended(pid: u32) {
 /// `FORKED` is held from that look to the pin too, and this process's own release of an
 /// object drops it from the records first ([`forget_fork_records`]), so a record never
 /// names an object this process freed.
-fn child_ended(pid: u32, forking: bool) {
+fn child_ended(child: ProcId, forking: bool) {
     // No heap, no record (`ForkRecord::record`).
     let Some(heap) = Heap::try_get() else { return };
     let gone: Recorded = {
         let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
         crash_point!("holders.fork_ended.locked");
-        let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
-        let (child, tables) = forked.swap_remove(at);
+        let Some(at) = forked.iter().position(|(recorded, _)| *recorded == child) else { return };
+        let (_, tables) = forked.swap_remove(at);
         // The dead are all forgotten (`forking`) when nobody live holds it; else only the
         // child's entry (a live holder's last drop prunes the others). Decided under the
         // one pin and lock: a second pin would need a second look (review77 L2).
@@ -1882,6 +1887,33 @@ mod tests {
         holders.join_as(heap, dead, held, None).unwrap();
         assert!(holders.leave(heap), "nothing else held it");
         assert_eq!(holders.deaths(), deaths + 2, "a death forgotten by a drop was not counted");
+    }
+
+    /// A fork record is its child's by pid and start time: the late end of a dead child
+    /// (reaped by the program, noticed at our next look) whose pid is now a live fork
+    /// child's forgets nothing of the live one's. By pid alone (review85 H2), the live
+    /// child's record was taken and its entries forgotten: what it copied was freed under it.
+    #[test]
+    fn a_fork_record_is_ended_by_its_childs_pid_and_start_time() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let blob = crate::shm::Blob::new(&[7; 64]).unwrap();
+        // The live child: any process of ours that runs (recorded as a fork child would be).
+        let mut live = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let child = ProcId { pid: live.id(), start: sys::process_start(live.id()).unwrap() };
+        let record = before_fork();
+        assert!(!record.holds_nothing());
+        record.record(child);
+        // An earlier process that had the same pid.
+        fork_child_ended(ProcId { start: child.start - 1, ..child });
+        drop(blob);
+        let kept = heap.in_use() > before;
+        let _ = live.kill();
+        let _ = live.wait();
+        fork_child_ended(child);
+        assert!(kept, "the live child's copy of the blob was freed under it");
+        assert_eq!(heap.in_use(), before, "its own end lets go of its copy");
     }
 
     #[test]

@@ -557,12 +557,13 @@ mod tests {
             }
             sys::Forked::Parent(pid) => {
                 let pidfd = sys::pidfd_open(pid).unwrap();
-                record.record(sys::ProcId { pid, start: sys::process_start(pid).unwrap() });
+                let child = sys::ProcId { pid, start: sys::process_start(pid).unwrap() };
+                record.record(child);
                 drop(token);
                 assert_eq!(heap.in_use(), before, "no fork pin kept the token");
                 sys::write_all(w.as_fd(), &[1]).unwrap();
                 let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
-                holders::fork_child_ended(pid);
+                holders::fork_child_ended(child);
                 assert!(
                     matches!(ended, Some(sys::Ended::Exited(0))),
                     "the child kept the freed token's table in its registry: {ended:?}"

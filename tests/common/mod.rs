@@ -257,13 +257,28 @@ pub fn run_inner_test_with(name: &str, vars: &[(&str, &str)]) {
 /// [`run_inner_test_with`], returning what the inner test wrote to stderr (its children's
 /// lines among it).
 pub fn run_inner_test_stderr(name: &str, vars: &[(&str, &str)]) -> String {
+    inner_test_stderr(name, vars, false)
+}
+
+/// [`run_inner_test`] in a process that starts with `SIGCHLD` ignored, as one started
+/// by a parent that ignores it (an ignored signal stays ignored across `exec`): ignored
+/// before `init()`, which `test_support!` runs before `main`.
+pub fn run_inner_test_ignoring_sigchld(name: &str, env: &str) {
+    inner_test_stderr(name, &[(env, "1")], true);
+}
+
+fn inner_test_stderr(name: &str, vars: &[(&str, &str)], ignore_sigchld: bool) -> String {
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command.args([name, "--exact", "--nocapture", "--test-threads=1"]).envs(vars.iter().copied());
-    // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+    // SAFETY (test): `prctl` and `signal` (installing no handler) are async-signal-safe and
+    // touch nothing of the parent's.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if ignore_sigchld && libc::signal(libc::SIGCHLD, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -661,8 +661,9 @@ pub(crate) fn stop_this_process() {
 /// (of any child) may have reaped it, and its pid be a stranger's by now (audp61: it was
 /// killed by pid at once). A pidfd, once opened, names one process for ever, so the look
 /// and the kill go through one when there is room for it; else (a child lost for want
-/// of descriptors) by pid, right after the look (a reap by the program between the two
-/// is the one window left). `Err` (`ECHILD`) when it is no child of ours.
+/// of descriptors, and only then) by pid, right after the look (a reap by the program
+/// between the two is the one window left). `Err` (`ECHILD`, `ESRCH`: no process has the
+/// pid, so our child was reaped) when it is no child of ours.
 pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
     let Some(target) = Pid::from_raw(pid as i32) else { return Ok(()) };
     match pidfd_of_child(pid) {
@@ -670,8 +671,10 @@ pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
             pidfd_signal(pidfd.as_fd(), libc::SIGKILL)?;
             return reap_pidfd(pidfd.as_fd(), true).map(drop);
         }
-        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Err(e),
-        Err(_) => {}
+        // No room for a pidfd: by pid. Any other error (`ESRCH` above all, a pid already
+        // free, which another start may take before a look by pid) ends it (review85 L4).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => {}
+        Err(e) => return Err(e),
     }
     waitid_again(WaitId::Pid(target), STILL_OURS)?;
     signal_pid(pid, libc::SIGKILL)?;
@@ -882,8 +885,9 @@ pub(crate) fn pidfd_exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
     }
     const PIDFD_INFO_EXIT: u64 = 1 << 3;
     // `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
-    const PIDFD_GET_INFO: libc::c_ulong =
-        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+    // (`libc::Ioctl`: the request's type is `c_ulong` in glibc, `c_int` in musl.)
+    const PIDFD_GET_INFO: libc::Ioctl =
+        ((3u32 << 30) | ((std::mem::size_of::<PidfdInfo>() as u32) << 16) | (0xFF << 8) | 11) as libc::Ioctl;
     let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
     // SAFETY: the kernel writes at most `size_of::<PidfdInfo>()` bytes (the size encoded
     // in the request) into `info`, a live local of that size.
@@ -944,6 +948,14 @@ pub(crate) fn child_signal_dispositions() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// Gives `SIGCHLD` its default action: this process's children stay, once ended, until its
+/// own `waitid` reaps them (ignored, the kernel reaps them at their end; a handler may
+/// reap them first).
+pub(crate) fn default_sigchld() {
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
 }
 
 /// Hold `SIGINT` and `SIGTERM`: the fork server ends when its family does, not on a
