@@ -756,6 +756,72 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Replays `bytes` (a `Value<u64>` message whose count a first delivery took) in a
+    /// thread held just past its look (`object.header.load`), then drops the value's last
+    /// handle in another thread, held at `object.unstart.counted`: the release has counted
+    /// itself as one more look and not yet let go. The replay is then let go first: refused
+    /// (the seal is cleared), its look lets go of the released start. The block must stay
+    /// while the releaser still goes on to read its header and lock its table: `Err` if the
+    /// replay's let-go freed it. Let go, the releaser frees it.
+    fn a_look_lets_go_while_the_releaser_is_counted(_: ()) -> Result<(), String> {
+        let value = Value::new(1u64).unwrap();
+        let bytes = capture(&value);
+        let first = replay(&bytes).map_err(|e| format!("the first delivery is genuine: {e}"))?;
+        multiproc::__private::crash_at("hold:object.header.load,hold:object.unstart.counted");
+        // As `replay` does, its pipe kept here: its free would hide the block's.
+        let (to, from) = Pipe::<Liar<Verbatim, Value<u64>>>::new().unwrap();
+        to.send(Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
+        let looking = std::thread::spawn(move || from.recv().err().map(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("the replay never got past its look at the directory".into());
+        }
+        let releasing = std::thread::spawn(move || drop((value, first)));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 2) {
+            return Err("the release never counted itself among the looks".into());
+        }
+        // What the release freed before its count (the holder table's blocks) is gone.
+        let held = multiproc::__private::heap_in_use();
+        // The replay goes on (its point no longer armed), the releaser stays held.
+        multiproc::__private::crash_at("hold:object.unstart.counted");
+        let refused = looking.join().map_err(|_| "the replaying thread panicked".to_string())?;
+        let after_replay = multiproc::__private::heap_in_use();
+        multiproc::__private::crash_disarm();
+        releasing.join().map_err(|_| "the releasing thread panicked".to_string())?;
+        if after_replay < held {
+            return Err(format!(
+                "the value's block was freed by a look's let-go while its releaser was between its \
+                 count and its own let-go ({held} bytes in use before, {after_replay} after the replay)"
+            ));
+        }
+        if refused.is_none() {
+            return Err("the replayed bytes of a released value were received".into());
+        }
+        let end = multiproc::__private::heap_in_use();
+        drop(to);
+        if end >= held {
+            return Err(format!(
+                "the block was not freed once the releaser let go: {held} bytes in use before, {end} after"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The release of an object that looks pin counts itself as one more look, and lets go
+    /// after it (review83 H1): a live look that lets go in between must not take the
+    /// releaser's look for a dead process's and free the block under it (the releaser then
+    /// read its header, locked its table and took one from its directory word, all in a
+    /// freed block, maybe reused: the word of the next object there went wrong).
+    #[test]
+    fn a_look_that_lets_go_before_the_releaser_does_not_free_the_block_under_it() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(a_look_lets_go_while_the_releaser_is_counted, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!("the body failed: {e}"),
+        }
+        _check.assert_no_leak();
+    }
+
     /// A process killed between its look at a value's start and its loads (crash point
     /// `object.header.load`, armed to abort) leaves its look in the directory's word, which
     /// it never takes back. The value's last drop, later, in this process, must still free

@@ -871,7 +871,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<Look<
         if w & !LOOKS != mark {
             return None;
         }
-        if w & LOOKS == MAX_LOOKS {
+        if w & LOOKS >= MAX_LOOKS {
             std::thread::yield_now();
             w = word.load(Ordering::Acquire);
             continue;
@@ -922,8 +922,9 @@ impl Drop for Look<'_> {
             }
         }
         // Released while looked at: the last look out frees the block.
-        let mine = self.announced.take();
-        let_go_released(self.heap, self.off, self, mine);
+        if let Some(mine) = self.announced.take() {
+            let_go_released(self.heap, self.off, self, mine);
+        }
     }
 }
 
@@ -931,35 +932,47 @@ impl Drop for Look<'_> {
 /// seal and tag cleared) out of the directory: no look finds it from then on. Returns
 /// whether the caller frees the block now; if looks pin the start, the last of them frees
 /// it ([`let_go_released`]), and this release lets go as one more look, which takes away
-/// the looks of dead processes.
+/// the looks of dead processes. That look is announced as any other, before the
+/// compare-and-swap that counts it: a live look letting go in between would otherwise take
+/// it for a dead process's and free the block under the release, which then goes on to
+/// its header, its table's lock and its word (review83 H1).
 fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
     let word = heap.start(off);
     let mut w = word.load(Ordering::Relaxed);
+    let mut mine = None;
     loop {
         // No look: the word is 0 and the block the caller's. Else the looks and this one.
-        let to = if w & LOOKS == 0 { 0 } else { (w & LOOKS) + 1 };
+        let to = if w & LOOKS == 0 {
+            0
+        } else {
+            // Announced before the count (its release orders it), once.
+            mine.get_or_insert_with(|| pins::announce(off + LOOKED));
+            (w & LOOKS) + 1
+        };
         match word.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break,
             Err(now) => w = now,
         }
     }
-    if w & LOOKS == 0 {
-        return true;
-    }
-    let_go_released(heap, off, header, None);
+    // Without looks counted: the word is 0, and an announcement made for looks that went
+    // before the count was nobody's look.
+    let Some(mine) = mine.filter(|_| w & LOOKS != 0) else { return true };
+    crash_point!("object.unstart.counted");
+    let_go_released(heap, off, header, mine);
     false
 }
 
-/// One look (`mine`: its announcement, `None` for the release's own, [`unstart`]) lets go
-/// of the start of the released object at `off`, whose `header` it pins still; the last
-/// one frees the block. Under the released table's lock, which every such look takes (no
-/// new look can come: the start is gone), so that the word does not change meanwhile but
-/// by the lock's holder: if no live process announces a look at `off` once this look's own
-/// announcement is cleared, every other look in the word is a dead process's (a live look
-/// is announced from before its pin until after its unpin, which happens under this lock),
-/// and they are taken away with it, as `pins` resolves a table's dead pins. A look of a
-/// dead process never lets go by itself: without this its block would wait for ever.
-fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Option<Announced>) {
+/// One look (`mine`: its announcement) lets go of the start of the released object at
+/// `off`, whose `header` it pins still; the last one frees the block. Under the released
+/// table's lock, which every such look takes (no new look can come: the start is gone), so
+/// that the word does not change meanwhile but by the lock's holder: if no live process
+/// announces a look at `off` once this look's own announcement is cleared, every other look
+/// in the word is a dead process's (every live look, the release's own among them, is
+/// announced from before the compare-and-swap that counts it until after its let-go, which
+/// happens under this lock), and they are taken away with it, as `pins` resolves a table's
+/// dead pins. A look of a dead process never lets go by itself: without this its block
+/// would wait for ever.
+fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
