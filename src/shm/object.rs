@@ -37,6 +37,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -46,6 +47,7 @@ use super::heap::{Heap, HeapFull};
 use super::holders::{self, Holders, LetGo, Received};
 use super::pins::{self, Announced};
 use super::receipts::{ArgsState, Receipt};
+use super::wait::Deadline;
 use crate::codec;
 
 /// The kinds of shared object, one number each, checked when a handle is decoded.
@@ -499,7 +501,7 @@ impl<T: ShmObject> Shared<T> {
     /// one (freed, or the bytes name something else): nothing is written then.
     pub(super) fn take_sent(heap: &Heap, off: u64, generation: u64, seal: u64) -> Option<Self> {
         // Nothing is written before the seal is checked.
-        let header = header_at(heap, off, generation, std::mem::size_of::<Obj<T>>())?;
+        let header = header_at(heap, off, generation, std::mem::size_of::<Obj<T>>()).ok()?;
         if !sealed::<T>(heap, off, &header, generation, seal) {
             return None;
         }
@@ -726,13 +728,17 @@ impl<T: ShmObject> Shared<T> {
             )));
         }
         // Nothing is written before the seal is checked.
-        let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Obj<T>>()) else {
-            return Err(codec::refuse_decoding(if heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
-                "the handle's object no longer exists, or the handle was forged (no object of its generation starts \
-                 where it points)"
-            } else {
-                "the handle points outside the family's shared memory"
-            }));
+        let header = match header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Obj<T>>()) {
+            Ok(header) => header,
+            Err(NoLook::Crowded) => return Err(codec::refuse_decoding(CROWDED)),
+            Err(NoLook::Absent) => {
+                return Err(codec::refuse_decoding(if heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
+                    "the handle's object no longer exists, or the handle was forged (no object of its generation \
+                     starts where it points)"
+                } else {
+                    "the handle points outside the family's shared memory"
+                }));
+            }
         };
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
         if !sealed::<T>(heap, wire.offset, &header, wire.generation, wire.seal) {
@@ -853,25 +859,34 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// end beside another process's last drop. That ended in loads racing plain stores and,
 /// on a 24-bit match, in the pin's compare-and-swap, the table's lock and a free of a
 /// block of another type (review74 M1, review77 M1; hpin61 closed it).
+///
+/// A start whose every look is taken ([`MAX_LOOKS`]) for [`LOOKS_WAIT`] is given up on
+/// ([`NoLook::Crowded`]): the looks of processes killed while looking at a live object stay
+/// in its word until its release, and would otherwise make every later look wait for ever
+/// (review83 M1).
 #[inline]
-fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<Look<'_>> {
+fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<'_>, NoLook> {
     if !heap.contains(off, len) {
-        return None;
+        return Err(NoLook::Absent);
     }
     let word = heap.start(off);
     let mark = start_mark(generation);
     let mut w = word.load(Ordering::Acquire);
     if w & !LOOKS != mark {
-        return None;
+        return Err(NoLook::Absent);
     }
     // Announced before the pin (the pin's release orders it), so that whoever lets go of
     // the block after a release tells this look, if it dies pinned, from a live one.
     let announced = pins::announce(off + LOOKED);
+    let mut crowded = None;
     loop {
         if w & !LOOKS != mark {
-            return None;
+            return Err(NoLook::Absent);
         }
         if w & LOOKS >= MAX_LOOKS {
+            if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                return Err(NoLook::Crowded);
+            }
             std::thread::yield_now();
             w = word.load(Ordering::Acquire);
             continue;
@@ -882,8 +897,22 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<Look<
         }
     }
     crash_point!("object.header.load");
-    Some(Look { heap, off, announced: Some(announced) })
+    Ok(Look { heap, off, announced: Some(announced) })
 }
+
+/// Why [`header_at`] gives no header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoLook {
+    /// The range is outside the heap, or no object of the generation starts there.
+    Absent,
+    /// The object starts there, but every look its word counts was taken for
+    /// [`LOOKS_WAIT`]: by as many threads at once, or left by processes killed looking.
+    Crowded,
+}
+
+/// How long a look waits for one of [`MAX_LOOKS`] to be let go of before it gives up.
+/// Live looks last a table call; a wait this long means they are most likely dead ones.
+const LOOKS_WAIT: Duration = Duration::from_secs(1);
 
 /// The header of the object at an offset, found by [`header_at`]: its start in the
 /// directory pinned by one look, so that its block is neither freed nor reused while this
@@ -1014,7 +1043,7 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 /// reused by another object, since. Keep the look until the table's pin is taken.
 fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<Look<'_>> {
     // Nothing is written here.
-    let header = header_at(heap, off, generation, std::mem::size_of::<Header>())?;
+    let header = header_at(heap, off, generation, std::mem::size_of::<Header>()).ok()?;
     let tag = header.tag.load(Ordering::Acquire);
     (tag & !0xffff_ffff == TAG
         && header.seal.load(Ordering::Acquire) != 0
@@ -1108,7 +1137,7 @@ fn discard_on_take(wire: Wire) {
 /// object's keeps the object ([`discard_side`]). Forged bytes change nothing.
 pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>) {
     // Nothing is written unless the seal matches.
-    let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Header>()) else { return };
+    let Ok(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Header>()) else { return };
     let what = (wire.object_kind(), wire.fingerprint, std::mem::size_of::<Header>());
     if sealed_as(heap, wire.offset, &header, what, wire.generation, wire.seal) {
         if let Some(side) = wire.side() {
@@ -1176,6 +1205,11 @@ fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
 /// Why a held copy's bytes read again were refused (see [`Holders::join_held`]).
 const AGAIN_LET_GO: &str =
     "the handle was received already in this message, and let go of since (out of its decoding's sight)";
+
+/// Why a decoding was refused when its object's start had every look taken (see
+/// [`header_at`]); the message's count stays in flight, and keeps the object.
+const CROWDED: &str = "the handle's object has every look it can count taken, for too long (processes killed while \
+                       decoding its handles leave theirs)";
 
 /// Why a receive was refused for a full heap.
 const FULL_HEAP: &str = "this process cannot be recorded as a holder: the family's shared memory is exhausted";
@@ -1751,16 +1785,45 @@ mod tests {
         let handle = Shared::with_tail(Probe { value: AtomicU64::new(3) }, 4096).unwrap();
         let (off, generation, _) = handle.identity();
         let len = std::mem::size_of::<Header>();
-        assert!(header_at(heap, off, generation, len).is_some(), "a live object's start");
-        assert!(header_at(heap, off, generation + 1, len).is_none(), "another generation");
+        assert!(header_at(heap, off, generation, len).is_ok(), "a live object's start");
+        assert_eq!(header_at(heap, off, generation + 1, len).err(), Some(NoLook::Absent), "another generation");
         let tail = handle.tail_offset();
         assert!((tail..tail + 4096).step_by(64).all(|inside| heap.start(inside).load(Ordering::Relaxed) == 0));
-        assert!(header_at(heap, tail, generation, len).is_none(), "an offset inside the object");
+        assert_eq!(header_at(heap, tail, generation, len).err(), Some(NoLook::Absent), "an offset inside the object");
         drop(handle);
         // Not "0": the block may already be another object's, placed by a test that does not
         // take the lock (review74 L3); a release that did not clear leaves this very mark.
         assert_ne!(heap.start(off).load(Ordering::Relaxed), start_mark(generation), "cleared at the release");
-        assert!(header_at(heap, off, generation, len).is_none(), "a freed object's start");
+        assert_eq!(header_at(heap, off, generation, len).err(), Some(NoLook::Absent), "a freed object's start");
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// review83 M1: the looks of processes killed while looking stay in a live object's
+    /// word until its release. With every look taken, a new look gives up after a bounded
+    /// wait (and its decoding fails) rather than wait for ever.
+    #[test]
+    fn a_look_at_a_start_with_every_look_taken_gives_up() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(5) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let word = heap.start(off);
+        // As as many processes killed between their looks and their let-go leave it.
+        word.fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let looked = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>()).err();
+            let _ = tx.send(looked);
+        });
+        let looked = rx.recv_timeout(std::time::Duration::from_secs(30));
+        word.fetch_sub(MAX_LOOKS, Ordering::AcqRel);
+        assert_eq!(
+            looked,
+            Ok(Some(NoLook::Crowded)),
+            "a look at a start with every look taken still waits (or was let in)"
+        );
+        drop(handle);
         assert_eq!(heap.in_use(), before);
     }
 }
