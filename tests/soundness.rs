@@ -822,6 +822,60 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// With a dead look in a value's word (a replay killed past its look), replays the value's
+    /// bytes in a thread held just after it announced its look (`object.header.announced`),
+    /// and drops the value's last handle meanwhile: its release, finding the replay
+    /// announced, cannot tell the dead look from the replay's, and leaves it. Let go, the
+    /// replay finds the start released: the block must still be freed.
+    fn release_beside_an_announced_look(_: ()) -> Result<(), String> {
+        let value = Value::new(4u64).unwrap();
+        let bytes = capture(&value);
+        let killed = Process::new(replay_armed, (bytes.clone(), false)).start().unwrap().join();
+        if killed.is_ok() {
+            return Err(format!("the killed replay did not reach its look: {killed:?}"));
+        }
+        let first = replay(&bytes).map_err(|e| format!("the genuine message still decodes: {e}"))?;
+        multiproc::__private::crash_at("hold:object.header.announced");
+        // As `replay` does, its pipe kept here: its free would hide the block's.
+        let (to, from) = Pipe::<Liar<Verbatim, Value<u64>>>::new().unwrap();
+        to.send(Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
+        let looking = std::thread::spawn(move || from.recv().err().map(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("the replay never announced its look".into());
+        }
+        let held = multiproc::__private::heap_in_use();
+        drop((value, first));
+        multiproc::__private::crash_disarm();
+        let refused = looking.join().map_err(|_| "the replaying thread panicked".to_string())?;
+        if refused.is_none() {
+            return Err("the replayed bytes of a released value were received".into());
+        }
+        let end = multiproc::__private::heap_in_use();
+        drop(to);
+        if end >= held {
+            return Err(format!(
+                "the value's block was kept by a dead look that a live look's announcement hid from \
+                 its release: {held} bytes in use before the drop, {end} after"
+            ));
+        }
+        Ok(())
+    }
+
+    /// review83 L1: a live look announced but not yet counted, beside the release of its
+    /// object, makes the release keep the looks of the dead (it cannot tell them from that
+    /// one); the look, finding the start released, lets go as a look would, and the block is
+    /// freed (it leaked).
+    #[test]
+    fn a_look_announced_beside_a_release_does_not_leave_a_dead_look_behind() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(release_beside_an_announced_look, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!("the body failed: {e}"),
+        }
+        _check.assert_no_leak();
+    }
+
     /// A process killed between its look at a value's start and its loads (crash point
     /// `object.header.load`, armed to abort) leaves its look in the directory's word, which
     /// it never takes back. The value's last drop, later, in this process, must still free

@@ -878,9 +878,23 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     // Announced before the pin (the pin's release orders it), so that whoever lets go of
     // the block after a release tells this look, if it dies pinned, from a live one.
     let announced = pins::announce(off + LOOKED);
+    crash_point!("object.header.announced");
     let mut crowded = None;
     loop {
         if w & !LOOKS != mark {
+            if w != 0 && w < LOOKS {
+                // Released, pinned by looks still: this announcement may have kept a let-go
+                // from taking away dead looks (it cannot tell them from this one), so this
+                // lets go as a look, which does (review83 L1: the block leaked). Its word
+                // not 0, the block is not freed: counted, it stays so until the let-go.
+                match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => drop(Look { heap, off, announced: Some(announced) }),
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
             return Err(NoLook::Absent);
         }
         if w & LOOKS >= MAX_LOOKS {
