@@ -514,14 +514,10 @@ impl<T: ShmObject> Shared<T> {
             }
             Err(_) => return None,
         }
-        let handle = Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
-        let header = handle.header();
-        if header.seal.load(Ordering::Acquire) != seal || header.generation.load(Ordering::Acquire) != generation {
-            // Freed and reused between the check and the receive: not ours to keep.
-            drop(handle);
-            return None;
-        }
-        Some(handle)
+        // The look kept the block from being freed (so reused) since the seal's check, and
+        // the receive, by its pin of the generation, found the object held still.
+        debug_assert!(header.seal.load(Ordering::Relaxed) == seal, "the object changed under its look");
+        Some(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 }
 
@@ -796,17 +792,11 @@ impl<T: ShmObject> Shared<T> {
                 Self::settle_on_take(wire.offset, true);
             }
         }
-        // The object may have been freed between the check and the receive (or the join),
-        // and the word the pin checked be another object's with the same low generation
-        // bits: then this process now holds that object, and gives it back.
+        // The look kept the block from being freed (so reused) since the seal's check, and
+        // the receive (or the join), by its pin of the generation, found the object held
+        // still: the handle is that object's (before hpin61, it could be another's).
+        debug_assert!(header.seal.load(Ordering::Relaxed) == wire.seal, "the object changed under its look");
         let handle = Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
-        let header = handle.header();
-        if header.seal.load(Ordering::Acquire) != wire.seal
-            || header.generation.load(Ordering::Acquire) != wire.generation
-        {
-            drop(handle);
-            return Err(codec::refuse_decoding("the handle's object no longer exists"));
-        }
         if sides == 0 {
             // A side's decoding notes its handle once its side is received too.
             codec::received_handle(read);
@@ -1015,12 +1005,19 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// happens under this lock), and they are taken away with it, as `pins` resolves a table's
 /// dead pins. A look of a dead process never lets go by itself: without this its block
 /// would wait for ever.
+///
+/// The last look frees with `heap.free`, not `free_warm` (it does not know the type): a
+/// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
+/// release beside a look only, the accounting the same).
 fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
         let _g = header.holders.lock_released();
         drop(mine);
+        // Killed here: the lock is taken over by the next look out, which finds this one
+        // unannounced, a dead one's.
+        crash_point!("object.let_go.locked");
         let w = word.load(Ordering::Acquire);
         if w > 1 && !pins::announced_by_live(heap, off + LOOKED) {
             word.store(1, Ordering::Relaxed);
