@@ -887,7 +887,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
                 // lets go as a look, which does (review83 L1: the block leaked). Its word
                 // not 0, the block is not freed: counted, it stays so until the let-go.
                 match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => drop(Look { heap, off, announced: Some(announced), covers: false }),
+                    Ok(_) => drop(Look { heap, off, announced: Some(announced), covers: false, _thread: PhantomData }),
                     Err(now) => {
                         w = now;
                         continue;
@@ -912,7 +912,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     crash_point!("object.header.load");
     // Until it lets go, the look announces this thread's pins of the object's table.
     let covers = pins::cover(off + HOLDERS_AT);
-    Ok(Look { heap, off, announced: Some(announced), covers })
+    Ok(Look { heap, off, announced: Some(announced), covers, _thread: PhantomData })
 }
 
 /// Why [`header_at`] gives no header.
@@ -941,6 +941,8 @@ struct Look<'h> {
     /// Whether the look announces its thread's pins of the object's holder table
     /// (`pins::cover`), until it lets go.
     covers: bool,
+    /// Not `Send`: its cover is its thread's.
+    _thread: PhantomData<*const ()>,
 }
 
 impl std::ops::Deref for Look<'_> {
