@@ -756,6 +756,220 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Replays `bytes` (a `Value<u64>` message whose count a first delivery took) in a
+    /// thread held just past its look (`object.header.load`), then drops the value's last
+    /// handle in another thread, held at `object.unstart.counted`: the release has counted
+    /// itself as one more look and not yet let go. The replay is then let go first: refused
+    /// (the seal is cleared), its look lets go of the released start. The block must stay
+    /// while the releaser still goes on to read its header and lock its table: `Err` if the
+    /// replay's let-go freed it. Let go, the releaser frees it.
+    fn a_look_lets_go_while_the_releaser_is_counted(_: ()) -> Result<(), String> {
+        let value = Value::new(1u64).unwrap();
+        let bytes = capture(&value);
+        let first = replay(&bytes).map_err(|e| format!("the first delivery is genuine: {e}"))?;
+        multiproc::__private::crash_at("hold:object.header.load,hold:object.unstart.counted");
+        // As `replay` does, its pipe kept here: its free would hide the block's.
+        let (to, from) = Pipe::<Liar<Verbatim, Value<u64>>>::new().unwrap();
+        to.send(Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
+        let looking = std::thread::spawn(move || from.recv().err().map(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("the replay never got past its look at the directory".into());
+        }
+        let releasing = std::thread::spawn(move || drop((value, first)));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 2) {
+            return Err("the release never counted itself among the looks".into());
+        }
+        // What the release freed before its count (the holder table's blocks) is gone.
+        let held = multiproc::__private::heap_in_use();
+        // The replay goes on (its point no longer armed), the releaser stays held.
+        multiproc::__private::crash_at("hold:object.unstart.counted");
+        let refused = looking.join().map_err(|_| "the replaying thread panicked".to_string())?;
+        let after_replay = multiproc::__private::heap_in_use();
+        multiproc::__private::crash_disarm();
+        releasing.join().map_err(|_| "the releasing thread panicked".to_string())?;
+        if after_replay < held {
+            return Err(format!(
+                "the value's block was freed by a look's let-go while its releaser was between its \
+                 count and its own let-go ({held} bytes in use before, {after_replay} after the replay)"
+            ));
+        }
+        if refused.is_none() {
+            return Err("the replayed bytes of a released value were received".into());
+        }
+        let end = multiproc::__private::heap_in_use();
+        drop(to);
+        if end >= held {
+            return Err(format!(
+                "the block was not freed once the releaser let go: {held} bytes in use before, {end} after"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The release of an object that looks pin counts itself as one more look, and lets go
+    /// after it (review83 H1): a live look that lets go in between must not take the
+    /// releaser's look for a dead process's and free the block under it (the releaser then
+    /// read its header, locked its table and took one from its directory word, all in a
+    /// freed block, maybe reused: the word of the next object there went wrong).
+    #[test]
+    fn a_look_that_lets_go_before_the_releaser_does_not_free_the_block_under_it() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(a_look_lets_go_while_the_releaser_is_counted, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!("the body failed: {e}"),
+        }
+        _check.assert_no_leak();
+    }
+
+    /// With a dead look in a value's word (a replay killed past its look), replays the value's
+    /// bytes in a thread held just after it announced its look (`object.header.announced`),
+    /// and drops the value's last handle meanwhile: its release, finding the replay
+    /// announced, cannot tell the dead look from the replay's, and leaves it. Let go, the
+    /// replay finds the start released: the block must still be freed.
+    fn release_beside_an_announced_look(_: ()) -> Result<(), String> {
+        let value = Value::new(4u64).unwrap();
+        let bytes = capture(&value);
+        let killed = Process::new(replay_armed, (bytes.clone(), false)).start().unwrap().join();
+        if killed.is_ok() {
+            return Err(format!("the killed replay did not reach its look: {killed:?}"));
+        }
+        let first = replay(&bytes).map_err(|e| format!("the genuine message still decodes: {e}"))?;
+        multiproc::__private::crash_at("hold:object.header.announced");
+        // As `replay` does, its pipe kept here: its free would hide the block's.
+        let (to, from) = Pipe::<Liar<Verbatim, Value<u64>>>::new().unwrap();
+        to.send(Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
+        let looking = std::thread::spawn(move || from.recv().err().map(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("the replay never announced its look".into());
+        }
+        let held = multiproc::__private::heap_in_use();
+        drop((value, first));
+        multiproc::__private::crash_disarm();
+        let refused = looking.join().map_err(|_| "the replaying thread panicked".to_string())?;
+        if refused.is_none() {
+            return Err("the replayed bytes of a released value were received".into());
+        }
+        let end = multiproc::__private::heap_in_use();
+        drop(to);
+        if end >= held {
+            return Err(format!(
+                "the value's block was kept by a dead look that a live look's announcement hid from \
+                 its release: {held} bytes in use before the drop, {end} after"
+            ));
+        }
+        Ok(())
+    }
+
+    /// review83 L1: a live look announced but not yet counted, beside the release of its
+    /// object, makes the release keep the looks of the dead (it cannot tell them from that
+    /// one); the look, finding the start released, lets go as a look would, and the block is
+    /// freed (it leaked).
+    #[test]
+    fn a_look_announced_beside_a_release_does_not_leave_a_dead_look_behind() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(release_beside_an_announced_look, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!("the body failed: {e}"),
+        }
+        _check.assert_no_leak();
+    }
+
+    /// The end a replay reads a value's bytes from (see `replay`).
+    type Replaying = Connection<Liar<Verbatim, Value<u64>>>;
+
+    /// A pipe whose reading end gives `bytes` (a value's message) to decode, as `replay`
+    /// reads them: kept by its maker, it is freed by no reap.
+    fn replaying(bytes: &[u8]) -> (Replaying, Replaying) {
+        let (to, from) = Pipe::<Liar<Verbatim, Value<u64>>>::new().unwrap();
+        to.send(Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
+        (to, from)
+    }
+
+    /// In a child: replays a value's bytes from `from` in a thread held past its look (`object.header.load`),
+    /// says so (`looking`), waits until told the value was released (`released`), then
+    /// lets the replay go on with `object.let_go.locked` armed to abort: the process dies
+    /// holding the released table's lock, its look counted, its announcement cleared.
+    fn let_go_killed_locked((from, looking, released): (Replaying, Event, Event)) -> String {
+        multiproc::__private::crash_at("hold:object.header.load");
+        let replaying = std::thread::spawn(move || from.recv().err().map(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return "the child's replay never got past its look".into();
+        }
+        looking.set();
+        if !released.wait_timeout(LIMIT) {
+            return "never told the value was released".into();
+        }
+        multiproc::__private::crash_at("object.let_go.locked");
+        match replaying.join() {
+            Ok(refused) => format!("the let-go did not reach its point: {refused:?}"),
+            Err(_) => "the replaying thread panicked".into(),
+        }
+    }
+
+    /// A child's look and one of this process's both pin a value's start; the value is
+    /// released; the child's let-go is killed holding the released table's lock
+    /// (`object.let_go.locked`). This process's look, let go next, takes the lock over and
+    /// the child's look away with its own: the block is freed.
+    fn let_go_beside_a_let_go_killed_locked(_: ()) -> Result<(), String> {
+        let value = Value::new(6u64).unwrap();
+        let bytes = capture(&value);
+        let first = replay(&bytes).map_err(|e| format!("the first delivery is genuine: {e}"))?;
+        let [looking, released] = [(); 2].map(|()| Event::new().unwrap());
+        let (child_to, child_from) = replaying(&bytes);
+        let child =
+            Process::new(let_go_killed_locked, (child_from, looking.clone(), released.clone())).start().unwrap();
+        if !looking.wait_timeout(LIMIT) {
+            return Err("the child never got past its look".into());
+        }
+        multiproc::__private::crash_at("hold:object.header.load");
+        let (to, from) = replaying(&bytes);
+        let mine = std::thread::spawn(move || from.recv().err().map(|e| e.to_string()));
+        if !common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1) {
+            return Err("this process's replay never got past its look".into());
+        }
+        let held = multiproc::__private::heap_in_use();
+        drop((value, first));
+        released.set();
+        // Not joined yet: the join's reap looks at what the child held, and would be held.
+        let pid = child.pid();
+        if !common::eventually(LIMIT, || !common::pid_running(pid)) {
+            return Err(format!("the child {pid} did not end"));
+        }
+        multiproc::__private::crash_disarm();
+        let refused = mine.join().map_err(|_| "the replaying thread panicked".to_string())?;
+        let end = multiproc::__private::heap_in_use();
+        if let Ok(said) = child.join() {
+            return Err(format!("the child was not killed at its let-go: {said}"));
+        }
+        if refused.is_none() {
+            return Err("the replayed bytes of a released value were received".into());
+        }
+        drop((to, child_to, looking, released));
+        if end >= held {
+            return Err(format!(
+                "the block was not freed after a let-go killed holding the lock: {held} bytes in use \
+                 before the drop, {end} after"
+            ));
+        }
+        Ok(())
+    }
+
+    /// review83 L4: a look killed in its let-go of a released start, holding the released
+    /// table's lock, its announcement cleared, is taken away by the next let-go, which takes
+    /// the lock over: the block is freed.
+    #[test]
+    fn a_look_killed_in_its_let_go_is_taken_away_by_the_next() {
+        let _check = leak_check(LIMIT);
+        let outcome = Process::new(let_go_beside_a_let_go_killed_locked, ()).start().unwrap().join();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(e) => panic!("the body failed: {e}"),
+        }
+        _check.assert_no_leak();
+    }
+
     /// A process killed between its look at a value's start and its loads (crash point
     /// `object.header.load`, armed to abort) leaves its look in the directory's word, which
     /// it never takes back. The value's last drop, later, in this process, must still free

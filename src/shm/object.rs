@@ -37,6 +37,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -46,6 +47,7 @@ use super::heap::{Heap, HeapFull};
 use super::holders::{self, Holders, LetGo, Received};
 use super::pins::{self, Announced};
 use super::receipts::{ArgsState, Receipt};
+use super::wait::Deadline;
 use crate::codec;
 
 /// The kinds of shared object, one number each, checked when a handle is decoded.
@@ -134,6 +136,15 @@ const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
 const LOOKED: u64 = 1;
+/// Where an object's own holder table is, from its start.
+const HOLDERS_AT: u64 = std::mem::offset_of!(Header, holders) as u64;
+
+/// What a look at the object whose holder table is at `table` announces: that look stands
+/// for the announcements of its thread's pins of the table (`pins::cover`). For a table
+/// that is no object's own (a side's), an offset no look announces.
+pub(super) fn look_covering(table: u64) -> u64 {
+    table.wrapping_sub(HOLDERS_AT) + LOOKED
+}
 
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
@@ -511,7 +522,7 @@ impl<T: ShmObject> Shared<T> {
     /// one (freed, or the bytes name something else): nothing is written then.
     pub(super) fn take_sent(heap: &Heap, off: u64, generation: u64, seal: u64) -> Option<Self> {
         // Nothing is written before the seal is checked.
-        let header = header_at(heap, off, generation, std::mem::size_of::<Obj<T>>())?;
+        let header = header_at(heap, off, generation, std::mem::size_of::<Obj<T>>()).ok()?;
         if !sealed::<T>(heap, off, &header, generation, seal) {
             return None;
         }
@@ -524,14 +535,10 @@ impl<T: ShmObject> Shared<T> {
             }
             Err(_) => return None,
         }
-        let handle = Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
-        let header = handle.header();
-        if header.seal.load(Ordering::Acquire) != seal || header.generation.load(Ordering::Acquire) != generation {
-            // Freed and reused between the check and the receive: not ours to keep.
-            drop(handle);
-            return None;
-        }
-        Some(handle)
+        // The look kept the block from being freed (so reused) since the seal's check, and
+        // the receive, by its pin of the generation, found the object held still.
+        debug_assert!(header.seal.load(Ordering::Relaxed) == seal, "the object changed under its look");
+        Some(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 }
 
@@ -738,13 +745,17 @@ impl<T: ShmObject> Shared<T> {
             )));
         }
         // Nothing is written before the seal is checked.
-        let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Obj<T>>()) else {
-            return Err(codec::refuse_decoding(if heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
-                "the handle's object no longer exists, or the handle was forged (no object of its generation starts \
-                 where it points)"
-            } else {
-                "the handle points outside the family's shared memory"
-            }));
+        let header = match header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Obj<T>>()) {
+            Ok(header) => header,
+            Err(NoLook::Crowded) => return Err(codec::refuse_decoding(CROWDED)),
+            Err(NoLook::Absent) => {
+                return Err(codec::refuse_decoding(if heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
+                    "the handle's object no longer exists, or the handle was forged (no object of its generation \
+                     starts where it points)"
+                } else {
+                    "the handle points outside the family's shared memory"
+                }));
+            }
         };
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
         if !sealed::<T>(heap, wire.offset, &header, wire.generation, wire.seal) {
@@ -802,17 +813,11 @@ impl<T: ShmObject> Shared<T> {
                 Self::settle_on_take(wire.offset, true);
             }
         }
-        // The object may have been freed between the check and the receive (or the join),
-        // and the word the pin checked be another object's with the same low generation
-        // bits: then this process now holds that object, and gives it back.
+        // The look kept the block from being freed (so reused) since the seal's check, and
+        // the receive (or the join), by its pin of the generation, found the object held
+        // still: the handle is that object's (before hpin61, it could be another's).
+        debug_assert!(header.seal.load(Ordering::Relaxed) == wire.seal, "the object changed under its look");
         let handle = Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
-        let header = handle.header();
-        if header.seal.load(Ordering::Acquire) != wire.seal
-            || header.generation.load(Ordering::Acquire) != wire.generation
-        {
-            drop(handle);
-            return Err(codec::refuse_decoding("the handle's object no longer exists"));
-        }
         if sides == 0 {
             // A side's decoding notes its handle once its side is received too.
             codec::received_handle(read);
@@ -865,25 +870,48 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// end beside another process's last drop. That ended in loads racing plain stores and,
 /// on a 24-bit match, in the pin's compare-and-swap, the table's lock and a free of a
 /// block of another type (review74 M1, review77 M1; hpin61 closed it).
+///
+/// A start whose every look is taken ([`MAX_LOOKS`]) for [`LOOKS_WAIT`] is given up on
+/// ([`NoLook::Crowded`]): the looks of processes killed while looking at a live object stay
+/// in its word until its release, and would otherwise make every later look wait for ever
+/// (review83 M1).
 #[inline]
-fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<Look<'_>> {
+fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<'_>, NoLook> {
     if !heap.contains(off, len) {
-        return None;
+        return Err(NoLook::Absent);
     }
     let word = heap.start(off);
     let mark = start_mark(generation);
     let mut w = word.load(Ordering::Acquire);
     if w & !LOOKS != mark {
-        return None;
+        return Err(NoLook::Absent);
     }
     // Announced before the pin (the pin's release orders it), so that whoever lets go of
     // the block after a release tells this look, if it dies pinned, from a live one.
-    let announced = pins::announce(off + LOOKED);
+    let announced = pins::announce_own(off + LOOKED);
+    crash_point!("object.header.announced");
+    let mut crowded = None;
     loop {
         if w & !LOOKS != mark {
-            return None;
+            if w != 0 && w < LOOKS {
+                // Released, pinned by looks still: this announcement may have kept a let-go
+                // from taking away dead looks (it cannot tell them from this one), so this
+                // lets go as a look, which does (review83 L1: the block leaked). Its word
+                // not 0, the block is not freed: counted, it stays so until the let-go.
+                match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => drop(Look { heap, off, announced: Some(announced), covers: false, _thread: PhantomData }),
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
+            return Err(NoLook::Absent);
         }
-        if w & LOOKS == MAX_LOOKS {
+        if w & LOOKS >= MAX_LOOKS {
+            if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                return Err(NoLook::Crowded);
+            }
             std::thread::yield_now();
             w = word.load(Ordering::Acquire);
             continue;
@@ -894,8 +922,24 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<Look<
         }
     }
     crash_point!("object.header.load");
-    Some(Look { heap, off, announced: Some(announced) })
+    // Until it lets go, the look announces this thread's pins of the object's table.
+    let covers = pins::cover(off + HOLDERS_AT);
+    Ok(Look { heap, off, announced: Some(announced), covers, _thread: PhantomData })
 }
+
+/// Why [`header_at`] gives no header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoLook {
+    /// The range is outside the heap, or no object of the generation starts there.
+    Absent,
+    /// The object starts there, but every look its word counts was taken for
+    /// [`LOOKS_WAIT`]: by as many threads at once, or left by processes killed looking.
+    Crowded,
+}
+
+/// How long a look waits for one of [`MAX_LOOKS`] to be let go of before it gives up.
+/// Live looks last a table call; a wait this long means they are most likely dead ones.
+const LOOKS_WAIT: Duration = Duration::from_secs(1);
 
 /// The header of the object at an offset, found by [`header_at`]: its start in the
 /// directory pinned by one look, so that its block is neither freed nor reused while this
@@ -906,6 +950,11 @@ struct Look<'h> {
     off: u64,
     /// Until the look lets go (`None` once it did).
     announced: Option<Announced>,
+    /// Whether the look announces its thread's pins of the object's holder table
+    /// (`pins::cover`), until it lets go.
+    covers: bool,
+    /// Not `Send`: its cover is its thread's.
+    _thread: PhantomData<*const ()>,
 }
 
 impl std::ops::Deref for Look<'_> {
@@ -923,6 +972,10 @@ impl std::ops::Deref for Look<'_> {
 
 impl Drop for Look<'_> {
     fn drop(&mut self) {
+        // Every pin it covered is given back: the table call returned.
+        if self.covers {
+            pins::uncover(self.off + HOLDERS_AT);
+        }
         let word = self.heap.start(self.off);
         let mut w = word.load(Ordering::Relaxed);
         // The object's start still there: one look fewer (release: this look's loads
@@ -934,8 +987,9 @@ impl Drop for Look<'_> {
             }
         }
         // Released while looked at: the last look out frees the block.
-        let mine = self.announced.take();
-        let_go_released(self.heap, self.off, self, mine);
+        if let Some(mine) = self.announced.take() {
+            let_go_released(self.heap, self.off, self, mine);
+        }
     }
 }
 
@@ -943,42 +997,61 @@ impl Drop for Look<'_> {
 /// seal and tag cleared) out of the directory: no look finds it from then on. Returns
 /// whether the caller frees the block now; if looks pin the start, the last of them frees
 /// it ([`let_go_released`]), and this release lets go as one more look, which takes away
-/// the looks of dead processes.
+/// the looks of dead processes. That look is announced as any other, before the
+/// compare-and-swap that counts it: a live look letting go in between would otherwise take
+/// it for a dead process's and free the block under the release, which then goes on to
+/// its header, its table's lock and its word (review83 H1).
 fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
     let word = heap.start(off);
     let mut w = word.load(Ordering::Relaxed);
+    let mut mine = None;
     loop {
         // No look: the word is 0 and the block the caller's. Else the looks and this one.
-        let to = if w & LOOKS == 0 { 0 } else { (w & LOOKS) + 1 };
+        let to = if w & LOOKS == 0 {
+            0
+        } else {
+            // Announced before the count (its release orders it), once.
+            mine.get_or_insert_with(|| pins::announce_own(off + LOOKED));
+            (w & LOOKS) + 1
+        };
         match word.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break,
             Err(now) => w = now,
         }
     }
-    if w & LOOKS == 0 {
-        return true;
-    }
-    let_go_released(heap, off, header, None);
+    // Without looks counted: the word is 0, and an announcement made for looks that went
+    // before the count was nobody's look.
+    let Some(mine) = mine.filter(|_| w & LOOKS != 0) else { return true };
+    crash_point!("object.unstart.counted");
+    let_go_released(heap, off, header, mine);
     false
 }
 
-/// One look (`mine`: its announcement, `None` for the release's own, [`unstart`]) lets go
-/// of the start of the released object at `off`, whose `header` it pins still; the last
-/// one frees the block. Under the released table's lock, which every such look takes (no
-/// new look can come: the start is gone), so that the word does not change meanwhile but
-/// by the lock's holder: if no live process announces a look at `off` once this look's own
-/// announcement is cleared, every other look in the word is a dead process's (a live look
-/// is announced from before its pin until after its unpin, which happens under this lock),
-/// and they are taken away with it, as `pins` resolves a table's dead pins. A look of a
-/// dead process never lets go by itself: without this its block would wait for ever.
-fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Option<Announced>) {
+/// One look (`mine`: its announcement) lets go of the start of the released object at
+/// `off`, whose `header` it pins still; the last one frees the block. Under the released
+/// table's lock, which every such look takes (no new look can come: the start is gone), so
+/// that the word does not change meanwhile but by the lock's holder: if no live process
+/// announces a look at `off` once this look's own announcement is cleared, every other look
+/// in the word is a dead process's (every live look, the release's own among them, is
+/// announced from before the compare-and-swap that counts it until after its let-go, which
+/// happens under this lock), and they are taken away with it, as `pins` resolves a table's
+/// dead pins. A look of a dead process never lets go by itself: without this its block
+/// would wait for ever.
+///
+/// The last look frees with `heap.free`, not `free_warm` (it does not know the type): a
+/// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
+/// release beside a look only, the accounting the same).
+fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
         let _g = header.holders.lock_released();
         drop(mine);
+        // Killed here: the lock is taken over by the next look out, which finds this one
+        // unannounced, a dead one's.
+        crash_point!("object.let_go.locked");
         let w = word.load(Ordering::Acquire);
-        if w > 1 && !pins::announced_by_live(heap, off + LOOKED) {
+        if w > 1 && !pins::announced_by_live(heap, off + LOOKED, off + LOOKED) {
             word.store(1, Ordering::Relaxed);
         }
         word.fetch_sub(1, Ordering::AcqRel) == 1
@@ -1013,7 +1086,7 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 /// reused by another object, since. Keep the look until the table's pin is taken.
 fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<Look<'_>> {
     // Nothing is written here.
-    let header = header_at(heap, off, generation, std::mem::size_of::<Header>())?;
+    let header = header_at(heap, off, generation, std::mem::size_of::<Header>()).ok()?;
     let tag = header.tag.load(Ordering::Acquire);
     (tag & !0xffff_ffff == TAG
         && header.seal.load(Ordering::Acquire) != 0
@@ -1107,7 +1180,7 @@ fn discard_on_take(wire: Wire) {
 /// object's keeps the object ([`discard_side`]). Forged bytes change nothing.
 pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>) {
     // Nothing is written unless the seal matches.
-    let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Header>()) else { return };
+    let Ok(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Header>()) else { return };
     let what = (wire.object_kind(), wire.fingerprint, std::mem::size_of::<Header>());
     if sealed_as(heap, wire.offset, &header, what, wire.generation, wire.seal) {
         if let Some(side) = wire.side() {
@@ -1175,6 +1248,11 @@ fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
 /// Why a held copy's bytes read again were refused (see [`Holders::join_held`]).
 const AGAIN_LET_GO: &str =
     "the handle was received already in this message, and let go of since (out of its decoding's sight)";
+
+/// Why a decoding was refused when its object's start had every look taken (see
+/// [`header_at`]); the message's count stays in flight, and keeps the object.
+const CROWDED: &str = "the handle's object has every look it can count taken, for too long (processes killed while \
+                       decoding its handles leave theirs)";
 
 /// Why a receive was refused for a full heap.
 const FULL_HEAP: &str = "this process cannot be recorded as a holder: the family's shared memory is exhausted";
@@ -1764,16 +1842,45 @@ mod tests {
         let handle = Shared::with_tail(Probe { value: AtomicU64::new(3) }, 4096).unwrap();
         let (off, generation, _) = handle.identity();
         let len = std::mem::size_of::<Header>();
-        assert!(header_at(heap, off, generation, len).is_some(), "a live object's start");
-        assert!(header_at(heap, off, generation + 1, len).is_none(), "another generation");
+        assert!(header_at(heap, off, generation, len).is_ok(), "a live object's start");
+        assert_eq!(header_at(heap, off, generation + 1, len).err(), Some(NoLook::Absent), "another generation");
         let tail = handle.tail_offset();
         assert!((tail..tail + 4096).step_by(64).all(|inside| heap.start(inside).load(Ordering::Relaxed) == 0));
-        assert!(header_at(heap, tail, generation, len).is_none(), "an offset inside the object");
+        assert_eq!(header_at(heap, tail, generation, len).err(), Some(NoLook::Absent), "an offset inside the object");
         drop(handle);
         // Not "0": the block may already be another object's, placed by a test that does not
         // take the lock (review74 L3); a release that did not clear leaves this very mark.
         assert_ne!(heap.start(off).load(Ordering::Relaxed), start_mark(generation), "cleared at the release");
-        assert!(header_at(heap, off, generation, len).is_none(), "a freed object's start");
+        assert_eq!(header_at(heap, off, generation, len).err(), Some(NoLook::Absent), "a freed object's start");
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// review83 M1: the looks of processes killed while looking stay in a live object's
+    /// word until its release. With every look taken, a new look gives up after a bounded
+    /// wait (and its decoding fails) rather than wait for ever.
+    #[test]
+    fn a_look_at_a_start_with_every_look_taken_gives_up() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(5) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let word = heap.start(off);
+        // As as many processes killed between their looks and their let-go leave it.
+        word.fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let looked = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>()).err();
+            let _ = tx.send(looked);
+        });
+        let looked = rx.recv_timeout(std::time::Duration::from_secs(30));
+        word.fetch_sub(MAX_LOOKS, Ordering::AcqRel);
+        assert_eq!(
+            looked,
+            Ok(Some(NoLook::Crowded)),
+            "a look at a start with every look taken still waits (or was let in)"
+        );
+        drop(handle);
         assert_eq!(heap.in_use(), before);
     }
 }
