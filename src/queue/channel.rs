@@ -794,6 +794,7 @@ impl Tasks {
             return None;
         }
         let left = uncounted::take(queue);
+        interleave("took");
         if !self.add_done(left) {
             elsewhere.fetch_add(1, Ordering::AcqRel);
             // The done matches one of them; the others wait for a slot.
@@ -1507,6 +1508,37 @@ mod tests {
         let inner = rx.try_recv().expect("the other task_done ran");
         let all_done = |said: Option<(u64, u64)>| said.is_some_and(|(done, put)| done >= put);
         assert!(all_done(outer) || all_done(inner), "said {outer:?}, then {inner:?}");
+    }
+
+    /// review87 L1: on a full table, the locked `task_done` took every remembered take out
+    /// of memory and put all but one back; a sibling's `task_done` without the lock (its
+    /// holder stopped) in between found none to match, and one take too many stayed
+    /// remembered (counted later in a slot, a task the process never held).
+    #[test]
+    fn two_task_dones_on_a_full_table_each_match_a_remembered_take() {
+        let queue = (u64::MAX - 7 * 4096, 1);
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        // Every slot a live process's (the parent's), none this process's.
+        let parent = std::os::unix::process::parent_id();
+        let start = crate::sys::process_start(parent).expect("the parent's start");
+        for h in &tasks.slots {
+            h.pid.store(parent, std::sync::atomic::Ordering::Relaxed);
+            h.start.store(start, std::sync::atomic::Ordering::Relaxed);
+        }
+        tasks.used.store(super::GETTER_SLOTS as u32, std::sync::atomic::Ordering::Release);
+        super::uncounted::add(queue, 2);
+        let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
+        INTERLEAVE.set(Some(Box::new(move |at| {
+            if at == "took" {
+                let _ = tasks.did_unlocked(elsewhere, || 10, queue);
+            }
+        })));
+        let done = tasks.did(elsewhere, || 10, queue);
+        INTERLEAVE.set(None);
+        let left = super::uncounted::left(queue);
+        super::uncounted::settled(queue, left);
+        assert!(done.is_some(), "counted");
+        assert_eq!((elsewhere.load(std::sync::atomic::Ordering::Relaxed), left), (2, 0), "both dones matched a take");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,
