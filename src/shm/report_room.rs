@@ -367,6 +367,18 @@ impl ReportRoom {
         (off != 0).then(|| [off, w[BLOB_GENERATION].load(Ordering::Relaxed), 0])
     }
 
+    /// The fork server, for the room at `off` of a child it reaped whose requester died
+    /// before the child ended (`forkserver`'s `requester_died`): a requester frees its
+    /// child's room only once it saw the child end, so nobody else frees this one, and
+    /// nobody writes it any more (the child is reaped, the server answered). Freed with its
+    /// spill. A named blob, or an outcome's handles, stay in the heap (nobody decodes them).
+    /// An offset that is no room's place is ignored.
+    pub(crate) fn free_orphan_at(off: u64) {
+        if off.is_multiple_of(64) && Heap::get().contains(off, ROOM) {
+            drop(Self { off, asked: None });
+        }
+    }
+
     /// Leaves the block to a child that may still write it (a leak of a few words).
     pub(crate) fn leave(self) {
         std::mem::forget(self);
