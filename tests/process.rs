@@ -4692,13 +4692,17 @@ fn sleep_secs(secs: u64) {
 }
 
 /// Starts a fork-server grandchild whose argument holds no handles (so that it reports in
-/// a report room this child made), says its pid, and sleeps.
-fn start_a_roomed_grandchild_then_sleep((started, grandchild): (multiproc::Event, RawValue<u32>)) {
-    let child = Process::new(sleep_secs, 600).start_method(StartMethod::ForkServer).start().unwrap();
+/// a report room this child made), says its pid, joins it if `joined` (its room freed
+/// here), and sleeps.
+fn start_a_roomed_grandchild_then_sleep((started, grandchild, joined): (multiproc::Event, RawValue<u32>, bool)) {
+    let secs = if joined { 0 } else { 600 };
+    let child = Process::new(sleep_secs, secs).start_method(StartMethod::ForkServer).start().unwrap();
     grandchild.set(child.pid());
+    if joined {
+        child.join().unwrap();
+    }
     started.set();
     sleep_secs(600);
-    drop(child);
 }
 
 const ORPHAN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_ORPHAN_ROOM_INNER";
@@ -4712,8 +4716,9 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
     let in_use = multiproc::__private::heap_in_use;
     let started = multiproc::Event::new().unwrap();
     let grandchild = RawValue::new(0u32).unwrap();
+    let joined = std::env::var(ORPHAN_ROOM_INNER).unwrap() == "joined";
     let before = in_use();
-    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone()))
+    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), joined))
         .start_method(StartMethod::ForkServer)
         .start()
         .unwrap();
@@ -4731,6 +4736,9 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
         in_use() <= before
     });
     assert!(freed, "{} bytes of the heap left", in_use() as i64 - before as i64);
+    // Not freed twice (by its requester, then by the server): exactly back.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(in_use(), before, "the heap's bytes in use");
     println!("INNER-DONE");
 }
 
@@ -4743,6 +4751,19 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with(
         "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
-        &[(ORPHAN_ROOM_INNER, "1")],
+        &[(ORPHAN_ROOM_INNER, "running")],
+    );
+}
+
+/// The same child killed after it joined its fork-server child (and so freed the room
+/// itself): the heap comes back exactly, the room not freed twice. (The server reaped that
+/// child before its requester died: this does not reach a child ended, not yet reaped, as
+/// its requester dies, whose room the server leaves to the requester.)
+#[test]
+fn a_killed_childs_joined_fork_server_child_s_report_room_is_freed_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
+        &[(ORPHAN_ROOM_INNER, "joined")],
     );
 }

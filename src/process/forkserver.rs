@@ -8,7 +8,8 @@
 //! (`CLONE_PARENT`), so that they are the main process's own children: their `getppid()`
 //! is main, main reaps them and collects their CPU time (`time`, `getrusage`). Other
 //! requesters' children are the server's: it reaps them and tells each requester how its
-//! children ended, and when a requester dies, the server kills that requester's children.
+//! children ended, and when a requester dies, the server kills that requester's children
+//! and, once it reaped them, frees the report rooms of those that had not ended yet.
 //! When the main process dies, the server dies (parent-death signal), and its children
 //! with it.
 //!

@@ -38,7 +38,9 @@
 //! which frees it whatever word 0 says (killed inside the allocator's own steps, it leaks
 //! the block as any allocation does). The parent zeroes the head before the fork, reads the
 //! block only once the child is dead, and frees it after. A parent that dies first leaves
-//! them (the child may still write them): a leak of a few words, as with receipts.
+//! them (the child may still write them): a leak of a few words, as with receipts; but the
+//! room of a fork-server child still running when its requester died is freed by the
+//! server once it reaped that child ([`ReportRoom::free_orphan_at`]).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
