@@ -4686,3 +4686,84 @@ fn a_family_main_killed_alone_leaves_no_process_and_nothing_in_dev_shm() {
         assert!(eventually(Duration::from_secs(10), || !path.exists()), "{name} outlived the family");
     }
 }
+
+fn sleep_secs(secs: u64) {
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
+/// Starts a fork-server grandchild whose argument holds no handles (so that it reports in
+/// a report room this child made), says its pid, joins it if `joined` (its room freed
+/// here), and sleeps.
+fn start_a_roomed_grandchild_then_sleep((started, grandchild, joined): (multiproc::Event, RawValue<u32>, bool)) {
+    let secs = if joined { 0 } else { 600 };
+    let child = Process::new(sleep_secs, secs).start_method(StartMethod::ForkServer).start().unwrap();
+    grandchild.set(child.pid());
+    if joined {
+        child.join().unwrap();
+    }
+    started.set();
+    sleep_secs(600);
+}
+
+const ORPHAN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_ORPHAN_ROOM_INNER";
+
+#[test]
+fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
+    if std::env::var_os(ORPHAN_ROOM_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    let in_use = multiproc::__private::heap_in_use;
+    let started = multiproc::Event::new().unwrap();
+    let grandchild = RawValue::new(0u32).unwrap();
+    let joined = std::env::var(ORPHAN_ROOM_INNER).unwrap() == "joined";
+    let before = in_use();
+    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), joined))
+        .start_method(StartMethod::ForkServer)
+        .start()
+        .unwrap();
+    started.wait().unwrap();
+    let grandchild = grandchild.get();
+    child.kill().unwrap();
+    match child.join() {
+        Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGKILL),
+        other => panic!("its join said {:?}, not its kill", other.map(|_| ())),
+    }
+    // The fork server kills a dead requester's children.
+    assert!(eventually(Duration::from_secs(10), || !pid_exists(grandchild)), "the grandchild {grandchild} ended");
+    let freed = eventually(Duration::from_secs(5), || {
+        let _ = active_children();
+        in_use() <= before
+    });
+    assert!(freed, "{} bytes of the heap left", in_use() as i64 - before as i64);
+    // Not freed twice (by its requester, then by the server): exactly back.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(in_use(), before, "the heap's bytes in use");
+    println!("INNER-DONE");
+}
+
+/// fix62's finding: a child killed while its fork-server child ran left that child's
+/// report room (512 bytes of the family heap) for good: the room is its requester's to
+/// free once the child ended, and the requester was dead. The fork server, which sees
+/// both ends, frees it when the requester died first.
+#[test]
+fn a_killed_childs_fork_server_child_s_report_room_is_freed() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
+        &[(ORPHAN_ROOM_INNER, "running")],
+    );
+}
+
+/// The same child killed after it joined its fork-server child (and so freed the room
+/// itself): the heap comes back exactly, the room not freed twice. (The server reaped that
+/// child before its requester died: this does not reach a child ended, not yet reaped, as
+/// its requester dies, whose room the server leaves to the requester.)
+#[test]
+fn a_killed_childs_joined_fork_server_child_s_report_room_is_freed_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
+        &[(ORPHAN_ROOM_INNER, "joined")],
+    );
+}

@@ -8,7 +8,8 @@
 //! (`CLONE_PARENT`), so that they are the main process's own children: their `getppid()`
 //! is main, main reaps them and collects their CPU time (`time`, `getrusage`). Other
 //! requesters' children are the server's: it reaps them and tells each requester how its
-//! children ended, and when a requester dies, the server kills that requester's children.
+//! children ended, and when a requester dies, the server kills that requester's children
+//! and, once it reaped them, frees the report rooms of those that had not ended yet.
 //! When the main process dies, the server dies (parent-death signal), and its children
 //! with it.
 //!
@@ -1127,6 +1128,12 @@ struct Requester {
     sock: Option<OwnedFd>,
     /// The requester's pidfd, once it identified itself.
     pidfd: Option<OwnedFd>,
+    /// The pid of the process that connected (its peer credentials).
+    peer: u32,
+    /// Whether `pidfd` is that process's: a bare `fork` copy whose cached pid is stale (no
+    /// fork handler ran) names its parent in its requests, and its parent's death leaves
+    /// the copy alive, perhaps about to free its child's room.
+    watches_peer: bool,
 }
 
 /// The status word a kid's requester reads when its end is known but not its status (a kid
@@ -1139,6 +1146,11 @@ struct Kid {
     /// Where the wait status goes.
     status: OwnedFd,
     requester: usize,
+    /// Its report room (its offset), if its request named one: its requester's to free.
+    room: Option<u64>,
+    /// Whether the room is the server's to free once the kid ended: its requester died
+    /// before the kid ended ([`Server::requester_died`]).
+    room_ours: bool,
 }
 
 struct Server {
@@ -1419,10 +1431,11 @@ impl Server {
             }
         };
         // Only the family's own user may ask; the token checks membership.
-        if sys::peer_uid(sock.as_fd()).ok() != Some(sys::my_uid()) {
+        let Ok((uid, peer)) = sys::peer_cred(sock.as_fd()) else { return };
+        if uid != sys::my_uid() {
             return;
         }
-        self.requesters.push(Requester { sock: Some(sock), pidfd: None });
+        self.requesters.push(Requester { sock: Some(sock), pidfd: None, peer, watches_peer: false });
         self.served = true;
     }
 
@@ -1460,6 +1473,7 @@ impl Server {
             // Watch the requester, so that its children die with it.
             if sys::process_start_time(request.pid) == Some(request.start) {
                 self.requesters[i].pidfd = sys::pidfd_open(request.pid).ok();
+                self.requesters[i].watches_peer = request.pid == self.requesters[i].peer;
             }
         }
         let inline = parsed.map(|(_, boot)| boot).filter(|boot| !boot.is_empty());
@@ -1606,7 +1620,7 @@ impl Server {
                         let went = self.send_reply(i, &Reply::Forked { pid, server: me }, &fds);
                         answered(go_room, went);
                         self.close_unanswered(i, went);
-                        self.kids.push(Kid { pidfd, status: write, requester: i });
+                        self.kids.push(Kid { pidfd, status: write, requester: i, room: go_room, room_ours: false });
                     }
                     Err(_) => {
                         // Dead before the answer: a refusal means that no child runs (one
@@ -1725,8 +1739,17 @@ impl Server {
         crate::shm::fork_child_ended(child);
     }
 
+    /// Requester `i` ended: its children are killed. The report room of one that has not
+    /// ended yet is the server's to free once it has ([`Server::kid_ended`]): a requester
+    /// frees a room only once it saw its child end, and this one, dead before that, never
+    /// will (fix62: it was left in the heap for good). A kid that ended first may have been
+    /// seen ending (its pidfd) and its room freed: it stays its requester's (a leak if it
+    /// was not).
     fn requester_died(&mut self, i: usize) {
-        for kid in self.kids.iter().filter(|k| k.requester == i) {
+        let itself = self.requesters[i].watches_peer;
+        for kid in self.kids.iter_mut().filter(|k| k.requester == i) {
+            // Its requester's pidfd said it ended: no thread of it runs any more.
+            kid.room_ours = itself && kid.room.is_some() && !sys::pidfd_exited(kid.pidfd.as_fd());
             let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
         }
         self.requesters[i].pidfd = None;
@@ -1746,6 +1769,10 @@ impl Server {
         };
         let kid = self.kids.swap_remove(k);
         let _ = sys::write_all(kid.status.as_fd(), &status.to_ne_bytes());
+        if let Some(off) = kid.room.filter(|_| kid.room_ours) {
+            // Reaped: it writes the room no more, and its requester is dead.
+            crate::shm::ReportRoom::free_orphan_at(off);
+        }
     }
 
     /// Forgets requesters that are gone and have no children left.

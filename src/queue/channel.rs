@@ -317,6 +317,7 @@ pub(crate) mod uncounted {
         /// The process whose takes these are (pid, start): a fork child's copy is its
         /// parent's, and emptied at the child's first look.
         owner: (u32, u64),
+        /// Each entry holds at least one take: forgotten when none is left.
         takes: Vec<(Queue, u64)>,
     }
 
@@ -357,7 +358,7 @@ pub(crate) mod uncounted {
     }
 
     /// The takes of `queue` left uncounted, forgotten here: the caller counts them. In one
-    /// step, not [`left`] then [`settled`]: a `task_done` counting them without the task
+    /// step, not [`left`] then a decrement: a `task_done` counting them without the task
     /// table's lock (its holder stopped) could count them too between the two, as could a
     /// locked visit of another thread beside it (review86 L2).
     #[inline]
@@ -394,14 +395,23 @@ pub(crate) mod uncounted {
         table().takes.iter().find(|(q, _)| *q == queue).map_or(0, |&(_, left)| left)
     }
 
-    /// `n` takes of `queue` counted or matched since, at most those left (another thread
-    /// may have left more meanwhile).
+    /// One take of `queue` matched by a `task_done` counted outside the task table, if any
+    /// is left. In one step, not [`left`] then a decrement, nor [`take`] then [`add`] back:
+    /// two `task_done`s of sibling threads, one without the table's lock (its holder
+    /// stopped), must each match one (review87 L1).
+    #[inline]
+    pub(super) fn match_one(queue: Queue) {
+        if QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 {
+            match_one_of(queue);
+        }
+    }
+
     #[cold]
-    pub(super) fn settled(queue: Queue, n: u64) {
+    fn match_one_of(queue: Queue) {
         let mut table = table();
         if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
             let left = &mut table.takes[at].1;
-            *left -= n.min(*left);
+            *left -= 1;
             if *left == 0 {
                 forget(&mut table, at);
             }
@@ -432,7 +442,7 @@ pub(crate) mod uncounted {
             });
             let seen = rx.recv_timeout(Duration::from_secs(10));
             drop(locked);
-            settled(dropped, 1);
+            take(dropped);
             assert_eq!(seen, Ok(0), "the other object's takes, read while the table was locked");
         }
     }
@@ -619,20 +629,25 @@ impl Tasks {
         Some(at)
     }
 
-    /// Counts a task marked done by this process, and the `uncounted` takes it left
+    /// Counts a task marked done by this process, and the takes of `queue` it left
     /// uncounted before ([`uncounted`]); false when every slot is a live process's (then it
-    /// counts nothing). Caller holds the lock.
+    /// counts nothing, and leaves those takes remembered). Caller holds the lock.
+    ///
+    /// The slot is found before the takes are taken out of memory: taken, then put back
+    /// with no slot, they were out of reach of a sibling's `task_done` without the lock in
+    /// between, which had none to match (review87 L1).
     ///
     /// A process without a slot counts in a free one (never used, or a dead process's)
     /// first, then claims it ([`Held::claim`]). Not in the slot of the last take counted
     /// before its commit, which the next take may still undo ([`Tasks::settle`]): claimed
     /// meanwhile, its `base` would keep the count undone. (The takes before the done: a
     /// kill between the two leaves them held, by a process now dead.)
-    fn add_done(&self, uncounted: u64) -> bool {
+    fn add_done(&self, queue: uncounted::Queue) -> bool {
         let me = sys::me();
         let skip = ((self.take_slot.load(Ordering::Relaxed) & SLOT_BITS) as usize).wrapping_sub(1);
         let Some((_, h, mine)) = self.slot(me, skip) else { return false };
         let dead = h.held();
+        let uncounted = uncounted::take(queue);
         if uncounted > 0 {
             h.taken.fetch_add(uncounted, Ordering::Release);
             crash_point!("queue.task_done.takes_counted");
@@ -793,13 +808,11 @@ impl Tasks {
         if done >= put {
             return None;
         }
-        let left = uncounted::take(queue);
-        if !self.add_done(left) {
+        if !self.add_done(queue) {
+            interleave("no slot");
             elsewhere.fetch_add(1, Ordering::AcqRel);
             // The done matches one of them; the others wait for a slot.
-            if left > 1 {
-                uncounted::add(queue, left - 1);
-            }
+            uncounted::match_one(queue);
         }
         Some((self.done_since(elsewhere), put))
     }
@@ -836,9 +849,7 @@ impl Tasks {
             }
             None => {
                 elsewhere.fetch_add(1, Ordering::AcqRel);
-                if uncounted::left(queue) > 0 {
-                    uncounted::settled(queue, 1);
-                }
+                uncounted::match_one(queue);
             }
         }
         Some((self.done_since(elsewhere), put))
@@ -1482,8 +1493,7 @@ mod tests {
         super::uncounted::add(queue, 1);
         let elsewhere = std::sync::atomic::AtomicU64::new(0);
         let done = tasks.did_unlocked(&elsewhere, || 10, queue);
-        let left = super::uncounted::left(queue);
-        super::uncounted::settled(queue, left);
+        let left = super::uncounted::take(queue);
         assert!(done.is_some(), "counted");
         assert_eq!((h.held() - before, left), (0, 0), "the remembered take, counted with the done");
     }
@@ -1507,6 +1517,36 @@ mod tests {
         let inner = rx.try_recv().expect("the other task_done ran");
         let all_done = |said: Option<(u64, u64)>| said.is_some_and(|(done, put)| done >= put);
         assert!(all_done(outer) || all_done(inner), "said {outer:?}, then {inner:?}");
+    }
+
+    /// review87 L1: on a full table, the locked `task_done` took every remembered take out
+    /// of memory and put all but one back; a sibling's `task_done` without the lock (its
+    /// holder stopped) in between found none to match, and one take too many stayed
+    /// remembered (counted later in a slot, a task the process never held).
+    #[test]
+    fn two_task_dones_on_a_full_table_each_match_a_remembered_take() {
+        let queue = (u64::MAX - 7 * 4096, 1);
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        // Every slot a live process's (the parent's), none this process's.
+        let parent = std::os::unix::process::parent_id();
+        let start = crate::sys::process_start(parent).expect("the parent's start");
+        for h in &tasks.slots {
+            h.pid.store(parent, std::sync::atomic::Ordering::Relaxed);
+            h.start.store(start, std::sync::atomic::Ordering::Relaxed);
+        }
+        tasks.used.store(super::GETTER_SLOTS as u32, std::sync::atomic::Ordering::Release);
+        super::uncounted::add(queue, 2);
+        let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
+        INTERLEAVE.set(Some(Box::new(move |at| {
+            if at == "no slot" {
+                let _ = tasks.did_unlocked(elsewhere, || 10, queue);
+            }
+        })));
+        let done = tasks.did(elsewhere, || 10, queue);
+        INTERLEAVE.set(None);
+        let left = super::uncounted::take(queue);
+        assert!(done.is_some(), "counted");
+        assert_eq!((elsewhere.load(std::sync::atomic::Ordering::Relaxed), left), (2, 0), "both dones matched a take");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,

@@ -38,7 +38,9 @@
 //! which frees it whatever word 0 says (killed inside the allocator's own steps, it leaks
 //! the block as any allocation does). The parent zeroes the head before the fork, reads the
 //! block only once the child is dead, and frees it after. A parent that dies first leaves
-//! them (the child may still write them): a leak of a few words, as with receipts.
+//! them (the child may still write them): a leak of a few words, as with receipts; but the
+//! room of a fork-server child still running when its requester died is freed by the
+//! server once it reaped that child ([`ReportRoom::free_orphan_at`]).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -365,6 +367,18 @@ impl ReportRoom {
         let w = words(Heap::get(), self.off, WORDS);
         let off = w[BLOB_OFF].load(Ordering::Relaxed);
         (off != 0).then(|| [off, w[BLOB_GENERATION].load(Ordering::Relaxed), 0])
+    }
+
+    /// The fork server, for the room at `off` of a child it reaped whose requester died
+    /// before the child ended (`forkserver`'s `requester_died`): a requester frees its
+    /// child's room only once it saw the child end, so nobody else frees this one, and
+    /// nobody writes it any more (the child is reaped, the server answered). Freed with its
+    /// spill. A named blob, or an outcome's handles, stay in the heap (nobody decodes them).
+    /// An offset that is no room's place is ignored.
+    pub(crate) fn free_orphan_at(off: u64) {
+        if off.is_multiple_of(64) && Heap::get().contains(off, ROOM) {
+            drop(Self { off, asked: None });
+        }
     }
 
     /// Leaves the block to a child that may still write it (a leak of a few words).

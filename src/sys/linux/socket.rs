@@ -315,9 +315,11 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
-/// The user id of the process at the other end of a unix socket.
-pub(crate) fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
-    Ok(rustix::net::sockopt::socket_peercred(sock)?.uid.as_raw())
+/// The user id and the pid of the process at the other end of a unix socket (as of its
+/// `connect`).
+pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok((cred.uid.as_raw(), cred.pid.as_raw_nonzero().get() as u32))
 }
 
 /// This process's user id.
