@@ -1672,8 +1672,8 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::NotPublished`] if nothing is, [`ManagerError::Codec`] when what is published there is not a `P`, and as
-    /// [`Manager::dict`].
+    /// [`ManagerError::NotPublished`] if nothing is, [`ManagerError::Codec`] when what is
+    /// published there is not a `P`, and as [`Manager::dict`].
     ///
     /// # Examples
     ///
