@@ -488,10 +488,11 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
 /// 7.2 and later, where a read resets it; before 7.2 only a read that is served entries
 /// does (review84 L6: this project's tests run 7.0), so there the consumer of a live node
 /// that took no task for that long is deleted too, and made again by its next served
-/// read or claim: harmless, since only a consumer that holds nothing goes. Without it, the consumers of ended nodes piled up in each group, one
-/// per node start (review80 L9). One that holds entries stays until its driver takes them
-/// back. Deleting a consumer that does read costs nothing: its next read makes it again. In
-/// one script, so no read of the consumer's falls between the look and the deletion.
+/// read or claim: harmless, since only a consumer that holds nothing goes. Without it, the
+/// consumers of ended nodes piled up in each group, one per node start (review80 L9). One
+/// that holds entries stays until its driver takes them back. Deleting a consumer that
+/// does read costs nothing: its next read makes it again. In one script, so no read of the
+/// consumer's falls between the look and the deletion.
 const SWEEP: &str = r"
 local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
 if consumers.err then return 0 end

@@ -628,10 +628,12 @@ impl ManagerBuilder {
     /// of them, and holds back those it has read, until the client has read enough. Past
     /// all of it, so do the requests of every connection with answers not yet written; a
     /// connection with none is served one request at a time (each answer written before
-    /// the next request is handled), so a client that reads its answers is never held
-    /// back by another's slow reading, only its calls sent at once are answered one after
-    /// the other. No client is refused for reading slowly: its calls are only slower (with
-    /// a [`call_timeout`](Self::call_timeout), a call held back longer than that fails with
+    /// the next request is handled) while the answers made so past the bound stay under a
+    /// reserve of a quarter of it, and waits too beyond. So a client making small calls is
+    /// not held back by another's slow reading, unless large answers made past the bound
+    /// fill the reserve; its calls sent at once are answered one after the other. No
+    /// client is refused for reading slowly: its calls are only slower (with a
+    /// [`call_timeout`](Self::call_timeout), a call held back longer than that fails with
     /// `CallTimeout`, and a request held back counts its own timeout, an `acquire_timeout`
     /// say, from when it is handled). A client that reads nothing for the
     /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected (its
@@ -639,8 +641,11 @@ impl ManagerBuilder {
     /// go, for the others; one that reads a little within every `frame_timeout` is kept,
     /// holding at most its share or one answer.
     ///
-    /// The server can hold more than this by one answer per connection (the one that
-    /// passes the bound, however large: a `get` of a large value).
+    /// The server can hold one and a quarter times this, plus two answers however large
+    /// (a `get` of a large value): the one that passes the bound and the one that passes
+    /// the reserve. Besides, the answers of waits granted (a lock, an event, a queue's
+    /// `get`) are sent whatever the bound, and the requests read before a connection
+    /// waited are held.
     ///
     /// # Examples
     ///
@@ -1667,8 +1672,8 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::NotPublished`] if nothing is, [`ManagerError::Codec`] when what is published there is not a `P`, and as
-    /// [`Manager::dict`].
+    /// [`ManagerError::NotPublished`] if nothing is, [`ManagerError::Codec`] when what is
+    /// published there is not a `P`, and as [`Manager::dict`].
     ///
     /// # Examples
     ///

@@ -257,6 +257,7 @@ impl Remotes {
             unsent: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             budget: usize::try_from(budget).unwrap_or(usize::MAX).max(1),
+            overdraft: AtomicUsize::new(0),
             room_lock: Mutex::new(()),
             room: Condvar::new(),
             given_back: AtomicU64::new(0),
@@ -276,23 +277,37 @@ pub(crate) type Writers = Arc<Remotes>;
 
 /// The answers not yet written to remote clients, across the server: their bytes, and
 /// the bounds past which a connection's requests wait (its reader reads no more, and the
-/// dispatcher defers those it has: `Server::resume`): its own answers at a quarter of the
-/// budget or [`WRITER_BACKLOG`] frames, or all of them at the budget while it has any
-/// unwritten (`Backlog::full`). Nobody is refused
-/// for it: a client that reads is only held back (review81 M2: refusing an answer past a
-/// cap closed the connection of a client whose threads fetched a few large values at
-/// once), and a client whose writer sends nothing for [`Limits::frame_timeout`] while its
-/// connection waits so is cut off, and its answers let go (`Unstalled`). The memory is
-/// the budget, one answer per connection (the one that passes it), and the requests read
-/// before the reader stopped, held back: answers are made only when there is room (made
-/// for every request read, 600 `get`s of 1 MiB by a client that reads nothing were 598
-/// MiB). The
-/// budget is server-wide (review79 L3) because k connections that do not read held k
-/// times a connection's cap.
+/// dispatcher defers those it has: `Server::resume`; see `Backlog::full`): its own answers
+/// at a quarter of the budget (its share) or [`WRITER_BACKLOG`] frames; past the budget,
+/// any answer of its own unwritten; and past the budget with none, the overdraft at its
+/// reserve.
+///
+/// Nobody is refused for it: a client that reads is only held back (review81 M2: refusing
+/// an answer past a cap closed the connection of a client whose threads fetched a few
+/// large values at once), and a client whose writer sends nothing for
+/// [`Limits::frame_timeout`] while its connection waits so is cut off, and its answers
+/// let go (`Unstalled`). Answers are made only when there is room (made for every request
+/// read, 600 `get`s of 1 MiB by a client that reads nothing were 598 MiB). The budget is
+/// server-wide (review79 L3) because k connections that do not read held k times a
+/// connection's cap.
+///
+/// The memory held is the budget passed by one answer, the overdraft's reserve (a quarter
+/// of the budget) passed by one answer, and the requests read before the readers stopped,
+/// held back; besides, the answers of parked requests granted (a lock, an event, a
+/// queue's `get`), which are sent whatever the bounds. Without the reserve (fix65), every
+/// connection with nothing unwritten had one answer made past the budget, so k clients
+/// fetching one large value each held k of them (review89 H1).
 pub(crate) struct AnswerMemory {
     /// The bytes of every connection's answers not yet written.
     unsent: AtomicUsize,
     budget: usize,
+    /// The bytes of the answers made while the budget was passed (`Queued::over`): those
+    /// of the connections that had none unwritten (review84 M1: they go on past the
+    /// budget, so that a client making small calls is not held back by the clients that
+    /// read slowly), and of parked requests granted. Such connections wait once it reaches
+    /// [`AnswerMemory::reserve`]; its answers are not the budget's, so answers stalled
+    /// past the budget do not use it up.
+    overdraft: AtomicUsize,
     /// Readers waiting in `room` (counted under `room_lock`, before their look), so that
     /// an answer written wakes nobody, and takes no lock, when none waits.
     waiting: AtomicUsize,
@@ -308,6 +323,12 @@ pub(crate) struct AnswerMemory {
 }
 
 impl AnswerMemory {
+    /// What the answers made past the budget may take before a connection with nothing
+    /// unwritten waits too: a quarter of the budget, and always one answer at least.
+    fn reserve(&self) -> usize {
+        (self.budget / 4).max(1)
+    }
+
     /// Wakes the readers waiting for room, after bytes were given back (or a writer
     /// ended).
     fn wake(&self) {
@@ -352,23 +373,30 @@ impl Backlog {
     /// Whether the connection's next request waits for room (see [`AnswerMemory`]): past
     /// its share, or past the budget with answers of its own not yet written. One with none
     /// goes on past the budget (review84 M1: a client that made small calls waited for the
-    /// clients that read slowly, and failed `CallTimeout` under a call timeout); it adds
-    /// one answer, and then waits until that is written, so the bound stays the budget and
-    /// one answer per connection.
+    /// clients that read slowly, and failed `CallTimeout` under a call timeout) while the
+    /// overdraft is under its reserve; it adds one answer, and then waits until that is
+    /// written. Without the reserve, each connection added one (review89 H1).
     fn full(&self) -> bool {
         let memory = &*self.memory;
         let frames = self.frames.load(Ordering::SeqCst);
+        let past_budget = || memory.unsent.load(Ordering::SeqCst) >= memory.budget;
+        let past_reserve = || memory.overdraft.load(Ordering::SeqCst) >= memory.reserve();
         self.bytes.load(Ordering::SeqCst) >= (memory.budget / 4).max(1)
             || frames >= WRITER_BACKLOG
-            || (frames > 0 && memory.unsent.load(Ordering::SeqCst) >= memory.budget)
+            || (past_budget() && (frames > 0 || past_reserve()))
     }
 
-    /// Counts `frame` until it is written or dropped.
+    /// Counts `frame` until it is written or dropped, in the overdraft too if the budget
+    /// was passed.
     fn charge(self: &Arc<Self>, frame: Vec<u8>) -> Queued {
-        self.bytes.fetch_add(frame.len(), Ordering::SeqCst);
+        let len = frame.len();
+        self.bytes.fetch_add(len, Ordering::SeqCst);
         self.frames.fetch_add(1, Ordering::SeqCst);
-        self.memory.unsent.fetch_add(frame.len(), Ordering::SeqCst);
-        Queued { frame, backlog: self.clone() }
+        let over = self.memory.unsent.fetch_add(len, Ordering::SeqCst) >= self.memory.budget;
+        if over {
+            self.memory.overdraft.fetch_add(len, Ordering::SeqCst);
+        }
+        Queued { frame, backlog: self.clone(), over }
     }
 
     #[cfg(feature = "remote")]
@@ -386,12 +414,18 @@ impl Backlog {
         let memory = &*self.memory;
         let mut room = lock(&memory.room_lock);
         memory.waiting.fetch_add(1, Ordering::SeqCst);
+        // A deadline, not each wait's timeout: every answer given back anywhere wakes this
+        // wait, and under load it never timed out, so it never looked (review89 L1).
+        let mut look = Instant::now() + PEER_LOOK;
         while self.full() && !self.ended.load(Ordering::SeqCst) {
-            let (woken, waited) = memory.room.wait_timeout(room, PEER_LOOK).unwrap_or_else(|e| e.into_inner());
-            room = woken;
-            if waited.timed_out() && crate::sys::peer_left(socket.as_fd()) {
-                left = true;
-                break;
+            let slice = look.saturating_duration_since(Instant::now());
+            room = memory.room.wait_timeout(room, slice).unwrap_or_else(|e| e.into_inner()).0;
+            if Instant::now() >= look {
+                if crate::sys::peer_left(socket.as_fd()) {
+                    left = true;
+                    break;
+                }
+                look = Instant::now() + PEER_LOOK;
             }
         }
         memory.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -408,6 +442,8 @@ const PEER_LOOK: Duration = Duration::from_millis(250);
 struct Queued {
     frame: Vec<u8>,
     backlog: Arc<Backlog>,
+    /// Made past the budget: counted in [`AnswerMemory::overdraft`] too.
+    over: bool,
 }
 
 impl Drop for Queued {
@@ -416,6 +452,9 @@ impl Drop for Queued {
         self.backlog.bytes.fetch_sub(len, Ordering::SeqCst);
         self.backlog.frames.fetch_sub(1, Ordering::SeqCst);
         self.backlog.memory.unsent.fetch_sub(len, Ordering::SeqCst);
+        if self.over {
+            self.backlog.memory.overdraft.fetch_sub(len, Ordering::SeqCst);
+        }
         self.backlog.memory.given_back.fetch_add(1, Ordering::SeqCst);
         self.backlog.memory.wake();
     }
@@ -1144,12 +1183,13 @@ impl RemoteConn {
 mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use super::{
-        Backlog, FrameMemory, Remotes, WRITER_BACKLOG, Writers, forget_writer, must_wait, open_writer, send_to_writer,
+        Backlog, FrameMemory, Queued, Remotes, WRITER_BACKLOG, Writers, forget_writer, must_wait, open_writer,
+        send_to_writer,
     };
 
     /// Long enough for anything these tests wait for, on a loaded machine.
@@ -1322,6 +1362,36 @@ mod tests {
         drop((small, one));
     }
 
+    /// review89 H1: past the budget, the answers made for connections with nothing
+    /// unwritten share a reserve, and are not one per connection. Before, each such
+    /// connection had one made (here 50 of 9 bytes past a budget of 10: 460 bytes held);
+    /// k clients fetching one large value each held k of them.
+    #[test]
+    fn past_the_budget_connections_with_nothing_unwritten_share_a_reserve() {
+        let writers = Arc::new(Remotes::new(10));
+        let memory = &*writers.memory;
+        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10]);
+        let idle: Vec<_> = (0..50).map(|_| Arc::new(Backlog::new(writers.memory.clone()))).collect();
+        let made = |held: &mut Vec<Queued>| {
+            for backlog in &idle {
+                if !backlog.full() {
+                    held.push(backlog.charge(vec![0; 9]));
+                }
+            }
+        };
+        let mut held = Vec::new();
+        made(&mut held);
+        let unsent = memory.unsent.load(Ordering::SeqCst);
+        assert!(unsent <= 10 + memory.reserve() + 9, "{unsent} bytes held for a budget of 10");
+        assert_eq!(held.len(), 1, "one answer at least is made from the reserve");
+        // Once it is written, another goes on.
+        held.clear();
+        made(&mut held);
+        assert_eq!(held.len(), 1, "the reserve given back serves the next");
+        drop((held, passed));
+        assert_eq!(memory.overdraft.load(Ordering::SeqCst), 0);
+    }
+
     /// review79 L3: the answers of all connections share one budget. Connections that do
     /// not read, each under its own share, together pass it: every connection's requests
     /// then wait, but one with nothing unwritten (review84 M1), until one that read nothing
@@ -1332,7 +1402,11 @@ mod tests {
         let budget = 5 * STUCK as u64 - 1;
         let writers = Arc::new(Remotes::new(budget));
         let (mut reader, backlog) = connect(&writers, 9, LIMIT);
-        let stalled: Vec<_> = (1..=5).map(|conn| connect(&writers, conn, Duration::from_millis(100))).collect();
+        // Only the first may be cut soon: once it is, the others are under the budget long
+        // before their stall time passes (review89 L3: all five stalled 100 ms, and could all
+        // look while none had let go yet, on a loaded machine).
+        let stall = |conn| if conn == 1 { Duration::from_millis(100) } else { LIMIT };
+        let stalled: Vec<_> = (1..=5).map(|conn| connect(&writers, conn, stall(conn))).collect();
         for conn in 1..=4 {
             assert!(send_to_writer(&writers, conn, vec![0; STUCK]));
             // Under its share and the budget: neither it nor another waits, nor is it cut.
@@ -1340,13 +1414,13 @@ mod tests {
         }
         assert!(send_to_writer(&writers, 5, vec![0; STUCK]));
         assert!(!must_wait(&writers, 9), "over the budget, a connection with nothing unwritten goes on");
-        // One cut off (or two, should they look at once) is enough: the rest are under the
-        // budget again, and are kept.
+        // One cut off is enough: the rest are under the budget again, and are kept.
         let under = || writers.memory.unsent.load(Ordering::SeqCst) < budget as usize;
         assert!(eventually(under), "a client that reads nothing is cut off, the others go on");
         let cut = || stalled.iter().filter(|(_, backlog)| backlog.ended.load(Ordering::SeqCst)).count();
         assert!(eventually(|| cut() > 0), "a writer ended");
-        assert!(stalled.iter().any(|(_, backlog)| !backlog.ended.load(Ordering::SeqCst)), "not all were cut");
+        assert!(stalled[0].1.ended.load(Ordering::SeqCst), "the one that may be cut was");
+        assert_eq!(cut(), 1, "the others were kept");
         assert!(send_to_writer(&writers, 9, vec![0; 10]));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
@@ -1367,6 +1441,40 @@ mod tests {
         let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
         peer.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(eventually(|| reader.is_finished()), "the reader still waits for room");
+        assert!(reader.join().unwrap(), "the client left");
+        drop(held);
+        forget_writer(&writers, 1);
+    }
+
+    /// review89 L1: a reader waiting for room looks whether its client left every
+    /// `PEER_LOOK` even while answers given back elsewhere keep waking it. Before, it looked
+    /// only when a wait timed out, and each wake began a new wait: it waited here as long as
+    /// the other connection's answers came.
+    #[test]
+    fn a_reader_woken_by_others_answers_still_sees_its_client_leave() {
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, backlog, socket) = connect_both(&writers, 1, LIMIT);
+        let held = backlog.charge(vec![0; 1 << 20]);
+        assert!(backlog.full());
+        let waiting = backlog.clone();
+        let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
+        // Another connection's answers, one given back every 20 ms, until the reader ends.
+        let other = Arc::new(Backlog::new(writers.memory.clone()));
+        let done = Arc::new(AtomicBool::new(false));
+        let answering = std::thread::spawn({
+            let (done, end) = (done.clone(), Instant::now() + LIMIT);
+            move || {
+                while !done.load(Ordering::SeqCst) && Instant::now() < end {
+                    drop(other.charge(vec![0; 1]));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let finished = eventually(|| reader.is_finished());
+        done.store(true, Ordering::SeqCst);
+        answering.join().unwrap();
+        assert!(finished, "the reader still waits for room");
         assert!(reader.join().unwrap(), "the client left");
         drop(held);
         forget_writer(&writers, 1);
