@@ -793,7 +793,7 @@ impl Holders {
             return;
         }
         let Some(off) = self.offset_in(heap) else { return };
-        if pins::announced_by_live(heap, off, super::object::look_covering(off)) {
+        if pins::announced_by_live(heap, off) {
             return;
         }
         let _ = self.flight.compare_exchange(w, w & !PINS, Ordering::AcqRel, Ordering::Relaxed);
@@ -1088,8 +1088,7 @@ impl Holders {
     /// unpinned (a holder that left meanwhile could not free it): the caller frees it.
     /// For an undo of a table of the object with no generation of its own (a side's).
     pub(crate) fn pinned(&self, heap: &Heap, generation: u64, f: impl FnOnce()) -> Option<bool> {
-        // In a slot of its own: a look covering it would go with a panic in `f`.
-        let announced = self.offset_in(heap).map(pins::announce_own);
+        let announced = self.announce(heap);
         self.pin(generation, false).ok()?;
         // A panic in `f` leaves the pin, and its announcement (the slot stays taken: the
         // object leaks, never freed early).

@@ -136,15 +136,6 @@ const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
 const LOOKED: u64 = 1;
-/// Where an object's own holder table is, from its start.
-const HOLDERS_AT: u64 = std::mem::offset_of!(Header, holders) as u64;
-
-/// What a look at the object whose holder table is at `table` announces: that look stands
-/// for the announcements of its thread's pins of the table (`pins::cover`). For a table
-/// that is no object's own (a side's), an offset no look announces.
-pub(super) fn look_covering(table: u64) -> u64 {
-    table.wrapping_sub(HOLDERS_AT) + LOOKED
-}
 
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
@@ -888,7 +879,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     }
     // Announced before the pin (the pin's release orders it), so that whoever lets go of
     // the block after a release tells this look, if it dies pinned, from a live one.
-    let announced = pins::announce_own(off + LOOKED);
+    let announced = pins::announce(off + LOOKED);
     crash_point!("object.header.announced");
     let mut crowded = None;
     loop {
@@ -899,7 +890,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
                 // lets go as a look, which does (review83 L1: the block leaked). Its word
                 // not 0, the block is not freed: counted, it stays so until the let-go.
                 match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => drop(Look { heap, off, announced: Some(announced), covers: false, _thread: PhantomData }),
+                    Ok(_) => drop(Look { heap, off, announced: Some(announced) }),
                     Err(now) => {
                         w = now;
                         continue;
@@ -922,9 +913,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
         }
     }
     crash_point!("object.header.load");
-    // Until it lets go, the look announces this thread's pins of the object's table.
-    let covers = pins::cover(off + HOLDERS_AT);
-    Ok(Look { heap, off, announced: Some(announced), covers, _thread: PhantomData })
+    Ok(Look { heap, off, announced: Some(announced) })
 }
 
 /// Why [`header_at`] gives no header.
@@ -950,11 +939,6 @@ struct Look<'h> {
     off: u64,
     /// Until the look lets go (`None` once it did).
     announced: Option<Announced>,
-    /// Whether the look announces its thread's pins of the object's holder table
-    /// (`pins::cover`), until it lets go.
-    covers: bool,
-    /// Not `Send`: its cover is its thread's.
-    _thread: PhantomData<*const ()>,
 }
 
 impl std::ops::Deref for Look<'_> {
@@ -972,10 +956,6 @@ impl std::ops::Deref for Look<'_> {
 
 impl Drop for Look<'_> {
     fn drop(&mut self) {
-        // Every pin it covered is given back: the table call returned.
-        if self.covers {
-            pins::uncover(self.off + HOLDERS_AT);
-        }
         let word = self.heap.start(self.off);
         let mut w = word.load(Ordering::Relaxed);
         // The object's start still there: one look fewer (release: this look's loads
@@ -1011,7 +991,7 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
             0
         } else {
             // Announced before the count (its release orders it), once.
-            mine.get_or_insert_with(|| pins::announce_own(off + LOOKED));
+            mine.get_or_insert_with(|| pins::announce(off + LOOKED));
             (w & LOOKS) + 1
         };
         match word.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Relaxed) {
@@ -1051,7 +1031,7 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
         // unannounced, a dead one's.
         crash_point!("object.let_go.locked");
         let w = word.load(Ordering::Acquire);
-        if w > 1 && !pins::announced_by_live(heap, off + LOOKED, off + LOOKED) {
+        if w > 1 && !pins::announced_by_live(heap, off + LOOKED) {
             word.store(1, Ordering::Relaxed);
         }
         word.fetch_sub(1, Ordering::AcqRel) == 1

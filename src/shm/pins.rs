@@ -47,7 +47,6 @@
 //! clears it and links it (`lock_blocks`); a maker killed after linking leaves only its
 //! record, whose owner is dead.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -169,86 +168,26 @@ static NONE_PINS: AtomicU64 = AtomicU64::new(0);
 /// An announcement: cleared when dropped (after the unpin).
 #[must_use]
 pub(crate) struct Announced {
-    slot: Slot,
-}
-
-/// Where an [`Announced`] is.
-enum Slot {
-    /// A slot of this process's record.
-    Own(&'static AtomicU64),
-    /// Nowhere: counted in the heap's anonymous pinners.
-    Anonymous,
-    /// In the announcement of this thread's look at the table's object ([`cover`]), which
-    /// lasts longer.
-    Covered,
+    slot: Option<&'static AtomicU64>,
 }
 
 impl Drop for Announced {
     fn drop(&mut self) {
         match self.slot {
-            Slot::Own(slot) => slot.store(0, Ordering::Release),
-            Slot::Anonymous => {
+            Some(slot) => slot.store(0, Ordering::Release),
+            None => {
                 if let Some(heap) = Heap::try_get() {
                     heap.anonymous_pins().fetch_sub(1, Ordering::Release);
                 }
             }
-            Slot::Covered => {}
         }
     }
-}
-
-/// How many looks of one thread at once cover their tables' pins (a reap nests two: its
-/// look, then an undo's); a look beyond them covers nothing.
-const COVERS: usize = 4;
-
-thread_local! {
-    /// The holder tables whose pins this thread's looks announce (0: none). No code of
-    /// the crate's users runs while a look lasts, so none forks with one here.
-    static COVERED: Cell<[u64; COVERS]> = const { Cell::new([0; COVERS]) };
-}
-
-/// A look at an object, announced (its offset plus 1, see `object::header_at`) from before
-/// this thread's pins of the object's holder table at `table` until after their unpins,
-/// stands for their announcements (review83 M2: a receive held two of its process's slots,
-/// a reap up to five). `false`: this thread covers [`COVERS`] tables already, and its pins
-/// of `table` announce themselves. [`uncover`] it before the look's announcement goes.
-/// Resolvers learn the look's announcement from `announced_by_live`'s `look`.
-pub(crate) fn cover(table: u64) -> bool {
-    COVERED.with(|c| {
-        let mut tables = c.get();
-        let Some(free) = tables.iter_mut().find(|t| **t == 0) else { return false };
-        *free = table;
-        c.set(tables);
-        true
-    })
-}
-
-/// Ends a [`cover`] of `table` (the last one, if the thread's looks cover it twice).
-pub(crate) fn uncover(table: u64) {
-    COVERED.with(|c| {
-        let mut tables = c.get();
-        if let Some(t) = tables.iter_mut().rev().find(|t| **t == table) {
-            *t = 0;
-            c.set(tables);
-        }
-    });
 }
 
 /// Announces that this thread is about to pin the table at `table` (its offset in the
-/// heap). Keep the result until the pin is given back. Nothing is written when a look of
-/// this thread covers the table ([`cover`]).
+/// heap). Keep the result until the pin is given back.
 #[inline]
 pub(crate) fn announce(table: u64) -> Announced {
-    if COVERED.with(|c| c.get().contains(&table)) {
-        return Announced { slot: Slot::Covered };
-    }
-    announce_own(table)
-}
-
-/// Announces, as [`announce`] does, but always in a slot of its own (or anonymously): for
-/// a look, and for a pin that a panic may leave behind its look (`Holders::pinned`).
-#[inline]
-pub(crate) fn announce_own(table: u64) -> Announced {
     let heap = Heap::get();
     let me = sys::me();
     // Acquire: the record's claim (its owner, start, cleared slots, the records' top or
@@ -263,7 +202,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     };
     let Some(record) = record else {
         heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-        return Announced { slot: Slot::Anonymous };
+        return Announced { slot: None };
     };
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
@@ -271,7 +210,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 // Ordered before the pin by the pin's compare-and-swap (release).
-                return Announced { slot: Slot::Own(slot) };
+                return Announced { slot: Some(slot) };
             }
         }
         // As many threads of this process pinning: they unpin as soon as they lock.
@@ -280,7 +219,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
     // never wait for one, pin anonymously.
     heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-    Announced { slot: Slot::Anonymous }
+    Announced { slot: None }
 }
 
 /// How many times a pin looks for a free slot of its process's record, yielding between
@@ -469,12 +408,11 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 }
 
 /// Whether a live process (this one included: another of its threads) announces the table
-/// at `table`, or a look `look` that covers its pins ([`cover`]; `table` itself when
-/// none), or some process pins anonymously. Reads the reserved part's records up to its
-/// top and every block's record, claimed or not (64 bytes each), and `/proc` for each
-/// owned one naming the table. Call with the table's lock held, after loading its
-/// in-flight word with acquire.
-pub(crate) fn announced_by_live(heap: &Heap, table: u64, look: u64) -> bool {
+/// at `table`, or some process pins anonymously. Reads the reserved part's records up to
+/// its top and every block's record, claimed or not (64 bytes each), and `/proc` for each
+/// owned one naming the table. Call with the table's lock held, after
+/// loading its in-flight word with acquire.
+pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
     if heap.anonymous_pins().load(Ordering::Acquire) != 0 {
         return true;
     }
@@ -482,10 +420,7 @@ pub(crate) fn announced_by_live(heap: &Heap, table: u64, look: u64) -> bool {
     records(heap).any(|r| {
         let owner = r.owner.load(Ordering::Acquire);
         owner != 0
-            && r.slots.iter().any(|s| {
-                let s = s.load(Ordering::Acquire);
-                s == table || s == look
-            })
+            && r.slots.iter().any(|s| s.load(Ordering::Acquire) == table)
             && (owner == me || !owner_dead(owner, r.start.load(Ordering::Relaxed)))
     })
 }
@@ -525,30 +460,6 @@ mod tests {
         let done = rx.recv_timeout(std::time::Duration::from_secs(30));
         drop(held);
         assert!(done.is_ok(), "the seventh announcement still waits (all six slots held)");
-    }
-
-    /// review83 M2: a pin under its thread's look at the table's object takes no slot of
-    /// its own (a receive held two of six, a reap up to five): with every other slot
-    /// taken, it neither waits nor pins anonymously, and a resolver finds it announced
-    /// by the look.
-    #[test]
-    fn a_pin_covered_by_its_look_takes_no_slot() {
-        let _serial = crate::shm::heap_test_lock();
-        let heap = Heap::get();
-        let (table, look) = (1 << 22 | 32, 1 << 22 | 1);
-        let mut held: Vec<Announced> = (0..SLOTS as u64 - 1).map(|i| announce_own(1 << 21 | i << 6)).collect();
-        held.push(announce_own(look));
-        assert!(cover(table), "a first look covers its table");
-        let anonymous = heap.anonymous_pins().load(Ordering::Acquire);
-        let pin = announce(table);
-        assert!(matches!(pin.slot, Slot::Covered), "the pin took a slot, or pinned anonymously");
-        assert_eq!(heap.anonymous_pins().load(Ordering::Acquire), anonymous);
-        assert!(announced_by_live(heap, table, look), "the look announces the pin");
-        drop(pin);
-        uncover(table);
-        drop(held);
-        assert!(!announced_by_live(heap, table, look), "nothing announces it once the look let go");
-        assert!(!matches!(announce(table).slot, Slot::Covered), "uncovered");
     }
 
     /// A process that found no record to claim (the heap had no room for a block) pins
