@@ -2614,9 +2614,8 @@ fn tracker_of(parent: u32) -> u32 {
                 let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
                 after.split_whitespace().nth(1) == Some(&*parent.to_string())
                     && common::pid_running(pid)
-                    && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                        env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:"))
-                    })
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
             },
         )
     };

@@ -512,7 +512,9 @@ impl Tracker {
         eprintln!("multiproc resource tracker: its journal failed ({e}): a kill of it would leak");
         if let Some(journal) = self.journal.take() {
             if let Err(e) = journal.files.iter().try_for_each(|file| file.set_len(0)) {
-                eprintln!("multiproc resource tracker: its journal cannot be emptied ({e}): a replacement may unlink segments untracked since");
+                eprintln!(
+                    "multiproc resource tracker: its journal cannot be emptied ({e}): a replacement may unlink segments untracked since"
+                );
             }
             let [first, _] = journal.files;
             self.lock = Some(first);
