@@ -2394,6 +2394,32 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(child.join().unwrap(), "Err(Timeout)", "the clone is another handle");
             assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
+        ("a_tracker_started_before_init_and_killed_with_its_keeper_is_replaced_at_main_s_end", || {
+            // review88 L5: a tracker started lazily (a named segment made before `init()`)
+            // kept no spare, so `init()`'s exit hook could not replace it: killed with its
+            // keeper, the segment outlived the family. Here, in a binary with no
+            // `test_support!`, this one, whose `main` runs the inner part before `init()`.
+            use std::os::unix::process::CommandExt;
+            let prefix = format!("mp-test-lazy-tracker-{}-", std::process::id());
+            let x = format!("{prefix}x");
+            let mut inner = std::process::Command::new(std::env::current_exe().unwrap());
+            inner.env("MP_TEST_LAZY_TRACKER", &prefix);
+            // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+            unsafe {
+                inner.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+            // Its end waits for a replacement's, which holds its stderr.
+            let out = inner.output().unwrap();
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let path = std::path::Path::new("/dev/shm").join(&x);
+            let gone = common::eventually(std::time::Duration::from_secs(20), || !path.exists());
+            let _ = std::fs::remove_file(&path);
+            assert!(out.status.success() && stdout.contains("INNER-DONE"), "{stdout}\n{stderr}");
+            assert!(gone, "{x} outlived its family, whose tracker started before init() was killed: {stderr}");
+        }),
     ]
 }
 
@@ -2530,6 +2556,9 @@ fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
 }
 
 fn main() {
+    if let Some(prefix) = std::env::var_os("MP_TEST_LAZY_TRACKER") {
+        return lazy_tracker_inner(&prefix.into_string().unwrap());
+    }
     multiproc::init();
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let only_ignored = std::env::args().any(|a| a == "--ignored");
@@ -2557,6 +2586,45 @@ fn main() {
     // SAFETY: as above; 0 disarms it.
     unsafe { libc::alarm(0) };
     println!("\ntest result: ok. {ran} passed");
+}
+
+/// Run only by the case below, as this binary's whole `main`: a family whose tracker was
+/// started by a named segment (the outer case's prefix and `x`) made before `init()`, then
+/// killed with its keeper (their process group); the main process then ends normally.
+fn lazy_tracker_inner(prefix: &str) {
+    let x = multiproc::SharedMemory::builder().name(format!("{prefix}x")).size(4096).create().unwrap();
+    std::mem::forget(x);
+    multiproc::init();
+    let tracker = tracker_of(std::process::id());
+    let keeper = tracker_of(tracker);
+    // SAFETY (test): kill(2) of this family's own tracker's process group (it and its keeper).
+    assert_eq!(unsafe { libc::kill(-(tracker as i32), libc::SIGKILL) }, 0);
+    assert!(common::eventually(std::time::Duration::from_secs(10), || !common::pid_running(tracker)
+        && !common::pid_running(keeper)));
+    println!("INNER-DONE");
+}
+
+/// The running child of `parent` in the tracker's role (the family's tracker, or a
+/// tracker's keeper), looked for until found.
+fn tracker_of(parent: u32) -> u32 {
+    let find = || {
+        std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
+            |&pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+                after.split_whitespace().nth(1) == Some(&*parent.to_string())
+                    && common::pid_running(pid)
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
+            },
+        )
+    };
+    let mut found = None;
+    assert!(common::eventually(std::time::Duration::from_secs(10), || {
+        found = find();
+        found.is_some()
+    }));
+    found.unwrap()
 }
 
 fn never_runs_after_a_panic(_: common::refused::PanicsAfterFirst) {

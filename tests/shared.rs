@@ -1530,6 +1530,10 @@ fn a_tracker_that_abandons_its_journal_inner() {
     // Its next take failed: the journal abandoned, its keeper killed.
     assert!(eventually(LIMIT, || !pid_running(keeper)), "the keeper of a tracker without a journal is gone");
     assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    if std::env::var_os("MP_TEST_KILL_ABANDONED").is_some() {
+        // Killed alone (the OOM killer, say), its keeper gone: nothing takes its place.
+        kill_tracker_process(tracker);
+    }
     std::mem::forget(x);
     println!("INNER-DONE");
 }
@@ -1554,6 +1558,32 @@ fn a_tracker_that_abandons_its_journal_is_not_replaced_while_it_lives() {
         let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
     }
     assert!(kept, "{x}, untracked, was unlinked with its family: {stderr}");
+}
+
+/// review88 M1: a tracker that abandoned its journal, then killed on its own after it read
+/// an `untrack` (never journaled), was replaced at the main process's end from the stale
+/// journal, and the replacement unlinked the untracked segment with the family (the
+/// tracker had said that a kill of it would leak, not unlink). The journal is now emptied
+/// when it is abandoned: a replacement takes up nothing.
+#[test]
+fn a_tracker_killed_after_it_abandoned_its_journal_is_replaced_with_nothing_to_unlink() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-abandoned-killed-{}-", std::process::id());
+    let x = format!("{prefix}x");
+    // Its end waits for the replacement's, which holds its stderr.
+    let stderr = common::run_inner_test_stderr(
+        "a_tracker_that_abandons_its_journal_inner",
+        &[
+            ("MP_TEST_ABANDONED_JOURNAL", &prefix),
+            ("MP_TEST_KILL_ABANDONED", "1"),
+            ("MULTIPROC_CRASH_AT", "fail:tracker.journal.take"),
+        ],
+    );
+    let kept = shm_exists(&x);
+    for name in segments_named(&prefix) {
+        let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    }
+    assert!(kept, "{x}, untracked, was unlinked by the killed tracker's replacement: {stderr}");
 }
 
 /// Run only by the test below, in a family of its own whose tracker stops once it has

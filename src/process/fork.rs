@@ -177,6 +177,9 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                 if boot.args.bytes().len() > KEEP_MAX {
                     boot.args = shm::Payload::Inline(Vec::new());
                 }
+                // Between the record and the look (the tests' `hold:`: a child that ends
+                // meanwhile under an ignored `SIGCHLD` is reaped before it).
+                crash_point!("process.fork.recorded");
                 let pidfd = match sys::pidfd_of_child(pid) {
                     Ok(pidfd) => pidfd,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => {

@@ -1208,20 +1208,19 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
     if !sys::die_with_parent(main) {
         sys::exit_now(0);
     }
-    if !zygote {
-        // Forked from the program, the server has its dispositions: `SIGCHLD` ignored
-        // (inherited through `exec`, or set before `init()`) had the kernel reap the
-        // server's own children, a handler of the program's reaped them in the server, and
-        // their requesters never learnt their ends (review85 H1). Its children have the
-        // default too, as those of a server started again (every signal's default). A
-        // zygote keeps the program's, as its workers, copies of the program, do.
-        sys::default_sigchld();
-    }
     // Forked from `test_support!`'s `.init_array` entry, the server calls the constructors
     // that come after it, so that its children see what they registered (`sys::early`).
     // A zygote is forked from a running program: they ran.
     if !zygote {
         sys::finish_constructors();
+        // Forked from the program, the server has its dispositions: `SIGCHLD` ignored
+        // (inherited through `exec`, or set before `init()`) had the kernel reap the
+        // server's own children, a handler of the program's reaped them in the server, and
+        // their requesters never learnt their ends (review85 H1). Its children have the
+        // default too, as those of a server started again (every signal's default). After
+        // the constructors, which may set one too (review88 L3: a C library's, a `ctor`'s).
+        // A zygote keeps the program's, as its workers, copies of the program, do.
+        sys::default_sigchld();
         // For its children, which inherit it (a zygote has its program's already).
         family::finish_at_exit();
     }

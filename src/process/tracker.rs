@@ -105,23 +105,21 @@ struct Spare {
     journal: [sys::MemFile; 2],
 }
 
-/// Starts the family's tracker. Called by `init()` in the main process, before the fork
-/// server is forked; an error leaves the family without one (tracked segments then
-/// cannot be created).
+/// Starts the family's tracker: called by `init()` in the main process, before the fork
+/// server is forked (an error leaves the family without one: tracked segments then cannot
+/// be created), or by the first tracked segment of a process outside any family.
 ///
 /// The journal's files are made here, and the tracker's open file description of the first
 /// is locked (shared) before it starts: the lock is held while the tracker, or any keeper
 /// (each a fork of it, or of a keeper), lives, and goes with the last of them. This process
-/// keeps the pipe's read end and descriptions of its own of the files ([`SPARE`]).
+/// keeps the pipe's read end and descriptions of its own of the files ([`SPARE`]), even
+/// outside any family: it may call `init()` later, which then finds the tracker started
+/// and registers the exit hook that uses them (review88 L5: kept only by `init()`'s own
+/// start, a tracker started by a segment made before `init()` was never replaced). A
+/// process that never calls `init()` runs no such hook: its spare goes unused, and its
+/// copy of the read end has its lines time out, not fail `BrokenPipe`, once the tracker and
+/// keeper are killed, as in a family's main process (review82 L4).
 pub(crate) fn start() -> io::Result<()> {
-    start_keeping(true)
-}
-
-/// Starts a tracker: the family's ([`start`], `keep` the spare), or that of a process
-/// outside any family, whose end runs no exit hook to replace it (review82 L4: it kept a
-/// spare it never used, and a copy of the pipe's read end that left its writers waiting
-/// for a reader, not told `BrokenPipe`, once its tracker and keeper were killed).
-fn start_keeping(keep: bool) -> io::Result<()> {
     let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if PIPE.get().is_some() {
         return Ok(());
@@ -133,10 +131,7 @@ fn start_keeping(keep: bool) -> io::Result<()> {
     let journal = Journal::files()
         .and_then(|files| {
             files[0].lock_shared()?;
-            let spare = match keep {
-                true => Some(Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?] }),
-                false => None,
-            };
+            let spare = Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?] };
             Ok((files, spare))
         })
         .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
@@ -146,7 +141,7 @@ fn start_keeping(keep: bool) -> io::Result<()> {
         None => spawn(&read, None)?,
     }
     drop(read);
-    if let Some((_, Some(spare))) = journal {
+    if let Some((_, spare)) = journal {
         *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = Some(spare);
         SPARE_OWNER.store(sys::pid_now(), Ordering::Release);
     }
@@ -229,7 +224,7 @@ fn pipe() -> io::Result<BorrowedFd<'static>> {
     match PIPE.get() {
         Some(fd) => Ok(fd.as_fd()),
         None if !family::initialized() => {
-            start_keeping(false)?;
+            start()?;
             Ok(PIPE.get().ok_or_else(|| io::Error::other("the resource tracker did not start"))?.as_fd())
         }
         None => Err(io::Error::other("this family has no resource tracker (it failed to start at init)")),
@@ -505,11 +500,22 @@ impl Tracker {
         }
     }
 
-    /// Goes on without a journal after `e`: its record stops here, so its keeper must not
-    /// take over from it. The first file stays open ([`Tracker::lock`]).
+    /// Goes on without a journal after `e`: its record stops here, so nothing may take over
+    /// from it. The journal is emptied first, so that whatever still could (its keeper,
+    /// until killed here; the main process's replacement once this tracker is killed too)
+    /// takes up nothing: what it lacks (the lines read from now on, an `untrack` among them)
+    /// would have it unlink a segment forgotten since (review88 M1: the replacement
+    /// unlinked an untracked segment with the family, where this tracker said a leak).
+    /// Truncating a memory file frees pages, so it does not fail for want of them. The
+    /// first file stays open ([`Tracker::lock`]).
     fn abandon_journal(&mut self, e: &io::Error) {
         eprintln!("multiproc resource tracker: its journal failed ({e}): a kill of it would leak");
         if let Some(journal) = self.journal.take() {
+            if let Err(e) = journal.files.iter().try_for_each(|file| file.set_len(0)) {
+                eprintln!(
+                    "multiproc resource tracker: its journal cannot be emptied ({e}): a replacement may unlink segments untracked since"
+                );
+            }
             let [first, _] = journal.files;
             self.lock = Some(first);
         }
