@@ -3,7 +3,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::timespec;
@@ -316,10 +316,31 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 /// The user id and the pid of the process at the other end of a unix socket (as of its
-/// `connect`).
+/// `connect`); the pid is 0 when that process lives in a pid namespace this one cannot
+/// see (the kernel names no pid for it).
+///
+/// Not rustix's `socket_peercred`: its `UCred` holds a non-zero `Pid`, built from the
+/// kernel's bytes unchecked, so such a peer (a process of the same user in a sibling pid
+/// namespace, connecting to the fork server's abstract address) made an invalid value in
+/// the fork server (review91 L3).
 pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
-    let cred = rustix::net::sockopt::socket_peercred(sock)?;
-    Ok((cred.uid.as_raw(), cred.pid.as_raw_nonzero().get() as u32))
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` live across the call, `len` is `cred`'s size, and the kernel
+    // writes at most `len` bytes into `cred`, three integers for which any bits are valid.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.uid, u32::try_from(cred.pid).unwrap_or(0)))
 }
 
 /// This process's user id.
@@ -503,4 +524,70 @@ pub(crate) fn kept_alive(sock: BorrowedFd<'_>) -> io::Result<bool> {
         && rustix::net::sockopt::tcp_keepidle(sock)? == idle
         && rustix::net::sockopt::tcp_keepintvl(sock)? == interval
         && rustix::net::sockopt::tcp_keepcnt(sock)? == probes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The abstract name the server below listens on, when it runs as that server.
+    const SERVER: &str = "MULTIPROC_TEST_PEER_CRED_SERVER";
+
+    /// Not a test of its own: the server of the test below, run in a pid namespace of its
+    /// own. Takes one connection and prints what `peer_cred` tells of it.
+    #[test]
+    fn peer_cred_server() {
+        let Some(name) = std::env::var_os(SERVER) else { return };
+        let listener = listen_abstract(name.to_str().unwrap(), false).unwrap();
+        let sock = accept(listener.as_fd()).unwrap();
+        let (uid, pid) = peer_cred(sock.as_fd()).unwrap();
+        println!("PEER uid={uid} pid={pid}");
+    }
+
+    /// A peer whose pid this process cannot see (a process of the parent pid namespace,
+    /// seen from a child one) is told with pid 0, its user id as it is. Before, the same 0
+    /// came through rustix's non-zero `Pid`: undefined behaviour, which no assertion sees.
+    #[test]
+    fn a_peer_in_a_pid_namespace_this_one_cannot_see_has_pid_0() {
+        let name = format!("multiproc-test-peer-cred-{}", std::process::id());
+        let spawned = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["sys::os::socket::tests::peer_cred_server", "--exact", "--nocapture", "--test-threads=1"])
+            .env(SERVER, &name)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(server) = spawned else {
+            eprintln!("skipped: no unshare(1) here");
+            return;
+        };
+        // The server listens at once, or its namespace was refused and it ends.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut server = server;
+        let _sock = loop {
+            if let Ok(sock) = connect_abstract(&name, false) {
+                break sock;
+            }
+            if server.try_wait().unwrap().is_some() {
+                eprintln!("skipped: a pid namespace cannot be made here");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server neither listened nor ended");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let out = server.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains(&format!("PEER uid={} pid=0\n", my_uid())), "{out}");
+    }
+
+    /// A peer of this namespace is told with its pid.
+    #[test]
+    fn a_peer_of_this_namespace_has_its_pid() {
+        let name = format!("multiproc-test-peer-cred-own-{}", std::process::id());
+        let listener = listen_abstract(&name, false).unwrap();
+        let _client = connect_abstract(&name, false).unwrap();
+        let sock = accept(listener.as_fd()).unwrap();
+        assert_eq!(peer_cred(sock.as_fd()).unwrap(), (my_uid(), std::process::id()));
+    }
 }
