@@ -747,13 +747,7 @@ mod handles {
     /// header there.
     #[test]
     fn a_block_is_not_freed_under_a_look_between_the_directory_and_the_header() {
-        let _check = leak_check(LIMIT);
-        let outcome = Process::new(free_while_a_replay_is_past_its_look, ()).start().unwrap().join();
-        match outcome {
-            Ok(result) => result.unwrap(),
-            Err(e) => panic!("the body failed: {e}"),
-        }
-        _check.assert_no_leak();
+        in_a_child_leaking_nothing(free_while_a_replay_is_past_its_look);
     }
 
     /// Replays `bytes` (a `Value<u64>` message whose count a first delivery took) in a
@@ -813,13 +807,7 @@ mod handles {
     /// freed block, maybe reused: the word of the next object there went wrong).
     #[test]
     fn a_look_that_lets_go_before_the_releaser_does_not_free_the_block_under_it() {
-        let _check = leak_check(LIMIT);
-        let outcome = Process::new(a_look_lets_go_while_the_releaser_is_counted, ()).start().unwrap().join();
-        match outcome {
-            Ok(result) => result.unwrap(),
-            Err(e) => panic!("the body failed: {e}"),
-        }
-        _check.assert_no_leak();
+        in_a_child_leaking_nothing(a_look_lets_go_while_the_releaser_is_counted);
     }
 
     /// With a dead look in a value's word (a replay killed past its look), replays the value's
@@ -867,13 +855,18 @@ mod handles {
     /// freed (it leaked).
     #[test]
     fn a_look_announced_beside_a_release_does_not_leave_a_dead_look_behind() {
-        let _check = leak_check(LIMIT);
-        let outcome = Process::new(release_beside_an_announced_look, ()).start().unwrap().join();
-        match outcome {
+        in_a_child_leaking_nothing(release_beside_an_announced_look);
+    }
+
+    /// Runs `body` in a child process and panics with what it returned as an error; the
+    /// family heap must be back where it was after.
+    fn in_a_child_leaking_nothing(body: fn(()) -> Result<(), String>) {
+        let check = leak_check(LIMIT);
+        match Process::new(body, ()).start().unwrap().join() {
             Ok(result) => result.unwrap(),
             Err(e) => panic!("the body failed: {e}"),
         }
-        _check.assert_no_leak();
+        check.assert_no_leak();
     }
 
     /// The end a replay reads a value's bytes from (see `replay`).
@@ -961,13 +954,7 @@ mod handles {
     /// the lock over: the block is freed.
     #[test]
     fn a_look_killed_in_its_let_go_is_taken_away_by_the_next() {
-        let _check = leak_check(LIMIT);
-        let outcome = Process::new(let_go_beside_a_let_go_killed_locked, ()).start().unwrap().join();
-        match outcome {
-            Ok(result) => result.unwrap(),
-            Err(e) => panic!("the body failed: {e}"),
-        }
-        _check.assert_no_leak();
+        in_a_child_leaking_nothing(let_go_beside_a_let_go_killed_locked);
     }
 
     /// A process killed between its look at a value's start and its loads (crash point
