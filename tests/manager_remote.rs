@@ -1265,6 +1265,81 @@ fn a_client_with_nothing_unwritten_is_served_while_others_hold_the_answer_memory
     drop(stalled);
 }
 
+/// The frames (each its length first) of a `get` of the queue of byte strings published as
+/// "q" at `addr`, then of a `len` of it, as a client sends them (see [`a_get_of_d`]).
+fn a_get_of_q_then_its_len(addr: std::net::SocketAddr) -> Vec<u8> {
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let rq: QueueProxy<serde_bytes::ByteBuf> = recorder.lookup("q").unwrap();
+    rq.put(serde_bytes::ByteBuf::from(vec![1u8])).unwrap();
+    assert_eq!(rq.get().unwrap().len(), 1);
+    assert_eq!(rq.len().unwrap(), 0);
+    let mut frames = frames_of(&sent.lock().unwrap());
+    let len = frames.pop().unwrap();
+    let get = frames.pop().unwrap();
+    let mut both = Vec::new();
+    for frame in [get, len] {
+        both.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        both.extend_from_slice(&frame);
+    }
+    both
+}
+
+/// Reads one answer frame from `raw`, whole; returns its length.
+fn read_answer(raw: &mut TcpStream) -> usize {
+    let mut head = [0u8; 4];
+    raw.read_exact(&mut head).unwrap();
+    let len = u32::from_le_bytes(head) as usize;
+    raw.read_exact(&mut vec![0u8; len]).unwrap();
+    len
+}
+
+/// review91 L5: a wait granted a large answer past the budget (a queue's `get`, answered
+/// by a `put`), to a client that reads it slowly, does not hold back a client with nothing
+/// unwritten: such an answer is sent whatever the bounds, and is not made from the reserve
+/// that connections with nothing unwritten go on with. Before, it was counted there and
+/// filled it, so this client's calls waited until it was written or its reader cut off (the
+/// frame timeout, here ten minutes), and failed `CallTimeout`.
+#[test]
+fn a_client_with_nothing_unwritten_is_served_while_a_slow_reader_holds_a_granted_answer() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: usize = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(8 * MIB as u64)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    manager.publish("d", &d).unwrap();
+    let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
+    manager.publish("q", &q).unwrap();
+    let get = a_get_of_d(addr);
+    let take_then_len = a_get_of_q_then_its_len(addr);
+    let prompt = Manager::builder()
+        .address(addr.to_string())
+        .authkey(KEY)
+        .call_timeout(Duration::from_secs(5))
+        .connect()
+        .unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = prompt.lookup("d").unwrap();
+    // A client whose `get` of the empty queue parks: the `len` after it answered, it has.
+    let mut waiter = a_client_that_asks(addr, &take_then_len);
+    waiter.set_read_timeout(Some(LIMIT)).unwrap();
+    read_answer(&mut waiter);
+    // The budget passed by an answer its client reads nothing of.
+    let _stalled = a_client_that_reads_nothing_of(addr, &get);
+    // Past it, the family's `put` grants the waiter a 48 MiB answer, which it reads slowly.
+    q.put(serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    assert!(eventually(LIMIT, || answer_begun(&waiter)), "the wait was not granted");
+    for call in 0..10 {
+        assert_eq!(rd.len().map_err(|e| format!("call {call}: {e}")), Ok(1));
+    }
+}
+
 /// A test child: `SIGPIPE` back to its default, as many programs set it, then a manager
 /// started with `Fork` (which keeps the dispositions) serving a dict "d" of an 8 MiB value;
 /// its port goes to `port`, and it ends when the test sets `port` back to 0 (or after
