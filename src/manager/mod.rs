@@ -630,8 +630,9 @@ impl ManagerBuilder {
     /// connection with none is served one request at a time (each answer written before
     /// the next request is handled) while the answers made so past the bound stay under a
     /// reserve of a quarter of it, and waits too beyond. So a client making small calls is
-    /// not held back by another's slow reading, unless large answers made past the bound
-    /// fill the reserve; its calls sent at once are answered one after the other. No
+    /// not held back by another's slow reading, unless large answers made so past the bound
+    /// fill the reserve (a wait's answer granted does not count there); its calls sent at
+    /// once are answered one after the other. No
     /// client is refused for reading slowly: its calls are only slower (with a
     /// [`call_timeout`](Self::call_timeout), a call held back longer than that fails with
     /// `CallTimeout`, and a request held back counts its own timeout, an `acquire_timeout`
@@ -644,8 +645,8 @@ impl ManagerBuilder {
     /// The server can hold one and a quarter times this, plus two answers however large
     /// (a `get` of a large value): the one that passes the bound and the one that passes
     /// the reserve. Besides, the answers of waits granted (a lock, an event, a queue's
-    /// `get`) are sent whatever the bound, and the requests read before a connection
-    /// waited are held.
+    /// `get`) are sent whatever the bound (they count in it, not in the reserve), and the
+    /// requests read before a connection waited are held.
     ///
     /// # Examples
     ///
