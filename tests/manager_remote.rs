@@ -779,16 +779,36 @@ impl XorShift {
 
 /// Forwards one connection to `to`, keeping a copy of what the client sent.
 fn recording_relay(to: std::net::SocketAddr) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let (at, sent, _open) = gated_relay(to);
+    (at, sent)
+}
+
+/// [`recording_relay`], which forwards what the server sends only while the flag it
+/// returns holds (it does at first): cleared, the relay reads none of it, so that the
+/// server's answers wait as for a client that reads slowly.
+fn gated_relay(
+    to: std::net::SocketAddr,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let at = listener.local_addr().unwrap();
     let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = sent.clone();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (record, gate) = (sent.clone(), open.clone());
     std::thread::spawn(move || {
         let (mut client, _) = listener.accept().unwrap();
         let mut server = TcpStream::connect(to).unwrap();
         let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut server_back, &mut client_back);
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                while !gate.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                match server_back.read(&mut buf) {
+                    Ok(n @ 1..) if client_back.write_all(&buf[..n]).is_ok() => {}
+                    _ => break,
+                }
+            }
             let _ = client_back.shutdown(std::net::Shutdown::Both);
         });
         let mut buf = [0u8; 4096];
@@ -800,7 +820,7 @@ fn recording_relay(to: std::net::SocketAddr) -> (std::net::SocketAddr, std::sync
         }
         let _ = server.shutdown(std::net::Shutdown::Both);
     });
-    (at, sent)
+    (at, sent, open)
 }
 
 /// The request frames in what a client sent: after its 64 bytes of handshake, each a
@@ -1338,6 +1358,64 @@ fn a_client_with_nothing_unwritten_is_served_while_a_slow_reader_holds_a_granted
     for call in 0..10 {
         assert_eq!(rd.len().map_err(|e| format!("call {call}: {e}")), Ok(1));
     }
+}
+
+/// review84 L4: a request held back (its connection's answers past their share) counts
+/// its own timeout from when the server read it, not from when it handles it. Here an
+/// `acquire_timeout` of a held lock, read while a large answer granted to another thread
+/// of its client waits for that client to read it, is handled well past its timeout: it
+/// times out then, and a release made after it was handled does not grant it. Before, its
+/// timeout began at its handling, and that release granted it.
+#[test]
+fn a_held_back_request_counts_its_timeout_from_when_the_server_read_it() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: usize = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(8 * MIB as u64)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
+    manager.publish("q", &q).unwrap();
+    let l = manager.lock().unwrap();
+    manager.publish("l", &l).unwrap();
+    l.acquire().unwrap().leave_locked();
+    let (relay, sent, open) = gated_relay(manager.address().unwrap());
+    let remote = Manager::connect(relay, KEY).unwrap();
+    let rq: QueueProxy<serde_bytes::ByteBuf> = remote.lookup("q").unwrap();
+    let rl: LockProxy = remote.lookup("l").unwrap();
+    let requests = || frames_of(&sent.lock().unwrap()).len();
+    // A `get` of the empty queue parks; once a later call is answered, the server's reader
+    // has looked for room, and waits for the next request.
+    let before = requests();
+    let getter = std::thread::spawn(move || rq.get().map(|v| v.len()));
+    assert!(eventually(LIMIT, || requests() > before));
+    assert!(rl.locked().unwrap());
+    // The `put` grants it 48 MiB, far past the connection's share, which the client does not
+    // read yet: the connection waits for room.
+    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    q.put(serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    let before = requests();
+    let acquirer = std::thread::spawn({
+        let rl = rl.clone();
+        move || match rl.acquire_timeout(Duration::from_secs(2)) {
+            Ok(_held) => "acquired",
+            Err(ManagerError::Timeout) => "timed out",
+            Err(e) => panic!("{e}"),
+        }
+    });
+    // Its request on its way: the server reads it at once, and holds it back.
+    assert!(eventually(LIMIT, || requests() > before));
+    // Longer than its timeout.
+    std::thread::sleep(Duration::from_secs(5));
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A call after it: answered once it was handled.
+    assert!(rl.locked().unwrap());
+    l.release().unwrap();
+    assert_eq!(acquirer.join().unwrap(), "timed out");
+    assert_eq!(getter.join().unwrap().unwrap(), 48 * MIB);
 }
 
 /// A test child: `SIGPIPE` back to its default, as many programs set it, then a manager
