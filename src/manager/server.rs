@@ -137,9 +137,9 @@ pub(crate) struct Server {
     /// Remote connections to close once the answers being sent are out.
     closing: Vec<ConnId>,
     /// Requests of remote connections whose answers not yet written are past their bound
-    /// (`remote::must_wait`), in the order they came: handled as room comes (see
-    /// [`Server::resume`]).
-    deferred: IdMap<ConnId, VecDeque<super::protocol::Envelope>>,
+    /// (`remote::must_wait`), in the order they came, each with when it was deferred:
+    /// handled as room comes (see [`Server::resume`]).
+    deferred: IdMap<ConnId, VecDeque<(Instant, super::protocol::Envelope)>>,
     /// `remote::answers_given_back` when [`Server::resume`] last looked for room.
     given_back: u64,
     /// What one request may decode to.
@@ -252,8 +252,8 @@ impl Server {
         // What was deferred is answered as shutting down (a small answer each), as what
         // is parked; then the remote writers flush.
         for (conn, waiting) in std::mem::take(&mut self.deferred) {
-            for envelope in waiting {
-                self.request(conn, envelope, false);
+            for (at, envelope) in waiting {
+                self.request(conn, envelope, Some(at));
             }
         }
         self.deliver(None);
@@ -292,7 +292,7 @@ impl Server {
         };
         let mut quick = false;
         match got {
-            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, true),
+            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, None),
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
@@ -332,16 +332,25 @@ impl Server {
         }
     }
 
-    /// A request of `conn`: handled now (and what it answered delivered), or, when
-    /// `may_defer`, deferred while the answers of a remote connection not yet written are
-    /// past their bound, or it has requests deferred (its requests are handled in order, a
-    /// `Release` too). True if it was a quick one (see [`Server::step`]).
-    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, may_defer: bool) -> bool {
+    /// A request of `conn`: handled now (and what it answered delivered), or, when taken
+    /// from the ring (`deferred_at` none), deferred while the answers of a remote
+    /// connection not yet written are past their bound, or it has requests deferred (its
+    /// requests are handled in order, a `Release` too). True if it was a quick one (see
+    /// [`Server::step`]).
+    ///
+    /// A request deferred at `deferred_at` counts its own timeout (a lock's
+    /// `acquire_timeout`, a queue's `get_timeout`) from then, when the server had read it,
+    /// as its client counts it from its sending (review84 L4: counted from its handling, it
+    /// was granted what it had stopped waiting for). One left unread in the socket, its
+    /// connection's reader waiting for room, counts from its reading: when it was sent, the
+    /// server cannot know.
+    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, deferred_at: Option<Instant>) -> bool {
         match (&envelope.request, self.conns.get_mut(&conn)) {
             (_, Some(Conn::Remote { .. }))
-                if may_defer && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn)) =>
+                if deferred_at.is_none()
+                    && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn)) =>
             {
-                self.deferred.entry(conn).or_default().push_back(envelope);
+                self.deferred.entry(conn).or_default().push_back((Instant::now(), envelope));
                 false
             }
             (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
@@ -362,7 +371,7 @@ impl Server {
                 let quick =
                     matches!(request, Request::Call { kind, .. } if !matches!(kind, Kind::Custom | Kind::Barrier));
                 let seq = envelope.seq;
-                self.store.handle(conn, envelope, None);
+                self.store.handle(conn, envelope, deferred_at);
                 if self.store.has_replies() {
                     self.deliver(Some((conn, seq)));
                 }
@@ -382,11 +391,11 @@ impl Server {
             while !remote::must_wait(&self.writers, conn) {
                 // Closed meanwhile (an answer that could not be sent), or all handled.
                 let Some(waiting) = self.deferred.get_mut(&conn) else { break };
-                let Some(envelope) = waiting.pop_front() else { break };
+                let Some((at, envelope)) = waiting.pop_front() else { break };
                 if waiting.is_empty() {
                     self.deferred.remove(&conn);
                 }
-                self.request(conn, envelope, false);
+                self.request(conn, envelope, Some(at));
                 // What a `Release` answered (the waiters of an object it deleted).
                 if self.store.has_replies() {
                     self.deliver(None);
