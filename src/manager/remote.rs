@@ -409,7 +409,9 @@ impl Backlog {
     /// reader reads on to the end without waiting again, and the connection's locks are
     /// released (review84 M2: nothing else reads or writes the socket of a client whose
     /// writer has nothing to write, so a client that left kept its locks until there was
-    /// room). What it sent before it left is deferred, and dropped at the close.
+    /// room). What it sent before it left is deferred, and dropped at the close, also for a
+    /// client that only half-closed and still reads (review89 L2, kept: neither Python's
+    /// clients nor ours half-close; answering those would need the close to wait for them).
     fn wait_for_room(&self, socket: &TcpStream) -> bool {
         if !self.full() {
             return false;
