@@ -779,16 +779,36 @@ impl XorShift {
 
 /// Forwards one connection to `to`, keeping a copy of what the client sent.
 fn recording_relay(to: std::net::SocketAddr) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let (at, sent, _open) = gated_relay(to);
+    (at, sent)
+}
+
+/// [`recording_relay`], which forwards what the server sends only while the flag it
+/// returns holds (it does at first): cleared, the relay reads none of it, so that the
+/// server's answers wait as for a client that reads slowly.
+fn gated_relay(
+    to: std::net::SocketAddr,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let at = listener.local_addr().unwrap();
     let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = sent.clone();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (record, gate) = (sent.clone(), open.clone());
     std::thread::spawn(move || {
         let (mut client, _) = listener.accept().unwrap();
         let mut server = TcpStream::connect(to).unwrap();
         let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut server_back, &mut client_back);
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                while !gate.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                match server_back.read(&mut buf) {
+                    Ok(n @ 1..) if client_back.write_all(&buf[..n]).is_ok() => {}
+                    _ => break,
+                }
+            }
             let _ = client_back.shutdown(std::net::Shutdown::Both);
         });
         let mut buf = [0u8; 4096];
@@ -800,7 +820,7 @@ fn recording_relay(to: std::net::SocketAddr) -> (std::net::SocketAddr, std::sync
         }
         let _ = server.shutdown(std::net::Shutdown::Both);
     });
-    (at, sent)
+    (at, sent, open)
 }
 
 /// The request frames in what a client sent: after its 64 bytes of handshake, each a
@@ -1263,6 +1283,141 @@ fn a_client_with_nothing_unwritten_is_served_while_others_hold_the_answer_memory
     let more = eventually(Duration::from_secs(3), || begun() > 1);
     assert!(!more, "{} large answers made past the budget", begun());
     drop(stalled);
+}
+
+/// The frames (each its length first) of a `get` of the queue of byte strings published as
+/// "q" at `addr`, then of a `len` of it, as a client sends them (see [`a_get_of_d`]).
+fn a_get_of_q_then_its_len(addr: std::net::SocketAddr) -> Vec<u8> {
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let rq: QueueProxy<serde_bytes::ByteBuf> = recorder.lookup("q").unwrap();
+    rq.put(serde_bytes::ByteBuf::from(vec![1u8])).unwrap();
+    assert_eq!(rq.get().unwrap().len(), 1);
+    assert_eq!(rq.len().unwrap(), 0);
+    let mut frames = frames_of(&sent.lock().unwrap());
+    let len = frames.pop().unwrap();
+    let get = frames.pop().unwrap();
+    let mut both = Vec::new();
+    for frame in [get, len] {
+        both.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        both.extend_from_slice(&frame);
+    }
+    both
+}
+
+/// Reads one answer frame from `raw`, whole; returns its length.
+fn read_answer(raw: &mut TcpStream) -> usize {
+    let mut head = [0u8; 4];
+    raw.read_exact(&mut head).unwrap();
+    let len = u32::from_le_bytes(head) as usize;
+    raw.read_exact(&mut vec![0u8; len]).unwrap();
+    len
+}
+
+/// review91 L5: a wait granted a large answer past the budget (a queue's `get`, answered
+/// by a `put`), to a client that reads it slowly, does not hold back a client with nothing
+/// unwritten: such an answer is sent whatever the bounds, and is not made from the reserve
+/// that connections with nothing unwritten go on with. Before, it was counted there and
+/// filled it, so this client's calls waited until it was written or its reader cut off (the
+/// frame timeout, here ten minutes), and failed `CallTimeout`.
+#[test]
+fn a_client_with_nothing_unwritten_is_served_while_a_slow_reader_holds_a_granted_answer() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: usize = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(8 * MIB as u64)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    manager.publish("d", &d).unwrap();
+    let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
+    manager.publish("q", &q).unwrap();
+    let get = a_get_of_d(addr);
+    let take_then_len = a_get_of_q_then_its_len(addr);
+    let prompt = Manager::builder()
+        .address(addr.to_string())
+        .authkey(KEY)
+        .call_timeout(Duration::from_secs(5))
+        .connect()
+        .unwrap();
+    let rd: DictProxy<u8, serde_bytes::ByteBuf> = prompt.lookup("d").unwrap();
+    // A client whose `get` of the empty queue parks: the `len` after it answered, it has.
+    let mut waiter = a_client_that_asks(addr, &take_then_len);
+    waiter.set_read_timeout(Some(LIMIT)).unwrap();
+    read_answer(&mut waiter);
+    // The budget passed by an answer its client reads nothing of.
+    let _stalled = a_client_that_reads_nothing_of(addr, &get);
+    // Past it, the family's `put` grants the waiter a 48 MiB answer, which it reads slowly.
+    q.put(serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    assert!(eventually(LIMIT, || answer_begun(&waiter)), "the wait was not granted");
+    for call in 0..10 {
+        assert_eq!(rd.len().map_err(|e| format!("call {call}: {e}")), Ok(1));
+    }
+}
+
+/// review84 L4: a request held back (its connection's answers past their share) counts
+/// its own timeout from when the server read it, not from when it handles it. Here an
+/// `acquire_timeout` of a held lock, read while a large answer granted to another thread
+/// of its client waits for that client to read it, is handled well past its timeout: it
+/// times out then, and a release made after it was handled does not grant it. Before, its
+/// timeout began at its handling, and that release granted it.
+#[test]
+fn a_held_back_request_counts_its_timeout_from_when_the_server_read_it() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: usize = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(8 * MIB as u64)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
+    manager.publish("q", &q).unwrap();
+    let l = manager.lock().unwrap();
+    manager.publish("l", &l).unwrap();
+    l.acquire().unwrap().leave_locked();
+    let (relay, sent, open) = gated_relay(manager.address().unwrap());
+    let remote = Manager::connect(relay, KEY).unwrap();
+    let rq: QueueProxy<serde_bytes::ByteBuf> = remote.lookup("q").unwrap();
+    let rl: LockProxy = remote.lookup("l").unwrap();
+    let requests = || frames_of(&sent.lock().unwrap()).len();
+    // A `get` of the empty queue parks; once a later call is answered, the server's reader
+    // has looked for room, and waits for the next request.
+    let before = requests();
+    let getter = std::thread::spawn(move || rq.get().map(|v| v.len()));
+    assert!(eventually(LIMIT, || requests() > before));
+    assert!(rl.locked().unwrap());
+    // The `put` grants it 48 MiB, far past the connection's share, which the client does not
+    // read yet: the connection waits for room.
+    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    q.put(serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
+    let before = requests();
+    let acquirer = std::thread::spawn({
+        let rl = rl.clone();
+        move || match rl.acquire_timeout(Duration::from_secs(2)) {
+            Ok(_held) => "acquired",
+            Err(ManagerError::Timeout) => "timed out",
+            Err(e) => panic!("{e}"),
+        }
+    });
+    // Its request on its way: the server reads it at once, and holds it back.
+    assert!(eventually(LIMIT, || requests() > before));
+    // Longer than its timeout, with room to spare (its reading, just after it went through
+    // the relay, may come late on a loaded machine; before the fix, the release below had
+    // to come within its timeout of its handling).
+    std::thread::sleep(Duration::from_secs(5));
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A call after it: answered once it was handled.
+    assert!(rl.locked().unwrap());
+    l.release().unwrap();
+    assert_eq!(acquirer.join().unwrap(), "timed out");
+    assert_eq!(getter.join().unwrap().unwrap(), 48 * MIB);
 }
 
 /// A test child: `SIGPIPE` back to its default, as many programs set it, then a manager

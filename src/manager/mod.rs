@@ -624,28 +624,31 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many bytes of answers the server may hold not yet written to its remote
     /// clients, across connections (default 1 GiB). Past a quarter of it for one
-    /// connection (or 4096 answers), a connection's requests wait: the server reads no more
-    /// of them, and holds back those it has read, until the client has read enough. Past
-    /// all of it, so do the requests of every connection with answers not yet written; a
-    /// connection with none is served one request at a time (each answer written before
-    /// the next request is handled) while the answers made so past the bound stay under a
-    /// reserve of a quarter of it, and waits too beyond. So a client making small calls is
-    /// not held back by another's slow reading, unless large answers made past the bound
-    /// fill the reserve; its calls sent at once are answered one after the other. No
-    /// client is refused for reading slowly: its calls are only slower (with a
+    /// connection (or 4096 answers), a connection's requests wait: the server reads no
+    /// more of them, and holds back those it has read, until the client has read enough.
+    /// Past all of it, so do the requests of every connection with answers not yet
+    /// written; a connection with none is served one request at a time (each answer
+    /// written before the next request is handled) while the answers made so past the
+    /// bound stay under a reserve of a quarter of it, and waits too beyond. So a client
+    /// making small calls is not held back by another's slow reading, unless large
+    /// answers made so past the bound fill the reserve (a wait's answer granted does not
+    /// count there); its calls sent at once are answered one after the other. No client
+    /// is refused for reading slowly: its calls are only slower (with a
     /// [`call_timeout`](Self::call_timeout), a call held back longer than that fails with
-    /// `CallTimeout`, and a request held back counts its own timeout, an `acquire_timeout`
-    /// say, from when it is handled). A client that reads nothing for the
-    /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected (its
-    /// objects and locks given back as for any connection that ends), and its answers let
-    /// go, for the others; one that reads a little within every `frame_timeout` is kept,
-    /// holding at most its share or one answer.
+    /// `CallTimeout`, and a request held back counts its own timeout, an
+    /// `acquire_timeout` say, from when the server read it: one it left unread while it
+    /// read no more of the connection's requests counts from when it reads it, as the
+    /// server cannot know when it was sent). A client that reads nothing for the
+    /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected
+    /// (its objects and locks given back as for any connection that ends), and its
+    /// answers let go, for the others; one that reads a little within every
+    /// `frame_timeout` is kept, holding at most its share or one answer.
     ///
     /// The server can hold one and a quarter times this, plus two answers however large
     /// (a `get` of a large value): the one that passes the bound and the one that passes
     /// the reserve. Besides, the answers of waits granted (a lock, an event, a queue's
-    /// `get`) are sent whatever the bound, and the requests read before a connection
-    /// waited are held.
+    /// `get`) are sent whatever the bound (they count in it, not in the reserve), and the
+    /// requests read before a connection waited are held.
     ///
     /// # Examples
     ///

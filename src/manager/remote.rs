@@ -294,19 +294,22 @@ pub(crate) type Writers = Arc<Remotes>;
 /// The memory held is the budget passed by one answer, the overdraft's reserve (a quarter
 /// of the budget) passed by one answer, and the requests read before the readers stopped,
 /// held back; besides, the answers of parked requests granted (a lock, an event, a
-/// queue's `get`), which are sent whatever the bounds. Without the reserve (fix65), every
-/// connection with nothing unwritten had one answer made past the budget, so k clients
-/// fetching one large value each held k of them (review89 H1).
+/// queue's `get`), which are sent whatever the bounds: they count in the budget, not in
+/// the overdraft. Without the reserve (fix65), every connection with nothing unwritten had
+/// one answer made past the budget, so k clients fetching one large value each held k of
+/// them (review89 H1).
 pub(crate) struct AnswerMemory {
     /// The bytes of every connection's answers not yet written.
     unsent: AtomicUsize,
     budget: usize,
-    /// The bytes of the answers made while the budget was passed (`Queued::over`): those
-    /// of the connections that had none unwritten (review84 M1: they go on past the
-    /// budget, so that a client making small calls is not held back by the clients that
-    /// read slowly), and of parked requests granted. Such connections wait once it reaches
+    /// The bytes of the answers made while the budget was passed to the requests let
+    /// through (`Queued::over`), those of the connections that had none unwritten
+    /// (review84 M1: they go on past the budget, so that a client making small calls is not
+    /// held back by the clients that read slowly). Such connections wait once it reaches
     /// [`AnswerMemory::reserve`]; its answers are not the budget's, so answers stalled
-    /// past the budget do not use it up.
+    /// past the budget do not use it up. Nor are the answers of parked requests granted,
+    /// which no such connection asked for: a large one read slowly filled it, and held back
+    /// every connection with nothing unwritten until it was written or cut (review91 L5).
     overdraft: AtomicUsize,
     /// Readers waiting in `room` (counted under `room_lock`, before their look), so that
     /// an answer written wakes nobody, and takes no lock, when none waits.
@@ -386,13 +389,14 @@ impl Backlog {
             || (past_budget() && (frames > 0 || past_reserve()))
     }
 
-    /// Counts `frame` until it is written or dropped, in the overdraft too if the budget
-    /// was passed.
-    fn charge(self: &Arc<Self>, frame: Vec<u8>) -> Queued {
+    /// Counts `frame` until it is written or dropped, in the overdraft too if it answers
+    /// a request let through (`let_through`, see [`send_to_writer`]) and the budget was
+    /// passed.
+    fn charge(self: &Arc<Self>, frame: Vec<u8>, let_through: bool) -> Queued {
         let len = frame.len();
         self.bytes.fetch_add(len, Ordering::SeqCst);
         self.frames.fetch_add(1, Ordering::SeqCst);
-        let over = self.memory.unsent.fetch_add(len, Ordering::SeqCst) >= self.memory.budget;
+        let over = self.memory.unsent.fetch_add(len, Ordering::SeqCst) >= self.memory.budget && let_through;
         if over {
             self.memory.overdraft.fetch_add(len, Ordering::SeqCst);
         }
@@ -405,7 +409,9 @@ impl Backlog {
     /// reader reads on to the end without waiting again, and the connection's locks are
     /// released (review84 M2: nothing else reads or writes the socket of a client whose
     /// writer has nothing to write, so a client that left kept its locks until there was
-    /// room). What it sent before it left is deferred, and dropped at the close.
+    /// room). What it sent before it left is deferred, and dropped at the close, also for a
+    /// client that only half-closed and still reads (review89 L2, kept: neither Python's
+    /// clients nor ours half-close; answering those would need the close to wait for them).
     fn wait_for_room(&self, socket: &TcpStream) -> bool {
         if !self.full() {
             return false;
@@ -472,11 +478,14 @@ struct Writer {
 const WRITER_BACKLOG: usize = 4096;
 
 /// Queues an answer frame for connection `conn`; false if it is gone (forgotten, or its
-/// writer ended: the frame is dropped, and the bytes given back).
-pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bool {
+/// writer ended: the frame is dropped, and the bytes given back). `let_through`: it
+/// answers the request that [`must_wait`] just let through, which past the budget is made
+/// from the reserve; other answers (a parked request granted, a refusal) are sent whatever
+/// the bounds, and are not the reserve's.
+pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>, let_through: bool) -> bool {
     let writers = lock(&writers.writers);
     let Some(writer) = writers.get(&conn) else { return false };
-    writer.queue.send(writer.backlog.charge(frame)).is_ok()
+    writer.queue.send(writer.backlog.charge(frame, let_through)).is_ok()
 }
 
 /// Whether connection `conn`'s answers not yet written are past their bound, so that its
@@ -815,7 +824,7 @@ fn serve_connection(
                     let mut frame = Vec::new();
                     if seq == 0
                         || encode_plain(&Reply::<ObjectId> { seq, result: Err(fault) }, &mut frame).is_err()
-                        || !send_to_writer(writers, conn, frame)
+                        || !send_to_writer(writers, conn, frame, false)
                     {
                         break;
                     }
@@ -1261,11 +1270,11 @@ mod tests {
     fn answers_queued_while_a_large_one_is_written_go_out() {
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK]));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
         // Its head arrived: the writer has taken it, and writes it until the peer reads on.
         peer.peek(&mut [0u8; 1]).unwrap();
-        assert!(send_to_writer(&writers, 1, vec![0; 10]), "a small answer while a large one is written");
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK + 1]), "a large answer while a small one waits");
+        assert!(send_to_writer(&writers, 1, vec![0; 10], true), "a small answer while a large one is written");
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK + 1], true), "a large answer while a small one waits");
         assert!(must_wait(&writers, 1), "past its share, the connection's requests wait");
         assert_eq!([STUCK, 10, STUCK + 1].map(|_| read_through(&mut peer)), [STUCK, 10, STUCK + 1]);
         assert!(eventually(|| !must_wait(&writers, 1)), "all read: its requests go on");
@@ -1281,11 +1290,11 @@ mod tests {
         let share = STUCK;
         let writers = Arc::new(Remotes::new(4 * share as u64));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
-        assert!(send_to_writer(&writers, 1, vec![0; share + 1]));
+        assert!(send_to_writer(&writers, 1, vec![0; share + 1], true));
         peer.peek(&mut [0u8; 1]).unwrap();
         let quarter = share / 4;
         for i in 0..5 {
-            assert!(send_to_writer(&writers, 1, vec![0; quarter + i]), "answer {i} of a quarter of the share");
+            assert!(send_to_writer(&writers, 1, vec![0; quarter + i], true), "answer {i} of a quarter of the share");
         }
         assert!(must_wait(&writers, 1));
         let read: Vec<usize> = (0..6).map(|_| read_through(&mut peer)).collect();
@@ -1302,11 +1311,11 @@ mod tests {
     fn a_client_that_reads_nothing_while_its_requests_wait_is_cut_off() {
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK]));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK]));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
         assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer ended");
         assert!(eventually(|| writers.memory.unsent.load(Ordering::SeqCst) == 0), "the answers were let go");
-        assert!(!send_to_writer(&writers, 1, vec![0; 1]), "the connection is gone");
+        assert!(!send_to_writer(&writers, 1, vec![0; 1], true), "the connection is gone");
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();
         assert!(got.len() < 4 + STUCK, "cut off in its first answer: {} bytes", got.len());
@@ -1318,9 +1327,9 @@ mod tests {
     fn a_connection_with_its_count_of_answers_waiting_waits() {
         let writers = Arc::new(Remotes::default());
         let backlog = Arc::new(Backlog::new(writers.memory.clone()));
-        let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1])).collect();
+        let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1], true)).collect();
         assert!(!backlog.full());
-        queued.push(backlog.charge(vec![0; 1]));
+        queued.push(backlog.charge(vec![0; 1], true));
         assert!(backlog.full());
         queued.pop();
         assert!(!backlog.full());
@@ -1337,7 +1346,7 @@ mod tests {
     fn a_forgotten_writer_whose_client_reads_nothing_is_cut_off() {
         let writers = Arc::new(Remotes::new(8 * STUCK as u64));
         let (_peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK]));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
         assert!(!must_wait(&writers, 1), "under its share and the budget");
         forget_writer(&writers, 1);
         assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer still writes");
@@ -1350,12 +1359,12 @@ mod tests {
     fn past_the_budget_only_connections_with_answers_unwritten_wait() {
         let writers = Arc::new(Remotes::new(10));
         let [slow, reading, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
-        let small = reading.charge(vec![0; 1]);
+        let small = reading.charge(vec![0; 1], true);
         assert!(!reading.full(), "under its share and the budget");
-        let large = slow.charge(vec![0; 9]);
+        let large = slow.charge(vec![0; 9], true);
         assert!(slow.full() && reading.full(), "past the budget, with answers unwritten");
         assert!(!idle.full(), "past the budget, with nothing unwritten");
-        let one = idle.charge(vec![0; 1]);
+        let one = idle.charge(vec![0; 1], true);
         assert!(idle.full(), "its one answer made, it waits until that is written");
         drop(large);
         assert!(!reading.full() && !idle.full() && !slow.full());
@@ -1370,12 +1379,12 @@ mod tests {
     fn past_the_budget_connections_with_nothing_unwritten_share_a_reserve() {
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
-        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10]);
+        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10], true);
         let idle: Vec<_> = (0..50).map(|_| Arc::new(Backlog::new(writers.memory.clone()))).collect();
         let made = |held: &mut Vec<Queued>| {
             for backlog in &idle {
                 if !backlog.full() {
-                    held.push(backlog.charge(vec![0; 9]));
+                    held.push(backlog.charge(vec![0; 9], true));
                 }
             }
         };
@@ -1390,6 +1399,26 @@ mod tests {
         assert_eq!(held.len(), 1, "the reserve given back serves the next");
         drop((held, passed));
         assert_eq!(memory.overdraft.load(Ordering::SeqCst), 0);
+    }
+
+    /// review91 L5: an answer sent whatever the bounds (a parked request granted) past the
+    /// budget counts in it, not in the reserve: a connection with nothing unwritten still
+    /// goes on, as past a budget passed by answers stalled. Before, it filled the reserve,
+    /// and held back every such connection until it was written or cut.
+    #[test]
+    fn an_answer_granted_past_the_budget_is_not_the_reserves() {
+        let writers = Arc::new(Remotes::new(10));
+        let memory = &*writers.memory;
+        let [slow, waiter, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
+        let passed = slow.charge(vec![0; 10], true);
+        let granted = waiter.charge(vec![0; 9], false);
+        assert_eq!(memory.overdraft.load(Ordering::SeqCst), 0, "a grant is not the reserve's");
+        assert!(waiter.full(), "past the budget, with its answer unwritten");
+        assert!(!idle.full(), "past the budget, with nothing unwritten, and the reserve unused");
+        let one = idle.charge(vec![0; 9], true);
+        assert_eq!(memory.overdraft.load(Ordering::SeqCst), 9, "the answer let through is");
+        drop((passed, granted, one));
+        assert_eq!(memory.unsent.load(Ordering::SeqCst) + memory.overdraft.load(Ordering::SeqCst), 0);
     }
 
     /// review79 L3: the answers of all connections share one budget. Connections that do
@@ -1408,11 +1437,11 @@ mod tests {
         let stall = |conn| if conn == 1 { Duration::from_millis(100) } else { LIMIT };
         let stalled: Vec<_> = (1..=5).map(|conn| connect(&writers, conn, stall(conn))).collect();
         for conn in 1..=4 {
-            assert!(send_to_writer(&writers, conn, vec![0; STUCK]));
+            assert!(send_to_writer(&writers, conn, vec![0; STUCK], true));
             // Under its share and the budget: neither it nor another waits, nor is it cut.
             assert!(!must_wait(&writers, conn) && !must_wait(&writers, 9), "{conn} answers under the budget");
         }
-        assert!(send_to_writer(&writers, 5, vec![0; STUCK]));
+        assert!(send_to_writer(&writers, 5, vec![0; STUCK], true));
         assert!(!must_wait(&writers, 9), "over the budget, a connection with nothing unwritten goes on");
         // One cut off is enough: the rest are under the budget again, and are kept.
         let under = || writers.memory.unsent.load(Ordering::SeqCst) < budget as usize;
@@ -1421,7 +1450,7 @@ mod tests {
         assert!(eventually(|| cut() > 0), "a writer ended");
         assert!(stalled[0].1.ended.load(Ordering::SeqCst), "the one that may be cut was");
         assert_eq!(cut(), 1, "the others were kept");
-        assert!(send_to_writer(&writers, 9, vec![0; 10]));
+        assert!(send_to_writer(&writers, 9, vec![0; 10], true));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
     }
@@ -1434,16 +1463,24 @@ mod tests {
     #[test]
     fn a_reader_waiting_for_room_sees_its_client_leave() {
         let writers = Arc::new(Remotes::new(1 << 20));
-        let (peer, backlog, socket) = connect_both(&writers, 1, LIMIT);
-        let held = backlog.charge(vec![0; 1 << 20]);
-        assert!(backlog.full());
-        let waiting = backlog.clone();
-        let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
+        let (peer, reader, held) = a_reader_waiting_for_room(&writers);
         peer.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(eventually(|| reader.is_finished()), "the reader still waits for room");
         assert!(reader.join().unwrap(), "the client left");
         drop(held);
         forget_writer(&writers, 1);
+    }
+
+    /// Connection 1 of `writers` (whose budget is 1 MiB) made full by an answer charged and
+    /// never queued (its writer has nothing to write, as when the answers of others keep
+    /// the budget passed), and its reader waiting for room on a thread; returns the
+    /// client's end, the reader (whether it saw its client leave), and the answer.
+    fn a_reader_waiting_for_room(writers: &Writers) -> (TcpStream, std::thread::JoinHandle<bool>, Queued) {
+        let (peer, backlog, socket) = connect_both(writers, 1, LIMIT);
+        let held = backlog.charge(vec![0; 1 << 20], true);
+        assert!(backlog.full());
+        let reader = std::thread::spawn(move || backlog.wait_for_room(&socket));
+        (peer, reader, held)
     }
 
     /// review89 L1: a reader waiting for room looks whether its client left every
@@ -1453,11 +1490,7 @@ mod tests {
     #[test]
     fn a_reader_woken_by_others_answers_still_sees_its_client_leave() {
         let writers = Arc::new(Remotes::new(1 << 20));
-        let (peer, backlog, socket) = connect_both(&writers, 1, LIMIT);
-        let held = backlog.charge(vec![0; 1 << 20]);
-        assert!(backlog.full());
-        let waiting = backlog.clone();
-        let reader = std::thread::spawn(move || waiting.wait_for_room(&socket));
+        let (peer, reader, held) = a_reader_waiting_for_room(&writers);
         // Another connection's answers, one given back every 20 ms, until the reader ends.
         let other = Arc::new(Backlog::new(writers.memory.clone()));
         let done = Arc::new(AtomicBool::new(false));
@@ -1465,7 +1498,7 @@ mod tests {
             let (done, end) = (done.clone(), Instant::now() + LIMIT);
             move || {
                 while !done.load(Ordering::SeqCst) && Instant::now() < end {
-                    drop(other.charge(vec![0; 1]));
+                    drop(other.charge(vec![0; 1], true));
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }

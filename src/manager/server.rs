@@ -137,9 +137,9 @@ pub(crate) struct Server {
     /// Remote connections to close once the answers being sent are out.
     closing: Vec<ConnId>,
     /// Requests of remote connections whose answers not yet written are past their bound
-    /// (`remote::must_wait`), in the order they came: handled as room comes (see
-    /// [`Server::resume`]).
-    deferred: IdMap<ConnId, VecDeque<super::protocol::Envelope>>,
+    /// (`remote::must_wait`), in the order they came, each with when it was deferred:
+    /// handled as room comes (see [`Server::resume`]).
+    deferred: IdMap<ConnId, VecDeque<(Instant, super::protocol::Envelope)>>,
     /// `remote::answers_given_back` when [`Server::resume`] last looked for room.
     given_back: u64,
     /// What one request may decode to.
@@ -252,11 +252,11 @@ impl Server {
         // What was deferred is answered as shutting down (a small answer each), as what
         // is parked; then the remote writers flush.
         for (conn, waiting) in std::mem::take(&mut self.deferred) {
-            for envelope in waiting {
-                self.request(conn, envelope, false);
+            for (at, envelope) in waiting {
+                self.request(conn, envelope, Some(at));
             }
         }
-        self.deliver();
+        self.deliver(None);
         self.conns.clear();
     }
 
@@ -292,11 +292,11 @@ impl Server {
         };
         let mut quick = false;
         match got {
-            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, true),
+            Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, None),
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
-                    self.send(conn, seq, Err(fault));
+                    self.send(conn, seq, Err(fault), false);
                 }
             }
             Ok(Incoming::Control(control)) => self.control(control),
@@ -305,7 +305,7 @@ impl Server {
             Err(_) => {}
         }
         if self.store.has_replies() {
-            self.deliver();
+            self.deliver(None);
         }
         if !self.deferred.is_empty() {
             // Read before the look: an answer given back during it brings another.
@@ -324,7 +324,7 @@ impl Server {
         self.now = now;
         self.store.expire(now);
         if self.store.has_replies() {
-            self.deliver();
+            self.deliver(None);
         }
         if now >= self.last_sweep + SWEEP {
             self.last_sweep = now;
@@ -332,16 +332,25 @@ impl Server {
         }
     }
 
-    /// A request of `conn`: handled now, or, when `may_defer`, deferred while the answers
-    /// of a remote connection not yet written are past their bound, or it has requests
-    /// deferred (its requests are handled in order, a `Release` too). True if it was a
-    /// quick one (see [`Server::step`]).
-    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, may_defer: bool) -> bool {
+    /// A request of `conn`: handled now (and what it answered delivered), or, when taken
+    /// from the ring (`deferred_at` none), deferred while the answers of a remote
+    /// connection not yet written are past their bound, or it has requests deferred (its
+    /// requests are handled in order, a `Release` too). True if it was a quick one (see
+    /// [`Server::step`]).
+    ///
+    /// A request deferred at `deferred_at` counts its own timeout (a lock's
+    /// `acquire_timeout`, a queue's `get_timeout`) from then, when the server had read it,
+    /// as its client counts it from its sending (review84 L4: counted from its handling, it
+    /// was granted what it had stopped waiting for). One left unread in the socket, its
+    /// connection's reader waiting for room, counts from its reading: when it was sent, the
+    /// server cannot know.
+    fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, deferred_at: Option<Instant>) -> bool {
         match (&envelope.request, self.conns.get_mut(&conn)) {
             (_, Some(Conn::Remote { .. }))
-                if may_defer && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn)) =>
+                if deferred_at.is_none()
+                    && (self.deferred.contains_key(&conn) || remote::must_wait(&self.writers, conn)) =>
             {
-                self.deferred.entry(conn).or_default().push_back(envelope);
+                self.deferred.entry(conn).or_default().push_back((Instant::now(), envelope));
                 false
             }
             (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
@@ -361,7 +370,11 @@ impl Server {
             (request, Some(_)) => {
                 let quick =
                     matches!(request, Request::Call { kind, .. } if !matches!(kind, Kind::Custom | Kind::Barrier));
-                self.store.handle(conn, envelope, None);
+                let seq = envelope.seq;
+                self.store.handle(conn, envelope, deferred_at);
+                if self.store.has_replies() {
+                    self.deliver(Some((conn, seq)));
+                }
                 quick
             }
         }
@@ -378,13 +391,14 @@ impl Server {
             while !remote::must_wait(&self.writers, conn) {
                 // Closed meanwhile (an answer that could not be sent), or all handled.
                 let Some(waiting) = self.deferred.get_mut(&conn) else { break };
-                let Some(envelope) = waiting.pop_front() else { break };
+                let Some((at, envelope)) = waiting.pop_front() else { break };
                 if waiting.is_empty() {
                     self.deferred.remove(&conn);
                 }
-                self.request(conn, envelope, false);
+                self.request(conn, envelope, Some(at));
+                // What a `Release` answered (the waiters of an object it deleted).
                 if self.store.has_replies() {
-                    self.deliver();
+                    self.deliver(None);
                 }
             }
         }
@@ -395,9 +409,9 @@ impl Server {
     /// connection is closed, since its stream can no longer be trusted.
     fn malformed(&mut self, conn: ConnId, fault: Fault) {
         match self.conns.get(&conn) {
-            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault)),
+            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault), false),
             Some(Conn::Remote { .. }) => {
-                self.send(conn, 0, Err(fault));
+                self.send(conn, 0, Err(fault), false);
                 remote::forget_writer(&self.writers, conn);
                 self.close(conn, false);
             }
@@ -490,15 +504,19 @@ impl Server {
             }
         }
         if self.store.has_replies() {
-            self.deliver();
+            self.deliver(None);
         }
     }
 
-    fn deliver(&mut self) {
+    /// Sends the answers the store made. `answering`: the request just handled (its
+    /// connection and number), whose answer a remote connection's budget let through; the
+    /// others are parked requests' (granted, timed out, cancelled), which are sent whatever
+    /// the bounds and are not made from the reserve (`remote::send_to_writer`).
+    fn deliver(&mut self, answering: Option<(ConnId, u64)>) {
         loop {
             let mut replies = self.store.take_replies();
             for Outgoing { conn, seq, result } in replies.drain(..) {
-                self.send(conn, seq, result);
+                self.send(conn, seq, result, answering == Some((conn, seq)));
             }
             self.store.reuse_replies(replies);
             let closing = std::mem::take(&mut self.closing);
@@ -512,8 +530,10 @@ impl Server {
         }
     }
 
-    /// Sends an answer; the references it carries are given back if it cannot be.
-    fn send(&mut self, conn: ConnId, seq: u64, result: Result<Out<ObjectId>, Fault>) {
+    /// Sends an answer (`let_through`: to the request a remote connection's budget just let
+    /// through, see `remote::send_to_writer`); the references it carries are given back if
+    /// it cannot be.
+    fn send(&mut self, conn: ConnId, seq: u64, result: Result<Out<ObjectId>, Fault>, let_through: bool) {
         let undelivered = match self.conns.get_mut(&conn) {
             Some(Conn::Local { replies, .. }) => {
                 send_local(&self.state, replies, &mut self.store, Reply { seq, result });
@@ -526,8 +546,8 @@ impl Server {
                 };
                 let mut frame = Vec::new();
                 let reply = Reply { seq, result };
-                let sent =
-                    encode_plain(&reply, &mut frame).is_ok() && remote::send_to_writer(&self.writers, conn, frame);
+                let sent = encode_plain(&reply, &mut frame).is_ok()
+                    && remote::send_to_writer(&self.writers, conn, frame, let_through);
                 if sent {
                     for id in refs {
                         let held = handouts.entry(id).or_insert(0);
