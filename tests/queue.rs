@@ -666,6 +666,81 @@ fn a_take_made_while_another_process_is_stopped_in_the_task_table_is_told_lost_w
     assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
 }
 
+/// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
+/// of its own: its first take), killed once the take is placed (crash point
+/// `queue.take.placed`).
+fn take_one_uncounted_and_die(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("queue.take.placed");
+    q.get().unwrap();
+}
+
+/// A take made while another process is stopped holding the task table's lock, by a
+/// process without a slot (its first take), is counted where the table sees it: its taker
+/// killed before it visits the table again, `join` tells the task lost. Before que71 the
+/// take was remembered in the taker's memory only (review78 L3, for takers without a
+/// slot): `join_timeout` said `Timeout`, an untimed `join` waited for ever.
+#[test]
+fn a_take_made_without_a_slot_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies()
+{
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let dier = Process::new(take_one_uncounted_and_die, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
+/// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
+/// of its own), then, once `go` is set (the lock free), takes another, killed at crash
+/// point `queue.take.recalled`: the first take recalled to be counted with the second,
+/// before either count or the second take's commit.
+fn take_uncounted_then_die_counting_it_with_another(args: (JoinableQueue<u32>, Event)) {
+    let (q, go) = args;
+    q.get().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    multiproc::__private::crash_at("queue.take.recalled");
+    q.get().unwrap();
+}
+
+/// A take left uncounted by a process without a slot, whose taker is killed at its next
+/// take, between recalling it to be counted and counting it, is told lost (review87 L2:
+/// recalled from the taker's memory, it was nowhere then, and `join_timeout` said
+/// `Timeout`).
+#[test]
+fn a_take_left_uncounted_whose_taker_dies_recalling_it_is_told_lost() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=3 {
+        q.put(i).unwrap();
+    }
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let go = Event::new().unwrap();
+    let dier = Process::new(take_uncounted_then_die_counting_it_with_another, (q.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || q.len() == 1), "the uncounted take");
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    go.set();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+    // Its second take never committed: the task is this process's now.
+    assert_eq!(q.get(), Ok(3));
+    q.task_done().unwrap();
+    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {

@@ -541,15 +541,18 @@ impl Drop for AfterTake<'_> {
                 crash_point!("queue.tasks.taken");
                 slot.claim(*dead, sys::me());
             }
-            AfterTake::Uncounted(tasks, queue) => match tasks.own_slot() {
-                // Counted where its taker's death shows it lost (review78 L3: remembered
-                // only in the taker's memory, it never was if the taker died before its
-                // next visit under the lock).
-                Some(h) => {
-                    h.taken_free.fetch_add(1, Ordering::AcqRel);
+            AfterTake::Uncounted(tasks, queue) => {
+                match tasks.own_slot() {
+                    // Counted where its taker's death shows it lost (review78 L3: remembered
+                    // only in the taker's memory, it never was if the taker died before its
+                    // next visit under the lock).
+                    Some(h) => {
+                        h.taken_free.fetch_add(1, Ordering::AcqRel);
+                    }
+                    None => uncounted::add(*queue, 1),
                 }
-                None => uncounted::add(*queue, 1),
-            },
+                crash_point!("queue.take.placed");
+            }
         }
     }
 }
@@ -691,6 +694,7 @@ impl Tasks {
             return Some(self.uncounted(queue));
         };
         let left = uncounted::take(queue);
+        crash_point!("queue.take.recalled");
         // The takes left uncounted are counted with this one, in its one store; noted as
         // counted before it, as they are once it is.
         let before = h.taken.load(Ordering::Relaxed).wrapping_add(left);
