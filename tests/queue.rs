@@ -680,8 +680,7 @@ fn take_one_uncounted_and_die(q: JoinableQueue<u32>) {
 /// take was remembered in the taker's memory only (review78 L3, for takers without a
 /// slot): `join_timeout` said `Timeout`, an untimed `join` waited for ever.
 #[test]
-fn a_take_made_without_a_slot_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies()
-{
+fn a_take_made_without_a_slot_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies() {
     let _t = heap_user(LIMIT);
     let q = JoinableQueue::new().unwrap();
     q.put(1).unwrap();
