@@ -15,7 +15,7 @@ use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::process::panics;
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, interleave};
 use crate::shm::{
     Deadline, GUARD_GRACE, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT,
     Shared, ShmObject, TAG_MASK, Watch, kind,
@@ -995,21 +995,6 @@ impl Tasks {
     }
 }
 
-/// Runs a unit test's moves of other threads of this process at a step of the task table's
-/// calls.
-#[inline(always)]
-fn interleave(_step: &'static str) {
-    #[cfg(test)]
-    tests::INTERLEAVE.with(|moves| {
-        // Not from inside the moves themselves (another call they make).
-        if let Ok(mut moves) = moves.try_borrow_mut()
-            && let Some(moves) = moves.as_mut()
-        {
-            moves(_step);
-        }
-    });
-}
-
 /// Why a `join` stops waiting before every task is done.
 pub(crate) enum JoinStop {
     /// Nobody is left who could finish the tasks.
@@ -1533,14 +1518,7 @@ mod tests {
     use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 
     use super::{AfterTake, Tasks};
-
-    type Moves = Box<dyn FnMut(&'static str)>;
-
-    std::thread_local! {
-        /// What other threads of this process do at each step of this thread's task table
-        /// calls.
-        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
-    }
+    use crate::shm::crash::interleaving;
 
     /// A task table in this process's memory where this process has a slot (its first
     /// take counted, committed), and a queue object of its own (past any heap: no other
@@ -1560,13 +1538,12 @@ mod tests {
         let tasks = table_with_own_slot(queue);
         let h = tasks.own_slot().unwrap();
         let before = h.held();
-        INTERLEAVE.set(Some(Box::new(move |at| {
+        let moves = move |at: &str| {
             if at == step {
                 drop(AfterTake::Uncounted(tasks, queue));
             }
-        })));
-        let after = tasks.count_take(2, queue);
-        INTERLEAVE.set(None);
+        };
+        let after = interleaving(moves, || tasks.count_take(2, queue));
         assert!(after.is_none(), "counted in the process's own slot");
         let counted = h.held() - before;
         // The next take finds the consumers' count where the killed one left it.
@@ -1602,13 +1579,12 @@ mod tests {
         let tasks = table_with_own_slot(queue);
         let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
         let (tx, rx) = std::sync::mpsc::channel();
-        INTERLEAVE.set(Some(Box::new(move |at| {
+        let moves = move |at: &str| {
             if at == "checked" {
                 let _ = tx.send(tasks.did_unlocked(elsewhere, || 2, queue));
             }
-        })));
-        let outer = tasks.did_unlocked(elsewhere, || 2, queue);
-        INTERLEAVE.set(None);
+        };
+        let outer = interleaving(moves, || tasks.did_unlocked(elsewhere, || 2, queue));
         let inner = rx.try_recv().expect("the other task_done ran");
         let all_done = |said: Option<(u64, u64)>| said.is_some_and(|(done, put)| done >= put);
         assert!(all_done(outer) || all_done(inner), "said {outer:?}, then {inner:?}");
@@ -1632,13 +1608,12 @@ mod tests {
         tasks.used.store(super::GETTER_SLOTS as u32, std::sync::atomic::Ordering::Release);
         super::uncounted::add(queue, 2);
         let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
-        INTERLEAVE.set(Some(Box::new(move |at| {
+        let moves = move |at: &str| {
             if at == "no slot" {
                 let _ = tasks.did_unlocked(elsewhere, || 10, queue);
             }
-        })));
-        let done = tasks.did(elsewhere, || 10, queue);
-        INTERLEAVE.set(None);
+        };
+        let done = interleaving(moves, || tasks.did(elsewhere, || 10, queue));
         let left = super::uncounted::take(queue);
         assert!(done.is_some(), "counted");
         assert_eq!((elsewhere.load(std::sync::atomic::Ordering::Relaxed), left), (2, 0), "both dones matched a take");
