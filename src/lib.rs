@@ -516,8 +516,9 @@ pub mod __private {
         conn.taken().unwrap_or(0)
     }
 
-    /// The task table's tests: the takes of `q`'s queue object this process left uncounted
-    /// and remembers, not yet counted at a later visit (0 for a closed handle).
+    /// The task table's tests: the takes of `q`'s queue object this process made without a
+    /// slot in its task table and holds still, remembered or in its slot aside (0 for a
+    /// closed handle).
     pub fn queue_takes_remembered<T>(q: &crate::JoinableQueue<T>) -> u64 {
         q.channel().map_or(0, |ch| ch.takes_remembered())
     }

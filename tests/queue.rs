@@ -303,6 +303,63 @@ fn a_task_taken_before_its_put_is_counted_can_be_marked_done() {
 /// before it tells it (a child that gave up first made the test fail elsewhere, unsaid).
 const CHILD_LIMIT: Duration = Duration::from_secs(2 * 120);
 
+/// A `JoinableQueue` holding the tasks 1 to `n`, and a second handle of it: someone who
+/// could still finish the tasks, so that `join` tells lost from disconnected.
+fn tasks_put(n: u32) -> (JoinableQueue<u32>, JoinableQueue<u32>) {
+    let q = JoinableQueue::new().unwrap();
+    for i in 1..=n {
+        q.put(i).unwrap();
+    }
+    let other = q.clone();
+    (q, other)
+}
+
+/// Asserts that `join_timeout` of `q`, given `within` (well within the test's watchdog,
+/// `LIMIT`, for the `Timeout` of a defect to show), says `lost` tasks lost.
+fn assert_told_lost(q: &JoinableQueue<u32>, lost: u64, within: Duration) {
+    let told = q.join_timeout(within);
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost }), "what join_timeout said");
+}
+
+/// What a short `join_timeout` of `q` says while a live consumer started now holds the tasks
+/// it took (`hold`: [`hold_one_task`], [`hold_two_tasks`]); released after, it marks them
+/// done. `case` names the case in a failure.
+fn joined_beside_a_live_holder(
+    q: &JoinableQueue<u32>,
+    hold: fn((JoinableQueue<u32>, Event, Event)),
+    case: &str,
+) -> Result<(), QueueJoinTimeoutError> {
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let holder = Process::new(hold, (q.clone(), took.clone(), release.clone())).start().unwrap();
+    assert!(took.wait_timeout(Duration::from_secs(30)), "{case}: the holder took nothing");
+    let early = q.join_timeout(Duration::from_millis(300));
+    release.set();
+    assert_eq!(holder.join().unwrap(), ());
+    early
+}
+
+/// A process that took one task of a queue and is stopped (`SIGSTOP`) inside its
+/// `task_done`, holding the task table's lock ([`take_one_then_stop_marking_it_done`]).
+struct StoppedInTaskDone {
+    process: multiproc::ProcessHandle<()>,
+    stopped: common::StoppedChild,
+}
+
+impl StoppedInTaskDone {
+    /// Starts it on `q`, and waits until it is stopped.
+    fn start(q: &JoinableQueue<u32>) -> StoppedInTaskDone {
+        let process = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
+        let stopped = common::StoppedChild::wait_for(process.pid(), LIMIT);
+        StoppedInTaskDone { process, stopped }
+    }
+
+    /// Resumes it, and waits until it has marked its task done and ended.
+    fn finish(self) {
+        self.stopped.resume(LIMIT);
+        assert_eq!(self.process.join().unwrap(), ());
+    }
+}
+
 /// Takes one task and holds it, alive, until told to mark it done.
 fn hold_one_task(args: (JoinableQueue<u32>, Event, Event)) {
     let (q, took, release) = args;
@@ -409,12 +466,7 @@ fn a_process_killed_while_reusing_a_dead_slot_does_not_count_its_tasks_lost_twic
         // Marks that task done, and is killed while it takes the dead slot over.
         let finisher = Process::new(mark_done_armed, (q.clone(), point.to_string())).start().unwrap();
         assert_eq!(finisher.wait(), -libc::SIGABRT, "{point}: the finisher did not die there");
-        let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
-        let holder = Process::new(hold_two_tasks, (q.clone(), took.clone(), release.clone())).start().unwrap();
-        assert!(took.wait_timeout(Duration::from_secs(30)), "{point}: the holder took nothing");
-        let early = q.join_timeout(Duration::from_millis(300));
-        release.set();
-        assert_eq!(holder.join().unwrap(), ());
+        let early = joined_beside_a_live_holder(&q, hold_two_tasks, point);
         assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: 2 }), "{point}");
         assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}");
     }
@@ -440,12 +492,7 @@ fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
     q.put(2).unwrap();
     let dier = Process::new(take_one_then_die_marking_it_done, q.clone()).start().unwrap();
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die inside task_done");
-    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
-    let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
-    assert!(took.wait_timeout(Duration::from_secs(30)), "the holder took nothing");
-    let early = q.join_timeout(Duration::from_millis(300));
-    release.set();
-    assert_eq!(holder.join().unwrap(), ());
+    let early = joined_beside_a_live_holder(&q, hold_one_task, "killed inside task_done");
     assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }));
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
@@ -600,12 +647,7 @@ fn take_one_then_stop_marking_it_done_when_told(args: (JoinableQueue<u32>, Event
 #[test]
 fn a_take_after_a_consumer_killed_mid_take_returns_while_another_process_is_stopped_in_the_task_table() {
     let _t = heap_user(LIMIT);
-    let q = JoinableQueue::new().unwrap();
-    for i in 1..=3 {
-        q.put(i).unwrap();
-    }
-    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
-    let _other = q.clone();
+    let (q, _other) = tasks_put(3);
     let go = Event::new().unwrap();
     let stopper = Process::new(take_one_then_stop_marking_it_done_when_told, (q.clone(), go.clone())).start().unwrap();
     assert!(eventually(LIMIT, || q.len() == 2), "the stopper's take");
@@ -646,24 +688,72 @@ fn take_and_mark_done_then_take_another_and_die(args: (JoinableQueue<u32>, Event
 #[test]
 fn a_take_made_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies() {
     let _t = heap_user(LIMIT);
-    let q = JoinableQueue::new().unwrap();
-    for i in 1..=3 {
-        q.put(i).unwrap();
-    }
-    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
-    let _other = q.clone();
+    let (q, _other) = tasks_put(3);
     let go = Event::new().unwrap();
     let dier = Process::new(take_and_mark_done_then_take_another_and_die, (q.clone(), go.clone())).start().unwrap();
     assert!(eventually(LIMIT, || q.len() == 2 && q.unfinished() == 2), "the first task taken and done");
-    let stopper = Process::new(take_one_then_stop_marking_it_done, q.clone()).start().unwrap();
-    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let stopper = StoppedInTaskDone::start(&q);
     go.set();
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
-    stopped.resume(LIMIT);
-    assert_eq!(stopper.join().unwrap(), ());
-    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
-    let told = q.join_timeout(Duration::from_secs(10));
-    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+    stopper.finish();
+    assert_told_lost(&q, 1, Duration::from_secs(10));
+}
+
+/// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
+/// of its own: its first take), killed once the take is placed (crash point
+/// `queue.take.placed`).
+fn take_one_uncounted_and_die(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("queue.take.placed");
+    q.get().unwrap();
+}
+
+/// A take made while another process is stopped holding the task table's lock, by a
+/// process without a slot (its first take), is counted where the table sees it: its taker
+/// killed before it visits the table again, `join` tells the task lost. Before que71 the
+/// take was remembered in the taker's memory only (review78 L3, for takers without a
+/// slot): `join_timeout` said `Timeout`, an untimed `join` waited for ever.
+#[test]
+fn a_take_made_without_a_slot_while_another_process_is_stopped_in_the_task_table_is_told_lost_when_its_taker_dies() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let dier = Process::new(take_one_uncounted_and_die, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    stopper.finish();
+    assert_told_lost(&q, 1, Duration::from_secs(10));
+}
+
+/// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
+/// of its own), then, once `go` is set (the lock free), takes another, killed at crash
+/// point `queue.take.recalled`: the first take recalled to be counted with the second,
+/// before either count or the second take's commit.
+fn take_uncounted_then_die_counting_it_with_another(args: (JoinableQueue<u32>, Event)) {
+    let (q, go) = args;
+    q.get().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    multiproc::__private::crash_at("queue.take.recalled");
+    q.get().unwrap();
+}
+
+/// A take left uncounted by a process without a slot, whose taker is killed at its next
+/// take, between recalling it to be counted and counting it, is told lost (review87 L2:
+/// recalled from the taker's memory, it was nowhere then, and `join_timeout` said
+/// `Timeout`).
+#[test]
+fn a_take_left_uncounted_whose_taker_dies_recalling_it_is_told_lost() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(3);
+    let stopper = StoppedInTaskDone::start(&q);
+    let go = Event::new().unwrap();
+    let dier = Process::new(take_uncounted_then_die_counting_it_with_another, (q.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || q.len() == 1), "the uncounted take");
+    stopper.finish();
+    go.set();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+    // Its second take never committed: the task is this process's now.
+    assert_eq!(q.get(), Ok(3));
+    q.task_done().unwrap();
+    assert_told_lost(&q, 1, Duration::from_secs(10));
 }
 
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
@@ -674,9 +764,7 @@ fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
     q.put(4).unwrap();
     let dier = Process::new(take_one_then_die, q.clone()).start().unwrap();
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
-    // Well within the test's watchdog (`LIMIT`), for the `Timeout` of the defect to show.
-    let told = q.join_timeout(Duration::from_secs(30));
-    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+    assert_told_lost(q, 1, Duration::from_secs(30));
 }
 
 /// Takes one task and stops (`SIGSTOP`) inside its `task_done`, holding the task table's
@@ -790,8 +878,7 @@ fn a_take_uncounted_in_a_full_task_table_and_marked_done_outside_it_is_not_held_
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
     // Someone who could still finish the tasks: `join` then tells lost from disconnected.
     let _other = q.clone();
-    let told = q.join_timeout(Duration::from_secs(30));
-    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+    assert_told_lost(&q, 1, Duration::from_secs(30));
 }
 
 /// A take that found every slot of the task table a live process's went uncounted; marked
@@ -866,12 +953,7 @@ fn a_consumer_killed_while_counting_the_task_it_took_has_it_counted_lost_once() 
             }
             let dier = Process::new(take_one_armed, (q.clone(), point.to_string())).start().unwrap();
             assert_eq!(dier.wait(), -libc::SIGABRT, "{point}, {dead_slot}: the consumer did not die there");
-            let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
-            let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
-            assert!(took.wait_timeout(Duration::from_secs(30)), "{point}, {dead_slot}: the holder took nothing");
-            let early = q.join_timeout(Duration::from_millis(300));
-            release.set();
-            assert_eq!(holder.join().unwrap(), ());
+            let early = joined_beside_a_live_holder(&q, hold_one_task, &format!("{point}, {dead_slot}"));
             assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: puts }), "{point}, {dead_slot}");
             let left = q.join_timeout(LIMIT);
             assert_eq!(left, Err(QueueJoinTimeoutError::TasksLost { lost }), "{point}, {dead_slot}");
@@ -956,11 +1038,7 @@ fn a_live_consumer_holding_some_of_the_tasks_it_took_loses_none() {
 #[test]
 fn task_done_beside_a_count_awaiting_its_undo_counts_no_task_lost() {
     let _t = heap_user(LIMIT);
-    let q = JoinableQueue::new().unwrap();
-    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
-    let _other = q.clone();
-    q.put(1).unwrap();
-    q.put(2).unwrap();
+    let (q, _other) = tasks_put(2);
     let dier = Process::new(take_one_armed, (q.clone(), "queue.take.counted".to_string())).start().unwrap();
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
     // This process's first count in the table: a done, before any take undoes the dead's.

@@ -15,7 +15,7 @@ use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::process::panics;
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, interleave};
 use crate::shm::{
     Deadline, GUARD_GRACE, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT,
     Shared, ShmObject, TAG_MASK, Watch, kind,
@@ -284,15 +284,18 @@ impl QueueState {
 /// no take: its slot's held count stayed one low, and hid a task lost later by a dead
 /// consumer from `join` for the queue's life (review72 M1).
 ///
-/// Only a process without a slot of its own remembers them: one with a slot counts such a
-/// take there, without the lock, once it has committed (stop61; `AfterTake::Uncounted`).
-/// In this process's memory, not the family heap: a process without a slot has no place
-/// there. Only what the process dies with is lost: a take uncounted then is never told lost
-/// (its task unfinished, `join` waits for it). And only this process counts them: the
-/// `task_done` of such a take made by another process (handed the item) is counted there
-/// against no take, and hides one task lost later by a dead consumer until the taker's next
-/// visit, for good if it makes none (review78 L2: `join_timeout` says `Timeout`, `join`
-/// waits).
+/// Only a process with neither a slot of its own nor a slot aside remembers them: one with
+/// a slot counts such a take there, without the lock, once it has committed (stop61;
+/// `AfterTake::Uncounted`), one without in its slot aside (`Tasks::aside`, claimed without
+/// the lock; que71), where its death shows them lost. So only a process finding every slot
+/// and every slot aside another live process's remembers them, in its memory. What it dies
+/// with there is lost: a take uncounted then is never told lost (its task unfinished,
+/// `join` waits for it), and neither is one recalled to be counted (crash point
+/// `queue.take.recalled`) when it dies before the count. And only this process counts them:
+/// the `task_done` of such a take made by another process (handed the item) is counted
+/// there against no take, and hides one task lost later by a dead consumer until the
+/// taker's next visit, for good if it makes none (review78 L2: `join_timeout` says
+/// `Timeout`, `join` waits).
 pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -498,6 +501,12 @@ struct Held {
 }
 
 impl Held {
+    /// Whether this slot names process `me`.
+    #[inline]
+    fn names(&self, me: sys::ProcId) -> bool {
+        self.pid.load(Ordering::Acquire) == me.pid && self.start.load(Ordering::Acquire) == me.start
+    }
+
     /// Tasks taken less tasks marked done here (a signed count: a process may mark done
     /// more than it took, finishing others' tasks).
     fn held(&self) -> i64 {
@@ -526,8 +535,8 @@ enum AfterTake<'a> {
     /// table's lock held until then.
     Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
     /// Count the take left uncounted under the lock in this process's own slot, without
-    /// the lock ([`Tasks::own_slot`]), else remember it in the table of this queue object
-    /// ([`uncounted::add`]). Counted or remembered before its commit, another thread's `task_done`
+    /// the lock ([`Tasks::own_slot`]), else in its slot aside ([`Tasks::aside`]), else
+    /// remember it in the table of this queue object ([`uncounted::add`]). Counted or remembered before its commit, another thread's `task_done`
     /// could count it in the process's slot meanwhile, and a kill before the commit left a
     /// take that never happened counted as the dead process's: `join` said `TasksLost` for
     /// a task still queued, or held by a live consumer (review78 M1).
@@ -541,15 +550,18 @@ impl Drop for AfterTake<'_> {
                 crash_point!("queue.tasks.taken");
                 slot.claim(*dead, sys::me());
             }
-            AfterTake::Uncounted(tasks, queue) => match tasks.own_slot() {
+            AfterTake::Uncounted(tasks, queue) => {
                 // Counted where its taker's death shows it lost (review78 L3: remembered
                 // only in the taker's memory, it never was if the taker died before its
                 // next visit under the lock).
-                Some(h) => {
-                    h.taken_free.fetch_add(1, Ordering::AcqRel);
+                match tasks.own_slot().or_else(|| tasks.aside(true)) {
+                    Some(h) => {
+                        h.taken_free.fetch_add(1, Ordering::AcqRel);
+                    }
+                    None => uncounted::add(*queue, 1),
                 }
-                None => uncounted::add(*queue, 1),
-            },
+                crash_point!("queue.take.placed");
+            }
         }
     }
 }
@@ -582,12 +594,26 @@ struct Tasks {
     /// process.
     undo_due: AtomicU64,
     slots: [Held; GETTER_SLOTS],
+    /// How many slots aside (from the first) were ever claimed: a high-water mark that only
+    /// grows, raised before a slot's first count (the sums of `done` read only these).
+    aside_used: AtomicU32,
+    /// Slots aside, one per process that took a task without a slot of its own (every slot
+    /// a live process's, or the table's lock held by a stopped process): its tasks taken
+    /// without a slot (`taken_free`) and marked done without one (`done`), where its death
+    /// shows them lost (review78 L3: remembered in its memory only, they never were).
+    /// Claimed without the lock (a compare-exchange of `pid` from 0, then `start`; two
+    /// threads may claim two), written only by their process, which keeps them while it
+    /// lives, slot or not; freed under the lock once their process is dead
+    /// ([`Tasks::lost_then`]: `base` the whole count, then `start` and `pid` 0). A process
+    /// holds what its slot and its slots aside hold together.
+    aside: [Held; GETTER_SLOTS],
 }
 
 impl Tasks {
     /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
     fn done(&self) -> u64 {
-        self.used().iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+        let aside = &self.aside[..(self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS)];
+        self.used().iter().chain(aside).fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
     }
 
     /// The slots ever counted in (see `used`).
@@ -601,9 +627,8 @@ impl Tasks {
     /// Caller holds the lock.
     #[inline]
     fn slot(&self, me: sys::ProcId, skip: usize) -> Option<(usize, &Held, bool)> {
-        let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
         let used = self.used();
-        match used.iter().position(mine) {
+        match used.iter().position(|h| h.names(me)) {
             Some(at) => Some((at, &used[at], true)),
             None => self.free(skip).map(|at| (at, &self.slots[at], false)),
         }
@@ -675,11 +700,13 @@ impl Tasks {
     /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
     /// debugger), which must not hold a timed get past its deadline (cond50); a running
     /// holder, however slow, is waited for. An uncounted take is counted in its process's
-    /// own slot without the lock, or, without one, remembered by its process
-    /// ([`uncounted`], `queue`: this queue object), once it has committed (when the
-    /// [`AfterTake`] returned is dropped; crash point `queue.take.uncounted` before), and
-    /// counted at the process's next visit under the lock, this one's if it is a take: only
-    /// if its taker dies before then is it never told lost (`join` then waits for it).
+    /// own slot without the lock, or, without one, in its slot aside ([`Tasks::aside`]),
+    /// once it has committed (when the [`AfterTake`] returned is dropped; crash point
+    /// `queue.take.uncounted` before, `queue.take.placed` after). Only with neither (every
+    /// one another live process's) is it remembered by its process ([`uncounted`], `queue`:
+    /// this queue object) and counted at the process's next visit under the lock, this
+    /// one's if it is a take: only if its taker dies before then is it never told lost
+    /// (`join` then waits for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
@@ -691,6 +718,7 @@ impl Tasks {
             return Some(self.uncounted(queue));
         };
         let left = uncounted::take(queue);
+        crash_point!("queue.take.recalled");
         // The takes left uncounted are counted with this one, in its one store; noted as
         // counted before it, as they are once it is.
         let before = h.taken.load(Ordering::Relaxed).wrapping_add(left);
@@ -722,9 +750,45 @@ impl Tasks {
     /// is a locked count's load then store, which another thread may be between.
     fn own_slot(&self) -> Option<&Held> {
         let me = sys::me();
-        self.used()
+        self.used().iter().find(|h| h.names(me))
+    }
+
+    /// This process's slot aside (see `aside`), found, or else claimed when `claim`;
+    /// `None` when it has none and every one names another process. Without the lock.
+    #[cold]
+    fn aside(&self, claim: bool) -> Option<&Held> {
+        let me = sys::me();
+        let used = (self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS);
+        if let Some(h) = self.aside[..used].iter().find(|h| h.names(me)) {
+            return Some(h);
+        }
+        if !claim {
+            return None;
+        }
+        let at = self
+            .aside
             .iter()
-            .find(|h| h.pid.load(Ordering::Acquire) == me.pid && h.start.load(Ordering::Acquire) == me.start)
+            .position(|h| h.pid.compare_exchange(0, me.pid, Ordering::AcqRel, Ordering::Relaxed).is_ok())?;
+        // Covered before its first count; named with a `start` of 0 until then, a process
+        // by its pid alone, never judged dead while it lives.
+        self.aside_used.fetch_max(at as u32 + 1, Ordering::AcqRel);
+        self.aside[at].start.store(me.start, Ordering::Release);
+        Some(&self.aside[at])
+    }
+
+    /// Counts a task marked done by this process, which has no slot: in its slot aside if it
+    /// has one (its takes without a slot are there), else outside the table (`elsewhere`),
+    /// matching a take it remembers ([`uncounted`]).
+    fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
+        match self.aside(false) {
+            Some(h) => {
+                h.done.fetch_add(1, Ordering::AcqRel);
+            }
+            None => {
+                elsewhere.fetch_add(1, Ordering::AcqRel);
+                uncounted::match_one(queue);
+            }
+        }
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -810,9 +874,7 @@ impl Tasks {
         }
         if !self.add_done(queue) {
             interleave("no slot");
-            elsewhere.fetch_add(1, Ordering::AcqRel);
-            // The done matches one of them; the others wait for a slot.
-            uncounted::match_one(queue);
+            self.did_without_slot(elsewhere, queue);
         }
         Some((self.done_since(elsewhere), put))
     }
@@ -847,10 +909,7 @@ impl Tasks {
                 }
                 h.done.fetch_add(1, Ordering::AcqRel);
             }
-            None => {
-                elsewhere.fetch_add(1, Ordering::AcqRel);
-                uncounted::match_one(queue);
-            }
+            None => self.did_without_slot(elsewhere, queue),
         }
         Some((self.done_since(elsewhere), put))
     }
@@ -871,7 +930,7 @@ impl Tasks {
     ///
     /// With the consumers' lock held too, no count changes meanwhile (`task_done` counts
     /// under this lock, takes and a shutdown's drain under both); only puts, deaths and a
-    /// take counted without the lock in its taker's own slot (its holder stopped) can, and
+    /// take counted without the lock in its taker's own slot or slot aside can, and
     /// each can only make the first count too low or the second too high: so when the
     /// first is at least the second, every unfinished task was a dead process's at one
     /// moment. (The two read apart, a put and a consumer dying with it in between made a
@@ -881,41 +940,59 @@ impl Tasks {
     /// check of a timed `join` must end; the next check looks again), or when a task was
     /// marked done without the lock meanwhile ([`Tasks::did_unlocked`]: a slot read before
     /// it, the unfinished count after, the first could be one too high; the next check
-    /// looks again).
+    /// looks again). A process holds what its slot and its slots aside hold together. Frees
+    /// the slots aside of dead processes ([`Tasks::free_dead_asides`]).
     fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> Option<(u64, u64)> {
         let _g = RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))?;
         self.undo_if_due();
         let done = self.done();
         let mut lost = 0i64;
-        for h in &self.slots {
-            let pid = h.pid.load(Ordering::Relaxed);
+        // What each process holds, its slot and its slots aside together: apart, a slot
+        // holding less than nothing (tasks taken aside, marked done in the slot) hid as
+        // many lost tasks.
+        let mut held = [(0u32, 0u64, 0i64); 2 * GETTER_SLOTS];
+        let mut processes = 0;
+        for h in self.slots.iter().chain(&self.aside) {
+            let (pid, start) = (h.pid.load(Ordering::Relaxed), h.start.load(Ordering::Relaxed));
             let base = h.base.load(Ordering::Relaxed) as i64;
             let own = h.held().wrapping_sub(base);
             lost = lost.wrapping_add(base);
             // A slot that names no process (`pid` 0) holds nothing, unless a process was
             // killed claiming it: then what it counted there is a dead process's.
-            if own < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed)) {
+            match held[..processes].iter_mut().find(|p| pid != 0 && (p.0, p.1) == (pid, start)) {
+                Some(p) => p.2 = p.2.wrapping_add(own),
+                None => {
+                    held[processes] = (pid, start, own);
+                    processes += 1;
+                }
+            }
+        }
+        for &(pid, start, own) in &held[..processes] {
+            if own < 0 || !sys::process_alive(pid, start) {
                 lost = lost.wrapping_add(own);
             }
         }
+        self.free_dead_asides();
         let unfinished = unfinished();
         (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
-}
 
-/// Runs a unit test's moves of other threads of this process at a step of the task table's
-/// calls.
-#[inline(always)]
-fn interleave(_step: &'static str) {
-    #[cfg(test)]
-    tests::INTERLEAVE.with(|moves| {
-        // Not from inside the moves themselves (another call they make).
-        if let Ok(mut moves) = moves.try_borrow_mut()
-            && let Some(moves) = moves.as_mut()
-        {
-            moves(_step);
+    /// Frees the slots aside of dead processes: what they hold stays counted lost, in
+    /// `base`; then `start` and `pid` 0, in that order (a claim's compare-exchange from 0
+    /// must not meet the dead one's `start`, which would judge its claimer dead). A holder
+    /// killed at any step leaves it to the next, which stores the same. Caller holds the
+    /// lock (two at once: the later `start` 0 could undo a claim between them).
+    fn free_dead_asides(&self) {
+        let used = (self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS);
+        for h in &self.aside[..used] {
+            let pid = h.pid.load(Ordering::Relaxed);
+            if pid != 0 && !sys::process_alive(pid, h.start.load(Ordering::Relaxed)) {
+                h.base.store(h.held() as u64, Ordering::Relaxed);
+                h.start.store(0, Ordering::Relaxed);
+                h.pid.store(0, Ordering::Release);
+            }
         }
-    });
+    }
 }
 
 /// Why a `join` stops waiting before every task is done.
@@ -1281,9 +1358,12 @@ impl<T> Channel<T> {
         self.shared.count_take(decoded, self.object())
     }
 
-    /// The takes of this queue object this process remembers ([`uncounted`]).
+    /// The takes of this queue object this process made without a slot and holds still:
+    /// those it remembers ([`uncounted`]) and those its slot aside holds ([`Tasks::aside`]).
     pub(crate) fn takes_remembered(&self) -> u64 {
-        uncounted::left(self.object())
+        let aside =
+            self.shared.tasks.aside(false).map_or(0, |h| h.held().wrapping_sub(h.base.load(Ordering::Relaxed) as i64));
+        uncounted::left(self.object()).wrapping_add(aside as u64)
     }
 
     /// This queue object, for [`uncounted`].
@@ -1438,14 +1518,7 @@ mod tests {
     use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 
     use super::{AfterTake, Tasks};
-
-    type Moves = Box<dyn FnMut(&'static str)>;
-
-    std::thread_local! {
-        /// What other threads of this process do at each step of this thread's task table
-        /// calls.
-        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
-    }
+    use crate::shm::crash::interleaving;
 
     /// A task table in this process's memory where this process has a slot (its first
     /// take counted, committed), and a queue object of its own (past any heap: no other
@@ -1465,13 +1538,12 @@ mod tests {
         let tasks = table_with_own_slot(queue);
         let h = tasks.own_slot().unwrap();
         let before = h.held();
-        INTERLEAVE.set(Some(Box::new(move |at| {
+        let moves = move |at: &str| {
             if at == step {
                 drop(AfterTake::Uncounted(tasks, queue));
             }
-        })));
-        let after = tasks.count_take(2, queue);
-        INTERLEAVE.set(None);
+        };
+        let after = interleaving(moves, || tasks.count_take(2, queue));
         assert!(after.is_none(), "counted in the process's own slot");
         let counted = h.held() - before;
         // The next take finds the consumers' count where the killed one left it.
@@ -1507,13 +1579,12 @@ mod tests {
         let tasks = table_with_own_slot(queue);
         let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
         let (tx, rx) = std::sync::mpsc::channel();
-        INTERLEAVE.set(Some(Box::new(move |at| {
+        let moves = move |at: &str| {
             if at == "checked" {
                 let _ = tx.send(tasks.did_unlocked(elsewhere, || 2, queue));
             }
-        })));
-        let outer = tasks.did_unlocked(elsewhere, || 2, queue);
-        INTERLEAVE.set(None);
+        };
+        let outer = interleaving(moves, || tasks.did_unlocked(elsewhere, || 2, queue));
         let inner = rx.try_recv().expect("the other task_done ran");
         let all_done = |said: Option<(u64, u64)>| said.is_some_and(|(done, put)| done >= put);
         assert!(all_done(outer) || all_done(inner), "said {outer:?}, then {inner:?}");
@@ -1537,16 +1608,35 @@ mod tests {
         tasks.used.store(super::GETTER_SLOTS as u32, std::sync::atomic::Ordering::Release);
         super::uncounted::add(queue, 2);
         let elsewhere: &'static std::sync::atomic::AtomicU64 = Box::leak(Box::default());
-        INTERLEAVE.set(Some(Box::new(move |at| {
+        let moves = move |at: &str| {
             if at == "no slot" {
                 let _ = tasks.did_unlocked(elsewhere, || 10, queue);
             }
-        })));
-        let done = tasks.did(elsewhere, || 10, queue);
-        INTERLEAVE.set(None);
+        };
+        let done = interleaving(moves, || tasks.did(elsewhere, || 10, queue));
         let left = super::uncounted::take(queue);
         assert!(done.is_some(), "counted");
         assert_eq!((elsewhere.load(std::sync::atomic::Ordering::Relaxed), left), (2, 0), "both dones matched a take");
+    }
+
+    /// A slot aside of a dead process is freed and claimed again, what the dead one held
+    /// still counted lost (in `base`), and what its new process holds not (que71).
+    #[test]
+    fn a_slot_aside_of_a_dead_process_is_freed_keeping_its_tasks_lost() {
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        let first = &tasks.aside[0];
+        first.pid.store(dead, std::sync::atomic::Ordering::Relaxed);
+        first.start.store(1, std::sync::atomic::Ordering::Relaxed);
+        first.taken_free.store(1, std::sync::atomic::Ordering::Relaxed);
+        tasks.aside_used.store(1, std::sync::atomic::Ordering::Release);
+        assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take, lost");
+        let claimed = tasks.aside(true).expect("a slot aside");
+        assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
+        claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,

@@ -36,6 +36,40 @@ static CHANGED: Condvar = Condvar::new();
 /// Threads held at a `hold:` point.
 static HOLDING: AtomicUsize = AtomicUsize::new(0);
 
+/// Makes a unit test's moves of other threads or processes at `step` of a call that names
+/// its steps so (a lock's takeover, the task table's calls): those [`interleaving`] set on
+/// this thread. Nothing outside the unit tests.
+#[inline(always)]
+pub(crate) fn interleave(_step: &'static str) {
+    #[cfg(test)]
+    MOVES.with(|moves| {
+        // Not from inside the moves themselves (a call they make reaches its steps too).
+        if let Ok(mut moves) = moves.try_borrow_mut()
+            && let Some(moves) = moves.as_mut()
+        {
+            moves(_step);
+        }
+    });
+}
+
+#[cfg(test)]
+type Moves = Box<dyn FnMut(&'static str)>;
+
+#[cfg(test)]
+std::thread_local! {
+    /// What other threads or processes do at each step this thread reaches ([`interleave`]).
+    static MOVES: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `call` with `moves` made at each step it reaches ([`interleave`]) on this thread.
+#[cfg(test)]
+pub(crate) fn interleaving<R>(moves: impl FnMut(&'static str) + 'static, call: impl FnOnce() -> R) -> R {
+    MOVES.set(Some(Box::new(moves)));
+    let made = call();
+    MOVES.set(None);
+    made
+}
+
 /// Aborts the process here if this point is armed.
 macro_rules! crash_point {
     ($name:literal) => {

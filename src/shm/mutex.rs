@@ -10,7 +10,7 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::crash::crash_point;
+use super::crash::{crash_point, interleave};
 use super::wait::{Deadline, FIRST_SLICE, MAX_SLICE};
 use crate::sys;
 
@@ -429,20 +429,6 @@ impl RawMutex {
     }
 }
 
-/// Runs a unit test's moves of "other processes" at a step of `take_from_dead_owner`.
-#[inline(always)]
-fn interleave(_step: &'static str) {
-    #[cfg(test)]
-    tests::INTERLEAVE.with(|moves| {
-        // Not from inside the moves themselves (another taker they play).
-        if let Ok(mut moves) = moves.try_borrow_mut()
-            && let Some(moves) = moves.as_mut()
-        {
-            moves(_step);
-        }
-    });
-}
-
 /// How long a call that must not wait (a `try_` call, a future's poll, a timed call's last
 /// look past its deadline) waits for a primitive's internal guard: a running holder keeps
 /// it for a few instructions, a process preempted there (the machine loaded) for a
@@ -527,6 +513,7 @@ mod tests {
 
     use super::*;
     use crate::shm::Waiting;
+    use crate::shm::crash::interleaving;
     use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, Signal, leak_in_heap};
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
@@ -608,13 +595,6 @@ mod tests {
         scene.sleeper_locked.recv_timeout(LIMIT).expect("the sleeper gets the lock after the async waiter");
     }
 
-    type Moves = Box<dyn FnMut(&'static str)>;
-
-    thread_local! {
-        /// What other processes do at each step of this thread's `take_from_dead_owner`.
-        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
-    }
-
     #[test]
     fn a_lock_that_changed_hands_and_came_back_during_the_check_is_not_taken_over() {
         let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
@@ -624,7 +604,7 @@ mod tests {
         let d = Owner { id: parent, start: sys::process_start_time(parent).expect("the parent runs") };
         assert!(mutex.try_lock(b));
         mutex.word.fetch_or(SLEEPERS, Ordering::Relaxed);
-        INTERLEAVE.set(Some(Box::new(move |step| match step {
+        let moves = move |step: &str| match step {
             // After the taker read the word: B lets go, D takes the lock.
             "read the word" => {
                 mutex.unlock();
@@ -637,10 +617,9 @@ mod tests {
                 mutex.owner_start.store(b.start, Ordering::Relaxed);
             }
             _ => {}
-        })));
+        };
         let taker = Owner { id: ID - 1, start: 1 };
-        let taken = mutex.take_from_dead_owner(taker);
-        INTERLEAVE.set(None);
+        let taken = interleaving(moves, || mutex.take_from_dead_owner(taker));
         assert_eq!(taken, None, "B, alive, holds the lock: a second holder would race it");
         assert!(mutex.is_held_by(b));
     }
@@ -657,13 +636,12 @@ mod tests {
         // Another taker comes between this process's claim and its start time's store.
         let second = std::rc::Rc::new(std::cell::Cell::new(None));
         let seen = second.clone();
-        INTERLEAVE.set(Some(Box::new(move |step| {
+        let moves = move |step: &str| {
             if step == "claimed" {
                 seen.set(Some(mutex.take_from_dead_owner(Owner { id: ID - 1, start: 1 })));
             }
-        })));
-        let taken = mutex.take_from_dead_owner(Owner::process());
-        INTERLEAVE.set(None);
+        };
+        let taken = interleaving(moves, || mutex.take_from_dead_owner(Owner::process()));
         assert_eq!(taken, Some(Acquired::OwnerDied), "B is dead: its lock is taken over");
         assert_eq!(second.get(), Some(None), "the taker, alive, holds the lock: a second holder would race it");
         assert!(mutex.is_held_by(Owner::process()));
