@@ -8,10 +8,11 @@
 //!
 //! * **Registration** ([`Waiting::arm`]): the future reads the word's value and announces
 //!   itself on the `Notify` exactly as a blocking sleeper would (`start_sleeping`: counted
-//!   as a sleeper, one more arrival, a pass through the lock its `Sleepers` name), hands `(word, value, waker, next check)` to a waker
-//!   thread, and then tests its condition once more before returning `Pending`. A notifier
-//!   that changed the condition before the announcement is seen by that test; one after it
-//!   bumps the word, so the waker thread's `futex_waitv` returns at once or is woken.
+//!   as a sleeper, one more arrival, a pass through the lock its `Sleepers` name), hands
+//!   `(word, value, waker, next check)` to a waker thread, and then tests its condition
+//!   once more before returning `Pending`. A notifier that changed the condition before
+//!   the announcement is seen by that test; one after it bumps the word, so the waker
+//!   thread's `futex_waitv` returns at once or is woken.
 //! * **Waker threads**: each waits with one `futex_waitv` call on up to 127 distinct
 //!   futex words plus a word of its own (rung when a registration arrives). Futures
 //!   waiting on the same object share its word, so ten thousand futures waiting on one

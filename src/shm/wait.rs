@@ -311,9 +311,10 @@ impl Notify {
     /// it, and sleep through every later notification once another waiter took the change
     /// (review38 M2). Whether a notifier sees a sleeper at all is the fence's business
     /// (for [`Notify::wake`], which has none, the lock's under which its sleepers
-    /// re-test; for [`Sleepers::notify_after_unlock`], the lock they pass through). Arrivals of sleepers that left unserved (a sleep slice that ran out) are
-    /// owed nothing beyond the sleepers there now, so a long wait's many slices cost no run
-    /// of empty wake-ups.
+    /// re-test; for [`Sleepers::notify_after_unlock`], the lock they pass through).
+    /// Arrivals of sleepers that left unserved (a sleep slice that ran out) are owed
+    /// nothing beyond the sleepers there now, so a long wait's many slices cost no run of
+    /// empty wake-ups.
     #[inline]
     pub(crate) fn notify(&self, n: u32) {
         // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
@@ -443,13 +444,14 @@ impl<'a> Sleepers<'a> {
 
     /// [`Notify::notify`] for a notifier that changed the condition under the lock these
     /// sleepers pass through, called after its unlock: no fence. Its lock and unlock
-    /// (acquire and release both) and each sleeper's pass are RMWs of one word, so they
-    /// have one order, and every other write to that word is an RMW too (no release
-    /// sequence breaks). A pass before the notifier's unlock in that order is read by the
-    /// lock or the unlock, which then sees the sleeper counted before its pass; a pass
-    /// after the unlock reads it, and the sleeper's re-test sees the change. (Right after
-    /// the unlock's `xchg`, the fence held about a sixth of a streaming producer's
-    /// samples: perf61.) With no lock, [`Notify::notify`].
+    /// (acquire and release both) and each sleeper's pass (the same) are RMWs of one word,
+    /// so they have one order, and every other write to that word is an RMW too, so no
+    /// release sequence breaks. A pass before the unlock in that order is read (through
+    /// such a sequence) by the lock or the unlock, after which the notifier's load sees the
+    /// sleeper counted before its pass; a pass after the unlock reads the unlock's, and the
+    /// sleeper's re-test then sees the change. (Right after the unlock's `xchg`, the fence
+    /// held about a sixth of a streaming producer's samples: perf61.) With no lock,
+    /// [`Notify::notify`].
     #[inline]
     pub(crate) fn notify_after_unlock(self, n: u32) {
         if self.through.is_none() {
