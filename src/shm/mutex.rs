@@ -307,12 +307,26 @@ impl RawMutex {
     }
 
     /// Releases the lock (whoever holds it: a `Lock` may be released by another process).
+    /// Acquire too (the same `xchg` on x86): a [`RawMutex::pass`] made during the hold is
+    /// seen by what the releaser does next (`Sleepers::notify_after_unlock`).
     #[inline]
     pub(crate) fn unlock(&self) {
         self.owner_start.store(0, Ordering::Relaxed);
-        if self.word.swap(0, Ordering::Release) & SLEEPERS != 0 {
+        if self.word.swap(0, Ordering::AcqRel) & SLEEPERS != 0 {
             sys::futex_wake(&self.word, 1);
         }
+    }
+
+    /// An RMW of the lock's word that changes nothing, acquire and release, so ordered with
+    /// every take and release of the lock (all RMWs of the word): what the caller did
+    /// before it is seen by whoever takes or releases the lock after it, and what a holder
+    /// did before a release that came first is seen by the caller after it. Never waits:
+    /// a dead or stopped holder changes nothing. For [`Sleepers::through`].
+    ///
+    /// [`Sleepers::through`]: super::Sleepers::through
+    #[inline]
+    pub(crate) fn pass(&self) {
+        self.word.fetch_or(0, Ordering::AcqRel);
     }
 
     /// Releases the lock if somebody holds it; `false` if it was not locked (a `release`

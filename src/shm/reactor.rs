@@ -8,10 +8,11 @@
 //!
 //! * **Registration** ([`Waiting::arm`]): the future reads the word's value and announces
 //!   itself on the `Notify` exactly as a blocking sleeper would (`start_sleeping`: counted
-//!   as a sleeper, one more arrival), hands `(word, value, waker, next check)` to a waker
-//!   thread, and then tests its condition once more before returning `Pending`. A notifier
-//!   that changed the condition before the announcement is seen by that test; one after it
-//!   bumps the word, so the waker thread's `futex_waitv` returns at once or is woken.
+//!   as a sleeper, one more arrival, a pass through the lock its `Sleepers` name), hands
+//!   `(word, value, waker, next check)` to a waker thread, and then tests its condition
+//!   once more before returning `Pending`. A notifier that changed the condition before
+//!   the announcement is seen by that test; one after it bumps the word, so the waker
+//!   thread's `futex_waitv` returns at once or is woken.
 //! * **Waker threads**: each waits with one `futex_waitv` call on up to 127 distinct
 //!   futex words plus a word of its own (rung when a registration arrives). Futures
 //!   waiting on the same object share its word, so ten thousand futures waiting on one
@@ -50,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use super::heap::Heap;
 use super::mutex::TakenIn;
-use super::wait::{FIRST_SLICE, MAX_SLICE, Notify};
+use super::wait::{FIRST_SLICE, MAX_SLICE, Sleepers};
 use crate::sys;
 
 /// Distinct words one waker thread watches, besides its own (`futex_waitv` takes 128).
@@ -83,9 +84,19 @@ fn in_heap<T>(value: &T) -> Option<&'static T> {
     }
     // SAFETY: the family heap is mapped once and never unmapped while the process lives
     // (`Heap` sits in a `static`); freeing an object gives its pages back with
-    // `MADV_REMOVE` but leaves them mapped, and `Notify` is all atomics, valid for any
-    // bytes (as is a futex word). So a reference into it is valid for `'static`.
+    // `MADV_REMOVE` but leaves them mapped, and a `Notify` or a `RawMutex` is all
+    // atomics, valid for any bytes (as is a futex word). So a reference into it is valid
+    // for `'static`.
     Some(unsafe { &*(at as *const T) })
+}
+
+/// [`in_heap`] for a `Notify`'s sleepers and the lock they pass through (a field of the
+/// same shared object, so in the heap too).
+fn sleepers_in_heap(sleepers: Sleepers<'_>) -> Option<Sleepers<'static>> {
+    Some(match sleepers.parts() {
+        (notify, None) => in_heap(notify)?.into(),
+        (notify, Some(lock)) => Sleepers::through(in_heap(notify)?, in_heap(lock)?),
+    })
 }
 
 struct Registration {
@@ -407,7 +418,7 @@ pub fn waker_threads() -> usize {
 /// Dropping it withdraws both.
 pub(crate) struct Waiting {
     registered: Option<(Arc<Shard>, u64)>,
-    sleeping_on: Option<&'static Notify>,
+    sleeping_on: Option<Sleepers<'static>>,
     /// The futex word (and the value seen) of the last [`Waiting::arm_word`], until the
     /// future completes: dropped after the word changed, it passes the wake-up on.
     word: Option<(Word, u32)>,
@@ -456,14 +467,15 @@ impl Waiting {
         }
     }
 
-    /// Registers `cx`'s waker to be woken when `notify` is rung (or its next check is
-    /// due). Test the condition again after this, before returning `Pending`.
-    pub(crate) fn arm(&mut self, notify: &Notify, cx: &Context<'_>) {
+    /// Registers `cx`'s waker to be woken when the `Notify` of `sleepers` is rung (or its
+    /// next check is due), announced among them. Test the condition again after this,
+    /// before returning `Pending`.
+    pub(crate) fn arm<'a>(&mut self, sleepers: impl Into<Sleepers<'a>>, cx: &Context<'_>) {
         self.withdraw();
         self.word = None;
-        let word = in_heap(notify).map(|n| {
-            let (word, seen) = n.start_sleeping();
-            self.sleeping_on = Some(n);
+        let word = sleepers_in_heap(sleepers.into()).map(|s| {
+            let (word, seen) = s.start_sleeping();
+            self.sleeping_on = Some(s);
             (Word(word), seen)
         });
         self.register(word, cx);
@@ -490,16 +502,16 @@ impl Waiting {
         self.next_check.is_some()
     }
 
-    /// For a future's `Drop`: a future that waited on `notify` (it pended, and has not
-    /// completed since) may have been handed a single wake-up (`notify(1)`) and leaves
+    /// For a future's `Drop`: a future that waited among `sleepers` (it pended, and has
+    /// not completed since) may have been handed a single wake-up (`notify(1)`) and leaves
     /// without using it; when `there()` says that what it waited for is there, the
-    /// wake-up goes on to another sleeper of `notify`. Withdrawn first, so that the
-    /// notification counts this future no more and its waker thread is not the one woken.
-    /// At worst a sleeper looks once for nothing.
-    pub(crate) fn pass_on(&mut self, notify: &Notify, there: impl FnOnce() -> bool) {
+    /// wake-up goes on to another of them. Withdrawn first, so that the notification
+    /// counts this future no more and its waker thread is not the one woken. At worst a
+    /// sleeper looks once for nothing.
+    pub(crate) fn pass_on<'a>(&mut self, sleepers: impl Into<Sleepers<'a>>, there: impl FnOnce() -> bool) {
         if self.has_waited() && there() {
             self.withdraw();
-            notify.notify(1);
+            sleepers.into().notify(1);
         }
     }
 
@@ -569,13 +581,13 @@ impl Drop for Waiting {
     }
 }
 
-/// One poll of a future that waits on `notify`: `attempt(check)` tries the operation
-/// without waiting (`check`: the liveness check is due, run it) and returns `None` to
-/// wait on. Registers with a waker thread before the second attempt, so that a change
-/// between the two is never missed.
-pub(crate) fn poll_on<T>(
+/// One poll of a future that waits among `sleepers` (of a `Notify`): `attempt(check)`
+/// tries the operation without waiting (`check`: the liveness check is due, run it) and
+/// returns `None` to wait on. Registers with a waker thread before the second attempt, so
+/// that a change between the two is never missed.
+pub(crate) fn poll_on<'a, T>(
     waiting: &mut Waiting,
-    notify: &Notify,
+    sleepers: impl Into<Sleepers<'a>>,
     cx: &Context<'_>,
     mut attempt: impl FnMut(bool) -> Option<T>,
 ) -> std::task::Poll<T> {
@@ -584,7 +596,7 @@ pub(crate) fn poll_on<T>(
         waiting.reset();
         return std::task::Poll::Ready(v);
     }
-    waiting.arm(notify, cx);
+    waiting.arm(sleepers, cx);
     if let Some(v) = attempt(false) {
         waiting.reset();
         return std::task::Poll::Ready(v);
@@ -632,7 +644,7 @@ pub(crate) mod tests {
     use std::task::{Poll, Wake};
 
     use super::*;
-    use crate::shm::wait::START_SLEEPING_MIDWAY;
+    use crate::shm::wait::{Notify, START_SLEEPING_MIDWAY};
 
     /// Generous: only a lost wake-up makes these tests wait that long.
     pub(crate) const LIMIT: Duration = Duration::from_secs(60);
@@ -690,22 +702,23 @@ pub(crate) mod tests {
     /// sleeper's sleep ended: `TimedOut`, after `LIMIT`, if the future kept the wake-up.
     /// The future must check its liveness no sooner than `LIMIT` (a timer wake-up would
     /// take its waker thread out of the futex queue).
-    pub(crate) fn sleeper_behind_a_future_dropped_after_its_wake_up<F: Future + Unpin>(
+    pub(crate) fn sleeper_behind_a_future_dropped_after_its_wake_up<'a, F: Future + Unpin>(
         future: F,
-        notify: &Notify,
+        sleepers: impl Into<Sleepers<'a>>,
         change: impl FnOnce(),
     ) -> sys::FutexWait {
-        sleeper_behind_a_future_after_its_wake_up(future, notify, change, drop)
+        sleeper_behind_a_future_after_its_wake_up(future, sleepers, change, drop)
     }
 
     /// [`sleeper_behind_a_future_dropped_after_its_wake_up`], the future given to `end`
     /// once woken (which may poll it before it drops it).
-    pub(crate) fn sleeper_behind_a_future_after_its_wake_up<F: Future + Unpin>(
+    pub(crate) fn sleeper_behind_a_future_after_its_wake_up<'a, F: Future + Unpin>(
         mut future: F,
-        notify: &Notify,
+        sleepers: impl Into<Sleepers<'a>>,
         change: impl FnOnce(),
         end: impl FnOnce(F),
     ) -> sys::FutexWait {
+        let sleepers = sleepers.into();
         let (waker, woken) = Signal::waker();
         assert!(Pin::new(&mut future).poll(&mut Context::from_waker(&waker)).is_pending());
         // Ordering only (the futex queue is first come, first woken), nothing measured.
@@ -714,9 +727,9 @@ pub(crate) mod tests {
             let sleeper = s.spawn(|| {
                 // A sleeper that counts on its wake-up alone (none of a blocking wait's
                 // slices).
-                let (word, seen) = notify.start_sleeping();
+                let (word, seen) = sleepers.start_sleeping();
                 let how = sys::futex_wait(word, seen, Some(LIMIT));
-                notify.stop_sleeping();
+                sleepers.stop_sleeping();
                 how
             });
             std::thread::sleep(SETTLE);

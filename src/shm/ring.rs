@@ -66,7 +66,7 @@ use std::time::Duration;
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
-use super::wait::{Deadline, Interrupted, Notify, spin_learning};
+use super::wait::{Deadline, Interrupted, Notify, Sleepers, spin_learning};
 use crate::codec::{TakeScope, in_take_of};
 
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
@@ -389,6 +389,8 @@ enum Wake<E> {
 pub(crate) struct Ring {
     producers: End,
     consumers: End,
+    /// Its sleepers pass through the producers' lock, so that a put notifies without a
+    /// fence: reached only through [`Ring::readable`].
     not_empty: Padded<Notify>,
     not_full: Padded<Notify>,
     settings: Padded<Settings>,
@@ -532,9 +534,12 @@ impl Ring {
         self.free_taken(Heap::get());
     }
 
-    /// What consumers sleep on, for waits over several objects.
-    pub(crate) fn readable(&self) -> &Notify {
-        &self.not_empty.value
+    /// What consumers sleep on (for waits over several objects and futures too): they
+    /// pass through the producers' lock, so that a put needs no fence to see them
+    /// ([`Sleepers::notify_after_unlock`]).
+    #[inline]
+    pub(crate) fn readable(&self) -> Sleepers<'_> {
+        Sleepers::through(&self.not_empty.value, &self.producers.lock)
     }
 
     /// What producers of a bounded ring sleep on while it is full (for futures).
@@ -544,7 +549,7 @@ impl Ring {
 
     /// Wakes every waiter of both sides (the other side has left: let them see it).
     pub(crate) fn wake_all(&self) {
-        self.not_empty.value.notify_all();
+        self.readable().notify_all();
         self.not_full.value.notify_all();
     }
 
@@ -824,7 +829,7 @@ impl Ring {
                 return Err(if deadline.remaining().is_none() { refuse_in_own_take() } else { Refused::TimedOut });
             }
             let waited = wait_on(
-                &self.not_full.value,
+                self.writable().into(),
                 deadline,
                 || (self.has_room_now(len) || self.refuses_puts() || watch.left().is_some()).then_some(()),
                 || watch.check(),
@@ -889,7 +894,7 @@ impl Ring {
         at.bytes += len;
         self.producers.publish(&at);
         drop(_unlock);
-        self.not_empty.value.notify(1);
+        self.readable().notify_after_unlock(1);
         Ok(true)
     }
 
@@ -1060,7 +1065,7 @@ impl Ring {
                     return Err(Refused::TimedOut);
                 }
                 let waited = wait_on(
-                    &self.not_empty.value,
+                    self.readable(),
                     deadline,
                     || (self.peek() || watch.left().is_some()).then_some(()),
                     || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
@@ -1088,7 +1093,7 @@ impl Ring {
                 return Err(Refused::Gone(gone));
             }
             let waited = wait_on(
-                &self.not_empty.value,
+                self.readable(),
                 deadline,
                 || (!self.is_empty() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
@@ -1336,18 +1341,18 @@ impl Ring {
     }
 }
 
-/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up now
-/// and then, then sleeps as `Notify::wait` does. The yields matter on a machine with few
-/// processors: when the process we wait for shares ours, it runs only when we let it, and a
-/// spin that does not yield makes every round trip cost the whole spin. When it runs on
-/// another processor, a yield only delays our look (a system call, and the processor given
-/// to another task on a busy machine): the spin learns which case it is in from the last
-/// waits of this thread (`wait::spin_learning`), yields after a few looks only while the
-/// answers come after yields, and after one look while they come right after a yield that
-/// gave the processor away. The clock is first read at the first yield: a caller checks a
-/// deadline that passed before calling (`Ring::get` does).
+/// Waits among `sleepers` for `ready`: spins for [`RING_SPIN`] first, giving the
+/// processor up now and then, then sleeps as `Sleepers::wait` does. The yields matter on
+/// a machine with few processors: when the process we wait for shares ours, it runs only
+/// when we let it, and a spin that does not yield makes every round trip cost the whole
+/// spin. When it runs on another processor, a yield only delays our look (a system call,
+/// and the processor given to another task on a busy machine): the spin learns which case
+/// it is in from the last waits of this thread (`wait::spin_learning`), yields after a
+/// few looks only while the answers come after yields, and after one look while they come
+/// right after a yield that gave the processor away. The clock is first read at the first
+/// yield: a caller checks a deadline that passed before calling (`Ring::get` does).
 fn wait_on<T, E>(
-    notify: &Notify,
+    sleepers: Sleepers<'_>,
     deadline: Deadline,
     mut ready: impl FnMut() -> Option<T>,
     check: impl FnMut() -> Result<(), E>,
@@ -1355,7 +1360,7 @@ fn wait_on<T, E>(
     if let Some(v) = spin_learning(deadline, RING_SPIN, &mut ready) {
         return Ok(v);
     }
-    notify.wait(deadline, Duration::ZERO, ready, check)
+    sleepers.wait(deadline, Duration::ZERO, ready, check)
 }
 
 /// Unlocks a ring lock on drop (also when a reader panics).
@@ -1718,6 +1723,48 @@ mod tests {
         assert_eq!(get(&r).unwrap(), b"after");
         r.destroy(heap);
         assert_eq!(heap.in_use(), before);
+    }
+
+    /// A put looks for sleepers on `not_empty` without a fence: a consumer announced
+    /// before it passed through the producers' lock, so the put sees it and moves the word
+    /// it sleeps on. A guard (it passes with the fence too).
+    #[test]
+    fn a_put_wakes_a_consumer_announced_before_it() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let (word, seen) = r.readable().start_sleeping();
+        put(&r, b"x").unwrap();
+        let now = word.load(Ordering::SeqCst);
+        r.readable().stop_sleeping();
+        assert_ne!(now, seen, "the put did not see the sleeper");
+        assert_eq!(get(&r).unwrap(), b"x");
+        r.destroy(heap);
+    }
+
+    /// A consumer's pass through the producers' lock neither waits for its holder nor
+    /// changes the lock: a dead holder's lock stays as it was, to be recovered by the next
+    /// put.
+    #[test]
+    fn a_sleeper_passes_a_dead_producers_lock_as_it_was() {
+        let _serial = crate::shm::heap_test_lock();
+        // A pass that waited for the holder would wait for ever.
+        let _w = crate::testing::watchdog(Duration::from_secs(60));
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let dead = dead_owner();
+        assert!(r.producers.lock.try_lock(dead));
+        let waited = r.readable().wait(
+            Deadline::after(Duration::from_millis(1)),
+            Duration::ZERO,
+            || None::<()>,
+            || Ok::<(), ()>(()),
+        );
+        assert_eq!(waited, Err(Interrupted::TimedOut));
+        assert_eq!(r.producers.lock.owner(), Some(dead.id));
+        put(&r, b"after").unwrap();
+        assert_eq!(get(&r).unwrap(), b"after");
+        r.destroy(heap);
     }
 
     #[test]

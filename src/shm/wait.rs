@@ -5,6 +5,7 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::RawMutex;
 use crate::sys;
 
 /// When a blocking call gives up: `None` means never (but see the liveness checks, which
@@ -310,9 +311,10 @@ impl Notify {
     /// it, and sleep through every later notification once another waiter took the change
     /// (review38 M2). Whether a notifier sees a sleeper at all is the fence's business
     /// (for [`Notify::wake`], which has none, the lock's under which its sleepers
-    /// re-test). Arrivals of sleepers that left unserved (a sleep slice that ran out) are
-    /// owed nothing beyond the sleepers there now, so a long wait's many slices cost no run
-    /// of empty wake-ups.
+    /// re-test; for [`Sleepers::notify_after_unlock`], the lock they pass through).
+    /// Arrivals of sleepers that left unserved (a sleep slice that ran out) are owed
+    /// nothing beyond the sleepers there now, so a long wait's many slices cost no run of
+    /// empty wake-ups.
     #[inline]
     pub(crate) fn notify(&self, n: u32) {
         // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
@@ -373,12 +375,6 @@ impl Notify {
         sys::futex_wake(&self.seq, n);
     }
 
-    /// Counts the caller as a sleeper (see [`Notify::notify`]).
-    fn arrive(&self) {
-        self.arrivals.fetch_add(1, Ordering::SeqCst);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-    }
-
     /// How many announced sleepers are owed a wake-up (see [`Notify::notify`]).
     #[cfg(test)]
     pub(crate) fn owed(&self) -> u64 {
@@ -390,16 +386,11 @@ impl Notify {
         self.notify(u32::MAX);
     }
 
-    /// For a wait over several objects (`sys::futex_waitv`): counts the caller as a sleeper
-    /// and returns the word and the value to sleep on. Re-test the conditions after this
-    /// and before sleeping, and call [`Notify::stop_sleeping`] after.
+    /// [`Sleepers::start_sleeping`] among sleepers that pass through no lock (tests that
+    /// sleep by hand).
+    #[cfg(test)]
     pub(crate) fn start_sleeping(&self) -> (&AtomicU32, u32) {
-        // The value first, as `wait` does (see `notify`): a notifier that counts the
-        // arrival bumps the word after this read. A bump in between costs one look.
-        let seen = self.seq.load(Ordering::SeqCst);
-        midway();
-        self.arrive();
-        (&self.seq, seen)
+        Sleepers::from(self).start_sleeping()
     }
 
     /// Ends what [`Notify::start_sleeping`] began.
@@ -407,11 +398,112 @@ impl Notify {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Waits until `ready` returns a value: [`Sleepers::wait`].
+    pub(crate) fn wait<T, E>(
+        &self,
+        deadline: Deadline,
+        spin: Duration,
+        ready: impl FnMut() -> Option<T>,
+        check: impl FnMut() -> Result<(), E>,
+    ) -> Result<T, Interrupted<E>> {
+        Sleepers::from(self).wait(deadline, spin, ready, check)
+    }
+}
+
+/// The sleepers' side of a [`Notify`]: where a waiter announces itself, and the lock, if
+/// any, that it passes through once announced and before it re-tests its condition.
+///
+/// That lock lets a notifier go without [`Notify::notify`]'s fence when it changed the
+/// condition under the lock ([`Sleepers::notify_after_unlock`]). For that, every sleeper
+/// of the `Notify` must pass through the lock: whoever owns such a `Notify` hands out only
+/// `Sleepers` built [`Sleepers::through`] the lock (`Ring::readable`), never the `Notify`
+/// itself. A `&Notify` converts into `Sleepers` that pass through nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sleepers<'a> {
+    notify: &'a Notify,
+    through: Option<&'a RawMutex>,
+}
+
+impl<'a> From<&'a Notify> for Sleepers<'a> {
+    fn from(notify: &'a Notify) -> Self {
+        Self { notify, through: None }
+    }
+}
+
+impl<'a> Sleepers<'a> {
+    /// The sleepers of `notify` that pass through `lock` (an RMW of its word that changes
+    /// nothing: [`RawMutex::pass`]) after announcing themselves.
+    pub(crate) fn through(notify: &'a Notify, lock: &'a RawMutex) -> Self {
+        Self { notify, through: Some(lock) }
+    }
+
+    /// The `Notify` and the lock (for the reactor, which keeps them while a future waits).
+    pub(super) fn parts(self) -> (&'a Notify, Option<&'a RawMutex>) {
+        (self.notify, self.through)
+    }
+
+    /// [`Notify::notify`] for a notifier that changed the condition under the lock these
+    /// sleepers pass through, called after its unlock: no fence. Its lock and unlock
+    /// (acquire and release both) and each sleeper's pass (the same) are RMWs of one word,
+    /// so they have one order, and every other write to that word is an RMW too, so no
+    /// release sequence breaks. A pass before the unlock in that order is read (through
+    /// such a sequence) by the lock or the unlock, after which the notifier's load sees the
+    /// sleeper counted before its pass; a pass after the unlock reads the unlock's, and the
+    /// sleeper's re-test then sees the change. (Right after the unlock's `xchg`, the fence
+    /// held about a sixth of a streaming producer's samples: perf61.) With no lock,
+    /// [`Notify::notify`].
+    #[inline]
+    pub(crate) fn notify_after_unlock(self, n: u32) {
+        if self.through.is_none() {
+            return self.notify.notify(n);
+        }
+        if self.notify.sleepers.load(Ordering::Relaxed) != 0 {
+            self.notify.notify_sleepers(n);
+        }
+    }
+
+    /// [`Notify::notify`], with its fence (sound whoever calls it).
+    pub(crate) fn notify(self, n: u32) {
+        self.notify.notify(n);
+    }
+
+    /// [`Notify::notify_all`].
+    pub(crate) fn notify_all(self) {
+        self.notify.notify_all();
+    }
+
+    /// Counts the caller as a sleeper (see [`Notify::notify`]), then passes through the
+    /// lock.
+    fn arrive(self) {
+        self.notify.arrivals.fetch_add(1, Ordering::SeqCst);
+        self.notify.sleepers.fetch_add(1, Ordering::SeqCst);
+        if let Some(lock) = self.through {
+            lock.pass();
+        }
+    }
+
+    /// For a wait over several objects (`sys::futex_waitv`): counts the caller as a sleeper
+    /// and returns the word and the value to sleep on. Re-test the conditions after this
+    /// and before sleeping, and call [`Sleepers::stop_sleeping`] after.
+    pub(crate) fn start_sleeping(self) -> (&'a AtomicU32, u32) {
+        // The value first, as `wait` does (see `notify`): a notifier that counts the
+        // arrival bumps the word after this read. A bump in between costs one look.
+        let seen = self.notify.seq.load(Ordering::SeqCst);
+        midway();
+        self.arrive();
+        (&self.notify.seq, seen)
+    }
+
+    /// Ends what [`Sleepers::start_sleeping`] began.
+    pub(crate) fn stop_sleeping(self) {
+        self.notify.stop_sleeping();
+    }
+
     /// Waits until `ready` returns a value. Spins for `spin`, then sleeps; every sleep is
     /// at most a slice long, after which `check` runs (liveness of the other side) and may
     /// end the wait with its error.
     pub(crate) fn wait<T, E>(
-        &self,
+        self,
         deadline: Deadline,
         spin: Duration,
         mut ready: impl FnMut() -> Option<T>,
@@ -424,9 +516,10 @@ impl Notify {
         {
             return Ok(v);
         }
+        let seq = &self.notify.seq;
         let mut slice = FIRST_SLICE;
         loop {
-            let seen = self.seq.load(Ordering::SeqCst);
+            let seen = seq.load(Ordering::SeqCst);
             if let Some(v) = ready() {
                 return Ok(v);
             }
@@ -439,10 +532,10 @@ impl Notify {
             let outcome = match ready() {
                 Some(v) => Some(v),
                 None => {
-                    let waited = sys::futex_wait(&self.seq, seen, Some(deadline.slice(slice)));
+                    let waited = sys::futex_wait(seq, seen, Some(deadline.slice(slice)));
                     if waited == sys::FutexWait::TimedOut {
                         slice = (slice * 2).min(MAX_SLICE);
-                        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                        self.stop_sleeping();
                         if let Some(v) = ready() {
                             return Ok(v);
                         }
@@ -452,7 +545,7 @@ impl Notify {
                     None
                 }
             };
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            self.stop_sleeping();
             if let Some(v) = outcome {
                 return Ok(v);
             }
