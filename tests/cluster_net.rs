@@ -580,10 +580,8 @@ fn cluster_net_dns_role() {
     let timeout = Duration::from_secs(1);
     let queue = Queue::<u32>::builder().authkey(TEST_KEY).timeout(timeout).open(url, "jobs");
     eprintln!("queue: {:?}", queue.map(|_| ()));
-    let pool = Pool::builder()
-        .cluster(url)
-        .cluster_options(ClusterOptions::new().authkey(TEST_KEY).timeout(timeout))
-        .build();
+    let pool =
+        Pool::builder().cluster(url).cluster_options(ClusterOptions::new().authkey(TEST_KEY).timeout(timeout)).build();
     eprintln!("pool: {:?}", pool.map(|_| ()).map_err(|e| e.to_string()));
 }
 
