@@ -2750,3 +2750,38 @@ fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// --- Redis restarted --------------------------------------------------------------------
+
+/// A map running while Redis is killed and started again (`restarted` with `extra`
+/// arguments): it completes, each result once and right, within the pool's timeout; the
+/// node comes back to the pool, and once the pool is gone nothing of it stays in Redis.
+fn a_map_across_a_restart(extra: &[&str]) {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(extra) else { return };
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20));
+    let pool = pool_with(&redis.url, 2, options);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves");
+    let result = pool.map_async_with(sleep_ms, vec![30u64; 60], MapOptions::new().chunksize(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    assert_eq!(result.get().unwrap(), vec![30u64; 60]);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the node serves after the restart");
+    drop(pool);
+    assert!(eventually(Duration::from_secs(10), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
+}
+
+/// Redis without persistence comes back empty: every key of the pool is gone (its stream,
+/// group, results, the registry), as when they expire while the driver is cut off.
+#[test]
+fn a_map_across_a_redis_restart_without_persistence_completes() {
+    a_map_across_a_restart(&[]);
+}
+
+/// Redis with an append-only file comes back as it was, with the tasks its group had
+/// delivered to the node still pending there.
+#[test]
+fn a_map_across_a_redis_restart_with_persistence_completes() {
+    a_map_across_a_restart(&["--appendonly", "yes", "--appendfsync", "always"]);
+}
