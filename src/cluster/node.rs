@@ -87,8 +87,9 @@ impl ServeOptions {
     /// system's buffers take at once count as moved), and a peer that takes it slower than that is
     /// given up. The heartbeats that keep a task leased go on the same connection, between
     /// commands: a task or result that takes more than a third of the lease to cross can let the
-    /// lease of another task run out, which then runs again elsewhere. Resolving the host takes
-    /// what the system's resolver takes.
+    /// lease of another task run out, which then runs again elsewhere. A name server that has not
+    /// answered by then is left behind (its lookup goes on, on a thread of its own, shared by the
+    /// opens of that host meanwhile).
     ///
     /// # Examples
     ///

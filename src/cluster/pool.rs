@@ -223,7 +223,8 @@ impl ClusterOptions {
     /// of their start (the longest a blocking command of the pool's blocks), plus a second for each
     /// MiB they move: a large task or a read of large results crosses any link of 1 MiB/s or more
     /// (bytes the system's buffers take at once count as moved), and a peer that takes it slower
-    /// than that is given up. Resolving the host takes what the system's resolver takes.
+    /// than that is given up. A name server that has not answered by then is left behind (its
+    /// lookup goes on, on a thread of its own, shared by the opens of that host meanwhile).
     ///
     /// # Examples
     ///
