@@ -2785,3 +2785,32 @@ fn a_map_across_a_redis_restart_without_persistence_completes() {
 fn a_map_across_a_redis_restart_with_persistence_completes() {
     a_map_across_a_restart(&["--appendonly", "yes", "--appendfsync", "always"]);
 }
+
+// --- Large arguments --------------------------------------------------------------------
+
+fn length_of(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+/// A task above the pool's `max_message_size` (64 KiB here) is refused at submission,
+/// typed, and the pool goes on; one below it crosses to the node and back. Before, the
+/// driver sent any task: here Redis (its `proto-max-bulk-len` of 1 MiB, as a server
+/// configured so) closed the connection on the 2 MiB task at each try, the driver took
+/// Redis for unreachable, and after its timeout failed every task and stopped the pool
+/// ("Redis is unreachable: Broken pipe", then `PoolError::Closed` for the next map).
+#[test]
+fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool_of_64_kib_messages(&redis.url);
+    assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
+    match pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30))) {
+        Err(PoolError::Codec(e)) => assert!(e.to_string().contains("max_message_size (65536)"), "{e}"),
+        other => panic!("a 2 MiB argument with a limit of 64 KiB: {other:?}"),
+    }
+    // Lazily, the chunk's own error (it was `Terminated`).
+    let lazily: Vec<_> = pool.imap(length_of, [vec![7u8; 2 << 20]]).unwrap().collect();
+    assert!(matches!(&lazily[..], [Err(TaskError::Codec(e))] if e.to_string().contains("a task of")), "{lazily:?}");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}

@@ -154,6 +154,11 @@ impl ClusterOptions {
     /// driver's read), and what the driver reads at once is at most this much besides:
     /// a program that writes to the pool's results list cannot make the driver allocate
     /// more (bar the one item a wait for results returns, dropped at once if too large).
+    /// A task (a chunk's arguments, encoded, with what names its function) above it is
+    /// refused at submission with [`PoolError::Codec`] (a lazy map's chunk fails with
+    /// [`TaskError::Codec`]). Keep it at most Redis's `proto-max-bulk-len` (512 MB by
+    /// default): Redis closes the connection on a larger message, which the pool cannot
+    /// tell from Redis gone.
     ///
     /// # Examples
     ///
@@ -1061,6 +1066,15 @@ impl Engine for Driver {
         let mut encoded = codec::encode(&message)?;
         let mut bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
+        // A task is bounded as a result is: Redis may refuse a larger one by closing the
+        // connection (its `proto-max-bulk-len`), which the driver would take for Redis gone.
+        let max = self.options.max_message_size;
+        if bytes.len() > max {
+            return Err(PoolError::Codec(crate::CodecError::encode(format_args!(
+                "a task of {} bytes, more than the pool's max_message_size ({max})",
+                bytes.len()
+            ))));
+        }
         let tag = self.seal.tag(&self.id, &bytes);
         bytes.extend_from_slice(&tag);
         let mut books = lock(&self.books);
