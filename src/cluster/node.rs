@@ -88,8 +88,9 @@ impl ServeOptions {
     /// given up. The heartbeats that keep a task leased go on the same connection, between
     /// commands: a task or result that takes more than a third of the lease to cross can let the
     /// lease of another task run out, which then runs again elsewhere. A name server that has not
-    /// answered by then is left behind (its lookup goes on, on a thread of its own, shared by the
-    /// opens of that host meanwhile).
+    /// answered by then is left behind (its lookup goes on, on a thread of its own that the opens
+    /// of that host meanwhile share; while it is listed, a `Fork` start is refused as with any
+    /// other thread).
     ///
     /// # Examples
     ///

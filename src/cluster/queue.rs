@@ -455,7 +455,8 @@ impl<T> QueueBuilder<T> {
     /// each MiB they move: a large item crosses any link of 1 MiB/s or more (bytes the system's
     /// buffers take at once count as moved), and a peer that takes it slower than that is given up.
     /// A name server that has not answered by then is left behind (its lookup goes on, on a thread
-    /// of its own, shared by the opens of that host meanwhile).
+    /// of its own that the opens of that host meanwhile share; while it is listed, a `Fork` start
+    /// is refused as with any other thread).
     ///
     /// # Examples
     ///
