@@ -2814,3 +2814,32 @@ fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on()
     assert!(matches!(&lazily[..], [Err(TaskError::Codec(e))] if e.to_string().contains("a task of")), "{lazily:?}");
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
+
+// --- A frozen node ----------------------------------------------------------------------
+
+/// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops
+/// heartbeating its task's entry: the task is taken back after the lease and runs on
+/// another node, and its result comes once. The frozen node, let go, finishes its copy and
+/// serves again; its late result is not taken for a later call's.
+#[test]
+fn a_node_frozen_mid_task_has_it_run_elsewhere_and_serves_again_once_let_go() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let frozen = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves");
+    let mut slow = pool.apply_async(sleep_ms, 1500).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // usually running on the node; either way
+    let signal = |name: &str| {
+        assert!(Command::new("kill").args([name, &frozen.child.id().to_string()]).status().unwrap().success());
+    };
+    signal("-STOP");
+    let _other = Node::start(&redis.url);
+    assert_eq!(slow.get_timeout(Duration::from_secs(30)), Ok(1500));
+    signal("-CONT");
+    std::thread::sleep(Duration::from_millis(1500)); // its copy ends meanwhile; either way
+    let squares: Vec<u64> = (0..200u64).map(|x| x * x).collect();
+    assert_eq!(pool.map_with(square, 0..200u64, MapOptions::new().chunksize(1)).unwrap(), squares);
+    drop(pool);
+    assert!(eventually(Duration::from_secs(10), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
+}
