@@ -2843,3 +2843,36 @@ fn a_node_frozen_mid_task_has_it_run_elsewhere_and_serves_again_once_let_go() {
     drop(pool);
     assert!(eventually(Duration::from_secs(10), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
 }
+
+// --- A node Redis refuses ----------------------------------------------------------------
+
+/// A node whose credentials Redis refuses (a wrong password, none) ends at once with
+/// `Auth`, as a queue's open or a pool's build does: trying again does not help. It tried
+/// again every 100 ms for ever, serving nothing, and said why only through `log` (nothing
+/// without a logger): its user saw a node up and every task waiting.
+#[test]
+fn a_node_whose_credentials_redis_refuses_ends_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    for url in [format!("{}?pass=wrong", redis.url), redis.url.clone()] {
+        let mut node = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "no_such_test"])
+            .env(WORKER_ENV, &url)
+            .env(KEY_ENV, TEST_KEY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ended = eventually(Duration::from_secs(20), || node.try_wait().unwrap().is_some());
+        let _ = node.kill();
+        let status = node.wait().unwrap();
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+        assert!(ended, "a node on {url} still running 20 s later: {said}");
+        assert_eq!(status.code(), Some(1), "{url}: {said}");
+        assert!(said.contains("credentials"), "{url}: {said}");
+    }
+}
