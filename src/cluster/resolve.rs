@@ -21,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::shm::TakenIn;
 use crate::sys;
 
 /// How long a caller waits for the kernel to stop listing a lookup's joined thread.
@@ -39,10 +40,16 @@ struct Lookup {
     /// The threads the process had before this one started, which the joiner waits for
     /// the count to come back to.
     threads_before: usize,
+    /// The process whose thread resolves: a fork child's copy of the list (a `Fork` start
+    /// the program allowed with threads) holds lookups no thread of the child answers.
+    made_in: TakenIn,
 }
 
-/// The lookups under way, by `(host, port)`; each is removed by its thread once answered.
-static UNDER_WAY: Mutex<Option<HashMap<(String, u16), Arc<Lookup>>>> = Mutex::new(None);
+/// Lookups by `(host, port)`.
+type Lookups = HashMap<(String, u16), Arc<Lookup>>;
+
+/// The lookups under way; each is removed by its thread once answered.
+static UNDER_WAY: Mutex<Option<Lookups>> = Mutex::new(None);
 
 /// The addresses of `host` (the first of the system's answers first), by `until`:
 /// `TimedOut` once it has passed.
@@ -66,7 +73,9 @@ pub(crate) fn addresses(host: &str, port: u16, until: Instant) -> io::Result<Vec
 fn shared_lookup(host: &str, port: u16) -> Option<Arc<Lookup>> {
     let mut under_way = UNDER_WAY.lock().unwrap_or_else(PoisonError::into_inner);
     let key = (host.to_owned(), port);
-    if let Some(lookup) = under_way.get_or_insert_default().get(&key) {
+    if let Some(lookup) = under_way.get_or_insert_default().get(&key)
+        && lookup.made_in.is_here()
+    {
         return Some(lookup.clone());
     }
     let lookup = Arc::new(Lookup {
@@ -74,6 +83,7 @@ fn shared_lookup(host: &str, port: u16) -> Option<Arc<Lookup>> {
         answered: Condvar::new(),
         thread: Mutex::new(None),
         threads_before: sys::fork_hazard_ignoring_opt_in().unwrap_or(1),
+        made_in: TakenIn::here(),
     });
     let (theirs, name) = (lookup.clone(), key.clone());
     let thread = std::thread::Builder::new()

@@ -56,7 +56,7 @@ impl Redis {
             .arg(&socket)
             .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"))
             .args(extra)
