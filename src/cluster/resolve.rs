@@ -137,10 +137,10 @@ impl Lookup {
 mod tests {
     use super::*;
 
-    /// An address is its own answer, with no thread; a hosts entry is resolved on one,
-    /// joined and unlisted by the time the answer is back.
+    /// An address is its own answer; a hosts entry is resolved, and its lookup is no longer
+    /// under way once the answer is back.
     #[test]
-    fn an_address_starts_no_thread_and_a_name_leaves_none() {
+    fn an_address_is_its_own_answer_and_a_names_lookup_ends_with_its_answer() {
         let until = Instant::now() + Duration::from_secs(30);
         assert_eq!(addresses("127.0.0.1", 7, until).unwrap(), vec![SocketAddr::from(([127, 0, 0, 1], 7))]);
         assert_eq!(addresses("::1", 7, until).unwrap(), vec![SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 7))]);
