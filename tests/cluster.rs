@@ -1259,3 +1259,35 @@ fn a_key_file_is_made_below_a_sticky_directory_of_roots() {
     assert!(!said.contains("Key("), "the key file was refused: {said}");
     assert!(made, "no key file was made: {said}");
 }
+
+/// A consumer waiting in `get` while Redis (with an append-only file) is killed and started
+/// again: the get fails `Unreachable` (as documented: the next call connects anew; a get
+/// does not wait a restart out, where a put and a pool do within their timeout), and the
+/// next get takes the item put after the restart; the item put before it, written to
+/// Redis's file, was still in line. Nothing is lost either way.
+#[test]
+fn a_get_across_a_redis_restart_fails_typed_and_the_next_takes_what_came_after() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]) else { return };
+    let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(10)).open(&redis.url, "q");
+    let (producer, consumer) = (open().unwrap(), open().unwrap());
+    producer.put(1).unwrap();
+    assert_eq!(consumer.get().unwrap(), 1);
+    producer.put(2).unwrap();
+    let waiting = std::thread::spawn(move || {
+        let second = consumer.get();
+        let third = consumer.get();
+        (second, third, consumer)
+    });
+    std::thread::sleep(Duration::from_millis(200)); // usually inside BLMOVE; either way
+    redis.restart();
+    producer.put(3).unwrap();
+    let (second, third, consumer) = waiting.join().unwrap();
+    assert_eq!(second.unwrap(), 2);
+    let third = match third {
+        Err(GetError::Redis(ClusterError::Unreachable(_))) => consumer.get(),
+        other => other,
+    };
+    assert_eq!(third.unwrap(), 3);
+    assert!(matches!(consumer.try_get(), Err(GetError::Empty)), "each item once");
+}

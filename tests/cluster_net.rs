@@ -561,3 +561,69 @@ fn a_driver_machine_cut_off_for_less_than_the_timeout_completes_its_map() {
     assert_eq!(read_until(&mut out, "map:"), "map: ok");
     driver.wait();
 }
+
+// --- A Redis name whose resolver never answers -----------------------------------------
+
+const DNS_ROLE: &str = "MULTIPROC_TEST_CLUSTER_NET_DNS_ROLE";
+
+/// The role of [`an_open_whose_name_server_never_answers_ends_by_its_deadline`], on a machine
+/// of its own whose name server (`127.0.0.1:53`, this role's socket) takes every query and
+/// answers none: a queue and a pool on a Redis named `redis.example`, each with a timeout
+/// of one second. Says how each ended.
+#[test]
+fn cluster_net_dns_role() {
+    if std::env::var_os(DNS_ROLE).is_none() {
+        return;
+    }
+    let _silent = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
+    let url = "redis://redis.example:6379/0";
+    let timeout = Duration::from_secs(1);
+    let queue = Queue::<u32>::builder().authkey(TEST_KEY).timeout(timeout).open(url, "jobs");
+    eprintln!("queue: {:?}", queue.map(|_| ()));
+    let pool =
+        Pool::builder().cluster(url).cluster_options(ClusterOptions::new().authkey(TEST_KEY).timeout(timeout)).build();
+    eprintln!("pool: {:?}", pool.map(|_| ()).map_err(|e| e.to_string()));
+}
+
+/// A Redis named by a host whose name server never answers (the "Redis DNS deadline"):
+/// the open of a queue and the build of a pool end by their timeout, each with
+/// `Unreachable`. The resolution had no deadline (`getaddrinfo` waits `resolv.conf`'s
+/// `timeout` × `attempts`, 10 s by default, here 3 × 30 s): the role took 90 s per name,
+/// whatever the timeout, and this test gave up on it. (Where `nsswitch.conf` resolves
+/// through another service than `resolv.conf`'s servers, the name fails at once and the
+/// test proves less.)
+#[test]
+fn an_open_whose_name_server_never_answers_ends_by_its_deadline() {
+    let _w = watchdog(LIMIT);
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let dir = TcpRedis::scratch_dir();
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.1\noptions timeout:30 attempts:3\n").unwrap();
+    // A machine of its own (network and mount namespaces), its resolv.conf this one.
+    let script = "ip link set lo up && mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"";
+    let mut role = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "unshare", "--net", "--mount", "sh", "-c", script])
+        .arg(&resolv)
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_net_dns_role", "--nocapture", "--test-threads", "1"])
+        .env(DNS_ROLE, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = common::eventually(Duration::from_secs(20), || role.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = role.kill();
+    }
+    let status = role.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut role.stderr.take().unwrap(), &mut said).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ended, "the role was still resolving 20 s after it started, with timeouts of 1 s; it said:\n{said}");
+    assert!(status.success(), "{said}");
+    let line = |prefix: &str| said.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string();
+    assert!(line("queue: ").starts_with("queue: Err(Unreachable("), "{said}");
+    assert!(line("pool: ").starts_with("pool: Err(") && line("pool: ").contains("unreachable"), "{said}");
+}

@@ -2164,9 +2164,10 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
 /// entries deleted by the node's pushes), then loses its beats' replies for a while.
 /// Reports "done" when every task has completed.
 fn drive_with_lost_beat_replies((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
-    // Reads of a few results at a time: most wait in the list after the hold.
+    // Reads of a few results at a time: most wait in the list after the hold. (The bound
+    // is a task's too since audc71: these are about 92 bytes, a result about 12.)
     let options =
-        test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
+        test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(160);
     let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     multiproc::__private::crash_at("hold:cluster.pool.read");
@@ -2749,4 +2750,130 @@ fn a_set_user_id_program_trusts_neither_the_worker_nor_the_key_variable() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// --- Redis restarted --------------------------------------------------------------------
+
+/// A map running while Redis is killed and started again (`restarted` with `extra`
+/// arguments): it completes, each result once and right, within the pool's timeout; the
+/// node comes back to the pool, and once the pool is gone nothing of it stays in Redis.
+fn a_map_across_a_restart(extra: &[&str]) {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(extra) else { return };
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20));
+    let pool = pool_with(&redis.url, 2, options);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves");
+    let result = pool.map_async_with(sleep_ms, vec![30u64; 60], MapOptions::new().chunksize(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    assert_eq!(result.get().unwrap(), vec![30u64; 60]);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the node serves after the restart");
+    drop(pool);
+    assert!(eventually(Duration::from_secs(10), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
+}
+
+/// Redis without persistence comes back empty: every key of the pool is gone (its stream,
+/// group, results, the registry), as when they expire while the driver is cut off.
+#[test]
+fn a_map_across_a_redis_restart_without_persistence_completes() {
+    a_map_across_a_restart(&[]);
+}
+
+/// Redis with an append-only file comes back as it was, with the tasks its group had
+/// delivered to the node still pending there.
+#[test]
+fn a_map_across_a_redis_restart_with_persistence_completes() {
+    a_map_across_a_restart(&["--appendonly", "yes", "--appendfsync", "always"]);
+}
+
+// --- Large arguments --------------------------------------------------------------------
+
+fn length_of(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+/// A task above the pool's `max_message_size` (64 KiB here) is refused at submission,
+/// typed, and the pool goes on; one below it crosses to the node and back. Before, the
+/// driver sent any task: here Redis (its `proto-max-bulk-len` of 1 MiB, as a server
+/// configured so) closed the connection on the 2 MiB task at each try, the driver took
+/// Redis for unreachable, and after its timeout failed every task and stopped the pool
+/// ("Redis is unreachable: Broken pipe", then `PoolError::Closed` for the next map).
+#[test]
+fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool_of_64_kib_messages(&redis.url);
+    assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
+    match pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30))) {
+        Err(PoolError::Codec(e)) => assert!(e.to_string().contains("max_message_size (65536)"), "{e}"),
+        other => panic!("a 2 MiB argument with a limit of 64 KiB: {other:?}"),
+    }
+    // Lazily, the chunk's own error (it was `Terminated`).
+    let lazily: Vec<_> = pool.imap(length_of, [vec![7u8; 2 << 20]]).unwrap().collect();
+    assert!(matches!(&lazily[..], [Err(TaskError::Codec(e))] if e.to_string().contains("a task of")), "{lazily:?}");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+// --- A frozen node ----------------------------------------------------------------------
+
+/// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops
+/// heartbeating its task's entry: the task is taken back after the lease and runs on
+/// another node, and its result comes once. The frozen node, let go, finishes its copy and
+/// serves again; its late result is not taken for a later call's.
+#[test]
+fn a_node_frozen_mid_task_has_it_run_elsewhere_and_serves_again_once_let_go() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let frozen = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves");
+    let mut slow = pool.apply_async(sleep_ms, 1500).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // usually running on the node; either way
+    let signal = |name: &str| {
+        assert!(Command::new("kill").args([name, &frozen.child.id().to_string()]).status().unwrap().success());
+    };
+    signal("-STOP");
+    let _other = Node::start(&redis.url);
+    assert_eq!(slow.get_timeout(Duration::from_secs(30)), Ok(1500));
+    signal("-CONT");
+    std::thread::sleep(Duration::from_millis(1500)); // its copy ends meanwhile; either way
+    let squares: Vec<u64> = (0..200u64).map(|x| x * x).collect();
+    assert_eq!(pool.map_with(square, 0..200u64, MapOptions::new().chunksize(1)).unwrap(), squares);
+    drop(pool);
+    assert!(eventually(Duration::from_secs(10), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
+}
+
+// --- A node Redis refuses ----------------------------------------------------------------
+
+/// A node whose credentials Redis refuses (a wrong password, none) ends at once with
+/// `Auth`, as a queue's open or a pool's build does: trying again does not help. It tried
+/// again every 100 ms for ever, serving nothing, and said why only through `log` (nothing
+/// without a logger): its user saw a node up and every task waiting.
+#[test]
+fn a_node_whose_credentials_redis_refuses_ends_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    for url in [format!("{}?pass=wrong", redis.url), redis.url.clone()] {
+        let mut node = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "no_such_test"])
+            .env(WORKER_ENV, &url)
+            .env(KEY_ENV, TEST_KEY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ended = eventually(Duration::from_secs(20), || node.try_wait().unwrap().is_some());
+        let _ = node.kill();
+        let status = node.wait().unwrap();
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+        assert!(ended, "a node on {url} still running 20 s later: {said}");
+        assert_eq!(status.code(), Some(1), "{url}: {said}");
+        assert!(said.contains("credentials"), "{url}: {said}");
+    }
 }

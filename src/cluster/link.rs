@@ -1,7 +1,7 @@
 //! One blocking connection to Redis with bounded waits, opened again after a failure.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisResult, Value};
 
-use super::{ClusterError, Tls};
+use super::{ClusterError, Tls, resolve};
 use crate::shm::TakenIn;
 
 /// The longest one blocking Redis command waits before the caller regains control (to
@@ -299,12 +299,11 @@ fn redacted_after_user_info(url: &str) -> String {
 /// name that resolves to it: a hosts entry, `inet_aton`'s `0`); a host with no other is
 /// [`ClusterError::BadUrl`].
 ///
-/// The resolution itself (`getaddrinfo`) has no deadline: it takes as long as the system's
-/// resolver lets it (`resolv.conf`'s `timeout` and `attempts`), and what it takes counts
-/// against `until`. Only a thread of its own could be left waiting, and a thread, even one
-/// joined at once, refuses a `Fork` start that comes while it is still listed.
+/// The resolution is bounded by `until` too (`resolve::addresses`: a name server that
+/// never answers is `TimedOut`), and what it takes counts against it.
 fn connect_tcp(host: &str, port: u16, timeout: Duration, until: Instant) -> RedisResult<TcpStream> {
-    let (any, addrs): (Vec<_>, Vec<_>) = (host, port).to_socket_addrs()?.partition(|addr| addr.ip().is_unspecified());
+    let (any, addrs): (Vec<_>, Vec<_>) =
+        resolve::addresses(host, port, until)?.into_iter().partition(|addr| addr.ip().is_unspecified());
     if addrs.is_empty() {
         let why = match any.is_empty() {
             true => "no address for the host",

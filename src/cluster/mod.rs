@@ -98,6 +98,7 @@ pub(crate) use link::redacted;
 mod node;
 pub(crate) mod pool;
 pub(crate) mod queue;
+mod resolve;
 mod tls;
 mod wire;
 

@@ -87,8 +87,10 @@ impl ServeOptions {
     /// system's buffers take at once count as moved), and a peer that takes it slower than that is
     /// given up. The heartbeats that keep a task leased go on the same connection, between
     /// commands: a task or result that takes more than a third of the lease to cross can let the
-    /// lease of another task run out, which then runs again elsewhere. Resolving the host takes
-    /// what the system's resolver takes.
+    /// lease of another task run out, which then runs again elsewhere. A name server that has not
+    /// answered by then is left behind (its lookup goes on, on a thread of its own that the opens
+    /// of that host meanwhile share; while it is listed, a `Fork` start is refused as with any
+    /// other thread).
     ///
     /// # Examples
     ///
@@ -332,8 +334,9 @@ pub(super) fn node_name() -> String {
 ///
 /// When multiproc is not initialized, the local pool cannot start (more processes than
 /// the system can run: [`PoolError::TooManyWorkers`](crate::PoolError::TooManyWorkers),
-/// before any starts), the URL is bad, or no cluster key can be had
-/// ([`ClusterError::Key`]); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
+/// before any starts), the URL is bad, no cluster key can be had
+/// ([`ClusterError::Key`]), or Redis refuses the URL's credentials ([`ClusterError::Auth`])
+/// or its TLS session cannot be set up ([`ClusterError::Tls`]); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
 /// a worker: …") when it could start none.
 ///
@@ -354,6 +357,14 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let seal = Seal::new(options.authkey.as_ref())?;
     let mut reader_link = Link::new(url, timeout)?;
     let writer_link = Link::new(url, timeout)?;
+    // Credentials Redis refuses, or a TLS session that cannot be set up, are no Redis away
+    // to wait out: the node ends at once, as a queue's open or a pool's build does (it
+    // tried again for ever, serving nothing, said only through `log`).
+    if let Err(e @ (ClusterError::Auth(_) | ClusterError::Tls(_) | ClusterError::BadUrl(_))) =
+        reader_link.run(|c| redis::cmd("PING").query::<()>(c))
+    {
+        return Err(e.into());
+    }
     let workers = options.processes.unwrap_or_else(crate::cpu_count);
     let local = Inner::start(Config {
         workers,

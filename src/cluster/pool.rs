@@ -154,6 +154,11 @@ impl ClusterOptions {
     /// driver's read), and what the driver reads at once is at most this much besides:
     /// a program that writes to the pool's results list cannot make the driver allocate
     /// more (bar the one item a wait for results returns, dropped at once if too large).
+    /// A task (a chunk's arguments, encoded, with what names its function) above it is
+    /// refused at submission with [`PoolError::Codec`] (a lazy map's chunk fails with
+    /// [`TaskError::Codec`]). Keep it at most Redis's `proto-max-bulk-len` (512 MB by
+    /// default): Redis closes the connection on a larger message, which the pool cannot
+    /// tell from Redis gone.
     ///
     /// # Examples
     ///
@@ -223,7 +228,9 @@ impl ClusterOptions {
     /// of their start (the longest a blocking command of the pool's blocks), plus a second for each
     /// MiB they move: a large task or a read of large results crosses any link of 1 MiB/s or more
     /// (bytes the system's buffers take at once count as moved), and a peer that takes it slower
-    /// than that is given up. Resolving the host takes what the system's resolver takes.
+    /// than that is given up. A name server that has not answered by then is left behind (its
+    /// lookup goes on, on a thread of its own that the opens of that host meanwhile share; while it
+    /// is listed, a `Fork` start is refused as with any other thread).
     ///
     /// # Examples
     ///
@@ -1060,6 +1067,15 @@ impl Engine for Driver {
         let mut encoded = codec::encode(&message)?;
         let mut bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
+        // A task is bounded as a result is: Redis may refuse a larger one by closing the
+        // connection (its `proto-max-bulk-len`), which the driver would take for Redis gone.
+        let max = self.options.max_message_size;
+        if bytes.len() > max {
+            return Err(PoolError::Codec(crate::CodecError::encode(format_args!(
+                "a task of {} bytes, more than the pool's max_message_size ({max})",
+                bytes.len()
+            ))));
+        }
         let tag = self.seal.tag(&self.id, &bytes);
         bytes.extend_from_slice(&tag);
         let mut books = lock(&self.books);

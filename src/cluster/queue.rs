@@ -454,7 +454,9 @@ impl<T> QueueBuilder<T> {
     /// of their start (the longest a blocking command of the queue's blocks), plus a second for
     /// each MiB they move: a large item crosses any link of 1 MiB/s or more (bytes the system's
     /// buffers take at once count as moved), and a peer that takes it slower than that is given up.
-    /// Resolving the host takes what the system's resolver takes.
+    /// A name server that has not answered by then is left behind (its lookup goes on, on a thread
+    /// of its own that the opens of that host meanwhile share; while it is listed, a `Fork` start
+    /// is refused as with any other thread).
     ///
     /// # Examples
     ///

@@ -1120,12 +1120,12 @@ where
         }
         sink.expect(index, chunk.len());
         let sink_dyn: Arc<dyn Sink<R>> = sink.clone();
-        match chunk_job(&*self.inner, self.call, &chunk, index, self.timeout, sink_dyn) {
-            Ok(job) => {
-                if self.inner.submit(job).is_err() {
-                    sink.deliver(index, Err(TaskError::Terminated));
-                }
-            }
+        // A chunk refused at submission (a cluster pool's task above its size limit) is
+        // refused as one its arguments could not be encoded for.
+        match chunk_job(&*self.inner, self.call, &chunk, index, self.timeout, sink_dyn)
+            .and_then(|job| self.inner.submit(job))
+        {
+            Ok(()) => {}
             Err(PoolError::Codec(e)) => sink.deliver(index, Err(TaskError::Codec(e))),
             Err(_) => sink.deliver(index, Err(TaskError::Terminated)),
         }

@@ -14,6 +14,8 @@ pub struct Redis {
     server: Child,
     pub pid: u32,
     pub url: String,
+    /// The arguments the server was started with besides the defaults.
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -33,23 +35,49 @@ impl Redis {
         let dir = std::env::temp_dir().join(format!("multiproc-redis-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let server = Self::spawn(&dir, extra);
         let socket = dir.join("redis.sock");
-        let server = Command::new("setpriv")
+        let redis = Redis {
+            url: format!("redis+unix://{}", socket.display()),
+            dir,
+            pid: server.id(),
+            server,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
+        Some(redis)
+    }
+
+    /// A redis-server in `dir`, its socket there, with `extra` arguments.
+    fn spawn(dir: &Path, extra: &[&str]) -> Child {
+        let socket = dir.join("redis.sock");
+        Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "redis-server", "--port", "0", "--unixsocket"])
             .arg(&socket)
             .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .unwrap();
-        let redis = Redis { url: format!("redis+unix://{}", socket.display()), dir, pid: server.id(), server };
-        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
-        Some(redis)
+            .unwrap()
+    }
+
+    /// Kills the server (`kill -9`) and starts it again on the same socket, directory and
+    /// arguments: with no persistence (the default) it comes back empty, with
+    /// `--appendonly yes` as it was.
+    pub fn restart(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_file(self.socket());
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.server = Self::spawn(&self.dir, &extra);
+        self.pid = self.server.id();
+        let socket = self.socket();
+        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not come back");
     }
 
     pub fn socket(&self) -> PathBuf {
