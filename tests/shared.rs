@@ -1563,17 +1563,76 @@ fn segments_of_a_family_killed_with_its_tracker_and_keeper_go_at_the_next_family
     let out = inner.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(libc::SIGKILL), "{stderr}");
-    // Every process of that family gone (its fork server, killed with its main process).
-    assert!(eventually(LIMIT, || family_processes(&marker).is_empty()), "{:?} outlived", family_processes(&marker));
-    // The next start of a family (this binary's `init()`, which `test_support!` runs).
+    let left = left_after_the_next_family_s_start(&prefix, &marker);
+    assert!(left.is_empty(), "{left:?} outlived their family killed whole, and the next family's start: {stderr}");
+}
+
+/// Once every process of a family (whose environment holds `marker`) is gone, and a family
+/// started since (this binary's `init()`, which `test_support!` runs): the segments named
+/// `prefix…` left (unlinked here).
+fn left_after_the_next_family_s_start(prefix: &str, marker: &str) -> Vec<String> {
+    assert!(eventually(LIMIT, || family_processes(marker).is_empty()), "{:?} outlived", family_processes(marker));
     let next = Command::new(std::env::current_exe().unwrap()).args(["--exact", "no_test_has_this_name"]).output();
     assert!(next.unwrap().status.success());
-    let cleaned = eventually(Duration::from_secs(20), || segments_named(&prefix).is_empty());
-    let left = segments_named(&prefix);
+    eventually(Duration::from_secs(20), || segments_named(prefix).is_empty());
+    let left = segments_named(prefix);
     for name in &left {
         let _ = SharedMemory::open(name).map(|shm| shm.unlink());
     }
-    assert!(cleaned, "{left:?} outlived their family killed whole, and the next family's start: {stderr}");
+    left
+}
+
+/// Run only by the test below, in a family of its own: a segment (the outer test's prefix
+/// and `a`) made and read by the tracker, then the tracker and its keeper killed together
+/// while a process outside the family holds a lock of the tracker's journal, as a process
+/// being killed holds its files until it is gone: the main process's end finds their lock
+/// held, and starts no tracker.
+#[test]
+fn a_tracker_killed_as_its_main_process_looks_inner() {
+    use std::io::Write as _;
+    let Some(prefix) = std::env::var_os("MP_TEST_KILLED_AS_MAIN_LOOKS") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let a = SharedMemory::builder().name(format!("{prefix}a")).size(4096).create().unwrap();
+    let tracker = tracker_pid();
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    // `flock -s` of the journal's first file (the tracker's descriptor 4) until this process
+    // is gone (its stdin's end of file).
+    let mut holder = Command::new("flock")
+        .args(["-s", &format!("/proc/{tracker}/fd/4"), "sh", "-c", "echo locked; cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut said).unwrap();
+    assert_eq!(said.trim(), "locked");
+    // SAFETY (test): kill(2) on the process group of this family's own tracker and keeper.
+    assert_eq!(unsafe { libc::kill(-(tracker as i32), libc::SIGKILL) }, 0);
+    for pid in [tracker, keeper] {
+        assert!(eventually(LIMIT, || !pid_running(pid)), "{pid} killed");
+    }
+    holder.stdin.as_mut().unwrap().flush().unwrap();
+    std::mem::forget((a, holder));
+    println!("INNER-DONE");
+}
+
+/// review82 L5: the tracker and its keeper killed a moment before the main process's end
+/// looks at their lock, which a process being killed holds until it is gone (here a process
+/// outside the family holds it on): no tracker was started in their place, and the family's
+/// segments outlived it. Now they go at the next start of a family, as those of a family
+/// killed whole.
+#[test]
+fn segments_of_a_tracker_killed_as_its_main_process_looks_go_at_the_next_family_s_start() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-killed-as-main-looks-{}-", std::process::id());
+    let marker = format!("MP_TEST_KILLED_AS_MAIN_LOOKS={prefix}");
+    let stderr = common::run_inner_test_stderr(
+        "a_tracker_killed_as_its_main_process_looks_inner",
+        &[("MP_TEST_KILLED_AS_MAIN_LOOKS", &prefix)],
+    );
+    let left = left_after_the_next_family_s_start(&prefix, &marker);
+    assert!(left.is_empty(), "{left:?} outlived their family, whose tracker was killed as it ended: {stderr}");
 }
 
 /// The running processes whose environment holds `var` (`NAME=value`): a family's, whose

@@ -151,10 +151,14 @@ pub(crate) fn start() -> io::Result<()> {
         })
         .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
         .ok();
-    match &journal {
-        Some((files, spare)) => spawn(&read, Some((files, spare.named.as_deref())))?,
-        None => spawn(&read, None)?,
+    let spawned = match &journal {
+        Some((files, spare)) => spawn(&read, Some((files, spare.named.as_deref()))),
+        None => spawn(&read, None),
+    };
+    if let (Err(_), Some((_, Spare { named: Some(stem), .. }))) = (&spawned, &journal) {
+        unname(stem);
     }
+    spawned?;
     drop(read);
     if let Some((_, spare)) = journal {
         *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = Some(spare);
@@ -223,10 +227,15 @@ fn abandoned(stem: &str) -> Option<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     take_lines(&mut names, &mut Vec::new(), &bytes);
     journal.files.iter().try_for_each(|file| file.set_len(0)).ok()?;
+    unname(stem);
+    Some(names)
+}
+
+/// Removes the names of the journal named `stem` ([`Journal::name`]).
+fn unname(stem: &str) {
     for i in 0..2 {
         let _ = std::fs::remove_file(format!("{stem}-{i}"));
     }
-    Some(names)
 }
 
 /// Spawns a tracker reading `pipe`, recording into `journal` (none: it runs without), whose
@@ -507,9 +516,7 @@ pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>, named: Opti
     // Every name forgotten in it: a keeper taking over from here unlinks none, and a start
     // finding it still named (this tracker killed first) neither.
     if let Some(stem) = &tracker.named {
-        for i in 0..2 {
-            let _ = std::fs::remove_file(format!("{stem}-{i}"));
-        }
+        unname(stem);
     }
     if let Some(keeper) = tracker.keeper {
         keeper.dismiss();
