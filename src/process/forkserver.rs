@@ -1812,4 +1812,51 @@ mod tests {
         let other = LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(11)));
         assert!(matches!(server_died(other, dead), LaunchError::Failed(_)), "a machine's limit, not the method's");
     }
+
+    /// review91 L2: a dead requester's room is the server's only for a kid that had not ended
+    /// yet. One that ended (its pidfd readable, not yet reaped) may have been seen ending by
+    /// its requester, which then freed the room: the server would free it a second time. No
+    /// integration test reaches it (the server handles a kid's end before its requester's
+    /// death, `event_order`), so this one calls `requester_died` on two kids it made: an
+    /// ended one and a running one.
+    #[test]
+    fn a_dead_requester_s_room_is_the_server_s_only_for_a_kid_that_had_not_ended() {
+        use std::time::{Duration, Instant};
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let ended_pidfd = sys::pidfd_open(ended.id()).unwrap();
+        let mut running = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let running_pidfd = sys::pidfd_open(running.id()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !sys::pidfd_exited(ended_pidfd.as_fd()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let kid = |pidfd, room| Kid {
+            pidfd,
+            status: sys::pipe().unwrap().1,
+            requester: 0,
+            room: Some(room),
+            room_ours: false,
+        };
+        let mut server = Server {
+            listener: sys::pipe().unwrap().0,
+            me: sys::pid_now(),
+            main: sys::ProcId { pid: 0, start: 0 },
+            siblings: false,
+            token: [0; 16],
+            unsafe_to_fork: None,
+            requesters: vec![Requester { sock: None, pidfd: None, peer: 0, watches_peer: true }],
+            kids: vec![kid(ended_pidfd, 64), kid(running_pidfd, 128)],
+            buf: vec![0; 1].leak(),
+            spare: None,
+            zygote: false,
+            copies: Vec::new(),
+            served: false,
+        };
+        server.requester_died(0);
+        let ours: Vec<bool> = server.kids.iter().map(|kid| kid.room_ours).collect();
+        // Killed by `requester_died`.
+        running.wait().unwrap();
+        ended.wait().unwrap();
+        assert_eq!(ours, [false, true], "whose room is the server's: the ended kid's, the running kid's");
+    }
 }

@@ -862,7 +862,18 @@ mod tests {
     fn tracker() -> (Tracker, OwnedFd) {
         let (read, write) = sys::pipe().unwrap();
         let journal = Some(Journal::of(Journal::files().unwrap()));
-        (Tracker { pipe: read, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None }, write)
+        (
+            Tracker {
+                pipe: read,
+                names: BTreeSet::new(),
+                pending: Vec::new(),
+                journal,
+                keeper: None,
+                lock: None,
+                named: None,
+            },
+            write,
+        )
     }
 
     /// Writes `lines` and has `tracker` read them all, a part at a time (the pipe holds
