@@ -541,7 +541,7 @@ impl<T> LeftBehind<T> {
 /// to servers not yet done with them ([`ReportRoom::release`]), once the room's fork server
 /// is done with it (it says so last: [`SERVER_DONE`]) or dead, and its child has ended: a
 /// child of this process (forked as its sibling) is reaped here (nothing else knows it),
-/// another's is looked for (gone or a zombie: it touches nothing any more). A room whose
+/// another's is looked for (every thread of it gone: it touches nothing any more). A room whose
 /// child word is still empty once its server is dead had no child: the server writes
 /// [`FORKING`] there before it forks. Called at each fork-server start and by
 /// `active_children`.
@@ -565,11 +565,16 @@ pub(crate) fn free_left_rooms() {
                         // Our own child, which nobody else reaps: it keeps its pid until reaped.
                         _ if child & YOURS != 0 => match sys::reap_child_if_ended(pid) {
                             Ok(reaped) => reaped,
-                            Err(_) => !sys::process_alive(pid, 0),
+                            Err(_) => sys::ended_whole(pid),
                         },
-                        // Another's child (the server's): gone or a zombie, it touches nothing. A
-                        // pid reused meanwhile reads as alive: the room waits, never freed early.
-                        _ => !sys::process_alive(pid, 0),
+                        // Another's child (the server's): ended as its pidfd says, every thread
+                        // of it gone, it touches nothing. As the server judges it when this
+                        // process dies (`requester_died`, which makes a room of a kid not ended
+                        // its own to free): a leader ended while its other threads ran is a
+                        // zombie in `/proc`, and freed here on that look, the room was freed
+                        // again by the server (review91 L1). A pid reused meanwhile reads as
+                        // not ended: the room waits, never freed early.
+                        _ => sys::ended_whole(pid),
                     }
                 });
             !free
@@ -741,6 +746,61 @@ mod tests {
                 assert!(matches!(ended, Some(sys::Ended::Exited(0))), "the fork copy's leave: {ended:?}");
             }
         }
+    }
+
+    /// review91 L1: a room left to a child whose main thread ended while another thread of
+    /// it runs (a zombie leader, which may still write the room) stays until the whole child
+    /// is gone: judged by `/proc` (a zombie: dead), it was freed at once, where the fork
+    /// server, judging by the pidfd (not ended), would free it again once this process died.
+    #[test]
+    fn a_room_left_to_a_child_whose_main_thread_ended_waits_for_its_other_threads() {
+        use std::time::{Duration, Instant};
+        let _serial = crate::shm::heap_test_lock();
+        let (read, write) = sys::pipe().unwrap();
+        let pid = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                drop(write);
+                std::thread::spawn(move || {
+                    let _ = sys::read_some(read.as_fd(), &mut [0u8; 1]);
+                    sys::exit_now(0)
+                });
+                // SAFETY (test): `exit(2)` ends this thread alone, not the process: the
+                // thread above goes on, and ends the process at its pipe's end of file.
+                unsafe { libc::syscall(libc::SYS_exit, 0) };
+                unreachable!("the main thread exited");
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        drop(read);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sys::process_alive(pid, 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let room = ReportRoom::new().unwrap();
+        let off = room.off;
+        ReportRoom::forked_at(off, pid, false);
+        ReportRoom::answered_at(off, false);
+        room.leave_to_child();
+        let left = || {
+            let mut found = false;
+            LEFT.sweep(
+                |(room, _)| {
+                    found |= room.off == off;
+                    true
+                },
+                std::mem::forget,
+            );
+            found
+        };
+        free_left_rooms();
+        let kept = left();
+        drop(write);
+        let reaped = sys::pidfd_open(pid).map(|pidfd| sys::reap_pidfd(pidfd.as_fd(), true));
+        free_left_rooms();
+        let freed = !left();
+        assert!(matches!(reaped, Ok(Ok(Some(_)))), "the child reaped: {reaped:?}");
+        assert!(kept, "a room freed while its child's other thread ran (its leader a zombie)");
+        assert!(freed, "the room of a child gone");
     }
 
     /// The first of go and stop is the one the child acts on; a stop said after the
