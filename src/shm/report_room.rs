@@ -764,7 +764,7 @@ mod tests {
                     let _ = sys::read_some(read.as_fd(), &mut [0u8; 1]);
                     sys::exit_now(0)
                 });
-                // SAFETY (test): `exit(2)` ends this thread alone, not the process: the
+                // SAFETY: `exit(2)` ends this thread alone, not the process: the
                 // thread above goes on, and ends the process at its pipe's end of file.
                 unsafe { libc::syscall(libc::SYS_exit, 0) };
                 unreachable!("the main thread exited");
