@@ -225,11 +225,17 @@ impl ReportRoom {
     /// in case the server dies in between), and [`SERVER_DONE`], its last write to the room
     /// (its requester, which may have seen its child end already, frees the room only once
     /// that is set, or the server dead). An offset that is no room's place is ignored.
-    pub(crate) fn answered_at(off: u64, went: bool) {
+    ///
+    /// True when the server's go is the first word said: its requester's stop then comes too
+    /// late ([`ReportRoom::stop`]), so the requester never leaves the room to the child
+    /// ([`ReportRoom::leave_to_child`]), and frees it only once it read the child's end from
+    /// the server (its status), or never.
+    pub(crate) fn answered_at(off: u64, went: bool) -> bool {
         let heap = Heap::get();
-        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
-            say(go_word(heap, off), if went { GO_ON } else { GO_PENDING }, true);
-        }
+        off.is_multiple_of(64)
+            && heap.contains(off, ROOM)
+            && say(go_word(heap, off), if went { GO_ON } else { GO_PENDING }, true) == GO_ON
+            && went
     }
 
     /// The requester of the room at `off`, once its request's connection ended with no
@@ -245,7 +251,7 @@ impl ReportRoom {
     /// at the socket tells the two apart). A bare `libc::fork` copy of the requester makes
     /// its own connection (`forkserver::request`, review35 M1).
     pub(crate) fn server_gone_at(off: u64) {
-        Self::answered_at(off, false);
+        let _ = Self::answered_at(off, false);
     }
 
     /// The fork server, right after it forked `pid` for the room at `off` (named by the
@@ -779,7 +785,7 @@ mod tests {
         let room = ReportRoom::new().unwrap();
         let off = room.off;
         ReportRoom::forked_at(off, pid, false);
-        ReportRoom::answered_at(off, false);
+        let _ = ReportRoom::answered_at(off, false);
         room.leave_to_child();
         let left = || {
             let mut found = false;
@@ -809,14 +815,14 @@ mod tests {
     fn the_first_word_said_is_the_one_the_child_hears() {
         let _serial = crate::shm::heap_test_lock();
         let room = ReportRoom::new().unwrap();
-        ReportRoom::answered_at(room.off, true);
+        let _ = ReportRoom::answered_at(room.off, true);
         assert!(!room.stop(), "a stop after the server's go came too late");
         assert!(room.child().wait_for_go(), "the child goes on");
 
         let room = ReportRoom::new().unwrap();
         assert!(room.stop());
         room.go();
-        ReportRoom::answered_at(room.off, true);
+        let _ = ReportRoom::answered_at(room.off, true);
         assert!(!room.child().wait_for_go(), "the child stops");
     }
 
@@ -834,13 +840,13 @@ mod tests {
         room.release();
         free_left_rooms();
         assert!(left(off), "freed before its server's last write");
-        ReportRoom::answered_at(off, true);
+        let _ = ReportRoom::answered_at(off, true);
         free_left_rooms();
         assert!(!left(off), "freed once its server said its go");
         // Said before the child ended: freed at once.
         let mut room = ReportRoom::new().unwrap();
         room.asked_of(sys::pid_now());
-        ReportRoom::answered_at(room.off, true);
+        let _ = ReportRoom::answered_at(room.off, true);
         room.go();
         let off = room.off;
         room.release();
