@@ -1162,8 +1162,7 @@ struct Kid {
 
 /// A kid ended and reaped, whose room is its requester's to free once it read the status
 /// written ([`Kid::frees_on_status`]), until the requester read it: a requester that dies
-/// first leaves the room to the server (fix67's residual: it leaked), and so does one that
-/// can no longer read it (every read end closed: a handle dropped unjoined leaves the room).
+/// first leaves the room to the server (fix67's residual: it leaked).
 struct Reported {
     requester: usize,
     room: u64,
@@ -1831,18 +1830,10 @@ impl Server {
             }
             _ => {}
         }
-        // Those read are the requesters' (freed, or to free); those that nobody can read any
-        // more are rooms left (their handles dropped unjoined), the server's now.
-        self.reported.retain(|r| {
-            if r.read() {
-                return false;
-            }
-            let unreadable = sys::pipe_unreadable(r.status.as_fd());
-            if unreadable {
-                crate::shm::ReportRoom::free_orphan_at(r.room);
-            }
-            !unreadable
-        });
+        // Those read are their requesters' (freed, or to free). The others wait for a read
+        // or their requester's death: each is a kid whose end its requester has not taken yet,
+        // whose state (holding the read end) it keeps until then.
+        self.reported.retain(|r| !r.read());
     }
 
     /// Whether requester `i` has a status unread ([`Reported`]): its death is still watched.

@@ -460,14 +460,6 @@ pub(crate) fn pipe_held(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(rustix::io::ioctl_fionread(fd)? as usize)
 }
 
-/// Whether the pipe whose write end is `fd` has no read end left open, in any process: what
-/// it holds will never be read.
-pub(crate) fn pipe_unreadable(fd: BorrowedFd<'_>) -> bool {
-    let mut pollfd = [PollFd::new(&fd, PollFlags::OUT)];
-    rustix::event::poll(&mut pollfd, Some(&timespec(Duration::ZERO))).is_ok()
-        && pollfd[0].revents().contains(PollFlags::ERR)
-}
-
 /// Reads what is available into `buf` (one `read`); 0 means end of file.
 pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
