@@ -116,7 +116,10 @@ struct Spare {
 ///
 /// The journal's files are made here, and the tracker's open file description of the first
 /// is locked (shared) before it starts: the lock is held while the tracker, or any keeper
-/// (each a fork of it, or of a keeper), lives, and goes with the last of them. This process
+/// (each a fork of it, or of a keeper), lives, and goes with the last of them. This
+/// process's own description of the second is locked (shared) too, held while it or a fork
+/// of it lives; only then are the files named in `/dev/shm`, for a start after a family
+/// killed whole to find them ([`take_up_abandoned`], which this start runs first). This process
 /// keeps the pipe's read end and descriptions of its own of the files ([`SPARE`]), even
 /// outside any family: it may call `init()` later, which then finds the tracker started
 /// and registers the exit hook that uses them (review88 L5: kept only by `init()`'s own
