@@ -4692,17 +4692,27 @@ fn sleep_secs(secs: u64) {
 }
 
 /// Starts a fork-server grandchild whose argument holds no handles (so that it reports in
-/// a report room this child made), says its pid, joins it if `joined` (its room freed
-/// here), and sleeps.
-fn start_a_roomed_grandchild_then_sleep((started, grandchild, joined): (multiproc::Event, RawValue<u32>, bool)) {
-    let secs = if joined { 0 } else { 600 };
+/// a report room this child made), says its pid, and sleeps: the grandchild running
+/// (`"running"`), joined (`"joined"`: its room freed here), or ended and reaped by the
+/// server but not joined (`"ended"`: its room not freed yet).
+fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::Event, RawValue<u32>, String)) {
+    let secs = if how == "running" { 600 } else { 0 };
     let child = Process::new(sleep_secs, secs).start_method(StartMethod::ForkServer).start().unwrap();
-    grandchild.set(child.pid());
-    if joined {
+    let pid = child.pid();
+    grandchild.set(pid);
+    let kept = if how == "joined" {
         child.join().unwrap();
+        None
+    } else {
+        Some(child)
+    };
+    if how == "ended" {
+        // Reaped by the fork server (its child), its status written: gone from `/proc`.
+        assert!(eventually(LIMIT, || !pid_exists(pid)), "the grandchild {pid} ended");
     }
     started.set();
     sleep_secs(600);
+    drop(kept);
 }
 
 const ORPHAN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_ORPHAN_ROOM_INNER";
@@ -4716,9 +4726,9 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
     let in_use = multiproc::__private::heap_in_use;
     let started = multiproc::Event::new().unwrap();
     let grandchild = RawValue::new(0u32).unwrap();
-    let joined = std::env::var(ORPHAN_ROOM_INNER).unwrap() == "joined";
+    let how = std::env::var(ORPHAN_ROOM_INNER).unwrap();
     let before = in_use();
-    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), joined))
+    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), how))
         .start_method(StartMethod::ForkServer)
         .start()
         .unwrap();
@@ -4752,6 +4762,19 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed() {
     common::run_inner_test_with(
         "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
         &[(ORPHAN_ROOM_INNER, "running")],
+    );
+}
+
+/// The same child killed after its fork-server child ended (reaped by the server, its status
+/// written) but before it joined it: the room was its requester's to free, and leaked with
+/// it (fix67's residual: 512 bytes). The server, which keeps the status it wrote until it is
+/// read, frees the room of a status never read once the requester is dead.
+#[test]
+fn a_killed_childs_ended_fork_server_child_s_report_room_is_freed() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
+        &[(ORPHAN_ROOM_INNER, "ended")],
     );
 }
 

@@ -1514,6 +1514,141 @@ fn segments_registered_with_a_tracker_killed_with_its_keeper_go_with_their_famil
     assert!(cleaned, "{left:?} outlived their family and its killed tracker and keeper: {stderr}");
 }
 
+/// Run only by the test below, in a family of its own: a segment (the outer test's prefix
+/// and `a`) made and read by the tracker, then the tracker and its keeper killed together,
+/// then the main process itself (`SIGKILL`): nothing of the family ends normally.
+#[test]
+fn a_family_killed_whole_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_KILLED_WHOLE") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let a = SharedMemory::builder().name(format!("{prefix}a")).size(4096).create().unwrap();
+    let tracker = tracker_pid();
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    // SAFETY (test): kill(2) on the process group of this family's own tracker and keeper.
+    assert_eq!(unsafe { libc::kill(-(tracker as i32), libc::SIGKILL) }, 0);
+    for pid in [tracker, keeper] {
+        assert!(eventually(LIMIT, || !pid_running(pid)), "{pid} killed");
+    }
+    std::mem::forget(a);
+    // SAFETY (test): kill(2) of this process, the inner test's family's main.
+    unsafe { libc::kill(std::process::id() as i32, libc::SIGKILL) };
+}
+
+/// A family killed whole (its tracker and keeper, then its main process, `SIGKILL`): the
+/// segments it registered go at the next start of a family of the same user.
+///
+/// Before trk71 nothing was left to clean them (the journal was in memory files that went
+/// with their last holder), and they stayed in `/dev/shm` for good. Now the journal's files
+/// are named in `/dev/shm`, and a family's start takes up a journal whose holders are all
+/// dead (their locks free) and unlinks what it held.
+#[test]
+fn segments_of_a_family_killed_with_its_tracker_and_keeper_go_at_the_next_family_s_start() {
+    use std::os::unix::process::CommandExt as _;
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-killed-whole-{}-", std::process::id());
+    let marker = format!("MP_TEST_KILLED_WHOLE={prefix}");
+    let mut inner = Command::new(std::env::current_exe().unwrap());
+    inner.args(["a_family_killed_whole_inner", "--exact", "--nocapture", "--test-threads=1"]);
+    inner.env("MP_TEST_KILLED_WHOLE", &prefix);
+    // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        inner.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = inner.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(libc::SIGKILL), "{stderr}");
+    let left = left_after_the_next_family_s_start(&prefix, &marker);
+    assert!(left.is_empty(), "{left:?} outlived their family killed whole, and the next family's start: {stderr}");
+}
+
+/// Once every process of a family (whose environment holds `marker`) is gone, and a family
+/// started since (this binary's `init()`, which `test_support!` runs): the segments named
+/// `prefix…` left (unlinked here).
+fn left_after_the_next_family_s_start(prefix: &str, marker: &str) -> Vec<String> {
+    assert!(eventually(LIMIT, || family_processes(marker).is_empty()), "{:?} outlived", family_processes(marker));
+    let next = Command::new(std::env::current_exe().unwrap()).args(["--exact", "no_test_has_this_name"]).output();
+    assert!(next.unwrap().status.success());
+    eventually(Duration::from_secs(20), || segments_named(prefix).is_empty());
+    let left = segments_named(prefix);
+    for name in &left {
+        let _ = SharedMemory::open(name).map(|shm| shm.unlink());
+    }
+    left
+}
+
+/// Run only by the test below, in a family of its own: a segment (the outer test's prefix
+/// and `a`) made and read by the tracker, then the tracker and its keeper killed together
+/// while a process outside the family holds a lock of the tracker's journal, as a process
+/// being killed holds its files until it is gone: the main process's end finds their lock
+/// held, and starts no tracker.
+#[test]
+fn a_tracker_killed_as_its_main_process_looks_inner() {
+    use std::io::Write as _;
+    let Some(prefix) = std::env::var_os("MP_TEST_KILLED_AS_MAIN_LOOKS") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let a = SharedMemory::builder().name(format!("{prefix}a")).size(4096).create().unwrap();
+    let tracker = tracker_pid();
+    let keeper = tracker_child(tracker, None);
+    assert!(eventually(LIMIT, || process_state(tracker) == Some('S')), "the tracker read its pipe");
+    // `flock -s` of the journal's first file (the tracker's descriptor 4) until this process
+    // is gone (its stdin's end of file).
+    let mut holder = Command::new("flock")
+        .args(["-s", &format!("/proc/{tracker}/fd/4"), "sh", "-c", "echo locked; cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut said).unwrap();
+    assert_eq!(said.trim(), "locked");
+    // SAFETY (test): kill(2) on the process group of this family's own tracker and keeper.
+    assert_eq!(unsafe { libc::kill(-(tracker as i32), libc::SIGKILL) }, 0);
+    for pid in [tracker, keeper] {
+        assert!(eventually(LIMIT, || !pid_running(pid)), "{pid} killed");
+    }
+    holder.stdin.as_mut().unwrap().flush().unwrap();
+    std::mem::forget((a, holder));
+    println!("INNER-DONE");
+}
+
+/// review82 L5: the tracker and its keeper killed a moment before the main process's end
+/// looks at their lock, which a process being killed holds until it is gone (here a process
+/// outside the family holds it on): no tracker was started in their place, and the family's
+/// segments outlived it. Now they go at the next start of a family, as those of a family
+/// killed whole.
+#[test]
+fn segments_of_a_tracker_killed_as_its_main_process_looks_go_at_the_next_family_s_start() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-killed-as-main-looks-{}-", std::process::id());
+    let marker = format!("MP_TEST_KILLED_AS_MAIN_LOOKS={prefix}");
+    let stderr = common::run_inner_test_stderr(
+        "a_tracker_killed_as_its_main_process_looks_inner",
+        &[("MP_TEST_KILLED_AS_MAIN_LOOKS", &prefix)],
+    );
+    let left = left_after_the_next_family_s_start(&prefix, &marker);
+    assert!(left.is_empty(), "{left:?} outlived their family, whose tracker was killed as it ended: {stderr}");
+}
+
+/// The running processes whose environment holds `var` (`NAME=value`): a family's, whose
+/// main process was started with it.
+fn family_processes(var: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            pid_running(pid)
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == var.as_bytes()))
+        })
+        .collect()
+}
+
 /// Run only by the test below, in a family of its own whose tracker's journal fails once it
 /// holds lines (`fail:tracker.journal.take`): a segment (the outer test's prefix and `x`)
 /// made and read by the tracker into its journal, then untracked, which the tracker reads

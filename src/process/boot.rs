@@ -469,11 +469,11 @@ pub(crate) fn dispatch_if_child() {
             };
             // Its journal's files, if its starter could make them.
             let file = |fd: &str| fd.parse::<i32>().ok().and_then(sys::take_fd).map(sys::MemFile::from_fd);
-            let journal = match journal {
-                [a, b] => file(a).zip(file(b)).map(<[sys::MemFile; 2]>::from),
-                _ => None,
+            let (journal, named) = match journal {
+                [a, b, named @ ..] => (file(a).zip(file(b)).map(<[sys::MemFile; 2]>::from), named.first()),
+                _ => (None, None),
             };
-            super::tracker::run(pipe, journal)
+            super::tracker::run(pipe, journal, named.map(|stem| stem.to_string()))
         }
         _ => {
             eprintln!("multiproc: unknown {BOOT_ENV}={value}");

@@ -1038,21 +1038,22 @@ fn forking(room: Option<u64>) {
 /// After the answer to a request that names the report room at `room`, for which a child was
 /// forked: the server's go if the answer `went` (the child mostly finds it said before its
 /// requester's), and its last write to the room ([`crate::shm::ReportRoom::answered_at`]).
-fn answered(room: Option<u64>, went: bool) {
-    if let Some(off) = room {
-        if went {
-            // Answered, go not yet said: the requester may have seen its child end by now,
-            // and leaves the room until the server is done with it.
-            crash_point!("forkserver.answered");
-        } else {
-            // No answer went (its requester gave up, or the send failed on a live
-            // connection: `fail:forkserver.reply`), the last write not yet made: the
-            // connection is still open here (`Server::close_unanswered` comes after), and its
-            // requester still waits (review35 L1).
-            crash_point!("forkserver.unanswered");
-        }
-        crate::shm::ReportRoom::answered_at(off, went);
+/// True when the go went first: the requester then frees the room only once it read the
+/// child's status, or never (see [`Kid::frees_on_status`]).
+fn answered(room: Option<u64>, went: bool) -> bool {
+    let Some(off) = room else { return false };
+    if went {
+        // Answered, go not yet said: the requester may have seen its child end by now,
+        // and leaves the room until the server is done with it.
+        crash_point!("forkserver.answered");
+    } else {
+        // No answer went (its requester gave up, or the send failed on a live
+        // connection: `fail:forkserver.reply`), the last write not yet made: the
+        // connection is still open here (`Server::close_unanswered` comes after), and its
+        // requester still waits (review35 L1).
+        crash_point!("forkserver.unanswered");
     }
+    crate::shm::ReportRoom::answered_at(off, went)
 }
 
 /// No child for the report room at `room` (the fork failed, or the request was refused or
@@ -1151,6 +1152,29 @@ struct Kid {
     /// Whether the room is the server's to free once the kid ended: its requester died
     /// before the kid ended ([`Server::requester_died`]).
     room_ours: bool,
+    /// Whether its requester frees the room only once it read the kid's status from the
+    /// server, or never: the answer went, with the server's go said first (a requester's
+    /// stop then comes too late, so it never leaves the room to the child, which it frees
+    /// once it sees the child ended, status or not: `free_left_rooms`). Then a status written
+    /// and never read is a room its requester never freed ([`Reported`]).
+    frees_on_status: bool,
+}
+
+/// A kid ended and reaped, whose room is its requester's to free once it read the status
+/// written ([`Kid::frees_on_status`]), until the requester read it: a requester that dies
+/// first leaves the room to the server (fix67's residual: it leaked).
+struct Reported {
+    requester: usize,
+    room: u64,
+    /// The status pipe's write end: what it still holds was not read.
+    status: OwnedFd,
+}
+
+impl Reported {
+    /// Whether the requester read the status (then the room is its own to free, or freed).
+    fn read(&self) -> bool {
+        sys::pipe_held(self.status.as_fd()).is_ok_and(|held| held == 0)
+    }
 }
 
 struct Server {
@@ -1167,6 +1191,8 @@ struct Server {
     unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
+    /// Kids ended whose status is not read yet, with their rooms.
+    reported: Vec<Reported>,
     /// Where a request longer than [`REQUEST_HEAD`] is received ([`REQUEST_ROOM`] bytes,
     /// made once): a child reads its inline boot message in its copy.
     buf: &'static mut [u8],
@@ -1252,6 +1278,7 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
         unsafe_to_fork,
         requesters: Vec::new(),
         kids: Vec::new(),
+        reported: Vec::new(),
         // Mapped, not allocated: its pages are the server's only once a long request
         // wrote them (`vec!` zeroed, and so dirtied, 68 KiB of a heap shared with children).
         buf: sys::lasting_zeroed(REQUEST_ROOM).unwrap_or_else(|_| vec![0; REQUEST_ROOM].leak()),
@@ -1617,16 +1644,23 @@ impl Server {
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
                         let went = self.send_reply(i, &Reply::Forked { pid, server: me }, &fds);
-                        answered(go_room, went);
+                        let frees_on_status = answered(go_room, went);
                         self.close_unanswered(i, went);
-                        self.kids.push(Kid { pidfd, status: write, requester: i, room: go_room, room_ours: false });
+                        self.kids.push(Kid {
+                            pidfd,
+                            status: write,
+                            requester: i,
+                            room: go_room,
+                            room_ours: false,
+                            frees_on_status,
+                        });
                     }
                     Err(_) => {
                         // Dead before the answer: a refusal means that no child runs (one
                         // without a boot socket would write its report room).
                         drop(record);
                         sys::kill_and_reap(pid);
-                        answered(go_room, false);
+                        let _ = answered(go_room, false);
                         self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
                     }
                 }
@@ -1651,6 +1685,7 @@ impl Server {
             listener,
             mut requesters,
             mut kids,
+            mut reported,
             spare,
             mut copies,
             unsafe_to_fork,
@@ -1671,8 +1706,9 @@ impl Server {
             sys::close_in_fork_child(kid.pidfd);
             sys::close_in_fork_child(kid.status);
         }
+        reported.drain(..).for_each(|r| sys::close_in_fork_child(r.status));
         copies.drain(..).for_each(|(_, pidfd)| sys::close_in_fork_child(pidfd));
-        std::mem::forget((requesters, kids, copies, unsafe_to_fork));
+        std::mem::forget((requesters, kids, reported, copies, unsafe_to_fork));
     }
 
     /// Answers requester `i`; whether the answer went (if not, its connection is closed).
@@ -1742,15 +1778,32 @@ impl Server {
     /// ended yet is the server's to free once it has ([`Server::kid_ended`]): a requester
     /// frees a room only once it saw its child end, and this one, dead before that, never
     /// will (fix62: it was left in the heap for good). A kid that ended first may have been
-    /// seen ending (its pidfd) and its room freed: it stays its requester's (a leak if it
-    /// was not).
+    /// seen ending (its pidfd, for a room left to it: `free_left_rooms`) and its room freed:
+    /// it stays its requester's, unless the requester frees it only on the status
+    /// ([`Kid::frees_on_status`]), which comes after the reap. So is the room of a kid
+    /// reaped before, whose status it never read ([`Reported`]; trk71: it leaked). Left: a
+    /// requester killed between its read of the status and its free (a few instructions),
+    /// or with the room left for later (`ReportRoom::release`), leaks it.
     fn requester_died(&mut self, i: usize) {
         let itself = self.requesters[i].watches_peer;
         for kid in self.kids.iter_mut().filter(|k| k.requester == i) {
-            // Its requester's pidfd said it ended: no thread of it runs any more.
-            kid.room_ours = itself && kid.room.is_some() && !sys::pidfd_exited(kid.pidfd.as_fd());
+            // Its requester's pidfd said it ended: no thread of it runs any more. It freed the
+            // room of a kid it saw ended, which a kid not reaped yet may be (`free_left_rooms`),
+            // unless it frees only on the status, written after the reap.
+            kid.room_ours =
+                itself && kid.room.is_some() && (kid.frees_on_status || !sys::pidfd_exited(kid.pidfd.as_fd()));
             let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
         }
+        // Its kids ended before it, their status unread: rooms it never freed.
+        self.reported.retain(|r| {
+            if r.requester != i {
+                return true;
+            }
+            if !r.read() {
+                crate::shm::ReportRoom::free_orphan_at(r.room);
+            }
+            false
+        });
         self.requesters[i].pidfd = None;
         self.requesters[i].sock = None;
     }
@@ -1767,26 +1820,44 @@ impl Server {
             Err(_) => super::child::exit_status(self.kids[k].pidfd.as_fd()).map_or(STATUS_UNKNOWN, sys::Ended::to_raw),
         };
         let kid = self.kids.swap_remove(k);
-        let _ = sys::write_all(kid.status.as_fd(), &status.to_ne_bytes());
-        if let Some(off) = kid.room.filter(|_| kid.room_ours) {
+        let wrote = sys::write_all(kid.status.as_fd(), &status.to_ne_bytes()).is_ok();
+        match kid.room {
             // Reaped: it writes the room no more, and its requester is dead.
-            crate::shm::ReportRoom::free_orphan_at(off);
+            Some(off) if kid.room_ours => crate::shm::ReportRoom::free_orphan_at(off),
+            // Its requester's until it reads the status: the server's if it dies first.
+            Some(room) if wrote && kid.frees_on_status && self.requesters[kid.requester].watches_peer => {
+                self.reported.push(Reported { requester: kid.requester, room, status: kid.status });
+            }
+            _ => {}
         }
+        // Those read are their requesters' (freed, or to free). The others wait for a read
+        // or their requester's death: each is a kid whose end its requester has not taken yet,
+        // whose state (holding the read end) it keeps until then.
+        self.reported.retain(|r| !r.read());
     }
 
-    /// Forgets requesters that are gone and have no children left.
+    /// Whether requester `i` has a status unread ([`Reported`]): its death is still watched.
+    fn reports_to(&self, i: usize) -> bool {
+        self.reported.iter().any(|r| r.requester == i)
+    }
+
+    /// Forgets requesters that are gone and have no children left, nor statuses unread.
     fn tidy(&mut self) {
         // Requester indices are referenced by kids, so only trailing entries go.
         while let Some(last) = self.requesters.last() {
             let i = self.requesters.len() - 1;
-            if last.sock.is_none() && !self.kids.iter().any(|k| k.requester == i) {
+            if last.sock.is_none() && !self.kids.iter().any(|k| k.requester == i) && !self.reports_to(i) {
                 self.requesters.pop();
             } else {
                 break;
             }
         }
         for (i, r) in self.requesters.iter_mut().enumerate() {
-            if r.sock.is_none() && r.pidfd.is_some() && !self.kids.iter().any(|k| k.requester == i) {
+            if r.sock.is_none()
+                && r.pidfd.is_some()
+                && !self.kids.iter().any(|k| k.requester == i)
+                && !self.reported.iter().any(|k| k.requester == i)
+            {
                 r.pidfd = None;
             }
         }
@@ -1811,5 +1882,60 @@ mod tests {
         assert!(matches!(server_died(refused(), dead), LaunchError::ServerDied(_)), "its server is dead");
         let other = LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(11)));
         assert!(matches!(server_died(other, dead), LaunchError::Failed(_)), "a machine's limit, not the method's");
+    }
+
+    /// review91 L2: a dead requester's room is the server's only for a kid that had not ended
+    /// yet. One that ended (its pidfd readable, not yet reaped) may have been seen ending by
+    /// its requester, which then freed the room: the server would free it a second time. No
+    /// integration test reaches it (the server handles a kid's end before its requester's
+    /// death, `event_order`), so this one calls `requester_died` on kids it made: an ended
+    /// one and a running one; and an ended one whose requester frees its room only on the
+    /// status (`Kid::frees_on_status`, not written before the reap): the server's.
+    #[test]
+    fn a_dead_requester_s_room_is_the_server_s_only_for_a_kid_that_had_not_ended() {
+        use std::time::{Duration, Instant};
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let ended_pidfd = sys::pidfd_open(ended.id()).unwrap();
+        let mut running = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let running_pidfd = sys::pidfd_open(running.id()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !sys::pidfd_exited(ended_pidfd.as_fd()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let kid = |pidfd, room, frees_on_status| Kid {
+            pidfd,
+            status: sys::pipe().unwrap().1,
+            requester: 0,
+            room: Some(room),
+            room_ours: false,
+            frees_on_status,
+        };
+        let ended_too = sys::dup(&ended_pidfd).unwrap();
+        let mut server = Server {
+            listener: sys::pipe().unwrap().0,
+            me: sys::pid_now(),
+            main: sys::ProcId { pid: 0, start: 0 },
+            siblings: false,
+            token: [0; 16],
+            unsafe_to_fork: None,
+            requesters: vec![Requester { sock: None, pidfd: None, peer: 0, watches_peer: true }],
+            kids: vec![kid(ended_pidfd, 64, false), kid(running_pidfd, 128, false), kid(ended_too, 192, true)],
+            reported: Vec::new(),
+            buf: vec![0; 1].leak(),
+            spare: None,
+            zygote: false,
+            copies: Vec::new(),
+            served: false,
+        };
+        server.requester_died(0);
+        let ours: Vec<bool> = server.kids.iter().map(|kid| kid.room_ours).collect();
+        // Killed by `requester_died`.
+        running.wait().unwrap();
+        ended.wait().unwrap();
+        assert_eq!(
+            ours,
+            [false, true, true],
+            "whose room is the server's: the ended kid's, the running kid's, the ended kid's freed on its status"
+        );
     }
 }

@@ -33,7 +33,10 @@
 //! the pipe's read end, and at its end, finding no tracker or keeper left (none holds their
 //! lock on the journal any more), starts a tracker from them ([`replace_if_gone`]).
 //! Meanwhile the lines wait in the pipe (creates go on until it is full, then time out as
-//! beside a stopped tracker). The main process killed too, the registrations are lost.
+//! beside a stopped tracker). The main process killed too (the family killed whole), the
+//! journal's files stay named in `/dev/shm`, and the next start of a family of the same
+//! user takes up each journal that no process holds a lock of any more, and unlinks what
+//! it held ([`take_up_abandoned`]).
 //!
 //! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a call waits
@@ -103,6 +106,8 @@ static SPARE_OWNER: AtomicU32 = AtomicU32::new(0);
 struct Spare {
     pipe: OwnedFd,
     journal: [sys::MemFile; 2],
+    /// Where the journal's files are named ([`Journal::name`]), if they are.
+    named: Option<String>,
 }
 
 /// Starts the family's tracker: called by `init()` in the main process, before the fork
@@ -111,7 +116,10 @@ struct Spare {
 ///
 /// The journal's files are made here, and the tracker's open file description of the first
 /// is locked (shared) before it starts: the lock is held while the tracker, or any keeper
-/// (each a fork of it, or of a keeper), lives, and goes with the last of them. This process
+/// (each a fork of it, or of a keeper), lives, and goes with the last of them. This
+/// process's own description of the second is locked (shared) too, held while it or a fork
+/// of it lives; only then are the files named in `/dev/shm`, for a start after a family
+/// killed whole to find them ([`take_up_abandoned`], which this start runs first). This process
 /// keeps the pipe's read end and descriptions of its own of the files ([`SPARE`]), even
 /// outside any family: it may call `init()` later, which then finds the tracker started
 /// and registers the exit hook that uses them (review88 L5: kept only by `init()`'s own
@@ -124,6 +132,7 @@ pub(crate) fn start() -> io::Result<()> {
     if PIPE.get().is_some() {
         return Ok(());
     }
+    take_up_abandoned();
     let (read, write) = sys::pipe()?;
     // On the write end only: every family process shares its open file, the tracker reads
     // the other end and blocks there.
@@ -131,15 +140,28 @@ pub(crate) fn start() -> io::Result<()> {
     let journal = Journal::files()
         .and_then(|files| {
             files[0].lock_shared()?;
-            let spare = Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?] };
-            Ok((files, spare))
+            let spare =
+                Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?], named: None };
+            spare.journal[1].lock_shared()?;
+            let named = Journal::name(&files)
+                .inspect_err(|e| {
+                    eprintln!(
+                        "multiproc resource tracker: its journal has no name ({e}): a family killed whole would leak"
+                    )
+                })
+                .ok();
+            Ok((files, Spare { named, ..spare }))
         })
         .inspect_err(|e| eprintln!("multiproc resource tracker: no journal ({e}): a kill of it would leak"))
         .ok();
-    match &journal {
-        Some((files, _)) => spawn(&read, Some(files))?,
-        None => spawn(&read, None)?,
+    let spawned = match &journal {
+        Some((files, spare)) => spawn(&read, Some((files, spare.named.as_deref()))),
+        None => spawn(&read, None),
+    };
+    if let (Err(_), Some((_, Spare { named: Some(stem), .. }))) = (&spawned, &journal) {
+        unname(stem);
     }
+    spawned?;
     drop(read);
     if let Some((_, spare)) = journal {
         *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = Some(spare);
@@ -149,12 +171,84 @@ pub(crate) fn start() -> io::Result<()> {
     Ok(())
 }
 
-/// Spawns a tracker reading `pipe`, recording into `journal` (none: it runs without).
-fn spawn(pipe: &OwnedFd, journal: Option<&[sys::MemFile; 2]>) -> io::Result<()> {
+/// Where a journal's files are named (`<JOURNAL_DIR>/<JOURNAL_NAME><random>-0` and `-1`), so
+/// that one left by a family killed whole is found by the next family's start
+/// ([`take_up_abandoned`]): `/dev/shm`, whose files are memory, as a memory file's.
+const JOURNAL_DIR: &str = "/dev/shm";
+const JOURNAL_NAME: &str = "mp-journal-";
+
+/// Takes up the journals of families killed whole (the main process killed with the tracker
+/// and its keeper: nothing of them was left to clean up, and their segments stayed in
+/// `/dev/shm` for good): at a family's start, each journal of this user's none holds a lock
+/// of (none of its processes lives) is emptied and unnamed, and the segments it held are
+/// unlinked, said on stderr.
+///
+/// The first file's lock is the tracker's and its keepers' (see [`start`]), the second's
+/// the main process's (its own description, which every fork of it shares, the fork server
+/// and `Fork` children among them), so both free means that none of them lives: not the
+/// tracker nor a keeper that took over, nor the main process, which would replace them at
+/// its end ([`replace_if_gone`]), nor a fork of it. A journal is named only once both are
+/// locked ([`Journal::name`]), so a family starting is never taken for one killed. A spawned
+/// child holds neither: one that outlives its main process (killed) may find its segments
+/// unlinked (its mappings stay).
+fn take_up_abandoned() {
+    let Ok(dir) = std::fs::read_dir(JOURNAL_DIR) else { return };
+    let stems: Vec<String> = dir
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_suffix("-0")?;
+            stem.starts_with(JOURNAL_NAME).then(|| format!("{JOURNAL_DIR}/{stem}"))
+        })
+        .collect();
+    for stem in stems {
+        let Some(names) = abandoned(&stem) else { continue };
+        let unlinked: Vec<String> =
+            names.into_iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).collect();
+        if !unlinked.is_empty() {
+            eprintln!(
+                "multiproc resource tracker: unlinked {} shared memory segment(s) a family killed with its tracker left behind: {}",
+                unlinked.len(),
+                unlinked.join(", ")
+            );
+        }
+    }
+}
+
+/// The names held by the journal named `stem` (`-0` and `-1`) if none of its holders lives
+/// (both files' locks free), the journal emptied and unnamed; `None` if one lives, or it is
+/// not this user's. Emptied first, under both locks: another start that opened its files
+/// before they were unnamed locks them after, and finds nothing, so no name is unlinked
+/// twice (by then maybe another program's). A start killed after leaks those segments.
+fn abandoned(stem: &str) -> Option<BTreeSet<String>> {
+    let open = |i: usize| sys::MemFile::open_own(&format!("{stem}-{i}")).ok();
+    let files = [open(0)?, open(1)?];
+    if !files.iter().all(|file| matches!(file.try_lock_exclusive(), Ok(true))) {
+        return None;
+    }
+    let mut journal = Journal::of(files);
+    let bytes = journal.resume().ok()?;
+    let mut names = BTreeSet::new();
+    take_lines(&mut names, &mut Vec::new(), &bytes);
+    journal.files.iter().try_for_each(|file| file.set_len(0)).ok()?;
+    unname(stem);
+    Some(names)
+}
+
+/// Removes the names of the journal named `stem` ([`Journal::name`]).
+fn unname(stem: &str) {
+    for i in 0..2 {
+        let _ = std::fs::remove_file(format!("{stem}-{i}"));
+    }
+}
+
+/// Spawns a tracker reading `pipe`, recording into `journal` (none: it runs without), whose
+/// files are named as it says ([`Journal::name`]), if they are.
+fn spawn(pipe: &OwnedFd, journal: Option<(&[sys::MemFile; 2], Option<&str>)>) -> io::Result<()> {
     let fd = sys::SPAWN_BOOT_FD;
     match journal {
-        Some([a, b]) => {
-            let env = [(BOOT_ENV, format!("tracker:{fd}:{}:{}", fd + 1, fd + 2))];
+        Some(([a, b], named)) => {
+            let named = named.map_or(String::new(), |stem| format!(":{stem}"));
+            let env = [(BOOT_ENV, format!("tracker:{fd}:{}:{}{named}", fd + 1, fd + 2))];
             sys::spawn_self_with(&[pipe.as_fd(), a.as_fd(), b.as_fd()], &env)?;
         }
         None => {
@@ -187,7 +281,7 @@ pub(crate) fn replace_if_gone() {
     let Some(spare) = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
     let Some(locked) = unlocked(&spare.journal[0]) else { return };
     let [_, second] = spare.journal;
-    if let Err(e) = spawn(&spare.pipe, Some(&[locked, second])) {
+    if let Err(e) = spawn(&spare.pipe, Some((&[locked, second], spare.named.as_deref()))) {
         eprintln!(
             "multiproc resource tracker: killed with its keeper, and not replaced ({e}): the family's segments leak"
         );
@@ -382,12 +476,14 @@ pub(crate) fn write_backlog() {
 /// too: if the tracker is killed, the keeper reads the journal and goes on in its place
 /// (forking a keeper of its own), so no registration dies with it. `journal`: its files, made
 /// by the process that started it (none: it runs without), which may hold what a tracker
-/// killed with its keeper had read ([`replace_if_gone`]): taken up first.
-pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>) -> ! {
+/// killed with its keeper had read ([`replace_if_gone`]): taken up first; `named`: where
+/// they are named ([`Journal::name`]), unnamed at its end.
+pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>, named: Option<String>) -> ! {
     sys::outlive_parent();
     sys::detach_from_session();
     let journal = journal.map(Journal::of);
-    let mut tracker = Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None };
+    let mut tracker =
+        Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None, named };
     tracker.resume();
     let mut keeper_failed = false;
     loop {
@@ -420,6 +516,11 @@ pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>) -> ! {
             leaked.join(", ")
         );
     }
+    // Every name forgotten in it: a keeper taking over from here unlinks none, and a start
+    // finding it still named (this tracker killed first) neither.
+    if let Some(stem) = &tracker.named {
+        unname(stem);
+    }
     if let Some(keeper) = tracker.keeper {
         keeper.dismiss();
     }
@@ -444,6 +545,9 @@ struct Tracker {
     /// ([`replace_if_gone`]): closed with the journal, the main process's end started a
     /// second tracker from the stale journal beside this one (review82 M1).
     lock: Option<sys::MemFile>,
+    /// Where its journal's files are named (without `-0` or `-1`), unnamed at its end:
+    /// `None` if they have no name ([`Journal::name`]).
+    named: Option<String>,
 }
 
 impl Tracker {
@@ -560,25 +664,31 @@ impl Tracker {
             .collect()
     }
 
-    /// Takes in `bytes` read from the pipe: `R<name>\n` registers, `U<name>\n` forgets.
+    /// Takes in `bytes` read from the pipe.
     fn apply(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
-            let line = String::from_utf8_lossy(&self.pending[start..start + end]);
-            match line.split_at_checked(1) {
-                Some(("R", name)) => {
-                    self.names.insert(name.to_string());
-                }
-                Some(("U", name)) => {
-                    self.names.remove(name);
-                }
-                _ => {}
-            }
-            start += end + 1;
-        }
-        self.pending.drain(..start);
+        take_lines(&mut self.names, &mut self.pending, bytes);
     }
+}
+
+/// Takes in `bytes`, after `pending` (a line's start, left there once more comes):
+/// `R<name>\n` registers in `names`, `U<name>\n` forgets.
+fn take_lines(names: &mut BTreeSet<String>, pending: &mut Vec<u8>, bytes: &[u8]) {
+    pending.extend_from_slice(bytes);
+    let mut start = 0;
+    while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(&pending[start..start + end]);
+        match line.split_at_checked(1) {
+            Some(("R", name)) => {
+                names.insert(name.to_string());
+            }
+            Some(("U", name)) => {
+                names.remove(name);
+            }
+            _ => {}
+        }
+        start += end + 1;
+    }
+    pending.drain(..start);
 }
 
 /// A fork of the tracker that waits for its end: told it finished (one byte), it ends;
@@ -641,11 +751,29 @@ const HEADER: u64 = 8;
 const COMPACT_FROM: u64 = 256 * 1024;
 
 impl Journal {
-    /// A new journal's files, the first active (generation 1), both empty.
+    /// A new journal's files, the first active (generation 1), both empty: files of
+    /// [`JOURNAL_DIR`] without a name yet ([`Journal::name`]), or memory files where those
+    /// cannot be made (`O_TMPFILE` refused), which no later start can find.
     fn files() -> io::Result<[sys::MemFile; 2]> {
-        let files = [sys::MemFile::new("multiproc-tracker-journal")?, sys::MemFile::new("multiproc-tracker-journal")?];
+        let file = || sys::MemFile::unnamed_in(JOURNAL_DIR).or_else(|_| sys::MemFile::new("multiproc-tracker-journal"));
+        let files = [file()?, file()?];
         files[0].write_at(0, &1u64.to_le_bytes())?;
         Ok(files)
+    }
+
+    /// Names `files` (made by [`Journal::files`]) in [`JOURNAL_DIR`], at random: called once
+    /// both are locked (see [`start`]), so that a start looking for journals of families
+    /// killed whole never finds it free ([`take_up_abandoned`]). The second first: the
+    /// first's name is the one looked for.
+    /// Returns the name, without `-0` or `-1` (which `/proc/self/fd` does not say: it
+    /// keeps a file's first name).
+    fn name(files: &[sys::MemFile; 2]) -> io::Result<String> {
+        let stem = format!("{JOURNAL_DIR}/{JOURNAL_NAME}{:016x}", u64::from_le_bytes(sys::random_bytes()));
+        files[1].link_as(&format!("{stem}-1"))?;
+        files[0].link_as(&format!("{stem}-0")).inspect_err(|_| {
+            let _ = std::fs::remove_file(format!("{stem}-1"));
+        })?;
+        Ok(stem)
     }
 
     /// The journal of `files` (made by [`Journal::files`]), to be taken up
@@ -737,7 +865,18 @@ mod tests {
     fn tracker() -> (Tracker, OwnedFd) {
         let (read, write) = sys::pipe().unwrap();
         let journal = Some(Journal::of(Journal::files().unwrap()));
-        (Tracker { pipe: read, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None }, write)
+        (
+            Tracker {
+                pipe: read,
+                names: BTreeSet::new(),
+                pending: Vec::new(),
+                journal,
+                keeper: None,
+                lock: None,
+                named: None,
+            },
+            write,
+        )
     }
 
     /// Writes `lines` and has `tracker` read them all, a part at a time (the pipe holds

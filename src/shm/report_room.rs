@@ -225,11 +225,17 @@ impl ReportRoom {
     /// in case the server dies in between), and [`SERVER_DONE`], its last write to the room
     /// (its requester, which may have seen its child end already, frees the room only once
     /// that is set, or the server dead). An offset that is no room's place is ignored.
-    pub(crate) fn answered_at(off: u64, went: bool) {
+    ///
+    /// True when the server's go is the first word said: its requester's stop then comes too
+    /// late ([`ReportRoom::stop`]), so the requester never leaves the room to the child
+    /// ([`ReportRoom::leave_to_child`]), and frees it only once it read the child's end from
+    /// the server (its status), or never.
+    pub(crate) fn answered_at(off: u64, went: bool) -> bool {
         let heap = Heap::get();
-        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
-            say(go_word(heap, off), if went { GO_ON } else { GO_PENDING }, true);
-        }
+        off.is_multiple_of(64)
+            && heap.contains(off, ROOM)
+            && say(go_word(heap, off), if went { GO_ON } else { GO_PENDING }, true) == GO_ON
+            && went
     }
 
     /// The requester of the room at `off`, once its request's connection ended with no
@@ -245,7 +251,7 @@ impl ReportRoom {
     /// at the socket tells the two apart). A bare `libc::fork` copy of the requester makes
     /// its own connection (`forkserver::request`, review35 M1).
     pub(crate) fn server_gone_at(off: u64) {
-        Self::answered_at(off, false);
+        let _ = Self::answered_at(off, false);
     }
 
     /// The fork server, right after it forked `pid` for the room at `off` (named by the
@@ -541,7 +547,7 @@ impl<T> LeftBehind<T> {
 /// to servers not yet done with them ([`ReportRoom::release`]), once the room's fork server
 /// is done with it (it says so last: [`SERVER_DONE`]) or dead, and its child has ended: a
 /// child of this process (forked as its sibling) is reaped here (nothing else knows it),
-/// another's is looked for (gone or a zombie: it touches nothing any more). A room whose
+/// another's is looked for (every thread of it gone: it touches nothing any more). A room whose
 /// child word is still empty once its server is dead had no child: the server writes
 /// [`FORKING`] there before it forks. Called at each fork-server start and by
 /// `active_children`.
@@ -565,11 +571,16 @@ pub(crate) fn free_left_rooms() {
                         // Our own child, which nobody else reaps: it keeps its pid until reaped.
                         _ if child & YOURS != 0 => match sys::reap_child_if_ended(pid) {
                             Ok(reaped) => reaped,
-                            Err(_) => !sys::process_alive(pid, 0),
+                            Err(_) => sys::ended_whole(pid),
                         },
-                        // Another's child (the server's): gone or a zombie, it touches nothing. A
-                        // pid reused meanwhile reads as alive: the room waits, never freed early.
-                        _ => !sys::process_alive(pid, 0),
+                        // Another's child (the server's): ended as its pidfd says, every thread
+                        // of it gone, it touches nothing. As the server judges it when this
+                        // process dies (`requester_died`, which makes a room of a kid not ended
+                        // its own to free): a leader ended while its other threads ran is a
+                        // zombie in `/proc`, and freed here on that look, the room was freed
+                        // again by the server (review91 L1). A pid reused meanwhile reads as
+                        // not ended: the room waits, never freed early.
+                        _ => sys::ended_whole(pid),
                     }
                 });
             !free
@@ -743,20 +754,75 @@ mod tests {
         }
     }
 
+    /// review91 L1: a room left to a child whose main thread ended while another thread of
+    /// it runs (a zombie leader, which may still write the room) stays until the whole child
+    /// is gone: judged by `/proc` (a zombie: dead), it was freed at once, where the fork
+    /// server, judging by the pidfd (not ended), would free it again once this process died.
+    #[test]
+    fn a_room_left_to_a_child_whose_main_thread_ended_waits_for_its_other_threads() {
+        use std::time::{Duration, Instant};
+        let _serial = crate::shm::heap_test_lock();
+        let (read, write) = sys::pipe().unwrap();
+        let pid = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                drop(write);
+                std::thread::spawn(move || {
+                    let _ = sys::read_some(read.as_fd(), &mut [0u8; 1]);
+                    sys::exit_now(0)
+                });
+                // SAFETY: `exit(2)` ends this thread alone, not the process: the
+                // thread above goes on, and ends the process at its pipe's end of file.
+                unsafe { libc::syscall(libc::SYS_exit, 0) };
+                unreachable!("the main thread exited");
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        drop(read);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sys::process_alive(pid, 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let room = ReportRoom::new().unwrap();
+        let off = room.off;
+        ReportRoom::forked_at(off, pid, false);
+        let _ = ReportRoom::answered_at(off, false);
+        room.leave_to_child();
+        let left = || {
+            let mut found = false;
+            LEFT.sweep(
+                |(room, _)| {
+                    found |= room.off == off;
+                    true
+                },
+                std::mem::forget,
+            );
+            found
+        };
+        free_left_rooms();
+        let kept = left();
+        drop(write);
+        let reaped = sys::pidfd_open(pid).map(|pidfd| sys::reap_pidfd(pidfd.as_fd(), true));
+        free_left_rooms();
+        let freed = !left();
+        assert!(matches!(reaped, Ok(Ok(Some(_)))), "the child reaped: {reaped:?}");
+        assert!(kept, "a room freed while its child's other thread ran (its leader a zombie)");
+        assert!(freed, "the room of a child gone");
+    }
+
     /// The first of go and stop is the one the child acts on; a stop said after the
     /// server's go knows it came too late.
     #[test]
     fn the_first_word_said_is_the_one_the_child_hears() {
         let _serial = crate::shm::heap_test_lock();
         let room = ReportRoom::new().unwrap();
-        ReportRoom::answered_at(room.off, true);
+        let _ = ReportRoom::answered_at(room.off, true);
         assert!(!room.stop(), "a stop after the server's go came too late");
         assert!(room.child().wait_for_go(), "the child goes on");
 
         let room = ReportRoom::new().unwrap();
         assert!(room.stop());
         room.go();
-        ReportRoom::answered_at(room.off, true);
+        let _ = ReportRoom::answered_at(room.off, true);
         assert!(!room.child().wait_for_go(), "the child stops");
     }
 
@@ -774,13 +840,13 @@ mod tests {
         room.release();
         free_left_rooms();
         assert!(left(off), "freed before its server's last write");
-        ReportRoom::answered_at(off, true);
+        let _ = ReportRoom::answered_at(off, true);
         free_left_rooms();
         assert!(!left(off), "freed once its server said its go");
         // Said before the child ended: freed at once.
         let mut room = ReportRoom::new().unwrap();
         room.asked_of(sys::pid_now());
-        ReportRoom::answered_at(room.off, true);
+        let _ = ReportRoom::answered_at(room.off, true);
         room.go();
         let off = room.off;
         room.release();

@@ -179,9 +179,10 @@ fn memfd(name: &str) -> io::Result<OwnedFd> {
     }
 }
 
-/// An anonymous memory file used through system calls only (`pread`, `pwrite`, `splice`),
-/// never mapped: a record that outlives the process writing it as long as another holds
-/// the file (the resource tracker's journal, held by its keeper).
+/// A memory file (anonymous, or a file of `/dev/shm`) used through system calls only
+/// (`pread`, `pwrite`, `splice`), never mapped: a record that outlives the process writing
+/// it as long as another holds the file, or it is named (the resource tracker's journal,
+/// held by its keeper, named for the next family's start).
 #[derive(Debug)]
 pub(crate) struct MemFile(OwnedFd);
 
@@ -189,6 +190,34 @@ impl MemFile {
     /// An empty memory file, `name` being only what `/proc/<pid>/fd` shows.
     pub(crate) fn new(name: &str) -> io::Result<Self> {
         Ok(MemFile(memfd(name)?))
+    }
+
+    /// An empty memory file in the directory `dir` (a tmpfs: `/dev/shm`), nameless until
+    /// [`MemFile::link_as`] names it (`O_TMPFILE`), read and written by this user only.
+    pub(crate) fn unnamed_in(dir: &str) -> io::Result<Self> {
+        let flags = rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
+        Ok(MemFile(rustix::fs::open(dir, flags, Mode::RUSR | Mode::WUSR)?))
+    }
+
+    /// Names a file made by [`MemFile::unnamed_in`] `path` (in the same file system): it
+    /// appears there whole, with its locks already taken (`linkat` through
+    /// `/proc/self/fd`, which needs no privilege, unlike `AT_EMPTY_PATH`).
+    pub(crate) fn link_as(&self, path: &str) -> io::Result<()> {
+        let from = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.0));
+        let cwd = rustix::fs::CWD;
+        Ok(rustix::fs::linkat(cwd, from, cwd, path, rustix::fs::AtFlags::SYMLINK_FOLLOW)?)
+    }
+
+    /// The file named `path`, if it is this user's (a file another made, in a directory
+    /// every user writes, is never taken up): `PermissionDenied` if not. A symbolic link
+    /// does not open.
+    pub(crate) fn open_own(path: &str) -> io::Result<Self> {
+        let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW;
+        let fd = rustix::fs::open(path, flags, Mode::empty())?;
+        if rustix::fs::fstat(&fd)?.st_uid != rustix::process::geteuid().as_raw() {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        Ok(MemFile(fd))
     }
 
     /// The memory file of `fd`, handed to this process.

@@ -626,6 +626,19 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
+/// Whether process `pid` has ended as its pidfd tells (every thread of it gone: a zombie,
+/// or reaped and gone), the judgement a fork server makes of its own children
+/// ([`pidfd_exited`]). Not [`process_alive`]'s: a thread-group leader that ended while
+/// other threads of it run is a zombie in `/proc`, but has not ended here (review91 L1). A
+/// pid reused meanwhile, or one that cannot be looked at (no descriptor left), reads as not
+/// ended: whoever waits for it waits, never acts early.
+pub(crate) fn ended_whole(pid: u32) -> bool {
+    match pidfd_open(pid) {
+        Ok(pidfd) => pidfd_exited(pidfd.as_fd()),
+        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
+    }
+}
+
 /// Sends signal `sig` to the process behind `pidfd`. A process that already ended is not
 /// an error.
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
