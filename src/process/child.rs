@@ -95,6 +95,92 @@ struct Inner {
     kept: Option<super::fork::Kept>,
 }
 
+impl Inner {
+    fn new(link: Link, args: ChildArgs, kept: Option<super::fork::Kept>) -> Self {
+        let (sock, room, outcome, boot) = match link {
+            Link::Socket(sock, boot) => (Some(Arc::new(sock)), None, None, boot),
+            Link::Room(room, boot) => (None, Some(room), None, boot),
+            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
+        };
+        // Only its undo entries are needed until the reap, not its bytes (a room child's
+        // up to `INLINE_BOOT_MAX`, a socket child's of any length: review62 L7).
+        let boot = boot.map(Encoded::undo_only);
+        Self {
+            sock,
+            room,
+            buf: Vec::new(),
+            outcome,
+            ended: None,
+            args,
+            sent: Vec::new(),
+            boot,
+            outcome_blob: None,
+            kept,
+        }
+    }
+
+    /// Reads what the child `pid`, ended, left, and lets go of what it held: `maybe_running`
+    /// when it was told ended (its fork server vanished) but may still run, which keeps the
+    /// blob it named.
+    fn settle(&mut self, pid: u32, maybe_running: bool) {
+        // Everything the child wrote is in the socket now: its note, if it sent one.
+        ChildState::pump(self);
+        // Or in its room, which the child writes no more; freed, or left until the fork
+        // server that forked it is done with it (its go after its answer).
+        if let Some(room) = self.room.take() {
+            let (outcome, named) = read_room(room);
+            self.outcome = outcome;
+            if self.outcome.is_none() {
+                self.outcome_blob = named;
+            }
+        }
+        // What the child held and never let go of (killed, or exited without dropping): a
+        // fork child's copies of this process's handles, and every hold it listed in the
+        // heap (its argument's handles it received among them: held at once, never
+        // pending).
+        if let Some(recorded) = self.kept.as_ref().and_then(|kept| kept.recorded) {
+            crate::shm::fork_child_ended(recorded);
+        }
+        crate::shm::process_ended(pid);
+        // The token taken back if the child never took it (its undo runs then); a child
+        // that took it freed it by its leave or its death (just now, its entry pruned by
+        // `process_ended`, or by the take-back when no reap found its hold). Without a
+        // token, the argument's handles the child sent no receipt for are given back: the
+        // receipts it sent are all in `sent` now.
+        if let Some(token) = self.args.token.take() {
+            token.give_back();
+        }
+        // The boot message's blobs the dead child did not take (see `Inner::boot`).
+        if let Some(boot) = self.boot.take() {
+            crate::codec::give_back_from_dead(boot, pid, Vec::new());
+        }
+        if let Some(args) = self.args.undo.take() {
+            let sent = std::mem::take(&mut self.sent);
+            crate::codec::give_back_from_dead(args, pid, sent);
+        }
+        // The blob of an outcome the dead child never reported whole (see
+        // `Inner::outcome_blob`). Not that of a child that may still run, which may still
+        // count it in flight (then it leaks, as its room does): given back before, its
+        // outcome read as garbled, or its count leaked (review82 L2).
+        if let Some(key) = self.outcome_blob.take()
+            && !maybe_running
+        {
+            crate::shm::Blob::give_back_sent_by_dead(key, pid);
+        }
+        self.kept = None;
+    }
+}
+
+/// Settles our own child `pid`, which ended and was reaped by the program before its start
+/// could open its pidfd (the start fails): what it reported is read from `link` and let go
+/// of (its outcome dropped, the blob it named given back, its receipts matched against the
+/// argument's undo), and what it held, as [`ChildState`]'s reap does. Before, its socket
+/// was dropped unread: the outcome's blob stayed counted in flight, and the argument's undo
+/// ran whole, its receipted handles' counts taken again (review88 L1).
+pub(super) fn settle_reaped(pid: u32, link: Link, args: ChildArgs, kept: Option<super::fork::Kept>) {
+    Inner::new(link, args, kept).settle(pid, false);
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Not known to be lost (the child may still run): they stay the child's; the token
@@ -182,34 +268,7 @@ impl ChildState {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
-        let (sock, room, outcome, boot) = match link {
-            Link::Socket(sock, boot) => (Some(Arc::new(sock)), None, None, boot),
-            Link::Room(room, boot) => (None, Some(room), None, boot),
-            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
-        };
-        // Only its undo entries are needed until the reap, not its bytes (a room child's
-        // up to `INLINE_BOOT_MAX`, a socket child's of any length: review62 L7).
-        let boot = boot.map(Encoded::undo_only);
-        Self {
-            pid,
-            name,
-            daemon,
-            maker: sys::pid_now(),
-            pidfd,
-            watch,
-            inner: Mutex::new(Inner {
-                sock,
-                room,
-                buf: Vec::new(),
-                outcome,
-                ended: None,
-                args,
-                sent: Vec::new(),
-                boot,
-                outcome_blob: None,
-                kept,
-            }),
-        }
+        Self { pid, name, daemon, maker: sys::pid_now(), pidfd, watch, inner: Mutex::new(Inner::new(link, args, kept)) }
     }
 
     /// `Ok` in the process that started the child: asked of the kernel, since a bare fork
@@ -323,54 +382,10 @@ impl ChildState {
                 }
             };
             if inner.ended.is_some() {
-                // Everything the child wrote is in the socket now: its note, if it sent one.
-                Self::pump(inner);
-                // Or in its room, which the child writes no more; freed, or left until the
-                // fork server that forked it is done with it (its go after its answer).
-                if let Some(room) = inner.room.take() {
-                    let (outcome, named) = read_room(room);
-                    inner.outcome = outcome;
-                    if inner.outcome.is_none() {
-                        inner.outcome_blob = named;
-                    }
-                }
+                inner.settle(self.pid, maybe_running);
                 if status_unknown {
                     inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
                 }
-                // What the child held and never let go of (killed, or exited without
-                // dropping): a fork child's copies of this process's handles, and every hold
-                // it listed in the heap (its argument's handles it received among them: held
-                // at once, never pending).
-                if let Some(recorded) = inner.kept.as_ref().and_then(|kept| kept.recorded) {
-                    crate::shm::fork_child_ended(recorded);
-                }
-                crate::shm::process_ended(self.pid);
-                // The token taken back if the child never took it (its undo runs then);
-                // a child that took it freed it by its leave or its death (just now, its
-                // entry pruned by `process_ended`, or by the take-back when no reap found
-                // its hold). Without a token, the argument's handles the child sent no
-                // receipt for are given back: the receipts it sent are all in `sent` now.
-                if let Some(token) = inner.args.token.take() {
-                    token.give_back();
-                }
-                // The boot message's blobs the dead child did not take (see `Inner::boot`).
-                if let Some(boot) = inner.boot.take() {
-                    crate::codec::give_back_from_dead(boot, self.pid, Vec::new());
-                }
-                if let Some(args) = inner.args.undo.take() {
-                    let sent = std::mem::take(&mut inner.sent);
-                    crate::codec::give_back_from_dead(args, self.pid, sent);
-                }
-                // The blob of an outcome the dead child never reported whole (see
-                // `Inner::outcome_blob`). Not that of a child that may still run, which may
-                // still count it in flight (then it leaks, as its room does): given back
-                // before, its outcome read as garbled, or its count leaked (review82 L2).
-                if let Some(key) = inner.outcome_blob.take()
-                    && !maybe_running
-                {
-                    crate::shm::Blob::give_back_sent_by_dead(key, self.pid);
-                }
-                inner.kept = None;
             }
         }
         inner.ended
