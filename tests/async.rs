@@ -663,7 +663,6 @@ fn a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing() {
 /// `process.report.encoded`: ForkServer and Spawn each left the `Value<u64>`'s block (256
 /// bytes).
 #[test]
-#[ignore = "review82 M2: a killed child's result's handles stay counted in flight (open)"]
 fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with(

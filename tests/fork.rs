@@ -69,6 +69,13 @@ fn die_at_as_it_reports((point, len): (String, usize)) -> String {
     "x".repeat(len)
 }
 
+/// [`die_at_as_it_reports`] with a value it made in its result (counted in flight by the
+/// result's encoding).
+fn die_at_as_it_returns_a_value((point, len): (String, usize)) -> (Value<u64>, String) {
+    multiproc::__private::crash_at(&point);
+    a_value_and_text_of(len)
+}
+
 fn add_one(v: Value<u64>) {
     *v.lock() += 1;
 }
@@ -931,6 +938,28 @@ fn cases() -> Vec<(&'static str, fn())> {
                         other => panic!("{point}, held: {held}: {:?}", other.map(|s| s.len())),
                     }
                     assert_eq!(multiproc::__private::heap_in_use(), before, "{point}, held: {held}");
+                }
+                drop(value);
+            }
+            // A result holding a value the child made, small and large (a blob), killed as
+            // its report goes: the undo of the result's handles, named to this process in
+            // place of the blob, gives the value back (review82 M2: 256 bytes stayed).
+            for held in [false, true] {
+                let value = held.then(|| Value::new(0u64).unwrap());
+                let before = multiproc::__private::heap_in_use();
+                for len in [10, 65_000] {
+                    for point in ["process.report.encoded", "process.report.room"] {
+                        if held && point == "process.report.room" {
+                            continue;
+                        }
+                        let child = Process::new(die_at_as_it_returns_a_value, (point.to_string(), len));
+                        match child.start_method(FORK).start().unwrap().join() {
+                            Err(JoinError::Signaled { signal: libc::SIGABRT, .. }) => {}
+                            other => panic!("{point}, len {len}, held: {held}: {:?}", other.map(|_| ())),
+                        }
+                        let left = multiproc::__private::heap_in_use() as i64 - before as i64;
+                        assert_eq!(left, 0, "{point}, len {len}, held: {held}");
+                    }
                 }
                 drop(value);
             }

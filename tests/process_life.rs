@@ -507,9 +507,10 @@ fn own_children() -> Vec<u32> {
 const REAPED_REPORT_FREES: &str = "MULTIPROC_TEST_REAPED_REPORT_FREES";
 
 /// Reads the shared value it is given, and returns a result too long for a report room's
-/// inline bytes or a payload's: a heap blob, counted in flight by its outcome.
-fn read_then_return_a_large_result(value: multiproc::Value<u64>) -> Vec<u8> {
-    vec![value.get() as u8; 65_000]
+/// inline bytes or a payload's (a heap blob, counted in flight by its outcome) with a
+/// value it made (counted in flight by the result's encoding).
+fn read_then_return_a_large_result(value: multiproc::Value<u64>) -> (Vec<u8>, multiproc::Value<u64>) {
+    (vec![value.get() as u8; 65_000], multiproc::Value::new(value.get()).unwrap())
 }
 
 #[test]
@@ -548,9 +549,11 @@ fn a_start_failed_by_a_reaped_child_settles_what_it_reported_inner() {
 
 /// A `Fork` or `Spawn` start that fails because its child ended and was reaped by the
 /// program before the start watched it reads what the child reported on its boot socket,
-/// as a reap does: the outcome (its blob given back with it), the receipts, the key of a
-/// blob named. Before (review88 L1), the socket was dropped unread, and the outcome's blob
-/// stayed counted in flight for good.
+/// as a reap does: the outcome (its blob given back with it, and the result's handles,
+/// which nobody will decode: res71's undo), the receipts, the key of a blob named. Before
+/// (review88 L1), the socket was dropped unread, and the outcome's blob stayed counted in
+/// flight for good (65 536 bytes), the value the child made too (256 more, with the
+/// socket read).
 #[test]
 fn a_start_failed_by_a_reaped_child_settles_what_it_reported() {
     let _w = watchdog(LIMIT);

@@ -566,14 +566,34 @@ impl Channel {
     /// blob's only record was the outcome message, and a child killed between the encoding
     /// and its report's commit left it in the heap for good). Killed before this, the
     /// child alone holds the blob, and its reap frees it.
-    fn name_outcome_blob(&self, outcome: &Outcome) {
-        let Outcome::Returned(Payload::Heap(blob)) = outcome else { return };
-        // The blob made and held, not yet named.
-        crash_point!("process.report.naming");
-        match self {
-            Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), blob.key()),
-            Channel::Room(room) => room.name_blob(blob.key()),
+    ///
+    /// A result that holds handles (`result`, their counts in flight since the runner's
+    /// encoding) has their undo made the parent's instead (`shm::result_undo`, which names
+    /// the blob too): the parent runs it at the reap unless a returned outcome came whole
+    /// (review82 M2: a kill before the commit left them in flight for good). True then:
+    /// this process must not run that undo itself, whatever becomes of the report.
+    fn name_for_parent(&self, outcome: &Outcome, result: Option<&Encoded>) -> bool {
+        let blob = match outcome {
+            Outcome::Returned(Payload::Heap(blob)) => Some(blob.key()),
+            _ => None,
+        };
+        let name = |key| {
+            // The blob (or the result's undo) made and held, not yet named.
+            crash_point!("process.report.naming");
+            match self {
+                Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), key),
+                Channel::Room(room) => room.name_blob(key),
+            }
+        };
+        if let Some(result) = result.filter(|result| result.has_handles())
+            && crate::shm::result_undo(result, blob, name)
+        {
+            return true;
         }
+        if let Some(key) = blob {
+            name(key);
+        }
+        false
     }
 }
 
@@ -1128,13 +1148,14 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
-    channel.name_outcome_blob(&outcome);
+    let parents = channel.name_for_parent(&outcome, call.encoded.as_ref());
     let delivered = report_in(&channel, &outcome, room);
     // The result's own handles, counted in flight by the runner's encoding: the parent's
-    // once the outcome is delivered, else given back (a cut outcome, or none, goes
-    // without them: marked sent, they stayed in the heap for good, review82 M2).
+    // once the outcome is delivered, or their undo named to it; else given back (a cut
+    // outcome, or none, goes without them: marked sent, they stayed in the heap for good,
+    // review82 M2).
     if let Some(encoded) = call.encoded.take() {
-        match delivered {
+        match delivered || parents {
             true => encoded.sent(),
             false => drop(encoded),
         }
