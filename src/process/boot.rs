@@ -1362,10 +1362,10 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         }
         let result = target(args);
         // Python's end of a process first (see `execute`), then the result encoded: its
-        // handles are counted in flight from the encoding until the report commits, and a
-        // kill in between leaves them so (review82 M2, open): a window kept to that, not
-        // this process's children joined (unbounded) and its backlog's last write (up to
-        // 5 s).
+        // handles are counted in flight from the encoding, with nothing but this process
+        // recording them until their undo is named to the parent (`Channel::name_for_parent`;
+        // a kill in between leaks them): a window kept to that, not this process's
+        // children joined (unbounded) and its backlog's last write (up to 5 s).
         family::finish_children();
         super::tracker::write_backlog();
         codec::encode_in(&result, room).map_err(|e| Outcome::NotEncoded(e.to_string()))
