@@ -570,9 +570,9 @@ impl Channel {
     /// A result that holds handles (`result`, their counts in flight since the runner's
     /// encoding) has their undo made the parent's instead (`shm::result_undo`, which names
     /// the blob too): the parent runs it at the reap unless a returned outcome came whole
-    /// (review82 M2: a kill before the commit left them in flight for good). True then:
-    /// this process must not run that undo itself, whatever becomes of the report.
-    fn name_for_parent(&self, outcome: &Outcome, result: Option<&Encoded>) -> bool {
+    /// (review82 M2: a kill before the commit left them in flight for good). That undo's
+    /// side then: left to the parent once the report is delivered, else taken back.
+    fn name_for_parent(&self, outcome: &Outcome, result: Option<&Encoded>) -> Option<crate::shm::ResultUndo> {
         let blob = match outcome {
             Outcome::Returned(Payload::Heap(blob)) => Some(blob.key()),
             _ => None,
@@ -586,14 +586,14 @@ impl Channel {
             }
         };
         if let Some(result) = result.filter(|result| result.has_handles())
-            && crate::shm::result_undo(result, blob, name)
+            && let Some(undo) = crate::shm::result_undo(result, blob, name)
         {
-            return true;
+            return Some(undo);
         }
         if let Some(key) = blob {
             name(key);
         }
-        false
+        None
     }
 }
 
@@ -1148,14 +1148,20 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
-    let parents = channel.name_for_parent(&outcome, call.encoded.as_ref());
+    let undo = channel.name_for_parent(&outcome, call.encoded.as_ref());
     let delivered = report_in(&channel, &outcome, room);
     // The result's own handles, counted in flight by the runner's encoding: the parent's
-    // once the outcome is delivered, or their undo named to it; else given back (a cut
-    // outcome, or none, goes without them: marked sent, they stayed in the heap for good,
-    // review82 M2).
+    // once the outcome is delivered (their undo too, if named to it); else given back here,
+    // their named undo taken back first (a cut outcome, or none, goes without them: marked
+    // sent, they stayed in the heap for good, review82 M2).
+    if let Some(undo) = undo {
+        match delivered {
+            true => undo.leave(),
+            false => undo.take_back(),
+        }
+    }
     if let Some(encoded) = call.encoded.take() {
-        match delivered || parents {
+        match delivered {
             true => encoded.sent(),
             false => drop(encoded),
         }

@@ -520,10 +520,12 @@ pub(crate) fn take_token(wire: [u64; 3]) -> Option<TakenToken> {
 /// this kind, so the functions its tail names are undo functions whatever key names it.
 #[derive(Debug)]
 pub(crate) struct ResultUndoState {
-    _made: u64,
+    /// Non-zero once the child took the undo back ([`ResultUndo::take_back`]): its report
+    /// can never be read, and it runs the undo itself; its parent then runs none.
+    taken_back: AtomicU64,
 }
 
-// SAFETY: one integer, valid for any bytes.
+// SAFETY: one atomic, valid for any bytes.
 unsafe impl ShmSafe for ResultUndoState {}
 
 impl ShmObject for ResultUndoState {
@@ -539,21 +541,45 @@ const RESULT_HEAD: usize = 3;
 /// words, a socket's frame).
 const RESULT_UNDO: u64 = 1;
 
+/// The child's side of its result's undo ([`result_undo`]), named to its parent and sent:
+/// left to the parent once the report may be read, or taken back.
+#[derive(Debug)]
+pub(crate) struct ResultUndo(Shared<ResultUndoState>);
+
+impl ResultUndo {
+    /// The report may be read: the undo is the parent's; this process's hold stays until
+    /// it ends (pruned by its reaper).
+    pub(crate) fn leave(self) {
+        std::mem::forget(self.0);
+    }
+
+    /// The report can never be read whole (not delivered): the undo is this process's
+    /// again, for the caller to run (its encoding dropped) once this returns. Marked first:
+    /// a parent that finds the mark runs none of it, so a kill from here on leaks what is
+    /// not run yet, and never runs it twice. Then its count comes back from flight, and it
+    /// is freed: a parent that dropped its handle (its end of the socket closed, the send
+    /// failed) never reads its name.
+    pub(crate) fn take_back(self) {
+        self.0.taken_back.store(1, Ordering::Release);
+        let (off, generation, seal) = self.0.identity();
+        drop(Shared::<ResultUndoState>::take_sent(Heap::get(), off, generation, seal));
+        drop(self.0);
+    }
+}
+
 /// Makes the undo of `encoded` (a child's encoded result, which holds handles), `blob` the
 /// key of the outcome's blob if any, has `name` name it to the parent (its key tagged as a
-/// result's undo), then sends it away. False when the heap has no room for it, or an undo
+/// result's undo), then sends it away. `None` when the heap has no room for it, or an undo
 /// is not in the executable: nothing was made or named, and the undo is still the
 /// caller's. Named before it is sent: a kill between leaves it held by the dead child
 /// alone, which the parent's give-back, before the reap's prune, finds and frees, its undo
 /// run.
-pub(crate) fn result_undo(encoded: &codec::Encoded, blob: Option<Key>, name: impl FnOnce(Key)) -> bool {
+pub(crate) fn result_undo(encoded: &codec::Encoded, blob: Option<Key>, name: impl FnOnce(Key)) -> Option<ResultUndo> {
     let heap = Heap::get();
     let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
-    let Some(offsets) = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<Vec<u64>>>() else {
-        return false;
-    };
+    let offsets: Vec<u64> = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>()?;
     let len = RESULT_HEAD + UNDO * undo.len();
-    let Ok(made) = Shared::with_tail(ResultUndoState { _made: 1 }, len * 8) else { return false };
+    let made = Shared::with_tail(ResultUndoState { taken_back: AtomicU64::new(0) }, len * 8).ok()?;
     let w = words(heap, made.tail_offset(), len);
     let [blob_off, blob_generation, _] = blob.unwrap_or_default();
     w[0].store(blob_off, Ordering::Relaxed);
@@ -572,8 +598,7 @@ pub(crate) fn result_undo(encoded: &codec::Encoded, blob: Option<Key>, name: imp
     // (by anyone's reap); this process's own hold kept until it ends (the parent's
     // give-back asks that the dead held it: `Undoing::UnsendHeldByDead`).
     made.clone().send_away();
-    std::mem::forget(made);
-    true
+    Some(ResultUndo(made))
 }
 
 /// The key of the result's undo a named key (a child's room's words, its socket's frame)
@@ -593,7 +618,11 @@ pub(crate) fn give_back_result_undo(key: Key, pid: u32, handles: bool, blob: boo
     let heap = Heap::get();
     let mut named_blob = None;
     let mut undo = Vec::new();
-    Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |tail| {
+    Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |state, tail| {
+        // Taken back by the child, which ran (or was running) the undo itself.
+        if state.taken_back.load(Ordering::Acquire) != 0 {
+            return;
+        }
         let w = words(heap, tail, RESULT_HEAD);
         let [off, generation, slots] = [0, 1, 2].map(|i| w[i].load(Ordering::Relaxed));
         named_blob = (off != 0).then_some([off, generation, 0]);
