@@ -1231,6 +1231,9 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
             // Encoded: a result's blob is counted in flight, not yet sent or written.
             crash_point!("process.report.encoded");
             let delivered = match channel {
+                // A test's report that never arrives (a send that failed, a room and heap
+                // too full even for a cut outcome), written nowhere.
+                _ if fail_point!("process.report.undelivered") => false,
                 Channel::Socket(sock) => {
                     let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
                     msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
