@@ -649,21 +649,17 @@ fn a_child_killed_joining_its_children_leaves_its_result_s_handles_nothing() {
     );
 }
 
-/// review82 M2 (pre-existing, open): a child whose result holds a handle (a `Value` it
-/// made) and is killed after its runner encoded that result (which counted the handle in
-/// flight) and before its report committed leaves the object in the heap for good: the
-/// count's only record was the child's own (`ChildCall::encoded`). leak61 gave back the
-/// outcome's *blob* this way (named to the parent before the encoding, given back at the
-/// reap); the handles inside a result are any type's, and giving them back needs an undo
-/// the parent can run without the type (their keys named to it as the blob's is, or the
-/// counts moved into a carrier the child owns, as a child's argument's token does the
-/// other way). The window spanned the child's `finish_children` (joining its own children,
-/// unbounded) and its backlog's last write (up to 5 s); they now come before the encoding,
-/// and the window is the encoding to the commit, as the blob's was. Failed (and so ignored) at
-/// `process.report.encoded`: ForkServer and Spawn each left the `Value<u64>`'s block (256
-/// bytes).
+/// review82 M2: a child whose result holds a handle (a `Value` it made), killed after its
+/// runner encoded that result (which counted the handle in flight) and before its report
+/// committed, left the object in the heap for good: the count's only record was the
+/// child's own (`ChildCall::encoded`), and the handles inside a result are any type's. The
+/// child now names to its parent, before its report, an undo the parent runs without the
+/// type (`shm::result_undo`: each handle's key and undo function, as an argument token
+/// holds them), in place of the outcome's blob, which it names in turn. Before (ignored
+/// until res71), at `process.report.encoded`: ForkServer and Spawn each left the
+/// `Value<u64>`'s block (256 bytes). Left: a kill between the runner's encoding and that
+/// naming (`process.report.naming`) still leaks the handles.
 #[test]
-#[ignore = "review82 M2: a killed child's result's handles stay counted in flight (open)"]
 fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with(

@@ -69,6 +69,23 @@ fn die_at_as_it_reports((point, len): (String, usize)) -> String {
     "x".repeat(len)
 }
 
+/// [`die_at_as_it_reports`] with a value it made in its result (counted in flight by the
+/// result's encoding).
+fn die_at_as_it_returns_a_value((point, len): (String, usize)) -> (Value<u64>, String) {
+    multiproc::__private::crash_at(&point);
+    a_value_and_text_of(len)
+}
+
+/// Makes a value, puts a copy in `queue` (counted in flight there) and returns it (counted
+/// in flight by the result's encoding) with `len` bytes of text, its report never
+/// delivered (fail point `process.report.undelivered`).
+fn return_a_value_never_delivered((len, queue): (usize, Queue<Value<u64>>)) -> (Value<u64>, String) {
+    let (value, text) = a_value_and_text_of(len);
+    queue.put(value.clone()).unwrap();
+    multiproc::__private::crash_at("fail:process.report.undelivered");
+    (value, text)
+}
+
 fn add_one(v: Value<u64>) {
     *v.lock() += 1;
 }
@@ -933,6 +950,42 @@ fn cases() -> Vec<(&'static str, fn())> {
                     assert_eq!(multiproc::__private::heap_in_use(), before, "{point}, held: {held}");
                 }
                 drop(value);
+            }
+            // A result holding a value the child made, small and large (a blob), killed as
+            // its report goes: the undo of the result's handles, named to this process in
+            // place of the blob, gives the value back (review82 M2: 256 bytes stayed).
+            for held in [false, true] {
+                let value = held.then(|| Value::new(0u64).unwrap());
+                let before = multiproc::__private::heap_in_use();
+                for len in [10, 65_000] {
+                    for point in ["process.report.encoded", "process.report.room"] {
+                        if held && point == "process.report.room" {
+                            continue;
+                        }
+                        let child = Process::new(die_at_as_it_returns_a_value, (point.to_string(), len));
+                        match child.start_method(FORK).start().unwrap().join() {
+                            Err(JoinError::Signaled { signal: libc::SIGABRT, .. }) => {}
+                            other => panic!("{point}, len {len}, held: {held}: {:?}", other.map(|_| ())),
+                        }
+                        let left = multiproc::__private::heap_in_use() as i64 - before as i64;
+                        assert_eq!(left, 0, "{point}, len {len}, held: {held}");
+                    }
+                }
+                drop(value);
+            }
+            // The same result whose report never arrives: the child takes its undo back and
+            // gives the value back itself, and this process, finding the undo taken back,
+            // runs none of it: run twice, the second took the count of the copy in the
+            // queue, whose take then failed.
+            let queue = Queue::new().unwrap();
+            let before = multiproc::__private::heap_in_use();
+            for len in [10, 65_000] {
+                let child = Process::new(return_a_value_never_delivered, (len, queue.clone()));
+                assert!(child.start_method(FORK).start().unwrap().join().is_err(), "len {len}: no outcome");
+                let copy = queue.get().unwrap();
+                assert_eq!(copy.get(), 1, "len {len}");
+                drop(copy);
+                assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
             }
         }),
         ("a_fork_server_childs_outcome_of_any_length_comes_back_whole_without_a_boot_socket", || {

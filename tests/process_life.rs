@@ -504,6 +504,67 @@ fn own_children() -> Vec<u32> {
         .collect()
 }
 
+const REAPED_REPORT_FREES: &str = "MULTIPROC_TEST_REAPED_REPORT_FREES";
+
+/// Reads the shared value it is given, and returns a result too long for a report room's
+/// inline bytes or a payload's (a heap blob, counted in flight by its outcome) with a
+/// value it made (counted in flight by the result's encoding).
+fn read_then_return_a_large_result(value: multiproc::Value<u64>) -> (Vec<u8>, multiproc::Value<u64>) {
+    (vec![value.get() as u8; 65_000], multiproc::Value::new(value.get()).unwrap())
+}
+
+#[test]
+fn a_start_failed_by_a_reaped_child_settles_what_it_reported_inner() {
+    let Ok(method) = std::env::var(REAPED_REPORT_FREES) else { return };
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    ignore_sigchld_and_allow_forks();
+    let (method, point) = match method.as_str() {
+        "fork" => (StartMethod::Fork, "hold:process.fork.recorded"),
+        _ => (StartMethod::Spawn, "hold:process.spawn.spawned"),
+    };
+    // Held by this process: a Fork child is then linked by its boot socket, not a room.
+    let held = multiproc::Value::new(7u64).unwrap();
+    let given = held.clone();
+    let before = multiproc::__private::heap_in_use();
+    let children = own_children();
+    // The start is held between its child's birth and its look at it; the child meanwhile
+    // takes its argument, reports a result in a blob on its socket, ends and is reaped by
+    // the kernel.
+    multiproc::__private::crash_at(point);
+    let start = std::thread::spawn(move || {
+        Process::new(read_then_return_a_large_result, given).start_method(method).start().map(drop)
+    });
+    assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    let ended = || own_children().iter().all(|pid| children.contains(pid));
+    assert!(common::eventually(LIMIT, ended), "the child ended");
+    multiproc::__private::crash_disarm();
+    let error = start.join().unwrap().unwrap_err().to_string();
+    assert!(error.contains("reaped by the program"), "the start failed saying: {error}");
+    let left = multiproc::__private::heap_in_use() as i64 - before as i64;
+    assert_eq!(left, 0, "bytes of the heap the failed start did not give back ({method:?})");
+    assert_eq!(held.get(), 7);
+    println!("INNER-DONE");
+}
+
+/// A `Fork` or `Spawn` start that fails because its child ended and was reaped by the
+/// program before the start watched it reads what the child reported on its boot socket,
+/// as a reap does: the outcome (its blob given back with it, and the result's handles,
+/// which nobody will decode: res71's undo), the receipts, the key of a blob named. Before
+/// (review88 L1), the socket was dropped unread, and the outcome's blob stayed counted in
+/// flight for good (65 536 bytes), the value the child made too (256 more, with the
+/// socket read).
+#[test]
+fn a_start_failed_by_a_reaped_child_settles_what_it_reported() {
+    let _w = watchdog(LIMIT);
+    for method in ["fork", "spawn"] {
+        common::run_inner_test_with(
+            "a_start_failed_by_a_reaped_child_settles_what_it_reported_inner",
+            &[(REAPED_REPORT_FREES, method)],
+        );
+    }
+}
+
 const SPAWN_REAPED: &str = "MULTIPROC_TEST_SPAWN_REAPED";
 
 #[test]

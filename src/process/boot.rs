@@ -566,14 +566,34 @@ impl Channel {
     /// blob's only record was the outcome message, and a child killed between the encoding
     /// and its report's commit left it in the heap for good). Killed before this, the
     /// child alone holds the blob, and its reap frees it.
-    fn name_outcome_blob(&self, outcome: &Outcome) {
-        let Outcome::Returned(Payload::Heap(blob)) = outcome else { return };
-        // The blob made and held, not yet named.
-        crash_point!("process.report.naming");
-        match self {
-            Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), blob.key()),
-            Channel::Room(room) => room.name_blob(blob.key()),
+    ///
+    /// A result that holds handles (`result`, their counts in flight since the runner's
+    /// encoding) has their undo made the parent's instead (`shm::result_undo`, which names
+    /// the blob too): the parent runs it at the reap unless a returned outcome came whole
+    /// (review82 M2: a kill before the commit left them in flight for good). That undo's
+    /// side then: left to the parent once the report is delivered, else taken back.
+    fn name_for_parent(&self, outcome: &Outcome, result: Option<&Encoded>) -> Option<crate::shm::ResultUndo> {
+        let blob = match outcome {
+            Outcome::Returned(Payload::Heap(blob)) => Some(blob.key()),
+            _ => None,
+        };
+        let name = |key| {
+            // The blob (or the result's undo) made and held, not yet named.
+            crash_point!("process.report.naming");
+            match self {
+                Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), key),
+                Channel::Room(room) => room.name_blob(key),
+            }
+        };
+        if let Some(result) = result.filter(|result| result.has_handles())
+            && let Some(undo) = crate::shm::result_undo(result, blob, name)
+        {
+            return Some(undo);
         }
+        if let Some(key) = blob {
+            name(key);
+        }
+        None
     }
 }
 
@@ -1128,11 +1148,18 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
-    channel.name_outcome_blob(&outcome);
+    let undo = channel.name_for_parent(&outcome, call.encoded.as_ref());
     let delivered = report_in(&channel, &outcome, room);
     // The result's own handles, counted in flight by the runner's encoding: the parent's
-    // once the outcome is delivered, else given back (a cut outcome, or none, goes
-    // without them: marked sent, they stayed in the heap for good, review82 M2).
+    // once the outcome is delivered (their undo too, if named to it); else given back here,
+    // their named undo taken back first (a cut outcome, or none, goes without them: marked
+    // sent, they stayed in the heap for good, review82 M2).
+    if let Some(undo) = undo {
+        match delivered {
+            true => undo.leave(),
+            false => undo.take_back(),
+        }
+    }
     if let Some(encoded) = call.encoded.take() {
         match delivered {
             true => encoded.sent(),
@@ -1204,6 +1231,9 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
             // Encoded: a result's blob is counted in flight, not yet sent or written.
             crash_point!("process.report.encoded");
             let delivered = match channel {
+                // A test's report that never arrives (a send that failed, a room and heap
+                // too full even for a cut outcome), written nowhere.
+                _ if fail_point!("process.report.undelivered") => false,
                 Channel::Socket(sock) => {
                     let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
                     msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
@@ -1341,10 +1371,10 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         }
         let result = target(args);
         // Python's end of a process first (see `execute`), then the result encoded: its
-        // handles are counted in flight from the encoding until the report commits, and a
-        // kill in between leaves them so (review82 M2, open): a window kept to that, not
-        // this process's children joined (unbounded) and its backlog's last write (up to
-        // 5 s).
+        // handles are counted in flight from the encoding, with nothing but this process
+        // recording them until their undo is named to the parent (`Channel::name_for_parent`;
+        // a kill in between leaks them): a window kept to that, not this process's
+        // children joined (unbounded) and its backlog's last write (up to 5 s).
         family::finish_children();
         super::tracker::write_backlog();
         codec::encode_in(&result, room).map_err(|e| Outcome::NotEncoded(e.to_string()))

@@ -90,9 +90,123 @@ struct Inner {
     /// count left in flight is the outcome's (none if the child died before it encoded
     /// it: its reap freed the blob then, whose generation the give-back's pin finds gone).
     outcome_blob: Option<ReceiptKey>,
+    /// The key of its result's undo the child named in place of its outcome's blob (a
+    /// result that holds handles: `shm::result_undo`), until the reap: its undo run then
+    /// unless a returned outcome came whole, and given back.
+    result_undo: Option<ReceiptKey>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
+}
+
+impl Inner {
+    fn new(link: Link, args: ChildArgs, kept: Option<super::fork::Kept>) -> Self {
+        let (sock, room, outcome, boot) = match link {
+            Link::Socket(sock, boot) => (Some(Arc::new(sock)), None, None, boot),
+            Link::Room(room, boot) => (None, Some(room), None, boot),
+            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
+        };
+        // Only its undo entries are needed until the reap, not its bytes (a room child's
+        // up to `INLINE_BOOT_MAX`, a socket child's of any length: review62 L7).
+        let boot = boot.map(Encoded::undo_only);
+        Self {
+            sock,
+            room,
+            buf: Vec::new(),
+            outcome,
+            ended: None,
+            args,
+            sent: Vec::new(),
+            boot,
+            outcome_blob: None,
+            result_undo: None,
+            kept,
+        }
+    }
+
+    /// Reads what the child `pid`, ended, left, and lets go of what it held: `maybe_running`
+    /// when it was told ended (its fork server vanished) but may still run, which keeps the
+    /// blob it named; `dropped` when its outcome will not be decoded (a failed start).
+    fn settle(&mut self, pid: u32, maybe_running: bool, dropped: bool) {
+        // Everything the child wrote is in the socket now: its note, if it sent one.
+        ChildState::pump(self);
+        // Or in its room, which the child writes no more; freed, or left until the fork
+        // server that forked it is done with it (its go after its answer).
+        if let Some(room) = self.room.take() {
+            let (outcome, named) = read_room(room);
+            self.outcome = outcome;
+            if let Some(key) = named {
+                keep_named(key, &mut self.outcome_blob, &mut self.result_undo);
+            }
+            if self.outcome.is_some() {
+                self.outcome_blob = None;
+            }
+        }
+        // What the child held and never let go of (killed, or exited without dropping): a
+        // fork child's copies of this process's handles, and every hold it listed in the
+        // heap (its argument's handles it received among them: held at once, never
+        // pending).
+        // The undo of a result's handles (see `Inner::result_undo`): run unless a returned
+        // outcome came whole that will be decoded (`dropped`: it will not), with the blob
+        // it names given back when no outcome came; not for a child that may still run.
+        // Before the prune of the child's holds: named before it was sent, it may be held by
+        // the dead child alone.
+        if let Some(key) = self.result_undo.take()
+            && !maybe_running
+        {
+            let returned = matches!(self.outcome, Some(Outcome::Returned(_)));
+            crate::shm::give_back_result_undo(key, pid, !returned || dropped, self.outcome.is_none());
+        }
+        if let Some(recorded) = self.kept.as_ref().and_then(|kept| kept.recorded) {
+            crate::shm::fork_child_ended(recorded);
+        }
+        crate::shm::process_ended(pid);
+        // The token taken back if the child never took it (its undo runs then); a child
+        // that took it freed it by its leave or its death (just now, its entry pruned by
+        // `process_ended`, or by the take-back when no reap found its hold). Without a
+        // token, the argument's handles the child sent no receipt for are given back: the
+        // receipts it sent are all in `sent` now.
+        if let Some(token) = self.args.token.take() {
+            token.give_back();
+        }
+        // The boot message's blobs the dead child did not take (see `Inner::boot`).
+        if let Some(boot) = self.boot.take() {
+            crate::codec::give_back_from_dead(boot, pid, Vec::new());
+        }
+        if let Some(args) = self.args.undo.take() {
+            let sent = std::mem::take(&mut self.sent);
+            crate::codec::give_back_from_dead(args, pid, sent);
+        }
+        // The blob of an outcome the dead child never reported whole (see
+        // `Inner::outcome_blob`). Not that of a child that may still run, which may still
+        // count it in flight (then it leaks, as its room does): given back before, its
+        // outcome read as garbled, or its count leaked (review82 L2).
+        if let Some(key) = self.outcome_blob.take()
+            && !maybe_running
+        {
+            crate::shm::Blob::give_back_sent_by_dead(key, pid);
+        }
+        self.kept = None;
+    }
+}
+
+/// Keeps `key`, which a child named before its outcome's encoding: its outcome's blob, or
+/// its result's undo.
+fn keep_named(key: ReceiptKey, blob: &mut Option<ReceiptKey>, result_undo: &mut Option<ReceiptKey>) {
+    match crate::shm::named_result_undo(key) {
+        Some(undo) => *result_undo = Some(undo),
+        None => *blob = Some(key),
+    }
+}
+
+/// Settles our own child `pid`, which ended and was reaped by the program before its start
+/// could open its pidfd (the start fails): what it reported is read from `link` and let go
+/// of (its outcome dropped, the blob it named given back, its receipts matched against the
+/// argument's undo), and what it held, as [`ChildState`]'s reap does. Before, its socket
+/// was dropped unread: the outcome's blob stayed counted in flight, and the argument's undo
+/// ran whole, its receipted handles' counts taken again (review88 L1).
+pub(super) fn settle_reaped(pid: u32, link: Link, args: ChildArgs, kept: Option<super::fork::Kept>) {
+    Inner::new(link, args, kept).settle(pid, false, true);
 }
 
 impl Drop for Inner {
@@ -182,34 +296,7 @@ impl ChildState {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
-        let (sock, room, outcome, boot) = match link {
-            Link::Socket(sock, boot) => (Some(Arc::new(sock)), None, None, boot),
-            Link::Room(room, boot) => (None, Some(room), None, boot),
-            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
-        };
-        // Only its undo entries are needed until the reap, not its bytes (a room child's
-        // up to `INLINE_BOOT_MAX`, a socket child's of any length: review62 L7).
-        let boot = boot.map(Encoded::undo_only);
-        Self {
-            pid,
-            name,
-            daemon,
-            maker: sys::pid_now(),
-            pidfd,
-            watch,
-            inner: Mutex::new(Inner {
-                sock,
-                room,
-                buf: Vec::new(),
-                outcome,
-                ended: None,
-                args,
-                sent: Vec::new(),
-                boot,
-                outcome_blob: None,
-                kept,
-            }),
-        }
+        Self { pid, name, daemon, maker: sys::pid_now(), pidfd, watch, inner: Mutex::new(Inner::new(link, args, kept)) }
     }
 
     /// `Ok` in the process that started the child: asked of the kernel, since a bare fork
@@ -242,7 +329,7 @@ impl ChildState {
             if let Some(key) = crate::shm::receipt_from_frame(frame) {
                 inner.sent.push(key);
             } else if let Some(key) = crate::shm::outcome_blob_from_frame(frame) {
-                inner.outcome_blob = Some(key);
+                keep_named(key, &mut inner.outcome_blob, &mut inner.result_undo);
             } else {
                 break;
             }
@@ -323,54 +410,10 @@ impl ChildState {
                 }
             };
             if inner.ended.is_some() {
-                // Everything the child wrote is in the socket now: its note, if it sent one.
-                Self::pump(inner);
-                // Or in its room, which the child writes no more; freed, or left until the
-                // fork server that forked it is done with it (its go after its answer).
-                if let Some(room) = inner.room.take() {
-                    let (outcome, named) = read_room(room);
-                    inner.outcome = outcome;
-                    if inner.outcome.is_none() {
-                        inner.outcome_blob = named;
-                    }
-                }
+                inner.settle(self.pid, maybe_running, false);
                 if status_unknown {
                     inner.ended = Some(ended_as_reported(inner.outcome.as_ref()));
                 }
-                // What the child held and never let go of (killed, or exited without
-                // dropping): a fork child's copies of this process's handles, and every hold
-                // it listed in the heap (its argument's handles it received among them: held
-                // at once, never pending).
-                if let Some(recorded) = inner.kept.as_ref().and_then(|kept| kept.recorded) {
-                    crate::shm::fork_child_ended(recorded);
-                }
-                crate::shm::process_ended(self.pid);
-                // The token taken back if the child never took it (its undo runs then);
-                // a child that took it freed it by its leave or its death (just now, its
-                // entry pruned by `process_ended`, or by the take-back when no reap found
-                // its hold). Without a token, the argument's handles the child sent no
-                // receipt for are given back: the receipts it sent are all in `sent` now.
-                if let Some(token) = inner.args.token.take() {
-                    token.give_back();
-                }
-                // The boot message's blobs the dead child did not take (see `Inner::boot`).
-                if let Some(boot) = inner.boot.take() {
-                    crate::codec::give_back_from_dead(boot, self.pid, Vec::new());
-                }
-                if let Some(args) = inner.args.undo.take() {
-                    let sent = std::mem::take(&mut inner.sent);
-                    crate::codec::give_back_from_dead(args, self.pid, sent);
-                }
-                // The blob of an outcome the dead child never reported whole (see
-                // `Inner::outcome_blob`). Not that of a child that may still run, which may
-                // still count it in flight (then it leaks, as its room does): given back
-                // before, its outcome read as garbled, or its count leaked (review82 L2).
-                if let Some(key) = inner.outcome_blob.take()
-                    && !maybe_running
-                {
-                    crate::shm::Blob::give_back_sent_by_dead(key, self.pid);
-                }
-                inner.kept = None;
             }
         }
         inner.ended
@@ -490,14 +533,14 @@ pub(super) fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
 }
 
 /// What a dead child left in its report room, which is then freed (or left until the fork
-/// server that forked it is done with it): its outcome, else (killed before its report
-/// committed) the key of the blob it named, if any, for the caller to give back.
-pub(super) fn read_room(mut room: ReportRoom) -> (Option<Outcome>, Option<[u64; 3]>) {
+/// server that forked it is done with it): its outcome, and the key it named before its
+/// report (its outcome's blob, or its result's undo), if any.
+fn read_room(mut room: ReportRoom) -> (Option<Outcome>, Option<[u64; 3]>) {
     let outcome = room.take().map(|message| {
         crate::codec::decode_own::<Outcome>(&message)
             .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
     });
-    let named = if outcome.is_none() { room.named_blob() } else { None };
+    let named = room.named_blob();
     room.release();
     (outcome, named)
 }

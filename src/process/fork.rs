@@ -23,6 +23,7 @@
 use std::io::{self, Write as _};
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
+use super::LaunchError;
 use super::boot::{self, Boot, Channel};
 use super::child::Link;
 use super::family;
@@ -70,7 +71,7 @@ const KEEP_MAX: usize = crate::shm::INLINE_MAX;
 /// Forks a child that runs `boot`, reporting in a report room or on a boot socket (see
 /// the module's documentation). Returns its pid and pidfd, the parent's side of where it
 /// reports, and what to drop once the child has ended.
-pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
+pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchError> {
     family::on_lasting_thread(move || {
         crash_point!("process.fork.begun");
         let prepared = boot::Prepared::new(&boot.me.name);
@@ -146,7 +147,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                     let Some(start) = sys::process_start(pid) else {
                         // Not even a zombie: nothing of it can run.
                         drop(record);
-                        return Err(io::Error::other("the fork child vanished before it was recorded"));
+                        return Err(io::Error::other("the fork child vanished before it was recorded").into());
                     };
                     record.record(sys::ProcId { pid, start });
                     // Should the byte not arrive, the child exits at once without touching
@@ -183,36 +184,31 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                 let pidfd = match sys::pidfd_of_child(pid) {
                     Ok(pidfd) => pidfd,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => {
-                        // Dead, and reaped by the program: let go of as a reap would
-                        // (`ChildState::try_reap`). Its room and record were kept for ever
-                        // before (review85 L1).
-                        if let Link::Room(room, _) = link {
-                            // Its outcome dropped (a blob in it with it), or the blob it
-                            // named before its report committed given back.
-                            if let (_, Some(key)) = super::child::read_room(room) {
-                                shm::Blob::give_back_sent_by_dead(key, pid);
-                            }
-                        }
-                        if let Some(child) = recorded {
-                            shm::fork_child_ended(child);
-                        }
-                        shm::process_ended(pid);
-                        return Err(io::Error::other(format!(
-                            "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
+                        // Dead, and reaped by the program: settled as a reap would
+                        // (`child::settle_reaped`, with the argument's token or undo
+                        // `launch` keeps). Its room and record were kept for ever before
+                        // (review85 L1), its socket dropped unread (review88 L1).
+                        return Err(LaunchError::reaped(
+                            pid,
+                            format!(
+                                "the fork child {pid} ended and was reaped by the program itself (a SIGCHLD it \
                                  ignores, or its own wait for any child) before its start could watch it"
-                        )));
+                            ),
+                            Some(link),
+                            Some(Kept { _made: Box::new((boot, prepared)), recorded }),
+                        ));
                     }
                     Err(e) => {
                         // The child runs on and may still write its room.
                         if let Link::Room(room, _) = link {
                             room.leave();
                         }
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 Ok(((pid, pidfd), link, Kept { _made: Box::new((boot, prepared)), recorded }))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     })
 }

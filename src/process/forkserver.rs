@@ -642,7 +642,8 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     room.leave();
                     Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None })
                 }
-                LaunchError::Failed(_) | LaunchError::ServerDied(_) => {
+                // Never the server's child (ours only: a Fork or Spawn start's).
+                LaunchError::Failed(_) | LaunchError::ServerDied(_) | LaunchError::Reaped(_) => {
                     room.leave_to_child();
                     Err(e)
                 }

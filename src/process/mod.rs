@@ -803,6 +803,18 @@ fn launch(
         // No child took the token: dropped, it is taken back (the undo runs).
         Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
         Err(LaunchError::Lost { own, error, boot }) => return Err(lost_child(own, *error, args, boot)),
+        Err(LaunchError::Reaped(reaped)) => {
+            let Reaped { pid, error, link, kept } = *reaped;
+            let Some(link) = link else {
+                // Never from a start (`on_socket` adds a spawned child's socket): settled
+                // dead, what it was sent left to it, as a lost child's.
+                drop(kept);
+                settle(pid);
+                return Err(lost_child(None, error, args, None));
+            };
+            child::settle_reaped(pid, link, args, kept);
+            return Err(error);
+        }
     };
     // The argument is with the child now: we keep the token (to take it back at the reap
     // if the child never took it) or, without one, the undo until the child is reaped, to
@@ -913,6 +925,13 @@ fn on_socket(
 ) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
     let (pid, pidfd, status, _) = match started {
         Ok(started) => started,
+        // Our own child, dead and reaped before the start could watch it: what it reported
+        // is on its socket, and its boot message's blobs (it may have taken them) go with
+        // it, as with a child that runs.
+        Err(LaunchError::Reaped(mut reaped)) => {
+            reaped.link = Some(Link::Socket(ours, message.has_handles().then_some(message)));
+            return Err(LaunchError::Reaped(reaped));
+        }
         // A lost child that cannot have its whole frame (and `GO`: none goes) exits at the
         // end of its socket without decoding it: nothing of its argument is its own. Our own
         // is killed and reaped; the server reaps its own (review49 L2: the message, the
@@ -1025,12 +1044,35 @@ pub(crate) enum LaunchError {
     /// boot message, if it holds handles (its blobs) and the child may have read it
     /// ([`not_started`] puts it here). Boxed, both: a start's error stays small.
     Lost { own: Option<u32>, error: Box<Error>, boot: Option<Box<Encoded>> },
+    /// Our own child ended, and was reaped by the program (a `SIGCHLD` it ignores, its own
+    /// wait for any child) before the start could open its pidfd: the start fails with the
+    /// error, and the child is settled as dead from what it left (`child::settle_reaped`).
+    /// Its death is proven (our child stays ours until it is reaped), so it is not looked
+    /// at again by its pid, which may be a stranger's by now (review88 L2).
+    Reaped(Box<Reaped>),
+}
+
+/// What a [`LaunchError::Reaped`] start leaves to settle.
+#[derive(Debug)]
+pub(crate) struct Reaped {
+    pid: u32,
+    error: Error,
+    /// Where the child reported (a Fork start's; a Spawn start's boot socket is added by
+    /// [`on_socket`]).
+    link: Option<Link>,
+    kept: Option<fork::Kept>,
 }
 
 impl LaunchError {
     /// A child whose descriptors found no room in this process.
     pub(crate) fn lost(own: Option<u32>) -> Self {
         LaunchError::Lost { own, error: Box::new(Error::Io(sys::out_of_descriptors())), boot: None }
+    }
+
+    /// Our own child `pid` was reaped by the program before the start could watch it (see
+    /// [`LaunchError::Reaped`]); `link`, where it reported, if known yet.
+    pub(crate) fn reaped(pid: u32, why: String, link: Option<Link>, kept: Option<fork::Kept>) -> Self {
+        LaunchError::Reaped(Box::new(Reaped { pid, error: Error::Io(io::Error::other(why)), link, kept }))
     }
 }
 

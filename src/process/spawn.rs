@@ -4,13 +4,11 @@
 //! the family heap and the boot socket. It is dispatched before `main` runs, so the
 //! program's `main` never runs twice.
 
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::LaunchError;
 use super::boot::BOOT_ENV;
 use super::family;
-use crate::Error;
 use crate::shm::crash::{crash_point, fail_point};
 use crate::sys;
 
@@ -32,15 +30,17 @@ pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
         match pidfd {
             Ok(pidfd) => Ok((pid, pidfd)),
             // Ended, and reaped by the program before this look (review85 L2: it said "out
-            // of descriptors"); settled as dead (`kill_and_settle`).
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => Err(LaunchError::Lost {
-                own: Some(pid),
-                error: Box::new(Error::Io(io::Error::other(format!(
+            // of descriptors"); settled as dead from what it left on its socket
+            // (`on_socket` adds it; review88 L1, L2).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => Err(LaunchError::reaped(
+                pid,
+                format!(
                     "the spawned child {pid} ended and was reaped by the program itself (a SIGCHLD it ignores, or \
                      its own wait for any child) before its start could watch it"
-                )))),
-                boot: None,
-            }),
+                ),
+                None,
+                None,
+            )),
             Err(_) => Err(LaunchError::lost(Some(pid))),
         }
     })

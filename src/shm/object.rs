@@ -74,6 +74,8 @@ pub(crate) mod kind {
     pub(crate) const MANAGER_REPLIES: u32 = 52;
     /// A child's argument's undo and receipts, the token it takes first (`receipts`).
     pub(crate) const ARGS: u32 = 60;
+    /// The undo of a child's result's handles, for its parent (`receipts::ResultUndo`).
+    pub(crate) const RESULT_UNDO: u32 = 61;
 }
 
 const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
@@ -473,11 +475,23 @@ impl<T: ShmObject> Shared<T> {
     /// in flight, and released a non-blob as a blob (review82 L1). The look taken for the
     /// type's check is kept until the undo ran.
     pub(crate) fn give_back_sent_by_dead(key: [u64; 3], pid: u32) {
+        Self::give_back_sent_by_dead_reading(key, pid, |_, _| ());
+    }
+
+    /// [`Shared::give_back_sent_by_dead`], calling `read` first with the object's state and
+    /// the offset of its variable part (its tail), which the look keeps allocated
+    /// meanwhile: not called when the key names no live object of type `T`.
+    pub(crate) fn give_back_sent_by_dead_reading(key: [u64; 3], pid: u32, read: impl FnOnce(&T, u64)) {
         let [off, generation, _] = key;
-        let Some(header) = live_header(Heap::get(), off, generation) else { return };
+        let heap = Heap::get();
+        let Some(header) = live_header(heap, off, generation) else { return };
         if header.tag.load(Ordering::Acquire) & !SIDE_TABLES != TAG | u64::from(T::KIND) {
             return;
         }
+        // SAFETY: a live object of type `T` (its header's generation and tag checked), which
+        // the look `header` keeps from being freed until it is dropped, after `read`.
+        let value = unsafe { &(*heap.ptr(off).cast::<Obj<T>>()).value };
+        read(value, off + Self::tail_start() as u64);
         codec::undoing_as(codec::Undoing::UnsendHeldByDead, Some(pid), || Self::undo_send(key));
         drop(header);
     }

@@ -506,6 +506,153 @@ pub(crate) fn take_token(wire: [u64; 3]) -> Option<TakenToken> {
     Some(TakenToken(token))
 }
 
+/// The undo of a child's result's handles, for its parent (res71; HACKING "Processes"): an
+/// object of the family heap (kind `RESULT_UNDO`) whose tail holds the key of the
+/// outcome's blob (0 when none), then per handle its key and the distance of its undo
+/// function in the executable, as a token's. The child makes it once its result is
+/// encoded (each handle counted in flight, with nothing else recording it), sends it away
+/// (one count in flight, which keeps it past the child's death) and names it to its
+/// parent in place of the outcome's blob ([`named_result_undo`]), before the outcome's
+/// encoding; the undo is then the parent's, whatever happens: at the reap, the parent
+/// runs it unless a returned outcome was reported whole (whose decoding takes the
+/// counts), and always gives the object back ([`give_back_result_undo`]). A type-free
+/// undo: the parent cannot decode a result it never got. Only the crate makes objects of
+/// this kind, so the functions its tail names are undo functions whatever key names it.
+#[derive(Debug)]
+pub(crate) struct ResultUndoState {
+    /// Non-zero once the child took the undo back ([`ResultUndo::take_back`]): its report
+    /// can never be read, and it runs the undo itself; its parent then runs none.
+    taken_back: AtomicU64,
+}
+
+// SAFETY: one atomic, valid for any bytes.
+unsafe impl ShmSafe for ResultUndoState {}
+
+impl ShmObject for ResultUndoState {
+    const KIND: u32 = kind::RESULT_UNDO;
+}
+
+/// The head of a result's undo's tail: the outcome blob's offset and generation, the
+/// number of entries.
+const RESULT_HEAD: usize = 3;
+
+/// The bit of a named key's offset (64-byte aligned: never set in an object's) that says
+/// it names a result's undo, not an outcome's blob (`boot::Channel`'s naming: a room's
+/// words, a socket's frame).
+const RESULT_UNDO: u64 = 1;
+
+/// The child's side of its result's undo ([`result_undo`]), named to its parent and sent:
+/// left to the parent once the report may be read, or taken back.
+#[derive(Debug)]
+pub(crate) struct ResultUndo(Shared<ResultUndoState>);
+
+impl ResultUndo {
+    /// The report may be read: the undo is the parent's; this process's hold stays until
+    /// it ends (pruned by its reaper).
+    pub(crate) fn leave(self) {
+        std::mem::forget(self.0);
+    }
+
+    /// The report can never be read whole (not delivered): the undo is this process's
+    /// again, for the caller to run (its encoding dropped) once this returns. Marked first:
+    /// a parent that finds the mark runs none of it, so a kill from here on leaks what is
+    /// not run yet, and never runs it twice. Then its count comes back from flight, and it
+    /// is freed: a parent that dropped its handle (its end of the socket closed, the send
+    /// failed) never reads its name.
+    pub(crate) fn take_back(self) {
+        self.0.taken_back.store(1, Ordering::Release);
+        let (off, generation, seal) = self.0.identity();
+        drop(Shared::<ResultUndoState>::take_sent(Heap::get(), off, generation, seal));
+        drop(self.0);
+    }
+}
+
+/// Makes the undo of `encoded` (a child's encoded result, which holds handles), `blob` the
+/// key of the outcome's blob if any, has `name` name it to the parent (its key tagged as a
+/// result's undo), then sends it away. `None` when the heap has no room for it, or an undo
+/// is not in the executable: nothing was made or named, and the undo is still the
+/// caller's. Named before it is sent: a kill between leaves it held by the dead child
+/// alone, which the parent's give-back, before the reap's prune, finds and frees, its undo
+/// run.
+pub(crate) fn result_undo(encoded: &codec::Encoded, blob: Option<Key>, name: impl FnOnce(Key)) -> Option<ResultUndo> {
+    let heap = Heap::get();
+    let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
+    let offsets: Vec<u64> = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>()?;
+    let len = RESULT_HEAD + UNDO * undo.len();
+    let made = Shared::with_tail(ResultUndoState { taken_back: AtomicU64::new(0) }, len * 8).ok()?;
+    let w = words(heap, made.tail_offset(), len);
+    let [blob_off, blob_generation, _] = blob.unwrap_or_default();
+    w[0].store(blob_off, Ordering::Relaxed);
+    w[1].store(blob_generation, Ordering::Relaxed);
+    w[2].store(undo.len() as u64, Ordering::Relaxed);
+    for (i, ((key, _), at)) in undo.iter().zip(&offsets).enumerate() {
+        let base = RESULT_HEAD + UNDO * i;
+        for (k, word) in key.iter().enumerate() {
+            w[base + k].store(*word, Ordering::Relaxed);
+        }
+        w[base + 3].store(*at, Ordering::Relaxed);
+    }
+    let (off, generation, _) = made.identity();
+    name([off | RESULT_UNDO, generation, 0]);
+    // One count in flight, which keeps it once this process is dead and its hold pruned
+    // (by anyone's reap); this process's own hold kept until it ends (the parent's
+    // give-back asks that the dead held it: `Undoing::UnsendHeldByDead`).
+    made.clone().send_away();
+    Some(ResultUndo(made))
+}
+
+/// The key of the result's undo a named key (a child's room's words, its socket's frame)
+/// names, if it names one (else it names an outcome's blob).
+pub(crate) fn named_result_undo(named: Key) -> Option<Key> {
+    (named[0] & RESULT_UNDO != 0).then_some([named[0] & !RESULT_UNDO, named[1], 0])
+}
+
+/// The parent's side of a result's undo `key` ([`result_undo`]) of its child `pid`, now
+/// dead and reaped: `handles`, when the child's result was not taken (its outcome not
+/// reported whole as returned, or dropped undecoded), runs the undo of its handles (each
+/// count back from flight, as for a message that never arrived), and `blob`, when no
+/// outcome was reported whole, gives back the outcome's blob it names; then gives the
+/// undo itself back (freed). A key naming no such object (freed: its maker died before
+/// it was sent) does nothing.
+pub(crate) fn give_back_result_undo(key: Key, pid: u32, handles: bool, blob: bool) {
+    let heap = Heap::get();
+    let mut named_blob = None;
+    let mut undo = Vec::new();
+    Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |state, tail| {
+        // Taken back by the child, which ran (or was running) the undo itself.
+        if state.taken_back.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let w = words(heap, tail, RESULT_HEAD);
+        let [off, generation, slots] = [0, 1, 2].map(|i| w[i].load(Ordering::Relaxed));
+        named_blob = (off != 0).then_some([off, generation, 0]);
+        let slots = slots as usize;
+        let w = words(heap, tail, RESULT_HEAD + UNDO * slots);
+        undo = (0..slots)
+            .filter_map(|i| {
+                let at = RESULT_HEAD + UNDO * i;
+                let gone = w[at + 3].load(Ordering::Relaxed);
+                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
+                // SAFETY: `gone` was written by `result_undo` from `sys::function_offset`
+                // of an undo (an encoding's, `codec::on_abort`) in a process of this
+                // family, which runs this executable; no other code makes an object of
+                // this kind.
+                (gone != 0).then(|| (key, unsafe { sys::function_at::<codec::UndoFn>(gone) }))
+            })
+            .collect();
+    });
+    if handles {
+        codec::undoing_as(Undoing::Unsend, Some(pid), || {
+            for (key, f) in undo {
+                f(key);
+            }
+        });
+    }
+    if blob && let Some(key) = named_blob {
+        super::Blob::give_back_sent_by_dead(key, pid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

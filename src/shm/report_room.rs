@@ -13,7 +13,9 @@
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
 //! child allocated for a message too long for the room (a spill), words 4 and 5 the offset
-//! and generation of its outcome's blob ([`ChildRoom::name_blob`]), word 6 the go word (its
+//! and generation of its outcome's blob, or of its result's undo, which names the blob in
+//! turn (the offset's bit 0 set: `receipts::result_undo`; [`ChildRoom::name_blob`]), word 6
+//! the go word (its
 //! low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child word, the pid the
 //! fork server forked for the room: [`ReportRoom::forked_at`]), then the inline message
 //! (little-endian words). A requester whose start failed after its request went leaves
@@ -367,8 +369,9 @@ impl ReportRoom {
     /// The key (`Blob::key`) of the outcome's blob the child named before its outcome's
     /// encoding counted it in flight ([`ChildRoom::name_blob`]), if it named one: for a
     /// parent whose [`ReportRoom::take`] found no outcome (the child died before its report
-    /// committed), which then gives the blob back (`Blob::give_back_sent_by_dead`). Read once
-    /// the child is dead.
+    /// committed), which then gives the blob back (`Blob::give_back_sent_by_dead`). Or the
+    /// key of its result's undo, tagged (`receipts::named_result_undo`), given back
+    /// whatever the room holds. Read once the child is dead.
     pub(crate) fn named_blob(&self) -> Option<[u64; 3]> {
         let w = words(Heap::get(), self.off, WORDS);
         let off = w[BLOB_OFF].load(Ordering::Relaxed);
