@@ -136,6 +136,9 @@ const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
 const LOOKED: u64 = 1;
+/// Where an object's own holder table is, from its start: its look lends its slot to this
+/// thread's pins of that table (`pins::lend`).
+const HOLDERS_AT: u64 = std::mem::offset_of!(Header, holders) as u64;
 
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
@@ -879,7 +882,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     }
     // Announced before the pin (the pin's release orders it), so that whoever lets go of
     // the block after a release tells this look, if it dies pinned, from a live one.
-    let announced = pins::announce(off + LOOKED);
+    let announced = pins::announce_own(off + LOOKED);
     crash_point!("object.header.announced");
     let mut crowded = None;
     loop {
@@ -890,7 +893,7 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
                 // lets go as a look, which does (review83 L1: the block leaked). Its word
                 // not 0, the block is not freed: counted, it stays so until the let-go.
                 match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => drop(Look { heap, off, announced: Some(announced) }),
+                    Ok(_) => drop(Look { heap, off, announced: Some(announced), _thread: PhantomData }),
                     Err(now) => {
                         w = now;
                         continue;
@@ -913,7 +916,9 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
         }
     }
     crash_point!("object.header.load");
-    Ok(Look { heap, off, announced: Some(announced) })
+    // Until it lets go, the look's slot announces this thread's pins of the object's table.
+    pins::lend(&announced, off + HOLDERS_AT);
+    Ok(Look { heap, off, announced: Some(announced), _thread: PhantomData })
 }
 
 /// Why [`header_at`] gives no header.
@@ -939,6 +944,8 @@ struct Look<'h> {
     off: u64,
     /// Until the look lets go (`None` once it did).
     announced: Option<Announced>,
+    /// Not `Send`: the slot it lends is lent to its thread's pins (`pins::lend`).
+    _thread: PhantomData<*const ()>,
 }
 
 impl std::ops::Deref for Look<'_> {
@@ -956,6 +963,10 @@ impl std::ops::Deref for Look<'_> {
 
 impl Drop for Look<'_> {
     fn drop(&mut self) {
+        // Every pin its slot was lent to gave it back: the table call returned.
+        if let Some(announced) = &self.announced {
+            pins::unlend(announced);
+        }
         let word = self.heap.start(self.off);
         let mut w = word.load(Ordering::Relaxed);
         // The object's start still there: one look fewer (release: this look's loads
@@ -991,7 +1002,7 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
             0
         } else {
             // Announced before the count (its release orders it), once.
-            mine.get_or_insert_with(|| pins::announce(off + LOOKED));
+            mine.get_or_insert_with(|| pins::announce_own(off + LOOKED));
             (w & LOOKS) + 1
         };
         match word.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Relaxed) {
@@ -1031,7 +1042,7 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
         // unannounced, a dead one's.
         crash_point!("object.let_go.locked");
         let w = word.load(Ordering::Acquire);
-        if w > 1 && !pins::announced_by_live(heap, off + LOOKED) {
+        if w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
             word.store(1, Ordering::Relaxed);
         }
         word.fetch_sub(1, Ordering::AcqRel) == 1
@@ -1862,5 +1873,57 @@ mod tests {
         );
         drop(handle);
         assert_eq!(heap.in_use(), before);
+    }
+
+    /// review83 M2: four threads of one process receiving handles of one object at once,
+    /// each with its look at the object and its pin of the object's table announced (what
+    /// a receive holds from its pin to its lock), take four of the process's six slots,
+    /// and none pins anonymously (each took two, and the fourth pinned anonymously after
+    /// 16 yields: while it lasted, no dead pin or dead look of the family was resolved).
+    /// Both the pins and the looks are announced to their resolvers meanwhile (a look whose
+    /// slot a pin took over, to a let-go of its released start, by its table's offset).
+    #[test]
+    fn four_receivers_at_once_take_no_anonymous_pin() {
+        const RECEIVERS: usize = 4;
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(4) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let table = off + HOLDERS_AT;
+        let anonymous = heap.anonymous_pins().load(Ordering::Acquire);
+        let (announced_tx, announced_rx) = std::sync::mpsc::channel();
+        let seen = std::thread::scope(|s| {
+            let mut go = Vec::new();
+            for _ in 0..RECEIVERS {
+                let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+                go.push(go_tx);
+                let announced_tx = announced_tx.clone();
+                s.spawn(move || {
+                    let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+                    let pin = look.is_ok().then(|| pins::announce(table));
+                    let _ = announced_tx.send(());
+                    let _ = go_rx.recv_timeout(std::time::Duration::from_secs(60));
+                    drop(pin);
+                    drop(look);
+                });
+            }
+            let all = (0..RECEIVERS)
+                .all(|_| announced_rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok());
+            let seen = (
+                all,
+                heap.anonymous_pins().load(Ordering::Acquire).wrapping_sub(anonymous),
+                pins::announced_by_live(heap, table),
+                pins::look_announced_by_live(heap, off + LOOKED, table),
+            );
+            drop(go);
+            seen
+        });
+        drop(handle);
+        assert_eq!(heap.in_use(), before);
+        let (all, anonymous, pins_seen, looks_seen) = seen;
+        assert!(all, "a receiver never announced");
+        assert_eq!(anonymous, 0, "anonymous pins with {RECEIVERS} receivers of one process at once");
+        assert!(pins_seen && looks_seen, "pins announced: {pins_seen}, looks announced: {looks_seen}");
     }
 }

@@ -47,6 +47,7 @@
 //! clears it and links it (`lock_blocks`); a maker killed after linking leaves only its
 //! record, whose owner is dead.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -165,16 +166,20 @@ static NONE_AT: AtomicU64 = AtomicU64::new(0);
 /// `2^k` at most [`NONE_PINS_MAX`]).
 static NONE_PINS: AtomicU64 = AtomicU64::new(0);
 
-/// An announcement: cleared when dropped (after the unpin).
+/// An announcement: its slot given back when dropped (after the unpin).
 #[must_use]
 pub(crate) struct Announced {
+    /// `None`: counted in the heap's anonymous pinners.
     slot: Option<&'static AtomicU64>,
+    /// What the slot holds again when this is dropped: 0 (free), or the announcement of the
+    /// look that lent it ([`lend`]).
+    back: u64,
 }
 
 impl Drop for Announced {
     fn drop(&mut self) {
         match self.slot {
-            Some(slot) => slot.store(0, Ordering::Release),
+            Some(slot) => slot.store(self.back, Ordering::Release),
             None => {
                 if let Some(heap) = Heap::try_get() {
                     heap.anonymous_pins().fetch_sub(1, Ordering::Release);
@@ -184,10 +189,76 @@ impl Drop for Announced {
     }
 }
 
+/// How many looks of one thread at once lend their slots (a reap nests two or three: its
+/// look, an argument's undo's, a dead sender's give-back's); the pins under a look beyond
+/// them take slots of their own.
+const LENDERS: usize = 4;
+
+thread_local! {
+    /// This thread's looks that lend their slot ([`lend`]): the offset of their object's own
+    /// holder table, and the slot. No code of the crate's users runs while a look lasts,
+    /// so none forks with one here (a child would write its parent's record).
+    static LENT: Cell<[Option<(u64, &'static AtomicU64)>; LENDERS]> = const { Cell::new([None; LENDERS]) };
+}
+
+/// A look's announcement (`look`, in a slot of its own: [`announce_own`]) lends its slot to
+/// this thread's pins of its object's own holder table, at `table`, until [`unlend`]: such a
+/// pin announces itself by writing the table's offset over the look's, and writes the
+/// look's back after its unpin (review83 M2: a receive held two of its process's six slots,
+/// a reap up to five, and a fourth receiving thread pinned anonymously). A look that
+/// announced anonymously, or beyond [`LENDERS`], lends nothing. Resolvers of looks count a
+/// slot so lent as the look's ([`look_announced_by_live`]).
+pub(crate) fn lend(look: &Announced, table: u64) {
+    let Some(slot) = look.slot else { return };
+    LENT.with(|l| {
+        let mut lent = l.get();
+        if let Some(free) = lent.iter_mut().find(|e| e.is_none()) {
+            *free = Some((table, slot));
+            l.set(lent);
+        }
+    });
+}
+
+/// Ends a [`lend`], before the look's announcement goes: every pin that took the slot over
+/// has given it back (its table call returned).
+pub(crate) fn unlend(look: &Announced) {
+    let Some(slot) = look.slot else { return };
+    LENT.with(|l| {
+        let mut lent = l.get();
+        if let Some(e) = lent.iter_mut().find(|e| e.is_some_and(|(_, s)| std::ptr::eq(s, slot))) {
+            *e = None;
+            l.set(lent);
+        }
+    });
+}
+
 /// Announces that this thread is about to pin the table at `table` (its offset in the
-/// heap). Keep the result until the pin is given back.
+/// heap). Keep the result until the pin is given back, and drop it on this thread before
+/// the look it was lent by ([`lend`]) lets go (every pin is taken and given back inside
+/// one table call, which borrows the table from its look). In the slot of this thread's
+/// innermost look at the table's object whose slot no pin holds, else in one of its own.
 #[inline]
 pub(crate) fn announce(table: u64) -> Announced {
+    // Only this thread writes a slot its look lent (its pins, and the look's let-go).
+    let lent = LENT.with(|l| {
+        l.get().into_iter().rev().flatten().find(|&(t, slot)| t == table && slot.load(Ordering::Relaxed) != table)
+    });
+    match lent {
+        Some((_, slot)) => {
+            let back = slot.load(Ordering::Relaxed);
+            // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
+            // its own; the look stays announced (a resolver of looks reads either value).
+            slot.store(table, Ordering::Relaxed);
+            Announced { slot: Some(slot), back }
+        }
+        None => announce_own(table),
+    }
+}
+
+/// Announces, as [`announce`] does, but always in a slot of its own (or anonymously): for
+/// a look, and for a pin that a panic may leave behind its look (`Holders::pinned`).
+#[inline]
+pub(crate) fn announce_own(table: u64) -> Announced {
     let heap = Heap::get();
     let me = sys::me();
     // Acquire: the record's claim (its owner, start, cleared slots, the records' top or
@@ -202,7 +273,7 @@ pub(crate) fn announce(table: u64) -> Announced {
     };
     let Some(record) = record else {
         heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-        return Announced { slot: None };
+        return Announced { slot: None, back: 0 };
     };
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
@@ -210,7 +281,7 @@ pub(crate) fn announce(table: u64) -> Announced {
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 // Ordered before the pin by the pin's compare-and-swap (release).
-                return Announced { slot: Some(slot) };
+                return Announced { slot: Some(slot), back: 0 };
             }
         }
         // As many threads of this process pinning: they unpin as soon as they lock.
@@ -219,7 +290,7 @@ pub(crate) fn announce(table: u64) -> Announced {
     // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
     // never wait for one, pin anonymously.
     heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-    Announced { slot: None }
+    Announced { slot: None, back: 0 }
 }
 
 /// How many times a pin looks for a free slot of its process's record, yielding between
@@ -413,6 +484,20 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 /// owned one naming the table. Call with the table's lock held, after
 /// loading its in-flight word with acquire.
 pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
+    any_live(heap, |s| s == table)
+}
+
+/// Whether a live process announces a look as `look` ([`announced_by_live`]'s read), or
+/// announces the object's own holder table at `table`: a look whose slot a pin took over
+/// ([`lend`]) announces that table until the pin gives it back. An announcement of that
+/// table by a pin with no look (none comes once the object is released: nobody holds it)
+/// only defers, as any announcement without a look.
+pub(crate) fn look_announced_by_live(heap: &Heap, look: u64, table: u64) -> bool {
+    any_live(heap, |s| s == look || s == table)
+}
+
+/// Whether some process pins anonymously, or a live one has a slot that `announces`.
+fn any_live(heap: &Heap, announces: impl Fn(u64) -> bool) -> bool {
     if heap.anonymous_pins().load(Ordering::Acquire) != 0 {
         return true;
     }
@@ -420,7 +505,7 @@ pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
     records(heap).any(|r| {
         let owner = r.owner.load(Ordering::Acquire);
         owner != 0
-            && r.slots.iter().any(|s| s.load(Ordering::Acquire) == table)
+            && r.slots.iter().any(|s| announces(s.load(Ordering::Acquire)))
             && (owner == me || !owner_dead(owner, r.start.load(Ordering::Relaxed)))
     })
 }
