@@ -208,6 +208,7 @@ thread_local! {
 /// a reap up to five, and a fourth receiving thread pinned anonymously). A look that
 /// announced anonymously, or beyond [`LENDERS`], lends nothing. Resolvers of looks count a
 /// slot so lent as the look's ([`look_announced_by_live`]).
+#[inline]
 pub(crate) fn lend(look: &Announced, table: u64) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
@@ -221,6 +222,7 @@ pub(crate) fn lend(look: &Announced, table: u64) {
 
 /// Ends a [`lend`], before the look's announcement goes: every pin that took the slot over
 /// has given it back (its table call returned).
+#[inline]
 pub(crate) fn unlend(look: &Announced) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
