@@ -884,9 +884,20 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     // the block after a release tells this look, if it dies pinned, from a live one.
     let announced = pins::announce_own(off + LOOKED);
     crash_point!("object.header.announced");
-    let mut crowded = None;
+    let (mut crowded, mut releasing) = (None, None);
     loop {
         if w & !LOOKS != mark {
+            crash_point!("object.header.released");
+            if w == LOOKS && !releasing.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                // Released with every look taken, the release's own counted too: its
+                // let-go, which may have seen this announcement and then kept the dead
+                // looks, soon takes one away, and this lets go as a look below (review90
+                // L1: it gave up at once, and the block leaked). A release stopped or
+                // killed before its let-go past the wait leaks the block as it would.
+                std::thread::yield_now();
+                w = word.load(Ordering::Acquire);
+                continue;
+            }
             if w != 0 && w < LOOKS {
                 // Released, pinned by looks still: this announcement may have kept a let-go
                 // from taking away dead looks (it cannot tell them from this one), so this
@@ -1908,8 +1919,7 @@ mod tests {
                     drop(look);
                 });
             }
-            let all = (0..RECEIVERS)
-                .all(|_| announced_rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok());
+            let all = (0..RECEIVERS).all(|_| announced_rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok());
             let seen = (
                 all,
                 heap.anonymous_pins().load(Ordering::Acquire).wrapping_sub(anonymous),
@@ -1925,5 +1935,56 @@ mod tests {
         assert!(all, "a receiver never announced");
         assert_eq!(anonymous, 0, "anonymous pins with {RECEIVERS} receivers of one process at once");
         assert!(pins_seen && looks_seen, "pins announced: {pins_seen}, looks announced: {looks_seen}");
+    }
+
+    /// review90 L1: a look waiting on a crowded start (every look taken: here by dead
+    /// processes) when the object is released, the release's own look counted too (the
+    /// word at 255), gave up at once. The release's let-go, which had seen the waiting
+    /// look's announcement and so kept the dead looks, left the word at 254 with nobody to
+    /// let go again: the block leaked. Now the look waits for the let-go and lets go as a
+    /// look, which takes the dead ones away.
+    #[test]
+    fn a_look_waiting_on_a_crowded_start_released_lets_go_of_it() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(6) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        // As as many processes killed between their looks and their let-go leave it.
+        heap.start(off).fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        /// Disarms the holds however the test ends: armed, they would hold other tests.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
+        let disarm = Disarm;
+        let wait = |what: &str, until: &dyn Fn() -> bool| {
+            let deadline = Deadline::after(Duration::from_secs(60));
+            while !until() {
+                assert!(!deadline.passed(), "never {what}");
+                std::thread::yield_now();
+            }
+        };
+        let looking = std::thread::spawn(move || header_at(Heap::get(), off, generation, size_of::<Header>()).err());
+        // Announced, waiting for a look to be let go of.
+        wait("announced", &|| pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT));
+        let releasing = std::thread::spawn(move || drop(handle));
+        // The release counted (the word at 255), and the look saw it.
+        wait("held at both points", &|| crate::shm::crash::holding() == 2 || looking.is_finished());
+        crate::shm::crash::arm(Some("hold:object.header.released"));
+        wait("released", &|| releasing.is_finished());
+        drop(disarm);
+        let looked = looking.join().expect("the looking thread");
+        releasing.join().expect("the releasing thread");
+        assert_eq!(looked, Some(NoLook::Absent), "the look did not find the start gone");
+        assert_eq!(
+            heap.in_use(),
+            before,
+            "the released block leaked (its word: {})",
+            heap.start(off).load(Ordering::Relaxed)
+        );
     }
 }
