@@ -132,7 +132,7 @@ fn start_mark(generation: u64) -> u32 {
 const LOOKS: u32 = 0xff;
 /// The most looks at one start; the one more a word can hold is its releaser's own (see
 /// [`unstart`]).
-const MAX_LOOKS: u32 = 0xfe;
+pub(super) const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
 const LOOKED: u64 = 1;
@@ -452,8 +452,8 @@ impl<T: ShmObject> Shared<T> {
         // Only the object of `generation` (the header checked, then its table pinned by
         // the generation inside `undo`): an undo run on a block freed meanwhile, or
         // reused by another object, writes nothing.
-        let Some(header) = live_header(heap, off, generation) else { return false };
-        let done = header.holders.undo(heap, generation, codec::undoing(), codec::dead_receiver());
+        let undo = |header: &Header| header.holders.undo(heap, generation, codec::undoing(), codec::dead_receiver());
+        let Some(done) = with_undo_header(heap, off, generation, undo) else { return false };
         if done == Some(true) {
             Self::release(off);
         }
@@ -1089,11 +1089,37 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<Look<'_>> {
     // Nothing is written here.
     let header = header_at(heap, off, generation, std::mem::size_of::<Header>()).ok()?;
-    let tag = header.tag.load(Ordering::Acquire);
-    (tag & !0xffff_ffff == TAG
+    is_live(&header, generation).then_some(header)
+}
+
+/// Whether `header` is an object's, not released, of `generation`.
+fn is_live(header: &Header, generation: u64) -> bool {
+    header.tag.load(Ordering::Acquire) & !0xffff_ffff == TAG
         && header.seal.load(Ordering::Acquire) != 0
-        && header.generation.load(Ordering::Acquire) == generation)
-        .then_some(header)
+        && header.generation.load(Ordering::Acquire) == generation
+}
+
+/// Runs `f` on the header of the object at `off` if that is still the live object of
+/// `generation` ([`live_header`]), for an encoding's undo (`codec::undoing` says which).
+/// A start crowded with looks ([`NoLook::Crowded`]: dead processes' until the object's
+/// release) gives up every undo but a carry's and a restore's (review90 L2: a restore so
+/// skipped stranded a count in a carrier that was then freed). Those two run on this
+/// process's own encoding before its message is sent (`receipts::carry`), where the
+/// encoding's count in flight or the carrier's entry it moved into keeps the object
+/// allocated: they need no look, and the table's pin by the generation checks again.
+/// `None`: `f` did not run.
+fn with_undo_header<R>(heap: &Heap, off: u64, generation: u64, f: impl FnOnce(&Header) -> R) -> Option<R> {
+    match header_at(heap, off, generation, std::mem::size_of::<Header>()) {
+        Ok(header) => is_live(&header, generation).then(|| f(&header)),
+        Err(NoLook::Crowded) if matches!(codec::undoing(), codec::Undoing::Carry(_) | codec::Undoing::Restore(_)) => {
+            // SAFETY: the object of `generation` started at `off` (`header_at` found its
+            // mark) and is kept allocated by the count this carry or restore moves (see
+            // above); a header is atomics only, valid for any bytes.
+            let header = unsafe { &*heap.ptr(off).cast::<Header>() };
+            is_live(header, generation).then(|| f(header))
+        }
+        Err(_) => None,
+    }
 }
 
 /// Runs `f` on the holder table of the object at `off`, if that is still the live object
@@ -1487,22 +1513,24 @@ impl<T: Sided> Side<T> {
         // pinned by the object's generation around the side's undo, so that an undo run
         // on a block freed meanwhile, or reused (another pipe's side table has
         // generation 0 too), writes nothing.
-        let Some(header) = live_header(heap, off, generation) else { return false };
         if side >= T::SIDES {
             return false;
         }
         let mut done = None;
-        let last = header.holders.pinned(heap, generation, || {
-            // SAFETY: the header at `off` named `generation` (no other object of the
-            // family ever has it: this one, of type `T`) and the pin then checked the
-            // table's word for it; a pinned table is never released, so the object
-            // stays allocated until unpinned.
-            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            done = obj.value.side_holders(side).undo(heap, 0, codec::undoing(), codec::dead_receiver());
-            if done == Some(true) {
-                obj.value.side_gone(side);
-            }
-        });
+        let pinned = |header: &Header| {
+            header.holders.pinned(heap, generation, || {
+                // SAFETY: the header at `off` named `generation` (no other object of the
+                // family ever has it: this one, of type `T`) and the pin then checked the
+                // table's word for it; a pinned table is never released, so the object
+                // stays allocated until unpinned.
+                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                done = obj.value.side_holders(side).undo(heap, 0, codec::undoing(), codec::dead_receiver());
+                if done == Some(true) {
+                    obj.value.side_gone(side);
+                }
+            })
+        };
+        let last = with_undo_header(heap, off, generation, pinned).flatten();
         if last == Some(true) {
             Shared::<T>::release(off);
         }
