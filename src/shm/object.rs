@@ -865,6 +865,12 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// on a 24-bit match, in the pin's compare-and-swap, the table's lock and a free of a
 /// block of another type (review74 M1, review77 M1; hpin61 closed it).
 ///
+/// Invariant: no code of the crate's users runs while a look lasts, and no fork: a look
+/// lends its slot to its thread's pins of the object's table (`pins::lend`), a thread-local
+/// note that a fork child would inherit and write into its parent's record with (review90
+/// L3 checked it: every look is a local of a crate function; a release under one runs only
+/// the crate's `destroy`s of shared state, and `LetGo::gone` callbacks run after it).
+///
 /// A start whose every look is taken ([`MAX_LOOKS`]) for [`LOOKS_WAIT`] is given up on
 /// ([`NoLook::Crowded`]): the looks of processes killed while looking at a live object stay
 /// in its word until its release, and would otherwise make every later look wait for ever

@@ -23,6 +23,15 @@
 //!   pinned, one stale after its unpin) only defers the resolution to the next look; a
 //!   dead process's announcements are ignored, and so a record of a dead process can be
 //!   taken over by another whole, slots cleared.
+//! * A pin of an object's own holder table under its thread's look at the object announces
+//!   itself in the look's slot ([`lend`]: the table's offset written over the look's, the
+//!   look's written back after the unpin), so a receive takes one slot, not two. The
+//!   table's resolvers read only tables' offsets, so a look never counts as a pin (its own
+//!   resolver's least of all: review90 M1); the resolvers of looks
+//!   ([`look_announced_by_live`]) read a lent slot as its look, which never stops being
+//!   announced. A lent slot is written only by its thread (its pins, then its look's
+//!   let-go), and every pin under a look is given back before the look lets go (inside one
+//!   table call, which borrows the table from the look).
 //!
 //! The records sit at [`ANNOUNCE_AT`] in the heap's reserved part, `CAPACITY` of them, and
 //! beyond them in blocks of `BLOCK_RECORDS` taken from the heap as the family grows
