@@ -203,11 +203,21 @@ impl Drop for Announced {
 /// them take slots of their own.
 const LENDERS: usize = 4;
 
+/// This thread's looks that lend their slot ([`lend`]), each in its own cells (a look
+/// reads and writes its entry only, on every receive).
+struct Lent {
+    /// The offset of each one's object's own holder table (0: no look).
+    tables: [Cell<u64>; LENDERS],
+    /// Each one's slot.
+    slots: [Cell<Option<&'static AtomicU64>>; LENDERS],
+}
+
 thread_local! {
-    /// This thread's looks that lend their slot ([`lend`]): the offset of their object's own
-    /// holder table, and the slot. No code of the crate's users runs while a look lasts,
-    /// so none forks with one here (a child would write its parent's record).
-    static LENT: Cell<[Option<(u64, &'static AtomicU64)>; LENDERS]> = const { Cell::new([None; LENDERS]) };
+    /// This thread's looks that lend their slot. No code of the crate's users runs while a
+    /// look lasts, so none forks with one here (a child would write its parent's record).
+    static LENT: Lent = const {
+        Lent { tables: [const { Cell::new(0) }; LENDERS], slots: [const { Cell::new(None) }; LENDERS] }
+    };
 }
 
 /// A look's announcement (`look`, in a slot of its own: [`announce_own`]) lends its slot to
@@ -221,10 +231,9 @@ thread_local! {
 pub(crate) fn lend(look: &Announced, table: u64) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
-        let mut lent = l.get();
-        if let Some(free) = lent.iter_mut().find(|e| e.is_none()) {
-            *free = Some((table, slot));
-            l.set(lent);
+        if let Some(i) = l.tables.iter().position(|t| t.get() == 0) {
+            l.slots[i].set(Some(slot));
+            l.tables[i].set(table);
         }
     });
 }
@@ -235,10 +244,9 @@ pub(crate) fn lend(look: &Announced, table: u64) {
 pub(crate) fn unlend(look: &Announced) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
-        let mut lent = l.get();
-        if let Some(e) = lent.iter_mut().find(|e| e.is_some_and(|(_, s)| std::ptr::eq(s, slot))) {
-            *e = None;
-            l.set(lent);
+        let mine = |i: &usize| l.tables[*i].get() != 0 && l.slots[*i].get().is_some_and(|s| std::ptr::eq(s, slot));
+        if let Some(i) = (0..LENDERS).find(mine) {
+            l.tables[i].set(0);
         }
     });
 }
@@ -252,10 +260,13 @@ pub(crate) fn unlend(look: &Announced) {
 pub(crate) fn announce(table: u64) -> Announced {
     // Only this thread writes a slot its look lent (its pins, and the look's let-go).
     let lent = LENT.with(|l| {
-        l.get().into_iter().rev().flatten().find(|&(t, slot)| t == table && slot.load(Ordering::Relaxed) != table)
+        (0..LENDERS).rev().find_map(|i| {
+            let slot = l.slots[i].get().filter(|_| l.tables[i].get() == table)?;
+            (slot.load(Ordering::Relaxed) != table).then_some(slot)
+        })
     });
     match lent {
-        Some((_, slot)) => {
+        Some(slot) => {
             let back = slot.load(Ordering::Relaxed);
             // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
             // its own; the look stays announced (a resolver of looks reads either value).
