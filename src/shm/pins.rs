@@ -239,13 +239,22 @@ pub(crate) fn lend(look: &Announced, table: u64) {
 }
 
 /// Ends a [`lend`], before the look's announcement goes: every pin that took the slot over
-/// has given it back (its table call returned).
+/// has given it back. That holds while this thread's looks are locals dropped in reverse
+/// order of their making and none is moved into a table call: every look alive at a pin
+/// then outlives it (the table call that pins borrows the table from one of them, and the
+/// others are older, or locals of the frames around the call).
 #[inline]
 pub(crate) fn unlend(look: &Announced) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
         let mine = |i: &usize| l.tables[*i].get() != 0 && l.slots[*i].get().is_some_and(|s| std::ptr::eq(s, slot));
         if let Some(i) = (0..LENDERS).find(mine) {
+            // A look's announcement is odd, a table's even: a pin still in the slot would
+            // be left unannounced by the look's let-go (a live pin judged dead).
+            debug_assert!(
+                std::thread::panicking() || slot.load(Ordering::Relaxed) & 1 == 1,
+                "a look lets go with a pin in its slot"
+            );
             l.tables[i].set(0);
         }
     });
@@ -567,6 +576,74 @@ mod tests {
         let done = rx.recv_timeout(std::time::Duration::from_secs(30));
         drop(held);
         assert!(done.is_ok(), "the seventh announcement still waits (all six slots held)");
+    }
+
+    /// review83 M2: a pin of a table under its thread's look at the table's object takes
+    /// the look's slot, not one of its own, and gives it back to the look; a resolver of the
+    /// table finds the pin, never the look (review90 M1: a reap under its look never took a
+    /// dead pin away), and a resolver of looks finds the look throughout.
+    #[test]
+    fn a_pin_under_its_look_borrows_the_looks_slot() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let (table, look) = (1 << 22 | 32, 1 << 22 | 1);
+        let mut held: Vec<Announced> = (0..SLOTS as u64 - 1).map(|i| announce_own(1 << 21 | i << 6)).collect();
+        let mine = announce_own(look);
+        lend(&mine, table);
+        let anonymous = heap.anonymous_pins().load(Ordering::Acquire);
+        let idle = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        let pin = announce(table);
+        let pinned = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        let borrowed = pin.slot.is_some_and(|s| mine.slot.is_some_and(|m| std::ptr::eq(s, m)));
+        let anonymous = heap.anonymous_pins().load(Ordering::Acquire) - anonymous;
+        drop(pin);
+        let back = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        unlend(&mine);
+        drop(mine);
+        held.clear();
+        assert!(borrowed && anonymous == 0, "the pin took a slot of its own, or pinned anonymously");
+        assert_eq!(idle, (false, true), "a look with no pin (table announced, look announced)");
+        assert_eq!(pinned, (true, true), "a look's pin (table announced, look announced)");
+        assert_eq!(back, (false, true), "a look whose pin was given back (table announced, look announced)");
+    }
+
+    /// review92 H1 (on fix70's design): a process may own two records (two threads' first
+    /// announcements at once). Another thread's pin in the second record is found while
+    /// this thread's idle look at the object is in the first: nothing is left out of any
+    /// record's count. And a pin under two looks of this thread at one object let go of out
+    /// of order takes, and gives back, the slot of the look still there.
+    #[test]
+    fn a_pin_in_a_second_record_of_this_process_or_under_looks_let_go_out_of_order_is_found() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let me = sys::me();
+        let (table, look) = (1 << 23 | 32, 1 << 23 | 1);
+        let first = announce_own(look);
+        lend(&first, table);
+        let second = all(heap).find(|r| take_free(heap, r, owner_word(me))).expect("a free record");
+        second.start.store(me.start, Ordering::Relaxed);
+        // Another thread's pin, announced in the second record.
+        second.slots[0].store(table, Ordering::Release);
+        let other_pin = announced_by_live(heap, table);
+        second.slots[0].store(0, Ordering::Release);
+        let none = announced_by_live(heap, table);
+        second.owner.store(0, Ordering::Release);
+        // A second look at the object, the first let go of before it.
+        let later = announce_own(look);
+        lend(&later, table);
+        unlend(&first);
+        drop(first);
+        let pin = announce(table);
+        let borrowed = pin.slot.is_some_and(|s| later.slot.is_some_and(|m| std::ptr::eq(s, m)));
+        let pinned = announced_by_live(heap, table);
+        drop(pin);
+        let given_back = later.slot.map(|s| s.load(Ordering::Relaxed));
+        unlend(&later);
+        drop(later);
+        assert!(other_pin, "another thread's pin in this process's second record went unseen");
+        assert!(!none, "an idle look announced its table");
+        assert!(borrowed && pinned, "the pin under the later look: its slot taken {borrowed}, found {pinned}");
+        assert_eq!(given_back, Some(look), "the later look's slot after the pin");
     }
 
     /// A process that found no record to claim (the heap had no room for a block) pins
