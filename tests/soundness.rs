@@ -979,6 +979,38 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    fn drop_armed((value, go): (Value<u64>, Event)) {
+        go.wait().unwrap();
+        multiproc::__private::crash_at("object.unstart.counted");
+        drop(value);
+    }
+
+    /// The last holder killed in its release between the count of its own look and its
+    /// let-go (`object.unstart.counted`), with only dead looks left in the word (two
+    /// replays killed inside theirs): nobody lets go of the released start again, unless
+    /// its reaper does (brief hnd71 item 3).
+    #[test]
+    #[ignore = "open (hnd71 item 3): 'heap in use: 0 bytes before, 256 after'; the last holder's leave unlists the object before its release, so the releaser's reaper never reaches the released start, whose L1 let-go would resolve the dead looks"]
+    fn a_releaser_killed_after_its_count_beside_dead_looks_keeps_no_block() {
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(3u64).unwrap();
+            let bytes = capture(&value);
+            for _ in 0..2 {
+                let killed = Process::new(replay_armed, (bytes.clone(), false)).start().unwrap().join();
+                assert!(killed.is_err(), "the replay did not reach the point: {killed:?}");
+            }
+            drop(replay(&bytes).expect("the genuine message still decodes"));
+            let go = Event::new().unwrap();
+            let releaser = Process::new(drop_armed, (value.clone(), go.clone())).start().unwrap();
+            drop(value);
+            go.set();
+            let killed = releaser.join();
+            assert!(killed.is_err(), "the release did not reach the point: {killed:?}");
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

@@ -1088,7 +1088,9 @@ impl Holders {
     /// unpinned (a holder that left meanwhile could not free it): the caller frees it.
     /// For an undo of a table of the object with no generation of its own (a side's).
     pub(crate) fn pinned(&self, heap: &Heap, generation: u64, f: impl FnOnce()) -> Option<bool> {
-        let announced = self.announce(heap);
+        // In a slot of its own: a panic in `f` keeps the announcement (below), which a
+        // slot lent by the look would lose at the look's let-go.
+        let announced = self.offset_in(heap).map(pins::announce_own);
         self.pin(generation, false).ok()?;
         // A panic in `f` leaves the pin, and its announcement (the slot stays taken: the
         // object leaks, never freed early).

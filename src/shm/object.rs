@@ -134,10 +134,13 @@ fn start_mark(generation: u64) -> u32 {
 const LOOKS: u32 = 0xff;
 /// The most looks at one start; the one more a word can hold is its releaser's own (see
 /// [`unstart`]).
-const MAX_LOOKS: u32 = 0xfe;
+pub(super) const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
 const LOOKED: u64 = 1;
+/// Where an object's own holder table is, from its start: its look lends its slot to this
+/// thread's pins of that table (`pins::lend`).
+const HOLDERS_AT: u64 = std::mem::offset_of!(Header, holders) as u64;
 
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
@@ -451,8 +454,8 @@ impl<T: ShmObject> Shared<T> {
         // Only the object of `generation` (the header checked, then its table pinned by
         // the generation inside `undo`): an undo run on a block freed meanwhile, or
         // reused by another object, writes nothing.
-        let Some(header) = live_header(heap, off, generation) else { return false };
-        let done = header.holders.undo(heap, generation, codec::undoing(), codec::dead_receiver());
+        let undo = |header: &Header| header.holders.undo(heap, generation, codec::undoing(), codec::dead_receiver());
+        let Some(done) = with_undo_header(heap, off, generation, undo) else { return false };
         if done == Some(true) {
             Self::release(off);
         }
@@ -876,6 +879,12 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// on a 24-bit match, in the pin's compare-and-swap, the table's lock and a free of a
 /// block of another type (review74 M1, review77 M1; hpin61 closed it).
 ///
+/// Invariant: no code of the crate's users runs while a look lasts, and no fork: a look
+/// lends its slot to its thread's pins of the object's table (`pins::lend`), a thread-local
+/// note that a fork child would inherit and write into its parent's record with (review90
+/// L3 checked it: every look is a local of a crate function; a release under one runs only
+/// the crate's `destroy`s of shared state, and `LetGo::gone` callbacks run after it).
+///
 /// A start whose every look is taken ([`MAX_LOOKS`]) for [`LOOKS_WAIT`] is given up on
 /// ([`NoLook::Crowded`]): the looks of processes killed while looking at a live object stay
 /// in its word until its release, and would otherwise make every later look wait for ever
@@ -893,18 +902,29 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     }
     // Announced before the pin (the pin's release orders it), so that whoever lets go of
     // the block after a release tells this look, if it dies pinned, from a live one.
-    let announced = pins::announce(off + LOOKED);
+    let announced = pins::announce_own(off + LOOKED);
     crash_point!("object.header.announced");
-    let mut crowded = None;
+    let (mut crowded, mut releasing) = (None, None);
     loop {
         if w & !LOOKS != mark {
+            crash_point!("object.header.released");
+            if w == LOOKS && !releasing.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                // Released with every look taken, the release's own counted too: its
+                // let-go, which may have seen this announcement and then kept the dead
+                // looks, soon takes one away, and this lets go as a look below (review90
+                // L1: it gave up at once, and the block leaked). A release stopped or
+                // killed before its let-go past the wait leaks the block as it would.
+                std::thread::yield_now();
+                w = word.load(Ordering::Acquire);
+                continue;
+            }
             if w != 0 && w < LOOKS {
                 // Released, pinned by looks still: this announcement may have kept a let-go
                 // from taking away dead looks (it cannot tell them from this one), so this
                 // lets go as a look, which does (review83 L1: the block leaked). Its word
                 // not 0, the block is not freed: counted, it stays so until the let-go.
                 match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => drop(Look { heap, off, announced: Some(announced) }),
+                    Ok(_) => drop(Look { heap, off, announced: Some(announced), _thread: PhantomData }),
                     Err(now) => {
                         w = now;
                         continue;
@@ -927,7 +947,9 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
         }
     }
     crash_point!("object.header.load");
-    Ok(Look { heap, off, announced: Some(announced) })
+    // Until it lets go, the look's slot announces this thread's pins of the object's table.
+    pins::lend(&announced, off + HOLDERS_AT);
+    Ok(Look { heap, off, announced: Some(announced), _thread: PhantomData })
 }
 
 /// Why [`header_at`] gives no header.
@@ -953,6 +975,8 @@ struct Look<'h> {
     off: u64,
     /// Until the look lets go (`None` once it did).
     announced: Option<Announced>,
+    /// Not `Send`: the slot it lends is lent to its thread's pins (`pins::lend`).
+    _thread: PhantomData<*const ()>,
 }
 
 impl std::ops::Deref for Look<'_> {
@@ -970,6 +994,10 @@ impl std::ops::Deref for Look<'_> {
 
 impl Drop for Look<'_> {
     fn drop(&mut self) {
+        // Every pin its slot was lent to gave it back: the table call returned.
+        if let Some(announced) = &self.announced {
+            pins::unlend(announced);
+        }
         let word = self.heap.start(self.off);
         let mut w = word.load(Ordering::Relaxed);
         // The object's start still there: one look fewer (release: this look's loads
@@ -1005,7 +1033,7 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
             0
         } else {
             // Announced before the count (its release orders it), once.
-            mine.get_or_insert_with(|| pins::announce(off + LOOKED));
+            mine.get_or_insert_with(|| pins::announce_own(off + LOOKED));
             (w & LOOKS) + 1
         };
         match word.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Relaxed) {
@@ -1045,7 +1073,7 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
         // unannounced, a dead one's.
         crash_point!("object.let_go.locked");
         let w = word.load(Ordering::Acquire);
-        if w > 1 && !pins::announced_by_live(heap, off + LOOKED) {
+        if w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
             word.store(1, Ordering::Relaxed);
         }
         word.fetch_sub(1, Ordering::AcqRel) == 1
@@ -1081,11 +1109,37 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<Look<'_>> {
     // Nothing is written here.
     let header = header_at(heap, off, generation, std::mem::size_of::<Header>()).ok()?;
-    let tag = header.tag.load(Ordering::Acquire);
-    (tag & !0xffff_ffff == TAG
+    is_live(&header, generation).then_some(header)
+}
+
+/// Whether `header` is an object's, not released, of `generation`.
+fn is_live(header: &Header, generation: u64) -> bool {
+    header.tag.load(Ordering::Acquire) & !0xffff_ffff == TAG
         && header.seal.load(Ordering::Acquire) != 0
-        && header.generation.load(Ordering::Acquire) == generation)
-        .then_some(header)
+        && header.generation.load(Ordering::Acquire) == generation
+}
+
+/// Runs `f` on the header of the object at `off` if that is still the live object of
+/// `generation` ([`live_header`]), for an encoding's undo (`codec::undoing` says which).
+/// A start crowded with looks ([`NoLook::Crowded`]: dead processes' until the object's
+/// release) gives up every undo but a carry's and a restore's (review90 L2: a restore so
+/// skipped stranded a count in a carrier that was then freed). Those two run on this
+/// process's own encoding before its message is sent (`receipts::carry`), where the
+/// encoding's count in flight or the carrier's entry it moved into keeps the object
+/// allocated: they need no look, and the table's pin by the generation checks again.
+/// `None`: `f` did not run.
+fn with_undo_header<R>(heap: &Heap, off: u64, generation: u64, f: impl FnOnce(&Header) -> R) -> Option<R> {
+    match header_at(heap, off, generation, std::mem::size_of::<Header>()) {
+        Ok(header) => is_live(&header, generation).then(|| f(&header)),
+        Err(NoLook::Crowded) if matches!(codec::undoing(), codec::Undoing::Carry(_) | codec::Undoing::Restore(_)) => {
+            // SAFETY: the object of `generation` started at `off` (`header_at` found its
+            // mark) and is kept allocated by the count this carry or restore moves (see
+            // above); a header is atomics only, valid for any bytes.
+            let header = unsafe { &*heap.ptr(off).cast::<Header>() };
+            is_live(header, generation).then(|| f(header))
+        }
+        Err(_) => None,
+    }
 }
 
 /// Runs `f` on the holder table of the object at `off`, if that is still the live object
@@ -1479,22 +1533,24 @@ impl<T: Sided> Side<T> {
         // pinned by the object's generation around the side's undo, so that an undo run
         // on a block freed meanwhile, or reused (another pipe's side table has
         // generation 0 too), writes nothing.
-        let Some(header) = live_header(heap, off, generation) else { return false };
         if side >= T::SIDES {
             return false;
         }
         let mut done = None;
-        let last = header.holders.pinned(heap, generation, || {
-            // SAFETY: the header at `off` named `generation` (no other object of the
-            // family ever has it: this one, of type `T`) and the pin then checked the
-            // table's word for it; a pinned table is never released, so the object
-            // stays allocated until unpinned.
-            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            done = obj.value.side_holders(side).undo(heap, 0, codec::undoing(), codec::dead_receiver());
-            if done == Some(true) {
-                obj.value.side_gone(side);
-            }
-        });
+        let pinned = |header: &Header| {
+            header.holders.pinned(heap, generation, || {
+                // SAFETY: the header at `off` named `generation` (no other object of the
+                // family ever has it: this one, of type `T`) and the pin then checked the
+                // table's word for it; a pinned table is never released, so the object
+                // stays allocated until unpinned.
+                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                done = obj.value.side_holders(side).undo(heap, 0, codec::undoing(), codec::dead_receiver());
+                if done == Some(true) {
+                    obj.value.side_gone(side);
+                }
+            })
+        };
+        let last = with_undo_header(heap, off, generation, pinned).flatten();
         if last == Some(true) {
             Shared::<T>::release(off);
         }
@@ -1876,5 +1932,107 @@ mod tests {
         );
         drop(handle);
         assert_eq!(heap.in_use(), before);
+    }
+
+    /// review83 M2: four threads of one process receiving handles of one object at once,
+    /// each with its look at the object and its pin of the object's table announced (what
+    /// a receive holds from its pin to its lock), take four of the process's six slots,
+    /// and none pins anonymously (each took two, and the fourth pinned anonymously after
+    /// 16 yields: while it lasted, no dead pin or dead look of the family was resolved).
+    /// Both the pins and the looks are announced to their resolvers meanwhile (a look whose
+    /// slot a pin took over, to a let-go of its released start, by its table's offset).
+    #[test]
+    fn four_receivers_at_once_take_no_anonymous_pin() {
+        const RECEIVERS: usize = 4;
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(4) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let table = off + HOLDERS_AT;
+        let anonymous = heap.anonymous_pins().load(Ordering::Acquire);
+        let (announced_tx, announced_rx) = std::sync::mpsc::channel();
+        let seen = std::thread::scope(|s| {
+            let mut go = Vec::new();
+            for _ in 0..RECEIVERS {
+                let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+                go.push(go_tx);
+                let announced_tx = announced_tx.clone();
+                s.spawn(move || {
+                    let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+                    let pin = look.is_ok().then(|| pins::announce(table));
+                    let _ = announced_tx.send(());
+                    let _ = go_rx.recv_timeout(std::time::Duration::from_secs(60));
+                    drop(pin);
+                    drop(look);
+                });
+            }
+            let all = (0..RECEIVERS).all(|_| announced_rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok());
+            let seen = (
+                all,
+                heap.anonymous_pins().load(Ordering::Acquire).wrapping_sub(anonymous),
+                pins::announced_by_live(heap, table),
+                pins::look_announced_by_live(heap, off + LOOKED, table),
+            );
+            drop(go);
+            seen
+        });
+        drop(handle);
+        assert_eq!(heap.in_use(), before);
+        let (all, anonymous, pins_seen, looks_seen) = seen;
+        assert!(all, "a receiver never announced");
+        assert_eq!(anonymous, 0, "anonymous pins with {RECEIVERS} receivers of one process at once");
+        assert!(pins_seen && looks_seen, "pins announced: {pins_seen}, looks announced: {looks_seen}");
+    }
+
+    /// review90 L1: a look waiting on a crowded start (every look taken: here by dead
+    /// processes) when the object is released, the release's own look counted too (the
+    /// word at 255), gave up at once. The release's let-go, which had seen the waiting
+    /// look's announcement and so kept the dead looks, left the word at 254 with nobody to
+    /// let go again: the block leaked. Now the look waits for the let-go and lets go as a
+    /// look, which takes the dead ones away.
+    #[test]
+    fn a_look_waiting_on_a_crowded_start_released_lets_go_of_it() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(6) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        // As as many processes killed between their looks and their let-go leave it.
+        heap.start(off).fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        /// Disarms the holds however the test ends: armed, they would hold other tests.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
+        let disarm = Disarm;
+        let wait = |what: &str, until: &dyn Fn() -> bool| {
+            let deadline = Deadline::after(Duration::from_secs(60));
+            while !until() {
+                assert!(!deadline.passed(), "never {what}");
+                std::thread::yield_now();
+            }
+        };
+        let looking = std::thread::spawn(move || header_at(Heap::get(), off, generation, size_of::<Header>()).err());
+        // Announced, waiting for a look to be let go of.
+        wait("announced", &|| pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT));
+        let releasing = std::thread::spawn(move || drop(handle));
+        // The release counted (the word at 255), and the look saw it.
+        wait("held at both points", &|| crate::shm::crash::holding() == 2 || looking.is_finished());
+        crate::shm::crash::arm(Some("hold:object.header.released"));
+        wait("released", &|| releasing.is_finished());
+        drop(disarm);
+        let looked = looking.join().expect("the looking thread");
+        releasing.join().expect("the releasing thread");
+        assert_eq!(looked, Some(NoLook::Absent), "the look did not find the start gone");
+        assert_eq!(
+            heap.in_use(),
+            before,
+            "the released block leaked (its word: {})",
+            heap.start(off).load(Ordering::Relaxed)
+        );
     }
 }

@@ -23,6 +23,15 @@
 //!   pinned, one stale after its unpin) only defers the resolution to the next look; a
 //!   dead process's announcements are ignored, and so a record of a dead process can be
 //!   taken over by another whole, slots cleared.
+//! * A pin of an object's own holder table under its thread's look at the object announces
+//!   itself in the look's slot ([`lend`]: the table's offset written over the look's, the
+//!   look's written back after the unpin), so a receive takes one slot, not two. The
+//!   table's resolvers read only tables' offsets, so a look never counts as a pin (its own
+//!   resolver's least of all: review90 M1); the resolvers of looks
+//!   ([`look_announced_by_live`]) read a lent slot as its look, which never stops being
+//!   announced. A lent slot is written only by its thread (its pins, then its look's
+//!   let-go), and every pin under a look is given back before the look lets go (inside one
+//!   table call, which borrows the table from the look).
 //!
 //! The records sit at [`ANNOUNCE_AT`] in the heap's reserved part, `CAPACITY` of them, and
 //! beyond them in blocks of `BLOCK_RECORDS` taken from the heap as the family grows
@@ -47,6 +56,7 @@
 //! clears it and links it (`lock_blocks`); a maker killed after linking leaves only its
 //! record, whose owner is dead.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -165,16 +175,20 @@ static NONE_AT: AtomicU64 = AtomicU64::new(0);
 /// `2^k` at most [`NONE_PINS_MAX`]).
 static NONE_PINS: AtomicU64 = AtomicU64::new(0);
 
-/// An announcement: cleared when dropped (after the unpin).
+/// An announcement: its slot given back when dropped (after the unpin).
 #[must_use]
 pub(crate) struct Announced {
+    /// `None`: counted in the heap's anonymous pinners.
     slot: Option<&'static AtomicU64>,
+    /// What the slot holds again when this is dropped: 0 (free), or the announcement of the
+    /// look that lent it ([`lend`]).
+    back: u64,
 }
 
 impl Drop for Announced {
     fn drop(&mut self) {
         match self.slot {
-            Some(slot) => slot.store(0, Ordering::Release),
+            Some(slot) => slot.store(self.back, Ordering::Release),
             None => {
                 if let Some(heap) = Heap::try_get() {
                     heap.anonymous_pins().fetch_sub(1, Ordering::Release);
@@ -184,10 +198,98 @@ impl Drop for Announced {
     }
 }
 
+/// How many looks of one thread at once lend their slots (a reap nests two or three: its
+/// look, an argument's undo's, a dead sender's give-back's); the pins under a look beyond
+/// them take slots of their own.
+const LENDERS: usize = 4;
+
+/// This thread's looks that lend their slot ([`lend`]), each in its own cells (a look
+/// reads and writes its entry only, on every receive).
+struct Lent {
+    /// The offset of each one's object's own holder table (0: no look).
+    tables: [Cell<u64>; LENDERS],
+    /// Each one's slot.
+    slots: [Cell<Option<&'static AtomicU64>>; LENDERS],
+}
+
+thread_local! {
+    /// This thread's looks that lend their slot. No code of the crate's users runs while a
+    /// look lasts, so none forks with one here (a child would write its parent's record).
+    static LENT: Lent = const {
+        Lent { tables: [const { Cell::new(0) }; LENDERS], slots: [const { Cell::new(None) }; LENDERS] }
+    };
+}
+
+/// A look's announcement (`look`, in a slot of its own: [`announce_own`]) lends its slot to
+/// this thread's pins of its object's own holder table, at `table`, until [`unlend`]: such a
+/// pin announces itself by writing the table's offset over the look's, and writes the
+/// look's back after its unpin (review83 M2: a receive held two of its process's six slots,
+/// a reap up to five, and a fourth receiving thread pinned anonymously). A look that
+/// announced anonymously, or beyond [`LENDERS`], lends nothing. Resolvers of looks count a
+/// slot so lent as the look's ([`look_announced_by_live`]).
+#[inline]
+pub(crate) fn lend(look: &Announced, table: u64) {
+    let Some(slot) = look.slot else { return };
+    LENT.with(|l| {
+        if let Some(i) = l.tables.iter().position(|t| t.get() == 0) {
+            l.slots[i].set(Some(slot));
+            l.tables[i].set(table);
+        }
+    });
+}
+
+/// Ends a [`lend`], before the look's announcement goes: every pin that took the slot over
+/// has given it back. That holds while this thread's looks are locals dropped in reverse
+/// order of their making and none is moved into a table call: every look alive at a pin
+/// then outlives it (the table call that pins borrows the table from one of them, and the
+/// others are older, or locals of the frames around the call).
+#[inline]
+pub(crate) fn unlend(look: &Announced) {
+    let Some(slot) = look.slot else { return };
+    LENT.with(|l| {
+        let mine = |i: &usize| l.tables[*i].get() != 0 && l.slots[*i].get().is_some_and(|s| std::ptr::eq(s, slot));
+        if let Some(i) = (0..LENDERS).find(mine) {
+            // A look's announcement is odd, a table's even: a pin still in the slot would
+            // be left unannounced by the look's let-go (a live pin judged dead).
+            debug_assert!(
+                std::thread::panicking() || slot.load(Ordering::Relaxed) & 1 == 1,
+                "a look lets go with a pin in its slot"
+            );
+            l.tables[i].set(0);
+        }
+    });
+}
+
 /// Announces that this thread is about to pin the table at `table` (its offset in the
-/// heap). Keep the result until the pin is given back.
+/// heap). Keep the result until the pin is given back, and drop it on this thread before
+/// the look it was lent by ([`lend`]) lets go (every pin is taken and given back inside
+/// one table call, which borrows the table from its look). In the slot of this thread's
+/// innermost look at the table's object whose slot no pin holds, else in one of its own.
 #[inline]
 pub(crate) fn announce(table: u64) -> Announced {
+    // Only this thread writes a slot its look lent (its pins, and the look's let-go).
+    let lent = LENT.with(|l| {
+        (0..LENDERS).rev().find_map(|i| {
+            let slot = l.slots[i].get().filter(|_| l.tables[i].get() == table)?;
+            (slot.load(Ordering::Relaxed) != table).then_some(slot)
+        })
+    });
+    match lent {
+        Some(slot) => {
+            let back = slot.load(Ordering::Relaxed);
+            // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
+            // its own; the look stays announced (a resolver of looks reads either value).
+            slot.store(table, Ordering::Relaxed);
+            Announced { slot: Some(slot), back }
+        }
+        None => announce_own(table),
+    }
+}
+
+/// Announces, as [`announce`] does, but always in a slot of its own (or anonymously): for
+/// a look, and for a pin that a panic may leave behind its look (`Holders::pinned`).
+#[inline]
+pub(crate) fn announce_own(table: u64) -> Announced {
     let heap = Heap::get();
     let me = sys::me();
     // Acquire: the record's claim (its owner, start, cleared slots, the records' top or
@@ -202,7 +304,7 @@ pub(crate) fn announce(table: u64) -> Announced {
     };
     let Some(record) = record else {
         heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-        return Announced { slot: None };
+        return Announced { slot: None, back: 0 };
     };
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
@@ -210,7 +312,7 @@ pub(crate) fn announce(table: u64) -> Announced {
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 // Ordered before the pin by the pin's compare-and-swap (release).
-                return Announced { slot: Some(slot) };
+                return Announced { slot: Some(slot), back: 0 };
             }
         }
         // As many threads of this process pinning: they unpin as soon as they lock.
@@ -219,7 +321,7 @@ pub(crate) fn announce(table: u64) -> Announced {
     // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
     // never wait for one, pin anonymously.
     heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-    Announced { slot: None }
+    Announced { slot: None, back: 0 }
 }
 
 /// How many times a pin looks for a free slot of its process's record, yielding between
@@ -413,6 +515,20 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 /// owned one naming the table. Call with the table's lock held, after
 /// loading its in-flight word with acquire.
 pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
+    any_live(heap, |s| s == table)
+}
+
+/// Whether a live process announces a look as `look` ([`announced_by_live`]'s read), or
+/// announces the object's own holder table at `table`: a look whose slot a pin took over
+/// ([`lend`]) announces that table until the pin gives it back. An announcement of that
+/// table by a pin with no look (none comes once the object is released: nobody holds it)
+/// only defers, as any announcement without a look.
+pub(crate) fn look_announced_by_live(heap: &Heap, look: u64, table: u64) -> bool {
+    any_live(heap, |s| s == look || s == table)
+}
+
+/// Whether some process pins anonymously, or a live one has a slot that `announces`.
+fn any_live(heap: &Heap, announces: impl Fn(u64) -> bool) -> bool {
     if heap.anonymous_pins().load(Ordering::Acquire) != 0 {
         return true;
     }
@@ -420,7 +536,7 @@ pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
     records(heap).any(|r| {
         let owner = r.owner.load(Ordering::Acquire);
         owner != 0
-            && r.slots.iter().any(|s| s.load(Ordering::Acquire) == table)
+            && r.slots.iter().any(|s| announces(s.load(Ordering::Acquire)))
             && (owner == me || !owner_dead(owner, r.start.load(Ordering::Relaxed)))
     })
 }
@@ -460,6 +576,74 @@ mod tests {
         let done = rx.recv_timeout(std::time::Duration::from_secs(30));
         drop(held);
         assert!(done.is_ok(), "the seventh announcement still waits (all six slots held)");
+    }
+
+    /// review83 M2: a pin of a table under its thread's look at the table's object takes
+    /// the look's slot, not one of its own, and gives it back to the look; a resolver of the
+    /// table finds the pin, never the look (review90 M1: a reap under its look never took a
+    /// dead pin away), and a resolver of looks finds the look throughout.
+    #[test]
+    fn a_pin_under_its_look_borrows_the_looks_slot() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let (table, look) = (1 << 22 | 32, 1 << 22 | 1);
+        let mut held: Vec<Announced> = (0..SLOTS as u64 - 1).map(|i| announce_own(1 << 21 | i << 6)).collect();
+        let mine = announce_own(look);
+        lend(&mine, table);
+        let anonymous = heap.anonymous_pins().load(Ordering::Acquire);
+        let idle = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        let pin = announce(table);
+        let pinned = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        let borrowed = pin.slot.is_some_and(|s| mine.slot.is_some_and(|m| std::ptr::eq(s, m)));
+        let anonymous = heap.anonymous_pins().load(Ordering::Acquire) - anonymous;
+        drop(pin);
+        let back = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        unlend(&mine);
+        drop(mine);
+        held.clear();
+        assert!(borrowed && anonymous == 0, "the pin took a slot of its own, or pinned anonymously");
+        assert_eq!(idle, (false, true), "a look with no pin (table announced, look announced)");
+        assert_eq!(pinned, (true, true), "a look's pin (table announced, look announced)");
+        assert_eq!(back, (false, true), "a look whose pin was given back (table announced, look announced)");
+    }
+
+    /// review92 H1 (on fix70's design): a process may own two records (two threads' first
+    /// announcements at once). Another thread's pin in the second record is found while
+    /// this thread's idle look at the object is in the first: nothing is left out of any
+    /// record's count. And a pin under two looks of this thread at one object let go of out
+    /// of order takes, and gives back, the slot of the look still there.
+    #[test]
+    fn a_pin_in_a_second_record_of_this_process_or_under_looks_let_go_out_of_order_is_found() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let me = sys::me();
+        let (table, look) = (1 << 23 | 32, 1 << 23 | 1);
+        let first = announce_own(look);
+        lend(&first, table);
+        let second = all(heap).find(|r| take_free(heap, r, owner_word(me))).expect("a free record");
+        second.start.store(me.start, Ordering::Relaxed);
+        // Another thread's pin, announced in the second record.
+        second.slots[0].store(table, Ordering::Release);
+        let other_pin = announced_by_live(heap, table);
+        second.slots[0].store(0, Ordering::Release);
+        let none = announced_by_live(heap, table);
+        second.owner.store(0, Ordering::Release);
+        // A second look at the object, the first let go of before it.
+        let later = announce_own(look);
+        lend(&later, table);
+        unlend(&first);
+        drop(first);
+        let pin = announce(table);
+        let borrowed = pin.slot.is_some_and(|s| later.slot.is_some_and(|m| std::ptr::eq(s, m)));
+        let pinned = announced_by_live(heap, table);
+        drop(pin);
+        let given_back = later.slot.map(|s| s.load(Ordering::Relaxed));
+        unlend(&later);
+        drop(later);
+        assert!(other_pin, "another thread's pin in this process's second record went unseen");
+        assert!(!none, "an idle look announced its table");
+        assert!(borrowed && pinned, "the pin under the later look: its slot taken {borrowed}, found {pinned}");
+        assert_eq!(given_back, Some(look), "the later look's slot after the pin");
     }
 
     /// A process that found no record to claim (the heap had no room for a block) pins

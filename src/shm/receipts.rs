@@ -718,4 +718,31 @@ mod tests {
             }
         }
     }
+
+    /// review90 L2: a restore of what a carrier's entry counts (a carry that found no room
+    /// for a later handle gives the earlier ones back) at an object whose start is crowded
+    /// (every look taken, here by dead processes) was skipped: the look gave up and the
+    /// undo did nothing, and the count stayed in the carrier's entry, the carrier then
+    /// freed, the object kept for ever (and the encoding's undo took from flight a count
+    /// that was not there).
+    #[test]
+    fn a_restore_at_a_crowded_start_is_not_skipped() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let object = Shared::with_tail(ArgsState { block: AtomicU64::new(0), child: AtomicU64::new(0) }, 64).unwrap();
+        let encoded = codec::encode(&object).unwrap();
+        let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
+        let id = heap.alloc_zeroed(CARRIER_BLOCK).unwrap();
+        assert!(carry(id, &undo), "carried");
+        let start = heap.start(object.identity().0);
+        // As as many processes killed between their looks and their let-go leave it.
+        start.fetch_add(super::super::object::MAX_LOOKS, Ordering::AcqRel);
+        restore(id, &undo);
+        start.fetch_sub(super::super::object::MAX_LOOKS, Ordering::AcqRel);
+        heap.free(id, CARRIER_BLOCK);
+        drop(encoded);
+        drop(object);
+        assert_eq!(heap.in_use(), before, "the count the restore skipped keeps the object");
+    }
 }
