@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 use crate::shm::TakenIn;
 use crate::sys;
 
+/// A lookup younger than this is shared.
+const YOUNG: Duration = Duration::from_secs(1);
+
 /// How long a caller waits for the kernel to stop listing a lookup's joined thread.
 const UNLISTED: Duration = Duration::from_millis(100);
 
@@ -89,7 +92,7 @@ fn shared_lookup(host: &str, port: u16) -> Option<Arc<Lookup>> {
     let thread = std::thread::Builder::new()
         .name("multiproc-resolve".into())
         .spawn(move || {
-            let found = name.to_socket_addrs().map(Iterator::collect).map_err(|e| (e.kind(), e.to_string()));
+            let found = system_addresses(&name).map_err(|e| (e.kind(), e.to_string()));
             // Off the list first: a caller that comes once the answer is out starts afresh.
             let mut under_way = UNDER_WAY.lock().unwrap_or_else(PoisonError::into_inner);
             under_way.get_or_insert_default().remove(&name);
@@ -101,6 +104,16 @@ fn shared_lookup(host: &str, port: u16) -> Option<Arc<Lookup>> {
     *lookup.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
     under_way.get_or_insert_default().insert(key, lookup.clone());
     Some(lookup)
+}
+
+/// What the system's resolver says of `name` (in lib tests, a name under `.seam` is
+/// answered by the tests' stand-in, which can keep it waiting as a silent name server would).
+fn system_addresses(name: &(String, u16)) -> io::Result<Vec<SocketAddr>> {
+    #[cfg(test)]
+    if let Some(found) = tests::seam(name) {
+        return found;
+    }
+    name.to_socket_addrs().map(Iterator::collect)
 }
 
 impl Lookup {
@@ -136,6 +149,73 @@ impl Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name of the stand-in resolver: how many lookups it was asked for, how many of the
+    /// first wait (a name server silent then), and whether they are let go.
+    #[derive(Default)]
+    struct Seam {
+        asked: usize,
+        waiting: usize,
+        let_go: bool,
+    }
+
+    static SEAMS: Mutex<Option<HashMap<String, Seam>>> = Mutex::new(None);
+    static LET_GO: Condvar = Condvar::new();
+
+    /// The stand-in resolver for names under `.seam`: `127.0.0.1`, once let go if this
+    /// lookup is one of the name's first `waiting`.
+    pub(super) fn seam(name: &(String, u16)) -> Option<io::Result<Vec<SocketAddr>>> {
+        let (host, port) = name;
+        if !host.ends_with(".seam") {
+            return None;
+        }
+        let mut seams = SEAMS.lock().unwrap();
+        let seam = seams.get_or_insert_default().entry(host.clone()).or_default();
+        seam.asked += 1;
+        let waits = seam.asked <= seam.waiting;
+        while waits && !seams.as_ref().unwrap()[host].let_go {
+            seams = LET_GO.wait(seams).unwrap();
+        }
+        Some(Ok(vec![SocketAddr::from(([127, 0, 0, 1], *port))]))
+    }
+
+    /// Makes the first `waiting` lookups of `host` wait until [`let_go`].
+    fn silent_for(host: &str, waiting: usize) {
+        SEAMS.lock().unwrap().get_or_insert_default().insert(host.into(), Seam { waiting, ..Seam::default() });
+    }
+
+    /// Lets `host`'s waiting lookups answer, and waits until none is under way; how many
+    /// lookups of it there were.
+    fn let_go(host: &str) -> usize {
+        let mut seams = SEAMS.lock().unwrap();
+        let seam = seams.as_mut().unwrap().get_mut(host).unwrap();
+        seam.let_go = true;
+        let asked = seam.asked;
+        drop(seams);
+        LET_GO.notify_all();
+        let key = (host.to_owned(), 7);
+        let since = Instant::now();
+        while UNDER_WAY.lock().unwrap().as_ref().is_some_and(|m| m.contains_key(&key)) {
+            assert!(since.elapsed() < Duration::from_secs(30), "{host}'s lookups did not end once let go");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        asked
+    }
+
+    /// A lookup begun while the name server was silent is not joined once it is old: a
+    /// later open starts its own, which answers as soon as the server does (glibc sends the
+    /// old query again only at the end of `resolv.conf`'s `timeout`). (Before, every open
+    /// joined the old lookup and failed at its deadline until that resend: review96 M1.)
+    #[test]
+    fn an_open_after_a_lookup_has_grown_old_asks_afresh() {
+        silent_for("blip.seam", 1);
+        let e = addresses("blip.seam", 7, Instant::now() + Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        std::thread::sleep(YOUNG + Duration::from_millis(100));
+        let found = addresses("blip.seam", 7, Instant::now() + Duration::from_secs(10));
+        assert_eq!(let_go("blip.seam"), 2, "a fresh lookup");
+        assert_eq!(found.unwrap(), vec![SocketAddr::from(([127, 0, 0, 1], 7))]);
+    }
 
     /// An address is its own answer; a hosts entry is resolved, and its lookup is no longer
     /// under way once the answer is back.
