@@ -89,8 +89,9 @@ impl ServeOptions {
     /// commands: a task or result that takes more than a third of the lease to cross can let the
     /// lease of another task run out, which then runs again elsewhere. A name server that has not
     /// answered by then is left behind (its lookup goes on, on a thread of its own that the opens
-    /// of that host meanwhile share; while it is listed, a `Fork` start is refused as with any
-    /// other thread).
+    /// of that host share while it is young, a few at most; while it is listed, a `Fork` start is
+    /// refused as with any other thread; if no thread can be started, the open resolves the name
+    /// itself, untimed).
     ///
     /// # Examples
     ///
