@@ -46,7 +46,10 @@ pub enum Error {
     StartMethodUnavailable(crate::StartMethod, String),
     /// [`StartMethod::Fork`](crate::StartMethod::Fork) was asked for while other threads
     /// run: a copy of this process could inherit a lock one of them holds, locked forever
-    /// (see [`allow_fork_with_threads`](crate::allow_fork_with_threads)).
+    /// (see [`allow_fork_with_threads`](crate::allow_fork_with_threads)). A thread named
+    /// `multiproc-resolve` (`/proc/<pid>/task/*/comm`) is multiproc's own: a Redis host name's
+    /// lookup that its name servers had not answered by an open's deadline, which ends when
+    /// the system's resolver gives up (see the `cluster` module).
     #[error(
         "refusing StartMethod::Fork in a process with {threads} threads: a lock held by another thread would stay locked in the child; use ForkServer or Spawn, or see multiproc::allow_fork_with_threads"
     )]

@@ -1933,6 +1933,24 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(removed, "the parent's drop removes its path");
         }),
         #[cfg(feature = "cluster")]
+        ("a_fork_start_right_after_an_open_by_host_name_is_not_refused", || {
+            // The open resolves `localhost` on a thread of its own, joined before it returns
+            // (review96 M3): the fork must not find it still listed. No Redis is needed:
+            // nothing listens on the port, so the open fails once it has resolved.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let url = format!("redis://localhost:{port}/0");
+            for _ in 0..30 {
+                let opened = multiproc::cluster::Queue::<u32>::builder()
+                    .timeout(std::time::Duration::from_millis(50))
+                    .open(&url, "q");
+                assert!(matches!(opened, Err(multiproc::cluster::ClusterError::Unreachable(_))), "{:?}", opened.err());
+                match Process::new(square, 3).start_method(FORK).start() {
+                    Ok(child) => assert_eq!(child.join().unwrap(), 9),
+                    Err(e) => panic!("a Fork start right after a name's lookup: {e}"),
+                }
+            }
+        }),
+        #[cfg(feature = "cluster")]
         ("a_cluster_queue_copied_by_fork_and_dropped_by_the_child_leaves_the_parents_values_its_own", || {
             let Some(redis) = common::redis::Redis::start(&[]) else { return };
             let q = multiproc::cluster::Queue::<u32>::open(&redis.url, "q").unwrap();

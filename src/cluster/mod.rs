@@ -3,8 +3,15 @@
 //!
 //! The engine is Redis (or Valkey), reached with the `redis` crate's blocking API (its
 //! commands and reply parser, on a socket of ours: a signal that interrupts a wait never
-//! fails the command, nor stretches the wait, over TLS too): no async runtime and no background thread, so a process holding
-//! these objects may still start children with any start method. The URL carries the credentials (`AUTH` with a
+//! fails the command, nor stretches the wait, over TLS too): no async runtime and no background
+//! thread, so a process holding these objects may still start children with any start method,
+//! with one exception. A Redis host name is resolved on a thread of its own (named
+//! `multiproc-resolve`), joined before the open returns; but one whose name servers have not
+//! answered by the open's deadline is left behind until the system's resolver gives up
+//! (`resolv.conf`'s `timeout` × `attempts` per server), and while it runs a
+//! [`StartMethod::Fork`](crate::StartMethod::Fork) start is refused with
+//! [`Error::ForkWithThreads`](crate::Error::ForkWithThreads). An IP address, or a unix
+//! socket, starts no thread. The URL carries the credentials (`AUTH` with a
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
 //! [`ClusterError::Auth`]. The connections speak RESP2: a URL asking for RESP3

@@ -89,8 +89,9 @@ impl ServeOptions {
     /// commands: a task or result that takes more than a third of the lease to cross can let the
     /// lease of another task run out, which then runs again elsewhere. A name server that has not
     /// answered by then is left behind (its lookup goes on, on a thread of its own that the opens
-    /// of that host meanwhile share; while it is listed, a `Fork` start is refused as with any
-    /// other thread).
+    /// of that host share while it is young, a few at most; while it is listed, a `Fork` start is
+    /// refused as with any other thread; if no thread can be started, the open resolves the name
+    /// itself, untimed).
     ///
     /// # Examples
     ///
@@ -336,7 +337,10 @@ pub(super) fn node_name() -> String {
 /// the system can run: [`PoolError::TooManyWorkers`](crate::PoolError::TooManyWorkers),
 /// before any starts), the URL is bad, no cluster key can be had
 /// ([`ClusterError::Key`]), or Redis refuses the URL's credentials ([`ClusterError::Auth`])
-/// or its TLS session cannot be set up ([`ClusterError::Tls`]); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
+/// or its TLS session cannot be set up ([`ClusterError::Tls`]) at the node's start (a TLS
+/// failure that would heal, such as a certificate not valid yet on a machine whose clock is
+/// not set, ends the node too; a refusal after the start, a password changed in Redis, say,
+/// is waited out as Redis away is, and said through `log`); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
 /// a worker: …") when it could start none.
 ///

@@ -455,8 +455,9 @@ impl<T> QueueBuilder<T> {
     /// each MiB they move: a large item crosses any link of 1 MiB/s or more (bytes the system's
     /// buffers take at once count as moved), and a peer that takes it slower than that is given up.
     /// A name server that has not answered by then is left behind (its lookup goes on, on a thread
-    /// of its own that the opens of that host meanwhile share; while it is listed, a `Fork` start
-    /// is refused as with any other thread).
+    /// of its own that the opens of that host share while it is young, a few at most; while it is
+    /// listed, a `Fork` start is refused as with any other thread; if no thread can be started, the
+    /// open resolves the name itself, untimed).
     ///
     /// # Examples
     ///

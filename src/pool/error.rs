@@ -47,7 +47,9 @@ pub enum TaskError {
     /// The task ran past the pool's timeout: its worker was killed and replaced.
     #[error("the task ran past its timeout of {0:?}; its worker was killed and replaced")]
     TimedOut(Duration),
-    /// The task's argument or result could not be encoded or decoded.
+    /// The task's argument or result could not be encoded or decoded (for a cluster pool's
+    /// lazy `imap` chunk: also a task above the pool's `max_message_size`, refused before
+    /// it was sent).
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The pool was terminated before the task finished.
@@ -189,7 +191,8 @@ pub enum PoolError {
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),
     /// The task's argument could not be encoded (for a cluster pool: also when it holds
-    /// a handle of the local family, which cannot cross machines).
+    /// a handle of the local family, which cannot cross machines, or when the task is
+    /// larger than the pool's `max_message_size`, refused before it was sent).
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// A local pool's option was given to a cluster pool (`PoolBuilder::cluster`).

@@ -381,6 +381,19 @@ pub(crate) fn fork_hazard() -> Option<usize> {
     fork_hazard_ignoring_opt_in()
 }
 
+/// The calling thread's id, as `/proc/self/task` lists it.
+#[cfg(feature = "cluster")]
+pub(crate) fn this_thread() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Whether the kernel still lists thread `tid` of this process (so counts it against a
+/// `Fork` start): a joined thread stays listed a moment after `pthread_join` returns.
+#[cfg(feature = "cluster")]
+pub(crate) fn thread_listed(tid: i32) -> bool {
+    rustix::fs::stat(format!("/proc/self/task/{tid}")).is_ok()
+}
+
 /// Whether the program called [`allow_fork_with_threads`]: a `Fork` start may then copy
 /// a process whose other threads are busy.
 pub(crate) fn fork_with_threads_allowed() -> bool {
