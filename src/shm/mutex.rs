@@ -163,14 +163,16 @@ pub(crate) struct TimedOut;
 #[derive(Debug, Default)]
 pub(crate) struct RawMutex {
     word: AtomicU32,
-    _pad: u32,
+    /// Atomic like the rest, so that a `RawMutex` is valid for any bytes another process
+    /// writes (the reactor keeps `'static` references to one: `reactor::in_heap`).
+    _pad: AtomicU32,
     owner_start: AtomicU64,
 }
 
 impl RawMutex {
     /// An unlocked mutex.
     pub(crate) const fn new() -> Self {
-        Self { word: AtomicU32::new(0), _pad: 0, owner_start: AtomicU64::new(0) }
+        Self { word: AtomicU32::new(0), _pad: AtomicU32::new(0), owner_start: AtomicU64::new(0) }
     }
 
     /// Takes the lock if it is free.
@@ -317,16 +319,29 @@ impl RawMutex {
         }
     }
 
-    /// An RMW of the lock's word that changes nothing, acquire and release, so ordered with
-    /// every take and release of the lock (all RMWs of the word): what the caller did
-    /// before it is seen by whoever takes or releases the lock after it, and what a holder
-    /// did before a release that came first is seen by the caller after it. Never waits:
-    /// a dead or stopped holder changes nothing. For [`Sleepers::through`].
+    /// An RMW of the lock's word that changes nothing, for [`Sleepers::through`]. Every
+    /// write to the word is an RMW, so the pass has a place in one order with the takes
+    /// and releases: what the caller did before it is seen by whoever takes the lock after
+    /// it, or releases it after it with [`RawMutex::unlock`] (acquire too; not
+    /// [`RawMutex::unlock_if_locked`]), and what a holder did before a release that came
+    /// first is seen by the caller after it. Never waits: a dead or stopped holder changes
+    /// nothing.
+    ///
+    /// The argument needs only `AcqRel`; the pass is `SeqCst` because of what LLVM makes of
+    /// it on x86-64. Below `SeqCst`, an RMW that changes nothing and whose result is unused
+    /// becomes no instruction at all, only a compiler barrier (llvm-project#101551, an open
+    /// miscompilation; review95 M1): a store the caller made before the pass could still sit
+    /// in the store buffer when a load after it runs. At `SeqCst` it becomes a locked `or`
+    /// of 0 on the stack (seen in the release build's `Sleepers::wait`: fix71), a full
+    /// barrier instead of an access to the word. That orders the same on x86, where every
+    /// locked instruction (the word's takes and releases among them) has its place in one
+    /// total order and drains the store buffer. On AArch64 it is an RMW of the word
+    /// (`ldsetal`, or an exclusive pair).
     ///
     /// [`Sleepers::through`]: super::Sleepers::through
     #[inline]
     pub(crate) fn pass(&self) {
-        self.word.fetch_or(0, Ordering::AcqRel);
+        self.word.fetch_or(0, Ordering::SeqCst);
     }
 
     /// Releases the lock if somebody holds it; `false` if it was not locked (a `release`

@@ -50,8 +50,8 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use super::heap::Heap;
-use super::mutex::TakenIn;
-use super::wait::{FIRST_SLICE, MAX_SLICE, Sleepers};
+use super::mutex::{RawMutex, TakenIn};
+use super::wait::{FIRST_SLICE, MAX_SLICE, Notify, Sleepers};
 use crate::sys;
 
 /// Distinct words one waker thread watches, besides its own (`futex_waitv` takes 128).
@@ -71,10 +71,25 @@ impl Word {
     }
 }
 
-/// The `Notify` a future waits on, if it lives in the family heap (every shared object
-/// does). A `Notify` elsewhere (in a test's stack frame) gets `None`: its waiters are
-/// woken by their check timer only.
-fn in_heap<T>(value: &T) -> Option<&'static T> {
+/// Types made of atomics only (padding aside): valid for any bytes, whatever another
+/// process writes into them, under a shared reference.
+///
+/// # Safety
+///
+/// Every field, at any depth, is an atomic.
+pub(super) unsafe trait AllAtomics {}
+
+// SAFETY: an atomic.
+unsafe impl AllAtomics for AtomicU32 {}
+// SAFETY: `seq`, `sleepers`, `arrivals` and `served` are atomics (`wait.rs`).
+unsafe impl AllAtomics for Notify {}
+// SAFETY: `word`, `_pad` and `owner_start` are atomics (`mutex.rs`).
+unsafe impl AllAtomics for RawMutex {}
+
+/// What a future waits on (a `Notify`, the lock its sleepers pass through, a futex word),
+/// if it lives in the family heap (every shared object does). One elsewhere (in a test's
+/// stack frame) gets `None`: its waiters are woken by their check timer only.
+fn in_heap<T: AllAtomics>(value: &T) -> Option<&'static T> {
     let heap = Heap::try_get()?;
     let start = heap.ptr(0) as usize;
     let at = value as *const T as usize;
@@ -84,9 +99,8 @@ fn in_heap<T>(value: &T) -> Option<&'static T> {
     }
     // SAFETY: the family heap is mapped once and never unmapped while the process lives
     // (`Heap` sits in a `static`); freeing an object gives its pages back with
-    // `MADV_REMOVE` but leaves them mapped, and a `Notify` or a `RawMutex` is all
-    // atomics, valid for any bytes (as is a futex word). So a reference into it is valid
-    // for `'static`.
+    // `MADV_REMOVE` but leaves them mapped, and `T` is all atomics (`AllAtomics`), valid
+    // for any bytes. So a reference into it is valid for `'static`.
     Some(unsafe { &*(at as *const T) })
 }
 
@@ -644,7 +658,7 @@ pub(crate) mod tests {
     use std::task::{Poll, Wake};
 
     use super::*;
-    use crate::shm::wait::{Notify, START_SLEEPING_MIDWAY};
+    use crate::shm::wait::START_SLEEPING_MIDWAY;
 
     /// Generous: only a lost wake-up makes these tests wait that long.
     pub(crate) const LIMIT: Duration = Duration::from_secs(60);
@@ -662,7 +676,7 @@ pub(crate) mod tests {
 
     /// `value` moved into the family heap (a waker thread watches only words there), for the
     /// life of the process: a type of atomics only.
-    pub(in crate::shm) fn leak_in_heap<T>(value: T) -> &'static T {
+    pub(in crate::shm) fn leak_in_heap<T: AllAtomics>(value: T) -> &'static T {
         // Not while another unit test compares `Heap::in_use` before and after.
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
@@ -670,7 +684,7 @@ pub(crate) mod tests {
         let ptr = heap.ptr(offset).cast::<T>();
         // SAFETY: a fresh 64-byte aligned block of the family heap, big enough for `T`,
         // which stays mapped for the life of the process and is never freed here; `T` is
-        // all atomics, valid for whatever another process writes.
+        // all atomics (`AllAtomics`), valid for whatever another process writes.
         unsafe {
             ptr.write(value);
             &*ptr

@@ -302,7 +302,7 @@ impl Notify {
     /// waking nobody (eight consumers on two processors made a system call per message).
     /// So each wake-up serves one arrival, and arrivals already served are not woken
     /// again. That is sound because every sleeper reads the sequence number *before* it
-    /// announces itself ([`Notify::wait`], [`Notify::start_sleeping`]): an arrival that a
+    /// announces itself ([`Sleepers::wait`], [`Sleepers::start_sleeping`]): an arrival that a
     /// notifier counts read the number before that notifier's bump, so its sleep either
     /// returns at once or was queued in the kernel before the bump, and the kernel wakes
     /// one queued sleeper per wake-up while there is one (a waker thread that takes one
@@ -393,7 +393,7 @@ impl Notify {
         Sleepers::from(self).start_sleeping()
     }
 
-    /// Ends what [`Notify::start_sleeping`] began.
+    /// Ends what [`Sleepers::start_sleeping`] began (or an arrival of [`Sleepers::wait`]).
     pub(crate) fn stop_sleeping(&self) {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
@@ -443,15 +443,14 @@ impl<'a> Sleepers<'a> {
     }
 
     /// [`Notify::notify`] for a notifier that changed the condition under the lock these
-    /// sleepers pass through, called after its unlock: no fence. Its lock and unlock
-    /// (acquire and release both) and each sleeper's pass (the same) are RMWs of one word,
-    /// so they have one order, and every other write to that word is an RMW too, so no
-    /// release sequence breaks. A pass before the unlock in that order is read (through
-    /// such a sequence) by the lock or the unlock, after which the notifier's load sees the
-    /// sleeper counted before its pass; a pass after the unlock reads the unlock's, and the
-    /// sleeper's re-test then sees the change. (Right after the unlock's `xchg`, the fence
-    /// held about a sixth of a streaming producer's samples: perf61.) With no lock,
-    /// [`Notify::notify`].
+    /// sleepers pass through, called after its [`RawMutex::unlock`]: no fence. That unlock
+    /// (an `AcqRel` swap) and each sleeper's pass are RMWs of one word, so they have one
+    /// order, and every other write to that word is an RMW too, so no release sequence
+    /// breaks. A pass before the unlock in that order is read, through such a sequence, by
+    /// the unlock, after which the notifier's load sees the sleeper counted before its
+    /// pass; a pass after the unlock reads from the unlock, and the sleeper's re-test then
+    /// sees the change. (Right after the unlock's `xchg`, the fence held about a sixth of a
+    /// streaming producer's samples: perf61.) With no lock, [`Notify::notify`].
     #[inline]
     pub(crate) fn notify_after_unlock(self, n: u32) {
         if self.through.is_none() {
@@ -473,7 +472,10 @@ impl<'a> Sleepers<'a> {
     }
 
     /// Counts the caller as a sleeper (see [`Notify::notify`]), then passes through the
-    /// lock.
+    /// lock. The pass is a full barrier in the machine code on x86-64 only because it is
+    /// `SeqCst` ([`RawMutex::pass`]): at `AcqRel` it would be no instruction, and the
+    /// re-test would stay after the count only because the count is itself a locked
+    /// instruction (a count made with a plain store would not be).
     fn arrive(self) {
         self.notify.arrivals.fetch_add(1, Ordering::SeqCst);
         self.notify.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -554,7 +556,7 @@ impl<'a> Sleepers<'a> {
 }
 
 /// Runs a unit test's moves of other processes between the two steps of this thread's
-/// [`Notify::start_sleeping`].
+/// [`Sleepers::start_sleeping`].
 #[inline(always)]
 fn midway() {
     #[cfg(test)]
@@ -571,7 +573,7 @@ fn midway() {
 #[cfg(test)]
 thread_local! {
     /// What other processes do between the two steps of this thread's
-    /// [`Notify::start_sleeping`] (the read of the word and the announcement).
+    /// [`Sleepers::start_sleeping`] (the read of the word and the announcement).
     pub(super) static START_SLEEPING_MIDWAY: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
         const { std::cell::RefCell::new(None) };
 }
