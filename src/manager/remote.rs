@@ -411,7 +411,8 @@ impl Backlog {
     /// writer has nothing to write, so a client that left kept its locks until there was
     /// room). What it sent before it left is deferred, and dropped at the close, also for a
     /// client that only half-closed and still reads (review89 L2, kept: neither Python's
-    /// clients nor ours half-close; answering those would need the close to wait for them).
+    /// clients nor ours half-close; answering those would need the close to wait for them);
+    /// the answers of what was handled before are still written (see `serve_connection`).
     fn wait_for_room(&self, socket: &TcpStream) -> bool {
         if !self.full() {
             return false;
@@ -797,6 +798,9 @@ fn serve_connection(
         free_conn(writers, conn);
         return;
     };
+    // How the stream ended: at its end (the client closed, or only half-closed and still
+    // reads), or in error.
+    let mut ended = Shutdown::Both;
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
         let mut left = false;
         loop {
@@ -829,11 +833,20 @@ fn serve_connection(
                         break;
                     }
                 }
-                Err(FrameError::Io(_)) => break,
+                Err(FrameError::Io(e)) => {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        ended = Shutdown::Read;
+                    }
+                    break;
+                }
             }
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    // At the end of the stream, only the reading side: the writer, which the close forgets,
+    // sends what was queued before it closes the socket (review93 L2: shut both ways, a
+    // client that half-closed but still reads lost every answer not yet written). In error,
+    // both: nothing more is owed to a stream that cannot be trusted.
+    let _ = stream.shutdown(ended);
     let _ = state.post(&Control::RemoteClosed { conn });
 }
 

@@ -339,11 +339,14 @@ impl Server {
     /// [`Server::step`]).
     ///
     /// A request deferred at `deferred_at` counts its own timeout (a lock's
-    /// `acquire_timeout`, a queue's `get_timeout`) from then, when the server had read it,
+    /// `acquire_timeout`, a queue's `get_timeout`) from then, when this dispatcher took it
+    /// from the ring, just after its reader read it (later on a busy ring, never sooner),
     /// as its client counts it from its sending (review84 L4: counted from its handling, it
-    /// was granted what it had stopped waiting for). One left unread in the socket, its
+    /// was granted what it had stopped waiting for; review93 L4: stamping it in the reader
+    /// would need a field in each ring message). One left unread in the socket, its
     /// connection's reader waiting for room, counts from its reading: when it was sent, the
-    /// server cannot know.
+    /// server cannot know. Past its deadline, it parks and [`Server::resume`] times it out
+    /// at once.
     fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, deferred_at: Option<Instant>) -> bool {
         match (&envelope.request, self.conns.get_mut(&conn)) {
             (_, Some(Conn::Remote { .. }))
@@ -396,7 +399,15 @@ impl Server {
                     self.deferred.remove(&conn);
                 }
                 self.request(conn, envelope, Some(at));
-                // What a `Release` answered (the waiters of an object it deleted).
+                // Handled past its own deadline, it parked with that deadline passed: it
+                // times out now, before a request held back after it (a release sent
+                // after that deadline) could grant it (review93 L1). The clock is read
+                // only while some request waits with a timeout.
+                if self.store.next_deadline().is_some() {
+                    self.store.expire(Instant::now());
+                }
+                // What a `Release` answered (the waiters of an object it deleted), and
+                // what timed out.
                 if self.store.has_replies() {
                     self.deliver(None);
                 }
