@@ -954,6 +954,7 @@ impl Tasks {
         let mut processes = 0;
         for h in self.slots.iter().chain(&self.aside) {
             let (pid, start) = (h.pid.load(Ordering::Relaxed), h.start.load(Ordering::Relaxed));
+            interleave("named");
             let base = h.base.load(Ordering::Relaxed) as i64;
             let own = h.held().wrapping_sub(base);
             lost = lost.wrapping_add(base);
@@ -1637,6 +1638,80 @@ mod tests {
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
         claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
+    }
+
+    /// review94 M1: a slot aside claimed, and its take counted, between a `join` check's
+    /// load of its owner (none) and its load of the counts: the check saw a count that no
+    /// process held, so a dead one's, and said `TasksLost` for a live consumer's task.
+    #[test]
+    fn a_slot_aside_claimed_while_a_join_check_reads_it_is_not_told_lost() {
+        let queue = (u64::MAX - 8 * 4096, 1);
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let mut step = 0;
+        let moves = move |at: &str| {
+            if at == "named" {
+                step += 1;
+                // The first slot aside's owner is read, then this process claims it.
+                if step == super::GETTER_SLOTS + 1 {
+                    drop(AfterTake::Uncounted(tasks, queue));
+                }
+            }
+        };
+        let said = interleaving(moves, || tasks.lost_then(|| 1));
+        assert!(tasks.aside(false).is_some(), "the take was counted in a slot aside meanwhile");
+        assert_eq!(said, Some((0, 1)), "a live process's take told lost");
+    }
+
+    /// A table where every slot and every slot aside names a live process other than this
+    /// one (the parent), so that this process's takes without a slot are remembered.
+    fn table_full_of_the_parent() -> &'static Tasks {
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let parent = std::os::unix::process::parent_id();
+        let start = crate::sys::process_start(parent).expect("the parent's start");
+        for h in tasks.slots.iter().chain(&tasks.aside) {
+            h.pid.store(parent, std::sync::atomic::Ordering::Relaxed);
+            h.start.store(start, std::sync::atomic::Ordering::Relaxed);
+        }
+        tasks.used.store(tasks.slots.len() as u32, std::sync::atomic::Ordering::Release);
+        tasks.aside_used.store(tasks.aside.len() as u32, std::sync::atomic::Ordering::Release);
+        tasks
+    }
+
+    /// review94 M2: a take remembered (no slot, no slot aside free), then a slot aside
+    /// claimed for the next take: both `task_done`s went to the slot aside, which held one
+    /// task less than nothing for good, and a task a dead consumer took later was hidden
+    /// from `join` (and the remembered take never matched).
+    #[test]
+    fn a_take_remembered_then_one_in_a_slot_aside_hide_no_later_lost_task() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 9 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        drop(AfterTake::Uncounted(tasks, queue));
+        assert_eq!(super::uncounted::left(queue), 1, "remembered: no slot, no slot aside");
+        // A slot aside freed by a `join` check (as `free_dead_asides` leaves it).
+        let freed = &tasks.aside[tasks.aside.len() / 2];
+        freed.start.store(0, Relaxed);
+        freed.pid.store(0, Relaxed);
+        drop(AfterTake::Uncounted(tasks, queue));
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        assert!(tasks.did(&elsewhere, || 10, queue).is_some() && tasks.did(&elsewhere, || 10, queue).is_some());
+        // A consumer dies holding a task, in the first slot.
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        tasks.slots[0].pid.store(dead, Relaxed);
+        tasks.slots[0].start.store(1, Relaxed);
+        tasks.slots[0].taken.store(1, Relaxed);
+        let said = tasks.lost_then(|| 1);
+        assert_eq!((said, super::uncounted::left(queue)), (Some((1, 1)), 0), "the dead consumer's task told lost");
+    }
+
+    /// review94 M3: a queue object (of every flavour) fits a 4096-byte block of the family
+    /// heap, the class it had before the slots aside; their 32 made it 5120 bytes, so 8192.
+    #[test]
+    fn a_queue_object_fits_a_page() {
+        let size = crate::shm::Shared::<super::QueueState>::tail_start();
+        assert!(size <= 4096, "a queue object takes {size} bytes");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,
