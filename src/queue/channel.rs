@@ -256,13 +256,14 @@ pub(crate) struct QueueState {
     getters: Getters,
     /// `JoinableQueue::join` calls waiting (the same table, for joins).
     joiners: Getters,
-    tasks: Tasks,
     /// `shutdown`'s progress: [`IMMEDIATE`] (asked for), [`SHUT_DOWN`] (puts refused for
     /// good: a get on the empty queue ends), [`DRAINED`] (an immediate shutdown emptied it).
+    /// Before the task table: read by every get, near the ring's words.
     shutdown: AtomicU64,
     /// The consumers' count just past the message a drain last counted done, so that a
     /// drainer killed between counting and taking a message does not have it counted twice.
     drained_at: AtomicU64,
+    tasks: Tasks,
 }
 
 impl QueueState {
@@ -554,9 +555,11 @@ impl Drop for AfterTake<'_> {
                 // Counted where its taker's death shows it lost (review78 L3: remembered
                 // only in the taker's memory, it never was if the taker died before its
                 // next visit under the lock).
+                // With the takes it remembers: so only a process with neither a slot nor a
+                // slot aside remembers any (review94 M2).
                 match tasks.own_slot().or_else(|| tasks.aside(true)) {
                     Some(h) => {
-                        h.taken_free.fetch_add(1, Ordering::AcqRel);
+                        h.taken_free.fetch_add(1 + uncounted::take(*queue), Ordering::AcqRel);
                     }
                     None => uncounted::add(*queue, 1),
                 }
@@ -606,20 +609,34 @@ struct Tasks {
     /// lives, slot or not; freed under the lock once their process is dead
     /// ([`Tasks::lost_then`]: `base` the whole count, then `start` and `pid` 0). A process
     /// holds what its slot and its slots aside hold together.
-    aside: [Held; GETTER_SLOTS],
+    aside: [Held; ASIDE_SLOTS],
 }
+
+/// How many slots aside the task table has: at most 10 keep a queue object (every flavour
+/// embeds the table) within a 4096-byte block of the family heap; 32 made it 5120 bytes,
+/// an 8192-byte block (review94 M3). More than 10 processes at once without a slot (more
+/// than 32 live slot holders, or the lock held by a stopped one) remember their takes.
+const ASIDE_SLOTS: usize = 10;
 
 impl Tasks {
     /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
     fn done(&self) -> u64 {
-        let aside = &self.aside[..(self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS)];
-        self.used().iter().chain(aside).fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+        self.used()
+            .iter()
+            .chain(self.asides_used())
+            .fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
     }
 
     /// The slots ever counted in (see `used`).
     fn used(&self) -> &[Held] {
         let used = self.used.load(Ordering::Acquire) as usize;
         &self.slots[..used.min(GETTER_SLOTS)]
+    }
+
+    /// The slots aside ever claimed (see `aside_used`).
+    fn asides_used(&self) -> &[Held] {
+        let used = self.aside_used.load(Ordering::Acquire) as usize;
+        &self.aside[..used.min(ASIDE_SLOTS)]
     }
 
     /// The slot to count in for process `me`, its index, and whether it is `me`'s own: its
@@ -758,8 +775,7 @@ impl Tasks {
     #[cold]
     fn aside(&self, claim: bool) -> Option<&Held> {
         let me = sys::me();
-        let used = (self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS);
-        if let Some(h) = self.aside[..used].iter().find(|h| h.names(me)) {
+        if let Some(h) = self.asides_used().iter().find(|h| h.names(me)) {
             return Some(h);
         }
         if !claim {
@@ -777,11 +793,17 @@ impl Tasks {
     }
 
     /// Counts a task marked done by this process, which has no slot: in its slot aside if it
-    /// has one (its takes without a slot are there), else outside the table (`elsewhere`),
-    /// matching a take it remembers ([`uncounted`]).
+    /// has one (its takes without a slot are there), with the takes it remembers, else
+    /// outside the table (`elsewhere`), matching a take it remembers ([`uncounted`]).
+    /// (Left remembered, a remembered take whose done went to the slot aside was held there
+    /// below zero for good, and hid a task lost later: review94 M2.)
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
         match self.aside(false) {
             Some(h) => {
+                let left = uncounted::take(queue);
+                if left > 0 {
+                    h.taken_free.fetch_add(left, Ordering::AcqRel);
+                }
                 h.done.fetch_add(1, Ordering::AcqRel);
             }
             None => {
@@ -950,16 +972,22 @@ impl Tasks {
         // What each process holds, its slot and its slots aside together: apart, a slot
         // holding less than nothing (tasks taken aside, marked done in the slot) hid as
         // many lost tasks.
-        let mut held = [(0u32, 0u64, 0i64); 2 * GETTER_SLOTS];
+        let mut held = [(0u32, 0u64, 0i64); GETTER_SLOTS + ASIDE_SLOTS];
         let mut processes = 0;
-        for h in self.slots.iter().chain(&self.aside) {
+        for (at, h) in self.slots.iter().chain(&self.aside).enumerate() {
             let (pid, start) = (h.pid.load(Ordering::Relaxed), h.start.load(Ordering::Relaxed));
             interleave("named");
             let base = h.base.load(Ordering::Relaxed) as i64;
-            let own = h.held().wrapping_sub(base);
             lost = lost.wrapping_add(base);
-            // A slot that names no process (`pid` 0) holds nothing, unless a process was
-            // killed claiming it: then what it counted there is a dead process's.
+            // A slot aside that names no process holds nothing past its `base` (freed: `base`
+            // the whole count; or never claimed): a count read there was made by a claim
+            // since its owner was read, without this lock, a live process's (review94 M1).
+            if pid == 0 && at >= GETTER_SLOTS {
+                continue;
+            }
+            // A slot that names no process holds nothing, unless a process was killed
+            // claiming it (under this lock): then what it counted there is a dead process's.
+            let own = h.held().wrapping_sub(base);
             match held[..processes].iter_mut().find(|p| pid != 0 && (p.0, p.1) == (pid, start)) {
                 Some(p) => p.2 = p.2.wrapping_add(own),
                 None => {
@@ -968,26 +996,36 @@ impl Tasks {
                 }
             }
         }
-        for &(pid, start, own) in &held[..processes] {
-            if own < 0 || !sys::process_alive(pid, start) {
+        // Each process judged once (one `/proc` read), for the count and for the frees.
+        let mut dead = [false; GETTER_SLOTS + ASIDE_SLOTS];
+        for (&(pid, start, own), dead) in held[..processes].iter().zip(&mut dead) {
+            *dead = !sys::process_alive(pid, start);
+            if own < 0 || *dead {
                 lost = lost.wrapping_add(own);
             }
         }
-        self.free_dead_asides();
+        let held = &held[..processes];
+        self.free_dead_asides(|pid, start| match held.iter().position(|p| (p.0, p.1) == (pid, start)) {
+            // Judged dead above with its `start`: dead for good (a pid reused has another).
+            Some(at) if start != 0 => dead[at],
+            // Claimed since (alive), or named by its pid alone (killed claiming, or still
+            // at it: its pid may be reused meanwhile), judged again (review94 L5).
+            _ => !sys::process_alive(pid, start),
+        });
         let unfinished = unfinished();
         (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
 
-    /// Frees the slots aside of dead processes: what they hold stays counted lost, in
-    /// `base`; then `start` and `pid` 0, in that order (a claim's compare-exchange from 0
-    /// must not meet the dead one's `start`, which would judge its claimer dead). A holder
-    /// killed at any step leaves it to the next, which stores the same. Caller holds the
-    /// lock (two at once: the later `start` 0 could undo a claim between them).
-    fn free_dead_asides(&self) {
-        let used = (self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS);
-        for h in &self.aside[..used] {
+    /// Frees the slots aside of dead processes (`dead(pid, start)`): what they hold stays
+    /// counted lost, in `base`; then `start` and `pid` 0, in that order (a claim's
+    /// compare-exchange from 0 must not meet the dead one's `start`, which would judge its
+    /// claimer dead). A holder killed at any step leaves it to the next, which stores the
+    /// same. Caller holds the lock (two at once: the later `start` 0 could undo a claim
+    /// between them).
+    fn free_dead_asides(&self, dead: impl Fn(u32, u64) -> bool) {
+        for h in self.asides_used() {
             let pid = h.pid.load(Ordering::Relaxed);
-            if pid != 0 && !sys::process_alive(pid, h.start.load(Ordering::Relaxed)) {
+            if pid != 0 && dead(pid, h.start.load(Ordering::Relaxed)) {
                 h.base.store(h.held() as u64, Ordering::Relaxed);
                 h.start.store(0, Ordering::Relaxed);
                 h.pid.store(0, Ordering::Release);
