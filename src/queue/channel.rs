@@ -247,8 +247,8 @@ impl Flavor {
 pub(crate) struct QueueState {
     type_tag: AtomicU64,
     /// Items counted done outside the task table: dropped by an immediate shutdown's
-    /// drain, or marked done by a process that found no slot there (unfinished = put -
-    /// done, done = this + the table's).
+    /// drain, or marked done by a process that found no slot there and has no slot aside
+    /// (unfinished = put - done, done = this + the table's).
     done_elsewhere: AtomicU64,
     /// Rung when the tasks done catch up with the puts.
     pub(crate) all_done: Notify,
@@ -280,23 +280,26 @@ impl QueueState {
 /// by a stopped process, or every slot a live process's), once committed, per object:
 /// counted in this process's slot at its next visit under the table's lock, a take or a
 /// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or at its next `task_done` without
-/// the lock once it has a slot ([`Tasks::did_unlocked`]), or matched by a `task_done` counted
-/// outside the table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
-/// no take: its slot's held count stayed one low, and hid a task lost later by a dead
-/// consumer from `join` for the queue's life (review72 M1).
+/// the lock once it has a slot ([`Tasks::did_unlocked`]), or in its slot aside once it has
+/// one, at a take or a `task_done` (`AfterTake::Uncounted`, [`Tasks::did_without_slot`]);
+/// with neither, a `task_done` counted outside the table (`done_elsewhere`) matches one.
+/// Unmatched, the `task_done` of such a take was counted against no take: its slot's held
+/// count stayed one low, and hid a task lost later by a dead consumer from `join` for the
+/// queue's life (review72 M1, and review94 M2 for a slot aside).
 ///
 /// Only a process with neither a slot of its own nor a slot aside remembers them: one with
 /// a slot counts such a take there, without the lock, once it has committed (stop61;
 /// `AfterTake::Uncounted`), one without in its slot aside (`Tasks::aside`, claimed without
 /// the lock; que71), where its death shows them lost. So only a process finding every slot
-/// and every slot aside another live process's remembers them, in its memory. What it dies
-/// with there is lost: a take uncounted then is never told lost (its task unfinished,
-/// `join` waits for it), and neither is one recalled to be counted (crash point
-/// `queue.take.recalled`) when it dies before the count. And only this process counts them:
-/// the `task_done` of such a take made by another process (handed the item) is counted
-/// there against no take, and hides one task lost later by a dead consumer until the
-/// taker's next visit, for good if it makes none (review78 L2: `join_timeout` says
-/// `Timeout`, `join` waits).
+/// a live process's and every slot aside another process's (live, or dead and not freed
+/// yet: a `join` check frees them, and so does a take that finds none free) remembers
+/// them, in its memory. What it dies with there is lost: a take uncounted then is never
+/// told lost (its task unfinished, `join` waits for it), and neither is one recalled to be
+/// counted (crash point `queue.take.recalled`) when it dies before the count. And only this
+/// process counts them: the `task_done` of such a take made by another process (handed the
+/// item) is counted there against no take, and hides one task lost later by a dead consumer
+/// until the taker's next visit, for good if it makes none (review78 L2: `join_timeout`
+/// says `Timeout`, `join` waits).
 pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -536,11 +539,15 @@ enum AfterTake<'a> {
     /// table's lock held until then.
     Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
     /// Count the take left uncounted under the lock in this process's own slot, without
-    /// the lock ([`Tasks::own_slot`]), else in its slot aside ([`Tasks::aside`]), else
-    /// remember it in the table of this queue object ([`uncounted::add`]). Counted or remembered before its commit, another thread's `task_done`
-    /// could count it in the process's slot meanwhile, and a kill before the commit left a
-    /// take that never happened counted as the dead process's: `join` said `TasksLost` for
-    /// a task still queued, or held by a live consumer (review78 M1).
+    /// the lock ([`Tasks::own_slot`]), else in its slot aside ([`Tasks::aside`]), with the
+    /// takes the process remembers, else remember it in the table of this queue object
+    /// ([`uncounted::add`]). Counted or remembered before its commit, another thread's
+    /// `task_done` could count it in the process's slot meanwhile, and a kill before the
+    /// commit left a take that never happened counted as the dead process's: `join` said
+    /// `TasksLost` for a task still queued, or held by a live consumer (review78 M1). So a
+    /// taker killed between its commit and this count (finding or claiming the slot) has
+    /// a take counted nowhere, never told lost (review94 L2): a short window, the own
+    /// slot's as much as the slot aside's.
     Uncounted(&'a Tasks, uncounted::Queue),
 }
 
@@ -720,8 +727,9 @@ impl Tasks {
     /// own slot without the lock, or, without one, in its slot aside ([`Tasks::aside`]),
     /// once it has committed (when the [`AfterTake`] returned is dropped; crash point
     /// `queue.take.uncounted` before, `queue.take.placed` after). Only with neither (every
-    /// one another live process's) is it remembered by its process ([`uncounted`], `queue`:
-    /// this queue object) and counted at the process's next visit under the lock, this
+    /// slot aside another process's: those of dead ones are freed first, if the lock was
+    /// had) is it remembered by its process ([`uncounted`], `queue`: this queue object)
+    /// and counted at the process's next visit under the lock, this
     /// one's if it is a take: only if its taker dies before then is it never told lost
     /// (`join` then waits for it).
     #[inline]
@@ -732,6 +740,7 @@ impl Tasks {
         self.undo_if_due();
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
+            self.free_asides_for_me(me);
             return Some(self.uncounted(queue));
         };
         let left = uncounted::take(queue);
@@ -790,6 +799,17 @@ impl Tasks {
         self.aside_used.fetch_max(at as u32 + 1, Ordering::AcqRel);
         self.aside[at].start.store(me.start, Ordering::Release);
         Some(&self.aside[at])
+    }
+
+    /// Frees the slots aside of dead processes when process `me` has none and would find
+    /// none free to claim for its take: otherwise only a `join` check frees them, and a
+    /// queue nobody joins, its slot-less takers dying, had every later one remember its
+    /// takes in its memory (review94 L1). Caller holds the lock.
+    #[cold]
+    fn free_asides_for_me(&self, me: sys::ProcId) {
+        if self.aside.iter().all(|h| h.pid.load(Ordering::Relaxed) != 0 && !h.names(me)) {
+            self.free_dead_asides(|pid, start| !sys::process_alive(pid, start));
+        }
     }
 
     /// Counts a task marked done by this process, which has no slot: in its slot aside if it
@@ -879,8 +899,9 @@ impl Tasks {
     /// already.
     ///
     /// The takes this process left uncounted in the table of `queue` are counted in its
-    /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
-    /// task no longer held: counted later, it would be held again).
+    /// slot with it; without a slot, in its slot aside with it; without either, the done
+    /// counted `elsewhere` matches one of them (its task no longer held: counted later, it
+    /// would be held again).
     ///
     /// A process stopped holding the lock (`SIGSTOP`, a debugger) does not hold it up
     /// ([`Tasks::did_unlocked`]); a running holder, however slow, is waited for.
@@ -904,8 +925,8 @@ impl Tasks {
     /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
     /// slot, which no other process writes while it lives, with the takes it left
     /// uncounted (review86 L2: kept for its next visit under the lock, they were never
-    /// counted if it died before); without a slot, outside the table, as when the table
-    /// is full. A `join`'s count of the tasks lost, the only reader that needs the counts
+    /// counted if it died before); without a slot, as when the table is full
+    /// ([`Tasks::did_without_slot`]). A `join`'s count of the tasks lost, the only reader that needs the counts
     /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
     /// lock, the check of a task done too many times can miss one made at the same moment by
     /// another process without the lock, or by the stopped one, as it goes on.
@@ -1398,11 +1419,15 @@ impl<T> Channel<T> {
     }
 
     /// The takes of this queue object this process made without a slot and holds still:
-    /// those it remembers ([`uncounted`]) and those its slot aside holds ([`Tasks::aside`]).
+    /// those it remembers ([`uncounted`]), and what its slots aside hold ([`Tasks::aside`]:
+    /// takes less the `task_done`s counted there; every one naming it, two threads may
+    /// claim two; 0 if that is below zero).
     pub(crate) fn takes_remembered(&self) -> u64 {
-        let aside =
-            self.shared.tasks.aside(false).map_or(0, |h| h.held().wrapping_sub(h.base.load(Ordering::Relaxed) as i64));
-        uncounted::left(self.object()).wrapping_add(aside as u64)
+        let me = sys::me();
+        let aside = (self.shared.tasks.asides_used().iter())
+            .filter(|h| h.names(me))
+            .fold(0i64, |sum, h| sum.wrapping_add(h.held().wrapping_sub(h.base.load(Ordering::Relaxed) as i64)));
+        uncounted::left(self.object()).wrapping_add(aside.max(0) as u64)
     }
 
     /// This queue object, for [`uncounted`].
@@ -1742,6 +1767,26 @@ mod tests {
         tasks.slots[0].taken.store(1, Relaxed);
         let said = tasks.lost_then(|| 1);
         assert_eq!((said, super::uncounted::left(queue)), (Some((1, 1)), 0), "the dead consumer's task told lost");
+    }
+
+    /// review94 L1: slots aside of dead processes were freed only by a `join` check, so a
+    /// queue nobody joined, its slot aside holders dead, had every later slot-less taker
+    /// remember its takes in its memory (never told lost if it dies).
+    #[test]
+    fn a_take_without_a_slot_frees_the_slots_aside_of_dead_processes() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 10 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        for h in &tasks.aside {
+            h.pid.store(dead, Relaxed);
+            h.start.store(1, Relaxed);
+        }
+        drop(tasks.count_take(1, queue));
+        assert_eq!(super::uncounted::left(queue), 0, "not remembered");
+        assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
     }
 
     /// review94 M3: a queue object (of every flavour) fits a 4096-byte block of the family
