@@ -258,7 +258,8 @@ pub(crate) struct QueueState {
     joiners: Getters,
     /// `shutdown`'s progress: [`IMMEDIATE`] (asked for), [`SHUT_DOWN`] (puts refused for
     /// good: a get on the empty queue ends), [`DRAINED`] (an immediate shutdown emptied it).
-    /// Before the task table: read by every get, near the ring's words.
+    /// Before the task table, which a `Queue`'s or `SimpleQueue`'s get never reads: every
+    /// get reads this.
     shutdown: AtomicU64,
     /// The consumers' count just past the message a drain last counted done, so that a
     /// drainer killed between counting and taking a message does not have it counted twice.
@@ -729,9 +730,8 @@ impl Tasks {
     /// `queue.take.uncounted` before, `queue.take.placed` after). Only with neither (every
     /// slot aside another process's: those of dead ones are freed first, if the lock was
     /// had) is it remembered by its process ([`uncounted`], `queue`: this queue object)
-    /// and counted at the process's next visit under the lock, this
-    /// one's if it is a take: only if its taker dies before then is it never told lost
-    /// (`join` then waits for it).
+    /// and counted at the process's next visit under the lock, this one's if it is a take:
+    /// only if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
@@ -926,10 +926,11 @@ impl Tasks {
     /// slot, which no other process writes while it lives, with the takes it left
     /// uncounted (review86 L2: kept for its next visit under the lock, they were never
     /// counted if it died before); without a slot, as when the table is full
-    /// ([`Tasks::did_without_slot`]). A `join`'s count of the tasks lost, the only reader that needs the counts
-    /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
-    /// lock, the check of a task done too many times can miss one made at the same moment by
-    /// another process without the lock, or by the stopped one, as it goes on.
+    /// ([`Tasks::did_without_slot`]). A `join`'s count of the tasks lost, the only reader
+    /// that needs the counts still, looks again if the dones moved under it
+    /// ([`Tasks::lost_then`]). Not under the lock, the check of a task done too many times
+    /// can miss one made at the same moment by another process without the lock, or by the
+    /// stopped one, as it goes on.
     #[cold]
     fn did_unlocked(
         &self,
