@@ -818,7 +818,9 @@ impl Tasks {
     /// (Left remembered, a remembered take whose done went to the slot aside was held there
     /// below zero for good, and hid a task lost later: review94 M2.)
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
-        match self.aside(false) {
+        let aside = self.aside(false);
+        interleave("no aside");
+        match aside {
             Some(h) => {
                 let left = uncounted::take(queue);
                 if left > 0 {
@@ -1788,6 +1790,32 @@ mod tests {
         drop(tasks.count_take(1, queue));
         assert_eq!(super::uncounted::left(queue), 0, "not remembered");
         assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
+    }
+
+    /// A slot aside claimed by a sibling thread's take (moving the remembered takes there)
+    /// between a slot-less `task_done`'s look for one and its match of a remembered take:
+    /// the done went outside the table matching nothing, and the slot aside held the take
+    /// it was for still, a task its process no longer held (told lost if it dies: too
+    /// early, while a live consumer holds the one unfinished task).
+    #[test]
+    fn a_slot_aside_claimed_by_a_sibling_during_a_slot_less_task_done_gets_the_done() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 11 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        drop(AfterTake::Uncounted(tasks, queue));
+        let freed = &tasks.aside[0];
+        freed.start.store(0, Relaxed);
+        freed.pid.store(0, Relaxed);
+        let moves = move |at: &str| {
+            if at == "no aside" {
+                drop(AfterTake::Uncounted(tasks, queue));
+            }
+        };
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        interleaving(moves, || tasks.did_without_slot(&elsewhere, queue));
+        let held = freed.held() - freed.base.load(Relaxed) as i64;
+        let said = (held, elsewhere.load(Relaxed), super::uncounted::left(queue));
+        assert_eq!(said, (1, 0, 0), "the slot aside holds the one task this process holds");
     }
 
     /// review94 M3: a queue object (of every flavour) fits a 4096-byte block of the family
