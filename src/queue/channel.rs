@@ -404,26 +404,24 @@ pub(crate) mod uncounted {
     }
 
     /// One take of `queue` matched by a `task_done` counted outside the task table, if any
-    /// is left. In one step, not [`left`] then a decrement, nor [`take`] then [`add`] back:
+    /// is left: whether one was. In one step, not [`left`] then a decrement, nor [`take`] then [`add`] back:
     /// two `task_done`s of sibling threads, one without the table's lock (its holder
     /// stopped), must each match one (review87 L1).
     #[inline]
-    pub(super) fn match_one(queue: Queue) {
-        if QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 {
-            match_one_of(queue);
-        }
+    pub(super) fn match_one(queue: Queue) -> bool {
+        QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 && match_one_of(queue)
     }
 
     #[cold]
-    fn match_one_of(queue: Queue) {
+    fn match_one_of(queue: Queue) -> bool {
         let mut table = table();
-        if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
-            let left = &mut table.takes[at].1;
-            *left -= 1;
-            if *left == 0 {
-                forget(&mut table, at);
-            }
+        let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) else { return false };
+        let left = &mut table.takes[at].1;
+        *left -= 1;
+        if *left == 0 {
+            forget(&mut table, at);
         }
+        true
     }
 
     #[cfg(test)]
@@ -817,9 +815,18 @@ impl Tasks {
     /// outside the table (`elsewhere`), matching a take it remembers ([`uncounted`]).
     /// (Left remembered, a remembered take whose done went to the slot aside was held there
     /// below zero for good, and hid a task lost later: review94 M2.)
+    ///
+    /// Without a slot aside, the match comes first, and with none to match it looks again:
+    /// a sibling thread's take may have claimed one meanwhile and moved the remembered
+    /// takes there (counted outside, the done matched nothing, and the slot aside held the
+    /// task still: told lost, too early, once its process died). A kill between the match
+    /// and the count leaves the task neither done nor held: never told lost, as whatever
+    /// else the process remembered when it died.
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
-        let aside = self.aside(false);
-        interleave("no aside");
+        let aside = self.aside(false).or_else(|| {
+            interleave("no aside");
+            if uncounted::match_one(queue) { None } else { self.aside(false) }
+        });
         match aside {
             Some(h) => {
                 let left = uncounted::take(queue);
@@ -830,7 +837,6 @@ impl Tasks {
             }
             None => {
                 elsewhere.fetch_add(1, Ordering::AcqRel);
-                uncounted::match_one(queue);
             }
         }
     }
