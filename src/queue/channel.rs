@@ -247,8 +247,8 @@ impl Flavor {
 pub(crate) struct QueueState {
     type_tag: AtomicU64,
     /// Items counted done outside the task table: dropped by an immediate shutdown's
-    /// drain, or marked done by a process that found no slot there (unfinished = put -
-    /// done, done = this + the table's).
+    /// drain, or marked done by a process that found no slot there and has no slot aside
+    /// (unfinished = put - done, done = this + the table's).
     done_elsewhere: AtomicU64,
     /// Rung when the tasks done catch up with the puts.
     pub(crate) all_done: Notify,
@@ -256,13 +256,15 @@ pub(crate) struct QueueState {
     getters: Getters,
     /// `JoinableQueue::join` calls waiting (the same table, for joins).
     joiners: Getters,
-    tasks: Tasks,
     /// `shutdown`'s progress: [`IMMEDIATE`] (asked for), [`SHUT_DOWN`] (puts refused for
     /// good: a get on the empty queue ends), [`DRAINED`] (an immediate shutdown emptied it).
+    /// Before the task table, which a `Queue`'s or `SimpleQueue`'s get never reads: every
+    /// get reads this.
     shutdown: AtomicU64,
     /// The consumers' count just past the message a drain last counted done, so that a
     /// drainer killed between counting and taking a message does not have it counted twice.
     drained_at: AtomicU64,
+    tasks: Tasks,
 }
 
 impl QueueState {
@@ -279,23 +281,26 @@ impl QueueState {
 /// by a stopped process, or every slot a live process's), once committed, per object:
 /// counted in this process's slot at its next visit under the table's lock, a take or a
 /// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or at its next `task_done` without
-/// the lock once it has a slot ([`Tasks::did_unlocked`]), or matched by a `task_done` counted
-/// outside the table (`done_elsewhere`). Unmatched, the `task_done` of such a take was counted against
-/// no take: its slot's held count stayed one low, and hid a task lost later by a dead
-/// consumer from `join` for the queue's life (review72 M1).
+/// the lock once it has a slot ([`Tasks::did_unlocked`]), or in its slot aside once it has
+/// one, at a take or a `task_done` (`AfterTake::Uncounted`, [`Tasks::did_without_slot`]);
+/// with neither, a `task_done` counted outside the table (`done_elsewhere`) matches one.
+/// Unmatched, the `task_done` of such a take was counted against no take: its slot's held
+/// count stayed one low, and hid a task lost later by a dead consumer from `join` for the
+/// queue's life (review72 M1, and review94 M2 for a slot aside).
 ///
 /// Only a process with neither a slot of its own nor a slot aside remembers them: one with
 /// a slot counts such a take there, without the lock, once it has committed (stop61;
 /// `AfterTake::Uncounted`), one without in its slot aside (`Tasks::aside`, claimed without
 /// the lock; que71), where its death shows them lost. So only a process finding every slot
-/// and every slot aside another live process's remembers them, in its memory. What it dies
-/// with there is lost: a take uncounted then is never told lost (its task unfinished,
-/// `join` waits for it), and neither is one recalled to be counted (crash point
-/// `queue.take.recalled`) when it dies before the count. And only this process counts them:
-/// the `task_done` of such a take made by another process (handed the item) is counted
-/// there against no take, and hides one task lost later by a dead consumer until the
-/// taker's next visit, for good if it makes none (review78 L2: `join_timeout` says
-/// `Timeout`, `join` waits).
+/// a live process's and every slot aside another process's (live, or dead and not freed
+/// yet: a `join` check frees them, and so does a take that finds none free) remembers
+/// them, in its memory. What it dies with there is lost: a take uncounted then is never
+/// told lost (its task unfinished, `join` waits for it), and neither is one recalled to be
+/// counted (crash point `queue.take.recalled`) when it dies before the count. And only this
+/// process counts them: the `task_done` of such a take made by another process (handed the
+/// item) is counted there against no take, and hides one task lost later by a dead consumer
+/// until the taker's next visit, for good if it makes none (review78 L2: `join_timeout`
+/// says `Timeout`, `join` waits).
 pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -399,26 +404,24 @@ pub(crate) mod uncounted {
     }
 
     /// One take of `queue` matched by a `task_done` counted outside the task table, if any
-    /// is left. In one step, not [`left`] then a decrement, nor [`take`] then [`add`] back:
+    /// is left: whether one was. In one step, not [`left`] then a decrement, nor [`take`] then [`add`] back:
     /// two `task_done`s of sibling threads, one without the table's lock (its holder
     /// stopped), must each match one (review87 L1).
     #[inline]
-    pub(super) fn match_one(queue: Queue) {
-        if QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 {
-            match_one_of(queue);
-        }
+    pub(super) fn match_one(queue: Queue) -> bool {
+        QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 && match_one_of(queue)
     }
 
     #[cold]
-    fn match_one_of(queue: Queue) {
+    fn match_one_of(queue: Queue) -> bool {
         let mut table = table();
-        if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
-            let left = &mut table.takes[at].1;
-            *left -= 1;
-            if *left == 0 {
-                forget(&mut table, at);
-            }
+        let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) else { return false };
+        let left = &mut table.takes[at].1;
+        *left -= 1;
+        if *left == 0 {
+            forget(&mut table, at);
         }
+        true
     }
 
     #[cfg(test)]
@@ -535,11 +538,15 @@ enum AfterTake<'a> {
     /// table's lock held until then.
     Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
     /// Count the take left uncounted under the lock in this process's own slot, without
-    /// the lock ([`Tasks::own_slot`]), else in its slot aside ([`Tasks::aside`]), else
-    /// remember it in the table of this queue object ([`uncounted::add`]). Counted or remembered before its commit, another thread's `task_done`
-    /// could count it in the process's slot meanwhile, and a kill before the commit left a
-    /// take that never happened counted as the dead process's: `join` said `TasksLost` for
-    /// a task still queued, or held by a live consumer (review78 M1).
+    /// the lock ([`Tasks::own_slot`]), else in its slot aside ([`Tasks::aside`]), with the
+    /// takes the process remembers, else remember it in the table of this queue object
+    /// ([`uncounted::add`]). Counted or remembered before its commit, another thread's
+    /// `task_done` could count it in the process's slot meanwhile, and a kill before the
+    /// commit left a take that never happened counted as the dead process's: `join` said
+    /// `TasksLost` for a task still queued, or held by a live consumer (review78 M1). So a
+    /// taker killed between its commit and this count (finding or claiming the slot) has
+    /// a take counted nowhere, never told lost (review94 L2): a short window, the own
+    /// slot's as much as the slot aside's.
     Uncounted(&'a Tasks, uncounted::Queue),
 }
 
@@ -554,9 +561,11 @@ impl Drop for AfterTake<'_> {
                 // Counted where its taker's death shows it lost (review78 L3: remembered
                 // only in the taker's memory, it never was if the taker died before its
                 // next visit under the lock).
+                // With the takes it remembers: so only a process with neither a slot nor a
+                // slot aside remembers any (review94 M2).
                 match tasks.own_slot().or_else(|| tasks.aside(true)) {
                     Some(h) => {
-                        h.taken_free.fetch_add(1, Ordering::AcqRel);
+                        h.taken_free.fetch_add(1 + uncounted::take(*queue), Ordering::AcqRel);
                     }
                     None => uncounted::add(*queue, 1),
                 }
@@ -606,20 +615,34 @@ struct Tasks {
     /// lives, slot or not; freed under the lock once their process is dead
     /// ([`Tasks::lost_then`]: `base` the whole count, then `start` and `pid` 0). A process
     /// holds what its slot and its slots aside hold together.
-    aside: [Held; GETTER_SLOTS],
+    aside: [Held; ASIDE_SLOTS],
 }
+
+/// How many slots aside the task table has: at most 10 keep a queue object (every flavour
+/// embeds the table) within a 4096-byte block of the family heap; 32 made it 5120 bytes,
+/// an 8192-byte block (review94 M3). More than 10 processes at once without a slot (more
+/// than 32 live slot holders, or the lock held by a stopped one) remember their takes.
+const ASIDE_SLOTS: usize = 10;
 
 impl Tasks {
     /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
     fn done(&self) -> u64 {
-        let aside = &self.aside[..(self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS)];
-        self.used().iter().chain(aside).fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+        self.used()
+            .iter()
+            .chain(self.asides_used())
+            .fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
     }
 
     /// The slots ever counted in (see `used`).
     fn used(&self) -> &[Held] {
         let used = self.used.load(Ordering::Acquire) as usize;
         &self.slots[..used.min(GETTER_SLOTS)]
+    }
+
+    /// The slots aside ever claimed (see `aside_used`).
+    fn asides_used(&self) -> &[Held] {
+        let used = self.aside_used.load(Ordering::Acquire) as usize;
+        &self.aside[..used.min(ASIDE_SLOTS)]
     }
 
     /// The slot to count in for process `me`, its index, and whether it is `me`'s own: its
@@ -703,10 +726,10 @@ impl Tasks {
     /// own slot without the lock, or, without one, in its slot aside ([`Tasks::aside`]),
     /// once it has committed (when the [`AfterTake`] returned is dropped; crash point
     /// `queue.take.uncounted` before, `queue.take.placed` after). Only with neither (every
-    /// one another live process's) is it remembered by its process ([`uncounted`], `queue`:
-    /// this queue object) and counted at the process's next visit under the lock, this
-    /// one's if it is a take: only if its taker dies before then is it never told lost
-    /// (`join` then waits for it).
+    /// slot aside another process's: those of dead ones are freed first, if the lock was
+    /// had) is it remembered by its process ([`uncounted`], `queue`: this queue object)
+    /// and counted at the process's next visit under the lock, this one's if it is a take:
+    /// only if its taker dies before then is it never told lost (`join` then waits for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
@@ -715,6 +738,7 @@ impl Tasks {
         self.undo_if_due();
         let me = sys::me();
         let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
+            self.free_asides_for_me(me);
             return Some(self.uncounted(queue));
         };
         let left = uncounted::take(queue);
@@ -758,8 +782,7 @@ impl Tasks {
     #[cold]
     fn aside(&self, claim: bool) -> Option<&Held> {
         let me = sys::me();
-        let used = (self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS);
-        if let Some(h) = self.aside[..used].iter().find(|h| h.names(me)) {
+        if let Some(h) = self.asides_used().iter().find(|h| h.names(me)) {
             return Some(h);
         }
         if !claim {
@@ -776,17 +799,44 @@ impl Tasks {
         Some(&self.aside[at])
     }
 
+    /// Frees the slots aside of dead processes when process `me` has none and would find
+    /// none free to claim for its take: otherwise only a `join` check frees them, and a
+    /// queue nobody joins, its slot-less takers dying, had every later one remember its
+    /// takes in its memory (review94 L1). Caller holds the lock.
+    #[cold]
+    fn free_asides_for_me(&self, me: sys::ProcId) {
+        if self.aside.iter().all(|h| h.pid.load(Ordering::Relaxed) != 0 && !h.names(me)) {
+            self.free_dead_asides(|pid, start| !sys::process_alive(pid, start));
+        }
+    }
+
     /// Counts a task marked done by this process, which has no slot: in its slot aside if it
-    /// has one (its takes without a slot are there), else outside the table (`elsewhere`),
-    /// matching a take it remembers ([`uncounted`]).
+    /// has one (its takes without a slot are there), with the takes it remembers, else
+    /// outside the table (`elsewhere`), matching a take it remembers ([`uncounted`]).
+    /// (Left remembered, a remembered take whose done went to the slot aside was held there
+    /// below zero for good, and hid a task lost later: review94 M2.)
+    ///
+    /// Without a slot aside, the match comes first, and with none to match it looks again:
+    /// a sibling thread's take may have claimed one meanwhile and moved the remembered
+    /// takes there (counted outside, the done matched nothing, and the slot aside held the
+    /// task still: told lost, too early, once its process died). A kill between the match
+    /// and the count leaves the task neither done nor held: never told lost, as whatever
+    /// else the process remembered when it died.
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
-        match self.aside(false) {
+        let aside = self.aside(false).or_else(|| {
+            interleave("no aside");
+            if uncounted::match_one(queue) { None } else { self.aside(false) }
+        });
+        match aside {
             Some(h) => {
+                let left = uncounted::take(queue);
+                if left > 0 {
+                    h.taken_free.fetch_add(left, Ordering::AcqRel);
+                }
                 h.done.fetch_add(1, Ordering::AcqRel);
             }
             None => {
                 elsewhere.fetch_add(1, Ordering::AcqRel);
-                uncounted::match_one(queue);
             }
         }
     }
@@ -857,8 +907,9 @@ impl Tasks {
     /// already.
     ///
     /// The takes this process left uncounted in the table of `queue` are counted in its
-    /// slot with it; without a slot, the done counted `elsewhere` matches one of them (its
-    /// task no longer held: counted later, it would be held again).
+    /// slot with it; without a slot, in its slot aside with it; without either, the done
+    /// counted `elsewhere` matches one of them (its task no longer held: counted later, it
+    /// would be held again).
     ///
     /// A process stopped holding the lock (`SIGSTOP`, a debugger) does not hold it up
     /// ([`Tasks::did_unlocked`]); a running holder, however slow, is waited for.
@@ -882,11 +933,12 @@ impl Tasks {
     /// [`Tasks::did`] without the lock, its holder stopped (stop61): in this process's own
     /// slot, which no other process writes while it lives, with the takes it left
     /// uncounted (review86 L2: kept for its next visit under the lock, they were never
-    /// counted if it died before); without a slot, outside the table, as when the table
-    /// is full. A `join`'s count of the tasks lost, the only reader that needs the counts
-    /// still, looks again if the dones moved under it ([`Tasks::lost_then`]). Not under the
-    /// lock, the check of a task done too many times can miss one made at the same moment by
-    /// another process without the lock, or by the stopped one, as it goes on.
+    /// counted if it died before); without a slot, as when the table is full
+    /// ([`Tasks::did_without_slot`]). A `join`'s count of the tasks lost, the only reader
+    /// that needs the counts still, looks again if the dones moved under it
+    /// ([`Tasks::lost_then`]). Not under the lock, the check of a task done too many times
+    /// can miss one made at the same moment by another process without the lock, or by the
+    /// stopped one, as it goes on.
     #[cold]
     fn did_unlocked(
         &self,
@@ -950,15 +1002,22 @@ impl Tasks {
         // What each process holds, its slot and its slots aside together: apart, a slot
         // holding less than nothing (tasks taken aside, marked done in the slot) hid as
         // many lost tasks.
-        let mut held = [(0u32, 0u64, 0i64); 2 * GETTER_SLOTS];
+        let mut held = [(0u32, 0u64, 0i64); GETTER_SLOTS + ASIDE_SLOTS];
         let mut processes = 0;
-        for h in self.slots.iter().chain(&self.aside) {
+        for (at, h) in self.slots.iter().chain(&self.aside).enumerate() {
             let (pid, start) = (h.pid.load(Ordering::Relaxed), h.start.load(Ordering::Relaxed));
+            interleave("named");
             let base = h.base.load(Ordering::Relaxed) as i64;
-            let own = h.held().wrapping_sub(base);
             lost = lost.wrapping_add(base);
-            // A slot that names no process (`pid` 0) holds nothing, unless a process was
-            // killed claiming it: then what it counted there is a dead process's.
+            // A slot aside that names no process holds nothing past its `base` (freed: `base`
+            // the whole count; or never claimed): a count read there was made by a claim
+            // since its owner was read, without this lock, a live process's (review94 M1).
+            if pid == 0 && at >= GETTER_SLOTS {
+                continue;
+            }
+            // A slot that names no process holds nothing, unless a process was killed
+            // claiming it (under this lock): then what it counted there is a dead process's.
+            let own = h.held().wrapping_sub(base);
             match held[..processes].iter_mut().find(|p| pid != 0 && (p.0, p.1) == (pid, start)) {
                 Some(p) => p.2 = p.2.wrapping_add(own),
                 None => {
@@ -967,26 +1026,36 @@ impl Tasks {
                 }
             }
         }
-        for &(pid, start, own) in &held[..processes] {
-            if own < 0 || !sys::process_alive(pid, start) {
+        // Each process judged once (one `/proc` read), for the count and for the frees.
+        let mut dead = [false; GETTER_SLOTS + ASIDE_SLOTS];
+        for (&(pid, start, own), dead) in held[..processes].iter().zip(&mut dead) {
+            *dead = !sys::process_alive(pid, start);
+            if own < 0 || *dead {
                 lost = lost.wrapping_add(own);
             }
         }
-        self.free_dead_asides();
+        let held = &held[..processes];
+        self.free_dead_asides(|pid, start| match held.iter().position(|p| (p.0, p.1) == (pid, start)) {
+            // Judged dead above with its `start`: dead for good (a pid reused has another).
+            Some(at) if start != 0 => dead[at],
+            // Claimed since (alive), or named by its pid alone (killed claiming, or still
+            // at it: its pid may be reused meanwhile), judged again (review94 L5).
+            _ => !sys::process_alive(pid, start),
+        });
         let unfinished = unfinished();
         (self.done() == done).then_some((lost.max(0) as u64, unfinished))
     }
 
-    /// Frees the slots aside of dead processes: what they hold stays counted lost, in
-    /// `base`; then `start` and `pid` 0, in that order (a claim's compare-exchange from 0
-    /// must not meet the dead one's `start`, which would judge its claimer dead). A holder
-    /// killed at any step leaves it to the next, which stores the same. Caller holds the
-    /// lock (two at once: the later `start` 0 could undo a claim between them).
-    fn free_dead_asides(&self) {
-        let used = (self.aside_used.load(Ordering::Acquire) as usize).min(GETTER_SLOTS);
-        for h in &self.aside[..used] {
+    /// Frees the slots aside of dead processes (`dead(pid, start)`): what they hold stays
+    /// counted lost, in `base`; then `start` and `pid` 0, in that order (a claim's
+    /// compare-exchange from 0 must not meet the dead one's `start`, which would judge its
+    /// claimer dead). A holder killed at any step leaves it to the next, which stores the
+    /// same. Caller holds the lock (two at once: the later `start` 0 could undo a claim
+    /// between them).
+    fn free_dead_asides(&self, dead: impl Fn(u32, u64) -> bool) {
+        for h in self.asides_used() {
             let pid = h.pid.load(Ordering::Relaxed);
-            if pid != 0 && !sys::process_alive(pid, h.start.load(Ordering::Relaxed)) {
+            if pid != 0 && dead(pid, h.start.load(Ordering::Relaxed)) {
                 h.base.store(h.held() as u64, Ordering::Relaxed);
                 h.start.store(0, Ordering::Relaxed);
                 h.pid.store(0, Ordering::Release);
@@ -1359,11 +1428,15 @@ impl<T> Channel<T> {
     }
 
     /// The takes of this queue object this process made without a slot and holds still:
-    /// those it remembers ([`uncounted`]) and those its slot aside holds ([`Tasks::aside`]).
+    /// those it remembers ([`uncounted`]), and what its slots aside hold ([`Tasks::aside`]:
+    /// takes less the `task_done`s counted there; every one naming it, two threads may
+    /// claim two; 0 if that is below zero).
     pub(crate) fn takes_remembered(&self) -> u64 {
-        let aside =
-            self.shared.tasks.aside(false).map_or(0, |h| h.held().wrapping_sub(h.base.load(Ordering::Relaxed) as i64));
-        uncounted::left(self.object()).wrapping_add(aside as u64)
+        let me = sys::me();
+        let aside = (self.shared.tasks.asides_used().iter())
+            .filter(|h| h.names(me))
+            .fold(0i64, |sum, h| sum.wrapping_add(h.held().wrapping_sub(h.base.load(Ordering::Relaxed) as i64)));
+        uncounted::left(self.object()).wrapping_add(aside.max(0) as u64)
     }
 
     /// This queue object, for [`uncounted`].
@@ -1637,6 +1710,126 @@ mod tests {
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
         claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
+    }
+
+    /// review94 M1: a slot aside claimed, and its take counted, between a `join` check's
+    /// load of its owner (none) and its load of the counts: the check saw a count that no
+    /// process held, so a dead one's, and said `TasksLost` for a live consumer's task.
+    #[test]
+    fn a_slot_aside_claimed_while_a_join_check_reads_it_is_not_told_lost() {
+        let queue = (u64::MAX - 8 * 4096, 1);
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let mut step = 0;
+        let moves = move |at: &str| {
+            if at == "named" {
+                step += 1;
+                // The first slot aside's owner is read, then this process claims it.
+                if step == super::GETTER_SLOTS + 1 {
+                    drop(AfterTake::Uncounted(tasks, queue));
+                }
+            }
+        };
+        let said = interleaving(moves, || tasks.lost_then(|| 1));
+        assert!(tasks.aside(false).is_some(), "the take was counted in a slot aside meanwhile");
+        assert_eq!(said, Some((0, 1)), "a live process's take told lost");
+    }
+
+    /// A table where every slot and every slot aside names a live process other than this
+    /// one (the parent), so that this process's takes without a slot are remembered.
+    fn table_full_of_the_parent() -> &'static Tasks {
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let parent = std::os::unix::process::parent_id();
+        let start = crate::sys::process_start(parent).expect("the parent's start");
+        for h in tasks.slots.iter().chain(&tasks.aside) {
+            h.pid.store(parent, std::sync::atomic::Ordering::Relaxed);
+            h.start.store(start, std::sync::atomic::Ordering::Relaxed);
+        }
+        tasks.used.store(tasks.slots.len() as u32, std::sync::atomic::Ordering::Release);
+        tasks.aside_used.store(tasks.aside.len() as u32, std::sync::atomic::Ordering::Release);
+        tasks
+    }
+
+    /// review94 M2: a take remembered (no slot, no slot aside free), then a slot aside
+    /// claimed for the next take: both `task_done`s went to the slot aside, which held one
+    /// task less than nothing for good, and a task a dead consumer took later was hidden
+    /// from `join` (and the remembered take never matched).
+    #[test]
+    fn a_take_remembered_then_one_in_a_slot_aside_hide_no_later_lost_task() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 9 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        drop(AfterTake::Uncounted(tasks, queue));
+        assert_eq!(super::uncounted::left(queue), 1, "remembered: no slot, no slot aside");
+        // A slot aside freed by a `join` check (as `free_dead_asides` leaves it).
+        let freed = &tasks.aside[tasks.aside.len() / 2];
+        freed.start.store(0, Relaxed);
+        freed.pid.store(0, Relaxed);
+        drop(AfterTake::Uncounted(tasks, queue));
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        assert!(tasks.did(&elsewhere, || 10, queue).is_some() && tasks.did(&elsewhere, || 10, queue).is_some());
+        // A consumer dies holding a task, in the first slot.
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        tasks.slots[0].pid.store(dead, Relaxed);
+        tasks.slots[0].start.store(1, Relaxed);
+        tasks.slots[0].taken.store(1, Relaxed);
+        let said = tasks.lost_then(|| 1);
+        assert_eq!((said, super::uncounted::left(queue)), (Some((1, 1)), 0), "the dead consumer's task told lost");
+    }
+
+    /// review94 L1: slots aside of dead processes were freed only by a `join` check, so a
+    /// queue nobody joined, its slot aside holders dead, had every later slot-less taker
+    /// remember its takes in its memory (never told lost if it dies).
+    #[test]
+    fn a_take_without_a_slot_frees_the_slots_aside_of_dead_processes() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 10 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        for h in &tasks.aside {
+            h.pid.store(dead, Relaxed);
+            h.start.store(1, Relaxed);
+        }
+        drop(tasks.count_take(1, queue));
+        assert_eq!(super::uncounted::left(queue), 0, "not remembered");
+        assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
+    }
+
+    /// A slot aside claimed by a sibling thread's take (moving the remembered takes there)
+    /// between a slot-less `task_done`'s look for one and its match of a remembered take:
+    /// the done went outside the table matching nothing, and the slot aside held the take
+    /// it was for still, a task its process no longer held (told lost if it dies: too
+    /// early, while a live consumer holds the one unfinished task).
+    #[test]
+    fn a_slot_aside_claimed_by_a_sibling_during_a_slot_less_task_done_gets_the_done() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 11 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        drop(AfterTake::Uncounted(tasks, queue));
+        let freed = &tasks.aside[0];
+        freed.start.store(0, Relaxed);
+        freed.pid.store(0, Relaxed);
+        let moves = move |at: &str| {
+            if at == "no aside" {
+                drop(AfterTake::Uncounted(tasks, queue));
+            }
+        };
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        interleaving(moves, || tasks.did_without_slot(&elsewhere, queue));
+        let held = freed.held() - freed.base.load(Relaxed) as i64;
+        let said = (held, elsewhere.load(Relaxed), super::uncounted::left(queue));
+        assert_eq!(said, (1, 0, 0), "the slot aside holds the one task this process holds");
+    }
+
+    /// review94 M3: a queue object (of every flavour) fits a 4096-byte block of the family
+    /// heap, the class it had before the slots aside; their 32 made it 5120 bytes, so 8192.
+    #[test]
+    fn a_queue_object_fits_a_page() {
+        let size = crate::shm::Shared::<super::QueueState>::tail_start();
+        assert!(size <= 4096, "a queue object takes {size} bytes");
     }
 
     /// review86 M1: the locked count loaded `taken`, the sibling's lock-free add landed,

@@ -64,10 +64,17 @@ std::thread_local! {
 /// Runs `call` with `moves` made at each step it reaches ([`interleave`]) on this thread.
 #[cfg(test)]
 pub(crate) fn interleaving<R>(moves: impl FnMut(&'static str) + 'static, call: impl FnOnce() -> R) -> R {
+    /// Clears the moves when `call` ends, by a panic too (a test catching it goes on
+    /// without them).
+    struct Cleared;
+    impl Drop for Cleared {
+        fn drop(&mut self) {
+            MOVES.set(None);
+        }
+    }
     MOVES.set(Some(Box::new(moves)));
-    let made = call();
-    MOVES.set(None);
-    made
+    let _cleared = Cleared;
+    call()
 }
 
 /// Aborts the process here if this point is armed.
