@@ -1122,19 +1122,23 @@ fn is_live(header: &Header, generation: u64) -> bool {
 /// Runs `f` on the header of the object at `off` if that is still the live object of
 /// `generation` ([`live_header`]), for an encoding's undo (`codec::undoing` says which).
 /// A start crowded with looks ([`NoLook::Crowded`]: dead processes' until the object's
-/// release) gives up every undo but a carry's and a restore's (review90 L2: a restore so
-/// skipped stranded a count in a carrier that was then freed). Those two run on this
-/// process's own encoding before its message is sent (`receipts::carry`), where the
-/// encoding's count in flight or the carrier's entry it moved into keeps the object
-/// allocated: they need no look, and the table's pin by the generation checks again.
+/// release) gives up every undo but a restore that its carrier's entry of the object keeps
+/// (`kept`; review90 L2: a restore so skipped stranded a count in a carrier that was then
+/// freed). That entry is a holder that only this process's restore takes away, so the
+/// object stays allocated: the restore needs no look, and the table's pin by the generation
+/// checks again. Nothing else keeps an object so (review99 M1): a count in flight belongs to
+/// no message, and replayed bytes may take the encoding's, their receiver then release the
+/// object and its block be reused under the header's loads and the pin. A carry given up
+/// on gives its counts back to flight, and its caller keeps to the older protocol
+/// (`receipts::carry`); a restore not kept leaves its count in the carrier's entry (a leak).
 /// `None`: `f` did not run.
 fn with_undo_header<R>(heap: &Heap, off: u64, generation: u64, f: impl FnOnce(&Header) -> R) -> Option<R> {
     match header_at(heap, off, generation, std::mem::size_of::<Header>()) {
         Ok(header) => is_live(&header, generation).then(|| f(&header)),
-        Err(NoLook::Crowded) if matches!(codec::undoing(), codec::Undoing::Carry(_) | codec::Undoing::Restore(_)) => {
+        Err(NoLook::Crowded) if matches!(codec::undoing(), codec::Undoing::Restore { kept: true, .. }) => {
             // SAFETY: the object of `generation` started at `off` (`header_at` found its
-            // mark) and is kept allocated by the count this carry or restore moves (see
-            // above); a header is atomics only, valid for any bytes.
+            // mark) and is kept allocated by the carrier's entry of it, which only this
+            // restore takes away (see above); a header is atomics only, valid for any bytes.
             let header = unsafe { &*heap.ptr(off).cast::<Header>() };
             is_live(header, generation).then(|| f(header))
         }

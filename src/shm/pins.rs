@@ -57,6 +57,7 @@
 //! record, whose owner is dead.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -183,6 +184,10 @@ pub(crate) struct Announced {
     /// What the slot holds again when this is dropped: 0 (free), or the announcement of the
     /// look that lent it ([`lend`]).
     back: u64,
+    /// Not `Send`: a slot lent by a look is given back on the look's thread, before the
+    /// look lets go ([`unlend`]); dropped on another thread, it could come after (review92
+    /// L2, review99 L2).
+    _thread: PhantomData<*const ()>,
 }
 
 impl Drop for Announced {
@@ -242,22 +247,35 @@ pub(crate) fn lend(look: &Announced, table: u64) {
 /// has given it back. That holds while this thread's looks are locals dropped in reverse
 /// order of their making and none is moved into a table call: every look alive at a pin
 /// then outlives it (the table call that pins borrows the table from one of them, and the
-/// others are older, or locals of the frames around the call).
+/// others are older, or locals of the frames around the call). A look that would let go
+/// with a pin still in its slot aborts the process, in every build (review99 L1): its
+/// let-go would free the slot under the pin, another thread's announcement take it, and the
+/// pin's give-back write the look's value over that one, leaving a live pin of another
+/// table unannounced (judged dead, its object freeable under it). A panic would not do:
+/// its unwinding still drops the look's announcement.
 #[inline]
 pub(crate) fn unlend(look: &Announced) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
         let mine = |i: &usize| l.tables[*i].get() != 0 && l.slots[*i].get().is_some_and(|s| std::ptr::eq(s, slot));
         if let Some(i) = (0..LENDERS).find(mine) {
-            // A look's announcement is odd, a table's even: a pin still in the slot would
-            // be left unannounced by the look's let-go (a live pin judged dead).
-            debug_assert!(
-                std::thread::panicking() || slot.load(Ordering::Relaxed) & 1 == 1,
-                "a look lets go with a pin in its slot"
-            );
+            // A look's announcement is odd, a table's even (a relaxed load of a line this
+            // thread just wrote).
+            if slot.load(Ordering::Relaxed) & 1 == 0 {
+                lent_slot_still_pinned();
+            }
             l.tables[i].set(0);
         }
     });
+}
+
+/// [`unlend`]'s check failed: a bug of this crate, which only ending the process now keeps
+/// from becoming another thread's use after free.
+#[cold]
+#[inline(never)]
+fn lent_slot_still_pinned() -> ! {
+    eprintln!("multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting");
+    std::process::abort()
 }
 
 /// Announces that this thread is about to pin the table at `table` (its offset in the
@@ -280,7 +298,7 @@ pub(crate) fn announce(table: u64) -> Announced {
             // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
             // its own; the look stays announced (a resolver of looks reads either value).
             slot.store(table, Ordering::Relaxed);
-            Announced { slot: Some(slot), back }
+            Announced { slot: Some(slot), back, _thread: PhantomData }
         }
         None => announce_own(table),
     }
@@ -304,7 +322,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     };
     let Some(record) = record else {
         heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-        return Announced { slot: None, back: 0 };
+        return Announced { slot: None, back: 0, _thread: PhantomData };
     };
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
@@ -312,7 +330,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 // Ordered before the pin by the pin's compare-and-swap (release).
-                return Announced { slot: Some(slot), back: 0 };
+                return Announced { slot: Some(slot), back: 0, _thread: PhantomData };
             }
         }
         // As many threads of this process pinning: they unpin as soon as they lock.
@@ -321,7 +339,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
     // never wait for one, pin anonymously.
     heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-    Announced { slot: None, back: 0 }
+    Announced { slot: None, back: 0, _thread: PhantomData }
 }
 
 /// How many times a pin looks for a free slot of its process's record, yielding between
@@ -432,9 +450,25 @@ fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
     for slot in &r.slots {
         slot.store(0, Ordering::Relaxed);
     }
+    // Before this process can lend a slot (a look that lends has one of this record's).
+    forget_lent_in_every_fork_child();
     // Release: see `announce`.
     MINE.store(u64::from(me.pid) << 32 | offset_of(heap, r) >> 6, Ordering::Release);
     Ok(r)
+}
+
+/// Empties the forking thread's lent looks ([`LENT`]) in every fork child (registered once,
+/// and inherited by the children): a child forked under a look (a program's bare `fork`
+/// from a signal handler) would otherwise lend its parent's slot to its own pins, and write
+/// into its parent's record (review99 L2). The child does not own the look: its copy's
+/// announcement is its parent's.
+fn forget_lent_in_every_fork_child() {
+    /// Two `Cell` stores per entry of a thread-local with no destructor: async-signal-safe.
+    extern "C" fn forget_lent() {
+        LENT.with(|l| l.tables.iter().for_each(|t| t.set(0)));
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| sys::in_every_fork_child(forget_lent));
 }
 
 /// Every record taken by a live process (as far as a claim looked). Under the blocks'
@@ -561,6 +595,7 @@ pub(crate) fn forget(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     /// With every slot of its process's record taken (threads nested in `pinned`, or
     /// slots a panic kept), a pin does not wait for one: it pins anonymously.
@@ -837,5 +872,65 @@ mod tests {
             assert_eq!(anonymous, NONE_PINS_MAX - 1, "anonymous pins before the look");
             break;
         }
+    }
+
+    /// Runs `child` in a fork child of this process, and returns how it ended.
+    fn in_a_child(child: impl FnOnce() -> i32) -> Option<sys::Ended> {
+        match sys::fork().unwrap() {
+            sys::Forked::Child => sys::exit_now(child()),
+            sys::Forked::Parent(pid) => {
+                let pidfd = sys::pidfd_open(pid).unwrap();
+                let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+                // The child's record, if it claimed one.
+                forget(pid);
+                ended
+            }
+        }
+    }
+
+    /// review99 L1: a look that lets go while a pin still holds the slot it lent frees the
+    /// slot under that pin: another thread's announcement takes it, and the stale pin's
+    /// give-back then writes the look's value over it (that thread's live pin unannounced,
+    /// its table freeable under it). The check held in debug builds only, and as a panic,
+    /// whose unwinding still drops the look's announcement: it aborts now, in every build.
+    #[test]
+    fn a_look_letting_go_with_a_pin_in_its_slot_aborts() {
+        let _serial = crate::shm::heap_test_lock();
+        let (table, look) = (1 << 22 | 96, 1 << 22 | 65);
+        let ended = in_a_child(|| {
+            let mine = announce_own(look);
+            lend(&mine, table);
+            let pin = announce(table);
+            let went = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unlend(&mine)));
+            std::mem::forget(pin);
+            std::mem::forget(mine);
+            i32::from(went.is_err())
+        });
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Signaled(libc::SIGABRT)),
+            "the look let go with a pin in its slot (exit 0: went on, 1: panicked)"
+        );
+    }
+
+    /// review99 L2: a fork child of a thread under a look (a program's bare `fork`, from a
+    /// signal handler) inherited the thread's lent looks: its pins of the look's table
+    /// borrowed its parent's slot, in its parent's record.
+    #[test]
+    fn a_fork_child_borrows_no_slot_of_its_parent() {
+        let _serial = crate::shm::heap_test_lock();
+        let (table, look) = (1 << 22 | 160, 1 << 22 | 129);
+        let mine = announce_own(look);
+        lend(&mine, table);
+        let ended = in_a_child(|| {
+            let pin = announce(table);
+            let borrowed = pin.slot.is_some_and(|s| mine.slot.is_some_and(|m| std::ptr::eq(s, m)));
+            // Gives the parent's slot back its look, if it took it.
+            drop(pin);
+            i32::from(borrowed)
+        });
+        unlend(&mine);
+        drop(mine);
+        assert_eq!(ended, Some(sys::Ended::Exited(0)), "the child's pin borrowed its parent's slot (exit 1)");
     }
 }
