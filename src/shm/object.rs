@@ -1994,7 +1994,9 @@ mod tests {
     /// word at 255), gave up at once. The release's let-go, which had seen the waiting
     /// look's announcement and so kept the dead looks, left the word at 254 with nobody to
     /// let go again: the block leaked. Now the look waits for the let-go and lets go as a
-    /// look, which takes the dead ones away.
+    /// look, which takes the dead ones away. Each step is held (review99 L3: the look's
+    /// wait on the crowded start, `LOOKS_WAIT`, began before the release was started, and a
+    /// release later than that made the look give up, `Crowded`).
     #[test]
     fn a_look_waiting_on_a_crowded_start_released_lets_go_of_it() {
         let _serial = crate::shm::heap_test_lock();
@@ -2011,7 +2013,7 @@ mod tests {
                 crate::shm::crash::arm(None);
             }
         }
-        crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
+        crate::shm::crash::arm(Some("hold:object.header.announced,hold:object.unstart.counted"));
         let disarm = Disarm;
         let wait = |what: &str, until: &dyn Fn() -> bool| {
             let deadline = Deadline::after(Duration::from_secs(60));
@@ -2020,12 +2022,18 @@ mod tests {
                 std::thread::yield_now();
             }
         };
+        let held = crate::shm::crash::held();
+        let holds = |n| move || crate::shm::crash::held() >= held + n;
         let looking = std::thread::spawn(move || header_at(Heap::get(), off, generation, size_of::<Header>()).err());
-        // Announced, waiting for a look to be let go of.
-        wait("announced", &|| pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT));
+        // Announced, the start not yet looked at again (its first load: live, crowded).
+        wait("announced", &holds(1));
         let releasing = std::thread::spawn(move || drop(handle));
-        // The release counted (the word at 255), and the look saw it.
-        wait("held at both points", &|| crate::shm::crash::holding() == 2 || looking.is_finished());
+        // The release counted (the word at 255).
+        wait("counted", &holds(2));
+        // The look goes on, finds the start crowded, then released with every look taken.
+        crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
+        wait("seen released", &holds(3));
+        // The release's let-go, then the look's.
         crate::shm::crash::arm(Some("hold:object.header.released"));
         wait("released", &|| releasing.is_finished());
         drop(disarm);
