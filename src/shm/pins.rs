@@ -24,14 +24,16 @@
 //!   dead process's announcements are ignored, and so a record of a dead process can be
 //!   taken over by another whole, slots cleared.
 //! * A pin of an object's own holder table under its thread's look at the object announces
-//!   itself in the look's slot ([`lend`]: the table's offset written over the look's, the
-//!   look's written back after the unpin), so a receive takes one slot, not two. The
-//!   table's resolvers read only tables' offsets, so a look never counts as a pin (its own
-//!   resolver's least of all: review90 M1); the resolvers of looks
+//!   itself in the look's slot ([`lend`]: the table's offset, marked [`LENT_PIN`], written
+//!   over the look's, the look's written back after the unpin), so a receive takes one
+//!   slot, not two. The table's resolvers read only tables' offsets, so a look never counts
+//!   as a pin (its own resolver's least of all: review90 M1); the resolvers of looks
 //!   ([`look_announced_by_live`]) read a lent slot as its look, which never stops being
-//!   announced. A lent slot is written only by its thread (its pins, then its look's
-//!   let-go), and every pin under a look is given back before the look lets go (inside one
-//!   table call, which borrows the table from the look).
+//!   announced, and a pin with no look as no look. A lent slot is written only by its
+//!   thread (its pins, then its look's let-go), and every pin that borrows it is given back
+//!   before the look lets go: the pin may borrow any look of its thread at the object, but
+//!   each is a local of a frame around the pin (checked, by an abort, at the let-go:
+//!   [`unlend`]).
 //!
 //! The records sit at [`ANNOUNCE_AT`] in the heap's reserved part, `CAPACITY` of them, and
 //! beyond them in blocks of `BLOCK_RECORDS` taken from the heap as the family grows
@@ -278,18 +280,29 @@ fn lent_slot_still_pinned() -> ! {
     std::process::abort()
 }
 
+/// Marks a pin's announcement in a slot its look lent ([`lend`]): the table's offset with
+/// this bit set (a table's offset is a multiple of 8, a look's announcement odd). Resolvers
+/// of the table read it as the table's ([`announced_by_live`]); resolvers of looks read it
+/// as the look's, and the table's offset alone, a pin with no look at the object, as
+/// nobody's look ([`look_announced_by_live`]; review99 L4: a release's let-go that met such
+/// a pin kept the dead looks, and nobody let go of the block again).
+const LENT_PIN: u64 = 2;
+
 /// Announces that this thread is about to pin the table at `table` (its offset in the
 /// heap). Keep the result until the pin is given back, and drop it on this thread before
-/// the look it was lent by ([`lend`]) lets go (every pin is taken and given back inside
-/// one table call, which borrows the table from its look). In the slot of this thread's
-/// innermost look at the table's object whose slot no pin holds, else in one of its own.
+/// the look it was lent by ([`lend`]) lets go. In the slot of a look of this thread at the
+/// table's object whose slot no pin holds, else in one of its own: any such look will do,
+/// not only the one the table call borrowed the table from (an older look at the object,
+/// or one around a call through a held handle), since every look alive at the pin is a
+/// local of a frame around it, and outlives it ([`unlend`]).
 #[inline]
 pub(crate) fn announce(table: u64) -> Announced {
-    // Only this thread writes a slot its look lent (its pins, and the look's let-go).
+    // Only this thread writes a slot its look lent (its pins, and the look's let-go). A
+    // slot showing its look's announcement (odd) holds no pin.
     let lent = LENT.with(|l| {
         (0..LENDERS).rev().find_map(|i| {
             let slot = l.slots[i].get().filter(|_| l.tables[i].get() == table)?;
-            (slot.load(Ordering::Relaxed) != table).then_some(slot)
+            (slot.load(Ordering::Relaxed) & 1 == 1).then_some(slot)
         })
     });
     match lent {
@@ -297,7 +310,7 @@ pub(crate) fn announce(table: u64) -> Announced {
             let back = slot.load(Ordering::Relaxed);
             // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
             // its own; the look stays announced (a resolver of looks reads either value).
-            slot.store(table, Ordering::Relaxed);
+            slot.store(table | LENT_PIN, Ordering::Relaxed);
             Announced { slot: Some(slot), back, _thread: PhantomData }
         }
         None => announce_own(table),
@@ -549,16 +562,15 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 /// owned one naming the table. Call with the table's lock held, after
 /// loading its in-flight word with acquire.
 pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
-    any_live(heap, |s| s == table)
+    any_live(heap, |s| s & !LENT_PIN == table)
 }
 
 /// Whether a live process announces a look as `look` ([`announced_by_live`]'s read), or
-/// announces the object's own holder table at `table`: a look whose slot a pin took over
-/// ([`lend`]) announces that table until the pin gives it back. An announcement of that
-/// table by a pin with no look (none comes once the object is released: nobody holds it)
-/// only defers, as any announcement without a look.
+/// a pin of the object's own holder table at `table` in a slot its look lent ([`lend`],
+/// [`LENT_PIN`]): that look is announced so until the pin gives the slot back. A pin of
+/// that table with no look at the object (in a slot of its own) is no look.
 pub(crate) fn look_announced_by_live(heap: &Heap, look: u64, table: u64) -> bool {
-    any_live(heap, |s| s == look || s == table)
+    any_live(heap, |s| s == look || s == table | LENT_PIN)
 }
 
 /// Whether some process pins anonymously, or a live one has a slot that `announces`.
@@ -640,6 +652,21 @@ mod tests {
         assert_eq!(idle, (false, true), "a look with no pin (table announced, look announced)");
         assert_eq!(pinned, (true, true), "a look's pin (table announced, look announced)");
         assert_eq!(back, (false, true), "a look whose pin was given back (table announced, look announced)");
+    }
+
+    /// review99 L4: a pin of an object's own table made with no look at the object (in a
+    /// slot of its own: a held handle's, a restore's at a crowded start) read, to a
+    /// resolver of looks, as a look whose slot a pin took over: a release's let-go that met
+    /// one kept the dead looks, and nobody let go again (the block leaked).
+    #[test]
+    fn a_pin_with_no_look_is_no_look() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let (table, look) = (1 << 22 | 224, 1 << 22 | 193);
+        let pin = announce(table);
+        let seen = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        drop(pin);
+        assert_eq!(seen, (true, false), "a pin with no look (table announced, look announced)");
     }
 
     /// review92 H1 (on fix70's design): a process may own two records (two threads' first
