@@ -883,7 +883,10 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// lends its slot to its thread's pins of the object's table (`pins::lend`), a thread-local
 /// note that a fork child would inherit and write into its parent's record with (review90
 /// L3 checked it: every look is a local of a crate function; a release under one runs only
-/// the crate's `destroy`s of shared state, and `LetGo::gone` callbacks run after it).
+/// the crate's `destroy`s of shared state, and `LetGo::gone` callbacks run after it). A
+/// bare fork under a look (from a signal handler) still finds the note emptied in the
+/// child (`pins`' fork handler, review99 L2), though the child's copy of the look, its
+/// parent's count, is no more its own.
 ///
 /// A start whose every look is taken ([`MAX_LOOKS`]) for [`LOOKS_WAIT`] is given up on
 /// ([`NoLook::Crowded`]): the looks of processes killed while looking at a live object stay
