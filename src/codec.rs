@@ -285,7 +285,14 @@ pub(crate) enum Undoing {
     Uncarry(u64),
     /// Moves what the carrier's entry counts back into flight: the carrier was not sent
     /// after all.
-    Restore(u64),
+    Restore {
+        /// The carrier.
+        carrier: u64,
+        /// Whether the object's own entry of the carrier holds it until this undo is done
+        /// (its own handle carried, and not yet restored): the undo then needs no look at
+        /// its start (`shm::object`'s `with_undo_header`, review99 M1).
+        kept: bool,
+    },
 }
 
 impl Undo {

@@ -35,6 +35,9 @@ static TARGET: Mutex<Option<String>> = Mutex::new(None);
 static CHANGED: Condvar = Condvar::new();
 /// Threads held at a `hold:` point.
 static HOLDING: AtomicUsize = AtomicUsize::new(0);
+/// Holds so far: how many times a `hold:` point held a thread.
+#[cfg(test)]
+static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes a unit test's moves of other threads or processes at `step` of a call that names
 /// its steps so (a lock's takeover, the task table's calls): those [`interleaving`] set on
@@ -113,6 +116,14 @@ pub(crate) fn holding() -> usize {
     HOLDING.load(Ordering::Acquire)
 }
 
+/// How many times a `hold:NAME` point of this process held a thread so far (each counted
+/// as it is held): a test that moves a thread from one held point to the next waits for
+/// this to grow, which [`holding`] does not show.
+#[cfg(test)]
+pub(crate) fn held() -> usize {
+    HELD.load(Ordering::Acquire)
+}
+
 #[inline(always)]
 pub(crate) fn reached(name: &'static str) {
     if STATE.load(Ordering::Relaxed) != DISARMED {
@@ -179,6 +190,8 @@ fn reached_armed(name: &'static str) {
     };
     if held(&target) {
         HOLDING.fetch_add(1, Ordering::Release);
+        #[cfg(test)]
+        HELD.fetch_add(1, Ordering::Release);
         while held(&target) {
             target = CHANGED.wait(target).unwrap_or_else(|e| e.into_inner());
         }

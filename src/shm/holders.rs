@@ -1062,14 +1062,14 @@ impl Holders {
                 }
                 self.flight.fetch_sub(1, Ordering::Relaxed);
             }
-            Undoing::Uncarry(carrier) | Undoing::Restore(carrier) => {
+            Undoing::Uncarry(carrier) | Undoing::Restore { carrier, .. } => {
                 // Idempotent: the carrier's whole entry, once (the same object may travel
                 // more than once in one message).
                 let holder = carrier_entry(carrier);
                 self.for_each(heap, |e| {
                     let found = e.is(holder);
                     if found {
-                        if matches!(how, Undoing::Restore(_)) {
+                        if matches!(how, Undoing::Restore { .. }) {
                             self.flight.fetch_add(u64::from(e.count.load(Ordering::Relaxed)), Ordering::Relaxed);
                         }
                         e.clear();
@@ -1991,7 +1991,7 @@ mod tests {
         // A carrier not sent after all: its counts go back in flight.
         holders.send();
         assert_eq!(holders.undo(heap, 7, Undoing::Carry(4224), None), Some(false));
-        assert_eq!(holders.undo(heap, 7, Undoing::Restore(4224), None), Some(false));
+        assert_eq!(holders.undo(heap, 7, Undoing::Restore { carrier: 4224, kept: true }, None), Some(false));
         assert_eq!((in_flight(&holders), carrier_counts(&holders, 4224)), (2, None));
         for _ in 0..2 {
             assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));

@@ -883,7 +883,10 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// lends its slot to its thread's pins of the object's table (`pins::lend`), a thread-local
 /// note that a fork child would inherit and write into its parent's record with (review90
 /// L3 checked it: every look is a local of a crate function; a release under one runs only
-/// the crate's `destroy`s of shared state, and `LetGo::gone` callbacks run after it).
+/// the crate's `destroy`s of shared state, and `LetGo::gone` callbacks run after it). A
+/// bare fork under a look (from a signal handler) still finds the note emptied in the
+/// child (`pins`' fork handler, review99 L2), though the child's copy of the look, its
+/// parent's count, is no more its own.
 ///
 /// A start whose every look is taken ([`MAX_LOOKS`]) for [`LOOKS_WAIT`] is given up on
 /// ([`NoLook::Crowded`]): the looks of processes killed while looking at a live object stay
@@ -1122,19 +1125,23 @@ fn is_live(header: &Header, generation: u64) -> bool {
 /// Runs `f` on the header of the object at `off` if that is still the live object of
 /// `generation` ([`live_header`]), for an encoding's undo (`codec::undoing` says which).
 /// A start crowded with looks ([`NoLook::Crowded`]: dead processes' until the object's
-/// release) gives up every undo but a carry's and a restore's (review90 L2: a restore so
-/// skipped stranded a count in a carrier that was then freed). Those two run on this
-/// process's own encoding before its message is sent (`receipts::carry`), where the
-/// encoding's count in flight or the carrier's entry it moved into keeps the object
-/// allocated: they need no look, and the table's pin by the generation checks again.
+/// release) gives up every undo but a restore that its carrier's entry of the object keeps
+/// (`kept`; review90 L2: a restore so skipped stranded a count in a carrier that was then
+/// freed). That entry is a holder that only this process's restore takes away, so the
+/// object stays allocated: the restore needs no look, and the table's pin by the generation
+/// checks again. Nothing else keeps an object so (review99 M1): a count in flight belongs to
+/// no message, and replayed bytes may take the encoding's, their receiver then release the
+/// object and its block be reused under the header's loads and the pin. A carry given up
+/// on gives its counts back to flight, and its caller keeps to the older protocol
+/// (`receipts::carry`); a restore not kept leaves its count in the carrier's entry (a leak).
 /// `None`: `f` did not run.
 fn with_undo_header<R>(heap: &Heap, off: u64, generation: u64, f: impl FnOnce(&Header) -> R) -> Option<R> {
     match header_at(heap, off, generation, std::mem::size_of::<Header>()) {
         Ok(header) => is_live(&header, generation).then(|| f(&header)),
-        Err(NoLook::Crowded) if matches!(codec::undoing(), codec::Undoing::Carry(_) | codec::Undoing::Restore(_)) => {
+        Err(NoLook::Crowded) if matches!(codec::undoing(), codec::Undoing::Restore { kept: true, .. }) => {
             // SAFETY: the object of `generation` started at `off` (`header_at` found its
-            // mark) and is kept allocated by the count this carry or restore moves (see
-            // above); a header is atomics only, valid for any bytes.
+            // mark) and is kept allocated by the carrier's entry of it, which only this
+            // restore takes away (see above); a header is atomics only, valid for any bytes.
             let header = unsafe { &*heap.ptr(off).cast::<Header>() };
             is_live(header, generation).then(|| f(header))
         }
@@ -1990,7 +1997,9 @@ mod tests {
     /// word at 255), gave up at once. The release's let-go, which had seen the waiting
     /// look's announcement and so kept the dead looks, left the word at 254 with nobody to
     /// let go again: the block leaked. Now the look waits for the let-go and lets go as a
-    /// look, which takes the dead ones away.
+    /// look, which takes the dead ones away. Each step is held (review99 L3: the look's
+    /// wait on the crowded start, `LOOKS_WAIT`, began before the release was started, and a
+    /// release later than that made the look give up, `Crowded`).
     #[test]
     fn a_look_waiting_on_a_crowded_start_released_lets_go_of_it() {
         let _serial = crate::shm::heap_test_lock();
@@ -2007,7 +2016,7 @@ mod tests {
                 crate::shm::crash::arm(None);
             }
         }
-        crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
+        crate::shm::crash::arm(Some("hold:object.header.announced,hold:object.unstart.counted"));
         let disarm = Disarm;
         let wait = |what: &str, until: &dyn Fn() -> bool| {
             let deadline = Deadline::after(Duration::from_secs(60));
@@ -2016,12 +2025,18 @@ mod tests {
                 std::thread::yield_now();
             }
         };
+        let held = crate::shm::crash::held();
+        let holds = |n| move || crate::shm::crash::held() >= held + n;
         let looking = std::thread::spawn(move || header_at(Heap::get(), off, generation, size_of::<Header>()).err());
-        // Announced, waiting for a look to be let go of.
-        wait("announced", &|| pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT));
+        // Announced, the start not yet looked at again (its first load: live, crowded).
+        wait("announced", &holds(1));
         let releasing = std::thread::spawn(move || drop(handle));
-        // The release counted (the word at 255), and the look saw it.
-        wait("held at both points", &|| crate::shm::crash::holding() == 2 || looking.is_finished());
+        // The release counted (the word at 255).
+        wait("counted", &holds(2));
+        // The look goes on, finds the start crowded, then released with every look taken.
+        crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
+        wait("seen released", &holds(3));
+        // The release's let-go, then the look's.
         crate::shm::crash::arm(Some("hold:object.header.released"));
         wait("released", &|| releasing.is_finished());
         drop(disarm);

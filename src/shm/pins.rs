@@ -24,14 +24,16 @@
 //!   dead process's announcements are ignored, and so a record of a dead process can be
 //!   taken over by another whole, slots cleared.
 //! * A pin of an object's own holder table under its thread's look at the object announces
-//!   itself in the look's slot ([`lend`]: the table's offset written over the look's, the
-//!   look's written back after the unpin), so a receive takes one slot, not two. The
-//!   table's resolvers read only tables' offsets, so a look never counts as a pin (its own
-//!   resolver's least of all: review90 M1); the resolvers of looks
+//!   itself in the look's slot ([`lend`]: the table's offset, marked [`LENT_PIN`], written
+//!   over the look's, the look's written back after the unpin), so a receive takes one
+//!   slot, not two. The table's resolvers read only tables' offsets, so a look never counts
+//!   as a pin (its own resolver's least of all: review90 M1); the resolvers of looks
 //!   ([`look_announced_by_live`]) read a lent slot as its look, which never stops being
-//!   announced. A lent slot is written only by its thread (its pins, then its look's
-//!   let-go), and every pin under a look is given back before the look lets go (inside one
-//!   table call, which borrows the table from the look).
+//!   announced, and a pin with no look as no look. A lent slot is written only by its
+//!   thread (its pins, then its look's let-go), and every pin that borrows it is given back
+//!   before the look lets go: the pin may borrow any look of its thread at the object, but
+//!   each is a local of a frame around the pin (checked, by an abort, at the let-go:
+//!   [`unlend`]).
 //!
 //! The records sit at [`ANNOUNCE_AT`] in the heap's reserved part, `CAPACITY` of them, and
 //! beyond them in blocks of `BLOCK_RECORDS` taken from the heap as the family grows
@@ -57,6 +59,7 @@
 //! record, whose owner is dead.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -183,6 +186,10 @@ pub(crate) struct Announced {
     /// What the slot holds again when this is dropped: 0 (free), or the announcement of the
     /// look that lent it ([`lend`]).
     back: u64,
+    /// Not `Send`: a slot lent by a look is given back on the look's thread, before the
+    /// look lets go ([`unlend`]); dropped on another thread, it could come after (review92
+    /// L2, review99 L2).
+    _thread: PhantomData<*const ()>,
 }
 
 impl Drop for Announced {
@@ -242,36 +249,60 @@ pub(crate) fn lend(look: &Announced, table: u64) {
 /// has given it back. That holds while this thread's looks are locals dropped in reverse
 /// order of their making and none is moved into a table call: every look alive at a pin
 /// then outlives it (the table call that pins borrows the table from one of them, and the
-/// others are older, or locals of the frames around the call).
+/// others are older, or locals of the frames around the call). A look that would let go
+/// with a pin still in its slot aborts the process, in every build (review99 L1): its
+/// let-go would free the slot under the pin, another thread's announcement take it, and the
+/// pin's give-back write the look's value over that one, leaving a live pin of another
+/// table unannounced (judged dead, its object freeable under it). A panic would not do:
+/// its unwinding still drops the look's announcement.
 #[inline]
 pub(crate) fn unlend(look: &Announced) {
     let Some(slot) = look.slot else { return };
     LENT.with(|l| {
         let mine = |i: &usize| l.tables[*i].get() != 0 && l.slots[*i].get().is_some_and(|s| std::ptr::eq(s, slot));
         if let Some(i) = (0..LENDERS).find(mine) {
-            // A look's announcement is odd, a table's even: a pin still in the slot would
-            // be left unannounced by the look's let-go (a live pin judged dead).
-            debug_assert!(
-                std::thread::panicking() || slot.load(Ordering::Relaxed) & 1 == 1,
-                "a look lets go with a pin in its slot"
-            );
+            // A look's announcement is odd, a table's even (a relaxed load of a line this
+            // thread just wrote).
+            if slot.load(Ordering::Relaxed) & 1 == 0 {
+                lent_slot_still_pinned();
+            }
             l.tables[i].set(0);
         }
     });
 }
 
+/// [`unlend`]'s check failed: a bug of this crate, which only ending the process now keeps
+/// from becoming another thread's use after free.
+#[cold]
+#[inline(never)]
+fn lent_slot_still_pinned() -> ! {
+    eprintln!("multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting");
+    std::process::abort()
+}
+
+/// Marks a pin's announcement in a slot its look lent ([`lend`]): the table's offset with
+/// this bit set (a table's offset is a multiple of 8, a look's announcement odd). Resolvers
+/// of the table read it as the table's ([`announced_by_live`]); resolvers of looks read it
+/// as the look's, and the table's offset alone, a pin with no look at the object, as
+/// nobody's look ([`look_announced_by_live`]; review99 L4: a release's let-go that met such
+/// a pin kept the dead looks, and nobody let go of the block again).
+const LENT_PIN: u64 = 2;
+
 /// Announces that this thread is about to pin the table at `table` (its offset in the
 /// heap). Keep the result until the pin is given back, and drop it on this thread before
-/// the look it was lent by ([`lend`]) lets go (every pin is taken and given back inside
-/// one table call, which borrows the table from its look). In the slot of this thread's
-/// innermost look at the table's object whose slot no pin holds, else in one of its own.
+/// the look it was lent by ([`lend`]) lets go. In the slot of a look of this thread at the
+/// table's object whose slot no pin holds, else in one of its own: any such look will do,
+/// not only the one the table call borrowed the table from (an older look at the object,
+/// or one around a call through a held handle), since every look alive at the pin is a
+/// local of a frame around it, and outlives it ([`unlend`]).
 #[inline]
 pub(crate) fn announce(table: u64) -> Announced {
-    // Only this thread writes a slot its look lent (its pins, and the look's let-go).
+    // Only this thread writes a slot its look lent (its pins, and the look's let-go). A
+    // slot showing its look's announcement (odd) holds no pin.
     let lent = LENT.with(|l| {
         (0..LENDERS).rev().find_map(|i| {
             let slot = l.slots[i].get().filter(|_| l.tables[i].get() == table)?;
-            (slot.load(Ordering::Relaxed) != table).then_some(slot)
+            (slot.load(Ordering::Relaxed) & 1 == 1).then_some(slot)
         })
     });
     match lent {
@@ -279,8 +310,8 @@ pub(crate) fn announce(table: u64) -> Announced {
             let back = slot.load(Ordering::Relaxed);
             // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
             // its own; the look stays announced (a resolver of looks reads either value).
-            slot.store(table, Ordering::Relaxed);
-            Announced { slot: Some(slot), back }
+            slot.store(table | LENT_PIN, Ordering::Relaxed);
+            Announced { slot: Some(slot), back, _thread: PhantomData }
         }
         None => announce_own(table),
     }
@@ -304,7 +335,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     };
     let Some(record) = record else {
         heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-        return Announced { slot: None, back: 0 };
+        return Announced { slot: None, back: 0, _thread: PhantomData };
     };
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
@@ -312,7 +343,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 // Ordered before the pin by the pin's compare-and-swap (release).
-                return Announced { slot: Some(slot), back: 0 };
+                return Announced { slot: Some(slot), back: 0, _thread: PhantomData };
             }
         }
         // As many threads of this process pinning: they unpin as soon as they lock.
@@ -321,7 +352,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
     // never wait for one, pin anonymously.
     heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-    Announced { slot: None, back: 0 }
+    Announced { slot: None, back: 0, _thread: PhantomData }
 }
 
 /// How many times a pin looks for a free slot of its process's record, yielding between
@@ -432,9 +463,25 @@ fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
     for slot in &r.slots {
         slot.store(0, Ordering::Relaxed);
     }
+    // Before this process can lend a slot (a look that lends has one of this record's).
+    forget_lent_in_every_fork_child();
     // Release: see `announce`.
     MINE.store(u64::from(me.pid) << 32 | offset_of(heap, r) >> 6, Ordering::Release);
     Ok(r)
+}
+
+/// Empties the forking thread's lent looks ([`LENT`]) in every fork child (registered once,
+/// and inherited by the children): a child forked under a look (a program's bare `fork`
+/// from a signal handler) would otherwise lend its parent's slot to its own pins, and write
+/// into its parent's record (review99 L2). The child does not own the look: its copy's
+/// announcement is its parent's.
+fn forget_lent_in_every_fork_child() {
+    /// Two `Cell` stores per entry of a thread-local with no destructor: async-signal-safe.
+    extern "C" fn forget_lent() {
+        LENT.with(|l| l.tables.iter().for_each(|t| t.set(0)));
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| sys::in_every_fork_child(forget_lent));
 }
 
 /// Every record taken by a live process (as far as a claim looked). Under the blocks'
@@ -515,16 +562,15 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 /// owned one naming the table. Call with the table's lock held, after
 /// loading its in-flight word with acquire.
 pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
-    any_live(heap, |s| s == table)
+    any_live(heap, |s| s & !LENT_PIN == table)
 }
 
 /// Whether a live process announces a look as `look` ([`announced_by_live`]'s read), or
-/// announces the object's own holder table at `table`: a look whose slot a pin took over
-/// ([`lend`]) announces that table until the pin gives it back. An announcement of that
-/// table by a pin with no look (none comes once the object is released: nobody holds it)
-/// only defers, as any announcement without a look.
+/// a pin of the object's own holder table at `table` in a slot its look lent ([`lend`],
+/// [`LENT_PIN`]): that look is announced so until the pin gives the slot back. A pin of
+/// that table with no look at the object (in a slot of its own) is no look.
 pub(crate) fn look_announced_by_live(heap: &Heap, look: u64, table: u64) -> bool {
-    any_live(heap, |s| s == look || s == table)
+    any_live(heap, |s| s == look || s == table | LENT_PIN)
 }
 
 /// Whether some process pins anonymously, or a live one has a slot that `announces`.
@@ -561,6 +607,7 @@ pub(crate) fn forget(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     /// With every slot of its process's record taken (threads nested in `pinned`, or
     /// slots a panic kept), a pin does not wait for one: it pins anonymously.
@@ -605,6 +652,21 @@ mod tests {
         assert_eq!(idle, (false, true), "a look with no pin (table announced, look announced)");
         assert_eq!(pinned, (true, true), "a look's pin (table announced, look announced)");
         assert_eq!(back, (false, true), "a look whose pin was given back (table announced, look announced)");
+    }
+
+    /// review99 L4: a pin of an object's own table made with no look at the object (in a
+    /// slot of its own: a held handle's, a restore's at a crowded start) read, to a
+    /// resolver of looks, as a look whose slot a pin took over: a release's let-go that met
+    /// one kept the dead looks, and nobody let go again (the block leaked).
+    #[test]
+    fn a_pin_with_no_look_is_no_look() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let (table, look) = (1 << 22 | 224, 1 << 22 | 193);
+        let pin = announce(table);
+        let seen = (announced_by_live(heap, table), look_announced_by_live(heap, look, table));
+        drop(pin);
+        assert_eq!(seen, (true, false), "a pin with no look (table announced, look announced)");
     }
 
     /// review92 H1 (on fix70's design): a process may own two records (two threads' first
@@ -837,5 +899,65 @@ mod tests {
             assert_eq!(anonymous, NONE_PINS_MAX - 1, "anonymous pins before the look");
             break;
         }
+    }
+
+    /// Runs `child` in a fork child of this process, and returns how it ended.
+    fn in_a_child(child: impl FnOnce() -> i32) -> Option<sys::Ended> {
+        match sys::fork().unwrap() {
+            sys::Forked::Child => sys::exit_now(child()),
+            sys::Forked::Parent(pid) => {
+                let pidfd = sys::pidfd_open(pid).unwrap();
+                let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+                // The child's record, if it claimed one.
+                forget(pid);
+                ended
+            }
+        }
+    }
+
+    /// review99 L1: a look that lets go while a pin still holds the slot it lent frees the
+    /// slot under that pin: another thread's announcement takes it, and the stale pin's
+    /// give-back then writes the look's value over it (that thread's live pin unannounced,
+    /// its table freeable under it). The check held in debug builds only, and as a panic,
+    /// whose unwinding still drops the look's announcement: it aborts now, in every build.
+    #[test]
+    fn a_look_letting_go_with_a_pin_in_its_slot_aborts() {
+        let _serial = crate::shm::heap_test_lock();
+        let (table, look) = (1 << 22 | 96, 1 << 22 | 65);
+        let ended = in_a_child(|| {
+            let mine = announce_own(look);
+            lend(&mine, table);
+            let pin = announce(table);
+            let went = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unlend(&mine)));
+            std::mem::forget(pin);
+            std::mem::forget(mine);
+            i32::from(went.is_err())
+        });
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Signaled(libc::SIGABRT)),
+            "the look let go with a pin in its slot (exit 0: went on, 1: panicked)"
+        );
+    }
+
+    /// review99 L2: a fork child of a thread under a look (a program's bare `fork`, from a
+    /// signal handler) inherited the thread's lent looks: its pins of the look's table
+    /// borrowed its parent's slot, in its parent's record.
+    #[test]
+    fn a_fork_child_borrows_no_slot_of_its_parent() {
+        let _serial = crate::shm::heap_test_lock();
+        let (table, look) = (1 << 22 | 160, 1 << 22 | 129);
+        let mine = announce_own(look);
+        lend(&mine, table);
+        let ended = in_a_child(|| {
+            let pin = announce(table);
+            let borrowed = pin.slot.is_some_and(|s| mine.slot.is_some_and(|m| std::ptr::eq(s, m)));
+            // Gives the parent's slot back its look, if it took it.
+            drop(pin);
+            i32::from(borrowed)
+        });
+        unlend(&mine);
+        drop(mine);
+        assert_eq!(ended, Some(sys::Ended::Exited(0)), "the child's pin borrowed its parent's slot (exit 1)");
     }
 }

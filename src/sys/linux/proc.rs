@@ -96,6 +96,14 @@ fn forget_identity_in_every_fork_child() {
     });
 }
 
+/// Makes every child of glibc's `fork` (ours, and a bare `libc::fork` by the program) run
+/// `handler` first, on its only thread, the copy of the forking one. `handler` must be
+/// async-signal-safe: no lock, no allocation. A failure (ENOMEM) leaves forks as they were.
+pub(crate) fn in_every_fork_child(handler: extern "C" fn()) {
+    // SAFETY: registers a child handler only, which the caller promises async-signal-safe.
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
 /// The calling thread's id (unique in the system while the thread lives).
 pub(crate) fn my_tid() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
