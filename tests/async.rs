@@ -666,6 +666,10 @@ fn a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap() {
         "a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap_inner",
         &[(HANDLE_OUTCOME_INNER, "process.report.encoded")],
     );
+    common::run_inner_test_with(
+        "a_child_killed_as_it_reports_a_handle_it_made_leaves_nothing_in_the_heap_inner",
+        &[(HANDLE_OUTCOME_INNER, "process.report.naming")],
+    );
 }
 
 fn set_later(e: Event) {

@@ -562,7 +562,9 @@ impl ResultUndo {
     pub(crate) fn take_back(self) {
         self.0.taken_back.store(1, Ordering::Release);
         let (off, generation, seal) = self.0.identity();
-        drop(Shared::<ResultUndoState>::take_sent(Heap::get(), off, generation, seal));
+        let taken = Shared::<ResultUndoState>::take_sent(Heap::get(), off, generation, seal);
+        crash_point!("process.report.taken_back");
+        drop(taken);
         drop(self.0);
     }
 }
