@@ -745,3 +745,47 @@ fn a_child_that_left_its_session_takes_its_children_when_killed() {
         );
     }
 }
+
+const UNJOINED_RESULT: &str = "MULTIPROC_TEST_UNJOINED_RESULT";
+
+/// A value it makes, returned (counted in flight by the result's encoding).
+fn a_value_it_made(value: u64) -> multiproc::Value<u64> {
+    multiproc::Value::new(value).unwrap()
+}
+
+#[test]
+fn a_result_nobody_joins_gives_its_handles_back_inner() {
+    if std::env::var_os(UNJOINED_RESULT).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): libtest's threads and the watchdog sleep holding no lock.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let in_use = multiproc::__private::heap_in_use;
+    for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+        // The fork server started, and the first child's leftovers settled.
+        Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        let before = in_use();
+        let child = Process::new(a_value_it_made, 7).start_method(method).start().unwrap();
+        let pid = child.pid();
+        drop(child);
+        // The family lets go of the ended child (`active_children` reaps it).
+        let gone = || multiproc::active_children().iter().all(|c| c.pid() != pid) && in_use() <= before;
+        common::eventually(Duration::from_secs(10), gone);
+        let left = in_use() as i64 - before as i64;
+        assert_eq!(left, 0, "bytes of the heap an unjoined result left ({method:?})");
+    }
+    println!("INNER-DONE");
+}
+
+/// A child returns a handle it made (a `Value`), and its `ProcessHandle` is dropped
+/// unjoined: the result is never decoded, and the family's reap of the ended child gives
+/// the handle's count in flight back (the result's undo, kept from the reap until the
+/// child's state is dropped unjoined). Before (review98 M1), the value's block stayed in
+/// the heap for good, with no kill at all.
+#[test]
+fn a_result_nobody_joins_gives_its_handles_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_result_nobody_joins_gives_its_handles_back_inner", &[(UNJOINED_RESULT, "1")]);
+}

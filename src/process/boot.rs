@@ -581,8 +581,12 @@ impl Channel {
             // The blob (or the result's undo) made and held, not yet named.
             crash_point!("process.report.naming");
             match self {
+                Channel::Socket(_) if fail_point!("process.report.unnamed") => false,
                 Channel::Socket(sock) => crate::shm::send_outcome_blob(sock.as_fd(), key),
-                Channel::Room(room) => room.name_blob(key),
+                Channel::Room(room) => {
+                    room.name_blob(key);
+                    true
+                }
             }
         };
         if let Some(result) = result.filter(|result| result.has_handles())
@@ -591,7 +595,8 @@ impl Channel {
             return Some(undo);
         }
         if let Some(key) = blob {
-            name(key);
+            // Not named (the parent gone, or a socket error): as a kill before the naming.
+            let _ = name(key);
         }
         None
     }
@@ -1151,9 +1156,11 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     let undo = channel.name_for_parent(&outcome, call.encoded.as_ref());
     let delivered = report_in(&channel, &outcome, room);
     // The result's own handles, counted in flight by the runner's encoding: the parent's
-    // once the outcome is delivered (their undo too, if named to it); else given back here,
-    // their named undo taken back first (a cut outcome, or none, goes without them: marked
-    // sent, they stayed in the heap for good, review82 M2).
+    // once the outcome is delivered; else given back here (a cut outcome, or none, goes
+    // without them: marked sent, they stayed in the heap for good, review82 M2). Named to
+    // the parent, their undo is the object's either way: left to the parent, or taken
+    // back, which runs it.
+    let named = undo.is_some();
     if let Some(undo) = undo {
         match delivered {
             true => undo.leave(),
@@ -1161,7 +1168,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         }
     }
     if let Some(encoded) = call.encoded.take() {
-        match delivered {
+        match delivered || named {
             true => encoded.sent(),
             false => drop(encoded),
         }

@@ -9,7 +9,7 @@ use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
 use crate::shm::crash::fail_point;
-use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom};
+use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom, ResultHandles};
 use crate::sys::{self, Ended};
 
 /// How long a waiting parent polls for its child's end before it sleeps (unless the
@@ -94,6 +94,14 @@ struct Inner {
     /// result that holds handles: `shm::result_undo`), until the reap: its undo run then
     /// unless a returned outcome came whole, and given back.
     result_undo: Option<ReceiptKey>,
+    /// That undo, taken at the reap, while a returned outcome that came whole may still be
+    /// decoded: dropped when the outcome is taken ([`ChildState::take_outcome`]: its decoding
+    /// takes the counts), run when the state is dropped with the outcome never taken (a
+    /// handle dropped unjoined; review98 M1: the handles stayed in flight for good), in
+    /// the process that started the child only (a fork copy of the state runs nothing).
+    result_handles: Option<ResultHandles>,
+    /// The process that made this state (the child's parent).
+    maker: u32,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
@@ -120,6 +128,8 @@ impl Inner {
             boot,
             outcome_blob: None,
             result_undo: None,
+            result_handles: None,
+            maker: sys::pid_now(),
             kept,
         }
     }
@@ -146,16 +156,21 @@ impl Inner {
         // fork child's copies of this process's handles, and every hold it listed in the
         // heap (its argument's handles it received among them: held at once, never
         // pending).
-        // The undo of a result's handles (see `Inner::result_undo`): run unless a returned
-        // outcome came whole that will be decoded (`dropped`: it will not), with the blob
-        // it names given back when no outcome came; not for a child that may still run.
-        // Before the prune of the child's holds: named before it was sent, it may be held by
-        // the dead child alone.
+        // The undo of a result's handles (see `Inner::result_undo`), taken: run now unless
+        // a returned outcome came whole that may be decoded (`dropped`: it will not), then
+        // kept (`Inner::result_handles`), with the blob it names given back when no outcome
+        // came; not for a child that may still run. Taken before the prune of the child's
+        // holds only so that the give-back finds the dead child's hold: an unsent undo that
+        // somebody freed first ran at its free.
         if let Some(key) = self.result_undo.take()
             && !maybe_running
         {
             let returned = matches!(self.outcome, Some(Outcome::Returned(_)));
-            crate::shm::give_back_result_undo(key, pid, !returned || dropped, self.outcome.is_none());
+            let taken = crate::shm::give_back_result_undo(key, pid, self.outcome.is_none());
+            match returned && !dropped {
+                true => self.result_handles = Some(taken),
+                false => taken.run(),
+            }
         }
         if let Some(recorded) = self.kept.as_ref().and_then(|kept| kept.recorded) {
             crate::shm::fork_child_ended(recorded);
@@ -221,6 +236,12 @@ impl Drop for Inner {
         }
         if let Some(boot) = self.boot.take() {
             boot.sent();
+        }
+        // A returned outcome never taken (see `Inner::result_handles`).
+        if let Some(handles) = self.result_handles.take()
+            && self.maker == sys::pid_now()
+        {
+            handles.run();
         }
         // Still the child's to write (freed once it has ended: `try_reap`).
         if let Some(room) = self.room.take() {
@@ -508,7 +529,10 @@ impl ChildState {
 
     /// Takes the outcome, after the child ended (a join, which consumes its handle).
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
-        self.lock().outcome.take()
+        let mut inner = self.lock();
+        // Its decoding takes the result's handles (or gives back those it did not read).
+        inner.result_handles = None;
+        inner.outcome.take()
     }
 
     /// Sends `signal` to the child (nothing happens if it already ended); an error in

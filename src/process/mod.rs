@@ -805,13 +805,10 @@ fn launch(
         Err(LaunchError::Lost { own, error, boot }) => return Err(lost_child(own, *error, args, boot)),
         Err(LaunchError::Reaped(reaped)) => {
             let Reaped { pid, error, link, kept } = *reaped;
-            let Some(link) = link else {
-                // Never from a start (`on_socket` adds a spawned child's socket): settled
-                // dead, what it was sent left to it, as a lost child's.
-                drop(kept);
-                settle(pid);
-                return Err(lost_child(None, error, args, None));
-            };
+            // Fork gives its link, and `on_socket` adds a spawned child's socket (review98
+            // L5: a fallback here was dead code, and for a Fork child would have left its
+            // fork record naming the dead).
+            let link = link.expect("a reaped child's start gives where it reported");
             child::settle_reaped(pid, link, args, kept);
             return Err(error);
         }

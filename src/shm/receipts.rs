@@ -132,9 +132,9 @@ pub(crate) fn outcome_blob_from_frame(frame: &[u8]) -> Option<Key> {
 /// before the outcome's encoding counts the blob in flight: a child killed before its
 /// outcome went whole leaves its parent the key, and the parent gives the blob back once it
 /// has reaped it (`Blob::give_back_sent_by_dead`).
-pub(crate) fn send_outcome_blob(sock: BorrowedFd<'_>, key: Key) {
-    // A parent gone cannot read the outcome either.
-    let _ = crate::sys::send_all(sock, &frame(OUTCOME_BLOB_TAG, key), &[]);
+/// Returns whether it was sent (a parent gone cannot read the outcome either).
+pub(crate) fn send_outcome_blob(sock: BorrowedFd<'_>, key: Key) -> bool {
+    crate::sys::send_all(sock, &frame(OUTCOME_BLOB_TAG, key), &[]).is_ok()
 }
 
 /// The key in `frame`, if it is a frame of `tag` (a receipt's, or an outcome blob's).
@@ -173,9 +173,10 @@ fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     // slice outside the mapping, or a misaligned one.
     assert!(heap.contains(off, len * 8), "a token's block outside the family heap");
     // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
-    // (checked above); it is a token's tail (`ArgsToken::new`), freed only with the token,
-    // read only by its maker and by its `destroy`; the block is atomics only, valid for any
-    // bytes.
+    // (checked above); it is the tail of a token (`ArgsToken::new`) or of a result's undo
+    // (`result_undo`), freed only with its object: read by its maker, by its `destroy`, and
+    // (a result's undo) by the parent under a look that keeps it allocated; the block is
+    // atomics only, valid for any bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
@@ -517,30 +518,84 @@ pub(crate) fn take_token(wire: [u64; 3]) -> Option<TakenToken> {
     Some(TakenToken(token))
 }
 
-/// The undo of a child's result's handles, for its parent (res71; HACKING "Processes"): an
+/// The undo of a child's result's handles (res71, review98; HACKING "Processes"): an
 /// object of the family heap (kind `RESULT_UNDO`) whose tail holds the key of the
 /// outcome's blob (0 when none), then per handle its key and the distance of its undo
 /// function in the executable, as a token's. The child makes it once its result is
-/// encoded (each handle counted in flight, with nothing else recording it), sends it away
-/// (one count in flight, which keeps it past the child's death) and names it to its
-/// parent in place of the outcome's blob ([`named_result_undo`]), before the outcome's
-/// encoding; the undo is then the parent's, whatever happens: at the reap, the parent
-/// runs it unless a returned outcome was reported whole (whose decoding takes the
-/// counts), and always gives the object back ([`give_back_result_undo`]). A type-free
-/// undo: the parent cannot decode a result it never got. Only the crate makes objects of
-/// this kind, so the functions its tail names are undo functions whatever key names it.
+/// encoded (each handle counted in flight, with nothing else recording it), names it to
+/// its parent in place of the outcome's blob ([`named_result_undo`]), then sends it away
+/// (one count in flight, which keeps it past the child's death), before the outcome's
+/// encoding. Its undo runs exactly once, or (a kill inside a run) in part, never twice:
+/// - the parent, at the reap, takes it ([`give_back_result_undo`], which marks it `done`
+///   under its look) and runs it, unless a returned outcome came whole: that outcome's
+///   decoding takes the counts then, or, if it is never decoded (its handle dropped
+///   unjoined), the parent runs the undo when it drops the child's state;
+/// - else whoever frees it runs it ([`ShmObject::destroy`]): a reaper's prune of the dead
+///   child's hold when the child was killed before sending it (named or not), or the child
+///   itself, which took its count back because its report was not delivered
+///   ([`ResultUndo::take_back`]).
+///
+/// A type-free undo: the parent cannot decode a result it never got. Only the crate makes
+/// objects of this kind, so the functions its tail names are undo functions whatever key
+/// names it.
 #[derive(Debug)]
 pub(crate) struct ResultUndoState {
-    /// Non-zero once the child took the undo back ([`ResultUndo::take_back`]): its report
-    /// can never be read, and it runs the undo itself; its parent then runs none.
-    taken_back: AtomicU64,
+    /// Non-zero once the undo is not to run when the object is freed: the parent took it
+    /// ([`give_back_result_undo`]), or the child gave its naming up (nothing was sent: the
+    /// encoding's undo is the child's again).
+    done: AtomicU64,
+    /// The offset of the tail, stored once the tail is written whole (0 before: a maker
+    /// killed while writing it leaves an object freed with nothing run, a leak).
+    tail: AtomicU64,
+    /// The pid of the child that made it: whose entries in the handles' tables a run after
+    /// its death forgets first, as a prune does.
+    maker: AtomicU64,
 }
 
-// SAFETY: one atomic, valid for any bytes.
+// SAFETY: three atomics, valid for any bytes.
 unsafe impl ShmSafe for ResultUndoState {}
 
 impl ShmObject for ResultUndoState {
     const KIND: u32 = kind::RESULT_UNDO;
+
+    /// Runs the undo unless somebody took it (see [`ResultUndoState`]): freed, the object is
+    /// unsent (its maker was killed before `send_away`, or took its count back), and the
+    /// report can never be read.
+    fn destroy(&self, heap: &Heap) {
+        if self.done.swap(1, Ordering::AcqRel) == 0 {
+            let maker = self.maker.load(Ordering::Relaxed) as u32;
+            let dead = (maker != sys::me().pid).then_some(maker);
+            ResultHandles { dead, entries: self.entries(heap).1 }.run();
+        }
+    }
+}
+
+impl ResultUndoState {
+    /// The outcome blob's key its tail names (if any) and its undo entries (none before its
+    /// tail is written whole).
+    fn entries(&self, heap: &Heap) -> (Option<Key>, Vec<(Key, codec::UndoFn)>) {
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail == 0 {
+            return (None, Vec::new());
+        }
+        let w = words(heap, tail, RESULT_HEAD);
+        let [off, generation, slots] = [0, 1, 2].map(|i| w[i].load(Ordering::Relaxed));
+        let slots = slots as usize;
+        let w = words(heap, tail, RESULT_HEAD + UNDO * slots);
+        let undo = (0..slots)
+            .filter_map(|i| {
+                let at = RESULT_HEAD + UNDO * i;
+                let gone = w[at + 3].load(Ordering::Relaxed);
+                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
+                // SAFETY: `gone` was written by `result_undo` from `sys::function_offset`
+                // of an undo (an encoding's, `codec::on_abort`) in a process of this
+                // family, which runs this executable; no other code makes an object of
+                // this kind.
+                (gone != 0).then(|| (key, unsafe { sys::function_at::<codec::UndoFn>(gone) }))
+            })
+            .collect();
+        ((off != 0).then_some([off, generation, 0]), undo)
+    }
 }
 
 /// The head of a result's undo's tail: the outcome blob's offset and generation, the
@@ -553,7 +608,8 @@ const RESULT_HEAD: usize = 3;
 const RESULT_UNDO: u64 = 1;
 
 /// The child's side of its result's undo ([`result_undo`]), named to its parent and sent:
-/// left to the parent once the report may be read, or taken back.
+/// left to the parent once the report may be read, or taken back. Either way the undo is
+/// no longer the encoding's: the child forgets that (`Encoded::sent`).
 #[derive(Debug)]
 pub(crate) struct ResultUndo(Shared<ResultUndoState>);
 
@@ -564,34 +620,48 @@ impl ResultUndo {
         std::mem::forget(self.0);
     }
 
-    /// The report can never be read whole (not delivered): the undo is this process's
-    /// again, for the caller to run (its encoding dropped) once this returns. Marked first:
-    /// a parent that finds the mark runs none of it, so a kill from here on leaks what is
-    /// not run yet, and never runs it twice. Then its count comes back from flight, and it
-    /// is freed: a parent that dropped its handle (its end of the socket closed, the send
-    /// failed) never reads its name.
+    /// The report can never be read whole (not delivered): its count comes back from
+    /// flight, and the object is freed, its undo run by its destroy; a parent that dropped
+    /// its handle (its end of the socket closed, the send failed) never reads its name. A
+    /// kill from the take on leaves it unsent, held by the dead alone: its reaper's free
+    /// runs the undo (review98 L2: marked taken back before, the parent then ran none).
+    /// Not taken (a table with no room for this process's hold): left to the parent, as
+    /// [`ResultUndo::leave`] (a leak if the parent is gone, never a second run).
     pub(crate) fn take_back(self) {
-        self.0.taken_back.store(1, Ordering::Release);
         let (off, generation, seal) = self.0.identity();
-        drop(Shared::<ResultUndoState>::take_sent(Heap::get(), off, generation, seal));
+        let Some(taken) = Shared::<ResultUndoState>::take_sent(Heap::get(), off, generation, seal) else {
+            return self.leave();
+        };
+        crash_point!("process.report.taken_back");
+        drop(taken);
         drop(self.0);
     }
 }
 
 /// Makes the undo of `encoded` (a child's encoded result, which holds handles), `blob` the
 /// key of the outcome's blob if any, has `name` name it to the parent (its key tagged as a
-/// result's undo), then sends it away. `None` when the heap has no room for it, or an undo
-/// is not in the executable: nothing was made or named, and the undo is still the
-/// caller's. Named before it is sent: a kill between leaves it held by the dead child
-/// alone, which the parent's give-back, before the reap's prune, finds and frees, its undo
-/// run.
-pub(crate) fn result_undo(encoded: &codec::Encoded, blob: Option<Key>, name: impl FnOnce(Key)) -> Option<ResultUndo> {
+/// result's undo; `false`: not named), then sends it away. `None` when the heap has no
+/// room for it, an undo is not in the executable, or it could not be named: nothing was
+/// sent, and the undo is still the caller's (review98 L3: sent unnamed, it stayed counted
+/// in flight for good). Named before it is sent: until it is sent, whoever frees it (its
+/// maker's reaper) runs the undo.
+pub(crate) fn result_undo(
+    encoded: &codec::Encoded,
+    blob: Option<Key>,
+    name: impl FnOnce(Key) -> bool,
+) -> Option<ResultUndo> {
     let heap = Heap::get();
     let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
     let offsets: Vec<u64> = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>()?;
     let len = RESULT_HEAD + UNDO * undo.len();
-    let made = Shared::with_tail(ResultUndoState { taken_back: AtomicU64::new(0) }, len * 8).ok()?;
-    let w = words(heap, made.tail_offset(), len);
+    let state = ResultUndoState {
+        done: AtomicU64::new(0),
+        tail: AtomicU64::new(0),
+        maker: AtomicU64::new(u64::from(sys::me().pid)),
+    };
+    let made = Shared::with_tail(state, len * 8).ok()?;
+    let tail = made.tail_offset();
+    let w = words(heap, tail, len);
     let [blob_off, blob_generation, _] = blob.unwrap_or_default();
     w[0].store(blob_off, Ordering::Relaxed);
     w[1].store(blob_generation, Ordering::Relaxed);
@@ -603,8 +673,13 @@ pub(crate) fn result_undo(encoded: &codec::Encoded, blob: Option<Key>, name: imp
         }
         w[base + 3].store(*at, Ordering::Relaxed);
     }
+    made.tail.store(tail, Ordering::Release);
     let (off, generation, _) = made.identity();
-    name([off | RESULT_UNDO, generation, 0]);
+    if !name([off | RESULT_UNDO, generation, 0]) {
+        // Freed with nothing run: the encoding's undo is the caller's.
+        made.done.store(1, Ordering::Relaxed);
+        return None;
+    }
     // One count in flight, which keeps it once this process is dead and its hold pruned
     // (by anyone's reap); this process's own hold kept until it ends (the parent's
     // give-back asks that the dead held it: `Undoing::UnsendHeldByDead`).
@@ -618,50 +693,47 @@ pub(crate) fn named_result_undo(named: Key) -> Option<Key> {
     (named[0] & RESULT_UNDO != 0).then_some([named[0] & !RESULT_UNDO, named[1], 0])
 }
 
-/// The parent's side of a result's undo `key` ([`result_undo`]) of its child `pid`, now
-/// dead and reaped: `handles`, when the child's result was not taken (its outcome not
-/// reported whole as returned, or dropped undecoded), runs the undo of its handles (each
-/// count back from flight, as for a message that never arrived), and `blob`, when no
-/// outcome was reported whole, gives back the outcome's blob it names; then gives the
-/// undo itself back (freed). A key naming no such object (freed: its maker died before
-/// it was sent) does nothing.
-pub(crate) fn give_back_result_undo(key: Key, pid: u32, handles: bool, blob: bool) {
-    let heap = Heap::get();
-    let mut named_blob = None;
-    let mut undo = Vec::new();
-    Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |state, tail| {
-        // Taken back by the child, which ran (or was running) the undo itself.
-        if state.taken_back.load(Ordering::Acquire) != 0 {
-            return;
-        }
-        let w = words(heap, tail, RESULT_HEAD);
-        let [off, generation, slots] = [0, 1, 2].map(|i| w[i].load(Ordering::Relaxed));
-        named_blob = (off != 0).then_some([off, generation, 0]);
-        let slots = slots as usize;
-        let w = words(heap, tail, RESULT_HEAD + UNDO * slots);
-        undo = (0..slots)
-            .filter_map(|i| {
-                let at = RESULT_HEAD + UNDO * i;
-                let gone = w[at + 3].load(Ordering::Relaxed);
-                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
-                // SAFETY: `gone` was written by `result_undo` from `sys::function_offset`
-                // of an undo (an encoding's, `codec::on_abort`) in a process of this
-                // family, which runs this executable; no other code makes an object of
-                // this kind.
-                (gone != 0).then(|| (key, unsafe { sys::function_at::<codec::UndoFn>(gone) }))
-            })
-            .collect();
-    });
-    if handles {
-        codec::undoing_as(Undoing::Unsend, Some(pid), || {
-            for (key, f) in undo {
+/// The undo of a child's result's handles, taken by its parent ([`give_back_result_undo`]):
+/// run now, or kept while a returned outcome may still be decoded.
+#[derive(Debug, Default)]
+pub(crate) struct ResultHandles {
+    /// The child, dead, whose entries in the handles' tables are forgotten first; `None`
+    /// when it is this process.
+    dead: Option<u32>,
+    entries: Vec<(Key, codec::UndoFn)>,
+}
+
+impl ResultHandles {
+    /// Gives each handle's count in flight back, as for a message that never arrived.
+    pub(crate) fn run(self) {
+        codec::undoing_as(Undoing::Unsend, self.dead, || {
+            for (key, f) in self.entries {
                 f(key);
             }
         });
     }
+}
+
+/// The parent's side of a result's undo `key` ([`result_undo`]) of its child `pid`, now
+/// dead and reaped: takes the undo (marked `done`, so that the object's free runs none of
+/// it) and returns it, for the caller to run or keep; `blob`, when no outcome was reported
+/// whole, gives back the outcome's blob it names; then gives the object back (freed). A
+/// key naming no such object any more (its undo ran at its free: the child, its report not
+/// delivered, took it back; or it was never sent, and a sweep freed it) returns nothing to
+/// run, as does one already taken.
+pub(crate) fn give_back_result_undo(key: Key, pid: u32, blob: bool) -> ResultHandles {
+    let heap = Heap::get();
+    let mut named_blob = None;
+    let mut taken = ResultHandles { dead: Some(pid), entries: Vec::new() };
+    Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |state, _| {
+        if state.done.swap(1, Ordering::AcqRel) == 0 {
+            (named_blob, taken.entries) = state.entries(heap);
+        }
+    });
     if blob && let Some(key) = named_blob {
         super::Blob::give_back_sent_by_dead(key, pid);
     }
+    taken
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@
 //! child allocated for a message too long for the room (a spill), words 4 and 5 the offset
 //! and generation of its outcome's blob, or of its result's undo, which names the blob in
 //! turn (the offset's bit 0 set: `receipts::result_undo`; [`ChildRoom::name_blob`]), word 6
-//! the go word (its
-//! low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child word, the pid the
-//! fork server forked for the room: [`ReportRoom::forked_at`]), then the inline message
+//! the go word (its low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child
+//! word, the pid the fork server forked for the room: [`ReportRoom::forked_at`]), then the
+//! inline message
 //! (little-endian words). A requester whose start failed after its request went leaves
 //! the room to the child ([`ReportRoom::leave_to_child`]) and frees it once that child has
 //! ended ([`free_left_rooms`]), or at once when the server forked none
