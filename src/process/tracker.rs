@@ -185,16 +185,20 @@ const JOURNAL_NAME: &str = "mp-journal-v1-";
 /// and its keeper: nothing of them was left to clean up, and their segments stayed in
 /// `/dev/shm` for good): at a family's start, each journal of this user's none holds a lock
 /// of (none of its processes lives) is emptied and unnamed, and the segments it held are
-/// unlinked, said on stderr.
+/// unlinked (each only while its name is still the file registered, if known: [`register`]),
+/// logged (`log::warn!`, the names at debug level).
 ///
 /// The first file's lock is the tracker's and its keepers' (see [`start`]), the second's
-/// the main process's (its own description, which every fork of it shares, the fork server
-/// and `Fork` children among them), so both free means that none of them lives: not the
-/// tracker nor a keeper that took over, nor the main process, which would replace them at
-/// its end ([`replace_if_gone`]), nor a fork of it. A journal is named only once both are
+/// the main process's (its own description, which every fork of it shares: the first fork
+/// server and `Fork` children among them), so both free means that none of them lives: not
+/// the tracker nor a keeper that took over, nor the main process, which would replace them
+/// at its end ([`replace_if_gone`]), nor a fork of it. A journal is named only once both are
 /// locked ([`Journal::name`]), so a family starting is never taken for one killed. A spawned
-/// child holds neither: one that outlives its main process (killed) may find its segments
-/// unlinked (its mappings stay).
+/// child holds neither, nor does a restarted (spawned) fork server or a child it forks
+/// (review97 L7): one that outlives its main process (killed) may find its segments
+/// unlinked (its mappings stay). Lines the journal never got die with the family: still in
+/// the pipe, or in a process's backlog (an `untrack` among them, whose segment is then
+/// unlinked: review97 L2).
 fn take_up_abandoned() {
     let Ok(dir) = std::fs::read_dir(JOURNAL_DIR) else { return };
     let journals: BTreeSet<String> = dir

@@ -670,6 +670,11 @@ impl SharedMemory {
     /// without waiting: to know it was taken, call it again after a pause (never in a
     /// loop without one, which would spin while the tracker is stopped).
     ///
+    /// `Ok` means the tracker took it, not that it recorded it yet: a family killed whole
+    /// (its tracker, keeper and main process, `kill -9` of them all) a moment after, the
+    /// forgetting still in the tracker's pipe, and the segment is unlinked at the next
+    /// family start of this user as if tracked.
+    ///
     /// # Examples
     ///
     /// ```
