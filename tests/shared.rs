@@ -975,6 +975,13 @@ fn fill_the_stopped_trackers_pipe(prefix: &str) -> SharedMemoryError {
         }
     };
     println!("the pipe filled after {made} segments");
+    // Topped up with the shortest lines there are (a fresh name's, `Rmp-<16 hex>`): a
+    // pipe refuses a line only for want of room for it, and a shorter line of the test's
+    // after (an `untrack`) could still fit beside a longer refused registration (since
+    // review97 M1 a chosen name's carries its file's device and inode).
+    while let Ok(shm) = SharedMemory::create(1) {
+        shm.unlink().unwrap();
+    }
     let ours = segments_named(prefix);
     assert!(ours.is_empty(), "{ours:?}");
     refused
