@@ -77,3 +77,42 @@ fn a_second_logger_is_refused() {
     multiproc::log_to_stderr(log::LevelFilter::Warn).expect("the first logger is installed");
     assert!(multiproc::log_to_stderr(log::LevelFilter::Info).is_err());
 }
+
+/// A program that starts a family while a journal of a family killed whole is left in
+/// `/dev/shm` (here a hand-made one, in a `/dev/shm` of its own: a mount namespace) takes
+/// it up, unlinks the segment it held, and prints nothing without a logger.
+///
+/// Before, the take-up said so on stderr in whatever program started next (review97 L4:
+/// this example's `quiet` run printed "unlinked 1 shared memory segment(s)…", and a test
+/// that wants an empty stderr failed beside another's family killed whole).
+#[test]
+fn a_journal_taken_up_at_the_start_prints_nothing_without_a_logger() {
+    // SAFETY (test): geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: a tmpfs of our own on /dev/shm needs root (a mount namespace)");
+        return;
+    }
+    let _w = watchdog(Duration::from_secs(60));
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("log_to_stderr");
+    // The journal's first file: generation 1 (8 bytes, little-endian), then a registration.
+    // Looked for by name after: the program's own journal goes with its tracker, a moment
+    // after the program.
+    let script = r#"mount -t tmpfs -o size=1m tmpfs /dev/shm || exit 1
+        cd /dev/shm && umask 077 && : > left-by-a-killed-family && : > mp-journal-v1-0000000000000000-1
+        printf '\001\000\000\000\000\000\000\000Rleft-by-a-killed-family\n' > mp-journal-v1-0000000000000000-0
+        "$0" quiet || exit 1
+        ls /dev/shm | grep -e left-by -e 0000000000000000
+        true"#;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .arg(&binary)
+        .env("MULTIPROC_START_METHOD", "forkserver")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "squares: [1, 4, 9]\n", "the journal and its segment went: {stderr}");
+    assert_eq!(stderr, "", "a program without a logger printed the take-up");
+}

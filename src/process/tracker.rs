@@ -67,7 +67,7 @@
 //! the caller chose once the exclusive create made it (it may be another's until then,
 //! and the tracker must never unlink another's).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -143,9 +143,11 @@ pub(crate) fn start() -> io::Result<()> {
             let spare =
                 Spare { pipe: read.try_clone()?, journal: [files[0].reopen()?, files[1].reopen()?], named: None };
             spare.journal[1].lock_shared()?;
+            // Logged, not printed: every family start without `O_TMPFILE` in `/dev/shm` (its
+            // journal memory files) or without `/proc` comes here (review97 L4).
             let named = Journal::name(&files)
                 .inspect_err(|e| {
-                    eprintln!(
+                    log::debug!(
                         "multiproc resource tracker: its journal has no name ({e}): a family killed whole would leak"
                     )
                 })
@@ -173,43 +175,62 @@ pub(crate) fn start() -> io::Result<()> {
 
 /// Where a journal's files are named (`<JOURNAL_DIR>/<JOURNAL_NAME><random>-0` and `-1`), so
 /// that one left by a family killed whole is found by the next family's start
-/// ([`take_up_abandoned`]): `/dev/shm`, whose files are memory, as a memory file's.
+/// ([`take_up_abandoned`]): `/dev/shm`, whose files are memory, as a memory file's. The
+/// name says the journal's version (its lines, its locks): a release that changes them
+/// changes it, and never takes up another's journal (review97 L6).
 const JOURNAL_DIR: &str = "/dev/shm";
-const JOURNAL_NAME: &str = "mp-journal-";
+const JOURNAL_NAME: &str = "mp-journal-v1-";
 
 /// Takes up the journals of families killed whole (the main process killed with the tracker
 /// and its keeper: nothing of them was left to clean up, and their segments stayed in
 /// `/dev/shm` for good): at a family's start, each journal of this user's none holds a lock
 /// of (none of its processes lives) is emptied and unnamed, and the segments it held are
-/// unlinked, said on stderr.
+/// unlinked (each only while its name is still the file registered, if known: [`register`]),
+/// logged (`log::warn!`, the names at debug level).
 ///
 /// The first file's lock is the tracker's and its keepers' (see [`start`]), the second's
-/// the main process's (its own description, which every fork of it shares, the fork server
-/// and `Fork` children among them), so both free means that none of them lives: not the
-/// tracker nor a keeper that took over, nor the main process, which would replace them at
-/// its end ([`replace_if_gone`]), nor a fork of it. A journal is named only once both are
+/// the main process's (its own description, which every fork of it shares: the first fork
+/// server and `Fork` children among them), so both free means that none of them lives: not
+/// the tracker nor a keeper that took over, nor the main process, which would replace them
+/// at its end ([`replace_if_gone`]), nor a fork of it. A journal is named only once both are
 /// locked ([`Journal::name`]), so a family starting is never taken for one killed. A spawned
-/// child holds neither: one that outlives its main process (killed) may find its segments
-/// unlinked (its mappings stay).
+/// child holds neither, nor does a restarted (spawned) fork server or a child it forks
+/// (review97 L7): one that outlives its main process (killed) may find its segments
+/// unlinked (its mappings stay). Lines the journal never got die with the family: still in
+/// the pipe, or in a process's backlog (an `untrack` among them, whose segment is then
+/// unlinked: review97 L2).
 fn take_up_abandoned() {
     let Ok(dir) = std::fs::read_dir(JOURNAL_DIR) else { return };
-    let stems: Vec<String> = dir
+    let journals: BTreeSet<String> = dir
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
-            let stem = name.strip_suffix("-0")?;
-            stem.starts_with(JOURNAL_NAME).then(|| format!("{JOURNAL_DIR}/{stem}"))
+            name.starts_with(JOURNAL_NAME).then(|| format!("{JOURNAL_DIR}/{name}"))
         })
         .collect();
-    for stem in stems {
-        let Some(names) = abandoned(&stem) else { continue };
+    // A second file without its first: naming or unnaming cut short (review97 L3). It holds
+    // nothing to unlink (nothing was registered before both were named, and a tracker's
+    // end or a take-up forgets or empties all before it unnames), so it only goes, once
+    // free: a family naming its journal holds its lock before it names it.
+    for lone in journals.iter().filter_map(|path| path.strip_suffix("-1")) {
+        if !journals.contains(&format!("{lone}-0"))
+            && let Ok(file) = sys::MemFile::open_own(&format!("{lone}-1"))
+            && matches!(file.try_lock_exclusive(), Ok(true))
+        {
+            let _ = std::fs::remove_file(format!("{lone}-1"));
+        }
+    }
+    for stem in journals.iter().filter_map(|path| path.strip_suffix("-0")) {
+        let Some(names) = abandoned(stem) else { continue };
         let unlinked: Vec<String> =
-            names.into_iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).collect();
+            names.into_iter().filter(|(name, id)| unlink(name, *id)).map(|(name, _)| name).collect();
+        // Logged, not printed: this runs in whatever program starts a family next, whose
+        // stderr is its own (review97 L4).
         if !unlinked.is_empty() {
-            eprintln!(
-                "multiproc resource tracker: unlinked {} shared memory segment(s) a family killed with its tracker left behind: {}",
-                unlinked.len(),
-                unlinked.join(", ")
+            log::warn!(
+                "multiproc resource tracker: unlinked {} shared memory segment(s) a family killed whole left behind",
+                unlinked.len()
             );
+            log::debug!("multiproc resource tracker: those segments: {}", unlinked.join(", "));
         }
     }
 }
@@ -219,15 +240,18 @@ fn take_up_abandoned() {
 /// not this user's. Emptied first, under both locks: another start that opened its files
 /// before they were unnamed locks them after, and finds nothing, so no name is unlinked
 /// twice (by then maybe another program's). A start killed after leaks those segments.
-fn abandoned(stem: &str) -> Option<BTreeSet<String>> {
+fn abandoned(stem: &str) -> Option<Names> {
     let open = |i: usize| sys::MemFile::open_own(&format!("{stem}-{i}")).ok();
     let files = [open(0)?, open(1)?];
-    if !files.iter().all(|file| matches!(file.try_lock_exclusive(), Ok(true))) {
+    // The main process's first: while it (or a fork of it) lives, the tracker's is never
+    // held here, whose brief hold made a main process whose tracker and keeper were killed
+    // think one lived, and start no replacement ([`unlocked`]; review97 L1).
+    if !files.iter().rev().all(|file| matches!(file.try_lock_exclusive(), Ok(true))) {
         return None;
     }
     let mut journal = Journal::of(files);
     let bytes = journal.resume().ok()?;
-    let mut names = BTreeSet::new();
+    let mut names = Names::new();
     take_lines(&mut names, &mut Vec::new(), &bytes);
     journal.files.iter().try_for_each(|file| file.set_len(0)).ok()?;
     unname(stem);
@@ -408,11 +432,32 @@ impl Lines {
     }
 }
 
-/// Registers a segment to unlink when the family is gone.
-pub(crate) fn register(name: &str) -> io::Result<()> {
-    debug_assert!(name.len() <= MAX_NAME && !name.contains('\n'));
+/// Registers a segment to unlink when the family is gone: the file `id`, once made, which
+/// its name must still be then (a name unlinked and made again since, by another program,
+/// is left alone: review97 M1), or whatever the name is then (`None`: a name nobody else
+/// makes, registered before its segment is made).
+pub(crate) fn register(name: &str, id: Option<sys::FileId>) -> io::Result<()> {
+    debug_assert!(name.len() <= MAX_NAME && !name.contains(['\n', '/']));
     let fd = pipe()?;
-    lock_lines().write(fd, Some(&format!("R{name}\n")))
+    lock_lines().write(fd, Some(&registration(name, id)))
+}
+
+/// The names registered, each with the file it must be to be unlinked ([`register`]).
+type Names = BTreeMap<String, Option<sys::FileId>>;
+
+/// The line that registers `name` (`id`: the file it is): `R<name>\n`, or
+/// `R<name>/<device>:<inode>\n` (a name has no `/`).
+fn registration(name: &str, id: Option<sys::FileId>) -> String {
+    match id {
+        Some(sys::FileId { dev, ino }) => format!("R{name}/{dev}:{ino}\n"),
+        None => format!("R{name}\n"),
+    }
+}
+
+/// Unlinks `name` if it is still the file `id` (if known), never one made again since:
+/// whether it did.
+fn unlink(name: &str, id: Option<sys::FileId>) -> bool {
+    crate::shm::Segment::unlink_if(name, id).is_ok()
 }
 
 /// Forgets a segment (it was unlinked, or handed over on purpose).
@@ -483,7 +528,7 @@ pub(crate) fn run(pipe: OwnedFd, journal: Option<[sys::MemFile; 2]>, named: Opti
     sys::detach_from_session();
     let journal = journal.map(Journal::of);
     let mut tracker =
-        Tracker { pipe, names: BTreeSet::new(), pending: Vec::new(), journal, keeper: None, lock: None, named };
+        Tracker { pipe, names: Names::new(), pending: Vec::new(), journal, keeper: None, lock: None, named };
     tracker.resume();
     let mut keeper_failed = false;
     loop {
@@ -532,7 +577,7 @@ struct Tracker {
     /// The read end of the family's pipe.
     pipe: OwnedFd,
     /// The names registered and not forgotten.
-    names: BTreeSet<String>,
+    names: Names,
     /// The start of a line not read whole yet.
     pending: Vec<u8>,
     /// Where what it reads is recorded first; `None` if that failed (then a kill of the
@@ -650,17 +695,18 @@ impl Tracker {
         let mut journal = self.journal.as_mut().filter(|_| self.pending.is_empty());
         std::mem::take(&mut self.names)
             .into_iter()
-            .filter(|name| {
+            .filter(|(name, id)| {
                 if let Some(journal) = &mut journal {
                     // Failed, the keeper would unlink it again, as before journals.
                     let _ = journal.append(format!("U{name}\n").as_bytes());
                 }
-                let unlinked = crate::shm::Segment::unlink(name).is_ok();
+                let unlinked = unlink(name, *id);
                 if unlinked {
                     crate::shm::crash::crash_point!("tracker.clean_up.unlinked");
                 }
                 unlinked
             })
+            .map(|(name, _)| name)
             .collect()
     }
 
@@ -671,15 +717,20 @@ impl Tracker {
 }
 
 /// Takes in `bytes`, after `pending` (a line's start, left there once more comes):
-/// `R<name>\n` registers in `names`, `U<name>\n` forgets.
-fn take_lines(names: &mut BTreeSet<String>, pending: &mut Vec<u8>, bytes: &[u8]) {
+/// `R<name>\n` (or `R<name>/<device>:<inode>\n`, [`registration`]) registers in `names`,
+/// `U<name>\n` forgets.
+fn take_lines(names: &mut Names, pending: &mut Vec<u8>, bytes: &[u8]) {
     pending.extend_from_slice(bytes);
     let mut start = 0;
     while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
         let line = String::from_utf8_lossy(&pending[start..start + end]);
         match line.split_at_checked(1) {
-            Some(("R", name)) => {
-                names.insert(name.to_string());
+            Some(("R", line)) => {
+                let (name, id) = match line.split_once('/') {
+                    Some((name, id)) => (name, parse_id(id)),
+                    None => (line, None),
+                };
+                names.insert(name.to_string(), id);
             }
             Some(("U", name)) => {
                 names.remove(name);
@@ -689,6 +740,12 @@ fn take_lines(names: &mut BTreeSet<String>, pending: &mut Vec<u8>, bytes: &[u8])
         start += end + 1;
     }
     pending.drain(..start);
+}
+
+/// The file `<device>:<inode>` says ([`registration`]).
+fn parse_id(id: &str) -> Option<sys::FileId> {
+    let (dev, ino) = id.split_once(':')?;
+    Some(sys::FileId { dev: dev.parse().ok()?, ino: ino.parse().ok()? })
 }
 
 /// A fork of the tracker that waits for its end: told it finished (one byte), it ends;
@@ -829,14 +886,14 @@ impl Journal {
     /// Once the active file is past `compact_at`, makes the other the active one, holding
     /// `names` registered and `pending`, a line's start. A failure keeps the old one
     /// (whole) and waits for twice as much before the next try.
-    fn compact_if_due(&mut self, names: &BTreeSet<String>, pending: &[u8]) {
+    fn compact_if_due(&mut self, names: &Names, pending: &[u8]) {
         if self.end < self.compact_at {
             return;
         }
         let next = 1 - self.active;
         let mut bytes = 0u64.to_le_bytes().to_vec();
-        for name in names {
-            bytes.extend_from_slice(format!("R{name}\n").as_bytes());
+        for (name, id) in names {
+            bytes.extend_from_slice(registration(name, *id).as_bytes());
         }
         bytes.extend_from_slice(pending);
         let generation = self.generation + 1;
@@ -868,7 +925,7 @@ mod tests {
         (
             Tracker {
                 pipe: read,
-                names: BTreeSet::new(),
+                names: Names::new(),
                 pending: Vec::new(),
                 journal,
                 keeper: None,
@@ -891,7 +948,7 @@ mod tests {
     }
 
     /// What a keeper taking over would hold: the journal's names and line start.
-    fn resumed(tracker: &mut Tracker) -> (BTreeSet<String>, Vec<u8>) {
+    fn resumed(tracker: &mut Tracker) -> (Names, Vec<u8>) {
         let (names, pending) = (tracker.names.clone(), tracker.pending.clone());
         tracker.resume();
         let resumed = (tracker.names.clone(), tracker.pending.clone());
@@ -904,7 +961,7 @@ mod tests {
         let (mut tracker, write) = tracker();
         feed(&mut tracker, &write, "Ra\nRb\nUa\nRc");
         let (names, pending) = resumed(&mut tracker);
-        assert_eq!((names.into_iter().collect::<Vec<_>>(), pending), (vec!["b".to_string()], b"Rc".to_vec()));
+        assert_eq!((names.into_keys().collect::<Vec<_>>(), pending), (vec!["b".to_string()], b"Rc".to_vec()));
         // Lines past the first compaction's size, most of them forgotten again.
         let mut churn = String::new();
         for i in 0..50_000 {
@@ -916,10 +973,25 @@ mod tests {
         let recorded: u64 = journal.files.iter().map(|f| f.len().unwrap()).sum();
         assert!(recorded < COMPACT_FROM * 2, "{recorded} bytes recorded for {} read", churn.len());
         let (names, pending) = resumed(&mut tracker);
-        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b", "c-more", "d", "e"]);
+        assert_eq!(names.into_keys().collect::<Vec<_>>(), ["b", "c-more", "d", "e"]);
         assert_eq!(pending, b"R");
         drop(write);
         assert!(!tracker.read(), "the pipe's end of file");
+    }
+
+    /// review97 M1: a registration's file (its device and inode) is journaled with it,
+    /// and kept through a compaction.
+    #[test]
+    fn a_registration_keeps_its_file_through_a_compaction() {
+        let (mut tracker, write) = tracker();
+        let id = sys::FileId { dev: 3, ino: u64::MAX };
+        feed(&mut tracker, &write, &format!("{}Rb\n", registration("a", Some(id))));
+        tracker.journal.as_mut().unwrap().compact_at = 0;
+        feed(&mut tracker, &write, "Rc\nR");
+        assert!(tracker.journal.as_ref().unwrap().generation > 1, "compacted");
+        let (names, pending) = resumed(&mut tracker);
+        let expected = Names::from([("a".into(), Some(id)), ("b".into(), None), ("c".into(), None)]);
+        assert_eq!((names, pending), (expected, b"R".to_vec()));
     }
 
     /// review76 L5: within [`WAIT`] of a timeout, a stall is over once the pipe holds less
@@ -970,6 +1042,6 @@ mod tests {
         other.write_at(0, &[0u8; 8]).unwrap();
         other.write_at(HEADER, b"Rx\nRy\n").unwrap();
         let (names, _) = resumed(&mut tracker);
-        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(names.into_keys().collect::<Vec<_>>(), ["b"]);
     }
 }

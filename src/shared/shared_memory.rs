@@ -261,8 +261,8 @@ impl SharedMemoryBuilder {
 /// (review61 M3: a name the caller chose was registered once allocated).
 fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result<SharedMemory, SharedMemoryError> {
     if track && fresh {
-        // Nobody else's: registered before it is made.
-        tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+        // Nobody else's: registered before it is made, by name alone (nobody makes it again).
+        tracker::register(&name, None).map_err(SharedMemoryError::Tracker)?;
     }
     let new = match Segment::create(&name) {
         Ok(new) => new,
@@ -276,7 +276,10 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
     if !fresh {
         // Ours from here (the create was exclusive); a refusal drops `new`, which unlinks it.
         if track {
-            tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+            // With the file it is: unlinked and made again since (by another program),
+            // the name is not unlinked with this family (review97 M1).
+            let id = new.id().map_err(|e| SharedMemoryError::from_io(e, &name))?;
+            tracker::register(&name, Some(id)).map_err(SharedMemoryError::Tracker)?;
         } else {
             tracker::disown(&name).map_err(SharedMemoryError::Tracker)?;
         }
@@ -666,6 +669,11 @@ impl SharedMemory {
     /// process's normal end (not if it is killed). Calling `untrack` again tries once,
     /// without waiting: to know it was taken, call it again after a pause (never in a
     /// loop without one, which would spin while the tracker is stopped).
+    ///
+    /// `Ok` means the tracker took it, not that it recorded it yet: a family killed whole
+    /// (its tracker, keeper and main process, `kill -9` of them all) a moment after, the
+    /// forgetting still in the tracker's pipe, and the segment is unlinked at the next
+    /// family start of this user as if tracked.
     ///
     /// # Examples
     ///

@@ -9,9 +9,9 @@
 //! nobody truncates the segment.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-use crate::sys::SharedMapping;
+use crate::sys::{FileId, SharedMapping};
 
 /// A mapped segment of `len` bytes.
 #[derive(Debug)]
@@ -31,6 +31,12 @@ pub(crate) struct NewSegment {
 }
 
 impl NewSegment {
+    /// The file it is, for a later unlink to check that its name still is
+    /// ([`Segment::unlink_if`]).
+    pub(crate) fn id(&self) -> io::Result<FileId> {
+        FileId::of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd())
+    }
+
     /// Gives the segment `len` bytes, all of them allocated (seconds for a large one), and
     /// maps it.
     pub(crate) fn allocate(mut self, len: usize) -> io::Result<Segment> {
@@ -85,6 +91,15 @@ impl Segment {
     /// Removes a name from `/dev/shm`.
     pub(crate) fn unlink(name: &str) -> io::Result<()> {
         SharedMapping::unlink_named(name)
+    }
+
+    /// Removes a name from `/dev/shm` if it is still the file `id` (if known: else
+    /// whatever it names), not one made again since ([`SharedMapping::unlink_named_if`]).
+    pub(crate) fn unlink_if(name: &str, id: Option<FileId>) -> io::Result<()> {
+        match id {
+            Some(id) => SharedMapping::unlink_named_if(name, id),
+            None => SharedMapping::unlink_named(name),
+        }
     }
 
     /// Its size in bytes.

@@ -11,6 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The names in `/dev/shm`, but for resource trackers' journals (`mp-journal-*`): every
+/// live family names its tracker's journal there (its tracker unnames it at the family's
+/// end), so a test that wants a fresh or emptied `/dev/shm` looks past them (trk71 made
+/// them; review97 H1: `tests/limits.rs` and `cluster_net_role` then failed on them).
+pub fn shm_names_but_journals() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("mp-journal-"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Aborts the whole test process (and with it, by the parent-death signal, every child)
 /// if dropped later than `limit` after creation: a hang becomes a failure, not a stuck CI.
 #[must_use]

@@ -10,6 +10,23 @@ use rustix::fs::{MemfdFlags, Mode, memfd_create};
 use rustix::mm::{Advice, MapFlags, ProtFlags};
 use rustix::shm;
 
+/// Which file a descriptor is: its device and inode, which no other file has while it
+/// exists (a name unlinked and made again names another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+impl FileId {
+    /// The file `fd` is.
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> io::Result<FileId> {
+        let stat = rustix::fs::fstat(fd)?;
+        #[allow(clippy::unnecessary_cast)] // Their types differ between targets.
+        Ok(FileId { dev: stat.st_dev as u64, ino: stat.st_ino as u64 })
+    }
+}
+
 /// A `MAP_SHARED` read-write mapping of a memory file, unmapped on drop.
 ///
 /// Whatever the mapping holds is shared with every other process that maps the same file;
@@ -67,6 +84,19 @@ impl SharedMapping {
     /// Removes the name `name` from `/dev/shm`; mappings stay valid until unmapped.
     pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
         Ok(shm::unlink(posix_name(name).as_str())?)
+    }
+
+    /// Removes the name `name` from `/dev/shm` if it is still the file `id`: `NotFound` if
+    /// it names another since (unlinked and made again, maybe by another program), which
+    /// stays. Between the look and the unlink, a few microseconds, the name can still
+    /// change hands.
+    pub(crate) fn unlink_named_if(name: &str, id: FileId) -> io::Result<()> {
+        let path = posix_name(name);
+        let fd = shm::open(path.as_str(), shm::OFlags::RDONLY | no_follow(), Mode::empty())?;
+        if FileId::of(fd.as_fd())? != id {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "the name is another file's since"));
+        }
+        Self::unlink_named(name)
     }
 
     /// Maps `len` bytes of the memory file `fd`.
@@ -209,12 +239,16 @@ impl MemFile {
     }
 
     /// The file named `path`, if it is this user's (a file another made, in a directory
-    /// every user writes, is never taken up): `PermissionDenied` if not. A symbolic link
-    /// does not open.
+    /// every user writes, is never taken up), a regular file of that one name:
+    /// `PermissionDenied` if not. A symbolic link does not open; a second hard link (where
+    /// `fs.protected_hardlinks` is off, another user's link to one of ours, a live
+    /// segment maybe) is refused (review97 L6).
     pub(crate) fn open_own(path: &str) -> io::Result<Self> {
         let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW;
         let fd = rustix::fs::open(path, flags, Mode::empty())?;
-        if rustix::fs::fstat(&fd)?.st_uid != rustix::process::geteuid().as_raw() {
+        let stat = rustix::fs::fstat(&fd)?;
+        let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+        if stat.st_uid != rustix::process::geteuid().as_raw() || !regular || stat.st_nlink != 1 {
             return Err(io::ErrorKind::PermissionDenied.into());
         }
         Ok(MemFile(fd))
