@@ -272,11 +272,11 @@ pub(crate) type UndoFn = fn(ReceiptKey) -> bool;
 pub(crate) enum Undoing {
     /// Takes its count back from flight: the message was never delivered (the default).
     Unsend,
-    /// [`Undoing::Unsend`] for a message whose sender, dead, made the object for it and held
-    /// it until its death (a child's outcome blob, or its result's undo): only if that
-    /// process (the undo's dead
-    /// process) still has its entry, else nothing is taken (review82 L1: a key naming an
-    /// object the dead never held took another message's count).
+    /// [`Undoing::Unsend`] for a message whose sender, dead, made the object for it and
+    /// held it until its death (a child's outcome blob, or its result's undo): only if that
+    /// process (the undo's dead process) still has its entry, else nothing is taken
+    /// (review82 L1: a key naming an object the dead never held took another message's
+    /// count).
     UnsendHeldByDead,
     /// Moves its count from flight into the entry of the carrier: the message is about to
     /// be sent, its receiver takes each handle from that entry.

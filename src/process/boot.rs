@@ -570,8 +570,10 @@ impl Channel {
     /// A result that holds handles (`result`, their counts in flight since the runner's
     /// encoding) has their undo made the parent's instead (`shm::result_undo`, which names
     /// the blob too): the parent runs it at the reap unless a returned outcome came whole
-    /// (review82 M2: a kill before the commit left them in flight for good). That undo's
-    /// side then: left to the parent once the report is delivered, else taken back.
+    /// (review82 M2: a kill before the commit left them in flight for good), and keeps it
+    /// otherwise, to run when its state is dropped with the outcome never taken. That
+    /// undo's side then: left to the parent once the report is delivered, else taken back;
+    /// an object never sent runs its undo when freed, by whoever frees it.
     fn name_for_parent(&self, outcome: &Outcome, result: Option<&Encoded>) -> Option<crate::shm::ResultUndo> {
         let blob = match outcome {
             Outcome::Returned(Payload::Heap(blob)) => Some(blob.key()),

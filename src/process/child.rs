@@ -92,7 +92,8 @@ struct Inner {
     outcome_blob: Option<ReceiptKey>,
     /// The key of its result's undo the child named in place of its outcome's blob (a
     /// result that holds handles: `shm::result_undo`), until the reap: its undo run then
-    /// unless a returned outcome came whole, and given back.
+    /// unless a returned outcome came whole (kept in `result_handles` otherwise), and
+    /// given back.
     result_undo: Option<ReceiptKey>,
     /// That undo, taken at the reap, while a returned outcome that came whole may still be
     /// decoded: dropped when the outcome is taken ([`ChildState::take_outcome`]: its decoding

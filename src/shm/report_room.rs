@@ -17,10 +17,9 @@
 //! turn (the offset's bit 0 set: `receipts::result_undo`; [`ChildRoom::name_blob`]), word 6
 //! the go word (its low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child
 //! word, the pid the fork server forked for the room: [`ReportRoom::forked_at`]), then the
-//! inline message
-//! (little-endian words). A requester whose start failed after its request went leaves
-//! the room to the child ([`ReportRoom::leave_to_child`]) and frees it once that child has
-//! ended ([`free_left_rooms`]), or at once when the server forked none
+//! inline message (little-endian words). A requester whose start failed after its request
+//! went leaves the room to the child ([`ReportRoom::leave_to_child`]) and frees it once
+//! that child has ended ([`free_left_rooms`]), or at once when the server forked none
 //! ([`ReportRoom::unforked_at`]). The fork server may write a room after its answer (its
 //! go): its last write is marked ([`SERVER_DONE`]), and a room is freed only once that
 //! mark is seen or the server is dead ([`ReportRoom::release`], which waits a moment for
