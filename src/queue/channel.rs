@@ -1798,6 +1798,30 @@ mod tests {
         assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
     }
 
+    /// review100 L1: a claimer killed between its compare-exchange and its raise of the
+    /// high-water mark left its slot aside past the mark, named by a dead pid; the frees
+    /// walked only the slots aside under the mark, so it was never freed (one of the few
+    /// lost for the queue's life, and each slot-less locked take judged the others for
+    /// nothing).
+    #[test]
+    fn a_slot_aside_whose_claimer_died_before_raising_the_mark_is_freed() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 12 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        let last = tasks.aside.len() - 1;
+        tasks.aside[last].pid.store(dead, Relaxed);
+        tasks.aside[last].start.store(0, Relaxed);
+        tasks.aside_used.store(last as u32, std::sync::atomic::Ordering::Release);
+        assert!(tasks.lost_then(|| 0).is_some(), "checked");
+        assert_eq!(tasks.aside[last].pid.load(Relaxed), 0, "freed by a join check");
+        tasks.aside[last].pid.store(dead, Relaxed);
+        drop(tasks.count_take(1, queue));
+        assert_eq!(super::uncounted::left(queue), 0, "not remembered: counted in the slot aside freed for it");
+    }
+
     /// A slot aside claimed by a sibling thread's take (moving the remembered takes there)
     /// between a slot-less `task_done`'s look for one and its match of a remembered take:
     /// the done went outside the table matching nothing, and the slot aside held the take
