@@ -612,9 +612,11 @@ struct Tasks {
     /// shows them lost (review78 L3: remembered in its memory only, they never were).
     /// Claimed without the lock (a compare-exchange of `pid` from 0, then `start`; two
     /// threads may claim two), written only by their process, which keeps them while it
-    /// lives, slot or not; freed under the lock once their process is dead
-    /// ([`Tasks::lost_then`]: `base` the whole count, then `start` and `pid` 0). A process
-    /// holds what its slot and its slots aside hold together.
+    /// lives, slot or not; freed under the lock once their process is dead, by a `join`
+    /// check ([`Tasks::lost_then`]) or a locked take that finds none free
+    /// ([`Tasks::free_asides_for_me`]): `base` the whole count, then `start` and `pid` 0
+    /// ([`Tasks::free_dead_asides`]). A process holds what its slot and its slots aside
+    /// hold together.
     aside: [Held; ASIDE_SLOTS],
 }
 
@@ -1051,9 +1053,11 @@ impl Tasks {
     /// compare-exchange from 0 must not meet the dead one's `start`, which would judge its
     /// claimer dead). A holder killed at any step leaves it to the next, which stores the
     /// same. Caller holds the lock (two at once: the later `start` 0 could undo a claim
-    /// between them).
+    /// between them). Every slot aside, not only those under `aside_used`: a claimer killed
+    /// between its compare-exchange and its raise of the mark leaves one past it, which no
+    /// later claim covers (review100 L1).
     fn free_dead_asides(&self, dead: impl Fn(u32, u64) -> bool) {
-        for h in self.asides_used() {
+        for h in &self.aside {
             let pid = h.pid.load(Ordering::Relaxed);
             if pid != 0 && dead(pid, h.start.load(Ordering::Relaxed)) {
                 h.base.store(h.held() as u64, Ordering::Relaxed);
