@@ -316,6 +316,12 @@ pub(crate) mod uncounted {
     /// every object's: the takes of an object this process dropped, or no longer visits, are
     /// never counted, and kept every other object's visits on the table's lock for the
     /// process's life (review78 L1); now only an object of the same bit's.
+    ///
+    /// A bit cleared by [`forget`] (Release) and read clear by a fast path (Acquire) orders
+    /// what the clearer did before, under the table's lock or not, before what the reader
+    /// does next: a slot-less `task_done` that reads no take left looks for a slot aside
+    /// again, and must see the one a sibling claimed before it moved the takes there
+    /// (review100 L3; the fast path takes no lock to order it otherwise).
     static QUEUES: AtomicU64 = AtomicU64::new(0);
 
     static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
@@ -371,7 +377,7 @@ pub(crate) mod uncounted {
     /// locked visit of another thread beside it (review86 L2).
     #[inline]
     pub(super) fn take(queue: Queue) -> u64 {
-        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { take_of(queue) }
+        if QUEUES.load(Ordering::Acquire) & bit(queue) == 0 { 0 } else { take_of(queue) }
     }
 
     #[cold]
@@ -388,14 +394,14 @@ pub(crate) mod uncounted {
         let (queue, _) = table.takes.swap_remove(at);
         // The bit stays while another object of the same bit has takes.
         if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
-            QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
+            QUEUES.fetch_and(!bit(queue), Ordering::Release);
         }
     }
 
     /// The takes of `queue` left uncounted (0 at once when no object of its bit has any).
     #[inline]
     pub(super) fn left(queue: Queue) -> u64 {
-        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { left_of(queue) }
+        if QUEUES.load(Ordering::Acquire) & bit(queue) == 0 { 0 } else { left_of(queue) }
     }
 
     #[cold]
@@ -409,7 +415,7 @@ pub(crate) mod uncounted {
     /// stopped), must each match one (review87 L1).
     #[inline]
     pub(super) fn match_one(queue: Queue) -> bool {
-        QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 && match_one_of(queue)
+        QUEUES.load(Ordering::Acquire) & bit(queue) != 0 && match_one_of(queue)
     }
 
     #[cold]
@@ -1721,20 +1727,29 @@ mod tests {
     /// process held, so a dead one's, and said `TasksLost` for a live consumer's task.
     #[test]
     fn a_slot_aside_claimed_while_a_join_check_reads_it_is_not_told_lost() {
+        use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 8 * 4096, 1);
         let tasks: &'static Tasks = Box::leak(Box::default());
-        let mut step = 0;
+        // The "named" steps reached, and the owner of the first slot aside just before the
+        // claim: the claim must come after the check read that owner, as none, or the
+        // window is not reached (review100 L6).
+        let seen: &'static std::cell::Cell<(usize, Option<u32>)> = Box::leak(Box::default());
         let moves = move |at: &str| {
             if at == "named" {
-                step += 1;
-                // The first slot aside's owner is read, then this process claims it.
-                if step == super::GETTER_SLOTS + 1 {
+                let (step, owner) = seen.get();
+                seen.set((step + 1, owner));
+                // Past every slot's step, and the first slot aside's owner read (each step
+                // follows its slot's owner loads): this process claims that slot aside.
+                if step + 1 == super::GETTER_SLOTS + 1 {
+                    seen.set((step + 1, Some(tasks.aside[0].pid.load(Relaxed))));
                     drop(AfterTake::Uncounted(tasks, queue));
                 }
             }
         };
         let said = interleaving(moves, || tasks.lost_then(|| 1));
-        assert!(tasks.aside(false).is_some(), "the take was counted in a slot aside meanwhile");
+        let claimed = tasks.aside(false).expect("the take was counted in a slot aside meanwhile");
+        assert_eq!(seen.get(), (super::GETTER_SLOTS + super::ASIDE_SLOTS, Some(0)), "one step a slot, slots first");
+        assert!(std::ptr::eq(claimed, &tasks.aside[0]), "the slot aside whose owner was read as none");
         assert_eq!(said, Some((0, 1)), "a live process's take told lost");
     }
 
