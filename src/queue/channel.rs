@@ -293,10 +293,12 @@ impl QueueState {
 /// `AfterTake::Uncounted`), one without in its slot aside (`Tasks::aside`, claimed without
 /// the lock; que71), where its death shows them lost. So only a process finding every slot
 /// a live process's and every slot aside another process's (live, or dead and not freed
-/// yet: a `join` check frees them, and so does a take that finds none free) remembers
-/// them, in its memory. What it dies with there is lost: a take uncounted then is never
-/// told lost (its task unfinished, `join` waits for it), and neither is one recalled to be
-/// counted (crash point `queue.take.recalled`) when it dies before the count. And only this
+/// yet: a `join` check frees them, and so does a locked take that finds none free; not
+/// while a stopped process holds the lock) remembers them, in its memory. What it dies with
+/// there is lost: a take uncounted then is never told lost (its task unfinished, `join`
+/// waits for it), and neither is one recalled to be counted (crash point
+/// `queue.take.recalled`) when it dies before the count, nor one matched by a `task_done`
+/// killed before it counts the done ([`Tasks::did_without_slot`]). And only this
 /// process counts them: the `task_done` of such a take made by another process (handed the
 /// item) is counted there against no take, and hides one task lost later by a dead consumer
 /// until the taker's next visit, for good if it makes none (review78 L2: `join_timeout`
@@ -829,7 +831,9 @@ impl Tasks {
     /// takes there (counted outside, the done matched nothing, and the slot aside held the
     /// task still: told lost, too early, once its process died). A kill between the match
     /// and the count leaves the task neither done nor held: never told lost, as whatever
-    /// else the process remembered when it died.
+    /// else the process remembered when it died, so `join` waits for it (`join_timeout`
+    /// says `Timeout`). Counted first, that kill ended `join` rightly, but a done counted
+    /// outside cannot be moved into a slot aside claimed meanwhile (review100 L2).
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
         let aside = self.aside(false).or_else(|| {
             interleave("no aside");
