@@ -293,10 +293,12 @@ impl QueueState {
 /// `AfterTake::Uncounted`), one without in its slot aside (`Tasks::aside`, claimed without
 /// the lock; que71), where its death shows them lost. So only a process finding every slot
 /// a live process's and every slot aside another process's (live, or dead and not freed
-/// yet: a `join` check frees them, and so does a take that finds none free) remembers
-/// them, in its memory. What it dies with there is lost: a take uncounted then is never
-/// told lost (its task unfinished, `join` waits for it), and neither is one recalled to be
-/// counted (crash point `queue.take.recalled`) when it dies before the count. And only this
+/// yet: a `join` check frees them, and so does a locked take that finds none free; not
+/// while a stopped process holds the lock) remembers them, in its memory. What it dies with
+/// there is lost: a take uncounted then is never told lost (its task unfinished, `join`
+/// waits for it), and neither is one recalled to be counted (crash point
+/// `queue.take.recalled`) when it dies before the count, nor one matched by a `task_done`
+/// killed before it counts the done ([`Tasks::did_without_slot`]). And only this
 /// process counts them: the `task_done` of such a take made by another process (handed the
 /// item) is counted there against no take, and hides one task lost later by a dead consumer
 /// until the taker's next visit, for good if it makes none (review78 L2: `join_timeout`
@@ -316,6 +318,12 @@ pub(crate) mod uncounted {
     /// every object's: the takes of an object this process dropped, or no longer visits, are
     /// never counted, and kept every other object's visits on the table's lock for the
     /// process's life (review78 L1); now only an object of the same bit's.
+    ///
+    /// A bit cleared by [`forget`] (Release) and read clear by a fast path (Acquire) orders
+    /// what the clearer did before, under the table's lock or not, before what the reader
+    /// does next: a slot-less `task_done` that reads no take left looks for a slot aside
+    /// again, and must see the one a sibling claimed before it moved the takes there
+    /// (review100 L3; the fast path takes no lock to order it otherwise).
     static QUEUES: AtomicU64 = AtomicU64::new(0);
 
     static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
@@ -371,7 +379,7 @@ pub(crate) mod uncounted {
     /// locked visit of another thread beside it (review86 L2).
     #[inline]
     pub(super) fn take(queue: Queue) -> u64 {
-        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { take_of(queue) }
+        if QUEUES.load(Ordering::Acquire) & bit(queue) == 0 { 0 } else { take_of(queue) }
     }
 
     #[cold]
@@ -388,14 +396,14 @@ pub(crate) mod uncounted {
         let (queue, _) = table.takes.swap_remove(at);
         // The bit stays while another object of the same bit has takes.
         if !table.takes.iter().any(|&(q, _)| bit(q) == bit(queue)) {
-            QUEUES.fetch_and(!bit(queue), Ordering::Relaxed);
+            QUEUES.fetch_and(!bit(queue), Ordering::Release);
         }
     }
 
     /// The takes of `queue` left uncounted (0 at once when no object of its bit has any).
     #[inline]
     pub(super) fn left(queue: Queue) -> u64 {
-        if QUEUES.load(Ordering::Relaxed) & bit(queue) == 0 { 0 } else { left_of(queue) }
+        if QUEUES.load(Ordering::Acquire) & bit(queue) == 0 { 0 } else { left_of(queue) }
     }
 
     #[cold]
@@ -409,7 +417,7 @@ pub(crate) mod uncounted {
     /// stopped), must each match one (review87 L1).
     #[inline]
     pub(super) fn match_one(queue: Queue) -> bool {
-        QUEUES.load(Ordering::Relaxed) & bit(queue) != 0 && match_one_of(queue)
+        QUEUES.load(Ordering::Acquire) & bit(queue) != 0 && match_one_of(queue)
     }
 
     #[cold]
@@ -612,9 +620,11 @@ struct Tasks {
     /// shows them lost (review78 L3: remembered in its memory only, they never were).
     /// Claimed without the lock (a compare-exchange of `pid` from 0, then `start`; two
     /// threads may claim two), written only by their process, which keeps them while it
-    /// lives, slot or not; freed under the lock once their process is dead
-    /// ([`Tasks::lost_then`]: `base` the whole count, then `start` and `pid` 0). A process
-    /// holds what its slot and its slots aside hold together.
+    /// lives, slot or not; freed under the lock once their process is dead, by a `join`
+    /// check ([`Tasks::lost_then`]) or a locked take that finds none free
+    /// ([`Tasks::free_asides_for_me`]): `base` the whole count, then `start` and `pid` 0
+    /// ([`Tasks::free_dead_asides`]). A process holds what its slot and its slots aside
+    /// hold together.
     aside: [Held; ASIDE_SLOTS],
 }
 
@@ -821,7 +831,9 @@ impl Tasks {
     /// takes there (counted outside, the done matched nothing, and the slot aside held the
     /// task still: told lost, too early, once its process died). A kill between the match
     /// and the count leaves the task neither done nor held: never told lost, as whatever
-    /// else the process remembered when it died.
+    /// else the process remembered when it died, so `join` waits for it (`join_timeout`
+    /// says `Timeout`). Counted first, that kill ended `join` rightly, but a done counted
+    /// outside cannot be moved into a slot aside claimed meanwhile (review100 L2).
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
         let aside = self.aside(false).or_else(|| {
             interleave("no aside");
@@ -1051,9 +1063,11 @@ impl Tasks {
     /// compare-exchange from 0 must not meet the dead one's `start`, which would judge its
     /// claimer dead). A holder killed at any step leaves it to the next, which stores the
     /// same. Caller holds the lock (two at once: the later `start` 0 could undo a claim
-    /// between them).
+    /// between them). Every slot aside, not only those under `aside_used`: a claimer killed
+    /// between its compare-exchange and its raise of the mark leaves one past it, which no
+    /// later claim covers (review100 L1).
     fn free_dead_asides(&self, dead: impl Fn(u32, u64) -> bool) {
-        for h in self.asides_used() {
+        for h in &self.aside {
             let pid = h.pid.load(Ordering::Relaxed);
             if pid != 0 && dead(pid, h.start.load(Ordering::Relaxed)) {
                 h.base.store(h.held() as u64, Ordering::Relaxed);
@@ -1717,20 +1731,29 @@ mod tests {
     /// process held, so a dead one's, and said `TasksLost` for a live consumer's task.
     #[test]
     fn a_slot_aside_claimed_while_a_join_check_reads_it_is_not_told_lost() {
+        use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 8 * 4096, 1);
         let tasks: &'static Tasks = Box::leak(Box::default());
-        let mut step = 0;
+        // The "named" steps reached, and the owner of the first slot aside just before the
+        // claim: the claim must come after the check read that owner, as none, or the
+        // window is not reached (review100 L6).
+        let seen: &'static std::cell::Cell<(usize, Option<u32>)> = Box::leak(Box::default());
         let moves = move |at: &str| {
             if at == "named" {
-                step += 1;
-                // The first slot aside's owner is read, then this process claims it.
-                if step == super::GETTER_SLOTS + 1 {
+                let (step, owner) = seen.get();
+                seen.set((step + 1, owner));
+                // Past every slot's step, and the first slot aside's owner read (each step
+                // follows its slot's owner loads): this process claims that slot aside.
+                if step + 1 == super::GETTER_SLOTS + 1 {
+                    seen.set((step + 1, Some(tasks.aside[0].pid.load(Relaxed))));
                     drop(AfterTake::Uncounted(tasks, queue));
                 }
             }
         };
         let said = interleaving(moves, || tasks.lost_then(|| 1));
-        assert!(tasks.aside(false).is_some(), "the take was counted in a slot aside meanwhile");
+        let claimed = tasks.aside(false).expect("the take was counted in a slot aside meanwhile");
+        assert_eq!(seen.get(), (super::GETTER_SLOTS + super::ASIDE_SLOTS, Some(0)), "one step a slot, slots first");
+        assert!(std::ptr::eq(claimed, &tasks.aside[0]), "the slot aside whose owner was read as none");
         assert_eq!(said, Some((0, 1)), "a live process's take told lost");
     }
 
@@ -1796,6 +1819,30 @@ mod tests {
         drop(tasks.count_take(1, queue));
         assert_eq!(super::uncounted::left(queue), 0, "not remembered");
         assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
+    }
+
+    /// review100 L1: a claimer killed between its compare-exchange and its raise of the
+    /// high-water mark left its slot aside past the mark, named by a dead pid; the frees
+    /// walked only the slots aside under the mark, so it was never freed (one of the few
+    /// lost for the queue's life, and each slot-less locked take judged the others for
+    /// nothing).
+    #[test]
+    fn a_slot_aside_whose_claimer_died_before_raising_the_mark_is_freed() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = (u64::MAX - 12 * 4096, 1);
+        let tasks = table_full_of_the_parent();
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        let last = tasks.aside.len() - 1;
+        tasks.aside[last].pid.store(dead, Relaxed);
+        tasks.aside[last].start.store(0, Relaxed);
+        tasks.aside_used.store(last as u32, std::sync::atomic::Ordering::Release);
+        assert!(tasks.lost_then(|| 0).is_some(), "checked");
+        assert_eq!(tasks.aside[last].pid.load(Relaxed), 0, "freed by a join check");
+        tasks.aside[last].pid.store(dead, Relaxed);
+        drop(tasks.count_take(1, queue));
+        assert_eq!(super::uncounted::left(queue), 0, "not remembered: counted in the slot aside freed for it");
     }
 
     /// A slot aside claimed by a sibling thread's take (moving the remembered takes there)
