@@ -530,6 +530,12 @@ fn open_writer(writers: &Writers, conn: u32, socket: TcpStream, stall: Duration)
     Ok(backlog)
 }
 
+#[cfg(all(test, feature = "remote"))]
+/// [`open_writer`], for the server's tests, which read the answers from `socket`'s peer.
+pub(super) fn open_writer_for_tests(writers: &Writers, conn: u32, socket: TcpStream) -> io::Result<()> {
+    open_writer(writers, conn, socket, Duration::from_secs(60)).map(drop)
+}
+
 #[cfg(feature = "remote")]
 /// A remote connection's writer thread: writes the `answers` queued for it, each counted
 /// in `backlog` until written, until the queue is forgotten or a write fails (the client
