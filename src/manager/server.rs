@@ -345,8 +345,9 @@ impl Server {
     /// was granted what it had stopped waiting for; review93 L4: stamping it in the reader
     /// would need a field in each ring message). One left unread in the socket, its
     /// connection's reader waiting for room, counts from its reading: when it was sent, the
-    /// server cannot know. Past its deadline, it parks and [`Server::resume`] times it out
-    /// at once.
+    /// server cannot know. Handled past its deadline, it is still granted if it need not
+    /// wait (a free lock); else it parks, and [`Server::resume`] times it out before a
+    /// deferred request taken after that deadline.
     fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, deferred_at: Option<Instant>) -> bool {
         match (&envelope.request, self.conns.get_mut(&conn)) {
             (_, Some(Conn::Remote { .. }))
@@ -388,26 +389,34 @@ impl Server {
     /// answers are made only when there is room for them: a connection's reader stops
     /// reading at the same bound, but the requests it read before are on the ring, and
     /// answering them all (a `get` of a large value each) would hold many times the bound.
+    ///
+    /// Before each request, the waits whose deadline passed before it was taken (its
+    /// stamp) time out, so that one taken after a wait's deadline (a release sent after
+    /// it) does not grant what its client stopped waiting for (review93 L1), while one
+    /// taken in time does, as in Python (review101 M1: timed out against the clock at
+    /// handling, they were not granted). No clock is read: the waits whose deadline passed
+    /// with nothing deferred behind them time out in [`Server::step`], after the round.
     fn resume(&mut self) {
         let conns: Vec<ConnId> = self.deferred.keys().copied().collect();
         for conn in conns {
-            while !remote::must_wait(&self.writers, conn) {
-                // Closed meanwhile (an answer that could not be sent), or all handled.
+            // Closed meanwhile (an answer that could not be sent), or all handled.
+            while let Some(&(at, _)) = self.deferred.get(&conn).and_then(VecDeque::front) {
+                if self.store.next_deadline().is_some_and(|deadline| deadline <= at) {
+                    self.store.expire(at);
+                    self.deliver(None);
+                    // Its answers may have closed the connection, or filled it.
+                    continue;
+                }
+                if remote::must_wait(&self.writers, conn) {
+                    break;
+                }
                 let Some(waiting) = self.deferred.get_mut(&conn) else { break };
                 let Some((at, envelope)) = waiting.pop_front() else { break };
                 if waiting.is_empty() {
                     self.deferred.remove(&conn);
                 }
                 self.request(conn, envelope, Some(at));
-                // Handled past its own deadline, it parked with that deadline passed: it
-                // times out now, before a request held back after it (a release sent
-                // after that deadline) could grant it (review93 L1). The clock is read
-                // only while some request waits with a timeout.
-                if self.store.next_deadline().is_some() {
-                    self.store.expire(Instant::now());
-                }
-                // What a `Release` answered (the waiters of an object it deleted), and
-                // what timed out.
+                // What a `Release` answered (the waiters of an object it deleted).
                 if self.store.has_replies() {
                     self.deliver(None);
                 }
