@@ -1500,27 +1500,48 @@ fn a_held_back_request_handled_past_its_deadline_is_not_granted_by_a_release_hel
     let remote = Manager::connect(relay, KEY).unwrap();
     let rq: QueueProxy<serde_bytes::ByteBuf> = remote.lookup("q").unwrap();
     let rl: LockProxy = remote.lookup("l").unwrap();
-    rl.acquire().unwrap().leave_locked();
-    // Read and held back, and past its deadline once it is seen read.
-    let held = (0..5)
-        .find_map(|_| {
-            held_back_acquire(&q, (&rq, &rl), (&sent, &open), port, Duration::from_secs(1), Duration::from_secs(2))
-        })
-        .expect("the server's reader never read the acquire while its connection waited for room");
-    // The release, sent after the acquire's deadline while the connection waits: the
-    // server holds it back behind the acquire, or its reader reads it at once once room
-    // comes; either way both are handled in the same round.
+    // The release is sent after the acquire's deadline while the connection waits. The
+    // server must read it at once, and hold it back behind the acquire, for both to be
+    // handled in one round, which is what this pins: left unread, it is read once room
+    // comes, and the dispatcher, which looks for room every few milliseconds, may handle
+    // the acquire alone first, the old code timing it out too (review101 L1). It is read at
+    // once when the reader, after reading the acquire, looked for room before the 48 MiB
+    // grant was charged: the `put`'s own answer goes out first (review101), a race.
     let requests = || frames_of(&sent.lock().unwrap()).len();
-    let before = requests();
-    let releaser = std::thread::spawn({
-        let rl = rl.clone();
-        move || rl.release()
-    });
-    assert!(eventually(LIMIT, || requests() > before));
-    open.store(true, std::sync::atomic::Ordering::SeqCst);
-    releaser.join().unwrap().unwrap();
+    let held = (0..20)
+        .find_map(|_| {
+            rl.acquire().unwrap().leave_locked();
+            let held = held_back_acquire(
+                &q,
+                (&rq, &rl),
+                (&sent, &open),
+                port,
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+            )?;
+            let before = requests();
+            let releaser = std::thread::spawn({
+                let rl = rl.clone();
+                move || rl.release()
+            });
+            assert!(eventually(LIMIT, || requests() > before));
+            // (The relay records a frame just before it writes it on.)
+            std::thread::sleep(Duration::from_millis(100));
+            let read = eventually(Duration::from_secs(2), || unread_by_manager(port) == 0);
+            open.store(true, std::sync::atomic::Ordering::SeqCst);
+            releaser.join().unwrap().unwrap();
+            if read {
+                return Some(held);
+            }
+            // The lock is free again whatever the acquire got (its guard let it go).
+            held.acquirer.join().unwrap();
+            assert_eq!(held.getter.join().unwrap().unwrap(), 48 << 20);
+            None
+        })
+        .expect("the server's reader never read both the acquire and the release while its connection waited");
     assert_eq!(held.acquirer.join().unwrap(), "timed out");
     assert_eq!(held.getter.join().unwrap().unwrap(), 48 << 20);
+    assert!(!rl.locked().unwrap());
     assert!(!rl.locked().unwrap());
 }
 

@@ -637,9 +637,10 @@ impl ManagerBuilder {
     /// [`call_timeout`](Self::call_timeout), a call held back longer than that fails with
     /// `CallTimeout`, and a request held back counts its own timeout, an
     /// `acquire_timeout` say, from when the server took it up, just after reading it
-    /// (later, never sooner, on a busy server), and times out when handled past it: one
-    /// it left unread while it read no more of the connection's requests counts from
-    /// when it reads it, as the server cannot know when it was sent). A client that reads nothing for the
+    /// (later, never sooner, on a busy server), and, handled past it, times out if it has
+    /// to wait (a free lock is still taken, as in Python): one it left unread while it
+    /// read no more of the connection's requests counts from when it reads it, as the
+    /// server cannot know when it was sent). A client that reads nothing for the
     /// [`frame_timeout`](Self::frame_timeout) while its requests wait is disconnected
     /// (its objects and locks given back as for any connection that ends), and its
     /// answers let go, for the others; one that reads a little within every

@@ -530,6 +530,12 @@ fn open_writer(writers: &Writers, conn: u32, socket: TcpStream, stall: Duration)
     Ok(backlog)
 }
 
+#[cfg(all(test, feature = "remote"))]
+/// [`open_writer`], for the server's tests, which read the answers from `socket`'s peer.
+pub(super) fn open_writer_for_tests(writers: &Writers, conn: u32, socket: TcpStream) -> io::Result<()> {
+    open_writer(writers, conn, socket, Duration::from_secs(60)).map(drop)
+}
+
 #[cfg(feature = "remote")]
 /// A remote connection's writer thread: writes the `answers` queued for it, each counted
 /// in `backlog` until written, until the queue is forgotten or a write fails (the client
@@ -843,9 +849,12 @@ fn serve_connection(
         }
     }
     // At the end of the stream, only the reading side: the writer, which the close forgets,
-    // sends what was queued before it closes the socket (review93 L2: shut both ways, a
-    // client that half-closed but still reads lost every answer not yet written). In error,
-    // both: nothing more is owed to a stream that cannot be trusted.
+    // sends what was queued before it closes the socket, or cuts a client that reads nothing
+    // for the frame timeout, its answers counted in the budget until then (review93 L2: shut
+    // both ways, a client that half-closed but still reads lost every answer not yet
+    // written). The same if the stream ends in the middle of a frame (review101 L3): that
+    // frame is lost, but the requests before it were whole, and their answers are owed. On
+    // another error, both ways: nothing more is owed to a stream that cannot be trusted.
     let _ = stream.shutdown(ended);
     let _ = state.post(&Control::RemoteClosed { conn });
 }

@@ -345,8 +345,9 @@ impl Server {
     /// was granted what it had stopped waiting for; review93 L4: stamping it in the reader
     /// would need a field in each ring message). One left unread in the socket, its
     /// connection's reader waiting for room, counts from its reading: when it was sent, the
-    /// server cannot know. Past its deadline, it parks and [`Server::resume`] times it out
-    /// at once.
+    /// server cannot know. Handled past its deadline, it is still granted if it need not
+    /// wait (a free lock); else it parks, and [`Server::resume`] times it out before a
+    /// deferred request taken after that deadline.
     fn request(&mut self, conn: ConnId, envelope: super::protocol::Envelope, deferred_at: Option<Instant>) -> bool {
         match (&envelope.request, self.conns.get_mut(&conn)) {
             (_, Some(Conn::Remote { .. }))
@@ -388,26 +389,34 @@ impl Server {
     /// answers are made only when there is room for them: a connection's reader stops
     /// reading at the same bound, but the requests it read before are on the ring, and
     /// answering them all (a `get` of a large value each) would hold many times the bound.
+    ///
+    /// Before each request, the waits whose deadline passed before it was taken (its
+    /// stamp) time out, so that one taken after a wait's deadline (a release sent after
+    /// it) does not grant what its client stopped waiting for (review93 L1), while one
+    /// taken in time does, as in Python (review101 M1: timed out against the clock at
+    /// handling, they were not granted). No clock is read: the waits whose deadline passed
+    /// with nothing deferred behind them time out in [`Server::step`], after the round.
     fn resume(&mut self) {
         let conns: Vec<ConnId> = self.deferred.keys().copied().collect();
         for conn in conns {
-            while !remote::must_wait(&self.writers, conn) {
-                // Closed meanwhile (an answer that could not be sent), or all handled.
+            // Closed meanwhile (an answer that could not be sent), or all handled.
+            while let Some(&(at, _)) = self.deferred.get(&conn).and_then(VecDeque::front) {
+                if self.store.next_deadline().is_some_and(|deadline| deadline <= at) {
+                    self.store.expire(at);
+                    self.deliver(None);
+                    // Its answers may have closed the connection, or filled it.
+                    continue;
+                }
+                if remote::must_wait(&self.writers, conn) {
+                    break;
+                }
                 let Some(waiting) = self.deferred.get_mut(&conn) else { break };
                 let Some((at, envelope)) = waiting.pop_front() else { break };
                 if waiting.is_empty() {
                     self.deferred.remove(&conn);
                 }
                 self.request(conn, envelope, Some(at));
-                // Handled past its own deadline, it parked with that deadline passed: it
-                // times out now, before a request held back after it (a release sent
-                // after that deadline) could grant it (review93 L1). The clock is read
-                // only while some request waits with a timeout.
-                if self.store.next_deadline().is_some() {
-                    self.store.expire(Instant::now());
-                }
-                // What a `Release` answered (the waiters of an object it deleted), and
-                // what timed out.
+                // What a `Release` answered (the waiters of an object it deleted).
                 if self.store.has_replies() {
                     self.deliver(None);
                 }
@@ -637,5 +646,89 @@ fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
             _ => Incoming::Nothing,
         },
         Err(fault) => Incoming::Malformed(tag, fault),
+    }
+}
+
+#[cfg(all(test, feature = "remote"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::manager::protocol::{Create, Envelope, Op, decode_reply_within};
+
+    const CONN: ConnId = 1;
+
+    /// A server with remote connection [`CONN`], whose writer writes to a socket of
+    /// which the other end (the client's) is returned.
+    fn serving_a_remote() -> (Server, TcpStream) {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        let mut server = Server::new(state);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = listener.accept().unwrap().0;
+        remote::open_writer_for_tests(&server.writers, CONN, socket).unwrap();
+        server.conns.insert(CONN, Conn::Remote { handouts: HashMap::new() });
+        client.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        (server, client)
+    }
+
+    /// Handles `request` of `CONN`'s `thread` at once (not from the ring), returning its
+    /// answer, which the store made and nobody sends.
+    fn handled(server: &mut Server, seq: u64, thread: u64, request: Request) -> Result<Out<ObjectId>, Fault> {
+        server.store.handle(CONN, Envelope { seq, thread, request }, None);
+        let replies = server.store.take_replies();
+        assert_eq!(replies.len(), 1);
+        replies.into_iter().next().unwrap().result
+    }
+
+    /// The answer to request `seq` among the next `frames` answers `client` reads.
+    fn answer_to(client: &mut TcpStream, frames: usize, seq: u64) -> Result<Out<ObjectId>, Fault> {
+        let mut found = None;
+        for _ in 0..frames {
+            let frame = remote::read_frame(client, u64::MAX).expect("an answer");
+            let reply = decode_reply_within(&frame, u64::MAX).expect("an answer that decodes");
+            if reply.seq == seq {
+                found = Some(reply.result);
+            }
+        }
+        found.expect("the request was answered")
+    }
+
+    /// What an `acquire_timeout(1 s)`, taken 3 s ago and held back, gets when a release by
+    /// the lock's holder was taken `release_age` ago and held back behind it, both handled
+    /// now, in one [`Server::resume`].
+    fn held_back_acquire_then_release(release_age: Duration) -> Result<Out<ObjectId>, Fault> {
+        let (mut server, mut client) = serving_a_remote();
+        let Ok(Out::Created { id, .. }) = handled(&mut server, 1, 0, Request::Create(Create::Lock)) else {
+            panic!("no lock")
+        };
+        let lock = |op| Request::Call { id, kind: Kind::Lock, op };
+        assert_eq!(handled(&mut server, 2, 0, lock(Op::Acquire { wait: None })), Ok(Out::Bool(true)));
+        let now = Instant::now();
+        let ago = |age| now.checked_sub(age).expect("a clock that ran for 3 s");
+        let acquire = Envelope { seq: 3, thread: 1, request: lock(Op::Acquire { wait: Some(1_000_000_000) }) };
+        let release = Envelope { seq: 4, thread: 0, request: lock(Op::Release) };
+        let deferred = server.deferred.entry(CONN).or_default();
+        deferred.push_back((ago(Duration::from_secs(3)), acquire));
+        deferred.push_back((ago(release_age), release));
+        server.resume();
+        assert!(server.deferred.is_empty(), "both handled");
+        answer_to(&mut client, 2, 3)
+    }
+
+    #[test]
+    fn a_release_taken_before_a_held_back_waits_deadline_grants_it() {
+        // Taken 2.5 s ago, half a second before the acquire's deadline: the acquirer still
+        // waited (review101 M1: timed out against the clock at handling, it was not granted).
+        let granted = held_back_acquire_then_release(Duration::from_millis(2500));
+        assert_eq!(granted, Ok(Out::Bool(true)));
+    }
+
+    #[test]
+    fn a_release_taken_after_a_held_back_waits_deadline_does_not_grant_it() {
+        // Taken 1 s ago, a second past the acquire's deadline: the acquirer had stopped
+        // waiting (review93 L1).
+        let timed_out = held_back_acquire_then_release(Duration::from_secs(1));
+        assert_eq!(timed_out, Ok(Out::Bool(false)));
     }
 }
