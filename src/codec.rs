@@ -263,7 +263,8 @@ struct Undo {
 }
 
 /// A handle's undo (`on_abort`): does to the handle's table what [`undoing`] says, for the
-/// handle its key names. Returns `false` when a carry found no room (nothing changed).
+/// handle its key names. Returns `false` when a carry found no room, or no object to pin
+/// (nothing changed).
 pub(crate) type UndoFn = fn(ReceiptKey) -> bool;
 
 /// What a handle's undo ([`UndoFn`]) does, set around it by [`undoing_as`] (the handle's

@@ -126,6 +126,7 @@ pub(crate) fn init() -> Result<(), InitError> {
     super::panics::prepare_for_forks();
     crate::codec::prepare_for_forks();
     sys::prepare_for_forks();
+    crate::shm::prepare_for_forks();
     // While no child can share our processor; every fork inherits what it learns.
     crate::shm::learn_yield_cost();
     // Before the fork server, so that every process of the family inherits its pipe.

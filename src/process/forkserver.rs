@@ -330,6 +330,7 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
     super::panics::prepare_for_forks();
     codec::prepare_for_forks();
     sys::prepare_for_forks();
+    crate::shm::prepare_for_forks();
     serve(listener, token, parent, false)
 }
 

@@ -35,9 +35,9 @@ static TARGET: Mutex<Option<String>> = Mutex::new(None);
 static CHANGED: Condvar = Condvar::new();
 /// Threads held at a `hold:` point.
 static HOLDING: AtomicUsize = AtomicUsize::new(0);
-/// Holds so far: how many times a `hold:` point held a thread.
+/// Holds so far: each point's name and the thread it held, once per hold.
 #[cfg(test)]
-static HELD: AtomicUsize = AtomicUsize::new(0);
+static HELD: Mutex<Vec<(&'static str, std::thread::ThreadId)>> = Mutex::new(Vec::new());
 
 /// Makes a unit test's moves of other threads or processes at `step` of a call that names
 /// its steps so (a lock's takeover, the task table's calls): those [`interleaving`] set on
@@ -116,12 +116,14 @@ pub(crate) fn holding() -> usize {
     HOLDING.load(Ordering::Acquire)
 }
 
-/// How many times a `hold:NAME` point of this process held a thread so far (each counted
-/// as it is held): a test that moves a thread from one held point to the next waits for
-/// this to grow, which [`holding`] does not show.
+/// How many times the point `hold:name` held `thread` so far (each counted as it is held):
+/// a test that moves a thread from one held point to the next waits for this, which
+/// [`holding`] does not show. Per point and thread: a point is armed process-wide, and
+/// another test's thread held there too must not count (review102 L5).
 #[cfg(test)]
-pub(crate) fn held() -> usize {
-    HELD.load(Ordering::Acquire)
+pub(crate) fn held(name: &str, thread: std::thread::ThreadId) -> usize {
+    let held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.iter().filter(|&&(point, by)| point == name && by == thread).count()
 }
 
 #[inline(always)]
@@ -191,7 +193,7 @@ fn reached_armed(name: &'static str) {
     if held(&target) {
         HOLDING.fetch_add(1, Ordering::Release);
         #[cfg(test)]
-        HELD.fetch_add(1, Ordering::Release);
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).push((name, std::thread::current().id()));
         while held(&target) {
             target = CHANGED.wait(target).unwrap_or_else(|e| e.into_inner());
         }

@@ -1007,8 +1007,9 @@ impl Holders {
     /// (see [`Undoing`]): a message never delivered gives its count back
     /// ([`Undoing::Unsend`]), or a child's argument's token takes it into its carrier's entry
     /// before it is sent, gives it back, or lets go of what its receiver did not take.
-    /// `None`: a carry found no room for the carrier's entry, and changed nothing. Else
-    /// whether nothing holds the object any more: the caller frees it.
+    /// `None`: a carry found no room for the carrier's entry, or no object to pin (released,
+    /// or another generation's), and changed nothing. Else whether nothing holds the object
+    /// any more: the caller frees it.
     ///
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
@@ -1021,7 +1022,9 @@ impl Holders {
     pub(crate) fn undo(&self, heap: &Heap, generation: u64, how: Undoing, dead_receiver: Option<u32>) -> Option<bool> {
         let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
-            return Some(false);
+            // A carry that pinned no object made no carrier entry: it says so, or a restore
+            // would take the object's keys for kept by that entry (review102 L2).
+            return if matches!(how, Undoing::Carry(_)) { None } else { Some(false) };
         }
         let _g = self.lock_and_unpin(announced);
         let mut dead_held = false;
@@ -2019,6 +2022,22 @@ mod tests {
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         assert!(holders.leave(heap), "nothing else held it");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false), "a released table is left alone");
+    }
+
+    /// review102 L2: a carry whose pin failed (the object released, or another generation's)
+    /// made no carrier entry, yet said "carried"; a `restore` then took the object's keys
+    /// for kept by that entry, and ran its undo with no look and no holder.
+    #[test]
+    fn a_carry_that_pins_nothing_carries_nothing() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        holders.send();
+        assert_eq!(holders.undo(heap, 8, Undoing::Carry(4288), None), None, "another generation's carry");
+        assert!(!holders.for_each(heap, |e| e.is(carrier_entry(4288))), "and made no entry");
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
+        assert!(holders.leave(heap), "nothing else held it");
+        assert_eq!(holders.undo(heap, 7, Undoing::Carry(4288), None), None, "a released table's carry");
     }
 
     /// A dead receiver's pending receive is recorded as `receive_pending` records it: the

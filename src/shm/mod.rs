@@ -58,6 +58,12 @@ pub(crate) use wait::{
     Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, learn_yield_cost, saturating_nanos, spin_for,
 };
 
+/// Registers this module's fork child handler ([`pins::forget_lent_in_every_fork_child`]).
+/// Call at `init`, single-threaded, before the first fork (the fork server's included).
+pub(crate) fn prepare_for_forks() {
+    pins::forget_lent_in_every_fork_child();
+}
+
 /// Serialises the unit tests that allocate from the family heap, so that those comparing
 /// `Heap::in_use` before and after see only their own allocations.
 #[cfg(test)]

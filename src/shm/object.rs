@@ -448,7 +448,7 @@ impl<T: ShmObject> Shared<T> {
     /// Undoes the in-flight count of the handle `[off, generation, 0]`, or does what
     /// `codec::undoing` says instead (an encoding's undo, `codec::on_abort`; a function of
     /// the key alone, which another process of the family may run: `receipts`). `false`: a
-    /// carry found no room.
+    /// carry found no room, or no object (it carried nothing).
     fn undo_send([off, generation, _]: [u64; 3]) -> bool {
         let heap = Heap::get();
         // Only the object of `generation` (the header checked, then its table pinned by
@@ -2025,17 +2025,18 @@ mod tests {
                 std::thread::yield_now();
             }
         };
-        let held = crate::shm::crash::held();
-        let holds = |n| move || crate::shm::crash::held() >= held + n;
+        // Each step waits for its own thread at its point: the points hold any other test's
+        // thread that reaches them too (review102 L5).
+        let held = |name: &str, thread: &std::thread::Thread| crate::shm::crash::held(name, thread.id());
         let looking = std::thread::spawn(move || header_at(Heap::get(), off, generation, size_of::<Header>()).err());
         // Announced, the start not yet looked at again (its first load: live, crowded).
-        wait("announced", &holds(1));
+        wait("announced", &|| held("object.header.announced", looking.thread()) == 1);
         let releasing = std::thread::spawn(move || drop(handle));
         // The release counted (the word at 255).
-        wait("counted", &holds(2));
+        wait("counted", &|| held("object.unstart.counted", releasing.thread()) == 1);
         // The look goes on, finds the start crowded, then released with every look taken.
         crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
-        wait("seen released", &holds(3));
+        wait("seen released", &|| held("object.header.released", looking.thread()) == 1);
         // The release's let-go, then the look's.
         crate::shm::crash::arm(Some("hold:object.header.released"));
         wait("released", &|| releasing.is_finished());

@@ -60,7 +60,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::time::Duration;
 
@@ -221,7 +221,9 @@ struct Lent {
 
 thread_local! {
     /// This thread's looks that lend their slot. No code of the crate's users runs while a
-    /// look lasts, so none forks with one here (a child would write its parent's record).
+    /// look lasts, so none forks with one here but from a signal handler; the fork child
+    /// handler empties it then ([`forget_lent_in_every_fork_child`]: a child would write
+    /// its parent's record).
     static LENT: Lent = const {
         Lent { tables: [const { Cell::new(0) }; LENDERS], slots: [const { Cell::new(None) }; LENDERS] }
     };
@@ -276,7 +278,18 @@ pub(crate) fn unlend(look: &Announced) {
 #[cold]
 #[inline(never)]
 fn lent_slot_still_pinned() -> ! {
-    eprintln!("multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting");
+    /// Aborts on an unwind out of here as well.
+    struct AbortOnDrop;
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            std::process::abort()
+        }
+    }
+    let _abort = AbortOnDrop;
+    // Not `eprintln!`, which panics when stderr fails (a pipe nobody reads any more: EPIPE),
+    // and whose unwind would drop the look's announcement after all (review102 L1).
+    let message = b"multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting\n";
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), message);
     std::process::abort()
 }
 
@@ -474,14 +487,17 @@ fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
 /// and inherited by the children): a child forked under a look (a program's bare `fork`
 /// from a signal handler) would otherwise lend its parent's slot to its own pins, and write
 /// into its parent's record (review99 L2). The child does not own the look: its copy's
-/// announcement is its parent's.
-fn forget_lent_in_every_fork_child() {
-    /// Two `Cell` stores per entry of a thread-local with no destructor: async-signal-safe.
+/// announcement is its parent's. Registered at `init`, single-threaded, before the fork
+/// server, and else at the first claim, never waiting ([`sys::once_without_waiting`]).
+pub(crate) fn forget_lent_in_every_fork_child() {
     extern "C" fn forget_lent() {
         LENT.with(|l| l.tables.iter().for_each(|t| t.set(0)));
     }
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| sys::in_every_fork_child(forget_lent));
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    // SAFETY: the handler makes one `Cell` store per entry (the table's; a stale `slots`
+    // cell is never read without it) to a `const` thread-local with no destructor: a plain
+    // TLS access, no lock, no allocation, no unwinding (`extern "C"`).
+    sys::once_without_waiting(&REGISTERED, || unsafe { sys::in_every_fork_child(forget_lent) });
 }
 
 /// Every record taken by a live process (as far as a claim looked). Under the blocks'
@@ -901,13 +917,26 @@ mod tests {
         }
     }
 
-    /// Runs `child` in a fork child of this process, and returns how it ended.
+    /// Runs `child` in a fork child of this process, and returns how it ended. A child that
+    /// has not ended within a minute (hung on a lock or a `Once` another thread of this
+    /// test binary held at the fork) is killed, and the test fails (review102 L4).
     fn in_a_child(child: impl FnOnce() -> i32) -> Option<sys::Ended> {
         match sys::fork().unwrap() {
             sys::Forked::Child => sys::exit_now(child()),
             sys::Forked::Parent(pid) => {
                 let pidfd = sys::pidfd_open(pid).unwrap();
-                let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+                let deadline = Deadline::after(Duration::from_secs(60));
+                let ended = loop {
+                    let readable = sys::poll_readable(&[pidfd.as_fd()], deadline.remaining()).unwrap();
+                    if readable[0] {
+                        break sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+                    }
+                    if deadline.passed() {
+                        sys::kill_and_reap_child(pid).unwrap();
+                        forget(pid);
+                        panic!("the fork child {pid} did not end within a minute: killed");
+                    }
+                };
                 // The child's record, if it claimed one.
                 forget(pid);
                 ended
@@ -915,16 +944,48 @@ mod tests {
         }
     }
 
+    /// review102 M1: a fork made by another thread while this process's first claim ran the
+    /// registration of its fork handler (under a `Once`, which `pthread_atfork` holds
+    /// RUNNING for the whole fork: glibc's atfork lock) left the child a `Once` that nobody
+    /// completes, and the child waited on it for ever at its own first claim.
+    #[test]
+    fn a_fork_under_a_registration_in_flight_leaves_its_child_free() {
+        static REGISTERED: AtomicBool = AtomicBool::new(false);
+        let (entered, in_it) = std::sync::mpsc::channel();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        let registering = std::thread::spawn(move || {
+            sys::once_without_waiting(&REGISTERED, || {
+                entered.send(()).unwrap();
+                let _ = gone.recv();
+            })
+        });
+        in_it.recv().unwrap();
+        let ended = in_a_child(|| {
+            sys::once_without_waiting(&REGISTERED, || {});
+            0
+        });
+        drop(go);
+        registering.join().unwrap();
+        assert_eq!(ended, Some(sys::Ended::Exited(0)), "the child waited on its parent's registration");
+    }
+
     /// review99 L1: a look that lets go while a pin still holds the slot it lent frees the
     /// slot under that pin: another thread's announcement takes it, and the stale pin's
     /// give-back then writes the look's value over it (that thread's live pin unannounced,
     /// its table freeable under it). The check held in debug builds only, and as a panic,
     /// whose unwinding still drops the look's announcement: it aborts now, in every build.
+    ///
+    /// review102 L1: with stderr a pipe nobody reads, its message panicked (`eprintln!`),
+    /// and the unwind came back. The child's stderr is such a pipe.
     #[test]
     fn a_look_letting_go_with_a_pin_in_its_slot_aborts() {
         let _serial = crate::shm::heap_test_lock();
         let (table, look) = (1 << 22 | 96, 1 << 22 | 65);
         let ended = in_a_child(|| {
+            let (read, write) = rustix::pipe::pipe().unwrap();
+            drop(read);
+            // A write to it fails with EPIPE (a Rust binary ignores SIGPIPE).
+            rustix::stdio::dup2_stderr(&write).unwrap();
             let mine = announce_own(look);
             lend(&mine, table);
             let pin = announce(table);

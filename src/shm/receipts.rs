@@ -281,9 +281,9 @@ fn carry(carrier: u64, undo: &[(Key, codec::UndoFn)]) -> bool {
 /// not sent after all. A handle's restore is `kept` while the carrier's entry of its object
 /// (its own handle's) is still there: up to that entry's first restore, which comes after
 /// its sides' (an encoding's undo runs a side's before its object's). A side restored
-/// without it (a carry that found no room for its object's own handle, or the object met
-/// again in the message once that entry was restored) has only anonymous counts in flight
-/// to keep the object, and needs a look.
+/// without it (a carry that found no room, or no object, for its object's own handle; or
+/// the object met again in the message once that entry was restored) has only anonymous
+/// counts in flight to keep the object, and needs a look.
 fn restore(carrier: u64, undo: &[(Key, codec::UndoFn)]) {
     // Where each object's own handle is first restored.
     let mut own = std::collections::HashMap::new();

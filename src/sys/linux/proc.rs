@@ -87,21 +87,39 @@ extern "C" fn forget_identity_at_fork() {
 /// forget it themselves too ([`fork`], and [`fork_as_sibling`], whose bare `clone3` runs
 /// no handler).
 fn forget_identity_in_every_fork_child() {
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: registers a child handler only; it runs in the child of a fork, where
-        // it makes two relaxed atomic stores (async-signal-safe, no lock, no allocation).
-        // A failure (ENOMEM) leaves bare forks as they were: the fallback is the old state.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_at_fork)) };
-    });
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    // SAFETY: the handler makes two relaxed atomic stores (async-signal-safe, no lock, no
+    // allocation) and cannot unwind (`extern "C"`).
+    once_without_waiting(&REGISTERED, || unsafe { in_every_fork_child(forget_identity_at_fork) });
 }
 
 /// Makes every child of glibc's `fork` (ours, and a bare `libc::fork` by the program) run
-/// `handler` first, on its only thread, the copy of the forking one. `handler` must be
-/// async-signal-safe: no lock, no allocation. A failure (ENOMEM) leaves forks as they were.
-pub(crate) fn in_every_fork_child(handler: extern "C" fn()) {
-    // SAFETY: registers a child handler only, which the caller promises async-signal-safe.
+/// `handler` first, on its only thread, the copy of the forking one. A failure (ENOMEM)
+/// leaves forks as they were. A registration made while another thread forks may be run
+/// by that fork or not: register before any such fork can matter (see
+/// [`once_without_waiting`]).
+///
+/// # Safety
+///
+/// `handler` runs in the child of a fork of a process that may have other threads, before
+/// anything else there: it must be async-signal-safe (no lock, no allocation, no other
+/// call that is not), and must not unwind.
+pub(crate) unsafe fn in_every_fork_child(handler: extern "C" fn()) {
+    // SAFETY: registers a child handler only, async-signal-safe by the caller's promise.
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
+/// Runs `register` (a fork handler's registration) at the first call only, and never
+/// waits for it. A `Once` would: a fork made by another thread while the first caller ran
+/// it (`pthread_atfork` waits on glibc's atfork lock, which a fork holds throughout) left
+/// the child a `Once` that nobody there completes, and the child's own first call waited
+/// for ever (review102 M1). A later caller may so go on before the registration lands:
+/// register at init too, single-threaded, so that only a process that ran no init (and no
+/// fork of one) registers lazily.
+pub(crate) fn once_without_waiting(registered: &AtomicBool, register: impl FnOnce()) {
+    if !registered.swap(true, Ordering::Relaxed) {
+        register();
+    }
 }
 
 /// The calling thread's id (unique in the system while the thread lives).
@@ -437,6 +455,7 @@ fn counted_threads() -> Option<usize> {
 /// stack-overflow report): called before the fork server is forked, whose children would
 /// each do it.
 pub(crate) fn prepare_for_forks() {
+    forget_identity_in_every_fork_child();
     super::call::identity();
     super::overflow::page_size();
 }
