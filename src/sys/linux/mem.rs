@@ -21,9 +21,13 @@ pub(crate) struct FileId {
 impl FileId {
     /// The file `fd` is.
     pub(crate) fn of(fd: BorrowedFd<'_>) -> io::Result<FileId> {
-        let stat = rustix::fs::fstat(fd)?;
+        Ok(Self::of_stat(&rustix::fs::fstat(fd)?))
+    }
+
+    /// The file `stat` describes.
+    fn of_stat(stat: &rustix::fs::Stat) -> FileId {
         #[allow(clippy::unnecessary_cast)] // Their types differ between targets.
-        Ok(FileId { dev: stat.st_dev as u64, ino: stat.st_ino as u64 })
+        FileId { dev: stat.st_dev as u64, ino: stat.st_ino as u64 }
     }
 }
 
@@ -90,10 +94,14 @@ impl SharedMapping {
     /// it names another since (unlinked and made again, maybe by another program), which
     /// stays. Between the look and the unlink, a few microseconds, the name can still
     /// change hands.
+    ///
+    /// The look is an `lstat` of the path, never an open: anyone can make a FIFO in
+    /// `/dev/shm`, and a read open of one waits for a writer, for ever (review104 M1: the
+    /// next program's `init()` hung). It needs no read permission either.
     pub(crate) fn unlink_named_if(name: &str, id: FileId) -> io::Result<()> {
-        let path = posix_name(name);
-        let fd = shm::open(path.as_str(), shm::OFlags::RDONLY | no_follow(), Mode::empty())?;
-        if FileId::of(fd.as_fd())? != id {
+        let path = format!("/dev/shm{}", posix_name(name));
+        let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileId::of_stat(&stat) != id {
             return Err(io::Error::new(io::ErrorKind::NotFound, "the name is another file's since"));
         }
         Self::unlink_named(name)
