@@ -90,9 +90,11 @@ fn a_journal_taken_up_at_the_start_prints_nothing_without_a_logger() {
     let _w = watchdog(Duration::from_secs(60));
     // The journal's first file: generation 1 (8 bytes, little-endian), then a registration.
     // Nothing is left after: neither it nor its segment (the take-up), nor the program's
-    // own journal (its tracker's end; review104 L2: no test looked).
+    // own journal (its tracker's end; review104 L2: no test looked), nor a lone second file
+    // (a naming cut short: review97 L3, review104 L4).
     let script = format!(
         r#"cd /dev/shm && umask 077 && : > left-by-a-killed-family && : > mp-journal-v1-0000000000000000-1
+        : > mp-journal-v1-1111111111111111-1
         printf '\001\000\000\000\000\000\000\000Rleft-by-a-killed-family\n' > mp-journal-v1-0000000000000000-0
         "$0" quiet || exit 1
         {LEFT_IN_DEV_SHM}"#
