@@ -431,4 +431,24 @@ mod tests {
         let heap = SharedMapping::anonymous("multiproc-test", page_size()).unwrap();
         assert!(sealed(heap.fd.as_fd()), "the heap's file");
     }
+
+    /// review104 M1: a FIFO at a registered name (anyone can make one in `/dev/shm`) blocked
+    /// the check's read open for ever, in the tracker's clean-up or a start's take-up. Now
+    /// another file's name stays, the file registered goes, and neither waits.
+    #[test]
+    fn a_fifo_at_a_registered_name_is_compared_without_waiting() {
+        let _w = crate::testing::watchdog(std::time::Duration::from_secs(60));
+        let name = format!("mp-test-fifo-{}", std::process::id());
+        let path = format!("/dev/shm/{name}");
+        rustix::fs::mknodat(rustix::fs::CWD, path.as_str(), rustix::fs::FileType::Fifo, Mode::RUSR | Mode::WUSR, 0)
+            .unwrap();
+        let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let fifo = FileId::of_stat(&stat);
+        let other = FileId { ino: fifo.ino + 1, ..fifo };
+        let kept = SharedMapping::unlink_named_if(&name, other).unwrap_err();
+        assert_eq!(kept.kind(), io::ErrorKind::NotFound);
+        assert!(std::path::Path::new(&path).exists());
+        SharedMapping::unlink_named_if(&name, fifo).unwrap();
+        assert!(!std::path::Path::new(&path).exists());
+    }
 }
