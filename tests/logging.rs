@@ -87,25 +87,35 @@ fn a_second_logger_is_refused() {
 /// that wants an empty stderr failed beside another's family killed whole).
 #[test]
 fn a_journal_taken_up_at_the_start_prints_nothing_without_a_logger() {
+    let _w = watchdog(Duration::from_secs(60));
+    // The journal's first file: generation 1 (8 bytes, little-endian), then a registration.
+    // Nothing is left after: neither it nor its segment (the take-up), nor the program's
+    // own journal (its tracker's end; review104 L2: no test looked), nor a lone second file
+    // (a naming cut short: review97 L3, review104 L4).
+    let script = format!(
+        r#"cd /dev/shm && umask 077 && : > left-by-a-killed-family && : > mp-journal-v1-0000000000000000-1
+        : > mp-journal-v1-1111111111111111-1
+        printf '\001\000\000\000\000\000\000\000Rleft-by-a-killed-family\n' > mp-journal-v1-0000000000000000-0
+        "$0" quiet || exit 1
+        {LEFT_IN_DEV_SHM}"#
+    );
+    let Some((stdout, stderr)) = in_a_fresh_dev_shm(&script) else { return };
+    assert_eq!(stdout, "squares: [1, 4, 9]\n", "the journals and the segment went: {stderr}");
+    assert_eq!(stderr, "", "a program without a logger printed the take-up");
+}
+
+/// Runs `script` as root in a mount namespace of its own, `$0` the `log_to_stderr`
+/// example; `None` when not root (a tmpfs of our own on `/dev/shm` needs it).
+fn in_a_fresh_dev_shm(script: &str) -> Option<(String, String)> {
     // SAFETY (test): geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         println!("skipped: a tmpfs of our own on /dev/shm needs root (a mount namespace)");
-        return;
+        return None;
     }
-    let _w = watchdog(Duration::from_secs(60));
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("log_to_stderr");
-    // The journal's first file: generation 1 (8 bytes, little-endian), then a registration.
-    // Looked for by name after: the program's own journal goes with its tracker, a moment
-    // after the program.
-    let script = r#"mount -t tmpfs -o size=1m tmpfs /dev/shm || exit 1
-        cd /dev/shm && umask 077 && : > left-by-a-killed-family && : > mp-journal-v1-0000000000000000-1
-        printf '\001\000\000\000\000\000\000\000Rleft-by-a-killed-family\n' > mp-journal-v1-0000000000000000-0
-        "$0" quiet || exit 1
-        ls /dev/shm | grep -e left-by -e 0000000000000000
-        true"#;
     let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", script])
+        .args(["-m", "sh", "-c", &format!("mount -t tmpfs -o size=1m tmpfs /dev/shm || exit 1\n{script}")])
         .arg(&binary)
         .env("MULTIPROC_START_METHOD", "forkserver")
         .env_remove("RUST_LOG")
@@ -113,6 +123,33 @@ fn a_journal_taken_up_at_the_start_prints_nothing_without_a_logger() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout, "squares: [1, 4, 9]\n", "the journal and its segment went: {stderr}");
-    assert_eq!(stderr, "", "a program without a logger printed the take-up");
+    Some((stdout.into_owned(), stderr.into_owned()))
+}
+
+/// Waits (at most 20 s) until the program's own journal is unnamed, as its tracker does a
+/// moment after the program ends, then lists what is left in `/dev/shm`.
+const LEFT_IN_DEV_SHM: &str = r#"for i in $(seq 200); do
+            ls /dev/shm | grep -q '^mp-journal' || break
+            sleep 0.1
+        done
+        ls /dev/shm"#;
+
+/// A FIFO at the name a killed family's journal registered (anyone can make one in the
+/// world-writable `/dev/shm`) stays, and the next program starts and ends as usual; so does
+/// its family's own journal go at its end, as the hand-made one at its start.
+///
+/// Before, the name's check opened it for reading, which waits for a writer: the program
+/// hung in `init()` for ever (review104 M1: `timeout` ended it, rc 124).
+#[test]
+fn a_fifo_at_a_registered_name_neither_hangs_the_start_nor_goes() {
+    let _w = watchdog(Duration::from_secs(60));
+    let script = format!(
+        r#"cd /dev/shm && umask 077 && mkfifo left-fifo && : > mp-journal-v1-0000000000000000-1
+        printf '\001\000\000\000\000\000\000\000Rleft-fifo/1:2\n' > mp-journal-v1-0000000000000000-0
+        timeout 20 "$0" quiet || {{ echo "rc=$?"; exit 1; }}
+        {LEFT_IN_DEV_SHM}"#
+    );
+    let Some((stdout, stderr)) = in_a_fresh_dev_shm(&script) else { return };
+    assert_eq!(stdout, "squares: [1, 4, 9]\nleft-fifo\n", "{stderr}");
+    assert_eq!(stderr, "");
 }

@@ -73,7 +73,10 @@ fn install(level: LevelFilter) -> Result<(), log::SetLoggerError> {
 /// shown. A program that has a logger already (`env_logger`, `tracing`'s `log` bridge)
 /// gets an error and keeps its own, where multiproc's records go too (their targets start
 /// with `multiproc`); to have that logger in children as well, install it in
-/// [`child_init`](crate::InitBuilder::child_init).
+/// [`child_init`](crate::InitBuilder::child_init). Records made before a logger is
+/// installed are lost (the `log` crate's rule): among them, the report of
+/// [`init`](crate::init) on segments a family killed whole left in `/dev/shm` and this start
+/// unlinked.
 ///
 /// # Examples
 ///

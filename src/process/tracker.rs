@@ -186,7 +186,10 @@ const JOURNAL_NAME: &str = "mp-journal-v1-";
 /// `/dev/shm` for good): at a family's start, each journal of this user's none holds a lock
 /// of (none of its processes lives) is emptied and unnamed, and the segments it held are
 /// unlinked (each only while its name is still the file registered, if known: [`register`]),
-/// logged (`log::warn!`, the names at debug level).
+/// logged (`log::warn!`, the names at debug level). Only a program that installed its
+/// logger before `init()` sees that: the take-up runs inside it, and `log` drops records
+/// made before a logger (review104 L1). Nothing is printed otherwise: the program's stderr
+/// is its own (review97 L4).
 ///
 /// The first file's lock is the tracker's and its keepers' (see [`start`]), the second's
 /// the main process's (its own description, which every fork of it shares: the first fork
@@ -210,11 +213,14 @@ fn take_up_abandoned() {
     // A second file without its first: naming or unnaming cut short (review97 L3). It holds
     // nothing to unlink (nothing was registered before both were named, and a tracker's
     // end or a take-up forgets or empties all before it unnames), so it only goes, once
-    // free: a family naming its journal holds its lock before it names it.
+    // free: a family naming its journal holds its lock before it names it. The first file
+    // is looked for again once locked: the listing may predate its naming by a family whose
+    // main process has died since (review104 L4).
     for lone in journals.iter().filter_map(|path| path.strip_suffix("-1")) {
         if !journals.contains(&format!("{lone}-0"))
             && let Ok(file) = sys::MemFile::open_own(&format!("{lone}-1"))
             && matches!(file.try_lock_exclusive(), Ok(true))
+            && std::fs::symlink_metadata(format!("{lone}-0")).is_err()
         {
             let _ = std::fs::remove_file(format!("{lone}-1"));
         }

@@ -21,9 +21,13 @@ pub(crate) struct FileId {
 impl FileId {
     /// The file `fd` is.
     pub(crate) fn of(fd: BorrowedFd<'_>) -> io::Result<FileId> {
-        let stat = rustix::fs::fstat(fd)?;
+        Ok(Self::of_stat(&rustix::fs::fstat(fd)?))
+    }
+
+    /// The file `stat` describes.
+    fn of_stat(stat: &rustix::fs::Stat) -> FileId {
         #[allow(clippy::unnecessary_cast)] // Their types differ between targets.
-        Ok(FileId { dev: stat.st_dev as u64, ino: stat.st_ino as u64 })
+        FileId { dev: stat.st_dev as u64, ino: stat.st_ino as u64 }
     }
 }
 
@@ -90,10 +94,14 @@ impl SharedMapping {
     /// it names another since (unlinked and made again, maybe by another program), which
     /// stays. Between the look and the unlink, a few microseconds, the name can still
     /// change hands.
+    ///
+    /// The look is an `lstat` of the path, never an open: anyone can make a FIFO in
+    /// `/dev/shm`, and a read open of one waits for a writer, for ever (review104 M1: the
+    /// next program's `init()` hung). It needs no read permission either.
     pub(crate) fn unlink_named_if(name: &str, id: FileId) -> io::Result<()> {
-        let path = posix_name(name);
-        let fd = shm::open(path.as_str(), shm::OFlags::RDONLY | no_follow(), Mode::empty())?;
-        if FileId::of(fd.as_fd())? != id {
+        let path = format!("/dev/shm{}", posix_name(name));
+        let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileId::of_stat(&stat) != id {
             return Err(io::Error::new(io::ErrorKind::NotFound, "the name is another file's since"));
         }
         Self::unlink_named(name)
@@ -422,5 +430,25 @@ mod tests {
         assert!(sealed(file.0.as_fd()), "the journal's file");
         let heap = SharedMapping::anonymous("multiproc-test", page_size()).unwrap();
         assert!(sealed(heap.fd.as_fd()), "the heap's file");
+    }
+
+    /// review104 M1: a FIFO at a registered name (anyone can make one in `/dev/shm`) blocked
+    /// the check's read open for ever, in the tracker's clean-up or a start's take-up. Now
+    /// another file's name stays, the file registered goes, and neither waits.
+    #[test]
+    fn a_fifo_at_a_registered_name_is_compared_without_waiting() {
+        let _w = crate::testing::watchdog(std::time::Duration::from_secs(60));
+        let name = format!("mp-test-fifo-{}", std::process::id());
+        let path = format!("/dev/shm/{name}");
+        rustix::fs::mknodat(rustix::fs::CWD, path.as_str(), rustix::fs::FileType::Fifo, Mode::RUSR | Mode::WUSR, 0)
+            .unwrap();
+        let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let fifo = FileId::of_stat(&stat);
+        let other = FileId { ino: fifo.ino + 1, ..fifo };
+        let kept = SharedMapping::unlink_named_if(&name, other).unwrap_err();
+        assert_eq!(kept.kind(), io::ErrorKind::NotFound);
+        assert!(std::path::Path::new(&path).exists());
+        SharedMapping::unlink_named_if(&name, fifo).unwrap();
+        assert!(!std::path::Path::new(&path).exists());
     }
 }
