@@ -488,6 +488,12 @@ pub mod __private {
         }
     }
 
+    /// Whether this process's fork handlers are registered (the lent looks' one stands for
+    /// them all: they are registered together at a boot).
+    pub fn fork_handlers_registered() -> bool {
+        crate::shm::prepared_for_forks()
+    }
+
     /// Bytes allocated in the family's shared memory (the tests' leak check).
     pub fn heap_in_use() -> u64 {
         crate::shm::Heap::get().in_use()

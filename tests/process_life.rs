@@ -16,6 +16,10 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn fork_handlers_registered(_: ()) -> bool {
+    multiproc::__private::fork_handlers_registered()
+}
+
 fn nap(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -788,4 +792,17 @@ fn a_result_nobody_joins_gives_its_handles_back_inner() {
 fn a_result_nobody_joins_gives_its_handles_back() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with("a_result_nobody_joins_gives_its_handles_back_inner", &[(UNJOINED_RESULT, "1")]);
+}
+
+/// A spawned child registers its fork handlers at its boot, single-threaded, as `init` and a
+/// restarted fork server do: left to its first pin claim, they were registered from whichever
+/// thread of its target claimed first, and a fork made by another thread meanwhile could
+/// copy the flag without the handler (review105 M1). A fork-server child inherits them.
+#[test]
+fn a_child_has_its_fork_handlers_registered_before_its_target_runs() {
+    let _w = watchdog(LIMIT);
+    for method in [StartMethod::Spawn, StartMethod::ForkServer, StartMethod::Fork] {
+        let child = Process::new(fork_handlers_registered, ()).start_method(method).start().unwrap();
+        assert!(child.join().unwrap(), "a {method:?} child ran its target before its fork handlers were registered");
+    }
 }

@@ -64,6 +64,11 @@ pub(crate) fn prepare_for_forks() {
     pins::forget_lent_in_every_fork_child();
 }
 
+/// Whether [`prepare_for_forks`]'s handler is registered in this process (or inherited).
+pub(crate) fn prepared_for_forks() -> bool {
+    pins::lent_handler_registered()
+}
+
 /// Serialises the unit tests that allocate from the family heap, so that those comparing
 /// `Heap::in_use` before and after see only their own allocations.
 #[cfg(test)]

@@ -493,11 +493,20 @@ pub(crate) fn forget_lent_in_every_fork_child() {
     extern "C" fn forget_lent() {
         LENT.with(|l| l.tables.iter().for_each(|t| t.set(0)));
     }
-    static REGISTERED: AtomicBool = AtomicBool::new(false);
     // SAFETY: the handler makes one `Cell` store per entry (the table's; a stale `slots`
     // cell is never read without it) to a `const` thread-local with no destructor: a plain
     // TLS access, no lock, no allocation, no unwinding (`extern "C"`).
-    sys::once_without_waiting(&REGISTERED, || unsafe { sys::in_every_fork_child(forget_lent) });
+    sys::once_without_waiting(&LENT_HANDLER, || unsafe { sys::in_every_fork_child(forget_lent) });
+}
+
+/// Set once [`forget_lent_in_every_fork_child`] registered its handler in this process (or
+/// in the process this one is a fork of).
+static LENT_HANDLER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process registered (or inherited) the lent looks' fork handler: the tests'
+/// check that a family process registers it at its boot, not at its first claim.
+pub(crate) fn lent_handler_registered() -> bool {
+    LENT_HANDLER.load(Ordering::Relaxed)
 }
 
 /// Every record taken by a live process (as far as a claim looked). Under the blocks'
