@@ -624,6 +624,8 @@ fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> 
     }
     if spawned {
         family::finish_at_exit();
+        // Still single-threaded: a fork-server child inherits them from its server.
+        family::prepare_for_forks();
     }
     // The parent's start failed after we were made (our server died before it answered;
     // our frame's rest, or our go, could not be sent): what the boot message names is no

@@ -108,6 +108,17 @@ pub(crate) fn initialized() -> bool {
     INITIALIZED.load(Ordering::Acquire)
 }
 
+/// Registers every fork handler of the crate, single-threaded: at `init`, before the fork
+/// server (whose forks inherit them), and at a spawned child's boot, before its target
+/// (review105 M1: left to its first pin claim, they were registered from any thread of its
+/// target, and a fork made meanwhile by another thread could copy the flag without them).
+pub(crate) fn prepare_for_forks() {
+    super::panics::prepare_for_forks();
+    crate::codec::prepare_for_forks();
+    sys::prepare_for_forks();
+    crate::shm::prepare_for_forks();
+}
+
 /// Sets up the family in the main process (see [`crate::init`]).
 pub(crate) fn init() -> Result<(), InitError> {
     super::boot::dispatch_if_child();
@@ -123,10 +134,7 @@ pub(crate) fn init() -> Result<(), InitError> {
     let node = crate::cluster::take_environment();
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
-    super::panics::prepare_for_forks();
-    crate::codec::prepare_for_forks();
-    sys::prepare_for_forks();
-    crate::shm::prepare_for_forks();
+    prepare_for_forks();
     // While no child can share our processor; every fork inherits what it learns.
     crate::shm::learn_yield_cost();
     // Before the fork server, so that every process of the family inherits its pipe.

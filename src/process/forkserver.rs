@@ -327,10 +327,7 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
     };
     // What `init()` does before it forks the first server, for the same reasons.
     boot::remember_server_surroundings();
-    super::panics::prepare_for_forks();
-    codec::prepare_for_forks();
-    sys::prepare_for_forks();
-    crate::shm::prepare_for_forks();
+    super::family::prepare_for_forks();
     serve(listener, token, parent, false)
 }
 

@@ -114,9 +114,8 @@ pub(crate) unsafe fn in_every_fork_child(handler: extern "C" fn()) {
 /// it (`pthread_atfork` waits on glibc's atfork lock, which a fork holds throughout) left
 /// the child a `Once` that nobody there completes, and the child's own first call waited
 /// for ever (review102 M1). A later caller may so go on before the registration lands:
-/// register at init too, single-threaded. A process that ran no init (and no fork of one)
-/// registers lazily, and so does a spawned child today: its boot's `run` does not come back
-/// to the registration (review105 M1, open; HACKING, "A look pins the start").
+/// register at init too, single-threaded (and at a spawned child's boot), so that only a
+/// process that ran no init (and no fork of one) registers lazily.
 pub(crate) fn once_without_waiting(registered: &AtomicBool, register: impl FnOnce()) {
     if !registered.swap(true, Ordering::Relaxed) {
         register();
