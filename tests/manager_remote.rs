@@ -1232,6 +1232,26 @@ fn a_client_that_asks(addr: std::net::SocketAddr, get: &[u8]) -> TcpStream {
     raw
 }
 
+/// A remote manager whose answers may hold 8 MiB of its memory, and whose writers wait up
+/// to ten minutes for a client that reads nothing (longer than any of these tests).
+fn a_manager_with_8_mib_of_answer_memory() -> Manager {
+    Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_answer_memory(8 << 20)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap()
+}
+
+/// Publishes as "d" a dict holding one value of 48 MiB: above what the sockets buffer
+/// (rmem_max 32 MiB here), so a client that reads nothing of its answer holds it.
+fn publish_a_large_d(manager: &Manager) {
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    d.insert(0, serde_bytes::ByteBuf::from(vec![0u8; 48 << 20])).unwrap();
+    manager.publish("d", &d).unwrap();
+}
+
 /// Whether the answer to `raw`'s request has begun to arrive.
 fn answer_begun(raw: &TcpStream) -> bool {
     raw.set_nonblocking(true).unwrap();
@@ -1249,19 +1269,9 @@ fn answer_begun(raw: &TcpStream) -> bool {
 #[test]
 fn a_client_with_nothing_unwritten_is_served_while_others_hold_the_answer_memory() {
     let _w = common::heap_user(LIMIT);
-    const MIB: usize = 1 << 20;
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .max_answer_memory(8 * MIB as u64)
-        .frame_timeout(Duration::from_secs(600))
-        .start()
-        .unwrap();
+    let manager = a_manager_with_8_mib_of_answer_memory();
     let addr = manager.address().unwrap();
-    // Above what the sockets buffer (rmem_max 32 MiB here), untouched by the client.
-    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
-    d.insert(0, serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
-    manager.publish("d", &d).unwrap();
+    publish_a_large_d(&manager);
     let get = a_get_of_d(addr);
     let prompt = Manager::builder()
         .address(addr.to_string())
@@ -1324,17 +1334,9 @@ fn read_answer(raw: &mut TcpStream) -> usize {
 fn a_client_with_nothing_unwritten_is_served_while_a_slow_reader_holds_a_granted_answer() {
     let _w = common::heap_user(LIMIT);
     const MIB: usize = 1 << 20;
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .max_answer_memory(8 * MIB as u64)
-        .frame_timeout(Duration::from_secs(600))
-        .start()
-        .unwrap();
+    let manager = a_manager_with_8_mib_of_answer_memory();
     let addr = manager.address().unwrap();
-    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
-    d.insert(0, serde_bytes::ByteBuf::from(vec![0u8; 48 * MIB])).unwrap();
-    manager.publish("d", &d).unwrap();
+    publish_a_large_d(&manager);
     let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
     manager.publish("q", &q).unwrap();
     let get = a_get_of_d(addr);
@@ -1443,13 +1445,7 @@ fn held_back_acquire(
 #[test]
 fn a_held_back_request_counts_its_timeout_from_when_the_server_read_it() {
     let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .max_answer_memory(8 << 20)
-        .frame_timeout(Duration::from_secs(600))
-        .start()
-        .unwrap();
+    let manager = a_manager_with_8_mib_of_answer_memory();
     let port = manager.address().unwrap().port();
     let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
     manager.publish("q", &q).unwrap();
@@ -1484,13 +1480,7 @@ fn a_held_back_request_counts_its_timeout_from_when_the_server_read_it() {
 #[test]
 fn a_held_back_request_handled_past_its_deadline_is_not_granted_by_a_release_held_back_after_it() {
     let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .max_answer_memory(8 << 20)
-        .frame_timeout(Duration::from_secs(600))
-        .start()
-        .unwrap();
+    let manager = a_manager_with_8_mib_of_answer_memory();
     let port = manager.address().unwrap().port();
     let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
     manager.publish("q", &q).unwrap();
