@@ -9,6 +9,7 @@
 //! barrier it waited at breaks.
 
 use std::any::Any;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -384,36 +385,44 @@ impl Server {
         }
     }
 
-    /// Handles the deferred requests of the connections that have room again, in order,
-    /// each answer sent before the next request is looked at (its bytes decide). The
-    /// answers are made only when there is room for them: a connection's reader stops
-    /// reading at the same bound, but the requests it read before are on the ring, and
-    /// answering them all (a `get` of a large value each) would hold many times the bound.
+    /// Handles the deferred requests of the connections that have room again, every
+    /// connection's merged in the order they were taken (their stamps), each answer sent
+    /// before the next request is looked at (its bytes decide). The answers are made only
+    /// when there is room for them: a connection's reader stops reading at the same bound,
+    /// but the requests it read before are on the ring, and answering them all (a `get` of
+    /// a large value each) would hold many times the bound. A connection still without
+    /// room is passed over, its requests left in order: one client that does not read
+    /// holds back no other.
     ///
     /// Before each request, the waits whose deadline passed before it was taken (its
     /// stamp) time out, so that one taken after a wait's deadline (a release sent after
     /// it) does not grant what its client stopped waiting for (review93 L1), while one
     /// taken in time does, as in Python (review101 M1: timed out against the clock at
-    /// handling, they were not granted). No clock is read: the waits whose deadline passed
-    /// with nothing deferred behind them time out in [`Server::step`], after the round.
+    /// handling, they were not granted), whichever connection it came on (review106 L2:
+    /// handled connection by connection, in the map's order, a wait expired by its own
+    /// connection's later request was not granted by another's release taken earlier).
+    /// No clock is read: the waits whose deadline passed with nothing deferred behind them
+    /// time out in [`Server::step`], after the round.
     fn resume(&mut self) {
-        let conns: Vec<ConnId> = self.deferred.keys().copied().collect();
-        for conn in conns {
-            // Closed meanwhile (an answer that could not be sent), or all handled.
-            while let Some(&(at, _)) = self.deferred.get(&conn).and_then(VecDeque::front) {
-                if self.store.next_deadline().is_some_and(|deadline| deadline <= at) {
-                    self.store.expire(at);
-                    self.deliver(None);
-                    // Its answers may have closed the connection, or filled it.
-                    continue;
-                }
-                if remote::must_wait(&self.writers, conn) {
-                    break;
-                }
-                let Some(waiting) = self.deferred.get_mut(&conn) else { break };
-                let Some((at, envelope)) = waiting.pop_front() else { break };
-                if waiting.is_empty() {
-                    self.deferred.remove(&conn);
+        let mut fronts: Vec<(Instant, ConnId)> = Vec::with_capacity(self.deferred.len());
+        loop {
+            // Recounted after every request: its answers, or those of the waits it
+            // granted or timed out, may have filled or closed any connection.
+            fronts.clear();
+            fronts
+                .extend(self.deferred.iter().filter_map(|(&conn, waiting)| waiting.front().map(|&(at, _)| (at, conn))));
+            fronts.sort_unstable();
+            let Some((at, conn)) = remote::first_with_room(&self.writers, &fronts) else { break };
+            if self.store.next_deadline().is_some_and(|deadline| deadline <= at) {
+                self.store.expire(at);
+                self.deliver(None);
+                continue;
+            }
+            if let Entry::Occupied(mut waiting) = self.deferred.entry(conn)
+                && let Some((at, envelope)) = waiting.get_mut().pop_front()
+            {
+                if waiting.get().is_empty() {
+                    waiting.remove();
                 }
                 self.request(conn, envelope, Some(at));
                 // What a `Release` answered (the waiters of an object it deleted).
@@ -690,7 +699,13 @@ mod tests {
     }
 
     /// [`handled`], of connection `conn`.
-    fn handled_by(server: &mut Server, conn: ConnId, seq: u64, thread: u64, request: Request) -> Result<Out<ObjectId>, Fault> {
+    fn handled_by(
+        server: &mut Server,
+        conn: ConnId,
+        seq: u64,
+        thread: u64,
+        request: Request,
+    ) -> Result<Out<ObjectId>, Fault> {
         server.store.handle(conn, Envelope { seq, thread, request }, None);
         let replies = server.store.take_replies();
         assert_eq!(replies.len(), 1);
@@ -793,7 +808,11 @@ mod tests {
         for (waiter, holder) in [(1, 2), (2, 1)] {
             for holder_first in [false, true] {
                 let granted = a_release_held_back_on_another_connection(waiter, holder, holder_first);
-                assert_eq!(granted, Ok(Out::Bool(true)), "waiter {waiter}, holder {holder}, holder first {holder_first}");
+                assert_eq!(
+                    granted,
+                    Ok(Out::Bool(true)),
+                    "waiter {waiter}, holder {holder}, holder first {holder_first}"
+                );
             }
         }
     }
