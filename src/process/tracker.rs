@@ -207,7 +207,7 @@ fn take_up_abandoned() {
     let journals: BTreeSet<String> = dir
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
-            name.starts_with(JOURNAL_NAME).then(|| format!("{JOURNAL_DIR}/{name}"))
+            this_versions_journal(&name).then(|| format!("{JOURNAL_DIR}/{name}"))
         })
         .collect();
     // A second file without its first: naming or unnaming cut short (review97 L3). It holds
@@ -239,6 +239,18 @@ fn take_up_abandoned() {
             log::debug!("multiproc resource tracker: those segments: {}", unlinked.join(", "));
         }
     }
+}
+
+/// Whether `name` (a file of [`JOURNAL_DIR`]) is a file of a journal of this version, the
+/// only ones taken up. Another version's is left alone: never locked, read nor unnamed.
+/// Those of builds before the version was named (trk71's `mp-journal-<16 hex digits>`,
+/// merged and replaced within stop 38) registered names without their file's identity, and
+/// took their locks in the other order: taken up, their names would be unlinked by name
+/// alone, maybe another program's segment made since (review97 M1). Their segments leak,
+/// as every family killed whole's did before trk71; their two files stay until removed by
+/// hand (`rm /dev/shm/mp-journal-<hex>-[01]`, once no process of that family lives).
+fn this_versions_journal(name: &str) -> bool {
+    name.starts_with(JOURNAL_NAME)
 }
 
 /// The names held by the journal named `stem` (`-0` and `-1`) if none of its holders lives
@@ -1039,6 +1051,19 @@ mod tests {
 
     /// A tracker killed while it compacted (the other file written, its generation not):
     /// the journal is the file it used, whole.
+    #[test]
+    fn only_this_versions_journals_are_taken_up() {
+        // Its own, as `Journal::name` names them.
+        assert!(this_versions_journal("mp-journal-v1-00c0ffee00c0ffee-0"));
+        assert!(this_versions_journal("mp-journal-v1-00c0ffee00c0ffee-1"));
+        // trk71's, before the version was named (16 hex digits never start `v1-`), and a
+        // later version's.
+        assert!(!this_versions_journal("mp-journal-00c0ffee00c0ffee-0"));
+        assert!(!this_versions_journal("mp-journal-v2-00c0ffee00c0ffee-0"));
+        // A segment.
+        assert!(!this_versions_journal("mp-00c0ffee00c0ffee"));
+    }
+
     #[test]
     fn a_compaction_cut_short_leaves_the_journal_as_it_was() {
         let (mut tracker, write) = tracker();
