@@ -218,6 +218,18 @@ fn a_dev_shm_filled_after_the_start_inner() {
         let shm = SharedMemory::builder().name(format!("mp-test-{i}-{long}")).size(4096).create();
         assert!(matches!(&shm, Err(e) if is_no_space(e)), "{shm:?}");
     }
+    // Until the tracker took them all (its journal that long), or failed (emptied).
+    let journal = || -> u64 {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("mp-journal-"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let taken = common::eventually(Duration::from_secs(30), || matches!(journal(), 0 | 16_000..));
+    assert!(taken, "the tracker took its lines: its journal holds {} bytes", journal());
     drop(file);
     std::fs::remove_file(fill).unwrap();
     println!("INNER-DONE");
