@@ -825,15 +825,31 @@ const HEADER: u64 = 8;
 /// The journal's first compaction: a little larger than the pipe.
 const COMPACT_FROM: u64 = 256 * 1024;
 
+/// The bytes of a new journal's first file whose pages are allocated at its making
+/// ([`Journal::files`]): its lines up to there (some 1000 segments' registrations and
+/// forgettings) need no page of `/dev/shm` later, when it may be full (a segment's create
+/// filled it: review97 L5, the tracker's next line failed `ENOSPC` and the family went
+/// unprotected for the rest of its life). Past it (or after a compaction, which empties
+/// that file), a full `/dev/shm` still fails the journal. A live family's memory: the
+/// whole journal reserved up front would be 512 KiB at least, and its size has no bound.
+const RESERVED: u64 = 64 * 1024;
+
 impl Journal {
-    /// A new journal's files, the first active (generation 1), both empty: files of
-    /// [`JOURNAL_DIR`] without a name yet ([`Journal::name`]), or memory files where those
-    /// cannot be made (`O_TMPFILE` refused), which no later start can find.
+    /// A new journal's files, the first active (generation 1), both empty, the first's
+    /// [`RESERVED`] bytes allocated: files of [`JOURNAL_DIR`] without a name yet
+    /// ([`Journal::name`]), or memory files where those cannot be made (`O_TMPFILE`
+    /// refused) or have no room (a full `/dev/shm`: `ENOSPC`), which no later start can
+    /// find, but which keep the family's registrations through a kill of its tracker.
+    /// Before, a full `/dev/shm` left the family without a journal at all.
     fn files() -> io::Result<[sys::MemFile; 2]> {
-        let file = || sys::MemFile::unnamed_in(JOURNAL_DIR).or_else(|_| sys::MemFile::new("multiproc-tracker-journal"));
-        let files = [file()?, file()?];
-        files[0].write_at(0, &1u64.to_le_bytes())?;
-        Ok(files)
+        let made = |file: fn() -> io::Result<sys::MemFile>| -> io::Result<[sys::MemFile; 2]> {
+            let files = [file()?, file()?];
+            files[0].reserve(RESERVED)?;
+            files[0].write_at(0, &1u64.to_le_bytes())?;
+            Ok(files)
+        };
+        made(|| sys::MemFile::unnamed_in(JOURNAL_DIR))
+            .or_else(|_| made(|| sys::MemFile::new("multiproc-tracker-journal")))
     }
 
     /// Names `files` (made by [`Journal::files`]) in [`JOURNAL_DIR`], at random: called once
