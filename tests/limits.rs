@@ -27,6 +27,12 @@ fn is_root() -> bool {
 /// command line that ends by running its arguments), and fails unless it passed and
 /// printed `INNER-DONE`.
 fn run_inner_under(wrap: &[&str], name: &str, env: &str) {
+    run_inner_under_saying(wrap, name, env);
+}
+
+/// [`run_inner_under`], returning what the inner test (and the family's helpers, the
+/// resource tracker among them) wrote on stderr.
+fn run_inner_under_saying(wrap: &[&str], name: &str, env: &str) -> String {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(wrap[0])
         .args(&wrap[1..])
@@ -42,6 +48,7 @@ fn run_inner_under(wrap: &[&str], name: &str, env: &str) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -146,6 +153,100 @@ fn a_full_dev_shm_is_an_error_at_create_and_the_family_works_beside_it() {
     }
     let _w = common::watchdog(LIMIT);
     run_inner_under(&SMALL_SHM, "a_full_dev_shm_inner", SMALL_SHM_INNER);
+}
+
+/// A mount namespace whose `/dev/shm` is a tmpfs of 1 MiB, full before the program starts.
+const FULL_SHM: [&str; 5] = [
+    "unshare",
+    "-m",
+    "sh",
+    "-c",
+    r#"mount -t tmpfs -o size=1m tmpfs /dev/shm && { cat /dev/zero > /dev/shm/mp-test-fill 2>/dev/null; exec "$0" "$@"; }"#,
+];
+
+/// What the resource tracker says when a family goes without its journal (unprotected
+/// against the kill of the tracker, or of the whole family).
+fn without_a_journal(stderr: &str) -> bool {
+    stderr.contains("resource tracker: no journal") || stderr.contains("resource tracker: its journal failed")
+}
+
+const FULL_AT_START_INNER: &str = "MULTIPROC_TEST_FULL_SHM_AT_START";
+
+#[test]
+fn a_family_started_beside_a_full_dev_shm_inner() {
+    if std::env::var_os(FULL_AT_START_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    // Its journal is made (`init()`, by `test_support!`), the tracker runs.
+    let shm = SharedMemory::create(4096);
+    assert!(matches!(&shm, Err(e) if is_no_space(e)), "{shm:?}");
+    println!("INNER-DONE");
+}
+
+/// A family started while `/dev/shm` is full keeps a journal (its memory files, which no
+/// later start can find, where the files of `/dev/shm` have no room): before, it went
+/// without one, and the tracker killed alone lost every registration (said on stderr).
+#[test]
+fn a_family_started_beside_a_full_dev_shm_keeps_a_journal() {
+    if !is_root() {
+        println!("skipped: a tmpfs of our own on /dev/shm needs root (a mount namespace)");
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    let said = run_inner_under_saying(&FULL_SHM, "a_family_started_beside_a_full_dev_shm_inner", FULL_AT_START_INNER);
+    assert!(!without_a_journal(&said), "{said}");
+}
+
+const FULL_LATER_INNER: &str = "MULTIPROC_TEST_FULL_SHM_LATER";
+
+#[test]
+fn a_dev_shm_filled_after_the_start_inner() {
+    if std::env::var_os(FULL_LATER_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    // Everything the tmpfs has left, taken by another program's file.
+    let fill = "/dev/shm/mp-test-fill";
+    let mut file = std::fs::File::create(fill).unwrap();
+    let chunk = vec![1u8; 64 << 10];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    // Segments whose names their creates registered (and then untracked): some 20 KiB of
+    // lines for the tracker's journal, past its first page.
+    let long = "n".repeat(200);
+    for i in 0..40 {
+        let shm = SharedMemory::builder().name(format!("mp-test-{i}-{long}")).size(4096).create();
+        assert!(matches!(&shm, Err(e) if is_no_space(e)), "{shm:?}");
+    }
+    // Until the tracker took them all (its journal that long), or failed (emptied).
+    let journal = || -> u64 {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("mp-journal-"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let taken = common::eventually(Duration::from_secs(30), || matches!(journal(), 0 | 16_000..));
+    assert!(taken, "the tracker took its lines: its journal holds {} bytes", journal());
+    drop(file);
+    std::fs::remove_file(fill).unwrap();
+    println!("INNER-DONE");
+}
+
+/// A family whose `/dev/shm` fills up keeps its journal while its lines fit the pages it
+/// reserved at its start: before, the tracker's next line needing a page failed `ENOSPC`,
+/// and the family went unprotected for the rest of its life (said on stderr).
+#[test]
+fn a_family_whose_dev_shm_fills_up_keeps_its_journal() {
+    if !is_root() {
+        println!("skipped: a tmpfs of our own on /dev/shm needs root (a mount namespace)");
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    let said = run_inner_under_saying(&SMALL_SHM, "a_dev_shm_filled_after_the_start_inner", FULL_LATER_INNER);
+    assert!(!without_a_journal(&said), "{said}");
 }
 
 const SPARSE_SHM_INNER: &str = "MULTIPROC_TEST_SPARSE_SHM";

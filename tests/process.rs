@@ -4694,12 +4694,21 @@ fn sleep_secs(secs: u64) {
 /// Starts a fork-server grandchild whose argument holds no handles (so that it reports in
 /// a report room this child made), says its pid, and sleeps: the grandchild running
 /// (`"running"`), joined (`"joined"`: its room freed here), or ended and reaped by the
-/// server but not joined (`"ended"`: its room not freed yet).
+/// server but not joined (`"ended"`: its room not freed yet); or joins it, and aborts
+/// right after it read the grandchild's status (`"status_read"`).
 fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::Event, RawValue<u32>, String)) {
     let secs = if how == "running" { 600 } else { 0 };
     let child = Process::new(sleep_secs, secs).start_method(StartMethod::ForkServer).start().unwrap();
     let pid = child.pid();
     grandchild.set(pid);
+    if how == "status_read" {
+        // Killed (aborted) between its read of the grandchild's status and its free of the
+        // grandchild's room.
+        started.set();
+        multiproc::__private::crash_at("process.reap.status_read");
+        let _ = child.join();
+        unreachable!("the crash point aborts the join");
+    }
     let kept = if how == "joined" {
         child.join().unwrap();
         None
@@ -4728,15 +4737,19 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
     let grandchild = RawValue::new(0u32).unwrap();
     let how = std::env::var(ORPHAN_ROOM_INNER).unwrap();
     let before = in_use();
-    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), how))
+    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), how.clone()))
         .start_method(StartMethod::ForkServer)
         .start()
         .unwrap();
     started.wait().unwrap();
     let grandchild = grandchild.get();
-    child.kill().unwrap();
+    // That one ends itself, at its crash point.
+    if how != "status_read" {
+        child.kill().unwrap();
+    }
+    let killed_by = if how == "status_read" { libc::SIGABRT } else { libc::SIGKILL };
     match child.join() {
-        Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGKILL),
+        Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, killed_by),
         other => panic!("its join said {:?}, not its kill", other.map(|_| ())),
     }
     // The fork server kills a dead requester's children.
@@ -4775,6 +4788,19 @@ fn a_killed_childs_ended_fork_server_child_s_report_room_is_freed() {
     common::run_inner_test_with(
         "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
         &[(ORPHAN_ROOM_INNER, "ended")],
+    );
+}
+
+/// The same child killed (aborted at a crash point) between its read of its fork-server
+/// child's status and its free of the child's room: the server, which wrote the status,
+/// saw it read, took the room for its requester's, and it leaked (512 bytes).
+#[test]
+#[ignore = "open, documented (mt81): a status read and a room freed are two acts, and a kill between them is either a leak or, the other way round, a double free; closing it needs the server to free such rooms on its requester's word (HACKING, the fork server's rooms)"]
+fn a_childs_fork_server_child_s_report_room_is_freed_when_it_dies_right_after_the_status() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
+        &[(ORPHAN_ROOM_INNER, "status_read")],
     );
 }
 

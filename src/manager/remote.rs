@@ -495,6 +495,13 @@ pub(crate) fn must_wait(writers: &Writers, conn: u32) -> bool {
     lock(&writers.writers).get(&conn).is_some_and(|writer| writer.backlog.full())
 }
 
+/// The first of `fronts` (deferred requests' stamps and connections, in the order to
+/// handle them) whose connection need not wait (see [`must_wait`]), under one lock.
+pub(crate) fn first_with_room(writers: &Writers, fronts: &[(Instant, u32)]) -> Option<(Instant, u32)> {
+    let writers = lock(&writers.writers);
+    fronts.iter().copied().find(|(_, conn)| !writers.get(conn).is_some_and(|writer| writer.backlog.full()))
+}
+
 /// How many answers to remote connections were written or dropped so far: while it has
 /// not moved, no connection that waited for room has any.
 pub(crate) fn answers_given_back(writers: &Writers) -> u64 {

@@ -9,6 +9,7 @@
 //! barrier it waited at breaks.
 
 use std::any::Any;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -384,36 +385,44 @@ impl Server {
         }
     }
 
-    /// Handles the deferred requests of the connections that have room again, in order,
-    /// each answer sent before the next request is looked at (its bytes decide). The
-    /// answers are made only when there is room for them: a connection's reader stops
-    /// reading at the same bound, but the requests it read before are on the ring, and
-    /// answering them all (a `get` of a large value each) would hold many times the bound.
+    /// Handles the deferred requests of the connections that have room again, every
+    /// connection's merged in the order they were taken (their stamps), each answer sent
+    /// before the next request is looked at (its bytes decide). The answers are made only
+    /// when there is room for them: a connection's reader stops reading at the same bound,
+    /// but the requests it read before are on the ring, and answering them all (a `get` of
+    /// a large value each) would hold many times the bound. A connection still without
+    /// room is passed over, its requests left in order: one client that does not read
+    /// holds back no other.
     ///
     /// Before each request, the waits whose deadline passed before it was taken (its
     /// stamp) time out, so that one taken after a wait's deadline (a release sent after
     /// it) does not grant what its client stopped waiting for (review93 L1), while one
     /// taken in time does, as in Python (review101 M1: timed out against the clock at
-    /// handling, they were not granted). No clock is read: the waits whose deadline passed
-    /// with nothing deferred behind them time out in [`Server::step`], after the round.
+    /// handling, they were not granted), whichever connection it came on (review106 L2:
+    /// handled connection by connection, in the map's order, a wait expired by its own
+    /// connection's later request was not granted by another's release taken earlier).
+    /// No clock is read: the waits whose deadline passed with nothing deferred behind them
+    /// time out in [`Server::step`], after the round.
     fn resume(&mut self) {
-        let conns: Vec<ConnId> = self.deferred.keys().copied().collect();
-        for conn in conns {
-            // Closed meanwhile (an answer that could not be sent), or all handled.
-            while let Some(&(at, _)) = self.deferred.get(&conn).and_then(VecDeque::front) {
-                if self.store.next_deadline().is_some_and(|deadline| deadline <= at) {
-                    self.store.expire(at);
-                    self.deliver(None);
-                    // Its answers may have closed the connection, or filled it.
-                    continue;
-                }
-                if remote::must_wait(&self.writers, conn) {
-                    break;
-                }
-                let Some(waiting) = self.deferred.get_mut(&conn) else { break };
-                let Some((at, envelope)) = waiting.pop_front() else { break };
-                if waiting.is_empty() {
-                    self.deferred.remove(&conn);
+        let mut fronts: Vec<(Instant, ConnId)> = Vec::with_capacity(self.deferred.len());
+        loop {
+            // Recounted after every request: its answers, or those of the waits it
+            // granted or timed out, may have filled or closed any connection.
+            fronts.clear();
+            fronts
+                .extend(self.deferred.iter().filter_map(|(&conn, waiting)| waiting.front().map(|&(at, _)| (at, conn))));
+            fronts.sort_unstable();
+            let Some((at, conn)) = remote::first_with_room(&self.writers, &fronts) else { break };
+            if self.store.next_deadline().is_some_and(|deadline| deadline <= at) {
+                self.store.expire(at);
+                self.deliver(None);
+                continue;
+            }
+            if let Entry::Occupied(mut waiting) = self.deferred.entry(conn)
+                && let Some((at, envelope)) = waiting.get_mut().pop_front()
+            {
+                if waiting.get().is_empty() {
+                    waiting.remove();
                 }
                 self.request(conn, envelope, Some(at));
                 // What a `Release` answered (the waiters of an object it deleted).
@@ -672,10 +681,32 @@ mod tests {
         (server, client)
     }
 
+    /// Opens remote connection `conn` on `server` too (see [`serving_a_remote`]).
+    fn also_serving(server: &mut Server, conn: ConnId) -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = listener.accept().unwrap().0;
+        remote::open_writer_for_tests(&server.writers, conn, socket).unwrap();
+        server.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
+        client.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        client
+    }
+
     /// Handles `request` of `CONN`'s `thread` at once (not from the ring), returning its
     /// answer, which the store made and nobody sends.
     fn handled(server: &mut Server, seq: u64, thread: u64, request: Request) -> Result<Out<ObjectId>, Fault> {
-        server.store.handle(CONN, Envelope { seq, thread, request }, None);
+        handled_by(server, CONN, seq, thread, request)
+    }
+
+    /// [`handled`], of connection `conn`.
+    fn handled_by(
+        server: &mut Server,
+        conn: ConnId,
+        seq: u64,
+        thread: u64,
+        request: Request,
+    ) -> Result<Out<ObjectId>, Fault> {
+        server.store.handle(conn, Envelope { seq, thread, request }, None);
         let replies = server.store.take_replies();
         assert_eq!(replies.len(), 1);
         replies.into_iter().next().unwrap().result
@@ -730,5 +761,59 @@ mod tests {
         // waiting (review93 L1).
         let timed_out = held_back_acquire_then_release(Duration::from_secs(1));
         assert_eq!(timed_out, Ok(Out::Bool(false)));
+    }
+
+    /// What an `acquire_timeout(1 s)` of connection `waiter`, taken 3 s ago and held back
+    /// with a later request of its own taken 1 s ago, gets when a release by the lock's
+    /// holder, connection `holder`, was taken 2.5 s ago (in time) and held back too, all
+    /// handled in one [`Server::resume`]; `holder_first`: the holder's deferral is the
+    /// map's first entry (the map's order follows its keys and its history).
+    fn a_release_held_back_on_another_connection(
+        waiter: ConnId,
+        holder: ConnId,
+        holder_first: bool,
+    ) -> Result<Out<ObjectId>, Fault> {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        let mut server = Server::new(state);
+        let mut waiting_client = also_serving(&mut server, waiter);
+        let _holding_client = also_serving(&mut server, holder);
+        let Ok(Out::Created { id, .. }) = handled_by(&mut server, holder, 1, 0, Request::Create(Create::Lock)) else {
+            panic!("no lock")
+        };
+        let lock = |op| Request::Call { id, kind: Kind::Lock, op };
+        assert_eq!(handled_by(&mut server, holder, 2, 0, lock(Op::Acquire { wait: None })), Ok(Out::Bool(true)));
+        let now = Instant::now();
+        let ago = |age| now.checked_sub(age).expect("a clock that ran for 3 s");
+        let acquire = Envelope { seq: 1, thread: 0, request: lock(Op::Acquire { wait: Some(1_000_000_000) }) };
+        let later = Envelope { seq: 2, thread: 1, request: Request::Call { id, kind: Kind::Lock, op: Op::Locked } };
+        let release = Envelope { seq: 3, thread: 0, request: lock(Op::Release) };
+        if holder_first {
+            server.deferred.entry(holder).or_default();
+        }
+        let mine = server.deferred.entry(waiter).or_default();
+        mine.push_back((ago(Duration::from_secs(3)), acquire));
+        mine.push_back((ago(Duration::from_secs(1)), later));
+        server.deferred.entry(holder).or_default().push_back((ago(Duration::from_millis(2500)), release));
+        server.resume();
+        assert!(server.deferred.is_empty(), "all handled");
+        answer_to(&mut waiting_client, 2, 1)
+    }
+
+    #[test]
+    fn a_release_held_back_on_another_connection_taken_before_a_waits_deadline_grants_it() {
+        // The connections' deferred requests are handled in the order they were taken,
+        // whichever connection the map lists first (review106 L2: connection by
+        // connection, the waiter's own later request expired the wait before the
+        // holder's release, taken in time, was handled).
+        for (waiter, holder) in [(1, 2), (2, 1)] {
+            for holder_first in [false, true] {
+                let granted = a_release_held_back_on_another_connection(waiter, holder, holder_first);
+                assert_eq!(
+                    granted,
+                    Ok(Out::Bool(true)),
+                    "waiter {waiter}, holder {holder}, holder first {holder_first}"
+                );
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
-use crate::shm::crash::fail_point;
+use crate::shm::crash::{crash_point, fail_point};
 use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom, ResultHandles};
 use crate::sys::{self, Ended};
 
@@ -396,7 +396,12 @@ impl ChildState {
                 },
                 ExitWatch::Server(fd) => {
                     let mut word = [0u8; 4];
-                    match sys::read_some(fd.as_fd(), &mut word) {
+                    let read = sys::read_some(fd.as_fd(), &mut word);
+                    // Its status read, its room not freed yet (`read_room`, in the settle).
+                    if matches!(read, Ok(4)) {
+                        crash_point!("process.reap.status_read");
+                    }
+                    match read {
                         Ok(4) => match i32::from_ne_bytes(word) {
                             // Reaped by somebody else, no status known: as its outcome says.
                             super::forkserver::STATUS_UNKNOWN => {

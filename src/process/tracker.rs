@@ -207,7 +207,7 @@ fn take_up_abandoned() {
     let journals: BTreeSet<String> = dir
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
-            name.starts_with(JOURNAL_NAME).then(|| format!("{JOURNAL_DIR}/{name}"))
+            this_versions_journal(&name).then(|| format!("{JOURNAL_DIR}/{name}"))
         })
         .collect();
     // A second file without its first: naming or unnaming cut short (review97 L3). It holds
@@ -239,6 +239,18 @@ fn take_up_abandoned() {
             log::debug!("multiproc resource tracker: those segments: {}", unlinked.join(", "));
         }
     }
+}
+
+/// Whether `name` (a file of [`JOURNAL_DIR`]) is a file of a journal of this version, the
+/// only ones taken up. Another version's is left alone: never locked, read nor unnamed.
+/// Those of builds before the version was named (trk71's `mp-journal-<16 hex digits>`,
+/// merged and replaced within stop 38) registered names without their file's identity, and
+/// took their locks in the other order: taken up, their names would be unlinked by name
+/// alone, maybe another program's segment made since (review97 M1). Their segments leak,
+/// as every family killed whole's did before trk71; their two files stay until removed by
+/// hand (`rm /dev/shm/mp-journal-<hex>-[01]`, once no process of that family lives).
+fn this_versions_journal(name: &str) -> bool {
+    name.starts_with(JOURNAL_NAME)
 }
 
 /// The names held by the journal named `stem` (`-0` and `-1`) if none of its holders lives
@@ -813,15 +825,31 @@ const HEADER: u64 = 8;
 /// The journal's first compaction: a little larger than the pipe.
 const COMPACT_FROM: u64 = 256 * 1024;
 
+/// The bytes of a new journal's first file whose pages are allocated at its making
+/// ([`Journal::files`]): its lines up to there (some 1000 segments' registrations and
+/// forgettings) need no page of `/dev/shm` later, when it may be full (a segment's create
+/// filled it: review97 L5, the tracker's next line failed `ENOSPC` and the family went
+/// unprotected for the rest of its life). Past it (or after a compaction, which empties
+/// that file), a full `/dev/shm` still fails the journal. A live family's memory: the
+/// whole journal reserved up front would be 512 KiB at least, and its size has no bound.
+const RESERVED: u64 = 64 * 1024;
+
 impl Journal {
-    /// A new journal's files, the first active (generation 1), both empty: files of
-    /// [`JOURNAL_DIR`] without a name yet ([`Journal::name`]), or memory files where those
-    /// cannot be made (`O_TMPFILE` refused), which no later start can find.
+    /// A new journal's files, the first active (generation 1), both empty, the first's
+    /// [`RESERVED`] bytes allocated: files of [`JOURNAL_DIR`] without a name yet
+    /// ([`Journal::name`]), or memory files where those cannot be made (`O_TMPFILE`
+    /// refused) or have no room (a full `/dev/shm`: `ENOSPC`), which no later start can
+    /// find, but which keep the family's registrations through a kill of its tracker.
+    /// Before, a full `/dev/shm` left the family without a journal at all.
     fn files() -> io::Result<[sys::MemFile; 2]> {
-        let file = || sys::MemFile::unnamed_in(JOURNAL_DIR).or_else(|_| sys::MemFile::new("multiproc-tracker-journal"));
-        let files = [file()?, file()?];
-        files[0].write_at(0, &1u64.to_le_bytes())?;
-        Ok(files)
+        let made = |file: fn() -> io::Result<sys::MemFile>| -> io::Result<[sys::MemFile; 2]> {
+            let files = [file()?, file()?];
+            files[0].reserve(RESERVED)?;
+            files[0].write_at(0, &1u64.to_le_bytes())?;
+            Ok(files)
+        };
+        made(|| sys::MemFile::unnamed_in(JOURNAL_DIR))
+            .or_else(|_| made(|| sys::MemFile::new("multiproc-tracker-journal")))
     }
 
     /// Names `files` (made by [`Journal::files`]) in [`JOURNAL_DIR`], at random: called once
@@ -1039,6 +1067,19 @@ mod tests {
 
     /// A tracker killed while it compacted (the other file written, its generation not):
     /// the journal is the file it used, whole.
+    #[test]
+    fn only_this_versions_journals_are_taken_up() {
+        // Its own, as `Journal::name` names them.
+        assert!(this_versions_journal("mp-journal-v1-00c0ffee00c0ffee-0"));
+        assert!(this_versions_journal("mp-journal-v1-00c0ffee00c0ffee-1"));
+        // trk71's, before the version was named (16 hex digits never start `v1-`), and a
+        // later version's.
+        assert!(!this_versions_journal("mp-journal-00c0ffee00c0ffee-0"));
+        assert!(!this_versions_journal("mp-journal-v2-00c0ffee00c0ffee-0"));
+        // A segment.
+        assert!(!this_versions_journal("mp-00c0ffee00c0ffee"));
+    }
+
     #[test]
     fn a_compaction_cut_short_leaves_the_journal_as_it_was() {
         let (mut tracker, write) = tracker();

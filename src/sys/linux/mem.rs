@@ -301,6 +301,20 @@ impl MemFile {
         Ok(rustix::fs::fstat(&self.0)?.st_size as u64)
     }
 
+    /// Allocates the pages of its first `len` bytes without changing its size
+    /// (`FALLOC_FL_KEEP_SIZE`): writes within them need no page the file system may not
+    /// have any more (a full tmpfs: `ENOSPC`). A file system without `fallocate` reserves
+    /// nothing.
+    pub(crate) fn reserve(&self, len: u64) -> io::Result<()> {
+        loop {
+            match rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::OPNOTSUPP) => return Ok(()),
+                other => return Ok(other?),
+            }
+        }
+    }
+
     /// Cuts it (or extends it with zeros) to `len` bytes.
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
         Ok(rustix::fs::ftruncate(&self.0, len)?)
