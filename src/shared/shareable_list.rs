@@ -356,10 +356,18 @@ impl ShareableList {
         if header.is_none_or(|h| h > size) {
             return Err(ShareableListError::Corrupt(format!("a length of {n} does not fit {size} bytes")));
         }
-        let mut offsets = Vec::with_capacity(n + 1);
+        // The vector grows with the offsets read, each checked as it comes, never to the
+        // header's count: a sparse segment of another program's (a terabyte costs it one
+        // page) may claim billions of items, and reserving them aborted the process
+        // (aud81 M1). An offset past the segment ends the read at once.
+        let data_start = (n + 2) * WORD;
+        let mut offsets = Vec::with_capacity((n + 1).min(1024));
         for i in 0..=n {
             let off = usize::try_from(read_i64(WORD * (i + 1))?)
                 .map_err(|_| ShareableListError::Corrupt("negative offset".into()))?;
+            if off > size - data_start {
+                return Err(ShareableListError::Corrupt(format!("offset {i} is past the segment's end")));
+            }
             if let Some(&prev) = offsets.last() {
                 // Python gives every slot 8 bytes or more; `set` writes a number's 8, and a
                 // str's format names its room in 8 bytes.
@@ -371,7 +379,6 @@ impl ShareableList {
             }
             offsets.push(off);
         }
-        let data_start = (n + 2) * WORD;
         if data_start.checked_add(offsets[n]).and_then(|e| e.checked_add(n * WORD + n)).is_none_or(|end| end > size) {
             return Err(ShareableListError::Corrupt("the items do not fit the segment".into()));
         }
