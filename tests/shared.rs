@@ -723,6 +723,22 @@ fn a_segment_claiming_more_items_than_it_holds_is_refused_not_an_abort() {
     }
 }
 
+/// The offsets are read a page (512) at a time: a list of more items than that, and not a
+/// multiple of it, opens with every item where it was.
+#[test]
+fn a_shareable_list_of_more_items_than_a_page_of_offsets_opens_whole() {
+    let made =
+        ShareableList::new((0..1500i64).map(|i| if i % 7 == 0 { Item::from(format!("s{i}")) } else { Item::from(i) }))
+            .unwrap();
+    let opened = ShareableList::open(made.name()).unwrap();
+    assert_eq!(opened.len(), 1500);
+    for i in [0, 511, 512, 513, 1023, 1024, 1499] {
+        let want = if i % 7 == 0 { Item::from(format!("s{i}")) } else { Item::from(i as i64) };
+        assert_eq!(opened.get(i).unwrap(), want, "item {i}");
+    }
+    made.shm().unlink().unwrap();
+}
+
 fn python3() -> Option<Command> {
     let ok = Command::new("python3").arg("-c").arg("import multiprocessing.shared_memory").output().ok()?;
     ok.status.success().then(|| Command::new("python3"))
