@@ -696,6 +696,49 @@ fn a_shareable_list_with_impossible_slots_is_refused() {
     }
 }
 
+fn open_list(name: String) -> Result<usize, String> {
+    ShareableList::open(&name).map(|list| list.len()).map_err(|e| format!("{e:?}"))
+}
+
+/// A segment that another program made (anybody may make one under any name) and that
+/// claims more items than could ever be written, in a sparse 1 TiB file, is `Corrupt`:
+/// its header's count was taken as the capacity of the offsets' vector before any offset
+/// was read, and the open aborted the process ("memory allocation of 1099511627768 bytes
+/// failed", SIGABRT), here a child's.
+#[test]
+fn a_segment_claiming_more_items_than_it_holds_is_refused_not_an_abort() {
+    let _w = watchdog(LIMIT);
+    const SIZE: u64 = 1 << 40;
+    let name = format!("mp-test-sparse-{}", std::process::id());
+    let path = format!("/dev/shm/{name}");
+    let file = std::fs::File::create(&path).unwrap();
+    // Sparse: tmpfs allocates only the page written.
+    file.set_len(SIZE).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &(SIZE as i64 / 8 - 2).to_ne_bytes(), 0).unwrap();
+    let opened = Process::new(open_list, name.clone()).start().unwrap().join();
+    std::fs::remove_file(&path).unwrap();
+    match opened {
+        Ok(Err(e)) => assert!(e.starts_with("Corrupt"), "{e}"),
+        other => panic!("the open of a forged list: {other:?}"),
+    }
+}
+
+/// The offsets are read a page (512) at a time: a list of more items than that, and not a
+/// multiple of it, opens with every item where it was.
+#[test]
+fn a_shareable_list_of_more_items_than_a_page_of_offsets_opens_whole() {
+    let made =
+        ShareableList::new((0..1500i64).map(|i| if i % 7 == 0 { Item::from(format!("s{i}")) } else { Item::from(i) }))
+            .unwrap();
+    let opened = ShareableList::open(made.name()).unwrap();
+    assert_eq!(opened.len(), 1500);
+    for i in [0, 511, 512, 513, 1023, 1024, 1499] {
+        let want = if i % 7 == 0 { Item::from(format!("s{i}")) } else { Item::from(i as i64) };
+        assert_eq!(opened.get(i).unwrap(), want, "item {i}");
+    }
+    made.shm().unlink().unwrap();
+}
+
 fn python3() -> Option<Command> {
     let ok = Command::new("python3").arg("-c").arg("import multiprocessing.shared_memory").output().ok()?;
     ok.status.success().then(|| Command::new("python3"))

@@ -302,6 +302,23 @@ fn a_bounded_semaphore_refuses_a_release_too_many() {
     assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
 }
 
+/// Python's `release()` past `SEM_VALUE_MAX` raises (`ValueError: semaphore or lock
+/// released too many times`) and the semaphore goes on; ours panics ("semaphore value
+/// overflow"; documented under `# Panics`), because `Semaphore::release` returns `()`.
+/// aud81 L2: a typed error needs `release` to return a `Result`, an API change left to the
+/// lead. The semaphore stays whole after the panic (checked here too).
+#[test]
+#[ignore = "aud81 L2: Semaphore::release at u32::MAX panics instead of a typed error (API change)"]
+fn a_semaphore_released_past_its_largest_value_refuses_without_a_panic() {
+    let sem = Semaphore::new(u32::MAX).unwrap();
+    let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sem.release()));
+    assert_eq!(sem.get_value(), u32::MAX);
+    sem.acquire().unwrap().forget();
+    sem.release();
+    assert_eq!(sem.get_value(), u32::MAX);
+    assert!(released.is_ok(), "release past u32::MAX panicked");
+}
+
 fn occupy_a_room(args: (Semaphore, RawValue<u32>, Lock, RawValue<u32>)) {
     let (rooms, inside, count_lock, most) = args;
     let _room = rooms.acquire().unwrap();

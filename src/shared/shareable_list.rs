@@ -140,6 +140,9 @@ pub enum ShareableListError {
 
 const WORD: usize = 8;
 
+/// The offsets [`ShareableList::from_shared_memory`] reads at once: a page of them.
+const OFFSETS_PER_READ: usize = 512;
+
 /// The most room a slot can have: its format, `"<room>s"`, must fit the 8 bytes Python
 /// packs it into.
 const MAX_ROOM: usize = 9_999_992;
@@ -356,10 +359,26 @@ impl ShareableList {
         if header.is_none_or(|h| h > size) {
             return Err(ShareableListError::Corrupt(format!("a length of {n} does not fit {size} bytes")));
         }
-        let mut offsets = Vec::with_capacity(n + 1);
+        // The vector grows with the offsets read, each checked as it comes, never to the
+        // header's count: a sparse segment of another program's (a terabyte costs it one
+        // page) may claim billions of items, and reserving them aborted the process
+        // (aud81 M1). An offset past the segment ends the read at once.
+        let data_start = (n + 2) * WORD;
+        let mut offsets = Vec::with_capacity((n + 1).min(OFFSETS_PER_READ));
+        // Read a page of offsets at a time (one system call each, not one per item).
+        let mut page = Vec::new();
         for i in 0..=n {
-            let off = usize::try_from(read_i64(WORD * (i + 1))?)
+            if i % OFFSETS_PER_READ == 0 {
+                page.resize(WORD * (n + 1 - i).min(OFFSETS_PER_READ), 0);
+                shm.try_read_at(WORD * (i + 1), &mut page)?;
+            }
+            let at = WORD * (i % OFFSETS_PER_READ);
+            let word: [u8; WORD] = page[at..at + WORD].try_into().expect("a word of the page");
+            let off = usize::try_from(i64::from_ne_bytes(word))
                 .map_err(|_| ShareableListError::Corrupt("negative offset".into()))?;
+            if off > size - data_start {
+                return Err(ShareableListError::Corrupt(format!("offset {i} is past the segment's end")));
+            }
             if let Some(&prev) = offsets.last() {
                 // Python gives every slot 8 bytes or more; `set` writes a number's 8, and a
                 // str's format names its room in 8 bytes.
@@ -371,7 +390,6 @@ impl ShareableList {
             }
             offsets.push(off);
         }
-        let data_start = (n + 2) * WORD;
         if data_start.checked_add(offsets[n]).and_then(|e| e.checked_add(n * WORD + n)).is_none_or(|end| end > size) {
             return Err(ShareableListError::Corrupt("the items do not fit the segment".into()));
         }

@@ -62,8 +62,9 @@ impl SharedMemory {
     /// # Safety
     ///
     /// While the slice lives, no process may write the segment (in this family or not:
-    /// anybody who knows the name can open it), nor truncate it (a truncated mapping raises
-    /// SIGBUS where the slice reaches past the new end).
+    /// anybody who knows the name can open it; this one neither, through any handle,
+    /// [`write_at`](SharedMemory::write_at) included), nor truncate it (a truncated mapping
+    /// raises SIGBUS where the slice reaches past the new end).
     ///
     /// # Examples
     ///
@@ -85,7 +86,10 @@ impl SharedMemory {
     /// # Safety
     ///
     /// While the slice lives, no other process or thread may read or write the segment, nor
-    /// truncate it.
+    /// truncate it, and this thread may not use another view of it: no second
+    /// `as_slice`/`as_mut_slice` of this handle or another one of the same segment, no
+    /// [`read_at`](SharedMemory::read_at)/[`write_at`](SharedMemory::write_at) (the
+    /// kernel's copy is an access too).
     #[allow(clippy::mut_from_ref)]
     ///
     /// # Examples
