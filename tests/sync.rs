@@ -302,21 +302,29 @@ fn a_bounded_semaphore_refuses_a_release_too_many() {
     assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
 }
 
-/// Python's `release()` past `SEM_VALUE_MAX` raises (`ValueError: semaphore or lock
-/// released too many times`) and the semaphore goes on; ours panics ("semaphore value
-/// overflow"; documented under `# Panics`), because `Semaphore::release` returns `()`.
-/// aud81 L2: a typed error needs `release` to return a `Result`, an API change left to the
-/// lead. The semaphore stays whole after the panic (checked here too).
+/// Python's `release()` past `SEM_VALUE_MAX` raises and the semaphore goes on. Ours:
+/// `try_release` refuses with `ReleaseError::Overflow`, changing nothing; `release`, which
+/// returns `()`, panics with that error (documented under `# Panics`) and changes nothing
+/// either (aud81 L2: before, `try_release` did not exist and `release`'s panic came from
+/// an `assert!` under the semaphore's guard).
 #[test]
-#[ignore = "aud81 L2: Semaphore::release at u32::MAX panics instead of a typed error (API change)"]
-fn a_semaphore_released_past_its_largest_value_refuses_without_a_panic() {
+fn a_semaphore_released_past_its_largest_value_refuses_and_goes_on() {
+    let _w = watchdog(LIMIT);
     let sem = Semaphore::new(u32::MAX).unwrap();
+    assert_eq!(sem.try_release(), Err(ReleaseError::Overflow));
+    assert_eq!(sem.get_value(), u32::MAX);
     let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sem.release()));
+    let message = released.expect_err("release past u32::MAX must panic");
+    let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("u32::MAX"), "the panic names the bound: {message:?}");
     assert_eq!(sem.get_value(), u32::MAX);
     sem.acquire().unwrap().forget();
-    sem.release();
+    assert_eq!(sem.get_value(), u32::MAX - 1);
+    sem.try_release().unwrap();
     assert_eq!(sem.get_value(), u32::MAX);
-    assert!(released.is_ok(), "release past u32::MAX panicked");
+    let p = Process::new(|sem: Semaphore| sem.acquire().unwrap().forget(), sem.clone()).start().unwrap();
+    p.join().unwrap();
+    assert_eq!(sem.get_value(), u32::MAX - 1, "another process still takes from it");
 }
 
 fn occupy_a_room(args: (Semaphore, RawValue<u32>, Lock, RawValue<u32>)) {

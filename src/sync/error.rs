@@ -73,6 +73,10 @@ pub enum ReleaseError {
         /// The semaphore's initial (and largest) value.
         bound: u32,
     },
+    /// `Semaphore::try_release` of a semaphore whose value is already `u32::MAX` (Python's
+    /// `release()` raises past its `SEM_VALUE_MAX` too).
+    #[error("semaphore released past its largest value, u32::MAX")]
+    Overflow,
 }
 
 /// A wait that nothing can end: no other live process holds a handle to the object, none

@@ -912,7 +912,9 @@ impl Core {
             if bound != 0 && value >= bound {
                 return Err(ReleaseError::OverRelease { bound });
             }
-            assert!(value < u32::MAX, "semaphore value overflow: it was released 2^32 - 1 times more than acquired");
+            if value == u32::MAX {
+                return Err(ReleaseError::Overflow);
+            }
             // The slot whose permit comes back: this process's own, else (a release by a
             // process that holds none) one another process holds, handed over.
             let slots = self.slots();
@@ -1209,7 +1211,8 @@ impl Semaphore {
     ///
     /// # Panics
     ///
-    /// When the value would pass `u32::MAX`.
+    /// When the value would pass `u32::MAX` (the semaphore is left as it was);
+    /// [`Semaphore::try_release`] says so with an error instead.
     ///
     /// # Examples
     ///
@@ -1222,7 +1225,31 @@ impl Semaphore {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(&self) {
-        self.core.give(None).expect("an unbounded semaphore has no bound to pass");
+        if let Err(e) = self.try_release() {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Semaphore::release`], refusing a release that would pass `u32::MAX`.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Overflow`] when the value is already `u32::MAX`; nothing changed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ReleaseError;
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(u32::MAX)?;
+    /// assert_eq!(sem.try_release(), Err(ReleaseError::Overflow));
+    /// sem.acquire()?.forget();
+    /// sem.try_release()?;
+    /// assert_eq!(sem.get_value(), u32::MAX);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_release(&self) -> Result<(), ReleaseError> {
+        self.core.give(None)
     }
 
     /// The number of permits available now (dead holders' permits count once a waiter
