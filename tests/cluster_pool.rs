@@ -2816,6 +2816,29 @@ fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on()
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// A task between Redis's `proto-max-bulk-len` (1 MiB here) and the pool's
+/// `max_message_size` (64 MiB, the default) is refused at submission as one above the
+/// pool's own bound is, naming Redis's, and the pool goes on: the driver reads the server's
+/// bound (`CONFIG GET`) when it starts and takes the smaller. Before, Redis closed the
+/// connection on the task at each try, the driver took Redis for gone and after its
+/// timeout failed every task and ended the pool: a user who set the bound above the
+/// server's lost the pool on one task.
+#[test]
+fn a_task_above_redis_bulk_limit_but_within_the_pools_is_refused_at_submission() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
+    match pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30))) {
+        Err(PoolError::Codec(e)) => assert!(e.to_string().contains("proto-max-bulk-len (1048576)"), "{e}"),
+        other => panic!("a 2 MiB argument to a Redis taking bulks of 1 MiB: {other:?}"),
+    }
+    let lazily: Vec<_> = pool.imap(length_of, [vec![7u8; 2 << 20]]).unwrap().collect();
+    assert!(matches!(&lazily[..], [Err(TaskError::Codec(e))] if e.to_string().contains("a task of")), "{lazily:?}");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops
