@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
-use super::link::{Conn, Link};
+use super::link::{Conn, Link, server_bulk_bound};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
@@ -156,9 +156,13 @@ impl ClusterOptions {
     /// more (bar the one item a wait for results returns, dropped at once if too large).
     /// A task (a chunk's arguments, encoded, with what names its function) above it is
     /// refused at submission with [`PoolError::Codec`] (a lazy map's chunk fails with
-    /// [`TaskError::Codec`]). Keep it at most Redis's `proto-max-bulk-len` (512 MB by
-    /// default): Redis closes the connection on a larger message, which the pool cannot
-    /// tell from Redis gone.
+    /// [`TaskError::Codec`]). Redis closes the connection on an argument above its
+    /// `proto-max-bulk-len` (512 MB by default) or `client-query-buffer-limit`, which the
+    /// pool cannot tell from Redis gone: the driver reads both when the pool starts
+    /// (`CONFIG GET`) and bounds tasks and results by the smaller too, a refused task's
+    /// error naming it. Where `CONFIG GET` is refused (an ACL without `@admin`, a managed
+    /// server), Redis's default of 512 MB is taken: under such an ACL, keep this bound at
+    /// most the server's if that is lower.
     ///
     /// # Examples
     ///
@@ -282,6 +286,8 @@ pub(crate) struct Driver {
     default_timeout: Option<Duration>,
     options: ClusterOptions,
     in_flight: usize,
+    /// The largest task and result message sent through Redis (see [`Bounds`]).
+    bounds: Bounds,
     build: u128,
     /// Tags each task under the cluster key.
     seal: Seal,
@@ -301,6 +307,46 @@ pub(crate) struct Driver {
     /// a static) has no driver thread, and its tasks would carry the parent's pool's ids:
     /// it is closed there, and `join` waits for nothing.
     made_in: TakenIn,
+}
+
+/// The largest task the driver sends and the largest result message a node may push: the
+/// pool's `max_message_size`, or less where the server would close the connection on such
+/// an argument (its `proto-max-bulk-len`, read when the pool starts), which the driver
+/// would take for Redis gone, ending the pool.
+struct Bounds {
+    /// The largest encoded [`TaskMsg`] (sent alone as one argument, its tag as another).
+    task: usize,
+    /// The largest result message (pushed with its tag as one argument: [`TAG`] less).
+    result: usize,
+    /// What bounds a task, for its refusal: "the pool's max_message_size (N)", or the
+    /// server's setting and value.
+    why: String,
+}
+
+/// Redis's default `proto-max-bulk-len` (512 MB), taken as the server's where it does not
+/// tell its own (`CONFIG GET` refused by an ACL without `@admin`, or renamed).
+const DEFAULT_BULK: u64 = 512 << 20;
+
+impl Bounds {
+    /// The smaller of the pool's `max` and the server's bound (read on `link`).
+    fn read(max: usize, link: &mut Link) -> Bounds {
+        let (server, what) = match server_bulk_bound(link) {
+            Some((bound, name)) => (bound, format!("Redis's {name} ({bound})")),
+            None => (
+                DEFAULT_BULK,
+                format!(
+                    "Redis's default proto-max-bulk-len ({DEFAULT_BULK}; the server's own was not told: CONFIG GET refused)"
+                ),
+            ),
+        };
+        let server = usize::try_from(server).unwrap_or(usize::MAX);
+        let result = max.min(server.saturating_sub(TAG)).max(1);
+        if server < max {
+            Bounds { task: server.max(1), result, why: what }
+        } else {
+            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})") }
+        }
+    }
 }
 
 /// [`TaskError::Unauthenticated`]'s `node` where the driver refused a result whose tag did
@@ -383,6 +429,7 @@ impl Driver {
         let keys = PoolKeys::new(&id);
         let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
         let in_flight = options.max_in_flight.unwrap_or(64 * workers.max(1));
+        let bounds = Bounds::read(options.max_message_size, &mut thread_link);
         let driver = Arc::new(Driver {
             id,
             keys,
@@ -390,6 +437,7 @@ impl Driver {
             default_timeout,
             options: options.clone(),
             in_flight,
+            bounds,
             build,
             seal,
             counters: Arc::default(),
@@ -1062,19 +1110,20 @@ impl Engine for Driver {
             call: job.call,
             timeout_ms: job.timeout.map(ms),
             lease_ms: ms(self.options.lease),
-            max_result: self.options.max_message_size as u64,
+            max_result: self.bounds.result as u64,
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;
         let mut bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
-        // A task is bounded as a result is: Redis may refuse a larger one by closing the
-        // connection (its `proto-max-bulk-len`), which the driver would take for Redis gone.
-        let max = self.options.max_message_size;
-        if bytes.len() > max {
+        // A task is bounded as a result is, and by the server's bound: Redis refuses a
+        // larger argument by closing the connection (its `proto-max-bulk-len`), which the
+        // driver would take for Redis gone.
+        if bytes.len() > self.bounds.task {
             return Err(PoolError::Codec(crate::CodecError::encode(format_args!(
-                "a task of {} bytes, more than the pool's max_message_size ({max})",
-                bytes.len()
+                "a task of {} bytes, more than {}",
+                bytes.len(),
+                self.bounds.why
             ))));
         }
         let tag = self.seal.tag(&self.id, &bytes);
