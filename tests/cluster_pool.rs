@@ -2839,6 +2839,29 @@ fn a_task_above_redis_bulk_limit_but_within_the_pools_is_refused_at_submission()
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// A `map` whose later chunk is refused at submission for its size (review96 L9) fails
+/// whole: its earlier chunks, already in the stream, are withdrawn as a failed map's are,
+/// and never run. Before, the call failed with `Codec` and the chunks before the refused
+/// one stayed in the stream and ran on the next node, results dropped.
+#[test]
+fn a_map_whose_later_chunk_is_refused_for_its_size_runs_none_of_its_chunks() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    // No node yet: what the map left in the stream would wait there.
+    let pool = pool_with(&redis.url, 1, test_options().max_message_size(64 << 10));
+    let items = vec![vec![1u8; 10], vec![2u8; 10], vec![3u8; 10], vec![4u8; 2 << 20]];
+    match pool.map_with(length_of, items, MapOptions::new().chunksize(1)) {
+        Err(multiproc::Error::Pool(PoolError::Codec(e))) => assert!(e.to_string().contains("a task of"), "{e}"),
+        other => panic!("a map whose fourth chunk is 2 MiB, with a limit of 64 KiB: {other:?}"),
+    }
+    let withdrawn = eventually(Duration::from_secs(10), || pool.stats().tasks_cancelled == 3);
+    assert!(withdrawn, "the chunks before the refused one were left to run: {:?}", pool.stats());
+    let _node = Node::start(&redis.url);
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.tasks_cancelled), (10, 3), "{stats:?}");
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops
