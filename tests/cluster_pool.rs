@@ -2862,6 +2862,47 @@ fn a_map_whose_later_chunk_is_refused_for_its_size_runs_none_of_its_chunks() {
     assert_eq!((stats.tasks_done, stats.tasks_cancelled), (10, 3), "{stats:?}");
 }
 
+/// A node whose credentials Redis refuses after it started (the password changed in Redis,
+/// the node's connections dropped, as a restart or a network blip drops them) ends with
+/// `Auth`, as at its start: its URL cannot change, so trying again does not help, and a
+/// supervisor that restarts it can give it the new one. Before, it waited for ever,
+/// serving nothing, said only through `log` (a warning a minute).
+#[test]
+fn a_node_whose_credentials_redis_refuses_later_ends_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let mut node = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, &url)
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    assert_eq!(pool_with(&url, 1, options).apply(square, 7).unwrap(), 49, "the node serves");
+    let cli = |password: &str, args: &[&str]| {
+        let mut cli = Command::new("redis-cli");
+        let out = cli.arg("-s").arg(redis.socket()).args(["--no-auth-warning", "-a", password]).args(args).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    cli("changed", &["CLIENT", "KILL", "TYPE", "normal"]);
+    let ended = eventually(Duration::from_secs(20), || node.try_wait().unwrap().is_some());
+    let _ = node.kill();
+    let status = node.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(ended, "a node refused by Redis still running 20 s later: {said}");
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("credentials"), "{said}");
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops
