@@ -1252,7 +1252,7 @@ fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_
     let got = big.get_timeout(Duration::from_secs(60));
     match &got {
         Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
-            assert!(e.to_string().contains("max_message_size (65536)"), "{e}");
+            assert!(e.to_string().contains("more than the pool allows (65536 bytes"), "{e}");
         }
         other => panic!("a 2 MiB result with a limit of 64 KiB: {:?}", other.as_ref().map(Vec::len)),
     }
@@ -1260,15 +1260,17 @@ fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_
 }
 
 /// A result Redis refuses for a reason of its own (here its `proto-max-bulk-len` of 1 MiB,
-/// below the pool's `max_message_size` of 64 MiB, as a server configured so; a full server
-/// or an ACL would refuse as well) fails its task with a typed error that says so, as soon
-/// as the node sees the refusal: the node sends a small failure instead. (Before, the node
-/// dropped the result, or tried it again for ever; the driver took the entry back after
-/// its lease, ran it again, and after `max_deliveries` said `WorkerLost { pid: 0 }`.)
+/// below the pool's `max_message_size` of 64 MiB, as a server configured so, which the
+/// driver cannot read since an ACL refuses it `CONFIG`; a full server or an ACL would refuse
+/// as well) fails its task with a typed error that says so, as soon as the node sees the
+/// refusal: the node sends a small failure instead. (Before, the node dropped the result,
+/// or tried it again for ever; the driver took the entry back after its lease, ran it
+/// again, and after `max_deliveries` said `WorkerLost { pid: 0 }`.)
 #[test]
 fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_completes() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
     let _node = Node::start(&redis.url);
     // The defaults: a lease of 10 s, 3 deliveries, 64 MiB messages.
     let pool = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build().unwrap();
@@ -2836,6 +2838,13 @@ fn a_task_above_redis_bulk_limit_but_within_the_pools_is_refused_at_submission()
     }
     let lazily: Vec<_> = pool.imap(length_of, [vec![7u8; 2 << 20]]).unwrap().collect();
     assert!(matches!(&lazily[..], [Err(TaskError::Codec(e))] if e.to_string().contains("a task of")), "{lazily:?}");
+    // A result so: its node sends a small failure at once, knowing the bound (less the tag).
+    match pool.apply_async(bytes_of, 2 << 20).unwrap().get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains(&format!("more than the pool allows ({} bytes", (1 << 20) - 32)), "{e}");
+        }
+        other => panic!("a 2 MiB result from a Redis taking bulks of 1 MiB: {:?}", other.as_ref().map(Vec::len)),
+    }
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
