@@ -2848,6 +2848,30 @@ fn a_task_above_redis_bulk_limit_but_within_the_pools_is_refused_at_submission()
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// The same where the driver cannot read the server's bound (an ACL refuses it `CONFIG`,
+/// as the documented ACL does): it sends a task above Redis's minimum bound (1 MiB) alone,
+/// and a connection lost on it three times while Redis answers `PING` fails that task,
+/// typed, and the pool goes on. Before, Redis closed the connection at each try, and the
+/// driver, taking Redis for gone, ended the pool after its timeout.
+#[test]
+fn a_task_redis_closes_the_connection_on_fails_alone_where_its_bound_is_unknown() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
+    let mut small = pool.apply_async(length_of, vec![1u8; 10]).unwrap();
+    match pool.apply_async(length_of, vec![7u8; 2 << 20]).unwrap().get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains("closed the connection"), "{e}");
+        }
+        other => panic!("a 2 MiB argument to a Redis taking bulks of 1 MiB: {other:?}"),
+    }
+    assert_eq!(small.get_timeout(Duration::from_secs(30)), Ok(10), "a task sent with it");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 /// A `map` whose later chunk is refused at submission for its size (review96 L9) fails
 /// whole: its earlier chunks, already in the stream, are withdrawn as a failed map's are,
 /// and never run. Before, the call failed with `Codec` and the chunks before the refused
