@@ -160,9 +160,12 @@ impl ClusterOptions {
     /// `proto-max-bulk-len` (512 MB by default) or `client-query-buffer-limit`, which the
     /// pool cannot tell from Redis gone: the driver reads both when the pool starts
     /// (`CONFIG GET`) and bounds tasks and results by the smaller too, a refused task's
-    /// error naming it. Where `CONFIG GET` is refused (an ACL without `@admin`, a managed
-    /// server), Redis's default of 512 MB is taken: under such an ACL, keep this bound at
-    /// most the server's if that is lower.
+    /// error naming it. Where `CONFIG GET` is refused (an ACL without `@admin`, as the one
+    /// the [module](super) documents, or a managed server), Redis's default of 512 MB is
+    /// taken, and a task above Redis's least bound (1 MB) is sent alone: one on which Redis
+    /// closes the connection three times while it answers `PING` fails with
+    /// [`TaskError::Codec`], and the pool goes on (a node's result so fails with
+    /// [`TaskError::Cluster`]).
     ///
     /// # Examples
     ///
@@ -277,7 +280,20 @@ struct Books {
     entries: HashMap<String, u64>,
     /// Since when Redis has refused every task sent for want of memory.
     full_since: Option<Instant>,
+    /// A large task sent alone whose sends lost the connection while Redis answered `PING`
+    /// right after, and how many times (see [`DROPPED_SENDS`]).
+    dropped: Option<(u64, u32)>,
 }
+
+/// Redis's least `proto-max-bulk-len` (1 MB): a task above it may be one the server
+/// closes the connection on. Where the server's bound is not known (`CONFIG GET`
+/// refused), such a task is sent alone, so that a connection lost on it is told apart.
+const MIN_BULK: usize = 1 << 20;
+
+/// Sends of one large task, alone, that may lose the connection of a Redis that answers
+/// `PING` right after before the task is taken as above the server's bound (as a node's
+/// pushes of a result).
+const DROPPED_SENDS: u32 = 3;
 
 pub(crate) struct Driver {
     id: String,
@@ -321,6 +337,8 @@ struct Bounds {
     /// What bounds a task, for its refusal: "the pool's max_message_size (N)", or the
     /// server's setting and value.
     why: String,
+    /// Whether the server told its bound: else a task above [`MIN_BULK`] is sent alone.
+    known: bool,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MB), taken as the server's where it does not
@@ -330,7 +348,9 @@ const DEFAULT_BULK: u64 = 512 << 20;
 impl Bounds {
     /// The smaller of the pool's `max` and the server's bound (read on `link`).
     fn read(max: usize, link: &mut Link) -> Bounds {
-        let (server, what) = match server_bulk_bound(link) {
+        let told = server_bulk_bound(link);
+        let known = told.is_some();
+        let (server, what) = match told {
             Some((bound, name)) => (bound, format!("Redis's {name} ({bound})")),
             None => (
                 DEFAULT_BULK,
@@ -342,9 +362,9 @@ impl Bounds {
         let server = usize::try_from(server).unwrap_or(usize::MAX);
         let result = max.min(server.saturating_sub(TAG)).max(1);
         if server < max {
-            Bounds { task: server.max(1), result, why: what }
+            Bounds { task: server.max(1), result, why: what, known }
         } else {
-            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})") }
+            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})"), known }
         }
     }
 }
@@ -625,7 +645,17 @@ impl Driver {
                 continue;
             }
             let room = self.in_flight - books.sent.len();
-            let batch: Vec<_> = (0..room.min(books.pending.len())).map_while(|_| books.pending.pop_front()).collect();
+            // Where the server's bound is unknown, a task that may be above it goes alone.
+            let alone = |job: &Waiting| !self.bounds.known && job.4.len() - TAG > MIN_BULK;
+            let batch: Vec<_> = if books.pending.front().is_some_and(alone) {
+                books.pending.pop_front().into_iter().collect()
+            } else {
+                let mut batch = Vec::new();
+                while batch.len() < room && books.pending.front().is_some_and(|job| !alone(job)) {
+                    batch.extend(books.pending.pop_front());
+                }
+                batch
+            };
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
@@ -663,6 +693,35 @@ impl Driver {
                     break;
                 }
                 Err((e, _)) => {
+                    // A large task sent alone on which the connection was lost while Redis
+                    // answers: the server closed it for the task's size (its bound unknown
+                    // here), or a blip. Tried again; lost so `DROPPED_SENDS` times, the
+                    // task fails alone, and the pool goes on.
+                    let closed_on = match &batch[..] {
+                        [job] if alone(job) && matches!(e, ClusterError::Unreachable(_)) => Some(job.0),
+                        _ => None,
+                    };
+                    if let Some(id) = closed_on
+                        && link.run(|c| redis::cmd("PING").query::<()>(c)).is_ok()
+                    {
+                        let times = match books.dropped {
+                            Some((task, times)) if task == id => times + 1,
+                            _ => 1,
+                        };
+                        books.dropped = Some((id, times));
+                        if times >= DROPPED_SENDS {
+                            books.dropped = None;
+                            let (_, chunk, _, delivery, message, _) = batch.into_iter().next().expect("one task");
+                            let error = TaskError::Codec(crate::CodecError::encode(format_args!(
+                                "a task of {} bytes: Redis closed the connection on it {DROPPED_SENDS} times while it \
+                                 answered PING, above its proto-max-bulk-len most likely (which it did not tell: \
+                                 CONFIG GET refused)",
+                                message.len() - TAG
+                            )));
+                            failed.push((delivery, chunk, Err(error)));
+                            continue;
+                        }
+                    }
                     for job in batch.into_iter().rev() {
                         books.pending.push_front(job);
                     }
