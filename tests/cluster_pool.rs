@@ -1252,7 +1252,7 @@ fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_
     let got = big.get_timeout(Duration::from_secs(60));
     match &got {
         Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
-            assert!(e.to_string().contains("max_message_size (65536)"), "{e}");
+            assert!(e.to_string().contains("more than the pool allows (65536 bytes"), "{e}");
         }
         other => panic!("a 2 MiB result with a limit of 64 KiB: {:?}", other.as_ref().map(Vec::len)),
     }
@@ -1260,15 +1260,17 @@ fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_
 }
 
 /// A result Redis refuses for a reason of its own (here its `proto-max-bulk-len` of 1 MiB,
-/// below the pool's `max_message_size` of 64 MiB, as a server configured so; a full server
-/// or an ACL would refuse as well) fails its task with a typed error that says so, as soon
-/// as the node sees the refusal: the node sends a small failure instead. (Before, the node
-/// dropped the result, or tried it again for ever; the driver took the entry back after
-/// its lease, ran it again, and after `max_deliveries` said `WorkerLost { pid: 0 }`.)
+/// below the pool's `max_message_size` of 64 MiB, as a server configured so, which the
+/// driver cannot read since an ACL refuses it `CONFIG`; a full server or an ACL would refuse
+/// as well) fails its task with a typed error that says so, as soon as the node sees the
+/// refusal: the node sends a small failure instead. (Before, the node dropped the result,
+/// or tried it again for ever; the driver took the entry back after its lease, ran it
+/// again, and after `max_deliveries` said `WorkerLost { pid: 0 }`.)
 #[test]
 fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_completes() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
     let _node = Node::start(&redis.url);
     // The defaults: a lease of 10 s, 3 deliveries, 64 MiB messages.
     let pool = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build().unwrap();
@@ -2816,6 +2818,124 @@ fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on()
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// A task between Redis's `proto-max-bulk-len` (1 MiB here) and the pool's
+/// `max_message_size` (64 MiB, the default) is refused at submission as one above the
+/// pool's own bound is, naming Redis's, and the pool goes on: the driver reads the server's
+/// bound (`CONFIG GET`) when it starts and takes the smaller. Before, Redis closed the
+/// connection on the task at each try, the driver took Redis for gone and after its
+/// timeout failed every task and ended the pool: a user who set the bound above the
+/// server's lost the pool on one task.
+#[test]
+fn a_task_above_redis_bulk_limit_but_within_the_pools_is_refused_at_submission() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
+    match pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30))) {
+        Err(PoolError::Codec(e)) => assert!(e.to_string().contains("proto-max-bulk-len (1048576)"), "{e}"),
+        other => panic!("a 2 MiB argument to a Redis taking bulks of 1 MiB: {other:?}"),
+    }
+    let lazily: Vec<_> = pool.imap(length_of, [vec![7u8; 2 << 20]]).unwrap().collect();
+    assert!(matches!(&lazily[..], [Err(TaskError::Codec(e))] if e.to_string().contains("a task of")), "{lazily:?}");
+    // A result so: its node sends a small failure at once, knowing the bound (less the tag).
+    match pool.apply_async(bytes_of, 2 << 20).unwrap().get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains(&format!("more than the pool allows ({} bytes", (1 << 20) - 32)), "{e}");
+        }
+        other => panic!("a 2 MiB result from a Redis taking bulks of 1 MiB: {:?}", other.as_ref().map(Vec::len)),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// The same where the driver cannot read the server's bound (an ACL refuses it `CONFIG`,
+/// as the documented ACL does): it sends a task above Redis's minimum bound (1 MiB) alone,
+/// and a connection lost on it three times while Redis answers `PING` fails that task,
+/// typed, and the pool goes on. Before, Redis closed the connection at each try, and the
+/// driver, taking Redis for gone, ended the pool after its timeout.
+#[test]
+fn a_task_redis_closes_the_connection_on_fails_alone_where_its_bound_is_unknown() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
+    let mut small = pool.apply_async(length_of, vec![1u8; 10]).unwrap();
+    match pool.apply_async(length_of, vec![7u8; 2 << 20]).unwrap().get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains("closed the connection"), "{e}");
+        }
+        other => panic!("a 2 MiB argument to a Redis taking bulks of 1 MiB: {other:?}"),
+    }
+    assert_eq!(small.get_timeout(Duration::from_secs(30)), Ok(10), "a task sent with it");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A `map` whose later chunk is refused at submission for its size (review96 L9) fails
+/// whole: its earlier chunks, already in the stream, are withdrawn as a failed map's are,
+/// and never run. Before, the call failed with `Codec` and the chunks before the refused
+/// one stayed in the stream and ran on the next node, results dropped.
+#[test]
+fn a_map_whose_later_chunk_is_refused_for_its_size_runs_none_of_its_chunks() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    // No node yet: what the map left in the stream would wait there.
+    let pool = pool_with(&redis.url, 1, test_options().max_message_size(64 << 10));
+    let items = vec![vec![1u8; 10], vec![2u8; 10], vec![3u8; 10], vec![4u8; 2 << 20]];
+    match pool.map_with(length_of, items, MapOptions::new().chunksize(1)) {
+        Err(multiproc::Error::Pool(PoolError::Codec(e))) => assert!(e.to_string().contains("a task of"), "{e}"),
+        other => panic!("a map whose fourth chunk is 2 MiB, with a limit of 64 KiB: {other:?}"),
+    }
+    let withdrawn = eventually(Duration::from_secs(10), || pool.stats().tasks_cancelled == 3);
+    assert!(withdrawn, "the chunks before the refused one were left to run: {:?}", pool.stats());
+    let _node = Node::start(&redis.url);
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.tasks_cancelled), (10, 3), "{stats:?}");
+}
+
+/// A node whose credentials Redis refuses after it started (the password changed in Redis,
+/// the node's connections dropped, as a restart or a network blip drops them) ends with
+/// `Auth`, as at its start: its URL cannot change, so trying again does not help, and a
+/// supervisor that restarts it can give it the new one. Before, it waited for ever,
+/// serving nothing, said only through `log` (a warning a minute).
+#[test]
+fn a_node_whose_credentials_redis_refuses_later_ends_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let mut node = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, &url)
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    assert_eq!(pool_with(&url, 1, options).apply(square, 7).unwrap(), 49, "the node serves");
+    let cli = |password: &str, args: &[&str]| {
+        let mut cli = Command::new("redis-cli");
+        let out = cli.arg("-s").arg(redis.socket()).args(["--no-auth-warning", "-a", password]).args(args).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    cli("changed", &["CLIENT", "KILL", "TYPE", "normal"]);
+    let ended = eventually(Duration::from_secs(20), || node.try_wait().unwrap().is_some());
+    let _ = node.kill();
+    let status = node.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(ended, "a node refused by Redis still running 20 s later: {said}");
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("credentials"), "{said}");
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops
@@ -2850,7 +2970,11 @@ fn a_node_frozen_mid_task_has_it_run_elsewhere_and_serves_again_once_let_go() {
 /// A node whose credentials Redis refuses (a wrong password, none) ends at once with
 /// `Auth`, as a queue's open or a pool's build does: trying again does not help. It tried
 /// again every 100 ms for ever, serving nothing, and said why only through `log` (nothing
-/// without a logger): its user saw a node up and every task waiting.
+/// without a logger): its user saw a node up and every task waiting. The credentials are
+/// tried before the local pool starts (review96 L3, kept so on purpose): the node's workers
+/// here hang in their boot, and a node that started its pool first would wait for them for
+/// ever before it learnt that Redis refuses it (a `PING` makes nothing in Redis, so a pool
+/// that fails after it leaves nothing behind either).
 #[test]
 fn a_node_whose_credentials_redis_refuses_ends_with_a_typed_error() {
     let _w = watchdog(LIMIT);
@@ -2862,6 +2986,7 @@ fn a_node_whose_credentials_redis_refuses_ends_with_a_typed_error() {
             .args(["--exact", "no_such_test"])
             .env(WORKER_ENV, &url)
             .env(KEY_ENV, TEST_KEY)
+            .env(HANG_BOOT, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -107,6 +107,31 @@ impl Link {
     }
 }
 
+/// The largest argument (bulk string) the server takes, and the name of its setting that
+/// bounds it: the smaller of `proto-max-bulk-len` and `client-query-buffer-limit` (less a
+/// margin: the buffer holds the argument's line end too). Redis answers a longer one by
+/// closing the connection, which a client cannot tell from Redis gone. `None` where
+/// `CONFIG GET` is refused (an ACL without `@admin`, a managed server that renames it)
+/// or answers nothing readable.
+pub(crate) fn server_bulk_bound(link: &mut Link) -> Option<(u64, &'static str)> {
+    let mut get = |name: &str| -> Option<u64> {
+        let pair: Vec<String> = link.run(|c| redis::cmd("CONFIG").arg("GET").arg(name).query(c)).ok()?;
+        match &pair[..] {
+            [key, value] if key == name => value.parse().ok(),
+            _ => None,
+        }
+    };
+    let bulk = get("proto-max-bulk-len")?;
+    let query = get("client-query-buffer-limit").map(|q| q.saturating_sub(QUERY_MARGIN));
+    Some(match query {
+        Some(query) if query < bulk => (query, "client-query-buffer-limit"),
+        _ => (bulk, "proto-max-bulk-len"),
+    })
+}
+
+/// What `client-query-buffer-limit` leaves for an argument's bytes besides them.
+const QUERY_MARGIN: u64 = 64;
+
 impl Drop for Link {
     fn drop(&mut self) {
         // A fork child's copy of the parent's connection: not ours to end (forgotten: its

@@ -339,8 +339,11 @@ pub(super) fn node_name() -> String {
 /// ([`ClusterError::Key`]), or Redis refuses the URL's credentials ([`ClusterError::Auth`])
 /// or its TLS session cannot be set up ([`ClusterError::Tls`]) at the node's start (a TLS
 /// failure that would heal, such as a certificate not valid yet on a machine whose clock is
-/// not set, ends the node too; a refusal after the start, a password changed in Redis, say,
-/// is waited out as Redis away is, and said through `log`); later, [`Error::Task`] with [`TaskError::WorkersCannotStart`]
+/// not set, ends the node too; one after the start is waited out as Redis away is, and said
+/// through `log`); later, [`ClusterError::Auth`] when Redis refuses the credentials after
+/// the start (a password changed in Redis, met when the node connects again: the node's
+/// tasks are taken back by their drivers after their lease, as a dead node's; a command
+/// an ACL refuses, `NOPERM`, is not such a refusal), [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
 /// a worker: …") when it could start none.
 ///
@@ -423,6 +426,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     refused.retain(|pool| pools.contains(pool));
                 }
                 Err(e) => {
+                    if let Some(refused) = credentials_refused(&e, &mut reader_link) {
+                        return Err(end_refused(&shared, &tx, &local, refused));
+                    }
                     // A node that serves nothing says why (the registry of another type,
                     // an ACL, Redis away), once a minute rather than at each try.
                     if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
@@ -485,8 +491,11 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     std::thread::sleep(Duration::from_millis(100));
                     break;
                 }
-                // NOGROUP: the pool is gone or not set up yet.
-                Err(_) => continue,
+                Err(e) => match credentials_refused(&e, &mut reader_link) {
+                    Some(refused) => return Err(end_refused(&shared, &tx, &local, refused)),
+                    // NOGROUP: the pool is gone or not set up yet.
+                    None => continue,
+                },
             };
             for (entry, fields) in entries {
                 start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
@@ -543,6 +552,39 @@ fn sweep(link: &mut Link, pools: &[String], me: &str) {
         let idle = CONSUMER_IDLE.as_millis() as u64;
         let _ = link.run(|c| script.key(&keys.tasks).arg(me).arg(idle).invoke::<i64>(c));
     }
+}
+
+/// Whether a failure `e` of the node's reader is Redis refusing the node's credentials
+/// (returned) rather than a command an ACL refuses (`NOPERM`, an [`ClusterError::Auth`]
+/// too): told apart by a `PING`, which `serve` ran at its start, on a fresh connection if
+/// the failure dropped the last.
+fn credentials_refused(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
+    if !matches!(e, ClusterError::Auth(_)) {
+        return None;
+    }
+    match link.run(|c| redis::cmd("PING").query::<()>(c)) {
+        Err(refused @ ClusterError::Auth(_)) => Some(refused),
+        _ => None,
+    }
+}
+
+/// The end of a node whose credentials Redis refused after its start (a password changed
+/// in Redis, met at a reconnection): its URL cannot change, so it ends as at its start, for
+/// a supervisor to restart it with the new one. It stops reading and its local pool; what it
+/// holds cannot be pushed nor handed back (Redis refuses it), and is taken back by the
+/// drivers after its lease, a delivery counted, as a dead node's.
+fn end_refused(
+    shared: &Shared,
+    writer: &Sender<Option<Finished>>,
+    local: &Arc<Inner>,
+    refused: ClusterError,
+) -> crate::Error {
+    shared.stopped.store(true, Ordering::Release);
+    let _ = writer.send(None);
+    local.terminate();
+    let _ = local.join();
+    log::error!("Redis refuses this node's credentials: ending ({refused})");
+    refused.into()
 }
 
 /// A task that does nothing: the first a node's local pool runs ([`first_answer`]).

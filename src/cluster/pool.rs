@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
-use super::link::{Conn, Link};
+use super::link::{Conn, Link, server_bulk_bound};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
@@ -156,9 +156,16 @@ impl ClusterOptions {
     /// more (bar the one item a wait for results returns, dropped at once if too large).
     /// A task (a chunk's arguments, encoded, with what names its function) above it is
     /// refused at submission with [`PoolError::Codec`] (a lazy map's chunk fails with
-    /// [`TaskError::Codec`]). Keep it at most Redis's `proto-max-bulk-len` (512 MB by
-    /// default): Redis closes the connection on a larger message, which the pool cannot
-    /// tell from Redis gone.
+    /// [`TaskError::Codec`]). Redis closes the connection on an argument above its
+    /// `proto-max-bulk-len` (512 MB by default) or `client-query-buffer-limit`, which the
+    /// pool cannot tell from Redis gone: the driver reads both when the pool starts
+    /// (`CONFIG GET`) and bounds tasks and results by the smaller too, a refused task's
+    /// error naming it. Where `CONFIG GET` is refused (an ACL without `@admin`, as the one
+    /// the [module](super) documents, or a managed server), Redis's default of 512 MB is
+    /// taken, and a task above Redis's least bound (1 MB) is sent alone: one on which Redis
+    /// closes the connection three times while it answers `PING` fails with
+    /// [`TaskError::Codec`], and the pool goes on (a node's result so fails with
+    /// [`TaskError::Cluster`]).
     ///
     /// # Examples
     ///
@@ -273,7 +280,20 @@ struct Books {
     entries: HashMap<String, u64>,
     /// Since when Redis has refused every task sent for want of memory.
     full_since: Option<Instant>,
+    /// A large task sent alone whose sends lost the connection while Redis answered `PING`
+    /// right after, and how many times (see [`DROPPED_SENDS`]).
+    dropped: Option<(u64, u32)>,
 }
+
+/// Redis's least `proto-max-bulk-len` (1 MB): a task above it may be one the server
+/// closes the connection on. Where the server's bound is not known (`CONFIG GET`
+/// refused), such a task is sent alone, so that a connection lost on it is told apart.
+const MIN_BULK: usize = 1 << 20;
+
+/// Sends of one large task, alone, that may lose the connection of a Redis that answers
+/// `PING` right after before the task is taken as above the server's bound (as a node's
+/// pushes of a result).
+const DROPPED_SENDS: u32 = 3;
 
 pub(crate) struct Driver {
     id: String,
@@ -282,6 +302,8 @@ pub(crate) struct Driver {
     default_timeout: Option<Duration>,
     options: ClusterOptions,
     in_flight: usize,
+    /// The largest task and result message sent through Redis (see [`Bounds`]).
+    bounds: Bounds,
     build: u128,
     /// Tags each task under the cluster key.
     seal: Seal,
@@ -301,6 +323,50 @@ pub(crate) struct Driver {
     /// a static) has no driver thread, and its tasks would carry the parent's pool's ids:
     /// it is closed there, and `join` waits for nothing.
     made_in: TakenIn,
+}
+
+/// The largest task the driver sends and the largest result message a node may push: the
+/// pool's `max_message_size`, or less where the server would close the connection on such
+/// an argument (its `proto-max-bulk-len`, read when the pool starts), which the driver
+/// would take for Redis gone, ending the pool.
+struct Bounds {
+    /// The largest encoded [`TaskMsg`] (sent alone as one argument, its tag as another).
+    task: usize,
+    /// The largest result message (pushed with its tag as one argument: [`TAG`] less).
+    result: usize,
+    /// What bounds a task, for its refusal: "the pool's max_message_size (N)", or the
+    /// server's setting and value.
+    why: String,
+    /// Whether the server told its bound: else a task above [`MIN_BULK`] is sent alone.
+    known: bool,
+}
+
+/// Redis's default `proto-max-bulk-len` (512 MB), taken as the server's where it does not
+/// tell its own (`CONFIG GET` refused by an ACL without `@admin`, or renamed).
+const DEFAULT_BULK: u64 = 512 << 20;
+
+impl Bounds {
+    /// The smaller of the pool's `max` and the server's bound (read on `link`).
+    fn read(max: usize, link: &mut Link) -> Bounds {
+        let told = server_bulk_bound(link);
+        let known = told.is_some();
+        let (server, what) = match told {
+            Some((bound, name)) => (bound, format!("Redis's {name} ({bound})")),
+            None => (
+                DEFAULT_BULK,
+                format!(
+                    "Redis's default proto-max-bulk-len ({DEFAULT_BULK}; the server's own was not told: CONFIG GET refused)"
+                ),
+            ),
+        };
+        let server = usize::try_from(server).unwrap_or(usize::MAX);
+        let result = max.min(server.saturating_sub(TAG)).max(1);
+        if server < max {
+            Bounds { task: server.max(1), result, why: what, known }
+        } else {
+            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})"), known }
+        }
+    }
 }
 
 /// [`TaskError::Unauthenticated`]'s `node` where the driver refused a result whose tag did
@@ -383,6 +449,7 @@ impl Driver {
         let keys = PoolKeys::new(&id);
         let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
         let in_flight = options.max_in_flight.unwrap_or(64 * workers.max(1));
+        let bounds = Bounds::read(options.max_message_size, &mut thread_link);
         let driver = Arc::new(Driver {
             id,
             keys,
@@ -390,6 +457,7 @@ impl Driver {
             default_timeout,
             options: options.clone(),
             in_flight,
+            bounds,
             build,
             seal,
             counters: Arc::default(),
@@ -577,7 +645,17 @@ impl Driver {
                 continue;
             }
             let room = self.in_flight - books.sent.len();
-            let batch: Vec<_> = (0..room.min(books.pending.len())).map_while(|_| books.pending.pop_front()).collect();
+            // Where the server's bound is unknown, a task that may be above it goes alone.
+            let alone = |job: &Waiting| !self.bounds.known && job.4.len() - TAG > MIN_BULK;
+            let batch: Vec<_> = if books.pending.front().is_some_and(alone) {
+                books.pending.pop_front().into_iter().collect()
+            } else {
+                let mut batch = Vec::new();
+                while batch.len() < room && books.pending.front().is_some_and(|job| !alone(job)) {
+                    batch.extend(books.pending.pop_front());
+                }
+                batch
+            };
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
@@ -615,6 +693,35 @@ impl Driver {
                     break;
                 }
                 Err((e, _)) => {
+                    // A large task sent alone on which the connection was lost while Redis
+                    // answers: the server closed it for the task's size (its bound unknown
+                    // here), or a blip. Tried again; lost so `DROPPED_SENDS` times, the
+                    // task fails alone, and the pool goes on.
+                    let closed_on = match &batch[..] {
+                        [job] if alone(job) && matches!(e, ClusterError::Unreachable(_)) => Some(job.0),
+                        _ => None,
+                    };
+                    if let Some(id) = closed_on
+                        && link.run(|c| redis::cmd("PING").query::<()>(c)).is_ok()
+                    {
+                        let times = match books.dropped {
+                            Some((task, times)) if task == id => times + 1,
+                            _ => 1,
+                        };
+                        books.dropped = Some((id, times));
+                        if times >= DROPPED_SENDS {
+                            books.dropped = None;
+                            let (_, chunk, _, delivery, message, _) = batch.into_iter().next().expect("one task");
+                            let error = TaskError::Codec(crate::CodecError::encode(format_args!(
+                                "a task of {} bytes: Redis closed the connection on it {DROPPED_SENDS} times while it \
+                                 answered PING, above its proto-max-bulk-len most likely (which it did not tell: \
+                                 CONFIG GET refused)",
+                                message.len() - TAG
+                            )));
+                            failed.push((delivery, chunk, Err(error)));
+                            continue;
+                        }
+                    }
                     for job in batch.into_iter().rev() {
                         books.pending.push_front(job);
                     }
@@ -1062,19 +1169,20 @@ impl Engine for Driver {
             call: job.call,
             timeout_ms: job.timeout.map(ms),
             lease_ms: ms(self.options.lease),
-            max_result: self.options.max_message_size as u64,
+            max_result: self.bounds.result as u64,
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;
         let mut bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
-        // A task is bounded as a result is: Redis may refuse a larger one by closing the
-        // connection (its `proto-max-bulk-len`), which the driver would take for Redis gone.
-        let max = self.options.max_message_size;
-        if bytes.len() > max {
+        // A task is bounded as a result is, and by the server's bound: Redis refuses a
+        // larger argument by closing the connection (its `proto-max-bulk-len`), which the
+        // driver would take for Redis gone.
+        if bytes.len() > self.bounds.task {
             return Err(PoolError::Codec(crate::CodecError::encode(format_args!(
-                "a task of {} bytes, more than the pool's max_message_size ({max})",
-                bytes.len()
+                "a task of {} bytes, more than {}",
+                bytes.len(),
+                self.bounds.why
             ))));
         }
         let tag = self.seal.tag(&self.id, &bytes);

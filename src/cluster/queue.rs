@@ -199,7 +199,16 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// Every call returns within a bounded time: when Redis is unreachable, killed or silent,
 /// the error is [`ClusterError::Unreachable`] after at most the
 /// [`timeout`](QueueBuilder::timeout) plus one second (a put: three times the timeout plus two
-/// seconds, as it sends again); the next call connects anew.
+/// seconds, as it sends again; a get that waits: four times the timeout plus three seconds,
+/// see below); the next call connects anew.
+///
+/// A get that waits ([`get`](Queue::get), [`receive`](Queue::receive) and their `_timeout`
+/// forms) waits out Redis away (a restart, a lost connection, a server `BUSY` with a script
+/// or `LOADING` its data) as it waits out an empty queue: it tries again, connecting anew,
+/// until the [`timeout`](QueueBuilder::timeout) has passed since its first failure (and
+/// never past its own deadline), then fails `Unreachable`. A try (`try_get`,
+/// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
+/// is recovered by the next try: its item is not lost.
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
@@ -446,7 +455,9 @@ impl<T> QueueBuilder<T> {
 
     /// How long to wait for Redis to connect or to answer (default 5 s) before the call
     /// fails with [`ClusterError::Unreachable`]. A put whose reply was lost is sent again
-    /// for this long after the failure before it fails with [`PutError::Unsure`].
+    /// for this long after the failure before it fails with [`PutError::Unsure`]; a get
+    /// that waits tries again for this long after its first failure (within its own
+    /// deadline), so that a Redis restart shorter than this is waited out.
     ///
     /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
     /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
@@ -983,23 +994,29 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let landing = self.keys.landing(&self.consumer);
         let max = self.max_message_size;
         let last_take = self.keys.last_take(&self.consumer);
+        // Since when Redis has been away (a lost connection, a restart, `BUSY`, `LOADING`):
+        // a get that waits takes it as it takes an empty queue, for the queue's `timeout`
+        // since the first failure and within its own deadline, as a put and a pool do.
+        let mut away: Option<Instant> = None;
         let taken = loop {
             let mut state = self.state();
             if let Some(number) = state.unsure {
-                state
-                    .link
-                    .run(|c| {
-                        redis::cmd("EVAL")
-                            .arg(RECOVER)
-                            .arg(4)
-                            .arg(&last_take)
-                            .arg(&processing)
-                            .arg(&self.keys.items)
-                            .arg(&landing)
-                            .arg(number)
-                            .query::<i64>(c)
-                    })
-                    .map_err(GetError::Redis)?;
+                let recovered = state.link.run(|c| {
+                    redis::cmd("EVAL")
+                        .arg(RECOVER)
+                        .arg(4)
+                        .arg(&last_take)
+                        .arg(&processing)
+                        .arg(&self.keys.items)
+                        .arg(&landing)
+                        .arg(number)
+                        .query::<i64>(c)
+                });
+                if let Err(e) = recovered {
+                    drop(state);
+                    self.wait_out(e, until, &mut away)?;
+                    continue;
+                }
                 state.unsure = None;
             }
             state.takes += 1;
@@ -1058,7 +1075,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // Sent, maybe run: the next take looks.
                 state.unsure = Some(number);
             }
-            let taken = taken.map_err(GetError::Redis)?;
+            let taken = match taken {
+                Ok(taken) => taken,
+                Err(e) => {
+                    drop(state);
+                    self.wait_out(e, until, &mut away)?;
+                    continue;
+                }
+            };
+            away = None;
             if due {
                 state.beat = Some(sent);
             }
@@ -1104,6 +1129,27 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e)
             }
         }
+    }
+
+    /// A take that failed with `e`: `Ok` (after a short pause) to try again while Redis may
+    /// be away for a while yet (`Unreachable`: a lost connection, a restart, `BUSY`,
+    /// `LOADING`), for the queue's `timeout` since the first such failure (`away`) and
+    /// before the get's deadline; else the get's error. A get that does not wait
+    /// (`try_get`) fails at once.
+    fn wait_out(&self, e: ClusterError, until: Until, away: &mut Option<Instant>) -> Result<(), GetError> {
+        if !matches!(e, ClusterError::Unreachable(_)) || matches!(until, Until::Now) {
+            return Err(GetError::Redis(e));
+        }
+        let since = *away.get_or_insert_with(Instant::now);
+        let mut left = self.timeout.saturating_sub(since.elapsed());
+        if let Until::At(at) = until {
+            left = left.min(at.saturating_duration_since(Instant::now()));
+        }
+        if left.is_zero() {
+            return Err(GetError::Redis(e));
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+        Ok(())
     }
 
     /// Refreshes this consumer's heartbeat now, so that the values it holds unacknowledged

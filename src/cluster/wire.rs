@@ -328,12 +328,14 @@ pub(crate) enum Failure {
     },
 }
 
-/// The error of a task whose result message has `size` bytes, more than the pool's
-/// `max_message_size` (`max`): seen by the node before it pushes, or by the driver in what
-/// another program pushed.
+/// The error of a task whose result message has `size` bytes, more than the pool allows
+/// (`max`: its `max_message_size`, or less where the server's bulk bound, less the tag, is
+/// smaller: `TaskMsg::max_result`): seen by the node before it pushes, or by the driver in
+/// what another program pushed.
 pub(crate) fn too_large(size: u64, max: u64) -> TaskError {
     TaskError::Codec(crate::CodecError::decode(format_args!(
-        "a result of {size} bytes, more than the pool's max_message_size ({max})"
+        "a result of {size} bytes, more than the pool allows ({max} bytes: its max_message_size, or less where \
+         Redis's proto-max-bulk-len is smaller)"
     )))
 }
 

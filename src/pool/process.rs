@@ -629,7 +629,9 @@ impl Pool {
     /// A failed call does not keep the pool busy (Python's does): its chunks not yet
     /// started are dropped, and a chunk still running 100 ms after the failure has its
     /// worker killed and replaced, as a timeout does (so a task of a failed `map` may be
-    /// stopped part-way). [`PoolStats::tasks_cancelled`] counts these items. The same holds
+    /// stopped part-way). [`PoolStats::tasks_cancelled`] counts these items. A call refused
+    /// at submission (a chunk that cannot be encoded, or above a cluster pool's bound) fails
+    /// so too: the chunks submitted before the refused one are cancelled. The same holds
     /// for `map_async`, `starmap` and their forms with options.
     ///
     /// # Examples
@@ -759,8 +761,15 @@ impl Pool {
         for (index, size) in sizes.into_iter().enumerate() {
             let (chunk, after) = rest.split_at(size);
             rest = after;
-            let job = chunk_job(&*self.inner, call, chunk, index, options.timeout, sink.clone())?;
-            self.inner.submit(job)?;
+            let submitted = chunk_job(&*self.inner, call, chunk, index, options.timeout, sink.clone())
+                .and_then(|job| self.inner.submit(job));
+            if let Err(e) = submitted {
+                // The call fails whole: the chunks already submitted are cancelled as a
+                // failed map's are (review96 L9: a cluster task refused for its size left
+                // the chunks before it to run, their results dropped).
+                sink.abandon(index);
+                return Err(e);
+            }
         }
         Ok(AsyncResult::new(slot, self.helper()))
     }
