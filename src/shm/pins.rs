@@ -287,9 +287,12 @@ fn lent_slot_still_pinned() -> ! {
     }
     let _abort = AbortOnDrop;
     // Not `eprintln!`, which panics when stderr fails (a pipe nobody reads any more: EPIPE),
-    // and whose unwind would drop the look's announcement after all (review102 L1).
-    let message = b"multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting\n";
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), message);
+    // and whose unwind would drop the look's announcement after all (review102 L1); nor
+    // `io::stderr()`, whose lock a fork child can inherit held by another thread of its
+    // parent, and wait on for ever (review105 L2): raw writes to fd 2.
+    sys::write_to_stderr(
+        b"multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting\n",
+    );
     std::process::abort()
 }
 
@@ -1007,6 +1010,41 @@ mod tests {
             ended,
             Some(sys::Ended::Signaled(libc::SIGABRT)),
             "the look let go with a pin in its slot (exit 0: went on, 1: panicked)"
+        );
+    }
+
+    /// review105 L2: the abort's message was written through `io::stderr()`, whose lock a
+    /// fork child inherits held when another thread of its parent held it at the fork: the
+    /// child waited on it for ever instead of aborting. Another thread here holds it across
+    /// the fork.
+    #[test]
+    fn a_look_letting_go_with_a_pin_in_its_slot_aborts_with_stderr_locked_at_the_fork() {
+        let _serial = crate::shm::heap_test_lock();
+        let (table, look) = (1 << 22 | 224, 1 << 22 | 193);
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let (unlock, unlocked) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let stderr = std::io::stderr().lock();
+            locked.send(()).unwrap();
+            let _ = unlocked.recv();
+            drop(stderr);
+        });
+        is_locked.recv().unwrap();
+        let ended = in_a_child(|| {
+            let mine = announce_own(look);
+            lend(&mine, table);
+            let pin = announce(table);
+            unlend(&mine);
+            std::mem::forget(pin);
+            std::mem::forget(mine);
+            0
+        });
+        drop(unlock);
+        holder.join().unwrap();
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Signaled(libc::SIGABRT)),
+            "the look let go with a pin in its slot and stderr locked at the fork (exit 0: went on)"
         );
     }
 
