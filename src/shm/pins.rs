@@ -504,12 +504,12 @@ pub(crate) fn forget_lent_in_every_fork_child() {
 
 /// Set once [`forget_lent_in_every_fork_child`] registered its handler in this process (or
 /// in the process this one is a fork of).
-static LENT_HANDLER: AtomicBool = AtomicBool::new(false);
+static LENT_HANDLER: sys::Registration = sys::Registration::new();
 
 /// Whether this process registered (or inherited) the lent looks' fork handler: the tests'
 /// check that a family process registers it at its boot, not at its first claim.
 pub(crate) fn lent_handler_registered() -> bool {
-    LENT_HANDLER.load(Ordering::Relaxed)
+    LENT_HANDLER.made()
 }
 
 /// Every record taken by a live process (as far as a claim looked). Under the blocks'
@@ -962,7 +962,7 @@ mod tests {
     /// completes, and the child waited on it for ever at its own first claim.
     #[test]
     fn a_fork_under_a_registration_in_flight_leaves_its_child_free() {
-        static REGISTERED: AtomicBool = AtomicBool::new(false);
+        static REGISTERED: sys::Registration = sys::Registration::new();
         let (entered, in_it) = std::sync::mpsc::channel();
         let (go, gone) = std::sync::mpsc::channel::<()>();
         let registering = std::thread::spawn(move || {
@@ -979,6 +979,46 @@ mod tests {
         drop(go);
         registering.join().unwrap();
         assert_eq!(ended, Some(sys::Ended::Exited(0)), "the child waited on its parent's registration");
+    }
+
+    /// review105 L1: the registration's flag was set before `pthread_atfork` landed, so a
+    /// fork made by another thread in between gave its child the flag without the handler:
+    /// the child never registered it, and its own fork children never ran it. Here the
+    /// registering thread holds between the flag and the registration across the fork; the
+    /// child's first call must register (its fork child runs the handler).
+    #[test]
+    fn a_fork_under_a_registration_in_flight_registers_in_its_child() {
+        static REGISTERED: sys::Registration = sys::Registration::new();
+        static HANDLED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn handled() {
+            HANDLED.store(true, Ordering::Relaxed);
+        }
+        let (entered, in_it) = std::sync::mpsc::channel();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        let registering = std::thread::spawn(move || {
+            sys::once_without_waiting(&REGISTERED, || {
+                entered.send(()).unwrap();
+                let _ = gone.recv();
+                // SAFETY: one relaxed atomic store, no lock, no unwinding.
+                unsafe { sys::in_every_fork_child(handled) };
+            })
+        });
+        in_it.recv().unwrap();
+        let ended = in_a_child(|| {
+            // SAFETY: as above.
+            sys::once_without_waiting(&REGISTERED, || unsafe { sys::in_every_fork_child(handled) });
+            match in_a_child(|| i32::from(!HANDLED.load(Ordering::Relaxed))) {
+                Some(sys::Ended::Exited(code)) => code,
+                _ => 2,
+            }
+        });
+        drop(go);
+        registering.join().unwrap();
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Exited(0)),
+            "a fork child of a registration in flight did not register (exit 1: its child ran no handler)"
+        );
     }
 
     /// review99 L1: a look that lets go while a pin still holds the slot it lent frees the
