@@ -60,7 +60,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
 
@@ -617,17 +617,25 @@ fn any_live(heap: &Heap, announces: impl Fn(u64) -> bool) -> bool {
 
 /// The process `pid` ended (its reaper says so): its record, if any, is free again once
 /// its owner is known dead. Its announcements go with it (a dead process's pins are
-/// resolved without them).
+/// resolved without them); each look it announced at a released start is let go of once
+/// more by this reaper (`object::let_go_of_dead_look`), which takes the dead looks away:
+/// a last holder killed in its release after it counted its own look, beside dead looks
+/// only, left them for ever (hnd71 item 3).
 pub(crate) fn forget(pid: u32) {
     let Some(heap) = Heap::try_get() else { return };
     for r in records(heap) {
         let owner = r.owner.load(Ordering::Acquire);
-        if owner != 0
-            && owner as u32 == pid
-            && owner_dead(owner, r.start.load(Ordering::Relaxed))
-            && r.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-        {
+        if owner == 0 || owner as u32 != pid || !owner_dead(owner, r.start.load(Ordering::Relaxed)) {
+            continue;
+        }
+        // Read before the record is let go of (its next owner clears the slots); its owner,
+        // dead, writes none any more. A look's announcement is odd (a table's even).
+        let looks: [u64; SLOTS] = std::array::from_fn(|i| r.slots[i].load(Ordering::Acquire));
+        if r.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             heap.pin_epoch().fetch_add(1, Ordering::Release);
+            for look in looks.into_iter().filter(|look| look & 1 == 1) {
+                super::object::let_go_of_dead_look(heap, look & !1);
+            }
         }
     }
 }
@@ -636,6 +644,7 @@ pub(crate) fn forget(pid: u32) {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+    use std::sync::atomic::AtomicBool;
 
     /// With every slot of its process's record taken (threads nested in `pinned`, or
     /// slots a panic kept), a pin does not wait for one: it pins anonymously.
