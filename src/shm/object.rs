@@ -1098,7 +1098,7 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
 /// another object released with looks is that one's start: one look more and one fewer,
 /// its dead looks resolved as any let-go does.
 pub(super) fn let_go_of_dead_look(heap: &Heap, off: u64) {
-    if off % 64 != 0 || !heap.contains(off, std::mem::size_of::<Header>()) {
+    if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
         return;
     }
     let word = heap.start(off);
