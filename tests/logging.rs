@@ -105,7 +105,11 @@ fn a_journal_taken_up_at_the_start_prints_nothing_without_a_logger() {
 }
 
 /// Runs `script` as root in a mount namespace of its own, `$0` the `log_to_stderr`
-/// example; `None` when not root (a tmpfs of our own on `/dev/shm` needs it).
+/// example; `None` when not root (a tmpfs of our own on `/dev/shm` needs it). In a pid
+/// namespace of its own too (a `/proc` of its own mounted), whose first process, the
+/// script's shell, `unshare` kills when it dies (`--kill-child`), as it dies with this test
+/// process (`setpriv --pdeathsig`): the kernel then ends every process of the namespace. A
+/// watchdog's abort orphaned them (review105 L4).
 fn in_a_fresh_dev_shm(script: &str) -> Option<(String, String)> {
     // SAFETY (test): geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -114,8 +118,9 @@ fn in_a_fresh_dev_shm(script: &str) -> Option<(String, String)> {
     }
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("log_to_stderr");
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &format!("mount -t tmpfs -o size=1m tmpfs /dev/shm || exit 1\n{script}")])
+    let out = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "unshare", "-m", "-p", "--kill-child", "--mount-proc"])
+        .args(["sh", "-c", &format!("mount -t tmpfs -o size=1m tmpfs /dev/shm || exit 1\n{script}")])
         .arg(&binary)
         .env("MULTIPROC_START_METHOD", "forkserver")
         .env_remove("RUST_LOG")

@@ -215,12 +215,14 @@ fn take_up_abandoned() {
     // end or a take-up forgets or empties all before it unnames), so it only goes, once
     // free: a family naming its journal holds its lock before it names it. The first file
     // is looked for again once locked: the listing may predate its naming by a family whose
-    // main process has died since (review104 L4).
+    // main process has died since (review104 L4). Only `ENOENT` says it is not there: any
+    // other failure of the look (EACCES, ENOMEM, ...) says nothing, and the file stays
+    // (review105 L6).
     for lone in journals.iter().filter_map(|path| path.strip_suffix("-1")) {
         if !journals.contains(&format!("{lone}-0"))
             && let Ok(file) = sys::MemFile::open_own(&format!("{lone}-1"))
             && matches!(file.try_lock_exclusive(), Ok(true))
-            && std::fs::symlink_metadata(format!("{lone}-0")).is_err()
+            && std::fs::symlink_metadata(format!("{lone}-0")).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
         {
             let _ = std::fs::remove_file(format!("{lone}-1"));
         }

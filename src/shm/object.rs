@@ -1087,6 +1087,36 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     }
 }
 
+/// A dead process's look at the start at `off` (its announcement, left in its pin record:
+/// `pins::forget`, run by its reaper): if that start is released and pinned by looks still,
+/// this lets go as one more look, which takes away the looks of the dead, the dead process's
+/// own among them, and frees the block if they were the last (hnd71 item 3: a last holder
+/// killed in its release after it counted its own look, beside dead looks only, left a word
+/// that nobody let go of again: its holds listing was gone with its leave, and no live look
+/// came). A start that is live, gone or crowded is left alone: a live object's dead looks
+/// wait for its release (whose let-go resolves them), and a block freed and reused since by
+/// another object released with looks is that one's start: one look more and one fewer,
+/// its dead looks resolved as any let-go does.
+pub(super) fn let_go_of_dead_look(heap: &Heap, off: u64) {
+    if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
+        return;
+    }
+    let word = heap.start(off);
+    let mut w = word.load(Ordering::Acquire);
+    if w == 0 || w >= LOOKS {
+        return;
+    }
+    // Announced before the count, as any look.
+    let announced = pins::announce_own(off + LOOKED);
+    while w != 0 && w < LOOKS {
+        match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
+            // Counted: the block stays allocated until this let-go.
+            Ok(_) => return drop(Look { heap, off, announced: Some(announced), _thread: PhantomData }),
+            Err(now) => w = now,
+        }
+    }
+}
+
 /// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
 /// that a handle sealed with `seal` names.
 fn sealed<T: ShmObject>(heap: &Heap, off: u64, header: &Header, generation: u64, seal: u64) -> bool {

@@ -60,7 +60,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
 
@@ -287,9 +287,12 @@ fn lent_slot_still_pinned() -> ! {
     }
     let _abort = AbortOnDrop;
     // Not `eprintln!`, which panics when stderr fails (a pipe nobody reads any more: EPIPE),
-    // and whose unwind would drop the look's announcement after all (review102 L1).
-    let message = b"multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting\n";
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), message);
+    // and whose unwind would drop the look's announcement after all (review102 L1); nor
+    // `io::stderr()`, whose lock a fork child can inherit held by another thread of its
+    // parent, and wait on for ever (review105 L2): raw writes to fd 2.
+    sys::write_to_stderr(
+        b"multiproc: a look lets go with a pin still in its lent announcement slot (a bug); aborting\n",
+    );
     std::process::abort()
 }
 
@@ -501,12 +504,12 @@ pub(crate) fn forget_lent_in_every_fork_child() {
 
 /// Set once [`forget_lent_in_every_fork_child`] registered its handler in this process (or
 /// in the process this one is a fork of).
-static LENT_HANDLER: AtomicBool = AtomicBool::new(false);
+static LENT_HANDLER: sys::Registration = sys::Registration::new();
 
 /// Whether this process registered (or inherited) the lent looks' fork handler: the tests'
 /// check that a family process registers it at its boot, not at its first claim.
 pub(crate) fn lent_handler_registered() -> bool {
-    LENT_HANDLER.load(Ordering::Relaxed)
+    LENT_HANDLER.made()
 }
 
 /// Every record taken by a live process (as far as a claim looked). Under the blocks'
@@ -614,17 +617,25 @@ fn any_live(heap: &Heap, announces: impl Fn(u64) -> bool) -> bool {
 
 /// The process `pid` ended (its reaper says so): its record, if any, is free again once
 /// its owner is known dead. Its announcements go with it (a dead process's pins are
-/// resolved without them).
+/// resolved without them); each look it announced at a released start is let go of once
+/// more by this reaper (`object::let_go_of_dead_look`), which takes the dead looks away:
+/// a last holder killed in its release after it counted its own look, beside dead looks
+/// only, left them for ever (hnd71 item 3).
 pub(crate) fn forget(pid: u32) {
     let Some(heap) = Heap::try_get() else { return };
     for r in records(heap) {
         let owner = r.owner.load(Ordering::Acquire);
-        if owner != 0
-            && owner as u32 == pid
-            && owner_dead(owner, r.start.load(Ordering::Relaxed))
-            && r.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-        {
+        if owner == 0 || owner as u32 != pid || !owner_dead(owner, r.start.load(Ordering::Relaxed)) {
+            continue;
+        }
+        // Read before the record is let go of (its next owner clears the slots); its owner,
+        // dead, writes none any more. A look's announcement is odd (a table's even).
+        let looks: [u64; SLOTS] = std::array::from_fn(|i| r.slots[i].load(Ordering::Acquire));
+        if r.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             heap.pin_epoch().fetch_add(1, Ordering::Release);
+            for look in looks.into_iter().filter(|look| look & 1 == 1) {
+                super::object::let_go_of_dead_look(heap, look & !1);
+            }
         }
     }
 }
@@ -633,6 +644,7 @@ pub(crate) fn forget(pid: u32) {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+    use std::sync::atomic::AtomicBool;
 
     /// With every slot of its process's record taken (threads nested in `pinned`, or
     /// slots a panic kept), a pin does not wait for one: it pins anonymously.
@@ -959,7 +971,7 @@ mod tests {
     /// completes, and the child waited on it for ever at its own first claim.
     #[test]
     fn a_fork_under_a_registration_in_flight_leaves_its_child_free() {
-        static REGISTERED: AtomicBool = AtomicBool::new(false);
+        static REGISTERED: sys::Registration = sys::Registration::new();
         let (entered, in_it) = std::sync::mpsc::channel();
         let (go, gone) = std::sync::mpsc::channel::<()>();
         let registering = std::thread::spawn(move || {
@@ -976,6 +988,46 @@ mod tests {
         drop(go);
         registering.join().unwrap();
         assert_eq!(ended, Some(sys::Ended::Exited(0)), "the child waited on its parent's registration");
+    }
+
+    /// review105 L1: the registration's flag was set before `pthread_atfork` landed, so a
+    /// fork made by another thread in between gave its child the flag without the handler:
+    /// the child never registered it, and its own fork children never ran it. Here the
+    /// registering thread holds between the flag and the registration across the fork; the
+    /// child's first call must register (its fork child runs the handler).
+    #[test]
+    fn a_fork_under_a_registration_in_flight_registers_in_its_child() {
+        static REGISTERED: sys::Registration = sys::Registration::new();
+        static HANDLED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn handled() {
+            HANDLED.store(true, Ordering::Relaxed);
+        }
+        let (entered, in_it) = std::sync::mpsc::channel();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        let registering = std::thread::spawn(move || {
+            sys::once_without_waiting(&REGISTERED, || {
+                entered.send(()).unwrap();
+                let _ = gone.recv();
+                // SAFETY: one relaxed atomic store, no lock, no unwinding.
+                unsafe { sys::in_every_fork_child(handled) };
+            })
+        });
+        in_it.recv().unwrap();
+        let ended = in_a_child(|| {
+            // SAFETY: as above.
+            sys::once_without_waiting(&REGISTERED, || unsafe { sys::in_every_fork_child(handled) });
+            match in_a_child(|| i32::from(!HANDLED.load(Ordering::Relaxed))) {
+                Some(sys::Ended::Exited(code)) => code,
+                _ => 2,
+            }
+        });
+        drop(go);
+        registering.join().unwrap();
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Exited(0)),
+            "a fork child of a registration in flight did not register (exit 1: its child ran no handler)"
+        );
     }
 
     /// review99 L1: a look that lets go while a pin still holds the slot it lent frees the
@@ -1007,6 +1059,41 @@ mod tests {
             ended,
             Some(sys::Ended::Signaled(libc::SIGABRT)),
             "the look let go with a pin in its slot (exit 0: went on, 1: panicked)"
+        );
+    }
+
+    /// review105 L2: the abort's message was written through `io::stderr()`, whose lock a
+    /// fork child inherits held when another thread of its parent held it at the fork: the
+    /// child waited on it for ever instead of aborting. Another thread here holds it across
+    /// the fork.
+    #[test]
+    fn a_look_letting_go_with_a_pin_in_its_slot_aborts_with_stderr_locked_at_the_fork() {
+        let _serial = crate::shm::heap_test_lock();
+        let (table, look) = (1 << 22 | 224, 1 << 22 | 193);
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let (unlock, unlocked) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let stderr = std::io::stderr().lock();
+            locked.send(()).unwrap();
+            let _ = unlocked.recv();
+            drop(stderr);
+        });
+        is_locked.recv().unwrap();
+        let ended = in_a_child(|| {
+            let mine = announce_own(look);
+            lend(&mine, table);
+            let pin = announce(table);
+            unlend(&mine);
+            std::mem::forget(pin);
+            std::mem::forget(mine);
+            0
+        });
+        drop(unlock);
+        holder.join().unwrap();
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Signaled(libc::SIGABRT)),
+            "the look let go with a pin in its slot and stderr locked at the fork (exit 0: went on)"
         );
     }
 

@@ -64,6 +64,24 @@ pub(crate) fn pid_now() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// Writes `message` to fd 2 with raw `write(2)` calls (again after a partial write or
+/// `EINTR`; any other failure drops the rest), taking no lock: not `io::stderr()`, whose
+/// lock a fork child inherits held when another thread of its parent held it at the fork,
+/// and then waits on for ever (review105 L2). For a last word before an abort, from any
+/// process, a fork child included. Async-signal-safe.
+pub(crate) fn write_to_stderr(mut message: &[u8]) {
+    while !message.is_empty() {
+        // Fd 2 closed, or another file: the write fails or goes there, as `io::stderr()`'s
+        // would.
+        match rustix::io::write(rustix::stdio::stderr(), message) {
+            Ok(0) => return,
+            Ok(n) => message = &message[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Whether this process's identity is cached ([`me`] will not ask the kernel).
 #[cfg(test)]
 pub(crate) fn identity_known() -> bool {
@@ -87,7 +105,7 @@ extern "C" fn forget_identity_at_fork() {
 /// forget it themselves too ([`fork`], and [`fork_as_sibling`], whose bare `clone3` runs
 /// no handler).
 fn forget_identity_in_every_fork_child() {
-    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    static REGISTERED: Registration = Registration::new();
     // SAFETY: the handler makes two relaxed atomic stores (async-signal-safe, no lock, no
     // allocation) and cannot unwind (`extern "C"`).
     once_without_waiting(&REGISTERED, || unsafe { in_every_fork_child(forget_identity_at_fork) });
@@ -113,12 +131,54 @@ pub(crate) unsafe fn in_every_fork_child(handler: extern "C" fn()) {
 /// waits for it. A `Once` would: a fork made by another thread while the first caller ran
 /// it (`pthread_atfork` waits on glibc's atfork lock, which a fork holds throughout) left
 /// the child a `Once` that nobody there completes, and the child's own first call waited
-/// for ever (review102 M1). A later caller may so go on before the registration lands:
-/// register at init too, single-threaded (and at a spawned child's boot), so that only a
-/// process that ran no init (and no fork of one) registers lazily.
-pub(crate) fn once_without_waiting(registered: &AtomicBool, register: impl FnOnce()) {
-    if !registered.swap(true, Ordering::Relaxed) {
-        register();
+/// for ever (review102 M1). A later caller of the same process may so go on before the
+/// registration lands: register at init too, single-threaded (and at a spawned child's
+/// boot), so that only a process that ran no init (and no fork of one) registers lazily.
+///
+/// The registration in flight names its process's pid: a fork child that inherits it so
+/// (its parent forked between the flag and `pthread_atfork`, which may have landed before
+/// the fork or not) registers again at its first call (review105 L1: a flag of two states
+/// gave that child the flag without the handler, for its life and its fork children's).
+/// The handlers are idempotent, so one registered twice does no harm.
+pub(crate) fn once_without_waiting(registration: &Registration, register: impl FnOnce()) {
+    let mut seen = registration.0.load(Ordering::Acquire);
+    loop {
+        if seen == Registration::MADE {
+            return;
+        }
+        let me = pid_now();
+        if seen == me {
+            // Another thread of this process registers it now.
+            return;
+        }
+        // None yet, or one in flight in the process this one is a fork of.
+        match registration.0.compare_exchange(seen, me, Ordering::Relaxed, Ordering::Acquire) {
+            Ok(_) => {
+                register();
+                registration.0.store(Registration::MADE, Ordering::Release);
+                return;
+            }
+            Err(now) => seen = now,
+        }
+    }
+}
+
+/// Whether a fork handler was registered in this process ([`once_without_waiting`]): 0
+/// not yet, [`Registration::MADE`], or in flight, the registering process's pid.
+pub(crate) struct Registration(AtomicU32);
+
+impl Registration {
+    /// Made (no pid is that large: at most 2^22).
+    const MADE: u32 = u32::MAX;
+
+    pub(crate) const fn new() -> Self {
+        Self(AtomicU32::new(0))
+    }
+
+    /// Whether the registration was made (in this process, or in the one it is a fork of
+    /// before the fork).
+    pub(crate) fn made(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::MADE
     }
 }
 

@@ -549,35 +549,41 @@ mod tests {
     /// came through rustix's non-zero `Pid`: undefined behaviour, which no assertion sees.
     #[test]
     fn a_peer_in_a_pid_namespace_this_one_cannot_see_has_pid_0() {
+        use std::io::Read as _;
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
         let name = format!("multiproc-test-peer-cred-{}", std::process::id());
-        let spawned = std::process::Command::new("unshare")
-            .args(["--pid", "--fork", "--"])
+        // `unshare` dies with this test process (a watchdog's abort included), killed and
+        // reaped at the end of this test (a panic's unwinding included), and takes its
+        // server with it (`--kill-child`): a hang orphaned both (review105 L4).
+        let mut command = std::process::Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--kill-child", "--"])
             .arg(std::env::current_exe().unwrap())
             .args(["sys::os::socket::tests::peer_cred_server", "--exact", "--nocapture", "--test-threads=1"])
             .env(SERVER, &name)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let Ok(server) = spawned else {
+            .stderr(std::process::Stdio::null());
+        let Ok(server) = crate::sys::spawn_dying_with_parent(&mut command) else {
             eprintln!("skipped: no unshare(1) here");
             return;
         };
+        let mut server = crate::testing::KilledOnDrop(server);
         // The server listens at once, or its namespace was refused and it ends.
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut server = server;
         let _sock = loop {
             if let Ok(sock) = connect_abstract(&name, false) {
                 break sock;
             }
-            if server.try_wait().unwrap().is_some() {
+            if server.0.try_wait().unwrap().is_some() {
                 eprintln!("skipped: a pid namespace cannot be made here");
                 return;
             }
             assert!(Instant::now() < deadline, "the server neither listened nor ended");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let out = server.wait_with_output().unwrap();
-        let out = String::from_utf8_lossy(&out.stdout);
+        // Until the server ends (its stdout closed).
+        let mut out = String::new();
+        server.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         assert!(out.contains(&format!("PEER uid={} pid=0\n", my_uid())), "{out}");
     }
 
