@@ -837,7 +837,12 @@ impl Tasks {
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
         let aside = self.aside(false).or_else(|| {
             interleave("no aside");
-            if uncounted::match_one(queue) { None } else { self.aside(false) }
+            if uncounted::match_one(queue) {
+                crash_point!("queue.task_done.outside");
+                None
+            } else {
+                self.aside(false)
+            }
         });
         match aside {
             Some(h) => {
