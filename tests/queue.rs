@@ -758,6 +758,48 @@ fn a_slot_less_take_whose_taker_dies_at_its_next_take_is_told_lost() {
     assert_told_lost(&q, 1, Duration::from_secs(10));
 }
 
+/// How many slots aside the task table has (`ASIDE_SLOTS` in the library).
+const ASIDE_SLOTS: usize = 10;
+
+/// Takes one task (uncounted, the task table's lock held by a stopped process, every slot
+/// aside another live process's: remembered in its memory), then marks it done, killed
+/// between the two steps of a slot-less `task_done` (crash point `queue.task_done.outside`).
+fn take_remembered_then_die_marking_it_done(q: JoinableQueue<u32>) {
+    q.get().unwrap();
+    multiproc::__private::crash_at("queue.task_done.outside");
+    q.task_done().unwrap();
+}
+
+/// A slot-less `task_done` of a take its process remembers (no slot, no slot aside), killed
+/// between its match of that take and its count outside the table, leaves no task that
+/// `join` waits for: the task is done, or told lost. Before que81 the match came first, and
+/// the kill left the task neither done nor held anywhere the table sees: `join_timeout`
+/// said `Timeout`, an untimed `join` waited for ever (review100 L2).
+#[test]
+fn a_slot_less_task_done_killed_between_its_match_and_its_count_leaves_no_task_to_wait_for() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(ASIDE_SLOTS as u32 + 2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    // Each takes one task uncounted and claims a slot aside, alive until released.
+    let holders: Vec<_> = (0..ASIDE_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.len() == 1), "the holders took their tasks");
+    let dier = Process::new(take_remembered_then_die_marking_it_done, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die in its task_done");
+    stopper.finish();
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(told, Ok(()) | Err(QueueJoinTimeoutError::TasksLost { lost: 1 })),
+        "what join_timeout said: {told:?}"
+    );
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {

@@ -297,8 +297,8 @@ impl QueueState {
 /// while a stopped process holds the lock) remembers them, in its memory. What it dies with
 /// there is lost: a take uncounted then is never told lost (its task unfinished, `join`
 /// waits for it), and neither is one recalled to be counted (crash point
-/// `queue.take.recalled`) when it dies before the count, nor one matched by a `task_done`
-/// killed before it counts the done ([`Tasks::did_without_slot`]). And only this
+/// `queue.take.recalled`) when it dies before the count. (A `task_done` that matches one
+/// counts its done first: [`count_then_match`].) And only this
 /// process counts them: the `task_done` of such a take made by another process (handed the
 /// item) is counted there against no take, and hides one task lost later by a dead consumer
 /// until the taker's next visit, for good if it makes none (review78 L2: `join_timeout`
@@ -307,6 +307,7 @@ pub(crate) mod uncounted {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
+    use crate::shm::crash::crash_point;
     use crate::sys;
 
     /// A queue object: its offset and generation in the family heap (a later object in the
@@ -328,7 +329,8 @@ pub(crate) mod uncounted {
 
     static TABLE: Mutex<Table> = Mutex::new(Table { owner: (0, 0), takes: Vec::new() });
 
-    /// The takes left, by queue object. Its holders take no other lock under it.
+    /// The takes left, by queue object. Its holders take no other lock under it but the
+    /// crash points' (armed, in tests: [`count_then_match`]), which a fork takes after it.
     pub(crate) struct Table {
         /// The process whose takes these are (pid, start): a fork child's copy is its
         /// parent's, and emptied at the child's first look.
@@ -411,25 +413,48 @@ pub(crate) mod uncounted {
         table().takes.iter().find(|(q, _)| *q == queue).map_or(0, |&(_, left)| left)
     }
 
-    /// One take of `queue` matched by a `task_done` counted outside the task table, if any
-    /// is left: whether one was. In one step, not [`left`] then a decrement, nor [`take`] then [`add`] back:
-    /// two `task_done`s of sibling threads, one without the table's lock (its holder
-    /// stopped), must each match one (review87 L1).
-    #[inline]
-    pub(super) fn match_one(queue: Queue) -> bool {
-        QUEUES.load(Ordering::Acquire) & bit(queue) != 0 && match_one_of(queue)
-    }
-
+    /// A `task_done` of this process without a slot counted outside the task table
+    /// (`count`), matching one take of `queue` left, if any; unless `aside` finds this
+    /// process's slot aside (a sibling thread's take claimed it since the caller looked):
+    /// then nothing is counted, and it is returned, for the done and the takes left.
+    ///
+    /// The count and the match are made under this table's lock, the count first: a kill
+    /// between them leaves the task done (its take, remembered here, dies with the process,
+    /// counted nowhere). Matched first, that kill left the task neither done nor held
+    /// anywhere the task table sees, and `join` waited for it for ever (review100 L2). The
+    /// lock keeps a sibling's move of the takes into a slot aside it claimed
+    /// ([`take`]) from coming between the two: counted outside, the done would match
+    /// nothing, and the slot aside hold the task still, told lost once its process died.
+    /// Two `task_done`s of sibling threads each match one (review87 L1).
     #[cold]
-    fn match_one_of(queue: Queue) -> bool {
-        let mut table = table();
-        let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) else { return false };
-        let left = &mut table.takes[at].1;
-        *left -= 1;
-        if *left == 0 {
-            forget(&mut table, at);
+    pub(super) fn count_then_match<'a, H>(
+        queue: Queue,
+        aside: impl Fn() -> Option<&'a H>,
+        count: impl FnOnce(),
+    ) -> Option<&'a H> {
+        if QUEUES.load(Ordering::Acquire) & bit(queue) == 0 {
+            // No take left to match; but a sibling may have claimed a slot aside and moved
+            // the takes there since the caller looked (seen: the bit's Acquire, review100 L3).
+            let found = aside();
+            if found.is_none() {
+                count();
+            }
+            return found;
         }
-        true
+        let mut table = table();
+        if let Some(h) = aside() {
+            return Some(h);
+        }
+        count();
+        crash_point!("queue.task_done.outside");
+        if let Some(at) = table.takes.iter().position(|(q, _)| *q == queue) {
+            let left = &mut table.takes[at].1;
+            *left -= 1;
+            if *left == 0 {
+                forget(&mut table, at);
+            }
+        }
+        None
     }
 
     #[cfg(test)]
@@ -826,31 +851,29 @@ impl Tasks {
     /// (Left remembered, a remembered take whose done went to the slot aside was held there
     /// below zero for good, and hid a task lost later: review94 M2.)
     ///
-    /// Without a slot aside, the match comes first, and with none to match it looks again:
-    /// a sibling thread's take may have claimed one meanwhile and moved the remembered
-    /// takes there (counted outside, the done matched nothing, and the slot aside held the
-    /// task still: told lost, too early, once its process died). A kill between the match
-    /// and the count leaves the task neither done nor held: never told lost, as whatever
-    /// else the process remembered when it died, so `join` waits for it (`join_timeout`
-    /// says `Timeout`). Counted first, that kill ended `join` rightly, but a done counted
-    /// outside cannot be moved into a slot aside claimed meanwhile (review100 L2).
+    /// Without a slot aside, the count outside comes first, then the match, both under the
+    /// lock of the takes remembered ([`uncounted::count_then_match`]), which looks again for
+    /// a slot aside first: a sibling thread's take may have claimed one meanwhile and moved
+    /// the remembered takes there. A kill between the count and the match leaves the task
+    /// done (review100 L2: matched first, it was neither done nor held, and `join` waited
+    /// for it for ever).
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
         let aside = self.aside(false).or_else(|| {
             interleave("no aside");
-            if uncounted::match_one(queue) { None } else { self.aside(false) }
+            uncounted::count_then_match(
+                queue,
+                || self.aside(false),
+                || {
+                    elsewhere.fetch_add(1, Ordering::AcqRel);
+                },
+            )
         });
-        match aside {
-            Some(h) => {
-                let left = uncounted::take(queue);
-                if left > 0 {
-                    h.taken_free.fetch_add(left, Ordering::AcqRel);
-                }
-                h.done.fetch_add(1, Ordering::AcqRel);
-            }
-            None => {
-                elsewhere.fetch_add(1, Ordering::AcqRel);
-            }
+        let Some(h) = aside else { return };
+        let left = uncounted::take(queue);
+        if left > 0 {
+            h.taken_free.fetch_add(left, Ordering::AcqRel);
         }
+        h.done.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
