@@ -449,6 +449,13 @@ pub(crate) fn dispatch_if_child() {
     match parts.as_slice() {
         ["spawn", fd, parent] => {
             let (sock, parent) = boot_socket(&value, fd, parent, "boot socket");
+            // Its whole identity (a read of `/proc/self/stat`), which it learned at its end
+            // before `sys::my_pid` got a cache of its own (perf81): a spawned child that
+            // ends sooner is more often reaped by a program that ignores `SIGCHLD` before
+            // its start opened its pidfd, and the start fails (process_life's
+            // `a_program_that_ignores_sigchld_joins_its_children`: 9 of 27 runs at a load of
+            // 11 without this, 0 of 30 before). Goes once the child waits for that look.
+            let _ = sys::me();
             sys::child_signal_dispositions();
             // This process never returns to the loader: the constructors it has not
             // called yet run now, before the target (see `sys::early`).
