@@ -844,14 +844,29 @@ impl Journal {
     /// find, but which keep the family's registrations through a kill of its tracker.
     /// Before, a full `/dev/shm` left the family without a journal at all.
     fn files() -> io::Result<[sys::MemFile; 2]> {
-        let made = |file: fn() -> io::Result<sys::MemFile>| -> io::Result<[sys::MemFile; 2]> {
+        let made = |file: fn() -> io::Result<sys::MemFile>, reserve: bool| -> io::Result<[sys::MemFile; 2]> {
             let files = [file()?, file()?];
-            files[0].reserve(RESERVED)?;
+            if reserve {
+                // A help, not a need: only a full `/dev/shm` sends the journal to memory
+                // files, which have no room to run out of and are not reserved. Any other
+                // refusal (`ENOMEM`, a sandbox's `ENOSYS`) keeps it here, unreserved
+                // (review107 L1: it failed both tries, leaving the family no journal).
+                let reserved = if crate::shm::crash::fail_point!("tracker.journal.reserve") {
+                    Err(io::ErrorKind::OutOfMemory.into())
+                } else {
+                    files[0].reserve(RESERVED)
+                };
+                if let Err(e) = reserved {
+                    if e.kind() == io::ErrorKind::StorageFull {
+                        return Err(e);
+                    }
+                }
+            }
             files[0].write_at(0, &1u64.to_le_bytes())?;
             Ok(files)
         };
-        made(|| sys::MemFile::unnamed_in(JOURNAL_DIR))
-            .or_else(|_| made(|| sys::MemFile::new("multiproc-tracker-journal")))
+        made(|| sys::MemFile::unnamed_in(JOURNAL_DIR), true)
+            .or_else(|_| made(|| sys::MemFile::new("multiproc-tracker-journal"), false))
     }
 
     /// Names `files` (made by [`Journal::files`]) in [`JOURNAL_DIR`], at random: called once
@@ -1054,6 +1069,31 @@ mod tests {
     /// review82 H1: the main process's probe is a description of its own each time, handed
     /// over locked: once a replacement holds it, another probe fails (the probe on the one
     /// kept description was granted again, and every fork of the main process shares it).
+    /// The reserve is a help, not a need (review107 L1): a `fallocate` failing for
+    /// another reason than a full `/dev/shm` (`ENOMEM` under memory pressure, `ENOSYS` in a
+    /// seccomp sandbox) leaves the journal in `/dev/shm`, where a later start can take it
+    /// up; before, both tries failed the same way and the family had no journal at all.
+    #[test]
+    fn a_reserve_refused_for_another_reason_than_room_keeps_the_journal_in_dev_shm() {
+        let _serial = crate::shm::heap_test_lock();
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        crate::shm::crash::arm(Some("fail:tracker.journal.reserve"));
+        let disarm = Disarm;
+        let files = Journal::files();
+        drop(disarm);
+        let files = files.expect("a journal despite a refused reserve");
+        // Only files of `/dev/shm` take a name there (a memory file's link fails `EXDEV`).
+        let stem = Journal::name(&files).expect("files of /dev/shm");
+        for end in ["-0", "-1"] {
+            std::fs::remove_file(format!("{stem}{end}")).unwrap();
+        }
+    }
+
     #[test]
     fn a_journal_s_lock_is_probed_on_a_new_description_each_time() {
         let files = Journal::files().unwrap();
@@ -1067,8 +1107,6 @@ mod tests {
         assert!(unlocked(&kept).is_some(), "the replacement gone");
     }
 
-    /// A tracker killed while it compacted (the other file written, its generation not):
-    /// the journal is the file it used, whole.
     #[test]
     fn only_this_versions_journals_are_taken_up() {
         // Its own, as `Journal::name` names them.
@@ -1082,6 +1120,8 @@ mod tests {
         assert!(!this_versions_journal("mp-00c0ffee00c0ffee"));
     }
 
+    /// A tracker killed while it compacted (the other file written, its generation not):
+    /// the journal is the file it used, whole.
     #[test]
     fn a_compaction_cut_short_leaves_the_journal_as_it_was() {
         let (mut tracker, write) = tracker();
