@@ -856,10 +856,8 @@ impl Journal {
                 } else {
                     files[0].reserve(RESERVED)
                 };
-                if let Err(e) = reserved {
-                    if e.kind() == io::ErrorKind::StorageFull {
-                        return Err(e);
-                    }
+                if reserved.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::StorageFull) {
+                    reserved?;
                 }
             }
             files[0].write_at(0, &1u64.to_le_bytes())?;
