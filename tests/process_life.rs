@@ -451,10 +451,20 @@ fn a_fork_child_that_ends_before_its_start_watches_it_inner() {
     let _w = watchdog(LIMIT);
     multiproc::init();
     ignore_sigchld_and_allow_forks();
+    // Holding nothing: a child in a report room, whose target returns, or exits.
+    for _ in 0..20 {
+        let child = Process::new(square, 4).start_method(StartMethod::Fork).start().unwrap();
+        assert_eq!(child.join().unwrap(), 16);
+        let child = Process::new(exit_with, 3).start_method(StartMethod::Fork).start().unwrap();
+        assert_eq!(child.wait(), 3);
+    }
+    // Holding a value: a child on a boot socket, told to go on.
+    let held = multiproc::Value::new(7u64).unwrap();
     for _ in 0..20 {
         let child = Process::new(square, 4).start_method(StartMethod::Fork).start().unwrap();
         assert_eq!(child.join().unwrap(), 16);
     }
+    assert_eq!(held.get(), 7);
     println!("INNER-DONE");
 }
 
@@ -471,11 +481,13 @@ fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner() {
     let before = multiproc::__private::heap_in_use();
     let children = own_children();
     // Holding nothing, a Fork child runs at once and reports in a report room. Its start is
-    // held between the fork and its look at the child, which meanwhile ends and is reaped
-    // by the kernel (review88 L6: the test left that to the scheduler, 50 tries).
+    // held between the fork and its look at the child, which meanwhile is killed and reaped
+    // by the kernel (review88 L6: the test left that to the scheduler, 50 tries). A child
+    // that runs to its end waits for the look (audp61): only a kill ends it before.
     multiproc::__private::crash_at("hold:process.fork.recorded");
     let start = std::thread::spawn(|| Process::new(square, 4).start_method(StartMethod::Fork).start().map(drop));
     assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    kill_new_children(&children);
     let ended = || own_children().iter().all(|pid| children.contains(pid));
     assert!(common::eventually(LIMIT, ended), "the Fork child ended");
     multiproc::__private::crash_disarm();
@@ -508,6 +520,14 @@ fn own_children() -> Vec<u32> {
         .collect()
 }
 
+/// Kills (`SIGKILL`) the children of this process not in `before`.
+fn kill_new_children(before: &[u32]) {
+    for pid in own_children().into_iter().filter(|pid| !before.contains(pid)) {
+        // SAFETY (test): a signal to our own unreaped child (its pid is ours until reaped).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
 const REAPED_REPORT_FREES: &str = "MULTIPROC_TEST_REAPED_REPORT_FREES";
 
 /// Reads the shared value it is given, and returns a result too long for a report room's
@@ -532,14 +552,18 @@ fn a_start_failed_by_a_reaped_child_settles_what_it_reported_inner() {
     let given = held.clone();
     let before = multiproc::__private::heap_in_use();
     let children = own_children();
-    // The start is held between its child's birth and its look at it; the child meanwhile
-    // takes its argument, reports a result in a blob on its socket, ends and is reaped by
-    // the kernel.
+    // The start is held between its child's birth and its look at it; a spawned child
+    // meanwhile takes its argument, reports a result in a blob on its socket, ends and is
+    // reaped by the kernel. A Fork child runs only once its parent looked at it (audp61):
+    // killed meanwhile, it took nothing, and the argument is given back whole.
     multiproc::__private::crash_at(point);
     let start = std::thread::spawn(move || {
         Process::new(read_then_return_a_large_result, given).start_method(method).start().map(drop)
     });
     assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    if method == StartMethod::Fork {
+        kill_new_children(&children);
+    }
     let ended = || own_children().iter().all(|pid| children.contains(pid));
     assert!(common::eventually(LIMIT, ended), "the child ended");
     multiproc::__private::crash_disarm();
@@ -605,15 +629,13 @@ fn a_spawned_child_reaped_before_its_start_watches_it_fails_it_saying_so() {
     common::run_inner_test("a_spawned_child_reaped_before_its_start_watches_it_inner", SPAWN_REAPED);
 }
 
-/// Left (audp61): a `Fork` child that ends at once, in a program that ignores `SIGCHLD`
-/// (or reaps any child itself), is reaped by the kernel before its start opens its pidfd
-/// (glibc's `fork` gives none; `clone3(CLONE_PIDFD)` would, but skips the program's
-/// `pthread_atfork` handlers, and glibc's `pidfd_fork` is 2.39's): the start fails, saying
-/// so (it failed with a bare "No such process" before, and could have opened a stranger's
-/// pidfd had the pid been taken meanwhile). Python's start succeeds and its exit code
-/// stays `None`.
+/// A `Fork` child that ends at once, in a program that ignores `SIGCHLD` (or reaps any
+/// child itself), is started and joined: it does not end before its start opened its
+/// pidfd (glibc's `fork` gives none; `clone3(CLONE_PIDFD)` would, but skips the program's
+/// `pthread_atfork` handlers and glibc's child fix-ups). Before (audp61), it was reaped by
+/// the kernel first and its start failed: "the fork child P ended and was reaped by the
+/// program itself".
 #[test]
-#[ignore = "a Fork child reaped before its start opens its pidfd fails its start (audp61, left)"]
 fn a_fork_child_that_ends_before_its_start_watches_it_is_started() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_fork_child_that_ends_before_its_start_watches_it_inner", FAST_FORK_IGNORES_SIGCHLD);

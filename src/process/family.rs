@@ -197,6 +197,9 @@ extern "C" fn exit_hook() {
     // returning, had the segment unlinked with the family). Bounded: one try while the
     // stall is under `tracker::WAIT` old, else at most `WAIT` (5 s).
     let _ = std::panic::catch_unwind(super::tracker::write_backlog);
+    // A `Fork` child whose target calls `exit` ends only once its parent looked at it, as
+    // at its own end (`boot::end`).
+    crate::shm::wait_for_look();
 }
 
 /// Gives the family's fork server (forked by `init()`, or spawned by a restart) the

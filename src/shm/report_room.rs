@@ -30,7 +30,10 @@
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
 //! server answered, or [`ReportRoom::stop`] when its start failed after the request went
 //! (the server died between its fork and its answer: a child may run whose argument the
-//! requester gave back). A fork child, a copy of its parent, does not wait.
+//! requester gave back). A fork child, a copy of its parent, runs at once, and waits for its
+//! go word only at its end ([`ChildRoom::ends_after_look`]): its parent says go once it has
+//! opened the child's pidfd, so that a program that reaps children itself cannot reap the
+//! child before its start watched it.
 //!
 //! The child writes everything else first and word 0 last (release): a child killed while
 //! it writes leaves 0, read as a child that ended without an outcome. A spill's length is
@@ -592,6 +595,24 @@ pub(crate) fn free_left_rooms() {
     );
 }
 
+/// The room of this process if it is a `Fork` child whose end waits for its parent's look
+/// ([`ChildRoom::ends_after_look`]), and the pid that set it: a fork copy of such a child
+/// (its own `Fork` child before it sets its own, or a bare `libc::fork`) has a copy of both,
+/// which is not its own.
+static LOOK_ROOM: AtomicU64 = AtomicU64::new(0);
+static LOOK_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Called by a process about to end: a `Fork` child waits there until its parent has opened
+/// its pidfd ([`ChildRoom::ends_after_look`]). Any other process returns at once.
+pub(crate) fn wait_for_look() {
+    let pid = LOOK_PID.load(Ordering::Relaxed);
+    if pid != 0 && pid == sys::pid_now() {
+        let room = ChildRoom { off: LOOK_ROOM.load(Ordering::Relaxed), pid };
+        // Stop or go, the end goes on: the parent has looked, or gave the start up.
+        let _ = room.wait_for_go();
+    }
+}
+
 impl Drop for ReportRoom {
     fn drop(&mut self) {
         // A message never taken (a spill with it).
@@ -651,6 +672,18 @@ impl ChildRoom {
                 _ => return false,
             }
         }
+    }
+
+    /// A `Fork` child, first thing: its end waits for its parent's go ([`ReportRoom::go`],
+    /// said once the parent has opened the child's pidfd), so that a program that reaps
+    /// children itself (a `SIGCHLD` it ignores, its own wait for any child) cannot reap it
+    /// before its start looked at it (audp61: the start failed, "reaped by the program").
+    /// The child runs meanwhile: only its end ([`wait_for_look`]) waits, and the go mostly
+    /// came long before. A parent that dies first takes the child with it (its
+    /// parent-death signal).
+    pub(crate) fn ends_after_look(self) {
+        LOOK_ROOM.store(self.off, Ordering::Relaxed);
+        LOOK_PID.store(self.pid, Ordering::Relaxed);
     }
 
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
