@@ -18,7 +18,7 @@
 //! No child ends before that look (audp61): a program that reaps children itself (a
 //! `SIGCHLD` it ignores, its own `waitpid(-1)`) reaped a child that ended first, and its
 //! start failed. A socket child runs only once told to go on; a room child (below) runs at
-//! once and waits for its room's go word at its end (`shm::wait_for_look`), said right
+//! once and waits for its room's go word at its end (`ChildRoom::wait_to_end`), said right
 //! after the look. `clone3(CLONE_PIDFD)` would give the pidfd with the fork, but skips the
 //! program's `pthread_atfork` handlers and glibc's fix-ups of a forked child (its cached
 //! tid, its allocator's locks): no Rust code could run soundly in such a child.
@@ -144,6 +144,11 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                     }
                 };
                 family::forget_parent_state(&mut state);
+                if let Channel::Room(room) = &channel {
+                    // Its end waits for the look (`ChildRoom::wait_to_end`), at an `exit`
+                    // too.
+                    state.ends_after_look = Some(*room);
+                }
                 if codec_busy {
                     crate::codec::forget_parent_in_fork_child();
                 }
@@ -192,7 +197,7 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                 // reaped one that ended before this look, and its start failed): a socket
                 // child runs once told to (should the byte not arrive, it exits at once
                 // without touching anything: the start still reports that), a room child
-                // waits for its go at its end (`shm::wait_for_look`). Told even when the look
+                // waits for its go at its end (`ChildRoom::wait_to_end`). Told even when the look
                 // failed for want of a descriptor: the child runs on, as it did before.
                 match &link {
                     Link::Socket(ours, _) => {

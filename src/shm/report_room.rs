@@ -31,7 +31,7 @@
 //! server answered, or [`ReportRoom::stop`] when its start failed after the request went
 //! (the server died between its fork and its answer: a child may run whose argument the
 //! requester gave back). A fork child, a copy of its parent, runs at once, and waits for its
-//! go word only at its end ([`ChildRoom::ends_after_look`]): its parent says go once it has
+//! go word only at its end ([`ChildRoom::wait_to_end`]): its parent says go once it has
 //! opened the child's pidfd, so that a program that reaps children itself cannot reap the
 //! child before its start watched it.
 //!
@@ -595,24 +595,6 @@ pub(crate) fn free_left_rooms() {
     );
 }
 
-/// The room of this process if it is a `Fork` child whose end waits for its parent's look
-/// ([`ChildRoom::ends_after_look`]), and the pid that set it: a fork copy of such a child
-/// (its own `Fork` child before it sets its own, or a bare `libc::fork`) has a copy of both,
-/// which is not its own.
-static LOOK_ROOM: AtomicU64 = AtomicU64::new(0);
-static LOOK_PID: AtomicU32 = AtomicU32::new(0);
-
-/// Called by a process about to end: a `Fork` child waits there until its parent has opened
-/// its pidfd ([`ChildRoom::ends_after_look`]). Any other process returns at once.
-pub(crate) fn wait_for_look() {
-    let pid = LOOK_PID.load(Ordering::Relaxed);
-    if pid != 0 && pid == sys::pid_now() {
-        let room = ChildRoom { off: LOOK_ROOM.load(Ordering::Relaxed), pid };
-        // Stop or go, the end goes on: the parent has looked, or gave the start up.
-        let _ = room.wait_for_go();
-    }
-}
-
 impl Drop for ReportRoom {
     fn drop(&mut self) {
         // A message never taken (a spill with it).
@@ -674,16 +656,33 @@ impl ChildRoom {
         }
     }
 
-    /// A `Fork` child, first thing: its end waits for its parent's go ([`ReportRoom::go`],
-    /// said once the parent has opened the child's pidfd), so that a program that reaps
-    /// children itself (a `SIGCHLD` it ignores, its own wait for any child) cannot reap it
-    /// before its start looked at it (audp61: the start failed, "reaped by the program").
-    /// The child runs meanwhile: only its end ([`wait_for_look`]) waits, and the go mostly
-    /// came long before. A parent that dies first takes the child with it (its
-    /// parent-death signal).
-    pub(crate) fn ends_after_look(self) {
-        LOOK_ROOM.store(self.off, Ordering::Relaxed);
-        LOOK_PID.store(self.pid, Ordering::Relaxed);
+    /// Whether the calling process is the room's child (a fork copy of it has a copy of
+    /// this).
+    pub(crate) fn is_mine(self) -> bool {
+        sys::pid_now() == self.pid
+    }
+
+    /// Waits, at this process's end, until the requester or parent said go or stop: at
+    /// once for a fork-server child (which waited for its go before it ran) and mostly for a
+    /// `Fork` child, whose parent says go once it has opened the child's pidfd, so that a
+    /// program that reaps children itself (a `SIGCHLD` it ignores, its own wait for any
+    /// child) cannot reap the child before its start looked at it (audp61: the start
+    /// failed, "reaped by the program"). A parent that dies first takes the child with it
+    /// (its parent-death signal). Inlined, one load: a call out of line, or a write to a
+    /// page of this process's own, would be a page fault more for every fork child.
+    #[inline]
+    pub(crate) fn wait_to_end(self) {
+        let said = go_word(Heap::get(), self.off).load(Ordering::Acquire) & GO_STATE;
+        if said == GO_PENDING || said == GO_ASLEEP {
+            self.wait_to_end_slowly();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_to_end_slowly(self) {
+        // Stop or go, the end goes on: the parent has looked, or gave the start up.
+        let _ = self.wait_for_go();
     }
 
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
