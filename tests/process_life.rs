@@ -816,6 +816,61 @@ fn a_result_nobody_joins_gives_its_handles_back() {
     common::run_inner_test_with("a_result_nobody_joins_gives_its_handles_back_inner", &[(UNJOINED_RESULT, "1")]);
 }
 
+const JOINED_RESULT: &str = "MULTIPROC_TEST_JOINED_RESULT";
+
+#[test]
+fn a_joined_result_s_handles_are_given_back_once_inner() {
+    if std::env::var_os(JOINED_RESULT).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): libtest's threads and the watchdog sleep holding no lock.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let in_use = multiproc::__private::heap_in_use;
+    for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+        // The fork server started, and the first child's leftovers settled.
+        Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        let before = in_use();
+        let child = Process::new(a_value_it_made, 7).start_method(method).start().unwrap();
+        let pid = child.pid();
+        // The join decodes the result: the value's count in flight becomes this process's.
+        let value = child.join().unwrap();
+        // Another count in flight for the same value (a message not yet received), which a
+        // second run of the result's undo would take as its own.
+        let queue = multiproc::Queue::new().unwrap();
+        queue.put(value.clone()).unwrap();
+        // The child's state is dropped (with the join, or from the family's list here): its
+        // kept undo must not run now (`take_outcome` dropped it).
+        let gone = || multiproc::active_children().iter().all(|c| c.pid() != pid);
+        assert!(common::eventually(LIMIT, gone), "{method:?}: the joined child is still listed");
+        let received = queue.get_timeout(LIMIT).unwrap();
+        drop(queue);
+        assert_eq!(value.get(), 7, "{method:?}");
+        drop(value);
+        assert!(
+            in_use() > before,
+            "{method:?}: the received value was freed while held (the undo ran after the decode)"
+        );
+        assert_eq!(received.get(), 7, "{method:?}");
+        drop(received);
+        let left = in_use() as i64 - before as i64;
+        assert_eq!(left, 0, "bytes of the heap a joined result left ({method:?})");
+    }
+    println!("INNER-DONE");
+}
+
+/// A child returns a handle it made (a `Value`), and its parent joins it: the decoding
+/// takes the handle's count in flight, so the result's undo, kept from the reap
+/// (`Inner::result_handles`), must never run after it (review103 L2: nothing pinned that
+/// `take_outcome` drops it). Run again at the state's drop, it took the count the decoded
+/// value holds, and freed the value under its holder.
+#[test]
+fn a_joined_result_s_handles_are_given_back_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_joined_result_s_handles_are_given_back_once_inner", &[(JOINED_RESULT, "1")]);
+}
+
 /// A spawned child registers its fork handlers at its boot, single-threaded, as `init` and a
 /// restarted fork server do: left to its first pin claim, they were registered from whichever
 /// thread of its target claimed first, and a fork made by another thread meanwhile could
