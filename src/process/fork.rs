@@ -197,8 +197,8 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                 // reaped one that ended before this look, and its start failed): a socket
                 // child runs once told to (should the byte not arrive, it exits at once
                 // without touching anything: the start still reports that), a room child
-                // waits for its go at its end (`ChildRoom::wait_to_end`). Told even when the look
-                // failed for want of a descriptor: the child runs on, as it did before.
+                // waits for its go at its end (`ChildRoom::wait_to_end`). Told even when
+                // the look failed for want of a descriptor: the child runs on, as before.
                 match &link {
                     Link::Socket(ours, _) => {
                         let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
