@@ -451,10 +451,20 @@ fn a_fork_child_that_ends_before_its_start_watches_it_inner() {
     let _w = watchdog(LIMIT);
     multiproc::init();
     ignore_sigchld_and_allow_forks();
+    // Holding nothing: a child in a report room, whose target returns, or exits.
+    for _ in 0..20 {
+        let child = Process::new(square, 4).start_method(StartMethod::Fork).start().unwrap();
+        assert_eq!(child.join().unwrap(), 16);
+        let child = Process::new(exit_with, 3).start_method(StartMethod::Fork).start().unwrap();
+        assert_eq!(child.wait(), 3);
+    }
+    // Holding a value: a child on a boot socket, told to go on.
+    let held = multiproc::Value::new(7u64).unwrap();
     for _ in 0..20 {
         let child = Process::new(square, 4).start_method(StartMethod::Fork).start().unwrap();
         assert_eq!(child.join().unwrap(), 16);
     }
+    assert_eq!(held.get(), 7);
     println!("INNER-DONE");
 }
 
@@ -471,11 +481,13 @@ fn a_fork_start_failed_by_a_reaped_child_frees_what_it_made_inner() {
     let before = multiproc::__private::heap_in_use();
     let children = own_children();
     // Holding nothing, a Fork child runs at once and reports in a report room. Its start is
-    // held between the fork and its look at the child, which meanwhile ends and is reaped
-    // by the kernel (review88 L6: the test left that to the scheduler, 50 tries).
+    // held between the fork and its look at the child, which meanwhile is killed and reaped
+    // by the kernel (review88 L6: the test left that to the scheduler, 50 tries). A child
+    // that runs to its end waits for the look (audp61): only a kill ends it before.
     multiproc::__private::crash_at("hold:process.fork.recorded");
     let start = std::thread::spawn(|| Process::new(square, 4).start_method(StartMethod::Fork).start().map(drop));
     assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    kill_new_children(&children);
     let ended = || own_children().iter().all(|pid| children.contains(pid));
     assert!(common::eventually(LIMIT, ended), "the Fork child ended");
     multiproc::__private::crash_disarm();
@@ -508,6 +520,14 @@ fn own_children() -> Vec<u32> {
         .collect()
 }
 
+/// Kills (`SIGKILL`) the children of this process not in `before`.
+fn kill_new_children(before: &[u32]) {
+    for pid in own_children().into_iter().filter(|pid| !before.contains(pid)) {
+        // SAFETY (test): a signal to our own unreaped child (its pid is ours until reaped).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
 const REAPED_REPORT_FREES: &str = "MULTIPROC_TEST_REAPED_REPORT_FREES";
 
 /// Reads the shared value it is given, and returns a result too long for a report room's
@@ -532,14 +552,18 @@ fn a_start_failed_by_a_reaped_child_settles_what_it_reported_inner() {
     let given = held.clone();
     let before = multiproc::__private::heap_in_use();
     let children = own_children();
-    // The start is held between its child's birth and its look at it; the child meanwhile
-    // takes its argument, reports a result in a blob on its socket, ends and is reaped by
-    // the kernel.
+    // The start is held between its child's birth and its look at it; a spawned child
+    // meanwhile takes its argument, reports a result in a blob on its socket, ends and is
+    // reaped by the kernel. A Fork child runs only once its parent looked at it (audp61):
+    // killed meanwhile, it took nothing, and the argument is given back whole.
     multiproc::__private::crash_at(point);
     let start = std::thread::spawn(move || {
         Process::new(read_then_return_a_large_result, given).start_method(method).start().map(drop)
     });
     assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    if method == StartMethod::Fork {
+        kill_new_children(&children);
+    }
     let ended = || own_children().iter().all(|pid| children.contains(pid));
     assert!(common::eventually(LIMIT, ended), "the child ended");
     multiproc::__private::crash_disarm();
@@ -605,15 +629,13 @@ fn a_spawned_child_reaped_before_its_start_watches_it_fails_it_saying_so() {
     common::run_inner_test("a_spawned_child_reaped_before_its_start_watches_it_inner", SPAWN_REAPED);
 }
 
-/// Left (audp61): a `Fork` child that ends at once, in a program that ignores `SIGCHLD`
-/// (or reaps any child itself), is reaped by the kernel before its start opens its pidfd
-/// (glibc's `fork` gives none; `clone3(CLONE_PIDFD)` would, but skips the program's
-/// `pthread_atfork` handlers, and glibc's `pidfd_fork` is 2.39's): the start fails, saying
-/// so (it failed with a bare "No such process" before, and could have opened a stranger's
-/// pidfd had the pid been taken meanwhile). Python's start succeeds and its exit code
-/// stays `None`.
+/// A `Fork` child that ends at once, in a program that ignores `SIGCHLD` (or reaps any
+/// child itself), is started and joined: it does not end before its start opened its
+/// pidfd (glibc's `fork` gives none; `clone3(CLONE_PIDFD)` would, but skips the program's
+/// `pthread_atfork` handlers and glibc's child fix-ups). Before (audp61), it was reaped by
+/// the kernel first and its start failed: "the fork child P ended and was reaped by the
+/// program itself".
 #[test]
-#[ignore = "a Fork child reaped before its start opens its pidfd fails its start (audp61, left)"]
 fn a_fork_child_that_ends_before_its_start_watches_it_is_started() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_fork_child_that_ends_before_its_start_watches_it_inner", FAST_FORK_IGNORES_SIGCHLD);
@@ -792,6 +814,61 @@ fn a_result_nobody_joins_gives_its_handles_back_inner() {
 fn a_result_nobody_joins_gives_its_handles_back() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with("a_result_nobody_joins_gives_its_handles_back_inner", &[(UNJOINED_RESULT, "1")]);
+}
+
+const JOINED_RESULT: &str = "MULTIPROC_TEST_JOINED_RESULT";
+
+#[test]
+fn a_joined_result_s_handles_are_given_back_once_inner() {
+    if std::env::var_os(JOINED_RESULT).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): libtest's threads and the watchdog sleep holding no lock.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let in_use = multiproc::__private::heap_in_use;
+    for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+        // The fork server started, and the first child's leftovers settled.
+        Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        let before = in_use();
+        let child = Process::new(a_value_it_made, 7).start_method(method).start().unwrap();
+        let pid = child.pid();
+        // The join decodes the result: the value's count in flight becomes this process's.
+        let value = child.join().unwrap();
+        // Another count in flight for the same value (a message not yet received), which a
+        // second run of the result's undo would take as its own.
+        let queue = multiproc::Queue::new().unwrap();
+        queue.put(value.clone()).unwrap();
+        // The child's state is dropped (with the join, or from the family's list here): its
+        // kept undo must not run now (`take_outcome` dropped it).
+        let gone = || multiproc::active_children().iter().all(|c| c.pid() != pid);
+        assert!(common::eventually(LIMIT, gone), "{method:?}: the joined child is still listed");
+        let received = queue.get_timeout(LIMIT).unwrap();
+        drop(queue);
+        assert_eq!(value.get(), 7, "{method:?}");
+        drop(value);
+        assert!(
+            in_use() > before,
+            "{method:?}: the received value was freed while held (the undo ran after the decode)"
+        );
+        assert_eq!(received.get(), 7, "{method:?}");
+        drop(received);
+        let left = in_use() as i64 - before as i64;
+        assert_eq!(left, 0, "bytes of the heap a joined result left ({method:?})");
+    }
+    println!("INNER-DONE");
+}
+
+/// A child returns a handle it made (a `Value`), and its parent joins it: the decoding
+/// takes the handle's count in flight, so the result's undo, kept from the reap
+/// (`Inner::result_handles`), must never run after it (review103 L2: nothing pinned that
+/// `take_outcome` drops it). Run again at the state's drop, it took the count the decoded
+/// value holds, and freed the value under its holder.
+#[test]
+fn a_joined_result_s_handles_are_given_back_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_joined_result_s_handles_are_given_back_once_inner", &[(JOINED_RESULT, "1")]);
 }
 
 /// A spawned child registers its fork handlers at its boot, single-threaded, as `init` and a

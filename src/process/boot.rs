@@ -1076,7 +1076,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         && let Err(why) = take_surroundings(surroundings)
     {
         report(&channel, &Outcome::Failed(why));
-        sys::exit_now(1);
+        end(&channel, 1);
     }
     family::adopt(boot.family, boot.me, boot.parent);
     super::init::adopt_child_init(boot.child_init);
@@ -1111,7 +1111,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         // Unable to send its receipts, the child must not take its argument's handles: its
         // parent gives them back when it ends.
         report(&channel, &Outcome::Failed("it cannot tell its parent which handles of its argument it took".into()));
-        sys::exit_now(1);
+        end(&channel, 1);
     }
     // Both `Packed`s of `boot` were made by `pack` in this family and travelled only on
     // the crate's own channels: the target by the parent; the `child_init` by the ancestor
@@ -1156,7 +1156,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     if let Some(returned) = &call.returned_plain {
         log::info!("process exiting with exit code 0");
         returned.send(&channel);
-        sys::exit_now(0)
+        end(&channel, 0)
     }
     let outcome = call.outcome.take().unwrap_or_else(|| Outcome::Failed("the runner left no outcome".into()));
     let code = match outcome {
@@ -1183,6 +1183,17 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
             true => encoded.sent(),
             false => drop(encoded),
         }
+    }
+    end(&channel, code)
+}
+
+/// A child's end once it ran (or tried to): a `Fork` child reporting in a room waits for
+/// its parent to have looked at it first (`ChildRoom::wait_to_end`: a program that reaps
+/// children itself must not reap it before its start opened its pidfd, audp61; a socket
+/// child waited for that before it ran, `fork::start`).
+fn end(channel: &Channel, code: i32) -> ! {
+    if let Channel::Room(room) = channel {
+        room.wait_to_end();
     }
     sys::exit_now(code)
 }

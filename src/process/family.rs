@@ -74,6 +74,11 @@ pub(crate) struct ProcState {
     /// makes its own (review35 M1).
     pub(crate) forkserver_conn: Option<(u32, OwnedFd)>,
     launcher: Option<mpsc::Sender<Job>>,
+    /// A `Fork` child's report room, whose go word its end waits for
+    /// (`ChildRoom::wait_to_end`), at an `exit` of its target too (`exit_hook`). Here, not
+    /// in a static of its own: the child writes this state anyway, and a page more written
+    /// is a page fault more for every fork child.
+    pub(crate) ends_after_look: Option<crate::shm::ChildRoom>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -86,6 +91,7 @@ static STATE: Mutex<ProcState> = Mutex::new(ProcState {
     children: (0, Vec::new()),
     forkserver_conn: None,
     launcher: None,
+    ends_after_look: None,
 });
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// The start method chosen with `set_start_method` (0: none, the family default).
@@ -197,6 +203,12 @@ extern "C" fn exit_hook() {
     // returning, had the segment unlinked with the family). Bounded: one try while the
     // stall is under `tracker::WAIT` old, else at most `WAIT` (5 s).
     let _ = std::panic::catch_unwind(super::tracker::write_backlog);
+    // A `Fork` child whose target calls `exit` ends only once its parent looked at it, as
+    // at its own end (`boot::end`).
+    let room = state().ends_after_look.filter(|room| room.is_mine());
+    if let Some(room) = room {
+        room.wait_to_end();
+    }
 }
 
 /// Gives the family's fork server (forked by `init()`, or spawned by a restart) the
@@ -217,6 +229,8 @@ pub(crate) fn adopt(config: Option<FamilyConfig>, me: Me, parent: ParentInfo) {
         let _ = FAMILY.set(config);
     }
     let mut st = state();
+    // Set by `fork::start` in this process (a `Fork` child's), kept.
+    let ends_after_look = st.ends_after_look.take();
     let before = std::mem::replace(
         &mut *st,
         ProcState {
@@ -226,6 +240,7 @@ pub(crate) fn adopt(config: Option<FamilyConfig>, me: Me, parent: ParentInfo) {
             children: (0, Vec::new()),
             forkserver_conn: None,
             launcher: None,
+            ends_after_look,
         },
     );
     // The state this process started with is its parent's copy (or empty): forgotten, not
@@ -245,6 +260,7 @@ pub(crate) fn forget_parent_state(st: &mut ProcState) {
     std::mem::forget(std::mem::take(&mut st.children.1));
     std::mem::forget(st.forkserver_conn.take());
     std::mem::forget(st.launcher.take());
+    st.ends_after_look = None;
 }
 
 /// This process's description (the main process if nothing says otherwise).

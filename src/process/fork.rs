@@ -12,8 +12,16 @@
 //!
 //! The child's copy of memory holds copies of the parent's handles (in statics,
 //! thread-locals, anywhere): before it runs, the parent records it as a holder of every
-//! object it holds, with its counts (`shm::before_fork`), then tells it to go on with one
-//! byte on the boot socket. A child whose parent holds nothing is not made to wait.
+//! object it holds, with its counts (`shm::before_fork`), then, once it has opened the
+//! child's pidfd, tells it to go on with one byte on the boot socket.
+//!
+//! No child ends before that look (audp61): a program that reaps children itself (a
+//! `SIGCHLD` it ignores, its own `waitpid(-1)`) reaped a child that ended first, and its
+//! start failed. A socket child runs only once told to go on; a room child (below) runs at
+//! once and waits for its room's go word at its end (`ChildRoom::wait_to_end`), said right
+//! after the look. `clone3(CLONE_PIDFD)` would give the pidfd with the fork, but skips the
+//! program's `pthread_atfork` handlers and glibc's fix-ups of a forked child (its cached
+//! tid, its allocator's locks): no Rust code could run soundly in such a child.
 //!
 //! Such a child, when its argument holds no handles either (no note to send), has no boot
 //! socket at all: it inherits its boot data, leaves its outcome in a report room of the
@@ -31,11 +39,12 @@ use crate::shm;
 use crate::shm::crash::crash_point;
 use crate::sys::{self, Forked};
 
-/// The byte that tells a fork child that it is recorded as a holder of its copies.
+/// The byte that tells a fork child that it is recorded as a holder of its copies, and that
+/// its parent has opened its pidfd.
 const GO_ON: u8 = 0x47;
 
-/// In the child: waits until the parent has recorded it. False when the parent said
-/// nothing (its start failed, or it died).
+/// In the child: waits until the parent has recorded it and looked at it. False when the
+/// parent said nothing (its start failed, or it died).
 fn go_on_told(sock: BorrowedFd<'_>) -> bool {
     let mut byte = [0u8];
     matches!(sys::read_some(sock, &mut byte), Ok(1)) && byte[0] == GO_ON
@@ -120,8 +129,9 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                         // Our copy of the parent's end first: the parent's death is then an
                         // end of stream here.
                         sys::close_in_fork_child(ours);
-                        if wait_for_record && !go_on_told(theirs.as_fd()) {
-                            // The parent could not record this process: it must not run.
+                        if !go_on_told(theirs.as_fd()) {
+                            // The parent could not record this process, or gave its start
+                            // up: it must not run.
                             sys::exit_now(1);
                         }
                         Channel::Socket(theirs)
@@ -134,6 +144,11 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                     }
                 };
                 family::forget_parent_state(&mut state);
+                if let Channel::Room(room) = &channel {
+                    // Its end waits for the look (`ChildRoom::wait_to_end`), at an `exit`
+                    // too.
+                    state.ends_after_look = Some(*room);
+                }
                 if codec_busy {
                     crate::codec::forget_parent_in_fork_child();
                 }
@@ -150,11 +165,6 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                         return Err(io::Error::other("the fork child vanished before it was recorded").into());
                     };
                     record.record(sys::ProcId { pid, start });
-                    // Should the byte not arrive, the child exits at once without touching
-                    // anything: the start still reports that.
-                    if let Via::Socket((ours, _), _) = &via {
-                        let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
-                    }
                     Some(sys::ProcId { pid, start })
                 } else {
                     drop(record);
@@ -178,10 +188,25 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
                 if boot.args.bytes().len() > KEEP_MAX {
                     boot.args = shm::Payload::Inline(Vec::new());
                 }
-                // Between the record and the look (the tests' `hold:`: a child that ends
-                // meanwhile under an ignored `SIGCHLD` is reaped before it).
+                // Between the record and the look (the tests' `hold:`: a child killed
+                // meanwhile under an ignored `SIGCHLD` is reaped before it; one that runs
+                // does not end before the look).
                 crash_point!("process.fork.recorded");
-                let pidfd = match sys::pidfd_of_child(pid) {
+                let pidfd = sys::pidfd_of_child(pid);
+                // Only now may the child end (audp61: a program that reaps children itself
+                // reaped one that ended before this look, and its start failed): a socket
+                // child runs once told to (should the byte not arrive, it exits at once
+                // without touching anything: the start still reports that), a room child
+                // waits for its go at its end (`ChildRoom::wait_to_end`). Told even when
+                // the look failed for want of a descriptor: the child runs on, as before.
+                match &link {
+                    Link::Socket(ours, _) => {
+                        let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
+                    }
+                    Link::Room(room, _) => room.go(),
+                    _ => {}
+                }
+                let pidfd = match pidfd {
                     Ok(pidfd) => pidfd,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => {
                         // Dead, and reaped by the program: settled as a reap would

@@ -30,7 +30,10 @@
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
 //! server answered, or [`ReportRoom::stop`] when its start failed after the request went
 //! (the server died between its fork and its answer: a child may run whose argument the
-//! requester gave back). A fork child, a copy of its parent, does not wait.
+//! requester gave back). A fork child, a copy of its parent, runs at once, and waits for its
+//! go word only at its end ([`ChildRoom::wait_to_end`]): its parent says go once it has
+//! opened the child's pidfd, so that a program that reaps children itself cannot reap the
+//! child before its start watched it.
 //!
 //! The child writes everything else first and word 0 last (release): a child killed while
 //! it writes leaves 0, read as a child that ended without an outcome. A spill's length is
@@ -651,6 +654,35 @@ impl ChildRoom {
                 _ => return false,
             }
         }
+    }
+
+    /// Whether the calling process is the room's child (a fork copy of it has a copy of
+    /// this).
+    pub(crate) fn is_mine(self) -> bool {
+        sys::pid_now() == self.pid
+    }
+
+    /// Waits, at this process's end, until the requester or parent said go or stop: at
+    /// once for a fork-server child (which waited for its go before it ran) and mostly for a
+    /// `Fork` child, whose parent says go once it has opened the child's pidfd, so that a
+    /// program that reaps children itself (a `SIGCHLD` it ignores, its own wait for any
+    /// child) cannot reap the child before its start looked at it (audp61: the start
+    /// failed, "reaped by the program"). A parent that dies first takes the child with it
+    /// (its parent-death signal). Inlined, one load: a call out of line, or a write to a
+    /// page of this process's own, would be a page fault more for every fork child.
+    #[inline]
+    pub(crate) fn wait_to_end(self) {
+        let said = go_word(Heap::get(), self.off).load(Ordering::Acquire) & GO_STATE;
+        if said == GO_PENDING || said == GO_ASLEEP {
+            self.wait_to_end_slowly();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_to_end_slowly(self) {
+        // Stop or go, the end goes on: the parent has looked, or gave the start up.
+        let _ = self.wait_for_go();
     }
 
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
