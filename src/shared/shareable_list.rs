@@ -513,9 +513,11 @@ impl ShareableList {
                     .ok_or_else(|| ShareableListError::Corrupt(format!("slot {index} has format {f}")))?;
                 let mut bytes = vec![0u8; room];
                 self.shm.try_read_at(at, &mut bytes)?;
-                while bytes.last() == Some(&0) {
-                    bytes.pop();
-                }
+                // The item alone, not its slot's room (up to 10 MB: review109 M1, a sparse
+                // segment's empty slots kept their rooms in every item read back).
+                let len = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+                bytes.truncate(len);
+                bytes.shrink_to_fit();
                 if code[0] == 1 {
                     Item::Str(
                         String::from_utf8(bytes)

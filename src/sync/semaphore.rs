@@ -1224,6 +1224,7 @@ impl Semaphore {
     /// assert_eq!(items.get_value(), 0);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn release(&self) {
         if let Err(e) = self.try_release() {
             panic!("{e}");
