@@ -170,6 +170,17 @@ pub enum ManagerError {
     /// often than items were put (Python's `ValueError`), as the family's.
     #[error(transparent)]
     TaskDone(#[from] crate::TaskDoneError),
+    /// [`JoinableQueueProxy::join`](crate::JoinableQueueProxy::join): every item not marked
+    /// done was taken by a client that died before marking it done (a family process killed,
+    /// a remote client whose connection ended), as the family's
+    /// [`QueueJoinError::TasksLost`](crate::QueueJoinError::TasksLost): nobody can finish
+    /// them, so `join` does not wait for them. They stay unfinished; a `task_done` by anyone
+    /// who took none finishes one of them.
+    #[error("{lost} items were taken by clients that died before marking them done")]
+    TasksLost {
+        /// Items taken by dead clients and never marked done.
+        lost: u64,
+    },
     /// A value could not be encoded or decoded (was it stored as another type?).
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -228,6 +239,7 @@ impl From<Fault> for ManagerError {
             Fault::ShutDown => ManagerError::ShutDown,
             Fault::Empty => ManagerError::Empty,
             Fault::Full => ManagerError::Full,
+            Fault::TasksLost { lost } => ManagerError::TasksLost { lost },
             Fault::ShuttingDown => ManagerError::ServerGone { reason: "the manager is shutting down".into() },
             other => ManagerError::Protocol(other.to_string()),
         }

@@ -43,7 +43,8 @@ mod state;
 mod store;
 mod sync;
 
-use std::collections::HashSet;
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -301,7 +302,7 @@ pub struct ManagerBuilder {
     start_method: Option<StartMethod>,
     address: Option<String>,
     authkey: Option<Vec<u8>>,
-    types: Vec<(&'static str, Packed, store::Constructor)>,
+    types: Vec<(&'static str, Packed, store::Constructor, TypeId)>,
     actions: Vec<(&'static str, Result<Packed, sys::NotInExecutable>)>,
     shutdown_timeout: Duration,
     max_message_size: u64,
@@ -459,7 +460,12 @@ impl ManagerBuilder {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn register<T: Managed>(mut self) -> Self {
-        self.types.push((T::NAME, sys::pack_runner(custom::register_runner::<T>), custom::construct::<T>));
+        self.types.push((
+            T::NAME,
+            sys::pack_runner(custom::register_runner::<T>),
+            custom::construct::<T>,
+            TypeId::of::<T>(),
+        ));
         self
     }
 
@@ -759,7 +765,7 @@ impl ManagerBuilder {
         let boot = ServerBoot {
             initializer,
             state: state.clone(),
-            types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
+            types: self.types.iter().map(|(name, runner, _, _)| (name.to_string(), *runner)).collect(),
             actions: self
                 .actions
                 .iter()
@@ -809,8 +815,13 @@ impl ManagerBuilder {
             });
         }
         let for_types = state.clone();
-        for (name, _, _) in &self.types {
-            mark_registered(&for_types, name);
+        {
+            // The server's registry keeps the last type of a name: so does this one, and a
+            // `create` of an earlier type of that name is refused.
+            let mut known = registered().lock().unwrap_or_else(|e| e.into_inner());
+            for (name, _, _, type_id) in &self.types {
+                known.insert((for_types.offset(), name), *type_id);
+            }
         }
         let server = Arc::new(ServerProcess {
             state: state.clone(),
@@ -899,7 +910,7 @@ impl ManagerBuilder {
         state.open()?;
         let mut server = Server::new(state.clone());
         server.limit(&self.limits);
-        for (name, _, constructor) in &self.types {
+        for (name, _, constructor, _) in &self.types {
             server.register(name, *constructor);
         }
         let config = remote::ListenConfig::new(authkey, self.max_message_size, self.limits.clone());
@@ -927,19 +938,33 @@ fn next_manager_number() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The registered types this process knows each local server has: (server, type name).
-fn registered() -> &'static Mutex<HashSet<(u64, &'static str)>> {
-    static REGISTERED: OnceLock<Mutex<HashSet<(u64, &'static str)>>> = OnceLock::new();
+/// The registered types this process knows each local server has: (server, type name), and
+/// which type took that name.
+fn registered() -> &'static Mutex<HashMap<(u64, &'static str), TypeId>> {
+    static REGISTERED: OnceLock<Mutex<HashMap<(u64, &'static str), TypeId>>> = OnceLock::new();
     REGISTERED.get_or_init(Default::default)
 }
 
 /// Forgets what a server that ended knew (another may get the same offset).
 fn forget_registered(state: &Shared<ManagerState>) {
-    registered().lock().unwrap_or_else(|e| e.into_inner()).retain(|(server, _)| *server != state.offset());
+    registered().lock().unwrap_or_else(|e| e.into_inner()).retain(|(server, _), _| *server != state.offset());
 }
 
-fn mark_registered(state: &Shared<ManagerState>, name: &'static str) -> bool {
-    registered().lock().unwrap_or_else(|e| e.into_inner()).insert((state.offset(), name))
+/// Whether the type `type_id` named `name` is new to `state`'s server (to be registered
+/// there); an error when another type took its name there: the server would make a value of that type of it, and run that
+/// type's methods for `T`'s proxy (aud82: two `Stats` of one shape in two modules).
+fn mark_registered(state: &Shared<ManagerState>, name: &'static str, type_id: TypeId) -> Result<bool, ManagerError> {
+    let mut known = registered().lock().unwrap_or_else(|e| e.into_inner());
+    match known.entry((state.offset(), name)) {
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(type_id);
+            Ok(true)
+        }
+        std::collections::hash_map::Entry::Occupied(slot) if *slot.get() == type_id => Ok(false),
+        std::collections::hash_map::Entry::Occupied(_) => Err(ManagerError::InvalidArgument(
+            "another type was created under this type's name on this manager (give one a name of its own: `managed! { proxy P for T as \"name\" { .. } }`)",
+        )),
+    }
 }
 
 impl Manager {
@@ -1615,7 +1640,10 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::UnknownType`] when the server does not know `T`, and as
+    /// [`ManagerError::UnknownType`] when the server does not know `T`;
+    /// [`ManagerError::InvalidArgument`] when this process created a value of another type
+    /// of the same [`Managed::NAME`] on this manager (two types named `Stats` as written, in
+    /// two modules: give one a name of its own with `as "name"`); and as
     /// [`Manager::dict_from`].
     ///
     /// # Examples
@@ -1641,7 +1669,7 @@ impl Manager {
     /// ```
     pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy, ManagerError> {
         if let Origin::Local(state, _) = &self.origin
-            && mark_registered(state, T::NAME)
+            && mark_registered(state, T::NAME, TypeId::of::<T>())?
         {
             let runner = sys::pack_runner(custom::register_runner::<T>);
             state.post(&Control::Register { name: T::NAME.to_string(), runner })?;

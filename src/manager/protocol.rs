@@ -543,6 +543,10 @@ pub(crate) enum Fault {
     },
     /// The queue was shut down (and, for a get, is empty).
     ShutDown,
+    /// Every unfinished task of a joinable queue was taken by a client that died.
+    TasksLost {
+        lost: u64,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -572,6 +576,7 @@ impl fmt::Display for Fault {
             Fault::ShuttingDown => write!(f, "the manager is shutting down"),
             Fault::Overflow(what) => write!(f, "{what} would overflow"),
             Fault::ShutDown => write!(f, "the queue is shut down"),
+            Fault::TasksLost { lost } => write!(f, "{lost} tasks were taken by clients that died"),
             Fault::TooLarge { len, max } => {
                 write!(
                     f,

@@ -474,9 +474,16 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
 
     /// Waits until every item put was confirmed.
     ///
+    /// A task counts as held by the client whose `get` took it (a family process, or a
+    /// remote connection) until that client calls `task_done`; a client that marks done
+    /// more tasks than it took finishes those of the dead first, then those of others.
+    ///
     /// # Errors
     ///
-    /// [`ManagerError::ServerGone`] when the server is gone.
+    /// [`ManagerError::TasksLost`] when every unfinished item was taken by a client that
+    /// then died without marking it done (as the family's
+    /// [`QueueJoinError::TasksLost`](crate::QueueJoinError::TasksLost); Python's `join`
+    /// waits for ever); [`ManagerError::ServerGone`] when the server is gone.
     ///
     /// # Examples
     ///

@@ -16,7 +16,7 @@
 //! so are the references its own items held. Cycles (a list holding itself) live until the
 //! server ends, as in Python.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use indexmap::{IndexMap, IndexSet};
@@ -120,9 +120,57 @@ struct QueueState {
     putters: VecDeque<(Waiter, Stored)>,
     joinable: bool,
     unfinished: u64,
+    /// Tasks of a joinable queue taken (by a `get`) and not yet marked done, by who took
+    /// them: a holder that dies leaves its own `lost` (`Store::take_back`).
+    taken: BTreeMap<Holder, u64>,
+    /// Tasks taken by holders that died: when every unfinished task is one, `join` is told
+    /// so (`Fault::TasksLost`) instead of waiting for ever, as the family's queue tells it.
+    lost: u64,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
     shutdown: bool,
+}
+
+impl QueueState {
+    /// `holder` took a task (a `get` of a joinable queue).
+    fn took(&mut self, holder: Holder) {
+        if self.joinable {
+            let n = self.taken.entry(holder).or_default();
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// `holder` marked a task done: one it took, or else one of the dead's, or else one
+    /// another live holder took (it finished that one's, as the family's rule has it).
+    fn done_by(&mut self, holder: Holder) {
+        let whose = if self.taken.contains_key(&holder) {
+            Some(holder)
+        } else if self.lost > 0 {
+            self.lost -= 1;
+            None
+        } else {
+            self.taken.keys().next().copied()
+        };
+        if let Some(h) = whose {
+            let n = self.taken.get_mut(&h).expect("listed");
+            *n -= 1;
+            if *n == 0 {
+                self.taken.remove(&h);
+            }
+        }
+    }
+
+    /// `holder` died: the tasks it took are lost; whether it took any.
+    fn take_back(&mut self, holder: Holder) -> bool {
+        let Some(n) = self.taken.remove(&holder) else { return false };
+        self.lost = self.lost.saturating_add(n);
+        true
+    }
+
+    /// `Some(lost)` when tasks are unfinished and every one was taken by a dead holder.
+    fn all_lost(&self) -> Option<u64> {
+        (self.joinable && self.unfinished > 0 && self.lost >= self.unfinished).then_some(self.lost)
+    }
 }
 
 /// A semaphore. Permits are counted per holder, so that a dead holder's come back; a release
@@ -629,6 +677,8 @@ impl Store {
                 putters: VecDeque::new(),
                 joinable,
                 unfinished: 0,
+                taken: BTreeMap::new(),
+                lost: 0,
                 joiners: Vec::new(),
                 shutdown: false,
             }),
@@ -792,6 +842,7 @@ impl Store {
         for obj in self.objects.values() {
             match &obj.body {
                 Body::Semaphore(sem) => found.extend(sem.held.keys().filter_map(process)),
+                Body::Queue(q) => found.extend(q.taken.keys().filter_map(process)),
                 Body::Lock(LockState { owner: Some(o), .. }) if o.conn == PROCESS_HELD => {
                     found.extend(process(&o.holder));
                 }
@@ -814,6 +865,7 @@ impl Store {
             .iter_mut()
             .filter_map(|(&id, obj)| match &mut obj.body {
                 Body::Semaphore(sem) => sem.take_back(holder).then_some(id),
+                Body::Queue(q) => q.take_back(holder).then_some(id),
                 Body::Lock(l) if l.owner.is_some_and(|o| o.conn == PROCESS_HELD && o.holder == holder) => {
                     l.owner = None;
                     l.count = 0;
@@ -1361,6 +1413,7 @@ fn apply(
             if q.getters.is_empty()
                 && let Some(item) = q.items.pop_front()
             {
+                q.took(owner.holder);
                 Ok(Out::Item(move_out(item)))
             } else if q.shutdown && q.items.is_empty() {
                 Err(Fault::ShutDown)
@@ -1395,12 +1448,15 @@ fn apply(
                 Err(Fault::NotAcquired)
             } else {
                 q.unfinished -= 1;
+                q.done_by(owner.holder);
                 Ok(Out::Unit)
             }
         }
         (Body::Queue(q), Op::Join { wait }) if q.joinable => {
             if q.unfinished == 0 {
                 Ok(Out::Bool(true))
+            } else if let Some(lost) = q.all_lost() {
+                Err(Fault::TasksLost { lost })
             } else if *wait == Some(0) {
                 Ok(Out::Bool(false))
             } else {
@@ -1596,6 +1652,7 @@ fn settle(body: &mut Body, fx: &mut Effects) {
                 && let Some(item) = q.items.pop_front()
             {
                 let waiter = q.getters.pop_front().expect("checked");
+                q.took(waiter.owner.holder);
                 fx.answer(waiter, Ok(Out::Item(move_out(item))));
                 moved = true;
             }
@@ -1611,6 +1668,10 @@ fn settle(body: &mut Body, fx: &mut Effects) {
             if q.joinable && q.unfinished == 0 {
                 for waiter in q.joiners.drain(..) {
                     fx.answer(waiter, Ok(Out::Bool(true)));
+                }
+            } else if let Some(lost) = q.all_lost() {
+                for waiter in q.joiners.drain(..) {
+                    fx.answer(waiter, Err(Fault::TasksLost { lost }));
                 }
             }
             if q.shutdown && q.items.is_empty() {
