@@ -468,6 +468,52 @@ fn a_fork_child_that_ends_before_its_start_watches_it_inner() {
     println!("INNER-DONE");
 }
 
+const BARE_FORK_COPY: &str = "MULTIPROC_TEST_BARE_FORK_COPY";
+
+/// Forks a bare copy of this `Fork` child (the program's own `libc::fork`): the copy
+/// returns at once, the child a moment later, so the copy reaches the child's end first.
+fn leave_a_bare_copy(x: u64) -> u64 {
+    // SAFETY (test): this Fork child runs one thread; the copy only returns.
+    if unsafe { libc::fork() } == 0 {
+        return 0;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    x * x
+}
+
+#[test]
+fn a_bare_fork_copy_of_a_fork_child_leaves_its_go_to_the_child_inner() {
+    if std::env::var_os(BARE_FORK_COPY).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // SAFETY (test): libtest's thread and the watchdog sleep holding no lock of ours.
+    unsafe { multiproc::allow_fork_with_threads() };
+    // The start held between its fork and its look: the go word is pending meanwhile.
+    multiproc::__private::crash_at("hold:process.fork.recorded");
+    let start = std::thread::spawn(|| {
+        Process::new(leave_a_bare_copy, 4).start_method(StartMethod::Fork).start().map(|child| child.join())
+    });
+    assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
+    // The copy, then the child, reach their end meanwhile and wait for the go.
+    std::thread::sleep(Duration::from_millis(1000));
+    multiproc::__private::crash_disarm();
+    assert_eq!(start.join().unwrap().unwrap().unwrap(), 16);
+    println!("INNER-DONE");
+}
+
+/// A `Fork` child whose target forks a bare copy of it (`libc::fork`), the copy returning
+/// from the target too, is joined: only the child waits for its start's go at its end.
+/// Before (review111 H1), the copy waited on the child's go word as well, and the one
+/// wake-up the go gives took the copy: the child slept for ever and its `join` hung (the
+/// watchdog ended it).
+#[test]
+fn a_bare_fork_copy_of_a_fork_child_leaves_its_go_to_the_child() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_bare_fork_copy_of_a_fork_child_leaves_its_go_to_the_child_inner", BARE_FORK_COPY);
+}
+
 const FAILED_FORK_FREES: &str = "MULTIPROC_TEST_FAILED_FORK_FREES";
 
 #[test]

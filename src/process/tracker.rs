@@ -847,7 +847,7 @@ impl Journal {
         let made = |file: fn() -> io::Result<sys::MemFile>, reserve: bool| -> io::Result<[sys::MemFile; 2]> {
             let files = [file()?, file()?];
             if reserve {
-                // A help, not a need: only a full `/dev/shm` sends the journal to memory
+                // A help, not a need: only a full `/dev/shm` (or its quota, review111 L2) sends the journal to memory
                 // files, which have no room to run out of and are not reserved. Any other
                 // refusal (`ENOMEM`, a sandbox's `ENOSYS`) keeps it here, unreserved
                 // (review107 L1: it failed both tries, leaving the family no journal).
@@ -856,7 +856,10 @@ impl Journal {
                 } else {
                     files[0].reserve(RESERVED)
                 };
-                if reserved.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::StorageFull) {
+                if reserved
+                    .as_ref()
+                    .is_err_and(|e| matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+                {
                     reserved?;
                 }
             }
@@ -1064,9 +1067,6 @@ mod tests {
         assert!(old.over(write.as_fd()), "WAIT has passed");
     }
 
-    /// review82 H1: the main process's probe is a description of its own each time, handed
-    /// over locked: once a replacement holds it, another probe fails (the probe on the one
-    /// kept description was granted again, and every fork of the main process shares it).
     /// The reserve is a help, not a need (review107 L1): a `fallocate` failing for
     /// another reason than a full `/dev/shm` (`ENOMEM` under memory pressure, `ENOSYS` in a
     /// seccomp sandbox) leaves the journal in `/dev/shm`, where a later start can take it
@@ -1092,6 +1092,9 @@ mod tests {
         }
     }
 
+    /// review82 H1: the main process's probe is a description of its own each time, handed
+    /// over locked: once a replacement holds it, another probe fails (the probe on the one
+    /// kept description was granted again, and every fork of the main process shares it).
     #[test]
     fn a_journal_s_lock_is_probed_on_a_new_description_each_time() {
         let files = Journal::files().unwrap();

@@ -681,6 +681,13 @@ impl ChildRoom {
     #[cold]
     #[inline(never)]
     fn wait_to_end_slowly(self) {
+        // A bare `fork` copy of the child (the program's own `libc::fork`, its copy
+        // returning from the target) has a copy of this: it neither sleeps on the word nor
+        // writes it. Asleep there, it took the one wake-up the go gives, and the child slept
+        // for ever (review111 H1); past the child's end, the room may be another object's.
+        if !self.is_mine() {
+            return;
+        }
         // Stop or go, the end goes on: the parent has looked, or gave the start up.
         let _ = self.wait_for_go();
     }
