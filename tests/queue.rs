@@ -771,12 +771,14 @@ fn take_remembered_then_die_marking_it_done(q: JoinableQueue<u32>) {
 }
 
 /// A slot-less `task_done` of a take its process remembers (no slot, no slot aside), killed
-/// between its match of that take and its count outside the table, leaves no task that
-/// `join` waits for: the task is done, or told lost. Before que81 the match came first, and
-/// the kill left the task neither done nor held anywhere the table sees: `join_timeout`
-/// said `Timeout`, an untimed `join` waited for ever (review100 L2).
+/// between its count outside the table and its match of that take (crash point
+/// `queue.task_done.outside`, after the count since que81), leaves no task that `join`
+/// waits for: the task is done, or told lost. Before que81 the match came first, and the
+/// kill (then between the match and the count) left the task neither done nor held
+/// anywhere the table sees: `join_timeout` said `Timeout`, an untimed `join` waited for
+/// ever (review100 L2). Named for the order as it is now (review110 L5).
 #[test]
-fn a_slot_less_task_done_killed_between_its_match_and_its_count_leaves_no_task_to_wait_for() {
+fn a_slot_less_task_done_killed_between_its_count_and_its_match_leaves_no_task_to_wait_for() {
     let _t = heap_user(LIMIT);
     let (q, _other) = tasks_put(ASIDE_SLOTS as u32 + 2);
     let stopper = StoppedInTaskDone::start(&q);

@@ -1012,6 +1012,39 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    fn drop_armed_in_let_go((value, go): (Value<u64>, Event)) {
+        go.wait().unwrap();
+        multiproc::__private::crash_at("object.let_go.locked");
+        drop(value);
+    }
+
+    /// The last holder killed inside its release's let-go (`object.let_go.locked`: the
+    /// released table's lock held, its look counted), with only dead looks left in the word:
+    /// the let-go had cleared its announcement before the lock's check, so its reaper's
+    /// `pins::forget` found no look to let go of, and the 256 bytes leaked (review110 M1).
+    /// Now the let-go marks its slot "letting go" until its count is taken away, and the
+    /// reaper lets go of that look too.
+    #[test]
+    fn a_releaser_killed_inside_its_let_go_beside_dead_looks_keeps_no_block() {
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(3u64).unwrap();
+            let bytes = capture(&value);
+            for _ in 0..2 {
+                let killed = Process::new(replay_armed, (bytes.clone(), false)).start().unwrap().join();
+                assert!(killed.is_err(), "the replay did not reach the point: {killed:?}");
+            }
+            drop(replay(&bytes).expect("the genuine message still decodes"));
+            let go = Event::new().unwrap();
+            let releaser = Process::new(drop_armed_in_let_go, (value.clone(), go.clone())).start().unwrap();
+            drop(value);
+            go.set();
+            let killed = releaser.join();
+            assert!(killed.is_err(), "the release did not reach the point: {killed:?}");
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

@@ -1056,7 +1056,7 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// `off`, whose `header` it pins still; the last one frees the block. Under the released
 /// table's lock, which every such look takes (no new look can come: the start is gone), so
 /// that the word does not change meanwhile but by the lock's holder: if no live process
-/// announces a look at `off` once this look's own announcement is cleared, every other look
+/// announces a look at `off` once this look's own is marked letting go, every other look
 /// in the word is a dead process's (every live look, the release's own among them, is
 /// announced from before the compare-and-swap that counts it until after its let-go, which
 /// happens under this lock), and they are taken away with it, as `pins` resolves a table's
@@ -1071,20 +1071,47 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
         let _g = header.holders.lock_released();
-        drop(mine);
+        // Not a live look for its own resolution below, but still announced, as letting go,
+        // until its count is gone (review110 M1: cleared here, a look killed inside its
+        // let-go was counted and announced by nothing, and beside dead looks only nobody
+        // let go again).
+        pins::letting_go(&mine, off);
         // Killed here: the lock is taken over by the next look out, which finds this one
-        // unannounced, a dead one's.
+        // no live look, a dead one's; or, if none comes, by this one's reaper
+        // (`let_go_of_dead_announcement`).
         crash_point!("object.let_go.locked");
         let w = word.load(Ordering::Acquire);
         if w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
             word.store(1, Ordering::Relaxed);
         }
-        word.fetch_sub(1, Ordering::AcqRel) == 1
+        let last = word.fetch_sub(1, Ordering::AcqRel) == 1;
+        // Killed before this: the reaper's let-go of the mark is one more look and one
+        // fewer on whatever start is at `off` then, as for any stale announcement.
+        drop(mine);
+        last
     };
     // The lock (in the block) let go of first: no look is left to take it.
     if last {
         heap.free(off, len);
     }
+}
+
+/// A slot of a dead process's pin record (`pins::forget`, run by its reaper): if it
+/// announces a look, [`let_go_of_dead_look`] at its start. A look at `off` is announced as
+/// `off + 1`, as `off + 3` while it lets go (`pins::letting_go`), or, while a pin of the
+/// object's own table borrows its slot, as that table's offset marked `pins::LENT_PIN`
+/// (only an object's own table is ever lent a slot: [`header_at`]); a pin in a slot of its
+/// own (a table's offset, a multiple of 8) or a free slot (0) is no look. A decoded offset
+/// that is no start is left alone by the let-go's checks.
+pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
+    let off = if slot & 1 == 1 {
+        slot & !63
+    } else if slot & 7 == pins::LENT_PIN {
+        (slot & !7).wrapping_sub(HOLDERS_AT)
+    } else {
+        return;
+    };
+    let_go_of_dead_look(heap, off);
 }
 
 /// A dead process's look at the start at `off` (its announcement, left in its pin record:
@@ -1097,7 +1124,7 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
 /// wait for its release (whose let-go resolves them), and a block freed and reused since by
 /// another object released with looks is that one's start: one look more and one fewer,
 /// its dead looks resolved as any let-go does.
-pub(super) fn let_go_of_dead_look(heap: &Heap, off: u64) {
+fn let_go_of_dead_look(heap: &Heap, off: u64) {
     if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
         return;
     }
@@ -2080,5 +2107,57 @@ mod tests {
             "the released block leaked (its word: {})",
             heap.start(off).load(Ordering::Relaxed)
         );
+    }
+
+    /// A look killed while its slot is lent to a pin of its object's own table (the slot
+    /// holds `table | LENT_PIN`, even), after its object's release kept it as a live look:
+    /// its reaper's `pins::forget` let go only of odd slots, so the released start kept the
+    /// dead look for ever and its block leaked (review110 M2; the carried receive's
+    /// `holders.receive.announced` reaches the same state). Now the reaper decodes a lent
+    /// pin as its look too.
+    #[test]
+    fn a_look_killed_with_its_slot_lent_after_the_release_keeps_no_block() {
+        use std::io::{Read as _, Write as _};
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let (mut parent_end, mut child_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let pid = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                drop(parent_end);
+                let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+                let _ = child_end.write_all(&[1]);
+                let mut go = [0];
+                let _ = child_end.read_exact(&mut go);
+                // A pin of the object's own table under the look: in the look's lent slot.
+                let pin = pins::announce(off + HOLDERS_AT);
+                std::mem::forget((look, pin));
+                // Killed here (as at `holders.receive.announced`).
+                std::process::abort();
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        drop(child_end);
+        let pidfd = sys::pidfd_open(pid).unwrap();
+        let mut looked = [0];
+        parent_end.read_exact(&mut looked).expect("the child looked");
+        // Released while the child looks: its let-go keeps the live child's look.
+        drop(handle);
+        assert_ne!(heap.start(off).load(Ordering::Acquire), 0, "the child's look was kept");
+        parent_end.write_all(&[1]).unwrap();
+        let readable = sys::poll_readable(&[pidfd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        assert!(readable[0], "the child did not end");
+        let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)));
+        // Its reaper.
+        pins::forget(pid);
+        let word = heap.start(off).load(Ordering::Acquire);
+        assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
     }
 }

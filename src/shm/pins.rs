@@ -302,7 +302,30 @@ fn lent_slot_still_pinned() -> ! {
 /// as the look's, and the table's offset alone, a pin with no look at the object, as
 /// nobody's look ([`look_announced_by_live`]; review99 L4: a release's let-go that met such
 /// a pin kept the dead looks, and nobody let go of the block again).
-const LENT_PIN: u64 = 2;
+pub(super) const LENT_PIN: u64 = 2;
+
+/// Marks a look's announcement while it lets go of a released start (`off + LETTING_GO`
+/// for a look at `off`, written over its `off + 1` under the released table's lock, cleared
+/// after its count is taken away: [`letting_go`]). Odd, so that its reaper's [`forget`]
+/// reads it as the look it is (`slot & !63`): a look killed inside its let-go is counted
+/// still, and would otherwise be announced by nothing (review110 M1). No other reader takes
+/// it for anything: not a look (resolvers of looks match `off + 1` or a lent pin, even),
+/// not a table (a table's offset is a multiple of 8, and `(off + 3) & !LENT_PIN` is
+/// `off + 1`), not a free lent slot (only its own thread's pins use it, and its look ended
+/// the lend before the let-go: [`unlend`]).
+const LETTING_GO: u64 = 3;
+
+/// Marks `look`, the announcement of a look at the released start at `off`, as letting go
+/// ([`LETTING_GO`]): call under the released table's lock, before its resolution, and drop
+/// the announcement after the look's count is taken away. Its own let-go then counts it as
+/// no live look, and its reaper, should it be killed in between, lets go of it.
+pub(super) fn letting_go(look: &Announced, off: u64) {
+    if let Some(slot) = look.slot {
+        // Relaxed: read by this let-go's resolution (nobody else counts it), and by the
+        // reaper after this process's end.
+        slot.store(off + LETTING_GO, Ordering::Relaxed);
+    }
+}
 
 /// Announces that this thread is about to pin the table at `table` (its offset in the
 /// heap). Keep the result until the pin is given back, and drop it on this thread before
@@ -618,9 +641,12 @@ fn any_live(heap: &Heap, announces: impl Fn(u64) -> bool) -> bool {
 /// The process `pid` ended (its reaper says so): its record, if any, is free again once
 /// its owner is known dead. Its announcements go with it (a dead process's pins are
 /// resolved without them); each look it announced at a released start is let go of once
-/// more by this reaper (`object::let_go_of_dead_look`), which takes the dead looks away:
-/// a last holder killed in its release after it counted its own look, beside dead looks
-/// only, left them for ever (hnd71 item 3).
+/// more by this reaper (`object::let_go_of_dead_announcement`), which takes the dead looks
+/// away: a last holder killed in its release after it counted its own look, beside dead
+/// looks only, left them for ever (hnd71 item 3). A look is announced in three forms, all
+/// read so: `off + 1`, `off + LETTING_GO` (killed inside its let-go: review110 M1), and
+/// its object's own table's offset marked [`LENT_PIN`] (killed while a pin borrowed its
+/// slot: review110 M2); a pin in a slot of its own (a table's offset alone) is no look.
 pub(crate) fn forget(pid: u32) {
     let Some(heap) = Heap::try_get() else { return };
     for r in records(heap) {
@@ -629,12 +655,12 @@ pub(crate) fn forget(pid: u32) {
             continue;
         }
         // Read before the record is let go of (its next owner clears the slots); its owner,
-        // dead, writes none any more. A look's announcement is odd (a table's even).
-        let looks: [u64; SLOTS] = std::array::from_fn(|i| r.slots[i].load(Ordering::Acquire));
+        // dead, writes none any more.
+        let slots: [u64; SLOTS] = std::array::from_fn(|i| r.slots[i].load(Ordering::Acquire));
         if r.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             heap.pin_epoch().fetch_add(1, Ordering::Release);
-            for look in looks.into_iter().filter(|look| look & 1 == 1) {
-                super::object::let_go_of_dead_look(heap, look & !1);
+            for slot in slots {
+                super::object::let_go_of_dead_announcement(heap, slot);
             }
         }
     }
