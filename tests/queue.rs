@@ -811,6 +811,35 @@ fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
     assert_told_lost(q, 1, Duration::from_secs(30));
 }
 
+/// A take by a process that finds no slot (the task table's lock held by a stopped
+/// process) and every one of the first slots aside another live process's is counted where
+/// `join` sees it: its taker killed once the take is placed (crash point
+/// `queue.take.placed`), `join` tells the task lost. Before que82 the slots aside were 10,
+/// inside the queue object, and the take was remembered in the taker's memory, lost with
+/// it: `join_timeout` said `Timeout { unfinished: 1 }`, an untimed `join` waited for ever.
+/// Since que82 the slots aside are a chain of heap blocks that grows.
+#[test]
+fn a_take_made_with_every_first_slot_aside_taken_is_told_lost_when_its_taker_dies() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(ASIDE_SLOTS as u32 + 2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    // Each takes one task uncounted and claims a slot aside, alive until released.
+    let holders: Vec<_> = (0..ASIDE_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.len() == 1), "the holders took their tasks");
+    let dier = Process::new(take_one_uncounted_and_die, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    stopper.finish();
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
+}
+
 /// Takes one task and stops (`SIGSTOP`) inside its `task_done`, holding the task table's
 /// lock; resumed, finishes it.
 fn take_one_then_stop_marking_it_done(q: JoinableQueue<u32>) {
