@@ -67,7 +67,7 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
         size
     };
 
-    fn block<'h>(heap: &'h Heap, off: u64) -> &'h Block<T, N> {
+    fn block(heap: &Heap, off: u64) -> &Block<T, N> {
         debug_assert!(heap.contains(off, Self::BLOCK));
         // SAFETY: `off` was read from `head`, a block's `next` or `making`, which only this
         // module writes (its fields are private), with an offset the heap handed out for
