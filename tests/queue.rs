@@ -823,7 +823,6 @@ fn a_process_killed_growing_the_slots_aside_leaves_them_whole_and_nothing_leaked
         // done here.
         q.task_done().unwrap();
         assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}");
-        eprintln!("{point}: checked");
         drop((q, other, took, release));
         leaks.assert_no_leak();
     }
