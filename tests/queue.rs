@@ -758,15 +758,17 @@ fn a_slot_less_take_whose_taker_dies_at_its_next_take_is_told_lost() {
     assert_told_lost(&q, 1, Duration::from_secs(10));
 }
 
-/// How many slots aside the task table has (`ASIDE_SLOTS` in the library).
+/// How many slots aside the task table had before que82 (inside the queue object; since
+/// then a chain of heap blocks that grows).
 const ASIDE_SLOTS: usize = 10;
 
-/// Takes one task (uncounted, the task table's lock held by a stopped process, every slot
-/// aside another live process's: remembered in its memory), then marks it done, killed
-/// between the two steps of a slot-less `task_done` (crash point `queue.task_done.outside`).
+/// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
+/// aside to be had: crash point `fail:queue.aside.none`, as with a full heap; remembered in
+/// its memory), then marks it done, killed between the two steps of a slot-less
+/// `task_done` (crash point `queue.task_done.outside`).
 fn take_remembered_then_die_marking_it_done(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("fail:queue.aside.none,queue.task_done.outside");
     q.get().unwrap();
-    multiproc::__private::crash_at("queue.task_done.outside");
     q.task_done().unwrap();
 }
 
@@ -780,26 +782,52 @@ fn take_remembered_then_die_marking_it_done(q: JoinableQueue<u32>) {
 #[test]
 fn a_slot_less_task_done_killed_between_its_count_and_its_match_leaves_no_task_to_wait_for() {
     let _t = heap_user(LIMIT);
-    let (q, _other) = tasks_put(ASIDE_SLOTS as u32 + 2);
+    let (q, _other) = tasks_put(2);
     let stopper = StoppedInTaskDone::start(&q);
-    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
-    // Each takes one task uncounted and claims a slot aside, alive until released.
-    let holders: Vec<_> = (0..ASIDE_SLOTS)
-        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
-        .collect();
-    assert!(eventually(LIMIT, || q.len() == 1), "the holders took their tasks");
     let dier = Process::new(take_remembered_then_die_marking_it_done, q.clone()).start().unwrap();
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die in its task_done");
     stopper.finish();
-    release.set();
-    for holder in holders {
-        assert_eq!(holder.join().unwrap(), ());
-    }
     let told = q.join_timeout(Duration::from_secs(10));
     assert!(
         matches!(told, Ok(()) | Err(QueueJoinTimeoutError::TasksLost { lost: 1 })),
         "what join_timeout said: {told:?}"
     );
+}
+
+/// Takes one task without a slot (the task table's lock held by a stopped process) and
+/// claims a slot aside for it, killed at `point` of the chain's growth (armed `point`).
+fn take_killed_growing_the_slots_aside(args: (JoinableQueue<u32>, String)) {
+    let (q, point) = args;
+    multiproc::__private::crash_at(&point);
+    q.get().unwrap();
+}
+
+/// A process killed growing the chain of slots aside, after the block's allocation
+/// (`grown.made`: the block only in the chain's record of the block being made) or after
+/// its link (`grown.linked`, the record not cleared yet), leaves the chain whole: the next
+/// slot-less taker goes on (the dead one's block linked by its growth, or found linked),
+/// and the queue's destroy gives every block back.
+#[test]
+fn a_process_killed_growing_the_slots_aside_leaves_them_whole_and_nothing_leaked() {
+    for point in ["grown.made", "grown.linked"] {
+        let leaks = leak_check(LIMIT);
+        let (q, other) = tasks_put(3);
+        let stopper = StoppedInTaskDone::start(&q);
+        let dier = Process::new(take_killed_growing_the_slots_aside, (q.clone(), point.to_owned())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "{point}: the consumer did not die growing the chain");
+        let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+        let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
+        assert!(took.wait_timeout(LIMIT), "{point}: the next slot-less taker took nothing");
+        stopper.finish();
+        release.set();
+        assert_eq!(holder.join().unwrap(), ());
+        // The dead one's take, killed before its count, is counted nowhere (review94 L2):
+        // done here.
+        q.task_done().unwrap();
+        assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}");
+        drop((q, other, took, release));
+        leaks.assert_no_leak();
+    }
 }
 
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
@@ -811,6 +839,35 @@ fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
     let dier = Process::new(take_one_then_die, q.clone()).start().unwrap();
     assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
     assert_told_lost(q, 1, Duration::from_secs(30));
+}
+
+/// A take by a process that finds no slot (the task table's lock held by a stopped
+/// process) and every one of the first slots aside another live process's is counted where
+/// `join` sees it: its taker killed once the take is placed (crash point
+/// `queue.take.placed`), `join` tells the task lost. Before que82 the slots aside were 10,
+/// inside the queue object, and the take was remembered in the taker's memory, lost with
+/// it: `join_timeout` said `Timeout { unfinished: 1 }`, an untimed `join` waited for ever.
+/// Since que82 the slots aside are a chain of heap blocks that grows.
+#[test]
+fn a_take_made_with_every_first_slot_aside_taken_is_told_lost_when_its_taker_dies() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(ASIDE_SLOTS as u32 + 2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    // Each takes one task uncounted and claims a slot aside, alive until released.
+    let holders: Vec<_> = (0..ASIDE_SLOTS)
+        .map(|_| Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap())
+        .collect();
+    assert!(eventually(LIMIT, || q.len() == 1), "the holders took their tasks");
+    let dier = Process::new(take_one_uncounted_and_die, q.clone()).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+    stopper.finish();
+    release.set();
+    for holder in holders {
+        assert_eq!(holder.join().unwrap(), ());
+    }
+    let told = q.join_timeout(Duration::from_secs(10));
+    assert_eq!(told, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "what join_timeout said");
 }
 
 /// Takes one task and stops (`SIGSTOP`) inside its `task_done`, holding the task table's

@@ -1,6 +1,7 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
-//! queue_int (a `Queue<u64>` put and get), pingpong2 and pingpong1 (8-byte round trips
+//! queue_int (a `Queue<u64>` put and get), joinable_int (a `JoinableQueue<u64>` put, get
+//! and `task_done`), pingpong2 and pingpong1 (8-byte round trips
 //! between two processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed
 //! through a `Queue<u64>` bounded to 64 items, or not, between two pinned processes)).
 
@@ -61,6 +62,14 @@ fn main() {
             for i in 0..n as u64 {
                 q.put(i).unwrap();
                 std::hint::black_box(q.get().unwrap());
+            }
+        }
+        "joinable_int" => {
+            let q = multiproc::JoinableQueue::<u64>::new().unwrap();
+            for i in 0..n as u64 {
+                q.put(i).unwrap();
+                std::hint::black_box(q.get().unwrap());
+                q.task_done().unwrap();
             }
         }
         "pingpong2" | "pingpong1" => {

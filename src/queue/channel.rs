@@ -15,10 +15,10 @@ use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::process::panics;
-use crate::shm::crash::{crash_point, interleave};
+use crate::shm::crash::{crash_point, fail_point, interleave};
 use crate::shm::{
-    Deadline, GUARD_GRACE, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT,
-    Shared, ShmObject, TAG_MASK, Watch, kind,
+    Deadline, GUARD_GRACE, Grown, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring,
+    SMALL_PUT, Shared, ShmObject, TAG_MASK, Watch, kind,
 };
 use crate::sys;
 
@@ -636,36 +636,42 @@ struct Tasks {
     /// process.
     undo_due: AtomicU64,
     slots: [Held; GETTER_SLOTS],
-    /// How many slots aside (from the first) were ever claimed: a high-water mark that only
-    /// grows, raised before a slot's first count (the sums of `done` read only these).
-    aside_used: AtomicU32,
     /// Slots aside, one per process that took a task without a slot of its own (every slot
     /// a live process's, or the table's lock held by a stopped process): its tasks taken
     /// without a slot (`taken_free`) and marked done without one (`done`), where its death
-    /// shows them lost (review78 L3: remembered in its memory only, they never were).
-    /// Claimed without the lock (a compare-exchange of `pid` from 0, then `start`; two
+    /// shows them lost (review78 L3: remembered in its memory only, they never were). A
+    /// chain of family-heap blocks ([`Grown`], [`ASIDES_PER_BLOCK`] to a block), grown
+    /// under a small lock of its own when every slot aside is another process's (que82:
+    /// they were 10, inside this object, and an eleventh slot-less process remembered its
+    /// takes in its memory), freed with the queue object. Claimed without the lock (a
+    /// compare-exchange of `pid` from 0, the mark of its block raised, then `start`; two
     /// threads may claim two), written only by their process, which keeps them while it
-    /// lives, slot or not; freed under the lock once their process is dead, by a `join`
-    /// check ([`Tasks::lost_then`]) or a locked take that finds none free
+    /// lives, slot or not; freed under the table's lock once their process is dead, by a
+    /// `join` check ([`Tasks::lost_then`]) or a locked take that finds none free
     /// ([`Tasks::free_asides_for_me`]): `base` the whole count, then `start` and `pid` 0
     /// ([`Tasks::free_dead_asides`]). A process holds what its slot and its slots aside
     /// hold together.
-    aside: [Held; ASIDE_SLOTS],
+    asides: Grown<Held, ASIDES_PER_BLOCK>,
 }
 
-/// How many slots aside the task table has: at most 10 keep a queue object (every flavour
-/// embeds the table) within a 4096-byte block of the family heap; 32 made it 5120 bytes,
-/// an 8192-byte block (review94 M3). More than 10 processes at once without a slot (more
-/// than 32 live slot holders, or the lock held by a stopped one) remember their takes.
-const ASIDE_SLOTS: usize = 10;
+/// How many slots aside a block of the chain holds: 85 of 48 bytes after the block's 16
+/// make a 4096-byte block of the family heap.
+const ASIDES_PER_BLOCK: usize = 85;
+const _: () = assert!(16 + ASIDES_PER_BLOCK * std::mem::size_of::<Held>() == 4096);
 
 impl Tasks {
     /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
+    #[inline]
     fn done(&self) -> u64 {
-        self.used()
-            .iter()
-            .chain(self.asides_used())
-            .fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+        let done = self.used().iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)));
+        // One load when no process ever needed a slot aside.
+        if self.asides.is_empty() { done } else { done.wrapping_add(self.asides_done()) }
+    }
+
+    /// Tasks marked done in the slots aside.
+    #[cold]
+    fn asides_done(&self) -> u64 {
+        self.asides_used().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
     }
 
     /// The slots ever counted in (see `used`).
@@ -674,10 +680,9 @@ impl Tasks {
         &self.slots[..used.min(GETTER_SLOTS)]
     }
 
-    /// The slots aside ever claimed (see `aside_used`).
-    fn asides_used(&self) -> &[Held] {
-        let used = self.aside_used.load(Ordering::Acquire) as usize;
-        &self.aside[..used.min(ASIDE_SLOTS)]
+    /// The slots aside ever claimed (under their blocks' marks: see [`Grown`]).
+    fn asides_used(&self) -> impl Iterator<Item = &Held> {
+        self.asides.used(Heap::get())
     }
 
     /// The slot to count in for process `me`, its index, and whether it is `me`'s own: its
@@ -812,26 +817,36 @@ impl Tasks {
         self.used().iter().find(|h| h.names(me))
     }
 
-    /// This process's slot aside (see `aside`), found, or else claimed when `claim`;
-    /// `None` when it has none and every one names another process. Without the lock.
+    /// This process's slot aside (see `asides`), found, or else claimed when `claim`
+    /// (the chain grown when every one names another process); `None` when it has none
+    /// and none could be claimed: the chain's lock held by a stopped process, or the heap
+    /// full (the tests' `fail:queue.aside.none` makes a claim find none, as then). Without
+    /// the table's lock.
     #[cold]
     fn aside(&self, claim: bool) -> Option<&Held> {
         let me = sys::me();
-        if let Some(h) = self.asides_used().iter().find(|h| h.names(me)) {
+        if let Some(h) = self.asides_used().find(|h| h.names(me)) {
             return Some(h);
         }
-        if !claim {
+        if !claim || fail_point!("queue.aside.none") {
             return None;
         }
-        let at = self
-            .aside
-            .iter()
-            .position(|h| h.pid.compare_exchange(0, me.pid, Ordering::AcqRel, Ordering::Relaxed).is_ok())?;
-        // Covered before its first count; named with a `start` of 0 until then, a process
-        // by its pid alone, never judged dead while it lives.
-        self.aside_used.fetch_max(at as u32 + 1, Ordering::AcqRel);
-        self.aside[at].start.store(me.start, Ordering::Release);
-        Some(&self.aside[at])
+        let heap = Heap::get();
+        loop {
+            let seen = self.asides.head();
+            // Covered by its block's mark before its first count; named with a `start` of
+            // 0 until then, a process by its pid alone, never judged dead while it lives.
+            let claimed = self
+                .asides
+                .claim(heap, |h| h.pid.compare_exchange(0, me.pid, Ordering::AcqRel, Ordering::Relaxed).is_ok());
+            if let Some(h) = claimed {
+                h.start.store(me.start, Ordering::Release);
+                return Some(h);
+            }
+            if !self.asides.grow(heap, seen, GUARD_GRACE) {
+                return None;
+            }
+        }
     }
 
     /// Frees the slots aside of dead processes when process `me` has none and would find
@@ -840,7 +855,7 @@ impl Tasks {
     /// takes in its memory (review94 L1). Caller holds the lock.
     #[cold]
     fn free_asides_for_me(&self, me: sys::ProcId) {
-        if self.aside.iter().all(|h| h.pid.load(Ordering::Relaxed) != 0 && !h.names(me)) {
+        if self.asides.all(Heap::get()).all(|h| h.pid.load(Ordering::Relaxed) != 0 && !h.names(me)) {
             self.free_dead_asides(|pid, start| !sys::process_alive(pid, start));
         }
     }
@@ -1037,9 +1052,9 @@ impl Tasks {
         // What each process holds, its slot and its slots aside together: apart, a slot
         // holding less than nothing (tasks taken aside, marked done in the slot) hid as
         // many lost tasks.
-        let mut held = [(0u32, 0u64, 0i64); GETTER_SLOTS + ASIDE_SLOTS];
-        let mut processes = 0;
-        for (at, h) in self.slots.iter().chain(&self.aside).enumerate() {
+        let mut held: Vec<(u32, u64, i64)> = Vec::with_capacity(GETTER_SLOTS);
+        let asides = (!self.asides.is_empty()).then(|| self.asides.all(Heap::get()));
+        for (at, h) in self.slots.iter().chain(asides.into_iter().flatten()).enumerate() {
             let (pid, start) = (h.pid.load(Ordering::Relaxed), h.start.load(Ordering::Relaxed));
             interleave("named");
             let base = h.base.load(Ordering::Relaxed) as i64;
@@ -1053,23 +1068,19 @@ impl Tasks {
             // A slot that names no process holds nothing, unless a process was killed
             // claiming it (under this lock): then what it counted there is a dead process's.
             let own = h.held().wrapping_sub(base);
-            match held[..processes].iter_mut().find(|p| pid != 0 && (p.0, p.1) == (pid, start)) {
+            match held.iter_mut().find(|p| pid != 0 && (p.0, p.1) == (pid, start)) {
                 Some(p) => p.2 = p.2.wrapping_add(own),
-                None => {
-                    held[processes] = (pid, start, own);
-                    processes += 1;
-                }
+                None => held.push((pid, start, own)),
             }
         }
         // Each process judged once (one `/proc` read), for the count and for the frees.
-        let mut dead = [false; GETTER_SLOTS + ASIDE_SLOTS];
-        for (&(pid, start, own), dead) in held[..processes].iter().zip(&mut dead) {
+        let mut dead = vec![false; held.len()];
+        for (&(pid, start, own), dead) in held.iter().zip(&mut dead) {
             *dead = !sys::process_alive(pid, start);
             if own < 0 || *dead {
                 lost = lost.wrapping_add(own);
             }
         }
-        let held = &held[..processes];
         self.free_dead_asides(|pid, start| match held.iter().position(|p| (p.0, p.1) == (pid, start)) {
             // Judged dead above with its `start`: dead for good (a pid reused has another).
             Some(at) if start != 0 => dead[at],
@@ -1086,11 +1097,11 @@ impl Tasks {
     /// compare-exchange from 0 must not meet the dead one's `start`, which would judge its
     /// claimer dead). A holder killed at any step leaves it to the next, which stores the
     /// same. Caller holds the lock (two at once: the later `start` 0 could undo a claim
-    /// between them). Every slot aside, not only those under `aside_used`: a claimer killed
+    /// between them). Every slot aside, not only those under their blocks' marks: a claimer killed
     /// between its compare-exchange and its raise of the mark leaves one past it, which no
     /// later claim covers (review100 L1).
     fn free_dead_asides(&self, dead: impl Fn(u32, u64) -> bool) {
-        for h in &self.aside {
+        for h in self.asides.all(Heap::get()) {
             let pid = h.pid.load(Ordering::Relaxed);
             if pid != 0 && dead(pid, h.start.load(Ordering::Relaxed)) {
                 h.base.store(h.held() as u64, Ordering::Relaxed);
@@ -1204,6 +1215,7 @@ impl ShmObject for QueueState {
 
     fn destroy(&self, heap: &Heap) {
         self.ring.destroy(heap);
+        self.tasks.asides.free(heap);
     }
 }
 
@@ -1470,7 +1482,7 @@ impl<T> Channel<T> {
     /// claim two; 0 if that is below zero).
     pub(crate) fn takes_remembered(&self) -> u64 {
         let me = sys::me();
-        let aside = (self.shared.tasks.asides_used().iter())
+        let aside = (self.shared.tasks.asides_used())
             .filter(|h| h.names(me))
             .fold(0i64, |sum, h| sum.wrapping_add(h.held().wrapping_sub(h.base.load(Ordering::Relaxed) as i64)));
         uncounted::left(self.object()).wrapping_add(aside.max(0) as u64)
@@ -1627,8 +1639,33 @@ mod tests {
     use crate::shm::{Deadline, Patient};
     use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 
-    use super::{AfterTake, Tasks};
+    use super::{AfterTake, Held, Tasks};
     use crate::shm::crash::interleaving;
+    use crate::shm::{GUARD_GRACE, Heap};
+
+    /// A slot aside of `tasks` claimed for `pid`, `start` (the chain grown when none is
+    /// free). Caller holds `heap_test_lock` (the chain's blocks come from the family heap).
+    fn aside_claimed_for(tasks: &'static Tasks, pid: u32, start: u64) -> &'static Held {
+        let heap = Heap::get();
+        loop {
+            let seen = tasks.asides.head();
+            let claimed = tasks.asides.claim(heap, |h| {
+                h.pid
+                    .compare_exchange(0, pid, std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Relaxed)
+                    .is_ok()
+            });
+            if let Some(h) = claimed {
+                h.start.store(start, std::sync::atomic::Ordering::Release);
+                return h;
+            }
+            assert!(tasks.asides.grow(heap, seen, GUARD_GRACE), "the chain grown");
+        }
+    }
+
+    /// The slots aside of `tasks`, every one (the chain's blocks).
+    fn asides(tasks: &'static Tasks) -> Vec<&'static Held> {
+        tasks.asides.all(Heap::get()).collect()
+    }
 
     /// A task table in this process's memory where this process has a slot (its first
     /// take counted, committed), and a queue object of its own (past any heap: no other
@@ -1733,15 +1770,13 @@ mod tests {
     /// still counted lost (in `base`), and what its new process holds not (que71).
     #[test]
     fn a_slot_aside_of_a_dead_process_is_freed_keeping_its_tasks_lost() {
+        let _serial = crate::shm::heap_test_lock();
         let tasks: &'static Tasks = Box::leak(Box::default());
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
         child.wait().expect("the child's end");
-        let first = &tasks.aside[0];
-        first.pid.store(dead, std::sync::atomic::Ordering::Relaxed);
-        first.start.store(1, std::sync::atomic::Ordering::Relaxed);
+        let first = aside_claimed_for(tasks, dead, 1);
         first.taken_free.store(1, std::sync::atomic::Ordering::Relaxed);
-        tasks.aside_used.store(1, std::sync::atomic::Ordering::Release);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take, lost");
         let claimed = tasks.aside(true).expect("a slot aside");
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
@@ -1756,7 +1791,10 @@ mod tests {
     fn a_slot_aside_claimed_while_a_join_check_reads_it_is_not_told_lost() {
         use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 8 * 4096, 1);
+        let _serial = crate::shm::heap_test_lock();
         let tasks: &'static Tasks = Box::leak(Box::default());
+        assert!(tasks.asides.grow(Heap::get(), 0, GUARD_GRACE), "a block of slots aside");
+        let first = asides(tasks)[0];
         // The "named" steps reached, and the owner of the first slot aside just before the
         // claim: the claim must come after the check read that owner, as none, or the
         // window is not reached (review100 L6).
@@ -1768,30 +1806,39 @@ mod tests {
                 // Past every slot's step, and the first slot aside's owner read (each step
                 // follows its slot's owner loads): this process claims that slot aside.
                 if step + 1 == super::GETTER_SLOTS + 1 {
-                    seen.set((step + 1, Some(tasks.aside[0].pid.load(Relaxed))));
+                    seen.set((step + 1, Some(first.pid.load(Relaxed))));
                     drop(AfterTake::Uncounted(tasks, queue));
                 }
             }
         };
         let said = interleaving(moves, || tasks.lost_then(|| 1));
         let claimed = tasks.aside(false).expect("the take was counted in a slot aside meanwhile");
-        assert_eq!(seen.get(), (super::GETTER_SLOTS + super::ASIDE_SLOTS, Some(0)), "one step a slot, slots first");
-        assert!(std::ptr::eq(claimed, &tasks.aside[0]), "the slot aside whose owner was read as none");
+        let steps = super::GETTER_SLOTS + super::ASIDES_PER_BLOCK;
+        assert_eq!(seen.get(), (steps, Some(0)), "one step a slot, slots first");
+        assert!(std::ptr::eq(claimed, first), "the slot aside whose owner was read as none");
         assert_eq!(said, Some((0, 1)), "a live process's take told lost");
     }
 
-    /// A table where every slot and every slot aside names a live process other than this
-    /// one (the parent), so that this process's takes without a slot are remembered.
+    /// A table where every slot and every slot aside (one block of them, the last one
+    /// past its block's mark) names a live process other than this one (the parent), and
+    /// the chain of slots aside cannot grow on this thread (as with a full heap), so that
+    /// this process's takes without a slot are remembered. Caller holds `heap_test_lock`.
     fn table_full_of_the_parent() -> &'static Tasks {
         let tasks: &'static Tasks = Box::leak(Box::default());
         let parent = std::os::unix::process::parent_id();
         let start = crate::sys::process_start(parent).expect("the parent's start");
-        for h in tasks.slots.iter().chain(&tasks.aside) {
+        for h in &tasks.slots {
             h.pid.store(parent, std::sync::atomic::Ordering::Relaxed);
             h.start.store(start, std::sync::atomic::Ordering::Relaxed);
         }
         tasks.used.store(tasks.slots.len() as u32, std::sync::atomic::Ordering::Release);
-        tasks.aside_used.store(tasks.aside.len() as u32, std::sync::atomic::Ordering::Release);
+        for _ in 1..super::ASIDES_PER_BLOCK {
+            aside_claimed_for(tasks, parent, start);
+        }
+        let last = asides(tasks)[super::ASIDES_PER_BLOCK - 1];
+        last.pid.store(parent, std::sync::atomic::Ordering::Relaxed);
+        last.start.store(start, std::sync::atomic::Ordering::Relaxed);
+        crate::shm::refuse_growth();
         tasks
     }
 
@@ -1803,11 +1850,12 @@ mod tests {
     fn a_take_remembered_then_one_in_a_slot_aside_hide_no_later_lost_task() {
         use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 9 * 4096, 1);
+        let _serial = crate::shm::heap_test_lock();
         let tasks = table_full_of_the_parent();
         drop(AfterTake::Uncounted(tasks, queue));
         assert_eq!(super::uncounted::left(queue), 1, "remembered: no slot, no slot aside");
         // A slot aside freed by a `join` check (as `free_dead_asides` leaves it).
-        let freed = &tasks.aside[tasks.aside.len() / 2];
+        let freed = asides(tasks)[super::ASIDES_PER_BLOCK / 2];
         freed.start.store(0, Relaxed);
         freed.pid.store(0, Relaxed);
         drop(AfterTake::Uncounted(tasks, queue));
@@ -1831,11 +1879,12 @@ mod tests {
     fn a_take_without_a_slot_frees_the_slots_aside_of_dead_processes() {
         use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 10 * 4096, 1);
+        let _serial = crate::shm::heap_test_lock();
         let tasks = table_full_of_the_parent();
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
         child.wait().expect("the child's end");
-        for h in &tasks.aside {
+        for h in asides(tasks) {
             h.pid.store(dead, Relaxed);
             h.start.store(1, Relaxed);
         }
@@ -1853,17 +1902,18 @@ mod tests {
     fn a_slot_aside_whose_claimer_died_before_raising_the_mark_is_freed() {
         use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 12 * 4096, 1);
+        let _serial = crate::shm::heap_test_lock();
         let tasks = table_full_of_the_parent();
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
         child.wait().expect("the child's end");
-        let last = tasks.aside.len() - 1;
-        tasks.aside[last].pid.store(dead, Relaxed);
-        tasks.aside[last].start.store(0, Relaxed);
-        tasks.aside_used.store(last as u32, std::sync::atomic::Ordering::Release);
+        // The last one past its block's mark (see `table_full_of_the_parent`).
+        let last = asides(tasks)[super::ASIDES_PER_BLOCK - 1];
+        last.pid.store(dead, Relaxed);
+        last.start.store(0, Relaxed);
         assert!(tasks.lost_then(|| 0).is_some(), "checked");
-        assert_eq!(tasks.aside[last].pid.load(Relaxed), 0, "freed by a join check");
-        tasks.aside[last].pid.store(dead, Relaxed);
+        assert_eq!(last.pid.load(Relaxed), 0, "freed by a join check");
+        last.pid.store(dead, Relaxed);
         drop(tasks.count_take(1, queue));
         assert_eq!(super::uncounted::left(queue), 0, "not remembered: counted in the slot aside freed for it");
     }
@@ -1877,9 +1927,10 @@ mod tests {
     fn a_slot_aside_claimed_by_a_sibling_during_a_slot_less_task_done_gets_the_done() {
         use std::sync::atomic::Ordering::Relaxed;
         let queue = (u64::MAX - 11 * 4096, 1);
+        let _serial = crate::shm::heap_test_lock();
         let tasks = table_full_of_the_parent();
         drop(AfterTake::Uncounted(tasks, queue));
-        let freed = &tasks.aside[0];
+        let freed = asides(tasks)[0];
         freed.start.store(0, Relaxed);
         freed.pid.store(0, Relaxed);
         let moves = move |at: &str| {

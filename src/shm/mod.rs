@@ -11,6 +11,7 @@ mod cells;
 mod chain;
 mod claims;
 pub(crate) mod crash;
+mod grown;
 mod heap;
 mod holders;
 mod holds;
@@ -33,6 +34,9 @@ pub(crate) use blob::{Blob, Payload};
 pub(crate) use bytes::{byte_run, byte_vec_as, utf8};
 pub(crate) use cells::Cells;
 pub(crate) use claims::{ClaimTable, INLINE as CLAIM_INLINE, Reaped, Results, Written};
+pub(crate) use grown::Grown;
+#[cfg(test)]
+pub(crate) use grown::refused::refuse_growth;
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;
 pub(crate) use holders::{
