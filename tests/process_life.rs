@@ -617,11 +617,13 @@ fn a_spawned_child_that_ends_at_once_waits_for_its_start_s_look_inner() {
         // SAFETY (test): as in `a_program_that_ignores_sigchld_inner`.
         unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     } else {
-        std::thread::spawn(|| loop {
-            // SAFETY (test): `waitid` writes only the `siginfo_t` it is given.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED) } != 0 {
-                std::thread::sleep(Duration::from_millis(1));
+        std::thread::spawn(|| {
+            loop {
+                // SAFETY (test): `waitid` writes only the `siginfo_t` it is given.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED) } != 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         });
     }
