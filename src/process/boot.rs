@@ -329,7 +329,7 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
 /// block, which makes it consolidate its fast bins, writing pages of the heap it shares
 /// with its parent (a copy of each).
 /// Also returns the first byte that came after the frame in the same read, if one did (a
-/// fork-server child's [`GO`]).
+/// boot socket child's [`GO`]).
 pub(crate) fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<(Vec<u8>, Option<u8>)> {
     let mut first = [0u8; 4096];
     let mut filled = 0;
@@ -355,13 +355,14 @@ pub(crate) fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) 
     Ok((frame, after))
 }
 
-/// The byte a fork-server child's parent sends once the server answered its request: a
-/// child forked by a server that died before it answered has a parent that gave its start
-/// up (and its argument's handles back, with its token); it must not run. Sent
-/// after the boot frame, on the same socket.
+/// The byte a boot socket child's parent sends once its start went through, after the boot
+/// frame, on the same socket: a child forked by a server that died before it answered has
+/// a parent that gave its start up (and its argument's handles back, with its token), and
+/// must not run; and no child may end before its start opened its pidfd, or a program
+/// that reaps its children itself takes it first (a spawned child, spw82).
 pub(crate) const GO: u8 = 0x67;
 
-/// In a fork-server child: whether its parent said [`GO`] (`after`: a byte read along with
+/// In a boot socket child: whether its parent said [`GO`] (`after`: a byte read along with
 /// the boot frame), waiting for it. False when the parent closed its end instead.
 fn parent_said_go(sock: BorrowedFd<'_>, after: Option<u8>) -> bool {
     let byte = match after {
@@ -449,13 +450,6 @@ pub(crate) fn dispatch_if_child() {
     match parts.as_slice() {
         ["spawn", fd, parent] => {
             let (sock, parent) = boot_socket(&value, fd, parent, "boot socket");
-            // Its whole identity (a read of `/proc/self/stat`), which it learned at its end
-            // before `sys::my_pid` got a cache of its own (perf81): a spawned child that
-            // ends sooner is more often reaped by a program that ignores `SIGCHLD` before
-            // its start opened its pidfd, and the start fails (process_life's
-            // `a_program_that_ignores_sigchld_joins_its_children`: 9 of 27 runs at a load of
-            // 11 without this, 0 of 30 before). Goes once the child waits for that look.
-            let _ = sys::me();
             sys::child_signal_dispositions();
             // This process never returns to the loader: the constructors it has not
             // called yet run now, before the target (see `sys::early`).
@@ -635,7 +629,7 @@ fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> 
         family::prepare_for_forks();
     }
     // The parent's start failed after we were made (our server died before it answered;
-    // our frame's rest, or our go, could not be sent): what the boot message names is no
+    // our pidfd could not be had; our frame's rest, or our go, could not be sent): what the boot message names is no
     // longer ours. As our parent's own fork-server child (`yours`), we leave our pid on the
     // socket, whose end it keeps to reap us (`forkserver::reap_left_children`): nobody else
     // knows of us.
@@ -660,7 +654,11 @@ fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> 
             sys::exit_now(1);
         }
     };
-    if !spawned && !parent_said_go(sock.as_fd(), after) {
+    // Before anything of the message is taken: the parent says go once its start went
+    // through, after it opened our pidfd. A spawned child had its whole frame before it
+    // existed, and one that ran to its end at once was reaped first by a program that
+    // ignores `SIGCHLD` (or waits for any child), failing its start (spw82).
+    if !parent_said_go(sock.as_fd(), after) {
         stop(&sock);
     }
     let mut frame = &frame[..];

@@ -771,7 +771,7 @@ fn launch(
                 let framed = boot::socket_frame(&[], &message);
                 let rest = send_first(ours.as_fd(), &framed, &[])?;
                 let started = zygote.request(theirs, ours.as_fd());
-                on_socket(ours, (rest, message), started, true)?
+                on_socket(ours, (rest, message), started)?
             }
             StartMethod::Fork => {
                 let ((pid, pidfd), link, kept) = fork::start(boot)?;
@@ -794,7 +794,7 @@ fn launch(
                 let framed = boot::socket_frame(&Heap::get().seal_key()[..], &message);
                 let rest = send_first(ours.as_fd(), &framed, &fds)?;
                 let started = spawn::start(theirs).map(|(pid, pidfd)| (pid, pidfd, None, None));
-                on_socket(ours, (rest, message), started, false)?
+                on_socket(ours, (rest, message), started)?
             }
         })
     })();
@@ -855,7 +855,7 @@ fn forkserver_start(
     let framed = boot::socket_frame(&[], &message);
     let rest = send_first(ours.as_fd(), &framed, &[])?;
     let started = forkserver::request(forkserver::Boot::Socket(theirs, ours.as_fd()));
-    on_socket(ours, (rest, message), started, true)
+    on_socket(ours, (rest, message), started)
 }
 
 /// Writes what of `framed`, a boot frame (`fds` with its first byte), its socket's buffer
@@ -888,10 +888,12 @@ fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
 }
 
 /// A child `started` on a boot socket (`ours` is our end; `rest`, what its buffer did not
-/// take of the boot frame of `message`): spawned, or forked by the fork server or a zygote
-/// (`go`: it waits for [`boot::GO`] after its frame, sent once its start went through: one
-/// whose server died between its fork and its answer must not run). Sent the rest (and
-/// `GO`), then watched through its pidfd or the server's status pipe.
+/// take of the boot frame of `message`): spawned, or forked by the fork server or a zygote.
+/// It waits for [`boot::GO`] after its frame, sent once its start went through: one whose
+/// server died between its fork and its answer must not run, and none may end before its
+/// start has its pidfd (a spawned child reaped by the program first failed its start,
+/// spw82). Sent the rest and `GO`, then watched through its pidfd or the server's status
+/// pipe.
 ///
 /// A whole frame (and `GO`) queued on the socket is not read yet: a child killed before it
 /// reads never decodes `message`, and one killed while it decodes it leaves it half taken.
@@ -899,8 +901,8 @@ fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
 /// its reap gives back what the dead child did not take (`child::Inner::boot`; review54
 /// M1). A child that cannot have the whole frame never decodes it, and it is given back
 /// here:
-/// - A failed start: as [`not_started`]; a lost one too, unless it may have
-///   everything already (a spawned child whose frame fit its buffer).
+/// - A failed start: as [`not_started`]. A lost one is killed (our own) and its message
+///   given back: it never had `GO`.
 /// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
 ///   the child reads the end of its socket inside its frame, or before `GO`, and exits
 ///   without running anything; its join says why (`Link::Unsent`, review46 M1: "its boot
@@ -918,22 +920,21 @@ fn on_socket(
     ours: OwnedFd,
     (rest, message): (&[u8], Encoded),
     started: Result<forkserver::Started, LaunchError>,
-    go: bool,
 ) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
     let (pid, pidfd, status, _) = match started {
         Ok(started) => started,
-        // Our own child, dead and reaped before the start could watch it: what it reported
-        // is on its socket, and its boot message's blobs (it may have taken them) go with
-        // it, as with a child that runs.
+        // Our own child, dead and reaped before the start could watch it (killed: it
+        // waited for `GO`): its socket, and its boot message's blobs, go with it, as with
+        // a child that runs (settled as a reap does).
         Err(LaunchError::Reaped(mut reaped)) => {
             reaped.link = Some(Link::Socket(ours, message.has_handles().then_some(message)));
             return Err(LaunchError::Reaped(reaped));
         }
-        // A lost child that cannot have its whole frame (and `GO`: none goes) exits at the
-        // end of its socket without decoding it: nothing of its argument is its own. Our own
-        // is killed and reaped; the server reaps its own (review49 L2: the message, the
-        // argument's handles and the server's child's token were kept for it).
-        Err(LaunchError::Lost { own, error, boot }) if go || !rest.is_empty() => {
+        // A lost child never has `GO` (none goes): it exits at the end of its socket
+        // without decoding its message, nothing of its argument its own. Our own is killed
+        // and reaped; the server reaps its own (review49 L2: the message, the argument's
+        // handles and the server's child's token were kept for it).
+        Err(LaunchError::Lost { own, error, boot }) => {
             // `not_started` fills it, never a producer (review70 L8): one dropped here would
             // be given back a second time, with `message`.
             debug_assert!(boot.is_none(), "a Lost start came with its boot message");
@@ -951,7 +952,7 @@ fn on_socket(
     } else {
         send_to_child(ours.as_fd(), rest, child)
     };
-    let sent = sent.and_then(|()| if go { send_to_child(ours.as_fd(), &[boot::GO], child) } else { Ok(()) });
+    let sent = sent.and_then(|()| send_to_child(ours.as_fd(), &[boot::GO], child));
     let link = match sent {
         // Queued whole, not yet read: the child may still die before it decodes the
         // message, or while it does. Its handles (blobs) go with its state, for its reap

@@ -12,7 +12,12 @@ use super::family;
 use crate::shm::crash::{crash_point, fail_point};
 use crate::sys;
 
-/// Starts a child whose boot socket end is `boot`; returns its pid and pidfd.
+/// Starts a child whose boot socket end is `boot`; returns its pid and pidfd. The child
+/// runs nothing before its parent's [`super::boot::GO`], sent after this look at it
+/// (`on_socket`): it cannot end, and be reaped by a program that reaps its children
+/// itself, before its pidfd is had (spw82), unless killed. A failed `exec` is
+/// `posix_spawn`'s error, with no child: glibc reaps it (a `vfork` child that reports its
+/// `errno` and exits 127).
 pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
     family::on_lasting_thread(move || {
         let parent = sys::my_pid();
@@ -29,9 +34,9 @@ pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
             if fail_point!("process.spawn.pidfd") { Err(sys::out_of_descriptors()) } else { sys::pidfd_of_child(pid) };
         match pidfd {
             Ok(pidfd) => Ok((pid, pidfd)),
-            // Ended, and reaped by the program before this look (review85 L2: it said "out
-            // of descriptors"); settled as dead from what it left on its socket
-            // (`on_socket` adds it; review88 L1, L2).
+            // Killed (it waits for `GO`), and reaped by the program before this look
+            // (review85 L2: it said "out of descriptors"); settled as dead from what it
+            // left on its socket (`on_socket` adds it; review88 L1, L2).
             Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ECHILD)) => Err(LaunchError::reaped(
                 pid,
                 format!(
