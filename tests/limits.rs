@@ -842,7 +842,21 @@ fn few_pids_inner() {
             other => panic!("{method:?}: a map with every worker dead and no room: {other:?}"),
         }
         set_pids_max(None);
-        assert_eq!(pool.map(plus_one, 0..8).unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: room again");
+        // A start begun before the lift may fail after it, and with no worker alive that
+        // fails the map too ("cannot start a worker": ci82 under a load of 12); the pool
+        // starts them again at its next tick, so a later map works.
+        let mut straddled = 0;
+        loop {
+            match pool.map(plus_one, 0..8) {
+                Ok(done) => break assert_eq!(done, (1..9).collect::<Vec<_>>(), "{method:?}: room again"),
+                Err(multiproc::Error::Task(TaskError::Panicked(info)))
+                    if info.message.contains("cannot start a worker") && straddled < 3 =>
+                {
+                    straddled += 1
+                }
+                Err(e) => panic!("{method:?}: room again, after {straddled} straddling starts: {e}"),
+            }
+        }
         // Both are started again, but maybe not by the same tick: one start may straddle
         // the lift of the limit and fail, the map then done on the other; the next tick
         // starts it.
