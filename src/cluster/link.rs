@@ -216,7 +216,15 @@ impl Conn {
                 auth.arg(user);
             }
             if let Value::ServerError(e) = redis::ConnectionLike::req_command(&mut conn, auth.arg(password))? {
-                return Err((ErrorKind::AuthenticationFailed, "password authentication failed", e.to_string()).into());
+                if refuses_credentials(&e) {
+                    return Err(
+                        (ErrorKind::AuthenticationFailed, "password authentication failed", e.to_string()).into()
+                    );
+                }
+                // Any other refusal is itself (review108 M2): a Redis at `maxclients`
+                // writes its error and closes the connection, which a node that
+                // reconnects waits out; taken for refused credentials, it ended the node.
+                return Err(e.into());
             }
         }
         if settings.db() != 0 {
@@ -268,6 +276,18 @@ impl redis::ConnectionLike for Conn {
     fn is_open(&self) -> bool {
         self.open
     }
+}
+/// Whether an error reply to `AUTH` says the credentials are wrong: `WRONGPASS` (Redis 6
+/// and later), `ERR invalid password` and `ERR invalid username-password pair` (older
+/// Redis), or a password given to a server that has none. Any other reply (a server at
+/// `maxclients`, say) is not about them.
+fn refuses_credentials(e: &redis::ServerError) -> bool {
+    let details = e.details().unwrap_or_default().to_ascii_lowercase();
+    e.code() == "WRONGPASS"
+        || (e.code() == "ERR"
+            && ["invalid password", "invalid username-password pair", "without any password configured"]
+                .iter()
+                .any(|said| details.contains(said)))
 }
 
 /// `url` as it may be shown (printed, logged, put in an error): its password, in the
