@@ -112,17 +112,20 @@ impl Link {
 /// margin: the buffer holds the argument's line end too). Redis answers a longer one by
 /// closing the connection, which a client cannot tell from Redis gone. `None` where
 /// `CONFIG GET` is refused (an ACL without `@admin`, a managed server that renames it)
-/// or answers nothing readable.
+/// or answers nothing readable, and where the second read fails (review108 L3: a bound of
+/// `proto-max-bulk-len` alone, taken for known, ignored a smaller query buffer); a server
+/// without `client-query-buffer-limit` (answering none) is bounded by the first alone.
 pub(crate) fn server_bulk_bound(link: &mut Link) -> Option<(u64, &'static str)> {
-    let mut get = |name: &str| -> Option<u64> {
+    // `None` where the read failed, `Some(None)` where the server has no such setting.
+    let mut get = |name: &str| -> Option<Option<u64>> {
         let pair: Vec<String> = link.run(|c| redis::cmd("CONFIG").arg("GET").arg(name).query(c)).ok()?;
-        match &pair[..] {
+        Some(match &pair[..] {
             [key, value] if key == name => value.parse().ok(),
             _ => None,
-        }
+        })
     };
-    let bulk = get("proto-max-bulk-len")?;
-    let query = get("client-query-buffer-limit").map(|q| q.saturating_sub(QUERY_MARGIN));
+    let bulk = get("proto-max-bulk-len")??;
+    let query = get("client-query-buffer-limit")?.map(|q| q.saturating_sub(QUERY_MARGIN));
     Some(match query {
         Some(query) if query < bulk => (query, "client-query-buffer-limit"),
         _ => (bulk, "proto-max-bulk-len"),

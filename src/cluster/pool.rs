@@ -724,8 +724,8 @@ impl Driver {
                             let (_, chunk, _, delivery, message, _) = batch.into_iter().next().expect("one task");
                             let error = TaskError::Codec(crate::CodecError::encode(format_args!(
                                 "a task of {} bytes: Redis closed the connection on it {DROPPED_SENDS} times while it \
-                                 answered PING, above its proto-max-bulk-len most likely (which it did not tell: \
-                                 CONFIG GET refused)",
+                                 answered PING: above its proto-max-bulk-len or client-query-buffer-limit most likely, \
+                                 or a client eviction (maxmemory-clients); CONFIG GET refused, its bounds unknown",
                                 message.len() - TAG
                             )));
                             failed.push((delivery, chunk, Err(error)));
