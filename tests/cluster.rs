@@ -1286,3 +1286,21 @@ fn gets_across_a_redis_restart_wait_it_out_and_take_what_came_after() {
     assert_eq!(got, [2, 3]);
     assert!(matches!(producer.try_get(), Err(GetError::Empty)), "each item once");
 }
+
+/// An item put before Redis (with an append-only file) is killed and started again is
+/// still in line after the restart, and taken once, by a get that waits the restart out if
+/// it meets it. Coverage (review108 L5): the test above replaced one that checked this too.
+#[test]
+fn an_item_put_before_a_redis_restart_is_still_in_line_and_taken_once() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]) else { return };
+    let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(10)).open(&redis.url, "q");
+    let (producer, consumer) = (open().unwrap(), open().unwrap());
+    producer.put(1).unwrap();
+    assert_eq!(consumer.get().unwrap(), 1, "the connections are open");
+    producer.put(2).unwrap();
+    redis.restart();
+    assert_eq!(consumer.get_timeout(Duration::from_secs(30)).unwrap(), 2);
+    let again = consumer.try_get();
+    assert!(matches!(again, Err(GetError::Empty)), "each item once: {again:?}");
+}

@@ -2872,6 +2872,62 @@ fn a_task_redis_closes_the_connection_on_fails_alone_where_its_bound_is_unknown(
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// Two tasks above Redis's bound where the driver cannot read it (`CONFIG` refused), one
+/// behind the other: each fails alone, typed (review108 H1). Before, the first one failed
+/// alone went on `flush`'s own list of outcomes, the second one's lost send then returned
+/// the error and dropped that list: the first task was never answered, its `get` waited
+/// for ever ("first: Err(the result is not ready yet)").
+#[test]
+fn two_large_tasks_where_the_bound_is_unknown_are_both_answered() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let mut first = pool.apply_async(length_of, vec![7u8; 2 << 20]).unwrap();
+    let mut second = pool.apply_async(length_of, vec![8u8; 2 << 20]).unwrap();
+    let a = first.get_timeout(Duration::from_secs(30));
+    let b = second.get_timeout(Duration::from_secs(30));
+    let stats = pool.stats();
+    let codec = |r: &Result<usize, multiproc::ResultTimeoutError>| {
+        matches!(r, Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(_))))
+    };
+    assert!(codec(&a) && codec(&b), "first: {a:?}; second: {b:?}; {stats:?}");
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+}
+
+/// Many tasks above Redis's bound where the driver cannot read it: each fails alone and
+/// the pool goes on (review108 M1). Before, a lost send counted against a task while Redis
+/// answered `PING` still made the driver's step fail, and no step in between succeeded
+/// (the next large task was at the front): after the pool's timeout the driver took Redis
+/// for gone and ended the pool ("Redis is unreachable: Broken pipe" for the next `apply`).
+#[test]
+fn many_large_tasks_where_the_bound_is_unknown_leave_the_pool_serving() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let large: Vec<_> = (0..40).map(|_| pool.apply_async(length_of, vec![7u8; 2 << 20]).unwrap()).collect();
+    let (mut codec, mut other) = (0, Vec::new());
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    for mut r in large {
+        match r.get_timeout(until.saturating_duration_since(std::time::Instant::now())) {
+            Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(_))) => codec += 1,
+            o => other.push(format!("{o:?}")),
+        }
+    }
+    other.truncate(2);
+    assert_eq!(
+        pool.apply(square, 7).map_err(|e| e.to_string()),
+        Ok(49),
+        "the pool ended: {codec} tasks failed alone (Codec), others: {other:?}"
+    );
+    assert_eq!(codec, 40, "others: {other:?}");
+}
+
 /// A `map` whose later chunk is refused at submission for its size (review96 L9) fails
 /// whole: its earlier chunks, already in the stream, are withdrawn as a failed map's are,
 /// and never run. Before, the call failed with `Codec` and the chunks before the refused
@@ -2934,6 +2990,104 @@ fn a_node_whose_credentials_redis_refuses_later_ends_with_a_typed_error() {
     assert!(ended, "a node refused by Redis still running 20 s later: {said}");
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("credentials"), "{said}");
+}
+
+/// A node that meets a Redis at `maxclients` when it reconnects waits it out, as it waits
+/// out Redis away (review108 M2): Redis writes "max number of clients reached" and closes
+/// the connection, and that reply to `AUTH` is not a refusal of the credentials. Before,
+/// `Conn::open` took any error reply to `AUTH` for refused credentials, and the node ended
+/// ("Redis refused the credentials: ... max number of clients reached").
+#[test]
+fn a_node_meeting_maxclients_at_a_reconnection_waits_it_out() {
+    use std::io::Read as _;
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let mut node = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, &url)
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    let pool = pool_with(&url, 1, options.clone());
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    let mut control = std::os::unix::net::UnixStream::connect(redis.socket()).unwrap();
+    control.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    control.write_all(b"AUTH s3cret\r\nCONFIG SET maxclients 1\r\nCLIENT KILL TYPE normal SKIPME yes\r\n").unwrap();
+    let (mut reply, mut got) = (vec![0u8; 256], Vec::new());
+    while got.iter().filter(|&&b| b == b'\n').count() < 3 {
+        let n = control.read(&mut reply).unwrap();
+        got.extend_from_slice(&reply[..n]);
+    }
+    let ended = eventually(Duration::from_secs(4), || node.try_wait().unwrap().is_some());
+    control.write_all(b"CONFIG SET maxclients 10000\r\n").unwrap();
+    let _ = control.read(&mut reply).unwrap();
+    drop(control);
+    // The pool's own driver met the limit longer than its `timeout` (2 s): a new pool.
+    drop(pool);
+    let serves = !ended && pool_with(&url, 1, options).apply(square, 8).map_err(|e| e.to_string()) == Ok(64);
+    let _ = node.kill();
+    let _ = node.wait();
+    let mut said = String::new();
+    let _ = node.stderr.take().unwrap().read_to_string(&mut said);
+    assert!(!ended, "a healthy node ended on a passing maxclients: {said}");
+    assert!(serves, "the node does not serve once the limit is lifted: {said}");
+}
+
+/// A node refused later by Redis while a task runs on it, whose result connection is still
+/// logged in (a password changed in Redis leaves the connections already authenticated
+/// alone), does not fail that task `Terminated`: it is taken back by its driver after the
+/// lease, as a dead node's is, as `serve`'s doc says (review108 M3). Before, the node's
+/// writer pushed the `Terminated` of the tasks its local pool was ended with
+/// ("Err(the pool was terminated before the task finished)").
+#[test]
+fn a_node_refused_later_does_not_fail_its_running_task_terminated() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let cli = |password: &str, args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .arg("-s")
+            .arg(redis.socket())
+            .args(["--no-auth-warning", "-a", password])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let _node = Node::start(&url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    let mut slow = pool.apply_async(sleep_ms, 4000).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    let mut killed = 0; // only the node's reader loses its connection
+    for _ in 0..50 {
+        for line in cli("changed", &["CLIENT", "LIST"]).lines() {
+            if line.contains("cmd=xreadgroup") {
+                let id = line.split(' ').find_map(|f| f.strip_prefix("id=")).unwrap().to_owned();
+                cli("changed", &["CLIENT", "KILL", "ID", &id]);
+                killed += 1;
+            }
+        }
+        if killed > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(killed > 0, "no reader found");
+    // A new node, on the new password, takes the task back after its lease.
+    let _other = Node::start(&format!("{}?pass=changed", redis.url));
+    let r = slow.get_timeout(Duration::from_secs(30));
+    assert_eq!(r, Ok(4000));
 }
 
 // --- A frozen node ----------------------------------------------------------------------

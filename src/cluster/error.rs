@@ -70,6 +70,7 @@ impl ClusterError {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || waits(e)
+            || at_maxclients(e)
         {
             ClusterError::Unreachable(e.to_string())
         } else {
@@ -84,6 +85,12 @@ impl ClusterError {
 fn waits(e: &redis::RedisError) -> bool {
     let errors = e.clone().into_server_errors().unwrap_or_default();
     !errors.is_empty() && errors.iter().all(|(_, error)| matches!(error.code(), "BUSY" | "LOADING" | "MASTERDOWN"))
+}
+
+/// Whether Redis refused a new connection for its `maxclients` (it writes this error and
+/// closes the connection): a passing state, waited out as Redis away (review108 M2).
+fn at_maxclients(e: &redis::RedisError) -> bool {
+    e.code() == Some("ERR") && e.to_string().contains("max number of clients reached")
 }
 
 /// Whether a rustls error is somewhere in the error's causes (a handshake that failed).

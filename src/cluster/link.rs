@@ -112,17 +112,20 @@ impl Link {
 /// margin: the buffer holds the argument's line end too). Redis answers a longer one by
 /// closing the connection, which a client cannot tell from Redis gone. `None` where
 /// `CONFIG GET` is refused (an ACL without `@admin`, a managed server that renames it)
-/// or answers nothing readable.
+/// or answers nothing readable, and where the second read fails (review108 L3: a bound of
+/// `proto-max-bulk-len` alone, taken for known, ignored a smaller query buffer); a server
+/// without `client-query-buffer-limit` (answering none) is bounded by the first alone.
 pub(crate) fn server_bulk_bound(link: &mut Link) -> Option<(u64, &'static str)> {
-    let mut get = |name: &str| -> Option<u64> {
+    // `None` where the read failed, `Some(None)` where the server has no such setting.
+    let mut get = |name: &str| -> Option<Option<u64>> {
         let pair: Vec<String> = link.run(|c| redis::cmd("CONFIG").arg("GET").arg(name).query(c)).ok()?;
-        match &pair[..] {
+        Some(match &pair[..] {
             [key, value] if key == name => value.parse().ok(),
             _ => None,
-        }
+        })
     };
-    let bulk = get("proto-max-bulk-len")?;
-    let query = get("client-query-buffer-limit").map(|q| q.saturating_sub(QUERY_MARGIN));
+    let bulk = get("proto-max-bulk-len")??;
+    let query = get("client-query-buffer-limit")?.map(|q| q.saturating_sub(QUERY_MARGIN));
     Some(match query {
         Some(query) if query < bulk => (query, "client-query-buffer-limit"),
         _ => (bulk, "proto-max-bulk-len"),
@@ -216,7 +219,15 @@ impl Conn {
                 auth.arg(user);
             }
             if let Value::ServerError(e) = redis::ConnectionLike::req_command(&mut conn, auth.arg(password))? {
-                return Err((ErrorKind::AuthenticationFailed, "password authentication failed", e.to_string()).into());
+                if refuses_credentials(&e) {
+                    return Err(
+                        (ErrorKind::AuthenticationFailed, "password authentication failed", e.to_string()).into()
+                    );
+                }
+                // Any other refusal is itself (review108 M2): a Redis at `maxclients`
+                // writes its error and closes the connection, which a node that
+                // reconnects waits out; taken for refused credentials, it ended the node.
+                return Err(e.into());
             }
         }
         if settings.db() != 0 {
@@ -268,6 +279,18 @@ impl redis::ConnectionLike for Conn {
     fn is_open(&self) -> bool {
         self.open
     }
+}
+/// Whether an error reply to `AUTH` says the credentials are wrong: `WRONGPASS` (Redis 6
+/// and later), `ERR invalid password` and `ERR invalid username-password pair` (older
+/// Redis), or a password given to a server that has none. Any other reply (a server at
+/// `maxclients`, say) is not about them.
+fn refuses_credentials(e: &redis::ServerError) -> bool {
+    let details = e.details().unwrap_or_default().to_ascii_lowercase();
+    e.code() == "WRONGPASS"
+        || (e.code() == "ERR"
+            && ["invalid password", "invalid username-password pair", "without any password configured"]
+                .iter()
+                .any(|said| details.contains(said)))
 }
 
 /// `url` as it may be shown (printed, logged, put in an error): its password, in the

@@ -279,6 +279,13 @@ impl Delivery for Forward {
         if let Err(error @ TaskError::WorkersCannotStart(_)) = outcome {
             return self.hand_back(error);
         }
+        // Ended by the node itself (it stops: Redis refused its credentials, or its pool
+        // broke): handed back, taken back by its driver as a dead node's would be after
+        // its lease, never failed `Terminated` (review108 M3: the writer's connection,
+        // still logged in, pushed it).
+        if matches!(outcome, Err(TaskError::Terminated)) && self.shared.stopped.load(Ordering::Acquire) {
+            return self.send(Vec::new(), true);
+        }
         let too_large = |size: usize| Failure::TooLarge { size: size as u64, max: self.max };
         let outcome = match outcome {
             // Not even copied when the result alone is too long.
@@ -342,7 +349,10 @@ pub(super) fn node_name() -> String {
 /// not set, ends the node too; one after the start is waited out as Redis away is, and said
 /// through `log`); later, [`ClusterError::Auth`] when Redis refuses the credentials after
 /// the start (a password changed in Redis, met when the node connects again: the node's
-/// tasks are taken back by their drivers after their lease, as a dead node's; a command
+/// running tasks are ended and handed back, never failed, and taken back by their drivers
+/// at once if the node's result connection is still logged in, after their lease, as a
+/// dead node's, if not; a passing refusal, such as a Redis at `maxclients`, is waited out;
+/// a command
 /// an ACL refuses, `NOPERM`, is not such a refusal), [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
 /// a worker: …") when it could start none.
@@ -571,8 +581,11 @@ fn credentials_refused(e: &ClusterError, link: &mut Link) -> Option<ClusterError
 /// The end of a node whose credentials Redis refused after its start (a password changed
 /// in Redis, met at a reconnection): its URL cannot change, so it ends as at its start, for
 /// a supervisor to restart it with the new one. It stops reading and its local pool; what it
-/// holds cannot be pushed nor handed back (Redis refuses it), and is taken back by the
-/// drivers after its lease, a delivery counted, as a dead node's.
+/// holds is handed back (`Forward::deliver` hands back a `Terminated` met once
+/// `Shared::stopped` is set), never failed: taken back by the drivers at once where the
+/// writer's connection is still logged in (connections already open keep their login), or
+/// after its lease where Redis refuses that too, a delivery counted either way, as a dead
+/// node's.
 fn end_refused(
     shared: &Shared,
     writer: &Sender<Option<Finished>>,

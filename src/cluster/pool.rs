@@ -629,7 +629,9 @@ impl Driver {
     /// Redis refuses them for want of memory (`maxmemory` with `noeviction`), they wait
     /// and are sent again (the driver's reads free memory as they trim what they read);
     /// when it has refused them for the pool's `timeout`, every task waiting fails, typed,
-    /// and the pool goes on.
+    /// and the pool goes on; a large task Redis closes the connection on `DROPPED_SENDS`
+    /// times while it answers `PING` fails alone. An error is returned only when nothing
+    /// failed before it in the same call: the outcomes are never dropped with it.
     fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
         while books.sent.len() < self.in_flight {
@@ -668,6 +670,11 @@ impl Driver {
             match run_coded(link, |c| add.invoke::<(String, Vec<String>)>(c)) {
                 Ok((born, entries)) => {
                     books.full_since = None;
+                    // A task's lost sends count while they come one after another: one
+                    // sent is clear of them (review108 L2).
+                    if books.dropped.is_some_and(|(task, _)| batch.iter().any(|job| job.0 == task)) {
+                        books.dropped = None;
+                    }
                     lock(&self.born).saw(&born, entries.last());
                     for ((id, chunk, items, delivery, message, deliveries), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
@@ -696,7 +703,10 @@ impl Driver {
                     // A large task sent alone on which the connection was lost while Redis
                     // answers: the server closed it for the task's size (its bound unknown
                     // here), or a blip. Tried again; lost so `DROPPED_SENDS` times, the
-                    // task fails alone, and the pool goes on.
+                    // task fails alone, and the pool goes on. A loss counted so is no
+                    // error of the step (Redis answered): else a run of such tasks, each
+                    // costing erring steps and none succeeding in between, took Redis for
+                    // gone after the pool's `timeout` and ended the pool (review108 M1).
                     let closed_on = match &batch[..] {
                         [job] if alone(job) && matches!(e, ClusterError::Unreachable(_)) => Some(job.0),
                         _ => None,
@@ -714,16 +724,26 @@ impl Driver {
                             let (_, chunk, _, delivery, message, _) = batch.into_iter().next().expect("one task");
                             let error = TaskError::Codec(crate::CodecError::encode(format_args!(
                                 "a task of {} bytes: Redis closed the connection on it {DROPPED_SENDS} times while it \
-                                 answered PING, above its proto-max-bulk-len most likely (which it did not tell: \
-                                 CONFIG GET refused)",
+                                 answered PING: above its proto-max-bulk-len or client-query-buffer-limit most likely, \
+                                 or a client eviction (maxmemory-clients); CONFIG GET refused, its bounds unknown",
                                 message.len() - TAG
                             )));
                             failed.push((delivery, chunk, Err(error)));
                             continue;
                         }
+                        for job in batch.into_iter().rev() {
+                            books.pending.push_front(job);
+                        }
+                        break;
                     }
                     for job in batch.into_iter().rev() {
                         books.pending.push_front(job);
+                    }
+                    // What failed before in this call is answered first, never dropped with
+                    // the error (review108 H1: a task failed alone was never answered, its
+                    // `get` waited for ever); the error is met again at the next `flush`.
+                    if !failed.is_empty() {
+                        return Ok(failed);
                     }
                     return Err(e);
                 }

@@ -764,9 +764,13 @@ impl Pool {
             let submitted = chunk_job(&*self.inner, call, chunk, index, options.timeout, sink.clone())
                 .and_then(|job| self.inner.submit(job));
             if let Err(e) = submitted {
-                // The call fails whole: the chunks already submitted are cancelled as a
-                // failed map's are (review96 L9: a cluster task refused for its size left
-                // the chunks before it to run, their results dropped).
+                // The call fails whole: the chunks already submitted are cancelled
+                // (review96 L9: a cluster task refused for its size left the chunks before
+                // it to run, their results dropped). A cluster pool withdraws them from the
+                // stream; a local pool drops those still pending, but one already queued
+                // in a worker's inbox runs (counted done, its result dropped): the
+                // supervisor purges inboxes only for a cancellation met in a delivery
+                // (`settle_by`), as for `AsyncResult::cancel` (review108 L1, left so).
                 sink.abandon(index);
                 return Err(e);
             }

@@ -246,8 +246,10 @@ impl Wakers {
 pub(crate) trait Sink<R>: Send + Sync {
     fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>);
 
-    /// In a copy made by a fork a callback made: ends the chunk `Terminated` for whoever
-    /// waits on it in the copy, running no callback (the parent runs them: review60 M2).
+    /// Ends the chunk `Terminated` for whoever waits on it, running no callback: in a copy
+    /// made by a fork a callback made (the parent runs them: review60 M2), and for a `map`
+    /// refused mid-submission (`map_packed`: the call fails whole, its other chunks
+    /// cancelled, [`Sink::cancelled`]).
     fn abandon(&self, chunk: usize) {
         self.deliver(chunk, Err(TaskError::Terminated));
     }
@@ -401,7 +403,13 @@ impl<R: Send> Sink<R> for MapSink<R> {
 
     fn abandon(&self, _chunk: usize) {
         let mut state = lock(&self.state);
-        state.failed = true;
+        // The bar ends with the call (review108 L4: it stayed open until the last job
+        // dropped the sink), once.
+        if !std::mem::replace(&mut state.failed, true)
+            && let Some(p) = &self.progress
+        {
+            p.abandon();
+        }
         self.cancelled.store(true, Ordering::Release);
         drop(state);
         self.slot.fill_if_empty(Err(TaskError::Terminated));
