@@ -120,12 +120,14 @@ struct QueueState {
     putters: VecDeque<(Waiter, Stored)>,
     joinable: bool,
     unfinished: u64,
-    /// Tasks of a joinable queue taken (by a `get`) and not yet marked done, by who took
-    /// them: a holder that dies leaves its own `lost` (`Store::take_back`).
-    taken: BTreeMap<Holder, u64>,
-    /// Tasks taken by holders that died: when every unfinished task is one, `join` is told
-    /// so (`Fault::TasksLost`) instead of waiting for ever, as the family's queue tells it.
-    lost: u64,
+    /// Tasks of a joinable queue taken (by a `get`) less those marked done, by holder, as
+    /// the family's task table counts them (`Tasks::lost_then`): a `task_done` counts
+    /// against its own holder, below zero if it took none (it finished a task another
+    /// took, or one still queued); a count of 0 is no entry. A holder that dies leaves its
+    /// count, whatever its sign, to `lost` (`Store::take_back`).
+    taken: BTreeMap<Holder, i64>,
+    /// The counts of holders that died: what they took less what they marked done.
+    lost: i64,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
     shutdown: bool,
@@ -135,32 +137,25 @@ impl QueueState {
     /// `holder` took a task (a `get` of a joinable queue).
     fn took(&mut self, holder: Holder) {
         if self.joinable {
-            let n = self.taken.entry(holder).or_default();
-            *n = n.saturating_add(1);
+            self.count(holder, 1);
         }
     }
 
-    /// `holder` marked a task done: one it took, or else one of the dead's, or else one
-    /// another live holder took (it finished that one's, as the family's rule has it).
+    /// `holder` marked a task done: counted against its own count whoever took the task,
+    /// so that another holder's task is never told lost for it (review112 M1).
     fn done_by(&mut self, holder: Holder) {
-        let whose = if self.taken.contains_key(&holder) {
-            Some(holder)
-        } else if self.lost > 0 {
-            self.lost -= 1;
-            None
-        } else {
-            self.taken.keys().next().copied()
-        };
-        if let Some(h) = whose {
-            let n = self.taken.get_mut(&h).expect("listed");
-            *n -= 1;
-            if *n == 0 {
-                self.taken.remove(&h);
-            }
+        self.count(holder, -1);
+    }
+
+    fn count(&mut self, holder: Holder, by: i64) {
+        let n = self.taken.entry(holder).or_default();
+        *n = n.saturating_add(by);
+        if *n == 0 {
+            self.taken.remove(&holder);
         }
     }
 
-    /// `holder` died: the tasks it took are lost; whether it took any.
+    /// `holder` died: its count goes to `lost`, whatever its sign; whether it had one.
     fn take_back(&mut self, holder: Holder) -> bool {
         let Some(n) = self.taken.remove(&holder) else { return false };
         self.lost = self.lost.saturating_add(n);
@@ -168,8 +163,18 @@ impl QueueState {
     }
 
     /// `Some(lost)` when tasks are unfinished and every one was taken by a dead holder.
+    ///
+    /// The counts, live and dead, sum to takes less dones, which is `unfinished` less the
+    /// items queued; the dead's counts with the live counts below zero (tasks a live holder
+    /// finished for another) are therefore `unfinished` only when no live holder holds a
+    /// task and nothing is queued, as in the family's `Tasks::lost_then`.
     fn all_lost(&self) -> Option<u64> {
-        (self.joinable && self.unfinished > 0 && self.lost >= self.unfinished).then_some(self.lost)
+        if !self.joinable || self.unfinished == 0 {
+            return None;
+        }
+        let offset: i64 = self.taken.values().filter(|&&n| n < 0).fold(0, |a, &n| a.saturating_add(n));
+        let told = self.lost.saturating_add(offset);
+        u64::try_from(told).ok().filter(|&told| told > 0 && told >= self.unfinished)
     }
 }
 
@@ -2010,6 +2015,76 @@ mod tests {
         assert_eq!(call(&mut store, A, 3, counter, Kind::Semaphore, acquire(Some(0))), Some(Ok(Out::Bool(true))));
         store.drop_conn(A, false);
         assert_eq!(call(&mut store, D, 9, counter, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(0))));
+    }
+
+    #[test]
+    fn a_handed_over_task_done_does_not_make_a_live_consumers_task_lost() {
+        // review112 M1: a `task_done` by a process that took nothing was charged to the
+        // smallest live holder; once the real taker exited, a live consumer's task was told
+        // lost.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        let put = |b: &[u8]| Op::Put { item: item(b, &[]), wait: None };
+        // B: family process 10 (R, a live consumer); C: process 20 (P, takes and hands
+        // over); D: process 30 (Q, marks P's task done).
+        store.conn_opened(B, 10, 1);
+        store.conn_opened(C, 20, 1);
+        store.conn_opened(D, 30, 1);
+        assert_eq!(call(&mut store, A, 2, q, k, put(b"x")), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 3, q, k, put(b"y")), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, C, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        // Q finishes P's task; P's work is over, it exits (normally).
+        assert_eq!(call(&mut store, D, 2, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        store.drop_conn(C, true);
+        store.holder_died(20, 1);
+        // R (alive) still works on its task: join must wait for it.
+        let said = call(&mut store, A, 4, q, k, Op::Join { wait: Some(0) });
+        println!("join said {said:?}");
+        assert_eq!(said, Some(Ok(Out::Bool(false))), "a live consumer's task told lost");
+        // R finishes: all done, and the queue is whole for the next round.
+        assert_eq!(call(&mut store, B, 3, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 5, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, A, 6, q, k, put(b"z")), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 7, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(false))));
+    }
+
+    #[test]
+    fn a_queued_item_is_never_told_lost_after_an_early_task_done() {
+        // review112 M2: a `task_done` before any take, then a taker that dies, left `lost`
+        // above `unfinished` for good.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        let put = |b: &[u8]| Op::Put { item: item(b, &[]), wait: None };
+        assert_eq!(call(&mut store, A, 2, q, k, put(b"x")), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, C, 2, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        store.drop_conn(B, false);
+        assert_eq!(call(&mut store, A, 3, q, k, put(b"y")), Some(Ok(Out::Unit)));
+        let said = call(&mut store, A, 4, q, k, Op::Join { wait: Some(0) });
+        println!("join said {said:?}");
+        assert_eq!(said, Some(Ok(Out::Bool(false))), "a queued item told lost");
+    }
+
+    #[test]
+    fn a_parked_join_is_told_when_the_holder_of_the_last_task_dies() {
+        // review112 L4: the path the integration test names, a join already parked when
+        // the sweep finds the holder dead, answered by `settle`.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        store.conn_opened(B, 10, 1);
+        assert_eq!(call(&mut store, A, 2, q, k, Op::Put { item: item(b"x", &[]), wait: None }), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(call(&mut store, A, 3, q, k, Op::Join { wait: None }), None, "the join waits");
+        store.drop_conn(B, false);
+        store.holder_died(10, 1);
+        let replies = store.take_replies();
+        assert_eq!(replies.len(), 1);
+        assert_eq!((replies[0].conn, replies[0].seq), (A, 3));
+        assert_eq!(replies[0].result, Err(Fault::TasksLost { lost: 1 }));
     }
 
     #[test]
