@@ -1,7 +1,9 @@
 //! What a family client killed in the middle of its work leaves on a manager: the tasks of
 //! a managed `JoinableQueue` it took and never marked done are told lost to `join`, as the
-//! family's `JoinableQueue` tells them (aud82); an item a dead getter was parked for is
-//! not handed to it (ignored: the server learns of the death at its next sweep).
+//! family's `JoinableQueue` tells them (aud82), and a task handed over (taken by one
+//! process, marked done by another) leaves the other holders' tasks theirs (review112 M1);
+//! an item a dead getter was parked for is not handed to it (ignored: the server learns of
+//! the death at its next sweep).
 
 mod common;
 
@@ -21,9 +23,9 @@ fn take_and_hang((q, taken): (JoinableQueueProxy<u32>, QueueProxy<u32>)) {
 }
 
 /// A consumer killed holding a task it took: `join` says `TasksLost`, as the family's
-/// `JoinableQueue::join` does (Python's waits for ever), and a task marked done by another
-/// process is taken as the dead one's (of the dead first). Before, `join` waited for ever:
-/// `join_timeout` said `Timeout`.
+/// `JoinableQueue::join` does (Python's waits for ever); a task marked done by a live
+/// process that took none (its count below zero) offsets the dead one's, as in the family's
+/// task table. Before aud82, `join` waited for ever: `join_timeout` said `Timeout`.
 #[test]
 fn a_task_taken_by_a_killed_consumer_is_told_lost_to_join() {
     let _w = common::watchdog(LIMIT);
@@ -46,33 +48,99 @@ fn a_task_taken_by_a_killed_consumer_is_told_lost_to_join() {
     let got = q.join_timeout(Duration::from_secs(30));
     assert!(matches!(got, Err(ManagerError::TasksLost { lost: 1 })), "{got:?}");
     assert!(matches!(q.join(), Err(ManagerError::TasksLost { lost: 1 })));
-    // A task marked done past one's own finishes the dead one's.
+    // A task marked done past one's own offsets the dead one's.
     q.task_done().unwrap();
     q.join().unwrap();
 }
 
-fn join_parked((q, done): (JoinableQueueProxy<u32>, QueueProxy<bool>)) {
-    done.put(matches!(q.join(), Err(ManagerError::TasksLost { lost: 1 }))).unwrap();
+/// Joins in a thread of its own, says `parked` once that join is parked on the server,
+/// then `told lost` if the join said `TasksLost { lost: 1 }` (or else what it said).
+fn join_parked((q, said): (JoinableQueueProxy<u32>, QueueProxy<String>)) {
+    let (tids, asleep) = std::sync::mpsc::channel();
+    let joining = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            // A first call that returns: the thread's connection exists, so its next sleep
+            // is the wait for the join's answer, the join sent.
+            q.len().unwrap();
+            tids.send(common::tid()).unwrap();
+            q.join()
+        })
+    };
+    let tid = asleep.recv().unwrap();
+    assert!(common::eventually(LIMIT, || common::thread_in_futex_wait(tid)), "the join is sent");
+    // The server takes the family's requests from one ring, in order: this put, sent after
+    // the join, is answered after the join was handled (parked).
+    said.put("parked".into()).unwrap();
+    let got = joining.join().unwrap();
+    let told = matches!(got, Err(ManagerError::TasksLost { lost: 1 }));
+    said.put(if told { "told lost".into() } else { format!("{got:?}") }).unwrap();
 }
 
 /// A `join` already waiting when the consumer dies is answered `TasksLost` (by the sweep
-/// that finds it dead).
+/// that finds it dead). The consumer is killed once the join is parked (review112 L4: a
+/// 300 ms sleep stood in, and a join that came after the sweep was answered at once).
 #[test]
 fn a_waiting_join_is_told_when_the_consumer_holding_the_last_task_dies() {
     let _w = common::watchdog(LIMIT);
     let manager = Manager::start().unwrap();
     let q = manager.joinable_queue::<u32>().unwrap();
     let taken = manager.queue::<u32>().unwrap();
-    let done = manager.queue::<bool>().unwrap();
+    let said = manager.queue::<String>().unwrap();
     q.put(7).unwrap();
     let consumer = Process::new(take_and_hang, (q.clone(), taken.clone())).start().unwrap();
     assert_eq!(taken.get().unwrap(), 7);
-    let joiner = Process::new(join_parked, (q.clone(), done.clone())).start().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let joiner = Process::new(join_parked, (q.clone(), said.clone())).start().unwrap();
+    assert_eq!(said.get().unwrap(), "parked");
     consumer.kill().unwrap();
     let _ = consumer.join();
-    assert!(done.get().unwrap(), "the waiting join was told TasksLost {{ lost: 1 }}");
+    assert_eq!(said.get().unwrap(), "told lost", "the waiting join was told TasksLost {{ lost: 1 }}");
     joiner.join().unwrap();
+}
+
+/// Takes one task, says so, and marks it done when told to.
+fn take_and_finish_when_told((q, taken, go): (JoinableQueueProxy<u32>, QueueProxy<u32>, QueueProxy<()>)) {
+    let task = q.get().unwrap();
+    taken.put(task).unwrap();
+    go.get().unwrap();
+    q.task_done().unwrap();
+}
+
+/// Takes one task, says so, and exits (normally) without marking it done: another process
+/// does.
+fn take_and_hand_over((q, taken): (JoinableQueueProxy<u32>, QueueProxy<u32>)) {
+    let task = q.get().unwrap();
+    taken.put(task).unwrap();
+}
+
+/// review112 M1: a task handed over (one process takes it, another marks it done) is not
+/// charged to another holder. Before, the `task_done` of a process that took none was
+/// charged to the live holder of the smallest pid (here the consumer started first), so
+/// once the taker exited its task was counted lost and `join` said `TasksLost` while the
+/// consumer still worked on its own.
+#[test]
+fn a_task_handed_over_leaves_a_live_consumers_task_its_own() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    let taken = manager.queue::<u32>().unwrap();
+    let go = manager.queue::<()>().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let consumer = Process::new(take_and_finish_when_told, (q.clone(), taken.clone(), go.clone())).start().unwrap();
+    assert_eq!(taken.get().unwrap(), 1);
+    let taker = Process::new(take_and_hand_over, (q.clone(), taken.clone())).start().unwrap();
+    assert_eq!(taken.get().unwrap(), 2);
+    taker.join().unwrap();
+    // This process (it took none) finishes the taker's task.
+    q.task_done().unwrap();
+    // The consumer works on: the join waits (past the sweep that finds the taker gone).
+    let got = q.join_timeout(Duration::from_secs(2));
+    println!("join said {got:?}");
+    assert!(matches!(got, Err(ManagerError::Timeout)), "the live consumer's task is not lost: {got:?}");
+    go.put(()).unwrap();
+    consumer.join().unwrap();
+    q.join().unwrap();
 }
 
 fn get_and_hang(q: QueueProxy<u32>) {

@@ -174,8 +174,10 @@ pub enum ManagerError {
     /// done was taken by a client that died before marking it done (a family process killed,
     /// a remote client whose connection ended), as the family's
     /// [`QueueJoinError::TasksLost`](crate::QueueJoinError::TasksLost): nobody can finish
-    /// them, so `join` does not wait for them. They stay unfinished; a `task_done` by anyone
-    /// who took none finishes one of them.
+    /// them, so `join` does not wait for them. They stay unfinished; a `task_done` by a
+    /// client past the tasks it took (one that took none) finishes one of them. A task taken
+    /// by a call its client gave up on (`call_timeout`) is lost too: the client never saw
+    /// the item.
     #[error("{lost} items were taken by clients that died before marking them done")]
     TasksLost {
         /// Items taken by dead clients and never marked done.

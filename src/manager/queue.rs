@@ -474,9 +474,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
 
     /// Waits until every item put was confirmed.
     ///
-    /// A task counts as held by the client whose `get` took it (a family process, or a
-    /// remote connection) until that client calls `task_done`; a client that marks done
-    /// more tasks than it took finishes those of the dead first, then those of others.
+    /// Tasks are counted per client (a family process, or a remote connection), as the
+    /// family's `JoinableQueue` counts them: a `get` counts one more for its client, a
+    /// `task_done` one less for its own, below zero for a client that marks done tasks
+    /// another took (a task handed over). A client that dies leaves its count lost; a
+    /// count below zero of a live client makes up for as many lost (it finished them), and
+    /// it never makes another live client's task lost.
     ///
     /// # Errors
     ///

@@ -120,47 +120,50 @@ struct QueueState {
     putters: VecDeque<(Waiter, Stored)>,
     joinable: bool,
     unfinished: u64,
-    /// Tasks of a joinable queue taken (by a `get`) and not yet marked done, by who took
-    /// them: a holder that dies leaves its own `lost` (`Store::take_back`).
-    taken: BTreeMap<Holder, u64>,
-    /// Tasks taken by holders that died: when every unfinished task is one, `join` is told
-    /// so (`Fault::TasksLost`) instead of waiting for ever, as the family's queue tells it.
-    lost: u64,
+    /// Tasks of a joinable queue taken (by a `get`) less those marked done, by holder, as
+    /// the family's task table counts them (`Tasks::lost_then`): a `task_done` counts
+    /// against its own holder, below zero if it took none (it finished a task another
+    /// took, or one still queued); a count of 0 is no entry. A holder that dies leaves its
+    /// count, whatever its sign, to `lost` (`Store::take_back`).
+    taken: BTreeMap<Holder, i64>,
+    /// The counts of holders that died: what they took less what they marked done.
+    lost: i64,
+    /// The sequence number of each family connection's last take (until it closes): a take
+    /// by a call its client abandoned (`call_timeout`) is lost, nobody will do it, though
+    /// its process lives on (`forget_conn`). A family connection has one call in flight,
+    /// so at most its last take was abandoned.
+    last_take: IdMap<ConnId, u64>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
     shutdown: bool,
 }
 
 impl QueueState {
-    /// `holder` took a task (a `get` of a joinable queue).
-    fn took(&mut self, holder: Holder) {
+    /// `owner` took a task (a `get` of a joinable queue) by its request `seq`.
+    fn took(&mut self, owner: Owner, seq: u64) {
         if self.joinable {
-            let n = self.taken.entry(holder).or_default();
-            *n = n.saturating_add(1);
-        }
-    }
-
-    /// `holder` marked a task done: one it took, or else one of the dead's, or else one
-    /// another live holder took (it finished that one's, as the family's rule has it).
-    fn done_by(&mut self, holder: Holder) {
-        let whose = if self.taken.contains_key(&holder) {
-            Some(holder)
-        } else if self.lost > 0 {
-            self.lost -= 1;
-            None
-        } else {
-            self.taken.keys().next().copied()
-        };
-        if let Some(h) = whose {
-            let n = self.taken.get_mut(&h).expect("listed");
-            *n -= 1;
-            if *n == 0 {
-                self.taken.remove(&h);
+            self.count(owner.holder, 1);
+            if let Holder::Process { .. } = owner.holder {
+                self.last_take.insert(owner.conn, seq);
             }
         }
     }
 
-    /// `holder` died: the tasks it took are lost; whether it took any.
+    /// `holder` marked a task done: counted against its own count whoever took the task,
+    /// so that another holder's task is never told lost for it (review112 M1).
+    fn done_by(&mut self, holder: Holder) {
+        self.count(holder, -1);
+    }
+
+    fn count(&mut self, holder: Holder, by: i64) {
+        let n = self.taken.entry(holder).or_default();
+        *n = n.saturating_add(by);
+        if *n == 0 {
+            self.taken.remove(&holder);
+        }
+    }
+
+    /// `holder` died: its count goes to `lost`, whatever its sign; whether it had one.
     fn take_back(&mut self, holder: Holder) -> bool {
         let Some(n) = self.taken.remove(&holder) else { return false };
         self.lost = self.lost.saturating_add(n);
@@ -168,8 +171,18 @@ impl QueueState {
     }
 
     /// `Some(lost)` when tasks are unfinished and every one was taken by a dead holder.
+    ///
+    /// The counts, live and dead, sum to takes less dones, which is `unfinished` less the
+    /// items queued; the dead's counts with the live counts below zero (tasks a live holder
+    /// finished for another) are therefore `unfinished` only when no live holder holds a
+    /// task and nothing is queued, as in the family's `Tasks::lost_then`.
     fn all_lost(&self) -> Option<u64> {
-        (self.joinable && self.unfinished > 0 && self.lost >= self.unfinished).then_some(self.lost)
+        if !self.joinable || self.unfinished == 0 {
+            return None;
+        }
+        let offset: i64 = self.taken.values().filter(|&&n| n < 0).fold(0, |a, &n| a.saturating_add(n));
+        let told = self.lost.saturating_add(offset);
+        u64::try_from(told).ok().filter(|&told| told > 0 && told >= self.unfinished)
     }
 }
 
@@ -679,6 +692,7 @@ impl Store {
                 unfinished: 0,
                 taken: BTreeMap::new(),
                 lost: 0,
+                last_take: IdMap::default(),
                 joiners: Vec::new(),
                 shutdown: false,
             }),
@@ -889,7 +903,9 @@ impl Store {
     /// But when the connection's call numbered `abandoned_from` went unanswered (it timed
     /// out, the client gave up the connection), a `Lock` that call or a later request of it
     /// took is nobody's, released as a dead holder's (nobody will release it); one taken by
-    /// an earlier call stays its live process's (its guard may live on).
+    /// an earlier call stays its live process's (its guard may live on). So with a task of a
+    /// joinable queue that call took: it is lost (its client never saw the item), not its
+    /// live process's to do.
     pub(crate) fn drop_conn_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
         let holder = self.holders.remove(&conn);
         if holder.is_none() {
@@ -900,7 +916,7 @@ impl Store {
         for id in ids {
             let mut fx = Effects::default();
             let Some(obj) = self.objects.get_mut(&id) else { continue };
-            forget_conn(&mut obj.body, conn, kept, abandoned_from, &mut fx);
+            forget_conn(&mut obj.body, conn, holder, kept, abandoned_from, &mut fx);
             self.finish(id, fx);
             self.settle(id);
         }
@@ -1413,7 +1429,7 @@ fn apply(
             if q.getters.is_empty()
                 && let Some(item) = q.items.pop_front()
             {
-                q.took(owner.holder);
+                q.took(owner, call.seq);
                 Ok(Out::Item(move_out(item)))
             } else if q.shutdown && q.items.is_empty() {
                 Err(Fault::ShutDown)
@@ -1652,7 +1668,7 @@ fn settle(body: &mut Body, fx: &mut Effects) {
                 && let Some(item) = q.items.pop_front()
             {
                 let waiter = q.getters.pop_front().expect("checked");
-                q.took(waiter.owner.holder);
+                q.took(waiter.owner, waiter.seq);
                 fx.answer(waiter, Ok(Out::Item(move_out(item))));
                 moved = true;
             }
@@ -1795,7 +1811,14 @@ fn take_waiters(
 /// live family process, `kept`, which stays that process's unless the request that took it
 /// was the abandoned call numbered `abandoned_from` or a later one); a barrier it waited at
 /// breaks.
-fn forget_conn(body: &mut Body, conn: ConnId, kept: Option<Holder>, abandoned_from: Option<u64>, fx: &mut Effects) {
+fn forget_conn(
+    body: &mut Body,
+    conn: ConnId,
+    holder: Option<Holder>,
+    kept: Option<Holder>,
+    abandoned_from: Option<u64>,
+    fx: &mut Effects,
+) {
     let mut taken = Vec::new();
     take_waiters(body, &mut |w| w.owner.conn == conn, &mut taken, fx);
     match body {
@@ -1810,6 +1833,18 @@ fn forget_conn(body: &mut Body, conn: ConnId, kept: Option<Holder>, abandoned_fr
             l.owner = None;
             l.count = 0;
             l.owner_died = true;
+        }
+        Body::Queue(q) => {
+            // A task its abandoned call took goes from its process's count to the lost
+            // (review112 L1): its client never saw the item. A transfer: the sum of the
+            // counts, which `all_lost` relies on, is the same.
+            if let Some(seq) = q.last_take.remove(&conn)
+                && abandoned_from.is_some_and(|from| seq >= from)
+                && let Some(holder) = holder
+            {
+                q.count(holder, -1);
+                q.lost = q.lost.saturating_add(1);
+            }
         }
         Body::Barrier(b) if !taken.is_empty() => {
             b.broken = true;
@@ -2010,6 +2045,107 @@ mod tests {
         assert_eq!(call(&mut store, A, 3, counter, Kind::Semaphore, acquire(Some(0))), Some(Ok(Out::Bool(true))));
         store.drop_conn(A, false);
         assert_eq!(call(&mut store, D, 9, counter, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(0))));
+    }
+
+    #[test]
+    fn a_handed_over_task_done_does_not_make_a_live_consumers_task_lost() {
+        // review112 M1: a `task_done` by a process that took nothing was charged to the
+        // smallest live holder; once the real taker exited, a live consumer's task was told
+        // lost.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        let put = |b: &[u8]| Op::Put { item: item(b, &[]), wait: None };
+        // B: family process 10 (R, a live consumer); C: process 20 (P, takes and hands
+        // over); D: process 30 (Q, marks P's task done).
+        store.conn_opened(B, 10, 1);
+        store.conn_opened(C, 20, 1);
+        store.conn_opened(D, 30, 1);
+        assert_eq!(call(&mut store, A, 2, q, k, put(b"x")), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 3, q, k, put(b"y")), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, C, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        // Q finishes P's task; P's work is over, it exits (normally).
+        assert_eq!(call(&mut store, D, 2, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        store.drop_conn(C, true);
+        store.holder_died(20, 1);
+        // R (alive) still works on its task: join must wait for it.
+        let said = call(&mut store, A, 4, q, k, Op::Join { wait: Some(0) });
+        println!("join said {said:?}");
+        assert_eq!(said, Some(Ok(Out::Bool(false))), "a live consumer's task told lost");
+        // R finishes: all done, and the queue is whole for the next round.
+        assert_eq!(call(&mut store, B, 3, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 5, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, A, 6, q, k, put(b"z")), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 7, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(false))));
+    }
+
+    #[test]
+    fn a_queued_item_is_never_told_lost_after_an_early_task_done() {
+        // review112 M2: a `task_done` before any take, then a taker that dies, left `lost`
+        // above `unfinished` for good.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        let put = |b: &[u8]| Op::Put { item: item(b, &[]), wait: None };
+        assert_eq!(call(&mut store, A, 2, q, k, put(b"x")), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, C, 2, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        store.drop_conn(B, false);
+        assert_eq!(call(&mut store, A, 3, q, k, put(b"y")), Some(Ok(Out::Unit)));
+        let said = call(&mut store, A, 4, q, k, Op::Join { wait: Some(0) });
+        println!("join said {said:?}");
+        assert_eq!(said, Some(Ok(Out::Bool(false))), "a queued item told lost");
+    }
+
+    #[test]
+    fn a_parked_join_is_told_when_the_holder_of_the_last_task_dies() {
+        // review112 L4: the path the integration test names, a join already parked when
+        // the sweep finds the holder dead, answered by `settle`.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        store.conn_opened(B, 10, 1);
+        assert_eq!(call(&mut store, A, 2, q, k, Op::Put { item: item(b"x", &[]), wait: None }), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(call(&mut store, A, 3, q, k, Op::Join { wait: None }), None, "the join waits");
+        store.drop_conn(B, false);
+        store.holder_died(10, 1);
+        let replies = store.take_replies();
+        assert_eq!(replies.len(), 1);
+        assert_eq!((replies[0].conn, replies[0].seq), (A, 3));
+        assert_eq!(replies[0].result, Err(Fault::TasksLost { lost: 1 }));
+    }
+
+    #[test]
+    fn a_task_taken_by_an_abandoned_call_is_told_lost() {
+        // review112 L1: a family `get` abandoned by `call_timeout` but granted left its task
+        // counted to its live process, which never saw the item: `join` waited for ever.
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let k = Kind::JoinableQueue;
+        let put = |b: &[u8]| Op::Put { item: item(b, &[]), wait: None };
+        store.conn_opened(B, 10, 1);
+        store.conn_opened(C, 10, 1);
+        // B's get at 2 was answered (the task is its process's); its get at 3 parks, is
+        // granted by a put, and was abandoned by the client (it gave the connection up).
+        assert_eq!(call(&mut store, A, 2, q, k, put(b"x")), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, B, 2, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(call(&mut store, B, 3, q, k, Op::Get { wait: None }), None, "parked");
+        assert_eq!(call(&mut store, A, 3, q, k, put(b"y")), Some(Ok(Out::Unit)));
+        store.drop_conn_from(B, true, Some(3));
+        // The process's other task is still its own: the join waits for it.
+        let said = call(&mut store, A, 4, q, k, Op::Join { wait: Some(0) });
+        assert_eq!(said, Some(Ok(Out::Bool(false))));
+        assert_eq!(call(&mut store, C, 2, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        let said = call(&mut store, A, 5, q, k, Op::Join { wait: Some(0) });
+        println!("join said {said:?}");
+        assert_eq!(said, Some(Err(Fault::TasksLost { lost: 1 })), "the abandoned call's task");
+        // A take answered before the abandoned call stays its process's.
+        assert_eq!(call(&mut store, A, 6, q, k, put(b"z")), Some(Ok(Out::Unit)));
+        assert!(matches!(call(&mut store, C, 3, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        store.drop_conn_from(C, true, Some(4));
+        assert_eq!(call(&mut store, A, 7, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(false))));
     }
 
     #[test]
