@@ -490,14 +490,35 @@ fn a_bare_fork_copy_of_a_fork_child_leaves_its_go_to_the_child_inner() {
     multiproc::init();
     // SAFETY (test): libtest's thread and the watchdog sleep holding no lock of ours.
     unsafe { multiproc::allow_fork_with_threads() };
+    let before = own_children();
     // The start held between its fork and its look: the go word is pending meanwhile.
     multiproc::__private::crash_at("hold:process.fork.recorded");
     let start = std::thread::spawn(|| {
         Process::new(leave_a_bare_copy, 4).start_method(StartMethod::Fork).start().map(|child| child.join())
     });
     assert!(common::eventually(LIMIT, || multiproc::__private::crash_holding() == 1));
-    // The copy, then the child, reach their end meanwhile and wait for the go.
-    std::thread::sleep(Duration::from_millis(1000));
+    // The copy, then the child, reach their end meanwhile: the child waits for the go
+    // asleep, and the copy either ended or (before the fix) waits asleep too.
+    let child = || own_children().into_iter().find(|pid| !before.contains(pid));
+    assert!(common::eventually(LIMIT, || child().is_some()), "the Fork child");
+    let child = child().unwrap();
+    let copy = || {
+        std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+            .ok()
+            .and_then(|list| list.split_whitespace().next().and_then(|pid| pid.parse::<u32>().ok()))
+    };
+    assert!(common::eventually(LIMIT, || copy().is_some()), "the child's bare copy");
+    let copy = copy().unwrap();
+    let asleep = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|call| {
+            call.split_whitespace().next().and_then(|nr| nr.parse::<libc::c_long>().ok()) == Some(libc::SYS_futex)
+        })
+    };
+    let ended = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |stat| stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')))
+    };
+    assert!(common::eventually(LIMIT, || asleep(child) && (asleep(copy) || ended(copy))), "both at their end");
     multiproc::__private::crash_disarm();
     assert_eq!(start.join().unwrap().unwrap().unwrap(), 16);
     println!("INNER-DONE");

@@ -629,8 +629,8 @@ fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> 
         family::prepare_for_forks();
     }
     // The parent's start failed after we were made (our server died before it answered;
-    // our pidfd could not be had; our frame's rest, or our go, could not be sent): what the boot message names is no
-    // longer ours. As our parent's own fork-server child (`yours`), we leave our pid on the
+    // our pidfd could not be had; our frame's rest, or our go, could not be sent): what
+    // the boot message names is no longer ours. As our parent's own fork-server child (`yours`), we leave our pid on the
     // socket, whose end it keeps to reap us (`forkserver::reap_left_children`): nobody else
     // knows of us.
     let stop = |sock: &OwnedFd| -> ! {

@@ -847,10 +847,11 @@ impl Journal {
         let made = |file: fn() -> io::Result<sys::MemFile>, reserve: bool| -> io::Result<[sys::MemFile; 2]> {
             let files = [file()?, file()?];
             if reserve {
-                // A help, not a need: only a full `/dev/shm` (or its quota, review111 L2) sends the journal to memory
-                // files, which have no room to run out of and are not reserved. Any other
-                // refusal (`ENOMEM`, a sandbox's `ENOSYS`) keeps it here, unreserved
-                // (review107 L1: it failed both tries, leaving the family no journal).
+                // A help, not a need: only a full `/dev/shm` (or its quota, review111 L2)
+                // sends the journal to memory files, which have no room to run out of and
+                // are not reserved. Any other refusal (`ENOMEM`, a sandbox's `ENOSYS`)
+                // keeps it here, unreserved (review107 L1: it failed both tries, leaving
+                // the family no journal).
                 let reserved = if crate::shm::crash::fail_point!("tracker.journal.reserve") {
                     Err(io::ErrorKind::OutOfMemory.into())
                 } else {
