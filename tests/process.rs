@@ -4207,8 +4207,8 @@ fn our_own_lost_children_give_their_boot_messages_back_inner() {
     let leaks = common::leak_check(LIMIT / 2);
     {
         let queue = multiproc::Queue::<u32>::new().unwrap();
-        // A spawned child whose pidfd we cannot have (`fail:process.spawn.pidfd`): its whole
-        // boot frame fit its socket, so it may read it.
+        // A spawned child whose pidfd we cannot have (`fail:process.spawn.pidfd`): it never
+        // has `GO` (spw82), so it cannot have read its boot message, given back whole.
         multiproc::__private::crash_at("fail:process.spawn.pidfd");
         let started = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
             .start_method(StartMethod::Spawn)
@@ -4235,12 +4235,14 @@ fn our_own_lost_children_give_their_boot_messages_back_inner() {
     println!("INNER-DONE");
 }
 
-/// A child of ours whose start is `Lost` (its pidfd could not be had, or the fork server's
-/// answer lost its descriptors after its go) may have read its boot message: it is killed
-/// and reaped, and the message's blobs are given back from the dead child, as at any reap
-/// (review62 L5). Before, the message was forgotten: its 64 KB argument leaked (70144 or
-/// 139776 bytes left with the room: one blob or both, as the spawned child had decoded its
-/// message before its kill or not).
+/// A child of ours whose start is `Lost` is killed and reaped, and its boot message's
+/// blobs come back once each. A fork-server room child whose answer lost its descriptors
+/// after its go may have read its message: its blobs are given back from the dead child,
+/// as at any reap (`lost_child`, review62 L5). A spawned child whose pidfd could not be had
+/// never gets `GO` (spw82), so cannot have read it: the message is given back whole
+/// (`on_socket`). Before review62 L5, the message was forgotten: its 64 KB argument leaked
+/// (70144 or 139776 bytes left with the room: one blob or both, as the spawned child, which
+/// then ran without `GO`, had decoded its message before its kill or not).
 #[test]
 fn our_own_lost_children_give_their_boot_messages_back() {
     let _w = watchdog(LIMIT);

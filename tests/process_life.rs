@@ -605,7 +605,7 @@ fn read_then_return_a_large_result(value: multiproc::Value<u64>) -> (Vec<u8>, mu
 }
 
 #[test]
-fn a_start_failed_by_a_reaped_child_settles_what_it_reported_inner() {
+fn a_start_failed_by_a_killed_held_child_gives_its_argument_back_whole_inner() {
     let Ok(method) = std::env::var(REAPED_REPORT_FREES) else { return };
     let _w = watchdog(LIMIT);
     multiproc::init();
@@ -639,21 +639,21 @@ fn a_start_failed_by_a_reaped_child_settles_what_it_reported_inner() {
     println!("INNER-DONE");
 }
 
-/// A `Fork` or `Spawn` start that fails because its child ended and was reaped by the
-/// program before the start watched it reads what the child reported on its boot socket,
-/// as a reap does: the outcome (its blob given back with it, and the result's handles,
-/// which nobody will decode: res71's undo), the receipts, the key of a blob named, and the
-/// boot message's blobs the child did not take. Before (review88 L1), the socket was
-/// dropped unread, and the outcome's blob stayed counted in flight for good (65 536
-/// bytes), the value the child made too (256 more, with the socket read). No child runs
-/// before its start's look now (Fork: audp61; Spawn: spw82), so only a kill ends one
-/// there, and it reported nothing.
+/// A `Fork` or `Spawn` start held between its child's birth and its look, whose child is
+/// killed (`SIGKILL`) and reaped by the program (it ignores `SIGCHLD`) meanwhile, fails
+/// saying the child was "reaped by the program", and gives its argument back whole: the
+/// heap in use is where it was, and the shared value passed is still the parent's. No
+/// child runs before its start's look now (Fork: audp61; Spawn: spw82), so the child took
+/// nothing and reported nothing, and the start is settled as a reap is
+/// (`child::settle_reaped`) over an empty socket. This test once checked review88 L1's
+/// case, a child that reported before it was reaped (its socket dropped unread, the
+/// outcome's blob left in flight: 65 536 bytes); that case cannot be made any more.
 #[test]
-fn a_start_failed_by_a_reaped_child_settles_what_it_reported() {
+fn a_start_failed_by_a_killed_held_child_gives_its_argument_back_whole() {
     let _w = watchdog(LIMIT);
     for method in ["fork", "spawn"] {
         common::run_inner_test_with(
-            "a_start_failed_by_a_reaped_child_settles_what_it_reported_inner",
+            "a_start_failed_by_a_killed_held_child_gives_its_argument_back_whole_inner",
             &[(REAPED_REPORT_FREES, method)],
         );
     }
@@ -662,11 +662,22 @@ fn a_start_failed_by_a_reaped_child_settles_what_it_reported() {
 const SPAWN_REAPED: &str = "MULTIPROC_TEST_SPAWN_REAPED";
 
 /// Whether the process `pid` sleeps in a `read` of its descriptor `fd` (its
-/// `/proc/<pid>/syscall`: the call's number, then its arguments).
+/// `/proc/<pid>/syscall`: the call's number, then its arguments). That file needs ptrace
+/// read access to `pid`: where it is refused (Yama's `ptrace_scope` 3, a container that
+/// denies it), this panics saying so, rather than never seeing the child wait and leaving
+/// the test to its watchdog (review114 L6).
 fn sleeps_reading(pid: u32, fd: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     let sleeping = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
-    let Ok(call) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else { return false };
+    let call = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        Ok(call) => call,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => panic!(
+            "cannot tell whether the child {pid} waits for its start's word: reading /proc/{pid}/syscall \
+             needs ptrace read access to it ({e}; Yama's ptrace_scope, or a container that denies it)"
+        ),
+        // Ended meanwhile.
+        Err(_) => return false,
+    };
     let mut words = call.split_whitespace();
     let number = words.next().and_then(|n| n.parse::<i64>().ok());
     let first = words.next().and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok());

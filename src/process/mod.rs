@@ -871,9 +871,12 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 /// The boot message of a start that gave no child (`error`), written to its socket (its
 /// first part, [`send_first`]) or sent with the request: given back (its blobs, dropped)
 /// when no child will read it (`Failed`: none was made, or the fork server's, killed before
-/// it answered, exits on EOF before it decodes); a `Lost` child may have read it: the
-/// message (its blobs) goes with the error, for [`lost_child`] to give back from the dead
-/// child or leave to it.
+/// it answered, exits on EOF before it decodes). A `Lost` child in a report room (the fork
+/// server's answer lost after its go, the only `Lost` that comes here) may have read it:
+/// the message (its blobs) goes with the error, for [`lost_child`] to give back from the
+/// dead child or leave to it. A `Lost` child on a boot socket (spawned, or the server's)
+/// never had `GO` and cannot have read it: [`on_socket`] kills our own and gives the
+/// message back whole (spw82).
 fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
     // Every producer of `Lost` (`spawn::start`, `LaunchError::lost`, the fork server's
     // answer) leaves `boot` to this: one that came with it would have `message` dropped
@@ -946,7 +949,9 @@ fn on_socket(
         Err(e) => return Err(not_started(message, e)),
     };
     let child = (pid, pidfd.as_fd());
-    // Only with a rest to send: a child that has its whole frame runs (review49 L1).
+    // Only with a rest to send: a child that had its whole frame ran without it (review49
+    // L1). Since spw82 no boot-socket child runs before `GO`: the restriction stays,
+    // harmless.
     let sent = if !rest.is_empty() && fail_point!("process.boot.rest") {
         Err(Unsent::Failed(io::Error::from_raw_os_error(libc::ENOBUFS)))
     } else {
@@ -1039,8 +1044,10 @@ pub(crate) enum LaunchError {
     /// be had: its descriptors found no room in this process (`error` is then `EMFILE`),
     /// or the server's answer was lost after the server told it to go. `own` is our own
     /// child's pid (only we can reap it); `None` is the fork server's child. `boot`: its
-    /// boot message, if it holds handles (its blobs) and the child may have read it
-    /// ([`not_started`] puts it here). Boxed, both: a start's error stays small.
+    /// boot message, if it holds handles (its blobs) and the child may have read it: a room
+    /// child's ([`not_started`] puts it here). A child on a boot socket never has `GO` once
+    /// lost, so cannot have read it: [`on_socket`] turns its `Lost` into `Failed` and gives
+    /// the message back whole (spw82). Boxed, both: a start's error stays small.
     Lost { own: Option<u32>, error: Box<Error>, boot: Option<Box<Encoded>> },
     /// Our own child ended, and was reaped by the program (a `SIGCHLD` it ignores, its own
     /// wait for any child) before the start could open its pidfd: the start fails with the
@@ -1080,8 +1087,9 @@ impl<E: Into<Error>> From<E> for LaunchError {
     }
 }
 
-/// A child whose descriptors never reached us (`error`: we had no room for them, or the
-/// server's answer was lost after its go): the start fails with `error`, and the child may
+/// A room child whose descriptors never reached us (`error`: we had no room for them, or
+/// the server's answer was lost after its go; a lost child on a boot socket never gets
+/// here, [`on_socket`] ends it before `GO`): the start fails with `error`, and the child may
 /// already hold handles of its argument, and have taken blobs of its boot message (`boot`).
 /// Our own child is killed and reaped here, then settled as any dead child
 /// (`ChildState::try_reap`): what it listed is let go of, its token taken back, and its
