@@ -88,22 +88,15 @@ pub(crate) fn pid_now() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// Writes `message` to fd 2 with raw `write(2)` calls (again after a partial write or
-/// `EINTR`; any other failure drops the rest), taking no lock: not `io::stderr()`, whose
-/// lock a fork child inherits held when another thread of its parent held it at the fork,
-/// and then waits on for ever (review105 L2). For a last word before an abort, from any
-/// process, a fork child included. Async-signal-safe.
-pub(crate) fn write_to_stderr(mut message: &[u8]) {
-    while !message.is_empty() {
-        // Fd 2 closed, or another file: the write fails or goes there, as `io::stderr()`'s
-        // would.
-        match rustix::io::write(rustix::stdio::stderr(), message) {
-            Ok(0) => return,
-            Ok(n) => message = &message[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return,
-        }
-    }
+/// Writes `message` to fd 2 with raw `write(2)` calls (`write_all`:
+/// again after a partial write or `EINTR`; any other failure drops the rest), taking no
+/// lock: not `io::stderr()`, whose lock a fork child inherits held when another thread of
+/// its parent held it at the fork, and then waits on for ever (review105 L2). For a last
+/// word before an abort, from any process, a fork child included. Async-signal-safe.
+pub(crate) fn write_to_stderr(message: &[u8]) {
+    // Fd 2 closed, or another file: the write fails or goes there, as `io::stderr()`'s
+    // would.
+    let _ = super::socket::write_all(rustix::stdio::stderr(), message);
 }
 
 /// Whether this process's identity is cached ([`me`] will not ask the kernel).
