@@ -461,6 +461,97 @@ fn a_result_whose_deserialize_panics_fails_its_task_and_the_pool_goes_on() {
     assert!(matches!(pool.apply(die_on_7, 7), Err(Error::Task(TaskError::WorkerLost { .. }))));
 }
 
+/// An argument whose `Deserialize` panics on 2 (in the worker), after reading all its
+/// bytes; `pad` makes a chunk of four large enough to be decoded item by item.
+#[derive(serde::Serialize)]
+struct Touchy {
+    n: u32,
+    pad: Vec<u8>,
+}
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (n, pad) = <(u32, Vec<u8>) as serde::Deserialize>::deserialize(d)?;
+        assert_ne!(n, 2, "a Touchy cannot be 2");
+        Ok(Touchy { n, pad })
+    }
+}
+
+fn touchy_n(t: Touchy) -> u64 {
+    u64::from(t.n) * 1000 + t.pad.len() as u64 % 1000
+}
+
+/// A chunk of four arguments whose third's `Deserialize` panics in the worker fails as a
+/// chunk that does not decode does (`TaskError::Codec`, naming the panic), and no item gets
+/// another's result; the worker lives on. Before (aud91): a small chunk (decoded whole)
+/// killed its worker, every item `WorkerLost` ("exited with code 1") and the worker
+/// replaced; a large one (decoded item by item) gave the panic to the second item and the
+/// second item's result to the third: `[Ok(1234), Err(panicked ..), Ok(1234), Ok(3234)]`.
+#[test]
+fn an_argument_whose_deserialize_panics_in_the_worker_fails_its_chunk_as_a_decode_error() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    for pad in [10, 30_000] {
+        let items: Vec<_> = (0..4).map(|n| Touchy { n, pad: vec![1; pad] }).collect();
+        let got: Vec<_> = pool.imap_with(touchy_n, items, MapOptions::new().chunksize(4)).unwrap().collect();
+        assert_eq!(got.len(), 4, "pad {pad}");
+        for (i, r) in got.iter().enumerate() {
+            match r {
+                Ok(v) => {
+                    assert_eq!(*v, i as u64 * 1000 + pad as u64 % 1000, "pad {pad}: item {i} got another's result")
+                }
+                Err(TaskError::Codec(e)) => assert!(e.to_string().contains("a Touchy cannot be 2"), "pad {pad}: {e}"),
+                Err(e) => panic!("pad {pad}: item {i}: {e}"),
+            }
+        }
+        assert!(got[2].is_err(), "pad {pad}: {:?}", got[2]);
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_lost, stats.workers_restarted), (0, 0), "{stats:?}");
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// A result whose `Serialize` panics (in the worker) on 13, after its handle was written.
+#[derive(Debug, serde::Deserialize)]
+struct Unsendable(Value<u64>, u32);
+
+impl serde::Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.0)?;
+        assert_ne!(self.1, 13, "an Unsendable cannot be 13");
+        t.serialize_element(&self.1)?;
+        t.end()
+    }
+}
+
+fn unsendable((v, n): (Value<u64>, u32)) -> Unsendable {
+    Unsendable(v, n)
+}
+
+/// A result whose `Serialize` panics in the worker fails its task as a result that does not
+/// encode does (`TaskError::Codec`, naming the panic), the worker lives on, and the handle
+/// written before the panic is not left counted in flight. Before (aud91): the worker died,
+/// the task `WorkerLost` ("exited with code 1"), and the worker was replaced.
+#[test]
+fn a_result_whose_serialize_panics_in_the_worker_fails_its_task_as_an_encode_error() {
+    let leaks = common::leak_check(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let v = Value::new(7u64).unwrap();
+    match pool.apply(unsendable, (v.clone(), 13)) {
+        Err(Error::Task(TaskError::Codec(e))) => assert!(e.to_string().contains("an Unsendable cannot be 13"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let got =
+        pool.map_with(unsendable, [(v.clone(), 1), (v.clone(), 13), (v.clone(), 2)], MapOptions::new().chunksize(3));
+    assert!(matches!(got, Err(Error::Task(TaskError::Codec(_)))), "{got:?}");
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_lost, stats.workers_restarted), (0, 0), "{stats:?}");
+    assert_eq!(pool.apply(unsendable, (v.clone(), 3)).unwrap().1, 3);
+    drop((pool, v));
+    leaks.assert_no_leak();
+}
 /// A value whose `Drop` panics in the parent when it was decoded from 13 (the worker's own
 /// value and the codec's probe's are disarmed).
 #[derive(Debug, serde::Serialize)]
