@@ -1140,7 +1140,11 @@ where
         {
             Ok(()) => {}
             Err(PoolError::Codec(e)) => sink.deliver(index, Err(TaskError::Codec(e))),
-            Err(_) => sink.deliver(index, Err(TaskError::Terminated)),
+            // The pool takes no more: this chunk's items are the last the iteration yields.
+            Err(_) => {
+                sink.deliver(index, Err(TaskError::Terminated));
+                self.items.stop();
+            }
         }
         Some(chunk.len())
     }

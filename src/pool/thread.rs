@@ -1042,7 +1042,9 @@ where
         let n = chunk.len();
         sink.expect(index, n);
         if self.pool.submit_chunk(&self.f, chunk, index, sink.clone() as Arc<dyn Sink<R>>).is_err() {
+            // The pool takes no more: this chunk's items are the last the iteration yields.
             sink.deliver(index, Err(TaskError::Terminated));
+            self.items.stop();
         }
         Some(n)
     }
