@@ -781,9 +781,12 @@ impl<I: Iterator> Input<I> {
 /// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or
 /// its error. Lazy, with a bounded look-ahead, so the input may be endless.
 ///
-/// The consumer feeds the pool as it goes: once the pool is closed or terminated, the next
-/// chunk is refused, its items come as [`TaskError::Terminated`] after the results in
-/// flight, and the iteration ends there (an endless input is read no further).
+/// The consumer feeds the pool as it goes. A `close` lets an `imap` made before it go on to
+/// the end of its input, as Python's (a local pool keeps its workers for it; a cluster
+/// pool's ends there). Once the pool no longer takes its chunks (terminated, joined, or a
+/// cluster pool closed), the next chunk is refused, its items come as
+/// [`TaskError::Terminated`] after the results in flight, and the iteration ends there (an
+/// endless input is read no further).
 ///
 /// A copy that fork made in a child (kept in a static, say) gives what had arrived before
 /// the fork, then [`TaskError::Terminated`], and ends: the chunks in flight are the
