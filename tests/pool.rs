@@ -1229,6 +1229,22 @@ fn an_imap_made_before_close_goes_on_to_the_end() {
     pool.close();
     assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), (1..30).map(|x| x * x).collect::<Vec<_>>());
     pool.join().unwrap();
+    // A worker killed under it after the `close` fails its chunk alone (or, killed before
+    // it took it, the chunk runs on its replacement), and is replaced.
+    let pool = Pool::new(1).unwrap();
+    let options = MapOptions::new().chunksize(1).lookahead(2);
+    let mut it = pool.imap_with(pid_after, [0, 1000, 0, 0, 0], options).unwrap();
+    let pid = it.next().unwrap().unwrap();
+    pool.close();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY (test): `pid` is the pool's only worker, running (or about to run) the long item.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let rest: Vec<_> = it.collect();
+    assert_eq!(rest.len(), 4, "{rest:?}");
+    assert!(matches!(rest[0], Err(TaskError::WorkerLost { .. }) | Ok(_)), "{rest:?}");
+    assert!(rest.iter().all(|r| r.as_ref().map_or(true, |p| *p != pid)), "{rest:?}");
+    assert!(rest[1..].iter().all(Result::is_ok), "{rest:?}");
+    pool.join().unwrap();
     // Joined before its end: cut.
     let pool = Pool::new(2).unwrap();
     let mut it = pool.imap_with(square, 0..100u64, MapOptions::new().chunksize(2).lookahead(2)).unwrap();
