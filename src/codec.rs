@@ -2006,7 +2006,13 @@ impl<A: DeserializeOwned> Iterator for Elements<'_, A> {
         }
         self.left -= 1;
         let _leave = LeaveDecoding::enter();
-        let element = keep::deserialize::<A, _>(&mut self.deserializer).map_err(postcard_failure::<A>);
+        // A `Deserialize` that panics (user code) is this element's decoding error, and the
+        // last: let through to a consumer that catches it (a pool worker's guard around its
+        // task), the next element was read from the middle of this one, and the panic was
+        // taken for the previous item's (aud91).
+        let deserializer = &mut self.deserializer;
+        let element =
+            crate::process::panics::decoding(|| keep::deserialize::<A, _>(deserializer).map_err(postcard_failure::<A>));
         if element.is_err() {
             // Where the next element starts is unknown now.
             self.left = 0;

@@ -16,7 +16,8 @@ use std::time::Duration;
 use common::refused::RefusedAfterFirst;
 use common::{eventually, heap_user, pid_running};
 use multiproc::{
-    ApplyOptions, Error, Event, JoinError, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value,
+    ApplyOptions, Error, Event, JoinError, MapOptions, Pool, PoolError, ResultTimeoutError, SharedBytes, StartMethod,
+    TaskError, Value,
 };
 
 multiproc::test_support!();
@@ -461,6 +462,97 @@ fn a_result_whose_deserialize_panics_fails_its_task_and_the_pool_goes_on() {
     assert!(matches!(pool.apply(die_on_7, 7), Err(Error::Task(TaskError::WorkerLost { .. }))));
 }
 
+/// An argument whose `Deserialize` panics on 2 (in the worker), after reading all its
+/// bytes; `pad` makes a chunk of four large enough to be decoded item by item.
+#[derive(serde::Serialize)]
+struct Touchy {
+    n: u32,
+    pad: Vec<u8>,
+}
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (n, pad) = <(u32, Vec<u8>) as serde::Deserialize>::deserialize(d)?;
+        assert_ne!(n, 2, "a Touchy cannot be 2");
+        Ok(Touchy { n, pad })
+    }
+}
+
+fn touchy_n(t: Touchy) -> u64 {
+    u64::from(t.n) * 1000 + t.pad.len() as u64 % 1000
+}
+
+/// A chunk of four arguments whose third's `Deserialize` panics in the worker fails as a
+/// chunk that does not decode does (`TaskError::Codec`, naming the panic), and no item gets
+/// another's result; the worker lives on. Before (aud91): a small chunk (decoded whole)
+/// killed its worker, every item `WorkerLost` ("exited with code 1") and the worker
+/// replaced; a large one (decoded item by item) gave the panic to the second item and the
+/// second item's result to the third: `[Ok(1234), Err(panicked ..), Ok(1234), Ok(3234)]`.
+#[test]
+fn an_argument_whose_deserialize_panics_in_the_worker_fails_its_chunk_as_a_decode_error() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    for pad in [10, 30_000] {
+        let items: Vec<_> = (0..4).map(|n| Touchy { n, pad: vec![1; pad] }).collect();
+        let got: Vec<_> = pool.imap_with(touchy_n, items, MapOptions::new().chunksize(4)).unwrap().collect();
+        assert_eq!(got.len(), 4, "pad {pad}");
+        for (i, r) in got.iter().enumerate() {
+            match r {
+                Ok(v) => {
+                    assert_eq!(*v, i as u64 * 1000 + pad as u64 % 1000, "pad {pad}: item {i} got another's result")
+                }
+                Err(TaskError::Codec(e)) => assert!(e.to_string().contains("a Touchy cannot be 2"), "pad {pad}: {e}"),
+                Err(e) => panic!("pad {pad}: item {i}: {e}"),
+            }
+        }
+        assert!(got[2].is_err(), "pad {pad}: {:?}", got[2]);
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_lost, stats.workers_restarted), (0, 0), "{stats:?}");
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// A result whose `Serialize` panics (in the worker) on 13, after its handle was written.
+#[derive(Debug, serde::Deserialize)]
+struct Unsendable(Value<u64>, u32);
+
+impl serde::Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.0)?;
+        assert_ne!(self.1, 13, "an Unsendable cannot be 13");
+        t.serialize_element(&self.1)?;
+        t.end()
+    }
+}
+
+fn unsendable((v, n): (Value<u64>, u32)) -> Unsendable {
+    Unsendable(v, n)
+}
+
+/// A result whose `Serialize` panics in the worker fails its task as a result that does not
+/// encode does (`TaskError::Codec`, naming the panic), the worker lives on, and the handle
+/// written before the panic is not left counted in flight. Before (aud91): the worker died,
+/// the task `WorkerLost` ("exited with code 1"), and the worker was replaced.
+#[test]
+fn a_result_whose_serialize_panics_in_the_worker_fails_its_task_as_an_encode_error() {
+    let leaks = common::leak_check(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let v = Value::new(7u64).unwrap();
+    match pool.apply(unsendable, (v.clone(), 13)) {
+        Err(Error::Task(TaskError::Codec(e))) => assert!(e.to_string().contains("an Unsendable cannot be 13"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let got =
+        pool.map_with(unsendable, [(v.clone(), 1), (v.clone(), 13), (v.clone(), 2)], MapOptions::new().chunksize(3));
+    assert!(matches!(got, Err(Error::Task(TaskError::Codec(_)))), "{got:?}");
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_lost, stats.workers_restarted), (0, 0), "{stats:?}");
+    assert_eq!(pool.apply(unsendable, (v.clone(), 3)).unwrap().1, 3);
+    drop((pool, v));
+    leaks.assert_no_leak();
+}
 /// A value whose `Drop` panics in the parent when it was decoded from 13 (the worker's own
 /// value and the codec's probe's are disarmed).
 #[derive(Debug, serde::Serialize)]
@@ -791,6 +883,51 @@ fn get_timeout_does_not_cancel_and_ready_tells() {
     assert_eq!(r.get_timeout(Duration::from_secs(1)).unwrap(), 200);
 }
 
+/// A result taken by `get_timeout` is not said `Terminated` when asked for again: the pool
+/// was not terminated, and the task succeeded (`successful()` still says so). Python's
+/// `get` gives the value again; ours gives it away (`R` is not `Clone`), so the second
+/// answer needs a word of its own. Ignored (aud91, not fixed: a new variant, or a panic as
+/// a use after a move, is the lead's call). Now: `Err(the pool was terminated before the
+/// task finished)`; a `ThreadPool`'s result says the same.
+#[test]
+#[ignore = "aud91: a second get_timeout of a taken result says Terminated"]
+fn a_result_taken_by_get_timeout_is_not_said_terminated_when_asked_again() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 9);
+    assert_eq!(r.successful(), Ok(true));
+    let again = r.get_timeout(Duration::from_secs(30));
+    assert!(!matches!(again, Err(ResultTimeoutError::Task(TaskError::Terminated))), "{again:?}");
+}
+
+fn block_for_ever(_: ()) {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The pool's timeout bounds a worker's initializer too: one that never returns fails the
+/// tasks waiting for its worker (typed), rather than leaving them waiting for ever.
+/// Ignored (aud91, not fixed): the timeout counts from a chunk's take, which a worker
+/// still in its initializer never makes, and its inbox holds the chunk; nothing else
+/// looks at it. Now: `Timeout` after 10 s (for ever without one), as Python's, which has
+/// no timeout at all. A fix: kill a worker that has not answered for longer than the
+/// timeout since its start, as a boot death (`WorkersCannotStart` after the limit in a
+/// row), its chunks resent.
+#[test]
+#[ignore = "aud91: an initializer that never returns hangs every task, whatever the pool's timeout"]
+fn an_initializer_that_never_returns_fails_the_tasks_of_a_pool_with_a_timeout() {
+    let _w = heap_user(LIMIT);
+    let pool =
+        Pool::builder().processes(1).initializer(block_for_ever, ()).timeout(Duration::from_secs(1)).build().unwrap();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    match r.get_timeout(Duration::from_secs(10)) {
+        Err(ResultTimeoutError::Task(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
 fn inner_pool(n: u64) -> u64 {
     let pool = Pool::new(2).unwrap();
     pool.map(square, 0..n).unwrap().iter().sum()
@@ -1029,6 +1166,104 @@ fn imap_reports_a_panicking_input_after_the_results_before_it() {
     }
 }
 
+/// An `imap` over an endless input yields what was in flight, the refused chunk's items
+/// `Terminated`, and ends, as a fork copy's does, once its pool no longer takes its chunks:
+/// terminated, or closed and joined (a `close` alone lets it go on, as Python's). Before
+/// (aud91), every later chunk was refused in its turn: the iteration yielded `Terminated`
+/// for ever, reading the endless input ("10001 items, 9998 errors" at the cap).
+#[test]
+fn an_endless_imap_of_a_terminated_pool_ends() {
+    let _w = heap_user(LIMIT);
+    for terminate in [true, false] {
+        let pool = Pool::new(2).unwrap();
+        let mut it = pool.imap_with(square, 0u64.., MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+        assert_eq!(it.by_ref().take(5).map(Result::unwrap).collect::<Vec<_>>(), [0, 1, 4, 9, 16]);
+        if terminate {
+            pool.terminate();
+        } else {
+            pool.close();
+            let more: Vec<u64> = it.by_ref().take(50).map(Result::unwrap).collect();
+            assert_eq!(more, (5..55).map(|x| x * x).collect::<Vec<_>>());
+            pool.join().unwrap();
+        }
+        let rest: Vec<_> = it.by_ref().take(10_000).collect();
+        assert!(rest.len() < 10_000, "terminate {terminate}: {} items after it", rest.len());
+        assert!(matches!(rest.last(), Some(Err(TaskError::Terminated))), "terminate {terminate}: {:?}", rest.last());
+        assert!(it.next().is_none());
+    }
+}
+
+/// An `imap` made before `close` goes on to the end of its input, as Python's does (its
+/// `imap` queues every task at once; `close` only refuses new calls), ordered or not, and
+/// `join` after the iteration ends the pool. A `join` before its end cuts it: what was in
+/// flight comes, then `Terminated`, and the iteration ends (the joining thread may be the
+/// one that feeds it: waiting for its end would never end). One dropped half read lets the
+/// `join` end. Before (aud91): our `imap` is lazy (its consumer feeds the chunks) and
+/// `close` refused them: with `chunksize(2).lookahead(2)` over 100 items, 92 of the 95
+/// after the `close` failed `Terminated`, a pool nobody terminated.
+#[test]
+fn an_imap_made_before_close_goes_on_to_the_end() {
+    let _w = heap_user(LIMIT);
+    for ordered in [true, false] {
+        let pool = Pool::new(2).unwrap();
+        let options = MapOptions::new().chunksize(2).lookahead(2);
+        let mut it = if ordered {
+            pool.imap_with(square, 0..100u64, options).unwrap()
+        } else {
+            pool.imap_unordered_with(square, 0..100u64, options).unwrap()
+        };
+        let mut got: Vec<_> = it.by_ref().take(5).map(|r| r.map_err(|e| e.to_string())).collect();
+        pool.close();
+        assert!(pool.apply(square, 3).is_err(), "a closed pool takes no new call");
+        got.extend(it.map(|r| r.map_err(|e| e.to_string())));
+        if !ordered {
+            got.sort();
+        }
+        assert_eq!(got, (0..100).map(|x| Ok(x * x)).collect::<Vec<_>>(), "ordered {ordered}");
+        pool.join().unwrap();
+    }
+    // Its workers retiring after each chunk are replaced for it.
+    let pool = Pool::builder().processes(2).max_tasks_per_child(1).build().unwrap();
+    let mut it = pool.imap_with(square, 0..30u64, MapOptions::new().chunksize(1).lookahead(1)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), (1..30).map(|x| x * x).collect::<Vec<_>>());
+    pool.join().unwrap();
+    // A worker killed under it after the `close` fails its chunk alone (or, killed before
+    // it took it, the chunk runs on its replacement), and is replaced.
+    let pool = Pool::new(1).unwrap();
+    let options = MapOptions::new().chunksize(1).lookahead(2);
+    let mut it = pool.imap_with(pid_after, [0, 1000, 0, 0, 0], options).unwrap();
+    let pid = it.next().unwrap().unwrap();
+    pool.close();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY (test): `pid` is the pool's only worker, running (or about to run) the long item.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let rest: Vec<_> = it.collect();
+    assert_eq!(rest.len(), 4, "{rest:?}");
+    assert!(matches!(rest[0], Err(TaskError::WorkerLost { .. }) | Ok(_)), "{rest:?}");
+    assert!(rest.iter().all(|r| r.as_ref().map_or(true, |p| *p != pid)), "{rest:?}");
+    assert!(rest[1..].iter().all(Result::is_ok), "{rest:?}");
+    pool.join().unwrap();
+    // Joined before its end: cut.
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap_with(square, 0..100u64, MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    pool.join().unwrap();
+    let rest: Vec<_> = it.collect();
+    assert!(rest.len() < 99, "{} items after the join", rest.len());
+    assert!(matches!(rest.last(), Some(Err(TaskError::Terminated))), "{:?}", rest.last());
+    // Dropped half read: the join ends.
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.pids();
+    let mut it = pool.imap_with(square, 0u64.., MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    drop(it);
+    pool.join().unwrap();
+    assert!(pids.iter().all(|&p| !pid_running(p)), "{pids:?}");
+}
 /// Item 0 fails at once; every other item counts itself in `started`, then waits for a
 /// gate that never opens (a task that would run forever).
 fn fail_first_or_block((x, started, gate): (u32, Value<u64>, Event)) -> u32 {
@@ -2630,6 +2865,10 @@ fn workers_killed_as_they_start_leak_nothing() {
 /// (token31b: 12 runs of 12 pass). Every task ends with its value or `WorkerLost`.
 #[test]
 fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
+    // A user of the heap (aud91): without it this ran beside the leak-checked tests, whose
+    // counts its pools' frees took below their start (`zygote_workers_killed_in_their_boot_
+    // decoding_give_its_blobs_back`: "-768 bytes by a pool whose workers ran").
+    let _w = heap_user(LIMIT);
     kill_workers_as_they_start();
 }
 

@@ -208,6 +208,70 @@ fn imap_is_lazy_and_ordered_and_works_on_an_endless_input() {
     assert!(started.load(Ordering::SeqCst) < 20 + 4 * 3 + 1, "{}", started.load(Ordering::SeqCst));
 }
 
+/// As `tests/pool.rs` `an_endless_imap_of_a_terminated_pool_ends`. Before (aud91):
+/// `Terminated` for ever ("10001 items, 9998 errors" at the cap, after a `terminate`).
+#[test]
+fn an_endless_imap_of_a_terminated_pool_ends() {
+    let _w = watchdog(LIMIT);
+    for terminate in [true, false] {
+        let pool = ThreadPool::new(2).unwrap();
+        let mut it = pool.imap_with(|x: u64| x * x, 0u64.., MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+        assert_eq!(it.by_ref().take(5).map(Result::unwrap).collect::<Vec<_>>(), [0, 1, 4, 9, 16]);
+        if terminate {
+            pool.terminate();
+        } else {
+            pool.close();
+            let more: Vec<u64> = it.by_ref().take(50).map(Result::unwrap).collect();
+            assert_eq!(more, (5..55).map(|x| x * x).collect::<Vec<_>>());
+            pool.join().unwrap();
+        }
+        let rest: Vec<_> = it.by_ref().take(10_000).collect();
+        assert!(rest.len() < 10_000, "terminate {terminate}: {} items after it", rest.len());
+        assert!(matches!(rest.last(), Some(Err(TaskError::Terminated))), "terminate {terminate}: {:?}", rest.last());
+        assert!(it.next().is_none());
+    }
+}
+
+/// As `tests/pool.rs` `an_imap_made_before_close_goes_on_to_the_end`. Before (aud91): 92
+/// of the 95 items after the `close` failed `Terminated`.
+#[test]
+fn an_imap_made_before_close_goes_on_to_the_end() {
+    let _w = watchdog(LIMIT);
+    for ordered in [true, false] {
+        let pool = ThreadPool::new(2).unwrap();
+        let options = MapOptions::new().chunksize(2).lookahead(2);
+        let mut it = if ordered {
+            pool.imap_with(|x: u64| x * x, 0..100u64, options).unwrap()
+        } else {
+            pool.imap_unordered_with(|x: u64| x * x, 0..100u64, options).unwrap()
+        };
+        let mut got: Vec<_> = it.by_ref().take(5).map(|r| r.map_err(|e| e.to_string())).collect();
+        pool.close();
+        assert!(pool.apply(|x: u64| x * x, 3).is_err(), "a closed pool takes no new call");
+        got.extend(it.map(|r| r.map_err(|e| e.to_string())));
+        if !ordered {
+            got.sort();
+        }
+        assert_eq!(got, (0..100).map(|x| Ok(x * x)).collect::<Vec<_>>(), "ordered {ordered}");
+        pool.join().unwrap();
+    }
+    // Joined before its end: cut.
+    let pool = ThreadPool::new(2).unwrap();
+    let mut it = pool.imap_with(|x: u64| x * x, 0..100u64, MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    pool.join().unwrap();
+    let rest: Vec<_> = it.collect();
+    assert!(rest.len() < 99, "{} items after the join", rest.len());
+    assert!(matches!(rest.last(), Some(Err(TaskError::Terminated))), "{:?}", rest.last());
+    // Dropped half read: the join ends.
+    let pool = ThreadPool::new(2).unwrap();
+    let mut it = pool.imap_with(|x: u64| x * x, 0u64.., MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    drop(it);
+    pool.join().unwrap();
+}
 #[test]
 fn imap_unordered_yields_every_result_once() {
     let _w = watchdog(LIMIT);

@@ -39,6 +39,19 @@ pub(crate) trait Engine: Helper + Send + Sync {
     }
     /// Queues a chunk; its outcome is delivered exactly once.
     fn submit(&self, job: Job) -> Result<(), PoolError>;
+    /// An `imap` made while the pool runs: whether the pool counts it until
+    /// [`Engine::stream_ended`], taking its chunks ([`Engine::submit_streamed`]) after a
+    /// `close` until `join`, as Python's `imap`, which queues every task at once, goes on
+    /// after a `close`. A pool that does not (the cluster's) refuses them at `close`.
+    fn stream_opened(&self) -> bool {
+        false
+    }
+    /// An `imap` counted by [`Engine::stream_opened`] will send nothing more.
+    fn stream_ended(&self) {}
+    /// [`Engine::submit`] of a chunk of a counted `imap`.
+    fn submit_streamed(&self, job: Job) -> Result<(), PoolError> {
+        self.submit(job)
+    }
     /// The pids of the local workers.
     fn pids(&self) -> Vec<u32>;
     /// No more tasks; the workers finish the submitted ones.

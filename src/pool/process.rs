@@ -909,6 +909,7 @@ impl Pool {
         let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
         let feeder = PoolFeeder {
+            streamed: self.inner.stream_opened(),
             inner: self.inner.clone(),
             call,
             items: Input::new(items),
@@ -1052,6 +1053,9 @@ impl Pool {
     /// assert_eq!(pending.get()?, [0, 1, 4, 9]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// An [`IMap`] made before goes on to its end (but a cluster pool's); a `join` before
+    /// its end cuts it (see [`IMap`]).
     pub fn close(&self) {
         self.inner.close();
     }
@@ -1118,6 +1122,24 @@ struct PoolFeeder<It> {
     items: Input<It>,
     chunksize: usize,
     timeout: Option<Duration>,
+    /// Counted by the engine ([`Engine::stream_opened`]) until its input ends, a chunk is
+    /// refused, or it is dropped: its chunks are still taken after a `close`.
+    streamed: bool,
+}
+
+impl<It> PoolFeeder<It> {
+    /// This `imap` sends nothing more: the engine need not keep its workers for it.
+    fn end_stream(&mut self) {
+        if std::mem::take(&mut self.streamed) {
+            self.inner.stream_ended();
+        }
+    }
+}
+
+impl<It> Drop for PoolFeeder<It> {
+    fn drop(&mut self) {
+        self.end_stream();
+    }
 }
 
 impl<It, A, R> Feeder<R> for PoolFeeder<It>
@@ -1129,18 +1151,25 @@ where
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
         let chunk: Vec<A> = self.items.chunk(self.chunksize);
         if chunk.is_empty() {
+            self.end_stream();
             return self.items.end(index, sink);
         }
         sink.expect(index, chunk.len());
         let sink_dyn: Arc<dyn Sink<R>> = sink.clone();
         // A chunk refused at submission (a cluster pool's task above its size limit) is
         // refused as one its arguments could not be encoded for.
+        let streamed = self.streamed;
         match chunk_job(&*self.inner, self.call, &chunk, index, self.timeout, sink_dyn)
-            .and_then(|job| self.inner.submit(job))
+            .and_then(|job| if streamed { self.inner.submit_streamed(job) } else { self.inner.submit(job) })
         {
             Ok(()) => {}
             Err(PoolError::Codec(e)) => sink.deliver(index, Err(TaskError::Codec(e))),
-            Err(_) => sink.deliver(index, Err(TaskError::Terminated)),
+            // The pool takes no more: this chunk's items are the last the iteration yields.
+            Err(_) => {
+                sink.deliver(index, Err(TaskError::Terminated));
+                self.items.stop();
+                self.end_stream();
+            }
         }
         Some(chunk.len())
     }

@@ -758,6 +758,13 @@ impl<I: Iterator> Input<I> {
         chunk
     }
 
+    /// Reads no more: the pool refused a chunk (it was closed or terminated), and would
+    /// refuse every later one. Without this, an endless input's `imap` yielded
+    /// `Terminated` for ever, reading it (aud91).
+    pub(crate) fn stop(&mut self) {
+        self.ended = true;
+    }
+
     /// After [`Input::chunk`] came back empty: when the input panicked, delivers its error
     /// as chunk `index` (one item) and returns `Some(1)`; `None` at the end.
     pub(crate) fn end<R>(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize>
@@ -773,6 +780,13 @@ impl<I: Iterator> Input<I> {
 
 /// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or
 /// its error. Lazy, with a bounded look-ahead, so the input may be endless.
+///
+/// The consumer feeds the pool as it goes. A `close` lets an `imap` made before it go on to
+/// the end of its input, as Python's (a local pool keeps its workers for it; a cluster
+/// pool's ends there). Once the pool no longer takes its chunks (terminated, joined, or a
+/// cluster pool closed), the next chunk is refused, its items come as
+/// [`TaskError::Terminated`] after the results in flight, and the iteration ends there (an
+/// endless input is read no further).
 ///
 /// A copy that fork made in a child (kept in a static, say) gives what had arrived before
 /// the fork, then [`TaskError::Terminated`], and ends: the chunks in flight are the

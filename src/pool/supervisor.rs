@@ -197,6 +197,9 @@ struct Books {
     /// `Panicked`, or no worker could boot: `WorkersCannotStart`): the work fails with it,
     /// for good.
     init_error: Option<TaskError>,
+    /// `join` was called: the `imap`s made before `close` are refused from now on (see
+    /// [`Inner::streams`]).
+    joining: bool,
     /// The indices of workers due to be replaced whose start failed (out of processes, of
     /// descriptors): started again at each tick until there is room.
     missing: Vec<u32>,
@@ -230,6 +233,11 @@ pub(crate) struct Inner {
     results: Channel<FromWorker>,
     books: Mutex<Books>,
     state: AtomicU8,
+    /// The `imap`s made while the pool ran that have not ended: after `close` the workers
+    /// stay for them, and their chunks are taken, until `join` (aud91: a lazy `imap` lost
+    /// every item it had not sent at the `close`, `Terminated`; Python's queues them all
+    /// at once, and `close` lets them run).
+    streams: AtomicUsize,
     next_id: AtomicU64,
     counters: Arc<Counters>,
     /// A call was cancelled since the inboxes were last purged of its chunks.
@@ -277,6 +285,7 @@ impl Inner {
             results: Channel::new()?,
             books: Mutex::new(Books::default()),
             state: AtomicU8::new(RUNNING),
+            streams: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             counters: Arc::default(),
             cancellations: AtomicBool::new(false),
@@ -413,7 +422,14 @@ impl Inner {
     /// A chunk refused (the pool closed or terminated) has its arguments decoded and
     /// dropped, so that the handles in them are given back.
     pub(crate) fn queue(&self, job: Job) -> Result<(), PoolError> {
-        if !self.running() {
+        self.queue_as(job, false)
+    }
+
+    /// [`Inner::queue`]; `streamed`: a chunk of an `imap` counted in [`Inner::streams`],
+    /// also taken after `close`, until `join`.
+    fn queue_as(&self, job: Job, streamed: bool) -> Result<(), PoolError> {
+        let open = self.running() || (streamed && !self.copied() && self.state.load(Ordering::Acquire) == CLOSED);
+        if !open {
             (job.discard)(&job.args);
             return Err(PoolError::Closed);
         }
@@ -421,8 +437,10 @@ impl Inner {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut books = lock(&self.books);
         // Again under the books' lock: a `terminate` since the check above has cleared the
-        // books already, and would never see this chunk.
-        if self.state.load(Ordering::Acquire) == TERMINATED {
+        // books already, and would never see this chunk; a `join` since may have told the
+        // workers to stop (`stop_idle_workers`), and none would run it.
+        let state = self.state.load(Ordering::Acquire);
+        if state == TERMINATED || (state == CLOSED && books.joining) {
             drop(books);
             (job.discard)(&job.args);
             return Err(PoolError::Closed);
@@ -952,8 +970,12 @@ impl Inner {
                 }
                 books.missing.push(worker.index);
             }
+            // Closed, for the work sent, or for an `imap` made before the `close` (until `join`).
             let replace = self.state.load(Ordering::Acquire) != TERMINATED
-                && (self.running() || !books.pending.is_empty() || !books.sent.is_empty());
+                && (self.running()
+                    || !books.pending.is_empty()
+                    || !books.sent.is_empty()
+                    || (!books.joining && self.streams.load(Ordering::SeqCst) > 0));
             let mut cannot_start = None;
             let to_start =
                 if replace && books.init_error.is_none() { std::mem::take(&mut books.missing) } else { Vec::new() };
@@ -1042,6 +1064,10 @@ impl Inner {
     fn stop_idle_workers(&self) {
         let mut books = lock(&self.books);
         if self.state.load(Ordering::Acquire) != CLOSED || !books.pending.is_empty() || !books.sent.is_empty() {
+            return;
+        }
+        // An `imap` made before the `close` may send more, until `join`.
+        if !books.joining && self.streams.load(Ordering::SeqCst) > 0 {
             return;
         }
         for w in books.workers.iter_mut().filter(|w| !w.stopping) {
@@ -1166,6 +1192,32 @@ impl Engine for Inner {
         self.queue(job)
     }
 
+    fn stream_opened(&self) -> bool {
+        if !self.running() {
+            return false;
+        }
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        // A `close` between the two looks may have seen no stream, and stopped the
+        // workers: this one is not counted, and ends at its first chunk.
+        if !self.running() {
+            self.stream_ended();
+            return false;
+        }
+        true
+    }
+
+    fn stream_ended(&self) {
+        self.streams.fetch_sub(1, Ordering::SeqCst);
+        // A copy's workers are the parent's.
+        if !self.copied() {
+            self.stop_idle_workers();
+        }
+    }
+
+    fn submit_streamed(&self, job: Job) -> Result<(), PoolError> {
+        self.queue_as(job, true)
+    }
+
     fn pids(&self) -> Vec<u32> {
         lock(&self.books).workers.iter().map(|w| w.handle.pid()).collect()
     }
@@ -1208,6 +1260,10 @@ impl Engine for Inner {
             }
             (slot.take(), on_pool_thread)
         };
+        // The `imap`s made before the `close` get no more chunks: the workers stop once
+        // those sent are answered.
+        lock(&self.books).joining = true;
+        self.stop_idle_workers();
         // Not the pool thread from itself (a callback that dropped the last handle of its
         // pool): it ends after the callback, the pool being terminated.
         if let Some(t) = thread.filter(|_| !on_pool_thread) {

@@ -63,9 +63,53 @@ struct Shared {
     /// upgrades its `Weak` (for the whole drain, in `initializer_failed`): a drop that saw
     /// it raised neither terminated nor joined, and the threads ran on detached.
     handles: AtomicUsize,
+    /// The `imap`s made while the pool ran that have not ended: a `close` keeps the job
+    /// channel open for them (their chunks are taken) until the last ends, or `join`
+    /// (aud91: a lazy `imap` lost every item it had not sent at the `close`,
+    /// `Terminated`; Python's queues them all at once, and `close` lets them run).
+    streams: AtomicUsize,
 }
 
 impl Shared {
+    /// Counts an `imap` made now, if the pool runs (see [`Shared::streams`]); whether it
+    /// was counted.
+    fn stream_opened(&self) -> bool {
+        if self.state.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        // A `close` between the two looks may have seen no stream and ended the channel:
+        // this one is not counted, and ends at its first chunk.
+        if self.state.load(Ordering::SeqCst) != RUNNING {
+            self.stream_ended();
+            return false;
+        }
+        true
+    }
+
+    /// An `imap` counted by [`Shared::stream_opened`] sends nothing more: after a `close`,
+    /// the last one ends the job channel.
+    fn stream_ended(&self) {
+        self.streams.fetch_sub(1, Ordering::SeqCst);
+        if self.state.load(Ordering::SeqCst) != RUNNING {
+            self.end_channel(false);
+        }
+    }
+
+    /// Ends the job channel (the threads leave their loops once it is empty), unless this
+    /// is a fork child's copy: its sender is the parent's (see `Shared`'s drop), and so is
+    /// the lock around it, which a thread of the parent may have held at the fork. Not
+    /// while an `imap` made before a `close` may send more, unless `always` (`terminate`,
+    /// `join`).
+    fn end_channel(&self, always: bool) {
+        if self.made_in.is_here() {
+            let mut sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+            if always || self.streams.load(Ordering::SeqCst) == 0 {
+                sender.take();
+            }
+        }
+    }
+
     /// A thread's initializer panicked (`info`): after the last thread's, the pool has
     /// failed, and its queued tasks fail with the panic (nothing would ever run them).
     fn initializer_failed(&self, info: PanicInfo) {
@@ -247,6 +291,7 @@ impl ThreadPoolBuilder {
             failed: OnceLock::new(),
             made_in: TakenIn::here(),
             handles: AtomicUsize::new(1),
+            streams: AtomicUsize::new(0),
         });
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -438,7 +483,9 @@ impl ThreadPool {
         ThreadPool { shared: self.shared.clone() }
     }
 
-    fn submit(&self, job: Job) -> Result<(), PoolError> {
+    /// Queues a job; `streamed`: one of an `imap` counted in [`Shared::streams`], also
+    /// taken after `close` while the channel is open.
+    fn submit(&self, job: Job, streamed: bool) -> Result<(), PoolError> {
         if !self.shared.made_in.is_here() {
             // A fork child's copy: no thread of this process would ever run it.
             return Err(PoolError::Closed);
@@ -451,7 +498,13 @@ impl ThreadPool {
             return Ok(());
         }
         match sender.as_ref() {
-            Some(tx) if self.shared.state.load(Ordering::Acquire) == RUNNING => {
+            Some(tx)
+                if match self.shared.state.load(Ordering::Acquire) {
+                    RUNNING => true,
+                    CLOSED => streamed,
+                    _ => false,
+                } =>
+            {
                 tx.send(job).map_err(|_| PoolError::Closed)
             }
             _ => Err(PoolError::Closed),
@@ -465,6 +518,7 @@ impl ThreadPool {
         items: Vec<A>,
         index: usize,
         sink: Arc<dyn Sink<R>>,
+        streamed: bool,
     ) -> Result<(), PoolError>
     where
         A: Send + 'static,
@@ -476,33 +530,36 @@ impl ThreadPool {
         let pool = Arc::downgrade(&self.shared);
         let n = items.len();
         let cancelled_pool = Arc::downgrade(&self.shared);
-        self.submit(Job {
-            run: Box::new(move || {
-                if run_sink.cancelled() {
-                    // The call failed: its queued chunks are dropped (running ones finish,
-                    // a thread cannot be stopped).
-                    if let Some(p) = pool.upgrade() {
-                        p.counters.cancelled(n as u64);
+        self.submit(
+            Job {
+                run: Box::new(move || {
+                    if run_sink.cancelled() {
+                        // The call failed: its queued chunks are dropped (running ones finish,
+                        // a thread cannot be stopped).
+                        if let Some(p) = pool.upgrade() {
+                            p.counters.cancelled(n as u64);
+                        }
+                        return;
                     }
-                    return;
-                }
-                let name = std::thread::current().name().unwrap_or("ThreadPoolWorker").to_string();
-                let outcome: ChunkOutcome<R> = Ok(Chunk::from_results(
-                    items.into_iter().map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked)),
-                ));
-                if let Some(p) = pool.upgrade() {
-                    count(&p.counters, &outcome, n);
-                }
-                run_sink.deliver(index, outcome);
-            }),
-            cancel: Box::new(move |why| {
-                let outcome = Err(why);
-                if let Some(p) = cancelled_pool.upgrade() {
-                    count::<R>(&p.counters, &outcome, n);
-                }
-                sink.deliver(index, outcome);
-            }),
-        })
+                    let name = std::thread::current().name().unwrap_or("ThreadPoolWorker").to_string();
+                    let outcome: ChunkOutcome<R> = Ok(Chunk::from_results(
+                        items.into_iter().map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked)),
+                    ));
+                    if let Some(p) = pool.upgrade() {
+                        count(&p.counters, &outcome, n);
+                    }
+                    run_sink.deliver(index, outcome);
+                }),
+                cancel: Box::new(move |why| {
+                    let outcome = Err(why);
+                    if let Some(p) = cancelled_pool.upgrade() {
+                        count::<R>(&p.counters, &outcome, n);
+                    }
+                    sink.deliver(index, outcome);
+                }),
+            },
+            streamed,
+        )
     }
 
     /// Runs `f(args)` on a worker and waits for the result (Python's `apply`).
@@ -585,7 +642,7 @@ impl ThreadPool {
         F: ThreadTarget<A, M, Output = R>,
     {
         let (sink, slot) = ApplySink::new(options.callbacks);
-        self.submit_chunk(&Arc::new(move |args: A| f.call_unpacked(args)), vec![args], 0, sink)?;
+        self.submit_chunk(&Arc::new(move |args: A| f.call_unpacked(args)), vec![args], 0, sink, false)?;
         Ok(AsyncResult::new(slot, OwnThread::for_result(&self.shared)))
     }
 
@@ -693,7 +750,7 @@ impl ThreadPool {
         let mut items = items.into_iter();
         for (index, size) in sizes.into_iter().enumerate() {
             let chunk: Vec<A> = items.by_ref().take(size).collect();
-            self.submit_chunk(&f, chunk, index, sink.clone())?;
+            self.submit_chunk(&f, chunk, index, sink.clone(), false)?;
         }
         Ok(AsyncResult::new(slot, OwnThread::for_result(&self.shared)))
     }
@@ -808,6 +865,7 @@ impl ThreadPool {
         let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
         let feeder = ThreadFeeder {
+            streamed: self.shared.stream_opened(),
             pool: self.another_handle(),
             f: Arc::new(f),
             items: Input::new(items.into_iter()),
@@ -915,7 +973,8 @@ impl ThreadPool {
         self.map_async_with(move |args| f.call(args), items, options)
     }
 
-    /// No more tasks; the threads exit once the queued ones are done (Python's `close`).
+    /// No more tasks; the threads exit once the queued ones are done (Python's `close`). An
+    /// [`IMap`] made before goes on to its end; a `join` before its end cuts it.
     ///
     /// # Examples
     ///
@@ -930,8 +989,9 @@ impl ThreadPool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn close(&self) {
-        let _ = self.shared.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
-        self.drop_sender();
+        let _ = self.shared.state.compare_exchange(RUNNING, CLOSED, Ordering::SeqCst, Ordering::SeqCst);
+        // An `imap` made before goes on: the last to end closes the channel.
+        self.shared.end_channel(false);
     }
 
     /// No more tasks; queued tasks fail with [`TaskError::Terminated`]; running tasks
@@ -949,17 +1009,8 @@ impl ThreadPool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn terminate(&self) {
-        self.shared.state.store(TERMINATED, Ordering::Release);
-        self.drop_sender();
-    }
-
-    /// Ends the job channel (the threads leave their loops once it is empty), unless this
-    /// is a fork child's copy: its sender is the parent's (see `Shared`'s drop), and so is
-    /// the lock around it, which a thread of the parent may have held at the fork.
-    fn drop_sender(&self) {
-        if self.shared.made_in.is_here() {
-            self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
-        }
+        self.shared.state.store(TERMINATED, Ordering::SeqCst);
+        self.shared.end_channel(true);
     }
 
     /// Waits for the threads to exit, after [`ThreadPool::close`] or
@@ -995,6 +1046,8 @@ impl ThreadPool {
         if threads.iter().any(|t| t.thread().id() == me) {
             return Err(PoolError::JoinFromWorker);
         }
+        // The `imap`s made before the `close` get no more chunks.
+        self.shared.end_channel(true);
         let threads = std::mem::take(&mut *threads);
         for t in threads {
             let _ = t.join();
@@ -1020,11 +1073,29 @@ impl Drop for ThreadPool {
 }
 
 struct ThreadFeeder<A, R, F, I> {
+    /// Counted in [`Shared::streams`] until its input ends, a chunk is refused, or it is
+    /// dropped: its chunks are still taken after a `close`.
+    streamed: bool,
     pool: ThreadPool,
     f: Arc<F>,
     items: Input<I>,
     chunksize: usize,
     _types: std::marker::PhantomData<fn(A) -> R>,
+}
+
+impl<A, R, F, I> ThreadFeeder<A, R, F, I> {
+    /// This `imap` sends nothing more: after a `close`, the last one ends the channel.
+    fn end_stream(&mut self) {
+        if std::mem::take(&mut self.streamed) {
+            self.pool.shared.stream_ended();
+        }
+    }
+}
+
+impl<A, R, F, I> Drop for ThreadFeeder<A, R, F, I> {
+    fn drop(&mut self) {
+        self.end_stream();
+    }
 }
 
 impl<A, R, F, I> Feeder<R> for ThreadFeeder<A, R, F, I>
@@ -1037,12 +1108,17 @@ where
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
         let chunk: Vec<A> = self.items.chunk(self.chunksize);
         if chunk.is_empty() {
+            self.end_stream();
             return self.items.end(index, sink);
         }
         let n = chunk.len();
         sink.expect(index, n);
-        if self.pool.submit_chunk(&self.f, chunk, index, sink.clone() as Arc<dyn Sink<R>>).is_err() {
+        let sink_dyn = sink.clone() as Arc<dyn Sink<R>>;
+        if self.pool.submit_chunk(&self.f, chunk, index, sink_dyn, self.streamed).is_err() {
+            // The pool takes no more: this chunk's items are the last the iteration yields.
             sink.deliver(index, Err(TaskError::Terminated));
+            self.items.stop();
+            self.end_stream();
         }
         Some(n)
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::channel::Channel;
 use super::star::StarFn;
-use crate::codec;
+use crate::codec::{self, CodecError};
 use crate::error::PanicInfo;
 use crate::process::{Target, panics};
 use crate::shm::crash::crash_point;
@@ -138,20 +138,29 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     // itself receives.
     let receipts = call.receipts;
     let mut read = Vec::new();
-    let results =
-        match codec::noting_reads(&mut read, || codec::receipting(receipts, || codec::decode_each::<A>(bytes))) {
-            Err(e) => Err(e.to_string()),
-            // A small chunk, decoded whole: its loop has no decoding error to look for.
-            Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
-            // Decoded one item at a time, each dropped before the next is decoded: a chunk of
-            // big items never sits whole in the worker's memory, and the allocator hands the
-            // next item the pages the last one left.
-            Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read, receipts }, f),
-        };
+    // A `Deserialize` of A that panics (user code) fails the chunk as a decoding error, as
+    // in the parent (`panics::decoding`): let through, it ended the worker, and every item
+    // of the chunk was `WorkerLost` (aud91).
+    let results = match codec::noting_reads(&mut read, || {
+        codec::receipting(receipts, || panics::decoding(|| codec::decode_each::<A>(bytes)))
+    }) {
+        Err(e) => Err(e.to_string()),
+        // A small chunk, decoded whole: its loop has no decoding error to look for.
+        Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
+        // Decoded one item at a time, each dropped before the next is decoded: a chunk of
+        // big items never sits whole in the worker's memory, and the allocator hands the
+        // next item the pages the last one left.
+        Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read, receipts }, f),
+    };
     // Carried, what it did not read stays the carrier's (given back by the pool, once);
     // without a carrier, given back here.
     let results = results.inspect_err(|_| codec::receipting(receipts, || shm::give_back_unread(bytes, &read)))?;
-    Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
+    // A `Serialize` of R that panics (user code) fails the chunk as an encoding error does
+    // (the handles it had encoded are given back by the encoding's scope): let through, it
+    // ended the worker, and the chunk was `WorkerLost` (aud91).
+    panics::catching(&call.name, || Payload::encode::<WorkerResults<R>, _>(&results))
+        .unwrap_or_else(|info| Err(CodecError::encode(format_args!("encoding panicked: {}", info.message)).of::<R>()))
+        .map_err(|e| e.to_string())
 }
 
 /// Results up to this size are encoded in the thread's scratch buffer; larger ones once,
