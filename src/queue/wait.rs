@@ -21,8 +21,9 @@ use crate::sys;
 /// Something [`wait`] can wait for: a [`Connection`] (ready when a message is waiting or
 /// the other end is gone), a [`Queue`], [`SimpleQueue`] or [`JoinableQueue`] (ready when
 /// not empty, when shut down, or when no other handle exists), a [`ProcessHandle`] (ready
-/// when the process has ended), or a file descriptor (ready when readable). Sealed: the
-/// crate's types only.
+/// when the process has ended), or a file descriptor (ready when readable). A closed
+/// handle, or a send-only end, is ready at once: its receive fails at once with `Closed`.
+/// Sealed: the crate's types only.
 ///
 /// ```
 /// use multiproc::{Pipe, Queue, Waitable, wait};
@@ -53,7 +54,7 @@ pub(crate) mod sealed {
             f.write_str(match self.0 {
                 super::Inner::Ring { .. } => "Source::Ring",
                 super::Inner::Fd { .. } => "Source::Fd",
-                super::Inner::Never => "Source::Never",
+                super::Inner::Refused => "Source::Refused",
             })
         }
     }
@@ -67,8 +68,9 @@ pub(crate) enum Inner<'a> {
     Ring { ring: &'a Ring, left: Box<dyn Fn() -> bool + 'a>, gone: Box<dyn Fn() -> bool + 'a> },
     /// A descriptor: ready when readable, or when `ended` says so.
     Fd { fd: BorrowedFd<'a>, ended: Box<dyn Fn() -> bool + 'a> },
-    /// Never ready (a closed handle, a send-only end).
-    Never,
+    /// Ready at once: a receive, get or accept there fails at once (a closed handle, a
+    /// send-only end), and the call says why.
+    Refused,
 }
 
 fn queue_source<T>(ch: Option<&Channel<T>>) -> Source<'_> {
@@ -81,7 +83,7 @@ fn queue_source<T>(ch: Option<&Channel<T>>) -> Source<'_> {
                 gone: Box::new(|| !ch.shared().other_handles()),
             }
         }
-        None => Inner::Never,
+        None => Inner::Refused,
     })
 }
 
@@ -114,7 +116,7 @@ impl<T> Sealed for Connection<T> {
                 left: Box::new(move || peer.left().is_some()),
                 gone: Box::new(move || peer.check().is_err()),
             },
-            None => Inner::Never,
+            None => Inner::Refused,
         })
     }
 }
@@ -142,8 +144,9 @@ impl Waitable for BorrowedFd<'_> {}
 /// A connection is ready when a receive would not block: a message is waiting, or the other
 /// end is gone. A queue is ready when it is not empty, or when no other handle to it exists
 /// (a `get` would fail at once). A process is ready once it has ended; a descriptor, when
-/// readable. When none of `objects` can ever become ready (an empty slice, closed
-/// handles, send-only ends), `wait` returns an empty list at once, whatever the timeout.
+/// readable. A closed handle or a send-only end is ready at once (the receive or get that
+/// follows fails at once with `Closed`; Python's `wait` raises `OSError`). An empty slice
+/// returns an empty list at once, whatever the timeout.
 /// Waiting costs no CPU after a short spin: connections and queues are watched
 /// through their futexes, descriptors by a helper thread when both kinds are mixed.
 ///
@@ -173,9 +176,8 @@ impl Waitable for BorrowedFd<'_> {}
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> {
     let deadline = Deadline::from_timeout(timeout);
     let sources: Vec<Inner<'_>> = objects.iter().map(|o| o.source().0).collect();
-    if sources.iter().all(|s| matches!(s, Inner::Never)) {
-        // Nothing here can ever become ready (an empty list, closed handles, send-only
-        // ends): waiting would be forever.
+    if sources.is_empty() {
+        // Nothing here can ever become ready: waiting would be forever.
         return Vec::new();
     }
     let fds: Vec<(usize, BorrowedFd<'_>)> = sources
@@ -194,8 +196,12 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
         _ => false,
     };
     // Everything that is ready now (reads the descriptors and asks the processes).
+    // Ready at once, and for good (`close` takes `&mut`): the first look returns them.
+    let refused: Vec<usize> =
+        sources.iter().enumerate().filter(|(_, s)| matches!(s, Inner::Refused)).map(|(i, _)| i).collect();
     let look = || -> Vec<usize> {
         let mut ready: Vec<usize> = rings.iter().copied().filter(|&i| ring_ready(i)).collect();
+        ready.extend_from_slice(&refused);
         if !fds.is_empty() {
             let list: Vec<BorrowedFd<'_>> = fds.iter().map(|(_, fd)| *fd).collect();
             let readable = sys::poll_readable(&list, Some(Duration::ZERO)).unwrap_or_else(|_| vec![true; list.len()]);
