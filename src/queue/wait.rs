@@ -241,18 +241,25 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
     let fd_ready = AtomicU32::new(0);
     let cancel = if fds.is_empty() { None } else { sys::pipe().ok() };
     std::thread::scope(|scope| {
-        if let Some((cancel_rx, _)) = &cancel {
-            let (list, fd_ready, cancel_rx) = (&fds, &fd_ready, cancel_rx.as_fd());
-            scope.spawn(move || {
-                let mut all: Vec<BorrowedFd<'_>> = list.iter().map(|(_, fd)| *fd).collect();
-                all.push(cancel_rx);
-                let readable = sys::poll_readable(&all, None).unwrap_or_else(|_| vec![true; all.len()]);
-                if readable[..all.len() - 1].iter().any(|r| *r) {
-                    fd_ready.store(1, Ordering::SeqCst);
-                    sys::futex_wake(fd_ready, 1);
-                }
-            });
-        }
+        // The helper ends once it saw a descriptor readable. Started again when the look
+        // after it found nothing (aud81 L4): another thread took that readiness (read the
+        // byte, accepted the client) first, and the flag left set would make every futex
+        // wait return at once, a spin with the descriptors watched by nobody.
+        let helper = || {
+            if let Some((cancel_rx, _)) = &cancel {
+                let (list, fd_ready, cancel_rx) = (&fds, &fd_ready, cancel_rx.as_fd());
+                scope.spawn(move || {
+                    let mut all: Vec<BorrowedFd<'_>> = list.iter().map(|(_, fd)| *fd).collect();
+                    all.push(cancel_rx);
+                    let readable = sys::poll_readable(&all, None).unwrap_or_else(|_| vec![true; all.len()]);
+                    if readable[..all.len() - 1].iter().any(|r| *r) {
+                        fd_ready.store(1, Ordering::SeqCst);
+                        sys::futex_wake(fd_ready, 1);
+                    }
+                });
+            }
+        };
+        helper();
         let mut slice = FIRST_SLICE;
         let ready = loop {
             let mut words: Vec<(&AtomicU32, u32)> = rings
@@ -274,12 +281,20 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
                     ring.readable().stop_sleeping();
                 }
             }
+            crate::shm::crash::interleave("woken");
+            // Read before the look: a readiness the helper saw after it is looked at next
+            // turn (the flag stays set), not lost by the reset below.
+            let helper_ended = fd_ready.load(Ordering::SeqCst) != 0;
             let ready = look();
             if !ready.is_empty() {
                 break ready;
             }
             if deadline.passed() {
                 break Vec::new();
+            }
+            if helper_ended {
+                fd_ready.store(0, Ordering::SeqCst);
+                helper();
             }
             if !woken {
                 // A sleep lasted: is any other side gone (or a message there that the
@@ -302,4 +317,52 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
         }
         ready
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::shm::crash::interleaving;
+
+    /// aud81 L4: the helper thread that polls the descriptors of a mixed wait sets its flag
+    /// and ends once one is readable. Another thread that takes the readiness (reads the
+    /// byte) before the waiter looks left the flag set and nobody polling: every futex
+    /// wait returned at once, a spin until the deadline (with none, for ever). The move
+    /// here reads the byte as the waiter wakes.
+    #[test]
+    fn a_descriptor_readiness_taken_by_another_thread_leaves_the_wait_asleep() {
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u8> = Queue::new().unwrap();
+        let _other = q.clone();
+        let (r, w) = sys::pipe().unwrap();
+        let mut reader = std::fs::File::from(r.try_clone().unwrap());
+        let mut writer = std::fs::File::from(w);
+        let turns = Arc::new(AtomicU32::new(0));
+        let counted = turns.clone();
+        let fd = r.as_fd();
+        let writes = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            writer.write_all(&[1]).unwrap();
+            writer
+        });
+        let moves = move |at: &'static str| {
+            if at == "woken" && counted.fetch_add(1, Ordering::Relaxed) < 1000 {
+                // Taken by another thread before the waiter looks (once there, at most).
+                if sys::poll_readable(&[reader.as_fd()], Some(Duration::ZERO)).unwrap()[0] {
+                    reader.read_exact(&mut [0]).unwrap();
+                }
+            }
+        };
+        let ready = interleaving(moves, || wait(&[&q, &fd], Some(Duration::from_millis(400))));
+        drop(writes.join().unwrap());
+        let turns = turns.load(Ordering::Relaxed);
+        assert!(ready.is_empty(), "{ready:?}");
+        assert!(turns < 100, "the waiter woke {turns} times in 400 ms with nothing ready: a spin");
+    }
 }
