@@ -53,9 +53,11 @@
 //! overflow waiters (all of them: the ones that find no token sleep again), so a
 //! `notify(n)` wakes at most `n`, and one that the table's waiters absorb wakes nobody
 //! beyond the table (aud81: every notify woke every overflow waiter, and each one said
-//! notified, so `notify(1)` of 70 waiters woke 7). An overflow waiter leaving uncounts
-//! itself first, then tries a token once, so that a token given as it left is taken (it
-//! counts as its wake-up) rather than kept for a later waiter. The horizon is one word,
+//! notified, so `notify(1)` of 70 waiters woke 7). The count of overflow waiters and the
+//! count of tokens share one word, so that a claim uncounts its waiter in the same step
+//! and the tokens never outnumber the waiters counted; an overflow waiter leaving without
+//! a token uncounts itself and takes a token given meanwhile in one step too (a token
+//! given as it left counts as its wake-up, not kept for a later waiter). The horizon is one word,
 //! raised by each notify that gives tokens: a waiter that arrived between two such
 //! notifies may take a token of the first once the second came (the second's own token
 //! then goes to the older waiter: the same set of wake-ups). An overflow waiter killed
@@ -76,6 +78,14 @@ const WAITING: u32 = 1;
 const GRANTED: u32 = 2;
 /// Left by its waiter, not granted: free for the next arrival (see the module's doc).
 const LEFT: u32 = 3;
+
+/// One overflow waiter, in [`Waiters`]'s `overflow` word.
+const ONE_WAITER: u64 = 1 << 32;
+
+/// The overflow waiters and the tokens, from the `overflow` word.
+fn split(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
 
 /// Whether a slot in `state` may be taken by an arrival.
 fn vacant(state: u32) -> bool {
@@ -162,13 +172,13 @@ impl Woken {
 pub(crate) struct Waiters {
     /// The next ticket.
     next: AtomicU64,
-    /// Waiters outside the table.
-    overflow: AtomicU32,
+    /// The overflow waiters (high half) and the notifications given to them and not yet
+    /// claimed (low half, the tokens): one word, so that a claim uncounts its waiter in
+    /// the same step, and the tokens never outnumber the waiters counted.
+    overflow: AtomicU64,
     /// Notifications made while another process held the guard, for the guard's next
     /// holder to grant ([`Waiters::defer`], [`Waiters::notify_deferred`]); saturating.
     deferred: AtomicU32,
-    /// Notifications given to the overflow waiters and not yet claimed ([`Waiters::claim`]).
-    tokens: AtomicU32,
     /// The horizon of the latest notify that gave tokens: an overflow waiter with a ticket
     /// below it may claim one.
     token_horizon: AtomicU64,
@@ -185,9 +195,8 @@ impl Waiters {
     pub(crate) const fn new() -> Self {
         Self {
             next: AtomicU64::new(0),
-            overflow: AtomicU32::new(0),
+            overflow: AtomicU64::new(0),
             deferred: AtomicU32::new(0),
-            tokens: AtomicU32::new(0),
             token_horizon: AtomicU64::new(0),
             overflow_wake: Notify::new(),
             handover: ChangeRecord::new(),
@@ -243,7 +252,7 @@ impl Waiters {
     pub(crate) fn arrive(&self, pid: u32, start: u64) -> Place {
         self.settle();
         let Some(i) = self.slots.iter().position(|s| vacant(s.state.load(Ordering::Relaxed))) else {
-            self.overflow.fetch_add(1, Ordering::Relaxed);
+            self.overflow.fetch_add(ONE_WAITER, Ordering::AcqRel);
             return Place::Overflow(self.next.fetch_add(1, Ordering::Relaxed));
         };
         let slot = &self.slots[i];
@@ -301,14 +310,24 @@ impl Waiters {
     /// Gives up to `n` notifications of the notify with `horizon` to the overflow waiters:
     /// at most one per overflow waiter without one. Returns how many. Under the guard.
     fn give_tokens(&self, n: u32, horizon: u64) -> u32 {
-        let waiting = self.overflow.load(Ordering::Acquire);
-        let give = n.min(waiting.saturating_sub(self.tokens.load(Ordering::Acquire)));
-        if give > 0 {
-            // The horizon before the tokens: a claim reads them in the other order.
-            self.token_horizon.fetch_max(horizon, Ordering::Release);
-            self.tokens.fetch_add(give, Ordering::Release);
+        let (waiting, tokens) = split(self.overflow.load(Ordering::Acquire));
+        if n == 0 || tokens >= waiting {
+            return 0;
         }
-        give
+        // The horizon before the tokens: a claim reads them in the other order.
+        self.token_horizon.fetch_max(horizon, Ordering::Release);
+        let mut given = 0;
+        let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+            let (waiting, tokens) = split(word);
+            given = n.min(waiting.saturating_sub(tokens));
+            Some(word + u64::from(given))
+        });
+        given
+    }
+
+    /// How many wait beyond the table (killed ones included), and the tokens not claimed.
+    pub(crate) fn overflow(&self) -> (u32, u32) {
+        split(self.overflow.load(Ordering::Acquire))
     }
 
     /// Leaves `n` notifications to the guard's next holder ([`Waiters::notify_deferred`]);
@@ -357,11 +376,17 @@ impl Waiters {
 
     /// The overflow waiter with `ticket` takes a token if there is one for it; returns
     /// whether it did (then it was notified). Without the guard.
+    /// It is then uncounted too, in the same step: it leaves.
     pub(crate) fn claim(&self, ticket: u64) -> bool {
         if ticket >= self.token_horizon.load(Ordering::Acquire) {
             return false;
         }
-        self.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1)).is_ok()
+        self.overflow
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (waiting, tokens) = split(word);
+                (tokens > 0 && waiting > 0).then(|| word - ONE_WAITER - 1)
+            })
+            .is_ok()
     }
 
     /// A waiter leaves (woken, timed out, or giving up); returns whether it was notified.
@@ -383,12 +408,18 @@ impl Waiters {
                     }
                 }
             }
+            Place::Overflow(_) if claimed => true,
             Place::Overflow(ticket) => {
-                // Uncounted first, so that no notify gives a token for it from now on;
-                // then a token given before that is taken, not left for a later waiter.
-                // Never below zero (an arrival counts under the guard, this one not).
-                let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-                claimed || self.claim(ticket)
+                // Uncounted, and a token given before that taken (not left for a later
+                // waiter), in one step. Never below zero.
+                let eligible = ticket < self.token_horizon.load(Ordering::Acquire);
+                let mut took = false;
+                let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                    let (waiting, tokens) = split(word);
+                    took = eligible && tokens > 0;
+                    (waiting > 0).then(|| word - ONE_WAITER - u64::from(took))
+                });
+                took
             }
         }
     }
@@ -399,7 +430,7 @@ impl Waiters {
     /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
         self.settle();
-        let all = self.overflow.load(Ordering::Relaxed) > 0;
+        let all = self.overflow().0 > 0;
         self.slots
             .iter()
             .enumerate()
@@ -491,7 +522,7 @@ impl Waiters {
     /// How many wait now (for `Debug`).
     pub(crate) fn waiting(&self) -> u32 {
         let in_table = self.slots.iter().filter(|s| s.state.load(Ordering::Relaxed) == WAITING).count();
-        in_table as u32 + self.overflow.load(Ordering::Relaxed)
+        in_table as u32 + self.overflow().0
     }
 }
 
@@ -585,7 +616,6 @@ mod tests {
         let r = Ordering::Relaxed;
         t.next.store(table.next.load(r), r);
         t.overflow.store(table.overflow.load(r), r);
-        t.tokens.store(table.tokens.load(r), r);
         t.token_horizon.store(table.token_horizon.load(r), r);
         if let Some(words) = table.handover.unfinished() {
             t.handover.begin(words);
@@ -634,7 +664,7 @@ mod tests {
         /// Killed waiters whose slot is still taken, as `suspects` would list them (without
         /// its settle: a handover cut short stays unfinished until a step's own settle).
         fn dead(&self) -> Vec<Suspect> {
-            let all = self.table.overflow.load(Ordering::Relaxed) > 0;
+            let all = self.table.overflow().0 > 0;
             (0..self.waiters.len())
                 .filter(|&i| self.waiters[i].fate == Fate::Killed && self.waiters[i].done)
                 .filter_map(|i| {
@@ -888,7 +918,7 @@ mod tests {
                             dropped: 0,
                             kills: 1,
                         };
-                        world.table.overflow.store(u32::from(overflowed), Ordering::Relaxed);
+                        world.table.overflow.store(u64::from(overflowed) * ONE_WAITER, Ordering::Relaxed);
                         explore(&world, &mut runs);
                     }
                 }
@@ -918,6 +948,24 @@ mod tests {
         assert!(!table.claim(ta) && !table.claim(tb), "two tokens, two claims");
         assert!(table.leave(b, true));
         assert!(!table.notify(0).overflow, "nobody beyond the table any more");
+    }
+
+    /// A waiter that claimed its token and has not left yet is no longer counted: a notify
+    /// in between gives nothing for it (it would wake a later waiter, one too many).
+    #[test]
+    fn a_waiter_that_claimed_its_token_is_not_given_another() {
+        let table = Waiters::new();
+        for i in 0..SLOTS as u32 {
+            table.arrive(i + 1, 1);
+        }
+        let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
+        let (Place::Overflow(ta), Place::Overflow(_)) = (a, b) else { panic!("the table is full") };
+        assert!(table.notify(SLOTS as u32 + 2).overflow);
+        assert!(table.claim(ta));
+        assert_eq!(table.overflow(), (1, 1), "b and its token");
+        assert!(!table.notify(1).overflow, "nobody without a token");
+        assert!(table.leave(a, true) && table.leave(b, false));
+        assert_eq!(table.overflow(), (0, 0));
     }
 
     #[test]
