@@ -855,6 +855,14 @@ fn wait_async_is_ready_with_the_objects_ready() {
     let watched: [&(dyn multiproc::Waitable + Sync); 1] = [&child];
     assert_eq!(current_thread().block_on(multiproc::wait_async(&watched)), [0]);
     assert_eq!(smol::block_on(child.join_async()).unwrap(), 2);
+    // A closed handle and a send-only end are ready at once, as in `wait`; an empty list
+    // is ready with no index.
+    let (rx, tx) = Pipe::<u8>::one_way().unwrap();
+    let mut closed = q.clone();
+    closed.close();
+    let watched: [&(dyn multiproc::Waitable + Sync); 3] = [&rx, &closed, &tx];
+    assert_eq!(current_thread().block_on(multiproc::wait_async(&watched)), [1, 2]);
+    assert_eq!(current_thread().block_on(multiproc::wait_async(&[])), Vec::<usize>::new());
 }
 
 // The other locks, the condition, the barrier and `join_async`. Each future, dropped

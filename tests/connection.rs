@@ -183,6 +183,8 @@ fn accept_after_close_is_a_typed_error_and_connections_go_on() {
     assert!(listener.is_closed());
     assert!(matches!(listener.accept::<String>(), Err(AcceptError::Closed)));
     assert!(matches!(listener.accept_timeout::<String>(Duration::from_secs(1)), Err(AcceptError::Closed)));
+    // Ready at once in `wait`: the accept that follows says why (syn91).
+    assert_eq!(wait(&[&listener], Some(Duration::from_secs(3600))), [0]);
     conn.send("still here".into()).unwrap();
     assert_eq!(client.join().unwrap(), "still here");
 }

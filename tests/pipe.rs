@@ -50,7 +50,28 @@ fn a_one_way_pipe_refuses_the_wrong_direction() {
     assert_eq!(rx.send("up".to_string()), Err(SendError::Closed("up".to_string())));
     assert_eq!(rx.send_bytes(b"up"), Err(SendBytesError::Closed));
     assert_eq!(tx.recv(), Err(RecvError::Closed));
-    assert!(!tx.poll(Duration::ZERO));
+}
+
+/// aud81 L3: `poll` on a closed end, or on the sending end of a one-way pipe, said `false`
+/// at once whatever its timeout, so `while !conn.poll(t) {}` spun for ever. A receive there
+/// fails at once, so the end is ready (as a gone peer is): the receive that follows says
+/// `Closed` (Python's `poll` raises `OSError` there). `wait` says the same of it.
+#[test]
+fn a_closed_or_send_only_end_is_ready_and_its_receive_says_why() {
+    let _t = heap_user(LIMIT);
+    let (rx, tx) = Pipe::<u8>::one_way().unwrap();
+    let mut closed = rx.clone();
+    closed.close();
+    let mut turns = 0;
+    while !tx.poll(Duration::from_secs(3600)) {
+        turns += 1;
+        assert!(turns < 1000, "poll on a send-only end said false {turns} times, at once each time");
+    }
+    assert_eq!(tx.recv(), Err(RecvError::Closed));
+    assert!(closed.poll(Duration::from_secs(3600)), "poll on a closed end");
+    assert_eq!(closed.recv(), Err(RecvError::Closed));
+    assert!(!rx.poll(Duration::ZERO), "the open receiving end has nothing waiting");
+    assert_eq!(wait(&[&rx, &closed, &tx], Some(Duration::from_secs(3600))), [1, 2]);
 }
 
 #[test]
@@ -786,16 +807,17 @@ fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
 // ---- wait on nothing (issue 10, item 5) --------------------------------------------------
 
 #[test]
-fn wait_on_nothing_that_can_become_ready_returns_at_once() {
+fn wait_on_nothing_returns_at_once() {
     let _t = heap_user(Duration::from_secs(30));
     assert_eq!(wait(&[], None), Vec::<usize>::new());
-    // Closed handles and a send-only end can never become ready either.
+    // Closed handles and a send-only end are ready at once: the receive or get that
+    // follows fails at once with `Closed` (syn91, after aud81 L3).
     let (rx, tx) = Pipe::<u8>::one_way().unwrap();
     let mut closed = rx.clone();
     closed.close();
     let mut q = Queue::<u8>::new().unwrap();
     q.close();
-    assert_eq!(wait(&[&closed, &q, &tx], None), Vec::<usize>::new());
+    assert_eq!(wait(&[&closed, &q, &tx], None), [0, 1, 2]);
 }
 
 // ---- receivers sharing an end, the sender gone (issue 10, item 1) -----------------------

@@ -949,6 +949,64 @@ fn notify_n_wakes_exactly_n_waiters_and_notify_all_the_rest() {
     assert_eq!(woken.get(), 3);
 }
 
+/// aud81: with more waiters than the table's 64 slots, every notify woke every waiter
+/// beyond the table, and each one's `wait_timeout` said `true`: a `notify(1)` woke 7 of 70.
+/// Now a notify wakes as many as it says, those beyond the table included (they get what
+/// the table's waiters leave over), and `notify_all` still wakes them all.
+#[test]
+fn a_notify_wakes_as_many_as_it_says_with_more_waiters_than_the_table_holds() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const WAITERS: u32 = 70;
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    // Both changed only under the condition's lock.
+    let arrived = AtomicU32::new(0);
+    let phase = AtomicU32::new(0);
+    // (phase when it woke, what wait_timeout said), one per waiter.
+    let woke: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+    let in_phase = |p: u32| woke.lock().unwrap().iter().filter(|w| w.0 == p).count();
+    std::thread::scope(|scope| {
+        for _ in 0..WAITERS {
+            scope.spawn(|| {
+                let mut guard = cond.acquire().unwrap();
+                arrived.fetch_add(1, Ordering::SeqCst);
+                let notified = guard.wait_timeout(LIMIT).unwrap();
+                woke.lock().unwrap().push((phase.load(Ordering::SeqCst), notified));
+            });
+        }
+        // Whoever counted itself waits: it released the lock only as it waited.
+        assert!(common::eventually(LIMIT, || {
+            let _guard = cond.acquire().unwrap();
+            arrived.load(Ordering::SeqCst) == WAITERS
+        }));
+        let notify = |p: u32, n: u32| {
+            let mut guard = cond.acquire().unwrap();
+            phase.store(p, Ordering::SeqCst);
+            guard.notify(n);
+        };
+        // The table's waiters are enough for it: one wakes.
+        notify(1, 1);
+        assert!(common::eventually(LIMIT, || in_phase(1) >= 1));
+        std::thread::sleep(Duration::from_millis(200));
+        // More than the table's waiters left (63): the rest from beyond it, and no more.
+        notify(2, 66);
+        assert!(common::eventually(LIMIT, || in_phase(2) >= 66.min(WAITERS as usize - in_phase(1))));
+        std::thread::sleep(Duration::from_millis(200));
+        // The rest (the scope waits for them), then the counts.
+        let mut guard = cond.acquire().unwrap();
+        phase.store(3, Ordering::SeqCst);
+        guard.notify_all();
+    });
+    let woke = woke.into_inner().unwrap();
+    let in_phase = |p: u32| woke.iter().filter(|w| w.0 == p).count();
+    assert_eq!(woke.len(), WAITERS as usize);
+    assert_eq!(in_phase(1), 1, "notify(1) of {WAITERS} waiters woke {}: {woke:?}", in_phase(1));
+    assert_eq!(in_phase(2), 66, "notify(66) woke {}", in_phase(2));
+    assert_eq!(in_phase(3), 3, "notify_all woke the rest");
+    assert!(woke.iter().all(|w| w.1), "every wait said notified: {woke:?}");
+}
+
 #[test]
 fn condition_waits_time_out_and_a_timed_out_waiter_does_not_take_a_notification() {
     let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();

@@ -774,7 +774,7 @@ impl Sealed for Listener {
             // Ready when a client waits to be taken in, or one in the handshake wrote.
             Some(ListenSocket::Tcp(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| self.handshake_ready()) },
             Some(ListenSocket::Unix(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| self.handshake_ready()) },
-            None => Inner::Never,
+            None => Inner::Refused,
         })
     }
 }

@@ -431,23 +431,30 @@ impl<T> Connection<T> {
         Ok(r)
     }
 
-    /// Whether a message is waiting, or the other end is gone (so that a receive would not
-    /// block), waiting at most `timeout` for it (Python's `poll`; `Duration::ZERO` looks
-    /// once). A closed end, or the sending end of a one-way pipe, is never readable.
+    /// Whether a receive would not block: a message is waiting, or the other end is gone,
+    /// waiting at most `timeout` for it (Python's `poll`; `Duration::ZERO` looks once).
+    ///
+    /// A closed handle, or the sending end of a one-way pipe, is ready at once: a receive
+    /// there fails at once with `Closed` (where Python's `poll` raises `OSError`), so that
+    /// a `while !conn.poll(t) {}` loop ends and the receive after it says why.
     ///
     /// ```
     /// use std::time::Duration;
+    /// use multiproc::RecvError;
     ///
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
     /// assert!(!b.poll(Duration::ZERO));
     /// a.send(1)?;
     /// assert!(b.poll(Duration::from_secs(1)));
+    /// let (_rx, tx) = multiproc::Pipe::<u8>::one_way()?;
+    /// assert!(tx.poll(Duration::from_secs(1)));
+    /// assert_eq!(tx.recv(), Err(RecvError::Closed));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn poll(&self, timeout: Duration) -> bool {
-        let Ok(open) = self.open() else { return false };
-        let Ok(rx) = open.rx() else { return false };
+        let Ok(open) = self.open() else { return true };
+        let Ok(rx) = open.rx() else { return true };
         !matches!(rx.wait_message(Deadline::after(timeout), &open.peer()), Err(Refused::TimedOut))
     }
 

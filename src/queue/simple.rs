@@ -79,7 +79,9 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`GetError::Disconnected`] when the queue is empty and no other handle exists;
+    /// [`GetError::Disconnected`] when the queue is empty and no handle that could put is
+    /// left, as [`Queue::get`](crate::Queue::get) (handles are counted, not threads: give a
+    /// thread that puts a clone of its own);
     /// [`GetError::Closed`]; [`GetError::ShutDown`] once shut down and empty;
     /// [`GetError::Decode`].
     ///

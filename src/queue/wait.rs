@@ -21,8 +21,9 @@ use crate::sys;
 /// Something [`wait`] can wait for: a [`Connection`] (ready when a message is waiting or
 /// the other end is gone), a [`Queue`], [`SimpleQueue`] or [`JoinableQueue`] (ready when
 /// not empty, when shut down, or when no other handle exists), a [`ProcessHandle`] (ready
-/// when the process has ended), or a file descriptor (ready when readable). Sealed: the
-/// crate's types only.
+/// when the process has ended), or a file descriptor (ready when readable). A closed
+/// handle, or a send-only end, is ready at once: its receive fails at once with `Closed`.
+/// Sealed: the crate's types only.
 ///
 /// ```
 /// use multiproc::{Pipe, Queue, Waitable, wait};
@@ -53,7 +54,7 @@ pub(crate) mod sealed {
             f.write_str(match self.0 {
                 super::Inner::Ring { .. } => "Source::Ring",
                 super::Inner::Fd { .. } => "Source::Fd",
-                super::Inner::Never => "Source::Never",
+                super::Inner::Refused => "Source::Refused",
             })
         }
     }
@@ -67,8 +68,9 @@ pub(crate) enum Inner<'a> {
     Ring { ring: &'a Ring, left: Box<dyn Fn() -> bool + 'a>, gone: Box<dyn Fn() -> bool + 'a> },
     /// A descriptor: ready when readable, or when `ended` says so.
     Fd { fd: BorrowedFd<'a>, ended: Box<dyn Fn() -> bool + 'a> },
-    /// Never ready (a closed handle, a send-only end).
-    Never,
+    /// Ready at once: a receive, get or accept there fails at once (a closed handle, a
+    /// send-only end), and the call says why.
+    Refused,
 }
 
 fn queue_source<T>(ch: Option<&Channel<T>>) -> Source<'_> {
@@ -81,7 +83,7 @@ fn queue_source<T>(ch: Option<&Channel<T>>) -> Source<'_> {
                 gone: Box::new(|| !ch.shared().other_handles()),
             }
         }
-        None => Inner::Never,
+        None => Inner::Refused,
     })
 }
 
@@ -114,7 +116,7 @@ impl<T> Sealed for Connection<T> {
                 left: Box::new(move || peer.left().is_some()),
                 gone: Box::new(move || peer.check().is_err()),
             },
-            None => Inner::Never,
+            None => Inner::Refused,
         })
     }
 }
@@ -142,8 +144,9 @@ impl Waitable for BorrowedFd<'_> {}
 /// A connection is ready when a receive would not block: a message is waiting, or the other
 /// end is gone. A queue is ready when it is not empty, or when no other handle to it exists
 /// (a `get` would fail at once). A process is ready once it has ended; a descriptor, when
-/// readable. When none of `objects` can ever become ready (an empty slice, closed
-/// handles, send-only ends), `wait` returns an empty list at once, whatever the timeout.
+/// readable. A closed handle or a send-only end is ready at once (the receive or get that
+/// follows fails at once with `Closed`; Python's `wait` raises `OSError`). An empty slice
+/// returns an empty list at once, whatever the timeout.
 /// Waiting costs no CPU after a short spin: connections and queues are watched
 /// through their futexes, descriptors by a helper thread when both kinds are mixed.
 ///
@@ -173,9 +176,8 @@ impl Waitable for BorrowedFd<'_> {}
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> {
     let deadline = Deadline::from_timeout(timeout);
     let sources: Vec<Inner<'_>> = objects.iter().map(|o| o.source().0).collect();
-    if sources.iter().all(|s| matches!(s, Inner::Never)) {
-        // Nothing here can ever become ready (an empty list, closed handles, send-only
-        // ends): waiting would be forever.
+    if sources.is_empty() {
+        // Nothing here can ever become ready: waiting would be forever.
         return Vec::new();
     }
     let fds: Vec<(usize, BorrowedFd<'_>)> = sources
@@ -194,8 +196,12 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
         _ => false,
     };
     // Everything that is ready now (reads the descriptors and asks the processes).
+    // Ready at once, and for good (`close` takes `&mut`): the first look returns them.
+    let refused: Vec<usize> =
+        sources.iter().enumerate().filter(|(_, s)| matches!(s, Inner::Refused)).map(|(i, _)| i).collect();
     let look = || -> Vec<usize> {
         let mut ready: Vec<usize> = rings.iter().copied().filter(|&i| ring_ready(i)).collect();
+        ready.extend_from_slice(&refused);
         if !fds.is_empty() {
             let list: Vec<BorrowedFd<'_>> = fds.iter().map(|(_, fd)| *fd).collect();
             let readable = sys::poll_readable(&list, Some(Duration::ZERO)).unwrap_or_else(|_| vec![true; list.len()]);
@@ -235,18 +241,25 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
     let fd_ready = AtomicU32::new(0);
     let cancel = if fds.is_empty() { None } else { sys::pipe().ok() };
     std::thread::scope(|scope| {
-        if let Some((cancel_rx, _)) = &cancel {
-            let (list, fd_ready, cancel_rx) = (&fds, &fd_ready, cancel_rx.as_fd());
-            scope.spawn(move || {
-                let mut all: Vec<BorrowedFd<'_>> = list.iter().map(|(_, fd)| *fd).collect();
-                all.push(cancel_rx);
-                let readable = sys::poll_readable(&all, None).unwrap_or_else(|_| vec![true; all.len()]);
-                if readable[..all.len() - 1].iter().any(|r| *r) {
-                    fd_ready.store(1, Ordering::SeqCst);
-                    sys::futex_wake(fd_ready, 1);
-                }
-            });
-        }
+        // The helper ends once it saw a descriptor readable. Started again when the look
+        // after it found nothing (aud81 L4): another thread took that readiness (read the
+        // byte, accepted the client) first, and the flag left set would make every futex
+        // wait return at once, a spin with the descriptors watched by nobody.
+        let helper = || {
+            if let Some((cancel_rx, _)) = &cancel {
+                let (list, fd_ready, cancel_rx) = (&fds, &fd_ready, cancel_rx.as_fd());
+                scope.spawn(move || {
+                    let mut all: Vec<BorrowedFd<'_>> = list.iter().map(|(_, fd)| *fd).collect();
+                    all.push(cancel_rx);
+                    let readable = sys::poll_readable(&all, None).unwrap_or_else(|_| vec![true; all.len()]);
+                    if readable[..all.len() - 1].iter().any(|r| *r) {
+                        fd_ready.store(1, Ordering::SeqCst);
+                        sys::futex_wake(fd_ready, 1);
+                    }
+                });
+            }
+        };
+        helper();
         let mut slice = FIRST_SLICE;
         let ready = loop {
             let mut words: Vec<(&AtomicU32, u32)> = rings
@@ -268,12 +281,20 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
                     ring.readable().stop_sleeping();
                 }
             }
+            crate::shm::crash::interleave("woken");
+            // Read before the look: a readiness the helper saw after it is looked at next
+            // turn (the flag stays set), not lost by the reset below.
+            let helper_ended = fd_ready.load(Ordering::SeqCst) != 0;
             let ready = look();
             if !ready.is_empty() {
                 break ready;
             }
             if deadline.passed() {
                 break Vec::new();
+            }
+            if helper_ended {
+                fd_ready.store(0, Ordering::SeqCst);
+                helper();
             }
             if !woken {
                 // A sleep lasted: is any other side gone (or a message there that the
@@ -296,4 +317,52 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
         }
         ready
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::shm::crash::interleaving;
+
+    /// aud81 L4: the helper thread that polls the descriptors of a mixed wait sets its flag
+    /// and ends once one is readable. Another thread that takes the readiness (reads the
+    /// byte) before the waiter looks left the flag set and nobody polling: every futex
+    /// wait returned at once, a spin until the deadline (with none, for ever). The move
+    /// here reads the byte as the waiter wakes.
+    #[test]
+    fn a_descriptor_readiness_taken_by_another_thread_leaves_the_wait_asleep() {
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u8> = Queue::new().unwrap();
+        let _other = q.clone();
+        let (r, w) = sys::pipe().unwrap();
+        let mut reader = std::fs::File::from(r.try_clone().unwrap());
+        let mut writer = std::fs::File::from(w);
+        let turns = Arc::new(AtomicU32::new(0));
+        let counted = turns.clone();
+        let fd = r.as_fd();
+        let writes = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            writer.write_all(&[1]).unwrap();
+            writer
+        });
+        let moves = move |at: &'static str| {
+            if at == "woken" && counted.fetch_add(1, Ordering::Relaxed) < 1000 {
+                // Taken by another thread before the waiter looks (once there, at most).
+                if sys::poll_readable(&[reader.as_fd()], Some(Duration::ZERO)).unwrap()[0] {
+                    reader.read_exact(&mut [0]).unwrap();
+                }
+            }
+        };
+        let ready = interleaving(moves, || wait(&[&q, &fd], Some(Duration::from_millis(400))));
+        drop(writes.join().unwrap());
+        let turns = turns.load(Ordering::Relaxed);
+        assert!(ready.is_empty(), "{ready:?}");
+        assert!(turns < 100, "the waiter woke {turns} times in 400 ms with nothing ready: a spin");
+    }
 }

@@ -11,8 +11,8 @@ use crate::shm::{FdWaiting, Waiting};
 use crate::sys;
 
 /// [`wait`](super::wait) as a future, without a timeout of its own (use the runtime's):
-/// the indices of the objects that are ready, once one is. An empty list, or one of
-/// closed handles only, is ready at once with no index.
+/// the indices of the objects that are ready, once one is. An empty list is ready at once
+/// with no index; a closed handle or a send-only end is ready at once (as in `wait`).
 ///
 /// Cancellation: it takes nothing, so dropping it part-way changes nothing (a wake-up it
 /// was given and did not report goes on to another waiter).
@@ -62,7 +62,7 @@ fn look(sources: &[Inner<'_>], thorough: bool) -> Vec<usize> {
                 }
             }
             Inner::Fd { fd, .. } => fds.push((i, *fd)),
-            Inner::Never => {}
+            Inner::Refused => ready.push(i),
         }
     }
     if !fds.is_empty() {
@@ -84,9 +84,8 @@ impl Future for WaitFuture<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<usize>> {
         let this = self.get_mut();
         let sources: Vec<Inner<'_>> = this.objects.iter().map(|o| o.source().0).collect();
-        if sources.iter().all(|s| matches!(s, Inner::Never)) {
-            // At the first poll or never (closing a handle takes `&mut`, which the borrow
-            // of `objects` excludes): nothing was registered yet.
+        if sources.is_empty() {
+            // Nothing can ever become ready: at the first poll, nothing registered.
             return Poll::Ready(Vec::new());
         }
         let done = |this: &mut Self, ready: Vec<usize>| {
@@ -107,7 +106,7 @@ impl Future for WaitFuture<'_> {
                     this.rings[i].arm(ring.readable(), cx);
                 }
                 Inner::Fd { fd, .. } => fds.push(*fd),
-                Inner::Never => {}
+                Inner::Refused => {}
             }
         }
         if !fds.is_empty() {

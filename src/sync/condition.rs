@@ -342,8 +342,7 @@ impl Condition {
             return;
         }
         if let Some(mut held) = self.lock_table(deadline) {
-            let (slots, _dropped) = state.waiters.recover(&dead);
-            held.woken = held.woken.and(Woken { slots, overflow: false });
+            held.woken = held.woken.and(state.waiters.recover(&dead).woken);
         }
     }
 
@@ -396,13 +395,13 @@ impl Condition {
                 || waiters.is_granted(i).then_some(()),
                 || self.check(deadline),
             ),
-            Place::Overflow(epoch) => {
-                let moved = || waiters.epoch_moved(epoch).then_some(());
-                waiters.overflow_wake.wait(deadline, SPIN, moved, || self.check(deadline))
+            Place::Overflow(ticket) => {
+                let claim = || waiters.claim(ticket).then_some(());
+                waiters.overflow_wake.wait(deadline, SPIN, claim, || self.check(deadline))
             }
         };
         // Leaving tells whether we were granted, even as the wait timed out.
-        let notified = waiters.leave(place);
+        let notified = waiters.leave(place, waited.is_ok());
         let outcome = match waited {
             Err(Interrupted::Check(abandoned)) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
             _ => Ok(notified),
@@ -743,15 +742,15 @@ mod tests {
             assert_eq!(waiters.deferred(), 1);
             if looked {
                 drop(held);
-                assert!(waiters.leave(old), "the guard let go, the waiter of the notify's time was granted");
+                assert!(waiters.leave(old, false), "the guard let go, the waiter of the notify's time was granted");
             } else {
                 std::mem::forget(held);
                 cond.state.guard.unlock();
-                assert!(!waiters.leave(old), "the waiter timed out before the next holder came");
+                assert!(!waiters.leave(old, false), "the waiter timed out before the next holder came");
             }
             let new = arrive();
             assert_eq!(waiters.deferred(), 0);
-            assert!(!waiters.leave(new), "the later waiter got nothing (looked: {looked})");
+            assert!(!waiters.leave(new, false), "the later waiter got nothing (looked: {looked})");
         }
     }
 
@@ -769,11 +768,11 @@ mod tests {
                 waiters.arrive(me.pid, me.start)
             })
             .collect();
-        let Some(&Place::Overflow(epoch)) = places.last() else { panic!("the table is full") };
+        let Some(&Place::Overflow(ticket)) = places.last() else { panic!("the table is full") };
         cond.notify(0);
-        let moved = waiters.epoch_moved(epoch);
+        let moved = waiters.claim(ticket);
         for place in places {
-            waiters.leave(place);
+            waiters.leave(place, false);
         }
         assert!(!moved, "the waiters beyond the table were woken");
     }

@@ -287,7 +287,7 @@ impl<'a> Future for ConditionWait<'a> {
                     let waited = poll_on(&mut this.waiting, notify, cx, |check| {
                         let notified = match place {
                             Place::Slot(i) => waiters.is_granted(i),
-                            Place::Overflow(epoch) => waiters.epoch_moved(epoch),
+                            Place::Overflow(ticket) => waiters.claim(ticket),
                         };
                         if notified {
                             return Some(Ok(()));
@@ -302,7 +302,7 @@ impl<'a> Future for ConditionWait<'a> {
                     });
                     let Poll::Ready(waited) = waited else { return Poll::Pending };
                     // Leaving tells whether we were granted, even as the wait was abandoned.
-                    let notified = waiters.leave(place);
+                    let notified = waiters.leave(place, waited.is_ok());
                     let outcome = match waited {
                         Err(abandoned) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
                         _ => Ok(()),
@@ -336,7 +336,7 @@ impl Drop for ConditionWait<'_> {
                 self.waiting.withdraw();
                 // Without the guard: a dropped wait (a runtime's timeout) that was not
                 // notified never blocks.
-                self.cond.state.waiters.leave(place)
+                self.cond.state.waiters.leave(place, false)
             }
             // Notified, and dropped while it took the lock back (the notifier usually
             // holds it as it notifies): the notification was not returned either.

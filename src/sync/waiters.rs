@@ -16,7 +16,7 @@
 //! of that notify (its ticket is below the grant's horizon), or is dropped if there is
 //! none; the dead slot is freed.
 //!
-//! Every function here except [`Waiters::is_granted`], [`Waiters::epoch_moved`],
+//! Every function here except [`Waiters::is_granted`], [`Waiters::claim`],
 //! [`Waiters::leave`], [`Waiters::defer`], [`Waiters::deferred`] and [`Waiters::waiting`]
 //! (a count for `Debug`) runs under the condition's table guard, so they are steps of a
 //! state machine; `tests` below checks every interleaving of them for a few waiters and
@@ -44,15 +44,33 @@
 //! protocol). A process stopped holding the guard then delays the notification until it
 //! goes on, never the notifier.
 //!
-//! More waiters than slots at once: the extra ones wait on a shared epoch that every
-//! notify advances while they exist, so they may wake for a notification another waiter
-//! got (a wake-up without a change, which condition waits allow), never miss one.
+//! More waiters than slots at once: the extra ones (overflow waiters) take a ticket too,
+//! but no slot; they sleep on one shared word. A notify grants the table's waiting slots
+//! first (the oldest first), and what it has left over goes to the overflow waiters as
+//! *tokens*, at most one per overflow waiter not yet served, with the notify's horizon: an
+//! overflow waiter whose ticket is below the horizon may claim a token (a compare-exchange
+//! without the guard), and is then notified. Only a notify that gives tokens wakes the
+//! overflow waiters (all of them: the ones that find no token sleep again), so a
+//! `notify(n)` wakes at most `n`, and one that the table's waiters absorb wakes nobody
+//! beyond the table (aud81: every notify woke every overflow waiter, and each one said
+//! notified, so `notify(1)` of 70 waiters woke 7). The count of overflow waiters and the
+//! count of tokens share one word, so that a claim uncounts its waiter in the same step
+//! and the tokens never outnumber the waiters counted; an overflow waiter leaving without
+//! a token uncounts itself and takes a token given meanwhile in one step too (a token
+//! given as it left counts as its wake-up, not kept for a later waiter). The horizon is one word,
+//! raised by each notify that gives tokens: a waiter that arrived between two such
+//! notifies may take a token of the first once the second came (the second's own token
+//! then goes to the older waiter: the same set of wake-ups). An overflow waiter killed
+//! while waiting stays counted (it is recorded nowhere else), so a later notify may give
+//! it a token that a later waiter takes: an extra wake-up after a `kill -9`, never a lost
+//! one. The overflow waiters are served after every older slot waiter, but may wait
+//! behind later arrivals that found a slot free.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::shm::{ChangeRecord, Notify};
 
-/// Slots in the table: waiters beyond this many at once wait on the epoch.
+/// Slots in the table: waiters beyond this many at once wait for tokens.
 pub(crate) const SLOTS: usize = 64;
 
 const FREE: u32 = 0;
@@ -60,6 +78,14 @@ const WAITING: u32 = 1;
 const GRANTED: u32 = 2;
 /// Left by its waiter, not granted: free for the next arrival (see the module's doc).
 const LEFT: u32 = 3;
+
+/// One overflow waiter, in [`Waiters`]'s `overflow` word.
+const ONE_WAITER: u64 = 1 << 32;
+
+/// The overflow waiters and the tokens, from the `overflow` word.
+fn split(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
 
 /// Whether a slot in `state` may be taken by an arrival.
 fn vacant(state: u32) -> bool {
@@ -99,7 +125,7 @@ impl Slot {
 pub(crate) enum Place {
     /// In slot `i` of the table.
     Slot(usize),
-    /// Outside the table (it was full), having seen this epoch.
+    /// Outside the table (it was full), with this ticket.
     Overflow(u64),
 }
 
@@ -111,6 +137,17 @@ pub(crate) struct Suspect {
     pub(crate) pid: u32,
     pub(crate) start: u64,
     ticket: u64,
+}
+
+/// What [`Waiters::recover`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// What to wake.
+    pub(crate) woken: Woken,
+    /// Dead waiters' grants given to the overflow waiters.
+    pub(crate) to_overflow: u32,
+    /// Dead waiters' grants that found nobody waiting at their notify.
+    pub(crate) dropped: u32,
 }
 
 /// What a notify did: the slots to wake, and whether to wake the overflow waiters.
@@ -135,13 +172,16 @@ impl Woken {
 pub(crate) struct Waiters {
     /// The next ticket.
     next: AtomicU64,
-    /// Waiters outside the table.
-    overflow: AtomicU32,
+    /// The overflow waiters (high half) and the notifications given to them and not yet
+    /// claimed (low half, the tokens): one word, so that a claim uncounts its waiter in
+    /// the same step, and the tokens never outnumber the waiters counted.
+    overflow: AtomicU64,
     /// Notifications made while another process held the guard, for the guard's next
     /// holder to grant ([`Waiters::defer`], [`Waiters::notify_deferred`]); saturating.
     deferred: AtomicU32,
-    /// Advanced by each notify while overflow waiters exist.
-    epoch: AtomicU64,
+    /// The horizon of the latest notify that gave tokens: an overflow waiter with a ticket
+    /// below it may claim one.
+    token_horizon: AtomicU64,
     /// The overflow waiters sleep here.
     pub(crate) overflow_wake: Notify,
     /// The grant being passed on by [`Waiters::recover`]: the dead slot and its ticket, the
@@ -155,9 +195,9 @@ impl Waiters {
     pub(crate) const fn new() -> Self {
         Self {
             next: AtomicU64::new(0),
-            overflow: AtomicU32::new(0),
+            overflow: AtomicU64::new(0),
             deferred: AtomicU32::new(0),
-            epoch: AtomicU64::new(0),
+            token_horizon: AtomicU64::new(0),
             overflow_wake: Notify::new(),
             handover: ChangeRecord::new(),
             slots: [const { Slot::new() }; SLOTS],
@@ -212,8 +252,8 @@ impl Waiters {
     pub(crate) fn arrive(&self, pid: u32, start: u64) -> Place {
         self.settle();
         let Some(i) = self.slots.iter().position(|s| vacant(s.state.load(Ordering::Relaxed))) else {
-            self.overflow.fetch_add(1, Ordering::Relaxed);
-            return Place::Overflow(self.epoch.load(Ordering::Relaxed));
+            self.overflow.fetch_add(ONE_WAITER, Ordering::AcqRel);
+            return Place::Overflow(self.next.fetch_add(1, Ordering::Relaxed));
         };
         let slot = &self.slots[i];
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
@@ -224,15 +264,12 @@ impl Waiters {
         Place::Slot(i)
     }
 
-    /// Grants up to `n` waiting slots, the oldest first. Under the guard; wake what it
-    /// returns after.
+    /// Grants up to `n` waiting slots, the oldest first, and what is left of `n` to the
+    /// overflow waiters (see the module's doc). Under the guard; wake what it returns
+    /// after.
     pub(crate) fn notify(&self, n: u32) -> Woken {
         self.settle();
         let mut woken = Woken { slots: 0, overflow: false };
-        if self.overflow.load(Ordering::Relaxed) > 0 {
-            self.epoch.fetch_add(1, Ordering::Release);
-            woken.overflow = true;
-        }
         if n == 0 {
             return woken;
         }
@@ -264,7 +301,33 @@ impl Waiters {
                 left -= 1;
             }
         }
+        if left > 0 {
+            woken.overflow = self.give_tokens(left, horizon) > 0;
+        }
         woken
+    }
+
+    /// Gives up to `n` notifications of the notify with `horizon` to the overflow waiters:
+    /// at most one per overflow waiter without one. Returns how many. Under the guard.
+    fn give_tokens(&self, n: u32, horizon: u64) -> u32 {
+        let (waiting, tokens) = split(self.overflow.load(Ordering::Acquire));
+        if n == 0 || tokens >= waiting {
+            return 0;
+        }
+        // The horizon before the tokens: a claim reads them in the other order.
+        self.token_horizon.fetch_max(horizon, Ordering::Release);
+        let mut given = 0;
+        let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+            let (waiting, tokens) = split(word);
+            given = n.min(waiting.saturating_sub(tokens));
+            Some(word + u64::from(given))
+        });
+        given
+    }
+
+    /// How many wait beyond the table (killed ones included), and the tokens not claimed.
+    pub(crate) fn overflow(&self) -> (u32, u32) {
+        split(self.overflow.load(Ordering::Acquire))
     }
 
     /// Leaves `n` notifications to the guard's next holder ([`Waiters::notify_deferred`]);
@@ -311,14 +374,25 @@ impl Waiters {
         self.slots[i].state.load(Ordering::Acquire) == GRANTED
     }
 
-    /// Whether the overflow waiter that saw `epoch` was notified since (without the guard).
-    pub(crate) fn epoch_moved(&self, epoch: u64) -> bool {
-        self.epoch.load(Ordering::Acquire) != epoch
+    /// The overflow waiter with `ticket` takes a token if there is one for it; returns
+    /// whether it did (then it was notified). Without the guard.
+    /// It is then uncounted too, in the same step: it leaves.
+    pub(crate) fn claim(&self, ticket: u64) -> bool {
+        if ticket >= self.token_horizon.load(Ordering::Acquire) {
+            return false;
+        }
+        self.overflow
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (waiting, tokens) = split(word);
+                (tokens > 0 && waiting > 0).then(|| word - ONE_WAITER - 1)
+            })
+            .is_ok()
     }
 
     /// A waiter leaves (woken, timed out, or giving up); returns whether it was notified.
-    /// Without the guard (see the module's doc): it never waits.
-    pub(crate) fn leave(&self, place: Place) -> bool {
+    /// `claimed`: an overflow waiter already took its token ([`Waiters::claim`]). Without
+    /// the guard (see the module's doc): it never waits.
+    pub(crate) fn leave(&self, place: Place, claimed: bool) -> bool {
         match place {
             Place::Slot(i) => {
                 let state = &self.slots[i].state;
@@ -334,10 +408,18 @@ impl Waiters {
                     }
                 }
             }
-            Place::Overflow(epoch) => {
-                // Never below zero (an arrival counts under the guard, this one not).
-                let _ = self.overflow.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-                self.epoch_moved(epoch)
+            Place::Overflow(_) if claimed => true,
+            Place::Overflow(ticket) => {
+                // Uncounted, and a token given before that taken (not left for a later
+                // waiter), in one step. Never below zero.
+                let eligible = ticket < self.token_horizon.load(Ordering::Acquire);
+                let mut took = false;
+                let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                    let (waiting, tokens) = split(word);
+                    took = eligible && tokens > 0;
+                    (waiting > 0).then(|| word - ONE_WAITER - u64::from(took))
+                });
+                took
             }
         }
     }
@@ -348,7 +430,7 @@ impl Waiters {
     /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
         self.settle();
-        let all = self.overflow.load(Ordering::Relaxed) > 0;
+        let all = self.overflow().0 > 0;
         self.slots
             .iter()
             .enumerate()
@@ -366,9 +448,10 @@ impl Waiters {
     }
 
     /// Frees the slots of dead waiters and passes the grants they held to the oldest slots
-    /// that were waiting at the time of each grant's notify. Returns the slots granted
-    /// (to wake) and how many grants found nobody to go to. Under the guard.
-    pub(crate) fn recover(&self, dead: &[Suspect]) -> (u64, u32) {
+    /// that were waiting at the time of each grant's notify, or else to the overflow
+    /// waiters (as a notify's leftover). Returns what to wake, how many grants went to the
+    /// overflow waiters, and how many found nobody to go to. Under the guard.
+    pub(crate) fn recover(&self, dead: &[Suspect]) -> Recovered {
         self.settle();
         let r = Ordering::Relaxed;
         let mut grants = Vec::new();
@@ -388,7 +471,7 @@ impl Waiters {
         // The eligible waiters of a grant are those below its horizon: nested sets, so
         // serving the lowest horizons first, each the oldest waiter, serves the most.
         grants.sort_unstable();
-        let (mut woken, mut dropped) = (0u64, 0u32);
+        let mut out = Recovered { woken: Woken::NONE, to_overflow: 0, dropped: 0 };
         for (horizon, dead, dead_ticket) in grants {
             // An heir that leaves before its grant (`leave` wins the exchange) is passed
             // over for the next oldest.
@@ -400,14 +483,21 @@ impl Waiters {
                     .filter(|(_, s)| s.state.load(r) == WAITING && s.ticket.load(r) < horizon)
                     .min_by_key(|(_, s)| s.ticket.load(r));
                 let Some((i, heir)) = oldest else {
+                    // Given before the slot is freed: a recovery cut short in between gives
+                    // it again (an extra wake-up), never loses it.
+                    if self.give_tokens(1, horizon) == 1 {
+                        out.to_overflow += 1;
+                        out.woken.overflow = true;
+                    } else {
+                        out.dropped += 1;
+                    }
                     self.slots[dead].state.store(FREE, r);
-                    dropped += 1;
                     break;
                 };
                 self.handover.begin([dead as u64, dead_ticket, i as u64, heir.ticket.load(r), horizon]);
                 #[cfg(test)]
                 if tests::killed_here(1) {
-                    return (woken, dropped);
+                    return out;
                 }
                 #[cfg(test)]
                 tests::leave_racing(self);
@@ -418,21 +508,21 @@ impl Waiters {
                 crate::shm::crash::crash_point!("condition.recover.handover");
                 #[cfg(test)]
                 if tests::killed_here(2) {
-                    return (woken, dropped);
+                    return out;
                 }
                 self.slots[dead].state.store(FREE, r);
                 self.handover.commit();
-                woken |= 1 << i;
+                out.woken.slots |= 1 << i;
                 break;
             }
         }
-        (woken, dropped)
+        out
     }
 
     /// How many wait now (for `Debug`).
     pub(crate) fn waiting(&self) -> u32 {
         let in_table = self.slots.iter().filter(|s| s.state.load(Ordering::Relaxed) == WAITING).count();
-        in_table as u32 + self.overflow.load(Ordering::Relaxed)
+        in_table as u32 + self.overflow().0
     }
 }
 
@@ -473,7 +563,7 @@ mod tests {
     /// leaves there.
     pub(super) fn leave_racing(table: &Waiters) {
         if let Some(i) = RACE.take() {
-            RACED.set(Some(table.leave(Place::Slot(i))));
+            RACED.set(Some(table.leave(Place::Slot(i), false)));
         }
     }
 
@@ -526,7 +616,7 @@ mod tests {
         let r = Ordering::Relaxed;
         t.next.store(table.next.load(r), r);
         t.overflow.store(table.overflow.load(r), r);
-        t.epoch.store(table.epoch.load(r), r);
+        t.token_horizon.store(table.token_horizon.load(r), r);
         if let Some(words) = table.handover.unfinished() {
             t.handover.begin(words);
         }
@@ -574,7 +664,7 @@ mod tests {
         /// Killed waiters whose slot is still taken, as `suspects` would list them (without
         /// its settle: a handover cut short stays unfinished until a step's own settle).
         fn dead(&self) -> Vec<Suspect> {
-            let all = self.table.overflow.load(Ordering::Relaxed) > 0;
+            let all = self.table.overflow().0 > 0;
             (0..self.waiters.len())
                 .filter(|&i| self.waiters[i].fate == Fate::Killed && self.waiters[i].done)
                 .filter_map(|i| {
@@ -618,7 +708,7 @@ mod tests {
             let Some(i) = racer else { return };
             let notified = RACED.take().unwrap_or_else(|| {
                 RACE.set(None);
-                self.table.leave(self.waiters[i].place.unwrap())
+                self.table.leave(self.waiters[i].place.unwrap(), false)
             });
             self.waiters[i].done = true;
             self.taken += u64::from(notified);
@@ -688,7 +778,7 @@ mod tests {
                     let place = w.place.unwrap();
                     let slot = slot_of(w);
                     let was_granted = self.table.is_granted(slot);
-                    let notified = self.table.leave(place);
+                    let notified = self.table.leave(place, false);
                     assert_eq!(notified, was_granted, "a grant is a wake-up, even as the waiter times out");
                     self.taken += u64::from(notified);
                 }
@@ -727,7 +817,10 @@ mod tests {
                     let mut held: Vec<u64> =
                         dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
                     self.race(racer);
-                    let (woken, dropped) = self.table.recover(&dead);
+                    let Recovered { woken, to_overflow, dropped } = self.table.recover(&dead);
+                    // Out of the table either way (the model's overflow waiter is a ghost).
+                    let dropped = dropped + to_overflow;
+                    let woken = woken.slots;
                     for d in &dead {
                         assert_eq!(self.state(d.slot).0, FREE, "a dead waiter's slot is freed");
                     }
@@ -751,7 +844,8 @@ mod tests {
                 Step::RecoverKilled(point) => {
                     let dead = self.dead();
                     KILL_AT.with(|k| k.set(point));
-                    let (_, dropped) = self.table.recover(&dead);
+                    let out = self.table.recover(&dead);
+                    let dropped = out.dropped + out.to_overflow;
                     KILL_AT.with(|k| k.set(0));
                     assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
                     self.dropped += u64::from(dropped);
@@ -824,7 +918,7 @@ mod tests {
                             dropped: 0,
                             kills: 1,
                         };
-                        world.table.overflow.store(u32::from(overflowed), Ordering::Relaxed);
+                        world.table.overflow.store(u64::from(overflowed) * ONE_WAITER, Ordering::Relaxed);
                         explore(&world, &mut runs);
                     }
                 }
@@ -834,18 +928,62 @@ mod tests {
     }
 
     #[test]
-    fn waiters_beyond_the_table_wake_on_any_notify_after_their_arrival() {
+    fn waiters_beyond_the_table_get_what_the_table_leaves_over_of_a_notify_after_their_arrival() {
         let table = Waiters::new();
         let places: Vec<_> = (0..SLOTS as u32).map(|i| table.arrive(i + 1, 1)).collect();
         assert!(places.iter().all(|p| matches!(p, Place::Slot(_))));
         let before = table.notify(1);
         assert!(!before.overflow);
-        let extra = table.arrive(1000, 1);
-        let Place::Overflow(epoch) = extra else { panic!("the table is full") };
-        assert!(!table.epoch_moved(epoch));
+        let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
+        let (Place::Overflow(ta), Place::Overflow(tb)) = (a, b) else { panic!("the table is full") };
+        // The table's waiters take a notify whole: nothing for those beyond it.
         let woken = table.notify(1);
-        assert!(woken.overflow && woken.slots.count_ones() == 1);
-        assert!(table.leave(extra), "notified");
+        assert!(!woken.overflow && woken.slots.count_ones() == 1);
+        assert!(!table.claim(ta) && !table.claim(tb));
+        // 62 waiting slots: two left over, one for each overflow waiter, no more.
+        let woken = table.notify(64 + 5);
+        assert!(woken.overflow && woken.slots.count_ones() == 62);
+        assert!(table.claim(tb));
+        assert!(table.leave(a, false), "a token given as it left is its wake-up");
+        assert!(!table.claim(ta) && !table.claim(tb), "two tokens, two claims");
+        assert!(table.leave(b, true));
         assert!(!table.notify(0).overflow, "nobody beyond the table any more");
+    }
+
+    /// A waiter that claimed its token and has not left yet is no longer counted: a notify
+    /// in between gives nothing for it (it would wake a later waiter, one too many).
+    #[test]
+    fn a_waiter_that_claimed_its_token_is_not_given_another() {
+        let table = Waiters::new();
+        for i in 0..SLOTS as u32 {
+            table.arrive(i + 1, 1);
+        }
+        let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
+        let (Place::Overflow(ta), Place::Overflow(_)) = (a, b) else { panic!("the table is full") };
+        assert!(table.notify(SLOTS as u32 + 2).overflow);
+        assert!(table.claim(ta));
+        assert_eq!(table.overflow(), (1, 1), "b and its token");
+        assert!(!table.notify(1).overflow, "nobody without a token");
+        assert!(table.leave(a, true) && table.leave(b, false));
+        assert_eq!(table.overflow(), (0, 0));
+    }
+
+    #[test]
+    fn a_token_is_not_given_to_a_waiter_that_came_after_its_notify() {
+        let table = Waiters::new();
+        for i in 0..SLOTS as u32 {
+            table.arrive(i + 1, 1);
+        }
+        let a = table.arrive(1000, 1);
+        assert!(table.notify(SLOTS as u32 + 1).overflow);
+        let b = table.arrive(1001, 1);
+        let Place::Overflow(tb) = b else { panic!("the table is full") };
+        assert!(!table.claim(tb), "came after the notify");
+        assert!(!table.leave(b, false));
+        assert!(table.leave(a, false));
+        // A notify with nobody beyond the table gives nothing to keep.
+        assert!(!table.notify(u32::MAX).overflow);
+        let c = table.arrive(1002, 1);
+        assert!(!table.leave(c, false));
     }
 }
