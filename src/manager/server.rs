@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "remote")]
+use super::custom::Identity;
 use super::custom::Registration;
 use super::link::{LocalReply, Token};
 use super::protocol::{Fault, Kind, ObjectId, Out, Reply, Request, decode_request_within, encode_plain, request_seq};
@@ -159,7 +161,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
     let mut server = Server::new(boot.state.clone());
     server.limit(&boot.limits);
     for (name, runner) in boot.types {
-        server.register_packed(name, runner);
+        server.register_packed(name, runner, true);
     }
     for (name, runner) in boot.actions {
         let mut action: Option<fn()> = None;
@@ -221,11 +223,13 @@ impl Server {
 
     /// Registers a type whose constructor is known in this process (`serve`).
     #[cfg(feature = "remote")]
-    pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
-        self.store.register(name, constructor);
+    pub(crate) fn register(&mut self, name: &str, constructor: Constructor, identity: Identity) {
+        self.store.register(name, constructor, identity);
     }
 
-    fn register_packed(&mut self, name: String, runner: Packed) {
+    /// Runs a registration's runner, and registers what it says: in place of another type
+    /// of the name (`replace`, the builder's), or only if the name is free (a client's).
+    fn register_packed(&mut self, name: String, runner: Packed, replace: bool) {
         let mut registration = Registration::default();
         // SAFETY: packed by `Manager` in this family: from `ServerBoot` (the process's
         // argument), or a `Control::Register` that only `Manager::create` posts, on the
@@ -234,9 +238,13 @@ impl Server {
         #[allow(unsafe_code)]
         let ran = unsafe { sys::unpack_and_run(runner, &mut registration) };
         if ran.is_ok()
-            && let Some(constructor) = registration.constructor
+            && let Some((constructor, identity)) = registration.constructor
         {
-            self.store.register(&name, constructor);
+            if replace {
+                self.store.register(&name, constructor, identity);
+            } else {
+                self.store.register_new(&name, constructor, identity);
+            }
         }
     }
 
@@ -470,7 +478,7 @@ impl Server {
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
             }
-            Control::Register { name, runner } => self.register_packed(name, runner),
+            Control::Register { name, runner } => self.register_packed(name, runner, false),
             Control::Release { id } => self.store.decref(id, 1),
             Control::Shutdown => {
                 self.store.shut_down();
