@@ -659,6 +659,14 @@ impl ManagerBuilder {
     /// `get`) are sent whatever the bound (they count in it, not in the reserve), and the
     /// requests read before a connection waited are held.
     ///
+    /// A request held back is handled only when its connection has room, whatever other
+    /// clients wait on it: a `release` (or `set`, `put`, `notify`) sent by a client that
+    /// stopped reading its answers does not grant another client's `acquire_timeout`
+    /// (`wait`, `get`, ...) that runs out meanwhile, though the server read the release
+    /// before that deadline; that wait times out. Letting it wait for the held-back
+    /// release instead would let one client that stops reading hold every other client's
+    /// timeouts (review106 L1, decided).
+    ///
     /// # Examples
     ///
     /// ```no_run
