@@ -195,3 +195,45 @@ fn a_name_given_with_as_is_the_contract_for_remote_clients_not_for_family_ones()
     let own: third::TallyProxy = server.create(third::Tally { seen: 5 }).unwrap();
     assert_eq!(own.add().unwrap(), 6);
 }
+
+/// A registered type whose value, or a method's arguments, would hold a proxy.
+mod holding {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Holder {
+        pub queue: Option<multiproc::QueueProxy<u8>>,
+    }
+
+    impl Holder {
+        pub fn keep(&mut self, queue: multiproc::QueueProxy<u8>) -> bool {
+            self.queue = Some(queue);
+            true
+        }
+    }
+
+    multiproc::managed! { pub proxy HolderProxy for Holder { fn keep(&mut self, queue: multiproc::QueueProxy<u8>) -> bool; } }
+}
+
+/// What is unsupported is said as such: a registered value, or a method's arguments,
+/// holding a proxy is `InvalidArgument` naming it. Before (aud82 L2), the create said
+/// `Protocol("malformed request: a registered type's value cannot hold proxies")`,
+/// blaming the protocol for a user's value.
+#[test]
+fn a_registered_value_or_argument_holding_a_proxy_is_refused_as_unsupported() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let queue = manager.queue::<u8>().unwrap();
+    let made = manager.create(holding::Holder { queue: Some(queue.clone()) }).map(drop);
+    assert!(
+        matches!(&made, Err(ManagerError::InvalidArgument(why)) if why.contains("cannot hold a proxy")),
+        "a value holding a proxy: {made:?}"
+    );
+    let holder = manager.create(holding::Holder { queue: None }).unwrap();
+    let kept = holder.keep(queue.clone());
+    assert!(
+        matches!(&kept, Err(ManagerError::InvalidArgument(why)) if why.contains("cannot hold a proxy")),
+        "arguments holding a proxy: {kept:?}"
+    );
+    assert_eq!(manager.number_of_objects().unwrap(), 2, "the queue and the holder, nothing else kept");
+}

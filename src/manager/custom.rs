@@ -191,6 +191,14 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+/// Why a registered type's value, or a method's arguments, cannot hold a proxy (aud82 L2):
+/// the methods run on the server, one at a time; a proxy of that server called from there
+/// would wait for ever for the server's own answer, and one of another manager would tie
+/// the two servers' lives together. Unsupported, as in Python, where a proxy in a managed
+/// value works only by the server calling itself on another thread.
+pub(crate) const HOLDS_A_PROXY: &str = "a registered type's value, or a method's arguments, cannot hold a proxy \
+     (the methods run on the server, which cannot call itself): keep the proxy beside the value";
+
 /// Makes a `T` on the server from its encoded value.
 pub(crate) fn construct<T: Managed>(bytes: &[u8]) -> Result<Box<dyn DynManaged>, String> {
     match crate::codec::decode_kept::<T>(bytes) {
@@ -282,14 +290,15 @@ impl<T: Managed> ObjectProxy<T> {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::UnknownMethod`] if `T` exposes no such method,
+    /// [`ManagerError::InvalidArgument`] if `args` hold a proxy (unsupported: the method
+    /// runs on the server), [`ManagerError::UnknownMethod`] if `T` exposes no such method,
     /// [`ManagerError::MethodFailed`] if it panicked or its arguments did not decode, and
     /// the errors of every call ([`ManagerError::ServerGone`], ...).
     #[doc(alias = "_callmethod")]
     pub fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R, ManagerError> {
         let args = self.core.encode(args)?;
         if !args.refs.is_empty() {
-            return Err(ManagerError::Protocol("a method's arguments cannot hold proxies".into()));
+            return Err(ManagerError::InvalidArgument(HOLDS_A_PROXY));
         }
         let fingerprint = fingerprint::<T>(self.core.is_local());
         match self.core.call(Op::Method { name: method.to_string(), fingerprint, args })? {

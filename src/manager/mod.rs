@@ -1651,6 +1651,8 @@ impl Manager {
     /// # Errors
     ///
     /// [`ManagerError::UnknownType`] when the server does not know `T`;
+    /// [`ManagerError::InvalidArgument`] when `value` holds a proxy (unsupported: its
+    /// methods run on the server, where a proxy of that server could not be called);
     /// [`ManagerError::TypeMismatch`] when the server has another type under `T`'s
     /// [`Managed::NAME`] (two types named `Stats` as written, in two modules, whichever
     /// process created the first: give one a name of its own with `as "name"`; or, for a
@@ -1688,6 +1690,9 @@ impl Manager {
             Origin::Remote(_) => false,
         };
         let item = self.origin.encode(&value)?;
+        if !item.refs.is_empty() {
+            return Err(ManagerError::InvalidArgument(custom::HOLDS_A_PROXY));
+        }
         let fingerprint = custom::fingerprint::<T>(family);
         let create = Create::Custom { type_name: T::NAME.to_string(), fingerprint, value: item };
         let core = self.make(create, Kind::Custom)?;
