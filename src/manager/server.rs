@@ -515,6 +515,47 @@ impl Server {
         remote::forget_writer(&self.writers, conn);
     }
 
+    /// The answer dead family connection `conn` left unread on its reply ring, taken back:
+    /// an item its `get` was given goes back to its queue (`Store::give_back`), its tokens'
+    /// references to the item (aud82 L1: it is lost only once its client took it). A
+    /// family connection has one call in flight, so its ring holds at most that answer.
+    /// Any other answer is dropped here rather than with the ring, its tokens telling the
+    /// server as they would then.
+    fn take_back_unread(&mut self, conn: ConnId) {
+        let Some(Conn::Local { replies, .. }) = self.conns.get(&conn) else { return };
+        let ring = &replies.ring;
+        if ring.is_empty() {
+            return;
+        }
+        let handles = ring.ever_had_handles();
+        let taken = ring
+            .get(Deadline::now(), &Patient, |bytes, _| super::state::decode_own_taken::<LocalReply>(bytes, handles));
+        let reply = match taken {
+            Ok(Ok(reply)) => reply,
+            Ok(undecoded @ Err(_)) => {
+                let _ = crate::queue::settle_decoded(undecoded);
+                return;
+            }
+            Err(_) => return,
+        };
+        let LocalReply { seq, result: Ok(Out::Item(item)) } = reply else { return };
+        let refs: Vec<ObjectId> = item
+            .refs
+            .iter()
+            .map(|Token(token)| {
+                token.disarm();
+                token.id()
+            })
+            .collect();
+        drop(item.refs);
+        let item = super::protocol::Item { bytes: item.bytes, refs };
+        if let Err(item) = self.store.give_back(conn, seq, item) {
+            for id in item.refs {
+                self.store.decref(id, 1);
+            }
+        }
+    }
+
     /// Closes the connections of family clients whose process ended, and takes back the
     /// semaphore permits of those that held some.
     fn sweep(&mut self) {
@@ -531,6 +572,7 @@ impl Server {
             })
             .collect();
         for conn in dead {
+            self.take_back_unread(conn);
             self.close(conn, false);
         }
         // A process may hold permits, or a `Lock`, after its last connection ended (its

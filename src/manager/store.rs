@@ -130,8 +130,9 @@ struct QueueState {
     lost: i64,
     /// The sequence number of each family connection's last take (until it closes): a take
     /// by a call its client abandoned (`call_timeout`) is lost, nobody will do it, though
-    /// its process lives on (`forget_conn`). A family connection has one call in flight,
-    /// so at most its last take was abandoned.
+    /// its process lives on (`forget_conn`); a take whose answer a dead client never read
+    /// goes back to the queue (`Store::give_back`). A family connection has one call in
+    /// flight, so at most its last take was abandoned, or left unread.
     last_take: IdMap<ConnId, u64>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
@@ -139,13 +140,13 @@ struct QueueState {
 }
 
 impl QueueState {
-    /// `owner` took a task (a `get` of a joinable queue) by its request `seq`.
+    /// `owner` took an item (a task, of a joinable queue) by its request `seq`.
     fn took(&mut self, owner: Owner, seq: u64) {
         if self.joinable {
             self.count(owner.holder, 1);
-            if let Holder::Process { .. } = owner.holder {
-                self.last_take.insert(owner.conn, seq);
-            }
+        }
+        if let Holder::Process { .. } = owner.holder {
+            self.last_take.insert(owner.conn, seq);
         }
     }
 
@@ -937,6 +938,30 @@ impl Store {
             self.settle(id);
         }
         self.timers.retain(|t| t.2 != conn);
+    }
+
+    /// An item answered to family connection `conn`'s `get` numbered `seq`, which its
+    /// client died without reading (the server took the answer back from its reply ring),
+    /// goes back to the front of its queue, with the references it holds, and to a parked
+    /// getter if any; a task so given back is no longer its dead taker's (aud82 L1).
+    /// Before the connection is dropped. The item back when no queue's last take was that
+    /// answer (the caller gives its references back).
+    pub(crate) fn give_back(&mut self, conn: ConnId, seq: u64, item: Item<ObjectId>) -> Result<(), Item<ObjectId>> {
+        let holder = self.holders.get(&conn).copied();
+        let found = self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
+            Body::Queue(q) if q.last_take.get(&conn) == Some(&seq) => Some((id, q)),
+            _ => None,
+        });
+        let Some((id, q)) = found else { return Err(item) };
+        q.last_take.remove(&conn);
+        if q.joinable
+            && let Some(holder) = holder
+        {
+            q.count(holder, -1);
+        }
+        q.items.push_front(Stored { bytes: item.bytes.into_boxed_slice(), refs: item.refs });
+        self.settle(id);
+        Ok(())
     }
 
     /// [`Store::drop_conn_from`] of a connection none of whose calls was abandoned (the
@@ -1865,6 +1890,7 @@ fn forget_conn(
             if let Some(seq) = q.last_take.remove(&conn)
                 && abandoned_from.is_some_and(|from| seq >= from)
                 && let Some(holder) = holder
+                && q.joinable
             {
                 q.count(holder, -1);
                 q.lost = q.lost.saturating_add(1);
