@@ -327,7 +327,7 @@ static STATS_MANAGER: Mutex<Option<Manager>> = Mutex::new(None);
 /// In a fork child: once told, creates a `second::Stats` on its copy of the parent's
 /// manager (whose server has `first::Stats` under the name since the fork); what came of it.
 fn create_second_stats(go: Event) -> String {
-    go.wait();
+    go.wait().unwrap();
     let manager = STATS_MANAGER.lock().unwrap();
     match manager.as_ref().unwrap().create(second::Stats { count: 0 }) {
         Ok(b) => format!("made, and its bump ran as {:?}", b.bump()),

@@ -61,7 +61,8 @@ use super::store::Constructor;
 /// ```
 pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
     /// The name clients and servers know the type by (Python's `typeid`); a remote server
-    /// and its clients must agree on it.
+    /// and its clients must agree on it. A server keeps the first type registered under a
+    /// name and refuses another's creates and calls ([`ManagerError::TypeMismatch`](crate::ManagerError::TypeMismatch)).
     const NAME: &'static str;
 
     /// The proxy type clients use.
@@ -347,7 +348,10 @@ impl<T: Managed> ObjectProxy<T> {
 /// to a child, store it in a managed container) with one method per listed method, each
 /// returning `Result<Ret, ManagerError>`. The name the server knows the type by is the
 /// type's name as written (or the `as` string): a remote server program and its clients
-/// must agree on it.
+/// must agree on it. The server checks every create and call against the type it has under
+/// that name ([`ManagerError::TypeMismatch`](crate::ManagerError::TypeMismatch) for another): a family client must use that
+/// very type; a remote client, a type of the same path (from a crate both programs use),
+/// or, when the name is given with `as`, any type declared with that name.
 ///
 /// # Examples
 ///

@@ -947,12 +947,15 @@ fn next_manager_number() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A registration posted: (the server's state's offset, the type's name, the type).
+type Registered = (u64, &'static str, TypeId);
+
 /// The registered types this process registered with each local server, or saw it start
 /// with: (server, type name, type). Only to post each registration once: the server
 /// decides which type a name is (the first registered), and refuses a create or call of
 /// another type under it, whichever process sends it (review112 L2).
-fn registered() -> &'static Mutex<HashSet<(u64, &'static str, TypeId)>> {
-    static REGISTERED: OnceLock<Mutex<HashSet<(u64, &'static str, TypeId)>>> = OnceLock::new();
+fn registered() -> &'static Mutex<HashSet<Registered>> {
+    static REGISTERED: OnceLock<Mutex<HashSet<Registered>>> = OnceLock::new();
     REGISTERED.get_or_init(Default::default)
 }
 
