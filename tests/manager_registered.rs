@@ -91,6 +91,7 @@ fn of_two_types_of_one_name_registered_the_last_is_served_and_the_first_refused(
 }
 
 /// The outcome of a `bump` through a proxy of `second::Stats`, for the messages.
+#[cfg(feature = "remote")]
 fn bumped(b: Result<second::StatsProxy, ManagerError>) -> String {
     match b {
         Ok(b) => format!("made, and its bump ran as {:?}", b.bump()),
