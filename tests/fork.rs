@@ -11,7 +11,8 @@ mod common;
 use std::sync::Mutex;
 
 use multiproc::{
-    Barrier, Error, Event, JoinError, Manager, Pool, Process, Queue, RawArray, StartMethod, Value, ValueGuard,
+    Barrier, Error, Event, JoinError, Manager, ManagerError, Pool, Process, Queue, RawArray, StartMethod, Value,
+    ValueGuard,
 };
 
 const FORK: StartMethod = StartMethod::Fork;
@@ -287,6 +288,54 @@ fn condition_is_free(cond: multiproc::Condition) -> bool {
 /// A shared memory manager that a fork copies.
 /// A child of the parent's, started with a blob in its boot message, kept where a fork copies
 /// its handle.
+/// Two registered types of one shape, both named `Stats` as written (`managed!`'s default
+/// name), in two modules.
+mod first {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Stats {
+        pub count: u64,
+    }
+
+    impl Stats {
+        pub fn bump(&mut self) -> u64 {
+            self.count += 1;
+            self.count
+        }
+    }
+
+    multiproc::managed! { pub proxy StatsProxy for Stats { fn bump(&mut self) -> u64; } }
+}
+
+mod second {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Stats {
+        pub count: u64,
+    }
+
+    impl Stats {
+        pub fn bump(&mut self) -> u64 {
+            self.count += 1000;
+            self.count
+        }
+    }
+
+    multiproc::managed! { pub proxy StatsProxy for Stats { fn bump(&mut self) -> u64; } }
+}
+
+static STATS_MANAGER: Mutex<Option<Manager>> = Mutex::new(None);
+
+/// In a fork child: once told, creates a `second::Stats` on its copy of the parent's
+/// manager (whose server has `first::Stats` under the name since the fork); what came of it.
+fn create_second_stats(go: Event) -> String {
+    go.wait().unwrap();
+    let manager = STATS_MANAGER.lock().unwrap();
+    match manager.as_ref().unwrap().create(second::Stats { count: 0 }) {
+        Ok(b) => format!("made, and its bump ran as {:?}", b.bump()),
+        Err(ManagerError::TypeMismatch { type_name }) => format!("refused as a type mismatch of {type_name}"),
+        Err(e) => format!("refused: {e:?}"),
+    }
+}
+
 static CHILD_KEPT: Mutex<Option<multiproc::ProcessHandle<usize>>> = Mutex::new(None);
 
 /// Waits for `go`, then the length of `padding` (a blob of the heap in its boot message).
@@ -1849,6 +1898,26 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(still_after_release, "a fork child's release of a copied guard released the parent's manager lock");
             assert!(matches!(released_copy, Err(JoinError::Panicked(_))), "a copy's release: {released_copy:?}");
             assert!(released, "dropping the guards here gives both back");
+        }),
+        ("a_fork_child_cannot_re_register_a_name_another_type_took_on_the_server", || {
+            // review112 L2: the child's table of registered names is its copy of the
+            // parent's as of the fork, without `first::Stats`; it posted its own type's
+            // registration, which replaced the server's constructor of "Stats", and the
+            // parent's next `first::Stats` was made as a `second::Stats`.
+            *STATS_MANAGER.lock().unwrap() = Some(Manager::start().unwrap());
+            let go = Event::new().unwrap();
+            let child = Process::new(create_second_stats, go.clone()).start_method(FORK).start().unwrap();
+            let make = || STATS_MANAGER.lock().unwrap().as_ref().unwrap().create(first::Stats { count: 0 }).unwrap();
+            let a: first::StatsProxy = make();
+            go.set();
+            let child_made = child.join().unwrap();
+            let again: first::StatsProxy = make();
+            let (a_bump, again_bump) = (a.bump(), again.bump());
+            drop((a, again));
+            STATS_MANAGER.lock().unwrap().take().unwrap().shutdown().unwrap();
+            assert!(matches!(again_bump, Ok(1)), "a first::Stats made after the child's create: {again_bump:?}");
+            assert!(child_made.contains("type mismatch"), "the child's second::Stats: {child_made}");
+            assert!(matches!(a_bump, Ok(1)), "the first first::Stats: {a_bump:?}");
         }),
         ("a_manager_copied_by_fork_and_shut_down_by_the_child_stays_the_parents", || {
             let manager = Manager::start().unwrap();

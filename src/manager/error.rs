@@ -183,6 +183,22 @@ pub enum ManagerError {
         /// Items taken by dead clients and never marked done.
         lost: u64,
     },
+    /// [`Manager::create`](crate::Manager::create) or a proxy's call of a registered type
+    /// whose type is not the one the server has under its [`Managed::NAME`](crate::Managed::NAME):
+    /// two types of one name (`Stats` as written, in two modules), or a proxy looked up as
+    /// another type. The server checks each create and call, whichever process or program
+    /// sends it: a family client's type must be the server's own (its `TypeId`), a remote
+    /// client's must have the server's type's path, or the same `as "name"` in
+    /// [`managed!`](crate::managed). The first type registered under a name keeps it (the
+    /// last of [`ManagerBuilder::register`](crate::ManagerBuilder::register)'s); give the
+    /// other a name of its own with `as "name"`.
+    #[error(
+        "another type is registered under the name '{type_name}' on the manager (give one a name of its own: `managed! {{ proxy P for T as \"name\" {{ .. }} }}`)"
+    )]
+    TypeMismatch {
+        /// The name both types go by.
+        type_name: String,
+    },
     /// A value could not be encoded or decoded (was it stored as another type?).
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -242,6 +258,7 @@ impl From<Fault> for ManagerError {
             Fault::Empty => ManagerError::Empty,
             Fault::Full => ManagerError::Full,
             Fault::TasksLost { lost } => ManagerError::TasksLost { lost },
+            Fault::TypeMismatch { type_name } => ManagerError::TypeMismatch { type_name },
             Fault::ShuttingDown => ManagerError::ServerGone { reason: "the manager is shutting down".into() },
             other => ManagerError::Protocol(other.to_string()),
         }

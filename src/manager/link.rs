@@ -317,6 +317,11 @@ impl fmt::Debug for ProxyCore {
 }
 
 impl ProxyCore {
+    /// Whether the proxy reaches its server as a family client (not over a socket).
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.link, Link::Local { .. })
+    }
+
     /// A proxy for the object an answer created.
     pub(crate) fn created(origin: &Origin, out: Out<Ref>, expected: Kind) -> Result<ProxyCore, ManagerError> {
         match out {

@@ -44,7 +44,7 @@ mod store;
 mod sync;
 
 use std::any::TypeId;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -302,7 +302,7 @@ pub struct ManagerBuilder {
     start_method: Option<StartMethod>,
     address: Option<String>,
     authkey: Option<Vec<u8>>,
-    types: Vec<(&'static str, Packed, store::Constructor, TypeId)>,
+    types: Vec<(&'static str, Packed, store::Constructor, TypeId, custom::Identity)>,
     actions: Vec<(&'static str, Result<Packed, sys::NotInExecutable>)>,
     shutdown_timeout: Duration,
     max_message_size: u64,
@@ -465,6 +465,7 @@ impl ManagerBuilder {
             sys::pack_runner(custom::register_runner::<T>),
             custom::construct::<T>,
             TypeId::of::<T>(),
+            custom::Identity::of::<T>(),
         ));
         self
     }
@@ -658,6 +659,14 @@ impl ManagerBuilder {
     /// `get`) are sent whatever the bound (they count in it, not in the reserve), and the
     /// requests read before a connection waited are held.
     ///
+    /// A request held back is handled only when its connection has room, whatever other
+    /// clients wait on it: a `release` (or `set`, `put`, `notify`) sent by a client that
+    /// stopped reading its answers does not grant another client's `acquire_timeout`
+    /// (`wait`, `get`, ...) that runs out meanwhile, though the server read the release
+    /// before that deadline; that wait times out. Letting it wait for the held-back
+    /// release instead would let one client that stops reading hold every other client's
+    /// timeouts (review106 L1, decided).
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -765,7 +774,7 @@ impl ManagerBuilder {
         let boot = ServerBoot {
             initializer,
             state: state.clone(),
-            types: self.types.iter().map(|(name, runner, _, _)| (name.to_string(), *runner)).collect(),
+            types: self.types.iter().map(|(name, runner, ..)| (name.to_string(), *runner)).collect(),
             actions: self
                 .actions
                 .iter()
@@ -816,11 +825,11 @@ impl ManagerBuilder {
         }
         let for_types = state.clone();
         {
-            // The server's registry keeps the last type of a name: so does this one, and a
-            // `create` of an earlier type of that name is refused.
+            // The server has these: no `create` of them needs to register them (one of an
+            // earlier type of a name registered twice is refused by the server).
             let mut known = registered().lock().unwrap_or_else(|e| e.into_inner());
-            for (name, _, _, type_id) in &self.types {
-                known.insert((for_types.offset(), name), *type_id);
+            for (name, _, _, type_id, _) in &self.types {
+                known.insert((for_types.offset(), name, *type_id));
             }
         }
         let server = Arc::new(ServerProcess {
@@ -910,8 +919,8 @@ impl ManagerBuilder {
         state.open()?;
         let mut server = Server::new(state.clone());
         server.limit(&self.limits);
-        for (name, _, constructor, _) in &self.types {
-            server.register(name, *constructor);
+        for (name, _, constructor, _, identity) in &self.types {
+            server.register(name, *constructor, *identity);
         }
         let config = remote::ListenConfig::new(authkey, self.max_message_size, self.limits.clone());
         let bound = remote::listen(&address, config, state, server.writers())
@@ -938,33 +947,37 @@ fn next_manager_number() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The registered types this process knows each local server has: (server, type name), and
-/// which type took that name.
-fn registered() -> &'static Mutex<HashMap<(u64, &'static str), TypeId>> {
-    static REGISTERED: OnceLock<Mutex<HashMap<(u64, &'static str), TypeId>>> = OnceLock::new();
+/// A registration posted: (the server's state's offset, the type's name, the type).
+type Registered = (u64, &'static str, TypeId);
+
+/// The registered types this process registered with each local server, or saw it start
+/// with: (server, type name, type). Only to post each registration once: the server
+/// decides which type a name is (the first registered), and refuses a create or call of
+/// another type under it, whichever process sends it (review112 L2).
+fn registered() -> &'static Mutex<HashSet<Registered>> {
+    static REGISTERED: OnceLock<Mutex<HashSet<Registered>>> = OnceLock::new();
     REGISTERED.get_or_init(Default::default)
 }
 
 /// Forgets what a server that ended knew (another may get the same offset).
 fn forget_registered(state: &Shared<ManagerState>) {
-    registered().lock().unwrap_or_else(|e| e.into_inner()).retain(|(server, _), _| *server != state.offset());
+    registered().lock().unwrap_or_else(|e| e.into_inner()).retain(|(server, _, _)| *server != state.offset());
 }
 
-/// Whether the type `type_id` named `name` is new to `state`'s server (to be registered
-/// there); an error when another type took its name there: the server would make a value of that type of it, and run that
-/// type's methods for `T`'s proxy (aud82: two `Stats` of one shape in two modules).
-fn mark_registered(state: &Shared<ManagerState>, name: &'static str, type_id: TypeId) -> Result<bool, ManagerError> {
-    let mut known = registered().lock().unwrap_or_else(|e| e.into_inner());
-    match known.entry((state.offset(), name)) {
-        std::collections::hash_map::Entry::Vacant(slot) => {
-            slot.insert(type_id);
-            Ok(true)
-        }
-        std::collections::hash_map::Entry::Occupied(slot) if *slot.get() == type_id => Ok(false),
-        std::collections::hash_map::Entry::Occupied(_) => Err(ManagerError::InvalidArgument(
-            "another type was created under this type's name on this manager (give one a name of its own: `managed! { proxy P for T as \"name\" { .. } }`)",
-        )),
+/// Registers `T` with `state`'s server unless this process did (or saw the server start
+/// with it). A registration that could not be posted is not marked: the next create tries
+/// again (review112 L2).
+fn register_with<T: Managed>(state: &Shared<ManagerState>) -> Result<(), ManagerError> {
+    let key = (state.offset(), T::NAME, TypeId::of::<T>());
+    if !registered().lock().unwrap_or_else(|e| e.into_inner()).insert(key) {
+        return Ok(());
     }
+    let runner = sys::pack_runner(custom::register_runner::<T>);
+    let posted = state.post(&Control::Register { name: T::NAME.to_string(), runner });
+    if posted.is_err() {
+        registered().lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+    }
+    Ok(posted?)
 }
 
 impl Manager {
@@ -1641,10 +1654,13 @@ impl Manager {
     /// # Errors
     ///
     /// [`ManagerError::UnknownType`] when the server does not know `T`;
-    /// [`ManagerError::InvalidArgument`] when this process created a value of another type
-    /// of the same [`Managed::NAME`] on this manager (two types named `Stats` as written, in
-    /// two modules: give one a name of its own with `as "name"`); and as
-    /// [`Manager::dict_from`].
+    /// [`ManagerError::InvalidArgument`] when `value` holds a proxy (unsupported: its
+    /// methods run on the server, where a proxy of that server could not be called);
+    /// [`ManagerError::TypeMismatch`] when the server has another type under `T`'s
+    /// [`Managed::NAME`] (two types named `Stats` as written, in two modules, whichever
+    /// process created the first: give one a name of its own with `as "name"`; or, for a
+    /// remote client, a type that is not the server's: see [`ManagerError::TypeMismatch`]);
+    /// and as [`Manager::dict_from`].
     ///
     /// # Examples
     ///
@@ -1668,14 +1684,21 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy, ManagerError> {
-        if let Origin::Local(state, _) = &self.origin
-            && mark_registered(state, T::NAME, TypeId::of::<T>())?
-        {
-            let runner = sys::pack_runner(custom::register_runner::<T>);
-            state.post(&Control::Register { name: T::NAME.to_string(), runner })?;
-        }
+        let family = match &self.origin {
+            Origin::Local(state, _) => {
+                register_with::<T>(state)?;
+                true
+            }
+            #[cfg(feature = "remote")]
+            Origin::Remote(_) => false,
+        };
         let item = self.origin.encode(&value)?;
-        let core = self.make(Create::Custom { type_name: T::NAME.to_string(), value: item }, Kind::Custom)?;
+        if !item.refs.is_empty() {
+            return Err(ManagerError::InvalidArgument(custom::HOLDS_A_PROXY));
+        }
+        let fingerprint = custom::fingerprint::<T>(family);
+        let create = Create::Custom { type_name: T::NAME.to_string(), fingerprint, value: item };
+        let core = self.make(create, Kind::Custom)?;
         Ok(T::Proxy::from(ObjectProxy::from_core(core)))
     }
 

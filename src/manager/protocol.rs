@@ -223,6 +223,9 @@ pub(crate) enum Create {
     /// A registered type, by name, from its encoded initial value.
     Custom {
         type_name: String,
+        /// The type's fingerprint (`custom::fingerprint`): the server refuses another
+        /// type's under a name taken.
+        fingerprint: u64,
         value: Item<ObjectId>,
     },
     Set(Vec<Item<ObjectId>>),
@@ -358,9 +361,13 @@ pub(crate) enum Op {
     // Registered types
     Method {
         name: String,
+        /// The proxy's type's fingerprint, checked against the object's.
+        fingerprint: u64,
         args: Item<ObjectId>,
     },
-    Copy,
+    Copy {
+        fingerprint: u64,
+    },
 
     // Queue and JoinableQueue (Python 3.13's `shutdown`)
     QueueShutdown {
@@ -547,6 +554,11 @@ pub(crate) enum Fault {
     TasksLost {
         lost: u64,
     },
+    /// The type of a registered type's create or call is not the one the server has under
+    /// its name.
+    TypeMismatch {
+        type_name: String,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -577,6 +589,9 @@ impl fmt::Display for Fault {
             Fault::Overflow(what) => write!(f, "{what} would overflow"),
             Fault::ShutDown => write!(f, "the queue is shut down"),
             Fault::TasksLost { lost } => write!(f, "{lost} tasks were taken by clients that died"),
+            Fault::TypeMismatch { type_name } => {
+                write!(f, "another type is registered under the name '{type_name}' on the manager")
+            }
             Fault::TooLarge { len, max } => {
                 write!(
                     f,

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "remote")]
+use super::custom::Identity;
 use super::custom::Registration;
 use super::link::{LocalReply, Token};
 use super::protocol::{Fault, Kind, ObjectId, Out, Reply, Request, decode_request_within, encode_plain, request_seq};
@@ -159,7 +161,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
     let mut server = Server::new(boot.state.clone());
     server.limit(&boot.limits);
     for (name, runner) in boot.types {
-        server.register_packed(name, runner);
+        server.register_packed(name, runner, true);
     }
     for (name, runner) in boot.actions {
         let mut action: Option<fn()> = None;
@@ -221,11 +223,13 @@ impl Server {
 
     /// Registers a type whose constructor is known in this process (`serve`).
     #[cfg(feature = "remote")]
-    pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
-        self.store.register(name, constructor);
+    pub(crate) fn register(&mut self, name: &str, constructor: Constructor, identity: Identity) {
+        self.store.register(name, constructor, identity);
     }
 
-    fn register_packed(&mut self, name: String, runner: Packed) {
+    /// Runs a registration's runner, and registers what it says: in place of another type
+    /// of the name (`replace`, the builder's), or only if the name is free (a client's).
+    fn register_packed(&mut self, name: String, runner: Packed, replace: bool) {
         let mut registration = Registration::default();
         // SAFETY: packed by `Manager` in this family: from `ServerBoot` (the process's
         // argument), or a `Control::Register` that only `Manager::create` posts, on the
@@ -234,9 +238,13 @@ impl Server {
         #[allow(unsafe_code)]
         let ran = unsafe { sys::unpack_and_run(runner, &mut registration) };
         if ran.is_ok()
-            && let Some(constructor) = registration.constructor
+            && let Some((constructor, identity)) = registration.constructor
         {
-            self.store.register(&name, constructor);
+            if replace {
+                self.store.register(&name, constructor, identity);
+            } else {
+                self.store.register_new(&name, constructor, identity);
+            }
         }
     }
 
@@ -470,7 +478,7 @@ impl Server {
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
             }
-            Control::Register { name, runner } => self.register_packed(name, runner),
+            Control::Register { name, runner } => self.register_packed(name, runner, false),
             Control::Release { id } => self.store.decref(id, 1),
             Control::Shutdown => {
                 self.store.shut_down();
@@ -507,6 +515,47 @@ impl Server {
         remote::forget_writer(&self.writers, conn);
     }
 
+    /// The answer dead family connection `conn` left unread on its reply ring, taken back:
+    /// an item its `get` was given goes back to its queue (`Store::give_back`), its tokens'
+    /// references to the item (aud82 L1: it is lost only once its client took it). A
+    /// family connection has one call in flight, so its ring holds at most that answer.
+    /// Any other answer is dropped here rather than with the ring, its tokens telling the
+    /// server as they would then.
+    fn take_back_unread(&mut self, conn: ConnId) {
+        let Some(Conn::Local { replies, .. }) = self.conns.get(&conn) else { return };
+        let ring = &replies.ring;
+        if ring.is_empty() {
+            return;
+        }
+        let handles = ring.ever_had_handles();
+        let taken = ring
+            .get(Deadline::now(), &Patient, |bytes, _| super::state::decode_own_taken::<LocalReply>(bytes, handles));
+        let reply = match taken {
+            Ok(Ok(reply)) => reply,
+            Ok(undecoded @ Err(_)) => {
+                let _ = crate::queue::settle_decoded(undecoded);
+                return;
+            }
+            Err(_) => return,
+        };
+        let LocalReply { seq, result: Ok(Out::Item(item)) } = reply else { return };
+        let refs: Vec<ObjectId> = item
+            .refs
+            .iter()
+            .map(|Token(token)| {
+                token.disarm();
+                token.id()
+            })
+            .collect();
+        drop(item.refs);
+        let item = super::protocol::Item { bytes: item.bytes, refs };
+        if let Err(item) = self.store.give_back(conn, seq, item) {
+            for id in item.refs {
+                self.store.decref(id, 1);
+            }
+        }
+    }
+
     /// Closes the connections of family clients whose process ended, and takes back the
     /// semaphore permits of those that held some.
     fn sweep(&mut self) {
@@ -523,6 +572,7 @@ impl Server {
             })
             .collect();
         for conn in dead {
+            self.take_back_unread(conn);
             self.close(conn, false);
         }
         // A process may hold permits, or a `Lock`, after its last connection ended (its

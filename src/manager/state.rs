@@ -227,6 +227,14 @@ impl TokenState {
         self.id.load(Ordering::Relaxed)
     }
 
+    /// Takes the token's reference over: its last handle then tells the server nothing.
+    /// For the server taking back an answer a dead client never read (its tokens are the
+    /// only handles, the message's: each answer's references get fresh tokens), whose
+    /// references go back to the item they came from.
+    pub(crate) fn disarm(&self) {
+        drop(self.manager.take());
+    }
+
     pub(crate) fn kind_code(&self) -> u32 {
         self.kind.load(Ordering::Relaxed)
     }

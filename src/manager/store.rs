@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use indexmap::{IndexMap, IndexSet};
 
-use super::custom::{DynManaged, MethodError};
+use super::custom::{DynManaged, Identity, MethodError};
 use super::protocol::{
     Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, SetAlgebra, SetRelation, Wait,
 };
@@ -130,8 +130,9 @@ struct QueueState {
     lost: i64,
     /// The sequence number of each family connection's last take (until it closes): a take
     /// by a call its client abandoned (`call_timeout`) is lost, nobody will do it, though
-    /// its process lives on (`forget_conn`). A family connection has one call in flight,
-    /// so at most its last take was abandoned.
+    /// its process lives on (`forget_conn`); a take whose answer a dead client never read
+    /// goes back to the queue (`Store::give_back`). A family connection has one call in
+    /// flight, so at most its last take was abandoned, or left unread.
     last_take: IdMap<ConnId, u64>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
@@ -139,13 +140,13 @@ struct QueueState {
 }
 
 impl QueueState {
-    /// `owner` took a task (a `get` of a joinable queue) by its request `seq`.
+    /// `owner` took an item (a task, of a joinable queue) by its request `seq`.
     fn took(&mut self, owner: Owner, seq: u64) {
         if self.joinable {
             self.count(owner.holder, 1);
-            if let Holder::Process { .. } = owner.holder {
-                self.last_take.insert(owner.conn, seq);
-            }
+        }
+        if let Holder::Process { .. } = owner.holder {
+            self.last_take.insert(owner.conn, seq);
         }
     }
 
@@ -283,6 +284,8 @@ enum Body {
     Barrier(BarrierState),
     Custom {
         type_name: String,
+        /// Which type it is, to check each call's fingerprint against.
+        identity: Identity,
         value: Box<dyn DynManaged>,
     },
     /// Elements by their encoding, in insertion order (plain data: a proxy is no element).
@@ -336,7 +339,8 @@ type Timer = (Instant, ObjectId, ConnId, u64);
 pub(crate) struct Store {
     objects: IdMap<ObjectId, Object>,
     next_id: ObjectId,
-    types: HashMap<String, Constructor>,
+    /// Registered types by name: each name's constructor and type.
+    types: HashMap<String, (Constructor, Identity)>,
     /// Barrier actions, by name.
     actions: HashMap<String, fn()>,
     timers: BTreeSet<Timer>,
@@ -419,9 +423,17 @@ impl Store {
         }
     }
 
-    /// Makes a registered type available to `Create::Custom`.
-    pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
-        self.types.insert(name.to_string(), constructor);
+    /// Makes a registered type available to `Create::Custom`, in place of another type of
+    /// that name (the builder's: the last registered wins, as Python's `register`).
+    pub(crate) fn register(&mut self, name: &str, constructor: Constructor, identity: Identity) {
+        self.types.insert(name.to_string(), (constructor, identity));
+    }
+
+    /// Makes a registered type available, unless the name is taken (a client's
+    /// `Control::Register`: a name keeps its first type, and a create or call of another
+    /// type under it is refused, whichever process sent it, review112 L2).
+    pub(crate) fn register_new(&mut self, name: &str, constructor: Constructor, identity: Identity) {
+        self.types.entry(name.to_string()).or_insert((constructor, identity));
     }
 
     /// Registers a barrier action under `name`.
@@ -625,7 +637,7 @@ impl Store {
             }
             Request::Release { id, count } => self.decref(id, count),
             Request::Create(create) => {
-                let result = self.create(create);
+                let result = self.create(create, matches!(holder, Holder::Process { .. }));
                 self.reply(owner, seq, result);
             }
             Request::Call { id, kind, op } => {
@@ -652,7 +664,9 @@ impl Store {
         }
     }
 
-    fn create(&mut self, create: Create) -> Result<Out<ObjectId>, Fault> {
+    /// Makes the object; `family`: for a family client (a registered type's fingerprint is
+    /// then its `exact` one, else its `contract`).
+    fn create(&mut self, create: Create, family: bool) -> Result<Out<ObjectId>, Fault> {
         let body = match create {
             Create::Dict(pairs) => {
                 let mut map = IndexMap::with_capacity(pairs.len().min(1024));
@@ -729,16 +743,19 @@ impl Store {
                 };
                 Body::Barrier(BarrierState { parties, timeout, action, waiting: Vec::new(), broken: false })
             }
-            Create::Custom { type_name, value } => {
+            Create::Custom { type_name, fingerprint, value } => {
                 if !value.refs.is_empty() {
                     return Err(Fault::Malformed("a registered type's value cannot hold proxies".into()));
                 }
-                let Some(constructor) = self.types.get(&type_name).copied() else {
+                let Some((constructor, identity)) = self.types.get(&type_name).copied() else {
                     return Err(Fault::UnknownType(type_name));
                 };
+                if identity.fingerprint(family) != fingerprint {
+                    return Err(Fault::TypeMismatch { type_name });
+                }
                 let made = panics::catching("manager", || constructor(&value.bytes));
                 match made {
-                    Ok(Ok(value)) => Body::Custom { type_name, value },
+                    Ok(Ok(value)) => Body::Custom { type_name, identity, value },
                     Ok(Err(why)) => return Err(Fault::MethodFailed(why)),
                     Err(info) => return Err(Fault::MethodFailed(info.message)),
                 }
@@ -921,6 +938,30 @@ impl Store {
             self.settle(id);
         }
         self.timers.retain(|t| t.2 != conn);
+    }
+
+    /// An item answered to family connection `conn`'s `get` numbered `seq`, which its
+    /// client died without reading (the server took the answer back from its reply ring),
+    /// goes back to the front of its queue, with the references it holds, and to a parked
+    /// getter if any; a task so given back is no longer its dead taker's (aud82 L1).
+    /// Before the connection is dropped. The item back when no queue's last take was that
+    /// answer (the caller gives its references back).
+    pub(crate) fn give_back(&mut self, conn: ConnId, seq: u64, item: Item<ObjectId>) -> Result<(), Item<ObjectId>> {
+        let holder = self.holders.get(&conn).copied();
+        let found = self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
+            Body::Queue(q) if q.last_take.get(&conn) == Some(&seq) => Some((id, q)),
+            _ => None,
+        });
+        let Some((id, q)) = found else { return Err(item) };
+        q.last_take.remove(&conn);
+        if q.joinable
+            && let Some(holder) = holder
+        {
+            q.count(holder, -1);
+        }
+        q.items.push_front(Stored { bytes: item.bytes.into_boxed_slice(), refs: item.refs });
+        self.settle(id);
+        Ok(())
     }
 
     /// [`Store::drop_conn_from`] of a connection none of whose calls was abandoned (the
@@ -1611,7 +1652,15 @@ fn apply(
         }
 
         // ---- registered types
-        (Body::Custom { type_name, value }, Op::Method { name, .. }) => {
+        (Body::Custom { type_name, identity, .. }, Op::Method { fingerprint, .. } | Op::Copy { fingerprint })
+            if identity.fingerprint(matches!(owner.holder, Holder::Process { .. })) != *fingerprint =>
+        {
+            if matches!(call.op, Op::Method { .. }) {
+                fx.dropped.push(next(args));
+            }
+            Err(Fault::TypeMismatch { type_name: type_name.clone() })
+        }
+        (Body::Custom { type_name, value, .. }, Op::Method { name, .. }) => {
             let a = next(args);
             if a.refs.is_empty() {
                 run_method(type_name, value.as_mut(), name, &a.bytes)
@@ -1620,7 +1669,7 @@ fn apply(
                 Err(Fault::Malformed("a method's arguments cannot hold proxies".into()))
             }
         }
-        (Body::Custom { value, .. }, Op::Copy) => match panics::catching("manager", || value.encode()) {
+        (Body::Custom { value, .. }, Op::Copy { .. }) => match panics::catching("manager", || value.encode()) {
             Ok(Ok(bytes)) => Ok(Out::Item(Item { bytes, refs: Vec::new() })),
             Ok(Err(why)) => Err(Fault::MethodFailed(why)),
             Err(info) => Err(Fault::MethodFailed(info.message)),
@@ -1841,6 +1890,7 @@ fn forget_conn(
             if let Some(seq) = q.last_take.remove(&conn)
                 && abandoned_from.is_some_and(|from| seq >= from)
                 && let Some(holder) = holder
+                && q.joinable
             {
                 q.count(holder, -1);
                 q.lost = q.lost.saturating_add(1);
@@ -2268,7 +2318,7 @@ mod tests {
             Create::Event,
             Create::Condition,
             Create::Barrier { parties: rng.below(4), timeout: wait(rng), action: None },
-            Create::Custom { type_name: "nothing".into(), value: it(rng) },
+            Create::Custom { type_name: "nothing".into(), fingerprint: rng.next(), value: it(rng) },
             Create::Set(vec![it(rng), it(rng)]),
         ];
         let ops = vec![
@@ -2322,8 +2372,8 @@ mod tests {
             Op::BarrierReset,
             Op::BarrierAbort,
             Op::BarrierState,
-            Op::Method { name: "m".into(), args: it(rng) },
-            Op::Copy,
+            Op::Method { name: "m".into(), fingerprint: rng.next(), args: it(rng) },
+            Op::Copy { fingerprint: rng.next() },
             Op::QueueShutdown { immediate: rng.below(2) == 0 },
             Op::QueueIsShutdown,
             Op::SetAdd(it(rng)),
