@@ -1301,6 +1301,9 @@ impl Watch for Getting<'_> {
 }
 
 impl Drop for Getting<'_> {
+    // Inline: every get drops one (a call through the GOT at each take, from the user's
+    // crate, for a look at a `Cell`).
+    #[inline]
     fn drop(&mut self) {
         self.uncount();
     }
