@@ -42,7 +42,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
-use super::crash::crash_point;
+use super::crash::{crash_point, interleave};
 use super::heap::{Heap, HeapFull};
 use super::holders::{self, Holders, LetGo, Received};
 use super::pins::{self, Announced};
@@ -1054,8 +1054,9 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 
 /// One look (`mine`: its announcement) lets go of the start of the released object at
 /// `off`, whose `header` it pins still; the last one frees the block. Under the released
-/// table's lock, which every such look takes (no new look can come: the start is gone), so
-/// that the word does not change meanwhile but by the lock's holder: if no live process
+/// table's lock, which every such look takes, so that the word goes down meanwhile only by
+/// the lock's holder (looks may still be counted, announced first: a reaper's, or one that
+/// found the start released, which then waits for this lock to let go): if no live process
 /// announces a look at `off` once this look's own is marked letting go, every other look
 /// in the word is a dead process's (every live look, the release's own among them, is
 /// announced from before the compare-and-swap that counts it until after its let-go, which
@@ -1080,9 +1081,20 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
         // no live look, a dead one's; or, if none comes, by this one's reaper
         // (`let_go_of_dead_announcement`).
         crash_point!("object.let_go.locked");
-        let w = word.load(Ordering::Acquire);
-        if w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
-            word.store(1, Ordering::Relaxed);
+        let mut w = word.load(Ordering::Acquire);
+        // Taken away from the word the announcements were read after, and only from it: a
+        // look counted since (a reaper's, `let_go_of_dead_look`, or one that found the start
+        // released in `header_at`: both count without this lock, announced first) makes the
+        // compare-and-swap fail, and its announcement is read again. Under this lock the
+        // word only rises (every look that takes one away holds it), so no ABA. A store
+        // erased such a count, and freed the block under its look, whose let-go then took a
+        // freed block's word below 0 (`a_look_counted_while_a_let_go_resolves_is_not_erased`).
+        while w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
+            interleave("object.let_go.resolving");
+            match word.compare_exchange(w, 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
         }
         let last = word.fetch_sub(1, Ordering::AcqRel) == 1;
         // Killed before this: the reaper's let-go of the mark is one more look and one
@@ -1120,7 +1132,10 @@ pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
 /// own among them, and frees the block if they were the last (hnd71 item 3: a last holder
 /// killed in its release after it counted its own look, beside dead looks only, left a word
 /// that nobody let go of again: its holds listing was gone with its leave, and no live look
-/// came). A start that is live, gone or crowded is left alone: a live object's dead looks
+/// came). A start that is live, gone or crowded when first read is left alone (crowded,
+/// 255, another look is counted, whose let-go, not having seen this one, takes the dead looks
+/// away; once announced, this waits at 255 for a let-go as `header_at` does, up to
+/// [`LOOKS_WAIT`], review110 L1): a live object's dead looks
 /// wait for its release (whose let-go resolves them), and a block freed and reused since by
 /// another object released with looks is that one's start: one look more and one fewer,
 /// its dead looks resolved as any let-go does.
@@ -1135,13 +1150,33 @@ fn let_go_of_dead_look(heap: &Heap, off: u64) {
     }
     // Announced before the count, as any look.
     let announced = pins::announce_own(off + LOOKED);
-    while w != 0 && w < LOOKS {
+    let mut crowded = None;
+    loop {
+        interleave("object.dead_look.counting");
+        if w == LOOKS {
+            // Another look counted since (255): its let-go, which may have seen this
+            // announcement and then kept the dead looks, soon takes one away, and this
+            // counts then, as `header_at` waits (review110 L1: it gave up here, and the
+            // block leaked). Still 255 past the wait: nobody let go meanwhile, so nobody
+            // kept the dead looks on this one's account.
+            if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                break;
+            }
+            std::thread::yield_now();
+            w = word.load(Ordering::Acquire);
+            continue;
+        }
+        if w == 0 || w > LOOKS {
+            // Freed, or another object's live start.
+            break;
+        }
         match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
             // Counted: the block stays allocated until this let-go.
             Ok(_) => return drop(Look { heap, off, announced: Some(announced), _thread: PhantomData }),
             Err(now) => w = now,
         }
     }
+    interleave("object.dead_look.ended");
 }
 
 /// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
@@ -2159,5 +2194,128 @@ mod tests {
         pins::forget(pid);
         let word = heap.start(off).load(Ordering::Acquire);
         assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
+    }
+
+    /// A look counted at a released start after the let-go holding its released table's
+    /// lock read the announcements and found no live look, and before it took the dead looks
+    /// away (a reaper's, `let_go_of_dead_look`, or a look that finds the start released in
+    /// `header_at`: both count without that lock, announced first): the let-go stored 1 over
+    /// the word, erasing the new look's count, and freed the block under it; the new look
+    /// then let go of a freed block and took its word below 0.
+    #[test]
+    fn a_look_counted_while_a_let_go_resolves_is_not_erased() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(10) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // Two dead looks, which the release's let-go takes away with its own.
+        heap.start(off).fetch_add(2, Ordering::AcqRel);
+        let counter = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let moves = {
+            let counter = counter.clone();
+            move |step: &'static str| {
+                if step != "object.let_go.resolving" || counter.borrow().is_some() {
+                    return;
+                }
+                // The release's let-go found no live look: a reaper counts a look now (it
+                // then waits for the released table's lock, which the let-go holds).
+                let word = Heap::get().start(off);
+                let w = word.load(Ordering::Acquire);
+                *counter.borrow_mut() = Some(std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off)));
+                let deadline = Deadline::after(Duration::from_secs(60));
+                while word.load(Ordering::Acquire) == w {
+                    assert!(!deadline.passed(), "the reaper never counted its look");
+                    std::thread::yield_now();
+                }
+            }
+        };
+        crate::shm::crash::interleaving(moves, || drop(handle));
+        let counter = counter.borrow_mut().take().expect("the release's let-go never resolved");
+        counter.join().expect("the reaper's let-go");
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        if in_use == before && word != 0 {
+            // Freed, its word taken below 0: cleared for the tests that follow.
+            heap.start(off).store(0, Ordering::Release);
+        }
+        assert_eq!(
+            (word, in_use),
+            (0, before),
+            "a look counted while a let-go resolved (the word, the heap in use; {before} before)"
+        );
+    }
+
+    /// review110 L1: a reaper letting go of a dead look at a released start with 254 dead
+    /// looks (`let_go_of_dead_look`) announced itself, then found the word at 255 (another
+    /// look counted meanwhile) and gave up. That look's let-go saw the reaper's announcement,
+    /// kept the dead looks and left 254 again, and nobody let go any more: the block leaked.
+    /// Now the reaper waits at 255, as `header_at` does, and lets go once the word is back.
+    #[test]
+    fn a_reaper_at_a_crowded_released_start_waits_for_its_let_go() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(11) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // 254 dead looks, kept at the release by a live look's announcement (this thread's).
+        heap.start(off).fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        let live = pins::announce_own(off + LOOKED);
+        drop(handle);
+        drop(live);
+        assert_eq!(heap.start(off).load(Ordering::Acquire), MAX_LOOKS, "released with 254 dead looks");
+        /// Disarms the hold however the test ends: armed, it would hold other tests.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        crate::shm::crash::arm(Some("hold:object.let_go.locked"));
+        let _disarm = Disarm;
+        let other = std::rc::Rc::new(std::cell::RefCell::new((None, false)));
+        let moves = {
+            let other = other.clone();
+            move |step: &'static str| {
+                let wait = |what: &str, until: &dyn Fn() -> bool| {
+                    let deadline = Deadline::after(Duration::from_secs(60));
+                    while !until() {
+                        assert!(!deadline.passed(), "never {what}");
+                        std::thread::yield_now();
+                    }
+                };
+                let mut other = other.borrow_mut();
+                match (&other.0, other.1) {
+                    (None, _) if step == "object.dead_look.counting" => {
+                        // Announced, not yet counted: another look counts (255) and holds
+                        // in its let-go, the released table's lock taken, before it reads
+                        // the announcements.
+                        let looking = std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off));
+                        let id = looking.thread().id();
+                        wait("held in its let-go", &|| crate::shm::crash::held("object.let_go.locked", id) == 1);
+                        other.0 = Some(looking);
+                    }
+                    (Some(looking), false) => {
+                        // The reaper found 255: the other look's let-go now sees its
+                        // announcement, keeps the dead looks and leaves 254.
+                        crate::shm::crash::arm(None);
+                        wait("let go", &|| looking.is_finished());
+                        other.1 = true;
+                    }
+                    _ => {}
+                }
+            }
+        };
+        crate::shm::crash::interleaving(moves, || let_go_of_dead_look(heap, off));
+        if let Some(looking) = other.borrow_mut().0.take() {
+            looking.join().expect("the other look's let-go");
+        }
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        assert_eq!(
+            (word, in_use),
+            (0, before),
+            "a reaper at a crowded released start (the word, the heap in use; {before} before)"
+        );
     }
 }
