@@ -1108,22 +1108,38 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     }
 }
 
-/// A slot of a dead process's pin record (`pins::forget`, run by its reaper): if it
-/// announces a look, [`let_go_of_dead_look`] at its start. A look at `off` is announced as
-/// `off + 1`, as `off + 3` while it lets go (`pins::letting_go`), or, while a pin of the
-/// object's own table borrows its slot, as that table's offset marked `pins::LENT_PIN`
-/// (only an object's own table is ever lent a slot: [`header_at`]); a pin in a slot of its
-/// own (a table's offset, a multiple of 8) or a free slot (0) is no look. A decoded offset
-/// that is no start is left alone by the let-go's checks.
-pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
+/// The start of the look that a slot of a dead process's pin record announces, if any. A
+/// look at `off` is announced as `off + 1`, as `off + 3` while it lets go
+/// (`pins::letting_go`), or, while a pin of the object's own table borrows its slot, as that
+/// table's offset marked `pins::LENT_PIN` (only an object's own table is ever lent a slot:
+/// [`header_at`]); a pin in a slot of its own (a table's offset, a multiple of 8) or a free
+/// slot (0) is no look. Only a place a start may be at (a multiple of 64 inside the heap):
+/// whether one is there, [`let_go_of_dead_look`] checks.
+pub(super) fn dead_look_at(heap: &Heap, slot: u64) -> Option<u64> {
     let off = if slot & 1 == 1 {
         slot & !63
     } else if slot & 7 == pins::LENT_PIN {
         (slot & !7).wrapping_sub(HOLDERS_AT)
     } else {
-        return;
+        return None;
     };
-    let_go_of_dead_look(heap, off);
+    (off.is_multiple_of(64) && heap.contains(off, std::mem::size_of::<Header>())).then_some(off)
+}
+
+/// A slot of a dead process's pin record (`pins::forget`, run by its reaper): if it
+/// announces a look ([`dead_look_at`]), [`let_go_of_dead_look`] at its start.
+pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
+    if let Some(off) = dead_look_at(heap, slot) {
+        let_go_of_dead_look(heap, off, None);
+    }
+}
+
+/// A dead process's look at `off`, found in its pin record by the claim that took the
+/// record over (`pins::claim`), which kept it announced as its own (`announced`: `off + 1`
+/// in a slot of the record, [`dead_look_at`]'s start): let go of as its reaper would
+/// ([`let_go_of_dead_look`]), since the reaper finds no record of it any more.
+pub(super) fn let_go_of_adopted_look(heap: &Heap, off: u64, announced: Announced) {
+    let_go_of_dead_look(heap, off, Some(announced));
 }
 
 /// A dead process's look at the start at `off` (its announcement, left in its pin record:
@@ -1132,24 +1148,30 @@ pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
 /// own among them, and frees the block if they were the last (hnd71 item 3: a last holder
 /// killed in its release after it counted its own look, beside dead looks only, left a word
 /// that nobody let go of again: its holds listing was gone with its leave, and no live look
-/// came). A start that is live, gone or crowded when first read is left alone (crowded,
-/// 255, another look is counted, whose let-go, not having seen this one, takes the dead looks
-/// away; once announced, this waits at 255 for a let-go as `header_at` does, up to
-/// [`LOOKS_WAIT`], review110 L1): a live object's dead looks
-/// wait for its release (whose let-go resolves them), and a block freed and reused since by
-/// another object released with looks is that one's start: one look more and one fewer,
-/// its dead looks resolved as any let-go does.
-fn let_go_of_dead_look(heap: &Heap, off: u64) {
+/// came). A start that is live or gone is left alone: a live object's dead looks wait for
+/// its release (whose let-go resolves them), and a block freed and reused since by another
+/// object released with looks is that one's start: one look more and one fewer, its dead
+/// looks resolved as any let-go does. A start crowded (255) when first read is left alone
+/// too: another look is counted there, whose let-go, with this one not announced, takes the
+/// dead looks away. Once announced, this waits at 255 for a let-go, as `header_at` does, up
+/// to [`LOOKS_WAIT`] (review110 L1: it gave up, and a let-go that had seen its announcement
+/// kept the dead looks).
+///
+/// `adopted`: the look announced already (`off + 1`, by a claim that took the dead owner's
+/// record over), which waits at 255 from the first read; else this announces it.
+fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
     if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
         return;
     }
     let word = heap.start(off);
     let mut w = word.load(Ordering::Acquire);
-    if w == 0 || w >= LOOKS {
+    // At 255 an adopted look, announced already, may have made a let-go keep the dead looks,
+    // and waits below as after an announcement.
+    if w == 0 || w > LOOKS || (w == LOOKS && adopted.is_none()) {
         return;
     }
     // Announced before the count, as any look.
-    let announced = pins::announce_own(off + LOOKED);
+    let announced = adopted.unwrap_or_else(|| pins::announce_own(off + LOOKED));
     let mut crowded = None;
     loop {
         interleave("object.dead_look.counting");
@@ -2223,7 +2245,7 @@ mod tests {
                 // then waits for the released table's lock, which the let-go holds).
                 let word = Heap::get().start(off);
                 let w = word.load(Ordering::Acquire);
-                *counter.borrow_mut() = Some(std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off)));
+                *counter.borrow_mut() = Some(std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off, None)));
                 let deadline = Deadline::after(Duration::from_secs(60));
                 while word.load(Ordering::Acquire) == w {
                     assert!(!deadline.passed(), "the reaper never counted its look");
@@ -2291,7 +2313,7 @@ mod tests {
                         // Announced, not yet counted: another look counts (255) and holds
                         // in its let-go, the released table's lock taken, before it reads
                         // the announcements.
-                        let looking = std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off));
+                        let looking = std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off, None));
                         let id = looking.thread().id();
                         wait("held in its let-go", &|| crate::shm::crash::held("object.let_go.locked", id) == 1);
                         other.0 = Some(looking);
@@ -2307,7 +2329,7 @@ mod tests {
                 }
             }
         };
-        crate::shm::crash::interleaving(moves, || let_go_of_dead_look(heap, off));
+        crate::shm::crash::interleaving(moves, || let_go_of_dead_look(heap, off, None));
         if let Some(looking) = other.borrow_mut().0.take() {
             looking.join().expect("the other look's let-go");
         }
@@ -2317,5 +2339,93 @@ mod tests {
             (0, before),
             "a reaper at a crowded released start (the word, the heap in use; {before} before)"
         );
+    }
+
+    /// A process killed looking at an object (held at `stop:object.header.load`, then
+    /// `kill -9`ed) after the object's release kept its look, whose record another process's
+    /// first claim takes over before its reaper's `pins::forget`: the claim cleared the dead
+    /// look with the record's slots, the reaper then found no record of it, and the released
+    /// start kept the dead look for ever (hnd81's residual: the block leaked). Every other
+    /// record is taken by this (live) process, so the claim takes the dead one's.
+    #[test]
+    fn a_dead_look_in_a_record_taken_over_before_its_reaper_keeps_no_block() {
+        dead_look_in_a_record_taken_over(None);
+    }
+
+    /// As above, the claimer killed right after its claim, the dead owner's slots still in
+    /// the record: its own reaper lets go of them.
+    #[test]
+    fn a_dead_look_in_a_record_whose_claimer_is_killed_at_its_claim_keeps_no_block() {
+        dead_look_in_a_record_taken_over(Some("pins.record.claimed"));
+    }
+
+    /// As above, the claimer killed before it let go of the look it kept announced: its
+    /// own reaper lets go of it.
+    #[test]
+    fn a_dead_look_in_a_record_whose_claimer_is_killed_before_its_let_go_keeps_no_block() {
+        dead_look_in_a_record_taken_over(Some("pins.record.adopted"));
+    }
+
+    /// The three cases above: the claimer killed at `crash`, if any.
+    fn dead_look_in_a_record_taken_over(crash: Option<&'static str>) {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(12) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let looker = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                crate::shm::crash::arm(Some("stop:object.header.load"));
+                let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+                // Not reached: stopped at the point, then killed.
+                std::mem::forget(look);
+                sys::exit_now(3)
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        let looker_fd = sys::pidfd_open(looker).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(60));
+        while !sys::process_stopped(looker) {
+            assert!(!deadline.passed(), "the looker never stopped at its point");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Released while it looks (stopped, alive): the release's let-go keeps its look.
+        drop(handle);
+        assert_eq!(heap.start(off).load(Ordering::Acquire), 1, "the stopped look was kept");
+        let dead_record = pins::record_of(heap, looker).expect("the looker's record");
+        // Every other record taken, by a live process: a claim finds only the looker's.
+        let mine = pins::take_every_record(heap);
+        sys::pidfd_signal(looker_fd.as_fd(), libc::SIGKILL).unwrap();
+        let ended = sys::reap_pidfd(looker_fd.as_fd(), true).unwrap();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGKILL)));
+        // Another process's first claim, before the looker's reaper.
+        let claimer = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                crate::shm::crash::arm(crash);
+                drop(pins::announce_own(1 << 22 | 64));
+                sys::exit_now(0)
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        let claimer_fd = sys::pidfd_open(claimer).unwrap();
+        let readable = sys::poll_readable(&[claimer_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        let claimed = readable[0].then(|| sys::reap_pidfd(claimer_fd.as_fd(), true).unwrap());
+        let took_over = pins::owner_pid_of(heap, dead_record) == claimer;
+        pins::give_back(&mine);
+        if !readable[0] {
+            let _ = sys::kill_and_reap_child(claimer);
+        }
+        // Their reapers, the claimer's first.
+        pins::forget(claimer);
+        pins::forget(looker);
+        let word = heap.start(off).load(Ordering::Acquire);
+        let end = if crash.is_some() { sys::Ended::Signaled(libc::SIGABRT) } else { sys::Ended::Exited(0) };
+        assert_eq!(claimed, Some(Some(end)), "the claimer's end");
+        assert!(took_over, "the claim took another record than the dead looker's");
+        assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
     }
 }

@@ -478,7 +478,8 @@ fn take_dead(heap: &Heap, r: &Record, word: u64) -> bool {
 fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
     heap.pin_claims().fetch_add(1, Ordering::Relaxed);
     let word = owner_word(me);
-    let mut taken = all(heap).find(|r| take_free(heap, r, word));
+    // With whether its owner was dead.
+    let mut taken = all(heap).find(|r| take_free(heap, r, word)).map(|r| (r, false));
     if taken.is_none() {
         // At most `DEAD_LOOKS` owners looked at (a `/proc` read each), from a place that
         // depends on the pid (claimers together look at different ones); `grow` looks at
@@ -489,24 +490,52 @@ fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
             .chain(all(heap).take(from))
             .filter(|r| r.owner.load(Ordering::Relaxed) != 0)
             .take(DEAD_LOOKS)
-            .find(|r| take_dead(heap, r, word));
+            .find(|r| take_dead(heap, r, word))
+            .map(|r| (r, true));
     }
-    let r = match taken {
-        Some(r) => r,
+    let (r, dead) = match taken {
+        Some(taken) => taken,
         None => grow(heap, me)?,
     };
     // Claimed (the top raised over it first), not yet whole: a reader takes a record whose
-    // start does not match its owner word for a live one.
+    // start does not match its owner word for a live one. Killed here: the dead owner's
+    // slots are still in it, which this process's reaper lets go of as its own.
     crash_point!("pins.record.claimed");
     r.start.store(me.start, Ordering::Relaxed);
-    for slot in &r.slots {
-        slot.store(0, Ordering::Relaxed);
+    // A dead owner's looks stay announced, as this process's (`off + 1`), until this claim
+    // has let go of them below: its reaper finds no record of it any more.
+    let mut adopted = [false; SLOTS];
+    for (slot, adopted) in r.slots.iter().zip(&mut adopted) {
+        let look = if dead { super::object::dead_look_at(heap, slot.load(Ordering::Relaxed)) } else { None };
+        *adopted = look.is_some();
+        slot.store(look.map_or(0, |off| off + 1), Ordering::Relaxed);
     }
     // Before this process can lend a slot (a look that lends has one of this record's).
     forget_lent_in_every_fork_child();
     // Release: see `announce`.
     MINE.store(u64::from(me.pid) << 32 | offset_of(heap, r) >> 6, Ordering::Release);
+    if adopted.contains(&true) {
+        let_go_of_adopted(heap, r, adopted);
+    }
     Ok(r)
+}
+
+/// Lets go of the looks a claim took over with a dead owner's record (`adopted`: their
+/// slots, each announcing `off + 1`), as the dead owner's reaper would have
+/// (`object::let_go_of_adopted_look`): the reaper's `forget` finds no record of it now, and
+/// a claim used to clear them with the rest, a dead look at a released start left for ever
+/// (hnd81's residual: `a_dead_look_in_a_record_taken_over_before_its_reaper_keeps_no_block`).
+/// After the claim is whole (`MINE`): each let-go announces in its slot, as this process's,
+/// and clears it once done. A claimer killed before a let-go leaves that look announced in
+/// its own record, which its reaper lets go of in turn.
+#[cold]
+fn let_go_of_adopted(heap: &Heap, r: &'static Record, adopted: [bool; SLOTS]) {
+    crash_point!("pins.record.adopted");
+    for (slot, _) in r.slots.iter().zip(adopted).filter(|&(_, adopted)| adopted) {
+        let off = slot.load(Ordering::Relaxed) - 1;
+        let announced = Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+        super::object::let_go_of_adopted_look(heap, off, announced);
+    }
 }
 
 /// Empties the forking thread's lent looks ([`LENT`]) in every fork child (registered once,
@@ -541,13 +570,15 @@ pub(crate) fn lent_handler_registered() -> bool {
 /// are taken here before the family grows), else a new block, made and linked, its first
 /// record this process's.
 #[cold]
-fn grow(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
+fn grow(heap: &'static Heap, me: ProcId) -> Result<(&'static Record, bool), NoRecord> {
     let word = owner_word(me);
     let _g = lock_blocks(heap, Deadline::after(BLOCKS_WAIT)).ok_or(NoRecord::Busy)?;
-    if let Some(r) =
-        all(heap).find(|r| take_free(heap, r, word)).or_else(|| all(heap).find(|r| take_dead(heap, r, word)))
+    if let Some(taken) = all(heap)
+        .find(|r| take_free(heap, r, word))
+        .map(|r| (r, false))
+        .or_else(|| all(heap).find(|r| take_dead(heap, r, word)).map(|r| (r, true)))
     {
-        return Ok(r);
+        return Ok(taken);
     }
     let chain = blocks_chain(heap);
     let off = chain.make(std::mem::size_of::<Block>()).ok_or(NoRecord::Full)?;
@@ -561,7 +592,7 @@ fn grow(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
         heap.pin_epoch().fetch_add(1, Ordering::Release);
         crash_point!("pins.block.linked");
     });
-    Ok(r)
+    Ok((r, false))
 }
 
 /// The blocks of records, made under `pin_blocks_lock` (see `chain`).
@@ -664,6 +695,43 @@ pub(crate) fn forget(pid: u32) {
             }
         }
     }
+}
+
+/// Every record free or a dead owner's, taken for this (live) process, as by as many live
+/// processes: a claim finds none (the tests' way to make a claim take a given record).
+#[cfg(test)]
+pub(super) fn take_every_record(heap: &Heap) -> Vec<&Record> {
+    let me = sys::me();
+    let live = owner_word(me);
+    let mut mine = Vec::new();
+    for r in all(heap) {
+        if take_free(heap, r, live) || take_dead(heap, r, live) {
+            r.start.store(me.start, Ordering::Relaxed);
+            mine.push(r);
+        }
+    }
+    mine
+}
+
+/// Gives back the records [`take_every_record`] took.
+#[cfg(test)]
+pub(super) fn give_back(mine: &[&Record]) {
+    let live = owner_word(sys::me());
+    for r in mine {
+        r.owner.compare_exchange(live, 0, Ordering::AcqRel, Ordering::Relaxed).ok();
+    }
+}
+
+/// The offset of the record that the process `pid` owns, if any (the tests' look).
+#[cfg(test)]
+pub(super) fn record_of(heap: &Heap, pid: u32) -> Option<u64> {
+    records(heap).find(|r| r.owner.load(Ordering::Acquire) as u32 == pid).map(|r| offset_of(heap, r))
+}
+
+/// The pid owning the record at `off` (0: free), as [`record_of`] gave it.
+#[cfg(test)]
+pub(super) fn owner_pid_of(heap: &'static Heap, off: u64) -> u32 {
+    record_at(heap, off).owner.load(Ordering::Acquire) as u32
 }
 
 #[cfg(test)]
@@ -802,28 +870,6 @@ mod tests {
         let pid = c.id();
         c.wait().unwrap();
         pid
-    }
-
-    /// Every record free or a dead owner's, taken for this (live) process, as by as many
-    /// live processes: a claim finds none.
-    fn take_every_record(heap: &Heap) -> Vec<&Record> {
-        let me = sys::me();
-        let live = owner_word(me);
-        let mut mine = Vec::new();
-        for r in all(heap) {
-            if take_free(heap, r, live) || take_dead(heap, r, live) {
-                r.start.store(me.start, Ordering::Relaxed);
-                mine.push(r);
-            }
-        }
-        mine
-    }
-
-    fn give_back(mine: &[&Record]) {
-        let live = owner_word(sys::me());
-        for r in mine {
-            r.owner.compare_exchange(live, 0, Ordering::AcqRel, Ordering::Relaxed).ok();
-        }
     }
 
     /// A claimer killed at `pins.record.claimed` on the record at the top (every record
