@@ -1109,6 +1109,36 @@ mod tests {
         );
     }
 
+    /// review110 L2: a process that found its own pid in flight took it for another of its
+    /// threads registering, and went on without registering. A fork child's fork child can
+    /// inherit a registration in flight named by a pid that is its own: P registers, another
+    /// thread of P forks C (the state names P), and before C's first call C forks G, P has
+    /// died and been reaped, and its pid has come round to G. G never registered, for its
+    /// life and its fork children's. The state is written here as G inherits it (a real
+    /// pid wrap is not made); G's fork child must run the handler.
+    #[test]
+    fn a_process_finding_its_own_pid_in_flight_registers() {
+        static REGISTERED: sys::Registration = sys::Registration::new();
+        static HANDLED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn handled() {
+            HANDLED.store(true, Ordering::Relaxed);
+        }
+        let ended = in_a_child(|| {
+            REGISTERED.set_in_flight(sys::pid_now());
+            // SAFETY: one relaxed atomic store, no lock, no unwinding.
+            sys::once_without_waiting(&REGISTERED, || unsafe { sys::in_every_fork_child(handled) });
+            match in_a_child(|| i32::from(!HANDLED.load(Ordering::Relaxed))) {
+                Some(sys::Ended::Exited(code)) => code,
+                _ => 2,
+            }
+        });
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Exited(0)),
+            "a process that found its own pid in flight did not register (exit 1: its child ran no handler)"
+        );
+    }
+
     /// review99 L1: a look that lets go while a pin still holds the slot it lent frees the
     /// slot under that pin: another thread's announcement takes it, and the stale pin's
     /// give-back then writes the look's value over it (that thread's live pin unannounced,
