@@ -1067,7 +1067,7 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// The last look frees with `heap.free`, not `free_warm` (it does not know the type): a
 /// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
 /// release beside a look only, the accounting the same).
-fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
+fn let_go_released(heap: &Heap, off: u64, header: &Header, mut mine: Announced) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
@@ -1076,7 +1076,7 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
         // until its count is gone (review110 M1: cleared here, a look killed inside its
         // let-go was counted and announced by nothing, and beside dead looks only nobody
         // let go again).
-        pins::letting_go(&mine, off);
+        pins::letting_go(&mut mine, off);
         // Killed here: the lock is taken over by the next look out, which finds this one
         // no live look, a dead one's; or, if none comes, by this one's reaper
         // (`let_go_of_dead_announcement`).
@@ -2383,7 +2383,7 @@ mod tests {
                 let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
                 // Not reached: stopped at the point, then killed.
                 std::mem::forget(look);
-                sys::exit_now(3)
+                sys::exit_group(3)
             }
             sys::Forked::Parent(pid) => pid,
         };
@@ -2407,7 +2407,7 @@ mod tests {
             sys::Forked::Child => {
                 crate::shm::crash::arm(crash);
                 drop(pins::announce_own(1 << 22 | 64));
-                sys::exit_now(0)
+                sys::exit_group(0)
             }
             sys::Forked::Parent(pid) => pid,
         };
@@ -2427,5 +2427,73 @@ mod tests {
         assert_eq!(claimed, Some(Some(end)), "the claimer's end");
         assert!(took_over, "the claim took another record than the dead looker's");
         assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
+    }
+
+    /// Takes every announcement slot of this process on another thread, then makes an
+    /// anonymous pin of a table there (as a seventh nested announcement does), then gives
+    /// back `free` of the slots: runs `f` meanwhile, and gives back the rest after.
+    fn with_an_anonymous_pin<R>(free: usize, f: impl FnOnce() -> R) -> R {
+        let (made, made_rx) = std::sync::mpsc::channel();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut held: Vec<Announced> =
+                    (0..pins::SLOTS as u64).map(|i| pins::announce_own(1 << 24 | i << 6)).collect();
+                let anonymous = pins::announce(1 << 24 | 1 << 12);
+                held.truncate(pins::SLOTS - free);
+                let _ = made.send(());
+                let _ = gone.recv_timeout(Duration::from_secs(60));
+                drop((anonymous, held));
+            });
+            made_rx.recv_timeout(Duration::from_secs(60)).expect("the anonymous pin made");
+            let r = f();
+            drop(go);
+            r
+        })
+    }
+
+    /// review91 L4: some process of the family pinning a table anonymously (here a seventh
+    /// nested announcement of this process, on another thread) when the last look of a
+    /// released object lets go: the let-go took the anonymous pin for a live look that it
+    /// cannot tell from the dead one, kept the dead look, and nobody let go again (the block
+    /// leaked). Looks and table pins are counted apart now, and a pin is no look.
+    #[test]
+    fn an_anonymous_pin_at_the_last_let_go_keeps_no_block() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(13) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // A dead look.
+        heap.start(off).fetch_add(1, Ordering::AcqRel);
+        // The release's look takes the slot given back.
+        with_an_anonymous_pin(1, || drop(handle));
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        assert_eq!((word, in_use), (0, before), "an anonymous pin at the last let-go (the word, the heap in use)");
+    }
+
+    /// review91 L4, the look itself anonymous (every slot of its process taken when it
+    /// looked): its own let-go counted itself among the anonymous, took itself for a live
+    /// look, kept the dead one, and the block leaked. It leaves the anonymous count before
+    /// its let-go's resolution now, as a look in a slot marks itself letting go.
+    #[test]
+    fn an_anonymous_look_letting_go_last_keeps_no_block() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(14) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        // A dead look.
+        heap.start(off).fetch_add(1, Ordering::AcqRel);
+        let look = with_an_anonymous_pin(0, || header_at(heap, off, generation, std::mem::size_of::<Header>()));
+        let look = look.expect("the anonymous look");
+        assert!(look.announced.as_ref().is_some_and(|a| a.is_anonymous()), "the look took a slot");
+        // Released while it looks (its release's look in a slot), then it lets go last.
+        drop(handle);
+        drop(look);
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        assert_eq!((word, in_use), (0, before), "an anonymous look letting go last (the word, the heap in use)");
     }
 }
