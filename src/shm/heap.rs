@@ -376,7 +376,8 @@ impl Heap {
         &self.header().pin_records_top
     }
 
-    /// Processes pinning without a record.
+    /// Processes pinning without a record: tables' pins in the low 32 bits, looks above
+    /// (`pins::ANONYMOUS_LOOK` each).
     pub(crate) fn anonymous_pins(&self) -> &AtomicU64 {
         &self.header().anonymous_pins
     }

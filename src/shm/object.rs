@@ -42,7 +42,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
-use super::crash::crash_point;
+use super::crash::{crash_point, interleave};
 use super::heap::{Heap, HeapFull};
 use super::holders::{self, Holders, LetGo, Received};
 use super::pins::{self, Announced};
@@ -1054,8 +1054,9 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 
 /// One look (`mine`: its announcement) lets go of the start of the released object at
 /// `off`, whose `header` it pins still; the last one frees the block. Under the released
-/// table's lock, which every such look takes (no new look can come: the start is gone), so
-/// that the word does not change meanwhile but by the lock's holder: if no live process
+/// table's lock, which every such look takes, so that the word goes down meanwhile only by
+/// the lock's holder (looks may still be counted, announced first: a reaper's, or one that
+/// found the start released, which then waits for this lock to let go): if no live process
 /// announces a look at `off` once this look's own is marked letting go, every other look
 /// in the word is a dead process's (every live look, the release's own among them, is
 /// announced from before the compare-and-swap that counts it until after its let-go, which
@@ -1066,7 +1067,7 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// The last look frees with `heap.free`, not `free_warm` (it does not know the type): a
 /// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
 /// release beside a look only, the accounting the same).
-fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
+fn let_go_released(heap: &Heap, off: u64, header: &Header, mut mine: Announced) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
@@ -1075,14 +1076,25 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
         // until its count is gone (review110 M1: cleared here, a look killed inside its
         // let-go was counted and announced by nothing, and beside dead looks only nobody
         // let go again).
-        pins::letting_go(&mine, off);
+        pins::letting_go(&mut mine, off);
         // Killed here: the lock is taken over by the next look out, which finds this one
         // no live look, a dead one's; or, if none comes, by this one's reaper
         // (`let_go_of_dead_announcement`).
         crash_point!("object.let_go.locked");
-        let w = word.load(Ordering::Acquire);
-        if w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
-            word.store(1, Ordering::Relaxed);
+        let mut w = word.load(Ordering::Acquire);
+        // Taken away from the word the announcements were read after, and only from it: a
+        // look counted since (a reaper's, `let_go_of_dead_look`, or one that found the start
+        // released in `header_at`: both count without this lock, announced first) makes the
+        // compare-and-swap fail, and its announcement is read again. Under this lock the
+        // word only rises (every look that takes one away holds it), so no ABA. A store
+        // erased such a count, and freed the block under its look, whose let-go then took a
+        // freed block's word below 0 (`a_look_counted_while_a_let_go_resolves_is_not_erased`).
+        while w > 1 && !pins::look_announced_by_live(heap, off + LOOKED, off + HOLDERS_AT) {
+            interleave("object.let_go.resolving");
+            match word.compare_exchange(w, 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
         }
         let last = word.fetch_sub(1, Ordering::AcqRel) == 1;
         // Killed before this: the reaper's let-go of the mark is one more look and one
@@ -1096,22 +1108,38 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
     }
 }
 
-/// A slot of a dead process's pin record (`pins::forget`, run by its reaper): if it
-/// announces a look, [`let_go_of_dead_look`] at its start. A look at `off` is announced as
-/// `off + 1`, as `off + 3` while it lets go (`pins::letting_go`), or, while a pin of the
-/// object's own table borrows its slot, as that table's offset marked `pins::LENT_PIN`
-/// (only an object's own table is ever lent a slot: [`header_at`]); a pin in a slot of its
-/// own (a table's offset, a multiple of 8) or a free slot (0) is no look. A decoded offset
-/// that is no start is left alone by the let-go's checks.
-pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
+/// The start of the look that a slot of a dead process's pin record announces, if any. A
+/// look at `off` is announced as `off + 1`, as `off + 3` while it lets go
+/// (`pins::letting_go`), or, while a pin of the object's own table borrows its slot, as that
+/// table's offset marked `pins::LENT_PIN` (only an object's own table is ever lent a slot:
+/// [`header_at`]); a pin in a slot of its own (a table's offset, a multiple of 8) or a free
+/// slot (0) is no look. Only a place a start may be at (a multiple of 64 inside the heap):
+/// whether one is there, [`let_go_of_dead_look`] checks.
+pub(super) fn dead_look_at(heap: &Heap, slot: u64) -> Option<u64> {
     let off = if slot & 1 == 1 {
         slot & !63
     } else if slot & 7 == pins::LENT_PIN {
         (slot & !7).wrapping_sub(HOLDERS_AT)
     } else {
-        return;
+        return None;
     };
-    let_go_of_dead_look(heap, off);
+    (off.is_multiple_of(64) && heap.contains(off, std::mem::size_of::<Header>())).then_some(off)
+}
+
+/// A slot of a dead process's pin record (`pins::forget`, run by its reaper): if it
+/// announces a look ([`dead_look_at`]), [`let_go_of_dead_look`] at its start.
+pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
+    if let Some(off) = dead_look_at(heap, slot) {
+        let_go_of_dead_look(heap, off, None);
+    }
+}
+
+/// A dead process's look at `off`, found in its pin record by the claim that took the
+/// record over (`pins::claim`), which kept it announced as its own (`announced`: `off + 1`
+/// in a slot of the record, [`dead_look_at`]'s start): let go of as its reaper would
+/// ([`let_go_of_dead_look`]), since the reaper finds no record of it any more.
+pub(super) fn let_go_of_adopted_look(heap: &Heap, off: u64, announced: Announced) {
+    let_go_of_dead_look(heap, off, Some(announced));
 }
 
 /// A dead process's look at the start at `off` (its announcement, left in its pin record:
@@ -1120,28 +1148,57 @@ pub(super) fn let_go_of_dead_announcement(heap: &Heap, slot: u64) {
 /// own among them, and frees the block if they were the last (hnd71 item 3: a last holder
 /// killed in its release after it counted its own look, beside dead looks only, left a word
 /// that nobody let go of again: its holds listing was gone with its leave, and no live look
-/// came). A start that is live, gone or crowded is left alone: a live object's dead looks
-/// wait for its release (whose let-go resolves them), and a block freed and reused since by
-/// another object released with looks is that one's start: one look more and one fewer,
-/// its dead looks resolved as any let-go does.
-fn let_go_of_dead_look(heap: &Heap, off: u64) {
+/// came). A start that is live or gone is left alone: a live object's dead looks wait for
+/// its release (whose let-go resolves them), and a block freed and reused since by another
+/// object released with looks is that one's start: one look more and one fewer, its dead
+/// looks resolved as any let-go does. A start crowded (255) when first read is left alone
+/// too: another look is counted there, whose let-go, with this one not announced, takes the
+/// dead looks away. Once announced, this waits at 255 for a let-go, as `header_at` does, up
+/// to [`LOOKS_WAIT`] (review110 L1: it gave up, and a let-go that had seen its announcement
+/// kept the dead looks).
+///
+/// `adopted`: the look announced already (`off + 1`, by a claim that took the dead owner's
+/// record over), which waits at 255 from the first read; else this announces it.
+fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
     if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
         return;
     }
     let word = heap.start(off);
     let mut w = word.load(Ordering::Acquire);
-    if w == 0 || w >= LOOKS {
+    // At 255 an adopted look, announced already, may have made a let-go keep the dead looks,
+    // and waits below as after an announcement.
+    if w == 0 || w > LOOKS || (w == LOOKS && adopted.is_none()) {
         return;
     }
     // Announced before the count, as any look.
-    let announced = pins::announce_own(off + LOOKED);
-    while w != 0 && w < LOOKS {
+    let announced = adopted.unwrap_or_else(|| pins::announce_own(off + LOOKED));
+    let mut crowded = None;
+    loop {
+        interleave("object.dead_look.counting");
+        if w == LOOKS {
+            // Another look counted since (255): its let-go, which may have seen this
+            // announcement and then kept the dead looks, soon takes one away, and this
+            // counts then, as `header_at` waits (review110 L1: it gave up here, and the
+            // block leaked). Still 255 past the wait: nobody let go meanwhile, so nobody
+            // kept the dead looks on this one's account.
+            if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                break;
+            }
+            std::thread::yield_now();
+            w = word.load(Ordering::Acquire);
+            continue;
+        }
+        if w == 0 || w > LOOKS {
+            // Freed, or another object's live start.
+            break;
+        }
         match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
             // Counted: the block stays allocated until this let-go.
             Ok(_) => return drop(Look { heap, off, announced: Some(announced), _thread: PhantomData }),
             Err(now) => w = now,
         }
     }
+    interleave("object.dead_look.ended");
 }
 
 /// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
@@ -2159,5 +2216,284 @@ mod tests {
         pins::forget(pid);
         let word = heap.start(off).load(Ordering::Acquire);
         assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
+    }
+
+    /// A look counted at a released start after the let-go holding its released table's
+    /// lock read the announcements and found no live look, and before it took the dead looks
+    /// away (a reaper's, `let_go_of_dead_look`, or a look that finds the start released in
+    /// `header_at`: both count without that lock, announced first): the let-go stored 1 over
+    /// the word, erasing the new look's count, and freed the block under it; the new look
+    /// then let go of a freed block and took its word below 0.
+    #[test]
+    fn a_look_counted_while_a_let_go_resolves_is_not_erased() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(10) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // Two dead looks, which the release's let-go takes away with its own.
+        heap.start(off).fetch_add(2, Ordering::AcqRel);
+        let counter = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let moves = {
+            let counter = counter.clone();
+            move |step: &'static str| {
+                if step != "object.let_go.resolving" || counter.borrow().is_some() {
+                    return;
+                }
+                // The release's let-go found no live look: a reaper counts a look now (it
+                // then waits for the released table's lock, which the let-go holds).
+                let word = Heap::get().start(off);
+                let w = word.load(Ordering::Acquire);
+                *counter.borrow_mut() = Some(std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off, None)));
+                let deadline = Deadline::after(Duration::from_secs(60));
+                while word.load(Ordering::Acquire) == w {
+                    assert!(!deadline.passed(), "the reaper never counted its look");
+                    std::thread::yield_now();
+                }
+            }
+        };
+        crate::shm::crash::interleaving(moves, || drop(handle));
+        let counter = counter.borrow_mut().take().expect("the release's let-go never resolved");
+        counter.join().expect("the reaper's let-go");
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        if in_use == before && word != 0 {
+            // Freed, its word taken below 0: cleared for the tests that follow.
+            heap.start(off).store(0, Ordering::Release);
+        }
+        assert_eq!(
+            (word, in_use),
+            (0, before),
+            "a look counted while a let-go resolved (the word, the heap in use; {before} before)"
+        );
+    }
+
+    /// review110 L1: a reaper letting go of a dead look at a released start with 254 dead
+    /// looks (`let_go_of_dead_look`) announced itself, then found the word at 255 (another
+    /// look counted meanwhile) and gave up. That look's let-go saw the reaper's announcement,
+    /// kept the dead looks and left 254 again, and nobody let go any more: the block leaked.
+    /// Now the reaper waits at 255, as `header_at` does, and lets go once the word is back.
+    #[test]
+    fn a_reaper_at_a_crowded_released_start_waits_for_its_let_go() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(11) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // 254 dead looks, kept at the release by a live look's announcement (this thread's).
+        heap.start(off).fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        let live = pins::announce_own(off + LOOKED);
+        drop(handle);
+        drop(live);
+        assert_eq!(heap.start(off).load(Ordering::Acquire), MAX_LOOKS, "released with 254 dead looks");
+        /// Disarms the hold however the test ends: armed, it would hold other tests.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        crate::shm::crash::arm(Some("hold:object.let_go.locked"));
+        let _disarm = Disarm;
+        let other = std::rc::Rc::new(std::cell::RefCell::new((None, false)));
+        let moves = {
+            let other = other.clone();
+            move |step: &'static str| {
+                let wait = |what: &str, until: &dyn Fn() -> bool| {
+                    let deadline = Deadline::after(Duration::from_secs(60));
+                    while !until() {
+                        assert!(!deadline.passed(), "never {what}");
+                        std::thread::yield_now();
+                    }
+                };
+                let mut other = other.borrow_mut();
+                match (&other.0, other.1) {
+                    (None, _) if step == "object.dead_look.counting" => {
+                        // Announced, not yet counted: another look counts (255) and holds
+                        // in its let-go, the released table's lock taken, before it reads
+                        // the announcements.
+                        let looking = std::thread::spawn(move || let_go_of_dead_look(Heap::get(), off, None));
+                        let id = looking.thread().id();
+                        wait("held in its let-go", &|| crate::shm::crash::held("object.let_go.locked", id) == 1);
+                        other.0 = Some(looking);
+                    }
+                    (Some(looking), false) => {
+                        // The reaper found 255: the other look's let-go now sees its
+                        // announcement, keeps the dead looks and leaves 254.
+                        crate::shm::crash::arm(None);
+                        wait("let go", &|| looking.is_finished());
+                        other.1 = true;
+                    }
+                    _ => {}
+                }
+            }
+        };
+        crate::shm::crash::interleaving(moves, || let_go_of_dead_look(heap, off, None));
+        if let Some(looking) = other.borrow_mut().0.take() {
+            looking.join().expect("the other look's let-go");
+        }
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        assert_eq!(
+            (word, in_use),
+            (0, before),
+            "a reaper at a crowded released start (the word, the heap in use; {before} before)"
+        );
+    }
+
+    /// A process killed looking at an object (held at `stop:object.header.load`, then
+    /// `kill -9`ed) after the object's release kept its look, whose record another process's
+    /// first claim takes over before its reaper's `pins::forget`: the claim cleared the dead
+    /// look with the record's slots, the reaper then found no record of it, and the released
+    /// start kept the dead look for ever (hnd81's residual: the block leaked). Every other
+    /// record is taken by this (live) process, so the claim takes the dead one's.
+    #[test]
+    fn a_dead_look_in_a_record_taken_over_before_its_reaper_keeps_no_block() {
+        dead_look_in_a_record_taken_over(None);
+    }
+
+    /// As above, the claimer killed right after its claim, the dead owner's slots still in
+    /// the record: its own reaper lets go of them.
+    #[test]
+    fn a_dead_look_in_a_record_whose_claimer_is_killed_at_its_claim_keeps_no_block() {
+        dead_look_in_a_record_taken_over(Some("pins.record.claimed"));
+    }
+
+    /// As above, the claimer killed before it let go of the look it kept announced: its
+    /// own reaper lets go of it.
+    #[test]
+    fn a_dead_look_in_a_record_whose_claimer_is_killed_before_its_let_go_keeps_no_block() {
+        dead_look_in_a_record_taken_over(Some("pins.record.adopted"));
+    }
+
+    /// The three cases above: the claimer killed at `crash`, if any.
+    fn dead_look_in_a_record_taken_over(crash: Option<&'static str>) {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(12) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let looker = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                crate::shm::crash::arm(Some("stop:object.header.load"));
+                let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+                // Not reached: stopped at the point, then killed.
+                std::mem::forget(look);
+                sys::exit_group(3)
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        let looker_fd = sys::pidfd_open(looker).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(60));
+        while !sys::process_stopped(looker) {
+            assert!(!deadline.passed(), "the looker never stopped at its point");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Released while it looks (stopped, alive): the release's let-go keeps its look.
+        drop(handle);
+        assert_eq!(heap.start(off).load(Ordering::Acquire), 1, "the stopped look was kept");
+        let dead_record = pins::record_of(heap, looker).expect("the looker's record");
+        // Every other record taken, by a live process: a claim finds only the looker's.
+        let mine = pins::take_every_record(heap);
+        sys::pidfd_signal(looker_fd.as_fd(), libc::SIGKILL).unwrap();
+        let ended = sys::reap_pidfd(looker_fd.as_fd(), true).unwrap();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGKILL)));
+        // Another process's first claim, before the looker's reaper.
+        let claimer = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                crate::shm::crash::arm(crash);
+                drop(pins::announce_own(1 << 22 | 64));
+                sys::exit_group(0)
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        let claimer_fd = sys::pidfd_open(claimer).unwrap();
+        let readable = sys::poll_readable(&[claimer_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        let claimed = readable[0].then(|| sys::reap_pidfd(claimer_fd.as_fd(), true).unwrap());
+        let took_over = pins::owner_pid_of(heap, dead_record) == claimer;
+        pins::give_back(&mine);
+        if !readable[0] {
+            let _ = sys::kill_and_reap_child(claimer);
+        }
+        // Their reapers, the claimer's first.
+        pins::forget(claimer);
+        pins::forget(looker);
+        let word = heap.start(off).load(Ordering::Acquire);
+        let end = if crash.is_some() { sys::Ended::Signaled(libc::SIGABRT) } else { sys::Ended::Exited(0) };
+        assert_eq!(claimed, Some(Some(end)), "the claimer's end");
+        assert!(took_over, "the claim took another record than the dead looker's");
+        assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
+    }
+
+    /// Takes every announcement slot of this process on another thread, then makes an
+    /// anonymous pin of a table there (as a seventh nested announcement does), then gives
+    /// back `free` of the slots: runs `f` meanwhile, and gives back the rest after.
+    fn with_an_anonymous_pin<R>(free: usize, f: impl FnOnce() -> R) -> R {
+        let (made, made_rx) = std::sync::mpsc::channel();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut held: Vec<Announced> =
+                    (0..pins::SLOTS as u64).map(|i| pins::announce_own(1 << 24 | i << 6)).collect();
+                let anonymous = pins::announce(1 << 24 | 1 << 12);
+                held.truncate(pins::SLOTS - free);
+                let _ = made.send(());
+                let _ = gone.recv_timeout(Duration::from_secs(60));
+                drop((anonymous, held));
+            });
+            made_rx.recv_timeout(Duration::from_secs(60)).expect("the anonymous pin made");
+            let r = f();
+            drop(go);
+            r
+        })
+    }
+
+    /// review91 L4: some process of the family pinning a table anonymously (here a seventh
+    /// nested announcement of this process, on another thread) when the last look of a
+    /// released object lets go: the let-go took the anonymous pin for a live look that it
+    /// cannot tell from the dead one, kept the dead look, and nobody let go again (the block
+    /// leaked). Looks and table pins are counted apart now, and a pin is no look.
+    #[test]
+    fn an_anonymous_pin_at_the_last_let_go_keeps_no_block() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(13) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // A dead look.
+        heap.start(off).fetch_add(1, Ordering::AcqRel);
+        // The release's look takes the slot given back.
+        with_an_anonymous_pin(1, || drop(handle));
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        assert_eq!((word, in_use), (0, before), "an anonymous pin at the last let-go (the word, the heap in use)");
+    }
+
+    /// review91 L4, the look itself anonymous (every slot of its process taken when it
+    /// looked): its own let-go counted itself among the anonymous, took itself for a live
+    /// look, kept the dead one, and the block leaked. It leaves the anonymous count before
+    /// its let-go's resolution now, as a look in a slot marks itself letting go.
+    #[test]
+    fn an_anonymous_look_letting_go_last_keeps_no_block() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(14) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        // A dead look.
+        heap.start(off).fetch_add(1, Ordering::AcqRel);
+        let look = with_an_anonymous_pin(0, || header_at(heap, off, generation, std::mem::size_of::<Header>()));
+        let look = look.expect("the anonymous look");
+        assert!(look.announced.as_ref().is_some_and(|a| a.is_anonymous()), "the look took a slot");
+        // Released while it looks (its release's look in a slot), then it lets go last.
+        drop(handle);
+        drop(look);
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        assert_eq!((word, in_use), (0, before), "an anonymous look letting go last (the word, the heap in use)");
     }
 }

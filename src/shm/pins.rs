@@ -78,7 +78,7 @@ pub(crate) const ANNOUNCE_AT: usize = 64 * 1024;
 pub(crate) const CAPACITY: usize = 1024;
 /// Announcements per process: threads pinning at once (a pin inside a pin, `Holders::pinned`
 /// running a side's undo, takes two).
-const SLOTS: usize = 6;
+pub(super) const SLOTS: usize = 6;
 /// Records of a block taken from the heap (64 KiB, the largest small block, its first line
 /// the link).
 const BLOCK_RECORDS: usize = 1023;
@@ -184,7 +184,9 @@ pub(crate) struct Announced {
     /// `None`: counted in the heap's anonymous pinners.
     slot: Option<&'static AtomicU64>,
     /// What the slot holds again when this is dropped: 0 (free), or the announcement of the
-    /// look that lent it ([`lend`]).
+    /// look that lent it ([`lend`]). With no slot: its unit in the heap's anonymous pinners
+    /// (1 for a table's pin, [`ANONYMOUS_LOOK`] for a look; 0 once [`letting_go`] took it
+    /// out).
     back: u64,
     /// Not `Send`: a slot lent by a look is given back on the look's thread, before the
     /// look lets go ([`unlend`]); dropped on another thread, it could come after (review92
@@ -192,13 +194,21 @@ pub(crate) struct Announced {
     _thread: PhantomData<*const ()>,
 }
 
+impl Announced {
+    /// Whether it is counted in the heap's anonymous pinners (the tests' look).
+    #[cfg(test)]
+    pub(super) fn is_anonymous(&self) -> bool {
+        self.slot.is_none()
+    }
+}
+
 impl Drop for Announced {
     fn drop(&mut self) {
         match self.slot {
             Some(slot) => slot.store(self.back, Ordering::Release),
             None => {
-                if let Some(heap) = Heap::try_get() {
-                    heap.anonymous_pins().fetch_sub(1, Ordering::Release);
+                if let Some(heap) = Heap::try_get().filter(|_| self.back != 0) {
+                    heap.anonymous_pins().fetch_sub(self.back, Ordering::Release);
                 }
             }
         }
@@ -319,12 +329,40 @@ const LETTING_GO: u64 = 3;
 /// ([`LETTING_GO`]): call under the released table's lock, before its resolution, and drop
 /// the announcement after the look's count is taken away. Its own let-go then counts it as
 /// no live look, and its reaper, should it be killed in between, lets go of it.
-pub(super) fn letting_go(look: &Announced, off: u64) {
-    if let Some(slot) = look.slot {
+///
+/// A look with no slot (anonymous) leaves the heap's anonymous looks instead: counted
+/// there, it took itself for a live look, kept the dead ones and left them for ever
+/// (review91 L4: `an_anonymous_look_letting_go_last_keeps_no_block`). Killed after, it is
+/// a look announced by nothing, where before its count in the anonymous looks stopped
+/// every let-go in the family from taking dead looks away, for the family's life.
+pub(super) fn letting_go(look: &mut Announced, off: u64) {
+    match look.slot {
         // Relaxed: read by this let-go's resolution (nobody else counts it), and by the
         // reaper after this process's end.
-        slot.store(off + LETTING_GO, Ordering::Relaxed);
+        Some(slot) => slot.store(off + LETTING_GO, Ordering::Relaxed),
+        None => {
+            if let Some(heap) = Heap::try_get().filter(|_| look.back != 0) {
+                heap.anonymous_pins().fetch_sub(look.back, Ordering::Release);
+            }
+            look.back = 0;
+        }
     }
+}
+
+/// An anonymous look's unit in the heap's anonymous pinners (`Heap::anonymous_pins`), whose
+/// low 32 bits count tables' pins. The resolvers of looks read only the looks
+/// ([`look_announced_by_live`]): a table's pin is no look (review91 L4: an anonymous pin
+/// anywhere in the family at a released object's last let-go kept its dead looks for ever,
+/// `an_anonymous_pin_at_the_last_let_go_keeps_no_block`). The resolvers of tables read
+/// both, as before.
+const ANONYMOUS_LOOK: u64 = 1 << 32;
+
+/// An anonymous announcement of `table` (a look's, if odd), counted in the heap's anonymous
+/// pinners.
+fn anonymous(heap: &Heap, table: u64) -> Announced {
+    let unit = if table & 1 == 1 { ANONYMOUS_LOOK } else { 1 };
+    heap.anonymous_pins().fetch_add(unit, Ordering::AcqRel);
+    Announced { slot: None, back: unit, _thread: PhantomData }
 }
 
 /// Announces that this thread is about to pin the table at `table` (its offset in the
@@ -373,8 +411,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
         claim_unless_none(heap, me)
     };
     let Some(record) = record else {
-        heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-        return Announced { slot: None, back: 0, _thread: PhantomData };
+        return anonymous(heap, table);
     };
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
@@ -390,8 +427,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     }
     // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
     // never wait for one, pin anonymously.
-    heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
-    Announced { slot: None, back: 0, _thread: PhantomData }
+    anonymous(heap, table)
 }
 
 /// How many times a pin looks for a free slot of its process's record, yielding between
@@ -478,7 +514,8 @@ fn take_dead(heap: &Heap, r: &Record, word: u64) -> bool {
 fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
     heap.pin_claims().fetch_add(1, Ordering::Relaxed);
     let word = owner_word(me);
-    let mut taken = all(heap).find(|r| take_free(heap, r, word));
+    // With whether its owner was dead.
+    let mut taken = all(heap).find(|r| take_free(heap, r, word)).map(|r| (r, false));
     if taken.is_none() {
         // At most `DEAD_LOOKS` owners looked at (a `/proc` read each), from a place that
         // depends on the pid (claimers together look at different ones); `grow` looks at
@@ -489,24 +526,52 @@ fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
             .chain(all(heap).take(from))
             .filter(|r| r.owner.load(Ordering::Relaxed) != 0)
             .take(DEAD_LOOKS)
-            .find(|r| take_dead(heap, r, word));
+            .find(|r| take_dead(heap, r, word))
+            .map(|r| (r, true));
     }
-    let r = match taken {
-        Some(r) => r,
+    let (r, dead) = match taken {
+        Some(taken) => taken,
         None => grow(heap, me)?,
     };
     // Claimed (the top raised over it first), not yet whole: a reader takes a record whose
-    // start does not match its owner word for a live one.
+    // start does not match its owner word for a live one. Killed here: the dead owner's
+    // slots are still in it, which this process's reaper lets go of as its own.
     crash_point!("pins.record.claimed");
     r.start.store(me.start, Ordering::Relaxed);
-    for slot in &r.slots {
-        slot.store(0, Ordering::Relaxed);
+    // A dead owner's looks stay announced, as this process's (`off + 1`), until this claim
+    // has let go of them below: its reaper finds no record of it any more.
+    let mut adopted = [false; SLOTS];
+    for (slot, adopted) in r.slots.iter().zip(&mut adopted) {
+        let look = if dead { super::object::dead_look_at(heap, slot.load(Ordering::Relaxed)) } else { None };
+        *adopted = look.is_some();
+        slot.store(look.map_or(0, |off| off + 1), Ordering::Relaxed);
     }
     // Before this process can lend a slot (a look that lends has one of this record's).
     forget_lent_in_every_fork_child();
     // Release: see `announce`.
     MINE.store(u64::from(me.pid) << 32 | offset_of(heap, r) >> 6, Ordering::Release);
+    if adopted.contains(&true) {
+        let_go_of_adopted(heap, r, adopted);
+    }
     Ok(r)
+}
+
+/// Lets go of the looks a claim took over with a dead owner's record (`adopted`: their
+/// slots, each announcing `off + 1`), as the dead owner's reaper would have
+/// (`object::let_go_of_adopted_look`): the reaper's `forget` finds no record of it now, and
+/// a claim used to clear them with the rest, a dead look at a released start left for ever
+/// (hnd81's residual: `a_dead_look_in_a_record_taken_over_before_its_reaper_keeps_no_block`).
+/// After the claim is whole (`MINE`): each let-go announces in its slot, as this process's,
+/// and clears it once done. A claimer killed before a let-go leaves that look announced in
+/// its own record, which its reaper lets go of in turn.
+#[cold]
+fn let_go_of_adopted(heap: &Heap, r: &'static Record, adopted: [bool; SLOTS]) {
+    crash_point!("pins.record.adopted");
+    for (slot, _) in r.slots.iter().zip(adopted).filter(|&(_, adopted)| adopted) {
+        let off = slot.load(Ordering::Relaxed) - 1;
+        let announced = Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+        super::object::let_go_of_adopted_look(heap, off, announced);
+    }
 }
 
 /// Empties the forking thread's lent looks ([`LENT`]) in every fork child (registered once,
@@ -541,13 +606,15 @@ pub(crate) fn lent_handler_registered() -> bool {
 /// are taken here before the family grows), else a new block, made and linked, its first
 /// record this process's.
 #[cold]
-fn grow(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
+fn grow(heap: &'static Heap, me: ProcId) -> Result<(&'static Record, bool), NoRecord> {
     let word = owner_word(me);
     let _g = lock_blocks(heap, Deadline::after(BLOCKS_WAIT)).ok_or(NoRecord::Busy)?;
-    if let Some(r) =
-        all(heap).find(|r| take_free(heap, r, word)).or_else(|| all(heap).find(|r| take_dead(heap, r, word)))
+    if let Some(taken) = all(heap)
+        .find(|r| take_free(heap, r, word))
+        .map(|r| (r, false))
+        .or_else(|| all(heap).find(|r| take_dead(heap, r, word)).map(|r| (r, true)))
     {
-        return Ok(r);
+        return Ok(taken);
     }
     let chain = blocks_chain(heap);
     let off = chain.make(std::mem::size_of::<Block>()).ok_or(NoRecord::Full)?;
@@ -561,7 +628,7 @@ fn grow(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
         heap.pin_epoch().fetch_add(1, Ordering::Release);
         crash_point!("pins.block.linked");
     });
-    Ok(r)
+    Ok((r, false))
 }
 
 /// The blocks of records, made under `pin_blocks_lock` (see `chain`).
@@ -613,20 +680,25 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 /// owned one naming the table. Call with the table's lock held, after
 /// loading its in-flight word with acquire.
 pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
-    any_live(heap, |s| s & !LENT_PIN == table)
+    any_live(heap, u64::MAX, |s| s & !LENT_PIN == table)
 }
 
 /// Whether a live process announces a look as `look` ([`announced_by_live`]'s read), or
 /// a pin of the object's own holder table at `table` in a slot its look lent ([`lend`],
 /// [`LENT_PIN`]): that look is announced so until the pin gives the slot back. A pin of
 /// that table with no look at the object (in a slot of its own) is no look.
+///
+/// An anonymous look anywhere in the family counts; an anonymous pin of a table does not
+/// ([`ANONYMOUS_LOOK`]): a look is always announced itself, in a slot (its own, or lent to
+/// a pin, or marked letting go) or anonymously, whatever its pins do.
 pub(crate) fn look_announced_by_live(heap: &Heap, look: u64, table: u64) -> bool {
-    any_live(heap, |s| s == look || s == table | LENT_PIN)
+    any_live(heap, !(ANONYMOUS_LOOK - 1), |s| s == look || s == table | LENT_PIN)
 }
 
-/// Whether some process pins anonymously, or a live one has a slot that `announces`.
-fn any_live(heap: &Heap, announces: impl Fn(u64) -> bool) -> bool {
-    if heap.anonymous_pins().load(Ordering::Acquire) != 0 {
+/// Whether some process pins anonymously (as `anonymous` reads the heap's count), or a live
+/// one has a slot that `announces`.
+fn any_live(heap: &Heap, anonymous: u64, announces: impl Fn(u64) -> bool) -> bool {
+    if heap.anonymous_pins().load(Ordering::Acquire) & anonymous != 0 {
         return true;
     }
     let me = owner_word(sys::me());
@@ -664,6 +736,43 @@ pub(crate) fn forget(pid: u32) {
             }
         }
     }
+}
+
+/// Every record free or a dead owner's, taken for this (live) process, as by as many live
+/// processes: a claim finds none (the tests' way to make a claim take a given record).
+#[cfg(test)]
+pub(super) fn take_every_record(heap: &Heap) -> Vec<&Record> {
+    let me = sys::me();
+    let live = owner_word(me);
+    let mut mine = Vec::new();
+    for r in all(heap) {
+        if take_free(heap, r, live) || take_dead(heap, r, live) {
+            r.start.store(me.start, Ordering::Relaxed);
+            mine.push(r);
+        }
+    }
+    mine
+}
+
+/// Gives back the records [`take_every_record`] took.
+#[cfg(test)]
+pub(super) fn give_back(mine: &[&Record]) {
+    let live = owner_word(sys::me());
+    for r in mine {
+        r.owner.compare_exchange(live, 0, Ordering::AcqRel, Ordering::Relaxed).ok();
+    }
+}
+
+/// The offset of the record that the process `pid` owns, if any (the tests' look).
+#[cfg(test)]
+pub(super) fn record_of(heap: &Heap, pid: u32) -> Option<u64> {
+    records(heap).find(|r| r.owner.load(Ordering::Acquire) as u32 == pid).map(|r| offset_of(heap, r))
+}
+
+/// The pid owning the record at `off` (0: free), as [`record_of`] gave it.
+#[cfg(test)]
+pub(super) fn owner_pid_of(heap: &'static Heap, off: u64) -> u32 {
+    record_at(heap, off).owner.load(Ordering::Acquire) as u32
 }
 
 #[cfg(test)]
@@ -802,28 +911,6 @@ mod tests {
         let pid = c.id();
         c.wait().unwrap();
         pid
-    }
-
-    /// Every record free or a dead owner's, taken for this (live) process, as by as many
-    /// live processes: a claim finds none.
-    fn take_every_record(heap: &Heap) -> Vec<&Record> {
-        let me = sys::me();
-        let live = owner_word(me);
-        let mut mine = Vec::new();
-        for r in all(heap) {
-            if take_free(heap, r, live) || take_dead(heap, r, live) {
-                r.start.store(me.start, Ordering::Relaxed);
-                mine.push(r);
-            }
-        }
-        mine
-    }
-
-    fn give_back(mine: &[&Record]) {
-        let live = owner_word(sys::me());
-        for r in mine {
-            r.owner.compare_exchange(live, 0, Ordering::AcqRel, Ordering::Relaxed).ok();
-        }
     }
 
     /// A claimer killed at `pins.record.claimed` on the record at the top (every record
@@ -973,10 +1060,14 @@ mod tests {
 
     /// Runs `child` in a fork child of this process, and returns how it ended. A child that
     /// has not ended within a minute (hung on a lock or a `Once` another thread of this
-    /// test binary held at the fork) is killed, and the test fails (review102 L4).
+    /// test binary held at the fork) is killed, and the test fails (review102 L4). The
+    /// child ends with `exit_group`, flushing nothing: `exit_now` takes stdout's lock, which
+    /// the test harness's thread may hold at the fork as it prints another test's result,
+    /// and the child (and the grandchild of a nested call, orphaned when its parent is
+    /// killed) then waited on it for ever.
     fn in_a_child(child: impl FnOnce() -> i32) -> Option<sys::Ended> {
         match sys::fork().unwrap() {
-            sys::Forked::Child => sys::exit_now(child()),
+            sys::Forked::Child => sys::exit_group(child()),
             sys::Forked::Parent(pid) => {
                 let pidfd = sys::pidfd_open(pid).unwrap();
                 let deadline = Deadline::after(Duration::from_secs(60));
@@ -1060,6 +1151,36 @@ mod tests {
             ended,
             Some(sys::Ended::Exited(0)),
             "a fork child of a registration in flight did not register (exit 1: its child ran no handler)"
+        );
+    }
+
+    /// review110 L2: a process that found its own pid in flight took it for another of its
+    /// threads registering, and went on without registering. A fork child's fork child can
+    /// inherit a registration in flight named by a pid that is its own: P registers, another
+    /// thread of P forks C (the state names P), and before C's first call C forks G, P has
+    /// died and been reaped, and its pid has come round to G. G never registered, for its
+    /// life and its fork children's. The state is written here as G inherits it (a real
+    /// pid wrap is not made); G's fork child must run the handler.
+    #[test]
+    fn a_process_finding_its_own_pid_in_flight_registers() {
+        static REGISTERED: sys::Registration = sys::Registration::new();
+        static HANDLED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn handled() {
+            HANDLED.store(true, Ordering::Relaxed);
+        }
+        let ended = in_a_child(|| {
+            REGISTERED.set_in_flight(sys::pid_now());
+            // SAFETY: one relaxed atomic store, no lock, no unwinding.
+            sys::once_without_waiting(&REGISTERED, || unsafe { sys::in_every_fork_child(handled) });
+            match in_a_child(|| i32::from(!HANDLED.load(Ordering::Relaxed))) {
+                Some(sys::Ended::Exited(code)) => code,
+                _ => 2,
+            }
+        });
+        assert_eq!(
+            ended,
+            Some(sys::Ended::Exited(0)),
+            "a process that found its own pid in flight did not register (exit 1: its child ran no handler)"
         );
     }
 

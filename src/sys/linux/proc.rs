@@ -145,48 +145,43 @@ pub(crate) unsafe fn in_every_fork_child(handler: extern "C" fn()) {
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };
 }
 
-/// Runs `register` (a fork handler's registration) at the first call only, and never
+/// Runs `register` (a fork handler's registration) unless a call made it already, and never
 /// waits for it. A `Once` would: a fork made by another thread while the first caller ran
 /// it (`pthread_atfork` waits on glibc's atfork lock, which a fork holds throughout) left
 /// the child a `Once` that nobody there completes, and the child's own first call waited
-/// for ever (review102 M1). A later caller of the same process may so go on before the
-/// registration lands: register at init too, single-threaded (and at a spawned child's
-/// boot), so that only a process that ran no init (and no fork of one) registers lazily.
+/// for ever (review102 M1). So `register` must be harmless to run more than once (the
+/// handlers are idempotent stores): every caller that finds the registration not made
+/// makes it, and marks it made only after `pthread_atfork` returned. Register at init too,
+/// single-threaded (and at a spawned child's boot), so that only a process that ran no init
+/// (and no fork of one) registers lazily, and threads racing its first call register once
+/// each at most.
 ///
-/// The registration in flight names its process's pid: a fork child that inherits it so
-/// (its parent forked between the flag and `pthread_atfork`, which may have landed before
-/// the fork or not) registers again at its first call (review105 L1: a flag of two states
-/// gave that child the flag without the handler, for its life and its fork children's).
-/// The handlers are idempotent, so one registered twice does no harm.
+/// A fork child inherits "made" only with the handler: a fork by another thread while a
+/// registration is in flight copies "not made", and the child registers at its first call.
+/// Until review110 L2 the registration in flight named its process's pid, and a caller that
+/// found its own pid there took it for another of its threads registering and went on
+/// without registering (review105 L1 had made it so, where a flag of two states, set before
+/// `pthread_atfork`, gave a fork child the flag without the handler). A fork child's fork
+/// child can find its own pid there: P registers, another thread of P forks C, and before
+/// C's first call C forks G, P has died and been reaped, and its pid has come round to G
+/// (or in a pid namespace). G never registered, for its life and its fork children's
+/// (`a_process_finding_its_own_pid_in_flight_registers`). With no pid, nothing is mistaken
+/// for another thread's registration; a thread racing another's registration makes its
+/// own.
 pub(crate) fn once_without_waiting(registration: &Registration, register: impl FnOnce()) {
-    let mut seen = registration.0.load(Ordering::Acquire);
-    loop {
-        if seen == Registration::MADE {
-            return;
-        }
-        let me = pid_now();
-        if seen == me {
-            // Another thread of this process registers it now.
-            return;
-        }
-        // None yet, or one in flight in the process this one is a fork of.
-        match registration.0.compare_exchange(seen, me, Ordering::Relaxed, Ordering::Acquire) {
-            Ok(_) => {
-                register();
-                registration.0.store(Registration::MADE, Ordering::Release);
-                return;
-            }
-            Err(now) => seen = now,
-        }
+    if registration.0.load(Ordering::Acquire) == Registration::MADE {
+        return;
     }
+    register();
+    registration.0.store(Registration::MADE, Ordering::Release);
 }
 
-/// Whether a fork handler was registered in this process ([`once_without_waiting`]): 0
-/// not yet, [`Registration::MADE`], or in flight, the registering process's pid.
+/// Whether a fork handler was registered in this process ([`once_without_waiting`]):
+/// [`Registration::MADE`], or not (0; another value only as the tests write it).
 pub(crate) struct Registration(AtomicU32);
 
 impl Registration {
-    /// Made (no pid is that large: at most 2^22).
+    /// Made.
     const MADE: u32 = u32::MAX;
 
     pub(crate) const fn new() -> Self {
@@ -197,6 +192,13 @@ impl Registration {
     /// before the fork).
     pub(crate) fn made(&self) -> bool {
         self.0.load(Ordering::Acquire) == Self::MADE
+    }
+
+    /// Writes the state a registration in flight had until review110 L2, the registering
+    /// process's pid: the tests' way to make what a fork child's fork child inherited.
+    #[cfg(test)]
+    pub(crate) fn set_in_flight(&self, pid: u32) {
+        self.0.store(pid, Ordering::Release);
     }
 }
 
