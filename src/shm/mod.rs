@@ -53,7 +53,7 @@ pub(crate) use receipts::{
     send_outcome_blob, take_token as take_args_token, token_bytes as args_token_bytes,
 };
 pub(crate) use record::ChangeRecord;
-pub(crate) use report_room::{ChildRoom, LeftBehind, ReportRoom, free_left_rooms};
+pub(crate) use report_room::{ChildRoom, LeftBehind, ReportRoom, TAKEN_MAX, free_left_rooms};
 pub(crate) use ring::{IN_OWN_TAKE, INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
 pub(crate) use segment::{AccessError, Segment};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
