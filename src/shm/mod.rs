@@ -48,7 +48,7 @@ pub(crate) use mutex::{Acquired, GUARD_GRACE, Owner, RawGuard, RawMutex, TakenIn
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use receipts::{
-    ArgsToken, Carrier, Key as ReceiptKey, ResultHandles, ResultUndo, from_frame as receipt_from_frame,
+    ArgsToken, Carrier, Key as ReceiptKey, NoResultUndo, ResultHandles, ResultUndo, from_frame as receipt_from_frame,
     give_back_result_undo, named_result_undo, on_socket as receipts_on_socket, outcome_blob_from_frame, result_undo,
     send_outcome_blob, take_token as take_args_token, token_bytes as args_token_bytes,
 };
