@@ -740,7 +740,10 @@ pub(crate) fn give_back_result_undo(key: Key, pid: u32, blob: bool) -> ResultHan
     let mut named_blob = None;
     let mut taken = ResultHandles { dead: Some(pid), entries: Vec::new() };
     Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |state, _| {
-        if state.done.swap(1, Ordering::AcqRel) == 0 {
+        // Only the undo `pid` made: a key from the dead child that names another child's
+        // (a forgery: safe code can write neither a room's words nor a boot socket) would
+        // have this parent run that undo, and its own parent none (review98 L4).
+        if state.maker.load(Ordering::Relaxed) == u64::from(pid) && state.done.swap(1, Ordering::AcqRel) == 0 {
             (named_blob, taken.entries) = state.entries(heap);
         }
     });
@@ -775,6 +778,35 @@ mod tests {
         assert_eq!(outcome_blob_from_frame(&outcome[4..]), None);
         assert_eq!(on_socket(7) & !SOCKET, 7);
         assert!(!Heap::get().contains(on_socket(7), 8), "never a heap offset");
+    }
+
+    /// review98 L4: a key naming a result's undo that another process made (a forged key,
+    /// from a dead child's room or socket) takes nothing: its maker's parent still runs it.
+    /// Before, the wrong parent marked it taken and ran it, and its own parent's take found
+    /// it done (here: the value's count left in flight, its block in the heap).
+    #[test]
+    fn a_result_undo_is_given_back_only_for_its_maker() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let value = crate::Value::new(5u64).unwrap();
+        let encoded = codec::encode_own(&value).unwrap();
+        assert!(encoded.has_handles());
+        let mut named = None;
+        let undo = result_undo(&encoded, None, |key| {
+            named = Some(key);
+            true
+        })
+        .unwrap();
+        encoded.sent();
+        let key = named_result_undo(named.unwrap()).unwrap();
+        let other = sys::pid_now() + 1;
+        let taken = give_back_result_undo(key, other, false);
+        assert!(taken.entries.is_empty(), "another process's key took the undo");
+        // Its maker's side takes it back: the undo runs, the value's count comes back.
+        undo.take_back();
+        drop(value);
+        assert_eq!(heap.in_use(), before, "the heap's bytes in use");
     }
 
     /// A token freed between the fork's record (in the parent) and the child's `in_child`:
