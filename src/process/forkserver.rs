@@ -1840,9 +1840,12 @@ impl Server {
     /// seen ending (its pidfd, for a room left to it: `free_left_rooms`) and its room freed:
     /// it stays its requester's, unless the requester frees it only on the status
     /// ([`Kid::frees_on_status`]), which comes after the reap. So is the room of a kid
-    /// reaped before, whose status it never read ([`Reported`]; trk71: it leaked). Left: a
-    /// requester killed between its read of the status and its free (a few instructions),
-    /// or with the room left for later (`ReportRoom::release`), leaks it.
+    /// reaped before, whose status it never read ([`Reported`]; trk71: it leaked), and of
+    /// a kid reaped before the requester let go of its room ([`Waiting`]). A room its
+    /// requester let go of is the server's at the reap ([`take_room`]). Left, where the
+    /// server could not take it (a spilled message, a requester that never let go within
+    /// [`LET_GO_WAIT`]): a requester killed between its read of the status and its free (a
+    /// few instructions), or with the room left for later (`ReportRoom::release`), leaks it.
     fn requester_died(&mut self, i: usize) {
         let itself = self.requesters[i].watches_peer;
         for kid in self.kids.iter_mut().filter(|k| k.requester == i) {

@@ -44,7 +44,11 @@
 //! block only once the child is dead, and frees it after. A parent that dies first leaves
 //! them (the child may still write them): a leak of a few words, as with receipts; but the
 //! room of a fork-server child still running when its requester died is freed by the
-//! server once it reaped that child ([`ReportRoom::free_orphan_at`]).
+//! server once it reaped that child ([`ReportRoom::free_orphan_at`]). A fork-server child's
+//! room whose requester let go of it after its start ([`ReportRoom::go_and_let_go`]) is
+//! the server's once it reaped the child: it sends the requester a copy of what the child
+//! left ahead of the status, then frees it ([`ReportRoom::copy_at`]), so that one process
+//! alone frees it (mt81 B1).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
