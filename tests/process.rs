@@ -4700,10 +4700,23 @@ fn sleep_secs(secs: u64) {
 /// right after it read the grandchild's status (`"status_read"`).
 fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::Event, RawValue<u32>, String)) {
     let secs = if how == "running" { 600 } else { 0 };
-    let child = Process::new(sleep_secs, secs).start_method(StartMethod::ForkServer).start().unwrap();
+    let child = if how == "status_read_late" {
+        // The start held after its answer, before it lets go of the room: the grandchild
+        // runs (the server said go), ends and is reaped meanwhile (its status waits). Then
+        // the start goes on, and the join is aborted right after the status.
+        multiproc::__private::crash_at("hold:process.start.let_go");
+        let start = std::thread::spawn(|| Process::new(sleep_secs, 0).start_method(StartMethod::ForkServer).start());
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the start held");
+        // Its pid is not known yet: time enough for the grandchild to end.
+        std::thread::sleep(Duration::from_millis(500));
+        multiproc::__private::crash_at("process.reap.status_read");
+        start.join().unwrap().unwrap()
+    } else {
+        Process::new(sleep_secs, secs).start_method(StartMethod::ForkServer).start().unwrap()
+    };
     let pid = child.pid();
     grandchild.set(pid);
-    if how == "status_read" {
+    if how == "status_read" || how == "status_read_late" {
         // Killed (aborted) between its read of the grandchild's status and its free of the
         // grandchild's room.
         started.set();
@@ -4746,10 +4759,11 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
     started.wait().unwrap();
     let grandchild = grandchild.get();
     // That one ends itself, at its crash point.
-    if how != "status_read" {
+    let aborts = how.starts_with("status_read");
+    if !aborts {
         child.kill().unwrap();
     }
-    let killed_by = if how == "status_read" { libc::SIGABRT } else { libc::SIGKILL };
+    let killed_by = if aborts { libc::SIGABRT } else { libc::SIGKILL };
     match child.join() {
         Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, killed_by),
         other => panic!("its join said {:?}, not its kill", other.map(|_| ())),
@@ -4793,16 +4807,32 @@ fn a_killed_childs_ended_fork_server_child_s_report_room_is_freed() {
     );
 }
 
-/// The same child killed (aborted at a crash point) between its read of its fork-server
-/// child's status and its free of the child's room: the server, which wrote the status,
-/// saw it read, took the room for its requester's, and it leaked (512 bytes).
+/// The same child killed (aborted at a crash point) right after its read of its
+/// fork-server child's status: the server, which wrote the status, saw it read, took the
+/// room for its requester's to free, and it leaked (mt81 B1: 512 bytes). The server now
+/// takes the room of a requester that let go of it (its go said, its last touch) when it
+/// reaps the child: it sends the requester a copy ahead of the status and frees the room
+/// itself, so one process alone frees it.
 #[test]
-#[ignore = "open, documented (mt81): a status read and a room freed are two acts, and a kill between them is either a leak or, the other way round, a double free; closing it needs the server to free such rooms on its requester's word (HACKING, the fork server's rooms)"]
 fn a_childs_fork_server_child_s_report_room_is_freed_when_it_dies_right_after_the_status() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with(
         "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
         &[(ORPHAN_ROOM_INNER, "status_read")],
+    );
+}
+
+/// The same, with the fork-server child reaped before its requester let go of its room
+/// (its start held at `process.start.let_go` after its answer; the server's go came first,
+/// so the child ran and ended): the server keeps the status until the requester lets go,
+/// then takes the room as above. Written first, the status made the requester free the
+/// room as before, and the same kill leaked it (512 bytes).
+#[test]
+fn a_childs_fork_server_child_s_report_room_is_freed_when_it_dies_right_after_a_late_status() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
+        &[(ORPHAN_ROOM_INNER, "status_read_late")],
     );
 }
 
@@ -4816,5 +4846,75 @@ fn a_killed_childs_joined_fork_server_child_s_report_room_is_freed_once() {
     common::run_inner_test_with(
         "a_killed_childs_fork_server_child_s_report_room_is_freed_inner",
         &[(ORPHAN_ROOM_INNER, "joined")],
+    );
+}
+
+/// Starts a fork-server grandchild whose argument holds no handles (it reports in a room),
+/// joins it, and returns what the join said and the heap's bytes left over by it.
+fn join_a_roomed_grandchild(x: u64) -> (Option<u64>, i64) {
+    let in_use = multiproc::__private::heap_in_use;
+    let before = in_use();
+    let grandchild = Process::new(square, x).start_method(StartMethod::ForkServer).start().unwrap();
+    let joined = grandchild.join().ok();
+    (joined, in_use() as i64 - before as i64)
+}
+
+const TAKEN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_TAKEN_ROOM_INNER";
+
+#[test]
+fn a_room_the_fork_server_took_is_read_from_its_copy_inner() {
+    let Ok(how) = std::env::var(TAKEN_ROOM_INNER) else { return };
+    let _w = watchdog(LIMIT);
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    // The child is this process's own (the server forks it as our sibling, and we reap it):
+    // only its own grandchild is the server's, whose room the server takes.
+    let child = Process::new(join_a_roomed_grandchild, 3).start_method(StartMethod::ForkServer).start().unwrap();
+    if how == "stopped" {
+        let reached = eventually(LIMIT, || stopped(server) || !child.is_alive());
+        assert!(reached && child.is_alive(), "the child's join ended without the server taking the room");
+        // The server stopped itself between its copy of the room (sent) and its free.
+        // The child has the copy alone: its join waits for the status.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.is_alive(), "the join ended on the copy alone, before the status");
+        // SAFETY (test): kill only sends a signal, to the family's fork server.
+        unsafe {
+            libc::kill(server as i32, libc::SIGCONT);
+        }
+        // Freed before the status went: the join's caller finds the heap as it was.
+        assert_eq!(child.join().unwrap(), (Some(9), 0));
+    } else {
+        // The server was killed (aborted) between its copy of the room and its free: the
+        // child reads the outcome from the copy, and leaves the room (a leak, never a read
+        // of a freed room or a second free).
+        let (joined, left) = child.join().unwrap();
+        assert!(!pid_running(server), "the server did not reach its crash point");
+        assert_eq!(joined, Some(9), "the outcome from the copy");
+        assert!(left <= 512, "{left} bytes left: more than the room");
+    }
+    println!("INNER-DONE");
+}
+
+/// mt81 B1's fix: the fork server takes the room of a child whose requester let go of it
+/// and sends the requester a copy ahead of the status, in a write of its own, before it
+/// frees the room. The copy may come alone (the server held between the two, here stopped):
+/// the requester keeps it and waits for the status, then reads the outcome from the copy
+/// with the room already freed.
+#[test]
+fn a_room_the_fork_server_took_is_read_from_its_copy() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_the_fork_server_took_is_read_from_its_copy_inner",
+        &[(TAKEN_ROOM_INNER, "stopped"), ("MULTIPROC_CRASH_AT", "stop:forkserver.room.taken")],
+    );
+}
+
+/// The same server killed between its copy and its free: the requester reads the outcome
+/// from the copy and never touches the room (the server's, leaked: the one residual).
+#[test]
+fn a_room_the_fork_server_took_is_read_from_its_copy_when_the_server_dies() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_the_fork_server_took_is_read_from_its_copy_inner",
+        &[(TAKEN_ROOM_INNER, "killed"), ("MULTIPROC_CRASH_AT", "forkserver.room.taken")],
     );
 }

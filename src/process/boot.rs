@@ -575,7 +575,16 @@ impl Channel {
     /// otherwise, to run when its state is dropped with the outcome never taken. That
     /// undo's side then: left to the parent once the report is delivered, else taken back;
     /// an object never sent runs its undo when freed, by whoever frees it.
-    fn name_for_parent(&self, outcome: &Outcome, result: Option<&Encoded>) -> Option<crate::shm::ResultUndo> {
+    ///
+    /// `Err` when `result` holds handles whose undo could not be made (a full heap, an undo
+    /// not in the executable): nothing named, and the caller gives the handles back and
+    /// reports that instead of the result (review103 L3: the outcome went the old way, and
+    /// a parent that never joined never gave the handles back).
+    fn name_for_parent(
+        &self,
+        outcome: &Outcome,
+        result: Option<&Encoded>,
+    ) -> Result<Option<crate::shm::ResultUndo>, Unmade> {
         let blob = match outcome {
             Outcome::Returned(Payload::Heap(blob)) => Some(blob.key()),
             _ => None,
@@ -592,16 +601,20 @@ impl Channel {
                 }
             }
         };
-        if let Some(result) = result.filter(|result| result.has_handles())
-            && let Some(undo) = crate::shm::result_undo(result, blob, name)
-        {
-            return Some(undo);
+        if let Some(result) = result.filter(|result| result.has_handles()) {
+            match crate::shm::result_undo(result, blob, name) {
+                Ok(undo) => return Ok(Some(undo)),
+                Err(crate::shm::NoResultUndo::Unmade) => return Err(Unmade),
+                // Not named (the parent gone, or a socket error): as a kill before the
+                // naming, the outcome goes as it is.
+                Err(crate::shm::NoResultUndo::Unnamed) => return Ok(None),
+            }
         }
         if let Some(key) = blob {
             // Not named (the parent gone, or a socket error): as a kill before the naming.
             let _ = name(key);
         }
-        None
+        Ok(None)
     }
 }
 
@@ -1156,13 +1169,25 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         returned.send(&channel);
         end(&channel, 0)
     }
-    let outcome = call.outcome.take().unwrap_or_else(|| Outcome::Failed("the runner left no outcome".into()));
+    let mut outcome = call.outcome.take().unwrap_or_else(|| Outcome::Failed("the runner left no outcome".into()));
+    let undo = match channel.name_for_parent(&outcome, call.encoded.as_ref()) {
+        Ok(undo) => undo,
+        Err(Unmade) => {
+            // Its handles given back here (their counts come back from flight), and the
+            // result with them (its blob, if any, freed unnamed): the parent learns why.
+            drop(call.encoded.take());
+            outcome = Outcome::Failed(
+                "its result holds handles whose undo could not be made for its parent (the family heap is full): they were given back"
+                    .into(),
+            );
+            None
+        }
+    };
     let code = match outcome {
         Outcome::Returned(_) => 0,
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
-    let undo = channel.name_for_parent(&outcome, call.encoded.as_ref());
     let delivered = report_in(&channel, &outcome, room);
     // The result's own handles, counted in flight by the runner's encoding: the parent's
     // once the outcome is delivered; else given back here (a cut outcome, or none, goes
@@ -1184,6 +1209,10 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     }
     end(&channel, code)
 }
+
+/// A result's handles whose undo could not be made ([`Channel::name_for_parent`]).
+#[derive(Debug)]
+struct Unmade;
 
 /// A child's end once it ran (or tried to): a `Fork` child reporting in a room waits for
 /// its parent to have looked at it first (`ChildRoom::wait_to_end`: a program that reaps

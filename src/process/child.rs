@@ -101,6 +101,9 @@ struct Inner {
     /// handle dropped unjoined; review98 M1: the handles stayed in flight for good), in
     /// the process that started the child only (a fork copy of the state runs nothing).
     result_handles: Option<ResultHandles>,
+    /// The copy of its report room the fork server sent ahead of its status, having taken
+    /// the room (`ReportRoom::copy_at`): the room is the server's, never touched here again.
+    taken: Option<Vec<u8>>,
     /// The process that made this state (the child's parent).
     maker: u32,
     /// What the parent made for a fork child, dropped once the child has ended
@@ -130,6 +133,7 @@ impl Inner {
             outcome_blob: None,
             result_undo: None,
             result_handles: None,
+            taken: None,
             maker: sys::pid_now(),
             kept,
         }
@@ -144,7 +148,11 @@ impl Inner {
         // Or in its room, which the child writes no more; freed, or left until the fork
         // server that forked it is done with it (its go after its answer).
         if let Some(room) = self.room.take() {
-            let (outcome, named) = read_room(room);
+            let (outcome, named) = match self.taken.take() {
+                // Taken and freed by the server, which sent its copy.
+                Some(copy) => outcome_of(room.taken(&copy)),
+                None => read_room(room),
+            };
             self.outcome = outcome;
             if let Some(key) = named {
                 keep_named(key, &mut self.outcome_blob, &mut self.result_undo);
@@ -395,14 +403,25 @@ impl ChildState {
                     Err(_) => None,
                 },
                 ExitWatch::Server(fd) => {
-                    let mut word = [0u8; 4];
-                    let read = sys::read_some(fd.as_fd(), &mut word);
-                    // Its status read, its room not freed yet (`read_room`, in the settle).
-                    if matches!(read, Ok(4)) {
+                    // The status, after the copy of the room when the server took it (in a
+                    // write of its own, made before the room's free: it may come alone).
+                    let mut buf = [0u8; 4 + crate::shm::TAKEN_MAX];
+                    let read = sys::read_some(fd.as_fd(), &mut buf).map(|n| {
+                        let (copy, rest) = ReportRoom::split_taken(&buf[..n]);
+                        if let Some(copy) = copy {
+                            inner.taken = Some(copy.to_vec());
+                        }
+                        (n, <[u8; 4]>::try_from(rest).ok())
+                    });
+                    // Its status read, its room not freed yet (`read_room`, in the settle),
+                    // unless the server took it.
+                    if matches!(read, Ok((_, Some(_)))) {
                         crash_point!("process.reap.status_read");
                     }
                     match read {
-                        Ok(4) => match i32::from_ne_bytes(word) {
+                        // The copy alone: the status follows.
+                        Ok((n, None)) if n > 0 && inner.taken.is_some() => None,
+                        Ok((_, Some(word))) => match i32::from_ne_bytes(word) {
                             // Reaped by somebody else, no status known: as its outcome says.
                             super::forkserver::STATUS_UNKNOWN => {
                                 status_unknown = true;
@@ -410,7 +429,12 @@ impl ChildState {
                             }
                             raw => Some(Ended::from_raw(raw)),
                         },
-                        // The fork server vanished: its children die with it.
+                        // The fork server vanished: its children die with it. One whose
+                        // room it took (sent the copy) it had reaped: ended as its copy says.
+                        Ok(_) if inner.taken.is_some() => {
+                            status_unknown = true;
+                            Some(Ended::Signaled(sys::SIGKILL))
+                        }
                         Ok(_) => {
                             // This one perhaps not yet: its room is left to it (a few words),
                             // and its boot message too (it may still decode it).
@@ -566,12 +590,18 @@ pub(super) fn exit_status(pidfd: BorrowedFd<'_>) -> Option<Ended> {
 /// server that forked it is done with it): its outcome, and the key it named before its
 /// report (its outcome's blob, or its result's undo), if any.
 fn read_room(mut room: ReportRoom) -> (Option<Outcome>, Option<[u64; 3]>) {
-    let outcome = room.take().map(|message| {
+    let message = room.take();
+    let named = room.named_blob();
+    room.release();
+    outcome_of((message, named))
+}
+
+/// The outcome a room's message says (decoded), and the key the child named.
+fn outcome_of((message, named): (Option<Vec<u8>>, Option<[u64; 3]>)) -> (Option<Outcome>, Option<[u64; 3]>) {
+    let outcome = message.map(|message| {
         crate::codec::decode_own::<Outcome>(&message)
             .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
     });
-    let named = room.named_blob();
-    room.release();
     (outcome, named)
 }
 

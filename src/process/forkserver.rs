@@ -632,11 +632,15 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // it forked it: `free_left_rooms`).
             match e {
                 LaunchError::Lost { .. } => {
-                    room.go();
+                    // Left: the server that reaps the child frees it (our status pipe went
+                    // with the answer's descriptors).
+                    room.go_and_let_go();
                     room.leave();
                     Err(e)
                 }
                 LaunchError::Failed(error) | LaunchError::ServerDied(error) if !room.stop() => {
+                    // As lost: the server that reaps the child frees the room.
+                    room.go_and_let_go();
                     room.leave();
                     Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None })
                 }
@@ -1176,6 +1180,52 @@ impl Reported {
     }
 }
 
+/// A kid reaped before its requester let go of its room (its go after the answer, its last
+/// touch: `ReportRoom::go_and_let_go`), whose requester frees the room only on its status
+/// ([`Kid::frees_on_status`]): a short kid may end before its requester has the answer.
+/// Its status waits (the requester, which joins only after its go, waits for nothing) until
+/// the requester lets go, and the server then takes the room ([`take_room`]); or until the
+/// requester dies (the room is the server's: it never freed it, and touches it no more); or
+/// for [`LET_GO_WAIT`] at most (a requester stopped, or slow), after which the status goes
+/// alone and the room stays its requester's, as before (mt81 B1's residual, then).
+struct Waiting {
+    kid: Kid,
+    status: i32,
+    since: Instant,
+}
+
+/// How long a reaped kid's status waits for its requester to let go of the room
+/// ([`Waiting`]),
+const LET_GO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// and how often the server looks meanwhile.
+const LET_GO_LOOK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Takes the room at `off` of a kid just reaped whose requester let go of it
+/// (`ReportRoom::go_and_let_go`, its last touch before it reads the kid's end): sends the
+/// requester a copy of what the kid left on the kid's status pipe `status`, then frees the
+/// room, before the status is written. True when taken: the requester reads the copy and
+/// never touches the room again, and no other process frees it (mt81 B1: a requester
+/// killed between its read of the status and its free of the room leaked it, and the other
+/// order frees it twice). False (the room stays its requester's, as before) when the
+/// requester has not let go yet, or the kid spilled its message, or the copy could not be
+/// written to a requester that may still read the pipe (then it meets the status alone and
+/// reads the room itself). A pipe whose reader is gone (`EPIPE`: the requester dropped the
+/// kid's state, or died, having let go) is taken all the same: nobody else touches the room.
+fn take_room(off: u64, status: &OwnedFd) -> bool {
+    let mut copy = [0u8; crate::shm::TAKEN_MAX];
+    let Some(len) = crate::shm::ReportRoom::copy_at(off, &mut copy) else { return false };
+    match sys::write_all(status.as_fd(), &copy[..len]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(_) => return false,
+    }
+    // Copied, not yet freed: a server killed here leaks the room (its requester has the
+    // copy, and leaves the room).
+    crash_point!("forkserver.room.taken");
+    crate::shm::ReportRoom::free_orphan_at(off);
+    true
+}
+
 struct Server {
     listener: OwnedFd,
     /// This server's pid (asked once, at its start): its children's parent, and named in
@@ -1192,6 +1242,8 @@ struct Server {
     kids: Vec<Kid>,
     /// Kids ended whose status is not read yet, with their rooms.
     reported: Vec<Reported>,
+    /// Kids reaped before their requesters let go of their rooms ([`Waiting`]).
+    waiting: Vec<Waiting>,
     /// Where a request longer than [`REQUEST_HEAD`] is received ([`REQUEST_ROOM`] bytes,
     /// made once): a child reads its inline boot message in its copy.
     buf: &'static mut [u8],
@@ -1278,6 +1330,7 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
         requesters: Vec::new(),
         kids: Vec::new(),
         reported: Vec::new(),
+        waiting: Vec::new(),
         // Mapped, not allocated: its pages are the server's only once a long request
         // wrote them (`vec!` zeroed, and so dirtied, 68 KiB of a heap shared with children).
         buf: sys::lasting_zeroed(REQUEST_ROOM).unwrap_or_else(|_| vec![0; REQUEST_ROOM].leak()),
@@ -1313,11 +1366,13 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
                 Event::CopyEnded(c) => server.copy_ended(c),
             }
         }
+        server.report_waiting();
         server.tidy();
         if server.zygote
             && server.served
             && server.copies.is_empty()
             && server.kids.is_empty()
+            && server.waiting.is_empty()
             && server.requesters.iter().all(|r| r.sock.is_none())
         {
             // A zygote whose requester went and whose workers ended: nobody asks any more.
@@ -1393,7 +1448,7 @@ impl Server {
                 watch(pidfd.as_fd(), Event::CopyEnded(c));
             }
             let mut ready = [false; sys::POLL_ON_STACK];
-            if sys::poll_readable_into(&fds[..n], &mut ready).is_err() {
+            if sys::poll_readable_into(&fds[..n], &mut ready, self.waiting_look()).is_err() {
                 return;
             }
             for (event, _) in what[..n].iter().zip(ready).filter(|(_, r)| *r) {
@@ -1428,7 +1483,7 @@ impl Server {
             fds.push(pidfd.as_fd());
             what.push(Event::CopyEnded(c));
         }
-        let ready = match sys::poll_readable(&fds, None) {
+        let ready = match sys::poll_readable(&fds, self.waiting_look()) {
             Ok(r) => r,
             Err(_) => return Vec::new(),
         };
@@ -1685,6 +1740,7 @@ impl Server {
             mut requesters,
             mut kids,
             mut reported,
+            mut waiting,
             spare,
             mut copies,
             unsafe_to_fork,
@@ -1706,8 +1762,12 @@ impl Server {
             sys::close_in_fork_child(kid.status);
         }
         reported.drain(..).for_each(|r| sys::close_in_fork_child(r.status));
+        for w in waiting.drain(..) {
+            sys::close_in_fork_child(w.kid.pidfd);
+            sys::close_in_fork_child(w.kid.status);
+        }
         copies.drain(..).for_each(|(_, pidfd)| sys::close_in_fork_child(pidfd));
-        std::mem::forget((requesters, kids, reported, copies, unsafe_to_fork));
+        std::mem::forget((requesters, kids, reported, waiting, copies, unsafe_to_fork));
     }
 
     /// Answers requester `i`; whether the answer went (if not, its connection is closed).
@@ -1780,9 +1840,12 @@ impl Server {
     /// seen ending (its pidfd, for a room left to it: `free_left_rooms`) and its room freed:
     /// it stays its requester's, unless the requester frees it only on the status
     /// ([`Kid::frees_on_status`]), which comes after the reap. So is the room of a kid
-    /// reaped before, whose status it never read ([`Reported`]; trk71: it leaked). Left: a
-    /// requester killed between its read of the status and its free (a few instructions),
-    /// or with the room left for later (`ReportRoom::release`), leaks it.
+    /// reaped before, whose status it never read ([`Reported`]; trk71: it leaked), and of
+    /// a kid reaped before the requester let go of its room ([`Waiting`]). A room its
+    /// requester let go of is the server's at the reap ([`take_room`]). Left, where the
+    /// server could not take it (a spilled message, a requester that never let go within
+    /// [`LET_GO_WAIT`]): a requester killed between its read of the status and its free (a
+    /// few instructions), or with the room left for later (`ReportRoom::release`), leaks it.
     fn requester_died(&mut self, i: usize) {
         let itself = self.requesters[i].watches_peer;
         for kid in self.kids.iter_mut().filter(|k| k.requester == i) {
@@ -1792,6 +1855,21 @@ impl Server {
             kid.room_ours =
                 itself && kid.room.is_some() && (kid.frees_on_status || !sys::pidfd_exited(kid.pidfd.as_fd()));
             let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
+        }
+        // Its kids reaped before it let go of their rooms: rooms it never freed, and touches
+        // no more (dead).
+        let mut w = 0;
+        while w < self.waiting.len() {
+            if self.waiting[w].kid.requester != i {
+                w += 1;
+                continue;
+            }
+            let waiting = self.waiting.swap_remove(w);
+            match waiting.kid.room {
+                Some(off) if itself => crate::shm::ReportRoom::free_orphan_at(off),
+                // Not known dead (a pidfd of another process than the one that asked).
+                _ => self.report(waiting.kid, waiting.status),
+            }
         }
         // Its kids ended before it, their status unread: rooms it never freed.
         self.reported.retain(|r| {
@@ -1819,12 +1897,27 @@ impl Server {
             Err(_) => super::child::exit_status(self.kids[k].pidfd.as_fd()).map_or(STATUS_UNKNOWN, sys::Ended::to_raw),
         };
         let kid = self.kids.swap_remove(k);
+        match kid.room {
+            Some(off) if !kid.room_ours && kid.frees_on_status && !crate::shm::ReportRoom::let_go_at(off) => {
+                self.waiting.push(Waiting { kid, status, since: Instant::now() });
+            }
+            _ => self.report(kid, status),
+        }
+    }
+
+    /// Writes the status of `kid`, reaped, for its requester: after the copy of its room,
+    /// taken, when the requester let go of it ([`take_room`]).
+    fn report(&mut self, kid: Kid, status: i32) {
+        // Only a room its requester frees on the status alone: one left to the kid (its
+        // requester's stop came first) the requester frees once it sees the kid ended,
+        // maybe before this reap, and it is read here only when the requester cannot.
+        let taken = kid.room.is_some_and(|off| !kid.room_ours && kid.frees_on_status && take_room(off, &kid.status));
         let wrote = sys::write_all(kid.status.as_fd(), &status.to_ne_bytes()).is_ok();
         match kid.room {
             // Reaped: it writes the room no more, and its requester is dead.
             Some(off) if kid.room_ours => crate::shm::ReportRoom::free_orphan_at(off),
             // Its requester's until it reads the status: the server's if it dies first.
-            Some(room) if wrote && kid.frees_on_status && self.requesters[kid.requester].watches_peer => {
+            Some(room) if !taken && wrote && kid.frees_on_status && self.requesters[kid.requester].watches_peer => {
                 self.reported.push(Reported { requester: kid.requester, room, status: kid.status });
             }
             _ => {}
@@ -1835,9 +1928,31 @@ impl Server {
         self.reported.retain(|r| !r.read());
     }
 
-    /// Whether requester `i` has a status unread ([`Reported`]): its death is still watched.
+    /// Whether requester `i` has a status unread ([`Reported`]) or not yet written
+    /// ([`Waiting`]): its death is still watched.
     fn reports_to(&self, i: usize) -> bool {
-        self.reported.iter().any(|r| r.requester == i)
+        self.reported.iter().any(|r| r.requester == i) || self.waiting.iter().any(|w| w.kid.requester == i)
+    }
+
+    /// Reports the kids whose requesters let go of their rooms since they were reaped, or
+    /// that waited for [`LET_GO_WAIT`] ([`Waiting`]).
+    fn report_waiting(&mut self) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let w = &self.waiting[i];
+            if w.kid.room.is_some_and(crate::shm::ReportRoom::let_go_at) || w.since.elapsed() >= LET_GO_WAIT {
+                let w = self.waiting.swap_remove(i);
+                self.report(w.kid, w.status);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// How long a poll waits: for ever, but for a look now and then while a kid's status
+    /// waits for its requester to let go of its room ([`Waiting`]).
+    fn waiting_look(&self) -> Option<std::time::Duration> {
+        (!self.waiting.is_empty()).then_some(LET_GO_LOOK)
     }
 
     /// Forgets requesters that are gone and have no children left, nor statuses unread.
@@ -1851,13 +1966,14 @@ impl Server {
                 break;
             }
         }
-        for (i, r) in self.requesters.iter_mut().enumerate() {
+        for i in 0..self.requesters.len() {
+            let r = &self.requesters[i];
             if r.sock.is_none()
                 && r.pidfd.is_some()
                 && !self.kids.iter().any(|k| k.requester == i)
-                && !self.reported.iter().any(|k| k.requester == i)
+                && !self.reports_to(i)
             {
-                r.pidfd = None;
+                self.requesters[i].pidfd = None;
             }
         }
     }
@@ -1920,6 +2036,7 @@ mod tests {
             requesters: vec![Requester { sock: None, pidfd: None, peer: 0, watches_peer: true }],
             kids: vec![kid(ended_pidfd, 64, false), kid(running_pidfd, 128, false), kid(ended_too, 192, true)],
             reported: Vec::new(),
+            waiting: Vec::new(),
             buf: vec![0; 1].leak(),
             spare: None,
             zygote: false,

@@ -845,7 +845,11 @@ fn forkserver_start(
         let room = room.expect("an inline boot message comes with its room");
         // The child waits for this before it decodes its boot message, whose handles (its
         // blobs) go with its state, given back from it once it is dead (as on a socket).
-        room.go();
+        // Our last touch of the room until the server tells us the child's end: the server
+        // takes the room then, and sends its copy ahead of the status (mt81 B1). A child
+        // reaped before it (its server's go came first) has its status wait for it.
+        crate::shm::crash::crash_point!("process.start.let_go");
+        room.go_and_let_go();
         let link = Link::Room(room, handles.then_some(message));
         return Ok((pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None));
     }

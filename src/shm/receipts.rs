@@ -55,7 +55,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ShmSafe;
-use super::crash::crash_point;
+use super::crash::{crash_point, fail_point};
 use super::heap::Heap;
 use super::holders::{self, LetGo};
 use super::holds::Listed;
@@ -638,9 +638,19 @@ impl ResultUndo {
     }
 }
 
+/// Why [`result_undo`] made no undo: nothing was sent, and the undo is still the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoResultUndo {
+    /// The heap has no room for it, or an undo is not in the executable (fail point
+    /// `process.report.no_undo`).
+    Unmade,
+    /// It could not be named to the parent (a socket's send failed: the parent gone).
+    Unnamed,
+}
+
 /// Makes the undo of `encoded` (a child's encoded result, which holds handles), `blob` the
 /// key of the outcome's blob if any, has `name` name it to the parent (its key tagged as a
-/// result's undo; `false`: not named), then sends it away. `None` when the heap has no
+/// result's undo; `false`: not named), then sends it away. An error when the heap has no
 /// room for it, an undo is not in the executable, or it could not be named: nothing was
 /// sent, and the undo is still the caller's (review98 L3: sent unnamed, it stayed counted
 /// in flight for good). Named before it is sent: until it is sent, whoever frees it (its
@@ -649,17 +659,21 @@ pub(crate) fn result_undo(
     encoded: &codec::Encoded,
     blob: Option<Key>,
     name: impl FnOnce(Key) -> bool,
-) -> Option<ResultUndo> {
+) -> Result<ResultUndo, NoResultUndo> {
+    if fail_point!("process.report.no_undo") {
+        return Err(NoResultUndo::Unmade);
+    }
     let heap = Heap::get();
     let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
-    let offsets: Vec<u64> = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>()?;
+    let offsets: Vec<u64> =
+        undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>().ok_or(NoResultUndo::Unmade)?;
     let len = RESULT_HEAD + UNDO * undo.len();
     let state = ResultUndoState {
         done: AtomicU64::new(0),
         tail: AtomicU64::new(0),
         maker: AtomicU64::new(u64::from(sys::me().pid)),
     };
-    let made = Shared::with_tail(state, len * 8).ok()?;
+    let made = Shared::with_tail(state, len * 8).map_err(|_| NoResultUndo::Unmade)?;
     let tail = made.tail_offset();
     let w = words(heap, tail, len);
     let [blob_off, blob_generation, _] = blob.unwrap_or_default();
@@ -678,13 +692,13 @@ pub(crate) fn result_undo(
     if !name([off | RESULT_UNDO, generation, 0]) {
         // Freed with nothing run: the encoding's undo is the caller's.
         made.done.store(1, Ordering::Relaxed);
-        return None;
+        return Err(NoResultUndo::Unnamed);
     }
     // One count in flight, which keeps it once this process is dead and its hold pruned
     // (by anyone's reap); this process's own hold kept until it ends (the parent's
     // give-back asks that the dead held it: `Undoing::UnsendHeldByDead`).
     made.clone().send_away();
-    Some(ResultUndo(made))
+    Ok(ResultUndo(made))
 }
 
 /// The key of the result's undo a named key (a child's room's words, its socket's frame)
@@ -726,7 +740,10 @@ pub(crate) fn give_back_result_undo(key: Key, pid: u32, blob: bool) -> ResultHan
     let mut named_blob = None;
     let mut taken = ResultHandles { dead: Some(pid), entries: Vec::new() };
     Shared::<ResultUndoState>::give_back_sent_by_dead_reading(key, pid, |state, _| {
-        if state.done.swap(1, Ordering::AcqRel) == 0 {
+        // Only the undo `pid` made: a key from the dead child that names another child's
+        // (a forgery: safe code can write neither a room's words nor a boot socket) would
+        // have this parent run that undo, and its own parent none (review98 L4).
+        if state.maker.load(Ordering::Relaxed) == u64::from(pid) && state.done.swap(1, Ordering::AcqRel) == 0 {
             (named_blob, taken.entries) = state.entries(heap);
         }
     });
@@ -761,6 +778,35 @@ mod tests {
         assert_eq!(outcome_blob_from_frame(&outcome[4..]), None);
         assert_eq!(on_socket(7) & !SOCKET, 7);
         assert!(!Heap::get().contains(on_socket(7), 8), "never a heap offset");
+    }
+
+    /// review98 L4: a key naming a result's undo that another process made (a forged key,
+    /// from a dead child's room or socket) takes nothing: its maker's parent still runs it.
+    /// Before, the wrong parent marked it taken and ran it, and its own parent's take found
+    /// it done (here: the value's count left in flight, its block in the heap).
+    #[test]
+    fn a_result_undo_is_given_back_only_for_its_maker() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let value = crate::Value::new(5u64).unwrap();
+        let encoded = codec::encode_own(&value).unwrap();
+        assert!(encoded.has_handles());
+        let mut named = None;
+        let undo = result_undo(&encoded, None, |key| {
+            named = Some(key);
+            true
+        })
+        .unwrap();
+        encoded.sent();
+        let key = named_result_undo(named.unwrap()).unwrap();
+        let other = sys::pid_now() + 1;
+        let taken = give_back_result_undo(key, other, false);
+        assert!(taken.entries.is_empty(), "another process's key took the undo");
+        // Its maker's side takes it back: the undo runs, the value's count comes back.
+        undo.take_back();
+        drop(value);
+        assert_eq!(heap.in_use(), before, "the heap's bytes in use");
     }
 
     /// A token freed between the fork's record (in the parent) and the child's `in_child`:

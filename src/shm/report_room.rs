@@ -44,7 +44,11 @@
 //! block only once the child is dead, and frees it after. A parent that dies first leaves
 //! them (the child may still write them): a leak of a few words, as with receipts; but the
 //! room of a fork-server child still running when its requester died is freed by the
-//! server once it reaped that child ([`ReportRoom::free_orphan_at`]).
+//! server once it reaped that child ([`ReportRoom::free_orphan_at`]). A fork-server child's
+//! room whose requester let go of it after its start ([`ReportRoom::go_and_let_go`]) is
+//! the server's once it reaped the child: it sends the requester a copy of what the child
+//! left ahead of the status, then frees it ([`ReportRoom::copy_at`]), so that one process
+//! alone frees it (mt81 B1).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -84,6 +88,14 @@ const GO_STATE: u32 = 3;
 /// requester saw the end of the request's connection: [`ReportRoom::server_gone_at`]). A
 /// room its server may still write is freed only once this is set, or the server is dead.
 const SERVER_DONE: u32 = 4;
+/// The go word's flag: the requester has said its go after its start's answer
+/// ([`ReportRoom::go_and_let_go`]), its last touch of the room until it reads its child's
+/// end from the fork server. The server that reaps the child of a room so marked takes the
+/// room ([`ReportRoom::copy_at`]): it sends the requester a copy ahead of the status and
+/// frees the room itself, so that one process alone frees it (mt81 B1).
+const LET_GO: u32 = 8;
+/// The go word's flags, kept by every later compare-and-swap.
+const GO_FLAGS: u32 = !GO_STATE;
 /// How long a child looks at its go word before it sleeps on it (`wait::spin_for`, which
 /// yields now and then: the server that says go may need this processor).
 const GO_SPIN: Duration = super::wait::SPIN;
@@ -99,7 +111,7 @@ fn say(word: &AtomicU32, what: u32, done: bool) -> u32 {
     loop {
         let state = now & GO_STATE;
         let said = state == GO_ON || state == GO_STOP;
-        let new = if said || what == GO_PENDING { now | done } else { (now & SERVER_DONE) | done | what };
+        let new = if said || what == GO_PENDING { now | done } else { (now & GO_FLAGS) | done | what };
         if new == now {
             return if said { state } else { what };
         }
@@ -214,6 +226,25 @@ impl ReportRoom {
     /// through).
     pub(crate) fn go(&self) {
         say(go_word(Heap::get(), self.off), GO_ON, false);
+    }
+
+    /// [`ReportRoom::go`] for the room of a fork-server child whose start went through (or
+    /// was lost after the server's answer), and the requester's last touch of the room until
+    /// it reads its child's end from the server ([`LET_GO`]): the server that reaps the child
+    /// then takes the room, sends its copy ahead of the status and frees it
+    /// ([`ReportRoom::copy_at`]); the requester reads the copy ([`ReportRoom::taken`]).
+    pub(crate) fn go_and_let_go(&self) {
+        let word = go_word(Heap::get(), self.off);
+        say(word, GO_ON, false);
+        // Release: the server that sees the flag sees every touch of ours before it.
+        word.fetch_or(LET_GO, Ordering::Release);
+    }
+
+    /// The fork server, for the room at `off` of a kid it reaped: whether its requester let
+    /// go of it ([`ReportRoom::go_and_let_go`]). False for an offset that is no room's place.
+    pub(crate) fn let_go_at(off: u64) -> bool {
+        let heap = Heap::get();
+        off.is_multiple_of(64) && heap.contains(off, ROOM) && go_word(heap, off).load(Ordering::Acquire) & LET_GO != 0
     }
 
     /// Tells a child that may exist (its start failed after the request went) to exit
@@ -396,7 +427,94 @@ impl ReportRoom {
     pub(crate) fn leave(self) {
         std::mem::forget(self);
     }
+
+    /// The fork server, for the room at `off` of a child it reaped whose requester let go
+    /// of the room ([`ReportRoom::go_and_let_go`]): copies what the child left into `out`
+    /// and returns its length, for the server to send to the requester ahead of the child's
+    /// status, and then to free the room ([`ReportRoom::free_orphan_at`]). `None` (the room
+    /// stays the requester's to free, as before) when the requester has not let go yet (its
+    /// child ended before its go), when the child made a spill (a message longer than the
+    /// room, in a block of its own: the requester frees it), or for an offset that is no
+    /// room's place.
+    ///
+    /// The copy goes first and the free after, and the status after both: a requester that
+    /// has a copy never touches the room; one that meets the end of the status pipe with no
+    /// copy (the server died before it sent one) reads the room and frees it, as before; a
+    /// server killed between its copy and its free leaks the room (crash point
+    /// `forkserver.room.taken`); and a requester never sees its child's status before the
+    /// room is freed (a join's caller may count the heap's bytes at once).
+    pub(crate) fn copy_at(off: u64, out: &mut [u8; TAKEN_MAX]) -> Option<usize> {
+        let heap = Heap::get();
+        if !off.is_multiple_of(64) || !heap.contains(off, ROOM) {
+            return None;
+        }
+        if go_word(heap, off).load(Ordering::Acquire) & LET_GO == 0 {
+            return None;
+        }
+        let w = words(heap, off, WORDS);
+        let what = w[0].load(Ordering::Acquire);
+        if what == SPILLED || w[2].load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let len = w[1].load(Ordering::Relaxed) as usize;
+        let message = if what == INLINE && len <= INLINE_MAX { len } else { 0 };
+        let body = TAKEN_WORDS * 8 + message;
+        out[..4].copy_from_slice(&TAKEN_MAGIC.to_le_bytes());
+        out[4..8].copy_from_slice(&(body as u32).to_le_bytes());
+        let mut at = 8;
+        for word in &w[..TAKEN_WORDS] {
+            out[at..at + 8].copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            at += 8;
+        }
+        // Word by word, on the stack: the server's loop allocates nothing (each page of its
+        // heap it writes is copied while a child shares it).
+        for (i, word) in w[HEAD..].iter().take(message.div_ceil(8)).enumerate() {
+            let n = (message - i * 8).min(8);
+            out[at..at + n].copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..n]);
+            at += n;
+        }
+        Some(at)
+    }
+
+    /// The copy of a room the fork server took ([`ReportRoom::copy_at`]) at the front of
+    /// `read` (what the requester read from its status pipe), and what follows it; no copy
+    /// when `read` does not start with one.
+    pub(crate) fn split_taken(read: &[u8]) -> (Option<&[u8]>, &[u8]) {
+        if read.len() < 8 || read[..4] != TAKEN_MAGIC.to_le_bytes() {
+            return (None, read);
+        }
+        let body = u32::from_le_bytes([read[4], read[5], read[6], read[7]]) as usize;
+        match read.get(8..8 + body) {
+            Some(copy) if body <= TAKEN_MAX - 8 => (Some(copy), &read[8 + body..]),
+            _ => (None, read),
+        }
+    }
+
+    /// What the child left, as the fork server copied it before it freed the room
+    /// ([`ReportRoom::copy_at`]): the message, if one was left whole, and the key it named
+    /// ([`ReportRoom::named_blob`]). The room itself is the server's, never touched again.
+    pub(crate) fn taken(self, copy: &[u8]) -> (Option<Vec<u8>>, Option<[u64; 3]>) {
+        std::mem::forget(self);
+        let word =
+            |i: usize| copy.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let (what, len) = (word(0), word(1) as usize);
+        let message = match copy.get(TAKEN_WORDS * 8..) {
+            Some(bytes) if what == INLINE && len <= INLINE_MAX && bytes.len() == len => Some(bytes.to_vec()),
+            _ => None,
+        };
+        let off = word(BLOB_OFF);
+        (message, (off != 0).then(|| [off, word(BLOB_GENERATION), 0]))
+    }
 }
+
+/// The head words a taken room's copy holds ([`ReportRoom::copy_at`]): what, the length,
+/// the spill's two words (0), the named key's two.
+const TAKEN_WORDS: usize = BLOB_GENERATION + 1;
+/// The longest copy of a taken room: its mark and length (4 bytes each), its head words and
+/// an inline message. Less than `PIPE_BUF`: written in one piece.
+pub(crate) const TAKEN_MAX: usize = 8 + TAKEN_WORDS * 8 + INLINE_MAX;
+/// The mark of a taken room's copy: no wait status (at most 16 bits) reads so.
+const TAKEN_MAGIC: u32 = 0x6d6f_6f72;
 
 /// Whether the fork server `server` (0: not known) is done with the room at `off`: it said
 /// so ([`SERVER_DONE`], its last write), or it is dead (gone or a zombie). A pid reused

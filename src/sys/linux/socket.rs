@@ -373,8 +373,13 @@ pub(crate) const POLL_ON_STACK: usize = 16;
 /// [`poll_readable`] without the allocator, for at most [`POLL_ON_STACK`] descriptors (more:
 /// an error): `ready[i]` says whether `fds[i]` is readable (or closed), for a loop that must
 /// write no heap page (the fork server's, whose every write after a fork copies a page its
-/// child shares). No timeout: waits until one is.
-pub(crate) fn poll_readable_into(fds: &[BorrowedFd<'_>], ready: &mut [bool]) -> io::Result<()> {
+/// child shares). `None` waits until one is; a timeout returns with none ready once it
+/// passed (or at a signal).
+pub(crate) fn poll_readable_into(
+    fds: &[BorrowedFd<'_>],
+    ready: &mut [bool],
+    timeout: Option<Duration>,
+) -> io::Result<()> {
     let Some(first) = fds.first() else { return Err(io::ErrorKind::InvalidInput.into()) };
     if fds.len() > POLL_ON_STACK || ready.len() < fds.len() {
         return Err(io::ErrorKind::InvalidInput.into());
@@ -382,9 +387,11 @@ pub(crate) fn poll_readable_into(fds: &[BorrowedFd<'_>], ready: &mut [bool]) -> 
     let mut pollfds: [PollFd<'_>; POLL_ON_STACK] =
         std::array::from_fn(|i| PollFd::new(fds.get(i).unwrap_or(first), PollFlags::IN));
     let pollfds = &mut pollfds[..fds.len()];
+    let ts = timeout.map(timespec);
     loop {
-        match rustix::event::poll(pollfds, None) {
+        match rustix::event::poll(pollfds, ts.as_ref()) {
             Ok(_) => break,
+            Err(Errno::INTR) if timeout.is_some() => break,
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
