@@ -64,6 +64,7 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
     const BLOCK: usize = {
         let size = std::mem::size_of::<Block<T, N>>();
         assert!(size <= 65536 && std::mem::align_of::<Block<T, N>>() <= 64);
+        assert!(std::mem::size_of::<T>() > 0);
         size
     };
 
@@ -110,6 +111,36 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
     /// Every item of every block, claimed or not.
     pub(crate) fn all<'h>(&'h self, heap: &'h Heap) -> impl Iterator<Item = &'h T> + 'h {
         self.blocks(heap).flat_map(|b| b.items.iter())
+    }
+
+    /// A name for `item`, one of this chain's, that stays its own while the chain lives:
+    /// its block's offset and its index there (blocks are never unlinked, items never
+    /// moved), never 0; `None` when `item` is no item of this chain. Found by a walk.
+    pub(crate) fn id_of(&self, heap: &Heap, item: &T) -> Option<u64> {
+        let mut next = self.head.load(Ordering::Acquire);
+        while next != 0 {
+            let block = Self::block(heap, next);
+            if let Some(at) = block.items.iter().position(|i| std::ptr::eq(i, item)) {
+                return Some(next + at as u64);
+            }
+            next = block.next.load(Ordering::Acquire);
+        }
+        None
+    }
+
+    /// The item named `id` ([`Grown::id_of`]), if an item of this chain has that name.
+    pub(crate) fn item<'h>(&'h self, heap: &'h Heap, id: u64) -> Option<&'h T> {
+        let mut next = self.head.load(Ordering::Acquire);
+        while next != 0 {
+            let block = Self::block(heap, next);
+            // Blocks do not overlap, and a block is longer than its count of items (items
+            // are not zero-sized: see `BLOCK`), so one block alone has a name in its range.
+            if let Some(at) = id.checked_sub(next).filter(|&at| (at as usize) < N) {
+                return Some(&block.items[at as usize]);
+            }
+            next = block.next.load(Ordering::Acquire);
+        }
+        None
     }
 
     /// The first item that `claim` takes (a compare-exchange of the caller's), the mark of
@@ -244,6 +275,12 @@ mod tests {
         assert_eq!((chain.head(), chain.making.load(Ordering::Relaxed)), (made, 0));
         assert!(claim(&chain));
         assert_eq!((chain.all(heap).count(), chain.used(heap).count()), (8, 5));
+        // Every item named, and found again by its name, across both blocks.
+        for item in chain.all(heap) {
+            let id = chain.id_of(heap, item).expect("an item of the chain has a name");
+            assert!(std::ptr::eq(chain.item(heap, id).unwrap(), item));
+        }
+        assert_eq!(chain.id_of(heap, &AtomicU64::new(0)), None, "not an item of the chain");
         // Killed after its link, before `making` was cleared: not linked twice.
         chain.making.store(made, Ordering::Relaxed);
         assert!(chain.grow(heap, 0, GUARD_GRACE));
