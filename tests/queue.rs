@@ -935,6 +935,49 @@ fn a_process_killed_growing_the_slots_aside_leaves_them_whole_and_nothing_leaked
     }
 }
 
+/// Puts one large message on `q` (its block taken from the heap's large allocator), stopped
+/// (`SIGSTOP`) holding that allocator's lock (stop point `heap.alloc_large.locked`).
+fn put_large_stopped_in_the_heap(q: Queue<Vec<u8>>) {
+    multiproc::__private::crash_at("stop:heap.alloc_large.locked");
+    q.put(vec![1; 1 << 20]).unwrap();
+}
+
+/// Arms `point`, then takes one task, given a few seconds, and marks it done: what the take
+/// said.
+fn take_one_timed_armed(args: (JoinableQueue<u32>, String)) -> String {
+    let (q, point) = args;
+    multiproc::__private::crash_at(&point);
+    let got = q.get_timeout(Duration::from_secs(5));
+    if got.is_ok() {
+        q.task_done().unwrap();
+    }
+    format!("{got:?}")
+}
+
+/// A take without a slot (the task table's lock held by a stopped process) that grows the
+/// chain of slots aside while another process is stopped holding the heap's large
+/// allocator's lock, the block's class out of free blocks (fail point `heap.small.refill`:
+/// its slab refilled by the large allocator), returns: a stopped process holds up no
+/// timed call. Before que91 the growth waited for that lock without a deadline, under the
+/// chain's lock (review113 L2): the take never returned while the holder stayed stopped.
+#[test]
+fn a_slot_less_take_growing_the_slots_aside_returns_while_another_process_is_stopped_in_the_heap() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let big = Queue::<Vec<u8>>::new().unwrap();
+    let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
+    let taker = Process::new(take_one_timed_armed, (q.clone(), "fail:heap.small.refill".to_owned())).start().unwrap();
+    let said = taker.join_timeout(Duration::from_secs(60)).map_err(|e| format!("{e:?}"));
+    stopped.resume(LIMIT);
+    assert_eq!(allocator.join().unwrap(), ());
+    assert_eq!(big.get().unwrap().len(), 1 << 20);
+    stopper.finish();
+    assert_eq!(said.as_deref(), Ok("Ok(2)"), "what the take said");
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {

@@ -163,8 +163,9 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
     /// Links a new block of zeroed items at the head, unless the head is no longer `seen`
     /// (another grower linked one since the caller read it, or a dead grower's block was
     /// linked by the lock's taking): true when there are items the caller has not walked.
-    /// False when the lock is held by a process stopped past `grace` (a running holder,
-    /// however slow, is waited for), or the heap is full.
+    /// False when the lock, or the heap's large allocator's (a refill of the block's
+    /// class), is held by a process stopped past `grace` (a running holder, however slow,
+    /// is waited for), or the heap is full.
     #[cold]
     pub(crate) fn grow(&self, heap: &Heap, seen: u64, grace: Duration) -> bool {
         #[cfg(test)]
@@ -176,7 +177,11 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
         if self.head.load(Ordering::Relaxed) != seen {
             return true;
         }
-        let Ok(off) = heap.alloc_into(Self::BLOCK, &self.making) else { return false };
+        // Not waiting for a process stopped inside the large allocator (a refill of the
+        // block's class takes its lock): a take grows the chain (review113 L2).
+        let Ok(Some(off)) = heap.alloc_small_into_unless_stopped(Self::BLOCK, &self.making, grace) else {
+            return false;
+        };
         crash_point!("grown.made");
         self.link(heap, off);
         true
