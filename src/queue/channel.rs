@@ -647,7 +647,7 @@ impl Drop for AfterTake<'_> {
                 // next visit under the lock).
                 // With the takes it remembers: so only a process with neither a slot nor a
                 // slot aside remembers any (review94 M2).
-                match tasks.own_slot().or_else(|| tasks.aside(true)) {
+                match tasks.own_slot().or_else(|| tasks.aside(true, false)) {
                     Some(h) => {
                         h.taken_free.fetch_add(1 + uncounted::take(*queue), Ordering::AcqRel);
                     }
@@ -875,7 +875,7 @@ impl Tasks {
         let me = sys::me();
         let place = match self.used().iter().position(|h| h.names(me)) {
             Some(at) => Some((&self.slots[at], at as u64 + 1)),
-            None => self.aside(true).and_then(|h| Some((h, NOTED_ASIDE | self.asides.id_of(Heap::get(), h)?))),
+            None => self.aside(true, true).and_then(|h| Some((h, NOTED_ASIDE | self.asides.id_of(Heap::get(), h)?))),
         };
         let Some((h, id)) = place else { return AfterTake::Uncounted(self, queue) };
         let left = uncounted::take(queue);
@@ -938,12 +938,19 @@ impl Tasks {
     }
 
     /// This process's slot aside (see `asides`), found, or else claimed when `claim`
-    /// (the chain grown when every one names another process); `None` when it has none
-    /// and none could be claimed: the chain's lock held by a stopped process, or the heap
-    /// full (the tests' `fail:queue.aside.none` makes a claim find none, as then). Without
-    /// the table's lock.
+    /// (the chain grown when every one names another process, if `grow`); `None` when it
+    /// has none and none could be claimed: the heap full, or a process stopped inside its
+    /// large allocator (the tests' `fail:queue.aside.none` makes a claim find none, as
+    /// then), or, not under the consumers' lock, the chain's lock held by a stopped
+    /// process. Without the table's lock.
+    ///
+    /// Grown only under the consumers' lock, by a take before its commit
+    /// ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
+    /// too, and no other take reaches the chain's lock meanwhile, so none finds it held by
+    /// a stopped process and goes without a slot aside (the retry after a commit,
+    /// [`AfterTake::Uncounted`], only claims).
     #[cold]
-    fn aside(&self, claim: bool) -> Option<&Held> {
+    fn aside(&self, claim: bool, grow: bool) -> Option<&Held> {
         let me = sys::me();
         if let Some(h) = self.asides_used().find(|h| h.names(me)) {
             return Some(h);
@@ -963,7 +970,7 @@ impl Tasks {
                 h.start.store(me.start, Ordering::Release);
                 return Some(h);
             }
-            if !self.asides.grow(heap, seen, GUARD_GRACE) {
+            if !grow || !self.asides.grow(heap, seen, GUARD_GRACE) {
                 return None;
             }
         }
@@ -993,11 +1000,11 @@ impl Tasks {
     /// done (review100 L2: matched first, it was neither done nor held, and `join` waited
     /// for it for ever).
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
-        let aside = self.aside(false).or_else(|| {
+        let aside = self.aside(false, false).or_else(|| {
             interleave("no aside");
             uncounted::count_then_match(
                 queue,
-                || self.aside(false),
+                || self.aside(false, false),
                 || {
                     elsewhere.fetch_add(1, Ordering::AcqRel);
                 },
@@ -1901,7 +1908,7 @@ mod tests {
         let first = aside_claimed_for(tasks, dead, 1);
         first.taken_free.store(1, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take, lost");
-        let claimed = tasks.aside(true).expect("a slot aside");
+        let claimed = tasks.aside(true, true).expect("a slot aside");
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
         claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
@@ -1935,7 +1942,7 @@ mod tests {
             }
         };
         let said = interleaving(moves, || tasks.lost_then(|| 1));
-        let claimed = tasks.aside(false).expect("the take was counted in a slot aside meanwhile");
+        let claimed = tasks.aside(false, false).expect("the take was counted in a slot aside meanwhile");
         let steps = super::GETTER_SLOTS + super::ASIDES_PER_BLOCK;
         assert_eq!(seen.get(), (steps, Some(0)), "one step a slot, slots first");
         assert!(std::ptr::eq(claimed, first), "the slot aside whose owner was read as none");
@@ -2013,7 +2020,7 @@ mod tests {
         }
         drop(tasks.count_take(1, queue));
         assert_eq!(super::uncounted::left(queue), 0, "not remembered");
-        assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
+        assert!(tasks.aside(false, false).is_some(), "counted in a slot aside freed for it");
     }
 
     /// review100 L1: a claimer killed between its compare-exchange and its raise of the

@@ -217,6 +217,12 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
 
     /// Frees every block, and a block a dead grower left in `making`: at the destroy of the
     /// object holding the chain, once no handle to it is left (nobody walks or grows it).
+    ///
+    /// A precondition, as of the other destroys (`ShmObject::destroy`, `Ring::destroy`),
+    /// not checked: called while another thread or process walks the chain, that walk
+    /// reads freed blocks (review113 L4). Its one caller is `QueueState::destroy`, reached
+    /// only from the object's release once the holders' table says no live process holds
+    /// a handle, none is in flight and no fork pin is left.
     pub(crate) fn free(&self, heap: &Heap) {
         let making = self.making.swap(0, Ordering::AcqRel);
         let mut next = self.head.swap(0, Ordering::AcqRel);
