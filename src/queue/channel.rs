@@ -687,10 +687,6 @@ struct Tasks {
     /// holder, before anything else (0: none): the undo found the lock held by a stopped
     /// process.
     undo_due: AtomicU64,
-    /// The slot of the last take counted before its commit without the lock, when
-    /// `take_slot` is 0 ([`Tasks::count_free`]): its index plus one, or [`NOTED_ASIDE`]
-    /// and a slot aside's name, with [`NOTED_B`] for the flag its count set.
-    free_slot: AtomicU64,
     slots: [Held; GETTER_SLOTS],
     /// Slots aside, one per process that took a task without a slot of its own (every slot
     /// a live process's, or the table's lock held by a stopped process): its tasks taken
@@ -708,6 +704,11 @@ struct Tasks {
     /// ([`Tasks::free_dead_asides`]). A process holds what its slot and its slots aside
     /// hold together.
     asides: Grown<Held, ASIDES_PER_BLOCK>,
+    /// The slot of the last take counted before its commit without the lock, when
+    /// `take_slot` is 0 ([`Tasks::count_free`]): its index plus one, or [`NOTED_ASIDE`]
+    /// and a slot aside's name, with [`NOTED_B`] for the flag its count set. Last, so that
+    /// the slots keep their place in the object's cache lines.
+    free_slot: AtomicU64,
 }
 
 /// How many slots aside a block of the chain holds: 85 of 48 bytes after the block's 16
