@@ -746,11 +746,11 @@ impl Tasks {
     /// own, else a free one ([`Tasks::free`]); `None` when every slot is a live process's.
     /// Caller holds the lock.
     #[inline]
-    fn slot(&self, me: sys::ProcId, skip: usize) -> Option<(usize, &Held, bool)> {
+    fn slot(&self, me: sys::ProcId, skip: impl FnOnce() -> usize) -> Option<(usize, &Held, bool)> {
         let used = self.used();
         match used.iter().position(|h| h.names(me)) {
             Some(at) => Some((at, &used[at], true)),
-            None => self.free(skip).map(|at| (at, &self.slots[at], false)),
+            None => self.free(skip()).map(|at| (at, &self.slots[at], false)),
         }
     }
 
@@ -789,8 +789,9 @@ impl Tasks {
     /// kill between the two leaves them held, by a process now dead.)
     fn add_done(&self, queue: uncounted::Queue) -> bool {
         let me = sys::me();
-        let Some((_, h, mine)) = self.slot(me, self.noted_slot()) else { return false };
-        let dead = h.held();
+        let Some((_, h, mine)) = self.slot(me, || self.noted_slot()) else { return false };
+        // Read before the counts below (only a free slot's is used: what the dead held).
+        let dead = if mine { 0 } else { h.held() };
         let uncounted = uncounted::take(queue);
         if uncounted > 0 {
             h.taken.fetch_add(uncounted, Ordering::Release);
@@ -833,7 +834,7 @@ impl Tasks {
         };
         self.undo_if_due();
         let me = sys::me();
-        let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
+        let Some((at, h, mine)) = self.slot(me, || usize::MAX) else {
             self.free_asides_for_me(me);
             drop(lock);
             return Some(self.count_free(past, queue));
