@@ -723,6 +723,109 @@ fn a_take_made_without_a_slot_while_another_process_is_stopped_in_the_task_table
     assert_told_lost(&q, 1, Duration::from_secs(10));
 }
 
+/// Takes one task (counted under the lock: this process gets a slot of its own), marks it
+/// done, then, once `go` is set (the task table's lock held by a stopped process), arms
+/// `point` and takes another, left uncounted under the lock.
+fn take_and_mark_done_then_take_another_armed(args: (JoinableQueue<u32>, Event, String)) {
+    let (q, go, point) = args;
+    q.get().unwrap();
+    q.task_done().unwrap();
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    multiproc::__private::crash_at(&point);
+    q.get().unwrap();
+}
+
+/// A take left uncounted under the lock (another process stopped holding it), its taker
+/// killed right after the take committed (crash point `ring.take.committed`, before the
+/// `get` returns), is told lost, whether the taker had a slot of its own or counts in a
+/// slot aside. Before que91 such a take was counted only after its commit, once the
+/// consumers' lock was let go (review94 L2): killed in between, it was counted nowhere,
+/// `join_timeout` said `Timeout { unfinished: 1 }` and an untimed `join` waited for ever.
+#[test]
+fn an_uncounted_take_whose_taker_is_killed_right_after_its_commit_is_told_lost() {
+    let _t = heap_user(LIMIT);
+    let point = "ring.take.committed".to_owned();
+    for own_slot in [true, false] {
+        let (q, _other) = tasks_put(if own_slot { 3 } else { 2 });
+        let dier = if own_slot {
+            let go = Event::new().unwrap();
+            let dier = Process::new(take_and_mark_done_then_take_another_armed, (q.clone(), go.clone(), point.clone()))
+                .start()
+                .unwrap();
+            assert!(eventually(LIMIT, || q.len() == 2 && q.unfinished() == 2), "the first task taken and done");
+            let stopper = StoppedInTaskDone::start(&q);
+            go.set();
+            (dier, stopper)
+        } else {
+            let stopper = StoppedInTaskDone::start(&q);
+            (Process::new(take_one_armed, (q.clone(), point.clone())).start().unwrap(), stopper)
+        };
+        let (dier, stopper) = dier;
+        assert_eq!(dier.wait(), -libc::SIGABRT, "own slot {own_slot}: the consumer did not die there");
+        stopper.finish();
+        let told = q.join_timeout(Duration::from_secs(10));
+        assert_eq!(
+            told,
+            Err(QueueJoinTimeoutError::TasksLost { lost: 1 }),
+            "own slot {own_slot}: what join_timeout said"
+        );
+    }
+}
+
+/// With `first`, takes one task and marks it done (under the lock: this process gets a slot
+/// of its own); then, once `go` is set (the task table's lock held by a stopped process),
+/// takes one more and marks it done, both without the lock, and arms `point` and takes
+/// another.
+fn take_free_twice_armed(args: (JoinableQueue<u32>, Event, String, bool)) {
+    let (q, go, point, first) = args;
+    if first {
+        q.get().unwrap();
+        q.task_done().unwrap();
+    }
+    assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
+    q.get().unwrap();
+    q.task_done().unwrap();
+    multiproc::__private::crash_at(&point);
+    q.get().unwrap();
+}
+
+/// A take counted without the lock before its commit (in the taker's own slot, or its slot
+/// aside), its taker killed before the commit (crash points `queue.take.free_noted`,
+/// `queue.take.free_counted`), is undone by the next take: its task, still queued, is
+/// taken by another process, and `join` waits for that one rather than telling a task
+/// lost; the take the same slot counted before it without the lock, committed, stays
+/// counted (its flag folded into the count by the killed one's).
+#[test]
+fn a_take_counted_without_the_lock_whose_taker_is_killed_before_its_commit_is_undone() {
+    let _t = heap_user(LIMIT);
+    for point in ["queue.take.free_noted", "queue.take.free_counted"] {
+        for own_slot in [true, false] {
+            let case = format!("{point}, own slot {own_slot}");
+            let (q, _other) = tasks_put(if own_slot { 4 } else { 3 });
+            let go = Event::new().unwrap();
+            let dier = Process::new(take_free_twice_armed, (q.clone(), go.clone(), point.to_owned(), own_slot))
+                .start()
+                .unwrap();
+            if own_slot {
+                assert!(eventually(LIMIT, || q.len() == 3 && q.unfinished() == 3), "{case}: the first task taken");
+            }
+            let stopper = StoppedInTaskDone::start(&q);
+            go.set();
+            assert_eq!(dier.wait(), -libc::SIGABRT, "{case}: the consumer did not die there");
+            stopper.finish();
+            let last = if own_slot { 4 } else { 3 };
+            assert_eq!(q.get_timeout(LIMIT), Ok(last), "{case}: the killed take left its task");
+            assert_eq!(
+                q.join_timeout(Duration::from_millis(300)),
+                Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }),
+                "{case}: what join_timeout said while this process holds the last task"
+            );
+            q.task_done().unwrap();
+            assert_eq!(q.join_timeout(LIMIT), Ok(()), "{case}");
+        }
+    }
+}
+
 /// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
 /// of its own: counted in a slot aside since que71), then, once `go` is set (the lock
 /// free), takes another, killed at crash point `queue.take.recalled`, before the second
@@ -821,13 +924,58 @@ fn a_process_killed_growing_the_slots_aside_leaves_them_whole_and_nothing_leaked
         stopper.finish();
         release.set();
         assert_eq!(holder.join().unwrap(), ());
-        // The dead one's take, killed before its count, is counted nowhere (review94 L2):
-        // done here.
+        // The dead one's take, killed growing the chain before its count and its commit
+        // (since que91: after the commit until then), never committed: its task is taken
+        // here.
+        assert_eq!(q.try_get(), Ok(3), "{point}");
         q.task_done().unwrap();
         assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}");
         drop((q, other, took, release));
         leaks.assert_no_leak();
     }
+}
+
+/// Puts one large message on `q` (its block taken from the heap's large allocator), stopped
+/// (`SIGSTOP`) holding that allocator's lock (stop point `heap.alloc_large.locked`).
+fn put_large_stopped_in_the_heap(q: Queue<Vec<u8>>) {
+    multiproc::__private::crash_at("stop:heap.alloc_large.locked");
+    q.put(vec![1; 1 << 20]).unwrap();
+}
+
+/// Arms `point`, then takes one task, given a few seconds, and marks it done: what the take
+/// said.
+fn take_one_timed_armed(args: (JoinableQueue<u32>, String)) -> String {
+    let (q, point) = args;
+    multiproc::__private::crash_at(&point);
+    let got = q.get_timeout(Duration::from_secs(5));
+    if got.is_ok() {
+        q.task_done().unwrap();
+    }
+    format!("{got:?}")
+}
+
+/// A take without a slot (the task table's lock held by a stopped process) that grows the
+/// chain of slots aside while another process is stopped holding the heap's large
+/// allocator's lock, the block's class out of free blocks (fail point `heap.small.refill`:
+/// its slab refilled by the large allocator), returns: a stopped process holds up no
+/// timed call. Before que91 the growth waited for that lock without a deadline, under the
+/// chain's lock (review113 L2): the take never returned while the holder stayed stopped.
+#[test]
+fn a_slot_less_take_growing_the_slots_aside_returns_while_another_process_is_stopped_in_the_heap() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let big = Queue::<Vec<u8>>::new().unwrap();
+    let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
+    let taker = Process::new(take_one_timed_armed, (q.clone(), "fail:heap.small.refill".to_owned())).start().unwrap();
+    let said = taker.join_timeout(Duration::from_secs(60)).map_err(|e| format!("{e:?}"));
+    stopped.resume(LIMIT);
+    assert_eq!(allocator.join().unwrap(), ());
+    assert_eq!(big.get().unwrap().len(), 1 << 20);
+    stopper.finish();
+    assert_eq!(said.as_deref(), Ok("Ok(2)"), "what the take said");
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
 /// With every earlier task done (one of them taken uncounted by this process), a consumer

@@ -522,9 +522,13 @@ struct Held {
     /// so that an undo finds it exactly as noted, or one more ([`Tasks::undo_noted`]).
     taken: AtomicU64,
     /// Tasks taken by the processes that had this slot, counted without the lock (its
-    /// holder stopped) by the slot's own process, only ever added to; never reset. Apart
-    /// from `taken`, because the locked count of a take is a load then a store, which
-    /// erased an add made meanwhile by a sibling thread (review86 M1).
+    /// holder stopped) by the slot's own process; never reset. Apart from `taken`, because
+    /// the locked count of a take is a load then a store, which erased an add made
+    /// meanwhile by a sibling thread (review86 M1). A count below [`PENDING_A`], only ever
+    /// added to, and two flags, each one more take: the last take counted here before its
+    /// commit ([`Tasks::count_free`]) sets one, folding the other into the count, so that
+    /// the next take can undo it, exactly and once, if it never committed (see
+    /// [`Held::pending`], [`Tasks::void_free`]). Read with [`free_takes`].
     taken_free: AtomicU64,
     /// Tasks marked done by every process that had this slot; never reset. Marking a task
     /// done and no longer holding it are this one store: a process killed at any point of
@@ -546,8 +550,37 @@ impl Held {
     /// Tasks taken less tasks marked done here (a signed count: a process may mark done
     /// more than it took, finishing others' tasks).
     fn held(&self) -> i64 {
-        let taken = self.taken.load(Ordering::Acquire).wrapping_add(self.taken_free.load(Ordering::Acquire));
+        let free = free_takes(self.taken_free.load(Ordering::Acquire));
+        let taken = self.taken.load(Ordering::Acquire).wrapping_add(free);
         taken.wrapping_sub(self.done.load(Ordering::Acquire)) as i64
+    }
+
+    /// The flag of `taken_free` a take about to be counted there before its commit sets,
+    /// and what to add to count it: the flag set, the other one (the last such take here,
+    /// committed, since this one is made) folded into the count. Only this process's takes
+    /// change the flags (under the consumers' lock, one at a time) while it lives, and the
+    /// undo of one ([`Held::void_pending`]) only once it is dead: the flags read here are
+    /// still the slot's when the caller adds, whatever its sibling threads add to the count.
+    fn pending(&self) -> (u64, u64) {
+        match self.taken_free.load(Ordering::Acquire) & (PENDING_A | PENDING_B) {
+            0 => (PENDING_A, PENDING_A),
+            PENDING_A => (PENDING_B, 1u64.wrapping_add(PENDING_B).wrapping_sub(PENDING_A)),
+            _ => (PENDING_A, 1u64.wrapping_add(PENDING_A).wrapping_sub(PENDING_B)),
+        }
+    }
+
+    /// Undoes the take whose count set `flag` ([`Held::pending`]) if it is set still: the
+    /// flag cleared alone (what it folded stays counted: a take that committed). Exact
+    /// and idempotent: set only by that count while its process lived, and only its count
+    /// sets it until a later take of this slot's process, which this undo comes before.
+    fn void_pending(&self, flag: u64) {
+        let mut v = self.taken_free.load(Ordering::Acquire);
+        while v & flag != 0 {
+            match self.taken_free.compare_exchange(v, v.wrapping_sub(flag), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(now) => v = now,
+            }
+        }
     }
 
     /// Makes this free slot, where process `me` has just counted, `me`'s: `base` (what
@@ -564,23 +597,41 @@ impl Held {
     }
 }
 
+/// `Held::taken_free`'s flags: each is one take, counted before its commit.
+const PENDING_A: u64 = 1 << 62;
+const PENDING_B: u64 = 1 << 63;
+
+/// The takes a `Held::taken_free` of `v` counts: the count, and one per flag set.
+#[inline]
+fn free_takes(v: u64) -> u64 {
+    (v & (PENDING_A - 1)) + (v >> 62 & 1) + (v >> 63)
+}
+
+/// `Tasks::free_slot`: the slot noted is a slot aside ([`Grown::id_of`] below), and the
+/// flag its take set is [`PENDING_B`] (else [`PENDING_A`]).
+const NOTED_ASIDE: u64 = 1 << 62;
+const NOTED_B: u64 = 1 << 63;
+
 /// What a take counted before its commit leaves to do once it has committed: done when
 /// this is dropped (after the take).
 enum AfterTake<'a> {
     /// Claim ([`Held::claim`]) the free slot of the task table the take counted in, the
     /// table's lock held until then.
     Claim { _lock: RawGuard<'a>, slot: &'a Held, dead: i64 },
-    /// Count the take left uncounted under the lock in this process's own slot, without
-    /// the lock ([`Tasks::own_slot`]), else in its slot aside ([`Tasks::aside`]), with the
-    /// takes the process remembers, else remember it in the table of this queue object
-    /// ([`uncounted::add`]). Counted or remembered before its commit, another thread's
-    /// `task_done` could count it in the process's slot meanwhile, and a kill before the
-    /// commit left a take that never happened counted as the dead process's: `join` said
-    /// `TasksLost` for a task still queued, or held by a live consumer (review78 M1). So a
-    /// taker killed between its commit and this count (finding or claiming the slot) has
-    /// a take counted nowhere, never told lost (review94 L2): a short window, the own
-    /// slot's as much as the slot aside's.
+    /// A take left uncounted under the lock that found neither a slot of its own nor a
+    /// slot aside before its commit ([`Tasks::count_free`]): counted in either if one is
+    /// had now, without the lock, with the takes the process remembers, else remembered in
+    /// the table of this queue object ([`uncounted::add`]). Remembered before its commit,
+    /// another thread's `task_done` could count it in the process's slot meanwhile, and a
+    /// kill before the commit left a take that never happened counted as the dead
+    /// process's: `join` said `TasksLost` for a task still queued, or held by a live
+    /// consumer (review78 M1). A taker killed between its commit and this count has a take
+    /// counted nowhere, never told lost: only when the heap is full, or a process is
+    /// stopped inside the growth of the slots aside.
     Uncounted(&'a Tasks, uncounted::Queue),
+    /// A take counted before its commit without the lock ([`Tasks::count_free`]): nothing
+    /// left to do but the crash point `queue.take.placed`.
+    Placed,
 }
 
 impl Drop for AfterTake<'_> {
@@ -596,7 +647,7 @@ impl Drop for AfterTake<'_> {
                 // next visit under the lock).
                 // With the takes it remembers: so only a process with neither a slot nor a
                 // slot aside remembers any (review94 M2).
-                match tasks.own_slot().or_else(|| tasks.aside(true)) {
+                match tasks.own_slot().or_else(|| tasks.aside(true, false)) {
                     Some(h) => {
                         h.taken_free.fetch_add(1 + uncounted::take(*queue), Ordering::AcqRel);
                     }
@@ -604,6 +655,7 @@ impl Drop for AfterTake<'_> {
                 }
                 crash_point!("queue.take.placed");
             }
+            AfterTake::Placed => crash_point!("queue.take.placed"),
         }
     }
 }
@@ -652,6 +704,11 @@ struct Tasks {
     /// ([`Tasks::free_dead_asides`]). A process holds what its slot and its slots aside
     /// hold together.
     asides: Grown<Held, ASIDES_PER_BLOCK>,
+    /// The slot of the last take counted before its commit without the lock, when
+    /// `take_slot` is 0 ([`Tasks::count_free`]): its index plus one, or [`NOTED_ASIDE`]
+    /// and a slot aside's name, with [`NOTED_B`] for the flag its count set. Last, so that
+    /// the slots keep their place in the object's cache lines.
+    free_slot: AtomicU64,
 }
 
 /// How many slots aside a block of the chain holds: 85 of 48 bytes after the block's 16
@@ -689,11 +746,11 @@ impl Tasks {
     /// own, else a free one ([`Tasks::free`]); `None` when every slot is a live process's.
     /// Caller holds the lock.
     #[inline]
-    fn slot(&self, me: sys::ProcId, skip: usize) -> Option<(usize, &Held, bool)> {
+    fn slot(&self, me: sys::ProcId, skip: impl FnOnce() -> usize) -> Option<(usize, &Held, bool)> {
         let used = self.used();
         match used.iter().position(|h| h.names(me)) {
             Some(at) => Some((at, &used[at], true)),
-            None => self.free(skip).map(|at| (at, &self.slots[at], false)),
+            None => self.free(skip()).map(|at| (at, &self.slots[at], false)),
         }
     }
 
@@ -732,9 +789,9 @@ impl Tasks {
     /// kill between the two leaves them held, by a process now dead.)
     fn add_done(&self, queue: uncounted::Queue) -> bool {
         let me = sys::me();
-        let skip = ((self.take_slot.load(Ordering::Relaxed) & SLOT_BITS) as usize).wrapping_sub(1);
-        let Some((_, h, mine)) = self.slot(me, skip) else { return false };
-        let dead = h.held();
+        let Some((_, h, mine)) = self.slot(me, || self.noted_slot()) else { return false };
+        // Read before the counts below (only a free slot's is used: what the dead held).
+        let dead = if mine { 0 } else { h.held() };
         let uncounted = uncounted::take(queue);
         if uncounted > 0 {
             h.taken.fetch_add(uncounted, Ordering::Release);
@@ -773,13 +830,14 @@ impl Tasks {
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
-            return Some(self.uncounted(queue));
+            return Some(self.count_free(past, queue));
         };
         self.undo_if_due();
         let me = sys::me();
-        let Some((at, h, mine)) = self.slot(me, usize::MAX) else {
+        let Some((at, h, mine)) = self.slot(me, || usize::MAX) else {
             self.free_asides_for_me(me);
-            return Some(self.uncounted(queue));
+            drop(lock);
+            return Some(self.count_free(past, queue));
         };
         let left = uncounted::take(queue);
         crash_point!("queue.take.recalled");
@@ -801,11 +859,75 @@ impl Tasks {
         Some(AfterTake::Claim { _lock: lock, slot: h, dead })
     }
 
-    /// A take left uncounted in the table of `queue`, to be remembered once it commits.
+    /// Counts a take left uncounted under the lock (its holder stopped, or every slot a
+    /// live process's) before its commit (consumers' lock held; the take makes their count
+    /// `past`), without the table's lock: in this process's own slot, else in its slot
+    /// aside (claimed, the chain grown if need be), with the takes it remembers; notes
+    /// the slot and the flag the count sets ([`Held::pending`]), then `past`, then counts,
+    /// so that the next take undoes the count if the take never committed
+    /// ([`Tasks::settle`], [`Tasks::void_free`]), as it does a count under the lock. A kill
+    /// at any point after the commit leaves the take counted as the dead process's: told
+    /// lost. (Counted after the commit, once the consumers' lock was let go, a taker killed
+    /// in between had a take counted nowhere, never told lost: review94 L2.) With neither
+    /// slot (the heap full, or a process stopped growing the slots aside), the take is left
+    /// to its commit ([`AfterTake::Uncounted`]).
     #[cold]
-    fn uncounted(&self, queue: uncounted::Queue) -> AfterTake<'_> {
+    fn count_free(&self, past: u64, queue: uncounted::Queue) -> AfterTake<'_> {
         crash_point!("queue.take.uncounted");
-        AfterTake::Uncounted(self, queue)
+        let me = sys::me();
+        let place = match self.used().iter().position(|h| h.names(me)) {
+            Some(at) => Some((&self.slots[at], at as u64 + 1)),
+            None => self.aside(true, true).and_then(|h| Some((h, NOTED_ASIDE | self.asides.id_of(Heap::get(), h)?))),
+        };
+        let Some((h, id)) = place else { return AfterTake::Uncounted(self, queue) };
+        let left = uncounted::take(queue);
+        if left > 0 {
+            h.taken_free.fetch_add(left, Ordering::AcqRel);
+        }
+        let (flag, add) = h.pending();
+        // No note matches `past` while this one is written (the last one, if it did, was
+        // undone by this take's settle): a kill here leaves nothing to undo.
+        self.take_at.store(0, Ordering::Relaxed);
+        self.take_slot.store(0, Ordering::Relaxed);
+        self.free_slot.store(id | if flag == PENDING_B { NOTED_B } else { 0 }, Ordering::Release);
+        crash_point!("queue.take.free_noted");
+        self.take_at.store(past, Ordering::Release);
+        h.taken_free.fetch_add(add, Ordering::AcqRel);
+        crash_point!("queue.take.free_counted");
+        AfterTake::Placed
+    }
+
+    /// The slot of the last take counted before its commit (under the lock, or without it
+    /// in the table), which the next take may still undo ([`Tasks::settle`]): not to be
+    /// claimed before, its `base` would keep the count undone. `usize::MAX`: none.
+    fn noted_slot(&self) -> usize {
+        let noted = self.take_slot.load(Ordering::Relaxed);
+        if noted & SLOT_BITS != 0 {
+            return ((noted & SLOT_BITS) as usize).wrapping_sub(1);
+        }
+        let free = self.free_slot.load(Ordering::Acquire) & !NOTED_B;
+        if free & NOTED_ASIDE != 0 { usize::MAX } else { (free as usize).wrapping_sub(1) }
+    }
+
+    /// Undoes the count of the last take counted before its commit without the lock
+    /// ([`Tasks::count_free`]) if it is counted still (consumers' lock held; its taker was
+    /// killed before the commit): its flag cleared, exactly once ([`Held::void_pending`]).
+    /// A slot aside noted there is not freed before (it is freed only under the consumers'
+    /// lock, after this, or on an empty queue, where the take would have left its message).
+    #[cold]
+    fn void_free(&self) {
+        let noted = self.free_slot.load(Ordering::Acquire);
+        let flag = if noted & NOTED_B != 0 { PENDING_B } else { PENDING_A };
+        let id = noted & !(NOTED_B | NOTED_ASIDE);
+        let slot = if noted & NOTED_ASIDE != 0 {
+            self.asides.item(Heap::get(), id)
+        } else {
+            id.checked_sub(1).and_then(|at| self.slots.get(at as usize))
+        };
+        if let Some(h) = slot {
+            h.void_pending(flag);
+        }
+        crash_point!("queue.take.voided");
     }
 
     /// This process's own slot, found without the lock: no other process writes the slot
@@ -818,12 +940,19 @@ impl Tasks {
     }
 
     /// This process's slot aside (see `asides`), found, or else claimed when `claim`
-    /// (the chain grown when every one names another process); `None` when it has none
-    /// and none could be claimed: the chain's lock held by a stopped process, or the heap
-    /// full (the tests' `fail:queue.aside.none` makes a claim find none, as then). Without
-    /// the table's lock.
+    /// (the chain grown when every one names another process, if `grow`); `None` when it
+    /// has none and none could be claimed: the heap full, or a process stopped inside its
+    /// large allocator (the tests' `fail:queue.aside.none` makes a claim find none, as
+    /// then), or, not under the consumers' lock, the chain's lock held by a stopped
+    /// process. Without the table's lock.
+    ///
+    /// Grown only under the consumers' lock, by a take before its commit
+    /// ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
+    /// too, and no other take reaches the chain's lock meanwhile, so none finds it held by
+    /// a stopped process and goes without a slot aside (the retry after a commit,
+    /// [`AfterTake::Uncounted`], only claims).
     #[cold]
-    fn aside(&self, claim: bool) -> Option<&Held> {
+    fn aside(&self, claim: bool, grow: bool) -> Option<&Held> {
         let me = sys::me();
         if let Some(h) = self.asides_used().find(|h| h.names(me)) {
             return Some(h);
@@ -843,7 +972,7 @@ impl Tasks {
                 h.start.store(me.start, Ordering::Release);
                 return Some(h);
             }
-            if !self.asides.grow(heap, seen, GUARD_GRACE) {
+            if !grow || !self.asides.grow(heap, seen, GUARD_GRACE) {
                 return None;
             }
         }
@@ -873,11 +1002,11 @@ impl Tasks {
     /// done (review100 L2: matched first, it was neither done nor held, and `join` waited
     /// for it for ever).
     fn did_without_slot(&self, elsewhere: &AtomicU64, queue: uncounted::Queue) {
-        let aside = self.aside(false).or_else(|| {
+        let aside = self.aside(false, false).or_else(|| {
             interleave("no aside");
             uncounted::count_then_match(
                 queue,
-                || self.aside(false),
+                || self.aside(false, false),
                 || {
                     elsewhere.fetch_add(1, Ordering::AcqRel);
                 },
@@ -912,6 +1041,9 @@ impl Tasks {
     #[cold]
     fn undo(&self) {
         let noted = self.take_slot.load(Ordering::Relaxed);
+        if noted == 0 {
+            return self.void_free();
+        }
         let Some(_g) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
             self.undo_due.store(noted, Ordering::Release);
             return;
@@ -1781,7 +1913,7 @@ mod tests {
         let first = aside_claimed_for(tasks, dead, 1);
         first.taken_free.store(1, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take, lost");
-        let claimed = tasks.aside(true).expect("a slot aside");
+        let claimed = tasks.aside(true, true).expect("a slot aside");
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
         claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
@@ -1815,7 +1947,7 @@ mod tests {
             }
         };
         let said = interleaving(moves, || tasks.lost_then(|| 1));
-        let claimed = tasks.aside(false).expect("the take was counted in a slot aside meanwhile");
+        let claimed = tasks.aside(false, false).expect("the take was counted in a slot aside meanwhile");
         let steps = super::GETTER_SLOTS + super::ASIDES_PER_BLOCK;
         assert_eq!(seen.get(), (steps, Some(0)), "one step a slot, slots first");
         assert!(std::ptr::eq(claimed, first), "the slot aside whose owner was read as none");
@@ -1893,7 +2025,7 @@ mod tests {
         }
         drop(tasks.count_take(1, queue));
         assert_eq!(super::uncounted::left(queue), 0, "not remembered");
-        assert!(tasks.aside(false).is_some(), "counted in a slot aside freed for it");
+        assert!(tasks.aside(false, false).is_some(), "counted in a slot aside freed for it");
     }
 
     /// review100 L1: a claimer killed between its compare-exchange and its raise of the

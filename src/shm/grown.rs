@@ -64,6 +64,7 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
     const BLOCK: usize = {
         let size = std::mem::size_of::<Block<T, N>>();
         assert!(size <= 65536 && std::mem::align_of::<Block<T, N>>() <= 64);
+        assert!(std::mem::size_of::<T>() > 0);
         size
     };
 
@@ -112,6 +113,36 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
         self.blocks(heap).flat_map(|b| b.items.iter())
     }
 
+    /// A name for `item`, one of this chain's, that stays its own while the chain lives:
+    /// its block's offset and its index there (blocks are never unlinked, items never
+    /// moved), never 0; `None` when `item` is no item of this chain. Found by a walk.
+    pub(crate) fn id_of(&self, heap: &Heap, item: &T) -> Option<u64> {
+        let mut next = self.head.load(Ordering::Acquire);
+        while next != 0 {
+            let block = Self::block(heap, next);
+            if let Some(at) = block.items.iter().position(|i| std::ptr::eq(i, item)) {
+                return Some(next + at as u64);
+            }
+            next = block.next.load(Ordering::Acquire);
+        }
+        None
+    }
+
+    /// The item named `id` ([`Grown::id_of`]), if an item of this chain has that name.
+    pub(crate) fn item<'h>(&'h self, heap: &'h Heap, id: u64) -> Option<&'h T> {
+        let mut next = self.head.load(Ordering::Acquire);
+        while next != 0 {
+            let block = Self::block(heap, next);
+            // Blocks do not overlap, and a block is longer than its count of items (items
+            // are not zero-sized: see `BLOCK`), so one block alone has a name in its range.
+            if let Some(at) = id.checked_sub(next).filter(|&at| (at as usize) < N) {
+                return Some(&block.items[at as usize]);
+            }
+            next = block.next.load(Ordering::Acquire);
+        }
+        None
+    }
+
     /// The first item that `claim` takes (a compare-exchange of the caller's), the mark of
     /// its block raised over it before it is returned; `None` when it takes none. Without
     /// the lock.
@@ -132,8 +163,9 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
     /// Links a new block of zeroed items at the head, unless the head is no longer `seen`
     /// (another grower linked one since the caller read it, or a dead grower's block was
     /// linked by the lock's taking): true when there are items the caller has not walked.
-    /// False when the lock is held by a process stopped past `grace` (a running holder,
-    /// however slow, is waited for), or the heap is full.
+    /// False when the lock, or the heap's large allocator's (a refill of the block's
+    /// class), is held by a process stopped past `grace` (a running holder, however slow,
+    /// is waited for), or the heap is full.
     #[cold]
     pub(crate) fn grow(&self, heap: &Heap, seen: u64, grace: Duration) -> bool {
         #[cfg(test)]
@@ -145,7 +177,11 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
         if self.head.load(Ordering::Relaxed) != seen {
             return true;
         }
-        let Ok(off) = heap.alloc_into(Self::BLOCK, &self.making) else { return false };
+        // Not waiting for a process stopped inside the large allocator (a refill of the
+        // block's class takes its lock): a take grows the chain (review113 L2).
+        let Ok(Some(off)) = heap.alloc_small_into_unless_stopped(Self::BLOCK, &self.making, grace) else {
+            return false;
+        };
         crash_point!("grown.made");
         self.link(heap, off);
         true
@@ -181,6 +217,12 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
 
     /// Frees every block, and a block a dead grower left in `making`: at the destroy of the
     /// object holding the chain, once no handle to it is left (nobody walks or grows it).
+    ///
+    /// A precondition, as of the other destroys (`ShmObject::destroy`, `Ring::destroy`),
+    /// not checked: called while another thread or process walks the chain, that walk
+    /// reads freed blocks (review113 L4). Its one caller is `QueueState::destroy`, reached
+    /// only from the object's release once the holders' table says no live process holds
+    /// a handle, none is in flight and no fork pin is left.
     pub(crate) fn free(&self, heap: &Heap) {
         let making = self.making.swap(0, Ordering::AcqRel);
         let mut next = self.head.swap(0, Ordering::AcqRel);
@@ -244,6 +286,12 @@ mod tests {
         assert_eq!((chain.head(), chain.making.load(Ordering::Relaxed)), (made, 0));
         assert!(claim(&chain));
         assert_eq!((chain.all(heap).count(), chain.used(heap).count()), (8, 5));
+        // Every item named, and found again by its name, across both blocks.
+        for item in chain.all(heap) {
+            let id = chain.id_of(heap, item).expect("an item of the chain has a name");
+            assert!(std::ptr::eq(chain.item(heap, id).unwrap(), item));
+        }
+        assert_eq!(chain.id_of(heap, &AtomicU64::new(0)), None, "not an item of the chain");
         // Killed after its link, before `making` was cleared: not linked twice.
         chain.making.store(made, Ordering::Relaxed);
         assert!(chain.grow(heap, 0, GUARD_GRACE));

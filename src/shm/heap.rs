@@ -14,8 +14,9 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
-use super::crash::crash_point;
+use super::crash::{crash_point, fail_point};
 use super::mutex::{RawGuard, RawMutex};
 use super::pins;
 use crate::sys::{self, SharedMapping};
@@ -646,14 +647,53 @@ impl Heap {
         }
     }
 
+    /// [`Heap::alloc_into`] of a small block (at most [`SMALL_MAX`] bytes) for a caller
+    /// that must not wait for a process stopped holding the large allocator's lock (the
+    /// refill of the block's class takes it): `Ok(None)` when that lock is held by a
+    /// process stopped past `grace` (a running holder, however slow, is waited for), or
+    /// when only blocks waiting for their release would make room. The growth of the task
+    /// table's slots aside, inside a `JoinableQueue` take (review113 L2: a timed take was
+    /// held there for as long as the holder stayed stopped).
+    pub(crate) fn alloc_small_into_unless_stopped(
+        &self,
+        len: usize,
+        record: &AtomicU64,
+        grace: Duration,
+    ) -> Result<Option<u64>, HeapFull> {
+        let class = class_of(len.max(1)).expect("a small block");
+        let h = self.header();
+        // The tests' `fail:heap.small.refill`: the class out of free blocks, its slab refilled.
+        let refill = fail_point!("heap.small.refill");
+        let off = self.alloc_small_with(class, refill, |slab| {
+            let Some(_guard) = RawGuard::lock_unless_stopped_within(&h.large_lock, grace) else { return Ok(None) };
+            self.alloc_large_locked(slab)
+        })?;
+        let Some(off) = off else { return Ok(None) };
+        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        record.store(off, Ordering::Release);
+        Ok(Some(off))
+    }
+
     fn alloc_small(&self, class: usize) -> Result<u64, HeapFull> {
-        if let Some(off) = self.pop(class) {
-            return Ok(off);
+        self.alloc_small_with(class, false, |slab| self.alloc_large(slab).map(Some)).map(|off| off.expect("a slab"))
+    }
+
+    /// A block of `class`: from its free list (unless `refill`), else the first of a slab
+    /// taken by `large` (`None`: none taken, so none given).
+    #[inline]
+    fn alloc_small_with(
+        &self,
+        class: usize,
+        refill: bool,
+        large: impl FnOnce(usize) -> Result<Option<u64>, HeapFull>,
+    ) -> Result<Option<u64>, HeapFull> {
+        if !refill && let Some(off) = self.pop(class) {
+            return Ok(Some(off));
         }
         // Refill: carve a slab of fresh pages into blocks of this class.
         let block = CLASSES[class];
         let slab = (block * 16).max(64 * 1024);
-        let base = self.alloc_large(slab)?;
+        let Some(base) = large(slab)? else { return Ok(None) };
         // Its blocks are all for use: one call faults the slab in, rather than a fault per
         // page later (on a virtual machine a fault costs microseconds; a queue streaming
         // through fresh memory spent most of its time in them).
@@ -661,7 +701,7 @@ impl Heap {
         for i in 1..slab / block {
             self.push(class, base + (i * block) as u64);
         }
-        Ok(base)
+        Ok(Some(base))
     }
 
     fn free_word(&self, off: u64) -> &AtomicU64 {
@@ -746,8 +786,13 @@ impl Heap {
     /// [`Heap::alloc_large`]'s one pass; `None` when only the untouched end had room while
     /// blocks wait for their release.
     fn alloc_large_once(&self, len: usize) -> Result<Option<u64>, HeapFull> {
+        let _guard = RawGuard::lock(&self.header().large_lock);
+        self.alloc_large_locked(len)
+    }
+
+    /// [`Heap::alloc_large_once`] with the large allocator's lock held by the caller.
+    fn alloc_large_locked(&self, len: usize) -> Result<Option<u64>, HeapFull> {
         let h = self.header();
-        let _guard = RawGuard::lock(&h.large_lock);
         crash_point!("heap.alloc_large.locked");
         // First fit over the sorted free list.
         let mut link = &h.large_free;
