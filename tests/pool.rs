@@ -908,23 +908,110 @@ fn block_for_ever(_: ()) {
 }
 
 /// The pool's timeout bounds a worker's initializer too: one that never returns fails the
-/// tasks waiting for its worker (typed), rather than leaving them waiting for ever.
-/// Ignored (aud91, not fixed): the timeout counts from a chunk's take, which a worker
-/// still in its initializer never makes, and its inbox holds the chunk; nothing else
-/// looks at it. Now: `Timeout` after 10 s (for ever without one), as Python's, which has
-/// no timeout at all. A fix: kill a worker that has not answered for longer than the
-/// timeout since its start, as a boot death (`WorkersCannotStart` after the limit in a
-/// row), its chunks resent.
+/// tasks waiting for its worker (typed), rather than leaving them waiting for ever. Each
+/// worker whose initializer runs past the timeout is killed as a boot death, its chunks
+/// sent to the next; past the limit in a row (ten for a 1-worker pool) the pool says
+/// `WorkersCannotStart`, naming the initializer and the timeout. Before (aud91 M3): the
+/// timeout counts from a chunk's take, which a worker in its initializer never makes, and
+/// the chunk sat in its inbox: `Err(the result is not ready yet)` after 10 s (for ever
+/// without a timeout; Python's has no timeout at all and hangs).
 #[test]
-#[ignore = "aud91: an initializer that never returns hangs every task, whatever the pool's timeout"]
 fn an_initializer_that_never_returns_fails_the_tasks_of_a_pool_with_a_timeout() {
     let _w = heap_user(LIMIT);
-    let pool =
-        Pool::builder().processes(1).initializer(block_for_ever, ()).timeout(Duration::from_secs(1)).build().unwrap();
+    let timeout = Duration::from_millis(200);
+    let pool = Pool::builder().processes(1).initializer(block_for_ever, ()).timeout(timeout).build().unwrap();
     let mut r = pool.apply_async(square, 3).unwrap();
-    match r.get_timeout(Duration::from_secs(10)) {
-        Err(ResultTimeoutError::Task(_)) => {}
+    match r.get_timeout(Duration::from_secs(100)) {
+        Err(ResultTimeoutError::Task(TaskError::WorkersCannotStart(f))) => {
+            assert!(f.deaths >= 10, "{f}");
+            assert!(
+                matches!(&f.ended, JoinError::Failed { reason, .. }
+                    if reason.contains("initializer") && reason.contains(&format!("{timeout:?}"))),
+                "{f}"
+            );
+        }
         other => panic!("{other:?}"),
+    }
+    // Failed for good, as a pool whose workers cannot start: a later call fails at once.
+    assert!(matches!(pool.apply(square, 4), Err(Error::Task(TaskError::WorkersCannotStart(_)))));
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    for pid in pids {
+        assert!(!pid_running(pid), "worker {pid} left running");
+    }
+}
+
+/// Blocks for ever in the first worker of a pool to run it (the one that creates the
+/// marker file), returns at once in the others.
+fn block_once(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok() {
+        block_for_ever(());
+    }
+}
+
+/// A worker killed for its initializer's timeout gives its waiting chunks to the next
+/// worker: they run there, with their results, and the kill is a replacement.
+#[test]
+fn the_chunks_of_a_worker_killed_in_its_initializer_run_on_another() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-block-once-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(block_once, marker.to_string_lossy().into_owned())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(marker.exists(), "the first worker's initializer ran");
+    assert!(pool.stats().workers_restarted >= 1, "{:?}", pool.stats());
+    let _ = std::fs::remove_file(&marker);
+    pool.close();
+    pool.join().unwrap();
+}
+
+fn init_slowly(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// An initializer slower than the tasks but within the pool's timeout is left alone: no
+/// worker is killed or replaced, every task runs. A call's own timeout bounds its tasks,
+/// not the initializer: a pool without a timeout of its own whose initializer outlasts a
+/// call's timeout runs the call.
+#[test]
+fn a_slow_initializer_within_the_pool_timeout_is_left_alone() {
+    let _w = heap_user(LIMIT);
+    let pool =
+        Pool::builder().processes(2).initializer(init_slowly, 500).timeout(Duration::from_secs(5)).build().unwrap();
+    assert_eq!(pool.map_with(square, 0..12u64, MapOptions::new().chunksize(1)).unwrap().len(), 12);
+    let stats = pool.stats();
+    assert_eq!((stats.workers_restarted, stats.tasks_lost), (0, 0), "{stats:?}");
+    pool.close();
+    pool.join().unwrap();
+
+    let pool = Pool::builder().processes(1).initializer(init_slowly, 500).build().unwrap();
+    let r = pool.apply_async_with(square, 3, ApplyOptions::new().timeout(Duration::from_millis(100))).unwrap();
+    assert_eq!(r.get().unwrap(), 9);
+    assert_eq!(pool.stats().workers_restarted, 0);
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// Without a timeout nothing bounds an initializer (as Python's): its tasks wait, and
+/// `terminate` ends them `Terminated` and the worker with them.
+#[test]
+fn an_initializer_that_never_returns_in_a_pool_without_timeout_ends_at_terminate() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).initializer(block_for_ever, ()).build().unwrap();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    assert!(matches!(r.get_timeout(Duration::from_millis(500)), Err(ResultTimeoutError::Timeout)));
+    let pids = pool.pids();
+    pool.terminate();
+    assert!(matches!(r.get_timeout(Duration::from_secs(60)), Err(ResultTimeoutError::Task(TaskError::Terminated))));
+    pool.join().unwrap();
+    for pid in pids {
+        assert!(!pid_running(pid), "worker {pid} left running");
     }
 }
 
