@@ -886,11 +886,10 @@ fn get_timeout_does_not_cancel_and_ready_tells() {
 /// A result taken by `get_timeout` is not said `Terminated` when asked for again: the pool
 /// was not terminated, and the task succeeded (`successful()` still says so). Python's
 /// `get` gives the value again; ours gives it away (`R` is not `Clone`), so the second
-/// answer needs a word of its own. Ignored (aud91, not fixed: a new variant, or a panic as
-/// a use after a move, is the lead's call). Now: `Err(the pool was terminated before the
-/// task finished)`; a `ThreadPool`'s result says the same.
+/// answer is `TaskError::Taken`, for `get_timeout` and `get` alike, a failure taken too.
+/// Before (aud91 L1): `Err(the pool was terminated before the task finished)`; a
+/// `ThreadPool`'s result said the same.
 #[test]
-#[ignore = "aud91: a second get_timeout of a taken result says Terminated"]
 fn a_result_taken_by_get_timeout_is_not_said_terminated_when_asked_again() {
     let _w = heap_user(LIMIT);
     let pool = Pool::new(1).unwrap();
@@ -898,7 +897,13 @@ fn a_result_taken_by_get_timeout_is_not_said_terminated_when_asked_again() {
     assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 9);
     assert_eq!(r.successful(), Ok(true));
     let again = r.get_timeout(Duration::from_secs(30));
-    assert!(!matches!(again, Err(ResultTimeoutError::Task(TaskError::Terminated))), "{again:?}");
+    assert!(matches!(again, Err(ResultTimeoutError::Task(TaskError::Taken))), "{again:?}");
+    assert!(again.unwrap_err().to_string().contains("already taken"));
+    assert_eq!(r.get(), Err(TaskError::Taken));
+    let mut f = pool.apply_async(fail_on, 13).unwrap();
+    assert!(matches!(f.get_timeout(Duration::from_secs(30)), Err(ResultTimeoutError::Task(TaskError::Panicked(_)))));
+    assert_eq!(f.successful(), Ok(false));
+    assert_eq!(f.get(), Err(TaskError::Taken));
 }
 
 fn block_for_ever(_: ()) {
