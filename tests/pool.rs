@@ -553,6 +553,47 @@ fn a_result_whose_serialize_panics_in_the_worker_fails_its_task_as_an_encode_err
     drop((pool, v));
     leaks.assert_no_leak();
 }
+
+/// A result whose `Serialize` refuses 13 (an `Err`, not a panic).
+#[derive(Debug, serde::Deserialize)]
+struct Refused(u32);
+
+impl serde::Serialize for Refused {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("a Refused cannot be 13"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+fn refused(n: u32) -> Refused {
+    Refused(n)
+}
+
+/// A result that does not encode in the worker is said not to encode: by `apply`, by a
+/// `map`'s chunk and on the claims path (`chunksize(1)`), each naming the refusal. Before
+/// (aud91 L2): "cannot decode the message (was it sent as another type?): cannot encode
+/// the message (..WorkerResults<..Refused>): a Refused cannot be 13", the parent's decode
+/// wrapped around the worker's encode.
+#[test]
+fn a_result_that_does_not_encode_in_the_worker_is_said_not_to_encode() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let said = |got: Result<Vec<Refused>, Error>| match got {
+        Err(Error::Task(TaskError::Codec(e))) => e.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let one = pool.apply(refused, 13).map(|r| vec![r]);
+    let chunk = pool.map_with(refused, [1, 13, 2], MapOptions::new().chunksize(3));
+    let claims = pool.map_with(refused, [1, 13, 2], MapOptions::new().chunksize(1));
+    for (how, e) in [("apply", said(one)), ("chunk", said(chunk)), ("claims", said(claims))] {
+        assert!(e.starts_with("cannot encode"), "{how}: {e}");
+        assert!(e.contains("a Refused cannot be 13") && !e.contains("decode"), "{how}: {e}");
+    }
+    assert_eq!(pool.apply(refused, 3).unwrap().0, 3);
+}
+
 /// A value whose `Drop` panics in the parent when it was decoded from 13 (the worker's own
 /// value and the codec's probe's are disarmed).
 #[derive(Debug, serde::Serialize)]

@@ -747,7 +747,9 @@ impl Inner {
                 // The chunk's blob goes before its answer is delivered: a caller that has
                 // its result finds the pool's hold given back.
                 drop(held);
-                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
+                // The worker's text says whether its arguments did not decode or its results
+                // did not encode.
+                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::relayed(e)));
                 self.settle(&delivery, chunk, outcome);
             }
             FromWorker::InitFailed { worker, info } => {
