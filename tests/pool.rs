@@ -1061,6 +1061,29 @@ fn an_initializer_that_never_returns_in_a_pool_without_timeout_ends_at_terminate
     }
 }
 
+/// An empty `map_async` is done at once, `Ok` with no items, and runs no callback, as
+/// Python's (aud91 L4, documented on `MapOptions::callback`): pinned, so that a change is
+/// a choice.
+#[test]
+fn an_empty_map_async_is_done_at_once_and_runs_no_callback() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (ok, failed) = (ran.clone(), ran.clone());
+    let options = MapOptions::new()
+        .callback(move |_: &[u64]| {
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |_| {
+            failed.fetch_add(1, Ordering::SeqCst);
+        });
+    let r = pool.map_async_with(square, Vec::<u64>::new(), options).unwrap();
+    assert!(r.ready());
+    assert_eq!(r.get(), Ok(Vec::new()));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
 fn inner_pool(n: u64) -> u64 {
     let pool = Pool::new(2).unwrap();
     pool.map(square, 0..n).unwrap().iter().sum()

@@ -722,6 +722,7 @@ impl Pool {
     }
 
     /// [`Pool::map_async`] with options (chunk size, callbacks, timeout, progress bar).
+    /// An empty input runs no callback, as in Python (see [`MapOptions::callback`]).
     ///
     /// # Examples
     ///

@@ -723,6 +723,7 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::map_async`] with options (chunk size, callbacks, progress bar).
+    /// An empty input runs no callback, as in Python (see [`MapOptions::callback`]).
     ///
     /// # Examples
     ///
