@@ -81,6 +81,8 @@ impl fmt::Debug for CodecError {
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.type_name {
+            // Relayed: the other process's whole message.
+            _ if self.0.what.is_empty() => f.write_str(&self.0.detail),
             Some(name) => write!(f, "{} ({name}): {}", self.0.what, self.0.detail),
             None => write!(f, "{}: {}", self.0.what, self.0.detail),
         }
@@ -107,6 +109,15 @@ impl CodecError {
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
             heap_full: HEAP_FULL.with(|h| h.replace(false)),
         }))
+    }
+
+    /// A codec error another process reported, as its text (a pool worker's, a cluster
+    /// node's): said as it was, since that text says already whether a value did not encode
+    /// or did not decode, and which. `decode` here made a result whose `Serialize` refused
+    /// in the worker read "cannot decode the message (was it sent as another type?):
+    /// cannot encode the message ..." (aud91 L2).
+    pub(crate) fn relayed(text: impl fmt::Display) -> Self {
+        Self(Box::new(Cause { what: "", type_name: None, detail: text.to_string(), heap_full: false }))
     }
 
     /// The error names `T`, the type of the message.

@@ -187,18 +187,20 @@ fn a_result_taken_through_a_reference_is_ready_and_nothing_waits_for_it_again() 
     assert!(r.wait_timeout(Duration::from_secs(60)));
     // Cancelling a result already there does nothing (as before it was taken).
     r.cancel();
-    assert_eq!(rt.block_on(&mut r), Err(TaskError::Terminated));
-    assert_eq!(r.get(), Err(TaskError::Terminated));
+    // Said taken (it was, and the pool was not terminated: aud91 L1).
+    assert_eq!(rt.block_on(&mut r), Err(TaskError::Taken));
+    assert_eq!(r.get(), Err(TaskError::Taken));
     // The same through `get_timeout`, which takes by `&mut` too.
     let mut m = pool.map_async(square, vec![1, 2]).unwrap();
     assert_eq!(m.get_timeout(Duration::from_secs(60)).unwrap(), vec![1, 4]);
     assert!(m.ready());
-    assert_eq!(rt.block_on(&mut m), Err(TaskError::Terminated));
+    assert_eq!(rt.block_on(&mut m), Err(TaskError::Taken));
     assert_eq!(m.successful(), Ok(true));
     // A failure taken says so too.
     let mut f = pool.apply_async(fails, ()).unwrap();
     assert!(matches!(f.get_timeout(Duration::from_secs(60)), Err(ResultTimeoutError::Task(TaskError::Panicked(_)))));
     assert_eq!(f.successful(), Ok(false));
+    assert!(matches!(f.get_timeout(Duration::from_secs(60)), Err(ResultTimeoutError::Task(TaskError::Taken))));
 }
 
 fn fails(_: ()) {

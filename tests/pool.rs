@@ -553,6 +553,47 @@ fn a_result_whose_serialize_panics_in_the_worker_fails_its_task_as_an_encode_err
     drop((pool, v));
     leaks.assert_no_leak();
 }
+
+/// A result whose `Serialize` refuses 13 (an `Err`, not a panic).
+#[derive(Debug, serde::Deserialize)]
+struct Refused(u32);
+
+impl serde::Serialize for Refused {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("a Refused cannot be 13"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+fn refused(n: u32) -> Refused {
+    Refused(n)
+}
+
+/// A result that does not encode in the worker is said not to encode: by `apply`, by a
+/// `map`'s chunk and on the claims path (`chunksize(1)`), each naming the refusal. Before
+/// (aud91 L2): "cannot decode the message (was it sent as another type?): cannot encode
+/// the message (..WorkerResults<..Refused>): a Refused cannot be 13", the parent's decode
+/// wrapped around the worker's encode.
+#[test]
+fn a_result_that_does_not_encode_in_the_worker_is_said_not_to_encode() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let said = |got: Result<Vec<Refused>, Error>| match got {
+        Err(Error::Task(TaskError::Codec(e))) => e.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let one = pool.apply(refused, 13).map(|r| vec![r]);
+    let chunk = pool.map_with(refused, [1, 13, 2], MapOptions::new().chunksize(3));
+    let claims = pool.map_with(refused, [1, 13, 2], MapOptions::new().chunksize(1));
+    for (how, e) in [("apply", said(one)), ("chunk", said(chunk)), ("claims", said(claims))] {
+        assert!(e.starts_with("cannot encode"), "{how}: {e}");
+        assert!(e.contains("a Refused cannot be 13") && !e.contains("decode"), "{how}: {e}");
+    }
+    assert_eq!(pool.apply(refused, 3).unwrap().0, 3);
+}
+
 /// A value whose `Drop` panics in the parent when it was decoded from 13 (the worker's own
 /// value and the codec's probe's are disarmed).
 #[derive(Debug, serde::Serialize)]
@@ -886,11 +927,10 @@ fn get_timeout_does_not_cancel_and_ready_tells() {
 /// A result taken by `get_timeout` is not said `Terminated` when asked for again: the pool
 /// was not terminated, and the task succeeded (`successful()` still says so). Python's
 /// `get` gives the value again; ours gives it away (`R` is not `Clone`), so the second
-/// answer needs a word of its own. Ignored (aud91, not fixed: a new variant, or a panic as
-/// a use after a move, is the lead's call). Now: `Err(the pool was terminated before the
-/// task finished)`; a `ThreadPool`'s result says the same.
+/// answer is `TaskError::Taken`, for `get_timeout` and `get` alike, a failure taken too.
+/// Before (aud91 L1): `Err(the pool was terminated before the task finished)`; a
+/// `ThreadPool`'s result said the same.
 #[test]
-#[ignore = "aud91: a second get_timeout of a taken result says Terminated"]
 fn a_result_taken_by_get_timeout_is_not_said_terminated_when_asked_again() {
     let _w = heap_user(LIMIT);
     let pool = Pool::new(1).unwrap();
@@ -898,7 +938,13 @@ fn a_result_taken_by_get_timeout_is_not_said_terminated_when_asked_again() {
     assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 9);
     assert_eq!(r.successful(), Ok(true));
     let again = r.get_timeout(Duration::from_secs(30));
-    assert!(!matches!(again, Err(ResultTimeoutError::Task(TaskError::Terminated))), "{again:?}");
+    assert!(matches!(again, Err(ResultTimeoutError::Task(TaskError::Taken))), "{again:?}");
+    assert!(again.unwrap_err().to_string().contains("already taken"));
+    assert_eq!(r.get(), Err(TaskError::Taken));
+    let mut f = pool.apply_async(fail_on, 13).unwrap();
+    assert!(matches!(f.get_timeout(Duration::from_secs(30)), Err(ResultTimeoutError::Task(TaskError::Panicked(_)))));
+    assert_eq!(f.successful(), Ok(false));
+    assert_eq!(f.get(), Err(TaskError::Taken));
 }
 
 fn block_for_ever(_: ()) {
@@ -908,24 +954,134 @@ fn block_for_ever(_: ()) {
 }
 
 /// The pool's timeout bounds a worker's initializer too: one that never returns fails the
-/// tasks waiting for its worker (typed), rather than leaving them waiting for ever.
-/// Ignored (aud91, not fixed): the timeout counts from a chunk's take, which a worker
-/// still in its initializer never makes, and its inbox holds the chunk; nothing else
-/// looks at it. Now: `Timeout` after 10 s (for ever without one), as Python's, which has
-/// no timeout at all. A fix: kill a worker that has not answered for longer than the
-/// timeout since its start, as a boot death (`WorkersCannotStart` after the limit in a
-/// row), its chunks resent.
+/// tasks waiting for its worker (typed), rather than leaving them waiting for ever. Each
+/// worker whose initializer runs past the timeout is killed as a boot death, its chunks
+/// sent to the next; past the limit in a row (ten for a 1-worker pool) the pool says
+/// `WorkersCannotStart`, naming the initializer and the timeout. Before (aud91 M3): the
+/// timeout counts from a chunk's take, which a worker in its initializer never makes, and
+/// the chunk sat in its inbox: `Err(the result is not ready yet)` after 10 s (for ever
+/// without a timeout; Python's has no timeout at all and hangs).
 #[test]
-#[ignore = "aud91: an initializer that never returns hangs every task, whatever the pool's timeout"]
 fn an_initializer_that_never_returns_fails_the_tasks_of_a_pool_with_a_timeout() {
     let _w = heap_user(LIMIT);
-    let pool =
-        Pool::builder().processes(1).initializer(block_for_ever, ()).timeout(Duration::from_secs(1)).build().unwrap();
+    let timeout = Duration::from_millis(200);
+    let pool = Pool::builder().processes(1).initializer(block_for_ever, ()).timeout(timeout).build().unwrap();
     let mut r = pool.apply_async(square, 3).unwrap();
-    match r.get_timeout(Duration::from_secs(10)) {
-        Err(ResultTimeoutError::Task(_)) => {}
+    match r.get_timeout(Duration::from_secs(100)) {
+        Err(ResultTimeoutError::Task(TaskError::WorkersCannotStart(f))) => {
+            assert!(f.deaths >= 10, "{f}");
+            assert!(
+                matches!(&f.ended, JoinError::Failed { reason, .. }
+                    if reason.contains("initializer") && reason.contains(&format!("{timeout:?}"))),
+                "{f}"
+            );
+        }
         other => panic!("{other:?}"),
     }
+    // Failed for good, as a pool whose workers cannot start: a later call fails at once.
+    assert!(matches!(pool.apply(square, 4), Err(Error::Task(TaskError::WorkersCannotStart(_)))));
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    for pid in pids {
+        assert!(!pid_running(pid), "worker {pid} left running");
+    }
+}
+
+/// Blocks for ever in the first worker of a pool to run it (the one that creates the
+/// marker file), returns at once in the others.
+fn block_once(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok() {
+        block_for_ever(());
+    }
+}
+
+/// A worker killed for its initializer's timeout gives its waiting chunks to the next
+/// worker: they run there, with their results, and the kill is a replacement.
+#[test]
+fn the_chunks_of_a_worker_killed_in_its_initializer_run_on_another() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-block-once-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(block_once, marker.to_string_lossy().into_owned())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(marker.exists(), "the first worker's initializer ran");
+    assert!(pool.stats().workers_restarted >= 1, "{:?}", pool.stats());
+    let _ = std::fs::remove_file(&marker);
+    pool.close();
+    pool.join().unwrap();
+}
+
+fn init_slowly(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// An initializer slower than the tasks but within the pool's timeout is left alone: no
+/// worker is killed or replaced, every task runs. A call's own timeout bounds its tasks,
+/// not the initializer: a pool without a timeout of its own whose initializer outlasts a
+/// call's timeout runs the call.
+#[test]
+fn a_slow_initializer_within_the_pool_timeout_is_left_alone() {
+    let _w = heap_user(LIMIT);
+    let pool =
+        Pool::builder().processes(2).initializer(init_slowly, 500).timeout(Duration::from_secs(5)).build().unwrap();
+    assert_eq!(pool.map_with(square, 0..12u64, MapOptions::new().chunksize(1)).unwrap().len(), 12);
+    let stats = pool.stats();
+    assert_eq!((stats.workers_restarted, stats.tasks_lost), (0, 0), "{stats:?}");
+    pool.close();
+    pool.join().unwrap();
+
+    let pool = Pool::builder().processes(1).initializer(init_slowly, 500).build().unwrap();
+    let r = pool.apply_async_with(square, 3, ApplyOptions::new().timeout(Duration::from_millis(100))).unwrap();
+    assert_eq!(r.get().unwrap(), 9);
+    assert_eq!(pool.stats().workers_restarted, 0);
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// Without a timeout nothing bounds an initializer (as Python's): its tasks wait, and
+/// `terminate` ends them `Terminated` and the worker with them.
+#[test]
+fn an_initializer_that_never_returns_in_a_pool_without_timeout_ends_at_terminate() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).initializer(block_for_ever, ()).build().unwrap();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    assert!(matches!(r.get_timeout(Duration::from_millis(500)), Err(ResultTimeoutError::Timeout)));
+    let pids = pool.pids();
+    pool.terminate();
+    assert!(matches!(r.get_timeout(Duration::from_secs(60)), Err(ResultTimeoutError::Task(TaskError::Terminated))));
+    pool.join().unwrap();
+    for pid in pids {
+        assert!(!pid_running(pid), "worker {pid} left running");
+    }
+}
+
+/// An empty `map_async` is done at once, `Ok` with no items, and runs no callback, as
+/// Python's (aud91 L4, documented on `MapOptions::callback`): pinned, so that a change is
+/// a choice.
+#[test]
+fn an_empty_map_async_is_done_at_once_and_runs_no_callback() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (ok, failed) = (ran.clone(), ran.clone());
+    let options = MapOptions::new()
+        .callback(move |_: &[u64]| {
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |_| {
+            failed.fetch_add(1, Ordering::SeqCst);
+        });
+    let r = pool.map_async_with(square, Vec::<u64>::new(), options).unwrap();
+    assert!(r.ready());
+    assert_eq!(r.get(), Ok(Vec::new()));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
 
 fn inner_pool(n: u64) -> u64 {

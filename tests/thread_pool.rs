@@ -836,3 +836,20 @@ fn dropping_a_thread_pool_waits_for_its_threads_while_one_holds_the_pool() {
     release.send(()).unwrap();
     assert!(dropper.join().unwrap(), "the drop returned while the pool's thread ran a callback");
 }
+
+/// A result taken by `get_timeout` says `Taken` when asked for again, as a process pool's
+/// (before, aud91 L1: `Terminated`, of a pool nobody terminated, while `successful()` said
+/// `Ok(true)`).
+#[test]
+fn a_result_taken_by_get_timeout_says_taken_when_asked_again() {
+    let _w = watchdog(Duration::from_secs(60));
+    let pool = ThreadPool::new(1).unwrap();
+    let mut r = pool.apply_async(|x: u64| x * x, 3).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 9);
+    assert_eq!(r.successful(), Ok(true));
+    let again = r.get_timeout(Duration::from_secs(30));
+    assert!(matches!(again, Err(ResultTimeoutError::Task(TaskError::Taken))), "{again:?}");
+    assert_eq!(r.get(), Err(TaskError::Taken));
+    pool.close();
+    pool.join().unwrap();
+}

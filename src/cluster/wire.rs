@@ -364,7 +364,8 @@ impl Failure {
         match self {
             Failure::TimedOut { ms } => TaskError::TimedOut(Duration::from_millis(ms)),
             Failure::WorkerLost { pid, signal, exit_code } => TaskError::WorkerLost { pid, signal, exit_code },
-            Failure::Codec(s) => TaskError::Codec(crate::CodecError::decode(s)),
+            // The node's text says whether a value did not encode or did not decode.
+            Failure::Codec(s) => TaskError::Codec(crate::CodecError::relayed(s)),
             Failure::Panicked(info) => TaskError::Panicked(info),
             Failure::WrongBuild { node } => TaskError::WrongBuild { node },
             Failure::Unauthenticated { node } => TaskError::Unauthenticated { node },

@@ -415,7 +415,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                         backtrace: String::new(),
                     }))
                 }
-                Some((_, bytes)) => TaskError::Codec(crate::CodecError::decode(String::from_utf8_lossy(bytes))),
+                Some((_, bytes)) => TaskError::Codec(crate::CodecError::relayed(String::from_utf8_lossy(bytes))),
                 // Claimed, never written: its worker died holding it.
                 None => settled.lost_error(i),
             },

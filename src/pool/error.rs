@@ -94,6 +94,33 @@ pub enum TaskError {
     /// came: the task was dropped, or its worker stopped.
     #[error("the task was cancelled")]
     Cancelled,
+    /// The result was taken already, by an earlier
+    /// [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) or an await of the
+    /// `AsyncResult` through `&mut`: the value was moved out then, and is not there to give
+    /// again (Python's `get` returns it again; ours is not `Clone`). The task succeeded or
+    /// failed as that call said, and as [`AsyncResult::successful`](crate::AsyncResult::successful)
+    /// still says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{ResultTimeoutError, TaskError};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let mut pending = pool.apply_async(square, 3)?;
+    /// assert_eq!(pending.get_timeout(Duration::from_secs(60)).unwrap(), 9);
+    /// assert!(matches!(pending.get_timeout(Duration::from_secs(60)), Err(ResultTimeoutError::Task(TaskError::Taken))));
+    /// assert_eq!(pending.successful(), Ok(true));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[error("the result was already taken by an earlier call (get_timeout, or an await through &mut)")]
+    Taken,
     /// The pool's workers cannot start: too many in a row ended before their first answer
     /// (see [`PoolBuilder::initializer`](crate::PoolBuilder::initializer)), the last as
     /// [`BootFailure::ended`] says. The pool starts no more workers and stays failed: every

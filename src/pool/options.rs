@@ -235,6 +235,10 @@ impl<R> MapOptions<R> {
     /// Runs `f` with all the results when every item succeeded (`map_async` only).
     /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
+    /// An empty input runs no callback, as in Python: the `map_async` is done before it
+    /// returns (its result `Ok` with no items), and no result comes to run `f` with. Code
+    /// that counts its maps through their callbacks counts one that it made empty itself.
+    ///
     /// # Examples
     ///
     /// ```

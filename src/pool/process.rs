@@ -152,6 +152,20 @@ impl PoolBuilder {
     /// an `AsyncResult` and an error callback get it, an `imap` yields it); `close` or
     /// `terminate`, then `join`, end it as any pool.
     ///
+    /// The pool's [`timeout`](Self::timeout) bounds the initializer too, counted from its
+    /// start in each worker: a worker whose initializer runs longer is killed, as one that
+    /// cannot start (it counts in the run above, which ends in `WorkersCannotStart` saying
+    /// that the initializer ran past the timeout), and the tasks waiting for it go to
+    /// another worker. So an initializer that never returns fails the pool's tasks rather
+    /// than holding them for ever. A call's own timeout
+    /// ([`ApplyOptions::timeout`](crate::ApplyOptions::timeout),
+    /// [`MapOptions::timeout`](crate::MapOptions::timeout)) bounds only its tasks: an
+    /// initializer slower than the tasks' limit wants a pool without a timeout and the limit
+    /// given per call. In a pool without a timeout nothing bounds the initializer, as in
+    /// Python: one that never returns holds its worker, and the tasks sent to it wait, until
+    /// `terminate` (they end [`Terminated`](crate::TaskError::Terminated)); `join` after a
+    /// `close` waits for it.
+    ///
     /// # Examples
     ///
     /// ```
@@ -224,7 +238,8 @@ impl PoolBuilder {
     }
 
     /// A task (chunk) running longer has its worker killed and replaced, and fails with
-    /// [`TaskError::TimedOut`]. Calls may set their own with their options.
+    /// [`TaskError::TimedOut`]. Calls may set their own with their options. It bounds each
+    /// worker's [`initializer`](Self::initializer) too (a call's own timeout does not).
     ///
     /// # Examples
     ///
@@ -707,6 +722,7 @@ impl Pool {
     }
 
     /// [`Pool::map_async`] with options (chunk size, callbacks, timeout, progress bar).
+    /// An empty input runs no callback, as in Python (see [`MapOptions::callback`]).
     ///
     /// # Examples
     ///

@@ -202,6 +202,22 @@ impl<R> Slot<Result<R, TaskError>> {
         value
     }
 
+    /// The value, once; after it was taken, [`TaskError::Taken`]; `Terminated` when it
+    /// never came (a copy made by fork, whose slot nothing fills).
+    pub(crate) fn take_or_gone(&self) -> Result<R, TaskError> {
+        let mut guard = lock(&self.value);
+        match guard.take() {
+            Some(v) => {
+                self.taken.store(if v.is_ok() { TAKEN | TAKEN_OK } else { TAKEN }, Ordering::Relaxed);
+                v
+            }
+            // Under the lock `take` sets it under: a value taken by another thread's look
+            // is not read as never come.
+            None if self.taken() => Err(TaskError::Taken),
+            None => Err(TaskError::Terminated),
+        }
+    }
+
     /// Whether the task succeeded, once its value came (taken since, or not).
     pub(crate) fn succeeded(&self) -> Option<bool> {
         let guard = lock(&self.value);
@@ -593,11 +609,13 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn get(self) -> Result<R, TaskError> {
         self.wait_until(Deadline::NEVER);
-        self.slot.take().unwrap_or(Err(TaskError::Terminated))
+        self.slot.take_or_gone()
     }
 
     /// Waits at most `timeout`; on [`ResultTimeoutError::Timeout`] the result stays
-    /// available (and the task keeps running: see the pool's `timeout` to kill it).
+    /// available (and the task keeps running: see the pool's `timeout` to kill it). Once
+    /// it gave the result, the result is gone: a later `get_timeout`, `get` or await is
+    /// [`TaskError::Taken`] at once ([`successful`](Self::successful) still answers).
     ///
     /// # Examples
     ///
@@ -622,7 +640,7 @@ impl<R> AsyncResult<R> {
         if !self.wait_until(Deadline::after(timeout)) {
             return Err(ResultTimeoutError::Timeout);
         }
-        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(ResultTimeoutError::Task)
+        self.slot.take_or_gone().map_err(ResultTimeoutError::Task)
     }
 
     /// Waits until the result is ready.

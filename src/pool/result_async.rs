@@ -62,7 +62,7 @@ impl<R> AsyncResult<R> {
 /// a `&mut` to the `AsyncResult` (`timeout(d, &mut result)`); to stop the task, call
 /// [`AsyncResult::cancel`] (or give the task a pool timeout, which kills its worker).
 /// Once the value was taken (by such an await, or by [`AsyncResult::get_timeout`]), the
-/// result stays ready, and a later await or `get` is [`TaskError::Terminated`] at once.
+/// result stays ready, and a later await or `get` is [`TaskError::Taken`] at once.
 ///
 /// # Examples
 ///
@@ -93,12 +93,12 @@ impl<R> Future for AsyncResult<R> {
         // `get_timeout`): nothing will come again, and nobody would wake us. Only this
         // `AsyncResult` takes, so the value cannot have gone between the two looks.
         if slot.taken() {
-            return Poll::Ready(Err(TaskError::Terminated));
+            return Poll::Ready(Err(TaskError::Taken));
         }
         // A copy that fork made in a child of a pool without a helper: nothing will fill the
         // slot (a process pool's helper ends its copy's results itself).
         if self.settled_as_a_copy() {
-            return Poll::Ready(slot.take().unwrap_or(Err(TaskError::Terminated)));
+            return Poll::Ready(slot.take_or_gone());
         }
         // As a blocking `get` does, collect the results here rather than wait for the
         // pool thread to collect them and wake the runtime (two wake-ups): a short task's

@@ -29,7 +29,7 @@ use super::engine::{ChunkUndo, Delivery, Engine, Job};
 use super::error::{BootFailure, PoolError, TaskError};
 use super::result::Helper;
 use super::stats::Counters;
-use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main};
+use super::worker::{FromWorker, INITIALIZING, ToWorker, WorkerBoot, WorkerStatus, worker_main};
 use crate::codec;
 use crate::error::{Error, JoinError, PanicInfo};
 use crate::process::spin::LoadSpin;
@@ -138,6 +138,8 @@ enum Kill {
     TimedOut(Duration),
     /// Its chunk's call failed and the chunk ran past [`CANCEL_GRACE`].
     Cancelled,
+    /// Its initializer ran past the pool's timeout (a boot death: [`Books::boot_deaths`]).
+    Initializer(Duration),
 }
 
 struct Worker {
@@ -745,7 +747,9 @@ impl Inner {
                 // The chunk's blob goes before its answer is delivered: a caller that has
                 // its result finds the pool's hold given back.
                 drop(held);
-                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
+                // The worker's text says whether its arguments did not decode or its results
+                // did not encode.
+                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::relayed(e)));
                 self.settle(&delivery, chunk, outcome);
             }
             FromWorker::InitFailed { worker, info } => {
@@ -801,6 +805,20 @@ impl Inner {
             if job == 0 {
                 continue;
             }
+            if job == INITIALIZING {
+                // Its initializer is bounded by the pool's timeout (not a call's: it runs
+                // for every task to come): one that never returns would hold the chunks in
+                // its inbox for ever, which no chunk's timeout sees, none being taken (aud91
+                // M3). Killed, it is a boot death; its chunks go to another worker.
+                let since = w.status.since.load(Ordering::Relaxed);
+                if let Some(t) = self.config.timeout.filter(|t| now.saturating_sub(since) > nanos(*t))
+                    && w.status.job.load(Ordering::Acquire) == INITIALIZING
+                {
+                    w.killed_for = Some((INITIALIZING, Kill::Initializer(t)));
+                    let _ = w.handle.kill();
+                }
+                continue;
+            }
             let Some(running) = sent.get_mut(&job) else { continue };
             let since = w.status.since.load(Ordering::Relaxed);
             let kill = if running.delivery.cancelled() {
@@ -828,7 +846,7 @@ impl Inner {
             .iter()
             .filter_map(|w| {
                 let job = w.status.job.load(Ordering::Acquire);
-                let timeout = books.sent.get(&job)?.timeout?;
+                let timeout = if job == INITIALIZING { self.config.timeout? } else { books.sent.get(&job)?.timeout? };
                 let since = w.status.since.load(Ordering::Relaxed);
                 let left = since.saturating_add(nanos(timeout)).saturating_sub(now_ns);
                 now.checked_add(Duration::from_nanos(left) + Duration::from_millis(1))
@@ -896,8 +914,8 @@ impl Inner {
                     books.boot_deaths = 0;
                 } else if !worker.answered
                     && !worker.stopping
-                    && worker.killed_for.is_none()
-                    && !killed_from_outside(code)
+                    && (matches!(worker.killed_for, Some((_, Kill::Initializer(_))))
+                        || (worker.killed_for.is_none() && !killed_from_outside(code)))
                 {
                     // Ended on its own before it sent or took anything: it could not boot.
                     // (A `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is someone else's doing:
@@ -912,10 +930,19 @@ impl Inner {
                         // text, a panic of its `child_init`, else its exit or signal. It
                         // was reaped, so this knows, but in a fork copy (whose pool thread
                         // ended before this, `end_if_copy`).
-                        let ended = worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
-                            name: worker.handle.name().to_owned(),
-                            pid: worker.handle.pid(),
-                        });
+                        let ended = match worker.killed_for {
+                            // The pool's own kill: its signal would say nothing of why.
+                            Some((_, Kill::Initializer(t))) => JoinError::Failed {
+                                name: worker.handle.name().to_owned(),
+                                reason: format!(
+                                    "its initializer ran past the pool's timeout of {t:?}, and the pool killed it"
+                                ),
+                            },
+                            _ => worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
+                                name: worker.handle.name().to_owned(),
+                                pid: worker.handle.pid(),
+                            }),
+                        };
                         books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
                             deaths: books.boot_deaths,
                             pid: worker.handle.pid(),

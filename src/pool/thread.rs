@@ -235,6 +235,11 @@ impl ThreadPoolBuilder {
     /// once with the last panic ([`TaskError::Panicked`]); `close` or `terminate`, then
     /// `join`, end it.
     ///
+    /// Nothing bounds it: a thread cannot be killed, and a thread pool has no timeout. An
+    /// initializer that never returns holds its thread for ever, as in Python, and the
+    /// pool's `join` waits for it; when it holds every thread, no task runs (unlike a
+    /// process [`Pool`](crate::Pool), whose timeout bounds its initializer).
+    ///
     /// # Examples
     ///
     /// ```
@@ -718,6 +723,7 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::map_async`] with options (chunk size, callbacks, progress bar).
+    /// An empty input runs no callback, as in Python (see [`MapOptions::callback`]).
     ///
     /// # Examples
     ///

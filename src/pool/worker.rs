@@ -21,11 +21,15 @@ use crate::sys::{self, Packed, Stateless};
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct WorkerStatus {
-    /// The running chunk's id (0: none).
+    /// The running chunk's id (0: none; [`INITIALIZING`]: the initializer runs).
     pub(crate) job: AtomicU64,
     /// When it started (`sys::monotonic_ns`).
     pub(crate) since: AtomicU64,
 }
+
+/// [`WorkerStatus::job`] while the worker runs its initializer: the pool's timeout bounds
+/// it as it bounds a task (no chunk id is this: they count up from 1).
+pub(crate) const INITIALIZING: u64 = u64::MAX;
 
 impl ShmObject for WorkerStatus {
     const KIND: u32 = kind::POOL;
@@ -357,10 +361,14 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
     if let Some((call, args)) = boot.initializer {
         let mut context =
             TaskCall { name: name.clone(), args, claims: None, receipts: boot.init_receipts, output: None };
+        // The pool kills a worker whose initializer runs past its timeout (fix85).
+        boot.status.since.store(sys::monotonic_ns(), Ordering::Relaxed);
+        boot.status.job.store(INITIALIZING, Ordering::Release);
         // SAFETY: packed by the pool in the parent (`pack_checked`), in `WorkerBoot`, the
         // worker process's argument, which only the pool writes.
         #[allow(unsafe_code)]
         let outcome = panics::catching(&name, || unsafe { sys::unpack_and_run(call, &mut context) });
+        boot.status.job.store(0, Ordering::Release);
         let failure = match outcome {
             Err(info) => Some(info),
             Ok(Err(_)) => Some(PanicInfo {
