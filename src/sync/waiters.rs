@@ -53,18 +53,34 @@
 //! overflow waiters (all of them: the ones that find no token sleep again), so a
 //! `notify(n)` wakes at most `n`, and one that the table's waiters absorb wakes nobody
 //! beyond the table (aud81: every notify woke every overflow waiter, and each one said
-//! notified, so `notify(1)` of 70 waiters woke 7). The count of overflow waiters and the
-//! count of tokens share one word, so that a claim uncounts its waiter in the same step
-//! and the tokens never outnumber the waiters counted; an overflow waiter leaving without
-//! a token uncounts itself and takes a token given meanwhile in one step too (a token
-//! given as it left counts as its wake-up, not kept for a later waiter). The horizon is one word,
-//! raised by each notify that gives tokens: a waiter that arrived between two such
-//! notifies may take a token of the first once the second came (the second's own token
-//! then goes to the older waiter: the same set of wake-ups). An overflow waiter killed
-//! while waiting stays counted (it is recorded nowhere else), so a later notify may give
-//! it a token that a later waiter takes: an extra wake-up after a `kill -9`, never a lost
-//! one. The overflow waiters are served after every older slot waiter, but may wait
-//! behind later arrivals that found a slot free.
+//! notified, so `notify(1)` of 70 waiters woke 7).
+//!
+//! What keeps a token from being lost is that every token can be claimed by a waiter still
+//! counted: tokens <= eligible waiters counted <= waiters counted, where a waiter is
+//! eligible for the tokens when its ticket is below the horizon. A notify gives at most
+//! one token per counted waiter without one, with `next` as its horizon (all of them
+//! eligible). The count of overflow waiters and the count of tokens share one word, so
+//! that a claim uncounts its waiter and takes a token in the same step; an overflow waiter
+//! leaving without a claim uncounts itself and takes a token given meanwhile in one step
+//! too (a token given as it left counts as its wake-up, not kept for a later waiter), and
+//! it reads the horizon inside that step, after the word: a notify raises the horizon
+//! before it adds its tokens, so a word with a token for this waiter brings the horizon
+//! along (review116 H1: read before the word, a token given in between was left with
+//! nobody to claim it). A dead slot waiter's grant given to the overflow waiters gets the
+//! horizon of now, for the same reason: with its own, older, horizon none of the overflow
+//! waiters counted may be eligible. Were there ever more tokens than waiters, every notify
+//! (`notify_all` too) would give none, never raise the horizon nor wake the overflow word,
+//! and a lone overflow waiter would wait for ever.
+//!
+//! The horizon is one word, raised by each notify that gives tokens: a waiter that arrived
+//! between two such notifies may take a token of the first once the second came (the
+//! second's own token then goes to the older waiter: the same set of wake-ups). An
+//! overflow waiter killed while waiting stays counted (it is recorded nowhere else), so a
+//! later notify may give it a token that a later waiter takes; and a dead slot waiter's
+//! grant passed to the overflow waiters may wake one that came after the grant's notify:
+//! extra wake-ups after a `kill -9`, never a lost one. The overflow waiters are served
+//! after every older slot waiter, but may wait behind later arrivals that found a slot
+//! free.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -174,7 +190,8 @@ pub(crate) struct Waiters {
     next: AtomicU64,
     /// The overflow waiters (high half) and the notifications given to them and not yet
     /// claimed (low half, the tokens): one word, so that a claim uncounts its waiter in
-    /// the same step, and the tokens never outnumber the waiters counted.
+    /// the same step, and the tokens never outnumber the waiters counted (see the module's
+    /// doc for why each token stays claimable).
     overflow: AtomicU64,
     /// Notifications made while another process held the guard, for the guard's next
     /// holder to grant ([`Waiters::defer`], [`Waiters::notify_deferred`]); saturating.
@@ -412,10 +429,16 @@ impl Waiters {
             Place::Overflow(ticket) => {
                 // Uncounted, and a token given before that taken (not left for a later
                 // waiter), in one step. Never below zero.
-                let eligible = ticket < self.token_horizon.load(Ordering::Acquire);
+                crate::shm::crash::interleave("overflow leave");
                 let mut took = false;
                 let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                     let (waiting, tokens) = split(word);
+                    // The horizon after the word (review116 H1): `give_tokens` raises it
+                    // before it adds its tokens, so a word holding a token given for this
+                    // waiter brings the horizon that makes it eligible. Read before the
+                    // word, a token given in between was left behind, one more than the
+                    // waiters counted, and every later notify gave nothing.
+                    let eligible = ticket < self.token_horizon.load(Ordering::Acquire);
                     took = eligible && tokens > 0;
                     (waiting > 0).then(|| word - ONE_WAITER - u64::from(took))
                 });
@@ -484,8 +507,14 @@ impl Waiters {
                     .min_by_key(|(_, s)| s.ticket.load(r));
                 let Some((i, heir)) = oldest else {
                     // Given before the slot is freed: a recovery cut short in between gives
-                    // it again (an extra wake-up), never loses it.
-                    if self.give_tokens(1, horizon) == 1 {
+                    // it again (an extra wake-up), never loses it. With the horizon of now,
+                    // not the grant's (review116 H1): the overflow waiters counted now may
+                    // all have come after the grant's notify, and a token none of them can
+                    // claim would stay, one more than the waiters, so that every later
+                    // notify gave them nothing. One of them may so be woken by a notify
+                    // older than its wait: an extra wake-up, after a `kill -9` only.
+                    let now = self.next.load(r).max(horizon);
+                    if self.give_tokens(1, now) == 1 {
                         out.to_overflow += 1;
                         out.woken.overflow = true;
                     } else {
@@ -985,5 +1014,130 @@ mod tests {
         assert!(!table.notify(u32::MAX).overflow);
         let c = table.arrive(1002, 1);
         assert!(!table.leave(c, false));
+    }
+
+    /// review116 H1, path 2: a dead slot waiter's grant whose notify predates every
+    /// overflow waiter was given to them as a token none could claim (its horizon too low);
+    /// the stuck token then made every later notify, `notify_all` too, give nothing to the
+    /// overflow waiter.
+    #[test]
+    fn a_dead_waiters_grant_given_beyond_the_table_is_claimable_by_the_waiters_there() {
+        let t = Waiters::new();
+        let first: Vec<_> = (1..=SLOTS as u32).map(|pid| t.arrive(pid, 1)).collect();
+        let w = t.notify(u32::MAX);
+        assert_eq!(w.slots.count_ones(), 64);
+        assert!(!w.overflow);
+        // pid 1 (slot 0) is killed before it leaves; the 63 others leave notified.
+        for p in &first[1..] {
+            assert!(t.leave(*p, false));
+        }
+        // 63 new waiters fill the freed slots, a 64th overflows.
+        let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
+        let Place::Overflow(tx) = t.arrive(500, 1) else { panic!("the table is full") };
+        // A periodic check finds pid 1 dead.
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
+        assert_eq!(dead.len(), 1);
+        let r = t.recover(&dead);
+        println!(
+            "recover: {r:?}, overflow word {:?}, horizon {}",
+            t.overflow(),
+            t.token_horizon.load(Ordering::Relaxed)
+        );
+        let early = t.claim(tx);
+        println!("x claims: {early}");
+        let all = t.notify(u32::MAX);
+        println!("notify_all: slots {} overflow {}", all.slots.count_ones(), all.overflow);
+        let claimed = early || t.claim(tx);
+        println!("x claims after notify_all: {claimed}, overflow word {:?}", t.overflow());
+        assert!(claimed, "notify_all did not notify the overflow waiter");
+    }
+
+    /// review116 H1, path 1, made one ordering: an overflow waiter that times out read the
+    /// horizon, a notify gave it a token, then its leave uncounted it without the token:
+    /// tokens outnumbered the waiters, and `notify_all` then gave a later one nothing.
+    #[test]
+    fn an_overflow_waiter_leaving_as_a_notify_gives_it_a_token_takes_the_token() {
+        use crate::shm::crash::interleaving;
+        use std::rc::Rc;
+        let t = Rc::new(Waiters::new());
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        let x = t.arrive(500, 1);
+        assert!(matches!(x, Place::Overflow(_)));
+        let notifier = Rc::clone(&t);
+        let mut given = None;
+        let moves = move |step| {
+            if step == "overflow leave" && given.is_none() {
+                given = Some(notifier.notify(1));
+                assert!(given.unwrap().overflow, "a token for the leaving waiter");
+            }
+        };
+        let took = interleaving(moves, || t.leave(x, false));
+        println!("the leave said notified: {took}, overflow word {:?}", t.overflow());
+        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let all = t.notify(u32::MAX);
+        let claimed = t.claim(ty);
+        println!("notify_all overflow {}; y claims {claimed}", all.overflow);
+        assert!(took, "a token given as it left is its wake-up");
+        assert!(claimed, "notify_all did not notify the overflow waiter");
+        assert_eq!(t.overflow(), (0, 0));
+    }
+
+    /// review116 H1, path 1, as it came: two threads, one notifying, one arriving beyond
+    /// the table and leaving at once, with a mutex for the guard.
+    #[test]
+    fn overflow_waiters_leaving_against_notifies_never_leave_more_tokens_than_waiters() {
+        use std::sync::Mutex;
+        use std::sync::atomic::AtomicBool;
+        // It came within 61,348 and 561,589 turns in review116's runs.
+        const TURNS: u32 = 3_000_000;
+        let t = Waiters::new();
+        let guard = Mutex::new(());
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        let stop = AtomicBool::new(false);
+        let (mut lost, mut turns) = (0u64, 0u64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _g = guard.lock().unwrap();
+                    t.notify(1);
+                }
+            });
+            for _ in 0..TURNS {
+                turns += 1;
+                let p = {
+                    let _g = guard.lock().unwrap();
+                    t.arrive(500, 1)
+                };
+                t.leave(p, false);
+                let (w, k) = t.overflow();
+                if k > w {
+                    lost += 1;
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        println!("after {turns} turns: overflow word {:?}", t.overflow());
+        // Now a fresh overflow waiter and notify_all.
+        let y = {
+            let _g = guard.lock().unwrap();
+            t.arrive(600, 1)
+        };
+        let Place::Overflow(ty) = y else { panic!("the table is full") };
+        let all = {
+            let _g = guard.lock().unwrap();
+            t.notify(u32::MAX)
+        };
+        let claimed = t.claim(ty);
+        println!("notify_all overflow {}; y claims {claimed}", all.overflow);
+        assert!(lost == 0 && claimed, "tokens outnumbered waiters after {turns} turns; notify_all lost");
     }
 }
