@@ -548,10 +548,14 @@ impl Waiters {
         out
     }
 
-    /// How many wait now (for `Debug`).
+    /// How many wait now and are not notified yet (for `Debug`): the slots waiting, and the
+    /// overflow waiters less the tokens given to them (as a granted slot is not counted
+    /// before its waiter leaves). So a notify's wake-ups show at once, before the threads
+    /// woken run.
     pub(crate) fn waiting(&self) -> u32 {
         let in_table = self.slots.iter().filter(|s| s.state.load(Ordering::Relaxed) == WAITING).count();
-        in_table as u32 + self.overflow().0
+        let (overflow, tokens) = self.overflow();
+        in_table as u32 + overflow.saturating_sub(tokens)
     }
 }
 
