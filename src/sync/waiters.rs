@@ -567,7 +567,10 @@ mod tests {
     //! keep what the module promises. A waiter's leave, taken without the guard, also
     //! comes in the middle of a notify (between its look at the slots and its grants), of
     //! a recovery (between its choice of an heir and the grant), and between a recovery
-    //! killed in a handover and the next step that finishes it.
+    //! killed in a handover and the next step that finishes it. A second world adds a real
+    //! waiter beyond the table (its arrival, its claim or its timed-out leave, that leave
+    //! meeting a notify or a recovery before its compare-exchange), and checks that every
+    //! token stays claimable by a waiter counted (review116 H1).
 
     use super::*;
 
@@ -629,10 +632,30 @@ mod tests {
         RecoverRacing(usize),
         /// A recovery killed in its first handover, at point 1 or 2 (see `KILL_AT`).
         RecoverKilled(u8),
+        /// The overflow waiter arrives (the table full: every slot of the model taken).
+        OverArrive,
+        /// The overflow waiter claims its token and leaves, or times out and leaves.
+        OverFinish,
+        /// The overflow waiter times out, and its leave meets a notify (at its
+        /// `overflow leave` point, before its compare-exchange).
+        OverLeaveRacingNotify,
+        /// The same, meeting a recovery.
+        OverLeaveRacingRecover,
+    }
+
+    /// The one waiter beyond the table in a world that has one (review116 H1: the model
+    /// only had a ghost count there, and missed two ways of leaving a token nobody could
+    /// claim).
+    #[derive(Debug, Clone, Copy)]
+    struct Over {
+        /// Woken (waits until it claims a token) or TimesOut (leaves at any moment).
+        fate: Fate,
+        place: Option<Place>,
+        done: bool,
     }
 
     struct World {
-        table: Waiters,
+        table: std::rc::Rc<Waiters>,
         waiters: Vec<Waiter>,
         notifies: Vec<u32>,
         /// Horizons of the notifies so far.
@@ -642,6 +665,9 @@ mod tests {
         dropped: u64,
         /// Recoveries still to be killed in this run.
         kills: u8,
+        /// A real overflow waiter (then the slots past the model's are taken for good, so
+        /// that it overflows, and its tokens are accounted for as grants).
+        over: Option<Over>,
     }
 
     fn copy(table: &Waiters) -> Waiters {
@@ -652,6 +678,11 @@ mod tests {
         t.token_horizon.store(table.token_horizon.load(r), r);
         if let Some(words) = table.handover.unfinished() {
             t.handover.begin(words);
+        }
+        // The slots past the model's: taken for good in a world with an overflow waiter.
+        let filler = table.slots[USED].state.load(r);
+        for a in &t.slots[USED..] {
+            a.state.store(filler, r);
         }
         for (a, b) in t.slots.iter().zip(&table.slots).take(USED) {
             a.state.store(b.state.load(r), r);
@@ -677,7 +708,7 @@ mod tests {
     impl World {
         fn copy(&self) -> World {
             World {
-                table: copy(&self.table),
+                table: std::rc::Rc::new(copy(&self.table)),
                 waiters: self.waiters.clone(),
                 notifies: self.notifies.clone(),
                 horizons: self.horizons.clone(),
@@ -685,7 +716,46 @@ mod tests {
                 taken: self.taken,
                 dropped: self.dropped,
                 kills: self.kills,
+                over: self.over,
             }
+        }
+
+        /// Tokens, in a world with an overflow waiter (else they go to a ghost: not
+        /// accounted for).
+        fn tokens(&self) -> u32 {
+            if self.over.is_some() { self.table.overflow().1 } else { 0 }
+        }
+
+        /// The overflow waiter's ticket while it waits.
+        fn over_waiting(&self) -> Option<u64> {
+            match self.over {
+                Some(Over { place: Some(Place::Overflow(t)), done: false, .. }) => Some(t),
+                _ => None,
+            }
+        }
+
+        /// Runs the overflow waiter's timed-out leave with `step` made at its
+        /// `overflow leave` point.
+        fn over_leave_racing(&mut self, step: Step) {
+            let Some(Over { place: Some(place), .. }) = self.over else { unreachable!() };
+            let world = std::rc::Rc::new(std::cell::RefCell::new(self.copy()));
+            let inner = std::rc::Rc::clone(&world);
+            let mut once = Some(step);
+            let moves = move |at| {
+                if at == "overflow leave"
+                    && let Some(step) = once.take()
+                {
+                    inner.borrow_mut().apply(step);
+                }
+            };
+            // The leave runs on the table the step changes.
+            let table = std::rc::Rc::clone(&world.borrow().table);
+            let notified = crate::shm::crash::interleaving(moves, || table.leave(place, false));
+            drop(table);
+            let mut after = std::rc::Rc::try_unwrap(world).ok().unwrap().into_inner();
+            after.taken += u64::from(notified);
+            after.over.as_mut().unwrap().done = true;
+            *self = after;
         }
 
         fn state(&self, i: usize) -> (u32, u64, u64) {
@@ -785,6 +855,25 @@ mod tests {
                     steps.extend(self.racers().into_iter().map(Step::RecoverRacing));
                 }
             }
+            let arrival_overflows = || {
+                // (Not after a handover cut short: its settle may free a slot.)
+                self.table.handover.unfinished().is_none() && (0..USED).all(|i| !vacant(self.state(i).0))
+            };
+            let claimable = |ticket| self.tokens() > 0 && ticket < self.table.token_horizon.load(Ordering::Relaxed);
+            match (self.over, self.over_waiting()) {
+                (Some(Over { place: None, .. }), _) if arrival_overflows() => steps.push(Step::OverArrive),
+                (Some(Over { fate: Fate::TimesOut, .. }), Some(_)) => {
+                    steps.push(Step::OverFinish);
+                    if !self.notifies.is_empty() {
+                        steps.push(Step::OverLeaveRacingNotify);
+                    }
+                    if !self.dead().is_empty() {
+                        steps.push(Step::OverLeaveRacingRecover);
+                    }
+                }
+                (Some(_), Some(ticket)) if claimable(ticket) => steps.push(Step::OverFinish),
+                _ => {}
+            }
             steps
         }
 
@@ -824,6 +913,7 @@ mod tests {
                         _ => None,
                     };
                     let n = self.notifies.remove(0);
+                    let (over, tokens) = self.table.overflow();
                     let mut waiting = self.waiting_slots();
                     let racing = self.race(racer);
                     waiting.retain(|&(_, j)| Some(j) != racing);
@@ -839,6 +929,13 @@ mod tests {
                     }
                     self.horizons.push(horizon);
                     self.granted += k as u64;
+                    if self.over.is_some() {
+                        // What the table left over, one token per overflow waiter without one.
+                        let given = self.tokens() - tokens;
+                        assert_eq!(given, (n - k as u32).min(over - tokens), "tokens of notify({n})");
+                        assert_eq!(woken.overflow, given > 0, "the overflow waiters woken for their tokens");
+                        self.granted += u64::from(given);
+                    }
                 }
                 Step::Recover | Step::RecoverRacing(_) => {
                     self.table.settle();
@@ -851,8 +948,11 @@ mod tests {
                         dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
                     self.race(racer);
                     let Recovered { woken, to_overflow, dropped } = self.table.recover(&dead);
-                    // Out of the table either way (the model's overflow waiter is a ghost).
-                    let dropped = dropped + to_overflow;
+                    // A token for a real overflow waiter is accounted for with the tokens;
+                    // for a ghost, it is out of the table as a grant dropped.
+                    let (dropped, to_ghost) = if self.over.is_some() { (dropped, 0) } else { (dropped, to_overflow) };
+                    assert_eq!(held.len() as u32 - to_overflow - dropped, woken.slots.count_ones());
+                    let dropped = dropped + to_ghost;
                     let woken = woken.slots;
                     for d in &dead {
                         assert_eq!(self.state(d.slot).0, FREE, "a dead waiter's slot is freed");
@@ -866,7 +966,6 @@ mod tests {
                             held.remove(at);
                         }
                     }
-                    assert_eq!(held.len() as u32, dropped);
                     for h in held {
                         let eligible = self.waiting_slots().into_iter().any(|(ticket, _)| ticket < h);
                         assert!(!eligible, "a grant is dropped only when nobody waiting at its notify is left");
@@ -878,7 +977,7 @@ mod tests {
                     let dead = self.dead();
                     KILL_AT.with(|k| k.set(point));
                     let out = self.table.recover(&dead);
-                    let dropped = out.dropped + out.to_overflow;
+                    let dropped = out.dropped + if self.over.is_some() { 0 } else { out.to_overflow };
                     KILL_AT.with(|k| k.set(0));
                     assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
                     self.dropped += u64::from(dropped);
@@ -886,6 +985,31 @@ mod tests {
                     // The next step under the guard, whichever it is, finishes the handover
                     // first (`settle` is each step's first call); waiters may leave before.
                 }
+                Step::OverArrive => {
+                    let place = self.table.arrive(500, 1);
+                    assert!(matches!(place, Place::Overflow(_)), "the table is full");
+                    self.over.as_mut().unwrap().place = Some(place);
+                }
+                Step::OverFinish => {
+                    let over = self.over.as_mut().unwrap();
+                    let (Some(place @ Place::Overflow(ticket)), false) = (over.place, over.done) else {
+                        unreachable!()
+                    };
+                    over.done = true;
+                    let notified = if over.fate == Fate::Woken {
+                        assert!(self.table.claim(ticket), "the token it was woken for");
+                        self.table.leave(place, true)
+                    } else {
+                        let (_, tokens) = self.table.overflow();
+                        let eligible = ticket < self.table.token_horizon.load(Ordering::Relaxed);
+                        let notified = self.table.leave(place, false);
+                        assert_eq!(notified, tokens > 0 && eligible, "a token for it given as it left is its wake-up");
+                        notified
+                    };
+                    self.taken += u64::from(notified);
+                }
+                Step::OverLeaveRacingNotify => self.over_leave_racing(Step::Notify),
+                Step::OverLeaveRacingRecover => self.over_leave_racing(Step::Recover),
             }
         }
 
@@ -907,6 +1031,12 @@ mod tests {
                     assert!(ticket < horizon && self.horizons.contains(&horizon), "granted to a waiter of that notify");
                 }
             }
+            // Every token claimable by the overflow waiter (review116 H1: a token it could
+            // not claim made every later notify give it nothing).
+            let tokens = self.tokens();
+            let eligible = self.over_waiting().is_some_and(|t| t < self.table.token_horizon.load(Ordering::Relaxed));
+            assert!(tokens <= u32::from(eligible), "{tokens} tokens, overflow waiter eligible: {eligible}");
+            outstanding += i64::from(tokens);
             let accounted = (self.taken + self.dropped) as i64 + outstanding;
             assert_eq!(self.granted as i64, accounted, "every grant is accounted for");
         }
@@ -920,6 +1050,7 @@ mod tests {
             for i in 0..USED {
                 assert_ne!(world.state(i).0, GRANTED, "no grant is left behind");
             }
+            assert_eq!(world.tokens(), 0, "no token is left behind");
             return;
         }
         for step in steps {
@@ -942,7 +1073,7 @@ mod tests {
                 for b in FATES {
                     for c in FATES {
                         let world = World {
-                            table: Waiters::new(),
+                            table: std::rc::Rc::new(Waiters::new()),
                             waiters: [a, b, c].map(|fate| Waiter { fate, place: None, done: false }).to_vec(),
                             notifies: notifies.clone(),
                             horizons: Vec::new(),
@@ -950,6 +1081,7 @@ mod tests {
                             taken: 0,
                             dropped: 0,
                             kills: 1,
+                            over: None,
                         };
                         world.table.overflow.store(u64::from(overflowed) * ONE_WAITER, Ordering::Relaxed);
                         explore(&world, &mut runs);
@@ -958,6 +1090,44 @@ mod tests {
             }
         }
         assert!(runs > 500_000, "{runs} interleavings");
+    }
+
+    /// The same with a real waiter beyond the table (it arrives once the model's three
+    /// slots are taken), which claims its token (waits untimed) or times out at any moment,
+    /// its leave also meeting a notify or a recovery in its middle: every token it is given
+    /// stays claimable by it, and none is left behind (review116 H1).
+    #[test]
+    fn every_interleaving_with_a_waiter_beyond_the_table_leaves_every_token_claimable() {
+        const FATES: [Fate; 3] = [Fate::Woken, Fate::TimesOut, Fate::Killed];
+        let mut runs = 0;
+        for notifies in [vec![1, 1], vec![u32::MAX]] {
+            for over in [Fate::Woken, Fate::TimesOut] {
+                for a in FATES {
+                    for b in FATES {
+                        for c in FATES {
+                            let world = World {
+                                table: std::rc::Rc::new(Waiters::new()),
+                                waiters: [a, b, c].map(|fate| Waiter { fate, place: None, done: false }).to_vec(),
+                                notifies: notifies.clone(),
+                                horizons: Vec::new(),
+                                granted: 0,
+                                taken: 0,
+                                dropped: 0,
+                                kills: 1,
+                                over: Some(Over { fate: over, place: None, done: false }),
+                            };
+                            // The slots past the model's taken for good: the waiter overflows.
+                            for s in &world.table.slots[USED..] {
+                                s.state.store(GRANTED, Ordering::Relaxed);
+                            }
+                            explore(&world, &mut runs);
+                        }
+                    }
+                }
+            }
+        }
+        println!("{runs} interleavings");
+        assert!(runs > 100_000, "{runs} interleavings");
     }
 
     #[test]
