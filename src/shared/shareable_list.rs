@@ -193,7 +193,6 @@ impl fmt::Debug for ShareableList {
     }
 }
 
-/// The packing format and kind code Python records for an item, and its room.
 /// Writes `item` into its slot (zeroed, of its room).
 fn fill_slot(item: &Item, slot: &mut [u8]) {
     match item {
@@ -240,6 +239,7 @@ impl Filler<'_> {
     }
 }
 
+/// The packing format and kind code Python records for an item, and its room.
 fn format_of(item: &Item) -> (String, u8, usize) {
     match item {
         Item::Int(_) => ("q".into(), 0, WORD),
@@ -338,7 +338,8 @@ impl ShareableList {
         let list = ShareableList { shm, len: n, offsets };
         // The segment's parts lie end to end (header, slots, formats, codes): written in
         // order, a chunk per system call rather than three calls per item (aud81).
-        let mut out = Filler { shm: &list.shm, at: 0, buf: Vec::with_capacity(CHUNK) };
+        // Room for the whole list if it is small (review116 L4: 1 MiB for every list).
+        let mut out = Filler { shm: &list.shm, at: 0, buf: Vec::with_capacity(size.min(CHUNK)) };
         out.put(&(n as i64).to_ne_bytes())?;
         for off in &list.offsets {
             out.put(&(*off as i64).to_ne_bytes())?;
@@ -634,6 +635,11 @@ impl ShareableList {
     }
 
     /// All items.
+    ///
+    /// Not a snapshot: there is no lock, as in Python, so an item that another process
+    /// [`set`](ShareableList::set)s meanwhile may come out old or new, or, its type changed
+    /// between the reads of its format, kind and slot, decoded with the old format or
+    /// refused as corrupt ([`get`](ShareableList::get) too, with a smaller window).
     ///
     /// # Errors
     ///

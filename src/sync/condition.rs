@@ -145,9 +145,10 @@ impl Underlying {
 /// acquirer takes the lock over and its guard's [`owner_died`](ConditionGuard::owner_died)
 /// says so (as for every lock: see [`Lock`](crate::Lock)). A notification given to a process killed
 /// while waiting is passed on to another waiter of that time (found when a wait has lasted
-/// a few milliseconds). With more than 64 waiters at once, a notification may also wake
-/// some of those beyond the 64th (a wake-up without a change, which the loop around every
-/// wait already handles).
+/// a few milliseconds). With more than 64 waiters at once, those beyond the 64th are served
+/// after the older waiters among the first 64, and not in their own order of arrival; after
+/// a waiter was killed, a notification may wake one more than it says (a wake-up without a
+/// change, which the loop around every wait already handles).
 ///
 /// # Examples
 ///

@@ -53,18 +53,34 @@
 //! overflow waiters (all of them: the ones that find no token sleep again), so a
 //! `notify(n)` wakes at most `n`, and one that the table's waiters absorb wakes nobody
 //! beyond the table (aud81: every notify woke every overflow waiter, and each one said
-//! notified, so `notify(1)` of 70 waiters woke 7). The count of overflow waiters and the
-//! count of tokens share one word, so that a claim uncounts its waiter in the same step
-//! and the tokens never outnumber the waiters counted; an overflow waiter leaving without
-//! a token uncounts itself and takes a token given meanwhile in one step too (a token
-//! given as it left counts as its wake-up, not kept for a later waiter). The horizon is one word,
-//! raised by each notify that gives tokens: a waiter that arrived between two such
-//! notifies may take a token of the first once the second came (the second's own token
-//! then goes to the older waiter: the same set of wake-ups). An overflow waiter killed
-//! while waiting stays counted (it is recorded nowhere else), so a later notify may give
-//! it a token that a later waiter takes: an extra wake-up after a `kill -9`, never a lost
-//! one. The overflow waiters are served after every older slot waiter, but may wait
-//! behind later arrivals that found a slot free.
+//! notified, so `notify(1)` of 70 waiters woke 7).
+//!
+//! What keeps a token from being lost is that every token can be claimed by a waiter still
+//! counted: tokens <= eligible waiters counted <= waiters counted, where a waiter is
+//! eligible for the tokens when its ticket is below the horizon. A notify gives at most
+//! one token per counted waiter without one, with `next` as its horizon (all of them
+//! eligible). The count of overflow waiters and the count of tokens share one word, so
+//! that a claim uncounts its waiter and takes a token in the same step; an overflow waiter
+//! leaving without a claim uncounts itself and takes a token given meanwhile in one step
+//! too (a token given as it left counts as its wake-up, not kept for a later waiter), and
+//! it reads the horizon inside that step, after the word: a notify raises the horizon
+//! before it adds its tokens, so a word with a token for this waiter brings the horizon
+//! along (review116 H1: read before the word, a token given in between was left with
+//! nobody to claim it). A dead slot waiter's grant given to the overflow waiters gets the
+//! horizon of now, for the same reason: with its own, older, horizon none of the overflow
+//! waiters counted may be eligible. Were there ever more tokens than waiters, every notify
+//! (`notify_all` too) would give none, never raise the horizon nor wake the overflow word,
+//! and a lone overflow waiter would wait for ever.
+//!
+//! The horizon is one word, raised by each notify that gives tokens: a waiter that arrived
+//! between two such notifies may take a token of the first once the second came (the
+//! second's own token then goes to the older waiter: the same set of wake-ups). An
+//! overflow waiter killed while waiting stays counted (it is recorded nowhere else), so a
+//! later notify may give it a token that a later waiter takes; and a dead slot waiter's
+//! grant passed to the overflow waiters may wake one that came after the grant's notify:
+//! extra wake-ups after a `kill -9`, never a lost one. The overflow waiters are served
+//! after every older slot waiter, but may wait behind later arrivals that found a slot
+//! free.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -174,7 +190,8 @@ pub(crate) struct Waiters {
     next: AtomicU64,
     /// The overflow waiters (high half) and the notifications given to them and not yet
     /// claimed (low half, the tokens): one word, so that a claim uncounts its waiter in
-    /// the same step, and the tokens never outnumber the waiters counted.
+    /// the same step, and the tokens never outnumber the waiters counted (see the module's
+    /// doc for why each token stays claimable).
     overflow: AtomicU64,
     /// Notifications made while another process held the guard, for the guard's next
     /// holder to grant ([`Waiters::defer`], [`Waiters::notify_deferred`]); saturating.
@@ -412,10 +429,16 @@ impl Waiters {
             Place::Overflow(ticket) => {
                 // Uncounted, and a token given before that taken (not left for a later
                 // waiter), in one step. Never below zero.
-                let eligible = ticket < self.token_horizon.load(Ordering::Acquire);
+                crate::shm::crash::interleave("overflow leave");
                 let mut took = false;
                 let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                     let (waiting, tokens) = split(word);
+                    // The horizon after the word (review116 H1): `give_tokens` raises it
+                    // before it adds its tokens, so a word holding a token given for this
+                    // waiter brings the horizon that makes it eligible. Read before the
+                    // word, a token given in between was left behind, one more than the
+                    // waiters counted, and every later notify gave nothing.
+                    let eligible = ticket < self.token_horizon.load(Ordering::Acquire);
                     took = eligible && tokens > 0;
                     (waiting > 0).then(|| word - ONE_WAITER - u64::from(took))
                 });
@@ -484,8 +507,14 @@ impl Waiters {
                     .min_by_key(|(_, s)| s.ticket.load(r));
                 let Some((i, heir)) = oldest else {
                     // Given before the slot is freed: a recovery cut short in between gives
-                    // it again (an extra wake-up), never loses it.
-                    if self.give_tokens(1, horizon) == 1 {
+                    // it again (an extra wake-up), never loses it. With the horizon of now,
+                    // not the grant's (review116 H1): the overflow waiters counted now may
+                    // all have come after the grant's notify, and a token none of them can
+                    // claim would stay, one more than the waiters, so that every later
+                    // notify gave them nothing. One of them may so be woken by a notify
+                    // older than its wait: an extra wake-up, after a `kill -9` only.
+                    let now = self.next.load(r).max(horizon);
+                    if self.give_tokens(1, now) == 1 {
                         out.to_overflow += 1;
                         out.woken.overflow = true;
                     } else {
@@ -519,10 +548,14 @@ impl Waiters {
         out
     }
 
-    /// How many wait now (for `Debug`).
+    /// How many wait now and are not notified yet (for `Debug`): the slots waiting, and the
+    /// overflow waiters less the tokens given to them (as a granted slot is not counted
+    /// before its waiter leaves). So a notify's wake-ups show at once, before the threads
+    /// woken run.
     pub(crate) fn waiting(&self) -> u32 {
         let in_table = self.slots.iter().filter(|s| s.state.load(Ordering::Relaxed) == WAITING).count();
-        in_table as u32 + self.overflow().0
+        let (overflow, tokens) = self.overflow();
+        in_table as u32 + overflow.saturating_sub(tokens)
     }
 }
 
@@ -534,7 +567,10 @@ mod tests {
     //! keep what the module promises. A waiter's leave, taken without the guard, also
     //! comes in the middle of a notify (between its look at the slots and its grants), of
     //! a recovery (between its choice of an heir and the grant), and between a recovery
-    //! killed in a handover and the next step that finishes it.
+    //! killed in a handover and the next step that finishes it. A second world adds a real
+    //! waiter beyond the table (its arrival, its claim or its timed-out leave, that leave
+    //! meeting a notify or a recovery before its compare-exchange), and checks that every
+    //! token stays claimable by a waiter counted (review116 H1).
 
     use super::*;
 
@@ -596,10 +632,30 @@ mod tests {
         RecoverRacing(usize),
         /// A recovery killed in its first handover, at point 1 or 2 (see `KILL_AT`).
         RecoverKilled(u8),
+        /// The overflow waiter arrives (the table full: every slot of the model taken).
+        OverArrive,
+        /// The overflow waiter claims its token and leaves, or times out and leaves.
+        OverFinish,
+        /// The overflow waiter times out, and its leave meets a notify (at its
+        /// `overflow leave` point, before its compare-exchange).
+        OverLeaveRacingNotify,
+        /// The same, meeting a recovery.
+        OverLeaveRacingRecover,
+    }
+
+    /// The one waiter beyond the table in a world that has one (review116 H1: the model
+    /// only had a ghost count there, and missed two ways of leaving a token nobody could
+    /// claim).
+    #[derive(Debug, Clone, Copy)]
+    struct Over {
+        /// Woken (waits until it claims a token) or TimesOut (leaves at any moment).
+        fate: Fate,
+        place: Option<Place>,
+        done: bool,
     }
 
     struct World {
-        table: Waiters,
+        table: std::rc::Rc<Waiters>,
         waiters: Vec<Waiter>,
         notifies: Vec<u32>,
         /// Horizons of the notifies so far.
@@ -609,6 +665,9 @@ mod tests {
         dropped: u64,
         /// Recoveries still to be killed in this run.
         kills: u8,
+        /// A real overflow waiter (then the slots past the model's are taken for good, so
+        /// that it overflows, and its tokens are accounted for as grants).
+        over: Option<Over>,
     }
 
     fn copy(table: &Waiters) -> Waiters {
@@ -619,6 +678,11 @@ mod tests {
         t.token_horizon.store(table.token_horizon.load(r), r);
         if let Some(words) = table.handover.unfinished() {
             t.handover.begin(words);
+        }
+        // The slots past the model's: taken for good in a world with an overflow waiter.
+        let filler = table.slots[USED].state.load(r);
+        for a in &t.slots[USED..] {
+            a.state.store(filler, r);
         }
         for (a, b) in t.slots.iter().zip(&table.slots).take(USED) {
             a.state.store(b.state.load(r), r);
@@ -644,7 +708,7 @@ mod tests {
     impl World {
         fn copy(&self) -> World {
             World {
-                table: copy(&self.table),
+                table: std::rc::Rc::new(copy(&self.table)),
                 waiters: self.waiters.clone(),
                 notifies: self.notifies.clone(),
                 horizons: self.horizons.clone(),
@@ -652,7 +716,46 @@ mod tests {
                 taken: self.taken,
                 dropped: self.dropped,
                 kills: self.kills,
+                over: self.over,
             }
+        }
+
+        /// Tokens, in a world with an overflow waiter (else they go to a ghost: not
+        /// accounted for).
+        fn tokens(&self) -> u32 {
+            if self.over.is_some() { self.table.overflow().1 } else { 0 }
+        }
+
+        /// The overflow waiter's ticket while it waits.
+        fn over_waiting(&self) -> Option<u64> {
+            match self.over {
+                Some(Over { place: Some(Place::Overflow(t)), done: false, .. }) => Some(t),
+                _ => None,
+            }
+        }
+
+        /// Runs the overflow waiter's timed-out leave with `step` made at its
+        /// `overflow leave` point.
+        fn over_leave_racing(&mut self, step: Step) {
+            let Some(Over { place: Some(place), .. }) = self.over else { unreachable!() };
+            let world = std::rc::Rc::new(std::cell::RefCell::new(self.copy()));
+            let inner = std::rc::Rc::clone(&world);
+            let mut once = Some(step);
+            let moves = move |at| {
+                if at == "overflow leave"
+                    && let Some(step) = once.take()
+                {
+                    inner.borrow_mut().apply(step);
+                }
+            };
+            // The leave runs on the table the step changes.
+            let table = std::rc::Rc::clone(&world.borrow().table);
+            let notified = crate::shm::crash::interleaving(moves, || table.leave(place, false));
+            drop(table);
+            let mut after = std::rc::Rc::try_unwrap(world).ok().unwrap().into_inner();
+            after.taken += u64::from(notified);
+            after.over.as_mut().unwrap().done = true;
+            *self = after;
         }
 
         fn state(&self, i: usize) -> (u32, u64, u64) {
@@ -752,6 +855,25 @@ mod tests {
                     steps.extend(self.racers().into_iter().map(Step::RecoverRacing));
                 }
             }
+            let arrival_overflows = || {
+                // (Not after a handover cut short: its settle may free a slot.)
+                self.table.handover.unfinished().is_none() && (0..USED).all(|i| !vacant(self.state(i).0))
+            };
+            let claimable = |ticket| self.tokens() > 0 && ticket < self.table.token_horizon.load(Ordering::Relaxed);
+            match (self.over, self.over_waiting()) {
+                (Some(Over { place: None, .. }), _) if arrival_overflows() => steps.push(Step::OverArrive),
+                (Some(Over { fate: Fate::TimesOut, .. }), Some(_)) => {
+                    steps.push(Step::OverFinish);
+                    if !self.notifies.is_empty() {
+                        steps.push(Step::OverLeaveRacingNotify);
+                    }
+                    if !self.dead().is_empty() {
+                        steps.push(Step::OverLeaveRacingRecover);
+                    }
+                }
+                (Some(_), Some(ticket)) if claimable(ticket) => steps.push(Step::OverFinish),
+                _ => {}
+            }
             steps
         }
 
@@ -791,6 +913,7 @@ mod tests {
                         _ => None,
                     };
                     let n = self.notifies.remove(0);
+                    let (over, tokens) = self.table.overflow();
                     let mut waiting = self.waiting_slots();
                     let racing = self.race(racer);
                     waiting.retain(|&(_, j)| Some(j) != racing);
@@ -806,6 +929,13 @@ mod tests {
                     }
                     self.horizons.push(horizon);
                     self.granted += k as u64;
+                    if self.over.is_some() {
+                        // What the table left over, one token per overflow waiter without one.
+                        let given = self.tokens() - tokens;
+                        assert_eq!(given, (n - k as u32).min(over - tokens), "tokens of notify({n})");
+                        assert_eq!(woken.overflow, given > 0, "the overflow waiters woken for their tokens");
+                        self.granted += u64::from(given);
+                    }
                 }
                 Step::Recover | Step::RecoverRacing(_) => {
                     self.table.settle();
@@ -818,8 +948,11 @@ mod tests {
                         dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
                     self.race(racer);
                     let Recovered { woken, to_overflow, dropped } = self.table.recover(&dead);
-                    // Out of the table either way (the model's overflow waiter is a ghost).
-                    let dropped = dropped + to_overflow;
+                    // A token for a real overflow waiter is accounted for with the tokens;
+                    // for a ghost, it is out of the table as a grant dropped.
+                    let (dropped, to_ghost) = if self.over.is_some() { (dropped, 0) } else { (dropped, to_overflow) };
+                    assert_eq!(held.len() as u32 - to_overflow - dropped, woken.slots.count_ones());
+                    let dropped = dropped + to_ghost;
                     let woken = woken.slots;
                     for d in &dead {
                         assert_eq!(self.state(d.slot).0, FREE, "a dead waiter's slot is freed");
@@ -833,7 +966,6 @@ mod tests {
                             held.remove(at);
                         }
                     }
-                    assert_eq!(held.len() as u32, dropped);
                     for h in held {
                         let eligible = self.waiting_slots().into_iter().any(|(ticket, _)| ticket < h);
                         assert!(!eligible, "a grant is dropped only when nobody waiting at its notify is left");
@@ -845,7 +977,7 @@ mod tests {
                     let dead = self.dead();
                     KILL_AT.with(|k| k.set(point));
                     let out = self.table.recover(&dead);
-                    let dropped = out.dropped + out.to_overflow;
+                    let dropped = out.dropped + if self.over.is_some() { 0 } else { out.to_overflow };
                     KILL_AT.with(|k| k.set(0));
                     assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
                     self.dropped += u64::from(dropped);
@@ -853,6 +985,31 @@ mod tests {
                     // The next step under the guard, whichever it is, finishes the handover
                     // first (`settle` is each step's first call); waiters may leave before.
                 }
+                Step::OverArrive => {
+                    let place = self.table.arrive(500, 1);
+                    assert!(matches!(place, Place::Overflow(_)), "the table is full");
+                    self.over.as_mut().unwrap().place = Some(place);
+                }
+                Step::OverFinish => {
+                    let over = self.over.as_mut().unwrap();
+                    let (Some(place @ Place::Overflow(ticket)), false) = (over.place, over.done) else {
+                        unreachable!()
+                    };
+                    over.done = true;
+                    let notified = if over.fate == Fate::Woken {
+                        assert!(self.table.claim(ticket), "the token it was woken for");
+                        self.table.leave(place, true)
+                    } else {
+                        let (_, tokens) = self.table.overflow();
+                        let eligible = ticket < self.table.token_horizon.load(Ordering::Relaxed);
+                        let notified = self.table.leave(place, false);
+                        assert_eq!(notified, tokens > 0 && eligible, "a token for it given as it left is its wake-up");
+                        notified
+                    };
+                    self.taken += u64::from(notified);
+                }
+                Step::OverLeaveRacingNotify => self.over_leave_racing(Step::Notify),
+                Step::OverLeaveRacingRecover => self.over_leave_racing(Step::Recover),
             }
         }
 
@@ -874,6 +1031,12 @@ mod tests {
                     assert!(ticket < horizon && self.horizons.contains(&horizon), "granted to a waiter of that notify");
                 }
             }
+            // Every token claimable by the overflow waiter (review116 H1: a token it could
+            // not claim made every later notify give it nothing).
+            let tokens = self.tokens();
+            let eligible = self.over_waiting().is_some_and(|t| t < self.table.token_horizon.load(Ordering::Relaxed));
+            assert!(tokens <= u32::from(eligible), "{tokens} tokens, overflow waiter eligible: {eligible}");
+            outstanding += i64::from(tokens);
             let accounted = (self.taken + self.dropped) as i64 + outstanding;
             assert_eq!(self.granted as i64, accounted, "every grant is accounted for");
         }
@@ -887,6 +1050,7 @@ mod tests {
             for i in 0..USED {
                 assert_ne!(world.state(i).0, GRANTED, "no grant is left behind");
             }
+            assert_eq!(world.tokens(), 0, "no token is left behind");
             return;
         }
         for step in steps {
@@ -909,7 +1073,7 @@ mod tests {
                 for b in FATES {
                     for c in FATES {
                         let world = World {
-                            table: Waiters::new(),
+                            table: std::rc::Rc::new(Waiters::new()),
                             waiters: [a, b, c].map(|fate| Waiter { fate, place: None, done: false }).to_vec(),
                             notifies: notifies.clone(),
                             horizons: Vec::new(),
@@ -917,6 +1081,7 @@ mod tests {
                             taken: 0,
                             dropped: 0,
                             kills: 1,
+                            over: None,
                         };
                         world.table.overflow.store(u64::from(overflowed) * ONE_WAITER, Ordering::Relaxed);
                         explore(&world, &mut runs);
@@ -925,6 +1090,44 @@ mod tests {
             }
         }
         assert!(runs > 500_000, "{runs} interleavings");
+    }
+
+    /// The same with a real waiter beyond the table (it arrives once the model's three
+    /// slots are taken), which claims its token (waits untimed) or times out at any moment,
+    /// its leave also meeting a notify or a recovery in its middle: every token it is given
+    /// stays claimable by it, and none is left behind (review116 H1).
+    #[test]
+    fn every_interleaving_with_a_waiter_beyond_the_table_leaves_every_token_claimable() {
+        const FATES: [Fate; 3] = [Fate::Woken, Fate::TimesOut, Fate::Killed];
+        let mut runs = 0;
+        for notifies in [vec![1, 1], vec![u32::MAX]] {
+            for over in [Fate::Woken, Fate::TimesOut] {
+                for a in FATES {
+                    for b in FATES {
+                        for c in FATES {
+                            let world = World {
+                                table: std::rc::Rc::new(Waiters::new()),
+                                waiters: [a, b, c].map(|fate| Waiter { fate, place: None, done: false }).to_vec(),
+                                notifies: notifies.clone(),
+                                horizons: Vec::new(),
+                                granted: 0,
+                                taken: 0,
+                                dropped: 0,
+                                kills: 1,
+                                over: Some(Over { fate: over, place: None, done: false }),
+                            };
+                            // The slots past the model's taken for good: the waiter overflows.
+                            for s in &world.table.slots[USED..] {
+                                s.state.store(GRANTED, Ordering::Relaxed);
+                            }
+                            explore(&world, &mut runs);
+                        }
+                    }
+                }
+            }
+        }
+        println!("{runs} interleavings");
+        assert!(runs > 100_000, "{runs} interleavings");
     }
 
     #[test]
@@ -985,5 +1188,130 @@ mod tests {
         assert!(!table.notify(u32::MAX).overflow);
         let c = table.arrive(1002, 1);
         assert!(!table.leave(c, false));
+    }
+
+    /// review116 H1, path 2: a dead slot waiter's grant whose notify predates every
+    /// overflow waiter was given to them as a token none could claim (its horizon too low);
+    /// the stuck token then made every later notify, `notify_all` too, give nothing to the
+    /// overflow waiter.
+    #[test]
+    fn a_dead_waiters_grant_given_beyond_the_table_is_claimable_by_the_waiters_there() {
+        let t = Waiters::new();
+        let first: Vec<_> = (1..=SLOTS as u32).map(|pid| t.arrive(pid, 1)).collect();
+        let w = t.notify(u32::MAX);
+        assert_eq!(w.slots.count_ones(), 64);
+        assert!(!w.overflow);
+        // pid 1 (slot 0) is killed before it leaves; the 63 others leave notified.
+        for p in &first[1..] {
+            assert!(t.leave(*p, false));
+        }
+        // 63 new waiters fill the freed slots, a 64th overflows.
+        let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
+        let Place::Overflow(tx) = t.arrive(500, 1) else { panic!("the table is full") };
+        // A periodic check finds pid 1 dead.
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
+        assert_eq!(dead.len(), 1);
+        let r = t.recover(&dead);
+        println!(
+            "recover: {r:?}, overflow word {:?}, horizon {}",
+            t.overflow(),
+            t.token_horizon.load(Ordering::Relaxed)
+        );
+        let early = t.claim(tx);
+        println!("x claims: {early}");
+        let all = t.notify(u32::MAX);
+        println!("notify_all: slots {} overflow {}", all.slots.count_ones(), all.overflow);
+        let claimed = early || t.claim(tx);
+        println!("x claims after notify_all: {claimed}, overflow word {:?}", t.overflow());
+        assert!(claimed, "notify_all did not notify the overflow waiter");
+    }
+
+    /// review116 H1, path 1, made one ordering: an overflow waiter that times out read the
+    /// horizon, a notify gave it a token, then its leave uncounted it without the token:
+    /// tokens outnumbered the waiters, and `notify_all` then gave a later one nothing.
+    #[test]
+    fn an_overflow_waiter_leaving_as_a_notify_gives_it_a_token_takes_the_token() {
+        use crate::shm::crash::interleaving;
+        use std::rc::Rc;
+        let t = Rc::new(Waiters::new());
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        let x = t.arrive(500, 1);
+        assert!(matches!(x, Place::Overflow(_)));
+        let notifier = Rc::clone(&t);
+        let mut given = None;
+        let moves = move |step| {
+            if step == "overflow leave" && given.is_none() {
+                given = Some(notifier.notify(1));
+                assert!(given.unwrap().overflow, "a token for the leaving waiter");
+            }
+        };
+        let took = interleaving(moves, || t.leave(x, false));
+        println!("the leave said notified: {took}, overflow word {:?}", t.overflow());
+        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let all = t.notify(u32::MAX);
+        let claimed = t.claim(ty);
+        println!("notify_all overflow {}; y claims {claimed}", all.overflow);
+        assert!(took, "a token given as it left is its wake-up");
+        assert!(claimed, "notify_all did not notify the overflow waiter");
+        assert_eq!(t.overflow(), (0, 0));
+    }
+
+    /// review116 H1, path 1, as it came: two threads, one notifying, one arriving beyond
+    /// the table and leaving at once, with a mutex for the guard.
+    #[test]
+    fn overflow_waiters_leaving_against_notifies_never_leave_more_tokens_than_waiters() {
+        use std::sync::Mutex;
+        use std::sync::atomic::AtomicBool;
+        // It came within 61,348 and 561,589 turns in review116's runs.
+        const TURNS: u32 = 3_000_000;
+        let t = Waiters::new();
+        let guard = Mutex::new(());
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        let stop = AtomicBool::new(false);
+        let (mut lost, mut turns) = (0u64, 0u64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _g = guard.lock().unwrap();
+                    t.notify(1);
+                }
+            });
+            for _ in 0..TURNS {
+                turns += 1;
+                let p = {
+                    let _g = guard.lock().unwrap();
+                    t.arrive(500, 1)
+                };
+                t.leave(p, false);
+                let (w, k) = t.overflow();
+                if k > w {
+                    lost += 1;
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        println!("after {turns} turns: overflow word {:?}", t.overflow());
+        // Now a fresh overflow waiter and notify_all.
+        let y = {
+            let _g = guard.lock().unwrap();
+            t.arrive(600, 1)
+        };
+        let Place::Overflow(ty) = y else { panic!("the table is full") };
+        let all = {
+            let _g = guard.lock().unwrap();
+            t.notify(u32::MAX)
+        };
+        let claimed = t.claim(ty);
+        println!("notify_all overflow {}; y claims {claimed}", all.overflow);
+        assert!(lost == 0 && claimed, "tokens outnumbered waiters after {turns} turns; notify_all lost");
     }
 }
