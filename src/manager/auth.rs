@@ -181,9 +181,8 @@ mod tests {
                 continue;
             }
             let word = t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-            if word && tokens.get(i + 1) == Some(&":") {
-                out.push("_");
-            } else if word && is_enum && depth == 1 && entry_start {
+            // A field's name (before a lone `:`) or a variant's (an entry's first word).
+            if word && (tokens.get(i + 1) == Some(&":") || (is_enum && depth == 1 && entry_start)) {
                 out.push("_");
             } else {
                 out.push(t);
