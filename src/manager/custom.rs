@@ -197,8 +197,7 @@ impl std::hash::Hasher for Fnv {
 /// called from there would wait for ever for the server's own answer. Unsupported, as in
 /// Python, where a proxy in a managed value works only by the server calling itself on
 /// another thread. A proxy of another manager never reaches this check: it fails to encode
-/// first, as [`ManagerError::ForeignProxy`], as in every
-/// container (review117 L3).
+/// first, as [`ManagerError::ForeignProxy`], as in every container (review117 L3).
 pub(crate) const HOLDS_A_PROXY: &str = "a registered type's value, or a method's arguments, cannot hold a proxy \
      (the methods run on the server, which cannot call itself): keep the proxy beside the value";
 
