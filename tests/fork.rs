@@ -285,9 +285,6 @@ fn condition_is_free(cond: multiproc::Condition) -> bool {
     cond.acquire_timeout(std::time::Duration::from_millis(100)).is_ok()
 }
 
-/// A shared memory manager that a fork copies.
-/// A child of the parent's, started with a blob in its boot message, kept where a fork copies
-/// its handle.
 /// Two registered types of one shape, both named `Stats` as written (`managed!`'s default
 /// name), in two modules.
 mod first {
@@ -322,6 +319,8 @@ mod second {
     multiproc::managed! { pub proxy StatsProxy for Stats { fn bump(&mut self) -> u64; } }
 }
 
+/// The parent's manager, which a fork copies (its first `create` registers the name `Stats`
+/// as `first::Stats`).
 static STATS_MANAGER: Mutex<Option<Manager>> = Mutex::new(None);
 
 /// In a fork child: once told, creates a `second::Stats` on its copy of the parent's
@@ -336,6 +335,8 @@ fn create_second_stats(go: Event) -> String {
     }
 }
 
+/// A child of the parent's, started with a blob in its boot message, kept where a fork copies
+/// its handle.
 static CHILD_KEPT: Mutex<Option<multiproc::ProcessHandle<usize>>> = Mutex::new(None);
 
 /// Waits for `go`, then the length of `padding` (a blob of the heap in its boot message).
@@ -371,6 +372,7 @@ fn look_at_copied_child(go: Event) -> (bool, bool, bool, bool, String) {
     (kill_failed, wait_failed, alive, code, joined)
 }
 
+/// A shared memory manager that a fork copies.
 static SMM: Mutex<Option<multiproc::SharedMemoryManager>> = Mutex::new(None);
 
 /// In a fork child: drops its copy of the parent's shared memory manager.

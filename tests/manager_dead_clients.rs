@@ -208,17 +208,118 @@ fn an_item_holding_a_proxy_handed_to_a_dead_getter_comes_back_whole() {
     let _w = common::watchdog(LIMIT);
     let manager = Manager::start().unwrap();
     let q = manager.queue::<DictProxy<String, u32>>().unwrap();
-    let getter = Process::new(get_proxy_and_hang, q.clone()).start().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    getter.kill().unwrap();
-    let _ = getter.join();
     let d = manager.dict::<String, u32>().unwrap();
     d.insert("k".into(), 5).unwrap();
+    let getter = Process::new(get_proxy_and_hang, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The getter stopped (alive: no sweep closes it) while its get is parked: the put is
+    // answered to it, onto its ring, and the queue stays empty. Then it dies unread: the
+    // item can only come back by the take-back (review117 L2: made and filled between the
+    // kill and the put, the dict let the sweep close the getter first in 1 run of 5, and
+    // the test passed without taking anything back).
+    stop(&getter);
     q.put(d).unwrap();
+    assert_eq!(q.len().unwrap(), 0, "the item went to the parked getter");
+    kill_stopped(getter);
     let back = q.get_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(back.get("k").unwrap(), Some(5));
     drop(back);
     // The dict's last reference went with `back` (once the family's tokens are released).
     let gone = common::eventually(Duration::from_secs(20), || manager.number_of_objects().unwrap() == 1);
     assert!(gone, "objects left: {} (the queue only expected)", manager.number_of_objects().unwrap());
+}
+
+/// Four getter threads of one process: thread `i` opens its connection `i`-th and parks
+/// its get last but `i`-th, so the getters are parked in the reverse order of their
+/// connections' numbers. Waits to be killed.
+fn getters_and_hang(q: QueueProxy<u32>) {
+    for i in 0..4u64 {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100 * i));
+            let _ = q.len();
+            std::thread::sleep(Duration::from_millis(400 - 100 * i + 150 * (4 - i)));
+            let _ = q.get();
+            std::thread::sleep(Duration::from_secs(600));
+        });
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Several getters dead in one sweep (one killed process's getter threads): the item taken
+/// back from one is not handed to another not yet closed, and lost (review117 H1). Before
+/// fix88 the sweep took back and closed one dead connection at a time, and the item went
+/// to the next dead getter's answer, dropped at its close: `got Err(the operation timed
+/// out)`.
+#[test]
+fn an_item_put_just_after_several_parked_getters_died_is_not_lost() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let q = manager.queue::<u32>().unwrap();
+    let getter = Process::new(getters_and_hang, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    getter.kill().unwrap();
+    let _ = getter.join();
+    q.put(7).unwrap();
+    let got = q.get_timeout(Duration::from_secs(5));
+    println!("got {got:?}");
+    assert_eq!(got.unwrap(), 7);
+}
+
+/// Stops `getter` (alive: no sweep closes it) once its get is parked on the server.
+fn stop(getter: &multiproc::ProcessHandle<()>) {
+    assert!(common::stop_asleep(getter.pid(), LIMIT), "the getter did not stop");
+}
+
+/// Kills the stopped `getter` and reaps it: it dies without reading its answer.
+fn kill_stopped(getter: multiproc::ProcessHandle<()>) {
+    getter.kill().unwrap();
+    // SAFETY (test): a signal to our own child, not reaped yet, to let the kill land.
+    unsafe { libc::kill(getter.pid() as libc::pid_t, libc::SIGCONT) };
+    let _ = getter.join();
+}
+
+/// An item answered to a getter, then the queue shut down with `immediate` (its items
+/// dropped, gets told `ShutDown`), then the getter dies unread: a shut-down queue takes
+/// nothing back, and a get after the immediate shutdown is told `ShutDown` (review117 M1;
+/// before fix88 the sweep put the item back, and the get returned `Ok(7)`).
+#[test]
+fn an_item_given_back_after_an_immediate_shutdown_is_not_got() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let q = manager.queue::<u32>().unwrap();
+    let getter = Process::new(get_and_hang, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(&getter);
+    q.put(7).unwrap();
+    assert_eq!(q.len().unwrap(), 0, "the item went to the parked getter");
+    q.shutdown(true).unwrap();
+    kill_stopped(getter);
+    // Past the sweep that finds the getter dead.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = q.get_timeout(Duration::from_secs(2));
+    println!("a get after the immediate shutdown: {got:?}");
+    assert!(matches!(got, Err(ManagerError::ShutDown)), "a get after the immediate shutdown: {got:?}");
+}
+
+/// A task answered to a getter, the joinable queue shut down (plain: its consumers, told
+/// `ShutDown` on the empty queue, stop), then the getter dies unread: the task stays its
+/// dead taker's, and `join` says `TasksLost` (review117 M1). Before fix88 the sweep put it
+/// back in the shut-down queue, counted to nobody, where no consumer would take it: `join`
+/// waited for ever (`join_timeout` said `Timeout`).
+#[test]
+fn a_task_answered_to_a_getter_dead_after_a_shutdown_is_told_lost() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    let getter = Process::new(get_task_and_hang, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(&getter);
+    q.put(7).unwrap();
+    assert_eq!(q.len().unwrap(), 0, "the task went to the parked getter");
+    q.shutdown(false).unwrap();
+    kill_stopped(getter);
+    let said = q.join_timeout(Duration::from_secs(30));
+    println!("join said {said:?}");
+    assert!(matches!(said, Err(ManagerError::TasksLost { lost: 1 })), "join: {said:?}");
 }

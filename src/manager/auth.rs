@@ -12,7 +12,8 @@ use super::error::ManagerError;
 /// (`protocol.rs`) is one build's, and a client of another wire is refused at the
 /// handshake (`Failure::NotThePeer`, "speaks another version") rather than admitted to
 /// misread an answer and lose its connection. Changed with every change of the wire, which
-/// `the_wire_is_the_one_its_magic_names` pins (review112 L3). Version 2: stop 40 (a
+/// `the_wire_is_the_one_its_magic_names` pins (review112 L3): its table `WIRES` pairs each
+/// magic with its wire's digest, a new wire being a new row (review117 L1). Version 2: stop 40 (a
 /// registered type's fingerprint, `Fault::TasksLost`, `Fault::TypeMismatch`).
 const MAGIC: &Magic = b"MPMGR\x00\x02\x00";
 
@@ -83,45 +84,192 @@ mod tests {
         assert!(matches!(client, Err(Failure::NotThePeer)), "a stop-39 client: {client:?}");
     }
 
-    /// The wire's definitions, as `protocol.rs` writes them (comments and spaces aside),
-    /// hashed: when this fails, the wire changed (a variant or a field added, removed,
-    /// moved, or of another type), and a client of the last build would misread this
-    /// one's messages. Change `MAGIC` (its version bytes) with it, then set
-    /// `WIRE_DIGEST` to the value printed.
-    #[test]
-    fn the_wire_is_the_one_its_magic_names() {
-        const WIRE_DIGEST: u64 = 0xf04b_feaa_24a4_0e60;
-        let source = include_str!("protocol.rs");
+    /// Every wire the manager has spoken, by its magic, oldest first, the current one last:
+    /// a row is never edited. A change of the wire adds a row, with a new `MAGIC` (its
+    /// version bytes) and the digest `the_wire_is_the_one_its_magic_names` prints, so a new
+    /// digest under the old magic is a second row of one magic, which the test refuses
+    /// (review117 L1).
+    const WIRES: &[(&Magic, u64)] = &[(STOP_39, WIRE_39), (b"MPMGR\x00\x02\x00", WIRE_40)];
+    /// Stop 39's wire (`protocol.rs` at 48b71ec), digested as today's test digests.
+    const WIRE_39: u64 = 0x14de_3970_5806_7244;
+    const WIRE_40: u64 = 0x43a2_8cce_4a15_5c15;
+
+    /// The heads of the wire's definitions in `protocol.rs`: every type a message holds,
+    /// and the aliases they use.
+    const WIRE_HEADS: &[&str] = &[
+        "pub(crate) type ObjectId =",
+        "pub(crate) enum Kind {",
+        "pub(crate) struct Item<R> {",
+        "struct ItemRepr<R> {",
+        "pub(crate) type Wait =",
+        "pub(crate) enum Create {",
+        "pub(crate) enum SetAlgebra {",
+        "pub(crate) enum SetRelation {",
+        "pub(crate) enum Op {",
+        "pub(crate) enum Request {",
+        "pub(crate) struct Envelope {",
+        "pub(crate) enum Out<R> {",
+        "pub(crate) enum Fault {",
+        "pub(crate) struct Reply<R> {",
+    ];
+
+    /// The tokens of a Rust definition, comments and spaces aside: words, string literals,
+    /// `::`, and single marks.
+    fn tokens(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut rest = line;
+            while let Some(c) = rest.chars().next() {
+                let len = if rest.starts_with("//") {
+                    break;
+                } else if c.is_ascii_whitespace() {
+                    rest = &rest[1..];
+                    continue;
+                } else if c.is_ascii_alphanumeric() || c == '_' {
+                    rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())
+                } else if c == '"' {
+                    rest[1..].find('"').map_or(rest.len(), |i| i + 2)
+                } else if rest.starts_with("::") {
+                    2
+                } else {
+                    c.len_utf8()
+                };
+                out.push(&rest[..len]);
+                rest = &rest[len..];
+            }
+        }
+        out
+    }
+
+    /// What of a definition is the wire: its tokens without what the codec does not see.
+    /// Attributes go but `serde`'s and `cfg` (a derive's order, a doc, a lint's are not the
+    /// wire); visibility goes; names go (the codec writes fields in order and variants by
+    /// index, no name): a field's (a word before a lone `:`) and a variant's (the first
+    /// word of each entry of an enum's body) become `_`. The type's own name and the types
+    /// of the fields stay: a type renamed is a false alarm, rare and cheap.
+    fn wire_shape(definition: &str) -> Vec<&str> {
+        let tokens = tokens(definition);
+        let is_enum = tokens.iter().take_while(|&&t| t != "{").any(|&t| t == "enum");
+        let mut out: Vec<&str> = Vec::new();
+        let mut depth = 0i32;
+        let mut entry_start = false;
+        let mut i = 0;
+        while i < tokens.len() {
+            let t = tokens[i];
+            if t == "#" && tokens.get(i + 1) == Some(&"[") {
+                let mut end = i + 1;
+                let mut nest = 0;
+                loop {
+                    match tokens[end] {
+                        "[" => nest += 1,
+                        "]" => nest -= 1,
+                        _ => {}
+                    }
+                    if nest == 0 {
+                        break;
+                    }
+                    end += 1;
+                }
+                if matches!(tokens.get(i + 2), Some(&"serde" | &"cfg")) {
+                    out.extend(&tokens[i..=end]);
+                }
+                i = end + 1;
+                continue;
+            }
+            if t == "pub" {
+                i += if tokens.get(i + 1) == Some(&"(") { 4 } else { 1 };
+                continue;
+            }
+            let word = t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+            // A field's name (before a lone `:`) or a variant's (an entry's first word).
+            if word && (tokens.get(i + 1) == Some(&":") || (is_enum && depth == 1 && entry_start)) {
+                out.push("_");
+            } else {
+                out.push(t);
+            }
+            match t {
+                "{" | "(" | "[" | "<" => depth += 1,
+                "}" | ")" | "]" | ">" => depth -= 1,
+                _ => {}
+            }
+            entry_start = depth == 1 && (t == "{" || t == ",");
+            i += 1;
+        }
+        out
+    }
+
+    /// The digest of the wire `source` (a `protocol.rs`) defines: FNV-1a of the shapes of
+    /// its definitions ([`wire_shape`]), in [`WIRE_HEADS`]' order.
+    fn wire_digest(source: &str) -> u64 {
         let mut digest = 0xcbf2_9ce4_8422_2325u64;
-        for head in [
-            "pub(crate) enum Kind {",
-            "pub(crate) struct Item<R> {",
-            "struct ItemRepr<R> {",
-            "pub(crate) enum Create {",
-            "pub(crate) enum SetAlgebra {",
-            "pub(crate) enum SetRelation {",
-            "pub(crate) enum Op {",
-            "pub(crate) enum Request {",
-            "pub(crate) struct Envelope {",
-            "pub(crate) enum Out<R> {",
-            "pub(crate) enum Fault {",
-            "pub(crate) struct Reply<R> {",
-        ] {
+        for head in WIRE_HEADS {
             let start = source.find(head).unwrap_or_else(|| panic!("no `{head}` in protocol.rs"));
-            // The attributes above it (serde's among them) and the body to its closing brace.
+            // The attributes above it (serde's among them) and the body to its closing
+            // brace, or an alias to its `;`.
             let attrs = source[..start].rfind(";\n").max(source[..start].rfind("}\n")).map_or(0, |i| i + 2);
-            let end = start + source[start..].find("\n}\n").expect("a closing brace") + 2;
-            for line in source[attrs..end].lines() {
-                let code = line.split("//").next().unwrap_or("");
-                for b in code.bytes().filter(|b| !b.is_ascii_whitespace()) {
+            let end = if head.contains(" type ") {
+                start + source[start..].find(";\n").expect("an alias's `;`") + 1
+            } else {
+                start + source[start..].find("\n}\n").expect("a closing brace") + 2
+            };
+            for token in wire_shape(&source[attrs..end]) {
+                for b in token.bytes().chain([0]) {
                     digest = (digest ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
                 }
             }
         }
+        digest
+    }
+
+    /// The wire's definitions, as `protocol.rs` writes them, hashed as the codec sees them
+    /// ([`wire_shape`]: no name, no derive, no comment): when this fails, the wire changed
+    /// (a variant or a field added, removed, moved, of another type, or a `serde`
+    /// attribute), and a client of the last build would misread this one's messages. Add
+    /// a row to [`WIRES`] with a new `MAGIC`; a new digest under the current magic is
+    /// refused.
+    #[test]
+    fn the_wire_is_the_one_its_magic_names() {
+        let digest = wire_digest(include_str!("protocol.rs"));
+        for (i, (magic, _)) in WIRES.iter().enumerate() {
+            assert!(
+                WIRES[..i].iter().all(|(m, _)| m != magic),
+                "two rows of WIRES under the magic {magic:?}: a new wire needs a new MAGIC"
+            );
+        }
+        let (last_magic, last_digest) = WIRES.last().expect("a row");
+        assert_eq!(*last_magic, MAGIC, "MAGIC ({MAGIC:?}) is not the last row of WIRES");
         assert_eq!(
-            digest, WIRE_DIGEST,
-            "the manager's wire changed: change MAGIC ({MAGIC:?}) in manager/auth.rs, then set WIRE_DIGEST to {digest:#x}"
+            digest, *last_digest,
+            "the manager's wire changed: change MAGIC ({MAGIC:?}) in manager/auth.rs, and add the row (new MAGIC, {digest:#x}) to WIRES (rows are never edited)"
         );
+    }
+
+    /// What the digest does not see: names, derives, comments, spaces; what it sees: a
+    /// field's type, the order of variants, a `serde` attribute.
+    #[test]
+    fn the_wire_digest_sees_the_shape_only() {
+        let base = "#[derive(Debug, Clone)]\n#[serde(tag = \"t\")]\npub(crate) enum Fault {\n    /// Doc.\n    Gone,\n    Bad { why: String, code: u32 },\n    Some(u64),\n}\n";
+        let same = [
+            base.replace("Debug, Clone", "Clone, Debug"),
+            base.replace("why", "reason").replace("Gone", "Vanished"),
+            base.replace("/// Doc.", "// another comment").replace("    ", "\t"),
+        ];
+        let other = [
+            base.replace("code: u32", "code: u64"),
+            base.replace(
+                "    Gone,\n    Bad { why: String, code: u32 },\n",
+                "    Bad { why: String, code: u32 },\n    Gone,\n",
+            ),
+            base.replace("tag = \"t\"", "tag = \"u\""),
+            base.replace("    Some(u64),\n", "    Some(u64),\n    More,\n"),
+        ];
+        let shape = wire_shape(base);
+        for s in &same {
+            assert_eq!(wire_shape(s), shape, "{s}");
+        }
+        for s in &other {
+            assert_ne!(wire_shape(s), shape, "{s}");
+        }
     }
 
     #[test]

@@ -192,11 +192,12 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
-/// Why a registered type's value, or a method's arguments, cannot hold a proxy (aud82 L2):
-/// the methods run on the server, one at a time; a proxy of that server called from there
-/// would wait for ever for the server's own answer, and one of another manager would tie
-/// the two servers' lives together. Unsupported, as in Python, where a proxy in a managed
-/// value works only by the server calling itself on another thread.
+/// Why a registered type's value, or a method's arguments, cannot hold a proxy of this
+/// manager (aud82 L2): the methods run on the server, one at a time; a proxy of that server
+/// called from there would wait for ever for the server's own answer. Unsupported, as in
+/// Python, where a proxy in a managed value works only by the server calling itself on
+/// another thread. A proxy of another manager never reaches this check: it fails to encode
+/// first, as [`ManagerError::ForeignProxy`], as in every container (review117 L3).
 pub(crate) const HOLDS_A_PROXY: &str = "a registered type's value, or a method's arguments, cannot hold a proxy \
      (the methods run on the server, which cannot call itself): keep the proxy beside the value";
 
@@ -291,8 +292,9 @@ impl<T: Managed> ObjectProxy<T> {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::InvalidArgument`] if `args` hold a proxy (unsupported: the method
-    /// runs on the server), [`ManagerError::UnknownMethod`] if `T` exposes no such method,
+    /// [`ManagerError::InvalidArgument`] if `args` hold a proxy of this manager
+    /// (unsupported: the method runs on the server), [`ManagerError::ForeignProxy`] if
+    /// they hold one of another manager, [`ManagerError::UnknownMethod`] if `T` exposes no such method,
     /// [`ManagerError::MethodFailed`] if it panicked or its arguments did not decode, and
     /// the errors of every call ([`ManagerError::ServerGone`], ...).
     #[doc(alias = "_callmethod")]

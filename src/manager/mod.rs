@@ -1654,8 +1654,9 @@ impl Manager {
     /// # Errors
     ///
     /// [`ManagerError::UnknownType`] when the server does not know `T`;
-    /// [`ManagerError::InvalidArgument`] when `value` holds a proxy (unsupported: its
-    /// methods run on the server, where a proxy of that server could not be called);
+    /// [`ManagerError::InvalidArgument`] when `value` holds a proxy of this manager
+    /// (unsupported: its methods run on the server, where a proxy of that server could not
+    /// be called); [`ManagerError::ForeignProxy`] when it holds one of another manager;
     /// [`ManagerError::TypeMismatch`] when the server has another type under `T`'s
     /// [`Managed::NAME`] (two types named `Stats` as written, in two modules, whichever
     /// process created the first: give one a name of its own with `as "name"`; or, for a

@@ -26,6 +26,16 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// Python. Where producers may end without a word, wait with
 /// [`get_timeout`](QueueProxy::get_timeout) or have them put a sentinel.
 ///
+/// An item handed to a process's `get` that died before reading it (killed while its get
+/// waited) is not lost, as it is in Python: the server, finding the process dead, takes the
+/// answer back and puts the item at the front of the queue again (a task of a
+/// [`JoinableQueueProxy`](crate::JoinableQueueProxy) is then nobody's, and is not told
+/// lost to `join`). Two consequences: a bounded queue that filled meanwhile holds more
+/// than its `maxsize` items for a while (refusing would lose the item), and items given back
+/// together may come back in another order. A queue [`shutdown`](QueueProxy::shutdown) by
+/// then takes nothing back: the item stays the dead getter's (a task is told lost). An
+/// item the process read before it died is its own, and lost with it.
+///
 /// # Examples
 ///
 /// ```no_run

@@ -516,8 +516,10 @@ impl Server {
     }
 
     /// The answer dead family connection `conn` left unread on its reply ring, taken back:
-    /// an item its `get` was given goes back to its queue (`Store::give_back`), its tokens'
-    /// references to the item (aud82 L1: it is lost only once its client took it). A
+    /// an item its `get` was given goes back to its queue (`Store::give_back`, put back by
+    /// `Store::requeue_given_back` once the sweep's dead connections are all closed; not to
+    /// a shut-down queue, where it stays its dead taker's), its tokens' references to the
+    /// item (aud82 L1: it is lost only once its client took it). A
     /// family connection has one call in flight, so its ring holds at most that answer.
     /// Any other answer is dropped here rather than with the ring, its tokens telling the
     /// server as they would then.
@@ -571,10 +573,17 @@ impl Server {
                 Conn::Remote { .. } => None,
             })
             .collect();
-        for conn in dead {
+        // Every dead connection's answer is taken back before any is closed, and the items
+        // go back to their queues only once all are closed: an item is never handed to
+        // another dead getter of the same sweep, not yet closed, whose answer its close
+        // would drop (review117 H1; a close settles every object, `drop_conn_from`).
+        for &conn in &dead {
             self.take_back_unread(conn);
+        }
+        for conn in dead {
             self.close(conn, false);
         }
+        self.store.requeue_given_back();
         // A process may hold permits, or a `Lock`, after its last connection ended (its
         // threads are gone, it is not): it is watched for as long as it holds them.
         for (pid, start) in self.store.permit_holders() {

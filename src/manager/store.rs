@@ -351,6 +351,9 @@ pub(crate) struct Store {
     /// The emptied buffers of the last call (its items, its stored arguments, what it
     /// dropped), for the next: a call allocates only for the bytes it keeps or answers.
     spare: Spare,
+    /// Items taken back from dead getters this sweep ([`Store::give_back`]), to go back
+    /// once every dead connection is closed ([`Store::requeue_given_back`]).
+    given_back: Vec<(ObjectId, Stored)>,
 }
 
 /// An emptied buffer to keep as a spare, or a new one if it grew large (a call with many
@@ -420,6 +423,7 @@ impl Store {
             shutting_down: false,
             holders: IdMap::default(),
             spare: Spare::default(),
+            given_back: Vec::new(),
         }
     }
 
@@ -942,10 +946,15 @@ impl Store {
 
     /// An item answered to family connection `conn`'s `get` numbered `seq`, which its
     /// client died without reading (the server took the answer back from its reply ring),
-    /// goes back to the front of its queue, with the references it holds, and to a parked
-    /// getter if any; a task so given back is no longer its dead taker's (aud82 L1).
-    /// Before the connection is dropped. The item back when no queue's last take was that
-    /// answer (the caller gives its references back).
+    /// is given back to its queue, with the references it holds; a task so given back is
+    /// no longer its dead taker's (aud82 L1). Before the connection is dropped (it reads
+    /// `conn`'s holder and its queue's last take). The item goes back to the front of its
+    /// queue, and to a parked getter if any, only at [`Store::requeue_given_back`], once
+    /// every dead connection of the sweep is closed (review117 H1). The item back when no
+    /// queue's last take was that answer, or when that queue is shut down: a shut-down
+    /// queue takes nothing back, its gets were told `ShutDown` (or its items dropped), and
+    /// the task stays its dead taker's, told lost to `join` (review117 M1). The caller then
+    /// gives its references back.
     pub(crate) fn give_back(&mut self, conn: ConnId, seq: u64, item: Item<ObjectId>) -> Result<(), Item<ObjectId>> {
         let holder = self.holders.get(&conn).copied();
         let found = self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
@@ -953,15 +962,37 @@ impl Store {
             _ => None,
         });
         let Some((id, q)) = found else { return Err(item) };
+        if q.shutdown {
+            return Err(item);
+        }
         q.last_take.remove(&conn);
         if q.joinable
             && let Some(holder) = holder
         {
             q.count(holder, -1);
         }
-        q.items.push_front(Stored { bytes: item.bytes.into_boxed_slice(), refs: item.refs });
-        self.settle(id);
+        self.given_back.push((id, Stored { bytes: item.bytes.into_boxed_slice(), refs: item.refs }));
         Ok(())
+    }
+
+    /// Puts the items [`Store::give_back`] took back at the front of their queues (several
+    /// to one queue come back in the reverse order), and hands them to parked getters.
+    /// After every dead connection of the sweep is closed. A queue may hold `maxsize + 1`
+    /// items or more after (it filled meanwhile): refusing would lose the item. An item
+    /// whose queue has gone gives its references back.
+    pub(crate) fn requeue_given_back(&mut self) {
+        for (id, stored) in std::mem::take(&mut self.given_back) {
+            match self.objects.get_mut(&id).map(|obj| &mut obj.body) {
+                Some(Body::Queue(q)) => q.items.push_front(stored),
+                _ => {
+                    for r in stored.refs {
+                        self.decref(r, 1);
+                    }
+                    continue;
+                }
+            }
+            self.settle(id);
+        }
     }
 
     /// [`Store::drop_conn_from`] of a connection none of whose calls was abandoned (the
