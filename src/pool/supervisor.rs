@@ -1299,6 +1299,14 @@ impl Engine for Inner {
             table.reap_all();
             table.forget_lost_messages();
         }
+        // A chunk of an `imap` queued just before `joining`, after the pool thread's last
+        // look, with no worker left to run it: it fails rather than wait unrun for ever
+        // (review115 H1). Its handles go back first, as for any refused chunk.
+        let left: Vec<Job> = lock(&self.books).pending.drain(..).map(|(_, job)| job).collect();
+        for job in left {
+            (job.discard)(&job.args);
+            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
+        }
         // No worker is left: the zygote lets go of its copies and leaves.
         drop(lock(&self.zygote).take());
         Ok(())
@@ -1511,8 +1519,15 @@ fn pool_thread(inner: Weak<Inner>) {
         // A panic of user code caught above may have left a copy's round early.
         pool.end_if_copy();
         {
+            // Closed with no worker: ends, unless an `imap` made before the `close` may still
+            // send (until `join`). Only this thread starts the lost workers again: had it
+            // ended, that `imap`'s next chunk would wait for ever, even once there is room
+            // for a worker (review115 H1: the last one died when none could start).
             let books = lock(&pool.books);
-            if state == CLOSED && books.workers.is_empty() {
+            if state == CLOSED
+                && books.workers.is_empty()
+                && (books.joining || pool.streams.load(Ordering::SeqCst) == 0)
+            {
                 return;
             }
         }
