@@ -197,7 +197,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                     let mut out = [0; shm::CLAIM_INLINE];
                     match codec::encode_plain(&value, &mut out) {
                         Some(len) => table.put_inline(i, &out, len),
-                        None => put_value(table, i, &value),
+                        None => put_value(name, table, i, &value),
                     }
                     continue;
                 }
@@ -207,7 +207,11 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                     // and the pool gives back the whole item (`ClaimTable::untaken`).
                     let taking = codec::TakeScope::enter();
                     let mut read = Vec::new();
-                    let decoded = codec::noting_reads(&mut read, || codec::decode::<A>(bytes));
+                    // A `Deserialize` of A that panics (user code) fails the item as a decoding
+                    // error, as on the message path (review115 M1: it was `Panicked` here);
+                    // the handles it read are dropped as it unwinds, the others given back
+                    // below.
+                    let decoded = codec::noting_reads(&mut read, || panics::decoding(|| codec::decode::<A>(bytes)));
                     crash_point!("pool.claims.decoded");
                     table.taken(i);
                     if decoded.is_err() {
@@ -216,7 +220,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                     drop(taking);
                     decoded
                 } else {
-                    codec::decode::<A>(bytes)
+                    panics::decoding(|| codec::decode::<A>(bytes))
                 };
                 let item = match decoded {
                     Ok(item) => item,
@@ -225,7 +229,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                         continue;
                     }
                 };
-                put_value(table, i, &f(item));
+                put_value(name, table, i, &f(item));
             }
         });
         match (outcome, current) {
@@ -242,23 +246,31 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
 
 /// Encodes `value`, the result of index `i`, into its entry of `table` (its encoding's
 /// failure, which stops the table, if it does not encode).
-fn put_value<R: Serialize + DeserializeOwned>(table: &ClaimTable, i: usize, value: &R) {
+fn put_value<R: Serialize + DeserializeOwned>(name: &str, table: &ClaimTable, i: usize, value: &R) {
     let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
-    let small = codec::with_small_encoding(
-        value,
-        CLAIMED_SCRATCH,
-        |e| e.to_string(),
-        |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
-    );
-    let outcome = match small {
-        Ok(true) => Ok(()),
-        Ok(false) => codec::encode(value).map_err(|e| e.to_string()).and_then(|encoded| {
-            put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
-            encoded.sent();
-            Ok(())
-        }),
-        Err(e) => Err(e),
-    };
+    // A `Serialize` of R that panics (user code) fails the item as an encoding error, as on
+    // the message path (review115 M1: it was `Panicked` here); the handles it had encoded
+    // are given back by the encoding's scope.
+    let outcome = panics::catching(name, || {
+        let small = codec::with_small_encoding(
+            value,
+            CLAIMED_SCRATCH,
+            |e| e.to_string(),
+            |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
+        );
+        match small {
+            Ok(true) => Ok(()),
+            Ok(false) => codec::encode(value).map_err(|e| e.to_string()).and_then(|encoded| {
+                put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
+                encoded.sent();
+                Ok(())
+            }),
+            Err(e) => Err(e),
+        }
+    })
+    .unwrap_or_else(|info| {
+        Err(CodecError::encode(format_args!("encoding panicked: {}", info.message)).of::<R>().to_string())
+    });
     if let Err(e) = outcome {
         fail(table, i, Written::Failed, e.as_bytes());
     }
