@@ -584,6 +584,16 @@ fn touchy_held(t: TouchyHeld) -> u32 {
     t.1
 }
 
+/// A worker's codec error says once what failed, names the user's type and no type of the
+/// crate's, and gives no "sent as another type?" hint for a panic. Before (review115 L2):
+/// "cannot decode the message (was it sent as another type?): cannot decode the message
+/// (was it sent as another type?) (multiproc::codec::Each<'_, ..>): decoding panicked: ..".
+fn said_plainly(e: &multiproc::CodecError, type_name: &str) {
+    let said = e.to_string();
+    assert!(said.contains(type_name) && !said.contains("multiproc::"), "{said}");
+    assert!(!said.contains("another type") && said.matches("the message").count() == 1, "{said}");
+}
+
 /// A codec panic in the worker is `TaskError::Codec` whatever the path: a `map` of
 /// `chunksize(1)` (its items claimed from a table, no message per task) as a `map` of larger
 /// chunks and an `imap`; the handles the items and results hold all go back, and the worker
@@ -600,7 +610,8 @@ fn a_codec_panic_in_the_worker_is_a_codec_error_whatever_the_chunk_size() {
         println!("a Deserialize panic, map of chunksize {chunksize}: {got:?}");
         match got {
             Err(Error::Task(TaskError::Codec(e))) => {
-                assert!(e.to_string().contains("a TouchyHeld cannot be 2"), "chunksize {chunksize}: {e}")
+                assert!(e.to_string().contains("a TouchyHeld cannot be 2"), "chunksize {chunksize}: {e}");
+                said_plainly(&e, "pool::TouchyHeld");
             }
             other => panic!("chunksize {chunksize}: {other:?}"),
         }
@@ -609,13 +620,17 @@ fn a_codec_panic_in_the_worker_is_a_codec_error_whatever_the_chunk_size() {
         println!("a Serialize panic, map of chunksize {chunksize}: {got:?}");
         match got {
             Err(Error::Task(TaskError::Codec(e))) => {
-                assert!(e.to_string().contains("an Unsendable cannot be 13"), "chunksize {chunksize}: {e}")
+                assert!(e.to_string().contains("an Unsendable cannot be 13"), "chunksize {chunksize}: {e}");
+                said_plainly(&e, "pool::Unsendable");
             }
             other => panic!("chunksize {chunksize}: {other:?}"),
         }
     }
     let got: Vec<_> = pool.imap_with(touchy_held, touchy(), MapOptions::new().chunksize(1)).unwrap().collect();
     assert!(matches!(&got[..], [Ok(0), Ok(1), Err(TaskError::Codec(_)), Ok(3)]), "{got:?}");
+    if let Err(TaskError::Codec(e)) = &got[2] {
+        said_plainly(e, "pool::TouchyHeld");
+    }
     let sendable = [(v.clone(), 1), (v.clone(), 13), (v.clone(), 2)];
     let got: Vec<_> = pool.imap_with(unsendable, sendable, MapOptions::new().chunksize(1)).unwrap().collect();
     assert!(matches!(&got[..], [Ok(_), Err(TaskError::Codec(_)), Ok(_)]), "{got:?}");

@@ -415,7 +415,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                         backtrace: String::new(),
                     }))
                 }
-                Some((_, bytes)) => TaskError::Codec(crate::CodecError::decode(String::from_utf8_lossy(bytes))),
+                // The worker's own codec error, as it said it (review115 L2).
+                Some((_, bytes)) => TaskError::Codec(crate::CodecError::relayed(String::from_utf8_lossy(bytes))),
                 // Claimed, never written: its worker died holding it.
                 None => settled.lost_error(i),
             },

@@ -745,7 +745,8 @@ impl Inner {
                 // The chunk's blob goes before its answer is delivered: a caller that has
                 // its result finds the pool's hold given back.
                 drop(held);
-                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
+                // The worker's own codec error, as it said it (review115 L2).
+                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::relayed(e)));
                 self.settle(&delivery, chunk, outcome);
             }
             FromWorker::InitFailed { worker, info } => {
@@ -1198,8 +1199,10 @@ impl Engine for Inner {
         }
         self.streams.fetch_add(1, Ordering::SeqCst);
         // A `close` between the two looks may have seen no stream, and stopped the
-        // workers: this one is not counted, and ends at its first chunk.
-        if !self.running() {
+        // workers: this one is not counted, and ends at its first chunk. SeqCst, as the
+        // count above and `close`'s exchange and look at `streams`: of the two, one sees the
+        // other's write (review115 L1).
+        if self.state.load(Ordering::SeqCst) != RUNNING || self.copied() {
             self.stream_ended();
             return false;
         }
@@ -1227,7 +1230,10 @@ impl Engine for Inner {
             return self.abandon_copy();
         }
         log::debug!("closing pool");
-        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        // SeqCst, with `stop_idle_workers`'s look at `streams`, against `stream_opened`'s
+        // count then look at the state: one of the two sees the other's write (review115
+        // L1; an AcqRel exchange and an Acquire load do not promise it).
+        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::SeqCst, Ordering::SeqCst);
         self.stop_idle_workers();
         self.results.wake_receivers();
     }
@@ -1237,7 +1243,8 @@ impl Engine for Inner {
             return self.abandon_copy();
         }
         log::debug!("terminating pool");
-        self.state.store(TERMINATED, Ordering::Release);
+        // SeqCst as `close` (review115 L1).
+        self.state.store(TERMINATED, Ordering::SeqCst);
         self.kill_everything();
         self.ring_doorbell();
     }

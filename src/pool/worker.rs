@@ -142,7 +142,8 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     // in the parent (`panics::decoding`): let through, it ended the worker, and every item
     // of the chunk was `WorkerLost` (aud91).
     let results = match codec::noting_reads(&mut read, || {
-        codec::receipting(receipts, || panics::decoding(|| codec::decode_each::<A>(bytes)))
+        // The error names the user's type, not the codec's `Each<A>` (review115 L2).
+        codec::receipting(receipts, || panics::decoding(|| codec::decode_each::<A>(bytes)).map_err(|e| e.of::<A>()))
     }) {
         Err(e) => Err(e.to_string()),
         // A small chunk, decoded whole: its loop has no decoding error to look for.
