@@ -960,6 +960,62 @@ fn a_closed_pools_imap_whose_last_worker_dies_with_no_room_inner() {
         assert!(rest.last().unwrap().is_ok(), "{method:?}: with room again the imap works: {rest:?}");
         pool.join().unwrap();
         assert!(pool.pids().is_empty(), "{method:?}");
+
+        // `join` while no worker can start, a chunk of the `imap` queued after the pool
+        // thread's last look: the thread ends (joining), and `join` fails the chunk rather
+        // than leave it unrun, its `imap` waiting for ever.
+        let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+        let options = multiproc::MapOptions::new().chunksize(1).lookahead(1);
+        let mut items = pool.imap_with(plus_one, 0..20u64, options).unwrap();
+        assert_eq!(items.next().unwrap().unwrap(), 1, "{method:?}");
+        pool.close();
+        let (ended, rest) = std::thread::scope(|s| {
+            // Threads count in the cgroup: the reader and the joiner are started before
+            // there is no room, and wait to be told.
+            let (go_read, read) = std::sync::mpsc::channel::<()>();
+            let (go_join, join) = std::sync::mpsc::channel::<()>();
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                if read.recv().is_ok() {
+                    let rest: Vec<_> = items.map(|r| r.map_err(|e| e.to_string())).collect();
+                    let _ = tx.send(rest);
+                }
+            });
+            let pool = &pool;
+            let joiner = s.spawn(move || join.recv().ok().map(|()| pool.join()));
+            let pid = pool.pids()[0];
+            pids_max(Some(current() - 1));
+            // SAFETY (test): killing our own pool's worker.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            assert!(common::eventually(Duration::from_secs(30), || pool.pids().is_empty()), "{method:?}");
+            // The pool thread held after a round, before it looks whether to end.
+            multiproc::__private::crash_at("hold:pool.thread.looked");
+            let held = common::eventually(Duration::from_secs(30), || multiproc::__private::crash_holding() >= 1);
+            assert!(held, "{method:?}");
+            // Time for the reader to take what failed and its feeder to queue the next
+            // chunk, which nothing fails while the pool thread is held (not a measure).
+            go_read.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            go_join.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            multiproc::__private::crash_disarm();
+            let joined = joiner.join().unwrap().unwrap();
+            let rest = rx.recv_timeout(Duration::from_secs(60));
+            if rest.is_err() {
+                println!("{method:?}: HANG: the imap gave nothing in 60 s after join ({joined:?})");
+                pool.terminate();
+            }
+            (joined, rest)
+        });
+        println!("{method:?}: join with a chunk left: {ended:?}, the imap gave {rest:?}");
+        ended.unwrap();
+        let rest = rest.unwrap_or_else(|_| panic!("{method:?}: join left a chunk of the imap unrun"));
+        assert!(
+            rest.iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.contains("cannot start a worker") || e.contains("terminated"))),
+            "{method:?}: {rest:?}"
+        );
+        pids_max(None);
     }
     println!("INNER-DONE");
 }

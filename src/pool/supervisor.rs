@@ -1525,6 +1525,7 @@ fn pool_thread(inner: Weak<Inner>) {
         }));
         // A panic of user code caught above may have left a copy's round early.
         pool.end_if_copy();
+        crash_point!("pool.thread.looked");
         {
             // Closed with no worker: ends, unless an `imap` made before the `close` may still
             // send (until `join`). Only this thread starts the lost workers again: had it
