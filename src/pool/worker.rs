@@ -198,7 +198,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                     let mut out = [0; shm::CLAIM_INLINE];
                     match codec::encode_plain(&value, &mut out) {
                         Some(len) => table.put_inline(i, &out, len),
-                        None => put_value(name, table, i, &value),
+                        None => put_value(table, i, &value),
                     }
                     continue;
                 }
@@ -230,7 +230,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                         continue;
                     }
                 };
-                put_value(name, table, i, &f(item));
+                put_value(table, i, &f(item));
             }
         });
         match (outcome, current) {
@@ -247,12 +247,14 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
 
 /// Encodes `value`, the result of index `i`, into its entry of `table` (its encoding's
 /// failure, which stops the table, if it does not encode).
-fn put_value<R: Serialize + DeserializeOwned>(name: &str, table: &ClaimTable, i: usize, value: &R) {
+fn put_value<R: Serialize + DeserializeOwned>(table: &ClaimTable, i: usize, value: &R) {
     let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
     // A `Serialize` of R that panics (user code) fails the item as an encoding error, as on
     // the message path (review115 M1: it was `Panicked` here); the handles it had encoded
-    // are given back by the encoding's scope.
-    let outcome = panics::catching(name, || {
+    // are given back by the encoding's scope. A bare unwinding guard, as
+    // `panics::decoding`: the hook has printed the panic, and `panics::catching` would cost
+    // every item an allocation (the process's name) on this path of one item at a time.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let small = codec::with_small_encoding(
             value,
             CLAIMED_SCRATCH,
@@ -268,9 +270,10 @@ fn put_value<R: Serialize + DeserializeOwned>(name: &str, table: &ClaimTable, i:
             }),
             Err(e) => Err(e),
         }
-    })
-    .unwrap_or_else(|info| {
-        Err(CodecError::encode(format_args!("encoding panicked: {}", info.message)).of::<R>().to_string())
+    }))
+    .unwrap_or_else(|payload| {
+        let why = panics::payload_message(payload.as_ref());
+        Err(CodecError::encode(format_args!("encoding panicked: {why}")).of::<R>().to_string())
     });
     if let Err(e) = outcome {
         fail(table, i, Written::Failed, e.as_bytes());
