@@ -120,6 +120,21 @@ impl CodecError {
         Self(Box::new(Cause { what: "", type_name: None, detail: text.to_string(), heap_full: false }))
     }
 
+    /// A `Deserialize` (user code) that panicked, as a decode error: the bytes were the
+    /// message's type, so not [`CodecError::decode`]'s hint that they were another's
+    /// (review115 L2).
+    pub(crate) fn decode_panicked(why: impl fmt::Display) -> Self {
+        // What the decoding left for an error of its own, never made.
+        let _ = take_detail();
+        HEAP_FULL.with(|h| h.set(false));
+        Self(Box::new(Cause {
+            what: "cannot decode the message: its Deserialize panicked",
+            type_name: None,
+            detail: why.to_string(),
+            heap_full: false,
+        }))
+    }
+
     /// The error names `T`, the type of the message.
     pub(crate) fn of<T: ?Sized>(mut self) -> Self {
         self.0.type_name = Some(std::any::type_name::<T>());

@@ -903,6 +903,220 @@ fn out_of_processes_every_start_fails_typed_and_leaves_nothing() {
     assert!(removed, "the cgroup empties: nothing of the family is left");
 }
 
+const CLOSED_IMAP_INNER: &str = "MULTIPROC_TEST_CLOSED_IMAP_NO_ROOM";
+
+#[test]
+fn a_closed_pools_imap_whose_last_worker_dies_with_no_room_inner() {
+    let Some(cgroup) = std::env::var_os(CLOSED_IMAP_INNER) else { return };
+    let _w = common::watchdog(Duration::from_secs(240));
+    let cgroup = std::path::PathBuf::from(cgroup);
+    let current = || -> u64 { std::fs::read_to_string(cgroup.join("pids.current")).unwrap().trim().parse().unwrap() };
+    let pids_max = |max: Option<u64>| {
+        let value = max.map_or("max".to_string(), |n| n.to_string());
+        std::fs::write(cgroup.join("pids.max"), value).unwrap();
+    };
+    for method in common::METHODS {
+        let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+        let options = multiproc::MapOptions::new().chunksize(1).lookahead(1);
+        let mut items = pool.imap_with(plus_one, 0..20u64, options).unwrap();
+        assert_eq!(items.next().unwrap().unwrap(), 1, "{method:?}");
+        // The `imap` lives on after the `close`; its only worker dies with no room for a
+        // replacement.
+        pool.close();
+        let pid = pool.pids()[0];
+        pids_max(Some(current() - 1));
+        // SAFETY (test): killing our own pool's worker.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        assert!(common::eventually(Duration::from_secs(30), || pool.pids().is_empty()), "{method:?}");
+        // Some rounds of the pool thread with no room (not a measure: only time to fail
+        // the starts).
+        std::thread::sleep(Duration::from_secs(1));
+        pids_max(None);
+        let back = common::eventually(Duration::from_secs(30), || pool.pids().len() == 1);
+        println!("{method:?}: a worker back once there is room: {back} ({:?})", pool.pids());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let rest: Vec<_> = items.map(|r| r.map_err(|e| e.to_string())).collect();
+            let _ = tx.send(rest);
+        });
+        let Ok(rest) = rx.recv_timeout(Duration::from_secs(60)) else {
+            println!("{method:?}: HANG: the imap gave nothing in 60 s with room again; pids {:?}", pool.pids());
+            pool.terminate();
+            let ended = rx.recv_timeout(Duration::from_secs(30));
+            println!("{method:?}: after terminate: {ended:?}");
+            panic!("{method:?}: the imap of a closed pool waited for ever once its worker died with no room");
+        };
+        reader.join().unwrap();
+        println!("{method:?}: the imap ended with {} items: {rest:?}", rest.len());
+        assert!(back, "{method:?}: no worker came back once there was room");
+        assert_eq!(rest.len(), 19, "{method:?}: {rest:?}");
+        for (i, got) in rest.iter().enumerate() {
+            match got {
+                Ok(v) => assert_eq!(*v, i as u64 + 2, "{method:?}: item {} is its own value", i + 1),
+                // A chunk queued while no worker could start fails typed.
+                Err(e) => assert!(e.contains("cannot start a worker"), "{method:?}: item {}: {e}", i + 1),
+            }
+        }
+        assert!(rest.last().unwrap().is_ok(), "{method:?}: with room again the imap works: {rest:?}");
+        pool.join().unwrap();
+        assert!(pool.pids().is_empty(), "{method:?}");
+
+        // `join` while no worker can start, a chunk of the `imap` queued after the pool
+        // thread's last look: the thread ends (joining), and `join` fails the chunk rather
+        // than leave it unrun, its `imap` waiting for ever.
+        let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+        let options = multiproc::MapOptions::new().chunksize(1).lookahead(1);
+        let mut items = pool.imap_with(plus_one, 0..20u64, options).unwrap();
+        assert_eq!(items.next().unwrap().unwrap(), 1, "{method:?}");
+        pool.close();
+        let (ended, rest) = std::thread::scope(|s| {
+            // Threads count in the cgroup: the reader and the joiner are started before
+            // there is no room, and wait to be told.
+            let (go_read, read) = std::sync::mpsc::channel::<()>();
+            let (go_join, join) = std::sync::mpsc::channel::<()>();
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                if read.recv().is_ok() {
+                    let rest: Vec<_> = items.map(|r| r.map_err(|e| e.to_string())).collect();
+                    let _ = tx.send(rest);
+                }
+            });
+            let pool = &pool;
+            let joiner = s.spawn(move || join.recv().ok().map(|()| pool.join()));
+            let pid = pool.pids()[0];
+            pids_max(Some(current() - 1));
+            // SAFETY (test): killing our own pool's worker.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            assert!(common::eventually(Duration::from_secs(30), || pool.pids().is_empty()), "{method:?}");
+            // The pool thread held after a round, before it looks whether to end.
+            multiproc::__private::crash_at("hold:pool.thread.looked");
+            let held = common::eventually(Duration::from_secs(30), || multiproc::__private::crash_holding() >= 1);
+            assert!(held, "{method:?}");
+            // Time for the reader to take what failed and its feeder to queue the next
+            // chunk, which nothing fails while the pool thread is held (not a measure).
+            go_read.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            go_join.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            multiproc::__private::crash_disarm();
+            let joined = joiner.join().unwrap().unwrap();
+            let rest = rx.recv_timeout(Duration::from_secs(60));
+            if rest.is_err() {
+                println!("{method:?}: HANG: the imap gave nothing in 60 s after join ({joined:?})");
+                pool.terminate();
+            }
+            (joined, rest)
+        });
+        println!("{method:?}: join with a chunk left: {ended:?}, the imap gave {rest:?}");
+        ended.unwrap();
+        let rest = rest.unwrap_or_else(|_| panic!("{method:?}: join left a chunk of the imap unrun"));
+        assert!(
+            rest.iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.contains("cannot start a worker") || e.contains("terminated"))),
+            "{method:?}: {rest:?}"
+        );
+        pids_max(None);
+    }
+    println!("INNER-DONE");
+}
+
+/// A pids cgroup of its own for one inner test, emptied and removed however the test ends
+/// (its processes killed: a hang or a panic of the inner test or of this one leaves none).
+struct PidsCgroup {
+    path: std::path::PathBuf,
+}
+
+impl PidsCgroup {
+    fn new(tag: &str) -> Option<Self> {
+        let path = std::path::PathBuf::from(format!("{PIDS_ROOT}/multiproc-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&path).ok()?;
+        Some(PidsCgroup { path })
+    }
+
+    /// Runs the inner test `name` in the cgroup with `env` naming it; kills the cgroup's
+    /// processes past `limit`. Returns whether it passed and printed `INNER-DONE`, and what
+    /// it wrote.
+    fn run_inner(&self, name: &str, env: &str, limit: Duration) -> (bool, String) {
+        let exe = std::env::current_exe().unwrap();
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", r#"echo $$ > "$CG/cgroup.procs" && exec "$0" "$@""#])
+            .arg(&exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("CG", &self.path)
+            .env(env, &self.path);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(command.output());
+        });
+        let out = match rx.recv_timeout(limit) {
+            Ok(out) => out,
+            Err(_) => {
+                // Its family killed, the output ends.
+                self.kill_all();
+                rx.recv().unwrap()
+            }
+        };
+        waiter.join().unwrap();
+        let out = out.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let said = format!("{:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        (out.status.success() && stdout.contains("INNER-DONE"), said)
+    }
+
+    fn procs(&self) -> Vec<i32> {
+        let procs = std::fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
+        procs.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
+    fn kill_all(&self) {
+        for pid in self.procs() {
+            // SAFETY (test): killing a process of the test's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Whether the cgroup was empty once the inner test ended (before any kill).
+    fn empty(&self) -> bool {
+        common::eventually(Duration::from_secs(10), || self.procs().is_empty())
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        let _ = common::eventually(Duration::from_secs(30), || {
+            self.kill_all();
+            std::fs::remove_dir(&self.path).is_ok()
+        });
+    }
+}
+
+#[test]
+fn a_closed_pools_imap_goes_on_when_its_last_worker_dies_with_no_room_then_room_comes_back() {
+    // review115 H1: the pool thread of the closed pool ended with its last worker, and the
+    // `imap`'s next chunk waited for ever, even once there was room.
+    if !is_root() {
+        println!("skipped: a pids cgroup of our own needs root");
+        return;
+    }
+    // Past the inner test's own and the kill below.
+    let _w = common::watchdog(Duration::from_secs(420));
+    let Some(cgroup) = PidsCgroup::new("closed-imap") else {
+        println!("skipped: cannot make a pids cgroup under {PIDS_ROOT}");
+        return;
+    };
+    let (passed, said) = cgroup.run_inner(
+        "a_closed_pools_imap_whose_last_worker_dies_with_no_room_inner",
+        CLOSED_IMAP_INNER,
+        Duration::from_secs(300),
+    );
+    let empty = cgroup.empty();
+    drop(cgroup);
+    println!("{said}");
+    assert!(passed, "{said}");
+    assert!(empty, "the cgroup empties: nothing of the family is left\n{said}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Little memory
 // ---------------------------------------------------------------------------------------

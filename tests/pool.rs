@@ -492,20 +492,33 @@ fn touchy_n(t: Touchy) -> u64 {
 fn an_argument_whose_deserialize_panics_in_the_worker_fails_its_chunk_as_a_decode_error() {
     let _w = heap_user(LIMIT);
     let pool = Pool::new(1).unwrap();
-    for pad in [10, 30_000] {
+    // A chunk of one item each: every other item is its own value (review115 L3: with
+    // chunks of four alone every item failed, and the check of the values checked none).
+    for (pad, chunksize) in [(10, 4), (30_000, 4), (10, 1), (30_000, 1)] {
         let items: Vec<_> = (0..4).map(|n| Touchy { n, pad: vec![1; pad] }).collect();
-        let got: Vec<_> = pool.imap_with(touchy_n, items, MapOptions::new().chunksize(4)).unwrap().collect();
-        assert_eq!(got.len(), 4, "pad {pad}");
+        let options = MapOptions::new().chunksize(chunksize);
+        let got: Vec<_> = pool.imap_with(touchy_n, items, options).unwrap().collect();
+        assert_eq!(got.len(), 4, "pad {pad}, chunksize {chunksize}");
         for (i, r) in got.iter().enumerate() {
             match r {
-                Ok(v) => {
-                    assert_eq!(*v, i as u64 * 1000 + pad as u64 % 1000, "pad {pad}: item {i} got another's result")
+                Ok(v) => assert_eq!(
+                    *v,
+                    i as u64 * 1000 + pad as u64 % 1000,
+                    "pad {pad}, chunksize {chunksize}: item {i} got another's result"
+                ),
+                Err(TaskError::Codec(e)) => {
+                    assert!(e.to_string().contains("a Touchy cannot be 2"), "pad {pad}, chunksize {chunksize}: {e}")
                 }
-                Err(TaskError::Codec(e)) => assert!(e.to_string().contains("a Touchy cannot be 2"), "pad {pad}: {e}"),
-                Err(e) => panic!("pad {pad}: item {i}: {e}"),
+                Err(e) => panic!("pad {pad}, chunksize {chunksize}: item {i}: {e}"),
             }
         }
-        assert!(got[2].is_err(), "pad {pad}: {:?}", got[2]);
+        if chunksize == 4 {
+            // The chunk fails whole.
+            assert!(got.iter().all(|r| matches!(r, Err(TaskError::Codec(_)))), "pad {pad}: {got:?}");
+        } else {
+            assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 3, "pad {pad}: {got:?}");
+            assert!(got[2].is_err(), "pad {pad}: {:?}", got[2]);
+        }
     }
     let stats = pool.stats();
     assert_eq!((stats.tasks_lost, stats.workers_restarted), (0, 0), "{stats:?}");
@@ -594,6 +607,84 @@ fn a_result_that_does_not_encode_in_the_worker_is_said_not_to_encode() {
     assert_eq!(pool.apply(refused, 3).unwrap().0, 3);
 }
 
+/// An argument holding a handle whose `Deserialize` panics on 2 (in the worker), after
+/// reading the handle.
+#[derive(serde::Serialize)]
+struct TouchyHeld(Value<u64>, u32);
+
+impl<'de> serde::Deserialize<'de> for TouchyHeld {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (v, n) = <(Value<u64>, u32) as serde::Deserialize>::deserialize(d)?;
+        assert_ne!(n, 2, "a TouchyHeld cannot be 2");
+        Ok(TouchyHeld(v, n))
+    }
+}
+
+fn touchy_held(t: TouchyHeld) -> u32 {
+    t.1
+}
+
+/// A worker's codec error says once what failed, names the user's type and no type of the
+/// crate's, and gives no "sent as another type?" hint for a panic. Before (review115 L2):
+/// "cannot decode the message (was it sent as another type?): cannot decode the message
+/// (was it sent as another type?) (multiproc::codec::Each<'_, ..>): decoding panicked: ..".
+fn said_plainly(e: &multiproc::CodecError, type_name: &str) {
+    let said = e.to_string();
+    assert!(said.contains(type_name) && !said.contains("multiproc::"), "{said}");
+    assert!(!said.contains("another type") && said.matches("the message").count() == 1, "{said}");
+}
+
+/// A codec panic in the worker is `TaskError::Codec` whatever the path: a `map` of
+/// `chunksize(1)` (its items claimed from a table, no message per task) as a `map` of larger
+/// chunks and an `imap`; the handles the items and results hold all go back, and the worker
+/// lives on. Before (review115 M1): on the claims path the same panics were
+/// `TaskError::Panicked`.
+#[test]
+fn a_codec_panic_in_the_worker_is_a_codec_error_whatever_the_chunk_size() {
+    let leaks = common::leak_check(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let v = Value::new(7u64).unwrap();
+    let touchy = || (0..4).map(|n| TouchyHeld(v.clone(), n)).collect::<Vec<_>>();
+    for chunksize in [1, 4] {
+        let got = pool.map_with(touchy_held, touchy(), MapOptions::new().chunksize(chunksize));
+        println!("a Deserialize panic, map of chunksize {chunksize}: {got:?}");
+        match got {
+            Err(Error::Task(TaskError::Codec(e))) => {
+                assert!(e.to_string().contains("a TouchyHeld cannot be 2"), "chunksize {chunksize}: {e}");
+                said_plainly(&e, "pool::TouchyHeld");
+            }
+            other => panic!("chunksize {chunksize}: {other:?}"),
+        }
+        let sendable = [(v.clone(), 1), (v.clone(), 13), (v.clone(), 2)];
+        let got = pool.map_with(unsendable, sendable, MapOptions::new().chunksize(chunksize));
+        println!("a Serialize panic, map of chunksize {chunksize}: {got:?}");
+        match got {
+            Err(Error::Task(TaskError::Codec(e))) => {
+                assert!(e.to_string().contains("an Unsendable cannot be 13"), "chunksize {chunksize}: {e}");
+                said_plainly(&e, "pool::Unsendable");
+            }
+            other => panic!("chunksize {chunksize}: {other:?}"),
+        }
+    }
+    let got: Vec<_> = pool.imap_with(touchy_held, touchy(), MapOptions::new().chunksize(1)).unwrap().collect();
+    assert!(matches!(&got[..], [Ok(0), Ok(1), Err(TaskError::Codec(_)), Ok(3)]), "{got:?}");
+    if let Err(TaskError::Codec(e)) = &got[2] {
+        said_plainly(e, "pool::TouchyHeld");
+    }
+    let sendable = [(v.clone(), 1), (v.clone(), 13), (v.clone(), 2)];
+    let got: Vec<_> = pool.imap_with(unsendable, sendable, MapOptions::new().chunksize(1)).unwrap().collect();
+    assert!(matches!(&got[..], [Ok(_), Err(TaskError::Codec(_)), Ok(_)]), "{got:?}");
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_lost, stats.workers_restarted), (0, 0), "{stats:?}");
+    let fine = [TouchyHeld(v.clone(), 5), TouchyHeld(v.clone(), 6)];
+    assert_eq!(pool.map_with(touchy_held, fine, MapOptions::new().chunksize(1)).unwrap(), [5, 6]);
+    assert_eq!(
+        pool.map_with(unsendable, [(v.clone(), 3), (v.clone(), 4)], MapOptions::new().chunksize(1)).unwrap().len(),
+        2
+    );
+    drop((got, pool, v));
+    leaks.assert_no_leak();
+}
 /// A value whose `Drop` panics in the parent when it was decoded from 13 (the worker's own
 /// value and the codec's probe's are disarmed).
 #[derive(Debug, serde::Serialize)]

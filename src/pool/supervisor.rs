@@ -1225,8 +1225,10 @@ impl Engine for Inner {
         }
         self.streams.fetch_add(1, Ordering::SeqCst);
         // A `close` between the two looks may have seen no stream, and stopped the
-        // workers: this one is not counted, and ends at its first chunk.
-        if !self.running() {
+        // workers: this one is not counted, and ends at its first chunk. SeqCst, as the
+        // count above and `close`'s exchange and look at `streams`: of the two, one sees the
+        // other's write (review115 L1).
+        if self.state.load(Ordering::SeqCst) != RUNNING || self.copied() {
             self.stream_ended();
             return false;
         }
@@ -1254,7 +1256,10 @@ impl Engine for Inner {
             return self.abandon_copy();
         }
         log::debug!("closing pool");
-        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        // SeqCst, with `stop_idle_workers`'s look at `streams`, against `stream_opened`'s
+        // count then look at the state: one of the two sees the other's write (review115
+        // L1; an AcqRel exchange and an Acquire load do not promise it).
+        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::SeqCst, Ordering::SeqCst);
         self.stop_idle_workers();
         self.results.wake_receivers();
     }
@@ -1264,7 +1269,8 @@ impl Engine for Inner {
             return self.abandon_copy();
         }
         log::debug!("terminating pool");
-        self.state.store(TERMINATED, Ordering::Release);
+        // SeqCst as `close` (review115 L1).
+        self.state.store(TERMINATED, Ordering::SeqCst);
         self.kill_everything();
         self.ring_doorbell();
     }
@@ -1325,6 +1331,14 @@ impl Engine for Inner {
             // read.
             table.reap_all();
             table.forget_lost_messages();
+        }
+        // A chunk of an `imap` queued just before `joining`, after the pool thread's last
+        // look, with no worker left to run it: it fails rather than wait unrun for ever
+        // (review115 H1). Its handles go back first, as for any refused chunk.
+        let left: Vec<Job> = lock(&self.books).pending.drain(..).map(|(_, job)| job).collect();
+        for job in left {
+            (job.discard)(&job.args);
+            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
         }
         // No worker is left: the zygote lets go of its copies and leaves.
         drop(lock(&self.zygote).take());
@@ -1537,9 +1551,17 @@ fn pool_thread(inner: Weak<Inner>) {
         }));
         // A panic of user code caught above may have left a copy's round early.
         pool.end_if_copy();
+        crash_point!("pool.thread.looked");
         {
+            // Closed with no worker: ends, unless an `imap` made before the `close` may still
+            // send (until `join`). Only this thread starts the lost workers again: had it
+            // ended, that `imap`'s next chunk would wait for ever, even once there is room
+            // for a worker (review115 H1: the last one died when none could start).
             let books = lock(&pool.books);
-            if state == CLOSED && books.workers.is_empty() {
+            if state == CLOSED
+                && books.workers.is_empty()
+                && (books.joining || pool.streams.load(Ordering::SeqCst) == 0)
+            {
                 return;
             }
         }

@@ -146,7 +146,8 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     // in the parent (`panics::decoding`): let through, it ended the worker, and every item
     // of the chunk was `WorkerLost` (aud91).
     let results = match codec::noting_reads(&mut read, || {
-        codec::receipting(receipts, || panics::decoding(|| codec::decode_each::<A>(bytes)))
+        // The error names the user's type, not the codec's `Each<A>` (review115 L2).
+        codec::receipting(receipts, || panics::decoding(|| codec::decode_each::<A>(bytes)).map_err(|e| e.of::<A>()))
     }) {
         Err(e) => Err(e.to_string()),
         // A small chunk, decoded whole: its loop has no decoding error to look for.
@@ -211,7 +212,11 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                     // and the pool gives back the whole item (`ClaimTable::untaken`).
                     let taking = codec::TakeScope::enter();
                     let mut read = Vec::new();
-                    let decoded = codec::noting_reads(&mut read, || codec::decode::<A>(bytes));
+                    // A `Deserialize` of A that panics (user code) fails the item as a decoding
+                    // error, as on the message path (review115 M1: it was `Panicked` here);
+                    // the handles it read are dropped as it unwinds, the others given back
+                    // below.
+                    let decoded = codec::noting_reads(&mut read, || panics::decoding(|| codec::decode::<A>(bytes)));
                     crash_point!("pool.claims.decoded");
                     table.taken(i);
                     if decoded.is_err() {
@@ -220,7 +225,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                     drop(taking);
                     decoded
                 } else {
-                    codec::decode::<A>(bytes)
+                    panics::decoding(|| codec::decode::<A>(bytes))
                 };
                 let item = match decoded {
                     Ok(item) => item,
@@ -248,21 +253,32 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
 /// failure, which stops the table, if it does not encode).
 fn put_value<R: Serialize + DeserializeOwned>(table: &ClaimTable, i: usize, value: &R) {
     let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
-    let small = codec::with_small_encoding(
-        value,
-        CLAIMED_SCRATCH,
-        |e| e.to_string(),
-        |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
-    );
-    let outcome = match small {
-        Ok(true) => Ok(()),
-        Ok(false) => codec::encode(value).map_err(|e| e.to_string()).and_then(|encoded| {
-            put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
-            encoded.sent();
-            Ok(())
-        }),
-        Err(e) => Err(e),
-    };
+    // A `Serialize` of R that panics (user code) fails the item as an encoding error, as on
+    // the message path (review115 M1: it was `Panicked` here); the handles it had encoded
+    // are given back by the encoding's scope. A bare unwinding guard, as
+    // `panics::decoding`: the hook has printed the panic, and `panics::catching` would cost
+    // every item an allocation (the process's name) on this path of one item at a time.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let small = codec::with_small_encoding(
+            value,
+            CLAIMED_SCRATCH,
+            |e| e.to_string(),
+            |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
+        );
+        match small {
+            Ok(true) => Ok(()),
+            Ok(false) => codec::encode(value).map_err(|e| e.to_string()).and_then(|encoded| {
+                put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
+                encoded.sent();
+                Ok(())
+            }),
+            Err(e) => Err(e),
+        }
+    }))
+    .unwrap_or_else(|payload| {
+        let why = panics::payload_message(payload.as_ref());
+        Err(CodecError::encode(format_args!("encoding panicked: {why}")).of::<R>().to_string())
+    });
     if let Err(e) = outcome {
         fail(table, i, Written::Failed, e.as_bytes());
     }

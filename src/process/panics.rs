@@ -145,7 +145,7 @@ pub(crate) fn catching_named<T>(process: String, f: impl FnOnce() -> T) -> (Resu
 pub(crate) fn decoding<T>(decode: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
     catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
         let why = payload_message(payload.as_ref());
-        Err(CodecError::decode(format_args!("decoding panicked: {why}")).of::<T>())
+        Err(CodecError::decode_panicked(why).of::<T>())
     })
 }
 
