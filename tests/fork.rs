@@ -538,7 +538,8 @@ static CLUSTER_RESULT_KEPT: Mutex<Option<multiproc::AsyncResult<u64>>> = Mutex::
 
 /// In a fork child: waits on its copy of the parent's pending cluster result every way
 /// there is, each of which must end at once (nothing in this process would ever fill it).
-/// What each gave: `wait_timeout` and `ready` true, the future and `get` `Terminated`.
+/// What each gave: `wait_timeout` and `ready` true, the future `Terminated`, and `get`,
+/// after the future took that outcome, `Taken` (fix85: a result asked for again).
 #[cfg(feature = "cluster")]
 fn wait_on_copied_cluster_result(_: ()) -> (bool, bool, bool, bool) {
     use std::future::Future;
@@ -551,7 +552,7 @@ fn wait_on_copied_cluster_result(_: ()) -> (bool, bool, bool, bool) {
         std::pin::Pin::new(&mut result).poll(&mut cx),
         std::task::Poll::Ready(Err(multiproc::TaskError::Terminated))
     );
-    let got = matches!(result.get(), Err(multiproc::TaskError::Terminated));
+    let got = matches!(result.get(), Err(multiproc::TaskError::Taken));
     (waited, ready, polled, got)
 }
 
@@ -2286,7 +2287,7 @@ fn cases() -> Vec<(&'static str, fn())> {
             let still_pending = !kept.ready();
             pool.terminate();
             let parents = kept.get_timeout(std::time::Duration::from_secs(60));
-            assert_eq!(waits, (true, true, true, true), "the child's waits: wait_timeout, ready, poll, get");
+            assert_eq!(waits, (true, true, true, true), "the child's waits: wait_timeout, ready, poll, get (Taken)");
             assert!(still_pending, "the child's copy settled nothing of the parent's result");
             assert!(matches!(parents, Err(multiproc::ResultTimeoutError::Task(multiproc::TaskError::Terminated))));
         }),
