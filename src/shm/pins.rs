@@ -178,6 +178,57 @@ static NONE_AT: AtomicU64 = AtomicU64::new(0);
 /// `2^k` at most [`NONE_PINS_MAX`]).
 static NONE_PINS: AtomicU64 = AtomicU64::new(0);
 
+/// `pid << 32 | slots` (a bit for each of its record's slots): the looks at released starts
+/// that the process `pid` adopted with a dead owner's record and kept, counted and
+/// announced (`off + 1`) in those slots, since a stopped process held the released table's
+/// lock (`object::let_go_unless_stopped`, review118 M1). Each of its announcements tries
+/// their let-go again, never waiting ([`let_go_of_kept`]); its reaper lets go of those left
+/// at its end (they are its announced looks). A fork child finds its parent's pid here, and
+/// clears it: the slots are its parent's.
+static KEPT: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps `look`, the announcement of a look this process adopted and could not let go of
+/// yet ([`KEPT`]): its slot goes on announcing it, to be let go of at a later announcement.
+pub(super) fn keep(look: Announced) {
+    let Some(slot) = look.slot else { return };
+    let pid = u64::from(sys::me().pid);
+    let mine = MINE.load(Ordering::Acquire);
+    let record = record_at(Heap::get(), (mine & 0xffff_ffff) << 6);
+    let Some(i) = record.slots.iter().position(|s| std::ptr::eq(s, slot)) else { return };
+    // Not dropped: the slot keeps its `off + 1`.
+    std::mem::forget(look);
+    let mut k = KEPT.load(Ordering::Relaxed);
+    loop {
+        let base = if k >> 32 == pid { k } else { pid << 32 };
+        match KEPT.compare_exchange_weak(k, base | 1 << i, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => k = now,
+        }
+    }
+}
+
+/// Tries again the let-go of each look this process kept ([`KEPT`]), in `record`: one
+/// thread at a time (the one that takes the bits), never waiting; a look whose lock is
+/// still held is kept again.
+#[cold]
+fn let_go_of_kept(heap: &'static Heap, record: &'static Record, pid: u32) {
+    let k = KEPT.load(Ordering::Acquire);
+    if k >> 32 != u64::from(pid) {
+        // A fork child: its parent's slots.
+        let _ = KEPT.compare_exchange(k, 0, Ordering::Relaxed, Ordering::Relaxed);
+        return;
+    }
+    if KEPT.compare_exchange(k, u64::from(pid) << 32, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        // Another thread of this process took them (or kept one more: the next try).
+        return;
+    }
+    for (_, slot) in record.slots.iter().enumerate().filter(|&(i, _)| k & 1 << i != 0) {
+        let off = slot.load(Ordering::Relaxed) - 1;
+        let announced = Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+        super::object::let_go_of_kept_look(heap, off, announced);
+    }
+}
+
 /// An announcement: its slot given back when dropped (after the unpin).
 #[must_use]
 pub(crate) struct Announced {
@@ -413,6 +464,11 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     let Some(record) = record else {
         return anonymous(heap, table);
     };
+    // Looks adopted at the claim and kept (a stopped process held their lock): let go of at
+    // the first announcement that finds the lock free.
+    if KEPT.load(Ordering::Relaxed) as u32 != 0 {
+        let_go_of_kept(heap, record, me.pid);
+    }
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
             if slot.load(Ordering::Relaxed) == 0
