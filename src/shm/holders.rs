@@ -96,6 +96,7 @@ use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
 use super::pins::{self, Announced};
 use super::receipts::{self, Receipt};
+use super::wait::Deadline;
 use crate::codec::Undoing;
 use crate::sys::{self, ProcId};
 
@@ -1147,6 +1148,18 @@ impl Holders {
     /// else locks a released table (every pin of it fails).
     pub(crate) fn lock_released(&self) -> RawGuard<'_> {
         RawGuard::lock(&self.lock)
+    }
+
+    /// [`Holders::lock_released`], unless its holder is stopped (`None`, found so once
+    /// `deadline` passed): for the look a first pin lets go of, which must not wait for ever
+    /// (`object::let_go_unless_stopped`).
+    pub(crate) fn lock_released_unless_stopped(&self, deadline: Deadline) -> Option<RawGuard<'_>> {
+        RawGuard::lock_unless_stopped(&self.lock, deadline)
+    }
+
+    /// [`Holders::lock_released`] if it is free or its holder dead; never waits.
+    pub(crate) fn try_lock_released(&self) -> Option<RawGuard<'_>> {
+        RawGuard::try_lock(&self.lock)
     }
 
     /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object

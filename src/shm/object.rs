@@ -45,6 +45,7 @@ use super::ShmSafe;
 use super::crash::{crash_point, interleave};
 use super::heap::{Heap, HeapFull};
 use super::holders::{self, Holders, LetGo, Received};
+use super::mutex::RawGuard;
 use super::pins::{self, Announced};
 use super::receipts::{ArgsState, Receipt};
 use super::wait::Deadline;
@@ -1067,11 +1068,16 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// The last look frees with `heap.free`, not `free_warm` (it does not know the type): a
 /// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
 /// release beside a look only, the accounting the same).
-fn let_go_released(heap: &Heap, off: u64, header: &Header, mut mine: Announced) {
+fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
+    let_go_locked(heap, off, header, mine, header.holders.lock_released());
+}
+
+/// [`let_go_released`], the released table's lock taken (`g`).
+fn let_go_locked(heap: &Heap, off: u64, header: &Header, mut mine: Announced, g: RawGuard<'_>) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
-        let _g = header.holders.lock_released();
+        let _g = g;
         // Not a live look for its own resolution below, but still announced, as letting go,
         // until its count is gone (review110 M1: cleared here, a look killed inside its
         // let-go was counted and announced by nothing, and beside dead looks only nobody
@@ -1105,6 +1111,58 @@ fn let_go_released(heap: &Heap, off: u64, header: &Header, mut mine: Announced) 
     // The lock (in the block) let go of first: no look is left to take it.
     if last {
         heap.free(off, len);
+    }
+}
+
+/// How a look that a pin lets go of, not its own (a dead owner's, adopted with its record:
+/// [`let_go_of_adopted_look`]), takes the released table's lock: a pin never waits for ever
+/// inside a receive or a reap, and a holder of that lock stopped (`SIGSTOP`, a debugger)
+/// inside its own let-go would hold it for as long (review118 M1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// Waits for a live holder unless it is found stopped once [`LOOKS_WAIT`] passed: the
+    /// claim's own let-go.
+    UnlessStopped,
+    /// Never waits (a free lock, or a dead holder's): a later announcement's try
+    /// ([`let_go_of_kept_look`]), made at every announcement of the process until one takes
+    /// the lock.
+    Never,
+}
+
+/// Lets go of `look`, counted at a released start (which stays released while it is
+/// counted: the count pins the block), as its drop does ([`let_go_released`]), unless the
+/// released table's lock is not to be had with `patience`. Then the look is kept, counted
+/// and still announced (`off + 1`, its slot untouched), and its announcement is returned,
+/// for the caller to keep (`pins::keep`): whoever lets go of it later (the process's next
+/// announcement, else its reaper, which reads the slot) finds it as a live look of this
+/// process meanwhile, so no let-go takes the dead looks away under it.
+fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced> {
+    // Not dropped: its drop would let go, waiting for the lock; its announcement is moved
+    // out, and the rest (a heap reference and an offset) owns nothing.
+    let mut look = std::mem::ManuallyDrop::new(look);
+    let mine = look.announced.take()?;
+    // A look a pin adopts or kept never lent its slot; the check still ends the lend, if any.
+    pins::unlend(&mine);
+    let (heap, off) = (look.heap, look.off);
+    let header: &Header = &look;
+    let g = match patience {
+        Patience::UnlessStopped => header.holders.lock_released_unless_stopped(Deadline::after(LOOKS_WAIT)),
+        Patience::Never => header.holders.try_lock_released(),
+    };
+    let Some(g) = g else { return Some(mine) };
+    let_go_locked(heap, off, header, mine, g);
+    None
+}
+
+/// A look at the released start at `off` that a claim adopted and then kept
+/// ([`let_go_unless_stopped`]: the released table's lock was held by a stopped process),
+/// still counted and announced in this process's record (`announced`): let go of now if the
+/// lock is free (or its holder dead), else kept again. Called at this process's next
+/// announcements (`pins::announce_own`); its reaper lets go of it if the process ends first.
+pub(super) fn let_go_of_kept_look(heap: &Heap, off: u64, announced: Announced) {
+    let look = Look { heap, off, announced: Some(announced), _thread: PhantomData };
+    if let Some(kept) = let_go_unless_stopped(look, Patience::Never) {
+        pins::keep(kept);
     }
 }
 
@@ -1171,6 +1229,7 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
         return;
     }
     // Announced before the count, as any look.
+    let patience = adopted.is_some().then_some(Patience::UnlessStopped);
     let announced = adopted.unwrap_or_else(|| pins::announce_own(off + LOOKED));
     let mut crowded = None;
     loop {
@@ -1179,8 +1238,12 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
             // Another look counted since (255): its let-go, which may have seen this
             // announcement and then kept the dead looks, soon takes one away, and this
             // counts then, as `header_at` waits (review110 L1: it gave up here, and the
-            // block leaked). Still 255 past the wait: nobody let go meanwhile, so nobody
-            // kept the dead looks on this one's account.
+            // block leaked). Still 255 past the wait: nobody let go meanwhile, or a let-go
+            // that read this announcement before it is stopped (`SIGSTOP`, a debugger)
+            // short of its count's decrement for longer than the wait. That one, going on,
+            // keeps the dead looks on its stale reading and leaves them to nobody: the
+            // block leaks (review118 L2), as at `header_at`'s own wait at 255 (review90 L1),
+            // and only with a process stopped inside a let-go past `LOOKS_WAIT`.
             if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
                 break;
             }
@@ -1193,8 +1256,21 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
             break;
         }
         match word.compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire) {
-            // Counted: the block stays allocated until this let-go.
-            Ok(_) => return drop(Look { heap, off, announced: Some(announced), _thread: PhantomData }),
+            // Counted: the block stays allocated until this let-go. An adopted look, let go
+            // of inside its claimer's first pin, never waits for ever: kept, and let go of
+            // later, if the lock's holder is stopped.
+            Ok(_) => {
+                let look = Look { heap, off, announced: Some(announced), _thread: PhantomData };
+                match patience {
+                    Some(patience) => {
+                        if let Some(kept) = let_go_unless_stopped(look, patience) {
+                            pins::keep(kept);
+                        }
+                    }
+                    None => drop(look),
+                }
+                return;
+            }
             Err(now) => w = now,
         }
     }
@@ -2377,16 +2453,17 @@ mod tests {
         let before = heap.in_use();
         let handle = Shared::new(Probe { value: AtomicU64::new(12) }).unwrap();
         let (off, generation, _) = handle.identity();
-        let looker = match sys::fork().unwrap() {
-            sys::Forked::Child => {
-                crate::shm::crash::arm(Some("stop:object.header.load"));
-                let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
-                // Not reached: stopped at the point, then killed.
-                std::mem::forget(look);
-                sys::exit_group(3)
-            }
-            sys::Forked::Parent(pid) => pid,
-        };
+        // Killed and reaped by its guard if an assert fires (or by its parent-death signal
+        // if the watchdog ends the test) before the kill below (review118 L4: it stayed
+        // stopped for ever, its record live and its look counted).
+        let mut looker_child = TestChild::fork(|| {
+            crate::shm::crash::arm(Some("stop:object.header.load"));
+            let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+            // Not reached: stopped at the point, then killed.
+            std::mem::forget(look);
+            3
+        });
+        let looker = looker_child.pid();
         let looker_fd = sys::pidfd_open(looker).unwrap();
         let deadline = Deadline::after(Duration::from_secs(60));
         while !sys::process_stopped(looker) {
@@ -2401,24 +2478,25 @@ mod tests {
         let mine = pins::take_every_record(heap);
         sys::pidfd_signal(looker_fd.as_fd(), libc::SIGKILL).unwrap();
         let ended = sys::reap_pidfd(looker_fd.as_fd(), true).unwrap();
+        looker_child.reaped();
         assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGKILL)));
         // Another process's first claim, before the looker's reaper.
-        let claimer = match sys::fork().unwrap() {
-            sys::Forked::Child => {
-                crate::shm::crash::arm(crash);
-                drop(pins::announce_own(1 << 22 | 64));
-                sys::exit_group(0)
-            }
-            sys::Forked::Parent(pid) => pid,
-        };
+        let mut claimer_child = TestChild::fork(|| {
+            crate::shm::crash::arm(crash);
+            drop(pins::announce_own(1 << 22 | 64));
+            0
+        });
+        let claimer = claimer_child.pid();
         let claimer_fd = sys::pidfd_open(claimer).unwrap();
         let readable = sys::poll_readable(&[claimer_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
         let claimed = readable[0].then(|| sys::reap_pidfd(claimer_fd.as_fd(), true).unwrap());
+        if claimed.is_some() {
+            claimer_child.reaped();
+        }
         let took_over = pins::owner_pid_of(heap, dead_record) == claimer;
         pins::give_back(&mine);
-        if !readable[0] {
-            let _ = sys::kill_and_reap_child(claimer);
-        }
+        // Not readable: killed and reaped now.
+        drop(claimer_child);
         // Their reapers, the claimer's first.
         pins::forget(claimer);
         pins::forget(looker);
@@ -2427,6 +2505,150 @@ mod tests {
         assert_eq!(claimed, Some(Some(end)), "the claimer's end");
         assert!(took_over, "the claim took another record than the dead looker's");
         assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
+    }
+
+    /// A fork child of a test: killed and reaped when dropped (an assert's panic) unless
+    /// [`TestChild::reaped`]; its parent-death signal kills it when the test process ends
+    /// first (a watchdog's abort). A stopped child would otherwise stay stopped for ever,
+    /// its record live and its looks counted (review118 L4).
+    struct TestChild(Option<u32>);
+
+    impl TestChild {
+        /// Forks; the child runs `child` and exits with what it returns.
+        fn fork(child: impl FnOnce() -> i32) -> TestChild {
+            match crate::sys::fork().unwrap() {
+                crate::sys::Forked::Child => {
+                    // SAFETY: one `prctl` in the child, which touches no memory.
+                    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                    crate::sys::exit_group(child())
+                }
+                crate::sys::Forked::Parent(pid) => TestChild(Some(pid)),
+            }
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.expect("a child not reaped yet")
+        }
+
+        /// Reaped by the test: nothing left to kill.
+        fn reaped(&mut self) {
+            self.0 = None;
+        }
+    }
+
+    impl Drop for TestChild {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = crate::sys::kill_and_reap_child(pid);
+            }
+        }
+    }
+
+    /// A process killed looking at an object released meanwhile, and a process stopped
+    /// (`SIGSTOP`) inside its own let-go of that object, holding the released table's lock:
+    /// a third process's first claim takes the dead looker's record over, and with it its
+    /// look, which it lets go of. It waited for the lock with no deadline, inside its first
+    /// announcement, for as long as the let-go stayed stopped (review118 M1: HACKING
+    /// promises that a first pin never waits for ever). Now the claim keeps the look,
+    /// counted and announced in its record, and goes on; the claimer's next announcement
+    /// lets go of it (`again`), else its reaper does.
+    #[test]
+    fn a_first_claim_adopting_a_dead_look_never_waits_for_a_stopped_let_go() {
+        first_claim_adopting_beside_a_stopped_let_go(true);
+    }
+
+    /// As above, the claimer ends after its first claim: its reaper lets go of the look it
+    /// kept.
+    #[test]
+    fn a_look_a_first_claim_kept_beside_a_stopped_let_go_is_let_go_by_its_reaper() {
+        first_claim_adopting_beside_a_stopped_let_go(false);
+    }
+
+    /// The two cases above: whether the claimer announces again after the stopped let-go
+    /// went on.
+    fn first_claim_adopting_beside_a_stopped_let_go(again: bool) {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(60));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(118) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let word = || heap.start(off).load(Ordering::Acquire);
+        let wait = |what: &str, until: &dyn Fn() -> bool| {
+            let deadline = Deadline::after(Duration::from_secs(30));
+            while !until() {
+                assert!(!deadline.passed(), "never {what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        // A: stopped looking, to be killed: its look stays in its record.
+        let mut a = TestChild::fork(|| {
+            crate::shm::crash::arm(Some("stop:object.header.load"));
+            let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
+            // Not reached: stopped at the point, then killed.
+            std::mem::forget(look);
+            3
+        });
+        wait("A stopped", &|| sys::process_stopped(a.pid()));
+        // B: a live look, which lets go after the release and stops holding the lock.
+        let mut b = TestChild::fork(|| {
+            let heap = Heap::get();
+            let look = header_at(heap, off, generation, std::mem::size_of::<Header>());
+            crate::shm::crash::arm(Some("stop:object.let_go.locked"));
+            let deadline = Deadline::after(Duration::from_secs(30));
+            while heap.start(off).load(Ordering::Acquire) > LOOKS && !deadline.passed() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(look);
+            0
+        });
+        wait("B looked", &|| word() & LOOKS == 2);
+        drop(handle);
+        wait("B stopped in its let-go", &|| sys::process_stopped(b.pid()));
+        let mine = pins::take_every_record(heap);
+        let a_fd = sys::pidfd_open(a.pid()).unwrap();
+        sys::pidfd_signal(a_fd.as_fd(), libc::SIGKILL).unwrap();
+        let _ = sys::reap_pidfd(a_fd.as_fd(), true).unwrap();
+        a.reaped();
+        // C: its first claim takes A's record over, then C stops itself (SIGSTOP) once the
+        // claim returned; then, continued, it announces again (`again`) and says whether
+        // the block was freed by then.
+        let mut c = TestChild::fork(move || {
+            drop(pins::announce_own(1 << 22 | 64));
+            sys::stop_this_process();
+            if again {
+                drop(pins::announce_own(1 << 22 | 64));
+                return i32::from(Heap::get().start(off).load(Ordering::Acquire) != 0);
+            }
+            0
+        });
+        // Never stopped, before the fix: C waits inside its claim, for B (the watchdog).
+        wait("C's first claim returned", &|| sys::process_stopped(c.pid()));
+        let kept = word();
+        println!("C's first claim returned while B was stopped: word {kept}");
+        pins::give_back(&mine);
+        let b_fd = sys::pidfd_open(b.pid()).unwrap();
+        sys::pidfd_signal(b_fd.as_fd(), libc::SIGCONT).unwrap();
+        let b_end = sys::reap_pidfd(b_fd.as_fd(), true).unwrap();
+        b.reaped();
+        let c_fd = sys::pidfd_open(c.pid()).unwrap();
+        sys::pidfd_signal(c_fd.as_fd(), libc::SIGCONT).unwrap();
+        let c_end = sys::reap_pidfd(c_fd.as_fd(), true).unwrap();
+        let c_pid = c.pid();
+        c.reaped();
+        // Before C's reaper: freed by C's second announcement, else kept by C's look.
+        let ended = word();
+        pins::forget(c_pid);
+        let reaped = word();
+        println!("B {b_end:?}, C {c_end:?}; word {ended} at C's end, {reaped} after its reaper");
+        assert_eq!(kept, 3, "C's kept look, B's, A's dead one");
+        assert_eq!(b_end, Some(sys::Ended::Exited(0)), "B's end");
+        assert_eq!(c_end, Some(sys::Ended::Exited(0)), "C's end (1: its next announcement freed nothing)");
+        assert_eq!(ended, if again { 0 } else { 2 }, "the word at C's end");
+        assert_eq!((reaped, heap.in_use()), (0, before), "the block after C's reaper");
     }
 
     /// Takes every announcement slot of this process on another thread, then makes an

@@ -21,8 +21,12 @@
 //!   the word cannot come back to the loaded value: no ABA.
 //! * An announcement without a pin (a process killed after announcing, a live one not yet
 //!   pinned, one stale after its unpin) only defers the resolution to the next look; a
-//!   dead process's announcements are ignored, and so a record of a dead process can be
-//!   taken over by another whole, slots cleared.
+//!   dead process's announcements are ignored by the resolvers, and so a record of a dead
+//!   process can be taken over by another whole. Its slots that announce tables' pins are
+//!   cleared at the takeover; those that announce looks are adopted by the claim, which
+//!   lets go of each as the dead owner's reaper would (`let_go_of_adopted`: its reaper
+//!   finds no record of it any more), or keeps it, counted and announced as its own, while
+//!   a stopped process holds that object's released lock ([`keep`]).
 //! * A pin of an object's own holder table under its thread's look at the object announces
 //!   itself in the look's slot ([`lend`]: the table's offset, marked [`LENT_PIN`], written
 //!   over the look's, the look's written back after the unpin), so a receive takes one
@@ -51,6 +55,17 @@
 //! says a record may have become free, or after 2, 4, ... up to `NONE_PINS_MAX`
 //! anonymous pins (room for a block may have come back, an owner may have died with no
 //! reaper to bump the epoch).
+//!
+//! A claim that takes a dead owner's record over lets go of the looks it adopts with it
+//! (`let_go_of_adopted`), inside the process's first pin: it waits for a released table's
+//! lock only while its holder runs, and for a crowded start (255 looks) at most
+//! `LOOKS_WAIT`. A holder found stopped (after `LOOKS_WAIT`) leaves the look counted and
+//! announced (`off + 1`) in the claimer's record ([`KEPT`]): each later announcement of
+//! the process tries its let-go again, never waiting, and if the process ends first its
+//! reaper lets go of it ([`forget`] reads it as any announced look). So a first pin never
+//! waits for ever on a stopped process (review118 M1); the cost, only then, is one of the
+//! record's six slots and the object's block, kept until the lock is free at an
+//! announcement, or until the process's end.
 //!
 //! A block is made under the heap's `pin_blocks_lock` (`chain`): recorded as being made
 //! from the moment the allocator hands it out (zeroed, its first record its maker's) until
@@ -177,6 +192,58 @@ static NONE_AT: AtomicU64 = AtomicU64::new(0);
 /// again once `n` reaches `2^k` (`k` one more at each look that finds the heap still full,
 /// `2^k` at most [`NONE_PINS_MAX`]).
 static NONE_PINS: AtomicU64 = AtomicU64::new(0);
+
+/// `pid << 32 | slots` (a bit for each of its record's slots): the looks at released starts
+/// that the process `pid` adopted with a dead owner's record and kept, counted and
+/// announced (`off + 1`) in those slots, since a stopped process held the released table's
+/// lock (`object::let_go_unless_stopped`, review118 M1). Each of its announcements tries
+/// their let-go again, never waiting ([`let_go_of_kept`]); its reaper lets go of those left
+/// at its end (they are its announced looks). A fork child finds its parent's pid here, and
+/// clears it: the slots are its parent's.
+static KEPT: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps `look`, the announcement of a look this process adopted and could not let go of
+/// yet ([`KEPT`]): its slot goes on announcing it, to be let go of at a later announcement.
+pub(super) fn keep(look: Announced) {
+    // Not dropped: the slot keeps its `off + 1` (its reaper's, at worst).
+    let slot = look.slot;
+    std::mem::forget(look);
+    let Some(slot) = slot else { return };
+    let pid = u64::from(sys::me().pid);
+    let mine = MINE.load(Ordering::Acquire);
+    let record = record_at(Heap::get(), (mine & 0xffff_ffff) << 6);
+    let Some(i) = record.slots.iter().position(|s| std::ptr::eq(s, slot)) else { return };
+    let mut k = KEPT.load(Ordering::Relaxed);
+    loop {
+        let base = if k >> 32 == pid { k } else { pid << 32 };
+        match KEPT.compare_exchange_weak(k, base | 1 << i, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => k = now,
+        }
+    }
+}
+
+/// Tries again the let-go of each look this process kept ([`KEPT`]), in `record`: one
+/// thread at a time (the one that takes the bits), never waiting; a look whose lock is
+/// still held is kept again.
+#[cold]
+fn let_go_of_kept(heap: &'static Heap, record: &'static Record, pid: u32) {
+    let k = KEPT.load(Ordering::Acquire);
+    if k >> 32 != u64::from(pid) {
+        // A fork child: its parent's slots.
+        let _ = KEPT.compare_exchange(k, 0, Ordering::Relaxed, Ordering::Relaxed);
+        return;
+    }
+    if KEPT.compare_exchange(k, u64::from(pid) << 32, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        // Another thread of this process took them (or kept one more: the next try).
+        return;
+    }
+    for (_, slot) in record.slots.iter().enumerate().filter(|&(i, _)| k & 1 << i != 0) {
+        let off = slot.load(Ordering::Relaxed) - 1;
+        let announced = Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+        super::object::let_go_of_kept_look(heap, off, announced);
+    }
+}
 
 /// An announcement: its slot given back when dropped (after the unpin).
 #[must_use]
@@ -332,8 +399,12 @@ const LETTING_GO: u64 = 3;
 ///
 /// A look with no slot (anonymous) leaves the heap's anonymous looks instead: counted
 /// there, it took itself for a live look, kept the dead ones and left them for ever
-/// (review91 L4: `an_anonymous_look_letting_go_last_keeps_no_block`). Killed after, it is
-/// a look announced by nothing, where before its count in the anonymous looks stopped
+/// (review91 L4: `an_anonymous_look_letting_go_last_keeps_no_block`). Killed after (before
+/// its count is taken away), its count stays in the word, announced by nothing, and an
+/// anonymous look has no record, so no reaper lets go of it: another look's let-go at the
+/// object takes it away as a dead look, but if none comes (it was the last live look) the
+/// block leaks, and the released table's lock stays with the dead process until a next
+/// taker that never comes (review118 L1). Before, its count in the anonymous looks stopped
 /// every let-go in the family from taking dead looks away, for the family's life.
 pub(super) fn letting_go(look: &mut Announced, off: u64) {
     match look.slot {
@@ -413,6 +484,11 @@ pub(crate) fn announce_own(table: u64) -> Announced {
     let Some(record) = record else {
         return anonymous(heap, table);
     };
+    // Looks adopted at the claim and kept (a stopped process held their lock): let go of at
+    // the first announcement that finds the lock free.
+    if KEPT.load(Ordering::Relaxed) as u32 != 0 {
+        let_go_of_kept(heap, record, me.pid);
+    }
     for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
             if slot.load(Ordering::Relaxed) == 0
@@ -563,7 +639,10 @@ fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
 /// (hnd81's residual: `a_dead_look_in_a_record_taken_over_before_its_reaper_keeps_no_block`).
 /// After the claim is whole (`MINE`): each let-go announces in its slot, as this process's,
 /// and clears it once done. A claimer killed before a let-go leaves that look announced in
-/// its own record, which its reaper lets go of in turn.
+/// its own record, which its reaper lets go of in turn. A let-go whose released table's
+/// lock is held by a stopped process keeps its look so too, counted, with the claimer alive
+/// ([`keep`]): its next announcements try again (review118 M1: the claim waited for the
+/// lock for as long as its holder stayed stopped).
 #[cold]
 fn let_go_of_adopted(heap: &Heap, r: &'static Record, adopted: [bool; SLOTS]) {
     crash_point!("pins.record.adopted");
@@ -668,7 +747,8 @@ pub(crate) fn books(heap: &Heap) -> u64 {
 /// Whether the owner of a record (its word and start) is known dead. A record being
 /// claimed (its start not written yet, or a dead owner's still there) is its claimer's:
 /// dead when no process has its pid (a claimer killed before it wrote its start leaves a
-/// record that is taken over, and whose old slots are ignored, once its pid is gone).
+/// record that is taken over once its pid is gone; the looks its slots still announce, the
+/// previous owner's, are adopted by the next claimer: `let_go_of_adopted`).
 fn owner_dead(owner: u64, start: u64) -> bool {
     let start = if owner >> 32 == start & 0xffff_ffff { start } else { 0 };
     !sys::process_alive(owner as u32, start)
