@@ -559,8 +559,11 @@ impl Held {
     /// and what to add to count it: the flag set, the other one (the last such take here,
     /// committed, since this one is made) folded into the count. Only this process's takes
     /// change the flags (under the consumers' lock, one at a time) while it lives, and the
-    /// undo of one ([`Held::void_pending`]) only once it is dead: the flags read here are
-    /// still the slot's when the caller adds, whatever its sibling threads add to the count.
+    /// undo of one ([`Held::void_pending`]) comes only once it is dead: the undo is made by
+    /// the next take that finds the counted take uncommitted, and nothing between the count
+    /// and the ring's commit can fail or unwind, so only a death leaves it so. The flags
+    /// read here are still the slot's when the caller adds, whatever its sibling threads
+    /// add to the count.
     fn pending(&self) -> (u64, u64) {
         match self.taken_free.load(Ordering::Acquire) & (PENDING_A | PENDING_B) {
             0 => (PENDING_A, PENDING_A),
@@ -626,8 +629,8 @@ enum AfterTake<'a> {
     /// kill before the commit left a take that never happened counted as the dead
     /// process's: `join` said `TasksLost` for a task still queued, or held by a live
     /// consumer (review78 M1). A taker killed between its commit and this count has a take
-    /// counted nowhere, never told lost: only when the heap is full, or a process is
-    /// stopped inside the growth of the slots aside.
+    /// counted nowhere, never told lost: only when no place was had before the commit
+    /// (see [`Tasks::aside`] for when).
     Uncounted(&'a Tasks, uncounted::Queue),
     /// A take counted before its commit without the lock ([`Tasks::count_free`]): nothing
     /// left to do but the crash point `queue.take.placed`.
@@ -869,8 +872,8 @@ impl Tasks {
     /// at any point after the commit leaves the take counted as the dead process's: told
     /// lost. (Counted after the commit, once the consumers' lock was let go, a taker killed
     /// in between had a take counted nowhere, never told lost: review94 L2.) With neither
-    /// slot (the heap full, or a process stopped growing the slots aside), the take is left
-    /// to its commit ([`AfterTake::Uncounted`]).
+    /// slot (see [`Tasks::aside`] for when), the take is left to its commit
+    /// ([`AfterTake::Uncounted`]).
     #[cold]
     fn count_free(&self, past: u64, queue: uncounted::Queue) -> AfterTake<'_> {
         crash_point!("queue.take.uncounted");
@@ -941,16 +944,24 @@ impl Tasks {
 
     /// This process's slot aside (see `asides`), found, or else claimed when `claim`
     /// (the chain grown when every one names another process, if `grow`); `None` when it
-    /// has none and none could be claimed: the heap full, or a process stopped inside its
-    /// large allocator (the tests' `fail:queue.aside.none` makes a claim find none, as
-    /// then), or, not under the consumers' lock, the chain's lock held by a stopped
-    /// process. Without the table's lock.
+    /// has none and none could be claimed, the only cases where a take is left without a
+    /// place before its commit ([`Tasks::count_free`], [`AfterTake::Uncounted`]):
+    /// - the heap full: the block's class has no free block, and neither a free extent nor
+    ///   the heap's untouched end has room for a 64 KiB slab of it. Blocks waiting for
+    ///   their release ([`Heap::defer_releases`]) are not released here: the slab is taken
+    ///   past them (review120 M1), so while they wait the heap is full a little earlier.
+    /// - a process stopped holding the heap's large allocator's lock while the block's class
+    ///   has no free block ([`Heap::alloc_small_into_unless_stopped`]).
+    ///
+    /// The tests' `fail:queue.aside.none` makes a claim find none, as in those cases.
+    /// Without the table's lock.
     ///
     /// Grown only under the consumers' lock, by a take before its commit
     /// ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
     /// too, and no other take reaches the chain's lock meanwhile, so none finds it held by
     /// a stopped process and goes without a slot aside (the retry after a commit,
-    /// [`AfterTake::Uncounted`], only claims).
+    /// [`AfterTake::Uncounted`], only claims, and finds none when every slot aside is
+    /// another process's).
     #[cold]
     fn aside(&self, claim: bool, grow: bool) -> Option<&Held> {
         let me = sys::me();

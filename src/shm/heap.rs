@@ -649,11 +649,18 @@ impl Heap {
 
     /// [`Heap::alloc_into`] of a small block (at most [`SMALL_MAX`] bytes) for a caller
     /// that must not wait for a process stopped holding the large allocator's lock (the
-    /// refill of the block's class takes it): `Ok(None)` when that lock is held by a
-    /// process stopped past `grace` (a running holder, however slow, is waited for), or
-    /// when only blocks waiting for their release would make room. The growth of the task
-    /// table's slots aside, inside a `JoinableQueue` take (review113 L2: a timed take was
-    /// held there for as long as the holder stayed stopped).
+    /// refill of the block's class takes it): `Ok(None)` only when that lock is held by a
+    /// process stopped past `grace` (a running holder, however slow, is waited for). The
+    /// growth of the task table's slots aside, inside a `JoinableQueue` take (review113 L2:
+    /// a timed take was held there for as long as the holder stayed stopped).
+    ///
+    /// While blocks wait for their release ([`Heap::defer_releases`]) and no free extent
+    /// fits, the slab comes from the untouched end rather than from releasing them, as
+    /// [`Heap::alloc_large`] would: that release takes `large_lock` with no deadline, and
+    /// gives pages back under the queue's consumers' lock (review120 M1: this call said "no
+    /// block" then, and the take fell back to its unprotected remembered take). A 64 KiB
+    /// slab past them costs only footprint; they are released by their worker, or by the
+    /// next large allocation that misses.
     pub(crate) fn alloc_small_into_unless_stopped(
         &self,
         len: usize,
@@ -666,7 +673,7 @@ impl Heap {
         let refill = fail_point!("heap.small.refill");
         let off = self.alloc_small_with(class, refill, |slab| {
             let Some(_guard) = RawGuard::lock_unless_stopped_within(&h.large_lock, grace) else { return Ok(None) };
-            self.alloc_large_locked(slab)
+            self.alloc_large_locked(slab, true)
         })?;
         let Some(off) = off else { return Ok(None) };
         self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
@@ -787,11 +794,13 @@ impl Heap {
     /// blocks wait for their release.
     fn alloc_large_once(&self, len: usize) -> Result<Option<u64>, HeapFull> {
         let _guard = RawGuard::lock(&self.header().large_lock);
-        self.alloc_large_locked(len)
+        self.alloc_large_locked(len, false)
     }
 
-    /// [`Heap::alloc_large_once`] with the large allocator's lock held by the caller.
-    fn alloc_large_locked(&self, len: usize) -> Result<Option<u64>, HeapFull> {
+    /// [`Heap::alloc_large_once`] with the large allocator's lock held by the caller;
+    /// `past_deferred`: take from the untouched end even while blocks wait for their
+    /// release (never `None` then).
+    fn alloc_large_locked(&self, len: usize, past_deferred: bool) -> Result<Option<u64>, HeapFull> {
         let h = self.header();
         crash_point!("heap.alloc_large.locked");
         // First fit over the sorted free list.
@@ -823,7 +832,7 @@ impl Heap {
             }
             link = &ext.next;
         }
-        if h.later.load(Ordering::Relaxed) != 0 {
+        if !past_deferred && h.later.load(Ordering::Relaxed) != 0 {
             return Ok(None);
         }
         let off = h.bump.load(Ordering::Relaxed);
@@ -1107,6 +1116,56 @@ mod tests {
         // Put back as it was if it stayed (not over a start placed there since).
         let stayed = heap.start(inside).compare_exchange(1, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
         assert!(!stayed, "the directory page that covers only the freed block was not given back");
+    }
+
+    /// The slab refill for a `JoinableQueue`'s slots aside (which never waits on a stopped
+    /// `large_lock` holder) takes its slab from the untouched end while blocks wait for
+    /// their release, as long as nobody is stopped and the heap has room (review120 M1: it
+    /// said "no block", and a slot-less take fell back to its unprotected remembered take).
+    #[test]
+    fn the_unless_stopped_refill_takes_its_slab_past_a_deferred_release() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let h = heap.header();
+        // No free extent may fit the slab, or the refill would find one and prove nothing:
+        // take them all, as 64 KiB blocks, until one comes from the untouched end.
+        heap.release_deferred(true, || false);
+        let slab = 64 * 1024;
+        let mut drained = Vec::new();
+        loop {
+            let bump = h.bump.load(Ordering::Relaxed);
+            let off = heap.alloc_large_once(slab).unwrap().expect("nothing deferred yet");
+            drained.push(off);
+            if off == bump {
+                break;
+            }
+        }
+        let len = 1 << 20;
+        let off = heap.alloc(len).unwrap();
+        heap.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
+        assert!(heap.defer(off, round_up(len, PAGE)), "deferred, as a pool worker's free_warm does");
+        /// Disarms the fail point however the test ends.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        // Stands in for "the class has no free block".
+        crate::shm::crash::arm(Some("fail:heap.small.refill"));
+        let disarm = Disarm;
+        let record = AtomicU64::new(0);
+        let got = heap.alloc_small_into_unless_stopped(4096, &record, Duration::from_millis(100));
+        drop(disarm);
+        eprintln!("unless_stopped with a deferred release pending: {got:?}");
+        if let Ok(Some(o)) = got {
+            heap.free(o, 4096);
+        }
+        heap.release_deferred(true, || false);
+        for o in drained {
+            heap.free_large(o, slab);
+        }
+        assert!(matches!(got, Ok(Some(_))), "nobody is stopped and the heap has room: {got:?}");
     }
 
     #[test]
