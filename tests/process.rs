@@ -4859,6 +4859,24 @@ fn join_a_roomed_grandchild(x: u64) -> (Option<u64>, i64) {
     (joined, in_use() as i64 - before as i64)
 }
 
+/// Whether the process `pid` (its main thread) sleeps in a `poll` (its `/proc/<pid>/stat`
+/// says `S`, its `/proc/<pid>/syscall` the call's number: a thread that runs says
+/// `running`). That file needs ptrace read access to `pid`: where it is refused, this
+/// panics saying so rather than leave the test to its watchdog.
+fn sleeps_polling(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let sleeping = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
+    let call = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        Ok(call) => call,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            panic!("cannot tell whether {pid} sleeps: reading /proc/{pid}/syscall needs ptrace read access ({e})")
+        }
+        Err(_) => return false,
+    };
+    let number = call.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+    sleeping && (number == Some(libc::SYS_ppoll) || number == Some(libc::SYS_poll))
+}
+
 const TAKEN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_TAKEN_ROOM_INNER";
 
 #[test]
@@ -4873,9 +4891,13 @@ fn a_room_the_fork_server_took_is_read_from_its_copy_inner() {
         let reached = eventually(LIMIT, || stopped(server) || !child.is_alive());
         assert!(reached && child.is_alive(), "the child's join ended without the server taking the room");
         // The server stopped itself between its copy of the room (sent) and its free.
-        // The child has the copy alone: its join waits for the status.
-        std::thread::sleep(Duration::from_millis(300));
+        // The child has the copy alone: its join waits for the status, asleep (its
+        // grandchild's pidfd, readable for good once reaped, made it spin flat out until
+        // the status came: review119 L1). The copy is in the pipe already, so a sleep
+        // seen now is one after the copy was read.
+        let asleep = eventually(LIMIT / 2, || sleeps_polling(child.pid()) || !child.is_alive());
         assert!(child.is_alive(), "the join ended on the copy alone, before the status");
+        assert!(asleep, "the join never slept waiting for the status after the copy alone");
         // SAFETY (test): kill only sends a signal, to the family's fork server.
         unsafe {
             libc::kill(server as i32, libc::SIGCONT);
