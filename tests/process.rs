@@ -4698,7 +4698,9 @@ fn sleep_secs(secs: u64) {
 /// (`"running"`), joined (`"joined"`: its room freed here), or ended and reaped by the
 /// server but not joined (`"ended"`: its room not freed yet); or joins it, and aborts
 /// right after it read the grandchild's status (`"status_read"`).
-fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::Event, RawValue<u32>, String)) {
+fn start_a_roomed_grandchild_then_sleep(
+    (started, grandchild, server, how): (multiproc::Event, RawValue<u32>, RawValue<u32>, String),
+) {
     let secs = if how == "running" { 600 } else { 0 };
     let child = if how == "status_read_late" {
         // The start held after its answer, before it lets go of the room: the grandchild
@@ -4707,8 +4709,14 @@ fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::
         multiproc::__private::crash_at("hold:process.start.let_go");
         let start = std::thread::spawn(|| Process::new(sleep_secs, 0).start_method(StartMethod::ForkServer).start());
         assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the start held");
-        // Its pid is not known yet: time enough for the grandchild to end.
-        std::thread::sleep(Duration::from_millis(500));
+        // Its pid is not known yet, but it is the server's only child (forked before the
+        // answer; this process is the server's child's sibling, not its child): reaped once
+        // the server has none. Before, a 500 ms sleep, which a loaded machine could outlast
+        // and so let the start go on before the reap, not reaching the wait (review119 L3).
+        assert!(eventually(LIMIT, || server.get() != 0), "told the server's pid");
+        let server = server.get();
+        let reaped = eventually(LIMIT, || children_of(server).is_empty());
+        assert!(reaped, "the server {server} never reaped the grandchild: {:?}", children_of(server));
         multiproc::__private::crash_at("process.reap.status_read");
         start.join().unwrap().unwrap()
     } else {
@@ -4739,6 +4747,20 @@ fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::
     drop(kept);
 }
 
+/// The children of process `pid` (zombies too), found by their parent in `/proc/*/stat`
+/// (`/proc/<pid>/task/*/children` needs `CONFIG_PROC_CHILDREN`, which not every kernel has).
+fn children_of(pid: u32) -> Vec<u32> {
+    let parent = |child: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    let entries = std::fs::read_dir("/proc").expect("/proc is mounted");
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent(child) == Some(pid))
+        .collect()
+}
+
 const ORPHAN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_ORPHAN_ROOM_INNER";
 
 #[test]
@@ -4750,12 +4772,17 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
     let in_use = multiproc::__private::heap_in_use;
     let started = multiproc::Event::new().unwrap();
     let grandchild = RawValue::new(0u32).unwrap();
+    let server = RawValue::new(0u32).unwrap();
     let how = std::env::var(ORPHAN_ROOM_INNER).unwrap();
     let before = in_use();
-    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), how.clone()))
-        .start_method(StartMethod::ForkServer)
-        .start()
-        .unwrap();
+    let child = Process::new(
+        start_a_roomed_grandchild_then_sleep,
+        (started.clone(), grandchild.clone(), server.clone(), how.clone()),
+    )
+    .start_method(StartMethod::ForkServer)
+    .start()
+    .unwrap();
+    server.set(multiproc::__private::fork_server_pid().expect("this process started the fork server"));
     started.wait().unwrap();
     let grandchild = grandchild.get();
     // That one ends itself, at its crash point.
