@@ -4249,6 +4249,76 @@ fn our_own_lost_children_give_their_boot_messages_back() {
     common::run_inner_test("our_own_lost_children_give_their_boot_messages_back_inner", LOST_OWN_CHILD_INNER);
 }
 
+/// Says `lost_now` with a fork-server grandchild's start lost (`x` not 0: its answer lost
+/// its descriptors after the server's go, so the server's own child runs and the server
+/// reaps it; 0: no start), then waits for `go_on` and says whether the start was lost.
+fn start_a_lost_roomed_grandchild((x, lost_now, go_on): (u64, multiproc::Event, multiproc::Event)) -> bool {
+    if x == 0 {
+        lost_now.set();
+        go_on.wait().unwrap();
+        return true;
+    }
+    multiproc::__private::crash_at("fail:forkserver.answer.fds");
+    let started = Process::new(square, x).start_method(StartMethod::ForkServer).start();
+    multiproc::__private::crash_disarm();
+    lost_now.set();
+    go_on.wait().unwrap();
+    lost(&started)
+}
+
+const LOST_SERVER_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SERVER_CHILD_INNER";
+
+#[test]
+fn a_lost_fork_server_child_s_report_room_is_freed_by_the_server_inner() {
+    if std::env::var_os(LOST_SERVER_CHILD_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    let in_use = multiproc::__private::heap_in_use;
+    // The fork server started, and the first children's leftovers settled.
+    Process::new(square, 2).start_method(StartMethod::Spawn).start().unwrap().join().unwrap();
+    Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    let (lost_now, go_on) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
+    // What an asker holds of the heap while it lives (its own report room), with no start
+    // (0), then with a lost one (3), measured while it lives: the lost grandchild's room is
+    // the server's to free once it reaps it.
+    let mut left = Vec::new();
+    for x in [0, 3] {
+        let before = in_use();
+        let asker = Process::new(start_a_lost_roomed_grandchild, (x, lost_now.clone(), go_on.clone()))
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap();
+        lost_now.wait().unwrap();
+        lost_now.clear();
+        if let [control] = left[..] {
+            // The server's only child (the asker is ours, spawned), reaped, and its room freed.
+            eventually(LIMIT / 4, || children_of(server).is_empty() && in_use() as i64 - before as i64 <= control);
+        }
+        left.push(in_use() as i64 - before as i64);
+        go_on.set();
+        assert!(asker.join().unwrap(), "the start was lost");
+        go_on.clear();
+    }
+    assert_eq!(left[1], left[0], "the heap's bytes a lost start's asker holds, beside one with no start");
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// review119 L2: a child's fork-server child whose start was lost (its answer lost its
+/// descriptors after the server's go) is the server's own: the server that reaps it takes
+/// its room (its requester let go of it) and frees it. The main process's own lost
+/// children (`Yours`, its siblings) still leave theirs (`our_own_lost_children_...`).
+#[test]
+fn a_lost_fork_server_child_s_report_room_is_freed_by_the_server() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_lost_fork_server_child_s_report_room_is_freed_by_the_server_inner",
+        LOST_SERVER_CHILD_INNER,
+    );
+}
+
 const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
 
 #[test]
