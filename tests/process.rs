@@ -4249,6 +4249,76 @@ fn our_own_lost_children_give_their_boot_messages_back() {
     common::run_inner_test("our_own_lost_children_give_their_boot_messages_back_inner", LOST_OWN_CHILD_INNER);
 }
 
+/// Says `lost_now` with a fork-server grandchild's start lost (`x` not 0: its answer lost
+/// its descriptors after the server's go, so the server's own child runs and the server
+/// reaps it; 0: no start), then waits for `go_on` and says whether the start was lost.
+fn start_a_lost_roomed_grandchild((x, lost_now, go_on): (u64, multiproc::Event, multiproc::Event)) -> bool {
+    if x == 0 {
+        lost_now.set();
+        go_on.wait().unwrap();
+        return true;
+    }
+    multiproc::__private::crash_at("fail:forkserver.answer.fds");
+    let started = Process::new(square, x).start_method(StartMethod::ForkServer).start();
+    multiproc::__private::crash_disarm();
+    lost_now.set();
+    go_on.wait().unwrap();
+    lost(&started)
+}
+
+const LOST_SERVER_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SERVER_CHILD_INNER";
+
+#[test]
+fn a_lost_fork_server_child_s_report_room_is_freed_by_the_server_inner() {
+    if std::env::var_os(LOST_SERVER_CHILD_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    let in_use = multiproc::__private::heap_in_use;
+    // The fork server started, and the first children's leftovers settled.
+    Process::new(square, 2).start_method(StartMethod::Spawn).start().unwrap().join().unwrap();
+    Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    let (lost_now, go_on) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
+    // What an asker holds of the heap while it lives (its own report room), with no start
+    // (0), then with a lost one (3), measured while it lives: the lost grandchild's room is
+    // the server's to free once it reaps it.
+    let mut left = Vec::new();
+    for x in [0, 3] {
+        let before = in_use();
+        let asker = Process::new(start_a_lost_roomed_grandchild, (x, lost_now.clone(), go_on.clone()))
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap();
+        lost_now.wait().unwrap();
+        lost_now.clear();
+        if let [control] = left[..] {
+            // The server's only child (the asker is ours, spawned), reaped, and its room freed.
+            eventually(LIMIT / 4, || children_of(server).is_empty() && in_use() as i64 - before as i64 <= control);
+        }
+        left.push(in_use() as i64 - before as i64);
+        go_on.set();
+        assert!(asker.join().unwrap(), "the start was lost");
+        go_on.clear();
+    }
+    assert_eq!(left[1], left[0], "the heap's bytes a lost start's asker holds, beside one with no start");
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// review119 L2: a child's fork-server child whose start was lost (its answer lost its
+/// descriptors after the server's go) is the server's own: the server that reaps it takes
+/// its room (its requester let go of it) and frees it. The main process's own lost
+/// children (`Yours`, its siblings) still leave theirs (`our_own_lost_children_...`).
+#[test]
+fn a_lost_fork_server_child_s_report_room_is_freed_by_the_server() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_lost_fork_server_child_s_report_room_is_freed_by_the_server_inner",
+        LOST_SERVER_CHILD_INNER,
+    );
+}
+
 const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
 
 #[test]
@@ -4698,7 +4768,9 @@ fn sleep_secs(secs: u64) {
 /// (`"running"`), joined (`"joined"`: its room freed here), or ended and reaped by the
 /// server but not joined (`"ended"`: its room not freed yet); or joins it, and aborts
 /// right after it read the grandchild's status (`"status_read"`).
-fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::Event, RawValue<u32>, String)) {
+fn start_a_roomed_grandchild_then_sleep(
+    (started, grandchild, server, how): (multiproc::Event, RawValue<u32>, RawValue<u32>, String),
+) {
     let secs = if how == "running" { 600 } else { 0 };
     let child = if how == "status_read_late" {
         // The start held after its answer, before it lets go of the room: the grandchild
@@ -4707,8 +4779,14 @@ fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::
         multiproc::__private::crash_at("hold:process.start.let_go");
         let start = std::thread::spawn(|| Process::new(sleep_secs, 0).start_method(StartMethod::ForkServer).start());
         assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the start held");
-        // Its pid is not known yet: time enough for the grandchild to end.
-        std::thread::sleep(Duration::from_millis(500));
+        // Its pid is not known yet, but it is the server's only child (forked before the
+        // answer; this process is the server's child's sibling, not its child): reaped once
+        // the server has none. Before, a 500 ms sleep, which a loaded machine could outlast
+        // and so let the start go on before the reap, not reaching the wait (review119 L3).
+        assert!(eventually(LIMIT, || server.get() != 0), "told the server's pid");
+        let server = server.get();
+        let reaped = eventually(LIMIT, || children_of(server).is_empty());
+        assert!(reaped, "the server {server} never reaped the grandchild: {:?}", children_of(server));
         multiproc::__private::crash_at("process.reap.status_read");
         start.join().unwrap().unwrap()
     } else {
@@ -4739,6 +4817,20 @@ fn start_a_roomed_grandchild_then_sleep((started, grandchild, how): (multiproc::
     drop(kept);
 }
 
+/// The children of process `pid` (zombies too), found by their parent in `/proc/*/stat`
+/// (`/proc/<pid>/task/*/children` needs `CONFIG_PROC_CHILDREN`, which not every kernel has).
+fn children_of(pid: u32) -> Vec<u32> {
+    let parent = |child: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    let entries = std::fs::read_dir("/proc").expect("/proc is mounted");
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent(child) == Some(pid))
+        .collect()
+}
+
 const ORPHAN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_ORPHAN_ROOM_INNER";
 
 #[test]
@@ -4750,12 +4842,17 @@ fn a_killed_childs_fork_server_child_s_report_room_is_freed_inner() {
     let in_use = multiproc::__private::heap_in_use;
     let started = multiproc::Event::new().unwrap();
     let grandchild = RawValue::new(0u32).unwrap();
+    let server = RawValue::new(0u32).unwrap();
     let how = std::env::var(ORPHAN_ROOM_INNER).unwrap();
     let before = in_use();
-    let child = Process::new(start_a_roomed_grandchild_then_sleep, (started.clone(), grandchild.clone(), how.clone()))
-        .start_method(StartMethod::ForkServer)
-        .start()
-        .unwrap();
+    let child = Process::new(
+        start_a_roomed_grandchild_then_sleep,
+        (started.clone(), grandchild.clone(), server.clone(), how.clone()),
+    )
+    .start_method(StartMethod::ForkServer)
+    .start()
+    .unwrap();
+    server.set(multiproc::__private::fork_server_pid().expect("this process started the fork server"));
     started.wait().unwrap();
     let grandchild = grandchild.get();
     // That one ends itself, at its crash point.
@@ -4859,6 +4956,24 @@ fn join_a_roomed_grandchild(x: u64) -> (Option<u64>, i64) {
     (joined, in_use() as i64 - before as i64)
 }
 
+/// Whether the process `pid` (its main thread) sleeps in a `poll` (its `/proc/<pid>/stat`
+/// says `S`, its `/proc/<pid>/syscall` the call's number: a thread that runs says
+/// `running`). That file needs ptrace read access to `pid`: where it is refused, this
+/// panics saying so rather than leave the test to its watchdog.
+fn sleeps_polling(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let sleeping = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
+    let call = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        Ok(call) => call,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            panic!("cannot tell whether {pid} sleeps: reading /proc/{pid}/syscall needs ptrace read access ({e})")
+        }
+        Err(_) => return false,
+    };
+    let number = call.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+    sleeping && (number == Some(libc::SYS_ppoll) || number == Some(libc::SYS_poll))
+}
+
 const TAKEN_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_TAKEN_ROOM_INNER";
 
 #[test]
@@ -4873,9 +4988,13 @@ fn a_room_the_fork_server_took_is_read_from_its_copy_inner() {
         let reached = eventually(LIMIT, || stopped(server) || !child.is_alive());
         assert!(reached && child.is_alive(), "the child's join ended without the server taking the room");
         // The server stopped itself between its copy of the room (sent) and its free.
-        // The child has the copy alone: its join waits for the status.
-        std::thread::sleep(Duration::from_millis(300));
+        // The child has the copy alone: its join waits for the status, asleep (its
+        // grandchild's pidfd, readable for good once reaped, made it spin flat out until
+        // the status came: review119 L1). The copy is in the pipe already, so a sleep
+        // seen now is one after the copy was read.
+        let asleep = eventually(LIMIT / 2, || sleeps_polling(child.pid()) || !child.is_alive());
         assert!(child.is_alive(), "the join ended on the copy alone, before the status");
+        assert!(asleep, "the join never slept waiting for the status after the copy alone");
         // SAFETY (test): kill only sends a signal, to the family's fork server.
         unsafe {
             libc::kill(server as i32, libc::SIGCONT);

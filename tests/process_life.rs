@@ -920,11 +920,24 @@ fn a_value_it_made_with_no_undo(value: u64) -> multiproc::Value<u64> {
     a_value_it_made(value)
 }
 
+/// [`a_value_it_made`], whose undo for the parent cannot be made because an undo function
+/// is not in the executable (fail point `process.report.undo_not_in_executable`, as with one
+/// in a shared library).
+fn a_value_it_made_with_no_undo_function(value: u64) -> multiproc::Value<u64> {
+    multiproc::__private::crash_at("fail:process.report.undo_not_in_executable");
+    a_value_it_made(value)
+}
+
 #[test]
 fn a_result_nobody_joins_gives_its_handles_back_inner() {
-    let Some(how) = std::env::var_os(UNJOINED_RESULT) else { return };
-    let no_undo = how == "no_undo";
-    let target = if no_undo { a_value_it_made_with_no_undo } else { a_value_it_made };
+    let Some(how) = std::env::var(UNJOINED_RESULT).ok() else { return };
+    // The reason a join of a result with no undo says: the cause, as it was.
+    let (target, why): (fn(u64) -> multiproc::Value<u64>, _) = match how.as_str() {
+        "no_undo" => (a_value_it_made_with_no_undo, Some("the family heap is full")),
+        "no_undo_function" => (a_value_it_made_with_no_undo_function, Some("not in the executable")),
+        _ => (a_value_it_made, None),
+    };
+    let no_undo = why.is_some();
     let _w = watchdog(LIMIT);
     multiproc::init();
     // SAFETY (test): libtest's threads and the watchdog sleep holding no lock.
@@ -946,7 +959,8 @@ fn a_result_nobody_joins_gives_its_handles_back_inner() {
             // Joined: the join says why it has no value.
             match Process::new(target, 7).start_method(method).start().unwrap().join() {
                 Err(multiproc::JoinError::Failed { reason, .. }) => {
-                    assert!(reason.contains("undo could not be made"), "{reason}")
+                    assert!(reason.contains("undo could not be made"), "{reason}");
+                    assert!(reason.contains(why.unwrap()), "{method:?}: the reason {reason:?} names another cause");
                 }
                 other => panic!("{method:?}: {:?}", other.map(|v| v.get())),
             }
@@ -977,6 +991,18 @@ fn a_result_nobody_joins_gives_its_handles_back() {
 fn a_result_whose_undo_could_not_be_made_gives_its_handles_back() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with("a_result_nobody_joins_gives_its_handles_back_inner", &[(UNJOINED_RESULT, "no_undo")]);
+}
+
+/// The same, with the undo not made because an undo function is not in the executable:
+/// the join's reason said "the family heap is full" whatever the cause (review119 L4); it
+/// now names the cause.
+#[test]
+fn a_result_whose_undo_function_is_not_in_the_executable_gives_its_handles_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_result_nobody_joins_gives_its_handles_back_inner",
+        &[(UNJOINED_RESULT, "no_undo_function")],
+    );
 }
 
 const JOINED_RESULT: &str = "MULTIPROC_TEST_JOINED_RESULT";

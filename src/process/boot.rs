@@ -604,7 +604,7 @@ impl Channel {
         if let Some(result) = result.filter(|result| result.has_handles()) {
             match crate::shm::result_undo(result, blob, name) {
                 Ok(undo) => return Ok(Some(undo)),
-                Err(crate::shm::NoResultUndo::Unmade) => return Err(Unmade),
+                Err(crate::shm::NoResultUndo::Unmade(why)) => return Err(Unmade(why)),
                 // Not named (the parent gone, or a socket error): as a kill before the
                 // naming, the outcome goes as it is.
                 Err(crate::shm::NoResultUndo::Unnamed) => return Ok(None),
@@ -1172,14 +1172,14 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     let mut outcome = call.outcome.take().unwrap_or_else(|| Outcome::Failed("the runner left no outcome".into()));
     let undo = match channel.name_for_parent(&outcome, call.encoded.as_ref()) {
         Ok(undo) => undo,
-        Err(Unmade) => {
+        Err(Unmade(why)) => {
             // Its handles given back here (their counts come back from flight), and the
             // result with them (its blob, if any, freed unnamed): the parent learns why.
             drop(call.encoded.take());
-            outcome = Outcome::Failed(
-                "its result holds handles whose undo could not be made for its parent (the family heap is full): they were given back"
-                    .into(),
-            );
+            outcome = Outcome::Failed(format!(
+                "its result holds handles whose undo could not be made for its parent ({}): they were given back",
+                why.reason()
+            ));
             None
         }
     };
@@ -1210,9 +1210,9 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     end(&channel, code)
 }
 
-/// A result's handles whose undo could not be made ([`Channel::name_for_parent`]).
+/// A result's handles whose undo could not be made ([`Channel::name_for_parent`]), and why.
 #[derive(Debug)]
-struct Unmade;
+struct Unmade(crate::shm::UndoUnmade);
 
 /// A child's end once it ran (or tried to): a `Fork` child reporting in a room waits for
 /// its parent to have looked at it first (`ChildRoom::wait_to_end`: a program that reaps

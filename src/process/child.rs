@@ -525,8 +525,10 @@ impl ChildState {
             }
             if std::mem::take(&mut first) {
                 let fds: &[BorrowedFd<'_>] = match self.watch {
-                    ExitWatch::Own => &[self.sentinel()],
-                    ExitWatch::Server(_) => &[self.sentinel(), self.pidfd.as_fd()],
+                    ExitWatch::Server(_) if self.lock().taken.is_none() => &[self.sentinel(), self.pidfd.as_fd()],
+                    // A child whose room the server took (its copy in) is reaped: its pidfd
+                    // stays readable and says nothing more, its status comes on the pipe.
+                    _ => &[self.sentinel()],
                 };
                 let _ = sys::poll_readable(fds, Some(deadline.slice(FIRST_SLEEP)));
             } else {
@@ -544,11 +546,20 @@ impl ChildState {
 
     /// Calls `f` with the descriptors a wait for the child's end watches (its exit, and the
     /// socket its outcome comes on, which must be read for a child with a large result to
-    /// finish).
+    /// finish). A fork-server child's pidfd too (its exit may come before its status),
+    /// until the server's copy of its room came: the server reaped it before it sent the
+    /// copy, so its pidfd, readable for good, would make every wait return at once until the
+    /// status comes (a wait that spun flat out while the server was held between the two,
+    /// review119 L1).
     pub(crate) fn with_wait_fds<R>(&self, f: impl FnOnce(&[BorrowedFd<'_>]) -> R) -> R {
-        let sock = self.lock().sock.clone();
+        let (sock, taken) = {
+            let inner = self.lock();
+            (inner.sock.clone(), inner.taken.is_some())
+        };
         let mut fds = vec![self.sentinel()];
-        if let ExitWatch::Server(_) = self.watch {
+        if let ExitWatch::Server(_) = self.watch
+            && !taken
+        {
             fds.push(self.pidfd.as_fd());
         }
         if let Some(s) = sock.as_ref() {

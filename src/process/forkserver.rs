@@ -632,8 +632,12 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // it forked it: `free_left_rooms`).
             match e {
                 LaunchError::Lost { .. } => {
-                    // Left: the server that reaps the child frees it (our status pipe went
-                    // with the answer's descriptors).
+                    // Left. The server's own child (`own: None`): the server that reaps it
+                    // takes the room and frees it (our status pipe went with the answer's
+                    // descriptors, so nobody reads the copy). Ours (`own: Some`, forked as
+                    // our sibling, killed and reaped by `lost_child`): the server keeps no
+                    // kid for it, nobody frees the room, and it leaks (512 bytes, the
+                    // residual; review119 L2).
                     room.go_and_let_go();
                     room.leave();
                     Err(e)

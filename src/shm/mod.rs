@@ -48,9 +48,10 @@ pub(crate) use mutex::{Acquired, GUARD_GRACE, Owner, RawGuard, RawMutex, TakenIn
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use receipts::{
-    ArgsToken, Carrier, Key as ReceiptKey, NoResultUndo, ResultHandles, ResultUndo, from_frame as receipt_from_frame,
-    give_back_result_undo, named_result_undo, on_socket as receipts_on_socket, outcome_blob_from_frame, result_undo,
-    send_outcome_blob, take_token as take_args_token, token_bytes as args_token_bytes,
+    ArgsToken, Carrier, Key as ReceiptKey, NoResultUndo, ResultHandles, ResultUndo, UndoUnmade,
+    from_frame as receipt_from_frame, give_back_result_undo, named_result_undo, on_socket as receipts_on_socket,
+    outcome_blob_from_frame, result_undo, send_outcome_blob, take_token as take_args_token,
+    token_bytes as args_token_bytes,
 };
 pub(crate) use record::ChangeRecord;
 pub(crate) use report_room::{ChildRoom, LeftBehind, ReportRoom, TAKEN_MAX, free_left_rooms};

@@ -641,11 +641,31 @@ impl ResultUndo {
 /// Why [`result_undo`] made no undo: nothing was sent, and the undo is still the caller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NoResultUndo {
-    /// The heap has no room for it, or an undo is not in the executable (fail point
-    /// `process.report.no_undo`).
-    Unmade,
+    /// It could not be made, for the reason said.
+    Unmade(UndoUnmade),
     /// It could not be named to the parent (a socket's send failed: the parent gone).
     Unnamed,
+}
+
+/// Why a result's undo could not be made ([`NoResultUndo::Unmade`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UndoUnmade {
+    /// The family heap has no room for it (fail point `process.report.no_undo`).
+    HeapFull,
+    /// An undo function is not in the executable (one in a shared library: another process
+    /// could not call it), so no offset names it (fail point
+    /// `process.report.undo_not_in_executable`).
+    NotInExecutable,
+}
+
+impl UndoUnmade {
+    /// The cause, as a failed child's reason says it.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            UndoUnmade::HeapFull => "the family heap is full",
+            UndoUnmade::NotInExecutable => "an undo function is not in the executable",
+        }
+    }
 }
 
 /// Makes the undo of `encoded` (a child's encoded result, which holds handles), `blob` the
@@ -661,19 +681,22 @@ pub(crate) fn result_undo(
     name: impl FnOnce(Key) -> bool,
 ) -> Result<ResultUndo, NoResultUndo> {
     if fail_point!("process.report.no_undo") {
-        return Err(NoResultUndo::Unmade);
+        return Err(NoResultUndo::Unmade(UndoUnmade::HeapFull));
     }
     let heap = Heap::get();
     let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
-    let offsets: Vec<u64> =
-        undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>().ok_or(NoResultUndo::Unmade)?;
+    let offsets: Vec<u64> = undo
+        .iter()
+        .map(|(_, f)| sys::function_offset(*f).filter(|_| !fail_point!("process.report.undo_not_in_executable")))
+        .collect::<Option<_>>()
+        .ok_or(NoResultUndo::Unmade(UndoUnmade::NotInExecutable))?;
     let len = RESULT_HEAD + UNDO * undo.len();
     let state = ResultUndoState {
         done: AtomicU64::new(0),
         tail: AtomicU64::new(0),
         maker: AtomicU64::new(u64::from(sys::me().pid)),
     };
-    let made = Shared::with_tail(state, len * 8).map_err(|_| NoResultUndo::Unmade)?;
+    let made = Shared::with_tail(state, len * 8).map_err(|_| NoResultUndo::Unmade(UndoUnmade::HeapFull))?;
     let tail = made.tail_offset();
     let w = words(heap, tail, len);
     let [blob_off, blob_generation, _] = blob.unwrap_or_default();
