@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
-use super::link::{Conn, Link, server_bulk_bound};
+use super::link::{Conn, Link, server_bound_why, server_bulk_bound, too_large_to_send};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
@@ -351,7 +351,7 @@ impl Bounds {
         let told = server_bulk_bound(link);
         let known = told.is_some();
         let (server, what) = match told {
-            Some((bound, name)) => (bound, format!("Redis's {name} ({bound})")),
+            Some((bound, name)) => (bound, server_bound_why(bound, name)),
             None => (
                 DEFAULT_BULK,
                 format!(
@@ -1199,11 +1199,7 @@ impl Engine for Driver {
         // larger argument by closing the connection (its `proto-max-bulk-len`), which the
         // driver would take for Redis gone.
         if bytes.len() > self.bounds.task {
-            return Err(PoolError::Codec(crate::CodecError::encode(format_args!(
-                "a task of {} bytes, more than {}",
-                bytes.len(),
-                self.bounds.why
-            ))));
+            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len(), &self.bounds.why)));
         }
         let tag = self.seal.tag(&self.id, &bytes);
         bytes.extend_from_slice(&tag);
