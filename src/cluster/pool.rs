@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
-use super::link::{Conn, Link, server_bound_why, server_bulk_bound, too_large_to_send};
+use super::link::{Conn, LEAST_BULK_BOUND, Link, server_bound_why, server_bulk_bound, too_large_to_send};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
@@ -289,6 +289,17 @@ struct Books {
 /// closes the connection on. Where the server's bound is not known (`CONFIG GET`
 /// refused), such a task is sent alone, so that a connection lost on it is told apart.
 const MIN_BULK: usize = 1 << 20;
+
+/// The most bytes of tasks (their messages and tags, and [`ARG_FRAME`] each) one
+/// `ADD_TASKS` carries, unless it carries one task: the least bound any Redis puts on an
+/// argument (1 MB), which keeps a whole command within every query buffer and far below a
+/// sane `maxmemory-clients`. A batch of tasks this large costs its command's overhead once
+/// per megabyte: no measurable cost.
+const BATCH_BYTES: usize = LEAST_BULK_BOUND;
+
+/// What a task's two arguments (message, tag) cost besides their bytes in a command: their
+/// RESP headers and line ends, rounded up.
+const ARG_FRAME: usize = 32;
 
 /// Sends of one large task, alone, that may lose the connection of a Redis that answers
 /// `PING` right after before the task is taken as above the server's bound (as a node's
@@ -652,9 +663,21 @@ impl Driver {
             let batch: Vec<_> = if books.pending.front().is_some_and(alone) {
                 books.pending.pop_front().into_iter().collect()
             } else {
-                let mut batch = Vec::new();
-                while batch.len() < room && books.pending.front().is_some_and(|job| !alone(job)) {
-                    batch.extend(books.pending.pop_front());
+                // The batch's whole size is bounded too (one task at least): a server may
+                // bound a whole command, not each argument alone (client eviction,
+                // `maxmemory-clients`, counts the command's arguments; a query buffer that
+                // holds the whole command, `client-query-buffer-limit`), and close the
+                // connection on a larger one, which the driver takes for Redis gone.
+                let mut batch: Vec<Waiting> = Vec::new();
+                let mut bytes = 0;
+                while batch.len() < room
+                    && books.pending.front().is_some_and(|job| {
+                        !alone(job) && (batch.is_empty() || bytes + job.4.len() + ARG_FRAME <= BATCH_BYTES)
+                    })
+                {
+                    let job = books.pending.pop_front().expect("peeked");
+                    bytes += job.4.len() + ARG_FRAME;
+                    batch.push(job);
                 }
                 batch
             };
