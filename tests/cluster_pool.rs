@@ -2814,6 +2814,33 @@ fn tasks_waiting_together_go_in_batches_redis_takes_whole() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
 
+/// A Redis restarted with a smaller `proto-max-bulk-len` than the one the driver read at
+/// its start (here raised to 64 MiB at run time, and 1 MiB again from its arguments after a
+/// restart): the driver reads the bound again on its new connection, a 2 MiB task is
+/// refused typed (naming the new bound), and the pool goes on. Before, the driver kept the
+/// old bound, sent the task, Redis closed the connection on it at each try, and the driver,
+/// taking Redis for gone, ended the pool after its timeout.
+#[test]
+fn the_servers_bound_is_read_again_after_a_redis_restart() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5));
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(length_of, vec![7u8; 2 << 20]).unwrap(), 2 << 20, "within the bound read at start");
+    redis.restart();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves after the restart");
+    let large = pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30)));
+    match large {
+        Err(PoolError::Codec(e)) | Ok(Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e)))) => {
+            assert!(e.to_string().contains("proto-max-bulk-len (1048576)"), "{e}");
+        }
+        other => panic!("a 2 MiB task to a Redis restarted with bulks of 1 MiB: {other:?}"),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 // --- Large arguments --------------------------------------------------------------------
 
 fn length_of(bytes: Vec<u8>) -> usize {

@@ -143,18 +143,22 @@ impl Link {
     /// The server's bulk bound ([`server_bulk_bound`]) as read on this link's current
     /// connection: read again on a connection opened since it was last read (a server
     /// restarted with another `proto-max-bulk-len` keeps none of the old one), and where
-    /// there is no connection (the read opens one).
-    pub(crate) fn bulk_bound(&mut self) -> Option<(u64, &'static str)> {
+    /// there is no connection (the read opens one). `None` where it could not be read for
+    /// want of a connection (Redis away: nothing is kept, the next call reads again);
+    /// `Some(None)` where the server does not tell it (`CONFIG GET` refused).
+    pub(crate) fn bulk_bound(&mut self) -> Option<Option<(u64, &'static str)>> {
         if let Some((at, told)) = self.bound
             && at == self.opens
             && self.conn.is_some()
         {
-            return told;
+            return Some(told);
         }
         let told = server_bulk_bound(self);
-        // Read on the connection now open (the first `CONFIG GET` opened it if none was).
+        // Read on the connection now open (the first `CONFIG GET` opened it if none was);
+        // none left: the read failed for want of it, and tells nothing.
+        self.conn.as_ref()?;
         self.bound = Some((self.opens, told));
-        told
+        Some(told)
     }
 
     /// How many connections this link has opened (a new one: maybe a restarted server).

@@ -759,8 +759,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // is not to be taken for Redis gone (the put then failed `Unsure` after the
             // timeout). Where the bound cannot be read (`CONFIG GET` refused) it is sent.
             if put.bytes.len() > LEAST_BULK_BOUND {
-                let told = self.state().link.bulk_bound();
-                if let Some((bound, name)) = told
+                let told = {
+                    let mut state = self.state();
+                    // A connection Redis dropped (a restart) fails here, not with the
+                    // item: the bound is then read on the new one. One exchange, for an
+                    // item of a megabyte at least.
+                    let _ = state.link.run(|c| redis::cmd("PING").query::<()>(c));
+                    state.link.bulk_bound()
+                };
+                if let Some(Some((bound, name))) = told
                     && put.bytes.len() as u64 > bound
                 {
                     return Err(match unsure {
