@@ -160,11 +160,6 @@ impl Link {
         self.bound = Some((self.opens, told));
         Some(told)
     }
-
-    /// How many connections this link has opened (a new one: maybe a restarted server).
-    pub(crate) fn opens(&self) -> u64 {
-        self.opens
-    }
 }
 
 /// What a server's bulk bound is called in a refusal: "Redis's proto-max-bulk-len (N)".
