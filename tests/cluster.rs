@@ -1304,3 +1304,50 @@ fn an_item_put_before_a_redis_restart_is_still_in_line_and_taken_once() {
     let again = consumer.try_get();
     assert!(matches!(again, Err(GetError::Empty)), "each item once: {again:?}");
 }
+
+/// A value above the server's bound (its `proto-max-bulk-len`, 1 MiB here) but within the
+/// queue's `max_message_size` (64 MiB, the default) is bad input, not an outage: its put
+/// fails at once with `PutError::Encode` naming Redis's setting, the value given back, and
+/// the queue goes on. Before, Redis closed the connection on the put at each try and the put
+/// failed `Unsure` (`Unreachable`, "Broken pipe") after the queue's timeout, as if Redis
+/// were gone.
+#[test]
+fn a_put_above_redis_bulk_limit_is_refused_typed_and_the_queue_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&redis.url, "big");
+    let q = q.unwrap();
+    match q.put(vec![7u8; 2 << 20]) {
+        Err(PutError::Encode(v, e)) => {
+            assert_eq!(v.len(), 2 << 20, "the value given back");
+            assert!(e.to_string().contains("proto-max-bulk-len (1048576)"), "{e}");
+        }
+        other => panic!("a 2 MiB value to a Redis taking bulks of 1 MiB: {:?}", other.map_err(|e| e.to_string())),
+    }
+    q.put(vec![1u8; 32 << 10]).unwrap();
+    assert_eq!(q.get().unwrap(), vec![1u8; 32 << 10]);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:big}:items"]), b":0\r\n", "nothing else put");
+}
+
+/// The queue's reading of the server's bound is its connection's: a Redis restarted with a
+/// smaller `proto-max-bulk-len` (64 MiB at run time, 1 MiB again from its arguments) has a
+/// 2 MiB put refused typed, naming the new bound, as at the first connection.
+#[test]
+fn a_queue_reads_the_servers_bound_again_after_a_redis_restart() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&redis.url, "again");
+    let q = q.unwrap();
+    q.put(vec![7u8; 2 << 20]).unwrap();
+    assert_eq!(q.get().unwrap().len(), 2 << 20, "within the bound read on the first connection");
+    redis.restart();
+    match q.put(vec![7u8; 2 << 20]) {
+        Err(PutError::Encode(_, e)) => assert!(e.to_string().contains("proto-max-bulk-len (1048576)"), "{e}"),
+        other => {
+            panic!("a 2 MiB value to a Redis restarted with bulks of 1 MiB: {:?}", other.map_err(|e| e.to_string()))
+        }
+    }
+    q.put(vec![1u8; 10]).unwrap();
+    assert_eq!(q.get().unwrap(), vec![1u8; 10]);
+}

@@ -2789,6 +2789,58 @@ fn a_map_across_a_redis_restart_with_persistence_completes() {
     a_map_across_a_restart(&["--appendonly", "yes", "--appendfsync", "always"]);
 }
 
+/// Tasks each well within Redis's bounds that wait together (sent while Redis was away)
+/// go in batches whose whole size Redis takes too: here its client eviction
+/// (`maxmemory-clients 3mb`) closes the connection on a command of more than about 3 MB,
+/// as a server whose query buffer counts the whole command would. Every task is answered
+/// and the pool goes on. Before, the driver sent all twelve 300 KiB tasks in one
+/// `ADD_TASKS` (3.6 MB) at each try, Redis closed the connection on it each time, and the
+/// driver, taking Redis for gone, ended the pool after its timeout.
+#[test]
+fn tasks_waiting_together_go_in_batches_redis_takes_whole() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--maxmemory-clients", "3mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10));
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves");
+    redis.kill();
+    // Each submission's send fails at once (nothing listens): the tasks wait together.
+    let waiting: Vec<_> = (0..12).map(|_| pool.apply_async(length_of, vec![7u8; 300 << 10]).unwrap()).collect();
+    redis.restart();
+    for (i, mut r) in waiting.into_iter().enumerate() {
+        assert_eq!(r.get_timeout(Duration::from_secs(40)), Ok(300 << 10), "task {i}");
+    }
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+}
+
+/// A Redis restarted with a smaller `proto-max-bulk-len` than the one the driver read at
+/// its start (here raised to 64 MiB at run time, and 1 MiB again from its arguments after a
+/// restart): the driver reads the bound again on its new connection, a 2 MiB task is
+/// refused typed (naming the new bound), and the pool goes on. Before, the driver kept the
+/// old bound, sent the task, Redis closed the connection on it at each try, and the driver,
+/// taking Redis for gone, ended the pool after its timeout.
+#[test]
+fn the_servers_bound_is_read_again_after_a_redis_restart() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5));
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(length_of, vec![7u8; 2 << 20]).unwrap(), 2 << 20, "within the bound read at start");
+    redis.restart();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves after the restart");
+    let large = pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30)));
+    match large {
+        Err(PoolError::Codec(e)) | Ok(Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e)))) => {
+            assert!(e.to_string().contains("proto-max-bulk-len (1048576)"), "{e}");
+        }
+        other => panic!("a 2 MiB task to a Redis restarted with bulks of 1 MiB: {other:?}"),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 // --- Large arguments --------------------------------------------------------------------
 
 fn length_of(bytes: Vec<u8>) -> usize {

@@ -4068,3 +4068,48 @@ fn a_pool_whose_initializer_ends_its_workers_says_how_they_ended() {
             if matches!(f.ended, JoinError::Signaled { signal: libc::SIGABRT, .. }) && f.deaths == 10)
     });
 }
+
+/// An argument whose encoding fails when its flag is set (a `map` refused part-way
+/// through its submission), after a while (the chunks before it are dispatched meanwhile);
+/// it counts its runs in a shared value.
+#[derive(Debug, serde::Deserialize)]
+struct EncodesUnless(Value<u64>, bool);
+
+impl serde::Serialize for EncodesUnless {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.1 {
+            // Time for the chunks before it to reach the worker's inbox.
+            std::thread::sleep(Duration::from_millis(200));
+            return Err(serde::ser::Error::custom("this argument refuses to encode"));
+        }
+        (&self.0, false).serialize(s)
+    }
+}
+
+fn count_then_sleep(x: EncodesUnless) -> u64 {
+    *x.0.lock() += 1;
+    std::thread::sleep(Duration::from_millis(40));
+    0
+}
+
+/// A local `map` refused part-way through its submission (an argument of its eleventh
+/// chunk does not encode) fails whole: the chunks already submitted do not start after
+/// the refusal, those already queued in the worker's inbox included (the chunk the worker
+/// was running goes on: at most its second item starts). Before (review108 L1), only the
+/// chunks still pending were dropped: the one in the inbox ran, counted done, its result
+/// dropped.
+#[test]
+fn a_map_refused_mid_submission_starts_no_chunk_queued_in_an_inbox() {
+    let _w = common::watchdog(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let runs = Value::new(0u64).unwrap();
+    let mut items: Vec<_> = (0..20).map(|_| EncodesUnless(runs.clone(), false)).collect();
+    items.push(EncodesUnless(runs.clone(), true));
+    let refused = pool.map_with(count_then_sleep, items, MapOptions::new().chunksize(2));
+    let at_refusal = *runs.lock();
+    assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("refuses to encode")), "{refused:?}");
+    // After whatever was queued before it.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let after = *runs.lock() - at_refusal;
+    assert!(after <= 1, "{after} items of a refused map started after its refusal; {:?}", pool.stats());
+}

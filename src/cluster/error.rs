@@ -128,7 +128,9 @@ pub enum PutError<T> {
     Timeout(T),
     /// The value cannot cross machines: it does not encode, it holds a handle of the local
     /// family (a local `Queue`, `Lock`, `Value`...), or it is larger than the queue's
-    /// `max_message_size`.
+    /// `max_message_size` or than the server takes in one argument (its
+    /// `proto-max-bulk-len` or `client-query-buffer-limit`, read on the connection, where
+    /// `CONFIG GET` is allowed): Redis would close the connection on it.
     #[error("the value cannot be sent: {1}")]
     Encode(T, CodecError),
     /// Redis could not be used, and the put did not take effect: the value is not in the

@@ -40,6 +40,12 @@ pub(crate) struct Link {
     /// process. The child never uses it (nor closes it, see `Drop`): it connects anew.
     conn_in: TakenIn,
     timeout: Duration,
+    /// How many connections this link has opened: a new one may be to a server restarted
+    /// with other settings.
+    opens: u64,
+    /// The server's bulk bound ([`server_bulk_bound`]) and the connection (its number in
+    /// `opens`) it was read on.
+    bound: Option<(u64, Option<(u64, &'static str)>)>,
 }
 
 impl Link {
@@ -74,7 +80,7 @@ impl Link {
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit: the longest kept is a hundred years.
         let timeout = timeout.clamp(LEAST, super::MAX_LEASE);
-        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout })
+        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout, opens: 0, bound: None })
     }
 
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
@@ -92,6 +98,7 @@ impl Link {
                 let conn = Conn::open(&self.info, self.tls.as_ref(), self.timeout)
                     .map_err(|e| ClusterError::from_redis(&e))?;
                 self.conn_in = TakenIn::here();
+                self.opens += 1;
                 self.conn.insert(conn)
             }
         };
@@ -131,6 +138,47 @@ pub(crate) fn server_bulk_bound(link: &mut Link) -> Option<(u64, &'static str)> 
         _ => (bulk, "proto-max-bulk-len"),
     })
 }
+
+impl Link {
+    /// The server's bulk bound ([`server_bulk_bound`]) as read on this link's current
+    /// connection: read again on a connection opened since it was last read (a server
+    /// restarted with another `proto-max-bulk-len` keeps none of the old one), and where
+    /// there is no connection (the read opens one). `None` where it could not be read for
+    /// want of a connection (Redis away: nothing is kept, the next call reads again);
+    /// `Some(None)` where the server does not tell it (`CONFIG GET` refused).
+    pub(crate) fn bulk_bound(&mut self) -> Option<Option<(u64, &'static str)>> {
+        if let Some((at, told)) = self.bound
+            && at == self.opens
+            && self.conn.is_some()
+        {
+            return Some(told);
+        }
+        let told = server_bulk_bound(self);
+        // Read on the connection now open (the first `CONFIG GET` opened it if none was);
+        // none left: the read failed for want of it, and tells nothing.
+        self.conn.as_ref()?;
+        self.bound = Some((self.opens, told));
+        Some(told)
+    }
+}
+
+/// What a server's bulk bound is called in a refusal: "Redis's proto-max-bulk-len (N)".
+pub(crate) fn server_bound_why(bound: u64, name: &str) -> String {
+    format!("Redis's {name} ({bound})")
+}
+
+/// The refusal of an argument above what may be sent (`what`: "a task", "an item"; `why`:
+/// the bound, as [`server_bound_why`] or the object's own `max_message_size` says it): bad
+/// input, typed, never taken for Redis gone (which closes the connection on an argument
+/// above its bound). A pool's task and a queue's item share it.
+pub(crate) fn too_large_to_send(what: &str, size: usize, why: &str) -> crate::CodecError {
+    crate::CodecError::encode(format_args!("{what} of {size} bytes, more than {why}"))
+}
+
+/// The least bulk bound a server may have (Redis takes neither `proto-max-bulk-len` nor
+/// `client-query-buffer-limit` below 1 MB), less the query buffer's margin: an argument
+/// at most this long is never above the server's bound, which need not be read for it.
+pub(crate) const LEAST_BULK_BOUND: usize = (1 << 20) - QUERY_MARGIN as usize;
 
 /// What `client-query-buffer-limit` leaves for an argument's bytes besides them.
 const QUERY_MARGIN: u64 = 64;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
-use super::link::{Conn, Link, server_bulk_bound};
+use super::link::{Conn, LEAST_BULK_BOUND, Link, server_bound_why, too_large_to_send};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
@@ -159,8 +159,10 @@ impl ClusterOptions {
     /// [`TaskError::Codec`]). Redis closes the connection on an argument above its
     /// `proto-max-bulk-len` (512 MB by default) or `client-query-buffer-limit`, which the
     /// pool cannot tell from Redis gone: the driver reads both when the pool starts
-    /// (`CONFIG GET`) and bounds tasks and results by the smaller too, a refused task's
-    /// error naming it. Where `CONFIG GET` is refused (an ACL without `@admin`, as the one
+    /// (`CONFIG GET`), and again on each new connection (a restarted Redis may have
+    /// others), and bounds tasks and results by the smaller too, a refused task's error
+    /// naming it (a task accepted under a larger bound that waits when a smaller one is
+    /// read fails with [`TaskError::Codec`]). Where `CONFIG GET` is refused (an ACL without `@admin`, as the one
     /// the [module](super) documents, or a managed server), Redis's default of 512 MB is
     /// taken, and a task above Redis's least bound (1 MB) is sent alone: one on which Redis
     /// closes the connection three times while it answers `PING` fails with
@@ -290,6 +292,17 @@ struct Books {
 /// refused), such a task is sent alone, so that a connection lost on it is told apart.
 const MIN_BULK: usize = 1 << 20;
 
+/// The most bytes of tasks (their messages and tags, and [`ARG_FRAME`] each) one
+/// `ADD_TASKS` carries, unless it carries one task: the least bound any Redis puts on an
+/// argument (1 MB), which keeps a whole command within every query buffer and far below a
+/// sane `maxmemory-clients`. A batch of tasks this large costs its command's overhead once
+/// per megabyte: no measurable cost.
+const BATCH_BYTES: usize = LEAST_BULK_BOUND;
+
+/// What a task's two arguments (message, tag) cost besides their bytes in a command: their
+/// RESP headers and line ends, rounded up.
+const ARG_FRAME: usize = 32;
+
 /// Sends of one large task, alone, that may lose the connection of a Redis that answers
 /// `PING` right after before the task is taken as above the server's bound (as a node's
 /// pushes of a result).
@@ -303,7 +316,8 @@ pub(crate) struct Driver {
     options: ClusterOptions,
     in_flight: usize,
     /// The largest task and result message sent through Redis (see [`Bounds`]).
-    bounds: Bounds,
+    /// Read again on each new connection of a link that sends tasks (see `flush`).
+    bounds: Mutex<Bounds>,
     build: u128,
     /// Tags each task under the cluster key.
     seal: Seal,
@@ -327,8 +341,9 @@ pub(crate) struct Driver {
 
 /// The largest task the driver sends and the largest result message a node may push: the
 /// pool's `max_message_size`, or less where the server would close the connection on such
-/// an argument (its `proto-max-bulk-len`, read when the pool starts), which the driver
-/// would take for Redis gone, ending the pool.
+/// an argument (its `proto-max-bulk-len`, read when the pool starts and on each new
+/// connection of a link that sends tasks), which the driver would take for Redis gone,
+/// ending the pool.
 struct Bounds {
     /// The largest encoded [`TaskMsg`] (sent alone as one argument, its tag as another).
     task: usize,
@@ -339,6 +354,8 @@ struct Bounds {
     why: String,
     /// Whether the server told its bound: else a task above [`MIN_BULK`] is sent alone.
     known: bool,
+    /// What the server told (its bound and the setting's name), as last read.
+    told: Option<(u64, &'static str)>,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MB), taken as the server's where it does not
@@ -346,12 +363,17 @@ struct Bounds {
 const DEFAULT_BULK: u64 = 512 << 20;
 
 impl Bounds {
-    /// The smaller of the pool's `max` and the server's bound (read on `link`).
+    /// The smaller of the pool's `max` and the server's bound (read on `link`; unknown
+    /// where it cannot be).
     fn read(max: usize, link: &mut Link) -> Bounds {
-        let told = server_bulk_bound(link);
+        Bounds::new(max, link.bulk_bound().flatten())
+    }
+
+    /// The smaller of the pool's `max` and the bound the server `told`.
+    fn new(max: usize, told: Option<(u64, &'static str)>) -> Bounds {
         let known = told.is_some();
         let (server, what) = match told {
-            Some((bound, name)) => (bound, format!("Redis's {name} ({bound})")),
+            Some((bound, name)) => (bound, server_bound_why(bound, name)),
             None => (
                 DEFAULT_BULK,
                 format!(
@@ -362,9 +384,9 @@ impl Bounds {
         let server = usize::try_from(server).unwrap_or(usize::MAX);
         let result = max.min(server.saturating_sub(TAG)).max(1);
         if server < max {
-            Bounds { task: server.max(1), result, why: what, known }
+            Bounds { task: server.max(1), result, why: what, known, told }
         } else {
-            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})"), known }
+            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})"), known, told }
         }
     }
 }
@@ -457,7 +479,7 @@ impl Driver {
             default_timeout,
             options: options.clone(),
             in_flight,
-            bounds,
+            bounds: Mutex::new(bounds),
             build,
             seal,
             counters: Arc::default(),
@@ -634,6 +656,7 @@ impl Driver {
     /// failed before it in the same call: the outcomes are never dropped with it.
     fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
+        let known = self.read_bounds(books, link, &mut failed);
         while books.sent.len() < self.in_flight {
             let Some(front) = books.pending.front() else {
                 // Nothing waits (sent, failed or withdrawn as cancelled): no refusal is
@@ -648,13 +671,25 @@ impl Driver {
             }
             let room = self.in_flight - books.sent.len();
             // Where the server's bound is unknown, a task that may be above it goes alone.
-            let alone = |job: &Waiting| !self.bounds.known && job.4.len() - TAG > MIN_BULK;
+            let alone = |job: &Waiting| !known && job.4.len() - TAG > MIN_BULK;
             let batch: Vec<_> = if books.pending.front().is_some_and(alone) {
                 books.pending.pop_front().into_iter().collect()
             } else {
-                let mut batch = Vec::new();
-                while batch.len() < room && books.pending.front().is_some_and(|job| !alone(job)) {
-                    batch.extend(books.pending.pop_front());
+                // The batch's whole size is bounded too (one task at least): a server may
+                // bound a whole command, not each argument alone (client eviction,
+                // `maxmemory-clients`, counts the command's arguments; a query buffer that
+                // holds the whole command, `client-query-buffer-limit`), and close the
+                // connection on a larger one, which the driver takes for Redis gone.
+                let mut batch: Vec<Waiting> = Vec::new();
+                let mut bytes = 0;
+                while batch.len() < room
+                    && books.pending.front().is_some_and(|job| {
+                        !alone(job) && (batch.is_empty() || bytes + job.4.len() + ARG_FRAME <= BATCH_BYTES)
+                    })
+                {
+                    let job = books.pending.pop_front().expect("peeked");
+                    bytes += job.4.len() + ARG_FRAME;
+                    batch.push(job);
                 }
                 batch
             };
@@ -750,6 +785,37 @@ impl Driver {
             }
         }
         Ok(failed)
+    }
+
+    /// Reads the server's bound again where `link` has a new connection (or none: the read
+    /// opens one), as Redis may have restarted with another `proto-max-bulk-len`: a task
+    /// accepted under the old bound that is above the new one fails alone, typed, here
+    /// (added to `failed`), as it would have been refused at submission; sent, Redis would
+    /// close the connection on it at each try, and the driver, taking Redis for gone, end
+    /// the pool. Where the bound cannot be read for want of a connection the old one
+    /// stands. Returns whether the bound is known.
+    fn read_bounds(&self, books: &mut Books, link: &mut Link, failed: &mut Vec<Outcome>) -> bool {
+        let mut bounds = lock(&self.bounds);
+        if let Some(told) = link.bulk_bound()
+            && told != bounds.told
+        {
+            *bounds = Bounds::new(self.options.max_message_size, told);
+            let task = bounds.task;
+            let mut kept = VecDeque::with_capacity(books.pending.len());
+            for job in books.pending.drain(..) {
+                let size = job.4.len() - TAG;
+                if size <= task {
+                    kept.push_back(job);
+                } else if job.3.cancelled() {
+                    self.counters.cancelled(job.2 as u64);
+                } else {
+                    let error = TaskError::Codec(too_large_to_send("a task", size, &bounds.why));
+                    failed.push((job.3, job.1, Err(error)));
+                }
+            }
+            books.pending = kept;
+        }
+        bounds.known
     }
 
     /// Handles results; returns what to deliver. A result is checked under the cluster key
@@ -1189,7 +1255,7 @@ impl Engine for Driver {
             call: job.call,
             timeout_ms: job.timeout.map(ms),
             lease_ms: ms(self.options.lease),
-            max_result: self.bounds.result as u64,
+            max_result: lock(&self.bounds).result as u64,
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;
@@ -1198,13 +1264,11 @@ impl Engine for Driver {
         // A task is bounded as a result is, and by the server's bound: Redis refuses a
         // larger argument by closing the connection (its `proto-max-bulk-len`), which the
         // driver would take for Redis gone.
-        if bytes.len() > self.bounds.task {
-            return Err(PoolError::Codec(crate::CodecError::encode(format_args!(
-                "a task of {} bytes, more than {}",
-                bytes.len(),
-                self.bounds.why
-            ))));
+        let bounds = lock(&self.bounds);
+        if bytes.len() > bounds.task {
+            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len(), &bounds.why)));
         }
+        drop(bounds);
         let tag = self.seal.tag(&self.id, &bytes);
         bytes.extend_from_slice(&tag);
         let mut books = lock(&self.books);

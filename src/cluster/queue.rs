@@ -58,7 +58,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::key::{Seal, Secret, sealed_bound};
-use super::link::{Conn, Link, SLICE};
+use super::link::{Conn, LEAST_BULK_BOUND, Link, SLICE, server_bound_why, too_large_to_send};
 use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
 use crate::shm::TakenIn;
@@ -657,8 +657,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`PutError::Encode`] (the value cannot cross machines), [`PutError::Redis`]; the
-    /// value comes back with [`PutError::into_inner`].
+    /// [`PutError::Encode`] (the value cannot cross machines, or is larger than the server
+    /// takes), [`PutError::Redis`]; the value comes back with [`PutError::into_inner`].
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_until(value, Until::Never)
     }
@@ -754,6 +754,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // The first failure after the put was sent: it may have run.
         let mut unsure: Option<(Instant, ClusterError)> = None;
         loop {
+            // An item above the server's bound (read on this connection: a restarted server
+            // may have another) is bad input: Redis would close the connection on it, which
+            // is not to be taken for Redis gone (the put then failed `Unsure` after the
+            // timeout). Where the bound cannot be read (`CONFIG GET` refused) it is sent.
+            if put.bytes.len() > LEAST_BULK_BOUND {
+                let told = {
+                    let mut state = self.state();
+                    // A connection Redis dropped (a restart) fails here, not with the
+                    // item: the bound is then read on the new one. One exchange, for an
+                    // item of a megabyte at least.
+                    let _ = state.link.run(|c| redis::cmd("PING").query::<()>(c));
+                    state.link.bulk_bound()
+                };
+                if let Some(Some((bound, name))) = told
+                    && put.bytes.len() as u64 > bound
+                {
+                    return Err(match unsure {
+                        // An earlier send, to a server that took it, may have run.
+                        Some((_, e)) => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
+                        None => PutError::Encode(
+                            value,
+                            too_large_to_send("an item", put.bytes.len(), &server_bound_why(bound, name)),
+                        ),
+                    });
+                }
+            }
             let (floor, forget, refresh) = {
                 let mut puts = lock(&put.puts);
                 let floor = puts.open.first().copied().unwrap_or(put.number).min(put.number);

@@ -52,6 +52,10 @@ pub(crate) trait Engine: Helper + Send + Sync {
     fn submit_streamed(&self, job: Job) -> Result<(), PoolError> {
         self.submit(job)
     }
+    /// A call was cancelled outside a delivery (a `map` refused part-way through its
+    /// submission, its sink abandoned): the pool takes its chunks back from where they
+    /// wait, the workers' inboxes included, as for a cancellation met in a delivery.
+    fn cancelled_outside(&self) {}
     /// The pids of the local workers.
     fn pids(&self) -> Vec<u32>;
     /// No more tasks; the workers finish the submitted ones.

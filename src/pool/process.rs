@@ -783,11 +783,12 @@ impl Pool {
                 // The call fails whole: the chunks already submitted are cancelled
                 // (review96 L9: a cluster task refused for its size left the chunks before
                 // it to run, their results dropped). A cluster pool withdraws them from the
-                // stream; a local pool drops those still pending, but one already queued
-                // in a worker's inbox runs (counted done, its result dropped): the
-                // supervisor purges inboxes only for a cancellation met in a delivery
-                // (`settle_by`), as for `AsyncResult::cancel` (review108 L1, left so).
+                // stream; a local pool drops those still pending and takes back those
+                // queued in a worker's inbox (review108 L1: they ran, counted done, their
+                // results dropped); the one a worker has started goes on, and is stopped
+                // past the cancellation's grace, as any cancelled chunk.
                 sink.abandon(index);
+                self.inner.cancelled_outside();
                 return Err(e);
             }
         }

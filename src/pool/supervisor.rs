@@ -1191,6 +1191,13 @@ impl Engine for Inner {
         self.config.workers
     }
 
+    fn cancelled_outside(&self) {
+        // Read by the supervisor's next look (`enforce_timeouts`, `dispatch`), which the
+        // doorbell brings at once.
+        self.cancellations.store(true, Ordering::Release);
+        self.ring_doorbell();
+    }
+
     fn running(&self) -> bool {
         Inner::running(self)
     }
