@@ -1016,6 +1016,57 @@ fn a_closed_pools_imap_whose_last_worker_dies_with_no_room_inner() {
             "{method:?}: {rest:?}"
         );
         pids_max(None);
+
+        // The `imap`'s count ends as soon as its feeder finds its input empty, which with a
+        // lookahead of 2 is right after its last chunk is queued, while that chunk waits:
+        // with no worker and no room for one, the pool thread ended with the chunk pending,
+        // and the reader, the thread that would `join`, waited for ever (review121 H1).
+        let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+        let options = multiproc::MapOptions::new().chunksize(1).lookahead(2);
+        let mut items = pool.imap_with(plus_one, 0..3u64, options).unwrap();
+        assert_eq!(items.next().unwrap().unwrap(), 1, "{method:?}");
+        pool.close();
+        // Started before there is no room (threads count in the cgroup), told when to read.
+        let (go_read, read) = std::sync::mpsc::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            if read.recv().is_ok() {
+                let rest: Vec<_> = items.map(|r| r.map_err(|e| e.to_string())).collect();
+                let _ = tx.send(rest);
+            }
+        });
+        let pid = pool.pids()[0];
+        pids_max(Some(current() - 1));
+        // SAFETY (test): killing our own pool's worker.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        assert!(common::eventually(Duration::from_secs(30), || pool.pids().is_empty()), "{method:?}");
+        multiproc::__private::crash_at("hold:pool.thread.looked");
+        let held = common::eventually(Duration::from_secs(30), || multiproc::__private::crash_holding() >= 1);
+        assert!(held, "{method:?}");
+        // The reader takes what failed, its feeder queues the last chunk and ends the
+        // stream while the pool thread is held (not a measure).
+        go_read.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        multiproc::__private::crash_disarm();
+        let rest = rx.recv_timeout(Duration::from_secs(60));
+        println!("{method:?}: the last chunk of an ended imap: {rest:?} (pids {:?})", pool.pids());
+        if rest.is_err() {
+            println!("{method:?}: HANG: the last chunk waits, the pool thread gone, no join yet");
+            pool.terminate();
+            println!("{method:?}: after terminate: {:?}", rx.recv_timeout(Duration::from_secs(30)));
+        }
+        reader.join().unwrap();
+        pids_max(None);
+        pool.join().unwrap();
+        let rest =
+            rest.unwrap_or_else(|_| panic!("{method:?}: the closed pool's imap waited for ever on a pending chunk"));
+        assert_eq!(rest.len(), 2, "{method:?}: {rest:?}");
+        for (i, got) in rest.iter().enumerate() {
+            // A value is its own item's; a chunk queued while no worker could start fails typed.
+            if let Ok(v) = got {
+                assert_eq!(*v, i as u64 + 2, "{method:?}: {rest:?}");
+            }
+        }
     }
     println!("INNER-DONE");
 }
@@ -1051,11 +1102,14 @@ impl PidsCgroup {
         });
         let out = match rx.recv_timeout(limit) {
             Ok(out) => out,
-            Err(_) => {
-                // Its family killed, the output ends.
+            // Its family killed, the output ends; again, since a process forked between the
+            // read of the cgroup's list and the kill survives it (review121 L2).
+            Err(_) => loop {
                 self.kill_all();
-                rx.recv().unwrap()
-            }
+                if let Ok(out) = rx.recv_timeout(Duration::from_secs(1)) {
+                    break out;
+                }
+            },
         };
         waiter.join().unwrap();
         let out = out.unwrap();

@@ -1561,12 +1561,16 @@ fn pool_thread(inner: Weak<Inner>) {
         crash_point!("pool.thread.looked");
         {
             // Closed with no worker: ends, unless an `imap` made before the `close` may still
-            // send (until `join`). Only this thread starts the lost workers again: had it
-            // ended, that `imap`'s next chunk would wait for ever, even once there is room
-            // for a worker (review115 H1: the last one died when none could start).
+            // send (until `join`), or a chunk waits. Only this thread starts the lost workers
+            // again or fails what waits for one: had it ended, that `imap`'s next chunk would
+            // wait for ever, even once there is room for a worker (review115 H1: the last one
+            // died when none could start). An `imap` stops being counted once its input is
+            // empty, which with a lookahead is while its last chunk waits (review121 H1). With
+            // no worker, every round starts one or fails the pending chunks, so this ends.
             let books = lock(&pool.books);
             if state == CLOSED
                 && books.workers.is_empty()
+                && books.pending.is_empty()
                 && (books.joining || pool.streams.load(Ordering::SeqCst) == 0)
             {
                 return;
