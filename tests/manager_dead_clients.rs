@@ -323,3 +323,40 @@ fn a_task_answered_to_a_getter_dead_after_a_shutdown_is_told_lost() {
     println!("join said {said:?}");
     assert!(matches!(said, Err(ManagerError::TasksLost { lost: 1 })), "join: {said:?}");
 }
+
+/// A task answered to a getter, a second task queued, then the joinable queue shut down
+/// plain (its consumers still drain the second task), then the getter dies unread: the
+/// queue is shut down but not empty, no get was told `ShutDown`, so the task is taken back
+/// and a consumer does it; `join` returns (review123 L2). Before fix92 a shut-down queue
+/// refused every take-back: the task was lost, the queue stayed at one item, and `join`
+/// said `TasksLost`.
+#[test]
+fn a_task_answered_to_a_getter_dead_after_a_shutdown_with_items_left_is_queued_again() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    let getter = Process::new(get_task_and_hang, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(&getter);
+    q.put(7).unwrap();
+    assert_eq!(q.len().unwrap(), 0, "the task went to the parked getter");
+    q.put(8).unwrap();
+    q.shutdown(false).unwrap();
+    kill_stopped(getter);
+    // The sweep that finds the getter dead gives task 7 back: the queue holds two again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut len = q.len().unwrap();
+    while len != 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        len = q.len().unwrap();
+    }
+    println!("the shut-down queue holds {len} after the getter's death");
+    assert_eq!(len, 2, "task 7 was not given back to the shut-down queue that still held 8");
+    assert_eq!(q.get().unwrap(), 7);
+    assert_eq!(q.get().unwrap(), 8);
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    let said = q.join_timeout(Duration::from_secs(30));
+    println!("join said {said:?}");
+    said.unwrap();
+}

@@ -90,9 +90,11 @@ mod tests {
     /// digest under the old magic is a second row of one magic, which the test refuses
     /// (review117 L1).
     const WIRES: &[(&Magic, u64)] = &[(STOP_39, WIRE_39), (b"MPMGR\x00\x02\x00", WIRE_40)];
-    /// Stop 39's wire (`protocol.rs` at 48b71ec), digested as today's test digests.
-    const WIRE_39: u64 = 0x14de_3970_5806_7244;
-    const WIRE_40: u64 = 0x43a2_8cce_4a15_5c15;
+    /// Stop 39's wire (`protocol.rs` at 48b71ec), digested as today's test digests (fix92
+    /// recomputed both rows when the digest kept names again, review123 M1: they were made
+    /// in stop 40 under fix88's digest, and no stop 40 build had shipped).
+    const WIRE_39: u64 = 0x45d4_8821_9e76_199a;
+    const WIRE_40: u64 = 0x31a4_c224_247c_d894;
 
     /// The heads of the wire's definitions in `protocol.rs`: every type a message holds,
     /// and the aliases they use.
@@ -143,16 +145,14 @@ mod tests {
 
     /// What of a definition is the wire: its tokens without what the codec does not see.
     /// Attributes go but `serde`'s and `cfg` (a derive's order, a doc, a lint's are not the
-    /// wire); visibility goes; names go (the codec writes fields in order and variants by
-    /// index, no name): a field's (a word before a lone `:`) and a variant's (the first
-    /// word of each entry of an enum's body) become `_`. The type's own name and the types
-    /// of the fields stay: a type renamed is a false alarm, rare and cheap.
+    /// wire); visibility goes. Names stay: the codec writes fields in order and variants by
+    /// index, and the names are what ties a position to its meaning, so two unit variants
+    /// or two same-typed fields swapped change the digest (review123 M1). A variant, field
+    /// or type renamed is a false alarm, rare and cheap; a swap passed would be a misread
+    /// wire.
     fn wire_shape(definition: &str) -> Vec<&str> {
         let tokens = tokens(definition);
-        let is_enum = tokens.iter().take_while(|&&t| t != "{").any(|&t| t == "enum");
         let mut out: Vec<&str> = Vec::new();
-        let mut depth = 0i32;
-        let mut entry_start = false;
         let mut i = 0;
         while i < tokens.len() {
             let t = tokens[i];
@@ -180,19 +180,7 @@ mod tests {
                 i += if tokens.get(i + 1) == Some(&"(") { 4 } else { 1 };
                 continue;
             }
-            let word = t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-            // A field's name (before a lone `:`) or a variant's (an entry's first word).
-            if word && (tokens.get(i + 1) == Some(&":") || (is_enum && depth == 1 && entry_start)) {
-                out.push("_");
-            } else {
-                out.push(t);
-            }
-            match t {
-                "{" | "(" | "[" | "<" => depth += 1,
-                "}" | ")" | "]" | ">" => depth -= 1,
-                _ => {}
-            }
-            entry_start = depth == 1 && (t == "{" || t == ",");
+            out.push(t);
             i += 1;
         }
         out
@@ -222,11 +210,11 @@ mod tests {
     }
 
     /// The wire's definitions, as `protocol.rs` writes them, hashed as the codec sees them
-    /// ([`wire_shape`]: no name, no derive, no comment): when this fails, the wire changed
+    /// ([`wire_shape`]: no derive, no doc, no comment): when this fails, the wire changed
     /// (a variant or a field added, removed, moved, of another type, or a `serde`
-    /// attribute), and a client of the last build would misread this one's messages. Add
-    /// a row to [`WIRES`] with a new `MAGIC`; a new digest under the current magic is
-    /// refused.
+    /// attribute), and a client of the last build would misread this one's messages, or a
+    /// variant or a field was renamed (a false alarm). Add a row to [`WIRES`] with a new
+    /// `MAGIC`; a new digest under the current magic is refused.
     #[test]
     fn the_wire_is_the_one_its_magic_names() {
         let digest = wire_digest(include_str!("protocol.rs"));
@@ -244,24 +232,31 @@ mod tests {
         );
     }
 
-    /// What the digest does not see: names, derives, comments, spaces; what it sees: a
-    /// field's type, the order of variants, a `serde` attribute.
+    /// What the digest does not see: derives, docs, comments, spaces; what it sees: a
+    /// field's type, the order of variants and fields (two unit variants or two same-typed
+    /// fields swapped among them, review123 M1), names, a `serde` attribute.
     #[test]
     fn the_wire_digest_sees_the_shape_only() {
-        let base = "#[derive(Debug, Clone)]\n#[serde(tag = \"t\")]\npub(crate) enum Fault {\n    /// Doc.\n    Gone,\n    Bad { why: String, code: u32 },\n    Some(u64),\n}\n";
+        let base = "#[derive(Debug, Clone)]\n#[serde(tag = \"t\")]\npub(crate) enum Fault {\n    /// Doc.\n    Gone,\n    Lost,\n    Bad { why: String, code: u32, line: u32 },\n    Some(u64),\n}\n";
         let same = [
             base.replace("Debug, Clone", "Clone, Debug"),
-            base.replace("why", "reason").replace("Gone", "Vanished"),
             base.replace("/// Doc.", "// another comment").replace("    ", "\t"),
+            base.replace("pub(crate) enum", "enum"),
         ];
         let other = [
             base.replace("code: u32", "code: u64"),
             base.replace(
-                "    Gone,\n    Bad { why: String, code: u32 },\n",
-                "    Bad { why: String, code: u32 },\n    Gone,\n",
+                "    Gone,\n    Lost,\n    Bad { why: String, code: u32, line: u32 },\n",
+                "    Bad { why: String, code: u32, line: u32 },\n    Gone,\n    Lost,\n",
             ),
+            // Two unit variants swapped: the codec sends `Gone` as `Lost`'s index.
+            base.replace("    Gone,\n    Lost,\n", "    Lost,\n    Gone,\n"),
+            // Two same-typed fields swapped.
+            base.replace("code: u32, line: u32", "line: u32, code: u32"),
             base.replace("tag = \"t\"", "tag = \"u\""),
             base.replace("    Some(u64),\n", "    Some(u64),\n    More,\n"),
+            // A rename: a false alarm, on the safe side.
+            base.replace("Gone", "Vanished"),
         ];
         let shape = wire_shape(base);
         for s in &same {
@@ -269,6 +264,15 @@ mod tests {
         }
         for s in &other {
             assert_ne!(wire_shape(s), shape, "{s}");
+        }
+    }
+
+    /// Prints the digest of a `protocol.rs` named by `MP_WIRE_FILE` (fix92: how `WIRE_39`
+    /// was recomputed from `git show 48b71ec:src/manager/protocol.rs`).
+    #[test]
+    fn the_digest_of_a_wire_file() {
+        if let Ok(path) = std::env::var("MP_WIRE_FILE") {
+            println!("{path}: {:#x}", wire_digest(&std::fs::read_to_string(&path).unwrap()));
         }
     }
 

@@ -33,8 +33,10 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// lost to `join`). Two consequences: a bounded queue that filled meanwhile holds more
 /// than its `maxsize` items for a while (refusing would lose the item), and items given back
 /// together may come back in another order. A queue [`shutdown`](QueueProxy::shutdown) by
-/// then takes nothing back: the item stays the dead getter's (a task is told lost). An
-/// item the process read before it died is its own, and lost with it.
+/// then takes the item back only while it still holds items for its consumers to drain;
+/// shut down and empty (or shut down `immediate`), it takes nothing back: the item stays
+/// the dead getter's (a task is told lost). An item the process read before it died is its
+/// own, and lost with it.
 ///
 /// # Examples
 ///

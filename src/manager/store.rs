@@ -951,9 +951,11 @@ impl Store {
     /// `conn`'s holder and its queue's last take). The item goes back to the front of its
     /// queue, and to a parked getter if any, only at [`Store::requeue_given_back`], once
     /// every dead connection of the sweep is closed (review117 H1). The item back when no
-    /// queue's last take was that answer, or when that queue is shut down: a shut-down
-    /// queue takes nothing back, its gets were told `ShutDown` (or its items dropped), and
-    /// the task stays its dead taker's, told lost to `join` (review117 M1). The caller then
+    /// queue's last take was that answer, or when that queue is shut down and empty: such a
+    /// queue takes nothing back, its gets were told `ShutDown` (or, `immediate`, its items
+    /// dropped), and the task stays its dead taker's, told lost to `join` (review117 M1). A
+    /// queue shut down plain that still holds items has told no get `ShutDown` and is still
+    /// drained by its consumers, so it takes the item back (review123 L2). The caller then
     /// gives its references back.
     pub(crate) fn give_back(&mut self, conn: ConnId, seq: u64, item: Item<ObjectId>) -> Result<(), Item<ObjectId>> {
         let holder = self.holders.get(&conn).copied();
@@ -962,7 +964,7 @@ impl Store {
             _ => None,
         });
         let Some((id, q)) = found else { return Err(item) };
-        if q.shutdown {
+        if q.shutdown && q.items.is_empty() {
             return Err(item);
         }
         q.last_take.remove(&conn);

@@ -1157,9 +1157,11 @@ impl Holders {
         RawGuard::lock_unless_stopped(&self.lock, deadline)
     }
 
-    /// [`Holders::lock_released`] if it is free or its holder dead; never waits.
-    pub(crate) fn try_lock_released(&self) -> Option<RawGuard<'_>> {
-        RawGuard::try_lock(&self.lock)
+    /// [`Holders::lock_released`] if it is free or its holder dead; never waits. For a kept
+    /// look's retry, made at every announcement: the holder's death is looked for at most
+    /// once per `GUARD_GRACE` ([`RawGuard::try_lock_seldom_taking_over`], review123 M2).
+    pub(crate) fn try_lock_released_seldom(&self) -> Option<RawGuard<'_>> {
+        RawGuard::try_lock_seldom_taking_over(&self.lock)
     }
 
     /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object

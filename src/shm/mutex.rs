@@ -526,6 +526,27 @@ impl<'a> RawGuard<'a> {
     pub(crate) fn try_lock(mutex: &'a RawMutex) -> Option<Self> {
         mutex.try_lock_or_take_over(Owner::process()).map(|_| Self { mutex })
     }
+
+    /// Locks `mutex` for this process if it is free (one compare-and-swap), or if its
+    /// holder is dead, but looks whether it is (a `kill` and a `/proc` read) at most once
+    /// per [`GUARD_GRACE`] in this process, whatever the mutex: for a retry made at every
+    /// announcement of the process (a kept look's, `object::let_go_of_kept_look`), which a
+    /// stopped holder could make for ever (review123 M2). A dead holder's lock is also
+    /// taken over by any other locker, or its reaper; the next look here finds it free.
+    pub(crate) fn try_lock_seldom_taking_over(mutex: &'a RawMutex) -> Option<Self> {
+        static NEXT_LOOK_NS: AtomicU64 = AtomicU64::new(0);
+        if mutex.try_lock(Owner::process()) {
+            return Some(Self { mutex });
+        }
+        let now = sys::monotonic_ns();
+        let next = NEXT_LOOK_NS.load(Ordering::Relaxed);
+        let grace = GUARD_GRACE.as_nanos() as u64;
+        if now < next || NEXT_LOOK_NS.compare_exchange(next, now + grace, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return None;
+        }
+        Self::try_lock(mutex)
+    }
 }
 
 impl Drop for RawGuard<'_> {
@@ -544,6 +565,28 @@ mod tests {
     use crate::shm::Waiting;
     use crate::shm::crash::interleaving;
     use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, Signal, leak_in_heap};
+
+    /// A kept look's retry (`RawGuard::try_lock_seldom_taking_over`) on a lock whose holder
+    /// is alive reads `/proc` at most once per [`GUARD_GRACE`], not at every try (review123
+    /// M2: `RawGuard::try_lock` read `/proc/<pid>/stat` at each, 10000 reads for 10000
+    /// tries). Counted on this thread, against the time the tries took (no duration is
+    /// asserted).
+    #[test]
+    fn a_kept_looks_retry_reads_proc_at_most_once_per_grace() {
+        let mutex = RawMutex::new();
+        // Held by this (live) process: the retry must not take it over.
+        assert!(mutex.try_lock(Owner::process()));
+        let tries = 10_000u64;
+        let (reads, start) = (sys::stat_reads(), sys::monotonic_ns());
+        for _ in 0..tries {
+            assert!(RawGuard::try_lock_seldom_taking_over(&mutex).is_none());
+        }
+        let (reads, took) = (sys::stat_reads() - reads, sys::monotonic_ns() - start);
+        let bound = took / GUARD_GRACE.as_nanos() as u64 + 1;
+        println!("{tries} retries: {reads} /proc reads (at most {bound} allowed)");
+        assert!(reads <= bound, "{reads} /proc reads for {tries} retries in {took} ns");
+        mutex.unlock();
+    }
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
     fn mutex_in_heap() -> &'static RawMutex {

@@ -1123,9 +1123,9 @@ enum Patience {
     /// Waits for a live holder unless it is found stopped once [`LOOKS_WAIT`] passed: the
     /// claim's own let-go.
     UnlessStopped,
-    /// Never waits (a free lock, or a dead holder's): a later announcement's try
-    /// ([`let_go_of_kept_look`]), made at every announcement of the process until one takes
-    /// the lock.
+    /// Never waits (a free lock, or a dead holder's, its death looked for at most once per
+    /// `GUARD_GRACE`, review123 M2): a later announcement's try ([`let_go_of_kept_look`]),
+    /// made at every announcement of the process until one takes the lock.
     Never,
 }
 
@@ -1147,7 +1147,7 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
     let header: &Header = &look;
     let g = match patience {
         Patience::UnlessStopped => header.holders.lock_released_unless_stopped(Deadline::after(LOOKS_WAIT)),
-        Patience::Never => header.holders.try_lock_released(),
+        Patience::Never => header.holders.try_lock_released_seldom(),
     };
     let Some(g) = g else { return Some(mine) };
     let_go_locked(heap, off, header, mine, g);

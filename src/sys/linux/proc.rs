@@ -227,6 +227,8 @@ struct Stat {
 /// runs before and after every fork start (the fork hazard, the child's record), where
 /// each heap page the parent writes is one more page fault.
 fn process_stat(pid: u32) -> Option<Stat> {
+    #[cfg(test)]
+    STAT_READS.with(|n| n.set(n.get() + 1));
     let mut path = [0u8; 32];
     let mut cursor = &mut path[..];
     write!(cursor, "/proc/{pid}/stat\0").ok()?;
@@ -1235,6 +1237,19 @@ pub(crate) fn at_exit(hook: extern "C" fn()) {
     unsafe {
         libc::atexit(hook);
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many `/proc/<pid>/stat` reads this thread made (fix92: a kept look's retry
+    /// counted).
+    static STAT_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many `/proc/<pid>/stat` reads this thread made so far.
+#[cfg(test)]
+pub(crate) fn stat_reads() -> u64 {
+    STAT_READS.with(|n| n.get())
 }
 
 /// Nanoseconds on the monotonic clock, which every process of the machine shares (so a
