@@ -46,8 +46,12 @@ pub(crate) struct Link {
     opens: u64,
     /// The server's bulk bound ([`server_bulk_bound`]), the connection (its number in
     /// `opens`) it was read on, and the reading's stamp ([`READS`]).
-    bound: Option<(u64, u64, Option<(u64, &'static str)>)>,
+    bound: Option<(u64, u64, Told)>,
 }
+
+/// What a server tells of its bulk bound: the bound and the setting's name, or `None`
+/// where it does not tell (`CONFIG GET` refused).
+pub(crate) type Told = Option<(u64, &'static str)>;
 
 /// Stamps each fresh reading of a server's bulk bound, process-wide, in the order they were
 /// taken: of two links' readings the later one is the newer (a link keeps a reading, with
@@ -160,7 +164,7 @@ impl Link {
     /// [`Link::bulk_bound`] with the reading's stamp (at least 1): a reading kept from an
     /// earlier call keeps its stamp, a fresh one is stamped after every reading before it,
     /// in this process, on any link.
-    pub(crate) fn stamped_bulk_bound(&mut self) -> Option<(u64, Option<(u64, &'static str)>)> {
+    pub(crate) fn stamped_bulk_bound(&mut self) -> Option<(u64, Told)> {
         if let Some((at, stamp, told)) = self.bound
             && at == self.opens
             && self.conn.is_some()

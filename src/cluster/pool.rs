@@ -663,7 +663,7 @@ impl Driver {
     /// failed before it in the same call: the outcomes are never dropped with it.
     fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
-        let known = self.read_bounds(books, link, &mut failed);
+        let bound_known = self.read_bounds(books, link, &mut failed);
         while books.sent.len() < self.in_flight {
             let Some(front) = books.pending.front() else {
                 // Nothing waits (sent, failed or withdrawn as cancelled): no refusal is
@@ -678,7 +678,7 @@ impl Driver {
             }
             let room = self.in_flight - books.sent.len();
             // Where the server's bound is unknown, a task that may be above it goes alone.
-            let alone = |job: &Waiting| !known && job.4.len() - TAG > MIN_BULK;
+            let alone = |job: &Waiting| !bound_known && job.4.len() - TAG > MIN_BULK;
             let batch: Vec<_> = if books.pending.front().is_some_and(alone) {
                 books.pending.pop_front().into_iter().collect()
             } else {
@@ -703,8 +703,8 @@ impl Driver {
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
-            let known = lock(&self.born).clone();
-            add.arg(birth_tag()).arg(known.tag).arg(known.witness);
+            let born = lock(&self.born).clone();
+            add.arg(birth_tag()).arg(born.tag).arg(born.witness);
             for (_, _, _, _, message, _) in &batch {
                 let (task, tag) = message.split_at(message.len() - TAG);
                 add.arg(task).arg(tag);
