@@ -4108,7 +4108,7 @@ fn a_map_refused_mid_submission_starts_no_chunk_queued_in_an_inbox() {
     let _w = common::watchdog(LIMIT);
     let pool = Pool::new(1).unwrap();
     let gate = Event::new().unwrap();
-    let mut blocker = pool.apply_async(wait_for, gate.clone()).unwrap();
+    let blocker = pool.apply_async(wait_for, gate.clone()).unwrap();
     let runs = Value::new(0u64).unwrap();
     let mut items: Vec<_> = (0..20).map(|_| EncodesUnless(runs.clone(), false)).collect();
     items.push(EncodesUnless(runs.clone(), true));
