@@ -1351,3 +1351,39 @@ fn a_queue_reads_the_servers_bound_again_after_a_redis_restart() {
     q.put(vec![1u8; 10]).unwrap();
     assert_eq!(q.get().unwrap(), vec![1u8; 10]);
 }
+
+/// A put whose reply was lost ran; Redis restarts with a smaller bound than the item.
+/// `put_again` of its token asks the put record and says it landed, not `Encode` (which
+/// would give the value back while it is in the queue: put twice by a caller that tries
+/// another way). Found by review122 (M2).
+#[test]
+fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) =
+        Redis::start(&["--proto-max-bulk-len", "1mb", "--appendonly", "yes", "--appendfsync", "always"])
+    else {
+        return;
+    };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "ran");
+    let q = q.unwrap();
+    multiproc::__private::crash_at("fail:cluster.put.reply");
+    let put = q.put(vec![7u8; 2 << 20]);
+    multiproc::__private::crash_disarm();
+    let Err(PutError::Unsure(token, _)) = put else {
+        panic!("the put's reply was lost: {:?}", put.map_err(|e| e.to_string()))
+    };
+    redis.restart(); // back at 1 MiB from its arguments; the AOF kept the item and the record
+    let again = q.put_again(token);
+    let len = loop {
+        // The restarted server answers `-LOADING` while it reads its AOF.
+        let len = redis.raw(&[b"LLEN", b"mp:{q:ran}:items"]);
+        if !len.starts_with(b"-LOADING") {
+            break len;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("put_again: {:?}; LLEN {:?}", again.as_ref().map_err(|e| e.to_string()), String::from_utf8_lossy(&len));
+    assert_eq!(len, b":1\r\n", "the put ran once");
+    assert!(again.is_ok(), "the item is in the queue, yet put_again: {:?}", again.map_err(|e| e.to_string()));
+}

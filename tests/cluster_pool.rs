@@ -3208,3 +3208,26 @@ fn a_node_whose_credentials_redis_refuses_ends_with_a_typed_error() {
         assert!(said.contains("credentials"), "{url}: {said}");
     }
 }
+
+/// After a restart with a larger bound, the submission link's stale cached bound (its dead
+/// connection still counts as open) must not replace the driver thread's fresh reading: a
+/// 2 MiB task then runs, not `TaskError::Codec` naming the old 1 MiB bound. Found by
+/// review122 (M1).
+#[test]
+fn a_stale_submission_link_does_not_fail_a_task_the_restarted_server_takes() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "64mb"]) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"1mb"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5));
+    let pool = pool_with(&redis.url, 1, options);
+    // The submission link connects and caches 1 MiB.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    redis.restart(); // back at 64 MiB from its arguments
+    // The driver thread meets the restart, reconnects and reads 64 MiB; no submission
+    // meanwhile. (Only an ordering aid: nothing asserts a duration.)
+    std::thread::sleep(Duration::from_secs(3));
+    let large = pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30)));
+    eprintln!("large task: {large:?}");
+    assert!(matches!(large, Ok(Ok(n)) if n == 2 << 20), "a 2 MiB task to a Redis now taking 64 MiB: {large:?}");
+}

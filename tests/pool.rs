@@ -4086,30 +4086,40 @@ impl serde::Serialize for EncodesUnless {
     }
 }
 
-fn count_then_sleep(x: EncodesUnless) -> u64 {
+fn count_runs(x: EncodesUnless) -> u64 {
     *x.0.lock() += 1;
-    std::thread::sleep(Duration::from_millis(40));
+    0
+}
+
+fn wait_for(gate: Event) -> u64 {
+    gate.wait().unwrap();
     0
 }
 
 /// A local `map` refused part-way through its submission (an argument of its eleventh
-/// chunk does not encode) fails whole: the chunks already submitted do not start after
-/// the refusal, those already queued in the worker's inbox included (the chunk the worker
-/// was running goes on: at most its second item starts). Before (review108 L1), only the
-/// chunks still pending were dropped: the one in the inbox ran, counted done, its result
-/// dropped.
+/// chunk does not encode) fails whole: none of the chunks already submitted starts after
+/// the refusal, those already queued in the worker's inbox included. Before (review108
+/// L1), only the chunks still pending were dropped: the one in the inbox ran, counted
+/// done, its result dropped. The worker is held in a task of its own (not the map's, so
+/// not stopped when the map fails) until all 20 items are counted cancelled: the test does
+/// not depend on timing (review122 L1); before the fix the count stays short of 20.
 #[test]
 fn a_map_refused_mid_submission_starts_no_chunk_queued_in_an_inbox() {
     let _w = common::watchdog(LIMIT);
     let pool = Pool::new(1).unwrap();
+    let gate = Event::new().unwrap();
+    let blocker = pool.apply_async(wait_for, gate.clone()).unwrap();
     let runs = Value::new(0u64).unwrap();
     let mut items: Vec<_> = (0..20).map(|_| EncodesUnless(runs.clone(), false)).collect();
     items.push(EncodesUnless(runs.clone(), true));
-    let refused = pool.map_with(count_then_sleep, items, MapOptions::new().chunksize(2));
-    let at_refusal = *runs.lock();
+    let refused = pool.map_with(count_runs, items, MapOptions::new().chunksize(2));
     assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("refuses to encode")), "{refused:?}");
+    let taken_back = common::eventually(Duration::from_secs(20), || pool.stats().tasks_cancelled == 20);
+    let stats = pool.stats();
+    gate.set();
+    assert!(taken_back, "the refused map's chunks are not all taken back: {stats:?}");
+    assert_eq!(blocker.get().unwrap(), 0);
     // After whatever was queued before it.
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    let after = *runs.lock() - at_refusal;
-    assert!(after <= 1, "{after} items of a refused map started after its refusal; {:?}", pool.stats());
+    assert_eq!(*runs.lock(), 0, "items of a refused map started after its refusal; {:?}", pool.stats());
 }

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisResult, Value};
@@ -43,10 +44,20 @@ pub(crate) struct Link {
     /// How many connections this link has opened: a new one may be to a server restarted
     /// with other settings.
     opens: u64,
-    /// The server's bulk bound ([`server_bulk_bound`]) and the connection (its number in
-    /// `opens`) it was read on.
-    bound: Option<(u64, Option<(u64, &'static str)>)>,
+    /// The server's bulk bound ([`server_bulk_bound`]), the connection (its number in
+    /// `opens`) it was read on, and the reading's stamp ([`READS`]).
+    bound: Option<(u64, u64, Told)>,
 }
+
+/// What a server tells of its bulk bound: the bound and the setting's name, or `None`
+/// where it does not tell (`CONFIG GET` refused).
+pub(crate) type Told = Option<(u64, &'static str)>;
+
+/// Stamps each fresh reading of a server's bulk bound, process-wide, in the order they were
+/// taken: of two links' readings the later one is the newer (a link keeps a reading, with
+/// its stamp, while its connection seems open, and a connection a restart killed seems open
+/// until something is sent on it), so a pool lets only a newer reading replace its bound.
+static READS: AtomicU64 = AtomicU64::new(0);
 
 impl Link {
     #[allow(dead_code)] // for objects that take no certificates
@@ -147,18 +158,26 @@ impl Link {
     /// want of a connection (Redis away: nothing is kept, the next call reads again);
     /// `Some(None)` where the server does not tell it (`CONFIG GET` refused).
     pub(crate) fn bulk_bound(&mut self) -> Option<Option<(u64, &'static str)>> {
-        if let Some((at, told)) = self.bound
+        self.stamped_bulk_bound().map(|(_, told)| told)
+    }
+
+    /// [`Link::bulk_bound`] with the reading's stamp (at least 1): a reading kept from an
+    /// earlier call keeps its stamp, a fresh one is stamped after every reading before it,
+    /// in this process, on any link.
+    pub(crate) fn stamped_bulk_bound(&mut self) -> Option<(u64, Told)> {
+        if let Some((at, stamp, told)) = self.bound
             && at == self.opens
             && self.conn.is_some()
         {
-            return Some(told);
+            return Some((stamp, told));
         }
         let told = server_bulk_bound(self);
         // Read on the connection now open (the first `CONFIG GET` opened it if none was);
         // none left: the read failed for want of it, and tells nothing.
         self.conn.as_ref()?;
-        self.bound = Some((self.opens, told));
-        Some(told)
+        let stamp = READS.fetch_add(1, Ordering::Relaxed) + 1;
+        self.bound = Some((self.opens, stamp, told));
+        Some((stamp, told))
     }
 }
 

@@ -356,6 +356,12 @@ struct Bounds {
     known: bool,
     /// What the server told (its bound and the setting's name), as last read.
     told: Option<(u64, &'static str)>,
+    /// The stamp of that reading (`Link::stamped_bulk_bound`; 0: none): only a newer
+    /// reading replaces it. The pool's two links each keep their own reading, and the
+    /// submission link's, kept on a connection a restart killed (it seems open until
+    /// something is sent on it), would otherwise replace the driver thread's fresh one
+    /// with the old server's bound, and fail tasks the new server takes.
+    stamp: u64,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MB), taken as the server's where it does not
@@ -366,7 +372,8 @@ impl Bounds {
     /// The smaller of the pool's `max` and the server's bound (read on `link`; unknown
     /// where it cannot be).
     fn read(max: usize, link: &mut Link) -> Bounds {
-        Bounds::new(max, link.bulk_bound().flatten())
+        let (stamp, told) = link.stamped_bulk_bound().unwrap_or((0, None));
+        Bounds { stamp, ..Bounds::new(max, told) }
     }
 
     /// The smaller of the pool's `max` and the bound the server `told`.
@@ -384,9 +391,9 @@ impl Bounds {
         let server = usize::try_from(server).unwrap_or(usize::MAX);
         let result = max.min(server.saturating_sub(TAG)).max(1);
         if server < max {
-            Bounds { task: server.max(1), result, why: what, known, told }
+            Bounds { task: server.max(1), result, why: what, known, told, stamp: 0 }
         } else {
-            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})"), known, told }
+            Bounds { task: max, result, why: format!("the pool's max_message_size ({max})"), known, told, stamp: 0 }
         }
     }
 }
@@ -656,7 +663,7 @@ impl Driver {
     /// failed before it in the same call: the outcomes are never dropped with it.
     fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
-        let known = self.read_bounds(books, link, &mut failed);
+        let bound_known = self.read_bounds(books, link, &mut failed);
         while books.sent.len() < self.in_flight {
             let Some(front) = books.pending.front() else {
                 // Nothing waits (sent, failed or withdrawn as cancelled): no refusal is
@@ -671,7 +678,7 @@ impl Driver {
             }
             let room = self.in_flight - books.sent.len();
             // Where the server's bound is unknown, a task that may be above it goes alone.
-            let alone = |job: &Waiting| !known && job.4.len() - TAG > MIN_BULK;
+            let alone = |job: &Waiting| !bound_known && job.4.len() - TAG > MIN_BULK;
             let batch: Vec<_> = if books.pending.front().is_some_and(alone) {
                 books.pending.pop_front().into_iter().collect()
             } else {
@@ -696,8 +703,8 @@ impl Driver {
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
-            let known = lock(&self.born).clone();
-            add.arg(birth_tag()).arg(known.tag).arg(known.witness);
+            let born = lock(&self.born).clone();
+            add.arg(birth_tag()).arg(born.tag).arg(born.witness);
             for (_, _, _, _, message, _) in &batch {
                 let (task, tag) = message.split_at(message.len() - TAG);
                 add.arg(task).arg(tag);
@@ -796,10 +803,14 @@ impl Driver {
     /// stands. Returns whether the bound is known.
     fn read_bounds(&self, books: &mut Books, link: &mut Link, failed: &mut Vec<Outcome>) -> bool {
         let mut bounds = lock(&self.bounds);
-        if let Some(told) = link.bulk_bound()
-            && told != bounds.told
-        {
-            *bounds = Bounds::new(self.options.max_message_size, told);
+        let Some((stamp, told)) = link.stamped_bulk_bound() else { return bounds.known };
+        // An older reading (another link's, kept on a connection since lost) is not taken.
+        if stamp <= bounds.stamp {
+            return bounds.known;
+        }
+        bounds.stamp = stamp;
+        if told != bounds.told {
+            *bounds = Bounds { stamp, ..Bounds::new(self.options.max_message_size, told) };
             let task = bounds.task;
             let mut kept = VecDeque::with_capacity(books.pending.len());
             for job in books.pending.drain(..) {

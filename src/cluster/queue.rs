@@ -725,7 +725,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// As [`Queue::put`]: [`PutError::Unsure`] again with the same token when Redis still
     /// cannot be used.
     pub fn put_again(&self, token: PutToken<T>) -> Result<(), PutError<T>> {
-        self.send_put(token.value, *token.put, Until::Never)
+        self.send_put(token.value, *token.put, Until::Never, true)
     }
 
     fn put_until(&self, value: T, until: Until) -> Result<(), PutError<T>> {
@@ -742,13 +742,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         let record = self.keys.puts(&self.consumer);
         let put = SentPut { number, bytes, items: self.keys.items.clone(), record, puts: Arc::clone(&self.puts) };
-        self.send_put(value, put, until)
+        self.send_put(value, put, until, false)
     }
 
     /// Sends `put` (again) until it takes effect, the queue is full past `until`, or Redis
     /// fails: refused, or unreachable for the timeout since the first failure after it was
-    /// sent (then the put may have run: [`PutError::Unsure`]).
-    fn send_put(&self, value: T, put: SentPut, until: Until) -> Result<(), PutError<T>> {
+    /// sent (then the put may have run: [`PutError::Unsure`]). `sent_before`: the put was
+    /// sent by an earlier call (`put_again`), so it may have run already.
+    fn send_put(&self, value: T, put: SentPut, until: Until, sent_before: bool) -> Result<(), PutError<T>> {
         let ttl = ms_at_most_max(PUT_RECORD.max(self.timeout.saturating_mul(2)));
         let mut pause = Duration::from_millis(1);
         // The first failure after the put was sent: it may have run.
@@ -770,14 +771,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 if let Some(Some((bound, name))) = told
                     && put.bytes.len() as u64 > bound
                 {
-                    return Err(match unsure {
-                        // An earlier send, to a server that took it, may have run.
-                        Some((_, e)) => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
-                        None => PutError::Encode(
+                    let encode = |value| {
+                        PutError::Encode(
                             value,
                             too_large_to_send("an item", put.bytes.len(), &server_bound_why(bound, name)),
-                        ),
+                        )
+                    };
+                    if unsure.is_none() && !sent_before {
+                        return Err(encode(value));
+                    }
+                    // An earlier send, to a server that took it, may have run: its record
+                    // says. The `PUT` script enters the number with the item, atomically,
+                    // and an open number is at or above the floor, so the field is there
+                    // exactly when the put ran. Saying `Encode` (the value given back) for a
+                    // put in the queue would let the caller put it twice.
+                    let ran = self.state().link.run(|c| {
+                        redis::cmd("HMGET")
+                            .arg(&put.record)
+                            .arg("floor")
+                            .arg(put.number)
+                            .query::<Vec<Option<Vec<u8>>>>(c)
                     });
+                    return match ran {
+                        Ok(fields) if fields.get(1).is_some_and(Option::is_some) => Ok(()),
+                        Ok(_) => Err(encode(value)),
+                        Err(e) => Err(PutError::Unsure(PutToken { value, put: Box::new(put) }, e)),
+                    };
                 }
             }
             let (floor, forget, refresh) = {
