@@ -3056,7 +3056,10 @@ fn a_replacement_worker_terminated_while_it_boots_inner() {
                     libc::kill(frozen.unwrap() as i32, libc::SIGKILL);
                 }
                 assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>(), "{method:?}");
-                assert!(!pool.pids().contains(&frozen.unwrap()), "{method:?}: the frozen worker was replaced");
+                // The map may have run on the other worker before the pool thread saw the
+                // frozen one's death (fix93 saw it still listed once, under load).
+                let replaced = eventually(LIMIT, || !pool.pids().contains(&frozen.unwrap()));
+                assert!(replaced, "{method:?}: the frozen worker was replaced");
                 pool.close();
             }
             pool.join().unwrap();
