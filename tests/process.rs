@@ -631,6 +631,45 @@ fn a_child_that_overflows_its_stack_is_reported_as_a_stack_overflow() {
     }
 }
 
+/// Raises `signal` on itself (as `raise(3)`: `tgkill`), then, if still alive, returns.
+fn raise_then_return(signal: i32) -> u32 {
+    // SAFETY (test): raise(3) sends a signal to the calling thread, with no other effect.
+    unsafe { libc::raise(signal) };
+    7
+}
+
+/// Says it is ready on `ready`, then sleeps until killed.
+fn ready_then_nap(ready: multiproc::Queue<u32>) -> u32 {
+    ready.put(std::process::id()).unwrap();
+    std::thread::sleep(LIMIT);
+    7
+}
+
+/// A `SIGSEGV` or `SIGBUS` sent to a child (by `kill`, or its own `raise`) ends it, killed
+/// by that signal, as in Python (`os.kill(p.pid, SIGSEGV)` gives exit code -11). The
+/// stack-overflow handler every child installs took it for a fault that did not touch the
+/// stack, set the default action and returned, for the faulting access to run again: a
+/// sent signal has no access to run again, and the child went on (its target's result,
+/// exit code 0). rust-lang/rust#140662 is std's handler doing the same.
+#[test]
+fn a_segv_or_bus_signal_sent_to_a_child_kills_it() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            let child = Process::new(raise_then_return, signal).start_method(method).start().unwrap();
+            assert_eq!(child.wait(), -signal, "{method:?}: raise({signal})");
+            let name = child.name().to_string();
+            assert_eq!(child.join(), Err(JoinError::Signaled { name, signal }), "{method:?}: raise({signal})");
+            let ready = multiproc::Queue::new().unwrap();
+            let child = Process::new(ready_then_nap, ready.clone()).start_method(method).start().unwrap();
+            assert_eq!(ready.get_timeout(LIMIT).unwrap(), child.pid());
+            // SAFETY (test): kill(2) of our own running child.
+            assert_eq!(unsafe { libc::kill(child.pid() as i32, signal) }, 0);
+            assert_eq!(child.wait_timeout(LIMIT), Some(-signal), "{method:?}: kill({signal}) from the parent");
+        }
+    }
+}
+
 const INHERITED_VAR: &str = "MULTIPROC_TEST_SET_AFTER_INIT";
 
 /// What a child sees of the variable and its working directory.
