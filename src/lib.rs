@@ -182,7 +182,7 @@
 //!
 //! | | `ForkServer` (default) | `Spawn` | `Fork` |
 //! |---|---|---|---|
-//! | environment (`std::env::set_var` included), working directory | the parent's at the start | the parent's at the start | the parent's at the start |
+//! | environment (`std::env::set_var` included), working directory | the parent's at the start (entered by its path: a start from a directory that was removed fails, [`Error::Io`] `NotFound`, as Python's does) | the parent's at the start | the parent's at the start |
 //! | the [`child_init`](InitBuilder::child_init) set-up | runs | runs | runs |
 //! | statics, loggers, subscribers set before [`init()`] | yes | no (a fresh run of the program) | yes |
 //! | statics, loggers, subscribers set after [`init()`] | no (the server was forked at `init()`) | no | yes (a copy) |

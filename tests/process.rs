@@ -747,6 +747,47 @@ fn a_child_sees_the_environment_and_directory_of_its_start_not_of_init() {
     }
 }
 
+/// The working directory, if it can be read (not where it was removed).
+fn readable_directory(_: ()) -> Option<std::path::PathBuf> {
+    std::env::current_dir().ok()
+}
+
+/// In a child of its own (single-threaded, its directory its own): enters a new directory,
+/// removes it, then starts a child with `method`: the start's error (its kind), or the
+/// directory the child could read (`None`: it was in the removed one too).
+fn remove_directory_then_start(method: StartMethod) -> Result<Option<std::path::PathBuf>, String> {
+    let dir = std::env::temp_dir().join(format!("multiproc-removed-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    std::env::set_current_dir(&dir).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    match Process::new(readable_directory, ()).start_method(method).start() {
+        Ok(child) => Ok(child.join().unwrap()),
+        Err(multiproc::Error::Io(e)) => Err(format!("{:?}", e.kind())),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+/// A child started from a directory that was removed: with `Spawn` (and `Fork`) it is in
+/// that directory too, as its parent is; a fork-server child cannot be (the server has it
+/// by path, and the path is gone), so its start fails, `NotFound`, as Python's start fails
+/// there (`os.getcwd()` raises). It ran in the directory of `init()` time instead, silently:
+/// a relative path then named another file than in its parent.
+#[test]
+fn a_start_from_a_removed_directory_is_in_it_or_fails() {
+    let _w = watchdog(LIMIT);
+    for outer in METHODS {
+        let spawned =
+            Process::new(remove_directory_then_start, StartMethod::Spawn).start_method(outer).start().unwrap().join();
+        assert_eq!(spawned, Ok(Ok(None)), "{outer:?} then Spawn");
+        let served = Process::new(remove_directory_then_start, StartMethod::ForkServer)
+            .start_method(outer)
+            .start()
+            .unwrap()
+            .join();
+        assert_eq!(served, Ok(Err("NotFound".to_string())), "{outer:?} then ForkServer");
+    }
+}
+
 /// In a child of its own (single-threaded): removes `PATH`, there since before `init()`,
 /// and changes nothing else; then whether a child started with `method` has it.
 fn remove_path_then_start(method: StartMethod) -> bool {
