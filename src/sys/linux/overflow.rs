@@ -273,9 +273,12 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     // whose si_addr is the faulting address.
     let address = unsafe { (*info).si_addr() } as usize;
     // Reported only by the process that armed it (getpid is async-signal-safe): in a copy
-    // (a bare `libc::fork` of a child) the report says where another process reports.
-    let overflow =
-        stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page) && report.pid == super::pid_now();
+    // (a bare `libc::fork` of a child) the report says where another process reports. A
+    // sent signal is never an overflow: its siginfo holds the sender's pid and uid where a
+    // fault's holds the address.
+    let overflow = !sent
+        && stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page)
+        && report.pid == super::pid_now();
     if overflow {
         // SAFETY: write(2) of buffers that live as long as the process; SIGABRT's default
         // action then ends it as std's overflow report does.
