@@ -30,6 +30,13 @@ fn exit_with(code: i32) {
     std::process::exit(code);
 }
 
+/// Raises `signal` on itself, then, if still alive, returns.
+fn raise_then_return(signal: i32) -> u32 {
+    // SAFETY (test): raise(3) sends a signal to the calling thread, with no other effect.
+    unsafe { libc::raise(signal) };
+    7
+}
+
 fn text_of(len: usize) -> String {
     "y".repeat(len)
 }
@@ -1333,6 +1340,19 @@ fn cases() -> Vec<(&'static str, fn())> {
             match Process::new(recurse, 0).start_method(FORK).start().unwrap().join() {
                 Err(JoinError::StackOverflow { .. }) => {}
                 other => panic!("{other:?}"),
+            }
+        }),
+        ("a_segv_or_bus_signal_a_child_raises_kills_it", || {
+            // Its handler chains to std's (the main process installed it before the
+            // fork), which sets the default action and returns (rust-lang/rust#140662):
+            // the child went on, exit code 0 and its result.
+            for signal in [libc::SIGSEGV, libc::SIGBUS] {
+                let child = Process::new(raise_then_return, signal).start_method(FORK).start().unwrap();
+                assert_eq!(child.wait(), -signal, "raise({signal})");
+                match child.join() {
+                    Err(JoinError::Signaled { signal: s, .. }) if s == signal => {}
+                    other => panic!("raise({signal}): {other:?}"),
+                }
             }
         }),
         ("a_value_is_shared", || {

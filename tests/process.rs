@@ -384,6 +384,26 @@ fn a_joined_child_leaves_no_zombie() {
     }
 }
 
+/// A child whose handle was dropped is reaped, once it has ended, by the next start (as
+/// Python's `start` runs `_cleanup`), not left a zombie until the parent's exit.
+#[test]
+fn a_dropped_handle_s_ended_child_is_reaped_by_the_next_start() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(square, 3).start_method(method).start().unwrap();
+        let pid = child.pid();
+        drop(child);
+        assert!(eventually(LIMIT, || !pid_running(pid)), "{method:?}: {pid} never ended");
+        assert_eq!(Process::new(square, 2).start_method(method).start().unwrap().join(), Ok(4));
+        // Eventually: where the fork server reaps its children (no `clone3(CLONE_PARENT)`),
+        // its reap may come a moment after the status this process read.
+        assert!(
+            eventually(Duration::from_secs(5), || !pid_exists(pid)),
+            "{method:?}: {pid} is still in /proc after the next start"
+        );
+    }
+}
+
 fn add_one(v: Value<i64>) {
     *v.lock() += 1;
 }
@@ -631,6 +651,72 @@ fn a_child_that_overflows_its_stack_is_reported_as_a_stack_overflow() {
     }
 }
 
+/// Raises `signal` on itself (as `raise(3)`: `tgkill`), then, if still alive, returns.
+fn raise_then_return(signal: i32) -> u32 {
+    // SAFETY (test): raise(3) sends a signal to the calling thread, with no other effect.
+    unsafe { libc::raise(signal) };
+    7
+}
+
+/// Says it is ready on `ready`, then sleeps until killed.
+fn ready_then_nap(ready: multiproc::Queue<u32>) -> u32 {
+    ready.put(std::process::id()).unwrap();
+    std::thread::sleep(LIMIT);
+    7
+}
+
+/// A `SIGSEGV` or `SIGBUS` sent to a child (by `kill`, or its own `raise`) ends it, killed
+/// by that signal, as in Python (`os.kill(p.pid, SIGSEGV)` gives exit code -11). The
+/// stack-overflow handler every child installs took it for a fault that did not touch the
+/// stack, set the default action and returned, for the faulting access to run again: a
+/// sent signal has no access to run again, and the child went on (its target's result,
+/// exit code 0). rust-lang/rust#140662 is std's handler doing the same.
+#[test]
+fn a_segv_or_bus_signal_sent_to_a_child_kills_it() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            let child = Process::new(raise_then_return, signal).start_method(method).start().unwrap();
+            assert_eq!(child.wait(), -signal, "{method:?}: raise({signal})");
+            let name = child.name().to_string();
+            assert_eq!(child.join(), Err(JoinError::Signaled { name, signal }), "{method:?}: raise({signal})");
+            let ready = multiproc::Queue::new().unwrap();
+            let child = Process::new(ready_then_nap, ready.clone()).start_method(method).start().unwrap();
+            assert_eq!(ready.get_timeout(LIMIT).unwrap(), child.pid());
+            // SAFETY (test): kill(2) of our own running child.
+            assert_eq!(unsafe { libc::kill(child.pid() as i32, signal) }, 0);
+            assert_eq!(child.wait_timeout(LIMIT), Some(-signal), "{method:?}: kill({signal}) from the parent");
+        }
+    }
+}
+
+/// Overflows its stack on a thread it starts.
+fn overflow_on_a_thread(_: ()) -> u64 {
+    std::thread::spawn(|| recurse(0)).join().unwrap()
+}
+
+/// A thread the target starts that overflows its stack: reported as a stack overflow only
+/// where std's runtime start-up ran before the child's target (its threads then get an
+/// alternate signal stack, on which the handler can run): a program with
+/// `#[multiproc::main]` (every method), or a fork-server or `Fork` child of a program that
+/// calls `init()` by hand. A `Spawn` child of such a program, and every child of a test
+/// binary (whose fork server is forked from `test_support!`'s entry, before std's
+/// start-up), runs its target before it (`sys/linux/early.rs`): the thread's overflow is a
+/// bare `SIGSEGV`. Printed now: `ForkServer: Err(process 'Process-1' was killed by signal
+/// 11 (SIGSEGV))`. The thread that runs the target is always reported: the child makes it
+/// an alternate stack of its own (`a_child_that_overflows_its_stack_is_reported_as_a_stack_overflow`).
+#[test]
+#[ignore = "a child that runs its target before std's runtime start-up (Spawn with init() by hand, any child of a test binary) gives the threads it starts no alternate signal stack"]
+fn a_thread_the_target_starts_that_overflows_its_stack_is_reported_as_a_stack_overflow() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        match Process::new(overflow_on_a_thread, ()).start_method(method).start().unwrap().join() {
+            Err(JoinError::StackOverflow { .. }) => {}
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}
+
 const INHERITED_VAR: &str = "MULTIPROC_TEST_SET_AFTER_INIT";
 
 /// What a child sees of the variable and its working directory.
@@ -658,6 +744,47 @@ fn a_child_sees_the_environment_and_directory_of_its_start_not_of_init() {
             assert_eq!(var.as_deref(), Some("set after init"), "{outer:?} then {inner:?}");
             assert_eq!(dir, std::path::Path::new("/"), "{outer:?} then {inner:?}");
         }
+    }
+}
+
+/// The working directory, if it can be read (not where it was removed).
+fn readable_directory(_: ()) -> Option<std::path::PathBuf> {
+    std::env::current_dir().ok()
+}
+
+/// In a child of its own (single-threaded, its directory its own): enters a new directory,
+/// removes it, then starts a child with `method`: the start's error (its kind), or the
+/// directory the child could read (`None`: it was in the removed one too).
+fn remove_directory_then_start(method: StartMethod) -> Result<Option<std::path::PathBuf>, String> {
+    let dir = std::env::temp_dir().join(format!("multiproc-removed-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    std::env::set_current_dir(&dir).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    match Process::new(readable_directory, ()).start_method(method).start() {
+        Ok(child) => Ok(child.join().unwrap()),
+        Err(multiproc::Error::Io(e)) => Err(format!("{:?}", e.kind())),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+/// A child started from a directory that was removed: with `Spawn` (and `Fork`) it is in
+/// that directory too, as its parent is; a fork-server child cannot be (the server has it
+/// by path, and the path is gone), so its start fails, `NotFound`, as Python's start fails
+/// there (`os.getcwd()` raises). It ran in the directory of `init()` time instead, silently:
+/// a relative path then named another file than in its parent.
+#[test]
+fn a_start_from_a_removed_directory_is_in_it_or_fails() {
+    let _w = watchdog(LIMIT);
+    for outer in METHODS {
+        let spawned =
+            Process::new(remove_directory_then_start, StartMethod::Spawn).start_method(outer).start().unwrap().join();
+        assert_eq!(spawned, Ok(Ok(None)), "{outer:?} then Spawn");
+        let served = Process::new(remove_directory_then_start, StartMethod::ForkServer)
+            .start_method(outer)
+            .start()
+            .unwrap()
+            .join();
+        assert_eq!(served, Ok(Err("NotFound".to_string())), "{outer:?} then ForkServer");
     }
 }
 

@@ -142,7 +142,22 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     if SERVER_SURROUNDINGS.get().is_some_and(Surroundings::still_ours) {
         return Ok(None);
     }
-    let mut encoded = codec::encode_own(&Surroundings::now())?;
+    let now = Surroundings::now();
+    if now.cwd.is_none() {
+        // The server's child enters its parent's directory by its path: one that cannot be
+        // read (removed, or out of reach) would leave it in the server's, silently, where
+        // a relative path names other files. Refused, as Python's start refuses
+        // (`os.getcwd()` raises); `Spawn` and `Fork` children inherit the directory itself.
+        let e = std::env::current_dir().err().unwrap_or_else(|| std::io::ErrorKind::NotFound.into());
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "a ForkServer child cannot enter this process's working directory, which cannot be read ({e}): change directory, or start it with Spawn or Fork"
+            ),
+        )
+        .into());
+    }
+    let mut encoded = codec::encode_own(&now)?;
     let bytes = std::mem::take(&mut encoded.bytes);
     // Plain bytes, no handles: nothing to undo.
     encoded.sent();

@@ -1163,7 +1163,9 @@ fn settle(pid: u32) {
 /// A started process: join it for its result, or watch, signal and wait for it.
 ///
 /// Dropping the handle does not stop the process: a non-daemonic process is still joined
-/// when the parent's `main` ends, a daemonic one terminated, as in Python.
+/// when the parent's `main` ends, a daemonic one terminated, as in Python. Once it has
+/// ended, it stays a zombie until this process's next start or [`active_children`] reaps
+/// it (Python's `_cleanup`), or its exit.
 ///
 /// Only the process that started the child acts through the handle. A copy of it in a fork
 /// child of that process (through a `static`, a captured clone, a program's own `fork`)

@@ -258,20 +258,27 @@ fn make_alternate_stack(page: usize) -> bool {
 }
 
 extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
-    // Only async-signal-safe calls below: write, signal, abort, sigaction.
+    // Only async-signal-safe calls below: write, signal, abort, sigaction, raise.
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let sent = unsafe { (*info).si_code } <= 0;
     let Some(report) = armed() else {
         // SAFETY: restoring the default action is async-signal-safe; returning re-runs
-        // the faulting access, which the default action then ends.
+        // the faulting access, which the default action then ends (a sent signal is
+        // sent again, below).
         unsafe { libc::signal(signal, libc::SIG_DFL) };
+        redeliver_if_default(signal, sent);
         return;
     };
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
     // whose si_addr is the faulting address.
     let address = unsafe { (*info).si_addr() } as usize;
     // Reported only by the process that armed it (getpid is async-signal-safe): in a copy
-    // (a bare `libc::fork` of a child) the report says where another process reports.
-    let overflow =
-        stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page) && report.pid == super::pid_now();
+    // (a bare `libc::fork` of a child) the report says where another process reports. A
+    // sent signal is never an overflow: its siginfo holds the sender's pid and uid where a
+    // fault's holds the address.
+    let overflow = !sent
+        && stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page)
+        && report.pid == super::pid_now();
     if overflow {
         // SAFETY: write(2) of buffers that live as long as the process; SIGABRT's default
         // action then ends it as std's overflow report does.
@@ -291,6 +298,9 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     }
     let previous = &report.previous[usize::from(signal == libc::SIGBUS)];
     match previous.sa_sigaction {
+        // A sent signal the process ignored before ours: ignored still (a fault cannot be:
+        // the kernel ends the process on the re-run access whatever the action).
+        libc::SIG_IGN if sent => return,
         libc::SIG_DFL | libc::SIG_IGN => {
             // SAFETY: as above: the default action ends the process on the re-run access.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
@@ -306,6 +316,28 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
             // plain `void (*)(int)` handler.
             let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
             f(signal);
+        }
+    }
+    redeliver_if_default(signal, sent);
+}
+
+/// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), not
+/// raised by a fault, when the action is now the default one (ours set it, or std's
+/// handler did, rust-lang/rust#140662): sends it again, so that the default action ends
+/// the process, as it would have without a handler. Returning alone re-runs a faulting
+/// access, which faults again; a sent signal has no access to re-run, and the process went
+/// on as if nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The
+/// signal is blocked while its handler runs: it is delivered when the handler returns.
+fn redeliver_if_default(signal: i32, sent: bool) {
+    if !sent {
+        return;
+    }
+    let mut now = empty_action();
+    // SAFETY: sigaction with a null new action only reads the current one into `now`;
+    // raise(3) sends the signal to the calling thread. Both are async-signal-safe.
+    unsafe {
+        if libc::sigaction(signal, std::ptr::null(), &mut now) == 0 && now.sa_sigaction == libc::SIG_DFL {
+            libc::raise(signal);
         }
     }
 }
