@@ -291,8 +291,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// freed, the handles inside them released), so every get fails with `ShutDown` right
     /// away; on a [`JoinableQueue`] each of them counts as a task done, so a `join`
     /// returns once the tasks taken before are marked done (see
-    /// [`JoinableQueue::shutdown`]). A second call does nothing more, except that
-    /// `immediate` drains a queue shut down without it.
+    /// [`JoinableQueue::shutdown`]). A get in progress in another process (its message
+    /// being decoded) is waited for, and its item is its own; one whose process is stopped
+    /// (`SIGSTOP`, a debugger) is not, and what is left behind it is drained by the next
+    /// get, `join` or `shutdown` that finds the drain undone. A second call does nothing
+    /// more, except that `immediate` drains a queue shut down without it.
     ///
     /// A process killed inside `shutdown` leaves the queue shut down or not, never half:
     /// puts are refused from its first step on, and the first get, put or `shutdown` that
