@@ -3123,3 +3123,20 @@ fn an_immediate_shutdown_beside_a_stopped_take_is_finished_once_the_take_ends() 
     assert_eq!(q.join_timeout(LIMIT), Ok(()), "the drain finished once the take ended");
     assert_eq!(q.len(), 0);
 }
+
+/// A queue holding a handle to itself in a message, with no handle left outside, is a
+/// cycle: nobody can ever take the message, and the queue is never freed (as an `Arc`
+/// cycle; Python refuses to pickle a queue at all, and the kernel collects a cycle of
+/// descriptors in flight). aud102 L2: printed "heap in use: 0 bytes before, 8192 after".
+#[test]
+#[ignore = "aud102 L2: a handle cycle through a queue's own messages leaks until the family ends (as an Arc cycle); no collector"]
+fn a_queue_that_holds_only_itself_is_freed() {
+    #[derive(Serialize, Deserialize)]
+    struct Itself(Queue<Itself>);
+    let leaks = leak_check(LIMIT);
+    {
+        let q = Queue::new().unwrap();
+        q.put(Itself(q.clone())).unwrap();
+    }
+    leaks.assert_no_leak();
+}

@@ -45,7 +45,9 @@ use crate::shm::{Deadline, Limits, Shared};
 ///
 /// **A handle.** Clone it, pass it to a child, send it through another queue or a pipe;
 /// the queue lives while a handle does, and the process that drops the last one anywhere
-/// frees it (and the messages left in it). A process killed in the middle of a `put` or a
+/// frees it (and the messages left in it). A handle in one of the queue's own messages
+/// counts too: a queue whose only handles are inside itself (a cycle, as with `Arc`) is
+/// freed only when the family ends. A process killed in the middle of a `put` or a
 /// `get` does not corrupt it: the others carry on (a message a consumer was killed while
 /// taking, at any moment before its `get` returned, stays in the queue for the next one).
 ///
