@@ -3085,15 +3085,18 @@ fn an_immediate_shutdown_beside_a_running_take_drains_what_is_left() {
     let consumer = Process::new(take_one_decoding_slowly, (q.clone(), entered.clone(), go.clone())).start().unwrap();
     assert!(eventually(LIMIT, || entered.get() == 1));
     // The consumer runs (it only waits for the go): the shutdown waits for its take.
-    let letting_go = std::thread::spawn({
-        let go = go.clone();
-        move || {
-            std::thread::sleep(Duration::from_millis(200));
-            go.set(1);
-        }
+    let shutting = std::thread::spawn({
+        let q = q.clone();
+        move || q.shutdown(true)
     });
-    q.shutdown(true);
-    letting_go.join().unwrap();
+    assert!(eventually(LIMIT, || q.is_shutdown()));
+    // Meanwhile a get or a timed join does not wait for that take: they return while the
+    // consumer still holds it (the go is not given yet).
+    assert_eq!(q.try_get(), Err(TryGetError::ShutDown));
+    assert!(matches!(q.join_timeout(Duration::from_millis(50)), Err(QueueJoinTimeoutError::Timeout { .. })));
+    assert_eq!(go.get(), 0);
+    go.set(1);
+    shutting.join().unwrap();
     assert_eq!((q.len(), q.try_get()), (0, Err(TryGetError::ShutDown)), "the shutdown drained what was left");
     consumer.join().unwrap();
     assert_eq!(q.join_timeout(LIMIT), Ok(()), "the consumer's task done, the others drained");

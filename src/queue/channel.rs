@@ -1556,7 +1556,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         if immediate {
             self.shared.shutdown.fetch_or(IMMEDIATE, Ordering::AcqRel);
         }
-        self.finish_shutdown();
+        self.finish_shutdown_waiting(true);
     }
 
     /// Whether the queue was shut down immediately: nothing is to be taken any more (what a
@@ -1570,8 +1570,16 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     }
 
     /// Does what is left of a shutdown: every step is idempotent, so that anyone who finds
-    /// a shutdown half done (its caller was killed) finishes it.
+    /// a shutdown half done (its caller was killed) finishes it. A get or a join (a timed
+    /// one included) does not wait for a take in progress elsewhere: the drain is left to
+    /// a later call then.
     pub(crate) fn finish_shutdown(&self) {
+        self.finish_shutdown_waiting(false);
+    }
+
+    /// [`Channel::finish_shutdown`]; with `patient` (the `shutdown` call itself, untimed),
+    /// an immediate shutdown's drain waits for a take in progress in a running process.
+    fn finish_shutdown_waiting(&self, patient: bool) {
         let s = &self.shared;
         let flags = s.shutdown.load(Ordering::Acquire);
         if flags & SHUT_DOWN == 0 {
@@ -1585,7 +1593,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         // progress in another process holds it, and a drain that gave up on it had left
         // the rest in the queue for ever (aud102 M1). A stopped taker is not waited for;
         // the next call that finds the drain undone (a get, a join's check) finishes it.
-        if flags & IMMEDIATE != 0 && flags & DRAINED == 0 && self.drain_counting_done() {
+        if flags & IMMEDIATE != 0 && flags & DRAINED == 0 && self.drain_counting_done(patient) {
             s.shutdown.fetch_or(DRAINED, Ordering::AcqRel);
             s.all_done.notify_all();
             s.ring.wake_all();
@@ -1594,9 +1602,10 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 
     /// Takes every message left and drops it, counting each as a task done; the handles
     /// inside are released (decoded and dropped) and the ring keeps no block of theirs.
-    /// Whether the ring was seen empty at the end: false when a stopped process holds the
-    /// consumers' lock (or this thread does, inside a take of this queue).
-    fn drain_counting_done(&self) -> bool {
+    /// Whether the ring was seen empty at the end: false when another take holds the
+    /// consumers' lock and is not waited for (its process stopped, or not `patient`), or
+    /// this thread does (inside a take of this queue).
+    fn drain_counting_done(&self, patient: bool) -> bool {
         let s = &self.shared;
         let decode = s.ring.ever_had_handles();
         loop {
@@ -1614,16 +1623,19 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             });
             match taken {
                 Ok(value) => drop(value.map(settle_decoded)),
-                // Nothing taken: the ring is empty, or another take holds the lock (wait
-                // for it while it runs, then look again).
-                Err(_) => match s.ring.is_empty_unless_stopped() {
-                    Some(true) => break,
-                    Some(false) => continue,
-                    None => {
-                        s.ring.free_last_taken();
-                        return false;
+                Err(_) => {
+                    // Nothing taken: the ring is empty, or another take holds the lock; a
+                    // `patient` drain waits for it while it runs, then looks again.
+                    let empty = if patient { s.ring.is_empty_unless_stopped() } else { s.ring.when_empty(|| true) };
+                    match empty {
+                        Some(true) => break,
+                        Some(false) => continue,
+                        None => {
+                            s.ring.free_last_taken();
+                            return false;
+                        }
                     }
-                },
+                }
             }
             crash_point!("queue.shutdown.draining");
         }
