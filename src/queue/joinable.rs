@@ -185,7 +185,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::get`].
+    /// As [`Queue::get`]. A message that does not decode ([`GetError::Decode`]) is taken
+    /// all the same and its task stays unfinished, as in Python: call
+    /// [`task_done`](JoinableQueue::task_done) for it too, or `join` will not return `Ok`.
     ///
     /// ```
     /// multiproc::init();
