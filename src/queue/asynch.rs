@@ -232,6 +232,8 @@ impl<T> Future for JoinFuture<'_, T> {
             if !check {
                 return None;
             }
+            // As `JoinableQueue::join`: an immediate shutdown's drain left undone is finished.
+            channel.finish_immediate_shutdown();
             channel.join_check(counted, || queue.unfinished()).err().map(|stop| Err(Interrupted::Check(stop)))
         });
         if waited.is_ready() {

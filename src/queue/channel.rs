@@ -1458,6 +1458,8 @@ pub(crate) struct Channel<T> {
     tag: u32,
     /// Takes and drops what is left, as `T` (set where `T`'s bounds are known, for `Drop`).
     drain: fn(&Shared<QueueState>, u32),
+    /// [`Channel::finish_shutdown`] as `T` (set where `T`'s bounds are known, for `join`).
+    finish: fn(&Channel<T>),
     /// Counts each item taken in the task table (a `JoinableQueue`'s).
     counts_tasks: bool,
     _messages: PhantomData<fn(T) -> T>,
@@ -1485,7 +1487,14 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 
     fn wrap(shared: Shared<QueueState>, flavor: Flavor) -> Self {
         let counts_tasks = flavor == Flavor::Joinable;
-        Self { shared, tag: message_tag::<T>(), drain: drain::<T>, counts_tasks, _messages: PhantomData }
+        Self {
+            shared,
+            tag: message_tag::<T>(),
+            drain: drain::<T>,
+            finish: Self::finish_shutdown,
+            counts_tasks,
+            _messages: PhantomData,
+        }
     }
 
     /// A handle just decoded, if it was made for this flavor and type.
@@ -1547,7 +1556,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         if immediate {
             self.shared.shutdown.fetch_or(IMMEDIATE, Ordering::AcqRel);
         }
-        self.finish_shutdown();
+        self.finish_shutdown_waiting(true);
     }
 
     /// Whether the queue was shut down immediately: nothing is to be taken any more (what a
@@ -1561,8 +1570,16 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     }
 
     /// Does what is left of a shutdown: every step is idempotent, so that anyone who finds
-    /// a shutdown half done (its caller was killed) finishes it.
+    /// a shutdown half done (its caller was killed) finishes it. A get or a join (a timed
+    /// one included) does not wait for a take in progress elsewhere: the drain is left to
+    /// a later call then.
     pub(crate) fn finish_shutdown(&self) {
+        self.finish_shutdown_waiting(false);
+    }
+
+    /// [`Channel::finish_shutdown`]; with `patient` (the `shutdown` call itself, untimed),
+    /// an immediate shutdown's drain waits for a take in progress in a running process.
+    fn finish_shutdown_waiting(&self, patient: bool) {
         let s = &self.shared;
         let flags = s.shutdown.load(Ordering::Acquire);
         if flags & SHUT_DOWN == 0 {
@@ -1572,8 +1589,11 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             s.shutdown.fetch_or(SHUT_DOWN, Ordering::AcqRel);
             s.ring.wake_all();
         }
-        if flags & IMMEDIATE != 0 && flags & DRAINED == 0 {
-            self.drain_counting_done();
+        // Drained only once the ring was seen empty under the consumers' lock: a take in
+        // progress in another process holds it, and a drain that gave up on it had left
+        // the rest in the queue for ever (aud102 M1). A stopped taker is not waited for;
+        // the next call that finds the drain undone (a get, a join's check) finishes it.
+        if flags & IMMEDIATE != 0 && flags & DRAINED == 0 && self.drain_counting_done(patient) {
             s.shutdown.fetch_or(DRAINED, Ordering::AcqRel);
             s.all_done.notify_all();
             s.ring.wake_all();
@@ -1582,7 +1602,10 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 
     /// Takes every message left and drops it, counting each as a task done; the handles
     /// inside are released (decoded and dropped) and the ring keeps no block of theirs.
-    fn drain_counting_done(&self) {
+    /// Whether the ring was seen empty at the end: false when another take holds the
+    /// consumers' lock and is not waited for (its process stopped, or not `patient`), or
+    /// this thread does (inside a take of this queue).
+    fn drain_counting_done(&self, patient: bool) -> bool {
         let s = &self.shared;
         let decode = s.ring.ever_had_handles();
         loop {
@@ -1600,11 +1623,24 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             });
             match taken {
                 Ok(value) => drop(value.map(settle_decoded)),
-                Err(_) => break,
+                Err(_) => {
+                    // Nothing taken: the ring is empty, or another take holds the lock; a
+                    // `patient` drain waits for it while it runs, then looks again.
+                    let empty = if patient { s.ring.is_empty_unless_stopped() } else { s.ring.when_empty(|| true) };
+                    match empty {
+                        Some(true) => break,
+                        Some(false) => continue,
+                        None => {
+                            s.ring.free_last_taken();
+                            return false;
+                        }
+                    }
+                }
             }
             crash_point!("queue.shutdown.draining");
         }
         s.ring.free_last_taken();
+        true
     }
 }
 
@@ -1742,12 +1778,23 @@ fn drain<T: DeserializeOwned>(shared: &Shared<QueueState>, tag: u32) {
     while recv_value::<T, _>(&shared.ring, tag, Deadline::now(), &crate::shm::Patient).is_ok() {}
 }
 
+impl<T> Channel<T> {
+    /// Finishes an immediate shutdown whose drain was left undone (its caller found a
+    /// stopped process inside a take): for a `join`, where `T`'s bounds are not known.
+    pub(crate) fn finish_immediate_shutdown(&self) {
+        if self.shared.shutdown.load(Ordering::Acquire) & (IMMEDIATE | DRAINED) == IMMEDIATE {
+            (self.finish)(self);
+        }
+    }
+}
+
 impl<T> Clone for Channel<T> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
             tag: self.tag,
             drain: self.drain,
+            finish: self.finish,
             counts_tasks: self.counts_tasks,
             _messages: PhantomData,
         }

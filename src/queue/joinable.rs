@@ -185,7 +185,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::get`].
+    /// As [`Queue::get`]. A message that does not decode ([`GetError::Decode`]) is taken
+    /// all the same and its task stays unfinished, as in Python: call
+    /// [`task_done`](JoinableQueue::task_done) for it too, or `join` will not return `Ok`.
     ///
     /// ```
     /// multiproc::init();
@@ -356,9 +358,17 @@ impl<T> JoinableQueue<T> {
         let Some(ch) = self.channel() else { return Err(QueueJoinTimeoutError::Closed) };
         let state = ch.state();
         let counted = Cell::new(None);
+        // An immediate shutdown's drain left undone (its caller found a stopped process
+        // inside a take) is finished here, before the join and at each of its checks:
+        // what is left counts done then (aud102 M1).
+        ch.finish_immediate_shutdown();
         // Done, or stopped by another joiner that found nobody left to finish the tasks.
         let finished = || (self.unfinished() == 0 || ch.join_stopped(counted.get())).then_some(());
-        let waited = state.all_done.wait(deadline, SPIN, finished, || ch.join_check(&counted, || self.unfinished()));
+        let check = || {
+            ch.finish_immediate_shutdown();
+            ch.join_check(&counted, || self.unfinished())
+        };
+        let waited = state.all_done.wait(deadline, SPIN, finished, check);
         ch.join_ended(counted.get());
         self.join_outcome(waited)
     }

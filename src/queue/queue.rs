@@ -45,7 +45,9 @@ use crate::shm::{Deadline, Limits, Shared};
 ///
 /// **A handle.** Clone it, pass it to a child, send it through another queue or a pipe;
 /// the queue lives while a handle does, and the process that drops the last one anywhere
-/// frees it (and the messages left in it). A process killed in the middle of a `put` or a
+/// frees it (and the messages left in it). A handle in one of the queue's own messages
+/// counts too: a queue whose only handles are inside itself (a cycle, as with `Arc`) is
+/// freed only when the family ends. A process killed in the middle of a `put` or a
 /// `get` does not corrupt it: the others carry on (a message a consumer was killed while
 /// taking, at any moment before its `get` returned, stays in the queue for the next one).
 ///
@@ -291,8 +293,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// freed, the handles inside them released), so every get fails with `ShutDown` right
     /// away; on a [`JoinableQueue`] each of them counts as a task done, so a `join`
     /// returns once the tasks taken before are marked done (see
-    /// [`JoinableQueue::shutdown`]). A second call does nothing more, except that
-    /// `immediate` drains a queue shut down without it.
+    /// [`JoinableQueue::shutdown`]). A get in progress in another process (its message
+    /// being decoded) is waited for, and its item is its own; one whose process is stopped
+    /// (`SIGSTOP`, a debugger) is not, and what is left behind it is drained by the next
+    /// get, `join` or `shutdown` that finds the drain undone. A second call does nothing
+    /// more, except that `immediate` drains a queue shut down without it.
     ///
     /// A process killed inside `shutdown` leaves the queue shut down or not, never half:
     /// puts are refused from its first step on, and the first get, put or `shutdown` that

@@ -65,7 +65,7 @@ use std::time::Duration;
 
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
-use super::mutex::{Acquired, Owner, RawMutex};
+use super::mutex::{Acquired, GUARD_GRACE, Owner, RawMutex};
 use super::wait::{Deadline, Interrupted, Notify, Sleepers, spin_learning};
 use crate::codec::{TakeScope, in_take_of};
 
@@ -1134,6 +1134,40 @@ impl Ring {
         }
         let at = self.consumers.at();
         at.seg != 0 && kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
+    }
+
+    /// Whether no message waits, looked at under the consumers' lock taken while its
+    /// holder runs (a take in progress, however slow, is waited for); `None` when the
+    /// holder is stopped (`SIGSTOP`, a debugger), seen at a look per [`GUARD_GRACE`]. For
+    /// a decision that must not be made while another process is inside a take: an
+    /// immediate shutdown's drain is done only when this says empty.
+    /// A caller inside a take of this ring (user code in its `read`) holds the lock: `None`
+    /// too, rather than wait for itself.
+    pub(crate) fn is_empty_unless_stopped(&self) -> Option<bool> {
+        if in_take_of(self.id()) {
+            return None;
+        }
+        let lock = &self.consumers.lock;
+        let me = Owner::process();
+        let mut startless = None;
+        let acquired = loop {
+            if let Ok(acquired) = lock.lock(me, Deadline::after(GUARD_GRACE)) {
+                break acquired;
+            }
+            if let Some(acquired) = lock.recover_if_owner_dead(me) {
+                break acquired;
+            }
+            if lock.owner_stopped(&mut startless) {
+                return None;
+            }
+        };
+        let _unlock = Unlock(lock);
+        let heap = Heap::get();
+        if acquired == Acquired::OwnerDied {
+            self.recover_consumers(heap);
+        }
+        let at = self.consumers.at();
+        Some(at.seg == 0 || kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) == 0)
     }
 
     /// Runs `f` under the consumers' lock if no message waits (a decision that must not
