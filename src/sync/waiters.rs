@@ -75,12 +75,23 @@
 //! The horizon is one word, raised by each notify that gives tokens: a waiter that arrived
 //! between two such notifies may take a token of the first once the second came (the
 //! second's own token then goes to the older waiter: the same set of wake-ups). An
-//! overflow waiter killed while waiting stays counted (it is recorded nowhere else), so a
-//! later notify may give it a token that a later waiter takes; and a dead slot waiter's
-//! grant passed to the overflow waiters may wake one that came after the grant's notify:
-//! extra wake-ups after a `kill -9`, never a lost one. The overflow waiters are served
-//! after every older slot waiter, but may wait behind later arrivals that found a slot
-//! free.
+//! overflow waiter killed while waiting stays counted for good (it is recorded nowhere
+//! else), so a notify that reaches beyond the table may give it a token, which the next
+//! notify's horizon lets a later waiter take: that notify wakes one more than it says
+//! (tests/sync.rs `a_waiter_killed_beyond_the_table_is_not_counted_by_later_notifies`,
+//! ignored: `notify(65)` of 66 live waiters woke 66), and this comes back after every
+//! notify that gives the dead waiter a token again. A dead slot waiter's grant passed to
+//! the overflow waiters may wake one that came after the grant's notify. Extra wake-ups
+//! after a `kill -9`, never a lost one: the tokens are bound to no waiter, and a live
+//! eligible one takes any.
+//!
+//! The overflow waiters are served after every older slot waiter, but may wait behind
+//! later arrivals that found a slot free. Among themselves they are served in no order
+//! (Python's `Condition` wakes its waiters in the order they came): a token goes to the
+//! first eligible waiter to claim it after the overflow word's wake-up. Serving them in
+//! order, like taking a killed one's count back, needs a record that names each one (its
+//! ticket, or at least its process), which they do not have: a word of counts is all
+//! there is beyond the table (syn101 weighed it).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
