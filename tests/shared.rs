@@ -652,6 +652,42 @@ fn a_shareable_list_item_too_long_for_any_slot_is_a_typed_error() {
     }
 }
 
+/// In a child: stops right after its list's segment is made (`stop:` at
+/// `shareable_list.create.made`), then goes on writing the list; says what `create_named`
+/// returned.
+fn create_list_stopped_after_the_segment(name: String) -> String {
+    multiproc::__private::crash_at("stop:shareable_list.create.made");
+    let made = ShareableList::create_named(&name, [Item::Int(1), Item::Str("two".into()), Item::Bytes(vec![3; 100])]);
+    multiproc::__private::crash_disarm();
+    match made {
+        Ok(list) => format!("Ok({})", list.name()),
+        Err(e) => format!("Err({e:?})"),
+    }
+}
+
+/// A list whose write fails after its segment was made (the segment truncated by another
+/// process meanwhile) is an error and leaves no segment in `/dev/shm` (fix87 noticed: the
+/// segment stayed, with no handle returned to unlink it).
+#[test]
+fn a_shareable_list_whose_write_fails_leaves_no_segment_behind() {
+    let _w = watchdog(LIMIT);
+    let name = format!("mp-list-cut-{}", std::process::id());
+    let child = Process::new(create_list_stopped_after_the_segment, name.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    // Another process cuts the segment to nothing before the list is written.
+    std::fs::OpenOptions::new().write(true).open(format!("/dev/shm/{name}")).unwrap().set_len(0).unwrap();
+    stopped.resume(LIMIT);
+    let made = child.join().unwrap();
+    let left = shm_exists(&name);
+    if left {
+        // Cut to nothing, it cannot be opened to unlink it.
+        std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
+    }
+    println!("create_named said {made}; its segment left in /dev/shm: {left}");
+    assert!(made.starts_with("Err(SharedMemory(Truncated"), "{made}");
+    assert!(!left, "the failed list's segment was left in /dev/shm");
+}
+
 /// An item read back keeps only its own bytes, not its slot's room (review109 M1): a slot
 /// made for 9 MB and set to `"a"` gave back a 1-byte string holding 9 MB, so `to_vec` of a
 /// sparse segment another program made with huge empty slots (a few KiB written) took as

@@ -335,27 +335,39 @@ impl ShareableList {
         let size = data_start + offsets[n] + n * WORD + n;
         // Python would make a segment this size too; an empty list still needs its header.
         let shm = builder.size(size).create()?;
+        crate::shm::crash::crash_point!("shareable_list.create.made");
         let list = ShareableList { shm, len: n, offsets };
+        if let Err(e) = list.fill(&items, &formats, size) {
+            // The segment is ours and nobody got its list: not left in `/dev/shm` (fix87
+            // noticed; another process may have cut it short, or the kernel refused).
+            let _ = list.shm.unlink();
+            return Err(e.into());
+        }
+        Ok(list)
+    }
+
+    /// Writes a new list's segment: `items`, whose formats are `formats`, in `size` bytes.
+    fn fill(&self, items: &[Item], formats: &[(String, u8, usize)], size: usize) -> Result<(), SharedMemoryError> {
         // The segment's parts lie end to end (header, slots, formats, codes): written in
         // order, a chunk per system call rather than three calls per item (aud81).
         // Room for the whole list if it is small (review116 L4: 1 MiB for every list).
-        let mut out = Filler { shm: &list.shm, at: 0, buf: Vec::with_capacity(size.min(CHUNK)) };
-        out.put(&(n as i64).to_ne_bytes())?;
-        for off in &list.offsets {
+        let mut out = Filler { shm: &self.shm, at: 0, buf: Vec::with_capacity(size.min(CHUNK)) };
+        out.put(&(self.len as i64).to_ne_bytes())?;
+        for off in &self.offsets {
             out.put(&(*off as i64).to_ne_bytes())?;
         }
-        for (item, (_, _, room)) in items.iter().zip(&formats) {
+        for (item, (_, _, room)) in items.iter().zip(formats) {
             out.put_with(*room, |slot| fill_slot(item, slot))?;
         }
-        for (format, _, _) in &formats {
+        for (format, _, _) in formats {
             out.put_with(WORD, |packed| packed[..format.len()].copy_from_slice(format.as_bytes()))?;
         }
-        for (_, code, _) in &formats {
+        for (_, code, _) in formats {
             out.put(&[*code])?;
         }
         out.flush()?;
         debug_assert_eq!(out.at, size);
-        Ok(list)
+        Ok(())
     }
 
     /// Opens the list in the segment `name` (Python's `ShareableList(name=name)`).

@@ -146,9 +146,10 @@ impl Underlying {
 /// says so (as for every lock: see [`Lock`](crate::Lock)). A notification given to a process killed
 /// while waiting is passed on to another waiter of that time (found when a wait has lasted
 /// a few milliseconds). With more than 64 waiters at once, those beyond the 64th are served
-/// after the older waiters among the first 64, and not in their own order of arrival; after
-/// a waiter was killed, a notification may wake one more than it says (a wake-up without a
-/// change, which the loop around every wait already handles).
+/// after the older waiters among the first 64, and not in their own order of arrival
+/// (Python's are woken in the order they came); after a waiter was killed, a notification
+/// may wake more than it says (one more for each waiter killed beyond the 64th; a wake-up
+/// without a change, which the loop around every wait already handles).
 ///
 /// # Examples
 ///
