@@ -466,7 +466,19 @@ impl Server {
             // manager); if it dies meanwhile, the sweep finds it among the holders. A
             // connection abandoned after a call timed out releases what that call (or a
             // later one) took: the call may be granted a lock now, which nobody would release.
-            Control::Bye { conn, abandoned_from } => self.close_from(conn, true, abandoned_from),
+            //
+            // The abandoned call's answer may be on the ring, or come before the goodbye (its
+            // request was read before it): nobody will read it. An item a `get` was given so
+            // goes back to its queue as a dead getter's (the caller was told `CallTimeout`,
+            // its get did not happen), not to the thread's next call, which may be no get,
+            // on another connection, or never come.
+            Control::Bye { conn, abandoned_from } => {
+                if abandoned_from.is_some() {
+                    self.take_back_unread(conn);
+                }
+                self.close_from(conn, true, abandoned_from);
+                self.store.requeue_given_back();
+            }
             Control::RemoteClosed { conn } => {
                 self.close(conn, false);
                 // Its thread's last word (its requests are all before it on the ring), and
@@ -515,20 +527,30 @@ impl Server {
         remote::forget_writer(&self.writers, conn);
     }
 
-    /// The answer dead family connection `conn` left unread on its reply ring, taken back:
-    /// an item its `get` was given goes back to its queue (`Store::give_back`, put back by
-    /// `Store::requeue_given_back` once the sweep's dead connections are all closed; not to
-    /// a shut-down queue, where it stays its dead taker's), its tokens' references to the
-    /// item (aud82 L1: it is lost only once its client took it). A
-    /// family connection has one call in flight, so its ring holds at most that answer.
-    /// Any other answer is dropped here rather than with the ring, its tokens telling the
-    /// server as they would then.
+    /// The answers family connection `conn` left unread on its reply ring, taken back: its
+    /// process died (the sweep), or its client gave up on the connection after a call timed
+    /// out (its `Bye { abandoned_from }`) and never reads it again. An item its `get` was
+    /// given goes back to its queue (`Store::give_back`, put back by
+    /// `Store::requeue_given_back` once the connection is closed, all the sweep's dead ones;
+    /// not to a shut-down queue, where it stays its taker's), its tokens' references to the
+    /// item (aud82 L1: it is lost only once its client took it). A family connection has one
+    /// call in flight, so its ring holds at most that call's answer, but also the answers to
+    /// its pings (`link::Liveness`), before it (one of an earlier call) or after it (the
+    /// call's own): every message is taken. Any other answer is dropped here rather than
+    /// with the ring, its tokens telling the server as they would then.
     fn take_back_unread(&mut self, conn: ConnId) {
         let Some(Conn::Local { replies, .. }) = self.conns.get(&conn) else { return };
-        let ring = &replies.ring;
-        if ring.is_empty() {
-            return;
+        let replies = replies.clone();
+        while !replies.ring.is_empty() {
+            if !self.take_back_one(conn, &replies) {
+                return;
+            }
         }
+    }
+
+    /// [`Server::take_back_unread`] of one message of `replies`; whether one was taken.
+    fn take_back_one(&mut self, conn: ConnId, replies: &Shared<ReplyState>) -> bool {
+        let ring = &replies.ring;
         let handles = ring.ever_had_handles();
         let taken = ring
             .get(Deadline::now(), &Patient, |bytes, _| super::state::decode_own_taken::<LocalReply>(bytes, handles));
@@ -536,11 +558,11 @@ impl Server {
             Ok(Ok(reply)) => reply,
             Ok(undecoded @ Err(_)) => {
                 let _ = crate::queue::settle_decoded(undecoded);
-                return;
+                return true;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
-        let LocalReply { seq, result: Ok(Out::Item(item)) } = reply else { return };
+        let LocalReply { seq, result: Ok(Out::Item(item)) } = reply else { return true };
         let refs: Vec<ObjectId> = item
             .refs
             .iter()
@@ -556,6 +578,7 @@ impl Server {
                 self.store.decref(id, 1);
             }
         }
+        true
     }
 
     /// Closes the connections of family clients whose process ended, and takes back the
