@@ -745,7 +745,7 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::manager::protocol::{Create, Envelope, Op, decode_reply_within};
+    use crate::manager::protocol::{Create, Envelope, Item, Op, decode_reply_within};
 
     const CONN: ConnId = 1;
 
@@ -827,6 +827,49 @@ mod tests {
         server.resume();
         assert!(server.deferred.is_empty(), "both handled");
         answer_to(&mut client, 2, 3)
+    }
+
+    /// A family connection of this process on `server`, numbered `conn`: its reply ring.
+    fn local(server: &mut Server, conn: ConnId) -> Shared<ReplyState> {
+        let replies = Shared::new(ReplyState { ring: crate::shm::Ring::new(crate::shm::Limits::default()) }).unwrap();
+        replies.ring.open().unwrap();
+        let me = sys::me();
+        server.control(Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start });
+        replies
+    }
+
+    /// An abandoned getter's ring holds, before the item its parked get was answered, the
+    /// answer to the ping it sent while it waited (`link::Liveness`): every message is taken
+    /// back, and the item goes back to its queue at the goodbye. Before mgr101 only the first
+    /// message was taken: the ping's answer, and the item went with the ring (`the queue
+    /// holds 0`). A dead getter's ring can hold the same, for the sweep.
+    #[test]
+    fn an_item_behind_a_pings_answer_on_an_abandoned_ring_is_taken_back() {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        state.open().unwrap();
+        let mut server = Server::new(state);
+        let (getter, putter) = (1, 2);
+        let getter_ring = local(&mut server, getter);
+        let _putter_ring = local(&mut server, putter);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, putter, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::Queue, op };
+        server.request(getter, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        server.request(getter, Envelope { seq: 2, thread: 0, request: Request::Ping }, None);
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        server.request(putter, Envelope { seq: 2, thread: 0, request: call(Op::Put { item, wait: None }) }, None);
+        assert_eq!(getter_ring.ring.len(), 2, "the ping's answer, then the item");
+        server.control(Control::Bye { conn: getter, abandoned_from: Some(1) });
+        let sizes = handled_by(&mut server, putter, 3, 0, call(Op::QSize));
+        let len = match sizes {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after the abandoned getter's goodbye");
+        assert_eq!(len, 1, "the item was taken back");
     }
 
     #[test]
