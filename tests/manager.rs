@@ -1188,6 +1188,37 @@ fn an_acquire_that_timed_out_on_a_stopped_server_holds_nothing_once_it_runs_agai
     assert!(matches!(other.join().unwrap(), Ok(true)), "released, as a dead holder's lock");
 }
 
+/// A `get` that timed out on a stopped server while its queue held items is answered the
+/// first item once the server runs again, on a connection nobody reads: the item goes back
+/// to the front of its queue at the connection's goodbye, and its task is nobody's (the
+/// caller was told `CallTimeout`: its get did not happen). Before mgr101 the answer went
+/// with the abandoned reply ring: 7 was lost, the next get had 8, and its task was told
+/// lost to `join`.
+#[test]
+fn an_item_answered_to_a_get_that_timed_out_goes_back_to_its_queue() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    let server = manager.pid().unwrap();
+    signal(server, libc::SIGSTOP);
+    // The get is on the ring before its goodbye (both this thread's, on one ring, in
+    // order): the server answers it 7 first, then reads the goodbye.
+    let gave_up = q.get();
+    signal(server, libc::SIGCONT);
+    assert!(matches!(gave_up, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{gave_up:?}");
+    // A new connection's requests come after the goodbye on the ring.
+    let got = [q.get_timeout(Duration::from_secs(5)), q.get_timeout(Duration::from_secs(5))];
+    println!("got after the abandoned get: {got:?}");
+    assert!(matches!(got, [Ok(7), Ok(8)]), "{got:?}");
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    let joined = q.join_timeout(LIMIT / 2);
+    println!("join said {joined:?}");
+    joined.unwrap();
+}
+
 // ---- kinds, registrations and the server's life ---------------------------------------------
 
 #[test]

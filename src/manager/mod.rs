@@ -700,10 +700,13 @@ impl ManagerBuilder {
     /// * a family client's connection is its thread's: it ends as if the thread had ended
     ///   (the server forgets its parked calls and releases the locks this thread held
     ///   through this manager; their guards then release nothing), and the thread's next
-    ///   call opens a new one and gets its own answer;
+    ///   call opens a new one and gets its own answer; an item the late answer of a queue's
+    ///   `get` holds goes back to the front of its queue (the get did not happen);
     /// * a remote client has one connection: every later call of that `Manager` and its
     ///   proxies returns [`ManagerError::ServerGone`], and the server gives back the
-    ///   connection's objects and locks once it reads the close. Connect again.
+    ///   connection's objects and locks once it reads the close. Connect again. An item
+    ///   the late answer of a `get` holds, written to the socket, is lost, and a task so
+    ///   taken is told lost to `join` (see [`QueueProxy`]).
     ///
     /// # Examples
     ///

@@ -38,6 +38,21 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// the dead getter's (a task is told lost). An item the process read before it died is its
 /// own, and lost with it.
 ///
+/// So is an item handed to a `get` that gave up: one that returned
+/// [`ManagerError::CallTimeout`] (see
+/// [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout)) did not take an
+/// item, and an item the server hands it later, once it runs again, goes back to the front
+/// of the queue when the server reads that the caller gave up (it follows the get on the
+/// same ring), as for a dead getter. Not to the thread's next call: that may be no `get`,
+/// of another queue, or never come, while other consumers wait.
+///
+/// A client connected over TCP ([`Manager::connect`](crate::Manager::connect)) has no such
+/// guarantee: an answer written to its socket cannot be taken back, since the server
+/// cannot know whether the client read it. An item handed to a remote `get` whose client
+/// dies or disconnects (a `call_timeout` ends its connection) before reading it is lost,
+/// as in Python, and a task of a joinable queue so taken is told lost to `join` (a remote
+/// connection that ends loses every task it took).
+///
 /// # Examples
 ///
 /// ```no_run

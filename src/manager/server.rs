@@ -466,7 +466,19 @@ impl Server {
             // manager); if it dies meanwhile, the sweep finds it among the holders. A
             // connection abandoned after a call timed out releases what that call (or a
             // later one) took: the call may be granted a lock now, which nobody would release.
-            Control::Bye { conn, abandoned_from } => self.close_from(conn, true, abandoned_from),
+            //
+            // The abandoned call's answer may be on the ring, or come before the goodbye (its
+            // request was read before it): nobody will read it. An item a `get` was given so
+            // goes back to its queue as a dead getter's (the caller was told `CallTimeout`,
+            // its get did not happen), not to the thread's next call, which may be no get,
+            // on another connection, or never come.
+            Control::Bye { conn, abandoned_from } => {
+                if abandoned_from.is_some() {
+                    self.take_back_unread(conn);
+                }
+                self.close_from(conn, true, abandoned_from);
+                self.store.requeue_given_back();
+            }
             Control::RemoteClosed { conn } => {
                 self.close(conn, false);
                 // Its thread's last word (its requests are all before it on the ring), and
@@ -515,20 +527,30 @@ impl Server {
         remote::forget_writer(&self.writers, conn);
     }
 
-    /// The answer dead family connection `conn` left unread on its reply ring, taken back:
-    /// an item its `get` was given goes back to its queue (`Store::give_back`, put back by
-    /// `Store::requeue_given_back` once the sweep's dead connections are all closed; not to
-    /// a shut-down queue, where it stays its dead taker's), its tokens' references to the
-    /// item (aud82 L1: it is lost only once its client took it). A
-    /// family connection has one call in flight, so its ring holds at most that answer.
-    /// Any other answer is dropped here rather than with the ring, its tokens telling the
-    /// server as they would then.
+    /// The answers family connection `conn` left unread on its reply ring, taken back: its
+    /// process died (the sweep), or its client gave up on the connection after a call timed
+    /// out (its `Bye { abandoned_from }`) and never reads it again. An item its `get` was
+    /// given goes back to its queue (`Store::give_back`, put back by
+    /// `Store::requeue_given_back` once the connection is closed, all the sweep's dead ones;
+    /// not to a shut-down queue, where it stays its taker's), its tokens' references to the
+    /// item (aud82 L1: it is lost only once its client took it). A family connection has one
+    /// call in flight, so its ring holds at most that call's answer, but also the answers to
+    /// its pings (`link::Liveness`), before it (one of an earlier call) or after it (the
+    /// call's own): every message is taken. Any other answer is dropped here rather than
+    /// with the ring, its tokens telling the server as they would then.
     fn take_back_unread(&mut self, conn: ConnId) {
         let Some(Conn::Local { replies, .. }) = self.conns.get(&conn) else { return };
-        let ring = &replies.ring;
-        if ring.is_empty() {
-            return;
+        let replies = replies.clone();
+        while !replies.ring.is_empty() {
+            if !self.take_back_one(conn, &replies) {
+                return;
+            }
         }
+    }
+
+    /// [`Server::take_back_unread`] of one message of `replies`; whether one was taken.
+    fn take_back_one(&mut self, conn: ConnId, replies: &Shared<ReplyState>) -> bool {
+        let ring = &replies.ring;
         let handles = ring.ever_had_handles();
         let taken = ring
             .get(Deadline::now(), &Patient, |bytes, _| super::state::decode_own_taken::<LocalReply>(bytes, handles));
@@ -536,11 +558,11 @@ impl Server {
             Ok(Ok(reply)) => reply,
             Ok(undecoded @ Err(_)) => {
                 let _ = crate::queue::settle_decoded(undecoded);
-                return;
+                return true;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
-        let LocalReply { seq, result: Ok(Out::Item(item)) } = reply else { return };
+        let LocalReply { seq, result: Ok(Out::Item(item)) } = reply else { return true };
         let refs: Vec<ObjectId> = item
             .refs
             .iter()
@@ -556,6 +578,7 @@ impl Server {
                 self.store.decref(id, 1);
             }
         }
+        true
     }
 
     /// Closes the connections of family clients whose process ended, and takes back the
@@ -722,7 +745,7 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::manager::protocol::{Create, Envelope, Op, decode_reply_within};
+    use crate::manager::protocol::{Create, Envelope, Item, Op, decode_reply_within};
 
     const CONN: ConnId = 1;
 
@@ -804,6 +827,49 @@ mod tests {
         server.resume();
         assert!(server.deferred.is_empty(), "both handled");
         answer_to(&mut client, 2, 3)
+    }
+
+    /// A family connection of this process on `server`, numbered `conn`: its reply ring.
+    fn local(server: &mut Server, conn: ConnId) -> Shared<ReplyState> {
+        let replies = Shared::new(ReplyState { ring: crate::shm::Ring::new(crate::shm::Limits::default()) }).unwrap();
+        replies.ring.open().unwrap();
+        let me = sys::me();
+        server.control(Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start });
+        replies
+    }
+
+    /// An abandoned getter's ring holds, before the item its parked get was answered, the
+    /// answer to the ping it sent while it waited (`link::Liveness`): every message is taken
+    /// back, and the item goes back to its queue at the goodbye. Before mgr101 only the first
+    /// message was taken: the ping's answer, and the item went with the ring (`the queue
+    /// holds 0`). A dead getter's ring can hold the same, for the sweep.
+    #[test]
+    fn an_item_behind_a_pings_answer_on_an_abandoned_ring_is_taken_back() {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        state.open().unwrap();
+        let mut server = Server::new(state);
+        let (getter, putter) = (1, 2);
+        let getter_ring = local(&mut server, getter);
+        let _putter_ring = local(&mut server, putter);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, putter, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::Queue, op };
+        server.request(getter, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        server.request(getter, Envelope { seq: 2, thread: 0, request: Request::Ping }, None);
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        server.request(putter, Envelope { seq: 2, thread: 0, request: call(Op::Put { item, wait: None }) }, None);
+        assert_eq!(getter_ring.ring.len(), 2, "the ping's answer, then the item");
+        server.control(Control::Bye { conn: getter, abandoned_from: Some(1) });
+        let sizes = handled_by(&mut server, putter, 3, 0, call(Op::QSize));
+        let len = match sizes {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after the abandoned getter's goodbye");
+        assert_eq!(len, 1, "the item was taken back");
     }
 
     #[test]
