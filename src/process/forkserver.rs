@@ -631,13 +631,17 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // child's room is freed once it has ended (the server wrote its pid there when
             // it forked it: `free_left_rooms`).
             match e {
+                LaunchError::Lost { own: Some(pid), error, boot, room: None } => {
+                    // Ours (forked as our sibling): the server keeps no kid for it, so the
+                    // room goes with the error, freed by `lost_child` once the child is
+                    // killed and reaped (review119 L2: left here, it leaked 512 bytes).
+                    room.go();
+                    Err(LaunchError::Lost { own: Some(pid), error, boot, room: Some(Box::new(room)) })
+                }
                 LaunchError::Lost { .. } => {
                     // Left. The server's own child (`own: None`): the server that reaps it
                     // takes the room and frees it (our status pipe went with the answer's
-                    // descriptors, so nobody reads the copy). Ours (`own: Some`, forked as
-                    // our sibling, killed and reaped by `lost_child`): the server keeps no
-                    // kid for it, nobody frees the room, and it leaks (512 bytes, the
-                    // residual; review119 L2).
+                    // descriptors, so nobody reads the copy).
                     room.go_and_let_go();
                     room.leave();
                     Err(e)
@@ -646,7 +650,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     // As lost: the server that reaps the child frees the room.
                     room.go_and_let_go();
                     room.leave();
-                    Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None })
+                    Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None, room: None })
                 }
                 // Never the server's child (ours only: a Fork or Spawn start's).
                 LaunchError::Failed(_) | LaunchError::ServerDied(_) | LaunchError::Reaped(_) => {
