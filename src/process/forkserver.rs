@@ -188,6 +188,10 @@ fn restart(address: &str, family: &FamilyConfig) -> Result<(), Error> {
     // write it). Unless another thread published the new one already. Failed, the dead
     // one's is put back (`UnderWay`'s drop).
     let mut under_way = UnderWay::begin(dead);
+    // The room the dead server was taking when it died (its copy sent, the room not yet
+    // freed), if any: ours to free, while the dead server is still our zombie (its pid no
+    // other process's; `started_here` reaps it).
+    crate::shm::ReportRoom::free_taken_by_dead(dead);
     // Kept from fork children (a `Fork` start on another thread, beside
     // `allow_fork_with_threads`, a pool's zygote, a program's bare `fork`) until the
     // spawn's outcome, as the socket pair that carries it: a copy would keep the address
@@ -631,13 +635,17 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // child's room is freed once it has ended (the server wrote its pid there when
             // it forked it: `free_left_rooms`).
             match e {
+                LaunchError::Lost { own: Some(pid), error, boot, room: None } => {
+                    // Ours (forked as our sibling): the server keeps no kid for it, so the
+                    // room goes with the error, freed by `lost_child` once the child is
+                    // killed and reaped (review119 L2: left here, it leaked 512 bytes).
+                    room.go();
+                    Err(LaunchError::Lost { own: Some(pid), error, boot, room: Some(Box::new(room)) })
+                }
                 LaunchError::Lost { .. } => {
                     // Left. The server's own child (`own: None`): the server that reaps it
                     // takes the room and frees it (our status pipe went with the answer's
-                    // descriptors, so nobody reads the copy). Ours (`own: Some`, forked as
-                    // our sibling, killed and reaped by `lost_child`): the server keeps no
-                    // kid for it, nobody frees the room, and it leaks (512 bytes, the
-                    // residual; review119 L2).
+                    // descriptors, so nobody reads the copy).
                     room.go_and_let_go();
                     room.leave();
                     Err(e)
@@ -646,7 +654,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     // As lost: the server that reaps the child frees the room.
                     room.go_and_let_go();
                     room.leave();
-                    Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None })
+                    Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None, room: None })
                 }
                 // Never the server's child (ours only: a Fork or Spawn start's).
                 LaunchError::Failed(_) | LaunchError::ServerDied(_) | LaunchError::Reaped(_) => {
@@ -1215,18 +1223,27 @@ const LET_GO_LOOK: std::time::Duration = std::time::Duration::from_millis(1);
 /// written to a requester that may still read the pipe (then it meets the status alone and
 /// reads the room itself). A pipe whose reader is gone (`EPIPE`: the requester dropped the
 /// kid's state, or died, having let go) is taken all the same: nobody else touches the room.
-fn take_room(off: u64, status: &OwnedFd) -> bool {
+///
+/// The room is recorded in the heap's header from before the copy goes until just before
+/// its free (`ReportRoom::taking_at`): a server killed in between leaves it to the process
+/// that starts the server again, which frees it (`ReportRoom::free_taken_by_dead`; before,
+/// it leaked, 512 bytes).
+fn take_room(off: u64, status: &OwnedFd, me: u32) -> bool {
     let mut copy = [0u8; crate::shm::TAKEN_MAX];
     let Some(len) = crate::shm::ReportRoom::copy_at(off, &mut copy) else { return false };
+    let record = crate::shm::ReportRoom::taking_at(off, me);
     match sys::write_all(status.as_fd(), &copy[..len]) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(_) => return false,
+        Err(_) => {
+            crate::shm::ReportRoom::taken_at(off, record, false);
+            return false;
+        }
     }
-    // Copied, not yet freed: a server killed here leaks the room (its requester has the
-    // copy, and leaves the room).
+    // Copied, not yet freed: a server killed here leaves the room recorded (its requester
+    // has the copy, and leaves the room).
     crash_point!("forkserver.room.taken");
-    crate::shm::ReportRoom::free_orphan_at(off);
+    crate::shm::ReportRoom::taken_at(off, record, true);
     true
 }
 
@@ -1915,7 +1932,8 @@ impl Server {
         // Only a room its requester frees on the status alone: one left to the kid (its
         // requester's stop came first) the requester frees once it sees the kid ended,
         // maybe before this reap, and it is read here only when the requester cannot.
-        let taken = kid.room.is_some_and(|off| !kid.room_ours && kid.frees_on_status && take_room(off, &kid.status));
+        let taken =
+            kid.room.is_some_and(|off| !kid.room_ours && kid.frees_on_status && take_room(off, &kid.status, self.me));
         let wrote = sys::write_all(kid.status.as_fd(), &status.to_ne_bytes()).is_ok();
         match kid.room {
             // Reaped: it writes the room no more, and its requester is dead.

@@ -802,7 +802,7 @@ fn launch(
         Ok(started) => started,
         // No child took the token: dropped, it is taken back (the undo runs).
         Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
-        Err(LaunchError::Lost { own, error, boot }) => return Err(lost_child(own, *error, args, boot)),
+        Err(LaunchError::Lost { own, error, boot, room }) => return Err(lost_child(own, *error, args, boot, room)),
         Err(LaunchError::Reaped(reaped)) => {
             let Reaped { pid, error, link, kept } = *reaped;
             // Fork gives its link, and `on_socket` adds a spawned child's socket (review98
@@ -887,8 +887,8 @@ fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
     // below, given back while the child may hold its blobs (review70 L8).
     debug_assert!(!matches!(error, LaunchError::Lost { boot: Some(_), .. }), "a Lost start came with its boot message");
     match error {
-        LaunchError::Lost { own, error, boot: None } if message.has_handles() => {
-            LaunchError::Lost { own, error, boot: Some(Box::new(message.undo_only())) }
+        LaunchError::Lost { own, error, boot: None, room } if message.has_handles() => {
+            LaunchError::Lost { own, error, boot: Some(Box::new(message.undo_only())), room }
         }
         error => error,
     }
@@ -941,7 +941,7 @@ fn on_socket(
         // without decoding its message, nothing of its argument its own. Our own is killed
         // and reaped; the server reaps its own (review49 L2: the message, the argument's
         // handles and the server's child's token were kept for it).
-        Err(LaunchError::Lost { own, error, boot }) => {
+        Err(LaunchError::Lost { own, error, boot, room: _ }) => {
             // `not_started` fills it, never a producer (review70 L8): one dropped here would
             // be given back a second time, with `message`.
             debug_assert!(boot.is_none(), "a Lost start came with its boot message");
@@ -1051,8 +1051,11 @@ pub(crate) enum LaunchError {
     /// boot message, if it holds handles (its blobs) and the child may have read it: a room
     /// child's ([`not_started`] puts it here). A child on a boot socket never has `GO` once
     /// lost, so cannot have read it: [`on_socket`] turns its `Lost` into `Failed` and gives
-    /// the message back whole (spw82). Boxed, both: a start's error stays small.
-    Lost { own: Option<u32>, error: Box<Error>, boot: Option<Box<Encoded>> },
+    /// the message back whole (spw82). `room`: our own child's report room (a fork-server
+    /// child in a room, forked as our sibling), which no server takes: freed once the child
+    /// is killed and reaped ([`lost_child`]; review119 L2: left, it leaked 512 bytes). Boxed,
+    /// all three: a start's error stays small.
+    Lost { own: Option<u32>, error: Box<Error>, boot: Option<Box<Encoded>>, room: Option<Box<crate::shm::ReportRoom>> },
     /// Our own child ended, and was reaped by the program (a `SIGCHLD` it ignores, its own
     /// wait for any child) before the start could open its pidfd: the start fails with the
     /// error, and the child is settled as dead from what it left (`child::settle_reaped`).
@@ -1075,7 +1078,7 @@ pub(crate) struct Reaped {
 impl LaunchError {
     /// A child whose descriptors found no room in this process.
     pub(crate) fn lost(own: Option<u32>) -> Self {
-        LaunchError::Lost { own, error: Box::new(Error::Io(sys::out_of_descriptors())), boot: None }
+        LaunchError::Lost { own, error: Box::new(Error::Io(sys::out_of_descriptors())), boot: None, room: None }
     }
 
     /// Our own child `pid` was reaped by the program before the start could watch it (see
@@ -1098,38 +1101,55 @@ impl<E: Into<Error>> From<E> for LaunchError {
 /// Our own child is killed and reaped here, then settled as any dead child
 /// (`ChildState::try_reap`): what it listed is let go of, its token taken back, and its
 /// boot message's blobs it did not take given back from the dead (review62 L5: they were
-/// forgotten, a 64 KB argument's blob leaked). The server's child (only when another thread
-/// took the room made for the answer), or one of ours that could not be reaped, we cannot
-/// wait for: its argument's handles and its boot message stay its own, as those of a child
-/// whose handle was dropped.
+/// forgotten, a 64 KB argument's blob leaked). Its report room (`room`: a fork-server child
+/// of ours in a room, forked as our sibling, which no server takes) is read as at any reap,
+/// the key the child named there given back, and the room freed once its server is done
+/// with it (review119 L2: it was left, 512 bytes). The server's child (only when another
+/// thread took the room made for the answer), or one of ours that could not be reaped, we
+/// cannot wait for: its argument's handles, its boot message and its room stay its own, as
+/// those of a child whose handle was dropped.
 fn lost_child(
     own: Option<u32>,
     error: Error,
-    child::ChildArgs { undo: args, token }: child::ChildArgs,
+    args: child::ChildArgs,
     boot: Option<Box<Encoded>>,
+    room: Option<Box<crate::shm::ReportRoom>>,
 ) -> Error {
-    if let Some(pid) = own
-        && kill_and_settle(pid)
-    {
-        // The token taken back if the child never took it (else its death freed it).
-        drop(token);
-        if let Some(boot) = boot {
-            codec::give_back_from_dead(*boot, pid, Vec::new());
+    match (own, room) {
+        // A room child has no boot socket, so neither an argument's undo nor a token
+        // (`socketless`): settled as a child reaped by the program is, its room read.
+        (Some(pid), Some(room)) if kill_and_reap(pid) => {
+            child::settle_reaped(pid, Link::Room(*room, boot.map(|boot| *boot)), args, None);
         }
-        // Receipts on the socket, or none: counted as taken (a leak at worst, never a
-        // handle given back twice).
-        if let Some(args) = args {
-            args.sent();
+        (Some(pid), None) if kill_and_reap(pid) => {
+            settle(pid);
+            let child::ChildArgs { undo: args, token } = args;
+            // The token taken back if the child never took it (else its death freed it).
+            drop(token);
+            if let Some(boot) = boot {
+                codec::give_back_from_dead(*boot, pid, Vec::new());
+            }
+            // Receipts on the socket, or none: counted as taken (a leak at worst, never a
+            // handle given back twice).
+            if let Some(args) = args {
+                args.sent();
+            }
         }
-    } else {
-        if let Some(args) = args {
-            args.sent();
-        }
-        if let Some(token) = token {
-            token.leave();
-        }
-        if let Some(boot) = boot {
-            boot.sent();
+        (_, room) => {
+            let child::ChildArgs { undo: args, token } = args;
+            if let Some(args) = args {
+                args.sent();
+            }
+            if let Some(token) = token {
+                token.leave();
+            }
+            if let Some(boot) = boot {
+                boot.sent();
+            }
+            // Still the child's to write.
+            if let Some(room) = room {
+                room.leave();
+            }
         }
     }
     error
@@ -1140,16 +1160,23 @@ fn lost_child(
 /// hold it listed. False if it could not be reaped
 /// (nothing is let go of then).
 fn kill_and_settle(pid: u32) -> bool {
+    kill_and_reap(pid) && {
+        settle(pid);
+        true
+    }
+}
+
+/// Kills our own child `pid`, whose pidfd we do not have (a lost one), and reaps it, letting
+/// go of nothing it held (the caller settles it). False if it could not be reaped.
+fn kill_and_reap(pid: u32) -> bool {
     match sys::kill_and_reap_child(pid) {
-        Ok(()) => {}
+        Ok(()) => true,
         // No process has the pid: our child (`pid` always names one here) ended and was
         // reaped by the program (a `SIGCHLD` it ignores, its own wait for any child), dead
         // all the same (review85 L2: what it was sent was taken as its own for ever).
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-        Err(_) => return false,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => true,
+        Err(_) => false,
     }
-    settle(pid);
-    true
 }
 
 /// Lets go of what our own child `pid`, reaped, held: every hold it listed. No child

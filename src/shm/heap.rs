@@ -133,6 +133,11 @@ struct Header {
     /// starts it (at `init()`, and again when it restarts it): a requester waiting for its
     /// answer looks whether it is stopped or dead.
     fork_server: AtomicU64,
+    /// The report room the family's fork server is taking (its pid and the room's offset,
+    /// `report_room`'s `taking_at`; 0: none): written before its copy of the room goes to
+    /// the requester and cleared before its free, so that the process that starts the server
+    /// again after its death frees a room the dead one copied and never freed.
+    room_taking: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= pins::ANNOUNCE_AT);
@@ -403,6 +408,12 @@ impl Heap {
     /// The pid of the family's fork server (0: none yet).
     pub(crate) fn fork_server(&self) -> &AtomicU64 {
         &self.header().fork_server
+    }
+
+    /// The report room the family's fork server is taking (0: none; see
+    /// `ReportRoom::taking_at`).
+    pub(crate) fn room_taking(&self) -> &AtomicU64 {
+        &self.header().room_taking
     }
 
     /// The block being made for that list, under its lock (0: none).

@@ -476,6 +476,53 @@ impl ReportRoom {
         Some(at)
     }
 
+    /// The fork server `server` (its pid), about to send its copy of the room at `off` it
+    /// takes ([`ReportRoom::copy_at`]): records the room in the heap's header
+    /// (`Heap::room_taking`), so that a server killed after its copy went and before its
+    /// free leaves it to the process that starts the server again
+    /// ([`ReportRoom::free_taken_by_dead`]). The record, for [`ReportRoom::taken_at`];
+    /// `None` when the word holds another server's record (a zygote's never: its children
+    /// have no room), or the offset does not fit it: killed then, the room leaks, as before.
+    pub(crate) fn taking_at(off: u64, server: u32) -> Option<u64> {
+        let record = (u64::from(server) << TAKING_PID_SHIFT) | off >> 6;
+        let fits = server != 0 && off >> 6 < 1 << TAKING_PID_SHIFT && u64::from(server) < 1 << (64 - TAKING_PID_SHIFT);
+        let word = Heap::get().room_taking();
+        (fits && word.compare_exchange(0, record, Ordering::AcqRel, Ordering::Relaxed).is_ok()).then_some(record)
+    }
+
+    /// The fork server, done sending its copy of the room at `off` it took (`free`: it goes
+    /// on to free it; false when the copy could not be written, and the room stays its
+    /// requester's): clears its record ([`ReportRoom::taking_at`]), then frees the room if
+    /// `free`. A room whose record somebody else cleared is theirs to free: only the process
+    /// that starts the server again after its death does, so never while this one runs. A
+    /// server killed between the clear and the free (no system call in between) leaks the
+    /// room, as any process killed inside a free leaks the block.
+    pub(crate) fn taken_at(off: u64, record: Option<u64>, free: bool) {
+        let word = Heap::get().room_taking();
+        let ours =
+            record.is_none_or(|record| word.compare_exchange(record, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok());
+        if ours && free {
+            Self::free_orphan_at(off);
+        }
+    }
+
+    /// The process that starts the family's fork server again, once the one before
+    /// (`dead`, its pid) died: frees the room it was taking ([`ReportRoom::taking_at`]),
+    /// whose copy its requester has (and never touches the room), when its record names
+    /// `dead` and `dead` is dead (gone or a zombie: called before the zombie is reaped, so
+    /// that its pid cannot name another process yet). A room recorded by a live server, or
+    /// by another one, is left.
+    pub(crate) fn free_taken_by_dead(dead: u32) {
+        let word = Heap::get().room_taking();
+        let record = word.load(Ordering::Acquire);
+        if record == 0 || record >> TAKING_PID_SHIFT != u64::from(dead) || sys::process_alive(dead, 0) {
+            return;
+        }
+        if word.compare_exchange(record, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            Self::free_orphan_at((record & ((1 << TAKING_PID_SHIFT) - 1)) << 6);
+        }
+    }
+
     /// The copy of a room the fork server took ([`ReportRoom::copy_at`]) at the front of
     /// `read` (what the requester read from its status pipe), and what follows it; no copy
     /// when `read` does not start with one.
@@ -515,6 +562,10 @@ const TAKEN_WORDS: usize = BLOB_GENERATION + 1;
 pub(crate) const TAKEN_MAX: usize = 8 + TAKEN_WORDS * 8 + INLINE_MAX;
 /// The mark of a taken room's copy: no wait status (at most 16 bits) reads so.
 const TAKEN_MAGIC: u32 = 0x6d6f_6f72;
+/// Where the pid starts in a record of a room being taken ([`ReportRoom::taking_at`]):
+/// below it the room's offset in 64-byte units (a heap of up to 64 TiB), above it the
+/// server's pid (up to 2^24, above Linux's largest `pid_max`).
+const TAKING_PID_SHIFT: u32 = 40;
 
 /// Whether the fork server `server` (0: not known) is done with the room at `off`: it said
 /// so ([`SERVER_DONE`], its last write), or it is dead (gone or a zombie). A pid reused
@@ -911,6 +962,52 @@ mod tests {
                 assert!(matches!(ended, Some(sys::Ended::Exited(0))), "the fork copy's leave: {ended:?}");
             }
         }
+    }
+
+    /// res101: a room the fork server records as taking (`taking_at`) is freed by the
+    /// server's restart only when the record names the dead server, and that one is dead (a
+    /// zombie here); a live server's record is left, and a record cleared by the restart
+    /// is not the server's to free (`taken_at`). Exactly once: the heap comes back.
+    #[test]
+    fn a_room_a_dead_server_was_taking_is_freed_once_by_its_restart() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let pid = match sys::fork().unwrap() {
+            sys::Forked::Child => sys::exit_now(0),
+            sys::Forked::Parent(pid) => pid,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sys::process_alive(pid, 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!sys::process_alive(pid, 0), "the child a zombie");
+        let before = heap.in_use();
+        let room = ReportRoom::new().unwrap();
+        let off = room.off;
+        std::mem::forget(room);
+        // A live server's record (this process's) is left by a restart naming it, and by
+        // one naming another pid; the server then clears it and frees the room itself.
+        let record = ReportRoom::taking_at(off, sys::pid_now());
+        assert!(record.is_some(), "the word was free");
+        assert_eq!(ReportRoom::taking_at(off, pid), None, "a second record while one stands");
+        ReportRoom::free_taken_by_dead(sys::pid_now());
+        ReportRoom::free_taken_by_dead(pid);
+        assert_eq!(heap.in_use(), before + ROOM as u64, "a live server's room freed by a restart");
+        ReportRoom::taken_at(off, record, true);
+        assert_eq!(heap.in_use(), before, "the live server's own free");
+        assert_eq!(heap.room_taking().load(Ordering::Relaxed), 0, "the record cleared");
+        // A dead server's record: freed by the restart naming it, and not again by a
+        // server that went on (it finds its record cleared).
+        let room = ReportRoom::new().unwrap();
+        let off = room.off;
+        std::mem::forget(room);
+        let record = ReportRoom::taking_at(off, pid);
+        assert!(record.is_some(), "the word was free");
+        ReportRoom::free_taken_by_dead(pid);
+        assert_eq!(heap.in_use(), before, "the dead server's room freed by its restart");
+        ReportRoom::taken_at(off, record, true);
+        assert_eq!(heap.in_use(), before, "freed once");
+        sys::kill_and_reap(pid);
     }
 
     /// review91 L1: a room left to a child whose main thread ended while another thread of
