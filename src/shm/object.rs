@@ -124,17 +124,27 @@ fn fingerprint<T: 'static>() -> u64 {
 }
 
 /// What the directory of object starts holds for a live object of `generation`
-/// (`Heap::start`), looked at by no [`Look`]: the generation's low 24 bits (the bits its
-/// holder table's pin checks), never 0, above [`LOOKS`]. A word below it is no object's
-/// start: 0, or a released object's block that looks still pin (see [`unstart`]).
+/// (`Heap::start`), looked at by no [`Look`]: [`LIVE`] and the generation's low 23 bits,
+/// above [`LOOKS`]. A word below [`LIVE`] is no object's start: 0, or a released object's
+/// block that looks still pin, their count the whole word (see [`unstart`]).
 fn start_mark(generation: u64) -> u32 {
-    ((generation as u32) & 0xff_ffff).max(1) << 8
+    (LIVE >> 8 | (generation as u32) & 0x7f_ffff) << 8
 }
 
-/// The low bits of a directory word: how many [`Look`]s pin it.
+/// The top bit of every live object's mark ([`start_mark`]), never of a released word: a
+/// released start counts its looks in the 31 bits below it, up to [`MAX_RELEASED`]. With
+/// 24 bits of generation and a released word below 256, a released start of 255 looks
+/// (254 on the live object and its releaser's) took no look more, and when every one was a
+/// dead process's, no look could pin the block to let go of them: it leaked (hnd91's
+/// residual, `a_released_start_of_255_dead_looks_keeps_no_block`).
+const LIVE: u32 = 1 << 31;
+/// The most looks a released start counts: never reached (every one a look of a process,
+/// live or killed looking), but checked, as 255 was.
+const MAX_RELEASED: u32 = LIVE - 1;
+/// The low bits of a live start's directory word: how many [`Look`]s pin it.
 const LOOKS: u32 = 0xff;
-/// The most looks at one start; the one more a word can hold is its releaser's own (see
-/// [`unstart`]).
+/// The most looks at one live start; a released start counts them with its releaser's own
+/// (see [`unstart`]), and more.
 pub(super) const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
@@ -912,17 +922,18 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     loop {
         if w & !LOOKS != mark {
             crash_point!("object.header.released");
-            if w == LOOKS && !releasing.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
-                // Released with every look taken, the release's own counted too: its
-                // let-go, which may have seen this announcement and then kept the dead
-                // looks, soon takes one away, and this lets go as a look below (review90
-                // L1: it gave up at once, and the block leaked). A release stopped or
-                // killed before its let-go past the wait leaks the block as it would.
+            if w == MAX_RELEASED && !releasing.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                // Released with every look it can count taken (never, in practice: 255,
+                // 254 looks and the release's, were once every one): a let-go, which may
+                // have seen this announcement and then kept the dead looks, soon takes one
+                // away, and this lets go as a look below (review90 L1: it gave up at once,
+                // and the block leaked). A let-go stopped or killed past the wait leaks the
+                // block as it would.
                 std::thread::yield_now();
                 w = word.load(Ordering::Acquire);
                 continue;
             }
-            if w != 0 && w < LOOKS {
+            if w != 0 && w < MAX_RELEASED {
                 // Released, pinned by looks still: this announcement may have kept a let-go
                 // from taking away dead looks (it cannot tell them from this one), so this
                 // lets go as a look, which does (review83 L1: the block leaked). Its word
@@ -1006,7 +1017,7 @@ impl Drop for Look<'_> {
         let mut w = word.load(Ordering::Relaxed);
         // The object's start still there: one look fewer (release: this look's loads
         // happen before the block's free, whoever frees it).
-        while w > LOOKS {
+        while w >= LIVE {
             match word.compare_exchange_weak(w, w - 1, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return drop(self.announced.take()),
                 Err(now) => w = now,
@@ -1209,23 +1220,23 @@ pub(super) fn let_go_of_adopted_look(heap: &Heap, off: u64, announced: Announced
 /// came). A start that is live or gone is left alone: a live object's dead looks wait for
 /// its release (whose let-go resolves them), and a block freed and reused since by another
 /// object released with looks is that one's start: one look more and one fewer, its dead
-/// looks resolved as any let-go does. A start crowded (255) when first read is left alone
+/// looks resolved as any let-go does. A start crowded ([`MAX_RELEASED`]) when first read is left alone
 /// too: another look is counted there, whose let-go, with this one not announced, takes the
-/// dead looks away. Once announced, this waits at 255 for a let-go, as `header_at` does, up
+/// dead looks away. Once announced, this waits at [`MAX_RELEASED`] for a let-go, as `header_at` does, up
 /// to [`LOOKS_WAIT`] (review110 L1: it gave up, and a let-go that had seen its announcement
 /// kept the dead looks).
 ///
 /// `adopted`: the look announced already (`off + 1`, by a claim that took the dead owner's
-/// record over), which waits at 255 from the first read; else this announces it.
+/// record over), which waits at [`MAX_RELEASED`] from the first read; else this announces it.
 fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
     if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
         return;
     }
     let word = heap.start(off);
     let mut w = word.load(Ordering::Acquire);
-    // At 255 an adopted look, announced already, may have made a let-go keep the dead looks,
+    // Crowded, an adopted look, announced already, may have made a let-go keep the dead looks,
     // and waits below as after an announcement.
-    if w == 0 || w > LOOKS || (w == LOOKS && adopted.is_none()) {
+    if w == 0 || w >= LIVE || (w == MAX_RELEASED && adopted.is_none()) {
         return;
     }
     // Announced before the count, as any look.
@@ -1234,15 +1245,15 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
     let mut crowded = None;
     loop {
         interleave("object.dead_look.counting");
-        if w == LOOKS {
-            // Another look counted since (255): its let-go, which may have seen this
+        if w == MAX_RELEASED {
+            // Another look counted since (every one a released start counts): its let-go, which may have seen this
             // announcement and then kept the dead looks, soon takes one away, and this
             // counts then, as `header_at` waits (review110 L1: it gave up here, and the
-            // block leaked). Still 255 past the wait: nobody let go meanwhile, or a let-go
+            // block leaked). Still crowded past the wait: nobody let go meanwhile, or a let-go
             // that read this announcement before it is stopped (`SIGSTOP`, a debugger)
             // short of its count's decrement for longer than the wait. That one, going on,
             // keeps the dead looks on its stale reading and leaves them to nobody: the
-            // block leaks (review118 L2), as at `header_at`'s own wait at 255 (review90 L1),
+            // block leaks (review118 L2), as at `header_at`'s own crowded wait (review90 L1),
             // and only with a process stopped inside a let-go past `LOOKS_WAIT`.
             if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
                 break;
@@ -1251,7 +1262,7 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
             w = word.load(Ordering::Acquire);
             continue;
         }
-        if w == 0 || w > LOOKS {
+        if w == 0 || w >= LIVE {
             // Freed, or another object's live start.
             break;
         }
@@ -2189,9 +2200,24 @@ mod tests {
     /// let go again: the block leaked. Now the look waits for the let-go and lets go as a
     /// look, which takes the dead ones away. Each step is held (review99 L3: the look's
     /// wait on the crowded start, `LOOKS_WAIT`, began before the release was started, and a
-    /// release later than that made the look give up, `Crowded`).
+    /// release later than that made the look give up, `Crowded`). A released start now
+    /// counts up to `MAX_RELEASED` looks, so 255 is no longer crowded there (the look counts
+    /// at once); the wait is at `MAX_RELEASED`, reached here by as many more dead looks
+    /// counted once the release counted its own.
     #[test]
     fn a_look_waiting_on_a_crowded_start_released_lets_go_of_it() {
+        look_waiting_on_a_crowded_start_released(MAX_RELEASED - MAX_LOOKS - 1);
+    }
+
+    /// As above, with the release's word at 255, which is not crowded: the look counts its
+    /// look at once and lets go.
+    #[test]
+    fn a_look_waiting_on_a_crowded_start_released_at_255_lets_go_of_it() {
+        look_waiting_on_a_crowded_start_released(0);
+    }
+
+    /// The two above: `more` dead looks counted once the release counted its own.
+    fn look_waiting_on_a_crowded_start_released(more: u32) {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let before = heap.in_use();
@@ -2222,8 +2248,9 @@ mod tests {
         // Announced, the start not yet looked at again (its first load: live, crowded).
         wait("announced", &|| held("object.header.announced", looking.thread()) == 1);
         let releasing = std::thread::spawn(move || drop(handle));
-        // The release counted (the word at 255).
+        // The release counted (the word at 255), and `more` dead looks.
         wait("counted", &|| held("object.unstart.counted", releasing.thread()) == 1);
+        heap.start(off).fetch_add(more, Ordering::AcqRel);
         // The look goes on, finds the start crowded, then released with every look taken.
         crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
         wait("seen released", &|| held("object.header.released", looking.thread()) == 1);
@@ -2345,10 +2372,11 @@ mod tests {
     }
 
     /// review110 L1: a reaper letting go of a dead look at a released start with 254 dead
-    /// looks (`let_go_of_dead_look`) announced itself, then found the word at 255 (another
+    /// looks (`let_go_of_dead_look`) announced itself, then found the word at 255 (now
+    /// `MAX_RELEASED`, reached here by more dead looks after the release; another
     /// look counted meanwhile) and gave up. That look's let-go saw the reaper's announcement,
     /// kept the dead looks and left 254 again, and nobody let go any more: the block leaked.
-    /// Now the reaper waits at 255, as `header_at` does, and lets go once the word is back.
+    /// Now the reaper waits at the most, as `header_at` does, and lets go once the word is back.
     #[test]
     fn a_reaper_at_a_crowded_released_start_waits_for_its_let_go() {
         let _serial = crate::shm::heap_test_lock();
@@ -2363,6 +2391,8 @@ mod tests {
         drop(handle);
         drop(live);
         assert_eq!(heap.start(off).load(Ordering::Acquire), MAX_LOOKS, "released with 254 dead looks");
+        // As many more as a released start counts, but one (255 was its most).
+        heap.start(off).fetch_add(MAX_RELEASED - 1 - MAX_LOOKS, Ordering::AcqRel);
         /// Disarms the hold however the test ends: armed, it would hold other tests.
         struct Disarm;
         impl Drop for Disarm {
@@ -2507,6 +2537,55 @@ mod tests {
         assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
     }
 
+    /// A released start whose word is 255, every look it counts a dead one's: 254 looks of
+    /// processes killed looking at the live object (as they leave it: counted, announced by
+    /// nobody), and the releaser's own, a fork child killed (`SIGABRT` at
+    /// `object.unstart.counted`) right after it counted its look. The releaser's reaper
+    /// (`pins::forget`) found the word crowded at its first read and left it alone: a look
+    /// at 255 had no count left to pin the block with, and nothing else ever let go (hnd91's
+    /// residual: the block leaked). Now a released word counts up to `MAX_RELEASED` (a
+    /// live object's mark takes the word's top bit), so the reaper counts its look and lets
+    /// go, which takes the 255 dead looks away.
+    #[test]
+    fn a_released_start_of_255_dead_looks_keeps_no_block() {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(13) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // As many processes killed between their looks and their let-go as a live word counts.
+        heap.start(off).fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        // The last holder's release (the table call that found it last is the test's
+        // stand-in), killed once it counted its own look.
+        let mut releaser_child = TestChild::fork(move || {
+            crate::shm::crash::arm(Some("object.unstart.counted"));
+            Shared::<Probe>::release(off);
+            0
+        });
+        // The release is the child's: this process's handle is never let go of.
+        std::mem::forget(handle);
+        let releaser = releaser_child.pid();
+        let releaser_fd = sys::pidfd_open(releaser).unwrap();
+        let readable = sys::poll_readable(&[releaser_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        assert!(readable[0], "the releaser never ended");
+        let ended = sys::reap_pidfd(releaser_fd.as_fd(), true).unwrap();
+        releaser_child.reaped();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)), "the releaser's end");
+        let released = heap.start(off).load(Ordering::Acquire);
+        // Its reaper, which lets go of the release's look it announced.
+        pins::forget(releaser);
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        println!(
+            "released: word {released}; after the releaser's reaper: word {word}, in use {in_use} ({before} before)"
+        );
+        assert_eq!(released, MAX_LOOKS + 1, "released with 255 dead looks");
+        assert_eq!((word, in_use), (0, before), "a released start of 255 dead looks was kept");
+    }
+
     /// A fork child of a test: killed and reaped when dropped (an assert's panic) unless
     /// [`TestChild::reaped`]; its parent-death signal kills it when the test process ends
     /// first (a watchdog's abort). A stopped child would otherwise stay stopped for ever,
@@ -2599,7 +2678,7 @@ mod tests {
             let look = header_at(heap, off, generation, std::mem::size_of::<Header>());
             crate::shm::crash::arm(Some("stop:object.let_go.locked"));
             let deadline = Deadline::after(Duration::from_secs(30));
-            while heap.start(off).load(Ordering::Acquire) > LOOKS && !deadline.passed() {
+            while heap.start(off).load(Ordering::Acquire) >= LIVE && !deadline.passed() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             drop(look);

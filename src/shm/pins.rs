@@ -58,7 +58,7 @@
 //!
 //! A claim that takes a dead owner's record over lets go of the looks it adopts with it
 //! (`let_go_of_adopted`), inside the process's first pin: it waits for a released table's
-//! lock only while its holder runs, and for a crowded start (255 looks) at most
+//! lock only while its holder runs, and for a crowded start (`MAX_RELEASED` looks) at most
 //! `LOOKS_WAIT`. A holder found stopped (after `LOOKS_WAIT`) leaves the look counted and
 //! announced (`off + 1`) in the claimer's record ([`KEPT`]): each later announcement of
 //! the process tries its let-go again, never waiting, and if the process ends first its
