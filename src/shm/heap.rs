@@ -114,6 +114,9 @@ struct Header {
     /// Processes pinning without a record (no room for a block of records, or every slot
     /// of its record taken).
     anonymous_pins: AtomicU64,
+    /// Anonymous looks letting go of a released start, each `pid << 40 | off + 3` (0: free;
+    /// see `pins::letting_go`): what their reapers read, as a record's slot.
+    anonymous_let_gos: [AtomicU64; pins::ANONYMOUS_LET_GOS],
     /// Claims of a pin record begun, all processes together (the tests' count of what a
     /// pin costs when no record is the pinner's yet).
     pin_claims: AtomicU64,
@@ -381,6 +384,11 @@ impl Heap {
     /// (`pins::ANONYMOUS_LOOK` each).
     pub(crate) fn anonymous_pins(&self) -> &AtomicU64 {
         &self.header().anonymous_pins
+    }
+
+    /// The entries of anonymous looks letting go (`pins::letting_go`).
+    pub(crate) fn anonymous_let_gos(&self) -> &[AtomicU64; pins::ANONYMOUS_LET_GOS] {
+        &self.header().anonymous_let_gos
     }
 
     /// Claims of a pin record begun.

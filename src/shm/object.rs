@@ -2797,4 +2797,71 @@ mod tests {
         let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
         assert_eq!((word, in_use), (0, before), "an anonymous look letting go last (the word, the heap in use)");
     }
+
+    /// review118 L1: an anonymous look (here a fork child's, every slot of its record
+    /// taken) killed inside its let-go of a released start, after it left the anonymous
+    /// count (`SIGABRT` at `object.let_go.locked`): its count stayed in the word, announced
+    /// by nothing, and with no record no reaper let go of it; as the last look, its block
+    /// leaked. Now its let-go writes the look into one of the heap's entries for anonymous
+    /// let-gos (`pins::letting_go`), which its reaper's `pins::forget` reads.
+    #[test]
+    fn an_anonymous_look_killed_inside_its_let_go_keeps_no_block() {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(15) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let mut looker_child = TestChild::fork(move || {
+            let heap = Heap::get();
+            // Every slot of its record taken: its look is anonymous.
+            let held: Vec<Announced> = (0..pins::SLOTS as u64).map(|i| pins::announce_own(1 << 24 | i << 6)).collect();
+            let Ok(look) = header_at(heap, off, generation, std::mem::size_of::<Header>()) else { return 2 };
+            if !look.announced.as_ref().is_some_and(|a| a.is_anonymous()) {
+                return 3;
+            }
+            let deadline = Deadline::after(Duration::from_secs(60));
+            while heap.start(off).load(Ordering::Acquire) >= LIVE {
+                if deadline.passed() {
+                    return 4;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Released: it lets go last, and is killed inside its let-go.
+            crate::shm::crash::arm(Some("object.let_go.locked"));
+            drop(look);
+            drop(held);
+            0
+        });
+        let looker = looker_child.pid();
+        let looker_fd = sys::pidfd_open(looker).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(60));
+        while heap.start(off).load(Ordering::Acquire) & LOOKS == 0 {
+            assert!(!deadline.passed(), "the child never looked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Released while it looks: the release's let-go keeps its (anonymous, live) look.
+        drop(handle);
+        let readable = sys::poll_readable(&[looker_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        assert!(readable[0], "the looker never ended");
+        let ended = sys::reap_pidfd(looker_fd.as_fd(), true).unwrap();
+        looker_child.reaped();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)), "the looker's end");
+        let killed = heap.start(off).load(Ordering::Acquire);
+        // Its reaper.
+        pins::forget(looker);
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        println!(
+            "killed in its let-go: word {killed}; after its reaper: word {word}, in use {in_use} ({before} before)"
+        );
+        assert_eq!(killed, 1, "the anonymous look's count left in the word");
+        assert_eq!(
+            (word, in_use),
+            (0, before),
+            "an anonymous look killed inside its let-go (the word, the heap in use)"
+        );
+    }
 }
