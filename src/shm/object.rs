@@ -1080,11 +1080,21 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
 /// release beside a look only, the accounting the same).
 fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
-    let_go_locked(heap, off, header, mine, header.holders.lock_released());
+    let_go_locked(heap, off, header, mine, header.holders.lock_released(), None);
 }
 
-/// [`let_go_released`], the released table's lock taken (`g`).
-fn let_go_locked(heap: &Heap, off: u64, header: &Header, mut mine: Announced, g: RawGuard<'_>) {
+/// [`let_go_released`], the released table's lock taken (`g`); `patience`: a look a pin
+/// lets go of ([`let_go_unless_stopped`]), whose free of the block, if last, never waits
+/// either (`Heap::free_without_waiting`: a large block's free takes the heap's
+/// `large_lock`, which a stopped process may hold, review123 L1).
+fn let_go_locked(
+    heap: &Heap,
+    off: u64,
+    header: &Header,
+    mut mine: Announced,
+    g: RawGuard<'_>,
+    patience: Option<Patience>,
+) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
@@ -1121,7 +1131,10 @@ fn let_go_locked(heap: &Heap, off: u64, header: &Header, mut mine: Announced, g:
     };
     // The lock (in the block) let go of first: no look is left to take it.
     if last {
-        heap.free(off, len);
+        match patience {
+            None => heap.free(off, len),
+            Some(_) => heap.free_without_waiting(off, len),
+        }
     }
 }
 
@@ -1161,7 +1174,7 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
         Patience::Never => header.holders.try_lock_released_seldom(),
     };
     let Some(g) = g else { return Some(mine) };
-    let_go_locked(heap, off, header, mine, g);
+    let_go_locked(heap, off, header, mine, g, Some(patience));
     None
 }
 
@@ -2796,6 +2809,68 @@ mod tests {
         drop(look);
         let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
         assert_eq!((word, in_use), (0, before), "an anonymous look letting go last (the word, the heap in use)");
+    }
+
+    /// review123 L1: a kept look's retry (`Patience::Never`, at every announcement of its
+    /// process: `let_go_of_kept_look`) never waits for the released table's lock, but as the
+    /// last look it freed the block with `heap.free`, which for a large block takes the
+    /// heap's `large_lock` with no deadline: a process stopped (`SIGSTOP`, here a fork child
+    /// held at `stop:heap.free_large.locked`) holding it held the announcement for as long.
+    /// Now that free never waits: a lock it cannot take at once leaves the block to its
+    /// next taker (`Heap::free_without_waiting`).
+    #[test]
+    fn a_kept_looks_retry_never_waits_for_a_stopped_large_allocator() {
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let letting_go = std::thread::spawn(move || {
+            let heap = Heap::get();
+            let handle = Shared::with_tail(Probe { value: AtomicU64::new(16) }, 1 << 18).unwrap();
+            let (off, generation, _) = handle.identity();
+            let look = header_at(heap, off, generation, std::mem::size_of::<Header>()).expect("a look");
+            let _ = ready_tx.send(());
+            let _ = go_rx.recv_timeout(Duration::from_secs(60));
+            // Released while it looks: the release's let-go keeps it, the last look.
+            drop(handle);
+            // Its retry, as a later announcement makes it, the released table's lock free.
+            let kept = let_go_unless_stopped(look, Patience::Never);
+            let _ = done_tx.send((kept.is_none(), heap.start(off).load(Ordering::Acquire)));
+        });
+        ready_rx.recv_timeout(Duration::from_secs(60)).expect("the look made");
+        // A large block's free, stopped holding the large allocator's lock.
+        let mut freer = TestChild::fork(|| {
+            let heap = Heap::get();
+            let Ok(off) = heap.alloc(1 << 20) else { return 2 };
+            crate::shm::crash::arm(Some("stop:heap.free_large.locked"));
+            heap.free(off, 1 << 20);
+            0
+        });
+        let deadline = Deadline::after(Duration::from_secs(60));
+        while !sys::process_stopped(freer.pid()) {
+            assert!(!deadline.passed(), "the freer never stopped holding the lock");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(go_tx);
+        let meanwhile = done_rx.recv_timeout(Duration::from_secs(10));
+        sys::kill_and_reap_child(freer.pid()).unwrap();
+        freer.reaped();
+        letting_go.join().expect("the let-go's thread");
+        let done = meanwhile.ok();
+        // Whatever waits for the lock's next taker, given to it now.
+        let _ = heap.alloc(1 << 20).map(|off| heap.free(off, 1 << 20));
+        let checked = heap.check(&[]).map(|_| ());
+        println!(
+            "the retry's let-go while the large allocator's holder was stopped: {done:?}; in use {} ({before} before)",
+            heap.in_use()
+        );
+        assert_eq!(done, Some((true, 0)), "a kept look's retry waited for a stopped large allocator");
+        assert_eq!(heap.in_use(), before, "the block's bytes");
+        assert_eq!(checked, Ok(()), "the heap's lists");
     }
 
     /// review118 L1: an anonymous look (here a fork child's, every slot of its record
