@@ -97,6 +97,11 @@ struct Header {
     later_bytes: AtomicU64,
     /// Held by the one process releasing them (see [`Heap::release_deferred`]).
     release_lock: RawMutex,
+    /// Large blocks freed without `large_lock` ([`Heap::free_without_waiting`]: its holder
+    /// was busy), their pages given back: a stack linked through their first bytes (a
+    /// [`FreeExtent`]), pushed by compare-and-swap, taken whole by the lock's next holder
+    /// (0: none).
+    pending: AtomicU64,
     /// The blocks in which each process lists what it holds (see `holds`): linked through
     /// their first words, changed under `holds_lock` (0: none).
     holds: AtomicU64,
@@ -114,6 +119,9 @@ struct Header {
     /// Processes pinning without a record (no room for a block of records, or every slot
     /// of its record taken).
     anonymous_pins: AtomicU64,
+    /// Anonymous looks letting go of a released start, each `pid << 40 | off + 3` (0: free;
+    /// see `pins::letting_go`): what their reapers read, as a record's slot.
+    anonymous_let_gos: [AtomicU64; pins::ANONYMOUS_LET_GOS],
     /// Claims of a pin record begun, all processes together (the tests' count of what a
     /// pin costs when no record is the pinner's yet).
     pin_claims: AtomicU64,
@@ -388,6 +396,11 @@ impl Heap {
         &self.header().anonymous_pins
     }
 
+    /// The entries of anonymous looks letting go (`pins::letting_go`).
+    pub(crate) fn anonymous_let_gos(&self) -> &[AtomicU64; pins::ANONYMOUS_LET_GOS] {
+        &self.header().anonymous_let_gos
+    }
+
     /// Claims of a pin record begun.
     pub(crate) fn pin_claims(&self) -> &AtomicU64 {
         &self.header().pin_claims
@@ -658,6 +671,57 @@ impl Heap {
         }
     }
 
+    /// [`Heap::free`], never waiting: for a caller that must not wait for a process stopped
+    /// holding the large allocator's lock (a kept look's let-go inside an announcement,
+    /// `object::let_go_unless_stopped`: review123 L1). A large block whose lock is not free
+    /// at once (nor its holder dead) has its pages given back and waits, off every list,
+    /// for the lock's next holder, which frees it ([`Heap::free_pending`]). Killed in
+    /// between, the block leaks, never is handed out twice.
+    pub(crate) fn free_without_waiting(&self, offset: u64, len: usize) {
+        let len = len.max(1);
+        if class_of(len).is_some() {
+            return self.free(offset, len);
+        }
+        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
+        let len = round_up(len, PAGE);
+        self.map.release_pages(offset as usize, len);
+        self.release_starts(offset as usize, len);
+        let h = self.header();
+        if let Some(_guard) = RawGuard::try_lock(&h.large_lock) {
+            self.free_pending();
+            return self.free_large_locked(offset, len);
+        }
+        let e = self.extent(offset);
+        e.size.store(len as u64, Ordering::Relaxed);
+        let mut head = h.pending.load(Ordering::Relaxed);
+        loop {
+            e.next.store(head, Ordering::Relaxed);
+            crash_point!("heap.pending.written");
+            // Release: the extent's words before the link; only the lock's holder takes.
+            match h.pending.compare_exchange_weak(head, offset, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Frees the blocks left by [`Heap::free_without_waiting`]: call with `large_lock`
+    /// held. They are taken whole (pushes never take one off, so no ABA); killed while it
+    /// frees them, the rest leak.
+    fn free_pending(&self) {
+        let h = self.header();
+        if h.pending.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut off = h.pending.swap(0, Ordering::Acquire);
+        while off != 0 {
+            let e = self.extent(off);
+            let (len, next) = (e.size.load(Ordering::Relaxed), e.next.load(Ordering::Relaxed));
+            self.free_large_locked(off, len as usize);
+            off = next;
+        }
+    }
+
     /// [`Heap::alloc_into`] of a small block (at most [`SMALL_MAX`] bytes) for a caller
     /// that must not wait for a process stopped holding the large allocator's lock (the
     /// refill of the block's class takes it): `Ok(None)` only when that lock is held by a
@@ -814,6 +878,7 @@ impl Heap {
     fn alloc_large_locked(&self, len: usize, past_deferred: bool) -> Result<Option<u64>, HeapFull> {
         let h = self.header();
         crash_point!("heap.alloc_large.locked");
+        self.free_pending();
         // First fit over the sorted free list.
         let mut link = &h.large_free;
         loop {
@@ -866,9 +931,15 @@ impl Heap {
         self.map.release_pages(off as usize, len);
         self.release_starts(off as usize, len);
         crash_point!("heap.free_large.released");
-        let h = self.header();
-        let _guard = RawGuard::lock(&h.large_lock);
+        let _guard = RawGuard::lock(&self.header().large_lock);
         crash_point!("heap.free_large.locked");
+        self.free_pending();
+        self.free_large_locked(off, len);
+    }
+
+    /// [`Heap::free_large`], its pages given back and `large_lock` held.
+    fn free_large_locked(&self, off: u64, len: usize) {
+        let h = self.header();
         let mut off = off;
         let mut len = len as u64;
         // Find the neighbours: `prev_link` points at the link that will point at us.

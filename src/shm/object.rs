@@ -124,17 +124,27 @@ fn fingerprint<T: 'static>() -> u64 {
 }
 
 /// What the directory of object starts holds for a live object of `generation`
-/// (`Heap::start`), looked at by no [`Look`]: the generation's low 24 bits (the bits its
-/// holder table's pin checks), never 0, above [`LOOKS`]. A word below it is no object's
-/// start: 0, or a released object's block that looks still pin (see [`unstart`]).
+/// (`Heap::start`), looked at by no [`Look`]: [`LIVE`] and the generation's low 23 bits,
+/// above [`LOOKS`]. A word below [`LIVE`] is no object's start: 0, or a released object's
+/// block that looks still pin, their count the whole word (see [`unstart`]).
 fn start_mark(generation: u64) -> u32 {
-    ((generation as u32) & 0xff_ffff).max(1) << 8
+    (LIVE >> 8 | (generation as u32) & 0x7f_ffff) << 8
 }
 
-/// The low bits of a directory word: how many [`Look`]s pin it.
+/// The top bit of every live object's mark ([`start_mark`]), never of a released word: a
+/// released start counts its looks in the 31 bits below it, up to [`MAX_RELEASED`]. With
+/// 24 bits of generation and a released word below 256, a released start of 255 looks
+/// (254 on the live object and its releaser's) took no look more, and when every one was a
+/// dead process's, no look could pin the block to let go of them: it leaked (hnd91's
+/// residual, `a_released_start_of_255_dead_looks_keeps_no_block`).
+const LIVE: u32 = 1 << 31;
+/// The most looks a released start counts: never reached (every one a look of a process,
+/// live or killed looking), but checked, as 255 was.
+const MAX_RELEASED: u32 = LIVE - 1;
+/// The low bits of a live start's directory word: how many [`Look`]s pin it.
 const LOOKS: u32 = 0xff;
-/// The most looks at one start; the one more a word can hold is its releaser's own (see
-/// [`unstart`]).
+/// The most looks at one live start; a released start counts them with its releaser's own
+/// (see [`unstart`]), and more.
 pub(super) const MAX_LOOKS: u32 = 0xfe;
 /// What a look announces (see `pins`): the object's offset plus this. A holder table's
 /// offset, which a table's pin announces, is a multiple of 8.
@@ -912,17 +922,18 @@ fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Result<Look<
     loop {
         if w & !LOOKS != mark {
             crash_point!("object.header.released");
-            if w == LOOKS && !releasing.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
-                // Released with every look taken, the release's own counted too: its
-                // let-go, which may have seen this announcement and then kept the dead
-                // looks, soon takes one away, and this lets go as a look below (review90
-                // L1: it gave up at once, and the block leaked). A release stopped or
-                // killed before its let-go past the wait leaks the block as it would.
+            if w == MAX_RELEASED && !releasing.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
+                // Released with every look it can count taken (never, in practice: 255,
+                // 254 looks and the release's, were once every one): a let-go, which may
+                // have seen this announcement and then kept the dead looks, soon takes one
+                // away, and this lets go as a look below (review90 L1: it gave up at once,
+                // and the block leaked). A let-go stopped or killed past the wait leaks the
+                // block as it would.
                 std::thread::yield_now();
                 w = word.load(Ordering::Acquire);
                 continue;
             }
-            if w != 0 && w < LOOKS {
+            if w != 0 && w < MAX_RELEASED {
                 // Released, pinned by looks still: this announcement may have kept a let-go
                 // from taking away dead looks (it cannot tell them from this one), so this
                 // lets go as a look, which does (review83 L1: the block leaked). Its word
@@ -1006,7 +1017,7 @@ impl Drop for Look<'_> {
         let mut w = word.load(Ordering::Relaxed);
         // The object's start still there: one look fewer (release: this look's loads
         // happen before the block's free, whoever frees it).
-        while w > LOOKS {
+        while w >= LIVE {
             match word.compare_exchange_weak(w, w - 1, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return drop(self.announced.take()),
                 Err(now) => w = now,
@@ -1069,11 +1080,21 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
 /// `WARM` object's pages so freed are given back rather than kept (review83 L3; a
 /// release beside a look only, the accounting the same).
 fn let_go_released(heap: &Heap, off: u64, header: &Header, mine: Announced) {
-    let_go_locked(heap, off, header, mine, header.holders.lock_released());
+    let_go_locked(heap, off, header, mine, header.holders.lock_released(), None);
 }
 
-/// [`let_go_released`], the released table's lock taken (`g`).
-fn let_go_locked(heap: &Heap, off: u64, header: &Header, mut mine: Announced, g: RawGuard<'_>) {
+/// [`let_go_released`], the released table's lock taken (`g`); `patience`: a look a pin
+/// lets go of ([`let_go_unless_stopped`]), whose free of the block, if last, never waits
+/// either (`Heap::free_without_waiting`: a large block's free takes the heap's
+/// `large_lock`, which a stopped process may hold, review123 L1).
+fn let_go_locked(
+    heap: &Heap,
+    off: u64,
+    header: &Header,
+    mut mine: Announced,
+    g: RawGuard<'_>,
+    patience: Option<Patience>,
+) {
     let word = heap.start(off);
     let len = header.len.load(Ordering::Relaxed) as usize;
     let last = {
@@ -1110,7 +1131,10 @@ fn let_go_locked(heap: &Heap, off: u64, header: &Header, mut mine: Announced, g:
     };
     // The lock (in the block) let go of first: no look is left to take it.
     if last {
-        heap.free(off, len);
+        match patience {
+            None => heap.free(off, len),
+            Some(_) => heap.free_without_waiting(off, len),
+        }
     }
 }
 
@@ -1150,7 +1174,7 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
         Patience::Never => header.holders.try_lock_released_seldom(),
     };
     let Some(g) = g else { return Some(mine) };
-    let_go_locked(heap, off, header, mine, g);
+    let_go_locked(heap, off, header, mine, g, Some(patience));
     None
 }
 
@@ -1209,23 +1233,23 @@ pub(super) fn let_go_of_adopted_look(heap: &Heap, off: u64, announced: Announced
 /// came). A start that is live or gone is left alone: a live object's dead looks wait for
 /// its release (whose let-go resolves them), and a block freed and reused since by another
 /// object released with looks is that one's start: one look more and one fewer, its dead
-/// looks resolved as any let-go does. A start crowded (255) when first read is left alone
+/// looks resolved as any let-go does. A start crowded ([`MAX_RELEASED`]) when first read is left alone
 /// too: another look is counted there, whose let-go, with this one not announced, takes the
-/// dead looks away. Once announced, this waits at 255 for a let-go, as `header_at` does, up
+/// dead looks away. Once announced, this waits at [`MAX_RELEASED`] for a let-go, as `header_at` does, up
 /// to [`LOOKS_WAIT`] (review110 L1: it gave up, and a let-go that had seen its announcement
 /// kept the dead looks).
 ///
 /// `adopted`: the look announced already (`off + 1`, by a claim that took the dead owner's
-/// record over), which waits at 255 from the first read; else this announces it.
+/// record over), which waits at [`MAX_RELEASED`] from the first read; else this announces it.
 fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
     if !off.is_multiple_of(64) || !heap.contains(off, std::mem::size_of::<Header>()) {
         return;
     }
     let word = heap.start(off);
     let mut w = word.load(Ordering::Acquire);
-    // At 255 an adopted look, announced already, may have made a let-go keep the dead looks,
+    // Crowded, an adopted look, announced already, may have made a let-go keep the dead looks,
     // and waits below as after an announcement.
-    if w == 0 || w > LOOKS || (w == LOOKS && adopted.is_none()) {
+    if w == 0 || w >= LIVE || (w == MAX_RELEASED && adopted.is_none()) {
         return;
     }
     // Announced before the count, as any look.
@@ -1234,15 +1258,15 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
     let mut crowded = None;
     loop {
         interleave("object.dead_look.counting");
-        if w == LOOKS {
-            // Another look counted since (255): its let-go, which may have seen this
+        if w == MAX_RELEASED {
+            // Another look counted since (every one a released start counts): its let-go, which may have seen this
             // announcement and then kept the dead looks, soon takes one away, and this
             // counts then, as `header_at` waits (review110 L1: it gave up here, and the
-            // block leaked). Still 255 past the wait: nobody let go meanwhile, or a let-go
+            // block leaked). Still crowded past the wait: nobody let go meanwhile, or a let-go
             // that read this announcement before it is stopped (`SIGSTOP`, a debugger)
             // short of its count's decrement for longer than the wait. That one, going on,
             // keeps the dead looks on its stale reading and leaves them to nobody: the
-            // block leaks (review118 L2), as at `header_at`'s own wait at 255 (review90 L1),
+            // block leaks (review118 L2), as at `header_at`'s own crowded wait (review90 L1),
             // and only with a process stopped inside a let-go past `LOOKS_WAIT`.
             if crowded.get_or_insert_with(|| Deadline::after(LOOKS_WAIT)).passed() {
                 break;
@@ -1251,7 +1275,7 @@ fn let_go_of_dead_look(heap: &Heap, off: u64, adopted: Option<Announced>) {
             w = word.load(Ordering::Acquire);
             continue;
         }
-        if w == 0 || w > LOOKS {
+        if w == 0 || w >= LIVE {
             // Freed, or another object's live start.
             break;
         }
@@ -2189,9 +2213,24 @@ mod tests {
     /// let go again: the block leaked. Now the look waits for the let-go and lets go as a
     /// look, which takes the dead ones away. Each step is held (review99 L3: the look's
     /// wait on the crowded start, `LOOKS_WAIT`, began before the release was started, and a
-    /// release later than that made the look give up, `Crowded`).
+    /// release later than that made the look give up, `Crowded`). A released start now
+    /// counts up to `MAX_RELEASED` looks, so 255 is no longer crowded there (the look counts
+    /// at once); the wait is at `MAX_RELEASED`, reached here by as many more dead looks
+    /// counted once the release counted its own.
     #[test]
     fn a_look_waiting_on_a_crowded_start_released_lets_go_of_it() {
+        look_waiting_on_a_crowded_start_released(MAX_RELEASED - MAX_LOOKS - 1);
+    }
+
+    /// As above, with the release's word at 255, which is not crowded: the look counts its
+    /// look at once and lets go.
+    #[test]
+    fn a_look_waiting_on_a_crowded_start_released_at_255_lets_go_of_it() {
+        look_waiting_on_a_crowded_start_released(0);
+    }
+
+    /// The two above: `more` dead looks counted once the release counted its own.
+    fn look_waiting_on_a_crowded_start_released(more: u32) {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let before = heap.in_use();
@@ -2222,8 +2261,9 @@ mod tests {
         // Announced, the start not yet looked at again (its first load: live, crowded).
         wait("announced", &|| held("object.header.announced", looking.thread()) == 1);
         let releasing = std::thread::spawn(move || drop(handle));
-        // The release counted (the word at 255).
+        // The release counted (the word at 255), and `more` dead looks.
         wait("counted", &|| held("object.unstart.counted", releasing.thread()) == 1);
+        heap.start(off).fetch_add(more, Ordering::AcqRel);
         // The look goes on, finds the start crowded, then released with every look taken.
         crate::shm::crash::arm(Some("hold:object.unstart.counted,hold:object.header.released"));
         wait("seen released", &|| held("object.header.released", looking.thread()) == 1);
@@ -2345,10 +2385,11 @@ mod tests {
     }
 
     /// review110 L1: a reaper letting go of a dead look at a released start with 254 dead
-    /// looks (`let_go_of_dead_look`) announced itself, then found the word at 255 (another
+    /// looks (`let_go_of_dead_look`) announced itself, then found the word at 255 (now
+    /// `MAX_RELEASED`, reached here by more dead looks after the release; another
     /// look counted meanwhile) and gave up. That look's let-go saw the reaper's announcement,
     /// kept the dead looks and left 254 again, and nobody let go any more: the block leaked.
-    /// Now the reaper waits at 255, as `header_at` does, and lets go once the word is back.
+    /// Now the reaper waits at the most, as `header_at` does, and lets go once the word is back.
     #[test]
     fn a_reaper_at_a_crowded_released_start_waits_for_its_let_go() {
         let _serial = crate::shm::heap_test_lock();
@@ -2363,6 +2404,8 @@ mod tests {
         drop(handle);
         drop(live);
         assert_eq!(heap.start(off).load(Ordering::Acquire), MAX_LOOKS, "released with 254 dead looks");
+        // As many more as a released start counts, but one (255 was its most).
+        heap.start(off).fetch_add(MAX_RELEASED - 1 - MAX_LOOKS, Ordering::AcqRel);
         /// Disarms the hold however the test ends: armed, it would hold other tests.
         struct Disarm;
         impl Drop for Disarm {
@@ -2507,6 +2550,55 @@ mod tests {
         assert_eq!((word, heap.in_use()), (0, before), "the dead look's released start was kept");
     }
 
+    /// A released start whose word is 255, every look it counts a dead one's: 254 looks of
+    /// processes killed looking at the live object (as they leave it: counted, announced by
+    /// nobody), and the releaser's own, a fork child killed (`SIGABRT` at
+    /// `object.unstart.counted`) right after it counted its look. The releaser's reaper
+    /// (`pins::forget`) found the word crowded at its first read and left it alone: a look
+    /// at 255 had no count left to pin the block with, and nothing else ever let go (hnd91's
+    /// residual: the block leaked). Now a released word counts up to `MAX_RELEASED` (a
+    /// live object's mark takes the word's top bit), so the reaper counts its look and lets
+    /// go, which takes the 255 dead looks away.
+    #[test]
+    fn a_released_start_of_255_dead_looks_keeps_no_block() {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(13) }).unwrap();
+        let (off, _, _) = handle.identity();
+        // As many processes killed between their looks and their let-go as a live word counts.
+        heap.start(off).fetch_add(MAX_LOOKS, Ordering::AcqRel);
+        // The last holder's release (the table call that found it last is the test's
+        // stand-in), killed once it counted its own look.
+        let mut releaser_child = TestChild::fork(move || {
+            crate::shm::crash::arm(Some("object.unstart.counted"));
+            Shared::<Probe>::release(off);
+            0
+        });
+        // The release is the child's: this process's handle is never let go of.
+        std::mem::forget(handle);
+        let releaser = releaser_child.pid();
+        let releaser_fd = sys::pidfd_open(releaser).unwrap();
+        let readable = sys::poll_readable(&[releaser_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        assert!(readable[0], "the releaser never ended");
+        let ended = sys::reap_pidfd(releaser_fd.as_fd(), true).unwrap();
+        releaser_child.reaped();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)), "the releaser's end");
+        let released = heap.start(off).load(Ordering::Acquire);
+        // Its reaper, which lets go of the release's look it announced.
+        pins::forget(releaser);
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        println!(
+            "released: word {released}; after the releaser's reaper: word {word}, in use {in_use} ({before} before)"
+        );
+        assert_eq!(released, MAX_LOOKS + 1, "released with 255 dead looks");
+        assert_eq!((word, in_use), (0, before), "a released start of 255 dead looks was kept");
+    }
+
     /// A fork child of a test: killed and reaped when dropped (an assert's panic) unless
     /// [`TestChild::reaped`]; its parent-death signal kills it when the test process ends
     /// first (a watchdog's abort). A stopped child would otherwise stay stopped for ever,
@@ -2599,7 +2691,7 @@ mod tests {
             let look = header_at(heap, off, generation, std::mem::size_of::<Header>());
             crate::shm::crash::arm(Some("stop:object.let_go.locked"));
             let deadline = Deadline::after(Duration::from_secs(30));
-            while heap.start(off).load(Ordering::Acquire) > LOOKS && !deadline.passed() {
+            while heap.start(off).load(Ordering::Acquire) >= LIVE && !deadline.passed() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             drop(look);
@@ -2717,5 +2809,134 @@ mod tests {
         drop(look);
         let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
         assert_eq!((word, in_use), (0, before), "an anonymous look letting go last (the word, the heap in use)");
+    }
+
+    /// review123 L1: a kept look's retry (`Patience::Never`, at every announcement of its
+    /// process: `let_go_of_kept_look`) never waits for the released table's lock, but as the
+    /// last look it freed the block with `heap.free`, which for a large block takes the
+    /// heap's `large_lock` with no deadline: a process stopped (`SIGSTOP`, here a fork child
+    /// held at `stop:heap.free_large.locked`) holding it held the announcement for as long.
+    /// Now that free never waits: a lock it cannot take at once leaves the block to its
+    /// next taker (`Heap::free_without_waiting`).
+    #[test]
+    fn a_kept_looks_retry_never_waits_for_a_stopped_large_allocator() {
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let letting_go = std::thread::spawn(move || {
+            let heap = Heap::get();
+            let handle = Shared::with_tail(Probe { value: AtomicU64::new(16) }, 1 << 18).unwrap();
+            let (off, generation, _) = handle.identity();
+            let look = header_at(heap, off, generation, std::mem::size_of::<Header>()).expect("a look");
+            let _ = ready_tx.send(());
+            let _ = go_rx.recv_timeout(Duration::from_secs(60));
+            // Released while it looks: the release's let-go keeps it, the last look.
+            drop(handle);
+            // Its retry, as a later announcement makes it, the released table's lock free.
+            let kept = let_go_unless_stopped(look, Patience::Never);
+            let _ = done_tx.send((kept.is_none(), heap.start(off).load(Ordering::Acquire)));
+        });
+        ready_rx.recv_timeout(Duration::from_secs(60)).expect("the look made");
+        // A large block's free, stopped holding the large allocator's lock.
+        let mut freer = TestChild::fork(|| {
+            let heap = Heap::get();
+            let Ok(off) = heap.alloc(1 << 20) else { return 2 };
+            crate::shm::crash::arm(Some("stop:heap.free_large.locked"));
+            heap.free(off, 1 << 20);
+            0
+        });
+        let deadline = Deadline::after(Duration::from_secs(60));
+        while !sys::process_stopped(freer.pid()) {
+            assert!(!deadline.passed(), "the freer never stopped holding the lock");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(go_tx);
+        let meanwhile = done_rx.recv_timeout(Duration::from_secs(10));
+        sys::kill_and_reap_child(freer.pid()).unwrap();
+        freer.reaped();
+        letting_go.join().expect("the let-go's thread");
+        let done = meanwhile.ok();
+        // Whatever waits for the lock's next taker, given to it now.
+        let _ = heap.alloc(1 << 20).map(|off| heap.free(off, 1 << 20));
+        let checked = heap.check(&[]).map(|_| ());
+        println!(
+            "the retry's let-go while the large allocator's holder was stopped: {done:?}; in use {} ({before} before)",
+            heap.in_use()
+        );
+        assert_eq!(done, Some((true, 0)), "a kept look's retry waited for a stopped large allocator");
+        assert_eq!(heap.in_use(), before, "the block's bytes");
+        assert_eq!(checked, Ok(()), "the heap's lists");
+    }
+
+    /// review118 L1: an anonymous look (here a fork child's, every slot of its record
+    /// taken) killed inside its let-go of a released start, after it left the anonymous
+    /// count (`SIGABRT` at `object.let_go.locked`): its count stayed in the word, announced
+    /// by nothing, and with no record no reaper let go of it; as the last look, its block
+    /// leaked. Now its let-go writes the look into one of the heap's entries for anonymous
+    /// let-gos (`pins::letting_go`), which its reaper's `pins::forget` reads.
+    #[test]
+    fn an_anonymous_look_killed_inside_its_let_go_keeps_no_block() {
+        use std::os::fd::AsFd as _;
+
+        use crate::sys;
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(15) }).unwrap();
+        let (off, generation, _) = handle.identity();
+        let mut looker_child = TestChild::fork(move || {
+            let heap = Heap::get();
+            // Every slot of its record taken: its look is anonymous.
+            let held: Vec<Announced> = (0..pins::SLOTS as u64).map(|i| pins::announce_own(1 << 24 | i << 6)).collect();
+            let Ok(look) = header_at(heap, off, generation, std::mem::size_of::<Header>()) else { return 2 };
+            if !look.announced.as_ref().is_some_and(|a| a.is_anonymous()) {
+                return 3;
+            }
+            let deadline = Deadline::after(Duration::from_secs(60));
+            while heap.start(off).load(Ordering::Acquire) >= LIVE {
+                if deadline.passed() {
+                    return 4;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Released: it lets go last, and is killed inside its let-go.
+            crate::shm::crash::arm(Some("object.let_go.locked"));
+            drop(look);
+            drop(held);
+            0
+        });
+        let looker = looker_child.pid();
+        let looker_fd = sys::pidfd_open(looker).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(60));
+        while heap.start(off).load(Ordering::Acquire) & LOOKS == 0 {
+            assert!(!deadline.passed(), "the child never looked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Released while it looks: the release's let-go keeps its (anonymous, live) look.
+        drop(handle);
+        let readable = sys::poll_readable(&[looker_fd.as_fd()], Some(Duration::from_secs(60))).unwrap();
+        assert!(readable[0], "the looker never ended");
+        let ended = sys::reap_pidfd(looker_fd.as_fd(), true).unwrap();
+        looker_child.reaped();
+        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)), "the looker's end");
+        let killed = heap.start(off).load(Ordering::Acquire);
+        // Its reaper.
+        pins::forget(looker);
+        let (word, in_use) = (heap.start(off).load(Ordering::Acquire), heap.in_use());
+        println!(
+            "killed in its let-go: word {killed}; after its reaper: word {word}, in use {in_use} ({before} before)"
+        );
+        assert_eq!(killed, 1, "the anonymous look's count left in the word");
+        assert_eq!(
+            (word, in_use),
+            (0, before),
+            "an anonymous look killed inside its let-go (the word, the heap in use)"
+        );
     }
 }

@@ -58,7 +58,7 @@
 //!
 //! A claim that takes a dead owner's record over lets go of the looks it adopts with it
 //! (`let_go_of_adopted`), inside the process's first pin: it waits for a released table's
-//! lock only while its holder runs, and for a crowded start (255 looks) at most
+//! lock only while its holder runs, and for a crowded start (`MAX_RELEASED` looks) at most
 //! `LOOKS_WAIT`. A holder found stopped (after `LOOKS_WAIT`) leaves the look counted and
 //! announced (`off + 1`) in the claimer's record ([`KEPT`]): each later announcement of
 //! the process tries its let-go again, never waiting, and if the process ends first its
@@ -240,7 +240,7 @@ fn let_go_of_kept(heap: &'static Heap, record: &'static Record, pid: u32) {
     }
     for (_, slot) in record.slots.iter().enumerate().filter(|&(i, _)| k & 1 << i != 0) {
         let off = slot.load(Ordering::Relaxed) - 1;
-        let announced = Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+        let announced = Announced { slot: Some(slot), back: 0, entry: 0, _thread: PhantomData };
         super::object::let_go_of_kept_look(heap, off, announced);
     }
 }
@@ -255,6 +255,10 @@ pub(crate) struct Announced {
     /// (1 for a table's pin, [`ANONYMOUS_LOOK`] for a look; 0 once [`letting_go`] took it
     /// out).
     back: u64,
+    /// Not 0: `slot` is one of the heap's entries of anonymous looks letting go (an
+    /// anonymous look's, [`letting_go`]), holding this, and cleared only from it (a reaper
+    /// may have taken the entry from a process of the same pid: [`forget`]).
+    entry: u64,
     /// Not `Send`: a slot lent by a look is given back on the look's thread, before the
     /// look lets go ([`unlend`]); dropped on another thread, it could come after (review92
     /// L2, review99 L2).
@@ -272,6 +276,9 @@ impl Announced {
 impl Drop for Announced {
     fn drop(&mut self) {
         match self.slot {
+            Some(entry) if self.entry != 0 => {
+                let _ = entry.compare_exchange(self.entry, 0, Ordering::Release, Ordering::Relaxed);
+            }
             Some(slot) => slot.store(self.back, Ordering::Release),
             None => {
                 if let Some(heap) = Heap::try_get().filter(|_| self.back != 0) {
@@ -399,26 +406,50 @@ const LETTING_GO: u64 = 3;
 ///
 /// A look with no slot (anonymous) leaves the heap's anonymous looks instead: counted
 /// there, it took itself for a live look, kept the dead ones and left them for ever
-/// (review91 L4: `an_anonymous_look_letting_go_last_keeps_no_block`). Killed after (before
-/// its count is taken away), its count stays in the word, announced by nothing, and an
-/// anonymous look has no record, so no reaper lets go of it: another look's let-go at the
-/// object takes it away as a dead look, but if none comes (it was the last live look) the
-/// block leaks, and the released table's lock stays with the dead process until a next
-/// taker that never comes (review118 L1). Before, its count in the anonymous looks stopped
-/// every let-go in the family from taking dead looks away, for the family's life.
+/// (review91 L4: `an_anonymous_look_letting_go_last_keeps_no_block`). It then writes
+/// itself, marked letting go and named by its pid (`pid << 40 | off + LETTING_GO`), into a
+/// free entry of the heap's [`ANONYMOUS_LET_GOS`], cleared after its count is taken away:
+/// killed in between, its count stays in the word, announced by nothing (so the next
+/// let-go there takes it away as a dead look), and its reaper's [`forget`] lets go of it
+/// from the entry, as of a record's slot. Before, an anonymous look had no record, so no
+/// reaper, and as the last look its block leaked with the released table's lock held by the
+/// dead process (review118 L1,
+/// `an_anonymous_look_killed_inside_its_let_go_keeps_no_block`). The count is left before
+/// the entry is written: killed between the two, the look has no reaper (the block leaks as
+/// before, for a kill between two stores), where the other order would leave its unit in
+/// the anonymous looks, which stops every let-go in the family from taking dead looks
+/// away, for the family's life. With every entry taken, it has no reaper either.
 pub(super) fn letting_go(look: &mut Announced, off: u64) {
     match look.slot {
         // Relaxed: read by this let-go's resolution (nobody else counts it), and by the
         // reaper after this process's end.
         Some(slot) => slot.store(off + LETTING_GO, Ordering::Relaxed),
         None => {
-            if let Some(heap) = Heap::try_get().filter(|_| look.back != 0) {
+            let Some(heap) = Heap::try_get() else { return };
+            if look.back != 0 {
                 heap.anonymous_pins().fetch_sub(look.back, Ordering::Release);
             }
             look.back = 0;
+            let mine = u64::from(sys::me().pid) << ENTRY_PID | (off + LETTING_GO);
+            let free = |e: &&AtomicU64| {
+                e.load(Ordering::Relaxed) == 0
+                    && e.compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            };
+            if let Some(entry) = heap.anonymous_let_gos().iter().find(free) {
+                look.slot = Some(entry);
+                look.entry = mine;
+            }
         }
     }
 }
+
+/// How many anonymous looks of the family at once are remembered while they let go of a
+/// released start ([`letting_go`]): the heap's entries, read by their reapers ([`forget`]).
+/// An anonymous look needs every slot of its process's record taken, or no record.
+pub(crate) const ANONYMOUS_LET_GOS: usize = 8;
+/// Where an anonymous let-go's entry holds its pid; below, the look's `off + LETTING_GO`
+/// (a heap is at most 2^38 bytes).
+const ENTRY_PID: u32 = 40;
 
 /// An anonymous look's unit in the heap's anonymous pinners (`Heap::anonymous_pins`), whose
 /// low 32 bits count tables' pins. The resolvers of looks read only the looks
@@ -433,7 +464,7 @@ const ANONYMOUS_LOOK: u64 = 1 << 32;
 fn anonymous(heap: &Heap, table: u64) -> Announced {
     let unit = if table & 1 == 1 { ANONYMOUS_LOOK } else { 1 };
     heap.anonymous_pins().fetch_add(unit, Ordering::AcqRel);
-    Announced { slot: None, back: unit, _thread: PhantomData }
+    Announced { slot: None, back: unit, entry: 0, _thread: PhantomData }
 }
 
 /// Announces that this thread is about to pin the table at `table` (its offset in the
@@ -459,7 +490,7 @@ pub(crate) fn announce(table: u64) -> Announced {
             // Ordered before the pin by the pin's compare-and-swap (release), as a slot of
             // its own; the look stays announced (a resolver of looks reads either value).
             slot.store(table | LENT_PIN, Ordering::Relaxed);
-            Announced { slot: Some(slot), back, _thread: PhantomData }
+            Announced { slot: Some(slot), back, entry: 0, _thread: PhantomData }
         }
         None => announce_own(table),
     }
@@ -495,7 +526,7 @@ pub(crate) fn announce_own(table: u64) -> Announced {
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
                 // Ordered before the pin by the pin's compare-and-swap (release).
-                return Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+                return Announced { slot: Some(slot), back: 0, entry: 0, _thread: PhantomData };
             }
         }
         // As many threads of this process pinning: they unpin as soon as they lock.
@@ -648,7 +679,7 @@ fn let_go_of_adopted(heap: &Heap, r: &'static Record, adopted: [bool; SLOTS]) {
     crash_point!("pins.record.adopted");
     for (slot, _) in r.slots.iter().zip(adopted).filter(|&(_, adopted)| adopted) {
         let off = slot.load(Ordering::Relaxed) - 1;
-        let announced = Announced { slot: Some(slot), back: 0, _thread: PhantomData };
+        let announced = Announced { slot: Some(slot), back: 0, entry: 0, _thread: PhantomData };
         super::object::let_go_of_adopted_look(heap, off, announced);
     }
 }
@@ -814,6 +845,21 @@ pub(crate) fn forget(pid: u32) {
             for slot in slots {
                 super::object::let_go_of_dead_announcement(heap, slot);
             }
+        }
+    }
+    // An anonymous look killed inside its let-go ([`letting_go`]): its entry, taken by one
+    // compare-and-swap (another reaper of the pid acts once). Only once no process has the
+    // pid: a live one of the same pid (reused) may be letting go; its entry waits for its
+    // own reaper. A stale entry (killed after the count went) is one look more and one
+    // fewer, as a stale slot.
+    for entry in heap.anonymous_let_gos() {
+        let e = entry.load(Ordering::Acquire);
+        if e != 0
+            && e >> ENTRY_PID == u64::from(pid)
+            && !sys::process_alive(pid, 0)
+            && entry.compare_exchange(e, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            super::object::let_go_of_dead_announcement(heap, e & ((1 << ENTRY_PID) - 1));
         }
     }
 }
