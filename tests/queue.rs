@@ -990,6 +990,100 @@ fn a_slot_less_take_growing_the_slots_aside_returns_while_another_process_is_sto
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
+/// Arms `point`, takes one task given a few seconds, puts what the take said on `said`, and
+/// dies (`SIGABRT`) without marking anything done: a consumer killed right after its get.
+fn take_one_timed_armed_then_die(args: (JoinableQueue<u32>, String, Queue<String>)) {
+    let (q, point, said) = args;
+    multiproc::__private::crash_at(&point);
+    let got = q.get_timeout(Duration::from_secs(5));
+    multiproc::__private::crash_disarm();
+    said.put(format!("{got:?}")).unwrap();
+    std::process::abort();
+}
+
+/// Marks one task done without having taken any (Python allows it while tasks are
+/// unfinished), stopped (`SIGSTOP`) there holding the task table's lock (stop point
+/// `queue.task_done.counted`); resumed, returns. No take: the chain of slots aside stays
+/// empty.
+fn mark_one_done_stopped(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+}
+
+/// A take that finds no place in the task table before its commit is refused, the item
+/// left in the queue: the taker has no slot (its first take), the table's lock is held by
+/// a stopped process, and no slot aside can be had (the chain of slots aside is empty and
+/// must grow, the block's class is out of free blocks, fail point `heap.small.refill`, and
+/// another process is stopped holding the heap's large allocator's lock). Its
+/// `get_timeout` says `HeapFull`, its taker is killed after it, and both items are still
+/// there for the next gets, `join` then done. Before que101 the take committed, remembered
+/// only in its taker's memory (`AfterTake::Uncounted`), and was lost with it: the get said
+/// `Ok(1)`, the queue held one item, and `join` waited for the other for ever.
+#[test]
+fn a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = Process::new(mark_one_done_stopped, q.clone()).start().unwrap();
+    let stopper_stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let big = Queue::<Vec<u8>>::new().unwrap();
+    let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
+    let said = Queue::<String>::new().unwrap();
+    let args = (q.clone(), "fail:heap.small.refill".to_owned(), said.clone());
+    let taker = Process::new(take_one_timed_armed_then_die, args).start().unwrap();
+    assert_eq!(taker.wait(), -libc::SIGABRT, "the taker did not die after its get");
+    stopped.resume(LIMIT);
+    assert_eq!(allocator.join().unwrap(), ());
+    assert_eq!(big.get().unwrap().len(), 1 << 20);
+    stopper_stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    let said = said.get_timeout(LIMIT).unwrap();
+    assert!(said.starts_with("Err(HeapFull("), "what the refused take said: {said}");
+    assert_eq!((q.try_get(), q.try_get()), (Ok(1), Ok(2)), "the refused take left its item in the queue");
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// Arms `fail:queue.aside.none` (no slot aside can be claimed, as with a full heap), then
+/// tries every get form of `q` once (the task table's lock held by a stopped process, this
+/// process without a slot: no take of it finds a place), and puts what each said on `said`.
+fn try_every_get_without_a_place(args: (JoinableQueue<u32>, Queue<String>)) {
+    let (q, said) = args;
+    multiproc::__private::crash_at("fail:queue.aside.none");
+    let tried = [
+        format!("{:?}", q.try_get()),
+        format!("{:?}", q.get_timeout(Duration::from_secs(5))),
+        format!("{:?}", q.get()),
+        format!("{:?}", tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(q.get_async())),
+    ];
+    multiproc::__private::crash_disarm();
+    for t in tried {
+        said.put(t).unwrap();
+    }
+}
+
+/// Every get form of a `JoinableQueue` (`try_get`, `get_timeout`, `get`, `get_async`) whose
+/// take finds no place to be counted is refused with `HeapFull`, and leaves the item for
+/// the next get. Before que101 the first take committed, remembered only in the taker's
+/// memory.
+#[test]
+fn every_get_form_without_a_place_says_heap_full_and_takes_nothing() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let said = Queue::<String>::new().unwrap();
+    let getter = Process::new(try_every_get_without_a_place, (q.clone(), said.clone())).start().unwrap();
+    assert_eq!(getter.join().unwrap(), ());
+    let said: Vec<String> = (0..4).map(|_| said.get_timeout(LIMIT).unwrap()).collect();
+    stopper.finish();
+    for (form, said) in ["try_get", "get_timeout", "get", "get_async"].iter().zip(&said) {
+        assert!(said.starts_with("Err(HeapFull("), "what {form} said: {said}");
+    }
+    assert_eq!(q.try_get(), Ok(2), "the item left for the next get");
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
