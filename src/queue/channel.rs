@@ -279,7 +279,11 @@ impl QueueState {
 }
 
 /// The takes this process left uncounted in the task table of a queue object (its lock held
-/// by a stopped process, or every slot a live process's), once committed, per object:
+/// by a stopped process, or every slot a live process's), once committed, per object.
+/// Since que101 none is added in a running family: a take makes sure of a place before it
+/// reads ([`Tasks::place`]), or is refused, so [`AfterTake::Uncounted`], which alone adds
+/// here, is no longer reached (the lib tests still make it, to keep what follows true until
+/// this table goes). What follows is how they were counted:
 /// counted in this process's slot at its next visit under the table's lock, a take or a
 /// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or at its next `task_done` without
 /// the lock once it has a slot ([`Tasks::did_unlocked`]), or in its slot aside once it has
@@ -630,8 +634,9 @@ enum AfterTake<'a> {
     /// kill before the commit left a take that never happened counted as the dead
     /// process's: `join` said `TasksLost` for a task still queued, or held by a live
     /// consumer (review78 M1). A taker killed between its commit and this count has a take
-    /// counted nowhere, never told lost: only when no place was had before the commit
-    /// (see [`Tasks::aside`] for when).
+    /// counted nowhere, never told lost: only when no place was had before the commit.
+    /// Since que101 never: a take makes sure of its place before it reads
+    /// ([`Tasks::place`]), or is refused, its message left in the ring.
     Uncounted(&'a Tasks, uncounted::Queue),
     /// A take counted before its commit without the lock ([`Tasks::count_free`]): nothing
     /// left to do but the crash point `queue.take.placed`.
@@ -830,11 +835,11 @@ impl Tasks {
     /// holder, however slow, is waited for. An uncounted take is counted in its process's
     /// own slot without the lock, or, without one, in its slot aside ([`Tasks::aside`]),
     /// once it has committed (when the [`AfterTake`] returned is dropped; crash point
-    /// `queue.take.uncounted` before, `queue.take.placed` after). Only with neither (every
-    /// slot aside another process's: those of dead ones are freed first, if the lock was
-    /// had) is it remembered by its process ([`uncounted`], `queue`: this queue object)
-    /// and counted at the process's next visit under the lock, this one's if it is a take:
-    /// only if its taker dies before then is it never told lost (`join` then waits for it).
+    /// `queue.take.uncounted` before, `queue.take.placed` after). One of the two is there
+    /// since que101 ([`Tasks::place`], before the read; a take without is refused). Until
+    /// then, with neither it was remembered by its process ([`uncounted`], `queue`: this
+    /// queue object) and counted at its next visit under the lock: never told lost if its
+    /// taker died before then (`join` waited for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
@@ -876,9 +881,10 @@ impl Tasks {
     /// ([`Tasks::settle`], [`Tasks::void_free`]), as it does a count under the lock. A kill
     /// at any point after the commit leaves the take counted as the dead process's: told
     /// lost. (Counted after the commit, once the consumers' lock was let go, a taker killed
-    /// in between had a take counted nowhere, never told lost: review94 L2.) With neither
-    /// slot (see [`Tasks::aside`] for when), the take is left to its commit
-    /// ([`AfterTake::Uncounted`]).
+    /// in between had a take counted nowhere, never told lost: review94 L2.) One of the two
+    /// is there: the take made sure of it before it read ([`Tasks::place`]: its own slot,
+    /// else its slot aside or a free one, which no other take can claim meanwhile); the
+    /// fallback to its commit ([`AfterTake::Uncounted`]) is no longer reached.
     #[cold]
     fn count_free(&self, past: u64, queue: uncounted::Queue) -> AfterTake<'_> {
         crash_point!("queue.take.uncounted");
@@ -997,8 +1003,10 @@ impl Tasks {
 
     /// This process's slot aside (see `asides`), found, or else claimed when `claim`
     /// (the chain grown when every one names another process, if `grow`); `None` when it
-    /// has none and none could be claimed, the only cases where a take is left without a
-    /// place before its commit ([`Tasks::count_free`], [`AfterTake::Uncounted`]):
+    /// has none and none could be claimed. The chain fails to grow, and a take of a process
+    /// without a slot of its own is refused, its message left in the ring ([`Tasks::place`],
+    /// que101; before, it was left without a place before its commit, and remembered in
+    /// its process's memory, [`AfterTake::Uncounted`]), only when:
     /// - the heap full: the block's class has no free block, and neither a free extent nor
     ///   the heap's untouched end has room for a 64 KiB slab of it. Blocks waiting for
     ///   their release ([`Heap::defer_releases`]) are not released here: the slab is taken
@@ -1009,8 +1017,8 @@ impl Tasks {
     /// The tests' `fail:queue.aside.none` makes a claim find none, as in those cases.
     /// Without the table's lock.
     ///
-    /// Grown only under the consumers' lock, by a take before its commit
-    /// ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
+    /// Grown only under the consumers' lock, by a take before it reads ([`Tasks::place`])
+    /// or before its commit ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
     /// too, and no other take reaches the chain's lock meanwhile, so none finds it held by
     /// a stopped process and goes without a slot aside (the retry after a commit,
     /// [`AfterTake::Uncounted`], only claims, and finds none when every slot aside is
