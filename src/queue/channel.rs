@@ -735,7 +735,7 @@ impl Tasks {
     fn done(&self) -> u64 {
         let done = self.used().iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)));
         // One load when no process ever needed a slot aside.
-        if self.asides.is_empty() { done } else { done.wrapping_add(self.asides_done()) }
+        if self.asides.none_claimed() { done } else { done.wrapping_add(self.asides_done()) }
     }
 
     /// Tasks marked done in the slots aside.
