@@ -877,40 +877,9 @@ fn a_slot_less_take_whose_taker_dies_at_its_next_take_is_told_lost() {
 /// then a chain of heap blocks that grows).
 const ASIDE_SLOTS: usize = 10;
 
-/// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
-/// aside to be had: crash point `fail:queue.aside.none`, as with a full heap; remembered in
-/// its memory), then marks it done, killed between the two steps of a slot-less
-/// `task_done` (crash point `queue.task_done.outside`).
-fn take_remembered_then_die_marking_it_done(q: JoinableQueue<u32>) {
-    multiproc::__private::crash_at("fail:queue.aside.none,queue.task_done.outside");
-    q.get().unwrap();
-    q.task_done().unwrap();
-}
-
-/// A slot-less `task_done` of a take its process remembers (no slot, no slot aside), killed
-/// between its count outside the table and its match of that take (crash point
-/// `queue.task_done.outside`, after the count since que81), leaves no task that `join`
-/// waits for: the task is done, or told lost. Before que81 the match came first, and the
-/// kill (then between the match and the count) left the task neither done nor held
-/// anywhere the table sees: `join_timeout` said `Timeout`, an untimed `join` waited for
-/// ever (review100 L2). Named for the order as it is now (review110 L5).
-#[test]
-fn a_slot_less_task_done_killed_between_its_count_and_its_match_leaves_no_task_to_wait_for() {
-    let _t = heap_user(LIMIT);
-    let (q, _other) = tasks_put(2);
-    let stopper = StoppedInTaskDone::start(&q);
-    let dier = Process::new(take_remembered_then_die_marking_it_done, q.clone()).start().unwrap();
-    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die in its task_done");
-    stopper.finish();
-    let told = q.join_timeout(Duration::from_secs(10));
-    assert!(
-        matches!(told, Ok(()) | Err(QueueJoinTimeoutError::TasksLost { lost: 1 })),
-        "what join_timeout said: {told:?}"
-    );
-}
-
-/// Takes one task without a slot (the task table's lock held by a stopped process) and
-/// claims a slot aside for it, killed at `point` of the chain's growth (armed `point`).
+/// Takes one task without a slot (its first take), which grows the chain of slots aside
+/// before it reads (since que101: a free slot aside must be there), killed at `point` of
+/// that growth (armed `point`).
 fn take_killed_growing_the_slots_aside(args: (JoinableQueue<u32>, String)) {
     let (q, point) = args;
     multiproc::__private::crash_at(&point);
@@ -921,25 +890,25 @@ fn take_killed_growing_the_slots_aside(args: (JoinableQueue<u32>, String)) {
 /// (`grown.made`: the block only in the chain's record of the block being made) or after
 /// its link (`grown.linked`, the record not cleared yet), leaves the chain whole: the next
 /// slot-less taker goes on (the dead one's block linked by its growth, or found linked),
-/// and the queue's destroy gives every block back.
+/// and the queue's destroy gives every block back. (Until que101 the chain grew only for a
+/// take left uncounted under the task table's lock, and a stopped holder of that lock was
+/// part of the test; since then the first take of a process without a slot grows it.)
 #[test]
 fn a_process_killed_growing_the_slots_aside_leaves_them_whole_and_nothing_leaked() {
     for point in ["grown.made", "grown.linked"] {
         let leaks = leak_check(LIMIT);
-        let (q, other) = tasks_put(3);
-        let stopper = StoppedInTaskDone::start(&q);
+        let (q, other) = tasks_put(2);
         let dier = Process::new(take_killed_growing_the_slots_aside, (q.clone(), point.to_owned())).start().unwrap();
         assert_eq!(dier.wait(), -libc::SIGABRT, "{point}: the consumer did not die growing the chain");
         let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
         let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
         assert!(took.wait_timeout(LIMIT), "{point}: the next slot-less taker took nothing");
-        stopper.finish();
         release.set();
         assert_eq!(holder.join().unwrap(), ());
-        // The dead one's take, killed growing the chain before its count and its commit
-        // (since que91: after the commit until then), never committed: its task is taken
-        // here.
-        assert_eq!(q.try_get(), Ok(3), "{point}");
+        // The dead one's take, killed growing the chain before it read its message (since
+        // que91: before its count and its commit; until then after the commit), never
+        // committed: the holder took its task, and the next one is taken here.
+        assert_eq!(q.try_get(), Ok(2), "{point}");
         q.task_done().unwrap();
         assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}");
         drop((q, other, took, release));
@@ -972,6 +941,10 @@ fn take_one_timed_armed(args: (JoinableQueue<u32>, String)) -> String {
 /// its slab refilled by the large allocator), returns: a stopped process holds up no
 /// timed call. Before que91 the growth waited for that lock without a deadline, under the
 /// chain's lock (review113 L2): the take never returned while the holder stayed stopped.
+/// Since que101 the stopper's own first take grows the chain (a free slot aside must be
+/// there before a slot-less take reads), so this taker finds one without growing; the
+/// growth that meets the stopped allocator, refused, is
+/// `a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get`.
 #[test]
 fn a_slot_less_take_growing_the_slots_aside_returns_while_another_process_is_stopped_in_the_heap() {
     let _t = heap_user(LIMIT);
@@ -987,6 +960,100 @@ fn a_slot_less_take_growing_the_slots_aside_returns_while_another_process_is_sto
     assert_eq!(big.get().unwrap().len(), 1 << 20);
     stopper.finish();
     assert_eq!(said.as_deref(), Ok("Ok(2)"), "what the take said");
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// Arms `point`, takes one task given a few seconds, puts what the take said on `said`, and
+/// dies (`SIGABRT`) without marking anything done: a consumer killed right after its get.
+fn take_one_timed_armed_then_die(args: (JoinableQueue<u32>, String, Queue<String>)) {
+    let (q, point, said) = args;
+    multiproc::__private::crash_at(&point);
+    let got = q.get_timeout(Duration::from_secs(5));
+    multiproc::__private::crash_disarm();
+    said.put(format!("{got:?}")).unwrap();
+    std::process::abort();
+}
+
+/// Marks one task done without having taken any (Python allows it while tasks are
+/// unfinished), stopped (`SIGSTOP`) there holding the task table's lock (stop point
+/// `queue.task_done.counted`); resumed, returns. No take: the chain of slots aside stays
+/// empty.
+fn mark_one_done_stopped(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+}
+
+/// A take that finds no place in the task table before its commit is refused, the item
+/// left in the queue: the taker has no slot (its first take), the table's lock is held by
+/// a stopped process, and no slot aside can be had (the chain of slots aside is empty and
+/// must grow, the block's class is out of free blocks, fail point `heap.small.refill`, and
+/// another process is stopped holding the heap's large allocator's lock). Its
+/// `get_timeout` says `HeapFull`, its taker is killed after it, and both items are still
+/// there for the next gets, `join` then done. Before que101 the take committed, remembered
+/// only in its taker's memory (`AfterTake::Uncounted`), and was lost with it: the get said
+/// `Ok(1)`, the queue held one item, and `join` waited for the other for ever.
+#[test]
+fn a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = Process::new(mark_one_done_stopped, q.clone()).start().unwrap();
+    let stopper_stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    let big = Queue::<Vec<u8>>::new().unwrap();
+    let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
+    let said = Queue::<String>::new().unwrap();
+    let args = (q.clone(), "fail:heap.small.refill".to_owned(), said.clone());
+    let taker = Process::new(take_one_timed_armed_then_die, args).start().unwrap();
+    assert_eq!(taker.wait(), -libc::SIGABRT, "the taker did not die after its get");
+    stopped.resume(LIMIT);
+    assert_eq!(allocator.join().unwrap(), ());
+    assert_eq!(big.get().unwrap().len(), 1 << 20);
+    stopper_stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), ());
+    let said = said.get_timeout(LIMIT).unwrap();
+    assert!(said.starts_with("Err(HeapFull("), "what the refused take said: {said}");
+    assert_eq!((q.try_get(), q.try_get()), (Ok(1), Ok(2)), "the refused take left its item in the queue");
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// Arms `fail:queue.aside.none` (no slot aside can be claimed, as with a full heap), then
+/// tries every get form of `q` once (the task table's lock held by a stopped process, this
+/// process without a slot: no take of it finds a place), and puts what each said on `said`.
+fn try_every_get_without_a_place(args: (JoinableQueue<u32>, Queue<String>)) {
+    let (q, said) = args;
+    multiproc::__private::crash_at("fail:queue.aside.none");
+    let tried = [
+        format!("{:?}", q.try_get()),
+        format!("{:?}", q.get_timeout(Duration::from_secs(5))),
+        format!("{:?}", q.get()),
+        format!("{:?}", tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(q.get_async())),
+    ];
+    multiproc::__private::crash_disarm();
+    for t in tried {
+        said.put(t).unwrap();
+    }
+}
+
+/// Every get form of a `JoinableQueue` (`try_get`, `get_timeout`, `get`, `get_async`) whose
+/// take finds no place to be counted is refused with `HeapFull`, and leaves the item for
+/// the next get. Before que101 the first take committed, remembered only in the taker's
+/// memory.
+#[test]
+fn every_get_form_without_a_place_says_heap_full_and_takes_nothing() {
+    let _t = heap_user(LIMIT);
+    let (q, _other) = tasks_put(2);
+    let stopper = StoppedInTaskDone::start(&q);
+    let said = Queue::<String>::new().unwrap();
+    let getter = Process::new(try_every_get_without_a_place, (q.clone(), said.clone())).start().unwrap();
+    assert_eq!(getter.join().unwrap(), ());
+    let said: Vec<String> = (0..4).map(|_| said.get_timeout(LIMIT).unwrap()).collect();
+    stopper.finish();
+    for (form, said) in ["try_get", "get_timeout", "get", "get_async"].iter().zip(&said) {
+        assert!(said.starts_with("Err(HeapFull("), "what {form} said: {said}");
+    }
+    assert_eq!(q.try_get(), Ok(2), "the item left for the next get");
+    q.task_done().unwrap();
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 

@@ -132,7 +132,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::get`].
+    /// As [`JoinableQueue::get`], [`GetError::HeapFull`] included: the item is left in the
+    /// queue.
     ///
     /// # Examples
     ///

@@ -17,8 +17,8 @@ use crate::error::Error;
 use crate::process::panics;
 use crate::shm::crash::{crash_point, fail_point, interleave};
 use crate::shm::{
-    Deadline, GUARD_GRACE, Grown, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring,
-    SMALL_PUT, Shared, ShmObject, TAG_MASK, Watch, kind,
+    Deadline, GUARD_GRACE, Grown, Heap, HeapFull, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused,
+    Ring, SMALL_PUT, Shared, ShmObject, TAG_MASK, Watch, kind,
 };
 use crate::sys;
 
@@ -116,19 +116,20 @@ pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<T, Failure> {
-    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || {}, |_| {})
+    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || Ok(()), |_| {})
 }
 
-/// [`recv_value`], calling `taking` under the consumers' lock when a message is there, and
-/// `decoded` (whether it decoded) there too, after the decoding and before the take
-/// commits; telling why the other side is gone with `gone`.
+/// [`recv_value`], calling `taking` under the consumers' lock when a message is there,
+/// before anything is read (an `Err` refuses the take: the message stays first in the ring
+/// and the get fails with it), and `decoded` (whether it decoded) there too, after the
+/// decoding and before the take commits; telling why the other side is gone with `gone`.
 fn recv_value_then<T: DeserializeOwned, W: Watch>(
     ring: &Ring,
     tag: u32,
     deadline: Deadline,
     watch: &W,
     gone: impl FnOnce(W::Gone) -> Failure,
-    taking: impl FnMut(),
+    taking: impl FnMut() -> Result<(), HeapFull>,
     decoded: impl FnMut(bool),
 ) -> Result<T, Failure> {
     // The read closure captures one reference: the ring moves it out of an `Option` at each
@@ -137,10 +138,10 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     let mut with = (ring, tag, taking, decoded);
     let with = &mut with;
     let decoded = ring
-        .get(deadline, watch, move |bytes, got| {
+        .get_unless(deadline, watch, move |bytes, got| {
             let (ring, tag, taking, decoded) = with;
             let (ring, tag) = (*ring, *tag);
-            taking();
+            taking()?;
             if got == tag {
                 // A plain type's message holds no handle: read straight from the record. One
                 // that does not read so (not postcard, bytes left over) gets the general
@@ -149,13 +150,13 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                     && let Some(value) = codec::decode_plain::<T>(bytes, true)
                 {
                     decoded(true);
-                    return Ok(value);
+                    return Ok(Ok(value));
                 }
                 // Read with the message (see `Connection::take_raw`): a get that waited
                 // may take the ring's first message with handles.
                 let value = decode_taken::<T>(bytes, ring.ever_had_handles());
                 decoded(value.is_ok());
-                value
+                Ok(value)
             } else {
                 decoded(false);
                 let sent = if got == RAW {
@@ -163,10 +164,10 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 } else {
                     "the message was sent as another type than"
                 };
-                Err(Box::new((
+                Ok(Err(Box::new((
                     CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(),
                     None,
-                )))
+                ))))
             }
         })
         .map_err(|r| refused(r, gone))?;
@@ -278,7 +279,11 @@ impl QueueState {
 }
 
 /// The takes this process left uncounted in the task table of a queue object (its lock held
-/// by a stopped process, or every slot a live process's), once committed, per object:
+/// by a stopped process, or every slot a live process's), once committed, per object.
+/// Since que101 none is added in a running family: a take makes sure of a place before it
+/// reads ([`Tasks::place`]), or is refused, so [`AfterTake::Uncounted`], which alone adds
+/// here, is no longer reached (the lib tests still make it, to keep what follows true until
+/// this table goes). What follows is how they were counted:
 /// counted in this process's slot at its next visit under the table's lock, a take or a
 /// `task_done` ([`Tasks::count_take`], [`Tasks::did`]), or at its next `task_done` without
 /// the lock once it has a slot ([`Tasks::did_unlocked`]), or in its slot aside once it has
@@ -629,8 +634,9 @@ enum AfterTake<'a> {
     /// kill before the commit left a take that never happened counted as the dead
     /// process's: `join` said `TasksLost` for a task still queued, or held by a live
     /// consumer (review78 M1). A taker killed between its commit and this count has a take
-    /// counted nowhere, never told lost: only when no place was had before the commit
-    /// (see [`Tasks::aside`] for when).
+    /// counted nowhere, never told lost: only when no place was had before the commit.
+    /// Since que101 never: a take makes sure of its place before it reads
+    /// ([`Tasks::place`]), or is refused, its message left in the ring.
     Uncounted(&'a Tasks, uncounted::Queue),
     /// A take counted before its commit without the lock ([`Tasks::count_free`]): nothing
     /// left to do but the crash point `queue.take.placed`.
@@ -717,7 +723,11 @@ struct Tasks {
 /// How many slots aside a block of the chain holds: 85 of 48 bytes after the block's 16
 /// make a 4096-byte block of the family heap.
 const ASIDES_PER_BLOCK: usize = 85;
-const _: () = assert!(16 + ASIDES_PER_BLOCK * std::mem::size_of::<Held>() == 4096);
+const _: () = assert!(16 + ASIDES_PER_BLOCK * std::mem::size_of::<Held>() == ASIDES_BLOCK);
+
+/// The bytes of a block of slots aside: what a take refused for want of one says it
+/// needed ([`Tasks::place`]).
+const ASIDES_BLOCK: usize = 4096;
 
 impl Tasks {
     /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
@@ -725,7 +735,7 @@ impl Tasks {
     fn done(&self) -> u64 {
         let done = self.used().iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)));
         // One load when no process ever needed a slot aside.
-        if self.asides.is_empty() { done } else { done.wrapping_add(self.asides_done()) }
+        if self.asides.none_claimed() { done } else { done.wrapping_add(self.asides_done()) }
     }
 
     /// Tasks marked done in the slots aside.
@@ -825,11 +835,11 @@ impl Tasks {
     /// holder, however slow, is waited for. An uncounted take is counted in its process's
     /// own slot without the lock, or, without one, in its slot aside ([`Tasks::aside`]),
     /// once it has committed (when the [`AfterTake`] returned is dropped; crash point
-    /// `queue.take.uncounted` before, `queue.take.placed` after). Only with neither (every
-    /// slot aside another process's: those of dead ones are freed first, if the lock was
-    /// had) is it remembered by its process ([`uncounted`], `queue`: this queue object)
-    /// and counted at the process's next visit under the lock, this one's if it is a take:
-    /// only if its taker dies before then is it never told lost (`join` then waits for it).
+    /// `queue.take.uncounted` before, `queue.take.placed` after). One of the two is there
+    /// since que101 ([`Tasks::place`], before the read; a take without is refused). Until
+    /// then, with neither it was remembered by its process ([`uncounted`], `queue`: this
+    /// queue object) and counted at its next visit under the lock: never told lost if its
+    /// taker died before then (`join` waited for it).
     #[inline]
     fn count_take(&self, past: u64, queue: uncounted::Queue) -> Option<AfterTake<'_>> {
         let Some(lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
@@ -871,9 +881,10 @@ impl Tasks {
     /// ([`Tasks::settle`], [`Tasks::void_free`]), as it does a count under the lock. A kill
     /// at any point after the commit leaves the take counted as the dead process's: told
     /// lost. (Counted after the commit, once the consumers' lock was let go, a taker killed
-    /// in between had a take counted nowhere, never told lost: review94 L2.) With neither
-    /// slot (see [`Tasks::aside`] for when), the take is left to its commit
-    /// ([`AfterTake::Uncounted`]).
+    /// in between had a take counted nowhere, never told lost: review94 L2.) One of the two
+    /// is there: the take made sure of it before it read ([`Tasks::place`]: its own slot,
+    /// else its slot aside or a free one, which no other take can claim meanwhile); the
+    /// fallback to its commit ([`AfterTake::Uncounted`]) is no longer reached.
     #[cold]
     fn count_free(&self, past: u64, queue: uncounted::Queue) -> AfterTake<'_> {
         crash_point!("queue.take.uncounted");
@@ -898,6 +909,54 @@ impl Tasks {
         h.taken_free.fetch_add(add, Ordering::AcqRel);
         crash_point!("queue.take.free_counted");
         AfterTake::Placed
+    }
+
+    /// Makes sure that a take about to read its message (consumers' lock held) will find a
+    /// place to be counted before its commit, whatever happens to the table's lock
+    /// meanwhile; `Err` when it cannot: the take is refused, its message left in the ring
+    /// (que101). Before, such a take committed, remembered only in its process's memory
+    /// ([`AfterTake::Uncounted`]), and was lost with it: a taker killed after it left a
+    /// task `join` never told lost.
+    ///
+    /// A place is this process's own slot, which stays its own while it lives: most takes
+    /// find it here, without a lock (one walk of the slots used). Without one, the take may
+    /// be counted under the table's lock in a free slot ([`Tasks::count_take`]), but that
+    /// slot may be claimed by another process's `task_done`, or the lock held by a stopped
+    /// process, before the count: the take must then have a slot aside
+    /// ([`Tasks::count_free`]). So a free slot aside must be there, or this process's own:
+    /// found, or the chain grown for it ([`Tasks::place_aside`]).
+    #[inline]
+    fn place(&self) -> Result<(), HeapFull> {
+        if self.own_slot().is_some() { Ok(()) } else { self.place_aside() }
+    }
+
+    /// [`Tasks::place`] for a process without a slot of its own: its slot aside, or a free
+    /// one (`pid` 0), else the chain grown by a block of them; `Err` when it cannot grow
+    /// ([`Tasks::aside`] lists when). Not claimed here: the take claims it only if it needs
+    /// it ([`Tasks::count_free`]), so that a process that gets a slot of the table keeps no
+    /// slot aside. A free slot aside stays free until then, since every claim of one is made
+    /// by a take before its commit, under the consumers' lock, which this take holds (the
+    /// retry of [`AfterTake::Uncounted`] claims without it, but is no longer reached: it
+    /// comes only after a [`Tasks::count_free`] that found no place). The tests'
+    /// `fail:queue.aside.none` makes it find none and not grow, as in those cases.
+    #[cold]
+    fn place_aside(&self) -> Result<(), HeapFull> {
+        if self.aside(false, false).is_some() {
+            return Ok(());
+        }
+        if fail_point!("queue.aside.none") {
+            return Err(HeapFull::requested(ASIDES_BLOCK));
+        }
+        let heap = Heap::get();
+        loop {
+            let seen = self.asides.head();
+            if self.asides.all(heap).any(|h| h.pid.load(Ordering::Acquire) == 0) {
+                return Ok(());
+            }
+            if !self.asides.grow(heap, seen, GUARD_GRACE) {
+                return Err(HeapFull::requested(ASIDES_BLOCK));
+            }
+        }
     }
 
     /// The slot of the last take counted before its commit (under the lock, or without it
@@ -944,8 +1003,10 @@ impl Tasks {
 
     /// This process's slot aside (see `asides`), found, or else claimed when `claim`
     /// (the chain grown when every one names another process, if `grow`); `None` when it
-    /// has none and none could be claimed, the only cases where a take is left without a
-    /// place before its commit ([`Tasks::count_free`], [`AfterTake::Uncounted`]):
+    /// has none and none could be claimed. The chain fails to grow, and a take of a process
+    /// without a slot of its own is refused, its message left in the ring ([`Tasks::place`],
+    /// que101; before, it was left without a place before its commit, and remembered in
+    /// its process's memory, [`AfterTake::Uncounted`]), only when:
     /// - the heap full: the block's class has no free block, and neither a free extent nor
     ///   the heap's untouched end has room for a 64 KiB slab of it. Blocks waiting for
     ///   their release ([`Heap::defer_releases`]) are not released here: the slab is taken
@@ -956,8 +1017,8 @@ impl Tasks {
     /// The tests' `fail:queue.aside.none` makes a claim find none, as in those cases.
     /// Without the table's lock.
     ///
-    /// Grown only under the consumers' lock, by a take before its commit
-    /// ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
+    /// Grown only under the consumers' lock, by a take before it reads ([`Tasks::place`])
+    /// or before its commit ([`Tasks::count_free`]): a grower stopped in its few stores then holds that lock
     /// too, and no other take reaches the chain's lock meanwhile, so none finds it held by
     /// a stopped process and goes without a slot aside (the retry after a commit,
     /// [`AfterTake::Uncounted`], only claims, and finds none when every slot aside is
@@ -1535,7 +1596,10 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             deadline,
             &watch,
             Failure::from,
-            || watch.uncount(),
+            || {
+                watch.uncount();
+                self.place_take()
+            },
             // Only a JoinableQueue's take writes `after` (an `Option` of four words: a
             // `None` written at every take was stored in words and copied in wider loads).
             |decoded| {
@@ -1645,6 +1709,17 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 }
 
 impl<T> Channel<T> {
+    /// Under the consumers' lock, a take about to read its message: in a `JoinableQueue`'s,
+    /// makes sure its task will have a place to be counted before its commit
+    /// ([`Tasks::place`]); `Err` refuses the take, its message left in the queue.
+    #[inline]
+    pub(crate) fn place_take(&self) -> Result<(), HeapFull> {
+        if !self.counts_tasks {
+            return Ok(());
+        }
+        self.shared.tasks.place()
+    }
+
     /// Under the consumers' lock, a take about to commit (its message `decoded` or not):
     /// in a `JoinableQueue`'s, undoes the count of a take killed before its commit and
     /// counts this one, as this process's task, when it decoded (the `get` returns it). A

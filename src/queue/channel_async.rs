@@ -60,7 +60,11 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
         let outcome = poll_on(&mut this.waiting, ring.readable(), cx, |check| {
             let now = CheckNow::new(&watch, check);
             let counted = |decoded| after = channel.count_take(decoded);
-            match recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount(), counted) {
+            let taking = || {
+                watch.uncount();
+                channel.place_take()
+            };
+            match recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, taking, counted) {
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }

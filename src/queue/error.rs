@@ -289,7 +289,7 @@ macro_rules! take_error {
     };
     (
         $(#[$meta:meta])*
-        $name:ident $([$shut:ident])? { $( $(#[$v_meta:meta])* $variant:ident => $msg:literal, $channel:expr; )? }
+        $name:ident $([$shut:ident, $full:ident])? { $( $(#[$v_meta:meta])* $variant:ident => $msg:literal, $channel:expr; )? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -301,6 +301,19 @@ macro_rules! take_error {
                 /// and nothing is left in it (Python's `queue.ShutDown`).
                 #[error("the queue is shut down")]
                 $shut,
+                /// A [`JoinableQueue`](crate::JoinableQueue)'s take found no place in the
+                /// family's shared memory to count the task it would take (the task table
+                /// keeps it where `join` sees it lost if this process dies holding it; a
+                /// process without a slot there needs a block of the family heap): the
+                /// take was refused before anything was read, and the item stays in the
+                /// queue, for another consumer or for a later `get`. Only when the family's
+                /// shared memory is exhausted (or, for a moment, another process is stopped,
+                /// `SIGSTOP` or a debugger, inside its allocator); free some (drop large
+                /// values, handles of shared objects or queues no longer needed) and call
+                /// `get` again. Python has no such case. Never from a `Queue` or a
+                /// `SimpleQueue`.
+                #[error(transparent)]
+                $full(HeapFull),
             )?
             /// The other side is gone and nothing is left to take: every other handle was
             /// dropped, closed, or died with its process (Python's `EOFError` for a pipe).
@@ -322,7 +335,7 @@ macro_rules! take_error {
                     Failure::Gone => Self::Disconnected,
                     Failure::Closed => Self::Closed,
                     Failure::Decode(e) | Failure::Encode(e) => Self::Decode(e),
-                    $( Failure::ShutDown => Self::$shut, )?
+                    $( Failure::ShutDown => Self::$shut, Failure::HeapFull(e) => Self::$full(e), )?
                     #[allow(unreachable_patterns)]
                     Failure::TooLarge(_) | Failure::HeapFull(_) | Failure::ShutDown => {
                         unreachable!("taking a message cannot fail with {failure:?}")
@@ -335,7 +348,7 @@ macro_rules! take_error {
             fn from(e: $name) -> Error {
                 match e {
                     $( $name::$variant => $channel.into(), )?
-                    $( $name::$shut => ChannelError::ShutDown.into(), )?
+                    $( $name::$shut => ChannelError::ShutDown.into(), $name::$full(e) => e.into(), )?
                     $name::Disconnected => ChannelError::Disconnected.into(),
                     $name::Closed => ChannelError::Closed.into(),
                     $name::Decode(e) => e.into(),
@@ -357,7 +370,7 @@ take_error! {
     /// assert_eq!(q.get(), Err(GetError::Disconnected));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    GetError [ShutDown] {}
+    GetError [ShutDown, HeapFull] {}
 }
 
 take_error! {
@@ -371,7 +384,7 @@ take_error! {
     /// assert_eq!(q.try_get(), Err(TryGetError::Empty));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    TryGetError [ShutDown] {
+    TryGetError [ShutDown, HeapFull] {
         /// The queue is empty.
         Empty => "the queue is empty", ChannelError::Empty;
     }
@@ -391,7 +404,7 @@ take_error! {
     /// # drop(keep);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    GetTimeoutError [ShutDown] {
+    GetTimeoutError [ShutDown, HeapFull] {
         /// Nothing came before the timeout.
         Timeout => "timed out waiting for a message", ChannelError::Timeout;
     }

@@ -185,9 +185,39 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::get`]. A message that does not decode ([`GetError::Decode`]) is taken
-    /// all the same and its task stays unfinished, as in Python: call
-    /// [`task_done`](JoinableQueue::task_done) for it too, or `join` will not return `Ok`.
+    /// As [`Queue::get`], and [`GetError::HeapFull`] when the family's shared memory is
+    /// exhausted: a process that has no slot yet in the queue's task table (the table
+    /// that lets `join` tell the tasks of dead processes lost) needs a block of it to be
+    /// sure its task is counted. The take is then refused before anything is read, and the
+    /// item stays in the queue, for another consumer or a later `get`: free some shared
+    /// memory (drop large values, queues or shared objects no longer needed) and call `get`
+    /// again. Python has no such case. (It also happens for a moment while another process
+    /// is stopped, `SIGSTOP` or a debugger, inside the heap's allocator: `get` does not
+    /// wait for it.)
+    ///
+    /// A message that does not decode ([`GetError::Decode`]) is taken all the same and its
+    /// task stays unfinished, as in Python: call [`task_done`](JoinableQueue::task_done)
+    /// for it too, or `join` will not return `Ok`.
+    ///
+    /// ```
+    /// use multiproc::{GetError, JoinableQueue};
+    ///
+    /// multiproc::init();
+    /// let q = JoinableQueue::new()?;
+    /// q.put(3)?;
+    /// let item = loop {
+    ///     match q.get() {
+    ///         Err(GetError::HeapFull(_)) => {
+    ///             // The item is still in the queue: make room in shared memory, then retry.
+    ///             std::thread::sleep(std::time::Duration::from_millis(10));
+    ///         }
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// assert_eq!(item, 3);
+    /// q.task_done()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// ```
     /// multiproc::init();
@@ -205,7 +235,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::try_get`].
+    /// As [`Queue::try_get`], and [`TryGetError::HeapFull`] as [`JoinableQueue::get`]'s
+    /// (the item left in the queue).
     ///
     /// ```
     /// multiproc::init();
@@ -222,7 +253,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::get_timeout`].
+    /// As [`Queue::get_timeout`], and [`GetTimeoutError::HeapFull`] as
+    /// [`JoinableQueue::get`]'s (the item left in the queue, returned at once, not at the
+    /// timeout).
     ///
     /// ```
     /// use std::time::Duration;

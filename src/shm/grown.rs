@@ -38,17 +38,21 @@ pub(crate) struct Grown<T, const N: usize> {
     /// The block being made under `lock` (0: none), a dead grower's when seen by the next
     /// holder.
     making: AtomicU64,
+    /// 1 once an item was ever claimed ([`Grown::claim`]), set before the claim returns:
+    /// the sums of claimed items read one word while none is ([`Grown::none_claimed`]),
+    /// though a block is linked (since que101 a block is grown before it is needed).
+    claimed: AtomicU64,
     lock: RawMutex,
     _items: PhantomData<fn() -> T>,
 }
 
-// SAFETY: two atomics and a RawMutex (atomics), no padding (asserted below), no pointer, no
+// SAFETY: three atomics and a RawMutex (atomics), no padding (asserted below), no pointer, no
 // drop glue, fixed layout (repr(C)), any bytes valid, all zero included: an offset there
 // that this module did not write is the object's corruption by another process, as with
 // any offset a shared object holds.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for Grown<T, N> {}
 
-const _: () = assert!(std::mem::size_of::<Grown<u64, 1>>() == 16 + std::mem::size_of::<RawMutex>());
+const _: () = assert!(std::mem::size_of::<Grown<u64, 1>>() == 24 + std::mem::size_of::<RawMutex>());
 
 /// One block: the next one (0: none), the mark of items ever claimed, the items.
 #[repr(C)]
@@ -100,6 +104,13 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
         self.head.load(Ordering::Acquire) == 0
     }
 
+    /// Whether no item was ever claimed (one load): then [`Grown::used`] is empty. An item
+    /// claimed by a process killed before it set the flag holds no count.
+    #[inline]
+    pub(crate) fn none_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire) == 0
+    }
+
     /// The items ever claimed (under each block's mark), block by block from the head.
     pub(crate) fn used<'h>(&'h self, heap: &'h Heap) -> impl Iterator<Item = &'h T> + 'h {
         self.blocks(heap).flat_map(|b| {
@@ -149,6 +160,9 @@ impl<T: ShmSafe, const N: usize> Grown<T, N> {
     pub(crate) fn claim<'h>(&'h self, heap: &'h Heap, claim: impl Fn(&T) -> bool) -> Option<&'h T> {
         self.blocks(heap).find_map(|b| {
             let at = b.items.iter().position(&claim)?;
+            if self.claimed.load(Ordering::Relaxed) == 0 {
+                self.claimed.store(1, Ordering::Release);
+            }
             b.used.fetch_max(at as u32 + 1, Ordering::AcqRel);
             Some(&b.items[at])
         })

@@ -1009,6 +1009,20 @@ impl Ring {
         watch: &W,
         read: impl FnOnce(&[u8], u32) -> R,
     ) -> Result<R, Refused<W::Gone>> {
+        self.get_checked::<false, W, R>(deadline, watch, move |bytes, tag| Ok(read(bytes, tag)))
+    }
+
+    /// [`Ring::get`] whose `read` may refuse the take, before it reads anything: an `Err`
+    /// leaves the message uncommitted, first in the ring for the next take, and the get
+    /// fails with [`Refused::HeapFull`] (a `JoinableQueue`'s take that finds no place in
+    /// its task table to be counted, que101).
+    #[inline]
+    pub(crate) fn get_unless<W: Watch, R>(
+        &self,
+        deadline: Deadline,
+        watch: &W,
+        read: impl FnOnce(&[u8], u32) -> Result<R, HeapFull>,
+    ) -> Result<R, Refused<W::Gone>> {
         self.get_checked::<false, W, R>(deadline, watch, read)
     }
 
@@ -1021,7 +1035,7 @@ impl Ring {
         watch: &W,
         read: impl FnOnce(&[u8], u32) -> R,
     ) -> Result<R, Refused<W::Gone>> {
-        self.get_checked::<true, W, R>(deadline, watch, read)
+        self.get_checked::<true, W, R>(deadline, watch, move |bytes, tag| Ok(read(bytes, tag)))
     }
 
     /// [`Ring::get`]; `AHEAD`: the deadline is known not to have passed before the first wait.
@@ -1030,7 +1044,7 @@ impl Ring {
         &self,
         deadline: Deadline,
         watch: &W,
-        read: impl FnOnce(&[u8], u32) -> R,
+        read: impl FnOnce(&[u8], u32) -> Result<R, HeapFull>,
     ) -> Result<R, Refused<W::Gone>> {
         let mut read = Some(read);
         // Straight to the record: the consumers' lock and position are on their own
@@ -1048,7 +1062,7 @@ impl Ring {
         &self,
         deadline: Deadline,
         watch: &W,
-        read: &mut Option<impl FnOnce(&[u8], u32) -> R>,
+        read: &mut Option<impl FnOnce(&[u8], u32) -> Result<R, HeapFull>>,
     ) -> Result<R, Refused<W::Gone>> {
         let mut ahead = AHEAD;
         // Why to stop if the next look finds nothing: one last look follows every reason
@@ -1186,12 +1200,13 @@ impl Ring {
         empty.then(f)
     }
 
-    /// One locked attempt: the message, or `None` when there is none.
+    /// One locked attempt: the message, or `None` when there is none; `read` refusing it
+    /// (before it reads) leaves it uncommitted, and fails with [`Refused::HeapFull`].
     #[inline]
     fn take<R, E>(
         &self,
         deadline: Deadline,
-        read: &mut Option<impl FnOnce(&[u8], u32) -> R>,
+        read: &mut Option<impl FnOnce(&[u8], u32) -> Result<R, HeapFull>>,
     ) -> Result<Option<R>, Refused<E>> {
         let heap = Heap::get();
         // Handles decoded by `read` stay pending until the message is taken (a consumer
@@ -1243,7 +1258,8 @@ impl Ring {
                     let read = read.take().expect("a message is read once");
                     // SAFETY: a committed record: its bytes are never written again, and its
                     // segment is freed only by a consumer, under the lock we hold.
-                    let r = read(unsafe { published_bytes(heap, at.seg + at.pos + 8, len) }, tag_of(h));
+                    let r = read(unsafe { published_bytes(heap, at.seg + at.pos + 8, len) }, tag_of(h))
+                        .map_err(Refused::HeapFull)?;
                     at.pos += 8 + align8(len);
                     at.count += 1;
                     at.bytes += len;
@@ -1260,7 +1276,8 @@ impl Ring {
                     let read = read.take().expect("a message is read once");
                     // SAFETY: a published block: written once before its record was
                     // committed, freed only by the consumer that takes it (under our lock).
-                    let r = read(unsafe { published_bytes(heap, block + BLOCK_HEADER, len) }, tag_of(h));
+                    let r = read(unsafe { published_bytes(heap, block + BLOCK_HEADER, len) }, tag_of(h))
+                        .map_err(Refused::HeapFull)?;
                     at.pos += 16;
                     at.count += 1;
                     at.bytes += len;
