@@ -3260,3 +3260,42 @@ fn a_waiting_task_carries_the_result_bound_of_a_restarted_redis() {
     }
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
+
+/// An `imap` made before `close` goes on to the end of its input, as a local pool's does
+/// (aud91 H2) and Python's (its `imap` queues every task at once; `close` only refuses new
+/// calls), ordered or not, and `join` after the iteration ends the pool. A `join` before
+/// its end cuts it: what was in flight comes, then an error, and the iteration ends. Before,
+/// the cluster pool refused the chunks fed after the `close`: the rest of the iteration
+/// failed `Closed`.
+#[test]
+fn an_imap_made_before_close_goes_on_to_the_end() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _node)) = cluster(&[]) else { return };
+    for ordered in [true, false] {
+        let pool = pool(&redis, 2);
+        let options = MapOptions::new().chunksize(2).lookahead(2);
+        let mut it = if ordered {
+            pool.imap_with(square, 0..40u64, options).unwrap()
+        } else {
+            pool.imap_unordered_with(square, 0..40u64, options).unwrap()
+        };
+        let mut got: Vec<_> = it.by_ref().take(5).map(|r| r.map_err(|e| e.to_string())).collect();
+        pool.close();
+        assert!(pool.apply(square, 3).is_err(), "a closed pool takes no new call");
+        got.extend(it.map(|r| r.map_err(|e| e.to_string())));
+        if !ordered {
+            got.sort();
+        }
+        assert_eq!(got, (0..40).map(|x| Ok(x * x)).collect::<Vec<_>>(), "ordered {ordered}");
+        pool.join().unwrap();
+    }
+    // Joined before its end: cut, and the iteration ends.
+    let pool = pool(&redis, 2);
+    let mut it = pool.imap_with(square, 0..100u64, MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    pool.join().unwrap();
+    let rest: Vec<_> = it.collect();
+    assert!(rest.len() < 99, "a joined pool's imap is cut: {} more", rest.len());
+    assert!(rest.last().is_some_and(Result::is_err), "{rest:?}");
+}

@@ -10,7 +10,7 @@
 //! of the stream; a node already running one finishes it and its result is dropped.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -285,6 +285,8 @@ struct Books {
     /// A large task sent alone whose sends lost the connection while Redis answered `PING`
     /// right after, and how many times (see [`DROPPED_SENDS`]).
     dropped: Option<(u64, u32)>,
+    /// `join` was called: an `imap` counted in [`Driver::streams`] sends nothing more.
+    joining: bool,
 }
 
 /// Redis's least `proto-max-bulk-len` (1 MB): a task above it may be one the server
@@ -330,6 +332,10 @@ pub(crate) struct Driver {
     counters: Arc<Counters>,
     state: AtomicU8,
     next_id: AtomicU64,
+    /// The `imap`s made while the pool ran that may send more ([`Engine::stream_opened`]):
+    /// their chunks are taken after `close` until `join`, as a local pool takes them (aud91
+    /// H2), and the driver thread goes on for them.
+    streams: AtomicUsize,
     books: Mutex<Books>,
     /// The stream's birth last seen, which the scripts that look it up try first. A hint
     /// only, apart from the books: the beat never waits for a submitter's flush.
@@ -473,6 +479,69 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Driver {
+    /// [`Engine::submit`]; `streamed`: a chunk of an `imap` counted in [`Driver::streams`],
+    /// also taken after `close`, until `join`.
+    fn submit_as(&self, job: Job, streamed: bool) -> Result<(), PoolError> {
+        if !self.made_in.is_here() {
+            return Err(PoolError::Closed);
+        }
+        let open = self.running() || (streamed && self.state.load(Ordering::Acquire) == CLOSED);
+        if !open {
+            // Stopped because Redis failed, or closed by the user.
+            return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = TaskMsg {
+            id,
+            build: self.build,
+            call: job.call,
+            timeout_ms: job.timeout.map(ms),
+            lease_ms: ms(self.options.lease),
+            max_result: lock(&self.bounds).result as u64,
+            args: job.args.bytes().to_vec(),
+        };
+        let mut encoded = codec::encode(&message)?;
+        let mut bytes = std::mem::take(&mut encoded.bytes);
+        encoded.sent();
+        // A task is bounded as a result is, and by the server's bound: Redis refuses a
+        // larger argument by closing the connection (its `proto-max-bulk-len`), which the
+        // driver would take for Redis gone.
+        let bounds = lock(&self.bounds);
+        if bytes.len() > bounds.task {
+            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len(), &bounds.why)));
+        }
+        drop(bounds);
+        let tag = self.seal.tag(&self.id, &bytes);
+        bytes.extend_from_slice(&tag);
+        let mut books = lock(&self.books);
+        // Again under `books`: a `terminate` since has failed what waited, and a `join`
+        // since may have seen the driver thread idle (it ends then).
+        if self.state.load(Ordering::Acquire) == TERMINATED || (streamed && books.joining) {
+            return Err(PoolError::Closed);
+        }
+        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
+        if books.sent.len() < self.in_flight {
+            drop(books);
+            let mut link = lock(&self.link);
+            // The bound is read (an exchange where the link's connection is new or absent)
+            // before `books` is taken, so the driver thread does not wait on it. Where it
+            // cannot be read (Redis away), or the driver thread is reading its own, nothing
+            // is sent here: the chunk waits for the driver thread, and a submission waits one
+            // exchange at most, not that one and a send (review122 L4). `link` is only ever
+            // taken before `books` (here; the driver thread has a link of its own).
+            if let Some(reading) = self.read_bound(&mut link, false) {
+                let mut books = lock(&self.books);
+                // A failure leaves the chunk queued: the driver thread retries, and fails
+                // everything if Redis stays away.
+                let refused = self.flush(&mut books, &mut link, reading).unwrap_or_default();
+                drop(books);
+                drop(link);
+                deliver_all(refused);
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the pool's stream and group, announces the pool, starts the driver thread.
     pub(crate) fn start(
         url: &str,
@@ -502,6 +571,7 @@ impl Driver {
             counters: Arc::default(),
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
+            streams: AtomicUsize::new(0),
             books: Mutex::new(Books::default()),
             born: Mutex::default(),
             link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
@@ -1047,9 +1117,12 @@ impl Driver {
         }
     }
 
+    /// Whether a closed pool's driver thread may end: nothing waits or runs, and no counted
+    /// `imap` may send more (looked at under `books`, where such an `imap` queues its chunk
+    /// before it ends: its chunk is seen, or its count).
     fn idle(&self) -> bool {
         let books = lock(&self.books);
-        books.pending.is_empty() && books.sent.is_empty()
+        books.pending.is_empty() && books.sent.is_empty() && (books.joining || self.streams.load(Ordering::SeqCst) == 0)
     }
 
     /// Deletes the pool's keys (best effort).
@@ -1305,58 +1378,29 @@ impl Engine for Driver {
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
-        if !self.made_in.is_here() {
-            return Err(PoolError::Closed);
-        }
+        self.submit_as(job, false)
+    }
+
+    fn stream_opened(&self) -> bool {
         if !self.running() {
-            // Stopped because Redis failed, or closed by the user.
-            return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
+            return false;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let message = TaskMsg {
-            id,
-            build: self.build,
-            call: job.call,
-            timeout_ms: job.timeout.map(ms),
-            lease_ms: ms(self.options.lease),
-            max_result: lock(&self.bounds).result as u64,
-            args: job.args.bytes().to_vec(),
-        };
-        let mut encoded = codec::encode(&message)?;
-        let mut bytes = std::mem::take(&mut encoded.bytes);
-        encoded.sent();
-        // A task is bounded as a result is, and by the server's bound: Redis refuses a
-        // larger argument by closing the connection (its `proto-max-bulk-len`), which the
-        // driver would take for Redis gone.
-        let bounds = lock(&self.bounds);
-        if bytes.len() > bounds.task {
-            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len(), &bounds.why)));
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        // A `close` (and the driver thread's end) between the two looks: not counted, and
+        // refused at its next chunk, as a call after the close.
+        if self.state.load(Ordering::SeqCst) != RUNNING {
+            self.stream_ended();
+            return false;
         }
-        drop(bounds);
-        let tag = self.seal.tag(&self.id, &bytes);
-        bytes.extend_from_slice(&tag);
-        let mut books = lock(&self.books);
-        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
-        if books.sent.len() < self.in_flight {
-            drop(books);
-            let mut link = lock(&self.link);
-            // The bound is read (an exchange where the link's connection is new or absent)
-            // before `books` is taken, so the driver thread does not wait on it. Where it
-            // cannot be read (Redis away), or the driver thread is reading its own, nothing
-            // is sent here: the chunk waits for the driver thread, and a submission waits one
-            // exchange at most, not that one and a send (review122 L4). `link` is only ever
-            // taken before `books` (here; the driver thread has a link of its own).
-            if let Some(reading) = self.read_bound(&mut link, false) {
-                let mut books = lock(&self.books);
-                // A failure leaves the chunk queued: the driver thread retries, and fails
-                // everything if Redis stays away.
-                let refused = self.flush(&mut books, &mut link, reading).unwrap_or_default();
-                drop(books);
-                drop(link);
-                deliver_all(refused);
-            }
-        }
-        Ok(())
+        true
+    }
+
+    fn stream_ended(&self) {
+        self.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn submit_streamed(&self, job: Job) -> Result<(), PoolError> {
+        self.submit_as(job, true)
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -1364,7 +1408,9 @@ impl Engine for Driver {
     }
 
     fn close(&self) {
-        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        // SeqCst, with the driver thread's look at `streams`, against `stream_opened`'s count
+        // then look at the state: one of the two sees the other's write.
+        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     fn terminate(&self) {
@@ -1385,6 +1431,9 @@ impl Engine for Driver {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
+        // A counted `imap` still feeding sends nothing more (the joining thread may be the
+        // one that feeds it): what it sent comes, then its refusal.
+        lock(&self.books).joining = true;
         let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = t.join();
