@@ -785,8 +785,10 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
     let path = dir.0.join("slow.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let url = format!("redis+unix://{}", path.display());
-    // Each connection: its `PING` answered, then 16 KiB read every 50 ms (320 KiB/s, under
-    // the 1 MiB/s at which moved bytes buy an exchange time) for fifteen seconds at most.
+    // Each connection: its `PING` answered and its `CONFIG GET` refused (as a managed server
+    // refuses it: the item is sent, its bound unknown), then 16 KiB read every 50 ms
+    // (320 KiB/s, under the 1 MiB/s at which moved bytes buy an exchange time) for fifteen
+    // seconds at most.
     std::thread::spawn(move || {
         for peer in listener.incoming() {
             let mut peer = peer.unwrap();
@@ -796,6 +798,9 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
                     match peer.read(&mut chunk) {
                         Ok(0) | Err(_) => return,
                         Ok(n) if chunk[..n].ends_with(b"PING\r\n") => _ = peer.write_all(b"+PONG\r\n"),
+                        Ok(n) if chunk[..n].windows(6).any(|w| w == b"CONFIG") => {
+                            _ = peer.write_all(b"-ERR unknown command 'CONFIG'\r\n")
+                        }
                         Ok(_) => {}
                     }
                     std::thread::sleep(Duration::from_millis(50));
@@ -1367,9 +1372,7 @@ fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "ran");
     let q = q.unwrap();
-    multiproc::__private::crash_at("fail:cluster.put.reply");
-    let put = q.put(vec![7u8; 2 << 20]);
-    multiproc::__private::crash_disarm();
+    let put = armed("fail:cluster.put.reply", || q.put(vec![7u8; 2 << 20]));
     let Err(PutError::Unsure(token, _)) = put else {
         panic!("the put's reply was lost: {:?}", put.map_err(|e| e.to_string()))
     };
@@ -1386,4 +1389,131 @@ fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
     eprintln!("put_again: {:?}; LLEN {:?}", again.as_ref().map_err(|e| e.to_string()), String::from_utf8_lossy(&len));
     assert_eq!(len, b":1\r\n", "the put ran once");
     assert!(again.is_ok(), "the item is in the queue, yet put_again: {:?}", again.map_err(|e| e.to_string()));
+}
+
+/// Runs `f` with the fail point `point` armed in this process (`fail:NAME`), one such test at
+/// a time: arming is process-wide, and a test's disarm ended another's window (a put
+/// whose reply was to be lost took effect). A put of another test in the window is failed
+/// too: keep `f` short.
+fn armed<R>(point: &str, f: impl FnOnce() -> R) -> R {
+    static ARMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    multiproc::__private::crash_at(point);
+    let r = f();
+    multiproc::__private::crash_disarm();
+    r
+}
+
+/// review124 M1: the record check of a `put_again` right after a restart met `-LOADING`
+/// (the server reading its AOF; `CONFIG GET` is answered while loading, `HMGET` is not) and
+/// answered `Unsure` at once, where a send waits it out for the timeout. `key-load-delay`
+/// makes the loading last about a second (2000 keys in the AOF's base, 500 us each), and
+/// the server answers (`-LOADING`) every KiB it loads, so the check meets it every run
+/// (before: 1 run in 3 of fix93's test, in the first few milliseconds).
+#[test]
+fn put_again_waits_out_a_restarted_redis_loading_its_data() {
+    let _w = watchdog(LIMIT);
+    let args = ["--proto-max-bulk-len", "1mb", "--appendonly", "yes", "--appendfsync", "always"];
+    let slow = ["--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"];
+    let Some(mut redis) = Redis::start(&[&args[..], &slow[..]].concat()) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let pad = b"for i = 1, 2000 do redis.call('SET', 'pad:' .. i, i) end";
+    assert_eq!(redis.raw(&[b"EVAL", pad, b"0"]), b"$-1\r\n");
+    assert!(redis.raw(&[b"BGREWRITEAOF"]).starts_with(b"+"));
+    let rewritten = || {
+        let info = String::from_utf8_lossy(&redis.raw(&[b"INFO", b"persistence"])).into_owned();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    };
+    assert!(common::eventually(Duration::from_secs(20), rewritten), "the AOF was not rewritten");
+    // The failing put on a handle of its own, with a short timeout (the fail point is the
+    // process's: armed as briefly as may be); any handle of the queue puts the token again.
+    let open = |timeout| Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(timeout).open(&redis.url, "loading");
+    let (q, again_q) = (open(Duration::from_millis(300)).unwrap(), open(Duration::from_secs(10)).unwrap());
+    let put = armed("fail:cluster.put.reply", || q.put(vec![7u8; 2 << 20]));
+    let Err(PutError::Unsure(token, _)) = put else {
+        panic!("the put's reply was lost: {:?}", put.map_err(|e| e.to_string()))
+    };
+    redis.restart(); // back at 1 MiB from its arguments, loading its AOF for a second or so
+    let loading = redis.raw(&[b"LLEN", b"mp:{q:loading}:items"]);
+    let again = again_q.put_again(token);
+    let len = loop {
+        let len = redis.raw(&[b"LLEN", b"mp:{q:loading}:items"]);
+        if !len.starts_with(b"-LOADING") {
+            break len;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "right after the restart: {:?}; put_again: {:?}; LLEN {:?}",
+        String::from_utf8_lossy(&loading).trim(),
+        again.as_ref().map_err(|e| e.to_string()),
+        String::from_utf8_lossy(&len)
+    );
+    assert_eq!(len, b":1\r\n", "the put ran once");
+    assert!(again.is_ok(), "the item is in the queue, yet put_again: {:?}", again.map_err(|e| e.to_string()));
+}
+
+/// review124 L1: the record check was a read. Told `Encode` (the put did not run), the
+/// caller may put the value another way, while a copy of an earlier send still on its way
+/// (its header read by the server under the larger bound) would then push it: the item
+/// twice. The check is a fence now: it enters the number, so the copy is refused.
+#[test]
+fn a_put_said_not_to_have_run_refuses_its_late_copy() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let bound = |b: &[u8]| assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b]), b"+OK\r\n");
+    bound(b"64mb");
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "late");
+    let q = q.unwrap();
+    // Each send is lost before it reaches Redis: the put did not run, and cannot know it.
+    let put = armed("fail:cluster.put.lost", || q.put(vec![7u8; 2 << 20]));
+    let Err(PutError::Unsure(token, _)) = put else {
+        panic!("the put's sends were lost: {:?}", put.map_err(|e| e.to_string()))
+    };
+    let copy = multiproc::__private::cluster_put_command(&q, &token);
+    bound(b"1mb");
+    let again = q.put_again(token);
+    let said = again.as_ref().map_err(|e| e.to_string());
+    assert!(matches!(again, Err(PutError::Encode(..))), "the put did not run and cannot be sent: {said:?}");
+    // The late copy, read under the larger bound.
+    bound(b"64mb");
+    let args: Vec<&[u8]> = copy.iter().map(Vec::as_slice).collect();
+    let late = redis.raw(&args);
+    let len = redis.raw(&[b"LLEN", b"mp:{q:late}:items"]);
+    eprintln!(
+        "put_again: {said:?}; the late copy: {:?}; LLEN {:?}",
+        String::from_utf8_lossy(&late).trim(),
+        String::from_utf8_lossy(&len).trim()
+    );
+    assert_eq!(len, b":0\r\n", "the caller was told the put did not run, and its late copy ran");
+}
+
+/// review122 L3: a put of an item above 1 MiB sent a `PING`, read the bound (two `CONFIG
+/// GET`s) and sent, each waiting a timeout on a stopped Redis, in every round: it returned
+/// after about four rounds' worth of timeouts, past the three timeouts and two seconds the
+/// `Queue` doc promises. A failed exchange now ends the round. The watchdog is well above
+/// the promise (5 s here) and well below what it took (about 12 s); a `PING` that failed
+/// means the item was never sent: `Redis`, with the value back, not `Unsure`.
+#[test]
+fn a_large_put_to_a_stopped_redis_ends_within_a_puts_bound() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "64mb"]) else { return };
+    let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(1)).open(&redis.url, "stopped");
+    let q = std::sync::Arc::new(q.unwrap());
+    q.put(vec![1u8; 2 << 20]).unwrap();
+    redis.pause();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let putter = std::thread::spawn({
+        let q = std::sync::Arc::clone(&q);
+        move || tx.send(q.put(vec![7u8; 2 << 20]).map_err(|e| (matches!(e, PutError::Redis(..)), e.to_string())))
+    });
+    let put = rx.recv_timeout(Duration::from_secs(9));
+    redis.resume();
+    eprintln!("a 2 MiB put to a stopped Redis: {put:?}");
+    let Ok(Err((said_not_sent, why))) = put else { panic!("the put did not end within its bound: {put:?}") };
+    assert!(said_not_sent && why.contains("unreachable"), "typed: {why}");
+    putter.join().unwrap().unwrap();
+    q.put(vec![2u8; 10]).unwrap();
+    assert_eq!(q.get().unwrap(), vec![1u8; 2 << 20]);
+    assert_eq!(q.get().unwrap(), vec![2u8; 10]);
 }

@@ -119,6 +119,14 @@ impl Drop for Node {
 
 /// The options of the tests' pools: under [`TEST_KEY`], which their nodes have too
 /// (review75 L7: no test reads, or makes, the user's own key file).
+/// A private Redis started with `args` and a node serving it (stopped in that order at the
+/// end: the node first), or `None` where redis-server is not installed (the test skips).
+fn cluster(args: &[&str]) -> Option<(Redis, Node)> {
+    let redis = Redis::start(args)?;
+    let node = Node::start(&redis.url);
+    Some((redis, node))
+}
+
 fn test_options() -> ClusterOptions {
     ClusterOptions::new().authkey(TEST_KEY)
 }
@@ -171,8 +179,7 @@ fn was_set_up(_: u64) -> bool {
 #[test]
 fn child_init_runs_in_the_workers_of_a_worker_node() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 2);
     assert_eq!(pool.map(was_set_up, 0..8).unwrap(), [true; 8]);
 }
@@ -240,8 +247,7 @@ fn a_node_killed_mid_map_has_its_tasks_run_elsewhere_each_result_once() {
 #[test]
 fn a_task_that_kills_its_worker_fails_with_worker_lost() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 2);
     match pool.apply(poison, 1) {
         Err(multiproc::Error::Task(TaskError::WorkerLost { signal, .. })) => assert_eq!(signal, Some(libc::SIGABRT)),
@@ -282,8 +288,7 @@ fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries
 #[test]
 fn a_task_past_its_timeout_is_killed_on_its_node_and_fails_with_timed_out() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 2);
     let r = pool
         .apply_async_with(sleep_ms, 600_000, multiproc::ApplyOptions::new().timeout(Duration::from_millis(300)))
@@ -311,8 +316,7 @@ fn a_node_running_another_build_refuses_the_task() {
 #[test]
 fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 2);
     let result = pool.map_async_with(sleep_ms, vec![50u64; 200], MapOptions::new().chunksize(1)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -343,8 +347,7 @@ fn stop_redis_for(redis: &Redis, pause: Duration) {
 #[test]
 fn results_pushed_while_redis_was_stopped_are_not_lost() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = one_process_with_short_reads(&redis.url);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let mut result = pool.apply_async(sleep_ms, 300).unwrap();
@@ -400,8 +403,7 @@ fn drive_across_a_lost_read_reply((url, socket, pid, report): (String, String, u
 #[test]
 fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let reported = drive_in_a_child(drive_across_a_lost_read_reply, |report| {
         (redis.url.clone(), redis.socket().display().to_string(), redis.pid, report)
     });
@@ -477,8 +479,7 @@ fn drive_past_a_late_trim((url, socket, report): (String, String, multiproc::Que
 #[test]
 fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     drive_in_a_child(drive_past_a_late_trim, |report| {
         (redis.url.clone(), redis.socket().display().to_string(), report)
     });
@@ -529,8 +530,7 @@ fn drive_past_a_late_trim_and_a_copy((url, socket, report): (String, String, mul
 #[test]
 fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let reported = drive_in_a_child(drive_past_a_late_trim_and_a_copy, |report| {
         (redis.url.clone(), redis.socket().display().to_string(), report)
     });
@@ -542,8 +542,7 @@ fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
 #[test]
 fn a_lease_of_duration_max_is_the_longest_kept() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool_with(&redis.url, 1, test_options().lease(Duration::MAX).timeout(Duration::MAX));
     let mut r = pool.apply_async(square, 3).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
@@ -579,8 +578,7 @@ fn zero_fails_the_rest_sleep(x: u64) -> u64 {
 #[test]
 fn a_failed_map_withdraws_its_chunks_still_in_redis() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 2);
     // Every chunk is in Redis at once (fewer than the pool keeps in flight); the first one
     // fails, and the map with it: the others are taken out of the stream, not run.
@@ -603,8 +601,7 @@ fn make_queue(_: u64) -> multiproc::Queue<u64> {
 #[test]
 fn a_result_holding_a_handle_of_the_nodes_family_is_a_typed_error_and_the_node_goes_on() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 2);
     // The queue lives in the node's shared memory: its handle means nothing here.
     match pool.apply(make_queue, 0) {
@@ -1208,8 +1205,7 @@ fn pool_of_64_kib_messages(url: &str) -> Pool {
 #[test]
 fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool_of_64_kib_messages(&redis.url);
     let big = pool.apply(bytes_of, 1 << 20);
     assert!(
@@ -1227,8 +1223,7 @@ fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_poo
 #[test]
 fn a_result_just_below_max_message_size_comes_its_tag_on_top() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool_of_64_kib_messages(&redis.url);
     // The result message (its id, the chunk's framing, the bytes) takes about 12 bytes
     // more than the bytes: 16 less is below the limit, and above it with the tag inside.
@@ -1245,8 +1240,7 @@ fn a_result_just_below_max_message_size_comes_its_tag_on_top() {
 #[test]
 fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_it_come() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--proto-max-bulk-len", "1mb"]) else { return };
     let pool = pool_of_64_kib_messages(&redis.url);
     let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
     let got = big.get_timeout(Duration::from_secs(60));
@@ -1294,8 +1288,7 @@ fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_com
 #[test]
 fn results_that_fill_redis_memory_arrive_and_the_next_map_completes() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory", "6mb", "--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory", "6mb", "--maxmemory-policy", "noeviction"]) else { return };
     let pool = Pool::builder().cluster(&redis.url).processes(2).cluster_options(test_options()).build().unwrap();
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     let mut big: Vec<_> = (0..4).map(|_| pool.apply_async(bytes_of, 3 << 20).unwrap()).collect();
@@ -1327,8 +1320,7 @@ fn empty(redis: &Redis) {
 #[test]
 fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory-policy", "noeviction"]) else { return };
     let pool = pool_with(&redis.url, 1, test_options().timeout(Duration::from_secs(1)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
@@ -1371,8 +1363,7 @@ fn drive_while_garbage_arrives(
 #[test]
 fn items_written_to_the_results_list_by_another_program_take_the_driver_no_more_than_its_limit() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     multiproc::init();
     let (ready, written) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
     let report = multiproc::Queue::<(u64, bool)>::new().unwrap();
@@ -1407,8 +1398,7 @@ fn items_written_to_the_results_list_by_another_program_take_the_driver_no_more_
 #[test]
 fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_back() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory-policy", "noeviction"]) else { return };
     fill(&redis);
     let built = Pool::builder()
         .cluster(&redis.url)
@@ -1436,8 +1426,7 @@ fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_
 #[test]
 fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The stream and its group gone (as if expired); the next task makes the stream again
@@ -1454,8 +1443,7 @@ fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
 #[test]
 fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory-policy", "noeviction"]) else { return };
     let pool = pool_with(&redis.url, 1, test_options().timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
@@ -1517,8 +1505,7 @@ const BUSY_LOOP: &[u8] = b"local s = redis.call('TIME') \
 #[test]
 fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--busy-reply-threshold", "100"]) else { return };
     // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
     // busy server, as do the driver's reads (one command).
     let pool =
@@ -1593,8 +1580,7 @@ fn used_memory(redis: &Redis) -> u64 {
 #[test]
 fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory-policy", "noeviction"]) else { return };
     let runs = Runs::new();
     let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
@@ -1636,8 +1622,7 @@ fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all
 #[test]
 fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_memory() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory-policy", "noeviction"]) else { return };
     let pool =
         pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
@@ -1665,8 +1650,7 @@ fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_
 #[test]
 fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typed() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
     let built = Pool::builder().cluster(&redis.url).processes(1).cluster_options(test_options()).build();
     let Err(e) = built else { panic!("a pool was built with mp:pools a string") };
@@ -1737,8 +1721,7 @@ fn a_reclaim_whose_reply_is_lost_loses_no_task_and_leaves_no_entry() {
 #[test]
 fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--busy-reply-threshold", "100"]) else { return };
     let runs = Runs::new();
     let pool =
         pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)));
@@ -1764,8 +1747,7 @@ fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
 #[test]
 fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let runs = Runs::new();
     let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).max_deliveries(1));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
@@ -1903,8 +1885,7 @@ fn drive_across_a_results_key_loss((url, socket, pid, report): (String, String, 
 #[test]
 fn a_trim_after_the_results_keys_were_deleted_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let reported = drive_in_a_child(drive_across_a_results_key_loss, |report| {
         (redis.url.clone(), redis.socket().display().to_string(), redis.pid, report)
     });
@@ -1977,8 +1958,7 @@ fn a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver() {
 #[test]
 fn a_results_key_of_another_type_fails_the_pool_naming_it() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool(&redis, 1);
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(sleep_ms, 1000).unwrap();
@@ -2197,8 +2177,7 @@ fn drive_with_lost_beat_replies((url, socket, dir, report): (String, String, Str
 #[test]
 fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let runs = Runs::new();
     let reported = drive_in_a_child(drive_with_lost_beat_replies, |report| {
         (redis.url.clone(), redis.socket().display().to_string(), runs.dir(), report)
@@ -2253,8 +2232,7 @@ fn drive_across_a_stream_made_again((url, socket, dir, report): (String, String,
 #[test]
 fn a_task_finished_in_a_stream_made_again_is_not_sent_again() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let runs = Runs::new();
     let reported = drive_in_a_child(drive_across_a_stream_made_again, |report| {
         (redis.url.clone(), redis.socket().display().to_string(), runs.dir(), report)
@@ -2274,8 +2252,7 @@ fn a_task_finished_in_a_stream_made_again_is_not_sent_again() {
 #[test]
 fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--maxmemory-policy", "noeviction"]) else { return };
     let pool =
         pool_with(&redis.url, 1, test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
@@ -2303,8 +2280,7 @@ fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
 #[test]
 fn a_birth_tag_deleted_by_another_program_runs_no_task_twice() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&[]) else { return };
     let pool = pool_with(&redis.url, 1, test_options().lease(Duration::from_secs(3)));
     let runs = Runs::new();
     let mut results: Vec<_> =
@@ -2799,8 +2775,7 @@ fn a_map_across_a_redis_restart_with_persistence_completes() {
 #[test]
 fn tasks_waiting_together_go_in_batches_redis_takes_whole() {
     let _w = watchdog(LIMIT);
-    let Some(mut redis) = Redis::start(&["--maxmemory-clients", "3mb"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((mut redis, _node)) = cluster(&["--maxmemory-clients", "3mb"]) else { return };
     let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10));
     let pool = pool_with(&redis.url, 1, options);
     assert_eq!(pool.apply(square, 3).unwrap(), 9, "the node serves");
@@ -2856,8 +2831,7 @@ fn length_of(bytes: Vec<u8>) -> usize {
 #[test]
 fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--proto-max-bulk-len", "1mb"]) else { return };
     let pool = pool_of_64_kib_messages(&redis.url);
     assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
     match pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30))) {
@@ -2880,8 +2854,7 @@ fn a_task_above_max_message_size_is_refused_at_submission_and_the_pool_goes_on()
 #[test]
 fn a_task_above_redis_bulk_limit_but_within_the_pools_is_refused_at_submission() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
-    let _node = Node::start(&redis.url);
+    let Some((redis, _node)) = cluster(&["--proto-max-bulk-len", "1mb"]) else { return };
     let pool = pool(&redis, 1);
     assert_eq!(pool.apply(length_of, vec![7u8; 32 << 10]).unwrap(), 32 << 10);
     match pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30))) {
@@ -3230,4 +3203,99 @@ fn a_stale_submission_link_does_not_fail_a_task_the_restarted_server_takes() {
     let large = pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30)));
     eprintln!("large task: {large:?}");
     assert!(matches!(large, Ok(Ok(n)) if n == 2 << 20), "a 2 MiB task to a Redis now taking 64 MiB: {large:?}");
+}
+
+/// review122 L4: with Redis stopped, a submission whose link had not read the bound on its
+/// connection read it (`CONFIG GET`, waiting a timeout and a second) and then sent the task
+/// on a new connection (as long again): two exchanges' waits in one `apply_async`. Where
+/// the bound cannot be read now nothing is sent: the task waits for the driver thread.
+/// The timeout is 4 s, so one exchange waits at most 5 s and two 10 s; the watchdog on the
+/// call is 7.5 s, well above the first (no duration is asserted but that the call ended).
+#[test]
+fn a_submission_to_a_stopped_redis_waits_one_exchange_at_most() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _node)) = cluster(&[]) else { return };
+    let options = test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(4));
+    // The build's beat connects the submission link; no task has read the bound on it yet.
+    let pool = std::sync::Arc::new(pool_with(&redis.url, 1, options));
+    redis.pause();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let submitter = std::thread::spawn({
+        let pool = std::sync::Arc::clone(&pool);
+        move || tx.send(pool.apply_async(square, 5).map(|_| ()))
+    });
+    let submitted = rx.recv_timeout(Duration::from_millis(7500));
+    redis.resume();
+    eprintln!("apply_async to a stopped Redis: {submitted:?}");
+    assert!(matches!(submitted, Ok(Ok(()))), "the submission did not end within one exchange's wait: {submitted:?}");
+    submitter.join().unwrap().unwrap();
+}
+
+/// review122 L5: a task waiting while Redis restarts with a smaller `proto-max-bulk-len`
+/// (64 MiB read at the start, 1 MiB after) carries the new result bound when it is sent:
+/// its node refuses its 2 MiB result itself (`more than the pool allows`). Before, it kept
+/// the bound read at its submission: the node pushed the result, Redis closed the
+/// connection on it three times, and the node's small failure went instead ("the
+/// connection was lost on each push").
+#[test]
+fn a_waiting_task_carries_the_result_bound_of_a_restarted_redis() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10));
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(bytes_of, 2 << 20).unwrap().len(), 2 << 20, "within the bound read at start");
+    redis.kill();
+    // The submission's send fails at once (nothing listens): the task waits.
+    let mut waiting = pool.apply_async(bytes_of, 2 << 20).unwrap();
+    redis.restart(); // back at 1 MiB from its arguments
+    let got = waiting.get_timeout(Duration::from_secs(40)).map(|v| v.len());
+    eprintln!("a 2 MiB result after a restart with bulks of 1 MiB: {got:?}");
+    match got {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains("more than the pool allows"), "{e}");
+        }
+        other => panic!("a 2 MiB result after a restart with bulks of 1 MiB: {other:?}"),
+    }
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+}
+
+/// An `imap` made before `close` goes on to the end of its input, as a local pool's does
+/// (aud91 H2) and Python's (its `imap` queues every task at once; `close` only refuses new
+/// calls), ordered or not, and `join` after the iteration ends the pool. A `join` before
+/// its end cuts it: what was in flight comes, then an error, and the iteration ends. Before,
+/// the cluster pool refused the chunks fed after the `close`: the rest of the iteration
+/// failed `Closed`.
+#[test]
+fn an_imap_made_before_close_goes_on_to_the_end() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _node)) = cluster(&[]) else { return };
+    for ordered in [true, false] {
+        let pool = pool(&redis, 2);
+        let options = MapOptions::new().chunksize(2).lookahead(2);
+        let mut it = if ordered {
+            pool.imap_with(square, 0..40u64, options).unwrap()
+        } else {
+            pool.imap_unordered_with(square, 0..40u64, options).unwrap()
+        };
+        let mut got: Vec<_> = it.by_ref().take(5).map(|r| r.map_err(|e| e.to_string())).collect();
+        pool.close();
+        assert!(pool.apply(square, 3).is_err(), "a closed pool takes no new call");
+        got.extend(it.map(|r| r.map_err(|e| e.to_string())));
+        if !ordered {
+            got.sort();
+        }
+        assert_eq!(got, (0..40).map(|x| Ok(x * x)).collect::<Vec<_>>(), "ordered {ordered}");
+        pool.join().unwrap();
+    }
+    // Joined before its end: cut, and the iteration ends.
+    let pool = pool(&redis, 2);
+    let mut it = pool.imap_with(square, 0..100u64, MapOptions::new().chunksize(2).lookahead(2)).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    pool.join().unwrap();
+    let rest: Vec<_> = it.collect();
+    assert!(rest.len() < 99, "a joined pool's imap is cut: {} more", rest.len());
+    assert!(rest.last().is_some_and(Result::is_err), "{rest:?}");
 }

@@ -134,7 +134,8 @@ pub enum PutError<T> {
     #[error("the value cannot be sent: {1}")]
     Encode(T, CodecError),
     /// Redis could not be used, and the put did not take effect: the value is not in the
-    /// queue (Redis refused the command, or the credentials).
+    /// queue (Redis refused the command, or the credentials, or was unreachable for the
+    /// timeout before an item above 1 MiB was sent: its bound is checked first).
     #[error("{1}")]
     Redis(T, ClusterError),
     /// Redis could not be used after the put was sent, and stayed so past the queue's

@@ -10,7 +10,7 @@
 //! of the stream; a node already running one finishes it and its result is dropped.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -285,6 +285,8 @@ struct Books {
     /// A large task sent alone whose sends lost the connection while Redis answered `PING`
     /// right after, and how many times (see [`DROPPED_SENDS`]).
     dropped: Option<(u64, u32)>,
+    /// `join` was called: an `imap` counted in [`Driver::streams`] sends nothing more.
+    joining: bool,
 }
 
 /// Redis's least `proto-max-bulk-len` (1 MB): a task above it may be one the server
@@ -318,12 +320,22 @@ pub(crate) struct Driver {
     /// The largest task and result message sent through Redis (see [`Bounds`]).
     /// Read again on each new connection of a link that sends tasks (see `flush`).
     bounds: Mutex<Bounds>,
+    /// Held across each reading of the server's bound on either link, with its stamp
+    /// ([`Driver::read_bound`]): two readings are never taken at once, so of a reading of a
+    /// server before its restart and one after, the later is stamped newer (no reading is
+    /// taken under `books`, which the driver thread and submissions share, taken after
+    /// this one is let go).
+    reading: Mutex<()>,
     build: u128,
     /// Tags each task under the cluster key.
     seal: Seal,
     counters: Arc<Counters>,
     state: AtomicU8,
     next_id: AtomicU64,
+    /// The `imap`s made while the pool ran that may send more ([`Engine::stream_opened`]):
+    /// their chunks are taken after `close` until `join`, as a local pool takes them (aud91
+    /// H2), and the driver thread goes on for them.
+    streams: AtomicUsize,
     books: Mutex<Books>,
     /// The stream's birth last seen, which the scripts that look it up try first. A hint
     /// only, apart from the books: the beat never waits for a submitter's flush.
@@ -338,6 +350,9 @@ pub(crate) struct Driver {
     /// it is closed there, and `join` waits for nothing.
     made_in: TakenIn,
 }
+
+/// A reading of the server's bound and its stamp ([`Link::stamped_bulk_bound`]).
+type Reading = (u64, super::link::Told);
 
 /// The largest task the driver sends and the largest result message a node may push: the
 /// pool's `max_message_size`, or less where the server would close the connection on such
@@ -464,6 +479,69 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Driver {
+    /// [`Engine::submit`]; `streamed`: a chunk of an `imap` counted in [`Driver::streams`],
+    /// also taken after `close`, until `join`.
+    fn submit_as(&self, job: Job, streamed: bool) -> Result<(), PoolError> {
+        if !self.made_in.is_here() {
+            return Err(PoolError::Closed);
+        }
+        let open = self.running() || (streamed && self.state.load(Ordering::Acquire) == CLOSED);
+        if !open {
+            // Stopped because Redis failed, or closed by the user.
+            return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = TaskMsg {
+            id,
+            build: self.build,
+            call: job.call,
+            timeout_ms: job.timeout.map(ms),
+            lease_ms: ms(self.options.lease),
+            max_result: lock(&self.bounds).result as u64,
+            args: job.args.bytes().to_vec(),
+        };
+        let mut encoded = codec::encode(&message)?;
+        let mut bytes = std::mem::take(&mut encoded.bytes);
+        encoded.sent();
+        // A task is bounded as a result is, and by the server's bound: Redis refuses a
+        // larger argument by closing the connection (its `proto-max-bulk-len`), which the
+        // driver would take for Redis gone.
+        let bounds = lock(&self.bounds);
+        if bytes.len() > bounds.task {
+            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len(), &bounds.why)));
+        }
+        drop(bounds);
+        let tag = self.seal.tag(&self.id, &bytes);
+        bytes.extend_from_slice(&tag);
+        let mut books = lock(&self.books);
+        // Again under `books`: a `terminate` since has failed what waited, and a `join`
+        // since may have seen the driver thread idle (it ends then).
+        if self.state.load(Ordering::Acquire) == TERMINATED || (streamed && books.joining) {
+            return Err(PoolError::Closed);
+        }
+        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
+        if books.sent.len() < self.in_flight {
+            drop(books);
+            let mut link = lock(&self.link);
+            // The bound is read (an exchange where the link's connection is new or absent)
+            // before `books` is taken, so the driver thread does not wait on it. Where it
+            // cannot be read (Redis away), or the driver thread is reading its own, nothing
+            // is sent here: the chunk waits for the driver thread, and a submission waits one
+            // exchange at most, not that one and a send (review122 L4). `link` is only ever
+            // taken before `books` (here; the driver thread has a link of its own).
+            if let Some(reading) = self.read_bound(&mut link, false) {
+                let mut books = lock(&self.books);
+                // A failure leaves the chunk queued: the driver thread retries, and fails
+                // everything if Redis stays away.
+                let refused = self.flush(&mut books, &mut link, reading).unwrap_or_default();
+                drop(books);
+                drop(link);
+                deliver_all(refused);
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the pool's stream and group, announces the pool, starts the driver thread.
     pub(crate) fn start(
         url: &str,
@@ -487,11 +565,13 @@ impl Driver {
             options: options.clone(),
             in_flight,
             bounds: Mutex::new(bounds),
+            reading: Mutex::new(()),
             build,
             seal,
             counters: Arc::default(),
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
+            streams: AtomicUsize::new(0),
             books: Mutex::new(Books::default()),
             born: Mutex::default(),
             link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
@@ -661,9 +741,9 @@ impl Driver {
     /// and the pool goes on; a large task Redis closes the connection on `DROPPED_SENDS`
     /// times while it answers `PING` fails alone. An error is returned only when nothing
     /// failed before it in the same call: the outcomes are never dropped with it.
-    fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
+    fn flush(&self, books: &mut Books, link: &mut Link, reading: Reading) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
-        let bound_known = self.read_bounds(books, link, &mut failed);
+        let bound_known = self.read_bounds(books, reading, &mut failed);
         while books.sent.len() < self.in_flight {
             let Some(front) = books.pending.front() else {
                 // Nothing waits (sent, failed or withdrawn as cancelled): no refusal is
@@ -794,26 +874,50 @@ impl Driver {
         Ok(failed)
     }
 
+    /// The server's bound as `link` reads it, stamped ([`Link::stamped_bulk_bound`]), one
+    /// reading at a time ([`Driver::reading`]): an exchange where the link's connection is
+    /// new or absent, made before `books` is taken (which the driver thread and submissions
+    /// share). `None` where it could not be read for want of a connection (Redis away), or,
+    /// unless `wait`, where another reading is under way: nothing is to be sent then (a
+    /// send would wait a second exchange: review122 L4, a submission with Redis stopped
+    /// blocked two timeouts).
+    fn read_bound(&self, link: &mut Link, wait: bool) -> Option<Reading> {
+        let _one = match self.reading.try_lock() {
+            Ok(one) => one,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => lock(&self.reading),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        link.stamped_bulk_bound()
+    }
+
     /// Reads the server's bound again where `link` has a new connection (or none: the read
     /// opens one), as Redis may have restarted with another `proto-max-bulk-len`: a task
     /// accepted under the old bound that is above the new one fails alone, typed, here
     /// (added to `failed`), as it would have been refused at submission; sent, Redis would
     /// close the connection on it at each try, and the driver, taking Redis for gone, end
-    /// the pool. Where the bound cannot be read for want of a connection the old one
-    /// stands. Returns whether the bound is known.
-    fn read_bounds(&self, books: &mut Books, link: &mut Link, failed: &mut Vec<Outcome>) -> bool {
+    /// the pool. `reading`: [`Driver::read_bound`]'s, on the link that sends. Returns whether
+    /// the bound is known.
+    fn read_bounds(&self, books: &mut Books, (stamp, told): Reading, failed: &mut Vec<Outcome>) -> bool {
         let mut bounds = lock(&self.bounds);
-        let Some((stamp, told)) = link.stamped_bulk_bound() else { return bounds.known };
         // An older reading (another link's, kept on a connection since lost) is not taken.
         if stamp <= bounds.stamp {
             return bounds.known;
         }
         bounds.stamp = stamp;
         if told != bounds.told {
+            let was = bounds.result;
             *bounds = Bounds { stamp, ..Bounds::new(self.options.max_message_size, told) };
             let task = bounds.task;
             let mut kept = VecDeque::with_capacity(books.pending.len());
-            for job in books.pending.drain(..) {
+            for mut job in books.pending.drain(..) {
+                if bounds.result != was {
+                    // The result bound a waiting task carries is the new one (review122 L5:
+                    // it kept the one of its submission, and a node pushed a result above
+                    // a bound lowered meanwhile, which Redis refused by closing the
+                    // connection, three times, before its small failure went instead).
+                    self.bound_result(&mut job.4, bounds.result);
+                }
                 let size = job.4.len() - TAG;
                 if size <= task {
                     kept.push_back(job);
@@ -827,6 +931,20 @@ impl Driver {
             books.pending = kept;
         }
         bounds.known
+    }
+
+    /// Sets the result bound of the task whose sealed message is `sealed` (its bytes and
+    /// tag, as `submit` made them) to `result`, sealed again. A message that does not decode
+    /// (none does not: this driver encoded it) is left as it is.
+    fn bound_result(&self, sealed: &mut Vec<u8>, result: usize) {
+        let Ok(mut message) = codec::decode_exact::<TaskMsg>(&sealed[..sealed.len() - TAG]) else { return };
+        message.max_result = result as u64;
+        let Ok(mut encoded) = codec::encode(&message) else { return };
+        let mut bytes = std::mem::take(&mut encoded.bytes);
+        encoded.sent();
+        let tag = self.seal.tag(&self.id, &bytes);
+        bytes.extend_from_slice(&tag);
+        *sealed = bytes;
     }
 
     /// Handles results; returns what to deliver. A result is checked under the cluster key
@@ -999,9 +1117,12 @@ impl Driver {
         }
     }
 
+    /// Whether a closed pool's driver thread may end: nothing waits or runs, and no counted
+    /// `imap` may send more (looked at under `books`, where such an `imap` queues its chunk
+    /// before it ends: its chunk is seen, or its count).
     fn idle(&self) -> bool {
         let books = lock(&self.books);
-        books.pending.is_empty() && books.sent.is_empty()
+        books.pending.is_empty() && books.sent.is_empty() && (books.joining || self.streams.load(Ordering::SeqCst) == 0)
     }
 
     /// Deletes the pool's keys (best effort).
@@ -1154,9 +1275,14 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;
             }
+            // The bound read before `books` is taken (an exchange where the link's connection
+            // is new or absent): a submission does not wait on it.
+            let Some(reading) = driver.read_bound(link, true) else {
+                return Err(ClusterError::Unreachable("the server's bulk bound could not be read".into()));
+            };
             let refused = {
                 let mut books = lock(&driver.books);
-                driver.flush(&mut books, link)?
+                driver.flush(&mut books, link, reading)?
             };
             deliver_all(refused);
             let key = driver.keys.results.clone();
@@ -1252,48 +1378,29 @@ impl Engine for Driver {
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
-        if !self.made_in.is_here() {
-            return Err(PoolError::Closed);
-        }
+        self.submit_as(job, false)
+    }
+
+    fn stream_opened(&self) -> bool {
         if !self.running() {
-            // Stopped because Redis failed, or closed by the user.
-            return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
+            return false;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let message = TaskMsg {
-            id,
-            build: self.build,
-            call: job.call,
-            timeout_ms: job.timeout.map(ms),
-            lease_ms: ms(self.options.lease),
-            max_result: lock(&self.bounds).result as u64,
-            args: job.args.bytes().to_vec(),
-        };
-        let mut encoded = codec::encode(&message)?;
-        let mut bytes = std::mem::take(&mut encoded.bytes);
-        encoded.sent();
-        // A task is bounded as a result is, and by the server's bound: Redis refuses a
-        // larger argument by closing the connection (its `proto-max-bulk-len`), which the
-        // driver would take for Redis gone.
-        let bounds = lock(&self.bounds);
-        if bytes.len() > bounds.task {
-            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len(), &bounds.why)));
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        // A `close` (and the driver thread's end) between the two looks: not counted, and
+        // refused at its next chunk, as a call after the close.
+        if self.state.load(Ordering::SeqCst) != RUNNING {
+            self.stream_ended();
+            return false;
         }
-        drop(bounds);
-        let tag = self.seal.tag(&self.id, &bytes);
-        bytes.extend_from_slice(&tag);
-        let mut books = lock(&self.books);
-        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
-        if books.sent.len() < self.in_flight {
-            let mut link = lock(&self.link);
-            // A failure leaves the chunk queued: the driver thread retries, and fails
-            // everything if Redis stays away.
-            let refused = self.flush(&mut books, &mut link).unwrap_or_default();
-            drop(link);
-            drop(books);
-            deliver_all(refused);
-        }
-        Ok(())
+        true
+    }
+
+    fn stream_ended(&self) {
+        self.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn submit_streamed(&self, job: Job) -> Result<(), PoolError> {
+        self.submit_as(job, true)
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -1301,7 +1408,9 @@ impl Engine for Driver {
     }
 
     fn close(&self) {
-        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        // SeqCst, with the driver thread's look at `streams`, against `stream_opened`'s count
+        // then look at the state: one of the two sees the other's write.
+        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     fn terminate(&self) {
@@ -1322,6 +1431,9 @@ impl Engine for Driver {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
+        // A counted `imap` still feeding sends nothing more (the joining thread may be the
+        // one that feeds it): what it sent comes, then its refusal.
+        lock(&self.books).joining = true;
         let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = t.join();

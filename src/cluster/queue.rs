@@ -86,6 +86,18 @@ if ARGV[6] == '1' or not got[1] then redis.call('PEXPIRE', r, ARGV[5]) end
 return 1
 ";
 
+/// Whether the put numbered `ARGV[1]` of the producer whose record is `KEYS[1]` ran: 1 when
+/// it did (its number is in the record), else 0, having entered the number, so that no copy
+/// of it runs from now on (`PUT` answers 2). A record it makes expires after `ARGV[2]` ms.
+const FENCE: &str = r"
+local r = KEYS[1]
+if redis.call('HEXISTS', r, ARGV[1]) == 1 then return 1 end
+local new = redis.call('EXISTS', r) == 0
+redis.call('HSET', r, ARGV[1], '')
+if new then redis.call('PEXPIRE', r, ARGV[2]) end
+return 0
+";
+
 /// Settled numbers leave the record by this many at once (at most four times as many).
 const FORGET: usize = 64;
 
@@ -241,6 +253,7 @@ pub struct Queue<T> {
     state: Mutex<State>,
     puts: Arc<Mutex<Puts>>,
     put_script: redis::Script,
+    fence_script: redis::Script,
     /// The process that opened it. A copy that fork made in a child (kept in a static)
     /// is not that consumer's end: its drop retires nothing (the values the parent holds
     /// stay the parent's).
@@ -533,6 +546,7 @@ impl<T> QueueBuilder<T> {
             state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
             puts: Arc::default(),
             put_script: redis::Script::new(PUT),
+            fence_script: redis::Script::new(FENCE),
             made_in: TakenIn::here(),
             _type: PhantomData,
         })
@@ -746,28 +760,76 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Sends `put` (again) until it takes effect, the queue is full past `until`, or Redis
-    /// fails: refused, or unreachable for the timeout since the first failure after it was
-    /// sent (then the put may have run: [`PutError::Unsure`]). `sent_before`: the put was
-    /// sent by an earlier call (`put_again`), so it may have run already.
+    /// fails: refused, or unreachable for the timeout since the first failure (then, if it
+    /// was sent, the put may have run: [`PutError::Unsure`]). `sent_before`: the put was sent
+    /// by an earlier call (`put_again`), so it may have run already.
+    ///
+    /// Each round waits on Redis for at most one exchange that fails: a failed `PING`, bound
+    /// reading, record check or send ends the round, and rounds go on only while the timeout
+    /// since the first failure has not passed. So a put returns within what a small put
+    /// takes (review122 L3: a large item's `PING`, two `CONFIG GET`s and send, each waiting
+    /// a timeout on a stopped Redis, in each round).
     fn send_put(&self, value: T, put: SentPut, until: Until, sent_before: bool) -> Result<(), PutError<T>> {
         let ttl = ms_at_most_max(PUT_RECORD.max(self.timeout.saturating_mul(2)));
         let mut pause = Duration::from_millis(1);
-        // The first failure after the put was sent: it may have run.
-        let mut unsure: Option<(Instant, ClusterError)> = None;
+        // The first failure of an exchange of this call, and whether the put may have run (a
+        // send failed, or an earlier call sent it).
+        let mut failed: Option<(Instant, ClusterError)> = None;
+        let mut may_have_run = sent_before;
+        // An item above the least bound is checked against the server's, read before the
+        // first send and again after any failure (the connection may be to a restarted
+        // server), not at each poll of a full queue.
+        let mut check_bound = put.bytes.len() > LEAST_BULK_BOUND;
+        let give_up = |value: T, put: SentPut, may_have_run: bool, e: ClusterError| match may_have_run {
+            true => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
+            false => PutError::Redis(value, e),
+        };
         loop {
+            // A failure of this round's exchange: waited out (`continue`) for the timeout since
+            // the first failure, then given up.
+            let mut waited = |e: ClusterError| -> Result<(), ClusterError> {
+                let since = failed.get_or_insert_with(|| (Instant::now(), e.clone())).0;
+                let left = self.timeout.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+                Ok(())
+            };
             // An item above the server's bound (read on this connection: a restarted server
             // may have another) is bad input: Redis would close the connection on it, which
             // is not to be taken for Redis gone (the put then failed `Unsure` after the
             // timeout). Where the bound cannot be read (`CONFIG GET` refused) it is sent.
-            if put.bytes.len() > LEAST_BULK_BOUND {
+            if check_bound {
                 let told = {
                     let mut state = self.state();
-                    // A connection Redis dropped (a restart) fails here, not with the
-                    // item: the bound is then read on the new one. One exchange, for an
-                    // item of a megabyte at least.
-                    let _ = state.link.run(|c| redis::cmd("PING").query::<()>(c));
-                    state.link.bulk_bound()
+                    // A connection Redis dropped (a restart) fails here, not with the item;
+                    // the next round reads the bound on a new one. One exchange, for an item
+                    // of a megabyte at least.
+                    match state.link.run(|c| redis::cmd("PING").query::<()>(c)) {
+                        Ok(()) => state.link.bulk_bound(),
+                        Err(e @ ClusterError::Unreachable(_)) => {
+                            drop(state);
+                            match waited(e) {
+                                Ok(()) => continue,
+                                Err(e) => return Err(give_up(value, put, may_have_run, e)),
+                            }
+                        }
+                        Err(e) => return Err(give_up(value, put, may_have_run, e)),
+                    }
                 };
+                match told {
+                    // Read (or told nothing): not read again until a failure.
+                    Some(_) => check_bound = false,
+                    // The read failed for want of a connection: the next round reads again.
+                    None => {
+                        let e = ClusterError::Unreachable("the server's bulk bound could not be read".into());
+                        match waited(e) {
+                            Ok(()) => continue,
+                            Err(e) => return Err(give_up(value, put, may_have_run, e)),
+                        }
+                    }
+                }
                 if let Some(Some((bound, name))) = told
                     && put.bytes.len() as u64 > bound
                 {
@@ -777,26 +839,36 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                             too_large_to_send("an item", put.bytes.len(), &server_bound_why(bound, name)),
                         )
                     };
-                    if unsure.is_none() && !sent_before {
+                    if !may_have_run {
                         return Err(encode(value));
                     }
                     // An earlier send, to a server that took it, may have run: its record
                     // says. The `PUT` script enters the number with the item, atomically,
                     // and an open number is at or above the floor, so the field is there
                     // exactly when the put ran. Saying `Encode` (the value given back) for a
-                    // put in the queue would let the caller put it twice.
-                    let ran = self.state().link.run(|c| {
-                        redis::cmd("HMGET")
-                            .arg(&put.record)
-                            .arg("floor")
-                            .arg(put.number)
-                            .query::<Vec<Option<Vec<u8>>>>(c)
-                    });
-                    return match ran {
-                        Ok(fields) if fields.get(1).is_some_and(Option::is_some) => Ok(()),
-                        Ok(_) => Err(encode(value)),
-                        Err(e) => Err(PutError::Unsure(PutToken { value, put: Box::new(put) }, e)),
-                    };
+                    // put in the queue would let the caller put it twice. The check is a
+                    // fence, not a read: where the number is not there it enters it, so
+                    // that a copy of an earlier send still on its way (its header read
+                    // under a larger bound) is refused once the caller was told `Encode`
+                    // (review124 L1).
+                    let ran = self
+                        .state()
+                        .link
+                        .run(|c| self.fence_script.key(&put.record).arg(put.number).arg(ttl).invoke::<i64>(c));
+                    match ran {
+                        Ok(1) => return Ok(()),
+                        Ok(_) => return Err(encode(value)),
+                        // Waited out as a failed send is (`LOADING` after a restart:
+                        // review124 M1), the bound read again on the next round.
+                        Err(e @ ClusterError::Unreachable(_)) => {
+                            check_bound = true;
+                            match waited(e) {
+                                Ok(()) => continue,
+                                Err(e) => return Err(give_up(value, put, may_have_run, e)),
+                            }
+                        }
+                        Err(e) => return Err(give_up(value, put, may_have_run, e)),
+                    }
                 }
             }
             let (floor, forget, refresh) = {
@@ -807,21 +879,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 (floor, puts.settled.drain(..n).collect::<Vec<u64>>(), refresh)
             };
             let sent_at = Instant::now();
-            let mut state = self.state();
-            let sent = state.link.run(|c| {
-                self.put_script
-                    .key(&put.items)
-                    .key(&put.record)
-                    .arg(&put.bytes)
-                    .arg(self.maxsize)
-                    .arg(put.number)
-                    .arg(floor)
-                    .arg(ttl)
-                    .arg(u8::from(refresh))
-                    .arg(&forget)
-                    .invoke::<i64>(c)
-            });
-            drop(state);
+            // Tests: the send is lost before it reaches Redis (a connection cut before the
+            // command was written).
+            let sent = if fail_point!("cluster.put.lost") {
+                Err(ClusterError::Unreachable("the send was lost (fail point cluster.put.lost)".into()))
+            } else {
+                let mut state = self.state();
+                state.link.run(|c| {
+                    self.put_script
+                        .key(&put.items)
+                        .key(&put.record)
+                        .arg(&put.bytes)
+                        .arg(self.maxsize)
+                        .arg(put.number)
+                        .arg(floor)
+                        .arg(ttl)
+                        .arg(u8::from(refresh))
+                        .arg(&forget)
+                        .invoke::<i64>(c)
+                })
+            };
             // Tests: the put ran, its reply is lost (as a connection cut after the command
             // reached Redis loses it).
             let sent = if sent.is_ok() && fail_point!("cluster.put.reply") {
@@ -844,20 +921,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Ok(0) => {}
                 Ok(_) => return Ok(()),
                 Err(e @ ClusterError::Unreachable(_)) => {
-                    let since = unsure.get_or_insert_with(|| (Instant::now(), e.clone())).0;
-                    let left = self.timeout.saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        return Err(PutError::Unsure(PutToken { value, put: Box::new(put) }, e));
+                    may_have_run = true;
+                    check_bound = put.bytes.len() > LEAST_BULK_BOUND;
+                    match waited(e) {
+                        Ok(()) => continue,
+                        Err(e) => return Err(give_up(value, put, may_have_run, e)),
                     }
-                    std::thread::sleep(left.min(Duration::from_millis(50)));
-                    continue;
                 }
-                Err(e) => {
-                    return Err(match unsure {
-                        Some(_) => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
-                        None => PutError::Redis(value, e),
-                    });
-                }
+                Err(e) => return Err(give_up(value, put, may_have_run, e)),
             }
             // Full. Redis lists do not wake a waiting producer: poll, backing off to 100 ms.
             // A put sent before that may yet run: unsure, not full.
@@ -874,9 +945,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
             };
             if let Some(error) = gave_up {
-                return Err(match unsure {
-                    Some((_, e)) => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
-                    None => error(value),
+                return Err(match failed {
+                    Some((_, e)) if may_have_run => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
+                    _ => error(value),
                 });
             }
             pause = (pause * 2).min(Duration::from_millis(100));

@@ -42,7 +42,7 @@ pub(crate) trait Engine: Helper + Send + Sync {
     /// An `imap` made while the pool runs: whether the pool counts it until
     /// [`Engine::stream_ended`], taking its chunks ([`Engine::submit_streamed`]) after a
     /// `close` until `join`, as Python's `imap`, which queues every task at once, goes on
-    /// after a `close`. A pool that does not (the cluster's) refuses them at `close`.
+    /// after a `close`. A pool that does not count them refuses them at `close`.
     fn stream_opened(&self) -> bool {
         false
     }

@@ -800,9 +800,9 @@ impl<I: Iterator> Input<I> {
 /// its error. Lazy, with a bounded look-ahead, so the input may be endless.
 ///
 /// The consumer feeds the pool as it goes. A `close` lets an `imap` made before it go on to
-/// the end of its input, as Python's (a local pool keeps its workers for it; a cluster
-/// pool's ends there). Once the pool no longer takes its chunks (terminated, joined, or a
-/// cluster pool closed), the next chunk is refused, its items come as
+/// the end of its input, as Python's (a local pool keeps its workers for it, a cluster
+/// pool its driver). Once the pool no longer takes its chunks (terminated, or joined), the
+/// next chunk is refused, its items come as
 /// [`TaskError::Terminated`] after the results in flight, and the iteration ends there (an
 /// endless input is read no further).
 ///
