@@ -1224,26 +1224,32 @@ const LET_GO_LOOK: std::time::Duration = std::time::Duration::from_millis(1);
 /// reads the room itself). A pipe whose reader is gone (`EPIPE`: the requester dropped the
 /// kid's state, or died, having let go) is taken all the same: nobody else touches the room.
 ///
-/// The room is recorded in the heap's header from before the copy goes until just before
-/// its free (`ReportRoom::taking_at`): a server killed in between leaves it to the process
-/// that starts the server again, which frees it (`ReportRoom::free_taken_by_dead`; before,
-/// it leaked, 512 bytes).
+/// The room is recorded in the heap's header from just after the copy went until just
+/// before its free (`ReportRoom::taking_at`): a server killed in between leaves it to the
+/// process that starts the server again, which frees it (`ReportRoom::free_taken_by_dead`;
+/// before, it leaked, 512 bytes). Never before the copy: a requester with no copy frees the
+/// room itself, and a record too would have the restart free it a second time (review128
+/// H1).
 fn take_room(off: u64, status: &OwnedFd, me: u32) -> bool {
     let mut copy = [0u8; crate::shm::TAKEN_MAX];
     let Some(len) = crate::shm::ReportRoom::copy_at(off, &mut copy) else { return false };
-    let record = crate::shm::ReportRoom::taking_at(off, me);
+    // Not yet copied, nor recorded: a server killed here leaves the room to its requester,
+    // which meets the pipe's end with no copy and frees the room itself.
+    crash_point!("forkserver.room.copying");
     match sys::write_all(status.as_fd(), &copy[..len]) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(_) => {
-            crate::shm::ReportRoom::taken_at(off, record, false);
-            return false;
-        }
+        Err(_) => return false,
     }
+    // Recorded only once the copy went (review128 H1: recorded before it, a server killed
+    // in between left the room to its requester, which freed it, *and* to the restart,
+    // which freed it again). A kill between the write's return and this record leaks the
+    // room: a few instructions, no system call.
+    let record = crate::shm::ReportRoom::taking_at(off, me);
     // Copied, not yet freed: a server killed here leaves the room recorded (its requester
     // has the copy, and leaves the room).
     crash_point!("forkserver.room.taken");
-    crate::shm::ReportRoom::taken_at(off, record, true);
+    crate::shm::ReportRoom::taken_at(off, record);
     true
 }
 

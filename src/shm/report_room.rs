@@ -437,12 +437,17 @@ impl ReportRoom {
     /// room, in a block of its own: the requester frees it), or for an offset that is no
     /// room's place.
     ///
-    /// The copy goes first and the free after, and the status after both: a requester that
-    /// has a copy never touches the room; one that meets the end of the status pipe with no
-    /// copy (the server died before it sent one) reads the room and frees it, as before; a
-    /// server killed between its copy and its free leaks the room (crash point
-    /// `forkserver.room.taken`); and a requester never sees its child's status before the
-    /// room is freed (a join's caller may count the heap's bytes at once).
+    /// The copy goes first, then the room's record ([`ReportRoom::taking_at`]), then the
+    /// free, and the status after all three: a requester that has a copy never touches the
+    /// room; one that meets the end of the status pipe with no copy (the server died before
+    /// it sent one, crash point `forkserver.room.copying`) reads the room and frees it, as
+    /// before, and no record names it; a server killed between its record and its free
+    /// (crash point `forkserver.room.taken`) leaves the room to the process that starts the
+    /// server again ([`ReportRoom::free_taken_by_dead`]); one killed between its copy's
+    /// write and its record, or between the record's clear and the free (a few
+    /// instructions, no system call), leaks it; and a requester never sees its child's
+    /// status before the room is freed (a join's caller may count the heap's bytes at
+    /// once).
     pub(crate) fn copy_at(off: u64, out: &mut [u8; TAKEN_MAX]) -> Option<usize> {
         let heap = Heap::get();
         if !off.is_multiple_of(64) || !heap.contains(off, ROOM) {
@@ -476,11 +481,13 @@ impl ReportRoom {
         Some(at)
     }
 
-    /// The fork server `server` (its pid), about to send its copy of the room at `off` it
-    /// takes ([`ReportRoom::copy_at`]): records the room in the heap's header
-    /// (`Heap::room_taking`), so that a server killed after its copy went and before its
-    /// free leaves it to the process that starts the server again
-    /// ([`ReportRoom::free_taken_by_dead`]). The record, for [`ReportRoom::taken_at`];
+    /// The fork server `server` (its pid), its copy of the room at `off` it takes
+    /// ([`ReportRoom::copy_at`]) sent: records the room in the heap's header
+    /// (`Heap::room_taking`), so that a server killed before its free leaves it to the
+    /// process that starts the server again ([`ReportRoom::free_taken_by_dead`]). Only once
+    /// the copy went: a requester with no copy frees the room itself, and a record of it
+    /// would have the restart free it a second time (review128 H1). The record, for
+    /// [`ReportRoom::taken_at`];
     /// `None` when the word holds another server's record (a zygote's never: its children
     /// have no room), or the offset does not fit it: killed then, the room leaks, as before.
     pub(crate) fn taking_at(off: u64, server: u32) -> Option<u64> {
@@ -490,18 +497,17 @@ impl ReportRoom {
         (fits && word.compare_exchange(0, record, Ordering::AcqRel, Ordering::Relaxed).is_ok()).then_some(record)
     }
 
-    /// The fork server, done sending its copy of the room at `off` it took (`free`: it goes
-    /// on to free it; false when the copy could not be written, and the room stays its
-    /// requester's): clears its record ([`ReportRoom::taking_at`]), then frees the room if
-    /// `free`. A room whose record somebody else cleared is theirs to free: only the process
-    /// that starts the server again after its death does, so never while this one runs. A
-    /// server killed between the clear and the free (no system call in between) leaks the
-    /// room, as any process killed inside a free leaks the block.
-    pub(crate) fn taken_at(off: u64, record: Option<u64>, free: bool) {
+    /// The fork server, its copy of the room at `off` it took sent and recorded: clears its
+    /// record ([`ReportRoom::taking_at`]), then frees the room. A room whose record somebody
+    /// else cleared is theirs to free: only the process that starts the server again after
+    /// its death does, so never while this one runs. A server killed between the clear and
+    /// the free (no system call in between) leaks the room, as any process killed inside a
+    /// free leaks the block.
+    pub(crate) fn taken_at(off: u64, record: Option<u64>) {
         let word = Heap::get().room_taking();
         let ours =
             record.is_none_or(|record| word.compare_exchange(record, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok());
-        if ours && free {
+        if ours {
             Self::free_orphan_at(off);
         }
     }
@@ -993,7 +999,7 @@ mod tests {
         ReportRoom::free_taken_by_dead(sys::pid_now());
         ReportRoom::free_taken_by_dead(pid);
         assert_eq!(heap.in_use(), before + ROOM as u64, "a live server's room freed by a restart");
-        ReportRoom::taken_at(off, record, true);
+        ReportRoom::taken_at(off, record);
         assert_eq!(heap.in_use(), before, "the live server's own free");
         assert_eq!(heap.room_taking().load(Ordering::Relaxed), 0, "the record cleared");
         // A dead server's record: freed by the restart naming it, and not again by a
@@ -1005,7 +1011,7 @@ mod tests {
         assert!(record.is_some(), "the word was free");
         ReportRoom::free_taken_by_dead(pid);
         assert_eq!(heap.in_use(), before, "the dead server's room freed by its restart");
-        ReportRoom::taken_at(off, record, true);
+        ReportRoom::taken_at(off, record);
         assert_eq!(heap.in_use(), before, "freed once");
         sys::kill_and_reap(pid);
     }
