@@ -150,6 +150,26 @@ fn started_here(pid: u32) {
     }
 }
 
+/// How long a restart waits for the server it follows to end in full (its listener closed,
+/// which is why the restart runs, comes before it is a zombie).
+const DYING_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At a restart of the family's fork server, found dead (`dead`, its pid): frees the room a
+/// dead server was taking when it died (its copy sent, the room not yet freed), if any
+/// (`ReportRoom::free_taken_by_dead`). It first waits, for [`DYING_WAIT`] at most, on the
+/// pidfd of `dead` (our child, not yet reaped: `started_here` reaps it), whose listener
+/// closes before it is a zombie: a look in between finds it running and leaves its room
+/// (review128 M1). Whatever is left then (it did not end within the wait) is freed by a
+/// later restart, which frees a record of any dead server. Under `STARTED_HERE`'s lock: one
+/// look and clear at a time (two threads restarting at once).
+fn free_room_of_dead_server(dead: u32) {
+    let started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, pidfd)) = started.as_ref().filter(|(owner, pid, _)| *owner == sys::pid_now() && *pid == dead) {
+        let _ = sys::poll_readable(&[pidfd.as_fd()], Some(DYING_WAIT));
+    }
+    crate::shm::ReportRoom::free_taken_by_dead();
+}
+
 /// What a fork server spawned by [`restart`] reads on its boot socket, after the key of
 /// handle seals (the heap, the listener and the resource tracker's pipe come along).
 #[derive(Serialize, Deserialize)]
@@ -188,10 +208,7 @@ fn restart(address: &str, family: &FamilyConfig) -> Result<(), Error> {
     // write it). Unless another thread published the new one already. Failed, the dead
     // one's is put back (`UnderWay`'s drop).
     let mut under_way = UnderWay::begin(dead);
-    // The room the dead server was taking when it died (its copy sent, the room not yet
-    // freed), if any: ours to free, while the dead server is still our zombie (its pid no
-    // other process's; `started_here` reaps it).
-    crate::shm::ReportRoom::free_taken_by_dead(dead);
+    free_room_of_dead_server(dead);
     // Kept from fork children (a `Fork` start on another thread, beside
     // `allow_fork_with_threads`, a pool's zygote, a program's bare `fork`) until the
     // spawn's outcome, as the socket pair that carries it: a copy would keep the address
