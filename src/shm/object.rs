@@ -1147,10 +1147,12 @@ enum Patience {
     /// Waits for a live holder unless it is found stopped once [`LOOKS_WAIT`] passed: the
     /// claim's own let-go.
     UnlessStopped,
-    /// Never waits (a free lock, or a dead holder's, its death looked for at most once per
-    /// `GUARD_GRACE`, review123 M2): a later announcement's try ([`let_go_of_kept_look`]),
-    /// made at every announcement of the process until one takes the lock.
-    Never,
+    /// Never waits (a free lock, or, when `look`, a dead holder's): a later announcement's
+    /// try ([`let_go_of_kept_look`]), made at every announcement of the process until one
+    /// takes the lock. `look`: whether this round of tries looks at holders, decided once
+    /// per round (`RawGuard::looks_due`: at most once per `GUARD_GRACE`, review123 M2; per
+    /// round, not per look, review124 M2).
+    Never { look: bool },
 }
 
 /// Lets go of `look`, counted at a released start (which stays released while it is
@@ -1171,7 +1173,7 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
     let header: &Header = &look;
     let g = match patience {
         Patience::UnlessStopped => header.holders.lock_released_unless_stopped(Deadline::after(LOOKS_WAIT)),
-        Patience::Never => header.holders.try_lock_released_seldom(),
+        Patience::Never { look } => header.holders.try_lock_released_looking_if(look),
     };
     let Some(g) = g else { return Some(mine) };
     let_go_locked(heap, off, header, mine, g, Some(patience));
@@ -1183,9 +1185,11 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
 /// still counted and announced in this process's record (`announced`): let go of now if the
 /// lock is free (or its holder dead), else kept again. Called at this process's next
 /// announcements (`pins::announce_own`); its reaper lets go of it if the process ends first.
-pub(super) fn let_go_of_kept_look(heap: &Heap, off: u64, announced: Announced) {
-    let look = Look { heap, off, announced: Some(announced), _thread: PhantomData };
-    if let Some(kept) = let_go_unless_stopped(look, Patience::Never) {
+/// `look`: whether the lock's holder is looked at (is it dead?), the round's decision
+/// ([`Patience::Never`]).
+pub(super) fn let_go_of_kept_look(heap: &Heap, off: u64, announced: Announced, look: bool) {
+    let kept_look = Look { heap, off, announced: Some(announced), _thread: PhantomData };
+    if let Some(kept) = let_go_unless_stopped(kept_look, Patience::Never { look }) {
         pins::keep(kept);
     }
 }
@@ -2838,7 +2842,7 @@ mod tests {
             // Released while it looks: the release's let-go keeps it, the last look.
             drop(handle);
             // Its retry, as a later announcement makes it, the released table's lock free.
-            let kept = let_go_unless_stopped(look, Patience::Never);
+            let kept = let_go_unless_stopped(look, Patience::Never { look: true });
             let _ = done_tx.send((kept.is_none(), heap.start(off).load(Ordering::Acquire)));
         });
         ready_rx.recv_timeout(Duration::from_secs(60)).expect("the look made");
