@@ -2295,7 +2295,6 @@ mod tests {
     #[test]
     fn a_look_killed_with_its_slot_lent_after_the_release_keeps_no_block() {
         use std::io::{Read as _, Write as _};
-        use std::os::fd::AsFd as _;
 
         use crate::sys;
         let _serial = crate::shm::heap_test_lock();
@@ -2305,7 +2304,7 @@ mod tests {
         let handle = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
         let (off, generation, _) = handle.identity();
         let (mut parent_end, mut child_end) = std::os::unix::net::UnixStream::pair().unwrap();
-        let pid = match sys::fork().unwrap() {
+        let child = match sys::fork().unwrap() {
             sys::Forked::Child => {
                 drop(parent_end);
                 let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
@@ -2318,20 +2317,19 @@ mod tests {
                 // Killed here (as at `holders.receive.announced`).
                 std::process::abort();
             }
-            sys::Forked::Parent(pid) => pid,
+            // Killed and reaped on a failed assert (review128 M2).
+            sys::Forked::Parent(pid) => crate::testing::ForkChild::new(pid),
         };
+        let pid = child.pid();
         drop(child_end);
-        let pidfd = sys::pidfd_open(pid).unwrap();
         let mut looked = [0];
         parent_end.read_exact(&mut looked).expect("the child looked");
         // Released while the child looks: its let-go keeps the live child's look.
         drop(handle);
         assert_ne!(heap.start(off).load(Ordering::Acquire), 0, "the child's look was kept");
         parent_end.write_all(&[1]).unwrap();
-        let readable = sys::poll_readable(&[pidfd.as_fd()], Some(Duration::from_secs(60))).unwrap();
-        assert!(readable[0], "the child did not end");
-        let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
-        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)));
+        let ended = child.wait(Duration::from_secs(60));
+        assert_eq!(ended, sys::Ended::Signaled(libc::SIGABRT));
         // Its reaper.
         pins::forget(pid);
         let word = heap.start(off).load(Ordering::Acquire);
