@@ -160,13 +160,26 @@ const DYING_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// pidfd of `dead` (our child, not yet reaped: `started_here` reaps it), whose listener
 /// closes before it is a zombie: a look in between finds it running and leaves its room
 /// (review128 M1). Whatever is left then (it did not end within the wait) is freed by a
-/// later restart, which frees a record of any dead server. Under `STARTED_HERE`'s lock: one
-/// look and clear at a time (two threads restarting at once).
+/// later restart, which frees a record of any dead server.
+///
+/// The wait holds no lock: `STARTED_HERE`'s is held only to copy the pidfd (a fork copy of
+/// this process takes it in `fork_server_pid`, and would inherit it held). The look and
+/// clear run under `FREEING`, one at a time (two threads restarting at once), which only
+/// the process that started the server takes (a fork copy has no server of its own, and
+/// never gets here).
 fn free_room_of_dead_server(dead: u32) {
-    let started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, _, pidfd)) = started.as_ref().filter(|(owner, pid, _)| *owner == sys::pid_now() && *pid == dead) {
+    static FREEING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let pidfd = {
+        let started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started
+            .as_ref()
+            .filter(|(owner, pid, _)| *owner == sys::pid_now() && *pid == dead)
+            .and_then(|(_, _, pidfd)| pidfd.try_clone().ok())
+    };
+    if let Some(pidfd) = pidfd {
         let _ = sys::poll_readable(&[pidfd.as_fd()], Some(DYING_WAIT));
     }
+    let _one = FREEING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     crate::shm::ReportRoom::free_taken_by_dead();
 }
 

@@ -524,9 +524,9 @@ impl ReportRoom {
     /// Sound for any dead pid: only the family's fork server records (one at a time: a
     /// record is made only over 0), so a record names a server, and a dead one never
     /// clears it; a live process with that pid (reused) only makes this skip (a leak until
-    /// it dies too). The caller runs one of these at a time (the main process, under the
-    /// lock of the server it started), so that no other clear and new record of the same
-    /// value come between this look and its clear.
+    /// it dies too). The caller runs one of these at a time (the main process, under a lock
+    /// of its own), so that no other clear and new record of the same value come between
+    /// this look and its clear.
     pub(crate) fn free_taken_by_dead() {
         let word = Heap::get().room_taking();
         let record = word.load(Ordering::Acquire);
