@@ -1044,10 +1044,15 @@ fn a_closed_pools_imap_whose_last_worker_dies_with_no_room_inner() {
         let held = common::eventually(Duration::from_secs(30), || multiproc::__private::crash_holding() >= 1);
         assert!(held, "{method:?}");
         // The reader takes what failed, its feeder queues the last chunk and ends the
-        // stream while the pool thread is held (not a measure).
+        // stream while the pool thread is held: the feeder held too, once uncounted, so that
+        // the pool thread's next exit test comes after both for certain (review124 L2: a
+        // 1 s sleep left the order to the reader's speed, and a slow reader let the old code
+        // pass).
+        multiproc::__private::crash_at("hold:pool.thread.looked,hold:pool.stream.ended");
         go_read.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(1000));
+        let both = common::eventually(Duration::from_secs(30), || multiproc::__private::crash_holding() >= 2);
         multiproc::__private::crash_disarm();
+        assert!(both, "{method:?}: the feeder never ended its stream while the pool thread was held");
         let rest = rx.recv_timeout(Duration::from_secs(60));
         println!("{method:?}: the last chunk of an ended imap: {rest:?} (pids {:?})", pool.pids());
         if rest.is_err() {

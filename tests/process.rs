@@ -5132,6 +5132,22 @@ fn a_room_the_fork_server_took_is_read_from_its_copy_inner() {
         }
         // Freed before the status went: the join's caller finds the heap as it was.
         assert_eq!(child.join().unwrap(), (Some(9), 0));
+    } else if how == "copying" {
+        // The server was killed (aborted) before its copy went: the child meets the status
+        // pipe's end with no copy, and reads and frees the room itself. The restart must not
+        // free it again (review128 H1: with the room recorded before the copy, it did; the
+        // heap ended 512 bytes below where it started).
+        let (joined, left) = child.join().unwrap();
+        assert!(!pid_running(server), "the server did not reach its crash point");
+        assert_eq!(joined, Some(9), "the outcome from the room");
+        assert_eq!(left, 0, "the child freed the room it read");
+        assert_eq!(fork_server_square(2), Ok(4));
+        let _ = eventually(LIMIT / 4, || {
+            let _ = active_children();
+            in_use() <= before
+        });
+        let _ = active_children();
+        assert_eq!(in_use() as i64 - before as i64, 0, "heap in use after the restart, against before");
     } else {
         // The server was killed (aborted) between its copy of the room and its free: the
         // child reads the outcome from the copy, and leaves the room (never a read of a
@@ -5148,6 +5164,8 @@ fn a_room_the_fork_server_took_is_read_from_its_copy_inner() {
             in_use() <= before
         });
         assert!(back, "{} bytes of the heap left after the server's restart", in_use() as i64 - before as i64);
+        // Exactly back: a room freed twice ends below (review128 L1).
+        assert_eq!(in_use() as i64 - before as i64, 0, "heap in use after the restart, against before");
     }
     println!("INNER-DONE");
 }
@@ -5163,6 +5181,19 @@ fn a_room_the_fork_server_took_is_read_from_its_copy() {
     common::run_inner_test_with(
         "a_room_the_fork_server_took_is_read_from_its_copy_inner",
         &[(TAKEN_ROOM_INNER, "stopped"), ("MULTIPROC_CRASH_AT", "stop:forkserver.room.taken")],
+    );
+}
+
+/// The same server killed before its copy went: the requester meets the status pipe's end
+/// with no copy, and reads and frees the room itself; the restart that follows frees
+/// nothing (review128 H1: the room was recorded before the copy, so the restart freed it a
+/// second time).
+#[test]
+fn a_room_the_fork_server_was_about_to_copy_is_freed_once_when_the_server_dies() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_the_fork_server_took_is_read_from_its_copy_inner",
+        &[(TAKEN_ROOM_INNER, "copying"), ("MULTIPROC_CRASH_AT", "forkserver.room.copying")],
     );
 }
 

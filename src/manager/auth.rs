@@ -267,13 +267,16 @@ mod tests {
         }
     }
 
-    /// Prints the digest of a `protocol.rs` named by `MP_WIRE_FILE` (fix92: how `WIRE_39`
-    /// was recomputed from `git show 48b71ec:src/manager/protocol.rs`).
+    /// A tool, not a test (ignored: it checks nothing, review124 L3): prints the digest of
+    /// a `protocol.rs` named by `MP_WIRE_FILE`, for a row made from an old stop's file
+    /// (fix92: how `WIRE_39` was recomputed from `git show 48b71ec:src/manager/protocol.rs`).
+    /// Run as `MP_WIRE_FILE=<path> cargo test --lib the_digest_of_a_wire_file -- --ignored
+    /// --nocapture`; without the variable it fails, saying so.
     #[test]
+    #[ignore = "a tool: prints the wire digest of the file MP_WIRE_FILE names (run with --ignored)"]
     fn the_digest_of_a_wire_file() {
-        if let Ok(path) = std::env::var("MP_WIRE_FILE") {
-            println!("{path}: {:#x}", wire_digest(&std::fs::read_to_string(&path).unwrap()));
-        }
+        let path = std::env::var("MP_WIRE_FILE").expect("MP_WIRE_FILE names the protocol.rs to digest");
+        println!("{path}: {:#x}", wire_digest(&std::fs::read_to_string(&path).unwrap()));
     }
 
     #[test]

@@ -1244,6 +1244,9 @@ impl Engine for Inner {
 
     fn stream_ended(&self) {
         self.streams.fetch_sub(1, Ordering::SeqCst);
+        // Uncounted, no lock held: a test holds the feeder here to order its end before the
+        // pool thread's next exit test (review124 L2).
+        crash_point!("pool.stream.ended");
         // A copy's workers are the parent's.
         if !self.copied() {
             self.stop_idle_workers();

@@ -150,6 +150,39 @@ fn started_here(pid: u32) {
     }
 }
 
+/// How long a restart waits for the server it follows to end in full (its listener closed,
+/// which is why the restart runs, comes before it is a zombie).
+const DYING_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At a restart of the family's fork server, found dead (`dead`, its pid): frees the room a
+/// dead server was taking when it died (its copy sent, the room not yet freed), if any
+/// (`ReportRoom::free_taken_by_dead`). It first waits, for [`DYING_WAIT`] at most, on the
+/// pidfd of `dead` (our child, not yet reaped: `started_here` reaps it), whose listener
+/// closes before it is a zombie: a look in between finds it running and leaves its room
+/// (review128 M1). Whatever is left then (it did not end within the wait) is freed by a
+/// later restart, which frees a record of any dead server.
+///
+/// The wait holds no lock: `STARTED_HERE`'s is held only to copy the pidfd (a fork copy of
+/// this process takes it in `fork_server_pid`, and would inherit it held). The look and
+/// clear run under `FREEING`, one at a time (two threads restarting at once), which only
+/// the process that started the server takes (a fork copy has no server of its own, and
+/// never gets here).
+fn free_room_of_dead_server(dead: u32) {
+    static FREEING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let pidfd = {
+        let started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started
+            .as_ref()
+            .filter(|(owner, pid, _)| *owner == sys::pid_now() && *pid == dead)
+            .and_then(|(_, _, pidfd)| pidfd.try_clone().ok())
+    };
+    if let Some(pidfd) = pidfd {
+        let _ = sys::poll_readable(&[pidfd.as_fd()], Some(DYING_WAIT));
+    }
+    let _one = FREEING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    crate::shm::ReportRoom::free_taken_by_dead();
+}
+
 /// What a fork server spawned by [`restart`] reads on its boot socket, after the key of
 /// handle seals (the heap, the listener and the resource tracker's pipe come along).
 #[derive(Serialize, Deserialize)]
@@ -188,10 +221,7 @@ fn restart(address: &str, family: &FamilyConfig) -> Result<(), Error> {
     // write it). Unless another thread published the new one already. Failed, the dead
     // one's is put back (`UnderWay`'s drop).
     let mut under_way = UnderWay::begin(dead);
-    // The room the dead server was taking when it died (its copy sent, the room not yet
-    // freed), if any: ours to free, while the dead server is still our zombie (its pid no
-    // other process's; `started_here` reaps it).
-    crate::shm::ReportRoom::free_taken_by_dead(dead);
+    free_room_of_dead_server(dead);
     // Kept from fork children (a `Fork` start on another thread, beside
     // `allow_fork_with_threads`, a pool's zygote, a program's bare `fork`) until the
     // spawn's outcome, as the socket pair that carries it: a copy would keep the address
@@ -1224,26 +1254,32 @@ const LET_GO_LOOK: std::time::Duration = std::time::Duration::from_millis(1);
 /// reads the room itself). A pipe whose reader is gone (`EPIPE`: the requester dropped the
 /// kid's state, or died, having let go) is taken all the same: nobody else touches the room.
 ///
-/// The room is recorded in the heap's header from before the copy goes until just before
-/// its free (`ReportRoom::taking_at`): a server killed in between leaves it to the process
-/// that starts the server again, which frees it (`ReportRoom::free_taken_by_dead`; before,
-/// it leaked, 512 bytes).
+/// The room is recorded in the heap's header from just after the copy went until just
+/// before its free (`ReportRoom::taking_at`): a server killed in between leaves it to the
+/// process that starts the server again, which frees it (`ReportRoom::free_taken_by_dead`;
+/// before, it leaked, 512 bytes). Never before the copy: a requester with no copy frees the
+/// room itself, and a record too would have the restart free it a second time (review128
+/// H1).
 fn take_room(off: u64, status: &OwnedFd, me: u32) -> bool {
     let mut copy = [0u8; crate::shm::TAKEN_MAX];
     let Some(len) = crate::shm::ReportRoom::copy_at(off, &mut copy) else { return false };
-    let record = crate::shm::ReportRoom::taking_at(off, me);
+    // Not yet copied, nor recorded: a server killed here leaves the room to its requester,
+    // which meets the pipe's end with no copy and frees the room itself.
+    crash_point!("forkserver.room.copying");
     match sys::write_all(status.as_fd(), &copy[..len]) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(_) => {
-            crate::shm::ReportRoom::taken_at(off, record, false);
-            return false;
-        }
+        Err(_) => return false,
     }
+    // Recorded only once the copy went (review128 H1: recorded before it, a server killed
+    // in between left the room to its requester, which freed it, *and* to the restart,
+    // which freed it again). A kill between the write's return and this record leaks the
+    // room: a few instructions, no system call.
+    let record = crate::shm::ReportRoom::taking_at(off, me);
     // Copied, not yet freed: a server killed here leaves the room recorded (its requester
     // has the copy, and leaves the room).
     crash_point!("forkserver.room.taken");
-    crate::shm::ReportRoom::taken_at(off, record, true);
+    crate::shm::ReportRoom::taken_at(off, record);
     true
 }
 

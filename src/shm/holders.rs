@@ -1157,11 +1157,12 @@ impl Holders {
         RawGuard::lock_unless_stopped(&self.lock, deadline)
     }
 
-    /// [`Holders::lock_released`] if it is free or its holder dead; never waits. For a kept
-    /// look's retry, made at every announcement: the holder's death is looked for at most
-    /// once per `GUARD_GRACE` ([`RawGuard::try_lock_seldom_taking_over`], review123 M2).
-    pub(crate) fn try_lock_released_seldom(&self) -> Option<RawGuard<'_>> {
-        RawGuard::try_lock_seldom_taking_over(&self.lock)
+    /// [`Holders::lock_released`] if it is free, or, when `look`, if its holder is dead;
+    /// never waits. For a kept look's retry, made at every announcement: the round of
+    /// retries looks at holders at most once per `GUARD_GRACE` (`look`:
+    /// [`RawGuard::looks_due`], asked once per round, review123 M2 and review124 M2).
+    pub(crate) fn try_lock_released_looking_if(&self, look: bool) -> Option<RawGuard<'_>> {
+        RawGuard::try_lock_looking_if(&self.lock, look)
     }
 
     /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object

@@ -527,22 +527,33 @@ impl<'a> RawGuard<'a> {
         mutex.try_lock_or_take_over(Owner::process()).map(|_| Self { mutex })
     }
 
-    /// Locks `mutex` for this process if it is free (one compare-and-swap), or if its
-    /// holder is dead, but looks whether it is (a `kill` and a `/proc` read) at most once
-    /// per [`GUARD_GRACE`] in this process, whatever the mutex: for a retry made at every
-    /// announcement of the process (a kept look's, `object::let_go_of_kept_look`), which a
-    /// stopped holder could make for ever (review123 M2). A dead holder's lock is also
-    /// taken over by any other locker, or its reaper; the next look here finds it free.
-    pub(crate) fn try_lock_seldom_taking_over(mutex: &'a RawMutex) -> Option<Self> {
+    /// Whether a round of retries may look at the holders of the locks it finds held (a
+    /// `kill` and a `/proc` read each): at most once per [`GUARD_GRACE`] in this process
+    /// (a clock read, and a compare-and-swap of the process's stamp when due). For the
+    /// retries made at every announcement of the process (a kept look's,
+    /// `pins::let_go_of_kept`), which a stopped holder could make for ever (review123 M2).
+    /// Asked once per round, and the answer given to every lock of the round
+    /// ([`RawGuard::try_lock_looking_if`]): asked per lock, the first lock of each round
+    /// took every due stamp, and a later lock whose holder died was never looked at
+    /// while the first one's holder stayed stopped (review124 M2).
+    pub(crate) fn looks_due() -> bool {
         static NEXT_LOOK_NS: AtomicU64 = AtomicU64::new(0);
-        if mutex.try_lock(Owner::process()) {
-            return Some(Self { mutex });
-        }
         let now = sys::monotonic_ns();
         let next = NEXT_LOOK_NS.load(Ordering::Relaxed);
         let grace = GUARD_GRACE.as_nanos() as u64;
-        if now < next || NEXT_LOOK_NS.compare_exchange(next, now + grace, Ordering::Relaxed, Ordering::Relaxed).is_err()
-        {
+        now >= next && NEXT_LOOK_NS.compare_exchange(next, now + grace, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Locks `mutex` for this process if it is free (one compare-and-swap), or, when `look`
+    /// (the round's [`RawGuard::looks_due`]), if its holder is dead; never waits. A dead
+    /// holder's lock is also taken over by any other locker, or its reaper; the next round
+    /// here finds it free.
+    #[inline]
+    pub(crate) fn try_lock_looking_if(mutex: &'a RawMutex, look: bool) -> Option<Self> {
+        if mutex.try_lock(Owner::process()) {
+            return Some(Self { mutex });
+        }
+        if !look {
             return None;
         }
         Self::try_lock(mutex)
@@ -566,7 +577,7 @@ mod tests {
     use crate::shm::crash::interleaving;
     use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, Signal, leak_in_heap};
 
-    /// A kept look's retry (`RawGuard::try_lock_seldom_taking_over`) on a lock whose holder
+    /// A kept look's retry (`RawGuard::try_lock_looking_if`, a round's `looks_due`) on a lock whose holder
     /// is alive reads `/proc` at most once per [`GUARD_GRACE`], not at every try (review123
     /// M2: `RawGuard::try_lock` read `/proc/<pid>/stat` at each, 10000 reads for 10000
     /// tries). Counted on this thread, against the time the tries took (no duration is
@@ -579,13 +590,49 @@ mod tests {
         let tries = 10_000u64;
         let (reads, start) = (sys::stat_reads(), sys::monotonic_ns());
         for _ in 0..tries {
-            assert!(RawGuard::try_lock_seldom_taking_over(&mutex).is_none());
+            assert!(RawGuard::try_lock_looking_if(&mutex, RawGuard::looks_due()).is_none());
         }
         let (reads, took) = (sys::stat_reads() - reads, sys::monotonic_ns() - start);
         let bound = took / GUARD_GRACE.as_nanos() as u64 + 1;
         println!("{tries} retries: {reads} /proc reads (at most {bound} allowed)");
         assert!(reads <= bound, "{reads} /proc reads for {tries} retries in {took} ns");
         mutex.unlock();
+    }
+
+    /// review124 M2: the retries of one announcement (`pins::let_go_of_kept`, slot by slot)
+    /// over two kept looks, the first one's lock held by a live process (here this one, a
+    /// holder stopped for good), the second's by a dead one: the second's holder must be
+    /// looked at within a few graces. With one process-wide stamp taken per mutex, the first
+    /// slot took every due stamp, and the dead holder was never looked at.
+    #[test]
+    fn a_dead_holder_behind_a_live_one_is_taken_over_within_a_few_graces() {
+        let live = RawMutex::new();
+        assert!(live.try_lock(Owner::process()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let dead = RawMutex::new();
+        assert!(dead.try_lock(Owner { id: dead_pid, start: 12345 }));
+        assert!(!sys::process_alive(dead_pid, 12345), "the child is dead");
+        let start = sys::monotonic_ns();
+        let grace = GUARD_GRACE.as_nanos() as u64;
+        let (mut rounds, mut taken) = (0u64, false);
+        // 30 graces of announcements, one every 100 us, as `let_go_of_kept` makes them.
+        while sys::monotonic_ns() - start < 30 * grace {
+            rounds += 1;
+            // One decision per round, as `let_go_of_kept` makes it.
+            let look = RawGuard::looks_due();
+            assert!(RawGuard::try_lock_looking_if(&live, look).is_none());
+            if let Some(g) = RawGuard::try_lock_looking_if(&dead, look) {
+                drop(g);
+                taken = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        println!("{rounds} rounds, the dead holder's lock taken over: {taken}");
+        live.unlock();
+        assert!(taken, "a dead holder's lock behind a live holder's was never taken over ({rounds} rounds)");
     }
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.

@@ -1147,10 +1147,12 @@ enum Patience {
     /// Waits for a live holder unless it is found stopped once [`LOOKS_WAIT`] passed: the
     /// claim's own let-go.
     UnlessStopped,
-    /// Never waits (a free lock, or a dead holder's, its death looked for at most once per
-    /// `GUARD_GRACE`, review123 M2): a later announcement's try ([`let_go_of_kept_look`]),
-    /// made at every announcement of the process until one takes the lock.
-    Never,
+    /// Never waits (a free lock, or, when `look`, a dead holder's): a later announcement's
+    /// try ([`let_go_of_kept_look`]), made at every announcement of the process until one
+    /// takes the lock. `look`: whether this round of tries looks at holders, decided once
+    /// per round (`RawGuard::looks_due`: at most once per `GUARD_GRACE`, review123 M2; per
+    /// round, not per look, review124 M2).
+    Never { look: bool },
 }
 
 /// Lets go of `look`, counted at a released start (which stays released while it is
@@ -1171,7 +1173,7 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
     let header: &Header = &look;
     let g = match patience {
         Patience::UnlessStopped => header.holders.lock_released_unless_stopped(Deadline::after(LOOKS_WAIT)),
-        Patience::Never => header.holders.try_lock_released_seldom(),
+        Patience::Never { look } => header.holders.try_lock_released_looking_if(look),
     };
     let Some(g) = g else { return Some(mine) };
     let_go_locked(heap, off, header, mine, g, Some(patience));
@@ -1183,9 +1185,11 @@ fn let_go_unless_stopped(look: Look<'_>, patience: Patience) -> Option<Announced
 /// still counted and announced in this process's record (`announced`): let go of now if the
 /// lock is free (or its holder dead), else kept again. Called at this process's next
 /// announcements (`pins::announce_own`); its reaper lets go of it if the process ends first.
-pub(super) fn let_go_of_kept_look(heap: &Heap, off: u64, announced: Announced) {
-    let look = Look { heap, off, announced: Some(announced), _thread: PhantomData };
-    if let Some(kept) = let_go_unless_stopped(look, Patience::Never) {
+/// `look`: whether the lock's holder is looked at (is it dead?), the round's decision
+/// ([`Patience::Never`]).
+pub(super) fn let_go_of_kept_look(heap: &Heap, off: u64, announced: Announced, look: bool) {
+    let kept_look = Look { heap, off, announced: Some(announced), _thread: PhantomData };
+    if let Some(kept) = let_go_unless_stopped(kept_look, Patience::Never { look }) {
         pins::keep(kept);
     }
 }
@@ -2291,7 +2295,6 @@ mod tests {
     #[test]
     fn a_look_killed_with_its_slot_lent_after_the_release_keeps_no_block() {
         use std::io::{Read as _, Write as _};
-        use std::os::fd::AsFd as _;
 
         use crate::sys;
         let _serial = crate::shm::heap_test_lock();
@@ -2301,7 +2304,7 @@ mod tests {
         let handle = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
         let (off, generation, _) = handle.identity();
         let (mut parent_end, mut child_end) = std::os::unix::net::UnixStream::pair().unwrap();
-        let pid = match sys::fork().unwrap() {
+        let child = match sys::fork().unwrap() {
             sys::Forked::Child => {
                 drop(parent_end);
                 let look = header_at(Heap::get(), off, generation, std::mem::size_of::<Header>());
@@ -2314,20 +2317,19 @@ mod tests {
                 // Killed here (as at `holders.receive.announced`).
                 std::process::abort();
             }
-            sys::Forked::Parent(pid) => pid,
+            // Killed and reaped on a failed assert (review128 M2).
+            sys::Forked::Parent(pid) => crate::testing::ForkChild::new(pid),
         };
+        let pid = child.pid();
         drop(child_end);
-        let pidfd = sys::pidfd_open(pid).unwrap();
         let mut looked = [0];
         parent_end.read_exact(&mut looked).expect("the child looked");
         // Released while the child looks: its let-go keeps the live child's look.
         drop(handle);
         assert_ne!(heap.start(off).load(Ordering::Acquire), 0, "the child's look was kept");
         parent_end.write_all(&[1]).unwrap();
-        let readable = sys::poll_readable(&[pidfd.as_fd()], Some(Duration::from_secs(60))).unwrap();
-        assert!(readable[0], "the child did not end");
-        let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
-        assert_eq!(ended, Some(sys::Ended::Signaled(libc::SIGABRT)));
+        let ended = child.wait(Duration::from_secs(60));
+        assert_eq!(ended, sys::Ended::Signaled(libc::SIGABRT));
         // Its reaper.
         pins::forget(pid);
         let word = heap.start(off).load(Ordering::Acquire);
@@ -2838,7 +2840,7 @@ mod tests {
             // Released while it looks: the release's let-go keeps it, the last look.
             drop(handle);
             // Its retry, as a later announcement makes it, the released table's lock free.
-            let kept = let_go_unless_stopped(look, Patience::Never);
+            let kept = let_go_unless_stopped(look, Patience::Never { look: true });
             let _ = done_tx.send((kept.is_none(), heap.start(off).load(Ordering::Acquire)));
         });
         ready_rx.recv_timeout(Duration::from_secs(60)).expect("the look made");

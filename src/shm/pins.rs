@@ -238,10 +238,15 @@ fn let_go_of_kept(heap: &'static Heap, record: &'static Record, pid: u32) {
         // Another thread of this process took them (or kept one more: the next try).
         return;
     }
+    // Whether this round looks at the holders of the locks it finds held (is one dead?):
+    // once per grace at most, and for every kept look of the round alike. Decided per look,
+    // the first kept look took each due turn, and a later one whose holder died was never
+    // looked at while the first one's holder stayed stopped (review124 M2).
+    let look = super::mutex::RawGuard::looks_due();
     for (_, slot) in record.slots.iter().enumerate().filter(|&(i, _)| k & 1 << i != 0) {
         let off = slot.load(Ordering::Relaxed) - 1;
         let announced = Announced { slot: Some(slot), back: 0, entry: 0, _thread: PhantomData };
-        super::object::let_go_of_kept_look(heap, off, announced);
+        super::object::let_go_of_kept_look(heap, off, announced, look);
     }
 }
 

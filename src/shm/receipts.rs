@@ -852,19 +852,21 @@ mod tests {
                 // Runs once the parent freed the token.
                 let _ = sys::read_some(r.as_fd(), &mut [0u8]);
                 record.in_child();
-                sys::exit_now(i32::from(holders::registry_names(object)));
+                // Never `exit_now`: it takes stdout's lock, which the harness's thread may
+                // have held at the fork (review128 M2).
+                sys::exit_group(i32::from(holders::registry_names(object)));
             }
             sys::Forked::Parent(pid) => {
-                let pidfd = sys::pidfd_open(pid).unwrap();
+                let forked = crate::testing::ForkChild::new(pid);
                 let child = sys::ProcId { pid, start: sys::process_start(pid).unwrap() };
                 record.record(child);
                 drop(token);
                 assert_eq!(heap.in_use(), before, "no fork pin kept the token");
                 sys::write_all(w.as_fd(), &[1]).unwrap();
-                let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+                let ended = forked.wait(std::time::Duration::from_secs(60));
                 holders::fork_child_ended(child);
                 assert!(
-                    matches!(ended, Some(sys::Ended::Exited(0))),
+                    matches!(ended, sys::Ended::Exited(0)),
                     "the child kept the freed token's table in its registry: {ended:?}"
                 );
             }

@@ -437,12 +437,17 @@ impl ReportRoom {
     /// room, in a block of its own: the requester frees it), or for an offset that is no
     /// room's place.
     ///
-    /// The copy goes first and the free after, and the status after both: a requester that
-    /// has a copy never touches the room; one that meets the end of the status pipe with no
-    /// copy (the server died before it sent one) reads the room and frees it, as before; a
-    /// server killed between its copy and its free leaks the room (crash point
-    /// `forkserver.room.taken`); and a requester never sees its child's status before the
-    /// room is freed (a join's caller may count the heap's bytes at once).
+    /// The copy goes first, then the room's record ([`ReportRoom::taking_at`]), then the
+    /// free, and the status after all three: a requester that has a copy never touches the
+    /// room; one that meets the end of the status pipe with no copy (the server died before
+    /// it sent one, crash point `forkserver.room.copying`) reads the room and frees it, as
+    /// before, and no record names it; a server killed between its record and its free
+    /// (crash point `forkserver.room.taken`) leaves the room to the process that starts the
+    /// server again ([`ReportRoom::free_taken_by_dead`]); one killed between its copy's
+    /// write and its record, or between the record's clear and the free (a few
+    /// instructions, no system call), leaks it; and a requester never sees its child's
+    /// status before the room is freed (a join's caller may count the heap's bytes at
+    /// once).
     pub(crate) fn copy_at(off: u64, out: &mut [u8; TAKEN_MAX]) -> Option<usize> {
         let heap = Heap::get();
         if !off.is_multiple_of(64) || !heap.contains(off, ROOM) {
@@ -476,11 +481,13 @@ impl ReportRoom {
         Some(at)
     }
 
-    /// The fork server `server` (its pid), about to send its copy of the room at `off` it
-    /// takes ([`ReportRoom::copy_at`]): records the room in the heap's header
-    /// (`Heap::room_taking`), so that a server killed after its copy went and before its
-    /// free leaves it to the process that starts the server again
-    /// ([`ReportRoom::free_taken_by_dead`]). The record, for [`ReportRoom::taken_at`];
+    /// The fork server `server` (its pid), its copy of the room at `off` it takes
+    /// ([`ReportRoom::copy_at`]) sent: records the room in the heap's header
+    /// (`Heap::room_taking`), so that a server killed before its free leaves it to the
+    /// process that starts the server again ([`ReportRoom::free_taken_by_dead`]). Only once
+    /// the copy went: a requester with no copy frees the room itself, and a record of it
+    /// would have the restart free it a second time (review128 H1). The record, for
+    /// [`ReportRoom::taken_at`];
     /// `None` when the word holds another server's record (a zygote's never: its children
     /// have no room), or the offset does not fit it: killed then, the room leaks, as before.
     pub(crate) fn taking_at(off: u64, server: u32) -> Option<u64> {
@@ -490,32 +497,40 @@ impl ReportRoom {
         (fits && word.compare_exchange(0, record, Ordering::AcqRel, Ordering::Relaxed).is_ok()).then_some(record)
     }
 
-    /// The fork server, done sending its copy of the room at `off` it took (`free`: it goes
-    /// on to free it; false when the copy could not be written, and the room stays its
-    /// requester's): clears its record ([`ReportRoom::taking_at`]), then frees the room if
-    /// `free`. A room whose record somebody else cleared is theirs to free: only the process
-    /// that starts the server again after its death does, so never while this one runs. A
-    /// server killed between the clear and the free (no system call in between) leaks the
-    /// room, as any process killed inside a free leaks the block.
-    pub(crate) fn taken_at(off: u64, record: Option<u64>, free: bool) {
+    /// The fork server, its copy of the room at `off` it took sent and recorded: clears its
+    /// record ([`ReportRoom::taking_at`]), then frees the room. A room whose record somebody
+    /// else cleared is theirs to free: only the process that starts the server again after
+    /// its death does, so never while this one runs. A server killed between the clear and
+    /// the free (no system call in between) leaks the room, as any process killed inside a
+    /// free leaks the block.
+    pub(crate) fn taken_at(off: u64, record: Option<u64>) {
         let word = Heap::get().room_taking();
         let ours =
             record.is_none_or(|record| word.compare_exchange(record, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok());
-        if ours && free {
+        if ours {
             Self::free_orphan_at(off);
         }
     }
 
-    /// The process that starts the family's fork server again, once the one before
-    /// (`dead`, its pid) died: frees the room it was taking ([`ReportRoom::taking_at`]),
-    /// whose copy its requester has (and never touches the room), when its record names
-    /// `dead` and `dead` is dead (gone or a zombie: called before the zombie is reaped, so
-    /// that its pid cannot name another process yet). A room recorded by a live server, or
-    /// by another one, is left.
-    pub(crate) fn free_taken_by_dead(dead: u32) {
+    /// The process that starts the family's fork server again, once the one before died:
+    /// frees the room a dead server was taking ([`ReportRoom::taking_at`]), whose copy its
+    /// requester has (and never touches the room), when the record's server is dead (gone
+    /// or a zombie), whichever server that was. A room recorded by a live server is left,
+    /// for its own free, or for a later restart once it died: a restart that came while
+    /// the server it follows was dying but not yet a zombie (its listener closed, `/proc`
+    /// saying it runs) left the record, and one that looked only for the server it
+    /// follows left it for good (review128 M1).
+    ///
+    /// Sound for any dead pid: only the family's fork server records (one at a time: a
+    /// record is made only over 0), so a record names a server, and a dead one never
+    /// clears it; a live process with that pid (reused) only makes this skip (a leak until
+    /// it dies too). The caller runs one of these at a time (the main process, under a lock
+    /// of its own), so that no other clear and new record of the same value come between
+    /// this look and its clear.
+    pub(crate) fn free_taken_by_dead() {
         let word = Heap::get().room_taking();
         let record = word.load(Ordering::Acquire);
-        if record == 0 || record >> TAKING_PID_SHIFT != u64::from(dead) || sys::process_alive(dead, 0) {
+        if record == 0 || sys::process_alive((record >> TAKING_PID_SHIFT) as u32, 0) {
             return;
         }
         if word.compare_exchange(record, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
@@ -942,24 +957,16 @@ mod tests {
             sys::Forked::Child => {
                 let mut given_up = false;
                 LIST.leave(2, |_| given_up = true);
-                sys::exit_now(if given_up { 0 } else { 1 });
+                // Never `exit_now`: it takes stdout's lock, which the harness's thread may
+                // have held at the fork (review128 M2).
+                sys::exit_group(if given_up { 0 } else { 1 });
             }
             sys::Forked::Parent(pid) => {
-                let pidfd = sys::pidfd_open(pid).unwrap();
-                let mut ended = None;
-                for _ in 0..1000 {
-                    ended = sys::reap_pidfd(pidfd.as_fd(), false).unwrap();
-                    if ended.is_some() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                if ended.is_none() {
-                    sys::kill_and_reap(pid);
-                }
+                // Killed if it has not ended within 10 s (it waits on the list's lock).
+                let ended = crate::testing::ForkChild::new(pid).wait(Duration::from_secs(10));
                 go_on_tx.send(()).unwrap();
                 sweeper.join().unwrap();
-                assert!(matches!(ended, Some(sys::Ended::Exited(0))), "the fork copy's leave: {ended:?}");
+                assert!(matches!(ended, sys::Ended::Exited(0)), "the fork copy's leave: {ended:?}");
             }
         }
     }
@@ -972,42 +979,79 @@ mod tests {
     fn a_room_a_dead_server_was_taking_is_freed_once_by_its_restart() {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
-        let pid = match sys::fork().unwrap() {
-            sys::Forked::Child => sys::exit_now(0),
-            sys::Forked::Parent(pid) => pid,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while sys::process_alive(pid, 0) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(!sys::process_alive(pid, 0), "the child a zombie");
+        let dead = a_zombie();
+        let pid = dead.pid();
         let before = heap.in_use();
         let room = ReportRoom::new().unwrap();
         let off = room.off;
         std::mem::forget(room);
-        // A live server's record (this process's) is left by a restart naming it, and by
-        // one naming another pid; the server then clears it and frees the room itself.
+        // A live server's record (this process's) is left by a restart; the server then
+        // clears it and frees the room itself.
         let record = ReportRoom::taking_at(off, sys::pid_now());
         assert!(record.is_some(), "the word was free");
         assert_eq!(ReportRoom::taking_at(off, pid), None, "a second record while one stands");
-        ReportRoom::free_taken_by_dead(sys::pid_now());
-        ReportRoom::free_taken_by_dead(pid);
+        ReportRoom::free_taken_by_dead();
         assert_eq!(heap.in_use(), before + ROOM as u64, "a live server's room freed by a restart");
-        ReportRoom::taken_at(off, record, true);
+        ReportRoom::taken_at(off, record);
         assert_eq!(heap.in_use(), before, "the live server's own free");
         assert_eq!(heap.room_taking().load(Ordering::Relaxed), 0, "the record cleared");
-        // A dead server's record: freed by the restart naming it, and not again by a
-        // server that went on (it finds its record cleared).
+        // A dead server's record: freed by the restart, and not again by a server that
+        // went on (it finds its record cleared), nor by a second restart.
         let room = ReportRoom::new().unwrap();
         let off = room.off;
         std::mem::forget(room);
         let record = ReportRoom::taking_at(off, pid);
         assert!(record.is_some(), "the word was free");
-        ReportRoom::free_taken_by_dead(pid);
+        ReportRoom::free_taken_by_dead();
         assert_eq!(heap.in_use(), before, "the dead server's room freed by its restart");
-        ReportRoom::taken_at(off, record, true);
+        ReportRoom::taken_at(off, record);
+        ReportRoom::free_taken_by_dead();
         assert_eq!(heap.in_use(), before, "freed once");
-        sys::kill_and_reap(pid);
+        drop(dead);
+    }
+
+    /// A fork child of this test that ends at once (with `exit_group`: review128 M2), once
+    /// a zombie (dead, not reaped: its pid names no other process).
+    fn a_zombie() -> crate::testing::ForkChild {
+        let child = match sys::fork().unwrap() {
+            sys::Forked::Child => sys::exit_group(0),
+            sys::Forked::Parent(pid) => crate::testing::ForkChild::new(pid),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sys::process_alive(child.pid(), 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!sys::process_alive(child.pid(), 0), "the child a zombie");
+        child
+    }
+
+    /// review128 M1: a restart that ran while the server it followed was dying but not yet
+    /// a zombie (its listener closed, `/proc` still saying it runs) left that server's
+    /// record; the next restart names the next dead server, and left it too, for good (the
+    /// room leaked, and the word stayed busy: every later take of a room went unrecorded).
+    /// Any restart frees a record whose server is dead, whichever server it follows.
+    #[test]
+    fn a_room_an_earlier_dead_server_was_taking_is_freed_by_a_later_restart() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let (earlier, later) = (a_zombie(), a_zombie());
+        let before = heap.in_use();
+        let room = ReportRoom::new().unwrap();
+        let off = room.off;
+        std::mem::forget(room);
+        let record = ReportRoom::taking_at(off, earlier.pid());
+        assert!(record.is_some(), "the word was free");
+        // The restart that followed `earlier` missed it (it still ran); this one follows
+        // `later`.
+        ReportRoom::free_taken_by_dead();
+        let left = heap.in_use() as i64 - before as i64;
+        let word = heap.room_taking().load(Ordering::Relaxed);
+        if word != 0 {
+            // Not freed: clear and free it, so that the heap is left as found.
+            ReportRoom::taken_at(off, record);
+        }
+        assert_eq!((left, word), (0, 0), "an earlier dead server's room left by a later restart");
+        drop((earlier, later));
     }
 
     /// review91 L1: a room left to a child whose main thread ended while another thread of
@@ -1016,23 +1060,26 @@ mod tests {
     /// server, judging by the pidfd (not ended), would free it again once this process died.
     #[test]
     fn a_room_left_to_a_child_whose_main_thread_ended_waits_for_its_other_threads() {
-        use std::time::{Duration, Instant};
         let _serial = crate::shm::heap_test_lock();
         let (read, write) = sys::pipe().unwrap();
-        let pid = match sys::fork().unwrap() {
+        let child = match sys::fork().unwrap() {
             sys::Forked::Child => {
                 drop(write);
                 std::thread::spawn(move || {
                     let _ = sys::read_some(read.as_fd(), &mut [0u8; 1]);
-                    sys::exit_now(0)
+                    // Never `exit_now`: it takes stdout's lock, which the harness's thread
+                    // may have held at the fork, and the child waited for it for ever (20
+                    // minutes, until killed: review128 M2).
+                    sys::exit_group(0)
                 });
                 // SAFETY: `exit(2)` ends this thread alone, not the process: the
                 // thread above goes on, and ends the process at its pipe's end of file.
                 unsafe { libc::syscall(libc::SYS_exit, 0) };
                 unreachable!("the main thread exited");
             }
-            sys::Forked::Parent(pid) => pid,
+            sys::Forked::Parent(pid) => crate::testing::ForkChild::new(pid),
         };
+        let pid = child.pid();
         drop(read);
         let deadline = Instant::now() + Duration::from_secs(60);
         while sys::process_alive(pid, 0) && Instant::now() < deadline {
@@ -1060,10 +1107,10 @@ mod tests {
         free_left_rooms();
         let kept = left();
         drop(write);
-        let reaped = sys::pidfd_open(pid).map(|pidfd| sys::reap_pidfd(pidfd.as_fd(), true));
+        let ended = child.wait(Duration::from_secs(60));
         free_left_rooms();
         let freed = !left();
-        assert!(matches!(reaped, Ok(Ok(Some(_)))), "the child reaped: {reaped:?}");
+        assert_eq!(ended, sys::Ended::Exited(0), "how the child ended");
         assert!(kept, "a room freed while its child's other thread ran (its leader a zombie)");
         assert!(freed, "the room of a child gone");
     }
