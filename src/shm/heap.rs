@@ -1026,7 +1026,8 @@ impl Heap {
     /// page aligned, inside `[RESERVED, bump)`, and clear of every range in `live`
     /// (blocks the caller knows to be allocated); and the warm blocks: inside the same
     /// bounds, clear of the free list, of `live` and of each other; and the blocks waiting
-    /// for their release, likewise. Returns the free extents.
+    /// for their release, and those pending ([`Heap::free_without_waiting`]), likewise.
+    /// Returns the free extents.
     pub(crate) fn check(&self, live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
@@ -1102,6 +1103,30 @@ impl Heap {
                 return Err("the deferred list has a cycle".into());
             }
             later.push((off, len));
+            off = self.extent(off).next.load(Ordering::Relaxed);
+        }
+        // The blocks freed without waiting (the lock held: none is taken off meanwhile, and
+        // a push only adds above the head read here): likewise, and clear of all the above.
+        let mut pending: Vec<(u64, u64)> = Vec::new();
+        let mut off = h.pending.load(Ordering::Acquire);
+        while off != 0 {
+            let len = self.extent(off).size.load(Ordering::Relaxed);
+            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
+            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
+                return Err(format!("pending block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
+            }
+            if let Some((o, l)) = extents.iter().chain(&warm).chain(&later).chain(&pending).find(overlaps) {
+                return Err(format!(
+                    "pending block [{off:#x}, +{len:#x}) overlaps the free, warm or deferred block [{o:#x}, +{l:#x})"
+                ));
+            }
+            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
+                return Err(format!("pending block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
+            }
+            if pending.len() > self.map.len() / PAGE {
+                return Err("the pending stack has a cycle".into());
+            }
+            pending.push((off, len));
             off = self.extent(off).next.load(Ordering::Relaxed);
         }
         Ok(extents)
@@ -1348,11 +1373,18 @@ mod tests {
         heap.free_without_waiting(a, len);
         let pending = heap.pending_head();
         holder.kill();
-        // The lock's next holder (it takes the dead holder's lock over).
+        // `check` reads the stack (and takes the dead holder's lock over without draining).
+        let (checked, as_live) = (heap.check(&[(gap, len)]).map(|_| ()), heap.check(&[(a, len)]).map(|_| ()));
+        // The lock's next holder.
         heap.free(gap, len);
         let (after, a_free) = (heap.pending_head(), heap.is_free(a, len));
-        println!("pending {pending:#x} (a {a:#x}); after the next holder {after:#x}; a free {a_free}");
+        println!(
+            "pending {pending:#x} (a {a:#x}); checked {checked:?}, with a live {as_live:?}; after the next holder \
+             {after:#x}; a free {a_free}"
+        );
         assert_eq!((pending, after, a_free), (a, 0, true), "(pending, pending after the next holder, a free)");
+        assert_eq!(checked, Ok(()), "the lists with a pending block");
+        assert!(as_live.is_err_and(|e| e.contains("pending block")), "check sees a pending block");
     }
 
     /// review129 M1: the lock's next holder took the whole pending stack off at once, then
