@@ -722,6 +722,7 @@ impl Heap {
         while off != 0 {
             let e = self.extent(off);
             let (len, next) = (e.size.load(Ordering::Relaxed), e.next.load(Ordering::Relaxed));
+            super::crash::interleave("heap.pending.read");
             match h.pending.compare_exchange(off, next, Ordering::Acquire, Ordering::Acquire) {
                 Ok(_) => {
                     crash_point!("heap.pending.taken");
@@ -1428,6 +1429,53 @@ mod tests {
         assert_eq!((pending, below), (b, a), "both pushed");
         assert!(matches!(ended, Some(sys::Ended::Signaled(libc::SIGABRT))), "the drainer killed inside: {ended:?}");
         assert!(a_free, "the block below the one the drainer was freeing leaked");
+    }
+
+    /// A push between the drain's read of the head and its compare-and-swap (the only
+    /// change the head can see then: only the lock's holder takes blocks off) fails that
+    /// compare-and-swap, and the drain goes on from the new head: both blocks are freed, in
+    /// one drain, and the stack is left empty.
+    #[test]
+    fn a_push_during_the_drain_is_drained_too() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let len = 1usize << 20;
+        let (a, gap, c, gap2, d) = (
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+        );
+        {
+            // Held by this live process: the free without waiting cannot take it, and pushes.
+            let _held = RawGuard::lock(&heap.header().large_lock);
+            heap.free_without_waiting(a, len);
+        }
+        let pending = heap.pending_head();
+        let pushed = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = pushed.clone();
+        crate::shm::crash::interleaving(
+            move |step| {
+                if step == "heap.pending.read" && seen.get().is_none() {
+                    // The drain holds the lock: this free pushes `c` above `a`.
+                    heap.free_without_waiting(c, len);
+                    seen.set(Some(heap.pending_head()));
+                }
+            },
+            || heap.free(d, len),
+        );
+        let pushed = pushed.get().unwrap_or(0);
+        let (after, a_free, c_free) = (heap.pending_head(), heap.is_free(a, len), heap.is_free(c, len));
+        println!(
+            "pending {pending:#x} (a {a:#x}); pushed during the drain {pushed:#x} (c {c:#x}); after {after:#x}; a free \
+             {a_free}, c free {c_free}"
+        );
+        heap.free(gap, len);
+        heap.free(gap2, len);
+        assert_eq!((pending, pushed), (a, c), "a pending, then c pushed above it during the drain");
+        assert_eq!((after, a_free, c_free), (0, true, true), "(pending after, a free, c free)");
     }
 
     #[test]
