@@ -657,6 +657,24 @@ impl SharedMemory {
         Ok(())
     }
 
+    /// Unlinks the name only if it still names this segment's file, and forgets it at the
+    /// tracker only then: a name unlinked and made again since (by another program) is
+    /// that program's, with its registration (review126 M1). `Ok(false)` when the name is
+    /// gone or another file's. The few microseconds between the look and the unlink stay
+    /// ([`Segment::unlink_if`]).
+    pub(crate) fn unlink_if_ours(&self) -> Result<bool, SharedMemoryError> {
+        let id = self.segment.id().map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
+        match Segment::unlink_if(&self.name, Some(id)) {
+            Ok(()) => {
+                // A forgetting not taken now waits in this process's backlog.
+                let _ = tracker::unregister(&self.name);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(SharedMemoryError::from_io(e, &self.name)),
+        }
+    }
+
     /// Stops tracking the segment: it will outlive the family unless somebody unlinks it
     /// (for a segment handed over on purpose, Python's `track=False` after the fact).
     ///

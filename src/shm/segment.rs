@@ -102,6 +102,12 @@ impl Segment {
         }
     }
 
+    /// The file it is (whatever its name names now), for a later unlink to check that
+    /// its name still is this file ([`Segment::unlink_if`]).
+    pub(crate) fn id(&self) -> io::Result<FileId> {
+        FileId::of(self.map.fd())
+    }
+
     /// Its size in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
