@@ -3127,6 +3127,103 @@ fn an_immediate_shutdown_beside_a_stopped_take_is_finished_once_the_take_ends() 
     assert_eq!(q.len(), 0);
 }
 
+/// Whether this process's [`Bomb`]s panic when dropped.
+static BOMBS_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A message that carries a handle (so that a drain decodes and drops it) and whose `Drop`
+/// panics where armed; its first field decodes slowly where [`DECODING`] is set.
+#[derive(Serialize, Deserialize)]
+struct Bomb(HeldDecoding, Value<u64>);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if BOMBS_ARMED.load(std::sync::atomic::Ordering::Relaxed) {
+            panic!("a user Drop that panics (bomb {})", self.0.0);
+        }
+    }
+}
+
+fn take_one_bomb_slowly((q, entered, go): (JoinableQueue<Bomb>, Value<u32>, Value<u32>)) {
+    DECODING.set((entered, go)).unwrap();
+    let bomb = q.get().unwrap();
+    assert_eq!(bomb.0, HeldDecoding(1));
+    q.task_done().unwrap();
+}
+
+/// Takes the first message and holds its task; on the go, joins with its bombs armed,
+/// stopped (`SIGSTOP`) at the join's first check; says whether the join panicked (1) or
+/// returned (2); on the finish, marks its task done.
+fn join_with_bombs_left(
+    (q, took, go, panicked, finish): (JoinableQueue<Bomb>, Value<u32>, Value<u32>, Value<u32>, Value<u32>),
+) {
+    let mine = q.get().unwrap();
+    took.set(1);
+    while go.get() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    BOMBS_ARMED.store(true, std::sync::atomic::Ordering::Relaxed);
+    multiproc::__private::crash_at("stop:queue.join.checking");
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.join()));
+    multiproc::__private::crash_disarm();
+    BOMBS_ARMED.store(false, std::sync::atomic::Ordering::Relaxed);
+    panicked.set(if joined.is_err() { 1 } else { 2 });
+    while finish.get() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(mine);
+    q.task_done().unwrap();
+}
+
+/// A blocking join whose check finishes an immediate shutdown's drain runs the user's
+/// `Drop` there; one that panics unwound out of the join with the join still counted
+/// waiting (review126 L2), and a later join in another process took the joiner's process
+/// to be waiting too: it returned `Disconnected` while the joiner still held a task it
+/// would mark done.
+#[test]
+fn a_join_unwound_by_a_users_drop_is_no_longer_counted_waiting() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(Bomb(HeldDecoding(i), Value::new(u64::from(i)).unwrap())).unwrap();
+    }
+    let [took, go_join, panicked, finish, entered, go_take] = std::array::from_fn(|_| Value::new(0u32).unwrap());
+    let joiner = Process::new(
+        join_with_bombs_left,
+        (q.clone(), took.clone(), go_join.clone(), panicked.clone(), finish.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(eventually(LIMIT, || took.get() == 1));
+    let consumer = Process::new(take_one_bomb_slowly, (q.clone(), entered.clone(), go_take.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || entered.get() == 1));
+    // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+    assert_eq!(unsafe { libc::kill(consumer.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let taker = common::StoppedChild::wait_for(consumer.pid(), LIMIT);
+    // The drain is left undone: a taker is stopped inside its take.
+    q.shutdown(true);
+    go_join.set(1);
+    // The joiner's first check found the drain still undone, and stops before it counts.
+    let joining = common::StoppedChild::wait_for(joiner.pid(), LIMIT);
+    taker.resume(LIMIT);
+    go_take.set(1);
+    consumer.join().unwrap();
+    // Counted now; its next check drains the third bomb, whose drop panics.
+    joining.resume(LIMIT);
+    assert!(eventually(LIMIT, || panicked.get() != 0));
+    let unwound = panicked.get() == 1;
+    // The joiner holds a task it will mark done, and is in no join: a join here waits for
+    // it. (This process's only handle is the join's.)
+    let join = std::thread::spawn(move || q.join_timeout(LIMIT));
+    // Time for a join that takes the joiner to be waiting to say so first.
+    std::thread::sleep(Duration::from_secs(1));
+    finish.set(1);
+    let joined = join.join().unwrap();
+    joiner.join().unwrap();
+    println!("the joiner's join unwound: {unwound}; a join beside it said {joined:?}");
+    assert!(unwound, "the drain in the join's check dropped the bomb");
+    assert_eq!(joined, Ok(()), "a join unwound by a panic was left counted waiting");
+}
+
 /// A queue holding a handle to itself in a message, with no handle left outside, is a
 /// cycle: nobody can ever take the message, and the queue is never freed (as an `Arc`
 /// cycle; Python refuses to pickle a queue at all, and the kernel collects a cycle of
