@@ -3224,6 +3224,48 @@ fn a_join_unwound_by_a_users_drop_is_no_longer_counted_waiting() {
     assert_eq!(joined, Ok(()), "a join unwound by a panic was left counted waiting");
 }
 
+fn put_stopped_in_its_record(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("stop:ring.put.recorded");
+    q.put(7).unwrap();
+    multiproc::__private::crash_disarm();
+}
+
+fn shut_down_immediately(q: JoinableQueue<u32>) {
+    q.shutdown(true);
+}
+
+/// A timed join that finds an immediate shutdown whose caller was killed before it refused
+/// the puts (it waited for the producers' lock, held by a stopped producer) finishes that
+/// step only if the lock comes within the join's grace, as the rest of a timed join does:
+/// it took the lock with no deadline, and waited as long as the producer stayed stopped
+/// (review126 L3).
+#[test]
+fn a_timed_join_does_not_wait_for_a_stopped_producer_to_finish_a_shutdown() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    q.put(5u32).unwrap();
+    let producer = Process::new(put_stopped_in_its_record, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(producer.pid(), LIMIT);
+    // The shutdown's caller waits for the producers' lock, and is killed there.
+    let shutting = Process::new(shut_down_immediately, q.clone()).start().unwrap();
+    assert!(eventually(LIMIT, || q.is_shutdown()));
+    shutting.kill().unwrap();
+    let _ = shutting.join();
+    let join = std::thread::spawn({
+        let q = q.clone();
+        move || q.join_timeout(Duration::from_millis(100))
+    });
+    let returned = eventually(LIMIT, || join.is_finished());
+    stopped.resume(LIMIT);
+    let joined = join.join().unwrap();
+    println!("the timed join returned while the producer was stopped: {returned}; it said {joined:?}");
+    producer.join().unwrap();
+    q.shutdown(true);
+    assert_eq!(q.join_timeout(LIMIT), Ok(()), "the shutdown finished, what was left drained");
+    assert!(returned, "a timed join waited for a stopped producer's lock");
+    assert!(matches!(joined, Err(QueueJoinTimeoutError::Timeout { .. })), "{joined:?}");
+}
+
 /// A queue holding a handle to itself in a message, with no handle left outside, is a
 /// cycle: nobody can ever take the message, and the queue is never freed (as an `Arc`
 /// cycle; Python refuses to pickle a queue at all, and the kernel collects a cycle of
