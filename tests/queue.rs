@@ -3127,6 +3127,58 @@ fn an_immediate_shutdown_beside_a_stopped_take_is_finished_once_the_take_ends() 
     assert_eq!(q.len(), 0);
 }
 
+/// The async join finishes a drain left undone too (aud102 wired it into `JoinFuture`'s
+/// check; review126 L4 found it untested).
+#[test]
+fn an_async_join_finishes_an_immediate_shutdown_left_undone() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(HeldDecoding(i)).unwrap();
+    }
+    let (entered, go) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
+    let consumer = Process::new(take_one_decoding_slowly, (q.clone(), entered.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || entered.get() == 1));
+    // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+    assert_eq!(unsafe { libc::kill(consumer.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let stopped = common::StoppedChild::wait_for(consumer.pid(), LIMIT);
+    q.shutdown(true);
+    println!("after shutdown: len {} unfinished {}", q.len(), q.unfinished());
+    stopped.resume(LIMIT);
+    go.set(1);
+    consumer.join().unwrap();
+    let joined = smol::block_on(q.join_async());
+    println!("join_async: {joined:?}, len {} unfinished {}", q.len(), q.unfinished());
+    assert_eq!(joined, Ok(()));
+    assert_eq!(q.len(), 0);
+}
+
+/// The taker stopped inside its take is killed (`kill -9`) instead of resumed: its message
+/// was never committed, so the next join drains it with the rest (review126's check).
+#[test]
+fn an_immediate_shutdown_beside_a_stopped_take_then_killed_is_finished_by_join() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(HeldDecoding(i)).unwrap();
+    }
+    let (entered, go) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
+    let consumer = Process::new(take_one_decoding_slowly, (q.clone(), entered.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || entered.get() == 1));
+    // SAFETY: signals to our own child, not reaped yet; no memory is involved.
+    assert_eq!(unsafe { libc::kill(consumer.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let _stopped = common::StoppedChild::wait_for(consumer.pid(), LIMIT);
+    q.shutdown(true);
+    println!("after shutdown: len {} unfinished {}", q.len(), q.unfinished());
+    consumer.kill().unwrap();
+    let _ = consumer.join();
+    let joined = q.join_timeout(LIMIT);
+    println!("join: {joined:?}, len {} unfinished {}", q.len(), q.unfinished());
+    assert_eq!(joined, Ok(()));
+    assert_eq!(q.len(), 0);
+    assert_eq!(q.try_get(), Err(TryGetError::ShutDown));
+}
+
 /// Whether this process's [`Bomb`]s panic when dropped.
 static BOMBS_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
