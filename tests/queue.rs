@@ -3202,12 +3202,13 @@ fn take_one_bomb_slowly((q, entered, go): (JoinableQueue<Bomb>, Value<u32>, Valu
     q.task_done().unwrap();
 }
 
+/// The joiner's queue, and its flags: took, go, panicked, finish.
+type BombJoiner = (JoinableQueue<Bomb>, Value<u32>, Value<u32>, Value<u32>, Value<u32>);
+
 /// Takes the first message and holds its task; on the go, joins with its bombs armed,
 /// stopped (`SIGSTOP`) at the join's first check; says whether the join panicked (1) or
 /// returned (2); on the finish, marks its task done.
-fn join_with_bombs_left(
-    (q, took, go, panicked, finish): (JoinableQueue<Bomb>, Value<u32>, Value<u32>, Value<u32>, Value<u32>),
-) {
+fn join_with_bombs_left((q, took, go, panicked, finish): BombJoiner) {
     let mine = q.get().unwrap();
     took.set(1);
     while go.get() == 0 {
