@@ -264,7 +264,7 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
         // Nobody else's: registered before it is made, by name alone (nobody makes it again).
         tracker::register(&name, None).map_err(SharedMemoryError::Tracker)?;
     }
-    let new = match Segment::create(&name) {
+    let mut new = match Segment::create(&name) {
         Ok(new) => new,
         Err(e) => {
             if track && fresh {
@@ -291,9 +291,11 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
             Ok(SharedMemory { name, segment })
         }
         Err(e) => {
-            // Unlinked already (by `new`), then forgotten: a forgetting the tracker does not
-            // take waits in this process's backlog.
-            if track {
+            // Unlinked if the name still is our file, and then forgotten: a name made again
+            // meanwhile (by another program) is theirs, and so is its registration
+            // (review126). A forgetting the tracker does not take waits in this process's
+            // backlog.
+            if new.discard() && track {
                 let _ = tracker::unregister(&name);
             }
             Err(SharedMemoryError::from_io(e, &name))
