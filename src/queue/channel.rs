@@ -1647,8 +1647,15 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         let s = &self.shared;
         let flags = s.shutdown.load(Ordering::Acquire);
         if flags & SHUT_DOWN == 0 {
-            // From here on no put can commit: a get that finds the queue empty ends.
-            s.ring.refuse_puts();
+            // From here on no put can commit: a get that finds the queue empty ends. Only
+            // the `shutdown` call waits for a put in progress: a get or a join that finds
+            // the step undone (its caller was killed) waits for the producers' lock a grace
+            // at most, and leaves the rest (the drain too: a put may still commit) to a
+            // later call (review126 L3).
+            let deadline = if patient { Deadline::NEVER } else { Deadline::now() };
+            if !s.ring.refuse_puts(deadline) {
+                return;
+            }
             crash_point!("queue.shutdown.puts_refused");
             s.shutdown.fetch_or(SHUT_DOWN, Ordering::AcqRel);
             s.ring.wake_all();
