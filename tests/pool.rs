@@ -1002,6 +1002,51 @@ fn close_join_terminate_and_drop_follow_python() {
     }
 }
 
+/// Python's `join` may be called from two threads at once (each joins the handler threads
+/// and the processes, and a thread can be joined twice): both return once every worker has
+/// ended, whether the pool was closed with work still running or terminated (review121 L3).
+#[test]
+fn two_joins_at_once_both_return_once_the_workers_end() {
+    let _w = heap_user(LIMIT);
+    for round in 0..6 {
+        let terminated = round % 2 == 1;
+        let pool = Pool::new(2).unwrap();
+        let pids: Vec<u32> = pool.map_with(pid_of, 0..2, MapOptions::new().chunksize(1)).unwrap();
+        let busy: Vec<_> = (0..4).map(|_| pool.apply_async(sleep_then, 300).unwrap()).collect();
+        if terminated {
+            pool.terminate();
+        } else {
+            pool.close();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                let (tx, pool) = (tx.clone(), &pool);
+                s.spawn(move || tx.send(pool.join().map_err(|e| e.to_string())).unwrap());
+            }
+            let joined: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(30))).collect();
+            println!("round {round} (terminated: {terminated}): the two joins gave {joined:?}");
+            if joined.iter().any(|j| j.is_err()) {
+                // Let the scope end: terminate kills whatever a hung join waits for.
+                pool.terminate();
+                panic!("HANG: a join did not return in 30 s; pids still running: {:?}", {
+                    pids.iter().filter(|&&p| pid_running(p)).collect::<Vec<_>>()
+                });
+            }
+            assert!(joined.iter().all(|j| matches!(j, Ok(Ok(())))), "{joined:?}");
+        });
+        let got: Vec<_> = busy.into_iter().map(|r| r.get()).collect();
+        if terminated {
+            assert!(got.iter().all(|r| matches!(r, Err(TaskError::Terminated))), "{got:?}");
+        } else {
+            assert!(got.iter().all(|r| matches!(r, Ok(300))), "close lets the sent work finish: {got:?}");
+        }
+        for pid in pids {
+            assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived both joins");
+        }
+    }
+}
+
 #[test]
 fn get_timeout_does_not_cancel_and_ready_tells() {
     let _w = heap_user(LIMIT);

@@ -258,6 +258,14 @@ pub(crate) struct Inner {
     spin: LoadSpin,
     doorbell: (Mutex<bool>, Condvar),
     pool_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The pool thread's id, which `join` compares with its caller's once the handle
+    /// above may be another joiner's.
+    pool_thread_id: std::sync::OnceLock<std::thread::ThreadId>,
+    /// Held by the `join` under way: one at a time, so that a second waits for the first
+    /// and then finds nothing left (review121 L3: the second took the workers while the
+    /// first waited for the pool thread, which then told none of them to stop, and the
+    /// second waited for ever on a worker that had been sent work).
+    joins: Mutex<()>,
     /// The process that made the pool. A copy that fork made in a child (a pool kept in a
     /// static, or a bare `fork`) shares the parent's workers, inboxes and results channel,
     /// but not its pool thread: it is closed (see [`Inner::copied`]).
@@ -297,6 +305,8 @@ impl Inner {
             spin: LoadSpin::new(),
             doorbell: (Mutex::new(false), Condvar::new()),
             pool_thread: Mutex::new(None),
+            pool_thread_id: std::sync::OnceLock::new(),
+            joins: Mutex::new(()),
             made_in: TakenIn::here(),
         });
         {
@@ -308,6 +318,7 @@ impl Inner {
         }
         let weak = Arc::downgrade(&inner);
         let thread = std::thread::Builder::new().name("multiproc-pool".into()).spawn(move || pool_thread(weak))?;
+        let _ = inner.pool_thread_id.set(thread.thread().id());
         *lock(&inner.pool_thread) = Some(thread);
         Ok(inner)
     }
@@ -1290,16 +1301,22 @@ impl Engine for Inner {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
-        let (thread, on_pool_thread) = {
-            let mut slot = lock(&self.pool_thread);
-            let on_pool_thread = slot.as_ref().is_some_and(|t| t.thread().id() == std::thread::current().id());
-            if on_pool_thread && self.state.load(Ordering::Acquire) != TERMINATED {
-                // A callback joining its closed pool: the workers wait for this thread to
-                // tell them to stop.
-                return Err(PoolError::JoinFromWorker);
-            }
-            (slot.take(), on_pool_thread)
+        let on_pool_thread = self.pool_thread_id.get() == Some(&std::thread::current().id());
+        if on_pool_thread && self.state.load(Ordering::Acquire) != TERMINATED {
+            // A callback joining its closed pool: the workers wait for this thread to
+            // tell them to stop.
+            return Err(PoolError::JoinFromWorker);
+        }
+        let _one_at_a_time = match self.joins.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // A callback of a terminated pool joining it on the pool thread while another
+            // thread joins: that join waits for this thread to end, and ends the workers
+            // after it.
+            Err(std::sync::TryLockError::WouldBlock) if on_pool_thread => return Ok(()),
+            Err(std::sync::TryLockError::WouldBlock) => lock(&self.joins),
         };
+        let thread = lock(&self.pool_thread).take();
         // The `imap`s made before the `close` get no more chunks: the workers stop once
         // those sent are answered.
         lock(&self.books).joining = true;
@@ -1343,12 +1360,16 @@ impl Engine for Inner {
         // look, with no worker left to run it: it fails rather than wait unrun for ever
         // (review115 H1). Its handles go back first, as for any refused chunk.
         let left: Vec<Job> = lock(&self.books).pending.drain(..).map(|(_, job)| job).collect();
-        for job in left {
+        for job in &left {
             (job.discard)(&job.args);
-            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
         }
         // No worker is left: the zygote lets go of its copies and leaves.
         drop(lock(&self.zygote).take());
+        // The error callbacks run with no join held: one may join this pool.
+        drop(_one_at_a_time);
+        for job in left {
+            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
+        }
         Ok(())
     }
 }
