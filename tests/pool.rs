@@ -1153,6 +1153,64 @@ fn the_chunks_of_a_worker_killed_in_its_initializer_run_on_another() {
     pool.join().unwrap();
 }
 
+/// Returns in the first worker of a pool to run it (the one that creates the marker file),
+/// blocks for ever in the others.
+fn block_but_in_the_first(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        block_for_ever(());
+    }
+}
+
+/// An initializer that hangs in some workers only, past the pool's timeout: the kills of
+/// those workers count in a run of their own, which only an initializer that returns ends
+/// (not the answers of the workers whose initializer returned long ago). Past the same limit
+/// as boot deaths (ten for a small pool) the pool fails `WorkersCannotStart`, naming the
+/// initializer and the timeout; until then the worker that started runs the tasks. Before:
+/// any worker's answer ended the run, so the pool killed and restarted the hung worker once
+/// per timeout for ever, while running at half its size.
+#[test]
+fn an_initializer_that_hangs_in_some_workers_fails_the_pool_after_a_run_of_timeouts() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-block-but-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let timeout = Duration::from_millis(300);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(block_but_in_the_first, marker.to_string_lossy().into_owned())
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let (mut answered, started) = (0u32, std::time::Instant::now());
+    let failure = loop {
+        match pool.apply(square, 3) {
+            Ok(9) => answered += 1,
+            Err(Error::Task(TaskError::WorkersCannotStart(f))) => break Some(f),
+            other => panic!("{other:?}"),
+        }
+        // Not a measure: a bound on a pool that would restart the hung worker for ever.
+        if started.elapsed() > Duration::from_secs(40) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("{answered} tasks answered, {:?}, then {failure:?}", pool.stats());
+    let _ = std::fs::remove_file(&marker);
+    let f = failure.expect("the pool still restarts the hung worker after 40 s");
+    assert!(f.deaths >= 10, "{f}");
+    assert!(
+        matches!(&f.ended, JoinError::Failed { reason, .. }
+            if reason.contains("initializer") && reason.contains(&format!("{timeout:?}"))),
+        "{f}"
+    );
+    assert!(matches!(pool.apply(square, 4), Err(Error::Task(TaskError::WorkersCannotStart(_)))));
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
+    }
+}
+
 fn init_slowly(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }

@@ -153,11 +153,16 @@ impl PoolBuilder {
     /// `terminate`, then `join`, end it as any pool.
     ///
     /// The pool's [`timeout`](Self::timeout) bounds the initializer too, counted from its
-    /// start in each worker: a worker whose initializer runs longer is killed, as one that
-    /// cannot start (it counts in the run above, which ends in `WorkersCannotStart` saying
-    /// that the initializer ran past the timeout), and the tasks waiting for it go to
-    /// another worker. So an initializer that never returns fails the pool's tasks rather
-    /// than holding them for ever. A call's own timeout
+    /// start in each worker: a worker whose initializer runs longer is killed and replaced,
+    /// and the tasks waiting for it go to another worker. Such kills count in a run of their
+    /// own, which only an initializer that returns ends (in any worker, a replacement too;
+    /// not the answers of workers that started earlier): at ten in a row, or twice the
+    /// pool's size, the pool fails with `WorkersCannotStart`, saying that the initializer
+    /// ran past the timeout. So an initializer that never returns fails the pool's tasks
+    /// rather than holding them for ever, and one that hangs in some workers only (one
+    /// holds what the others wait for) fails the pool too, rather than be killed and
+    /// started again once per timeout for ever while the pool runs short of workers; one
+    /// that hangs now and then is retried. A call's own timeout
     /// ([`ApplyOptions::timeout`](crate::ApplyOptions::timeout),
     /// [`MapOptions::timeout`](crate::MapOptions::timeout)) bounds only its tasks: an
     /// initializer slower than the tasks' limit wants a pool without a timeout and the limit

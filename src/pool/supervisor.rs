@@ -138,7 +138,7 @@ enum Kill {
     TimedOut(Duration),
     /// Its chunk's call failed and the chunk ran past [`CANCEL_GRACE`].
     Cancelled,
-    /// Its initializer ran past the pool's timeout (a boot death: [`Books::boot_deaths`]).
+    /// Its initializer ran past the pool's timeout ([`Books::init_timeouts`]).
     Initializer(Duration),
 }
 
@@ -161,6 +161,8 @@ struct Worker {
     /// The undo of the handles in its initializer's arguments, run for those it did not
     /// take once it is dead ([`Worker::give_back_boot`]).
     init_undo: ChunkUndo,
+    /// Its initializer's return was counted ([`Worker::newly_initialized`]).
+    initialized: bool,
 }
 
 impl Worker {
@@ -172,6 +174,16 @@ impl Worker {
         self.inbox.forget_lost_messages();
         self.status.forget_lost_messages();
         self.give_back_boot();
+    }
+
+    /// Whether its initializer returned, seen for the first time now (read from its status
+    /// block only while it was not).
+    fn newly_initialized(&mut self) -> bool {
+        if self.initialized || !self.status.initialized.load(Ordering::Acquire) {
+            return false;
+        }
+        self.initialized = true;
+        true
     }
 
     /// Once the worker is dead: gives back the handles of its initializer's arguments it
@@ -195,6 +207,12 @@ struct Books {
     /// answered), none having booted between: at [`boot_death_limit`] the pool stops
     /// replacing them.
     boot_deaths: u32,
+    /// Workers in a row killed for their initializer's timeout, no initializer having
+    /// returned between: at [`boot_death_limit`] the pool stops replacing them. Apart from
+    /// `boot_deaths`, which any worker's answer ends: an initializer that hangs in some
+    /// workers only (one holds what the others wait for) was killed and restarted once per
+    /// timeout for ever, the others' answers ending each run.
+    init_timeouts: u32,
     /// Why no worker runs the pool's work (its initializer failed in every worker:
     /// `Panicked`, or no worker could boot: `WorkersCannotStart`): the work fails with it,
     /// for good.
@@ -325,7 +343,11 @@ impl Inner {
 
     fn start_worker(&self, index: u32) -> Result<Worker, Error> {
         let inbox = Channel::new()?;
-        let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
+        let status = Shared::new(WorkerStatus {
+            job: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            initialized: AtomicBool::new(false),
+        })?;
         let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
             Some((call, encode)) => {
@@ -372,6 +394,7 @@ impl Inner {
             stopping: false,
             answered: false,
             init_undo,
+            initialized: false,
         })
     }
 
@@ -919,14 +942,43 @@ impl Inner {
                     worker.handle.pid(),
                     worker.sent.len()
                 );
+                if worker.newly_initialized() {
+                    books.init_timeouts = 0;
+                }
                 if !worker.sent.is_empty() {
                     // It took a chunk from its inbox (its unstarted ones are off `sent`
                     // now): it booted, and died under its task, which fails as lost.
                     books.boot_deaths = 0;
+                } else if let Some((_, Kill::Initializer(t))) = worker.killed_for
+                    && !worker.answered
+                    && !worker.stopping
+                {
+                    // Killed in its initializer: a run of these ends only when an
+                    // initializer returns (seen in any worker's status block), not when
+                    // another worker answers (it may have started long ago).
+                    // Each worker is asked (no short cut): a return counts once.
+                    if books.workers.iter_mut().fold(false, |any, w| w.newly_initialized() | any) {
+                        books.init_timeouts = 0;
+                    }
+                    books.init_timeouts += 1;
+                    if books.init_error.is_none() && books.init_timeouts >= boot_death_limit(self.config.workers) {
+                        // The pool's own kill: its signal would say nothing of why.
+                        let ended = JoinError::Failed {
+                            name: worker.handle.name().to_owned(),
+                            reason: format!(
+                                "its initializer ran past the pool's timeout of {t:?}, and the pool killed it"
+                            ),
+                        };
+                        books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
+                            deaths: books.init_timeouts,
+                            pid: worker.handle.pid(),
+                            ended,
+                        }));
+                    }
                 } else if !worker.answered
                     && !worker.stopping
-                    && (matches!(worker.killed_for, Some((_, Kill::Initializer(_))))
-                        || (worker.killed_for.is_none() && !killed_from_outside(code)))
+                    && worker.killed_for.is_none()
+                    && !killed_from_outside(code)
                 {
                     // Ended on its own before it sent or took anything: it could not boot.
                     // (A `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is someone else's doing:
@@ -941,19 +993,10 @@ impl Inner {
                         // text, a panic of its `child_init`, else its exit or signal. It
                         // was reaped, so this knows, but in a fork copy (whose pool thread
                         // ended before this, `end_if_copy`).
-                        let ended = match worker.killed_for {
-                            // The pool's own kill: its signal would say nothing of why.
-                            Some((_, Kill::Initializer(t))) => JoinError::Failed {
-                                name: worker.handle.name().to_owned(),
-                                reason: format!(
-                                    "its initializer ran past the pool's timeout of {t:?}, and the pool killed it"
-                                ),
-                            },
-                            _ => worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
-                                name: worker.handle.name().to_owned(),
-                                pid: worker.handle.pid(),
-                            }),
-                        };
+                        let ended = worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
+                            name: worker.handle.name().to_owned(),
+                            pid: worker.handle.pid(),
+                        });
                         books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
                             deaths: books.boot_deaths,
                             pid: worker.handle.pid(),

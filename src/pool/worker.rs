@@ -3,7 +3,7 @@
 //! runs in its shared status).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,10 @@ pub(crate) struct WorkerStatus {
     pub(crate) job: AtomicU64,
     /// When it started (`sys::monotonic_ns`).
     pub(crate) since: AtomicU64,
+    /// Its initializer returned (set once, after it did): ends the pool's run of workers
+    /// killed for their initializer's timeout (`Books::init_timeouts`). Not `job`, whose 0
+    /// before the initializer and after it look the same.
+    pub(crate) initialized: AtomicBool,
 }
 
 /// [`WorkerStatus::job`] while the worker runs its initializer: the pool's timeout bounds
@@ -404,6 +408,7 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
             let _ = boot.results.send(&FromWorker::InitFailed { worker: boot.index, info });
             return;
         }
+        boot.status.initialized.store(true, Ordering::Release);
     }
     // Pages of the big arguments this worker frees go back when it is idle, not before it
     // answers (see `Heap::defer_releases`).
