@@ -1211,6 +1211,56 @@ fn an_initializer_that_hangs_in_some_workers_fails_the_pool_after_a_run_of_timeo
     }
 }
 
+/// Returns in the first worker of a pool to run it (the one that creates the marker file),
+/// panics in the others.
+fn refuse_but_in_the_first(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        panic!("only one worker may initialize");
+    }
+}
+
+/// An initializer that panics in some workers only: its failures count in a run that only
+/// an initializer that returns ends, not the answers of a worker that started long ago, and
+/// at twice the pool's size the pool fails with the initializer's panic, as when it fails
+/// in every worker. Before: each answer of the worker that started ended the run, and the
+/// pool started a worker again as soon as the last failed, for ever, while it ran at half
+/// its size.
+#[test]
+fn an_initializer_that_panics_in_some_workers_fails_the_pool_after_a_run_of_failures() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-refuse-but-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(refuse_but_in_the_first, marker.to_string_lossy().into_owned())
+        .build()
+        .unwrap();
+    let (mut answered, started) = (0u32, std::time::Instant::now());
+    let failure = loop {
+        match pool.apply(square, 3) {
+            Ok(9) => answered += 1,
+            Err(Error::Task(TaskError::Panicked(info))) => break Some(info),
+            other => panic!("{other:?}"),
+        }
+        // Not a measure: a bound on a pool that would restart the failing worker for ever.
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("{answered} tasks answered, {:?}, then {failure:?}", pool.stats());
+    let _ = std::fs::remove_file(&marker);
+    let info = failure.expect("the pool still restarts the failing worker after 20 s");
+    assert_eq!(info.message, "only one worker may initialize");
+    assert!(matches!(pool.apply(square, 4), Err(Error::Task(TaskError::Panicked(_)))));
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
+    }
+}
+
 fn init_slowly(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }

@@ -136,10 +136,11 @@ impl PoolBuilder {
     }
 
     /// `f(args)` runs once in each worker before its first task (Python's `initializer`
-    /// and `initargs`). A worker whose initializer panics exits; when every attempt
-    /// fails (twice the pool's size in a row), the pool's tasks fail with the
-    /// initializer's panic ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of
-    /// looping. Likewise when workers cannot start at all (ten in a row, or twice the
+    /// and `initargs`). A worker whose initializer panics exits and is replaced; after
+    /// twice the pool's size in a row (no initializer returning between, in any worker: the
+    /// answers of workers that started earlier do not end the run, so one that fails in
+    /// some workers only ends so too), the pool's tasks fail with the initializer's panic
+    /// ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of looping. Likewise when workers cannot start at all (ten in a row, or twice the
     /// pool's size, end before they take a task or answer, by an exit or a crash of their
     /// own: a worker killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and
     /// not counted): the tasks fail with

@@ -200,7 +200,9 @@ struct Books {
     workers: Vec<Worker>,
     /// Average time a chunk keeps a worker busy (for the dispatch window).
     chunk_ns: f64,
-    /// Workers started to replace others, and failed initializers in a row.
+    /// Initializers that failed (returned an error or panicked) in a row, none having
+    /// returned between (a worker's first answer, or its status block, says so: not any
+    /// worker's answer, see [`Books::init_timeouts`]).
     init_failures: u32,
     /// Workers in a row that ended before they sent the pool anything or took a chunk
     /// (failed in their boot, before `worker_main` or in it before their initializer
@@ -230,6 +232,23 @@ struct Books {
     /// The same for the undo of the handles of chunks `terminate` killed a worker in,
     /// with that worker's pid: what it had not taken goes back once it is dead.
     undo_orphans: Vec<(u32, ChunkUndo)>,
+}
+
+impl Books {
+    /// An initializer returned: the runs of initializers that failed or ran past the
+    /// timeout end.
+    fn initializer_returned(&mut self) {
+        self.init_failures = 0;
+        self.init_timeouts = 0;
+    }
+
+    /// Ends those runs if an initializer returned in a worker on the books since last seen.
+    /// Each worker is asked (no short cut): a return counts once.
+    fn note_initializers(&mut self) {
+        if self.workers.iter_mut().fold(false, |any, w| w.newly_initialized() | any) {
+            self.initializer_returned();
+        }
+    }
 }
 
 /// Encodes the initializer's arguments.
@@ -756,8 +775,10 @@ impl Inner {
         match message {
             FromWorker::Done { id, worker, busy_ns, outcome } => {
                 let mut books = lock(&self.books);
+                let mut returned = false;
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
+                    returned = w.newly_initialized();
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
                         w.sent.pop_front();
@@ -765,7 +786,13 @@ impl Inner {
                         w.sent.retain(|&s| s != id);
                     }
                 }
-                books.init_failures = 0;
+                // Only a worker's first answer ends the runs of initializers that failed:
+                // the answers of a worker that started long ago said nothing of the
+                // workers started since (one that fails in some workers only was started
+                // again for ever).
+                if returned {
+                    books.initializer_returned();
+                }
                 books.boot_deaths = 0;
                 let Some(Sent { delivery, chunk, held, claims, .. }) = books.sent.remove(&id) else { return };
                 // A seat's time is a whole call's, not a chunk's.
@@ -792,6 +819,7 @@ impl Inner {
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
                 }
+                books.note_initializers();
                 books.init_failures += 1;
                 // Every worker failed its initializer twice in a row: stop trying, fail the
                 // work with the initializer's panic.
@@ -943,7 +971,7 @@ impl Inner {
                     worker.sent.len()
                 );
                 if worker.newly_initialized() {
-                    books.init_timeouts = 0;
+                    books.initializer_returned();
                 }
                 if !worker.sent.is_empty() {
                     // It took a chunk from its inbox (its unstarted ones are off `sent`
@@ -956,10 +984,7 @@ impl Inner {
                     // Killed in its initializer: a run of these ends only when an
                     // initializer returns (seen in any worker's status block), not when
                     // another worker answers (it may have started long ago).
-                    // Each worker is asked (no short cut): a return counts once.
-                    if books.workers.iter_mut().fold(false, |any, w| w.newly_initialized() | any) {
-                        books.init_timeouts = 0;
-                    }
+                    books.note_initializers();
                     books.init_timeouts += 1;
                     if books.init_error.is_none() && books.init_timeouts >= boot_death_limit(self.config.workers) {
                         // The pool's own kill: its signal would say nothing of why.

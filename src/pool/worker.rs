@@ -25,9 +25,10 @@ pub(crate) struct WorkerStatus {
     pub(crate) job: AtomicU64,
     /// When it started (`sys::monotonic_ns`).
     pub(crate) since: AtomicU64,
-    /// Its initializer returned (set once, after it did): ends the pool's run of workers
-    /// killed for their initializer's timeout (`Books::init_timeouts`). Not `job`, whose 0
-    /// before the initializer and after it look the same.
+    /// Its initializer returned, or it has none (set once, before its first task): ends the
+    /// pool's runs of initializers that failed or ran past the timeout
+    /// (`Books::init_timeouts`). Not `job`, whose 0 before the initializer and after it look
+    /// the same.
     pub(crate) initialized: AtomicBool,
 }
 
@@ -408,8 +409,9 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
             let _ = boot.results.send(&FromWorker::InitFailed { worker: boot.index, info });
             return;
         }
-        boot.status.initialized.store(true, Ordering::Release);
     }
+    // Also with no initializer: the pool then reads the flag once, at the first answer.
+    boot.status.initialized.store(true, Ordering::Release);
     // Pages of the big arguments this worker frees go back when it is idle, not before it
     // answers (see `Heap::defer_releases`).
     let heap = Heap::get();
