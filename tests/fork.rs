@@ -37,6 +37,49 @@ fn raise_then_return(signal: i32) -> u32 {
     7
 }
 
+/// How many times [`count_and_return`] ran (in the process it runs in).
+static HANDLER_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A user's crash handler of a common kind: it counts and returns, and counts on
+/// `SA_RESETHAND` for the re-run access to end the process. It ends the process with 99
+/// after 1000 calls, so that a handler called in a loop ends the case.
+extern "C" fn count_and_return(_: i32, _: *mut libc::siginfo_t, _: *mut std::ffi::c_void) {
+    if HANDLER_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 1000 {
+        // SAFETY (test): _exit is async-signal-safe.
+        unsafe { libc::_exit(99) };
+    }
+}
+
+/// The same without `SA_SIGINFO`'s signature.
+extern "C" fn count_and_return_plain(_: i32) {
+    count_and_return(0, std::ptr::null_mut(), std::ptr::null_mut());
+}
+
+/// Installs `handler` for `signal` with `flags`; gives back the action before.
+fn install_action(signal: i32, handler: usize, flags: i32) -> libc::sigaction {
+    // SAFETY (test): plain sigaction calls with fully initialised actions.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = flags;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, &action, &mut old), 0);
+        old
+    }
+}
+
+fn restore_action(signal: i32, old: &libc::sigaction) {
+    // SAFETY (test): a plain sigaction call with the action read before.
+    assert_eq!(unsafe { libc::sigaction(signal, old, std::ptr::null_mut()) }, 0);
+}
+
+/// Writes through a null pointer: a real fault (`SEGV_MAPERR`).
+fn null_write(_: ()) -> u32 {
+    // SAFETY (test): a deliberate fault, which the test expects to end the process.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+    7
+}
+
 fn text_of(len: usize) -> String {
     "y".repeat(len)
 }
@@ -1353,6 +1396,25 @@ fn cases() -> Vec<(&'static str, fn())> {
                     Err(JoinError::Signaled { signal: s, .. }) if s == signal => {}
                     other => panic!("raise({signal}): {other:?}"),
                 }
+            }
+        }),
+        ("a_fault_under_a_user_handler_with_sa_resethand_ends_the_child", || {
+            // review125 H1: a handler installed before ours with SA_RESETHAND, which
+            // returns and counts on the reset for the re-run access to end the process.
+            // Ours called it as a plain function, the kernel applied no reset (the action
+            // delivered was ours): the access faulted again, for ever (99 here).
+            for (handler, flags) in [
+                (count_and_return as usize, libc::SA_SIGINFO | libc::SA_RESETHAND),
+                (count_and_return_plain as usize, libc::SA_RESETHAND),
+            ] {
+                let old = install_action(libc::SIGSEGV, handler, flags);
+                let fault = Process::new(null_write, ()).start_method(FORK).start().unwrap().wait();
+                // A sent signal under the same handler: it runs once, the process goes on,
+                // as without ours.
+                let raised = Process::new(raise_then_return, libc::SIGSEGV).start_method(FORK).start().unwrap().join();
+                restore_action(libc::SIGSEGV, &old);
+                assert_eq!(fault, -libc::SIGSEGV, "flags {flags:#x}: 99 is the handler run 1000 times, a loop");
+                assert!(matches!(raised, Ok(7)), "flags {flags:#x}: {raised:?}");
             }
         }),
         ("a_value_is_shared", || {

@@ -305,20 +305,36 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
             // SAFETY: as above: the default action ends the process on the re-run access.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
-        f if previous.sa_flags & libc::SA_SIGINFO != 0 => {
-            // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a
-            // handler of this signature, called as the kernel would have.
-            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void)>(f) };
-            f(signal, info, context);
+        // A one-shot handler (SA_RESETHAND) gets what the kernel would have given it: the
+        // default action from its call on, so that a re-run access ends the process (a
+        // crash handler that logs and returns counts on it; called plainly, it was called
+        // again on each re-run access, for ever: review125 H1). The handler has had the
+        // signal: no redelivery after it, as the kernel would make none.
+        f if previous.sa_flags & libc::SA_RESETHAND as i32 != 0 => {
+            // SAFETY: as above.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+            call_previous(f, previous, signal, info, context);
+            return;
         }
-        f => {
-            // SAFETY: the previous action was installed without SA_SIGINFO, so `f` is a
-            // plain `void (*)(int)` handler.
-            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
-            f(signal);
-        }
+        f => call_previous(f, previous, signal, info, context),
     }
     redeliver_if_default(signal, sent);
+}
+
+/// Calls `f`, the handler of the action `previous` that was there before ours, as the
+/// kernel would have called it.
+fn call_previous(f: usize, previous: &libc::sigaction, signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
+    if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a handler
+        // of this signature, called as the kernel would have.
+        let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void)>(f) };
+        f(signal, info, context);
+    } else {
+        // SAFETY: the previous action was installed without SA_SIGINFO, so `f` is a plain
+        // `void (*)(int)` handler.
+        let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
+        f(signal);
+    }
 }
 
 /// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), not
