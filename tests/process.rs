@@ -788,6 +788,143 @@ fn a_start_from_a_removed_directory_is_in_it_or_fails() {
     }
 }
 
+/// The working directory's identity, (device, inode), and whether its path can be read.
+fn directory_identity(_: ()) -> ((u64, u64), bool) {
+    use std::os::unix::fs::MetadataExt;
+    let here = std::fs::metadata(".").unwrap();
+    ((here.dev(), here.ino()), std::env::current_dir().is_ok())
+}
+
+/// A fresh directory for an inner test's family to start in (`run_inner_test_in`), and
+/// the inner test's run there; the directory is removed after, whatever the inner test
+/// left of it.
+fn run_inner_test_in_a_directory_of_its_own(what: &str, name: &str, env: &str) {
+    let dir = std::env::temp_dir().join(format!("multiproc-{what}-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _removed = Removed(dir.clone());
+    common::run_inner_test_in(&dir, name, env);
+}
+
+const REMOVED_IN_PLACE_INNER: &str = "MULTIPROC_TEST_REMOVED_IN_PLACE_INNER";
+
+/// review125 M1: the directory of `init()` time (the fork server's) removed while the
+/// program is still in it. A child is in it too, as its parent is: the fork server's
+/// child by being a copy of the server, which is in the same directory. The start was
+/// refused (`NotFound`): the parent's path could not be read, and the path was compared.
+#[test]
+fn a_start_from_the_init_directory_removed_in_place_is_in_it() {
+    let _w = watchdog(LIMIT);
+    run_inner_test_in_a_directory_of_its_own(
+        "removed-in-place",
+        "a_start_from_the_init_directory_removed_in_place_is_in_it_inner",
+        REMOVED_IN_PLACE_INNER,
+    );
+}
+
+#[test]
+fn a_start_from_the_init_directory_removed_in_place_is_in_it_inner() {
+    if std::env::var_os(REMOVED_IN_PLACE_INNER).is_none() {
+        return;
+    }
+    let here = std::env::current_dir().unwrap();
+    std::fs::remove_dir(&here).unwrap();
+    let ours = directory_identity(());
+    assert!(!ours.1, "the removed directory's path cannot be read");
+    for method in METHODS {
+        let child = Process::new(directory_identity, ()).start_method(method).start().map(|c| c.join());
+        assert!(matches!(child, Ok(Ok(ref theirs)) if *theirs == ours), "{method:?}: {child:?}, ours {ours:?}");
+    }
+    println!("INNER-DONE");
+}
+
+const MADE_AGAIN_INNER: &str = "MULTIPROC_TEST_MADE_AGAIN_INNER";
+
+/// review125 M2: the directory of `init()` time removed and made again at the same path,
+/// and the program in the new one. A child is in the new one, as its parent is. The
+/// fork-server child stayed in the server's, the removed one: the paths were equal, so it
+/// was sent no directory, and a relative path failed in it that worked in its parent.
+#[test]
+fn a_start_from_the_init_directory_made_again_is_in_the_new_one() {
+    let _w = watchdog(LIMIT);
+    run_inner_test_in_a_directory_of_its_own(
+        "made-again",
+        "a_start_from_the_init_directory_made_again_is_in_the_new_one_inner",
+        MADE_AGAIN_INNER,
+    );
+}
+
+/// What a child reads of the file `f` in its working directory, and that directory.
+fn read_f(_: ()) -> (Option<std::path::PathBuf>, Result<String, String>) {
+    (std::env::current_dir().ok(), std::fs::read_to_string("f").map_err(|e| e.to_string()))
+}
+
+#[test]
+fn a_start_from_the_init_directory_made_again_is_in_the_new_one_inner() {
+    if std::env::var_os(MADE_AGAIN_INNER).is_none() {
+        return;
+    }
+    let here = std::env::current_dir().unwrap();
+    std::env::set_current_dir("/").unwrap();
+    std::fs::remove_dir(&here).unwrap();
+    std::fs::create_dir(&here).unwrap();
+    std::fs::write(here.join("f"), "new").unwrap();
+    std::env::set_current_dir(&here).unwrap();
+    for method in METHODS {
+        let child = Process::new(read_f, ()).start_method(method).start().map(|c| c.join());
+        assert!(
+            matches!(&child, Ok(Ok((Some(dir), Ok(text)))) if *dir == here && text == "new"),
+            "{method:?}: {child:?}"
+        );
+    }
+    println!("INNER-DONE");
+}
+
+const RESTART_REMOVED_INNER: &str = "MULTIPROC_TEST_RESTART_REMOVED_INNER";
+
+/// review125 M3: the fork server killed once the directory of `init()` time (its
+/// directory) is removed, the program elsewhere. A start starts it again, in that
+/// directory still (the first server's, which every process of the family compares its
+/// own with), and the child is in its parent's. The new server could not start (it entered
+/// the directory by its path): every start failed, each left a zombie.
+#[test]
+fn a_fork_server_killed_after_the_init_directory_was_removed_starts_again() {
+    let _w = watchdog(LIMIT);
+    run_inner_test_in_a_directory_of_its_own(
+        "restart-removed",
+        "a_fork_server_killed_after_the_init_directory_was_removed_starts_again_inner",
+        RESTART_REMOVED_INNER,
+    );
+}
+
+#[test]
+fn a_fork_server_killed_after_the_init_directory_was_removed_starts_again_inner() {
+    if std::env::var_os(RESTART_REMOVED_INNER).is_none() {
+        return;
+    }
+    let here = std::env::current_dir().unwrap();
+    let elsewhere = std::env::temp_dir();
+    std::env::set_current_dir(&elsewhere).unwrap();
+    std::fs::remove_dir(&here).unwrap();
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    signal_server(server, libc::SIGKILL);
+    assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+    for round in 0..4 {
+        let child = Process::new(read_f, ()).start_method(StartMethod::ForkServer).start().map(|c| c.join());
+        assert!(matches!(&child, Ok(Ok((Some(dir), _))) if *dir == elsewhere), "round {round}: {child:?}");
+    }
+    let new = multiproc::__private::fork_server_pid();
+    assert!(new.is_some_and(|new| new != server), "a new server runs");
+    let zombies: Vec<u32> = own_children().into_iter().filter(|&pid| zombie(pid)).collect();
+    assert!(zombies.is_empty(), "zombies {zombies:?}");
+    println!("INNER-DONE");
+}
+
 /// In a child of its own (single-threaded): removes `PATH`, there since before `init()`,
 /// and changes nothing else; then whether a child started with `method` has it.
 fn remove_path_then_start(method: StartMethod) -> bool {

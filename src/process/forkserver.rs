@@ -111,6 +111,8 @@ pub(crate) fn start(mut family: FamilyConfig) -> io::Result<FamilyConfig> {
         }
         Forked::Parent(pid) => {
             started_here(pid);
+            // The directory the server was forked in, for its restarts.
+            boot::keep_server_directory();
             Ok(family)
         }
     }
@@ -159,6 +161,9 @@ struct ServerBoot {
     family: FamilyConfig,
     /// The environment and directory its children start with (`boot::server_surroundings`).
     surroundings: Vec<u8>,
+    /// Whether the first server's directory itself comes along, after the listener
+    /// (`boot::server_directory`): it is entered by that descriptor, not by its path.
+    directory: bool,
 }
 
 /// Starts the family's fork server again, found dead (nothing listens at `address`), if
@@ -207,12 +212,17 @@ fn restart(address: &str, family: &FamilyConfig) -> Result<(), Error> {
     // for its answer: it must not wait holding a lock the spawn below takes.
     crash_point!("forkserver.restart.listening");
     let heap = crate::shm::Heap::get();
-    let message =
-        codec::encode_own(&ServerBoot { family: family.clone(), surroundings: boot::server_surroundings()? })?;
+    let directory = boot::server_directory();
+    let message = codec::encode_own(&ServerBoot {
+        family: family.clone(),
+        surroundings: boot::server_surroundings()?,
+        directory: directory.is_some(),
+    })?;
     let framed = boot::frame(&[&heap.seal_key()[..], &message.bytes].concat());
     message.sent();
     let [ours, theirs] = sys::Unforked::made(|| sys::socketpair_stream().map(<[OwnedFd; 2]>::from))?;
-    let fds: Vec<BorrowedFd<'_>> = [heap.fd(), listener.as_fd()].into_iter().chain(super::tracker::fd()).collect();
+    let fds: Vec<BorrowedFd<'_>> =
+        [heap.fd(), listener.as_fd()].into_iter().chain(directory).chain(super::tracker::fd()).collect();
     // What the pair's buffer takes goes now, the descriptors with its first byte; the rest
     // once the new server exists to read it. The frame carries the first server's
     // environment, which may be larger than the buffer (about 200 KB): sent whole before the
@@ -313,10 +323,12 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
             return Err("its boot message came without the heap and its listener".into());
         };
         crate::shm::Heap::adopt(heap, *key).map_err(|e| format!("cannot map the family heap: {e}"))?;
+        let directory =
+            if boot.directory { Some(fds.next().ok_or("its boot message came without its directory")?) } else { None };
         if let Some(tracker) = fds.next() {
             super::tracker::adopt(tracker);
         }
-        boot::take_surroundings_from(&boot.surroundings)?;
+        boot::take_surroundings_from(&boot.surroundings, directory.as_ref().map(AsFd::as_fd))?;
         let token = boot.family.token;
         family::hand_down(boot.family);
         Ok((listener, token))
