@@ -260,13 +260,18 @@ fn make_alternate_stack(page: usize) -> bool {
 extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
     // Only async-signal-safe calls below: write, signal, abort, sigaction, raise.
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let sent = unsafe { (*info).si_code } <= 0;
+    let code = unsafe { (*info).si_code };
+    // Not raised by an access that faulted, so none runs again after the handler: a signal
+    // a process sent (`kill`, `raise`, `sigqueue`: `si_code <= 0`), or the kernel's report
+    // of memory found bad that the process maps, not one it touched (`BUS_MCEERR_AO`, where
+    // early kill is on: review125 L3).
+    let not_a_fault = code <= 0 || (signal == libc::SIGBUS && code == libc::BUS_MCEERR_AO);
     let Some(report) = armed() else {
         // SAFETY: restoring the default action is async-signal-safe; returning re-runs
         // the faulting access, which the default action then ends (a sent signal is
         // sent again, below).
         unsafe { libc::signal(signal, libc::SIG_DFL) };
-        redeliver_if_default(signal, sent);
+        redeliver_if_default(signal, not_a_fault);
         return;
     };
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
@@ -276,7 +281,7 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     // (a bare `libc::fork` of a child) the report says where another process reports. A
     // sent signal is never an overflow: its siginfo holds the sender's pid and uid where a
     // fault's holds the address.
-    let overflow = !sent
+    let overflow = !not_a_fault
         && stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page)
         && report.pid == super::pid_now();
     if overflow {
@@ -298,9 +303,10 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     }
     let previous = &report.previous[usize::from(signal == libc::SIGBUS)];
     match previous.sa_sigaction {
-        // A sent signal the process ignored before ours: ignored still (a fault cannot be:
-        // the kernel ends the process on the re-run access whatever the action).
-        libc::SIG_IGN if sent => return,
+        // A signal not of a fault, which the process ignored before ours: ignored still (a
+        // fault cannot be: the kernel ends the process on the re-run access whatever the
+        // action).
+        libc::SIG_IGN if not_a_fault => return,
         libc::SIG_DFL | libc::SIG_IGN => {
             // SAFETY: as above: the default action ends the process on the re-run access.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
@@ -318,7 +324,7 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
         }
         f => call_previous(f, previous, signal, info, context),
     }
-    redeliver_if_default(signal, sent);
+    redeliver_if_default(signal, not_a_fault);
 }
 
 /// Calls `f`, the handler of the action `previous` that was there before ours, as the
@@ -337,15 +343,15 @@ fn call_previous(f: usize, previous: &libc::sigaction, signal: i32, info: *mut l
     }
 }
 
-/// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), not
-/// raised by a fault, when the action is now the default one (ours set it, or std's
+/// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), or an
+/// asynchronous machine-check report (`BUS_MCEERR_AO`), not raised by a fault, when the action is now the default one (ours set it, or std's
 /// handler did, rust-lang/rust#140662): sends it again, so that the default action ends
 /// the process, as it would have without a handler. Returning alone re-runs a faulting
 /// access, which faults again; a sent signal has no access to re-run, and the process went
 /// on as if nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The
 /// signal is blocked while its handler runs: it is delivered when the handler returns.
-fn redeliver_if_default(signal: i32, sent: bool) {
-    if !sent {
+fn redeliver_if_default(signal: i32, not_a_fault: bool) {
+    if !not_a_fault {
         return;
     }
     let mut now = empty_action();
