@@ -96,6 +96,36 @@ fn bus_mceerr_ao_then_return(_: ()) -> u32 {
     7
 }
 
+/// What [`note_mask`] saw: 1 + 2 * (SIGUSR1 blocked) + 4 * (SIGSEGV blocked), 0 before.
+static MASK_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A user's handler that notes which of SIGUSR1 and SIGSEGV are blocked while it runs.
+extern "C" fn note_mask(_: i32, _: *mut libc::siginfo_t, _: *mut std::ffi::c_void) {
+    // SAFETY (test): sigset_t is plain data; pthread_sigmask with no new mask only reads.
+    let seen = unsafe {
+        let mut now: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+        1 + 2 * u32::from(libc::sigismember(&now, libc::SIGUSR1) == 1)
+            + 4 * u32::from(libc::sigismember(&now, libc::SIGSEGV) == 1)
+    };
+    MASK_SEEN.store(seen, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Raises SIGSEGV on itself; returns (SIGUSR1 blocked, SIGSEGV blocked) as [`note_mask`]
+/// saw them, and whether they are blocked now.
+fn raise_and_tell_the_mask(_: ()) -> ((bool, bool), (bool, bool)) {
+    // SAFETY (test): raise(3); sigset_t is plain data, read by pthread_sigmask.
+    let now = unsafe {
+        libc::raise(libc::SIGSEGV);
+        let mut now: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+        (libc::sigismember(&now, libc::SIGUSR1) == 1, libc::sigismember(&now, libc::SIGSEGV) == 1)
+    };
+    let seen = MASK_SEEN.load(std::sync::atomic::Ordering::Relaxed);
+    assert_ne!(seen, 0, "the handler ran");
+    ((seen & 2 != 0, seen & 4 != 0), now)
+}
+
 fn text_of(len: usize) -> String {
     "y".repeat(len)
 }
@@ -1420,8 +1450,8 @@ fn cases() -> Vec<(&'static str, fn())> {
             // Ours called it as a plain function, the kernel applied no reset (the action
             // delivered was ours): the access faulted again, for ever (99 here).
             for (handler, flags) in [
-                (count_and_return as usize, libc::SA_SIGINFO | libc::SA_RESETHAND),
-                (count_and_return_plain as usize, libc::SA_RESETHAND),
+                (count_and_return as *const () as usize, libc::SA_SIGINFO | libc::SA_RESETHAND),
+                (count_and_return_plain as *const () as usize, libc::SA_RESETHAND),
             ] {
                 let old = install_action(libc::SIGSEGV, handler, flags);
                 let fault = Process::new(null_write, ()).start_method(FORK).start().unwrap().wait();
@@ -1440,6 +1470,26 @@ fn cases() -> Vec<(&'static str, fn())> {
             // action and returned, and nothing ended the child: it went on, Ok(7).
             let child = Process::new(bus_mceerr_ao_then_return, ()).start_method(FORK).start().unwrap();
             assert_eq!(child.wait(), -libc::SIGBUS);
+        }),
+        ("a_user_handler_before_ours_runs_under_its_own_mask", || {
+            // review125 L7: the handler that was there before ours runs as the kernel would
+            // have run it: its sa_mask blocked, and its own signal not, with SA_NODEFER.
+            // Called under ours, it ran under our mask ((false, true)).
+            // SAFETY (test): sigset_t is plain data, filled by sigemptyset and sigaddset; a
+            // plain sigaction call.
+            let old = unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = note_mask as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaddset(&mut action.sa_mask, libc::SIGUSR1);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                assert_eq!(libc::sigaction(libc::SIGSEGV, &action, &mut old), 0);
+                old
+            };
+            let seen = Process::new(raise_and_tell_the_mask, ()).start_method(FORK).start().unwrap().join();
+            restore_action(libc::SIGSEGV, &old);
+            assert!(matches!(seen, Ok(((true, false), (false, false)))), "{seen:?}");
         }),
         ("a_value_is_shared", || {
             let v = Value::new(41u64).unwrap();

@@ -316,7 +316,7 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
         // crash handler that logs and returns counts on it; called plainly, it was called
         // again on each re-run access, for ever: review125 H1). The handler has had the
         // signal: no redelivery after it, as the kernel would make none.
-        f if previous.sa_flags & libc::SA_RESETHAND as i32 != 0 => {
+        f if previous.sa_flags & libc::SA_RESETHAND != 0 => {
             // SAFETY: as above.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
             call_previous(f, previous, signal, info, context);
@@ -328,8 +328,48 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
 }
 
 /// Calls `f`, the handler of the action `previous` that was there before ours, as the
-/// kernel would have called it.
+/// kernel would have called it: under the mask of the interrupted code, with its action's
+/// `sa_mask` and (without `SA_NODEFER`) its signal blocked (ours runs under our action's:
+/// review125 L7). Ours is back once it returns.
 fn call_previous(f: usize, previous: &libc::sigaction, signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
+    let context = context.cast::<libc::ucontext_t>();
+    let mut ours = empty_set();
+    // SAFETY: pthread_sigmask, sigaddset and sigdelset of sigsets of ours (all
+    // async-signal-safe); for an SA_SIGINFO handler the kernel passes a valid ucontext_t
+    // of the interrupted thread, whose `uc_sigmask` is its mask when the signal came.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut ours);
+        let mut theirs = if context.is_null() { ours } else { (*context).uc_sigmask };
+        for other in 1..=libc::SIGRTMAX() {
+            if libc::sigismember(&previous.sa_mask, other) == 1 {
+                libc::sigaddset(&mut theirs, other);
+            }
+        }
+        if previous.sa_flags & libc::SA_NODEFER == 0 {
+            libc::sigaddset(&mut theirs, signal);
+        } else {
+            libc::sigdelset(&mut theirs, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &theirs, std::ptr::null_mut());
+    }
+    call_previous_as_is(f, previous, signal, info, context.cast());
+    // SAFETY: as above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &ours, std::ptr::null_mut()) };
+}
+
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all zeroes is the empty set on Linux.
+    unsafe { std::mem::zeroed() }
+}
+
+/// [`call_previous`]'s call itself.
+fn call_previous_as_is(
+    f: usize,
+    previous: &libc::sigaction,
+    signal: i32,
+    info: *mut libc::siginfo_t,
+    context: *mut c_void,
+) {
     if previous.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a handler
         // of this signature, called as the kernel would have.
