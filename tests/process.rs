@@ -373,34 +373,57 @@ fn processes_started_by_a_pool_worker_die_when_the_pools_owner_is_killed() {
     }
 }
 
+/// The parent pid and the start time (in clock ticks since boot) of process `pid`, from
+/// `/proc/PID/stat`, if it exists: the start time tells it from a later process given the
+/// same pid.
+fn parent_and_start_time(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    // After the name: state (3), ppid (4), ..., starttime (22).
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
 #[test]
 fn a_joined_child_leaves_no_zombie() {
     let _w = watchdog(LIMIT);
     for method in METHODS {
         let child = Process::new(square, 3).start_method(method).start().unwrap();
         let pid = child.pid();
+        let (parent, started) = parent_and_start_time(pid).expect("the child exists until reaped");
+        let gone = || parent_and_start_time(pid).is_none_or(|(_, time)| time != started);
         child.join().unwrap();
-        assert!(eventually(Duration::from_secs(5), || !pid_exists(pid)), "{method:?}: {pid} is still in /proc");
+        // Reaped by the join where this process is its parent; by the fork server, when it
+        // sees it end, where it is the server's.
+        if parent == std::process::id() {
+            assert!(gone(), "{method:?}: {pid} is still in /proc");
+        } else {
+            assert!(eventually(LIMIT, gone), "{method:?}: {pid} of {parent} is never reaped");
+        }
     }
 }
 
 /// A child whose handle was dropped is reaped, once it has ended, by the next start (as
-/// Python's `start` runs `_cleanup`), not left a zombie until the parent's exit.
+/// Python's `start` runs `_cleanup`), not left a zombie until the parent's exit. Pinned
+/// where this process is its parent (a `Spawn` child, a fork-server child forked with
+/// `clone3(CLONE_PARENT)`): gone once the next start returned. A fork-server child of the
+/// server's own is reaped by the server, when it sees it end: awaited. Gone means no
+/// process of that pid with its start time (a pid may be given again).
 #[test]
 fn a_dropped_handle_s_ended_child_is_reaped_by_the_next_start() {
     let _w = watchdog(LIMIT);
     for method in METHODS {
         let child = Process::new(square, 3).start_method(method).start().unwrap();
         let pid = child.pid();
+        let (parent, started) = parent_and_start_time(pid).expect("the child exists until reaped");
+        let gone = || parent_and_start_time(pid).is_none_or(|(_, time)| time != started);
         drop(child);
         assert!(eventually(LIMIT, || !pid_running(pid)), "{method:?}: {pid} never ended");
         assert_eq!(Process::new(square, 2).start_method(method).start().unwrap().join(), Ok(4));
-        // Eventually: where the fork server reaps its children (no `clone3(CLONE_PARENT)`),
-        // its reap may come a moment after the status this process read.
-        assert!(
-            eventually(Duration::from_secs(5), || !pid_exists(pid)),
-            "{method:?}: {pid} is still in /proc after the next start"
-        );
+        if parent == std::process::id() {
+            assert!(gone(), "{method:?}: {pid} is still in /proc after the next start");
+        } else {
+            assert!(eventually(LIMIT, gone), "{method:?}: {pid} of {parent} is never reaped");
+        }
     }
 }
 
