@@ -948,6 +948,66 @@ fn a_fork_server_killed_after_the_init_directory_was_removed_starts_again_inner(
     println!("INNER-DONE");
 }
 
+const FAILED_RESTARTS_INNER: &str = "MULTIPROC_TEST_FAILED_RESTARTS_INNER";
+
+/// review125 M3's second half: a restarted fork server whose start failed, still dying
+/// when the next restart looked at it (here: held as it fails), is reaped once it is
+/// dead, by a later look (`active_children`, a later start), not left a zombie until this
+/// process exits. Only the last one's pidfd was kept, reaped without waiting at the next
+/// restart or never: each failed start could leave one (30 after 60 starts in review125's
+/// case, whose restarts failed in a removed directory).
+#[test]
+fn a_fork_server_whose_restart_failed_is_reaped_once_dead() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_fork_server_whose_restart_failed_is_reaped_once_dead_inner",
+        &[
+            (FAILED_RESTARTS_INNER, "1"),
+            ("MULTIPROC_CRASH_AT", "fail:forkserver.spawned.boot,hold:forkserver.spawned.failed"),
+        ],
+    );
+}
+
+#[test]
+fn a_fork_server_whose_restart_failed_is_reaped_once_dead_inner() {
+    if std::env::var_os(FAILED_RESTARTS_INNER).is_none() {
+        return;
+    }
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    signal_server(server, libc::SIGKILL);
+    assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+    // Each start restarts it, and each new server fails and is held as it fails, alive: the
+    // next restart finds the one before it still there.
+    // (A start may restart it more than once: every spawned server is looked for.)
+    let spawned_servers = || {
+        own_children()
+            .into_iter()
+            .filter(|&pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=forkserver:")))
+            })
+            .collect::<Vec<_>>()
+    };
+    for round in 0..2 {
+        let started = Process::new(square, 2).start_method(StartMethod::ForkServer).start();
+        assert!(started.is_err(), "round {round}: {started:?}");
+    }
+    let failed = spawned_servers();
+    assert!(failed.len() >= 2, "failed servers {failed:?}");
+    assert!(failed.iter().all(|&pid| pid_running(pid)), "the failed servers are held");
+    for &pid in &failed {
+        signal_server(pid, libc::SIGKILL);
+    }
+    assert!(eventually(LIMIT, || failed.iter().all(|&pid| !pid_running(pid))), "the failed servers died");
+    multiproc::active_children();
+    // The last one is the family's server as far as this process knows: reaped at the next
+    // restart. Every other is reaped now.
+    let last = multiproc::__private::fork_server_pid();
+    let zombies: Vec<u32> = own_children().into_iter().filter(|&pid| zombie(pid) && Some(pid) != last).collect();
+    assert!(zombies.is_empty(), "zombies {zombies:?} (failed servers {failed:?}, the last {last:?})");
+    println!("INNER-DONE");
+}
+
 /// In a child of its own (single-threaded): removes `PATH`, there since before `init()`,
 /// and changes nothing else; then whether a child started with `method` has it.
 fn remove_path_then_start(method: StartMethod) -> bool {

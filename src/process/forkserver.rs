@@ -140,11 +140,16 @@ fn started_here(pid: u32) {
     let pidfd = sys::pidfd_open(pid).ok();
     let mut started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = std::mem::replace(&mut *started, pidfd.map(|pidfd| (sys::pid_now(), pid, pidfd)));
+    drop(started);
     if let Some((owner, _, pidfd)) = before {
         if owner == sys::pid_now() {
-            // Dead (it listened no more) or dying: reaped now, or never (a zombie of ours
-            // until we exit, if it lingers).
-            let _ = sys::reap_pidfd(pidfd.as_fd(), false);
+            // Dead (it listened no more) or dying (a restarted one whose start failed, on its
+            // way out): reaped now, or once dead, by a later look ([`reap_left_children`]).
+            // Dropped unreaped, it was a zombie of ours until we exit, one per failed start
+            // (review125 M3).
+            if matches!(sys::reap_pidfd(pidfd.as_fd(), false), Ok(None)) {
+                LEFT_SERVERS.leave(pidfd, drop);
+            }
         } else {
             // Not ours: a copy from the process that forked us.
             std::mem::forget(pidfd);
@@ -329,6 +334,10 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
             super::tracker::adopt(tracker);
         }
         boot::take_surroundings_from(&boot.surroundings, directory.as_ref().map(AsFd::as_fd))?;
+        // A test makes its start fail, as a directory it could not enter did (review125 M3).
+        if fail_point!("forkserver.spawned.boot") {
+            return Err("its start failed (a test's failure)".into());
+        }
         let token = boot.family.token;
         family::hand_down(boot.family);
         Ok((listener, token))
@@ -338,6 +347,8 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
         Ok(booted) => booted,
         Err(e) => {
             eprintln!("multiproc: a restarted fork server could not start: {e}");
+            // A test holds it here: dying, not yet dead, when the next restart looks.
+            crash_point!("forkserver.spawned.failed");
             sys::exit_now(1);
         }
     };
@@ -725,6 +736,10 @@ pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> 
 /// forked as ours whose answer went nowhere ([`reap_left_children`]).
 static LEFT_SOCKETS: LeftBehind<OwnedFd> = LeftBehind::new();
 
+/// Pidfds of fork servers this process started that had not ended when a later one
+/// replaced them ([`started_here`]): reaped by [`reap_left_children`] once they have.
+static LEFT_SERVERS: LeftBehind<OwnedFd> = LeftBehind::new();
+
 /// Keeps a copy of `ours`, our end of the boot socket of a start that failed after its
 /// request went, until we know whether the server forked a child of ours for it
 /// ([`reap_left_children`]). Shut down for writing: the child, if one was forked, reads the
@@ -744,6 +759,13 @@ fn leave_socket(ours: BorrowedFd<'_>) {
 /// stop writes its pid there: `boot::run`), and is closed. Called at each fork-server start and by
 /// `active_children`.
 pub(crate) fn reap_left_children() {
+    // And the servers this process started that had not ended when a later one replaced
+    // them ([`started_here`]).
+    LEFT_SERVERS.sweep(
+        |pidfd| matches!(sys::reap_pidfd(pidfd.as_fd(), false), Ok(None)),
+        // A copy of another process's list (we were forked): not our children.
+        drop,
+    );
     LEFT_SOCKETS.sweep(
         |sock| {
             let mut pid = [0u8; 4];
