@@ -116,20 +116,21 @@ pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<T, Failure> {
-    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || Ok(()), |_| {})
+    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || {}, |_| {})
 }
 
 /// [`recv_value`], calling `taking` under the consumers' lock when a message is there,
-/// before anything is read (an `Err` refuses the take: the message stays first in the ring
-/// and the get fails with it), and `decoded` (whether it decoded) there too, after the
+/// before anything is read, and `decoded` (whether it decoded) there too, after the
 /// decoding and before the take commits; telling why the other side is gone with `gone`.
+/// A take that is never refused: the ring's plain [`Ring::get`] (a `Queue`'s, a
+/// `SimpleQueue`'s, a pipe's), without the refusal's test in its read (que102).
 fn recv_value_then<T: DeserializeOwned, W: Watch>(
     ring: &Ring,
     tag: u32,
     deadline: Deadline,
     watch: &W,
     gone: impl FnOnce(W::Gone) -> Failure,
-    taking: impl FnMut() -> Result<(), HeapFull>,
+    taking: impl FnMut(),
     decoded: impl FnMut(bool),
 ) -> Result<T, Failure> {
     // The read closure captures one reference: the ring moves it out of an `Option` at each
@@ -138,40 +139,74 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     let mut with = (ring, tag, taking, decoded);
     let with = &mut with;
     let decoded = ring
-        .get_unless(deadline, watch, move |bytes, got| {
+        .get(deadline, watch, move |bytes, got| {
             let (ring, tag, taking, decoded) = with;
-            let (ring, tag) = (*ring, *tag);
-            taking()?;
-            if got == tag {
-                // A plain type's message holds no handle: read straight from the record. One
-                // that does not read so (not postcard, bytes left over) gets the general
-                // path, and its error.
-                if codec::plain::<T>()
-                    && let Some(value) = codec::decode_plain::<T>(bytes, true)
-                {
-                    decoded(true);
-                    return Ok(Ok(value));
-                }
-                // Read with the message (see `Connection::take_raw`): a get that waited
-                // may take the ring's first message with handles.
-                let value = decode_taken::<T>(bytes, ring.ever_had_handles());
-                decoded(value.is_ok());
-                Ok(value)
-            } else {
-                decoded(false);
-                let sent = if got == RAW {
-                    "a raw message (send_bytes) cannot be received as"
-                } else {
-                    "the message was sent as another type than"
-                };
-                Ok(Err(Box::new((
-                    CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(),
-                    None,
-                ))))
-            }
+            taking();
+            read_message::<T>(ring, *tag, bytes, got, decoded)
         })
         .map_err(|r| refused(r, gone))?;
     settle_decoded(decoded).map_err(Failure::Decode)
+}
+
+/// [`recv_value_then`] whose `taking` may refuse the take (a `JoinableQueue`'s, that finds
+/// no place to count it, que101): an `Err` leaves the message first in the ring, nothing
+/// read, and the get fails with it ([`Ring::get_unless`]).
+fn recv_value_unless<T: DeserializeOwned, W: Watch>(
+    ring: &Ring,
+    tag: u32,
+    deadline: Deadline,
+    watch: &W,
+    gone: impl FnOnce(W::Gone) -> Failure,
+    taking: impl FnMut() -> Result<(), HeapFull>,
+    decoded: impl FnMut(bool),
+) -> Result<T, Failure> {
+    // One reference captured, as in `recv_value_then`.
+    let mut with = (ring, tag, taking, decoded);
+    let with = &mut with;
+    let decoded = ring
+        .get_unless(deadline, watch, move |bytes, got| {
+            let (ring, tag, taking, decoded) = with;
+            taking()?;
+            Ok(read_message::<T>(ring, *tag, bytes, got, decoded))
+        })
+        .map_err(|r| refused(r, gone))?;
+    settle_decoded(decoded).map_err(Failure::Decode)
+}
+
+/// The read of a take of `ring` (tagged `tag`), under the consumers' lock: the message's
+/// `bytes` (tagged `got`) decoded as `T`, telling `decoded` whether they were.
+#[inline(always)]
+fn read_message<T: DeserializeOwned>(
+    ring: &Ring,
+    tag: u32,
+    bytes: &[u8],
+    got: u32,
+    decoded: &mut impl FnMut(bool),
+) -> Result<T, Undecoded> {
+    if got == tag {
+        // A plain type's message holds no handle: read straight from the record. One that
+        // does not read so (not postcard, bytes left over) gets the general path, and its
+        // error.
+        if codec::plain::<T>()
+            && let Some(value) = codec::decode_plain::<T>(bytes, true)
+        {
+            decoded(true);
+            return Ok(value);
+        }
+        // Read with the message (see `Connection::take_raw`): a get that waited may take
+        // the ring's first message with handles.
+        let value = decode_taken::<T>(bytes, ring.ever_had_handles());
+        decoded(value.is_ok());
+        value
+    } else {
+        decoded(false);
+        let sent = if got == RAW {
+            "a raw message (send_bytes) cannot be received as"
+        } else {
+            "the message was sent as another type than"
+        };
+        Err(Box::new((CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(), None)))
+    }
 }
 
 /// A message whose decoding failed, and what it may still hold: its bytes and the handles
@@ -1589,24 +1624,27 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         }
         let finish_shutdown = || self.finish_shutdown();
         let watch = Getting { shared: &self.shared, counted: Cell::new(None), finish_shutdown: &finish_shutdown };
+        let ring = &self.shared.ring;
+        // One test of the flavor, outside the take: a `Queue`'s take is the ring's plain
+        // `get`, never refused, and pays nothing for a `JoinableQueue`'s place (que102:
+        // through `get_unless` with the test inside, it took about 15 instructions more).
+        if !self.counts_tasks {
+            return recv_value_then(ring, self.tag, deadline, &watch, Failure::from, || watch.uncount(), |_| {});
+        }
+        // Only a JoinableQueue's take writes `after` (an `Option` of four words: a `None`
+        // written at every take was stored in words and copied in wider loads).
         let mut after = None;
-        let got = recv_value_then(
-            &self.shared.ring,
+        let got = recv_value_unless(
+            ring,
             self.tag,
             deadline,
             &watch,
             Failure::from,
             || {
                 watch.uncount();
-                self.place_take()
+                self.shared.tasks.place()
             },
-            // Only a JoinableQueue's take writes `after` (an `Option` of four words: a
-            // `None` written at every take was stored in words and copied in wider loads).
-            |decoded| {
-                if self.counts_tasks {
-                    after = self.count_take(decoded);
-                }
-            },
+            |decoded| after = self.shared.count_take(decoded, self.object()),
         );
         // `after` drops here, in place, after the take (a `drop(after)` moved it first: a
         // copy in wider loads than the stores that wrote it, on every take).
