@@ -525,10 +525,9 @@ pub mod __private {
     }
 
     /// The task table's tests: the takes of `q`'s queue object this process made without a
-    /// slot in its task table and holds still, remembered or in its slot aside (0 for a
-    /// closed handle).
-    pub fn queue_takes_remembered<T>(q: &crate::JoinableQueue<T>) -> u64 {
-        q.channel().map_or(0, |ch| ch.takes_remembered())
+    /// slot in its task table and holds still, in its slot aside (0 for a closed handle).
+    pub fn queue_takes_aside<T>(q: &crate::JoinableQueue<T>) -> u64 {
+        q.channel().map_or(0, |ch| ch.takes_aside())
     }
 
     /// The cluster pool's tests: its results list read as the driver reads it, its driver's trim

@@ -840,14 +840,15 @@ fn a_take_counted_without_the_lock_whose_taker_is_killed_before_its_commit_is_un
 
 /// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
 /// of its own: counted in a slot aside since que71), then, once `go` is set (the lock
-/// free), takes another, killed at crash point `queue.take.recalled`, before the second
-/// take's count and commit. (Before que71 the first take was remembered, and recalled
-/// there to be counted with the second.)
+/// free), takes another, killed at crash point `queue.take.found` (its slot found under
+/// the lock), before the second take's count and commit. (Before que71 the first take was
+/// remembered, and recalled there to be counted with the second; the point was
+/// `queue.take.recalled` until que102 took the remembered takes out.)
 fn take_uncounted_then_die_at_the_next_take(args: (JoinableQueue<u32>, Event)) {
     let (q, go) = args;
     q.get().unwrap();
     assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
-    multiproc::__private::crash_at("queue.take.recalled");
+    multiproc::__private::crash_at("queue.take.found");
     q.get().unwrap();
 }
 
@@ -1221,7 +1222,7 @@ fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
     let (q, release, holders) = a_full_task_table();
     q.put(100).unwrap();
     assert_eq!(q.get(), Ok(100));
-    assert_eq!(multiproc::__private::queue_takes_remembered(&q), 1, "taken uncounted: every slot a live holder's");
+    assert_eq!(multiproc::__private::queue_takes_aside(&q), 1, "taken in a slot aside: every slot a live holder's");
     release.set();
     for holder in holders {
         assert_eq!(holder.join().unwrap(), ());
