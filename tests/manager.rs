@@ -1219,6 +1219,58 @@ fn an_item_answered_to_a_get_that_timed_out_goes_back_to_its_queue() {
     joined.unwrap();
 }
 
+/// A child of [`an_item_answered_to_a_get_that_failed_in_flight_goes_back_to_its_queue`]:
+/// makes its connection while the server runs, stops the server asleep, and sends a `get`
+/// whose ping fails while it waits (refused as with a full heap: fail point
+/// `manager.ping.heap_full`, armed in this process only); lets the server go on, then gets
+/// twice more on the same thread, finishing the task of each item got. What each said.
+fn get_whose_ping_fails_then_get_twice((q, server): (JoinableQueueProxy<u32>, u32)) -> Vec<String> {
+    assert_eq!(q.len().unwrap(), 2, "its connection made, both items queued");
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
+    multiproc::__private::crash_at("fail:manager.ping.heap_full");
+    let failed = match q.get() {
+        Err(ManagerError::HeapFull(_)) => "HeapFull".to_string(),
+        other => format!("{other:?}"),
+    };
+    multiproc::__private::crash_disarm();
+    signal(server, libc::SIGCONT);
+    let mut said = vec![failed];
+    for _ in 0..2 {
+        let got = q.get_timeout(Duration::from_secs(5));
+        if got.is_ok() {
+            q.task_done().unwrap();
+        }
+        said.push(format!("{got:?}"));
+    }
+    said
+}
+
+/// A `get` that fails after it was sent for another reason than its call timeout (its
+/// ping's put refused `HeapFull`) is still in flight: the server answers it once it runs.
+/// The connection is abandoned as after a `CallTimeout`, so the item goes back to the front
+/// of its queue at the goodbye and the thread's next get has it. Before fix97 (review127
+/// M1) the thread kept the connection: its next get read the old answer first and dropped
+/// it (7 lost, `[Ok(8), Err(Timeout)]`), and 7's task stayed counted to the live child.
+#[test]
+fn an_item_answered_to_a_get_that_failed_in_flight_goes_back_to_its_queue() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    // In a child: the fail point is armed process-wide, and a ping of another test's call
+    // in this binary must not fail.
+    let server = manager.pid().unwrap();
+    let said = Process::new(get_whose_ping_fails_then_get_twice, (q.clone(), server)).start().unwrap().join();
+    signal(server, libc::SIGCONT);
+    println!("the child said {said:?}");
+    let said = said.unwrap();
+    assert_eq!(said, ["HeapFull", "Ok(7)", "Ok(8)"], "{said:?}");
+    let joined = q.join_timeout(LIMIT / 2);
+    println!("join said {joined:?}");
+    joined.unwrap();
+}
+
 // ---- kinds, registrations and the server's life ---------------------------------------------
 
 #[test]
