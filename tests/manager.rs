@@ -1117,9 +1117,12 @@ fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() 
     let lock = manager.lock().unwrap();
     lock.acquire().unwrap().leave_locked();
 
-    // SIGSTOP: the process is alive, and nothing answers.
+    // SIGSTOP: the process is alive, and nothing answers. Stopped before the calls below
+    // are sent (a raw `SIGSTOP` is only sent: the server could read a call before it
+    // lands, review127 L1), asleep in its wait for requests, where it holds none of the
+    // family's locks a client's send could wait on (flake81).
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     let stopped = a.get();
     let parked = q.get_timeout(Duration::from_millis(10));
     signal(server, libc::SIGCONT);
@@ -1154,7 +1157,7 @@ fn a_lock_acquired_before_a_call_timed_out_on_its_connection_stays_held() {
     let v = manager.value(1u32).unwrap();
     let held = lock.acquire().unwrap();
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     let gave_up = v.get();
     signal(server, libc::SIGCONT);
     assert!(matches!(gave_up, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{gave_up:?}");
@@ -1180,7 +1183,7 @@ fn an_acquire_that_timed_out_on_a_stopped_server_holds_nothing_once_it_runs_agai
     let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
     let lock = manager.lock().unwrap();
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     let gave_up = lock.acquire().map(|held| held.leave_locked());
     signal(server, libc::SIGCONT);
     assert!(matches!(gave_up, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{gave_up:?}");
@@ -1202,7 +1205,7 @@ fn an_item_answered_to_a_get_that_timed_out_goes_back_to_its_queue() {
     q.put(7).unwrap();
     q.put(8).unwrap();
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     // The get is on the ring before its goodbye (both this thread's, on one ring, in
     // order): the server answers it 7 first, then reads the goodbye.
     let gave_up = q.get();
