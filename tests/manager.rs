@@ -1117,9 +1117,12 @@ fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() 
     let lock = manager.lock().unwrap();
     lock.acquire().unwrap().leave_locked();
 
-    // SIGSTOP: the process is alive, and nothing answers.
+    // SIGSTOP: the process is alive, and nothing answers. Stopped before the calls below
+    // are sent (a raw `SIGSTOP` is only sent: the server could read a call before it
+    // lands, review127 L1), asleep in its wait for requests, where it holds none of the
+    // family's locks a client's send could wait on (flake81).
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     let stopped = a.get();
     let parked = q.get_timeout(Duration::from_millis(10));
     signal(server, libc::SIGCONT);
@@ -1154,7 +1157,7 @@ fn a_lock_acquired_before_a_call_timed_out_on_its_connection_stays_held() {
     let v = manager.value(1u32).unwrap();
     let held = lock.acquire().unwrap();
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     let gave_up = v.get();
     signal(server, libc::SIGCONT);
     assert!(matches!(gave_up, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{gave_up:?}");
@@ -1180,7 +1183,7 @@ fn an_acquire_that_timed_out_on_a_stopped_server_holds_nothing_once_it_runs_agai
     let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
     let lock = manager.lock().unwrap();
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     let gave_up = lock.acquire().map(|held| held.leave_locked());
     signal(server, libc::SIGCONT);
     assert!(matches!(gave_up, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{gave_up:?}");
@@ -1202,7 +1205,7 @@ fn an_item_answered_to_a_get_that_timed_out_goes_back_to_its_queue() {
     q.put(7).unwrap();
     q.put(8).unwrap();
     let server = manager.pid().unwrap();
-    signal(server, libc::SIGSTOP);
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
     // The get is on the ring before its goodbye (both this thread's, on one ring, in
     // order): the server answers it 7 first, then reads the goodbye.
     let gave_up = q.get();
@@ -1214,6 +1217,58 @@ fn an_item_answered_to_a_get_that_timed_out_goes_back_to_its_queue() {
     assert!(matches!(got, [Ok(7), Ok(8)]), "{got:?}");
     q.task_done().unwrap();
     q.task_done().unwrap();
+    let joined = q.join_timeout(LIMIT / 2);
+    println!("join said {joined:?}");
+    joined.unwrap();
+}
+
+/// A child of [`an_item_answered_to_a_get_that_failed_in_flight_goes_back_to_its_queue`]:
+/// makes its connection while the server runs, stops the server asleep, and sends a `get`
+/// whose ping fails while it waits (refused as with a full heap: fail point
+/// `manager.ping.heap_full`, armed in this process only); lets the server go on, then gets
+/// twice more on the same thread, finishing the task of each item got. What each said.
+fn get_whose_ping_fails_then_get_twice((q, server): (JoinableQueueProxy<u32>, u32)) -> Vec<String> {
+    assert_eq!(q.len().unwrap(), 2, "its connection made, both items queued");
+    assert!(common::stop_asleep(server, LIMIT), "the server stopped in its wait");
+    multiproc::__private::crash_at("fail:manager.ping.heap_full");
+    let failed = match q.get() {
+        Err(ManagerError::HeapFull(_)) => "HeapFull".to_string(),
+        other => format!("{other:?}"),
+    };
+    multiproc::__private::crash_disarm();
+    signal(server, libc::SIGCONT);
+    let mut said = vec![failed];
+    for _ in 0..2 {
+        let got = q.get_timeout(Duration::from_secs(5));
+        if got.is_ok() {
+            q.task_done().unwrap();
+        }
+        said.push(format!("{got:?}"));
+    }
+    said
+}
+
+/// A `get` that fails after it was sent for another reason than its call timeout (its
+/// ping's put refused `HeapFull`) is still in flight: the server answers it once it runs.
+/// The connection is abandoned as after a `CallTimeout`, so the item goes back to the front
+/// of its queue at the goodbye and the thread's next get has it. Before fix97 (review127
+/// M1) the thread kept the connection: its next get read the old answer first and dropped
+/// it (7 lost, `[Ok(8), Err(Timeout)]`), and 7's task stayed counted to the live child.
+#[test]
+fn an_item_answered_to_a_get_that_failed_in_flight_goes_back_to_its_queue() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    // In a child: the fail point is armed process-wide, and a ping of another test's call
+    // in this binary must not fail.
+    let server = manager.pid().unwrap();
+    let said = Process::new(get_whose_ping_fails_then_get_twice, (q.clone(), server)).start().unwrap().join();
+    signal(server, libc::SIGCONT);
+    println!("the child said {said:?}");
+    let said = said.unwrap();
+    assert_eq!(said, ["HeapFull", "Ok(7)", "Ok(8)"], "{said:?}");
     let joined = q.join_timeout(LIMIT / 2);
     println!("join said {joined:?}");
     joined.unwrap();

@@ -36,7 +36,8 @@ use super::remote::{RemoteConn, RemoteRef};
 use super::state::{Control, ManagerState, ReplyState, TokenState, decode_own_taken};
 use crate::codec;
 use crate::queue::settle_decoded;
-use crate::shm::{Deadline, IN_OWN_TAKE, Limits, Refused, Ring, Shared, Watch};
+use crate::shm::crash::fail_point;
+use crate::shm::{Deadline, HeapFull, IN_OWN_TAKE, Limits, Refused, Ring, Shared, Watch};
 use crate::sys;
 
 /// A family token handle, as it comes in a local reply.
@@ -450,8 +451,10 @@ struct LocalConn {
     outbox: Outbox,
     /// The sequence number of its last call.
     last_call: u64,
-    /// A call on it went unanswered (it timed out): what the server grants that call (or a
-    /// later one) once it runs again is nobody's, so the goodbye says from which call on.
+    /// A call on it failed after it was sent (it timed out, its ping could not be put, its
+    /// answer did not decode): the call may still be in flight, and what the server grants
+    /// it (or a later one) is nobody's, so the connection serves no other call and its
+    /// goodbye says from which call on.
     abandoned: bool,
 }
 
@@ -543,15 +546,13 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
             }
         };
         let result = conns[at].call(request);
-        // A call that timed out ends its connection (see `ManagerBuilder::call_timeout`):
-        // the server forgets it once it reads the `Bye`, and the answer it may still send
-        // goes with the reply ring, never to another call.
-        if matches!(
-            result,
-            Err(ManagerError::ServerGone { .. } | ManagerError::CallTimeout(_))
-                | Ok(Err(super::protocol::Fault::ShuttingDown))
-        ) {
-            conns[at].abandoned = matches!(result, Err(ManagerError::CallTimeout(_)));
+        // A call that failed in flight (it timed out: see `ManagerBuilder::call_timeout`)
+        // ends its connection: the server forgets it once it reads the `Bye`, and the answer
+        // it may still send is never another call's: the server takes it back at the
+        // goodbye (an item goes back to its queue).
+        if conns[at].abandoned
+            || matches!(result, Err(ManagerError::ServerGone { .. }) | Ok(Err(super::protocol::Fault::ShuttingDown)))
+        {
             conns.remove(at);
         }
         result
@@ -599,36 +600,65 @@ impl Outbox {
 }
 
 impl LocalConn {
+    /// One request and its answer. A failure after the request was sent leaves the call in
+    /// flight, whatever its cause (a `CallTimeout`; its ping's put refused `HeapFull`; an
+    /// answer that did not decode, or a failed take of it): the connection is then
+    /// `abandoned`, and serves no other call, whose read would take this call's answer
+    /// for its own and drop it (review127 M1: the item of a `get` lost). A failure before
+    /// the send leaves nothing in flight.
     fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
         let watch = ServerWatch(&self.state);
         let seq = self.outbox.send(self.conn, request, &watch)?;
         self.last_call = seq;
-        let mut alive = Liveness::new(self.state.call_timeout());
-        loop {
-            // A reply that holds tokens and stops decoding part-way gives back the ones after
-            // that point (F7); a ring that never carried one notes nothing.
-            // (The server marks the ring before it puts such a reply.)
-            let ring = &self.replies.ring;
-            let got = ring.get(alive.deadline(), &watch, |bytes, _| {
-                decode_own_taken::<LocalReply>(bytes, ring.ever_had_handles())
-            });
-            let reply = match got {
-                Err(Refused::TimedOut) => {
-                    alive.no_news(|| self.outbox.send(self.conn, &Request::Ping, &watch))?;
-                    continue;
-                }
-                other => settle_decoded(other.map_err(refused)?)?,
-            };
-            if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
-                // A sign of life, or the answer to a ping of an earlier call.
+        let answer = answer_to(seq, &self.replies, &mut self.outbox, self.conn, &watch);
+        if answer.is_err() {
+            self.abandoned = true;
+        }
+        answer
+    }
+}
+
+/// The answer to call `seq`, sent on connection `conn` through `outbox`, read from
+/// `replies` ([`LocalConn::call`]).
+fn answer_to(
+    seq: u64,
+    replies: &Shared<ReplyState>,
+    outbox: &mut Outbox,
+    conn: u32,
+    watch: &ServerWatch<'_>,
+) -> Result<Answer, ManagerError> {
+    let mut alive = Liveness::new(watch.0.call_timeout());
+    loop {
+        // A reply that holds tokens and stops decoding part-way gives back the ones after
+        // that point (F7); a ring that never carried one notes nothing.
+        // (The server marks the ring before it puts such a reply.)
+        let ring = &replies.ring;
+        let got = ring
+            .get(alive.deadline(), watch, |bytes, _| decode_own_taken::<LocalReply>(bytes, ring.ever_had_handles()));
+        let reply = match got {
+            Err(Refused::TimedOut) => {
+                alive.no_news(|| {
+                    // The tests' way to have the ping's put refused as with a full heap
+                    // (a new segment of the requests ring it could not get), while the
+                    // call is in flight (review127 M1).
+                    if fail_point!("manager.ping.heap_full") {
+                        return Err(ManagerError::HeapFull(HeapFull::requested(0)));
+                    }
+                    outbox.send(conn, &Request::Ping, watch)
+                })?;
                 continue;
             }
-            // Sequence number 0: the server could not read our request.
-            return Ok(match reply.result {
-                Ok(out) => Ok(out.map_refs(|Token(t)| Ok::<_, ManagerError>(Ref::Local(t)))?),
-                Err(fault) => Err(fault),
-            });
+            other => settle_decoded(other.map_err(refused)?)?,
+        };
+        if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
+            // A sign of life, or the answer to a ping of an earlier call.
+            continue;
         }
+        // Sequence number 0: the server could not read our request.
+        return Ok(match reply.result {
+            Ok(out) => Ok(out.map_refs(|Token(t)| Ok::<_, ManagerError>(Ref::Local(t)))?),
+            Err(fault) => Err(fault),
+        });
     }
 }
 

@@ -701,7 +701,8 @@ impl ManagerBuilder {
     ///   (the server forgets its parked calls and releases the locks this thread held
     ///   through this manager; their guards then release nothing), and the thread's next
     ///   call opens a new one and gets its own answer; an item the late answer of a queue's
-    ///   `get` holds goes back to the front of its queue (the get did not happen);
+    ///   `get` holds goes back to the front of its queue (the get did not happen), unless
+    ///   the queue was shut down and emptied meanwhile (see [`QueueProxy`]);
     /// * a remote client has one connection: every later call of that `Manager` and its
     ///   proxies returns [`ManagerError::ServerGone`], and the server gives back the
     ///   connection's objects and locks once it reads the close. Connect again. An item

@@ -40,7 +40,9 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 ///
 /// So is an item handed to a `get` that gave up: one that returned
 /// [`ManagerError::CallTimeout`] (see
-/// [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout)) did not take an
+/// [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout)), or failed
+/// otherwise while it waited for its answer (the family's shared memory exhausted when it
+/// asked the server whether it was there: [`ManagerError::HeapFull`]), did not take an
 /// item, and an item the server hands it later, once it runs again, goes back to the front
 /// of the queue when the server reads that the caller gave up (it follows the get on the
 /// same ring), as for a dead getter. Not to the thread's next call: that may be no `get`,

@@ -467,15 +467,18 @@ impl Server {
             // connection abandoned after a call timed out releases what that call (or a
             // later one) took: the call may be granted a lock now, which nobody would release.
             //
-            // The abandoned call's answer may be on the ring, or come before the goodbye (its
-            // request was read before it): nobody will read it. An item a `get` was given so
-            // goes back to its queue as a dead getter's (the caller was told `CallTimeout`,
-            // its get did not happen), not to the thread's next call, which may be no get,
-            // on another connection, or never come.
+            // Whatever is on the ring at a goodbye is unread for good: `LocalConn::drop`, the
+            // only poster of a `Bye`, runs after the connection's last read and lets go of
+            // the ring at once. An abandoned call's answer may be on it, or come before the
+            // goodbye (its request was read before it); so may, at a plain goodbye, the
+            // answer of a call the client gave up on otherwise (none is known: the client
+            // abandons a connection after any failure of a call in flight, review127 M1;
+            // taken back here too in case). An item a `get` was given so goes back to its
+            // queue as a dead getter's (the caller was told its get failed: it did not
+            // happen), not to the thread's next call, which may be no get, on another
+            // connection, or never come. An empty ring costs one look.
             Control::Bye { conn, abandoned_from } => {
-                if abandoned_from.is_some() {
-                    self.take_back_unread(conn);
-                }
+                self.take_back_unread(conn);
                 self.close_from(conn, true, abandoned_from);
                 self.store.requeue_given_back();
             }
@@ -528,8 +531,9 @@ impl Server {
     }
 
     /// The answers family connection `conn` left unread on its reply ring, taken back: its
-    /// process died (the sweep), or its client gave up on the connection after a call timed
-    /// out (its `Bye { abandoned_from }`) and never reads it again. An item its `get` was
+    /// process died (the sweep), or its client let go of the connection (its `Bye`; one
+    /// that says `abandoned_from` after a call that failed in flight) and never reads it
+    /// again. An item its `get` was
     /// given goes back to its queue (`Store::give_back`, put back by
     /// `Store::requeue_given_back` once the connection is closed, all the sweep's dead ones;
     /// not to a shut-down queue, where it stays its taker's), its tokens' references to the
@@ -870,6 +874,48 @@ mod tests {
         };
         println!("the queue holds {len} after the abandoned getter's goodbye");
         assert_eq!(len, 1, "the item was taken back");
+    }
+
+    /// A goodbye that does not say abandoned can leave an answered item unread on the ring
+    /// too: a connection whose thread ended, or that its manager let go, after a call that
+    /// failed with its get in flight (before fix97 the client kept such a connection:
+    /// review127 M1). Every goodbye takes back what its ring holds, after the connection's
+    /// last read. Before fix97 only an abandoned one did: the item went with the ring (`the
+    /// queue holds 0`), and its task stayed counted to the live process, so `join` waited
+    /// for ever.
+    #[test]
+    fn an_item_unread_at_a_plain_goodbye_goes_back_to_its_queue() {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        state.open().unwrap();
+        let mut server = Server::new(state);
+        let (getter, putter) = (1, 2);
+        let getter_ring = local(&mut server, getter);
+        let _putter_ring = local(&mut server, putter);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, putter, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: true }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::JoinableQueue, op };
+        server.request(getter, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        server.request(putter, Envelope { seq: 2, thread: 0, request: call(Op::Put { item, wait: None }) }, None);
+        assert_eq!(getter_ring.ring.len(), 1, "the item, unread");
+        server.control(Control::Bye { conn: getter, abandoned_from: None });
+        let len = match handled_by(&mut server, putter, 3, 0, call(Op::QSize)) {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after a plain goodbye");
+        assert_eq!(len, 1, "the unread item was taken back");
+        // Its task is nobody's: the one get that takes it and its `task_done` finish it.
+        let Ok(Out::Item(_)) = handled_by(&mut server, putter, 4, 0, call(Op::Get { wait: Some(0) })) else {
+            panic!("the item, got again")
+        };
+        assert_eq!(handled_by(&mut server, putter, 5, 0, call(Op::TaskDone)), Ok(Out::Unit));
+        let joined = handled_by(&mut server, putter, 6, 0, call(Op::Join { wait: Some(0) }));
+        println!("join said {joined:?}");
+        assert_eq!(joined, Ok(Out::Bool(true)), "every task done");
     }
 
     #[test]

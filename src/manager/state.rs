@@ -246,9 +246,9 @@ pub(crate) enum Control {
     /// A client thread connects; answers go to `replies`.
     Hello { conn: u32, replies: Shared<ReplyState>, pid: u32, start: u64 },
     /// A client thread is done with its connection; `abandoned_from` when a call on it
-    /// timed out: that call's sequence number (what the server grants it, or a later
-    /// request, is nobody's; what earlier calls took is its process's as after any
-    /// goodbye).
+    /// failed after it was sent (it timed out, or its ping could not be put): that call's
+    /// sequence number (what the server grants it, or a later request, is nobody's; what
+    /// earlier calls took is its process's as after any goodbye).
     Bye { conn: u32, abandoned_from: Option<u64> },
     /// A registered type's constructor, as a runner of this binary.
     Register { name: String, runner: Packed },

@@ -2204,6 +2204,11 @@ mod tests {
     fn a_task_taken_by_an_abandoned_call_is_told_lost() {
         // review112 L1: a family `get` abandoned by `call_timeout` but granted left its task
         // counted to its live process, which never saw the item: `join` waited for ever.
+        // Since mgr101 the server takes such an item back before `drop_conn_from`
+        // (`Server::take_back_unread`, `give_back` clears `last_take`), so this rule is
+        // reached only when the take-back did not give it back: a queue shut down and empty
+        // (`give_back` refused), or an answer that was never put (`send_local` found no
+        // room), or one the client took but could not decode.
         let mut store = Store::new();
         let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
         let k = Kind::JoinableQueue;

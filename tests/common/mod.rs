@@ -110,25 +110,88 @@ pub fn pid_stopped(pid: u32) -> bool {
 /// `SIGSTOP` could land inside a check, and the test's next untimed call on that object
 /// then waited for ever for the process the test itself had stopped (flake81: the
 /// barrier's forgotten-death tests hung about 1 in 20 whole-file runs under load).
-/// Whether it was stopped so within `limit`.
+/// Whether it was stopped so within `limit`. Looks at the main thread only; see
+/// [`stop_all_asleep`].
 pub fn stop_asleep(pid: u32, limit: Duration) -> bool {
+    stop_when_asleep(pid, limit, false).is_some()
+}
+
+/// [`stop_asleep`] at a moment *every* thread of process `pid` sleeps in a futex wait.
+pub fn stop_all_asleep(pid: u32, limit: Duration) -> bool {
+    stop_when_asleep(pid, limit, true).is_some()
+}
+
+/// [`stop_asleep`] of the main thread, or of every thread: how many stops it took, `None`
+/// when `limit` passed first.
+///
+/// A stopped thread shows the system call it was in (interrupted, to be restarted), but a
+/// thread let go on inside a futex wait *with a timeout* (every primitive's wait sleeps in
+/// slices of at most 100 ms between its liveness checks) runs it on as `restart_syscall`,
+/// and shows that number, not the futex's, until that slice ends. Each stop that found
+/// some thread awake so turned the others' waits into restarts: a process of several
+/// threads was stopped asleep only once every slice happened to end between two stops,
+/// after seconds, at times 100 s and more (fix97: `manager_dead_clients.rs`'s four-getter
+/// test, 8.7 s, 107 s and 115 s in 3 of 14 whole-file runs, against its 120 s watchdog).
+/// So a thread in `restart_syscall` counts as asleep when it was in a futex wait at the
+/// stop before, or its kernel wait (`/proc/.../wchan`, read just before this stop, while it
+/// ran) was a futex's: nothing but these stops and continues signals it, so since the last
+/// continue it has been in that one restarted call.
+pub fn stop_when_asleep(pid: u32, limit: Duration, every_thread: bool) -> Option<u32> {
+    let number = |tid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+            .ok()
+            .and_then(|call| call.split_whitespace().next().and_then(|nr| nr.parse::<libc::c_long>().ok()))
+    };
     let start = Instant::now();
+    let mut stops = 0;
+    // The threads in a futex wait at the last stop.
+    let mut asleep_before: Vec<String> = Vec::new();
+    let threads = || -> Vec<String> {
+        if every_thread {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|tasks| {
+                    tasks.filter_map(|t| t.ok()).map(|t| t.file_name().to_string_lossy().into_owned()).collect()
+                })
+                .unwrap_or_default()
+        } else {
+            vec![pid.to_string()]
+        }
+    };
     while start.elapsed() < limit {
+        // The threads sleeping in a futex wait now, as the kernel says of a thread that runs.
+        let in_futex_now: Vec<String> = threads()
+            .into_iter()
+            .filter(|tid| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).is_ok_and(|w| w.contains("futex"))
+            })
+            .collect();
         // SAFETY (test): a signal to our own child.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        stops += 1;
         if !eventually(limit, || pid_stopped(pid)) {
-            return false;
+            return None;
         }
-        // A stopped process shows the system call it was in (interrupted, to be restarted).
-        let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-        if call.split_whitespace().next() == Some(libc::SYS_futex.to_string().as_str()) {
-            return true;
+        let tids = threads();
+        let asleep: Vec<String> = tids
+            .iter()
+            .filter(|tid| match number(tid) {
+                Some(nr) if nr == libc::SYS_futex || nr == libc::SYS_futex_waitv => true,
+                Some(nr) if nr == libc::SYS_restart_syscall => {
+                    asleep_before.contains(tid) || in_futex_now.contains(tid)
+                }
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        if !tids.is_empty() && asleep.len() == tids.len() {
+            return Some(stops);
         }
+        asleep_before = asleep;
         // SAFETY (test): as above.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
         std::thread::sleep(Duration::from_millis(1));
     }
-    false
+    None
 }
 
 /// A child stopped on purpose (a `stop:` crash point). If the test fails while it is,
