@@ -1341,3 +1341,49 @@ pub(crate) fn working_directory_fd() -> io::Result<OwnedFd> {
 pub(crate) fn enter_directory(dir: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::process::fchdir(dir)?)
 }
+
+/// Tests only: how many times `sig` reached this process since its first call, counted by
+/// a handler of ours installed at that call (for a signal nothing else here sends: it
+/// stays installed). Its delivery interrupts a blocking call (`EINTR`), as a program's own
+/// handler's does.
+#[cfg(test)]
+pub(crate) fn count_signal(sig: i32) -> &'static std::sync::atomic::AtomicU64 {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn counted(_: libc::c_int) {
+        COUNT.fetch_add(1, Ordering::Relaxed);
+    }
+    ONCE.call_once(|| {
+        // SAFETY: `action` is a zeroed sigaction (an empty mask, no flags) whose handler has
+        // the signature `sa_sigaction` wants without `SA_SIGINFO`, and does only an atomic
+        // add, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = counted as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            assert_eq!(libc::sigaction(sig, &action, std::ptr::null_mut()), 0, "{}", io::Error::last_os_error());
+        }
+    });
+    &COUNT
+}
+
+/// Tests only: sends `sig` to thread `tid` of this process (`tgkill`).
+#[cfg(test)]
+pub(crate) fn signal_thread(tid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: `tgkill` takes three integers and only sends a signal.
+    let r =
+        unsafe { libc::syscall(libc::SYS_tgkill, pid_now() as libc::c_long, tid as libc::c_long, sig as libc::c_long) };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Tests only: whether thread `tid` of this process is blocked in `poll` (or `ppoll`), as
+/// `/proc/self/task/<tid>/syscall` says.
+#[cfg(test)]
+pub(crate) fn thread_in_poll(tid: u32) -> bool {
+    let Ok(now) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else { return false };
+    let Some(Ok(nr)) = now.split_whitespace().next().map(str::parse::<libc::c_long>) else { return false };
+    #[cfg(target_arch = "x86_64")]
+    if nr == libc::SYS_poll {
+        return true;
+    }
+    nr == libc::SYS_ppoll
+}
