@@ -1387,3 +1387,43 @@ pub(crate) fn thread_in_poll(tid: u32) -> bool {
     }
     nr == libc::SYS_ppoll
 }
+
+/// Tests only: [`fork`], the child taking pid `pid` (`clone3` with `set_tid`, which needs
+/// `CAP_SYS_ADMIN`): a test that makes a process take a pid just freed. `EEXIST`: another
+/// process has the pid; `EPERM`: not allowed here. The child, as [`fork_as_sibling`]'s,
+/// runs no `pthread_atfork` handler: it may only make system calls and `exit_group`.
+#[cfg(test)]
+pub(crate) fn fork_with_pid(pid: u32) -> io::Result<Forked> {
+    /// `struct clone_args` up to `set_tid_size` (`CLONE_ARGS_SIZE_VER1`).
+    #[repr(C)]
+    struct CloneArgsWithTid {
+        args: CloneArgs,
+        set_tid: u64,
+        set_tid_size: u64,
+    }
+    let tid: [libc::pid_t; 1] = [pid as libc::pid_t];
+    let args = CloneArgsWithTid {
+        args: CloneArgs {
+            flags: 0,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+        },
+        set_tid: tid.as_ptr() as u64,
+        set_tid_size: 1,
+    };
+    // SAFETY: without CLONE_VM the child gets a copy of the address space and returns
+    // here on its copy of this stack, as from fork; `args` and `tid` outlive the call,
+    // which only reads them.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of!(args), std::mem::size_of::<CloneArgsWithTid>()) };
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
