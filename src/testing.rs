@@ -114,9 +114,78 @@ impl ForkChild {
 }
 
 impl Drop for ForkChild {
+    /// Killed and reaped through its pidfd, never by pid: a test that reaped the child some
+    /// other way (`sys::kill_and_reap_child(child.pid())`) leaves its pid free for any
+    /// process to take, which a kill by pid would reach; the pidfd names the child for ever
+    /// (review132 L3).
     fn drop(&mut self) {
+        use std::os::fd::AsFd;
         if !self.reaped {
-            crate::sys::kill_and_reap(self.pid);
+            let _ = crate::sys::pidfd_signal(self.pidfd.as_fd(), libc::SIGKILL);
+            let _ = crate::sys::reap_pidfd(self.pidfd.as_fd(), true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::os::fd::AsFd as _;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::sys;
+
+    /// A fork child that ends at the end of file of its socket (the other end, `ours`,
+    /// given back to the parent: its drop, or the test's end, ends the child).
+    fn child_until_eof(forked: sys::Forked, ours: UnixStream, its: UnixStream) -> (ForkChild, UnixStream) {
+        match forked {
+            sys::Forked::Child => {
+                drop(ours);
+                let _ = (&its).read(&mut [0u8]);
+                sys::exit_group(0)
+            }
+            sys::Forked::Parent(pid) => (ForkChild::new(pid), ours),
+        }
+    }
+
+    /// review132 L3: a `ForkChild` whose child a test reaped some other way
+    /// (`sys::kill_and_reap_child(child.pid())`), dropped once another process took its
+    /// pid, leaves that process alone. The drop killed and reaped by pid: it killed the
+    /// stranger (here a child of ours made with that very pid, `sys::fork_with_pid`), and
+    /// reaped it. Through the child's pidfd, which names it for ever, it reaches nobody.
+    #[test]
+    fn a_fork_child_reaped_elsewhere_is_not_killed_again_through_a_reused_pid() {
+        let _w = watchdog(Duration::from_secs(60));
+        for _ in 0..100 {
+            let (ours, its) = UnixStream::pair().unwrap();
+            let (first, _ours) = child_until_eof(sys::fork().unwrap(), ours, its);
+            let pid = first.pid();
+            sys::kill_and_reap_child(pid).unwrap();
+            let (ours, its) = UnixStream::pair().unwrap();
+            let forked = match sys::fork_with_pid(pid) {
+                Ok(forked) => forked,
+                // Taken by another process of the machine meanwhile: again.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    println!("not tested: no pid can be chosen here ({e})");
+                    return;
+                }
+                Err(e) => panic!("clone3 with set_tid: {e}"),
+            };
+            let (stranger, ours) = child_until_eof(forked, ours, its);
+            assert_eq!(stranger.pid(), pid);
+            let look = sys::pidfd_open(pid).unwrap();
+            drop(first);
+            let hit = sys::poll_readable(&[look.as_fd()], Some(Duration::ZERO)).unwrap()[0];
+            println!("pid {pid} taken again; the first child's drop ended its new owner: {hit}");
+            drop(ours);
+            if !hit {
+                assert_eq!(stranger.wait(Duration::from_secs(10)), sys::Ended::Exited(0));
+            }
+            assert!(!hit, "the drop of a child reaped elsewhere killed the process that took its pid");
+            return;
+        }
+        panic!("no pid freed by a reap could be taken again in 100 tries");
     }
 }

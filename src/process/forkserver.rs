@@ -184,10 +184,28 @@ fn free_room_of_dead_server(dead: u32) {
             .and_then(|(_, _, pidfd)| pidfd.try_clone().ok())
     };
     if let Some(pidfd) = pidfd {
-        let _ = sys::poll_readable(&[pidfd.as_fd()], Some(DYING_WAIT));
+        wait_for_end(pidfd.as_fd(), DYING_WAIT);
     }
     let _one = FREEING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     crate::shm::ReportRoom::free_taken_by_dead();
+}
+
+/// Waits up to `limit` for the process behind `pidfd` to end (the pidfd readable): whether
+/// it did. A signal that interrupts the wait does not end it (review132 L2: a single poll
+/// returned at `EINTR`, and a program's signal (a `SIGCHLD` of another child, a timer's)
+/// during a restart's wait sent the look on while the dead server was still dying, to find
+/// it running and leave its room).
+fn wait_for_end(pidfd: std::os::fd::BorrowedFd<'_>, limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        // `Ok` with nothing readable at a signal; any other error ends the wait.
+        let Ok(ready) = sys::poll_readable(&[pidfd], Some(left)) else { return false };
+        let ended = ready[0];
+        if ended || left.is_zero() {
+            return ended;
+        }
+    }
 }
 
 /// What a fork server spawned by [`restart`] reads on its boot socket, after the key of
@@ -2074,6 +2092,61 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// review132 L2: a signal that reaches the restarting thread while it waits for the
+    /// dead server to end in full (`wait_for_end`, `DYING_WAIT`) does not end the wait. A
+    /// fork child stands for the dying server (it ends at its socket's end of file); a
+    /// second thread waits until this one is blocked in `poll`, signals it (a handler of
+    /// ours counts), and once the handler ran, ends the child only when this thread waits
+    /// again: a wait the signal ended has returned by then, the child still running. Ordered
+    /// by state, not by time.
+    #[test]
+    fn a_signal_during_the_wait_for_a_dying_server_does_not_end_the_wait() {
+        use std::io::Read as _;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let _w = crate::testing::watchdog(std::time::Duration::from_secs(120));
+        let delivered = sys::count_signal(libc::SIGURG);
+        let (ours, its) = std::os::unix::net::UnixStream::pair().unwrap();
+        let child = match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                drop(ours);
+                let _ = (&its).read(&mut [0u8]);
+                sys::exit_group(0)
+            }
+            sys::Forked::Parent(pid) => crate::testing::ForkChild::new(pid),
+        };
+        drop(its);
+        let pidfd = sys::pidfd_open(child.pid()).unwrap();
+        let waiter = sys::my_tid();
+        let returned = std::sync::Arc::new(AtomicBool::new(false));
+        let signaller = std::thread::spawn({
+            let returned = returned.clone();
+            move || {
+                let pause = || std::thread::sleep(std::time::Duration::from_millis(1));
+                while !sys::thread_in_poll(waiter) {
+                    pause();
+                }
+                let before = delivered.load(Ordering::Relaxed);
+                sys::signal_thread(waiter, libc::SIGURG).unwrap();
+                while delivered.load(Ordering::Relaxed) == before {
+                    pause();
+                }
+                while !sys::thread_in_poll(waiter) && !returned.load(Ordering::Acquire) {
+                    pause();
+                }
+                let waits_again = !returned.load(Ordering::Acquire);
+                // The dying server ends.
+                drop(ours);
+                waits_again
+            }
+        });
+        let ended = wait_for_end(pidfd.as_fd(), std::time::Duration::from_secs(60));
+        returned.store(true, Ordering::Release);
+        let waits_again = signaller.join().unwrap();
+        println!("signalled during the wait: waited again {waits_again}, the server's end seen {ended}");
+        assert!(ended, "the wait ended at a signal, its server still running");
+        assert!(matches!(child.wait(std::time::Duration::from_secs(10)), sys::Ended::Exited(0)));
+    }
 
     /// Only a start whose server is dead (or not known) is made again: a live server's
     /// refusal (a fork server that is not safe to fork, say) failed every try, 210 ms later.

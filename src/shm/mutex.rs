@@ -599,13 +599,19 @@ mod tests {
         mutex.unlock();
     }
 
-    /// review124 M2: the retries of one announcement (`pins::let_go_of_kept`, slot by slot)
-    /// over two kept looks, the first one's lock held by a live process (here this one, a
-    /// holder stopped for good), the second's by a dead one: the second's holder must be
-    /// looked at within a few graces. With one process-wide stamp taken per mutex, the first
-    /// slot took every due stamp, and the dead holder was never looked at.
+    /// review124 M2: the retries of one announcement, the product's round
+    /// (`pins::retry_round`, which `pins::let_go_of_kept` runs over its kept slots), over
+    /// two kept looks: the first one's lock held by a live process (here this one, a holder
+    /// stopped for good), the second's by a dead one. Every kept look of a round is told the
+    /// same (whether the round looks at holders), and the dead holder's lock is taken over at
+    /// the first round that looks. Decided per look (one process-wide stamp taken per lock),
+    /// the first slot took every due stamp and the dead holder was never looked at: the
+    /// assert on the round's two answers fails at the first due round. Rounds go on until the
+    /// takeover, bounded by the watchdog, not by time (review132 L1: the test wrote out its
+    /// own round, and passed with the product's reverted).
     #[test]
     fn a_dead_holder_behind_a_live_one_is_taken_over_within_a_few_graces() {
+        let _w = crate::testing::watchdog(std::time::Duration::from_secs(60));
         let live = RawMutex::new();
         assert!(live.try_lock(Owner::process()));
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -614,25 +620,32 @@ mod tests {
         let dead = RawMutex::new();
         assert!(dead.try_lock(Owner { id: dead_pid, start: 12345 }));
         assert!(!sys::process_alive(dead_pid, 12345), "the child is dead");
-        let start = sys::monotonic_ns();
-        let grace = GUARD_GRACE.as_nanos() as u64;
-        let (mut rounds, mut taken) = (0u64, false);
-        // 30 graces of announcements, one every 100 us, as `let_go_of_kept` makes them.
-        while sys::monotonic_ns() - start < 30 * grace {
+        let (mut rounds, mut looks) = (0u64, 0u64);
+        loop {
             rounds += 1;
-            // One decision per round, as `let_go_of_kept` makes it.
-            let look = RawGuard::looks_due();
-            assert!(RawGuard::try_lock_looking_if(&live, look).is_none());
-            if let Some(g) = RawGuard::try_lock_looking_if(&dead, look) {
-                drop(g);
-                taken = true;
+            let mut told = Vec::with_capacity(2);
+            let mut taken = false;
+            crate::shm::pins::retry_round([&live, &dead], |m, look| {
+                told.push(look);
+                match RawGuard::try_lock_looking_if(m, look) {
+                    Some(g) if std::ptr::eq(m, &dead) => {
+                        drop(g);
+                        taken = true;
+                    }
+                    Some(_) => panic!("a live holder's lock taken over"),
+                    None => {}
+                }
+            });
+            looks += u64::from(told[0]);
+            assert_eq!(told[0], told[1], "round {rounds}: the kept looks of one round told apart: {told:?}");
+            if taken {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_micros(100));
+            // Not a bound: rounds as announcements make them, without spinning a core.
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        println!("{rounds} rounds, the dead holder's lock taken over: {taken}");
+        println!("{rounds} rounds ({looks} looking), the dead holder's lock taken over");
         live.unlock();
-        assert!(taken, "a dead holder's lock behind a live holder's was never taken over ({rounds} rounds)");
     }
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.

@@ -238,15 +238,24 @@ fn let_go_of_kept(heap: &'static Heap, record: &'static Record, pid: u32) {
         // Another thread of this process took them (or kept one more: the next try).
         return;
     }
-    // Whether this round looks at the holders of the locks it finds held (is one dead?):
-    // once per grace at most, and for every kept look of the round alike. Decided per look,
-    // the first kept look took each due turn, and a later one whose holder died was never
-    // looked at while the first one's holder stayed stopped (review124 M2).
-    let look = super::mutex::RawGuard::looks_due();
-    for (_, slot) in record.slots.iter().enumerate().filter(|&(i, _)| k & 1 << i != 0) {
+    let kept = record.slots.iter().enumerate().filter(|&(i, _)| k & 1 << i != 0);
+    retry_round(kept, |(_, slot), look| {
         let off = slot.load(Ordering::Relaxed) - 1;
         let announced = Announced { slot: Some(slot), back: 0, entry: 0, _thread: PhantomData };
         super::object::let_go_of_kept_look(heap, off, announced, look);
+    });
+}
+
+/// One round of [`let_go_of_kept`]: `retry` for each of `kept` in turn, each told whether
+/// this round looks at the holders of the locks it finds held (is one dead?). That is
+/// decided once for the round ([`RawGuard::looks_due`](super::mutex::RawGuard::looks_due):
+/// once per grace at most in the process) and given to every kept look alike. Decided per
+/// look, the first kept look took each due turn, and a later one whose holder died was
+/// never looked at while the first one's holder stayed stopped (review124 M2).
+pub(super) fn retry_round<T>(kept: impl IntoIterator<Item = T>, mut retry: impl FnMut(T, bool)) {
+    let look = super::mutex::RawGuard::looks_due();
+    for one in kept {
+        retry(one, look);
     }
 }
 

@@ -1341,3 +1341,89 @@ pub(crate) fn working_directory_fd() -> io::Result<OwnedFd> {
 pub(crate) fn enter_directory(dir: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::process::fchdir(dir)?)
 }
+
+/// Tests only: how many times `sig` reached this process since its first call, counted by
+/// a handler of ours installed at that call (for a signal nothing else here sends: it
+/// stays installed). Its delivery interrupts a blocking call (`EINTR`), as a program's own
+/// handler's does.
+#[cfg(test)]
+pub(crate) fn count_signal(sig: i32) -> &'static std::sync::atomic::AtomicU64 {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn counted(_: libc::c_int) {
+        COUNT.fetch_add(1, Ordering::Relaxed);
+    }
+    ONCE.call_once(|| {
+        // SAFETY: `action` is a zeroed sigaction (an empty mask, no flags) whose handler has
+        // the signature `sa_sigaction` wants without `SA_SIGINFO`, and does only an atomic
+        // add, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = counted as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            assert_eq!(libc::sigaction(sig, &action, std::ptr::null_mut()), 0, "{}", io::Error::last_os_error());
+        }
+    });
+    &COUNT
+}
+
+/// Tests only: sends `sig` to thread `tid` of this process (`tgkill`).
+#[cfg(test)]
+pub(crate) fn signal_thread(tid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: `tgkill` takes three integers and only sends a signal.
+    let r =
+        unsafe { libc::syscall(libc::SYS_tgkill, pid_now() as libc::c_long, tid as libc::c_long, sig as libc::c_long) };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Tests only: whether thread `tid` of this process is blocked in `poll` (or `ppoll`), as
+/// `/proc/self/task/<tid>/syscall` says.
+#[cfg(test)]
+pub(crate) fn thread_in_poll(tid: u32) -> bool {
+    let Ok(now) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else { return false };
+    let Some(Ok(nr)) = now.split_whitespace().next().map(str::parse::<libc::c_long>) else { return false };
+    #[cfg(target_arch = "x86_64")]
+    if nr == libc::SYS_poll {
+        return true;
+    }
+    nr == libc::SYS_ppoll
+}
+
+/// Tests only: [`fork`], the child taking pid `pid` (`clone3` with `set_tid`, which needs
+/// `CAP_SYS_ADMIN`): a test that makes a process take a pid just freed. `EEXIST`: another
+/// process has the pid; `EPERM`: not allowed here. The child, as [`fork_as_sibling`]'s,
+/// runs no `pthread_atfork` handler: it may only make system calls and `exit_group`.
+#[cfg(test)]
+pub(crate) fn fork_with_pid(pid: u32) -> io::Result<Forked> {
+    /// `struct clone_args` up to `set_tid_size` (`CLONE_ARGS_SIZE_VER1`).
+    #[repr(C)]
+    struct CloneArgsWithTid {
+        args: CloneArgs,
+        set_tid: u64,
+        set_tid_size: u64,
+    }
+    let tid: [libc::pid_t; 1] = [pid as libc::pid_t];
+    let args = CloneArgsWithTid {
+        args: CloneArgs {
+            flags: 0,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+        },
+        set_tid: tid.as_ptr() as u64,
+        set_tid_size: 1,
+    };
+    // SAFETY: without CLONE_VM the child gets a copy of the address space and returns
+    // here on its copy of this stack, as from fork; `args` and `tid` outlive the call,
+    // which only reads them.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of!(args), std::mem::size_of::<CloneArgsWithTid>()) };
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
