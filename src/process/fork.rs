@@ -241,8 +241,8 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
 /// Forks while holding the locks a child takes at boot, so that it finds them free: their
 /// other holders take nothing under them, and hold them only for a moment. The crash
 /// points' lock (tests: a child whose crash points are armed takes it at the first it
-/// reaches) is taken under the three by a crash point in their sections: after them. Take the family's state and the heap's fork record first
-/// (`shm::before_fork`).
+/// reaches) is taken under the three by a crash point in their sections: after them. Take
+/// the family's state and the heap's fork record first (`shm::before_fork`).
 pub(super) fn fork_holding_boot_locks() -> std::io::Result<sys::Forked> {
     let child_init = super::init::lock_child_init();
     let log_name = super::logging::lock_name();

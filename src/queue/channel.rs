@@ -388,8 +388,8 @@ impl Held {
     /// undo of one ([`Held::void_pending`]) comes only once it is dead: the undo is made by
     /// the next take that finds the counted take uncommitted, and nothing between the count
     /// and the ring's commit can fail or unwind, so only a death leaves it so. The flags
-    /// read here are still the slot's when the caller adds, whatever its sibling threads
-    /// add to the count.
+    /// read here are still the slot's when the caller adds: every add to `taken_free` is
+    /// made under the consumers' lock (since que102).
     fn pending(&self) -> (u64, u64) {
         match self.taken_free.load(Ordering::Acquire) & (PENDING_A | PENDING_B) {
             0 => (PENDING_A, PENDING_A),
@@ -671,7 +671,12 @@ impl Tasks {
         let Some((h, id)) = place else {
             // Not reached: `Tasks::place` refused the take before it read otherwise (until
             // que101 such a take was remembered in its process's memory, and lost with it).
-            // Left uncounted, its `task_done` still counts it done: no task is waited for.
+            // Left uncounted (no panic under the consumers' lock): a death of its taker is
+            // never told lost, and its `task_done`, counted in a slot or slot aside this
+            // process has or claims later, leaves that process one below nothing there,
+            // which hides from `join` one task a dead consumer holds (review72 M1,
+            // review135 L1). Only a claimer of slots aside outside the consumers' lock
+            // could reach it.
             debug_assert!(false, "a take without a place it made sure of");
             return AfterTake::Placed;
         };
@@ -971,7 +976,7 @@ impl Tasks {
     ///
     /// With the consumers' lock held too, no count changes meanwhile (`task_done` counts
     /// under this lock, takes and a shutdown's drain under both); only puts, deaths and a
-    /// take counted without the lock in its taker's own slot or slot aside can, and
+    /// `task_done` counted without the table's lock (`did_unlocked`) can, and
     /// each can only make the first count too low or the second too high: so when the
     /// first is at least the second, every unfinished task was a dead process's at one
     /// moment. (The two read apart, a put and a consumer dying with it in between made a
@@ -1000,6 +1005,8 @@ impl Tasks {
             // A slot aside that names no process holds nothing past its `base` (freed: `base`
             // the whole count; or never claimed): a count read there was made by a claim
             // since its owner was read, without this lock, a live process's (review94 M1).
+            // Since que102 every claim is made under the consumers' lock, which this holds:
+            // the skip is kept as a guard (review135 L2).
             if pid == 0 && at >= GETTER_SLOTS {
                 continue;
             }
