@@ -1857,9 +1857,9 @@ mod tests {
     /// wake-up: the refused get passes it on, as a put that fails after its wake-up does
     /// (review48 L1). Before, the get returned with the wake-up kept: the sleeper was left
     /// owed, and a blocking getter behind it slept out its slice (up to 100 ms) with the
-    /// message there (review130 L1). The owed count decides; which sleeper the kernel woke
-    /// first depends on the getter's slices, so the sleeper's own sleep is checked only to
-    /// have ended.
+    /// message there (review130 L1). The owed count decides: which sleeper the kernel wakes
+    /// first depends on where the getter is in its slices (one that ran out puts it behind
+    /// the sleeper), so the sleeper's own sleep shows the defect only most times.
     #[test]
     fn a_get_refused_after_its_wake_up_passes_it_on() {
         const LIMIT: Duration = Duration::from_secs(60);
@@ -1868,6 +1868,7 @@ mod tests {
         let heap = Heap::get();
         let r = ring(Limits::default());
         let notify = &r.not_empty.value;
+        let announced = std::sync::atomic::AtomicBool::new(false);
         let (owed, how) = std::thread::scope(|s| {
             let getter = s.spawn(|| {
                 r.get_unless(Deadline::after(LIMIT), &Patient, |_, _| Err::<(), _>(HeapFull::requested(4096)))
@@ -1878,13 +1879,23 @@ mod tests {
                 assert!(!watchdog.passed(), "the getter sleeps");
                 std::thread::yield_now();
             }
+            // Ordering only, nothing measured: the getter's slices grow to their longest
+            // (`MAX_SLICE`), so that it is still first in the kernel's queue at the put,
+            // most times.
+            std::thread::sleep(5 * crate::shm::MAX_SLICE);
             // A sleeper behind it, announced until the end (none of a blocking wait's
             // slices: it counts on its wake-up alone).
-            let (word, seen) = r.readable().start_sleeping();
-            let sleeper = s.spawn(move || crate::sys::futex_wait(word, seen, Some(LIMIT)));
-            // Ordering only (the sleeper in the kernel's queue before the put), nothing
-            // measured.
-            std::thread::sleep(Duration::from_millis(50));
+            let sleeper = s.spawn(|| {
+                let (word, seen) = r.readable().start_sleeping();
+                announced.store(true, Ordering::SeqCst);
+                crate::sys::futex_wait(word, seen, Some(LIMIT))
+            });
+            while !announced.load(Ordering::SeqCst) {
+                assert!(!watchdog.passed(), "the sleeper sleeps");
+                std::thread::yield_now();
+            }
+            // Ordering only: the sleeper in the kernel's queue before the put.
+            std::thread::sleep(Duration::from_millis(2));
             // The put's wake-up, for one getter.
             put(&r, b"m").unwrap();
             let got = getter.join().expect("the getter ends");
