@@ -182,7 +182,7 @@
 //!
 //! | | `ForkServer` (default) | `Spawn` | `Fork` |
 //! |---|---|---|---|
-//! | environment (`std::env::set_var` included), working directory | the parent's at the start (entered by its path: a start from a directory that was removed fails, [`Error::Io`] `NotFound`, as Python's does) | the parent's at the start | the parent's at the start |
+//! | environment (`std::env::set_var` included), working directory | the parent's at the start (the server's directory, the one of `init()` time, is compared as a directory, not a path, and the child of a parent in another one enters it by its path: a start from another directory that was removed fails, [`Error::Io`] `NotFound`, as Python's does) | the parent's at the start | the parent's at the start |
 //! | the [`child_init`](InitBuilder::child_init) set-up | runs | runs | runs |
 //! | statics, loggers, subscribers set before [`init()`] | yes | no (a fresh run of the program) | yes |
 //! | statics, loggers, subscribers set after [`init()`] | no (the server was forked at `init()`) | no | yes (a copy) |
@@ -194,7 +194,7 @@
 //! | `SIGINT`, `SIGTERM`, `SIGPIPE` | default, default, ignored (as a Rust program starts) | default, default, ignored | the parent's dispositions |
 //! | other signal handlers, the signal mask | those of `init()` time | defaults, mask empty | the parent's |
 //! | `umask`, resource limits, CPU affinity, nice value, user and group ids | those of `init()` time (the server's, as in Python's `forkserver`) | the parent's | the parent's |
-//! | a stack overflow of a thread the target starts | `JoinError::StackOverflow` | `StackOverflow` with [`#[multiproc::main]`](main), else a bare `SIGSEGV` (std's runtime start-up, which gives threads the alternate signal stack a report needs, did not run) | `StackOverflow` |
+//! | a stack overflow of a thread the target starts | `JoinError::StackOverflow`, but a bare `SIGSEGV` in a test binary with `test_support!` (its server is forked before std's runtime start-up) | `StackOverflow` with [`#[multiproc::main]`](main), else a bare `SIGSEGV` (std's runtime start-up, which gives threads the alternate signal stack a report needs, did not run) | `StackOverflow` |
 //! | its argument, family objects it carries | yes | yes | yes |
 //! | other family handles of the parent (in its statics, thread-locals, locals) | no | no | copies: each keeps its object alive for the child until the child drops it or ends, but is not counted as a holder, so the parent's `get` may answer `Disconnected` although the child could still `put` through a copy it finds in a static (pass handles as the argument to be counted) |
 //! | OS parent (`getppid()`, rusage, `wait`) | the main process for its children; the fork server for a child's children | the parent | the parent |
@@ -525,10 +525,9 @@ pub mod __private {
     }
 
     /// The task table's tests: the takes of `q`'s queue object this process made without a
-    /// slot in its task table and holds still, remembered or in its slot aside (0 for a
-    /// closed handle).
-    pub fn queue_takes_remembered<T>(q: &crate::JoinableQueue<T>) -> u64 {
-        q.channel().map_or(0, |ch| ch.takes_remembered())
+    /// slot in its task table and holds still, in its slot aside (0 for a closed handle).
+    pub fn queue_takes_aside<T>(q: &crate::JoinableQueue<T>) -> u64 {
+        q.channel().map_or(0, |ch| ch.takes_aside())
     }
 
     /// The cluster pool's tests: its results list read as the driver reads it, its driver's trim

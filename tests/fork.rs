@@ -37,6 +37,95 @@ fn raise_then_return(signal: i32) -> u32 {
     7
 }
 
+/// How many times [`count_and_return`] ran (in the process it runs in).
+static HANDLER_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A user's crash handler of a common kind: it counts and returns, and counts on
+/// `SA_RESETHAND` for the re-run access to end the process. It ends the process with 99
+/// after 1000 calls, so that a handler called in a loop ends the case.
+extern "C" fn count_and_return(_: i32, _: *mut libc::siginfo_t, _: *mut std::ffi::c_void) {
+    if HANDLER_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 1000 {
+        // SAFETY (test): _exit is async-signal-safe.
+        unsafe { libc::_exit(99) };
+    }
+}
+
+/// The same without `SA_SIGINFO`'s signature.
+extern "C" fn count_and_return_plain(_: i32) {
+    count_and_return(0, std::ptr::null_mut(), std::ptr::null_mut());
+}
+
+/// Installs `handler` for `signal` with `flags`; gives back the action before.
+fn install_action(signal: i32, handler: usize, flags: i32) -> libc::sigaction {
+    // SAFETY (test): plain sigaction calls with fully initialised actions.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = flags;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, &action, &mut old), 0);
+        old
+    }
+}
+
+fn restore_action(signal: i32, old: &libc::sigaction) {
+    // SAFETY (test): a plain sigaction call with the action read before.
+    assert_eq!(unsafe { libc::sigaction(signal, old, std::ptr::null_mut()) }, 0);
+}
+
+/// Writes through a null pointer: a real fault (`SEGV_MAPERR`).
+fn null_write(_: ()) -> u32 {
+    // SAFETY (test): a deliberate fault, which the test expects to end the process.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+    7
+}
+
+/// Sends itself a `SIGBUS` as the kernel reports an asynchronous machine-check error
+/// (`BUS_MCEERR_AO`: memory found bad that this process maps, not an access of it), then,
+/// if still alive, returns. A process may queue itself any `si_code`.
+fn bus_mceerr_ao_then_return(_: ()) -> u32 {
+    // SAFETY (test): siginfo_t is plain data; rt_tgsigqueueinfo(2) to the calling thread of
+    // a fully initialised siginfo.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        info.si_signo = libc::SIGBUS;
+        info.si_code = libc::BUS_MCEERR_AO;
+        let rc = libc::syscall(libc::SYS_rt_tgsigqueueinfo, libc::getpid(), libc::gettid(), libc::SIGBUS, &info);
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    }
+    7
+}
+
+/// What [`note_mask`] saw: 1 + 2 * (SIGUSR1 blocked) + 4 * (SIGSEGV blocked), 0 before.
+static MASK_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A user's handler that notes which of SIGUSR1 and SIGSEGV are blocked while it runs.
+extern "C" fn note_mask(_: i32, _: *mut libc::siginfo_t, _: *mut std::ffi::c_void) {
+    // SAFETY (test): sigset_t is plain data; pthread_sigmask with no new mask only reads.
+    let seen = unsafe {
+        let mut now: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+        1 + 2 * u32::from(libc::sigismember(&now, libc::SIGUSR1) == 1)
+            + 4 * u32::from(libc::sigismember(&now, libc::SIGSEGV) == 1)
+    };
+    MASK_SEEN.store(seen, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Raises SIGSEGV on itself; returns (SIGUSR1 blocked, SIGSEGV blocked) as [`note_mask`]
+/// saw them, and whether they are blocked now.
+fn raise_and_tell_the_mask(_: ()) -> ((bool, bool), (bool, bool)) {
+    // SAFETY (test): raise(3); sigset_t is plain data, read by pthread_sigmask.
+    let now = unsafe {
+        libc::raise(libc::SIGSEGV);
+        let mut now: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+        (libc::sigismember(&now, libc::SIGUSR1) == 1, libc::sigismember(&now, libc::SIGSEGV) == 1)
+    };
+    let seen = MASK_SEEN.load(std::sync::atomic::Ordering::Relaxed);
+    assert_ne!(seen, 0, "the handler ran");
+    ((seen & 2 != 0, seen & 4 != 0), now)
+}
+
 fn text_of(len: usize) -> String {
     "y".repeat(len)
 }
@@ -1354,6 +1443,53 @@ fn cases() -> Vec<(&'static str, fn())> {
                     other => panic!("raise({signal}): {other:?}"),
                 }
             }
+        }),
+        ("a_fault_under_a_user_handler_with_sa_resethand_ends_the_child", || {
+            // review125 H1: a handler installed before ours with SA_RESETHAND, which
+            // returns and counts on the reset for the re-run access to end the process.
+            // Ours called it as a plain function, the kernel applied no reset (the action
+            // delivered was ours): the access faulted again, for ever (99 here).
+            for (handler, flags) in [
+                (count_and_return as *const () as usize, libc::SA_SIGINFO | libc::SA_RESETHAND),
+                (count_and_return_plain as *const () as usize, libc::SA_RESETHAND),
+            ] {
+                let old = install_action(libc::SIGSEGV, handler, flags);
+                let fault = Process::new(null_write, ()).start_method(FORK).start().unwrap().wait();
+                // A sent signal under the same handler: it runs once, the process goes on,
+                // as without ours.
+                let raised = Process::new(raise_then_return, libc::SIGSEGV).start_method(FORK).start().unwrap().join();
+                restore_action(libc::SIGSEGV, &old);
+                assert_eq!(fault, -libc::SIGSEGV, "flags {flags:#x}: 99 is the handler run 1000 times, a loop");
+                assert!(matches!(raised, Ok(7)), "flags {flags:#x}: {raised:?}");
+            }
+        }),
+        ("an_asynchronous_machine_check_sigbus_ends_the_child", || {
+            // review125 L3: a SIGBUS of BUS_MCEERR_AO (si_code 5, where early kill is on)
+            // reports memory gone bad, not a fault of an access: there is none to run
+            // again. Taken for a fault, ours chained to std's handler, which set the default
+            // action and returned, and nothing ended the child: it went on, Ok(7).
+            let child = Process::new(bus_mceerr_ao_then_return, ()).start_method(FORK).start().unwrap();
+            assert_eq!(child.wait(), -libc::SIGBUS);
+        }),
+        ("a_user_handler_before_ours_runs_under_its_own_mask", || {
+            // review125 L7: the handler that was there before ours runs as the kernel would
+            // have run it: its sa_mask blocked, and its own signal not, with SA_NODEFER.
+            // Called under ours, it ran under our mask ((false, true)).
+            // SAFETY (test): sigset_t is plain data, filled by sigemptyset and sigaddset; a
+            // plain sigaction call.
+            let old = unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = note_mask as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaddset(&mut action.sa_mask, libc::SIGUSR1);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                assert_eq!(libc::sigaction(libc::SIGSEGV, &action, &mut old), 0);
+                old
+            };
+            let seen = Process::new(raise_and_tell_the_mask, ()).start_method(FORK).start().unwrap().join();
+            restore_action(libc::SIGSEGV, &old);
+            assert!(matches!(seen, Ok(((true, false), (false, false)))), "{seen:?}");
         }),
         ("a_value_is_shared", || {
             let v = Value::new(41u64).unwrap();

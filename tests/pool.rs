@@ -1002,6 +1002,51 @@ fn close_join_terminate_and_drop_follow_python() {
     }
 }
 
+/// Python's `join` may be called from two threads at once (each joins the handler threads
+/// and the processes, and a thread can be joined twice): both return once every worker has
+/// ended, whether the pool was closed with work still running or terminated (review121 L3).
+#[test]
+fn two_joins_at_once_both_return_once_the_workers_end() {
+    let _w = heap_user(LIMIT);
+    for round in 0..6 {
+        let terminated = round % 2 == 1;
+        let pool = Pool::new(2).unwrap();
+        let pids: Vec<u32> = pool.map_with(pid_of, 0..2, MapOptions::new().chunksize(1)).unwrap();
+        let busy: Vec<_> = (0..4).map(|_| pool.apply_async(sleep_then, 300).unwrap()).collect();
+        if terminated {
+            pool.terminate();
+        } else {
+            pool.close();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                let (tx, pool) = (tx.clone(), &pool);
+                s.spawn(move || tx.send(pool.join().map_err(|e| e.to_string())).unwrap());
+            }
+            let joined: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(30))).collect();
+            println!("round {round} (terminated: {terminated}): the two joins gave {joined:?}");
+            if joined.iter().any(|j| j.is_err()) {
+                // Let the scope end: terminate kills whatever a hung join waits for.
+                pool.terminate();
+                panic!("HANG: a join did not return in 30 s; pids still running: {:?}", {
+                    pids.iter().filter(|&&p| pid_running(p)).collect::<Vec<_>>()
+                });
+            }
+            assert!(joined.iter().all(|j| matches!(j, Ok(Ok(())))), "{joined:?}");
+        });
+        let got: Vec<_> = busy.into_iter().map(|r| r.get()).collect();
+        if terminated {
+            assert!(got.iter().all(|r| matches!(r, Err(TaskError::Terminated))), "{got:?}");
+        } else {
+            assert!(got.iter().all(|r| matches!(r, Ok(300))), "close lets the sent work finish: {got:?}");
+        }
+        for pid in pids {
+            assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived both joins");
+        }
+    }
+}
+
 #[test]
 fn get_timeout_does_not_cancel_and_ready_tells() {
     let _w = heap_user(LIMIT);
@@ -1106,6 +1151,118 @@ fn the_chunks_of_a_worker_killed_in_its_initializer_run_on_another() {
     let _ = std::fs::remove_file(&marker);
     pool.close();
     pool.join().unwrap();
+}
+
+/// Returns in the first worker of a pool to run it (the one that creates the marker file),
+/// blocks for ever in the others.
+fn block_but_in_the_first(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        block_for_ever(());
+    }
+}
+
+/// An initializer that hangs in some workers only, past the pool's timeout: the kills of
+/// those workers count in a run of their own, which only an initializer that returns ends
+/// (not the answers of the workers whose initializer returned long ago). Past the same limit
+/// as boot deaths (ten for a small pool) the pool fails `WorkersCannotStart`, naming the
+/// initializer and the timeout; until then the worker that started runs the tasks. Before:
+/// any worker's answer ended the run, so the pool killed and restarted the hung worker once
+/// per timeout for ever, while running at half its size.
+#[test]
+fn an_initializer_that_hangs_in_some_workers_fails_the_pool_after_a_run_of_timeouts() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-block-but-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let timeout = Duration::from_millis(300);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(block_but_in_the_first, marker.to_string_lossy().into_owned())
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let (mut answered, started) = (0u32, std::time::Instant::now());
+    let failure = loop {
+        match pool.apply(square, 3) {
+            Ok(9) => answered += 1,
+            Err(Error::Task(TaskError::WorkersCannotStart(f))) => break Some(f),
+            other => panic!("{other:?}"),
+        }
+        // Not a measure: a bound on a pool that would restart the hung worker for ever.
+        if started.elapsed() > Duration::from_secs(40) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("{answered} tasks answered, {:?}, then {failure:?}", pool.stats());
+    let again = pool.apply(square, 4);
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    // Only now: a worker started after would make the marker again.
+    let _ = std::fs::remove_file(&marker);
+    let f = failure.expect("the pool still restarts the hung worker after 40 s");
+    assert!(f.deaths >= 10, "{f}");
+    assert!(
+        matches!(&f.ended, JoinError::Failed { reason, .. }
+            if reason.contains("initializer") && reason.contains(&format!("{timeout:?}"))),
+        "{f}"
+    );
+    assert!(matches!(again, Err(Error::Task(TaskError::WorkersCannotStart(_)))), "{again:?}");
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
+    }
+}
+
+/// Returns in the first worker of a pool to run it (the one that creates the marker file),
+/// panics in the others.
+fn refuse_but_in_the_first(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        panic!("only one worker may initialize");
+    }
+}
+
+/// An initializer that panics in some workers only: its failures count in a run that only
+/// an initializer that returns ends, not the answers of a worker that started long ago, and
+/// at twice the pool's size the pool fails with the initializer's panic, as when it fails
+/// in every worker. Before: each answer of the worker that started ended the run, and the
+/// pool started a worker again as soon as the last failed, for ever, while it ran at half
+/// its size.
+#[test]
+fn an_initializer_that_panics_in_some_workers_fails_the_pool_after_a_run_of_failures() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-refuse-but-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(refuse_but_in_the_first, marker.to_string_lossy().into_owned())
+        .build()
+        .unwrap();
+    let (mut answered, started) = (0u32, std::time::Instant::now());
+    let failure = loop {
+        match pool.apply(square, 3) {
+            Ok(9) => answered += 1,
+            Err(Error::Task(TaskError::Panicked(info))) => break Some(info),
+            other => panic!("{other:?}"),
+        }
+        // Not a measure: a bound on a pool that would restart the failing worker for ever.
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("{answered} tasks answered, {:?}, then {failure:?}", pool.stats());
+    let again = pool.apply(square, 4);
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    // Only now: a worker started after would make the marker again.
+    let _ = std::fs::remove_file(&marker);
+    let info = failure.expect("the pool still restarts the failing worker after 20 s");
+    assert_eq!(info.message, "only one worker may initialize");
+    assert!(matches!(again, Err(Error::Task(TaskError::Panicked(_)))), "{again:?}");
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
+    }
 }
 
 fn init_slowly(ms: u64) {

@@ -373,34 +373,57 @@ fn processes_started_by_a_pool_worker_die_when_the_pools_owner_is_killed() {
     }
 }
 
+/// The parent pid and the start time (in clock ticks since boot) of process `pid`, from
+/// `/proc/PID/stat`, if it exists: the start time tells it from a later process given the
+/// same pid.
+fn parent_and_start_time(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    // After the name: state (3), ppid (4), ..., starttime (22).
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
 #[test]
 fn a_joined_child_leaves_no_zombie() {
     let _w = watchdog(LIMIT);
     for method in METHODS {
         let child = Process::new(square, 3).start_method(method).start().unwrap();
         let pid = child.pid();
+        let (parent, started) = parent_and_start_time(pid).expect("the child exists until reaped");
+        let gone = || parent_and_start_time(pid).is_none_or(|(_, time)| time != started);
         child.join().unwrap();
-        assert!(eventually(Duration::from_secs(5), || !pid_exists(pid)), "{method:?}: {pid} is still in /proc");
+        // Reaped by the join where this process is its parent; by the fork server, when it
+        // sees it end, where it is the server's.
+        if parent == std::process::id() {
+            assert!(gone(), "{method:?}: {pid} is still in /proc");
+        } else {
+            assert!(eventually(LIMIT, gone), "{method:?}: {pid} of {parent} is never reaped");
+        }
     }
 }
 
 /// A child whose handle was dropped is reaped, once it has ended, by the next start (as
-/// Python's `start` runs `_cleanup`), not left a zombie until the parent's exit.
+/// Python's `start` runs `_cleanup`), not left a zombie until the parent's exit. Pinned
+/// where this process is its parent (a `Spawn` child, a fork-server child forked with
+/// `clone3(CLONE_PARENT)`): gone once the next start returned. A fork-server child of the
+/// server's own is reaped by the server, when it sees it end: awaited. Gone means no
+/// process of that pid with its start time (a pid may be given again).
 #[test]
 fn a_dropped_handle_s_ended_child_is_reaped_by_the_next_start() {
     let _w = watchdog(LIMIT);
     for method in METHODS {
         let child = Process::new(square, 3).start_method(method).start().unwrap();
         let pid = child.pid();
+        let (parent, started) = parent_and_start_time(pid).expect("the child exists until reaped");
+        let gone = || parent_and_start_time(pid).is_none_or(|(_, time)| time != started);
         drop(child);
         assert!(eventually(LIMIT, || !pid_running(pid)), "{method:?}: {pid} never ended");
         assert_eq!(Process::new(square, 2).start_method(method).start().unwrap().join(), Ok(4));
-        // Eventually: where the fork server reaps its children (no `clone3(CLONE_PARENT)`),
-        // its reap may come a moment after the status this process read.
-        assert!(
-            eventually(Duration::from_secs(5), || !pid_exists(pid)),
-            "{method:?}: {pid} is still in /proc after the next start"
-        );
+        if parent == std::process::id() {
+            assert!(gone(), "{method:?}: {pid} is still in /proc after the next start");
+        } else {
+            assert!(eventually(LIMIT, gone), "{method:?}: {pid} of {parent} is never reaped");
+        }
     }
 }
 
@@ -786,6 +809,203 @@ fn a_start_from_a_removed_directory_is_in_it_or_fails() {
             .join();
         assert_eq!(served, Ok(Err("NotFound".to_string())), "{outer:?} then ForkServer");
     }
+}
+
+/// The working directory's identity, (device, inode), and whether its path can be read.
+fn directory_identity(_: ()) -> ((u64, u64), bool) {
+    use std::os::unix::fs::MetadataExt;
+    let here = std::fs::metadata(".").unwrap();
+    ((here.dev(), here.ino()), std::env::current_dir().is_ok())
+}
+
+/// A fresh directory for an inner test's family to start in (`run_inner_test_in`), and
+/// the inner test's run there; the directory is removed after, whatever the inner test
+/// left of it.
+fn run_inner_test_in_a_directory_of_its_own(what: &str, name: &str, env: &str) {
+    let dir = std::env::temp_dir().join(format!("multiproc-{what}-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _removed = Removed(dir.clone());
+    common::run_inner_test_in(&dir, name, env);
+}
+
+const REMOVED_IN_PLACE_INNER: &str = "MULTIPROC_TEST_REMOVED_IN_PLACE_INNER";
+
+/// review125 M1: the directory of `init()` time (the fork server's) removed while the
+/// program is still in it. A child is in it too, as its parent is: the fork server's
+/// child by being a copy of the server, which is in the same directory. The start was
+/// refused (`NotFound`): the parent's path could not be read, and the path was compared.
+#[test]
+fn a_start_from_the_init_directory_removed_in_place_is_in_it() {
+    let _w = watchdog(LIMIT);
+    run_inner_test_in_a_directory_of_its_own(
+        "removed-in-place",
+        "a_start_from_the_init_directory_removed_in_place_is_in_it_inner",
+        REMOVED_IN_PLACE_INNER,
+    );
+}
+
+#[test]
+fn a_start_from_the_init_directory_removed_in_place_is_in_it_inner() {
+    if std::env::var_os(REMOVED_IN_PLACE_INNER).is_none() {
+        return;
+    }
+    let here = std::env::current_dir().unwrap();
+    std::fs::remove_dir(&here).unwrap();
+    let ours = directory_identity(());
+    assert!(!ours.1, "the removed directory's path cannot be read");
+    for method in METHODS {
+        let child = Process::new(directory_identity, ()).start_method(method).start().map(|c| c.join());
+        assert!(matches!(child, Ok(Ok(ref theirs)) if *theirs == ours), "{method:?}: {child:?}, ours {ours:?}");
+    }
+    println!("INNER-DONE");
+}
+
+const MADE_AGAIN_INNER: &str = "MULTIPROC_TEST_MADE_AGAIN_INNER";
+
+/// review125 M2: the directory of `init()` time removed and made again at the same path,
+/// and the program in the new one. A child is in the new one, as its parent is. The
+/// fork-server child stayed in the server's, the removed one: the paths were equal, so it
+/// was sent no directory, and a relative path failed in it that worked in its parent.
+#[test]
+fn a_start_from_the_init_directory_made_again_is_in_the_new_one() {
+    let _w = watchdog(LIMIT);
+    run_inner_test_in_a_directory_of_its_own(
+        "made-again",
+        "a_start_from_the_init_directory_made_again_is_in_the_new_one_inner",
+        MADE_AGAIN_INNER,
+    );
+}
+
+/// What a child reads of the file `f` in its working directory, and that directory.
+fn read_f(_: ()) -> (Option<std::path::PathBuf>, Result<String, String>) {
+    (std::env::current_dir().ok(), std::fs::read_to_string("f").map_err(|e| e.to_string()))
+}
+
+#[test]
+fn a_start_from_the_init_directory_made_again_is_in_the_new_one_inner() {
+    if std::env::var_os(MADE_AGAIN_INNER).is_none() {
+        return;
+    }
+    let here = std::env::current_dir().unwrap();
+    std::env::set_current_dir("/").unwrap();
+    std::fs::remove_dir(&here).unwrap();
+    std::fs::create_dir(&here).unwrap();
+    std::fs::write(here.join("f"), "new").unwrap();
+    std::env::set_current_dir(&here).unwrap();
+    for method in METHODS {
+        let child = Process::new(read_f, ()).start_method(method).start().map(|c| c.join());
+        assert!(
+            matches!(&child, Ok(Ok((Some(dir), Ok(text)))) if *dir == here && text == "new"),
+            "{method:?}: {child:?}"
+        );
+    }
+    println!("INNER-DONE");
+}
+
+const RESTART_REMOVED_INNER: &str = "MULTIPROC_TEST_RESTART_REMOVED_INNER";
+
+/// review125 M3: the fork server killed once the directory of `init()` time (its
+/// directory) is removed, the program elsewhere. A start starts it again, in that
+/// directory still (the first server's, which every process of the family compares its
+/// own with), and the child is in its parent's. The new server could not start (it entered
+/// the directory by its path): every start failed, each left a zombie.
+#[test]
+fn a_fork_server_killed_after_the_init_directory_was_removed_starts_again() {
+    let _w = watchdog(LIMIT);
+    run_inner_test_in_a_directory_of_its_own(
+        "restart-removed",
+        "a_fork_server_killed_after_the_init_directory_was_removed_starts_again_inner",
+        RESTART_REMOVED_INNER,
+    );
+}
+
+#[test]
+fn a_fork_server_killed_after_the_init_directory_was_removed_starts_again_inner() {
+    if std::env::var_os(RESTART_REMOVED_INNER).is_none() {
+        return;
+    }
+    let here = std::env::current_dir().unwrap();
+    let elsewhere = std::env::temp_dir();
+    std::env::set_current_dir(&elsewhere).unwrap();
+    std::fs::remove_dir(&here).unwrap();
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    signal_server(server, libc::SIGKILL);
+    assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+    for round in 0..4 {
+        let child = Process::new(read_f, ()).start_method(StartMethod::ForkServer).start().map(|c| c.join());
+        assert!(matches!(&child, Ok(Ok((Some(dir), _))) if *dir == elsewhere), "round {round}: {child:?}");
+    }
+    let new = multiproc::__private::fork_server_pid();
+    assert!(new.is_some_and(|new| new != server), "a new server runs");
+    let zombies: Vec<u32> = own_children().into_iter().filter(|&pid| zombie(pid)).collect();
+    assert!(zombies.is_empty(), "zombies {zombies:?}");
+    println!("INNER-DONE");
+}
+
+const FAILED_RESTARTS_INNER: &str = "MULTIPROC_TEST_FAILED_RESTARTS_INNER";
+
+/// review125 M3's second half: a restarted fork server whose start failed, still dying
+/// when the next restart looked at it (here: held as it fails), is reaped once it is
+/// dead, by a later look (`active_children`, a later start), not left a zombie until this
+/// process exits. Only the last one's pidfd was kept, reaped without waiting at the next
+/// restart or never: each failed start could leave one (30 after 60 starts in review125's
+/// case, whose restarts failed in a removed directory).
+#[test]
+fn a_fork_server_whose_restart_failed_is_reaped_once_dead() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_fork_server_whose_restart_failed_is_reaped_once_dead_inner",
+        &[
+            (FAILED_RESTARTS_INNER, "1"),
+            ("MULTIPROC_CRASH_AT", "fail:forkserver.spawned.boot,hold:forkserver.spawned.failed"),
+        ],
+    );
+}
+
+#[test]
+fn a_fork_server_whose_restart_failed_is_reaped_once_dead_inner() {
+    if std::env::var_os(FAILED_RESTARTS_INNER).is_none() {
+        return;
+    }
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    signal_server(server, libc::SIGKILL);
+    assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+    // Each start restarts it, and each new server fails and is held as it fails, alive: the
+    // next restart finds the one before it still there.
+    // (A start may restart it more than once: every spawned server is looked for.)
+    let spawned_servers = || {
+        own_children()
+            .into_iter()
+            .filter(|&pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=forkserver:")))
+            })
+            .collect::<Vec<_>>()
+    };
+    for round in 0..2 {
+        let started = Process::new(square, 2).start_method(StartMethod::ForkServer).start();
+        assert!(started.is_err(), "round {round}: {started:?}");
+    }
+    let failed = spawned_servers();
+    assert!(failed.len() >= 2, "failed servers {failed:?}");
+    assert!(failed.iter().all(|&pid| pid_running(pid)), "the failed servers are held");
+    for &pid in &failed {
+        signal_server(pid, libc::SIGKILL);
+    }
+    assert!(eventually(LIMIT, || failed.iter().all(|&pid| !pid_running(pid))), "the failed servers died");
+    multiproc::active_children();
+    // The last one is the family's server as far as this process knows: reaped at the next
+    // restart. Every other is reaped now.
+    let last = multiproc::__private::fork_server_pid();
+    let zombies: Vec<u32> = own_children().into_iter().filter(|&pid| zombie(pid) && Some(pid) != last).collect();
+    assert!(zombies.is_empty(), "zombies {zombies:?} (failed servers {failed:?}, the last {last:?})");
+    println!("INNER-DONE");
 }
 
 /// In a child of its own (single-threaded): removes `PATH`, there since before `init()`,

@@ -840,14 +840,15 @@ fn a_take_counted_without_the_lock_whose_taker_is_killed_before_its_commit_is_un
 
 /// Takes one task (uncounted, the task table's lock held by a stopped process, and no slot
 /// of its own: counted in a slot aside since que71), then, once `go` is set (the lock
-/// free), takes another, killed at crash point `queue.take.recalled`, before the second
-/// take's count and commit. (Before que71 the first take was remembered, and recalled
-/// there to be counted with the second.)
+/// free), takes another, killed at crash point `queue.take.found` (its slot found under
+/// the lock), before the second take's count and commit. (Before que71 the first take was
+/// remembered, and recalled there to be counted with the second; the point was
+/// `queue.take.recalled` until que102 took the remembered takes out.)
 fn take_uncounted_then_die_at_the_next_take(args: (JoinableQueue<u32>, Event)) {
     let (q, go) = args;
     q.get().unwrap();
     assert!(go.wait_timeout(CHILD_LIMIT), "never let go on");
-    multiproc::__private::crash_at("queue.take.recalled");
+    multiproc::__private::crash_at("queue.take.found");
     q.get().unwrap();
 }
 
@@ -1228,7 +1229,7 @@ fn a_take_uncounted_in_a_full_task_table_hides_no_later_lost_task() {
     let (q, release, holders) = a_full_task_table();
     q.put(100).unwrap();
     assert_eq!(q.get(), Ok(100));
-    assert_eq!(multiproc::__private::queue_takes_remembered(&q), 1, "taken uncounted: every slot a live holder's");
+    assert_eq!(multiproc::__private::queue_takes_aside(&q), 1, "taken in a slot aside: every slot a live holder's");
     release.set();
     for holder in holders {
         assert_eq!(holder.join().unwrap(), ());
@@ -3199,6 +3200,198 @@ fn an_immediate_shutdown_beside_a_stopped_take_is_finished_once_the_take_ends() 
     consumer.join().unwrap();
     assert_eq!(q.join_timeout(LIMIT), Ok(()), "the drain finished once the take ended");
     assert_eq!(q.len(), 0);
+}
+
+/// The async join finishes a drain left undone too (aud102 wired it into `JoinFuture`'s
+/// check; review126 L4 found it untested).
+#[test]
+fn an_async_join_finishes_an_immediate_shutdown_left_undone() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(HeldDecoding(i)).unwrap();
+    }
+    let (entered, go) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
+    let consumer = Process::new(take_one_decoding_slowly, (q.clone(), entered.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || entered.get() == 1));
+    // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+    assert_eq!(unsafe { libc::kill(consumer.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let stopped = common::StoppedChild::wait_for(consumer.pid(), LIMIT);
+    q.shutdown(true);
+    println!("after shutdown: len {} unfinished {}", q.len(), q.unfinished());
+    stopped.resume(LIMIT);
+    go.set(1);
+    consumer.join().unwrap();
+    let joined = smol::block_on(q.join_async());
+    println!("join_async: {joined:?}, len {} unfinished {}", q.len(), q.unfinished());
+    assert_eq!(joined, Ok(()));
+    assert_eq!(q.len(), 0);
+}
+
+/// The taker stopped inside its take is killed (`kill -9`) instead of resumed: its message
+/// was never committed, so the next join drains it with the rest (review126's check).
+#[test]
+fn an_immediate_shutdown_beside_a_stopped_take_then_killed_is_finished_by_join() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(HeldDecoding(i)).unwrap();
+    }
+    let (entered, go) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
+    let consumer = Process::new(take_one_decoding_slowly, (q.clone(), entered.clone(), go.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || entered.get() == 1));
+    // SAFETY: signals to our own child, not reaped yet; no memory is involved.
+    assert_eq!(unsafe { libc::kill(consumer.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let _stopped = common::StoppedChild::wait_for(consumer.pid(), LIMIT);
+    q.shutdown(true);
+    println!("after shutdown: len {} unfinished {}", q.len(), q.unfinished());
+    consumer.kill().unwrap();
+    let _ = consumer.join();
+    let joined = q.join_timeout(LIMIT);
+    println!("join: {joined:?}, len {} unfinished {}", q.len(), q.unfinished());
+    assert_eq!(joined, Ok(()));
+    assert_eq!(q.len(), 0);
+    assert_eq!(q.try_get(), Err(TryGetError::ShutDown));
+}
+
+/// Whether this process's [`Bomb`]s panic when dropped.
+static BOMBS_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A message that carries a handle (so that a drain decodes and drops it) and whose `Drop`
+/// panics where armed; its first field decodes slowly where [`DECODING`] is set.
+#[derive(Serialize, Deserialize)]
+struct Bomb(HeldDecoding, Value<u64>);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if BOMBS_ARMED.load(std::sync::atomic::Ordering::Relaxed) {
+            panic!("a user Drop that panics (bomb {})", self.0.0);
+        }
+    }
+}
+
+fn take_one_bomb_slowly((q, entered, go): (JoinableQueue<Bomb>, Value<u32>, Value<u32>)) {
+    DECODING.set((entered, go)).unwrap();
+    let bomb = q.get().unwrap();
+    assert_eq!(bomb.0, HeldDecoding(1));
+    q.task_done().unwrap();
+}
+
+/// The joiner's queue, and its flags: took, go, panicked, finish.
+type BombJoiner = (JoinableQueue<Bomb>, Value<u32>, Value<u32>, Value<u32>, Value<u32>);
+
+/// Takes the first message and holds its task; on the go, joins with its bombs armed,
+/// stopped (`SIGSTOP`) at the join's first check; says whether the join panicked (1) or
+/// returned (2); on the finish, marks its task done.
+fn join_with_bombs_left((q, took, go, panicked, finish): BombJoiner) {
+    let mine = q.get().unwrap();
+    took.set(1);
+    while go.get() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    BOMBS_ARMED.store(true, std::sync::atomic::Ordering::Relaxed);
+    multiproc::__private::crash_at("stop:queue.join.checking");
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.join()));
+    multiproc::__private::crash_disarm();
+    BOMBS_ARMED.store(false, std::sync::atomic::Ordering::Relaxed);
+    panicked.set(if joined.is_err() { 1 } else { 2 });
+    while finish.get() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(mine);
+    q.task_done().unwrap();
+}
+
+/// A blocking join whose check finishes an immediate shutdown's drain runs the user's
+/// `Drop` there; one that panics unwound out of the join with the join still counted
+/// waiting (review126 L2), and a later join in another process took the joiner's process
+/// to be waiting too: it returned `Disconnected` while the joiner still held a task it
+/// would mark done.
+#[test]
+fn a_join_unwound_by_a_users_drop_is_no_longer_counted_waiting() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(Bomb(HeldDecoding(i), Value::new(u64::from(i)).unwrap())).unwrap();
+    }
+    let [took, go_join, panicked, finish, entered, go_take] = std::array::from_fn(|_| Value::new(0u32).unwrap());
+    let joiner = Process::new(
+        join_with_bombs_left,
+        (q.clone(), took.clone(), go_join.clone(), panicked.clone(), finish.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(eventually(LIMIT, || took.get() == 1));
+    let consumer = Process::new(take_one_bomb_slowly, (q.clone(), entered.clone(), go_take.clone())).start().unwrap();
+    assert!(eventually(LIMIT, || entered.get() == 1));
+    // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+    assert_eq!(unsafe { libc::kill(consumer.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let taker = common::StoppedChild::wait_for(consumer.pid(), LIMIT);
+    // The drain is left undone: a taker is stopped inside its take.
+    q.shutdown(true);
+    go_join.set(1);
+    // The joiner's first check found the drain still undone, and stops before it counts.
+    let joining = common::StoppedChild::wait_for(joiner.pid(), LIMIT);
+    taker.resume(LIMIT);
+    go_take.set(1);
+    consumer.join().unwrap();
+    // Counted now; its next check drains the third bomb, whose drop panics.
+    joining.resume(LIMIT);
+    assert!(eventually(LIMIT, || panicked.get() != 0));
+    let unwound = panicked.get() == 1;
+    // The joiner holds a task it will mark done, and is in no join: a join here waits for
+    // it. (This process's only handle is the join's.)
+    let join = std::thread::spawn(move || q.join_timeout(LIMIT));
+    // Time for a join that takes the joiner to be waiting to say so first.
+    std::thread::sleep(Duration::from_secs(1));
+    finish.set(1);
+    let joined = join.join().unwrap();
+    joiner.join().unwrap();
+    println!("the joiner's join unwound: {unwound}; a join beside it said {joined:?}");
+    assert!(unwound, "the drain in the join's check dropped the bomb");
+    assert_eq!(joined, Ok(()), "a join unwound by a panic was left counted waiting");
+}
+
+fn put_stopped_in_its_record(q: JoinableQueue<u32>) {
+    multiproc::__private::crash_at("stop:ring.put.recorded");
+    q.put(7).unwrap();
+    multiproc::__private::crash_disarm();
+}
+
+fn shut_down_immediately(q: JoinableQueue<u32>) {
+    q.shutdown(true);
+}
+
+/// A timed join that finds an immediate shutdown whose caller was killed before it refused
+/// the puts (it waited for the producers' lock, held by a stopped producer) finishes that
+/// step only if the lock comes within the join's grace, as the rest of a timed join does:
+/// it took the lock with no deadline, and waited as long as the producer stayed stopped
+/// (review126 L3).
+#[test]
+fn a_timed_join_does_not_wait_for_a_stopped_producer_to_finish_a_shutdown() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    q.put(5u32).unwrap();
+    let producer = Process::new(put_stopped_in_its_record, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(producer.pid(), LIMIT);
+    // The shutdown's caller waits for the producers' lock, and is killed there.
+    let shutting = Process::new(shut_down_immediately, q.clone()).start().unwrap();
+    assert!(eventually(LIMIT, || q.is_shutdown()));
+    shutting.kill().unwrap();
+    let _ = shutting.join();
+    let join = std::thread::spawn({
+        let q = q.clone();
+        move || q.join_timeout(Duration::from_millis(100))
+    });
+    let returned = eventually(LIMIT, || join.is_finished());
+    stopped.resume(LIMIT);
+    let joined = join.join().unwrap();
+    println!("the timed join returned while the producer was stopped: {returned}; it said {joined:?}");
+    producer.join().unwrap();
+    q.shutdown(true);
+    assert_eq!(q.join_timeout(LIMIT), Ok(()), "the shutdown finished, what was left drained");
+    assert!(returned, "a timed join waited for a stopped producer's lock");
+    assert!(matches!(joined, Err(QueueJoinTimeoutError::Timeout { .. })), "{joined:?}");
 }
 
 /// A queue holding a handle to itself in a message, with no handle left outside, is a

@@ -688,6 +688,61 @@ fn a_shareable_list_whose_write_fails_leaves_no_segment_behind() {
     assert!(!left, "the failed list's segment was left in /dev/shm");
 }
 
+fn create_segment_stopped_before_its_pages_failing(name: String) -> String {
+    multiproc::__private::crash_at("stop:shared_memory.create.opened,fail:shm.segment.allocate");
+    let made = multiproc::SharedMemory::builder().name(name).size(4096).create();
+    multiproc::__private::crash_disarm();
+    match made {
+        Ok(shm) => format!("Ok({})", shm.name()),
+        Err(e) => format!("Err({e:?})"),
+    }
+}
+
+/// A named create whose allocation fails removes its own file only, not one made again
+/// under its name meanwhile (review126, noticed beside M1: the new segment's clean-up
+/// unlinked by name).
+#[test]
+fn a_failed_create_does_not_unlink_a_segment_made_again_under_its_name() {
+    let _w = watchdog(LIMIT);
+    let name = format!("mp-create-again-{}", std::process::id());
+    let child = Process::new(create_segment_stopped_before_its_pages_failing, name.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    // Another program takes the name over: unlinked, made again (its own file).
+    std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
+    let theirs = multiproc::SharedMemory::builder().name(name.clone()).size(4096).create().unwrap();
+    stopped.resume(LIMIT);
+    let made = child.join().unwrap();
+    let still_there = shm_exists(&name);
+    println!("create said {made}; the other program's segment still in /dev/shm: {still_there}");
+    let _ = theirs.unlink();
+    assert!(made.starts_with("Err(Io"), "{made}");
+    assert!(still_there, "the failed create's clean-up unlinked another program's segment");
+}
+
+/// A failed list's clean-up removes its own segment only, not one made again under its
+/// name (review126 M1: it unlinked by name). Another program truncates the child's new
+/// segment, unlinks the name and makes its own segment under it; the child's
+/// `create_named` fails, and the other program's segment stays.
+#[test]
+fn a_failed_list_does_not_unlink_a_segment_made_again_under_its_name() {
+    let _w = watchdog(LIMIT);
+    let name = format!("mp-list-again-{}", std::process::id());
+    let child = Process::new(create_list_stopped_after_the_segment, name.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let path = format!("/dev/shm/{name}");
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    // The other program takes the name over: unlinked, made again (its own file).
+    std::fs::remove_file(&path).unwrap();
+    let theirs = multiproc::SharedMemory::builder().name(name.clone()).size(4096).create().unwrap();
+    stopped.resume(LIMIT);
+    let made = child.join().unwrap();
+    let still_there = shm_exists(&name);
+    println!("create_named said {made}; the other program's segment still in /dev/shm: {still_there}");
+    let _ = theirs.unlink();
+    assert!(made.starts_with("Err(SharedMemory(Truncated"), "{made}");
+    assert!(still_there, "the failed list's clean-up unlinked another program's segment");
+}
+
 /// An item read back keeps only its own bytes, not its slot's room (review109 M1): a slot
 /// made for 9 MB and set to `"a"` gave back a 1-byte string holding 9 MB, so `to_vec` of a
 /// sparse segment another program made with huge empty slots (a few KiB written) took as

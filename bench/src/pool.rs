@@ -13,6 +13,10 @@ fn identity(x: u64) -> u64 {
     x
 }
 
+fn swap((a, b): (u64, u64)) -> (u64, u64) {
+    (b, a)
+}
+
 /// About 50 ms of pure computation here, like Python's `sum(i * i for i in range(1.5M))`:
 /// a wrapping sum the optimizer cannot fold into a formula.
 const CPU_N: u64 = 140_000_000;
@@ -43,7 +47,8 @@ fn warm_up(pool: &Pool, n: u64) {
     pool.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("warm-up");
 }
 
-/// pool_overhead: tasks/s of `Pool(2).map(identity, 0..100_000)`, chunksize 1 and default.
+/// pool_overhead: tasks/s of `Pool(2).map(identity, 0..100_000)`, chunksize 1 and default
+/// (and chunksize 1 of `(u64, u64)` pairs).
 pub fn pool_overhead(report: &mut Report) {
     let pool = pool2();
     let n = 100_000u64;
@@ -63,6 +68,19 @@ pub fn pool_overhead(report: &mut Report) {
         }
         report.emit("pool_overhead", variant, stats::median(&rates), "tasks/s", &rates);
     }
+    // `map.chunksize1` of a type that is not a primitive (our own variant): its items take
+    // the claims path's codec, each decode and encode under an unwinding guard (fix86),
+    // which `u64`'s in-place path skips.
+    pool.map_with(swap, (0..2000u64).map(|i| (i, i)), MapOptions::new().chunksize(1)).expect("warm-up");
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let out = pool.map_with(swap, (0..n).map(|i| (i, n - i)), MapOptions::new().chunksize(1)).expect("map");
+        let dt = t0.elapsed().as_secs_f64();
+        assert!(out.len() == n as usize && out[1] == (n - 1, 1), "pool map: bad result");
+        rates.push(n as f64 / dt);
+    }
+    report.emit("pool_overhead", "map.chunksize1.pair", stats::median(&rates), "tasks/s", &rates);
     drop(pool);
     // The per-task cost as the worker count grows past the CPUs (issue 14: 16 workers on
     // 2 CPUs at least 0.8x the 2-worker rate): alternating runs of the two pools (fork

@@ -136,10 +136,11 @@ impl PoolBuilder {
     }
 
     /// `f(args)` runs once in each worker before its first task (Python's `initializer`
-    /// and `initargs`). A worker whose initializer panics exits; when every attempt
-    /// fails (twice the pool's size in a row), the pool's tasks fail with the
-    /// initializer's panic ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of
-    /// looping. Likewise when workers cannot start at all (ten in a row, or twice the
+    /// and `initargs`). A worker whose initializer panics exits and is replaced; after
+    /// twice the pool's size in a row (no initializer returning between, in any worker: the
+    /// answers of workers that started earlier do not end the run, so one that fails in
+    /// some workers only ends so too), the pool's tasks fail with the initializer's panic
+    /// ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of looping. Likewise when workers cannot start at all (ten in a row, or twice the
     /// pool's size, end before they take a task or answer, by an exit or a crash of their
     /// own: a worker killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and
     /// not counted): the tasks fail with
@@ -153,11 +154,16 @@ impl PoolBuilder {
     /// `terminate`, then `join`, end it as any pool.
     ///
     /// The pool's [`timeout`](Self::timeout) bounds the initializer too, counted from its
-    /// start in each worker: a worker whose initializer runs longer is killed, as one that
-    /// cannot start (it counts in the run above, which ends in `WorkersCannotStart` saying
-    /// that the initializer ran past the timeout), and the tasks waiting for it go to
-    /// another worker. So an initializer that never returns fails the pool's tasks rather
-    /// than holding them for ever. A call's own timeout
+    /// start in each worker: a worker whose initializer runs longer is killed and replaced,
+    /// and the tasks waiting for it go to another worker. Such kills count in a run of their
+    /// own, which only an initializer that returns ends (in any worker, a replacement too;
+    /// not the answers of workers that started earlier): at ten in a row, or twice the
+    /// pool's size, the pool fails with `WorkersCannotStart`, saying that the initializer
+    /// ran past the timeout. So an initializer that never returns fails the pool's tasks
+    /// rather than holding them for ever, and one that hangs in some workers only (one
+    /// holds what the others wait for) fails the pool too, rather than be killed and
+    /// started again once per timeout for ever while the pool runs short of workers; one
+    /// that hangs now and then is retried. A call's own timeout
     /// ([`ApplyOptions::timeout`](crate::ApplyOptions::timeout),
     /// [`MapOptions::timeout`](crate::MapOptions::timeout)) bounds only its tasks: an
     /// initializer slower than the tasks' limit wants a pool without a timeout and the limit

@@ -138,7 +138,7 @@ enum Kill {
     TimedOut(Duration),
     /// Its chunk's call failed and the chunk ran past [`CANCEL_GRACE`].
     Cancelled,
-    /// Its initializer ran past the pool's timeout (a boot death: [`Books::boot_deaths`]).
+    /// Its initializer ran past the pool's timeout ([`Books::init_timeouts`]).
     Initializer(Duration),
 }
 
@@ -161,6 +161,8 @@ struct Worker {
     /// The undo of the handles in its initializer's arguments, run for those it did not
     /// take once it is dead ([`Worker::give_back_boot`]).
     init_undo: ChunkUndo,
+    /// Its initializer's return was counted ([`Worker::newly_initialized`]).
+    initialized: bool,
 }
 
 impl Worker {
@@ -172,6 +174,16 @@ impl Worker {
         self.inbox.forget_lost_messages();
         self.status.forget_lost_messages();
         self.give_back_boot();
+    }
+
+    /// Whether its initializer returned, seen for the first time now (read from its status
+    /// block only while it was not).
+    fn newly_initialized(&mut self) -> bool {
+        if self.initialized || !self.status.initialized.load(Ordering::Acquire) {
+            return false;
+        }
+        self.initialized = true;
+        true
     }
 
     /// Once the worker is dead: gives back the handles of its initializer's arguments it
@@ -188,13 +200,21 @@ struct Books {
     workers: Vec<Worker>,
     /// Average time a chunk keeps a worker busy (for the dispatch window).
     chunk_ns: f64,
-    /// Workers started to replace others, and failed initializers in a row.
+    /// Initializers that failed (returned an error or panicked) in a row, none having
+    /// returned between (a worker's first answer, or its status block, says so: not any
+    /// worker's answer, see [`Books::init_timeouts`]).
     init_failures: u32,
     /// Workers in a row that ended before they sent the pool anything or took a chunk
     /// (failed in their boot, before `worker_main` or in it before their initializer
     /// answered), none having booted between: at [`boot_death_limit`] the pool stops
     /// replacing them.
     boot_deaths: u32,
+    /// Workers in a row killed for their initializer's timeout, no initializer having
+    /// returned between: at [`boot_death_limit`] the pool stops replacing them. Apart from
+    /// `boot_deaths`, which any worker's answer ends: an initializer that hangs in some
+    /// workers only (one holds what the others wait for) was killed and restarted once per
+    /// timeout for ever, the others' answers ending each run.
+    init_timeouts: u32,
     /// Why no worker runs the pool's work (its initializer failed in every worker:
     /// `Panicked`, or no worker could boot: `WorkersCannotStart`): the work fails with it,
     /// for good.
@@ -212,6 +232,23 @@ struct Books {
     /// The same for the undo of the handles of chunks `terminate` killed a worker in,
     /// with that worker's pid: what it had not taken goes back once it is dead.
     undo_orphans: Vec<(u32, ChunkUndo)>,
+}
+
+impl Books {
+    /// An initializer returned: the runs of initializers that failed or ran past the
+    /// timeout end.
+    fn initializer_returned(&mut self) {
+        self.init_failures = 0;
+        self.init_timeouts = 0;
+    }
+
+    /// Ends those runs if an initializer returned in a worker on the books since last seen.
+    /// Each worker is asked (no short cut): a return counts once.
+    fn note_initializers(&mut self) {
+        if self.workers.iter_mut().fold(false, |any, w| w.newly_initialized() | any) {
+            self.initializer_returned();
+        }
+    }
 }
 
 /// Encodes the initializer's arguments.
@@ -258,6 +295,14 @@ pub(crate) struct Inner {
     spin: LoadSpin,
     doorbell: (Mutex<bool>, Condvar),
     pool_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The pool thread's id, which `join` compares with its caller's once the handle
+    /// above may be another joiner's.
+    pool_thread_id: std::sync::OnceLock<std::thread::ThreadId>,
+    /// Held by the `join` under way: one at a time, so that a second waits for the first
+    /// and then finds nothing left (review121 L3: the second took the workers while the
+    /// first waited for the pool thread, which then told none of them to stop, and the
+    /// second waited for ever on a worker that had been sent work).
+    joins: Mutex<()>,
     /// The process that made the pool. A copy that fork made in a child (a pool kept in a
     /// static, or a bare `fork`) shares the parent's workers, inboxes and results channel,
     /// but not its pool thread: it is closed (see [`Inner::copied`]).
@@ -297,6 +342,8 @@ impl Inner {
             spin: LoadSpin::new(),
             doorbell: (Mutex::new(false), Condvar::new()),
             pool_thread: Mutex::new(None),
+            pool_thread_id: std::sync::OnceLock::new(),
+            joins: Mutex::new(()),
             made_in: TakenIn::here(),
         });
         {
@@ -308,13 +355,18 @@ impl Inner {
         }
         let weak = Arc::downgrade(&inner);
         let thread = std::thread::Builder::new().name("multiproc-pool".into()).spawn(move || pool_thread(weak))?;
+        let _ = inner.pool_thread_id.set(thread.thread().id());
         *lock(&inner.pool_thread) = Some(thread);
         Ok(inner)
     }
 
     fn start_worker(&self, index: u32) -> Result<Worker, Error> {
         let inbox = Channel::new()?;
-        let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
+        let status = Shared::new(WorkerStatus {
+            job: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            initialized: AtomicBool::new(false),
+        })?;
         let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
             Some((call, encode)) => {
@@ -361,6 +413,7 @@ impl Inner {
             stopping: false,
             answered: false,
             init_undo,
+            initialized: false,
         })
     }
 
@@ -722,8 +775,10 @@ impl Inner {
         match message {
             FromWorker::Done { id, worker, busy_ns, outcome } => {
                 let mut books = lock(&self.books);
+                let mut returned = false;
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
+                    returned = w.newly_initialized();
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
                         w.sent.pop_front();
@@ -731,7 +786,13 @@ impl Inner {
                         w.sent.retain(|&s| s != id);
                     }
                 }
-                books.init_failures = 0;
+                // Only a worker's first answer ends the runs of initializers that failed:
+                // the answers of a worker that started long ago said nothing of the
+                // workers started since (one that fails in some workers only was started
+                // again for ever).
+                if returned {
+                    books.initializer_returned();
+                }
                 books.boot_deaths = 0;
                 let Some(Sent { delivery, chunk, held, claims, .. }) = books.sent.remove(&id) else { return };
                 // A seat's time is a whole call's, not a chunk's.
@@ -758,6 +819,7 @@ impl Inner {
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
                 }
+                books.note_initializers();
                 books.init_failures += 1;
                 // Every worker failed its initializer twice in a row: stop trying, fail the
                 // work with the initializer's panic.
@@ -908,14 +970,40 @@ impl Inner {
                     worker.handle.pid(),
                     worker.sent.len()
                 );
+                if worker.newly_initialized() {
+                    books.initializer_returned();
+                }
                 if !worker.sent.is_empty() {
                     // It took a chunk from its inbox (its unstarted ones are off `sent`
                     // now): it booted, and died under its task, which fails as lost.
                     books.boot_deaths = 0;
+                } else if let Some((_, Kill::Initializer(t))) = worker.killed_for
+                    && !worker.answered
+                    && !worker.stopping
+                {
+                    // Killed in its initializer: a run of these ends only when an
+                    // initializer returns (seen in any worker's status block), not when
+                    // another worker answers (it may have started long ago).
+                    books.note_initializers();
+                    books.init_timeouts += 1;
+                    if books.init_error.is_none() && books.init_timeouts >= boot_death_limit(self.config.workers) {
+                        // The pool's own kill: its signal would say nothing of why.
+                        let ended = JoinError::Failed {
+                            name: worker.handle.name().to_owned(),
+                            reason: format!(
+                                "its initializer ran past the pool's timeout of {t:?}, and the pool killed it"
+                            ),
+                        };
+                        books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
+                            deaths: books.init_timeouts,
+                            pid: worker.handle.pid(),
+                            ended,
+                        }));
+                    }
                 } else if !worker.answered
                     && !worker.stopping
-                    && (matches!(worker.killed_for, Some((_, Kill::Initializer(_))))
-                        || (worker.killed_for.is_none() && !killed_from_outside(code)))
+                    && worker.killed_for.is_none()
+                    && !killed_from_outside(code)
                 {
                     // Ended on its own before it sent or took anything: it could not boot.
                     // (A `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is someone else's doing:
@@ -930,19 +1018,10 @@ impl Inner {
                         // text, a panic of its `child_init`, else its exit or signal. It
                         // was reaped, so this knows, but in a fork copy (whose pool thread
                         // ended before this, `end_if_copy`).
-                        let ended = match worker.killed_for {
-                            // The pool's own kill: its signal would say nothing of why.
-                            Some((_, Kill::Initializer(t))) => JoinError::Failed {
-                                name: worker.handle.name().to_owned(),
-                                reason: format!(
-                                    "its initializer ran past the pool's timeout of {t:?}, and the pool killed it"
-                                ),
-                            },
-                            _ => worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
-                                name: worker.handle.name().to_owned(),
-                                pid: worker.handle.pid(),
-                            }),
-                        };
+                        let ended = worker.handle.take_failure().unwrap_or_else(|| JoinError::NotAChild {
+                            name: worker.handle.name().to_owned(),
+                            pid: worker.handle.pid(),
+                        });
                         books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
                             deaths: books.boot_deaths,
                             pid: worker.handle.pid(),
@@ -1293,16 +1372,22 @@ impl Engine for Inner {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
-        let (thread, on_pool_thread) = {
-            let mut slot = lock(&self.pool_thread);
-            let on_pool_thread = slot.as_ref().is_some_and(|t| t.thread().id() == std::thread::current().id());
-            if on_pool_thread && self.state.load(Ordering::Acquire) != TERMINATED {
-                // A callback joining its closed pool: the workers wait for this thread to
-                // tell them to stop.
-                return Err(PoolError::JoinFromWorker);
-            }
-            (slot.take(), on_pool_thread)
+        let on_pool_thread = self.pool_thread_id.get() == Some(&std::thread::current().id());
+        if on_pool_thread && self.state.load(Ordering::Acquire) != TERMINATED {
+            // A callback joining its closed pool: the workers wait for this thread to
+            // tell them to stop.
+            return Err(PoolError::JoinFromWorker);
+        }
+        let _one_at_a_time = match self.joins.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // A callback of a terminated pool joining it on the pool thread while another
+            // thread joins: that join waits for this thread to end, and ends the workers
+            // after it.
+            Err(std::sync::TryLockError::WouldBlock) if on_pool_thread => return Ok(()),
+            Err(std::sync::TryLockError::WouldBlock) => lock(&self.joins),
         };
+        let thread = lock(&self.pool_thread).take();
         // The `imap`s made before the `close` get no more chunks: the workers stop once
         // those sent are answered.
         lock(&self.books).joining = true;
@@ -1346,12 +1431,16 @@ impl Engine for Inner {
         // look, with no worker left to run it: it fails rather than wait unrun for ever
         // (review115 H1). Its handles go back first, as for any refused chunk.
         let left: Vec<Job> = lock(&self.books).pending.drain(..).map(|(_, job)| job).collect();
-        for job in left {
+        for job in &left {
             (job.discard)(&job.args);
-            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
         }
         // No worker is left: the zygote lets go of its copies and leaves.
         drop(lock(&self.zygote).take());
+        // The error callbacks run with no join held: one may join this pool.
+        drop(_one_at_a_time);
+        for job in left {
+            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
+        }
         Ok(())
     }
 }

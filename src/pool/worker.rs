@@ -3,7 +3,7 @@
 //! runs in its shared status).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,11 @@ pub(crate) struct WorkerStatus {
     pub(crate) job: AtomicU64,
     /// When it started (`sys::monotonic_ns`).
     pub(crate) since: AtomicU64,
+    /// Its initializer returned, or it has none (set once, before its first task): ends the
+    /// pool's runs of initializers that failed or ran past the timeout
+    /// (`Books::init_timeouts`). Not `job`, whose 0 before the initializer and after it look
+    /// the same.
+    pub(crate) initialized: AtomicBool,
 }
 
 /// [`WorkerStatus::job`] while the worker runs its initializer: the pool's timeout bounds
@@ -405,6 +410,8 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
             return;
         }
     }
+    // Also with no initializer: the pool then reads the flag once, at the first answer.
+    boot.status.initialized.store(true, Ordering::Release);
     // Pages of the big arguments this worker frees go back when it is idle, not before it
     // answers (see `Heap::defer_releases`).
     let heap = Heap::get();

@@ -90,6 +90,12 @@ pub(crate) const SOCKET_RECEIPTS: usize = 128;
 struct Surroundings {
     env: Vec<(Vec<u8>, Vec<u8>)>,
     cwd: Option<Vec<u8>>,
+    /// The working directory's identity (`sys::working_directory_id`), which a start
+    /// compares: its path may name another directory now (removed and made again), or
+    /// none (removed while the program was in it, where the server is too). Only compared
+    /// in the process that read it, never sent.
+    #[serde(skip)]
+    dir: Option<(u64, u64)>,
 }
 
 impl Surroundings {
@@ -101,12 +107,14 @@ impl Surroundings {
             .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
             .collect();
         let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
-        Self { env, cwd }
+        Self { env, cwd, dir: sys::working_directory_id() }
     }
 
-    /// Whether these are this process's environment and working directory now: as
-    /// `Self::now() == *self`, compared as they are read, without copying them once more
-    /// (a fork-server start asks every time).
+    /// Whether these are this process's environment and working directory now: the same
+    /// variables, compared as they are read, without copying them once more (a fork-server
+    /// start asks every time), and the same directory, by identity, not by path (review125
+    /// M1, M2: a directory removed in place has no path, and is the server's still; one
+    /// removed and made again has the same path, and is not).
     fn still_ours(&self) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let mut now = std::env::vars_os().filter(|(key, _)| key != BOOT_ENV);
@@ -118,8 +126,7 @@ impl Surroundings {
                 _ => return false,
             }
         }
-        let cwd = std::env::current_dir().ok();
-        cwd.as_ref().map(|dir| dir.as_os_str().as_bytes()) == self.cwd.as_deref()
+        self.dir.is_some() && sys::working_directory_id() == self.dir
     }
 }
 
@@ -133,6 +140,30 @@ pub(crate) fn remember_server_surroundings() {
     let _ = SERVER_SURROUNDINGS.set(Surroundings::now());
 }
 
+/// The first fork server's working directory itself (`O_PATH`), kept by the process that
+/// forked it (the main process, [`keep_server_directory`]): a server started again in its
+/// place (`forkserver::restart`) enters it by this descriptor, so that it is in the same
+/// directory as the first, which every process of the family compares its own with
+/// ([`Surroundings::still_ours`]), even once that directory is removed (its path then names
+/// nothing, or another directory: review125 M3).
+static SERVER_DIRECTORY: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+
+/// Keeps the working directory, the one [`remember_server_surroundings`] noted, for the
+/// restarts of the fork server (once; called right after its first fork, in the main
+/// process, still single-threaded: the directory the server has). Without it (no
+/// descriptor left), a restarted server enters the directory by its path.
+pub(crate) fn keep_server_directory() {
+    if let Ok(dir) = sys::working_directory_fd() {
+        let _ = SERVER_DIRECTORY.set(dir);
+    }
+}
+
+/// The first fork server's directory, if this process kept it (for a restart's boot
+/// message).
+pub(crate) fn server_directory() -> Option<BorrowedFd<'static>> {
+    SERVER_DIRECTORY.get().map(AsFd::as_fd)
+}
+
 /// The surroundings a child started with `method` must be given, encoded: none unless it
 /// is a fork-server child and the parent's differ from the server's.
 pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>, crate::Error> {
@@ -144,10 +175,13 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     }
     let now = Surroundings::now();
     if now.cwd.is_none() {
-        // The server's child enters its parent's directory by its path: one that cannot be
-        // read (removed, or out of reach) would leave it in the server's, silently, where
-        // a relative path names other files. Refused, as Python's start refuses
-        // (`os.getcwd()` raises); `Spawn` and `Fork` children inherit the directory itself.
+        // Not the server's directory, and its path cannot be read (removed after the
+        // program entered it: Linux's `getcwd` checks no permission, so a directory out of
+        // reach has a path, which the child fails to enter at boot, `JoinError::Failed`,
+        // as Python's child fails in `os.chdir`). The server's child enters its parent's
+        // directory by its path: it would stay in the server's, silently, where a relative
+        // path names other files. Refused, as Python's start refuses (`os.getcwd()`
+        // raises); `Spawn` and `Fork` children inherit the directory itself.
         let e = std::env::current_dir().err().unwrap_or_else(|| std::io::ErrorKind::NotFound.into());
         return Err(std::io::Error::new(
             e.kind(),
@@ -181,12 +215,14 @@ pub(crate) fn server_surroundings() -> Result<Vec<u8>, crate::Error> {
 /// Makes this process's environment and working directory those of `surroundings`
 /// (at boot, single-threaded, before anything of the program runs).
 fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
-    take_surroundings_from(surroundings.bytes())
+    take_surroundings_from(surroundings.bytes(), None)
 }
 
 /// [`take_surroundings`] of encoded bytes (a spawned fork server's, which are then its
-/// children's: [`remember_server_surroundings`] follows).
-pub(crate) fn take_surroundings_from(surroundings: &[u8]) -> Result<(), String> {
+/// children's: [`remember_server_surroundings`] follows); the directory is `dir` where
+/// one is given (a restarted server's: the first server's directory itself), else the
+/// path of `surroundings`.
+pub(crate) fn take_surroundings_from(surroundings: &[u8], dir: Option<BorrowedFd<'_>>) -> Result<(), String> {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let wanted: Surroundings =
@@ -205,7 +241,9 @@ pub(crate) fn take_surroundings_from(surroundings: &[u8]) -> Result<(), String> 
             sys::set_env_single_threaded(key, Some(value));
         }
     }
-    if let Some(cwd) = &wanted.cwd {
+    if let Some(dir) = dir {
+        sys::enter_directory(dir).map_err(|e| format!("cannot enter its first server's directory: {e}"))?;
+    } else if let Some(cwd) = &wanted.cwd {
         let cwd = std::path::Path::new(OsStr::from_bytes(cwd));
         if std::env::current_dir().ok().as_deref() != Some(cwd) {
             std::env::set_current_dir(cwd)

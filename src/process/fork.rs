@@ -239,24 +239,19 @@ pub(crate) fn start(boot: Boot) -> Result<((u32, OwnedFd), Link, Kept), LaunchEr
 }
 
 /// Forks while holding the locks a child takes at boot, so that it finds them free: their
-/// other holders take nothing under them, and hold them only for a moment (and so the
-/// lock of the `JoinableQueue` takes left uncounted, which a child takes at its first take
-/// or `task_done` while its copy names any: `queue::lock_uncounted_takes`). The crash
+/// other holders take nothing under them, and hold them only for a moment. The crash
 /// points' lock (tests: a child whose crash points are armed takes it at the first it
-/// reaches) is taken under the three and under the uncounted takes' by a crash point in
-/// their sections: after them. Take the family's state and the heap's fork record first
+/// reaches) is taken under the three by a crash point in their sections: after them. Take the family's state and the heap's fork record first
 /// (`shm::before_fork`).
 pub(super) fn fork_holding_boot_locks() -> std::io::Result<sys::Forked> {
     let child_init = super::init::lock_child_init();
     let log_name = super::logging::lock_name();
     let process_name = super::panics::lock_process_name();
-    let uncounted_takes = crate::queue::lock_uncounted_takes();
     let crash_target = shm::crash::lock_target();
     let tracker_lines = super::tracker::lock_lines();
     let forked = sys::fork();
     drop(tracker_lines);
     drop(crash_target);
-    drop(uncounted_takes);
     drop(process_name);
     drop(log_name);
     drop(child_init);

@@ -111,6 +111,8 @@ pub(crate) fn start(mut family: FamilyConfig) -> io::Result<FamilyConfig> {
         }
         Forked::Parent(pid) => {
             started_here(pid);
+            // The directory the server was forked in, for its restarts.
+            boot::keep_server_directory();
             Ok(family)
         }
     }
@@ -138,11 +140,16 @@ fn started_here(pid: u32) {
     let pidfd = sys::pidfd_open(pid).ok();
     let mut started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = std::mem::replace(&mut *started, pidfd.map(|pidfd| (sys::pid_now(), pid, pidfd)));
+    drop(started);
     if let Some((owner, _, pidfd)) = before {
         if owner == sys::pid_now() {
-            // Dead (it listened no more) or dying: reaped now, or never (a zombie of ours
-            // until we exit, if it lingers).
-            let _ = sys::reap_pidfd(pidfd.as_fd(), false);
+            // Dead (it listened no more) or dying (a restarted one whose start failed, on its
+            // way out): reaped now, or once dead, by a later look ([`reap_left_children`]).
+            // Dropped unreaped, it was a zombie of ours until we exit, one per failed start
+            // (review125 M3).
+            if matches!(sys::reap_pidfd(pidfd.as_fd(), false), Ok(None)) {
+                LEFT_SERVERS.leave(pidfd, drop);
+            }
         } else {
             // Not ours: a copy from the process that forked us.
             std::mem::forget(pidfd);
@@ -192,6 +199,9 @@ struct ServerBoot {
     family: FamilyConfig,
     /// The environment and directory its children start with (`boot::server_surroundings`).
     surroundings: Vec<u8>,
+    /// Whether the first server's directory itself comes along, after the listener
+    /// (`boot::server_directory`): it is entered by that descriptor, not by its path.
+    directory: bool,
 }
 
 /// Starts the family's fork server again, found dead (nothing listens at `address`), if
@@ -237,12 +247,17 @@ fn restart(address: &str, family: &FamilyConfig) -> Result<(), Error> {
     // for its answer: it must not wait holding a lock the spawn below takes.
     crash_point!("forkserver.restart.listening");
     let heap = crate::shm::Heap::get();
-    let message =
-        codec::encode_own(&ServerBoot { family: family.clone(), surroundings: boot::server_surroundings()? })?;
+    let directory = boot::server_directory();
+    let message = codec::encode_own(&ServerBoot {
+        family: family.clone(),
+        surroundings: boot::server_surroundings()?,
+        directory: directory.is_some(),
+    })?;
     let framed = boot::frame(&[&heap.seal_key()[..], &message.bytes].concat());
     message.sent();
     let [ours, theirs] = sys::Unforked::made(|| sys::socketpair_stream().map(<[OwnedFd; 2]>::from))?;
-    let fds: Vec<BorrowedFd<'_>> = [heap.fd(), listener.as_fd()].into_iter().chain(super::tracker::fd()).collect();
+    let fds: Vec<BorrowedFd<'_>> =
+        [heap.fd(), listener.as_fd()].into_iter().chain(directory).chain(super::tracker::fd()).collect();
     // What the pair's buffer takes goes now, the descriptors with its first byte; the rest
     // once the new server exists to read it. The frame carries the first server's
     // environment, which may be larger than the buffer (about 200 KB): sent whole before the
@@ -343,10 +358,16 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
             return Err("its boot message came without the heap and its listener".into());
         };
         crate::shm::Heap::adopt(heap, *key).map_err(|e| format!("cannot map the family heap: {e}"))?;
+        let directory =
+            if boot.directory { Some(fds.next().ok_or("its boot message came without its directory")?) } else { None };
         if let Some(tracker) = fds.next() {
             super::tracker::adopt(tracker);
         }
-        boot::take_surroundings_from(&boot.surroundings)?;
+        boot::take_surroundings_from(&boot.surroundings, directory.as_ref().map(AsFd::as_fd))?;
+        // A test makes its start fail, as a directory it could not enter did (review125 M3).
+        if fail_point!("forkserver.spawned.boot") {
+            return Err("its start failed (a test's failure)".into());
+        }
         let token = boot.family.token;
         family::hand_down(boot.family);
         Ok((listener, token))
@@ -356,6 +377,8 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
         Ok(booted) => booted,
         Err(e) => {
             eprintln!("multiproc: a restarted fork server could not start: {e}");
+            // A test holds it here: dying, not yet dead, when the next restart looks.
+            crash_point!("forkserver.spawned.failed");
             sys::exit_now(1);
         }
     };
@@ -743,6 +766,10 @@ pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> 
 /// forked as ours whose answer went nowhere ([`reap_left_children`]).
 static LEFT_SOCKETS: LeftBehind<OwnedFd> = LeftBehind::new();
 
+/// Pidfds of fork servers this process started that had not ended when a later one
+/// replaced them ([`started_here`]): reaped by [`reap_left_children`] once they have.
+static LEFT_SERVERS: LeftBehind<OwnedFd> = LeftBehind::new();
+
 /// Keeps a copy of `ours`, our end of the boot socket of a start that failed after its
 /// request went, until we know whether the server forked a child of ours for it
 /// ([`reap_left_children`]). Shut down for writing: the child, if one was forked, reads the
@@ -762,6 +789,13 @@ fn leave_socket(ours: BorrowedFd<'_>) {
 /// stop writes its pid there: `boot::run`), and is closed. Called at each fork-server start and by
 /// `active_children`.
 pub(crate) fn reap_left_children() {
+    // And the servers this process started that had not ended when a later one replaced
+    // them ([`started_here`]).
+    LEFT_SERVERS.sweep(
+        |pidfd| matches!(sys::reap_pidfd(pidfd.as_fd(), false), Ok(None)),
+        // A copy of another process's list (we were forked): not our children.
+        drop,
+    );
     LEFT_SOCKETS.sweep(
         |sock| {
             let mut pid = [0u8; 4];

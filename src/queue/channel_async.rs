@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Channel, Getting, Others, recv_value_then, send_value};
+use super::{Channel, Getting, Others, recv_value_then, recv_value_unless, send_value};
 use crate::queue::error::Failure;
 use crate::shm::{CheckNow, Deadline, Waiting, poll_on};
 
@@ -60,12 +60,18 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
         let waited = this.waiting.has_waited();
         let outcome = poll_on(&mut this.waiting, ring.readable(), cx, |check| {
             let now = CheckNow::new(&watch, check);
-            let counted = |decoded| after = channel.count_take(decoded);
-            let taking = || {
-                watch.uncount();
-                channel.place_take()
+            // One test of the flavor, as `Channel::get`: a `Queue`'s take is never refused.
+            let got = if channel.counts_tasks {
+                let counted = |decoded| after = channel.count_take(decoded);
+                let taking = || {
+                    watch.uncount();
+                    channel.place_take()
+                };
+                recv_value_unless(ring, tag, Deadline::now(), &now, Failure::from, taking, counted)
+            } else {
+                recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount(), |_| {})
             };
-            match recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, taking, counted) {
+            match got {
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }

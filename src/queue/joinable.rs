@@ -17,6 +17,19 @@ use super::queue::{Queue, QueueBuilder, deserialize_handle, serialize_handle};
 use crate::error::Error;
 use crate::shm::{Deadline, Interrupted, SPIN};
 
+/// A blocking join's count as waiting ([`Channel::join_check`] counts it at its first
+/// check, in `epoch`), ended on drop: when the join returns and when it unwinds.
+struct JoinCounted<'a, T> {
+    channel: &'a Channel<T>,
+    epoch: Cell<Option<u64>>,
+}
+
+impl<T> Drop for JoinCounted<'_, T> {
+    fn drop(&mut self) {
+        self.channel.join_ended(self.epoch.take());
+    }
+}
+
 /// The error of a join without a deadline.
 pub(crate) fn endless_join(e: QueueJoinTimeoutError) -> QueueJoinError {
     match e {
@@ -394,19 +407,23 @@ impl<T> JoinableQueue<T> {
     fn join_until(&self, deadline: Deadline) -> Result<(), QueueJoinTimeoutError> {
         let Some(ch) = self.channel() else { return Err(QueueJoinTimeoutError::Closed) };
         let state = ch.state();
-        let counted = Cell::new(None);
+        // Uncounted however the wait ends: a check runs user code (the drain below decodes
+        // and drops messages), and a `Deserialize` or `Drop` that panics unwinds out of the
+        // wait; a join left counted would let another process's join or get take this
+        // process to be waiting, and end with a false `Disconnected` (review126 L2).
+        let counted = JoinCounted { channel: ch, epoch: Cell::new(None) };
         // An immediate shutdown's drain left undone (its caller found a stopped process
         // inside a take) is finished here, before the join and at each of its checks:
         // what is left counts done then (aud102 M1).
         ch.finish_immediate_shutdown();
         // Done, or stopped by another joiner that found nobody left to finish the tasks.
-        let finished = || (self.unfinished() == 0 || ch.join_stopped(counted.get())).then_some(());
+        let finished = || (self.unfinished() == 0 || ch.join_stopped(counted.epoch.get())).then_some(());
         let check = || {
             ch.finish_immediate_shutdown();
-            ch.join_check(&counted, || self.unfinished())
+            ch.join_check(&counted.epoch, || self.unfinished())
         };
         let waited = state.all_done.wait(deadline, SPIN, finished, check);
-        ch.join_ended(counted.get());
+        drop(counted);
         self.join_outcome(waited)
     }
 

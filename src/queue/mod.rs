@@ -23,8 +23,6 @@ mod simple;
 mod split;
 pub(crate) mod wait;
 
-/// For a `Fork` start: the takes left uncounted in task tables, locked across the fork.
-pub(crate) use channel::uncounted::lock_for_fork as lock_uncounted_takes;
 /// F7 for other messages taken from a ring (the manager's replies and control messages).
 pub(crate) use channel::{Undecoded, settle_decoded};
 

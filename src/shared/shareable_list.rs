@@ -339,8 +339,10 @@ impl ShareableList {
         let list = ShareableList { shm, len: n, offsets };
         if let Err(e) = list.fill(&items, &formats, size) {
             // The segment is ours and nobody got its list: not left in `/dev/shm` (fix87
-            // noticed; another process may have cut it short, or the kernel refused).
-            let _ = list.shm.unlink();
+            // noticed; another process may have cut it short, or the kernel refused). Its
+            // name is unlinked only while it still names our file: whoever cut it short may
+            // have made the name again, and that segment is theirs (review126 M1).
+            let _ = list.shm.unlink_if_ours();
             return Err(e.into());
         }
         Ok(list)

@@ -264,7 +264,7 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
         // Nobody else's: registered before it is made, by name alone (nobody makes it again).
         tracker::register(&name, None).map_err(SharedMemoryError::Tracker)?;
     }
-    let new = match Segment::create(&name) {
+    let mut new = match Segment::create(&name) {
         Ok(new) => new,
         Err(e) => {
             if track && fresh {
@@ -291,9 +291,11 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
             Ok(SharedMemory { name, segment })
         }
         Err(e) => {
-            // Unlinked already (by `new`), then forgotten: a forgetting the tracker does not
-            // take waits in this process's backlog.
-            if track {
+            // Unlinked if the name still is our file, and then forgotten: a name made again
+            // meanwhile (by another program) is theirs, and so is its registration
+            // (review126). A forgetting the tracker does not take waits in this process's
+            // backlog.
+            if new.discard() && track {
                 let _ = tracker::unregister(&name);
             }
             Err(SharedMemoryError::from_io(e, &name))
@@ -655,6 +657,24 @@ impl SharedMemory {
         // A forgetting not taken now waits in this process's backlog.
         let _ = tracker::unregister(&self.name);
         Ok(())
+    }
+
+    /// Unlinks the name only if it still names this segment's file, and forgets it at the
+    /// tracker only then: a name unlinked and made again since (by another program) is
+    /// that program's, with its registration (review126 M1). `Ok(false)` when the name is
+    /// gone or another file's. The few microseconds between the look and the unlink stay
+    /// ([`Segment::unlink_if`]).
+    pub(crate) fn unlink_if_ours(&self) -> Result<bool, SharedMemoryError> {
+        let id = self.segment.id().map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
+        match Segment::unlink_if(&self.name, Some(id)) {
+            Ok(()) => {
+                // A forgetting not taken now waits in this process's backlog.
+                let _ = tracker::unregister(&self.name);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(SharedMemoryError::from_io(e, &self.name)),
+        }
     }
 
     /// Stops tracking the segment: it will outlive the family unless somebody unlinks it

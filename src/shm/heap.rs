@@ -99,8 +99,9 @@ struct Header {
     release_lock: RawMutex,
     /// Large blocks freed without `large_lock` ([`Heap::free_without_waiting`]: its holder
     /// was busy), their pages given back: a stack linked through their first bytes (a
-    /// [`FreeExtent`]), pushed by compare-and-swap, taken whole by the lock's next holder
-    /// (0: none).
+    /// [`FreeExtent`]), pushed by compare-and-swap, taken off one at a time, each by
+    /// compare-and-swap just before its free, by the lock's holder only (0: none; see
+    /// [`Heap::free_pending`]).
     pending: AtomicU64,
     /// The blocks in which each process lists what it holds (see `holds`): linked through
     /// their first words, changed under `holds_lock` (0: none).
@@ -706,19 +707,31 @@ impl Heap {
     }
 
     /// Frees the blocks left by [`Heap::free_without_waiting`]: call with `large_lock`
-    /// held. They are taken whole (pushes never take one off, so no ABA); killed while it
-    /// frees them, the rest leak.
+    /// held. They are taken off one at a time, each just before its free: killed inside
+    /// one's free, the holder loses that block only (as at any crash point of the
+    /// allocator), and the lock's next holder frees the rest. Taking the whole stack at once
+    /// lost every block not freed yet, which nobody was freeing (review129 M1).
+    ///
+    /// No ABA: only the lock's holder takes a block off. Between its load of the head and
+    /// its compare-and-swap the head changes by pushes only, each of a block that is on no
+    /// list, so the head cannot come back to `off` with another `next`.
     fn free_pending(&self) {
         let h = self.header();
-        if h.pending.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut off = h.pending.swap(0, Ordering::Acquire);
+        // Acquire: the pushers' extent words (their releasing compare-and-swaps).
+        let mut off = h.pending.load(Ordering::Acquire);
         while off != 0 {
             let e = self.extent(off);
             let (len, next) = (e.size.load(Ordering::Relaxed), e.next.load(Ordering::Relaxed));
-            self.free_large_locked(off, len as usize);
-            off = next;
+            super::crash::interleave("heap.pending.read");
+            match h.pending.compare_exchange(off, next, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => {
+                    crash_point!("heap.pending.taken");
+                    self.free_large_locked(off, len as usize);
+                    off = h.pending.load(Ordering::Acquire);
+                }
+                // A push meanwhile: from the new head.
+                Err(now) => off = now,
+            }
         }
     }
 
@@ -840,8 +853,12 @@ impl Heap {
     }
 
     fn extent(&self, off: u64) -> &FreeExtent {
-        // SAFETY: `off` starts a free extent of at least one page, owned by the large
-        // allocator (whose lock the caller holds); its first bytes are two atomics.
+        // SAFETY: `off` starts a range of at least one page, inside the mapping, that is
+        // either a free extent owned by the large allocator (whose lock the caller holds:
+        // on its free list, deferred, or pending and read by the lock's holder), or a block
+        // still the caller's alone that it is about to hand to it (`free_without_waiting`,
+        // with no lock, before its push links it). Its first bytes are two atomics, valid
+        // for any bytes, which every process writes only atomically.
         unsafe { &*self.ptr(off).cast::<FreeExtent>() }
     }
 
@@ -989,11 +1006,29 @@ impl Heap {
         }
     }
 
+    /// The head of the stack of large blocks freed without waiting (for the tests; 0: none;
+    /// see [`Heap::free_without_waiting`]).
+    #[cfg(test)]
+    pub(crate) fn pending_head(&self) -> u64 {
+        self.header().pending.load(Ordering::Acquire)
+    }
+
+    /// Whether `[off, off + len)` is free (for the tests): inside one free extent of the
+    /// large allocator, or past the bump pointer. A block on no list (leaked, or pending)
+    /// is not.
+    #[cfg(test)]
+    pub(crate) fn is_free(&self, off: u64, len: usize) -> bool {
+        let extents = self.check(&[]).expect("the large allocator's lists");
+        let end = off + round_up(len, PAGE) as u64;
+        off >= self.header().bump.load(Ordering::Relaxed) || extents.iter().any(|&(o, l)| o <= off && end <= o + l)
+    }
+
     /// Checks the large allocator's free list (for the tests): sorted, non-overlapping,
     /// page aligned, inside `[RESERVED, bump)`, and clear of every range in `live`
     /// (blocks the caller knows to be allocated); and the warm blocks: inside the same
     /// bounds, clear of the free list, of `live` and of each other; and the blocks waiting
-    /// for their release, likewise. Returns the free extents.
+    /// for their release, and those pending ([`Heap::free_without_waiting`]), likewise.
+    /// Returns the free extents.
     pub(crate) fn check(&self, live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
@@ -1069,6 +1104,30 @@ impl Heap {
                 return Err("the deferred list has a cycle".into());
             }
             later.push((off, len));
+            off = self.extent(off).next.load(Ordering::Relaxed);
+        }
+        // The blocks freed without waiting (the lock held: none is taken off meanwhile, and
+        // a push only adds above the head read here): likewise, and clear of all the above.
+        let mut pending: Vec<(u64, u64)> = Vec::new();
+        let mut off = h.pending.load(Ordering::Acquire);
+        while off != 0 {
+            let len = self.extent(off).size.load(Ordering::Relaxed);
+            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
+            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
+                return Err(format!("pending block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
+            }
+            if let Some((o, l)) = extents.iter().chain(&warm).chain(&later).chain(&pending).find(overlaps) {
+                return Err(format!(
+                    "pending block [{off:#x}, +{len:#x}) overlaps the free, warm or deferred block [{o:#x}, +{l:#x})"
+                ));
+            }
+            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
+                return Err(format!("pending block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
+            }
+            if pending.len() > self.map.len() / PAGE {
+                return Err("the pending stack has a cycle".into());
+            }
+            pending.push((off, len));
             off = self.extent(off).next.load(Ordering::Relaxed);
         }
         Ok(extents)
@@ -1248,6 +1307,175 @@ mod tests {
             heap.free_large(o, slab);
         }
         assert!(matches!(got, Ok(Some(_))), "nobody is stopped and the heap has room: {got:?}");
+    }
+
+    /// A fork child that frees the large block `off` (1 MiB), held at `points` (armed as
+    /// [`crate::shm::crash::arm`] takes them: `stop:` or killed); killed and reaped when
+    /// dropped unless reaped by the test.
+    struct Freer(Option<u32>);
+
+    impl Freer {
+        fn fork(points: &'static str, off: u64) -> Freer {
+            match sys::fork().unwrap() {
+                sys::Forked::Child => {
+                    // SAFETY: one `prctl` in the child, which touches no memory.
+                    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                    crate::shm::crash::arm(Some(points));
+                    Heap::get().free(off, 1 << 20);
+                    sys::exit_group(0)
+                }
+                sys::Forked::Parent(pid) => Freer(Some(pid)),
+            }
+        }
+
+        /// Waits until it stops (at its `stop:` point); the caller's watchdog bounds it.
+        fn stopped(&self) {
+            let pid = self.0.expect("not reaped");
+            while !sys::process_stopped(pid) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        /// Waits for its end (the caller's watchdog bounds it).
+        fn ended(&mut self) -> Option<sys::Ended> {
+            let pid = self.0.take().expect("not reaped");
+            let fd = sys::pidfd_open(pid).unwrap();
+            sys::reap_pidfd(std::os::fd::AsFd::as_fd(&fd), true).unwrap()
+        }
+
+        fn kill(&mut self) {
+            sys::kill_and_reap_child(self.0.take().expect("not reaped")).unwrap();
+        }
+    }
+
+    impl Drop for Freer {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = sys::kill_and_reap_child(pid);
+            }
+        }
+    }
+
+    /// A block freed without waiting while `large_lock`'s holder is stopped goes on the
+    /// pending stack, and the lock's next holder returns it to the free list (review129 L1:
+    /// no test read the stack, so one never drained would have passed them all).
+    #[test]
+    fn a_block_freed_without_waiting_is_freed_by_the_locks_next_holder() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let len = 1usize << 20;
+        let a = heap.alloc(len).unwrap();
+        // Between `a` and the freer's block: `a` merges with nothing it frees.
+        let gap = heap.alloc(len).unwrap();
+        let s = heap.alloc(len).unwrap();
+        let mut holder = Freer::fork("stop:heap.free_large.locked", s);
+        holder.stopped();
+        heap.free_without_waiting(a, len);
+        let pending = heap.pending_head();
+        holder.kill();
+        // `check` reads the stack (and takes the dead holder's lock over without draining).
+        let (checked, as_live) = (heap.check(&[(gap, len)]).map(|_| ()), heap.check(&[(a, len)]).map(|_| ()));
+        // The lock's next holder.
+        heap.free(gap, len);
+        let (after, a_free) = (heap.pending_head(), heap.is_free(a, len));
+        println!(
+            "pending {pending:#x} (a {a:#x}); checked {checked:?}, with a live {as_live:?}; after the next holder \
+             {after:#x}; a free {a_free}"
+        );
+        assert_eq!((pending, after, a_free), (a, 0, true), "(pending, pending after the next holder, a free)");
+        assert_eq!(checked, Ok(()), "the lists with a pending block");
+        assert!(as_live.is_err_and(|e| e.contains("pending block")), "check sees a pending block");
+    }
+
+    /// review129 M1: the lock's next holder took the whole pending stack off at once, then
+    /// freed its blocks one by one; killed inside the first one's free, it lost every other
+    /// one too, though nobody was freeing them (and `in_use` had counted them out already,
+    /// so no leak check saw it). Now it takes one block off at a time: killed so, it loses
+    /// the block it was freeing only (as at any crash point of the allocator), and the next
+    /// holder frees the rest.
+    #[test]
+    fn a_drainer_killed_inside_a_pending_blocks_free_loses_no_other() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let len = 1usize << 20;
+        // A gap between the two, so that neither merges with the other.
+        let a = heap.alloc(len).unwrap();
+        let gap = heap.alloc(len).unwrap();
+        let b = heap.alloc(len).unwrap();
+        let (s, d) = (heap.alloc(len).unwrap(), heap.alloc(len).unwrap());
+        let mut holder = Freer::fork("stop:heap.free_large.locked", s);
+        holder.stopped();
+        heap.free_without_waiting(a, len);
+        heap.free_without_waiting(b, len);
+        let pending = heap.pending_head();
+        let below = heap.extent(pending).next.load(Ordering::Relaxed);
+        holder.kill();
+        // The lock's next holder drains, and is killed at the first store of its first free
+        // (`b`'s: neither of its neighbours is free, nor the bump pointer).
+        let mut drainer = Freer::fork("heap.free_large.next_written,heap.free_large.unlinked", d);
+        let ended = drainer.ended();
+        let after = heap.pending_head();
+        // Any next holder.
+        let again = heap.alloc(len).unwrap();
+        heap.free(again, len);
+        let (a_free, b_free) = (heap.is_free(a, len), heap.is_free(b, len));
+        println!(
+            "pending {pending:#x} (b {b:#x}) -> {below:#x} (a {a:#x}); drainer {ended:?}; pending after it \
+             {after:#x}; a free {a_free}, b free {b_free}"
+        );
+        heap.free(gap, len);
+        assert_eq!((pending, below), (b, a), "both pushed");
+        assert!(matches!(ended, Some(sys::Ended::Signaled(libc::SIGABRT))), "the drainer killed inside: {ended:?}");
+        assert!(a_free, "the block below the one the drainer was freeing leaked");
+    }
+
+    /// A push between the drain's read of the head and its compare-and-swap (the only
+    /// change the head can see then: only the lock's holder takes blocks off) fails that
+    /// compare-and-swap, and the drain goes on from the new head: both blocks are freed, in
+    /// one drain, and the stack is left empty.
+    #[test]
+    fn a_push_during_the_drain_is_drained_too() {
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(Duration::from_secs(120));
+        let heap = Heap::get();
+        let len = 1usize << 20;
+        let (a, gap, c, gap2, d) = (
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+            heap.alloc(len).unwrap(),
+        );
+        {
+            // Held by this live process: the free without waiting cannot take it, and pushes.
+            let _held = RawGuard::lock(&heap.header().large_lock);
+            heap.free_without_waiting(a, len);
+        }
+        let pending = heap.pending_head();
+        let pushed = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = pushed.clone();
+        crate::shm::crash::interleaving(
+            move |step| {
+                if step == "heap.pending.read" && seen.get().is_none() {
+                    // The drain holds the lock: this free pushes `c` above `a`.
+                    heap.free_without_waiting(c, len);
+                    seen.set(Some(heap.pending_head()));
+                }
+            },
+            || heap.free(d, len),
+        );
+        let pushed = pushed.get().unwrap_or(0);
+        let (after, a_free, c_free) = (heap.pending_head(), heap.is_free(a, len), heap.is_free(c, len));
+        println!(
+            "pending {pending:#x} (a {a:#x}); pushed during the drain {pushed:#x} (c {c:#x}); after {after:#x}; a free \
+             {a_free}, c free {c_free}"
+        );
+        heap.free(gap, len);
+        heap.free(gap2, len);
+        assert_eq!((pending, pushed), (a, c), "a pending, then c pushed above it during the drain");
+        assert_eq!((after, a_free, c_free), (0, true, true), "(pending after, a free, c free)");
     }
 
     #[test]

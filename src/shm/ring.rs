@@ -496,21 +496,26 @@ impl Ring {
         self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES != 0
     }
 
-    /// Refuses every put from now on (a queue's `shutdown`): once this returns, no put
-    /// can commit a record any more (a put that held the producers' lock when the flag
-    /// was set has committed or given up), and waiting producers are woken to see it.
-    /// Idempotent; a process killed inside it leaves puts refused, and whoever calls it
-    /// again finishes it.
-    pub(crate) fn refuse_puts(&self) {
+    /// Refuses every put from now on (a queue's `shutdown`): once this returns true, no
+    /// put can commit a record any more (a put that held the producers' lock when the flag
+    /// was set has committed or given up), and waiting producers are woken to see it. The
+    /// put in progress is waited for until `deadline` (but at least [`LOCK_GRACE`]): false
+    /// when the producers' lock did not come by then (its holder is stopped, or slow), the
+    /// flag set but a put maybe still committing (review126 L3: a timed join that found a
+    /// shutdown's caller killed here waited with no deadline for a stopped producer).
+    /// Idempotent; a process killed inside it, or a call that gave up, leaves puts refused,
+    /// and whoever calls it again finishes it.
+    pub(crate) fn refuse_puts(&self, deadline: Deadline) -> bool {
         self.settings.value.flags.fetch_or(NO_PUTS, Ordering::AcqRel);
         let lock = &self.producers.lock;
-        let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        let Some(acquired) = Self::lock_side(lock, deadline) else { return false };
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(Heap::get());
         }
         drop(_unlock);
         self.wake_all();
+        true
     }
 
     /// Whether [`Ring::refuse_puts`] was called (its flag at least: a put may still be

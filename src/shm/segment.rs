@@ -21,37 +21,58 @@ pub(crate) struct Segment {
 }
 
 /// A segment just created ([`Segment::create`]), its file still empty. Dropped before it
-/// was [`allocate`](NewSegment::allocate)d, or when that fails, it unlinks its name: a
-/// segment half made is nobody's.
+/// was [`allocate`](NewSegment::allocate)d, or when that fails, it unlinks its name if
+/// the name still is its file ([`NewSegment::discard`]): a segment half made is nobody's,
+/// and a name unlinked and made again meanwhile (by another program) is that program's.
 #[derive(Debug)]
 pub(crate) struct NewSegment {
     name: String,
     fd: Option<OwnedFd>,
-    allocated: bool,
+    /// The file made, for the clean-up's [`Segment::unlink_if`] (`None` if its `fstat`
+    /// failed: then the name is unlinked whatever it names, as before review126).
+    file: Option<FileId>,
+    /// Allocated, or discarded: nothing left to clean up.
+    done: bool,
 }
 
 impl NewSegment {
     /// The file it is, for a later unlink to check that its name still is
     /// ([`Segment::unlink_if`]).
     pub(crate) fn id(&self) -> io::Result<FileId> {
-        FileId::of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd())
+        match self.file {
+            Some(file) => Ok(file),
+            None => FileId::of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd()),
+        }
     }
 
     /// Gives the segment `len` bytes, all of them allocated (seconds for a large one), and
-    /// maps it.
-    pub(crate) fn allocate(mut self, len: usize) -> io::Result<Segment> {
+    /// maps it. On an error the segment is still to be [`discard`](NewSegment::discard)ed
+    /// (or dropped).
+    pub(crate) fn allocate(&mut self, len: usize) -> io::Result<Segment> {
         let fd = self.fd.take().expect("a new segment is allocated once");
+        if crate::shm::crash::fail_point!("shm.segment.allocate") {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         let map = SharedMapping::allocate(fd, len)?;
-        self.allocated = true;
+        self.done = true;
         Ok(Segment { map, len })
+    }
+
+    /// Unlinks the name of a segment not allocated, if it still is this file (review126,
+    /// beside M1: by name, it removed a segment another program made again under the name
+    /// while this one was being allocated). Whether it did: the caller forgets the name at
+    /// the tracker only then. Once only; the drop does it if the owner did not.
+    pub(crate) fn discard(&mut self) -> bool {
+        if std::mem::replace(&mut self.done, true) {
+            return false;
+        }
+        Segment::unlink_if(&self.name, self.file).is_ok()
     }
 }
 
 impl Drop for NewSegment {
     fn drop(&mut self) {
-        if !self.allocated {
-            let _ = SharedMapping::unlink_named(&self.name);
-        }
+        self.discard();
     }
 }
 
@@ -78,7 +99,8 @@ impl Segment {
     /// process's from here, and [`NewSegment::allocate`] gives it its bytes.
     pub(crate) fn create(name: &str) -> io::Result<NewSegment> {
         let fd = SharedMapping::create_named(name)?;
-        Ok(NewSegment { name: name.to_owned(), fd: Some(fd), allocated: false })
+        let file = FileId::of(fd.as_fd()).ok();
+        Ok(NewSegment { name: name.to_owned(), fd: Some(fd), file, done: false })
     }
 
     /// Opens the named segment, all of it.
@@ -100,6 +122,12 @@ impl Segment {
             Some(id) => SharedMapping::unlink_named_if(name, id),
             None => SharedMapping::unlink_named(name),
         }
+    }
+
+    /// The file it is (whatever its name names now), for a later unlink to check that
+    /// its name still is this file ([`Segment::unlink_if`]).
+    pub(crate) fn id(&self) -> io::Result<FileId> {
+        FileId::of(self.map.fd())
     }
 
     /// Its size in bytes.

@@ -342,8 +342,13 @@ impl Waiters {
         if n == 0 || tokens >= waiting {
             return 0;
         }
-        // The horizon before the tokens: a claim reads them in the other order.
+        // The horizon before the tokens: a claim reads them in the other order, and an
+        // overflow waiter's leave (without the guard) that meets a token given for it must
+        // find the horizon that makes it eligible, or it leaves the token behind, one more
+        // than the waiters (review116 H1). Tokens first, a leave in between left one: the
+        // tests `a_leave_inside_*_give_tokens_*` stand in that gap (review126 L1).
         self.token_horizon.fetch_max(horizon, Ordering::Release);
+        crate::shm::crash::interleave("give tokens");
         let mut given = 0;
         let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
             let (waiting, tokens) = split(word);
@@ -1372,6 +1377,80 @@ mod tests {
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}", all.overflow);
         assert!(took, "a token given as it left is its wake-up");
+        assert!(claimed, "notify_all did not notify the overflow waiter");
+        assert_eq!(t.overflow(), (0, 0));
+    }
+
+    /// review126 L1: `give_tokens` raises the horizon before it adds its tokens, and an
+    /// overflow waiter's leave (without the guard) may come between the two. In that order
+    /// the leave finds no token and uncounts itself, and the notify then gives none. Tokens
+    /// first, the leave found the token given for it with the old horizon, was not eligible,
+    /// and left it behind: one more token than waiters, and `notify_all` gave a later
+    /// overflow waiter nothing.
+    #[test]
+    fn a_leave_inside_a_notifys_give_tokens_leaves_no_token_behind() {
+        use crate::shm::crash::interleaving;
+        use std::rc::Rc;
+        let t = Rc::new(Waiters::new());
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        let x = t.arrive(500, 1);
+        assert!(matches!(x, Place::Overflow(_)));
+        let leaver = Rc::clone(&t);
+        let mut took = None;
+        let moves = move |step| {
+            if step == "give tokens" && took.is_none() {
+                took = Some(leaver.leave(x, false));
+            }
+        };
+        let woken = interleaving(moves, || t.notify(1));
+        println!("notify(1) with x leaving inside: overflow woken {}, word {:?}", woken.overflow, t.overflow());
+        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let all = t.notify(u32::MAX);
+        let claimed = t.claim(ty);
+        println!("notify_all overflow {}; y claims {claimed}; word {:?}", all.overflow, t.overflow());
+        assert!(claimed, "notify_all did not notify the overflow waiter");
+        assert_eq!(t.overflow(), (0, 0));
+    }
+
+    /// review126 L1, the recovery's path: a dead waiter's grant that finds no heir in the
+    /// table goes to the overflow waiters through `give_tokens`, and an overflow waiter's
+    /// leave between its two steps must not leave that token behind.
+    #[test]
+    fn a_leave_inside_a_recoverys_give_tokens_leaves_no_token_behind() {
+        use crate::shm::crash::interleaving;
+        use std::rc::Rc;
+        let t = Rc::new(Waiters::new());
+        let first: Vec<_> = (1..=SLOTS as u32).map(|pid| t.arrive(pid, 1)).collect();
+        t.notify(u32::MAX);
+        // pid 1 (slot 0) is killed before it leaves; the 63 others leave notified.
+        for p in &first[1..] {
+            assert!(t.leave(*p, false));
+        }
+        // 63 new waiters fill the freed slots, x overflows.
+        let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
+        let x = t.arrive(500, 1);
+        assert!(matches!(x, Place::Overflow(_)));
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
+        assert_eq!(dead.len(), 1);
+        let leaver = Rc::clone(&t);
+        let mut took = None;
+        let moves = move |step| {
+            if step == "give tokens" && took.is_none() {
+                took = Some(leaver.leave(x, false));
+            }
+        };
+        let r = interleaving(moves, || t.recover(&dead));
+        println!("recover with x leaving inside: {r:?}, word {:?}", t.overflow());
+        // The dead waiter's slot, freed, is taken again: y waits beyond the table.
+        assert!(matches!(t.arrive(200, 1), Place::Slot(_)));
+        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let all = t.notify(u32::MAX);
+        let claimed = t.claim(ty);
+        println!("notify_all overflow {}; y claims {claimed}; word {:?}", all.overflow, t.overflow());
         assert!(claimed, "notify_all did not notify the overflow waiter");
         assert_eq!(t.overflow(), (0, 0));
     }

@@ -281,10 +281,23 @@ pub fn run_inner_test_ignoring_sigchld(name: &str, env: &str) {
     inner_test_stderr(name, &[(env, "1")], true);
 }
 
+/// [`run_inner_test`] in the working directory `dir`: its family's `init()` (and fork
+/// server) are there.
+pub fn run_inner_test_in(dir: &std::path::Path, name: &str, env: &str) {
+    inner_test_in(Some(dir), name, &[(env, "1")], false);
+}
+
 fn inner_test_stderr(name: &str, vars: &[(&str, &str)], ignore_sigchld: bool) -> String {
+    inner_test_in(None, name, vars, ignore_sigchld)
+}
+
+fn inner_test_in(dir: Option<&std::path::Path>, name: &str, vars: &[(&str, &str)], ignore_sigchld: bool) -> String {
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command.args([name, "--exact", "--nocapture", "--test-threads=1"]).envs(vars.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
     // SAFETY (test): `prctl` and `signal` (installing no handler) are async-signal-safe and
     // touch nothing of the parent's.
     unsafe {

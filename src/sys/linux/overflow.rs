@@ -260,13 +260,18 @@ fn make_alternate_stack(page: usize) -> bool {
 extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
     // Only async-signal-safe calls below: write, signal, abort, sigaction, raise.
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let sent = unsafe { (*info).si_code } <= 0;
+    let code = unsafe { (*info).si_code };
+    // Not raised by an access that faulted, so none runs again after the handler: a signal
+    // a process sent (`kill`, `raise`, `sigqueue`: `si_code <= 0`), or the kernel's report
+    // of memory found bad that the process maps, not one it touched (`BUS_MCEERR_AO`, where
+    // early kill is on: review125 L3).
+    let not_a_fault = code <= 0 || (signal == libc::SIGBUS && code == libc::BUS_MCEERR_AO);
     let Some(report) = armed() else {
         // SAFETY: restoring the default action is async-signal-safe; returning re-runs
         // the faulting access, which the default action then ends (a sent signal is
         // sent again, below).
         unsafe { libc::signal(signal, libc::SIG_DFL) };
-        redeliver_if_default(signal, sent);
+        redeliver_if_default(signal, not_a_fault);
         return;
     };
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
@@ -276,7 +281,7 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     // (a bare `libc::fork` of a child) the report says where another process reports. A
     // sent signal is never an overflow: its siginfo holds the sender's pid and uid where a
     // fault's holds the address.
-    let overflow = !sent
+    let overflow = !not_a_fault
         && stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page)
         && report.pid == super::pid_now();
     if overflow {
@@ -298,38 +303,95 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     }
     let previous = &report.previous[usize::from(signal == libc::SIGBUS)];
     match previous.sa_sigaction {
-        // A sent signal the process ignored before ours: ignored still (a fault cannot be:
-        // the kernel ends the process on the re-run access whatever the action).
-        libc::SIG_IGN if sent => return,
+        // A signal not of a fault, which the process ignored before ours: ignored still (a
+        // fault cannot be: the kernel ends the process on the re-run access whatever the
+        // action).
+        libc::SIG_IGN if not_a_fault => return,
         libc::SIG_DFL | libc::SIG_IGN => {
             // SAFETY: as above: the default action ends the process on the re-run access.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
-        f if previous.sa_flags & libc::SA_SIGINFO != 0 => {
-            // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a
-            // handler of this signature, called as the kernel would have.
-            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void)>(f) };
-            f(signal, info, context);
+        // A one-shot handler (SA_RESETHAND) gets what the kernel would have given it: the
+        // default action from its call on, so that a re-run access ends the process (a
+        // crash handler that logs and returns counts on it; called plainly, it was called
+        // again on each re-run access, for ever: review125 H1). The handler has had the
+        // signal: no redelivery after it, as the kernel would make none.
+        f if previous.sa_flags & libc::SA_RESETHAND != 0 => {
+            // SAFETY: as above.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+            call_previous(f, previous, signal, info, context);
+            return;
         }
-        f => {
-            // SAFETY: the previous action was installed without SA_SIGINFO, so `f` is a
-            // plain `void (*)(int)` handler.
-            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
-            f(signal);
-        }
+        f => call_previous(f, previous, signal, info, context),
     }
-    redeliver_if_default(signal, sent);
+    redeliver_if_default(signal, not_a_fault);
 }
 
-/// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), not
-/// raised by a fault, when the action is now the default one (ours set it, or std's
+/// Calls `f`, the handler of the action `previous` that was there before ours, as the
+/// kernel would have called it: under the mask of the interrupted code, with its action's
+/// `sa_mask` and (without `SA_NODEFER`) its signal blocked (ours runs under our action's:
+/// review125 L7). Ours is back once it returns.
+fn call_previous(f: usize, previous: &libc::sigaction, signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
+    let context = context.cast::<libc::ucontext_t>();
+    let mut ours = empty_set();
+    // SAFETY: pthread_sigmask, sigaddset and sigdelset of sigsets of ours (all
+    // async-signal-safe); for an SA_SIGINFO handler the kernel passes a valid ucontext_t
+    // of the interrupted thread, whose `uc_sigmask` is its mask when the signal came.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut ours);
+        let mut theirs = if context.is_null() { ours } else { (*context).uc_sigmask };
+        for other in 1..=libc::SIGRTMAX() {
+            if libc::sigismember(&previous.sa_mask, other) == 1 {
+                libc::sigaddset(&mut theirs, other);
+            }
+        }
+        if previous.sa_flags & libc::SA_NODEFER == 0 {
+            libc::sigaddset(&mut theirs, signal);
+        } else {
+            libc::sigdelset(&mut theirs, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &theirs, std::ptr::null_mut());
+    }
+    call_previous_as_is(f, previous, signal, info, context.cast());
+    // SAFETY: as above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &ours, std::ptr::null_mut()) };
+}
+
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all zeroes is the empty set on Linux.
+    unsafe { std::mem::zeroed() }
+}
+
+/// [`call_previous`]'s call itself.
+fn call_previous_as_is(
+    f: usize,
+    previous: &libc::sigaction,
+    signal: i32,
+    info: *mut libc::siginfo_t,
+    context: *mut c_void,
+) {
+    if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a handler
+        // of this signature, called as the kernel would have.
+        let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void)>(f) };
+        f(signal, info, context);
+    } else {
+        // SAFETY: the previous action was installed without SA_SIGINFO, so `f` is a plain
+        // `void (*)(int)` handler.
+        let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
+        f(signal);
+    }
+}
+
+/// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), or an
+/// asynchronous machine-check report (`BUS_MCEERR_AO`), not raised by a fault, when the action is now the default one (ours set it, or std's
 /// handler did, rust-lang/rust#140662): sends it again, so that the default action ends
 /// the process, as it would have without a handler. Returning alone re-runs a faulting
 /// access, which faults again; a sent signal has no access to re-run, and the process went
 /// on as if nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The
 /// signal is blocked while its handler runs: it is delivered when the handler returns.
-fn redeliver_if_default(signal: i32, sent: bool) {
-    if !sent {
+fn redeliver_if_default(signal: i32, not_a_fault: bool) {
+    if !not_a_fault {
         return;
     }
     let mut now = empty_action();

@@ -1318,3 +1318,26 @@ mod tests {
         assert_eq!(libc::WEXITSTATUS(status), 0, "1: the first value is still in /proc/self/environ");
     }
 }
+
+/// The working directory's identity, (device, inode): the directory itself, whatever its
+/// path now (removed, renamed, or its path made again as another directory). One
+/// `fstatat` of the directory itself (`AT_EMPTY_PATH`): no path is read, and no search
+/// permission is needed.
+pub(crate) fn working_directory_id() -> Option<(u64, u64)> {
+    let stat = rustix::fs::statat(rustix::fs::CWD, "", rustix::fs::AtFlags::EMPTY_PATH).ok()?;
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Some((u64::from(stat.st_dev), stat.st_ino as u64))
+}
+
+/// A descriptor of the working directory itself (`O_PATH`, closed on exec): it names the
+/// directory even once it is removed or its path names another, and
+/// [`enter_directory`] enters it.
+pub(crate) fn working_directory_fd() -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::open(".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// Makes the directory `dir` names this process's working directory (`fchdir`).
+pub(crate) fn enter_directory(dir: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::process::fchdir(dir)?)
+}
