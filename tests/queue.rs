@@ -936,18 +936,22 @@ fn take_one_timed_armed(args: (JoinableQueue<u32>, String)) -> String {
     format!("{got:?}")
 }
 
-/// A take without a slot (the task table's lock held by a stopped process) that grows the
-/// chain of slots aside while another process is stopped holding the heap's large
-/// allocator's lock, the block's class out of free blocks (fail point `heap.small.refill`:
-/// its slab refilled by the large allocator), returns: a stopped process holds up no
-/// timed call. Before que91 the growth waited for that lock without a deadline, under the
-/// chain's lock (review113 L2): the take never returned while the holder stayed stopped.
-/// Since que101 the stopper's own first take grows the chain (a free slot aside must be
-/// there before a slot-less take reads), so this taker finds one without growing; the
-/// growth that meets the stopped allocator, refused, is
+/// A take without a slot (the task table's lock held by a stopped process), made while
+/// another process is stopped holding the heap's large allocator's lock and the class of a
+/// block of slots aside is out of free blocks (fail point `heap.small.refill`: its slab
+/// refilled by the large allocator), is placed and counted without the heap: the stopper's
+/// own first take grew the chain of slots aside, and a free slot aside in it is enough
+/// (`Tasks::place`, since que101). A `place` that grew the chain for every process without
+/// a slot aside of its own would meet the stopped allocator here and refuse the take
+/// (`Err(HeapFull(..))`); one that waited for it would not return until the allocator is
+/// resumed, which comes only after the taker is joined (given 60 s). Until review130 L3 the
+/// test was named for review113 L2 (a growth that waited for the stopped allocator without
+/// a deadline, under the chain's lock: the take had not returned after 60 s), which it
+/// could no longer catch once the stopper's take grew the chain; the growth that meets the
+/// stopped allocator is now in
 /// `a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get`.
 #[test]
-fn a_slot_less_take_growing_the_slots_aside_returns_while_another_process_is_stopped_in_the_heap() {
+fn a_slot_less_take_finds_a_free_slot_aside_without_the_heap_while_another_process_is_stopped_in_it() {
     let _t = heap_user(LIMIT);
     let (q, _other) = tasks_put(2);
     let stopper = StoppedInTaskDone::start(&q);
@@ -992,7 +996,10 @@ fn mark_one_done_stopped(q: JoinableQueue<u32>) {
 /// `get_timeout` says `HeapFull`, its taker is killed after it, and both items are still
 /// there for the next gets, `join` then done. Before que101 the take committed, remembered
 /// only in its taker's memory (`AfterTake::Uncounted`), and was lost with it: the get said
-/// `Ok(1)`, the queue held one item, and `join` waited for the other for ever.
+/// `Ok(1)`, the queue held one item, and `join` waited for the other for ever. Its growth
+/// of the chain meets the stopped allocator, and is refused rather than waiting for it
+/// (review113 L2): the allocator is resumed only after the taker is dead, so a growth that
+/// waited would hold the test until its watchdog.
 #[test]
 fn a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get() {
     let _t = heap_user(LIMIT);

@@ -133,7 +133,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`JoinableQueue::get`], [`GetError::HeapFull`] included: the item is left in the
-    /// queue.
+    /// queue; when shared memory is exhausted, or for as long as another process stays
+    /// stopped inside the heap's allocator.
     ///
     /// # Examples
     ///

@@ -57,6 +57,7 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
         let ring = &channel.shared.ring;
         let tag = channel.tag;
         let mut after = None;
+        let waited = this.waiting.has_waited();
         let outcome = poll_on(&mut this.waiting, ring.readable(), cx, |check| {
             let now = CheckNow::new(&watch, check);
             // One test of the flavor, as `Channel::get`: a `Queue`'s take is never refused.
@@ -76,6 +77,14 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
             }
         });
         drop(after);
+        if waited && matches!(outcome, Poll::Ready(Err(Failure::HeapFull(_)))) && !ring.is_empty() {
+            // A put's `notify(1)` may have woken this get, whose take was refused before it
+            // read (a `JoinableQueue` take with no place to be counted): the message stays,
+            // and a getter asleep behind this one gets the wake-up, as a failed put's
+            // (review130 L1; review48 L1). The `Ready` reset the wait: the drop passes
+            // nothing on.
+            ring.readable().notify(1);
+        }
         if outcome.is_pending() {
             this.counted.set(watch.counted.take());
         }
@@ -260,6 +269,38 @@ mod tests {
             },
         );
         assert_ne!(how, FutexWait::TimedOut, "the failed put kept the wake-up meant for the putter");
+    }
+
+    /// A `JoinableQueue` get waiting for a message is woken by a put's single wake-up and
+    /// polled: its take is refused before it reads (no place to count it: the fail point
+    /// `queue.aside.none`, as in a full heap), and the get ends `HeapFull` without using the
+    /// message. A blocking getter asleep behind it gets the wake-up. Before, the `Ready`
+    /// reset the wait, the drop passed nothing on, and the getter slept out its slice (here
+    /// until `LIMIT`) with the message there (review130 L1; a put's twin: review48 L1).
+    #[test]
+    fn a_get_refused_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: crate::JoinableQueue<u32> = crate::JoinableQueue::new().unwrap();
+        let ch = q.channel().unwrap();
+        let future = ch.get_async().first_check_after(LIMIT);
+        let how = sleeper_behind_a_future_after_its_wake_up(
+            future,
+            ch.ring().readable(),
+            || {
+                crate::shm::crash::arm(Some("fail:queue.aside.none"));
+                q.put(1).unwrap();
+            },
+            |mut future| {
+                let ended = Pin::new(&mut future).poll(&mut Context::from_waker(Waker::noop()));
+                crate::shm::crash::arm(None);
+                assert!(matches!(ended, Poll::Ready(Err(Failure::HeapFull(_)))), "{ended:?}");
+            },
+        );
+        println!("the sleeper's sleep behind the refused get: {how:?}");
+        assert_eq!(q.try_get(), Ok(1), "the refused get left the item");
+        q.task_done().unwrap();
+        assert_ne!(how, FutexWait::TimedOut, "the refused get kept the wake-up meant for the getter");
     }
 
     /// A put waiting for room ends with `ShutDown` and is held, not dropped, while the

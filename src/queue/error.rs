@@ -307,11 +307,11 @@ macro_rules! take_error {
                 /// process without a slot there needs a block of the family heap): the
                 /// take was refused before anything was read, and the item stays in the
                 /// queue, for another consumer or for a later `get`. Only when the family's
-                /// shared memory is exhausted (or, for a moment, another process is stopped,
-                /// `SIGSTOP` or a debugger, inside its allocator); free some (drop large
-                /// values, handles of shared objects or queues no longer needed) and call
-                /// `get` again. Python has no such case. Never from a `Queue` or a
-                /// `SimpleQueue`.
+                /// shared memory is exhausted, or while another process is stopped
+                /// (`SIGSTOP`, a debugger) inside its allocator, which lasts as long as that
+                /// process stays stopped; free some (drop large values, handles of shared
+                /// objects or queues no longer needed) and call `get` again. Python has no
+                /// such case. Never from a `Queue` or a `SimpleQueue`.
                 #[error(transparent)]
                 $full(HeapFull),
             )?

@@ -204,9 +204,11 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// sure its task is counted. The take is then refused before anything is read, and the
     /// item stays in the queue, for another consumer or a later `get`: free some shared
     /// memory (drop large values, queues or shared objects no longer needed) and call `get`
-    /// again. Python has no such case. (It also happens for a moment while another process
-    /// is stopped, `SIGSTOP` or a debugger, inside the heap's allocator: `get` does not
-    /// wait for it.)
+    /// again. Python has no such case. It also happens while another process is stopped
+    /// (`SIGSTOP`, a debugger) inside the heap's allocator and no free block is at hand:
+    /// not for a moment but for as long as that process stays stopped. `get` does not wait
+    /// for it: each call returns at once, and a retry such as the one below goes on until
+    /// that process resumes or shared memory is freed.
     ///
     /// A message that does not decode ([`GetError::Decode`]) is taken all the same and its
     /// task stays unfinished, as in Python: call [`task_done`](JoinableQueue::task_done)
@@ -249,7 +251,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::try_get`], and [`TryGetError::HeapFull`] as [`JoinableQueue::get`]'s
-    /// (the item left in the queue).
+    /// (the item left in the queue): when shared memory is exhausted, or for as long as
+    /// another process stays stopped inside the heap's allocator.
     ///
     /// ```
     /// multiproc::init();
@@ -268,7 +271,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::get_timeout`], and [`GetTimeoutError::HeapFull`] as
     /// [`JoinableQueue::get`]'s (the item left in the queue, returned at once, not at the
-    /// timeout).
+    /// timeout): when shared memory is exhausted, or for as long as another process stays
+    /// stopped inside the heap's allocator.
     ///
     /// ```
     /// use std::time::Duration;

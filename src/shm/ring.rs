@@ -1095,8 +1095,22 @@ impl Ring {
                     Err(Interrupted::Check(Wake::Gone(gone))) => last = Some(Refused::Gone(gone)),
                 }
             }
-            if let Some(r) = self.take(deadline, read)? {
-                return Ok(r);
+            match self.take(deadline, read) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(refused @ Refused::HeapFull(_)) => {
+                    // A put's `notify(1)` may have woken this get, whose take was refused
+                    // before it read (a `JoinableQueue` take with no place to be counted):
+                    // the message stays, and a getter asleep behind this one gets the
+                    // wake-up, or would sleep out its slice with the message there
+                    // (review130 L1; a failed put's twin: review48 L1). At worst one more
+                    // look for a getter that was not owed it.
+                    if !self.is_empty() {
+                        self.readable().notify(1);
+                    }
+                    return Err(refused);
+                }
+                Err(other) => return Err(other),
             }
         }
     }
@@ -1839,6 +1853,67 @@ mod tests {
         assert_eq!(r.producers.lock.owner(), Some(dead.id));
         put(&r, b"after").unwrap();
         assert_eq!(get(&r).unwrap(), b"after");
+        r.destroy(heap);
+    }
+
+    /// A get waiting for a message is woken by a put's single wake-up and its take is
+    /// refused before it reads (a `JoinableQueue` take with no place to be counted:
+    /// `HeapFull`), leaving the message. A sleeper announced behind it is then owed that
+    /// wake-up: the refused get passes it on, as a put that fails after its wake-up does
+    /// (review48 L1). Before, the get returned with the wake-up kept: the sleeper was left
+    /// owed, and a blocking getter behind it slept out its slice (up to 100 ms) with the
+    /// message there (review130 L1). The owed count decides: which sleeper the kernel wakes
+    /// first depends on where the getter is in its slices (one that ran out puts it behind
+    /// the sleeper), so the sleeper's own sleep shows the defect only most times.
+    #[test]
+    fn a_get_refused_after_its_wake_up_passes_it_on() {
+        const LIMIT: Duration = Duration::from_secs(60);
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(2 * LIMIT);
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let notify = &r.not_empty.value;
+        let announced = std::sync::atomic::AtomicBool::new(false);
+        let (owed, how) = std::thread::scope(|s| {
+            let getter = s.spawn(|| {
+                r.get_unless(Deadline::after(LIMIT), &Patient, |_, _| Err::<(), _>(HeapFull::requested(4096)))
+            });
+            // The getter sleeps (it arrived; nothing was notified yet).
+            let watchdog = Deadline::after(LIMIT);
+            while notify.owed() == 0 {
+                assert!(!watchdog.passed(), "the getter sleeps");
+                std::thread::yield_now();
+            }
+            // Ordering only, nothing measured: the getter's slices grow to their longest
+            // (`MAX_SLICE`), so that it is still first in the kernel's queue at the put,
+            // most times.
+            std::thread::sleep(5 * crate::shm::MAX_SLICE);
+            // A sleeper behind it, announced until the end (none of a blocking wait's
+            // slices: it counts on its wake-up alone).
+            let sleeper = s.spawn(|| {
+                let (word, seen) = r.readable().start_sleeping();
+                announced.store(true, Ordering::SeqCst);
+                crate::sys::futex_wait(word, seen, Some(LIMIT))
+            });
+            while !announced.load(Ordering::SeqCst) {
+                assert!(!watchdog.passed(), "the sleeper sleeps");
+                std::thread::yield_now();
+            }
+            // Ordering only: the sleeper in the kernel's queue before the put.
+            std::thread::sleep(Duration::from_millis(2));
+            // The put's wake-up, for one getter.
+            put(&r, b"m").unwrap();
+            let got = getter.join().expect("the getter ends");
+            assert!(matches!(got, Err(Refused::HeapFull(_))), "{got:?}");
+            let owed = notify.owed();
+            let how = sleeper.join().expect("the sleeper's sleep ends");
+            r.readable().stop_sleeping();
+            (owed, how)
+        });
+        println!("owed after the refused get: {owed}; the sleeper's sleep: {how:?}");
+        assert_eq!(get(&r).unwrap(), b"m", "the refused get left the message");
+        assert_eq!(owed, 0, "the refused get kept the wake-up owed to the sleeper behind it");
+        assert_ne!(how, crate::sys::FutexWait::TimedOut, "the sleeper behind the refused get was never woken");
         r.destroy(heap);
     }
 
