@@ -73,6 +73,20 @@ fn restore_action(signal: i32, old: &libc::sigaction) {
     assert_eq!(unsafe { libc::sigaction(signal, old, std::ptr::null_mut()) }, 0);
 }
 
+/// Raises `SIGSEGV` (a one-shot handler before ours takes it, and the process goes on),
+/// then joins a Fork child that overflows its stack: what that join says.
+fn raise_then_join_an_overflowing_child(_: ()) -> String {
+    raise_then_return(libc::SIGSEGV);
+    format!("{:?}", Process::new(recurse, 0).start_method(FORK).start().unwrap().join())
+}
+
+/// Raises `SIGSEGV` (a one-shot handler before ours takes it, and the process goes on),
+/// then writes through null: the fault must end it.
+fn raise_then_null_write(_: ()) -> u32 {
+    raise_then_return(libc::SIGSEGV);
+    null_write(())
+}
+
 /// Writes through a null pointer: a real fault (`SEGV_MAPERR`).
 fn null_write(_: ()) -> u32 {
     // SAFETY (test): a deliberate fault, which the test expects to end the process.
@@ -1461,6 +1475,28 @@ fn cases() -> Vec<(&'static str, fn())> {
                 restore_action(libc::SIGSEGV, &old);
                 assert_eq!(fault, -libc::SIGSEGV, "flags {flags:#x}: 99 is the handler run 1000 times, a loop");
                 assert!(matches!(raised, Ok(7)), "flags {flags:#x}: {raised:?}");
+            }
+        }),
+        ("a_fork_grandchild_overflows_as_one_after_a_one_shot_handler_had_its_signal", || {
+            // review134 M1: a sent SIGSEGV taken by a user's SA_RESETHAND handler before ours
+            // set the process's action to the default, which took ours away too: a Fork
+            // child of that process then inherited no handler of ours, and its stack
+            // overflow ended as a bare SIGSEGV, not StackOverflow as the docs promise.
+            let old = install_action(
+                libc::SIGSEGV,
+                count_and_return as *const () as usize,
+                libc::SA_SIGINFO | libc::SA_RESETHAND,
+            );
+            let seen =
+                Process::new(raise_then_join_an_overflowing_child, ()).start_method(FORK).start().unwrap().join();
+            // Ours kept, the used handler is the default action still: a fault after it ends
+            // the child (99 would be the handler called again, in a loop).
+            let fault = Process::new(raise_then_null_write, ()).start_method(FORK).start().unwrap().wait();
+            restore_action(libc::SIGSEGV, &old);
+            assert_eq!(fault, -libc::SIGSEGV, "a fault after the one-shot handler's call");
+            match seen.as_deref() {
+                Ok(s) if s.starts_with("Err(") && s.contains("overflowed its stack") => {}
+                other => panic!("the grandchild's join: {other:?}"),
             }
         }),
         ("an_asynchronous_machine_check_sigbus_ends_the_child", || {
