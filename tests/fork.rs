@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Mutex;
 
 use multiproc::{
@@ -85,6 +86,30 @@ fn raise_then_join_an_overflowing_child(_: ()) -> String {
 fn raise_then_null_write(_: ()) -> u32 {
     raise_then_return(libc::SIGSEGV);
     null_write(())
+}
+
+/// The pipe [`write_a_byte_and_return`] writes to (its write end), -1 for none.
+static CALLS_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// A one-shot crash handler that tells each call: one byte into [`CALLS_PIPE`].
+extern "C" fn write_a_byte_and_return(_: i32, _: *mut libc::siginfo_t, _: *mut std::ffi::c_void) {
+    // SAFETY (test): write(2) of one byte of a static, async-signal-safe.
+    unsafe { libc::write(CALLS_PIPE.load(std::sync::atomic::Ordering::Relaxed), b"x".as_ptr().cast(), 1) };
+}
+
+/// Two threads behind a barrier, each writing through null at once.
+fn two_threads_fault_at_once(_: ()) -> u32 {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let other = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            barrier.wait();
+            null_write(())
+        })
+    };
+    barrier.wait();
+    null_write(());
+    other.join().unwrap()
 }
 
 /// Writes through a null pointer: a real fault (`SEGV_MAPERR`).
@@ -1498,6 +1523,40 @@ fn cases() -> Vec<(&'static str, fn())> {
                 Ok(s) if s.starts_with("Err(") && s.contains("overflowed its stack") => {}
                 other => panic!("the grandchild's join: {other:?}"),
             }
+        }),
+        ("two_threads_faulting_at_once_call_a_one_shot_handler_once", || {
+            // review134 M1, its second half: two threads of a child fault at once under a
+            // user's SA_RESETHAND handler before ours. The kernel calls it once (the second
+            // delivery finds the default action); ours reset the action only after both
+            // could have entered ours, and then both called it. Racy: it can only fail
+            // sometimes, hence the rounds.
+            let mut ends = [0; 2];
+            // SAFETY (test): pipe(2) into a fully sized array.
+            assert_eq!(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+            // SAFETY (test): both ends are fresh descriptors of ours, owned by these files.
+            let (read, write) = unsafe { (std::fs::File::from_raw_fd(ends[0]), std::fs::File::from_raw_fd(ends[1])) };
+            CALLS_PIPE.store(write.as_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+            let old = install_action(
+                libc::SIGSEGV,
+                write_a_byte_and_return as *const () as usize,
+                libc::SA_SIGINFO | libc::SA_RESETHAND,
+            );
+            // Each child's calls: the bytes in the pipe once it ended (none if the thread
+            // that lost died before the other's call wrote, as under the kernel).
+            let rounds: Vec<(i32, usize)> = (0..20)
+                .map(|_| {
+                    let ended = Process::new(two_threads_fault_at_once, ()).start_method(FORK).start().unwrap().wait();
+                    let mut calls = [0u8; 16];
+                    (ended, std::io::Read::read(&mut &read, &mut calls).unwrap_or(0))
+                })
+                .collect();
+            restore_action(libc::SIGSEGV, &old);
+            CALLS_PIPE.store(-1, std::sync::atomic::Ordering::Relaxed);
+            drop(write);
+            assert!(
+                rounds.iter().all(|&(ended, calls)| ended == -libc::SIGSEGV && calls <= 1),
+                "(end, calls): {rounds:?}"
+            );
         }),
         ("an_asynchronous_machine_check_sigbus_ends_the_child", || {
             // review125 L3: a SIGBUS of BUS_MCEERR_AO (si_code 5, where early kill is on)
