@@ -331,9 +331,9 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
         // A one-shot handler (SA_RESETHAND) gets what the kernel would have given it: one
         // call, the default action after it, so that a re-run access ends the process (a
         // crash handler that logs and returns counts on it; called plainly, it was called
-        // again on each re-run access, for ever: review125 H1). The default is `CONSUMED`,
-        // not the process's action: reset, that took ours away, and a Fork child's
-        // overflow was a bare SIGSEGV (review134 M1). A thread that loses the swap to
+        // again on each re-run access, for ever: review125 H1). The reset is kept in
+        // `CONSUMED`, not in the process's action: reset there, it took ours away too, and
+        // a Fork child's overflow was a bare SIGSEGV (review134 M1). A thread that loses the swap to
         // another one's call takes the default action, as under the kernel. The handler
         // has had the signal: no redelivery after it, as the kernel would make none.
         f if one_shot => {
@@ -411,11 +411,12 @@ fn call_previous_as_is(
 
 /// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), or an
 /// asynchronous machine-check report (`BUS_MCEERR_AO`), not raised by a fault, when the
-/// action is now the default one (ours set it, or std's handler did, rust-lang/rust#140662): sends it again, so that the default action ends
-/// the process, as it would have without a handler. Returning alone re-runs a faulting
-/// access, which faults again; a sent signal has no access to re-run, and the process went
-/// on as if nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The
-/// signal is blocked while its handler runs: it is delivered when the handler returns.
+/// action is now the default one (ours set it, or std's handler did,
+/// rust-lang/rust#140662): sends it again, so that the default action ends the process, as
+/// it would have without a handler. Returning alone re-runs a faulting access, which
+/// faults again; a sent signal has no access to re-run, and the process went on as if
+/// nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The signal
+/// is blocked while its handler runs: it is delivered when the handler returns.
 fn redeliver_if_default(signal: i32, not_a_fault: bool) {
     if !not_a_fault {
         return;
