@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Mutex;
 
 use multiproc::{
@@ -71,6 +72,44 @@ fn install_action(signal: i32, handler: usize, flags: i32) -> libc::sigaction {
 fn restore_action(signal: i32, old: &libc::sigaction) {
     // SAFETY (test): a plain sigaction call with the action read before.
     assert_eq!(unsafe { libc::sigaction(signal, old, std::ptr::null_mut()) }, 0);
+}
+
+/// Raises `SIGSEGV` (a one-shot handler before ours takes it, and the process goes on),
+/// then joins a Fork child that overflows its stack: what that join says.
+fn raise_then_join_an_overflowing_child(_: ()) -> String {
+    raise_then_return(libc::SIGSEGV);
+    format!("{:?}", Process::new(recurse, 0).start_method(FORK).start().unwrap().join())
+}
+
+/// Raises `SIGSEGV` (a one-shot handler before ours takes it, and the process goes on),
+/// then writes through null: the fault must end it.
+fn raise_then_null_write(_: ()) -> u32 {
+    raise_then_return(libc::SIGSEGV);
+    null_write(())
+}
+
+/// The pipe [`write_a_byte_and_return`] writes to (its write end), -1 for none.
+static CALLS_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// A one-shot crash handler that tells each call: one byte into [`CALLS_PIPE`].
+extern "C" fn write_a_byte_and_return(_: i32, _: *mut libc::siginfo_t, _: *mut std::ffi::c_void) {
+    // SAFETY (test): write(2) of one byte of a static, async-signal-safe.
+    unsafe { libc::write(CALLS_PIPE.load(std::sync::atomic::Ordering::Relaxed), b"x".as_ptr().cast(), 1) };
+}
+
+/// Two threads behind a barrier, each writing through null at once.
+fn two_threads_fault_at_once(_: ()) -> u32 {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let other = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            barrier.wait();
+            null_write(())
+        })
+    };
+    barrier.wait();
+    null_write(());
+    other.join().unwrap()
 }
 
 /// Writes through a null pointer: a real fault (`SEGV_MAPERR`).
@@ -1462,6 +1501,62 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(fault, -libc::SIGSEGV, "flags {flags:#x}: 99 is the handler run 1000 times, a loop");
                 assert!(matches!(raised, Ok(7)), "flags {flags:#x}: {raised:?}");
             }
+        }),
+        ("a_fork_grandchild_overflows_as_one_after_a_one_shot_handler_had_its_signal", || {
+            // review134 M1: a sent SIGSEGV taken by a user's SA_RESETHAND handler before ours
+            // set the process's action to the default, which took ours away too: a Fork
+            // child of that process then inherited no handler of ours, and its stack
+            // overflow ended as a bare SIGSEGV, not StackOverflow as the docs promise.
+            let old = install_action(
+                libc::SIGSEGV,
+                count_and_return as *const () as usize,
+                libc::SA_SIGINFO | libc::SA_RESETHAND,
+            );
+            let seen =
+                Process::new(raise_then_join_an_overflowing_child, ()).start_method(FORK).start().unwrap().join();
+            // Ours kept, the used handler is the default action still: a fault after it ends
+            // the child (99 would be the handler called again, in a loop).
+            let fault = Process::new(raise_then_null_write, ()).start_method(FORK).start().unwrap().wait();
+            restore_action(libc::SIGSEGV, &old);
+            assert_eq!(fault, -libc::SIGSEGV, "a fault after the one-shot handler's call");
+            match seen.as_deref() {
+                Ok(s) if s.starts_with("Err(") && s.contains("overflowed its stack") => {}
+                other => panic!("the grandchild's join: {other:?}"),
+            }
+        }),
+        ("two_threads_faulting_at_once_call_a_one_shot_handler_once", || {
+            // review134 M1, its second half: two threads of a child fault at once under a
+            // user's SA_RESETHAND handler before ours. The kernel calls it once (the second
+            // delivery finds the default action); ours reset the action only after both
+            // could have entered ours, and then both called it. Racy: it can only fail
+            // sometimes, hence the rounds.
+            let mut ends = [0; 2];
+            // SAFETY (test): pipe(2) into a fully sized array.
+            assert_eq!(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+            // SAFETY (test): both ends are fresh descriptors of ours, owned by these files.
+            let (read, write) = unsafe { (std::fs::File::from_raw_fd(ends[0]), std::fs::File::from_raw_fd(ends[1])) };
+            CALLS_PIPE.store(write.as_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+            let old = install_action(
+                libc::SIGSEGV,
+                write_a_byte_and_return as *const () as usize,
+                libc::SA_SIGINFO | libc::SA_RESETHAND,
+            );
+            // Each child's calls: the bytes in the pipe once it ended (none if the thread
+            // that lost died before the other's call wrote, as under the kernel).
+            let rounds: Vec<(i32, usize)> = (0..20)
+                .map(|_| {
+                    let ended = Process::new(two_threads_fault_at_once, ()).start_method(FORK).start().unwrap().wait();
+                    let mut calls = [0u8; 16];
+                    (ended, std::io::Read::read(&mut &read, &mut calls).unwrap_or(0))
+                })
+                .collect();
+            restore_action(libc::SIGSEGV, &old);
+            CALLS_PIPE.store(-1, std::sync::atomic::Ordering::Relaxed);
+            drop(write);
+            assert!(
+                rounds.iter().all(|&(ended, calls)| ended == -libc::SIGSEGV && calls <= 1),
+                "(end, calls): {rounds:?}"
+            );
         }),
         ("an_asynchronous_machine_check_sigbus_ends_the_child", || {
             // review125 L3: a SIGBUS of BUS_MCEERR_AO (si_code 5, where early kill is on)

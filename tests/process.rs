@@ -822,8 +822,7 @@ fn directory_identity(_: ()) -> ((u64, u64), bool) {
 /// the inner test's run there; the directory is removed after, whatever the inner test
 /// left of it.
 fn run_inner_test_in_a_directory_of_its_own(what: &str, name: &str, env: &str) {
-    let dir = std::env::temp_dir().join(format!("multiproc-{what}-{}", std::process::id()));
-    std::fs::create_dir(&dir).unwrap();
+    let dir = fresh_directory(what);
     struct Removed(std::path::PathBuf);
     impl Drop for Removed {
         fn drop(&mut self) {
@@ -832,6 +831,33 @@ fn run_inner_test_in_a_directory_of_its_own(what: &str, name: &str, env: &str) {
     }
     let _removed = Removed(dir.clone());
     common::run_inner_test_in(&dir, name, env);
+}
+
+/// A new empty directory in the temp dir, named by `what` and this process's pid. One of
+/// that name is a dead run's (a pid is one live process's): it is removed first.
+fn fresh_directory(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("multiproc-{what}-{}", std::process::id()));
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", dir.display()),
+        _ => {}
+    }
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// review134 L5: a run killed before its guard removed its directory (the watchdog's
+/// abort, a `kill -9`) left it; a later run with the same pid failed at `create_dir`.
+#[test]
+fn a_directory_left_by_a_killed_run_is_made_again() {
+    let _w = watchdog(LIMIT);
+    let stale = std::env::temp_dir().join(format!("multiproc-left-{}", std::process::id()));
+    std::fs::create_dir_all(stale.join("inner")).unwrap();
+    std::fs::write(stale.join("f"), "old").unwrap();
+    let dir = fresh_directory("left");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(dir, stale);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 const REMOVED_IN_PLACE_INNER: &str = "MULTIPROC_TEST_REMOVED_IN_PLACE_INNER";

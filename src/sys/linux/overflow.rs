@@ -21,7 +21,7 @@ use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Where a child's outcome goes: its boot socket, or the words of its report room in the
 /// family heap (`shm::ReportRoom`, a fork child's), which outlive it.
@@ -62,6 +62,15 @@ struct Slot(UnsafeCell<MaybeUninit<Report>>);
 unsafe impl Sync for Slot {}
 
 static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// Per signal (`SIGSEGV`, `SIGBUS`): whether the one-shot handler (`SA_RESETHAND`) that was
+/// there before ours has had its call. The kernel would have set the default action when
+/// it called it; ours stays installed (an overflow is still reported, in this process and
+/// in its Fork children, which inherit our action), and from then on takes the previous
+/// action for the default one. A fork child inherits it with the report's `previous`, as
+/// it would inherit the reset action (review134 M1). A swap claims the call: of two
+/// threads that fault at once, one calls the handler, as the kernel would call it once.
+static CONSUMED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
 /// The report armed last, whichever process armed it.
 fn armed() -> Option<&'static Report> {
@@ -129,6 +138,9 @@ pub(crate) fn report_stack_overflow(to: ReportTo<'_>, frame: &'static [u8], mess
         // it are the parent's report's.
         Some(report) => report.previous,
         None => {
+            for consumed in &CONSUMED {
+                consumed.store(false, Ordering::Relaxed);
+            }
             let mut action = empty_action();
             action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
@@ -258,7 +270,8 @@ fn make_alternate_stack(page: usize) -> bool {
 }
 
 extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
-    // Only async-signal-safe calls below: write, signal, abort, sigaction, raise.
+    // Only async-signal-safe calls below: write, signal, abort, sigaction, raise, getpid,
+    // pthread_sigmask, sigismember, sigaddset, sigdelset, and lock-free atomics.
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let code = unsafe { (*info).si_code };
     // Not raised by an access that faulted, so none runs again after the handler: a signal
@@ -301,8 +314,12 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
             libc::abort();
         }
     }
-    let previous = &report.previous[usize::from(signal == libc::SIGBUS)];
-    match previous.sa_sigaction {
+    let which = usize::from(signal == libc::SIGBUS);
+    let previous = &report.previous[which];
+    // A one-shot handler that had its call is the default action now, as under the kernel.
+    let one_shot = previous.sa_flags & libc::SA_RESETHAND != 0;
+    let used = one_shot && CONSUMED[which].load(Ordering::Acquire);
+    match if used { libc::SIG_DFL } else { previous.sa_sigaction } {
         // A signal not of a fault, which the process ignored before ours: ignored still (a
         // fault cannot be: the kernel ends the process on the re-run access whatever the
         // action).
@@ -311,14 +328,21 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
             // SAFETY: as above: the default action ends the process on the re-run access.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
-        // A one-shot handler (SA_RESETHAND) gets what the kernel would have given it: the
-        // default action from its call on, so that a re-run access ends the process (a
+        // A one-shot handler (SA_RESETHAND) gets what the kernel would have given it: one
+        // call, the default action after it, so that a re-run access ends the process (a
         // crash handler that logs and returns counts on it; called plainly, it was called
-        // again on each re-run access, for ever: review125 H1). The handler has had the
-        // signal: no redelivery after it, as the kernel would make none.
-        f if previous.sa_flags & libc::SA_RESETHAND != 0 => {
-            // SAFETY: as above.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        // again on each re-run access, for ever: review125 H1). The reset is kept in
+        // `CONSUMED`, not in the process's action: reset there, it took ours away too, and
+        // a Fork child's overflow was a bare SIGSEGV (review134 M1). A thread that loses the swap to
+        // another one's call takes the default action, as under the kernel. The handler
+        // has had the signal: no redelivery after it, as the kernel would make none.
+        f if one_shot => {
+            if CONSUMED[which].swap(true, Ordering::AcqRel) {
+                // SAFETY: as above.
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
+                redeliver_if_default(signal, not_a_fault);
+                return;
+            }
             call_previous(f, previous, signal, info, context);
             return;
         }
@@ -340,7 +364,9 @@ fn call_previous(f: usize, previous: &libc::sigaction, signal: i32, info: *mut l
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut ours);
         let mut theirs = if context.is_null() { ours } else { (*context).uc_sigmask };
-        for other in 1..=libc::SIGRTMAX() {
+        // Linux's signals are 1 to 64 (`_NSIG - 1`); glibc's `SIGRTMAX()` is not on POSIX's
+        // list of async-signal-safe calls (review134 L3).
+        for other in 1..=64 {
             if libc::sigismember(&previous.sa_mask, other) == 1 {
                 libc::sigaddset(&mut theirs, other);
             }
@@ -384,12 +410,13 @@ fn call_previous_as_is(
 }
 
 /// For a signal sent by a process (`kill`, `raise`, `sigqueue`: `si_code <= 0`), or an
-/// asynchronous machine-check report (`BUS_MCEERR_AO`), not raised by a fault, when the action is now the default one (ours set it, or std's
-/// handler did, rust-lang/rust#140662): sends it again, so that the default action ends
-/// the process, as it would have without a handler. Returning alone re-runs a faulting
-/// access, which faults again; a sent signal has no access to re-run, and the process went
-/// on as if nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The
-/// signal is blocked while its handler runs: it is delivered when the handler returns.
+/// asynchronous machine-check report (`BUS_MCEERR_AO`), not raised by a fault, when the
+/// action is now the default one (ours set it, or std's handler did,
+/// rust-lang/rust#140662): sends it again, so that the default action ends the process, as
+/// it would have without a handler. Returning alone re-runs a faulting access, which
+/// faults again; a sent signal has no access to re-run, and the process went on as if
+/// nothing had come (a child's `kill -SEGV` gave exit code 0 and its result). The signal
+/// is blocked while its handler runs: it is delivered when the handler returns.
 fn redeliver_if_default(signal: i32, not_a_fault: bool) {
     if !not_a_fault {
         return;
