@@ -1486,6 +1486,35 @@ fn a_put_said_not_to_have_run_refuses_its_late_copy() {
         String::from_utf8_lossy(&len).trim()
     );
     assert_eq!(len, b":0\r\n", "the caller was told the put did not run, and its late copy ran");
+    // Refused as fenced (3), not as a put that ran (2): review131 H1.
+    assert_eq!(late, b":3\r\n", "the late copy of a fenced put");
+}
+
+/// review131 H1: a fence entered the number as a put that ran does. Its reply lost, the
+/// round after fenced again, found the number it had entered itself, and answered `Ok`:
+/// the caller was told the put ran, and the item was in no queue. A fenced number has its
+/// own mark now: a fence again answers "not run", a send of it answers so too (`Encode`).
+#[test]
+fn a_fence_whose_reply_was_lost_is_not_taken_for_the_put() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let bound = |b: &[u8]| assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b]), b"+OK\r\n");
+    bound(b"64mb");
+    let q =
+        Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fenced");
+    let q = q.unwrap();
+    let put = armed("fail:cluster.put.lost", || q.put(vec![7u8; 2 << 20]));
+    let Err(PutError::Unsure(token, _)) = put else {
+        panic!("the put's sends were lost: {:?}", put.map_err(|e| e.to_string()))
+    };
+    bound(b"1mb");
+    // The first fence's reply is lost; the round after fences again.
+    let again = armed("fail1:cluster.fence.reply", || q.put_again(token));
+    let said = again.as_ref().map(|_| ()).map_err(|e| e.to_string());
+    let len = redis.raw(&[b"LLEN", b"mp:{q:fenced}:items"]);
+    eprintln!("put_again: {said:?}; LLEN {:?}", String::from_utf8_lossy(&len).trim());
+    assert_eq!(len, b":0\r\n", "the put never ran");
+    assert!(matches!(again, Err(PutError::Encode(..))), "told {said:?} for a put that did not run");
 }
 
 /// review122 L3: a put of an item above 1 MiB sent a `PING`, read the bound (two `CONFIG

@@ -67,13 +67,15 @@ use crate::shm::crash::{crash_point, fail_point};
 /// Puts `ARGV[1]` under the number `ARGV[3]` of the producer whose record is `KEYS[2]`
 /// (see the module doc), when the list `KEYS[1]` holds fewer than `ARGV[2]` items (0: no
 /// bound): 1 when put, 2 when that number took effect already (or is below the floor: a
-/// copy of a settled put), 0 when full. When put, the floor rises to `ARGV[4]`, the
+/// copy of a settled put), 3 when a `FENCE` refused the number (it never runs), 0 when
+/// full. When put, the floor rises to `ARGV[4]`, the
 /// numbers `ARGV[7..]` leave the record, and the record expires after `ARGV[5]` ms if
 /// `ARGV[6]` is 1 or the record is new. Three calls in the usual case (`HMGET`, `LPUSH`,
 /// `HSET`).
 const PUT: &str = r"
 local r = KEYS[2]
 local got = redis.call('HMGET', r, 'floor', ARGV[3])
+if got[2] == 'f' then return 3 end
 if got[2] or (got[1] and tonumber(ARGV[3]) < tonumber(got[1])) then return 2 end
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
@@ -87,13 +89,18 @@ return 1
 ";
 
 /// Whether the put numbered `ARGV[1]` of the producer whose record is `KEYS[1]` ran: 1 when
-/// it did (its number is in the record), else 0, having entered the number, so that no copy
-/// of it runs from now on (`PUT` answers 2). A record it makes expires after `ARGV[2]` ms.
+/// it did (its number is in the record, as `PUT` enters it), else 0, having entered the
+/// number with its own mark (`f`), so that no copy of it runs from now on (`PUT` answers 3).
+/// The mark is not `PUT`'s: a fence sent again (its reply lost) answers 0 again, and a send
+/// of the number after it answers 3, never "ran" (review131 H1). A record it makes expires
+/// after `ARGV[2]` ms.
 const FENCE: &str = r"
 local r = KEYS[1]
-if redis.call('HEXISTS', r, ARGV[1]) == 1 then return 1 end
+local v = redis.call('HGET', r, ARGV[1])
+if v == 'f' then return 0 end
+if v then return 1 end
 local new = redis.call('EXISTS', r) == 0
-redis.call('HSET', r, ARGV[1], '')
+redis.call('HSET', r, ARGV[1], 'f')
 if new then redis.call('PEXPIRE', r, ARGV[2]) end
 return 0
 ";
@@ -844,17 +851,25 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     }
                     // An earlier send, to a server that took it, may have run: its record
                     // says. The `PUT` script enters the number with the item, atomically,
-                    // and an open number is at or above the floor, so the field is there
-                    // exactly when the put ran. Saying `Encode` (the value given back) for a
-                    // put in the queue would let the caller put it twice. The check is a
-                    // fence, not a read: where the number is not there it enters it, so
-                    // that a copy of an earlier send still on its way (its header read
-                    // under a larger bound) is refused once the caller was told `Encode`
-                    // (review124 L1).
+                    // and an open number is at or above the floor, so the field, with
+                    // `PUT`'s mark, is there exactly when the put ran. Saying `Encode` (the
+                    // value given back) for a put in the queue would let the caller put it
+                    // twice. The check is a fence, not a read: where the number is not there
+                    // it enters it with a mark of its own, so that a copy of an earlier send
+                    // still on its way (its header read under a larger bound) is refused
+                    // once the caller was told `Encode` (review124 L1), and a fence sent
+                    // again, or a send in a later round, never takes that mark for the put
+                    // (review131 H1).
                     let ran = self
                         .state()
                         .link
                         .run(|c| self.fence_script.key(&put.record).arg(put.number).arg(ttl).invoke::<i64>(c));
+                    // Tests: the fence ran, its reply is lost (review131 H1).
+                    let ran = if ran.is_ok() && fail_point!("cluster.fence.reply") {
+                        Err(ClusterError::Unreachable("the reply was lost (fail point cluster.fence.reply)".into()))
+                    } else {
+                        ran
+                    };
                     match ran {
                         Ok(1) => return Ok(()),
                         Ok(_) => return Err(encode(value)),
@@ -919,6 +934,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             match sent {
                 Ok(0) => {}
+                // An earlier round's fence refused the number (its reply lost, the bound
+                // since risen): the put did not run and never will. The value comes back.
+                Ok(3) => {
+                    let why = "the server's bulk bound when an earlier round fenced this put";
+                    return Err(PutError::Encode(value, too_large_to_send("an item", put.bytes.len(), why)));
+                }
                 Ok(_) => return Ok(()),
                 Err(e @ ClusterError::Unreachable(_)) => {
                     may_have_run = true;
