@@ -410,6 +410,46 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     assert_eq!(reported, "done");
 }
 
+/// The driver of [`a_submission_racing_close_is_run_or_refused`], in a child of the family
+/// (its hold point its own): Redis at `url`. Reports what the submission came to.
+fn submit_across_close((url, report): (String, multiproc::Queue<String>)) {
+    let pool = std::sync::Arc::new(pool_with(&url, 1, test_options()));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let _disarm = Disarm;
+    multiproc::__private::crash_at("hold:cluster.pool.submit.checked");
+    let submitter = std::thread::spawn({
+        let pool = std::sync::Arc::clone(&pool);
+        move || pool.apply_async(square, 5)
+    });
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    pool.close();
+    // Only an ordering aid (nothing is asserted of it): the driver thread looks at its
+    // state at least once a second, and ends once it finds the pool closed and idle.
+    std::thread::sleep(Duration::from_secs(3));
+    multiproc::__private::crash_disarm();
+    let said = match submitter.join().unwrap() {
+        Err(e) => format!("refused: {e}"),
+        Ok(mut result) => match result.get_timeout(Duration::from_secs(20)) {
+            Ok(got) => format!("ran: {got}"),
+            Err(e) => format!("accepted, then: {e}"),
+        },
+    };
+    report.put(said).unwrap();
+}
+
+/// review131 H2: an `apply_async` that saw the pool running, then (before it took `books`)
+/// another thread closed the pool and the driver thread, finding it idle, ended: the chunk
+/// was queued after that end, neither run nor refused (`get` waited for ever). The look is
+/// made again under `books`.
+#[test]
+fn a_submission_racing_close_is_run_or_refused() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _node)) = cluster(&[]) else { return };
+    let said = drive_in_a_child(submit_across_close, |report| (redis.url.clone(), report));
+    eprintln!("apply_async racing close: {said}");
+    assert!(said.starts_with("refused: ") || said == "ran: 25", "neither run nor refused: {said}");
+}
+
 /// Runs `drive` in a child of the family with the arguments `args` makes of a report
 /// queue, and returns what it reports, once it has ended (a driver that arms a point in its
 /// own process reaches no other test's driver).

@@ -490,6 +490,8 @@ impl Driver {
             // Stopped because Redis failed, or closed by the user.
             return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
         }
+        // Tests: the window between the look above and `books` (review131 H2).
+        crash_point!("cluster.pool.submit.checked");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let message = TaskMsg {
             id,
@@ -514,9 +516,15 @@ impl Driver {
         let tag = self.seal.tag(&self.id, &bytes);
         bytes.extend_from_slice(&tag);
         let mut books = lock(&self.books);
-        // Again under `books`: a `terminate` since has failed what waited, and a `join`
-        // since may have seen the driver thread idle (it ends then).
-        if self.state.load(Ordering::Acquire) == TERMINATED || (streamed && books.joining) {
+        // Again under `books`: a `terminate` since has failed what waited, and a `close`
+        // since may have let the driver thread, finding the pool idle, end (review131 H2).
+        // The driver's `idle()` looks under `books`: if it came before this, it had loaded
+        // `CLOSED` (the close's store, its load, its unlock, this lock), and this load sees
+        // `CLOSED` too; if after, it finds the chunk in `pending` and stays. A streamed
+        // chunk of an `imap` made before the close is counted (the thread stays for it)
+        // until a `join` begins.
+        let state = self.state.load(Ordering::Acquire);
+        if state == TERMINATED || (state == CLOSED && (!streamed || books.joining)) {
             return Err(PoolError::Closed);
         }
         books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
