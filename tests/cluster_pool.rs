@@ -3298,6 +3298,54 @@ fn a_waiting_task_carries_the_result_bound_of_a_restarted_redis() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
 
+/// The driver of [`a_task_submitted_while_the_bound_changes_carries_the_new_one`], in a
+/// child of the family (its hold point its own): Redis at `url`. Reports "held" once its
+/// submission is held, waits for `go`, and reports what the task came to.
+fn submit_across_a_bound_change((url, report, go): (String, multiproc::Queue<String>, multiproc::Queue<String>)) {
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10));
+    let pool = std::sync::Arc::new(pool_with(&url, 1, options));
+    assert_eq!(pool.apply(bytes_of, 2 << 20).unwrap().len(), 2 << 20, "within the bound read at start");
+    let _disarm = Disarm;
+    multiproc::__private::crash_at("hold:cluster.pool.submit.sealed");
+    let submitter = std::thread::spawn({
+        let pool = std::sync::Arc::clone(&pool);
+        move || pool.apply_async(bytes_of, 2 << 20)
+    });
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    report.put("held".into()).unwrap();
+    go.get().unwrap();
+    multiproc::__private::crash_disarm();
+    let got = submitter.join().unwrap().map(|mut r| r.get_timeout(Duration::from_secs(40)).map(|v| v.len()));
+    report.put(format!("{got:?}")).unwrap();
+}
+
+/// review131 L1: a task whose submission read the result bound (64 MiB) before the driver
+/// thread read a smaller one (Redis restarted with bulks of 1 MiB), and took `books` after,
+/// kept the old bound: the re-encoding of waiting tasks had not seen it. Its node pushed a
+/// 2 MiB result, which Redis refused by closing the connection, three times, before the
+/// node's small failure went instead. The bound is looked at again under `books`.
+#[test]
+fn a_task_submitted_while_the_bound_changes_carries_the_new_one() {
+    let _w = watchdog(LIMIT);
+    let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    multiproc::init();
+    let (report, go) = (multiproc::Queue::<String>::new().unwrap(), multiproc::Queue::<String>::new().unwrap());
+    let args = (redis.url.clone(), report.clone(), go.clone());
+    let child = multiproc::Process::new(submit_across_a_bound_change, args).start().unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "held");
+    redis.restart(); // back at 1 MiB from its arguments
+    // Only an ordering aid: the driver thread, its connection lost, reads the new server's
+    // bound within a step or two (it looks at least once a second).
+    std::thread::sleep(Duration::from_secs(5));
+    go.put("go".into()).unwrap();
+    let got = report.get_timeout(Duration::from_secs(90)).unwrap();
+    child.join().unwrap();
+    eprintln!("a 2 MiB result of a task submitted across the bound's change: {got}");
+    assert!(got.contains("more than the pool allows"), "the task kept the old result bound: {got}");
+}
+
 /// An `imap` made before `close` goes on to the end of its input, as a local pool's does
 /// (aud91 H2) and Python's (its `imap` queues every task at once; `close` only refuses new
 /// calls), ordered or not, and `join` after the iteration ends the pool. A `join` before
