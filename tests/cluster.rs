@@ -263,6 +263,40 @@ fn a_late_copy_of_a_settled_put_is_refused() {
     assert_eq!(got, (1..=100).collect::<Vec<u32>>(), "the late copy put 1 again");
 }
 
+/// review131 L5: the numbers of settled puts left the record 64 at a time whatever the
+/// floor, so while an older put was still open (its token held) the floor stayed below a
+/// forgotten number, and a late copy of that put ran again. A settled number now leaves the
+/// record only once the floor is above it.
+#[test]
+fn a_late_copy_of_a_settled_put_above_the_floor_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "above");
+    let q = q.unwrap();
+    let unsure = |v| match armed("fail:cluster.put.lost", || q.put(v)) {
+        Err(PutError::Unsure(token, _)) => token,
+        other => panic!("the put's sends were lost: {other:?}"),
+    };
+    // The floor stays at this put's number while its token is held.
+    let held = unsure(0);
+    let settled = unsure(1);
+    let copy = multiproc::__private::cluster_put_command(&q, &settled);
+    q.put_again(settled).unwrap();
+    for v in 2..=200 {
+        q.put(v).unwrap();
+    }
+    let args: Vec<&[u8]> = copy.iter().map(Vec::as_slice).collect();
+    let late = redis.raw(&args);
+    eprintln!("the late copy of a settled put above the floor: {:?}", String::from_utf8_lossy(&late).trim());
+    q.put_again(held).unwrap();
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..=200).collect::<Vec<u32>>(), "the late copy put 1 again");
+}
+
 /// A put whose reply does not come (Redis stopped past the read limit, the timeout plus one
 /// second, and let go within the timeout after that) is sent again by the put itself: it
 /// succeeds, and the value is in the queue once (the server, let go, runs both copies).

@@ -42,9 +42,11 @@
 //! at most once. The record holds a floor, below which every number is refused: the handle
 //! raises it to its oldest put that may still be sent (in progress, or held by a token),
 //! so a copy of a put that reaches Redis late, once the put was settled, is refused too;
-//! puts remove the numbers settled, 64 or more at once. So the record holds at most a few
-//! hundred numbers (a few while no token is held), and expires an hour after the handle's
-//! last put (at least 45 minutes: a put refreshes it every quarter of an hour).
+//! puts remove the numbers settled below the floor, 64 or more at once (one above it stays
+//! until the floor passes it: its field is what refuses its late copy). So the record holds
+//! at most a few hundred numbers while no token is held, and, while one is, also every
+//! number settled since the oldest token's; it expires an hour after the handle's last put
+//! (at least 45 minutes: a put refreshes it every quarter of an hour).
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
@@ -560,9 +562,9 @@ impl<T> QueueBuilder<T> {
     }
 }
 
-/// Tests: the arguments of the command a put sends, for the put `token` holds, as its first
-/// send had them (its own number as the floor, no number to remove), to replay a copy of it
-/// that reaches Redis late.
+/// Tests: the arguments of the command a put sends, for the put `token` holds, as a send of
+/// it now has them (the floor its handle's oldest open put, no number to remove), to replay
+/// a copy of it that reaches Redis late.
 pub fn test_put_command<T>(q: &Queue<T>, token: &PutToken<T>) -> Vec<Vec<u8>> {
     let put = &token.put;
     let mut args: Vec<Vec<u8>> = vec![b"EVAL".to_vec(), PUT.as_bytes().to_vec(), b"2".to_vec()];
@@ -571,7 +573,10 @@ pub fn test_put_command<T>(q: &Queue<T>, token: &PutToken<T>) -> Vec<Vec<u8>> {
     args.push(put.bytes.clone());
     args.push(q.maxsize.to_string().into_bytes());
     args.push(put.number.to_string().into_bytes());
-    args.push(put.number.to_string().into_bytes());
+    // The floor a send of it now carries: its handle's oldest open put (review131 L5's test:
+    // a copy carrying its own number raised the floor over an older put still held).
+    let floor = lock(&put.puts).open.first().copied().unwrap_or(put.number).min(put.number);
+    args.push(floor.to_string().into_bytes());
     args.push(ms_at_most_max(PUT_RECORD).to_string().into_bytes());
     args.push(b"0".to_vec());
     args
@@ -889,9 +894,22 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let (floor, forget, refresh) = {
                 let mut puts = lock(&put.puts);
                 let floor = puts.open.first().copied().unwrap_or(put.number).min(put.number);
-                let n = if puts.settled.len() >= FORGET { puts.settled.len().min(4 * FORGET) } else { 0 };
+                // Only numbers below the floor leave the record (the floor, raised in the
+                // same script, refuses their late copies from then on): one above it, its
+                // put settled while an older one is open, is refused by its field alone
+                // (review131 L5: forgotten, a late copy of it ran again).
+                let mut forget = Vec::new();
+                if puts.settled.iter().filter(|&&n| n < floor).count() >= FORGET {
+                    puts.settled.retain(|&n| {
+                        let leaves = n < floor && forget.len() < 4 * FORGET;
+                        if leaves {
+                            forget.push(n);
+                        }
+                        !leaves
+                    });
+                }
                 let refresh = puts.refreshed.is_none_or(|at| at.elapsed() >= PUT_RECORD / 4);
-                (floor, puts.settled.drain(..n).collect::<Vec<u64>>(), refresh)
+                (floor, forget, refresh)
             };
             let sent_at = Instant::now();
             // Tests: the send is lost before it reaches Redis (a connection cut before the
