@@ -281,14 +281,17 @@ fn a_late_copy_of_a_settled_put_above_the_floor_is_refused() {
     let held = unsure(0);
     let settled = unsure(1);
     let copy = multiproc::__private::cluster_put_command(&q, &settled);
-    q.put_again(settled).unwrap();
-    for v in 2..=200 {
-        q.put(v).unwrap();
-    }
+    // (Another test's armed point would fail these puts.)
+    unarmed(|| {
+        q.put_again(settled).unwrap();
+        for v in 2..=200 {
+            q.put(v).unwrap();
+        }
+    });
     let args: Vec<&[u8]> = copy.iter().map(Vec::as_slice).collect();
     let late = redis.raw(&args);
     eprintln!("the late copy of a settled put above the floor: {:?}", String::from_utf8_lossy(&late).trim());
-    q.put_again(held).unwrap();
+    unarmed(|| q.put_again(held)).unwrap();
     let mut got = Vec::new();
     while let Ok(v) = q.try_get() {
         got.push(v);
@@ -1425,12 +1428,21 @@ fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
     assert!(again.is_ok(), "the item is in the queue, yet put_again: {:?}", again.map_err(|e| e.to_string()));
 }
 
+/// One test at a time arms a point ([`armed`]), or runs what no armed point must reach
+/// ([`unarmed`]).
+static ARMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` while no other test's point is armed (by [`armed`]): its puts are not failed.
+fn unarmed<R>(f: impl FnOnce() -> R) -> R {
+    let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
 /// Runs `f` with the fail point `point` armed in this process (`fail:NAME`), one such test at
 /// a time: arming is process-wide, and a test's disarm ended another's window (a put
 /// whose reply was to be lost took effect). A put of another test in the window is failed
-/// too: keep `f` short.
+/// too (but within [`unarmed`]): keep `f` short.
 fn armed<R>(point: &str, f: impl FnOnce() -> R) -> R {
-    static ARMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
     multiproc::__private::crash_at(point);
     let r = f();

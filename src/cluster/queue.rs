@@ -276,8 +276,8 @@ pub(crate) struct Puts {
     last: u64,
     /// Puts in progress, or held by a `PutToken`: the floor is the oldest of them.
     open: BTreeSet<u64>,
-    /// Settled since the last put that ran: their numbers leave the record.
-    settled: Vec<u64>,
+    /// Settled, their numbers still in the record: they leave it once below the floor.
+    settled: BTreeSet<u64>,
     /// When a put last refreshed the record's expiry.
     refreshed: Option<Instant>,
 }
@@ -302,7 +302,7 @@ impl Drop for SentPut {
     fn drop(&mut self) {
         let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
         puts.open.remove(&self.number);
-        puts.settled.push(self.number);
+        puts.settled.insert(self.number);
     }
 }
 
@@ -898,15 +898,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // same script, refuses their late copies from then on): one above it, its
                 // put settled while an older one is open, is refused by its field alone
                 // (review131 L5: forgotten, a late copy of it ran again).
-                let mut forget = Vec::new();
-                if puts.settled.iter().filter(|&&n| n < floor).count() >= FORGET {
-                    puts.settled.retain(|&n| {
-                        let leaves = n < floor && forget.len() < 4 * FORGET;
-                        if leaves {
-                            forget.push(n);
-                        }
-                        !leaves
-                    });
+                // In order: those below the floor are few (taken once 64), whatever waits
+                // above it while a token is held.
+                let below = puts.settled.range(..floor).take(4 * FORGET).copied().collect::<Vec<u64>>();
+                let forget = if below.len() >= FORGET { below } else { Vec::new() };
+                for n in &forget {
+                    puts.settled.remove(n);
                 }
                 let refresh = puts.refreshed.is_none_or(|at| at.elapsed() >= PUT_RECORD / 4);
                 (floor, forget, refresh)
