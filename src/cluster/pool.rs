@@ -490,14 +490,17 @@ impl Driver {
             // Stopped because Redis failed, or closed by the user.
             return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
         }
+        // Tests: the window between the look above and `books` (review131 H2).
+        crash_point!("cluster.pool.submit.checked");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let result_bound = lock(&self.bounds).result;
         let message = TaskMsg {
             id,
             build: self.build,
             call: job.call,
             timeout_ms: job.timeout.map(ms),
             lease_ms: ms(self.options.lease),
-            max_result: lock(&self.bounds).result as u64,
+            max_result: result_bound as u64,
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;
@@ -513,12 +516,31 @@ impl Driver {
         drop(bounds);
         let tag = self.seal.tag(&self.id, &bytes);
         bytes.extend_from_slice(&tag);
+        // Tests: the window between the bounds read above and `books` (review131 L1).
+        crash_point!("cluster.pool.submit.sealed");
         let mut books = lock(&self.books);
-        // Again under `books`: a `terminate` since has failed what waited, and a `join`
-        // since may have seen the driver thread idle (it ends then).
-        if self.state.load(Ordering::Acquire) == TERMINATED || (streamed && books.joining) {
+        // Again under `books`: a `terminate` since has failed what waited, and a `close`
+        // since may have let the driver thread, finding the pool idle, end (review131 H2).
+        // The driver's `idle()` looks under `books`: if it came before this, it had loaded
+        // `CLOSED` (the close's store, its load, its unlock, this lock), and this load sees
+        // `CLOSED` too; if after, it finds the chunk in `pending` and stays. A streamed
+        // chunk of an `imap` made before the close is counted (the thread stays for it)
+        // until a `join` begins.
+        let state = self.state.load(Ordering::Acquire);
+        if state == TERMINATED || (state == CLOSED && (!streamed || books.joining)) {
             return Err(PoolError::Closed);
         }
+        // The bounds again, under `books`: a reading applied since (the driver thread's,
+        // under `books`) re-encoded the tasks then waiting, not this one (review131 L1: it
+        // kept the old result bound, and its node pushed a result Redis refused).
+        let bounds = lock(&self.bounds);
+        if bounds.result != result_bound {
+            self.bound_result(&mut bytes, bounds.result);
+        }
+        if bytes.len() - TAG > bounds.task {
+            return Err(PoolError::Codec(too_large_to_send("a task", bytes.len() - TAG, &bounds.why)));
+        }
+        drop(bounds);
         books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
         if books.sent.len() < self.in_flight {
             drop(books);

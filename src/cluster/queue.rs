@@ -42,9 +42,11 @@
 //! at most once. The record holds a floor, below which every number is refused: the handle
 //! raises it to its oldest put that may still be sent (in progress, or held by a token),
 //! so a copy of a put that reaches Redis late, once the put was settled, is refused too;
-//! puts remove the numbers settled, 64 or more at once. So the record holds at most a few
-//! hundred numbers (a few while no token is held), and expires an hour after the handle's
-//! last put (at least 45 minutes: a put refreshes it every quarter of an hour).
+//! puts remove the numbers settled below the floor, 64 or more at once (one above it stays
+//! until the floor passes it: its field is what refuses its late copy). So the record holds
+//! at most a few hundred numbers while no token is held, and, while one is, also every
+//! number settled since the oldest token's; it expires an hour after the handle's last put
+//! (at least 45 minutes: a put refreshes it every quarter of an hour).
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
@@ -67,13 +69,15 @@ use crate::shm::crash::{crash_point, fail_point};
 /// Puts `ARGV[1]` under the number `ARGV[3]` of the producer whose record is `KEYS[2]`
 /// (see the module doc), when the list `KEYS[1]` holds fewer than `ARGV[2]` items (0: no
 /// bound): 1 when put, 2 when that number took effect already (or is below the floor: a
-/// copy of a settled put), 0 when full. When put, the floor rises to `ARGV[4]`, the
+/// copy of a settled put), 3 when a `FENCE` refused the number (it never runs), 0 when
+/// full. When put, the floor rises to `ARGV[4]`, the
 /// numbers `ARGV[7..]` leave the record, and the record expires after `ARGV[5]` ms if
 /// `ARGV[6]` is 1 or the record is new. Three calls in the usual case (`HMGET`, `LPUSH`,
 /// `HSET`).
 const PUT: &str = r"
 local r = KEYS[2]
 local got = redis.call('HMGET', r, 'floor', ARGV[3])
+if got[2] == 'f' then return 3 end
 if got[2] or (got[1] and tonumber(ARGV[3]) < tonumber(got[1])) then return 2 end
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
@@ -87,13 +91,18 @@ return 1
 ";
 
 /// Whether the put numbered `ARGV[1]` of the producer whose record is `KEYS[1]` ran: 1 when
-/// it did (its number is in the record), else 0, having entered the number, so that no copy
-/// of it runs from now on (`PUT` answers 2). A record it makes expires after `ARGV[2]` ms.
+/// it did (its number is in the record, as `PUT` enters it), else 0, having entered the
+/// number with its own mark (`f`), so that no copy of it runs from now on (`PUT` answers 3).
+/// The mark is not `PUT`'s: a fence sent again (its reply lost) answers 0 again, and a send
+/// of the number after it answers 3, never "ran" (review131 H1). A record it makes expires
+/// after `ARGV[2]` ms.
 const FENCE: &str = r"
 local r = KEYS[1]
-if redis.call('HEXISTS', r, ARGV[1]) == 1 then return 1 end
+local v = redis.call('HGET', r, ARGV[1])
+if v == 'f' then return 0 end
+if v then return 1 end
 local new = redis.call('EXISTS', r) == 0
-redis.call('HSET', r, ARGV[1], '')
+redis.call('HSET', r, ARGV[1], 'f')
 if new then redis.call('PEXPIRE', r, ARGV[2]) end
 return 0
 ";
@@ -267,8 +276,8 @@ pub(crate) struct Puts {
     last: u64,
     /// Puts in progress, or held by a `PutToken`: the floor is the oldest of them.
     open: BTreeSet<u64>,
-    /// Settled since the last put that ran: their numbers leave the record.
-    settled: Vec<u64>,
+    /// Settled, their numbers still in the record: they leave it once below the floor.
+    settled: BTreeSet<u64>,
     /// When a put last refreshed the record's expiry.
     refreshed: Option<Instant>,
 }
@@ -293,7 +302,7 @@ impl Drop for SentPut {
     fn drop(&mut self) {
         let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
         puts.open.remove(&self.number);
-        puts.settled.push(self.number);
+        puts.settled.insert(self.number);
     }
 }
 
@@ -553,9 +562,9 @@ impl<T> QueueBuilder<T> {
     }
 }
 
-/// Tests: the arguments of the command a put sends, for the put `token` holds, as its first
-/// send had them (its own number as the floor, no number to remove), to replay a copy of it
-/// that reaches Redis late.
+/// Tests: the arguments of the command a put sends, for the put `token` holds, as a send of
+/// it now has them (the floor its handle's oldest open put, no number to remove), to replay
+/// a copy of it that reaches Redis late.
 pub fn test_put_command<T>(q: &Queue<T>, token: &PutToken<T>) -> Vec<Vec<u8>> {
     let put = &token.put;
     let mut args: Vec<Vec<u8>> = vec![b"EVAL".to_vec(), PUT.as_bytes().to_vec(), b"2".to_vec()];
@@ -564,7 +573,10 @@ pub fn test_put_command<T>(q: &Queue<T>, token: &PutToken<T>) -> Vec<Vec<u8>> {
     args.push(put.bytes.clone());
     args.push(q.maxsize.to_string().into_bytes());
     args.push(put.number.to_string().into_bytes());
-    args.push(put.number.to_string().into_bytes());
+    // The floor a send of it now carries: its handle's oldest open put (review131 L5's test:
+    // a copy carrying its own number raised the floor over an older put still held).
+    let floor = lock(&put.puts).open.first().copied().unwrap_or(put.number).min(put.number);
+    args.push(floor.to_string().into_bytes());
     args.push(ms_at_most_max(PUT_RECORD).to_string().into_bytes());
     args.push(b"0".to_vec());
     args
@@ -844,17 +856,25 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     }
                     // An earlier send, to a server that took it, may have run: its record
                     // says. The `PUT` script enters the number with the item, atomically,
-                    // and an open number is at or above the floor, so the field is there
-                    // exactly when the put ran. Saying `Encode` (the value given back) for a
-                    // put in the queue would let the caller put it twice. The check is a
-                    // fence, not a read: where the number is not there it enters it, so
-                    // that a copy of an earlier send still on its way (its header read
-                    // under a larger bound) is refused once the caller was told `Encode`
-                    // (review124 L1).
+                    // and an open number is at or above the floor, so the field, with
+                    // `PUT`'s mark, is there exactly when the put ran. Saying `Encode` (the
+                    // value given back) for a put in the queue would let the caller put it
+                    // twice. The check is a fence, not a read: where the number is not there
+                    // it enters it with a mark of its own, so that a copy of an earlier send
+                    // still on its way (its header read under a larger bound) is refused
+                    // once the caller was told `Encode` (review124 L1), and a fence sent
+                    // again, or a send in a later round, never takes that mark for the put
+                    // (review131 H1).
                     let ran = self
                         .state()
                         .link
                         .run(|c| self.fence_script.key(&put.record).arg(put.number).arg(ttl).invoke::<i64>(c));
+                    // Tests: the fence ran, its reply is lost (review131 H1).
+                    let ran = if ran.is_ok() && fail_point!("cluster.fence.reply") {
+                        Err(ClusterError::Unreachable("the reply was lost (fail point cluster.fence.reply)".into()))
+                    } else {
+                        ran
+                    };
                     match ran {
                         Ok(1) => return Ok(()),
                         Ok(_) => return Err(encode(value)),
@@ -874,9 +894,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let (floor, forget, refresh) = {
                 let mut puts = lock(&put.puts);
                 let floor = puts.open.first().copied().unwrap_or(put.number).min(put.number);
-                let n = if puts.settled.len() >= FORGET { puts.settled.len().min(4 * FORGET) } else { 0 };
+                // Only numbers below the floor leave the record (the floor, raised in the
+                // same script, refuses their late copies from then on): one above it, its
+                // put settled while an older one is open, is refused by its field alone
+                // (review131 L5: forgotten, a late copy of it ran again).
+                // In order: those below the floor are few (taken once 64), whatever waits
+                // above it while a token is held.
+                let below = puts.settled.range(..floor).take(4 * FORGET).copied().collect::<Vec<u64>>();
+                let forget = if below.len() >= FORGET { below } else { Vec::new() };
+                for n in &forget {
+                    puts.settled.remove(n);
+                }
                 let refresh = puts.refreshed.is_none_or(|at| at.elapsed() >= PUT_RECORD / 4);
-                (floor, puts.settled.drain(..n).collect::<Vec<u64>>(), refresh)
+                (floor, forget, refresh)
             };
             let sent_at = Instant::now();
             // Tests: the send is lost before it reaches Redis (a connection cut before the
@@ -919,6 +949,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             match sent {
                 Ok(0) => {}
+                // An earlier round's fence refused the number (its reply lost, the bound
+                // since risen): the put did not run and never will. The value comes back.
+                Ok(3) => {
+                    let why = "the server's bulk bound when an earlier round fenced this put";
+                    return Err(PutError::Encode(value, too_large_to_send("an item", put.bytes.len(), why)));
+                }
                 Ok(_) => return Ok(()),
                 Err(e @ ClusterError::Unreachable(_)) => {
                     may_have_run = true;

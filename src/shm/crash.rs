@@ -14,10 +14,13 @@
 //! there). A name armed as `fail:NAME` makes the step a `fail_point!("NAME")` guards fail
 //! as its system call would (the tests' way to make, say, a descriptor copy fail at one
 //! exact step, deterministically); armed from the start of a process by [`ENV`], it reaches
-//! a spawned child, and any child of a process in which it is armed. Disarmed, a point costs one relaxed load of a static and a branch that is always taken the same way; points
-//! sit on paths that take a lock or make a system call anyway, never on a fast path, but
-//! for the semaphore's guard-free acquire and release (three each: their windows are what
-//! a kill must hit, and their cost is in sem38's figures).
+//! a spawned child, and any child of a process in which it is armed. `fail1:NAME` fails
+//! the step once only, in the first thread to reach it, and leaves the armed names then
+//! (a retry loop that would meet a `fail:` point again at once goes on as if disarmed).
+//! Disarmed, a point costs one relaxed load of a static and a branch that is always taken
+//! the same way; points sit on paths that take a lock or make a system call anyway, never
+//! on a fast path, but for the semaphore's guard-free acquire and release (three each:
+//! their windows are what a kill must hit, and their cost is in sem38's figures).
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -141,8 +144,23 @@ pub(crate) fn failing(name: &'static str) -> bool {
 #[cold]
 #[inline(never)]
 fn failing_armed(name: &'static str) -> bool {
-    let target = armed_target();
-    target.as_deref().is_some_and(|points| points.split(',').any(|point| point.strip_prefix("fail:") == Some(name)))
+    let mut target = armed_target();
+    let Some(points) = target.as_deref() else { return false };
+    if points.split(',').any(|point| point.strip_prefix("fail:") == Some(name)) {
+        return true;
+    }
+    // `fail1:NAME` fails once: the point leaves the armed names as it fails, the others stay.
+    if !points.split(',').any(|point| point.strip_prefix("fail1:") == Some(name)) {
+        return false;
+    }
+    let mut rest: Vec<&str> = points.split(',').collect();
+    if let Some(at) = rest.iter().position(|point| point.strip_prefix("fail1:") == Some(name)) {
+        rest.remove(at);
+    }
+    *target = if rest.is_empty() { None } else { Some(rest.join(",")) };
+    STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
+    CHANGED.notify_all();
+    true
 }
 
 /// Reads [`ENV`] now, unless a point did already: the fork server's children find it read
