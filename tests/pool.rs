@@ -1265,6 +1265,57 @@ fn an_initializer_that_panics_in_some_workers_fails_the_pool_after_a_run_of_fail
     }
 }
 
+/// Returns in the first worker of a pool to run it, exits in the others: a death of its own
+/// inside the initializer (as `abort` or a C library's segfault would be), not a panic.
+fn exit_but_in_the_first(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        std::process::exit(3);
+    }
+}
+
+/// An initializer that exits in some workers only: those deaths count in the initializer's
+/// run, which only an initializer that returns ends, and past `boot_death_limit` the pool
+/// fails `WorkersCannotStart`, as when it dies in every worker. Before (review133 M1): they
+/// counted as boot deaths, which the other worker's answers ended, and the pool restarted
+/// the exiting worker for ever (1333 times in 20 s).
+#[test]
+fn an_initializer_that_exits_in_some_workers_fails_the_pool_after_a_run_of_deaths() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-exit-but-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(exit_but_in_the_first, marker.to_string_lossy().into_owned())
+        .build()
+        .unwrap();
+    let (mut answered, started) = (0u32, std::time::Instant::now());
+    let failure = loop {
+        match pool.apply(square, 3) {
+            Ok(9) => answered += 1,
+            Err(Error::Task(TaskError::WorkersCannotStart(f))) => break Some(f),
+            other => panic!("{other:?}"),
+        }
+        // Not a measure: a bound on a pool that would restart the exiting worker for ever.
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("{answered} tasks answered, {:?}, then {failure:?}", pool.stats());
+    let again = pool.apply(square, 4);
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    // Only now: a worker started after would make the marker again.
+    let _ = std::fs::remove_file(&marker);
+    let failure = failure.expect("the pool still restarts the exiting worker after 20 s");
+    assert!(failure.to_string().contains("code 3"), "{failure}");
+    assert!(matches!(again, Err(Error::Task(TaskError::WorkersCannotStart(_)))), "{again:?}");
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
+    }
+}
+
 fn init_slowly(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
