@@ -3384,3 +3384,65 @@ fn an_imap_made_before_close_goes_on_to_the_end() {
     assert!(rest.len() < 99, "a joined pool's imap is cut: {} more", rest.len());
     assert!(rest.last().is_some_and(Result::is_err), "{rest:?}");
 }
+
+/// Two threads join a closed cluster pool at once: neither returns before the work ended
+/// (each reads, as its join returns, how many results are not in). Before (review133 M2):
+/// the second joiner found the driver thread's handle taken and returned `Ok` at once.
+#[test]
+fn two_joins_of_a_cluster_pool_both_return_once_the_work_ended() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _node)) = cluster(&[]) else { return };
+    let pool = pool(&redis, 2);
+    let busy: Vec<_> = (0..2).map(|_| pool.apply_async(sleep_ms, 1500).unwrap()).collect();
+    pool.close();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (tx, pool, busy) = (tx.clone(), &pool, &busy);
+            s.spawn(move || {
+                let joined = pool.join().map_err(|e| e.to_string());
+                // Right as it returned, no waiting.
+                let unready = busy.iter().filter(|r| !r.ready()).count();
+                tx.send((joined, unready)).unwrap();
+            });
+        }
+        let seen: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(60)).unwrap()).collect();
+        println!("two joins of a closed cluster pool (join, results not in as it returned): {seen:?}");
+        for (joined, unready) in &seen {
+            assert!(matches!(joined, Ok(())), "{seen:?}");
+            assert_eq!(*unready, 0, "a join returned before the work ended: {seen:?}");
+        }
+    });
+}
+
+/// A callback (run on the pool's driver thread) that joins its closed cluster pool gets
+/// `JoinFromWorker`, as a process pool's does, and a later `join` still waits for the work.
+/// Before (review133 M2): the callback's join panicked ("Resource deadlock avoided": std
+/// refuses to join the current thread), and the later `join` returned at once.
+#[test]
+fn a_callback_joining_its_cluster_pool_gets_join_from_worker() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _node)) = cluster(&[]) else { return };
+    let pool = std::sync::Arc::new(pool(&redis, 1));
+    let own = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _first = pool
+        .apply_async_with(
+            sleep_ms,
+            10,
+            multiproc::ApplyOptions::new().callback(move |_: &u64| {
+                let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| own.join()));
+                tx.send(joined.map_err(|_| "panicked")).unwrap();
+            }),
+        )
+        .unwrap();
+    let later = pool.apply_async(sleep_ms, 1500).unwrap();
+    pool.close();
+    let seen = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let joined = pool.join();
+    let ready = later.ready();
+    println!("the callback's join: {seen:?}; then the main join: {joined:?}, the 1500 ms task in: {ready}");
+    assert!(matches!(seen, Ok(Err(PoolError::JoinFromWorker))), "{seen:?}");
+    assert!(joined.is_ok(), "{joined:?}");
+    assert!(ready, "the join returned before the work ended");
+}

@@ -1005,13 +1005,17 @@ fn close_join_terminate_and_drop_follow_python() {
 /// Python's `join` may be called from two threads at once (each joins the handler threads
 /// and the processes, and a thread can be joined twice): both return once every worker has
 /// ended, whether the pool was closed with work still running or terminated (review121 L3).
+/// Each joiner takes its readings as its join returns: which workers still run and (closed)
+/// how many results are not in. Checked after both joins, a join that returned `Ok` at once
+/// passed (review133 L1).
 #[test]
 fn two_joins_at_once_both_return_once_the_workers_end() {
     let _w = heap_user(LIMIT);
     for round in 0..6 {
         let terminated = round % 2 == 1;
         let pool = Pool::new(2).unwrap();
-        let pids: Vec<u32> = pool.map_with(pid_of, 0..2, MapOptions::new().chunksize(1)).unwrap();
+        let pids = pool.pids();
+        assert_eq!(pids.len(), 2, "{pids:?}");
         let busy: Vec<_> = (0..4).map(|_| pool.apply_async(sleep_then, 300).unwrap()).collect();
         if terminated {
             pool.terminate();
@@ -1021,28 +1025,37 @@ fn two_joins_at_once_both_return_once_the_workers_end() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             for _ in 0..2 {
-                let (tx, pool) = (tx.clone(), &pool);
-                s.spawn(move || tx.send(pool.join().map_err(|e| e.to_string())).unwrap());
+                let (tx, pool, pids, busy) = (tx.clone(), &pool, &pids, &busy);
+                s.spawn(move || {
+                    let joined = pool.join().map_err(|e| e.to_string());
+                    // Right as it returned, no waiting: what still runs, what is not in.
+                    let running: Vec<u32> = pids.iter().copied().filter(|&p| pid_running(p)).collect();
+                    let unready = busy.iter().filter(|r| !r.ready()).count();
+                    tx.send((joined, running, unready)).unwrap();
+                });
             }
-            let joined: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(30))).collect();
-            println!("round {round} (terminated: {terminated}): the two joins gave {joined:?}");
-            if joined.iter().any(|j| j.is_err()) {
+            let seen: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(30))).collect();
+            println!("round {round} (terminated: {terminated}): (join, still running, not ready) {seen:?}");
+            if seen.iter().any(|j| j.is_err()) {
                 // Let the scope end: terminate kills whatever a hung join waits for.
                 pool.terminate();
                 panic!("HANG: a join did not return in 30 s; pids still running: {:?}", {
                     pids.iter().filter(|&&p| pid_running(p)).collect::<Vec<_>>()
                 });
             }
-            assert!(joined.iter().all(|j| matches!(j, Ok(Ok(())))), "{joined:?}");
+            for (joined, running, unready) in seen.iter().flatten() {
+                assert!(matches!(joined, Ok(())), "{seen:?}");
+                assert!(running.is_empty(), "a join returned with workers running: {seen:?}");
+                // After `terminate`, `join` delivers the failed chunks after its lock (their
+                // error callbacks may join): a second join may see them not in yet.
+                assert!(terminated || *unready == 0, "a join returned before the work ended: {seen:?}");
+            }
         });
         let got: Vec<_> = busy.into_iter().map(|r| r.get()).collect();
         if terminated {
             assert!(got.iter().all(|r| matches!(r, Err(TaskError::Terminated))), "{got:?}");
         } else {
             assert!(got.iter().all(|r| matches!(r, Ok(300))), "close lets the sent work finish: {got:?}");
-        }
-        for pid in pids {
-            assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived both joins");
         }
     }
 }
@@ -1260,6 +1273,57 @@ fn an_initializer_that_panics_in_some_workers_fails_the_pool_after_a_run_of_fail
     let info = failure.expect("the pool still restarts the failing worker after 20 s");
     assert_eq!(info.message, "only one worker may initialize");
     assert!(matches!(again, Err(Error::Task(TaskError::Panicked(_)))), "{again:?}");
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
+    }
+}
+
+/// Returns in the first worker of a pool to run it, exits in the others: a death of its own
+/// inside the initializer (as `abort` or a C library's segfault would be), not a panic.
+fn exit_but_in_the_first(marker: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        std::process::exit(3);
+    }
+}
+
+/// An initializer that exits in some workers only: those deaths count in the initializer's
+/// run, which only an initializer that returns ends, and past `boot_death_limit` the pool
+/// fails `WorkersCannotStart`, as when it dies in every worker. Before (review133 M1): they
+/// counted as boot deaths, which the other worker's answers ended, and the pool restarted
+/// the exiting worker for ever (1333 times in 20 s).
+#[test]
+fn an_initializer_that_exits_in_some_workers_fails_the_pool_after_a_run_of_deaths() {
+    let _w = heap_user(LIMIT);
+    let marker = std::env::temp_dir().join(format!("multiproc-exit-but-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(exit_but_in_the_first, marker.to_string_lossy().into_owned())
+        .build()
+        .unwrap();
+    let (mut answered, started) = (0u32, std::time::Instant::now());
+    let failure = loop {
+        match pool.apply(square, 3) {
+            Ok(9) => answered += 1,
+            Err(Error::Task(TaskError::WorkersCannotStart(f))) => break Some(f),
+            other => panic!("{other:?}"),
+        }
+        // Not a measure: a bound on a pool that would restart the exiting worker for ever.
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("{answered} tasks answered, {:?}, then {failure:?}", pool.stats());
+    let again = pool.apply(square, 4);
+    let pids = pool.pids();
+    pool.terminate();
+    pool.join().unwrap();
+    // Only now: a worker started after would make the marker again.
+    let _ = std::fs::remove_file(&marker);
+    let failure = failure.expect("the pool still restarts the exiting worker after 20 s");
+    assert!(failure.to_string().contains("code 3"), "{failure}");
+    assert!(matches!(again, Err(Error::Task(TaskError::WorkersCannotStart(_)))), "{again:?}");
     for pid in pids {
         assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} left running");
     }

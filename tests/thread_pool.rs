@@ -317,6 +317,46 @@ fn the_initializer_runs_once_per_thread() {
     assert_eq!(inits.load(Ordering::SeqCst), 3);
 }
 
+/// A task that joins its own closed pool while another thread is already in `join`: the
+/// task gets `JoinFromWorker` and the outside join returns once the task ended (review133
+/// H1: the outside join held the threads' lock through its joins, so the task's `join`
+/// waited on that lock, before its own-thread check, for ever).
+#[test]
+fn a_task_joining_its_pool_while_another_thread_joins_gets_join_from_worker() {
+    let _w = watchdog(LIMIT);
+    let pool = Arc::new(ThreadPool::new(1).unwrap());
+    let own = pool.clone();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let mut task = pool
+        .apply_async(
+            move |_: u32| {
+                wait.lock().unwrap().recv().unwrap();
+                matches!(own.join(), Err(PoolError::JoinFromWorker))
+            },
+            0,
+        )
+        .unwrap();
+    pool.close();
+    let joiner = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(joiner.join()).unwrap());
+    // Ordering only (the outside join under way first), not a measure: if the task's join
+    // came first the test passes anyway, it cannot fail spuriously.
+    std::thread::sleep(Duration::from_millis(500));
+    go.send(()).unwrap();
+    let got = task.get_timeout(Duration::from_secs(20));
+    let joined = rx.recv_timeout(Duration::from_secs(20));
+    println!("the task's join gave JoinFromWorker: {got:?}; the outside join: {joined:?}");
+    if got.is_err() {
+        // The threads cannot be killed: end the process rather than wait for the watchdog.
+        println!("HANG: the task's join and the outside join wait for each other");
+        std::process::exit(3);
+    }
+    assert_eq!(got, Ok(true));
+    assert!(matches!(joined, Ok(Ok(()))), "{joined:?}");
+}
+
 #[test]
 fn join_before_close_is_an_error_and_closed_pools_refuse_work() {
     let _w = watchdog(LIMIT);

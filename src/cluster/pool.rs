@@ -11,8 +11,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
@@ -343,6 +343,13 @@ pub(crate) struct Driver {
     /// The connection of the submitting threads (the driver thread has its own).
     link: Mutex<Link>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The driver thread's id, kept apart from its handle (which the first `join` takes):
+    /// a `join` on that thread (a callback's) is `JoinFromWorker`, whoever holds the handle.
+    driver_thread_id: OnceLock<ThreadId>,
+    /// Held through `join`: a second joiner waits for the first, then finds no handle and
+    /// returns, after the driver thread ended, not before (review133 M2). The driver thread
+    /// never takes it.
+    joins: Mutex<()>,
     /// Why the driver stopped by itself (Redis failed).
     failure: Mutex<Option<ClusterError>>,
     /// The process that started the pool. A copy that fork made in a child (a pool kept in
@@ -598,6 +605,8 @@ impl Driver {
             born: Mutex::default(),
             link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
             thread: Mutex::new(None),
+            driver_thread_id: OnceLock::new(),
+            joins: Mutex::new(()),
             failure: Mutex::new(None),
             made_in: TakenIn::here(),
         });
@@ -613,6 +622,7 @@ impl Driver {
         let thread = std::thread::Builder::new()
             .name("multiproc-cluster".into())
             .spawn(move || driver_thread(weak, &mut thread_link))?;
+        let _ = driver.driver_thread_id.set(thread.thread().id());
         *lock(&driver.thread) = Some(thread);
         Ok(driver)
     }
@@ -1453,6 +1463,13 @@ impl Engine for Driver {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
+        // A callback on the driver thread cannot wait for that thread to end (std would
+        // panic, "Resource deadlock avoided"). Before the lock: another join holds it until
+        // this very thread ends.
+        if self.driver_thread_id.get() == Some(&std::thread::current().id()) {
+            return Err(PoolError::JoinFromWorker);
+        }
+        let _one_at_a_time = lock(&self.joins);
         // A counted `imap` still feeding sends nothing more (the joining thread may be the
         // one that feeds it): what it sent comes, then its refusal.
         lock(&self.books).joining = true;

@@ -135,9 +135,10 @@ pub enum TaskError {
 #[error("{deaths} in a row ended before their first answer; the last, pid {pid}: {ended}")]
 #[non_exhaustive]
 pub struct BootFailure {
-    /// How many workers in a row ended before their first answer. For workers killed for
-    /// their initializer's timeout: how many in a row, no initializer having returned
-    /// between (the others' answers do not end that run).
+    /// How many workers in a row ended before their first answer. For workers that died
+    /// inside their initializer (killed for its timeout, or ended by an exit or a crash of
+    /// their own there): how many in a row, no initializer having returned between (the
+    /// others' answers do not end that run).
     pub deaths: u32,
     /// The last one's pid.
     pub pid: u32,

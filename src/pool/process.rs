@@ -140,10 +140,13 @@ impl PoolBuilder {
     /// twice the pool's size in a row (no initializer returning between, in any worker: the
     /// answers of workers that started earlier do not end the run, so one that fails in
     /// some workers only ends so too), the pool's tasks fail with the initializer's panic
-    /// ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of looping. Likewise when workers cannot start at all (ten in a row, or twice the
-    /// pool's size, end before they take a task or answer, by an exit or a crash of their
-    /// own: a worker killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and
-    /// not counted): the tasks fail with
+    /// ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of looping.
+    /// Likewise when workers cannot start at all (ten in a row, or twice the pool's size,
+    /// end before they take a task or answer, by an exit or a crash of their own: a worker
+    /// killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and not counted;
+    /// those that die inside the initializer, by an `exit`, an `abort` or a segfault there,
+    /// count in a run that only an initializer that returns ends, as its panics do): the
+    /// tasks fail with
     /// [`TaskError::WorkersCannotStart`](crate::TaskError::WorkersCannotStart), which says
     /// how the last of them ended (its own failure text, a panic of the `child_init`, its
     /// exit code or signal), where Python's pool would start new ones for ever.

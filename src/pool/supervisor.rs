@@ -138,7 +138,7 @@ enum Kill {
     TimedOut(Duration),
     /// Its chunk's call failed and the chunk ran past [`CANCEL_GRACE`].
     Cancelled,
-    /// Its initializer ran past the pool's timeout ([`Books::init_timeouts`]).
+    /// Its initializer ran past the pool's timeout ([`Books::init_deaths`]).
     Initializer(Duration),
 }
 
@@ -202,19 +202,21 @@ struct Books {
     chunk_ns: f64,
     /// Initializers that failed (returned an error or panicked) in a row, none having
     /// returned between (a worker's first answer, or its status block, says so: not any
-    /// worker's answer, see [`Books::init_timeouts`]).
+    /// worker's answer, see [`Books::init_deaths`]).
     init_failures: u32,
     /// Workers in a row that ended before they sent the pool anything or took a chunk
-    /// (failed in their boot, before `worker_main` or in it before their initializer
-    /// answered), none having booted between: at [`boot_death_limit`] the pool stops
+    /// (failed in their boot, before `worker_main` or in it before their initializer ran;
+    /// a death inside it counts in [`Books::init_deaths`]), none having booted between: at [`boot_death_limit`] the pool stops
     /// replacing them.
     boot_deaths: u32,
-    /// Workers in a row killed for their initializer's timeout, no initializer having
-    /// returned between: at [`boot_death_limit`] the pool stops replacing them. Apart from
-    /// `boot_deaths`, which any worker's answer ends: an initializer that hangs in some
-    /// workers only (one holds what the others wait for) was killed and restarted once per
-    /// timeout for ever, the others' answers ending each run.
-    init_timeouts: u32,
+    /// Workers in a row that died inside their initializer, killed for its timeout or
+    /// ended on their own there (an `exit`, an `abort`, a segfault: its status block still
+    /// says [`INITIALIZING`]), no initializer having returned between: at
+    /// [`boot_death_limit`] the pool stops replacing them. Apart from `boot_deaths`, which
+    /// any worker's answer ends: an initializer that hangs or dies in some workers only (one
+    /// holds what the others wait for) was killed and restarted for ever, the others'
+    /// answers ending each run.
+    init_deaths: u32,
     /// Why no worker runs the pool's work (its initializer failed in every worker:
     /// `Panicked`, or no worker could boot: `WorkersCannotStart`): the work fails with it,
     /// for good.
@@ -239,7 +241,7 @@ impl Books {
     /// timeout end.
     fn initializer_returned(&mut self) {
         self.init_failures = 0;
-        self.init_timeouts = 0;
+        self.init_deaths = 0;
     }
 
     /// Ends those runs if an initializer returned in a worker on the books since last seen.
@@ -985,8 +987,8 @@ impl Inner {
                     // initializer returns (seen in any worker's status block), not when
                     // another worker answers (it may have started long ago).
                     books.note_initializers();
-                    books.init_timeouts += 1;
-                    if books.init_error.is_none() && books.init_timeouts >= boot_death_limit(self.config.workers) {
+                    books.init_deaths += 1;
+                    if books.init_error.is_none() && books.init_deaths >= boot_death_limit(self.config.workers) {
                         // The pool's own kill: its signal would say nothing of why.
                         let ended = JoinError::Failed {
                             name: worker.handle.name().to_owned(),
@@ -995,7 +997,7 @@ impl Inner {
                             ),
                         };
                         books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
-                            deaths: books.init_timeouts,
+                            deaths: books.init_deaths,
                             pid: worker.handle.pid(),
                             ended,
                         }));
@@ -1012,8 +1014,20 @@ impl Inner {
                     // Replaced for ever, its unstarted work resent to each replacement, a
                     // pool whose workers all die so would never answer (hang48): past a run
                     // of them it gives up, as for an initializer failing in every worker.
-                    books.boot_deaths += 1;
-                    if books.init_error.is_none() && books.boot_deaths >= boot_death_limit(self.config.workers) {
+                    // One that died inside its initializer (an `exit`, an `abort`, a C
+                    // library's segfault there: no panic, so no `InitFailed`) counts in the
+                    // initializer's run, which only a return ends: any worker's answer
+                    // ending it, an initializer that dies in some workers only was restarted
+                    // for ever (review133 M1).
+                    let run = if worker.status.job.load(Ordering::Acquire) == INITIALIZING {
+                        books.note_initializers();
+                        books.init_deaths += 1;
+                        books.init_deaths
+                    } else {
+                        books.boot_deaths += 1;
+                        books.boot_deaths
+                    };
+                    if books.init_error.is_none() && run >= boot_death_limit(self.config.workers) {
                         // Why the last one ended, as its join would say: its own failure
                         // text, a panic of its `child_init`, else its exit or signal. It
                         // was reaped, so this knows, but in a fork copy (whose pool thread
@@ -1023,7 +1037,7 @@ impl Inner {
                             pid: worker.handle.pid(),
                         });
                         books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
-                            deaths: books.boot_deaths,
+                            deaths: run,
                             pid: worker.handle.pid(),
                             ended,
                         }));

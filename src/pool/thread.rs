@@ -1047,11 +1047,12 @@ impl ThreadPool {
         if self.shared.state.load(Ordering::Acquire) == RUNNING {
             return Err(PoolError::StillRunning);
         }
-        let mut threads = self.shared.threads.lock().unwrap_or_else(|e| e.into_inner());
-        let me = std::thread::current().id();
-        if threads.iter().any(|t| t.thread().id() == me) {
+        // Before the lock: another thread's `join` holds it until every thread ended,
+        // this one too, so a task waiting for it would wait for ever (review133 H1).
+        if OwnThread::on_its_thread(&self.shared) {
             return Err(PoolError::JoinFromWorker);
         }
+        let mut threads = self.shared.threads.lock().unwrap_or_else(|e| e.into_inner());
         // The `imap`s made before the `close` get no more chunks.
         self.shared.end_channel(true);
         let threads = std::mem::take(&mut *threads);

@@ -27,7 +27,7 @@ pub(crate) struct WorkerStatus {
     pub(crate) since: AtomicU64,
     /// Its initializer returned, or it has none (set once, before its first task): ends the
     /// pool's runs of initializers that failed or ran past the timeout
-    /// (`Books::init_timeouts`). Not `job`, whose 0 before the initializer and after it look
+    /// (`Books::init_deaths`). Not `job`, whose 0 before the initializer and after it look
     /// the same.
     pub(crate) initialized: AtomicBool,
 }
