@@ -1083,54 +1083,47 @@ impl Heap {
             }
             warm.push((off, len));
         }
-        // The blocks waiting for their release: likewise, and clear of the warm ones.
-        let mut later: Vec<(u64, u64)> = Vec::new();
-        let mut off = h.later.load(Ordering::Relaxed);
-        while off != 0 {
-            let len = self.extent(off).size.load(Ordering::Relaxed);
-            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
-            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
-                return Err(format!("deferred block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
-            }
-            if let Some((o, l)) = extents.iter().chain(&warm).chain(&later).find(overlaps) {
-                return Err(format!(
-                    "deferred block [{off:#x}, +{len:#x}) overlaps the free or warm block [{o:#x}, +{l:#x})"
-                ));
-            }
-            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
-                return Err(format!("deferred block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
-            }
-            if later.len() > self.map.len() / PAGE {
-                return Err("the deferred list has a cycle".into());
-            }
-            later.push((off, len));
-            off = self.extent(off).next.load(Ordering::Relaxed);
-        }
-        // The blocks freed without waiting (the lock held: none is taken off meanwhile, and
-        // a push only adds above the head read here): likewise, and clear of all the above.
-        let mut pending: Vec<(u64, u64)> = Vec::new();
-        let mut off = h.pending.load(Ordering::Acquire);
-        while off != 0 {
-            let len = self.extent(off).size.load(Ordering::Relaxed);
-            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
-            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
-                return Err(format!("pending block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
-            }
-            if let Some((o, l)) = extents.iter().chain(&warm).chain(&later).chain(&pending).find(overlaps) {
-                return Err(format!(
-                    "pending block [{off:#x}, +{len:#x}) overlaps the free, warm or deferred block [{o:#x}, +{l:#x})"
-                ));
-            }
-            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
-                return Err(format!("pending block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
-            }
-            if pending.len() > self.map.len() / PAGE {
-                return Err("the pending stack has a cycle".into());
-            }
-            pending.push((off, len));
-            off = self.extent(off).next.load(Ordering::Relaxed);
-        }
+        // The blocks waiting for their release, then those freed without waiting (the lock
+        // held: none is taken off meanwhile, and a push only adds above the head read here):
+        // likewise, each clear of all the blocks walked before it.
+        let later = self.check_list("deferred", h.later.load(Ordering::Relaxed), bump, &[&extents[..], &warm], live)?;
+        self.check_list("pending", h.pending.load(Ordering::Acquire), bump, &[&extents[..], &warm, &later], live)?;
         Ok(extents)
+    }
+
+    /// Walks one list of whole blocks linked through their extents' `next` (for
+    /// [`Heap::check`], which holds the lock): each block page aligned and inside
+    /// `[RESERVED, bump)`, clear of every block in `before`, of the list's other blocks and
+    /// of `live`, and the list without a cycle. Returns its blocks.
+    fn check_list(
+        &self,
+        name: &str,
+        head: u64,
+        bump: u64,
+        before: &[&[(u64, u64)]],
+        live: &[(u64, usize)],
+    ) -> Result<Vec<(u64, u64)>, String> {
+        let mut blocks: Vec<(u64, u64)> = Vec::new();
+        let mut off = head;
+        while off != 0 {
+            let len = self.extent(off).size.load(Ordering::Relaxed);
+            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
+            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
+                return Err(format!("{name} block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
+            }
+            if let Some((o, l)) = before.iter().copied().flatten().chain(&blocks).find(overlaps) {
+                return Err(format!("{name} block [{off:#x}, +{len:#x}) overlaps the listed block [{o:#x}, +{l:#x})"));
+            }
+            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
+                return Err(format!("{name} block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
+            }
+            if blocks.len() > self.map.len() / PAGE {
+                return Err(format!("the {name} list has a cycle"));
+            }
+            blocks.push((off, len));
+            off = self.extent(off).next.load(Ordering::Relaxed);
+        }
+        Ok(blocks)
     }
 
     /// The free extent before `target` in the list (caller holds the lock).
