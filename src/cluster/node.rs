@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::ClusterError;
+use super::{ClusterError, Tls};
 use super::key::{KEY_ENV, Seal, Secret, sealed_bound};
 use super::link::Link;
 use super::wire::{
@@ -49,6 +49,7 @@ pub struct ServeOptions {
     processes: Option<usize>,
     timeout: Option<Duration>,
     authkey: Option<Secret>,
+    tls: Option<Tls>,
 }
 
 impl ServeOptions {
@@ -119,6 +120,28 @@ impl ServeOptions {
     /// ```
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(Secret::new(key.as_ref()));
+        self
+    }
+
+    /// The certificates of a `rediss://` URL's connections (see [`Tls`]): a private CA that
+    /// signed the server's certificate, and a client certificate for a server that asks for
+    /// one (default: the system's authorities, or those of the file `SSL_CERT_FILE` names,
+    /// no client certificate). Given for a URL that is not `rediss://`, [`serve`] fails with
+    /// [`ClusterError::BadUrl`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{ServeOptions, Tls};
+    ///
+    /// multiproc::init();
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let options = ServeOptions::new().tls(Tls::new().ca_pem(ca));
+    /// multiproc::cluster::serve("rediss://node:secret@redis.example:6380/0", options)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -372,8 +395,8 @@ pub(super) fn node_name() -> String {
 pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Error> {
     let timeout = options.timeout.unwrap_or(Duration::from_secs(5));
     let seal = Seal::new(options.authkey.as_ref())?;
-    let mut reader_link = Link::new(url, timeout)?;
-    let writer_link = Link::new(url, timeout)?;
+    let mut reader_link = Link::with_tls(url, timeout, options.tls.as_ref())?;
+    let writer_link = Link::with_tls(url, timeout, options.tls.as_ref())?;
     // Credentials Redis refuses, or a TLS session that cannot be set up, are no Redis away
     // to wait out: the node ends at once, as a queue's open or a pool's build does (it
     // tried again for ever, serving nothing, said only through `log`).
