@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use super::{ClusterError, Tls};
 use super::key::{Seal, Secret, TAG, sealed_bound};
 use super::link::{Conn, LEAST_BULK_BOUND, Link, server_bound_why, too_large_to_send};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
 };
+use super::{ClusterError, Tls};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
