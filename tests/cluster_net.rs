@@ -298,7 +298,7 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
     assert!(common::eventually(Duration::from_secs(20), serving), "the node never connected: {:?}", rx.try_recv());
     swap_certificate(&redis, &dir.join("later.pem"), &dir.join("later.key"));
     // Several tries of the node's (one a tenth of a second) meet it.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
     let waiting = rx.try_recv();
     assert!(waiting.is_err(), "a certificate not valid yet ended the node: {waiting:?}");
     swap_certificate(&redis, &dir.join("server.pem"), &dir.join("server.key"));
