@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::machine::{Machine, TcpRedis, certificates, tls_redis};
 use common::redis::MP_USER;
 use common::watchdog;
-use multiproc::Pool;
+use multiproc::{Pool, ResultTimeoutError, TaskError};
 use multiproc::cluster::{ClusterError, ClusterOptions, GetError, KEY_ENV, Queue, Tls, WORKER_ENV};
 
 multiproc::test_support!();
@@ -280,7 +280,9 @@ fn swap_certificate(redis: &TcpRedis, cert: &std::path::Path, key: &std::path::P
 /// a server certificate that is not valid yet (a clock behind the server's: it heals), and
 /// serves again once the certificate is good; a certificate signed by a CA the node does not
 /// trust ends it, with the typed `Tls` error (clu101 item 3: any TLS failure after the start
-/// was warned about and tried again for ever, the node serving nothing).
+/// was warned about and tried again for ever, the node serving nothing). A pool's driver
+/// given the CA in code (`ClusterOptions::tls`) meets the same certificate: its running
+/// task fails with the typed `Tls` error.
 #[test]
 fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not_valid_yet() {
     let _w = watchdog(LIMIT);
@@ -290,9 +292,10 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
         .processes(1)
         .timeout(Duration::from_secs(1))
         .authkey(TEST_KEY)
-        .tls(Tls::new().ca_pem(pki.ca));
+        .tls(Tls::new().ca_pem(pki.ca.clone()));
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || _ = tx.send(multiproc::cluster::serve(&url, options)));
+    let served = url.clone();
+    std::thread::spawn(move || _ = tx.send(multiproc::cluster::serve(&served, options)));
     // Serving: its reader's connection is listed beside redis-cli's.
     let serving = || tls_cli(&redis, &["CLIENT", "LIST"]).len() >= 2;
     assert!(common::eventually(Duration::from_secs(20), serving), "the node never connected: {:?}", rx.try_recv());
@@ -303,6 +306,17 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
     assert!(waiting.is_err(), "a certificate not valid yet ended the node: {waiting:?}");
     swap_certificate(&redis, &dir.join("server.pem"), &dir.join("server.key"));
     assert!(common::eventually(Duration::from_secs(20), serving), "the node did not come back: {:?}", rx.try_recv());
+    // A pool's driver given the CA in code (`ClusterOptions::tls`), its task running on the
+    // node when the certificate changes.
+    let options = ClusterOptions::new()
+        .authkey(TEST_KEY)
+        .tls(Tls::new().ca_pem(pki.ca))
+        .timeout(Duration::from_secs(1))
+        .lease(Duration::from_secs(1));
+    let pool = Pool::builder().cluster(&url).processes(1).cluster_options(options).build().unwrap();
+    assert_eq!(pool.apply(slow_where, 0).unwrap().0, 0, "the node serves the pool");
+    let mut running = pool.apply_async(slow_where, 60_000).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
     certificates(&other);
@@ -310,6 +324,12 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
     let ended = rx.recv_timeout(Duration::from_secs(30));
     eprintln!("the node's end: {ended:?}");
     assert!(matches!(&ended, Ok(Err(multiproc::Error::Cluster(ClusterError::Tls(_))))), "{ended:?}");
+    let got = running.get_timeout(Duration::from_secs(30));
+    eprintln!("the driver's task: {got:?}");
+    // The driver's connections were dropped too: its pool ends with the typed error, its
+    // task failed with it, rather than waiting for ever.
+    let typed = matches!(&got, Err(ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Tls(_)))));
+    assert!(typed, "{got:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
