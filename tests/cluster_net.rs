@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::machine::{Machine, TcpRedis, certificates, tls_redis};
 use common::redis::MP_USER;
 use common::watchdog;
-use multiproc::{Pool, ResultTimeoutError, TaskError};
 use multiproc::cluster::{ClusterError, ClusterOptions, GetError, KEY_ENV, Queue, Tls, WORKER_ENV};
+use multiproc::{Pool, ResultTimeoutError, TaskError};
 
 multiproc::test_support!();
 
