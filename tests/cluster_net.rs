@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::machine::{Machine, TcpRedis, certificates, tls_redis};
 use common::redis::MP_USER;
 use common::watchdog;
-use multiproc::Pool;
 use multiproc::cluster::{ClusterError, ClusterOptions, GetError, KEY_ENV, Queue, Tls, WORKER_ENV};
+use multiproc::{Pool, ResultTimeoutError, TaskError};
 
 multiproc::test_support!();
 
@@ -254,6 +254,82 @@ fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
         .timeout(Duration::from_secs(2))
         .open(&format!("redis://127.0.0.1:{port}"), "q");
     assert!(mixed.is_err(), "{mixed:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `redis-cli` against a `tls_redis` (password `s3cret`, its certificate not checked): its
+/// reply's lines.
+fn tls_cli(redis: &TcpRedis, args: &[&str]) -> Vec<String> {
+    let out = Command::new("redis-cli")
+        .args(["--tls", "--insecure", "-p", &redis.port.to_string(), "-a", "s3cret", "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Gives a `tls_redis` the certificate `cert` and key `key` and drops its clients' connections,
+/// so that those who connect again meet it.
+fn swap_certificate(redis: &TcpRedis, cert: &std::path::Path, key: &std::path::Path) {
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    assert_eq!(tls_cli(redis, &["CONFIG", "SET", "tls-cert-file", cert, "tls-key-file", key]), ["OK"]);
+    tls_cli(redis, &["CLIENT", "KILL", "TYPE", "normal"]);
+}
+
+/// A node serving a `rediss://` Redis given its CA in code (`ServeOptions::tls`) waits out
+/// a server certificate that is not valid yet (a clock behind the server's: it heals), and
+/// serves again once the certificate is good; a certificate signed by a CA the node does not
+/// trust ends it, with the typed `Tls` error (clu101 item 3: any TLS failure after the start
+/// was warned about and tried again for ever, the node serving nothing). A pool's driver
+/// given the CA in code (`ClusterOptions::tls`) meets the same certificate: its running
+/// task fails with the typed `Tls` error.
+#[test]
+fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not_valid_yet() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, pki, dir)) = tls_redis(&[]) else { return };
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let options = multiproc::cluster::ServeOptions::new()
+        .processes(1)
+        .timeout(Duration::from_secs(1))
+        .authkey(TEST_KEY)
+        .tls(Tls::new().ca_pem(pki.ca.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let served = url.clone();
+    std::thread::spawn(move || _ = tx.send(multiproc::cluster::serve(&served, options)));
+    // Serving: its reader's connection is listed beside redis-cli's.
+    let serving = || tls_cli(&redis, &["CLIENT", "LIST"]).len() >= 2;
+    assert!(common::eventually(Duration::from_secs(20), serving), "the node never connected: {:?}", rx.try_recv());
+    swap_certificate(&redis, &dir.join("later.pem"), &dir.join("later.key"));
+    // Several tries of the node's (one a tenth of a second) meet it.
+    std::thread::sleep(Duration::from_secs(1));
+    let waiting = rx.try_recv();
+    assert!(waiting.is_err(), "a certificate not valid yet ended the node: {waiting:?}");
+    swap_certificate(&redis, &dir.join("server.pem"), &dir.join("server.key"));
+    assert!(common::eventually(Duration::from_secs(20), serving), "the node did not come back: {:?}", rx.try_recv());
+    // A pool's driver given the CA in code (`ClusterOptions::tls`), its task running on the
+    // node when the certificate changes.
+    let options = ClusterOptions::new()
+        .authkey(TEST_KEY)
+        .tls(Tls::new().ca_pem(pki.ca))
+        .timeout(Duration::from_secs(1))
+        .lease(Duration::from_secs(1));
+    let pool = Pool::builder().cluster(&url).processes(1).cluster_options(options).build().unwrap();
+    assert_eq!(pool.apply(slow_where, 0).unwrap().0, 0, "the node serves the pool");
+    let mut running = pool.apply_async(slow_where, 60_000).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    certificates(&other);
+    swap_certificate(&redis, &other.join("server.pem"), &other.join("server.key"));
+    let ended = rx.recv_timeout(Duration::from_secs(30));
+    eprintln!("the node's end: {ended:?}");
+    assert!(matches!(&ended, Ok(Err(multiproc::Error::Cluster(ClusterError::Tls(_))))), "{ended:?}");
+    let got = running.get_timeout(Duration::from_secs(30));
+    eprintln!("the driver's task: {got:?}");
+    // The driver's connections were dropped too: its pool ends with the typed error, its
+    // task failed with it, rather than waiting for ever.
+    let typed = matches!(&got, Err(ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Tls(_)))));
+    assert!(typed, "{got:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

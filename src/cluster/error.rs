@@ -95,6 +95,18 @@ fn at_maxclients(e: &redis::RedisError) -> bool {
 
 /// Whether a rustls error is somewhere in the error's causes (a handshake that failed).
 fn is_tls(e: &redis::RedisError) -> bool {
+    tls_cause(e).is_some()
+}
+
+/// A TLS failure found in an error's causes: rustls's own, or a host that is no name a
+/// certificate can be checked against.
+enum TlsCause<'a> {
+    Rustls(&'a rustls::Error),
+    BadName,
+}
+
+/// The TLS failure somewhere in the error's causes, if any.
+fn tls_cause(e: &redis::RedisError) -> Option<TlsCause<'_>> {
     type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(mut c) = cause {
@@ -102,17 +114,67 @@ fn is_tls(e: &redis::RedisError) -> bool {
         if let Some(shared) = c.downcast_ref::<Shared>() {
             c = &**shared;
         }
-        if c.is::<rustls::Error>() || c.is::<rustls::pki_types::InvalidDnsNameError>() {
-            return true;
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(TlsCause::Rustls(tls));
         }
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        if c.is::<rustls::pki_types::InvalidDnsNameError>() {
+            return Some(TlsCause::BadName);
+        }
+        if let Some(tls) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return true;
+            return Some(TlsCause::Rustls(tls));
         }
         cause = c.source();
     }
-    false
+    None
+}
+
+/// Whether the TLS failure in the error's causes will not heal by trying again (clu101
+/// item 3): the server's certificate is signed by no authority trusted here, or names
+/// another host, or is malformed; the server refuses this client's certificate, or speaks
+/// no TLS (or none this client speaks); the URL's host is no name. A certificate not valid
+/// yet or expired (a clock set wrong, here or on the server, or a certificate about to be
+/// renewed), a revocation that cannot be checked, and every failure of another kind are
+/// taken as passing, and waited out. False where the error is no TLS failure.
+pub(crate) fn tls_lasts(e: &redis::RedisError) -> bool {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
+    match tls_cause(e) {
+        None => false,
+        Some(TlsCause::BadName) => true,
+        Some(TlsCause::Rustls(tls)) => match tls {
+            E::InvalidCertificate(
+                Cert::Expired
+                | Cert::ExpiredContext { .. }
+                | Cert::NotValidYet
+                | Cert::NotValidYetContext { .. }
+                | Cert::Revoked
+                | Cert::UnknownRevocationStatus
+                | Cert::ExpiredRevocationList
+                | Cert::ExpiredRevocationListContext { .. }
+                | Cert::InvalidOcspResponse,
+            ) => false,
+            E::InvalidCertificate(_)
+            | E::AlertReceived(
+                Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::UnknownCA
+                | Alert::AccessDenied
+                | Alert::CertificateRequired
+                | Alert::ProtocolVersion
+                | Alert::InsufficientSecurity,
+            )
+            | E::InvalidMessage(_)
+            | E::InappropriateMessage { .. }
+            | E::InappropriateHandshakeMessage { .. }
+            | E::PeerIncompatible(_)
+            | E::NoCertificatesPresented
+            | E::UnsupportedNameType => true,
+            _ => false,
+        },
+    }
 }
 
 /// Why a [`Queue::put`](super::Queue::put) (or `try_put`, `put_timeout`) did not put its

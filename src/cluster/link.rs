@@ -47,6 +47,9 @@ pub(crate) struct Link {
     /// The server's bulk bound ([`server_bulk_bound`]), the connection (its number in
     /// `opens`) it was read on, and the reading's stamp ([`READS`]).
     bound: Option<(u64, u64, Told)>,
+    /// Whether the last open failed on TLS in a way that does not heal
+    /// ([`tls_lasts`](super::error::tls_lasts)); false after an open that did not fail so.
+    tls_lasts: bool,
 }
 
 /// What a server tells of its bulk bound: the bound and the setting's name, or `None`
@@ -60,6 +63,12 @@ pub(crate) type Told = Option<(u64, &'static str)>;
 static READS: AtomicU64 = AtomicU64::new(0);
 
 impl Link {
+    /// Whether this link's last open failed on TLS in a way that trying again does not heal
+    /// (an untrusted certificate, a server that speaks no TLS: [`super::error::tls_lasts`]).
+    pub(crate) fn tls_lasts(&self) -> bool {
+        self.tls_lasts
+    }
+
     #[allow(dead_code)] // for objects that take no certificates
     pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, ClusterError> {
         Self::with_tls(url, timeout, None)
@@ -91,7 +100,7 @@ impl Link {
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit: the longest kept is a hundred years.
         let timeout = timeout.clamp(LEAST, super::MAX_LEASE);
-        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout, opens: 0, bound: None })
+        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout, opens: 0, bound: None, tls_lasts: false })
     }
 
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
@@ -106,8 +115,9 @@ impl Link {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let conn = Conn::open(&self.info, self.tls.as_ref(), self.timeout)
-                    .map_err(|e| ClusterError::from_redis(&e))?;
+                let opened = Conn::open(&self.info, self.tls.as_ref(), self.timeout);
+                self.tls_lasts = opened.as_ref().is_err_and(super::error::tls_lasts);
+                let conn = opened.map_err(|e| ClusterError::from_redis(&e))?;
                 self.conn_in = TakenIn::here();
                 self.opens += 1;
                 self.conn.insert(conn)
@@ -744,6 +754,33 @@ mod tests {
         let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
         assert!(matches!(&pinged, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{pinged:?}");
         drop(link);
+        server.join().unwrap();
+    }
+
+    /// A server that speaks no TLS behind a `rediss://` URL (a plain Redis answers the
+    /// client's hello with an error line) is a TLS failure that lasts (clu101 item 3: a node
+    /// ends on it, rather than trying again for ever); one whose hello merely stops (the
+    /// trickling server, cut short) is Redis away, which does not.
+    #[test]
+    fn a_server_that_speaks_no_tls_is_a_tls_failure_that_lasts() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut hello = [0; 512];
+            let _ = peer.read(&mut hello);
+            let _ = peer.write_all(b"-ERR unknown command\r\n");
+        });
+        let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
+        assert!(matches!(&pinged, Err(ClusterError::Tls(_))), "{pinged:?}");
+        assert!(link.tls_lasts(), "{pinged:?}");
+        server.join().unwrap();
+        let (port, server) = trickling_server(3);
+        let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
+        assert!(matches!(&pinged, Err(ClusterError::Unreachable(_))), "{pinged:?}");
+        assert!(!link.tls_lasts(), "{pinged:?}");
         server.join().unwrap();
     }
 

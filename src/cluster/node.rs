@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::ClusterError;
 use super::key::{KEY_ENV, Seal, Secret, sealed_bound};
 use super::link::Link;
 use super::wire::{
     DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, is_pool_id, key_ttl,
 };
+use super::{ClusterError, Tls};
 use crate::codec;
 use crate::pool::TaskError;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -49,6 +49,7 @@ pub struct ServeOptions {
     processes: Option<usize>,
     timeout: Option<Duration>,
     authkey: Option<Secret>,
+    tls: Option<Tls>,
 }
 
 impl ServeOptions {
@@ -119,6 +120,28 @@ impl ServeOptions {
     /// ```
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(Secret::new(key.as_ref()));
+        self
+    }
+
+    /// The certificates of a `rediss://` URL's connections (see [`Tls`]): a private CA that
+    /// signed the server's certificate, and a client certificate for a server that asks for
+    /// one (default: the system's authorities, or those of the file `SSL_CERT_FILE` names,
+    /// no client certificate). Given for a URL that is not `rediss://`, [`serve`] fails with
+    /// [`ClusterError::BadUrl`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{ServeOptions, Tls};
+    ///
+    /// multiproc::init();
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let options = ServeOptions::new().tls(Tls::new().ca_pem(ca));
+    /// multiproc::cluster::serve("rediss://node:secret@redis.example:6380/0", options)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -346,8 +369,12 @@ pub(super) fn node_name() -> String {
 /// ([`ClusterError::Key`]), or Redis refuses the URL's credentials ([`ClusterError::Auth`])
 /// or its TLS session cannot be set up ([`ClusterError::Tls`]) at the node's start (a TLS
 /// failure that would heal, such as a certificate not valid yet on a machine whose clock is
-/// not set, ends the node too; one after the start is waited out as Redis away is, and said
-/// through `log`); later, [`ClusterError::Auth`] when Redis refuses the credentials after
+/// not set, ends the node too); later, [`ClusterError::Tls`] when a TLS session cannot be
+/// set up after the start in a way that does not heal, met twice (the server's certificate
+/// changed for one no trusted authority signed, or that names another host; a server that
+/// speaks no TLS; the server refusing the node's client certificate: the node's tasks are
+/// handed back as below), while a certificate not valid yet or expired after the start is
+/// waited out as Redis away is, and said through `log`; [`ClusterError::Auth`] when Redis refuses the credentials after
 /// the start (a password changed in Redis, met when the node connects again: the node's
 /// running tasks are ended and handed back, never failed, and taken back by their drivers
 /// at once if the node's result connection is still logged in, after their lease, as a
@@ -372,8 +399,8 @@ pub(super) fn node_name() -> String {
 pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Error> {
     let timeout = options.timeout.unwrap_or(Duration::from_secs(5));
     let seal = Seal::new(options.authkey.as_ref())?;
-    let mut reader_link = Link::new(url, timeout)?;
-    let writer_link = Link::new(url, timeout)?;
+    let mut reader_link = Link::with_tls(url, timeout, options.tls.as_ref())?;
+    let writer_link = Link::with_tls(url, timeout, options.tls.as_ref())?;
     // Credentials Redis refuses, or a TLS session that cannot be set up, are no Redis away
     // to wait out: the node ends at once, as a queue's open or a pool's build does (it
     // tried again for ever, serving nothing, said only through `log`).
@@ -436,7 +463,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     refused.retain(|pool| pools.contains(pool));
                 }
                 Err(e) => {
-                    if let Some(refused) = credentials_refused(&e, &mut reader_link) {
+                    if let Some(refused) = lasting_refusal(&e, &mut reader_link) {
                         return Err(end_refused(&shared, &tx, &local, refused));
                     }
                     // A node that serves nothing says why (the registry of another type,
@@ -501,8 +528,14 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     std::thread::sleep(Duration::from_millis(100));
                     break;
                 }
-                Err(e) => match credentials_refused(&e, &mut reader_link) {
+                Err(e) => match lasting_refusal(&e, &mut reader_link) {
                     Some(refused) => return Err(end_refused(&shared, &tx, &local, refused)),
+                    // A TLS failure that heals (a certificate not valid yet): waited out
+                    // as Redis away is, rather than tried again at once.
+                    None if matches!(e, ClusterError::Tls(_)) => {
+                        std::thread::sleep(Duration::from_millis(100));
+                        break;
+                    }
                     // NOGROUP: the pool is gone or not set up yet.
                     None => continue,
                 },
@@ -564,28 +597,35 @@ fn sweep(link: &mut Link, pools: &[String], me: &str) {
     }
 }
 
-/// Whether a failure `e` of the node's reader is Redis refusing the node's credentials
-/// (returned) rather than a command an ACL refuses (`NOPERM`, an [`ClusterError::Auth`]
-/// too): told apart by a `PING`, which `serve` ran at its start, on a fresh connection if
-/// the failure dropped the last.
-fn credentials_refused(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
-    if !matches!(e, ClusterError::Auth(_)) {
-        return None;
+/// Whether a failure `e` of the node's reader is one that trying again does not mend,
+/// returned: Redis refusing the node's credentials, rather than a command an ACL refuses
+/// (`NOPERM`, an [`ClusterError::Auth`] too), or a TLS session that cannot be set up in a
+/// way that does not heal (an untrusted certificate, a server that speaks no TLS:
+/// [`Link::tls_lasts`]; clu101 item 3), rather than one that may (a certificate not valid
+/// yet, a clock set wrong). Told apart by a `PING` on a fresh connection if the failure
+/// dropped the last, as `serve` ran at its start: the refusal must be met again.
+fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
+    match e {
+        ClusterError::Auth(_) => {}
+        ClusterError::Tls(_) if link.tls_lasts() => {}
+        _ => return None,
     }
     match link.run(|c| redis::cmd("PING").query::<()>(c)) {
         Err(refused @ ClusterError::Auth(_)) => Some(refused),
+        Err(refused @ ClusterError::Tls(_)) if link.tls_lasts() => Some(refused),
         _ => None,
     }
 }
 
-/// The end of a node whose credentials Redis refused after its start (a password changed
-/// in Redis, met at a reconnection): its URL cannot change, so it ends as at its start, for
-/// a supervisor to restart it with the new one. It stops reading and its local pool; what it
-/// holds is handed back (`Forward::deliver` hands back a `Terminated` met once
-/// `Shared::stopped` is set), never failed: taken back by the drivers at once where the
-/// writer's connection is still logged in (connections already open keep their login), or
-/// after its lease where Redis refuses that too, a delivery counted either way, as a dead
-/// node's.
+/// The end of a node that Redis refuses after its start, for good ([`lasting_refusal`]: its
+/// credentials, a password changed in Redis, or its TLS session, a certificate changed for
+/// one the node does not trust; met at a reconnection): its URL and certificates cannot
+/// change, so it ends as at its start, for a supervisor to restart it with new ones. It
+/// stops reading and its local pool; what it holds is handed back (`Forward::deliver` hands
+/// back a `Terminated` met once `Shared::stopped` is set), never failed: taken back by the
+/// drivers at once where the writer's connection is still open (connections already open
+/// keep their login and their TLS session), or after its lease where Redis refuses that
+/// too, a delivery counted either way, as a dead node's.
 fn end_refused(
     shared: &Shared,
     writer: &Sender<Option<Finished>>,
@@ -596,7 +636,12 @@ fn end_refused(
     let _ = writer.send(None);
     local.terminate();
     let _ = local.join();
-    log::error!("Redis refuses this node's credentials: ending ({refused})");
+    match &refused {
+        ClusterError::Tls(_) => {
+            log::error!("the TLS session with Redis cannot be set up, for good: ending ({refused})")
+        }
+        _ => log::error!("Redis refuses this node's credentials: ending ({refused})"),
+    }
     refused.into()
 }
 

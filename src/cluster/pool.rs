@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use super::ClusterError;
 use super::key::{Seal, Secret, TAG, sealed_bound};
 use super::link::{Conn, LEAST_BULK_BOUND, Link, server_bound_why, too_large_to_send};
 use super::wire::{
     ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, is_node_name, key_ttl,
     new_pool_id, too_large,
 };
+use super::{ClusterError, Tls};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -66,6 +66,7 @@ pub struct ClusterOptions {
     timeout: Duration,
     max_message_size: usize,
     authkey: Option<Secret>,
+    tls: Option<Tls>,
 }
 
 /// The default of [`ClusterOptions::max_message_size`]: 64 MiB, as a cluster queue's.
@@ -100,6 +101,7 @@ impl ClusterOptions {
             timeout: Duration::from_secs(5),
             max_message_size: DEFAULT_MAX_MESSAGE,
             authkey: None,
+            tls: None,
         }
     }
 
@@ -143,6 +145,29 @@ impl ClusterOptions {
     /// ```
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(Secret::new(key.as_ref()));
+        self
+    }
+
+    /// The certificates of a `rediss://` URL's connections (see [`Tls`]): a private CA that
+    /// signed the server's certificate, and a client certificate for a server that asks for
+    /// one (default: the system's authorities, no client certificate). Given for a URL that
+    /// is not `rediss://`, the build fails with [`ClusterError::BadUrl`]. The nodes take
+    /// theirs from [`ServeOptions::tls`](super::ServeOptions::tls).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{ClusterOptions, Tls};
+    ///
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let pool = multiproc::Pool::builder()
+    ///     .cluster("rediss://driver:secret@redis.example:6380/0")
+    ///     .cluster_options(ClusterOptions::new().tls(Tls::new().ca_pem(ca)))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -583,7 +608,7 @@ impl Driver {
         let seal = Seal::new(options.authkey.as_ref()).map_err(PoolError::Cluster)?;
         let id = new_pool_id();
         let keys = PoolKeys::new(&id);
-        let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
+        let mut thread_link = Link::with_tls(url, options.timeout, options.tls.as_ref()).map_err(PoolError::Cluster)?;
         let in_flight = options.max_in_flight.unwrap_or(64 * workers.max(1));
         let bounds = Bounds::read(options.max_message_size, &mut thread_link);
         let driver = Arc::new(Driver {
@@ -603,7 +628,7 @@ impl Driver {
             streams: AtomicUsize::new(0),
             books: Mutex::new(Books::default()),
             born: Mutex::default(),
-            link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
+            link: Mutex::new(Link::with_tls(url, options.timeout, options.tls.as_ref()).map_err(PoolError::Cluster)?),
             thread: Mutex::new(None),
             driver_thread_id: OnceLock::new(),
             joins: Mutex::new(()),

@@ -140,7 +140,9 @@ pub struct Pki {
 }
 
 /// A CA, and a server certificate for 127.0.0.1 and localhost signed by it, written to
-/// `dir` (`ca.pem`, `server.pem`, `server.key`), and a client certificate.
+/// `dir` (`ca.pem`, `server.pem`, `server.key`), another it signed that is not valid before
+/// 2090 (`later.pem`, `later.key`: a server whose clock is ahead of the client's), and a
+/// client certificate.
 pub fn certificates(dir: &std::path::Path) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -155,6 +157,11 @@ pub fn certificates(dir: &std::path::Path) -> Pki {
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let mut later = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    later.not_before = rcgen::date_time_ymd(2090, 1, 1);
+    let later_key = KeyPair::generate().unwrap();
+    std::fs::write(dir.join("later.pem"), later.signed_by(&later_key, &ca).unwrap().pem()).unwrap();
+    std::fs::write(dir.join("later.key"), later_key.serialize_pem()).unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
     client.distinguished_name.push(DnType::CommonName, "a worker node");
