@@ -511,6 +511,30 @@ fn bad_names_and_sizes_are_typed_errors() {
     assert!(matches!(SharedMemory::open(&name), Err(SharedMemoryError::NotFound(_))));
 }
 
+/// Names of 251 to 255 bytes are valid in `/dev/shm` (`NAME_MAX` is 255), and Python makes
+/// and opens them; they were refused as `InvalidName` ("longer than 250 bytes"), so a
+/// segment another program made under such a name could not be opened here (aud103 L1).
+#[test]
+fn a_name_of_up_to_255_bytes_is_made_and_opened_and_a_longer_one_refused() {
+    let stem = format!("mp-aud-{}-", std::process::id());
+    let foreign = format!("{stem}{}", "f".repeat(255 - stem.len()));
+    std::fs::write(format!("/dev/shm/{foreign}"), [7u8; 8]).unwrap();
+    let opened = SharedMemory::open(&foreign).map(|shm| shm.to_vec());
+    std::fs::remove_file(format!("/dev/shm/{foreign}")).unwrap();
+    assert_eq!(opened.unwrap(), [7; 8], "a 255-byte name another program made");
+    let ours = format!("{stem}{}", "o".repeat(255 - stem.len()));
+    let made = SharedMemory::builder().name(&ours).size(8).create().unwrap();
+    assert!(shm_exists(&ours));
+    SharedMemory::open(&ours).unwrap().unlink().unwrap();
+    drop(made);
+    let longer = format!("{ours}x");
+    assert!(matches!(SharedMemory::open(&longer), Err(SharedMemoryError::InvalidName { .. })));
+    assert!(matches!(
+        SharedMemory::builder().name(&longer).size(8).create(),
+        Err(SharedMemoryError::InvalidName { .. })
+    ));
+}
+
 /// A name in `/dev/shm` (a directory every user may write) that is a symbolic link is no
 /// segment: `open` refuses it as Python's does (glibc's `shm_open` opens with
 /// `O_NOFOLLOW`), rather than map the file it points to for writing.
