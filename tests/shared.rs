@@ -237,6 +237,63 @@ fn a_value_whose_shared_lock_holder_is_killed_is_taken_over_and_says_so() {
     }
 }
 
+fn hold_shared_lock_until_killed(args: (SharedLock, Event)) {
+    let until_killed = || {
+        args.1.set();
+        std::thread::sleep(Duration::from_secs(600));
+    };
+    match &args.0 {
+        SharedLock::Lock(lock) => {
+            let _held = lock.acquire().unwrap();
+            until_killed();
+        }
+        SharedLock::RLock(lock) => {
+            let _held = lock.acquire().unwrap();
+            until_killed();
+        }
+    }
+}
+
+/// Printing a value or an array (`{:?}`, as a log line does) took a dead holder's lock over
+/// and let it go at once: the next `lock()` saw a clean lock, `owner_died` false, though the
+/// holder died part-way through its update (aud103 M1). `Debug` now takes only a free lock,
+/// and shows a dead holder's as `<locked>`, leaving the takeover and its `owner_died` to the
+/// next lock. The same for a lock of the user's held alone (a `Lock`'s or an `RLock`'s own
+/// guard) by a process killed: printing one of its values took it over.
+#[test]
+fn printing_a_value_or_an_array_leaves_a_dead_holder_s_lock_to_the_next_lock() {
+    let _w = watchdog(LIMIT);
+    let v = Value::new(0i64).unwrap();
+    let a = Array::<u8>::new(4).unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_value_until_killed, (v.clone(), held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    kill_9(child);
+    held.clear();
+    let child = Process::new(hold_array_until_killed, (a.clone(), held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    kill_9(child);
+    assert_eq!((format!("{v:?}"), format!("{a:?}")), ("Value(<locked>)".to_string(), "[<locked>]".to_string()));
+    let (gv, ga) = (v.lock(), a.lock());
+    assert_eq!((gv.owner_died(), ga.owner_died()), (true, true), "after {v:?} and {a:?} were printed");
+    drop((gv, ga));
+    assert_eq!((format!("{v:?}"), format!("{a:?}")), ("Value(41)".to_string(), "[9, 0, 0, 0]".to_string()));
+    let locks: [SharedLock; 2] = [Lock::new().unwrap().into(), RLock::new().unwrap().into()];
+    for lock in locks {
+        let v = Value::with_lock(3i64, lock.clone()).unwrap();
+        let a = Array::with_lock(&[1u8], lock.clone()).unwrap();
+        held.clear();
+        let child =
+            Process::new(hold_shared_lock_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        assert_eq!((format!("{v:?}"), format!("{a:?}")), ("Value(<locked>)".to_string(), "[<locked>]".to_string()));
+        assert!(v.lock().owner_died(), "{lock:?}: after {v:?} and {a:?} were printed");
+        assert_eq!((format!("{v:?}"), format!("{a:?}")), ("Value(3)".to_string(), "[1]".to_string()));
+        assert!(!a.lock().owner_died(), "{lock:?}");
+    }
+}
+
 /// No wait, or waits shorter than the first check of the holder: each still takes a dead
 /// holder's lock over.
 const SHORT_TIMEOUTS: [Option<Duration>; 4] =
@@ -509,6 +566,30 @@ fn bad_names_and_sizes_are_typed_errors() {
     shm.unlink().unwrap();
     assert!(matches!(shm.unlink(), Err(SharedMemoryError::NotFound(_))));
     assert!(matches!(SharedMemory::open(&name), Err(SharedMemoryError::NotFound(_))));
+}
+
+/// Names of 251 to 255 bytes are valid in `/dev/shm` (`NAME_MAX` is 255), and Python makes
+/// and opens them; they were refused as `InvalidName` ("longer than 250 bytes"), so a
+/// segment another program made under such a name could not be opened here (aud103 L1).
+#[test]
+fn a_name_of_up_to_255_bytes_is_made_and_opened_and_a_longer_one_refused() {
+    let stem = format!("mp-aud-{}-", std::process::id());
+    let foreign = format!("{stem}{}", "f".repeat(255 - stem.len()));
+    std::fs::write(format!("/dev/shm/{foreign}"), [7u8; 8]).unwrap();
+    let opened = SharedMemory::open(&foreign).map(|shm| shm.to_vec());
+    std::fs::remove_file(format!("/dev/shm/{foreign}")).unwrap();
+    assert_eq!(opened.unwrap(), [7; 8], "a 255-byte name another program made");
+    let ours = format!("{stem}{}", "o".repeat(255 - stem.len()));
+    let made = SharedMemory::builder().name(&ours).size(8).create().unwrap();
+    assert!(shm_exists(&ours));
+    SharedMemory::open(&ours).unwrap().unlink().unwrap();
+    drop(made);
+    let longer = format!("{ours}x");
+    assert!(matches!(SharedMemory::open(&longer), Err(SharedMemoryError::InvalidName { .. })));
+    assert!(matches!(
+        SharedMemory::builder().name(&longer).size(8).create(),
+        Err(SharedMemoryError::InvalidName { .. })
+    ));
 }
 
 /// A name in `/dev/shm` (a directory every user may write) that is a symbolic link is no

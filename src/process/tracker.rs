@@ -85,8 +85,11 @@ static STARTING: Mutex<()> = Mutex::new(());
 /// This process's lines to the tracker, written one call at a time.
 static LINES: Mutex<Lines> = Mutex::new(Lines { pid: 0, stalled: None, backlog: VecDeque::new() });
 
-/// The longest segment name the protocol carries (a line must stay one atomic write).
-pub(crate) const MAX_NAME: usize = 250;
+/// The longest segment name: the kernel's `NAME_MAX` for a file of `/dev/shm`, which Python
+/// makes and opens too (250 before aud103, refusing a 255-byte name another program made).
+/// A line stays one atomic write: `R`, the name, `/<device>:<inode>` and the newline are
+/// far below `PIPE_BUF` (4096).
+pub(crate) const MAX_NAME: usize = 255;
 
 /// How long a line waits for room in a pipe its tracker does not read.
 const WAIT: Duration = Duration::from_secs(5);

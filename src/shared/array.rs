@@ -74,8 +74,9 @@ impl<T: ShmSafe + Copy + Send + Sync> Clone for Array<T> {
 
 impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // As std's Mutex: never wait, never read what a guard may be changing.
-        let Some(guard) = self.try_lock() else {
+        // As std's Mutex: never wait, never read what a guard may be changing; and never take
+        // a dead holder's lock over, which would leave the next lock no `owner_died`.
+        let Some(guard) = self.try_lock_free() else {
             return f.debug_list().entry(&format_args!("<locked>")).finish();
         };
         let shown = guard.len().min(32);
@@ -324,6 +325,18 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
             None => shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard, user: None }),
             Some(lock) => lock
                 .try_lock_value(|me| shared.is_marked_by(me), |me, deadline| shared.lock_marked(me, deadline).ok())
+                .map(|(guard, held)| ArrayGuard { guard, user: Some(held) }),
+        }
+    }
+
+    /// Locks the array if it is free now: never waits, and never takes a dead holder's lock
+    /// over, which is left, with its `owner_died`, to the next lock (for `Debug`: aud103 M1).
+    fn try_lock_free(&self) -> Option<ArrayGuard<'_, T>> {
+        let shared = &self.shared;
+        match &self.lock {
+            None => shared.try_lock_free(Owner::process()).map(|guard| ArrayGuard { guard, user: None }),
+            Some(lock) => lock
+                .try_lock_value_free(|me| shared.is_marked_by(me), |me, _| shared.try_lock_marked_free(me))
                 .map(|(guard, held)| ArrayGuard { guard, user: Some(held) }),
         }
     }

@@ -313,7 +313,7 @@ fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
     let reason = if bare.is_empty() {
         Some("it is empty")
     } else if bare.len() > tracker::MAX_NAME {
-        Some("it is longer than 250 bytes")
+        Some("it is longer than 255 bytes")
     } else if bare.contains('/') {
         Some("it contains '/'")
     } else if bare.contains('\0') || bare.contains('\n') {

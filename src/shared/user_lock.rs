@@ -69,6 +69,16 @@ impl SharedLock {
         Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
     }
 
+    /// Takes the lock only if it is free (or ours, for an `RLock`), never a dead holder's:
+    /// for `Debug`, which leaves that takeover, and its `owner_died`, to the next lock.
+    pub(crate) fn try_acquire_free(&self) -> Option<HeldLock<'_>> {
+        let acquired = match self {
+            SharedLock::Lock(lock) => lock.shared.mutex.try_lock(Owner::process()).then_some(Acquired::Clean)?,
+            SharedLock::RLock(lock) => lock.try_lock_level_free()?,
+        };
+        Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
+    }
+
     /// Takes this lock, then the value's own access (`access`, with `held_by` telling
     /// whether a thread already holds it), both until `deadline`. The access is marked with
     /// this thread, so that a second lock of the same value by the same thread (through an
@@ -104,7 +114,25 @@ impl SharedLock {
         held_by: impl FnOnce(Owner) -> bool,
         access: impl FnOnce(Owner, Deadline) -> Option<G>,
     ) -> Option<(G, HeldLock<'_>)> {
-        let held = self.try_acquire()?;
+        Self::access_value(self.try_acquire()?, held_by, access)
+    }
+
+    /// Like [`SharedLock::try_lock_value`], taking only a free lock
+    /// ([`SharedLock::try_acquire_free`]; `access` should take only a free one too).
+    pub(crate) fn try_lock_value_free<G>(
+        &self,
+        held_by: impl FnOnce(Owner) -> bool,
+        access: impl FnOnce(Owner, Deadline) -> Option<G>,
+    ) -> Option<(G, HeldLock<'_>)> {
+        Self::access_value(self.try_acquire_free()?, held_by, access)
+    }
+
+    /// The value's access (`access`, never waiting) once `held` is taken.
+    fn access_value<'a, G>(
+        held: HeldLock<'a>,
+        held_by: impl FnOnce(Owner) -> bool,
+        access: impl FnOnce(Owner, Deadline) -> Option<G>,
+    ) -> Option<(G, HeldLock<'a>)> {
         let me = Owner::thread();
         if held_by(me) {
             return None;

@@ -62,8 +62,9 @@ impl<T: ShmSafe + Copy + Send + Sync> Clone for Value<T> {
 
 impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // As std's Mutex: never wait, never read what a guard may be changing.
-        match self.try_lock() {
+        // As std's Mutex: never wait, never read what a guard may be changing; and never take
+        // a dead holder's lock over, which would leave the next lock no `owner_died`.
+        match self.try_lock_free() {
             Some(guard) => f.debug_tuple("Value").field(&*guard).finish(),
             None => f.debug_tuple("Value").field(&format_args!("<locked>")).finish(),
         }
@@ -229,6 +230,19 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
             None => cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard, user: None }),
             Some(lock) => lock
                 .try_lock_value(|me| cell.is_marked_by(me), |me, deadline| cell.lock_marked(me, deadline).ok())
+                .map(|(guard, held)| ValueGuard { guard, user: Some(held) }),
+        }
+    }
+
+    /// Locks the value if it is free now: never waits, and never takes a dead holder's lock
+    /// over, which is left, with its `owner_died`, to the next lock (for `Debug`: aud103 M1,
+    /// printing a value made the next guard's `owner_died` false).
+    fn try_lock_free(&self) -> Option<ValueGuard<'_, T>> {
+        let cell = &self.shared.cell;
+        match &self.lock {
+            None => cell.try_lock_free(Owner::process()).map(|guard| ValueGuard { guard, user: None }),
+            Some(lock) => lock
+                .try_lock_value_free(|me| cell.is_marked_by(me), |me, _| cell.try_lock_marked_free(me))
                 .map(|(guard, held)| ValueGuard { guard, user: Some(held) }),
         }
     }

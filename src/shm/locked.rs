@@ -63,6 +63,26 @@ impl<T: ShmSafe> Locked<T> {
     }
 }
 
+impl<T: ShmSafe> Locked<T> {
+    /// Locks if free, never taking a dead holder's lock over (that, and the next guard's
+    /// `owner_died`, is left to the next lock: `Debug` must not eat it, aud103 M1); never
+    /// waits.
+    pub(crate) fn try_lock_free(&self, owner: Owner) -> Option<LockedGuard<'_, T>> {
+        self.mutex.try_lock(owner).then(|| LockedGuard {
+            cell: self,
+            acquired: Acquired::Clean,
+            taken_in: TakenIn::here(),
+        })
+    }
+
+    /// [`Locked::lock_marked`] if the lock is free ([`Locked::try_lock_free`]).
+    pub(crate) fn try_lock_marked_free(&self, me: Owner) -> Option<LockedGuard<'_, T>> {
+        let guard = self.try_lock_free(Owner::process())?;
+        self.thread.set(me);
+        Some(guard)
+    }
+}
+
 /// Access to a [`Locked`] value; unlocks on drop.
 #[derive(Debug)]
 pub(crate) struct LockedGuard<'a, T> {

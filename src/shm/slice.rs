@@ -144,6 +144,28 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
     }
 }
 
+impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
+    /// Locks the slice if it is free, never taking a dead holder's lock over (that, and the
+    /// next guard's `owner_died`, is left to the next lock: `Debug` must not eat it, aud103
+    /// M1); never waits.
+    pub(crate) fn try_lock_free(&self, owner: Owner) -> Option<SliceGuard<'_, E>> {
+        self.mutex.try_lock(owner).then(|| SliceGuard {
+            mutex: &self.mutex,
+            thread: &self.thread,
+            cells: self.cells(),
+            acquired: Acquired::Clean,
+            taken_in: TakenIn::here(),
+        })
+    }
+
+    /// `lock_marked` if the lock is free ([`Self::try_lock_free`]).
+    pub(crate) fn try_lock_marked_free(&self, me: Owner) -> Option<SliceGuard<'_, E>> {
+        let guard = self.try_lock_free(Owner::process())?;
+        self.thread.set(me);
+        Some(guard)
+    }
+}
+
 /// The locked elements of a [`LockedSlice`]; unlocks on drop.
 #[derive(Debug)]
 pub(crate) struct SliceGuard<'a, E> {

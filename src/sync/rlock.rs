@@ -124,6 +124,17 @@ impl RLock {
         Some(acquired)
     }
 
+    /// Like [`RLock::try_lock_level`], but never takes a dead holder's lock over (for a
+    /// value's `Debug`, which leaves that, and its `owner_died`, to the next lock).
+    pub(crate) fn try_lock_level_free(&self) -> Option<Acquired> {
+        let me = Owner::thread();
+        let state = &*self.shared;
+        if state.mutex.is_held_by(me) {
+            return self.lock_level(Deadline::now()).ok();
+        }
+        state.mutex.try_lock(me).then_some(Acquired::Clean)
+    }
+
     /// Gives back one level; the lock is free when the last level goes.
     pub(crate) fn unlock_level(&self) -> Result<(), ReleaseError> {
         let state = &*self.shared;

@@ -62,7 +62,7 @@ impl SharedMapping {
     /// exclusive), and [`SharedMapping::allocate`] gives the file its bytes.
     pub(crate) fn create_named(name: &str) -> io::Result<OwnedFd> {
         Ok(shm::open(
-            posix_name(name).as_str(),
+            bare_name(name),
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | no_follow(),
             Mode::from_raw_mode(0o600),
         )?)
@@ -79,15 +79,14 @@ impl SharedMapping {
 
     /// Opens the existing named shared memory object `name` and maps all of it.
     pub(crate) fn open_named(name: &str) -> io::Result<Self> {
-        let path = posix_name(name);
-        let fd = shm::open(path.as_str(), shm::OFlags::RDWR | no_follow(), Mode::empty())?;
+        let fd = shm::open(bare_name(name), shm::OFlags::RDWR | no_follow(), Mode::empty())?;
         let len = rustix::fs::fstat(&fd)?.st_size as usize;
         Self::map(fd, len)
     }
 
     /// Removes the name `name` from `/dev/shm`; mappings stay valid until unmapped.
     pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
-        Ok(shm::unlink(posix_name(name).as_str())?)
+        Ok(shm::unlink(bare_name(name))?)
     }
 
     /// Removes the name `name` from `/dev/shm` if it is still the file `id`: `NotFound` if
@@ -99,7 +98,7 @@ impl SharedMapping {
     /// `/dev/shm`, and a read open of one waits for a writer, for ever (review104 M1: the
     /// next program's `init()` hung). It needs no read permission either.
     pub(crate) fn unlink_named_if(name: &str, id: FileId) -> io::Result<()> {
-        let path = format!("/dev/shm{}", posix_name(name));
+        let path = format!("/dev/shm/{}", bare_name(name));
         let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
         if FileId::of_stat(&stat) != id {
             return Err(io::Error::new(io::ErrorKind::NotFound, "the name is another file's since"));
@@ -411,8 +410,11 @@ pub(crate) fn lasting_zeroed(len: usize) -> io::Result<&'static mut [u8]> {
     }
 }
 
-fn posix_name(name: &str) -> String {
-    if name.starts_with('/') { name.to_owned() } else { format!("/{name}") }
+/// `name` without its leading slashes, as `shm_open` takes it: rustix checks the length of
+/// what it is given against `NAME_MAX` (255) before it drops them, so a 255-byte name with
+/// its `/` was `ENAMETOOLONG` (aud103 L1; glibc's `shm_open`, and Python with it, takes it).
+fn bare_name(name: &str) -> &str {
+    name.trim_start_matches('/')
 }
 
 /// The size of a memory page.
