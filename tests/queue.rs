@@ -1065,6 +1065,59 @@ fn every_get_form_without_a_place_says_heap_full_and_takes_nothing() {
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
+const FIRST_TAKE_INNER: &str = "MULTIPROC_TEST_QUEUE_FIRST_TAKE_INNER";
+
+/// Waits for `go`, takes one task given a few seconds, sets `done`, waits for `release`
+/// (the heap is full until then), then puts what the take said on `said`, and marks the
+/// task done if it took one.
+fn take_on_go(args: (JoinableQueue<u32>, Event, Event, Event, Queue<String>)) {
+    let (q, go, done, release, said) = args;
+    assert!(go.wait_timeout(CHILD_LIMIT), "never told to go");
+    let got = q.get_timeout(Duration::from_secs(5));
+    done.set();
+    assert!(release.wait_timeout(CHILD_LIMIT), "never released");
+    said.put(format!("{got:?}")).unwrap();
+    if got.is_ok() {
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted_inner() {
+    if std::env::var_os(FIRST_TAKE_INNER).is_none() {
+        return;
+    }
+    let (q, _other) = tasks_put(1);
+    let (go, done, release) = (Event::new().unwrap(), Event::new().unwrap(), Event::new().unwrap());
+    let said = Queue::<String>::new().unwrap();
+    let args = (q.clone(), go.clone(), done.clone(), release.clone(), said.clone());
+    let consumer = Process::new(take_on_go, args).start().unwrap();
+    let filler = common::fill_heap();
+    assert!(!filler.room_for(64), "the heap is full");
+    go.set();
+    assert!(done.wait_timeout(LIMIT), "the consumer's get returned");
+    drop(filler);
+    release.set();
+    let said = said.get_timeout(LIMIT).unwrap();
+    consumer.join().unwrap();
+    println!("what a first take in a full heap said (a free table slot, its lock free): {said}");
+    assert_eq!(said, "Ok(1)", "what a first take in a full heap said");
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    println!("INNER-DONE");
+}
+
+/// review130 M1: a process's first take of a `JoinableQueue` in a full heap, with every
+/// slot of the task table free, its lock free and no slot aside, is counted in a slot of
+/// the table (claimed before the read, no heap needed). Since que101 it was refused
+/// `HeapFull` (a process without a slot of its own needed a block of slots aside), so a
+/// program that filled the heap with tasks before starting its consumers could never
+/// drain the queue. In another process: the inner test fills the family's heap.
+#[test]
+fn a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted_inner", FIRST_TAKE_INNER);
+}
+
 /// With every earlier task done (one of them taken uncounted by this process), a consumer
 /// killed holding a task has it counted lost: `join` says so rather than waiting.
 fn a_task_lost_after_an_uncounted_take_is_told_lost(q: &JoinableQueue<u32>) {
