@@ -153,6 +153,24 @@ fn put_and_get_after_close_are_typed_errors() {
     assert!(matches!(e, Error::Channel(ChannelError::Closed)));
 }
 
+/// A closed handle keeps the bound on items its queue was made with (a bound is what the
+/// queue is, not a snapshot of it: Python's `_maxsize` stays after `close()`), for a clone
+/// of it too; an unbounded one says `None` as before. Before que103 a closed handle said
+/// `None` even for a bounded queue (aud102 L5).
+#[test]
+fn a_closed_handle_keeps_the_bound_its_queue_was_made_with() {
+    let _t = heap_user(LIMIT);
+    let mut q = Queue::<u8>::with_maxsize(3).unwrap();
+    q.close();
+    let mut j = JoinableQueue::<u8>::with_maxsize(2).unwrap();
+    j.close();
+    let mut u = Queue::<u8>::new().unwrap();
+    u.close();
+    let said = (q.maxsize(), q.clone().maxsize(), j.maxsize(), j.clone().maxsize(), u.maxsize());
+    println!("the bounds closed handles say (3, 3, 2, 2, none): {said:?}");
+    assert_eq!(said, (Some(3), Some(3), Some(2), Some(2), None));
+}
+
 /// A value whose `Deserialize` panics on what was sent (13 here; the codec's probe sees 0).
 #[derive(Debug, PartialEq, Serialize)]
 struct Fragile(u32);

@@ -85,7 +85,7 @@ fn puts_seen<T>(ch: &Channel<T>) -> u64 {
 
 impl<T> JoinableQueue<T> {
     pub(super) fn from_channel(ch: Channel<T>) -> Self {
-        Self { queue: Queue { ch: Some(ch) } }
+        Self { queue: Queue::of(ch) }
     }
 
     pub(crate) fn channel(&self) -> Option<&Channel<T>> {
@@ -502,7 +502,7 @@ impl<T> JoinableQueue<T> {
         self.queue.is_full()
     }
 
-    /// The bound on items, if any.
+    /// The bound on items, if any; on a closed handle too, as [`Queue::maxsize`].
     ///
     /// ```
     /// multiproc::init();
