@@ -1721,6 +1721,17 @@ mod tests {
         tasks.asides.all(Heap::get()).collect()
     }
 
+    /// Frees the chain of slots aside of a test's table (leaked in this process's memory,
+    /// its blocks in the family heap), and asserts that the family heap holds again what
+    /// it held `before` the test made it. Caller holds `heap_test_lock` since then. Until
+    /// que103 each such test left a 4096-byte block of the test binary's family heap
+    /// (review113 L5).
+    fn give_back_the_chain(tasks: &'static Tasks, before: u64) {
+        let heap = Heap::get();
+        tasks.asides.free(heap);
+        assert_eq!(heap.in_use(), before, "the test's table gave its blocks back");
+    }
+
     /// A task table in this process's memory where this process has a slot (its first
     /// take counted, committed).
     fn table_with_own_slot() -> &'static Tasks {
@@ -1754,6 +1765,7 @@ mod tests {
     #[test]
     fn a_slot_aside_of_a_dead_process_is_freed_keeping_its_tasks_lost() {
         let _serial = crate::shm::heap_test_lock();
+        let before = Heap::get().in_use();
         let tasks: &'static Tasks = Box::leak(Box::default());
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
@@ -1765,6 +1777,7 @@ mod tests {
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
         claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
+        give_back_the_chain(tasks, before);
     }
 
     /// A table where every slot and every slot aside (one block of them, the last one
@@ -1798,6 +1811,7 @@ mod tests {
     fn a_take_without_a_slot_frees_the_slots_aside_of_dead_processes() {
         use std::sync::atomic::Ordering::Relaxed;
         let _serial = crate::shm::heap_test_lock();
+        let before = Heap::get().in_use();
         let tasks = table_full_of_the_parent();
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
@@ -1809,6 +1823,7 @@ mod tests {
         drop(tasks.count_take(1));
         let aside = tasks.aside(false, false).expect("counted in a slot aside freed for it");
         assert_eq!(aside.held() - aside.base.load(Relaxed) as i64, 1, "the take, counted there");
+        give_back_the_chain(tasks, before);
     }
 
     /// review100 L1: a claimer killed between its compare-exchange and its raise of the
@@ -1820,6 +1835,7 @@ mod tests {
     fn a_slot_aside_whose_claimer_died_before_raising_the_mark_is_freed() {
         use std::sync::atomic::Ordering::Relaxed;
         let _serial = crate::shm::heap_test_lock();
+        let before = Heap::get().in_use();
         let tasks = table_full_of_the_parent();
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
@@ -1834,6 +1850,7 @@ mod tests {
         drop(tasks.count_take(1));
         let aside = tasks.aside(false, false).expect("counted in a slot aside");
         assert!(std::ptr::eq(aside, last), "counted in the slot aside freed for it");
+        give_back_the_chain(tasks, before);
     }
 
     /// review94 M3: a queue object (of every flavour) fits a 4096-byte block of the family
