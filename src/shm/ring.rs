@@ -1331,6 +1331,18 @@ impl Ring {
     /// position only while recovering, under the producers' lock, so taking that lock once
     /// (and recovering if its holder died) is enough. (A block needs no such wait; taking
     /// the lock anyway costs little next to a large message.)
+    ///
+    /// Untimed, and the one wait of a take with no deadline (review126 L3's second half):
+    /// the lock's holder is a put inside its locked part (its record's copy, at most
+    /// [`INLINE_MAX`] bytes: a large message is written into its block before; or a new
+    /// segment's allocation), so the wait is that short unless the holder is stopped
+    /// (`SIGSTOP`, a debugger) or killed there (then the lock is recovered once the lock
+    /// sees its holder dead). While a producer stays stopped
+    /// holding it, the take after a large message (any get, a timed one, or an immediate
+    /// shutdown's drain in a timed or async join) waits until it resumes. Freeing a block
+    /// without the lock, or leaving a segment to the next take when the lock does not come
+    /// within a grace, would end that; the consumers' position marks one retired thing at a
+    /// time and does not tell a block from a segment, so neither is built (que103).
     fn free_retired(&self, heap: &Heap) {
         if self.consumers.retired().load(Ordering::Acquire) == 0 {
             return;
