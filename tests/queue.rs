@@ -1124,6 +1124,63 @@ fn a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted_inner() {
     println!("INNER-DONE");
 }
 
+/// Waits for `go`, arms `point`, takes one task given a few seconds (killed there if the
+/// point is reached), and disarms.
+fn take_armed_on_go(args: (JoinableQueue<u32>, Event, String)) {
+    let (q, go, point) = args;
+    assert!(go.wait_timeout(CHILD_LIMIT), "never told to go");
+    multiproc::__private::crash_at(&point);
+    let _ = q.get_timeout(Duration::from_secs(5));
+    multiproc::__private::crash_disarm();
+}
+
+#[test]
+fn a_first_take_killed_claiming_a_table_slot_in_a_full_heap_leaves_its_item_inner() {
+    if std::env::var_os(FIRST_TAKE_INNER).is_none() {
+        return;
+    }
+    for point in ["queue.tasks.moved", "queue.tasks.started"] {
+        let (q, _other) = tasks_put(2);
+        let (go_dier, go, done, release) =
+            (Event::new().unwrap(), Event::new().unwrap(), Event::new().unwrap(), Event::new().unwrap());
+        let said = Queue::<String>::new().unwrap();
+        let dier = Process::new(take_armed_on_go, (q.clone(), go_dier.clone(), point.to_owned())).start().unwrap();
+        let args = (q.clone(), go.clone(), done.clone(), release.clone(), said.clone());
+        let consumer = Process::new(take_on_go, args).start().unwrap();
+        let filler = common::fill_heap();
+        assert!(!filler.room_for(64), "the heap is full");
+        go_dier.set();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "{point}: the first taker did not die claiming its slot");
+        let left = q.len();
+        go.set();
+        assert!(done.wait_timeout(LIMIT), "{point}: the second consumer's get returned");
+        drop(filler);
+        release.set();
+        let said = said.get_timeout(LIMIT).unwrap();
+        consumer.join().unwrap();
+        println!("{point}: left by the killed claimer: {left}; the next first take in the full heap said: {said}");
+        assert_eq!(left, 2, "{point}: the killed claimer took nothing (killed before its read)");
+        assert_eq!(said, "Ok(1)", "{point}: the next first take, in the slot the killed claimer left");
+        assert_eq!(q.try_get(), Ok(2), "{point}");
+        q.task_done().unwrap();
+        assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}: no task counted lost for the killed claimer");
+    }
+    println!("INNER-DONE");
+}
+
+/// A first take in a full heap killed while it claims a free slot of the task table
+/// (`Tasks::claim_for_take`, before its read; crash points inside `Held::claim`) leaves its
+/// item in the queue and nothing counted: the next slot-less process's first take, in the
+/// full heap, claims that slot and takes the item, and `join` ends with nothing lost.
+#[test]
+fn a_first_take_killed_claiming_a_table_slot_in_a_full_heap_leaves_its_item() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_first_take_killed_claiming_a_table_slot_in_a_full_heap_leaves_its_item_inner",
+        FIRST_TAKE_INNER,
+    );
+}
+
 /// review130 M1: a process's first take of a `JoinableQueue` in a full heap, with every
 /// slot of the task table free, its lock free and no slot aside, is counted in a slot of
 /// the table (claimed before the read, no heap needed). Since que101 it was refused
