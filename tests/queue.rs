@@ -153,6 +153,24 @@ fn put_and_get_after_close_are_typed_errors() {
     assert!(matches!(e, Error::Channel(ChannelError::Closed)));
 }
 
+/// A closed handle keeps the bound on items its queue was made with (a bound is what the
+/// queue is, not a snapshot of it: Python's `_maxsize` stays after `close()`), for a clone
+/// of it too; an unbounded one says `None` as before. Before que103 a closed handle said
+/// `None` even for a bounded queue (aud102 L5).
+#[test]
+fn a_closed_handle_keeps_the_bound_its_queue_was_made_with() {
+    let _t = heap_user(LIMIT);
+    let mut q = Queue::<u8>::with_maxsize(3).unwrap();
+    q.close();
+    let mut j = JoinableQueue::<u8>::with_maxsize(2).unwrap();
+    j.close();
+    let mut u = Queue::<u8>::new().unwrap();
+    u.close();
+    let said = (q.maxsize(), q.clone().maxsize(), j.maxsize(), j.clone().maxsize(), u.maxsize());
+    println!("the bounds closed handles say (3, 3, 2, 2, none): {said:?}");
+    assert_eq!(said, (Some(3), Some(3), Some(2), Some(2), None));
+}
+
 /// A value whose `Deserialize` panics on what was sent (13 here; the codec's probe sees 0).
 #[derive(Debug, PartialEq, Serialize)]
 struct Fragile(u32);
@@ -1063,6 +1081,116 @@ fn every_get_form_without_a_place_says_heap_full_and_takes_nothing() {
     assert_eq!(q.try_get(), Ok(2), "the item left for the next get");
     q.task_done().unwrap();
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+const FIRST_TAKE_INNER: &str = "MULTIPROC_TEST_QUEUE_FIRST_TAKE_INNER";
+
+/// Waits for `go`, takes one task given a few seconds, sets `done`, waits for `release`
+/// (the heap is full until then), then puts what the take said on `said`, and marks the
+/// task done if it took one.
+fn take_on_go(args: (JoinableQueue<u32>, Event, Event, Event, Queue<String>)) {
+    let (q, go, done, release, said) = args;
+    assert!(go.wait_timeout(CHILD_LIMIT), "never told to go");
+    let got = q.get_timeout(Duration::from_secs(5));
+    done.set();
+    assert!(release.wait_timeout(CHILD_LIMIT), "never released");
+    said.put(format!("{got:?}")).unwrap();
+    if got.is_ok() {
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted_inner() {
+    if std::env::var_os(FIRST_TAKE_INNER).is_none() {
+        return;
+    }
+    let (q, _other) = tasks_put(1);
+    let (go, done, release) = (Event::new().unwrap(), Event::new().unwrap(), Event::new().unwrap());
+    let said = Queue::<String>::new().unwrap();
+    let args = (q.clone(), go.clone(), done.clone(), release.clone(), said.clone());
+    let consumer = Process::new(take_on_go, args).start().unwrap();
+    let filler = common::fill_heap();
+    assert!(!filler.room_for(64), "the heap is full");
+    go.set();
+    assert!(done.wait_timeout(LIMIT), "the consumer's get returned");
+    drop(filler);
+    release.set();
+    let said = said.get_timeout(LIMIT).unwrap();
+    consumer.join().unwrap();
+    println!("what a first take in a full heap said (a free table slot, its lock free): {said}");
+    assert_eq!(said, "Ok(1)", "what a first take in a full heap said");
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    println!("INNER-DONE");
+}
+
+/// Waits for `go`, arms `point`, takes one task given a few seconds (killed there if the
+/// point is reached), and disarms.
+fn take_armed_on_go(args: (JoinableQueue<u32>, Event, String)) {
+    let (q, go, point) = args;
+    assert!(go.wait_timeout(CHILD_LIMIT), "never told to go");
+    multiproc::__private::crash_at(&point);
+    let _ = q.get_timeout(Duration::from_secs(5));
+    multiproc::__private::crash_disarm();
+}
+
+#[test]
+fn a_first_take_killed_claiming_a_table_slot_in_a_full_heap_leaves_its_item_inner() {
+    if std::env::var_os(FIRST_TAKE_INNER).is_none() {
+        return;
+    }
+    for point in ["queue.tasks.moved", "queue.tasks.started"] {
+        let (q, _other) = tasks_put(2);
+        let (go_dier, go, done, release) =
+            (Event::new().unwrap(), Event::new().unwrap(), Event::new().unwrap(), Event::new().unwrap());
+        let said = Queue::<String>::new().unwrap();
+        let dier = Process::new(take_armed_on_go, (q.clone(), go_dier.clone(), point.to_owned())).start().unwrap();
+        let args = (q.clone(), go.clone(), done.clone(), release.clone(), said.clone());
+        let consumer = Process::new(take_on_go, args).start().unwrap();
+        let filler = common::fill_heap();
+        assert!(!filler.room_for(64), "the heap is full");
+        go_dier.set();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "{point}: the first taker did not die claiming its slot");
+        let left = q.len();
+        go.set();
+        assert!(done.wait_timeout(LIMIT), "{point}: the second consumer's get returned");
+        drop(filler);
+        release.set();
+        let said = said.get_timeout(LIMIT).unwrap();
+        consumer.join().unwrap();
+        println!("{point}: left by the killed claimer: {left}; the next first take in the full heap said: {said}");
+        assert_eq!(left, 2, "{point}: the killed claimer took nothing (killed before its read)");
+        assert_eq!(said, "Ok(1)", "{point}: the next first take, in the slot the killed claimer left");
+        assert_eq!(q.try_get(), Ok(2), "{point}");
+        q.task_done().unwrap();
+        assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}: no task counted lost for the killed claimer");
+    }
+    println!("INNER-DONE");
+}
+
+/// A first take in a full heap killed while it claims a free slot of the task table
+/// (`Tasks::claim_for_take`, before its read; crash points inside `Held::claim`) leaves its
+/// item in the queue and nothing counted: the next slot-less process's first take, in the
+/// full heap, claims that slot and takes the item, and `join` ends with nothing lost.
+#[test]
+fn a_first_take_killed_claiming_a_table_slot_in_a_full_heap_leaves_its_item() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_first_take_killed_claiming_a_table_slot_in_a_full_heap_leaves_its_item_inner",
+        FIRST_TAKE_INNER,
+    );
+}
+
+/// review130 M1: a process's first take of a `JoinableQueue` in a full heap, with every
+/// slot of the task table free, its lock free and no slot aside, is counted in a slot of
+/// the table (claimed before the read, no heap needed). Since que101 it was refused
+/// `HeapFull` (a process without a slot of its own needed a block of slots aside), so a
+/// program that filled the heap with tasks before starting its consumers could never
+/// drain the queue. In another process: the inner test fills the family's heap.
+#[test]
+fn a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("a_first_take_in_a_full_heap_with_a_free_table_slot_is_counted_inner", FIRST_TAKE_INNER);
 }
 
 /// With every earlier task done (one of them taken uncounted by this process), a consumer

@@ -133,8 +133,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`JoinableQueue::get`], [`GetError::HeapFull`] included: the item is left in the
-    /// queue; when shared memory is exhausted, or for as long as another process stays
-    /// stopped inside the heap's allocator.
+    /// queue; when this process has no slot in the task table and can claim none, and
+    /// shared memory is exhausted, or for as long as another process stays stopped inside
+    /// the heap's allocator.
     ///
     /// # Examples
     ///

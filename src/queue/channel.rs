@@ -412,7 +412,8 @@ impl Held {
         }
     }
 
-    /// Makes this free slot, where process `me` has just counted, `me`'s: `base` (what
+    /// Makes this free slot, where process `me` has just counted (or is about to: a take
+    /// that had no other place, [`Tasks::claim_for_take`]), `me`'s: `base` (what
     /// [`Held::held`] was before that count, the dead's part), then `start`, then `pid`
     /// last. Until then the slot names no live process and its whole count is a dead one's;
     /// a process killed at any step leaves it so (a later claim stores the `base` of its
@@ -705,20 +706,33 @@ impl Tasks {
     /// slot may be claimed by another process's `task_done`, or the lock held by a stopped
     /// process, before the count: the take must then have a slot aside
     /// ([`Tasks::count_free`]). So a free slot aside must be there, or this process's own:
-    /// found, or the chain grown for it ([`Tasks::place_aside`]).
+    /// found, or the chain grown for it; or, when the chain cannot grow (the heap full), a
+    /// free slot of the table claimed now, before the read, which makes it this process's
+    /// own ([`Tasks::place_aside`], [`Tasks::claim_for_take`]).
     #[inline]
     fn place(&self) -> Result<(), HeapFull> {
         if self.own_slot().is_some() { Ok(()) } else { self.place_aside() }
     }
 
     /// [`Tasks::place`] for a process without a slot of its own: its slot aside, or a free
-    /// one (`pid` 0), else the chain grown by a block of them; `Err` when it cannot grow
-    /// ([`Tasks::aside`] lists when). Not claimed here: the take claims it only if it needs
-    /// it ([`Tasks::count_free`]), so that a process that gets a slot of the table keeps no
-    /// slot aside. A free slot aside stays free until then, since every claim of one is made
-    /// by a take before its commit ([`Tasks::count_free`]), under the consumers' lock,
-    /// which this take holds. The tests' `fail:queue.aside.none` makes it find none and
-    /// not grow, as in those cases.
+    /// one (`pid` 0), else the chain grown by a block of them; when it cannot grow
+    /// ([`Tasks::aside`] lists when), a free slot of the table claimed for this process
+    /// ([`Tasks::claim_for_take`]); `Err` when there is none either, or the table's lock is
+    /// held by a stopped process. A slot aside is not claimed here: the take claims it only
+    /// if it needs it ([`Tasks::count_free`]), so that a process that gets a slot of the
+    /// table keeps no slot aside. A free slot aside stays free until then, since every
+    /// claim of one is made by a take before its commit ([`Tasks::count_free`]), under the
+    /// consumers' lock, which this take holds. The tests' `fail:queue.aside.none` makes it
+    /// find no place at all (no slot aside, and no slot of the table claimed), as when the
+    /// heap is full and every slot of the table is a live process's.
+    ///
+    /// The chain first, the table only when the heap is full: a first take then claims its
+    /// slot of the table after its commit, as before que101 (`AfterTake::Claim`, where the
+    /// crash points `queue.tasks.taken`, `moved` and `started` are), at the cost of a
+    /// 4 KiB block per queue ever taken from by a process without a slot. Before que103 a
+    /// first take in a full heap was refused even with a free slot in the table and its
+    /// lock free (review130 M1): a program that filled the heap with tasks before starting
+    /// its consumers could never drain it.
     #[cold]
     fn place_aside(&self) -> Result<(), HeapFull> {
         if self.aside(false, false).is_some() {
@@ -734,9 +748,36 @@ impl Tasks {
                 return Ok(());
             }
             if !self.asides.grow(heap, seen, GUARD_GRACE) {
-                return Err(HeapFull::requested(ASIDES_BLOCK));
+                return if self.claim_for_take() { Ok(()) } else { Err(HeapFull::requested(ASIDES_BLOCK)) };
             }
         }
+    }
+
+    /// Makes a free slot of the table (never used, or a dead process's) this process's
+    /// own, with no count, for a take about to read (consumers' lock held) that has no
+    /// other place; true when this process has a slot now. Under the table's lock, let go
+    /// before the read: the read runs user `Deserialize` code, and a `task_done` of this
+    /// queue inside it would wait for a lock its own process holds. A running holder of the
+    /// lock is waited for, a stopped one is not (false, as [`Tasks::count_take`]).
+    ///
+    /// A slot so claimed holds only its `base` (what the dead held, counted lost), and
+    /// stays this process's while it lives, so the take's count finds it, under the lock
+    /// or without it ([`Tasks::count_free`]). Not the slot of the last take counted before
+    /// its commit, which this take's settle may still undo ([`Tasks::noted_slot`], as
+    /// [`Tasks::add_done`]): claimed before the undo, its `base` would keep the count
+    /// undone. An undo left to the lock's next holder is made first.
+    #[cold]
+    fn claim_for_take(&self) -> bool {
+        let Some(_lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
+            return false;
+        };
+        self.undo_if_due();
+        let me = sys::me();
+        let Some((_, h, mine)) = self.slot(me, || self.noted_slot()) else { return false };
+        if !mine {
+            h.claim(h.held(), me);
+        }
+        true
     }
 
     /// The slot of the last take counted before its commit (under the lock, or without it
@@ -784,9 +825,10 @@ impl Tasks {
     /// This process's slot aside (see `asides`), found, or else claimed when `claim`
     /// (the chain grown when every one names another process, if `grow`); `None` when it
     /// has none and none could be claimed. The chain fails to grow, and a take of a process
-    /// without a slot of its own is refused, its message left in the ring ([`Tasks::place`],
-    /// que101; before, it was left without a place before its commit, and remembered in
-    /// its process's memory), only when:
+    /// without a slot of its own that cannot claim a free slot of the table either is
+    /// refused, its message left in the ring ([`Tasks::place`], que101; before, it was left
+    /// without a place before its commit, and remembered in its process's memory), only
+    /// when:
     /// - the heap full: the block's class has no free block, and neither a free extent nor
     ///   the heap's untouched end has room for a 64 KiB slab of it. Blocks waiting for
     ///   their release ([`Heap::defer_releases`]) are not released here: the slab is taken
@@ -1679,6 +1721,17 @@ mod tests {
         tasks.asides.all(Heap::get()).collect()
     }
 
+    /// Frees the chain of slots aside of a test's table (leaked in this process's memory,
+    /// its blocks in the family heap), and asserts that the family heap holds again what
+    /// it held `before` the test made it. Caller holds `heap_test_lock` since then. Until
+    /// que103 each such test left a 4096-byte block of the test binary's family heap
+    /// (review113 L5).
+    fn give_back_the_chain(tasks: &'static Tasks, before: u64) {
+        let heap = Heap::get();
+        tasks.asides.free(heap);
+        assert_eq!(heap.in_use(), before, "the test's table gave its blocks back");
+    }
+
     /// A task table in this process's memory where this process has a slot (its first
     /// take counted, committed).
     fn table_with_own_slot() -> &'static Tasks {
@@ -1712,6 +1765,7 @@ mod tests {
     #[test]
     fn a_slot_aside_of_a_dead_process_is_freed_keeping_its_tasks_lost() {
         let _serial = crate::shm::heap_test_lock();
+        let before = Heap::get().in_use();
         let tasks: &'static Tasks = Box::leak(Box::default());
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
@@ -1723,6 +1777,7 @@ mod tests {
         assert!(std::ptr::eq(claimed, first), "the dead one's slot aside, freed and claimed again");
         claimed.taken_free.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         assert_eq!(tasks.lost_then(|| 2), Some((1, 2)), "the dead one's take still lost, this process's not");
+        give_back_the_chain(tasks, before);
     }
 
     /// A table where every slot and every slot aside (one block of them, the last one
@@ -1756,6 +1811,7 @@ mod tests {
     fn a_take_without_a_slot_frees_the_slots_aside_of_dead_processes() {
         use std::sync::atomic::Ordering::Relaxed;
         let _serial = crate::shm::heap_test_lock();
+        let before = Heap::get().in_use();
         let tasks = table_full_of_the_parent();
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
@@ -1767,6 +1823,7 @@ mod tests {
         drop(tasks.count_take(1));
         let aside = tasks.aside(false, false).expect("counted in a slot aside freed for it");
         assert_eq!(aside.held() - aside.base.load(Relaxed) as i64, 1, "the take, counted there");
+        give_back_the_chain(tasks, before);
     }
 
     /// review100 L1: a claimer killed between its compare-exchange and its raise of the
@@ -1778,6 +1835,7 @@ mod tests {
     fn a_slot_aside_whose_claimer_died_before_raising_the_mark_is_freed() {
         use std::sync::atomic::Ordering::Relaxed;
         let _serial = crate::shm::heap_test_lock();
+        let before = Heap::get().in_use();
         let tasks = table_full_of_the_parent();
         let mut child = std::process::Command::new("true").spawn().expect("a child to die");
         let dead = child.id();
@@ -1792,6 +1850,7 @@ mod tests {
         drop(tasks.count_take(1));
         let aside = tasks.aside(false, false).expect("counted in a slot aside");
         assert!(std::ptr::eq(aside, last), "counted in the slot aside freed for it");
+        give_back_the_chain(tasks, before);
     }
 
     /// review94 M3: a queue object (of every flavour) fits a 4096-byte block of the family

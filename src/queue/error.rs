@@ -304,9 +304,11 @@ macro_rules! take_error {
                 /// A [`JoinableQueue`](crate::JoinableQueue)'s take found no place in the
                 /// family's shared memory to count the task it would take (the task table
                 /// keeps it where `join` sees it lost if this process dies holding it; a
-                /// process without a slot there needs a block of the family heap): the
-                /// take was refused before anything was read, and the item stays in the
-                /// queue, for another consumer or for a later `get`. Only when the family's
+                /// process without a slot there, that can claim none, needs a block of the
+                /// family heap): the take was refused before anything was read, and the
+                /// item stays in the queue, for another consumer or for a later `get`. Only
+                /// when the table has no slot for this process (every one another live
+                /// process's, or its lock held by a stopped process) and the family's
                 /// shared memory is exhausted, or while another process is stopped
                 /// (`SIGSTOP`, a debugger) inside its allocator, which lasts as long as that
                 /// process stays stopped; free some (drop large values, handles of shared

@@ -85,7 +85,7 @@ fn puts_seen<T>(ch: &Channel<T>) -> u64 {
 
 impl<T> JoinableQueue<T> {
     pub(super) fn from_channel(ch: Channel<T>) -> Self {
-        Self { queue: Queue { ch: Some(ch) } }
+        Self { queue: Queue::of(ch) }
     }
 
     pub(crate) fn channel(&self) -> Option<&Channel<T>> {
@@ -198,17 +198,21 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::get`], and [`GetError::HeapFull`] when the family's shared memory is
-    /// exhausted: a process that has no slot yet in the queue's task table (the table
-    /// that lets `join` tell the tasks of dead processes lost) needs a block of it to be
-    /// sure its task is counted. The take is then refused before anything is read, and the
+    /// As [`Queue::get`], and [`GetError::HeapFull`] when this process has no slot yet in
+    /// the queue's task table (the table that lets `join` tell the tasks of dead processes
+    /// lost), cannot claim one, and the family's shared memory is exhausted: such a process
+    /// needs a block of it to be sure its task is counted. A first take in a full heap is
+    /// counted in a free slot of the table; it is refused only when each of the table's 32
+    /// slots is another live process's, or its lock is held by a stopped process
+    /// (`SIGSTOP`, a debugger). The take is then refused before anything is read, and the
     /// item stays in the queue, for another consumer or a later `get`: free some shared
     /// memory (drop large values, queues or shared objects no longer needed) and call `get`
-    /// again. Python has no such case. It also happens while another process is stopped
-    /// (`SIGSTOP`, a debugger) inside the heap's allocator and no free block is at hand:
+    /// again. Python has no such case. Without a slot of the table, it also happens while
+    /// another process is stopped inside the heap's allocator and no free block is at hand:
     /// not for a moment but for as long as that process stays stopped. `get` does not wait
-    /// for it: each call returns at once, and a retry such as the one below goes on until
-    /// that process resumes or shared memory is freed.
+    /// for it: each call returns at once. A retry that only waits lasts as long as the
+    /// cause does (the queue's own items may be what fills the heap, and only takes free
+    /// them), so bound it, as below, or free memory in it.
     ///
     /// A message that does not decode ([`GetError::Decode`]) is taken all the same and its
     /// task stays unfinished, as in Python: call [`task_done`](JoinableQueue::task_done)
@@ -220,10 +224,13 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// multiproc::init();
     /// let q = JoinableQueue::new()?;
     /// q.put(3)?;
+    /// let mut tries = 0;
     /// let item = loop {
     ///     match q.get() {
-    ///         Err(GetError::HeapFull(_)) => {
-    ///             // The item is still in the queue: make room in shared memory, then retry.
+    ///         Err(GetError::HeapFull(_)) if tries < 100 => {
+    ///             // The item is still in the queue: make room in shared memory (or wait a
+    ///             // little for another process to), then retry; give up after a second.
+    ///             tries += 1;
     ///             std::thread::sleep(std::time::Duration::from_millis(10));
     ///         }
     ///         other => break other?,
@@ -251,8 +258,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::try_get`], and [`TryGetError::HeapFull`] as [`JoinableQueue::get`]'s
-    /// (the item left in the queue): when shared memory is exhausted, or for as long as
-    /// another process stays stopped inside the heap's allocator.
+    /// (the item left in the queue): when this process has no slot in the task table and
+    /// can claim none, and shared memory is exhausted, or for as long as another process
+    /// stays stopped inside the heap's allocator.
     ///
     /// ```
     /// multiproc::init();
@@ -271,8 +279,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::get_timeout`], and [`GetTimeoutError::HeapFull`] as
     /// [`JoinableQueue::get`]'s (the item left in the queue, returned at once, not at the
-    /// timeout): when shared memory is exhausted, or for as long as another process stays
-    /// stopped inside the heap's allocator.
+    /// timeout): when this process has no slot in the task table and can claim none, and
+    /// shared memory is exhausted, or for as long as another process stays stopped inside
+    /// the heap's allocator.
     ///
     /// ```
     /// use std::time::Duration;
@@ -493,7 +502,7 @@ impl<T> JoinableQueue<T> {
         self.queue.is_full()
     }
 
-    /// The bound on items, if any.
+    /// The bound on items, if any; on a closed handle too, as [`Queue::maxsize`].
     ///
     /// ```
     /// multiproc::init();

@@ -78,6 +78,9 @@ use crate::shm::{Deadline, Limits, Shared};
 #[doc(alias = "multiprocessing.Queue")]
 pub struct Queue<T> {
     pub(super) ch: Option<Channel<T>>,
+    /// The bound on items of the queue, once this handle is closed (0: none, or open): a
+    /// closed handle still says the bound its queue was made with (que103; aud102 L5).
+    closed_maxsize: usize,
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
@@ -328,6 +331,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 }
 
 impl<T> Queue<T> {
+    /// An open handle of `ch`.
+    pub(super) fn of(ch: Channel<T>) -> Self {
+        Self { ch: Some(ch), closed_maxsize: 0 }
+    }
+
     pub(crate) fn channel(&self) -> Option<&Channel<T>> {
         self.ch.as_ref()
     }
@@ -391,16 +399,24 @@ impl<T> Queue<T> {
         self.ch.as_ref().is_some_and(|ch| ch.ring().is_full())
     }
 
-    /// The bound on items, if any (Python's `maxsize`; `None` for unbounded).
+    /// The bound on items, if any (Python's `maxsize`; `None` for unbounded). The bound
+    /// the queue was made with, on a closed handle too (as Python's `_maxsize` after
+    /// `close()`).
     ///
     /// ```
     /// multiproc::init();
     /// assert_eq!(multiproc::Queue::<u8>::with_maxsize(3)?.maxsize(), Some(3));
     /// assert_eq!(multiproc::Queue::<u8>::new()?.maxsize(), None);
+    /// let mut q = multiproc::Queue::<u8>::with_maxsize(2)?;
+    /// q.close();
+    /// assert_eq!(q.maxsize(), Some(2));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn maxsize(&self) -> Option<usize> {
-        self.ch.as_ref().and_then(Channel::maxsize)
+        match &self.ch {
+            Some(ch) => ch.maxsize(),
+            None => (self.closed_maxsize != 0).then_some(self.closed_maxsize),
+        }
     }
 
     /// Closes this handle: it lets go of the queue now (the queue itself lives on while
@@ -418,7 +434,9 @@ impl<T> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn close(&mut self) {
-        self.ch = None;
+        if let Some(ch) = self.ch.take() {
+            self.closed_maxsize = ch.maxsize().unwrap_or(0);
+        }
     }
 
     /// Whether [`Queue::close`] was called on this handle.
@@ -438,7 +456,7 @@ impl<T> Queue<T> {
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
-        Self { ch: self.ch.clone() }
+        Self { ch: self.ch.clone(), closed_maxsize: self.closed_maxsize }
     }
 }
 
@@ -481,7 +499,7 @@ impl<T> Serialize for Queue<T> {
 
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Self { ch: Some(deserialize_handle(deserializer, Flavor::Queue)?) })
+        Ok(Self::of(deserialize_handle(deserializer, Flavor::Queue)?))
     }
 }
 
@@ -549,7 +567,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<Queue<T>> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn build(self) -> Result<Queue<T>, Error> {
-        Ok(Queue { ch: Some(Channel::new(Flavor::Queue, self.limits)?) })
+        Ok(Queue::of(Channel::new(Flavor::Queue, self.limits)?))
     }
 }
 
