@@ -482,8 +482,13 @@ impl Server {
                 self.close_from(conn, true, abandoned_from);
                 self.store.requeue_given_back();
             }
-            Control::RemoteClosed { conn } => {
+            Control::RemoteClosed { conn, broken } => {
+                // The items answered to it that its writer never wrote whole go back to
+                // their queues, as a dead family getter's unread ones (mgr102).
+                let unwritten = remote::take_unwritten(&self.writers, conn, broken);
+                self.take_back_unwritten(conn, unwritten);
                 self.close(conn, false);
+                self.store.requeue_given_back();
                 // Its thread's last word (its requests are all before it on the ring), and
                 // the server keeps nothing of it now, not even a close to come: its number
                 // may serve another connection.
@@ -585,6 +590,44 @@ impl Server {
         true
     }
 
+    /// The item answers remote connection `conn`'s writer never wrote whole
+    /// (`remote::take_unwritten`), taken back before the connection is closed: their
+    /// client cannot have read them (it reads an answer once it has all its bytes). Each
+    /// item goes back to its queue if it was that connection's last take from it
+    /// (`Store::give_back`), with its references, which move from the connection's
+    /// handouts to the item; put back by `Store::requeue_given_back` once the connection is
+    /// closed. An answer already written to the socket, read or not, stays lost.
+    fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<Vec<u8>>) {
+        for frame in frames {
+            let Ok(Reply { seq, result: Ok(Out::Item(item)) }) =
+                super::protocol::decode_plain::<Reply<ObjectId>>(&frame)
+            else {
+                continue;
+            };
+            self.give_back_remote(conn, seq, item);
+        }
+    }
+
+    /// An item answered to remote connection `conn`'s request `seq` that never reached its
+    /// client, given back to its queue (`Store::give_back`); its references move from the
+    /// connection's handouts to the item, or, not given back, stay there (given back at the
+    /// close).
+    fn give_back_remote(&mut self, conn: ConnId, seq: u64, item: super::protocol::Item<ObjectId>) {
+        let refs = item.refs.clone();
+        if self.store.give_back(conn, seq, item).is_ok()
+            && let Some(Conn::Remote { handouts }) = self.conns.get_mut(&conn)
+        {
+            for id in refs {
+                if let Some(held) = handouts.get_mut(&id) {
+                    *held -= 1;
+                    if *held == 0 {
+                        handouts.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
     /// Closes the connections of family clients whose process ended, and takes back the
     /// semaphore permits of those that held some.
     fn sweep(&mut self) {
@@ -638,10 +681,12 @@ impl Server {
             if closing.is_empty() {
                 break;
             }
-            // Closing releases locks and answers other waiters: deliver those too.
+            // Closing releases locks and answers other waiters: deliver those too, and the
+            // items given back by `send`, now that their connections are closed.
             for conn in closing {
                 self.close(conn, false);
             }
+            self.store.requeue_given_back();
         }
     }
 
@@ -659,10 +704,11 @@ impl Server {
                     Ok(out) => out.refs().into_iter().copied().collect(),
                     Err(_) => Vec::new(),
                 };
+                let item = matches!(result, Ok(Out::Item(_)));
                 let mut frame = Vec::new();
                 let reply = Reply { seq, result };
                 let sent = encode_plain(&reply, &mut frame).is_ok()
-                    && remote::send_to_writer(&self.writers, conn, frame, let_through);
+                    && remote::send_to_writer(&self.writers, conn, frame, let_through, item);
                 if sent {
                     for id in refs {
                         let held = handouts.entry(id).or_insert(0);
@@ -670,10 +716,18 @@ impl Server {
                     }
                     None
                 } else {
-                    // Gone, or not reading its answers: the connection ends here.
+                    // Gone, or not reading its answers: the connection ends here. An item it
+                    // was answered never left: it goes back to its queue (put back once the
+                    // connection is closed, `Server::deliver`), its references with it.
                     remote::forget_writer(&self.writers, conn);
                     self.closing.push(conn);
-                    reply.result.ok()
+                    match reply.result {
+                        Ok(Out::Item(item)) => match self.store.give_back(conn, seq, item) {
+                            Ok(()) => None,
+                            Err(item) => Some(Out::Item(item)),
+                        },
+                        result => result.ok(),
+                    }
                 }
             }
             None => result.ok(),
