@@ -1041,4 +1041,44 @@ mod tests {
             }
         }
     }
+
+    /// An item answered to a remote connection whose writer already stopped (its client
+    /// reset the connection, and a write failed) never left the server: `send` gives it
+    /// back to its queue, put back once the connection is closed (mgr102). Before, its
+    /// references were given back and the item dropped (`the queue holds 0`). The same
+    /// answer queued before the writer stopped is given back at the close
+    /// (`tests/manager_remote.rs`, `an_item_answered_to_a_remote_client_killed_before_it_
+    /// was_written_goes_back_to_its_queue`).
+    #[test]
+    fn an_item_answered_to_a_remote_connection_whose_writer_stopped_goes_back_to_its_queue() {
+        let (mut server, client) = serving_a_remote();
+        let mut other = also_serving(&mut server, 2);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, 2, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::Queue, op };
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        assert_eq!(handled_by(&mut server, 2, 2, 0, call(Op::Put { item, wait: None })), Ok(Out::Unit));
+        // The client goes with an answer unread: its kernel resets the connection, and the
+        // writer's next write fails.
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false));
+        client.peek(&mut [0u8; 1]).unwrap();
+        drop(client);
+        let until = Instant::now() + Duration::from_secs(60);
+        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false) {
+            assert!(Instant::now() < until, "the writer never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        server.request(CONN, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        server.request(2, Envelope { seq: 3, thread: 0, request: call(Op::QSize) }, None);
+        let len = match answer_to(&mut other, 1, 3) {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after the get answered to the stopped writer");
+        assert_eq!(len, 1, "the item was given back");
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+    }
 }
