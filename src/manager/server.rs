@@ -718,8 +718,11 @@ impl Server {
                 } else {
                     // Gone, or not reading its answers: the connection ends here. An item it
                     // was answered never left: it goes back to its queue (put back once the
-                    // connection is closed, `Server::deliver`), its references with it.
-                    remote::forget_writer(&self.writers, conn);
+                    // connection is closed, `Server::deliver`), its references with it; so
+                    // do those its writer, which stopped, left unwritten (the close that
+                    // follows finds the writer forgotten, and would lose them).
+                    let unwritten = remote::take_unwritten(&self.writers, conn, false);
+                    self.take_back_unwritten(conn, unwritten);
                     self.closing.push(conn);
                     match reply.result {
                         Ok(Out::Item(item)) => match self.store.give_back(conn, seq, item) {
