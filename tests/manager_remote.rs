@@ -1364,6 +1364,44 @@ fn a_client_with_nothing_unwritten_is_served_while_a_slow_reader_holds_a_granted
     }
 }
 
+/// A remote client in a child process that never reads: it sends `frames` (recorded
+/// requests, each its length first), says `asked`, and waits to be killed.
+fn ask_and_read_nothing((addr, frames, said): (String, Vec<u8>, QueueProxy<String>)) {
+    let _raw = a_client_that_asks(addr.parse().unwrap(), &frames);
+    said.put("asked".into()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// mgr102: an item answered to a remote `get` that the server never wrote goes back to its
+/// queue when the client dies: its client cannot have read it. Here the answer waits
+/// behind a 48 MiB one (above what the sockets buffer) that the client reads nothing of,
+/// and the client is killed. Before, the writer's failed write dropped the answers queued
+/// behind it, and the item with them.
+#[test]
+fn an_item_answered_to_a_remote_client_killed_before_it_was_written_goes_back_to_its_queue() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    publish_a_large_d(&manager);
+    let q = manager.queue::<serde_bytes::ByteBuf>().unwrap();
+    manager.publish("q", &q).unwrap();
+    let mut frames = a_get_of_d(addr);
+    frames.extend(a_get_of_q_then_its_len(addr));
+    q.put(serde_bytes::ByteBuf::from(vec![7u8])).unwrap();
+    let said = manager.queue::<String>().unwrap();
+    let child = Process::new(ask_and_read_nothing, (addr.to_string(), frames, said.clone())).start().unwrap();
+    assert_eq!(said.get_timeout(LIMIT).unwrap(), "asked");
+    // Its `get` of q was handled after the large `get`: its answer is queued behind it.
+    assert!(eventually(LIMIT, || q.len().unwrap() == 0), "the child's get was not handled");
+    child.kill().unwrap();
+    let _ = child.join();
+    let got = q.get_timeout(Duration::from_secs(30)).map(|item| item.into_vec());
+    println!("got after the client was killed: {got:?}");
+    assert_eq!(got.ok(), Some(vec![7u8]));
+}
+
 /// Bytes that the manager listening on `port` received and has not read yet (the
 /// `rx_queue` of its established sockets in `/proc/net/tcp`): none once the reader of each
 /// of its connections has read what was sent, some while one waits for room.

@@ -707,7 +707,8 @@ impl ManagerBuilder {
     ///   proxies returns [`ManagerError::ServerGone`], and the server gives back the
     ///   connection's objects and locks once it reads the close. Connect again. An item
     ///   the late answer of a `get` holds, written to the socket, is lost, and a task so
-    ///   taken is told lost to `join` (see [`QueueProxy`]).
+    ///   taken is told lost to `join`; one the server never wrote whole goes back (see
+    ///   [`QueueProxy`]).
     ///
     /// # Examples
     ///

@@ -48,12 +48,15 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// same ring), as for a dead getter. Not to the thread's next call: that may be no `get`,
 /// of another queue, or never come, while other consumers wait.
 ///
-/// A client connected over TCP ([`Manager::connect`](crate::Manager::connect)) has no such
-/// guarantee: an answer written to its socket cannot be taken back, since the server
+/// A client connected over TCP ([`Manager::connect`](crate::Manager::connect)) has a
+/// weaker guarantee: an answer written to its socket cannot be taken back, since the server
 /// cannot know whether the client read it. An item handed to a remote `get` whose client
 /// dies or disconnects (a `call_timeout` ends its connection) before reading it is lost,
 /// as in Python, and a task of a joinable queue so taken is told lost to `join` (a remote
-/// connection that ends loses every task it took).
+/// connection that ends loses every task it took); unless the server never wrote that
+/// answer whole (it was queued behind answers the client had not read yet, and its socket
+/// broke): then the client surely did not read it, and the item goes back to the front of
+/// its queue, its task nobody's, if it was that connection's last take from the queue.
 ///
 /// # Examples
 ///

@@ -359,6 +359,26 @@ struct Backlog {
     /// a client that reads nothing of what is left is cut off whatever its backlog
     /// (`Unstalled`).
     forgotten: AtomicBool,
+    /// The answers its writer never wrote whole, for the dispatcher to take back (see
+    /// [`take_unwritten`]); its lock also orders [`send_to_writer`] against a writer that
+    /// stops.
+    unwritten: Mutex<Unwritten>,
+    /// Signalled when the writer ended (`Unwritten::ended`).
+    writer_ended: Condvar,
+}
+
+/// What a remote connection's writer left unwritten when a write failed.
+#[derive(Default)]
+struct Unwritten {
+    /// A write failed (the client gone, or cut off): the writer takes no more answers, and
+    /// [`send_to_writer`] queues none.
+    broken: bool,
+    /// The item answers (of a queue's `get`) it never wrote whole: the one whose write
+    /// failed, and those still queued. Their client cannot have read them: it reads an
+    /// answer only once it has all of its bytes.
+    items: Vec<Vec<u8>>,
+    /// The writer thread ended.
+    ended: bool,
 }
 
 impl Backlog {
@@ -370,6 +390,8 @@ impl Backlog {
             frames: AtomicUsize::new(0),
             ended: AtomicBool::new(false),
             forgotten: AtomicBool::new(false),
+            unwritten: Mutex::default(),
+            writer_ended: Condvar::new(),
         }
     }
 
@@ -392,7 +414,7 @@ impl Backlog {
     /// Counts `frame` until it is written or dropped, in the overdraft too if it answers
     /// a request let through (`let_through`, see [`send_to_writer`]) and the budget was
     /// passed.
-    fn charge(self: &Arc<Self>, frame: Vec<u8>, let_through: bool) -> Queued {
+    fn charge(self: &Arc<Self>, frame: Vec<u8>, let_through: bool, item: bool) -> Queued {
         let len = frame.len();
         self.bytes.fetch_add(len, Ordering::SeqCst);
         self.frames.fetch_add(1, Ordering::SeqCst);
@@ -400,7 +422,7 @@ impl Backlog {
         if over {
             self.memory.overdraft.fetch_add(len, Ordering::SeqCst);
         }
-        Queued { frame, backlog: self.clone(), over }
+        Queued { frame, len, backlog: self.clone(), over, item }
     }
 
     #[cfg(feature = "remote")]
@@ -448,14 +470,19 @@ const PEER_LOOK: Duration = Duration::from_millis(250);
 /// (unwritten in the queue of a writer that ended: nothing is left counted).
 struct Queued {
     frame: Vec<u8>,
+    /// The frame's length, counted until this goes (the frame may be taken out first).
+    len: usize,
     backlog: Arc<Backlog>,
     /// Made past the budget: counted in [`AnswerMemory::overdraft`] too.
     over: bool,
+    /// It answers a queue's `get` with an item: unwritten, it is given back (see
+    /// [`take_unwritten`]).
+    item: bool,
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        let len = self.frame.len();
+        let len = self.len;
         self.backlog.bytes.fetch_sub(len, Ordering::SeqCst);
         self.backlog.frames.fetch_sub(1, Ordering::SeqCst);
         self.backlog.memory.unsent.fetch_sub(len, Ordering::SeqCst);
@@ -479,14 +506,17 @@ struct Writer {
 const WRITER_BACKLOG: usize = 4096;
 
 /// Queues an answer frame for connection `conn`; false if it is gone (forgotten, or its
-/// writer ended: the frame is dropped, and the bytes given back). `let_through`: it
-/// answers the request that [`must_wait`] just let through, which past the budget is made
-/// from the reserve; other answers (a parked request granted, a refusal) are sent whatever
-/// the bounds, and are not the reserve's.
-pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>, let_through: bool) -> bool {
+/// writer stopped: the frame is dropped, and the bytes given back), and so surely never
+/// written. `let_through`: it answers the request that [`must_wait`] just let through,
+/// which past the budget is made from the reserve; other answers (a parked request
+/// granted, a refusal) are sent whatever the bounds, and are not the reserve's. `item`: it
+/// answers a queue's `get` with an item, to be given back if it is never written.
+pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>, let_through: bool, item: bool) -> bool {
     let writers = lock(&writers.writers);
     let Some(writer) = writers.get(&conn) else { return false };
-    writer.queue.send(writer.backlog.charge(frame, let_through)).is_ok()
+    // Under the lock its writer takes to stop: once it has, nothing more is queued.
+    let unwritten = lock(&writer.backlog.unwritten);
+    !unwritten.broken && writer.queue.send(writer.backlog.charge(frame, let_through, item)).is_ok()
 }
 
 /// Whether connection `conn`'s answers not yet written are past their bound, so that its
@@ -515,6 +545,37 @@ pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
         writer.backlog.forgotten.store(true, Ordering::SeqCst);
     }
 }
+
+/// Forgets connection `conn`'s writer ([`forget_writer`]) and returns the item answers it
+/// never wrote whole (see [`Unwritten`]), to be given back: those of a writer whose write
+/// failed. `broken`: the connection's stream failed and its socket was shut down both
+/// ways (its reader's end), so its writer's writes fail at once: it is waited for (a
+/// moment: a bound of [`UNWRITTEN_WAIT`] in case), so that an answer it was writing or had
+/// queued is taken too. Else its writer goes on writing what is owed (a client that only
+/// half-closed still reads), and only what it left unwritten so far is taken.
+pub(crate) fn take_unwritten(writers: &Writers, conn: u32, broken: bool) -> Vec<Vec<u8>> {
+    let Some(writer) = lock(&writers.writers).remove(&conn) else { return Vec::new() };
+    writer.backlog.forgotten.store(true, Ordering::SeqCst);
+    let backlog = writer.backlog.clone();
+    // Its queue closed: a writer with nothing left to write ends.
+    drop(writer);
+    let mut unwritten = lock(&backlog.unwritten);
+    if broken {
+        let until = Instant::now() + UNWRITTEN_WAIT;
+        while !unwritten.ended {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            unwritten = backlog.writer_ended.wait_timeout(unwritten, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+    std::mem::take(&mut unwritten.items)
+}
+
+/// How long [`take_unwritten`] waits at most for the writer of a broken connection, whose
+/// writes fail at once: a bound in case, never reached unless the machine stalls it.
+const UNWRITTEN_WAIT: Duration = Duration::from_secs(1);
 
 /// Remote connection `conn` is over, for the server (which forgot it) and for its thread
 /// (which puts nothing more on the ring): another connection may take its number.
@@ -555,6 +616,14 @@ fn write_answers(answers: &mpsc::Receiver<Queued>, backlog: &Backlog, socket: &T
         for answer in answers {
             let mut out = Unstalled { socket, backlog, sent: Instant::now(), stall };
             if write_frame(&mut out, &answer.frame).is_err() {
+                // Neither this answer nor those queued after it reach the client whole: its
+                // items are kept for the dispatcher to give back, and nothing more is queued.
+                let mut unwritten = lock(&backlog.unwritten);
+                unwritten.broken = true;
+                let queued = std::iter::once(answer).chain(answers.try_iter());
+                unwritten
+                    .items
+                    .extend(queued.filter(|answer| answer.item).map(|mut answer| std::mem::take(&mut answer.frame)));
                 break;
             }
         }
@@ -562,6 +631,8 @@ fn write_answers(answers: &mpsc::Receiver<Queued>, backlog: &Backlog, socket: &T
     // Forgotten by the dispatcher (the connection ended or misbehaved), or cut off: close.
     let _ = socket.shutdown(Shutdown::Both);
     backlog.ended.store(true, Ordering::SeqCst);
+    lock(&backlog.unwritten).ended = true;
+    backlog.writer_ended.notify_all();
     backlog.memory.wake();
 }
 
@@ -841,7 +912,7 @@ fn serve_connection(
                     let mut frame = Vec::new();
                     if seq == 0
                         || encode_plain(&Reply::<ObjectId> { seq, result: Err(fault) }, &mut frame).is_err()
-                        || !send_to_writer(writers, conn, frame, false)
+                        || !send_to_writer(writers, conn, frame, false, false)
                     {
                         break;
                     }
@@ -863,7 +934,7 @@ fn serve_connection(
     // frame is lost, but the requests before it were whole, and their answers are owed. On
     // another error, both ways: nothing more is owed to a stream that cannot be trusted.
     let _ = stream.shutdown(ended);
-    let _ = state.post(&Control::RemoteClosed { conn });
+    let _ = state.post(&Control::RemoteClosed { conn, broken: ended == Shutdown::Both });
 }
 
 // ---- the client's side --------------------------------------------------------------------
@@ -1299,11 +1370,11 @@ mod tests {
     fn answers_queued_while_a_large_one_is_written_go_out() {
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
         // Its head arrived: the writer has taken it, and writes it until the peer reads on.
         peer.peek(&mut [0u8; 1]).unwrap();
-        assert!(send_to_writer(&writers, 1, vec![0; 10], true), "a small answer while a large one is written");
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK + 1], true), "a large answer while a small one waits");
+        assert!(send_to_writer(&writers, 1, vec![0; 10], true, false), "a small answer while a large one is written");
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK + 1], true, false), "a large answer while a small one waits");
         assert!(must_wait(&writers, 1), "past its share, the connection's requests wait");
         assert_eq!([STUCK, 10, STUCK + 1].map(|_| read_through(&mut peer)), [STUCK, 10, STUCK + 1]);
         assert!(eventually(|| !must_wait(&writers, 1)), "all read: its requests go on");
@@ -1319,11 +1390,14 @@ mod tests {
         let share = STUCK;
         let writers = Arc::new(Remotes::new(4 * share as u64));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
-        assert!(send_to_writer(&writers, 1, vec![0; share + 1], true));
+        assert!(send_to_writer(&writers, 1, vec![0; share + 1], true, false));
         peer.peek(&mut [0u8; 1]).unwrap();
         let quarter = share / 4;
         for i in 0..5 {
-            assert!(send_to_writer(&writers, 1, vec![0; quarter + i], true), "answer {i} of a quarter of the share");
+            assert!(
+                send_to_writer(&writers, 1, vec![0; quarter + i], true, false),
+                "answer {i} of a quarter of the share"
+            );
         }
         assert!(must_wait(&writers, 1));
         let read: Vec<usize> = (0..6).map(|_| read_through(&mut peer)).collect();
@@ -1340,11 +1414,11 @@ mod tests {
     fn a_client_that_reads_nothing_while_its_requests_wait_is_cut_off() {
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
         assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer ended");
         assert!(eventually(|| writers.memory.unsent.load(Ordering::SeqCst) == 0), "the answers were let go");
-        assert!(!send_to_writer(&writers, 1, vec![0; 1], true), "the connection is gone");
+        assert!(!send_to_writer(&writers, 1, vec![0; 1], true, false), "the connection is gone");
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();
         assert!(got.len() < 4 + STUCK, "cut off in its first answer: {} bytes", got.len());
@@ -1356,9 +1430,9 @@ mod tests {
     fn a_connection_with_its_count_of_answers_waiting_waits() {
         let writers = Arc::new(Remotes::default());
         let backlog = Arc::new(Backlog::new(writers.memory.clone()));
-        let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1], true)).collect();
+        let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1], true, false)).collect();
         assert!(!backlog.full());
-        queued.push(backlog.charge(vec![0; 1], true));
+        queued.push(backlog.charge(vec![0; 1], true, false));
         assert!(backlog.full());
         queued.pop();
         assert!(!backlog.full());
@@ -1375,7 +1449,7 @@ mod tests {
     fn a_forgotten_writer_whose_client_reads_nothing_is_cut_off() {
         let writers = Arc::new(Remotes::new(8 * STUCK as u64));
         let (_peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
         assert!(!must_wait(&writers, 1), "under its share and the budget");
         forget_writer(&writers, 1);
         assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer still writes");
@@ -1388,12 +1462,12 @@ mod tests {
     fn past_the_budget_only_connections_with_answers_unwritten_wait() {
         let writers = Arc::new(Remotes::new(10));
         let [slow, reading, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
-        let small = reading.charge(vec![0; 1], true);
+        let small = reading.charge(vec![0; 1], true, false);
         assert!(!reading.full(), "under its share and the budget");
-        let large = slow.charge(vec![0; 9], true);
+        let large = slow.charge(vec![0; 9], true, false);
         assert!(slow.full() && reading.full(), "past the budget, with answers unwritten");
         assert!(!idle.full(), "past the budget, with nothing unwritten");
-        let one = idle.charge(vec![0; 1], true);
+        let one = idle.charge(vec![0; 1], true, false);
         assert!(idle.full(), "its one answer made, it waits until that is written");
         drop(large);
         assert!(!reading.full() && !idle.full() && !slow.full());
@@ -1408,12 +1482,12 @@ mod tests {
     fn past_the_budget_connections_with_nothing_unwritten_share_a_reserve() {
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
-        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10], true);
+        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10], true, false);
         let idle: Vec<_> = (0..50).map(|_| Arc::new(Backlog::new(writers.memory.clone()))).collect();
         let made = |held: &mut Vec<Queued>| {
             for backlog in &idle {
                 if !backlog.full() {
-                    held.push(backlog.charge(vec![0; 9], true));
+                    held.push(backlog.charge(vec![0; 9], true, false));
                 }
             }
         };
@@ -1439,12 +1513,12 @@ mod tests {
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
         let [slow, waiter, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
-        let passed = slow.charge(vec![0; 10], true);
-        let granted = waiter.charge(vec![0; 9], false);
+        let passed = slow.charge(vec![0; 10], true, false);
+        let granted = waiter.charge(vec![0; 9], false, false);
         assert_eq!(memory.overdraft.load(Ordering::SeqCst), 0, "a grant is not the reserve's");
         assert!(waiter.full(), "past the budget, with its answer unwritten");
         assert!(!idle.full(), "past the budget, with nothing unwritten, and the reserve unused");
-        let one = idle.charge(vec![0; 9], true);
+        let one = idle.charge(vec![0; 9], true, false);
         assert_eq!(memory.overdraft.load(Ordering::SeqCst), 9, "the answer let through is");
         drop((passed, granted, one));
         assert_eq!(memory.unsent.load(Ordering::SeqCst) + memory.overdraft.load(Ordering::SeqCst), 0);
@@ -1466,11 +1540,11 @@ mod tests {
         let stall = |conn| if conn == 1 { Duration::from_millis(100) } else { LIMIT };
         let stalled: Vec<_> = (1..=5).map(|conn| connect(&writers, conn, stall(conn))).collect();
         for conn in 1..=4 {
-            assert!(send_to_writer(&writers, conn, vec![0; STUCK], true));
+            assert!(send_to_writer(&writers, conn, vec![0; STUCK], true, false));
             // Under its share and the budget: neither it nor another waits, nor is it cut.
             assert!(!must_wait(&writers, conn) && !must_wait(&writers, 9), "{conn} answers under the budget");
         }
-        assert!(send_to_writer(&writers, 5, vec![0; STUCK], true));
+        assert!(send_to_writer(&writers, 5, vec![0; STUCK], true, false));
         assert!(!must_wait(&writers, 9), "over the budget, a connection with nothing unwritten goes on");
         // One cut off is enough: the rest are under the budget again, and are kept.
         let under = || writers.memory.unsent.load(Ordering::SeqCst) < budget as usize;
@@ -1479,7 +1553,7 @@ mod tests {
         assert!(eventually(|| cut() > 0), "a writer ended");
         assert!(stalled[0].1.ended.load(Ordering::SeqCst), "the one that may be cut was");
         assert_eq!(cut(), 1, "the others were kept");
-        assert!(send_to_writer(&writers, 9, vec![0; 10], true));
+        assert!(send_to_writer(&writers, 9, vec![0; 10], true, false));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
     }
@@ -1506,7 +1580,7 @@ mod tests {
     /// client's end, the reader (whether it saw its client leave), and the answer.
     fn a_reader_waiting_for_room(writers: &Writers) -> (TcpStream, std::thread::JoinHandle<bool>, Queued) {
         let (peer, backlog, socket) = connect_both(writers, 1, LIMIT);
-        let held = backlog.charge(vec![0; 1 << 20], true);
+        let held = backlog.charge(vec![0; 1 << 20], true, false);
         assert!(backlog.full());
         let reader = std::thread::spawn(move || backlog.wait_for_room(&socket));
         (peer, reader, held)
@@ -1527,7 +1601,7 @@ mod tests {
             let (done, end) = (done.clone(), Instant::now() + LIMIT);
             move || {
                 while !done.load(Ordering::SeqCst) && Instant::now() < end {
-                    drop(other.charge(vec![0; 1], true));
+                    drop(other.charge(vec![0; 1], true, false));
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }

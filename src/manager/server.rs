@@ -482,8 +482,13 @@ impl Server {
                 self.close_from(conn, true, abandoned_from);
                 self.store.requeue_given_back();
             }
-            Control::RemoteClosed { conn } => {
+            Control::RemoteClosed { conn, broken } => {
+                // The items answered to it that its writer never wrote whole go back to
+                // their queues, as a dead family getter's unread ones (mgr102).
+                let unwritten = remote::take_unwritten(&self.writers, conn, broken);
+                self.take_back_unwritten(conn, unwritten);
                 self.close(conn, false);
+                self.store.requeue_given_back();
                 // Its thread's last word (its requests are all before it on the ring), and
                 // the server keeps nothing of it now, not even a close to come: its number
                 // may serve another connection.
@@ -585,6 +590,44 @@ impl Server {
         true
     }
 
+    /// The item answers remote connection `conn`'s writer never wrote whole
+    /// (`remote::take_unwritten`), taken back before the connection is closed: their
+    /// client cannot have read them (it reads an answer once it has all its bytes). Each
+    /// item goes back to its queue if it was that connection's last take from it
+    /// (`Store::give_back`), with its references, which move from the connection's
+    /// handouts to the item; put back by `Store::requeue_given_back` once the connection is
+    /// closed. An answer already written to the socket, read or not, stays lost.
+    fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<Vec<u8>>) {
+        for frame in frames {
+            let Ok(Reply { seq, result: Ok(Out::Item(item)) }) =
+                super::protocol::decode_plain::<Reply<ObjectId>>(&frame)
+            else {
+                continue;
+            };
+            self.give_back_remote(conn, seq, item);
+        }
+    }
+
+    /// An item answered to remote connection `conn`'s request `seq` that never reached its
+    /// client, given back to its queue (`Store::give_back`); its references move from the
+    /// connection's handouts to the item, or, not given back, stay there (given back at the
+    /// close).
+    fn give_back_remote(&mut self, conn: ConnId, seq: u64, item: super::protocol::Item<ObjectId>) {
+        let refs = item.refs.clone();
+        if self.store.give_back(conn, seq, item).is_ok()
+            && let Some(Conn::Remote { handouts }) = self.conns.get_mut(&conn)
+        {
+            for id in refs {
+                if let Some(held) = handouts.get_mut(&id) {
+                    *held -= 1;
+                    if *held == 0 {
+                        handouts.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
     /// Closes the connections of family clients whose process ended, and takes back the
     /// semaphore permits of those that held some.
     fn sweep(&mut self) {
@@ -638,10 +681,12 @@ impl Server {
             if closing.is_empty() {
                 break;
             }
-            // Closing releases locks and answers other waiters: deliver those too.
+            // Closing releases locks and answers other waiters: deliver those too, and the
+            // items given back by `send`, now that their connections are closed.
             for conn in closing {
                 self.close(conn, false);
             }
+            self.store.requeue_given_back();
         }
     }
 
@@ -659,10 +704,11 @@ impl Server {
                     Ok(out) => out.refs().into_iter().copied().collect(),
                     Err(_) => Vec::new(),
                 };
+                let item = matches!(result, Ok(Out::Item(_)));
                 let mut frame = Vec::new();
                 let reply = Reply { seq, result };
                 let sent = encode_plain(&reply, &mut frame).is_ok()
-                    && remote::send_to_writer(&self.writers, conn, frame, let_through);
+                    && remote::send_to_writer(&self.writers, conn, frame, let_through, item);
                 if sent {
                     for id in refs {
                         let held = handouts.entry(id).or_insert(0);
@@ -670,10 +716,21 @@ impl Server {
                     }
                     None
                 } else {
-                    // Gone, or not reading its answers: the connection ends here.
-                    remote::forget_writer(&self.writers, conn);
+                    // Gone, or not reading its answers: the connection ends here. An item it
+                    // was answered never left: it goes back to its queue (put back once the
+                    // connection is closed, `Server::deliver`), its references with it; so
+                    // do those its writer, which stopped, left unwritten (the close that
+                    // follows finds the writer forgotten, and would lose them).
+                    let unwritten = remote::take_unwritten(&self.writers, conn, false);
+                    self.take_back_unwritten(conn, unwritten);
                     self.closing.push(conn);
-                    reply.result.ok()
+                    match reply.result {
+                        Ok(Out::Item(item)) => match self.store.give_back(conn, seq, item) {
+                            Ok(()) => None,
+                            Err(item) => Some(Out::Item(item)),
+                        },
+                        result => result.ok(),
+                    }
                 }
             }
             None => result.ok(),
@@ -986,5 +1043,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// An item answered to a remote connection whose writer already stopped (its client
+    /// reset the connection, and a write failed) never left the server: `send` gives it
+    /// back to its queue, put back once the connection is closed (mgr102). Before, its
+    /// references were given back and the item dropped (`the queue holds 0`). The same
+    /// answer queued before the writer stopped is given back at the close
+    /// (`tests/manager_remote.rs`, `an_item_answered_to_a_remote_client_killed_before_it_
+    /// was_written_goes_back_to_its_queue`).
+    #[test]
+    fn an_item_answered_to_a_remote_connection_whose_writer_stopped_goes_back_to_its_queue() {
+        let (mut server, client) = serving_a_remote();
+        let mut other = also_serving(&mut server, 2);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, 2, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::Queue, op };
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        assert_eq!(handled_by(&mut server, 2, 2, 0, call(Op::Put { item, wait: None })), Ok(Out::Unit));
+        // The client goes with an answer unread: its kernel resets the connection, and the
+        // writer's next write fails.
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false));
+        client.peek(&mut [0u8; 1]).unwrap();
+        drop(client);
+        let until = Instant::now() + Duration::from_secs(60);
+        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false) {
+            assert!(Instant::now() < until, "the writer never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        server.request(CONN, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        server.request(2, Envelope { seq: 3, thread: 0, request: call(Op::QSize) }, None);
+        let len = match answer_to(&mut other, 1, 3) {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after the get answered to the stopped writer");
+        assert_eq!(len, 1, "the item was given back");
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
     }
 }

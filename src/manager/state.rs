@@ -258,8 +258,9 @@ pub(crate) enum Control {
     Shutdown,
     /// A remote connection passed authentication (posted by the server's own threads).
     RemoteOpened { conn: u32 },
-    /// A remote connection ended.
-    RemoteClosed { conn: u32 },
+    /// A remote connection ended; `broken`: its stream failed (a reset, a read error), and
+    /// its socket was shut down both ways, so its writer writes nothing more.
+    RemoteClosed { conn: u32, broken: bool },
 }
 
 /// Decodes a message written by `codec::encode_own` inside a take from a ring that

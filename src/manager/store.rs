@@ -128,11 +128,13 @@ struct QueueState {
     taken: BTreeMap<Holder, i64>,
     /// The counts of holders that died: what they took less what they marked done.
     lost: i64,
-    /// The sequence number of each family connection's last take (until it closes): a take
-    /// by a call its client abandoned (`call_timeout`) is lost, nobody will do it, though
+    /// The sequence number of each connection's last take (until it closes): a take by a
+    /// call its family client abandoned (`call_timeout`) is lost, nobody will do it, though
     /// its process lives on (`forget_conn`); a take whose answer a dead client never read
     /// goes back to the queue (`Store::give_back`). A family connection has one call in
-    /// flight, so at most its last take was abandoned, or left unread.
+    /// flight, so at most its last take was abandoned, or left unread. A remote connection
+    /// may have several (one per thread of its client): of its answers never written
+    /// (`Server::take_back_unwritten`), only its last take's goes back (mgr102).
     last_take: IdMap<ConnId, u64>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
@@ -145,9 +147,7 @@ impl QueueState {
         if self.joinable {
             self.count(owner.holder, 1);
         }
-        if let Holder::Process { .. } = owner.holder {
-            self.last_take.insert(owner.conn, seq);
-        }
+        self.last_take.insert(owner.conn, seq);
     }
 
     /// `holder` marked a task done: counted against its own count whoever took the task,
@@ -944,8 +944,9 @@ impl Store {
         self.timers.retain(|t| t.2 != conn);
     }
 
-    /// An item answered to family connection `conn`'s `get` numbered `seq`, which its
-    /// client died without reading (the server took the answer back from its reply ring),
+    /// An item answered to connection `conn`'s `get` numbered `seq`, which its client died
+    /// without reading (the server took the answer back from a family client's reply ring,
+    /// or from a remote connection's writer, which never wrote it),
     /// is given back to its queue, with the references it holds; a task so given back is
     /// no longer its dead taker's (aud82 L1). Before the connection is dropped (it reads
     /// `conn`'s holder and its queue's last take). The item goes back to the front of its
@@ -958,7 +959,8 @@ impl Store {
     /// drained by its consumers, so it takes the item back (review123 L2). The caller then
     /// gives its references back.
     pub(crate) fn give_back(&mut self, conn: ConnId, seq: u64, item: Item<ObjectId>) -> Result<(), Item<ObjectId>> {
-        let holder = self.holders.get(&conn).copied();
+        // As `Store::handle` counts the take: a remote connection holds as itself.
+        let holder = Some(self.holders.get(&conn).copied().unwrap_or(Holder::Conn(conn)));
         let found = self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
             Body::Queue(q) if q.last_take.get(&conn) == Some(&seq) => Some((id, q)),
             _ => None,
