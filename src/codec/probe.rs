@@ -8,7 +8,11 @@
 //! every combination, up to [`MAX_RUNS`] runs. A struct field that refuses the made-up
 //! value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of the next
 //! runs, so that the fields after it are seen. A tuple or sequence element that refuses
-//! hides the elements after it: the probe does not see them. A handle's own
+//! hides the elements after it: the probe does not see them. A probe that stops short of
+//! what it has not seen (the runs end with combinations left, or the depth limit cuts off
+//! a type that is not one already entered on the way down, as a recursive type's is)
+//! says self-describing: MessagePack carries any type, postcard not one that asks for
+//! `deserialize_any`, which every receiver would refuse (aud104 M1). A handle's own
 //! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
 //! would send every pipe end self-described.
 
@@ -19,9 +23,11 @@ use serde::de::value::{StrDeserializer, U32Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// How deep the made-up value goes: deep enough for the data of a message, finite for
-/// recursive types.
+/// recursive types (a type cut off there that was not entered on the way down makes the
+/// answer self-describing).
 const MAX_DEPTH: u32 = 12;
-/// How many combinations of enum variants are tried.
+/// How many combinations of enum variants are tried (combinations left untried make the
+/// answer self-describing).
 const MAX_RUNS: usize = 512;
 
 /// Whether decoding a `T` asks for `deserialize_any` (or `deserialize_ignored_any`) along
@@ -29,6 +35,7 @@ const MAX_RUNS: usize = 512;
 pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
     let ctx = Ctx::default();
     for _ in 0..MAX_RUNS {
+        ctx.path.borrow_mut().clear();
         // A `Deserialize` impl that panics on the made-up value ends the run, not the
         // sender; the message then goes in postcard, and its receiver meets the same panic
         // (a decode error where a channel or a pool decodes it: `panics::decoding`).
@@ -48,10 +55,11 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
             continue;
         }
         if !ctx.next_run() {
-            break;
+            return ctx.short.get();
         }
     }
-    false
+    // Combinations of variants were left untried: one of them may ask for `deserialize_any`.
+    true
 }
 
 #[derive(Default)]
@@ -65,6 +73,12 @@ struct Ctx {
     skipped: RefCell<Vec<(&'static str, usize)>>,
     /// Whether this run added to `skipped` (the innermost refusal only).
     skipped_now: Cell<bool>,
+    /// The visitors (by type name) of the compound values the run is inside, outermost
+    /// first: a type cut off by the depth limit that is among them is a recursive type's
+    /// repeat, seen above.
+    path: RefCell<Vec<&'static str>>,
+    /// Whether the depth limit cut off a type not entered above it.
+    short: Cell<bool>,
 }
 
 impl Ctx {
@@ -120,17 +134,24 @@ struct Probe<'a> {
 }
 
 impl<'a> Probe<'a> {
-    fn deeper(self) -> Result<Self, Stop> {
-        if self.depth >= MAX_DEPTH {
-            return Err(Stop);
+    /// Whether a compound value read by a `V` is past the depth limit (the probe does not
+    /// look inside it); notes it as unseen unless a `V` is among the values it is in.
+    fn past_limit<V>(self) -> bool {
+        if self.depth < MAX_DEPTH {
+            return false;
         }
-        Ok(Probe { ctx: self.ctx, depth: self.depth + 1 })
+        if !self.ctx.path.borrow().contains(&std::any::type_name::<V>()) {
+            self.ctx.short.set(true);
+        }
+        true
     }
 
-    /// How many elements a sequence or map of unknown length gets: one to look inside,
-    /// none past the depth limit.
-    fn some_elements(self) -> usize {
-        usize::from(self.depth < MAX_DEPTH)
+    /// Runs `inside` one level down, with a `V` on the path (checked by `past_limit` first).
+    fn enter<V, R>(self, inside: impl FnOnce(Self) -> Result<R, Stop>) -> Result<R, Stop> {
+        self.ctx.path.borrow_mut().push(std::any::type_name::<V>());
+        let value = inside(Probe { ctx: self.ctx, depth: self.depth + 1 });
+        self.ctx.path.borrow_mut().pop();
+        value
     }
 }
 
@@ -181,7 +202,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     );
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.depth < MAX_DEPTH { visitor.visit_some(self.deeper()?) } else { visitor.visit_none() }
+        if self.past_limit::<V>() { visitor.visit_none() } else { self.enter::<V, _>(|p| visitor.visit_some(p)) }
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
@@ -189,15 +210,25 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_newtype_struct(self.deeper()?)
+        if self.past_limit::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_newtype_struct(p))
     }
 
+    /// One element to look inside; none past the depth limit.
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper_or_same(), left: self.some_elements() })
+        if self.past_limit::<V>() {
+            return visitor.visit_seq(Elements { probe: self, left: 0 });
+        }
+        self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: 1 }))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper()?, left: len })
+        if self.past_limit::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: len }))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -206,11 +237,18 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper()?, left: len })
+        if self.past_limit::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: len }))
     }
 
+    /// One entry to look inside; none past the depth limit.
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_map(Elements { probe: self.deeper_or_same(), left: self.some_elements() })
+        if self.past_limit::<V>() {
+            return visitor.visit_map(Elements { probe: self, left: 0 });
+        }
+        self.enter::<V, _>(|p| visitor.visit_map(Elements { probe: p, left: 1 }))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -221,7 +259,10 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     ) -> Result<V::Value, Stop> {
         // By name, so that a field that refuses (a handle) can be left out and the fields
         // after it still be seen.
-        visitor.visit_map(Fields { probe: self.deeper()?, name, fields, next: 0, current: 0 })
+        if self.past_limit::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_map(Fields { probe: p, name, fields, next: 0, current: 0 }))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -231,19 +272,14 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         visitor: V,
     ) -> Result<V::Value, Stop> {
         let variant = self.ctx.choose(variants.len());
-        visitor.visit_enum(Variant { probe: self.deeper()?, variant })
+        if self.past_limit::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_enum(Variant { probe: p, variant }))
     }
 
     fn is_human_readable(&self) -> bool {
         false
-    }
-}
-
-impl Probe<'_> {
-    /// The probe for the elements of a sequence or map: past the depth limit there are
-    /// none, so it is never used.
-    fn deeper_or_same(self) -> Self {
-        self.deeper().unwrap_or(self)
     }
 }
 
