@@ -1349,7 +1349,12 @@ fn a_self_describing_value_past_the_probes_reach_travels() {
     let (a, b) = Pipe::<Deep>::new().unwrap();
     a.send(deep()).unwrap();
     assert_eq!(b.recv().unwrap(), deep(), "past 12 levels, through a pipe");
-    // A recursive type, cut off where it repeats, keeps the compact encoding.
+    // A recursive enum whose first variant recurses, a self-describing value after it.
+    let (a, b) = Pipe::<Expr>::new().unwrap();
+    let expr = Expr::Add(Box::new(Expr::Lit(1)), Leaf { value: json!(null) });
+    a.send(expr.clone()).unwrap();
+    assert_eq!(b.recv().unwrap(), expr, "after a recursive element");
+    // A recursive type keeps the compact encoding.
     let (a, b) = Pipe::<Tree>::new().unwrap();
     let tree = Tree { label: Some("root".into()), kids: vec![Tree { label: None, kids: vec![] }] };
     a.send(tree.clone()).unwrap();
@@ -1357,6 +1362,12 @@ fn a_self_describing_value_past_the_probes_reach_travels() {
     assert_eq!(bytes[0], 0, "tag 0 (postcard) for a recursive type: {bytes:?}");
     a.send(tree.clone()).unwrap();
     assert_eq!(b.recv().unwrap(), tree);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Expr {
+    Add(Box<Expr>, Leaf),
+    Lit(i64),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

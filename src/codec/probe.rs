@@ -8,9 +8,12 @@
 //! every combination, up to [`MAX_RUNS`] runs. A struct field that refuses the made-up
 //! value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of the next
 //! runs, so that the fields after it are seen. A tuple or sequence element that refuses
-//! hides the elements after it: the probe does not see them. A probe that stops short of
-//! what it has not seen (the runs end with combinations left, or the depth limit cuts off
-//! a type that is not one already entered on the way down, as a recursive type's is)
+//! hides the elements after it: the probe does not see them. An enum met again inside
+//! itself (a recursive type's repeat, known by its visitor's type name) takes no choice
+//! of its own, so that recursion does not multiply the combinations: it takes a variant
+//! that ended in an earlier run (a pass that had none yet, and learned one, is run
+//! again), else its first. A probe that stops short of what it has not seen (the runs
+//! end with combinations left, or the depth limit cuts off a type that is not a repeat)
 //! says self-describing: MessagePack carries any type, postcard not one that asks for
 //! `deserialize_any`, which every receiver would refuse (aud104 M1). A handle's own
 //! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
@@ -23,30 +26,59 @@ use serde::de::value::{StrDeserializer, U32Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// How deep the made-up value goes: deep enough for the data of a message, finite for
-/// recursive types (a type cut off there that was not entered on the way down makes the
-/// answer self-describing).
+/// recursive types (a type cut off there that is not a repeat of one entered on the way
+/// down makes the answer self-describing).
 const MAX_DEPTH: u32 = 12;
-/// How many combinations of enum variants are tried (combinations left untried make the
-/// answer self-describing).
+/// How many runs the probe makes, over every combination of enum variants (combinations
+/// left untried make the answer self-describing).
 const MAX_RUNS: usize = 512;
 
 /// Whether decoding a `T` asks for `deserialize_any` (or `deserialize_ignored_any`) along
 /// some path the probe reaches.
 pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
     let ctx = Ctx::default();
-    for _ in 0..MAX_RUNS {
+    let mut runs = 0;
+    loop {
+        ctx.fell_back.set(false);
+        ctx.learned.set(false);
+        // A field may have refused only for a repeat's first variant.
+        ctx.skipped.borrow_mut().clear();
+        if let Some(any) = probe_pass::<T>(&ctx, &mut runs) {
+            return any;
+        }
+        if ctx.short.get() {
+            return true;
+        }
+        // A repeat that took the first variant may have hidden what comes after it (a
+        // tuple's later elements): again, with the ending variants learned since.
+        if !(ctx.fell_back.get() && ctx.learned.get()) {
+            return false;
+        }
+    }
+}
+
+/// One pass over every combination of variants: `Some` with the answer when one is
+/// found (`deserialize_any` met, a panic, or `MAX_RUNS` spent), `None` when none was.
+fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<bool> {
+    loop {
+        if *runs == MAX_RUNS {
+            // Combinations of variants were left untried: one of them may ask for
+            // `deserialize_any`.
+            return Some(true);
+        }
+        *runs += 1;
         ctx.path.borrow_mut().clear();
         // A `Deserialize` impl that panics on the made-up value ends the run, not the
         // sender; the message then goes in postcard, and its receiver meets the same panic
         // (a decode error where a channel or a pool decodes it: `panics::decoding`).
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = T::deserialize(Probe { ctx: &ctx, depth: 0 });
+            let _ = T::deserialize(Probe { ctx, depth: 0 });
         }));
         if run.is_err() {
-            return ctx.any.get();
+            return Some(ctx.any.get());
         }
         if ctx.any.get() {
-            return true;
+            return Some(true);
         }
         // A field that refused is left out of the next runs: the run goes again with the
         // same variants, to see the fields after it.
@@ -55,11 +87,9 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
             continue;
         }
         if !ctx.next_run() {
-            return ctx.short.get();
+            return None;
         }
     }
-    // Combinations of variants were left untried: one of them may ask for `deserialize_any`.
-    true
 }
 
 #[derive(Default)]
@@ -74,11 +104,17 @@ struct Ctx {
     /// Whether this run added to `skipped` (the innermost refusal only).
     skipped_now: Cell<bool>,
     /// The visitors (by type name) of the compound values the run is inside, outermost
-    /// first: a type cut off by the depth limit that is among them is a recursive type's
-    /// repeat, seen above.
+    /// first: a type among them is a recursive type's repeat, looked into above.
     path: RefCell<Vec<&'static str>>,
     /// Whether the depth limit cut off a type not entered above it.
     short: Cell<bool>,
+    /// Per enum (by its visitor's type name), a variant that ended in a run: the one a
+    /// recursive enum's repeat takes.
+    ending: RefCell<Vec<(&'static str, u32)>>,
+    /// Whether a repeat took the first variant in this pass, none having ended yet.
+    fell_back: Cell<bool>,
+    /// Whether this pass learned an enum's ending variant.
+    learned: Cell<bool>,
 }
 
 impl Ctx {
@@ -134,19 +170,25 @@ struct Probe<'a> {
 }
 
 impl<'a> Probe<'a> {
-    /// Whether a compound value read by a `V` is past the depth limit (the probe does not
-    /// look inside it); notes it as unseen unless a `V` is among the values it is in.
-    fn past_limit<V>(self) -> bool {
+    /// Whether a `V` is among the compound values the run is inside: a recursive type's
+    /// repeat, looked into above.
+    fn repeats<V>(self) -> bool {
+        self.ctx.path.borrow().contains(&std::any::type_name::<V>())
+    }
+
+    /// Whether the probe stops at a compound value read by a `V`, past the depth limit,
+    /// rather than look inside; notes it as unseen unless it is a recursive type's repeat.
+    fn stops_at<V>(self) -> bool {
         if self.depth < MAX_DEPTH {
             return false;
         }
-        if !self.ctx.path.borrow().contains(&std::any::type_name::<V>()) {
+        if !self.repeats::<V>() {
             self.ctx.short.set(true);
         }
         true
     }
 
-    /// Runs `inside` one level down, with a `V` on the path (checked by `past_limit` first).
+    /// Runs `inside` one level down, with a `V` on the path (checked by `stops_at` first).
     fn enter<V, R>(self, inside: impl FnOnce(Self) -> Result<R, Stop>) -> Result<R, Stop> {
         self.ctx.path.borrow_mut().push(std::any::type_name::<V>());
         let value = inside(Probe { ctx: self.ctx, depth: self.depth + 1 });
@@ -202,7 +244,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     );
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.past_limit::<V>() { visitor.visit_none() } else { self.enter::<V, _>(|p| visitor.visit_some(p)) }
+        if self.stops_at::<V>() { visitor.visit_none() } else { self.enter::<V, _>(|p| visitor.visit_some(p)) }
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
@@ -210,7 +252,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return Err(Stop);
         }
         self.enter::<V, _>(|p| visitor.visit_newtype_struct(p))
@@ -218,14 +260,14 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
 
     /// One element to look inside; none past the depth limit.
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return visitor.visit_seq(Elements { probe: self, left: 0 });
         }
         self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: 1 }))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return Err(Stop);
         }
         self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: len }))
@@ -237,7 +279,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return Err(Stop);
         }
         self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: len }))
@@ -245,7 +287,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
 
     /// One entry to look inside; none past the depth limit.
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return visitor.visit_map(Elements { probe: self, left: 0 });
         }
         self.enter::<V, _>(|p| visitor.visit_map(Elements { probe: p, left: 1 }))
@@ -259,7 +301,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     ) -> Result<V::Value, Stop> {
         // By name, so that a field that refuses (a handle) can be left out and the fields
         // after it still be seen.
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return Err(Stop);
         }
         self.enter::<V, _>(|p| visitor.visit_map(Fields { probe: p, name, fields, next: 0, current: 0 }))
@@ -271,11 +313,28 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let variant = self.ctx.choose(variants.len());
-        if self.past_limit::<V>() {
+        if self.stops_at::<V>() {
             return Err(Stop);
         }
-        self.enter::<V, _>(|p| visitor.visit_enum(Variant { probe: p, variant }))
+        // A recursive enum's repeat takes no choice of its own (the combinations would
+        // multiply with each level): it takes a variant that ended in an earlier run, or
+        // the first one.
+        let key = std::any::type_name::<V>();
+        let ending = || self.ctx.ending.borrow().iter().find(|(k, _)| *k == key).map(|e| e.1);
+        let variant = if self.repeats::<V>() {
+            ending().unwrap_or_else(|| {
+                self.ctx.fell_back.set(true);
+                0
+            })
+        } else {
+            self.ctx.choose(variants.len())
+        };
+        let value = self.enter::<V, _>(|p| visitor.visit_enum(Variant { probe: p, variant }));
+        if value.is_ok() && ending().is_none() {
+            self.ctx.ending.borrow_mut().push((key, variant));
+            self.ctx.learned.set(true);
+        }
+        value
     }
 
     fn is_human_readable(&self) -> bool {
