@@ -2044,6 +2044,31 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
     outside_decodings(|| read_body(bytes, true))
 }
 
+/// Encodes `value` in plain postcard, with no tag (a
+/// [`SocketConnection`](crate::SocketConnection)'s message, which [`decode_untagged`]
+/// reads), behind the checking serializer: a value postcard cannot carry is refused rather
+/// than written, since the receiver has no other encoding to read it in (its type asks for
+/// `deserialize_any`, or its `Serialize` skips a field or writes a map of unknown length:
+/// the first fails at every receiver, the second may be read as another value; aud104 M2).
+/// No handle scope is open, so a family handle refuses too.
+#[cfg(feature = "remote")]
+pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, CodecError> {
+    const NEEDS_SELF_DESCRIPTION: &str = "the value needs a self-describing encoding (its type's Deserialize asks \
+         for deserialize_any, or its Serialize skips a field or writes a map of unknown length), and a socket \
+         connection's messages are plain postcard";
+    if plan::<T>() {
+        return Err(CodecError::encode(NEEDS_SELF_DESCRIPTION).of::<T>());
+    }
+    let mut bytes = Vec::new();
+    let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
+    let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
+    match check::serialize(value, &mut serializer) {
+        Ok(()) => Ok(bytes),
+        Err(check::Failure::SelfDescribe) => Err(CodecError::encode(NEEDS_SELF_DESCRIPTION).of::<T>()),
+        Err(e) => Err(CodecError::encode(e).of::<T>()),
+    }
+}
+
 /// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a
 /// [`SocketConnection`](crate::SocketConnection)'s message), through the same wrapper as a
 /// message's postcard body: its depth limit, its errors' messages and its UTF-8 check.
