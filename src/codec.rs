@@ -2035,6 +2035,25 @@ pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -
     result
 }
 
+/// Encodes `value` self-described (MessagePack with field names, no tag) as part of the
+/// message being encoded around it: a handle inside registers in that message's scope, as
+/// the message's own handles do. For a value that travels inside an object's own encoding
+/// (a barrier's action arguments), where postcard would refuse or mis-encode what the
+/// value's type needs (`deserialize_any`, a skipped field; aud104 M3). [`decode_nested`]
+/// reads it.
+pub(crate) fn encode_nested<V: Serialize + ?Sized>(value: &V) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    let mut serializer = rmp_serde::Serializer::new(&mut out).with_struct_map();
+    value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<V>())?;
+    Ok(out)
+}
+
+/// Decodes what [`encode_nested`] wrote, using every byte, as part of the message being
+/// decoded around it (a handle inside is read by that decoding), behind the depth limit.
+pub(crate) fn decode_nested<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    read_self_described(bytes, true)
+}
+
 /// Decodes a value written by [`encode_kept`], using every byte; a family handle inside
 /// refuses to decode.
 pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
