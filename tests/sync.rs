@@ -2227,7 +2227,8 @@ fn note_odd_args(args: OddArgs) {
 fn a_barrier_action_runs_with_its_arguments_in_another_process() {
     let _w = watchdog(LIMIT);
     let seen = Value::new(0u32).unwrap();
-    let args = OddArgs { a: None, n: 1, v: vec![1, 1, 5], json: serde_json::json!({"k": [1, "two"]}), seen: seen.clone() };
+    let args =
+        OddArgs { a: None, n: 1, v: vec![1, 1, 5], json: serde_json::json!({"k": [1, "two"]}), seen: seen.clone() };
     let barrier = Barrier::builder(1).action_with(note_odd_args, args).build().unwrap();
     let child = Process::new(meet_rounds, (barrier.clone(), 1)).start().unwrap();
     assert_eq!(child.join().unwrap(), Ok(()));

@@ -349,9 +349,7 @@ where
             }
         }
         ActionOp::Decode(bytes, outcome) => {
-            *outcome = Some(
-                codec::decode_nested::<A>(bytes).map(|args| Arc::new(args) as Arc<dyn Any + Send + Sync>),
-            );
+            *outcome = Some(codec::decode_nested::<A>(bytes).map(|args| Arc::new(args) as Arc<dyn Any + Send + Sync>));
         }
     }
 }
