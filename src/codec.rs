@@ -2035,6 +2035,25 @@ pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -
     result
 }
 
+/// Encodes `value` self-described (MessagePack with field names, no tag) as part of the
+/// message being encoded around it: a handle inside registers in that message's scope, as
+/// the message's own handles do. For a value that travels inside an object's own encoding
+/// (a barrier's action arguments), where postcard would refuse or mis-encode what the
+/// value's type needs (`deserialize_any`, a skipped field; aud104 M3). [`decode_nested`]
+/// reads it.
+pub(crate) fn encode_nested<V: Serialize + ?Sized>(value: &V) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    let mut serializer = rmp_serde::Serializer::new(&mut out).with_struct_map();
+    value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<V>())?;
+    Ok(out)
+}
+
+/// Decodes what [`encode_nested`] wrote, using every byte, as part of the message being
+/// decoded around it (a handle inside is read by that decoding), behind the depth limit.
+pub(crate) fn decode_nested<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    read_self_described(bytes, true)
+}
+
 /// Decodes a value written by [`encode_kept`], using every byte; a family handle inside
 /// refuses to decode.
 pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
@@ -2042,6 +2061,31 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
     // `get`), in which a wire found in an item, written there by any process of the family,
     // would be received (review65 L7).
     outside_decodings(|| read_body(bytes, true))
+}
+
+/// Encodes `value` in plain postcard, with no tag (a
+/// [`SocketConnection`](crate::SocketConnection)'s message, which [`decode_untagged`]
+/// reads), behind the checking serializer: a value postcard cannot carry is refused rather
+/// than written, since the receiver has no other encoding to read it in (its type asks for
+/// `deserialize_any`, or its `Serialize` skips a field or writes a map of unknown length:
+/// the first fails at every receiver, the second may be read as another value; aud104 M2).
+/// No handle scope is open, so a family handle refuses too.
+#[cfg(feature = "remote")]
+pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, CodecError> {
+    const NEEDS_SELF_DESCRIPTION: &str = "the value needs a self-describing encoding (its type's Deserialize asks \
+         for deserialize_any, or its Serialize skips a field or writes a map of unknown length), and a socket \
+         connection's messages are plain postcard";
+    if plan::<T>() {
+        return Err(CodecError::encode(NEEDS_SELF_DESCRIPTION).of::<T>());
+    }
+    let mut bytes = Vec::new();
+    let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
+    let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
+    match check::serialize(value, &mut serializer) {
+        Ok(()) => Ok(bytes),
+        Err(check::Failure::SelfDescribe) => Err(CodecError::encode(NEEDS_SELF_DESCRIPTION).of::<T>()),
+        Err(e) => Err(CodecError::encode(e).of::<T>()),
+    }
 }
 
 /// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a

@@ -567,3 +567,53 @@ fn more_silent_clients_than_the_handshake_cap_close_the_oldest_and_the_key_still
     assert!(std::io::Read::read_to_end(&mut first, &mut rest).is_ok(), "the oldest was closed");
     assert_eq!(rest.len(), 40, "the hello, then the end");
 }
+
+/// A field left out when it is `None`: postcard, which has no field names, cannot tell.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Skipping {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    a: Option<u8>,
+    n: u8,
+    v: Vec<u8>,
+}
+
+/// aud104 M2: a socket connection's messages are plain postcard, and `send` wrote any
+/// value in it: a type that postcard cannot carry was sent, and its receiver refused it
+/// (`serde_json::Value`: a decode error at every `recv`) or, worse, read another value (a
+/// field skipped when `None`: `Skipping { a: None, n: 1, v: [1, 1, 5] }` arrived as
+/// `Skipping { a: Some(3), n: 1, v: [5] }`). `send` now refuses such a value with
+/// `SocketSendError::Encode` (the type's `Deserialize` asks for a self-describing encoding,
+/// or its `Serialize` skips a field or writes a map of unknown length), as it refuses a
+/// family handle, and the connection goes on.
+#[test]
+fn a_value_postcard_cannot_carry_is_refused_by_send_not_misread() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || {
+        let skipping = Client::connect::<Skipping>(address.clone(), KEY).unwrap();
+        let json = Client::connect::<serde_json::Value>(address, KEY).unwrap();
+        (skipping, json)
+    });
+    let skipping = listener.accept::<Skipping>().unwrap();
+    let json = listener.accept::<serde_json::Value>().unwrap();
+    let (skipping_peer, json_peer) = client.join().unwrap();
+
+    let sent = Skipping { a: None, n: 1, v: vec![1, 1, 5] };
+    let r = skipping.send(sent.clone());
+    if r.is_ok() {
+        let got = skipping_peer.recv();
+        panic!("sent {sent:?}, received {got:?}");
+    }
+    assert!(matches!(r, Err(SocketSendError::Encode(_))), "{r:?}");
+    let r = json.send(serde_json::json!({"k": [1, "two"]}));
+    if r.is_ok() {
+        let got = json_peer.recv();
+        panic!("sent a serde_json::Value, received {got:?}");
+    }
+    assert!(matches!(r, Err(SocketSendError::Encode(_))), "{r:?}");
+    // The connections go on with what postcard carries.
+    let whole = Skipping { a: Some(2), n: 1, v: vec![5] };
+    skipping.send(whole.clone()).unwrap();
+    assert_eq!(skipping_peer.recv().unwrap(), whole);
+}

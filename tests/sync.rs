@@ -2198,6 +2198,43 @@ fn a_barrier_action_runs_exactly_once_per_trip_in_whichever_process_trips_it() {
     }
 }
 
+/// An action's arguments that postcard cannot carry: a field skipped when `None` (the
+/// fields after it would shift) and a `serde_json::Value` (`deserialize_any`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OddArgs {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    a: Option<u8>,
+    n: u8,
+    v: Vec<u8>,
+    json: serde_json::Value,
+    seen: Value<u32>,
+}
+
+/// Records what it was given: `n` and `v`'s length in `seen`, if `a` is still `None` and
+/// `json` is what it was made with.
+fn note_odd_args(args: OddArgs) {
+    let whole = args.a.is_none() && args.json == serde_json::json!({"k": [1, "two"]});
+    *args.seen.lock() = if whole { u32::from(args.n) * 100 + args.v.len() as u32 } else { 1 };
+}
+
+/// aud104 M3: a barrier's action arguments travelled with its handle in plain postcard
+/// (`postcard::to_allocvec`, `postcard::from_bytes`), beside the codec: arguments holding
+/// a `serde_json::Value` made the barrier's decoding fail in the child, and a field
+/// skipped by `skip_serializing_if` shifted the fields after it, so the action in the
+/// child ran with other arguments. They now travel self-described, behind the codec's
+/// depth limit.
+#[test]
+fn a_barrier_action_runs_with_its_arguments_in_another_process() {
+    let _w = watchdog(LIMIT);
+    let seen = Value::new(0u32).unwrap();
+    let args =
+        OddArgs { a: None, n: 1, v: vec![1, 1, 5], json: serde_json::json!({"k": [1, "two"]}), seen: seen.clone() };
+    let barrier = Barrier::builder(1).action_with(note_odd_args, args).build().unwrap();
+    let child = Process::new(meet_rounds, (barrier.clone(), 1)).start().unwrap();
+    assert_eq!(child.join().unwrap(), Ok(()));
+    assert_eq!(seen.get(), 103, "the action ran in the child with its arguments whole");
+}
+
 static UNIT_TRIPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn count_unit_trip() {

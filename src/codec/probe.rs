@@ -8,7 +8,14 @@
 //! every combination, up to [`MAX_RUNS`] runs. A struct field that refuses the made-up
 //! value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of the next
 //! runs, so that the fields after it are seen. A tuple or sequence element that refuses
-//! hides the elements after it: the probe does not see them. A handle's own
+//! hides the elements after it: the probe does not see them. An enum met again inside
+//! itself (a recursive type's repeat, known by its visitor's type name) takes no choice
+//! of its own, so that recursion does not multiply the combinations: it takes a variant
+//! that ended in an earlier run (a pass that had none yet, and learned one, is run
+//! again), else its first. A probe that stops short of what it has not seen (the runs
+//! end with combinations left, or the depth limit cuts off a type that is not a repeat)
+//! says self-describing: MessagePack carries any type, postcard not one that asks for
+//! `deserialize_any`, which every receiver would refuse (aud104 M1). A handle's own
 //! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
 //! would send every pipe end self-described.
 
@@ -19,27 +26,59 @@ use serde::de::value::{StrDeserializer, U32Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// How deep the made-up value goes: deep enough for the data of a message, finite for
-/// recursive types.
+/// recursive types (a type cut off there that is not a repeat of one entered on the way
+/// down makes the answer self-describing).
 const MAX_DEPTH: u32 = 12;
-/// How many combinations of enum variants are tried.
+/// How many runs the probe makes, over every combination of enum variants (combinations
+/// left untried make the answer self-describing).
 const MAX_RUNS: usize = 512;
 
 /// Whether decoding a `T` asks for `deserialize_any` (or `deserialize_ignored_any`) along
 /// some path the probe reaches.
 pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
     let ctx = Ctx::default();
-    for _ in 0..MAX_RUNS {
+    let mut runs = 0;
+    loop {
+        ctx.fell_back.set(false);
+        ctx.learned.set(false);
+        // A field may have refused only for a repeat's first variant.
+        ctx.skipped.borrow_mut().clear();
+        if let Some(any) = probe_pass::<T>(&ctx, &mut runs) {
+            return any;
+        }
+        if ctx.short.get() {
+            return true;
+        }
+        // A repeat that took the first variant may have hidden what comes after it (a
+        // tuple's later elements): again, with the ending variants learned since.
+        if !(ctx.fell_back.get() && ctx.learned.get()) {
+            return false;
+        }
+    }
+}
+
+/// One pass over every combination of variants: `Some` with the answer when one is
+/// found (`deserialize_any` met, a panic, or `MAX_RUNS` spent), `None` when none was.
+fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<bool> {
+    loop {
+        if *runs == MAX_RUNS {
+            // Combinations of variants were left untried: one of them may ask for
+            // `deserialize_any`.
+            return Some(true);
+        }
+        *runs += 1;
+        ctx.path.borrow_mut().clear();
         // A `Deserialize` impl that panics on the made-up value ends the run, not the
         // sender; the message then goes in postcard, and its receiver meets the same panic
         // (a decode error where a channel or a pool decodes it: `panics::decoding`).
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = T::deserialize(Probe { ctx: &ctx, depth: 0 });
+            let _ = T::deserialize(Probe { ctx, depth: 0 });
         }));
         if run.is_err() {
-            return ctx.any.get();
+            return Some(ctx.any.get());
         }
         if ctx.any.get() {
-            return true;
+            return Some(true);
         }
         // A field that refused is left out of the next runs: the run goes again with the
         // same variants, to see the fields after it.
@@ -48,10 +87,9 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
             continue;
         }
         if !ctx.next_run() {
-            break;
+            return None;
         }
     }
-    false
 }
 
 #[derive(Default)]
@@ -65,6 +103,18 @@ struct Ctx {
     skipped: RefCell<Vec<(&'static str, usize)>>,
     /// Whether this run added to `skipped` (the innermost refusal only).
     skipped_now: Cell<bool>,
+    /// The visitors (by type name) of the compound values the run is inside, outermost
+    /// first: a type among them is a recursive type's repeat, looked into above.
+    path: RefCell<Vec<&'static str>>,
+    /// Whether the depth limit cut off a type not entered above it.
+    short: Cell<bool>,
+    /// Per enum (by its visitor's type name), a variant that ended in a run: the one a
+    /// recursive enum's repeat takes.
+    ending: RefCell<Vec<(&'static str, u32)>>,
+    /// Whether a repeat took the first variant in this pass, none having ended yet.
+    fell_back: Cell<bool>,
+    /// Whether this pass learned an enum's ending variant.
+    learned: Cell<bool>,
 }
 
 impl Ctx {
@@ -120,17 +170,30 @@ struct Probe<'a> {
 }
 
 impl<'a> Probe<'a> {
-    fn deeper(self) -> Result<Self, Stop> {
-        if self.depth >= MAX_DEPTH {
-            return Err(Stop);
-        }
-        Ok(Probe { ctx: self.ctx, depth: self.depth + 1 })
+    /// Whether a `V` is among the compound values the run is inside: a recursive type's
+    /// repeat, looked into above.
+    fn repeats<V>(self) -> bool {
+        self.ctx.path.borrow().contains(&std::any::type_name::<V>())
     }
 
-    /// How many elements a sequence or map of unknown length gets: one to look inside,
-    /// none past the depth limit.
-    fn some_elements(self) -> usize {
-        usize::from(self.depth < MAX_DEPTH)
+    /// Whether the probe stops at a compound value read by a `V`, past the depth limit,
+    /// rather than look inside; notes it as unseen unless it is a recursive type's repeat.
+    fn stops_at<V>(self) -> bool {
+        if self.depth < MAX_DEPTH {
+            return false;
+        }
+        if !self.repeats::<V>() {
+            self.ctx.short.set(true);
+        }
+        true
+    }
+
+    /// Runs `inside` one level down, with a `V` on the path (checked by `stops_at` first).
+    fn enter<V, R>(self, inside: impl FnOnce(Self) -> Result<R, Stop>) -> Result<R, Stop> {
+        self.ctx.path.borrow_mut().push(std::any::type_name::<V>());
+        let value = inside(Probe { ctx: self.ctx, depth: self.depth + 1 });
+        self.ctx.path.borrow_mut().pop();
+        value
     }
 }
 
@@ -181,7 +244,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     );
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.depth < MAX_DEPTH { visitor.visit_some(self.deeper()?) } else { visitor.visit_none() }
+        if self.stops_at::<V>() { visitor.visit_none() } else { self.enter::<V, _>(|p| visitor.visit_some(p)) }
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
@@ -189,15 +252,25 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_newtype_struct(self.deeper()?)
+        if self.stops_at::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_newtype_struct(p))
     }
 
+    /// One element to look inside; none past the depth limit.
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper_or_same(), left: self.some_elements() })
+        if self.stops_at::<V>() {
+            return visitor.visit_seq(Elements { probe: self, left: 0 });
+        }
+        self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: 1 }))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper()?, left: len })
+        if self.stops_at::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: len }))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -206,11 +279,18 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper()?, left: len })
+        if self.stops_at::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_seq(Elements { probe: p, left: len }))
     }
 
+    /// One entry to look inside; none past the depth limit.
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_map(Elements { probe: self.deeper_or_same(), left: self.some_elements() })
+        if self.stops_at::<V>() {
+            return visitor.visit_map(Elements { probe: self, left: 0 });
+        }
+        self.enter::<V, _>(|p| visitor.visit_map(Elements { probe: p, left: 1 }))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -221,7 +301,10 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     ) -> Result<V::Value, Stop> {
         // By name, so that a field that refuses (a handle) can be left out and the fields
         // after it still be seen.
-        visitor.visit_map(Fields { probe: self.deeper()?, name, fields, next: 0, current: 0 })
+        if self.stops_at::<V>() {
+            return Err(Stop);
+        }
+        self.enter::<V, _>(|p| visitor.visit_map(Fields { probe: p, name, fields, next: 0, current: 0 }))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -230,20 +313,32 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let variant = self.ctx.choose(variants.len());
-        visitor.visit_enum(Variant { probe: self.deeper()?, variant })
+        if self.stops_at::<V>() {
+            return Err(Stop);
+        }
+        // A recursive enum's repeat takes no choice of its own (the combinations would
+        // multiply with each level): it takes a variant that ended in an earlier run, or
+        // the first one.
+        let key = std::any::type_name::<V>();
+        let ending = || self.ctx.ending.borrow().iter().find(|(k, _)| *k == key).map(|e| e.1);
+        let variant = if self.repeats::<V>() {
+            ending().unwrap_or_else(|| {
+                self.ctx.fell_back.set(true);
+                0
+            })
+        } else {
+            self.ctx.choose(variants.len())
+        };
+        let value = self.enter::<V, _>(|p| visitor.visit_enum(Variant { probe: p, variant }));
+        if value.is_ok() && ending().is_none() {
+            self.ctx.ending.borrow_mut().push((key, variant));
+            self.ctx.learned.set(true);
+        }
+        value
     }
 
     fn is_human_readable(&self) -> bool {
         false
-    }
-}
-
-impl Probe<'_> {
-    /// The probe for the elements of a sequence or map: past the depth limit there are
-    /// none, so it is never used.
-    fn deeper_or_same(self) -> Self {
-        self.deeper().unwrap_or(self)
     }
 }
 

@@ -8,7 +8,12 @@
 //! receiver's limit ([`Listener::max_message_size`], 64 MiB by default) is refused before
 //! anything is allocated for it, and a frame within it takes memory only as its bytes
 //! arrive. Values holding family handles (a `Queue`, a `Lock`) cannot be sent: they mean
-//! something only inside one family, so encoding them fails.
+//! something only inside one family, so encoding them fails. Nor can a value that needs a
+//! self-describing encoding (a `serde_json::Value`, an untagged or internally tagged enum,
+//! `flatten`, `skip_serializing_if`): postcard has no field names, so its receiver could
+//! not read it, or would read another value; `send` refuses it with
+//! [`SocketSendError::Encode`]. Send such a value as bytes of a format of your choice
+//! (`send_bytes`, `recv_bytes`).
 //!
 //! A receive with a timeout bounds the whole message, not only its start: a message that
 //! began and stalled (a peer stopped part-way) closes the connection with
@@ -1162,14 +1167,17 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     ///
     /// # Errors
     ///
-    /// [`SocketSendError::Encode`] when `value` cannot be encoded (it holds a family
-    /// handle); otherwise as [`send_bytes`](Self::send_bytes).
+    /// [`SocketSendError::Encode`] when `value` cannot be encoded: it holds a family
+    /// handle, or it needs a self-describing encoding, which a socket connection's plain
+    /// postcard is not (a `serde_json::Value`, an untagged or internally tagged enum,
+    /// `flatten`, a field skipped by `skip_serializing_if`; nothing is sent, and the
+    /// connection goes on); otherwise as [`send_bytes`](Self::send_bytes).
     ///
     /// # Examples
     ///
     /// See [`Listener`].
     pub fn send(&self, value: T) -> Result<(), SocketSendError> {
-        let bytes = postcard::to_allocvec(&value).map_err(|e| SocketSendError::Encode(CodecError::encode(e)))?;
+        let bytes = crate::codec::encode_untagged(&value).map_err(SocketSendError::Encode)?;
         self.send_bytes(&bytes)
     }
 

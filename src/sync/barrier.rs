@@ -344,15 +344,12 @@ where
             if let Some(args) = args.downcast_ref::<A>() {
                 // Inside the encoding of the barrier: the handles among the arguments are
                 // counted by the message that carries the barrier.
-                *outcome = Some(postcard::to_allocvec(args).map_err(CodecError::encode));
+                // Self-described: the arguments' type may need it (aud104 M3).
+                *outcome = Some(codec::encode_nested(args));
             }
         }
         ActionOp::Decode(bytes, outcome) => {
-            *outcome = Some(
-                postcard::from_bytes::<A>(bytes)
-                    .map(|args| Arc::new(args) as Arc<dyn Any + Send + Sync>)
-                    .map_err(CodecError::decode),
-            );
+            *outcome = Some(codec::decode_nested::<A>(bytes).map(|args| Arc::new(args) as Arc<dyn Any + Send + Sync>));
         }
     }
 }
