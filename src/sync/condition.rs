@@ -397,8 +397,8 @@ impl Condition {
                 || waiters.is_granted(i).then_some(()),
                 || self.check(deadline),
             ),
-            Place::Overflow(ticket) => {
-                let claim = || waiters.claim(ticket).then_some(());
+            Place::Overflow(..) => {
+                let claim = || waiters.claim(place).then_some(());
                 waiters.overflow_wake.wait(deadline, SPIN, claim, || self.check(deadline))
             }
         };
@@ -770,9 +770,9 @@ mod tests {
                 waiters.arrive(me.pid, me.start)
             })
             .collect();
-        let Some(&Place::Overflow(ticket)) = places.last() else { panic!("the table is full") };
+        let Some(&last @ Place::Overflow(..)) = places.last() else { panic!("the table is full") };
         cond.notify(0);
-        let moved = waiters.claim(ticket);
+        let moved = waiters.claim(last);
         for place in places {
             waiters.leave(place, false);
         }

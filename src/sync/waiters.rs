@@ -100,6 +100,10 @@ use crate::shm::{ChangeRecord, Notify};
 /// Slots in the table: waiters beyond this many at once wait for tokens.
 pub(crate) const SLOTS: usize = 64;
 
+/// Processes with waiters beyond the table that [`Waiters`] can name at once (`entries`);
+/// the waiters of one more wait unnamed (anonymous), as all of them did before syn102.
+const ENTRIES: usize = 64;
+
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
 const GRANTED: u32 = 2;
@@ -147,23 +151,50 @@ impl Slot {
     }
 }
 
+/// A process with waiters beyond the table: how many of the overflow word's waiters are
+/// its own (syn102), so that a recovery can take back a dead one's. Each step keeps
+/// `count` at most the waiters of this process that the word counts (see
+/// [`Waiters::arrive`], [`Waiters::claim`], [`Waiters::leave`]): a recovery that takes more
+/// back would uncount a live waiter of another process, and leave more tokens than
+/// waiters (review116 H1). Only threads of the process change `count` while it lives, and
+/// only a recovery once it died; the entry is freed by that recovery alone, never while
+/// its process lives (a claim that failed gives its count back to this entry).
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct Entry {
+    /// The process (0: a free entry), written after `start` when an entry is taken.
+    pid: AtomicU32,
+    count: AtomicU32,
+    start: AtomicU64,
+}
+
+impl Entry {
+    const fn new() -> Self {
+        Self { pid: AtomicU32::new(0), count: AtomicU32::new(0), start: AtomicU64::new(0) }
+    }
+}
+
 /// Where a waiter waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Place {
     /// In slot `i` of the table.
     Slot(usize),
-    /// Outside the table (it was full), with this ticket.
-    Overflow(u64),
+    /// Outside the table (it was full), with this ticket, counted in this process's entry
+    /// (`None`: every entry was taken, and it waits unnamed).
+    Overflow(u64, Option<u8>),
 }
 
 /// A waiter that may be dead, as read under the guard: checked outside it, then given to
 /// [`Waiters::recover`] (which ignores it if the slot changed meanwhile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Suspect {
+    /// The slot, or with `entry` the process entry.
     pub(crate) slot: usize,
     pub(crate) pid: u32,
     pub(crate) start: u64,
     ticket: u64,
+    /// A process entry of waiters beyond the table, not a slot.
+    entry: bool,
 }
 
 /// What [`Waiters::recover`] did.
@@ -175,6 +206,10 @@ pub(crate) struct Recovered {
     pub(crate) to_overflow: u32,
     /// Dead waiters' grants that found nobody waiting at their notify.
     pub(crate) dropped: u32,
+    /// Dead overflow waiters uncounted, and the tokens that went with them (a token
+    /// more than the waiters left).
+    pub(crate) uncounted: u32,
+    pub(crate) tokens_dropped: u32,
 }
 
 /// What a notify did: the slots to wake, and whether to wake the overflow waiters.
@@ -216,6 +251,8 @@ pub(crate) struct Waiters {
     /// heir and its ticket, the grant's horizon.
     handover: ChangeRecord<5>,
     slots: [Slot; SLOTS],
+    /// The processes of the overflow waiters, each with how many of them it has.
+    entries: [Entry; ENTRIES],
 }
 
 impl Waiters {
@@ -229,6 +266,7 @@ impl Waiters {
             overflow_wake: Notify::new(),
             handover: ChangeRecord::new(),
             slots: [const { Slot::new() }; SLOTS],
+            entries: [const { Entry::new() }; ENTRIES],
         }
     }
 
@@ -280,8 +318,15 @@ impl Waiters {
     pub(crate) fn arrive(&self, pid: u32, start: u64) -> Place {
         self.settle();
         let Some(i) = self.slots.iter().position(|s| vacant(s.state.load(Ordering::Relaxed))) else {
+            // The word first, then the entry: an entry never counts more than the word
+            // does for its process (a kill in between leaves one count for good: extra
+            // wake-ups only).
             self.overflow.fetch_add(ONE_WAITER, Ordering::AcqRel);
-            return Place::Overflow(self.next.fetch_add(1, Ordering::Relaxed));
+            let entry = self.entry_of(pid, start);
+            if let Some(e) = entry {
+                self.entries[usize::from(e)].count.fetch_add(1, Ordering::AcqRel);
+            }
+            return Place::Overflow(self.next.fetch_add(1, Ordering::Relaxed), entry);
         };
         let slot = &self.slots[i];
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +335,22 @@ impl Waiters {
         slot.ticket.store(ticket, Ordering::Relaxed);
         slot.state.store(WAITING, Ordering::Relaxed);
         Place::Slot(i)
+    }
+
+    /// The entry of process `pid` started at `start`, taken if it has none; `None` when
+    /// every entry is another live process's. Under the guard.
+    fn entry_of(&self, pid: u32, start: u64) -> Option<u8> {
+        let r = Ordering::Relaxed;
+        let own = |e: &Entry| e.pid.load(r) == pid && e.start.load(r) == start;
+        if let Some(e) = self.entries.iter().position(own) {
+            return Some(e as u8);
+        }
+        let e = self.entries.iter().position(|e| e.pid.load(r) == 0)?;
+        // `start` before `pid`: an entry cut short here is still free. Its count is 0
+        // (freed entries are zeroed first).
+        self.entries[e].start.store(start, r);
+        self.entries[e].pid.store(pid, r);
+        Some(e as u8)
     }
 
     /// Grants up to `n` waiting slots, the oldest first, and what is left of `n` to the
@@ -407,19 +468,37 @@ impl Waiters {
         self.slots[i].state.load(Ordering::Acquire) == GRANTED
     }
 
-    /// The overflow waiter with `ticket` takes a token if there is one for it; returns
+    /// The overflow waiter at `place` takes a token if there is one for it; returns
     /// whether it did (then it was notified). Without the guard.
     /// It is then uncounted too, in the same step: it leaves.
-    pub(crate) fn claim(&self, ticket: u64) -> bool {
+    pub(crate) fn claim(&self, place: Place) -> bool {
+        let Place::Overflow(ticket, entry) = place else { return false };
         if ticket >= self.token_horizon.load(Ordering::Acquire) {
             return false;
         }
-        self.overflow
+        let (waiting, tokens) = self.overflow();
+        if tokens == 0 || waiting == 0 {
+            return false;
+        }
+        // Its entry uncounts it before the word does, and counts it again if the token
+        // went to another: a kill in between leaves one count in the word for good (extra
+        // wake-ups), where the other order left the entry one more than the word, and a
+        // recovery then uncounted a live waiter of another process (syn101's trap 1).
+        let own = entry.map(|e| &self.entries[usize::from(e)].count);
+        if let Some(count) = own {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+        let took = self
+            .overflow
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                 let (waiting, tokens) = split(word);
                 (tokens > 0 && waiting > 0).then(|| word - ONE_WAITER - 1)
             })
-            .is_ok()
+            .is_ok();
+        if !took && let Some(count) = own {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
+        took
     }
 
     /// A waiter leaves (woken, timed out, or giving up); returns whether it was notified.
@@ -441,8 +520,12 @@ impl Waiters {
                     }
                 }
             }
-            Place::Overflow(_) if claimed => true,
-            Place::Overflow(ticket) => {
+            Place::Overflow(..) if claimed => true,
+            Place::Overflow(ticket, entry) => {
+                // Its entry first, then the word (as `claim`).
+                if let Some(e) = entry {
+                    self.entries[usize::from(e)].count.fetch_sub(1, Ordering::AcqRel);
+                }
                 // Uncounted, and a token given before that taken (not left for a later
                 // waiter), in one step. Never below zero.
                 crate::shm::crash::interleave("overflow leave");
@@ -465,25 +548,75 @@ impl Waiters {
 
     /// The slots of processes other than `me` worth checking: those holding a grant (a
     /// dead waiter's grant must go on), and, once waiters overflowed the table, every
-    /// occupied one (dead waiters' slots are wanted back). Check that they live outside
-    /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
+    /// occupied one (dead waiters' slots are wanted back) and every process entry (a dead
+    /// process's overflow waiters are uncounted). Check that they live outside the guard,
+    /// then call [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
         self.settle();
+        let r = Ordering::Relaxed;
         let all = self.overflow().0 > 0;
-        self.slots
+        let slots = self
+            .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                let state = s.state.load(Ordering::Relaxed);
-                (state == GRANTED || (all && !vacant(state))) && s.pid.load(Ordering::Relaxed) != me
+                let state = s.state.load(r);
+                (state == GRANTED || (all && !vacant(state))) && s.pid.load(r) != me
             })
             .map(|(slot, s)| Suspect {
                 slot,
-                pid: s.pid.load(Ordering::Relaxed),
-                start: s.start.load(Ordering::Relaxed),
-                ticket: s.ticket.load(Ordering::Relaxed),
-            })
-            .collect()
+                pid: s.pid.load(r),
+                start: s.start.load(r),
+                ticket: s.ticket.load(r),
+                entry: false,
+            });
+        let entries = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| all && e.pid.load(r) != 0 && e.pid.load(r) != me)
+            .map(|(slot, e)| Suspect { slot, pid: e.pid.load(r), start: e.start.load(r), ticket: 0, entry: true });
+        slots.chain(entries).collect()
+    }
+
+    /// Uncounts the overflow waiters of the dead process of entry `d` and frees the entry;
+    /// tokens more than the waiters left are dropped. Under the guard.
+    fn uncount(&self, d: &Suspect, out: &mut Recovered) {
+        let r = Ordering::Relaxed;
+        let e = &self.entries[d.slot];
+        if e.pid.load(r) != d.pid || e.start.load(r) != d.start {
+            return; // freed by another recovery, and maybe taken again
+        }
+        // The entry's count first, then the word: a recovery killed in between leaves
+        // those counts in the word for good (extra wake-ups), where the other order would
+        // take them back twice, the second time live waiters' (review116 H1).
+        let gone = e.count.swap(0, Ordering::AcqRel);
+        crate::shm::crash::crash_point!("condition.recover.uncount");
+        if gone > 0 {
+            let mut dropped = 0;
+            let mut left = 0;
+            let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (waiting, tokens) = split(word);
+                let waiting = waiting.saturating_sub(gone);
+                left = tokens.min(waiting);
+                dropped = tokens - left;
+                if left > 0 {
+                    // Every waiter still counted eligible before the word says so: the dead
+                    // ones may have been the eligible ones, and a token none of those left
+                    // can claim, were the tokens then as many as the waiters, would make
+                    // every later notify give nothing (review116 H1; syn101's trap 3). A
+                    // later waiter may so take an older one's token: an extra wake-up,
+                    // after a `kill -9` only.
+                    self.token_horizon.fetch_max(self.next.load(r), Ordering::Release);
+                }
+                Some((u64::from(waiting) << 32) | u64::from(left))
+            });
+            out.uncounted += gone;
+            out.tokens_dropped += dropped;
+            out.woken.overflow |= left > 0;
+        }
+        e.start.store(0, r);
+        e.pid.store(0, r);
     }
 
     /// Frees the slots of dead waiters and passes the grants they held to the oldest slots
@@ -493,8 +626,14 @@ impl Waiters {
     pub(crate) fn recover(&self, dead: &[Suspect]) -> Recovered {
         self.settle();
         let r = Ordering::Relaxed;
+        let mut out = Recovered { woken: Woken::NONE, to_overflow: 0, dropped: 0, uncounted: 0, tokens_dropped: 0 };
+        // The dead overflow waiters first: a dead slot waiter's grant given beyond the
+        // table below then goes to live ones only.
+        for d in dead.iter().filter(|d| d.entry) {
+            self.uncount(d, &mut out);
+        }
         let mut grants = Vec::new();
-        for d in dead {
+        for d in dead.iter().filter(|d| !d.entry) {
             let slot = &self.slots[d.slot];
             let state = slot.state.load(r);
             if vacant(state) || slot.ticket.load(r) != d.ticket {
@@ -510,7 +649,6 @@ impl Waiters {
         // The eligible waiters of a grant are those below its horizon: nested sets, so
         // serving the lowest horizons first, each the oldest waiter, serves the most.
         grants.sort_unstable();
-        let mut out = Recovered { woken: Woken::NONE, to_overflow: 0, dropped: 0 };
         for (horizon, dead, dead_ticket) in grants {
             // An heir that leaves before its grant (`leave` wins the exchange) is passed
             // over for the next oldest.
@@ -754,7 +892,7 @@ mod tests {
         /// The overflow waiter's ticket while it waits.
         fn over_waiting(&self) -> Option<u64> {
             match self.over {
-                Some(Over { place: Some(Place::Overflow(t)), done: false, .. }) => Some(t),
+                Some(Over { place: Some(Place::Overflow(t, _)), done: false, .. }) => Some(t),
                 _ => None,
             }
         }
@@ -794,7 +932,7 @@ mod tests {
             let place = |p: Option<Place>| match p {
                 None => [0, 0],
                 Some(Place::Slot(i)) => [1, i as u64],
-                Some(Place::Overflow(ticket)) => [2, ticket],
+                Some(Place::Overflow(ticket, _)) => [2, ticket],
             };
             let mut k =
                 vec![t.next.load(r), t.overflow.load(r), u64::from(t.deferred.load(r)), t.token_horizon.load(r)];
@@ -847,6 +985,7 @@ mod tests {
                         pid: pid(i),
                         start: 1,
                         ticket,
+                        entry: false,
                     })
                 })
                 .collect()
@@ -1015,7 +1154,7 @@ mod tests {
                     let mut held: Vec<u64> =
                         dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
                     self.race(racer);
-                    let Recovered { woken, to_overflow, dropped } = self.table.recover(&dead);
+                    let Recovered { woken, to_overflow, dropped, .. } = self.table.recover(&dead);
                     // A token for a real overflow waiter is accounted for with the tokens;
                     // for a ghost, it is out of the table as a grant dropped.
                     let (dropped, to_ghost) = if self.over.is_some() { (dropped, 0) } else { (dropped, to_overflow) };
@@ -1055,17 +1194,17 @@ mod tests {
                 }
                 Step::OverArrive => {
                     let place = self.table.arrive(500, 1);
-                    assert!(matches!(place, Place::Overflow(_)), "the table is full");
+                    assert!(matches!(place, Place::Overflow(..)), "the table is full");
                     self.over.as_mut().unwrap().place = Some(place);
                 }
                 Step::OverFinish => {
                     let over = self.over.as_mut().unwrap();
-                    let (Some(place @ Place::Overflow(ticket)), false) = (over.place, over.done) else {
+                    let (Some(place @ Place::Overflow(ticket, _)), false) = (over.place, over.done) else {
                         unreachable!()
                     };
                     over.done = true;
                     let notified = if over.fate == Fate::Woken {
-                        assert!(self.table.claim(ticket), "the token it was woken for");
+                        assert!(self.table.claim(place), "the token it was woken for");
                         self.table.leave(place, true)
                     } else {
                         let (_, tokens) = self.table.overflow();
@@ -1259,7 +1398,7 @@ mod tests {
         let before = table.notify(1);
         assert!(!before.overflow);
         let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
-        let (Place::Overflow(ta), Place::Overflow(tb)) = (a, b) else { panic!("the table is full") };
+        let (ta @ Place::Overflow(..), tb @ Place::Overflow(..)) = (a, b) else { panic!("the table is full") };
         // The table's waiters take a notify whole: nothing for those beyond it.
         let woken = table.notify(1);
         assert!(!woken.overflow && woken.slots.count_ones() == 1);
@@ -1283,7 +1422,7 @@ mod tests {
             table.arrive(i + 1, 1);
         }
         let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
-        let (Place::Overflow(ta), Place::Overflow(_)) = (a, b) else { panic!("the table is full") };
+        let (ta @ Place::Overflow(..), Place::Overflow(..)) = (a, b) else { panic!("the table is full") };
         assert!(table.notify(SLOTS as u32 + 2).overflow);
         assert!(table.claim(ta));
         assert_eq!(table.overflow(), (1, 1), "b and its token");
@@ -1301,7 +1440,7 @@ mod tests {
         let a = table.arrive(1000, 1);
         assert!(table.notify(SLOTS as u32 + 1).overflow);
         let b = table.arrive(1001, 1);
-        let Place::Overflow(tb) = b else { panic!("the table is full") };
+        let tb @ Place::Overflow(..) = b else { panic!("the table is full") };
         assert!(!table.claim(tb), "came after the notify");
         assert!(!table.leave(b, false));
         assert!(table.leave(a, false));
@@ -1328,7 +1467,7 @@ mod tests {
         }
         // 63 new waiters fill the freed slots, a 64th overflows.
         let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
-        let Place::Overflow(tx) = t.arrive(500, 1) else { panic!("the table is full") };
+        let tx @ Place::Overflow(..) = t.arrive(500, 1) else { panic!("the table is full") };
         // A periodic check finds pid 1 dead.
         let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
         assert_eq!(dead.len(), 1);
@@ -1361,7 +1500,7 @@ mod tests {
         // Every slot granted and its waiter slow to leave: the table stays full.
         t.notify(u32::MAX);
         let x = t.arrive(500, 1);
-        assert!(matches!(x, Place::Overflow(_)));
+        assert!(matches!(x, Place::Overflow(..)));
         let notifier = Rc::clone(&t);
         let mut given = None;
         let moves = move |step| {
@@ -1372,7 +1511,7 @@ mod tests {
         };
         let took = interleaving(moves, || t.leave(x, false));
         println!("the leave said notified: {took}, overflow word {:?}", t.overflow());
-        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = t.arrive(600, 1) else { panic!("the table is full") };
         let all = t.notify(u32::MAX);
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}", all.overflow);
@@ -1398,7 +1537,7 @@ mod tests {
         // Every slot granted and its waiter slow to leave: the table stays full.
         t.notify(u32::MAX);
         let x = t.arrive(500, 1);
-        assert!(matches!(x, Place::Overflow(_)));
+        assert!(matches!(x, Place::Overflow(..)));
         let leaver = Rc::clone(&t);
         let mut took = None;
         let moves = move |step| {
@@ -1408,7 +1547,7 @@ mod tests {
         };
         let woken = interleaving(moves, || t.notify(1));
         println!("notify(1) with x leaving inside: overflow woken {}, word {:?}", woken.overflow, t.overflow());
-        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = t.arrive(600, 1) else { panic!("the table is full") };
         let all = t.notify(u32::MAX);
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}; word {:?}", all.overflow, t.overflow());
@@ -1433,7 +1572,7 @@ mod tests {
         // 63 new waiters fill the freed slots, x overflows.
         let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
         let x = t.arrive(500, 1);
-        assert!(matches!(x, Place::Overflow(_)));
+        assert!(matches!(x, Place::Overflow(..)));
         let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
         assert_eq!(dead.len(), 1);
         let leaver = Rc::clone(&t);
@@ -1447,7 +1586,7 @@ mod tests {
         println!("recover with x leaving inside: {r:?}, word {:?}", t.overflow());
         // The dead waiter's slot, freed, is taken again: y waits beyond the table.
         assert!(matches!(t.arrive(200, 1), Place::Slot(_)));
-        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = t.arrive(600, 1) else { panic!("the table is full") };
         let all = t.notify(u32::MAX);
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}; word {:?}", all.overflow, t.overflow());
@@ -1502,7 +1641,7 @@ mod tests {
             let _g = guard.lock().unwrap();
             t.arrive(600, 1)
         };
-        let Place::Overflow(ty) = y else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = y else { panic!("the table is full") };
         let all = {
             let _g = guard.lock().unwrap();
             t.notify(u32::MAX)
