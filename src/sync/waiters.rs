@@ -804,6 +804,9 @@ mod tests {
         OverLeaveRacingNotify,
         /// The same, meeting a recovery.
         OverLeaveRacingRecover,
+        /// The overflow waiter is killed while it waits (it stays counted until a recovery
+        /// finds its process's entry).
+        OverKilled,
     }
 
     /// The one waiter beyond the table in a world that has one (review116 H1: the model
@@ -811,7 +814,8 @@ mod tests {
     /// claim).
     #[derive(Debug, Clone, Copy)]
     struct Over {
-        /// Woken (waits until it claims a token) or TimesOut (leaves at any moment).
+        /// Woken (waits until it claims a token), TimesOut (leaves at any moment) or Killed
+        /// (at any moment while it waits: syn102).
         fate: Fate,
         place: Option<Place>,
         done: bool,
@@ -839,6 +843,11 @@ mod tests {
         t.next.store(table.next.load(r), r);
         t.overflow.store(table.overflow.load(r), r);
         t.token_horizon.store(table.token_horizon.load(r), r);
+        // The overflow waiter's process is the only one with an entry: the first.
+        let (a, b) = (&t.entries[0], &table.entries[0]);
+        a.pid.store(b.pid.load(r), r);
+        a.count.store(b.count.load(r), r);
+        a.start.store(b.start.load(r), r);
         if let Some(words) = table.handover.unfinished() {
             t.handover.begin(words);
         }
@@ -860,6 +869,9 @@ mod tests {
     fn pid(i: usize) -> u32 {
         100 + i as u32
     }
+
+    /// The overflow waiter's process.
+    const OVER_PID: u32 = 500;
 
     fn slot_of(w: &Waiter) -> usize {
         match w.place {
@@ -887,6 +899,29 @@ mod tests {
         /// accounted for).
         fn tokens(&self) -> u32 {
             if self.over.is_some() { self.table.overflow().1 } else { 0 }
+        }
+
+        /// The overflow waiter's ticket while the word counts it: while it waits, and once
+        /// killed until a recovery uncounts it (its entry is freed then).
+        fn over_counted(&self) -> Option<u64> {
+            match self.over {
+                Some(Over { fate: Fate::Killed, place: Some(Place::Overflow(t, Some(e))), done: true }) => {
+                    (self.table.entries[usize::from(e)].pid.load(Ordering::Relaxed) == OVER_PID).then_some(t)
+                }
+                _ => self.over_waiting(),
+            }
+        }
+
+        /// The overflow waiter's entry as `suspects` lists it once it was killed, until a
+        /// recovery frees it.
+        fn over_dead(&self) -> Option<Suspect> {
+            let Some(Over { fate: Fate::Killed, place: Some(Place::Overflow(_, Some(e))), done: true }) = self.over
+            else {
+                return None;
+            };
+            let all = self.table.overflow().0 > 0;
+            let named = self.table.entries[usize::from(e)].pid.load(Ordering::Relaxed) == OVER_PID;
+            (all && named).then_some(Suspect { slot: usize::from(e), pid: OVER_PID, start: 1, ticket: 0, entry: true })
         }
 
         /// The overflow waiter's ticket while it waits.
@@ -938,6 +973,8 @@ mod tests {
                 vec![t.next.load(r), t.overflow.load(r), u64::from(t.deferred.load(r)), t.token_horizon.load(r)];
             k.extend(t.handover.unfinished().map_or([u64::MAX; 5], |words| words));
             k.push(u64::from(t.slots[USED].state.load(r)));
+            let e = &t.entries[0];
+            k.extend([u64::from(e.pid.load(r)), u64::from(e.count.load(r)), e.start.load(r)]);
             for s in &t.slots[..USED] {
                 k.extend([u64::from(s.state.load(r)), u64::from(s.pid.load(r)), s.start.load(r), s.ticket.load(r)]);
                 k.push(s.horizon.load(r));
@@ -988,6 +1025,7 @@ mod tests {
                         entry: false,
                     })
                 })
+                .chain(self.over_dead())
                 .collect()
         }
 
@@ -1046,7 +1084,7 @@ mod tests {
                 // A kill in a handover: a dead waiter's grant with a waiter to go to.
                 // (Dead waiters' slots are freed first: no heirs.)
                 let dead = self.dead();
-                let handover = dead.iter().any(|d| {
+                let handover = dead.iter().filter(|d| !d.entry).any(|d| {
                     let (state, _, horizon) = self.state(d.slot);
                     state == GRANTED
                         && self
@@ -1078,6 +1116,7 @@ mod tests {
                         steps.push(Step::OverLeaveRacingRecover);
                     }
                 }
+                (Some(Over { fate: Fate::Killed, .. }), Some(_)) => steps.push(Step::OverKilled),
                 (Some(_), Some(ticket)) if claimable(ticket) => steps.push(Step::OverFinish),
                 _ => {}
             }
@@ -1151,17 +1190,32 @@ mod tests {
                         _ => None,
                     };
                     let dead = self.dead();
-                    let mut held: Vec<u64> =
-                        dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
+                    let mut held: Vec<u64> = dead
+                        .iter()
+                        .filter(|d| !d.entry)
+                        .map(|d| self.state(d.slot))
+                        .filter(|s| s.0 == GRANTED)
+                        .map(|s| s.2)
+                        .collect();
                     self.race(racer);
-                    let Recovered { woken, to_overflow, dropped, .. } = self.table.recover(&dead);
+                    let tokens = self.tokens();
+                    let Recovered { woken, to_overflow, dropped, uncounted, tokens_dropped } =
+                        self.table.recover(&dead);
+                    if let Some(d) = dead.iter().find(|d| d.entry) {
+                        // The killed overflow waiter, alone beyond the table: uncounted,
+                        // its entry freed, and any token it had dropped with it.
+                        assert_eq!(uncounted, 1, "the dead overflow waiter uncounted");
+                        assert_eq!(tokens_dropped, tokens, "its tokens dropped with it");
+                        assert_eq!(self.table.entries[d.slot].pid.load(Ordering::Relaxed), 0, "its entry freed");
+                        self.dropped += u64::from(tokens_dropped);
+                    }
                     // A token for a real overflow waiter is accounted for with the tokens;
                     // for a ghost, it is out of the table as a grant dropped.
                     let (dropped, to_ghost) = if self.over.is_some() { (dropped, 0) } else { (dropped, to_overflow) };
                     assert_eq!(held.len() as u32 - to_overflow - dropped, woken.slots.count_ones());
                     let dropped = dropped + to_ghost;
                     let woken = woken.slots;
-                    for d in &dead {
+                    for d in dead.iter().filter(|d| !d.entry) {
                         assert_eq!(self.state(d.slot).0, FREE, "a dead waiter's slot is freed");
                     }
                     for i in 0..USED {
@@ -1184,7 +1238,8 @@ mod tests {
                     let dead = self.dead();
                     KILL_AT.with(|k| k.set(point));
                     let out = self.table.recover(&dead);
-                    let dropped = out.dropped + if self.over.is_some() { 0 } else { out.to_overflow };
+                    let dropped =
+                        out.dropped + out.tokens_dropped + if self.over.is_some() { 0 } else { out.to_overflow };
                     KILL_AT.with(|k| k.set(0));
                     assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
                     self.dropped += u64::from(dropped);
@@ -1193,7 +1248,7 @@ mod tests {
                     // first (`settle` is each step's first call); waiters may leave before.
                 }
                 Step::OverArrive => {
-                    let place = self.table.arrive(500, 1);
+                    let place = self.table.arrive(OVER_PID, 1);
                     assert!(matches!(place, Place::Overflow(..)), "the table is full");
                     self.over.as_mut().unwrap().place = Some(place);
                 }
@@ -1217,6 +1272,7 @@ mod tests {
                 }
                 Step::OverLeaveRacingNotify => self.over_leave_racing(Step::Notify),
                 Step::OverLeaveRacingRecover => self.over_leave_racing(Step::Recover),
+                Step::OverKilled => self.over.as_mut().unwrap().done = true,
             }
         }
 
@@ -1241,7 +1297,7 @@ mod tests {
             // Every token claimable by the overflow waiter (review116 H1: a token it could
             // not claim made every later notify give it nothing).
             let tokens = self.tokens();
-            let eligible = self.over_waiting().is_some_and(|t| t < self.table.token_horizon.load(Ordering::Relaxed));
+            let eligible = self.over_counted().is_some_and(|t| t < self.table.token_horizon.load(Ordering::Relaxed));
             assert!(tokens <= u32::from(eligible), "{tokens} tokens, overflow waiter eligible: {eligible}");
             outstanding += i64::from(tokens);
             let accounted = (self.taken + self.dropped) as i64 + outstanding;
@@ -1375,7 +1431,7 @@ mod tests {
     fn every_interleaving_with_a_waiter_beyond_the_table_leaves_every_token_claimable() {
         let mut seen = Seen::default();
         for notifies in [&[1, 1][..], &[1, 2], &[u32::MAX]] {
-            for over in [Fate::Woken, Fate::TimesOut] {
+            for over in [Fate::Woken, Fate::TimesOut, Fate::Killed] {
                 for fates in fate_sets() {
                     let world = world(fates, notifies, Some(Over { fate: over, place: None, done: false }));
                     // The slots past the model's taken for good: the waiter overflows.
@@ -1484,6 +1540,95 @@ mod tests {
         let claimed = early || t.claim(tx);
         println!("x claims after notify_all: {claimed}, overflow word {:?}", t.overflow());
         assert!(claimed, "notify_all did not notify the overflow waiter");
+    }
+
+    /// syn102: a dead overflow waiter that was eligible for a token, uncounted beside a live
+    /// one that came after the token's notify. With the token kept and the horizon left
+    /// where it was, the tokens were as many as the waiters and the live one not eligible:
+    /// every later notify, `notify_all` too, gave nothing (review116 H1; syn101's trap 3).
+    /// The recovery raises the horizon before it leaves a token: the live one claims it.
+    #[test]
+    fn a_dead_overflow_waiters_recovery_leaves_no_token_the_live_ones_cannot_claim() {
+        let t = Waiters::new();
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        // x (pid 900) arrives, a notify gives it a token, and it is killed unclaimed.
+        let x = t.arrive(900, 7);
+        assert!(matches!(x, Place::Overflow(_, Some(_))), "named by its process's entry");
+        assert!(t.notify(1).overflow);
+        // y (pid 901) arrives after that notify; its process is alive.
+        let y = t.arrive(901, 7);
+        assert!(!t.claim(y), "came after the notify");
+        assert_eq!(t.overflow(), (2, 1));
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 900).collect();
+        assert_eq!(dead.len(), 1, "x's entry is a suspect");
+        let r = t.recover(&dead);
+        println!(
+            "recover: {r:?}, overflow word {:?}, horizon {}",
+            t.overflow(),
+            t.token_horizon.load(Ordering::Relaxed)
+        );
+        assert_eq!((r.uncounted, r.tokens_dropped), (1, 0));
+        let early = t.claim(y);
+        let all = t.notify(u32::MAX);
+        let claimed = early || t.claim(y);
+        println!("y claims: {early}; notify_all overflow {}; y claims after it: {claimed}", all.overflow);
+        assert!(claimed, "the live overflow waiter was left with a token it could not claim");
+        assert!(t.leave(y, true));
+        assert_eq!(t.overflow(), (0, 0));
+        assert!(t.entries.iter().all(|e| e.pid.load(Ordering::Relaxed) != 900), "x's entry freed");
+    }
+
+    /// A process's entry counts only the waiters the word counts: a claim that finds no
+    /// token gives its count back, a leave takes it, and a dead process's entry is freed
+    /// with its count taken from the word (syn102).
+    #[test]
+    fn a_process_entry_counts_its_overflow_waiters_and_a_recovery_takes_them_back() {
+        let t = Waiters::new();
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        t.notify(u32::MAX);
+        let [a, b] = [0, 1].map(|_| t.arrive(900, 7));
+        let c = t.arrive(901, 7);
+        let (Place::Overflow(_, Some(ea)), Place::Overflow(_, Some(eb)), Place::Overflow(_, Some(ec))) = (a, b, c)
+        else {
+            panic!("three named overflow waiters")
+        };
+        assert_eq!(ea, eb, "one entry per process");
+        assert_ne!(ea, ec);
+        let count = |e: u8| t.entries[usize::from(e)].count.load(Ordering::Relaxed);
+        assert_eq!((count(ea), count(ec)), (2, 1));
+        assert!(!t.claim(a), "no token");
+        assert_eq!(count(ea), 2, "a failed claim gives its count back");
+        assert!(t.notify(1).overflow);
+        assert!(t.claim(a));
+        assert_eq!(count(ea), 1);
+        assert!(t.leave(a, true));
+        // pid 900 dies with b waiting; c lives.
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 900).collect();
+        let r = t.recover(&dead);
+        assert_eq!((r.uncounted, r.tokens_dropped), (1, 0));
+        assert_eq!(t.overflow(), (1, 0), "c alone");
+        assert_eq!((count(ea), t.entries[usize::from(ea)].pid.load(Ordering::Relaxed)), (0, 0), "freed");
+        // A second recovery with the same list does nothing.
+        assert_eq!(t.recover(&dead).uncounted, 0);
+        assert!(!t.leave(c, false));
+        assert_eq!(t.overflow(), (0, 0));
+        assert_eq!(count(ec), 0);
+        // A process that finds every entry taken waits unnamed, and is served all the same.
+        let many: Vec<_> = (0..ENTRIES as u32).map(|i| t.arrive(2000 + i, 7)).collect();
+        let unnamed = t.arrive(5000, 7);
+        assert!(matches!(unnamed, Place::Overflow(_, None)), "every entry taken (one is 901's)");
+        assert!(t.notify(u32::MAX).overflow);
+        assert!(t.claim(unnamed) && t.leave(unnamed, true));
+        for p in many {
+            assert!(t.leave(p, false), "a token given as it left is its wake-up");
+        }
+        assert_eq!(t.overflow(), (0, 0));
     }
 
     /// review116 H1, path 1, made one ordering: an overflow waiter that times out read the
