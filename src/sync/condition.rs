@@ -148,8 +148,10 @@ impl Underlying {
 /// a few milliseconds). With more than 64 waiters at once, those beyond the 64th are served
 /// after the older waiters among the first 64, and not in their own order of arrival
 /// (Python's are woken in the order they came); after a waiter was killed, a notification
-/// may wake more than it says (one more for each waiter killed beyond the 64th; a wake-up
-/// without a change, which the loop around every wait already handles).
+/// may wake more than it says: one more for each waiter killed, until the others find it
+/// dead, and for good only after a kill in the middle of a wait's first or last step, or of
+/// a process with waiters beyond the 64th when 64 other processes already had some (a
+/// wake-up without a change, which the loop around every wait already handles).
 ///
 /// # Examples
 ///

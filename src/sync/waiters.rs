@@ -74,24 +74,43 @@
 //!
 //! The horizon is one word, raised by each notify that gives tokens: a waiter that arrived
 //! between two such notifies may take a token of the first once the second came (the
-//! second's own token then goes to the older waiter: the same set of wake-ups). An
-//! overflow waiter killed while waiting stays counted for good (it is recorded nowhere
-//! else), so a notify that reaches beyond the table may give it a token, which the next
-//! notify's horizon lets a later waiter take: that notify wakes one more than it says
-//! (tests/sync.rs `a_waiter_killed_beyond_the_table_is_not_counted_by_later_notifies`,
-//! ignored: `notify(65)` of 66 live waiters woke 66), and this comes back after every
-//! notify that gives the dead waiter a token again. A dead slot waiter's grant passed to
-//! the overflow waiters may wake one that came after the grant's notify. Extra wake-ups
-//! after a `kill -9`, never a lost one: the tokens are bound to no waiter, and a live
-//! eligible one takes any.
+//! second's own token then goes to the older waiter: the same set of wake-ups). A dead
+//! slot waiter's grant passed to the overflow waiters may wake one that came after the
+//! grant's notify.
+//!
+//! An overflow waiter killed while waiting is named by its process's *entry* (syn102): one
+//! of [`ENTRIES`] records `{pid, start, count}`, `count` being how many of the overflow
+//! word's waiters are that process's. Each step keeps `count` at most what the word counts
+//! for the process: an arrival adds to the word, then to the entry; a claim and a leave
+//! take from the entry, then from the word (a claim that finds the token gone gives its
+//! count back). A kill between two of these leaves one count in the word for good, never
+//! an entry counting more than the word, which would let a recovery uncount a live waiter
+//! of another process. Once waiters overflowed, the periodic check lists every entry of
+//! another process besides the slots; the recovery of a dead one zeroes its count, takes
+//! that count from the word, drops the tokens beyond the waiters left and frees the entry.
+//! With tokens left, it first raises the horizon to `next`: the dead waiters may have been
+//! the eligible ones, and tokens as many as the waiters left with one of them not eligible
+//! would make every later notify give nothing (syn101's trap 3; the test
+//! `a_dead_overflow_waiters_recovery_leaves_no_token_the_live_ones_cannot_claim`). An entry
+//! is freed only by that recovery, never while its process lives (its count may be 0 only
+//! while one of its waiters claims), so a process that finds every entry taken by others
+//! waits unnamed, as every overflow waiter did before, and stays counted if killed. Before
+//! (syn101), a killed overflow waiter stayed counted for good: a notify reaching beyond
+//! the table gave it a token that the next notify's horizon let a later waiter take, after
+//! every such notify again (tests/sync.rs
+//! `a_waiter_killed_beyond_the_table_is_not_counted_by_later_notifies`: `notify(65)` of 66
+//! live waiters woke 66). Extra wake-ups after a `kill -9` remain, never a lost one: a
+//! token given to a dead waiter before its recovery may go to a later waiter, and the
+//! counts of a kill in a step's middle, of an unnamed waiter, or of a recovery killed
+//! between its two writes stay; the tokens are bound to no waiter, and a live eligible
+//! one takes any.
 //!
 //! The overflow waiters are served after every older slot waiter, but may wait behind
 //! later arrivals that found a slot free. Among themselves they are served in no order
 //! (Python's `Condition` wakes its waiters in the order they came): a token goes to the
 //! first eligible waiter to claim it after the overflow word's wake-up. Serving them in
-//! order, like taking a killed one's count back, needs a record that names each one (its
-//! ticket, or at least its process), which they do not have: a word of counts is all
-//! there is beyond the table (syn101 weighed it).
+//! order needs a record of each waiter's ticket, not of its process: the entries name
+//! processes, and a process's waiters share one (syn102 weighed it).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -723,8 +742,9 @@ mod tests {
     //! a recovery (between its choice of an heir and the grant), and between a recovery
     //! killed in a handover and the next step that finishes it. A second world adds a real
     //! waiter beyond the table (its arrival, its claim or its timed-out leave, that leave
-    //! meeting a notify or a recovery before its compare-exchange), and checks that every
-    //! token stays claimable by a waiter counted (review116 H1).
+    //! meeting a notify or a recovery before its compare-exchange, or its kill while it
+    //! waits and the recovery that uncounts it: syn102), and checks that every token stays
+    //! claimable by a waiter counted (review116 H1).
     //!
     //! Each world is explored once: two orders of steps that lead to the same world (the
     //! same table, waiters, notifies left, horizons and balance of grants: [`World::key`])
@@ -733,7 +753,8 @@ mod tests {
     //! The two worlds took about 41 s of CPU in a debug build (4.5 M orders in the
     //! second alone), a minute or two of a loaded CI's wall clock; they are about 330,000
     //! worlds now, 4.3 s of CPU, with the notifies `[1, 2]` beyond the table as well
-    //! (syn101).
+    //! (syn101). The killed overflow waiter (syn102) took the second world from 228,029
+    //! worlds to 404,821, and the two from 4.1-4.2 s of CPU to 7.3-7.4 s.
 
     use super::*;
 
@@ -1424,9 +1445,11 @@ mod tests {
     }
 
     /// The same with a real waiter beyond the table (it arrives once the model's three
-    /// slots are taken), which claims its token (waits untimed) or times out at any moment,
-    /// its leave also meeting a notify or a recovery in its middle: every token it is given
-    /// stays claimable by it, and none is left behind (review116 H1).
+    /// slots are taken), which claims its token (waits untimed), times out at any moment,
+    /// its leave also meeting a notify or a recovery in its middle, or is killed at any
+    /// moment while it waits, to be uncounted by a recovery through its process's entry
+    /// (syn102): every token it is given stays claimable by it while it is counted, and
+    /// none is left behind (review116 H1).
     #[test]
     fn every_interleaving_with_a_waiter_beyond_the_table_leaves_every_token_claimable() {
         let mut seen = Seen::default();
