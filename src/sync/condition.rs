@@ -148,8 +148,10 @@ impl Underlying {
 /// a few milliseconds). With more than 64 waiters at once, those beyond the 64th are served
 /// after the older waiters among the first 64, and not in their own order of arrival
 /// (Python's are woken in the order they came); after a waiter was killed, a notification
-/// may wake more than it says (one more for each waiter killed beyond the 64th; a wake-up
-/// without a change, which the loop around every wait already handles).
+/// may wake more than it says: one more for each waiter killed, until the others find it
+/// dead, and for good only after a kill in the middle of a wait's first or last step, or of
+/// a process with waiters beyond the 64th when 64 other processes already had some (a
+/// wake-up without a change, which the loop around every wait already handles).
 ///
 /// # Examples
 ///
@@ -397,8 +399,8 @@ impl Condition {
                 || waiters.is_granted(i).then_some(()),
                 || self.check(deadline),
             ),
-            Place::Overflow(ticket) => {
-                let claim = || waiters.claim(ticket).then_some(());
+            Place::Overflow(..) => {
+                let claim = || waiters.claim(place).then_some(());
                 waiters.overflow_wake.wait(deadline, SPIN, claim, || self.check(deadline))
             }
         };
@@ -770,9 +772,9 @@ mod tests {
                 waiters.arrive(me.pid, me.start)
             })
             .collect();
-        let Some(&Place::Overflow(ticket)) = places.last() else { panic!("the table is full") };
+        let Some(&last @ Place::Overflow(..)) = places.last() else { panic!("the table is full") };
         cond.notify(0);
-        let moved = waiters.claim(ticket);
+        let moved = waiters.claim(last);
         for place in places {
             waiters.leave(place, false);
         }

@@ -282,12 +282,12 @@ impl<'a> Future for ConditionWait<'a> {
                     let waiters = &state.waiters;
                     let notify = match place {
                         Place::Slot(i) => &waiters.slot(i).wake,
-                        Place::Overflow(_) => &waiters.overflow_wake,
+                        Place::Overflow(..) => &waiters.overflow_wake,
                     };
                     let waited = poll_on(&mut this.waiting, notify, cx, |check| {
                         let notified = match place {
                             Place::Slot(i) => waiters.is_granted(i),
-                            Place::Overflow(ticket) => waiters.claim(ticket),
+                            Place::Overflow(..) => waiters.claim(place),
                         };
                         if notified {
                             return Some(Ok(()));

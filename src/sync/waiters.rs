@@ -74,24 +74,43 @@
 //!
 //! The horizon is one word, raised by each notify that gives tokens: a waiter that arrived
 //! between two such notifies may take a token of the first once the second came (the
-//! second's own token then goes to the older waiter: the same set of wake-ups). An
-//! overflow waiter killed while waiting stays counted for good (it is recorded nowhere
-//! else), so a notify that reaches beyond the table may give it a token, which the next
-//! notify's horizon lets a later waiter take: that notify wakes one more than it says
-//! (tests/sync.rs `a_waiter_killed_beyond_the_table_is_not_counted_by_later_notifies`,
-//! ignored: `notify(65)` of 66 live waiters woke 66), and this comes back after every
-//! notify that gives the dead waiter a token again. A dead slot waiter's grant passed to
-//! the overflow waiters may wake one that came after the grant's notify. Extra wake-ups
-//! after a `kill -9`, never a lost one: the tokens are bound to no waiter, and a live
-//! eligible one takes any.
+//! second's own token then goes to the older waiter: the same set of wake-ups). A dead
+//! slot waiter's grant passed to the overflow waiters may wake one that came after the
+//! grant's notify.
+//!
+//! An overflow waiter killed while waiting is named by its process's *entry* (syn102): one
+//! of [`ENTRIES`] records `{pid, start, count}`, `count` being how many of the overflow
+//! word's waiters are that process's. Each step keeps `count` at most what the word counts
+//! for the process: an arrival adds to the word, then to the entry; a claim and a leave
+//! take from the entry, then from the word (a claim that finds the token gone gives its
+//! count back). A kill between two of these leaves one count in the word for good, never
+//! an entry counting more than the word, which would let a recovery uncount a live waiter
+//! of another process. Once waiters overflowed, the periodic check lists every entry of
+//! another process besides the slots; the recovery of a dead one zeroes its count, takes
+//! that count from the word, drops the tokens beyond the waiters left and frees the entry.
+//! With tokens left, it first raises the horizon to `next`: the dead waiters may have been
+//! the eligible ones, and tokens as many as the waiters left with one of them not eligible
+//! would make every later notify give nothing (syn101's trap 3; the test
+//! `a_dead_overflow_waiters_recovery_leaves_no_token_the_live_ones_cannot_claim`). An entry
+//! is freed only by that recovery, never while its process lives (its count may be 0 only
+//! while one of its waiters claims), so a process that finds every entry taken by others
+//! waits unnamed, as every overflow waiter did before, and stays counted if killed. Before
+//! (syn101), a killed overflow waiter stayed counted for good: a notify reaching beyond
+//! the table gave it a token that the next notify's horizon let a later waiter take, after
+//! every such notify again (tests/sync.rs
+//! `a_waiter_killed_beyond_the_table_is_not_counted_by_later_notifies`: `notify(65)` of 66
+//! live waiters woke 66). Extra wake-ups after a `kill -9` remain, never a lost one: a
+//! token given to a dead waiter before its recovery may go to a later waiter, and the
+//! counts of a kill in a step's middle, of an unnamed waiter, or of a recovery killed
+//! between its two writes stay; the tokens are bound to no waiter, and a live eligible
+//! one takes any.
 //!
 //! The overflow waiters are served after every older slot waiter, but may wait behind
 //! later arrivals that found a slot free. Among themselves they are served in no order
 //! (Python's `Condition` wakes its waiters in the order they came): a token goes to the
 //! first eligible waiter to claim it after the overflow word's wake-up. Serving them in
-//! order, like taking a killed one's count back, needs a record that names each one (its
-//! ticket, or at least its process), which they do not have: a word of counts is all
-//! there is beyond the table (syn101 weighed it).
+//! order needs a record of each waiter's ticket, not of its process: the entries name
+//! processes, and a process's waiters share one (syn102 weighed it).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -99,6 +118,10 @@ use crate::shm::{ChangeRecord, Notify};
 
 /// Slots in the table: waiters beyond this many at once wait for tokens.
 pub(crate) const SLOTS: usize = 64;
+
+/// Processes with waiters beyond the table that [`Waiters`] can name at once (`entries`);
+/// the waiters of one more wait unnamed (anonymous), as all of them did before syn102.
+const ENTRIES: usize = 64;
 
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
@@ -147,23 +170,50 @@ impl Slot {
     }
 }
 
+/// A process with waiters beyond the table: how many of the overflow word's waiters are
+/// its own (syn102), so that a recovery can take back a dead one's. Each step keeps
+/// `count` at most the waiters of this process that the word counts (see
+/// [`Waiters::arrive`], [`Waiters::claim`], [`Waiters::leave`]): a recovery that takes more
+/// back would uncount a live waiter of another process, and leave more tokens than
+/// waiters (review116 H1). Only threads of the process change `count` while it lives, and
+/// only a recovery once it died; the entry is freed by that recovery alone, never while
+/// its process lives (a claim that failed gives its count back to this entry).
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct Entry {
+    /// The process (0: a free entry), written after `start` when an entry is taken.
+    pid: AtomicU32,
+    count: AtomicU32,
+    start: AtomicU64,
+}
+
+impl Entry {
+    const fn new() -> Self {
+        Self { pid: AtomicU32::new(0), count: AtomicU32::new(0), start: AtomicU64::new(0) }
+    }
+}
+
 /// Where a waiter waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Place {
     /// In slot `i` of the table.
     Slot(usize),
-    /// Outside the table (it was full), with this ticket.
-    Overflow(u64),
+    /// Outside the table (it was full), with this ticket, counted in this process's entry
+    /// (`None`: every entry was taken, and it waits unnamed).
+    Overflow(u64, Option<u8>),
 }
 
 /// A waiter that may be dead, as read under the guard: checked outside it, then given to
 /// [`Waiters::recover`] (which ignores it if the slot changed meanwhile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Suspect {
+    /// The slot, or with `entry` the process entry.
     pub(crate) slot: usize,
     pub(crate) pid: u32,
     pub(crate) start: u64,
     ticket: u64,
+    /// A process entry of waiters beyond the table, not a slot.
+    entry: bool,
 }
 
 /// What [`Waiters::recover`] did.
@@ -175,6 +225,10 @@ pub(crate) struct Recovered {
     pub(crate) to_overflow: u32,
     /// Dead waiters' grants that found nobody waiting at their notify.
     pub(crate) dropped: u32,
+    /// Dead overflow waiters uncounted, and the tokens that went with them (a token
+    /// more than the waiters left).
+    pub(crate) uncounted: u32,
+    pub(crate) tokens_dropped: u32,
 }
 
 /// What a notify did: the slots to wake, and whether to wake the overflow waiters.
@@ -216,6 +270,8 @@ pub(crate) struct Waiters {
     /// heir and its ticket, the grant's horizon.
     handover: ChangeRecord<5>,
     slots: [Slot; SLOTS],
+    /// The processes of the overflow waiters, each with how many of them it has.
+    entries: [Entry; ENTRIES],
 }
 
 impl Waiters {
@@ -229,6 +285,7 @@ impl Waiters {
             overflow_wake: Notify::new(),
             handover: ChangeRecord::new(),
             slots: [const { Slot::new() }; SLOTS],
+            entries: [const { Entry::new() }; ENTRIES],
         }
     }
 
@@ -280,8 +337,15 @@ impl Waiters {
     pub(crate) fn arrive(&self, pid: u32, start: u64) -> Place {
         self.settle();
         let Some(i) = self.slots.iter().position(|s| vacant(s.state.load(Ordering::Relaxed))) else {
+            // The word first, then the entry: an entry never counts more than the word
+            // does for its process (a kill in between leaves one count for good: extra
+            // wake-ups only).
             self.overflow.fetch_add(ONE_WAITER, Ordering::AcqRel);
-            return Place::Overflow(self.next.fetch_add(1, Ordering::Relaxed));
+            let entry = self.entry_of(pid, start);
+            if let Some(e) = entry {
+                self.entries[usize::from(e)].count.fetch_add(1, Ordering::AcqRel);
+            }
+            return Place::Overflow(self.next.fetch_add(1, Ordering::Relaxed), entry);
         };
         let slot = &self.slots[i];
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +354,22 @@ impl Waiters {
         slot.ticket.store(ticket, Ordering::Relaxed);
         slot.state.store(WAITING, Ordering::Relaxed);
         Place::Slot(i)
+    }
+
+    /// The entry of process `pid` started at `start`, taken if it has none; `None` when
+    /// every entry is another live process's. Under the guard.
+    fn entry_of(&self, pid: u32, start: u64) -> Option<u8> {
+        let r = Ordering::Relaxed;
+        let own = |e: &Entry| e.pid.load(r) == pid && e.start.load(r) == start;
+        if let Some(e) = self.entries.iter().position(own) {
+            return Some(e as u8);
+        }
+        let e = self.entries.iter().position(|e| e.pid.load(r) == 0)?;
+        // `start` before `pid`: an entry cut short here is still free. Its count is 0
+        // (freed entries are zeroed first).
+        self.entries[e].start.store(start, r);
+        self.entries[e].pid.store(pid, r);
+        Some(e as u8)
     }
 
     /// Grants up to `n` waiting slots, the oldest first, and what is left of `n` to the
@@ -407,19 +487,37 @@ impl Waiters {
         self.slots[i].state.load(Ordering::Acquire) == GRANTED
     }
 
-    /// The overflow waiter with `ticket` takes a token if there is one for it; returns
+    /// The overflow waiter at `place` takes a token if there is one for it; returns
     /// whether it did (then it was notified). Without the guard.
     /// It is then uncounted too, in the same step: it leaves.
-    pub(crate) fn claim(&self, ticket: u64) -> bool {
+    pub(crate) fn claim(&self, place: Place) -> bool {
+        let Place::Overflow(ticket, entry) = place else { return false };
         if ticket >= self.token_horizon.load(Ordering::Acquire) {
             return false;
         }
-        self.overflow
+        let (waiting, tokens) = self.overflow();
+        if tokens == 0 || waiting == 0 {
+            return false;
+        }
+        // Its entry uncounts it before the word does, and counts it again if the token
+        // went to another: a kill in between leaves one count in the word for good (extra
+        // wake-ups), where the other order left the entry one more than the word, and a
+        // recovery then uncounted a live waiter of another process (syn101's trap 1).
+        let own = entry.map(|e| &self.entries[usize::from(e)].count);
+        if let Some(count) = own {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+        let took = self
+            .overflow
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                 let (waiting, tokens) = split(word);
                 (tokens > 0 && waiting > 0).then(|| word - ONE_WAITER - 1)
             })
-            .is_ok()
+            .is_ok();
+        if !took && let Some(count) = own {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
+        took
     }
 
     /// A waiter leaves (woken, timed out, or giving up); returns whether it was notified.
@@ -441,8 +539,12 @@ impl Waiters {
                     }
                 }
             }
-            Place::Overflow(_) if claimed => true,
-            Place::Overflow(ticket) => {
+            Place::Overflow(..) if claimed => true,
+            Place::Overflow(ticket, entry) => {
+                // Its entry first, then the word (as `claim`).
+                if let Some(e) = entry {
+                    self.entries[usize::from(e)].count.fetch_sub(1, Ordering::AcqRel);
+                }
                 // Uncounted, and a token given before that taken (not left for a later
                 // waiter), in one step. Never below zero.
                 crate::shm::crash::interleave("overflow leave");
@@ -465,25 +567,75 @@ impl Waiters {
 
     /// The slots of processes other than `me` worth checking: those holding a grant (a
     /// dead waiter's grant must go on), and, once waiters overflowed the table, every
-    /// occupied one (dead waiters' slots are wanted back). Check that they live outside
-    /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
+    /// occupied one (dead waiters' slots are wanted back) and every process entry (a dead
+    /// process's overflow waiters are uncounted). Check that they live outside the guard,
+    /// then call [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
         self.settle();
+        let r = Ordering::Relaxed;
         let all = self.overflow().0 > 0;
-        self.slots
+        let slots = self
+            .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                let state = s.state.load(Ordering::Relaxed);
-                (state == GRANTED || (all && !vacant(state))) && s.pid.load(Ordering::Relaxed) != me
+                let state = s.state.load(r);
+                (state == GRANTED || (all && !vacant(state))) && s.pid.load(r) != me
             })
             .map(|(slot, s)| Suspect {
                 slot,
-                pid: s.pid.load(Ordering::Relaxed),
-                start: s.start.load(Ordering::Relaxed),
-                ticket: s.ticket.load(Ordering::Relaxed),
-            })
-            .collect()
+                pid: s.pid.load(r),
+                start: s.start.load(r),
+                ticket: s.ticket.load(r),
+                entry: false,
+            });
+        let entries = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| all && e.pid.load(r) != 0 && e.pid.load(r) != me)
+            .map(|(slot, e)| Suspect { slot, pid: e.pid.load(r), start: e.start.load(r), ticket: 0, entry: true });
+        slots.chain(entries).collect()
+    }
+
+    /// Uncounts the overflow waiters of the dead process of entry `d` and frees the entry;
+    /// tokens more than the waiters left are dropped. Under the guard.
+    fn uncount(&self, d: &Suspect, out: &mut Recovered) {
+        let r = Ordering::Relaxed;
+        let e = &self.entries[d.slot];
+        if e.pid.load(r) != d.pid || e.start.load(r) != d.start {
+            return; // freed by another recovery, and maybe taken again
+        }
+        // The entry's count first, then the word: a recovery killed in between leaves
+        // those counts in the word for good (extra wake-ups), where the other order would
+        // take them back twice, the second time live waiters' (review116 H1).
+        let gone = e.count.swap(0, Ordering::AcqRel);
+        crate::shm::crash::crash_point!("condition.recover.uncount");
+        if gone > 0 {
+            let mut dropped = 0;
+            let mut left = 0;
+            let _ = self.overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (waiting, tokens) = split(word);
+                let waiting = waiting.saturating_sub(gone);
+                left = tokens.min(waiting);
+                dropped = tokens - left;
+                if left > 0 {
+                    // Every waiter still counted eligible before the word says so: the dead
+                    // ones may have been the eligible ones, and a token none of those left
+                    // can claim, were the tokens then as many as the waiters, would make
+                    // every later notify give nothing (review116 H1; syn101's trap 3). A
+                    // later waiter may so take an older one's token: an extra wake-up,
+                    // after a `kill -9` only.
+                    self.token_horizon.fetch_max(self.next.load(r), Ordering::Release);
+                }
+                Some((u64::from(waiting) << 32) | u64::from(left))
+            });
+            out.uncounted += gone;
+            out.tokens_dropped += dropped;
+            out.woken.overflow |= left > 0;
+        }
+        e.start.store(0, r);
+        e.pid.store(0, r);
     }
 
     /// Frees the slots of dead waiters and passes the grants they held to the oldest slots
@@ -493,8 +645,14 @@ impl Waiters {
     pub(crate) fn recover(&self, dead: &[Suspect]) -> Recovered {
         self.settle();
         let r = Ordering::Relaxed;
+        let mut out = Recovered { woken: Woken::NONE, to_overflow: 0, dropped: 0, uncounted: 0, tokens_dropped: 0 };
+        // The dead overflow waiters first: a dead slot waiter's grant given beyond the
+        // table below then goes to live ones only.
+        for d in dead.iter().filter(|d| d.entry) {
+            self.uncount(d, &mut out);
+        }
         let mut grants = Vec::new();
-        for d in dead {
+        for d in dead.iter().filter(|d| !d.entry) {
             let slot = &self.slots[d.slot];
             let state = slot.state.load(r);
             if vacant(state) || slot.ticket.load(r) != d.ticket {
@@ -510,7 +668,6 @@ impl Waiters {
         // The eligible waiters of a grant are those below its horizon: nested sets, so
         // serving the lowest horizons first, each the oldest waiter, serves the most.
         grants.sort_unstable();
-        let mut out = Recovered { woken: Woken::NONE, to_overflow: 0, dropped: 0 };
         for (horizon, dead, dead_ticket) in grants {
             // An heir that leaves before its grant (`leave` wins the exchange) is passed
             // over for the next oldest.
@@ -585,8 +742,9 @@ mod tests {
     //! a recovery (between its choice of an heir and the grant), and between a recovery
     //! killed in a handover and the next step that finishes it. A second world adds a real
     //! waiter beyond the table (its arrival, its claim or its timed-out leave, that leave
-    //! meeting a notify or a recovery before its compare-exchange), and checks that every
-    //! token stays claimable by a waiter counted (review116 H1).
+    //! meeting a notify or a recovery before its compare-exchange, or its kill while it
+    //! waits and the recovery that uncounts it: syn102), and checks that every token stays
+    //! claimable by a waiter counted (review116 H1).
     //!
     //! Each world is explored once: two orders of steps that lead to the same world (the
     //! same table, waiters, notifies left, horizons and balance of grants: [`World::key`])
@@ -595,7 +753,8 @@ mod tests {
     //! The two worlds took about 41 s of CPU in a debug build (4.5 M orders in the
     //! second alone), a minute or two of a loaded CI's wall clock; they are about 330,000
     //! worlds now, 4.3 s of CPU, with the notifies `[1, 2]` beyond the table as well
-    //! (syn101).
+    //! (syn101). The killed overflow waiter (syn102) took the second world from 228,029
+    //! worlds to 404,821, and the two from 4.1-4.2 s of CPU to 7.3-7.4 s.
 
     use super::*;
 
@@ -666,6 +825,9 @@ mod tests {
         OverLeaveRacingNotify,
         /// The same, meeting a recovery.
         OverLeaveRacingRecover,
+        /// The overflow waiter is killed while it waits (it stays counted until a recovery
+        /// finds its process's entry).
+        OverKilled,
     }
 
     /// The one waiter beyond the table in a world that has one (review116 H1: the model
@@ -673,7 +835,8 @@ mod tests {
     /// claim).
     #[derive(Debug, Clone, Copy)]
     struct Over {
-        /// Woken (waits until it claims a token) or TimesOut (leaves at any moment).
+        /// Woken (waits until it claims a token), TimesOut (leaves at any moment) or Killed
+        /// (at any moment while it waits: syn102).
         fate: Fate,
         place: Option<Place>,
         done: bool,
@@ -701,6 +864,11 @@ mod tests {
         t.next.store(table.next.load(r), r);
         t.overflow.store(table.overflow.load(r), r);
         t.token_horizon.store(table.token_horizon.load(r), r);
+        // The overflow waiter's process is the only one with an entry: the first.
+        let (a, b) = (&t.entries[0], &table.entries[0]);
+        a.pid.store(b.pid.load(r), r);
+        a.count.store(b.count.load(r), r);
+        a.start.store(b.start.load(r), r);
         if let Some(words) = table.handover.unfinished() {
             t.handover.begin(words);
         }
@@ -722,6 +890,9 @@ mod tests {
     fn pid(i: usize) -> u32 {
         100 + i as u32
     }
+
+    /// The overflow waiter's process.
+    const OVER_PID: u32 = 500;
 
     fn slot_of(w: &Waiter) -> usize {
         match w.place {
@@ -751,10 +922,33 @@ mod tests {
             if self.over.is_some() { self.table.overflow().1 } else { 0 }
         }
 
+        /// The overflow waiter's ticket while the word counts it: while it waits, and once
+        /// killed until a recovery uncounts it (its entry is freed then).
+        fn over_counted(&self) -> Option<u64> {
+            match self.over {
+                Some(Over { fate: Fate::Killed, place: Some(Place::Overflow(t, Some(e))), done: true }) => {
+                    (self.table.entries[usize::from(e)].pid.load(Ordering::Relaxed) == OVER_PID).then_some(t)
+                }
+                _ => self.over_waiting(),
+            }
+        }
+
+        /// The overflow waiter's entry as `suspects` lists it once it was killed, until a
+        /// recovery frees it.
+        fn over_dead(&self) -> Option<Suspect> {
+            let Some(Over { fate: Fate::Killed, place: Some(Place::Overflow(_, Some(e))), done: true }) = self.over
+            else {
+                return None;
+            };
+            let all = self.table.overflow().0 > 0;
+            let named = self.table.entries[usize::from(e)].pid.load(Ordering::Relaxed) == OVER_PID;
+            (all && named).then_some(Suspect { slot: usize::from(e), pid: OVER_PID, start: 1, ticket: 0, entry: true })
+        }
+
         /// The overflow waiter's ticket while it waits.
         fn over_waiting(&self) -> Option<u64> {
             match self.over {
-                Some(Over { place: Some(Place::Overflow(t)), done: false, .. }) => Some(t),
+                Some(Over { place: Some(Place::Overflow(t, _)), done: false, .. }) => Some(t),
                 _ => None,
             }
         }
@@ -794,12 +988,14 @@ mod tests {
             let place = |p: Option<Place>| match p {
                 None => [0, 0],
                 Some(Place::Slot(i)) => [1, i as u64],
-                Some(Place::Overflow(ticket)) => [2, ticket],
+                Some(Place::Overflow(ticket, _)) => [2, ticket],
             };
             let mut k =
                 vec![t.next.load(r), t.overflow.load(r), u64::from(t.deferred.load(r)), t.token_horizon.load(r)];
             k.extend(t.handover.unfinished().map_or([u64::MAX; 5], |words| words));
             k.push(u64::from(t.slots[USED].state.load(r)));
+            let e = &t.entries[0];
+            k.extend([u64::from(e.pid.load(r)), u64::from(e.count.load(r)), e.start.load(r)]);
             for s in &t.slots[..USED] {
                 k.extend([u64::from(s.state.load(r)), u64::from(s.pid.load(r)), s.start.load(r), s.ticket.load(r)]);
                 k.push(s.horizon.load(r));
@@ -847,8 +1043,10 @@ mod tests {
                         pid: pid(i),
                         start: 1,
                         ticket,
+                        entry: false,
                     })
                 })
+                .chain(self.over_dead())
                 .collect()
         }
 
@@ -907,7 +1105,7 @@ mod tests {
                 // A kill in a handover: a dead waiter's grant with a waiter to go to.
                 // (Dead waiters' slots are freed first: no heirs.)
                 let dead = self.dead();
-                let handover = dead.iter().any(|d| {
+                let handover = dead.iter().filter(|d| !d.entry).any(|d| {
                     let (state, _, horizon) = self.state(d.slot);
                     state == GRANTED
                         && self
@@ -939,6 +1137,7 @@ mod tests {
                         steps.push(Step::OverLeaveRacingRecover);
                     }
                 }
+                (Some(Over { fate: Fate::Killed, .. }), Some(_)) => steps.push(Step::OverKilled),
                 (Some(_), Some(ticket)) if claimable(ticket) => steps.push(Step::OverFinish),
                 _ => {}
             }
@@ -1012,17 +1211,32 @@ mod tests {
                         _ => None,
                     };
                     let dead = self.dead();
-                    let mut held: Vec<u64> =
-                        dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
+                    let mut held: Vec<u64> = dead
+                        .iter()
+                        .filter(|d| !d.entry)
+                        .map(|d| self.state(d.slot))
+                        .filter(|s| s.0 == GRANTED)
+                        .map(|s| s.2)
+                        .collect();
                     self.race(racer);
-                    let Recovered { woken, to_overflow, dropped } = self.table.recover(&dead);
+                    let tokens = self.tokens();
+                    let Recovered { woken, to_overflow, dropped, uncounted, tokens_dropped } =
+                        self.table.recover(&dead);
+                    if let Some(d) = dead.iter().find(|d| d.entry) {
+                        // The killed overflow waiter, alone beyond the table: uncounted,
+                        // its entry freed, and any token it had dropped with it.
+                        assert_eq!(uncounted, 1, "the dead overflow waiter uncounted");
+                        assert_eq!(tokens_dropped, tokens, "its tokens dropped with it");
+                        assert_eq!(self.table.entries[d.slot].pid.load(Ordering::Relaxed), 0, "its entry freed");
+                        self.dropped += u64::from(tokens_dropped);
+                    }
                     // A token for a real overflow waiter is accounted for with the tokens;
                     // for a ghost, it is out of the table as a grant dropped.
                     let (dropped, to_ghost) = if self.over.is_some() { (dropped, 0) } else { (dropped, to_overflow) };
                     assert_eq!(held.len() as u32 - to_overflow - dropped, woken.slots.count_ones());
                     let dropped = dropped + to_ghost;
                     let woken = woken.slots;
-                    for d in &dead {
+                    for d in dead.iter().filter(|d| !d.entry) {
                         assert_eq!(self.state(d.slot).0, FREE, "a dead waiter's slot is freed");
                     }
                     for i in 0..USED {
@@ -1045,7 +1259,8 @@ mod tests {
                     let dead = self.dead();
                     KILL_AT.with(|k| k.set(point));
                     let out = self.table.recover(&dead);
-                    let dropped = out.dropped + if self.over.is_some() { 0 } else { out.to_overflow };
+                    let dropped =
+                        out.dropped + out.tokens_dropped + if self.over.is_some() { 0 } else { out.to_overflow };
                     KILL_AT.with(|k| k.set(0));
                     assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
                     self.dropped += u64::from(dropped);
@@ -1054,18 +1269,18 @@ mod tests {
                     // first (`settle` is each step's first call); waiters may leave before.
                 }
                 Step::OverArrive => {
-                    let place = self.table.arrive(500, 1);
-                    assert!(matches!(place, Place::Overflow(_)), "the table is full");
+                    let place = self.table.arrive(OVER_PID, 1);
+                    assert!(matches!(place, Place::Overflow(..)), "the table is full");
                     self.over.as_mut().unwrap().place = Some(place);
                 }
                 Step::OverFinish => {
                     let over = self.over.as_mut().unwrap();
-                    let (Some(place @ Place::Overflow(ticket)), false) = (over.place, over.done) else {
+                    let (Some(place @ Place::Overflow(ticket, _)), false) = (over.place, over.done) else {
                         unreachable!()
                     };
                     over.done = true;
                     let notified = if over.fate == Fate::Woken {
-                        assert!(self.table.claim(ticket), "the token it was woken for");
+                        assert!(self.table.claim(place), "the token it was woken for");
                         self.table.leave(place, true)
                     } else {
                         let (_, tokens) = self.table.overflow();
@@ -1078,6 +1293,7 @@ mod tests {
                 }
                 Step::OverLeaveRacingNotify => self.over_leave_racing(Step::Notify),
                 Step::OverLeaveRacingRecover => self.over_leave_racing(Step::Recover),
+                Step::OverKilled => self.over.as_mut().unwrap().done = true,
             }
         }
 
@@ -1102,7 +1318,7 @@ mod tests {
             // Every token claimable by the overflow waiter (review116 H1: a token it could
             // not claim made every later notify give it nothing).
             let tokens = self.tokens();
-            let eligible = self.over_waiting().is_some_and(|t| t < self.table.token_horizon.load(Ordering::Relaxed));
+            let eligible = self.over_counted().is_some_and(|t| t < self.table.token_horizon.load(Ordering::Relaxed));
             assert!(tokens <= u32::from(eligible), "{tokens} tokens, overflow waiter eligible: {eligible}");
             outstanding += i64::from(tokens);
             let accounted = (self.taken + self.dropped) as i64 + outstanding;
@@ -1229,14 +1445,16 @@ mod tests {
     }
 
     /// The same with a real waiter beyond the table (it arrives once the model's three
-    /// slots are taken), which claims its token (waits untimed) or times out at any moment,
-    /// its leave also meeting a notify or a recovery in its middle: every token it is given
-    /// stays claimable by it, and none is left behind (review116 H1).
+    /// slots are taken), which claims its token (waits untimed), times out at any moment,
+    /// its leave also meeting a notify or a recovery in its middle, or is killed at any
+    /// moment while it waits, to be uncounted by a recovery through its process's entry
+    /// (syn102): every token it is given stays claimable by it while it is counted, and
+    /// none is left behind (review116 H1).
     #[test]
     fn every_interleaving_with_a_waiter_beyond_the_table_leaves_every_token_claimable() {
         let mut seen = Seen::default();
         for notifies in [&[1, 1][..], &[1, 2], &[u32::MAX]] {
-            for over in [Fate::Woken, Fate::TimesOut] {
+            for over in [Fate::Woken, Fate::TimesOut, Fate::Killed] {
                 for fates in fate_sets() {
                     let world = world(fates, notifies, Some(Over { fate: over, place: None, done: false }));
                     // The slots past the model's taken for good: the waiter overflows.
@@ -1259,7 +1477,7 @@ mod tests {
         let before = table.notify(1);
         assert!(!before.overflow);
         let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
-        let (Place::Overflow(ta), Place::Overflow(tb)) = (a, b) else { panic!("the table is full") };
+        let (ta @ Place::Overflow(..), tb @ Place::Overflow(..)) = (a, b) else { panic!("the table is full") };
         // The table's waiters take a notify whole: nothing for those beyond it.
         let woken = table.notify(1);
         assert!(!woken.overflow && woken.slots.count_ones() == 1);
@@ -1283,7 +1501,7 @@ mod tests {
             table.arrive(i + 1, 1);
         }
         let [a, b] = [1000, 1001].map(|pid| table.arrive(pid, 1));
-        let (Place::Overflow(ta), Place::Overflow(_)) = (a, b) else { panic!("the table is full") };
+        let (ta @ Place::Overflow(..), Place::Overflow(..)) = (a, b) else { panic!("the table is full") };
         assert!(table.notify(SLOTS as u32 + 2).overflow);
         assert!(table.claim(ta));
         assert_eq!(table.overflow(), (1, 1), "b and its token");
@@ -1301,7 +1519,7 @@ mod tests {
         let a = table.arrive(1000, 1);
         assert!(table.notify(SLOTS as u32 + 1).overflow);
         let b = table.arrive(1001, 1);
-        let Place::Overflow(tb) = b else { panic!("the table is full") };
+        let tb @ Place::Overflow(..) = b else { panic!("the table is full") };
         assert!(!table.claim(tb), "came after the notify");
         assert!(!table.leave(b, false));
         assert!(table.leave(a, false));
@@ -1328,7 +1546,7 @@ mod tests {
         }
         // 63 new waiters fill the freed slots, a 64th overflows.
         let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
-        let Place::Overflow(tx) = t.arrive(500, 1) else { panic!("the table is full") };
+        let tx @ Place::Overflow(..) = t.arrive(500, 1) else { panic!("the table is full") };
         // A periodic check finds pid 1 dead.
         let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
         assert_eq!(dead.len(), 1);
@@ -1347,6 +1565,95 @@ mod tests {
         assert!(claimed, "notify_all did not notify the overflow waiter");
     }
 
+    /// syn102: a dead overflow waiter that was eligible for a token, uncounted beside a live
+    /// one that came after the token's notify. With the token kept and the horizon left
+    /// where it was, the tokens were as many as the waiters and the live one not eligible:
+    /// every later notify, `notify_all` too, gave nothing (review116 H1; syn101's trap 3).
+    /// The recovery raises the horizon before it leaves a token: the live one claims it.
+    #[test]
+    fn a_dead_overflow_waiters_recovery_leaves_no_token_the_live_ones_cannot_claim() {
+        let t = Waiters::new();
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        // Every slot granted and its waiter slow to leave: the table stays full.
+        t.notify(u32::MAX);
+        // x (pid 900) arrives, a notify gives it a token, and it is killed unclaimed.
+        let x = t.arrive(900, 7);
+        assert!(matches!(x, Place::Overflow(_, Some(_))), "named by its process's entry");
+        assert!(t.notify(1).overflow);
+        // y (pid 901) arrives after that notify; its process is alive.
+        let y = t.arrive(901, 7);
+        assert!(!t.claim(y), "came after the notify");
+        assert_eq!(t.overflow(), (2, 1));
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 900).collect();
+        assert_eq!(dead.len(), 1, "x's entry is a suspect");
+        let r = t.recover(&dead);
+        println!(
+            "recover: {r:?}, overflow word {:?}, horizon {}",
+            t.overflow(),
+            t.token_horizon.load(Ordering::Relaxed)
+        );
+        assert_eq!((r.uncounted, r.tokens_dropped), (1, 0));
+        let early = t.claim(y);
+        let all = t.notify(u32::MAX);
+        let claimed = early || t.claim(y);
+        println!("y claims: {early}; notify_all overflow {}; y claims after it: {claimed}", all.overflow);
+        assert!(claimed, "the live overflow waiter was left with a token it could not claim");
+        assert!(t.leave(y, true));
+        assert_eq!(t.overflow(), (0, 0));
+        assert!(t.entries.iter().all(|e| e.pid.load(Ordering::Relaxed) != 900), "x's entry freed");
+    }
+
+    /// A process's entry counts only the waiters the word counts: a claim that finds no
+    /// token gives its count back, a leave takes it, and a dead process's entry is freed
+    /// with its count taken from the word (syn102).
+    #[test]
+    fn a_process_entry_counts_its_overflow_waiters_and_a_recovery_takes_them_back() {
+        let t = Waiters::new();
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        t.notify(u32::MAX);
+        let [a, b] = [0, 1].map(|_| t.arrive(900, 7));
+        let c = t.arrive(901, 7);
+        let (Place::Overflow(_, Some(ea)), Place::Overflow(_, Some(eb)), Place::Overflow(_, Some(ec))) = (a, b, c)
+        else {
+            panic!("three named overflow waiters")
+        };
+        assert_eq!(ea, eb, "one entry per process");
+        assert_ne!(ea, ec);
+        let count = |e: u8| t.entries[usize::from(e)].count.load(Ordering::Relaxed);
+        assert_eq!((count(ea), count(ec)), (2, 1));
+        assert!(!t.claim(a), "no token");
+        assert_eq!(count(ea), 2, "a failed claim gives its count back");
+        assert!(t.notify(1).overflow);
+        assert!(t.claim(a));
+        assert_eq!(count(ea), 1);
+        assert!(t.leave(a, true));
+        // pid 900 dies with b waiting; c lives.
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 900).collect();
+        let r = t.recover(&dead);
+        assert_eq!((r.uncounted, r.tokens_dropped), (1, 0));
+        assert_eq!(t.overflow(), (1, 0), "c alone");
+        assert_eq!((count(ea), t.entries[usize::from(ea)].pid.load(Ordering::Relaxed)), (0, 0), "freed");
+        // A second recovery with the same list does nothing.
+        assert_eq!(t.recover(&dead).uncounted, 0);
+        assert!(!t.leave(c, false));
+        assert_eq!(t.overflow(), (0, 0));
+        assert_eq!(count(ec), 0);
+        // A process that finds every entry taken waits unnamed, and is served all the same.
+        let many: Vec<_> = (0..ENTRIES as u32).map(|i| t.arrive(2000 + i, 7)).collect();
+        let unnamed = t.arrive(5000, 7);
+        assert!(matches!(unnamed, Place::Overflow(_, None)), "every entry taken (one is 901's)");
+        assert!(t.notify(u32::MAX).overflow);
+        assert!(t.claim(unnamed) && t.leave(unnamed, true));
+        for p in many {
+            assert!(t.leave(p, false), "a token given as it left is its wake-up");
+        }
+        assert_eq!(t.overflow(), (0, 0));
+    }
+
     /// review116 H1, path 1, made one ordering: an overflow waiter that times out read the
     /// horizon, a notify gave it a token, then its leave uncounted it without the token:
     /// tokens outnumbered the waiters, and `notify_all` then gave a later one nothing.
@@ -1361,7 +1668,7 @@ mod tests {
         // Every slot granted and its waiter slow to leave: the table stays full.
         t.notify(u32::MAX);
         let x = t.arrive(500, 1);
-        assert!(matches!(x, Place::Overflow(_)));
+        assert!(matches!(x, Place::Overflow(..)));
         let notifier = Rc::clone(&t);
         let mut given = None;
         let moves = move |step| {
@@ -1372,7 +1679,7 @@ mod tests {
         };
         let took = interleaving(moves, || t.leave(x, false));
         println!("the leave said notified: {took}, overflow word {:?}", t.overflow());
-        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = t.arrive(600, 1) else { panic!("the table is full") };
         let all = t.notify(u32::MAX);
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}", all.overflow);
@@ -1398,7 +1705,7 @@ mod tests {
         // Every slot granted and its waiter slow to leave: the table stays full.
         t.notify(u32::MAX);
         let x = t.arrive(500, 1);
-        assert!(matches!(x, Place::Overflow(_)));
+        assert!(matches!(x, Place::Overflow(..)));
         let leaver = Rc::clone(&t);
         let mut took = None;
         let moves = move |step| {
@@ -1408,7 +1715,7 @@ mod tests {
         };
         let woken = interleaving(moves, || t.notify(1));
         println!("notify(1) with x leaving inside: overflow woken {}, word {:?}", woken.overflow, t.overflow());
-        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = t.arrive(600, 1) else { panic!("the table is full") };
         let all = t.notify(u32::MAX);
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}; word {:?}", all.overflow, t.overflow());
@@ -1433,7 +1740,7 @@ mod tests {
         // 63 new waiters fill the freed slots, x overflows.
         let _second: Vec<_> = (100..100 + SLOTS as u32 - 1).map(|pid| t.arrive(pid, 1)).collect();
         let x = t.arrive(500, 1);
-        assert!(matches!(x, Place::Overflow(_)));
+        assert!(matches!(x, Place::Overflow(..)));
         let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 1).collect();
         assert_eq!(dead.len(), 1);
         let leaver = Rc::clone(&t);
@@ -1447,7 +1754,7 @@ mod tests {
         println!("recover with x leaving inside: {r:?}, word {:?}", t.overflow());
         // The dead waiter's slot, freed, is taken again: y waits beyond the table.
         assert!(matches!(t.arrive(200, 1), Place::Slot(_)));
-        let Place::Overflow(ty) = t.arrive(600, 1) else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = t.arrive(600, 1) else { panic!("the table is full") };
         let all = t.notify(u32::MAX);
         let claimed = t.claim(ty);
         println!("notify_all overflow {}; y claims {claimed}; word {:?}", all.overflow, t.overflow());
@@ -1502,7 +1809,7 @@ mod tests {
             let _g = guard.lock().unwrap();
             t.arrive(600, 1)
         };
-        let Place::Overflow(ty) = y else { panic!("the table is full") };
+        let ty @ Place::Overflow(..) = y else { panic!("the table is full") };
         let all = {
             let _g = guard.lock().unwrap();
             t.notify(u32::MAX)
