@@ -3298,6 +3298,15 @@ fn a_waiting_task_carries_the_result_bound_of_a_restarted_redis() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
 
+/// How many times the server at `redis` ran `command` (`INFO commandstats`'s
+/// `cmdstat_COMMAND:calls=N`; a subcommand as `config|get`), 0 where it never did.
+fn command_calls(redis: &Redis, command: &str) -> u64 {
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "commandstats"]).output();
+    let out = String::from_utf8_lossy(&out.expect("redis-cli runs").stdout).into_owned();
+    let head = format!("cmdstat_{command}:calls=");
+    out.lines().find_map(|l| l.strip_prefix(&head)).and_then(|rest| rest.split(',').next()?.parse().ok()).unwrap_or(0)
+}
+
 /// The driver of [`a_task_submitted_while_the_bound_changes_carries_the_new_one`], in a
 /// child of the family (its hold point its own): Redis at `url`. Reports "held" once its
 /// submission is held, waits for `go`, and reports what the task came to.
@@ -3336,9 +3345,15 @@ fn a_task_submitted_while_the_bound_changes_carries_the_new_one() {
     let child = multiproc::Process::new(submit_across_a_bound_change, args).start().unwrap();
     assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "held");
     redis.restart(); // back at 1 MiB from its arguments
-    // Only an ordering aid: the driver thread, its connection lost, reads the new server's
-    // bound within a step or two (it looks at least once a second).
-    std::thread::sleep(Duration::from_secs(5));
+    // The driver thread, its connection lost, reads the new server's bound (two `CONFIG
+    // GET`s, sent by nothing else here: the submission is held) and applies it under
+    // `books` in the same step, before that step's `BLMOVE`. Two `BLMOVE`s counted after the
+    // reads: one at least began after them (each waits 50 ms at most). Before: a 5 s sleep.
+    let read = eventually(Duration::from_secs(60), || command_calls(&redis, "config|get") >= 2);
+    assert!(read, "the driver thread never read the restarted server's bound");
+    let moves = command_calls(&redis, "blmove");
+    let stepped = eventually(Duration::from_secs(60), || command_calls(&redis, "blmove") >= moves + 2);
+    assert!(stepped, "the driver thread never stepped after reading the bound");
     go.put("go".into()).unwrap();
     let got = report.get_timeout(Duration::from_secs(90)).unwrap();
     child.join().unwrap();
