@@ -3237,9 +3237,12 @@ fn a_stale_submission_link_does_not_fail_a_task_the_restarted_server_takes() {
     // The submission link connects and caches 1 MiB.
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     redis.restart(); // back at 64 MiB from its arguments
-    // The driver thread meets the restart, reconnects and reads 64 MiB; no submission
-    // meanwhile. (Only an ordering aid: nothing asserts a duration.)
-    std::thread::sleep(Duration::from_secs(3));
+    // The driver thread meets the restart, reconnects and reads 64 MiB (its two `CONFIG
+    // GET`s: no submission meanwhile), then steps on (two `BLMOVE`s after the reading: one
+    // began after it was applied). Before: a 3 s sleep.
+    assert!(eventually(Duration::from_secs(60), || command_calls(&redis, "config|get") >= 2), "no reading");
+    let moves = command_calls(&redis, "blmove");
+    assert!(eventually(Duration::from_secs(60), || command_calls(&redis, "blmove") >= moves + 2), "no step");
     let large = pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30)));
     eprintln!("large task: {large:?}");
     assert!(matches!(large, Ok(Ok(n)) if n == 2 << 20), "a 2 MiB task to a Redis now taking 64 MiB: {large:?}");
