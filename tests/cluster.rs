@@ -1000,7 +1000,8 @@ fn maxsize_bounds_puts() {
     q.try_put(1).unwrap();
     q.put_timeout(2, Duration::from_secs(5)).unwrap();
     assert!(matches!(q.try_put(3), Err(PutError::Full(3))));
-    assert!(matches!(q.put_timeout(3, Duration::from_millis(50)), Err(PutError::Timeout(3))));
+    let timed_out = q.put_timeout(3, Duration::from_millis(50));
+    assert!(matches!(timed_out, Err(PutError::Timeout(3))), "{timed_out:?}");
     let consumer = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     let put = std::thread::spawn(move || q.put(3).map_err(PutError::into_inner));
     assert_eq!(consumer.get().unwrap(), 1);

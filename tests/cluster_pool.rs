@@ -653,28 +653,35 @@ fn a_result_holding_a_handle_of_the_nodes_family_is_a_typed_error_and_the_node_g
     assert_eq!(pool.apply(square, 5).unwrap(), 25, "the node serves on");
 }
 
+/// Every result once, in a long map over three nodes while each in turn is killed
+/// (`kill -9`) and a new one started: 4 000 tasks of one item, a kill every 1 000 results,
+/// each more than the 384 tasks in flight (64 per worker), so every kill meets a full
+/// pipeline and the new node takes its share before the next. (10 000 tasks and a kill
+/// every 2 000 before: the same three kills and a fourth, 20 s of a loaded CI.)
 #[test]
-fn ten_thousand_tasks_over_three_nodes_killed_and_restarted() {
+fn thousands_of_tasks_over_three_nodes_killed_and_restarted() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let url = redis.url.clone();
     let mut nodes = [Node::start(&url), Node::start(&url), Node::start(&url)];
     let pool = pool(&redis, 6);
-    let results = pool.imap_unordered_with(square, 0..10_000u64, MapOptions::new().chunksize(1)).unwrap();
-    let mut got = Vec::with_capacity(10_000);
+    let (tasks, every) = (4_000u64, 1_000);
+    let results = pool.imap_unordered_with(square, 0..tasks, MapOptions::new().chunksize(1)).unwrap();
+    let mut got = Vec::with_capacity(tasks as usize);
     let mut round = 0;
     for r in results {
         got.push(r.unwrap());
-        // Every 2 000 results, one node is killed and a new one started.
-        if got.len() % 2_000 == 0 && got.len() < 10_000 {
+        // Every 1 000 results, one node is killed and a new one started: each node once.
+        if got.len() % every == 0 && got.len() < tasks as usize {
             let i = round % nodes.len();
             nodes[i].kill();
             nodes[i] = Node::start(&url);
             round += 1;
         }
     }
+    assert_eq!(round, 3, "three kills");
     got.sort_unstable();
-    assert_eq!(got, (0..10_000).map(|x| x * x).collect::<Vec<_>>(), "every result, each once");
+    assert_eq!(got, (0..tasks).map(|x| x * x).collect::<Vec<_>>(), "every result, each once");
 }
 
 /// The driver that dies: submits tasks no node takes, says so, waits to be killed. A
@@ -3237,9 +3244,12 @@ fn a_stale_submission_link_does_not_fail_a_task_the_restarted_server_takes() {
     // The submission link connects and caches 1 MiB.
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     redis.restart(); // back at 64 MiB from its arguments
-    // The driver thread meets the restart, reconnects and reads 64 MiB; no submission
-    // meanwhile. (Only an ordering aid: nothing asserts a duration.)
-    std::thread::sleep(Duration::from_secs(3));
+    // The driver thread meets the restart, reconnects and reads 64 MiB (its two `CONFIG
+    // GET`s: no submission meanwhile), then steps on (two `BLMOVE`s after the reading: one
+    // began after it was applied). Before: a 3 s sleep.
+    assert!(eventually(Duration::from_secs(60), || command_calls(&redis, "config|get") >= 2), "no reading");
+    let moves = command_calls(&redis, "blmove");
+    assert!(eventually(Duration::from_secs(60), || command_calls(&redis, "blmove") >= moves + 2), "no step");
     let large = pool.apply_async(length_of, vec![7u8; 2 << 20]).map(|mut r| r.get_timeout(Duration::from_secs(30)));
     eprintln!("large task: {large:?}");
     assert!(matches!(large, Ok(Ok(n)) if n == 2 << 20), "a 2 MiB task to a Redis now taking 64 MiB: {large:?}");
@@ -3298,6 +3308,15 @@ fn a_waiting_task_carries_the_result_bound_of_a_restarted_redis() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
 
+/// How many times the server at `redis` ran `command` (`INFO commandstats`'s
+/// `cmdstat_COMMAND:calls=N`; a subcommand as `config|get`), 0 where it never did.
+fn command_calls(redis: &Redis, command: &str) -> u64 {
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "commandstats"]).output();
+    let out = String::from_utf8_lossy(&out.expect("redis-cli runs").stdout).into_owned();
+    let head = format!("cmdstat_{command}:calls=");
+    out.lines().find_map(|l| l.strip_prefix(&head)).and_then(|rest| rest.split(',').next()?.parse().ok()).unwrap_or(0)
+}
+
 /// The driver of [`a_task_submitted_while_the_bound_changes_carries_the_new_one`], in a
 /// child of the family (its hold point its own): Redis at `url`. Reports "held" once its
 /// submission is held, waits for `go`, and reports what the task came to.
@@ -3336,9 +3355,15 @@ fn a_task_submitted_while_the_bound_changes_carries_the_new_one() {
     let child = multiproc::Process::new(submit_across_a_bound_change, args).start().unwrap();
     assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "held");
     redis.restart(); // back at 1 MiB from its arguments
-    // Only an ordering aid: the driver thread, its connection lost, reads the new server's
-    // bound within a step or two (it looks at least once a second).
-    std::thread::sleep(Duration::from_secs(5));
+    // The driver thread, its connection lost, reads the new server's bound (two `CONFIG
+    // GET`s, sent by nothing else here: the submission is held) and applies it under
+    // `books` in the same step, before that step's `BLMOVE`. Two `BLMOVE`s counted after the
+    // reads: one at least began after them (each waits 50 ms at most). Before: a 5 s sleep.
+    let read = eventually(Duration::from_secs(60), || command_calls(&redis, "config|get") >= 2);
+    assert!(read, "the driver thread never read the restarted server's bound");
+    let moves = command_calls(&redis, "blmove");
+    let stepped = eventually(Duration::from_secs(60), || command_calls(&redis, "blmove") >= moves + 2);
+    assert!(stepped, "the driver thread never stepped after reading the bound");
     go.put("go".into()).unwrap();
     let got = report.get_timeout(Duration::from_secs(90)).unwrap();
     child.join().unwrap();

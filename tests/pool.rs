@@ -1137,6 +1137,33 @@ fn an_initializer_that_never_returns_fails_the_tasks_of_a_pool_with_a_timeout() 
     }
 }
 
+/// A marker file in the temporary directory (`NAME-PID`), removed first and again at the
+/// drop. Made before the pool, it is dropped after it, so after the pool's join (a worker
+/// started later would make the marker again), on a panic too: no test leaves one in
+/// `/tmp`.
+struct Marker(std::path::PathBuf);
+
+impl Marker {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Marker(path)
+    }
+}
+
+impl std::ops::Deref for Marker {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Blocks for ever in the first worker of a pool to run it (the one that creates the
 /// marker file), returns at once in the others.
 fn block_once(marker: String) {
@@ -1150,8 +1177,7 @@ fn block_once(marker: String) {
 #[test]
 fn the_chunks_of_a_worker_killed_in_its_initializer_run_on_another() {
     let _w = heap_user(LIMIT);
-    let marker = std::env::temp_dir().join(format!("multiproc-block-once-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = Marker::new("multiproc-block-once");
     let pool = Pool::builder()
         .processes(1)
         .initializer(block_once, marker.to_string_lossy().into_owned())
@@ -1161,7 +1187,6 @@ fn the_chunks_of_a_worker_killed_in_its_initializer_run_on_another() {
     assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
     assert!(marker.exists(), "the first worker's initializer ran");
     assert!(pool.stats().workers_restarted >= 1, "{:?}", pool.stats());
-    let _ = std::fs::remove_file(&marker);
     pool.close();
     pool.join().unwrap();
 }
@@ -1184,8 +1209,7 @@ fn block_but_in_the_first(marker: String) {
 #[test]
 fn an_initializer_that_hangs_in_some_workers_fails_the_pool_after_a_run_of_timeouts() {
     let _w = heap_user(LIMIT);
-    let marker = std::env::temp_dir().join(format!("multiproc-block-but-first-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = Marker::new("multiproc-block-but-first");
     let timeout = Duration::from_millis(300);
     let pool = Pool::builder()
         .processes(2)
@@ -1211,8 +1235,6 @@ fn an_initializer_that_hangs_in_some_workers_fails_the_pool_after_a_run_of_timeo
     let pids = pool.pids();
     pool.terminate();
     pool.join().unwrap();
-    // Only now: a worker started after would make the marker again.
-    let _ = std::fs::remove_file(&marker);
     let f = failure.expect("the pool still restarts the hung worker after 40 s");
     assert!(f.deaths >= 10, "{f}");
     assert!(
@@ -1243,8 +1265,7 @@ fn refuse_but_in_the_first(marker: String) {
 #[test]
 fn an_initializer_that_panics_in_some_workers_fails_the_pool_after_a_run_of_failures() {
     let _w = heap_user(LIMIT);
-    let marker = std::env::temp_dir().join(format!("multiproc-refuse-but-first-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = Marker::new("multiproc-refuse-but-first");
     let pool = Pool::builder()
         .processes(2)
         .initializer(refuse_but_in_the_first, marker.to_string_lossy().into_owned())
@@ -1268,8 +1289,6 @@ fn an_initializer_that_panics_in_some_workers_fails_the_pool_after_a_run_of_fail
     let pids = pool.pids();
     pool.terminate();
     pool.join().unwrap();
-    // Only now: a worker started after would make the marker again.
-    let _ = std::fs::remove_file(&marker);
     let info = failure.expect("the pool still restarts the failing worker after 20 s");
     assert_eq!(info.message, "only one worker may initialize");
     assert!(matches!(again, Err(Error::Task(TaskError::Panicked(_)))), "{again:?}");
@@ -1294,8 +1313,7 @@ fn exit_but_in_the_first(marker: String) {
 #[test]
 fn an_initializer_that_exits_in_some_workers_fails_the_pool_after_a_run_of_deaths() {
     let _w = heap_user(LIMIT);
-    let marker = std::env::temp_dir().join(format!("multiproc-exit-but-first-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = Marker::new("multiproc-exit-but-first");
     let pool = Pool::builder()
         .processes(2)
         .initializer(exit_but_in_the_first, marker.to_string_lossy().into_owned())
@@ -1319,8 +1337,6 @@ fn an_initializer_that_exits_in_some_workers_fails_the_pool_after_a_run_of_death
     let pids = pool.pids();
     pool.terminate();
     pool.join().unwrap();
-    // Only now: a worker started after would make the marker again.
-    let _ = std::fs::remove_file(&marker);
     let failure = failure.expect("the pool still restarts the exiting worker after 20 s");
     assert!(failure.to_string().contains("code 3"), "{failure}");
     assert!(matches!(again, Err(Error::Task(TaskError::WorkersCannotStart(_)))), "{again:?}");

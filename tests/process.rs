@@ -383,14 +383,24 @@ fn parent_and_start_time(pid: u32) -> Option<(u32, u64)> {
     Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
+/// Waits for `go`, then returns `x * x`: a child that exists until the test has read its
+/// `/proc` entry. One that ended at once could be gone before the read where the fork
+/// server reaps its own children (no `clone3(CLONE_PARENT)`: review134 L2).
+fn square_after_go((x, go): (u64, multiproc::Event)) -> u64 {
+    go.wait().unwrap();
+    x * x
+}
+
 #[test]
 fn a_joined_child_leaves_no_zombie() {
     let _w = watchdog(LIMIT);
     for method in METHODS {
-        let child = Process::new(square, 3).start_method(method).start().unwrap();
+        let go = multiproc::Event::new().unwrap();
+        let child = Process::new(square_after_go, (3, go.clone())).start_method(method).start().unwrap();
         let pid = child.pid();
         let (parent, started) = parent_and_start_time(pid).expect("the child exists until reaped");
         let gone = || parent_and_start_time(pid).is_none_or(|(_, time)| time != started);
+        go.set();
         child.join().unwrap();
         // Reaped by the join where this process is its parent; by the fork server, when it
         // sees it end, where it is the server's.
@@ -412,10 +422,12 @@ fn a_joined_child_leaves_no_zombie() {
 fn a_dropped_handle_s_ended_child_is_reaped_by_the_next_start() {
     let _w = watchdog(LIMIT);
     for method in METHODS {
-        let child = Process::new(square, 3).start_method(method).start().unwrap();
+        let go = multiproc::Event::new().unwrap();
+        let child = Process::new(square_after_go, (3, go.clone())).start_method(method).start().unwrap();
         let pid = child.pid();
         let (parent, started) = parent_and_start_time(pid).expect("the child exists until reaped");
         let gone = || parent_and_start_time(pid).is_none_or(|(_, time)| time != started);
+        go.set();
         drop(child);
         assert!(eventually(LIMIT, || !pid_running(pid)), "{method:?}: {pid} never ended");
         assert_eq!(Process::new(square, 2).start_method(method).start().unwrap().join(), Ok(4));
