@@ -808,7 +808,11 @@ impl Ring {
         self.put_record(LARGE, tag, len, 8, deadline, watch, &mut body)
     }
 
+    /// Puts one record: the first attempt inline in the caller, the wait for room in a
+    /// full bounded ring out of line ([`Ring::put_waiting`]), as a take's first look is
+    /// (perf101: a call of ten arguments and its result's match at every put, gone).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn put_record<W: Watch>(
         &self,
         kind: u64,
@@ -819,13 +823,28 @@ impl Ring {
         watch: &W,
         body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<(), Refused<W::Gone>> {
+        if let Some(gone) = watch.left() {
+            return Err(Refused::Gone(gone));
+        }
+        if self.try_put(kind, tag, len, body_len, deadline, body)? {
+            return Ok(());
+        }
+        self.put_waiting(kind, tag, len, body_len, deadline, watch, body)
+    }
+
+    /// [`Ring::put_record`] once its first attempt found the ring full.
+    #[allow(clippy::too_many_arguments)]
+    fn put_waiting<W: Watch>(
+        &self,
+        kind: u64,
+        tag: u32,
+        len: u64,
+        body_len: u64,
+        deadline: Deadline,
+        watch: &W,
+        body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
+    ) -> Result<(), Refused<W::Gone>> {
         loop {
-            if let Some(gone) = watch.left() {
-                return Err(Refused::Gone(gone));
-            }
-            if self.try_put(kind, tag, len, body_len, deadline, body)? {
-                return Ok(());
-            }
             // Full: wait for the consumers to make room. Not inside the take of one of our
             // messages on this thread (user code there puts into its own ring): that take
             // holds the consumers' lock until the put returns, so no room can come. A
@@ -844,10 +863,17 @@ impl Ring {
                 Err(Interrupted::TimedOut) => return Err(Refused::TimedOut),
                 Err(Interrupted::Check(gone)) => return Err(Refused::Gone(gone)),
             }
+            if let Some(gone) = watch.left() {
+                return Err(Refused::Gone(gone));
+            }
+            if self.try_put(kind, tag, len, body_len, deadline, body)? {
+                return Ok(());
+            }
         }
     }
 
     /// One attempt: `Ok(false)` when a bounded ring is full.
+    #[inline]
     fn try_put<E>(
         &self,
         kind: u64,
