@@ -808,7 +808,11 @@ impl Ring {
         self.put_record(LARGE, tag, len, 8, deadline, watch, &mut body)
     }
 
+    /// Puts one record: the first attempt inline in the caller, the wait for room in a
+    /// full bounded ring out of line ([`Ring::put_waiting`]), as a take's first look is
+    /// (perf101: a call of ten arguments and its result's match at every put, gone).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn put_record<W: Watch>(
         &self,
         kind: u64,
@@ -819,13 +823,28 @@ impl Ring {
         watch: &W,
         body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<(), Refused<W::Gone>> {
+        if let Some(gone) = watch.left() {
+            return Err(Refused::Gone(gone));
+        }
+        if self.try_put(kind, tag, len, body_len, deadline, body)? {
+            return Ok(());
+        }
+        self.put_waiting(kind, tag, len, body_len, deadline, watch, body)
+    }
+
+    /// [`Ring::put_record`] once its first attempt found the ring full.
+    #[allow(clippy::too_many_arguments)]
+    fn put_waiting<W: Watch>(
+        &self,
+        kind: u64,
+        tag: u32,
+        len: u64,
+        body_len: u64,
+        deadline: Deadline,
+        watch: &W,
+        body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
+    ) -> Result<(), Refused<W::Gone>> {
         loop {
-            if let Some(gone) = watch.left() {
-                return Err(Refused::Gone(gone));
-            }
-            if self.try_put(kind, tag, len, body_len, deadline, body)? {
-                return Ok(());
-            }
             // Full: wait for the consumers to make room. Not inside the take of one of our
             // messages on this thread (user code there puts into its own ring): that take
             // holds the consumers' lock until the put returns, so no room can come. A
@@ -844,10 +863,19 @@ impl Ring {
                 Err(Interrupted::TimedOut) => return Err(Refused::TimedOut),
                 Err(Interrupted::Check(gone)) => return Err(Refused::Gone(gone)),
             }
+            if let Some(gone) = watch.left() {
+                return Err(Refused::Gone(gone));
+            }
+            if self.try_put(kind, tag, len, body_len, deadline, body)? {
+                return Ok(());
+            }
         }
     }
 
-    /// One attempt: `Ok(false)` when a bounded ring is full.
+    /// One attempt: `Ok(false)` when a bounded ring is full. Always inline: called from
+    /// [`Ring::put_record`] and [`Ring::put_waiting`], it was left a call of its own in
+    /// `put_bytes` (two call sites), 44 instructions more a 1 KiB put than before.
+    #[inline(always)]
     fn try_put<E>(
         &self,
         kind: u64,
@@ -1251,7 +1279,7 @@ impl Ring {
             self.free_retired(heap);
             at = self.consumers.at();
         }
-        loop {
+        let h = loop {
             let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
             match kind_of(h) {
                 0 => return Ok(None),
@@ -1273,50 +1301,46 @@ impl Ring {
                     at.retired = 0;
                     at.retired_len = 0;
                 }
-                INLINE => {
-                    let len = len_of(h);
-                    let read = read.take().expect("a message is read once");
-                    // SAFETY: a committed record: its bytes are never written again, and its
-                    // segment is freed only by a consumer, under the lock we hold.
-                    let r = read(unsafe { published_bytes(heap, at.seg + at.pos + 8, len) }, tag_of(h))
-                        .map_err(Refused::HeapFull)?;
-                    at.pos += 8 + align8(len);
-                    at.count += 1;
-                    at.bytes += len;
-                    self.consumers.publish(&at);
-                    // Taken, its handles not yet settled (`taking` ends after the return).
-                    crash_point!("ring.take.committed");
-                    drop(_unlock);
-                    self.made_room();
-                    return Ok(Some(r));
-                }
-                LARGE => {
-                    let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
-                    let len = block_len(heap, block);
-                    let read = read.take().expect("a message is read once");
-                    // SAFETY: a published block: written once before its record was
-                    // committed, freed only by the consumer that takes it (under our lock).
-                    let r = read(unsafe { published_bytes(heap, block + BLOCK_HEADER, len) }, tag_of(h))
-                        .map_err(Refused::HeapFull)?;
-                    at.pos += 16;
-                    at.count += 1;
-                    at.bytes += len;
-                    // The commit is the last thing before returning: a consumer killed
-                    // before it leaves the message to the next one. Freeing the block
-                    // (milliseconds for tens of MiB: the pages go back to the kernel) is
-                    // left to the next take, or to `destroy`; it is noted as retired in
-                    // the very position that commits the message.
-                    at.retired = block;
-                    at.retired_len = BLOCK_HEADER + len;
-                    self.consumers.publish(&at);
-                    crash_point!("ring.take.committed");
-                    drop(_unlock);
-                    self.made_room();
-                    return Ok(Some(r));
-                }
+                INLINE | LARGE => break h,
                 other => panic!("multiproc: corrupted ring (record kind {other} at offset {})", at.seg + at.pos),
             }
+        };
+        // The message's bytes: in the record (`INLINE`), or in a block of its own (`LARGE`).
+        // One call of `read` for both kinds: a closure called at one place is inlined into
+        // the take (perf101; at two places it was a call of its own, its result through
+        // memory).
+        let large = kind_of(h) == LARGE;
+        let (body, len) = if large {
+            let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
+            (block + BLOCK_HEADER, block_len(heap, block))
+        } else {
+            (at.seg + at.pos + 8, len_of(h))
+        };
+        let read = read.take().expect("a message is read once");
+        // SAFETY: a committed record, or the published block it names: their bytes are
+        // never written again, and the segment or block is freed only by a consumer, under
+        // the lock we hold (a block by the one that takes it).
+        let r = read(unsafe { published_bytes(heap, body, len) }, tag_of(h)).map_err(Refused::HeapFull)?;
+        if large {
+            at.pos += 16;
+            // The commit is the last thing before returning: a consumer killed before it
+            // leaves the message to the next one. Freeing the block (milliseconds for tens
+            // of MiB: the pages go back to the kernel) is left to the next take, or to
+            // `destroy`; it is noted as retired in the very position that commits the
+            // message.
+            at.retired = body - BLOCK_HEADER;
+            at.retired_len = BLOCK_HEADER + len;
+        } else {
+            at.pos += 8 + align8(len);
         }
+        at.count += 1;
+        at.bytes += len;
+        self.consumers.publish(&at);
+        // Taken, its handles not yet settled (`taking` ends after the return).
+        crash_point!("ring.take.committed");
+        drop(_unlock);
+        self.made_room();
+        Ok(Some(r))
     }
 
     #[inline]
