@@ -824,6 +824,39 @@ fn a_failed_list_does_not_unlink_a_segment_made_again_under_its_name() {
     assert!(still_there, "the failed list's clean-up unlinked another program's segment");
 }
 
+fn create_segment_stopped_before_its_size(name: String) -> String {
+    multiproc::__private::crash_at("stop:shared_memory.create.opened");
+    let made = multiproc::SharedMemory::builder().name(name).size(4096).create();
+    multiproc::__private::crash_disarm();
+    match made {
+        Ok(shm) => format!("Ok({})", shm.name()),
+        Err(e) => format!("Err({e:?})"),
+    }
+}
+
+/// A segment opened by name while its creator, another process of the family, has made
+/// the name but not yet given it its size (between `shm_open(O_CREAT)` and `ftruncate`)
+/// is a typed, retryable `Empty`, not an untyped `Io` (aud103 L4, review137: a process
+/// polling `open` until it stops being `NotFound` took that for fatal). Once the creator
+/// goes on, the same open succeeds.
+#[test]
+fn a_segment_opened_while_its_creator_sizes_it_is_a_typed_empty_error() {
+    let _w = watchdog(LIMIT);
+    let name = format!("mp-being-made-{}", std::process::id());
+    let child = Process::new(create_segment_stopped_before_its_size, name.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let early = SharedMemory::open(&name);
+    println!("open while the creator is stopped before the size: {early:?}");
+    stopped.resume(LIMIT);
+    let made = child.join().unwrap();
+    let late = SharedMemory::open(&name).map(|shm| shm.size());
+    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    assert!(matches!(&early, Err(SharedMemoryError::Empty(n)) if *n == name), "{early:?}");
+    assert!(early.unwrap_err().to_string().contains("not been given its size yet"));
+    assert_eq!(made, format!("Ok({name})"));
+    assert_eq!(late.unwrap(), 4096);
+}
+
 /// An item read back keeps only its own bytes, not its slot's room (review109 M1): a slot
 /// made for 9 MB and set to `"a"` gave back a 1-byte string holding 9 MB, so `to_vec` of a
 /// sparse segment another program made with huge empty slots (a few KiB written) took as
