@@ -592,6 +592,28 @@ fn a_name_of_up_to_255_bytes_is_made_and_opened_and_a_longer_one_refused() {
     ));
 }
 
+/// Leading slashes are all optional, as with glibc's `shm_open` (Python's
+/// `SharedMemory(name="//x", create=True)` makes `/dev/shm/x`, and `"///x"` opens it):
+/// `//x` was refused as "it contains '/'" (review137 L3), and `//` is empty, as `/` is.
+#[test]
+fn a_name_with_several_leading_slashes_names_the_segment_without_them() {
+    let name = format!("mp-slashes-{}", std::process::id());
+    let made = SharedMemory::builder().name(format!("//{name}")).size(8).create();
+    let opened = SharedMemory::open(&format!("///{name}")).map(|shm| shm.name().to_string());
+    let there = shm_exists(&name);
+    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    println!("create \"//{name}\": {made:?}; open \"///{name}\": {opened:?}; in /dev/shm: {there}");
+    assert_eq!(made.unwrap().name(), name);
+    assert_eq!(opened.unwrap(), name);
+    assert!(there);
+    for empty in ["/", "//", "///"] {
+        match SharedMemory::open(empty) {
+            Err(SharedMemoryError::InvalidName { reason: "it is empty", .. }) => {}
+            other => panic!("{empty:?}: {other:?}"),
+        }
+    }
+}
+
 /// A name in `/dev/shm` (a directory every user may write) that is a symbolic link is no
 /// segment: `open` refuses it as Python's does (glibc's `shm_open` opens with
 /// `O_NOFOLLOW`), rather than map the file it points to for writing.

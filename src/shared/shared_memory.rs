@@ -135,8 +135,9 @@ pub struct SharedMemoryBuilder {
 }
 
 impl SharedMemoryBuilder {
-    /// The segment's name (default for `create`: a fresh `mp-…` name). A leading `/` is
-    /// optional.
+    /// The segment's name (default for `create`: a fresh `mp-…` name). Leading slashes are
+    /// optional, as in Python (`"/x"` and `"//x"` name `x`), and
+    /// [`SharedMemory::name`] gives the name without them.
     ///
     /// # Examples
     ///
@@ -329,8 +330,11 @@ pub(crate) fn fresh_name() -> String {
     format!("mp-{suffix}")
 }
 
+/// `name` without its leading slashes, all optional as with glibc's `shm_open` (Python's
+/// `"//x"` is `/dev/shm/x`; review137 L3: only one was stripped, and `//x` refused as
+/// containing '/'), if it can name a segment.
 fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
-    let bare = name.strip_prefix('/').unwrap_or(name);
+    let bare = name.trim_start_matches('/');
     let reason = if bare.is_empty() {
         Some("it is empty")
     } else if bare.len() > tracker::MAX_NAME {
@@ -469,7 +473,7 @@ impl SharedMemory {
         Self::builder().name(&self.name).open()
     }
 
-    /// The segment's name (without the leading `/`).
+    /// The segment's name, without leading slashes (Python's `name` keeps the ones it was given).
     ///
     /// # Examples
     ///

@@ -437,9 +437,12 @@ pub(crate) fn lasting_zeroed(len: usize) -> io::Result<&'static mut [u8]> {
     }
 }
 
-/// `name` without its leading slashes, as `shm_open` takes it: rustix checks the length of
-/// what it is given against `NAME_MAX` (255) before it drops them, so a 255-byte name with
-/// its `/` was `ENAMETOOLONG` (aud103 L1; glibc's `shm_open`, and Python with it, takes it).
+/// `name` without its leading slashes, as glibc's `shm_open` uses it: rustix measures the
+/// name it is given, leading slashes included, against `NAME_MAX` (255), and keeps them
+/// in the path it opens (`/dev/shm//x`, which the kernel folds), so a 255-byte name with
+/// its `/` was `ENAMETOOLONG` (aud103 L1; glibc's `shm_open`, and Python with it, takes
+/// it). The shared layer's `valid_name` strips them already; this keeps the sys layer
+/// right for any caller.
 fn bare_name(name: &str) -> &str {
     name.trim_start_matches('/')
 }
