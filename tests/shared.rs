@@ -341,6 +341,41 @@ fn try_lock_and_short_lock_timeouts_take_an_array_over_from_a_dead_holder() {
     }
 }
 
+/// `get`, `set`, `to_vec` and `copy_from_slice` are locks, as in Python: after a holder
+/// was killed mid-update each takes its lock over, does its work and lets it go, and the
+/// next `lock()` sees a clean lock (`owner_died` false). Their docs say so, and that
+/// `lock()` and its guard's `owner_died` are the way to be told (review137 L1). Each call
+/// returns, never waits for the dead holder.
+#[test]
+fn get_set_and_to_vec_take_a_dead_holder_s_lock_over_silently_as_documented() {
+    let _w = watchdog(LIMIT);
+    let v = Value::new(0i64).unwrap();
+    let a = Array::<u8>::new(4).unwrap();
+    let held = Event::new().unwrap();
+    let kill_a_holder_of = |value: bool| {
+        held.clear();
+        let child = if value {
+            Process::new(hold_value_until_killed, (v.clone(), held.clone())).daemon(true).start().unwrap()
+        } else {
+            Process::new(hold_array_until_killed, (a.clone(), held.clone())).daemon(true).start().unwrap()
+        };
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+    };
+    kill_a_holder_of(true);
+    assert_eq!(v.get(), 41, "what the dead holder wrote");
+    assert!(!v.lock().owner_died(), "Value::get");
+    kill_a_holder_of(true);
+    v.set(5);
+    assert!(!v.lock().owner_died(), "Value::set");
+    kill_a_holder_of(false);
+    assert_eq!(a.to_vec(), [9, 0, 0, 0], "what the dead holder wrote");
+    assert!(!a.lock().owner_died(), "Array::to_vec");
+    kill_a_holder_of(false);
+    a.set(1, 7);
+    assert!(!a.lock().owner_died(), "Array::set");
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, ShmSafe)]
 #[repr(C)]
 struct Particle {
