@@ -410,6 +410,43 @@ pub enum JoinError {
         /// The decoding error.
         error: CodecError,
     },
+    /// The [`join_async`](crate::ProcessHandle::join_async) future was polled again after
+    /// it gave the child's outcome: the result was moved out then, and is not there to give
+    /// again (as [`TaskError::Taken`](crate::TaskError::Taken) for an `AsyncResult`). The
+    /// child ended as that poll said. (Polled again, a future may do anything but cause
+    /// undefined behaviour; this one says so, rather than claim the child returned
+    /// nothing.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::pin::Pin;
+    /// use std::task::{Context, Poll, Waker};
+    ///
+    /// fn seven(_: ()) -> u32 {
+    ///     7
+    /// }
+    ///
+    /// multiproc::init();
+    /// let mut joining = multiproc::Process::new(seven, ()).start()?.join_async();
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let first = loop {
+    ///     match Pin::new(&mut joining).poll(&mut cx) {
+    ///         Poll::Ready(outcome) => break outcome,
+    ///         Poll::Pending => std::thread::sleep(std::time::Duration::from_millis(1)),
+    ///     }
+    /// };
+    /// assert_eq!(first?, 7);
+    /// let again = Pin::new(&mut joining).poll(&mut cx);
+    /// assert!(matches!(again, Poll::Ready(Err(multiproc::JoinError::Taken { .. }))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[error("the outcome of process '{name}' was taken already, by an earlier poll of its join_async future")]
+    Taken {
+        /// The process name.
+        name: String,
+    },
     /// The handle is a copy made by a fork of the process that started the child (a
     /// handle in a `static`, a captured clone, a program's own `fork`): only that process
     /// joins it, as in Python ("can only join a child process"). The child is untouched:

@@ -425,6 +425,29 @@ fn join_async_waits_for_the_end_of_a_child() {
     }
 }
 
+/// A `join_async` future polled again after it gave its outcome says so with a typed
+/// `JoinError::Taken`, as an `AsyncResult` does with `TaskError::Taken`: the second poll
+/// claimed that the child "exited with code 0 without returning a result" (aud104 L1),
+/// which it had not. Whether the first outcome was the result or an error.
+#[test]
+fn join_async_polled_again_after_its_outcome_says_it_was_taken() {
+    let _w = watchdog(LIMIT);
+    let poll_again = |future: &mut multiproc::JoinFuture<u64>| {
+        Pin::new(future).poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    };
+    let mut joining = Process::new(square, 7).start().unwrap().join_async();
+    assert_eq!(current_thread().block_on(&mut joining).unwrap(), 49);
+    let again = poll_again(&mut joining);
+    println!("polled again after Ok(49): {again:?}");
+    assert!(matches!(&again, std::task::Poll::Ready(Err(multiproc::JoinError::Taken { .. }))), "{again:?}");
+    let child = Process::new(sleep_then, 60_000).start().unwrap();
+    child.kill().unwrap();
+    let mut joining = child.join_async();
+    assert!(matches!(current_thread().block_on(&mut joining), Err(multiproc::JoinError::Signaled { .. })));
+    let again = poll_again(&mut joining);
+    assert!(matches!(&again, std::task::Poll::Ready(Err(multiproc::JoinError::Taken { .. }))), "{again:?}");
+}
+
 /// Dies (as abruptly as `kill -9`) between writing its outcome into its report room and
 /// saying so.
 fn die_as_it_reports(len: usize) -> String {

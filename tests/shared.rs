@@ -341,6 +341,41 @@ fn try_lock_and_short_lock_timeouts_take_an_array_over_from_a_dead_holder() {
     }
 }
 
+/// `get`, `set`, `to_vec` and `copy_from_slice` are locks, as in Python: after a holder
+/// was killed mid-update each takes its lock over, does its work and lets it go, and the
+/// next `lock()` sees a clean lock (`owner_died` false). Their docs say so, and that
+/// `lock()` and its guard's `owner_died` are the way to be told (review137 L1). Each call
+/// returns, never waits for the dead holder.
+#[test]
+fn get_set_and_to_vec_take_a_dead_holder_s_lock_over_silently_as_documented() {
+    let _w = watchdog(LIMIT);
+    let v = Value::new(0i64).unwrap();
+    let a = Array::<u8>::new(4).unwrap();
+    let held = Event::new().unwrap();
+    let kill_a_holder_of = |value: bool| {
+        held.clear();
+        let child = if value {
+            Process::new(hold_value_until_killed, (v.clone(), held.clone())).daemon(true).start().unwrap()
+        } else {
+            Process::new(hold_array_until_killed, (a.clone(), held.clone())).daemon(true).start().unwrap()
+        };
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+    };
+    kill_a_holder_of(true);
+    assert_eq!(v.get(), 41, "what the dead holder wrote");
+    assert!(!v.lock().owner_died(), "Value::get");
+    kill_a_holder_of(true);
+    v.set(5);
+    assert!(!v.lock().owner_died(), "Value::set");
+    kill_a_holder_of(false);
+    assert_eq!(a.to_vec(), [9, 0, 0, 0], "what the dead holder wrote");
+    assert!(!a.lock().owner_died(), "Array::to_vec");
+    kill_a_holder_of(false);
+    a.set(1, 7);
+    assert!(!a.lock().owner_died(), "Array::set");
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, ShmSafe)]
 #[repr(C)]
 struct Particle {
@@ -592,6 +627,28 @@ fn a_name_of_up_to_255_bytes_is_made_and_opened_and_a_longer_one_refused() {
     ));
 }
 
+/// Leading slashes are all optional, as with glibc's `shm_open` (Python's
+/// `SharedMemory(name="//x", create=True)` makes `/dev/shm/x`, and `"///x"` opens it):
+/// `//x` was refused as "it contains '/'" (review137 L3), and `//` is empty, as `/` is.
+#[test]
+fn a_name_with_several_leading_slashes_names_the_segment_without_them() {
+    let name = format!("mp-slashes-{}", std::process::id());
+    let made = SharedMemory::builder().name(format!("//{name}")).size(8).create();
+    let opened = SharedMemory::open(&format!("///{name}")).map(|shm| shm.name().to_string());
+    let there = shm_exists(&name);
+    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    println!("create \"//{name}\": {made:?}; open \"///{name}\": {opened:?}; in /dev/shm: {there}");
+    assert_eq!(made.unwrap().name(), name);
+    assert_eq!(opened.unwrap(), name);
+    assert!(there);
+    for empty in ["/", "//", "///"] {
+        match SharedMemory::open(empty) {
+            Err(SharedMemoryError::InvalidName { reason: "it is empty", .. }) => {}
+            other => panic!("{empty:?}: {other:?}"),
+        }
+    }
+}
+
 /// A name in `/dev/shm` (a directory every user may write) that is a symbolic link is no
 /// segment: `open` refuses it as Python's does (glibc's `shm_open` opens with
 /// `O_NOFOLLOW`), rather than map the file it points to for writing.
@@ -822,6 +879,39 @@ fn a_failed_list_does_not_unlink_a_segment_made_again_under_its_name() {
     let _ = theirs.unlink();
     assert!(made.starts_with("Err(SharedMemory(Truncated"), "{made}");
     assert!(still_there, "the failed list's clean-up unlinked another program's segment");
+}
+
+fn create_segment_stopped_before_its_size(name: String) -> String {
+    multiproc::__private::crash_at("stop:shared_memory.create.opened");
+    let made = multiproc::SharedMemory::builder().name(name).size(4096).create();
+    multiproc::__private::crash_disarm();
+    match made {
+        Ok(shm) => format!("Ok({})", shm.name()),
+        Err(e) => format!("Err({e:?})"),
+    }
+}
+
+/// A segment opened by name while its creator, another process of the family, has made
+/// the name but not yet given it its size (between `shm_open(O_CREAT)` and `ftruncate`)
+/// is a typed, retryable `Empty`, not an untyped `Io` (aud103 L4, review137: a process
+/// polling `open` until it stops being `NotFound` took that for fatal). Once the creator
+/// goes on, the same open succeeds.
+#[test]
+fn a_segment_opened_while_its_creator_sizes_it_is_a_typed_empty_error() {
+    let _w = watchdog(LIMIT);
+    let name = format!("mp-being-made-{}", std::process::id());
+    let child = Process::new(create_segment_stopped_before_its_size, name.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let early = SharedMemory::open(&name);
+    println!("open while the creator is stopped before the size: {early:?}");
+    stopped.resume(LIMIT);
+    let made = child.join().unwrap();
+    let late = SharedMemory::open(&name).map(|shm| shm.size());
+    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    assert!(matches!(&early, Err(SharedMemoryError::Empty(n)) if *n == name), "{early:?}");
+    assert!(early.unwrap_err().to_string().contains("not been given its size yet"));
+    assert_eq!(made, format!("Ok({name})"));
+    assert_eq!(late.unwrap(), 4096);
 }
 
 /// An item read back keeps only its own bytes, not its slot's room (review109 M1): a slot

@@ -21,7 +21,8 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     ///
     /// # Errors
     ///
-    /// As [`ProcessHandle::join`].
+    /// As [`ProcessHandle::join`]; polled again after it gave the outcome,
+    /// [`JoinError::Taken`].
     ///
     /// # Examples
     ///
@@ -38,7 +39,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join_async(self) -> JoinFuture<R> {
-        JoinFuture { handle: self, waiting: FdWaiting::default() }
+        JoinFuture { handle: self, waiting: FdWaiting::default(), done: false }
     }
 }
 
@@ -48,6 +49,9 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
 pub struct JoinFuture<R> {
     handle: ProcessHandle<R>,
     waiting: FdWaiting,
+    /// It gave the child's outcome: a poll after that is [`JoinError::Taken`] (aud104 L1:
+    /// it looked again, found no result, and said the child returned none).
+    done: bool,
 }
 
 impl<R: DeserializeOwned> Future for JoinFuture<R> {
@@ -55,14 +59,19 @@ impl<R: DeserializeOwned> Future for JoinFuture<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(JoinError::Taken { name: this.handle.name().to_string() }));
+        }
         for armed in [false, true] {
             match this.handle.wait_to_join(Deadline::now()) {
                 Ok(Some(ended)) => {
                     this.waiting.withdraw();
+                    this.done = true;
                     return Poll::Ready(this.handle.result(ended));
                 }
                 Err(e) => {
                     this.waiting.withdraw();
+                    this.done = true;
                     return Poll::Ready(Err(e));
                 }
                 Ok(None) => {}

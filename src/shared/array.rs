@@ -19,7 +19,8 @@ use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmS
 /// for one access; [`lock`](Array::lock) holds it and gives the elements as a slice, for
 /// several accesses that must not interleave with other processes'. A process that dies
 /// holding the lock does not block the others: the next `lock` gets it, and
-/// [`ArrayGuard::owner_died`] says so.
+/// [`ArrayGuard::owner_died`] says so (a `get`, `set` or `to_vec` gets it too, and says
+/// nothing).
 ///
 /// `Array` is a handle: clone it, pass it to a child, send it through a queue; the
 /// elements live as long as some handle does.
@@ -213,6 +214,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
 
     /// Element `i` (under the lock).
     ///
+    /// It is a lock, as in Python: like [`lock`](Array::lock), it takes over a lock whose
+    /// holder died (maybe part-way through an update), and nothing says so, nor does the
+    /// next `lock()`. To be told, take [`lock`](Array::lock) and ask its guard
+    /// ([`ArrayGuard::owner_died`]).
+    ///
     /// # Panics
     ///
     /// When `i` is out of bounds.
@@ -230,6 +236,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     }
 
     /// Sets element `i` (under the lock).
+    ///
+    /// It is a lock, as in Python: like [`lock`](Array::lock), it takes over a lock whose
+    /// holder died (maybe part-way through an update), and nothing says so, nor does the
+    /// next `lock()`. To be told, take [`lock`](Array::lock) and ask its guard
+    /// ([`ArrayGuard::owner_died`]).
     ///
     /// # Panics
     ///
@@ -250,6 +261,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
 
     /// A copy of all elements (under the lock).
     ///
+    /// It is a lock, as in Python: like [`lock`](Array::lock), it takes over a lock whose
+    /// holder died (maybe part-way through an update), and nothing says so, nor does the
+    /// next `lock()`. To be told, take [`lock`](Array::lock) and ask its guard
+    /// ([`ArrayGuard::owner_died`]).
+    ///
     /// # Examples
     ///
     /// ```
@@ -264,6 +280,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
 
     /// Overwrites all elements with `values`, which must have the same length (under the
     /// lock).
+    ///
+    /// It is a lock, as in Python: like [`lock`](Array::lock), it takes over a lock whose
+    /// holder died (maybe part-way through an update), and nothing says so, nor does the
+    /// next `lock()`. To be told, take [`lock`](Array::lock) and ask its guard
+    /// ([`ArrayGuard::owner_died`]).
     ///
     /// # Panics
     ///

@@ -32,6 +32,25 @@ pub enum SharedMemoryError {
     /// A segment with this name exists already.
     #[error("a shared memory segment named '{0}' exists already")]
     AlreadyExists(String),
+    /// The segment exists but has 0 bytes: its creator has made the name and not yet given
+    /// it its size (a create is `shm_open`, then `ftruncate`, in this crate as in Python),
+    /// or another program made it empty. Like [`NotFound`](SharedMemoryError::NotFound),
+    /// it may pass: a process waiting for a segment another one creates retries on both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{SharedMemory, SharedMemoryError};
+    ///
+    /// let name = format!("mp-doc-empty-{}", std::process::id());
+    /// std::fs::File::create(format!("/dev/shm/{name}"))?; // a name with no size yet
+    /// let opened = SharedMemory::open(&name);
+    /// std::fs::remove_file(format!("/dev/shm/{name}"))?;
+    /// assert!(matches!(opened, Err(SharedMemoryError::Empty(n)) if n == name));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[error("the shared memory segment '{0}' has 0 bytes: it has not been given its size yet")]
+    Empty(String),
     /// The segment does not have the size that was asked for.
     #[error("the shared memory segment '{name}' has {actual} bytes, not the {expected} asked for")]
     SizeMismatch {
@@ -86,6 +105,7 @@ impl SharedMemoryError {
         match e.kind() {
             io::ErrorKind::NotFound => SharedMemoryError::NotFound(name.to_string()),
             io::ErrorKind::AlreadyExists => SharedMemoryError::AlreadyExists(name.to_string()),
+            _ if sys::EmptyFile::is(&e) => SharedMemoryError::Empty(name.to_string()),
             _ => SharedMemoryError::Io(e),
         }
     }
@@ -115,8 +135,9 @@ pub struct SharedMemoryBuilder {
 }
 
 impl SharedMemoryBuilder {
-    /// The segment's name (default for `create`: a fresh `mp-…` name). A leading `/` is
-    /// optional.
+    /// The segment's name (default for `create`: a fresh `mp-…` name). Leading slashes are
+    /// optional, as in Python (`"/x"` and `"//x"` name `x`), and
+    /// [`SharedMemory::name`] gives the name without them.
     ///
     /// # Examples
     ///
@@ -223,7 +244,8 @@ impl SharedMemoryBuilder {
     ///
     /// # Errors
     ///
-    /// [`SharedMemoryError::NotFound`], [`SharedMemoryError::SizeMismatch`] when a size was
+    /// [`SharedMemoryError::NotFound`], [`SharedMemoryError::Empty`] while its creator has
+    /// not yet given it its size, [`SharedMemoryError::SizeMismatch`] when a size was
     /// given and the segment has another, [`SharedMemoryError::InvalidName`], or what the
     /// OS said.
     ///
@@ -308,8 +330,11 @@ pub(crate) fn fresh_name() -> String {
     format!("mp-{suffix}")
 }
 
+/// `name` without its leading slashes, all optional as with glibc's `shm_open` (Python's
+/// `"//x"` is `/dev/shm/x`; review137 L3: only one was stripped, and `//x` refused as
+/// containing '/'), if it can name a segment.
 fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
-    let bare = name.strip_prefix('/').unwrap_or(name);
+    let bare = name.trim_start_matches('/');
     let reason = if bare.is_empty() {
         Some("it is empty")
     } else if bare.len() > tracker::MAX_NAME {
@@ -448,7 +473,7 @@ impl SharedMemory {
         Self::builder().name(&self.name).open()
     }
 
-    /// The segment's name (without the leading `/`).
+    /// The segment's name, without leading slashes (Python's `name` keeps the ones it was given).
     ///
     /// # Examples
     ///

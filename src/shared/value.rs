@@ -25,7 +25,7 @@ impl<T: ShmSafe + Copy + Send + Sync> ShmObject for ValueState<T> {
 /// `get` and `set` take the lock for one access; for a read-modify-write, hold the lock:
 /// `*v.lock() += 1` is exact however many processes increment at once. A process that
 /// dies holding the lock does not block the others: the next `lock` gets it, and
-/// [`ValueGuard::owner_died`] says so.
+/// [`ValueGuard::owner_died`] says so (a `get` or `set` gets it too, and says nothing).
 ///
 /// `Value` is a handle: clone it, pass it to a child, send it through a queue; the value
 /// lives as long as some handle does.
@@ -155,6 +155,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
 
     /// Reads the value (under the lock).
     ///
+    /// It is a lock, as in Python: like [`lock`](Value::lock), it takes over a lock whose
+    /// holder died (maybe part-way through an update), and nothing says so, nor does the
+    /// next `lock()`. To be told, take [`lock`](Value::lock) and ask its guard
+    /// ([`ValueGuard::owner_died`]).
+    ///
     /// # Examples
     ///
     /// ```
@@ -168,6 +173,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     }
 
     /// Writes the value (under the lock).
+    ///
+    /// It is a lock, as in Python: like [`lock`](Value::lock), it takes over a lock whose
+    /// holder died (maybe part-way through an update), and nothing says so, nor does the
+    /// next `lock()`. To be told, take [`lock`](Value::lock) and ask its guard
+    /// ([`ValueGuard::owner_died`]).
     ///
     /// # Examples
     ///

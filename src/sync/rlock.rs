@@ -100,14 +100,20 @@ impl RLock {
             return Ok(Acquired::Clean);
         }
         if state.mutex.is_held_by(me) {
-            let count = state.count.load(Ordering::Relaxed);
-            state.count.store(count.checked_add(1).expect("RLock acquired 2^32 times"), Ordering::Relaxed);
+            self.raise_level();
             return Ok(Acquired::Clean);
         }
         let acquired = state.mutex.lock(me, deadline)?;
         // A dead holder may have left its levels behind.
         state.count.store(0, Ordering::Relaxed);
         Ok(acquired)
+    }
+
+    /// One more level for the thread that holds the lock (the caller saw it does).
+    #[inline]
+    fn raise_level(&self) {
+        let count = self.shared.count.load(Ordering::Relaxed);
+        self.shared.count.store(count.checked_add(1).expect("RLock acquired 2^32 times"), Ordering::Relaxed);
     }
 
     pub(crate) fn try_lock_level(&self) -> Option<Acquired> {
@@ -125,12 +131,17 @@ impl RLock {
     }
 
     /// Like [`RLock::try_lock_level`], but never takes a dead holder's lock over (for a
-    /// value's `Debug`, which leaves that, and its `owner_died`, to the next lock).
+    /// value's `Debug`, which leaves that, and its `owner_died`, to the next lock). Held by
+    /// this thread, the count is raised in place: through `lock_level`, whose wait takes a
+    /// dead holder's lock over, a word changed between the two looks would have been
+    /// taken over (review137 L4; only the owner thread lets an RLock go, so it cannot).
     pub(crate) fn try_lock_level_free(&self) -> Option<Acquired> {
         let me = Owner::thread();
         let state = &*self.shared;
         if state.mutex.is_held_by(me) {
-            return self.lock_level(Deadline::now()).ok();
+            crate::shm::crash::interleave("rlock.free.held by me");
+            self.raise_level();
+            return Some(Acquired::Clean);
         }
         state.mutex.try_lock(me).then_some(Acquired::Clean)
     }
@@ -389,5 +400,37 @@ impl Drop for RLockGuard<'_> {
         if self.taken_in.is_here() {
             self.lock.unlock_owned_level();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::crash::interleaving;
+
+    /// A look at a lock this thread holds raises its count in place and never goes through
+    /// `lock_level`, whose wait (past its deadline at once) takes a dead holder's lock over
+    /// (review137 L4). The word is made a dead thread's right after the look saw this
+    /// thread hold it (impossible in practice: only the owner thread lets an RLock go):
+    /// the look must not take it over.
+    #[test]
+    fn a_look_at_an_rlock_held_here_never_takes_it_over() {
+        let lock: &'static RLock = Box::leak(Box::new(RLock::new().unwrap()));
+        assert_eq!(lock.lock_level(Deadline::NEVER), Ok(Acquired::Clean));
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let dead = Owner { id: ended.id(), start: 1 };
+        ended.wait().unwrap();
+        let moves = move |step: &str| {
+            if step == "rlock.free.held by me" {
+                lock.shared.mutex.unlock();
+                assert!(lock.shared.mutex.try_lock(dead));
+            }
+        };
+        let looked = interleaving(moves, || lock.try_lock_level_free());
+        println!("the look said {looked:?}; the lock is the dead thread's: {}", lock.shared.mutex.is_held_by(dead));
+        assert_ne!(looked, Some(Acquired::OwnerDied), "a look took a dead holder's lock over");
+        assert!(lock.shared.mutex.is_held_by(dead), "a look took a dead holder's lock over");
+        lock.shared.count.store(0, Ordering::Relaxed);
+        lock.shared.mutex.unlock();
     }
 }

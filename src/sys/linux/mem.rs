@@ -31,6 +31,27 @@ impl FileId {
     }
 }
 
+/// The error inside the `io::Error` of [`SharedMapping::open_named`] for an object of 0
+/// bytes, which nothing can map (aud103 L4): the layer above tells it from other refusals
+/// with [`EmptyFile::is`].
+#[derive(Debug)]
+pub(crate) struct EmptyFile;
+
+impl EmptyFile {
+    /// Whether `e` is this error.
+    pub(crate) fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<EmptyFile>())
+    }
+}
+
+impl std::fmt::Display for EmptyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the shared memory object has 0 bytes")
+    }
+}
+
+impl std::error::Error for EmptyFile {}
+
 /// A `MAP_SHARED` read-write mapping of a memory file, unmapped on drop.
 ///
 /// Whatever the mapping holds is shared with every other process that maps the same file;
@@ -77,10 +98,16 @@ impl SharedMapping {
         Self::map(fd, len)
     }
 
-    /// Opens the existing named shared memory object `name` and maps all of it.
+    /// Opens the existing named shared memory object `name` and maps all of it. An object
+    /// of 0 bytes is [`EmptyFile`]: a creator between its `shm_open` and its `ftruncate`
+    /// ([`SharedMapping::create_named`], then [`SharedMapping::allocate`]), or a program
+    /// that made it empty.
     pub(crate) fn open_named(name: &str) -> io::Result<Self> {
         let fd = shm::open(bare_name(name), shm::OFlags::RDWR | no_follow(), Mode::empty())?;
         let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, EmptyFile));
+        }
         Self::map(fd, len)
     }
 
@@ -410,9 +437,12 @@ pub(crate) fn lasting_zeroed(len: usize) -> io::Result<&'static mut [u8]> {
     }
 }
 
-/// `name` without its leading slashes, as `shm_open` takes it: rustix checks the length of
-/// what it is given against `NAME_MAX` (255) before it drops them, so a 255-byte name with
-/// its `/` was `ENAMETOOLONG` (aud103 L1; glibc's `shm_open`, and Python with it, takes it).
+/// `name` without its leading slashes, as glibc's `shm_open` uses it: rustix measures the
+/// name it is given, leading slashes included, against `NAME_MAX` (255), and keeps them
+/// in the path it opens (`/dev/shm//x`, which the kernel folds), so a 255-byte name with
+/// its `/` was `ENAMETOOLONG` (aud103 L1; glibc's `shm_open`, and Python with it, takes
+/// it). The shared layer's `valid_name` strips them already; this keeps the sys layer
+/// right for any caller.
 fn bare_name(name: &str) -> &str {
     name.trim_start_matches('/')
 }

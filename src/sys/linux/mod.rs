@@ -21,7 +21,7 @@ pub use early::{InitEntry, in_init_array, main_dispatches};
 pub(crate) use early::{dispatch_from_main, finish_constructors, in_constructors};
 pub(crate) use epoll::Poller;
 pub(crate) use futex::{FutexWait, FutexWaitv, futex_wait, futex_waitv, futex_wake};
-pub(crate) use mem::{FileId, MemFile, SharedMapping, lasting_zeroed};
+pub(crate) use mem::{EmptyFile, FileId, MemFile, SharedMapping, lasting_zeroed};
 pub(crate) use overflow::{
     OverflowArming, ROOM_HEAD, ROOM_INLINE, ReportTo, commit_room, page_size, put_room_bytes, report_stack_overflow,
 };
