@@ -50,6 +50,9 @@ pub(crate) struct Link {
     /// Whether the last open failed on TLS in a way that does not heal
     /// ([`tls_lasts`](super::error::tls_lasts)); false after an open that did not fail so.
     tls_lasts: bool,
+    /// Why the last open failed; `None` after one that did not fail (a caller whose command
+    /// swallows the error, as a bound's read does, can still tell why: review136 M2).
+    open_failed: Option<ClusterError>,
 }
 
 /// What a server tells of its bulk bound: the bound and the setting's name, or `None`
@@ -67,6 +70,11 @@ impl Link {
     /// (an untrusted certificate, a server that speaks no TLS: [`super::error::tls_lasts`]).
     pub(crate) fn tls_lasts(&self) -> bool {
         self.tls_lasts
+    }
+
+    /// Why this link's last open failed, if it did (`None` after one that did not).
+    pub(crate) fn open_failed(&self) -> Option<&ClusterError> {
+        self.open_failed.as_ref()
     }
 
     #[allow(dead_code)] // for objects that take no certificates
@@ -100,7 +108,17 @@ impl Link {
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit: the longest kept is a hundred years.
         let timeout = timeout.clamp(LEAST, super::MAX_LEASE);
-        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout, opens: 0, bound: None, tls_lasts: false })
+        Ok(Self {
+            info,
+            tls,
+            conn: None,
+            conn_in: TakenIn::here(),
+            timeout,
+            opens: 0,
+            bound: None,
+            tls_lasts: false,
+            open_failed: None,
+        })
     }
 
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
@@ -117,6 +135,7 @@ impl Link {
             None => {
                 let opened = Conn::open(&self.info, self.tls.as_ref(), self.timeout);
                 self.tls_lasts = opened.as_ref().is_err_and(super::error::tls_lasts);
+                self.open_failed = opened.as_ref().err().map(ClusterError::from_redis);
                 let conn = opened.map_err(|e| ClusterError::from_redis(&e))?;
                 self.conn_in = TakenIn::here();
                 self.opens += 1;

@@ -941,6 +941,12 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     }
                     Some(format!("the connection was lost on each push ({why})"))
                 }
+                // A TLS failure that heals (a certificate not valid yet, a clock set wrong):
+                // Redis away, the result kept and tried again, as the reader waits it out
+                // (review136 M1: taken for a refusal, the result was replaced by a
+                // `Refused` failure that met the same failure and was dropped, the task
+                // lost). One that lasts goes on below: the reader ends the node on it.
+                Err(ClusterError::Tls(_)) if !link.tls_lasts() => break,
                 Err(e) => Some(e.to_string()),
             };
             if let Some(why) = why
