@@ -795,6 +795,24 @@ mod tests {
         assert!(matches!(&pinged, Err(ClusterError::Tls(_))), "{pinged:?}");
         assert!(link.tls_lasts(), "{pinged:?}");
         server.join().unwrap();
+        // A server that ends the handshake with a fatal `handshake_failure` alert (OpenSSL's
+        // answer under TLS 1.2 to a client without the certificate it requires, or with no
+        // cipher suite or group in common): lasting too (review136 L2: it was waited out for
+        // ever).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut hello = [0; 512];
+            let _ = peer.read(&mut hello);
+            // An alert record (21), TLS 1.2, 2 bytes: fatal (2), handshake_failure (40).
+            let _ = peer.write_all(&[21, 3, 3, 0, 2, 2, 40]);
+        });
+        let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
+        assert!(matches!(&pinged, Err(ClusterError::Tls(why)) if why.contains("HandshakeFailure")), "{pinged:?}");
+        assert!(link.tls_lasts(), "{pinged:?}");
+        server.join().unwrap();
         let (port, server) = trickling_server(3);
         let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
         let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));

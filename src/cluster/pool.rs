@@ -150,9 +150,11 @@ impl ClusterOptions {
 
     /// The certificates of a `rediss://` URL's connections (see [`Tls`]): a private CA that
     /// signed the server's certificate, and a client certificate for a server that asks for
-    /// one (default: the system's authorities, no client certificate). Given for a URL that
-    /// is not `rediss://`, the build fails with [`ClusterError::BadUrl`]. The nodes take
-    /// theirs from [`ServeOptions::tls`](super::ServeOptions::tls).
+    /// one (default: the system's authorities, or instead those of the file or directory
+    /// `SSL_CERT_FILE` or `SSL_CERT_DIR` names where the environment sets one; no client
+    /// certificate). Given for a URL that is not `rediss://`, the build fails with
+    /// [`ClusterError::BadUrl`]. The nodes take theirs from
+    /// [`ServeOptions::tls`](super::ServeOptions::tls).
     ///
     /// # Examples
     ///
@@ -254,7 +256,11 @@ impl ClusterOptions {
     }
 
     /// How long Redis may stay unreachable or silent before every unfinished task fails
-    /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
+    /// with [`TaskError::Cluster`] and the pool stops (default 5 s). A TLS failure that
+    /// heals (the server's certificate not valid yet, or expired: a clock set wrong) is
+    /// waited out as long; one that does not (a certificate no trusted authority signed, a
+    /// server that speaks no TLS), met again on a fresh connection, stops the pool at once
+    /// with [`ClusterError::Tls`].
     ///
     /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
     /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
