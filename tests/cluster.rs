@@ -481,7 +481,6 @@ fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
     common::redis::pause(redis.pid);
     let (ended, rest) = signal_until_it_ends(&mut other, said, getter);
     common::redis::resume(redis.pid);
-    let _ = std::fs::remove_dir_all(dir);
     assert!(ended, "the get did not give up while signals came: {rest}");
     assert!(rest.contains("got Err"), "{rest}");
 }
@@ -579,14 +578,8 @@ fn a_zero_timeout_connects_over_every_transport() {
     let Some(unix) = Redis::start(&[]) else { return };
     let Some(tcp) = common::machine::TcpRedis::start(&[]) else { return };
     let Some((tls, pki, dir)) = common::machine::tls_redis(&[]) else { return };
-    // The certificates' directory goes however the test ends.
-    struct Removed(std::path::PathBuf);
-    impl Drop for Removed {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _dir = Removed(dir);
+    // The certificates' directory goes however the test ends (`ScratchDir`).
+    let _dir = dir;
     let tcp_url = format!("redis://127.0.0.1:{}/", tcp.port);
     let tls_url = format!("rediss://:s3cret@127.0.0.1:{}/0", tls.port);
     for (url, certificates) in

@@ -135,10 +135,17 @@ fn tls_cause(e: &redis::RedisError) -> Option<TlsCause<'_>> {
 /// Whether the TLS failure in the error's causes will not heal by trying again (clu101
 /// item 3): the server's certificate is signed by no authority trusted here, or names
 /// another host, or is malformed; the server refuses this client's certificate, or speaks
-/// no TLS (or none this client speaks); the URL's host is no name. A certificate not valid
-/// yet or expired (a clock set wrong, here or on the server, or a certificate about to be
-/// renewed), a revocation that cannot be checked, and every failure of another kind are
-/// taken as passing, and waited out. False where the error is no TLS failure.
+/// no TLS (or none this client speaks); the server ends the handshake with
+/// `handshake_failure` (OpenSSL's answer under TLS 1.2 to a client without the certificate
+/// it requires, or with no cipher suite or group in common: settings, which stay) or breaks
+/// the protocol (`PeerMisbehaved`: what the server sends, not the network, which TLS's
+/// record checks tell apart); the URL's host is no name (review136 L2: the two alerts were
+/// waited out for ever). A certificate not valid yet or expired (a clock set wrong, here or
+/// on the server, or a certificate about to be renewed), a revocation that cannot be
+/// checked, and every failure of another kind are taken as passing, and waited out. Every
+/// caller confirms a lasting failure on a fresh connection before it ends anything, so one
+/// misclassified here costs a node's restart or a pool's end, typed, not a wait for ever.
+/// False where the error is no TLS failure.
 pub(crate) fn tls_lasts(e: &redis::RedisError) -> bool {
     use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
     match tls_cause(e) {
@@ -164,8 +171,10 @@ pub(crate) fn tls_lasts(e: &redis::RedisError) -> bool {
                 | Alert::AccessDenied
                 | Alert::CertificateRequired
                 | Alert::ProtocolVersion
-                | Alert::InsufficientSecurity,
+                | Alert::InsufficientSecurity
+                | Alert::HandshakeFailure,
             )
+            | E::PeerMisbehaved(_)
             | E::InvalidMessage(_)
             | E::InappropriateMessage { .. }
             | E::InappropriateHandshakeMessage { .. }

@@ -50,6 +50,9 @@ pub(crate) struct Link {
     /// Whether the last open failed on TLS in a way that does not heal
     /// ([`tls_lasts`](super::error::tls_lasts)); false after an open that did not fail so.
     tls_lasts: bool,
+    /// Why the last open failed; `None` after one that did not fail (a caller whose command
+    /// swallows the error, as a bound's read does, can still tell why: review136 M2).
+    open_failed: Option<ClusterError>,
 }
 
 /// What a server tells of its bulk bound: the bound and the setting's name, or `None`
@@ -67,6 +70,11 @@ impl Link {
     /// (an untrusted certificate, a server that speaks no TLS: [`super::error::tls_lasts`]).
     pub(crate) fn tls_lasts(&self) -> bool {
         self.tls_lasts
+    }
+
+    /// Why this link's last open failed, if it did (`None` after one that did not).
+    pub(crate) fn open_failed(&self) -> Option<&ClusterError> {
+        self.open_failed.as_ref()
     }
 
     #[allow(dead_code)] // for objects that take no certificates
@@ -100,7 +108,17 @@ impl Link {
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit: the longest kept is a hundred years.
         let timeout = timeout.clamp(LEAST, super::MAX_LEASE);
-        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout, opens: 0, bound: None, tls_lasts: false })
+        Ok(Self {
+            info,
+            tls,
+            conn: None,
+            conn_in: TakenIn::here(),
+            timeout,
+            opens: 0,
+            bound: None,
+            tls_lasts: false,
+            open_failed: None,
+        })
     }
 
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
@@ -117,6 +135,7 @@ impl Link {
             None => {
                 let opened = Conn::open(&self.info, self.tls.as_ref(), self.timeout);
                 self.tls_lasts = opened.as_ref().is_err_and(super::error::tls_lasts);
+                self.open_failed = opened.as_ref().err().map(ClusterError::from_redis);
                 let conn = opened.map_err(|e| ClusterError::from_redis(&e))?;
                 self.conn_in = TakenIn::here();
                 self.opens += 1;
@@ -774,6 +793,24 @@ mod tests {
         let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
         let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
         assert!(matches!(&pinged, Err(ClusterError::Tls(_))), "{pinged:?}");
+        assert!(link.tls_lasts(), "{pinged:?}");
+        server.join().unwrap();
+        // A server that ends the handshake with a fatal `handshake_failure` alert (OpenSSL's
+        // answer under TLS 1.2 to a client without the certificate it requires, or with no
+        // cipher suite or group in common): lasting too (review136 L2: it was waited out for
+        // ever).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut hello = [0; 512];
+            let _ = peer.read(&mut hello);
+            // An alert record (21), TLS 1.2, 2 bytes: fatal (2), handshake_failure (40).
+            let _ = peer.write_all(&[21, 3, 3, 0, 2, 2, 40]);
+        });
+        let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
+        assert!(matches!(&pinged, Err(ClusterError::Tls(why)) if why.contains("HandshakeFailure")), "{pinged:?}");
         assert!(link.tls_lasts(), "{pinged:?}");
         server.join().unwrap();
         let (port, server) = trickling_server(3);

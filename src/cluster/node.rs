@@ -33,7 +33,11 @@ use crate::shm::crash::crash_point;
 /// that Redis with [`serve`] instead of returning, and never returns (but for a node whose
 /// local pool fails: see [`serve`]). A set-user-ID, set-group-ID or capability-raising
 /// program ignores it (its caller chose its environment): such a program serves by calling
-/// [`serve`] in its code.
+/// [`serve`] in its code. Such a node has [`ServeOptions`]' defaults: over `rediss://` it
+/// trusts the system's authorities (or instead those `SSL_CERT_FILE` or `SSL_CERT_DIR`
+/// names in its environment) and gives no client certificate, so it cannot serve a Redis
+/// that checks its clients' certificates; a program that needs a private CA in code or a
+/// client certificate serves by calling [`serve`] with [`ServeOptions::tls`].
 pub const WORKER_ENV: &str = "MULTIPROC_WORKER";
 
 /// How a worker node runs (see [`serve`]).
@@ -125,9 +129,10 @@ impl ServeOptions {
 
     /// The certificates of a `rediss://` URL's connections (see [`Tls`]): a private CA that
     /// signed the server's certificate, and a client certificate for a server that asks for
-    /// one (default: the system's authorities, or those of the file `SSL_CERT_FILE` names,
-    /// no client certificate). Given for a URL that is not `rediss://`, [`serve`] fails with
-    /// [`ClusterError::BadUrl`].
+    /// one (default: the system's authorities, or instead those of the file or directory
+    /// `SSL_CERT_FILE` or `SSL_CERT_DIR` names where the environment sets one; no client
+    /// certificate). Given for a URL that is not `rediss://`, [`serve`] fails with
+    /// [`ClusterError::BadUrl`]. A node started by [`WORKER_ENV`] has only the default.
     ///
     /// # Examples
     ///
@@ -625,7 +630,8 @@ fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
 /// back a `Terminated` met once `Shared::stopped` is set), never failed: taken back by the
 /// drivers at once where the writer's connection is still open (connections already open
 /// keep their login and their TLS session), or after its lease where Redis refuses that
-/// too, a delivery counted either way, as a dead node's.
+/// too, a delivery counted either way, as a dead node's. It returns once the writer has
+/// handed back or pushed what the node holds ([`written`]).
 fn end_refused(
     shared: &Shared,
     writer: &Sender<Option<Finished>>,
@@ -636,6 +642,13 @@ fn end_refused(
     let _ = writer.send(None);
     local.terminate();
     let _ = local.join();
+    // The `Terminated` hand-backs and the results not pushed yet are the writer's: `serve`
+    // returns once it has handed back or pushed them, as for a broken pool (review136 L1: it
+    // returned at once, and a `MULTIPROC_WORKER` node exits as `serve` returns, racing the
+    // writer; lost, they were taken back after their lease, a result finished just before
+    // run again). Quick where Redis refuses the writer too: it drops each after one try.
+    let _ = writer.send(None);
+    written(shared);
     match &refused {
         ClusterError::Tls(_) => {
             log::error!("the TLS session with Redis cannot be set up, for good: ending ({refused})")
@@ -708,9 +721,16 @@ fn first_answer(local: &Inner) -> Result<(), crate::Error> {
 const FIRST_BOOT_WARNING: Duration = Duration::from_secs(10);
 
 /// The end of a node whose local pool gave up on its workers (`Shared::broken`): waits
-/// until the writer has sent or handed back every task the node holds, at most the longest
-/// of their leases (after which their drivers take them back anyway), and says why.
+/// until the writer has sent or handed back every task the node holds ([`written`]), and
+/// says why.
 fn hand_back(shared: &Shared, error: &TaskError) -> crate::Error {
+    written(shared);
+    crate::Error::Task(error.clone())
+}
+
+/// Waits until the writer has sent or handed back every task the node holds, at most the
+/// longest of their leases (after which their drivers take them back anyway).
+fn written(shared: &Shared) {
     let mut running = lock(&shared.running);
     let longest = running.values().max().copied().unwrap_or_default().min(super::MAX_LEASE);
     let until = Instant::now() + longest;
@@ -725,7 +745,6 @@ fn hand_back(shared: &Shared, error: &TaskError) -> crate::Error {
             .map(|(g, _)| g)
             .unwrap_or_else(|e| e.into_inner().0);
     }
-    crate::Error::Task(error.clone())
 }
 
 /// The live pools; the keys of those whose driver is gone are deleted. Members of the
@@ -941,6 +960,12 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     }
                     Some(format!("the connection was lost on each push ({why})"))
                 }
+                // A TLS failure that heals (a certificate not valid yet, a clock set wrong):
+                // Redis away, the result kept and tried again, as the reader waits it out
+                // (review136 M1: taken for a refusal, the result was replaced by a
+                // `Refused` failure that met the same failure and was dropped, the task
+                // lost). One that lasts goes on below: the reader ends the node on it.
+                Err(ClusterError::Tls(_)) if !link.tls_lasts() => break,
                 Err(e) => Some(e.to_string()),
             };
             if let Some(why) = why

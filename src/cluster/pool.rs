@@ -150,9 +150,11 @@ impl ClusterOptions {
 
     /// The certificates of a `rediss://` URL's connections (see [`Tls`]): a private CA that
     /// signed the server's certificate, and a client certificate for a server that asks for
-    /// one (default: the system's authorities, no client certificate). Given for a URL that
-    /// is not `rediss://`, the build fails with [`ClusterError::BadUrl`]. The nodes take
-    /// theirs from [`ServeOptions::tls`](super::ServeOptions::tls).
+    /// one (default: the system's authorities, or instead those of the file or directory
+    /// `SSL_CERT_FILE` or `SSL_CERT_DIR` names where the environment sets one; no client
+    /// certificate). Given for a URL that is not `rediss://`, the build fails with
+    /// [`ClusterError::BadUrl`]. The nodes take theirs from
+    /// [`ServeOptions::tls`](super::ServeOptions::tls).
     ///
     /// # Examples
     ///
@@ -254,7 +256,11 @@ impl ClusterOptions {
     }
 
     /// How long Redis may stay unreachable or silent before every unfinished task fails
-    /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
+    /// with [`TaskError::Cluster`] and the pool stops (default 5 s). A TLS failure that
+    /// heals (the server's certificate not valid yet, or expired: a clock set wrong) is
+    /// waited out as long; one that does not (a certificate no trusted authority signed, a
+    /// server that speaks no TLS), met again on a fresh connection, stops the pool at once
+    /// with [`ClusterError::Tls`].
     ///
     /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
     /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
@@ -1311,6 +1317,26 @@ pub fn test_push(url: &str, key: &str, result: &[u8]) -> Result<(), ClusterError
     Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("RPUSH").arg(key).arg(result).query::<()>(c))
 }
 
+/// Whether the driver thread's step failure `e` is one to wait out for the pool's timeout,
+/// as Redis away (`Unreachable`), with the error to end the pool with if not or past the
+/// timeout. A TLS failure that heals (a certificate not valid yet, a clock set wrong: not
+/// [`Link::tls_lasts`]) is waited out so, as a node waits it out (review136 M2: the pool
+/// ended at the first TLS error of either class, while its nodes waited the same certificate
+/// out); one that lasts (an untrusted certificate, a server that speaks no TLS) ends the pool
+/// at once, typed, once met again on a fresh connection, as a node confirms it
+/// (`node::lasting_refusal`). Any other error ends the pool at once, as before.
+fn passing_failure(e: ClusterError, link: &mut Link) -> (bool, ClusterError) {
+    match e {
+        ClusterError::Unreachable(_) => (true, e),
+        ClusterError::Tls(_) if !link.tls_lasts() => (true, e),
+        ClusterError::Tls(_) => match link.run(|c| redis::cmd("PING").query::<()>(c)) {
+            Err(again @ ClusterError::Tls(_)) if link.tls_lasts() => (false, again),
+            _ => (true, e),
+        },
+        e => (false, e),
+    }
+}
+
 fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     let mut next_beat = Instant::now();
     let mut failing_since: Option<Instant> = None;
@@ -1334,8 +1360,13 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             }
             // The bound read before `books` is taken (an exchange where the link's connection
             // is new or absent): a submission does not wait on it.
+            // Unread for want of a connection: why the open failed, where it did (a TLS
+            // failure that lasts ends the pool typed, not as Redis away after the timeout).
             let Some(reading) = driver.read_bound(link, true) else {
-                return Err(ClusterError::Unreachable("the server's bulk bound could not be read".into()));
+                return Err(link
+                    .open_failed()
+                    .cloned()
+                    .unwrap_or_else(|| ClusterError::Unreachable("the server's bulk bound could not be read".into())));
             };
             let refused = {
                 let mut books = lock(&driver.books);
@@ -1389,7 +1420,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             Ok(()) => failing_since = None,
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
-                let fatal = !matches!(e, ClusterError::Unreachable(_)) || since.elapsed() >= driver.options.timeout;
+                let (passing, e) = passing_failure(e, link);
+                let fatal = !passing || since.elapsed() >= driver.options.timeout;
                 if fatal {
                     *lock(&driver.failure) = Some(e.clone());
                     driver.state.store(TERMINATED, Ordering::Release);
