@@ -561,6 +561,7 @@ pub(crate) fn take_unwritten(writers: &Writers, conn: u32, broken: bool) -> Vec<
     drop(writer);
     let mut unwritten = lock(&backlog.unwritten);
     if broken {
+        crate::shm::crash::interleave("remote.take_unwritten.wait");
         let until = Instant::now() + UNWRITTEN_WAIT;
         while !unwritten.ended {
             let left = until.saturating_duration_since(Instant::now());
@@ -618,6 +619,8 @@ fn write_answers(answers: &mpsc::Receiver<Queued>, backlog: &Backlog, socket: &T
             if write_frame(&mut out, &answer.frame).is_err() {
                 // Neither this answer nor those queued after it reach the client whole: its
                 // items are kept for the dispatcher to give back, and nothing more is queued.
+                // (A test holds the writer here, its write failed, nothing kept yet.)
+                crate::shm::crash::crash_point!("remote.writer.failed");
                 let mut unwritten = lock(&backlog.unwritten);
                 unwritten.broken = true;
                 let queued = std::iter::once(answer).chain(answers.try_iter());
@@ -918,9 +921,7 @@ fn serve_connection(
                     }
                 }
                 Err(FrameError::Io(e)) => {
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        ended = Shutdown::Read;
-                    }
+                    ended = how_it_ended(&stream, &e);
                     break;
                 }
             }
@@ -935,6 +936,21 @@ fn serve_connection(
     // another error, both ways: nothing more is owed to a stream that cannot be trusted.
     let _ = stream.shutdown(ended);
     let _ = state.post(&Control::RemoteClosed { conn, broken: ended == Shutdown::Both });
+}
+
+#[cfg(feature = "remote")]
+/// How a connection's stream that failed with `e` ended: at its end ([`Shutdown::Read`]:
+/// the client closed, or only half-closed and still reads), or in error, or reset
+/// ([`Shutdown::Both`]). A reset whose error its writer took first (a `write` on the
+/// socket, which clears it) reads as an end too: the socket hung up both ways tells it
+/// (review139 H1: the dispatcher, told the stream merely ended, did not wait for the
+/// writer, and took the answers it kept before it kept them: the item was lost).
+fn how_it_ended(stream: &TcpStream, e: &io::Error) -> Shutdown {
+    if e.kind() == io::ErrorKind::UnexpectedEof && !crate::sys::hung_up(stream.as_fd()) {
+        Shutdown::Read
+    } else {
+        Shutdown::Both
+    }
 }
 
 // ---- the client's side --------------------------------------------------------------------
@@ -1296,9 +1312,13 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
+    use std::io;
+    use std::net::Shutdown;
+    use std::os::fd::AsFd;
+
     use super::{
-        Backlog, FrameMemory, Queued, Remotes, WRITER_BACKLOG, Writers, forget_writer, must_wait, open_writer,
-        send_to_writer,
+        Backlog, FrameMemory, Queued, Remotes, WRITER_BACKLOG, Writers, forget_writer, how_it_ended, must_wait,
+        open_writer, send_to_writer, take_unwritten,
     };
 
     /// Long enough for anything these tests wait for, on a loaded machine.
@@ -1556,6 +1576,66 @@ mod tests {
         assert!(send_to_writer(&writers, 9, vec![0; 10], true, false));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
+    }
+
+    /// review139 H1: a client gone with an answer unread resets the connection; when the
+    /// writer's `write` takes the reset's error first, the reader's `read` returns 0 as at
+    /// a FIN. The end is still told broken (the socket hung up both ways), so the
+    /// dispatcher waits for the writer and takes the item it keeps. Before, the end read as
+    /// a half-close: not waited for, the take found nothing while the writer (held here
+    /// between its failed write and keeping its answers, as a preempted one would be)
+    /// had not kept the item yet, and it was lost.
+    #[test]
+    fn a_reset_the_writer_saw_first_is_waited_for_and_its_item_taken_back() {
+        // Hold points are armed process-wide: not while another test arms its own.
+        let _serial = crate::shm::heap_test_lock();
+        /// Disarms the hold however the test ends: armed, it would hold another writer.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, _backlog, mut socket) = connect_both(&writers, 1, LIMIT);
+        // An answer its client never reads: its close resets the connection.
+        assert!(send_to_writer(&writers, 1, vec![1; 8], true, false));
+        peer.peek(&mut [0u8; 1]).unwrap();
+        drop(peer);
+        assert!(eventually(|| crate::sys::hung_up(socket.as_fd())), "the reset arrived");
+        crate::shm::crash::arm(Some("hold:remote.writer.failed"));
+        let disarm = Disarm;
+        assert!(send_to_writer(&writers, 1, b"item".to_vec(), true, true));
+        assert!(eventually(|| crate::shm::crash::holding() == 1), "the writer's write failed");
+        // The reader, as `serve_connection` has it at the end of its stream.
+        let read = socket.read(&mut [0u8; 1]);
+        assert_eq!(read.ok(), Some(0), "the reset's error went to the writer: the read sees an end");
+        let ended = how_it_ended(&socket, &io::Error::from(io::ErrorKind::UnexpectedEof));
+        let _ = socket.shutdown(ended);
+        let broken = ended == Shutdown::Both;
+        // The dispatcher: the writer goes on once it is waited for.
+        let release = |step: &'static str| {
+            if step == "remote.take_unwritten.wait" {
+                crate::shm::crash::arm(None);
+            }
+        };
+        let taken = crate::shm::crash::interleaving(release, || take_unwritten(&writers, 1, broken));
+        drop(disarm);
+        println!("broken {broken}, took {} item(s)", taken.len());
+        assert_eq!(taken, [b"item".to_vec()], "the item answer the writer kept");
+    }
+
+    /// A client that only half-closed (a FIN) still reads: its end is not told broken,
+    /// and its writer is not waited for.
+    #[test]
+    fn a_half_close_reads_as_an_end_not_a_break() {
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, _backlog, mut socket) = connect_both(&writers, 1, LIMIT);
+        peer.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(socket.read(&mut [0u8; 1]).ok(), Some(0));
+        let ended = how_it_ended(&socket, &io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert_eq!(ended, Shutdown::Read, "a half-close told broken");
+        forget_writer(&writers, 1);
     }
 
     /// review84 M2: a reader waiting for room sees its client leave (a FIN, or a RST), and
