@@ -305,7 +305,7 @@ impl Server {
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
-                    self.send(conn, seq, Err(fault), false);
+                    self.send(conn, seq, Err(fault), false, None);
                 }
             }
             Ok(Incoming::Control(control)) => self.control(control),
@@ -446,9 +446,9 @@ impl Server {
     /// connection is closed, since its stream can no longer be trusted.
     fn malformed(&mut self, conn: ConnId, fault: Fault) {
         match self.conns.get(&conn) {
-            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault), false),
+            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault), false, None),
             Some(Conn::Remote { .. }) => {
-                self.send(conn, 0, Err(fault), false);
+                self.send(conn, 0, Err(fault), false, None);
                 remote::forget_writer(&self.writers, conn);
                 self.close(conn, false);
             }
@@ -582,7 +582,7 @@ impl Server {
             .collect();
         drop(item.refs);
         let item = super::protocol::Item { bytes: item.bytes, refs };
-        if let Err(item) = self.store.give_back(conn, seq, item) {
+        if let Err(item) = self.store.give_back(conn, None, seq, item) {
             for id in item.refs {
                 self.store.decref(id, 1);
             }
@@ -597,24 +597,24 @@ impl Server {
     /// (`Store::give_back`), with its references, which move from the connection's
     /// handouts to the item; put back by `Store::requeue_given_back` once the connection is
     /// closed. An answer already written to the socket, read or not, stays lost.
-    fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<Vec<u8>>) {
-        for frame in frames {
+    fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<(ObjectId, Vec<u8>)>) {
+        for (queue, frame) in frames {
             let Ok(Reply { seq, result: Ok(Out::Item(item)) }) =
                 super::protocol::decode_plain::<Reply<ObjectId>>(&frame)
             else {
                 continue;
             };
-            self.give_back_remote(conn, seq, item);
+            self.give_back_remote(conn, queue, seq, item);
         }
     }
 
-    /// An item answered to remote connection `conn`'s request `seq` that never reached its
-    /// client, given back to its queue (`Store::give_back`); its references move from the
-    /// connection's handouts to the item, or, not given back, stay there (given back at the
-    /// close).
-    fn give_back_remote(&mut self, conn: ConnId, seq: u64, item: super::protocol::Item<ObjectId>) {
+    /// An item answered by `queue` to remote connection `conn`'s request `seq` that never
+    /// reached its client, given back to that queue (`Store::give_back`); its references
+    /// move from the connection's handouts to the item, or, not given back, stay there
+    /// (given back at the close).
+    fn give_back_remote(&mut self, conn: ConnId, queue: ObjectId, seq: u64, item: super::protocol::Item<ObjectId>) {
         let refs = item.refs.clone();
-        if self.store.give_back(conn, seq, item).is_ok()
+        if self.store.give_back(conn, Some(queue), seq, item).is_ok()
             && let Some(Conn::Remote { handouts }) = self.conns.get_mut(&conn)
         {
             for id in refs {
@@ -673,8 +673,8 @@ impl Server {
     fn deliver(&mut self, answering: Option<(ConnId, u64)>) {
         loop {
             let mut replies = self.store.take_replies();
-            for Outgoing { conn, seq, result } in replies.drain(..) {
-                self.send(conn, seq, result, answering == Some((conn, seq)));
+            for Outgoing { conn, seq, result, object } in replies.drain(..) {
+                self.send(conn, seq, result, answering == Some((conn, seq)), object);
             }
             self.store.reuse_replies(replies);
             let closing = std::mem::take(&mut self.closing);
@@ -692,8 +692,15 @@ impl Server {
 
     /// Sends an answer (`let_through`: to the request a remote connection's budget just let
     /// through, see `remote::send_to_writer`); the references it carries are given back if
-    /// it cannot be.
-    fn send(&mut self, conn: ConnId, seq: u64, result: Result<Out<ObjectId>, Fault>, let_through: bool) {
+    /// it cannot be. `object`: the object whose call it answers, if any (see `Outgoing`).
+    fn send(
+        &mut self,
+        conn: ConnId,
+        seq: u64,
+        result: Result<Out<ObjectId>, Fault>,
+        let_through: bool,
+        object: Option<ObjectId>,
+    ) {
         let undelivered = match self.conns.get_mut(&conn) {
             Some(Conn::Local { replies, .. }) => {
                 send_local(&self.state, replies, &mut self.store, Reply { seq, result });
@@ -704,7 +711,7 @@ impl Server {
                     Ok(out) => out.refs().into_iter().copied().collect(),
                     Err(_) => Vec::new(),
                 };
-                let item = matches!(result, Ok(Out::Item(_)));
+                let item = object.filter(|_| matches!(result, Ok(Out::Item(_))));
                 let mut frame = Vec::new();
                 let reply = Reply { seq, result };
                 let sent = encode_plain(&reply, &mut frame).is_ok()
@@ -725,7 +732,7 @@ impl Server {
                     self.take_back_unwritten(conn, unwritten);
                     self.closing.push(conn);
                     match reply.result {
-                        Ok(Out::Item(item)) => match self.store.give_back(conn, seq, item) {
+                        Ok(Out::Item(item)) => match self.store.give_back(conn, object, seq, item) {
                             Ok(()) => None,
                             Err(item) => Some(Out::Item(item)),
                         },
@@ -1066,11 +1073,11 @@ mod tests {
         assert_eq!(handled_by(&mut server, 2, 2, 0, call(Op::Put { item, wait: None })), Ok(Out::Unit));
         // The client goes with an answer unread: its kernel resets the connection, and the
         // writer's next write fails.
-        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false));
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None));
         client.peek(&mut [0u8; 1]).unwrap();
         drop(client);
         let until = Instant::now() + Duration::from_secs(60);
-        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false) {
+        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None) {
             assert!(Instant::now() < until, "the writer never stopped");
             std::thread::sleep(Duration::from_millis(1));
         }
