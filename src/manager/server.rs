@@ -313,7 +313,11 @@ impl Server {
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
             Err(_) => {}
         }
-        if self.store.has_replies() {
+        // Also when only connections are to close: an answer sent outside `deliver` (a
+        // malformed request's, a refusal's) that found a remote writer stopped gave back
+        // the items it kept, which go back to their queues once it is closed (review139
+        // L1: they waited for some later requeue, their queue empty meanwhile).
+        if self.store.has_replies() || !self.closing.is_empty() {
             self.deliver(None);
         }
         if !self.deferred.is_empty() {
@@ -811,6 +815,7 @@ fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
 #[cfg(all(test, feature = "remote"))]
 mod tests {
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
 
     use super::*;
     use crate::manager::protocol::{Create, Envelope, Item, Op, decode_reply_within};
@@ -1090,5 +1095,57 @@ mod tests {
         println!("the queue holds {len} after the get answered to the stopped writer");
         assert_eq!(len, 1, "the item was given back");
         assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+    }
+
+    /// review139 L1: the items a stopped writer kept, given back when an answer sent
+    /// outside `deliver` (here a malformed request's) finds the writer stopped, are back
+    /// in their queue once the step ends. Before, they waited in the store's given-back
+    /// items until some later requeue (another connection's close, the sweep), and the
+    /// queue looked empty meanwhile (`the queue holds 0`).
+    #[test]
+    fn items_a_stopped_writer_kept_are_back_when_a_malformed_request_closes_it() {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        state.open().unwrap();
+        let mut server = Server::new(state);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = listener.accept().unwrap().0;
+        let ours = socket.try_clone().unwrap();
+        remote::open_writer_for_tests(&server.writers, CONN, socket).unwrap();
+        server.conns.insert(CONN, Conn::Remote { handouts: HashMap::new() });
+        let _other = also_serving(&mut server, 2);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, 2, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::Queue, op };
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        assert_eq!(handled_by(&mut server, 2, 2, 0, call(Op::Put { item, wait: None })), Ok(Out::Unit));
+        // The client goes with an answer unread: its kernel resets the connection.
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None));
+        client.peek(&mut [0u8; 1]).unwrap();
+        drop(client);
+        let until = Instant::now() + Duration::from_secs(60);
+        while !sys::hung_up(ours.as_fd()) {
+            assert!(Instant::now() < until, "the reset never came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The get's answer is queued; its write fails, and the writer keeps it.
+        server.request(CONN, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None) {
+            assert!(Instant::now() < until, "the writer never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A malformed request: its answer finds the writer stopped, and takes back what it kept.
+        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
+        server.step();
+        let len = match handled_by(&mut server, 2, 3, 0, call(Op::QSize)) {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after the malformed request's step");
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+        assert_eq!(len, 1, "the item the writer kept is back");
     }
 }
