@@ -373,10 +373,10 @@ struct Unwritten {
     /// A write failed (the client gone, or cut off): the writer takes no more answers, and
     /// [`send_to_writer`] queues none.
     broken: bool,
-    /// The item answers (of a queue's `get`) it never wrote whole: the one whose write
-    /// failed, and those still queued. Their client cannot have read them: it reads an
-    /// answer only once it has all of its bytes.
-    items: Vec<Vec<u8>>,
+    /// The item answers (of a queue's `get`) it never wrote whole, each with the queue that
+    /// answered it: the one whose write failed, and those still queued. Their client cannot
+    /// have read them: it reads an answer only once it has all of its bytes.
+    items: Vec<(ObjectId, Vec<u8>)>,
     /// The writer thread ended.
     ended: bool,
 }
@@ -414,7 +414,7 @@ impl Backlog {
     /// Counts `frame` until it is written or dropped, in the overdraft too if it answers
     /// a request let through (`let_through`, see [`send_to_writer`]) and the budget was
     /// passed.
-    fn charge(self: &Arc<Self>, frame: Vec<u8>, let_through: bool, item: bool) -> Queued {
+    fn charge(self: &Arc<Self>, frame: Vec<u8>, let_through: bool, item: Option<ObjectId>) -> Queued {
         let len = frame.len();
         self.bytes.fetch_add(len, Ordering::SeqCst);
         self.frames.fetch_add(1, Ordering::SeqCst);
@@ -475,9 +475,9 @@ struct Queued {
     backlog: Arc<Backlog>,
     /// Made past the budget: counted in [`AnswerMemory::overdraft`] too.
     over: bool,
-    /// It answers a queue's `get` with an item: unwritten, it is given back (see
+    /// It answers this queue's `get` with an item: unwritten, it is given back (see
     /// [`take_unwritten`]).
-    item: bool,
+    item: Option<ObjectId>,
 }
 
 impl Drop for Queued {
@@ -510,8 +510,14 @@ const WRITER_BACKLOG: usize = 4096;
 /// written. `let_through`: it answers the request that [`must_wait`] just let through,
 /// which past the budget is made from the reserve; other answers (a parked request
 /// granted, a refusal) are sent whatever the bounds, and are not the reserve's. `item`: it
-/// answers a queue's `get` with an item, to be given back if it is never written.
-pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>, let_through: bool, item: bool) -> bool {
+/// answers this queue's `get` with an item, to be given back if it is never written.
+pub(crate) fn send_to_writer(
+    writers: &Writers,
+    conn: u32,
+    frame: Vec<u8>,
+    let_through: bool,
+    item: Option<ObjectId>,
+) -> bool {
     let writers = lock(&writers.writers);
     let Some(writer) = writers.get(&conn) else { return false };
     // Under the lock its writer takes to stop: once it has, nothing more is queued.
@@ -553,7 +559,7 @@ pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
 /// moment: a bound of [`UNWRITTEN_WAIT`] in case), so that an answer it was writing or had
 /// queued is taken too. Else its writer goes on writing what is owed (a client that only
 /// half-closed still reads), and only what it left unwritten so far is taken.
-pub(crate) fn take_unwritten(writers: &Writers, conn: u32, broken: bool) -> Vec<Vec<u8>> {
+pub(crate) fn take_unwritten(writers: &Writers, conn: u32, broken: bool) -> Vec<(ObjectId, Vec<u8>)> {
     let Some(writer) = lock(&writers.writers).remove(&conn) else { return Vec::new() };
     writer.backlog.forgotten.store(true, Ordering::SeqCst);
     let backlog = writer.backlog.clone();
@@ -561,6 +567,7 @@ pub(crate) fn take_unwritten(writers: &Writers, conn: u32, broken: bool) -> Vec<
     drop(writer);
     let mut unwritten = lock(&backlog.unwritten);
     if broken {
+        crate::shm::crash::interleave("remote.take_unwritten.wait");
         let until = Instant::now() + UNWRITTEN_WAIT;
         while !unwritten.ended {
             let left = until.saturating_duration_since(Instant::now());
@@ -618,12 +625,13 @@ fn write_answers(answers: &mpsc::Receiver<Queued>, backlog: &Backlog, socket: &T
             if write_frame(&mut out, &answer.frame).is_err() {
                 // Neither this answer nor those queued after it reach the client whole: its
                 // items are kept for the dispatcher to give back, and nothing more is queued.
+                // (A test holds the writer here, its write failed, nothing kept yet.)
+                crate::shm::crash::crash_point!("remote.writer.failed");
                 let mut unwritten = lock(&backlog.unwritten);
                 unwritten.broken = true;
                 let queued = std::iter::once(answer).chain(answers.try_iter());
-                unwritten
-                    .items
-                    .extend(queued.filter(|answer| answer.item).map(|mut answer| std::mem::take(&mut answer.frame)));
+                let items = queued.filter_map(|mut answer| Some((answer.item?, std::mem::take(&mut answer.frame))));
+                unwritten.items.extend(items);
                 break;
             }
         }
@@ -912,15 +920,13 @@ fn serve_connection(
                     let mut frame = Vec::new();
                     if seq == 0
                         || encode_plain(&Reply::<ObjectId> { seq, result: Err(fault) }, &mut frame).is_err()
-                        || !send_to_writer(writers, conn, frame, false, false)
+                        || !send_to_writer(writers, conn, frame, false, None)
                     {
                         break;
                     }
                 }
                 Err(FrameError::Io(e)) => {
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        ended = Shutdown::Read;
-                    }
+                    ended = how_it_ended(&stream, &e);
                     break;
                 }
             }
@@ -935,6 +941,21 @@ fn serve_connection(
     // another error, both ways: nothing more is owed to a stream that cannot be trusted.
     let _ = stream.shutdown(ended);
     let _ = state.post(&Control::RemoteClosed { conn, broken: ended == Shutdown::Both });
+}
+
+#[cfg(feature = "remote")]
+/// How a connection's stream that failed with `e` ended: at its end ([`Shutdown::Read`]:
+/// the client closed, or only half-closed and still reads), or in error, or reset
+/// ([`Shutdown::Both`]). A reset whose error its writer took first (a `write` on the
+/// socket, which clears it) reads as an end too: the socket hung up both ways tells it
+/// (review139 H1: the dispatcher, told the stream merely ended, did not wait for the
+/// writer, and took the answers it kept before it kept them: the item was lost).
+fn how_it_ended(stream: &TcpStream, e: &io::Error) -> Shutdown {
+    if e.kind() == io::ErrorKind::UnexpectedEof && !crate::sys::hung_up(stream.as_fd()) {
+        Shutdown::Read
+    } else {
+        Shutdown::Both
+    }
 }
 
 // ---- the client's side --------------------------------------------------------------------
@@ -1296,9 +1317,13 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
+    use std::io;
+    use std::net::Shutdown;
+    use std::os::fd::AsFd;
+
     use super::{
-        Backlog, FrameMemory, Queued, Remotes, WRITER_BACKLOG, Writers, forget_writer, must_wait, open_writer,
-        send_to_writer,
+        Backlog, FrameMemory, Queued, Remotes, WRITER_BACKLOG, Writers, forget_writer, how_it_ended, must_wait,
+        open_writer, send_to_writer, take_unwritten,
     };
 
     /// Long enough for anything these tests wait for, on a loaded machine.
@@ -1370,11 +1395,11 @@ mod tests {
     fn answers_queued_while_a_large_one_is_written_go_out() {
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
         // Its head arrived: the writer has taken it, and writes it until the peer reads on.
         peer.peek(&mut [0u8; 1]).unwrap();
-        assert!(send_to_writer(&writers, 1, vec![0; 10], true, false), "a small answer while a large one is written");
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK + 1], true, false), "a large answer while a small one waits");
+        assert!(send_to_writer(&writers, 1, vec![0; 10], true, None), "a small answer while a large one is written");
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK + 1], true, None), "a large answer while a small one waits");
         assert!(must_wait(&writers, 1), "past its share, the connection's requests wait");
         assert_eq!([STUCK, 10, STUCK + 1].map(|_| read_through(&mut peer)), [STUCK, 10, STUCK + 1]);
         assert!(eventually(|| !must_wait(&writers, 1)), "all read: its requests go on");
@@ -1390,12 +1415,12 @@ mod tests {
         let share = STUCK;
         let writers = Arc::new(Remotes::new(4 * share as u64));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
-        assert!(send_to_writer(&writers, 1, vec![0; share + 1], true, false));
+        assert!(send_to_writer(&writers, 1, vec![0; share + 1], true, None));
         peer.peek(&mut [0u8; 1]).unwrap();
         let quarter = share / 4;
         for i in 0..5 {
             assert!(
-                send_to_writer(&writers, 1, vec![0; quarter + i], true, false),
+                send_to_writer(&writers, 1, vec![0; quarter + i], true, None),
                 "answer {i} of a quarter of the share"
             );
         }
@@ -1414,11 +1439,11 @@ mod tests {
     fn a_client_that_reads_nothing_while_its_requests_wait_is_cut_off() {
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
         assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer ended");
         assert!(eventually(|| writers.memory.unsent.load(Ordering::SeqCst) == 0), "the answers were let go");
-        assert!(!send_to_writer(&writers, 1, vec![0; 1], true, false), "the connection is gone");
+        assert!(!send_to_writer(&writers, 1, vec![0; 1], true, None), "the connection is gone");
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();
         assert!(got.len() < 4 + STUCK, "cut off in its first answer: {} bytes", got.len());
@@ -1430,9 +1455,9 @@ mod tests {
     fn a_connection_with_its_count_of_answers_waiting_waits() {
         let writers = Arc::new(Remotes::default());
         let backlog = Arc::new(Backlog::new(writers.memory.clone()));
-        let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1], true, false)).collect();
+        let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1], true, None)).collect();
         assert!(!backlog.full());
-        queued.push(backlog.charge(vec![0; 1], true, false));
+        queued.push(backlog.charge(vec![0; 1], true, None));
         assert!(backlog.full());
         queued.pop();
         assert!(!backlog.full());
@@ -1449,7 +1474,7 @@ mod tests {
     fn a_forgotten_writer_whose_client_reads_nothing_is_cut_off() {
         let writers = Arc::new(Remotes::new(8 * STUCK as u64));
         let (_peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
-        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, false));
+        assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
         assert!(!must_wait(&writers, 1), "under its share and the budget");
         forget_writer(&writers, 1);
         assert!(eventually(|| backlog.ended.load(Ordering::SeqCst)), "the writer still writes");
@@ -1462,12 +1487,12 @@ mod tests {
     fn past_the_budget_only_connections_with_answers_unwritten_wait() {
         let writers = Arc::new(Remotes::new(10));
         let [slow, reading, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
-        let small = reading.charge(vec![0; 1], true, false);
+        let small = reading.charge(vec![0; 1], true, None);
         assert!(!reading.full(), "under its share and the budget");
-        let large = slow.charge(vec![0; 9], true, false);
+        let large = slow.charge(vec![0; 9], true, None);
         assert!(slow.full() && reading.full(), "past the budget, with answers unwritten");
         assert!(!idle.full(), "past the budget, with nothing unwritten");
-        let one = idle.charge(vec![0; 1], true, false);
+        let one = idle.charge(vec![0; 1], true, None);
         assert!(idle.full(), "its one answer made, it waits until that is written");
         drop(large);
         assert!(!reading.full() && !idle.full() && !slow.full());
@@ -1482,12 +1507,12 @@ mod tests {
     fn past_the_budget_connections_with_nothing_unwritten_share_a_reserve() {
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
-        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10], true, false);
+        let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10], true, None);
         let idle: Vec<_> = (0..50).map(|_| Arc::new(Backlog::new(writers.memory.clone()))).collect();
         let made = |held: &mut Vec<Queued>| {
             for backlog in &idle {
                 if !backlog.full() {
-                    held.push(backlog.charge(vec![0; 9], true, false));
+                    held.push(backlog.charge(vec![0; 9], true, None));
                 }
             }
         };
@@ -1513,12 +1538,12 @@ mod tests {
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
         let [slow, waiter, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
-        let passed = slow.charge(vec![0; 10], true, false);
-        let granted = waiter.charge(vec![0; 9], false, false);
+        let passed = slow.charge(vec![0; 10], true, None);
+        let granted = waiter.charge(vec![0; 9], false, None);
         assert_eq!(memory.overdraft.load(Ordering::SeqCst), 0, "a grant is not the reserve's");
         assert!(waiter.full(), "past the budget, with its answer unwritten");
         assert!(!idle.full(), "past the budget, with nothing unwritten, and the reserve unused");
-        let one = idle.charge(vec![0; 9], true, false);
+        let one = idle.charge(vec![0; 9], true, None);
         assert_eq!(memory.overdraft.load(Ordering::SeqCst), 9, "the answer let through is");
         drop((passed, granted, one));
         assert_eq!(memory.unsent.load(Ordering::SeqCst) + memory.overdraft.load(Ordering::SeqCst), 0);
@@ -1540,11 +1565,11 @@ mod tests {
         let stall = |conn| if conn == 1 { Duration::from_millis(100) } else { LIMIT };
         let stalled: Vec<_> = (1..=5).map(|conn| connect(&writers, conn, stall(conn))).collect();
         for conn in 1..=4 {
-            assert!(send_to_writer(&writers, conn, vec![0; STUCK], true, false));
+            assert!(send_to_writer(&writers, conn, vec![0; STUCK], true, None));
             // Under its share and the budget: neither it nor another waits, nor is it cut.
             assert!(!must_wait(&writers, conn) && !must_wait(&writers, 9), "{conn} answers under the budget");
         }
-        assert!(send_to_writer(&writers, 5, vec![0; STUCK], true, false));
+        assert!(send_to_writer(&writers, 5, vec![0; STUCK], true, None));
         assert!(!must_wait(&writers, 9), "over the budget, a connection with nothing unwritten goes on");
         // One cut off is enough: the rest are under the budget again, and are kept.
         let under = || writers.memory.unsent.load(Ordering::SeqCst) < budget as usize;
@@ -1553,9 +1578,69 @@ mod tests {
         assert!(eventually(|| cut() > 0), "a writer ended");
         assert!(stalled[0].1.ended.load(Ordering::SeqCst), "the one that may be cut was");
         assert_eq!(cut(), 1, "the others were kept");
-        assert!(send_to_writer(&writers, 9, vec![0; 10], true, false));
+        assert!(send_to_writer(&writers, 9, vec![0; 10], true, None));
         assert_eq!(read_through(&mut reader), 10);
         close(&writers, 9, &mut reader, &backlog);
+    }
+
+    /// review139 H1: a client gone with an answer unread resets the connection; when the
+    /// writer's `write` takes the reset's error first, the reader's `read` returns 0 as at
+    /// a FIN. The end is still told broken (the socket hung up both ways), so the
+    /// dispatcher waits for the writer and takes the item it keeps. Before, the end read as
+    /// a half-close: not waited for, the take found nothing while the writer (held here
+    /// between its failed write and keeping its answers, as a preempted one would be)
+    /// had not kept the item yet, and it was lost.
+    #[test]
+    fn a_reset_the_writer_saw_first_is_waited_for_and_its_item_taken_back() {
+        // Hold points are armed process-wide: not while another test arms its own.
+        let _serial = crate::shm::heap_test_lock();
+        /// Disarms the hold however the test ends: armed, it would hold another writer.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, _backlog, mut socket) = connect_both(&writers, 1, LIMIT);
+        // An answer its client never reads: its close resets the connection.
+        assert!(send_to_writer(&writers, 1, vec![1; 8], true, None));
+        peer.peek(&mut [0u8; 1]).unwrap();
+        drop(peer);
+        assert!(eventually(|| crate::sys::hung_up(socket.as_fd())), "the reset arrived");
+        crate::shm::crash::arm(Some("hold:remote.writer.failed"));
+        let disarm = Disarm;
+        assert!(send_to_writer(&writers, 1, b"item".to_vec(), true, Some(7)));
+        assert!(eventually(|| crate::shm::crash::holding() == 1), "the writer's write failed");
+        // The reader, as `serve_connection` has it at the end of its stream.
+        let read = socket.read(&mut [0u8; 1]);
+        assert_eq!(read.ok(), Some(0), "the reset's error went to the writer: the read sees an end");
+        let ended = how_it_ended(&socket, &io::Error::from(io::ErrorKind::UnexpectedEof));
+        let _ = socket.shutdown(ended);
+        let broken = ended == Shutdown::Both;
+        // The dispatcher: the writer goes on once it is waited for.
+        let release = |step: &'static str| {
+            if step == "remote.take_unwritten.wait" {
+                crate::shm::crash::arm(None);
+            }
+        };
+        let taken = crate::shm::crash::interleaving(release, || take_unwritten(&writers, 1, broken));
+        drop(disarm);
+        println!("broken {broken}, took {} item(s)", taken.len());
+        assert_eq!(taken, [(7, b"item".to_vec())], "the item answer the writer kept");
+    }
+
+    /// A client that only half-closed (a FIN) still reads: its end is not told broken,
+    /// and its writer is not waited for.
+    #[test]
+    fn a_half_close_reads_as_an_end_not_a_break() {
+        let writers = Arc::new(Remotes::new(1 << 20));
+        let (peer, _backlog, mut socket) = connect_both(&writers, 1, LIMIT);
+        peer.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(socket.read(&mut [0u8; 1]).ok(), Some(0));
+        let ended = how_it_ended(&socket, &io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert_eq!(ended, Shutdown::Read, "a half-close told broken");
+        forget_writer(&writers, 1);
     }
 
     /// review84 M2: a reader waiting for room sees its client leave (a FIN, or a RST), and
@@ -1580,7 +1665,7 @@ mod tests {
     /// client's end, the reader (whether it saw its client leave), and the answer.
     fn a_reader_waiting_for_room(writers: &Writers) -> (TcpStream, std::thread::JoinHandle<bool>, Queued) {
         let (peer, backlog, socket) = connect_both(writers, 1, LIMIT);
-        let held = backlog.charge(vec![0; 1 << 20], true, false);
+        let held = backlog.charge(vec![0; 1 << 20], true, None);
         assert!(backlog.full());
         let reader = std::thread::spawn(move || backlog.wait_for_room(&socket));
         (peer, reader, held)
@@ -1601,7 +1686,7 @@ mod tests {
             let (done, end) = (done.clone(), Instant::now() + LIMIT);
             move || {
                 while !done.load(Ordering::SeqCst) && Instant::now() < end {
-                    drop(other.charge(vec![0; 1], true, false));
+                    drop(other.charge(vec![0; 1], true, None));
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }

@@ -305,7 +305,7 @@ impl Server {
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
-                    self.send(conn, seq, Err(fault), false);
+                    self.send(conn, seq, Err(fault), false, None);
                 }
             }
             Ok(Incoming::Control(control)) => self.control(control),
@@ -313,7 +313,11 @@ impl Server {
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
             Err(_) => {}
         }
-        if self.store.has_replies() {
+        // Also when only connections are to close: an answer sent outside `deliver` (a
+        // malformed request's, a refusal's) that found a remote writer stopped gave back
+        // the items it kept, which go back to their queues once it is closed (review139
+        // L1: they waited for some later requeue, their queue empty meanwhile).
+        if self.store.has_replies() || !self.closing.is_empty() {
             self.deliver(None);
         }
         if !self.deferred.is_empty() {
@@ -446,9 +450,9 @@ impl Server {
     /// connection is closed, since its stream can no longer be trusted.
     fn malformed(&mut self, conn: ConnId, fault: Fault) {
         match self.conns.get(&conn) {
-            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault), false),
+            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault), false, None),
             Some(Conn::Remote { .. }) => {
-                self.send(conn, 0, Err(fault), false);
+                self.send(conn, 0, Err(fault), false, None);
                 remote::forget_writer(&self.writers, conn);
                 self.close(conn, false);
             }
@@ -582,7 +586,7 @@ impl Server {
             .collect();
         drop(item.refs);
         let item = super::protocol::Item { bytes: item.bytes, refs };
-        if let Err(item) = self.store.give_back(conn, seq, item) {
+        if let Err(item) = self.store.give_back(conn, None, seq, item) {
             for id in item.refs {
                 self.store.decref(id, 1);
             }
@@ -597,24 +601,24 @@ impl Server {
     /// (`Store::give_back`), with its references, which move from the connection's
     /// handouts to the item; put back by `Store::requeue_given_back` once the connection is
     /// closed. An answer already written to the socket, read or not, stays lost.
-    fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<Vec<u8>>) {
-        for frame in frames {
+    fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<(ObjectId, Vec<u8>)>) {
+        for (queue, frame) in frames {
             let Ok(Reply { seq, result: Ok(Out::Item(item)) }) =
                 super::protocol::decode_plain::<Reply<ObjectId>>(&frame)
             else {
                 continue;
             };
-            self.give_back_remote(conn, seq, item);
+            self.give_back_remote(conn, queue, seq, item);
         }
     }
 
-    /// An item answered to remote connection `conn`'s request `seq` that never reached its
-    /// client, given back to its queue (`Store::give_back`); its references move from the
-    /// connection's handouts to the item, or, not given back, stay there (given back at the
-    /// close).
-    fn give_back_remote(&mut self, conn: ConnId, seq: u64, item: super::protocol::Item<ObjectId>) {
+    /// An item answered by `queue` to remote connection `conn`'s request `seq` that never
+    /// reached its client, given back to that queue (`Store::give_back`); its references
+    /// move from the connection's handouts to the item, or, not given back, stay there
+    /// (given back at the close).
+    fn give_back_remote(&mut self, conn: ConnId, queue: ObjectId, seq: u64, item: super::protocol::Item<ObjectId>) {
         let refs = item.refs.clone();
-        if self.store.give_back(conn, seq, item).is_ok()
+        if self.store.give_back(conn, Some(queue), seq, item).is_ok()
             && let Some(Conn::Remote { handouts }) = self.conns.get_mut(&conn)
         {
             for id in refs {
@@ -673,8 +677,8 @@ impl Server {
     fn deliver(&mut self, answering: Option<(ConnId, u64)>) {
         loop {
             let mut replies = self.store.take_replies();
-            for Outgoing { conn, seq, result } in replies.drain(..) {
-                self.send(conn, seq, result, answering == Some((conn, seq)));
+            for Outgoing { conn, seq, result, object } in replies.drain(..) {
+                self.send(conn, seq, result, answering == Some((conn, seq)), object);
             }
             self.store.reuse_replies(replies);
             let closing = std::mem::take(&mut self.closing);
@@ -692,8 +696,15 @@ impl Server {
 
     /// Sends an answer (`let_through`: to the request a remote connection's budget just let
     /// through, see `remote::send_to_writer`); the references it carries are given back if
-    /// it cannot be.
-    fn send(&mut self, conn: ConnId, seq: u64, result: Result<Out<ObjectId>, Fault>, let_through: bool) {
+    /// it cannot be. `object`: the object whose call it answers, if any (see `Outgoing`).
+    fn send(
+        &mut self,
+        conn: ConnId,
+        seq: u64,
+        result: Result<Out<ObjectId>, Fault>,
+        let_through: bool,
+        object: Option<ObjectId>,
+    ) {
         let undelivered = match self.conns.get_mut(&conn) {
             Some(Conn::Local { replies, .. }) => {
                 send_local(&self.state, replies, &mut self.store, Reply { seq, result });
@@ -704,7 +715,7 @@ impl Server {
                     Ok(out) => out.refs().into_iter().copied().collect(),
                     Err(_) => Vec::new(),
                 };
-                let item = matches!(result, Ok(Out::Item(_)));
+                let item = object.filter(|_| matches!(result, Ok(Out::Item(_))));
                 let mut frame = Vec::new();
                 let reply = Reply { seq, result };
                 let sent = encode_plain(&reply, &mut frame).is_ok()
@@ -725,7 +736,7 @@ impl Server {
                     self.take_back_unwritten(conn, unwritten);
                     self.closing.push(conn);
                     match reply.result {
-                        Ok(Out::Item(item)) => match self.store.give_back(conn, seq, item) {
+                        Ok(Out::Item(item)) => match self.store.give_back(conn, object, seq, item) {
                             Ok(()) => None,
                             Err(item) => Some(Out::Item(item)),
                         },
@@ -804,6 +815,7 @@ fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
 #[cfg(all(test, feature = "remote"))]
 mod tests {
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
 
     use super::*;
     use crate::manager::protocol::{Create, Envelope, Item, Op, decode_reply_within};
@@ -1066,11 +1078,11 @@ mod tests {
         assert_eq!(handled_by(&mut server, 2, 2, 0, call(Op::Put { item, wait: None })), Ok(Out::Unit));
         // The client goes with an answer unread: its kernel resets the connection, and the
         // writer's next write fails.
-        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false));
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None));
         client.peek(&mut [0u8; 1]).unwrap();
         drop(client);
         let until = Instant::now() + Duration::from_secs(60);
-        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, false) {
+        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None) {
             assert!(Instant::now() < until, "the writer never stopped");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -1083,5 +1095,57 @@ mod tests {
         println!("the queue holds {len} after the get answered to the stopped writer");
         assert_eq!(len, 1, "the item was given back");
         assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+    }
+
+    /// review139 L1: the items a stopped writer kept, given back when an answer sent
+    /// outside `deliver` (here a malformed request's) finds the writer stopped, are back
+    /// in their queue once the step ends. Before, they waited in the store's given-back
+    /// items until some later requeue (another connection's close, the sweep), and the
+    /// queue looked empty meanwhile (`the queue holds 0`).
+    #[test]
+    fn items_a_stopped_writer_kept_are_back_when_a_malformed_request_closes_it() {
+        let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
+        state.open().unwrap();
+        let mut server = Server::new(state);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = listener.accept().unwrap().0;
+        let ours = socket.try_clone().unwrap();
+        remote::open_writer_for_tests(&server.writers, CONN, socket).unwrap();
+        server.conns.insert(CONN, Conn::Remote { handouts: HashMap::new() });
+        let _other = also_serving(&mut server, 2);
+        let Ok(Out::Created { id, .. }) =
+            handled_by(&mut server, 2, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        let call = |op| Request::Call { id, kind: Kind::Queue, op };
+        let item = Item { bytes: vec![7], refs: Vec::new() };
+        assert_eq!(handled_by(&mut server, 2, 2, 0, call(Op::Put { item, wait: None })), Ok(Out::Unit));
+        // The client goes with an answer unread: its kernel resets the connection.
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None));
+        client.peek(&mut [0u8; 1]).unwrap();
+        drop(client);
+        let until = Instant::now() + Duration::from_secs(60);
+        while !sys::hung_up(ours.as_fd()) {
+            assert!(Instant::now() < until, "the reset never came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The get's answer is queued; its write fails, and the writer keeps it.
+        server.request(CONN, Envelope { seq: 1, thread: 0, request: call(Op::Get { wait: None }) }, None);
+        while remote::send_to_writer(&server.writers, CONN, vec![0; 8], false, None) {
+            assert!(Instant::now() < until, "the writer never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A malformed request: its answer finds the writer stopped, and takes back what it kept.
+        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
+        server.step();
+        let len = match handled_by(&mut server, 2, 3, 0, call(Op::QSize)) {
+            Ok(Out::Sizes { len, .. }) => len,
+            other => panic!("{other:?}"),
+        };
+        println!("the queue holds {len} after the malformed request's step");
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+        assert_eq!(len, 1, "the item the writer kept is back");
     }
 }

@@ -258,8 +258,9 @@ pub(crate) enum Control {
     Shutdown,
     /// A remote connection passed authentication (posted by the server's own threads).
     RemoteOpened { conn: u32 },
-    /// A remote connection ended; `broken`: its stream failed (a reset, a read error), and
-    /// its socket was shut down both ways, so its writer writes nothing more.
+    /// A remote connection ended; `broken`: its stream failed (a reset, also one whose
+    /// error its writer took first and which then read as an end; a read error), and its
+    /// socket was shut down both ways, so its writer writes nothing more.
     RemoteClosed { conn: u32, broken: bool },
 }
 

@@ -69,6 +69,9 @@ pub(crate) struct Outgoing {
     pub(crate) seq: u64,
     /// Each reference in it is counted for the receiver.
     pub(crate) result: Result<Out<ObjectId>, Fault>,
+    /// The object whose call it answers (`None`: not a call's): a queue's item answer never
+    /// written goes back to that queue only ([`Store::give_back`], review139 L2).
+    pub(crate) object: Option<ObjectId>,
 }
 
 /// Makes an object of a registered type from its encoded initial value.
@@ -134,7 +137,8 @@ struct QueueState {
     /// goes back to the queue (`Store::give_back`). A family connection has one call in
     /// flight, so at most its last take was abandoned, or left unread. A remote connection
     /// may have several (one per thread of its client): of its answers never written
-    /// (`Server::take_back_unwritten`), only its last take's goes back (mgr102).
+    /// (`Server::take_back_unwritten`, each kept with the queue that answered it), only its
+    /// last take's from this queue goes back (mgr102).
     last_take: IdMap<ConnId, u64>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
@@ -496,8 +500,13 @@ impl Store {
     }
 
     fn reply(&mut self, owner: Owner, seq: u64, result: Result<Out<ObjectId>, Fault>) {
+        self.reply_from(None, owner, seq, result);
+    }
+
+    /// [`Store::reply`] to a call of `object`.
+    fn reply_from(&mut self, object: Option<ObjectId>, owner: Owner, seq: u64, result: Result<Out<ObjectId>, Fault>) {
         if seq != 0 {
-            self.out.push(Outgoing { conn: owner.conn, seq, result });
+            self.out.push(Outgoing { conn: owner.conn, seq, result, object });
         } else if let Ok(out) = result {
             // Nobody waits for this answer: give back what it carries.
             self.release_out(out);
@@ -659,7 +668,7 @@ impl Store {
                     }
                     Ok(()) => {
                         if let Some(result) = self.call(owner, seq, id, op, now) {
-                            self.reply(owner, seq, result);
+                            self.reply_from(Some(id), owner, seq, result);
                         }
                         self.settle(id);
                     }
@@ -827,7 +836,7 @@ impl Store {
             self.timers.remove(&(deadline, id, conn, seq));
         }
         for (owner, seq, result) in fx.replies {
-            self.reply(owner, seq, result);
+            self.reply_from(Some(id), owner, seq, result);
         }
     }
 
@@ -957,12 +966,25 @@ impl Store {
     /// dropped), and the task stays its dead taker's, told lost to `join` (review117 M1). A
     /// queue shut down plain that still holds items has told no get `ShutDown` and is still
     /// drained by its consumers, so it takes the item back (review123 L2). The caller then
-    /// gives its references back.
-    pub(crate) fn give_back(&mut self, conn: ConnId, seq: u64, item: Item<ObjectId>) -> Result<(), Item<ObjectId>> {
+    /// gives its references back. `queue`: the object that answered, when known (a remote
+    /// connection's writer keeps it with the answer, [`Outgoing::object`]): only its last
+    /// take matches; else (a family reply ring's answer) any queue's, exact for a family
+    /// connection, which has one call in flight. A remote client may number its requests
+    /// as it likes: by number alone, one that reused a number for gets of two queues had
+    /// one queue's item put in the other (review139 L2).
+    pub(crate) fn give_back(
+        &mut self,
+        conn: ConnId,
+        queue: Option<ObjectId>,
+        seq: u64,
+        item: Item<ObjectId>,
+    ) -> Result<(), Item<ObjectId>> {
         // As `Store::handle` counts the take: a remote connection holds as itself.
         let holder = Some(self.holders.get(&conn).copied().unwrap_or(Holder::Conn(conn)));
         let found = self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
-            Body::Queue(q) if q.last_take.get(&conn) == Some(&seq) => Some((id, q)),
+            Body::Queue(q) if queue.is_none_or(|queue| queue == id) && q.last_take.get(&conn) == Some(&seq) => {
+                Some((id, q))
+            }
             _ => None,
         });
         let Some((id, q)) = found else { return Err(item) };
@@ -2236,6 +2258,41 @@ mod tests {
         assert!(matches!(call(&mut store, C, 3, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
         store.drop_conn_from(C, true, Some(4));
         assert_eq!(call(&mut store, A, 7, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(false))));
+    }
+
+    /// review139 L2: an item answer a remote connection's writer never wrote goes back to
+    /// the queue that answered it, and only if it was that queue's last take by the
+    /// connection. A remote client numbers its requests as it likes: here it numbered gets
+    /// of two queues 5, then took from the first again. Matched by number alone, the first
+    /// queue's unwritten answer 5 went to the second queue, whose last take was numbered 5.
+    #[test]
+    fn an_item_given_back_goes_only_to_the_queue_that_answered_it() {
+        let mut store = Store::new();
+        let k = Kind::Queue;
+        let [first, second] = [(); 2].map(|()| create(&mut store, Create::Queue { maxsize: 0, joinable: false }));
+        for (seq, q, bytes) in [(2, first, b"a1"), (3, second, b"b1"), (4, first, b"a2")] {
+            assert_eq!(
+                call(&mut store, A, seq, q, k, Op::Put { item: item(bytes, &[]), wait: None }),
+                Some(Ok(Out::Unit))
+            );
+        }
+        for (seq, q) in [(5, first), (5, second), (6, first)] {
+            assert!(matches!(call(&mut store, D, seq, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        }
+        let back = store.give_back(D, Some(first), 5, item(b"a1", &[]));
+        store.requeue_given_back();
+        let sizes = |store: &mut Store, q| match call(store, A, 9, q, k, Op::QSize) {
+            Some(Ok(Out::Sizes { len, .. })) => len,
+            other => panic!("{other:?}"),
+        };
+        let (first_len, second_len) = (sizes(&mut store, first), sizes(&mut store, second));
+        println!("given back: {}, the queues hold {first_len} and {second_len}", back.is_ok());
+        assert_eq!(second_len, 0, "the second queue was given the first's item");
+        assert!(back.is_err(), "not the first queue's last take: not given back");
+        // Its last take, named with its queue, goes back there.
+        assert!(store.give_back(D, Some(first), 6, item(b"a2", &[])).is_ok());
+        store.requeue_given_back();
+        assert_eq!(sizes(&mut store, first), 1);
     }
 
     #[test]

@@ -523,6 +523,17 @@ pub(crate) fn peer_left(sock: BorrowedFd<'_>) -> bool {
     matches!(rustix::event::poll(&mut pollfds, Some(&timespec(Duration::ZERO))), Ok(1..))
 }
 
+/// Whether the connected socket `sock` is hung up both ways (`POLLHUP`, `POLLERR`): the
+/// peer reset the connection (or it was shut down both ways here), not only closed its
+/// end. After a reset a `read` returns 0 as at a FIN once another call (a `write`) took
+/// the error, so only this tells the two apart; a FIN alone sets neither.
+#[cfg(feature = "remote")]
+pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> bool {
+    let mut pollfds = [PollFd::new(&sock, PollFlags::empty())];
+    matches!(rustix::event::poll(&mut pollfds, Some(&timespec(Duration::ZERO))), Ok(1..))
+        && pollfds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
+}
+
 /// Whether keepalive is on, with the probes of [`keep_alive`].
 #[cfg(all(test, feature = "remote"))]
 pub(crate) fn kept_alive(sock: BorrowedFd<'_>) -> io::Result<bool> {
