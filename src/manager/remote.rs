@@ -469,6 +469,8 @@ const PEER_LOOK: Duration = Duration::from_millis(250);
 /// An answer frame, counted in its connection's backlog until it is written or dropped
 /// (unwritten in the queue of a writer that ended: nothing is left counted).
 struct Queued {
+    /// Read by the writer thread, which serves remote (TCP) connections only.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     frame: Vec<u8>,
     /// The frame's length, counted until this goes (the frame may be taken out first).
     len: usize,
@@ -477,6 +479,7 @@ struct Queued {
     over: bool,
     /// It answers this queue's `get` with an item: unwritten, it is given back (see
     /// [`take_unwritten`]).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     item: Option<ObjectId>,
 }
 
