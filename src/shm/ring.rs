@@ -1260,7 +1260,7 @@ impl Ring {
         // Handles decoded by `read` stay pending until the message is taken (a consumer
         // killed in between leaves them to the next one). The scope names this ring: user
         // code in `read` that takes from it, or puts into it full, is refused rather than
-        // wait for the lock held here (`lock_to_take`, `put_record`).
+        // wait for the lock held here (`lock_to_take`, `put_waiting`).
         let taking = TakeScope::of(self.id());
         let acquired = self.lock_to_take(&taking, deadline)?;
         let lock = &self.consumers.lock;
@@ -1552,6 +1552,34 @@ mod tests {
             Err(Refused::TimedOut) => None,
             Err(other) => panic!("{other:?}"),
         }
+    }
+
+    /// A take refused by its read (`HeapFull`) leaves an `INLINE` and a `LARGE` record
+    /// uncommitted and first, the consumers' position unmoved; the next takes return both
+    /// in order (review143 L2: perf101 made the two kinds share one read call).
+    #[test]
+    fn a_refused_take_of_either_kind_leaves_the_message() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let before = heap.in_use();
+        for len in [5usize, INLINE_MAX, INLINE_MAX + 1, 40_000] {
+            let a: Vec<u8> = (0..len).map(|j| (j * 3 + len) as u8).collect();
+            let b: Vec<u8> = (0..len).map(|j| (j * 5 + 1) as u8).collect();
+            put(&r, &a).unwrap();
+            put(&r, &b).unwrap();
+            let taken = r.taken();
+            let refused = r.get_unless(Deadline::now(), &Patient, |_, _| Err::<(), _>(HeapFull::requested(1)));
+            assert!(matches!(refused, Err(Refused::HeapFull(_))), "len {len}: {refused:?}");
+            assert_eq!(r.len(), 2, "len {len}");
+            assert_eq!(r.taken(), taken, "the consumers' position did not move");
+            assert_eq!(get(&r).unwrap(), a, "len {len}");
+            assert_eq!(get(&r).unwrap(), b, "len {len}");
+            assert!(get(&r).is_none());
+        }
+        r.free_last_taken();
+        assert!(heap.in_use() <= before + MAX_SEGMENT, "{} > {before}", heap.in_use());
+        r.destroy(heap);
     }
 
     fn message(i: usize) -> Vec<u8> {
