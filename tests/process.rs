@@ -5514,3 +5514,33 @@ fn a_dead_childs_wait_ends_while_another_process_grows_its_holds_list_behind_a_s
     assert_eq!(big.get().unwrap().len(), 1 << 20);
     assert_eq!(grower.join().unwrap(), 7);
 }
+
+/// Makes a shared value, whose listing grows this process's holds list by a new block
+/// (fail point `holds.grow.fresh`), stopped (`SIGSTOP`) under the holds directory's lock
+/// once the block is written (stop point `holds.block.written`); resumed, the value.
+fn grow_holds_stopped_under_the_directory_lock(_: ()) -> u32 {
+    multiproc::__private::crash_at("fail1:holds.grow.fresh,stop:holds.block.written");
+    Value::new(7u32).unwrap().get()
+}
+
+/// review138 M1's second half: the `join_timeout` of a dead child ends while another
+/// process is stopped holding the holds directory's lock, which the reap of the child's
+/// holds list takes. The reap took it with no deadline, so the timed join waited for as
+/// long as the holder stayed stopped (here, for ever: the test resumes it only after the
+/// join). Now the reap's claim gives up on a stopped holder and leaves the list to a later
+/// reap (HACKING: a stopped holder delays only untimed calls).
+#[test]
+fn a_dead_childs_join_timeout_ends_while_another_process_is_stopped_holding_the_holds_directory() {
+    let _w = watchdog(LIMIT);
+    let end = multiproc::Queue::<()>::new().unwrap();
+    let dead = Process::new(end_when_told, end.clone()).start().unwrap();
+    let stopper = Process::new(grow_holds_stopped_under_the_directory_lock, ()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    end.put(()).unwrap();
+    assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+    let joined = dead.join_timeout(Duration::from_secs(30));
+    println!("the dead child's join_timeout, the directory's holder stopped: {joined:?}");
+    assert!(joined.is_ok());
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), 7);
+}
