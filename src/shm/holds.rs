@@ -25,7 +25,14 @@
 //! block is made under the directory's lock, recorded in the heap's header from the moment
 //! the allocator hands it out until it is linked: a process killed in between leaves it
 //! to the next holder of the lock, which links it as a spare (crash points
-//! `holds.block.written`, `.linking`; `.taking` and `.reused` when a spare is taken).
+//! `holds.block.written`, `.linking`; `.taking` and `.reused` when a spare is taken). The
+//! allocation made under the lock never waits for a process stopped holding the heap's
+//! large allocator's lock: refused so, the grower lets go of the directory's lock, waits
+//! for the allocator outside it, and starts over (review138 M1: every reap takes the
+//! directory's lock, and a `join` of any dead child waited there behind the stopped
+//! allocator). The directory's lock is thus held only for stores and `/proc` reads, and a
+//! reap's claim, which does not wait for a stopped holder of it, gives up and leaves the
+//! list to a later reap or sweep when only a process itself stopped there holds it.
 //!
 //! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
 //! and start time written in each, see `Block::claim`), so that two reapers of one

@@ -1332,14 +1332,18 @@ impl Ring {
     /// (and recovering if its holder died) is enough. (A block needs no such wait; taking
     /// the lock anyway costs little next to a large message.)
     ///
-    /// Untimed, and the one wait of a take with no deadline (review126 L3's second half):
-    /// the lock's holder is a put inside its locked part (its record's copy, at most
-    /// [`INLINE_MAX`] bytes: a large message is written into its block before; or a new
-    /// segment's allocation), so the wait is that short unless the holder is stopped
-    /// (`SIGSTOP`, a debugger) or killed there (then the lock is recovered once the lock
-    /// sees its holder dead). While a producer stays stopped
-    /// holding it, the take after a large message (any get, a timed one, or an immediate
-    /// shutdown's drain in a timed or async join) waits until it resumes. Freeing a block
+    /// Untimed (review126 L3's second half), and the one wait of a take that waits with no
+    /// deadline for a *stopped* holder: a take's waits for the task table's lock
+    /// (`Tasks::count_take`, `Tasks::claim_for_take`) also outlast the get's deadline, but
+    /// only while their holder runs. The lock's holder is a put inside its locked part (its
+    /// record's copy, at most [`INLINE_MAX`] bytes: a large message is written into its
+    /// block before; or a new segment's allocation, `Ring::grow`, which itself waits with
+    /// no deadline for the heap's large allocator's lock), so the wait is that short unless
+    /// the holder is stopped (`SIGSTOP`, a debugger) or killed there (then the lock is
+    /// recovered once the lock sees its holder dead), or waits, growing a segment, behind
+    /// a process stopped inside the heap's allocator. While either stays stopped, the take
+    /// after a large message (any get, a timed one, or an immediate shutdown's drain in a
+    /// timed or async join) waits until it resumes. Freeing a block
     /// without the lock, or leaving a segment to the next take when the lock does not come
     /// within a grace, would end that; the consumers' position marks one retired thing at a
     /// time and does not tell a block from a segment, so neither is built (que103).
