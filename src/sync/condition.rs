@@ -723,6 +723,20 @@ impl Drop for ConditionGuard<'_> {
 mod tests {
     use super::*;
 
+    /// review141 L1: a `Condition` is one family-heap block of `tail_start()` bytes, and the
+    /// heap's classes are powers of two: past 4 KiB it takes 8 KiB. syn102's 64 entries
+    /// of 16 bytes made it 4,928 bytes; fix108's 12 entries of 16 bytes keep it at 4,096.
+    #[test]
+    fn a_condition_fits_the_4_kib_heap_class() {
+        let size = Shared::<CondState>::tail_start();
+        println!(
+            "CondState {} bytes, Waiters {} bytes, Obj<CondState> (tail_start) {size} bytes",
+            std::mem::size_of::<CondState>(),
+            std::mem::size_of::<Waiters>()
+        );
+        assert!(size <= 4096, "{size} bytes: the 8 KiB class");
+    }
+
     /// A notify made while the table's guard is held (as a stopped process would hold it:
     /// here this process) is deferred, and granted to the waiter of its time when the guard
     /// is let go; if the holder let it go without looking (a release racing the deferral),
