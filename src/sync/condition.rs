@@ -149,9 +149,11 @@ impl Underlying {
 /// after the older waiters among the first 64, and not in their own order of arrival
 /// (Python's are woken in the order they came); after a waiter was killed, a notification
 /// may wake more than it says: one more for each waiter killed, until the others find it
-/// dead, and for good only after a kill in the middle of a wait's first or last step, or of
-/// a process with waiters beyond the 64th when 64 other processes already had some (a
-/// wake-up without a change, which the loop around every wait already handles).
+/// dead, and for good only after a kill in the middle of a wait's arrival, of its taking a
+/// notification or of its leaving, or in the middle of another waiter's recovery of a dead
+/// one, or of a process with waiters beyond the 64th while 12 other processes each have
+/// some there too (a wake-up without a change, which the loop around every wait already
+/// handles).
 ///
 /// # Examples
 ///
