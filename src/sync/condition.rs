@@ -149,9 +149,11 @@ impl Underlying {
 /// after the older waiters among the first 64, and not in their own order of arrival
 /// (Python's are woken in the order they came); after a waiter was killed, a notification
 /// may wake more than it says: one more for each waiter killed, until the others find it
-/// dead, and for good only after a kill in the middle of a wait's first or last step, or of
-/// a process with waiters beyond the 64th when 64 other processes already had some (a
-/// wake-up without a change, which the loop around every wait already handles).
+/// dead, and for good only after a kill in the middle of a wait's arrival, of its taking a
+/// notification or of its leaving, or in the middle of another waiter's recovery of a dead
+/// one, or of a process with waiters beyond the 64th while 12 other processes each have
+/// some there too (a wake-up without a change, which the loop around every wait already
+/// handles).
 ///
 /// # Examples
 ///
@@ -722,6 +724,20 @@ impl Drop for ConditionGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// review141 L1: a `Condition` is one family-heap block of `tail_start()` bytes, and the
+    /// heap's classes are powers of two: past 4 KiB it takes 8 KiB. syn102's 64 entries
+    /// of 16 bytes made it 4,928 bytes; fix108's 12 entries of 16 bytes keep it at 4,096.
+    #[test]
+    fn a_condition_fits_the_4_kib_heap_class() {
+        let size = Shared::<CondState>::tail_start();
+        println!(
+            "CondState {} bytes, Waiters {} bytes, Obj<CondState> (tail_start) {size} bytes",
+            std::mem::size_of::<CondState>(),
+            std::mem::size_of::<Waiters>()
+        );
+        assert!(size <= 4096, "{size} bytes: the 8 KiB class");
+    }
 
     /// A notify made while the table's guard is held (as a stopped process would hold it:
     /// here this process) is deferred, and granted to the waiter of its time when the guard
