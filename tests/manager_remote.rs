@@ -365,6 +365,24 @@ fn a_server_program_serves_its_registered_types_until_killed() {
     assert!(matches!(c.get(), Err(ManagerError::ServerGone { .. })));
 }
 
+/// `shutdown` on a connected manager stops nothing and closes nothing: the server and the
+/// connection's proxies go on, and the connection's objects are freed when it and its proxies
+/// are dropped. Before (aud106 L1), its docs said it disconnected, which it never did: a
+/// user calling it to let go of the server, or to stop it, was told nothing either way.
+#[test]
+fn a_connected_managers_shutdown_stops_nothing_and_its_proxies_go_on() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    remote.shutdown().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2), "the connection is still open");
+    assert_eq!(manager.number_of_objects().unwrap(), 1, "the server still serves");
+    drop((d, remote));
+    assert!(eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == 0));
+}
+
 // ---- hostile or careless clients ------------------------------------------------------------
 
 /// A registered type's method that panics on the server fails only the remote call that

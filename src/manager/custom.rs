@@ -355,6 +355,12 @@ impl<T: Managed> ObjectProxy<T> {
 /// very type; a remote client, a type of the same path (from a crate both programs use),
 /// or, when the name is given with `as`, any type declared with that name.
 ///
+/// A registered value, and a method's arguments, cannot hold a proxy
+/// ([`ManagerError::InvalidArgument`](crate::ManagerError::InvalidArgument)), so no method
+/// returns one: Python's `method_to_typeid` (a method whose result comes back as a proxy)
+/// has no counterpart. Keep such objects in the manager's own containers (a dict of lists),
+/// or publish them by name ([`Manager::publish`](crate::Manager::publish)).
+///
 /// # Examples
 ///
 /// ```no_run
