@@ -360,9 +360,22 @@ fn a_server_program_serves_its_registered_types_until_killed() {
     let remote = Manager::connect(("127.0.0.1", port.get()), KEY).unwrap();
     let c: CounterProxy = remote.create(Counter { n: 40, log: Vec::new() }).unwrap();
     assert_eq!(c.incr(2).unwrap(), 42);
+    // Calls parked on the server when it is killed end too, typed (aud106: a guard).
+    let q = remote.queue::<u8>().unwrap();
+    let ev = remote.event().unwrap();
+    let parked = [
+        std::thread::spawn(move || q.get().map(drop)),
+        std::thread::spawn(move || ev.wait()),
+    ];
+    // Most likely parked by then; sent later, they end the same way.
+    std::thread::sleep(Duration::from_millis(200));
     server.kill().unwrap();
     server.wait();
     assert!(matches!(c.get(), Err(ManagerError::ServerGone { .. })));
+    for t in parked {
+        let ended = t.join().unwrap();
+        assert!(matches!(ended, Err(ManagerError::ServerGone { .. })), "{ended:?}");
+    }
 }
 
 /// `shutdown` on a connected manager stops nothing and closes nothing: the server and the
