@@ -637,6 +637,37 @@ fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
     drop(holder.join().unwrap());
 }
 
+/// A peer that is no manager is told as soon as its first bytes say so, and one that
+/// closes before its greeting is said to have closed. Before (aud106 L4), a short banner (an
+/// HTTP server's answer, 28 bytes) was waited on until the handshake timeout
+/// (`HandshakeTimeout` after 20 s here) because the client read the magic and its nonce
+/// whole before looking at the magic, and a peer that closed at once read
+/// "failed to fill whole buffer".
+#[test]
+fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
+    let _w = common::heap_user(LIMIT);
+    for (greeting, hold) in [(&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], true), (&b""[..], false)] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done, told) = std::sync::mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(greeting).unwrap();
+            if hold {
+                let _ = told.recv();
+            }
+        });
+        let connected = Manager::connect_timeout(addr, KEY, Duration::from_secs(20));
+        done.send(()).unwrap();
+        peer.join().unwrap();
+        match (hold, connected) {
+            (true, Err(ManagerError::Protocol(why))) => assert!(why.contains("not a multiproc manager"), "{why}"),
+            (false, Err(e)) => assert!(e.to_string().contains("closed"), "{e}"),
+            (_, other) => panic!("{:?}", other.map(drop)),
+        }
+    }
+}
+
 #[test]
 fn a_request_that_would_expand_beyond_its_budget_is_refused_and_the_connection_goes_on() {
     let _w = common::heap_user(LIMIT);
