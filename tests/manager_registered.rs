@@ -275,11 +275,7 @@ mod slow {
 #[ignore = "aud106 M1: a slow registered method stalls every client (one dispatcher thread); documented, fix is a server change"]
 fn a_slow_registered_method_holds_only_its_caller() {
     let _w = common::watchdog(LIMIT);
-    let manager = Manager::builder()
-        .register::<slow::Sleeper>()
-        .call_timeout(Duration::from_secs(1))
-        .start()
-        .unwrap();
+    let manager = Manager::builder().register::<slow::Sleeper>().call_timeout(Duration::from_secs(1)).start().unwrap();
     let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper).unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     let napper = std::thread::spawn(move || sleeper.nap(2500));

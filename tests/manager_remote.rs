@@ -363,10 +363,7 @@ fn a_server_program_serves_its_registered_types_until_killed() {
     // Calls parked on the server when it is killed end too, typed (aud106: a guard).
     let q = remote.queue::<u8>().unwrap();
     let ev = remote.event().unwrap();
-    let parked = [
-        std::thread::spawn(move || q.get().map(drop)),
-        std::thread::spawn(move || ev.wait()),
-    ];
+    let parked = [std::thread::spawn(move || q.get().map(drop)), std::thread::spawn(move || ev.wait())];
     // Most likely parked by then; sent later, they end the same way.
     std::thread::sleep(Duration::from_millis(200));
     server.kill().unwrap();
