@@ -655,7 +655,7 @@ fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
             }
         });
         let connected = Manager::connect_timeout(addr, KEY, Duration::from_secs(20));
-        done.send(()).unwrap();
+        let _ = done.send(()); // a peer that does not hold has gone
         peer.join().unwrap();
         match (hold, connected) {
             (true, Err(ManagerError::Protocol(why))) => assert!(why.contains("not a multiproc manager"), "{why}"),
