@@ -118,6 +118,9 @@ fn a_set_behaves_as_a_python_set_across_processes() {
     assert!(s.discard(&2).unwrap());
     assert!(!s.discard(&2).unwrap());
     assert!(matches!(s.remove(&2), Err(ManagerError::ValueNotFound)), "remove of an absent element: KeyError");
+    // Said of a set too (aud106 L3: it read "the value is not in the list").
+    let missing = s.remove(&2).unwrap_err().to_string();
+    assert!(missing.contains("set"), "{missing}");
     s.remove(&3).unwrap();
     s.add(4).unwrap();
     assert_eq!(s.iter().unwrap().collect::<Vec<_>>(), [1, 4]);

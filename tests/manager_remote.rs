@@ -360,9 +360,37 @@ fn a_server_program_serves_its_registered_types_until_killed() {
     let remote = Manager::connect(("127.0.0.1", port.get()), KEY).unwrap();
     let c: CounterProxy = remote.create(Counter { n: 40, log: Vec::new() }).unwrap();
     assert_eq!(c.incr(2).unwrap(), 42);
+    // Calls parked on the server when it is killed end too, typed (aud106: a guard).
+    let q = remote.queue::<u8>().unwrap();
+    let ev = remote.event().unwrap();
+    let parked = [std::thread::spawn(move || q.get().map(drop)), std::thread::spawn(move || ev.wait())];
+    // Most likely parked by then; sent later, they end the same way.
+    std::thread::sleep(Duration::from_millis(200));
     server.kill().unwrap();
     server.wait();
     assert!(matches!(c.get(), Err(ManagerError::ServerGone { .. })));
+    for t in parked {
+        let ended = t.join().unwrap();
+        assert!(matches!(ended, Err(ManagerError::ServerGone { .. })), "{ended:?}");
+    }
+}
+
+/// `shutdown` on a connected manager stops nothing and closes nothing: the server and the
+/// connection's proxies go on, and the connection's objects are freed when it and its proxies
+/// are dropped. Before (aud106 L1), its docs said it disconnected, which it never did: a
+/// user calling it to let go of the server, or to stop it, was told nothing either way.
+#[test]
+fn a_connected_managers_shutdown_stops_nothing_and_its_proxies_go_on() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    remote.shutdown().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2), "the connection is still open");
+    assert_eq!(manager.number_of_objects().unwrap(), 1, "the server still serves");
+    drop((d, remote));
+    assert!(eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == 0));
 }
 
 // ---- hostile or careless clients ------------------------------------------------------------
@@ -604,6 +632,37 @@ fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
         other => panic!("{other:?}"),
     }
     drop(holder.join().unwrap());
+}
+
+/// A peer that is no manager is told as soon as its first bytes say so, and one that
+/// closes before its greeting is said to have closed. Before (aud106 L4), a short banner (an
+/// HTTP server's answer, 28 bytes) was waited on until the handshake timeout
+/// (`HandshakeTimeout` after 20 s here) because the client read the magic and its nonce
+/// whole before looking at the magic, and a peer that closed at once read
+/// "failed to fill whole buffer".
+#[test]
+fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
+    let _w = common::heap_user(LIMIT);
+    for (greeting, hold) in [(&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], true), (&b""[..], false)] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done, told) = std::sync::mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(greeting).unwrap();
+            if hold {
+                let _ = told.recv();
+            }
+        });
+        let connected = Manager::connect_timeout(addr, KEY, Duration::from_secs(20));
+        let _ = done.send(()); // a peer that does not hold has gone
+        peer.join().unwrap();
+        match (hold, connected) {
+            (true, Err(ManagerError::Protocol(why))) => assert!(why.contains("not a multiproc manager"), "{why}"),
+            (false, Err(e)) => assert!(e.to_string().contains("closed"), "{e}"),
+            (_, other) => panic!("{:?}", other.map(drop)),
+        }
+    }
 }
 
 #[test]

@@ -209,11 +209,15 @@ impl From<io::Error> for Failure {
 /// The client's side: answers the server's challenge, then checks the server's answer to
 /// its own.
 pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic) -> Result<(), Failure> {
+    // The magic is looked at before the nonce is waited for: a peer of another protocol
+    // whose greeting is short (an HTTP server's answer) is told at once, not at the
+    // handshake's deadline (aud106 L4).
     let mut hello = [0u8; 8 + NONCE];
-    stream.read_exact(&mut hello)?;
+    read_greeting(stream, &mut hello[..8])?;
     if &hello[..8] != magic {
         return Err(Failure::NotThePeer);
     }
+    read_greeting(stream, &mut hello[8..])?;
     let ours = sys::random_bytes::<NONCE>();
     let mut answer = [0u8; DIGEST + NONCE];
     answer[..DIGEST].copy_from_slice(&mac(key, b"client", &hello[8..]).finalize().into_bytes());
@@ -238,6 +242,17 @@ pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic
     }
     Ok(())
 }
+/// Reads part of the peer's greeting; a peer that closed before it is said to have closed,
+/// not that a buffer could not be filled. The error keeps its kind (`UnexpectedEof`).
+fn read_greeting<S: Read>(stream: &mut S, buf: &mut [u8]) -> Result<(), Failure> {
+    stream.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            Failure::Io(io::Error::new(e.kind(), "the peer closed the connection before its greeting"))
+        }
+        _ => Failure::Io(e),
+    })
+}
+
 /// A fake server speaking `magic` that welcomes anyone but cannot answer the client's
 /// challenge (it does not know the key); the client connects through the returned stream.
 #[cfg(test)]

@@ -355,6 +355,20 @@ impl<T: Managed> ObjectProxy<T> {
 /// very type; a remote client, a type of the same path (from a crate both programs use),
 /// or, when the name is given with `as`, any type declared with that name.
 ///
+/// The methods run on the server's one dispatcher thread, one call at a time, between the
+/// requests of every other client of the manager: keep them short. A method that sleeps,
+/// waits on I/O or loops holds every call on every object of that manager until it
+/// returns (with [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout),
+/// the others' calls fail with `CallTimeout` meanwhile); Python's server runs each
+/// connection on a thread of its own, where only the caller waits. Do slow work in the
+/// caller, or in a process of your own fed by a manager queue.
+///
+/// A registered value, and a method's arguments, cannot hold a proxy
+/// ([`ManagerError::InvalidArgument`](crate::ManagerError::InvalidArgument)), so no method
+/// returns one: Python's `method_to_typeid` (a method whose result comes back as a proxy)
+/// has no counterpart. Keep such objects in the manager's own containers (a dict of lists),
+/// or publish them by name ([`Manager::publish`](crate::Manager::publish)).
+///
 /// # Examples
 ///
 /// ```no_run

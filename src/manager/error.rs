@@ -69,8 +69,9 @@ pub enum ManagerError {
     #[doc(alias = "AttributeError")]
     #[error("the namespace has no attribute '{0}'")]
     NoSuchAttribute(String),
-    /// The value is not in the list (Python's `ValueError` of `index`).
-    #[error("the value is not in the list")]
+    /// The value is not in the list (Python's `ValueError` of `index`) or the set (the
+    /// `KeyError` of `remove`).
+    #[error("the value is not in the list or set")]
     ValueNotFound,
     /// A lock released by a thread that does not hold it (`RLock`, `Condition`).
     #[error("released by a thread that does not own it")]

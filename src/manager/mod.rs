@@ -113,7 +113,7 @@ impl ServerProcess {
     fn shutdown(&self) -> Result<(), ManagerError> {
         if self.starter != sys::my_pid() {
             // A copy that fork made in a child: the server, and its process handle, are the
-            // parent's. It lets go only, as a connected manager does.
+            // parent's. It does nothing, as a connected manager's does.
             return Ok(());
         }
         if self.process.exitcode().is_some() {
@@ -1167,9 +1167,12 @@ impl Manager {
 
     /// Stops the server (Python's `shutdown()`): parked calls are answered with
     /// [`ManagerError::ServerGone`], proxies anywhere get it from now on. Waits up to the
-    /// shutdown timeout for the server to end, then kills it. Idempotent; a connected
-    /// manager only disconnects, and so does a copy that a `Fork` child got with its
-    /// parent's memory (the server is the parent's).
+    /// shutdown timeout for the server to end, then kills it. Idempotent. On a manager
+    /// from [`Manager::connect`] it does nothing and returns `Ok(())`: the server is not
+    /// this process's to stop, and the connection stays open, its proxies working, until
+    /// the manager and its proxies are dropped (Python's connected manager has no
+    /// `shutdown`). The same for a copy that a `Fork` child got with its parent's memory
+    /// (the server is the parent's).
     ///
     /// # Errors
     ///
