@@ -1003,15 +1003,6 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     }
                     Some(format!("the connection was lost on each push ({why})"))
                 }
-                // A TLS failure that heals (a certificate not valid yet, a clock set wrong):
-                // Redis away, the result kept and tried again, as the reader waits it out
-                // (review136 M1: taken for a refusal, the result was replaced by a
-                // `Refused` failure that met the same failure and was dropped, the task
-                // lost). One that lasts goes on below: the reader ends the node on it.
-                Err(ClusterError::Tls(_)) if !link.tls_lasts() => {
-                    tls_waits = true;
-                    break;
-                }
                 // Refused for good (review144 M1): the result is kept while the reader is
                 // told (`Shared::refused`) and ends the node, which sets `stopped`; then
                 // tried once more, and dropped if refused again (not replaced by a failure
@@ -1023,7 +1014,11 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     }
                     None
                 }
-                // A lasting TLS failure not met again on a fresh connection: it passed.
+                // A TLS failure that heals (a certificate not valid yet, a clock set wrong),
+                // or one of the lasting class not met again on a fresh connection: Redis
+                // away, the result kept and tried again, as the reader waits it out, backing
+                // off (review136 M1: taken for a refusal, the result was replaced by a
+                // `Refused` failure that met the same failure and was dropped, the task lost).
                 Err(ClusterError::Tls(_)) => {
                     tls_waits = true;
                     break;
