@@ -387,10 +387,13 @@ pub(super) fn node_name() -> String {
 /// speaks no TLS; the server refusing the node's client certificate: the node's tasks are
 /// handed back as below), while a certificate not valid yet or expired after the start is
 /// waited out as Redis away is, and said through `log`; [`ClusterError::Auth`] when Redis refuses the credentials after
-/// the start (a password changed in Redis, met when the node connects again: the node's
+/// the start (a password changed in Redis, met when either of the node's connections
+/// connects again, its task reader's or its result writer's, and met again on a fresh
+/// connection: the node's
 /// running tasks are ended and handed back, never failed, and taken back by their drivers
 /// at once if the node's result connection is still logged in, after their lease, as a
-/// dead node's, if not; a passing refusal, such as a Redis at `maxclients`, is waited out;
+/// dead node's, if not, as are the tasks whose results the refused writer could not
+/// push; a passing refusal, such as a Redis at `maxclients`, is waited out;
 /// a command
 /// an ACL refuses, `NOPERM`, is not such a refusal), [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
