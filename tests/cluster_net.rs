@@ -289,7 +289,10 @@ fn swap_certificate(redis: &TcpRedis, cert: &std::path::Path, key: &std::path::P
 /// trust ends it, with the typed `Tls` error (clu101 item 3: any TLS failure after the start
 /// was warned about and tried again for ever, the node serving nothing). A pool's driver
 /// given the CA in code (`ClusterOptions::tls`) meets the same certificate: its running
-/// task fails with the typed `Tls` error.
+/// task fails with the typed `Tls` error, at once, its next beat (a lease of 30 s) far
+/// beyond its timeout (3 s), so that the bound's read meets the certificate first: a step
+/// that finds no connection to read it on says why its open failed (`Link::open_failed`),
+/// where it said `Unreachable` after the timeout (review144 L1).
 #[test]
 fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not_valid_yet() {
     let _w = watchdog(LIMIT);
@@ -322,8 +325,8 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
     let options = ClusterOptions::new()
         .authkey(TEST_KEY)
         .tls(Tls::new().ca_pem(pki.ca))
-        .timeout(Duration::from_secs(1))
-        .lease(Duration::from_secs(1));
+        .timeout(Duration::from_secs(3))
+        .lease(Duration::from_secs(30));
     let pool = Pool::builder().cluster(&url).processes(1).cluster_options(options).build().unwrap();
     assert_eq!(pool.apply(slow_where, 0).unwrap().0, 0, "the node serves the pool");
     let mut running = pool.apply_async(slow_where, 60_000).unwrap();
@@ -349,8 +352,9 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
 /// replaced the result by a `Refused` failure, failed to push that too and dropped it: the
 /// task was lost, `WorkerLost` with one delivery), and the driver waits it out as Redis away,
 /// within its timeout (review136 M2: it ended the pool at the first TLS error, the task
-/// failed `Tls`). The window is set up by sleeps: a node that took the task late, or a
-/// window too short to meet, passes on either code, never fails on the right one.
+/// failed `Tls`). The certificate changes once the task is pending to the node (review144
+/// L4: after a sleep of 300 ms, a node that took the task later met nothing); a window too
+/// short to meet would pass on either code, never fail on the right one.
 #[test]
 fn a_certificate_not_valid_yet_for_a_while_loses_no_result_and_ends_no_pool() {
     let _w = watchdog(LIMIT);
@@ -375,7 +379,9 @@ fn a_certificate_not_valid_yet_for_a_while_loses_no_result_and_ends_no_pool() {
     let pool = Pool::builder().cluster(&url).processes(1).cluster_options(options).build().unwrap();
     assert_eq!(pool.apply(slow_where, 0).unwrap().0, 0, "the node serves the pool");
     let mut running = pool.apply_async(slow_where, 800).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let tasks = tls_cli(&redis, &["--scan", "--pattern", "mp:*:tasks"]).pop().expect("the pool's stream");
+    let taken = || tls_cli(&redis, &["XPENDING", &tasks, "nodes"]).first().is_some_and(|n| n == "1");
+    assert!(common::eventually(Duration::from_secs(20), taken), "the node did not take the task");
     swap_certificate(&redis, &dir.join("later.pem"), &dir.join("later.key"));
     // The task ends on the node meanwhile; the node's writer and the driver meet the
     // certificate not valid yet.

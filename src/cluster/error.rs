@@ -143,7 +143,8 @@ fn tls_cause(e: &redis::RedisError) -> Option<TlsCause<'_>> {
 /// waited out for ever). A certificate not valid yet or expired (a clock set wrong, here or
 /// on the server, or a certificate about to be renewed), a revocation that cannot be
 /// checked, and every failure of another kind are taken as passing, and waited out. Every
-/// caller confirms a lasting failure on a fresh connection before it ends anything, so one
+/// caller (a node's reader and writer, a pool's driver) confirms a lasting failure on a
+/// fresh connection before it ends or drops anything, so one
 /// misclassified here costs a node's restart or a pool's end, typed, not a wait for ever.
 /// False where the error is no TLS failure.
 pub(crate) fn tls_lasts(e: &redis::RedisError) -> bool {

@@ -167,6 +167,13 @@ struct Shared {
     /// flight would take it again, handing it back a second time, a second delivery spent
     /// (with `max_deliveries(2)`, `WorkerLost` for a task a healthy node could run).
     stopped: AtomicBool,
+    /// Redis refuses the writer for good ([`writer_refused`]: its credentials, a password
+    /// changed in Redis met by the writer's reconnection while the reader's connection stays
+    /// logged in, or a lasting TLS failure), confirmed on a fresh connection: the reader ends
+    /// the node on it ([`end_refused`]) as on a refusal of its own (review144 M1: nothing told
+    /// the reader, which went on taking tasks whose results were all dropped, and the node
+    /// never ended for a supervisor to restart it).
+    refused: OnceLock<ClusterError>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -380,10 +387,13 @@ pub(super) fn node_name() -> String {
 /// speaks no TLS; the server refusing the node's client certificate: the node's tasks are
 /// handed back as below), while a certificate not valid yet or expired after the start is
 /// waited out as Redis away is, and said through `log`; [`ClusterError::Auth`] when Redis refuses the credentials after
-/// the start (a password changed in Redis, met when the node connects again: the node's
+/// the start (a password changed in Redis, met when either of the node's connections
+/// connects again, its task reader's or its result writer's, and met again on a fresh
+/// connection: the node's
 /// running tasks are ended and handed back, never failed, and taken back by their drivers
 /// at once if the node's result connection is still logged in, after their lease, as a
-/// dead node's, if not; a passing refusal, such as a Redis at `maxclients`, is waited out;
+/// dead node's, if not, as are the tasks whose results the refused writer could not
+/// push; a passing refusal, such as a Redis at `maxclients`, is waited out;
 /// a command
 /// an ACL refuses, `NOPERM`, is not such a refusal), [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
@@ -433,6 +443,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         capacity: 2 * workers,
         broken: OnceLock::new(),
         stopped: AtomicBool::new(false),
+        refused: OnceLock::new(),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     {
@@ -460,6 +471,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             // go once their drivers took it back, by another node's sweep).
             sweep(&mut reader_link, &pools, &me);
             return Err(error);
+        }
+        if let Some(refused) = shared.refused.get() {
+            return Err(end_refused(&shared, &tx, &local, refused.clone()));
         }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
@@ -495,7 +509,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             let mut running = lock(&shared.running);
             // A broken pool hands back nothing before the reader stops: the loop's next
             // turn does.
-            while running.len() >= shared.capacity && shared.broken.get().is_none() {
+            while running.len() >= shared.capacity && shared.broken.get().is_none() && shared.refused.get().is_none() {
                 running = shared
                     .room
                     .wait_timeout(running, Duration::from_millis(100))
@@ -506,7 +520,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         };
         let block = (100 / pools.len()).max(5);
         for pool in &pools {
-            if shared.broken.get().is_some() {
+            if shared.broken.get().is_some() || shared.refused.get().is_some() {
                 // Taking no more: the loop's next turn ends the node.
                 break;
             }
@@ -622,6 +636,27 @@ fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
     }
 }
 
+/// Whether a failure `e` of the node's writer is a refusal for good, as [`lasting_refusal`]
+/// tells the reader's (confirmed by a `PING` on a fresh connection), or any `Auth` or lasting
+/// `Tls` once one was: then `Shared::refused` says so, for the reader to end the node.
+fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
+    match e {
+        ClusterError::Auth(_) => {}
+        ClusterError::Tls(_) if link.tls_lasts() => {}
+        _ => return false,
+    }
+    if shared.refused.get().is_some() {
+        return true;
+    }
+    match lasting_refusal(e, link) {
+        Some(refused) => {
+            let _ = shared.refused.set(refused);
+            true
+        }
+        None => false,
+    }
+}
+
 /// The end of a node that Redis refuses after its start, for good ([`lasting_refusal`]: its
 /// credentials, a password changed in Redis, or its TLS session, a certificate changed for
 /// one the node does not trust; met at a reconnection): its URL and certificates cannot
@@ -631,7 +666,9 @@ fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
 /// drivers at once where the writer's connection is still open (connections already open
 /// keep their login and their TLS session), or after its lease where Redis refuses that
 /// too, a delivery counted either way, as a dead node's. It returns once the writer has
-/// handed back or pushed what the node holds ([`written`]).
+/// handed back or pushed what the node holds ([`written`]). The refusal may be the
+/// writer's (`Shared::refused`): the results it kept are pushed if they can be by then, and
+/// dropped after one more refused try if not, their tasks taken back after their lease.
 fn end_refused(
     shared: &Shared,
     writer: &Sender<Option<Finished>>,
@@ -884,13 +921,21 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
     let script = redis::Script::new(PUT_RESULT);
     let mut unsent: Vec<Finished> = Vec::new();
     let mut last_beat = Instant::now();
+    // The wait before the next try while a TLS failure that heals lasts: doubled from 100 ms
+    // to a second (review144 L3: each try is a full handshake, its server side on Redis's
+    // one thread, and it was tried every 50 ms for as long as the failure lasted, days for
+    // an expired certificate nobody renewed).
+    let mut tls_retry: Option<Duration> = None;
     loop {
         let beat_every = {
             let running = lock(&shared.running);
             running.values().min().map_or(Duration::from_secs(1), |lease| *lease / 3)
         };
-        let wait =
-            if unsent.is_empty() { beat_every.saturating_sub(last_beat.elapsed()) } else { Duration::from_millis(50) };
+        let wait = if unsent.is_empty() {
+            beat_every.saturating_sub(last_beat.elapsed())
+        } else {
+            tls_retry.unwrap_or(Duration::from_millis(50))
+        };
         match rx.recv_timeout(wait) {
             Ok(f) => unsent.extend(f),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -900,6 +945,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         // In order; a result whose driver is away is passed over (other pools' go on),
         // and a refusal of the server stops them all.
         let mut at = 0;
+        let mut tls_waits = false;
         while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
             if f.handed_back {
@@ -960,12 +1006,26 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     }
                     Some(format!("the connection was lost on each push ({why})"))
                 }
-                // A TLS failure that heals (a certificate not valid yet, a clock set wrong):
-                // Redis away, the result kept and tried again, as the reader waits it out
-                // (review136 M1: taken for a refusal, the result was replaced by a
-                // `Refused` failure that met the same failure and was dropped, the task
-                // lost). One that lasts goes on below: the reader ends the node on it.
-                Err(ClusterError::Tls(_)) if !link.tls_lasts() => break,
+                // Refused for good (review144 M1): the result is kept while the reader is
+                // told (`Shared::refused`) and ends the node, which sets `stopped`; then
+                // tried once more, and dropped if refused again (not replaced by a failure
+                // that would meet the same refusal): its task is taken back after its lease,
+                // as a dead node's.
+                Err(e) if writer_refused(&e, &mut link, shared) => {
+                    if !shared.stopped.load(Ordering::Acquire) {
+                        break;
+                    }
+                    None
+                }
+                // A TLS failure that heals (a certificate not valid yet, a clock set wrong),
+                // or one of the lasting class not met again on a fresh connection: Redis
+                // away, the result kept and tried again, as the reader waits it out, backing
+                // off (review136 M1: taken for a refusal, the result was replaced by a
+                // `Refused` failure that met the same failure and was dropped, the task lost).
+                Err(ClusterError::Tls(_)) => {
+                    tls_waits = true;
+                    break;
+                }
                 Err(e) => Some(e.to_string()),
             };
             if let Some(why) = why
@@ -995,6 +1055,8 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();
         }
+        tls_retry =
+            tls_waits.then(|| tls_retry.map_or(Duration::from_millis(100), |d| (d * 2).min(Duration::from_secs(1))));
         if last_beat.elapsed() >= beat_every {
             last_beat = Instant::now();
             let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
@@ -1014,7 +1076,10 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             }
             for (pool, entries) in by_pool {
                 let keys = PoolKeys::new(&pool);
-                let _ = link.run(|c| claim(&keys.tasks, me, &entries, None).query::<redis::Value>(c));
+                if let Err(e) = link.run(|c| claim(&keys.tasks, me, &entries, None).query::<redis::Value>(c)) {
+                    // A beat refused for good ends the node too, as a push does.
+                    writer_refused(&e, &mut link, shared);
+                }
             }
         }
     }
