@@ -151,9 +151,9 @@ impl Underlying {
 /// may wake more than it says: one more for each waiter killed, until the others find it
 /// dead, and for good only after a kill in the middle of a wait's arrival, of its taking a
 /// notification or of its leaving, or in the middle of another waiter's recovery of a dead
-/// one, or of a process with waiters beyond the 64th while 12 other processes each have
-/// some there too (a wake-up without a change, which the loop around every wait already
-/// handles).
+/// one, or of a process with waiters beyond the 64th while 12 other processes each hold a
+/// name there (waiters there, a claim in flight, or dead and not yet found) (a wake-up
+/// without a change, which the loop around every wait already handles).
 ///
 /// # Examples
 ///

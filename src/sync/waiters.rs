@@ -79,14 +79,15 @@
 //! grant's notify.
 //!
 //! An overflow waiter killed while waiting is named by its process's *entry* (syn102): one
-//! of [`ENTRIES`] records `{pid, start, count}`, `count` being how many of the overflow
-//! word's waiters are that process's. Each step keeps `count` at most what the word counts
-//! for the process: an arrival adds to the word, then to the entry; a claim and a leave
+//! of [`ENTRIES`] records `{who, counts}` (`who` the process's pid and start time packed in
+//! one word; the low half of `counts` how many of the overflow word's waiters are that
+//! process's, its high half their claims in flight). Each step keeps that count at most
+//! what the word counts for the process: an arrival adds to the word, then to the entry; a claim and a leave
 //! take from the entry, then from the word (a claim that finds the token gone gives its
 //! count back). A kill between two of these leaves one count in the word for good, never
 //! an entry counting more than the word, which would let a recovery uncount a live waiter
-//! of another process. Once waiters overflowed, the periodic check lists every entry of
-//! another process besides the slots; the recovery of a dead one zeroes its count, takes
+//! of another process. Once waiters overflowed, the periodic check lists, besides the slots,
+//! every entry of another process that counts something (fix108); the recovery of a dead one zeroes its count, takes
 //! that count from the word, drops the tokens beyond the waiters left and frees the entry.
 //! With tokens left, it first raises the horizon to `next`: the dead waiters may have been
 //! the eligible ones, and tokens as many as the waiters left with one of them not eligible
@@ -209,8 +210,9 @@ impl Slot {
 /// count at most the waiters of this process that the word counts (see
 /// [`Waiters::arrive`], [`Waiters::claim`], [`Waiters::leave`]): a recovery that takes more
 /// back would uncount a live waiter of another process, and leave more tokens than
-/// waiters (review116 H1). Only threads of the process change `counts` while it lives, and
-/// only a recovery once it died.
+/// waiters (review116 H1). Only threads of the process whose entry it is change `counts`
+/// while the entry is its (an entry whose `counts` read 0 under the guard may pass to
+/// another process, fix108), and only a recovery once that process died.
 ///
 /// `counts` holds the waiters (low half) and the claims in flight (high half, [`CLAIMING`]):
 /// a claim moves its waiter from one to the other in one step, then drops it or gives it
@@ -1703,6 +1705,46 @@ mod tests {
         println!("M1: suspects naming x: {}; recover {r:?}; word {:?}", dead.len(), t.overflow());
         assert_eq!((r.uncounted, r.tokens_dropped), (1, 1));
         assert_eq!(t.overflow(), (0, 0));
+    }
+
+    /// A process killed in its claim after the entry's first step (before the word's CAS,
+    /// or after it won): its entry, counting a claim only, is listed, recovered and freed,
+    /// and the live overflow waiters are still served (review146 L1: fix108's report said so
+    /// with no test; `claim` has no crash point, so the kill is the claim's first step done
+    /// by hand). A dead claimer that was the last waiter beyond the table and won is not
+    /// listed until the table overflows again (`suspects` looks only while it overflows).
+    #[test]
+    fn a_process_killed_in_its_claim_is_recovered_and_its_entry_freed() {
+        for won in [false, true] {
+            let t = Waiters::new();
+            for pid in 1..=SLOTS as u32 {
+                t.arrive(pid, 1);
+            }
+            t.notify(u32::MAX);
+            let d = t.arrive(900, 7);
+            let keep = t.arrive(901, 7);
+            let Place::Overflow(_, Some(e)) = d else { panic!("900 unnamed: {d:?}") };
+            assert!(t.notify(1).overflow);
+            let entry = &t.entries[usize::from(e)];
+            entry.counts.fetch_add(CLAIMING - 1, Ordering::AcqRel);
+            if won {
+                t.overflow.fetch_sub(ONE_WAITER + 1, Ordering::AcqRel);
+            }
+            let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 900).collect();
+            t.recover(&dead);
+            let freed = entry.who.load(Ordering::Relaxed) == 0;
+            let n = t.arrive(902, 7);
+            t.notify(u32::MAX);
+            let served = (t.claim(keep) && t.leave(keep, true), t.claim(n) && t.leave(n, true));
+            println!(
+                "won {won}: listed {}, entry freed {freed}, live waiters served {served:?}, word {:?}",
+                dead.len(),
+                t.overflow()
+            );
+            assert_eq!(dead.len(), 1, "won {won}: the dead claimer's entry is listed");
+            assert!(freed, "won {won}: and freed");
+            assert_eq!(served, (true, true), "won {won}: every live waiter is still served");
+        }
     }
 
     /// fix108 (review141 M1's trap): an entry that counts no waiter while one of its
