@@ -379,7 +379,7 @@ struct State {
     /// to settle.
     taken_any: Cell<bool>,
     /// The plan of the type sent last, the common case of a channel used in a loop.
-    last_plan: Cell<Option<(&'static str, bool)>>,
+    last_plan: Cell<Option<(&'static str, Plan)>>,
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
@@ -1242,13 +1242,22 @@ const MESSAGEPACK: u8 = 1;
 thread_local! {
     /// Per type sent from this thread, by `type_name`: whether it needs the
     /// self-describing encoding (see `probe`).
-    static PLANS: RefCell<Vec<(&'static str, bool)>> = const { RefCell::new(Vec::new()) };
+    static PLANS: RefCell<Vec<(&'static str, Plan)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// What the probe found of a type (see `probe`): whether its messages go self-described.
+pub(crate) use probe::Answer as Plan;
 
 /// Whether a `T` is sent in the self-describing encoding from the start, probed once per
 /// type and thread.
 #[inline(always)]
 fn self_describing<T: DeserializeOwned>(state: &State) -> bool {
+    plan_in::<T>(state).self_describing()
+}
+
+/// The plan of a `T` (see [`self_describing`]).
+#[inline(always)]
+fn plan_in<T: DeserializeOwned>(state: &State) -> Plan {
     let name = std::any::type_name::<T>();
     if let Some((last, plan)) = state.last_plan.get()
         && std::ptr::eq(last, name)
@@ -1260,26 +1269,26 @@ fn self_describing<T: DeserializeOwned>(state: &State) -> bool {
     plan
 }
 
-/// Whether a `T` is sent self-described (see [`self_describing`]), for a process that will
-/// encode `T`s and can be told ([`assume_plan`]) rather than probe: a child's result.
-pub(crate) fn plan<T: DeserializeOwned>() -> bool {
-    STATE.with(self_describing::<T>)
+/// The plan of a `T` (see [`self_describing`]), for a process that will encode `T`s and
+/// can be told ([`assume_plan`]) rather than probe: a child's result.
+pub(crate) fn plan<T: DeserializeOwned>() -> Plan {
+    STATE.with(plan_in::<T>)
 }
 
 /// Records the plan of `T` found by another process of the family (one binary, one answer),
 /// so that this one never runs the probe for it: a child started to return an `R` learns
 /// `R`'s plan with its boot message, and its start stays free of the probe's work.
-pub(crate) fn assume_plan<T>(self_describing: bool) {
+pub(crate) fn assume_plan<T>(plan: Plan) {
     let name = std::any::type_name::<T>();
     if PLANS.with(|p| p.borrow().iter().all(|(n, _)| *n != name)) {
-        PLANS.with(|p| p.borrow_mut().push((name, self_describing)));
+        PLANS.with(|p| p.borrow_mut().push((name, plan)));
     }
-    STATE.with(|s| s.last_plan.set(Some((name, self_describing))));
+    STATE.with(|s| s.last_plan.set(Some((name, plan))));
 }
 
 #[cold]
 #[inline(never)]
-fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
+fn plan_of<T: DeserializeOwned>(name: &'static str) -> Plan {
     // By address first: one binary, one `type_name` string per type, usually.
     let known = PLANS.with(|p| {
         let plans = p.borrow();
@@ -1298,7 +1307,7 @@ fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
 /// Runs the probe (out of line: once per type and thread, never on a message's path).
 #[cold]
 #[inline(never)]
-fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
+fn probe_plan<T: DeserializeOwned>(name: &'static str) -> Plan {
     let plan = outside_decodings(probe::needs_self_description::<T>);
     take_detail();
     PLANS.with(|p| p.borrow_mut().push((name, plan)));
@@ -2066,24 +2075,27 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
 /// Encodes `value` in plain postcard, with no tag (a
 /// [`SocketConnection`](crate::SocketConnection)'s message, which [`decode_untagged`]
 /// reads), behind the checking serializer: a value postcard cannot carry is refused rather
-/// than written, since the receiver has no other encoding to read it in (its type asks for
-/// `deserialize_any`, or its `Serialize` skips a field or writes a map of unknown length:
-/// the first fails at every receiver, the second may be read as another value; aud104 M2).
-/// No handle scope is open, so a family handle refuses too.
+/// than written, since the receiver has no other encoding to read it in (aud104 M2). Its
+/// type's `Deserialize` asks for `deserialize_any` (the probe saw it: every receiver would
+/// fail), or its `Serialize` skips a field or writes a map of unknown length (the receiver
+/// may read another value). A type the probe gave up on ([`Plan::GaveUp`]) is written in
+/// postcard behind the checking serializer, as any other: the probe's budget is no reason
+/// to refuse it (review140 M1). No handle scope is open, so a family handle refuses too.
 #[cfg(feature = "remote")]
 pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, CodecError> {
-    const NEEDS_SELF_DESCRIPTION: &str = "the value needs a self-describing encoding (its type's Deserialize asks \
-         for deserialize_any, or its Serialize skips a field or writes a map of unknown length), and a socket \
-         connection's messages are plain postcard";
-    if plan::<T>() {
-        return Err(CodecError::encode(NEEDS_SELF_DESCRIPTION).of::<T>());
+    const ASKS_FOR_ANY: &str = "its type's Deserialize asks for deserialize_any (a self-describing encoding), and \
+         a socket connection's messages are plain postcard";
+    const SKIPS: &str = "its Serialize skips a field or writes a map of unknown length, which plain postcard \
+         (a socket connection's messages) cannot carry";
+    if plan::<T>() == Plan::Any {
+        return Err(CodecError::encode(ASKS_FOR_ANY).of::<T>());
     }
     let mut bytes = Vec::new();
     let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
     let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
     match check::serialize(value, &mut serializer) {
         Ok(()) => Ok(bytes),
-        Err(check::Failure::SelfDescribe) => Err(CodecError::encode(NEEDS_SELF_DESCRIPTION).of::<T>()),
+        Err(check::Failure::SelfDescribe) => Err(CodecError::encode(SKIPS).of::<T>()),
         Err(e) => Err(CodecError::encode(e).of::<T>()),
     }
 }

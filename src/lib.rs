@@ -114,8 +114,10 @@
 //!   whether it needs the other path.
 //! - **The self-describing path**, for a type whose `Deserialize` asks the format what
 //!   comes next (`serde_json::Value`, untagged and internally tagged enums, `flatten`) or
-//!   whose `Serialize` skips fields or writes maps of unknown length: MessagePack with
-//!   field names ([rmp-serde](https://docs.rs/rmp-serde)). Larger and slower (field names,
+//!   whose `Serialize` skips fields or writes maps of unknown length, or that the probe
+//!   could not see to the end (a type reached only more than 12 compound levels down,
+//!   recursive types excepted): MessagePack with field names
+//!   ([rmp-serde](https://docs.rs/rmp-serde)). Larger and slower (field names,
 //!   a tag per value), chosen per type and per value by the sender; every receiver reads
 //!   both. A [`Manager`]'s containers always keep their items self-described.
 //! - A message that cannot be encoded or decoded is a [`CodecError`] naming the type and

@@ -617,3 +617,61 @@ fn a_value_postcard_cannot_carry_is_refused_by_send_not_misread() {
     skipping.send(whole.clone()).unwrap();
     assert_eq!(skipping_peer.recv().unwrap(), whole);
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Tree {
+    label: Option<String>,
+    kids: Vec<Tree>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Flag {
+    Off,
+    On,
+}
+
+/// Ten two-variant enum fields: 1024 combinations of variants.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Settings {
+    a: Flag,
+    b: Flag,
+    c: Flag,
+    d: Flag,
+    e: Flag,
+    f: Flag,
+    g: Flag,
+    h: Flag,
+    i: Flag,
+    j: Flag,
+}
+
+/// review140 M1: aud104's `send` refused every value whose type the probe gave up on (a
+/// recursive type whose cycle does not line up with its depth limit, 512 combinations of
+/// variants spent), saying it needed a self-describing encoding, though postcard carries
+/// it. `send` refuses only a type the probe saw ask for `deserialize_any`, and says so.
+#[test]
+fn send_refuses_only_a_type_that_asks_for_deserialize_any() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || {
+        let s = Client::connect::<Settings>(address.clone(), KEY).unwrap();
+        let t = Client::connect::<Option<Tree>>(address.clone(), KEY).unwrap();
+        let j = Client::connect::<serde_json::Value>(address, KEY).unwrap();
+        (s, t, j)
+    });
+    let settings = listener.accept::<Settings>().unwrap();
+    let tree = listener.accept::<Option<Tree>>().unwrap();
+    let json = listener.accept::<serde_json::Value>().unwrap();
+    let (settings_peer, tree_peer, _json_peer) = client.join().unwrap();
+    use Flag::*;
+    let sent = Settings { a: On, b: Off, c: On, d: Off, e: On, f: Off, g: On, h: Off, i: On, j: Off };
+    settings.send(sent.clone()).unwrap();
+    assert_eq!(settings_peer.recv().unwrap(), sent);
+    let sent = Some(Tree { label: Some("r".into()), kids: vec![Tree { label: None, kids: vec![] }] });
+    tree.send(sent.clone()).unwrap();
+    assert_eq!(tree_peer.recv().unwrap(), sent);
+    let r = json.send(serde_json::json!({"k": 1}));
+    let Err(SocketSendError::Encode(e)) = r else { panic!("{r:?}") };
+    assert!(e.to_string().contains("asks for deserialize_any"), "{e}");
+}

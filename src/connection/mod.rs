@@ -1169,9 +1169,11 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     ///
     /// [`SocketSendError::Encode`] when `value` cannot be encoded: it holds a family
     /// handle, or it needs a self-describing encoding, which a socket connection's plain
-    /// postcard is not (a `serde_json::Value`, an untagged or internally tagged enum,
-    /// `flatten`, a field skipped by `skip_serializing_if`; nothing is sent, and the
-    /// connection goes on); otherwise as [`send_bytes`](Self::send_bytes).
+    /// postcard is not (its type's `Deserialize` asks for `deserialize_any`: a
+    /// `serde_json::Value`, an untagged or internally tagged enum, `flatten`; or the value
+    /// skips a field, `skip_serializing_if`; nothing is sent, and the connection goes on;
+    /// a recursive type, or one of many enums, is sent); otherwise as
+    /// [`send_bytes`](Self::send_bytes).
     ///
     /// # Examples
     ///

@@ -47,7 +47,7 @@ pub(crate) struct Boot {
     pub(crate) args: Payload,
     /// Whether the target's result is sent self-described (`codec::plan`): the parent
     /// knows, and the child need not probe the type at its start.
-    pub(crate) result_plan: bool,
+    pub(crate) result_plan: codec::Plan,
     /// The parent's environment and working directory at the start, encoded
     /// ([`Surroundings`]), for a child that would not otherwise have them.
     pub(crate) surroundings: Option<Payload>,
@@ -1373,7 +1373,7 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
 /// Where a runner finds its argument and leaves its outcome.
 pub(crate) struct ChildCall {
     args: Payload,
-    result_plan: bool,
+    result_plan: codec::Plan,
     outcome: Option<Outcome>,
     /// The outcome of a target of plain values that returned ([`run_plain`]), sent as it
     /// is instead of `outcome`.
@@ -1566,7 +1566,7 @@ mod tests {
                 parent: ParentInfo { name: format!("{name}'s parent"), pid: 4_000_000, start: u64::MAX },
                 call,
                 args: Payload::Inline((0..args).map(|i| i as u8).collect()),
-                result_plan: true,
+                result_plan: codec::Plan::GaveUp,
                 surroundings: Some(Payload::Inline(vec![1, 2, 3])),
                 child_init: Some(call),
                 log: Some(4),

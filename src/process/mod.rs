@@ -698,7 +698,7 @@ fn with_token(mut args: Encoded) -> Result<(Vec<u8>, child::ChildArgs), Error> {
 
 fn launch(
     packed: Packed,
-    (bytes, args, result_plan): (Vec<u8>, child::ChildArgs, bool),
+    (bytes, args, result_plan): (Vec<u8>, child::ChildArgs, codec::Plan),
     name: Option<String>,
     (daemon, may_have_children): (bool, bool),
     (method, zygote): (Option<StartMethod>, Option<&Zygote>),
