@@ -5476,3 +5476,94 @@ fn a_room_the_fork_server_took_is_read_from_its_copy_when_the_server_dies() {
         &[(TAKEN_ROOM_INNER, "killed"), ("MULTIPROC_CRASH_AT", "forkserver.room.taken")],
     );
 }
+
+/// Puts a 1 MiB message, stopped (`SIGSTOP`) inside the heap's large allocator, its lock
+/// held (stop point `heap.alloc_large.locked`).
+fn put_large_stopped_in_the_heap(q: multiproc::Queue<Vec<u8>>) {
+    multiproc::__private::crash_at("stop:heap.alloc_large.locked");
+    q.put(vec![1; 1 << 20]).unwrap();
+}
+
+/// Waits for `go`, then makes a shared value, whose listing grows this process's holds
+/// list by a new block (fail point `holds.grow.fresh`) whose class is out of free blocks
+/// (`heap.books.refill`: its slab refilled by the large allocator), having said so on
+/// `armed`.
+fn grow_holds_behind_the_allocator(queues: (multiproc::Queue<()>, multiproc::Queue<()>)) -> u32 {
+    let (go, armed) = queues;
+    go.get().unwrap();
+    multiproc::__private::crash_at("fail1:holds.grow.fresh,fail1:heap.books.refill");
+    armed.put(()).unwrap();
+    let value = Value::new(7u32).unwrap();
+    value.get()
+}
+
+/// Ends once told to.
+fn end_when_told(told: multiproc::Queue<()>) {
+    told.get().unwrap();
+}
+
+/// review138 M1: the `wait` of a dead child ends while another process grows its holds
+/// list and must wait for the heap's large allocator, whose holder is stopped. The growth
+/// took its block under the holds directory's lock with an allocation that waited for the
+/// stopped holder, and every reap takes that lock: the wait reaped under it, so it waited
+/// for as long as the allocator stayed stopped (here, for ever: the test resumes it only
+/// after the wait). Now the growth's allocation under the directory's lock gives up on a
+/// stopped holder, lets the lock go, and waits outside it.
+#[test]
+fn a_dead_childs_wait_ends_while_another_process_grows_its_holds_list_behind_a_stopped_allocator() {
+    // Alone on the heap: nothing else of this binary's heap users waits behind the allocator.
+    let _t = common::heap_alone(LIMIT);
+    let (go, armed) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+    let end = multiproc::Queue::<()>::new().unwrap();
+    // Started before the allocator stops (a start allocates), and ended only once the
+    // grower waits (a start reaps the children that ended, as Python's does).
+    let dead = Process::new(end_when_told, end.clone()).start().unwrap();
+    let grower = Process::new(grow_holds_behind_the_allocator, (go.clone(), armed.clone())).start().unwrap();
+    let big = multiproc::Queue::<Vec<u8>>::new().unwrap();
+    let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
+    go.put(()).unwrap();
+    armed.get_timeout(LIMIT).unwrap();
+    let pid = grower.pid();
+    let asleep = || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).is_ok_and(|w| w.contains("futex"));
+    assert!(eventually(LIMIT, asleep), "the grower did not wait for the allocator");
+    end.put(()).unwrap();
+    assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+    let code = dead.wait();
+    println!("the dead child's wait, the allocator stopped and the grower waiting for it: {code}");
+    assert_eq!(code, 0);
+    stopped.resume(LIMIT);
+    assert_eq!(allocator.join().unwrap(), ());
+    assert_eq!(big.get().unwrap().len(), 1 << 20);
+    assert_eq!(grower.join().unwrap(), 7);
+}
+
+/// Makes a shared value, whose listing grows this process's holds list by a new block
+/// (fail point `holds.grow.fresh`), stopped (`SIGSTOP`) under the holds directory's lock
+/// once the block is written (stop point `holds.block.written`); resumed, the value.
+fn grow_holds_stopped_under_the_directory_lock(_: ()) -> u32 {
+    multiproc::__private::crash_at("fail1:holds.grow.fresh,stop:holds.block.written");
+    Value::new(7u32).unwrap().get()
+}
+
+/// review138 M1's second half: the `join_timeout` of a dead child ends while another
+/// process is stopped holding the holds directory's lock, which the reap of the child's
+/// holds list takes. The reap took it with no deadline, so the timed join waited for as
+/// long as the holder stayed stopped (here, for ever: the test resumes it only after the
+/// join). Now the reap's claim gives up on a stopped holder and leaves the list to a later
+/// reap (HACKING: a stopped holder delays only untimed calls).
+#[test]
+fn a_dead_childs_join_timeout_ends_while_another_process_is_stopped_holding_the_holds_directory() {
+    let _w = watchdog(LIMIT);
+    let end = multiproc::Queue::<()>::new().unwrap();
+    let dead = Process::new(end_when_told, end.clone()).start().unwrap();
+    let stopper = Process::new(grow_holds_stopped_under_the_directory_lock, ()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+    end.put(()).unwrap();
+    assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+    let joined = dead.join_timeout(Duration::from_secs(30));
+    println!("the dead child's join_timeout, the directory's holder stopped: {joined:?}");
+    assert!(joined.is_ok());
+    stopped.resume(LIMIT);
+    assert_eq!(stopper.join().unwrap(), 7);
+}

@@ -970,7 +970,9 @@ fn take_one_timed_armed(args: (JoinableQueue<u32>, String)) -> String {
 /// `a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get`.
 #[test]
 fn a_slot_less_take_finds_a_free_slot_aside_without_the_heap_while_another_process_is_stopped_in_it() {
-    let _t = heap_user(LIMIT);
+    // Alone on the heap: another test's allocation behind the stopped allocator could hold
+    // what this test waits for (review138 M1).
+    let _t = common::heap_alone(LIMIT);
     let (q, _other) = tasks_put(2);
     let stopper = StoppedInTaskDone::start(&q);
     let big = Queue::<Vec<u8>>::new().unwrap();
@@ -1020,7 +1022,9 @@ fn mark_one_done_stopped(q: JoinableQueue<u32>) {
 /// waited would hold the test until its watchdog.
 #[test]
 fn a_take_that_finds_no_place_is_refused_and_its_item_left_for_the_next_get() {
-    let _t = heap_user(LIMIT);
+    // Alone on the heap: another test's allocation behind the stopped allocator could hold
+    // what this test waits for (review138 M1).
+    let _t = common::heap_alone(LIMIT);
     let (q, _other) = tasks_put(2);
     let stopper = Process::new(mark_one_done_stopped, q.clone()).start().unwrap();
     let stopper_stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);

@@ -709,9 +709,12 @@ impl Tasks {
     /// found, or the chain grown for it; or, when the chain cannot grow (the heap full), a
     /// free slot of the table claimed now, before the read, which makes it this process's
     /// own ([`Tasks::place_aside`], [`Tasks::claim_for_take`]).
+    ///
+    /// `past`: the consumers' count just past the message this take is about to read
+    /// (`ring.taken() + 1`), read only when the process has no slot of its own.
     #[inline]
-    fn place(&self) -> Result<(), HeapFull> {
-        if self.own_slot().is_some() { Ok(()) } else { self.place_aside() }
+    fn place(&self, past: impl FnOnce() -> u64) -> Result<(), HeapFull> {
+        if self.own_slot().is_some() { Ok(()) } else { self.place_aside(past()) }
     }
 
     /// [`Tasks::place`] for a process without a slot of its own: its slot aside, or a free
@@ -734,7 +737,7 @@ impl Tasks {
     /// lock free (review130 M1): a program that filled the heap with tasks before starting
     /// its consumers could never drain it.
     #[cold]
-    fn place_aside(&self) -> Result<(), HeapFull> {
+    fn place_aside(&self, past: u64) -> Result<(), HeapFull> {
         if self.aside(false, false).is_some() {
             return Ok(());
         }
@@ -748,7 +751,7 @@ impl Tasks {
                 return Ok(());
             }
             if !self.asides.grow(heap, seen, GUARD_GRACE) {
-                return if self.claim_for_take() { Ok(()) } else { Err(HeapFull::requested(ASIDES_BLOCK)) };
+                return if self.claim_for_take(past) { Ok(()) } else { Err(HeapFull::requested(ASIDES_BLOCK)) };
             }
         }
     }
@@ -763,17 +766,22 @@ impl Tasks {
     /// A slot so claimed holds only its `base` (what the dead held, counted lost), and
     /// stays this process's while it lives, so the take's count finds it, under the lock
     /// or without it ([`Tasks::count_free`]). Not the slot of the last take counted before
-    /// its commit, which this take's settle may still undo ([`Tasks::noted_slot`], as
-    /// [`Tasks::add_done`]): claimed before the undo, its `base` would keep the count
-    /// undone. An undo left to the lock's next holder is made first.
+    /// its commit while this take's settle may still undo it (`take_at == past`: that take
+    /// never committed; [`Tasks::noted_slot`], as [`Tasks::add_done`]): claimed before the
+    /// undo, its `base` would keep the count undone. A noted take that committed has no
+    /// undo to come, and its slot is as free as any (until review138 L1 it was skipped
+    /// whatever the take's fate, and a first take could be refused with a dead process's
+    /// slot free and the lock free). An undo left to the lock's next holder is made first.
     #[cold]
-    fn claim_for_take(&self) -> bool {
+    fn claim_for_take(&self, past: u64) -> bool {
         let Some(_lock) = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE) else {
             return false;
         };
         self.undo_if_due();
         let me = sys::me();
-        let Some((_, h, mine)) = self.slot(me, || self.noted_slot()) else { return false };
+        let undo_to_come = self.take_at.load(Ordering::Relaxed) == past;
+        let skip = || if undo_to_come { self.noted_slot() } else { usize::MAX };
+        let Some((_, h, mine)) = self.slot(me, skip) else { return false };
         if !mine {
             h.claim(h.held(), me);
         }
@@ -1390,7 +1398,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             Failure::from,
             || {
                 watch.uncount();
-                self.shared.tasks.place()
+                self.shared.tasks.place(|| self.shared.ring.taken().wrapping_add(1))
             },
             |decoded| after = self.shared.count_take(decoded),
         );
@@ -1510,7 +1518,7 @@ impl<T> Channel<T> {
         if !self.counts_tasks {
             return Ok(());
         }
-        self.shared.tasks.place()
+        self.shared.tasks.place(|| self.shared.ring.taken().wrapping_add(1))
     }
 
     /// Under the consumers' lock, a take about to commit (its message `decoded` or not):
@@ -1730,6 +1738,69 @@ mod tests {
         let heap = Heap::get();
         tasks.asides.free(heap);
         assert_eq!(heap.in_use(), before, "the test's table gave its blocks back");
+    }
+
+    /// review138 L1 (its scratch S1): a first take in a full heap (growth refused on this
+    /// thread), every slot but the last a live process's, the last a dead one's whose last
+    /// take, noted under the lock, committed long ago (`take_at` 1, this take's `past` 2),
+    /// claims that slot. Before, the noted slot was skipped whatever its take's fate, and
+    /// the take was refused `HeapFull` with the lock free and a dead process's slot free.
+    #[test]
+    fn a_first_take_in_a_full_heap_claims_the_slot_of_a_noted_take_that_committed() {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let _serial = crate::shm::heap_test_lock();
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let parent = std::os::unix::process::parent_id();
+        let start = crate::sys::process_start(parent).expect("the parent's start");
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        for h in &tasks.slots[..super::GETTER_SLOTS - 1] {
+            h.pid.store(parent, Relaxed);
+            h.start.store(start, Relaxed);
+        }
+        let last = &tasks.slots[super::GETTER_SLOTS - 1];
+        last.pid.store(dead, Relaxed);
+        last.start.store(1, Relaxed);
+        last.taken.store(1, Relaxed);
+        last.done.store(1, Relaxed);
+        tasks.used.store(super::GETTER_SLOTS as u32, Release);
+        tasks.take_slot.store(super::GETTER_SLOTS as u64, Relaxed);
+        tasks.take_at.store(1, Relaxed);
+        crate::shm::refuse_growth();
+        let placed = tasks.place(|| 2);
+        println!("a first take, the only free slot the noted one (committed): {placed:?}");
+        assert!(placed.is_ok(), "refused with a dead process's slot free and the lock free");
+        assert!(last.names(crate::sys::me()), "the dead one's slot claimed");
+    }
+
+    /// review138 L3 (its scratch S2): a first take in a full heap claims a dead process's
+    /// slot that holds one task the dead took and never did: `base` 1; the take counted
+    /// there, done, and `join`'s count still says one lost of one unfinished.
+    #[test]
+    fn a_claim_for_take_keeps_the_dead_ones_task_lost() {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let _serial = crate::shm::heap_test_lock();
+        let tasks: &'static Tasks = Box::leak(Box::default());
+        let mut child = std::process::Command::new("true").spawn().expect("a child to die");
+        let dead = child.id();
+        child.wait().expect("the child's end");
+        let first = &tasks.slots[0];
+        first.pid.store(dead, Relaxed);
+        first.start.store(1, Relaxed);
+        first.taken.store(1, Relaxed);
+        tasks.used.store(1, Release);
+        crate::shm::refuse_growth();
+        assert!(tasks.place(|| 2).is_ok(), "placed");
+        assert!(first.names(crate::sys::me()), "the dead one's slot claimed");
+        assert_eq!(first.base.load(Relaxed), 1, "base: what the dead held");
+        drop(tasks.count_take(2));
+        assert_eq!(first.taken.load(Relaxed), 2);
+        let elsewhere = std::sync::atomic::AtomicU64::new(0);
+        assert!(tasks.did(&elsewhere, || 2).is_some());
+        let lost = tasks.lost_then(|| 1);
+        println!("lost, unfinished: {lost:?}");
+        assert_eq!(lost, Some((1, 1)));
     }
 
     /// A task table in this process's memory where this process has a slot (its first

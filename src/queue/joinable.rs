@@ -208,8 +208,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// item stays in the queue, for another consumer or a later `get`: free some shared
     /// memory (drop large values, queues or shared objects no longer needed) and call `get`
     /// again. Python has no such case. Without a slot of the table, it also happens while
-    /// another process is stopped inside the heap's allocator and no free block is at hand:
-    /// not for a moment but for as long as that process stays stopped. `get` does not wait
+    /// another process is stopped inside the heap's allocator, no free block is at hand and
+    /// no free slot of the table can be claimed: not for a moment but for as long as that
+    /// process stays stopped. `get` does not wait
     /// for it: each call returns at once. A retry that only waits lasts as long as the
     /// cause does (the queue's own items may be what fills the heap, and only takes free
     /// them), so bound it, as below, or free memory in it.
@@ -259,8 +260,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::try_get`], and [`TryGetError::HeapFull`] as [`JoinableQueue::get`]'s
     /// (the item left in the queue): when this process has no slot in the task table and
-    /// can claim none, and shared memory is exhausted, or for as long as another process
-    /// stays stopped inside the heap's allocator.
+    /// can claim none, and shared memory is exhausted, or another process stays stopped
+    /// inside the heap's allocator.
     ///
     /// ```
     /// multiproc::init();

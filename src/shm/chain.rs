@@ -14,6 +14,7 @@
 //! killed meanwhile) links it once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::heap::Heap;
 use super::mutex::{RawGuard, RawMutex};
@@ -40,6 +41,25 @@ impl<'h> Chain<'h> {
         finished: impl FnOnce(),
     ) -> Option<RawGuard<'h>> {
         let guard = RawGuard::lock_until(self.lock, deadline)?;
+        self.finish_dead(clear, finished);
+        Some(guard)
+    }
+
+    /// [`Chain::lock`], waiting for a running holder however long it takes and for a
+    /// stopped one at most `grace` (`None`: its holder is stopped).
+    pub(super) fn lock_unless_stopped(
+        &self,
+        grace: Duration,
+        clear: impl FnOnce(u64) -> &'h AtomicU64,
+        finished: impl FnOnce(),
+    ) -> Option<RawGuard<'h>> {
+        let guard = RawGuard::lock_unless_stopped_within(self.lock, grace)?;
+        self.finish_dead(clear, finished);
+        Some(guard)
+    }
+
+    /// Under the lock just taken: finishes the block a dead holder was making.
+    fn finish_dead(&self, clear: impl FnOnce(u64) -> &'h AtomicU64, finished: impl FnOnce()) {
         let off = self.making.load(Ordering::Relaxed);
         if off != 0 {
             if self.head.load(Ordering::Relaxed) != off {
@@ -50,7 +70,6 @@ impl<'h> Chain<'h> {
             finished();
             self.making.store(0, Ordering::Relaxed);
         }
-        Some(guard)
     }
 
     /// A new block of `len` zeroed bytes (at most the largest small class), recorded as the
@@ -58,6 +77,18 @@ impl<'h> Chain<'h> {
     /// Under the lock.
     pub(super) fn make(&self, len: usize) -> Option<u64> {
         self.heap.alloc_uncounted_into(len, self.making).ok()
+    }
+
+    /// [`Chain::make`] without waiting for a process stopped holding the heap's large
+    /// allocator's lock: `Err(())` then (the caller lets go of the chain's lock and waits
+    /// for the allocator there, [`Heap::wait_for_large_allocator`]), `Ok(None)`: the heap
+    /// is full. Under the lock.
+    pub(super) fn make_unless_stopped(&self, len: usize, grace: Duration) -> Result<Option<u64>, ()> {
+        match self.heap.alloc_uncounted_into_unless_stopped(len, self.making, grace) {
+            Ok(Some(off)) => Ok(Some(off)),
+            Ok(None) => Err(()),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Links the block made at `off` (its `next` word `next`) at the head; `linked()` runs

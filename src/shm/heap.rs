@@ -355,12 +355,50 @@ impl Heap {
     /// [`Heap::alloc_into`] does.
     pub(crate) fn alloc_uncounted_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
         let class = class_of(len.max(1)).expect("a small block");
-        let off = self.alloc_small(class)?;
+        // The tests' `fail:heap.books.refill`: the class out of free blocks, its slab
+        // refilled by the large allocator.
+        let refill = fail_point!("heap.books.refill");
+        let off = self.alloc_small_with(class, refill, |slab| self.alloc_large(slab).map(Some))?.expect("a slab");
+        Ok(self.books_taken(off, class, len, record))
+    }
+
+    /// [`Heap::alloc_uncounted_into`] for a caller that must not wait for a process stopped
+    /// holding the large allocator's lock, as [`Heap::alloc_small_into_unless_stopped`]:
+    /// `Ok(None)` only when that lock is held by a process stopped past `grace`. The growth
+    /// of the holds directory, made under the directory's lock, which every reap takes
+    /// (review138 M1: a reap waited there for as long as the allocator's holder stayed
+    /// stopped).
+    pub(crate) fn alloc_uncounted_into_unless_stopped(
+        &self,
+        len: usize,
+        record: &AtomicU64,
+        grace: Duration,
+    ) -> Result<Option<u64>, HeapFull> {
+        let class = class_of(len.max(1)).expect("a small block");
+        let h = self.header();
+        let refill = fail_point!("heap.books.refill");
+        let off = self.alloc_small_with(class, refill, |slab| {
+            let Some(_guard) = RawGuard::lock_unless_stopped_within(&h.large_lock, grace) else { return Ok(None) };
+            self.alloc_large_locked(slab, true)
+        })?;
+        Ok(off.map(|off| self.books_taken(off, class, len, record)))
+    }
+
+    /// A block of the books just taken: counted, recorded, zeroed.
+    fn books_taken(&self, off: u64, class: usize, len: usize, record: &AtomicU64) -> u64 {
         self.header().books.fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
         record.store(off, Ordering::Release);
         // SAFETY: the block [off, off + len) was just allocated to us alone.
         unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
-        Ok(off)
+        off
+    }
+
+    /// Waits, with no deadline, until no process holds the large allocator's lock (as any
+    /// large allocation waits for it): for a caller that gave up an allocation with
+    /// [`Heap::alloc_uncounted_into_unless_stopped`] under a lock of its own, and lets go
+    /// of that lock before it waits here.
+    pub(crate) fn wait_for_large_allocator(&self) {
+        drop(RawGuard::lock(&self.header().large_lock));
     }
 
     /// Bytes of [`Heap::alloc_uncounted_into`] blocks (the tests' leak check of the heap's

@@ -25,7 +25,14 @@
 //! block is made under the directory's lock, recorded in the heap's header from the moment
 //! the allocator hands it out until it is linked: a process killed in between leaves it
 //! to the next holder of the lock, which links it as a spare (crash points
-//! `holds.block.written`, `.linking`; `.taking` and `.reused` when a spare is taken).
+//! `holds.block.written`, `.linking`; `.taking` and `.reused` when a spare is taken). The
+//! allocation made under the lock never waits for a process stopped holding the heap's
+//! large allocator's lock: refused so, the grower lets go of the directory's lock, waits
+//! for the allocator outside it, and starts over (review138 M1: every reap takes the
+//! directory's lock, and a `join` of any dead child waited there behind the stopped
+//! allocator). The directory's lock is thus held only for stores and `/proc` reads, and a
+//! reap's claim, which does not wait for a stopped holder of it, gives up and leaves the
+//! list to a later reap or sweep when only a process itself stopped there holds it.
 //!
 //! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
 //! and start time written in each, see `Block::claim`), so that two reapers of one
@@ -68,7 +75,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::chain::Chain;
-use super::crash::crash_point;
+use super::crash::{crash_point, fail_point};
 use super::heap::Heap;
 use super::holders::LetGo;
 use super::mutex::RawGuard;
@@ -202,8 +209,10 @@ impl List {
             // A fork child: the blocks are its parent's.
             *self = List { owner: me.pid, ..List::new() };
         }
-        if self.free.is_empty() {
-            self.grow(heap, me)?;
+        // The tests' `fail1:holds.grow.fresh`: the list grows now, by a new block (no spare).
+        let fresh = fail_point!("holds.grow.fresh");
+        if self.free.is_empty() || fresh {
+            self.grow(heap, me, fresh)?;
         }
         Some(me)
     }
@@ -222,28 +231,41 @@ impl List {
     /// into the directory; all under the directory's lock. A new block is recorded as the
     /// one being made from the moment the allocator hands it out until it is linked: a
     /// process killed in between leaves it to the next holder of the lock
-    /// ([`lock_directory`]), which links it as a spare.
-    fn grow(&mut self, heap: &Heap, me: ProcId) -> Option<()> {
+    /// ([`lock_directory`]), which links it as a spare. `fresh`: a new block even if a
+    /// spare is there (the tests' fail point).
+    ///
+    /// The allocation never waits, under the directory's lock, for a process stopped
+    /// holding the heap's large allocator's lock (`Chain::make_unless_stopped`): every reap
+    /// takes the directory's lock, and would wait behind the stopped allocator with it
+    /// (review138 M1: a `join` of a dead child waited for as long as the allocator stayed
+    /// stopped). Refused so, the grow lets go of the directory's lock, waits for the
+    /// allocator there as any allocation does (this process only), and tries again from
+    /// the start (a spare may have come meanwhile).
+    fn grow(&mut self, heap: &Heap, me: ProcId, fresh: bool) -> Option<()> {
         let (head, _) = heap.holds_directory();
-        let (off, reused) = {
+        let (off, reused) = loop {
             let _g = lock_directory(heap);
             let mut off = head.load(Ordering::Relaxed);
-            while off != 0 && block_at(heap, off).pid.load(Ordering::Relaxed) != 0 {
+            while off != 0 && (fresh || block_at(heap, off).pid.load(Ordering::Relaxed) != 0) {
                 off = block_at(heap, off).next.load(Ordering::Relaxed);
             }
             if off != 0 {
                 block_at(heap, off).take(me);
-                (off, true)
-            } else {
-                let chain = directory(heap);
-                let off = chain.make(std::mem::size_of::<Block>())?;
-                let block = block_at(heap, off);
-                block.pid.store(me.pid, Ordering::Relaxed);
-                block.start.store(me.start, Ordering::Relaxed);
-                crash_point!("holds.block.written");
-                chain.link(off, &block.next, || crash_point!("holds.block.linking"));
-                (off, false)
+                break (off, true);
             }
+            let chain = directory(heap);
+            let Ok(made) = chain.make_unless_stopped(std::mem::size_of::<Block>(), super::GUARD_GRACE) else {
+                drop(_g);
+                heap.wait_for_large_allocator();
+                continue;
+            };
+            let off = made?;
+            let block = block_at(heap, off);
+            block.pid.store(me.pid, Ordering::Relaxed);
+            block.start.store(me.start, Ordering::Relaxed);
+            crash_point!("holds.block.written");
+            chain.link(off, &block.next, || crash_point!("holds.block.linking"));
+            break (off, false);
         };
         if reused {
             crash_point!("holds.block.reused");
@@ -263,16 +285,26 @@ fn directory(heap: &Heap) -> Chain<'_> {
 /// Takes the directory's lock, and first finishes the block a process killed while it
 /// held the lock was making (`chain`): linked as a spare, unless it was linked already.
 fn lock_directory(heap: &Heap) -> RawGuard<'_> {
-    let finish = |off| {
-        // Its maker may have died before it zeroed the block: a spare's words, cleared.
-        let block = block_at(heap, off);
-        block.pid.store(0, Ordering::Relaxed);
-        for slot in &block.slots {
-            slot.object.store(0, Ordering::Relaxed);
-        }
-        &block.next
-    };
-    directory(heap).lock(Deadline::NEVER, finish, || {}).expect("no deadline")
+    directory(heap).lock(Deadline::NEVER, |off| finish_dead(heap, off), || {}).expect("no deadline")
+}
+
+/// [`lock_directory`] unless its holder is stopped (`None`); a running holder is waited
+/// for. The reap's claim: since review138 M1 the lock is held only for a few stores and
+/// `/proc` reads (no growth waits under it for the allocator), so only a process itself
+/// stopped there holds it up.
+fn lock_directory_unless_stopped(heap: &Heap) -> Option<RawGuard<'_>> {
+    directory(heap).lock_unless_stopped(super::GUARD_GRACE, |off| finish_dead(heap, off), || {})
+}
+
+/// A block a dead holder of the directory's lock was making: its maker may have died
+/// before it zeroed it, so a spare's words, cleared; its `next` word.
+fn finish_dead(heap: &Heap, off: u64) -> &AtomicU64 {
+    let block = block_at(heap, off);
+    block.pid.store(0, Ordering::Relaxed);
+    for slot in &block.slots {
+        slot.object.store(0, Ordering::Relaxed);
+    }
+    &block.next
 }
 
 /// Bytes of the heap's books ([`Heap::alloc_uncounted_into`]) that are no block of the
@@ -363,7 +395,10 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
     let mut claimed = Vec::new();
     let mut busy = false;
     {
-        let _g = lock_directory(heap);
+        // A holder stopped there (`SIGSTOP`, a debugger): the reap is left to a later one
+        // (this process's next, or any sweep), as when another reaper keeps it past
+        // `WAIT_LOOKS`; a `join_timeout` of a dead child must not wait for it.
+        let Some(_g) = lock_directory_unless_stopped(heap) else { return false };
         let mut off = head.load(Ordering::Relaxed);
         while off != 0 {
             let block = block_at(heap, off);

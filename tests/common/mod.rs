@@ -264,6 +264,18 @@ pub fn heap_user(limit: Duration) -> HeapUser {
     HeapUser { _watchdog: watchdog(limit), _shared: shared }
 }
 
+/// A test that has the heap to itself, with no check: one that stops a process inside the
+/// family's allocator, behind which any other test's allocation would wait.
+pub struct HeapAlone {
+    _watchdog: Watchdog,
+    _alone: std::sync::RwLockWriteGuard<'static, ()>,
+}
+
+pub fn heap_alone(limit: Duration) -> HeapAlone {
+    let alone = HEAP.write().unwrap_or_else(|e| e.into_inner());
+    HeapAlone { _watchdog: watchdog(limit), _alone: alone }
+}
+
 /// A test that checks that what it did leaves the heap as it found it.
 pub struct LeakCheck {
     _watchdog: Watchdog,
