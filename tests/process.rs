@@ -5554,7 +5554,7 @@ fn grow_holds_stopped_under_the_directory_lock(_: ()) -> u32 {
 /// reap (HACKING: a stopped holder delays only untimed calls).
 #[test]
 fn a_dead_childs_join_timeout_ends_while_another_process_is_stopped_holding_the_holds_directory() {
-    let _w = watchdog(LIMIT);
+    let _alone = common::heap_alone(LIMIT);
     let end = multiproc::Queue::<()>::new().unwrap();
     let dead = Process::new(end_when_told, end.clone()).start().unwrap();
     let stopper = Process::new(grow_holds_stopped_under_the_directory_lock, ()).start().unwrap();
