@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::redis::Redis;
-use common::watchdog;
+use common::{Watchdog, watchdog};
 use multiproc::cluster::{ClusterError, GetError, PutError, Queue, Tls};
 
 multiproc::test_support!();
@@ -229,7 +229,7 @@ fn put_again(q: &Queue<u32>, e: PutError<u32>) -> Result<(), PutError<u32>> {
 /// fails; put again as its error allows, the value is in the queue once.
 #[test]
 fn a_put_whose_reply_was_lost_put_again_is_in_the_queue_once() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut other = other_program("lost put reply", &redis.url);
     let mut said = String::new();
@@ -248,7 +248,7 @@ fn a_put_whose_reply_was_lost_put_again_is_in_the_queue_once() {
 /// value stays in the queue once.
 #[test]
 fn a_late_copy_of_a_settled_put_is_refused() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut other = other_program("late put copy", &redis.url);
     let mut said = String::new();
@@ -269,11 +269,11 @@ fn a_late_copy_of_a_settled_put_is_refused() {
 /// record only once the floor is above it.
 #[test]
 fn a_late_copy_of_a_settled_put_above_the_floor_is_refused() {
-    let _w = watchdog(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "above");
     let q = q.unwrap();
-    let unsure = |v| match armed("fail:cluster.put.lost", || q.put(v)) {
+    let unsure = |v| match alone.armed("fail:cluster.put.lost", || q.put(v)) {
         Err(PutError::Unsure(token, _)) => token,
         other => panic!("the put's sends were lost: {other:?}"),
     };
@@ -281,17 +281,14 @@ fn a_late_copy_of_a_settled_put_above_the_floor_is_refused() {
     let held = unsure(0);
     let settled = unsure(1);
     let copy = multiproc::__private::cluster_put_command(&q, &settled);
-    // (Another test's armed point would fail these puts.)
-    unarmed(|| {
-        q.put_again(settled).unwrap();
-        for v in 2..=200 {
-            q.put(v).unwrap();
-        }
-    });
+    q.put_again(settled).unwrap();
+    for v in 2..=200 {
+        q.put(v).unwrap();
+    }
     let args: Vec<&[u8]> = copy.iter().map(Vec::as_slice).collect();
     let late = redis.raw(&args);
     eprintln!("the late copy of a settled put above the floor: {:?}", String::from_utf8_lossy(&late).trim());
-    unarmed(|| q.put_again(held)).unwrap();
+    q.put_again(held).unwrap();
     let mut got = Vec::new();
     while let Ok(v) = q.try_get() {
         got.push(v);
@@ -305,7 +302,7 @@ fn a_late_copy_of_a_settled_put_above_the_floor_is_refused() {
 /// succeeds, and the value is in the queue once (the server, let go, runs both copies).
 #[test]
 fn a_put_sent_again_after_its_reply_was_lost_is_in_the_queue_once() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(1)).open(&redis.url, "q").unwrap();
     q.put(0).unwrap();
@@ -346,7 +343,7 @@ fn signal_thread(pid: libc::pid_t, tid: libc::pid_t, signal: libc::c_int) -> lib
 /// get: the interrupted read goes on (EINTR), and the value put afterwards is taken.
 #[test]
 fn a_signal_during_a_blocking_get_does_not_fail_it() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut other = other_program("signalled get", &redis.url);
     let pid = other.id() as libc::pid_t;
@@ -387,7 +384,7 @@ fn a_signal_during_a_blocking_get_does_not_fail_it() {
 /// connection, and the get failed `Unreachable`; review39 L1.)
 #[test]
 fn a_stop_longer_than_the_wait_keeps_the_reply_that_came_during_it() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut other = other_program("signalled get", &redis.url);
     let pid = other.id() as libc::pid_t;
@@ -416,7 +413,7 @@ fn a_stop_longer_than_the_wait_keeps_the_reply_that_came_during_it() {
 /// wait for as long as they come).
 #[test]
 fn signals_during_a_wait_on_a_stopped_redis_do_not_stretch_it() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut other = other_program_with("signalled get", &redis.url, &[("MULTIPROC_TEST_STALLED", "1")]);
     let (said, getter) = waiting_thread(&mut other);
@@ -456,7 +453,7 @@ fn signal_until_it_ends(
 /// while signals keep coming (it waited for as long as they came).
 #[test]
 fn signals_during_a_tls_handshake_with_a_silent_server_do_not_stretch_it() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("rediss://127.0.0.1:{}", silent.local_addr().unwrap().port());
     let mut other = other_program_with("signalled open", &url, &[(TIMEOUT_MS, "1000")]);
@@ -471,7 +468,7 @@ fn signals_during_a_tls_handshake_with_a_silent_server_do_not_stretch_it() {
 /// interrupted read again with the socket's whole timeout; review36 H2).
 #[test]
 fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some((redis, _pki, dir)) = common::machine::tls_redis(&[]) else { return };
     let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
     let ca = dir.join("ca.pem");
@@ -492,7 +489,7 @@ fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
 /// open waited twenty of them, reached the last and failed "Connection refused".)
 #[test]
 fn a_name_whose_addresses_keep_a_connect_waiting_opens_within_one_deadline() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     if !common::machine::namespaces_allowed() {
         return;
     }
@@ -555,7 +552,7 @@ fn full_unix_socket(name: &str) -> (std::path::PathBuf, String, std::os::unix::n
 /// timeout, as a TCP one does (it waited for ever).
 #[test]
 fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let (dir, url, _listener, _waiting) = full_unix_socket("timeout");
     let opening = std::thread::spawn(move || {
         Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&url, "q")
@@ -574,7 +571,7 @@ fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
 /// never served; review39 M2).
 #[test]
 fn a_zero_timeout_connects_over_every_transport() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(unix) = Redis::start(&[]) else { return };
     let Some(tcp) = common::machine::TcpRedis::start(&[]) else { return };
     let Some((tls, pki, dir)) = common::machine::tls_redis(&[]) else { return };
@@ -602,7 +599,7 @@ fn a_zero_timeout_connects_over_every_transport() {
 /// connects once Redis takes connections again (it failed with "Interrupted system call").
 #[test]
 fn a_signal_during_a_unix_connect_does_not_fail_it() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&["--tcp-backlog", "0"]) else { return };
     redis.pause();
     let _waiting = UnixStream::connect(redis.socket()).unwrap(); // the backlog's one place
@@ -640,7 +637,7 @@ fn a_signal_during_a_unix_connect_does_not_fail_it() {
 /// pins).
 #[test]
 fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     for protocol in ["resp3", "3"] {
         let resp3 = Queue::<u32>::builder().authkey(TEST_KEY).open(&format!("{}?protocol={protocol}", redis.url), "q");
@@ -671,7 +668,7 @@ fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
 
 #[test]
 fn round_trip_between_two_independent_programs() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let mut doubler = other_program("doubler", &redis.url);
     let requests = Queue::<Option<u64>>::builder().authkey(TEST_KEY).open(&redis.url, "requests").unwrap();
@@ -689,7 +686,7 @@ fn round_trip_between_two_independent_programs() {
 
 #[test]
 fn an_item_held_by_a_killed_consumer_is_delivered_to_another() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let jobs =
         Queue::<String>::builder().authkey(TEST_KEY).lease(Duration::from_secs(3)).open(&redis.url, "jobs").unwrap();
@@ -721,7 +718,7 @@ fn read_until(out: &mut impl BufRead, prefix: &str) -> String {
 
 #[test]
 fn a_consumer_that_waited_longer_than_its_lease_still_gives_back_what_it_held() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let jobs = Queue::<String>::builder()
         .authkey(TEST_KEY)
@@ -746,7 +743,7 @@ fn a_consumer_that_waited_longer_than_its_lease_still_gives_back_what_it_held() 
 
 #[test]
 fn an_unacknowledged_value_that_is_dropped_goes_back_first_in_line() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     for n in 1..=3 {
@@ -765,7 +762,7 @@ fn an_unacknowledged_value_that_is_dropped_goes_back_first_in_line() {
 /// consumer's processing list (as a refused item is set aside: review75 L5).
 #[test]
 fn a_dropped_value_taken_back_meanwhile_is_in_line_once() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "back").unwrap();
     q.put(1).unwrap();
@@ -780,7 +777,7 @@ fn a_dropped_value_taken_back_meanwhile_is_in_line_once() {
 
 #[test]
 fn redis_killed_is_a_typed_error_not_a_hang() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let url = redis.url.clone();
     let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&url, "q").unwrap();
@@ -801,7 +798,7 @@ fn redis_killed_is_a_typed_error_not_a_hang() {
 /// buffers the put would fail only after seconds more.
 #[test]
 fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     // Under `/tmp`: a unix socket's path has room for ~100 bytes. Removed at the drop.
     struct Dir(std::path::PathBuf);
     impl Drop for Dir {
@@ -849,7 +846,7 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
 
 #[test]
 fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q =
         Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
@@ -875,7 +872,7 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
 /// item, which the next get took as garbage.)
 #[test]
 fn an_ack_that_fails_puts_nothing_in_the_queue() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q =
         Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
@@ -900,7 +897,7 @@ fn an_ack_that_fails_puts_nothing_in_the_queue() {
 /// get returns it.
 #[test]
 fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q =
         Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
@@ -919,7 +916,7 @@ fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
 /// moved the item out of the list all the same); a timeout of `Duration::MAX` is no panic.
 #[test]
 fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder()
         .authkey(TEST_KEY)
@@ -938,7 +935,7 @@ fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
 /// (acknowledged on the server, never delivered).
 #[test]
 fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
@@ -952,7 +949,7 @@ fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
 
 #[test]
 fn credentials_come_with_the_url() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
     let refused = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "q");
     assert!(matches!(&refused, Err(ClusterError::Auth(why)) if why.contains("requires a password")), "{refused:?}");
@@ -965,7 +962,7 @@ fn credentials_come_with_the_url() {
 
 #[test]
 fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     #[rustfmt::skip]
     let acl = [
         "--user", "default", "off",
@@ -987,7 +984,7 @@ fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
 
 #[test]
 fn maxsize_bounds_puts() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).maxsize(2).open(&redis.url, "q").unwrap();
     q.try_put(1).unwrap();
@@ -1005,7 +1002,7 @@ fn maxsize_bounds_puts() {
 
 #[test]
 fn a_message_of_another_type_is_a_typed_error_and_set_aside() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let texts = Queue::<String>::builder().authkey(TEST_KEY).open(&redis.url, "mixed").unwrap();
     let numbers = Queue::<u32>::builder().authkey(TEST_KEY).open(&redis.url, "mixed").unwrap();
@@ -1019,7 +1016,7 @@ fn a_message_of_another_type_is_a_typed_error_and_set_aside() {
 
 #[test]
 fn a_handle_of_the_local_family_cannot_cross_machines() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<multiproc::Lock>::builder().authkey(TEST_KEY).open(&redis.url, "locks").unwrap();
     let lock = multiproc::Lock::new().unwrap();
@@ -1029,7 +1026,7 @@ fn a_handle_of_the_local_family_cannot_cross_machines() {
 
 #[test]
 fn a_bad_url_or_no_server_is_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     assert!(matches!(
         Queue::<u32>::builder().authkey(TEST_KEY).open("nonsense://x", "q"),
         Err(ClusterError::BadUrl(_))
@@ -1070,7 +1067,7 @@ fn test_queue<T: serde::Serialize + serde::de::DeserializeOwned>(redis: &Redis, 
 /// each was moved, so nothing is dropped unseen), and the queue goes on.
 #[test]
 fn an_item_written_by_someone_without_the_key_is_refused_and_set_aside() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = test_queue::<u64>(&redis, "signed");
     // 666 in the crate's encoding: its postcard tag, then a varint.
@@ -1099,7 +1096,7 @@ fn an_item_written_by_someone_without_the_key_is_refused_and_set_aside() {
 /// whether or not it was still there, so it ended there twice).
 #[test]
 fn a_refused_item_taken_back_meanwhile_is_set_aside_once() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = test_queue::<u64>(&redis, "once");
     assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:once}:items", &[0, 0x9a, 0x05]]), b":1\r\n");
@@ -1118,7 +1115,7 @@ fn a_refused_item_taken_back_meanwhile_is_set_aside_once() {
 /// in Redis lets its readers test guesses of the key offline).
 #[test]
 fn a_short_cluster_key_is_refused() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     for key in ["", "passphrase", "fifteen bytes.."] {
         let q = Queue::<u32>::builder().authkey(key).open("redis://127.0.0.1:1/0", "q");
         assert!(matches!(&q, Err(ClusterError::Key(why)) if why.contains("16")), "{key:?}: {:?}", q.err());
@@ -1129,7 +1126,7 @@ fn a_short_cluster_key_is_refused() {
 
 #[test]
 fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     // A reply above 1 MiB would make the server drop the connection: the huge item must
     // not even be sent.
     let Some(redis) = Redis::start(&["--client-output-buffer-limit", "normal 1mb 1mb 0"]) else { return };
@@ -1151,7 +1148,7 @@ fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
 /// list). A value of exactly the limit fits, its tag on top (review75 L10).
 #[test]
 fn a_queue_without_a_size_limit_takes_its_items() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).max_message_size(usize::MAX).open(&redis.url, "unbounded");
     let q = q.unwrap();
@@ -1168,7 +1165,7 @@ fn a_queue_without_a_size_limit_takes_its_items() {
 
 #[test]
 fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     // Sealed under the queue's key: what reaches the decoder.
     let q = test_queue::<(String, Vec<u64>)>(&redis, "g");
@@ -1220,7 +1217,7 @@ fn nested(levels: usize) -> Vec<u8> {
 /// the item back would die of it too), and the queue goes on.
 #[test]
 fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = test_queue::<Nest>(&redis, "deep");
     redis.raw(&[b"LPUSH", b"mp:{q:deep}:items", &sealed("deep", &nested(1_000_000))]);
@@ -1239,7 +1236,7 @@ fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
 /// write, and how a manager keeps values): each level a one-entry map of variant to value.
 #[test]
 fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = test_queue::<Nest>(&redis, "described");
     let described = |levels: usize| {
@@ -1267,7 +1264,7 @@ fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
 #[test]
 fn a_key_file_is_made_below_a_sticky_directory_of_roots() {
     use std::os::unix::fs::PermissionsExt;
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: running as another user needs root");
@@ -1304,7 +1301,7 @@ fn a_key_file_is_made_below_a_sticky_directory_of_roots() {
 /// ended at each restart.
 #[test]
 fn gets_across_a_redis_restart_wait_it_out_and_take_what_came_after() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(mut redis) = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]) else { return };
     let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(10)).open(&redis.url, "q");
     let (producer, blocking, timed) = (open().unwrap(), open().unwrap(), open().unwrap());
@@ -1328,7 +1325,7 @@ fn gets_across_a_redis_restart_wait_it_out_and_take_what_came_after() {
 /// it meets it. Coverage (review108 L5): the test above replaced one that checked this too.
 #[test]
 fn an_item_put_before_a_redis_restart_is_still_in_line_and_taken_once() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(mut redis) = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]) else { return };
     let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(10)).open(&redis.url, "q");
     let (producer, consumer) = (open().unwrap(), open().unwrap());
@@ -1349,7 +1346,7 @@ fn an_item_put_before_a_redis_restart_is_still_in_line_and_taken_once() {
 /// were gone.
 #[test]
 fn a_put_above_redis_bulk_limit_is_refused_typed_and_the_queue_goes_on() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&redis.url, "big");
     let q = q.unwrap();
@@ -1370,7 +1367,7 @@ fn a_put_above_redis_bulk_limit_is_refused_typed_and_the_queue_goes_on() {
 /// 2 MiB put refused typed, naming the new bound, as at the first connection.
 #[test]
 fn a_queue_reads_the_servers_bound_again_after_a_redis_restart() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(mut redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(2)).open(&redis.url, "again");
@@ -1394,7 +1391,7 @@ fn a_queue_reads_the_servers_bound_again_after_a_redis_restart() {
 /// another way). Found by review122 (M2).
 #[test]
 fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
-    let _w = watchdog(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(mut redis) =
         Redis::start(&["--proto-max-bulk-len", "1mb", "--appendonly", "yes", "--appendfsync", "always"])
     else {
@@ -1403,7 +1400,7 @@ fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"64mb"]), b"+OK\r\n");
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "ran");
     let q = q.unwrap();
-    let put = armed("fail:cluster.put.reply", || q.put(vec![7u8; 2 << 20]));
+    let put = alone.armed("fail:cluster.put.reply", || q.put(vec![7u8; 2 << 20]));
     let Err(PutError::Unsure(token, _)) = put else {
         panic!("the put's reply was lost: {:?}", put.map_err(|e| e.to_string()))
     };
@@ -1422,26 +1419,47 @@ fn put_again_of_a_put_that_ran_lands_after_a_smaller_bound() {
     assert!(again.is_ok(), "the item is in the queue, yet put_again: {:?}", again.map_err(|e| e.to_string()));
 }
 
-/// One test at a time arms a point ([`armed`]), or runs what no armed point must reach
-/// ([`unarmed`]).
-static ARMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Arming a fail point is process-wide: every put of the process meets it, not only the
+/// arming test's. So a test that arms one runs alone ([`arming_alone`], the write side), and
+/// every other test of this binary holds the read side ([`unarmed_test`]) for its whole run:
+/// no put of another test is failed by it (review142 M1: `maxsize_bounds_puts` and
+/// `a_put_said_not_to_have_run_refuses_its_late_copy` got `Unsure` from a neighbour's
+/// `fail:cluster.put.lost`, at four test threads in 6 of 8 runs).
+static ARMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Runs `f` while no other test's point is armed (by [`armed`]): its puts are not failed.
-fn unarmed<R>(f: impl FnOnce() -> R) -> R {
-    let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    f()
+/// A test that arms no fail point: its watchdog, and a share of [`ARMING`].
+#[must_use]
+struct UnarmedTest {
+    _watchdog: Watchdog,
+    _shared: std::sync::RwLockReadGuard<'static, ()>,
 }
 
-/// Runs `f` with the fail point `point` armed in this process (`fail:NAME`), one such test at
-/// a time: arming is process-wide, and a test's disarm ended another's window (a put
-/// whose reply was to be lost took effect). A put of another test in the window is failed
-/// too (but within [`unarmed`]): keep `f` short.
-fn armed<R>(point: &str, f: impl FnOnce() -> R) -> R {
-    let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    multiproc::__private::crash_at(point);
-    let r = f();
-    multiproc::__private::crash_disarm();
-    r
+fn unarmed_test(limit: Duration) -> UnarmedTest {
+    let shared = ARMING.read().unwrap_or_else(|e| e.into_inner());
+    UnarmedTest { _watchdog: watchdog(limit), _shared: shared }
+}
+
+/// A test that arms fail points: its watchdog, and [`ARMING`] to itself.
+#[must_use]
+struct ArmingAlone {
+    _watchdog: Watchdog,
+    _alone: std::sync::RwLockWriteGuard<'static, ()>,
+}
+
+fn arming_alone(limit: Duration) -> ArmingAlone {
+    let alone = ARMING.write().unwrap_or_else(|e| e.into_inner());
+    ArmingAlone { _watchdog: watchdog(limit), _alone: alone }
+}
+
+impl ArmingAlone {
+    /// Runs `f` with the fail point `point` armed in this process (`fail:NAME`), and
+    /// disarms it after.
+    fn armed<R>(&self, point: &str, f: impl FnOnce() -> R) -> R {
+        multiproc::__private::crash_at(point);
+        let r = f();
+        multiproc::__private::crash_disarm();
+        r
+    }
 }
 
 /// review124 M1: the record check of a `put_again` right after a restart met `-LOADING`
@@ -1452,7 +1470,7 @@ fn armed<R>(point: &str, f: impl FnOnce() -> R) -> R {
 /// (before: 1 run in 3 of fix93's test, in the first few milliseconds).
 #[test]
 fn put_again_waits_out_a_restarted_redis_loading_its_data() {
-    let _w = watchdog(LIMIT);
+    let alone = arming_alone(LIMIT);
     let args = ["--proto-max-bulk-len", "1mb", "--appendonly", "yes", "--appendfsync", "always"];
     let slow = ["--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"];
     let Some(mut redis) = Redis::start(&[&args[..], &slow[..]].concat()) else { return };
@@ -1469,7 +1487,7 @@ fn put_again_waits_out_a_restarted_redis_loading_its_data() {
     // process's: armed as briefly as may be); any handle of the queue puts the token again.
     let open = |timeout| Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(timeout).open(&redis.url, "loading");
     let (q, again_q) = (open(Duration::from_millis(300)).unwrap(), open(Duration::from_secs(10)).unwrap());
-    let put = armed("fail:cluster.put.reply", || q.put(vec![7u8; 2 << 20]));
+    let put = alone.armed("fail:cluster.put.reply", || q.put(vec![7u8; 2 << 20]));
     let Err(PutError::Unsure(token, _)) = put else {
         panic!("the put's reply was lost: {:?}", put.map_err(|e| e.to_string()))
     };
@@ -1509,14 +1527,14 @@ fn put_again_waits_out_a_restarted_redis_loading_its_data() {
 /// twice. The check is a fence now: it enters the number, so the copy is refused.
 #[test]
 fn a_put_said_not_to_have_run_refuses_its_late_copy() {
-    let _w = watchdog(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
     let bound = |b: &[u8]| assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b]), b"+OK\r\n");
     bound(b"64mb");
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "late");
     let q = q.unwrap();
     // Each send is lost before it reaches Redis: the put did not run, and cannot know it.
-    let put = armed("fail:cluster.put.lost", || q.put(vec![7u8; 2 << 20]));
+    let put = alone.armed("fail:cluster.put.lost", || q.put(vec![7u8; 2 << 20]));
     let Err(PutError::Unsure(token, _)) = put else {
         panic!("the put's sends were lost: {:?}", put.map_err(|e| e.to_string()))
     };
@@ -1546,20 +1564,20 @@ fn a_put_said_not_to_have_run_refuses_its_late_copy() {
 /// own mark now: a fence again answers "not run", a send of it answers so too (`Encode`).
 #[test]
 fn a_fence_whose_reply_was_lost_is_not_taken_for_the_put() {
-    let _w = watchdog(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
     let bound = |b: &[u8]| assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b]), b"+OK\r\n");
     bound(b"64mb");
     let q =
         Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fenced");
     let q = q.unwrap();
-    let put = armed("fail:cluster.put.lost", || q.put(vec![7u8; 2 << 20]));
+    let put = alone.armed("fail:cluster.put.lost", || q.put(vec![7u8; 2 << 20]));
     let Err(PutError::Unsure(token, _)) = put else {
         panic!("the put's sends were lost: {:?}", put.map_err(|e| e.to_string()))
     };
     bound(b"1mb");
     // The first fence's reply is lost; the round after fences again.
-    let again = armed("fail1:cluster.fence.reply", || q.put_again(token));
+    let again = alone.armed("fail1:cluster.fence.reply", || q.put_again(token));
     let said = again.as_ref().map(|_| ()).map_err(|e| e.to_string());
     let len = redis.raw(&[b"LLEN", b"mp:{q:fenced}:items"]);
     eprintln!("put_again: {said:?}; LLEN {:?}", String::from_utf8_lossy(&len).trim());
@@ -1576,7 +1594,7 @@ fn a_fence_whose_reply_was_lost_is_not_taken_for_the_put() {
 /// `Unsure`.
 #[test]
 fn a_large_put_to_a_stopped_redis_ends_within_a_puts_bound() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&["--proto-max-bulk-len", "64mb"]) else { return };
     let q = Queue::<Vec<u8>>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(1)).open(&redis.url, "stopped");
     let q = q.unwrap();

@@ -1386,7 +1386,7 @@ fn deep() -> Deep {
 /// short of a combination or a level it had not seen.
 #[test]
 fn a_self_describing_value_past_the_probes_reach_travels() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let many = ManyKinds { kind: Kind::Custom(json!({"a": 1})), level: Level::L29 };
     let child = Process::new(echo::<(ManyKinds, Deep)>, (many.clone(), deep())).start().unwrap();
     assert_eq!(child.join().unwrap(), (many.clone(), deep()), "a process argument and result");

@@ -1826,7 +1826,7 @@ fn square_after_a_while(x: u64) -> u64 {
 /// `zero_processes_or_zero_tasks_per_child_are_errors_as_in_python`).
 #[test]
 fn an_answer_taken_while_its_worker_retires_is_not_read_as_a_lost_worker() {
-    let _w = heap_user(LIMIT);
+    let _alone = common::heap_alone(LIMIT); // it arms a hold point for the whole process
     let pool = Pool::builder().processes(1).max_tasks_per_child(1).build().unwrap();
     let first = pool.pids();
     // The caller collects its own result (it is waiting when the slow task answers) and

@@ -299,7 +299,7 @@ fn join_waits_until_every_item_is_done() {
 /// (it was refused, the consumer's `unwrap` panicked, and `join` reported the task lost).
 #[test]
 fn a_task_taken_before_its_put_is_counted_can_be_marked_done() {
-    let _t = heap_user(LIMIT);
+    let _alone = common::heap_alone(LIMIT); // it arms a hold point for the whole process
     let q = JoinableQueue::new().unwrap();
     multiproc::__private::crash_at("hold:ring.put.recorded");
     let producer = {
