@@ -264,8 +264,9 @@ mod slow {
 /// Python's manager server runs each connection on a thread of its own: a registered
 /// method that blocks holds only its caller. Here every method runs on the server's one
 /// dispatcher thread, so another client's call on another object waits it out, and with
-/// a `call_timeout` shorter than the method it fails with `CallTimeout` (aud106 M1;
-/// printed: `Err(CallTimeout(1s))`, the napper's own call too). Documented in `managed!`
+/// a `call_timeout` shorter than the method it fails with `CallTimeout`, the napper's own
+/// call too (aud106 M1; printed: `another client's call on another object: Err(the
+/// manager's server did not answer within the call timeout of 1s)`). Documented in `managed!`
 /// ("keep them short"). The fix seen: run a `Custom` call on a worker thread of the server
 /// (one per object, or a small pool, each object's calls kept in order), its answer handed
 /// back to the dispatcher as a parked call's is, so that the ring, the sweep and pings go

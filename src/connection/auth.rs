@@ -209,13 +209,23 @@ impl From<io::Error> for Failure {
 /// The client's side: answers the server's challenge, then checks the server's answer to
 /// its own.
 pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic) -> Result<(), Failure> {
-    // The magic is looked at before the nonce is waited for: a peer of another protocol
-    // whose greeting is short (an HTTP server's answer) is told at once, not at the
-    // handshake's deadline (aud106 L4).
+    // The magic is looked at byte by byte as it arrives, before the nonce is waited for: a
+    // peer of another protocol is told at its first wrong byte, however short its greeting
+    // and whether it then holds or closes (an HTTP server's answer, a Redis `+OK\r\n`), not
+    // at the handshake's deadline (aud106 L4, review147 L1). A real magic arriving in
+    // pieces passes: each piece is a prefix of it.
     let mut hello = [0u8; 8 + NONCE];
-    read_greeting(stream, &mut hello[..8])?;
-    if &hello[..8] != magic {
-        return Err(Failure::NotThePeer);
+    let mut got = 0;
+    while got < 8 {
+        match stream.read(&mut hello[got..8]) {
+            Ok(0) => return Err(closed_before_greeting()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if hello[..got] != magic[..got] {
+            return Err(Failure::NotThePeer);
+        }
     }
     read_greeting(stream, &mut hello[8..])?;
     let ours = sys::random_bytes::<NONCE>();
@@ -242,15 +252,19 @@ pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic
     }
     Ok(())
 }
-/// Reads part of the peer's greeting; a peer that closed before it is said to have closed,
-/// not that a buffer could not be filled. The error keeps its kind (`UnexpectedEof`).
+/// Reads the rest of the peer's greeting (its nonce); a peer that closed before it is said
+/// to have closed, not that a buffer could not be filled.
 fn read_greeting<S: Read>(stream: &mut S, buf: &mut [u8]) -> Result<(), Failure> {
     stream.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            Failure::Io(io::Error::new(e.kind(), "the peer closed the connection before its greeting"))
-        }
+        io::ErrorKind::UnexpectedEof => closed_before_greeting(),
         _ => Failure::Io(e),
     })
+}
+
+/// The peer closed before its whole greeting. The error keeps the kind `read_exact` gives
+/// (`UnexpectedEof`), so code matching on it still works.
+fn closed_before_greeting() -> Failure {
+    Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection before its greeting"))
 }
 
 /// A fake server speaking `magic` that welcomes anyone but cannot answer the client's
@@ -312,6 +326,24 @@ mod tests {
     fn another_magic_is_not_the_peer() {
         let (_, client) = exchange((b"secret", MAGIC), (b"secret", b"OTHER\x00\x00\x01"));
         assert!(matches!(client, Err(Failure::NotThePeer)), "{client:?}");
+    }
+
+    #[test]
+    fn a_greeting_arriving_a_byte_at_a_time_passes() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let (hello, challenge) = hello(MAGIC);
+            for byte in hello {
+                a.write_all(&[byte]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut answer = [0u8; ANSWER];
+            a.read_exact(&mut answer).unwrap();
+            a.write_all(&verdict(b"secret", &challenge, &answer).unwrap()).unwrap();
+        });
+        let client = connect(&mut b, b"secret", MAGIC);
+        server.join().unwrap();
+        assert!(client.is_ok(), "{client:?}");
     }
 
     #[test]

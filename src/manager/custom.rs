@@ -363,6 +363,13 @@ impl<T: Managed> ObjectProxy<T> {
 /// connection on a thread of its own, where only the caller waits. Do slow work in the
 /// caller, or in a process of your own fed by a manager queue.
 ///
+/// A method must not call its own manager, not even through a connection of its own
+/// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): the
+/// call waits for the dispatcher, which is running that very method, so neither ever
+/// returns, and the server answers no other call until it is shut down (callers without a
+/// `call_timeout`, as remote clients are by default, wait until then). Python's server,
+/// with a thread per connection, would serve such a call.
+///
 /// A registered value, and a method's arguments, cannot hold a proxy
 /// ([`ManagerError::InvalidArgument`](crate::ManagerError::InvalidArgument)), so no method
 /// returns one: Python's `method_to_typeid` (a method whose result comes back as a proxy)

@@ -1167,8 +1167,9 @@ impl Manager {
 
     /// Stops the server (Python's `shutdown()`): parked calls are answered with
     /// [`ManagerError::ServerGone`], proxies anywhere get it from now on. Waits up to the
-    /// shutdown timeout for the server to end, then kills it. Idempotent. On a manager
-    /// from [`Manager::connect`] it does nothing and returns `Ok(())`: the server is not
+    /// shutdown timeout for the server to end, then kills it. Idempotent. On a connected
+    /// manager (from [`Manager::connect`], [`Manager::connect_timeout`] or
+    /// [`ManagerBuilder::connect`]) it does nothing and returns `Ok(())`: the server is not
     /// this process's to stop, and the connection stays open, its proxies working, until
     /// the manager and its proxies are dropped (Python's connected manager has no
     /// `shutdown`). The same for a copy that a `Fork` child got with its parent's memory
