@@ -5561,6 +5561,8 @@ fn grow_holds_stopped_under_the_directory_lock(_: ()) -> u32 {
 /// reap (HACKING: a stopped holder delays only untimed calls).
 #[test]
 fn a_dead_childs_join_timeout_ends_while_another_process_is_stopped_holding_the_holds_directory() {
+    // Alone on the heap: while its holder is stopped every reap gives up, and a leak check
+    // beside it would wait for a reap that frees its children's holds (review145 M2).
     let _alone = common::heap_alone(LIMIT);
     let (ready, end) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
     let dead = Process::new(end_when_told_once_ready, (ready.clone(), end.clone())).start().unwrap();
@@ -5576,4 +5578,39 @@ fn a_dead_childs_join_timeout_ends_while_another_process_is_stopped_holding_the_
     assert!(joined.is_ok());
     stopped.resume(LIMIT);
     assert_eq!(stopper.join().unwrap(), 7);
+}
+
+/// Makes a shared value and keeps it past its end: listed, never let go (its reaper frees it).
+fn hold_a_value_then_end(queues: (multiproc::Queue<()>, multiproc::Queue<()>)) {
+    let (made, told) = queues;
+    let value = Value::new(5u64).unwrap();
+    made.put(()).unwrap();
+    told.get().unwrap();
+    std::mem::forget(value);
+}
+
+/// review145 M1: a reap that gives up on a process stopped holding the holds directory's
+/// lock is redone. The given-up reap was never redone (and had used this process's sweep):
+/// the dead child's value stayed held after every process resumed and ended, until some
+/// unrelated reap happened to sweep. Now the give-up is owed, and this process's next reap
+/// (here the stopper's join) sweeps.
+#[test]
+fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_resumes() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (made, told) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+        let dead = Process::new(hold_a_value_then_end, (made.clone(), told.clone())).start().unwrap();
+        made.get_timeout(LIMIT).unwrap();
+        let stopper = Process::new(grow_holds_stopped_under_the_directory_lock, ()).start().unwrap();
+        let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+        told.put(()).unwrap();
+        assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+        assert!(dead.join_timeout(Duration::from_secs(30)).is_ok());
+        stopped.resume(LIMIT);
+        assert_eq!(stopper.join().unwrap(), 7);
+    }
+    // No sweep of the test's own: the check polls the heap only.
+    let now = multiproc::__private::heap_in_use();
+    println!("the dead child's value after the stopper's join: {} bytes before, {now} now", leaks.before());
+    leaks.assert_no_leak();
 }

@@ -309,12 +309,18 @@ pub(crate) fn register(child: Arc<ChildState>) {
     own_children(&mut state()).push(child);
 }
 
-/// Reaps children that ended and forgets them; returns the live ones.
+/// Reaps children that ended and forgets them; returns the live ones. Also redoes the
+/// holds reaps this process gave up on a stopped process (`shm::reap_owed`): a start and
+/// `active_children` come here, and may find no child ended (review145 M1).
 pub(crate) fn active_children() -> Vec<Arc<ChildState>> {
-    let mut st = state();
-    let children = own_children(&mut st);
-    children.retain(|c| c.is_alive());
-    children.clone()
+    let live = {
+        let mut st = state();
+        let children = own_children(&mut st);
+        children.retain(|c| c.is_alive());
+        children.clone()
+    };
+    crate::shm::reap_owed();
+    live
 }
 
 /// Python's exit rules: daemonic children are terminated, then every child is joined.

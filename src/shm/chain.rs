@@ -80,9 +80,10 @@ impl<'h> Chain<'h> {
     }
 
     /// [`Chain::make`] without waiting for a process stopped holding the heap's large
-    /// allocator's lock: `Err(())` then (the caller lets go of the chain's lock and waits
-    /// for the allocator there, [`Heap::wait_for_large_allocator`]), `Ok(None)`: the heap
-    /// is full. Under the lock.
+    /// allocator's lock: `Err(())` then, or when blocks wait for their release in a full
+    /// heap (the caller lets go of the chain's lock and waits for the allocator there,
+    /// [`Heap::wait_for_large_allocator`], which releases one), `Ok(None)`: the heap is
+    /// full. Under the lock.
     pub(super) fn make_unless_stopped(&self, len: usize, grace: Duration) -> Result<Option<u64>, ()> {
         match self.heap.alloc_uncounted_into_unless_stopped(len, self.making, grace) {
             Ok(Some(off)) => Ok(Some(off)),

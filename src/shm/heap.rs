@@ -364,7 +364,9 @@ impl Heap {
 
     /// [`Heap::alloc_uncounted_into`] for a caller that must not wait for a process stopped
     /// holding the large allocator's lock, as [`Heap::alloc_small_into_unless_stopped`]:
-    /// `Ok(None)` only when that lock is held by a process stopped past `grace`. The growth
+    /// `Ok(None)` when that lock is held by a process stopped past `grace`, or when the heap
+    /// is full while blocks wait for their release (released by the caller's
+    /// [`Heap::wait_for_large_allocator`], outside its lock). The growth
     /// of the holds directory, made under the directory's lock, which every reap takes
     /// (review138 M1: a reap waited there for as long as the allocator's holder stayed
     /// stopped).
@@ -379,7 +381,14 @@ impl Heap {
         let refill = fail_point!("heap.books.refill");
         let off = self.alloc_small_with(class, refill, |slab| {
             let Some(_guard) = RawGuard::lock_unless_stopped_within(&h.large_lock, grace) else { return Ok(None) };
-            self.alloc_large_locked(slab, true)
+            match self.alloc_large_locked(slab, true) {
+                // Full while blocks wait for their release: refused too, for the caller to
+                // release them outside its lock ([`Heap::wait_for_large_allocator`]) and
+                // retry, as `alloc_large` releases them before it answers full (review145
+                // L1: the holds block was not made, and the hold went unlisted).
+                Err(_) if h.later.load(Ordering::Relaxed) != 0 => Ok(None),
+                taken => taken,
+            }
         })?;
         Ok(off.map(|off| self.books_taken(off, class, len, record)))
     }
@@ -394,11 +403,15 @@ impl Heap {
     }
 
     /// Waits, with no deadline, until no process holds the large allocator's lock (as any
-    /// large allocation waits for it): for a caller that gave up an allocation with
-    /// [`Heap::alloc_uncounted_into_unless_stopped`] under a lock of its own, and lets go
-    /// of that lock before it waits here.
+    /// large allocation waits for it), then releases one block whose release was deferred,
+    /// if any (as [`Heap::alloc_large`] does before it answers full): for a caller that
+    /// was refused an allocation by [`Heap::alloc_uncounted_into_unless_stopped`] under a
+    /// lock of its own, and lets go of that lock before it waits here.
     pub(crate) fn wait_for_large_allocator(&self) {
         drop(RawGuard::lock(&self.header().large_lock));
+        // One block at a time: its range may be enough.
+        let mut taken = false;
+        self.release_deferred(true, || std::mem::replace(&mut taken, true));
     }
 
     /// Bytes of [`Heap::alloc_uncounted_into`] blocks (the tests' leak check of the heap's
@@ -1338,6 +1351,70 @@ mod tests {
             heap.free_large(o, slab);
         }
         assert!(matches!(got, Ok(Some(_))), "nobody is stopped and the heap has room: {got:?}");
+    }
+
+    /// The uncounted unless-stopped refill (a holds block's, made under the holds
+    /// directory's lock) in a heap whose untouched end is full while blocks wait for their
+    /// release (a pool worker's `defer_releases`) is refused ("wait outside"), not full:
+    /// the wait outside the caller's lock ([`Heap::wait_for_large_allocator`]) releases
+    /// them, and the retry gets its slab (review145 L1: it answered `HeapFull` and the hold
+    /// went unlisted, where `alloc_large` released the blocks first and took their room).
+    #[test]
+    fn the_uncounted_unless_stopped_refill_in_a_full_heap_releases_the_deferred_blocks_outside() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let h = heap.header();
+        // No free extent may fit the slab: take them all, as 64 KiB blocks, until one
+        // comes from the untouched end.
+        heap.release_deferred(true, || false);
+        let slab = 64 * 1024;
+        let mut drained = Vec::new();
+        loop {
+            let bump = h.bump.load(Ordering::Relaxed);
+            let off = heap.alloc_large_once(slab).unwrap().expect("nothing deferred yet");
+            drained.push(off);
+            if off == bump {
+                break;
+            }
+        }
+        let len = 1 << 20;
+        let off = heap.alloc(len).unwrap();
+        heap.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
+        assert!(heap.defer(off, round_up(len, PAGE)), "deferred, as a pool worker's free_warm does");
+        /// Disarms the fail point, and gives the heap its size back, however the test ends.
+        struct Restore<'a>(&'a AtomicU64, u64);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+                self.0.store(self.1, Ordering::Relaxed);
+            }
+        }
+        // The untouched end full: the heap ends at its bump, for the few calls below.
+        let restore = Restore(&h.size, h.size.swap(h.bump.load(Ordering::Relaxed), Ordering::Relaxed));
+        // Stands in for "the class has no free block".
+        crate::shm::crash::arm(Some("fail:heap.books.refill"));
+        let record = AtomicU64::new(0);
+        let grace = Duration::from_millis(100);
+        let first = heap.alloc_uncounted_into_unless_stopped(4096, &record, grace);
+        let mut retried = None;
+        if matches!(first, Ok(None)) {
+            heap.wait_for_large_allocator();
+            retried = Some(heap.alloc_uncounted_into_unless_stopped(4096, &record, grace));
+        }
+        drop(restore);
+        eprintln!("a holds block's refill, the end full and a release deferred: {first:?}, then {retried:?}");
+        for got in [&first, retried.as_ref().unwrap_or(&Ok(None))] {
+            if let Ok(Some(o)) = *got {
+                h.books.fetch_sub(4096, Ordering::Relaxed);
+                heap.free(o, 4096);
+            }
+        }
+        heap.release_deferred(true, || false);
+        for o in drained {
+            heap.free_large(o, slab);
+        }
+        assert!(matches!(first, Ok(None)), "refused, for the deferred blocks' release outside: {first:?}");
+        assert!(matches!(retried, Some(Ok(Some(_)))), "the retry takes the released room: {retried:?}");
     }
 
     /// A fork child that frees the large block `off` (1 MiB), held at `points` (armed as

@@ -30,9 +30,12 @@
 //! large allocator's lock: refused so, the grower lets go of the directory's lock, waits
 //! for the allocator outside it, and starts over (review138 M1: every reap takes the
 //! directory's lock, and a `join` of any dead child waited there behind the stopped
-//! allocator). The directory's lock is thus held only for stores and `/proc` reads, and a
-//! reap's claim, which does not wait for a stopped holder of it, gives up and leaves the
-//! list to a later reap or sweep when only a process itself stopped there holds it.
+//! allocator). The directory's lock is thus held for stores, `/proc` reads, a slab refill
+//! of the 4096-byte class (a 64 KiB populate) and at most `GUARD_GRACE` and a look waiting
+//! for the allocator's lock: bounded, unless a process is itself stopped there. A reap's
+//! claim does not wait for a stopped holder of it: it gives up and the reap is owed
+//! (review145 M1), redone as a sweep by this process's next reap, start or
+//! `active_children`, which frees the dead process's holds once the holder resumes.
 //!
 //! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
 //! and start time written in each, see `Block::claim`), so that two reapers of one
@@ -71,7 +74,7 @@
 //! keeps a dead process's holds until it ends. A process that cannot get a block (a full
 //! heap) holds unlisted, likewise.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::chain::Chain;
@@ -289,9 +292,10 @@ fn lock_directory(heap: &Heap) -> RawGuard<'_> {
 }
 
 /// [`lock_directory`] unless its holder is stopped (`None`); a running holder is waited
-/// for. The reap's claim: since review138 M1 the lock is held only for a few stores and
-/// `/proc` reads (no growth waits under it for the allocator), so only a process itself
-/// stopped there holds it up.
+/// for. The reap's claim: since review138 M1 no growth waits under the lock for a stopped
+/// allocator (it holds it for stores, `/proc` reads, a slab refill, and at most
+/// `GUARD_GRACE` and a look waiting for the allocator's lock), so only a process itself
+/// stopped there holds it up for long.
 fn lock_directory_unless_stopped(heap: &Heap) -> Option<RawGuard<'_>> {
     directory(heap).lock_unless_stopped(super::GUARD_GRACE, |off| finish_dead(heap, off), || {})
 }
@@ -328,6 +332,11 @@ const SWEEP_GAP: Duration = Duration::from_millis(100);
 /// When this process last looked for every dead process's list (`sys::monotonic_ns`; an
 /// atomic, not a lock: a fork child never finds it held).
 static LAST_SWEEP: AtomicU64 = AtomicU64::new(0);
+/// Whether a reap of this process gave up on a process stopped holding the directory's
+/// lock (review145 M1): the lists it left are owed, and this process's next reap, start or
+/// [`active_children`](crate::active_children) sweeps at once, whatever [`SWEEP_GAP`] says.
+/// Nobody else would: another process's sweep comes only with a reap of its own.
+static OWED: AtomicBool = AtomicBool::new(false);
 /// How many times (a millisecond apart) the reap of a process waits for another live
 /// reaper that claimed its list first, before it leaves the list to that reaper.
 const WAIT_LOOKS: u32 = 1000;
@@ -365,9 +374,27 @@ pub(crate) fn sweep_now() {
     reap(heap, 0, true);
 }
 
-/// Whether a reap of this process should look at every listed process now.
+/// Redoes the reaps this process gave up on a stopped holder of the directory's lock, if
+/// any (a sweep; given up again, still owed): at a start and an `active_children`, which
+/// reap only the children that ended, none perhaps.
+pub(crate) fn reap_owed() {
+    if !OWED.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(heap) = Heap::try_get() else { return };
+    if sweep_due() {
+        reap(heap, 0, true);
+    }
+}
+
+/// Whether a reap of this process should look at every listed process now: a reap owed
+/// (given up), or [`SWEEP_GAP`] since the last look.
 fn sweep_due() -> bool {
     let now = sys::monotonic_ns();
+    if OWED.swap(false, Ordering::Relaxed) {
+        LAST_SWEEP.store(now.max(1), Ordering::Relaxed);
+        return true;
+    }
     let last = LAST_SWEEP.load(Ordering::Relaxed);
     // One thread of the process sweeps when several reap at once.
     (last == 0 || now.saturating_sub(last) >= SWEEP_GAP.as_nanos() as u64)
@@ -395,10 +422,13 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
     let mut claimed = Vec::new();
     let mut busy = false;
     {
-        // A holder stopped there (`SIGSTOP`, a debugger): the reap is left to a later one
-        // (this process's next, or any sweep), as when another reaper keeps it past
-        // `WAIT_LOOKS`; a `join_timeout` of a dead child must not wait for it.
-        let Some(_g) = lock_directory_unless_stopped(heap) else { return false };
+        // A holder stopped there (`SIGSTOP`, a debugger): a `join_timeout` of a dead child
+        // must not wait for it. The reap is owed: this process's next reap, start or
+        // `active_children` sweeps (its sweep, if this was one, is not lost either).
+        let Some(_g) = lock_directory_unless_stopped(heap) else {
+            OWED.store(true, Ordering::Relaxed);
+            return false;
+        };
         let mut off = head.load(Ordering::Relaxed);
         while off != 0 {
             let block = block_at(heap, off);

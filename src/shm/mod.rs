@@ -42,7 +42,7 @@ pub use heap::HeapFull;
 pub(crate) use holders::{
     ForkRecord, Holders, before_fork, before_fork_alone, fork_child_ended, forking_child_ended, holds_nothing,
 };
-pub(crate) use holds::process_ended;
+pub(crate) use holds::{process_ended, reap_owed};
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, GUARD_GRACE, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
