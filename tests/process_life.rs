@@ -90,9 +90,23 @@ fn reap_behind_its_back<R>(child: &multiproc::ProcessHandle<R>) -> i32 {
 
 /// A child reaped by the program itself (a `waitpid` of its pid, or of any child) has
 /// ended for its handle too, with the status the kernel kept: before (audp61), every look
-/// found it running and its join spun for ever (the watchdog aborted the test).
+/// found it running and its join spun for ever (the watchdog aborted the test). Inner: in
+/// the test binary's own process, another test's `start()` reaps every ended child of the
+/// process (as Python's does), this test's among them, before its own `waitpid` (ci97, at
+/// four test threads: `waitpid` returned -1).
 #[test]
 fn a_child_reaped_by_the_program_itself_has_ended_for_its_handle() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_child_reaped_by_the_program_itself_has_ended_for_its_handle_inner", REAPS_ITSELF);
+}
+
+const REAPS_ITSELF: &str = "MULTIPROC_TEST_REAPS_ITSELF";
+
+#[test]
+fn a_child_reaped_by_the_program_itself_has_ended_for_its_handle_inner() {
+    if std::env::var_os(REAPS_ITSELF).is_none() {
+        return;
+    }
     let _w = watchdog(LIMIT);
     multiproc::init();
     for method in [StartMethod::ForkServer, StartMethod::Spawn] {
@@ -114,6 +128,7 @@ fn a_child_reaped_by_the_program_itself_has_ended_for_its_handle() {
         // next owner.
         child.terminate().unwrap_or_default();
     }
+    println!("INNER-DONE");
 }
 
 const NO_EXIT_INFO: &str = "MULTIPROC_TEST_NO_EXIT_INFO";
