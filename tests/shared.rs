@@ -603,6 +603,25 @@ fn bad_names_and_sizes_are_typed_errors() {
     assert!(matches!(SharedMemory::open(&name), Err(SharedMemoryError::NotFound(_))));
 }
 
+/// `unlink` removes its own segment, never one another program made again under the name
+/// since: a stale handle's `unlink` (its segment unlinked through another handle, the name
+/// then taken by another program) removed the other program's file, as Python's does
+/// (aud103 L2). It says `NotFound` now, and the other file stays.
+#[test]
+fn a_stale_handles_unlink_leaves_a_segment_made_again_under_its_name() {
+    let name = format!("mp-stale-unlink-{}", std::process::id());
+    let ours = SharedMemory::builder().name(&name).size(8).create().unwrap();
+    SharedMemory::open(&name).unwrap().unlink().unwrap();
+    // Another program takes the name (a plain file in /dev/shm, as `shm_open` makes).
+    std::fs::write(format!("/dev/shm/{name}"), [1u8; 16]).unwrap();
+    let said = ours.unlink();
+    let still_there = shm_exists(&name);
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    println!("the stale handle's unlink said {said:?}; the other file still there: {still_there}");
+    assert!(still_there, "a stale handle's unlink removed another program's segment");
+    assert!(matches!(said, Err(SharedMemoryError::NotFound(_))), "{said:?}");
+}
+
 /// Names of 251 to 255 bytes are valid in `/dev/shm` (`NAME_MAX` is 255), and Python makes
 /// and opens them; they were refused as `InvalidName` ("longer than 250 bytes"), so a
 /// segment another program made under such a name could not be opened here (aud103 L1).

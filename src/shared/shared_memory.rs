@@ -662,6 +662,10 @@ impl SharedMemory {
     /// name fails meanwhile ([`SharedMemoryError::Tracker`]) rather than make a segment it
     /// would unlink.
     ///
+    /// It removes this handle's segment only: when the segment was unlinked already and the
+    /// name since names another segment (another program made it again), that one stays
+    /// and the answer is `NotFound`. (Python's `unlink` goes by name and removes it.)
+    ///
     /// # Errors
     ///
     /// [`SharedMemoryError::NotFound`] when it was unlinked already.
@@ -678,10 +682,11 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn unlink(&self) -> Result<(), SharedMemoryError> {
-        Segment::unlink(&self.name).map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
-        // A forgetting not taken now waits in this process's backlog.
-        let _ = tracker::unregister(&self.name);
-        Ok(())
+        // By file, not by name: a stale handle removed another program's segment (aud103 L2).
+        match self.unlink_if_ours()? {
+            true => Ok(()),
+            false => Err(SharedMemoryError::NotFound(self.name.clone())),
+        }
     }
 
     /// Unlinks the name only if it still names this segment's file, and forgets it at the

@@ -110,11 +110,6 @@ impl Segment {
         Ok(Segment { map, len })
     }
 
-    /// Removes a name from `/dev/shm`.
-    pub(crate) fn unlink(name: &str) -> io::Result<()> {
-        SharedMapping::unlink_named(name)
-    }
-
     /// Removes a name from `/dev/shm` if it is still the file `id` (if known: else
     /// whatever it names), not one made again since ([`SharedMapping::unlink_named_if`]).
     pub(crate) fn unlink_if(name: &str, id: Option<FileId>) -> io::Result<()> {
