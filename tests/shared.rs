@@ -622,6 +622,32 @@ fn a_stale_handles_unlink_leaves_a_segment_made_again_under_its_name() {
     assert!(matches!(said, Err(SharedMemoryError::NotFound(_))), "{said:?}");
 }
 
+/// A handle in flight names its segment by file, not by size: a segment another program
+/// grew meanwhile is opened whole at the receiver (it failed `SizeMismatch` and the
+message /// was lost as an error; Python opens it at its size), and a name made again
+since, even at /// the same size, is refused rather than silently taken for the sender's
+(aud103 L3).
+#[test]
+fn a_handle_in_flight_names_its_segment_by_file_not_by_size() {
+    let name = format!("mp-in-flight-{}", std::process::id());
+    let path = format!("/dev/shm/{name}");
+    let (tx, rx) = multiproc::Pipe::<SharedMemory>::new().unwrap();
+    let shm = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    shm.write_at(0, b"sent");
+    tx.send(&shm).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(8192).unwrap();
+    let grown = rx.recv().map(|got| (got.size(), got.to_vec()[..4].to_vec()));
+    // The name made again, at the size the sender's handle has: another file.
+    tx.send(&shm).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, [0u8; 4096]).unwrap();
+    let again = rx.recv().map(|got| got.size());
+    let _ = std::fs::remove_file(&path);
+    println!("grown: {grown:?}; made again: {again:?}");
+    assert_eq!(grown.unwrap(), (8192, b"sent".to_vec()), "a grown segment is opened whole");
+    assert!(again.is_err(), "a name made again was taken for the sender's segment");
+}
+
 /// Names of 251 to 255 bytes are valid in `/dev/shm` (`NAME_MAX` is 255), and Python makes
 /// and opens them; they were refused as `InvalidName` ("longer than 250 bytes"), so a
 /// segment another program made under such a name could not be opened here (aud103 L1).

@@ -371,7 +371,10 @@ fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
 /// handle only unmaps it.
 ///
 /// A `SharedMemory` sent to another process (a process argument, a queue) travels as its
-/// name and is opened again on arrival, as in Python.
+/// name and is opened again on arrival, whole, as in Python; unlike Python, the receiver
+/// checks that the name still names the sender's segment (its device and inode), so a
+/// segment unlinked and made again under its name meanwhile fails to decode rather than
+/// be taken for it.
 ///
 /// # Examples
 ///
@@ -738,21 +741,36 @@ impl SharedMemory {
     }
 }
 
+/// A handle in flight: the segment's name and the file it is. The receiver opens the name
+/// whole and checks the file, not the size: a segment another program grew meanwhile is
+/// still the sender's (Python opens it at its size), and a name made again since, even at
+/// the same size, is another's (aud103 L3: the size was compared, which refused the first
+/// and took the second).
 #[derive(Serialize, Deserialize)]
 struct Wire {
     name: String,
-    size: usize,
+    dev: u64,
+    ino: u64,
 }
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Wire { name: self.name.clone(), size: self.size() }.serialize(serializer)
+        let id = self.segment.id().map_err(serde::ser::Error::custom)?;
+        Wire { name: self.name.clone(), dev: id.dev, ino: id.ino }.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        SharedMemory::builder().name(wire.name).size(wire.size).open().map_err(D::Error::custom)
+        let shm = SharedMemory::builder().name(wire.name).open().map_err(D::Error::custom)?;
+        let id = shm.segment.id().map_err(D::Error::custom)?;
+        if (id.dev, id.ino) != (wire.dev, wire.ino) {
+            return Err(D::Error::custom(format_args!(
+                "the shared memory segment '{}' was unlinked and its name made again since it was sent",
+                shm.name
+            )));
+        }
+        Ok(shm)
     }
 }
