@@ -5614,3 +5614,57 @@ fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_
     println!("the dead child's value after the stopper's join: {} bytes before, {now} now", leaks.before());
     leaks.assert_no_leak();
 }
+
+/// Waits for `go`, then does what [`grow_holds_stopped_under_the_directory_lock`] does:
+/// stopped under the holds directory's lock, then, resumed, the value.
+fn grow_holds_stopped_under_the_directory_lock_once_told(go: multiproc::Queue<()>) -> u32 {
+    go.get().unwrap();
+    grow_holds_stopped_under_the_directory_lock(())
+}
+
+/// review145 L2: the `join_timeout` of a dead child ends while another process is stopped
+/// holding the holds directory's lock between the reap's claim of the child's block and
+/// its retirement to a spare (the reap's thread held at `holds.reap.walked` while the
+/// other process stops there). The retirement took the directory's lock with no deadline,
+/// so the timed join waited for as long as the holder stayed stopped (here, for ever: the
+/// test resumes it only after the join). Now the retirement is one store that takes no
+/// lock; the dead child's value is freed by that reap, nothing owed.
+#[test]
+fn a_dead_childs_join_timeout_ends_while_another_process_stops_holding_the_holds_directory_mid_reap() {
+    // A leak check has the heap alone: while the holder is stopped every other reap's
+    // claim gives up (review145 M2).
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (made, told) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+        let go = multiproc::Queue::<()>::new().unwrap();
+        let dead = Process::new(hold_a_value_then_end, (made.clone(), told.clone())).start().unwrap();
+        made.get_timeout(LIMIT).unwrap();
+        // Started (its boot over once it takes `go`) before anything stops.
+        let stopper = Process::new(grow_holds_stopped_under_the_directory_lock_once_told, go.clone()).start().unwrap();
+        told.put(()).unwrap();
+        assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+        multiproc::__private::crash_at("hold:holds.reap.walked");
+        std::thread::scope(|s| {
+            let joining = s.spawn(|| dead.join_timeout(Duration::from_secs(30)));
+            let held = eventually(LIMIT, || multiproc::__private::crash_holding() == 1 || joining.is_finished());
+            assert!(held && multiproc::__private::crash_holding() == 1, "the reap did not walk the child's block");
+            go.put(()).unwrap();
+            let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+            // The reap goes on to its retirement, the directory's holder stopped.
+            multiproc::__private::crash_disarm();
+            let joined = joining.join().unwrap();
+            println!("the dead child's join_timeout, the directory's holder stopped mid-reap: {joined:?}");
+            assert!(joined.is_ok());
+            stopped.resume(LIMIT);
+        });
+        assert_eq!(stopper.join().unwrap(), 7);
+    }
+    println!(
+        "the dead child's value after the stopper's join: {} bytes before, {} now; books lost {}",
+        leaks.before(),
+        multiproc::__private::heap_in_use(),
+        multiproc::__private::heap_books_lost()
+    );
+    leaks.assert_no_leak();
+    assert_eq!(multiproc::__private::heap_books_lost(), 0);
+}
