@@ -5486,13 +5486,12 @@ fn put_large_stopped_in_the_heap(q: multiproc::Queue<Vec<u8>>) {
 
 /// Waits for `go`, then makes a shared value, whose listing grows this process's holds
 /// list by a new block (fail point `holds.grow.fresh`) whose class is out of free blocks
-/// (`heap.books.refill`: its slab refilled by the large allocator), having said so on
-/// `armed`.
-fn grow_holds_behind_the_allocator(queues: (multiproc::Queue<()>, multiproc::Queue<()>)) -> u32 {
-    let (go, armed) = queues;
+/// (`heap.books.refill`: its slab refilled by the large allocator). Refused by a stopped
+/// allocator, it stops (`SIGSTOP`) once it let the directory's lock go, before it waits
+/// for the allocator (stop point `holds.grow.refused`).
+fn grow_holds_behind_the_allocator(go: multiproc::Queue<()>) -> u32 {
     go.get().unwrap();
-    multiproc::__private::crash_at("fail1:holds.grow.fresh,fail1:heap.books.refill");
-    armed.put(()).unwrap();
+    multiproc::__private::crash_at("fail1:holds.grow.fresh,fail1:heap.books.refill,stop:holds.grow.refused");
     let value = Value::new(7u32).unwrap();
     value.get()
 }
@@ -5515,22 +5514,27 @@ fn end_when_told_once_ready((ready, told): (multiproc::Queue<()>, multiproc::Que
 /// stopped holder, and every reap takes that lock: the wait reaped under it, so it waited
 /// for as long as the allocator stayed stopped (here, for ever: the test resumes it only
 /// after the wait). Now the growth's allocation under the directory's lock gives up on a
-/// stopped holder, lets the lock go, and waits outside it.
+/// stopped holder, lets the lock go, and waits outside it: the test sees the grower at that
+/// exact point (stopped there, then resumed into its wait), not at any futex wait, which
+/// one before its growth would have been too (review145 L3b).
 #[test]
 fn a_dead_childs_wait_ends_while_another_process_grows_its_holds_list_behind_a_stopped_allocator() {
     // Alone on the heap: nothing else of this binary's heap users waits behind the allocator.
     let _t = common::heap_alone(LIMIT);
-    let (go, armed) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+    let go = multiproc::Queue::<()>::new().unwrap();
     let end = multiproc::Queue::<()>::new().unwrap();
     // Started before the allocator stops (a start allocates), and ended only once the
     // grower waits (a start reaps the children that ended, as Python's does).
     let dead = Process::new(end_when_told, end.clone()).start().unwrap();
-    let grower = Process::new(grow_holds_behind_the_allocator, (go.clone(), armed.clone())).start().unwrap();
+    let grower = Process::new(grow_holds_behind_the_allocator, go.clone()).start().unwrap();
     let big = multiproc::Queue::<Vec<u8>>::new().unwrap();
     let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
     let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
     go.put(()).unwrap();
-    armed.get_timeout(LIMIT).unwrap();
+    // Refused by the stopped allocator, the directory's lock let go; then, resumed, into
+    // its wait for the allocator (the next futex wait of its thread is that one).
+    let refused = common::StoppedChild::wait_for(grower.pid(), LIMIT);
+    refused.resume(LIMIT);
     let pid = grower.pid();
     let asleep = || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).is_ok_and(|w| w.contains("futex"));
     assert!(eventually(LIMIT, asleep), "the grower did not wait for the allocator");

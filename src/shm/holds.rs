@@ -267,6 +267,8 @@ impl List {
             let chain = directory(heap);
             let Ok(made) = chain.make_unless_stopped(std::mem::size_of::<Block>(), super::GUARD_GRACE) else {
                 drop(_g);
+                // The tests' exact point: refused, the directory's lock let go (review145 L3b).
+                crash_point!("holds.grow.refused");
                 heap.wait_for_large_allocator();
                 continue;
             };
