@@ -5484,21 +5484,18 @@ fn put_large_stopped_in_the_heap(q: multiproc::Queue<Vec<u8>>) {
     q.put(vec![1; 1 << 20]).unwrap();
 }
 
-/// Waits for `go`, then makes a shared value, whose listing grows this process's holds
-/// list by a new block (fail point `holds.grow.fresh`) whose class is out of free blocks
-/// (`heap.books.refill`: its slab refilled by the large allocator). Refused by a stopped
-/// allocator, it stops (`SIGSTOP`) once it let the directory's lock go, before it waits
-/// for the allocator (stop point `holds.grow.refused`).
-fn grow_holds_behind_the_allocator(go: multiproc::Queue<()>) -> u32 {
+/// Says it runs (on `ready`: its boot is over), waits for `go`, then makes a shared value,
+/// whose listing grows this process's holds list by a new block (fail point
+/// `holds.grow.fresh`) whose class is out of free blocks (`heap.books.refill`: its slab
+/// refilled by the large allocator). Refused by a stopped allocator, it stops (`SIGSTOP`)
+/// once it let the directory's lock go, before it waits for the allocator (stop point
+/// `holds.grow.refused`).
+fn grow_holds_behind_the_allocator((ready, go): (multiproc::Queue<()>, multiproc::Queue<()>)) -> u32 {
+    ready.put(()).unwrap();
     go.get().unwrap();
     multiproc::__private::crash_at("fail1:holds.grow.fresh,fail1:heap.books.refill,stop:holds.grow.refused");
     let value = Value::new(7u32).unwrap();
     value.get()
-}
-
-/// Ends once told to.
-fn end_when_told(told: multiproc::Queue<()>) {
-    told.get().unwrap();
 }
 
 /// Says it runs (on `ready`: its boot, which may take the holds directory's lock, is
@@ -5522,11 +5519,15 @@ fn a_dead_childs_wait_ends_while_another_process_grows_its_holds_list_behind_a_s
     // Alone on the heap: nothing else of this binary's heap users waits behind the allocator.
     let _t = common::heap_alone(LIMIT);
     let go = multiproc::Queue::<()>::new().unwrap();
-    let end = multiproc::Queue::<()>::new().unwrap();
-    // Started before the allocator stops (a start allocates), and ended only once the
-    // grower waits (a start reaps the children that ended, as Python's does).
-    let dead = Process::new(end_when_told, end.clone()).start().unwrap();
-    let grower = Process::new(grow_holds_behind_the_allocator, go.clone()).start().unwrap();
+    let (ready, end) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+    // Both started and booted before the allocator stops (a start allocates, and a boot
+    // lists its argument's hold, which may allocate: behind a stopped holder it never
+    // ended, fix110); the dead child ends only once the grower waits (a start reaps the
+    // children that ended, as Python's does).
+    let dead = Process::new(end_when_told_once_ready, (ready.clone(), end.clone())).start().unwrap();
+    let grower = Process::new(grow_holds_behind_the_allocator, (ready.clone(), go.clone())).start().unwrap();
+    ready.get_timeout(LIMIT).unwrap();
+    ready.get_timeout(LIMIT).unwrap();
     let big = multiproc::Queue::<Vec<u8>>::new().unwrap();
     let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
     let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
