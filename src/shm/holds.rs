@@ -114,9 +114,10 @@ struct Block {
     /// walked block made a spare): that store, by the block's one live reaper, takes no
     /// lock, so that a reap inside a timed call never waits for a process stopped holding
     /// it (review145 L2). No holder of the lock is misled by it: a grower takes a block it
-    /// sees spare, and only a grower, under the lock, makes a spare anyone's again; a claim is made only of a block whose reaper is dead or none (a live reaper's block
-    /// is left to it), and looks at the pid again once it found the reaper dead, which
-    /// stores nothing after that (`reap`).
+    /// sees spare, and only a grower, under the lock, makes a spare anyone's again; a claim
+    /// is made only of a block whose reaper is dead or none (a live reaper's block is left
+    /// to it), and looks at the pid again once it found the reaper dead, which stores
+    /// nothing after that (`reap`).
     pid: AtomicU32,
     /// The process reaping it, once it is dead (0: nobody yet); written, with
     /// `reaper_start`, under the directory's lock, and read only under it.
