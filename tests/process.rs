@@ -5484,22 +5484,18 @@ fn put_large_stopped_in_the_heap(q: multiproc::Queue<Vec<u8>>) {
     q.put(vec![1; 1 << 20]).unwrap();
 }
 
-/// Waits for `go`, then makes a shared value, whose listing grows this process's holds
-/// list by a new block (fail point `holds.grow.fresh`) whose class is out of free blocks
-/// (`heap.books.refill`: its slab refilled by the large allocator), having said so on
-/// `armed`.
-fn grow_holds_behind_the_allocator(queues: (multiproc::Queue<()>, multiproc::Queue<()>)) -> u32 {
-    let (go, armed) = queues;
+/// Says it runs (on `ready`: its boot is over), waits for `go`, then makes a shared value,
+/// whose listing grows this process's holds list by a new block (fail point
+/// `holds.grow.fresh`) whose class is out of free blocks (`heap.books.refill`: its slab
+/// refilled by the large allocator). Refused by a stopped allocator, it stops (`SIGSTOP`)
+/// once it let the directory's lock go, before it waits for the allocator (stop point
+/// `holds.grow.refused`).
+fn grow_holds_behind_the_allocator((ready, go): (multiproc::Queue<()>, multiproc::Queue<()>)) -> u32 {
+    ready.put(()).unwrap();
     go.get().unwrap();
-    multiproc::__private::crash_at("fail1:holds.grow.fresh,fail1:heap.books.refill");
-    armed.put(()).unwrap();
+    multiproc::__private::crash_at("fail1:holds.grow.fresh,fail1:heap.books.refill,stop:holds.grow.refused");
     let value = Value::new(7u32).unwrap();
     value.get()
-}
-
-/// Ends once told to.
-fn end_when_told(told: multiproc::Queue<()>) {
-    told.get().unwrap();
 }
 
 /// Says it runs (on `ready`: its boot, which may take the holds directory's lock, is
@@ -5515,22 +5511,31 @@ fn end_when_told_once_ready((ready, told): (multiproc::Queue<()>, multiproc::Que
 /// stopped holder, and every reap takes that lock: the wait reaped under it, so it waited
 /// for as long as the allocator stayed stopped (here, for ever: the test resumes it only
 /// after the wait). Now the growth's allocation under the directory's lock gives up on a
-/// stopped holder, lets the lock go, and waits outside it.
+/// stopped holder, lets the lock go, and waits outside it: the test sees the grower at that
+/// exact point (stopped there, then resumed into its wait), not at any futex wait, which
+/// one before its growth would have been too (review145 L3b).
 #[test]
 fn a_dead_childs_wait_ends_while_another_process_grows_its_holds_list_behind_a_stopped_allocator() {
     // Alone on the heap: nothing else of this binary's heap users waits behind the allocator.
     let _t = common::heap_alone(LIMIT);
-    let (go, armed) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
-    let end = multiproc::Queue::<()>::new().unwrap();
-    // Started before the allocator stops (a start allocates), and ended only once the
-    // grower waits (a start reaps the children that ended, as Python's does).
-    let dead = Process::new(end_when_told, end.clone()).start().unwrap();
-    let grower = Process::new(grow_holds_behind_the_allocator, (go.clone(), armed.clone())).start().unwrap();
+    let go = multiproc::Queue::<()>::new().unwrap();
+    let (ready, end) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+    // Both started and booted before the allocator stops (a start allocates, and a boot
+    // lists its argument's hold, which may allocate: behind a stopped holder it never
+    // ended, fix110); the dead child ends only once the grower waits (a start reaps the
+    // children that ended, as Python's does).
+    let dead = Process::new(end_when_told_once_ready, (ready.clone(), end.clone())).start().unwrap();
+    let grower = Process::new(grow_holds_behind_the_allocator, (ready.clone(), go.clone())).start().unwrap();
+    ready.get_timeout(LIMIT).unwrap();
+    ready.get_timeout(LIMIT).unwrap();
     let big = multiproc::Queue::<Vec<u8>>::new().unwrap();
     let allocator = Process::new(put_large_stopped_in_the_heap, big.clone()).start().unwrap();
     let stopped = common::StoppedChild::wait_for(allocator.pid(), LIMIT);
     go.put(()).unwrap();
-    armed.get_timeout(LIMIT).unwrap();
+    // Refused by the stopped allocator, the directory's lock let go; then, resumed, into
+    // its wait for the allocator (the next futex wait of its thread is that one).
+    let refused = common::StoppedChild::wait_for(grower.pid(), LIMIT);
+    refused.resume(LIMIT);
     let pid = grower.pid();
     let asleep = || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).is_ok_and(|w| w.contains("futex"));
     assert!(eventually(LIMIT, asleep), "the grower did not wait for the allocator");
@@ -5613,4 +5618,58 @@ fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_
     let now = multiproc::__private::heap_in_use();
     println!("the dead child's value after the stopper's join: {} bytes before, {now} now", leaks.before());
     leaks.assert_no_leak();
+}
+
+/// Waits for `go`, then does what [`grow_holds_stopped_under_the_directory_lock`] does:
+/// stopped under the holds directory's lock, then, resumed, the value.
+fn grow_holds_stopped_under_the_directory_lock_once_told(go: multiproc::Queue<()>) -> u32 {
+    go.get().unwrap();
+    grow_holds_stopped_under_the_directory_lock(())
+}
+
+/// review145 L2: the `join_timeout` of a dead child ends while another process is stopped
+/// holding the holds directory's lock between the reap's claim of the child's block and
+/// its retirement to a spare (the reap's thread held at `holds.reap.walked` while the
+/// other process stops there). The retirement took the directory's lock with no deadline,
+/// so the timed join waited for as long as the holder stayed stopped (here, for ever: the
+/// test resumes it only after the join). Now the retirement is one store that takes no
+/// lock; the dead child's value is freed by that reap, nothing owed.
+#[test]
+fn a_dead_childs_join_timeout_ends_while_another_process_stops_holding_the_holds_directory_mid_reap() {
+    // A leak check has the heap alone: while the holder is stopped every other reap's
+    // claim gives up (review145 M2).
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (made, told) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+        let go = multiproc::Queue::<()>::new().unwrap();
+        let dead = Process::new(hold_a_value_then_end, (made.clone(), told.clone())).start().unwrap();
+        made.get_timeout(LIMIT).unwrap();
+        // Started (its boot over once it takes `go`) before anything stops.
+        let stopper = Process::new(grow_holds_stopped_under_the_directory_lock_once_told, go.clone()).start().unwrap();
+        told.put(()).unwrap();
+        assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+        multiproc::__private::crash_at("hold:holds.reap.walked");
+        std::thread::scope(|s| {
+            let joining = s.spawn(|| dead.join_timeout(Duration::from_secs(30)));
+            let held = eventually(LIMIT, || multiproc::__private::crash_holding() == 1 || joining.is_finished());
+            assert!(held && multiproc::__private::crash_holding() == 1, "the reap did not walk the child's block");
+            go.put(()).unwrap();
+            let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
+            // The reap goes on to its retirement, the directory's holder stopped.
+            multiproc::__private::crash_disarm();
+            let joined = joining.join().unwrap();
+            println!("the dead child's join_timeout, the directory's holder stopped mid-reap: {joined:?}");
+            assert!(joined.is_ok());
+            stopped.resume(LIMIT);
+        });
+        assert_eq!(stopper.join().unwrap(), 7);
+    }
+    println!(
+        "the dead child's value after the stopper's join: {} bytes before, {} now; books lost {}",
+        leaks.before(),
+        multiproc::__private::heap_in_use(),
+        multiproc::__private::heap_books_lost()
+    );
+    leaks.assert_no_leak();
+    assert_eq!(multiproc::__private::heap_books_lost(), 0);
 }

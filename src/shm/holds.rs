@@ -41,7 +41,8 @@
 //! and start time written in each, see `Block::claim`), so that two reapers of one
 //! process (its parent, and another process's look at every listed process) never walk
 //! one block together; it deals with each slot and then clears it, and once every slot is
-//! clear it makes the block a spare (its pid 0: one store, under the lock). A spare stays
+//! clear it makes the block a spare (its pid 0: one store, without the lock, see
+//! `Block::pid`: it waited there with no deadline, review145 L2). A spare stays
 //! in the directory, and the next [`List::grow`] of any process takes it (its id written
 //! under the lock, the pid last) before it makes a new block. A reaper killed at any step
 //! leaves its blocks claimed by a dead process: the next reap (the dead reaper's own, by
@@ -78,7 +79,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::chain::Chain;
-use super::crash::{crash_point, fail_point};
+use super::crash::{crash_point, fail_point, interleave};
 use super::heap::Heap;
 use super::holders::LetGo;
 use super::mutex::RawGuard;
@@ -109,7 +110,14 @@ struct Block {
     /// linked: a block never leaves the directory).
     next: AtomicU64,
     /// The process whose holds these are; 0: a spare, every slot clear, for the next
-    /// [`List::grow`] (written under the directory's lock).
+    /// [`List::grow`]. Written under the directory's lock, but for a reap's retirement (a
+    /// walked block made a spare): that store, by the block's one live reaper, takes no
+    /// lock, so that a reap inside a timed call never waits for a process stopped holding
+    /// it (review145 L2). No holder of the lock is misled by it: a grower takes a block it
+    /// sees spare, and only a grower, under the lock, makes a spare anyone's again; a claim
+    /// is made only of a block whose reaper is dead or none (a live reaper's block is left
+    /// to it), and looks at the pid again once it found the reaper dead, which stores
+    /// nothing after that (`reap`).
     pid: AtomicU32,
     /// The process reaping it, once it is dead (0: nobody yet); written, with
     /// `reaper_start`, under the directory's lock, and read only under it.
@@ -249,7 +257,8 @@ impl List {
         let (off, reused) = loop {
             let _g = lock_directory(heap);
             let mut off = head.load(Ordering::Relaxed);
-            while off != 0 && (fresh || block_at(heap, off).pid.load(Ordering::Relaxed) != 0) {
+            // Acquire: a spare's last reaper cleared its slots before its pid (`reap`).
+            while off != 0 && (fresh || block_at(heap, off).pid.load(Ordering::Acquire) != 0) {
                 off = block_at(heap, off).next.load(Ordering::Relaxed);
             }
             if off != 0 {
@@ -259,6 +268,8 @@ impl List {
             let chain = directory(heap);
             let Ok(made) = chain.make_unless_stopped(std::mem::size_of::<Block>(), super::GUARD_GRACE) else {
                 drop(_g);
+                // The tests' exact point: refused, the directory's lock let go (review145 L3b).
+                crash_point!("holds.grow.refused");
                 heap.wait_for_large_allocator();
                 continue;
             };
@@ -440,6 +451,15 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             // A claimed block's owner is dead: only its reaper's life is in question.
             if wanted && (reaper.pid != 0 || !sys::process_alive(owner.pid, owner.start)) {
                 if reaper.pid == 0 || (reaper != me && !sys::process_alive(reaper.pid, reaper.start)) {
+                    // Its reaper may have retired it (a store without the lock) between our
+                    // first look and its death: a spare now, which a grower may take as
+                    // soon as we let the lock go, and walking it would clear the grower's
+                    // slots. Dead now, that reaper stores nothing more: one more look.
+                    interleave("holds.claim.looked");
+                    if block.pid.load(Ordering::Acquire) == 0 {
+                        off = block.next.load(Ordering::Relaxed);
+                        continue;
+                    }
                     block.claim(me);
                     claimed.push((off, owner));
                 } else if owner.pid == ended {
@@ -482,12 +502,54 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
         crash_point!("holds.reap.walked");
         // Every slot is clear: the block is a spare, for the next list that grows (it stays
         // in the directory: see the module's docs). Until this store, a reaper killed
-        // leaves the block claimed by a dead reaper, for the next reap to walk again.
-        {
-            let _g = lock_directory(heap);
-            block_at(heap, off).pid.store(0, Ordering::Relaxed);
-        }
+        // leaves the block claimed by a dead reaper, for the next reap to walk again. One
+        // store, without the directory's lock (review145 L2: it waited there with no
+        // deadline, inside a `join_timeout`, for a process stopped holding the lock): see
+        // `Block::pid` for why no holder of the lock can be misled by it. Release: the
+        // grower that takes the spare (its Acquire load) writes its slots after our clears.
+        block_at(heap, off).pid.store(0, Ordering::Release);
         crash_point!("holds.reap.retired");
     }
     busy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::crash::interleaving;
+
+    /// A claim of a dead process's block whose reaper it finds dead looks at the block's pid
+    /// again: the reaper may have retired it (one store, without the directory's lock) after
+    /// the claim's first look, and died before its verdict. Claimed, the spare would be
+    /// walked while a grower takes it (its slots cleared) and retired under it.
+    #[test]
+    fn a_claim_leaves_a_block_its_dead_reaper_retired_after_the_first_look() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        // A block of the directory, made a dead process's, claimed by a dead reaper.
+        let mut list = List::new();
+        list.reserve(heap).expect("a block");
+        let off = list.free[0].0;
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = ProcId { pid: child.id(), start: 0 };
+        child.wait().unwrap();
+        let block = block_at(heap, off);
+        {
+            let _g = lock_directory(heap);
+            block.start.store(dead.start, Ordering::Relaxed);
+            block.pid.store(dead.pid, Ordering::Relaxed);
+            block.claim(dead);
+        }
+        // Its reaper retires it between the claim's first look and its verdict.
+        let retire = move |step: &'static str| {
+            if step == "holds.claim.looked" {
+                block.pid.store(0, Ordering::Release);
+            }
+        };
+        let busy = interleaving(retire, || reap(heap, dead.pid, false));
+        let reaper = block.reaper();
+        println!("the block retired under the claim: busy {busy}, its reaper {reaper:?} (me {:?})", sys::me());
+        assert_eq!(block.pid.load(Ordering::Relaxed), 0);
+        assert_eq!(reaper, dead, "a spare was claimed (and walked)");
+    }
 }

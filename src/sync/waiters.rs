@@ -87,8 +87,11 @@
 //! count back). A kill between two of these leaves one count in the word for good, never
 //! an entry counting more than the word, which would let a recovery uncount a live waiter
 //! of another process. Once waiters overflowed, the periodic check lists, besides the slots,
-//! every entry of another process that counts something (fix108); the recovery of a dead one zeroes its count, takes
-//! that count from the word, drops the tokens beyond the waiters left and frees the entry.
+//! every entry of another process that counts something (fix108), and at any time every
+//! one that counts a claim in flight (a process killed in its claim as the last waiter
+//! beyond the table left its entry so, and the word no waiter: review146 L1); the
+//! recovery of a dead one zeroes its count, takes that count from the word, drops the
+//! tokens beyond the waiters left and frees the entry.
 //! With tokens left, it first raises the horizon to `next`: the dead waiters may have been
 //! the eligible ones, and tokens as many as the waiters left with one of them not eligible
 //! would make every later notify give nothing (syn101's trap 3; the test
@@ -621,11 +624,12 @@ impl Waiters {
     }
 
     /// The slots of processes other than `me` worth checking: those holding a grant (a
-    /// dead waiter's grant must go on), and, once waiters overflowed the table, every
-    /// occupied one (dead waiters' slots are wanted back) and every process entry that
-    /// counts waiters or claims (a dead process's overflow waiters are uncounted; an entry
-    /// that counts nothing is taken by the next arrival that needs one, dead owner or
-    /// not: review141 L6). Check that they live outside the guard, then call
+    /// dead waiter's grant must go on), every process entry that counts a claim in flight
+    /// (a dead claimer's entry is freed: review146 L1), and, once waiters overflowed the
+    /// table, every occupied slot (dead waiters' slots are wanted back) and every entry
+    /// that counts waiters (a dead process's overflow waiters are uncounted; an entry that
+    /// counts nothing is taken by the next arrival that needs one, dead owner or not:
+    /// review141 L6). Check that they live outside the guard, then call
     /// [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
         self.settle();
@@ -650,7 +654,14 @@ impl Waiters {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| all && e.counts.load(r) != 0 && who_split(e.who.load(r)).0 != me)
+            .filter(|(_, e)| {
+                // A claim in flight whatever the word says: a process killed in its claim
+                // as the last waiter beyond the table leaves its entry counting that claim
+                // and the word no waiter (review146 L1), held until the next check made
+                // while the table overflows; listed now by any check.
+                let counts = e.counts.load(r);
+                (if all { counts != 0 } else { counts >= CLAIMING }) && who_split(e.who.load(r)).0 != me
+            })
             .map(|(slot, e)| {
                 let (pid, start) = who_split(e.who.load(r));
                 Suspect { slot, pid, start, ticket: 0, entry: true }
@@ -1711,8 +1722,8 @@ mod tests {
     /// or after it won): its entry, counting a claim only, is listed, recovered and freed,
     /// and the live overflow waiters are still served (review146 L1: fix108's report said so
     /// with no test; `claim` has no crash point, so the kill is the claim's first step done
-    /// by hand). A dead claimer that was the last waiter beyond the table and won is not
-    /// listed until the table overflows again (`suspects` looks only while it overflows).
+    /// by hand). A dead claimer that was the last waiter beyond the table and won: the next
+    /// test.
     #[test]
     fn a_process_killed_in_its_claim_is_recovered_and_its_entry_freed() {
         for won in [false, true] {
@@ -1745,6 +1756,41 @@ mod tests {
             assert!(freed, "won {won}: and freed");
             assert_eq!(served, (true, true), "won {won}: every live waiter is still served");
         }
+    }
+
+    /// review146 L1's corner: a process killed in its claim after the word's CAS won, as the
+    /// last waiter beyond the table. Its entry counts a claim only and the word no waiter;
+    /// `suspects` looked at the entries only while waiters overflowed, so the entry stayed
+    /// held, one of the [`ENTRIES`] names, until the table overflowed again and a check
+    /// came: [`ENTRIES`] processes overflowing before that check, the last one waited
+    /// unnamed (killed, it stayed counted for good: extra wake-ups). Now an entry with a
+    /// claim in flight is listed by any check, and the dead one's freed at once.
+    #[test]
+    fn a_process_killed_in_its_claim_as_the_last_waiter_beyond_the_table_frees_its_entry() {
+        let t = Waiters::new();
+        for pid in 1..=SLOTS as u32 {
+            t.arrive(pid, 1);
+        }
+        t.notify(u32::MAX);
+        let d = t.arrive(900, 7);
+        let Place::Overflow(_, Some(e)) = d else { panic!("900 unnamed: {d:?}") };
+        assert!(t.notify(1).overflow);
+        // 900's claim, killed after its CAS won: the waiter and its token gone from the word.
+        t.entries[usize::from(e)].counts.fetch_add(CLAIMING - 1, Ordering::AcqRel);
+        t.overflow.fetch_sub(ONE_WAITER + 1, Ordering::AcqRel);
+        assert_eq!(t.overflow(), (0, 0), "nobody waits beyond the table");
+        // A check (a slot waiter's, after a slice) lists it, and it is found dead.
+        let dead: Vec<_> = t.suspects(0).into_iter().filter(|s| s.pid == 900).collect();
+        t.recover(&dead);
+        let freed = t.entries[usize::from(e)].who.load(Ordering::Relaxed) == 0;
+        // Then as many processes as there are entries overflow, each named or not.
+        let named = (2000..2000 + ENTRIES as u32)
+            .filter(|&pid| matches!(t.arrive(pid, 7), Place::Overflow(_, Some(_))))
+            .count();
+        println!("listed {}, entry freed {freed}; {named} of {ENTRIES} processes beyond the table named", dead.len());
+        assert_eq!(dead.len(), 1, "the dead claimer's entry is listed");
+        assert!(freed);
+        assert_eq!(named, ENTRIES);
     }
 
     /// fix108 (review141 M1's trap): an entry that counts no waiter while one of its
