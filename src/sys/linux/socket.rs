@@ -534,6 +534,15 @@ pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> bool {
         && pollfds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
 }
 
+/// Whether the socket `sock` holds an error no call took yet (`POLLERR`, as after a reset
+/// until a `write` or `read` takes it); looks without taking it, unlike `SO_ERROR`.
+#[cfg(all(test, feature = "remote"))]
+pub(crate) fn error_pending(sock: BorrowedFd<'_>) -> bool {
+    let mut pollfds = [PollFd::new(&sock, PollFlags::empty())];
+    matches!(rustix::event::poll(&mut pollfds, Some(&timespec(Duration::ZERO))), Ok(1..))
+        && pollfds[0].revents().contains(PollFlags::ERR)
+}
+
 /// Whether keepalive is on, with the probes of [`keep_alive`].
 #[cfg(all(test, feature = "remote"))]
 pub(crate) fn kept_alive(sock: BorrowedFd<'_>) -> io::Result<bool> {
