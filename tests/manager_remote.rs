@@ -636,16 +636,19 @@ fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
 
 /// A peer that is no manager is told as soon as its first bytes say so, and one that
 /// closes before its greeting is said to have closed. Before (aud106 L4), a short banner (an
-/// HTTP server's answer, 28 bytes) was waited on until the handshake timeout
-/// (`HandshakeTimeout` after 20 s here) because the client read the magic and its nonce
-/// whole before looking at the magic, and a peer that closed at once read
-/// "failed to fill whole buffer".
+/// HTTP server's answer, 28 bytes) was waited on until the handshake's deadline
+/// (`HandshakeTimeout`) because the client read the magic and its nonce whole before
+/// looking at the magic, and a peer that closed at once read "failed to fill whole
+/// buffer"; a greeting shorter than the magic and then held (`+OK\r\n`, a Redis or POP3
+/// banner) still waited out the deadline until the magic was checked byte by byte
+/// (review147 L1, fix113).
 #[test]
 fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
     let _w = common::heap_user(LIMIT);
     // A greeting of other bytes is refused at its first wrong byte, however short it is and
-    // whether the peer then holds or closes; only a peer that sent nothing is said to have
-    // closed. The deadline is only the margin a wrong verdict would wait out.
+    // whether the peer then holds or closes; only a peer that closes before a byte differs
+    // from the magic (having sent nothing, or a prefix of it) is said to have closed. The
+    // deadline is only the margin a wrong verdict would wait out.
     for (greeting, hold) in [
         (&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], true),
         (&b"+OK\r\n"[..], true),
