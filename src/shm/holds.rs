@@ -337,6 +337,20 @@ pub(super) fn books_lost(heap: &Heap) -> u64 {
     heap.books().saturating_sub(listed + super::pins::books(heap))
 }
 
+/// How many blocks of the directory a process owns (its pid not 0): the rest are spares.
+pub(super) fn blocks_owned(heap: &Heap) -> u64 {
+    let (head, _) = heap.holds_directory();
+    let _g = lock_directory(heap);
+    let mut owned = 0;
+    let mut off = head.load(Ordering::Relaxed);
+    while off != 0 {
+        let block = block_at(heap, off);
+        owned += u64::from(block.pid.load(Ordering::Acquire) != 0);
+        off = block.next.load(Ordering::Relaxed);
+    }
+    owned
+}
+
 /// How often, at most, a reap in this process also looks for every other dead process's
 /// list (each look reads `/proc` once per listing process).
 const SWEEP_GAP: Duration = Duration::from_millis(100);
@@ -531,7 +545,10 @@ mod tests {
         list.reserve(heap).expect("a block");
         let off = list.free[0].0;
         let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = ProcId { pid: child.id(), start: 0 };
+        // Its own start time (review152 L4: 0, any process of the pid, made a reused pid
+        // a live reaper, and the test failed without reaching the second look).
+        let start = sys::process_start_time(child.id()).expect("not reaped yet");
+        let dead = ProcId { pid: child.id(), start };
         child.wait().unwrap();
         let block = block_at(heap, off);
         {

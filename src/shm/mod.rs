@@ -378,6 +378,12 @@ pub(crate) mod test_hooks {
         super::holds::books_lost(Heap::get())
     }
 
+    /// How many blocks of the heap's directory of lists a process owns; the others are
+    /// spares, retired by the reaps of ended processes.
+    pub fn heap_books_owned() -> u64 {
+        super::holds::blocks_owned(Heap::get())
+    }
+
     /// Runs `f` holding the crash points' own lock (a test of a fork while another thread
     /// holds it): any crash point reached meanwhile while armed, in this process, waits.
     pub fn crash_locked<R>(f: impl FnOnce() -> R) -> R {
