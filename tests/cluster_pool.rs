@@ -3222,6 +3222,89 @@ fn a_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
     assert!(said.contains("credentials"), "{said}");
 }
 
+/// `redis-cli` on `redis`'s socket, logged in with `password`: its output (it must succeed).
+fn cli_as(redis: &Redis, password: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-s")
+        .arg(redis.socket())
+        .args(["--no-auth-warning", "-a", password])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A worker node on `url` whose stderr is piped, to read why it ended ([`node_end`]).
+fn piped_node(url: &str) -> Child {
+    Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, url)
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Whether the [`piped_node`] ended within `limit` (it is killed if not), its status and
+/// what it wrote on stderr.
+fn node_end(mut node: Child, limit: Duration) -> (bool, ExitStatus, String) {
+    let ended = eventually(limit, || node.try_wait().unwrap().is_some());
+    let _ = node.kill();
+    let status = node.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+    (ended, status, said)
+}
+
+/// The ids of the clients `CLIENT LIST` shows (but the `redis-cli` that asks).
+fn client_ids(redis: &Redis, password: &str) -> Vec<String> {
+    cli_as(redis, password, &["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| !line.contains("cmd=client"))
+        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned))
+        .collect()
+}
+
+/// A node whose writer alone is refused (its idle connection closed by Redis's `timeout`,
+/// then the password changed, while the reader's connection stays logged in) pushes the
+/// result it finished on the reader's connection, which it lends the writer as it ends
+/// (review150 M1): under `max_deliveries(1)` the task's result comes, not `WorkerLost`.
+/// Before, the writer kept the result until the reader stopped, then dropped it after one
+/// more refused try, with a logged-in connection unused: the task was taken back after its
+/// lease, its only delivery spent. The 6 s lease keeps any beat (every 2 s) from meeting
+/// the refusal before the push does.
+#[test]
+fn a_node_whose_writer_alone_is_refused_pushes_its_finished_result_on_the_readers_connection() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret", "--timeout", "1"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let node = piped_node(&url);
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(2)).max_deliveries(1);
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    // Redis closes the idle clients within two seconds: the writer and the pool's
+    // submission link. Two stay, each sending a command at least every second: the node's
+    // reader and the pool's driver thread.
+    let mut now = Vec::new();
+    let closed = eventually(Duration::from_secs(10), || {
+        now = client_ids(&redis, "s3cret");
+        now.len() <= 2
+    });
+    assert!(closed, "Redis did not close the idle connections: {now:?} left");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    let mut quick = pool.apply_async(sleep_ms, 200).unwrap();
+    let (ended, status, said) = node_end(node, Duration::from_secs(20));
+    let r = quick.get_timeout(Duration::from_secs(30));
+    println!("the node ended: {ended}, {status:?}: {said}; the task: {r:?}");
+    assert!(ended && status.code() == Some(1) && said.contains("credentials"), "{status:?}: {said}");
+    assert_eq!(r, Ok(200), "{said}");
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops

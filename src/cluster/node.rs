@@ -174,6 +174,13 @@ struct Shared {
     /// the reader, which went on taking tasks whose results were all dropped, and the node
     /// never ended for a supervisor to restart it).
     refused: OnceLock<ClusterError>,
+    /// The reader's connection, lent to the writer as the node ends on a refusal that is
+    /// the writer's alone ([`end_refused`]): still logged in, it pushes the results the
+    /// writer kept and hands back the running tasks (review150 M1: they were dropped after
+    /// one more refused try on the writer's own link, their tasks taken back only after
+    /// their lease, a delivery spent: `WorkerLost` under `max_deliveries(1)` for a task
+    /// whose result was computed).
+    spare: Mutex<Option<Link>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -390,10 +397,11 @@ pub(super) fn node_name() -> String {
 /// the start (a password changed in Redis, met when either of the node's connections
 /// connects again, its task reader's or its result writer's, and met again on a fresh
 /// connection: the node's
-/// running tasks are ended and handed back, never failed, and taken back by their drivers
-/// at once if the node's result connection is still logged in, after their lease, as a
-/// dead node's, if not, as are the tasks whose results the refused writer could not
-/// push; a passing refusal, such as a Redis at `maxclients`, is waited out;
+/// running tasks are ended and handed back, never failed, and the results it finished are
+/// pushed, on whichever of its connections is still logged in (where Redis refused only
+/// its result writer's, on its task reader's, which it then lends the writer); the tasks are
+/// taken back by their drivers at once so, or after their lease, as a dead node's, where
+/// Redis refuses both connections; a passing refusal, such as a Redis at `maxclients`, is waited out;
 /// a command
 /// an ACL refuses, `NOPERM`, is not such a refusal), [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
@@ -444,6 +452,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         broken: OnceLock::new(),
         stopped: AtomicBool::new(false),
         refused: OnceLock::new(),
+        spare: Mutex::new(None),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     {
@@ -473,7 +482,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             return Err(error);
         }
         if let Some(refused) = shared.refused.get() {
-            return Err(end_refused(&shared, &tx, &local, refused.clone()));
+            // The writer's refusal, not the reader's: the reader's connection, still
+            // logged in, goes to the writer for what the node holds.
+            return Err(end_refused(&shared, &tx, &local, refused.clone(), Some(reader_link)));
         }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
@@ -483,7 +494,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 }
                 Err(e) => {
                     if let Some(refused) = lasting_refusal(&e, &mut reader_link) {
-                        return Err(end_refused(&shared, &tx, &local, refused));
+                        return Err(end_refused(&shared, &tx, &local, refused, None));
                     }
                     // A node that serves nothing says why (the registry of another type,
                     // an ACL, Redis away), once a minute rather than at each try.
@@ -548,7 +559,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     break;
                 }
                 Err(e) => match lasting_refusal(&e, &mut reader_link) {
-                    Some(refused) => return Err(end_refused(&shared, &tx, &local, refused)),
+                    Some(refused) => return Err(end_refused(&shared, &tx, &local, refused, None)),
                     // A TLS failure that heals (a certificate not valid yet): waited out
                     // as Redis away is, rather than tried again at once.
                     None if matches!(e, ClusterError::Tls(_)) => {
@@ -667,14 +678,21 @@ fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
 /// keep their login and their TLS session), or after its lease where Redis refuses that
 /// too, a delivery counted either way, as a dead node's. It returns once the writer has
 /// handed back or pushed what the node holds ([`written`]). The refusal may be the
-/// writer's (`Shared::refused`): the results it kept are pushed if they can be by then, and
-/// dropped after one more refused try if not, their tasks taken back after their lease.
+/// writer's alone (`Shared::refused`): then `spare` is the reader's connection, still logged
+/// in, lent to the writer (`Shared::spare`) before anything is handed back, on which the
+/// results the writer kept are pushed and the running tasks handed back (review150 M1);
+/// where Redis refuses that one too, they are dropped after one more refused try, their
+/// tasks taken back after their lease.
 fn end_refused(
     shared: &Shared,
     writer: &Sender<Option<Finished>>,
     local: &Arc<Inner>,
     refused: ClusterError,
+    spare: Option<Link>,
 ) -> crate::Error {
+    if let Some(spare) = spare {
+        *lock(&shared.spare) = Some(spare);
+    }
     shared.stopped.store(true, Ordering::Release);
     let _ = writer.send(None);
     local.terminate();
@@ -942,6 +960,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         unsent.extend(rx.try_iter().flatten());
+        take_spare(&mut link, shared);
         // In order; a result whose driver is away is passed over (other pools' go on),
         // and a refusal of the server stops them all.
         let mut at = 0;
@@ -959,6 +978,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // the entry is no longer heartbeated, so it is taken back after its lease
                 // at the latest.
                 let idle = f.lease.min(super::MAX_LEASE);
+                take_spare(&mut link, shared);
                 let _ = link.run(|c| claim(&keys.tasks, me, &f.entry, Some(idle)).query::<redis::Value>(c));
                 let f = unsent.remove(at);
                 lock(&shared.running).remove(&(f.pool, f.entry));
@@ -1007,11 +1027,16 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     Some(format!("the connection was lost on each push ({why})"))
                 }
                 // Refused for good (review144 M1): the result is kept while the reader is
-                // told (`Shared::refused`) and ends the node, which sets `stopped`; then
-                // tried once more, and dropped if refused again (not replaced by a failure
-                // that would meet the same refusal): its task is taken back after its lease,
-                // as a dead node's.
+                // told (`Shared::refused`) and ends the node, lending the writer its own
+                // connection, still logged in (`Shared::spare`), which sets `stopped`: the
+                // result is tried again on it (review150 M1). Refused again there too (or
+                // with no connection lent), it is dropped (not replaced by a failure that
+                // would meet the same refusal): its task is taken back after its lease, as
+                // a dead node's.
                 Err(e) if writer_refused(&e, &mut link, shared) => {
+                    if take_spare(&mut link, shared) {
+                        continue;
+                    }
                     if !shared.stopped.load(Ordering::Acquire) {
                         break;
                     }
@@ -1082,6 +1107,19 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 }
             }
         }
+    }
+}
+
+/// Takes the reader's connection the node lent the writer as it ends on the writer's
+/// refusal (`Shared::spare`), if it did and the writer has not taken it yet, in place of the
+/// writer's refused link; whether it did.
+fn take_spare(link: &mut Link, shared: &Shared) -> bool {
+    match lock(&shared.spare).take() {
+        Some(spare) => {
+            *link = spare;
+            true
+        }
+        None => false,
     }
 }
 
