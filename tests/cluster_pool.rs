@@ -3165,8 +3165,8 @@ fn a_node_refused_later_does_not_fail_its_running_task_terminated() {
 /// A node whose result connection alone is refused later (the password changed in Redis,
 /// and only the writer's connection lost: Redis's `timeout` or a NAT's idle cut closes the
 /// node's one idle connection, the reader's stays logged in) ends with `Auth`, as a node
-/// whose reader is refused does (review144 M1); its task is taken back after its lease, as
-/// a dead node's (not waited for here: that is any dead node's story). Before, the writer replaced
+/// whose reader is refused does (review144 M1); its task is handed back on the reader's
+/// connection (not waited for here: the next test waits for a result so). Before, the writer replaced
 /// each result by a `Refused` failure, met the refusal again and dropped it, told nobody:
 /// the reader went on taking tasks whose results were all lost (`WorkerLost` once their
 /// deliveries ran out), and the node never ended for a supervisor to restart it. Only the
@@ -3176,47 +3176,18 @@ fn a_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
     let url = format!("{}?pass=s3cret", redis.url);
-    let cli = |password: &str, args: &[&str]| -> String {
-        let out = Command::new("redis-cli")
-            .arg("-s")
-            .arg(redis.socket())
-            .args(["--no-auth-warning", "-a", password])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let mut node = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "no_such_test"])
-        .env(WORKER_ENV, &url)
-        .env(KEY_ENV, TEST_KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let node = piped_node(&url);
     let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
     let pool = pool_with(&url, 1, options);
     assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
-    let _slow = pool.apply_async(sleep_ms, 1000).unwrap();
-    cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
-    // The writer beats the running task's entry every 200 ms.
-    let writer_killed = eventually(Duration::from_secs(10), || {
-        let writer = cli("changed", &["CLIENT", "LIST"])
-            .lines()
-            .find(|line| line.contains("cmd=xclaim"))
-            .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned));
-        writer.is_some_and(|id| cli("changed", &["CLIENT", "KILL", "ID", &id]).contains("1"))
-    });
-    assert!(writer_killed, "no writer found");
-    let ended = eventually(Duration::from_secs(20), || node.try_wait().unwrap().is_some());
-    let _ = node.kill();
-    let status = node.wait().unwrap();
-    let mut said = String::new();
-    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+    // Running for longer than the test: the writer beats its entry every 200 ms until the
+    // node ends (review150 L2: a 1 s task left the test a window of 0.8 s to find the
+    // writer's `XCLAIM`, after which no beat came and it failed "no writer found"). So the
+    // refusal is met by a beat, not a push.
+    let _slow = pool.apply_async(sleep_ms, 30_000).unwrap();
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    assert!(eventually(Duration::from_secs(10), || kill_the_writer(&redis, "changed")), "no writer found");
+    let (ended, status, said) = node_end(node, Duration::from_secs(20));
     assert!(ended, "a node whose writer Redis refuses still running 20 s later: {said}");
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("credentials"), "{said}");
@@ -3303,6 +3274,45 @@ fn a_node_whose_writer_alone_is_refused_pushes_its_finished_result_on_the_reader
     println!("the node ended: {ended}, {status:?}: {said}; the task: {r:?}");
     assert!(ended && status.code() == Some(1) && said.contains("credentials"), "{status:?}: {said}");
     assert_eq!(r, Ok(200), "{said}");
+}
+
+/// The id of the node's writer, the one client whose last command is `XCLAIM` (its beats;
+/// a driver's take-back is `XAUTOCLAIM`), killed: the reader's connection stays logged in.
+fn kill_the_writer(redis: &Redis, password: &str) -> bool {
+    let writer = cli_as(redis, password, &["CLIENT", "LIST"])
+        .lines()
+        .find(|line| line.contains("cmd=xclaim"))
+        .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned));
+    writer.is_some_and(|id| cli_as(redis, password, &["CLIENT", "KILL", "ID", &id]).contains('1'))
+}
+
+/// A full node (capacity 2 x 2 workers, four 3 s tasks held) whose writer alone is
+/// refused later ends with `Auth` (review150 L1): its reader, waiting for room that never
+/// comes while the writer keeps its refused results, stops that wait on the writer's
+/// refusal. Without that check in the capacity wait the node ran for ever ("still running
+/// 20 s later"). The refusal is met by a beat (a 600 ms lease: one every 200 ms), before
+/// any result is due.
+#[test]
+fn a_full_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let node = piped_node(&url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    let _slow: Vec<_> = (0..6).map(|_| pool.apply_async(sleep_ms, 3000).unwrap()).collect();
+    let tasks = cli_as(&redis, "s3cret", &["--scan", "--pattern", "mp:*:tasks"]).lines().next().unwrap().to_owned();
+    let full = eventually(Duration::from_secs(10), || {
+        cli_as(&redis, "s3cret", &["XPENDING", &tasks, "nodes"]).lines().next() == Some("4")
+    });
+    assert!(full, "the node did not fill");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    assert!(eventually(Duration::from_secs(10), || kill_the_writer(&redis, "changed")), "no writer found");
+    let (ended, status, said) = node_end(node, Duration::from_secs(20));
+    assert!(ended, "a full node whose writer Redis refuses still running 20 s later: {said}");
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("credentials"), "{said}");
 }
 
 // --- A frozen node ----------------------------------------------------------------------
