@@ -2094,6 +2094,9 @@ fn cluster_node_role() {
     if let Some(dir) = std::env::var_os(HOLD_READS) {
         std::thread::spawn(move || hold_reads(Path::new(&dir)));
     }
+    if let Some(dir) = std::env::var_os(HOLD_CONFIRM) {
+        std::thread::spawn(move || hold_at(Path::new(&dir), "hold:cluster.node.confirm"));
+    }
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
@@ -2546,13 +2549,23 @@ fn a_node_whose_worker_boot_hangs_says_so() {
 const HOLD_READS: &str = "MULTIPROC_TEST_CLUSTER_HOLD_READS";
 
 fn hold_reads(dir: &Path) {
+    hold_at(dir, "hold:cluster.node.read");
+}
+
+/// Set in a node's environment to a directory: the node's writer is held where it is about
+/// to confirm a refusal on a fresh connection (`hold_at`).
+const HOLD_CONFIRM: &str = "MULTIPROC_TEST_CLUSTER_HOLD_CONFIRM";
+
+/// Arms the point `point` (`hold:NAME`) once the file `arm` appears in `dir`, says `HELD`
+/// on stderr once a thread is held there, and lets it go once the file `release` appears.
+fn hold_at(dir: &Path, point: &str) {
     let appear = |name: &str| {
         while !dir.join(name).exists() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
     appear("arm");
-    multiproc::__private::crash_at("hold:cluster.node.read");
+    multiproc::__private::crash_at(point);
     while multiproc::__private::crash_holding() < 1 && !dir.join("release").exists() {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -3313,6 +3326,41 @@ fn a_full_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
     assert!(ended, "a full node whose writer Redis refuses still running 20 s later: {said}");
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("credentials"), "{said}");
+}
+
+/// A `WRONGPASS` met by the writer's reconnection that a fresh connection does not meet again
+/// (the password changed back meanwhile: a user rewritten by two `ACL SETUSER` calls, a
+/// rotation that reaches this Redis a moment later) is no refusal: the result is kept and
+/// pushed, as for Redis away (review150 L3). Before, it was replaced by a `Refused` failure,
+/// which Redis then took: the task failed for a refusal that had passed. The writer is held
+/// where it confirms the refusal (`HOLD_CONFIRM`) while the password changes back.
+#[test]
+fn a_refusal_of_the_writers_reconnection_that_passes_loses_no_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret", "--timeout", "1"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    std::fs::write(redis.dir.join("arm"), "").unwrap();
+    let (mut node, lines) = logging_node(&url, &[(HOLD_CONFIRM, redis.dir.to_str().unwrap())]);
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(2)).max_deliveries(1);
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    // As in the test above: the writer's idle connection closed by Redis's `timeout`.
+    let mut now = Vec::new();
+    let closed = eventually(Duration::from_secs(10), || {
+        now = client_ids(&redis, "s3cret");
+        now.len() <= 2
+    });
+    assert!(closed, "Redis did not close the idle connections: {now:?} left");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    let mut quick = pool.apply_async(sleep_ms, 200).unwrap();
+    while !lines.recv_timeout(Duration::from_secs(30)).expect("the writer was not held").contains("HELD") {}
+    cli_as(&redis, "changed", &["CONFIG", "SET", "requirepass", "s3cret"]);
+    std::fs::write(redis.dir.join("release"), "").unwrap();
+    let r = quick.get_timeout(Duration::from_secs(30));
+    let ended = node.child.try_wait().unwrap();
+    println!("the task: {r:?}; the node ended: {ended:?}");
+    assert_eq!(r, Ok(200));
+    assert!(ended.is_none(), "the node ended");
 }
 
 // --- A frozen node ----------------------------------------------------------------------

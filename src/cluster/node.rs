@@ -659,6 +659,7 @@ fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
     if shared.refused.get().is_some() {
         return true;
     }
+    crash_point!("cluster.node.confirm");
     match lasting_refusal(e, link) {
         Some(refused) => {
             let _ = shared.refused.set(refused);
@@ -999,6 +1000,8 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     .invoke::<i64>(c)
                     .inspect_err(|e| code = e.code().map(str::to_owned))
             });
+            // Refused by the reconnection (`AUTH`), not on a live connection (`NOPERM`).
+            let auth_at_open = matches!(link.open_failed(), Some(ClusterError::Auth(_)));
             let why = match sent {
                 // The driver's alive key is gone, its entry is not: kept, and its entry
                 // heartbeated, until the driver beats again or its keys go.
@@ -1042,6 +1045,13 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     }
                     None
                 }
+                // Credentials the reconnection met refused but a fresh connection did not
+                // (the password changed back, a user rewritten in two steps, a rotation that
+                // reaches this Redis a moment later): passed, the result kept and tried again
+                // as for Redis away (review150 L3: replaced by a `Refused` failure, which
+                // Redis then took, it failed its task for a refusal that had passed). A
+                // `NOPERM`, a command an ACL refuses on a live connection, is replaced below.
+                Err(ClusterError::Auth(_)) if auth_at_open => break,
                 // A TLS failure that heals (a certificate not valid yet, a clock set wrong),
                 // or one of the lasting class not met again on a fresh connection: Redis
                 // away, the result kept and tried again, as the reader waits it out, backing
