@@ -3363,6 +3363,68 @@ fn a_refusal_of_the_writers_reconnection_that_passes_loses_no_result() {
     assert!(ended.is_none(), "the node ended");
 }
 
+// --- A failover ------------------------------------------------------------------------
+
+/// A task that ends once the file `marker` exists (at most a minute): 1.
+fn until_marked(marker: String) -> u64 {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !Path::new(&marker).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    1
+}
+
+/// How many `command`s Redis refused so far (`rejected_calls` of `INFO commandstats`).
+fn rejected_calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis_cli(redis.socket().to_str().unwrap(), &["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find(|line| line.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|line| line.split(',').find_map(|f| f.strip_prefix("rejected_calls=")))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// A failover seen from a node and a driver still led to the demoted master (a name or an
+/// address not moved yet): Redis, made a replica (`REPLICAOF` of a master that is not
+/// there, so that it keeps its data), answers writes `READONLY` and ends blocking commands
+/// `UNBLOCKED`, then serves again (`REPLICAOF NO ONE`, as a reconnection reaching the new
+/// master would). Both are waited out as Redis away, on new connections, backing off: the
+/// result the node finished meanwhile comes (one delivery: not run again), the pool and the
+/// node go on, and the node's reader did not read in a hot loop (review150: the driver ended
+/// the pool at once, the writer replaced the result by a `Refused` failure, and the reader
+/// read again at once for as long as the failover lasted).
+#[test]
+fn a_failover_that_leaves_a_node_and_a_driver_on_a_replica_for_a_while_loses_nothing() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, mut node)) = cluster(&[]) else { return };
+    let socket = redis.socket().to_str().unwrap().to_owned();
+    // A lease and a timeout far longer than the failover: neither is what it tests.
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(20)).max_deliveries(1);
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    let marker = redis.dir.join("marker");
+    let mut task = pool.apply_async(until_marked, marker.to_str().unwrap().to_owned()).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let taken = || redis_cli(&socket, &["XPENDING", &tasks, "nodes"]).lines().next() == Some("1");
+    assert!(eventually(Duration::from_secs(20), taken), "the node did not take the task");
+    assert_eq!(redis_cli(&socket, &["REPLICAOF", "127.0.0.1", "1"]), "OK");
+    let before = rejected_calls(&redis, "xreadgroup");
+    // The task ends while Redis is a replica: the node's push meets `READONLY`.
+    std::fs::write(&marker, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = rejected_calls(&redis, "xreadgroup") - before;
+    assert_eq!(redis_cli(&socket, &["REPLICAOF", "NO", "ONE"]), "OK");
+    let got = task.get_timeout(Duration::from_secs(30));
+    let next = pool.apply(square, 8).map_err(|e| e.to_string());
+    let ended = node.child.try_wait().unwrap();
+    println!("the task: {got:?}, the next: {next:?}; the node ended: {ended:?}; reads refused meanwhile: {during}");
+    assert_eq!(got, Ok(1));
+    assert_eq!(next, Ok(64));
+    assert!(ended.is_none(), "the node ended: {ended:?}");
+    // Backing off from 100 ms to a second: a handful, however long the 1.5 s took.
+    assert!(during < 100, "the node's reader read in a hot loop: {during} reads refused");
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops

@@ -256,9 +256,22 @@ fn seal_result(seal: &Seal, pool: &str, authentic: bool, id: u64, mut message: V
 }
 
 /// Refusals that pass, whatever the message: a server busy with a script, loading its
-/// data, or in a failover. A push refused so is tried again as it is.
+/// data, or in a failover (`READONLY`: the demoted master, which a reconnection leaves for
+/// the new one). A push refused so is tried again as it is.
 fn passing(code: Option<&str>) -> bool {
-    matches!(code, Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN"))
+    matches!(code, Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"))
+}
+
+/// The next wait of a node's thread that meets Redis away (or refusing for now: busy,
+/// loading, a failover's replica), `away` the last: 100 ms, doubled at each wait up to a
+/// second (`None` again once Redis serves). Each try opens a connection (the last was
+/// dropped), to a server that may be restarting or a replica in a failover: tried every
+/// 50 or 100 ms, a node hammered it for as long as that lasted, and a `READONLY` read was
+/// tried again with no wait at all (review150).
+fn back_off(away: &mut Option<Duration>) -> Duration {
+    let wait = away.map_or(Duration::from_millis(100), |d| (d * 2).min(Duration::from_secs(1)));
+    *away = Some(wait);
+    wait
 }
 
 /// Sends a chunk's outcome from the local pool to the writer.
@@ -470,6 +483,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut swept = Instant::now() - CONSUMER_IDLE;
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
     let mut refused: HashSet<String> = HashSet::new();
+    // The last wait for Redis away ([`back_off`]); `None` again after a read Redis served
+    // (not a look at the pools, which a replica serves).
+    let mut away: Option<Duration> = None;
     loop {
         if let Some(error) = shared.broken.get() {
             shared.stopped.store(true, Ordering::Release);
@@ -502,7 +518,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                         log::warn!("cannot read the pools to serve ({POOLS}): {e}; serving nothing until it can");
                         warned = Some(Instant::now());
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(back_off(&mut away));
                     continue;
                 }
             }
@@ -552,10 +568,20 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     .query::<Option<Vec<(String, Vec<(String, Vec<(String, Vec<u8>)>)>)>>>(c)
             });
             let entries = match read {
-                Ok(Some(streams)) => streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>(),
-                Ok(None) => Vec::new(),
+                Ok(Some(streams)) => {
+                    away = None;
+                    streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>()
+                }
+                Ok(None) => {
+                    away = None;
+                    Vec::new()
+                }
+                // Redis away, or refusing for now: busy, loading, or a failover's replica
+                // (`READONLY`, `UNBLOCKED`: taken for a `NOGROUP`, it was read again at once,
+                // a hot loop for as long as the failover lasted, review150), waited out on a
+                // new connection.
                 Err(ClusterError::Unreachable(_)) => {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(back_off(&mut away));
                     break;
                 }
                 Err(e) => match lasting_refusal(&e, &mut reader_link) {
@@ -563,7 +589,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     // A TLS failure that heals (a certificate not valid yet): waited out
                     // as Redis away is, rather than tried again at once.
                     None if matches!(e, ClusterError::Tls(_)) => {
-                        std::thread::sleep(Duration::from_millis(100));
+                        std::thread::sleep(back_off(&mut away));
                         break;
                     }
                     // NOGROUP: the pool is gone or not set up yet.
@@ -940,11 +966,13 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
     let script = redis::Script::new(PUT_RESULT);
     let mut unsent: Vec<Finished> = Vec::new();
     let mut last_beat = Instant::now();
-    // The wait before the next try while a TLS failure that heals lasts: doubled from 100 ms
-    // to a second (review144 L3: each try is a full handshake, its server side on Redis's
-    // one thread, and it was tried every 50 ms for as long as the failure lasted, days for
-    // an expired certificate nobody renewed).
-    let mut tls_retry: Option<Duration> = None;
+    // The wait before the next try while Redis is away or refuses for now (busy, loading, a
+    // failover's replica), or a TLS failure that heals lasts ([`back_off`]; review144 L3:
+    // each try is a full handshake, its server side on Redis's one thread, and it was tried
+    // every 50 ms for as long as the failure lasted, days for an expired certificate nobody
+    // renewed). Never past the next beat: the entries of results Redis refuses for now are
+    // heartbeated.
+    let mut retry: Option<Duration> = None;
     loop {
         let beat_every = {
             let running = lock(&shared.running);
@@ -953,7 +981,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         let wait = if unsent.is_empty() {
             beat_every.saturating_sub(last_beat.elapsed())
         } else {
-            tls_retry.unwrap_or(Duration::from_millis(50))
+            retry.map_or(Duration::from_millis(50), |retry| retry.min(beat_every.saturating_sub(last_beat.elapsed())))
         };
         match rx.recv_timeout(wait) {
             Ok(f) => unsent.extend(f),
@@ -965,7 +993,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         // In order; a result whose driver is away is passed over (other pools' go on),
         // and a refusal of the server stops them all.
         let mut at = 0;
-        let mut tls_waits = false;
+        let mut waits = false;
         while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
             if f.handed_back {
@@ -1017,6 +1045,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // meanwhile, so its driver waits for it instead of running it again.
                 Err(_) if passing(code.as_deref()) || (f.replaced && code.as_deref() == Some("OOM")) => {
                     f.held = true;
+                    waits = true;
                     break;
                 }
                 Err(ClusterError::Unreachable(why)) => {
@@ -1025,6 +1054,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     let up = link.run(|c| redis::cmd("PING").query::<()>(c)).is_ok();
                     f.dropped += u32::from(up);
                     if f.dropped < DROPPED_PUSHES || f.replaced {
+                        waits = true;
                         break;
                     }
                     Some(format!("the connection was lost on each push ({why})"))
@@ -1051,14 +1081,17 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // as for Redis away (review150 L3: replaced by a `Refused` failure, which
                 // Redis then took, it failed its task for a refusal that had passed). A
                 // `NOPERM`, a command an ACL refuses on a live connection, is replaced below.
-                Err(ClusterError::Auth(_)) if auth_at_open => break,
+                Err(ClusterError::Auth(_)) if auth_at_open => {
+                    waits = true;
+                    break;
+                }
                 // A TLS failure that heals (a certificate not valid yet, a clock set wrong),
                 // or one of the lasting class not met again on a fresh connection: Redis
                 // away, the result kept and tried again, as the reader waits it out, backing
                 // off (review136 M1: taken for a refusal, the result was replaced by a
                 // `Refused` failure that met the same failure and was dropped, the task lost).
                 Err(ClusterError::Tls(_)) => {
-                    tls_waits = true;
+                    waits = true;
                     break;
                 }
                 Err(e) => Some(e.to_string()),
@@ -1090,8 +1123,11 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();
         }
-        tls_retry =
-            tls_waits.then(|| tls_retry.map_or(Duration::from_millis(100), |d| (d * 2).min(Duration::from_secs(1))));
+        if !waits {
+            retry = None;
+        } else {
+            back_off(&mut retry);
+        }
         if last_beat.elapsed() >= beat_every {
             last_beat = Instant::now();
             let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
