@@ -1645,3 +1645,34 @@ fn exchanges(redis: &Redis) -> (u64, Vec<(String, u64)>) {
         .collect();
     (field(&stats, "total_connections_received:"), calls)
 }
+
+/// A queue on a Redis that a failover left a replica for a while (`REPLICAOF` of a master
+/// that is not there: writes, a get's move and take among them, answer `READONLY`), then a
+/// master again (`REPLICAOF NO ONE`, as a reconnection reaching the new master would): a
+/// put and a get sent meanwhile wait it out as Redis away, within the queue's timeout, and
+/// the item comes (review150: taken for a refusal, each failed at once).
+#[test]
+fn a_queue_waits_out_a_failover_that_leaves_it_on_a_replica_for_a_while() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    // Two handles: one link each (a put on the getter's would wait for its blocking move).
+    let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(20)).open(&redis.url, "ro");
+    let (getter, q) = (open().unwrap(), open().unwrap());
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(cli(&["REPLICAOF", "127.0.0.1", "1"]), "OK");
+    std::thread::scope(|s| {
+        let got = s.spawn(|| getter.get());
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1000));
+            assert_eq!(cli(&["REPLICAOF", "NO", "ONE"]), "OK");
+        });
+        let put = q.put(7).map_err(|e| e.to_string());
+        let got = got.join().unwrap();
+        println!("the put: {put:?}; the get: {got:?}");
+        assert_eq!(put, Ok(()));
+        assert_eq!(got, Ok(7));
+    });
+}

@@ -353,8 +353,9 @@ fn a_node_ends_on_an_untrusted_certificate_after_its_start_and_waits_out_one_not
 /// task was lost, `WorkerLost` with one delivery), and the driver waits it out as Redis away,
 /// within its timeout (review136 M2: it ended the pool at the first TLS error, the task
 /// failed `Tls`). The certificate changes once the task is pending to the node (review144
-/// L4: after a sleep of 300 ms, a node that took the task later met nothing); a window too
-/// short to meet would pass on either code, never fail on the right one.
+/// L4: after a sleep of 300 ms, a node that took the task later met nothing), and the task
+/// ends only then, when the test leaves its marker (review150 L4: an 800 ms task could end
+/// before the test saw it pending, which then failed "the node did not take the task").
 #[test]
 fn a_certificate_not_valid_yet_for_a_while_loses_no_result_and_ends_no_pool() {
     let _w = watchdog(LIMIT);
@@ -378,19 +379,31 @@ fn a_certificate_not_valid_yet_for_a_while_loses_no_result_and_ends_no_pool() {
         .max_deliveries(1);
     let pool = Pool::builder().cluster(&url).processes(1).cluster_options(options).build().unwrap();
     assert_eq!(pool.apply(slow_where, 0).unwrap().0, 0, "the node serves the pool");
-    let mut running = pool.apply_async(slow_where, 800).unwrap();
+    let marker = dir.join("marker");
+    let mut running = pool.apply_async(marked_where, marker.to_str().unwrap().to_owned()).unwrap();
     let tasks = tls_cli(&redis, &["--scan", "--pattern", "mp:*:tasks"]).pop().expect("the pool's stream");
     let taken = || tls_cli(&redis, &["XPENDING", &tasks, "nodes"]).first().is_some_and(|n| n == "1");
     assert!(common::eventually(Duration::from_secs(20), taken), "the node did not take the task");
     swap_certificate(&redis, &dir.join("later.pem"), &dir.join("later.key"));
-    // The task ends on the node meanwhile; the node's writer and the driver meet the
+    // The task ends on the node now; the node's writer and the driver meet the
     // certificate not valid yet.
+    std::fs::write(&marker, b"").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     swap_certificate(&redis, &dir.join("server.pem"), &dir.join("server.key"));
     let got = running.get_timeout(Duration::from_secs(30));
     eprintln!("the task: {got:?}; the node: {:?}", rx.try_recv());
-    assert!(matches!(&got, Ok((800, _))), "{got:?}");
+    assert!(matches!(&got, Ok((1, _))), "{got:?}");
     assert!(rx.try_recv().is_err(), "the node ended");
+}
+
+/// A task that ends once the file `marker` exists (at most a minute): 1, and the network
+/// namespace it ran in.
+fn marked_where(marker: String) -> (u64, String) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::path::Path::new(&marker).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (1, net_namespace())
 }
 
 #[test]

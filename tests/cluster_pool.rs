@@ -2094,6 +2094,9 @@ fn cluster_node_role() {
     if let Some(dir) = std::env::var_os(HOLD_READS) {
         std::thread::spawn(move || hold_reads(Path::new(&dir)));
     }
+    if let Some(dir) = std::env::var_os(HOLD_CONFIRM) {
+        std::thread::spawn(move || hold_at(Path::new(&dir), "hold:cluster.node.confirm"));
+    }
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
@@ -2546,13 +2549,23 @@ fn a_node_whose_worker_boot_hangs_says_so() {
 const HOLD_READS: &str = "MULTIPROC_TEST_CLUSTER_HOLD_READS";
 
 fn hold_reads(dir: &Path) {
+    hold_at(dir, "hold:cluster.node.read");
+}
+
+/// Set in a node's environment to a directory: the node's writer is held where it is about
+/// to confirm a refusal on a fresh connection (`hold_at`).
+const HOLD_CONFIRM: &str = "MULTIPROC_TEST_CLUSTER_HOLD_CONFIRM";
+
+/// Arms the point `point` (`hold:NAME`) once the file `arm` appears in `dir`, says `HELD`
+/// on stderr once a thread is held there, and lets it go once the file `release` appears.
+fn hold_at(dir: &Path, point: &str) {
     let appear = |name: &str| {
         while !dir.join(name).exists() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
     appear("arm");
-    multiproc::__private::crash_at("hold:cluster.node.read");
+    multiproc::__private::crash_at(point);
     while multiproc::__private::crash_holding() < 1 && !dir.join("release").exists() {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -3162,64 +3175,232 @@ fn a_node_refused_later_does_not_fail_its_running_task_terminated() {
     assert_eq!(r, Ok(4000));
 }
 
-/// A node whose result connection alone is refused later (the password changed in Redis,
-/// and only the writer's connection lost: Redis's `timeout` or a NAT's idle cut closes the
-/// node's one idle connection, the reader's stays logged in) ends with `Auth`, as a node
-/// whose reader is refused does (review144 M1); its task is taken back after its lease, as
-/// a dead node's (not waited for here: that is any dead node's story). Before, the writer replaced
-/// each result by a `Refused` failure, met the refusal again and dropped it, told nobody:
-/// the reader went on taking tasks whose results were all lost (`WorkerLost` once their
-/// deliveries ran out), and the node never ended for a supervisor to restart it. Only the
-/// node's writer sends `XCLAIM` (its beats; a driver's take-back is `XAUTOCLAIM`).
-#[test]
-fn a_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
-    let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
-    let url = format!("{}?pass=s3cret", redis.url);
-    let cli = |password: &str, args: &[&str]| -> String {
-        let out = Command::new("redis-cli")
-            .arg("-s")
-            .arg(redis.socket())
-            .args(["--no-auth-warning", "-a", password])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let mut node = Command::new("setpriv")
+/// `redis-cli` on `redis`'s socket, logged in with `password`: its output (it must succeed).
+fn cli_as(redis: &Redis, password: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-s")
+        .arg(redis.socket())
+        .args(["--no-auth-warning", "-a", password])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A worker node on `url` whose stderr is piped, to read why it ended ([`node_end`]).
+fn piped_node(url: &str) -> Child {
+    Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "no_such_test"])
-        .env(WORKER_ENV, &url)
+        .env(WORKER_ENV, url)
         .env(KEY_ENV, TEST_KEY)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
-    let pool = pool_with(&url, 1, options);
-    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
-    let _slow = pool.apply_async(sleep_ms, 1000).unwrap();
-    cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
-    // The writer beats the running task's entry every 200 ms.
-    let writer_killed = eventually(Duration::from_secs(10), || {
-        let writer = cli("changed", &["CLIENT", "LIST"])
-            .lines()
-            .find(|line| line.contains("cmd=xclaim"))
-            .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned));
-        writer.is_some_and(|id| cli("changed", &["CLIENT", "KILL", "ID", &id]).contains("1"))
-    });
-    assert!(writer_killed, "no writer found");
-    let ended = eventually(Duration::from_secs(20), || node.try_wait().unwrap().is_some());
+        .unwrap()
+}
+
+/// Whether the [`piped_node`] ended within `limit` (it is killed if not), its status and
+/// what it wrote on stderr.
+fn node_end(mut node: Child, limit: Duration) -> (bool, ExitStatus, String) {
+    let ended = eventually(limit, || node.try_wait().unwrap().is_some());
     let _ = node.kill();
     let status = node.wait().unwrap();
     let mut said = String::new();
     std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
-    assert!(ended, "a node whose writer Redis refuses still running 20 s later: {said}");
+    (ended, status, said)
+}
+
+/// The ids of the clients `CLIENT LIST` shows (but the `redis-cli` that asks).
+fn client_ids(redis: &Redis, password: &str) -> Vec<String> {
+    cli_as(redis, password, &["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| !line.contains("cmd=client"))
+        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned))
+        .collect()
+}
+
+/// A node whose writer alone is refused (its idle connection closed by Redis's `timeout`,
+/// then the password changed, while the reader's connection stays logged in) pushes the
+/// result it finished on the reader's connection, which it lends the writer as it ends
+/// (review150 M1): under `max_deliveries(1)` the task's result comes, not `WorkerLost`.
+/// Before, the writer kept the result until the reader stopped, then dropped it after one
+/// more refused try, with a logged-in connection unused: the task was taken back after its
+/// lease, its only delivery spent. The 6 s lease keeps any beat (every 2 s) from meeting
+/// the refusal before the push does.
+#[test]
+fn a_node_whose_writer_alone_is_refused_pushes_its_finished_result_on_the_readers_connection() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret", "--timeout", "1"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let node = piped_node(&url);
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(2)).max_deliveries(1);
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    // Redis closes the idle clients within two seconds: the writer and the pool's
+    // submission link. Two stay, each sending a command at least every second: the node's
+    // reader and the pool's driver thread.
+    let mut now = Vec::new();
+    let closed = eventually(Duration::from_secs(10), || {
+        now = client_ids(&redis, "s3cret");
+        now.len() <= 2
+    });
+    assert!(closed, "Redis did not close the idle connections: {now:?} left");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    let mut quick = pool.apply_async(sleep_ms, 200).unwrap();
+    let (ended, status, said) = node_end(node, Duration::from_secs(20));
+    let r = quick.get_timeout(Duration::from_secs(30));
+    println!("the node ended: {ended}, {status:?}: {said}; the task: {r:?}");
+    assert!(ended && status.code() == Some(1) && said.contains("credentials"), "{status:?}: {said}");
+    assert_eq!(r, Ok(200), "{said}");
+}
+
+/// The id of the node's writer, the one client whose last command is `XCLAIM` (its beats;
+/// a driver's take-back is `XAUTOCLAIM`), killed: the reader's connection stays logged in.
+fn kill_the_writer(redis: &Redis, password: &str) -> bool {
+    let writer = cli_as(redis, password, &["CLIENT", "LIST"])
+        .lines()
+        .find(|line| line.contains("cmd=xclaim"))
+        .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned));
+    writer.is_some_and(|id| cli_as(redis, password, &["CLIENT", "KILL", "ID", &id]).contains('1'))
+}
+
+/// A node whose result connection alone is refused later (the password changed in Redis,
+/// and only the writer's connection lost: Redis's `timeout` or a NAT's idle cut closes the
+/// node's one idle connection, the reader's stays logged in) ends with `Auth`, as a node
+/// whose reader is refused does (review144 M1); its tasks are handed back on the reader's
+/// connection (not waited for here: the test above waits for a result so). Before, the
+/// writer replaced each result by a `Refused` failure, met the refusal again and dropped
+/// it, told nobody: the reader went on taking tasks whose results were all lost
+/// (`WorkerLost` once their deliveries ran out), and the node never ended for a supervisor
+/// to restart it. The node is full (capacity 2 x 2 workers, four tasks held): its reader,
+/// waiting for room that never comes while the writer keeps its refused results, stops that
+/// wait on the writer's refusal (review150 L1: without that check the node ran for ever,
+/// "still running 20 s later", and no test failed). The refusal is met by a beat (a 600 ms
+/// lease: one every 200 ms), the writer's `XCLAIM` (a driver's take-back is `XAUTOCLAIM`),
+/// sent until the node ends: the tasks outlast the test (review150 L2: a 1 s task left the
+/// test 0.8 s to find the writer, after which no beat came: "no writer found").
+#[test]
+fn a_full_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let node = piped_node(&url);
+    let options = test_options().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    let _slow: Vec<_> = (0..6).map(|_| pool.apply_async(sleep_ms, 30_000).unwrap()).collect();
+    let tasks = cli_as(&redis, "s3cret", &["--scan", "--pattern", "mp:*:tasks"]).lines().next().unwrap().to_owned();
+    let full = eventually(Duration::from_secs(10), || {
+        cli_as(&redis, "s3cret", &["XPENDING", &tasks, "nodes"]).lines().next() == Some("4")
+    });
+    assert!(full, "the node did not fill");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    assert!(eventually(Duration::from_secs(10), || kill_the_writer(&redis, "changed")), "no writer found");
+    let (ended, status, said) = node_end(node, Duration::from_secs(20));
+    assert!(ended, "a full node whose writer Redis refuses still running 20 s later: {said}");
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("credentials"), "{said}");
+}
+
+/// A `WRONGPASS` met by the writer's reconnection that a fresh connection does not meet again
+/// (the password changed back meanwhile: a user rewritten by two `ACL SETUSER` calls, a
+/// rotation that reaches this Redis a moment later) is no refusal: the result is kept and
+/// pushed, as for Redis away (review150 L3). Before, it was replaced by a `Refused` failure,
+/// which Redis then took: the task failed for a refusal that had passed. The writer is held
+/// where it confirms the refusal (`HOLD_CONFIRM`) while the password changes back.
+#[test]
+fn a_refusal_of_the_writers_reconnection_that_passes_loses_no_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret", "--timeout", "1"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    std::fs::write(redis.dir.join("arm"), "").unwrap();
+    let (mut node, lines) = logging_node(&url, &[(HOLD_CONFIRM, redis.dir.to_str().unwrap())]);
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(2)).max_deliveries(1);
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    // As in the test above: the writer's idle connection closed by Redis's `timeout`.
+    let mut now = Vec::new();
+    let closed = eventually(Duration::from_secs(10), || {
+        now = client_ids(&redis, "s3cret");
+        now.len() <= 2
+    });
+    assert!(closed, "Redis did not close the idle connections: {now:?} left");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    let mut quick = pool.apply_async(sleep_ms, 200).unwrap();
+    while !lines.recv_timeout(Duration::from_secs(30)).expect("the writer was not held").contains("HELD") {}
+    cli_as(&redis, "changed", &["CONFIG", "SET", "requirepass", "s3cret"]);
+    std::fs::write(redis.dir.join("release"), "").unwrap();
+    let r = quick.get_timeout(Duration::from_secs(30));
+    let ended = node.child.try_wait().unwrap();
+    println!("the task: {r:?}; the node ended: {ended:?}");
+    assert_eq!(r, Ok(200));
+    assert!(ended.is_none(), "the node ended");
+}
+
+// --- A failover ------------------------------------------------------------------------
+
+/// A task that ends once the file `marker` exists (at most a minute): 1.
+fn until_marked(marker: String) -> u64 {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !Path::new(&marker).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    1
+}
+
+/// How many `command`s Redis refused so far (`rejected_calls` of `INFO commandstats`).
+fn rejected_calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis_cli(redis.socket().to_str().unwrap(), &["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find(|line| line.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|line| line.split(',').find_map(|f| f.strip_prefix("rejected_calls=")))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// A failover seen from a node and a driver still led to the demoted master (a name or an
+/// address not moved yet): Redis, made a replica (`REPLICAOF` of a master that is not
+/// there, so that it keeps its data), answers writes `READONLY` and ends blocking commands
+/// `UNBLOCKED`, then serves again (`REPLICAOF NO ONE`, as a reconnection reaching the new
+/// master would). Both are waited out as Redis away, on new connections, backing off: the
+/// result the node finished meanwhile comes (one delivery: not run again), the pool and the
+/// node go on, and the node's reader did not read in a hot loop (review150: the driver ended
+/// the pool at once, the writer replaced the result by a `Refused` failure, and the reader
+/// read again at once for as long as the failover lasted).
+#[test]
+fn a_failover_that_leaves_a_node_and_a_driver_on_a_replica_for_a_while_loses_nothing() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, mut node)) = cluster(&[]) else { return };
+    let socket = redis.socket().to_str().unwrap().to_owned();
+    // A lease and a timeout far longer than the failover: neither is what it tests.
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(20)).max_deliveries(1);
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    let marker = redis.dir.join("marker");
+    let mut task = pool.apply_async(until_marked, marker.to_str().unwrap().to_owned()).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let taken = || redis_cli(&socket, &["XPENDING", &tasks, "nodes"]).lines().next() == Some("1");
+    assert!(eventually(Duration::from_secs(20), taken), "the node did not take the task");
+    assert_eq!(redis_cli(&socket, &["REPLICAOF", "127.0.0.1", "1"]), "OK");
+    let before = rejected_calls(&redis, "xreadgroup");
+    // The task ends while Redis is a replica: the node's push meets `READONLY`.
+    std::fs::write(&marker, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let during = rejected_calls(&redis, "xreadgroup") - before;
+    assert_eq!(redis_cli(&socket, &["REPLICAOF", "NO", "ONE"]), "OK");
+    let got = task.get_timeout(Duration::from_secs(30));
+    let next = pool.apply(square, 8).map_err(|e| e.to_string());
+    let ended = node.child.try_wait().unwrap();
+    println!("the task: {got:?}, the next: {next:?}; the node ended: {ended:?}; reads refused meanwhile: {during}");
+    assert_eq!(got, Ok(1));
+    assert_eq!(next, Ok(64));
+    assert!(ended.is_none(), "the node ended: {ended:?}");
+    // Backing off from 100 ms to a second: a handful, however long the second took.
+    assert!(during < 100, "the node's reader read in a hot loop: {during} reads refused");
 }
 
 // --- A frozen node ----------------------------------------------------------------------

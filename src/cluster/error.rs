@@ -25,7 +25,10 @@ pub enum ClusterError {
     /// No connection could be made, or the connection broke (Redis stopped, killed,
     /// restarted, or the network failed) or stayed silent past the timeout, or the server
     /// cannot serve for now (`BUSY` running a long script, `LOADING` its data,
-    /// `MASTERDOWN`: a replica that lost its master): waited out like a lost connection.
+    /// `MASTERDOWN`: a replica that lost its master; `READONLY`: a replica, such as a master
+    /// demoted by a failover that a name or an address still leads to, and `UNBLOCKED`: a
+    /// blocking command ended as its server became one): waited out like a lost connection,
+    /// on a new connection (which a failover leads to the new master).
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),
     /// The URL could not be understood.
@@ -80,11 +83,20 @@ impl ClusterError {
 }
 
 /// Whether Redis refused for now only: busy with a long script (`BUSY`), loading its data
-/// (`LOADING`), a replica without its master (`MASTERDOWN`). Decided on every refused
-/// command of a pipeline (`RedisError::code` names none for a pipeline's `BUSY`).
+/// (`LOADING`), a replica without its master (`MASTERDOWN`), a replica refusing a write
+/// (`READONLY`) or ending a blocking command as its server became a replica (`UNBLOCKED`).
+/// The last two are what a failover leaves a client on the demoted master with (its name or
+/// address not moved yet): transient, since the next connection reaches the new master
+/// (review150: taken for a refusal for good, they ended a pool at once, and a node dropped
+/// its results and read again at once, for as long as the failover lasted). Decided on
+/// every refused command of a pipeline (`RedisError::code` names none for a pipeline's
+/// `BUSY`).
 fn waits(e: &redis::RedisError) -> bool {
     let errors = e.clone().into_server_errors().unwrap_or_default();
-    !errors.is_empty() && errors.iter().all(|(_, error)| matches!(error.code(), "BUSY" | "LOADING" | "MASTERDOWN"))
+    !errors.is_empty()
+        && errors
+            .iter()
+            .all(|(_, error)| matches!(error.code(), "BUSY" | "LOADING" | "MASTERDOWN" | "READONLY" | "UNBLOCKED"))
 }
 
 /// Whether Redis refused a new connection for its `maxclients` (it writes this error and

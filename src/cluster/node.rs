@@ -174,6 +174,13 @@ struct Shared {
     /// the reader, which went on taking tasks whose results were all dropped, and the node
     /// never ended for a supervisor to restart it).
     refused: OnceLock<ClusterError>,
+    /// The reader's connection, lent to the writer as the node ends on a refusal that is
+    /// the writer's alone ([`end_refused`]): still logged in, it pushes the results the
+    /// writer kept and hands back the running tasks (review150 M1: they were dropped after
+    /// one more refused try on the writer's own link, their tasks taken back only after
+    /// their lease, a delivery spent: `WorkerLost` under `max_deliveries(1)` for a task
+    /// whose result was computed).
+    spare: Mutex<Option<Link>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -249,9 +256,22 @@ fn seal_result(seal: &Seal, pool: &str, authentic: bool, id: u64, mut message: V
 }
 
 /// Refusals that pass, whatever the message: a server busy with a script, loading its
-/// data, or in a failover. A push refused so is tried again as it is.
+/// data, or in a failover (`READONLY`: the demoted master, which a reconnection leaves for
+/// the new one). A push refused so is tried again as it is.
 fn passing(code: Option<&str>) -> bool {
-    matches!(code, Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN"))
+    matches!(code, Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"))
+}
+
+/// The next wait of a node's thread that meets Redis away (or refusing for now: busy,
+/// loading, a failover's replica), `away` the last: 100 ms, doubled at each wait up to a
+/// second (`None` again once Redis serves). Each try opens a connection (the last was
+/// dropped), to a server that may be restarting or a replica in a failover: tried every
+/// 50 or 100 ms, a node hammered it for as long as that lasted, and a `READONLY` read was
+/// tried again with no wait at all (review150).
+fn back_off(away: &mut Option<Duration>) -> Duration {
+    let wait = away.map_or(Duration::from_millis(100), |d| (d * 2).min(Duration::from_secs(1)));
+    *away = Some(wait);
+    wait
 }
 
 /// Sends a chunk's outcome from the local pool to the writer.
@@ -390,10 +410,11 @@ pub(super) fn node_name() -> String {
 /// the start (a password changed in Redis, met when either of the node's connections
 /// connects again, its task reader's or its result writer's, and met again on a fresh
 /// connection: the node's
-/// running tasks are ended and handed back, never failed, and taken back by their drivers
-/// at once if the node's result connection is still logged in, after their lease, as a
-/// dead node's, if not, as are the tasks whose results the refused writer could not
-/// push; a passing refusal, such as a Redis at `maxclients`, is waited out;
+/// running tasks are ended and handed back, never failed, and the results it finished are
+/// pushed, on whichever of its connections is still logged in (where Redis refused only
+/// its result writer's, on its task reader's, which it then lends the writer); the tasks are
+/// taken back by their drivers at once so, or after their lease, as a dead node's, where
+/// Redis refuses both connections; a passing refusal, such as a Redis at `maxclients`, is waited out;
 /// a command
 /// an ACL refuses, `NOPERM`, is not such a refusal), [`Error::Task`] with [`TaskError::WorkersCannotStart`]
 /// when the local pool gave up on its workers, or [`TaskError::Panicked`] ("cannot start
@@ -444,6 +465,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         broken: OnceLock::new(),
         stopped: AtomicBool::new(false),
         refused: OnceLock::new(),
+        spare: Mutex::new(None),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     {
@@ -461,6 +483,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut swept = Instant::now() - CONSUMER_IDLE;
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
     let mut refused: HashSet<String> = HashSet::new();
+    // The last wait for Redis away ([`back_off`]); `None` again after a read Redis served
+    // (not a look at the pools, which a replica serves).
+    let mut away: Option<Duration> = None;
     loop {
         if let Some(error) = shared.broken.get() {
             shared.stopped.store(true, Ordering::Release);
@@ -473,7 +498,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             return Err(error);
         }
         if let Some(refused) = shared.refused.get() {
-            return Err(end_refused(&shared, &tx, &local, refused.clone()));
+            // The writer's refusal, not the reader's: the reader's connection, still
+            // logged in, goes to the writer for what the node holds.
+            return Err(end_refused(&shared, &tx, &local, refused.clone(), Some(reader_link)));
         }
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
@@ -483,7 +510,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 }
                 Err(e) => {
                     if let Some(refused) = lasting_refusal(&e, &mut reader_link) {
-                        return Err(end_refused(&shared, &tx, &local, refused));
+                        return Err(end_refused(&shared, &tx, &local, refused, None));
                     }
                     // A node that serves nothing says why (the registry of another type,
                     // an ACL, Redis away), once a minute rather than at each try.
@@ -491,7 +518,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                         log::warn!("cannot read the pools to serve ({POOLS}): {e}; serving nothing until it can");
                         warned = Some(Instant::now());
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(back_off(&mut away));
                     continue;
                 }
             }
@@ -541,18 +568,28 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     .query::<Option<Vec<(String, Vec<(String, Vec<(String, Vec<u8>)>)>)>>>(c)
             });
             let entries = match read {
-                Ok(Some(streams)) => streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>(),
-                Ok(None) => Vec::new(),
+                Ok(Some(streams)) => {
+                    away = None;
+                    streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>()
+                }
+                Ok(None) => {
+                    away = None;
+                    Vec::new()
+                }
+                // Redis away, or refusing for now: busy, loading, or a failover's replica
+                // (`READONLY`, `UNBLOCKED`: taken for a `NOGROUP`, it was read again at once,
+                // a hot loop for as long as the failover lasted, review150), waited out on a
+                // new connection.
                 Err(ClusterError::Unreachable(_)) => {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(back_off(&mut away));
                     break;
                 }
                 Err(e) => match lasting_refusal(&e, &mut reader_link) {
-                    Some(refused) => return Err(end_refused(&shared, &tx, &local, refused)),
+                    Some(refused) => return Err(end_refused(&shared, &tx, &local, refused, None)),
                     // A TLS failure that heals (a certificate not valid yet): waited out
                     // as Redis away is, rather than tried again at once.
                     None if matches!(e, ClusterError::Tls(_)) => {
-                        std::thread::sleep(Duration::from_millis(100));
+                        std::thread::sleep(back_off(&mut away));
                         break;
                     }
                     // NOGROUP: the pool is gone or not set up yet.
@@ -648,6 +685,7 @@ fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
     if shared.refused.get().is_some() {
         return true;
     }
+    crash_point!("cluster.node.confirm");
     match lasting_refusal(e, link) {
         Some(refused) => {
             let _ = shared.refused.set(refused);
@@ -667,14 +705,21 @@ fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
 /// keep their login and their TLS session), or after its lease where Redis refuses that
 /// too, a delivery counted either way, as a dead node's. It returns once the writer has
 /// handed back or pushed what the node holds ([`written`]). The refusal may be the
-/// writer's (`Shared::refused`): the results it kept are pushed if they can be by then, and
-/// dropped after one more refused try if not, their tasks taken back after their lease.
+/// writer's alone (`Shared::refused`): then `spare` is the reader's connection, still logged
+/// in, lent to the writer (`Shared::spare`) before anything is handed back, on which the
+/// results the writer kept are pushed and the running tasks handed back (review150 M1);
+/// where Redis refuses that one too, they are dropped after one more refused try, their
+/// tasks taken back after their lease.
 fn end_refused(
     shared: &Shared,
     writer: &Sender<Option<Finished>>,
     local: &Arc<Inner>,
     refused: ClusterError,
+    spare: Option<Link>,
 ) -> crate::Error {
+    if let Some(spare) = spare {
+        *lock(&shared.spare) = Some(spare);
+    }
     shared.stopped.store(true, Ordering::Release);
     let _ = writer.send(None);
     local.terminate();
@@ -921,11 +966,13 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
     let script = redis::Script::new(PUT_RESULT);
     let mut unsent: Vec<Finished> = Vec::new();
     let mut last_beat = Instant::now();
-    // The wait before the next try while a TLS failure that heals lasts: doubled from 100 ms
-    // to a second (review144 L3: each try is a full handshake, its server side on Redis's
-    // one thread, and it was tried every 50 ms for as long as the failure lasted, days for
-    // an expired certificate nobody renewed).
-    let mut tls_retry: Option<Duration> = None;
+    // The wait before the next try while Redis is away or refuses for now (busy, loading, a
+    // failover's replica), or a TLS failure that heals lasts ([`back_off`]; review144 L3:
+    // each try is a full handshake, its server side on Redis's one thread, and it was tried
+    // every 50 ms for as long as the failure lasted, days for an expired certificate nobody
+    // renewed). Never past the next beat: the entries of results Redis refuses for now are
+    // heartbeated.
+    let mut retry: Option<Duration> = None;
     loop {
         let beat_every = {
             let running = lock(&shared.running);
@@ -934,7 +981,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
         let wait = if unsent.is_empty() {
             beat_every.saturating_sub(last_beat.elapsed())
         } else {
-            tls_retry.unwrap_or(Duration::from_millis(50))
+            retry.map_or(Duration::from_millis(50), |retry| retry.min(beat_every.saturating_sub(last_beat.elapsed())))
         };
         match rx.recv_timeout(wait) {
             Ok(f) => unsent.extend(f),
@@ -942,10 +989,11 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         unsent.extend(rx.try_iter().flatten());
+        take_spare(&mut link, shared);
         // In order; a result whose driver is away is passed over (other pools' go on),
         // and a refusal of the server stops them all.
         let mut at = 0;
-        let mut tls_waits = false;
+        let mut waits = false;
         while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
             if f.handed_back {
@@ -959,6 +1007,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // the entry is no longer heartbeated, so it is taken back after its lease
                 // at the latest.
                 let idle = f.lease.min(super::MAX_LEASE);
+                take_spare(&mut link, shared);
                 let _ = link.run(|c| claim(&keys.tasks, me, &f.entry, Some(idle)).query::<redis::Value>(c));
                 let f = unsent.remove(at);
                 lock(&shared.running).remove(&(f.pool, f.entry));
@@ -979,6 +1028,8 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     .invoke::<i64>(c)
                     .inspect_err(|e| code = e.code().map(str::to_owned))
             });
+            // Refused by the reconnection (`AUTH`), not on a live connection (`NOPERM`).
+            let auth_at_open = matches!(link.open_failed(), Some(ClusterError::Auth(_)));
             let why = match sent {
                 // The driver's alive key is gone, its entry is not: kept, and its entry
                 // heartbeated, until the driver beats again or its keys go.
@@ -994,6 +1045,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // meanwhile, so its driver waits for it instead of running it again.
                 Err(_) if passing(code.as_deref()) || (f.replaced && code.as_deref() == Some("OOM")) => {
                     f.held = true;
+                    waits = true;
                     break;
                 }
                 Err(ClusterError::Unreachable(why)) => {
@@ -1002,20 +1054,36 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                     let up = link.run(|c| redis::cmd("PING").query::<()>(c)).is_ok();
                     f.dropped += u32::from(up);
                     if f.dropped < DROPPED_PUSHES || f.replaced {
+                        waits = true;
                         break;
                     }
                     Some(format!("the connection was lost on each push ({why})"))
                 }
                 // Refused for good (review144 M1): the result is kept while the reader is
-                // told (`Shared::refused`) and ends the node, which sets `stopped`; then
-                // tried once more, and dropped if refused again (not replaced by a failure
-                // that would meet the same refusal): its task is taken back after its lease,
-                // as a dead node's.
+                // told (`Shared::refused`) and ends the node, lending the writer its own
+                // connection, still logged in (`Shared::spare`), which sets `stopped`: the
+                // result is tried again on it (review150 M1). Refused again there too (or
+                // with no connection lent), it is dropped (not replaced by a failure that
+                // would meet the same refusal): its task is taken back after its lease, as
+                // a dead node's.
                 Err(e) if writer_refused(&e, &mut link, shared) => {
+                    if take_spare(&mut link, shared) {
+                        continue;
+                    }
                     if !shared.stopped.load(Ordering::Acquire) {
                         break;
                     }
                     None
+                }
+                // Credentials the reconnection met refused but a fresh connection did not
+                // (the password changed back, a user rewritten in two steps, a rotation that
+                // reaches this Redis a moment later): passed, the result kept and tried again
+                // as for Redis away (review150 L3: replaced by a `Refused` failure, which
+                // Redis then took, it failed its task for a refusal that had passed). A
+                // `NOPERM`, a command an ACL refuses on a live connection, is replaced below.
+                Err(ClusterError::Auth(_)) if auth_at_open => {
+                    waits = true;
+                    break;
                 }
                 // A TLS failure that heals (a certificate not valid yet, a clock set wrong),
                 // or one of the lasting class not met again on a fresh connection: Redis
@@ -1023,7 +1091,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // off (review136 M1: taken for a refusal, the result was replaced by a
                 // `Refused` failure that met the same failure and was dropped, the task lost).
                 Err(ClusterError::Tls(_)) => {
-                    tls_waits = true;
+                    waits = true;
                     break;
                 }
                 Err(e) => Some(e.to_string()),
@@ -1055,8 +1123,11 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();
         }
-        tls_retry =
-            tls_waits.then(|| tls_retry.map_or(Duration::from_millis(100), |d| (d * 2).min(Duration::from_secs(1))));
+        if !waits {
+            retry = None;
+        } else {
+            back_off(&mut retry);
+        }
         if last_beat.elapsed() >= beat_every {
             last_beat = Instant::now();
             let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
@@ -1082,6 +1153,19 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 }
             }
         }
+    }
+}
+
+/// Takes the reader's connection the node lent the writer as it ends on the writer's
+/// refusal (`Shared::spare`), if it did and the writer has not taken it yet, in place of the
+/// writer's refused link; whether it did.
+fn take_spare(link: &mut Link, shared: &Shared) -> bool {
+    match lock(&shared.spare).take() {
+        Some(spare) => {
+            *link = spare;
+            true
+        }
+        None => false,
     }
 }
 

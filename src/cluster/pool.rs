@@ -1324,7 +1324,10 @@ pub fn test_push(url: &str, key: &str, result: &[u8]) -> Result<(), ClusterError
 /// ended at the first TLS error of either class, while its nodes waited the same certificate
 /// out); one that lasts (an untrusted certificate, a server that speaks no TLS) ends the pool
 /// at once, typed, once met again on a fresh connection, as a node confirms it
-/// (`node::lasting_refusal`). Any other error ends the pool at once, as before.
+/// (`node::lasting_refusal`). Any other error ends the pool at once, as before. Redis
+/// refusing for now (`BUSY`, `LOADING`, a failover's `MASTERDOWN`, `READONLY` and
+/// `UNBLOCKED`) is `Unreachable` ([`ClusterError::from_redis`]), waited out so; the waits
+/// back off ([`driver_thread`]).
 fn passing_failure(e: ClusterError, link: &mut Link) -> (bool, ClusterError) {
     match e {
         ClusterError::Unreachable(_) => (true, e),
@@ -1340,6 +1343,12 @@ fn passing_failure(e: ClusterError, link: &mut Link) -> (bool, ClusterError) {
 fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     let mut next_beat = Instant::now();
     let mut failing_since: Option<Instant> = None;
+    // The wait after a step that failed for a passing reason: 50 ms, doubled at each such
+    // step up to a second, 50 ms again after a step that did not fail. Each step after a
+    // failure opens a new connection, to a Redis restarting or a failover's demoted master
+    // (`READONLY`, `UNBLOCKED`): tried every 50 ms, each pool hammered it for as long as
+    // that lasted (review150).
+    let mut away = Duration::from_millis(50);
     // The last read: how many results it read from the head of the list (not trimmed off
     // yet), and how many had been trimmed off then.
     let mut read = (0, 0);
@@ -1417,7 +1426,10 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             driver.withdraw_cancelled(link)
         })();
         match step {
-            Ok(()) => failing_since = None,
+            Ok(()) => {
+                failing_since = None;
+                away = Duration::from_millis(50);
+            }
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 let (passing, e) = passing_failure(e, link);
@@ -1428,8 +1440,11 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                     driver.fail_all(TaskError::Cluster(e));
                     return;
                 }
+                // Never past the timeout, at which the pool ends if the failure lasts.
+                let left = driver.options.timeout.saturating_sub(since.elapsed());
                 drop(driver);
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(away.min(left).max(Duration::from_millis(1)));
+                away = (away * 2).min(Duration::from_secs(1));
             }
         }
     }

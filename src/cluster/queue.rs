@@ -225,7 +225,8 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 ///
 /// A get that waits ([`get`](Queue::get), [`receive`](Queue::receive) and their `_timeout`
 /// forms) waits out Redis away (a restart, a lost connection, a server `BUSY` with a script
-/// or `LOADING` its data) as it waits out an empty queue: it tries again, connecting anew,
+/// or `LOADING` its data, a replica answering `READONLY` after a failover that the URL's name
+/// or address has not followed yet) as it waits out an empty queue: it tries again, connecting anew,
 /// until the [`timeout`](QueueBuilder::timeout) has passed since its first failure (and
 /// never past its own deadline), then fails `Unreachable`. A try (`try_get`,
 /// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
@@ -1285,7 +1286,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// A take that failed with `e`: `Ok` (after a short pause) to try again while Redis may
     /// be away for a while yet (`Unreachable`: a lost connection, a restart, `BUSY`,
-    /// `LOADING`), for the queue's `timeout` since the first such failure (`away`) and
+    /// `LOADING`, a failover's `READONLY`), for the queue's `timeout` since the first such failure (`away`) and
     /// before the get's deadline; else the get's error. A get that does not wait
     /// (`try_get`) fails at once.
     fn wait_out(&self, e: ClusterError, until: Until, away: &mut Option<Instant>) -> Result<(), GetError> {
