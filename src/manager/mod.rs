@@ -42,6 +42,7 @@ mod shared_memory;
 mod state;
 mod store;
 mod sync;
+mod workers;
 
 use std::any::TypeId;
 use std::collections::HashSet;
