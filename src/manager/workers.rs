@@ -29,6 +29,11 @@ use crate::shm::Shared;
 /// The most worker threads a server runs: as many registered types' calls run at once.
 pub(crate) const WORKERS: usize = 4;
 
+/// A worker's stack: a main thread's (Linux's default 8 MiB), which the methods had when
+/// they ran on the dispatcher, so that a deep recursion that worked there works here
+/// (only the pages touched are memory).
+const STACK: usize = 8 << 20;
+
 /// The server's side of its workers.
 pub(crate) struct Workers {
     pool: Arc<Pool>,
@@ -114,7 +119,8 @@ impl Workers {
         let mut wanted = inner.jobs.len().saturating_sub(inner.idle);
         while wanted > 0 && inner.threads.len() < WORKERS {
             let pool = self.pool.clone();
-            match std::thread::Builder::new().name("mp-manager-worker".into()).spawn(move || work(pool)) {
+            let builder = std::thread::Builder::new().name("mp-manager-worker".into()).stack_size(STACK);
+            match builder.spawn(move || work(pool)) {
                 Ok(thread) => inner.threads.push(thread),
                 Err(_) => break,
             }
