@@ -370,7 +370,9 @@ impl<T: Managed> ObjectProxy<T> {
 /// the other. [`Manager::shutdown`](crate::Manager::shutdown) does not wait for a method
 /// still running: its caller is told `ServerGone`, and the method ends with the server's
 /// process, as in Python. A value's `Drop` (when its last proxy goes) runs on a worker
-/// too; its constructor (decoding the value sent by `create`) runs on the dispatcher.
+/// too. Its `Deserialize`, when [`Manager::create`](crate::Manager::create) sends a value,
+/// runs on the dispatcher, so that a create never waits for a worker: keep it quick (a
+/// derived one is).
 ///
 /// A method must not call its own object, not even through a connection of its own
 /// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): that
