@@ -503,3 +503,50 @@ fn a_remote_clients_slow_method_holds_not_its_other_threads() {
     files.make("release");
     assert_eq!(holder.join().unwrap().unwrap(), ["a<", "a>"]);
 }
+
+/// Connects to the manager at `address` with `key`, takes the lock published as `mark`
+/// (released by the server when it closes this connection), and holds the sleeper
+/// published as `sleeper` until killed.
+#[cfg(feature = "remote")]
+fn connect_hold_and_be_killed((address, key, started, release): (String, Vec<u8>, String, String)) {
+    let remote = Manager::connect(address.parse::<std::net::SocketAddr>().unwrap(), &key).unwrap();
+    let mark: multiproc::LockProxy = remote.lookup("mark").unwrap();
+    mark.acquire().unwrap().leave_locked();
+    let sleeper: slow::SleeperProxy = remote.lookup("sleeper").unwrap();
+    let _ = sleeper.hold("remote".into(), started, release);
+}
+
+/// A remote client killed while its slow call runs: its connection ends (`RemoteClosed`)
+/// while the method runs, and the method's answer, when it comes, goes to nobody; a new
+/// remote connection (which may be given the dead one's number) is served the object next.
+#[cfg(feature = "remote")]
+#[test]
+fn a_remote_client_killed_while_its_slow_call_runs_leaves_its_object_usable() {
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("remote-killed");
+    let key = b"slow";
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(key).register::<slow::Sleeper>().start().unwrap();
+    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+    manager.publish("sleeper", &sleeper).unwrap();
+    let mark = manager.lock().unwrap();
+    manager.publish("mark", &mark).unwrap();
+    let address = manager.address().unwrap().to_string();
+    let args = (address, key.to_vec(), files.path("started"), files.path("release"));
+    let child = Process::new(connect_hold_and_be_killed, args).start().unwrap();
+    files.wait_for("started");
+    child.kill().unwrap();
+    let _ = child.join();
+    // Its connection is closed once its lock comes free, the method still running ...
+    let got = mark.acquire_timeout(LIMIT).map(|held| held.owner_died());
+    assert!(matches!(got, Ok(true)), "the server never closed the child's connection: {got:?}");
+    // ... and a new remote connection waits for the object while the method still runs.
+    let remote = Manager::connect(manager.address().unwrap(), key).unwrap();
+    let next: slow::SleeperProxy = remote.lookup("sleeper").unwrap();
+    std::thread::scope(|scope| {
+        let noter = scope.spawn(|| next.note("next".into()));
+        files.make("release");
+        let noted = noter.join().unwrap().unwrap();
+        println!("the next remote caller saw {noted:?}");
+        assert_eq!(noted, ["remote<", "remote>", "next"]);
+    });
+}
