@@ -1,10 +1,12 @@
-//! Registered types (`managed!`) on a family manager: two types known by one name.
+//! Registered types (`managed!`) on a family manager: two types known by one name, and
+//! methods that take long (run on the server's workers, holding only their callers).
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use multiproc::{Manager, ManagerError};
+use multiproc::{Manager, ManagerError, Process};
 
 multiproc::test_support!();
 
@@ -239,17 +241,43 @@ fn a_registered_value_or_argument_holding_a_proxy_is_refused_as_unsupported() {
     assert_eq!(manager.number_of_objects().unwrap(), 2, "the queue and the holder, nothing else kept");
 }
 
-/// A registered type whose method blocks for as long as it is asked to.
+/// A registered type whose methods block for as long as they are asked to: `hold` until the
+/// test lets it go (a handshake through files, since a registered value holds no family
+/// handle), `nap` for a time.
 mod slow {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
     use serde::{Deserialize, Serialize};
 
-    #[derive(Serialize, Deserialize)]
-    pub struct Sleeper;
+    #[derive(Default, Serialize, Deserialize)]
+    pub struct Sleeper {
+        pub log: Vec<String>,
+    }
 
     impl Sleeper {
         pub fn nap(&mut self, ms: u64) -> u64 {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
+            std::thread::sleep(Duration::from_millis(ms));
             ms
+        }
+
+        /// Notes `tag<`, makes the file `started`, waits until the file `release` exists (a
+        /// minute at most), notes `tag>`; returns the log.
+        pub fn hold(&mut self, tag: String, started: String, release: String) -> Vec<String> {
+            self.log.push(format!("{tag}<"));
+            std::fs::write(&started, b"").unwrap();
+            let until = Instant::now() + Duration::from_secs(60);
+            while !Path::new(&release).exists() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            self.log.push(format!("{tag}>"));
+            self.log.clone()
+        }
+
+        /// Notes `tag`; returns the log.
+        pub fn note(&mut self, tag: String) -> Vec<String> {
+            self.log.push(tag);
+            self.log.clone()
         }
     }
 
@@ -257,32 +285,268 @@ mod slow {
         /// A `Sleeper` on the server.
         pub proxy SleeperProxy for Sleeper {
             fn nap(&mut self, ms: u64) -> u64;
+            fn hold(&mut self, tag: String, started: String, release: String) -> Vec<String>;
+            fn note(&mut self, tag: String) -> Vec<String>;
         }
     }
 }
 
+/// A directory of this test's handshake files, removed at the end.
+struct Files(PathBuf);
+
+impl Files {
+    fn new(name: &str) -> Files {
+        let dir = std::env::temp_dir().join(format!("multiproc-slow-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Files(dir)
+    }
+
+    /// The path of file `name` (made or not).
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    /// Waits until file `name` exists.
+    fn wait_for(&self, name: &str) {
+        assert!(common::eventually(LIMIT, || Path::new(&self.path(name)).exists()), "{name} never came");
+    }
+
+    fn make(&self, name: &str) {
+        std::fs::write(self.path(name), b"").unwrap();
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How many threads the manager's server process `pid` runs.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|tasks| tasks.count()).unwrap_or(0)
+}
+
+/// How many descriptors the manager's server process `pid` holds.
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|fds| fds.count()).unwrap_or(0)
+}
+
 /// Python's manager server runs each connection on a thread of its own: a registered
-/// method that blocks holds only its caller. Here every method runs on the server's one
-/// dispatcher thread, so another client's call on another object waits it out, and with
-/// a `call_timeout` shorter than the method it fails with `CallTimeout`, the napper's own
-/// call too (aud106 M1; printed: `another client's call on another object: Err(the
-/// manager's server did not answer within the call timeout of 1s)`). Documented in `managed!`
-/// ("keep them short"). The fix seen: run a `Custom` call on a worker thread of the server
-/// (one per object, or a small pool, each object's calls kept in order), its answer handed
-/// back to the dispatcher as a parked call's is, so that the ring, the sweep and pings go
-/// on; the value moves to the worker and back, or lives behind a mutex. That is a change
-/// to `server.rs` and `store.rs` (fix106's area this stop).
+/// method that blocks holds only its caller. A method runs on a worker thread of the
+/// server (mgr103), so another client's call on another object is answered meanwhile, and
+/// the caller's own call, longer than its `call_timeout`, is kept alive by its pings (which
+/// the dispatcher answers) and returns. Before (aud106 M1), every method ran on the
+/// server's one dispatcher thread, and the other call failed: `another client's call on
+/// another object: Err(the manager's server did not answer within the call timeout of 1s)`.
 #[test]
-#[ignore = "aud106 M1: a slow registered method stalls every client (one dispatcher thread); documented, fix is a server change"]
 fn a_slow_registered_method_holds_only_its_caller() {
     let _w = common::watchdog(LIMIT);
+    let files = Files::new("caller");
     let manager = Manager::builder().register::<slow::Sleeper>().call_timeout(Duration::from_secs(1)).start().unwrap();
-    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper).unwrap();
+    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
-    let napper = std::thread::spawn(move || sleeper.nap(2500));
-    // The napper's call reaches the server first (its answer is what the last line waits for).
-    std::thread::sleep(Duration::from_millis(200));
+    let (started, release) = (files.path("started"), files.path("release"));
+    let holder = std::thread::spawn(move || sleeper.hold("a".into(), started, release));
+    files.wait_for("started");
     let other = d.len();
+    println!("another client's call on another object: {other:?}");
     assert!(matches!(other, Ok(0)), "another client's call on another object: {other:?}");
-    assert!(matches!(napper.join().unwrap(), Ok(2500)));
+    // Past the caller's call timeout: its pings keep the call alive.
+    std::thread::sleep(Duration::from_millis(1300));
+    files.make("release");
+    let held = holder.join().unwrap();
+    assert_eq!(held.ok(), Some(vec!["a<".to_string(), "a>".to_string()]));
+}
+
+/// One object's calls from two clients (two threads, two connections) run one after the
+/// other, in the order they came, while the value is out on a worker: the second call,
+/// and a copy of the value, wait for the first to end, and see what it did.
+#[test]
+fn two_calls_on_one_object_from_two_clients_stay_serialised() {
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("serialised");
+    let manager = Manager::builder().register::<slow::Sleeper>().start().unwrap();
+    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+    let (started, release) = (files.path("started"), files.path("release"));
+    let first = sleeper.clone();
+    let holder = std::thread::spawn(move || first.hold("a".into(), started, release));
+    files.wait_for("started");
+    let second = sleeper.clone();
+    let noter = std::thread::spawn(move || second.note("b".into()));
+    let third = sleeper.clone();
+    let copier = std::thread::spawn(move || third.get_value().map(|v| v.log));
+    // Time for both to reach the server and wait there (were they answered at once, they
+    // would miss `a>`).
+    std::thread::sleep(Duration::from_millis(200));
+    files.make("release");
+    assert_eq!(holder.join().unwrap().unwrap(), ["a<", "a>"]);
+    let noted = noter.join().unwrap().unwrap();
+    let copied = copier.join().unwrap().unwrap();
+    println!("the second call saw {noted:?}, the copy {copied:?}");
+    assert_eq!(&noted[..2], ["a<", "a>"], "the second call ran after the first");
+    assert_eq!(&copied[..2], ["a<", "a>"], "the copy was made after the first call");
+    assert_eq!(sleeper.note("c".into()).unwrap().len(), 4, "every call ran once");
+}
+
+/// Takes the mark (a manager `Lock` held until the server finds this process dead), then
+/// holds the sleeper until killed.
+fn hold_and_be_killed((mark, sleeper, started, release): (multiproc::LockProxy, slow::SleeperProxy, String, String)) {
+    mark.acquire().unwrap().leave_locked();
+    let _ = sleeper.hold("child".into(), started, release);
+}
+
+/// A client killed while its slow call runs: the server finds it dead and closes its
+/// connection while the method still runs; the method's answer, when it comes, goes to
+/// nobody (not to another connection given the number), the value goes back to its
+/// object, which serves the next caller, and the server keeps no thread, descriptor or
+/// object more than before.
+#[test]
+fn a_client_killed_while_its_slow_call_runs_leaves_its_object_usable() {
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("killed");
+    let manager = Manager::builder().register::<slow::Sleeper>().start().unwrap();
+    let server = manager.pid().unwrap();
+    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+    let mark = manager.lock().unwrap();
+    let objects = manager.number_of_objects().unwrap();
+    let fds = fds_of(server);
+    let args = (mark.clone(), sleeper.clone(), files.path("started"), files.path("release"));
+    let child = Process::new(hold_and_be_killed, args).start().unwrap();
+    files.wait_for("started");
+    child.kill().unwrap();
+    let _ = child.join();
+    // The sweep found it dead (and closed its connection) once its lock comes free.
+    let got = mark.acquire_timeout(LIMIT).map(|held| held.owner_died());
+    assert!(matches!(got, Ok(true)), "the server never found the child dead: {got:?}");
+    // A new connection, perhaps numbered as the dead one, waits on another thread.
+    let next = sleeper.clone();
+    let noter = std::thread::spawn(move || next.note("next".into()));
+    files.make("release");
+    let noted = noter.join().unwrap().unwrap();
+    println!("the next caller saw {noted:?}");
+    assert_eq!(noted, ["child<", "child>", "next"]);
+    assert_eq!(manager.number_of_objects().unwrap(), objects);
+    assert_eq!(fds_of(server), fds, "the server's descriptors");
+    let threads = threads_of(server);
+    assert!((2..=5).contains(&threads), "the dispatcher and at most four workers: {threads}");
+}
+
+/// A shutdown while a method runs (and never returns by itself) ends at once: the
+/// dispatcher answers the caller `ServerGone` and stops, and the method dies with the
+/// server's process, as in Python. Before (the method on the dispatcher), the server read
+/// the shutdown only once the method returned, and `shutdown` waited out its timeout (here
+/// longer than the watchdog) before killing it.
+#[test]
+fn a_shutdown_during_a_slow_call_ends() {
+    let _w = common::watchdog(Duration::from_secs(20));
+    let files = Files::new("shutdown");
+    let manager =
+        Manager::builder().register::<slow::Sleeper>().shutdown_timeout(Duration::from_secs(60)).start().unwrap();
+    let server = manager.pid().unwrap();
+    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+    let (started, release) = (files.path("started"), files.path("never"));
+    let holder = std::thread::spawn(move || sleeper.hold("a".into(), started, release));
+    files.wait_for("started");
+    manager.shutdown().unwrap();
+    let held = holder.join().unwrap();
+    println!("the caller got {held:?}");
+    assert!(matches!(held, Err(ManagerError::ServerGone { .. })), "{held:?}");
+    assert!(!common::pid_running(server), "the server's process ended");
+}
+
+/// Every worker busy with a slow method: a built-in object's call is still answered at once
+/// (it runs on the dispatcher, never behind a method), and the methods beyond the workers
+/// wait for one and then run.
+#[test]
+fn a_built_in_call_never_waits_behind_methods_even_with_every_worker_busy() {
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("busy");
+    let manager = Manager::builder().register::<slow::Sleeper>().start().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    // Two more than the server's workers (4).
+    let holders: Vec<_> = (0..6)
+        .map(|i| {
+            let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+            let (started, release) = (files.path(&format!("started{i}")), files.path("release"));
+            std::thread::spawn(move || sleeper.hold(format!("{i}"), started, release))
+        })
+        .collect();
+    let running = || (0..6).filter(|i| Path::new(&files.path(&format!("started{i}"))).exists()).count();
+    assert!(common::eventually(LIMIT, || running() == 4), "four methods run: {}", running());
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.len().unwrap(), 1, "a dict's call, every worker busy");
+    files.make("release");
+    for (i, holder) in holders.into_iter().enumerate() {
+        assert_eq!(holder.join().unwrap().unwrap(), [format!("{i}<"), format!("{i}>")]);
+    }
+}
+
+/// A remote client's threads share one connection: one thread's slow method holds neither
+/// the other thread's call on another object nor its pings.
+#[cfg(feature = "remote")]
+#[test]
+fn a_remote_clients_slow_method_holds_not_its_other_threads() {
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("remote");
+    let key = b"slow";
+    let server = Manager::builder().address("127.0.0.1:0").authkey(key).register::<slow::Sleeper>().start().unwrap();
+    let remote = Manager::connect(server.address().unwrap(), key).unwrap();
+    let sleeper: slow::SleeperProxy = remote.create(slow::Sleeper::default()).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    let (started, release) = (files.path("started"), files.path("release"));
+    let holder = std::thread::spawn(move || sleeper.hold("a".into(), started, release));
+    files.wait_for("started");
+    let other = d.len();
+    assert!(matches!(other, Ok(0)), "the other thread's call: {other:?}");
+    files.make("release");
+    assert_eq!(holder.join().unwrap().unwrap(), ["a<", "a>"]);
+}
+
+/// Connects to the manager at `address` with `key`, takes the lock published as `mark`
+/// (released by the server when it closes this connection), and holds the sleeper
+/// published as `sleeper` until killed.
+#[cfg(feature = "remote")]
+fn connect_hold_and_be_killed((address, key, started, release): (String, Vec<u8>, String, String)) {
+    let remote = Manager::connect(address.parse::<std::net::SocketAddr>().unwrap(), &key).unwrap();
+    let mark: multiproc::LockProxy = remote.lookup("mark").unwrap();
+    mark.acquire().unwrap().leave_locked();
+    let sleeper: slow::SleeperProxy = remote.lookup("sleeper").unwrap();
+    let _ = sleeper.hold("remote".into(), started, release);
+}
+
+/// A remote client killed while its slow call runs: its connection ends (`RemoteClosed`)
+/// while the method runs, and the method's answer, when it comes, goes to nobody; a new
+/// remote connection (which may be given the dead one's number) is served the object next.
+#[cfg(feature = "remote")]
+#[test]
+fn a_remote_client_killed_while_its_slow_call_runs_leaves_its_object_usable() {
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("remote-killed");
+    let key = b"slow";
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(key).register::<slow::Sleeper>().start().unwrap();
+    let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+    manager.publish("sleeper", &sleeper).unwrap();
+    let mark = manager.lock().unwrap();
+    manager.publish("mark", &mark).unwrap();
+    let address = manager.address().unwrap().to_string();
+    let args = (address, key.to_vec(), files.path("started"), files.path("release"));
+    let child = Process::new(connect_hold_and_be_killed, args).start().unwrap();
+    files.wait_for("started");
+    child.kill().unwrap();
+    let _ = child.join();
+    // Its connection is closed once its lock comes free, the method still running ...
+    let got = mark.acquire_timeout(LIMIT).map(|held| held.owner_died());
+    assert!(matches!(got, Ok(true)), "the server never closed the child's connection: {got:?}");
+    // ... and a new remote connection waits for the object while the method still runs.
+    let remote = Manager::connect(manager.address().unwrap(), key).unwrap();
+    let next: slow::SleeperProxy = remote.lookup("sleeper").unwrap();
+    std::thread::scope(|scope| {
+        let noter = scope.spawn(|| next.note("next".into()));
+        files.make("release");
+        let noted = noter.join().unwrap().unwrap();
+        println!("the next remote caller saw {noted:?}");
+        assert_eq!(noted, ["remote<", "remote>", "next"]);
+    });
 }

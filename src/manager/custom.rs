@@ -20,8 +20,9 @@ use super::store::Constructor;
 /// Implement it with the [`managed!`](crate::managed) macro, which lists the methods a
 /// proxy may call (Python's `exposed`) and generates the proxy type. The value is created
 /// on the client ([`Manager::create`](crate::Manager::create)) and moved to the server,
-/// which runs the methods one call at a time: each call sees the effects of the ones
-/// before it, with no lock to take.
+/// which runs one value's methods one call at a time, on a worker thread: each call sees
+/// the effects of the ones before it, with no lock to take, and the other objects of the
+/// manager are served meanwhile.
 ///
 /// # Examples
 ///
@@ -193,8 +194,9 @@ impl std::hash::Hasher for Fnv {
 }
 
 /// Why a registered type's value, or a method's arguments, cannot hold a proxy of this
-/// manager (aud82 L2): the methods run on the server, one at a time; a proxy of that server
-/// called from there would wait for ever for the server's own answer. Unsupported, as in
+/// manager (aud82 L2): the methods run in the server's process, which has no client
+/// connection of its own to call it through (and a call of the method's own object would
+/// wait for ever for itself). Unsupported, as in
 /// Python, where a proxy in a managed value works only by the server calling itself on
 /// another thread. A proxy of another manager never reaches this check: it fails to encode
 /// first, as [`ManagerError::ForeignProxy`], as in every container (review117 L3).
@@ -355,20 +357,27 @@ impl<T: Managed> ObjectProxy<T> {
 /// very type; a remote client, a type of the same path (from a crate both programs use),
 /// or, when the name is given with `as`, any type declared with that name.
 ///
-/// The methods run on the server's one dispatcher thread, one call at a time, between the
-/// requests of every other client of the manager: keep them short. A method that sleeps,
-/// waits on I/O or loops holds every call on every object of that manager until it
-/// returns (with [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout),
-/// the others' calls fail with `CallTimeout` meanwhile); Python's server runs each
-/// connection on a thread of its own, where only the caller waits. Do slow work in the
-/// caller, or in a process of your own fed by a manager queue.
+/// The methods run on the server's worker threads (four at most), one call of a value at a
+/// time. A method that sleeps, waits on I/O or loops holds only its caller and the later
+/// calls of the same object, which wait for it in the order they came. Every other object
+/// is served meanwhile: the manager's own containers, queues and locks never wait behind a
+/// method (they run on the server's dispatcher thread), and the caller's pings are
+/// answered, so a method longer than
+/// [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout) still returns.
+/// While four methods run, a call on a fifth object waits for one of them to return.
+/// Python's server also holds only the caller of a slow method, but runs one object's
+/// calls at once (its objects must be thread-safe); `&mut self` here runs them one after
+/// the other. [`Manager::shutdown`](crate::Manager::shutdown) does not wait for a method
+/// still running: its caller is told `ServerGone`, and the method ends with the server's
+/// process, as in Python. A value's `Drop` (when its last proxy goes) runs on a worker
+/// too. Its `Deserialize`, when [`Manager::create`](crate::Manager::create) sends a value,
+/// runs on the dispatcher, so that a create never waits for a worker: keep it quick (a
+/// derived one is).
 ///
-/// A method must not call its own manager, not even through a connection of its own
-/// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): the
-/// call waits for the dispatcher, which is running that very method, so neither ever
-/// returns, and the server answers no other call until it is shut down (callers without a
-/// `call_timeout`, as remote clients are by default, wait until then). Python's server,
-/// with a thread per connection, would serve such a call.
+/// A method must not call its own object, not even through a connection of its own
+/// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): that
+/// call waits for the method that makes it, so neither ever returns, and the object (and a
+/// worker) is held until the server is shut down.
 ///
 /// A registered value, and a method's arguments, cannot hold a proxy
 /// ([`ManagerError::InvalidArgument`](crate::ManagerError::InvalidArgument)), so no method

@@ -42,6 +42,7 @@ mod shared_memory;
 mod state;
 mod store;
 mod sync;
+mod workers;
 
 use std::any::TypeId;
 use std::collections::HashSet;
@@ -207,8 +208,9 @@ impl Drop for ServerProcess {
 ///   results, served by workers (processes, or a `Pool` running a worker loop) started by
 ///   a program that has the functions. `join` tells when the jobs are done, and
 ///   [`shutdown`](QueueProxy::shutdown) stops the workers.
-/// * For work the server itself should do, one call at a time, register a type of your
-///   own ([`managed!`](crate::managed)): its methods are code of the server's binary.
+/// * For work the server itself should do, one call of an object at a time, register a
+///   type of your own ([`managed!`](crate::managed)): its methods are code of the server's
+///   binary, run on its worker threads.
 ///
 /// ```no_run
 /// use multiproc::{JoinableQueueProxy, Manager, ManagerError, Pool, QueueProxy};

@@ -3,6 +3,10 @@
 //! they read from their sockets), runs it on the [`Store`], and sends each answer where
 //! its client waits: the client thread's reply ring, or the remote connection's writer.
 //!
+//! A registered type's call (user code, of any length) runs on one of a few worker threads
+//! ([`Workers`]), its answer brought back to the dispatcher, so that it holds only its
+//! caller (and the later calls of its object).
+//!
 //! The dispatcher spins briefly before it sleeps, so a client making one request after
 //! another is answered in microseconds. Every [`SWEEP`] it checks that its family clients
 //! still run; a client that died loses its parked requests and the locks it held, and a
@@ -29,6 +33,7 @@ use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, To
 #[cfg(feature = "remote")]
 use super::store::Constructor;
 use super::store::{ConnId, IdMap, Outgoing, Store};
+use super::workers::Workers;
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::panics;
@@ -147,6 +152,8 @@ pub(crate) struct Server {
     given_back: u64,
     /// What one request may decode to.
     max_request_memory: u64,
+    /// The threads that run registered types' calls.
+    workers: Workers,
 }
 
 /// The server process's body (a `Process` target).
@@ -193,7 +200,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
 impl Server {
     pub(crate) fn new(state: Shared<ManagerState>) -> Self {
         Self {
-            state,
+            state: state.clone(),
             store: Store::new(),
             conns: IdMap::default(),
             writers: Writers::default(),
@@ -205,6 +212,7 @@ impl Server {
             deferred: IdMap::default(),
             given_back: 0,
             max_request_memory: remote::DEFAULT_MAX_REQUEST_MEMORY,
+            workers: Workers::new(state.clone()),
         }
     }
 
@@ -313,6 +321,9 @@ impl Server {
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
             Err(_) => {}
         }
+        if self.store.has_jobs() {
+            self.start_jobs();
+        }
         // Also when only connections are to close: an answer sent outside `deliver` (a
         // malformed request's, a refusal's) that found a remote writer stopped gave back
         // the items it kept, which go back to their queues once it is closed (review139
@@ -343,6 +354,38 @@ impl Server {
             self.last_sweep = now;
             self.sweep();
         }
+        // A worker's wake-up that could not be posted is made up for here (at the latest
+        // at the next sweep's time, the wait's longest).
+        if self.workers.has_done() {
+            self.finish_jobs();
+        }
+        if self.store.has_jobs() {
+            self.start_jobs();
+        }
+        if self.store.has_replies() {
+            self.deliver(None);
+        }
+    }
+
+    /// Hands the user code the store made to the workers (finished at once when none
+    /// could be started: then the next of an object's calls may be there to hand out).
+    fn start_jobs(&mut self) {
+        while self.store.has_jobs() {
+            let jobs = self.store.take_jobs();
+            for done in self.workers.start(jobs) {
+                self.store.finish_job(done);
+            }
+        }
+    }
+
+    /// Gives back what the workers finished: the values to their objects, the answers to
+    /// their callers (sent by the caller of this, as a parked request's: they count in the
+    /// answer budget alone), and sends each object's next call out.
+    fn finish_jobs(&mut self) {
+        for done in self.workers.take_done() {
+            self.store.finish_job(done);
+        }
+        self.start_jobs();
     }
 
     /// A request of `conn`: handled now (and what it answered delivered), or, when taken
@@ -503,6 +546,7 @@ impl Server {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
             }
             Control::Register { name, runner } => self.register_packed(name, runner, false),
+            Control::Worked => self.finish_jobs(),
             Control::Release { id } => self.store.decref(id, 1),
             Control::Shutdown => {
                 self.store.shut_down();

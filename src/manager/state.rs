@@ -262,6 +262,9 @@ pub(crate) enum Control {
     /// error its writer took first and which then read as an end; a read error), and its
     /// socket was shut down both ways, so its writer writes nothing more.
     RemoteClosed { conn: u32, broken: bool },
+    /// A worker of the server finished a registered type's call (posted by the server's
+    /// own threads): the dispatcher takes what the workers finished (`Workers::take_done`).
+    Worked,
 }
 
 /// Decodes a message written by `codec::encode_own` inside a take from a ring that

@@ -6,6 +6,20 @@
 //! that cannot complete now is *parked* on its object, and answered when another operation
 //! makes it possible or when its deadline passes.
 //!
+//! # Registered types' calls
+//!
+//! A registered type's method runs user code for as long as it likes, so the store does
+//! not run it: it takes the value out of its object and hands it, with the call, to the
+//! server as a [`Job`] ([`Store::take_jobs`]), which a worker thread runs; the value and
+//! the answer come back as a [`Done`] ([`Store::finish_job`]). Meanwhile the object is
+//! *out*: its later calls (a method, a copy) wait in its FIFO, in the order they came, so
+//! one object's calls still run one at a time and each sees the ones before it. Each call
+//! out has a *ticket* naming its caller; closing the caller's connection cancels it, so an
+//! answer that comes back after the close goes to nobody, never to a later connection
+//! given the same number (connection numbers are reused). An object deleted while its value
+//! is out answers its FIFO `NoSuchObject` as a deleted object's waiters, and its value,
+//! when it comes back, is dropped on a worker too (its `Drop` is user code).
+//!
 //! # References
 //!
 //! Every object counts its references: one per family token (what family proxies hold),
@@ -76,6 +90,58 @@ pub(crate) struct Outgoing {
 
 /// Makes an object of a registered type from its encoded initial value.
 pub(crate) type Constructor = fn(&[u8]) -> Result<Box<dyn DynManaged>, String>;
+
+/// User code to run off the dispatcher, on a worker thread of the server (see the module's
+/// docs): a registered type's call with the value taken out of its object, or a value to
+/// drop.
+pub(crate) struct Job {
+    /// Names the call's caller in [`Store::finish_job`] (0: no caller, a drop).
+    ticket: u64,
+    id: ObjectId,
+    work: Work,
+}
+
+enum Work {
+    Method { type_name: String, value: Box<dyn DynManaged>, name: String, args: Vec<u8> },
+    Copy(Box<dyn DynManaged>),
+    Drop(Box<dyn DynManaged>),
+}
+
+/// What came of a [`Job`]'s call: the value, to go back to its object, and the answer.
+pub(crate) struct Done {
+    ticket: u64,
+    id: ObjectId,
+    value: Box<dyn DynManaged>,
+    result: Result<Out<ObjectId>, Fault>,
+}
+
+impl Job {
+    /// Runs the user code (a panic is caught, and is the call's answer); what came of a
+    /// call, `None` for a drop.
+    pub(crate) fn run(self) -> Option<Done> {
+        let Job { ticket, id, work } = self;
+        let (value, result) = match work {
+            Work::Method { type_name, mut value, name, args } => {
+                let result = run_method(&type_name, value.as_mut(), &name, &args);
+                (value, result)
+            }
+            Work::Copy(value) => {
+                let result = match panics::catching("manager", || value.encode()) {
+                    Ok(Ok(bytes)) => Ok(Out::Item(Item { bytes, refs: Vec::new() })),
+                    Ok(Err(why)) => Err(Fault::MethodFailed(why)),
+                    Err(info) => Err(Fault::MethodFailed(info.message)),
+                };
+                (value, result)
+            }
+            Work::Drop(value) => {
+                // A panic in `Drop` (printed by the hook) is the value's alone.
+                let _ = panics::catching("manager", || drop(value));
+                return None;
+            }
+        };
+        Some(Done { ticket, id, value, result })
+    }
+}
 
 /// A value kept by the server: its encoding and the objects it refers to (each counted).
 #[derive(Debug)]
@@ -290,7 +356,10 @@ enum Body {
         type_name: String,
         /// Which type it is, to check each call's fingerprint against.
         identity: Identity,
-        value: Box<dyn DynManaged>,
+        /// `None` while it is out, on a worker, for a call ([`Job`]).
+        value: Option<Box<dyn DynManaged>>,
+        /// Calls waiting for the value to come back, in the order they came.
+        waiting: VecDeque<(Waiter, Op)>,
     },
     /// Elements by their encoding, in insertion order (plain data: a proxy is no element).
     Set(IndexSet<Box<[u8]>>),
@@ -358,6 +427,11 @@ pub(crate) struct Store {
     /// Items taken back from dead getters this sweep ([`Store::give_back`]), to go back
     /// once every dead connection is closed ([`Store::requeue_given_back`]).
     given_back: Vec<(ObjectId, Stored)>,
+    /// User code for the server's workers (see the module's docs).
+    jobs: Vec<Job>,
+    /// The caller of each call out on a worker, by ticket (gone once its connection closed).
+    out_calls: IdMap<u64, (Owner, u64)>,
+    next_ticket: u64,
 }
 
 /// An emptied buffer to keep as a spare, or a new one if it grew large (a call with many
@@ -428,6 +502,9 @@ impl Store {
             holders: IdMap::default(),
             spare: Spare::default(),
             given_back: Vec::new(),
+            jobs: Vec::new(),
+            out_calls: IdMap::default(),
+            next_ticket: 1,
         }
     }
 
@@ -486,6 +563,100 @@ impl Store {
         let conns: Vec<ConnId> = self.parked_conns();
         for conn in conns {
             self.cancel_waiters(conn, Some(Fault::ShuttingDown));
+        }
+        // A method still running on a worker is not waited for: its caller is told now, and
+        // the method dies with the server's process (as in Python).
+        let out: Vec<(Owner, u64)> = self.out_calls.drain().map(|(_, caller)| caller).collect();
+        for (owner, seq) in out {
+            self.reply(owner, seq, Err(Fault::ShuttingDown));
+        }
+    }
+
+    /// Whether user code waits for a worker ([`Store::take_jobs`]).
+    pub(crate) fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
+    /// The user code to run on the server's workers, in the order it came.
+    pub(crate) fn take_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// A registered type's call came back from its worker: the value goes back to its
+    /// object (dropped on a worker if the object was deleted meanwhile), the answer to the
+    /// caller if its connection is still open (its ticket), and the object's next waiting
+    /// call goes out.
+    pub(crate) fn finish_job(&mut self, done: Done) {
+        let Done { ticket, id, value, result } = done;
+        match self.objects.get_mut(&id).map(|obj| &mut obj.body) {
+            Some(Body::Custom { value: slot @ None, .. }) => *slot = Some(value),
+            _ => self.jobs.push(Job { ticket: 0, id, work: Work::Drop(value) }),
+        }
+        match self.out_calls.remove(&ticket) {
+            Some((owner, seq)) => self.reply_from(Some(id), owner, seq, result),
+            // Its connection closed: nobody waits for it (it carries no reference).
+            None => drop(result),
+        }
+        self.next_call(id);
+    }
+
+    /// Sends object `id`'s next waiting call out, if its value is in.
+    fn next_call(&mut self, id: ObjectId) {
+        let Some(Body::Custom { value: Some(_), waiting, .. }) = self.objects.get_mut(&id).map(|obj| &mut obj.body)
+        else {
+            return;
+        };
+        if let Some((waiter, op)) = waiting.pop_front() {
+            self.send_out(id, waiter, op);
+        }
+    }
+
+    /// Takes object `id`'s value (in) out for call `op` of `waiter`, as a job with a
+    /// ticket.
+    fn send_out(&mut self, id: ObjectId, waiter: Waiter, op: Op) {
+        let Some(Body::Custom { type_name, value, .. }) = self.objects.get_mut(&id).map(|obj| &mut obj.body) else {
+            return;
+        };
+        let Some(taken) = value.take() else { return };
+        let work = match op {
+            Op::Method { name, args, .. } => {
+                Work::Method { type_name: type_name.clone(), value: taken, name, args: args.bytes }
+            }
+            _ => Work::Copy(taken),
+        };
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1).max(1);
+        self.out_calls.insert(ticket, (waiter.owner, waiter.seq));
+        self.jobs.push(Job { ticket, id, work });
+    }
+
+    /// A call of registered type object `id` (which exists, of that kind): checked here,
+    /// then sent out to a worker, or queued behind the calls before it while the value is
+    /// out. Its arguments are never stored (a method's may hold no proxy): nothing to count.
+    fn custom_call(&mut self, owner: Owner, seq: u64, id: ObjectId, op: Op) {
+        let Some(Body::Custom { type_name, identity, value, waiting }) =
+            self.objects.get_mut(&id).map(|obj| &mut obj.body)
+        else {
+            return;
+        };
+        let fingerprint = match &op {
+            Op::Method { fingerprint, .. } | Op::Copy { fingerprint } => *fingerprint,
+            _ => return self.reply(owner, seq, Err(Fault::Unsupported { kind: Kind::Custom })),
+        };
+        if identity.fingerprint(matches!(owner.holder, Holder::Process { .. })) != fingerprint {
+            let fault = Fault::TypeMismatch { type_name: type_name.clone() };
+            return self.reply(owner, seq, Err(fault));
+        }
+        if let Op::Method { args, .. } = &op
+            && !args.refs.is_empty()
+        {
+            return self.reply(owner, seq, Err(Fault::Malformed("a method's arguments cannot hold proxies".into())));
+        }
+        let waiter = Waiter { owner, seq, deadline: None };
+        if value.is_some() && waiting.is_empty() {
+            self.send_out(id, waiter, op);
+        } else {
+            waiting.push_back((waiter, op));
         }
     }
 
@@ -554,6 +725,13 @@ impl Store {
                 self.reply(owner, seq, Err(Fault::NoSuchObject(id)));
             }
             self.timers.retain(|t| t.1 != id);
+            // A registered value's `Drop` is user code, run on a worker (a value out there
+            // is dropped when it comes back, `finish_job`).
+            if let Body::Custom { value, .. } = &mut obj.body
+                && let Some(value) = value.take()
+            {
+                self.jobs.push(Job { ticket: 0, id, work: Work::Drop(value) });
+            }
             // A registered value's `Drop` is user code: its panic (printed by the hook) is
             // the object's alone, and the server goes on.
             let _ = panics::catching("manager", || drop(obj));
@@ -666,6 +844,7 @@ impl Store {
                         // A value sent along is not kept: nothing to count.
                         self.reply(owner, seq, Err(fault));
                     }
+                    Ok(()) if kind == Kind::Custom => self.custom_call(owner, seq, id, op),
                     Ok(()) => {
                         if let Some(result) = self.call(owner, seq, id, op, now) {
                             self.reply_from(Some(id), owner, seq, result);
@@ -768,7 +947,7 @@ impl Store {
                 }
                 let made = panics::catching("manager", || constructor(&value.bytes));
                 match made {
-                    Ok(Ok(value)) => Body::Custom { type_name, identity, value },
+                    Ok(Ok(value)) => Body::Custom { type_name, identity, value: Some(value), waiting: VecDeque::new() },
                     Ok(Err(why)) => return Err(Fault::MethodFailed(why)),
                     Err(info) => return Err(Fault::MethodFailed(info.message)),
                 }
@@ -951,6 +1130,9 @@ impl Store {
             self.settle(id);
         }
         self.timers.retain(|t| t.2 != conn);
+        // Its calls out on workers answer nobody when they come back (the number may be
+        // another connection's by then).
+        self.out_calls.retain(|_, (owner, _)| owner.conn != conn);
     }
 
     /// An item answered to connection `conn`'s `get` numbered `seq`, which its client died
@@ -1708,30 +1890,7 @@ fn apply(
             Ok(Out::Barrier { parties: b.parties, waiting: b.waiting.len() as u64, broken: b.broken })
         }
 
-        // ---- registered types
-        (Body::Custom { type_name, identity, .. }, Op::Method { fingerprint, .. } | Op::Copy { fingerprint })
-            if identity.fingerprint(matches!(owner.holder, Holder::Process { .. })) != *fingerprint =>
-        {
-            if matches!(call.op, Op::Method { .. }) {
-                fx.dropped.push(next(args));
-            }
-            Err(Fault::TypeMismatch { type_name: type_name.clone() })
-        }
-        (Body::Custom { type_name, value, .. }, Op::Method { name, .. }) => {
-            let a = next(args);
-            if a.refs.is_empty() {
-                run_method(type_name, value.as_mut(), name, &a.bytes)
-            } else {
-                fx.dropped.push(a);
-                Err(Fault::Malformed("a method's arguments cannot hold proxies".into()))
-            }
-        }
-        (Body::Custom { value, .. }, Op::Copy { .. }) => match panics::catching("manager", || value.encode()) {
-            Ok(Ok(bytes)) => Ok(Out::Item(Item { bytes, refs: Vec::new() })),
-            Ok(Err(why)) => Err(Fault::MethodFailed(why)),
-            Err(info) => Err(Fault::MethodFailed(info.message)),
-        },
-
+        // ---- registered types: `Store::custom_call`, never here.
         _ => Err(Fault::Unsupported { kind }),
     };
     Some(result)
@@ -1909,6 +2068,8 @@ fn take_waiters(
             q.putters = kept;
         }
         Body::Barrier(b) => b.waiting.retain(|w| keep(w)),
+        // Never stored: nothing to count.
+        Body::Custom { waiting, .. } => waiting.retain(|(w, _)| keep(w)),
         _ => {}
     }
 }
@@ -1979,6 +2140,7 @@ fn visit_waiters(body: &Body, f: &mut impl FnMut(&Waiter)) {
             waiters.iter().for_each(|(w, _)| f(w));
         }
         Body::Barrier(b) => b.waiting.iter().for_each(&mut *f),
+        Body::Custom { waiting, .. } => waiting.iter().for_each(|(w, _)| f(w)),
         _ => {}
     }
 }
@@ -2020,6 +2182,131 @@ mod tests {
         op: Op,
     ) -> Option<Result<Out<ObjectId>, Fault>> {
         run(store, conn, seq, Request::Call { id, kind, op })
+    }
+
+    /// A registered type for these tests: `add` adds to it and answers the sum.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Tally(u64);
+
+    impl crate::Managed for Tally {
+        const NAME: &'static str = "Tally";
+        type Proxy = crate::ObjectProxy<Tally>;
+
+        fn dispatch(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, MethodError> {
+            match method {
+                "add" => {
+                    let (by,): (u64,) = crate::manager::custom::decode_args(args)?;
+                    self.0 += by;
+                    crate::manager::custom::encode_result(&self.0)
+                }
+                _ => Err(MethodError::Unknown),
+            }
+        }
+    }
+
+    /// A store with a `Tally` of `n` made by connection A (a remote one: its calls carry the
+    /// contract fingerprint), and the request of an `add(by)` on it.
+    fn tally(n: u64) -> (Store, ObjectId, impl Fn(u64) -> Request) {
+        let mut store = Store::new();
+        let identity = Identity::of::<Tally>();
+        store.register(<Tally as crate::Managed>::NAME, crate::manager::custom::construct::<Tally>, identity);
+        let mut value = Vec::new();
+        crate::codec::encode_kept(&Tally(n), &mut value).unwrap();
+        let fingerprint = identity.contract;
+        let id = create(
+            &mut store,
+            Create::Custom { type_name: <Tally as crate::Managed>::NAME.into(), fingerprint, value: item(&value, &[]) },
+        );
+        let add = move |by: u64| {
+            let mut args = Vec::new();
+            crate::codec::encode_kept(&(by,), &mut args).unwrap();
+            Request::Call {
+                id,
+                kind: Kind::Custom,
+                op: Op::Method { name: "add".into(), fingerprint, args: item(&args, &[]) },
+            }
+        };
+        (store, id, add)
+    }
+
+    /// Runs the store's one job (a worker's part) and gives back what came of it.
+    fn work_one(store: &mut Store) {
+        let mut jobs = store.take_jobs();
+        assert_eq!(jobs.len(), 1, "one job");
+        if let Some(done) = jobs.pop().unwrap().run() {
+            store.finish_job(done);
+        }
+    }
+
+    /// The sum a `Tally`'s answer says.
+    fn sum(answer: Option<Result<Out<ObjectId>, Fault>>) -> u64 {
+        match answer {
+            Some(Ok(Out::Item(item))) => crate::codec::decode_kept(&item.bytes).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// review147's first condition for running a method on a worker: a call out when its
+    /// connection closes answers nobody when it comes back, not the connection given the
+    /// same number whose call has the same sequence number; an object's calls go out one
+    /// at a time, in the order they came.
+    #[test]
+    fn a_methods_answer_after_its_connection_closed_goes_to_nobody_not_to_the_numbers_next_connection() {
+        let (mut store, _, add) = tally(0);
+        assert_eq!(run(&mut store, B, 7, add(1)), None, "out on a worker");
+        let out = store.take_jobs();
+        assert_eq!(out.len(), 1);
+        assert_eq!(run(&mut store, A, 2, add(10)), None, "waits for the value");
+        assert!(!store.has_jobs(), "one call of an object out at a time");
+        store.drop_conn(B, false);
+        // A new connection numbered B, whose call is numbered 7 too.
+        assert_eq!(run(&mut store, B, 7, add(100)), None);
+        for job in out {
+            store.finish_job(job.run().unwrap());
+        }
+        let late: Vec<_> = store.take_replies().into_iter().map(|o| (o.conn, o.seq)).collect();
+        println!("the closed connection's call, back, answered {late:?}");
+        assert!(late.is_empty(), "answered {late:?}");
+        work_one(&mut store);
+        let replies = store.take_replies();
+        assert_eq!((replies[0].conn, replies[0].seq), (A, 2));
+        assert_eq!(sum(Some(replies.into_iter().next().unwrap().result)), 11, "the first call ran, then A's");
+        work_one(&mut store);
+        let replies = store.take_replies();
+        assert_eq!((replies[0].conn, replies[0].seq), (B, 7));
+        assert_eq!(sum(Some(replies.into_iter().next().unwrap().result)), 111);
+    }
+
+    /// An object deleted while its value is out: the calls waiting for it are told it is
+    /// gone, the call out is still answered, and the value that comes back is dropped (on a
+    /// worker: a job); a shutdown answers a call out at once.
+    #[test]
+    fn an_object_deleted_or_shut_down_while_its_value_is_out_answers_every_caller() {
+        let (mut store, id, add) = tally(5);
+        assert_eq!(run(&mut store, B, 1, add(1)), None);
+        let out = store.take_jobs();
+        store.handle(C, Envelope { seq: 1, thread: 0, request: add(2) }, None);
+        store.decref(id, 1);
+        assert_eq!(store.kind_of(id), None, "deleted");
+        let replies = store.take_replies();
+        assert!(matches!(&replies[..], [Outgoing { conn: C, seq: 1, result: Err(Fault::NoSuchObject(_)), .. }]));
+        for job in out {
+            store.finish_job(job.run().unwrap());
+        }
+        let replies = store.take_replies();
+        assert_eq!((replies[0].conn, replies[0].seq), (B, 1));
+        assert_eq!(sum(Some(replies.into_iter().next().unwrap().result)), 6);
+        let drops = store.take_jobs();
+        assert_eq!(drops.len(), 1, "the value's drop");
+        assert!(drops.into_iter().all(|job| job.run().is_none()));
+
+        let (mut store, _, add) = tally(0);
+        assert_eq!(run(&mut store, B, 1, add(1)), None);
+        store.handle(C, Envelope { seq: 4, thread: 0, request: add(2) }, None);
+        store.shut_down();
+        let mut told: Vec<_> = store.take_replies().into_iter().map(|o| (o.conn, o.seq, o.result)).collect();
+        told.sort_by_key(|t| t.0);
+        assert_eq!(told, [(B, 1, Err(Fault::ShuttingDown)), (C, 4, Err(Fault::ShuttingDown))]);
     }
 
     #[test]
