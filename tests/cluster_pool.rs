@@ -3222,6 +3222,93 @@ fn a_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
     assert!(said.contains("credentials"), "{said}");
 }
 
+/// The driver of [`a_driver_refused_its_password_once_goes_on_and_ends_typed_once_it_lasts`],
+/// in a child of the family (its hold point then holds no other test's driver): Redis at
+/// `url` (password `s3cret`) and `socket`. Reports what a task in flight and a call after
+/// came to, first across a refusal met once (the password changed and changed back while
+/// the driver reconnected), then across one that lasts.
+fn drive_across_a_refused_password((url, socket, report): (String, String, multiproc::Queue<String>)) {
+    let cli = |password: &str, args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["-s", &socket, "--no-auth-warning", "-a", password])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Kills the driver thread's connection (the one waiting on its results list), so that
+    // it logs in again: connections already open keep their login.
+    let kill_the_driver = |password: &str| {
+        eventually(Duration::from_secs(10), || {
+            let driver = cli(password, &["CLIENT", "LIST"])
+                .lines()
+                .find(|line| line.contains("cmd=blmove"))
+                .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned));
+            driver.is_some_and(|id| cli(password, &["CLIENT", "KILL", "ID", &id]).contains('1'))
+        })
+    };
+    let options = test_options().lease(Duration::from_secs(1)).timeout(Duration::from_secs(5));
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let _disarm = Disarm;
+    let mut said = Vec::new();
+    for lasting in [false, true] {
+        // The driver thread is held where it met the refusal, before it confirms it.
+        multiproc::__private::crash_at("hold:cluster.pool.refused");
+        let slow = pool.apply_async(sleep_ms, 300);
+        cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+        let killed = kill_the_driver("changed");
+        let held = eventually(Duration::from_secs(5), || multiproc::__private::crash_holding() >= 1);
+        if !lasting {
+            cli("changed", &["CONFIG", "SET", "requirepass", "s3cret"]);
+        }
+        multiproc::__private::crash_disarm();
+        let slow = match slow.map(|mut slow| slow.get_timeout(Duration::from_secs(30))) {
+            Err(e) => format!("not sent: {e:?}"),
+            Ok(Ok(ms)) => format!("Ok({ms})"),
+            Ok(Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Auth(_))))) => "Auth".into(),
+            Ok(Err(e)) => format!("{e:?}"),
+        };
+        let after = match pool.apply(square, 3) {
+            Ok(n) => format!("Ok({n})"),
+            Err(e) if e.to_string().contains("refused the credentials") => "Auth".into(),
+            Err(e) => format!("{e:?}"),
+        };
+        said.push(format!("lasting {lasting}: killed {killed}, held {held}, in flight {slow}, after {after}"));
+    }
+    report.put(said.join("; ")).unwrap();
+}
+
+/// A pool's driver that Redis refuses its password when it logs in again (its connection
+/// lost while the password was changed in Redis: connections already open keep their
+/// login) confirms the refusal on a fresh connection before it ends, as a node does
+/// (`lasting_refusal`): a refusal not met again (the password changed back, a rotation
+/// undone) is waited out as Redis away is, within the pool's timeout, the task in flight
+/// finished and the calls after served; one met again ends the pool with `Auth`, the task
+/// in flight failed typed (or its result delivered if it came first), never waited for.
+/// Before, the driver ended the pool at the first refusal (fix105's and fix111's open item).
+#[test]
+fn a_driver_refused_its_password_once_goes_on_and_ends_typed_once_it_lasts() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let _node = Node::start(&url);
+    let reported = drive_in_a_child(drive_across_a_refused_password, |report| {
+        (url.clone(), redis.socket().display().to_string(), report)
+    });
+    let (once, lasting) = reported.split_once("; ").unwrap();
+    assert_eq!(once, "lasting false: killed true, held true, in flight Ok(300), after Ok(9)", "{reported}");
+    assert!(
+        matches!(
+            lasting,
+            "lasting true: killed true, held true, in flight Auth, after Auth"
+                | "lasting true: killed true, held true, in flight Ok(300), after Auth"
+        ),
+        "{reported}"
+    );
+}
+
 // --- A frozen node ----------------------------------------------------------------------
 
 /// A node frozen mid-task (`SIGSTOP`: a machine too slow to answer, a paused VM) stops

@@ -622,8 +622,9 @@ fn sweep(link: &mut Link, pools: &[String], me: &str) {
 /// way that does not heal (an untrusted certificate, a server that speaks no TLS:
 /// [`Link::tls_lasts`]; clu101 item 3), rather than one that may (a certificate not valid
 /// yet, a clock set wrong). Told apart by a `PING` on a fresh connection if the failure
-/// dropped the last, as `serve` ran at its start: the refusal must be met again.
-fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
+/// dropped the last, as `serve` ran at its start: the refusal must be met again. A pool's
+/// driver confirms credentials refused at a reconnection so too (`pool::passing_failure`).
+pub(super) fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
     match e {
         ClusterError::Auth(_) => {}
         ClusterError::Tls(_) if link.tls_lasts() => {}
