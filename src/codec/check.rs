@@ -107,10 +107,7 @@ pub(super) fn serialize<T: Serialize + ?Sized, S: Serializer>(value: &T, seriali
 }
 
 /// [`serialize`], refusing a value nested past the receivers' limit.
-pub(super) fn serialize_counted<T: Serialize + ?Sized, S: Serializer>(
-    value: &T,
-    serializer: S,
-) -> Result<(), Failure> {
+pub(super) fn serialize_counted<T: Serialize + ?Sized, S: Serializer>(value: &T, serializer: S) -> Result<(), Failure> {
     serialize_at::<T, S, Level, true>(value, serializer, Level(0))
 }
 
@@ -244,7 +241,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         value: &T,
     ) -> Result<S::Ok, Failure> {
         // The variant and its value a level below the enum.
-        self.0.serialize_newtype_variant(name, index, variant, &Checked::<_, D, P>(value, self.1.below()?)).map_err(inner)
+        self.0
+            .serialize_newtype_variant(name, index, variant, &Checked::<_, D, P>(value, self.1.below()?))
+            .map_err(inner)
     }
 
     #[inline]
