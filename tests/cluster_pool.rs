@@ -2165,6 +2165,43 @@ fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
     assert!(warnings[0].contains("WARN") && warnings[0].contains(&ids[0]), "{warnings:?}");
 }
 
+/// How many calls of `command` Redis refused before running them (an ACL's `NOPERM`).
+fn rejected_calls(redis: &Redis, command: &str) -> u64 {
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "commandstats"]).output();
+    let out = String::from_utf8_lossy(&out.expect("redis-cli runs").stdout).into_owned();
+    let head = format!("cmdstat_{command}:");
+    let line = out.lines().find_map(|l| l.strip_prefix(&head).map(str::to_owned)).unwrap_or_default();
+    line.split(',').find_map(|f| f.strip_prefix("rejected_calls=")?.parse().ok()).unwrap_or(0)
+}
+
+/// A node that an ACL refuses the read of a pool's tasks (`NOPERM` on `XREADGROUP`; its
+/// credentials are fine, so the confirming `PING` passes and it does not end) waits between
+/// its tries as it waits out Redis away, and says why once a minute, naming the pool.
+/// Before, it tried again at once, for ever, and said nothing: a busy loop of two round
+/// trips (the read and the `PING`), the node's CPU and Redis's spent on refusals (fix114,
+/// found beside item 1: the driver ends typed on the same refusal).
+#[test]
+fn a_node_refused_the_read_of_a_pools_tasks_waits_between_tries_and_says_why() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let set_user = [&b"ACL"[..], b"SETUSER", b"reader", b"on", b">pw", b"~*", b"&*", b"+@all", b"-xreadgroup"];
+    assert_eq!(redis.raw(&set_user), b"+OK\r\n");
+    let (mut node, rx) = logging_node(&format!("{}?user=reader&pass=pw", redis.url), &[]);
+    let _pool = pool(&redis, 1);
+    let id = pool_ids(&redis).pop().expect("the pool registers at its build");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines =
+        std::iter::from_fn(|| rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok());
+    let warned =
+        lines.any(|line| line.contains("WARN") && line.contains(&id) && line.to_lowercase().contains("noperm"));
+    let before = rejected_calls(&redis, "xreadgroup");
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = rejected_calls(&redis, "xreadgroup") - before;
+    node.kill();
+    // About five in half a second now (one a tenth of a second); some twenty thousand before.
+    assert!(warned && refused < 50, "warned: {warned}; reads refused in half a second: {refused}");
+}
+
 /// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
 /// string by another program) serves nothing, and says why: a warning naming the key, once
 /// a minute, not at each of its tries (every 100 ms). (It said nothing.)

@@ -457,6 +457,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
     let mut warned: Option<Instant> = None;
+    // The last warning that an ACL refuses the read of a pool's tasks.
+    let mut warned_read: Option<Instant> = None;
     // The last sweep of dead nodes' consumers (the first one at once).
     let mut swept = Instant::now() - CONSUMER_IDLE;
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
@@ -519,9 +521,13 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             shared.capacity.saturating_sub(running.len())
         };
         let block = (100 / pools.len()).max(5);
+        // Whether a read of this round waited (served, blocked, or slept on a failure):
+        // a round whose every read was refused at once sleeps before the next.
+        let mut waited = false;
         for pool in &pools {
             if shared.broken.get().is_some() || shared.refused.get().is_some() {
                 // Taking no more: the loop's next turn ends the node.
+                waited = true;
                 break;
             }
             let keys = PoolKeys::new(pool);
@@ -545,6 +551,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 Ok(None) => Vec::new(),
                 Err(ClusterError::Unreachable(_)) => {
                     std::thread::sleep(Duration::from_millis(100));
+                    waited = true;
                     break;
                 }
                 Err(e) => match lasting_refusal(&e, &mut reader_link) {
@@ -553,15 +560,33 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     // as Redis away is, rather than tried again at once.
                     None if matches!(e, ClusterError::Tls(_)) => {
                         std::thread::sleep(Duration::from_millis(100));
+                        waited = true;
                         break;
+                    }
+                    // A read an ACL refuses (`NOPERM` on `XREADGROUP` or on this pool's
+                    // keys; the credentials pass, as the `PING` just said): the other pools
+                    // are read, and the refusal said once a minute (fix114: tried again at
+                    // once, for ever, silent, a busy loop of the read and the `PING`).
+                    None if matches!(e, ClusterError::Auth(_)) => {
+                        if warned_read.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                            log::warn!("cannot read the tasks of pool {pool}: {e}; serving it nothing until it can");
+                            warned_read = Some(Instant::now());
+                        }
+                        continue;
                     }
                     // NOGROUP: the pool is gone or not set up yet.
                     None => continue,
                 },
             };
+            waited = true;
             for (entry, fields) in entries {
                 start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
             }
+        }
+        if !waited {
+            // Every read refused at once (an ACL, pools not set up yet): the next round
+            // after a tenth of a second, as after Redis away, not at once.
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
