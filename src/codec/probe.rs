@@ -21,7 +21,11 @@
 //! it takes a variant that ended in an earlier run (a pass that had none yet, and
 //! learned one, is run again), else its first.
 //!
-//! The answer is three-way ([`Answer`]). `Any` when a run met `deserialize_any`.
+//! The answer is four-way ([`Answer`]). `Postcard` and `Nests` both go in postcard;
+//! `Nests` when a run met a type inside itself, cut one at the depth limit, or stopped
+//! short (a tuple element that refused hides the rest): its values may nest past the
+//! receivers' limit, so its sender counts their depth (`check`). `Any` when a run met
+//! `deserialize_any`.
 //! `GaveUp` when the probe stopped short of something it had not seen: the runs ran out
 //! ([`MAX_RUNS`]), or the depth limit cut a type that no run entered above the limit (for
 //! an enum, one of whose variants no run entered). A cut type entered elsewhere had its
