@@ -1248,14 +1248,8 @@ thread_local! {
 /// What the probe found of a type (see `probe`): whether its messages go self-described.
 pub(crate) use probe::Answer as Plan;
 
-/// Whether a `T` is sent in the self-describing encoding from the start, probed once per
-/// type and thread.
-#[inline(always)]
-fn self_describing<T: DeserializeOwned>(state: &State) -> bool {
-    plan_in::<T>(state).self_describing()
-}
-
-/// The plan of a `T` (see [`self_describing`]).
+/// The plan of a `T`, probed once per type and thread: whether it is sent in the
+/// self-describing encoding from the start, and whether its depth is counted.
 #[inline(always)]
 fn plan_in<T: DeserializeOwned>(state: &State) -> Plan {
     let name = std::any::type_name::<T>();
@@ -1440,7 +1434,8 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
     value: &V,
     out: &mut Out<'_>,
 ) -> Result<(), CodecError> {
-    if self_describing::<T>(state) {
+    let plan = plan_in::<T>(state);
+    if plan.self_describing() {
         return write_self_described::<T, V>(value, out);
     }
     let start = out.len();
@@ -1448,7 +1443,13 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
         return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
     }
     let mut serializer = postcard::Serializer { output: Flavored(&mut *out) };
-    match check::serialize(value, &mut serializer) {
+    // Only a type whose values may nest past the receivers' limit counts the depth.
+    let written = if plan == Plan::Nests {
+        check::serialize_counted(value, &mut serializer)
+    } else {
+        check::serialize(value, &mut serializer)
+    };
+    match written {
         Ok(()) => Ok(()),
         Err(check::Failure::SelfDescribe) => {
             // Written again: the handles encoded so far (every handle of the scope, which
@@ -1473,7 +1474,7 @@ fn write_self_described<T: DeserializeOwned, V: Serialize + ?Sized>(
         return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
     }
     let mut serializer = rmp_serde::Serializer::new(Written(&mut *out)).with_struct_map();
-    value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<T>())
+    check::serialize_described(value, &mut serializer).map_err(|e| CodecError::encode(e).of::<T>())
 }
 
 /// Encodes `value` into a fresh buffer.
@@ -2037,7 +2038,7 @@ pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -
     let start = out.len();
     out.push(MESSAGEPACK);
     let mut serializer = rmp_serde::Serializer::new(&mut *out).with_struct_map();
-    let result = value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<V>());
+    let result = check::serialize_described(value, &mut serializer).map_err(|e| CodecError::encode(e).of::<V>());
     if result.is_err() {
         out.truncate(start);
     }
@@ -2053,7 +2054,7 @@ pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -
 pub(crate) fn encode_nested<V: Serialize + ?Sized>(value: &V) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
     let mut serializer = rmp_serde::Serializer::new(&mut out).with_struct_map();
-    value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<V>())?;
+    check::serialize_described(value, &mut serializer).map_err(|e| CodecError::encode(e).of::<V>())?;
     Ok(out)
 }
 
@@ -2093,7 +2094,11 @@ pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Res
     let mut bytes = Vec::new();
     let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
     let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
-    match check::serialize(value, &mut serializer) {
+    let written = match plan::<T>() {
+        Plan::Postcard => check::serialize(value, &mut serializer),
+        _ => check::serialize_counted(value, &mut serializer),
+    };
+    match written {
         Ok(()) => Ok(bytes),
         Err(check::Failure::SelfDescribe) => Err(CodecError::encode(SKIPS).of::<T>()),
         Err(e) => Err(CodecError::encode(e).of::<T>()),

@@ -123,11 +123,12 @@
 //! - A message that cannot be encoded or decoded is a [`CodecError`] naming the type and
 //!   keeping the message of the serializer or of the `Serialize`/`Deserialize` impl that
 //!   refused, on the sending and on the receiving side.
-//! - A message nests at most 256 levels deep (each field, element, map entry, `Some` and
-//!   newtype one level below its container): a deeper one is refused by its receiver with
-//!   a [`CodecError`], so that bytes from a peer can never overflow the decoding thread's
-//!   stack (which would abort the process). A long chain belongs in a `Vec`, not in nested
-//!   `Option<Box<_>>`.
+//! - A message nests at most 256 levels deep (each field, element, map entry, `Some`,
+//!   newtype and enum variant one level below its container): a deeper one is refused by
+//!   its sender with a [`CodecError`] (`put`, `send` fail, nothing is enqueued), and by its
+//!   receiver if another program wrote it, so that bytes from a peer can never overflow the
+//!   decoding thread's stack (which would abort the process). A long chain belongs in a
+//!   `Vec`, not in nested `Option<Box<_>>`.
 //! - A `Deserialize` that panics makes its `get`/`recv` fail with a [`CodecError`] (the
 //!   message is taken, the channel goes on). A queue's or pipe's message is decoded while
 //!   its take holds the channel's consumers: a `Deserialize` (or a `Drop` of what a failed

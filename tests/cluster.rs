@@ -1653,7 +1653,7 @@ fn exchanges(redis: &Redis) -> (u64, Vec<(String, u64)>) {
 /// the item comes (review150: taken for a refusal, each failed at once).
 #[test]
 fn a_queue_waits_out_a_failover_that_leaves_it_on_a_replica_for_a_while() {
-    let _w = watchdog(LIMIT);
+    let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     // Two handles: one link each (a put on the getter's would wait for its blocking move).
     let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(20)).open(&redis.url, "ro");
@@ -1675,4 +1675,44 @@ fn a_queue_waits_out_a_failover_that_leaves_it_on_a_replica_for_a_while() {
         assert_eq!(put, Ok(()));
         assert_eq!(got, Ok(7));
     });
+}
+
+/// aud105 L1: a queue's handles dropped cleanly leave no key of their own behind, only the
+/// items still in line: a producer's record of puts (`puts:ID`) goes with it, and a
+/// consumer's number of its last take (`last:ID`) with the rest of its keys. Before, both
+/// stayed until they expired (a lease, an hour). A handle one of whose puts may have run
+/// unseen (its reply lost) keeps its record for that hour: a copy of that put reaching
+/// Redis late must still be refused.
+#[test]
+fn a_queue_dropped_cleanly_leaves_no_key_of_its_own() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let keys = |name: &str| {
+        let mut keys: Vec<String> =
+            redis.mp_keys().into_iter().filter(|k| k.starts_with(&format!("mp:{{q:{name}}}"))).collect();
+        keys.sort();
+        keys
+    };
+    let producer = test_queue::<u32>(&redis, "clean");
+    for n in 1..=3 {
+        producer.put(n).unwrap();
+    }
+    let consumer = test_queue::<u32>(&redis, "clean");
+    assert_eq!(consumer.get().unwrap(), 1);
+    let received = consumer.receive().unwrap();
+    assert_eq!(*received, 2);
+    received.ack().unwrap();
+    drop(producer);
+    assert!(!keys("clean").iter().any(|k| k.contains(":puts:")), "after the producer's drop: {:?}", keys("clean"));
+    drop(consumer);
+    assert_eq!(keys("clean"), ["mp:{q:clean}:items"], "after the consumer's drop (3 waits in line)");
+    // A put whose reply was lost, put again: its record stays.
+    let unsure =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "kept").unwrap();
+    let put = alone.armed("fail:cluster.put.reply", || unsure.put(7));
+    let Err(PutError::Unsure(token, _)) = put else { panic!("the put's reply was lost: {put:?}") };
+    unsure.put_again(token).unwrap();
+    drop(unsure);
+    let kept = keys("kept");
+    assert!(kept.len() == 2 && kept[0] == "mp:{q:kept}:items" && kept[1].contains(":puts:"), "{kept:?}");
 }

@@ -2168,6 +2168,43 @@ fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
     assert!(warnings[0].contains("WARN") && warnings[0].contains(&ids[0]), "{warnings:?}");
 }
 
+/// How many calls of `command` Redis refused before running them (an ACL's `NOPERM`).
+fn rejected_calls(redis: &Redis, command: &str) -> u64 {
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "commandstats"]).output();
+    let out = String::from_utf8_lossy(&out.expect("redis-cli runs").stdout).into_owned();
+    let head = format!("cmdstat_{command}:");
+    let line = out.lines().find_map(|l| l.strip_prefix(&head).map(str::to_owned)).unwrap_or_default();
+    line.split(',').find_map(|f| f.strip_prefix("rejected_calls=")?.parse().ok()).unwrap_or(0)
+}
+
+/// A node that an ACL refuses the read of a pool's tasks (`NOPERM` on `XREADGROUP`; its
+/// credentials are fine, so the confirming `PING` passes and it does not end) waits between
+/// its tries as it waits out Redis away, and says why once a minute, naming the pool.
+/// Before, it tried again at once, for ever, and said nothing: a busy loop of two round
+/// trips (the read and the `PING`), the node's CPU and Redis's spent on refusals (fix114,
+/// found beside item 1: the driver ends typed on the same refusal).
+#[test]
+fn a_node_refused_the_read_of_a_pools_tasks_waits_between_tries_and_says_why() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let set_user = [&b"ACL"[..], b"SETUSER", b"reader", b"on", b">pw", b"~*", b"&*", b"+@all", b"-xreadgroup"];
+    assert_eq!(redis.raw(&set_user), b"+OK\r\n");
+    let (mut node, rx) = logging_node(&format!("{}?user=reader&pass=pw", redis.url), &[]);
+    let _pool = pool(&redis, 1);
+    let id = pool_ids(&redis).pop().expect("the pool registers at its build");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines =
+        std::iter::from_fn(|| rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok());
+    let warned =
+        lines.any(|line| line.contains("WARN") && line.contains(&id) && line.to_lowercase().contains("noperm"));
+    let before = rejected_calls(&redis, "xreadgroup");
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = rejected_calls(&redis, "xreadgroup") - before;
+    node.kill();
+    // About five in half a second now (one a tenth of a second); some twenty thousand before.
+    assert!(warned && refused < 50, "warned: {warned}; reads refused in half a second: {refused}");
+}
+
 /// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
 /// string by another program) serves nothing, and says why: a warning naming the key, once
 /// a minute, not at each of its tries (every 100 ms). (It said nothing.)
@@ -3352,16 +3389,6 @@ fn until_marked(marker: String) -> u64 {
     1
 }
 
-/// How many `command`s Redis refused so far (`rejected_calls` of `INFO commandstats`).
-fn rejected_calls(redis: &Redis, command: &str) -> u64 {
-    let stats = redis_cli(redis.socket().to_str().unwrap(), &["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find(|line| line.starts_with(&format!("cmdstat_{command}:")))
-        .and_then(|line| line.split(',').find_map(|f| f.strip_prefix("rejected_calls=")))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 /// A failover seen from a node and a driver still led to the demoted master (a name or an
 /// address not moved yet): Redis, made a replica (`REPLICAOF` of a master that is not
 /// there, so that it keeps its data), answers writes `READONLY` and ends blocking commands
@@ -3401,6 +3428,93 @@ fn a_failover_that_leaves_a_node_and_a_driver_on_a_replica_for_a_while_loses_not
     assert!(ended.is_none(), "the node ended: {ended:?}");
     // Backing off from 100 ms to a second: a handful, however long the second took.
     assert!(during < 100, "the node's reader read in a hot loop: {during} reads refused");
+}
+
+/// The driver of [`a_driver_refused_its_password_once_goes_on_and_ends_typed_once_it_lasts`],
+/// in a child of the family (its hold point then holds no other test's driver): Redis at
+/// `url` (password `s3cret`) and `socket`. Reports what a task in flight and a call after
+/// came to, first across a refusal met once (the password changed and changed back while
+/// the driver reconnected), then across one that lasts.
+fn drive_across_a_refused_password((url, socket, report): (String, String, multiproc::Queue<String>)) {
+    let cli = |password: &str, args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["-s", &socket, "--no-auth-warning", "-a", password])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Kills the driver thread's connection (the one waiting on its results list), so that
+    // it logs in again: connections already open keep their login.
+    let kill_the_driver = |password: &str| {
+        eventually(Duration::from_secs(10), || {
+            let driver = cli(password, &["CLIENT", "LIST"])
+                .lines()
+                .find(|line| line.contains("cmd=blmove"))
+                .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned));
+            driver.is_some_and(|id| cli(password, &["CLIENT", "KILL", "ID", &id]).contains('1'))
+        })
+    };
+    let options = test_options().lease(Duration::from_secs(1)).timeout(Duration::from_secs(5));
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let _disarm = Disarm;
+    let mut said = Vec::new();
+    for lasting in [false, true] {
+        // The driver thread is held where it met the refusal, before it confirms it.
+        multiproc::__private::crash_at("hold:cluster.pool.refused");
+        let slow = pool.apply_async(sleep_ms, 300);
+        cli("s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+        let killed = kill_the_driver("changed");
+        let held = eventually(Duration::from_secs(5), || multiproc::__private::crash_holding() >= 1);
+        if !lasting {
+            cli("changed", &["CONFIG", "SET", "requirepass", "s3cret"]);
+        }
+        multiproc::__private::crash_disarm();
+        let slow = match slow.map(|mut slow| slow.get_timeout(Duration::from_secs(30))) {
+            Err(e) => format!("not sent: {e:?}"),
+            Ok(Ok(ms)) => format!("Ok({ms})"),
+            Ok(Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Auth(_))))) => "Auth".into(),
+            Ok(Err(e)) => format!("{e:?}"),
+        };
+        let after = match pool.apply(square, 3) {
+            Ok(n) => format!("Ok({n})"),
+            Err(e) if e.to_string().contains("refused the credentials") => "Auth".into(),
+            Err(e) => format!("{e:?}"),
+        };
+        said.push(format!("lasting {lasting}: killed {killed}, held {held}, in flight {slow}, after {after}"));
+    }
+    report.put(said.join("; ")).unwrap();
+}
+
+/// A pool's driver that Redis refuses its password when it logs in again (its connection
+/// lost while the password was changed in Redis: connections already open keep their
+/// login) confirms the refusal on a fresh connection before it ends, as a node does
+/// (`lasting_refusal`): a refusal not met again (the password changed back, a rotation
+/// undone) is waited out as Redis away is, within the pool's timeout, the task in flight
+/// finished and the calls after served; one met again ends the pool with `Auth`, the task
+/// in flight failed typed (or its result delivered if it came first), never waited for.
+/// Before, the driver ended the pool at the first refusal (fix105's and fix111's open item).
+#[test]
+fn a_driver_refused_its_password_once_goes_on_and_ends_typed_once_it_lasts() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    let _node = Node::start(&url);
+    let reported = drive_in_a_child(drive_across_a_refused_password, |report| {
+        (url.clone(), redis.socket().display().to_string(), report)
+    });
+    let (once, lasting) = reported.split_once("; ").unwrap();
+    assert_eq!(once, "lasting false: killed true, held true, in flight Ok(300), after Ok(9)", "{reported}");
+    assert!(
+        matches!(
+            lasting,
+            "lasting true: killed true, held true, in flight Auth, after Auth"
+                | "lasting true: killed true, held true, in flight Ok(300), after Auth"
+        ),
+        "{reported}"
+    );
 }
 
 // --- A frozen node ----------------------------------------------------------------------

@@ -1517,3 +1517,64 @@ fn two_enums_of_one_type_name_are_told_apart() {
         assert_eq!(b.recv().unwrap(), sent);
     }
 }
+
+/// A chain of `Box`es, one level a link (a recursive enum: the probe meets it again inside
+/// itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Chain {
+    End,
+    More(Box<Chain>),
+}
+
+fn chain(links: usize) -> Chain {
+    (0..links).fold(Chain::End, |inner, _| Chain::More(Box::new(inner)))
+}
+
+/// `kids` trees, each the one child of the one before (a recursive struct: the probe cuts it
+/// at its depth limit).
+fn tree_chain(kids: usize) -> Tree {
+    (0..kids).fold(Tree { label: None, kids: vec![] }, |inner, _| Tree { label: None, kids: vec![inner] })
+}
+
+/// A self-describing recursive type (untagged: sent in MessagePack).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Tangle {
+    Leaf(u8),
+    Node(Vec<Tangle>),
+}
+
+fn tangle(nodes: usize) -> Tangle {
+    (0..nodes).fold(Tangle::Leaf(1), |inner, _| Tangle::Node(vec![inner]))
+}
+
+/// aud104 L2: a value nested deeper than the receivers' limit (256 levels: each element,
+/// field, map entry, `Some`, newtype and enum variant a level below its container) is
+/// refused by the sender with a typed error, and nothing is enqueued or sent; the deepest
+/// value within the limit still travels. Before, `put` took it and every receiver refused
+/// it ("the value nests deeper than 256 levels"): the message was lost.
+#[test]
+fn a_value_nested_past_the_receivers_limit_is_refused_by_its_sender() {
+    let _w = watchdog(LIMIT);
+    fn refused<T: Message>(what: &str, deepest: T, deeper: T) {
+        let queue = Queue::<T>::new().unwrap();
+        let put = queue.put(deeper.clone());
+        let said = put.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            matches!(put, Err(multiproc::PutError::Encode(..))) && said.contains("deeper than 256"),
+            "{what}: put {put:?}: {said}"
+        );
+        queue.put(deepest.clone()).unwrap();
+        assert_eq!(queue.get_timeout(Duration::from_secs(10)).unwrap(), deepest, "{what}: nothing enqueued before it");
+        let (a, b) = Pipe::<T>::new().unwrap();
+        let sent = a.send(deeper).map_err(|e| e.to_string());
+        assert!(sent.as_ref().is_err_and(|e| e.contains("deeper than 256")), "{what}: sent {sent:?}");
+        a.send(deepest.clone()).unwrap();
+        assert_eq!(b.recv().unwrap(), deepest, "{what}: nothing sent before it");
+    }
+    // The innermost `End`'s variant at 256 levels, the next one's at 257.
+    refused("a chain", chain(255), chain(256));
+    // The innermost tree's fields at 255 levels, the next one's at 257.
+    refused("a tree", tree_chain(127), tree_chain(128));
+    refused("a self-described tangle", tangle(256), tangle(257));
+}

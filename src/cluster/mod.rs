@@ -30,6 +30,14 @@
 //! has and a hand-listed ACL must name: without `LREM` a moved item would stay held as
 //! well, and be delivered again when the consumer retires.
 //!
+//! What stays in Redis: a queue's items, in line and dead-lettered, until taken or deleted.
+//! A queue handle's own keys (a consumer's lists, heartbeat and last take, a producer's
+//! record of puts) go with its drop, but a record one of whose puts had its reply lost,
+//! which stays an hour so that a late copy of that put is still refused. A handle that
+//! dies, or is dropped while Redis is away, leaves its keys to expire (a lease; an hour
+//! for a record of puts), its unacknowledged items taken back by the other consumers. A
+//! pool's keys go with its clean close; a driver that dies leaves them to expire.
+//!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
 //! authority of the system's, or by one given with [`Tls`] (a private CA, and a client
 //! certificate for servers that ask for one); else [`ClusterError::Tls`].

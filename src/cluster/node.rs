@@ -479,6 +479,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
     let mut warned: Option<Instant> = None;
+    // The last warning that an ACL refuses the read of a pool's tasks.
+    let mut warned_read: Option<Instant> = None;
     // The last sweep of dead nodes' consumers (the first one at once).
     let mut swept = Instant::now() - CONSUMER_IDLE;
     // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
@@ -546,9 +548,13 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             shared.capacity.saturating_sub(running.len())
         };
         let block = (100 / pools.len()).max(5);
+        // Whether a read of this round waited (served, blocked, or slept on a failure):
+        // a round whose every read was refused at once sleeps before the next.
+        let mut waited = false;
         for pool in &pools {
             if shared.broken.get().is_some() || shared.refused.get().is_some() {
                 // Taking no more: the loop's next turn ends the node.
+                waited = true;
                 break;
             }
             let keys = PoolKeys::new(pool);
@@ -582,6 +588,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 // new connection.
                 Err(ClusterError::Unreachable(_)) => {
                     std::thread::sleep(back_off(&mut away));
+                    waited = true;
                     break;
                 }
                 Err(e) => match lasting_refusal(&e, &mut reader_link) {
@@ -590,15 +597,33 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     // as Redis away is, rather than tried again at once.
                     None if matches!(e, ClusterError::Tls(_)) => {
                         std::thread::sleep(back_off(&mut away));
+                        waited = true;
                         break;
+                    }
+                    // A read an ACL refuses (`NOPERM` on `XREADGROUP` or on this pool's
+                    // keys; the credentials pass, as the `PING` just said): the other pools
+                    // are read, and the refusal said once a minute (fix114: tried again at
+                    // once, for ever, silent, a busy loop of the read and the `PING`).
+                    None if matches!(e, ClusterError::Auth(_)) => {
+                        if warned_read.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                            log::warn!("cannot read the tasks of pool {pool}: {e}; serving it nothing until it can");
+                            warned_read = Some(Instant::now());
+                        }
+                        continue;
                     }
                     // NOGROUP: the pool is gone or not set up yet.
                     None => continue,
                 },
             };
+            waited = true;
             for (entry, fields) in entries {
                 start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
             }
+        }
+        if !waited {
+            // Every read refused at once (an ACL, pools not set up yet): the next round
+            // after a tenth of a second, as after Redis away, not at once.
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -659,8 +684,9 @@ fn sweep(link: &mut Link, pools: &[String], me: &str) {
 /// way that does not heal (an untrusted certificate, a server that speaks no TLS:
 /// [`Link::tls_lasts`]; clu101 item 3), rather than one that may (a certificate not valid
 /// yet, a clock set wrong). Told apart by a `PING` on a fresh connection if the failure
-/// dropped the last, as `serve` ran at its start: the refusal must be met again.
-fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
+/// dropped the last, as `serve` ran at its start: the refusal must be met again. A pool's
+/// driver confirms credentials refused at a reconnection so too (`pool::passing_failure`).
+pub(super) fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<ClusterError> {
     match e {
         ClusterError::Auth(_) => {}
         ClusterError::Tls(_) if link.tls_lasts() => {}

@@ -1324,13 +1324,27 @@ pub fn test_push(url: &str, key: &str, result: &[u8]) -> Result<(), ClusterError
 /// ended at the first TLS error of either class, while its nodes waited the same certificate
 /// out); one that lasts (an untrusted certificate, a server that speaks no TLS) ends the pool
 /// at once, typed, once met again on a fresh connection, as a node confirms it
-/// (`node::lasting_refusal`). Any other error ends the pool at once, as before. Redis
-/// refusing for now (`BUSY`, `LOADING`, a failover's `MASTERDOWN`, `READONLY` and
-/// `UNBLOCKED`) is `Unreachable` ([`ClusterError::from_redis`]), waited out so; the waits
-/// back off ([`driver_thread`]).
+/// (`node::lasting_refusal`). Credentials Redis refuses when the driver logs in again (a
+/// password changed in Redis, met once its connection was lost: connections already open
+/// keep their login) are confirmed so too: met again on a fresh connection, they end the
+/// pool at once, typed; not met again (the password changed back, a rotation undone), they
+/// are waited out as Redis away, within the timeout (fix114: the driver ended the pool at
+/// the first refusal, where a node confirms it). A command refused on a connection logged
+/// in (`NOPERM`: an ACL without a command or key the pool needs), and any other error, end
+/// the pool at once, as before. Redis refusing for now (`BUSY`, `LOADING`, a failover's
+/// `MASTERDOWN`, `READONLY` and `UNBLOCKED`) is `Unreachable`
+/// ([`ClusterError::from_redis`]), waited out so; the waits back off ([`driver_thread`]).
 fn passing_failure(e: ClusterError, link: &mut Link) -> (bool, ClusterError) {
     match e {
         ClusterError::Unreachable(_) => (true, e),
+        ClusterError::Auth(_) if matches!(link.open_failed(), Some(ClusterError::Auth(_))) => {
+            // Tests: held where the refusal was met, before it is confirmed.
+            crash_point!("cluster.pool.refused");
+            match super::node::lasting_refusal(&e, link) {
+                Some(again) => (false, again),
+                None => (true, e),
+            }
+        }
         ClusterError::Tls(_) if !link.tls_lasts() => (true, e),
         ClusterError::Tls(_) => match link.run(|c| redis::cmd("PING").query::<()>(c)) {
             Err(again @ ClusterError::Tls(_)) if link.tls_lasts() => (false, again),

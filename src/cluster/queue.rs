@@ -15,6 +15,14 @@
 //!                          minutes after its last put)
 //! ```
 //!
+//! A handle's clean drop (`RETIRE`, or a `DEL` for a handle that never took) deletes its
+//! own keys: `take:`, `proc:` (their items back in line), `alive:`, `last:` (read only by
+//! this consumer's next take), and `puts:` unless a copy of one of its puts may still reach
+//! Redis (a send whose reply was lost) or a `PutToken` still holds one (aud105 L1: `last:`
+//! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
+//! the drop and write `last:` again, which then expires after the lease. A fork child's
+//! copy of the handle (the same consumer, documented so) deletes nothing.
+//!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
 //! its reply suppressed (`CLIENT REPLY SKIP`), and a script in the same pipeline moves it
 //! on to the processing list and returns it only if it is at most `max_message_size`
@@ -131,11 +139,15 @@ end
 return moved
 ";
 
-/// A consumer that leaves: its unacknowledged items go back first in line.
+/// A consumer that leaves: its unacknowledged items go back first in line, and its keys
+/// go: its heartbeat, the number of its last take (`KEYS[6]`: read only by its own next
+/// take's `RECOVER`), and its record of puts (`KEYS[7]`) if `ARGV[2]` is 1 (no copy of one
+/// of its puts can still reach Redis: see `Queue`'s `Drop`).
 const RETIRE: &str = r"
 while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do end
 while redis.call('LMOVE', KEYS[5], KEYS[1], 'LEFT', 'RIGHT') do end
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[6])
+if ARGV[2] == '1' then redis.call('DEL', KEYS[7]) end
 redis.call('SREM', KEYS[4], ARGV[1])
 return 0
 ";
@@ -232,6 +244,13 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
 /// is recovered by the next try: its item is not lost.
 ///
+/// What it leaves in Redis: its items (in line, and dead-lettered) until taken or deleted.
+/// A handle's drop deletes the keys of its own (its consumer's lists, heartbeat and last
+/// take, its record of puts), but the record of a handle one of whose puts had its reply
+/// lost, which expires an hour after its last put: a late copy of that put must still be
+/// refused. A handle that dies, or is dropped while Redis is away, leaves its keys to expire
+/// (a [`lease`](QueueBuilder::lease); an hour for the record of puts).
+///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
 /// child got with its parent's memory (kept in a static) connects anew on its first call,
@@ -281,6 +300,10 @@ pub(crate) struct Puts {
     settled: BTreeSet<u64>,
     /// When a put last refreshed the record's expiry.
     refreshed: Option<Instant>,
+    /// Whether a send of one of its puts may have run unseen (its reply lost, or the
+    /// connection with it): a copy of it may reach Redis late, which the record refuses,
+    /// so the record outlives the handle (it expires).
+    lost: bool,
 }
 
 /// A put given a number, until it is settled (dropped: its value is in the queue, or the
@@ -959,6 +982,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Ok(_) => return Ok(()),
                 Err(e @ ClusterError::Unreachable(_)) => {
                     may_have_run = true;
+                    lock(&put.puts).lost = true;
                     check_bound = put.bytes.len() > LEAST_BULK_BOUND;
                     match waited(e) {
                         Ok(()) => continue,
@@ -1403,14 +1427,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if state.beat.is_none() || !self.made_in.is_here() {
+        if !self.made_in.is_here() {
             return;
         }
-        // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead.
+        // The record of its puts goes when no copy of one can reach Redis late (none was
+        // sent whose reply was lost: a put answered was sent once) and no token holds one
+        // (a `PutToken` outlives its handle: it is put again through another handle of the
+        // queue, which reads this record). Else it stays until it expires (aud105 L1).
+        let forget_puts = {
+            let puts = lock(&self.puts);
+            puts.last > 0 && !puts.lost && puts.open.is_empty()
+        };
+        let record = self.keys.puts(&self.consumer);
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead,
+        // and the keys expire.
+        if state.beat.is_none() {
+            // Never a consumer: only its record of puts.
+            if forget_puts {
+                let _ = state.link.run(|c| redis::cmd("DEL").arg(&record).query::<()>(c));
+            }
+            return;
+        }
         let processing = self.keys.processing(&self.consumer);
         let alive = self.keys.alive(&self.consumer);
         let landing = self.keys.landing(&self.consumer);
+        let last_take = self.keys.last_take(&self.consumer);
         let _ = state.link.run(|c| {
             redis::Script::new(RETIRE)
                 .key(&self.keys.items)
@@ -1418,7 +1460,10 @@ impl<T> Drop for Queue<T> {
                 .key(&alive)
                 .key(&self.keys.consumers)
                 .key(&landing)
+                .key(&last_take)
+                .key(&record)
                 .arg(&self.consumer)
+                .arg(u8::from(forget_puts))
                 .invoke::<()>(c)
         });
     }

@@ -5,6 +5,15 @@
 //! field (`skip_serializing_if`) or a map of unknown length (`flatten`) cannot be read
 //! back. Such a message stops with [`Failure::SelfDescribe`] and is written again in the
 //! self-describing encoding.
+//!
+//! For a type whose values may nest past the receivers' depth limit (`keep::MAX_DEPTH`: a
+//! recursive type, or one deeper than the probe looks; [`Plan::Nests`](super::Plan)), and
+//! for every self-described message, it also counts the depth as the receivers count it
+//! (each element, field, map key and value, `Some`, newtype and enum variant a level below
+//! its container) and refuses a value nested deeper (aud104 L2: the sender took it, and
+//! every receiver refused it, the message lost). A type that cannot nest so deep counts
+//! nothing ([`Shallow`]: a zero-sized depth, each step a no-op). In front of MessagePack's
+//! serializer (`P` false) it only counts: it refuses nothing postcard cannot carry.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -54,11 +63,72 @@ fn stash(f: Failure) {
     });
 }
 
-/// Serializes `value` with `serializer` (postcard's) behind a [`Check`].
+/// The depth of the value being serialized, as the receivers count it (see the module's
+/// doc), or nothing for a type that cannot nest past their limit.
+pub(super) trait Depth: Copy {
+    /// The depth one level below, or the failure past the receivers' limit.
+    fn below(self) -> Result<Self, Failure>;
+}
+
+/// No depth counted: a type whose values cannot nest past the receivers' limit.
+#[derive(Clone, Copy)]
+pub(super) struct Shallow;
+
+impl Depth for Shallow {
+    #[inline(always)]
+    fn below(self) -> Result<Self, Failure> {
+        Ok(self)
+    }
+}
+
+/// The depth counted (the outermost value at 0, as a receiver's `keep` starts).
+#[derive(Clone, Copy)]
+pub(super) struct Level(u32);
+
+impl Depth for Level {
+    #[inline]
+    fn below(self) -> Result<Self, Failure> {
+        if self.0 < super::keep::MAX_DEPTH { Ok(Level(self.0 + 1)) } else { Err(too_deep()) }
+    }
+}
+
+#[cold]
+fn too_deep() -> Failure {
+    Failure::Custom(format!(
+        "the value nests deeper than {} levels, which no receiver reads (each element, field, map entry, \
+         Some, newtype and enum variant a level below its container)",
+        super::keep::MAX_DEPTH
+    ))
+}
+
+/// Serializes `value` with `serializer` (postcard's) behind a [`Check`], counting no depth.
 pub(super) fn serialize<T: Serialize + ?Sized, S: Serializer>(value: &T, serializer: S) -> Result<(), Failure> {
+    serialize_at::<T, S, Shallow, true>(value, serializer, Shallow)
+}
+
+/// [`serialize`], refusing a value nested past the receivers' limit.
+pub(super) fn serialize_counted<T: Serialize + ?Sized, S: Serializer>(value: &T, serializer: S) -> Result<(), Failure> {
+    serialize_at::<T, S, Level, true>(value, serializer, Level(0))
+}
+
+/// Serializes `value` with a self-describing `serializer` (MessagePack's), refusing only a
+/// value nested past the receivers' limit.
+pub(super) fn serialize_described<T: Serialize + ?Sized, S: Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<(), Failure> {
+    serialize_at::<T, S, Level, false>(value, serializer, Level(0))
+}
+
+#[inline(always)]
+fn serialize_at<T: Serialize + ?Sized, S: Serializer, D: Depth, const P: bool>(
+    value: &T,
+    serializer: S,
+    depth: D,
+) -> Result<(), Failure> {
     // The stash is empty here: every failure that fills it ends a serialization, which
     // takes it.
-    match value.serialize(Check(serializer)) {
+    match value.serialize(Check::<S, D, P>(serializer, depth)) {
         Ok(_) => Ok(()),
         Err(top) => Err(STASHED.with(|s| s.borrow_mut().take()).unwrap_or(top)),
     }
@@ -72,16 +142,18 @@ fn iterator_len_hint<I: Iterator>(iter: &I) -> Option<usize> {
     }
 }
 
-/// A serializer (or one of its compound states) in front of another.
-pub(super) struct Check<S>(S);
+/// A serializer (or one of its compound states) in front of another, with the depth of the
+/// value it writes (of the container, for a compound state). `P`: the serializer behind is
+/// postcard's, whose encoding the check guards; otherwise (MessagePack) it only counts.
+pub(super) struct Check<S, D, const P: bool>(S, D);
 
-/// A value serialized through a [`Check`] by the serializer behind.
-struct Checked<'a, T: ?Sized>(&'a T);
+/// A value serialized through a [`Check`] by the serializer behind, at depth `D`.
+struct Checked<'a, T: ?Sized, D, const P: bool>(&'a T, D);
 
-impl<T: Serialize + ?Sized> Serialize for Checked<'_, T> {
+impl<T: Serialize + ?Sized, D: Depth, const P: bool> Serialize for Checked<'_, T, D, P> {
     #[inline]
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(Check(serializer)).map_err(|f| {
+        self.0.serialize(Check::<S, D, P>(serializer, self.1)).map_err(|f| {
             let e = <S::Error as ser::Error>::custom(&f);
             stash(f);
             e
@@ -102,16 +174,16 @@ macro_rules! forward {
     };
 }
 
-impl<S: Serializer> Serializer for Check<S> {
+impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
     type Ok = S::Ok;
     type Error = Failure;
-    type SerializeSeq = Check<S::SerializeSeq>;
-    type SerializeTuple = Check<S::SerializeTuple>;
-    type SerializeTupleStruct = Check<S::SerializeTupleStruct>;
-    type SerializeTupleVariant = Check<S::SerializeTupleVariant>;
-    type SerializeMap = Check<S::SerializeMap>;
-    type SerializeStruct = Check<S::SerializeStruct>;
-    type SerializeStructVariant = Check<S::SerializeStructVariant>;
+    type SerializeSeq = Check<S::SerializeSeq, D, P>;
+    type SerializeTuple = Check<S::SerializeTuple, D, P>;
+    type SerializeTupleStruct = Check<S::SerializeTupleStruct, D, P>;
+    type SerializeTupleVariant = Check<S::SerializeTupleVariant, D, P>;
+    type SerializeMap = Check<S::SerializeMap, D, P>;
+    type SerializeStruct = Check<S::SerializeStruct, D, P>;
+    type SerializeStructVariant = Check<S::SerializeStructVariant, D, P>;
 
     forward!(
         serialize_bool(bool),
@@ -140,7 +212,7 @@ impl<S: Serializer> Serializer for Check<S> {
 
     #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, Failure> {
-        self.0.serialize_some(&Checked(value)).map_err(inner)
+        self.0.serialize_some(&Checked::<_, D, P>(value, self.1.below()?)).map_err(inner)
     }
 
     #[inline]
@@ -150,12 +222,14 @@ impl<S: Serializer> Serializer for Check<S> {
 
     #[inline]
     fn serialize_unit_variant(self, name: &'static str, index: u32, variant: &'static str) -> Result<S::Ok, Failure> {
+        // A receiver reads the variant a level below the enum.
+        self.1.below()?;
         self.0.serialize_unit_variant(name, index, variant).map_err(inner)
     }
 
     #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<S::Ok, Failure> {
-        self.0.serialize_newtype_struct(name, &Checked(value)).map_err(inner)
+        self.0.serialize_newtype_struct(name, &Checked::<_, D, P>(value, self.1.below()?)).map_err(inner)
     }
 
     #[inline]
@@ -166,14 +240,19 @@ impl<S: Serializer> Serializer for Check<S> {
         variant: &'static str,
         value: &T,
     ) -> Result<S::Ok, Failure> {
-        self.0.serialize_newtype_variant(name, index, variant, &Checked(value)).map_err(inner)
+        // The variant and its value a level below the enum.
+        self.0
+            .serialize_newtype_variant(name, index, variant, &Checked::<_, D, P>(value, self.1.below()?))
+            .map_err(inner)
     }
 
     #[inline]
     fn collect_seq<I: IntoIterator<Item: Serialize>>(self, iter: I) -> Result<S::Ok, Failure> {
         // A run of bytes (`Vec<u8>`, `[u8]`) as one copy: postcard writes a sequence of
-        // `u8` exactly as bytes, its length then the bytes themselves.
-        if let Some(bytes) = crate::shm::byte_run(&iter) {
+        // `u8` exactly as bytes, its length then the bytes themselves (and a receiver reads
+        // a `Vec<u8>` as one run too, its bytes no level below it). Not MessagePack, which
+        // writes bytes apart from sequences.
+        if P && let Some(bytes) = crate::shm::byte_run(&iter) {
             return self.0.serialize_bytes(bytes).map_err(inner);
         }
         let iter = iter.into_iter();
@@ -186,20 +265,20 @@ impl<S: Serializer> Serializer for Check<S> {
 
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Failure> {
-        if len.is_none() {
+        if P && len.is_none() {
             return Err(Failure::SelfDescribe);
         }
-        self.0.serialize_seq(len).map(Check).map_err(inner)
+        self.0.serialize_seq(len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Failure> {
-        self.0.serialize_tuple(len).map(Check).map_err(inner)
+        self.0.serialize_tuple(len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
     fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Failure> {
-        self.0.serialize_tuple_struct(name, len).map(Check).map_err(inner)
+        self.0.serialize_tuple_struct(name, len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
@@ -210,20 +289,22 @@ impl<S: Serializer> Serializer for Check<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Failure> {
-        self.0.serialize_tuple_variant(name, index, variant, len).map(Check).map_err(inner)
+        // The variant a level below the enum, as its fields are.
+        self.1.below()?;
+        self.0.serialize_tuple_variant(name, index, variant, len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Failure> {
-        if len.is_none() {
+        if P && len.is_none() {
             return Err(Failure::SelfDescribe);
         }
-        self.0.serialize_map(len).map(Check).map_err(inner)
+        self.0.serialize_map(len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Failure> {
-        self.0.serialize_struct(name, len).map(Check).map_err(inner)
+        self.0.serialize_struct(name, len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
@@ -234,7 +315,8 @@ impl<S: Serializer> Serializer for Check<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Failure> {
-        self.0.serialize_struct_variant(name, index, variant, len).map(Check).map_err(inner)
+        self.1.below()?;
+        self.0.serialize_struct_variant(name, index, variant, len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
     #[inline]
@@ -250,12 +332,12 @@ impl<S: Serializer> Serializer for Check<S> {
 
 macro_rules! compound {
     ($trait:ident, $method:ident) => {
-        impl<S: ser::$trait> ser::$trait for Check<S> {
+        impl<S: ser::$trait, D: Depth, const P: bool> ser::$trait for Check<S, D, P> {
             type Ok = S::Ok;
             type Error = Failure;
 
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Failure> {
-                self.0.$method(&Checked(value)).map_err(inner)
+                self.0.$method(&Checked::<_, D, P>(value, self.1.below()?)).map_err(inner)
             }
 
             #[inline]
@@ -271,18 +353,18 @@ compound!(SerializeTuple, serialize_element);
 compound!(SerializeTupleStruct, serialize_field);
 compound!(SerializeTupleVariant, serialize_field);
 
-impl<S: ser::SerializeMap> ser::SerializeMap for Check<S> {
+impl<S: ser::SerializeMap, D: Depth, const P: bool> ser::SerializeMap for Check<S, D, P> {
     type Ok = S::Ok;
     type Error = Failure;
 
     #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Failure> {
-        self.0.serialize_key(&Checked(key)).map_err(inner)
+        self.0.serialize_key(&Checked::<_, D, P>(key, self.1.below()?)).map_err(inner)
     }
 
     #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Failure> {
-        self.0.serialize_value(&Checked(value)).map_err(inner)
+        self.0.serialize_value(&Checked::<_, D, P>(value, self.1.below()?)).map_err(inner)
     }
 
     #[inline]
@@ -293,20 +375,23 @@ impl<S: ser::SerializeMap> ser::SerializeMap for Check<S> {
 
 macro_rules! fields {
     ($trait:ident) => {
-        impl<S: ser::$trait> ser::$trait for Check<S> {
+        impl<S: ser::$trait, D: Depth, const P: bool> ser::$trait for Check<S, D, P> {
             type Ok = S::Ok;
             type Error = Failure;
 
             #[inline]
             fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Failure> {
-                self.0.serialize_field(key, &Checked(value)).map_err(inner)
+                self.0.serialize_field(key, &Checked::<_, D, P>(value, self.1.below()?)).map_err(inner)
             }
 
             #[inline]
-            fn skip_field(&mut self, _key: &'static str) -> Result<(), Failure> {
+            fn skip_field(&mut self, key: &'static str) -> Result<(), Failure> {
                 // Postcard writes nothing for a skipped field, and its reader would take the
                 // next field's bytes for it.
-                Err(Failure::SelfDescribe)
+                if P {
+                    return Err(Failure::SelfDescribe);
+                }
+                self.0.skip_field(key).map_err(inner)
             }
 
             #[inline]

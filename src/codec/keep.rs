@@ -80,7 +80,7 @@ fn cross<E: de::Error>(_: Pending) -> E {
 /// of any thread (a million levels of `enum Nest { End, More(Box<Nest>) }` are a megabyte):
 /// without a limit, whoever writes a message could abort the process that decodes it.
 /// serde_json stops at 128; 256 fit a 2 MiB thread stack in a debug build.
-const MAX_DEPTH: u32 = 256;
+pub(super) const MAX_DEPTH: u32 = 256;
 
 /// The depth below `depth`, or the error past [`MAX_DEPTH`].
 #[inline]

@@ -21,7 +21,11 @@
 //! it takes a variant that ended in an earlier run (a pass that had none yet, and
 //! learned one, is run again), else its first.
 //!
-//! The answer is three-way ([`Answer`]). `Any` when a run met `deserialize_any`.
+//! The answer is four-way ([`Answer`]). `Postcard` and `Nests` both go in postcard;
+//! `Nests` when a run met a type inside itself, cut one at the depth limit, or stopped
+//! short (a tuple element that refused hides the rest): its values may nest past the
+//! receivers' limit, so its sender counts their depth (`check`). `Any` when a run met
+//! `deserialize_any`.
 //! `GaveUp` when the probe stopped short of something it had not seen: the runs ran out
 //! ([`MAX_RUNS`]), or the depth limit cut a type that no run entered above the limit (for
 //! an enum, one of whose variants no run entered). A cut type entered elsewhere had its
@@ -57,8 +61,13 @@ const NOT_ENUM: u32 = u32::MAX;
 /// What the probe found of a type's `Deserialize`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Answer {
-    /// No `deserialize_any` anywhere: postcard carries it.
+    /// No `deserialize_any` anywhere: postcard carries it, and its values nest no deeper
+    /// than the probe looked (the depth limit cut nothing, no type met inside itself).
     Postcard,
+    /// As [`Answer::Postcard`], but its values may nest past the receivers' depth limit (a
+    /// recursive type, or one deeper than the probe looks, or one whose `Deserialize`
+    /// panicked on the made-up value): the sender counts the depth (`check::Level`).
+    Nests,
     /// The probe stopped short of something it had not seen, which might ask for
     /// `deserialize_any`.
     GaveUp,
@@ -69,7 +78,7 @@ pub(crate) enum Answer {
 impl Answer {
     /// Whether a message of the type goes in the self-describing encoding.
     pub(crate) fn self_describing(self) -> bool {
-        self != Answer::Postcard
+        matches!(self, Answer::GaveUp | Answer::Any)
     }
 }
 
@@ -97,7 +106,14 @@ fn probe<T: DeserializeOwned>() -> (Answer, usize) {
             break;
         }
     }
-    (if ctx.cut_unseen() { Answer::GaveUp } else { Answer::Postcard }, runs)
+    let answer = if ctx.cut_unseen() {
+        Answer::GaveUp
+    } else if ctx.deep.get() {
+        Answer::Nests
+    } else {
+        Answer::Postcard
+    };
+    (answer, runs)
 }
 
 /// One pass: a run per plan, starting from the empty plan, until no enum type met has a
@@ -121,13 +137,18 @@ fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<Answer
             // same panic (a decode error where a channel or a pool decodes it:
             // `panics::decoding`).
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let _ = T::deserialize(Probe { ctx, depth: 0 });
+                if T::deserialize(Probe { ctx, depth: 0 }).is_err() && !ctx.skipped_now.get() {
+                    // Stopped short of the rest (a tuple's element that refused the
+                    // made-up value hides those after it): how deep it nests is unknown.
+                    ctx.deep.set(true);
+                }
             }));
             if ctx.any.get() {
                 return Some(Answer::Any);
             }
             if run.is_err() {
-                return Some(Answer::Postcard);
+                // Its depth unknown: counted.
+                return Some(Answer::Nests);
             }
             // A field that refused is left out of the next runs: the run goes again with
             // the same plan, to see the fields after it.
@@ -182,6 +203,9 @@ struct Ctx {
     fell_back: Cell<bool>,
     /// Whether this pass learned an enum's ending variant.
     learned: Cell<bool>,
+    /// Whether a run met a type inside itself or cut one at the depth limit: its values
+    /// may nest past the receivers' limit ([`Answer::Nests`]).
+    deep: Cell<bool>,
 }
 
 impl Ctx {
@@ -249,6 +273,7 @@ impl<'a> Probe<'a> {
             return false;
         }
         self.ctx.cut.borrow_mut().insert((typeid::of::<V>(), variants));
+        self.ctx.deep.set(true);
         true
     }
 
@@ -257,7 +282,14 @@ impl<'a> Probe<'a> {
     fn enter<V, R>(self, variant: u32, inside: impl FnOnce(Self) -> Result<R, Stop>) -> Result<R, Stop> {
         let id = typeid::of::<V>();
         self.ctx.entered.borrow_mut().insert((id, variant));
-        self.ctx.path.borrow_mut().push(id);
+        let mut path = self.ctx.path.borrow_mut();
+        if path.contains(&id) {
+            // A recursive type's repeat (a recursive enum takes an ending variant there, so
+            // the depth limit may never cut it).
+            self.ctx.deep.set(true);
+        }
+        path.push(id);
+        drop(path);
         let value = inside(Probe { ctx: self.ctx, depth: self.depth + 1 });
         self.ctx.path.borrow_mut().pop();
         value
@@ -575,10 +607,11 @@ mod tests {
     #[test]
     fn the_probe_tells_postcard_from_a_give_up_from_any_in_few_runs() {
         for (what, (answer, runs), expected) in [
-            ("Tree", probe::<Tree>(), Answer::Postcard),
-            ("Option<Tree>", probe::<Option<Tree>>(), Answer::Postcard),
+            ("Tree", probe::<Tree>(), Answer::Nests),
+            ("Option<Tree>", probe::<Option<Tree>>(), Answer::Nests),
             ("Settings", probe::<Settings>(), Answer::Postcard),
-            ("Expr", probe::<Expr>(), Answer::Postcard),
+            ("Expr", probe::<Expr>(), Answer::Nests),
+            ("(u8, String)", probe::<(u8, String)>(), Answer::Postcard),
             ("Deep", probe::<Deep>(), Answer::GaveUp),
             ("Vec<Value>", probe::<Vec<serde_json::Value>>(), Answer::Any),
         ] {
