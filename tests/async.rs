@@ -409,6 +409,23 @@ fn double_later(x: u32) -> u32 {
     x * 2
 }
 
+/// Doubles `x` once `go` is set: a child that ends when its test says (one that ended on
+/// its own after a sleep had, on a loaded machine, ended before its test looked for
+/// nothing ready: ci102).
+fn double_once_set((x, go): (u32, Event)) -> u32 {
+    go.wait().unwrap();
+    x * 2
+}
+
+/// An event set when dropped.
+struct SetOnDrop(Event);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
 fn big_result(n: usize) -> Vec<u8> {
     vec![7; n]
 }
@@ -861,11 +878,14 @@ fn wait_async_is_ready_with_the_objects_ready() {
     let (a, b) = Pipe::<u8>::new().unwrap();
     let q: Queue<u8> = Queue::new().unwrap();
     let _other = q.clone();
-    let child = Process::new(double_later, 1).start().unwrap();
+    // Set however the test ends: a child left waiting would hold the binary's exit.
+    let go = SetOnDrop(Event::new().unwrap());
+    let child = Process::new(double_once_set, (1, go.0.clone())).start().unwrap();
     let ready = multi_thread().block_on(async {
         let watched: [&(dyn multiproc::Waitable + Sync); 3] = [&a, &q, &child];
         // Nothing ready: the runtime's timeout passes.
         assert!(tokio::time::timeout(Duration::from_millis(20), multiproc::wait_async(&watched)).await.is_err());
+        go.0.set();
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             b.send(1).unwrap();

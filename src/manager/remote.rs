@@ -1396,6 +1396,7 @@ mod tests {
     /// length, zeroed: review81 L3 found this test touching 257 MiB.)
     #[test]
     fn answers_queued_while_a_large_one_is_written_go_out() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
         assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
@@ -1415,6 +1416,7 @@ mod tests {
     /// refused and the connection closed. Its requests wait instead, until it has read.
     #[test]
     fn several_large_answers_waiting_for_a_client_that_reads_go_out() {
+        let _heap = crate::shm::heap_test_user();
         let share = STUCK;
         let writers = Arc::new(Remotes::new(4 * share as u64));
         let (mut peer, backlog) = connect(&writers, 1, LIMIT);
@@ -1440,6 +1442,7 @@ mod tests {
     /// answer past the cap and shut the socket down, cutting off clients that read too).
     #[test]
     fn a_client_that_reads_nothing_while_its_requests_wait_is_cut_off() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(4 * (STUCK as u64 - 1)));
         let (mut peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
         assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
@@ -1456,6 +1459,7 @@ mod tests {
     /// small, waits for room.
     #[test]
     fn a_connection_with_its_count_of_answers_waiting_waits() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::default());
         let backlog = Arc::new(Backlog::new(writers.memory.clone()));
         let mut queued: Vec<_> = (1..WRITER_BACKLOG).map(|_| backlog.charge(vec![0; 1], true, None)).collect();
@@ -1475,6 +1479,7 @@ mod tests {
     /// answer's bytes for ever.
     #[test]
     fn a_forgotten_writer_whose_client_reads_nothing_is_cut_off() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(8 * STUCK as u64));
         let (_peer, backlog) = connect(&writers, 1, Duration::from_millis(100));
         assert!(send_to_writer(&writers, 1, vec![0; STUCK], true, None));
@@ -1488,6 +1493,7 @@ mod tests {
     /// none goes on (review84 M1: it waited too, for the clients that read slowly).
     #[test]
     fn past_the_budget_only_connections_with_answers_unwritten_wait() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(10));
         let [slow, reading, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
         let small = reading.charge(vec![0; 1], true, None);
@@ -1508,6 +1514,7 @@ mod tests {
     /// k clients fetching one large value each held k of them.
     #[test]
     fn past_the_budget_connections_with_nothing_unwritten_share_a_reserve() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
         let passed = Arc::new(Backlog::new(writers.memory.clone())).charge(vec![0; 10], true, None);
@@ -1538,6 +1545,7 @@ mod tests {
     /// and held back every such connection until it was written or cut.
     #[test]
     fn an_answer_granted_past_the_budget_is_not_the_reserves() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(10));
         let memory = &*writers.memory;
         let [slow, waiter, idle] = [(); 3].map(|()| Arc::new(Backlog::new(writers.memory.clone())));
@@ -1559,6 +1567,7 @@ mod tests {
     /// a cap of its own, and k of them held k times it.)
     #[test]
     fn the_answers_of_every_connection_share_one_budget() {
+        let _heap = crate::shm::heap_test_user();
         let budget = 5 * STUCK as u64 - 1;
         let writers = Arc::new(Remotes::new(budget));
         let (mut reader, backlog) = connect(&writers, 9, LIMIT);
@@ -1644,6 +1653,7 @@ mod tests {
     /// and its writer is not waited for.
     #[test]
     fn a_half_close_reads_as_an_end_not_a_break() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(1 << 20));
         let (peer, _backlog, mut socket) = connect_both(&writers, 1, LIMIT);
         peer.shutdown(Shutdown::Write).unwrap();
@@ -1660,6 +1670,7 @@ mod tests {
     /// answers of others that keep the budget passed).
     #[test]
     fn a_reader_waiting_for_room_sees_its_client_leave() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(1 << 20));
         let (peer, reader, held) = a_reader_waiting_for_room(&writers);
         peer.shutdown(std::net::Shutdown::Write).unwrap();
@@ -1687,6 +1698,7 @@ mod tests {
     /// the other connection's answers came.
     #[test]
     fn a_reader_woken_by_others_answers_still_sees_its_client_leave() {
+        let _heap = crate::shm::heap_test_user();
         let writers = Arc::new(Remotes::new(1 << 20));
         let (peer, reader, held) = a_reader_waiting_for_room(&writers);
         // Another connection's answers, one given back every 20 ms, until the reader ends.

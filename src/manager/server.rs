@@ -962,6 +962,7 @@ mod tests {
     /// holds 0`). A dead getter's ring can hold the same, for the sweep.
     #[test]
     fn an_item_behind_a_pings_answer_on_an_abandoned_ring_is_taken_back() {
+        let _heap = crate::shm::heap_test_user();
         let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
         state.open().unwrap();
         let mut server = Server::new(state);
@@ -998,6 +999,7 @@ mod tests {
     /// for ever.
     #[test]
     fn an_item_unread_at_a_plain_goodbye_goes_back_to_its_queue() {
+        let _heap = crate::shm::heap_test_user();
         let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
         state.open().unwrap();
         let mut server = Server::new(state);
@@ -1033,6 +1035,7 @@ mod tests {
 
     #[test]
     fn a_release_taken_before_a_held_back_waits_deadline_grants_it() {
+        let _heap = crate::shm::heap_test_user();
         // Taken 2.5 s ago, half a second before the acquire's deadline: the acquirer still
         // waited (review101 M1: timed out against the clock at handling, it was not granted).
         let granted = held_back_acquire_then_release(Duration::from_millis(2500));
@@ -1041,6 +1044,7 @@ mod tests {
 
     #[test]
     fn a_release_taken_after_a_held_back_waits_deadline_does_not_grant_it() {
+        let _heap = crate::shm::heap_test_user();
         // Taken 1 s ago, a second past the acquire's deadline: the acquirer had stopped
         // waiting (review93 L1).
         let timed_out = held_back_acquire_then_release(Duration::from_secs(1));
@@ -1085,6 +1089,7 @@ mod tests {
 
     #[test]
     fn a_release_held_back_on_another_connection_taken_before_a_waits_deadline_grants_it() {
+        let _heap = crate::shm::heap_test_user();
         // The connections' deferred requests are handled in the order they were taken,
         // whichever connection the map lists first (review106 L2: connection by
         // connection, the waiter's own later request expired the wait before the
@@ -1110,6 +1115,7 @@ mod tests {
     /// was_written_goes_back_to_its_queue`).
     #[test]
     fn an_item_answered_to_a_remote_connection_whose_writer_stopped_goes_back_to_its_queue() {
+        let _heap = crate::shm::heap_test_user();
         let (mut server, client) = serving_a_remote();
         let mut other = also_serving(&mut server, 2);
         let Ok(Out::Created { id, .. }) =
@@ -1154,6 +1160,7 @@ mod tests {
     /// queue looked empty meanwhile (`the queue holds 0`).
     #[test]
     fn items_a_stopped_writer_kept_are_back_when_a_malformed_request_closes_it() {
+        let _heap = crate::shm::heap_test_user();
         let state = Shared::new(ManagerState::new().expect("room for the state")).expect("room for the state");
         state.open().unwrap();
         let mut server = Server::new(state);

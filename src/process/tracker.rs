@@ -1014,6 +1014,7 @@ mod tests {
 
     #[test]
     fn a_journal_resumed_holds_what_the_tracker_read_through_compactions() {
+        let _heap = crate::shm::heap_test_user();
         let (mut tracker, write) = tracker();
         feed(&mut tracker, &write, "Ra\nRb\nUa\nRc");
         let (names, pending) = resumed(&mut tracker);
@@ -1039,6 +1040,7 @@ mod tests {
     /// and kept through a compaction.
     #[test]
     fn a_registration_keeps_its_file_through_a_compaction() {
+        let _heap = crate::shm::heap_test_user();
         let (mut tracker, write) = tracker();
         let id = sys::FileId { dev: 3, ino: u64::MAX };
         feed(&mut tracker, &write, &format!("{}Rb\n", registration("a", Some(id))));
@@ -1101,6 +1103,7 @@ mod tests {
     /// kept description was granted again, and every fork of the main process shares it).
     #[test]
     fn a_journal_s_lock_is_probed_on_a_new_description_each_time() {
+        let _heap = crate::shm::heap_test_user();
         let files = Journal::files().unwrap();
         files[0].lock_shared().unwrap();
         let kept = files[0].reopen().unwrap();
@@ -1129,6 +1132,7 @@ mod tests {
     /// the journal is the file it used, whole.
     #[test]
     fn a_compaction_cut_short_leaves_the_journal_as_it_was() {
+        let _heap = crate::shm::heap_test_user();
         let (mut tracker, write) = tracker();
         feed(&mut tracker, &write, "Ra\nRb\nUa\n");
         let journal = tracker.journal.as_ref().unwrap();

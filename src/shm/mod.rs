@@ -74,12 +74,39 @@ pub(crate) fn prepared_for_forks() -> bool {
     pins::lent_handler_registered()
 }
 
-/// Serialises the unit tests that allocate from the family heap, so that those comparing
-/// `Heap::in_use` before and after see only their own allocations.
+/// The unit tests' lock on the family heap and on what else of the test process they
+/// share: unit tests run side by side (four test threads in CI), and the family heap, its
+/// counts and the armed crash points are one for the whole test process. See
+/// [`heap_test_user`] and [`heap_test_lock`].
 #[cfg(test)]
-pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+static HEAP_TEST: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The test process alone (the write side of the unit tests' heap lock), for a unit test
+/// that compares a family-wide count before and after (`Heap::in_use`, `books`,
+/// `deferred`, the pin counts, the large allocator's lists), needs a block it freed to stay
+/// free or to be handed out again to itself, stops or kills a process holding a lock of the
+/// family (the fork server's among them), or arms a fail or hold point in the test process
+/// (an armed point is process-wide, `crash::arm` replaces every armed name, and
+/// `crash::holding` counts every held thread). Not to be taken while this thread holds
+/// either side (a `RwLock` is not reentrant).
+#[cfg(test)]
+pub(crate) fn heap_test_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
+    HEAP_TEST.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The test process shared (the read side of the unit tests' heap lock), for every other
+/// unit test that allocates from the family heap, directly or through anything whose
+/// making allocates there (queues, pipes, locks, semaphores, barriers, conditions, values,
+/// a manager's state, a started process's argument), so that none does while a test
+/// holding [`heap_test_lock`] counts; and for one that may reach a point such a test arms
+/// (the Manager's remote writers: `hold:remote.writer.failed`; the tracker's journal:
+/// `fail:tracker.journal.reserve`). Taken first in the test, before anything it makes (its
+/// guard is then dropped last), after `reactor::tests::SCENES` if the test takes that too
+/// (the order every test keeps). Not to be taken again by this thread while it holds it (a
+/// waiting writer would block the second read for ever).
+#[cfg(test)]
+pub(crate) fn heap_test_user() -> std::sync::RwLockReadGuard<'static, ()> {
+    HEAP_TEST.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Plain data that may live in memory shared by the processes of a family.

@@ -730,10 +730,15 @@ mod tests {
     #[test]
     fn a_lock_that_changed_hands_and_came_back_during_the_check_is_not_taken_over() {
         let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
-        // B holds the lock (this process); D is another live process (our parent).
+        // B holds the lock (this process); D is another live process (our parent, or init),
+        // one that started in another clock tick than B: with B's start time, the taker's
+        // check (B's pid, D's start time) would find B alive, and D would keep the lock.
         let b = Owner::process();
-        let parent = std::os::unix::process::parent_id();
-        let d = Owner { id: parent, start: sys::process_start_time(parent).expect("the parent runs") };
+        let d = [std::os::unix::process::parent_id(), 1]
+            .into_iter()
+            .filter_map(|id| Some(Owner { id, start: sys::process_start_time(id)? }))
+            .find(|d| d.start != b.start)
+            .expect("a live process that started in another clock tick than this one");
         assert!(mutex.try_lock(b));
         mutex.word.fetch_or(SLEEPERS, Ordering::Relaxed);
         let moves = move |step: &str| match step {

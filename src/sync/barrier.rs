@@ -1071,6 +1071,7 @@ mod tests {
     /// (`abort`), or asked for without it and applied by the reset's own hold.
     #[test]
     fn a_reset_after_a_break_sends_the_broken_rounds_parties_away() {
+        let _heap = crate::shm::heap_test_user();
         type Break = fn(&Barrier, Round);
         let breaks: [(&str, Break); 2] = [
             ("an abort", |barrier, _| barrier.abort()),
@@ -1095,6 +1096,7 @@ mod tests {
     /// a stopped process would, its party's request made without it), then lets it go.
     #[test]
     fn a_break_asked_for_while_the_guard_is_held_is_applied_when_it_is_let_go() {
+        let _heap = crate::shm::heap_test_user();
         let barrier = Barrier::new(3).unwrap();
         let Arrival::Waiting(round) = barrier.arrive(Deadline::NEVER) else { panic!("one party of three ended") };
         let held = barrier.shared.lock();

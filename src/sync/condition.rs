@@ -746,6 +746,7 @@ mod tests {
     /// the waiter of that time having left, to nobody, never to the later waiter.
     #[test]
     fn a_notify_made_while_the_table_is_held_goes_to_a_waiter_of_its_time() {
+        let _heap = crate::shm::heap_test_user();
         let cond = Condition::new().unwrap();
         let waiters = &cond.state.waiters;
         let me = sys::me();
@@ -779,6 +780,7 @@ mod tests {
     /// nothing either way, as Python's.
     #[test]
     fn a_notify_of_none_wakes_nobody() {
+        let _heap = crate::shm::heap_test_user();
         let cond = Condition::new().unwrap();
         let waiters = &cond.state.waiters;
         let me = sys::me();

@@ -415,6 +415,7 @@ mod tests {
     /// the look must not take it over.
     #[test]
     fn a_look_at_an_rlock_held_here_never_takes_it_over() {
+        let _heap = crate::shm::heap_test_user();
         let lock: &'static RLock = Box::leak(Box::new(RLock::new().unwrap()));
         assert_eq!(lock.lock_level(Deadline::NEVER), Ok(Acquired::Clean));
         let mut ended = std::process::Command::new("true").spawn().unwrap();

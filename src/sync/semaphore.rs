@@ -1545,6 +1545,7 @@ mod tests {
     /// one was, and waited for the end of its sleep slice to find the permit.
     #[test]
     fn a_permit_a_roll_back_gives_back_wakes_a_sleeper() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         {
@@ -1576,6 +1577,7 @@ mod tests {
         // Its future's registration would ring a waker thread that a scene of
         // `shm::reactor`'s tests needs where it is in the futex queue.
         let _one = crate::shm::reactor::tests::SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(0).unwrap();
         let changed = sem.core.shared.changed.inner();
         let _ = changed.start_sleeping();
@@ -1601,6 +1603,7 @@ mod tests {
     /// its own could time out its slice between the mark and the release (review43 L2).
     #[test]
     fn a_fast_release_wakes_a_sleeper_announced_before_it() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let changed = sem.core.shared.changed.inner();
         // Held in this process's slot: its release may go the fast way.
@@ -1651,6 +1654,7 @@ mod tests {
     /// (review45 L1): nobody's, no fast changer found it its own.
     #[test]
     fn the_generation_moves_only_when_a_slot_changes_owner() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(2).unwrap();
         let core = &sem.core;
         let before = core.generation();
@@ -1680,6 +1684,7 @@ mod tests {
     /// word and claimed it for the guard, a claim a store would wipe (review43 L1).
     #[test]
     fn a_fast_change_backing_out_keeps_a_settlers_claim() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let word = &sem.core.shared.word;
         let w = word.load(Ordering::SeqCst);
@@ -1702,6 +1707,7 @@ mod tests {
     /// take first; for the release, no permit in the slot.
     #[test]
     fn every_fast_back_out_keeps_a_settlers_claim() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         let state = &*core.shared;
@@ -1758,6 +1764,7 @@ mod tests {
     /// process's pid with another start time, holding one permit in a slot of its own.
     #[test]
     fn recovering_a_dead_holders_permit_moves_the_generation() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         let state = &*core.shared;
@@ -1779,6 +1786,7 @@ mod tests {
     /// pid with another start time, killed in its fast acquire before its slot store.
     #[test]
     fn a_claim_past_its_deadline_settles_a_dead_fast_changer() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         let state = &*core.shared;
@@ -1807,6 +1815,7 @@ mod tests {
     /// Beyond the table's slots, owner changes come back: that figure is printed, not held.
     #[test]
     fn processes_taking_turns_keep_their_slots() {
+        let _heap = crate::shm::heap_test_user();
         let me = sys::me();
         let turns = 100;
         for (value, users) in [(1, 4u32), (4, 8), (1, 64), (1, 80)] {
@@ -1840,6 +1849,7 @@ mod tests {
     /// turn, an owner change each (the generation counts them, below 2^19 here).
     #[test]
     fn a_process_new_to_a_full_table_changes_few_owners() {
+        let _heap = crate::shm::heap_test_user();
         let me = sys::me();
         let sem = Semaphore::new(1).unwrap();
         let slots = sem.core.slots().len() as u32;
@@ -1874,6 +1884,7 @@ mod tests {
     /// taking turns at a `Semaphore(1)` take the first four, whatever their pids.
     #[test]
     fn slots_are_taken_from_the_front() {
+        let _heap = crate::shm::heap_test_user();
         let counter = Semaphore::new(0).unwrap();
         for _ in 0..10 {
             counter.release();
@@ -1900,6 +1911,7 @@ mod tests {
     /// generation it had before the steal. The undo also puts the slot's live owner back.
     #[test]
     fn a_take_that_undoes_a_dead_steal_moves_the_generation() {
+        let _heap = crate::shm::heap_test_user();
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         let real = sys::me();
@@ -1942,6 +1954,7 @@ mod tests {
     /// the next one, and so on to the free one: an owner change each.
     #[test]
     fn a_free_slot_is_taken_before_anothers_idle_one() {
+        let _heap = crate::shm::heap_test_user();
         let me = sys::me();
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
