@@ -624,9 +624,9 @@ fn a_stale_handles_unlink_leaves_a_segment_made_again_under_its_name() {
 
 /// A handle in flight names its segment by file, not by size: a segment another program
 /// grew meanwhile is opened whole at the receiver (it failed `SizeMismatch` and the
-message /// was lost as an error; Python opens it at its size), and a name made again
-since, even at /// the same size, is refused rather than silently taken for the sender's
-(aud103 L3).
+/// message was lost as an error; Python opens it at its size), and a name made again
+/// since, even at the same size, is refused rather than silently taken for the sender's
+/// (aud103 L3).
 #[test]
 fn a_handle_in_flight_names_its_segment_by_file_not_by_size() {
     let name = format!("mp-in-flight-{}", std::process::id());
