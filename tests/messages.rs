@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use common::{heap_user, watchdog};
+use common::heap_user;
 use multiproc::{Connection, Manager, Pipe, Pool, Process, Queue, ThreadPool};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
