@@ -413,7 +413,8 @@ pub enum JoinError {
     /// The [`join_async`](crate::ProcessHandle::join_async) future was polled again after
     /// it gave the child's outcome: the result was moved out then, and is not there to give
     /// again (as [`TaskError::Taken`](crate::TaskError::Taken) for an `AsyncResult`). The
-    /// child ended as that poll said. (Polled again, a future may do anything but cause
+    /// child ended as that poll said. A [`JoinError::NotAChild`] answer takes nothing, and
+    /// is given again instead. (Polled again, a future may do anything but cause
     /// undefined behaviour; this one says so, rather than claim the child returned
     /// nothing.)
     ///

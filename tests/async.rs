@@ -465,6 +465,50 @@ fn join_async_polled_again_after_its_outcome_says_it_was_taken() {
     assert!(matches!(&again, std::task::Poll::Ready(Err(multiproc::JoinError::Taken { .. }))), "{again:?}");
 }
 
+/// review151 L4: a `join_async` future in a fork copy of the child's parent answers
+/// `NotAChild`, and polled again answers it again. Its second poll said `Taken` ("the
+/// outcome ... was taken already ... The child ended as that poll said"), though the copy
+/// took nothing and the child still ran. The parent's future, meanwhile, gives the result.
+#[test]
+fn join_async_polled_again_after_not_a_child_says_not_a_child_again() {
+    use std::task::Poll;
+    let _w = watchdog(LIMIT);
+    let poll = |future: &mut multiproc::JoinFuture<u64>| {
+        Pin::new(future).poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    };
+    let not_a_child = |p: &Poll<Result<u64, multiproc::JoinError>>| {
+        matches!(p, Poll::Ready(Err(multiproc::JoinError::NotAChild { .. })))
+    };
+    let gate = Event::new().unwrap();
+    let child = Process::new(wait_then_square, (gate.clone(), 7)).start().unwrap();
+    let mut joining = child.join_async();
+    // SAFETY (test): the copy only polls its future (a copy's handle answers at once, with
+    // no lock taken) and formats what it saw, then ends through `_exit`.
+    let copy = unsafe { libc::fork() };
+    if copy == 0 {
+        let (first, second) = (poll(&mut joining), poll(&mut joining));
+        let seen = i32::from(not_a_child(&first)) | i32::from(not_a_child(&second)) << 1;
+        eprintln!("the fork copy's two polls: {first:?}, then {second:?}");
+        // SAFETY (test): ends the copy at once, its future and handle untouched.
+        unsafe { libc::_exit(seen) };
+    }
+    let status = common::fork_copy_ended(copy, LIMIT / 4);
+    gate.set();
+    assert_eq!(current_thread().block_on(&mut joining), Ok(49), "the parent's own future");
+    assert!(libc::WIFEXITED(status), "the copy's status: {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0b11,
+        "what the copy's two polls said (bit 0: the first NotAChild, 1: the second)"
+    );
+}
+
+/// Waits for `gate`, then gives the square of `x`.
+fn wait_then_square((gate, x): (Event, u64)) -> u64 {
+    gate.wait().unwrap();
+    x * x
+}
+
 /// Dies (as abruptly as `kill -9`) between writing its outcome into its report room and
 /// saying so.
 fn die_as_it_reports(len: usize) -> String {

@@ -1453,12 +1453,20 @@ fn arming_alone(limit: Duration) -> ArmingAlone {
 
 impl ArmingAlone {
     /// Runs `f` with the fail point `point` armed in this process (`fail:NAME`), and
-    /// disarms it after.
+    /// disarms it after, however `f` ends: a panic in `f` must not leave the point armed
+    /// for the tests after it (review151 L7: the write guard is let go poisoned, and each
+    /// next test takes it back with `into_inner`).
     fn armed<R>(&self, point: &str, f: impl FnOnce() -> R) -> R {
+        /// Disarms every point of this process when dropped.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                multiproc::__private::crash_disarm();
+            }
+        }
         multiproc::__private::crash_at(point);
-        let r = f();
-        multiproc::__private::crash_disarm();
-        r
+        let _disarm = Disarm;
+        f()
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use common::{heap_user, watchdog};
+use common::heap_user;
 use multiproc::{Connection, Manager, Pipe, Pool, Process, Queue, ThreadPool};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -178,7 +178,7 @@ fn every_type_serde_json_carries_goes_through_every_channel() {
 
 #[test]
 fn a_plain_type_keeps_the_compact_encoding() {
-    let _w = watchdog(LIMIT);
+    let _w = heap_user(LIMIT);
     multiproc::init();
     // A `u32` and a struct of options, through a raw pipe end: postcard's bytes behind one
     // tag byte, no field names.
@@ -1479,7 +1479,7 @@ fn keeps_postcard<T: Message>(value: T) {
 /// for `deserialize_any`: each keeps postcard.
 #[test]
 fn recursive_types_and_many_plain_enums_keep_the_compact_encoding() {
-    let _w = watchdog(LIMIT);
+    let _w = heap_user(LIMIT);
     let tree = Tree { label: Some("r".into()), kids: vec![Tree { label: None, kids: vec![] }] };
     let node = Node { name: "n".into(), attrs: vec![("k".into(), "v".into())], kids: vec![] };
     keeps_postcard(tree.clone());
@@ -1497,7 +1497,7 @@ fn recursive_types_and_many_plain_enums_keep_the_compact_encoding() {
 /// deserialize_any ... sent in postcard").
 #[test]
 fn two_enums_of_one_type_name_are_told_apart() {
-    let _w = watchdog(LIMIT);
+    let _w = heap_user(LIMIT);
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum E {
         X,

@@ -4345,7 +4345,7 @@ fn wait_for(gate: Event) -> u64 {
 /// not depend on timing (review122 L1); before the fix the count stays short of 20.
 #[test]
 fn a_map_refused_mid_submission_starts_no_chunk_queued_in_an_inbox() {
-    let _w = common::watchdog(LIMIT);
+    let _w = heap_user(LIMIT);
     let pool = Pool::new(1).unwrap();
     let gate = Event::new().unwrap();
     let blocker = pool.apply_async(wait_for, gate.clone()).unwrap();

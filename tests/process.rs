@@ -5594,11 +5594,28 @@ fn hold_a_value_then_end(queues: (multiproc::Queue<()>, multiproc::Queue<()>)) {
     std::mem::forget(value);
 }
 
+/// As [`grow_holds_stopped_under_the_directory_lock`]; resumed, it makes its value, reads
+/// it and drops it, says so on `gone`, then ends once told to: alive, and quiet, while the
+/// test looks at the heap.
+fn grow_holds_stopped_then_wait_to_be_told(queues: (multiproc::Queue<()>, multiproc::Queue<()>)) -> u32 {
+    let (gone, told) = queues;
+    multiproc::__private::crash_at("fail1:holds.grow.fresh,stop:holds.block.written");
+    let value = Value::new(7u32).unwrap().get();
+    gone.put(()).unwrap();
+    told.get().unwrap();
+    value
+}
+
 /// review145 M1: a reap that gives up on a process stopped holding the holds directory's
 /// lock is redone. The given-up reap was never redone (and had used this process's sweep):
-/// the dead child's value stayed held after every process resumed and ended, until some
-/// unrelated reap happened to sweep. Now the give-up is owed, and this process's next reap
-/// (here the stopper's join) sweeps.
+/// the dead child's value stayed held after every process resumed, until some unrelated
+/// reap happened to sweep. Now the give-up is owed, and this process's next reap, start or
+/// `active_children` sweeps. The test redoes it where nothing else could: an
+/// `active_children` with no child ended (the stopper lives on, told to end only after),
+/// no start and no join since the given-up reap. So the dead child's value is freed by that
+/// call or not at all, however long the steps before it took (review151 L2: the redo was
+/// the stopper's join, which before the fix swept anyway once `SWEEP_GAP`, 100 ms, had
+/// passed since the given-up reap; the test passed on the unfixed code after a 150 ms stall).
 #[test]
 fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_resumes() {
     let leaks = common::leak_check(LIMIT);
@@ -5606,17 +5623,24 @@ fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_
         let (made, told) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
         let dead = Process::new(hold_a_value_then_end, (made.clone(), told.clone())).start().unwrap();
         made.get_timeout(LIMIT).unwrap();
-        let stopper = Process::new(grow_holds_stopped_under_the_directory_lock, ()).start().unwrap();
+        let (gone, end) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
+        let stopper =
+            Process::new(grow_holds_stopped_then_wait_to_be_told, (gone.clone(), end.clone())).start().unwrap();
         let stopped = common::StoppedChild::wait_for(stopper.pid(), LIMIT);
         told.put(()).unwrap();
         assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
+        // Its reap gives up on the stopped holder.
         assert!(dead.join_timeout(Duration::from_secs(30)).is_ok());
         stopped.resume(LIMIT);
+        gone.get_timeout(LIMIT).unwrap();
+        let before = multiproc::__private::heap_in_use();
+        let live = multiproc::active_children().len();
+        let after = multiproc::__private::heap_in_use();
+        println!("the heap in use around active_children ({live} child alive): {before} bytes, then {after}");
+        end.put(()).unwrap();
         assert_eq!(stopper.join().unwrap(), 7);
+        assert!(after < before, "the owed reap was not redone by active_children: {before} bytes, then {after}");
     }
-    // No sweep of the test's own: the check polls the heap only.
-    let now = multiproc::__private::heap_in_use();
-    println!("the dead child's value after the stopper's join: {} bytes before, {now} now", leaks.before());
     leaks.assert_no_leak();
 }
 

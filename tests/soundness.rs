@@ -2425,7 +2425,7 @@ mod surface {
     /// still excludes every other guard, so no second `&mut` exists.
     #[test]
     fn a_guard_outlives_its_shared_lock_released_under_it() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _heap = common::heap_user(LIMIT);
         for shared in [SharedLock::from(Lock::new().unwrap()), SharedLock::from(RLock::new().unwrap())] {
             let value = Value::with_lock(1u64, shared.clone()).unwrap();
             let array = Array::with_lock(&[1u64; 4], shared.clone()).unwrap();
@@ -2450,7 +2450,7 @@ mod surface {
     /// lives).
     #[test]
     fn a_forgotten_guard_keeps_its_lock_from_everybody() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _heap = common::heap_user(LIMIT);
         let value = Value::new(1u64).unwrap();
         let array = Array::from_slice(&[1u64; 4]).unwrap();
         std::mem::forget(value.lock());
@@ -2471,7 +2471,7 @@ mod surface {
     /// is refused (it would alias the moved guard), not let in as one more level.
     #[test]
     fn a_guard_moved_to_another_thread_is_not_aliased_by_its_takers_next_lock() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _heap = common::heap_user(LIMIT);
         let value = Value::with_lock(1u64, RLock::new().unwrap()).unwrap();
         let (give, taken) = std::sync::mpsc::channel::<multiproc::ValueGuard<'_, u64>>();
         let (written, wrote) = std::sync::mpsc::channel();
@@ -2600,7 +2600,7 @@ mod surface {
     /// "did not pack", not "another executable").
     #[test]
     fn a_barrier_action_forged_in_a_message_is_refused_not_called() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _heap = common::heap_user(LIMIT);
         for word in ["shim", "target", "runner", "identity", "in_executable"] {
             let child = Process::new(receive_a_barrier_with_a_forged_action, word.to_string()).start().unwrap();
             let said = child.join().unwrap();
@@ -2613,7 +2613,7 @@ mod surface {
     /// returns (it took the descriptor as its boot socket, closed it and ended the process).
     #[test]
     fn init_takes_no_descriptor_from_a_boot_variable_set_after_start_up() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _heap = common::heap_user(LIMIT);
         let child = Process::new(init_with_a_boot_variable_naming_an_owned_descriptor, ()).start().unwrap();
         assert_eq!(child.join().unwrap(), Ok("mine".to_string()));
     }

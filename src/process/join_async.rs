@@ -22,7 +22,8 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// # Errors
     ///
     /// As [`ProcessHandle::join`]; polled again after it gave the outcome,
-    /// [`JoinError::Taken`].
+    /// [`JoinError::Taken`]. In a fork copy of the child's parent, [`JoinError::NotAChild`]
+    /// at every poll (the copy takes nothing of the child's).
     ///
     /// # Examples
     ///
@@ -50,7 +51,8 @@ pub struct JoinFuture<R> {
     handle: ProcessHandle<R>,
     waiting: FdWaiting,
     /// It gave the child's outcome: a poll after that is [`JoinError::Taken`] (aud104 L1:
-    /// it looked again, found no result, and said the child returned none).
+    /// it looked again, found no result, and said the child returned none). Not set by a
+    /// `NotAChild` answer, which took nothing.
     done: bool,
 }
 
@@ -69,9 +71,11 @@ impl<R: DeserializeOwned> Future for JoinFuture<R> {
                     this.done = true;
                     return Poll::Ready(this.handle.result(ended));
                 }
+                // `NotAChild` (a fork copy's handle), which took nothing: polled again, it
+                // is the answer again (review151 L4: it said `Taken`, and that the child
+                // had ended).
                 Err(e) => {
                     this.waiting.withdraw();
-                    this.done = true;
                     return Poll::Ready(Err(e));
                 }
                 Ok(None) => {}

@@ -1999,7 +1999,10 @@ mod tests {
     /// before its wake-up, testing nothing: the scene is then played again with a deadline
     /// four times as far, until one is not late, bounded only by the watchdog (review138
     /// L2: the deadline was 2 s, and a late scene only printed so and passed; review145 L3:
-    /// a second late play failed, a duration asserted in disguise).
+    /// a second late play failed, a duration asserted in disguise). So is a play whose
+    /// getter was not run until its deadline had passed, and timed out without a sleep
+    /// (review151 L5: the test waited for a sleep that never came, and failed "the getter
+    /// sleeps" after 60 s).
     #[test]
     fn a_get_refused_by_the_consumers_lock_after_its_wake_up_passes_it_on() {
         const LIMIT: Duration = Duration::from_secs(60);
@@ -2008,16 +2011,25 @@ mod tests {
         let heap = Heap::get();
         let r = ring(Limits::default());
         let notify = &r.not_empty.value;
-        // One play of the scene with the getter's deadline `wait` from now: whether the put
-        // came after it, what was owed after the refused get, how the sleeper's sleep ended.
+        // One play of the scene with the getter's deadline `wait` from now: `None` if it was
+        // late (the getter timed out before it slept, or the put came after the deadline),
+        // else what was owed after the refused get and how the sleeper's sleep ended.
         let scene = |wait: Duration| {
             let announced = std::sync::atomic::AtomicBool::new(false);
             let deadline = Deadline::after(wait);
-            let played = std::thread::scope(|s| {
+            std::thread::scope(|s| {
                 let getter = s.spawn(|| r.get(deadline, &Patient, |b, _| b.to_vec()));
                 // The getter sleeps (it arrived; nothing was notified yet).
                 let watchdog = Deadline::after(LIMIT);
                 while notify.owed() == 0 {
+                    if getter.is_finished() {
+                        // Run only once its deadline had passed: timed out without a sleep
+                        // (or with one too short to be seen), nothing put.
+                        let got = getter.join().expect("the getter ends");
+                        assert!(matches!(got, Err(Refused::TimedOut)), "{got:?}");
+                        println!("the getter timed out before its sleep ({wait:?}, a loaded machine)");
+                        return None;
+                    }
                     assert!(!watchdog.passed(), "the getter sleeps");
                     std::thread::yield_now();
                 }
@@ -2050,20 +2062,23 @@ mod tests {
                 }
                 let how = sleeper.join().expect("the sleeper's sleep ends");
                 r.readable().stop_sleeping();
-                (late, owed, how)
-            });
-            assert_eq!(get(&r).unwrap(), b"m", "the refused get left the message");
-            played
+                assert_eq!(get(&r).unwrap(), b"m", "the refused get left the message");
+                if late {
+                    println!("the put came after the getter's deadline ({wait:?}, a loaded machine)");
+                    return None;
+                }
+                Some((owed, how))
+            })
         };
-        // Played again, each time with a deadline four times as far, until the put comes
-        // before it: a loaded machine costs time, never a failure (the watchdog bounds it).
+        // Played again, each time with a deadline four times as far, until neither the
+        // getter's run nor the put comes after it: a loaded machine costs time, never a
+        // failure (the watchdog bounds it).
         let mut wait = 5 * crate::shm::MAX_SLICE + Duration::from_millis(250);
         let (owed, how) = loop {
-            let (late, owed, how) = scene(wait);
-            if !late {
-                break (owed, how);
+            if let Some(played) = scene(wait) {
+                break played;
             }
-            println!("the put came after the getter's deadline ({wait:?}, a loaded machine): played again");
+            println!("played again");
             wait *= 4;
         };
         println!("owed after the refused get: {owed}; the sleeper's sleep: {how:?}");
