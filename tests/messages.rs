@@ -1555,7 +1555,7 @@ fn tangle(nodes: usize) -> Tangle {
 /// it ("the value nests deeper than 256 levels"): the message was lost.
 #[test]
 fn a_value_nested_past_the_receivers_limit_is_refused_by_its_sender() {
-    let _w = watchdog(LIMIT);
+    let _w = heap_user(LIMIT);
     fn refused<T: Message>(what: &str, deepest: T, deeper: T) {
         let queue = Queue::<T>::new().unwrap();
         let put = queue.put(deeper.clone());
