@@ -515,7 +515,7 @@ pub mod __private {
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
     pub use crate::shm::test_hooks::{
         crash_at, crash_disarm, crash_holding, crash_locked, heap_alloc, heap_alloc_dirty, heap_books, heap_books_lost,
-        heap_books_owned, heap_check, heap_defer_releases, heap_deferred, heap_free, heap_free_warm,
+        heap_books_of, heap_check, heap_defer_releases, heap_deferred, heap_free, heap_free_warm,
         heap_release_deferred, pin_claims, sweep_dead_processes,
     };
 

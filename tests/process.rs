@@ -5663,16 +5663,15 @@ fn a_dead_childs_join_timeout_ends_while_another_process_stops_holding_the_holds
     // A leak check has the heap alone: while the holder is stopped every other reap's
     // claim gives up (review145 M2).
     let leaks = common::leak_check(LIMIT);
-    let owned;
+    let children;
     {
         let (made, told) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
         let go = multiproc::Queue::<()>::new().unwrap();
-        // This process's own block made (it holds the queues): the children's are counted.
-        owned = multiproc::__private::heap_books_owned();
         let dead = Process::new(hold_a_value_then_end, (made.clone(), told.clone())).start().unwrap();
         made.get_timeout(LIMIT).unwrap();
         // Started (its boot over once it takes `go`) before anything stops.
         let stopper = Process::new(grow_holds_stopped_under_the_directory_lock_once_told, go.clone()).start().unwrap();
+        children = [dead.pid(), stopper.pid()];
         told.put(()).unwrap();
         assert!(eventually(LIMIT, || !pid_running(dead.pid())), "the child did not end");
         multiproc::__private::crash_at("hold:holds.reap.walked");
@@ -5703,10 +5702,12 @@ fn a_dead_childs_join_timeout_ends_while_another_process_stops_holding_the_holds
         });
         assert_eq!(stopper.join().unwrap(), 7);
     }
-    let owned_now = multiproc::__private::heap_books_owned();
+    // The children's own blocks, not every process's: another test's ended child reaped
+    // meanwhile would move a family-wide count (review154 L2).
+    let still_theirs = children.map(multiproc::__private::heap_books_of);
     println!(
         "the dead child's value after the stopper's join: {} bytes before, {} now; books lost {}, \
-         blocks owned {owned} before, {owned_now} now",
+         blocks still the children's {still_theirs:?}",
         leaks.before(),
         multiproc::__private::heap_in_use(),
         multiproc::__private::heap_books_lost()
@@ -5715,5 +5716,5 @@ fn a_dead_childs_join_timeout_ends_while_another_process_stops_holding_the_holds
     assert_eq!(multiproc::__private::heap_books_lost(), 0);
     // The children's blocks are spares again (review152 L1: without this, a reap that gave
     // the retirement up, the block claimed for good by the live test process, passed).
-    assert_eq!(owned_now, owned, "a reaped child's block was not retired to a spare");
+    assert_eq!(still_theirs, [0, 0], "a reaped child's block was not retired to a spare");
 }

@@ -614,12 +614,17 @@ fn a_stale_handles_unlink_leaves_a_segment_made_again_under_its_name() {
     SharedMemory::open(&name).unwrap().unlink().unwrap();
     // Another program takes the name (a plain file in /dev/shm, as `shm_open` makes).
     std::fs::write(format!("/dev/shm/{name}"), [1u8; 16]).unwrap();
+    // Nor is another handle of it that other segment (review154: it opened by name).
+    let cloned = ours.clone_handle().map(|other| other.size());
     let said = ours.unlink();
     let still_there = shm_exists(&name);
     let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
-    println!("the stale handle's unlink said {said:?}; the other file still there: {still_there}");
+    println!(
+        "the stale handle's clone said {cloned:?}, its unlink {said:?}; the other file still there: {still_there}"
+    );
     assert!(still_there, "a stale handle's unlink removed another program's segment");
     assert!(matches!(said, Err(SharedMemoryError::NotFound(_))), "{said:?}");
+    assert!(matches!(cloned, Err(SharedMemoryError::NotFound(_))), "a stale handle's clone: {cloned:?}");
 }
 
 /// A handle in flight names its segment by file, not by size: a segment another program
@@ -643,9 +648,19 @@ fn a_handle_in_flight_names_its_segment_by_file_not_by_size() {
     std::fs::write(&path, [0u8; 4096]).unwrap();
     let again = rx.recv().map(|got| got.size());
     let _ = std::fs::remove_file(&path);
-    println!("grown: {grown:?}; made again: {again:?}");
+    // Cut shorter than the sender's handle (review154 L1: opened at its new size, an offset
+    // valid at the sender panicked at the receiver as out of bounds).
+    let shm = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    tx.send(&shm).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
+    let cut = rx.recv().map(|got| got.size());
+    let _ = std::fs::remove_file(&path);
+    println!("grown: {grown:?}; made again: {again:?}; cut: {cut:?}");
     assert_eq!(grown.unwrap(), (8192, b"sent".to_vec()), "a grown segment is opened whole");
-    assert!(again.is_err(), "a name made again was taken for the sender's segment");
+    let said =
+        |got: &Result<usize, multiproc::RecvError>, what: &str| matches!(got, Err(e) if e.to_string().contains(what));
+    assert!(said(&again, "made again"), "a name made again was taken for the sender's segment: {again:?}");
+    assert!(said(&cut, "was cut to 100 bytes"), "a segment cut shorter was taken whole: {cut:?}");
 }
 
 /// Names of 251 to 255 bytes are valid in `/dev/shm` (`NAME_MAX` is 255), and Python makes

@@ -162,8 +162,8 @@ const MAX_ITEM: usize = MAX_ROOM - 1;
 /// in Python. There is no lock: a reader racing a writer of the same slot may see an
 /// error or a mix; guard the list with a [`Lock`](crate::Lock) when processes write it.
 ///
-/// Sent to another process (a process argument, a queue), a list travels as the name of
-/// its segment and is opened again on arrival.
+/// Sent to another process (a process argument, a queue), a list travels as its segment
+/// does ([`SharedMemory`]: its name and file) and is opened again on arrival.
 ///
 /// # Examples
 ///

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::process::tracker;
 use crate::shm::{AccessError, Segment};
 use crate::sys;
+use crate::sys::FileId;
 
 /// Why a [`SharedMemory`] could not be created, opened or accessed.
 ///
@@ -272,7 +273,7 @@ impl SharedMemoryBuilder {
         {
             return Err(SharedMemoryError::SizeMismatch { name, expected, actual: segment.len() });
         }
-        Ok(SharedMemory { name, segment })
+        SharedMemory::made(name, segment)
     }
 }
 
@@ -310,7 +311,7 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
     match new.allocate(size) {
         Ok(segment) => {
             crate::shm::crash::crash_point!("shared_memory.create.made");
-            Ok(SharedMemory { name, segment })
+            SharedMemory::made(name, segment)
         }
         Err(e) => {
             // Unlinked if the name still is our file, and then forgotten: a name made again
@@ -372,9 +373,9 @@ fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
 ///
 /// A `SharedMemory` sent to another process (a process argument, a queue) travels as its
 /// name and is opened again on arrival, whole, as in Python; unlike Python, the receiver
-/// checks that the name still names the sender's segment (its device and inode), so a
-/// segment unlinked and made again under its name meanwhile fails to decode rather than
-/// be taken for it.
+/// checks that the name still names the sender's segment (its device and inode) and that
+/// it is not shorter than the sender's handle, so a segment unlinked and made again under
+/// its name meanwhile, or cut shorter, fails to decode rather than be taken for it.
 ///
 /// # Examples
 ///
@@ -398,6 +399,10 @@ fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
 pub struct SharedMemory {
     name: String,
     pub(crate) segment: Segment,
+    /// The file it is, taken when it was made or opened: `unlink`, `clone_handle` and a
+    /// handle in flight go by it, not by the name, which another program may have made
+    /// again since (aud103 L2, L3; review154 L3: no `fstat` at their time).
+    file: FileId,
 }
 
 impl fmt::Debug for SharedMemory {
@@ -460,7 +465,8 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`SharedMemoryError::NotFound`] when the name was unlinked meanwhile.
+    /// [`SharedMemoryError::NotFound`] when the name was unlinked meanwhile, or names
+    /// another segment since (made again by another program); what the OS said.
     ///
     /// # Examples
     ///
@@ -473,7 +479,18 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn clone_handle(&self) -> Result<Self, SharedMemoryError> {
-        Self::builder().name(&self.name).open()
+        let other = Self::builder().name(&self.name).open()?;
+        // The name may be another program's segment since (review154): not this one.
+        if other.file != self.file {
+            return Err(SharedMemoryError::NotFound(self.name.clone()));
+        }
+        Ok(other)
+    }
+
+    /// A handle of `segment`, just made or opened as `name`, with the file it is.
+    fn made(name: String, segment: Segment) -> Result<SharedMemory, SharedMemoryError> {
+        let file = segment.id().map_err(|e| SharedMemoryError::from_io(e, &name))?;
+        Ok(SharedMemory { name, segment, file })
     }
 
     /// The segment's name, without leading slashes (Python's `name` keeps the ones it was given).
@@ -669,9 +686,16 @@ impl SharedMemory {
     /// name since names another segment (another program made it again), that one stays
     /// and the answer is `NotFound`. (Python's `unlink` goes by name and removes it.)
     ///
+    /// A segment of a name this library chose ([`SharedMemory::create`]'s `mp-…` names) is
+    /// tracked by name alone: should another program make that name again after this
+    /// handle's segment was unlinked, the family's tracker still unlinks it when the family
+    /// ends, as Python's does.
+    ///
     /// # Errors
     ///
-    /// [`SharedMemoryError::NotFound`] when it was unlinked already.
+    /// [`SharedMemoryError::NotFound`] when it was unlinked already (the name gone or
+    /// another segment's); [`SharedMemoryError::Io`] when the OS refused (another user's
+    /// segment in the sticky `/dev/shm`: `EPERM`).
     ///
     /// # Examples
     ///
@@ -698,8 +722,7 @@ impl SharedMemory {
     /// gone or another file's. The few microseconds between the look and the unlink stay
     /// ([`Segment::unlink_if`]).
     pub(crate) fn unlink_if_ours(&self) -> Result<bool, SharedMemoryError> {
-        let id = self.segment.id().map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
-        match Segment::unlink_if(&self.name, Some(id)) {
+        match Segment::unlink_if(&self.name, Some(self.file)) {
             Ok(()) => {
                 // A forgetting not taken now waits in this process's backlog.
                 let _ = tracker::unregister(&self.name);
@@ -751,12 +774,15 @@ struct Wire {
     name: String,
     dev: u64,
     ino: u64,
+    /// The sender's size: a file cut shorter since is refused (review154 L1: opened at its
+    /// new size, offsets valid at the sender panicked at the receiver as out of bounds).
+    size: usize,
 }
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let id = self.segment.id().map_err(serde::ser::Error::custom)?;
-        Wire { name: self.name.clone(), dev: id.dev, ino: id.ino }.serialize(serializer)
+        let FileId { dev, ino } = self.file;
+        Wire { name: self.name.clone(), dev, ino, size: self.size() }.serialize(serializer)
     }
 }
 
@@ -764,11 +790,18 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
         let shm = SharedMemory::builder().name(wire.name).open().map_err(D::Error::custom)?;
-        let id = shm.segment.id().map_err(D::Error::custom)?;
-        if (id.dev, id.ino) != (wire.dev, wire.ino) {
+        if shm.file != (FileId { dev: wire.dev, ino: wire.ino }) {
             return Err(D::Error::custom(format_args!(
                 "the shared memory segment '{}' was unlinked and its name made again since it was sent",
                 shm.name
+            )));
+        }
+        if shm.size() < wire.size {
+            return Err(D::Error::custom(format_args!(
+                "the shared memory segment '{}' was cut to {} bytes since it was sent with {}",
+                shm.name,
+                shm.size(),
+                wire.size
             )));
         }
         Ok(shm)

@@ -337,15 +337,15 @@ pub(super) fn books_lost(heap: &Heap) -> u64 {
     heap.books().saturating_sub(listed + super::pins::books(heap))
 }
 
-/// How many blocks of the directory a process owns (its pid not 0): the rest are spares.
-pub(super) fn blocks_owned(heap: &Heap) -> u64 {
+/// How many blocks of the directory the process `pid` owns (0: how many are spares).
+pub(super) fn blocks_of(heap: &Heap, pid: u32) -> u64 {
     let (head, _) = heap.holds_directory();
     let _g = lock_directory(heap);
     let mut owned = 0;
     let mut off = head.load(Ordering::Relaxed);
     while off != 0 {
         let block = block_at(heap, off);
-        owned += u64::from(block.pid.load(Ordering::Acquire) != 0);
+        owned += u64::from(block.pid.load(Ordering::Acquire) == pid);
         off = block.next.load(Ordering::Relaxed);
     }
     owned

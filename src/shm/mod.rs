@@ -405,10 +405,10 @@ pub(crate) mod test_hooks {
         super::holds::books_lost(Heap::get())
     }
 
-    /// How many blocks of the heap's directory of lists a process owns; the others are
-    /// spares, retired by the reaps of ended processes.
-    pub fn heap_books_owned() -> u64 {
-        super::holds::blocks_owned(Heap::get())
+    /// How many blocks of the heap's directory of lists the process `pid` owns (0: how
+    /// many are spares, retired by the reaps of ended processes).
+    pub fn heap_books_of(pid: u32) -> u64 {
+        super::holds::blocks_of(Heap::get(), pid)
     }
 
     /// Runs `f` holding the crash points' own lock (a test of a fork while another thread
