@@ -2097,6 +2097,9 @@ fn cluster_node_role() {
     if let Some(dir) = std::env::var_os(HOLD_CONFIRM) {
         std::thread::spawn(move || hold_at(Path::new(&dir), "hold:cluster.node.confirm"));
     }
+    if let Some(dir) = std::env::var_os(HOLD_SPARE) {
+        std::thread::spawn(move || hold_at(Path::new(&dir), "hold:cluster.node.spare,hold:cluster.node.lent"));
+    }
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
@@ -2593,17 +2596,24 @@ fn hold_reads(dir: &Path) {
 /// to confirm a refusal on a fresh connection (`hold_at`).
 const HOLD_CONFIRM: &str = "MULTIPROC_TEST_CLUSTER_HOLD_CONFIRM";
 
-/// Arms the point `point` (`hold:NAME`) once the file `arm` appears in `dir`, says `HELD`
-/// on stderr once a thread is held there, and lets it go once the file `release` appears.
-fn hold_at(dir: &Path, point: &str) {
+/// Set in a node's environment to a directory: the node's writer, refused for good with no
+/// connection lent yet, is held before it looks whether the reader stopped, and the reader
+/// once it lent its connection and stopped (`hold_at`; `HELD` once both are).
+const HOLD_SPARE: &str = "MULTIPROC_TEST_CLUSTER_HOLD_SPARE";
+
+/// Arms the points `points` (`hold:NAME`, comma-separated) once the file `arm` appears in
+/// `dir`, says `HELD` on stderr once a thread is held at each, and lets them go once the
+/// file `release` appears.
+fn hold_at(dir: &Path, points: &str) {
     let appear = |name: &str| {
         while !dir.join(name).exists() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
     appear("arm");
-    multiproc::__private::crash_at(point);
-    while multiproc::__private::crash_holding() < 1 && !dir.join("release").exists() {
+    multiproc::__private::crash_at(points);
+    let count = points.split(',').count();
+    while multiproc::__private::crash_holding() < count && !dir.join("release").exists() {
         std::thread::sleep(Duration::from_millis(5));
     }
     eprintln!("HELD");
@@ -3293,6 +3303,38 @@ fn a_node_whose_writer_alone_is_refused_pushes_its_finished_result_on_the_reader
     println!("the node ended: {ended}, {status:?}: {said}; the task: {r:?}");
     assert!(ended && status.code() == Some(1) && said.contains("credentials"), "{status:?}: {said}");
     assert_eq!(r, Ok(200), "{said}");
+}
+
+/// The result a node's writer finished as Redis refuses it alone for good is pushed on the
+/// reader's connection even where the reader lends it (and stops) between the writer's look
+/// for it and its look at whether the reader stopped (review153 M1, a preemption there:
+/// the writer read the spare connection first, found none, then found the reader stopped,
+/// and dropped the result, its task `WorkerLost` under `max_deliveries(1)`). The writer is
+/// held in that gap, and the reader once it lent its connection (`HOLD_SPARE`).
+#[test]
+fn a_writer_refused_as_the_reader_lends_its_connection_pushes_on_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret", "--timeout", "1"]) else { return };
+    let url = format!("{}?pass=s3cret", redis.url);
+    std::fs::write(redis.dir.join("arm"), "").unwrap();
+    let (_node, lines) = logging_node(&url, &[(HOLD_SPARE, redis.dir.to_str().unwrap())]);
+    let options = test_options().lease(Duration::from_secs(6)).timeout(Duration::from_secs(2)).max_deliveries(1);
+    let pool = pool_with(&url, 1, options);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49, "the node serves");
+    // As in the test above: the writer's idle connection closed by Redis's `timeout`.
+    let mut now = Vec::new();
+    let closed = eventually(Duration::from_secs(10), || {
+        now = client_ids(&redis, "s3cret");
+        now.len() <= 2
+    });
+    assert!(closed, "Redis did not close the idle connections: {now:?} left");
+    cli_as(&redis, "s3cret", &["CONFIG", "SET", "requirepass", "changed"]);
+    let mut quick = pool.apply_async(sleep_ms, 200).unwrap();
+    while !lines.recv_timeout(Duration::from_secs(30)).expect("the writer and reader were not held").contains("HELD") {}
+    std::fs::write(redis.dir.join("release"), "").unwrap();
+    let r = quick.get_timeout(Duration::from_secs(30));
+    println!("the task: {r:?}");
+    assert_eq!(r, Ok(200));
 }
 
 /// The id of the node's writer, the one client whose last command is `XCLAIM` (its beats;

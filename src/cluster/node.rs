@@ -747,6 +747,7 @@ fn end_refused(
         *lock(&shared.spare) = Some(spare);
     }
     shared.stopped.store(true, Ordering::Release);
+    crash_point!("cluster.node.lent");
     let _ = writer.send(None);
     local.terminate();
     let _ = local.join();
@@ -1091,12 +1092,17 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // result is tried again on it (review150 M1). Refused again there too (or
                 // with no connection lent), it is dropped (not replaced by a failure that
                 // would meet the same refusal): its task is taken back after its lease, as
-                // a dead node's.
+                // a dead node's. `stopped` is read before the spare is looked for: the reader
+                // lends the spare before it sets `stopped`, so once `stopped` reads true a lent
+                // spare is there (review153 M1: read after, a reader that lent and stopped in
+                // between left the writer to drop the result with the spare unused).
                 Err(e) if writer_refused(&e, &mut link, shared) => {
+                    let stopped = shared.stopped.load(Ordering::Acquire);
+                    crash_point!("cluster.node.spare");
                     if take_spare(&mut link, shared) {
                         continue;
                     }
-                    if !shared.stopped.load(Ordering::Acquire) {
+                    if !stopped {
                         break;
                     }
                     None
