@@ -3060,6 +3060,32 @@ fn many_large_tasks_where_the_bound_is_unknown_leave_the_pool_serving() {
     assert_eq!(codec, 40, "others: {other:?}");
 }
 
+/// A task above Redis's minimum bound (1 MiB, so sent alone where the bound is unknown: an
+/// ACL refuses `CONFIG`) submitted while Redis is a replica (a failover's demoted master,
+/// answering writes `READONLY`) waits the failover out and runs (review153 M2). Before, a
+/// `READONLY` (classed `Unreachable`, as a wait) was counted as a connection Redis closed on
+/// the task while it answered `PING`: three such counts came within a second (the driver's
+/// steps back off 50, 100, 200 ms), and the task failed `Codec` ("Redis closed the
+/// connection on it 3 times").
+#[test]
+fn a_large_task_sent_during_a_failover_where_the_bound_is_unknown_runs() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-config"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let options = test_options().lease(Duration::from_secs(30)).timeout(Duration::from_secs(20));
+    let pool = pool_with(&redis.url, 1, options);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
+    let size = (1 << 20) + (256 << 10);
+    let mut large = pool.apply_async(length_of, vec![7u8; size]).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"NO", b"ONE"]), b"+OK\r\n");
+    let r = large.get_timeout(Duration::from_secs(30));
+    println!("the large task: {r:?}");
+    assert_eq!(r, Ok(size));
+}
+
 /// A `map` whose later chunk is refused at submission for its size (review96 L9) fails
 /// whole: its earlier chunks, already in the stream, are withdrawn as a failed map's are,
 /// and never run. Before, the call failed with `Codec` and the chunks before the refused
