@@ -240,7 +240,11 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// or `LOADING` its data, a replica answering `READONLY` after a failover that the URL's name
 /// or address has not followed yet) as it waits out an empty queue: it tries again, connecting anew,
 /// until the [`timeout`](QueueBuilder::timeout) has passed since its first failure (and
-/// never past its own deadline), then fails `Unreachable`. A try (`try_get`,
+/// never past its own deadline), then fails `Unreachable`. A `_timeout` form returns by its
+/// deadline, plus at most half a second for Redis's answer to its last wait (less where the
+/// queue's `timeout` is less), even where Redis stops answering mid-wait (a failover's
+/// demoted master ends a blocking take and then answers nothing on that connection): then
+/// `Unreachable`. A try (`try_get`,
 /// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
 /// is recovered by the next try: its item is not lost.
 ///
@@ -621,6 +625,10 @@ fn consumer_id() -> String {
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     format!("{}-{:016x}", std::process::id(), h.finish())
 }
+
+/// How long past its deadline a get's exchange may wait for Redis's answer (and no longer
+/// than the queue's `timeout`): the answer to its last wait, which ends at the deadline.
+const GRACE: Duration = Duration::from_millis(500);
 
 /// When a wait ends: now (`try_`), at an instant, or never.
 #[derive(Clone, Copy)]
@@ -1175,10 +1183,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // a get that waits takes it as it takes an empty queue, for the queue's `timeout`
         // since the first failure and within its own deadline, as a put and a pool do.
         let mut away: Option<Instant> = None;
+        // The get's exchanges end by its deadline, but for the time the answer to a wait
+        // that ends there has to come (`GRACE`, at most the queue's `timeout`): a server
+        // that stops answering mid-wait is not waited for past it (review153 M3: a failover
+        // ends a blocking move `UNBLOCKED`, a reply the take skips, and the demoted master
+        // then answers nothing on that connection; the get waited its exchange's whole
+        // wait, the queue's `timeout` and a second, past its own deadline).
+        let end_by = match until {
+            Until::At(at) => at.checked_add(GRACE.min(self.timeout)),
+            Until::Now | Until::Never => None,
+        };
+        let capped = |c: &mut Conn| {
+            if let Some(at) = end_by {
+                c.end_by(at);
+            }
+        };
         let taken = loop {
             let mut state = self.state();
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
+                    capped(c);
                     redis::cmd("EVAL")
                         .arg(RECOVER)
                         .arg(4)
@@ -1237,6 +1261,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let packed = pipe.get_packed_pipeline();
             let replies = usize::from(due) + 1;
             let taken = state.link.run(|c| {
+                capped(c);
                 let mut values = c.req_packed_commands(&packed, 0, replies)?;
                 for v in &mut values {
                     if let redis::Value::ServerError(e) = v {
