@@ -1706,6 +1706,31 @@ fn a_get_timeout_blocked_as_its_master_is_demoted_ends_by_its_deadline() {
     }
 }
 
+/// A put and a get on a Redis left a replica past the queue's timeout (1.5 s) each wait it
+/// out backing off (50 ms doubled up to a second: a handful of tries, each on a new
+/// connection), then fail: the put `Unsure` (a `READONLY` is classed as Redis away), the get
+/// `Unreachable`. Before (review153 L1), each tried every 50 ms, about thirty connections
+/// each, for as long as the failover lasted.
+#[test]
+fn a_put_and_a_get_on_a_replica_back_off() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(1500)).open(&redis.url, "ro");
+    let (getter, q) = (open().unwrap(), open().unwrap());
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
+    let before = exchanges(&redis).0;
+    let (put, got) = std::thread::scope(|s| {
+        let got = s.spawn(|| getter.get());
+        (q.put(7), got.join().unwrap())
+    });
+    // Less the test's own `INFO` connections (two, after).
+    let connections = exchanges(&redis).0 - before - 2;
+    println!("the put: {put:?}; the get: {got:?}; {connections} connections");
+    assert!(matches!(put, Err(PutError::Unsure(..))), "{put:?}");
+    assert!(matches!(got, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{got:?}");
+    assert!(connections < 30, "a put and a get tried again every 50 ms: {connections} connections");
+}
+
 /// aud105 L1: a queue's handles dropped cleanly leave no key of their own behind, only the
 /// items still in line: a producer's record of puts (`puts:ID`) goes with it, and a
 /// consumer's number of its last take (`last:ID`) with the rest of its keys. Before, both
