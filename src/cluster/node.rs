@@ -585,7 +585,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 // Redis away, or refusing for now: busy, loading, or a failover's replica
                 // (`READONLY`, `UNBLOCKED`: taken for a `NOGROUP`, it was read again at once,
                 // a hot loop for as long as the failover lasted, review150), waited out on a
-                // new connection.
+                // new connection. (`UNBLOCKED` is also a pool's end: its driver deleted the
+                // stream this read blocked on; one reconnection and one pause, `waits`.)
                 Err(ClusterError::Unreachable(_)) => {
                     std::thread::sleep(back_off(&mut away));
                     waited = true;
