@@ -2592,8 +2592,8 @@ fn hold_reads(dir: &Path) {
     hold_at(dir, "hold:cluster.node.read");
 }
 
-/// Set in a node's environment to a directory: the node's writer is held where it is about
-/// to confirm a refusal on a fresh connection (`hold_at`).
+/// Set in a node's environment to a directory: the node's writer is held where its push is
+/// about to confirm a refusal on a fresh connection (`hold_at`; a beat's is not held).
 const HOLD_CONFIRM: &str = "MULTIPROC_TEST_CLUSTER_HOLD_CONFIRM";
 
 /// Set in a node's environment to a directory: the node's writer, refused for good with no
@@ -3416,7 +3416,10 @@ fn a_full_node_whose_writer_alone_is_refused_later_ends_with_a_typed_error() {
 /// rotation that reaches this Redis a moment later) is no refusal: the result is kept and
 /// pushed, as for Redis away (review150 L3). Before, it was replaced by a `Refused` failure,
 /// which Redis then took: the task failed for a refusal that had passed. The writer is held
-/// where it confirms the refusal (`HOLD_CONFIRM`) while the password changes back.
+/// where its push confirms the refusal (`HOLD_CONFIRM`) while the password changes back. The
+/// point is the push's alone (review153 L3: a beat meeting the refusal first was held there
+/// too, and the test passed without the push's path; now such a beat ends the node, and the
+/// test fails, never holding the writer).
 #[test]
 fn a_refusal_of_the_writers_reconnection_that_passes_loses_no_result() {
     let _w = watchdog(LIMIT);

@@ -700,10 +700,11 @@ pub(super) fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<Clust
     }
 }
 
-/// Whether a failure `e` of the node's writer is a refusal for good, as [`lasting_refusal`]
-/// tells the reader's (confirmed by a `PING` on a fresh connection), or any `Auth` or lasting
-/// `Tls` once one was: then `Shared::refused` says so, for the reader to end the node.
-fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
+/// Whether a failure `e` of the node's writer (of a push, else of a beat) is a refusal for
+/// good, as [`lasting_refusal`] tells the reader's (confirmed by a `PING` on a fresh
+/// connection), or any `Auth` or lasting `Tls` once one was: then `Shared::refused` says
+/// so, for the reader to end the node.
+fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared, push: bool) -> bool {
     match e {
         ClusterError::Auth(_) => {}
         ClusterError::Tls(_) if link.tls_lasts() => {}
@@ -712,7 +713,11 @@ fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
     if shared.refused.get().is_some() {
         return true;
     }
-    crash_point!("cluster.node.confirm");
+    // A push's confirmation only: a test holding it there knows the push met the refusal,
+    // not a beat (review153 L3).
+    if push {
+        crash_point!("cluster.node.confirm");
+    }
     match lasting_refusal(e, link) {
         Some(refused) => {
             let _ = shared.refused.set(refused);
@@ -1097,7 +1102,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // lends the spare before it sets `stopped`, so once `stopped` reads true a lent
                 // spare is there (review153 M1: read after, a reader that lent and stopped in
                 // between left the writer to drop the result with the spare unused).
-                Err(e) if writer_refused(&e, &mut link, shared) => {
+                Err(e) if writer_refused(&e, &mut link, shared, true) => {
                     let stopped = shared.stopped.load(Ordering::Acquire);
                     crash_point!("cluster.node.spare");
                     if take_spare(&mut link, shared) {
@@ -1182,7 +1187,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 let keys = PoolKeys::new(&pool);
                 if let Err(e) = link.run(|c| claim(&keys.tasks, me, &entries, None).query::<redis::Value>(c)) {
                     // A beat refused for good ends the node too, as a push does.
-                    writer_refused(&e, &mut link, shared);
+                    writer_refused(&e, &mut link, shared, false);
                 }
             }
         }
