@@ -488,6 +488,12 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     // The last wait for Redis away ([`back_off`]); `None` again after a read Redis served
     // (not a look at the pools, which a replica serves).
     let mut away: Option<Duration> = None;
+    // Since when every read failed as Redis away (`None` again after a read Redis served),
+    // and the last warning of it: a node given a replica's address for good (`READONLY` at
+    // each read, while the pools' registry reads fine) serves nothing, and says why once a
+    // minute once it lasted that long (review153 L4: it said nothing).
+    let mut unread_since: Option<Instant> = None;
+    let mut warned_away: Option<Instant> = None;
     loop {
         if let Some(error) = shared.broken.get() {
             shared.stopped.store(true, Ordering::Release);
@@ -530,6 +536,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 swept = Instant::now();
             }
             if pools.is_empty() {
+                // Redis serves (no pool to read): a later outage backs off from the start.
+                away = None;
+                unread_since = None;
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -576,10 +585,12 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             let entries = match read {
                 Ok(Some(streams)) => {
                     away = None;
+                    unread_since = None;
                     streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>()
                 }
                 Ok(None) => {
                     away = None;
+                    unread_since = None;
                     Vec::new()
                 }
                 // Redis away, or refusing for now: busy, loading, or a failover's replica
@@ -587,7 +598,16 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 // a hot loop for as long as the failover lasted, review150), waited out on a
                 // new connection. (`UNBLOCKED` is also a pool's end: its driver deleted the
                 // stream this read blocked on; one reconnection and one pause, `waits`.)
-                Err(ClusterError::Unreachable(_)) => {
+                Err(ClusterError::Unreachable(why)) => {
+                    let since = *unread_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= WARN_EVERY && warned_away.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        log::warn!(
+                            "cannot read the tasks of pool {pool} for {} s ({why}): serving nothing until it can \
+                             (Redis away, or this address leads to a replica)",
+                            since.elapsed().as_secs()
+                        );
+                        warned_away = Some(Instant::now());
+                    }
                     std::thread::sleep(back_off(&mut away));
                     waited = true;
                     break;
