@@ -1692,17 +1692,17 @@ fn a_get_timeout_blocked_as_its_master_is_demoted_ends_by_its_deadline() {
     assert_eq!(q.try_get(), Err(GetError::Empty), "the queue is open, its connection too");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(q.get_timeout(Duration::from_millis(1500)));
+        let _ = tx.send(q.get_timeout(Duration::from_millis(1000)));
     });
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
     let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["REPLICAOF", "127.0.0.1", "1"]).output();
     assert_eq!(String::from_utf8_lossy(&out.unwrap().stdout).trim(), "OK");
     let got = rx.recv_timeout(Duration::from_secs(10));
-    println!("the get_timeout(1.5 s): {got:?}");
+    println!("the get_timeout(1 s): {got:?}");
     match got {
         Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
-        Err(_) => panic!("the get_timeout(1.5 s) blocked as its master was demoted still waits 10 s later"),
-        Ok(other) => panic!("the get_timeout(1.5 s) blocked as its master was demoted: {other:?}"),
+        Err(_) => panic!("the get_timeout(1 s) blocked as its master was demoted still waits 10 s later"),
+        Ok(other) => panic!("the get_timeout(1 s) blocked as its master was demoted: {other:?}"),
     }
 }
 
