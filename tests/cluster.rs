@@ -1685,6 +1685,60 @@ fn a_queue_waits_out_a_failover_that_leaves_it_on_a_replica_for_a_while() {
     });
 }
 
+/// A `get_timeout` blocked on an empty queue when its Redis is made a replica (a failover's
+/// demoted master ends the blocking move `UNBLOCKED`, a reply the take skips, and then
+/// answers nothing on that connection) ends by its own deadline, `Unreachable` (Redis away
+/// at its deadline), not after the queue's `timeout` (review153 M3: "the get_timeout(2 s):
+/// Err(Redis(Unreachable("timed out"))) after 9.035092337s" with an 8 s timeout). The
+/// queue's timeout here is 40 s: a get still blocked 10 s later overshot its deadline.
+#[test]
+fn a_get_timeout_blocked_as_its_master_is_demoted_ends_by_its_deadline() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(40)).open(&redis.url, "demoted");
+    let q = q.unwrap();
+    assert_eq!(q.try_get(), Err(GetError::Empty), "the queue is open, its connection too");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(q.get_timeout(Duration::from_millis(1000)));
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["REPLICAOF", "127.0.0.1", "1"]).output();
+    assert_eq!(String::from_utf8_lossy(&out.unwrap().stdout).trim(), "OK");
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    println!("the get_timeout(1 s): {got:?}");
+    match got {
+        Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
+        Err(_) => panic!("the get_timeout(1 s) blocked as its master was demoted still waits 10 s later"),
+        Ok(other) => panic!("the get_timeout(1 s) blocked as its master was demoted: {other:?}"),
+    }
+}
+
+/// A put and a get on a Redis left a replica past the queue's timeout (1.5 s) each wait it
+/// out backing off (50 ms doubled up to a second: a handful of tries, each on a new
+/// connection), then fail: the put `Unsure` (a `READONLY` is classed as Redis away), the get
+/// `Unreachable`. Before (review153 L1), each tried every 50 ms, about thirty connections
+/// each, for as long as the failover lasted.
+#[test]
+fn a_put_and_a_get_on_a_replica_back_off() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(1500)).open(&redis.url, "ro");
+    let (getter, q) = (open().unwrap(), open().unwrap());
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
+    let before = exchanges(&redis).0;
+    let (put, got) = std::thread::scope(|s| {
+        let got = s.spawn(|| getter.get());
+        (q.put(7), got.join().unwrap())
+    });
+    // Less the test's own `INFO` connections (two, after).
+    let connections = exchanges(&redis).0 - before - 2;
+    println!("the put: {put:?}; the get: {got:?}; {connections} connections");
+    assert!(matches!(put, Err(PutError::Unsure(..))), "{put:?}");
+    assert!(matches!(got, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{got:?}");
+    assert!(connections < 30, "a put and a get tried again every 50 ms: {connections} connections");
+}
+
 /// aud105 L1: a queue's handles dropped cleanly leave no key of their own behind, only the
 /// items still in line: a producer's record of puts (`puts:ID`) goes with it, and a
 /// consumer's number of its last take (`last:ID`) with the rest of its keys. Before, both

@@ -27,8 +27,9 @@ pub enum ClusterError {
     /// cannot serve for now (`BUSY` running a long script, `LOADING` its data,
     /// `MASTERDOWN`: a replica that lost its master; `READONLY`: a replica, such as a master
     /// demoted by a failover that a name or an address still leads to, and `UNBLOCKED`: a
-    /// blocking command ended as its server became one): waited out like a lost connection,
-    /// on a new connection (which a failover leads to the new master).
+    /// blocking command ended as its server became one, or as its stream key was deleted):
+    /// waited out like a lost connection, on a new connection (which a failover leads to
+    /// the new master).
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),
     /// The URL could not be understood.
@@ -88,9 +89,14 @@ impl ClusterError {
 /// The last two are what a failover leaves a client on the demoted master with (its name or
 /// address not moved yet): transient, since the next connection reaches the new master
 /// (review150: taken for a refusal for good, they ended a pool at once, and a node dropped
-/// its results and read again at once, for as long as the failover lasted). Decided on
-/// every refused command of a pipeline (`RedisError::code` names none for a pipeline's
-/// `BUSY`).
+/// its results and read again at once, for as long as the failover lasted). `UNBLOCKED`
+/// has other causes, told apart only by its text (not stable, so not looked at): a
+/// blocking read's stream key deleted (`UNBLOCKED the stream key no longer exists`, which
+/// a node blocked on a pool's tasks meets each time that pool ends and its driver deletes
+/// its keys: the node then reconnects and backs off once, 100 ms, before its next read,
+/// harmless), and `CLIENT UNBLOCK id ERROR`: each waited out the same way (review153 L2).
+/// Decided on every refused command of a pipeline (`RedisError::code` names none for a
+/// pipeline's `BUSY`).
 fn waits(e: &redis::RedisError) -> bool {
     let errors = e.clone().into_server_errors().unwrap_or_default();
     !errors.is_empty()

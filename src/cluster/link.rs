@@ -258,6 +258,8 @@ pub(crate) struct Conn {
     /// While the connection is being opened, the open's deadline, which its exchanges
     /// (`AUTH`, `SELECT`) end by too.
     opening: Option<Instant>,
+    /// A deadline the next exchange ends by too, if sooner than its own ([`Conn::end_by`]).
+    cap: Option<Instant>,
 }
 
 /// The bytes to and from Redis: the socket itself, or rustls over it. Either way every
@@ -274,6 +276,13 @@ impl Conn {
     /// SKIP` leaves the reply it was to skip).
     pub(crate) fn close(&mut self) {
         self.open = false;
+    }
+
+    /// Makes the next exchange end by `at` (plus what its moved bytes buy, [`MOVING`]) where
+    /// that is sooner than its own wait: for a caller with a deadline of its own (a queue's
+    /// `get_timeout`), which a server that stops answering mid-wait must not outlast.
+    pub(crate) fn end_by(&mut self, at: Instant) {
+        self.cap = Some(at);
     }
 
     /// Connects, makes the TLS handshake, authenticates and selects the URL's database, all
@@ -307,8 +316,15 @@ impl Conn {
             }
         };
         let settings = info.redis_settings();
-        let mut conn =
-            Self { stream, parser: redis::Parser::new(), db: settings.db(), open: true, limit, opening: Some(until) };
+        let mut conn = Self {
+            stream,
+            parser: redis::Parser::new(),
+            db: settings.db(),
+            open: true,
+            limit,
+            opening: Some(until),
+            cap: None,
+        };
         if let Some(password) = settings.password() {
             let mut auth = redis::cmd("AUTH");
             if let Some(user) = settings.username() {
@@ -340,6 +356,7 @@ impl Conn {
     /// reply may be half read).
     fn exchange(&mut self, packed: &[u8], replies: usize) -> RedisResult<Vec<Value>> {
         let until = Instant::now() + self.limit;
+        let until = self.cap.take().map_or(until, |cap| cap.min(until));
         self.stream.timed().begin(self.opening.map_or(until, |open| open.min(until)));
         let stream = &mut self.stream;
         let result = (|| {

@@ -488,6 +488,12 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     // The last wait for Redis away ([`back_off`]); `None` again after a read Redis served
     // (not a look at the pools, which a replica serves).
     let mut away: Option<Duration> = None;
+    // Since when every read failed as Redis away (`None` again after a read Redis served),
+    // and the last warning of it: a node given a replica's address for good (`READONLY` at
+    // each read, while the pools' registry reads fine) serves nothing, and says why once a
+    // minute once it lasted that long (review153 L4: it said nothing).
+    let mut unread_since: Option<Instant> = None;
+    let mut warned_away: Option<Instant> = None;
     loop {
         if let Some(error) = shared.broken.get() {
             shared.stopped.store(true, Ordering::Release);
@@ -530,6 +536,9 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 swept = Instant::now();
             }
             if pools.is_empty() {
+                // Redis serves (no pool to read): a later outage backs off from the start.
+                away = None;
+                unread_since = None;
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -576,17 +585,29 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
             let entries = match read {
                 Ok(Some(streams)) => {
                     away = None;
+                    unread_since = None;
                     streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>()
                 }
                 Ok(None) => {
                     away = None;
+                    unread_since = None;
                     Vec::new()
                 }
                 // Redis away, or refusing for now: busy, loading, or a failover's replica
                 // (`READONLY`, `UNBLOCKED`: taken for a `NOGROUP`, it was read again at once,
                 // a hot loop for as long as the failover lasted, review150), waited out on a
-                // new connection.
-                Err(ClusterError::Unreachable(_)) => {
+                // new connection. (`UNBLOCKED` is also a pool's end: its driver deleted the
+                // stream this read blocked on; one reconnection and one pause, `waits`.)
+                Err(ClusterError::Unreachable(why)) => {
+                    let since = *unread_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= WARN_EVERY && warned_away.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        log::warn!(
+                            "cannot read the tasks of pool {pool} for {} s ({why}): serving nothing until it can \
+                             (Redis away, or this address leads to a replica)",
+                            since.elapsed().as_secs()
+                        );
+                        warned_away = Some(Instant::now());
+                    }
                     std::thread::sleep(back_off(&mut away));
                     waited = true;
                     break;
@@ -699,10 +720,11 @@ pub(super) fn lasting_refusal(e: &ClusterError, link: &mut Link) -> Option<Clust
     }
 }
 
-/// Whether a failure `e` of the node's writer is a refusal for good, as [`lasting_refusal`]
-/// tells the reader's (confirmed by a `PING` on a fresh connection), or any `Auth` or lasting
-/// `Tls` once one was: then `Shared::refused` says so, for the reader to end the node.
-fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
+/// Whether a failure `e` of the node's writer (of a push, else of a beat) is a refusal for
+/// good, as [`lasting_refusal`] tells the reader's (confirmed by a `PING` on a fresh
+/// connection), or any `Auth` or lasting `Tls` once one was: then `Shared::refused` says
+/// so, for the reader to end the node.
+fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared, push: bool) -> bool {
     match e {
         ClusterError::Auth(_) => {}
         ClusterError::Tls(_) if link.tls_lasts() => {}
@@ -711,7 +733,11 @@ fn writer_refused(e: &ClusterError, link: &mut Link, shared: &Shared) -> bool {
     if shared.refused.get().is_some() {
         return true;
     }
-    crash_point!("cluster.node.confirm");
+    // A push's confirmation only: a test holding it there knows the push met the refusal,
+    // not a beat (review153 L3).
+    if push {
+        crash_point!("cluster.node.confirm");
+    }
     match lasting_refusal(e, link) {
         Some(refused) => {
             let _ = shared.refused.set(refused);
@@ -747,6 +773,7 @@ fn end_refused(
         *lock(&shared.spare) = Some(spare);
     }
     shared.stopped.store(true, Ordering::Release);
+    crash_point!("cluster.node.lent");
     let _ = writer.send(None);
     local.terminate();
     let _ = local.join();
@@ -1091,12 +1118,17 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 // result is tried again on it (review150 M1). Refused again there too (or
                 // with no connection lent), it is dropped (not replaced by a failure that
                 // would meet the same refusal): its task is taken back after its lease, as
-                // a dead node's.
-                Err(e) if writer_refused(&e, &mut link, shared) => {
+                // a dead node's. `stopped` is read before the spare is looked for: the reader
+                // lends the spare before it sets `stopped`, so once `stopped` reads true a lent
+                // spare is there (review153 M1: read after, a reader that lent and stopped in
+                // between left the writer to drop the result with the spare unused).
+                Err(e) if writer_refused(&e, &mut link, shared, true) => {
+                    let stopped = shared.stopped.load(Ordering::Acquire);
+                    crash_point!("cluster.node.spare");
                     if take_spare(&mut link, shared) {
                         continue;
                     }
-                    if !shared.stopped.load(Ordering::Acquire) {
+                    if !stopped {
                         break;
                     }
                     None
@@ -1175,7 +1207,7 @@ fn writer(mut link: Link, me: &str, seal: &Seal, shared: &Shared, rx: &Receiver<
                 let keys = PoolKeys::new(&pool);
                 if let Err(e) = link.run(|c| claim(&keys.tasks, me, &entries, None).query::<redis::Value>(c)) {
                     // A beat refused for good ends the node too, as a push does.
-                    writer_refused(&e, &mut link, shared);
+                    writer_refused(&e, &mut link, shared, false);
                 }
             }
         }

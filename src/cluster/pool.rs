@@ -884,7 +884,7 @@ impl Driver {
                     }
                     break;
                 }
-                Err((e, _)) => {
+                Err((e, codes)) => {
                     // A large task sent alone on which the connection was lost while Redis
                     // answers: the server closed it for the task's size (its bound unknown
                     // here), or a blip. Tried again; lost so `DROPPED_SENDS` times, the
@@ -892,8 +892,13 @@ impl Driver {
                     // error of the step (Redis answered): else a run of such tasks, each
                     // costing erring steps and none succeeding in between, took Redis for
                     // gone after the pool's `timeout` and ended the pool (review108 M1).
+                    // A connection lost carries no code: an `Unreachable` Redis answered
+                    // (`READONLY` in a failover, `BUSY`, `LOADING`, `MASTERDOWN`) is a wait,
+                    // not counted (review153 M2: a failover failed such a task `Codec`).
                     let closed_on = match &batch[..] {
-                        [job] if alone(job) && matches!(e, ClusterError::Unreachable(_)) => Some(job.0),
+                        [job] if alone(job) && matches!(e, ClusterError::Unreachable(_)) && codes.is_empty() => {
+                            Some(job.0)
+                        }
                         _ => None,
                     };
                     if let Some(id) = closed_on

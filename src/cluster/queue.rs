@@ -240,7 +240,11 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// or `LOADING` its data, a replica answering `READONLY` after a failover that the URL's name
 /// or address has not followed yet) as it waits out an empty queue: it tries again, connecting anew,
 /// until the [`timeout`](QueueBuilder::timeout) has passed since its first failure (and
-/// never past its own deadline), then fails `Unreachable`. A try (`try_get`,
+/// never past its own deadline), then fails `Unreachable`. A `_timeout` form returns by its
+/// deadline, plus at most half a second for Redis's answer to its last wait (less where the
+/// queue's `timeout` is less), even where Redis stops answering mid-wait (a failover's
+/// demoted master ends a blocking take and then answers nothing on that connection): then
+/// `Unreachable`. A try (`try_get`,
 /// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
 /// is recovered by the next try: its item is not lost.
 ///
@@ -622,6 +626,25 @@ fn consumer_id() -> String {
     format!("{}-{:016x}", std::process::id(), h.finish())
 }
 
+/// How long past its deadline a get's exchange may wait for Redis's answer (and no longer
+/// than the queue's `timeout`): the answer to its last wait, which ends at the deadline.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// The first pause of a call that meets Redis away ([`backed_off`]).
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+
+/// The pause before a call's next try while Redis is away (or refuses for now: busy,
+/// loading, a failover's replica), `next` the one after: 50 ms, doubled at each try up to a
+/// second, and never past the call's deadline or timeout (its caller's `min`). Each try
+/// opens a connection (the last was dropped, to follow a failover's moved name): tried
+/// every 50 ms, a consumer loop hammered a restarting server or a replica for as long as
+/// that lasted (review153 L1), as nodes and drivers did before they backed off.
+fn backed_off(next: &mut Duration) -> Duration {
+    let pause = *next;
+    *next = (pause * 2).min(Duration::from_secs(1));
+    pause
+}
+
 /// When a wait ends: now (`try_`), at an instant, or never.
 #[derive(Clone, Copy)]
 enum Until {
@@ -811,6 +834,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // The first failure of an exchange of this call, and whether the put may have run (a
         // send failed, or an earlier call sent it).
         let mut failed: Option<(Instant, ClusterError)> = None;
+        // The pause before the next round after a failure ([`backed_off`]).
+        let mut backoff = FIRST_PAUSE;
         let mut may_have_run = sent_before;
         // An item above the least bound is checked against the server's, read before the
         // first send and again after any failure (the connection may be to a restarted
@@ -829,7 +854,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 if left.is_zero() {
                     return Err(e);
                 }
-                std::thread::sleep(left.min(Duration::from_millis(50)));
+                std::thread::sleep(left.min(backed_off(&mut backoff)));
                 Ok(())
             };
             // An item above the server's bound (read on this connection: a restarted server
@@ -1173,12 +1198,29 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let last_take = self.keys.last_take(&self.consumer);
         // Since when Redis has been away (a lost connection, a restart, `BUSY`, `LOADING`):
         // a get that waits takes it as it takes an empty queue, for the queue's `timeout`
-        // since the first failure and within its own deadline, as a put and a pool do.
-        let mut away: Option<Instant> = None;
+        // since the first failure and within its own deadline, as a put and a pool do; and
+        // the pause before the next try ([`backed_off`]).
+        let mut away: Option<(Instant, Duration)> = None;
+        // The get's exchanges end by its deadline, but for the time the answer to a wait
+        // that ends there has to come (`GRACE`, at most the queue's `timeout`): a server
+        // that stops answering mid-wait is not waited for past it (review153 M3: a failover
+        // ends a blocking move `UNBLOCKED`, a reply the take skips, and the demoted master
+        // then answers nothing on that connection; the get waited its exchange's whole
+        // wait, the queue's `timeout` and a second, past its own deadline).
+        let end_by = match until {
+            Until::At(at) => at.checked_add(GRACE.min(self.timeout)),
+            Until::Now | Until::Never => None,
+        };
+        let capped = |c: &mut Conn| {
+            if let Some(at) = end_by {
+                c.end_by(at);
+            }
+        };
         let taken = loop {
             let mut state = self.state();
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
+                    capped(c);
                     redis::cmd("EVAL")
                         .arg(RECOVER)
                         .arg(4)
@@ -1237,6 +1279,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let packed = pipe.get_packed_pipeline();
             let replies = usize::from(due) + 1;
             let taken = state.link.run(|c| {
+                capped(c);
                 let mut values = c.req_packed_commands(&packed, 0, replies)?;
                 for v in &mut values {
                     if let redis::Value::ServerError(e) = v {
@@ -1313,11 +1356,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `LOADING`, a failover's `READONLY`), for the queue's `timeout` since the first such failure (`away`) and
     /// before the get's deadline; else the get's error. A get that does not wait
     /// (`try_get`) fails at once.
-    fn wait_out(&self, e: ClusterError, until: Until, away: &mut Option<Instant>) -> Result<(), GetError> {
+    fn wait_out(&self, e: ClusterError, until: Until, away: &mut Option<(Instant, Duration)>) -> Result<(), GetError> {
         if !matches!(e, ClusterError::Unreachable(_)) || matches!(until, Until::Now) {
             return Err(GetError::Redis(e));
         }
-        let since = *away.get_or_insert_with(Instant::now);
+        let (since, backoff) = away.get_or_insert_with(|| (Instant::now(), FIRST_PAUSE));
         let mut left = self.timeout.saturating_sub(since.elapsed());
         if let Until::At(at) = until {
             left = left.min(at.saturating_duration_since(Instant::now()));
@@ -1325,7 +1368,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if left.is_zero() {
             return Err(GetError::Redis(e));
         }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
+        std::thread::sleep(left.min(backed_off(backoff)));
         Ok(())
     }
 
