@@ -45,6 +45,49 @@ thread_local! {
     static STASHED: RefCell<Option<Failure>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// What the probe saw of each struct, tuple struct and struct or tuple variant's
+    /// `Deserialize` on this thread: its name (the enum's, for a variant), the variant
+    /// ([`NOT_VARIANT`] for a struct) and how many fields it reads.
+    static SHAPES: RefCell<Vec<(&'static str, u32, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The variant noted for a struct or tuple struct (see [`note_fields`]).
+pub(super) const NOT_VARIANT: u32 = u32::MAX;
+
+/// Notes that a `Deserialize` reads `len` fields for the struct or tuple struct `name` (or
+/// the enum `name`'s `variant`): the probe saw it.
+pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
+    SHAPES.with(|s| {
+        let mut s = s.borrow_mut();
+        if !s.iter().any(|&(n, v, l)| n == name && v == variant && l == len) {
+            s.push((name, variant, len));
+        }
+    });
+}
+
+/// Whether a `Serialize` that writes `len` fields for `name` (at `variant`) writes fewer
+/// or more than every `Deserialize` of that name the probe saw reads: a field skipped
+/// always (`skip_serializing` without `skip_deserializing`, which calls no `skip_field`)
+/// or written and never read (review149 M6), which postcard, writing no names, would
+/// misread. A name the probe never saw is taken as it is written (a struct renamed on one
+/// side only is not caught).
+#[inline]
+fn misread(name: &'static str, variant: u32, len: usize) -> bool {
+    SHAPES.with(|s| {
+        let mut known = false;
+        for &(n, v, l) in s.borrow().iter() {
+            if v == variant && n == name {
+                if l == len {
+                    return false;
+                }
+                known = true;
+            }
+        }
+        known
+    })
+}
+
 fn stash(f: Failure) {
     STASHED.with(|s| {
         let mut s = s.borrow_mut();
@@ -199,6 +242,9 @@ impl<S: Serializer> Serializer for Check<S> {
 
     #[inline]
     fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Failure> {
+        if misread(name, NOT_VARIANT, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.0.serialize_tuple_struct(name, len).map(Check).map_err(inner)
     }
 
@@ -210,6 +256,9 @@ impl<S: Serializer> Serializer for Check<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Failure> {
+        if misread(name, index, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.0.serialize_tuple_variant(name, index, variant, len).map(Check).map_err(inner)
     }
 
@@ -223,6 +272,9 @@ impl<S: Serializer> Serializer for Check<S> {
 
     #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Failure> {
+        if misread(name, NOT_VARIANT, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.0.serialize_struct(name, len).map(Check).map_err(inner)
     }
 
@@ -234,6 +286,9 @@ impl<S: Serializer> Serializer for Check<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Failure> {
+        if misread(name, index, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.0.serialize_struct_variant(name, index, variant, len).map(Check).map_err(inner)
     }
 

@@ -51,6 +51,10 @@ const MAX_DEPTH: u32 = 12;
 /// How many runs the probe makes in all (runs left to make then make the answer
 /// [`Answer::GaveUp`]).
 const MAX_RUNS: usize = 512;
+/// How many compound values the probe looks into in all, over its runs (past it, the answer
+/// is [`Answer::GaveUp`]): a bound on one run's work, which a wide type would otherwise
+/// make exponential in [`MAX_DEPTH`] (review149 L1).
+const MAX_NODES: u32 = 100_000;
 /// The variant recorded for a type that is not an enum.
 const NOT_ENUM: u32 = u32::MAX;
 
@@ -86,8 +90,7 @@ fn probe<T: DeserializeOwned>() -> (Answer, usize) {
     loop {
         ctx.fell_back.set(false);
         ctx.learned.set(false);
-        // A field may have refused only for a repeat's first variant.
-        ctx.skipped.borrow_mut().clear();
+        ctx.hid.set(false);
         if let Some(answer) = probe_pass::<T>(&ctx, &mut runs) {
             return (answer, runs);
         }
@@ -97,7 +100,10 @@ fn probe<T: DeserializeOwned>() -> (Answer, usize) {
             break;
         }
     }
-    (if ctx.cut_unseen() { Answer::GaveUp } else { Answer::Postcard }, runs)
+    // Something the last pass did not see (cut off and entered nowhere above the limit,
+    // or hidden behind a refusal) might ask for `deserialize_any`.
+    let gave_up = ctx.cut_unseen() || ctx.hid.get() || ctx.nodes.get() >= MAX_NODES;
+    (if gave_up { Answer::GaveUp } else { Answer::Postcard }, runs)
 }
 
 /// One pass: a run per plan, starting from the empty plan, until no enum type met has a
@@ -108,18 +114,23 @@ fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<Answer
     let mut tried: Vec<(TypeId, u32)> = Vec::new();
     while let Some(plan) = plans.pop() {
         *ctx.plan.borrow_mut() = plan;
+        // A plan's own: the fields that refused under it (a field that refused under
+        // another plan's variant may not refuse under this one's, review149 M2), and the
+        // enum types met in any of its runs (a run that skips a field meets fewer).
+        ctx.skipped.borrow_mut().clear();
+        ctx.met.borrow_mut().clear();
         loop {
-            if *runs == MAX_RUNS {
+            if *runs == MAX_RUNS || ctx.nodes.get() >= MAX_NODES {
                 // Variants were left untried: one of them may ask for `deserialize_any`.
                 return Some(Answer::GaveUp);
             }
             *runs += 1;
             ctx.path.borrow_mut().clear();
-            ctx.met.borrow_mut().clear();
             // A `Deserialize` impl that panics on the made-up value ends the probe, not
-            // the sender; the message then goes in postcard, and its receiver meets the
-            // same panic (a decode error where a channel or a pool decodes it:
-            // `panics::decoding`).
+            // the sender. What the panic cut short was not seen (the made-up value is no
+            // real one: a real value may go on to a variant that asks for
+            // `deserialize_any`, review149 M5), so the answer is a give-up: MessagePack
+            // carries any value.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let _ = T::deserialize(Probe { ctx, depth: 0 });
             }));
@@ -127,7 +138,7 @@ fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<Answer
                 return Some(Answer::Any);
             }
             if run.is_err() {
-                return Some(Answer::Postcard);
+                return Some(Answer::GaveUp);
             }
             // A field that refused is left out of the next runs: the run goes again with
             // the same plan, to see the fields after it.
@@ -182,6 +193,12 @@ struct Ctx {
     fell_back: Cell<bool>,
     /// Whether this pass learned an enum's ending variant.
     learned: Cell<bool>,
+    /// Whether a run of this pass left elements unseen behind one that failed (a tuple's,
+    /// a tuple or struct variant's, a map entry's value behind its key), or a struct's
+    /// fields behind a visitor that failed other than on a field's value (review149 M4).
+    hid: Cell<bool>,
+    /// How many compound values the runs looked into ([`MAX_NODES`]).
+    nodes: Cell<u32>,
 }
 
 impl Ctx {
@@ -256,6 +273,13 @@ impl<'a> Probe<'a> {
     /// and noted as entered (checked by `stops_at` first).
     fn enter<V, R>(self, variant: u32, inside: impl FnOnce(Self) -> Result<R, Stop>) -> Result<R, Stop> {
         let id = typeid::of::<V>();
+        let nodes = self.ctx.nodes.get();
+        if nodes >= MAX_NODES {
+            // Past the budget: the run ends (each value left fails here at once), and the
+            // answer is a give-up.
+            return Err(Stop);
+        }
+        self.ctx.nodes.set(nodes + 1);
         self.ctx.entered.borrow_mut().insert((id, variant));
         self.ctx.path.borrow_mut().push(id);
         let value = inside(Probe { ctx: self.ctx, depth: self.depth + 1 });
@@ -310,8 +334,10 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         deserialize_identifier => visit_str("\u{0}multiproc probe"),
     );
 
+    /// `Some` to look inside; `None` past the depth limit, and as a repeat (an option
+    /// among the values the run is inside: its `Some` was looked into above).
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.stops_at::<V>(NOT_ENUM) {
+        if self.repeats::<V>() || self.stops_at::<V>(NOT_ENUM) {
             visitor.visit_none()
         } else {
             self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_some(p))
@@ -329,60 +355,65 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_newtype_struct(p))
     }
 
-    /// One element to look inside; none past the depth limit.
+    /// One element to look inside; none past the depth limit, and none as a repeat (a
+    /// sequence among the values the run is inside: its element was looked into above, so a
+    /// recursive type through a sequence ends there rather than at the depth limit, whose
+    /// cut would fail the elements after it, review149 M4).
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.stops_at::<V>(NOT_ENUM) {
-            return visitor.visit_seq(Elements { probe: self, left: 0 });
+        if self.repeats::<V>() || self.stops_at::<V>(NOT_ENUM) {
+            return Elements::visit(self, 0, |e| visitor.visit_seq(e));
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_seq(Elements { probe: p, left: 1 }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, 1, |e| visitor.visit_seq(e)))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_seq(Elements { probe: p, left: len }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, len, |e| visitor.visit_seq(e)))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
+        super::check::note_fields(name, super::check::NOT_VARIANT, len);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_seq(Elements { probe: p, left: len }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, len, |e| visitor.visit_seq(e)))
     }
 
-    /// One entry to look inside; none past the depth limit.
+    /// One entry to look inside; none past the depth limit, and none as a repeat (as a
+    /// sequence).
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.stops_at::<V>(NOT_ENUM) {
-            return visitor.visit_map(Elements { probe: self, left: 0 });
+        if self.repeats::<V>() || self.stops_at::<V>(NOT_ENUM) {
+            return Elements::visit(self, 0, |e| visitor.visit_map(e));
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_map(Elements { probe: p, left: 1 }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, 1, |e| visitor.visit_map(e)))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
+        // What the checking serializer compares a `Serialize`'s count of fields with.
+        super::check::note_fields(name, super::check::NOT_VARIANT, fields.len());
         // By name, so that a field that refuses (a handle) can be left out and the fields
         // after it still be seen.
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| {
-            visitor.visit_map(Fields { probe: p, id: typeid::of::<V>(), fields, next: 0, current: 0 })
-        })
+        self.enter::<V, _>(NOT_ENUM, |p| Fields::visit::<V, _>(p, fields, |f| visitor.visit_map(f)))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
@@ -402,7 +433,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         } else {
             self.ctx.choose(id, variants.len())
         };
-        let value = self.enter::<V, _>(variant, |p| visitor.visit_enum(Variant { probe: p, variant }));
+        let value = self.enter::<V, _>(variant, |p| visitor.visit_enum(Variant { probe: p, name, variant }));
         if value.is_ok() && ending().is_none() {
             self.ctx.ending.borrow_mut().push((id, variant));
             self.ctx.learned.set(true);
@@ -415,10 +446,28 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 }
 
-/// The elements of a made-up sequence, tuple, struct or map.
+/// The elements of a made-up sequence, tuple, tuple struct or variant, or map.
 struct Elements<'a> {
     probe: Probe<'a>,
     left: usize,
+    /// Whether a map entry's key was read and its value not yet.
+    value_due: bool,
+}
+
+impl<'a> Elements<'a> {
+    /// Runs `visit` on `len` made-up elements; notes as hidden ([`Ctx::hid`]) what a
+    /// failure left unread, unless `deserialize_any` was met: the elements after one that
+    /// failed (a refusal, the depth limit's cut), or all of them when the visitor refused
+    /// the sequence or map itself.
+    fn visit<R>(probe: Probe<'a>, len: usize, visit: impl FnOnce(&mut Self) -> Result<R, Stop>) -> Result<R, Stop> {
+        let mut elements = Elements { probe, left: len, value_due: false };
+        let value = visit(&mut elements);
+        let ctx = probe.ctx;
+        if value.is_err() && !ctx.any.get() && (elements.left > 0 || elements.value_due) {
+            ctx.hid.set(true);
+        }
+        value
+    }
 }
 
 impl<'de> de::SeqAccess<'de> for Elements<'_> {
@@ -445,10 +494,12 @@ impl<'de> de::MapAccess<'de> for Elements<'_> {
             return Ok(None);
         }
         self.left -= 1;
+        self.value_due = true;
         seed.deserialize(self.probe).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
+        self.value_due = false;
         seed.deserialize(self.probe)
     }
 
@@ -457,23 +508,25 @@ impl<'de> de::MapAccess<'de> for Elements<'_> {
     }
 }
 
-/// The variant a run takes of a made-up enum.
+/// The variant a run takes of a made-up enum (of name `name`).
+#[derive(Clone, Copy)]
 struct Variant<'a> {
     probe: Probe<'a>,
+    name: &'static str,
     variant: u32,
 }
 
 impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
     type Error = Stop;
-    type Variant = Probe<'a>;
+    type Variant = Self;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Probe<'a>), Stop> {
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Stop> {
         let index: U32Deserializer<Stop> = self.variant.into_deserializer();
-        Ok((seed.deserialize(index)?, self.probe))
+        Ok((seed.deserialize(index)?, self))
     }
 }
 
-impl<'de> de::VariantAccess<'de> for Probe<'_> {
+impl<'de> de::VariantAccess<'de> for Variant<'_> {
     type Error = Stop;
 
     fn unit_variant(self) -> Result<(), Stop> {
@@ -481,15 +534,19 @@ impl<'de> de::VariantAccess<'de> for Probe<'_> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Stop> {
-        seed.deserialize(self)
+        seed.deserialize(self.probe)
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self, left: len })
+        super::check::note_fields(self.name, self.variant, len);
+        Elements::visit(self.probe, len, |e| visitor.visit_seq(e))
     }
 
+    /// By name, as a struct (a derived visitor reads a map too): a field that refuses is
+    /// left out of the next runs, and the fields after it are seen (review149 M4).
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self, left: fields.len() })
+        super::check::note_fields(self.name, self.variant, fields.len());
+        Fields::visit::<V, _>(self.probe, fields, |f| visitor.visit_map(f))
     }
 }
 
@@ -501,6 +558,28 @@ struct Fields<'a> {
     fields: &'static [&'static str],
     next: usize,
     current: usize,
+    /// Whether a field's value failed (noted in [`Ctx::skipped`], or under a refusal
+    /// noted there in this run: the next run goes on past it).
+    value_failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    /// Runs `visit` on the fields of a `V`; notes as hidden ([`Ctx::hid`]) the fields left
+    /// unread when the visitor failed other than on a field's value (it refused a map, or
+    /// a key), unless `deserialize_any` was met.
+    fn visit<V, R>(
+        probe: Probe<'a>,
+        fields: &'static [&'static str],
+        visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
+    ) -> Result<R, Stop> {
+        let mut access = Fields { probe, id: typeid::of::<V>(), fields, next: 0, current: 0, value_failed: false };
+        let value = visit(&mut access);
+        let ctx = probe.ctx;
+        if value.is_err() && !ctx.any.get() && !access.value_failed && access.next < fields.len() {
+            ctx.hid.set(true);
+        }
+        value
+    }
 }
 
 impl<'de> de::MapAccess<'de> for Fields<'_> {
@@ -521,9 +600,12 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
         let ctx = self.probe.ctx;
         let value = seed.deserialize(self.probe);
-        if value.is_err() && !ctx.any.get() && !ctx.skipped_now.get() {
-            ctx.skipped.borrow_mut().push((self.id, self.current));
-            ctx.skipped_now.set(true);
+        if value.is_err() {
+            self.value_failed = true;
+            if !ctx.any.get() && !ctx.skipped_now.get() {
+                ctx.skipped.borrow_mut().push((self.id, self.current));
+                ctx.skipped_now.set(true);
+            }
         }
         value
     }
