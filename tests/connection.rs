@@ -696,7 +696,8 @@ fn a_value_of_a_type_the_probe_gave_up_on_is_read_by_the_peer_or_refused_by_send
     let peer = client.join().unwrap();
     server.send(None).unwrap();
     assert_eq!(peer.recv().unwrap(), None);
-    let deep: Deep = Some((vec![Some((vec![Some((vec![Some((vec![Some((vec![serde_json::json!({"k": 1})],))],))],))],))],));
+    let deep: Deep =
+        Some((vec![Some((vec![Some((vec![Some((vec![Some((vec![serde_json::json!({"k": 1})],))],))],))],))],));
     let sent = server.send(deep.clone());
     eprintln!("send -> {sent:?}");
     match sent {

@@ -50,6 +50,10 @@ thread_local! {
     /// `Deserialize` on this thread: its name (the enum's, for a variant), the variant
     /// ([`NOT_VARIANT`] for a struct) and how many fields it reads.
     static SHAPES: RefCell<Vec<(&'static str, u32, usize)>> = const { RefCell::new(Vec::new()) };
+    /// [`misread`]'s answers, by the name's address (the `Serialize`'s string), the
+    /// variant and the count written: a struct serialized again costs a few compares, not
+    /// a comparison of names. Emptied when the probe notes a new shape.
+    static JUDGED: RefCell<Vec<(usize, u32, usize, bool)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The variant noted for a struct or tuple struct (see [`note_fields`]).
@@ -62,6 +66,7 @@ pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
         let mut s = s.borrow_mut();
         if !s.iter().any(|&(n, v, l)| n == name && v == variant && l == len) {
             s.push((name, variant, len));
+            JUDGED.with(|j| j.borrow_mut().clear());
         }
     });
 }
@@ -74,7 +79,17 @@ pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
 /// side only is not caught).
 #[inline]
 fn misread(name: &'static str, variant: u32, len: usize) -> bool {
-    SHAPES.with(|s| {
+    let address = name.as_ptr() as usize;
+    let known =
+        JUDGED.with(|j| j.borrow().iter().find(|&&(a, v, l, _)| a == address && v == variant && l == len).map(|j| j.3));
+    known.unwrap_or_else(|| judge(name, variant, len))
+}
+
+/// [`misread`]'s answer the first time (per address of the name, variant and count).
+#[cold]
+#[inline(never)]
+fn judge(name: &'static str, variant: u32, len: usize) -> bool {
+    let misread = SHAPES.with(|s| {
         let mut known = false;
         for &(n, v, l) in s.borrow().iter() {
             if v == variant && n == name {
@@ -85,7 +100,9 @@ fn misread(name: &'static str, variant: u32, len: usize) -> bool {
             }
         }
         known
-    })
+    });
+    JUDGED.with(|j| j.borrow_mut().push((name.as_ptr() as usize, variant, len, misread)));
+    misread
 }
 
 fn stash(f: Failure) {

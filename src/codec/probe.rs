@@ -9,31 +9,52 @@
 //!
 //! Each enum type's variants are tried once each, not in every combination with the
 //! others (review140 M1): a run takes, per enum type, the variant its run plan says (the
-//! first by default), and each enum type a run meets, at a variant not tried yet, is
-//! tried again in a new run with the same plan and that variant. A path down to a
+//! first by default), and each enum type met in a plan's runs, at a variant not tried yet,
+//! is tried again in a new run with the same plan and that variant. A path down to a
 //! `deserialize_any` takes each type once (a type's made-up subtree is the same wherever
 //! it sits), so the runs are at most one plus the variants of every enum type met, not
-//! their product. A struct field that refuses the made-up value (a handle checks its
-//! seal, a `NonZeroU32` is not zero) is left out of the next runs, so that the fields
-//! after it are seen. A tuple or sequence element that refuses hides the elements after
-//! it: the probe does not see them. An enum met again inside itself (a recursive type's
-//! repeat) takes no variant from the plan (that would recurse down to the depth limit):
-//! it takes a variant that ended in an earlier run (a pass that had none yet, and
-//! learned one, is run again), else its first.
+//! their product. That holds only for what a run sees:
+//!
+//! - A struct field (or a struct variant's, read by name as a struct's) that refuses the
+//!   made-up value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of
+//!   the plan's next runs, so that the fields after it are seen. The fields left out and
+//!   the enum types met are a plan's own (review149 M2: a field that refused under one
+//!   variant, left out for the whole pass, hid the enum's other variants).
+//! - An element that fails (a refusal, or the depth limit's cut) hides what comes after
+//!   it: a tuple's (or a tuple struct's or variant's) later elements, a map entry's value
+//!   behind its key. The probe cannot go past it (the visitor stops), so it notes it
+//!   ([`Ctx::hid`]) and the answer is a give-up (review149 M4).
+//! - A `Deserialize` that panics on the made-up value ends the probe with a give-up
+//!   (review149 M5: the rest of it, another variant, was never seen).
+//!
+//! A sequence, map or option met again inside itself (a recursive type's repeat) is
+//! empty (or `None`): its element was looked into above, and a recursive type through a
+//! sequence then ends there, not at the depth limit, whose cut would fail (and hide) the
+//! elements after it at every level above. An enum met again inside itself takes no
+//! variant from the plan (that would recurse down to the depth limit): it takes a variant
+//! that ended in an earlier run (a pass that had none yet, and learned one, is run again),
+//! else its first.
 //!
 //! The answer is three-way ([`Answer`]). `Any` when a run met `deserialize_any`.
 //! `GaveUp` when the probe stopped short of something it had not seen: the runs ran out
-//! ([`MAX_RUNS`]), or the depth limit cut a type that no run entered above the limit (for
-//! an enum, one of whose variants no run entered). A cut type entered elsewhere had its
-//! subtree looked into from there, and each further cut on the way to a `deserialize_any`
-//! is closer to it, so is itself entered or makes the answer `GaveUp`: a recursive type
-//! cut wherever its cycle meets the limit stays `Postcard` (review140 M1). A message of a
-//! `GaveUp` type goes self-described (MessagePack carries any type, postcard not one that
-//! asks for `deserialize_any`, which every receiver would refuse: aud104 M1), but a
-//! socket connection, whose messages are postcard only, sends it in postcard behind the
-//! checking serializer rather than refuse it. A handle's own `Deserialize` reads a tuple
-//! (a pipe end is an object and a side), so a guess there would send every pipe end
-//! self-described.
+//! ([`MAX_RUNS`]), or its work ([`MAX_NODES`]), something was hidden, a panic, or the depth
+//! limit cut a type that no run entered above the limit (for an enum, one of whose
+//! variants no run entered). A cut type entered elsewhere had its subtree looked into from
+//! there, and each further cut on the way to a `deserialize_any` is closer to it, so is
+//! itself entered or makes the answer `GaveUp` (the cut's own failure hides nothing
+//! unnoted: a hidden sibling makes the answer `GaveUp`). A message of a `GaveUp` type goes
+//! self-described (MessagePack carries any type, postcard not one that asks for
+//! `deserialize_any`, which every receiver would refuse: aud104 M1); a socket connection,
+//! whose messages are postcard only, writes it in postcard behind the checking serializer
+//! and decodes it back once before sending it (review149 M1). A handle's own
+//! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
+//! would send every pipe end self-described; a tuple with a handle before another element
+//! does go self-described (the probe cannot see past the handle).
+//!
+//! The probe also notes how many fields each struct, tuple struct and variant's
+//! `Deserialize` reads (`check::note_fields`), for the checking serializer: a `Serialize`
+//! that writes another count (`skip_serializing` alone calls no `skip_field`) would be
+//! misread in postcard (review149 M6).
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
