@@ -1279,8 +1279,16 @@ pub(crate) fn plan<T: DeserializeOwned>() -> Plan {
 
 /// Records the plan of `T` found by another process of the family (one binary, one answer),
 /// so that this one never runs the probe for it: a child started to return an `R` learns
-/// `R`'s plan with its boot message, and its start stays free of the probe's work.
+/// `R`'s plan with its boot message, and its start stays free of the probe's work. Only a
+/// self-describing plan is taken (see the body).
 pub(crate) fn assume_plan<T>(plan: Plan) {
+    // Not a postcard plan: the checking serializer then compares the fields a struct's
+    // `Serialize` writes with those the probe saw its `Deserialize` read (review149 M6),
+    // which needs this thread's own probe of `T`. It runs when the result is encoded, at
+    // the child's end, not at its start.
+    if !plan.self_describing() {
+        return;
+    }
     let id = typeid::of::<T>();
     if PLANS.with(|p| p.borrow().iter().all(|(k, _)| *k != id)) {
         PLANS.with(|p| p.borrow_mut().push((id, plan)));

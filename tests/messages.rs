@@ -1677,6 +1677,9 @@ fn a_field_skipped_only_when_serializing_is_not_misread() {
     let _w = watchdog(LIMIT);
     arrives("WriteOnly", WriteOnly { a: 1, b: 0, c: 3 });
     arrives("Vec<WriteOnly>", vec![WriteOnly { a: 1, b: 0, c: 3 }, WriteOnly { a: 4, b: 0, c: 6 }]);
+    // A child's result: its plan comes with the boot message, the child does not probe.
+    let child = Process::new(echo::<WriteOnly>, WriteOnly { a: 1, b: 0, c: 3 }).start().unwrap();
+    assert_eq!(child.join().unwrap(), WriteOnly { a: 1, b: 0, c: 3 }, "a child's result");
 }
 
 /// Sixteen fields of one type.
