@@ -42,6 +42,7 @@ mod check;
 mod keep;
 mod probe;
 
+use std::any::TypeId;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
@@ -379,7 +380,7 @@ struct State {
     /// to settle.
     taken_any: Cell<bool>,
     /// The plan of the type sent last, the common case of a channel used in a loop.
-    last_plan: Cell<Option<(&'static str, Plan)>>,
+    last_plan: Cell<Option<(TypeId, Plan)>>,
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
@@ -1240,9 +1241,10 @@ const POSTCARD: u8 = 0;
 const MESSAGEPACK: u8 = 1;
 
 thread_local! {
-    /// Per type sent from this thread, by `type_name`: whether it needs the
+    /// Per type sent from this thread, by its `TypeId` (`typeid::of`, lifetimes erased: a
+    /// `type_name` is no key, two types may share one, review149 M3): whether it needs the
     /// self-describing encoding (see `probe`).
-    static PLANS: RefCell<Vec<(&'static str, Plan)>> = const { RefCell::new(Vec::new()) };
+    static PLANS: RefCell<Vec<(TypeId, Plan)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What the probe found of a type (see `probe`): whether its messages go self-described.
@@ -1252,14 +1254,14 @@ pub(crate) use probe::Answer as Plan;
 /// self-describing encoding from the start, and whether its depth is counted.
 #[inline(always)]
 fn plan_in<T: DeserializeOwned>(state: &State) -> Plan {
-    let name = std::any::type_name::<T>();
+    let id = typeid::of::<T>();
     if let Some((last, plan)) = state.last_plan.get()
-        && std::ptr::eq(last, name)
+        && last == id
     {
         return plan;
     }
-    let plan = plan_of::<T>(name);
-    state.last_plan.set(Some((name, plan)));
+    let plan = plan_of::<T>(id);
+    state.last_plan.set(Some((id, plan)));
     plan
 }
 
@@ -1271,40 +1273,40 @@ pub(crate) fn plan<T: DeserializeOwned>() -> Plan {
 
 /// Records the plan of `T` found by another process of the family (one binary, one answer),
 /// so that this one never runs the probe for it: a child started to return an `R` learns
-/// `R`'s plan with its boot message, and its start stays free of the probe's work.
+/// `R`'s plan with its boot message, and its start stays free of the probe's work. Only a
+/// self-describing plan is taken (see the body).
 pub(crate) fn assume_plan<T>(plan: Plan) {
-    let name = std::any::type_name::<T>();
-    if PLANS.with(|p| p.borrow().iter().all(|(n, _)| *n != name)) {
-        PLANS.with(|p| p.borrow_mut().push((name, plan)));
+    // Not a postcard plan: the checking serializer then compares the fields a struct's
+    // `Serialize` writes with those the probe saw its `Deserialize` read (review149 M6),
+    // which needs this thread's own probe of `T`. It runs when the result is encoded, at
+    // the child's end, not at its start.
+    if !plan.self_describing() {
+        return;
     }
-    STATE.with(|s| s.last_plan.set(Some((name, plan))));
+    let id = typeid::of::<T>();
+    if PLANS.with(|p| p.borrow().iter().all(|(k, _)| *k != id)) {
+        PLANS.with(|p| p.borrow_mut().push((id, plan)));
+    }
+    STATE.with(|s| s.last_plan.set(Some((id, plan))));
 }
 
 #[cold]
 #[inline(never)]
-fn plan_of<T: DeserializeOwned>(name: &'static str) -> Plan {
-    // By address first: one binary, one `type_name` string per type, usually.
-    let known = PLANS.with(|p| {
-        let plans = p.borrow();
-        plans
-            .iter()
-            .find(|(n, _)| std::ptr::eq(*n, name))
-            .or_else(|| plans.iter().find(|(n, _)| *n == name))
-            .map(|p| p.1)
-    });
+fn plan_of<T: DeserializeOwned>(id: TypeId) -> Plan {
+    let known = PLANS.with(|p| p.borrow().iter().find(|(k, _)| *k == id).map(|p| p.1));
     if let Some(plan) = known {
         return plan;
     }
-    probe_plan::<T>(name)
+    probe_plan::<T>(id)
 }
 
 /// Runs the probe (out of line: once per type and thread, never on a message's path).
 #[cold]
 #[inline(never)]
-fn probe_plan<T: DeserializeOwned>(name: &'static str) -> Plan {
+fn probe_plan<T: DeserializeOwned>(id: TypeId) -> Plan {
     let plan = outside_decodings(probe::needs_self_description::<T>);
     take_detail();
-    PLANS.with(|p| p.borrow_mut().push((name, plan)));
+    PLANS.with(|p| p.borrow_mut().push((id, plan)));
     plan
 }
 
@@ -2080,25 +2082,46 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
 /// type's `Deserialize` asks for `deserialize_any` (the probe saw it: every receiver would
 /// fail), or its `Serialize` skips a field or writes a map of unknown length (the receiver
 /// may read another value). A type the probe gave up on ([`Plan::GaveUp`]) is written in
-/// postcard behind the checking serializer, as any other: the probe's budget is no reason
-/// to refuse it (review140 M1). No handle scope is open, so a family handle refuses too.
+/// postcard behind the checking serializer, as any other (the probe's budget is no reason
+/// to refuse it, review140 M1), then decoded once here: the checking serializer sees only
+/// the `Serialize` side, and a value whose `Deserialize` asks for `deserialize_any` where
+/// the probe could not see would be sent and lost at the peer (review149 M1), so one that
+/// does not decode is refused. A value of any plan but [`Plan::Postcard`] has its depth
+/// counted as it is written (fix114): one past the receivers' limit is refused here. No
+/// handle scope is open, so a family handle refuses too (and the trial decoding never
+/// meets one).
 #[cfg(feature = "remote")]
 pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, CodecError> {
     const ASKS_FOR_ANY: &str = "its type's Deserialize asks for deserialize_any (a self-describing encoding), and \
          a socket connection's messages are plain postcard";
+    const ASKS_FOR_ANY_HERE: &str = "its Deserialize asks for deserialize_any (a self-describing encoding)";
     const SKIPS: &str = "its Serialize skips a field or writes a map of unknown length, which plain postcard \
          (a socket connection's messages) cannot carry";
-    if plan::<T>() == Plan::Any {
+    let plan = plan::<T>();
+    if plan == Plan::Any {
         return Err(CodecError::encode(ASKS_FOR_ANY).of::<T>());
     }
     let mut bytes = Vec::new();
     let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
     let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
-    let written = match plan::<T>() {
+    // Counted unless its values cannot nest past the receivers' limit (fix114): a `GaveUp`
+    // type is counted too, whose depth the probe could not see.
+    let written = match plan {
         Plan::Postcard => check::serialize(value, &mut serializer),
         _ => check::serialize_counted(value, &mut serializer),
     };
     match written {
+        Ok(()) if plan == Plan::GaveUp => match outside_decodings(|| decode_untagged::<T>(&bytes)) {
+            Ok(_) => Ok(bytes),
+            Err(e) => {
+                let why = if e.0.detail == SENT_AS_POSTCARD { ASKS_FOR_ANY_HERE } else { &e.0.detail };
+                Err(CodecError::encode(format_args!(
+                    "the probe could not see all of its type, and this value does not decode back from plain \
+                     postcard (a socket connection's messages), so its peer could not read it: {why}"
+                ))
+                .of::<T>())
+            }
+        },
         Ok(()) => Ok(bytes),
         Err(check::Failure::SelfDescribe) => Err(CodecError::encode(SKIPS).of::<T>()),
         Err(e) => Err(CodecError::encode(e).of::<T>()),
@@ -2120,14 +2143,14 @@ pub(crate) fn decode_untagged<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Co
     }
 }
 
+/// The detail of a postcard decoding that met `deserialize_any`.
+const SENT_AS_POSTCARD: &str = "the type asks for deserialize_any (a self-describing encoding) and the message was \
+                                sent in postcard: was it sent as another type?";
+
 /// The [`CodecError`] of a postcard decoding of a `T` that failed with `e`.
 fn postcard_failure<T: ?Sized>(e: keep::Kept) -> CodecError {
     if e.0 == postcard::Error::WontImplement.to_string() {
-        CodecError::decode(
-            "the type asks for deserialize_any (a self-describing encoding) and the message was \
-             sent in postcard: was it sent as another type?",
-        )
-        .of::<T>()
+        CodecError::decode(SENT_AS_POSTCARD).of::<T>()
     } else {
         CodecError::decode(e).of::<T>()
     }

@@ -675,3 +675,40 @@ fn send_refuses_only_a_type_that_asks_for_deserialize_any() {
     let Err(SocketSendError::Encode(e)) = r else { panic!("{r:?}") };
     assert!(e.to_string().contains("asks for deserialize_any"), "{e}");
 }
+
+/// A `serde_json::Value` fifteen levels down, no type repeating: past the probe's depth
+/// limit, so it gives up on the type.
+type Down<T> = Option<(Vec<T>,)>;
+type Deep = Down<Down<Down<Down<Down<serde_json::Value>>>>>;
+
+/// review149 M1: a type the probe gave up on was written in postcard behind the checking
+/// serializer, which sees only the `Serialize` side: a value that does need
+/// `deserialize_any` was sent and every peer failed on it ("the type asks for
+/// deserialize_any ... sent in postcard"). Such a value is refused by `send`, naming its
+/// type; one postcard carries (here `None`) is sent and read.
+#[test]
+fn a_value_of_a_type_the_probe_gave_up_on_is_read_by_the_peer_or_refused_by_send() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || Client::connect::<Deep>(address, KEY).unwrap());
+    let server = listener.accept::<Deep>().unwrap();
+    let peer = client.join().unwrap();
+    server.send(None).unwrap();
+    assert_eq!(peer.recv().unwrap(), None);
+    let deep: Deep =
+        Some((vec![Some((vec![Some((vec![Some((vec![Some((vec![serde_json::json!({"k": 1})],))],))],))],))],));
+    let sent = server.send(deep.clone());
+    eprintln!("send -> {sent:?}");
+    match sent {
+        Err(SocketSendError::Encode(e)) => {
+            assert!(e.to_string().contains("deserialize_any"), "{e}");
+            assert!(e.to_string().contains("serde_json::value::Value"), "names the type: {e}");
+        }
+        Ok(()) => assert_eq!(peer.recv().unwrap(), deep, "sent, and its peer could not read it"),
+        Err(e) => panic!("{e:?}"),
+    }
+    // The connection goes on.
+    server.send(None).unwrap();
+    assert_eq!(peer.recv().unwrap(), None);
+}

@@ -1578,3 +1578,222 @@ fn a_value_nested_past_the_receivers_limit_is_refused_by_its_sender() {
     refused("a tree", tree_chain(127), tree_chain(128));
     refused("a self-described tangle", tangle(256), tangle(257));
 }
+
+/// The promise: a value `send` (or `put`) accepts is read back by every receiver, or `send`
+/// refuses it with a typed error; never a message sent and lost. `make()` is sent twice
+/// through a pipe: the tag byte of the first (printed and returned), the second received.
+fn sent_and_read<T: Serialize + DeserializeOwned + Send + 'static>(what: &str, make: impl Fn() -> T) -> (u8, T) {
+    let (a, b) = Pipe::<T>::new().unwrap();
+    a.send(make()).unwrap();
+    let tag = b.recv_bytes().unwrap()[0];
+    a.send(make()).unwrap();
+    let got = b.recv();
+    eprintln!("{what}: tag {tag}, recv -> {:?}", got.as_ref().err());
+    match got {
+        Ok(value) => (tag, value),
+        Err(e) => panic!("{what}: sent, and its receiver could not read it: {e}"),
+    }
+}
+
+/// [`sent_and_read`] for a value that compares.
+fn arrives<T: Message>(what: &str, value: T) -> u8 {
+    let (tag, got) = sent_and_read(what, || value.clone());
+    assert_eq!(got, value, "{what}");
+    tag
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Body {
+    Count(std::num::NonZeroU32),
+    Doc(serde_json::Value),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Envelope {
+    id: u64,
+    body: Body,
+}
+
+#[derive(Serialize, Deserialize)]
+enum ReplyOrDoc {
+    Reply(Queue<u32>),
+    Doc(serde_json::Value),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    id: u64,
+    body: ReplyOrDoc,
+}
+
+/// review149 M2: a struct field that refused the probe's made-up value under its enum's
+/// first variant (a `NonZeroU32` is not zero, a handle checks its seal) was left out for
+/// the rest of the pass, so the enum's later variants were never tried: the type went in
+/// postcard and every receiver failed on a `Value` in the second variant ("the type asks
+/// for deserialize_any ... sent in postcard").
+#[test]
+fn a_field_that_refuses_hides_none_of_its_enums_other_variants() {
+    let _w = heap_user(LIMIT);
+    arrives("Envelope", Envelope { id: 7, body: Body::Doc(json!({"k": 1})) });
+    let (_, got) = sent_and_read("Request", || Request { id: 1, body: ReplyOrDoc::Doc(json!({"k": 1})) });
+    assert!(matches!(got, Request { id: 1, body: ReplyOrDoc::Doc(_) }));
+}
+
+/// review149 M3: the plans were kept by `type_name`, which two types share (items of one
+/// name in sibling blocks, two versions of one crate): the second `E` took the first's
+/// plan (postcard), and every receiver failed on its `Value`.
+#[test]
+fn two_types_of_one_name_each_get_their_own_encoding() {
+    let _w = heap_user(LIMIT);
+    let first = {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        enum E {
+            A(u32),
+        }
+        arrives("first E", E::A(1));
+        std::any::type_name::<E>()
+    };
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum E {
+        J(serde_json::Value),
+    }
+    assert_eq!(std::any::type_name::<E>(), first);
+    arrives("second E", E::J(json!({"k": 1})));
+}
+
+/// A tuple struct whose recursion is not the last of its elements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Branch(Vec<Branch>, serde_json::Value);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Task {
+    Run { n: std::num::NonZeroU32, payload: serde_json::Value },
+}
+
+#[derive(Serialize, Deserialize)]
+enum Command {
+    Send { to: Queue<u32>, n: u32 },
+}
+
+/// review149 M4: an element that refused the made-up value (or was cut at the probe's
+/// depth limit) hid the elements after it, in a tuple, a map entry or a struct variant:
+/// a `Value` there was never seen, and every receiver failed on it. A struct variant's
+/// fields are read by name as a struct's are, so one holding a handle keeps postcard.
+#[test]
+fn an_element_that_refuses_hides_none_of_the_elements_after_it() {
+    let _w = heap_user(LIMIT);
+    let one = std::num::NonZeroU32::new(1).unwrap();
+    arrives("(NonZeroU32, Value)", (one, json!({"k": 1})));
+    arrives("Branch", Branch(vec![Branch(vec![], json!([1]))], json!({"k": 1})));
+    arrives("BTreeMap<NonZeroU32, Value>", BTreeMap::from([(one, json!({"k": 1}))]));
+    arrives("Task::Run", Task::Run { n: one, payload: json!({"k": 1}) });
+    let queue = Queue::<u32>::new().unwrap();
+    let (_, (_, got)) = sent_and_read("(Queue, Value)", || (queue.clone(), json!({"k": 1})));
+    assert_eq!(got, json!({"k": 1}));
+    let (tag, _) = sent_and_read("Command::Send", || Command::Send { to: queue.clone(), n: 1 });
+    assert_eq!(tag, 0, "a struct variant with a handle keeps postcard");
+}
+
+/// Decodes only a positive number (and panics on zero).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Positive(u32);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        assert!(v > 0, "not positive");
+        Ok(Positive(v))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum CountOrDoc {
+    Count(Positive),
+    Doc(serde_json::Value),
+}
+
+/// review149 M5: a `Deserialize` that panicked on the made-up value ended the probe with
+/// postcard, the enum's other variants untried; every receiver failed on a `Value` there.
+#[test]
+fn a_deserialize_that_panics_on_the_made_up_value_hides_no_variant() {
+    let _w = heap_user(LIMIT);
+    arrives("CountOrDoc", CountOrDoc::Doc(json!({"k": 1})));
+    arrives("CountOrDoc", CountOrDoc::Count(Positive(3)));
+}
+
+/// Reads a field that its `Serialize` never writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WriteOnly {
+    a: u32,
+    #[serde(skip_serializing, default)]
+    b: u32,
+    c: u32,
+}
+
+/// review149 M6: `#[serde(skip_serializing)]` (without `skip_deserializing`) writes no
+/// `skip_field`, so the checking serializer let postcard write `a, c`, and every receiver
+/// read `a, b, c`: "Hit the end of buffer".
+#[test]
+fn a_field_skipped_only_when_serializing_is_not_misread() {
+    let _w = heap_user(LIMIT);
+    arrives("WriteOnly", WriteOnly { a: 1, b: 0, c: 3 });
+    arrives("Vec<WriteOnly>", vec![WriteOnly { a: 1, b: 0, c: 3 }, WriteOnly { a: 4, b: 0, c: 6 }]);
+    // A child's result: its plan comes with the boot message, the child does not probe.
+    let child = Process::new(echo::<WriteOnly>, WriteOnly { a: 1, b: 0, c: 3 }).start().unwrap();
+    assert_eq!(child.join().unwrap(), WriteOnly { a: 1, b: 0, c: 3 }, "a child's result");
+}
+
+/// Sixteen fields of one type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Wide<T> {
+    a: T,
+    b: T,
+    c: T,
+    d: T,
+    e: T,
+    f: T,
+    g: T,
+    h: T,
+    i: T,
+    j: T,
+    k: T,
+    l: T,
+    m: T,
+    n: T,
+    o: T,
+    p: T,
+}
+
+/// Sixteen fields of `Vec<Self>`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct Bushy {
+    a: Vec<Bushy>,
+    b: Vec<Bushy>,
+    c: Vec<Bushy>,
+    d: Vec<Bushy>,
+    e: Vec<Bushy>,
+    f: Vec<Bushy>,
+    g: Vec<Bushy>,
+    h: Vec<Bushy>,
+    i: Vec<Bushy>,
+    j: Vec<Bushy>,
+    k: Vec<Bushy>,
+    l: Vec<Bushy>,
+    m: Vec<Bushy>,
+    n: Vec<Bushy>,
+    o: Vec<Bushy>,
+    p: Vec<Bushy>,
+}
+
+/// review149 L1: the probe looked into every compound value of its made-up value, down to
+/// its depth limit, whatever their number: a first send of sixteen `Vec<Self>` fields
+/// took 17 to 19 s, of a sixteen-wide type six levels deep (16^6 values) minutes. A
+/// sequence met again inside itself is looked into once, and the probe's work has a
+/// budget (past it, the type goes self-described).
+#[test]
+fn a_wide_type_is_probed_with_bounded_work() {
+    let _w = heap_user(LIMIT);
+    assert_eq!(arrives("Vec<Bushy>", vec![Bushy::default()]), 0, "postcard");
+    type W<T> = Wide<Box<T>>;
+    arrives("Vec<Wide^6>", Vec::<W<W<W<W<W<W<u8>>>>>>>::new());
+}

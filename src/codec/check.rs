@@ -14,6 +14,12 @@
 //! every receiver refused it, the message lost). A type that cannot nest so deep counts
 //! nothing ([`Shallow`]: a zero-sized depth, each step a no-op). In front of MessagePack's
 //! serializer (`P` false) it only counts: it refuses nothing postcard cannot carry.
+//!
+//! In front of postcard it also compares the fields a struct's, tuple struct's or
+//! variant's `Serialize` writes with those the probe saw its `Deserialize` read
+//! ([`note_fields`]): another count would be misread in postcard, which writes no names
+//! (review149 M6), so the value goes self-described, where the fields go by name and the
+//! count is not compared.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -52,6 +58,66 @@ thread_local! {
     /// The innermost [`Failure`] of the value being serialized: a nested value's failure
     /// crosses postcard's compound types as postcard's own error, which keeps no message.
     static STASHED: RefCell<Option<Failure>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// What the probe saw of each struct, tuple struct and struct or tuple variant's
+    /// `Deserialize` on this thread: its name (the enum's, for a variant), the variant
+    /// ([`NOT_VARIANT`] for a struct) and how many fields it reads.
+    static SHAPES: RefCell<Vec<(&'static str, u32, usize)>> = const { RefCell::new(Vec::new()) };
+    /// [`misread`]'s answers, by the name's address (the `Serialize`'s string), the
+    /// variant and the count written: a struct serialized again costs a few compares, not
+    /// a comparison of names. Emptied when the probe notes a new shape.
+    static JUDGED: RefCell<Vec<(usize, u32, usize, bool)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The variant noted for a struct or tuple struct (see [`note_fields`]).
+pub(super) const NOT_VARIANT: u32 = u32::MAX;
+
+/// Notes that a `Deserialize` reads `len` fields for the struct or tuple struct `name` (or
+/// the enum `name`'s `variant`): the probe saw it.
+pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
+    SHAPES.with(|s| {
+        let mut s = s.borrow_mut();
+        if !s.iter().any(|&(n, v, l)| n == name && v == variant && l == len) {
+            s.push((name, variant, len));
+            JUDGED.with(|j| j.borrow_mut().clear());
+        }
+    });
+}
+
+/// Whether a `Serialize` that writes `len` fields for `name` (at `variant`) writes fewer
+/// or more than every `Deserialize` of that name the probe saw reads: a field skipped
+/// always (`skip_serializing` without `skip_deserializing`, which calls no `skip_field`)
+/// or written and never read (review149 M6), which postcard, writing no names, would
+/// misread. A name the probe never saw is taken as it is written (a struct renamed on one
+/// side only is not caught).
+#[inline]
+fn misread(name: &'static str, variant: u32, len: usize) -> bool {
+    let address = name.as_ptr() as usize;
+    let known =
+        JUDGED.with(|j| j.borrow().iter().find(|&&(a, v, l, _)| a == address && v == variant && l == len).map(|j| j.3));
+    known.unwrap_or_else(|| judge(name, variant, len))
+}
+
+/// [`misread`]'s answer the first time (per address of the name, variant and count).
+#[cold]
+#[inline(never)]
+fn judge(name: &'static str, variant: u32, len: usize) -> bool {
+    let misread = SHAPES.with(|s| {
+        let mut known = false;
+        for &(n, v, l) in s.borrow().iter() {
+            if v == variant && n == name {
+                if l == len {
+                    return false;
+                }
+                known = true;
+            }
+        }
+        known
+    });
+    JUDGED.with(|j| j.borrow_mut().push((name.as_ptr() as usize, variant, len, misread)));
+    misread
 }
 
 fn stash(f: Failure) {
@@ -278,6 +344,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
 
     #[inline]
     fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Failure> {
+        if P && misread(name, NOT_VARIANT, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.0.serialize_tuple_struct(name, len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
@@ -289,6 +358,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Failure> {
+        if P && misread(name, index, len) {
+            return Err(Failure::SelfDescribe);
+        }
         // The variant a level below the enum, as its fields are.
         self.1.below()?;
         self.0.serialize_tuple_variant(name, index, variant, len).map(|c| Check(c, self.1)).map_err(inner)
@@ -304,6 +376,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
 
     #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Failure> {
+        if P && misread(name, NOT_VARIANT, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.0.serialize_struct(name, len).map(|c| Check(c, self.1)).map_err(inner)
     }
 
@@ -315,6 +390,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Failure> {
+        if P && misread(name, index, len) {
+            return Err(Failure::SelfDescribe);
+        }
         self.1.below()?;
         self.0.serialize_struct_variant(name, index, variant, len).map(|c| Check(c, self.1)).map_err(inner)
     }

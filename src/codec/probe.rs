@@ -9,35 +9,60 @@
 //!
 //! Each enum type's variants are tried once each, not in every combination with the
 //! others (review140 M1): a run takes, per enum type, the variant its run plan says (the
-//! first by default), and each enum type a run meets, at a variant not tried yet, is
-//! tried again in a new run with the same plan and that variant. A path down to a
+//! first by default), and each enum type met in a plan's runs, at a variant not tried yet,
+//! is tried again in a new run with the same plan and that variant. A path down to a
 //! `deserialize_any` takes each type once (a type's made-up subtree is the same wherever
 //! it sits), so the runs are at most one plus the variants of every enum type met, not
-//! their product. A struct field that refuses the made-up value (a handle checks its
-//! seal, a `NonZeroU32` is not zero) is left out of the next runs, so that the fields
-//! after it are seen. A tuple or sequence element that refuses hides the elements after
-//! it: the probe does not see them. An enum met again inside itself (a recursive type's
-//! repeat) takes no variant from the plan (that would recurse down to the depth limit):
-//! it takes a variant that ended in an earlier run (a pass that had none yet, and
-//! learned one, is run again), else its first.
+//! their product. That holds only for what a run sees:
 //!
-//! The answer is four-way ([`Answer`]). `Postcard` and `Nests` both go in postcard;
-//! `Nests` when a run met a type inside itself, cut one at the depth limit, or stopped
-//! short (a tuple element that refused hides the rest): its values may nest past the
-//! receivers' limit, so its sender counts their depth (`check`). `Any` when a run met
-//! `deserialize_any`.
+//! - A struct field (or a struct variant's, read by name as a struct's) that refuses the
+//!   made-up value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of
+//!   the plan's next runs, so that the fields after it are seen. The fields left out and
+//!   the enum types met are a plan's own (review149 M2: a field that refused under one
+//!   variant, left out for the whole pass, hid the enum's other variants).
+//! - An element that fails (a refusal, or the depth limit's cut) hides what comes after
+//!   it: a tuple's (or a tuple struct's or variant's) later elements, a map entry's value
+//!   behind its key. The probe cannot go past it (the visitor stops), so it notes it
+//!   ([`Ctx::hid`]) and the answer is a give-up (review149 M4).
+//! - A `Deserialize` that panics on the made-up value ends the probe with a give-up
+//!   (review149 M5: the rest of it, another variant, was never seen).
+//!
+//! A sequence, map or option met again inside itself (a recursive type's repeat) is
+//! empty (or `None`): its element was looked into above, and a recursive type through a
+//! sequence then ends there, not at the depth limit, whose cut would fail (and hide) the
+//! elements after it at every level above. An enum met again inside itself takes no
+//! variant from the plan (that would recurse down to the depth limit): it takes a variant
+//! that ended in an earlier run (a pass that had none yet, and learned one, is run again),
+//! else its first.
+//!
+//! The answer is four-way ([`Answer`]). `Any` when a run met `deserialize_any`.
 //! `GaveUp` when the probe stopped short of something it had not seen: the runs ran out
-//! ([`MAX_RUNS`]), or the depth limit cut a type that no run entered above the limit (for
-//! an enum, one of whose variants no run entered). A cut type entered elsewhere had its
-//! subtree looked into from there, and each further cut on the way to a `deserialize_any`
-//! is closer to it, so is itself entered or makes the answer `GaveUp`: a recursive type
-//! cut wherever its cycle meets the limit stays `Postcard` (review140 M1). A message of a
-//! `GaveUp` type goes self-described (MessagePack carries any type, postcard not one that
-//! asks for `deserialize_any`, which every receiver would refuse: aud104 M1), but a
-//! socket connection, whose messages are postcard only, sends it in postcard behind the
-//! checking serializer rather than refuse it. A handle's own `Deserialize` reads a tuple
-//! (a pipe end is an object and a side), so a guess there would send every pipe end
-//! self-described.
+//! ([`MAX_RUNS`]), or its work ([`MAX_NODES`]), something was hidden, a panic, or the depth
+//! limit cut a type that no run entered above the limit (for an enum, one of whose
+//! variants no run entered). A cut type entered elsewhere had its subtree looked into from
+//! there, and each further cut on the way to a `deserialize_any` is closer to it, so is
+//! itself entered or makes the answer `GaveUp` (the cut's own failure hides nothing
+//! unnoted: a hidden sibling makes the answer `GaveUp`). A message of a `GaveUp` type goes
+//! self-described (MessagePack carries any type, postcard not one that asks for
+//! `deserialize_any`, which every receiver would refuse: aud104 M1); a socket connection,
+//! whose messages are postcard only, writes it in postcard behind the checking serializer
+//! and decodes it back once before sending it (review149 M1). A handle's own
+//! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
+//! would send every pipe end self-described; a tuple with a handle before another element
+//! does go self-described (the probe cannot see past the handle).
+//!
+//! Otherwise the answer is `Nests` or `Postcard`, both postcard. `Nests` when a run met a
+//! type inside itself (entered again, or a repeat made empty), cut one at the depth limit,
+//! or stopped short of something that hid nothing after it (a last element that refused,
+//! a struct missing the field it skipped, whose depth the probe never saw): its values may
+//! nest past the receivers' limit, so its sender counts their depth (`check`, fix114). A
+//! give-up needs no `Nests`: it goes self-described, and every self-described write counts
+//! the depth. `Postcard` when none of these: nothing to count.
+//!
+//! The probe also notes how many fields each struct, tuple struct and variant's
+//! `Deserialize` reads (`check::note_fields`), for the checking serializer: a `Serialize`
+//! that writes another count (`skip_serializing` alone calls no `skip_field`) would be
+//! misread in postcard (review149 M6).
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
@@ -55,6 +80,10 @@ const MAX_DEPTH: u32 = 12;
 /// How many runs the probe makes in all (runs left to make then make the answer
 /// [`Answer::GaveUp`]).
 const MAX_RUNS: usize = 512;
+/// How many compound values the probe looks into in all, over its runs (past it, the answer
+/// is [`Answer::GaveUp`]): a bound on one run's work, which a wide type would otherwise
+/// make exponential in [`MAX_DEPTH`] (review149 L1).
+const MAX_NODES: u32 = 100_000;
 /// The variant recorded for a type that is not an enum.
 const NOT_ENUM: u32 = u32::MAX;
 
@@ -65,8 +94,8 @@ pub(crate) enum Answer {
     /// than the probe looked (the depth limit cut nothing, no type met inside itself).
     Postcard,
     /// As [`Answer::Postcard`], but its values may nest past the receivers' depth limit (a
-    /// recursive type, or one deeper than the probe looks, or one whose `Deserialize`
-    /// panicked on the made-up value): the sender counts the depth (`check::Level`).
+    /// recursive type, one deeper than the probe looks, or one whose run stopped short of
+    /// something it hid nothing behind): the sender counts the depth (`check::Level`).
     Nests,
     /// The probe stopped short of something it had not seen, which might ask for
     /// `deserialize_any`.
@@ -95,8 +124,7 @@ fn probe<T: DeserializeOwned>() -> (Answer, usize) {
     loop {
         ctx.fell_back.set(false);
         ctx.learned.set(false);
-        // A field may have refused only for a repeat's first variant.
-        ctx.skipped.borrow_mut().clear();
+        ctx.hid.set(false);
         if let Some(answer) = probe_pass::<T>(&ctx, &mut runs) {
             return (answer, runs);
         }
@@ -106,7 +134,11 @@ fn probe<T: DeserializeOwned>() -> (Answer, usize) {
             break;
         }
     }
-    let answer = if ctx.cut_unseen() {
+    // Something the last pass did not see (cut off and entered nowhere above the limit,
+    // or hidden behind a refusal) might ask for `deserialize_any`: a give-up, which goes
+    // self-described, and a self-described write counts the depth anyway. Else a type met
+    // inside itself, cut at the limit or whose run stopped short is counted (fix114).
+    let answer = if ctx.cut_unseen() || ctx.hid.get() || ctx.nodes.get() >= MAX_NODES {
         Answer::GaveUp
     } else if ctx.deep.get() {
         Answer::Nests
@@ -124,22 +156,29 @@ fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<Answer
     let mut tried: Vec<(TypeId, u32)> = Vec::new();
     while let Some(plan) = plans.pop() {
         *ctx.plan.borrow_mut() = plan;
+        // A plan's own: the fields that refused under it (a field that refused under
+        // another plan's variant may not refuse under this one's, review149 M2), and the
+        // enum types met in any of its runs (a run that skips a field meets fewer).
+        ctx.skipped.borrow_mut().clear();
+        ctx.met.borrow_mut().clear();
         loop {
-            if *runs == MAX_RUNS {
+            if *runs == MAX_RUNS || ctx.nodes.get() >= MAX_NODES {
                 // Variants were left untried: one of them may ask for `deserialize_any`.
                 return Some(Answer::GaveUp);
             }
             *runs += 1;
             ctx.path.borrow_mut().clear();
-            ctx.met.borrow_mut().clear();
             // A `Deserialize` impl that panics on the made-up value ends the probe, not
-            // the sender; the message then goes in postcard, and its receiver meets the
-            // same panic (a decode error where a channel or a pool decodes it:
-            // `panics::decoding`).
+            // the sender. What the panic cut short was not seen (the made-up value is no
+            // real one: a real value may go on to a variant that asks for
+            // `deserialize_any`, review149 M5), so the answer is a give-up: MessagePack
+            // carries any value.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 if T::deserialize(Probe { ctx, depth: 0 }).is_err() && !ctx.skipped_now.get() {
-                    // Stopped short of the rest (a tuple's element that refused the
-                    // made-up value hides those after it): how deep it nests is unknown.
+                    // Stopped short: what failed was not looked into (a last element
+                    // that refused the made-up value, a struct missing the field it
+                    // skipped), so how deep it nests is unknown (fix114). What it hid
+                    // after it, if anything, makes the answer a give-up (`hid`).
                     ctx.deep.set(true);
                 }
             }));
@@ -147,8 +186,8 @@ fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<Answer
                 return Some(Answer::Any);
             }
             if run.is_err() {
-                // Its depth unknown: counted.
-                return Some(Answer::Nests);
+                // Self-described, so its depth is counted too (fix114).
+                return Some(Answer::GaveUp);
             }
             // A field that refused is left out of the next runs: the run goes again with
             // the same plan, to see the fields after it.
@@ -203,9 +242,16 @@ struct Ctx {
     fell_back: Cell<bool>,
     /// Whether this pass learned an enum's ending variant.
     learned: Cell<bool>,
-    /// Whether a run met a type inside itself or cut one at the depth limit: its values
-    /// may nest past the receivers' limit ([`Answer::Nests`]).
+    /// Whether a run met a type inside itself (a repeat, entered or made empty) or cut one
+    /// at the depth limit, or a run stopped short: its values may nest past the receivers'
+    /// limit ([`Answer::Nests`], unless the answer is a give-up).
     deep: Cell<bool>,
+    /// Whether a run of this pass left elements unseen behind one that failed (a tuple's,
+    /// a tuple or struct variant's, a map entry's value behind its key), or a struct's
+    /// fields behind a visitor that failed other than on a field's value (review149 M4).
+    hid: Cell<bool>,
+    /// How many compound values the runs looked into ([`MAX_NODES`]).
+    nodes: Cell<u32>,
 }
 
 impl Ctx {
@@ -262,7 +308,13 @@ impl<'a> Probe<'a> {
     /// Whether a `V` is among the compound values the run is inside: a recursive type's
     /// repeat, looked into above.
     fn repeats<V>(self) -> bool {
-        self.ctx.path.borrow().contains(&typeid::of::<V>())
+        let repeat = self.ctx.path.borrow().contains(&typeid::of::<V>());
+        if repeat {
+            // A recursive type (made empty here, so `enter` may never meet it again): its
+            // values may nest past the receivers' limit.
+            self.ctx.deep.set(true);
+        }
+        repeat
     }
 
     /// Whether the probe stops at a compound value read by a `V` (an enum of `variants`
@@ -281,6 +333,13 @@ impl<'a> Probe<'a> {
     /// and noted as entered (checked by `stops_at` first).
     fn enter<V, R>(self, variant: u32, inside: impl FnOnce(Self) -> Result<R, Stop>) -> Result<R, Stop> {
         let id = typeid::of::<V>();
+        let nodes = self.ctx.nodes.get();
+        if nodes >= MAX_NODES {
+            // Past the budget: the run ends (each value left fails here at once), and the
+            // answer is a give-up.
+            return Err(Stop);
+        }
+        self.ctx.nodes.set(nodes + 1);
         self.ctx.entered.borrow_mut().insert((id, variant));
         let mut path = self.ctx.path.borrow_mut();
         if path.contains(&id) {
@@ -342,8 +401,10 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         deserialize_identifier => visit_str("\u{0}multiproc probe"),
     );
 
+    /// `Some` to look inside; `None` past the depth limit, and as a repeat (an option
+    /// among the values the run is inside: its `Some` was looked into above).
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.stops_at::<V>(NOT_ENUM) {
+        if self.repeats::<V>() || self.stops_at::<V>(NOT_ENUM) {
             visitor.visit_none()
         } else {
             self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_some(p))
@@ -361,60 +422,65 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_newtype_struct(p))
     }
 
-    /// One element to look inside; none past the depth limit.
+    /// One element to look inside; none past the depth limit, and none as a repeat (a
+    /// sequence among the values the run is inside: its element was looked into above, so a
+    /// recursive type through a sequence ends there rather than at the depth limit, whose
+    /// cut would fail the elements after it, review149 M4).
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.stops_at::<V>(NOT_ENUM) {
-            return visitor.visit_seq(Elements { probe: self, left: 0 });
+        if self.repeats::<V>() || self.stops_at::<V>(NOT_ENUM) {
+            return Elements::visit(self, 0, |e| visitor.visit_seq(e));
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_seq(Elements { probe: p, left: 1 }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, 1, |e| visitor.visit_seq(e)))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_seq(Elements { probe: p, left: len }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, len, |e| visitor.visit_seq(e)))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
+        super::check::note_fields(name, super::check::NOT_VARIANT, len);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_seq(Elements { probe: p, left: len }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, len, |e| visitor.visit_seq(e)))
     }
 
-    /// One entry to look inside; none past the depth limit.
+    /// One entry to look inside; none past the depth limit, and none as a repeat (as a
+    /// sequence).
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        if self.stops_at::<V>(NOT_ENUM) {
-            return visitor.visit_map(Elements { probe: self, left: 0 });
+        if self.repeats::<V>() || self.stops_at::<V>(NOT_ENUM) {
+            return Elements::visit(self, 0, |e| visitor.visit_map(e));
         }
-        self.enter::<V, _>(NOT_ENUM, |p| visitor.visit_map(Elements { probe: p, left: 1 }))
+        self.enter::<V, _>(NOT_ENUM, |p| Elements::visit(p, 1, |e| visitor.visit_map(e)))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
+        // What the checking serializer compares a `Serialize`'s count of fields with.
+        super::check::note_fields(name, super::check::NOT_VARIANT, fields.len());
         // By name, so that a field that refuses (a handle) can be left out and the fields
         // after it still be seen.
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| {
-            visitor.visit_map(Fields { probe: p, id: typeid::of::<V>(), fields, next: 0, current: 0 })
-        })
+        self.enter::<V, _>(NOT_ENUM, |p| Fields::visit::<V, _>(p, fields, |f| visitor.visit_map(f)))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
@@ -434,7 +500,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         } else {
             self.ctx.choose(id, variants.len())
         };
-        let value = self.enter::<V, _>(variant, |p| visitor.visit_enum(Variant { probe: p, variant }));
+        let value = self.enter::<V, _>(variant, |p| visitor.visit_enum(Variant { probe: p, name, variant }));
         if value.is_ok() && ending().is_none() {
             self.ctx.ending.borrow_mut().push((id, variant));
             self.ctx.learned.set(true);
@@ -447,10 +513,28 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 }
 
-/// The elements of a made-up sequence, tuple, struct or map.
+/// The elements of a made-up sequence, tuple, tuple struct or variant, or map.
 struct Elements<'a> {
     probe: Probe<'a>,
     left: usize,
+    /// Whether a map entry's key was read and its value not yet.
+    value_due: bool,
+}
+
+impl<'a> Elements<'a> {
+    /// Runs `visit` on `len` made-up elements; notes as hidden ([`Ctx::hid`]) what a
+    /// failure left unread, unless `deserialize_any` was met: the elements after one that
+    /// failed (a refusal, the depth limit's cut), or all of them when the visitor refused
+    /// the sequence or map itself.
+    fn visit<R>(probe: Probe<'a>, len: usize, visit: impl FnOnce(&mut Self) -> Result<R, Stop>) -> Result<R, Stop> {
+        let mut elements = Elements { probe, left: len, value_due: false };
+        let value = visit(&mut elements);
+        let ctx = probe.ctx;
+        if value.is_err() && !ctx.any.get() && (elements.left > 0 || elements.value_due) {
+            ctx.hid.set(true);
+        }
+        value
+    }
 }
 
 impl<'de> de::SeqAccess<'de> for Elements<'_> {
@@ -477,10 +561,12 @@ impl<'de> de::MapAccess<'de> for Elements<'_> {
             return Ok(None);
         }
         self.left -= 1;
+        self.value_due = true;
         seed.deserialize(self.probe).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
+        self.value_due = false;
         seed.deserialize(self.probe)
     }
 
@@ -489,23 +575,25 @@ impl<'de> de::MapAccess<'de> for Elements<'_> {
     }
 }
 
-/// The variant a run takes of a made-up enum.
+/// The variant a run takes of a made-up enum (of name `name`).
+#[derive(Clone, Copy)]
 struct Variant<'a> {
     probe: Probe<'a>,
+    name: &'static str,
     variant: u32,
 }
 
 impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
     type Error = Stop;
-    type Variant = Probe<'a>;
+    type Variant = Self;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Probe<'a>), Stop> {
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Stop> {
         let index: U32Deserializer<Stop> = self.variant.into_deserializer();
-        Ok((seed.deserialize(index)?, self.probe))
+        Ok((seed.deserialize(index)?, self))
     }
 }
 
-impl<'de> de::VariantAccess<'de> for Probe<'_> {
+impl<'de> de::VariantAccess<'de> for Variant<'_> {
     type Error = Stop;
 
     fn unit_variant(self) -> Result<(), Stop> {
@@ -513,15 +601,19 @@ impl<'de> de::VariantAccess<'de> for Probe<'_> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Stop> {
-        seed.deserialize(self)
+        seed.deserialize(self.probe)
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self, left: len })
+        super::check::note_fields(self.name, self.variant, len);
+        Elements::visit(self.probe, len, |e| visitor.visit_seq(e))
     }
 
+    /// By name, as a struct (a derived visitor reads a map too): a field that refuses is
+    /// left out of the next runs, and the fields after it are seen (review149 M4).
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self, left: fields.len() })
+        super::check::note_fields(self.name, self.variant, fields.len());
+        Fields::visit::<V, _>(self.probe, fields, |f| visitor.visit_map(f))
     }
 }
 
@@ -533,6 +625,28 @@ struct Fields<'a> {
     fields: &'static [&'static str],
     next: usize,
     current: usize,
+    /// Whether a field's value failed (noted in [`Ctx::skipped`], or under a refusal
+    /// noted there in this run: the next run goes on past it).
+    value_failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    /// Runs `visit` on the fields of a `V`; notes as hidden ([`Ctx::hid`]) the fields left
+    /// unread when the visitor failed other than on a field's value (it refused a map, or
+    /// a key), unless `deserialize_any` was met.
+    fn visit<V, R>(
+        probe: Probe<'a>,
+        fields: &'static [&'static str],
+        visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
+    ) -> Result<R, Stop> {
+        let mut access = Fields { probe, id: typeid::of::<V>(), fields, next: 0, current: 0, value_failed: false };
+        let value = visit(&mut access);
+        let ctx = probe.ctx;
+        if value.is_err() && !ctx.any.get() && !access.value_failed && access.next < fields.len() {
+            ctx.hid.set(true);
+        }
+        value
+    }
 }
 
 impl<'de> de::MapAccess<'de> for Fields<'_> {
@@ -553,9 +667,12 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
         let ctx = self.probe.ctx;
         let value = seed.deserialize(self.probe);
-        if value.is_err() && !ctx.any.get() && !ctx.skipped_now.get() {
-            ctx.skipped.borrow_mut().push((self.id, self.current));
-            ctx.skipped_now.set(true);
+        if value.is_err() {
+            self.value_failed = true;
+            if !ctx.any.get() && !ctx.skipped_now.get() {
+                ctx.skipped.borrow_mut().push((self.id, self.current));
+                ctx.skipped_now.set(true);
+            }
         }
         value
     }
@@ -596,6 +713,31 @@ mod tests {
         Let(String, Box<Expr>, Box<Expr>),
     }
 
+    /// A recursive type whose `Deserialize` reads a sequence of itself through one visitor,
+    /// entering no struct or enum at each level: its repeat is made empty (review149 M4),
+    /// never entered again.
+    struct Nested(#[allow(dead_code)] Vec<Nested>);
+
+    impl<'de> Deserialize<'de> for Nested {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Elements;
+            impl<'de> serde::de::Visitor<'de> for Elements {
+                type Value = Nested;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a sequence of Nested")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Nested, A::Error> {
+                    let mut kids = Vec::new();
+                    while let Some(kid) = seq.next_element()? {
+                        kids.push(kid);
+                    }
+                    Ok(Nested(kids))
+                }
+            }
+            d.deserialize_seq(Elements)
+        }
+    }
+
     /// A `serde_json::Value` fifteen levels down, no type repeating.
     type Deep = Down<Down<Down<Down<Down<serde_json::Value>>>>>;
     type Down<T> = Option<(Vec<T>,)>;
@@ -611,6 +753,9 @@ mod tests {
             ("Option<Tree>", probe::<Option<Tree>>(), Answer::Nests),
             ("Settings", probe::<Settings>(), Answer::Postcard),
             ("Expr", probe::<Expr>(), Answer::Nests),
+            // merge118: met again only as a repeat made empty, it still nests (fix114's
+            // count), else a value past the receivers' limit would be sent and lost.
+            ("Nested", probe::<Nested>(), Answer::Nests),
             ("(u8, String)", probe::<(u8, String)>(), Answer::Postcard),
             ("Deep", probe::<Deep>(), Answer::GaveUp),
             ("Vec<Value>", probe::<Vec<serde_json::Value>>(), Answer::Any),
