@@ -550,3 +550,58 @@ fn a_remote_client_killed_while_its_slow_call_runs_leaves_its_object_usable() {
         assert_eq!(noted, ["remote<", "remote>", "next"]);
     });
 }
+
+mod bomb {
+    use serde::{Deserialize, Serialize};
+
+    /// A panic payload whose drop panics again.
+    pub struct Payload;
+
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            panic!("the payload's drop panicked");
+        }
+    }
+
+    #[derive(Default, Serialize, Deserialize)]
+    pub struct Bomb {
+        pub n: u64,
+    }
+
+    impl Bomb {
+        pub fn boom(&mut self) -> u64 {
+            std::panic::panic_any(Payload)
+        }
+
+        pub fn get(&mut self) -> u64 {
+            self.n
+        }
+    }
+
+    multiproc::managed! {
+        /// A `Bomb` on the server.
+        pub proxy BombProxy for Bomb {
+            fn boom(&mut self) -> u64;
+            fn get(&mut self) -> u64;
+        }
+    }
+}
+
+/// A method panicking with a payload whose own drop panics: the caller is told
+/// `MethodFailed`, the value stays with its object and serves the next call. Before
+/// (review155 H1), the payload was dropped outside the worker's catch: the second panic
+/// killed the worker with the value, the caller and every later call on the object waited
+/// for ever (their pings answered), and the dead thread still counted as a worker.
+#[test]
+fn a_method_panicking_with_a_payload_whose_drop_panics_fails_only_its_call() {
+    let _w = common::watchdog(LIMIT);
+    let manager = Manager::builder().register::<bomb::Bomb>().start().unwrap();
+    let b: bomb::BombProxy = manager.create(bomb::Bomb { n: 5 }).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = b.clone();
+    std::thread::spawn(move || tx.send(caller.boom()));
+    let answer = rx.recv_timeout(Duration::from_secs(10));
+    println!("boom answered within 10 s: {answer:?}");
+    assert!(matches!(answer, Ok(Err(ManagerError::MethodFailed { .. }))), "{answer:?}");
+    assert_eq!(b.get().unwrap(), 5, "the value stayed with its object");
+}

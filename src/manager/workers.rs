@@ -83,8 +83,25 @@ impl Pool {
     }
 }
 
+/// Takes a worker out of the pool's threads if it unwinds, so that it is not counted (as
+/// a worker that may take a job) once dead, and [`Workers::start`] starts another.
+/// Nothing of a job's user code runs outside its `panics::catching` (review155 H1: a panic
+/// payload's drop did, and a worker died still counted): this is in case something does.
+struct Unwinding<'a>(&'a Pool);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let me = std::thread::current().id();
+            // Dropping its handle detaches the thread.
+            self.0.lock().threads.retain(|thread| thread.thread().id() != me);
+        }
+    }
+}
+
 /// A worker thread's life: runs jobs until told to stop.
 fn work(pool: Arc<Pool>) {
+    let _unwinding = Unwinding(&pool);
     let mut inner = pool.lock();
     loop {
         if let Some(job) = inner.jobs.pop_front() {
