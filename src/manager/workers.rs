@@ -9,9 +9,15 @@
 //! the ring's room is its clients'). The dispatcher then takes the list
 //! ([`Workers::take_done`]) and gives each value back and each answer to its caller.
 //!
-//! At most [`WORKERS`] threads, made as jobs come and kept while the server runs. When all
-//! are busy, a job waits in the pool's queue for the first free one; built-in objects'
-//! calls never do (they run on the dispatcher). A worker holds the pool, and the pool its
+//! A thread is started for a job that no idle worker will take, so that a job never waits
+//! behind another object's method (as Python's server runs a thread per connection): the
+//! threads are one per registered call running at once, which is bounded by the calls its
+//! clients have in flight (each object runs one call at a time; the rest wait in its
+//! FIFO). At most [`IDLE`] wait for the next job; one finding that many idle ends
+//! (review155 M1: with a cap of four, four long methods, or four methods each calling
+//! another object of their manager, held every other registered call for ever, their pings
+//! answered). Built-in objects' calls never wait for a worker (they run on the dispatcher).
+//! A worker holds the pool, and the pool its
 //! own handle of the manager's state, so that the state (and the ring it posts on) lives
 //! for as long as a worker may post, even after the dispatcher returned. Workers are never
 //! joined while they run user code: at the server's end, a method still running dies with
@@ -26,8 +32,9 @@ use super::state::{Control, ManagerState};
 use super::store::{Done, Job};
 use crate::shm::Shared;
 
-/// The most worker threads a server runs: as many registered types' calls run at once.
-pub(crate) const WORKERS: usize = 4;
+/// The most worker threads a server keeps waiting for a job (it runs as many as calls run
+/// at once).
+pub(crate) const IDLE: usize = 4;
 
 /// A worker's stack: a main thread's (Linux's default 8 MiB), which the methods had when
 /// they ran on the dispatcher, so that a deep recursion that worked there works here
@@ -115,6 +122,12 @@ fn work(pool: Arc<Pool>) {
         if inner.stopping {
             return;
         }
+        if inner.idle >= IDLE {
+            // Enough wait already: this one ends, detached (its handle dropped).
+            let me = std::thread::current().id();
+            inner.threads.retain(|thread| thread.thread().id() != me);
+            return;
+        }
         inner.idle += 1;
         inner = pool.work.wait(inner).unwrap_or_else(PoisonError::into_inner);
         inner.idle -= 1;
@@ -127,14 +140,14 @@ impl Workers {
         Self { pool: Arc::new(pool) }
     }
 
-    /// Queues `jobs` for the workers, starting threads (up to [`WORKERS`]) for those no idle
-    /// worker will take. What came of jobs that had to run here (no worker thread could be
+    /// Queues `jobs` for the workers, starting a thread for each that no idle worker will
+    /// take. What came of jobs that had to run here (no worker thread could be
     /// started, and none runs) is returned, for the caller to finish at once.
     pub(crate) fn start(&self, jobs: Vec<Job>) -> Vec<Done> {
         let mut inner = self.pool.lock();
         inner.jobs.extend(jobs);
         let mut wanted = inner.jobs.len().saturating_sub(inner.idle);
-        while wanted > 0 && inner.threads.len() < WORKERS {
+        while wanted > 0 {
             let pool = self.pool.clone();
             let builder = std::thread::Builder::new().name("mp-manager-worker".into()).stack_size(STACK);
             match builder.spawn(move || work(pool)) {
