@@ -378,8 +378,9 @@ impl<T: Managed> ObjectProxy<T> {
 ///
 /// A method must not call its own object, not even through a connection of its own
 /// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): that
-/// call waits for the method that makes it, so neither ever returns, and the object (and a
-/// worker) is held until the server is shut down.
+/// call waits for the method that makes it, so neither ever returns, even with a
+/// [`call_timeout`](crate::ManagerBuilder::call_timeout) (the server answers both callers'
+/// pings), and the object is held until the server is shut down.
 ///
 /// A registered value, and a method's arguments, cannot hold a proxy
 /// ([`ManagerError::InvalidArgument`](crate::ManagerError::InvalidArgument)), so no method

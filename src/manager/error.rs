@@ -154,7 +154,9 @@ pub enum ManagerError {
     Timeout,
     /// The server gave no sign of life for the call timeout
     /// ([`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout)) while a call
-    /// waited: it is stopped, hung in a registered method, or cut off. What the call did is
+    /// waited: it is stopped or cut off (a registered type's long method is not this: the
+    /// server answers its caller's pings while it runs, see
+    /// [`managed!`](crate::managed)). What the call did is
     /// unknown (a put may have happened); the connection it was made on is closed (see
     /// `call_timeout` for what that means), so that its late answer is never taken for
     /// another call's.
