@@ -42,7 +42,9 @@ use crate::shm::HeapFull;
 #[non_exhaustive]
 pub enum ManagerError {
     /// The server was shut down, or its process ended (killed, crashed), or the remote
-    /// connection broke.
+    /// connection broke. What a call so answered did is unknown: a registered type's
+    /// method running at a shutdown ran in part (it ends with the server's process), while
+    /// one still waiting for a worker or behind its object's calls never runs.
     #[error("the manager's server is gone: {reason}")]
     ServerGone {
         /// What happened.

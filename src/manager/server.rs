@@ -554,6 +554,8 @@ impl Server {
             Control::Release { id } => self.store.decref(id, 1),
             Control::Shutdown => {
                 self.store.shut_down();
+                // The jobs still queued (their callers just told `ShuttingDown`) never run.
+                self.workers.stop();
                 self.stopping = true;
             }
         }

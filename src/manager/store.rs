@@ -116,6 +116,12 @@ pub(crate) struct Done {
 }
 
 impl Job {
+    /// Drops the job unrun (its value, whose `Drop` is user code, under a catch): the
+    /// server is shutting down, and its caller was told so.
+    pub(crate) fn abandon(self) {
+        let _ = panics::catching("manager", || drop(self));
+    }
+
     /// Runs the user code (a panic is caught, and is the call's answer); what came of a
     /// call, `None` for a drop.
     pub(crate) fn run(self) -> Option<Done> {
@@ -2351,6 +2357,26 @@ mod tests {
         let replies = store.take_replies();
         assert_eq!((replies[0].conn, replies[0].seq), (B, 2), "then B's second");
         assert!(!store.has_stalled());
+    }
+
+    /// review155 L1: a call whose job still waits for a worker when the server shuts down
+    /// (its caller told `ShuttingDown`) is never run: the worker drops it. Before, a worker
+    /// took it first, ran it and kept its answer (`ran after ShuttingDown: true`).
+    #[test]
+    fn a_call_queued_for_a_worker_at_shutdown_never_runs() {
+        let (mut store, _, add) = tally(0);
+        assert_eq!(run(&mut store, A, 1, add(1)), None, "out for a worker");
+        let jobs = store.take_jobs();
+        store.shut_down();
+        let told: Vec<_> = store.take_replies().into_iter().map(|o| o.result).collect();
+        assert!(matches!(&told[..], [Err(Fault::ShuttingDown)]), "{told:?}");
+        let state = crate::shm::Shared::new(super::super::state::ManagerState::new().unwrap()).unwrap();
+        let workers = super::super::workers::Workers::new(state);
+        workers.stop();
+        assert!(workers.start(jobs).is_empty(), "a worker started");
+        workers.join_all();
+        println!("ran after ShuttingDown: {}", workers.has_done());
+        assert!(!workers.has_done(), "the call ran after its caller was told ShuttingDown");
     }
 
     /// An object deleted while its value is out: the calls waiting for it are told it is

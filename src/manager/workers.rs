@@ -111,6 +111,14 @@ fn work(pool: Arc<Pool>) {
     let _unwinding = Unwinding(&pool);
     let mut inner = pool.lock();
     loop {
+        if inner.stopping {
+            // Their callers were told `ShuttingDown` (review155 L1: they ran after, their
+            // effects those of a call said to have failed): the values are dropped.
+            let abandoned = std::mem::take(&mut inner.jobs);
+            drop(inner);
+            abandoned.into_iter().for_each(Job::abandon);
+            return;
+        }
         if let Some(job) = inner.jobs.pop_front() {
             drop(inner);
             if let Some(done) = job.run() {
@@ -118,9 +126,6 @@ fn work(pool: Arc<Pool>) {
             }
             inner = pool.lock();
             continue;
-        }
-        if inner.stopping {
-            return;
         }
         if inner.idle >= IDLE {
             // Enough wait already: this one ends, detached (its handle dropped).
@@ -164,6 +169,22 @@ impl Workers {
         let jobs = std::mem::take(&mut inner.jobs);
         drop(inner);
         jobs.into_iter().filter_map(Job::run).collect()
+    }
+
+    /// The server is shutting down: the jobs not started are dropped, not run (their
+    /// callers were told `ShuttingDown`), and idle workers end.
+    pub(crate) fn stop(&self) {
+        self.pool.lock().stopping = true;
+        self.pool.work.notify_all();
+    }
+
+    /// Waits for every worker to end (after [`Workers::stop`]).
+    #[cfg(test)]
+    pub(crate) fn join_all(&self) {
+        let threads = std::mem::take(&mut self.pool.lock().threads);
+        for thread in threads {
+            let _ = thread.join();
+        }
     }
 
     /// Whether a worker finished a call the dispatcher has not taken yet.
