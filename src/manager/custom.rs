@@ -374,7 +374,9 @@ impl<T: Managed> ObjectProxy<T> {
 /// process, as in Python. A value's `Drop` (when its last proxy goes) runs on a worker
 /// too. Its `Deserialize`, when [`Manager::create`](crate::Manager::create) sends a value,
 /// runs on the dispatcher, so that a create never waits for a worker: keep it quick (a
-/// derived one is).
+/// derived one is). A method runs beside the server's other threads, so a process it
+/// starts with the `Fork` start method is refused (see
+/// [`allow_fork_with_threads`](crate::allow_fork_with_threads)): use another.
 ///
 /// A method must not call its own object, not even through a connection of its own
 /// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): that

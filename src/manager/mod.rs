@@ -418,7 +418,10 @@ impl ManagerBuilder {
     /// Registers `f` as the barrier action `name`, for
     /// [`Manager::barrier_with`]: it runs in the server process each time such a barrier
     /// trips (Python's `manager.Barrier(n, action=f)`, where `f` too must be found by name
-    /// in the server).
+    /// in the server). The server process runs threads (a listener for remote clients, the
+    /// workers of registered types once one is called), so a process the action starts with
+    /// the `Fork` start method is refused there (see
+    /// [`allow_fork_with_threads`](crate::allow_fork_with_threads)): use another.
     ///
     /// # Examples
     ///
