@@ -361,8 +361,10 @@ fn a_slow_registered_method_holds_only_its_caller() {
 }
 
 /// One object's calls from two clients (two threads, two connections) run one after the
-/// other, in the order they came, while the value is out on a worker: the second call,
-/// and a copy of the value, wait for the first to end, and see what it did.
+/// other: the second call, and a copy of the value, made while the first runs, see what
+/// it did. It cannot tell whether they waited on the server (they may reach it only after
+/// the 200 ms given them, and pass as well): the order of the object's FIFO is the lib
+/// test's (`store::tests::a_methods_answer_after_its_connection_closed_…`, review155 L4).
 #[test]
 fn two_calls_on_one_object_from_two_clients_stay_serialised() {
     let _w = common::watchdog(LIMIT);
@@ -398,10 +400,12 @@ fn hold_and_be_killed((mark, sleeper, started, release): (multiproc::LockProxy, 
 }
 
 /// A client killed while its slow call runs: the server finds it dead and closes its
-/// connection while the method still runs; the method's answer, when it comes, goes to
-/// nobody (not to another connection given the number), the value goes back to its
-/// object, which serves the next caller, and the server keeps no thread, descriptor or
-/// object more than before.
+/// connection while the method still runs; the value goes back to its object, which
+/// serves the next caller, and the server keeps no descriptor or object more than before,
+/// nor more than four idle workers. The next caller's call may reach the server only after
+/// the method returned, and its connection may or may not get the dead one's number: that
+/// a late answer goes to nobody, not to the number's next connection, is the lib test's
+/// (`store::tests::a_methods_answer_after_its_connection_closed_…`, review155 L4).
 #[test]
 fn a_client_killed_while_its_slow_call_runs_leaves_its_object_usable() {
     let _w = common::watchdog(LIMIT);
@@ -523,8 +527,8 @@ fn connect_hold_and_be_killed((address, key, started, release): (String, Vec<u8>
 }
 
 /// A remote client killed while its slow call runs: its connection ends (`RemoteClosed`)
-/// while the method runs, and the method's answer, when it comes, goes to nobody; a new
-/// remote connection (which may be given the dead one's number) is served the object next.
+/// while the method runs, and a new remote connection is served the object next (where
+/// the late answer goes is the lib test's, as for a family client above).
 #[cfg(feature = "remote")]
 #[test]
 fn a_remote_client_killed_while_its_slow_call_runs_leaves_its_object_usable() {
