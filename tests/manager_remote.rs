@@ -1813,10 +1813,10 @@ fn copies_queued_behind_a_slow_method_keep_to_the_answer_budget() {
         raw.write_all(&frame).unwrap();
     }
     // Time for the copies to reach the object's FIFO, then for them to be answered.
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&release, b"").unwrap();
     holder.join().unwrap().unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
     let growth = peak_rss(pid).saturating_sub(before);
     println!("server peak RSS grew by {} MiB after 100 copies of a 512 KiB value (answer budget 8 MiB)", growth >> 20);
     // Read now, every copy is answered: those left queued go out as room comes.
