@@ -1735,3 +1735,99 @@ fn a_fork_started_server_of_a_program_with_default_sigpipe_survives_a_client_tha
     port.set(0);
     program.join().unwrap();
 }
+
+mod big {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Big {
+        pub bytes: serde_bytes::ByteBuf,
+    }
+
+    impl Big {
+        /// Makes the file `started`, then waits for the file `release` (a minute at most).
+        pub fn hold(&mut self, started: String, release: String) -> u64 {
+            std::fs::write(&started, b"").unwrap();
+            let until = Instant::now() + Duration::from_secs(60);
+            while !Path::new(&release).exists() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            0
+        }
+    }
+
+    multiproc::managed! {
+        /// A `Big` on the server.
+        pub proxy BigProxy for Big {
+            fn hold(&mut self, started: String, release: String) -> u64;
+        }
+    }
+}
+
+/// A client that reads nothing, its `get_value`s of a registered value queued on the
+/// object behind a slow method: when the method returns, the copies go out to a worker
+/// only while the connection has room for their answers, so the server holds about its
+/// answer budget, not one answer per request. Before (review155 M2), each queued call was
+/// answered whatever the budget: `server peak RSS grew by 50 MiB after 100 copies of a 512
+/// KiB value (answer budget 8 MiB)`.
+#[test]
+fn copies_queued_behind_a_slow_method_keep_to_the_answer_budget() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: u64 = 1 << 20;
+    let dir = std::env::temp_dir().join(format!("multiproc-queued-copies-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (started, release) = (dir.join("started"), dir.join("release"));
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .register::<big::Big>()
+        .max_answer_memory(8 * MIB)
+        .frame_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    let pid = manager.pid().unwrap();
+    let value = big::Big { bytes: serde_bytes::ByteBuf::from(vec![7u8; (MIB / 2) as usize]) };
+    let held: big::BigProxy = manager.create(value).unwrap();
+    manager.publish("big", &held).unwrap();
+    // A `get_value` frame, recorded.
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let looked_up: big::BigProxy = recorder.lookup("big").unwrap();
+    assert_eq!(looked_up.get_value().unwrap().bytes.len(), (MIB / 2) as usize);
+    let copy = frames_of(&sent.lock().unwrap()).pop().unwrap();
+    let mut frame = (copy.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&copy);
+    // The value goes out on a worker for a slow method.
+    let (s, r) = (started.to_string_lossy().into_owned(), release.to_string_lossy().into_owned());
+    let holder = std::thread::spawn(move || held.hold(s, r));
+    assert!(eventually(LIMIT, || started.exists()));
+    let before = peak_rss(pid);
+    let mut raw = TcpStream::connect(addr).unwrap();
+    authenticate(&mut raw, KEY);
+    for _ in 0..100 {
+        raw.write_all(&frame).unwrap();
+    }
+    // Time for the copies to reach the object's FIFO, then for them to be answered.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&release, b"").unwrap();
+    holder.join().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let growth = peak_rss(pid).saturating_sub(before);
+    println!("server peak RSS grew by {} MiB after 100 copies of a 512 KiB value (answer budget 8 MiB)", growth >> 20);
+    // Read now, every copy is answered: those left queued go out as room comes.
+    for _ in 0..100 {
+        let mut len = [0u8; 4];
+        raw.read_exact(&mut len).unwrap();
+        let mut answer = vec![0u8; u32::from_le_bytes(len) as usize];
+        raw.read_exact(&mut answer).unwrap();
+        assert!(answer.len() > (MIB / 2) as usize, "a copy's answer: {} bytes", answer.len());
+    }
+    drop(raw);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(growth < 24 * MIB, "the server held {growth} bytes more");
+}

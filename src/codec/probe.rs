@@ -182,10 +182,17 @@ fn probe_pass<T: DeserializeOwned>(ctx: &Ctx, runs: &mut usize) -> Option<Answer
                     ctx.deep.set(true);
                 }
             }));
+            let panicked = match run {
+                Ok(()) => false,
+                Err(payload) => {
+                    crate::process::panics::drop_payload(payload);
+                    true
+                }
+            };
             if ctx.any.get() {
                 return Some(Answer::Any);
             }
-            if run.is_err() {
+            if panicked {
                 // Self-described, so its depth is counted too (fix114).
                 return Some(Answer::GaveUp);
             }

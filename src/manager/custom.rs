@@ -357,27 +357,32 @@ impl<T: Managed> ObjectProxy<T> {
 /// very type; a remote client, a type of the same path (from a crate both programs use),
 /// or, when the name is given with `as`, any type declared with that name.
 ///
-/// The methods run on the server's worker threads (four at most), one call of a value at a
-/// time. A method that sleeps, waits on I/O or loops holds only its caller and the later
+/// The methods run on the server's worker threads, one call of a value at a time. A method that sleeps, waits on I/O or loops holds only its caller and the later
 /// calls of the same object, which wait for it in the order they came. Every other object
 /// is served meanwhile: the manager's own containers, queues and locks never wait behind a
 /// method (they run on the server's dispatcher thread), and the caller's pings are
 /// answered, so a method longer than
 /// [`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout) still returns.
-/// While four methods run, a call on a fifth object waits for one of them to return.
-/// Python's server also holds only the caller of a slow method, but runs one object's
+/// A call that finds no idle worker starts one, so a call never waits behind another
+/// object's method: the server runs a thread for each registered call running at once
+/// (bounded by its clients' calls in flight, since an object runs one call at a time and
+/// queues the rest), and keeps at most four idle. A method may call other registered
+/// objects of its own manager, through a connection of its own. Python's server also holds only the caller of a slow method, but runs one object's
 /// calls at once (its objects must be thread-safe); `&mut self` here runs them one after
 /// the other. [`Manager::shutdown`](crate::Manager::shutdown) does not wait for a method
 /// still running: its caller is told `ServerGone`, and the method ends with the server's
 /// process, as in Python. A value's `Drop` (when its last proxy goes) runs on a worker
 /// too. Its `Deserialize`, when [`Manager::create`](crate::Manager::create) sends a value,
 /// runs on the dispatcher, so that a create never waits for a worker: keep it quick (a
-/// derived one is).
+/// derived one is). A method runs beside the server's other threads, so a process it
+/// starts with the `Fork` start method is refused (see
+/// [`allow_fork_with_threads`](crate::allow_fork_with_threads)): use another.
 ///
 /// A method must not call its own object, not even through a connection of its own
 /// ([`Manager::connect`](crate::Manager::connect) with the server's address and key): that
-/// call waits for the method that makes it, so neither ever returns, and the object (and a
-/// worker) is held until the server is shut down.
+/// call waits for the method that makes it, so neither ever returns, even with a
+/// [`call_timeout`](crate::ManagerBuilder::call_timeout) (the server answers both callers'
+/// pings), and the object is held until the server is shut down.
 ///
 /// A registered value, and a method's arguments, cannot hold a proxy
 /// ([`ManagerError::InvalidArgument`](crate::ManagerError::InvalidArgument)), so no method

@@ -42,7 +42,9 @@ use crate::shm::HeapFull;
 #[non_exhaustive]
 pub enum ManagerError {
     /// The server was shut down, or its process ended (killed, crashed), or the remote
-    /// connection broke.
+    /// connection broke. What a call so answered did is unknown: a registered type's
+    /// method running at a shutdown ran in part (it ends with the server's process), while
+    /// one still waiting for a worker or behind its object's calls never runs.
     #[error("the manager's server is gone: {reason}")]
     ServerGone {
         /// What happened.
@@ -154,7 +156,9 @@ pub enum ManagerError {
     Timeout,
     /// The server gave no sign of life for the call timeout
     /// ([`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout)) while a call
-    /// waited: it is stopped, hung in a registered method, or cut off. What the call did is
+    /// waited: it is stopped or cut off (a registered type's long method is not this: the
+    /// server answers its caller's pings while it runs, see
+    /// [`managed!`](crate::managed)). What the call did is
     /// unknown (a put may have happened); the connection it was made on is closed (see
     /// `call_timeout` for what that means), so that its late answer is never taken for
     /// another call's.

@@ -418,7 +418,10 @@ impl ManagerBuilder {
     /// Registers `f` as the barrier action `name`, for
     /// [`Manager::barrier_with`]: it runs in the server process each time such a barrier
     /// trips (Python's `manager.Barrier(n, action=f)`, where `f` too must be found by name
-    /// in the server).
+    /// in the server). The server process runs threads (a listener for remote clients, the
+    /// workers of registered types once one is called), so a process the action starts with
+    /// the `Fork` start method is refused there (see
+    /// [`allow_fork_with_threads`](crate::allow_fork_with_threads)): use another.
     ///
     /// # Examples
     ///
@@ -693,9 +696,13 @@ impl ManagerBuilder {
     /// shows it is alive: a call that has waited half the call timeout asks the server
     /// whether it is there, on the same connection, so the server answers after the
     /// requests before it. A call that has heard nothing for the whole timeout (a server
-    /// stopped with `SIGSTOP`, hung in a registered method, cut off by the network without a
-    /// reset, which TCP keepalive never notices while the peer's kernel answers) returns
-    /// [`ManagerError::CallTimeout`]. What it asked for may or may not have happened, and
+    /// stopped with `SIGSTOP`, cut off by the network without a reset, which TCP keepalive
+    /// never notices while the peer's kernel answers) returns
+    /// [`ManagerError::CallTimeout`]. A registered type's method runs as long as it takes,
+    /// on a worker thread of the server, which meanwhile answers its caller's pings: a
+    /// method longer than the call timeout returns, and one that never returns holds its
+    /// caller for ever, as in Python (see [`managed!`](crate::managed)). The call timeout
+    /// detects a server that does not answer, not a slow method. What it asked for may or may not have happened, and
     /// the connection it waited on is closed, so that its late answer is never taken for
     /// another call's:
     ///

@@ -295,7 +295,7 @@ impl Server {
         if let Some(next) = self.store.next_deadline() {
             until = until.min(next);
         }
-        if !self.deferred.is_empty() {
+        if !self.deferred.is_empty() || self.store.has_stalled() {
             until = until.min(self.now + ROOM_POLL);
         }
         let deadline = Deadline::at(until);
@@ -331,11 +331,15 @@ impl Server {
         if self.store.has_replies() || !self.closing.is_empty() {
             self.deliver(None);
         }
-        if !self.deferred.is_empty() {
+        if !self.deferred.is_empty() || self.store.has_stalled() {
             // Read before the look: an answer given back during it brings another.
             let given_back = remote::answers_given_back(&self.writers);
             if given_back != self.given_back {
                 self.given_back = given_back;
+                // A connection's calls queued on objects (review155 M2) came before its
+                // requests deferred.
+                self.store.send_stalled(&|conn| !remote::must_wait(&self.writers, conn));
+                self.start_jobs();
                 self.resume();
             }
         }
@@ -373,7 +377,7 @@ impl Server {
         while self.store.has_jobs() {
             let jobs = self.store.take_jobs();
             for done in self.workers.start(jobs) {
-                self.store.finish_job(done);
+                self.store.finish_job(done, &|conn| !remote::must_wait(&self.writers, conn));
             }
         }
     }
@@ -383,7 +387,7 @@ impl Server {
     /// answer budget alone), and sends each object's next call out.
     fn finish_jobs(&mut self) {
         for done in self.workers.take_done() {
-            self.store.finish_job(done);
+            self.store.finish_job(done, &|conn| !remote::must_wait(&self.writers, conn));
         }
         self.start_jobs();
     }
@@ -550,6 +554,8 @@ impl Server {
             Control::Release { id } => self.store.decref(id, 1),
             Control::Shutdown => {
                 self.store.shut_down();
+                // The jobs still queued (their callers just told `ShuttingDown`) never run.
+                self.workers.stop();
                 self.stopping = true;
             }
         }

@@ -116,6 +116,12 @@ pub(crate) struct Done {
 }
 
 impl Job {
+    /// Drops the job unrun (its value, whose `Drop` is user code, under a catch): the
+    /// server is shutting down, and its caller was told so.
+    pub(crate) fn abandon(self) {
+        let _ = panics::catching("manager", || drop(self));
+    }
+
     /// Runs the user code (a panic is caught, and is the call's answer); what came of a
     /// call, `None` for a drop.
     pub(crate) fn run(self) -> Option<Done> {
@@ -432,7 +438,16 @@ pub(crate) struct Store {
     /// The caller of each call out on a worker, by ticket (gone once its connection closed).
     out_calls: IdMap<u64, (Owner, u64)>,
     next_ticket: u64,
+    /// Registered objects whose value is in while calls wait in their FIFO, each of a
+    /// remote connection without room for its answer ([`Store::next_call`]); sent out by
+    /// [`Store::send_stalled`] as room comes. Some may be gone, or no longer stalled.
+    stalled: BTreeSet<ObjectId>,
 }
+
+/// Whether a connection has room for one more answer (`remote::must_wait`'s negation; a
+/// family connection always has): a call queued on a registered object goes out to a
+/// worker only then, as a remote request is handled only then.
+pub(crate) type Room<'a> = &'a dyn Fn(ConnId) -> bool;
 
 /// An emptied buffer to keep as a spare, or a new one if it grew large (a call with many
 /// items: its buffers are not kept for the small calls after it).
@@ -504,6 +519,7 @@ impl Store {
             given_back: Vec::new(),
             jobs: Vec::new(),
             out_calls: IdMap::default(),
+            stalled: BTreeSet::new(),
             next_ticket: 1,
         }
     }
@@ -585,8 +601,8 @@ impl Store {
     /// A registered type's call came back from its worker: the value goes back to its
     /// object (dropped on a worker if the object was deleted meanwhile), the answer to the
     /// caller if its connection is still open (its ticket), and the object's next waiting
-    /// call goes out.
-    pub(crate) fn finish_job(&mut self, done: Done) {
+    /// call whose connection has `room` goes out.
+    pub(crate) fn finish_job(&mut self, done: Done, room: Room) {
         let Done { ticket, id, value, result } = done;
         match self.objects.get_mut(&id).map(|obj| &mut obj.body) {
             Some(Body::Custom { value: slot @ None, .. }) => *slot = Some(value),
@@ -597,17 +613,44 @@ impl Store {
             // Its connection closed: nobody waits for it (it carries no reference).
             None => drop(result),
         }
-        self.next_call(id);
+        self.next_call(id, room);
     }
 
-    /// Sends object `id`'s next waiting call out, if its value is in.
-    fn next_call(&mut self, id: ObjectId) {
+    /// Sends object `id`'s first waiting call whose connection has `room` out, if its value
+    /// is in. A call of a connection without room (a remote client not reading its
+    /// answers) stays queued, the object stalled ([`Store::send_stalled`]), and the calls
+    /// of other connections behind it go first; one connection's calls keep their order
+    /// (its room is the same for each). Checked here, not when the call joined the FIFO
+    /// (review155 M2: a remote client's 200 `get_value`s queued behind a slow method were
+    /// all answered, 199 MiB against a 16 MiB budget).
+    fn next_call(&mut self, id: ObjectId, room: Room) {
+        self.stalled.remove(&id);
         let Some(Body::Custom { value: Some(_), waiting, .. }) = self.objects.get_mut(&id).map(|obj| &mut obj.body)
         else {
             return;
         };
-        if let Some((waiter, op)) = waiting.pop_front() {
-            self.send_out(id, waiter, op);
+        match waiting.iter().position(|(waiter, _)| room(waiter.owner.conn)) {
+            Some(i) => {
+                let (waiter, op) = waiting.remove(i).expect("found just now");
+                self.send_out(id, waiter, op);
+            }
+            None if !waiting.is_empty() => {
+                self.stalled.insert(id);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether calls wait on objects whose value is in, for their connections' room.
+    pub(crate) fn has_stalled(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
+    /// Sends out the calls that wait for room on objects whose value is in (see
+    /// [`Store::next_call`]), those of connections with `room` now.
+    pub(crate) fn send_stalled(&mut self, room: Room) {
+        for id in std::mem::take(&mut self.stalled) {
+            self.next_call(id, room);
         }
     }
 
@@ -653,10 +696,13 @@ impl Store {
             return self.reply(owner, seq, Err(Fault::Malformed("a method's arguments cannot hold proxies".into())));
         }
         let waiter = Waiter { owner, seq, deadline: None };
-        if value.is_some() && waiting.is_empty() {
-            self.send_out(id, waiter, op);
-        } else {
-            waiting.push_back((waiter, op));
+        let is_in = value.is_some();
+        waiting.push_back((waiter, op));
+        if is_in {
+            // The calls waiting (if any) wait for their connections' room (`next_call`);
+            // this one's connection has it (its request was not deferred), and its own
+            // calls before it, if any, go first.
+            self.next_call(id, &|conn| conn == owner.conn);
         }
     }
 
@@ -2234,7 +2280,7 @@ mod tests {
         let mut jobs = store.take_jobs();
         assert_eq!(jobs.len(), 1, "one job");
         if let Some(done) = jobs.pop().unwrap().run() {
-            store.finish_job(done);
+            store.finish_job(done, &|_| true);
         }
     }
 
@@ -2262,7 +2308,7 @@ mod tests {
         // A new connection numbered B, whose call is numbered 7 too.
         assert_eq!(run(&mut store, B, 7, add(100)), None);
         for job in out {
-            store.finish_job(job.run().unwrap());
+            store.finish_job(job.run().unwrap(), &|_| true);
         }
         let late: Vec<_> = store.take_replies().into_iter().map(|o| (o.conn, o.seq)).collect();
         println!("the closed connection's call, back, answered {late:?}");
@@ -2275,6 +2321,62 @@ mod tests {
         let replies = store.take_replies();
         assert_eq!((replies[0].conn, replies[0].seq), (B, 7));
         assert_eq!(sum(Some(replies.into_iter().next().unwrap().result)), 111);
+    }
+
+    /// review155 M2: a call queued on an object goes out when its connection has room for
+    /// its answer, not when it joined the FIFO. One without room stays queued (its object
+    /// stalled), another connection's call behind it goes first, and it goes out once its
+    /// connection has room again, its own later call after it.
+    #[test]
+    fn a_queued_call_of_a_connection_without_room_waits_for_room_others_go_first() {
+        let (mut store, _, add) = tally(0);
+        assert_eq!(run(&mut store, A, 1, add(1)), None, "out on a worker");
+        let out = store.take_jobs();
+        assert_eq!(run(&mut store, B, 1, add(10)), None, "B's first call waits for the value");
+        assert_eq!(run(&mut store, C, 1, add(100)), None, "C's call waits for the value");
+        assert_eq!(run(&mut store, B, 2, add(1000)), None, "B's second call waits for the value");
+        let no_room_for_b = |conn| conn != B;
+        for job in out {
+            store.finish_job(job.run().unwrap(), &no_room_for_b);
+        }
+        assert_eq!(sum(Some(store.take_replies().remove(0).result)), 1, "A's call");
+        let jobs = store.take_jobs();
+        store.finish_job(jobs.into_iter().next().unwrap().run().unwrap(), &no_room_for_b);
+        let replies = store.take_replies();
+        println!("next answered: {:?}", replies.iter().map(|o| (o.conn, o.seq)).collect::<Vec<_>>());
+        assert_eq!((replies[0].conn, replies[0].seq), (C, 1), "C's call went before B's, which has no room");
+        assert!(!store.has_jobs() && store.has_stalled(), "B's calls wait for room");
+        store.send_stalled(&no_room_for_b);
+        assert!(!store.has_jobs(), "still no room for B");
+        store.send_stalled(&|_| true);
+        work_one(&mut store);
+        let replies = store.take_replies();
+        assert_eq!((replies[0].conn, replies[0].seq), (B, 1), "B's first call");
+        assert_eq!(sum(Some(replies.into_iter().next().unwrap().result)), 111);
+        work_one(&mut store);
+        let replies = store.take_replies();
+        assert_eq!((replies[0].conn, replies[0].seq), (B, 2), "then B's second");
+        assert!(!store.has_stalled());
+    }
+
+    /// review155 L1: a call whose job still waits for a worker when the server shuts down
+    /// (its caller told `ShuttingDown`) is never run: the worker drops it. Before, a worker
+    /// took it first, ran it and kept its answer (`ran after ShuttingDown: true`).
+    #[test]
+    fn a_call_queued_for_a_worker_at_shutdown_never_runs() {
+        let (mut store, _, add) = tally(0);
+        assert_eq!(run(&mut store, A, 1, add(1)), None, "out for a worker");
+        let jobs = store.take_jobs();
+        store.shut_down();
+        let told: Vec<_> = store.take_replies().into_iter().map(|o| o.result).collect();
+        assert!(matches!(&told[..], [Err(Fault::ShuttingDown)]), "{told:?}");
+        let state = crate::shm::Shared::new(super::super::state::ManagerState::new().unwrap()).unwrap();
+        let workers = super::super::workers::Workers::new(state);
+        workers.stop();
+        assert!(workers.start(jobs).is_empty(), "a worker started");
+        workers.join_all();
+        println!("ran after ShuttingDown: {}", workers.has_done());
+        assert!(!workers.has_done(), "the call ran after its caller was told ShuttingDown");
     }
 
     /// An object deleted while its value is out: the calls waiting for it are told it is
@@ -2291,7 +2393,7 @@ mod tests {
         let replies = store.take_replies();
         assert!(matches!(&replies[..], [Outgoing { conn: C, seq: 1, result: Err(Fault::NoSuchObject(_)), .. }]));
         for job in out {
-            store.finish_job(job.run().unwrap());
+            store.finish_job(job.run().unwrap(), &|_| true);
         }
         let replies = store.take_replies();
         assert_eq!((replies[0].conn, replies[0].seq), (B, 1));

@@ -9,9 +9,15 @@
 //! the ring's room is its clients'). The dispatcher then takes the list
 //! ([`Workers::take_done`]) and gives each value back and each answer to its caller.
 //!
-//! At most [`WORKERS`] threads, made as jobs come and kept while the server runs. When all
-//! are busy, a job waits in the pool's queue for the first free one; built-in objects'
-//! calls never do (they run on the dispatcher). A worker holds the pool, and the pool its
+//! A thread is started for a job that no idle worker will take, so that a job never waits
+//! behind another object's method (as Python's server runs a thread per connection): the
+//! threads are one per registered call running at once, which is bounded by the calls its
+//! clients have in flight (each object runs one call at a time; the rest wait in its
+//! FIFO). At most [`IDLE`] wait for the next job; one finding that many idle ends
+//! (review155 M1: with a cap of four, four long methods, or four methods each calling
+//! another object of their manager, held every other registered call for ever, their pings
+//! answered). Built-in objects' calls never wait for a worker (they run on the dispatcher).
+//! A worker holds the pool, and the pool its
 //! own handle of the manager's state, so that the state (and the ring it posts on) lives
 //! for as long as a worker may post, even after the dispatcher returned. Workers are never
 //! joined while they run user code: at the server's end, a method still running dies with
@@ -26,8 +32,9 @@ use super::state::{Control, ManagerState};
 use super::store::{Done, Job};
 use crate::shm::Shared;
 
-/// The most worker threads a server runs: as many registered types' calls run at once.
-pub(crate) const WORKERS: usize = 4;
+/// The most worker threads a server keeps waiting for a job (it runs as many as calls run
+/// at once).
+pub(crate) const IDLE: usize = 4;
 
 /// A worker's stack: a main thread's (Linux's default 8 MiB), which the methods had when
 /// they ran on the dispatcher, so that a deep recursion that worked there works here
@@ -83,10 +90,35 @@ impl Pool {
     }
 }
 
+/// Takes a worker out of the pool's threads if it unwinds, so that it is not counted (as
+/// a worker that may take a job) once dead, and [`Workers::start`] starts another.
+/// Nothing of a job's user code runs outside its `panics::catching` (review155 H1: a panic
+/// payload's drop did, and a worker died still counted): this is in case something does.
+struct Unwinding<'a>(&'a Pool);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let me = std::thread::current().id();
+            // Dropping its handle detaches the thread.
+            self.0.lock().threads.retain(|thread| thread.thread().id() != me);
+        }
+    }
+}
+
 /// A worker thread's life: runs jobs until told to stop.
 fn work(pool: Arc<Pool>) {
+    let _unwinding = Unwinding(&pool);
     let mut inner = pool.lock();
     loop {
+        if inner.stopping {
+            // Their callers were told `ShuttingDown` (review155 L1: they ran after, their
+            // effects those of a call said to have failed): the values are dropped.
+            let abandoned = std::mem::take(&mut inner.jobs);
+            drop(inner);
+            abandoned.into_iter().for_each(Job::abandon);
+            return;
+        }
         if let Some(job) = inner.jobs.pop_front() {
             drop(inner);
             if let Some(done) = job.run() {
@@ -95,7 +127,10 @@ fn work(pool: Arc<Pool>) {
             inner = pool.lock();
             continue;
         }
-        if inner.stopping {
+        if inner.idle >= IDLE {
+            // Enough wait already: this one ends, detached (its handle dropped).
+            let me = std::thread::current().id();
+            inner.threads.retain(|thread| thread.thread().id() != me);
             return;
         }
         inner.idle += 1;
@@ -110,14 +145,14 @@ impl Workers {
         Self { pool: Arc::new(pool) }
     }
 
-    /// Queues `jobs` for the workers, starting threads (up to [`WORKERS`]) for those no idle
-    /// worker will take. What came of jobs that had to run here (no worker thread could be
+    /// Queues `jobs` for the workers, starting a thread for each that no idle worker will
+    /// take. What came of jobs that had to run here (no worker thread could be
     /// started, and none runs) is returned, for the caller to finish at once.
     pub(crate) fn start(&self, jobs: Vec<Job>) -> Vec<Done> {
         let mut inner = self.pool.lock();
         inner.jobs.extend(jobs);
         let mut wanted = inner.jobs.len().saturating_sub(inner.idle);
-        while wanted > 0 && inner.threads.len() < WORKERS {
+        while wanted > 0 {
             let pool = self.pool.clone();
             let builder = std::thread::Builder::new().name("mp-manager-worker".into()).stack_size(STACK);
             match builder.spawn(move || work(pool)) {
@@ -134,6 +169,22 @@ impl Workers {
         let jobs = std::mem::take(&mut inner.jobs);
         drop(inner);
         jobs.into_iter().filter_map(Job::run).collect()
+    }
+
+    /// The server is shutting down: the jobs not started are dropped, not run (their
+    /// callers were told `ShuttingDown`), and idle workers end.
+    pub(crate) fn stop(&self) {
+        self.pool.lock().stopping = true;
+        self.pool.work.notify_all();
+    }
+
+    /// Waits for every worker to end (after [`Workers::stop`]).
+    #[cfg(test)]
+    pub(crate) fn join_all(&self) {
+        let threads = std::mem::take(&mut self.pool.lock().threads);
+        for thread in threads {
+            let _ = thread.join();
+        }
     }
 
     /// Whether a worker finished a call the dispatcher has not taken yet.

@@ -34,10 +34,13 @@ impl<T: ?Sized> Callbacks<T> {
             return;
         }
         super::supervisor::outside_help(|| {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match outcome {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match outcome {
                 Ok(value) => success.map(|f| f(value)),
                 Err(e) => failure.map(|f| f(e)),
             }));
+            if let Err(payload) = ran {
+                crate::process::panics::drop_payload(payload);
+            }
         });
     }
 }

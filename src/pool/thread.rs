@@ -124,7 +124,10 @@ impl Shared {
         let error = self.failed.get().expect("set just now");
         for job in queued {
             // A panic of user code (an error callback) must not keep the others' errors.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.cancel)(error.clone())));
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.cancel)(error.clone())))
+            {
+                panics::drop_payload(payload);
+            }
             end_if_copy(self.made_in);
         }
     }
@@ -343,9 +346,13 @@ fn run_job(pool: &Weak<Shared>, made_in: TakenIn, job: Job) {
     // A task's panic is caught with the task; what is left is user code around it (a
     // result's `Drop`, when nobody kept its `AsyncResult`): its panic stops here (the hook
     // has printed it), the thread goes on.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if terminated { (job.cancel)(TaskError::Terminated) } else { (job.run)() }
     }));
+    if let Err(payload) = ran {
+        // Its payload is user code too (review155 H1).
+        panics::drop_payload(payload);
+    }
     end_if_copy(made_in);
 }
 

@@ -282,6 +282,7 @@ fn put_value<R: Serialize + DeserializeOwned>(table: &ClaimTable, i: usize, valu
     }))
     .unwrap_or_else(|payload| {
         let why = panics::payload_message(payload.as_ref());
+        panics::drop_payload(payload);
         Err(CodecError::encode(format_args!("encoding panicked: {why}")).of::<R>().to_string())
     });
     if let Err(e) = outcome {

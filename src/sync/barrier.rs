@@ -337,7 +337,10 @@ where
         ActionOp::Run(args, outcome) => {
             if let Some(args) = args.downcast_ref::<A>() {
                 let args = args.clone();
-                *outcome = Some(catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|_| BarrierBreak::ActionPanicked));
+                *outcome = Some(catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|payload| {
+                    crate::process::panics::drop_payload(payload);
+                    BarrierBreak::ActionPanicked
+                }));
             }
         }
         ActionOp::Encode(args, outcome) => {
