@@ -649,10 +649,12 @@ impl Server {
     /// The item answers remote connection `conn`'s writer never wrote whole
     /// (`remote::take_unwritten`), taken back before the connection is closed: their
     /// client cannot have read them (it reads an answer once it has all its bytes). Each
-    /// item goes back to its queue if it was that connection's last take from it
-    /// (`Store::give_back`), with its references, which move from the connection's
-    /// handouts to the item; put back by `Store::requeue_given_back` once the connection is
-    /// closed. An answer already written to the socket, read or not, stays lost.
+    /// item goes back to the queue that answered it, whichever of the connection's takes
+    /// from it that was (`Store::give_back`; before mgr104, only its last take), with its
+    /// references, which move from the connection's handouts to the item; put back by
+    /// `Store::requeue_given_back` once the connection is closed, in the order they were
+    /// taken (the writer keeps them in the order it was given them). An answer already
+    /// written to the socket, read or not, stays lost.
     fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<(ObjectId, Vec<u8>)>) {
         for (queue, frame) in frames {
             let Ok(Reply { seq, result: Ok(Out::Item(item)) }) =
@@ -1287,5 +1289,30 @@ mod tests {
         let items = drained(&mut server, id);
         println!("the queue holds {items:?}");
         assert_eq!(items, [vec![7]], "the item is back");
+    }
+
+    /// A remote client whose two threads each took an item of one queue, neither answer
+    /// written when it went: both items go back, to the queue's front, in the order they
+    /// were taken (stop 42's closing note; mgr102: only the connection's last take from
+    /// the queue matched, `[[2], [3]]` before).
+    #[test]
+    fn every_item_a_remote_connection_left_unwritten_goes_back_in_order() {
+        let (mut server, client) = serving_a_remote();
+        server.state.open().unwrap();
+        let _other = also_serving(&mut server, 2);
+        let id = queue_holding(&mut server, &[1, 2, 3]);
+        let before = remote::answers_given_back(&server.writers);
+        writer_stuck_on_a_large_answer(&server);
+        for (seq, thread) in [(1, 1), (2, 2)] {
+            let get = Request::Call { id, kind: Kind::Queue, op: Op::Get { wait: None } };
+            server.request(CONN, Envelope { seq, thread, request: get }, None);
+        }
+        drop(client);
+        until_given_back(&server, before, 3);
+        assert!(server.state.post(&Control::RemoteClosed { conn: CONN, broken: true }).is_ok());
+        server.step();
+        let items = drained(&mut server, id);
+        println!("the queue holds {items:?}");
+        assert_eq!(items, [vec![1], vec![2], vec![3]], "both items back, in the order they were taken");
     }
 }
