@@ -511,8 +511,10 @@ impl Drop for Queued {
 struct Writer {
     queue: mpsc::Sender<Queued>,
     backlog: Arc<Backlog>,
-    /// The socket it writes to, for [`cut_writer_owing_items`] to shut.
-    socket: TcpStream,
+    /// The socket it writes to, for [`cut_writer_owing_items`] to shut (shared, not a
+    /// clone: a descriptor more per connection, and a server short of them refused
+    /// clients that know the key).
+    socket: Arc<TcpStream>,
 }
 
 /// Answers of one remote client not yet written past which its requests wait for room
@@ -634,7 +636,8 @@ fn open_writer(writers: &Writers, conn: u32, socket: TcpStream, stall: Duration)
     let backlog = Arc::new(Backlog::new(writers.memory.clone()));
     let (queue, answers) = mpsc::channel();
     let ours = backlog.clone();
-    let shut = socket.try_clone()?;
+    let socket = Arc::new(socket);
+    let shut = socket.clone();
     std::thread::Builder::new()
         .name("manager-writer".into())
         .spawn(move || write_answers(&answers, &ours, &socket, stall))?;
