@@ -56,7 +56,7 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// connection that ends loses every task it took); unless the server never wrote that
 /// answer whole (it was queued behind answers the client had not read yet, and its socket
 /// broke): then the client surely did not read it, and the item goes back to the front of
-/// its queue, its task nobody's, if it was that connection's last take from the queue.
+/// its queue, its task nobody's; several so taken go back in the order they were taken.
 ///
 /// # Examples
 ///

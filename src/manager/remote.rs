@@ -353,6 +353,9 @@ struct Backlog {
     memory: Arc<AnswerMemory>,
     bytes: AtomicUsize,
     frames: AtomicUsize,
+    /// Of `frames`, the item answers (see [`Queued::item`]); with the items kept in
+    /// `unwritten`, those [`cut_writer_owing_items`] takes back.
+    items: AtomicUsize,
     /// Its writer ended: its reader waits for room no more (and finds the socket closed).
     ended: AtomicBool,
     /// The server forgot its writer (`forget_writer`): the connection is over for it, and
@@ -388,6 +391,7 @@ impl Backlog {
             memory,
             bytes: AtomicUsize::new(0),
             frames: AtomicUsize::new(0),
+            items: AtomicUsize::new(0),
             ended: AtomicBool::new(false),
             forgotten: AtomicBool::new(false),
             unwritten: Mutex::default(),
@@ -418,6 +422,9 @@ impl Backlog {
         let len = frame.len();
         self.bytes.fetch_add(len, Ordering::SeqCst);
         self.frames.fetch_add(1, Ordering::SeqCst);
+        if item.is_some() {
+            self.items.fetch_add(1, Ordering::SeqCst);
+        }
         let over = self.memory.unsent.fetch_add(len, Ordering::SeqCst) >= self.memory.budget && let_through;
         if over {
             self.memory.overdraft.fetch_add(len, Ordering::SeqCst);
@@ -488,6 +495,9 @@ impl Drop for Queued {
         let len = self.len;
         self.backlog.bytes.fetch_sub(len, Ordering::SeqCst);
         self.backlog.frames.fetch_sub(1, Ordering::SeqCst);
+        if self.item.is_some() {
+            self.backlog.items.fetch_sub(1, Ordering::SeqCst);
+        }
         self.backlog.memory.unsent.fetch_sub(len, Ordering::SeqCst);
         if self.over {
             self.backlog.memory.overdraft.fetch_sub(len, Ordering::SeqCst);
@@ -501,6 +511,10 @@ impl Drop for Queued {
 struct Writer {
     queue: mpsc::Sender<Queued>,
     backlog: Arc<Backlog>,
+    /// The socket it writes to, for [`cut_writer_owing_items`] to shut (shared, not a
+    /// clone: a descriptor more per connection, and a server short of them refused
+    /// clients that know the key).
+    socket: Arc<TcpStream>,
 }
 
 /// Answers of one remote client not yet written past which its requests wait for room
@@ -583,6 +597,27 @@ pub(crate) fn take_unwritten(writers: &Writers, conn: u32, broken: bool) -> Vec<
     std::mem::take(&mut unwritten.items)
 }
 
+/// If connection `conn`'s writer has item answers not yet written whole (queued, being
+/// written, or kept after a failed write), cuts it off: shuts its socket both ways, so
+/// that its writes fail at once and it keeps them, and takes them ([`take_unwritten`] of a
+/// broken connection), to be given back. `None` if it owes no item answer (or is gone): it
+/// is left to write what it owes. For a connection the server closes at once, distrusting
+/// its stream (a malformed request): a forgotten writer whose write failed afterwards
+/// kept its items where nobody took them (review148), and the close gave their references
+/// back. An item answer it wrote whole meanwhile is the client's, as ever.
+pub(crate) fn cut_writer_owing_items(writers: &Writers, conn: u32) -> Option<Vec<(ObjectId, Vec<u8>)>> {
+    {
+        let writers = lock(&writers.writers);
+        let writer = writers.get(&conn)?;
+        let owed = writer.backlog.items.load(Ordering::SeqCst) > 0 || !lock(&writer.backlog.unwritten).items.is_empty();
+        if !owed {
+            return None;
+        }
+        let _ = writer.socket.shutdown(Shutdown::Both);
+    }
+    Some(take_unwritten(writers, conn, true))
+}
+
 /// How long [`take_unwritten`] waits at most for the writer of a broken connection, whose
 /// writes fail at once: a bound in case, never reached unless the machine stalls it.
 const UNWRITTEN_WAIT: Duration = Duration::from_secs(1);
@@ -601,10 +636,12 @@ fn open_writer(writers: &Writers, conn: u32, socket: TcpStream, stall: Duration)
     let backlog = Arc::new(Backlog::new(writers.memory.clone()));
     let (queue, answers) = mpsc::channel();
     let ours = backlog.clone();
+    let socket = Arc::new(socket);
+    let shut = socket.clone();
     std::thread::Builder::new()
         .name("manager-writer".into())
         .spawn(move || write_answers(&answers, &ours, &socket, stall))?;
-    lock(&writers.writers).insert(conn, Writer { queue, backlog: backlog.clone() });
+    lock(&writers.writers).insert(conn, Writer { queue, backlog: backlog.clone(), socket: shut });
     Ok(backlog)
 }
 

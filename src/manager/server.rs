@@ -494,14 +494,22 @@ impl Server {
 
     /// A request that could not be read: the client learns why (with sequence number 0,
     /// which a family client takes as the answer to its one pending request); a remote
-    /// connection is closed, since its stream can no longer be trusted.
+    /// connection is closed, since its stream can no longer be trusted. If its writer still
+    /// owes item answers, it is cut off instead (the fault then hardly reaches the client),
+    /// and their items go back to their queues: the writer, forgotten at the close, would
+    /// write them after it, and one whose write failed (the client reset) was lost
+    /// (review148). One that owes none writes the fault and what else is owed, then closes.
     fn malformed(&mut self, conn: ConnId, fault: Fault) {
         match self.conns.get(&conn) {
             Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault), false, None),
             Some(Conn::Remote { .. }) => {
                 self.send(conn, 0, Err(fault), false, None);
+                if let Some(unwritten) = remote::cut_writer_owing_items(&self.writers, conn) {
+                    self.take_back_unwritten(conn, unwritten);
+                }
                 remote::forget_writer(&self.writers, conn);
                 self.close(conn, false);
+                self.store.requeue_given_back();
             }
             None => {}
         }
@@ -647,10 +655,12 @@ impl Server {
     /// The item answers remote connection `conn`'s writer never wrote whole
     /// (`remote::take_unwritten`), taken back before the connection is closed: their
     /// client cannot have read them (it reads an answer once it has all its bytes). Each
-    /// item goes back to its queue if it was that connection's last take from it
-    /// (`Store::give_back`), with its references, which move from the connection's
-    /// handouts to the item; put back by `Store::requeue_given_back` once the connection is
-    /// closed. An answer already written to the socket, read or not, stays lost.
+    /// item goes back to the queue that answered it, whichever of the connection's takes
+    /// from it that was (`Store::give_back`; before mgr104, only its last take), with its
+    /// references, which move from the connection's handouts to the item; put back by
+    /// `Store::requeue_given_back` once the connection is closed, in the order they were
+    /// taken (the writer keeps them in the order it was given them). An answer already
+    /// written to the socket, read or not, stays lost.
     fn take_back_unwritten(&mut self, conn: ConnId, frames: Vec<(ObjectId, Vec<u8>)>) {
         for (queue, frame) in frames {
             let Ok(Reply { seq, result: Ok(Out::Item(item)) }) =
@@ -1216,5 +1226,106 @@ mod tests {
         println!("the queue holds {len} after the malformed request's step");
         assert!(!server.conns.contains_key(&CONN), "the connection was closed");
         assert_eq!(len, 1, "the item the writer kept is back");
+    }
+
+    /// Queues, on `CONN`'s writer, an answer larger than the socket's buffers can hold,
+    /// which a client that reads nothing leaves unwritten: the answers queued after it wait
+    /// behind it, unwritten, until the client reads or goes.
+    fn writer_stuck_on_a_large_answer(server: &Server) {
+        assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 16 << 20], false, None));
+    }
+
+    /// Waits until `n` more answers than `before` were written or dropped by the writers
+    /// (`remote::answers_given_back`): with `n` all those queued, the writer is done.
+    fn until_given_back(server: &Server, before: u64, n: u64) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while remote::answers_given_back(&server.writers) < before + n {
+            assert!(Instant::now() < until, "the writer never gave its answers back");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The items of queue `id`, taken by connection 2 until it is empty.
+    fn drained(server: &mut Server, id: ObjectId) -> Vec<Vec<u8>> {
+        let mut items = Vec::new();
+        for seq in 100.. {
+            let get = Request::Call { id, kind: Kind::Queue, op: Op::Get { wait: Some(0) } };
+            match handled_by(server, 2, seq, 0, get) {
+                Ok(Out::Item(item)) => items.push(item.bytes),
+                Err(Fault::Empty) => return items,
+                other => panic!("{other:?}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// A queue of connection 2's, holding one item per byte of `items`.
+    fn queue_holding(server: &mut Server, items: &[u8]) -> ObjectId {
+        let Ok(Out::Created { id, .. }) =
+            handled_by(server, 2, 1, 0, Request::Create(Create::Queue { maxsize: 0, joinable: false }))
+        else {
+            panic!("no queue")
+        };
+        for (seq, &byte) in (2..).zip(items) {
+            let item = Item { bytes: vec![byte], refs: Vec::new() };
+            let put = Request::Call { id, kind: Kind::Queue, op: Op::Put { item, wait: None } };
+            assert_eq!(handled_by(server, 2, seq, 0, put), Ok(Out::Unit));
+        }
+        id
+    }
+
+    /// review148 "noticed": a malformed request closes its remote connection while an item
+    /// answer of it is still queued; the client then resets the connection, and the
+    /// writer's write of that answer fails. The item must be back in its queue, once the
+    /// connection's reader has told its end. Before, the writer (forgotten by the close)
+    /// kept it where nobody took it: `the queue holds []`.
+    #[test]
+    fn an_item_unwritten_when_a_malformed_request_closes_its_connection_goes_back() {
+        let (mut server, client) = serving_a_remote();
+        server.state.open().unwrap();
+        let _other = also_serving(&mut server, 2);
+        let id = queue_holding(&mut server, &[7]);
+        let before = remote::answers_given_back(&server.writers);
+        writer_stuck_on_a_large_answer(&server);
+        let get = Request::Call { id, kind: Kind::Queue, op: Op::Get { wait: None } };
+        server.request(CONN, Envelope { seq: 1, thread: 0, request: get }, None);
+        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
+        server.step();
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+        // The client goes, its answers unread: its kernel resets the connection. The
+        // writer's writes fail; then its reader, which finds the stream reset, tells.
+        drop(client);
+        // The large answer, the item's and the fault: written or dropped.
+        until_given_back(&server, before, 3);
+        assert!(server.state.post(&Control::RemoteClosed { conn: CONN, broken: true }).is_ok());
+        server.step();
+        let items = drained(&mut server, id);
+        println!("the queue holds {items:?}");
+        assert_eq!(items, [vec![7]], "the item is back");
+    }
+
+    /// A remote client whose two threads each took an item of one queue, neither answer
+    /// written when it went: both items go back, to the queue's front, in the order they
+    /// were taken (stop 42's closing note; mgr102: only the connection's last take from
+    /// the queue matched, `[[2], [3]]` before).
+    #[test]
+    fn every_item_a_remote_connection_left_unwritten_goes_back_in_order() {
+        let (mut server, client) = serving_a_remote();
+        server.state.open().unwrap();
+        let _other = also_serving(&mut server, 2);
+        let id = queue_holding(&mut server, &[1, 2, 3]);
+        let before = remote::answers_given_back(&server.writers);
+        writer_stuck_on_a_large_answer(&server);
+        for (seq, thread) in [(1, 1), (2, 2)] {
+            let get = Request::Call { id, kind: Kind::Queue, op: Op::Get { wait: None } };
+            server.request(CONN, Envelope { seq, thread, request: get }, None);
+        }
+        drop(client);
+        until_given_back(&server, before, 3);
+        assert!(server.state.post(&Control::RemoteClosed { conn: CONN, broken: true }).is_ok());
+        server.step();
+        let items = drained(&mut server, id);
+        println!("the queue holds {items:?}");
+        assert_eq!(items, [vec![1], vec![2], vec![3]], "both items back, in the order they were taken");
     }
 }

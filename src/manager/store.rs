@@ -208,9 +208,9 @@ struct QueueState {
     /// its process lives on (`forget_conn`); a take whose answer a dead client never read
     /// goes back to the queue (`Store::give_back`). A family connection has one call in
     /// flight, so at most its last take was abandoned, or left unread. A remote connection
-    /// may have several (one per thread of its client): of its answers never written
-    /// (`Server::take_back_unwritten`, each kept with the queue that answered it), only its
-    /// last take's from this queue goes back (mgr102).
+    /// may have several (one per thread of its client): its answers never written
+    /// (`Server::take_back_unwritten`) are each kept with the queue that answered it, and
+    /// every one goes back to that queue without this (mgr104; before, only its last take).
     last_take: IdMap<ConnId, u64>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
@@ -1186,20 +1186,24 @@ impl Store {
     /// or from a remote connection's writer, which never wrote it),
     /// is given back to its queue, with the references it holds; a task so given back is
     /// no longer its dead taker's (aud82 L1). Before the connection is dropped (it reads
-    /// `conn`'s holder and its queue's last take). The item goes back to the front of its
+    /// `conn`'s holder, and its queue's last take for a family connection). The item goes back to the front of its
     /// queue, and to a parked getter if any, only at [`Store::requeue_given_back`], once
     /// every dead connection of the sweep is closed (review117 H1). The item back when no
-    /// queue's last take was that answer, or when that queue is shut down and empty: such a
+    /// queue matches, or when that queue is shut down and empty: such a
     /// queue takes nothing back, its gets were told `ShutDown` (or, `immediate`, its items
     /// dropped), and the task stays its dead taker's, told lost to `join` (review117 M1). A
     /// queue shut down plain that still holds items has told no get `ShutDown` and is still
     /// drained by its consumers, so it takes the item back (review123 L2). The caller then
     /// gives its references back. `queue`: the object that answered, when known (a remote
-    /// connection's writer keeps it with the answer, [`Outgoing::object`]): only its last
-    /// take matches; else (a family reply ring's answer) any queue's, exact for a family
-    /// connection, which has one call in flight. A remote client may number its requests
-    /// as it likes: by number alone, one that reused a number for gets of two queues had
-    /// one queue's item put in the other (review139 L2).
+    /// connection's writer keeps it with the answer, [`Outgoing::object`]): that queue
+    /// takes it back, whichever of the connection's takes it was (the frame is the server's
+    /// own, and each kept frame is taken back once: mgr104; before, only the connection's
+    /// last take matched, and a remote client with several gets of one queue unwritten got
+    /// only the last back); else (a family reply ring's answer) the queue whose last take by
+    /// `conn` was numbered `seq`, exact for a family connection, which has one call in
+    /// flight. A remote client may number its requests as it likes: by number alone, one
+    /// that reused a number for gets of two queues had one queue's item put in the other
+    /// (review139 L2).
     pub(crate) fn give_back(
         &mut self,
         conn: ConnId,
@@ -1209,17 +1213,25 @@ impl Store {
     ) -> Result<(), Item<ObjectId>> {
         // As `Store::handle` counts the take: a remote connection holds as itself.
         let holder = Some(self.holders.get(&conn).copied().unwrap_or(Holder::Conn(conn)));
-        let found = self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
-            Body::Queue(q) if queue.is_none_or(|queue| queue == id) && q.last_take.get(&conn) == Some(&seq) => {
-                Some((id, q))
-            }
-            _ => None,
-        });
+        let found = match queue {
+            // The server's own answer, kept unwritten with the queue that made it: a take of
+            // that queue's, whichever of the connection's takes it was.
+            Some(queue) => match self.objects.get_mut(&queue).map(|obj| &mut obj.body) {
+                Some(Body::Queue(q)) => Some((queue, q)),
+                _ => None,
+            },
+            None => self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
+                Body::Queue(q) if q.last_take.get(&conn) == Some(&seq) => Some((id, q)),
+                _ => None,
+            }),
+        };
         let Some((id, q)) = found else { return Err(item) };
         if q.shutdown && q.items.is_empty() {
             return Err(item);
         }
-        q.last_take.remove(&conn);
+        if q.last_take.get(&conn) == Some(&seq) {
+            q.last_take.remove(&conn);
+        }
         if q.joinable
             && let Some(holder) = holder
         {
@@ -1229,13 +1241,16 @@ impl Store {
         Ok(())
     }
 
-    /// Puts the items [`Store::give_back`] took back at the front of their queues (several
-    /// to one queue come back in the reverse order), and hands them to parked getters.
+    /// Puts the items [`Store::give_back`] took back at the front of their queues, in the
+    /// order they were given back (a queue is FIFO: those one connection took come back in
+    /// the order it took them, first at the front; before, in the reverse order), and hands
+    /// them to parked getters.
     /// After every dead connection of the sweep is closed. A queue may hold `maxsize + 1`
     /// items or more after (it filled meanwhile): refusing would lose the item. An item
     /// whose queue has gone gives its references back.
     pub(crate) fn requeue_given_back(&mut self) {
-        for (id, stored) in std::mem::take(&mut self.given_back) {
+        let mut requeued = Vec::new();
+        for (id, stored) in std::mem::take(&mut self.given_back).into_iter().rev() {
             match self.objects.get_mut(&id).map(|obj| &mut obj.body) {
                 Some(Body::Queue(q)) => q.items.push_front(stored),
                 _ => {
@@ -1245,6 +1260,12 @@ impl Store {
                     continue;
                 }
             }
+            if !requeued.contains(&id) {
+                requeued.push(id);
+            }
+        }
+        // Once all are back: a parked getter takes the first, not the last put back.
+        for id in requeued {
             self.settle(id);
         }
     }
@@ -2650,10 +2671,11 @@ mod tests {
     }
 
     /// review139 L2: an item answer a remote connection's writer never wrote goes back to
-    /// the queue that answered it, and only if it was that queue's last take by the
-    /// connection. A remote client numbers its requests as it likes: here it numbered gets
-    /// of two queues 5, then took from the first again. Matched by number alone, the first
-    /// queue's unwritten answer 5 went to the second queue, whose last take was numbered 5.
+    /// the queue that answered it. A remote client numbers its requests as it likes: here it
+    /// numbered gets of two queues 5, then took from the first again. Matched by number
+    /// alone, the first queue's unwritten answer 5 went to the second queue, whose last take
+    /// was numbered 5. And every such answer goes back, not only the connection's last take
+    /// from the queue (mgr104: before, the answer numbered 5 was refused).
     #[test]
     fn an_item_given_back_goes_only_to_the_queue_that_answered_it() {
         let mut store = Store::new();
@@ -2677,11 +2699,12 @@ mod tests {
         let (first_len, second_len) = (sizes(&mut store, first), sizes(&mut store, second));
         println!("given back: {}, the queues hold {first_len} and {second_len}", back.is_ok());
         assert_eq!(second_len, 0, "the second queue was given the first's item");
-        assert!(back.is_err(), "not the first queue's last take: not given back");
-        // Its last take, named with its queue, goes back there.
+        assert!(back.is_ok(), "the first queue's take, named with its queue: given back");
+        assert_eq!(first_len, 1);
+        // Its last take, named with its queue, goes back there too.
         assert!(store.give_back(D, Some(first), 6, item(b"a2", &[])).is_ok());
         store.requeue_given_back();
-        assert_eq!(sizes(&mut store, first), 1);
+        assert_eq!(sizes(&mut store, first), 2);
     }
 
     #[test]
