@@ -121,6 +121,19 @@ impl Link {
         })
     }
 
+    /// Bounds every later wait of this link by `bound`: an exchange on the open connection
+    /// waits at most `bound`; an open (its connect at most `bound`), and each exchange on the
+    /// connection it opens, at most [`SLICE`] plus `bound`. For a handle's last exchange, in its drop: best effort,
+    /// it must not wait a timeout (for ever with `Duration::MAX`) on a server that stopped
+    /// answering (review156 L1).
+    pub(crate) fn shorten(&mut self, bound: Duration) {
+        let bound = bound.max(LEAST);
+        self.timeout = self.timeout.min(bound);
+        if let Some(conn) = &mut self.conn {
+            conn.limit = conn.limit.min(bound);
+        }
+    }
+
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
     /// (a command sent, its reply read) end within [`SLICE`] plus the timeout of their
     /// start, plus the time their moved bytes buy at [`MOVING`], so a server that stops

@@ -253,7 +253,8 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// take, its record of puts), but the record of a handle one of whose puts had its reply
 /// lost, which expires an hour after its last put: a late copy of that put must still be
 /// refused. A handle that dies, or is dropped while Redis is away, leaves its keys to expire
-/// (a [`lease`](QueueBuilder::lease); an hour for the record of puts).
+/// (a [`lease`](QueueBuilder::lease); an hour for the record of puts): a drop waits for
+/// Redis about half a second at most, whatever the handle's `timeout`.
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
@@ -625,6 +626,11 @@ fn consumer_id() -> String {
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     format!("{}-{:016x}", std::process::id(), h.finish())
 }
+
+/// How long each exchange of a handle's drop (deleting its keys, giving back what it holds)
+/// waits for Redis at most (an open that it needs, [`SLICE`] more): best effort, as what it
+/// leaves expires.
+const DROP_WAIT: Duration = Duration::from_millis(500);
 
 /// How long past its deadline a get's exchange may wait for Redis's answer (and no longer
 /// than the queue's `timeout`): the answer to its last wait, which ends at the deadline.
@@ -1484,7 +1490,9 @@ impl<T> Drop for Queue<T> {
         let record = self.keys.puts(&self.consumer);
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead,
-        // and the keys expire.
+        // and the keys expire. So it waits a short bound, not the handle's timeout: a drop
+        // must not hang on a Redis that stopped answering (review156 L1).
+        state.link.shorten(DROP_WAIT);
         if state.beat.is_none() {
             // Never a consumer: only its record of puts.
             if forget_puts {
