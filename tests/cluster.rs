@@ -12,6 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::redis::Redis;
@@ -1805,4 +1806,54 @@ fn a_queue_dropped_while_redis_is_stopped_does_not_hang() {
     redis.resume();
     println!("dropped on a stopped Redis within 10 s: {dropped:?}");
     assert_eq!(dropped.len(), 2, "a drop on a stopped Redis still waits 10 s later (dropped: {dropped:?})");
+}
+
+/// The handle a `Fork` child of [`a_fork_childs_copy_puts_under_a_record_of_its_own`]
+/// gets with its parent's memory.
+static FORKED: Mutex<Option<Queue<u32>>> = Mutex::new(None);
+
+/// In the `Fork` child: a put through the parent's copy of [`FORKED`] whose reply is lost;
+/// the command a late copy of it would carry.
+fn forked_put(_: ()) -> Result<Vec<Vec<u8>>, String> {
+    let copy = FORKED.lock().unwrap_or_else(|e| e.into_inner());
+    let q = copy.as_ref().ok_or("no handle")?;
+    multiproc::__private::crash_at("fail:cluster.put.reply");
+    let put = q.put(7);
+    multiproc::__private::crash_disarm();
+    match put {
+        Err(PutError::Unsure(token, _)) => Ok(multiproc::__private::cluster_put_command(q, &token)),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// review156 M2: a `Fork` child's copy of a handle puts under a record of puts of its own.
+/// It shared its parent's, so the parent's clean drop deleted the record that refused a late
+/// copy of the child's put whose reply was lost: the copy ran again (the queue held 7
+/// twice). And the two counted from the same number: the parent's next put had the number
+/// of the child's, and was refused as run already (lost).
+#[test]
+fn a_fork_childs_copy_puts_under_a_record_of_its_own() {
+    let _alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fk").unwrap();
+    q.put(1).unwrap();
+    *FORKED.lock().unwrap() = Some(q);
+    // SAFETY: the other test threads wait on `ARMING` (this test holds it) or run no code
+    // of the child's; the child only runs `forked_put` (its own lock of `FORKED`).
+    unsafe { multiproc::allow_fork_with_threads() };
+    let child = multiproc::Process::new(forked_put, ()).start_method(multiproc::StartMethod::Fork).start();
+    let late = child.unwrap().join().unwrap().unwrap();
+    let q = FORKED.lock().unwrap().take().unwrap();
+    q.put(3).unwrap();
+    drop(q);
+    let count = || String::from_utf8_lossy(&redis.raw(&[b"LLEN", b"mp:{q:fk}:items"])).into_owned();
+    let before = count();
+    let args: Vec<&[u8]> = late.iter().map(Vec::as_slice).collect();
+    let replay = String::from_utf8_lossy(&redis.raw(&args)).into_owned();
+    let after = count();
+    println!("items: {before:?}; the late copy of the child's put: {replay:?}; items: {after:?}");
+    assert_eq!(before, ":3\r\n", "the parent's 1 and 3 and the child's 7 (the parent's 3 was refused)");
+    assert_eq!(replay, ":2\r\n", "a late copy of the child's put, after the parent's drop, ran again");
+    assert_eq!(after, ":3\r\n");
 }

@@ -260,8 +260,10 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
 /// child got with its parent's memory (kept in a static) connects anew on its first call,
 /// and its drop retires nothing (nor does the drop of a copied [`Received`] give its value
-/// back): what the parent's consumer holds stays the parent's. Its calls act for that
-/// same consumer: open a queue of the child's own to be a consumer of its own.
+/// back): what the parent's consumer holds stays the parent's. Its takes act for that
+/// same consumer: open a queue of the child's own to be a consumer of its own. Its puts go
+/// under a record of puts of its own (which expires an hour after its last put), so the
+/// parent's drop never deletes what refuses a late copy of one of them.
 ///
 /// # Examples
 ///
@@ -286,6 +288,11 @@ pub struct Queue<T> {
     timeout: Duration,
     state: Mutex<State>,
     puts: Arc<Mutex<Puts>>,
+    /// The record of puts of this handle's copy in a `Fork` child (kept in a static), made
+    /// on its first put there: a producer of its own. On the parent's record, the parent's
+    /// clean drop deleted what refused a late copy of the child's put (review156 M2: it ran
+    /// twice), and the two gave the same numbers (the parent's next put was refused as run).
+    forked_puts: Mutex<Option<ForkedPuts>>,
     put_script: redis::Script,
     fence_script: redis::Script,
     /// The process that opened it. A copy that fork made in a child (kept in a static)
@@ -293,6 +300,13 @@ pub struct Queue<T> {
     /// stay the parent's).
     made_in: TakenIn,
     _type: PhantomData<fn(T) -> T>,
+}
+
+/// A fork copy's record of puts: the process it is for, its key and its puts.
+struct ForkedPuts {
+    made_in: TakenIn,
+    record: String,
+    puts: Arc<Mutex<Puts>>,
 }
 
 /// A handle's puts: the numbers given, those that may still be sent, those settled since.
@@ -583,6 +597,7 @@ impl<T> QueueBuilder<T> {
             timeout: self.timeout,
             state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
             puts: Arc::default(),
+            forked_puts: Mutex::new(None),
             put_script: redis::Script::new(PUT),
             fence_script: redis::Script::new(FENCE),
             made_in: TakenIn::here(),
@@ -812,16 +827,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(bytes) => bytes,
             Err(e) => return Err(PutError::Encode(value, e)),
         };
+        let (record, puts) = self.producer();
         let number = {
-            let mut puts = lock(&self.puts);
+            let mut puts = lock(&puts);
             puts.last += 1;
             let number = puts.last;
             puts.open.insert(number);
             number
         };
-        let record = self.keys.puts(&self.consumer);
-        let put = SentPut { number, bytes, items: self.keys.items.clone(), record, puts: Arc::clone(&self.puts) };
+        let put = SentPut { number, bytes, items: self.keys.items.clone(), record, puts };
         self.send_put(value, put, until, false)
+    }
+
+    /// The record of puts this process's puts go under, and their numbers: the handle's own,
+    /// or in a `Fork` child's copy one of the copy's own (a producer id of its own), made on
+    /// its first put there. The copy's drop deletes nothing: its record expires.
+    fn producer(&self) -> (String, Arc<Mutex<Puts>>) {
+        if self.made_in.is_here() {
+            return (self.keys.puts(&self.consumer), Arc::clone(&self.puts));
+        }
+        let mut forked = lock(&self.forked_puts);
+        match &*forked {
+            Some(f) if f.made_in.is_here() => (f.record.clone(), Arc::clone(&f.puts)),
+            // None yet, or the copy's of another process (a fork of a fork).
+            _ => {
+                let f = ForkedPuts {
+                    made_in: TakenIn::here(),
+                    record: self.keys.puts(&consumer_id()),
+                    puts: Arc::default(),
+                };
+                let got = (f.record.clone(), Arc::clone(&f.puts));
+                *forked = Some(f);
+                got
+            }
+        }
     }
 
     /// Sends `put` (again) until it takes effect, the queue is full past `until`, or Redis
