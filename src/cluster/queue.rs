@@ -642,8 +642,8 @@ fn consumer_id() -> String {
     format!("{}-{:016x}", std::process::id(), h.finish())
 }
 
-/// How long each exchange of a handle's drop (deleting its keys, giving back what it holds)
-/// waits for Redis at most (an open that it needs, [`SLICE`] more): best effort, as what it
+/// How long each exchange of a drop (a handle's, deleting its keys and giving back what it
+/// holds; a received value's, giving it back) waits for Redis at most (an open that it needs, [`SLICE`] more): best effort, as what it
 /// leaves expires.
 const DROP_WAIT: Duration = Duration::from_millis(500);
 
@@ -1531,11 +1531,10 @@ impl<T> Drop for Queue<T> {
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead,
         // and the keys expire. So it waits a short bound, not the handle's timeout: a drop
         // must not hang on a Redis that stopped answering (review156 L1).
-        state.link.shorten(DROP_WAIT);
         if state.beat.is_none() {
             // Never a consumer: only its record of puts.
             if forget_puts {
-                let _ = state.link.run(|c| redis::cmd("DEL").arg(&record).query::<()>(c));
+                let _ = state.link.run_within(DROP_WAIT, |c| redis::cmd("DEL").arg(&record).query::<()>(c));
             }
             return;
         }
@@ -1543,7 +1542,7 @@ impl<T> Drop for Queue<T> {
         let alive = self.keys.alive(&self.consumer);
         let landing = self.keys.landing(&self.consumer);
         let last_take = self.keys.last_take(&self.consumer);
-        let _ = state.link.run(|c| {
+        let _ = state.link.run_within(DROP_WAIT, |c| {
             redis::Script::new(RETIRE)
                 .key(&self.keys.items)
                 .key(&processing)
@@ -1561,7 +1560,9 @@ impl<T> Drop for Queue<T> {
 
 /// A value taken by [`Queue::receive`], held in the consumer's processing list until
 /// [`ack`](Received::ack). Dropping it unacknowledged puts the value back at the head of
-/// the queue. Derefs to the value.
+/// the queue (best effort: waiting at most about half a second for Redis, whatever the
+/// handle's `timeout`; where that fails the value stays in the processing list, delivered
+/// again after the lease or when the queue handle is dropped). Derefs to the value.
 ///
 /// # Examples
 ///
@@ -1633,10 +1634,14 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
             return;
         }
         // Not acknowledged: first in line again. Best effort: if it fails the value stays
-        // in the processing list, returned when this consumer retires or dies.
+        // in the processing list, returned when this consumer retires or dies. So it waits
+        // a short bound, not the handle's timeout: a drop must not hang (review156 L1).
         let processing = self.queue.keys.processing(&self.queue.consumer);
-        let _ =
-            self.queue.state().link.run(|c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
+        let _ = self
+            .queue
+            .state()
+            .link
+            .run_within(DROP_WAIT, |c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
 }
 
