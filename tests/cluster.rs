@@ -12,6 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::redis::Redis;
@@ -1777,4 +1778,92 @@ fn a_queue_dropped_cleanly_leaves_no_key_of_its_own() {
     drop(unsure);
     let kept = keys("kept");
     assert!(kept.len() == 2 && kept[0] == "mp:{q:kept}:items" && kept[1].contains(":puts:"), "{kept:?}");
+}
+
+/// review156 L1: a drop never hangs. A producer's drop deletes its record of puts, a
+/// consumer's retires it, and a received value's gives it back, each an exchange with
+/// Redis; on a stopped Redis (`SIGSTOP`) each waited for the handle's timeout, for ever with
+/// `Duration::MAX`. Now a drop's exchange waits a short fixed bound, and what it would have
+/// done is left to expire (the value held stays in the processing list: delivered again
+/// after the lease, or when its handle is dropped).
+#[test]
+fn a_queue_dropped_while_redis_is_stopped_does_not_hang() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let open = || Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&redis.url, "stopped").unwrap();
+    let (producer, consumer) = (open(), open());
+    // Its handle is left open (leaked): the value it received goes to another thread.
+    let holder: &'static Queue<u32> = Box::leak(Box::new(open()));
+    producer.put(1).unwrap();
+    producer.put(2).unwrap();
+    assert_eq!(consumer.get().unwrap(), 1);
+    let held = holder.receive().unwrap();
+    redis.pause();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        drop(held);
+        let _ = tx2.send("a received value");
+    });
+    for (who, q) in [("producer", producer), ("consumer", consumer)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            drop(q);
+            let _ = tx.send(who);
+        });
+    }
+    let dropped: Vec<_> = (0..3).map_while(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+    redis.resume();
+    println!("dropped on a stopped Redis within 10 s: {dropped:?}");
+    assert_eq!(dropped.len(), 3, "a drop on a stopped Redis still waits 10 s later (dropped: {dropped:?})");
+}
+
+/// The handle a `Fork` child of [`a_fork_childs_copy_puts_under_a_record_of_its_own`]
+/// gets with its parent's memory.
+static FORKED: Mutex<Option<Queue<u32>>> = Mutex::new(None);
+
+/// In the `Fork` child: a put through the parent's copy of [`FORKED`] whose reply is lost;
+/// the command a late copy of it would carry.
+fn forked_put(_: ()) -> Result<Vec<Vec<u8>>, String> {
+    let copy = FORKED.lock().unwrap_or_else(|e| e.into_inner());
+    let q = copy.as_ref().ok_or("no handle")?;
+    multiproc::__private::crash_at("fail:cluster.put.reply");
+    let put = q.put(7);
+    multiproc::__private::crash_disarm();
+    match put {
+        Err(PutError::Unsure(token, _)) => Ok(multiproc::__private::cluster_put_command(q, &token)),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// review156 M2: a `Fork` child's copy of a handle puts under a record of puts of its own.
+/// It shared its parent's, so the parent's clean drop deleted the record that refused a late
+/// copy of the child's put whose reply was lost: the copy ran again (the queue held 7
+/// twice). And the two counted from the same number: the parent's next put had the number
+/// of the child's, and was refused as run already (lost).
+#[test]
+fn a_fork_childs_copy_puts_under_a_record_of_its_own() {
+    let _alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q =
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fk").unwrap();
+    q.put(1).unwrap();
+    *FORKED.lock().unwrap() = Some(q);
+    // SAFETY: the other test threads wait on `ARMING` (this test holds it) or run no code
+    // of the child's; the child only runs `forked_put` (its own lock of `FORKED`).
+    unsafe { multiproc::allow_fork_with_threads() };
+    let child = multiproc::Process::new(forked_put, ()).start_method(multiproc::StartMethod::Fork).start();
+    let late = child.unwrap().join().unwrap().unwrap();
+    let q = FORKED.lock().unwrap().take().unwrap();
+    q.put(3).unwrap();
+    drop(q);
+    let count = || String::from_utf8_lossy(&redis.raw(&[b"LLEN", b"mp:{q:fk}:items"])).into_owned();
+    let before = count();
+    let args: Vec<&[u8]> = late.iter().map(Vec::as_slice).collect();
+    let replay = String::from_utf8_lossy(&redis.raw(&args)).into_owned();
+    let after = count();
+    println!("items: {before:?}; the late copy of the child's put: {replay:?}; items: {after:?}");
+    assert_eq!(before, ":3\r\n", "the parent's 1 and 3 and the child's 7 (the parent's 3 was refused)");
+    assert_eq!(replay, ":2\r\n", "a late copy of the child's put, after the parent's drop, ran again");
+    assert_eq!(after, ":3\r\n");
 }

@@ -2171,13 +2171,18 @@ fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
     assert!(warnings[0].contains("WARN") && warnings[0].contains(&ids[0]), "{warnings:?}");
 }
 
-/// How many calls of `command` Redis refused before running them (an ACL's `NOPERM`).
+/// How many calls of `command` Redis refused before running them (an ACL's `NOPERM`, a
+/// replica's `READONLY`). Its line of `INFO commandstats` (there once the command was
+/// called or refused) and the line's `rejected_calls` must be there and read: a test that
+/// counts refusals must not pass on a count it could not read (review156 L4: read as 0).
 fn rejected_calls(redis: &Redis, command: &str) -> u64 {
     let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "commandstats"]).output();
     let out = String::from_utf8_lossy(&out.expect("redis-cli runs").stdout).into_owned();
     let head = format!("cmdstat_{command}:");
-    let line = out.lines().find_map(|l| l.strip_prefix(&head).map(str::to_owned)).unwrap_or_default();
-    line.split(',').find_map(|f| f.strip_prefix("rejected_calls=")?.parse().ok()).unwrap_or(0)
+    let line = out.lines().find_map(|l| l.strip_prefix(&head)).unwrap_or_else(|| panic!("no {head} line in: {out}"));
+    let field = line.split(',').find_map(|f| f.strip_prefix("rejected_calls="));
+    let field = field.unwrap_or_else(|| panic!("no rejected_calls in {head}{line}"));
+    field.trim().parse().unwrap_or_else(|e| panic!("{head}{line}: rejected_calls={field:?} does not read: {e}"))
 }
 
 /// A node that an ACL refuses the read of a pool's tasks (`NOPERM` on `XREADGROUP`; its

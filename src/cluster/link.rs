@@ -121,6 +121,31 @@ impl Link {
         })
     }
 
+    /// [`Link::run`] with every wait bounded by `bound` rather than the link's timeout: an
+    /// exchange on the open connection waits at most `bound`; an open (its connect at most
+    /// `bound`), and each exchange on the connection it opens, at most [`SLICE`] plus
+    /// `bound`. For a drop's exchange (a queue handle's, a received value's): best effort, it
+    /// must not wait a timeout (for ever with `Duration::MAX`) on a server that stopped
+    /// answering (review156 L1). The link's own waits are as before after it.
+    pub(crate) fn run_within<R>(
+        &mut self,
+        bound: Duration,
+        f: impl FnOnce(&mut Conn) -> RedisResult<R>,
+    ) -> Result<R, ClusterError> {
+        let timeout = self.timeout;
+        self.timeout = timeout.min(bound.max(LEAST));
+        if let Some(conn) = &mut self.conn {
+            conn.limit = conn.limit.min(self.timeout);
+        }
+        let result = self.run(f);
+        self.timeout = timeout;
+        // An open connection's limit is always its link's `SLICE` plus timeout.
+        if let Some(conn) = &mut self.conn {
+            conn.limit = SLICE + timeout;
+        }
+        result
+    }
+
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
     /// (a command sent, its reply read) end within [`SLICE`] plus the timeout of their
     /// start, plus the time their moved bytes buy at [`MOVING`], so a server that stops

@@ -253,14 +253,17 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// take, its record of puts), but the record of a handle one of whose puts had its reply
 /// lost, which expires an hour after its last put: a late copy of that put must still be
 /// refused. A handle that dies, or is dropped while Redis is away, leaves its keys to expire
-/// (a [`lease`](QueueBuilder::lease); an hour for the record of puts).
+/// (a [`lease`](QueueBuilder::lease); an hour for the record of puts): a drop waits for
+/// Redis about half a second at most, whatever the handle's `timeout`.
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
 /// child got with its parent's memory (kept in a static) connects anew on its first call,
 /// and its drop retires nothing (nor does the drop of a copied [`Received`] give its value
-/// back): what the parent's consumer holds stays the parent's. Its calls act for that
-/// same consumer: open a queue of the child's own to be a consumer of its own.
+/// back): what the parent's consumer holds stays the parent's. Its takes act for that
+/// same consumer: open a queue of the child's own to be a consumer of its own. Its puts go
+/// under a record of puts of its own (which expires an hour after its last put), so the
+/// parent's drop never deletes what refuses a late copy of one of them.
 ///
 /// # Examples
 ///
@@ -285,6 +288,11 @@ pub struct Queue<T> {
     timeout: Duration,
     state: Mutex<State>,
     puts: Arc<Mutex<Puts>>,
+    /// The record of puts of this handle's copy in a `Fork` child (kept in a static), made
+    /// on its first put there: a producer of its own. On the parent's record, the parent's
+    /// clean drop deleted what refused a late copy of the child's put (review156 M2: it ran
+    /// twice), and the two gave the same numbers (the parent's next put was refused as run).
+    forked_puts: Mutex<Option<ForkedPuts>>,
     put_script: redis::Script,
     fence_script: redis::Script,
     /// The process that opened it. A copy that fork made in a child (kept in a static)
@@ -292,6 +300,13 @@ pub struct Queue<T> {
     /// stay the parent's).
     made_in: TakenIn,
     _type: PhantomData<fn(T) -> T>,
+}
+
+/// A fork copy's record of puts: the process it is for, its key and its puts.
+struct ForkedPuts {
+    made_in: TakenIn,
+    record: String,
+    puts: Arc<Mutex<Puts>>,
 }
 
 /// A handle's puts: the numbers given, those that may still be sent, those settled since.
@@ -582,6 +597,7 @@ impl<T> QueueBuilder<T> {
             timeout: self.timeout,
             state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
             puts: Arc::default(),
+            forked_puts: Mutex::new(None),
             put_script: redis::Script::new(PUT),
             fence_script: redis::Script::new(FENCE),
             made_in: TakenIn::here(),
@@ -625,6 +641,11 @@ fn consumer_id() -> String {
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     format!("{}-{:016x}", std::process::id(), h.finish())
 }
+
+/// How long each exchange of a drop (a handle's, deleting its keys and giving back what it
+/// holds; a received value's, giving it back) waits for Redis at most (an open that it needs, [`SLICE`] more): best effort, as what it
+/// leaves expires.
+const DROP_WAIT: Duration = Duration::from_millis(500);
 
 /// How long past its deadline a get's exchange may wait for Redis's answer (and no longer
 /// than the queue's `timeout`): the answer to its last wait, which ends at the deadline.
@@ -806,16 +827,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(bytes) => bytes,
             Err(e) => return Err(PutError::Encode(value, e)),
         };
+        let (record, puts) = self.producer();
         let number = {
-            let mut puts = lock(&self.puts);
+            let mut puts = lock(&puts);
             puts.last += 1;
             let number = puts.last;
             puts.open.insert(number);
             number
         };
-        let record = self.keys.puts(&self.consumer);
-        let put = SentPut { number, bytes, items: self.keys.items.clone(), record, puts: Arc::clone(&self.puts) };
+        let put = SentPut { number, bytes, items: self.keys.items.clone(), record, puts };
         self.send_put(value, put, until, false)
+    }
+
+    /// The record of puts this process's puts go under, and their numbers: the handle's own,
+    /// or in a `Fork` child's copy one of the copy's own (a producer id of its own), made on
+    /// its first put there. The copy's drop deletes nothing: its record expires.
+    fn producer(&self) -> (String, Arc<Mutex<Puts>>) {
+        if self.made_in.is_here() {
+            return (self.keys.puts(&self.consumer), Arc::clone(&self.puts));
+        }
+        let mut forked = lock(&self.forked_puts);
+        match &*forked {
+            Some(f) if f.made_in.is_here() => (f.record.clone(), Arc::clone(&f.puts)),
+            // None yet, or the copy's of another process (a fork of a fork).
+            _ => {
+                let f = ForkedPuts {
+                    made_in: TakenIn::here(),
+                    record: self.keys.puts(&consumer_id()),
+                    puts: Arc::default(),
+                };
+                let got = (f.record.clone(), Arc::clone(&f.puts));
+                *forked = Some(f);
+                got
+            }
+        }
     }
 
     /// Sends `put` (again) until it takes effect, the queue is full past `until`, or Redis
@@ -1484,11 +1529,12 @@ impl<T> Drop for Queue<T> {
         let record = self.keys.puts(&self.consumer);
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead,
-        // and the keys expire.
+        // and the keys expire. So it waits a short bound, not the handle's timeout: a drop
+        // must not hang on a Redis that stopped answering (review156 L1).
         if state.beat.is_none() {
             // Never a consumer: only its record of puts.
             if forget_puts {
-                let _ = state.link.run(|c| redis::cmd("DEL").arg(&record).query::<()>(c));
+                let _ = state.link.run_within(DROP_WAIT, |c| redis::cmd("DEL").arg(&record).query::<()>(c));
             }
             return;
         }
@@ -1496,7 +1542,7 @@ impl<T> Drop for Queue<T> {
         let alive = self.keys.alive(&self.consumer);
         let landing = self.keys.landing(&self.consumer);
         let last_take = self.keys.last_take(&self.consumer);
-        let _ = state.link.run(|c| {
+        let _ = state.link.run_within(DROP_WAIT, |c| {
             redis::Script::new(RETIRE)
                 .key(&self.keys.items)
                 .key(&processing)
@@ -1514,7 +1560,9 @@ impl<T> Drop for Queue<T> {
 
 /// A value taken by [`Queue::receive`], held in the consumer's processing list until
 /// [`ack`](Received::ack). Dropping it unacknowledged puts the value back at the head of
-/// the queue. Derefs to the value.
+/// the queue (best effort: waiting at most about half a second for Redis, whatever the
+/// handle's `timeout`; where that fails the value stays in the processing list, delivered
+/// again after the lease or when the queue handle is dropped). Derefs to the value.
 ///
 /// # Examples
 ///
@@ -1586,10 +1634,14 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
             return;
         }
         // Not acknowledged: first in line again. Best effort: if it fails the value stays
-        // in the processing list, returned when this consumer retires or dies.
+        // in the processing list, returned when this consumer retires or dies. So it waits
+        // a short bound, not the handle's timeout: a drop must not hang (review156 L1).
         let processing = self.queue.keys.processing(&self.queue.consumer);
-        let _ =
-            self.queue.state().link.run(|c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
+        let _ = self
+            .queue
+            .state()
+            .link
+            .run_within(DROP_WAIT, |c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
 }
 
