@@ -1584,13 +1584,16 @@ fn a_value_nested_past_the_receivers_limit_is_refused_by_its_sender() {
     refused("tuple variants under untagged", Wrap::L(link_chain(127)), Wrap::L(link_chain(129)));
     refused("struct variants under untagged", WrapS::S(slink_chain(127)), WrapS::S(slink_chain(129)));
     // The wrapper's field one level down, then two a link: 1 + 2 * 128 past the limit.
-    refused("tuple variants under flatten", Flat { a: 1, holder: Holder { link: link_chain(126) } }, Flat {
-        a: 1,
-        holder: Holder { link: link_chain(128) },
-    });
-    refused("tuple variants under an internal tag", Inside::L { link: link_chain(126) }, Inside::L {
-        link: link_chain(128),
-    });
+    refused(
+        "tuple variants under flatten",
+        Flat { a: 1, holder: Holder { link: link_chain(126) } },
+        Flat { a: 1, holder: Holder { link: link_chain(128) } },
+    );
+    refused(
+        "tuple variants under an internal tag",
+        Inside::L { link: link_chain(126) },
+        Inside::L { link: link_chain(128) },
+    );
 }
 
 /// A chain of tuple variants (MessagePack writes each `{"Node": [next, 1]}`).
