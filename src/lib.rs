@@ -128,7 +128,11 @@
 //!   its sender with a [`CodecError`] (`put`, `send` fail, nothing is enqueued), and by its
 //!   receiver if another program wrote it, so that bytes from a peer can never overflow the
 //!   decoding thread's stack (which would abort the process). A long chain belongs in a
-//!   `Vec`, not in nested `Option<Box<_>>`.
+//!   `Vec`, not in nested `Option<Box<_>>`. The sender counts so that no receiver refuses
+//!   what it sent, and so may refuse a value somewhat shallower: a self-described tuple or
+//!   struct variant counts as two levels (a receiver reading it through an untagged or
+//!   internally tagged enum or a `flatten`ed field sees it so), and `Some` and a newtype
+//!   count a level even where such a reader, which sees them written bare, counts none.
 //! - A `Deserialize` that panics makes its `get`/`recv` fail with a [`CodecError`] (the
 //!   message is taken, the channel goes on). A queue's or pipe's message is decoded while
 //!   its take holds the channel's consumers: a `Deserialize` (or a `Drop` of what a failed

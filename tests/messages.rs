@@ -1577,6 +1577,77 @@ fn a_value_nested_past_the_receivers_limit_is_refused_by_its_sender() {
     // The innermost tree's fields at 255 levels, the next one's at 257.
     refused("a tree", tree_chain(127), tree_chain(128));
     refused("a self-described tangle", tangle(256), tangle(257));
+    // review156 M1: under an untagged wrapper (or `flatten`, or an internally tagged enum)
+    // a receiver buffers the value into serde's `Content`, which counts MessagePack's
+    // `{variant: [fields]}`: a tuple or struct variant's fields two levels below it, not
+    // one. Each link is two levels there; the innermost `End` of 128 links at 256.
+    refused("tuple variants under untagged", Wrap::L(link_chain(127)), Wrap::L(link_chain(129)));
+    refused("struct variants under untagged", WrapS::S(slink_chain(127)), WrapS::S(slink_chain(129)));
+    // The wrapper's field one level down, then two a link: 1 + 2 * 128 past the limit.
+    refused(
+        "tuple variants under flatten",
+        Flat { a: 1, holder: Holder { link: link_chain(126) } },
+        Flat { a: 1, holder: Holder { link: link_chain(128) } },
+    );
+    refused(
+        "tuple variants under an internal tag",
+        Inside::L { link: link_chain(126) },
+        Inside::L { link: link_chain(128) },
+    );
+}
+
+/// A chain of tuple variants (MessagePack writes each `{"Node": [next, 1]}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Link {
+    End,
+    Node(Box<Link>, u8),
+}
+
+fn link_chain(links: usize) -> Link {
+    (0..links).fold(Link::End, |inner, _| Link::Node(Box::new(inner), 1))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Wrap {
+    L(Link),
+}
+
+/// A chain of struct variants (`{"Node": {"next": next}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum SLink {
+    End,
+    Node { next: Box<SLink> },
+}
+
+fn slink_chain(links: usize) -> SLink {
+    (0..links).fold(SLink::End, |inner, _| SLink::Node { next: Box::new(inner) })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum WrapS {
+    S(SLink),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Holder {
+    link: Link,
+}
+
+/// A struct with a flattened field: its receiver buffers every entry it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Flat {
+    a: u8,
+    #[serde(flatten)]
+    holder: Holder,
+}
+
+/// An internally tagged enum: its receiver buffers the whole variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+enum Inside {
+    L { link: Link },
 }
 
 /// The promise: a value `send` (or `put`) accepts is read back by every receiver, or `send`

@@ -13,7 +13,13 @@
 //! its container) and refuses a value nested deeper (aud104 L2: the sender took it, and
 //! every receiver refused it, the message lost). A type that cannot nest so deep counts
 //! nothing ([`Shallow`]: a zero-sized depth, each step a no-op). In front of MessagePack's
-//! serializer (`P` false) it only counts: it refuses nothing postcard cannot carry.
+//! serializer (`P` false) it only counts: it refuses nothing postcard cannot carry. There a
+//! receiver may read through serde's `Content` (untagged, internally tagged, `flatten`),
+//! which counts what is written, not the type: a tuple or struct variant's fields are
+//! counted two levels below the enum ([`fields_at`], review156 M1), the larger count; and
+//! `Some` and a newtype, which MessagePack writes bare, are still counted as a level (a
+//! typed receiver counts them), so such a value may be refused somewhat shallower than
+//! 256 levels of what is written (review156 L3, the safe side).
 //!
 //! In front of postcard it also compares the fields a struct's, tuple struct's or
 //! variant's `Serialize` writes with those the probe saw its `Deserialize` read
@@ -200,6 +206,25 @@ fn serialize_at<T: Serialize + ?Sized, S: Serializer, D: Depth, const P: bool>(
     }
 }
 
+/// The depth a tuple or struct variant's compound state starts at (its fields one level
+/// below that), the variant's enum at `depth`; past the receivers' limit, the failure.
+///
+/// A receiver that reads the enum with its own `Deserialize` has the variant and its
+/// fields one level below the enum. In postcard (`P`) that is the only reader: postcard
+/// cannot buffer a value into serde's `Content`. In MessagePack a receiver may: an untagged
+/// or internally tagged enum, a `flatten`ed field, and `serde_json::Value` read the value
+/// by what is written, and rmp-serde writes a tuple or struct variant as
+/// `{variant: [fields]}` or `{variant: {fields}}`, the fields two levels below the enum
+/// (review156 M1: one level counted, a chain of 200 tuple variants under an untagged
+/// wrapper was sent and refused by every receiver). So a self-described variant's fields
+/// are counted two levels down, the larger of the two counts: a typed receiver would have
+/// read a value up to one level per such variant deeper (the safe side).
+#[inline(always)]
+fn fields_at<D: Depth, const P: bool>(depth: D) -> Result<D, Failure> {
+    let variant = depth.below()?;
+    if P { Ok(depth) } else { Ok(variant) }
+}
+
 /// The length an iterator promises, as serde's default `collect_seq` takes it.
 fn iterator_len_hint<I: Iterator>(iter: &I) -> Option<usize> {
     match iter.size_hint() {
@@ -361,9 +386,10 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         if P && misread(name, index, len) {
             return Err(Failure::SelfDescribe);
         }
-        // The variant a level below the enum, as its fields are.
-        self.1.below()?;
-        self.0.serialize_tuple_variant(name, index, variant, len).map(|c| Check(c, self.1)).map_err(inner)
+        // The variant a level below the enum, as its fields are (typed); MessagePack's
+        // fields two levels below (see `fields_at`).
+        let fields = fields_at::<D, P>(self.1)?;
+        self.0.serialize_tuple_variant(name, index, variant, len).map(|c| Check(c, fields)).map_err(inner)
     }
 
     #[inline]
@@ -393,8 +419,8 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         if P && misread(name, index, len) {
             return Err(Failure::SelfDescribe);
         }
-        self.1.below()?;
-        self.0.serialize_struct_variant(name, index, variant, len).map(|c| Check(c, self.1)).map_err(inner)
+        let fields = fields_at::<D, P>(self.1)?;
+        self.0.serialize_struct_variant(name, index, variant, len).map(|c| Check(c, fields)).map_err(inner)
     }
 
     #[inline]
