@@ -1868,3 +1868,55 @@ fn a_wide_type_is_probed_with_bounded_work() {
     type W<T> = Wide<Box<T>>;
     arrives("Vec<Wide^6>", Vec::<W<W<W<W<W<W<u8>>>>>>>::new());
 }
+
+/// An adjacently tagged enum (`#[serde(tag = "t", content = "c")]`), any shape of variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "c")]
+enum Beside {
+    Unit,
+    Count(u32),
+    Pair(u8, String),
+    Named { id: u64, tags: Vec<String> },
+}
+
+/// An adjacently tagged enum of one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "c")]
+enum Lone {
+    Only(u32),
+}
+
+/// An adjacently tagged enum travels, through a pipe, a queue and a process's argument and
+/// result. Every message of one was lost (fix121, found beside review156 M1): postcard gives
+/// a struct to its visitor as a sequence, and serde's adjacently tagged visitor reads the tag
+/// of a sequence with `deserialize_identifier`, which postcard cannot do, so every receiver
+/// refused it; the probe, which reads a struct as a map, answered postcard.
+#[test]
+fn an_adjacently_tagged_enum_travels() {
+    let _w = heap_user(LIMIT);
+    let values = vec![
+        Beside::Unit,
+        Beside::Count(7),
+        Beside::Pair(1, "two".into()),
+        Beside::Named { id: 3, tags: vec!["a".into(), "b".into()] },
+    ];
+    let (a, b) = Pipe::<Beside>::new().unwrap();
+    let queue = Queue::<Beside>::new().unwrap();
+    for value in &values {
+        a.send(value).unwrap();
+        queue.put(value.clone()).unwrap();
+    }
+    let piped: Vec<_> = values.iter().map(|_| b.recv().map_err(|e| e.to_string())).collect();
+    let queued: Vec<_> =
+        values.iter().map(|_| queue.get_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())).collect();
+    println!("piped: {piped:?}; queued: {queued:?}");
+    let expected: Vec<Result<Beside, String>> = values.iter().cloned().map(Ok).collect();
+    assert_eq!(piped, expected);
+    assert_eq!(queued, expected);
+    // One variant alone (the probe's first-variant run is then all it makes).
+    let (a, b) = Pipe::<Lone>::new().unwrap();
+    a.send(&Lone::Only(5)).unwrap();
+    assert_eq!(b.recv().map_err(|e| e.to_string()), Ok(Lone::Only(5)), "a one-variant adjacently tagged enum");
+    let child = Process::new(echo::<Beside>, values[3].clone()).start().unwrap();
+    assert_eq!(child.join().map_err(|e| e.to_string()), Ok(values[3].clone()), "a process argument and result");
+}
