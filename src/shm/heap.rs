@@ -1303,23 +1303,19 @@ mod tests {
         assert!(!stayed, "the directory page that covers only the freed block was not given back");
     }
 
-    /// The slab refill for a `JoinableQueue`'s slots aside (which never waits on a stopped
-    /// `large_lock` holder) takes its slab from the untouched end while blocks wait for
-    /// their release, as long as nobody is stopped and the heap has room (review120 M1: it
-    /// said "no block", and a slot-less take fell back to its unprotected remembered take).
-    #[test]
-    fn the_unless_stopped_refill_takes_its_slab_past_a_deferred_release() {
-        let _serial = crate::shm::heap_test_lock();
-        let heap = Heap::get();
-        let h = heap.header();
-        // No free extent may fit the slab, or the refill would find one and prove nothing:
-        // take them all, as 64 KiB blocks, until one comes from the untouched end.
+    /// The size of the blocks [`drained_to_the_untouched_end_with_a_release_deferred`] takes.
+    const SLAB: usize = 64 * 1024;
+
+    /// Leaves `heap` no free extent a slab could fit (so that a refill cannot find one and
+    /// prove nothing): takes them all, as [`SLAB`] blocks, until one comes from the
+    /// untouched end; then defers the release of a 1 MiB block, as a pool worker's
+    /// `free_warm` does. Returns the blocks taken, for the test to free.
+    fn drained_to_the_untouched_end_with_a_release_deferred(heap: &Heap) -> Vec<u64> {
         heap.release_deferred(true, || false);
-        let slab = 64 * 1024;
         let mut drained = Vec::new();
         loop {
-            let bump = h.bump.load(Ordering::Relaxed);
-            let off = heap.alloc_large_once(slab).unwrap().expect("nothing deferred yet");
+            let bump = heap.header().bump.load(Ordering::Relaxed);
+            let off = heap.alloc_large_once(SLAB).unwrap().expect("nothing deferred yet");
             drained.push(off);
             if off == bump {
                 break;
@@ -1329,6 +1325,18 @@ mod tests {
         let off = heap.alloc(len).unwrap();
         heap.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
         assert!(heap.defer(off, round_up(len, PAGE)), "deferred, as a pool worker's free_warm does");
+        drained
+    }
+
+    /// The slab refill for a `JoinableQueue`'s slots aside (which never waits on a stopped
+    /// `large_lock` holder) takes its slab from the untouched end while blocks wait for
+    /// their release, as long as nobody is stopped and the heap has room (review120 M1: it
+    /// said "no block", and a slot-less take fell back to its unprotected remembered take).
+    #[test]
+    fn the_unless_stopped_refill_takes_its_slab_past_a_deferred_release() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let (slab, drained) = (SLAB, drained_to_the_untouched_end_with_a_release_deferred(heap));
         /// Disarms the fail point however the test ends.
         struct Disarm;
         impl Drop for Disarm {
@@ -1364,23 +1372,7 @@ mod tests {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let h = heap.header();
-        // No free extent may fit the slab: take them all, as 64 KiB blocks, until one
-        // comes from the untouched end.
-        heap.release_deferred(true, || false);
-        let slab = 64 * 1024;
-        let mut drained = Vec::new();
-        loop {
-            let bump = h.bump.load(Ordering::Relaxed);
-            let off = heap.alloc_large_once(slab).unwrap().expect("nothing deferred yet");
-            drained.push(off);
-            if off == bump {
-                break;
-            }
-        }
-        let len = 1 << 20;
-        let off = heap.alloc(len).unwrap();
-        heap.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
-        assert!(heap.defer(off, round_up(len, PAGE)), "deferred, as a pool worker's free_warm does");
+        let (slab, drained) = (SLAB, drained_to_the_untouched_end_with_a_release_deferred(heap));
         /// Disarms the fail point, and gives the heap its size back, however the test ends.
         struct Restore<'a>(&'a AtomicU64, u64);
         impl Drop for Restore<'_> {
