@@ -1,9 +1,10 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
-//! queue_int (a `Queue<u64>` put and get), joinable_int (a `JoinableQueue<u64>` put, get
-//! and `task_done`), pingpong2 and pingpong1 (8-byte round trips
-//! between two processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed
-//! through a `Queue<u64>` bounded to 64 items, or not, between two pinned processes)).
+//! queue_int (a `Queue<u64>` put and get), queue_bytes1k (`mp-bench`'s `queue.bytes1k`
+//! message, a 1 KiB `ByteBuf` in an enum, put and got), joinable_int (a `JoinableQueue<u64>`
+//! put, get and `task_done`), pingpong2 and pingpong1 (8-byte round trips between two
+//! processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed through a
+//! `Queue<u64>` bounded to 64 items, or not, between two pinned processes)).
 
 use multiproc::{Connection, Pipe, Process, StartMethod};
 #[path = "../src/typed.rs"]
@@ -62,6 +63,23 @@ fn main() {
             for i in 0..n as u64 {
                 q.put(i).unwrap();
                 std::hint::black_box(q.get().unwrap());
+            }
+        }
+        "queue_bytes1k" => {
+            // mp-bench queue_throughput's queue.bytes1k message: a 1 KiB ByteBuf in an enum.
+            #[derive(serde::Serialize, serde::Deserialize)]
+            enum Msg {
+                Int(u64),
+                Bytes(serde_bytes::ByteBuf),
+            }
+            let q = multiproc::Queue::<Msg>::new().unwrap();
+            let bytes = serde_bytes::ByteBuf::from(vec![b'x'; 1024]);
+            for _ in 0..n {
+                q.put(Msg::Bytes(bytes.clone())).unwrap();
+                match std::hint::black_box(q.get().unwrap()) {
+                    Msg::Bytes(b) => assert_eq!(b.len(), 1024),
+                    Msg::Int(_) => unreachable!(),
+                }
             }
         }
         "joinable_int" => {
