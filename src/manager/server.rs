@@ -1281,6 +1281,7 @@ mod tests {
     /// kept it where nobody took it: `the queue holds []`.
     #[test]
     fn an_item_unwritten_when_a_malformed_request_closes_its_connection_goes_back() {
+        let _heap = crate::shm::heap_test_user();
         let (mut server, client) = serving_a_remote();
         server.state.open().unwrap();
         let _other = also_serving(&mut server, 2);
@@ -1310,6 +1311,7 @@ mod tests {
     /// the queue matched, `[[2], [3]]` before).
     #[test]
     fn every_item_a_remote_connection_left_unwritten_goes_back_in_order() {
+        let _heap = crate::shm::heap_test_user();
         let (mut server, client) = serving_a_remote();
         server.state.open().unwrap();
         let _other = also_serving(&mut server, 2);

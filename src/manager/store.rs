@@ -2385,6 +2385,7 @@ mod tests {
     /// took it first, ran it and kept its answer (`ran after ShuttingDown: true`).
     #[test]
     fn a_call_queued_for_a_worker_at_shutdown_never_runs() {
+        let _heap = crate::shm::heap_test_user();
         let (mut store, _, add) = tally(0);
         assert_eq!(run(&mut store, A, 1, add(1)), None, "out for a worker");
         let jobs = store.take_jobs();
