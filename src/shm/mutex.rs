@@ -313,9 +313,39 @@ impl RawMutex {
     /// seen by what the releaser does next (`Sleepers::notify_after_unlock`).
     #[inline]
     pub(crate) fn unlock(&self) {
+        self.unlock_then(|| {});
+    }
+
+    /// [`RawMutex::unlock`], then `wanted()` when the word had the sleepers' bit (a waiter
+    /// slept, or [`RawMutex::mark_wanted`] marked it): the branch the unlock takes anyway
+    /// to wake a sleeper, so an uncontended unlock costs nothing more. `wanted` sees what
+    /// whoever set the bit did before setting it (the swap reads from that RMW, or from one
+    /// after it: every write to the word is an RMW).
+    #[inline]
+    pub(crate) fn unlock_then(&self, wanted: impl FnOnce()) {
         self.owner_start.store(0, Ordering::Relaxed);
         if self.word.swap(0, Ordering::AcqRel) & SLEEPERS != 0 {
             sys::futex_wake(&self.word, 1);
+            wanted();
+        }
+    }
+
+    /// Sets the sleepers' bit of a held lock without sleeping, so that its holder's
+    /// release takes [`RawMutex::unlock_then`]'s branch: for a caller that gave up waiting
+    /// and leaves the holder something to do (`Ring`'s take refused by the consumers' lock).
+    /// An RMW of the word (release) even when the bit was set already, so that the release
+    /// that reads it sees what the caller did before. False when the lock is free (nothing
+    /// marked: the caller tries it again). At worst the release wakes no sleeper.
+    pub(crate) fn mark_wanted(&self) -> bool {
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if w & ID == 0 {
+                return false;
+            }
+            match self.word.compare_exchange_weak(w, w | SLEEPERS, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => w = now,
+            }
         }
     }
 
