@@ -72,6 +72,9 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
                 recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount(), |_| {})
             };
             match got {
+                // Nothing there, or the consumers' lock not had within its grace: then the
+                // take marked it, and its holder's release wakes the ring's sleepers for the
+                // messages left (`Ring::lock_to_take_slow`), this future among them.
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }

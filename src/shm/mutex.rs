@@ -678,6 +678,28 @@ mod tests {
         live.unlock();
     }
 
+    /// `mark_wanted` marks a held lock only, and that lock's `unlock_then` runs its branch
+    /// (only then): what a ring's take refused by the consumers' lock counts on
+    /// (`Ring::release_consumers`).
+    #[test]
+    fn a_held_lock_marked_wanted_runs_its_releases_branch_and_a_free_one_is_not_marked() {
+        let m = RawMutex::new();
+        let me = Owner::process();
+        assert!(!m.mark_wanted(), "a free lock is not marked");
+        assert!(!m.is_locked());
+        let mut ran = 0;
+        assert!(m.try_lock(me));
+        m.unlock_then(|| ran += 1);
+        assert_eq!(ran, 0, "an unmarked release");
+        assert!(m.try_lock(me));
+        assert!(m.mark_wanted());
+        assert!(m.mark_wanted(), "marked again");
+        assert!(m.is_held_by(me), "the mark changes no holder");
+        m.unlock_then(|| ran += 1);
+        assert_eq!(ran, 1, "the marked release");
+        assert!(!m.is_locked());
+    }
+
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
     fn mutex_in_heap() -> &'static RawMutex {
         leak_in_heap(RawMutex::new())
