@@ -72,6 +72,9 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
                 recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount(), |_| {})
             };
             match got {
+                // Nothing there, or the consumers' lock not had within its grace: then the
+                // take marked it, and its holder's release wakes the ring's sleepers for the
+                // messages left (`Ring::lock_to_take_slow`), this future among them.
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }
@@ -301,6 +304,76 @@ mod tests {
         assert_eq!(q.try_get(), Ok(1), "the refused get left the item");
         q.task_done().unwrap();
         assert_ne!(how, FutexWait::TimedOut, "the refused get kept the wake-up meant for the getter");
+    }
+
+    /// Sends on each wake.
+    struct Woken(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            let _ = self.0.lock().unwrap_or_else(|e| e.into_inner()).send(());
+        }
+    }
+
+    /// A get waiting for a message is woken by a put's single wake-up, but another consumer
+    /// holds the consumers' lock (inside its take of an earlier message, slow in its read)
+    /// past `LOCK_GRACE`: the poll's attempt is refused, and the future pends again, having
+    /// used the wake-up. The holder then lets go, the message still there. The future is
+    /// woken by that release and gets the message. Before, it slept until a second put
+    /// (the test's) or its liveness check (up to 100 ms; here `LIMIT`), with its sleep owed
+    /// a wake-up (que103's "Async, left alone", review138). Decided by the owed count read
+    /// once the holder returned, and by whether the future completes before the test's
+    /// second put: no duration.
+    #[test]
+    fn a_get_refused_by_the_consumers_lock_is_woken_when_its_holder_lets_go() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(3 * LIMIT);
+        let q: Queue<u32> = Queue::new().unwrap();
+        let ch = q.ch.as_ref().unwrap();
+        let ring = ch.ring();
+        q.put(1).unwrap();
+        let (tx, woken) = std::sync::mpsc::channel();
+        let waker = Waker::from(std::sync::Arc::new(Woken(std::sync::Mutex::new(tx))));
+        let mut cx = Context::from_waker(&waker);
+        let (reading_tx, reading) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let mut future = ch.get_async().first_check_after(LIMIT);
+        let (owed, before_second_put) = std::thread::scope(|s| {
+            // Another consumer, inside its take of 1 (the consumers' lock held) until told.
+            let holder = s.spawn(|| {
+                ring.get(Deadline::after(LIMIT), &crate::shm::Patient, move |b, _| {
+                    reading_tx.send(()).unwrap();
+                    go_rx.recv_timeout(LIMIT).expect("the holder is let go");
+                    b.len()
+                })
+            });
+            reading.recv_timeout(LIMIT).expect("the holder reads");
+            assert!(Pin::new(&mut future).poll(&mut cx).is_pending(), "nothing to take yet");
+            // The put's wake-up, for the future.
+            q.put(2).unwrap();
+            woken.recv_timeout(LIMIT).expect("the put wakes the future");
+            assert!(Pin::new(&mut future).poll(&mut cx).is_pending(), "the holder still holds the lock");
+            go.send(()).unwrap();
+            holder.join().expect("the holder ends").expect("the holder took 1");
+            let owed = ring.readable_owed();
+            if owed == 0 {
+                woken.recv_timeout(LIMIT).expect("the holder's release wakes the future");
+                return (owed, Pin::new(&mut future).poll(&mut cx));
+            }
+            // Nothing is coming: a second put, the test's, wakes it.
+            q.put(3).unwrap();
+            woken.recv_timeout(LIMIT).expect("the second put wakes the future");
+            assert!(matches!(Pin::new(&mut future).poll(&mut cx), Poll::Ready(Ok(2))));
+            assert_eq!(q.get_timeout(Duration::ZERO), Ok(3));
+            (owed, Poll::Pending)
+        });
+        println!(
+            "owed to the refused get after its holder's release: {owed}; its poll before a second put: {before_second_put:?}"
+        );
+        assert_eq!(owed, 0, "the refused get slept, owed its wake-up, with the message there");
+        assert!(matches!(before_second_put, Poll::Ready(Ok(2))), "{before_second_put:?}");
+        assert!(q.is_empty());
     }
 
     /// A put waiting for room ends with `ShutDown` and is held, not dropped, while the

@@ -313,9 +313,39 @@ impl RawMutex {
     /// seen by what the releaser does next (`Sleepers::notify_after_unlock`).
     #[inline]
     pub(crate) fn unlock(&self) {
+        self.unlock_then(|| {});
+    }
+
+    /// [`RawMutex::unlock`], then `wanted()` when the word had the sleepers' bit (a waiter
+    /// slept, or [`RawMutex::mark_wanted`] marked it): the branch the unlock takes anyway
+    /// to wake a sleeper, so an uncontended unlock costs nothing more. `wanted` sees what
+    /// whoever set the bit did before setting it (the swap reads from that RMW, or from one
+    /// after it: every write to the word is an RMW).
+    #[inline]
+    pub(crate) fn unlock_then(&self, wanted: impl FnOnce()) {
         self.owner_start.store(0, Ordering::Relaxed);
         if self.word.swap(0, Ordering::AcqRel) & SLEEPERS != 0 {
             sys::futex_wake(&self.word, 1);
+            wanted();
+        }
+    }
+
+    /// Sets the sleepers' bit of a held lock without sleeping, so that its holder's
+    /// release takes [`RawMutex::unlock_then`]'s branch: for a caller that gave up waiting
+    /// and leaves the holder something to do (`Ring`'s take refused by the consumers' lock).
+    /// An RMW of the word (release) even when the bit was set already, so that the release
+    /// that reads it sees what the caller did before. False when the lock is free (nothing
+    /// marked: the caller tries it again). At worst the release wakes no sleeper.
+    pub(crate) fn mark_wanted(&self) -> bool {
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if w & ID == 0 {
+                return false;
+            }
+            match self.word.compare_exchange_weak(w, w | SLEEPERS, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => w = now,
+            }
         }
     }
 
@@ -646,6 +676,28 @@ mod tests {
         }
         println!("{rounds} rounds ({looks} looking), the dead holder's lock taken over");
         live.unlock();
+    }
+
+    /// `mark_wanted` marks a held lock only, and that lock's `unlock_then` runs its branch
+    /// (only then): what a ring's take refused by the consumers' lock counts on
+    /// (`Ring::release_consumers`).
+    #[test]
+    fn a_held_lock_marked_wanted_runs_its_releases_branch_and_a_free_one_is_not_marked() {
+        let m = RawMutex::new();
+        let me = Owner::process();
+        assert!(!m.mark_wanted(), "a free lock is not marked");
+        assert!(!m.is_locked());
+        let mut ran = 0;
+        assert!(m.try_lock(me));
+        m.unlock_then(|| ran += 1);
+        assert_eq!(ran, 0, "an unmarked release");
+        assert!(m.try_lock(me));
+        assert!(m.mark_wanted());
+        assert!(m.mark_wanted(), "marked again");
+        assert!(m.is_held_by(me), "the mark changes no holder");
+        m.unlock_then(|| ran += 1);
+        assert_eq!(ran, 1, "the marked release");
+        assert!(!m.is_locked());
     }
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.

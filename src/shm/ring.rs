@@ -294,6 +294,9 @@ struct Settings {
 const HAS_HANDLES: u64 = 1;
 /// Puts are refused ([`Ring::refuse_puts`]): checked under the producers' lock.
 const NO_PUTS: u64 = 2;
+/// A take was refused by the consumers' lock ([`Ring::lock_to_take_slow`]), which it
+/// marked wanted: the holder's release looks for messages left ([`Ring::release_consumers`]).
+const REFUSED_BY_LOCK: u64 = 4;
 
 /// How much a ring holds at most; zero means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -604,7 +607,57 @@ impl Ring {
         if taking.nested_in_take_of(self.id()) {
             return Err(refuse_in_own_take());
         }
-        Self::lock_side_slow(&self.consumers.lock, me, deadline).ok_or(Refused::TimedOut)
+        let lock = &self.consumers.lock;
+        if let Some(acquired) = Self::lock_side_slow(lock, me, deadline) {
+            return Ok(acquired);
+        }
+        // Refused, maybe with a message there that a put's single wake-up brought this take
+        // to: an async get's attempt (`Deadline::now()`) then pends again, that wake-up used,
+        // and nothing would wake it (or a getter behind it) when the holder lets go. So the
+        // holder's release is told to look (`release_consumers`): the note first, then the
+        // lock marked wanted (an RMW of its word that the release's swap reads), so the
+        // release that takes the marked branch sees the note. A lock let go meanwhile is
+        // tried again; one taken again by another consumer is marked again.
+        self.settings.value.flags.fetch_or(REFUSED_BY_LOCK, Ordering::AcqRel);
+        loop {
+            if lock.mark_wanted() {
+                return Err(Refused::TimedOut);
+            }
+            if lock.try_lock(me) {
+                return Ok(Acquired::Clean);
+            }
+        }
+    }
+
+    /// Lets go of the consumers' lock. When it was wanted (a waiter slept, or a take was
+    /// refused by it: [`RawMutex::mark_wanted`]), [`Ring::after_wanted_release`] runs; an
+    /// uncontended release costs nothing more than the lock's own unlock.
+    #[inline]
+    fn release_consumers(&self) {
+        self.consumers.lock.unlock_then(|| self.after_wanted_release());
+    }
+
+    /// A take refused by the consumers' lock while this release's caller held it (the
+    /// note, [`REFUSED_BY_LOCK`]) may have used a put's single wake-up and gone back to
+    /// sleep, as may others: each message left may be owed a wake-up, so up to that many
+    /// sleepers are woken (those not owed one are skipped by `notify`'s count). At worst a
+    /// sleeper looks once for nothing. Runs only after a wanted release: never on a take
+    /// that met nobody.
+    #[cold]
+    #[inline(never)]
+    fn after_wanted_release(&self) {
+        let flags = &self.settings.value.flags;
+        if flags.load(Ordering::Relaxed) & REFUSED_BY_LOCK == 0
+            || flags.fetch_and(!REFUSED_BY_LOCK, Ordering::AcqRel) & REFUSED_BY_LOCK == 0
+        {
+            return;
+        }
+        let left = self.len();
+        if left != 0 {
+            // `notify`, with its fence: these sleepers pass through the producers' lock,
+            // not the one let go here.
+            self.readable().notify(u32::try_from(left).unwrap_or(u32::MAX));
+        }
     }
 
     #[inline]
@@ -728,7 +781,7 @@ impl Ring {
         if self.consumers.at().retired == 0 || !lock.try_lock(Owner::process()) {
             return;
         }
-        let _unlock = Unlock(lock);
+        let _unlock = ReleaseConsumers(self);
         let at = self.consumers.at();
         if at.retired != 0 {
             self.forget_pending(at.retired);
@@ -1189,7 +1242,7 @@ impl Ring {
     pub(crate) fn holds_message(&self) -> bool {
         let lock = &self.consumers.lock;
         let Some(acquired) = Self::lock_side(lock, Deadline::now()) else { return false };
-        let _unlock = Unlock(lock);
+        let _unlock = ReleaseConsumers(self);
         let heap = Heap::get();
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
@@ -1223,7 +1276,7 @@ impl Ring {
                 return None;
             }
         };
-        let _unlock = Unlock(lock);
+        let _unlock = ReleaseConsumers(self);
         let heap = Heap::get();
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
@@ -1238,7 +1291,7 @@ impl Ring {
     pub(crate) fn when_empty<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let lock = &self.consumers.lock;
         let acquired = Self::lock_side(lock, Deadline::now())?;
-        let _unlock = Unlock(lock);
+        let _unlock = ReleaseConsumers(self);
         let heap = Heap::get();
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
@@ -1263,8 +1316,7 @@ impl Ring {
         // wait for the lock held here (`lock_to_take`, `put_waiting`).
         let taking = TakeScope::of(self.id());
         let acquired = self.lock_to_take(&taking, deadline)?;
-        let lock = &self.consumers.lock;
-        let _unlock = Unlock(lock);
+        let _unlock = ReleaseConsumers(self);
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
         }
@@ -1484,6 +1536,17 @@ impl Drop for Unlock<'_> {
     }
 }
 
+/// Lets go of a ring's consumers' lock on drop (also when a reader panics):
+/// [`Ring::release_consumers`].
+struct ReleaseConsumers<'a>(&'a Ring);
+
+impl Drop for ReleaseConsumers<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.release_consumers();
+    }
+}
+
 /// A heap block for one large message, being written by this process; freed on drop unless
 /// put.
 #[derive(Debug)]
@@ -1529,6 +1592,11 @@ impl Ring {
     /// The producers' lock, for a test that holds it as a put in progress does.
     pub(crate) fn producers_lock(&self) -> &RawMutex {
         &self.producers.lock
+    }
+
+    /// How many announced sleepers of `readable()` are owed a wake-up (`Notify::owed`).
+    pub(crate) fn readable_owed(&self) -> u64 {
+        self.not_empty.value.owed()
     }
 }
 
@@ -2083,6 +2151,52 @@ mod tests {
         };
         println!("owed after the refused get: {owed}; the sleeper's sleep: {how:?}");
         assert_eq!(owed, 0, "the refused get kept the wake-up owed to the sleeper behind it");
+        r.destroy(heap);
+    }
+
+    /// A take that does not wait (an async get's or receive's attempt: `Deadline::now()`)
+    /// finds the consumers' lock held by another consumer, slow in its read (a large
+    /// message's `Deserialize`), past `LOCK_GRACE`, and is refused (`TimedOut`) with a
+    /// message there. Its future then announces itself a sleeper again, having used the
+    /// put's wake-up. When the holder lets go, that sleeper is owed a wake-up: the message
+    /// is still there. Before, nothing gave it (owed 1): the future slept until the next
+    /// put or its liveness check (up to 100 ms), and so did any getter behind it (que103's
+    /// async half, review138). The owed count decides, read after the holder returned: no
+    /// duration.
+    #[test]
+    fn a_take_refused_by_the_consumers_lock_is_owed_a_wake_up_at_the_holders_release() {
+        const LIMIT: Duration = Duration::from_secs(60);
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(2 * LIMIT);
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        put(&r, b"held").unwrap();
+        let (reading_tx, reading) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let owed = std::thread::scope(|s| {
+            // Another consumer, inside its take (the consumers' lock held) until told to go.
+            let holder = s.spawn(|| {
+                r.get(Deadline::after(LIMIT), &Patient, move |b, _| {
+                    reading_tx.send(()).unwrap();
+                    go_rx.recv_timeout(LIMIT).expect("the holder is let go");
+                    b.to_vec()
+                })
+            });
+            reading.recv_timeout(LIMIT).expect("the holder reads");
+            put(&r, b"left").unwrap();
+            // The attempt, refused by the lock, then its sleep announced again.
+            let attempt = r.get(Deadline::now(), &Patient, |b, _| b.to_vec());
+            assert!(matches!(attempt, Err(Refused::TimedOut)), "{attempt:?}");
+            let _announced = r.readable().start_sleeping();
+            go.send(()).unwrap();
+            assert_eq!(holder.join().expect("the holder ends").unwrap(), b"held");
+            let owed = r.readable_owed();
+            r.readable().stop_sleeping();
+            owed
+        });
+        println!("owed to the sleeper refused by the lock, after the holder's release: {owed}");
+        assert_eq!(get(&r).unwrap(), b"left", "the refused take left the message");
+        assert_eq!(owed, 0, "the holder's release left the refused take's sleeper owed, the message there");
         r.destroy(heap);
     }
 
