@@ -4,7 +4,10 @@
 //! message, a 1 KiB `ByteBuf` in an enum, put and got), joinable_int (a `JoinableQueue<u64>`
 //! put, get and `task_done`), pingpong2 and pingpong1 (8-byte round trips between two
 //! processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed through a
-//! `Queue<u64>` bounded to 64 items, or not, between two pinned processes)).
+//! `Queue<u64>` bounded to 64 items, or not, between two pinned processes), stream2cpu
+//! (stream2, printing each side's own CPU time per message besides the wall time: on a
+//! loaded machine, where the wall clock says little, what a put and a take cost, and which
+//! of the two sets a stream's rate)).
 
 use multiproc::{Connection, Pipe, Process, StartMethod};
 #[path = "../src/typed.rs"]
@@ -113,6 +116,29 @@ fn main() {
                 samples[n * 9 / 10]
             );
         }
+        "stream2cpu" => {
+            // stream2, printing each side's own CPU time per message (thread CPU clock):
+            // what a put and a take cost, less the time either side was not running.
+            pin(0);
+            let q = multiproc::Queue::<u64>::new().unwrap();
+            let child = Process::new(drain_cpu, (q.clone(), n)).start_method(StartMethod::Fork).start().unwrap();
+            q.put(0).unwrap();
+            while !q.is_empty() {
+                std::thread::yield_now();
+            }
+            let (t0, c0) = (std::time::Instant::now(), thread_cpu_ns());
+            for i in 0..n as u64 {
+                q.put(i).unwrap();
+            }
+            let put_cpu = thread_cpu_ns() - c0;
+            let get_cpu = child.join().unwrap();
+            println!(
+                "stream2cpu {:.1} ns per message wall, put {:.1} ns cpu, get {:.1} ns cpu",
+                t0.elapsed().as_secs_f64() * 1e9 / n as f64,
+                put_cpu as f64 / n as f64,
+                get_cpu as f64 / n as f64
+            );
+        }
         "bounded2" | "stream2" => {
             // `Queue<u64>` ints streamed from this process (CPU 0) to a child (CPU 1), the
             // queue bounded to 64 items (`bounded2`: the producer often finds it full and
@@ -155,6 +181,26 @@ fn drain_pinned(args: (multiproc::Queue<u64>, usize)) {
     for _ in 0..=n {
         std::hint::black_box(q.get().unwrap());
     }
+}
+
+fn thread_cpu_ns() -> u64 {
+    // SAFETY: a zeroed timespec is valid; the call writes it.
+    unsafe {
+        let mut t: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t);
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    }
+}
+
+fn drain_cpu(args: (multiproc::Queue<u64>, usize)) -> u64 {
+    let (q, n) = args;
+    pin(1);
+    std::hint::black_box(q.get().unwrap());
+    let c0 = thread_cpu_ns();
+    for _ in 0..n {
+        std::hint::black_box(q.get().unwrap());
+    }
+    thread_cpu_ns() - c0
 }
 
 fn echo_pinned(args: (Connection<u64>, usize, usize)) {
