@@ -493,6 +493,54 @@ fn six_slow_methods_at_once_all_run_and_hold_no_other_call() {
     }
 }
 
+/// The server's worker threads (`mp-manager-worker`, cut to 15 characters in `comm`).
+fn workers_of(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == "mp-manager-work")
+        .count()
+}
+
+/// A burst of slow calls, each of its own client on its own object, starts one worker per
+/// call (and at most `IDLE`, four, idle ones more). Before (review158 M1), a thread
+/// started for a call counted as no one until it took the pool's lock, so each request of
+/// the burst started a thread for every call not yet taken again, up to k(k+1)/2:
+/// `32 slow calls at once: peak 337 worker threads`.
+#[test]
+fn a_burst_of_slow_calls_starts_one_worker_per_call() {
+    const N: usize = 32;
+    let _w = common::watchdog(LIMIT);
+    let files = Files::new("burst");
+    let manager = Manager::builder().register::<slow::Sleeper>().start().unwrap();
+    let server = manager.pid().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(N));
+    let callers: Vec<_> = (0..N)
+        .map(|i| {
+            let sleeper: slow::SleeperProxy = manager.create(slow::Sleeper::default()).unwrap();
+            let (barrier, started, release) = (barrier.clone(), files.path(&format!("s{i}")), files.path("release"));
+            std::thread::spawn(move || {
+                barrier.wait();
+                sleeper.hold(format!("{i}"), started, release)
+            })
+        })
+        .collect();
+    // Sampled until every call runs: the threads started for calls already taken find no
+    // job then, and end (or wait, four at most).
+    let all_started = || (0..N).all(|i| Path::new(&files.path(&format!("s{i}"))).exists());
+    let mut peak = 0;
+    while !all_started() {
+        peak = peak.max(workers_of(server));
+    }
+    peak = peak.max(workers_of(server));
+    files.make("release");
+    for caller in callers {
+        assert_eq!(caller.join().unwrap().unwrap().len(), 2);
+    }
+    println!("{N} slow calls at once: peak {peak} worker threads");
+    assert!(peak <= N + 4, "peak {peak} worker threads for {N} calls");
+}
+
 /// A remote client's threads share one connection: one thread's slow method holds neither
 /// the other thread's call on another object nor its pings.
 #[cfg(feature = "remote")]
