@@ -737,6 +737,57 @@ fn a_result_whose_drop_panics_neither_breaks_a_get_nor_stops_the_collecting() {
     assert_eq!(pool.apply(square, 6).unwrap(), 36);
 }
 
+/// A panic payload whose own `Drop` panics.
+struct PanickyPayload;
+
+impl Drop for PanickyPayload {
+    fn drop(&mut self) {
+        panic!("the payload's drop panicked");
+    }
+}
+
+/// A result whose `Drop` panics with a [`PanickyPayload`] when it was decoded from 13 (as
+/// [`Grenade`]: the worker's value is disarmed).
+#[derive(Debug, serde::Serialize)]
+struct Mine(#[serde(skip)] bool, u32);
+
+impl<'de> serde::Deserialize<'de> for Mine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = <u32 as serde::Deserialize>::deserialize(d)?;
+        Ok(Mine(n == 13, n))
+    }
+}
+
+impl Drop for Mine {
+    fn drop(&mut self) {
+        if self.0 && !std::thread::panicking() {
+            std::panic::panic_any(PanickyPayload);
+        }
+    }
+}
+
+fn mine_later(n: u32) -> Mine {
+    std::thread::sleep(Duration::from_millis(200));
+    Mine(false, n)
+}
+
+/// As above, with a result whose `Drop` panics with a payload whose own `Drop` panics: the
+/// collecting thread (here a caller helping in `apply`; the pool thread's catches drop the
+/// payload alike) drops the payload under a second catch. Before (review158 M2), the
+/// collector dropped it unguarded, and the second panic came out of another caller's
+/// `apply`, whose answer was lost: `another caller's apply: Err("panicked")`.
+#[test]
+fn a_result_whose_drop_panics_with_a_payload_that_panics_breaks_no_get() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    // Collected by this thread, helping in `apply`.
+    drop(pool.apply_async(mine_later, 13).unwrap());
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.apply(square, 3)));
+    println!("another caller's apply: {:?}", got.as_ref().map_err(|_| "panicked"));
+    assert!(matches!(got, Ok(Ok(9))), "{got:?}");
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}
+
 /// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
 /// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
 /// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before

@@ -775,7 +775,13 @@ impl Server {
                     Ok(out) => out.refs().into_iter().copied().collect(),
                     Err(_) => Vec::new(),
                 };
-                let item = object.filter(|_| matches!(result, Ok(Out::Item(_))));
+                // A queue's item answer, which its writer keeps to give back if it never
+                // writes it whole (review158 L2: every object's `Out::Item` was marked, a
+                // `Value`'s or a list's too, and a malformed request then cut off a writer
+                // that owed no queue item, the client never told why).
+                let queue =
+                    object.filter(|&id| matches!(self.store.kind_of(id), Some(Kind::Queue | Kind::JoinableQueue)));
+                let item = queue.filter(|_| matches!(result, Ok(Out::Item(_))));
                 let mut frame = Vec::new();
                 let reply = Reply { seq, result };
                 let sent = encode_plain(&reply, &mut frame).is_ok()
@@ -1303,6 +1309,45 @@ mod tests {
         let items = drained(&mut server, id);
         println!("the queue holds {items:?}");
         assert_eq!(items, [vec![7]], "the item is back");
+    }
+
+    /// review158 L2: a malformed request of a connection whose writer owes only a `Value`'s
+    /// `get` answer (an `Out::Item`, as a dict's or a list's item, but of no queue) closes
+    /// it as one owing nothing: the writer writes what it owes, then why the request was
+    /// refused. Before, every object's item
+    /// answer counted as an owed queue item: the writer was cut off, and the client read
+    /// neither (`the client read [] then Err(..)`).
+    #[test]
+    fn a_malformed_request_owing_only_a_values_answer_is_told_why() {
+        let (mut server, mut client) = serving_a_remote();
+        server.state.open().unwrap();
+        let _other = also_serving(&mut server, 2);
+        let value = Create::Value(Item { bytes: vec![7], refs: Vec::new() });
+        let Ok(Out::Created { id, .. }) = handled_by(&mut server, 2, 1, 0, Request::Create(value)) else {
+            panic!("no value")
+        };
+        writer_stuck_on_a_large_answer(&server);
+        let get = Request::Call { id, kind: Kind::Value, op: Op::ValueGet };
+        server.request(CONN, Envelope { seq: 1, thread: 0, request: get }, None);
+        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
+        server.step();
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+        // The client reads: the large answer, then what else it is owed, to the end.
+        let mut read = Vec::new();
+        let end = match remote::read_frame(&mut client, u64::MAX) {
+            Ok(_) => loop {
+                match remote::read_frame(&mut client, u64::MAX) {
+                    Ok(frame) => {
+                        let reply = decode_reply_within(&frame, u64::MAX).expect("an answer that decodes");
+                        read.push((reply.seq, reply.result.is_ok()));
+                    }
+                    Err(end) => break end,
+                }
+            },
+            Err(end) => end,
+        };
+        println!("the client read {read:?} then {end:?}");
+        assert_eq!(read, [(1, true), (0, false)], "the value's answer, then the fault");
     }
 
     /// A remote client whose two threads each took an item of one queue, neither answer

@@ -620,16 +620,36 @@ impl Store {
     /// is in. A call of a connection without room (a remote client not reading its
     /// answers) stays queued, the object stalled ([`Store::send_stalled`]), and the calls
     /// of other connections behind it go first; one connection's calls keep their order
-    /// (its room is the same for each). Checked here, not when the call joined the FIFO
-    /// (review155 M2: a remote client's 200 `get_value`s queued behind a slow method were
-    /// all answered, 199 MiB against a 16 MiB budget).
+    /// (its room is asked once: see [`Store::next_call_past`]). Checked here, not when the
+    /// call joined the FIFO (review155 M2: a remote client's 200 `get_value`s queued
+    /// behind a slow method were all answered, 199 MiB against a 16 MiB budget).
     fn next_call(&mut self, id: ObjectId, room: Room) {
+        self.next_call_past(id, room, &mut Vec::new());
+    }
+
+    /// [`Store::next_call`], passing over the calls of the connections in `without` (sorted),
+    /// those found without room earlier in the same scan, and adding those found so now.
+    /// A connection's room is asked once a scan (review158 L1: it was asked for each of
+    /// its queued calls, a lock of the writers' map each, in every step in which an answer
+    /// was written anywhere; and room coming between two looks sent its later call first).
+    /// A connection found without room that has some by the end of the scan is looked at
+    /// again at the next: `Server::step` scans again when an answer was written since it
+    /// read the count, and every look comes after that read.
+    fn next_call_past(&mut self, id: ObjectId, room: Room, without: &mut Vec<ConnId>) {
         self.stalled.remove(&id);
         let Some(Body::Custom { value: Some(_), waiting, .. }) = self.objects.get_mut(&id).map(|obj| &mut obj.body)
         else {
             return;
         };
-        match waiting.iter().position(|(waiter, _)| room(waiter.owner.conn)) {
+        let mut has_room = |conn: ConnId| match without.binary_search(&conn) {
+            Ok(_) => false,
+            Err(_) if room(conn) => true,
+            Err(at) => {
+                without.insert(at, conn);
+                false
+            }
+        };
+        match waiting.iter().position(|(waiter, _)| has_room(waiter.owner.conn)) {
             Some(i) => {
                 let (waiter, op) = waiting.remove(i).expect("found just now");
                 self.send_out(id, waiter, op);
@@ -649,8 +669,9 @@ impl Store {
     /// Sends out the calls that wait for room on objects whose value is in (see
     /// [`Store::next_call`]), those of connections with `room` now.
     pub(crate) fn send_stalled(&mut self, room: Room) {
+        let mut without = Vec::new();
         for id in std::mem::take(&mut self.stalled) {
-            self.next_call(id, room);
+            self.next_call_past(id, room, &mut without);
         }
     }
 
@@ -2378,6 +2399,58 @@ mod tests {
         let replies = store.take_replies();
         assert_eq!((replies[0].conn, replies[0].seq), (B, 2), "then B's second");
         assert!(!store.has_stalled());
+    }
+
+    /// review158 L1: a connection's room is asked once a scan, not once for each of its
+    /// queued calls (`remote::must_wait` takes the writers' lock): one answer holds for
+    /// all of them, so that room coming between two looks cannot send its later call
+    /// before its earlier one, and a FIFO of many calls of a connection without room costs
+    /// one look at each answer written anywhere. Before, B's second call went out first
+    /// (`went out first: (B, 2)`), and a scan of 1000 calls of B looked 1000 times.
+    #[test]
+    fn a_connections_room_is_asked_once_a_scan_and_its_calls_keep_their_order() {
+        let (mut store, _, add) = tally(0);
+        assert_eq!(run(&mut store, A, 1, add(1)), None, "out on a worker");
+        let out = store.take_jobs();
+        assert_eq!(run(&mut store, B, 1, add(10)), None, "B's first call waits for the value");
+        assert_eq!(run(&mut store, B, 2, add(100)), None, "B's second call waits for the value");
+        // B's writer drains between the first look and the next: room comes.
+        let looks = std::cell::Cell::new(0);
+        let room_comes = |conn| {
+            looks.set(looks.get() + 1);
+            conn != B || looks.get() > 1
+        };
+        for job in out {
+            store.finish_job(job.run().unwrap(), &room_comes);
+        }
+        assert_eq!(sum(Some(store.take_replies().remove(0).result)), 1, "A's call");
+        store.send_stalled(&|_| true);
+        work_one(&mut store);
+        let first = store.take_replies().remove(0);
+        println!("went out first: (B, {})", first.seq);
+        assert_eq!((first.conn, first.seq), (B, 1), "B's calls in the order they came");
+        assert_eq!(sum(Some(first.result)), 11);
+        work_one(&mut store);
+        assert_eq!(store.take_replies().remove(0).seq, 2);
+        // A slow call out, 1000 calls of B behind it, and no room for B.
+        assert_eq!(run(&mut store, A, 2, add(1)), None, "out on a worker");
+        let out = store.take_jobs();
+        for seq in 3..1003 {
+            assert_eq!(run(&mut store, B, seq, add(0)), None, "waits for the value");
+        }
+        for job in out {
+            store.finish_job(job.run().unwrap(), &|conn| conn != B);
+        }
+        store.take_replies();
+        looks.set(0);
+        let counted = |conn| {
+            looks.set(looks.get() + 1);
+            conn != B
+        };
+        store.send_stalled(&counted);
+        println!("a scan of 1000 calls of B without room looked {} times", looks.get());
+        assert!(!store.has_jobs() && store.has_stalled(), "B's calls wait for room");
+        assert_eq!(looks.get(), 1, "B's room, once");
     }
 
     /// review155 L1: a call whose job still waits for a worker when the server shuts down

@@ -9,11 +9,11 @@
 //! the ring's room is its clients'). The dispatcher then takes the list
 //! ([`Workers::take_done`]) and gives each value back and each answer to its caller.
 //!
-//! A thread is started for a job that no idle worker will take, so that a job never waits
-//! behind another object's method (as Python's server runs a thread per connection): the
-//! threads are one per registered call running at once, which is bounded by the calls its
-//! clients have in flight (each object runs one call at a time; the rest wait in its
-//! FIFO). At most [`IDLE`] wait for the next job; one finding that many idle ends
+//! A thread is started for a job that no idle worker (nor one just started) will take, so
+//! that a job never waits behind another object's method (as Python's server runs a
+//! thread per connection): the threads are one per registered call running at once, which
+//! is bounded by the calls its clients have in flight (each object runs one call at a time;
+//! the rest wait in its FIFO). At most [`IDLE`] wait for the next job; one finding that many idle ends
 //! (review155 M1: with a cap of four, four long methods, or four methods each calling
 //! another object of their manager, held every other registered call for ever, their pings
 //! answered). Built-in objects' calls never wait for a worker (they run on the dispatcher).
@@ -64,6 +64,11 @@ struct Inner {
     /// Worker threads, and how many of them wait for a job.
     threads: Vec<JoinHandle<()>>,
     idle: usize,
+    /// Of `threads`, those started that have not taken the lock yet: each will look for a
+    /// job, so [`Workers::start`] counts them as idle ones (review158 M1: it counted them
+    /// as no one, and a burst of k calls, one per dispatcher step, started up to
+    /// k(k+1)/2 threads, since each step started one for every job not yet taken).
+    starting: usize,
     stopping: bool,
 }
 
@@ -110,6 +115,7 @@ impl Drop for Unwinding<'_> {
 fn work(pool: Arc<Pool>) {
     let _unwinding = Unwinding(&pool);
     let mut inner = pool.lock();
+    inner.starting -= 1;
     loop {
         if inner.stopping {
             // Their callers were told `ShuttingDown` (review155 L1: they ran after, their
@@ -145,18 +151,22 @@ impl Workers {
         Self { pool: Arc::new(pool) }
     }
 
-    /// Queues `jobs` for the workers, starting a thread for each that no idle worker will
-    /// take. What came of jobs that had to run here (no worker thread could be
-    /// started, and none runs) is returned, for the caller to finish at once.
+    /// Queues `jobs` for the workers, starting a thread for each that no idle worker, nor
+    /// one started and not yet looking, will take. What came of jobs that had to run here
+    /// (no worker thread could be started, and none runs) is returned, for the caller to
+    /// finish at once.
     pub(crate) fn start(&self, jobs: Vec<Job>) -> Vec<Done> {
         let mut inner = self.pool.lock();
         inner.jobs.extend(jobs);
-        let mut wanted = inner.jobs.len().saturating_sub(inner.idle);
+        let mut wanted = inner.jobs.len().saturating_sub(inner.idle + inner.starting);
         while wanted > 0 {
             let pool = self.pool.clone();
             let builder = std::thread::Builder::new().name("mp-manager-worker".into()).stack_size(STACK);
             match builder.spawn(move || work(pool)) {
-                Ok(thread) => inner.threads.push(thread),
+                Ok(thread) => {
+                    inner.threads.push(thread);
+                    inner.starting += 1;
+                }
                 Err(_) => break,
             }
             wanted -= 1;

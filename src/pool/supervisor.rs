@@ -760,7 +760,7 @@ impl Inner {
             // its slot, a failed map drops the values it had). Its panic stops here (the
             // hook has printed it): this thread collects for every caller, and the pool
             // thread must never die.
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(message, hand)));
+            survive_user_panic(|| self.handle(message, hand));
             // Forked there, this is the child: the rest is the parent's (review50 M1).
             if self.copied() {
                 return handled;
@@ -1109,7 +1109,7 @@ impl Inner {
                 drop(books);
                 for (delivery, chunk, error) in failures.drain(..) {
                     // A panic of user code (a value's `Drop`) must not lose the starts below.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.settle(&delivery, chunk, Err(error))));
+                    survive_user_panic(|| self.settle(&delivery, chunk, Err(error)));
                     // An error callback that forked: the copy runs no other (review56 M2).
                     self.end_if_copy();
                 }
@@ -1631,6 +1631,17 @@ impl Drop for InHand<'_> {
     }
 }
 
+/// Runs `f`, in which user code may run (a result's or a value's `Drop`), stopping its
+/// panic here (the hook has printed it): its payload is dropped under a second catch
+/// (`panics::drop_payload`), since that is user code too. Before (review158 M2), the
+/// payload was dropped unguarded, and a payload whose `Drop` panicked came out of an
+/// unrelated caller's `Pool::apply`, its answer lost.
+fn survive_user_panic(f: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        crate::process::panics::drop_payload(payload);
+    }
+}
+
 fn pool_thread(inner: Weak<Inner>) {
     POOL_THREAD.set(Some(TakenIn::here()));
     loop {
@@ -1651,7 +1662,7 @@ fn pool_thread(inner: Weak<Inner>) {
         // A task failed here (a lost worker, a timeout, a cancelled map) may drop the last
         // hold of its call's values, whose `Drop` is user code: its panic must not end the
         // thread that tends the workers (`collect` catches its own).
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        survive_user_panic(|| {
             pool.tend_workers();
             pool.enforce_timeouts();
             pool.end_if_copy();
@@ -1661,7 +1672,7 @@ fn pool_thread(inner: Weak<Inner>) {
             }
             pool.steal_again();
             pool.stop_idle_workers();
-        }));
+        });
         // A panic of user code caught above may have left a copy's round early.
         pool.end_if_copy();
         crash_point!("pool.thread.looked");
