@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ManagerError, ProxyPutError};
 use super::handle::{proxy_handle, wait_for};
-use super::link::{ProxyCore, unexpected};
-use super::protocol::{Fault, Kind, Op, Out, Wait};
+use super::link::{ProxyCore, Ref, unexpected};
+use super::protocol::{Fault, Item, Kind, Op, Out, Wait};
+use crate::shm::crash::crash_point;
 
 /// A FIFO queue kept by a manager's server (Python's `manager.Queue(maxsize)`): any
 /// process holding the proxy (or connected to a remote manager) puts and gets.
@@ -106,12 +107,34 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// A get that waits `wait`; `waited` is what its wait running out is called (`Empty`
     /// for `try_get`, `Timeout` for `get_timeout`).
     fn get_wait(&self, wait: Wait, waited: ManagerError) -> Result<T, ManagerError> {
-        match self.core.call_fault(Op::Get { wait })? {
-            Ok(Out::Item(item)) => Ok(self.core.decode(item)?),
-            Ok(other) => Err(unexpected(other)),
-            Err(Fault::Empty) => Err(waited),
-            Err(fault) => Err(fault.into()),
+        match self.core.call_numbered(Op::Get { wait })? {
+            (Ok(Out::Item(item)), seq) => {
+                self.core.decode_taken(item).map_err(|(e, item)| self.give_back(seq, item, e))
+            }
+            (Ok(other), _) => Err(unexpected(other)),
+            (Err(Fault::Empty), _) => Err(waited),
+            (Err(fault), _) => Err(fault.into()),
         }
+    }
+
+    /// The item of this thread's `get` numbered `taken`, which did not decode (`why`),
+    /// given back to the queue's front (`Op::GiveBack`, on the connection that took it:
+    /// the server matches it against the connection's last take from the queue); returns
+    /// `why`, whatever became of the item. The references the client holds for the item's
+    /// proxies go only once the server counted the item's own, as a `put`'s (a proxy the
+    /// failed decoding made dropped its reference already: `item` holds clones).
+    #[cold]
+    fn give_back(&self, taken: u64, item: Item<Ref>, why: ManagerError) -> ManagerError {
+        // A client killed here lost the item (its answer read, its decoding failed): the
+        // server counted it taken, as before mgr106; its task is lost with the process.
+        crash_point!("manager.queue.give_back");
+        let Item { bytes, refs } = item;
+        let ids = refs.iter().map(Ref::id).collect();
+        // Not given back (the server gone, the queue shut down and empty, another take of
+        // this connection's since): the error is the same, the decoding's.
+        let _ = self.core.call(Op::GiveBack { seq: taken, item: Item { bytes, refs: ids } });
+        drop(refs);
+        why
     }
 
     /// Puts `item`, waiting while a bounded queue is full.

@@ -226,6 +226,37 @@ impl QueueState {
         self.last_take.insert(owner.conn, seq);
     }
 
+    /// The item of `owner`'s take numbered `taken`, which its client could not decode
+    /// (`Op::GiveBack`), back at the queue's front; whether it went back. A client's word is
+    /// not trusted (review139 condition 1): only the connection's last take from this queue
+    /// matches, once (it is cleared), so a client never gives back what it did not take,
+    /// nor twice, and a joinable queue's counts stay exact (its task is no longer the
+    /// taker's, and `unfinished` counts it still, queued). No match (another take of the
+    /// connection's since, a remote client's other thread's; or none): the item is
+    /// dropped, and the task stays the taker's, as before mgr106. A queue shut down and
+    /// empty has told its gets `ShutDown`: the item is dropped and, on a joinable queue,
+    /// counted done as `shutdown(immediate)` counts the items it drops, so that a `join`
+    /// does not wait for a task its live taker was told it did not take.
+    fn give_back(&mut self, owner: Owner, taken: u64, item: Stored, fx: &mut Effects) -> bool {
+        if self.last_take.get(&owner.conn) != Some(&taken) {
+            fx.dropped.push(item);
+            return false;
+        }
+        self.last_take.remove(&owner.conn);
+        if self.joinable {
+            self.count(owner.holder, -1);
+        }
+        if self.shutdown && self.items.is_empty() {
+            if self.joinable {
+                self.unfinished = self.unfinished.saturating_sub(1);
+            }
+            fx.dropped.push(item);
+            return false;
+        }
+        self.items.push_front(item);
+        true
+    }
+
     /// `holder` marked a task done: counted against its own count whoever took the task,
     /// so that another holder's task is never told lost for it (review112 M1).
     fn done_by(&mut self, holder: Holder) {
@@ -1401,6 +1432,7 @@ fn take_items(op: &mut Op, out: &mut Vec<Item<ObjectId>>) {
         | Op::AttrSet(_, i)
         | Op::ValueSet(i)
         | Op::Put { item: i, .. }
+        | Op::GiveBack { item: i, .. }
         | Op::Method { args: i, .. } => take(i),
         Op::DictSet(k, v) | Op::DictSetDefault(k, v) => {
             take(k);
@@ -1787,6 +1819,12 @@ fn apply(
                 q.getters.push_back(waiter);
                 return None;
             }
+        }
+        (Body::Queue(q), Op::GiveBack { seq: taken, .. }) => {
+            // Stored as a put's (its references counted, each checked to exist), so the
+            // client's own references, dropped once this is answered, are not the item's.
+            let item = next(args);
+            Ok(Out::Bool(q.give_back(owner, *taken, item, fx)))
         }
         (Body::Queue(q), Op::QSize) => Ok(Out::Sizes { len: q.items.len() as u64, max: q.maxsize }),
         (Body::Queue(q), Op::QueueIsShutdown) => Ok(Out::Bool(q.shutdown)),
