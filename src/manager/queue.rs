@@ -133,6 +133,9 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         // Not given back (the server gone, the queue shut down and empty, another take of
         // this connection's since): the error is the same, the decoding's.
         let _ = self.core.call(Op::GiveBack { seq: taken, item: Item { bytes, refs: ids } });
+        // Killed here, it gave the item back once: the server cleared the take it matched,
+        // and the connection's close finds nothing unread.
+        crash_point!("manager.queue.given_back");
         drop(refs);
         why
     }
