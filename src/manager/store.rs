@@ -2745,6 +2745,56 @@ mod tests {
         assert_eq!(sizes(&mut store, first), 2);
     }
 
+    /// mgr106: a client's `GiveBack` (an item it took but could not decode) is never
+    /// trusted (review139 condition 1): only its connection's last take from that queue
+    /// matches, and once; one whose item refers to no object is refused whole, the take
+    /// still its to give back; a queue shut down and empty drops the item, counted done.
+    #[test]
+    fn a_client_gives_back_only_its_own_last_take_of_that_queue_and_once() {
+        let mut store = Store::new();
+        let k = Kind::JoinableQueue;
+        let [q, other] = [(); 2].map(|()| create(&mut store, Create::Queue { maxsize: 0, joinable: true }));
+        for (seq, bytes) in [(2, b"a"), (3, b"b")] {
+            assert_eq!(
+                call(&mut store, A, seq, q, k, Op::Put { item: item(bytes, &[]), wait: None }),
+                Some(Ok(Out::Unit))
+            );
+        }
+        let give_back = |store: &mut Store, conn, seq, queue, taken, refs: &[ObjectId]| {
+            call(store, conn, seq, queue, k, Op::GiveBack { seq: taken, item: item(b"a", refs) })
+        };
+        let len = |store: &mut Store| match call(store, A, 99, q, k, Op::QSize) {
+            Some(Ok(Out::Sizes { len, .. })) => len,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(give_back(&mut store, B, 4, q, 3, &[]), Some(Ok(Out::Bool(false))), "B took nothing");
+        assert!(matches!(call(&mut store, B, 5, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(len(&mut store), 1);
+        assert_eq!(give_back(&mut store, C, 6, q, 5, &[]), Some(Ok(Out::Bool(false))), "C did not take it");
+        assert_eq!(give_back(&mut store, B, 7, other, 5, &[]), Some(Ok(Out::Bool(false))), "not from that queue");
+        assert_eq!(give_back(&mut store, B, 8, q, 4, &[]), Some(Ok(Out::Bool(false))), "not that take");
+        assert_eq!(give_back(&mut store, B, 9, q, 5, &[12345]), Some(Err(Fault::BadReference(12345))));
+        assert_eq!(len(&mut store), 1);
+        assert_eq!(give_back(&mut store, B, 10, q, 5, &[]), Some(Ok(Out::Bool(true))));
+        assert_eq!(give_back(&mut store, B, 11, q, 5, &[]), Some(Ok(Out::Bool(false))), "given back once");
+        assert_eq!(len(&mut store), 2);
+        match call(&mut store, C, 12, q, k, Op::Get { wait: Some(0) }) {
+            Some(Ok(Out::Item(got))) => assert_eq!(got.bytes, b"a", "at the front"),
+            other => panic!("{other:?}"),
+        }
+        // B's connection ends: it holds no task, so none is lost.
+        store.drop_conn(B, false);
+        assert_eq!(call(&mut store, C, 13, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 14, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(false))));
+
+        // Shut down and empty: the item is dropped, its task counted done.
+        assert!(matches!(call(&mut store, C, 15, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(call(&mut store, A, 16, q, k, Op::QueueShutdown { immediate: false }), Some(Ok(Out::Unit)));
+        assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(false))));
+        assert_eq!(len(&mut store), 0);
+        assert_eq!(call(&mut store, A, 18, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
+    }
+
     #[test]
     fn parked_requests_time_out() {
         let mut store = Store::new();
