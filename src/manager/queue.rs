@@ -59,6 +59,17 @@ use crate::shm::crash::crash_point;
 /// broke): then the client surely did not read it, and the item goes back to the front of
 /// its queue, its task nobody's; several so taken go back in the order they were taken.
 ///
+/// A `get` whose item this proxy cannot decode (it was put through a proxy of another
+/// type, or its `Deserialize` refuses it) fails with [`ManagerError::Codec`] and took
+/// nothing: the item goes back to the front of the queue, and a task of a joinable queue is
+/// not the caller's (do not mark it done). So a consumer of the wrong type that tries again
+/// takes the same front item again, and again fails; while it loops, the consumers that
+/// could read the item may not get to it: take the error as the signal to stop. The item
+/// is lost, as in Python, only if the client dies between the failed decoding and the
+/// give-back, or if a remote client's other thread took from the same queue meanwhile (the
+/// server takes back only a connection's last take from a queue); if the queue was shut
+/// down and emptied meanwhile, it is dropped, and its task counted done.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -78,6 +89,22 @@ use crate::shm::crash::crash_point;
 ///     assert_eq!(q.get()?, format!("item {i}"));
 /// }
 /// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A proxy of the wrong type takes nothing:
+///
+/// ```
+/// use multiproc::{Manager, ManagerError, QueueProxy};
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let words = manager.queue::<String>()?;
+/// manager.publish("words", &words)?;
+/// let numbers: QueueProxy<u32> = manager.lookup("words")?;
+/// words.put("one".to_string())?;
+/// assert!(matches!(numbers.try_get(), Err(ManagerError::Codec(_))));
+/// assert_eq!(words.try_get()?, "one"); // given back, to the front
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[doc(alias = "Queue")]
@@ -221,7 +248,8 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`] once the queue is empty,
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
-    /// the item is not a `T`.
+    /// the item is not a `T` (it goes back to the front of the queue: see the type's
+    /// documentation).
     ///
     /// # Examples
     ///
