@@ -1282,11 +1282,14 @@ fn an_item_answered_to_a_get_that_failed_in_flight_goes_back_to_its_queue() {
 /// item lost: an endless `get` could wait for ever).
 fn wrong_type_gets<Q: std::ops::Deref<Target = QueueProxy<u32>>>(q: &Q) -> Vec<String> {
     let before = q.len().unwrap();
-    let tries: [(&str, &dyn Fn() -> Result<u32, ManagerError>); 3] =
-        [("try_get", &|| q.try_get()), ("get_timeout", &|| q.get_timeout(LIMIT / 4)), ("get", &|| q.get())];
     let mut said = Vec::new();
-    for (how, get) in tries {
-        let got = match get() {
+    for how in ["try_get", "get_timeout", "get"] {
+        let got = match how {
+            "try_get" => q.try_get(),
+            "get_timeout" => q.get_timeout(LIMIT / 4),
+            _ => q.get(),
+        };
+        let got = match got {
             Err(ManagerError::Codec(_)) => "Codec".to_string(),
             other => format!("{other:?}"),
         };

@@ -304,7 +304,7 @@ fn decode_item_from<T: DeserializeOwned>(origin: impl FnOnce() -> Origin, item: 
 fn decode_taken_from<T: DeserializeOwned>(
     origin: impl FnOnce() -> Origin,
     item: Item<Ref>,
-) -> Result<T, (ManagerError, Item<Ref>)> {
+) -> Result<T, (codec::CodecError, Item<Ref>)> {
     let kept = item.refs.clone();
     let origin = (!item.refs.is_empty()).then(origin);
     VALUE.with(|v| v.borrow_mut().push(ValueCtx::Decoding { origin, refs: item.refs.into_iter().collect() }));
@@ -317,7 +317,7 @@ fn decode_taken_from<T: DeserializeOwned>(
             keep_spare(item.bytes);
             Ok(value)
         }
-        Err(e) => Err((e.into(), Item { bytes: item.bytes, refs: kept })),
+        Err(e) => Err((e, Item { bytes: item.bytes, refs: kept })),
     }
 }
 
@@ -395,7 +395,10 @@ impl ProxyCore {
 
     /// Decodes an item this proxy's queue handed to a `get`; on failure, the error and the
     /// item whole, to give back ([`decode_taken_from`]).
-    pub(crate) fn decode_taken<T: DeserializeOwned>(&self, item: Item<Ref>) -> Result<T, (ManagerError, Item<Ref>)> {
+    pub(crate) fn decode_taken<T: DeserializeOwned>(
+        &self,
+        item: Item<Ref>,
+    ) -> Result<T, (codec::CodecError, Item<Ref>)> {
         decode_taken_from(|| self.origin(), item)
     }
 

@@ -136,7 +136,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     fn get_wait(&self, wait: Wait, waited: ManagerError) -> Result<T, ManagerError> {
         match self.core.call_numbered(Op::Get { wait })? {
             (Ok(Out::Item(item)), seq) => {
-                self.core.decode_taken(item).map_err(|(e, item)| self.give_back(seq, item, e))
+                self.core.decode_taken(item).map_err(|(e, item)| self.give_back(seq, item, e.into()))
             }
             (Ok(other), _) => Err(unexpected(other)),
             (Err(Fault::Empty), _) => Err(waited),
