@@ -1277,6 +1277,67 @@ fn an_item_answered_to_a_get_that_failed_in_flight_goes_back_to_its_queue() {
     joined.unwrap();
 }
 
+/// The three ways to `get` a `u32` of `q` (whose items are not), each expected to fail
+/// `Codec`, with the queue's length after each; stops at the first that changed it (an
+/// item lost: an endless `get` could wait for ever).
+fn wrong_type_gets<Q: std::ops::Deref<Target = QueueProxy<u32>>>(q: &Q) -> Vec<String> {
+    let before = q.len().unwrap();
+    let mut said = Vec::new();
+    for how in ["try_get", "get_timeout", "get"] {
+        let got = match how {
+            "try_get" => q.try_get(),
+            "get_timeout" => q.get_timeout(LIMIT / 4),
+            _ => q.get(),
+        };
+        let got = match got {
+            Err(ManagerError::Codec(_)) => "Codec".to_string(),
+            other => format!("{other:?}"),
+        };
+        let left = q.len().unwrap();
+        said.push(format!("{how}: {got}, {left} left"));
+        if left != before {
+            break;
+        }
+    }
+    said
+}
+
+/// mgr106: a `get` whose item the caller cannot decode (a proxy of the wrong type on the
+/// queue, a value whose `Deserialize` refuses) fails `Codec` and gives the item back to the
+/// front of its queue (`Op::GiveBack`, matched against the caller's last take): the right
+/// consumer then gets it, a joinable queue's task is nobody's (so `join` counts right),
+/// and the references in an item (a proxy inside) live on with it. Before, the server had
+/// counted the item taken: it was lost, with its task the caller's.
+#[test]
+fn a_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_queue() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("words", &words).unwrap();
+    let numbers: JoinableQueueProxy<u32> = manager.lookup("words").unwrap();
+    words.put("first".into()).unwrap();
+    words.put("second".into()).unwrap();
+    let said = wrong_type_gets(&numbers);
+    println!("the wrong type's gets: {said:?}");
+    assert_eq!(said, ["try_get: Codec, 2 left", "get_timeout: Codec, 2 left", "get: Codec, 2 left"]);
+    assert_eq!(words.try_get().unwrap(), "first", "the front item, given back to the front");
+    words.task_done().unwrap();
+    assert_eq!(words.try_get().unwrap(), "second");
+    words.task_done().unwrap();
+    words.join_timeout(LIMIT / 4).unwrap();
+    assert!(matches!(words.task_done(), Err(ManagerError::TaskDone(_))), "no task left over");
+
+    // An item holding a proxy: the object lives on with the item given back.
+    let lists = manager.queue::<ListProxy<u8>>().unwrap();
+    manager.publish("lists", &lists).unwrap();
+    let dicts: QueueProxy<DictProxy<u8, u8>> = manager.lookup("lists").unwrap();
+    let list = manager.list_from([7u8]).unwrap();
+    lists.put(list).unwrap();
+    assert!(matches!(dicts.try_get(), Err(ManagerError::Codec(_))));
+    let back = lists.try_get().unwrap();
+    assert_eq!(back.to_vec().unwrap(), [7]);
+}
+
 // ---- kinds, registrations and the server's life ---------------------------------------------
 
 #[test]

@@ -189,6 +189,72 @@ fn a_getter_let_go_on_and_stopped_again_is_stopped_asleep_within_a_few_stops() {
     getter.kill();
 }
 
+// ---- a get that could not decode its item --------------------------------------------------
+
+/// Takes its mark, then gets from `q` (a `u32` view of a queue of strings) with the crash
+/// point `stop:{point}` armed: its get fails `Codec`, and it stops before its give-back
+/// (`manager.queue.give_back`) or after (`manager.queue.given_back`), to be killed.
+fn get_the_wrong_type_and_stop((q, mark, point): (JoinableQueueProxy<u32>, LockProxy, String)) {
+    hold(&mark);
+    multiproc::__private::crash_at(&format!("stop:{point}"));
+    let got = q.try_get();
+    panic!("never stopped at {point}: the get said {got:?}");
+}
+
+/// mgr106: a client killed with `SIGKILL` between a `get` it could not decode and its
+/// give-back loses the item, as before mgr106 (it read the answer: the server counted the
+/// item taken, and its task is told lost with the process); killed once the give-back was
+/// answered, it gave the item back once (the server cleared the take it matched, and the
+/// close found nothing unread on its ring). Never twice: the queue holds the item once.
+#[test]
+fn a_client_killed_around_the_give_back_of_an_item_it_could_not_decode_never_gives_it_twice() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let mut said = Vec::new();
+    for point in ["manager.queue.give_back", "manager.queue.given_back"] {
+        let words = manager.joinable_queue::<String>().unwrap();
+        manager.publish(point, &words).unwrap();
+        let numbers: JoinableQueueProxy<u32> = manager.lookup(point).unwrap();
+        words.put("first".into()).unwrap();
+        words.put("second".into()).unwrap();
+        let mark = Mark::new(&manager);
+        let child =
+            Process::new(get_the_wrong_type_and_stop, (numbers, mark.0.clone(), point.to_string())).start().unwrap();
+        let _stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+        child.kill().unwrap();
+        // SAFETY (test): a signal to our own child, not reaped yet, to let the kill land.
+        unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGCONT) };
+        let _ = child.join();
+        mark.wait_swept();
+        let mut got = Vec::new();
+        while let Ok(word) = words.try_get() {
+            got.push(word);
+        }
+        let joined = |wait| match words.join_timeout(wait) {
+            Ok(()) => "Ok".to_string(),
+            Err(ManagerError::TasksLost { lost }) => format!("TasksLost {lost}"),
+            Err(ManagerError::Timeout) => "Timeout".to_string(),
+            Err(e) => format!("{e:?}"),
+        };
+        // This live process marks all its tasks done but one, which it holds: not told lost
+        // (were the item given back still counted to its dead taker, it would be).
+        for _ in 1..got.len() {
+            words.task_done().unwrap();
+        }
+        let holding = joined(Duration::ZERO);
+        words.task_done().unwrap();
+        said.push(format!("{point}: {got:?}, join {holding}, then {}", joined(LIMIT / 4)));
+    }
+    println!("{said:#?}");
+    assert_eq!(
+        said,
+        [
+            "manager.queue.give_back: [\"second\"], join Timeout, then TasksLost 1",
+            "manager.queue.given_back: [\"first\", \"second\"], join Timeout, then Ok",
+        ]
+    );
+}
+
 // ---- tasks of killed consumers ------------------------------------------------------------
 
 /// Takes one task and never marks it done; waits to be killed.

@@ -669,7 +669,7 @@ fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
         let connected = Manager::connect_timeout(addr, KEY, Duration::from_secs(5));
         let _ = done.send(()); // a peer that does not hold has gone
         peer.join().unwrap();
-        let greeted_otherwise = !greeting.is_empty() && !b"MPMGR\x00\x02\x00".starts_with(greeting);
+        let greeted_otherwise = !greeting.is_empty() && !b"MPMGR\x00\x03\x00".starts_with(greeting);
         match (greeted_otherwise, connected) {
             (true, Err(ManagerError::Protocol(why))) => assert!(why.contains("not a multiproc manager"), "{why}"),
             (false, Err(e @ ManagerError::Io(_))) => assert!(e.to_string().contains("closed"), "{e}"),
@@ -969,6 +969,10 @@ fn a_session_of_every_kind(remote: &Manager) -> Vec<Box<dyn std::any::Any>> {
     let _ = (b.wait_timeout(t), b.reset(), b.parties(), b.n_waiting(), b.is_broken(), b.abort());
     let sq = remote.queue::<u8>().unwrap();
     let _ = (sq.shutdown(false), sq.is_shutdown());
+    // A get whose item does not decode gives it back (`Op::GiveBack`).
+    let odd = remote.queue::<Odd>().unwrap();
+    odd.put(Odd(2)).unwrap();
+    assert!(matches!(odd.try_get(), Err(ManagerError::Codec(_))));
     vec![
         Box::new(d),
         Box::new(l),
@@ -986,7 +990,19 @@ fn a_session_of_every_kind(remote: &Manager) -> Vec<Box<dyn std::any::Any>> {
         Box::new(c),
         Box::new(b),
         Box::new(sq),
+        Box::new(odd),
     ]
+}
+
+/// A number that decodes only when odd: a queue's item of it even cannot be got.
+#[derive(serde::Serialize)]
+struct Odd(u8);
+
+impl<'de> serde::Deserialize<'de> for Odd {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = u8::deserialize(deserializer)?;
+        if n % 2 == 1 { Ok(Odd(n)) } else { Err(serde::de::Error::custom(format_args!("{n} is even"))) }
+    }
 }
 
 /// One mutation of a request frame: bytes changed to edge values or random ones,
@@ -1472,6 +1488,45 @@ fn an_item_answered_to_a_remote_client_killed_before_it_was_written_goes_back_to
     let got = q.get_timeout(Duration::from_secs(30)).map(|item| item.into_vec());
     println!("got after the client was killed: {got:?}");
     assert_eq!(got.ok(), Some(vec![7u8]));
+}
+
+/// mgr106: a remote client's `get` whose item it cannot decode (a proxy of the wrong type)
+/// fails `Codec` and gives the item back to the front of its queue: another consumer gets
+/// it, the joinable queue's count stays right, and a proxy inside the item lives on (its
+/// reference, handed to the connection, is counted for the item again). Before, the item
+/// was lost, and its task the connection's.
+#[test]
+fn a_remote_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_queue() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("words", &words).unwrap();
+    let lists = manager.queue::<ListProxy<u8>>().unwrap();
+    manager.publish("lists", &lists).unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let numbers: JoinableQueueProxy<u32> = remote.lookup("words").unwrap();
+    let remote_words: JoinableQueueProxy<String> = remote.lookup("words").unwrap();
+    words.put("first".into()).unwrap();
+    words.put("second".into()).unwrap();
+    let mut said = Vec::new();
+    for timed in [false, true] {
+        let get = if timed { numbers.get_timeout(LIMIT / 4) } else { numbers.try_get() };
+        let get = if matches!(get, Err(ManagerError::Codec(_))) { "Codec".into() } else { format!("{get:?}") };
+        said.push(format!("{get}, {} left", words.len().unwrap()));
+    }
+    println!("the wrong type's gets: {said:?}");
+    assert_eq!(said, ["Codec, 2 left", "Codec, 2 left"]);
+    assert_eq!(remote_words.try_get().unwrap(), "first", "the front item, given back to the front");
+    remote_words.task_done().unwrap();
+    assert_eq!(words.try_get().unwrap(), "second");
+    words.task_done().unwrap();
+    words.join_timeout(LIMIT / 4).unwrap();
+
+    let dicts: QueueProxy<DictProxy<u8, u8>> = remote.lookup("lists").unwrap();
+    lists.put(manager.list_from([7u8]).unwrap()).unwrap();
+    assert!(matches!(dicts.try_get(), Err(ManagerError::Codec(_))));
+    // Its proxy's reference is given back by the client once the give-back is answered.
+    assert_eq!(remote.lookup::<QueueProxy<ListProxy<u8>>>("lists").unwrap().try_get().unwrap().to_vec().unwrap(), [7]);
 }
 
 /// Bytes that the manager listening on `port` received and has not read yet (the

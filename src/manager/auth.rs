@@ -14,8 +14,10 @@ use super::error::ManagerError;
 /// misread an answer and lose its connection. Changed with every change of the wire, which
 /// `the_wire_is_the_one_its_magic_names` pins (review112 L3): its table `WIRES` pairs each
 /// magic with its wire's digest, a new wire being a new row (review117 L1). Version 2: stop 40 (a
-/// registered type's fingerprint, `Fault::TasksLost`, `Fault::TypeMismatch`).
-const MAGIC: &Magic = b"MPMGR\x00\x02\x00";
+/// registered type's fingerprint, `Fault::TasksLost`, `Fault::TypeMismatch`). Version 3:
+/// stop 44 (`Op::GiveBack`, mgr106: an older server would read it as malformed and close
+/// the connection).
+const MAGIC: &Magic = b"MPMGR\x00\x03\x00";
 
 /// The server's side: challenges the client, then answers its challenge.
 pub(crate) fn accept<S: Read + Write>(stream: &mut S, key: &[u8]) -> Result<(), Refusal> {
@@ -89,12 +91,15 @@ mod tests {
     /// version bytes) and the digest `the_wire_is_the_one_its_magic_names` prints, so a new
     /// digest under the old magic is a second row of one magic, which the test refuses
     /// (review117 L1).
-    const WIRES: &[(&Magic, u64)] = &[(STOP_39, WIRE_39), (b"MPMGR\x00\x02\x00", WIRE_40)];
+    const WIRES: &[(&Magic, u64)] =
+        &[(STOP_39, WIRE_39), (b"MPMGR\x00\x02\x00", WIRE_40), (b"MPMGR\x00\x03\x00", WIRE_44)];
     /// Stop 39's wire (`protocol.rs` at 48b71ec), digested as today's test digests (fix92
     /// recomputed both rows when the digest kept names again, review123 M1: they were made
     /// in stop 40 under fix88's digest, and no stop 40 build had shipped).
     const WIRE_39: u64 = 0x45d4_8821_9e76_199a;
     const WIRE_40: u64 = 0x31a4_c224_247c_d894;
+    /// Stop 44's: `Op::GiveBack` (mgr106).
+    const WIRE_44: u64 = 0x717a_5f9d_2c34_1b2e;
 
     /// The heads of the wire's definitions in `protocol.rs`: every type a message holds,
     /// and the aliases they use.

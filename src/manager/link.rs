@@ -52,7 +52,7 @@ pub(crate) type LocalReply = Reply<Token>;
 pub(crate) type Answer = Result<Out<Ref>, super::protocol::Fault>;
 
 /// What gives a receiver its reference to an object handed back by the server.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Ref {
     Local(Shared<TokenState>),
     #[cfg(feature = "remote")]
@@ -61,7 +61,7 @@ pub(crate) enum Ref {
 
 impl Ref {
     /// The object referred to.
-    fn id(&self) -> ObjectId {
+    pub(crate) fn id(&self) -> ObjectId {
         match self {
             Ref::Local(token) => token.id(),
             #[cfg(feature = "remote")]
@@ -298,6 +298,29 @@ fn decode_item_from<T: DeserializeOwned>(origin: impl FnOnce() -> Origin, item: 
     Ok(decoded?)
 }
 
+/// [`decode_item_from`] of an item a queue's `get` took: on failure the item comes back
+/// whole, its bytes and its references (those of the proxies the failed decoding made went
+/// with them: clones of them are kept aside, only when there are any), to be given back.
+fn decode_taken_from<T: DeserializeOwned>(
+    origin: impl FnOnce() -> Origin,
+    item: Item<Ref>,
+) -> Result<T, (codec::CodecError, Item<Ref>)> {
+    let kept = item.refs.clone();
+    let origin = (!item.refs.is_empty()).then(origin);
+    VALUE.with(|v| v.borrow_mut().push(ValueCtx::Decoding { origin, refs: item.refs.into_iter().collect() }));
+    let decoded = {
+        let _pop = PopCtx;
+        codec::decode_kept::<T>(&item.bytes)
+    };
+    match decoded {
+        Ok(value) => {
+            keep_spare(item.bytes);
+            Ok(value)
+        }
+        Err(e) => Err((e, Item { bytes: item.bytes, refs: kept })),
+    }
+}
+
 /// A proxy's shared part: which object, of what kind, through which link.
 #[derive(Clone)]
 pub(crate) struct ProxyCore {
@@ -344,11 +367,17 @@ impl ProxyCore {
 
     /// Runs `op` on the object; what the server refused comes as the inner error.
     pub(crate) fn call_fault(&self, op: super::protocol::Op) -> Result<Answer, ManagerError> {
+        self.call_numbered(op).map(|(answer, _)| answer)
+    }
+
+    /// [`ProxyCore::call_fault`], with the sequence number the call went by on its
+    /// connection (a `get`'s, for an `Op::GiveBack` of its item on the same connection).
+    pub(crate) fn call_numbered(&self, op: super::protocol::Op) -> Result<(Answer, u64), ManagerError> {
         let request = Request::Call { id: self.id, kind: self.kind, op };
         let answer = match &self.link {
-            Link::Local { manager, .. } => call_local(manager, &request),
+            Link::Local { manager, .. } => call_local_numbered(manager, &request),
             #[cfg(feature = "remote")]
-            Link::Remote(held) => held.conn().call(&request),
+            Link::Remote(held) => held.conn().call_numbered(&request),
         };
         keep_request_buffers(request);
         answer
@@ -362,6 +391,15 @@ impl ProxyCore {
     /// Decodes an item this proxy's server handed back.
     pub(crate) fn decode<T: DeserializeOwned>(&self, item: Item<Ref>) -> Result<T, ManagerError> {
         decode_item_from(|| self.origin(), item)
+    }
+
+    /// Decodes an item this proxy's queue handed to a `get`; on failure, the error and the
+    /// item whole, to give back ([`decode_taken_from`]).
+    pub(crate) fn decode_taken<T: DeserializeOwned>(
+        &self,
+        item: Item<Ref>,
+    ) -> Result<T, (codec::CodecError, Item<Ref>)> {
+        decode_taken_from(|| self.origin(), item)
     }
 
     /// Whether two proxies refer to the same object.
@@ -522,12 +560,17 @@ fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError
 
 /// One request and its answer on this thread's connection to `state`'s server.
 fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer, ManagerError> {
+    call_local_numbered(state, request).map(|(answer, _)| answer)
+}
+
+/// [`call_local`], with the call's sequence number on its connection.
+fn call_local_numbered(state: &Shared<ManagerState>, request: &Request) -> Result<(Answer, u64), ManagerError> {
     CONNS.with(|conns| {
         let Ok(mut conns) = conns.try_borrow_mut() else {
             // A request made while answering another (a value's Serialize calling a proxy):
             // on a connection of its own.
             let mut conn = connect_local(state)?;
-            return conn.call(request);
+            return conn.call(request).map(|answer| (answer, conn.last_call));
         };
         let me = sys::my_pid();
         // A fork child inherits its parent's connections: not its own, forget them.
@@ -545,13 +588,16 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
                 conns.len() - 1
             }
         };
-        let result = conns[at].call(request);
+        let result = conns[at].call(request).map(|answer| (answer, conns[at].last_call));
         // A call that failed in flight (it timed out: see `ManagerBuilder::call_timeout`)
         // ends its connection: the server forgets it once it reads the `Bye`, and the answer
         // it may still send is never another call's: the server takes it back at the
         // goodbye (an item goes back to its queue).
         if conns[at].abandoned
-            || matches!(result, Err(ManagerError::ServerGone { .. }) | Ok(Err(super::protocol::Fault::ShuttingDown)))
+            || matches!(
+                result,
+                Err(ManagerError::ServerGone { .. }) | Ok((Err(super::protocol::Fault::ShuttingDown), _))
+            )
         {
             conns.remove(at);
         }

@@ -374,6 +374,14 @@ pub(crate) enum Op {
         immediate: bool,
     },
     QueueIsShutdown,
+
+    // Queue and JoinableQueue: the item of this connection's `Get` numbered `seq`, which
+    // its client could not decode, back to the queue's front (answers whether it went
+    // back). Matched against the queue's last take by the connection, never trusted.
+    GiveBack {
+        seq: u64,
+        item: Item<ObjectId>,
+    },
 }
 
 /// A request.

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ManagerError, ProxyPutError};
 use super::handle::{proxy_handle, wait_for};
-use super::link::{ProxyCore, unexpected};
-use super::protocol::{Fault, Kind, Op, Out, Wait};
+use super::link::{ProxyCore, Ref, unexpected};
+use super::protocol::{Fault, Item, Kind, Op, Out, Wait};
+use crate::shm::crash::crash_point;
 
 /// A FIFO queue kept by a manager's server (Python's `manager.Queue(maxsize)`): any
 /// process holding the proxy (or connected to a remote manager) puts and gets.
@@ -58,6 +59,17 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// broke): then the client surely did not read it, and the item goes back to the front of
 /// its queue, its task nobody's; several so taken go back in the order they were taken.
 ///
+/// A `get` whose item this proxy cannot decode (it was put through a proxy of another
+/// type, or its `Deserialize` refuses it) fails with [`ManagerError::Codec`] and took
+/// nothing: the item goes back to the front of the queue, and a task of a joinable queue is
+/// not the caller's (do not mark it done). So a consumer of the wrong type that tries again
+/// takes the same front item again, and again fails; while it loops, the consumers that
+/// could read the item may not get to it: take the error as the signal to stop. The item
+/// is lost, as in Python, only if the client dies between the failed decoding and the
+/// give-back, or if a remote client's other thread took from the same queue meanwhile (the
+/// server takes back only a connection's last take from a queue); if the queue was shut
+/// down and emptied meanwhile, it is dropped, and its task counted done.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -77,6 +89,22 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 ///     assert_eq!(q.get()?, format!("item {i}"));
 /// }
 /// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A proxy of the wrong type takes nothing:
+///
+/// ```
+/// use multiproc::{Manager, ManagerError, QueueProxy};
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let words = manager.queue::<String>()?;
+/// manager.publish("words", &words)?;
+/// let numbers: QueueProxy<u32> = manager.lookup("words")?;
+/// words.put("one".to_string())?;
+/// assert!(matches!(numbers.try_get(), Err(ManagerError::Codec(_))));
+/// assert_eq!(words.try_get()?, "one"); // given back, to the front
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[doc(alias = "Queue")]
@@ -106,12 +134,37 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// A get that waits `wait`; `waited` is what its wait running out is called (`Empty`
     /// for `try_get`, `Timeout` for `get_timeout`).
     fn get_wait(&self, wait: Wait, waited: ManagerError) -> Result<T, ManagerError> {
-        match self.core.call_fault(Op::Get { wait })? {
-            Ok(Out::Item(item)) => Ok(self.core.decode(item)?),
-            Ok(other) => Err(unexpected(other)),
-            Err(Fault::Empty) => Err(waited),
-            Err(fault) => Err(fault.into()),
+        match self.core.call_numbered(Op::Get { wait })? {
+            (Ok(Out::Item(item)), seq) => {
+                self.core.decode_taken(item).map_err(|(e, item)| self.give_back(seq, item, e.into()))
+            }
+            (Ok(other), _) => Err(unexpected(other)),
+            (Err(Fault::Empty), _) => Err(waited),
+            (Err(fault), _) => Err(fault.into()),
         }
+    }
+
+    /// The item of this thread's `get` numbered `taken`, which did not decode (`why`),
+    /// given back to the queue's front (`Op::GiveBack`, on the connection that took it:
+    /// the server matches it against the connection's last take from the queue); returns
+    /// `why`, whatever became of the item. The references the client holds for the item's
+    /// proxies go only once the server counted the item's own, as a `put`'s (a proxy the
+    /// failed decoding made dropped its reference already: `item` holds clones).
+    #[cold]
+    fn give_back(&self, taken: u64, item: Item<Ref>, why: ManagerError) -> ManagerError {
+        // A client killed here lost the item (its answer read, its decoding failed): the
+        // server counted it taken, as before mgr106; its task is lost with the process.
+        crash_point!("manager.queue.give_back");
+        let Item { bytes, refs } = item;
+        let ids = refs.iter().map(Ref::id).collect();
+        // Not given back (the server gone, the queue shut down and empty, another take of
+        // this connection's since): the error is the same, the decoding's.
+        let _ = self.core.call(Op::GiveBack { seq: taken, item: Item { bytes, refs: ids } });
+        // Killed here, it gave the item back once: the server cleared the take it matched,
+        // and the connection's close finds nothing unread.
+        crash_point!("manager.queue.given_back");
+        drop(refs);
+        why
     }
 
     /// Puts `item`, waiting while a bounded queue is full.
@@ -195,7 +248,8 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`] once the queue is empty,
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
-    /// the item is not a `T`.
+    /// the item is not a `T` (it goes back to the front of the queue: see the type's
+    /// documentation).
     ///
     /// # Examples
     ///

@@ -1285,6 +1285,11 @@ impl RemoteConn {
 
     /// One request and its answer; the references it carries become this process's.
     pub(crate) fn call(self: &Arc<Self>, request: &Request) -> Result<Answer, ManagerError> {
+        self.call_numbered(request).map(|(answer, _)| answer)
+    }
+
+    /// [`RemoteConn::call`], with the sequence number the request went by.
+    pub(crate) fn call_numbered(self: &Arc<Self>, request: &Request) -> Result<(Answer, u64), ManagerError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.send(seq, request)?;
         let mut alive = Liveness::new(self.call_timeout);
@@ -1332,10 +1337,10 @@ impl RemoteConn {
         }
         let out = match reply.result {
             Ok(out) => out,
-            Err(fault) => return Ok(Err(fault)),
+            Err(fault) => return Ok((Err(fault), seq)),
         };
         // Each reference in the answer was counted for this connection: adopt it.
-        Ok(Ok(out.map_refs(|id| Ok::<_, ManagerError>(Ref::Remote(self.adopt(&mut pending, id))))?))
+        Ok((Ok(out.map_refs(|id| Ok::<_, ManagerError>(Ref::Remote(self.adopt(&mut pending, id))))?), seq))
     }
 
     fn adopt(self: &Arc<Self>, pending: &mut Pending, id: ObjectId) -> Arc<RemoteRef> {

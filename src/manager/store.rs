@@ -226,6 +226,37 @@ impl QueueState {
         self.last_take.insert(owner.conn, seq);
     }
 
+    /// The item of `owner`'s take numbered `taken`, which its client could not decode
+    /// (`Op::GiveBack`), back at the queue's front; whether it went back. A client's word is
+    /// not trusted (review139 condition 1): only the connection's last take from this queue
+    /// matches, once (it is cleared), so a client never gives back what it did not take,
+    /// nor twice, and a joinable queue's counts stay exact (its task is no longer the
+    /// taker's, and `unfinished` counts it still, queued). No match (another take of the
+    /// connection's since, a remote client's other thread's; or none): the item is
+    /// dropped, and the task stays the taker's, as before mgr106. A queue shut down and
+    /// empty has told its gets `ShutDown`: the item is dropped and, on a joinable queue,
+    /// counted done as `shutdown(immediate)` counts the items it drops, so that a `join`
+    /// does not wait for a task its live taker was told it did not take.
+    fn give_back(&mut self, owner: Owner, taken: u64, item: Stored, fx: &mut Effects) -> bool {
+        if self.last_take.get(&owner.conn) != Some(&taken) {
+            fx.dropped.push(item);
+            return false;
+        }
+        self.last_take.remove(&owner.conn);
+        if self.joinable {
+            self.count(owner.holder, -1);
+        }
+        if self.shutdown && self.items.is_empty() {
+            if self.joinable {
+                self.unfinished = self.unfinished.saturating_sub(1);
+            }
+            fx.dropped.push(item);
+            return false;
+        }
+        self.items.push_front(item);
+        true
+    }
+
     /// `holder` marked a task done: counted against its own count whoever took the task,
     /// so that another holder's task is never told lost for it (review112 M1).
     fn done_by(&mut self, holder: Holder) {
@@ -1422,6 +1453,7 @@ fn take_items(op: &mut Op, out: &mut Vec<Item<ObjectId>>) {
         | Op::AttrSet(_, i)
         | Op::ValueSet(i)
         | Op::Put { item: i, .. }
+        | Op::GiveBack { item: i, .. }
         | Op::Method { args: i, .. } => take(i),
         Op::DictSet(k, v) | Op::DictSetDefault(k, v) => {
             take(k);
@@ -1808,6 +1840,12 @@ fn apply(
                 q.getters.push_back(waiter);
                 return None;
             }
+        }
+        (Body::Queue(q), Op::GiveBack { seq: taken, .. }) => {
+            // Stored as a put's (its references counted, each checked to exist), so the
+            // client's own references, dropped once this is answered, are not the item's.
+            let item = next(args);
+            Ok(Out::Bool(q.give_back(owner, *taken, item, fx)))
         }
         (Body::Queue(q), Op::QSize) => Ok(Out::Sizes { len: q.items.len() as u64, max: q.maxsize }),
         (Body::Queue(q), Op::QueueIsShutdown) => Ok(Out::Bool(q.shutdown)),
@@ -2779,6 +2817,56 @@ mod tests {
         assert!(store.give_back(D, Some(first), 6, item(b"a2", &[])).is_ok());
         store.requeue_given_back();
         assert_eq!(sizes(&mut store, first), 2);
+    }
+
+    /// mgr106: a client's `GiveBack` (an item it took but could not decode) is never
+    /// trusted (review139 condition 1): only its connection's last take from that queue
+    /// matches, and once; one whose item refers to no object is refused whole, the take
+    /// still its to give back; a queue shut down and empty drops the item, counted done.
+    #[test]
+    fn a_client_gives_back_only_its_own_last_take_of_that_queue_and_once() {
+        let mut store = Store::new();
+        let k = Kind::JoinableQueue;
+        let [q, other] = [(); 2].map(|()| create(&mut store, Create::Queue { maxsize: 0, joinable: true }));
+        for (seq, bytes) in [(2, b"a"), (3, b"b")] {
+            assert_eq!(
+                call(&mut store, A, seq, q, k, Op::Put { item: item(bytes, &[]), wait: None }),
+                Some(Ok(Out::Unit))
+            );
+        }
+        let give_back = |store: &mut Store, conn, seq, queue, taken, refs: &[ObjectId]| {
+            call(store, conn, seq, queue, k, Op::GiveBack { seq: taken, item: item(b"a", refs) })
+        };
+        let len = |store: &mut Store| match call(store, A, 99, q, k, Op::QSize) {
+            Some(Ok(Out::Sizes { len, .. })) => len,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(give_back(&mut store, B, 4, q, 3, &[]), Some(Ok(Out::Bool(false))), "B took nothing");
+        assert!(matches!(call(&mut store, B, 5, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(len(&mut store), 1);
+        assert_eq!(give_back(&mut store, C, 6, q, 5, &[]), Some(Ok(Out::Bool(false))), "C did not take it");
+        assert_eq!(give_back(&mut store, B, 7, other, 5, &[]), Some(Ok(Out::Bool(false))), "not from that queue");
+        assert_eq!(give_back(&mut store, B, 8, q, 4, &[]), Some(Ok(Out::Bool(false))), "not that take");
+        assert_eq!(give_back(&mut store, B, 9, q, 5, &[12345]), Some(Err(Fault::BadReference(12345))));
+        assert_eq!(len(&mut store), 1);
+        assert_eq!(give_back(&mut store, B, 10, q, 5, &[]), Some(Ok(Out::Bool(true))));
+        assert_eq!(give_back(&mut store, B, 11, q, 5, &[]), Some(Ok(Out::Bool(false))), "given back once");
+        assert_eq!(len(&mut store), 2);
+        match call(&mut store, C, 12, q, k, Op::Get { wait: Some(0) }) {
+            Some(Ok(Out::Item(got))) => assert_eq!(got.bytes, b"a", "at the front"),
+            other => panic!("{other:?}"),
+        }
+        // B's connection ends: it holds no task, so none is lost.
+        store.drop_conn(B, false);
+        assert_eq!(call(&mut store, C, 13, q, k, Op::TaskDone), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 14, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(false))));
+
+        // Shut down and empty: the item is dropped, its task counted done.
+        assert!(matches!(call(&mut store, C, 15, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
+        assert_eq!(call(&mut store, A, 16, q, k, Op::QueueShutdown { immediate: false }), Some(Ok(Out::Unit)));
+        assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(false))));
+        assert_eq!(len(&mut store), 0);
+        assert_eq!(call(&mut store, A, 18, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
     }
 
     #[test]
