@@ -5606,6 +5606,8 @@ fn grow_holds_stopped_then_wait_to_be_told(queues: (multiproc::Queue<()>, multip
     value
 }
 
+const OWED_REAP_INNER: &str = "MULTIPROC_TEST_OWED_REAP_INNER";
+
 /// review145 M1: a reap that gives up on a process stopped holding the holds directory's
 /// lock is redone. The given-up reap was never redone (and had used this process's sweep):
 /// the dead child's value stayed held after every process resumed, until some unrelated
@@ -5616,8 +5618,16 @@ fn grow_holds_stopped_then_wait_to_be_told(queues: (multiproc::Queue<()>, multip
 /// call or not at all, however long the steps before it took (review151 L2: the redo was
 /// the stopper's join, which before the fix swept anyway once `SWEEP_GAP`, 100 ms, had
 /// passed since the given-up reap; the test passed on the unfixed code after a 150 ms stall).
+///
+/// Run only by the test below, in a process of its own, whose only children are these
+/// two: `active_children` first reaps every ended child of the process, and another test's
+/// child, ended unjoined, reaped there, frees its own holds and sweeps, owed or not, so
+/// the test passed on the unfixed code beside one (review160 L1).
 #[test]
-fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_resumes() {
+fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_resumes_inner() {
+    if std::env::var_os(OWED_REAP_INNER).is_none() {
+        return;
+    }
     let leaks = common::leak_check(LIMIT);
     {
         let (made, told) = (multiproc::Queue::<()>::new().unwrap(), multiproc::Queue::<()>::new().unwrap());
@@ -5636,12 +5646,24 @@ fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_
         let before = multiproc::__private::heap_in_use();
         let live = multiproc::active_children().len();
         let after = multiproc::__private::heap_in_use();
-        println!("the heap in use around active_children ({live} child alive): {before} bytes, then {after}");
+        eprintln!("the heap in use around active_children ({live} child alive): {before} bytes, then {after}");
         end.put(()).unwrap();
         assert_eq!(stopper.join().unwrap(), 7);
         assert!(after < before, "the owed reap was not redone by active_children: {before} bytes, then {after}");
     }
     leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_resumes() {
+    let _w = common::watchdog(LIMIT);
+    let stderr = common::run_inner_test_stderr(
+        "a_reap_given_up_on_a_stopped_holder_of_the_holds_directory_is_redone_once_it_resumes_inner",
+        &[(OWED_REAP_INNER, "1")],
+    );
+    let said = stderr.lines().find(|line| line.starts_with("the heap in use around")).unwrap_or("");
+    println!("{said}");
 }
 
 /// Waits for `go`, then does what [`grow_holds_stopped_under_the_directory_lock`] does:

@@ -614,7 +614,8 @@ fn a_stale_handles_unlink_leaves_a_segment_made_again_under_its_name() {
     SharedMemory::open(&name).unwrap().unlink().unwrap();
     // Another program takes the name (a plain file in /dev/shm, as `shm_open` makes).
     std::fs::write(format!("/dev/shm/{name}"), [1u8; 16]).unwrap();
-    // Nor is another handle of it that other segment (review154: it opened by name).
+    // Nor is a clone of it that other segment (review154: it opened by name; review160
+    // L3: it maps the handle's own file now).
     let cloned = ours.clone_handle().map(|other| other.size());
     let said = ours.unlink();
     let still_there = shm_exists(&name);
@@ -624,7 +625,52 @@ fn a_stale_handles_unlink_leaves_a_segment_made_again_under_its_name() {
     );
     assert!(still_there, "a stale handle's unlink removed another program's segment");
     assert!(matches!(said, Err(SharedMemoryError::NotFound(_))), "{said:?}");
-    assert!(matches!(cloned, Err(SharedMemoryError::NotFound(_))), "a stale handle's clone: {cloned:?}");
+    // Its clone maps its own file, unlinked as it is, not the other program's.
+    assert_eq!(cloned.unwrap(), 8, "a stale handle's clone is of its own segment");
+}
+
+/// Makes the FIFO `path`, as any program may in the world-writable `/dev/shm`.
+fn mkfifo(path: &str) {
+    let made = std::ffi::CString::new(path).unwrap();
+    // SAFETY (test): a plain `mkfifo` of a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// `clone_handle` maps the handle's own file at the handle's size, whatever its name names
+/// now (review160 L3: it opened the name, so a segment cut shorter was mapped short, and a
+/// stale handle whose name was made again empty or as a FIFO said `Empty`, where its docs
+/// said `NotFound`). A clone of a handle works as the handle does: after an unlink, and on
+/// a segment cut shorter (`Truncated` past the cut, as at the handle).
+#[test]
+fn a_clone_handle_maps_its_handles_own_file_at_its_size() {
+    let name = format!("mp-clone-own-{}", std::process::id());
+    let path = format!("/dev/shm/{name}");
+    let ours = SharedMemory::builder().name(&name).size(4096).track(false).create().unwrap();
+    ours.write_at(0, b"ours");
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
+    let cut = ours.clone_handle().map(|clone| clone.size());
+    ours.unlink().unwrap();
+    // The name made again by another program: empty, then a FIFO.
+    std::fs::write(&path, []).unwrap();
+    let empty = ours.clone_handle().map(|clone| {
+        clone.write_at(0, b"CL");
+        clone.size()
+    });
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path);
+    let fifo = ours.clone_handle().map(|clone| clone.size());
+    std::fs::remove_file(&path).unwrap();
+    let mut first = [0u8; 4];
+    ours.read_at(0, &mut first);
+    println!(
+        "clone of a segment cut to 100 bytes: {cut:?}; of a stale handle, the name made again empty: {empty:?}, \
+         as a FIFO: {fifo:?}; the handle's first bytes: {:?}",
+        String::from_utf8_lossy(&first)
+    );
+    assert_eq!(cut.unwrap(), 4096, "a clone of a segment cut shorter is mapped short");
+    assert_eq!(empty.unwrap(), 4096, "a stale handle's clone, its name made again empty");
+    assert_eq!(fifo.unwrap(), 4096, "a stale handle's clone, its name made again as a FIFO");
+    assert_eq!(&first, b"CLrs", "the clone's write is not in the handle's segment");
 }
 
 /// A handle in flight names its segment by file, not by size: a segment another program
@@ -654,13 +700,40 @@ fn a_handle_in_flight_names_its_segment_by_file_not_by_size() {
     tx.send(&shm).unwrap();
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
     let cut = rx.recv().map(|got| got.size());
+    // Cut to 0 bytes (review160 L3: said "it has not been given its size yet").
+    tx.send(&shm).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    let emptied = rx.recv().map(|got| got.size());
     let _ = std::fs::remove_file(&path);
-    println!("grown: {grown:?}; made again: {again:?}; cut: {cut:?}");
+    // The name made again empty, then as a FIFO: another file, said as such (review160 L3:
+    // "it has not been given its size yet").
+    tx.send(&shm).unwrap();
+    std::fs::write(&path, []).unwrap();
+    let again_empty = rx.recv().map(|got| got.size());
+    std::fs::remove_file(&path).unwrap();
+    tx.send(&shm).unwrap();
+    mkfifo(&path);
+    let again_fifo = rx.recv().map(|got| got.size());
+    std::fs::remove_file(&path).unwrap();
+    let err = |got: &Result<usize, multiproc::RecvError>| match got {
+        Ok(size) => format!("Ok({size})"),
+        Err(e) => e.to_string(),
+    };
+    println!(
+        "grown: {grown:?}; made again: {again:?}; cut: {cut:?}; cut to 0: {}; made again empty: {}; \
+         as a FIFO: {}",
+        err(&emptied),
+        err(&again_empty),
+        err(&again_fifo)
+    );
     assert_eq!(grown.unwrap(), (8192, b"sent".to_vec()), "a grown segment is opened whole");
     let said =
         |got: &Result<usize, multiproc::RecvError>, what: &str| matches!(got, Err(e) if e.to_string().contains(what));
     assert!(said(&again, "made again"), "a name made again was taken for the sender's segment: {again:?}");
     assert!(said(&cut, "was cut to 100 bytes"), "a segment cut shorter was taken whole: {cut:?}");
+    assert!(said(&emptied, "was cut to 0 bytes"), "a segment cut to 0 bytes: {emptied:?}");
+    assert!(said(&again_empty, "made again"), "a name made again empty: {again_empty:?}");
+    assert!(said(&again_fifo, "made again"), "a name made again as a FIFO: {again_fifo:?}");
 }
 
 /// Names of 251 to 255 bytes are valid in `/dev/shm` (`NAME_MAX` is 255), and Python makes
@@ -915,6 +988,39 @@ fn a_failed_create_does_not_unlink_a_segment_made_again_under_its_name() {
     let _ = theirs.unlink();
     assert!(made.starts_with("Err(Io"), "{made}");
     assert!(still_there, "the failed create's clean-up unlinked another program's segment");
+}
+
+/// Creates the segments `<prefix>tracked` and `<prefix>untracked` with the file id of a
+/// new segment failing to be taken (`fstat`): what each create said.
+fn create_segments_whose_file_id_fails(prefix: String) -> [String; 2] {
+    multiproc::__private::crash_at("fail:shm.segment.file");
+    let made = [true, false].map(|track| {
+        let name = format!("{prefix}{}", if track { "tracked" } else { "untracked" });
+        match multiproc::SharedMemory::builder().name(name).size(4096).track(track).create() {
+            Ok(shm) => format!("Ok({})", shm.name()),
+            Err(e) => format!("Err({e:?})"),
+        }
+    });
+    multiproc::__private::crash_disarm();
+    made
+}
+
+/// A create whose new segment's file id cannot be taken fails and leaves nothing in
+/// `/dev/shm` (review160 L2: the id was taken once the segment was allocated, with nothing
+/// left to remove it; an untracked segment stayed for ever). In a child: the fail point is
+/// the process's.
+#[test]
+fn a_create_that_cannot_take_its_segments_file_id_leaves_nothing() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-create-no-id-{}-", std::process::id());
+    let made = Process::new(create_segments_whose_file_id_fails, prefix.clone()).start().unwrap().join().unwrap();
+    let left = ["tracked", "untracked"].map(|what| shm_exists(&format!("{prefix}{what}")));
+    for name in segments_named(&prefix) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    }
+    println!("the creates said {made:?}; left in /dev/shm: {left:?}");
+    assert!(made.iter().all(|said| said.starts_with("Err(Io")), "{made:?}");
+    assert_eq!(left, [false, false], "a create that failed left its segment");
 }
 
 /// A failed list's clean-up removes its own segment only, not one made again under its
@@ -1587,6 +1693,38 @@ fn a_segment_main_untracked_while_the_tracker_was_stopped_outlives_the_family() 
     let prefix = format!("mp-test-main-forgot-{}-", std::process::id());
     let (outlived, stderr) = outlived_the_family("a_main_untracking_beside_a_stopped_tracker_inner", &prefix, ["kept"]);
     assert_eq!(outlived, [true], "kept: {stderr}");
+}
+
+/// Run only by the test below, in a family of its own: a segment named by the outer test
+/// (its prefix) made tracked, unlinked through another handle and made again, tracked;
+/// then the first, stale handle's `untrack`.
+#[test]
+fn a_stale_handles_untrack_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
+    let prefix = prefix.into_string().unwrap();
+    eprintln!("tracker {}", tracker_pid());
+    let name = format!("{prefix}again");
+    let stale = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    SharedMemory::open(&name).unwrap().unlink().unwrap();
+    let again = SharedMemory::builder().name(&name).size(4096).create().unwrap();
+    eprintln!("untrack said {:?}", stale.untrack());
+    std::mem::forget(again);
+    println!("INNER-DONE");
+}
+
+/// A stale handle's `untrack` (its segment unlinked through another handle, the name made
+/// again, tracked, since) leaves the new segment tracked: it goes with the family. It went
+/// by name, so the tracker forgot the new segment, which outlived the family (review160
+/// M2). It says `NotFound` now, as the handle's `unlink` does.
+#[test]
+fn a_stale_handles_untrack_leaves_a_segment_made_again_tracked() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-stale-untrack-{}-", std::process::id());
+    let (outlived, stderr) = outlived_the_family("a_stale_handles_untrack_inner", &prefix, ["again"]);
+    let said = stderr.lines().find_map(|line| line.strip_prefix("untrack said ")).unwrap_or("nothing");
+    println!("the stale handle's untrack said {said}; the segment made again outlived the family: {outlived:?}");
+    assert_eq!(outlived, [false], "the segment made again outlived the family: {stderr}");
+    assert!(said.starts_with("Err(NotFound("), "{said}");
 }
 
 /// Fills the stopped tracker's pipe (so that this process's next lines do not wait),

@@ -181,7 +181,9 @@ impl SharedMemoryBlocks {
         self.names.to_vec()
     }
 
-    /// Unlinks every recorded block; the names that are gone already are skipped.
+    /// Unlinks every recorded block; the names that are gone already are skipped. By name
+    /// (said in `shutdown`'s docs; review160 L4): the name is recorded before the block is
+    /// made, when there is no file to record.
     fn unlink_all(&self) -> Result<(), ManagerError> {
         while let Some(name) = self.names.pop()? {
             if let Ok(shm) = SharedMemory::open(&name) {
@@ -309,6 +311,12 @@ impl SharedMemoryManager {
 
     /// Unlinks every block made through this manager, then stops its server (Python's
     /// `smm.shutdown()`). Handles still open keep their mapping; the names are gone.
+    ///
+    /// It goes by name, as Python's does: a block already unlinked (say by
+    /// [`SharedMemory::unlink`]) whose `mp-…` name another program then made again has
+    /// that program's file unlinked here. The names are recorded before their blocks are
+    /// made, so that nothing a process killed meanwhile made is missed; no file is known
+    /// then.
     ///
     /// # Errors
     ///

@@ -273,7 +273,7 @@ impl SharedMemoryBuilder {
         {
             return Err(SharedMemoryError::SizeMismatch { name, expected, actual: segment.len() });
         }
-        SharedMemory::made(name, segment)
+        Ok(SharedMemory::made(name, segment))
     }
 }
 
@@ -311,7 +311,7 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
     match new.allocate(size) {
         Ok(segment) => {
             crate::shm::crash::crash_point!("shared_memory.create.made");
-            SharedMemory::made(name, segment)
+            Ok(SharedMemory::made(name, segment))
         }
         Err(e) => {
             // Unlinked if the name still is our file, and then forgotten: a name made again
@@ -398,11 +398,11 @@ fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
 #[doc(alias = "multiprocessing.shared_memory.SharedMemory")]
 pub struct SharedMemory {
     name: String,
+    /// With the file it is ([`Segment::file`]), taken when it was made or opened:
+    /// `unlink`, `untrack` and a handle in flight go by it, not by the name, which another
+    /// program may have made again since (aud103 L2, L3; review154 L3: no `fstat` at their
+    /// time; review160 M2), and `clone_handle` maps that file.
     pub(crate) segment: Segment,
-    /// The file it is, taken when it was made or opened: `unlink`, `clone_handle` and a
-    /// handle in flight go by it, not by the name, which another program may have made
-    /// again since (aud103 L2, L3; review154 L3: no `fstat` at their time).
-    file: FileId,
 }
 
 impl fmt::Debug for SharedMemory {
@@ -461,12 +461,14 @@ impl SharedMemory {
         Self::builder().name(name).open()
     }
 
-    /// Another handle to the same segment (a new mapping of it).
+    /// Another handle to the same segment: a new mapping of its file, at this handle's
+    /// size, whatever its name names now. Like this handle, it works after the segment was
+    /// unlinked, and says [`Truncated`](SharedMemoryError::Truncated) past the end of a
+    /// segment another process cut shorter.
     ///
     /// # Errors
     ///
-    /// [`SharedMemoryError::NotFound`] when the name was unlinked meanwhile, or names
-    /// another segment since (made again by another program); what the OS said.
+    /// What the OS said ([`SharedMemoryError::Io`]: `EMFILE` with no descriptor left).
     ///
     /// # Examples
     ///
@@ -479,18 +481,15 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn clone_handle(&self) -> Result<Self, SharedMemoryError> {
-        let other = Self::builder().name(&self.name).open()?;
-        // The name may be another program's segment since (review154): not this one.
-        if other.file != self.file {
-            return Err(SharedMemoryError::NotFound(self.name.clone()));
-        }
-        Ok(other)
+        // Through the file, not the name, which may be another program's segment since
+        // (review154), or this one's cut shorter (review160 L3: mapped short).
+        let segment = self.segment.try_clone().map_err(SharedMemoryError::Io)?;
+        Ok(SharedMemory { name: self.name.clone(), segment })
     }
 
-    /// A handle of `segment`, just made or opened as `name`, with the file it is.
-    fn made(name: String, segment: Segment) -> Result<SharedMemory, SharedMemoryError> {
-        let file = segment.id().map_err(|e| SharedMemoryError::from_io(e, &name))?;
-        Ok(SharedMemory { name, segment, file })
+    /// A handle of `segment`, just made or opened as `name`.
+    fn made(name: String, segment: Segment) -> SharedMemory {
+        SharedMemory { name, segment }
     }
 
     /// The segment's name, without leading slashes (Python's `name` keeps the ones it was given).
@@ -687,9 +686,12 @@ impl SharedMemory {
     /// and the answer is `NotFound`. (Python's `unlink` goes by name and removes it.)
     ///
     /// A segment of a name this library chose ([`SharedMemory::create`]'s `mp-…` names) is
-    /// tracked by name alone: should another program make that name again after this
-    /// handle's segment was unlinked, the family's tracker still unlinks it when the family
-    /// ends, as Python's does.
+    /// tracked by name alone: should another program unlink it (Python's `unlink`, `rm`)
+    /// and make that name again, the family's tracker unlinks the new file when the family
+    /// ends, as Python's does. (This `unlink` also tells the tracker to forget the name, so
+    /// a file made again after it is left alone.) The same holds for the blocks of a
+    /// [`SharedMemoryManager`](crate::SharedMemoryManager), which its shutdown unlinks by
+    /// name.
     ///
     /// # Errors
     ///
@@ -722,7 +724,7 @@ impl SharedMemory {
     /// gone or another file's. The few microseconds between the look and the unlink stay
     /// ([`Segment::unlink_if`]).
     pub(crate) fn unlink_if_ours(&self) -> Result<bool, SharedMemoryError> {
-        match Segment::unlink_if(&self.name, Some(self.file)) {
+        match Segment::unlink_if(&self.name, Some(self.segment.file())) {
             Ok(()) => {
                 // A forgetting not taken now waits in this process's backlog.
                 let _ = tracker::unregister(&self.name);
@@ -736,7 +738,14 @@ impl SharedMemory {
     /// Stops tracking the segment: it will outlive the family unless somebody unlinks it
     /// (for a segment handed over on purpose, Python's `track=False` after the fact).
     ///
+    /// It forgets this handle's segment only: when the segment was unlinked already and
+    /// the name since names another segment (made again, maybe tracked by the family),
+    /// that one stays tracked and the answer is `NotFound`. (Python's goes by name.)
+    ///
     /// # Errors
+    ///
+    /// [`SharedMemoryError::NotFound`] when the segment was unlinked (the name gone or
+    /// another segment's): nothing is forgotten.
     ///
     /// [`SharedMemoryError::Tracker`] (`TimedOut`) when the family's resource tracker has
     /// read nothing for seconds (it is stopped, say by a debugger): it still tracks the
@@ -760,7 +769,16 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn untrack(&self) -> Result<(), SharedMemoryError> {
-        tracker::unregister(&self.name).map_err(SharedMemoryError::Tracker)
+        // By file, not by name: a stale handle's made the tracker forget a segment the
+        // family made again under the name, which then outlived it (review160 M2). The few
+        // microseconds between the look and the line stay, as in `unlink`.
+        match Segment::named_file(&self.name) {
+            Ok(file) if file == self.segment.file() => {
+                tracker::unregister(&self.name).map_err(SharedMemoryError::Tracker)
+            }
+            Ok(_) => Err(SharedMemoryError::NotFound(self.name.clone())),
+            Err(e) => Err(SharedMemoryError::from_io(e, &self.name)),
+        }
     }
 }
 
@@ -781,7 +799,7 @@ struct Wire {
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let FileId { dev, ino } = self.file;
+        let FileId { dev, ino } = self.segment.file();
         Wire { name: self.name.clone(), dev, ino, size: self.size() }.serialize(serializer)
     }
 }
@@ -789,21 +807,37 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let shm = SharedMemory::builder().name(wire.name).open().map_err(D::Error::custom)?;
-        if shm.file != (FileId { dev: wire.dev, ino: wire.ino }) {
-            return Err(D::Error::custom(format_args!(
-                "the shared memory segment '{}' was unlinked and its name made again since it was sent",
-                shm.name
-            )));
-        }
-        if shm.size() < wire.size {
-            return Err(D::Error::custom(format_args!(
-                "the shared memory segment '{}' was cut to {} bytes since it was sent with {}",
-                shm.name,
-                shm.size(),
+        let name = valid_name(&wire.name).map_err(D::Error::custom)?;
+        let sent = FileId { dev: wire.dev, ino: wire.ino };
+        let made_again = || {
+            D::Error::custom(format_args!(
+                "the shared memory segment '{name}' was unlinked and its name made again since it was sent"
+            ))
+        };
+        let cut = |size: usize| {
+            D::Error::custom(format_args!(
+                "the shared memory segment '{name}' was cut to {size} bytes since it was sent with {}",
                 wire.size
-            )));
+            ))
+        };
+        let segment = match Segment::open(&name) {
+            Ok(segment) => segment,
+            // Which empty file: the sender's, cut to 0 bytes, or another (review160 L3:
+            // both said "it has not been given its size yet").
+            Err(e) => {
+                return Err(match sys::EmptyFile::of(&e) {
+                    Some(file) if file == sent => cut(0),
+                    Some(_) => made_again(),
+                    None => D::Error::custom(SharedMemoryError::from_io(e, &name)),
+                });
+            }
+        };
+        if segment.file() != sent {
+            return Err(made_again());
         }
-        Ok(shm)
+        if segment.len() < wire.size {
+            return Err(cut(segment.len()));
+        }
+        Ok(SharedMemory::made(name, segment))
     }
 }

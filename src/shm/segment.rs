@@ -9,7 +9,7 @@
 //! nobody truncates the segment.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::sys::{FileId, SharedMapping};
 
@@ -18,6 +18,10 @@ use crate::sys::{FileId, SharedMapping};
 pub(crate) struct Segment {
     map: SharedMapping,
     len: usize,
+    /// The file it is, taken at its making or opening, before anything is left to clean up
+    /// (review160 L2: taken once the segment was allocated, its failure left the segment in
+    /// `/dev/shm`).
+    file: FileId,
 }
 
 /// A segment just created ([`Segment::create`]), its file still empty. Dropped before it
@@ -41,21 +45,22 @@ impl NewSegment {
     pub(crate) fn id(&self) -> io::Result<FileId> {
         match self.file {
             Some(file) => Ok(file),
-            None => FileId::of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd()),
+            None => file_of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd()),
         }
     }
 
     /// Gives the segment `len` bytes, all of them allocated (seconds for a large one), and
     /// maps it. On an error the segment is still to be [`discard`](NewSegment::discard)ed
-    /// (or dropped).
+    /// (or dropped): the file it is, too, is taken first.
     pub(crate) fn allocate(&mut self, len: usize) -> io::Result<Segment> {
+        let file = self.id()?;
         let fd = self.fd.take().expect("a new segment is allocated once");
         if crate::shm::crash::fail_point!("shm.segment.allocate") {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         let map = SharedMapping::allocate(fd, len)?;
         self.done = true;
-        Ok(Segment { map, len })
+        Ok(Segment { map, len, file })
     }
 
     /// Unlinks the name of a segment not allocated, if it still is this file (review126,
@@ -74,6 +79,15 @@ impl Drop for NewSegment {
     fn drop(&mut self) {
         self.discard();
     }
+}
+
+/// The file a new segment's `fd` is (its `fstat`); the fail point `shm.segment.file` fails
+/// it (`ENOMEM`).
+fn file_of(fd: BorrowedFd<'_>) -> io::Result<FileId> {
+    if crate::shm::crash::fail_point!("shm.segment.file") {
+        return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+    }
+    FileId::of(fd)
 }
 
 /// The segment's file is now shorter than the access needs (another process truncated it).
@@ -99,15 +113,28 @@ impl Segment {
     /// process's from here, and [`NewSegment::allocate`] gives it its bytes.
     pub(crate) fn create(name: &str) -> io::Result<NewSegment> {
         let fd = SharedMapping::create_named(name)?;
-        let file = FileId::of(fd.as_fd()).ok();
+        let file = file_of(fd.as_fd()).ok();
         Ok(NewSegment { name: name.to_owned(), fd: Some(fd), file, done: false })
     }
 
-    /// Opens the named segment, all of it.
+    /// Opens the named segment, all of it. A file of 0 bytes is an error that says which
+    /// file it is ([`crate::sys::EmptyFile`]).
     pub(crate) fn open(name: &str) -> io::Result<Self> {
-        let map = SharedMapping::open_named(name)?;
+        let (map, file) = SharedMapping::open_named(name)?;
         let len = map.len();
-        Ok(Segment { map, len })
+        Ok(Segment { map, len, file })
+    }
+
+    /// Another mapping of this segment's file, at its length: the same file, whatever its
+    /// name names now (review160 L3: opened by name, a segment cut shorter was mapped
+    /// short, and a name made again empty said `Empty`).
+    pub(crate) fn try_clone(&self) -> io::Result<Self> {
+        Ok(Segment { map: self.map.remap()?, len: self.len, file: self.file })
+    }
+
+    /// Which file the name `name` is now (`NotFound` if none), by `lstat`.
+    pub(crate) fn named_file(name: &str) -> io::Result<FileId> {
+        SharedMapping::named_file(name)
     }
 
     /// Removes a name from `/dev/shm` if it is still the file `id` (if known: else
@@ -121,8 +148,8 @@ impl Segment {
 
     /// The file it is (whatever its name names now), for a later unlink to check that
     /// its name still is this file ([`Segment::unlink_if`]).
-    pub(crate) fn id(&self) -> io::Result<FileId> {
-        FileId::of(self.map.fd())
+    pub(crate) fn file(&self) -> FileId {
+        self.file
     }
 
     /// Its size in bytes.

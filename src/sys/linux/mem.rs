@@ -32,15 +32,21 @@ impl FileId {
 }
 
 /// The error inside the `io::Error` of [`SharedMapping::open_named`] for an object of 0
-/// bytes, which nothing can map (aud103 L4): the layer above tells it from other refusals
-/// with [`EmptyFile::is`].
+/// bytes, which nothing can map (aud103 L4), with the file it is: the layer above tells it
+/// from other refusals with [`EmptyFile::is`], and a handle in flight whether it is the
+/// sender's segment, cut to 0 bytes, or another file ([`EmptyFile::of`]; review160 L3).
 #[derive(Debug)]
-pub(crate) struct EmptyFile;
+pub(crate) struct EmptyFile(FileId);
 
 impl EmptyFile {
     /// Whether `e` is this error.
     pub(crate) fn is(e: &io::Error) -> bool {
-        e.get_ref().is_some_and(|inner| inner.is::<EmptyFile>())
+        Self::of(e).is_some()
+    }
+
+    /// The empty file, if `e` is this error.
+    pub(crate) fn of(e: &io::Error) -> Option<FileId> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<EmptyFile>()).map(|empty| empty.0)
     }
 }
 
@@ -98,17 +104,36 @@ impl SharedMapping {
         Self::map(fd, len)
     }
 
-    /// Opens the existing named shared memory object `name` and maps all of it. An object
-    /// of 0 bytes is [`EmptyFile`]: a creator between its `shm_open` and its `ftruncate`
-    /// ([`SharedMapping::create_named`], then [`SharedMapping::allocate`]), or a program
-    /// that made it empty.
-    pub(crate) fn open_named(name: &str) -> io::Result<Self> {
+    /// Opens the existing named shared memory object `name` and maps all of it; with the
+    /// file it is, from the same `fstat` as its size (review160 L2: a second one, later,
+    /// could fail once the segment was made). An object of 0 bytes is [`EmptyFile`]: a
+    /// creator between its `shm_open` and its `ftruncate` ([`SharedMapping::create_named`],
+    /// then [`SharedMapping::allocate`]), or a program that made it empty.
+    pub(crate) fn open_named(name: &str) -> io::Result<(Self, FileId)> {
         let fd = shm::open(bare_name(name), shm::OFlags::RDWR | no_follow(), Mode::empty())?;
-        let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        let stat = rustix::fs::fstat(&fd)?;
+        let (len, file) = (stat.st_size as usize, FileId::of_stat(&stat));
         if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, EmptyFile));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, EmptyFile(file)));
         }
-        Self::map(fd, len)
+        Ok((Self::map(fd, len)?, file))
+    }
+
+    /// Which file the name `name` of `/dev/shm` is now (`NotFound` if none). An `lstat`,
+    /// never an open (see [`SharedMapping::unlink_named_if`]).
+    pub(crate) fn named_file(name: &str) -> io::Result<FileId> {
+        let path = format!("/dev/shm/{}", bare_name(name));
+        let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(FileId::of_stat(&stat))
+    }
+
+    /// Another mapping of this one's file, at this one's length, through a duplicate of its
+    /// descriptor: the same file whatever its name names now, or after an unlink. The file
+    /// may be shorter than the mapping by now (another process truncated it): the bytes
+    /// past its end are mapped still, and must not be touched but through the file
+    /// ([`SharedMapping::read_file_at`]), as this one's.
+    pub(crate) fn remap(&self) -> io::Result<Self> {
+        Self::map(self.fd.try_clone()?, self.len)
     }
 
     /// Removes the name `name` from `/dev/shm`; mappings stay valid until unmapped.
@@ -125,9 +150,7 @@ impl SharedMapping {
     /// `/dev/shm`, and a read open of one waits for a writer, for ever (review104 M1: the
     /// next program's `init()` hung). It needs no read permission either.
     pub(crate) fn unlink_named_if(name: &str, id: FileId) -> io::Result<()> {
-        let path = format!("/dev/shm/{}", bare_name(name));
-        let stat = rustix::fs::statat(rustix::fs::CWD, path.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-        if FileId::of_stat(&stat) != id {
+        if Self::named_file(name)? != id {
             return Err(io::Error::new(io::ErrorKind::NotFound, "the name is another file's since"));
         }
         Self::unlink_named(name)
@@ -139,7 +162,9 @@ impl SharedMapping {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map 0 bytes"));
         }
         // SAFETY: a fresh mapping chosen by the kernel (null hint, no MAP_FIXED) cannot
-        // overlap memory Rust knows about; `fd` is a memory file at least `len` long.
+        // overlap memory Rust knows about; `fd` is a memory file (mapping past its end, if
+        // another process cut it, is no fault: only touching those pages is, and nothing
+        // touches them but through the file).
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
