@@ -156,11 +156,16 @@ return 0
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
 /// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
 /// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
-/// is returned. Nothing landed: nil (or the error the skipped move hid).
+/// is returned. Nothing landed: nil (or the error the skipped move hid: the `LLEN` meets
+/// the list's wrong type again, and the `DEL` of the empty landing list, a write that
+/// changes nothing, meets a replica's `READONLY`: a script that only reads runs on a
+/// replica, and its nil, taken for an empty queue, sent the next take at once, in a hot loop
+/// until the heartbeat was due; review159 M2).
 const TAKE: &str = r"
 local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
   redis.call('LLEN', KEYS[4])
+  redis.call('DEL', KEYS[1])
   return false
 end
 if #v > tonumber(ARGV[1]) then
@@ -346,6 +351,26 @@ impl Drop for SentPut {
         let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
         puts.open.remove(&self.number);
         puts.settled.insert(self.number);
+    }
+}
+
+impl State {
+    /// One exchange of a get, on its connection (opened first if needed), by the get's
+    /// deadline as a turn's exchanges are ([`Until::turn_end`]) if it has one, else with the
+    /// link's own waits.
+    fn run_until<R>(
+        &mut self,
+        until: Until,
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<R>,
+    ) -> Result<R, ClusterError> {
+        let end = until.turn_end();
+        self.link.connect_by(end)?;
+        self.link.run(|c| {
+            if let Some(at) = end {
+                c.end_by(at);
+            }
+            f(c)
+        })
     }
 }
 
@@ -647,9 +672,15 @@ fn consumer_id() -> String {
 /// leaves expires.
 const DROP_WAIT: Duration = Duration::from_millis(500);
 
-/// How long past its deadline a get's exchange may wait for Redis's answer (and no longer
-/// than the queue's `timeout`): the answer to its last wait, which ends at the deadline.
-const GRACE: Duration = Duration::from_millis(500);
+/// How long a take waits for Redis's answer past its wait, whatever the queue's `timeout`
+/// (the get's too), and how long past the later of its deadline and its turn's start an
+/// exchange of a get with a deadline may wait. A second: Redis answers a blocking command
+/// that timed out up to a tick of its clock late, and `hz` may be as low as 1 (review159
+/// M1: half a second, and at most the queue's `timeout`, failed healthy gets on an empty
+/// queue `Unreachable`). Without it a take blocked on a failover's demoted master waited
+/// for ever with `timeout(Duration::MAX)`: that server ends the move `UNBLOCKED`, a reply
+/// the take skips, and then neither answers nor closes the connection (review159 H1).
+const GRACE: Duration = SLICE;
 
 /// The first pause of a call that meets Redis away ([`backed_off`]).
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
@@ -677,6 +708,17 @@ enum Until {
 impl Until {
     fn after(timeout: Duration) -> Self {
         Instant::now().checked_add(timeout).map_or(Until::Never, Until::At)
+    }
+
+    /// The end of the exchanges of a get's turn on the connection starting now: [`GRACE`] past
+    /// the later of the deadline and now (`None`: no deadline). Measured from the turn, not the
+    /// call: a turn that comes late (behind another thread's call on a shared handle, after a
+    /// slow open) is not given a deadline already past (review159 M1).
+    fn turn_end(self) -> Option<Instant> {
+        match self {
+            Until::At(at) => Some(at.max(Instant::now()) + GRACE),
+            Until::Now | Until::Never => None,
+        }
     }
 
     /// How long the next blocking command may wait, at most `most`; `None` once the
@@ -737,6 +779,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Queue::state`], waiting at most `wait` for another thread's call to let it go
+    /// (`None` if it does not).
+    fn state_within(&self, wait: Duration) -> Option<MutexGuard<'_, State>> {
+        let until = Instant::now() + wait;
+        loop {
+            match self.state.try_lock() {
+                Ok(state) => return Some(state),
+                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(2)));
+        }
     }
 
     /// Puts `value` at the end of the queue, waiting while it is full.
@@ -1172,7 +1232,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut received = self.receive_until(until)?;
         crash_point!("cluster.get.taken");
         let value = received.value.take().expect("a Received holds its value until ack");
-        let _ = received.remove();
+        // By the get's deadline, as its take (review159 M4: the handle's timeout).
+        let _ = received.remove(until);
         Ok(value)
     }
 
@@ -1246,23 +1307,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // since the first failure and within its own deadline, as a put and a pool do; and
         // the pause before the next try ([`backed_off`]).
         let mut away: Option<(Instant, Duration)> = None;
-        // The get's exchanges end by its deadline, but for the time the answer to a wait
-        // that ends there has to come (`GRACE`, at most the queue's `timeout`): a server
-        // that stops answering mid-wait is not waited for past it (review153 M3: a failover
-        // ends a blocking move `UNBLOCKED`, a reply the take skips, and the demoted master
-        // then answers nothing on that connection; the get waited its exchange's whole
-        // wait, the queue's `timeout` and a second, past its own deadline).
-        let end_by = match until {
-            Until::At(at) => at.checked_add(GRACE.min(self.timeout)),
-            Until::Now | Until::Never => None,
-        };
-        let capped = |c: &mut Conn| {
-            if let Some(at) = end_by {
-                c.end_by(at);
-            }
-        };
+        // A get with a deadline ends each turn's exchanges (the open, `RECOVER`, the take) by
+        // its deadline and `GRACE` (by its turn's start and `GRACE` if later): a server that
+        // stops answering mid-wait is not waited for past it (review153 M3: a failover ends
+        // a blocking move `UNBLOCKED`, a reply the take skips, and the demoted master then
+        // answers nothing on that connection; the get waited its exchange's whole wait, the
+        // queue's `timeout` and a second, past its own deadline). A take, whatever the get,
+        // waits for its answer its wait and `GRACE` (review159 H1).
         let taken = loop {
             let mut state = self.state();
+            let turn_end = until.turn_end();
+            let capped = |c: &mut Conn| {
+                if let Some(at) = turn_end {
+                    c.end_by(at);
+                }
+            };
+            // The open, if one is needed, within the turn (review159 M4: it waited the
+            // queue's timeout), and before the take's wait is measured.
+            if let Err(e) = state.link.connect_by(turn_end) {
+                drop(state);
+                self.wait_out(e, until, &mut away)?;
+                continue;
+            }
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
                     capped(c);
@@ -1324,7 +1390,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let packed = pipe.get_packed_pipeline();
             let replies = usize::from(due) + 1;
             let taken = state.link.run(|c| {
-                capped(c);
+                match slice {
+                    // Its answer is due at the end of its wait: `GRACE` more, sooner or later
+                    // than the link's own wait (a short `timeout` left Redis's late answer to
+                    // a wait that timed out no time: review159 M1; `Duration::MAX` waited for
+                    // ever on a demoted master: H1).
+                    Some(wait) => {
+                        let answer = Instant::now() + wait + GRACE;
+                        c.answer_by(turn_end.map_or(answer, |end| end.min(answer)));
+                    }
+                    None => capped(c),
+                }
                 let mut values = c.req_packed_commands(&packed, 0, replies)?;
                 for v in &mut values {
                     if let redis::Value::ServerError(e) = v {
@@ -1359,6 +1435,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Some(redis::Value::Nil) | None if slice.is_none() => {
                     return Err(if matches!(until, Until::Now) { GetError::Empty } else { GetError::Timeout });
                 }
+                // A wait that ran to the deadline, answered (Redis answers one up to a tick
+                // of its clock late): no last look past the deadline, whose exchange would
+                // end `GRACE` after it.
+                Some(redis::Value::Nil) | None if matches!(until, Until::At(at) if Instant::now() >= at) => {
+                    return Err(GetError::Timeout);
+                }
                 Some(redis::Value::Nil) | None => {}
                 Some(other) => {
                     return Err(GetError::Redis(ClusterError::Refused(format!(
@@ -1386,10 +1468,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
                 crash_point!("cluster.get.refused");
-                // Out of the way for good, kept where a person can look at it.
+                // Out of the way for good, kept where a person can look at it (by the get's
+                // deadline, as its take: review159 M4).
                 self.state()
-                    .link
-                    .run(|c| move_held(c, &processing, &self.keys.dead, &bytes, "LPUSH"))
+                    .run_until(until, |c| move_held(c, &processing, &self.keys.dead, &bytes, "LPUSH"))
                     .map_err(GetError::Redis)?;
                 Err(e)
             }
@@ -1605,17 +1687,17 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
         // Taken first: whatever the outcome, the drop that follows gives nothing back (on
         // failure the item stays in the processing list, as documented).
         let value = self.value.take().expect("a Received holds its value until ack");
-        self.remove()?;
+        self.remove(Until::Never)?;
         Ok(value)
     }
 
-    /// Removes the item from the processing list.
-    fn remove(&mut self) -> Result<(), AckError> {
+    /// Removes the item from the processing list, by `until`'s deadline as a get's exchange
+    /// ([`Until::turn_end`]), if it has one.
+    fn remove(&mut self, until: Until) -> Result<(), AckError> {
         let processing = self.queue.keys.processing(&self.queue.consumer);
         self.queue
             .state()
-            .link
-            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&self.bytes).query::<()>(c))
+            .run_until(until, |c| redis::cmd("LREM").arg(&processing).arg(1).arg(&self.bytes).query::<()>(c))
             .map_err(AckError)
     }
 }
@@ -1636,10 +1718,12 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
         // Not acknowledged: first in line again. Best effort: if it fails the value stays
         // in the processing list, returned when this consumer retires or dies. So it waits
         // a short bound, not the handle's timeout: a drop must not hang (review156 L1).
+        // The handle's connection too: another thread's call may hold it (for ever, with
+        // `Duration::MAX` and a stopped Redis), and is waited for as long at most
+        // (review159 M3).
+        let Some(mut state) = self.queue.state_within(DROP_WAIT) else { return };
         let processing = self.queue.keys.processing(&self.queue.consumer);
-        let _ = self
-            .queue
-            .state()
+        let _ = state
             .link
             .run_within(DROP_WAIT, |c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
