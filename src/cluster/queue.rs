@@ -292,6 +292,10 @@ pub struct Queue<T> {
     lease: Duration,
     timeout: Duration,
     state: Mutex<State>,
+    /// The items of values whose [`Received`] was dropped unacknowledged while another
+    /// thread's call held `state` past [`DROP_WAIT`]: given back by this handle's next turn
+    /// of a get (review159 M3), or with everything it holds when it retires.
+    dropped: Mutex<Vec<Vec<u8>>>,
     puts: Arc<Mutex<Puts>>,
     /// The record of puts of this handle's copy in a `Fork` child (kept in a static), made
     /// on its first put there: a producer of its own. On the parent's record, the parent's
@@ -621,6 +625,7 @@ impl<T> QueueBuilder<T> {
             lease: self.lease,
             timeout: self.timeout,
             state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
+            dropped: Mutex::default(),
             puts: Arc::default(),
             forked_puts: Mutex::new(None),
             put_script: redis::Script::new(PUT),
@@ -1329,6 +1334,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 self.wait_out(e, until, &mut away)?;
                 continue;
             }
+            self.give_back_dropped(&mut state, until);
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
                     capped(c);
@@ -1475,6 +1481,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     .map_err(GetError::Redis)?;
                 Err(e)
             }
+        }
+    }
+
+    /// Gives back, first in line, the values whose [`Received`] was dropped while another
+    /// thread's call held the handle ([`Queue::dropped`]), as their drops would have: best
+    /// effort, what fails stays held (returned when this consumer retires or dies). Only in
+    /// the process that opened the handle: a fork child's copy gives back nothing.
+    fn give_back_dropped(&self, state: &mut State, until: Until) {
+        if !self.made_in.is_here() {
+            return;
+        }
+        let dropped = std::mem::take(&mut *lock(&self.dropped));
+        if dropped.is_empty() {
+            return;
+        }
+        let processing = self.keys.processing(&self.consumer);
+        for bytes in dropped {
+            let _ = state.run_until(until, |c| move_held(c, &processing, &self.keys.items, &bytes, "RPUSH"));
         }
     }
 
@@ -1719,9 +1743,12 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
         // in the processing list, returned when this consumer retires or dies. So it waits
         // a short bound, not the handle's timeout: a drop must not hang (review156 L1).
         // The handle's connection too: another thread's call may hold it (for ever, with
-        // `Duration::MAX` and a stopped Redis), and is waited for as long at most
-        // (review159 M3).
-        let Some(mut state) = self.queue.state_within(DROP_WAIT) else { return };
+        // `Duration::MAX` and a stopped Redis, review159 M3), and is waited for as long at
+        // most; then the handle's next get gives the value back.
+        let Some(mut state) = self.queue.state_within(DROP_WAIT) else {
+            lock(&self.queue.dropped).push(std::mem::take(&mut self.bytes));
+            return;
+        };
         let processing = self.queue.keys.processing(&self.queue.consumer);
         let _ = state
             .link
