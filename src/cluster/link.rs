@@ -121,10 +121,10 @@ impl Link {
         })
     }
 
-    /// [`Link::run`] with every wait bounded by `bound` rather than the link's timeout: an
-    /// exchange on the open connection waits at most `bound`; an open (its connect at most
-    /// `bound`), and each exchange on the connection it opens, at most [`SLICE`] plus
-    /// `bound`. For a drop's exchange (a queue handle's, a received value's): best effort, it
+    /// [`Link::run`] with every wait bounded by `bound` rather than the link's timeout: each
+    /// exchange waits at most `bound`, an open it needs (its connect at most `bound`) at most
+    /// [`SLICE`] plus `bound` (review159 L1: each exchange on a connection it opened waited
+    /// that too, a `RETIRE` after `NOSCRIPT` 4.5 s in all). For a drop's exchange (a queue handle's, a received value's): best effort, it
     /// must not wait a timeout (for ever with `Duration::MAX`) on a server that stopped
     /// answering (review156 L1). The link's own waits are as before after it.
     pub(crate) fn run_within<R>(
@@ -137,7 +137,11 @@ impl Link {
         if let Some(conn) = &mut self.conn {
             conn.limit = conn.limit.min(self.timeout);
         }
-        let result = self.run(f);
+        let bound = self.timeout;
+        let result = self.run(|c| {
+            c.limit = c.limit.min(bound);
+            f(c)
+        });
         self.timeout = timeout;
         // An open connection's limit is always its link's `SLICE` plus timeout.
         if let Some(conn) = &mut self.conn {

@@ -238,20 +238,28 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// the error is [`ClusterError::Unreachable`] after at most the
 /// [`timeout`](QueueBuilder::timeout) plus one second (a put: three times the timeout plus two
 /// seconds, as it sends again; a get that waits: four times the timeout plus three seconds,
-/// see below); the next call connects anew.
+/// and seven seconds at least, see below); the next call connects anew.
 ///
 /// A get that waits ([`get`](Queue::get), [`receive`](Queue::receive) and their `_timeout`
 /// forms) waits out Redis away (a restart, a lost connection, a server `BUSY` with a script
 /// or `LOADING` its data, a replica answering `READONLY` after a failover that the URL's name
 /// or address has not followed yet) as it waits out an empty queue: it tries again, connecting anew,
 /// until the [`timeout`](QueueBuilder::timeout) has passed since its first failure (and
-/// never past its own deadline), then fails `Unreachable`. A `_timeout` form returns by its
-/// deadline, plus at most half a second for Redis's answer to its last wait (less where the
-/// queue's `timeout` is less), even where Redis stops answering mid-wait (a failover's
-/// demoted master ends a blocking take and then answers nothing on that connection): then
-/// `Unreachable`. A try (`try_get`,
-/// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
-/// is recovered by the next try: its item is not lost.
+/// never past its own deadline), then fails `Unreachable`. Each of its takes waits for
+/// Redis's answer a second past the take's own wait (a second at most), whatever the
+/// queue's `timeout`: Redis answers a wait that timed out up to a tick of its clock late (a
+/// second at `hz 1`), and a failover's demoted master ends a blocking take and then answers
+/// nothing more on that connection, which is left then (`Unreachable`, waited out as Redis
+/// away), even with `timeout(Duration::MAX)`. A `_timeout` form also ends each of its
+/// turns on the connection (the open one may need, its take, a get's acknowledgement) a
+/// second past its deadline, or past the turn's start where that is later (a turn that
+/// waits behind another thread's call on a shared handle): so on a handle no other thread
+/// is using it returns by its deadline plus two seconds at most, and on a healthy Redis
+/// within milliseconds of it, even where Redis stops answering mid-wait (then
+/// `Unreachable`; a get whose acknowledgement fails returns the value all the same, which
+/// may then be delivered again). A try (`try_get`, `try_receive`) fails at once. Nothing
+/// is lost either way: a take whose reply was lost is recovered by the next try: its item
+/// is not lost.
 ///
 /// What it leaves in Redis: its items (in line, and dead-lettered) until taken or deleted.
 /// A handle's drop deletes the keys of its own (its consumer's lists, heartbeat and last
@@ -259,7 +267,8 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// lost, which expires an hour after its last put: a late copy of that put must still be
 /// refused. A handle that dies, or is dropped while Redis is away, leaves its keys to expire
 /// (a [`lease`](QueueBuilder::lease); an hour for the record of puts): a drop waits for
-/// Redis about half a second at most, whatever the handle's `timeout`.
+/// Redis two and a half seconds at most, whatever the handle's `timeout` (half a second for
+/// each exchange, a second and a half for an open it needs).
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
@@ -556,7 +565,8 @@ impl<T> QueueBuilder<T> {
     /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
     /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
     /// (sending it and reading its reply, however large) end within a second more than the timeout
-    /// of their start (the longest a blocking command of the queue's blocks), plus a second for
+    /// of their start (the longest a blocking command of the queue's blocks), a get's take
+    /// within its wait and a second whatever the timeout (see [`Queue`]), plus a second for
     /// each MiB they move: a large item crosses any link of 1 MiB/s or more (bytes the system's
     /// buffers take at once count as moved), and a peer that takes it slower than that is given up.
     /// A name server that has not answered by then is left behind (its lookup goes on, on a thread
@@ -673,8 +683,9 @@ fn consumer_id() -> String {
 }
 
 /// How long each exchange of a drop (a handle's, deleting its keys and giving back what it
-/// holds; a received value's, giving it back) waits for Redis at most (an open that it needs, [`SLICE`] more): best effort, as what it
-/// leaves expires.
+/// holds; a received value's, giving it back) waits for Redis at most (an open that it
+/// needs, [`SLICE`] more), and how long a received value's drop waits for another thread's
+/// call on the handle: best effort, as what it leaves expires.
 const DROP_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a take waits for Redis's answer past its wait, whatever the queue's `timeout`
@@ -1497,8 +1508,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return;
         }
         let processing = self.keys.processing(&self.consumer);
-        for bytes in dropped {
-            let _ = state.run_until(until, |c| move_held(c, &processing, &self.keys.items, &bytes, "RPUSH"));
+        let end = until.turn_end();
+        let mut dropped = dropped.into_iter();
+        for bytes in dropped.by_ref() {
+            // The drop's own bound (and the get's deadline): the turn's take follows.
+            let given = state.link.run_within(DROP_WAIT, |c| {
+                if let Some(at) = end {
+                    c.end_by(at);
+                }
+                move_held(c, &processing, &self.keys.items, &bytes, "RPUSH")
+            });
+            if given.is_err() {
+                // The rest, at the next turn.
+                lock(&self.dropped).extend(dropped);
+                return;
+            }
         }
     }
 
@@ -1666,9 +1690,12 @@ impl<T> Drop for Queue<T> {
 
 /// A value taken by [`Queue::receive`], held in the consumer's processing list until
 /// [`ack`](Received::ack). Dropping it unacknowledged puts the value back at the head of
-/// the queue (best effort: waiting at most about half a second for Redis, whatever the
-/// handle's `timeout`; where that fails the value stays in the processing list, delivered
-/// again after the lease or when the queue handle is dropped). Derefs to the value.
+/// the queue (best effort, waiting two and a half seconds at most, whatever the handle's
+/// `timeout`: half a second for another thread's call on the handle to end, else the
+/// handle's next get gives the value back; half a second for Redis's answer, and a second
+/// and a half for an open it needs; where Redis fails, the value stays in the processing
+/// list, delivered again after the lease or when the queue handle is dropped). Derefs to
+/// the value.
 ///
 /// # Examples
 ///
