@@ -2049,3 +2049,57 @@ fn a_fork_childs_copy_puts_under_a_record_of_its_own() {
     assert_eq!(replay, ":2\r\n", "a late copy of the child's put, after the parent's drop, ran again");
     assert_eq!(after, ":3\r\n");
 }
+
+/// The handle a `Fork` child of [`a_fork_childs_copy_takes_for_a_consumer_of_its_own`] gets
+/// with its parent's memory.
+static TAKER: Mutex<Option<Queue<u32>>> = Mutex::new(None);
+
+/// In the `Fork` child: once `go` is set, a receive through the parent's copy of [`TAKER`],
+/// its value held (never acknowledged nor given back).
+fn forked_take(go: multiproc::Event) -> Result<u32, String> {
+    go.wait().map_err(|e| e.to_string())?;
+    let copy = TAKER.lock().unwrap_or_else(|e| e.into_inner());
+    let q = copy.as_ref().ok_or("no handle")?;
+    let held = q.receive_timeout(Duration::from_secs(5)).map_err(|e| format!("{e:?}"))?;
+    let value = *held;
+    std::mem::forget(held);
+    Ok(value)
+}
+
+/// review159 L3: a `Fork` child's copy of a handle takes for a consumer of its own. It took
+/// for its parent's, numbering its takes from the parent's count: its take 1 (a receive,
+/// held) ran after the parent's take 1, whose reply was lost (Redis stopped), and the
+/// parent's next get, looking for its own take 1 (`RECOVER`), gave back the newest item
+/// held, the child's: 2 was delivered twice, and 1 stayed held, unseen.
+#[test]
+fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
+    let _alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fkt");
+    let q = q.unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    *TAKER.lock().unwrap() = Some(q);
+    let go = multiproc::Event::new().unwrap();
+    // SAFETY: the other test threads wait on `ARMING` (this test holds it) or run no code
+    // of the child's; the child only runs `forked_take` (its own lock of `TAKER`).
+    unsafe { multiproc::allow_fork_with_threads() };
+    let child = multiproc::Process::new(forked_take, go.clone()).start_method(multiproc::StartMethod::Fork).start();
+    let child = child.unwrap();
+    let q = TAKER.lock().unwrap().take().unwrap();
+    // The parent's take 1, its reply lost: it runs once Redis goes on (1, held).
+    redis.pause();
+    let lost = q.get_timeout(Duration::from_millis(200));
+    redis.resume();
+    assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+    assert!(
+        common::eventually(Duration::from_secs(10), || redis.raw(&[b"LLEN", b"mp:{q:fkt}:items"]) == b":1\r\n"),
+        "the lost take ran"
+    );
+    go.set();
+    let childs = child.join().unwrap();
+    let parents = q.get_timeout(Duration::from_secs(1));
+    println!("the child's get: {childs:?}; the parent's next get: {parents:?}");
+    assert_eq!(childs, Ok(2));
+    assert_eq!(parents, Ok(1), "the parent's lost take is recovered, not the child's");
+}

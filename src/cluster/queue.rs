@@ -21,7 +21,8 @@
 //! Redis (a send whose reply was lost) or a `PutToken` still holds one (aud105 L1: `last:`
 //! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
 //! the drop and write `last:` again, which then expires after the lease. A fork child's
-//! copy of the handle (the same consumer, documented so) deletes nothing.
+//! copy of the handle (a consumer of its own, and a producer of its own) deletes nothing:
+//! its keys expire.
 //!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
 //! its reply suppressed (`CLIENT REPLY SKIP`), and a script in the same pipeline moves it
@@ -274,10 +275,13 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
 /// child got with its parent's memory (kept in a static) connects anew on its first call,
 /// and its drop retires nothing (nor does the drop of a copied [`Received`] give its value
-/// back): what the parent's consumer holds stays the parent's. Its takes act for that
-/// same consumer: open a queue of the child's own to be a consumer of its own. Its puts go
-/// under a record of puts of its own (which expires an hour after its last put), so the
-/// parent's drop never deletes what refuses a late copy of one of them.
+/// back): what the parent's consumer holds stays the parent's. Its takes act for a
+/// consumer of its own, made on its first get (or [`keep_alive`](Queue::keep_alive))
+/// there, which what it takes is held by; as the copy's drop retires nothing, what that
+/// consumer still holds when the child is done is delivered again after the lease (open a
+/// queue of the child's own to give it back at once). Its puts go under a record of puts
+/// of its own (which expires an hour after its last put), so the parent's drop never
+/// deletes what refuses a late copy of one of them.
 ///
 /// # Examples
 ///
@@ -395,6 +399,9 @@ struct State {
     takes: u64,
     /// The number of a take whose reply never came, until `RECOVER` ran for it.
     unsure: Option<u64>,
+    /// In a `Fork` child's copy, the consumer its takes act for, and the process it is for
+    /// ([`Queue::taker`]).
+    forked: Option<(TakenIn, String)>,
 }
 
 struct Keys {
@@ -634,7 +641,7 @@ impl<T> QueueBuilder<T> {
             max_message_size: self.max_message_size,
             lease: self.lease,
             timeout: self.timeout,
-            state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
+            state: Mutex::new(State { link, beat: None, takes: 0, unsure: None, forked: None }),
             dropped: Mutex::default(),
             puts: Arc::default(),
             forked_puts: Mutex::new(None),
@@ -1314,10 +1321,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn receive_until(&self, until: Until) -> Result<Received<'_, T>, GetError> {
-        let processing = self.keys.processing(&self.consumer);
-        let landing = self.keys.landing(&self.consumer);
+        let consumer = self.taker(&mut self.state());
+        let processing = self.keys.processing(&consumer);
+        let landing = self.keys.landing(&consumer);
         let max = self.max_message_size;
-        let last_take = self.keys.last_take(&self.consumer);
+        let last_take = self.keys.last_take(&consumer);
         // Since when Redis has been away (a lost connection, a restart, `BUSY`, `LOADING`):
         // a get that waits takes it as it takes an empty queue, for the queue's `timeout`
         // since the first failure and within its own deadline, as a put and a pool do; and
@@ -1378,7 +1386,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let slice = until.slice(self.lease / 3);
             let mut pipe = redis::pipe();
             if due {
-                pipe.add_command(self.beat_command());
+                pipe.add_command(self.beat_command(&consumer));
             }
             // The move's reply would carry the item, of any size: skipped; TAKE returns it
             // only within bounds.
@@ -1482,7 +1490,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             None => Err(GetError::Unauthenticated { dead: self.keys.dead.clone() }),
         };
         match decoded {
-            Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
+            Ok(value) => Ok(Received { queue: self, processing, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
                 crash_point!("cluster.get.refused");
                 // Out of the way for good, kept where a person can look at it (by the get's
@@ -1569,8 +1577,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`ClusterError`] when Redis cannot be used.
     pub fn keep_alive(&self) -> Result<(), ClusterError> {
         let mut state = self.state();
+        let consumer = self.taker(&mut state);
         let sent = Instant::now();
-        state.link.run(|c| self.beat_command().query::<()>(c))?;
+        state.link.run(|c| self.beat_command(&consumer).query::<()>(c))?;
         state.beat = Some(sent);
         Ok(())
     }
@@ -1580,16 +1589,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         state.beat.is_none_or(|at| at.elapsed() >= self.lease / 3)
     }
 
-    /// The heartbeat, and the reclaim of dead consumers' items.
-    fn beat_command(&self) -> redis::Cmd {
+    /// The consumer this process's takes act for: the handle's own, or in a `Fork` child's
+    /// copy (kept in a static) one of the copy's own, made on its first take or heartbeat
+    /// there, with no heartbeat and no take yet (review159 L3: taking for the parent's
+    /// consumer, numbered from the parent's count, a child's take could be taken by the
+    /// parent's `RECOVER` for its own take of that number: delivered twice). A fork of a
+    /// fork makes its own again. The copy's drop retires nothing: what its consumer holds
+    /// is delivered again after the lease.
+    fn taker(&self, state: &mut State) -> String {
+        if self.made_in.is_here() {
+            return self.consumer.clone();
+        }
+        match &state.forked {
+            Some((made_in, consumer)) if made_in.is_here() => consumer.clone(),
+            _ => {
+                let consumer = consumer_id();
+                state.forked = Some((TakenIn::here(), consumer.clone()));
+                state.beat = None;
+                state.takes = 0;
+                state.unsure = None;
+                consumer
+            }
+        }
+    }
+
+    /// The heartbeat of `consumer`, and the reclaim of dead consumers' items.
+    fn beat_command(&self, consumer: &str) -> redis::Cmd {
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(BEAT)
             .arg(3)
             .arg(&self.keys.items)
             .arg(&self.keys.consumers)
-            .arg(self.keys.alive(&self.consumer))
-            .arg(&self.consumer)
+            .arg(self.keys.alive(consumer))
+            .arg(consumer)
             .arg(lease_ms)
             .arg(&self.keys.prefix);
         cmd
@@ -1710,6 +1743,8 @@ impl<T> Drop for Queue<T> {
 #[must_use = "a received value is acknowledged with `ack`; dropping it gives it back"]
 pub struct Received<'q, T: Serialize + DeserializeOwned> {
     queue: &'q Queue<T>,
+    /// The processing list of the consumer that holds it ([`Queue::taker`]).
+    processing: String,
     bytes: Vec<u8>,
     value: Option<T>,
     /// A copy made by fork gives nothing back when dropped: the value is the parent's.
@@ -1745,10 +1780,10 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     /// Removes the item from the processing list, by `until`'s deadline as a get's exchange
     /// ([`Until::turn_end`]), if it has one.
     fn remove(&mut self, until: Until) -> Result<(), AckError> {
-        let processing = self.queue.keys.processing(&self.queue.consumer);
+        let processing = &self.processing;
         self.queue
             .state()
-            .run_until(until, |c| redis::cmd("LREM").arg(&processing).arg(1).arg(&self.bytes).query::<()>(c))
+            .run_until(until, |c| redis::cmd("LREM").arg(processing).arg(1).arg(&self.bytes).query::<()>(c))
             .map_err(AckError)
     }
 }
@@ -1773,13 +1808,15 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
         // `Duration::MAX` and a stopped Redis, review159 M3), and is waited for as long at
         // most; then the handle's next get gives the value back.
         let Some(mut state) = self.queue.state_within(DROP_WAIT) else {
-            lock(&self.queue.dropped).push(std::mem::take(&mut self.bytes));
+            // (In a `Fork` child's copy, whose consumer is its own, the value stays held.)
+            if self.queue.made_in.is_here() {
+                lock(&self.queue.dropped).push(std::mem::take(&mut self.bytes));
+            }
             return;
         };
-        let processing = self.queue.keys.processing(&self.queue.consumer);
         let _ = state
             .link
-            .run_within(DROP_WAIT, |c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
+            .run_within(DROP_WAIT, |c| move_held(c, &self.processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
 }
 
