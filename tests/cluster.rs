@@ -2103,3 +2103,32 @@ fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
     assert_eq!(childs, Ok(2));
     assert_eq!(parents, Ok(1), "the parent's lost take is recovered, not the child's");
 }
+
+/// review159 L4: a take that reaches Redis after the next take's `RECOVER` looked for it (a
+/// take whose send was lost, its bytes delivered late: a partition healing, two connections'
+/// bytes in either order) puts what it moved back in line. It held it: `RECOVER` had looked
+/// once, found nothing, and no later take looks again, so the item stayed in the processing
+/// list of a live consumer, unseen until the handle retired.
+#[test]
+fn a_take_that_reaches_redis_after_its_recovery_puts_its_item_back() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "late");
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    // Take 1, lost before it reached Redis.
+    let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
+    assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+    let late = multiproc::__private::cluster_take_command(&q, 1);
+    // Take 2, after `RECOVER` for take 1 found nothing.
+    assert_eq!(q.get(), Ok(1));
+    // Take 1 reaches Redis now, late.
+    let mut s = UnixStream::connect(redis.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&late).unwrap();
+    let mut reply = [0; 64];
+    let n = s.read(&mut reply).unwrap();
+    let got = q.get_timeout(Duration::from_millis(300));
+    println!("the late take: {:?}; the next get: {got:?}", String::from_utf8_lossy(&reply[..n]).trim());
+    assert_eq!(got, Ok(2), "the item the late take moved is back in line");
+}

@@ -653,6 +653,13 @@ impl<T> QueueBuilder<T> {
     }
 }
 
+/// Tests: the bytes of take `number` of `q`'s consumer (no heartbeat, not blocking), as they
+/// would reach Redis late.
+pub fn test_take_command<T: Serialize + DeserializeOwned>(q: &Queue<T>, number: u64) -> Vec<u8> {
+    let consumer = q.taker(&mut q.state());
+    q.take_pipeline(&consumer, number, None, false).get_packed_pipeline()
+}
+
 /// Tests: the arguments of the command a put sends, for the put `token` holds, as a send of
 /// it now has them (the floor its handle's oldest open put, no number to remove), to replay
 /// a copy of it that reaches Redis late.
@@ -1384,59 +1391,38 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let sent = Instant::now();
             let due = self.beat_due(&state);
             let slice = until.slice(self.lease / 3);
-            let mut pipe = redis::pipe();
-            if due {
-                pipe.add_command(self.beat_command(&consumer));
-            }
-            // The move's reply would carry the item, of any size: skipped; TAKE returns it
-            // only within bounds.
-            pipe.cmd("CLIENT").arg("REPLY").arg("SKIP");
-            match slice {
-                None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&landing).arg("RIGHT").arg("LEFT"),
-                Some(wait) => pipe
-                    .cmd("BLMOVE")
-                    .arg(&self.keys.items)
-                    .arg(&landing)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
-            };
-            pipe.cmd("EVAL")
-                .arg(TAKE)
-                .arg(5)
-                .arg(&landing)
-                .arg(&processing)
-                .arg(&self.keys.dead)
-                .arg(&self.keys.items)
-                .arg(&last_take)
-                .arg(sealed_bound(max as u64))
-                .arg(number)
-                .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
-            let packed = pipe.get_packed_pipeline();
+            let packed = self.take_pipeline(&consumer, number, slice, due).get_packed_pipeline();
             let replies = usize::from(due) + 1;
-            let taken = state.link.run(|c| {
-                match slice {
-                    // Its answer is due at the end of its wait: `GRACE` more, sooner or later
-                    // than the link's own wait (a short `timeout` left Redis's late answer to
-                    // a wait that timed out no time: review159 M1; `Duration::MAX` waited for
-                    // ever on a demoted master: H1).
-                    Some(wait) => {
-                        let answer = Instant::now() + wait + GRACE;
-                        c.answer_by(turn_end.map_or(answer, |end| end.min(answer)));
+            // Tests: the take is lost before it reaches Redis (a connection cut before the
+            // pipeline was written; `test_take_command` gives its bytes, to deliver late).
+            let lost = || Err(ClusterError::Unreachable("the take was lost (fail point cluster.take.lost)".into()));
+            let taken = if fail_point!("cluster.take.lost") {
+                lost()
+            } else {
+                state.link.run(|c| {
+                    match slice {
+                        // Its answer is due at the end of its wait: `GRACE` more, sooner or later
+                        // than the link's own wait (a short `timeout` left Redis's late answer to
+                        // a wait that timed out no time: review159 M1; `Duration::MAX` waited for
+                        // ever on a demoted master: H1).
+                        Some(wait) => {
+                            let answer = Instant::now() + wait + GRACE;
+                            c.answer_by(turn_end.map_or(answer, |end| end.min(answer)));
+                        }
+                        None => capped(c),
                     }
-                    None => capped(c),
-                }
-                let mut values = c.req_packed_commands(&packed, 0, replies)?;
-                for v in &mut values {
-                    if let redis::Value::ServerError(e) = v {
-                        // A refused `CLIENT REPLY SKIP` leaves the move's reply (and TAKE's)
-                        // unread: the connection goes, never read a reply behind (review36 M1).
-                        c.close();
-                        return Err(e.clone().into());
+                    let mut values = c.req_packed_commands(&packed, 0, replies)?;
+                    for v in &mut values {
+                        if let redis::Value::ServerError(e) = v {
+                            // A refused `CLIENT REPLY SKIP` leaves the move's reply (and TAKE's)
+                            // unread: the connection goes, never read a reply behind (review36 M1).
+                            c.close();
+                            return Err(e.clone().into());
+                        }
                     }
-                }
-                Ok(values.pop())
-            });
+                    Ok(values.pop())
+                })
+            };
             if let Err(ClusterError::Unreachable(_)) = &taken {
                 // Sent, maybe run: the next take looks.
                 state.unsure = Some(number);
@@ -1587,6 +1573,42 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Whether the heartbeat is a third of the lease old (or was never sent).
     fn beat_due(&self, state: &State) -> bool {
         state.beat.is_none_or(|at| at.elapsed() >= self.lease / 3)
+    }
+
+    /// A take's pipeline: the heartbeat of `consumer` if `beat`, the move from the list to
+    /// its landing list (blocking for `slice`, if any), its reply skipped, and `TAKE` under
+    /// `number`.
+    fn take_pipeline(&self, consumer: &str, number: u64, slice: Option<Duration>, beat: bool) -> redis::Pipeline {
+        let landing = self.keys.landing(consumer);
+        let mut pipe = redis::pipe();
+        if beat {
+            pipe.add_command(self.beat_command(consumer));
+        }
+        // The move's reply would carry the item, of any size: skipped; TAKE returns it
+        // only within bounds.
+        pipe.cmd("CLIENT").arg("REPLY").arg("SKIP");
+        match slice {
+            None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&landing).arg("RIGHT").arg("LEFT"),
+            Some(wait) => pipe
+                .cmd("BLMOVE")
+                .arg(&self.keys.items)
+                .arg(&landing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
+        };
+        pipe.cmd("EVAL")
+            .arg(TAKE)
+            .arg(5)
+            .arg(&landing)
+            .arg(self.keys.processing(consumer))
+            .arg(&self.keys.dead)
+            .arg(&self.keys.items)
+            .arg(self.keys.last_take(consumer))
+            .arg(sealed_bound(self.max_message_size as u64))
+            .arg(number)
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
+        pipe
     }
 
     /// The consumer this process's takes act for: the handle's own, or in a `Fork` child's
