@@ -9,6 +9,9 @@
 //! mp:{q:NAME}:alive:ID     consumer ID's heartbeat, a key that expires after the lease
 //! mp:{q:NAME}:last:ID      the number of consumer ID's last take that moved an item to
 //!                          its processing list (expires after the lease)
+//! mp:{q:NAME}:fence:ID     the number of consumer ID's last take that `RECOVER` looked for:
+//!                          a take at or below it reaching Redis late moves nothing to the
+//!                          processing list (expires after the lease)
 //! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
 //! mp:{q:NAME}:dead         items that did not decode or were too large, kept for inspection
 //! mp:{q:NAME}:puts:ID      producer ID's puts that may be sent again (expires at least 45
@@ -41,7 +44,10 @@
 //! carries a number, which `TAKE` records (`last:ID`) when it moves an item to the
 //! processing list, and the consumer's next take first runs `RECOVER` with the failed
 //! take's number: if that take ran, its item (the newest of the processing list) goes back
-//! first in line.
+//! first in line. If it has not run yet (its bytes on their way on a connection the client
+//! gave up), `RECOVER` fences it (`fence:ID`), and `TAKE` puts back in line what a take at
+//! or below the fence moved, once it runs: no later take looks for it (review159 L4: it
+//! stayed held by a live consumer, unseen until the handle retired).
 //!
 //! A put whose reply never came may have run too, so each put carries a number (per
 //! handle: the handle's id and a count), and `PUT` pushes the value only if that number is
@@ -142,12 +148,12 @@ return moved
 
 /// A consumer that leaves: its unacknowledged items go back first in line, and its keys
 /// go: its heartbeat, the number of its last take (`KEYS[6]`: read only by its own next
-/// take's `RECOVER`), and its record of puts (`KEYS[7]`) if `ARGV[2]` is 1 (no copy of one
-/// of its puts can still reach Redis: see `Queue`'s `Drop`).
+/// take's `RECOVER`) and its fence (`KEYS[8]`), and its record of puts (`KEYS[7]`) if
+/// `ARGV[2]` is 1 (no copy of one of its puts can still reach Redis: see `Queue`'s `Drop`).
 const RETIRE: &str = r"
 while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do end
 while redis.call('LMOVE', KEYS[5], KEYS[1], 'LEFT', 'RIGHT') do end
-redis.call('DEL', KEYS[3], KEYS[6])
+redis.call('DEL', KEYS[3], KEYS[6], KEYS[8])
 if ARGV[2] == '1' then redis.call('DEL', KEYS[7]) end
 redis.call('SREM', KEYS[4], ARGV[1])
 return 0
@@ -157,7 +163,9 @@ return 0
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
 /// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
 /// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
-/// is returned. Nothing landed: nil (or the error the skipped move hid: the `LLEN` meets
+/// is returned. A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches
+/// Redis late) puts what landed back first in line, and answers nil. Nothing landed: nil
+/// (or the error the skipped move hid: the `LLEN` meets
 /// the list's wrong type again, and the `DEL` of the empty landing list, a write that
 /// changes nothing, meets a replica's `READONLY`: a script that only reads runs on a
 /// replica, and its nil, taken for an empty queue, sent the next take at once, in a hot loop
@@ -167,6 +175,11 @@ local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
   redis.call('LLEN', KEYS[4])
   redis.call('DEL', KEYS[1])
+  return false
+end
+local fence = redis.call('GET', KEYS[6])
+if fence and tonumber(ARGV[2]) <= tonumber(fence) then
+  redis.call('LMOVE', KEYS[1], KEYS[4], 'RIGHT', 'RIGHT')
   return false
 end
 if #v > tonumber(ARGV[1]) then
@@ -181,9 +194,15 @@ return v
 /// Before a take that follows one whose reply never came (number `ARGV[1]`): anything in
 /// the landing list (`KEYS[4]`) goes back first in line (`KEYS[3]`), and if that take
 /// moved an item to the processing list (`KEYS[2]`), as `KEYS[1]` tells, that item (the
-/// newest there: nothing was taken since) goes back first in line too.
+/// newest there: nothing was taken since) goes back first in line too. Either way the
+/// fence (`KEYS[5]`, for `ARGV[2]` ms) rises to that number: if the take has not run yet,
+/// it moves nothing when it does (`TAKE`).
 const RECOVER: &str = r"
 while redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT') do end
+local fence = redis.call('GET', KEYS[5])
+if not fence or tonumber(fence) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[2])
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
@@ -436,6 +455,10 @@ impl Keys {
 
     fn last_take(&self, consumer: &str) -> String {
         format!("{}:last:{consumer}", self.prefix)
+    }
+
+    fn fence(&self, consumer: &str) -> String {
+        format!("{}:fence:{consumer}", self.prefix)
     }
 
     fn puts(&self, producer: &str) -> String {
@@ -1333,6 +1356,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let landing = self.keys.landing(&consumer);
         let max = self.max_message_size;
         let last_take = self.keys.last_take(&consumer);
+        let fence = self.keys.fence(&consumer);
         // Since when Redis has been away (a lost connection, a restart, `BUSY`, `LOADING`):
         // a get that waits takes it as it takes an empty queue, for the queue's `timeout`
         // since the first failure and within its own deadline, as a put and a pool do; and
@@ -1366,12 +1390,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     capped(c);
                     redis::cmd("EVAL")
                         .arg(RECOVER)
-                        .arg(4)
+                        .arg(5)
                         .arg(&last_take)
                         .arg(&processing)
                         .arg(&self.keys.items)
                         .arg(&landing)
+                        .arg(&fence)
                         .arg(number)
+                        .arg(ms_at_most_max(self.lease))
                         .query::<i64>(c)
                 });
                 if let Err(e) = recovered {
@@ -1599,12 +1625,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         pipe.cmd("EVAL")
             .arg(TAKE)
-            .arg(5)
+            .arg(6)
             .arg(&landing)
             .arg(self.keys.processing(consumer))
             .arg(&self.keys.dead)
             .arg(&self.keys.items)
             .arg(self.keys.last_take(consumer))
+            .arg(self.keys.fence(consumer))
             .arg(sealed_bound(self.max_message_size as u64))
             .arg(number)
             .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
@@ -1736,6 +1763,7 @@ impl<T> Drop for Queue<T> {
                 .key(&landing)
                 .key(&last_take)
                 .key(&record)
+                .key(self.keys.fence(&self.consumer))
                 .arg(&self.consumer)
                 .arg(u8::from(forget_puts))
                 .invoke::<()>(c)
