@@ -1762,13 +1762,17 @@ fn a_plain_get_blocked_as_its_master_is_demoted_takes_what_comes_after() {
     let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let open = |timeout| Queue::<u32>::builder().authkey(TEST_KEY).timeout(timeout).open(&redis.url, "demoted");
-    let q = open(Duration::MAX).unwrap();
+    // A lease of 600 ms: each take blocks 200 ms at most (a third of it), so the get leaves
+    // the dead connection 1.2 s after its take began at most, not 2 s.
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).lease(Duration::from_millis(600));
+    let q = q.open(&redis.url, "demoted").unwrap();
     assert_eq!(q.try_get(), Err(GetError::Empty), "the queue is open, its connection too");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(q.get());
     });
-    std::thread::sleep(Duration::from_millis(300));
+    let blocked = || String::from_utf8_lossy(&redis.raw(&[b"INFO", b"clients"])).contains("blocked_clients:1");
+    assert!(common::eventually(Duration::from_secs(10), blocked), "the get blocks");
     assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(redis.raw(&[b"REPLICAOF", b"NO", b"ONE"]), b"+OK\r\n");
@@ -1813,11 +1817,11 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
     assert_eq!(q.get(), Ok(1), "its heartbeat is fresh");
     assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
     let before = refused_moves(&redis);
-    let got = q.get_timeout(Duration::from_secs(1));
+    let got = q.get_timeout(Duration::from_millis(500));
     let refused = refused_moves(&redis) - before;
     assert_eq!(redis.raw(&[b"REPLICAOF", b"NO", b"ONE"]), b"+OK\r\n");
-    println!("get_timeout(1 s) on a replica with a fresh beat: {got:?}; {refused} moves refused meanwhile");
-    assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in a second");
+    println!("get_timeout(500 ms) on a replica with a fresh beat: {got:?}; {refused} moves refused meanwhile");
+    assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in half a second");
 }
 
 /// review159 M3: a received value's drop does not wait behind another thread's call on the
@@ -1872,17 +1876,17 @@ fn a_get_timeout_whose_open_meets_a_stopped_redis_ends_by_its_deadline() {
     let got = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
         s.spawn(move || {
-            let _ = tx.send(q.get_timeout(Duration::from_millis(300)));
+            let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
         });
         let got = rx.recv_timeout(Duration::from_secs(5));
         redis.resume();
         got
     });
-    println!("get_timeout(300 ms) opening on a stopped Redis, timeout(MAX): {got:?}");
+    println!("get_timeout(100 ms) opening on a stopped Redis, timeout(MAX): {got:?}");
     match got {
         Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
-        Err(_) => panic!("the get_timeout(300 ms) still waits 5 s later"),
-        Ok(other) => panic!("the get_timeout(300 ms) on a stopped Redis: {other:?}"),
+        Err(_) => panic!("the get_timeout(100 ms) still waits 5 s later"),
+        Ok(other) => panic!("the get_timeout(100 ms) on a stopped Redis: {other:?}"),
     }
 }
 
@@ -1902,7 +1906,7 @@ fn a_get_timeout_whose_acknowledgement_meets_a_stopped_redis_ends_by_its_deadlin
             let (tx, rx) = std::sync::mpsc::channel();
             let q = &q;
             s.spawn(move || {
-                let _ = tx.send(q.get_timeout(Duration::from_millis(300)));
+                let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
             });
             while multiproc::__private::crash_holding() < 1 {
                 std::thread::sleep(Duration::from_millis(5));
@@ -1914,11 +1918,11 @@ fn a_get_timeout_whose_acknowledgement_meets_a_stopped_redis_ends_by_its_deadlin
             got
         })
     });
-    println!("get_timeout(300 ms) acknowledging on a stopped Redis, timeout(MAX): {got:?}");
+    println!("get_timeout(100 ms) acknowledging on a stopped Redis, timeout(MAX): {got:?}");
     match got {
         Ok(Ok(1)) => {}
-        Err(_) => panic!("the get_timeout(300 ms) still waits 5 s later"),
-        Ok(other) => panic!("the get_timeout(300 ms) whose acknowledgement met a stopped Redis: {other:?}"),
+        Err(_) => panic!("the get_timeout(100 ms) still waits 5 s later"),
+        Ok(other) => panic!("the get_timeout(100 ms) whose acknowledgement met a stopped Redis: {other:?}"),
     }
 }
 
@@ -2068,12 +2072,12 @@ fn forked_take(go: multiproc::Event) -> Result<u32, String> {
 
 /// review159 L3: a `Fork` child's copy of a handle takes for a consumer of its own. It took
 /// for its parent's, numbering its takes from the parent's count: its take 1 (a receive,
-/// held) ran after the parent's take 1, whose reply was lost (Redis stopped), and the
+/// held) ran after the parent's take 1, whose reply was lost (it ran all the same), and the
 /// parent's next get, looking for its own take 1 (`RECOVER`), gave back the newest item
 /// held, the child's: 2 was delivered twice, and 1 stayed held, unseen.
 #[test]
 fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
-    let _alone = arming_alone(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fkt");
     let q = q.unwrap();
@@ -2087,15 +2091,14 @@ fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
     let child = multiproc::Process::new(forked_take, go.clone()).start_method(multiproc::StartMethod::Fork).start();
     let child = child.unwrap();
     let q = TAKER.lock().unwrap().take().unwrap();
-    // The parent's take 1, its reply lost: it runs once Redis goes on (1, held).
-    redis.pause();
-    let lost = q.get_timeout(Duration::from_millis(200));
-    redis.resume();
+    // The parent's take 1, its reply lost: it ran all the same (1, held).
+    let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
     assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
-    assert!(
-        common::eventually(Duration::from_secs(10), || redis.raw(&[b"LLEN", b"mp:{q:fkt}:items"]) == b":1\r\n"),
-        "the lost take ran"
-    );
+    let mut s = UnixStream::connect(redis.socket()).unwrap();
+    s.write_all(&multiproc::__private::cluster_take_command(&q, 1)).unwrap();
+    let mut reply = [0; 64];
+    let _ = s.read(&mut reply).unwrap();
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:fkt}:items"]), b":1\r\n", "the lost take ran");
     go.set();
     let childs = child.join().unwrap();
     let parents = q.get_timeout(Duration::from_secs(1));
