@@ -124,9 +124,10 @@ impl Link {
     /// [`Link::run`] with every wait bounded by `bound` rather than the link's timeout: each
     /// exchange waits at most `bound`, an open it needs (its connect at most `bound`) at most
     /// [`SLICE`] plus `bound` (review159 L1: each exchange on a connection it opened waited
-    /// that too, a `RETIRE` after `NOSCRIPT` 4.5 s in all). For a drop's exchange (a queue handle's, a received value's): best effort, it
-    /// must not wait a timeout (for ever with `Duration::MAX`) on a server that stopped
-    /// answering (review156 L1). The link's own waits are as before after it.
+    /// that too, a `RETIRE` after `NOSCRIPT` 4.5 s in all). For a drop's exchange (a queue
+    /// handle's, a received value's): best effort, it must not wait a timeout (for ever with
+    /// `Duration::MAX`) on a server that stopped answering (review156 L1). The link's own
+    /// waits are as before after it.
     pub(crate) fn run_within<R>(
         &mut self,
         bound: Duration,

@@ -489,9 +489,10 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     // (not a look at the pools, which a replica serves).
     let mut away: Option<Duration> = None;
     // Since when every read failed as Redis away (`None` again after a read Redis served,
-    // and while the node is full, making none), and the last warning of it: a node given a replica's address for good (`READONLY` at
-    // each read, while the pools' registry reads fine) serves nothing, and says why once a
-    // minute once it lasted that long (review153 L4: it said nothing).
+    // and while the node is full, making none), and the last warning of it: a node given a
+    // replica's address for good (`READONLY` at each read, while the pools' registry reads
+    // fine) serves nothing, and says why once a minute once it lasted that long (review153
+    // L4: it said nothing).
     let mut unread_since: Option<Instant> = None;
     let mut warned_away: Option<Instant> = None;
     loop {
