@@ -545,9 +545,12 @@ pub mod __private {
         test_results as cluster_pool_results, test_trim as cluster_pool_trim,
     };
 
-    /// The cluster queue's tests: the command a put sends, to replay a late copy of it.
+    /// The cluster queue's tests: the command a put sends, to replay a late copy of it; the
+    /// bytes of a take, to deliver them late.
     #[cfg(feature = "cluster")]
-    pub use crate::cluster::queue::test_put_command as cluster_put_command;
+    pub use crate::cluster::queue::{
+        test_put_command as cluster_put_command, test_take_command as cluster_take_command,
+    };
 
     /// The manager's tests: takes `n` connection numbers of a started manager's server.
     pub use crate::manager::test_skip_connections as manager_skip_connections;

@@ -849,8 +849,11 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
 fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
+    // A lease of 600 ms: a take blocks 200 ms, and waits for its answer a second more (not
+    // the default 1 s and a second: review159 H1 gave a take that bound, whatever the timeout).
     let q =
-        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).lease(Duration::from_millis(600));
+    let q = q.open(&redis.url, "q").unwrap();
     redis.pause();
     let put = q.put(1);
     let get = q.get();
@@ -900,8 +903,10 @@ fn an_ack_that_fails_puts_nothing_in_the_queue() {
 fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
     let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
+    // A lease of 600 ms: a take blocks 200 ms, and waits for its answer a second more.
     let q =
-        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+        Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(500)).lease(Duration::from_millis(600));
+    let q = q.open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
     redis.pause();
     let got = q.get();
@@ -1740,6 +1745,192 @@ fn a_put_and_a_get_on_a_replica_back_off() {
     assert!(connections < 30, "a put and a get tried again every 50 ms: {connections} connections");
 }
 
+/// How many moves (`BLMOVE`, `LMOVE`) Redis refused so far (`rejected_calls`).
+fn refused_moves(redis: &Redis) -> u64 {
+    let commands = String::from_utf8_lossy(&redis.raw(&[b"INFO", b"commandstats"])).into_owned();
+    commands
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_blmove:") || l.starts_with("cmdstat_lmove:"))
+        .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("rejected_calls="))?.parse::<u64>().ok())
+        .sum()
+}
+
+/// review159 H1: a plain `get()` with `timeout(Duration::MAX)`, blocked on an empty queue
+/// when its Redis is made a replica and soon a master again (a failover over, its item put
+/// on the new master), takes that item. A demoted master ends the blocked move `UNBLOCKED`
+/// (a reply the take skips), marks the connection close-after-reply, and then neither
+/// answers nor closes it: the get waited on it for ever ("timeout MAX: the get:
+/// Err(Timeout) after 13.3 s", the test's own wait run out). Each take now waits for its
+/// answer its wait and a second (`GRACE`), whatever the queue's `timeout`.
+#[test]
+fn a_plain_get_blocked_as_its_master_is_demoted_takes_what_comes_after() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let open = |timeout| Queue::<u32>::builder().authkey(TEST_KEY).timeout(timeout).open(&redis.url, "demoted");
+    // A lease of 600 ms: each take blocks 200 ms at most (a third of it), so the get leaves
+    // the dead connection 1.2 s after its take began at most, not 2 s.
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).lease(Duration::from_millis(600));
+    let q = q.open(&redis.url, "demoted").unwrap();
+    assert_eq!(q.try_get(), Err(GetError::Empty), "the queue is open, its connection too");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(q.get());
+    });
+    let blocked = || String::from_utf8_lossy(&redis.raw(&[b"INFO", b"clients"])).contains("blocked_clients:1");
+    assert!(common::eventually(Duration::from_secs(10), blocked), "the get blocks");
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"NO", b"ONE"]), b"+OK\r\n");
+    open(Duration::from_secs(1)).unwrap().put(5).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    println!("the get, timeout(MAX): {got:?}");
+    match got {
+        Ok(Ok(5)) => {}
+        Err(_) => panic!("the get blocked as its master was demoted still waits 10 s later"),
+        Ok(other) => panic!("the get blocked as its master was demoted: {other:?}"),
+    }
+}
+
+/// review159 M1: a `get_timeout` on a healthy, empty queue times out. A queue `timeout` of
+/// 1 ms left the answer to the last wait 1 ms past the deadline, and Redis answers a wait
+/// that timed out up to a tick of its clock late (100 ms at `hz 10`): "5 of 5
+/// Err(Redis(Unreachable("timed out")))", the connection dropped each time.
+#[test]
+fn a_get_timeout_on_an_empty_queue_with_a_short_timeout_times_out() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(1)).open(&redis.url, "short");
+    let q = q.unwrap();
+    let got: Vec<_> = (0..3).map(|_| q.get_timeout(Duration::from_millis(150))).collect();
+    println!("three get_timeout(150 ms), timeout 1 ms: {got:?}");
+    assert!(got.iter().all(|got| *got == Err(GetError::Timeout)), "{got:?}");
+}
+
+/// review159 M2: a consumer whose heartbeat is fresh, on a Redis made a replica (a
+/// failover's demoted master its name still leads to), backs off. Its `BLMOVE` is refused
+/// `READONLY` (a reply the take skips), and `TAKE`, which only read when nothing had
+/// landed, answered nil as for an empty queue: the get sent its next take at once, "73495"
+/// moves refused in a `get_timeout(2 s)`, until its beat was due. `TAKE` now writes there
+/// (a `DEL` of the empty landing list), which a replica refuses: Redis away, waited out.
+#[test]
+fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_secs(5)).open(&redis.url, "ro");
+    let q = q.unwrap();
+    q.put(1).unwrap();
+    assert_eq!(q.get(), Ok(1), "its heartbeat is fresh");
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"127.0.0.1", b"1"]), b"+OK\r\n");
+    let before = refused_moves(&redis);
+    let got = q.get_timeout(Duration::from_millis(500));
+    let refused = refused_moves(&redis) - before;
+    assert_eq!(redis.raw(&[b"REPLICAOF", b"NO", b"ONE"]), b"+OK\r\n");
+    println!("get_timeout(500 ms) on a replica with a fresh beat: {got:?}; {refused} moves refused meanwhile");
+    assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in half a second");
+}
+
+/// review159 M3: a received value's drop does not wait behind another thread's call on the
+/// same handle. It took the handle's state with no bound, and a `len()` on a stopped Redis
+/// with `timeout(Duration::MAX)` held it for ever ("within 5 s: Err(Timeout)"). It now
+/// waits for it half a second at most, and leaves the value to the handle's next get, which
+/// gives it back first in line.
+#[test]
+fn a_value_dropped_beside_a_call_on_a_stopped_redis_does_not_wait_for_it() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&redis.url, "shared").unwrap();
+    q.put(1).unwrap();
+    let held = q.receive().unwrap();
+    redis.pause();
+    let (dropped, len) = std::thread::scope(|s| {
+        let len = s.spawn(|| q.len());
+        // Its turn on the connection taken (there is nothing to watch for it).
+        std::thread::sleep(Duration::from_millis(200));
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            drop(held);
+            let _ = tx.send(());
+        });
+        let dropped = rx.recv_timeout(Duration::from_secs(5));
+        redis.resume();
+        (dropped, len.join().unwrap())
+    });
+    println!("the value's drop beside a len() on a stopped Redis, within 5 s: {dropped:?}; the len(): {len:?}");
+    assert!(dropped.is_ok(), "the value's drop still waits behind the len() 5 s later");
+    assert_eq!(len, Ok(0), "the value was held");
+    assert_eq!(q.get_timeout(Duration::from_secs(1)), Ok(1), "the value, given back by the handle's next get");
+}
+
+/// review159 M4: a `get_timeout` that must open a connection (its last one closed by the
+/// server, as a restart or an idle `timeout` closes it) on a stopped Redis with a password
+/// ends by its deadline and a second: the open's `AUTH` waited the queue's timeout ("6.09
+/// s" for a `get_timeout(300 ms)` with a 5 s timeout), here `Duration::MAX`, for ever.
+#[test]
+fn a_get_timeout_whose_open_meets_a_stopped_redis_ends_by_its_deadline() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "pw"]) else { return };
+    let url = format!("{}?pass=pw", redis.url);
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&url, "stopped").unwrap();
+    let kill = Command::new("redis-cli")
+        .arg("-s")
+        .arg(redis.socket())
+        .args(["-a", "pw", "--no-auth-warning", "CLIENT", "KILL", "TYPE", "normal"])
+        .output();
+    assert_eq!(String::from_utf8_lossy(&kill.unwrap().stdout).trim(), "1", "the queue's connection, closed");
+    redis.pause();
+    let got = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        redis.resume();
+        got
+    });
+    println!("get_timeout(100 ms) opening on a stopped Redis, timeout(MAX): {got:?}");
+    match got {
+        Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
+        Err(_) => panic!("the get_timeout(100 ms) still waits 5 s later"),
+        Ok(other) => panic!("the get_timeout(100 ms) on a stopped Redis: {other:?}"),
+    }
+}
+
+/// review159 M4: a `get_timeout` whose acknowledgement meets a stopped Redis (held between
+/// its take and its acknowledgement while the server is stopped) returns its value by its
+/// deadline and a second: the acknowledgement waited the queue's timeout ("Ok((Ok(1), 4.08
+/// s))" for a `get_timeout(1 s)` with a 3 s timeout), here `Duration::MAX`, for ever. The
+/// value is held still (delivered again when its handle retires, or after the lease).
+#[test]
+fn a_get_timeout_whose_acknowledgement_meets_a_stopped_redis_ends_by_its_deadline() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&redis.url, "ack").unwrap();
+    q.put(1).unwrap();
+    let got = alone.armed("hold:cluster.get.taken", || {
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let q = &q;
+            s.spawn(move || {
+                let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
+            });
+            while multiproc::__private::crash_holding() < 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            redis.pause();
+            multiproc::__private::crash_disarm();
+            let got = rx.recv_timeout(Duration::from_secs(5));
+            redis.resume();
+            got
+        })
+    });
+    println!("get_timeout(100 ms) acknowledging on a stopped Redis, timeout(MAX): {got:?}");
+    match got {
+        Ok(Ok(1)) => {}
+        Err(_) => panic!("the get_timeout(100 ms) still waits 5 s later"),
+        Ok(other) => panic!("the get_timeout(100 ms) whose acknowledgement met a stopped Redis: {other:?}"),
+    }
+}
+
 /// aud105 L1: a queue's handles dropped cleanly leave no key of their own behind, only the
 /// items still in line: a producer's record of puts (`puts:ID`) goes with it, and a
 /// consumer's number of its last take (`last:ID`) with the rest of its keys. Before, both
@@ -1866,4 +2057,87 @@ fn a_fork_childs_copy_puts_under_a_record_of_its_own() {
     assert_eq!(before, ":3\r\n", "the parent's 1 and 3 and the child's 7 (the parent's 3 was refused)");
     assert_eq!(replay, ":2\r\n", "a late copy of the child's put, after the parent's drop, ran again");
     assert_eq!(after, ":3\r\n");
+}
+
+/// The handle a `Fork` child of [`a_fork_childs_copy_takes_for_a_consumer_of_its_own`] gets
+/// with its parent's memory.
+static TAKER: Mutex<Option<Queue<u32>>> = Mutex::new(None);
+
+/// In the `Fork` child: once `go` is set, a receive through the parent's copy of [`TAKER`],
+/// its value held (never acknowledged nor given back).
+fn forked_take(go: multiproc::Event) -> Result<u32, String> {
+    go.wait().map_err(|e| e.to_string())?;
+    let copy = TAKER.lock().unwrap_or_else(|e| e.into_inner());
+    let q = copy.as_ref().ok_or("no handle")?;
+    let held = q.receive_timeout(Duration::from_secs(5)).map_err(|e| format!("{e:?}"))?;
+    let value = *held;
+    std::mem::forget(held);
+    Ok(value)
+}
+
+/// review159 L3: a `Fork` child's copy of a handle takes for a consumer of its own. It took
+/// for its parent's, numbering its takes from the parent's count: its take 1 (a receive,
+/// held) ran after the parent's take 1, whose reply was lost (it ran all the same), and the
+/// parent's next get, looking for its own take 1 (`RECOVER`), gave back the newest item
+/// held, the child's: 2 was delivered twice, and 1 stayed held, unseen.
+#[test]
+fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::from_millis(300)).open(&redis.url, "fkt");
+    let q = q.unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    *TAKER.lock().unwrap() = Some(q);
+    let go = multiproc::Event::new().unwrap();
+    // SAFETY: the other test threads wait on `ARMING` (this test holds it) or run no code
+    // of the child's; the child only runs `forked_take` (its own lock of `TAKER`).
+    unsafe { multiproc::allow_fork_with_threads() };
+    let child = multiproc::Process::new(forked_take, go.clone()).start_method(multiproc::StartMethod::Fork).start();
+    let child = child.unwrap();
+    let q = TAKER.lock().unwrap().take().unwrap();
+    // The parent's take 1, its reply lost: it ran all the same (1, held).
+    let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
+    assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+    let mut s = UnixStream::connect(redis.socket()).unwrap();
+    s.write_all(&multiproc::__private::cluster_take_command(&q, 1)).unwrap();
+    let mut reply = [0; 64];
+    let _ = s.read(&mut reply).unwrap();
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:fkt}:items"]), b":1\r\n", "the lost take ran");
+    go.set();
+    let childs = child.join().unwrap();
+    let parents = q.get_timeout(Duration::from_secs(1));
+    println!("the child's get: {childs:?}; the parent's next get: {parents:?}");
+    assert_eq!(childs, Ok(2));
+    assert_eq!(parents, Ok(1), "the parent's lost take is recovered, not the child's");
+}
+
+/// review159 L4: a take that reaches Redis after the next take's `RECOVER` looked for it (a
+/// take whose send was lost, its bytes delivered late: a partition healing, two connections'
+/// bytes in either order) puts what it moved back in line. It held it: `RECOVER` had looked
+/// once, found nothing, and no later take looks again, so the item stayed in the processing
+/// list of a live consumer, unseen until the handle retired.
+#[test]
+fn a_take_that_reaches_redis_after_its_recovery_puts_its_item_back() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "late");
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    // Take 1, lost before it reached Redis.
+    let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
+    assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+    let late = multiproc::__private::cluster_take_command(&q, 1);
+    // Take 2, after `RECOVER` for take 1 found nothing.
+    assert_eq!(q.get(), Ok(1));
+    // Take 1 reaches Redis now, late.
+    let mut s = UnixStream::connect(redis.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&late).unwrap();
+    let mut reply = [0; 64];
+    let n = s.read(&mut reply).unwrap();
+    let got = q.get_timeout(Duration::from_millis(300));
+    let head = String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned();
+    println!("the late take's reply: {head:?}; the next get: {got:?}");
+    assert_eq!(got, Ok(2), "the item the late take moved is back in line");
 }

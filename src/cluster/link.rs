@@ -121,12 +121,13 @@ impl Link {
         })
     }
 
-    /// [`Link::run`] with every wait bounded by `bound` rather than the link's timeout: an
-    /// exchange on the open connection waits at most `bound`; an open (its connect at most
-    /// `bound`), and each exchange on the connection it opens, at most [`SLICE`] plus
-    /// `bound`. For a drop's exchange (a queue handle's, a received value's): best effort, it
-    /// must not wait a timeout (for ever with `Duration::MAX`) on a server that stopped
-    /// answering (review156 L1). The link's own waits are as before after it.
+    /// [`Link::run`] with every wait bounded by `bound` rather than the link's timeout: each
+    /// exchange waits at most `bound`, an open it needs (its connect at most `bound`) at most
+    /// [`SLICE`] plus `bound` (review159 L1: each exchange on a connection it opened waited
+    /// that too, a `RETIRE` after `NOSCRIPT` 4.5 s in all). For a drop's exchange (a queue
+    /// handle's, a received value's): best effort, it must not wait a timeout (for ever with
+    /// `Duration::MAX`) on a server that stopped answering (review156 L1). The link's own
+    /// waits are as before after it.
     pub(crate) fn run_within<R>(
         &mut self,
         bound: Duration,
@@ -137,7 +138,11 @@ impl Link {
         if let Some(conn) = &mut self.conn {
             conn.limit = conn.limit.min(self.timeout);
         }
-        let result = self.run(f);
+        let bound = self.timeout;
+        let result = self.run(|c| {
+            c.limit = c.limit.min(bound);
+            f(c)
+        });
         self.timeout = timeout;
         // An open connection's limit is always its link's `SLICE` plus timeout.
         if let Some(conn) = &mut self.conn {
@@ -151,22 +156,7 @@ impl Link {
     /// start, plus the time their moved bytes buy at [`MOVING`], so a server that stops
     /// answering, or answers a byte at a time, is an error, not a hang. A connection-level failure drops the connection.
     pub(crate) fn run<R>(&mut self, f: impl FnOnce(&mut Conn) -> RedisResult<R>) -> Result<R, ClusterError> {
-        if self.conn.is_some() && !self.conn_in.is_here() {
-            // The parent's connection, copied by fork: left to the parent.
-            std::mem::forget(self.conn.take());
-        }
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let opened = Conn::open(&self.info, self.tls.as_ref(), self.timeout);
-                self.tls_lasts = opened.as_ref().is_err_and(super::error::tls_lasts);
-                self.open_failed = opened.as_ref().err().map(ClusterError::from_redis);
-                let conn = opened.map_err(|e| ClusterError::from_redis(&e))?;
-                self.conn_in = TakenIn::here();
-                self.opens += 1;
-                self.conn.insert(conn)
-            }
-        };
+        let conn = self.conn(None)?;
         let result = f(conn);
         let open = conn.open;
         result.map_err(|e| {
@@ -176,6 +166,32 @@ impl Link {
             }
             err
         })
+    }
+
+    /// Opens a connection if there is none, the open ending by `by` too where that is sooner
+    /// than its own wait ([`SLICE`] plus the timeout): for a caller with a deadline of its own
+    /// (a queue's `get_timeout`: review159 M4, its open waited the queue's timeout, for ever
+    /// with `Duration::MAX`). The exchanges that follow open nothing (unless one fails).
+    pub(crate) fn connect_by(&mut self, by: Option<Instant>) -> Result<(), ClusterError> {
+        self.conn(by).map(|_| ())
+    }
+
+    /// The open connection, opened first (by `by` too, if given) if there is none.
+    fn conn(&mut self, by: Option<Instant>) -> Result<&mut Conn, ClusterError> {
+        if self.conn.is_some() && !self.conn_in.is_here() {
+            // The parent's connection, copied by fork: left to the parent.
+            std::mem::forget(self.conn.take());
+        }
+        if self.conn.is_none() {
+            let opened = Conn::open(&self.info, self.tls.as_ref(), self.timeout, by);
+            self.tls_lasts = opened.as_ref().is_err_and(super::error::tls_lasts);
+            self.open_failed = opened.as_ref().err().map(ClusterError::from_redis);
+            let conn = opened.map_err(|e| ClusterError::from_redis(&e))?;
+            self.conn_in = TakenIn::here();
+            self.opens += 1;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("opened"))
     }
 }
 
@@ -283,8 +299,17 @@ pub(crate) struct Conn {
     /// While the connection is being opened, the open's deadline, which its exchanges
     /// (`AUTH`, `SELECT`) end by too.
     opening: Option<Instant>,
-    /// A deadline the next exchange ends by too, if sooner than its own ([`Conn::end_by`]).
-    cap: Option<Instant>,
+    /// A deadline the next exchange ends by ([`Conn::end_by`], [`Conn::answer_by`]).
+    cap: Option<Cap>,
+}
+
+/// The deadline of a connection's next exchange, besides its own wait.
+#[derive(Clone, Copy)]
+enum Cap {
+    /// This one, where sooner ([`Conn::end_by`]).
+    Sooner(Instant),
+    /// This one, sooner or later ([`Conn::answer_by`]).
+    Instead(Instant),
 }
 
 /// The bytes to and from Redis: the socket itself, or rustls over it. Either way every
@@ -307,17 +332,32 @@ impl Conn {
     /// that is sooner than its own wait: for a caller with a deadline of its own (a queue's
     /// `get_timeout`), which a server that stops answering mid-wait must not outlast.
     pub(crate) fn end_by(&mut self, at: Instant) {
-        self.cap = Some(at);
+        self.cap = Some(Cap::Sooner(at));
+    }
+
+    /// Makes the next exchange end by `at` (plus what its moved bytes buy, [`MOVING`])
+    /// instead of its own wait, sooner or later: for a blocking command, whose answer is due
+    /// at the end of its wait whatever the link's timeout (a queue's take waits its wait and
+    /// a second, the queue's `GRACE`, for the answer; review159 H1 and M1).
+    pub(crate) fn answer_by(&mut self, at: Instant) {
+        self.cap = Some(Cap::Instead(at));
     }
 
     /// Connects, makes the TLS handshake, authenticates and selects the URL's database, all
     /// within one exchange's wait ([`SLICE`] plus `timeout`, and the few milliseconds the
-    /// handshake's bytes buy) of the start, each connect within `timeout` (review39 L2: each
-    /// address had the whole timeout, and each read of the handshake and of the replies a
-    /// wait of its own); each exchange after that as [`Conn::exchange`] says.
-    fn open(info: &ConnectionInfo, tls: Option<&Arc<rustls::ClientConfig>>, timeout: Duration) -> RedisResult<Self> {
+    /// handshake's bytes buy) of the start, and by `by` where that is sooner, each connect
+    /// within `timeout` (review39 L2: each address had the whole timeout, and each read of
+    /// the handshake and of the replies a wait of its own); each exchange after that as
+    /// [`Conn::exchange`] says.
+    fn open(
+        info: &ConnectionInfo,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+        by: Option<Instant>,
+    ) -> RedisResult<Self> {
         let limit = SLICE + timeout;
         let until = Instant::now() + limit;
+        let until = by.map_or(until, |by| by.min(until));
         let stream = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
                 Stream::Plain(Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout, until)?), until))
@@ -333,7 +373,7 @@ impl Conn {
                 tls.conn.complete_io(&mut tls.sock)?;
                 Stream::Tls(Box::new(tls))
             }
-            ConnectionAddr::Unix(path) => Stream::Plain(connect_unix(path, Instant::now() + timeout)?),
+            ConnectionAddr::Unix(path) => Stream::Plain(connect_unix(path, (Instant::now() + timeout).min(until))?),
             other => {
                 return Err(
                     (ErrorKind::InvalidClientConfig, "an address of an unknown kind", format!("{other:?}")).into()
@@ -381,7 +421,11 @@ impl Conn {
     /// reply may be half read).
     fn exchange(&mut self, packed: &[u8], replies: usize) -> RedisResult<Vec<Value>> {
         let until = Instant::now() + self.limit;
-        let until = self.cap.take().map_or(until, |cap| cap.min(until));
+        let until = match self.cap.take() {
+            None => until,
+            Some(Cap::Sooner(at)) => at.min(until),
+            Some(Cap::Instead(at)) => at,
+        };
         self.stream.timed().begin(self.opening.map_or(until, |open| open.min(until)));
         let stream = &mut self.stream;
         let result = (|| {

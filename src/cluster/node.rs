@@ -488,10 +488,11 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     // The last wait for Redis away ([`back_off`]); `None` again after a read Redis served
     // (not a look at the pools, which a replica serves).
     let mut away: Option<Duration> = None;
-    // Since when every read failed as Redis away (`None` again after a read Redis served),
-    // and the last warning of it: a node given a replica's address for good (`READONLY` at
-    // each read, while the pools' registry reads fine) serves nothing, and says why once a
-    // minute once it lasted that long (review153 L4: it said nothing).
+    // Since when every read failed as Redis away (`None` again after a read Redis served,
+    // and while the node is full, making none), and the last warning of it: a node given a
+    // replica's address for good (`READONLY` at each read, while the pools' registry reads
+    // fine) serves nothing, and says why once a minute once it lasted that long (review153
+    // L4: it said nothing).
     let mut unread_since: Option<Instant> = None;
     let mut warned_away: Option<Instant> = None;
     loop {
@@ -545,6 +546,12 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         }
         let room = {
             let mut running = lock(&shared.running);
+            // Full: no read for want of room, which is not a failed one (review159 L2: a
+            // node full for minutes after one failed read warned at its next failure that
+            // it could not read "for" all that time).
+            if running.len() >= shared.capacity {
+                unread_since = None;
+            }
             // A broken pool hands back nothing before the reader stops: the loop's next
             // turn does.
             while running.len() >= shared.capacity && shared.broken.get().is_none() && shared.refused.get().is_none() {
@@ -602,8 +609,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                     let since = *unread_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= WARN_EVERY && warned_away.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                         log::warn!(
-                            "cannot read the tasks of pool {pool} for {} s ({why}): serving nothing until it can \
-                             (Redis away, or this address leads to a replica)",
+                            "every read of the pools' tasks failed for {} s, the last of pool {pool} ({why}): \
+                             serving nothing until one can (Redis away, or this address leads to a replica)",
                             since.elapsed().as_secs()
                         );
                         warned_away = Some(Instant::now());

@@ -9,6 +9,9 @@
 //! mp:{q:NAME}:alive:ID     consumer ID's heartbeat, a key that expires after the lease
 //! mp:{q:NAME}:last:ID      the number of consumer ID's last take that moved an item to
 //!                          its processing list (expires after the lease)
+//! mp:{q:NAME}:fence:ID     the number of consumer ID's last take that `RECOVER` looked for:
+//!                          a take at or below it reaching Redis late moves nothing to the
+//!                          processing list (expires after the lease)
 //! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
 //! mp:{q:NAME}:dead         items that did not decode or were too large, kept for inspection
 //! mp:{q:NAME}:puts:ID      producer ID's puts that may be sent again (expires at least 45
@@ -21,7 +24,8 @@
 //! Redis (a send whose reply was lost) or a `PutToken` still holds one (aud105 L1: `last:`
 //! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
 //! the drop and write `last:` again, which then expires after the lease. A fork child's
-//! copy of the handle (the same consumer, documented so) deletes nothing.
+//! copy of the handle (a consumer of its own, and a producer of its own) deletes nothing:
+//! its keys expire.
 //!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
 //! its reply suppressed (`CLIENT REPLY SKIP`), and a script in the same pipeline moves it
@@ -40,7 +44,10 @@
 //! carries a number, which `TAKE` records (`last:ID`) when it moves an item to the
 //! processing list, and the consumer's next take first runs `RECOVER` with the failed
 //! take's number: if that take ran, its item (the newest of the processing list) goes back
-//! first in line.
+//! first in line. If it has not run yet (its bytes on their way on a connection the client
+//! gave up), `RECOVER` fences it (`fence:ID`), and `TAKE` puts back in line what a take at
+//! or below the fence moved, once it runs: no later take looks for it (review159 L4: it
+//! stayed held by a live consumer, unseen until the handle retired).
 //!
 //! A put whose reply never came may have run too, so each put carries a number (per
 //! handle: the handle's id and a count), and `PUT` pushes the value only if that number is
@@ -141,12 +148,12 @@ return moved
 
 /// A consumer that leaves: its unacknowledged items go back first in line, and its keys
 /// go: its heartbeat, the number of its last take (`KEYS[6]`: read only by its own next
-/// take's `RECOVER`), and its record of puts (`KEYS[7]`) if `ARGV[2]` is 1 (no copy of one
-/// of its puts can still reach Redis: see `Queue`'s `Drop`).
+/// take's `RECOVER`) and its fence (`KEYS[8]`), and its record of puts (`KEYS[7]`) if
+/// `ARGV[2]` is 1 (no copy of one of its puts can still reach Redis: see `Queue`'s `Drop`).
 const RETIRE: &str = r"
 while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do end
 while redis.call('LMOVE', KEYS[5], KEYS[1], 'LEFT', 'RIGHT') do end
-redis.call('DEL', KEYS[3], KEYS[6])
+redis.call('DEL', KEYS[3], KEYS[6], KEYS[8])
 if ARGV[2] == '1' then redis.call('DEL', KEYS[7]) end
 redis.call('SREM', KEYS[4], ARGV[1])
 return 0
@@ -156,11 +163,23 @@ return 0
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
 /// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
 /// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
-/// is returned. Nothing landed: nil (or the error the skipped move hid).
+/// is returned. A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches
+/// Redis late) puts what landed back first in line, and answers nil. Nothing landed: nil
+/// (or the error the skipped move hid: the `LLEN` meets
+/// the list's wrong type again, and the `DEL` of the empty landing list, a write that
+/// changes nothing, meets a replica's `READONLY`: a script that only reads runs on a
+/// replica, and its nil, taken for an empty queue, sent the next take at once, in a hot loop
+/// until the heartbeat was due; review159 M2).
 const TAKE: &str = r"
 local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
   redis.call('LLEN', KEYS[4])
+  redis.call('DEL', KEYS[1])
+  return false
+end
+local fence = redis.call('GET', KEYS[6])
+if fence and tonumber(ARGV[2]) <= tonumber(fence) then
+  redis.call('LMOVE', KEYS[1], KEYS[4], 'RIGHT', 'RIGHT')
   return false
 end
 if #v > tonumber(ARGV[1]) then
@@ -175,9 +194,15 @@ return v
 /// Before a take that follows one whose reply never came (number `ARGV[1]`): anything in
 /// the landing list (`KEYS[4]`) goes back first in line (`KEYS[3]`), and if that take
 /// moved an item to the processing list (`KEYS[2]`), as `KEYS[1]` tells, that item (the
-/// newest there: nothing was taken since) goes back first in line too.
+/// newest there: nothing was taken since) goes back first in line too. Either way the
+/// fence (`KEYS[5]`, for `ARGV[2]` ms) rises to that number: if the take has not run yet,
+/// it moves nothing when it does (`TAKE`).
 const RECOVER: &str = r"
 while redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT') do end
+local fence = redis.call('GET', KEYS[5])
+if not fence or tonumber(fence) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[2])
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
@@ -233,20 +258,28 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// the error is [`ClusterError::Unreachable`] after at most the
 /// [`timeout`](QueueBuilder::timeout) plus one second (a put: three times the timeout plus two
 /// seconds, as it sends again; a get that waits: four times the timeout plus three seconds,
-/// see below); the next call connects anew.
+/// and seven seconds at least, see below); the next call connects anew.
 ///
 /// A get that waits ([`get`](Queue::get), [`receive`](Queue::receive) and their `_timeout`
 /// forms) waits out Redis away (a restart, a lost connection, a server `BUSY` with a script
 /// or `LOADING` its data, a replica answering `READONLY` after a failover that the URL's name
 /// or address has not followed yet) as it waits out an empty queue: it tries again, connecting anew,
 /// until the [`timeout`](QueueBuilder::timeout) has passed since its first failure (and
-/// never past its own deadline), then fails `Unreachable`. A `_timeout` form returns by its
-/// deadline, plus at most half a second for Redis's answer to its last wait (less where the
-/// queue's `timeout` is less), even where Redis stops answering mid-wait (a failover's
-/// demoted master ends a blocking take and then answers nothing on that connection): then
-/// `Unreachable`. A try (`try_get`,
-/// `try_receive`) fails at once. Nothing is lost either way: a take whose reply was lost
-/// is recovered by the next try: its item is not lost.
+/// never past its own deadline), then fails `Unreachable`. Each of its takes waits for
+/// Redis's answer a second past the take's own wait (a second at most), whatever the
+/// queue's `timeout`: Redis answers a wait that timed out up to a tick of its clock late (a
+/// second at `hz 1`), and a failover's demoted master ends a blocking take and then answers
+/// nothing more on that connection, which is left then (`Unreachable`, waited out as Redis
+/// away), even with `timeout(Duration::MAX)`. A `_timeout` form also ends each of its
+/// turns on the connection (the open one may need, its take, a get's acknowledgement) a
+/// second past its deadline, or past the turn's start where that is later (a turn that
+/// waits behind another thread's call on a shared handle): so on a handle no other thread
+/// is using it returns by its deadline plus two seconds at most, and on a healthy Redis
+/// within milliseconds of it, even where Redis stops answering mid-wait (then
+/// `Unreachable`; a get whose acknowledgement fails returns the value all the same, which
+/// may then be delivered again). A try (`try_get`, `try_receive`) fails at once. Nothing
+/// is lost either way: a take whose reply was lost is recovered by the next try: its item
+/// is not lost.
 ///
 /// What it leaves in Redis: its items (in line, and dead-lettered) until taken or deleted.
 /// A handle's drop deletes the keys of its own (its consumer's lists, heartbeat and last
@@ -254,16 +287,20 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// lost, which expires an hour after its last put: a late copy of that put must still be
 /// refused. A handle that dies, or is dropped while Redis is away, leaves its keys to expire
 /// (a [`lease`](QueueBuilder::lease); an hour for the record of puts): a drop waits for
-/// Redis about half a second at most, whatever the handle's `timeout`.
+/// Redis two and a half seconds at most, whatever the handle's `timeout` (half a second for
+/// each exchange, a second and a half for an open it needs).
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
 /// child got with its parent's memory (kept in a static) connects anew on its first call,
 /// and its drop retires nothing (nor does the drop of a copied [`Received`] give its value
-/// back): what the parent's consumer holds stays the parent's. Its takes act for that
-/// same consumer: open a queue of the child's own to be a consumer of its own. Its puts go
-/// under a record of puts of its own (which expires an hour after its last put), so the
-/// parent's drop never deletes what refuses a late copy of one of them.
+/// back): what the parent's consumer holds stays the parent's. Its takes act for a
+/// consumer of its own, made on its first get (or [`keep_alive`](Queue::keep_alive))
+/// there, which what it takes is held by; as the copy's drop retires nothing, what that
+/// consumer still holds when the child is done is delivered again after the lease (open a
+/// queue of the child's own to give it back at once). Its puts go under a record of puts
+/// of its own (which expires an hour after its last put), so the parent's drop never
+/// deletes what refuses a late copy of one of them.
 ///
 /// # Examples
 ///
@@ -287,6 +324,10 @@ pub struct Queue<T> {
     lease: Duration,
     timeout: Duration,
     state: Mutex<State>,
+    /// The items of values whose [`Received`] was dropped unacknowledged while another
+    /// thread's call held `state` past [`DROP_WAIT`]: given back by this handle's next turn
+    /// of a get (review159 M3), or with everything it holds when it retires.
+    dropped: Mutex<Vec<Vec<u8>>>,
     puts: Arc<Mutex<Puts>>,
     /// The record of puts of this handle's copy in a `Fork` child (kept in a static), made
     /// on its first put there: a producer of its own. On the parent's record, the parent's
@@ -349,6 +390,26 @@ impl Drop for SentPut {
     }
 }
 
+impl State {
+    /// One exchange of a get, on its connection (opened first if needed), by the get's
+    /// deadline as a turn's exchanges are ([`Until::turn_end`]) if it has one, else with the
+    /// link's own waits.
+    fn run_until<R>(
+        &mut self,
+        until: Until,
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<R>,
+    ) -> Result<R, ClusterError> {
+        let end = until.turn_end();
+        self.link.connect_by(end)?;
+        self.link.run(|c| {
+            if let Some(at) = end {
+                c.end_by(at);
+            }
+            f(c)
+        })
+    }
+}
+
 struct State {
     link: Link,
     /// When this consumer last refreshed its heartbeat (`None`: never; it holds nothing).
@@ -357,6 +418,9 @@ struct State {
     takes: u64,
     /// The number of a take whose reply never came, until `RECOVER` ran for it.
     unsure: Option<u64>,
+    /// In a `Fork` child's copy, the consumer its takes act for, and the process it is for
+    /// ([`Queue::taker`]).
+    forked: Option<(TakenIn, String)>,
 }
 
 struct Keys {
@@ -391,6 +455,10 @@ impl Keys {
 
     fn last_take(&self, consumer: &str) -> String {
         format!("{}:last:{consumer}", self.prefix)
+    }
+
+    fn fence(&self, consumer: &str) -> String {
+        format!("{}:fence:{consumer}", self.prefix)
     }
 
     fn puts(&self, producer: &str) -> String {
@@ -527,7 +595,8 @@ impl<T> QueueBuilder<T> {
     /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
     /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
     /// (sending it and reading its reply, however large) end within a second more than the timeout
-    /// of their start (the longest a blocking command of the queue's blocks), plus a second for
+    /// of their start (the longest a blocking command of the queue's blocks), a get's take
+    /// within its wait and a second whatever the timeout (see [`Queue`]), plus a second for
     /// each MiB they move: a large item crosses any link of 1 MiB/s or more (bytes the system's
     /// buffers take at once count as moved), and a peer that takes it slower than that is given up.
     /// A name server that has not answered by then is left behind (its lookup goes on, on a thread
@@ -595,7 +664,8 @@ impl<T> QueueBuilder<T> {
             max_message_size: self.max_message_size,
             lease: self.lease,
             timeout: self.timeout,
-            state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
+            state: Mutex::new(State { link, beat: None, takes: 0, unsure: None, forked: None }),
+            dropped: Mutex::default(),
             puts: Arc::default(),
             forked_puts: Mutex::new(None),
             put_script: redis::Script::new(PUT),
@@ -604,6 +674,13 @@ impl<T> QueueBuilder<T> {
             _type: PhantomData,
         })
     }
+}
+
+/// Tests: the bytes of take `number` of `q`'s consumer (no heartbeat, not blocking), as they
+/// would reach Redis late.
+pub fn test_take_command<T: Serialize + DeserializeOwned>(q: &Queue<T>, number: u64) -> Vec<u8> {
+    let consumer = q.taker(&mut q.state());
+    q.take_pipeline(&consumer, number, None, false).get_packed_pipeline()
 }
 
 /// Tests: the arguments of the command a put sends, for the put `token` holds, as a send of
@@ -643,13 +720,20 @@ fn consumer_id() -> String {
 }
 
 /// How long each exchange of a drop (a handle's, deleting its keys and giving back what it
-/// holds; a received value's, giving it back) waits for Redis at most (an open that it needs, [`SLICE`] more): best effort, as what it
-/// leaves expires.
+/// holds; a received value's, giving it back) waits for Redis at most (an open that it
+/// needs, [`SLICE`] more), and how long a received value's drop waits for another thread's
+/// call on the handle: best effort, as what it leaves expires.
 const DROP_WAIT: Duration = Duration::from_millis(500);
 
-/// How long past its deadline a get's exchange may wait for Redis's answer (and no longer
-/// than the queue's `timeout`): the answer to its last wait, which ends at the deadline.
-const GRACE: Duration = Duration::from_millis(500);
+/// How long a take waits for Redis's answer past its wait, whatever the queue's `timeout`
+/// (the get's too), and how long past the later of its deadline and its turn's start an
+/// exchange of a get with a deadline may wait. A second: Redis answers a blocking command
+/// that timed out up to a tick of its clock late, and `hz` may be as low as 1 (review159
+/// M1: half a second, and at most the queue's `timeout`, failed healthy gets on an empty
+/// queue `Unreachable`). Without it a take blocked on a failover's demoted master waited
+/// for ever with `timeout(Duration::MAX)`: that server ends the move `UNBLOCKED`, a reply
+/// the take skips, and then neither answers nor closes the connection (review159 H1).
+const GRACE: Duration = SLICE;
 
 /// The first pause of a call that meets Redis away ([`backed_off`]).
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
@@ -677,6 +761,17 @@ enum Until {
 impl Until {
     fn after(timeout: Duration) -> Self {
         Instant::now().checked_add(timeout).map_or(Until::Never, Until::At)
+    }
+
+    /// The end of the exchanges of a get's turn on the connection starting now: [`GRACE`] past
+    /// the later of the deadline and now (`None`: no deadline). Measured from the turn, not the
+    /// call: a turn that comes late (behind another thread's call on a shared handle, after a
+    /// slow open) is not given a deadline already past (review159 M1).
+    fn turn_end(self) -> Option<Instant> {
+        match self {
+            Until::At(at) => Some(at.max(Instant::now()) + GRACE),
+            Until::Now | Until::Never => None,
+        }
     }
 
     /// How long the next blocking command may wait, at most `most`; `None` once the
@@ -737,6 +832,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Queue::state`], waiting at most `wait` for another thread's call to let it go
+    /// (`None` if it does not).
+    fn state_within(&self, wait: Duration) -> Option<MutexGuard<'_, State>> {
+        let until = Instant::now() + wait;
+        loop {
+            match self.state.try_lock() {
+                Ok(state) => return Some(state),
+                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(2)));
+        }
     }
 
     /// Puts `value` at the end of the queue, waiting while it is full.
@@ -1172,7 +1285,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut received = self.receive_until(until)?;
         crash_point!("cluster.get.taken");
         let value = received.value.take().expect("a Received holds its value until ack");
-        let _ = received.remove();
+        // By the get's deadline, as its take (review159 M4: the handle's timeout).
+        let _ = received.remove(until);
         Ok(value)
     }
 
@@ -1237,43 +1351,53 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn receive_until(&self, until: Until) -> Result<Received<'_, T>, GetError> {
-        let processing = self.keys.processing(&self.consumer);
-        let landing = self.keys.landing(&self.consumer);
+        let consumer = self.taker(&mut self.state());
+        let processing = self.keys.processing(&consumer);
+        let landing = self.keys.landing(&consumer);
         let max = self.max_message_size;
-        let last_take = self.keys.last_take(&self.consumer);
+        let last_take = self.keys.last_take(&consumer);
+        let fence = self.keys.fence(&consumer);
         // Since when Redis has been away (a lost connection, a restart, `BUSY`, `LOADING`):
         // a get that waits takes it as it takes an empty queue, for the queue's `timeout`
         // since the first failure and within its own deadline, as a put and a pool do; and
         // the pause before the next try ([`backed_off`]).
         let mut away: Option<(Instant, Duration)> = None;
-        // The get's exchanges end by its deadline, but for the time the answer to a wait
-        // that ends there has to come (`GRACE`, at most the queue's `timeout`): a server
-        // that stops answering mid-wait is not waited for past it (review153 M3: a failover
-        // ends a blocking move `UNBLOCKED`, a reply the take skips, and the demoted master
-        // then answers nothing on that connection; the get waited its exchange's whole
-        // wait, the queue's `timeout` and a second, past its own deadline).
-        let end_by = match until {
-            Until::At(at) => at.checked_add(GRACE.min(self.timeout)),
-            Until::Now | Until::Never => None,
-        };
-        let capped = |c: &mut Conn| {
-            if let Some(at) = end_by {
-                c.end_by(at);
-            }
-        };
+        // A get with a deadline ends each turn's exchanges (the open, `RECOVER`, the take) by
+        // its deadline and `GRACE` (by its turn's start and `GRACE` if later): a server that
+        // stops answering mid-wait is not waited for past it (review153 M3: a failover ends
+        // a blocking move `UNBLOCKED`, a reply the take skips, and the demoted master then
+        // answers nothing on that connection; the get waited its exchange's whole wait, the
+        // queue's `timeout` and a second, past its own deadline). A take, whatever the get,
+        // waits for its answer its wait and `GRACE` (review159 H1).
         let taken = loop {
             let mut state = self.state();
+            let turn_end = until.turn_end();
+            let capped = |c: &mut Conn| {
+                if let Some(at) = turn_end {
+                    c.end_by(at);
+                }
+            };
+            // The open, if one is needed, within the turn (review159 M4: it waited the
+            // queue's timeout), and before the take's wait is measured.
+            if let Err(e) = state.link.connect_by(turn_end) {
+                drop(state);
+                self.wait_out(e, until, &mut away)?;
+                continue;
+            }
+            self.give_back_dropped(&mut state, until);
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
                     capped(c);
                     redis::cmd("EVAL")
                         .arg(RECOVER)
-                        .arg(4)
+                        .arg(5)
                         .arg(&last_take)
                         .arg(&processing)
                         .arg(&self.keys.items)
                         .arg(&landing)
+                        .arg(&fence)
                         .arg(number)
+                        .arg(ms_at_most_max(self.lease))
                         .query::<i64>(c)
                 });
                 if let Err(e) = recovered {
@@ -1293,49 +1417,38 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let sent = Instant::now();
             let due = self.beat_due(&state);
             let slice = until.slice(self.lease / 3);
-            let mut pipe = redis::pipe();
-            if due {
-                pipe.add_command(self.beat_command());
-            }
-            // The move's reply would carry the item, of any size: skipped; TAKE returns it
-            // only within bounds.
-            pipe.cmd("CLIENT").arg("REPLY").arg("SKIP");
-            match slice {
-                None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&landing).arg("RIGHT").arg("LEFT"),
-                Some(wait) => pipe
-                    .cmd("BLMOVE")
-                    .arg(&self.keys.items)
-                    .arg(&landing)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
-            };
-            pipe.cmd("EVAL")
-                .arg(TAKE)
-                .arg(5)
-                .arg(&landing)
-                .arg(&processing)
-                .arg(&self.keys.dead)
-                .arg(&self.keys.items)
-                .arg(&last_take)
-                .arg(sealed_bound(max as u64))
-                .arg(number)
-                .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
-            let packed = pipe.get_packed_pipeline();
+            let packed = self.take_pipeline(&consumer, number, slice, due).get_packed_pipeline();
             let replies = usize::from(due) + 1;
-            let taken = state.link.run(|c| {
-                capped(c);
-                let mut values = c.req_packed_commands(&packed, 0, replies)?;
-                for v in &mut values {
-                    if let redis::Value::ServerError(e) = v {
-                        // A refused `CLIENT REPLY SKIP` leaves the move's reply (and TAKE's)
-                        // unread: the connection goes, never read a reply behind (review36 M1).
-                        c.close();
-                        return Err(e.clone().into());
+            // Tests: the take is lost before it reaches Redis (a connection cut before the
+            // pipeline was written; `test_take_command` gives its bytes, to deliver late).
+            let lost = || Err(ClusterError::Unreachable("the take was lost (fail point cluster.take.lost)".into()));
+            let taken = if fail_point!("cluster.take.lost") {
+                lost()
+            } else {
+                state.link.run(|c| {
+                    match slice {
+                        // Its answer is due at the end of its wait: `GRACE` more, sooner or later
+                        // than the link's own wait (a short `timeout` left Redis's late answer to
+                        // a wait that timed out no time: review159 M1; `Duration::MAX` waited for
+                        // ever on a demoted master: H1).
+                        Some(wait) => {
+                            let answer = Instant::now() + wait + GRACE;
+                            c.answer_by(turn_end.map_or(answer, |end| end.min(answer)));
+                        }
+                        None => capped(c),
                     }
-                }
-                Ok(values.pop())
-            });
+                    let mut values = c.req_packed_commands(&packed, 0, replies)?;
+                    for v in &mut values {
+                        if let redis::Value::ServerError(e) = v {
+                            // A refused `CLIENT REPLY SKIP` leaves the move's reply (and TAKE's)
+                            // unread: the connection goes, never read a reply behind (review36 M1).
+                            c.close();
+                            return Err(e.clone().into());
+                        }
+                    }
+                    Ok(values.pop())
+                })
+            };
             if let Err(ClusterError::Unreachable(_)) = &taken {
                 // Sent, maybe run: the next take looks.
                 state.unsure = Some(number);
@@ -1358,6 +1471,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Some(redis::Value::Int(size)) => break Err(size),
                 Some(redis::Value::Nil) | None if slice.is_none() => {
                     return Err(if matches!(until, Until::Now) { GetError::Empty } else { GetError::Timeout });
+                }
+                // A wait that ran to the deadline, answered (Redis answers one up to a tick
+                // of its clock late): no last look past the deadline, whose exchange would
+                // end `GRACE` after it.
+                Some(redis::Value::Nil) | None if matches!(until, Until::At(at) if Instant::now() >= at) => {
+                    return Err(GetError::Timeout);
                 }
                 Some(redis::Value::Nil) | None => {}
                 Some(other) => {
@@ -1383,15 +1502,46 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             None => Err(GetError::Unauthenticated { dead: self.keys.dead.clone() }),
         };
         match decoded {
-            Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
+            Ok(value) => Ok(Received { queue: self, processing, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
                 crash_point!("cluster.get.refused");
-                // Out of the way for good, kept where a person can look at it.
+                // Out of the way for good, kept where a person can look at it (by the get's
+                // deadline, as its take: review159 M4).
                 self.state()
-                    .link
-                    .run(|c| move_held(c, &processing, &self.keys.dead, &bytes, "LPUSH"))
+                    .run_until(until, |c| move_held(c, &processing, &self.keys.dead, &bytes, "LPUSH"))
                     .map_err(GetError::Redis)?;
                 Err(e)
+            }
+        }
+    }
+
+    /// Gives back, first in line, the values whose [`Received`] was dropped while another
+    /// thread's call held the handle ([`Queue::dropped`]), as their drops would have: best
+    /// effort, what fails stays held (returned when this consumer retires or dies). Only in
+    /// the process that opened the handle: a fork child's copy gives back nothing.
+    fn give_back_dropped(&self, state: &mut State, until: Until) {
+        if !self.made_in.is_here() {
+            return;
+        }
+        let dropped = std::mem::take(&mut *lock(&self.dropped));
+        if dropped.is_empty() {
+            return;
+        }
+        let processing = self.keys.processing(&self.consumer);
+        let end = until.turn_end();
+        let mut dropped = dropped.into_iter();
+        for bytes in dropped.by_ref() {
+            // The drop's own bound (and the get's deadline): the turn's take follows.
+            let given = state.link.run_within(DROP_WAIT, |c| {
+                if let Some(at) = end {
+                    c.end_by(at);
+                }
+                move_held(c, &processing, &self.keys.items, &bytes, "RPUSH")
+            });
+            if given.is_err() {
+                // The rest, at the next turn.
+                lock(&self.dropped).extend(dropped);
+                return;
             }
         }
     }
@@ -1439,8 +1589,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`ClusterError`] when Redis cannot be used.
     pub fn keep_alive(&self) -> Result<(), ClusterError> {
         let mut state = self.state();
+        let consumer = self.taker(&mut state);
         let sent = Instant::now();
-        state.link.run(|c| self.beat_command().query::<()>(c))?;
+        state.link.run(|c| self.beat_command(&consumer).query::<()>(c))?;
         state.beat = Some(sent);
         Ok(())
     }
@@ -1450,16 +1601,77 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         state.beat.is_none_or(|at| at.elapsed() >= self.lease / 3)
     }
 
-    /// The heartbeat, and the reclaim of dead consumers' items.
-    fn beat_command(&self) -> redis::Cmd {
+    /// A take's pipeline: the heartbeat of `consumer` if `beat`, the move from the list to
+    /// its landing list (blocking for `slice`, if any), its reply skipped, and `TAKE` under
+    /// `number`.
+    fn take_pipeline(&self, consumer: &str, number: u64, slice: Option<Duration>, beat: bool) -> redis::Pipeline {
+        let landing = self.keys.landing(consumer);
+        let mut pipe = redis::pipe();
+        if beat {
+            pipe.add_command(self.beat_command(consumer));
+        }
+        // The move's reply would carry the item, of any size: skipped; TAKE returns it
+        // only within bounds.
+        pipe.cmd("CLIENT").arg("REPLY").arg("SKIP");
+        match slice {
+            None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&landing).arg("RIGHT").arg("LEFT"),
+            Some(wait) => pipe
+                .cmd("BLMOVE")
+                .arg(&self.keys.items)
+                .arg(&landing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
+        };
+        pipe.cmd("EVAL")
+            .arg(TAKE)
+            .arg(6)
+            .arg(&landing)
+            .arg(self.keys.processing(consumer))
+            .arg(&self.keys.dead)
+            .arg(&self.keys.items)
+            .arg(self.keys.last_take(consumer))
+            .arg(self.keys.fence(consumer))
+            .arg(sealed_bound(self.max_message_size as u64))
+            .arg(number)
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
+        pipe
+    }
+
+    /// The consumer this process's takes act for: the handle's own, or in a `Fork` child's
+    /// copy (kept in a static) one of the copy's own, made on its first take or heartbeat
+    /// there, with no heartbeat and no take yet (review159 L3: taking for the parent's
+    /// consumer, numbered from the parent's count, a child's take could be taken by the
+    /// parent's `RECOVER` for its own take of that number: delivered twice). A fork of a
+    /// fork makes its own again. The copy's drop retires nothing: what its consumer holds
+    /// is delivered again after the lease.
+    fn taker(&self, state: &mut State) -> String {
+        if self.made_in.is_here() {
+            return self.consumer.clone();
+        }
+        match &state.forked {
+            Some((made_in, consumer)) if made_in.is_here() => consumer.clone(),
+            _ => {
+                let consumer = consumer_id();
+                state.forked = Some((TakenIn::here(), consumer.clone()));
+                state.beat = None;
+                state.takes = 0;
+                state.unsure = None;
+                consumer
+            }
+        }
+    }
+
+    /// The heartbeat of `consumer`, and the reclaim of dead consumers' items.
+    fn beat_command(&self, consumer: &str) -> redis::Cmd {
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(BEAT)
             .arg(3)
             .arg(&self.keys.items)
             .arg(&self.keys.consumers)
-            .arg(self.keys.alive(&self.consumer))
-            .arg(&self.consumer)
+            .arg(self.keys.alive(consumer))
+            .arg(consumer)
             .arg(lease_ms)
             .arg(&self.keys.prefix);
         cmd
@@ -1551,6 +1763,7 @@ impl<T> Drop for Queue<T> {
                 .key(&landing)
                 .key(&last_take)
                 .key(&record)
+                .key(self.keys.fence(&self.consumer))
                 .arg(&self.consumer)
                 .arg(u8::from(forget_puts))
                 .invoke::<()>(c)
@@ -1560,9 +1773,12 @@ impl<T> Drop for Queue<T> {
 
 /// A value taken by [`Queue::receive`], held in the consumer's processing list until
 /// [`ack`](Received::ack). Dropping it unacknowledged puts the value back at the head of
-/// the queue (best effort: waiting at most about half a second for Redis, whatever the
-/// handle's `timeout`; where that fails the value stays in the processing list, delivered
-/// again after the lease or when the queue handle is dropped). Derefs to the value.
+/// the queue (best effort, waiting two and a half seconds at most, whatever the handle's
+/// `timeout`: half a second for another thread's call on the handle to end, else the
+/// handle's next get gives the value back; half a second for Redis's answer, and a second
+/// and a half for an open it needs; where Redis fails, the value stays in the processing
+/// list, delivered again after the lease or when the queue handle is dropped). Derefs to
+/// the value.
 ///
 /// # Examples
 ///
@@ -1577,6 +1793,8 @@ impl<T> Drop for Queue<T> {
 #[must_use = "a received value is acknowledged with `ack`; dropping it gives it back"]
 pub struct Received<'q, T: Serialize + DeserializeOwned> {
     queue: &'q Queue<T>,
+    /// The processing list of the consumer that holds it ([`Queue::taker`]).
+    processing: String,
     bytes: Vec<u8>,
     value: Option<T>,
     /// A copy made by fork gives nothing back when dropped: the value is the parent's.
@@ -1605,17 +1823,17 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
         // Taken first: whatever the outcome, the drop that follows gives nothing back (on
         // failure the item stays in the processing list, as documented).
         let value = self.value.take().expect("a Received holds its value until ack");
-        self.remove()?;
+        self.remove(Until::Never)?;
         Ok(value)
     }
 
-    /// Removes the item from the processing list.
-    fn remove(&mut self) -> Result<(), AckError> {
-        let processing = self.queue.keys.processing(&self.queue.consumer);
+    /// Removes the item from the processing list, by `until`'s deadline as a get's exchange
+    /// ([`Until::turn_end`]), if it has one.
+    fn remove(&mut self, until: Until) -> Result<(), AckError> {
+        let processing = &self.processing;
         self.queue
             .state()
-            .link
-            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&self.bytes).query::<()>(c))
+            .run_until(until, |c| redis::cmd("LREM").arg(processing).arg(1).arg(&self.bytes).query::<()>(c))
             .map_err(AckError)
     }
 }
@@ -1636,12 +1854,19 @@ impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
         // Not acknowledged: first in line again. Best effort: if it fails the value stays
         // in the processing list, returned when this consumer retires or dies. So it waits
         // a short bound, not the handle's timeout: a drop must not hang (review156 L1).
-        let processing = self.queue.keys.processing(&self.queue.consumer);
-        let _ = self
-            .queue
-            .state()
+        // The handle's connection too: another thread's call may hold it (for ever, with
+        // `Duration::MAX` and a stopped Redis, review159 M3), and is waited for as long at
+        // most; then the handle's next get gives the value back.
+        let Some(mut state) = self.queue.state_within(DROP_WAIT) else {
+            // (In a `Fork` child's copy, whose consumer is its own, the value stays held.)
+            if self.queue.made_in.is_here() {
+                lock(&self.queue.dropped).push(std::mem::take(&mut self.bytes));
+            }
+            return;
+        };
+        let _ = state
             .link
-            .run_within(DROP_WAIT, |c| move_held(c, &processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
+            .run_within(DROP_WAIT, |c| move_held(c, &self.processing, &self.queue.keys.items, &self.bytes, "RPUSH"));
     }
 }
 
