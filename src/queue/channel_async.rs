@@ -148,6 +148,9 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
         let outcome = poll_on(&mut this.waiting, ring.writable(), cx, |check| {
             let now = CheckNow::new(&others, check);
             match send_value(ring, value, tag, Deadline::now(), &now) {
+                // A full ring, or the producers' lock not had within its grace: then the put
+                // marked it, and its holder's release wakes the ring's `writable` sleepers
+                // while there is room (`Ring::lock_to_put_slow`), this future among them.
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }
@@ -374,6 +377,69 @@ mod tests {
         assert_eq!(owed, 0, "the refused get slept, owed its wake-up, with the message there");
         assert!(matches!(before_second_put, Poll::Ready(Ok(2))), "{before_second_put:?}");
         assert!(q.is_empty());
+    }
+
+    /// A put that would not wait for room (an unbounded queue) finds another producer
+    /// inside its put, the producers' lock held (at the crash point `ring.put.recorded`, as
+    /// a segment's allocation or a stopped producer would hold it) past `LOCK_GRACE`: the
+    /// poll's attempts are refused, and the future pends, asleep on the ring's `writable`,
+    /// which only a take of a bounded queue notifies. The holder then lets go. The future is
+    /// woken by that release and puts. Before, it slept until its liveness check (up to
+    /// 100 ms; here `LIMIT`) or a wake-up of the test's own, with the lock free and its
+    /// sleep owed a wake-up (que104's "left undone"). Decided by the owed count read once the
+    /// holder returned, and by whether the future completes before the test's own wake-up:
+    /// no duration.
+    #[test]
+    fn a_put_refused_by_the_producers_lock_is_woken_when_its_holder_lets_go() {
+        const POINT: &str = "ring.put.recorded";
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(3 * LIMIT);
+        /// Disarms the hold however the test ends: armed, it would hold another test's put.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        let q: Queue<u32> = Queue::new().unwrap();
+        let ch = q.ch.as_ref().unwrap();
+        let ring = ch.ring();
+        let (tx, woken) = std::sync::mpsc::channel();
+        let waker = Waker::from(std::sync::Arc::new(Woken(std::sync::Mutex::new(tx))));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = ch.put_async(2).first_check_after(LIMIT);
+        let (owed, before_own_wake_up) = std::thread::scope(|s| {
+            let _disarm = Disarm;
+            crate::shm::crash::arm(Some(&format!("hold:{POINT}")));
+            // Another producer, inside its put of 1 (the producers' lock held) until disarmed.
+            let holder = s.spawn(|| q.put(1));
+            let watchdog = Deadline::after(LIMIT);
+            while crate::shm::crash::held(POINT, holder.thread().id()) == 0 {
+                assert!(!watchdog.passed() && !holder.is_finished(), "the holder reaches its hold");
+                std::thread::yield_now();
+            }
+            assert!(Pin::new(&mut future).poll(&mut cx).is_pending(), "the holder holds the lock");
+            crate::shm::crash::arm(None);
+            holder.join().expect("the holder ends").expect("the holder put 1");
+            let owed = ring.writable_owed();
+            if owed == 0 {
+                woken.recv_timeout(LIMIT).expect("the holder's release wakes the future");
+                return (owed, Pin::new(&mut future).poll(&mut cx));
+            }
+            // Nothing is coming: a wake-up of the test's own (a take's, on a bounded queue).
+            ring.writable().notify(1);
+            woken.recv_timeout(LIMIT).expect("the test's wake-up wakes the future");
+            assert!(matches!(Pin::new(&mut future).poll(&mut cx), Poll::Ready(Ok(()))));
+            (owed, Poll::Pending)
+        });
+        println!(
+            "owed to the refused put after its holder's release: {owed}; its poll before a wake-up of the test's own: {before_own_wake_up:?}"
+        );
+        assert_eq!(q.get_timeout(Duration::ZERO), Ok(1));
+        assert_eq!(q.get_timeout(Duration::ZERO), Ok(2));
+        assert_eq!(owed, 0, "the refused put slept, owed its wake-up, with the lock free");
+        assert!(matches!(before_own_wake_up, Poll::Ready(Ok(()))), "{before_own_wake_up:?}");
     }
 
     /// A put waiting for room ends with `ShutDown` and is held, not dropped, while the

@@ -296,7 +296,10 @@ const HAS_HANDLES: u64 = 1;
 const NO_PUTS: u64 = 2;
 /// A take was refused by the consumers' lock ([`Ring::lock_to_take_slow`]), which it
 /// marked wanted: the holder's release looks for messages left ([`Ring::release_consumers`]).
-const REFUSED_BY_LOCK: u64 = 4;
+const TAKE_REFUSED_BY_LOCK: u64 = 4;
+/// A put was refused by the producers' lock ([`Ring::lock_to_put_slow`]), which it marked
+/// wanted: the holder's release looks for room ([`Ring::release_producers`]).
+const PUT_REFUSED_BY_LOCK: u64 = 8;
 
 /// How much a ring holds at most; zero means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -510,9 +513,8 @@ impl Ring {
     /// and whoever calls it again finishes it.
     pub(crate) fn refuse_puts(&self, deadline: Deadline) -> bool {
         self.settings.value.flags.fetch_or(NO_PUTS, Ordering::AcqRel);
-        let lock = &self.producers.lock;
-        let Some(acquired) = Self::lock_side(lock, deadline) else { return false };
-        let _unlock = Unlock(lock);
+        let Some(acquired) = Self::lock_side(&self.producers.lock, deadline) else { return false };
+        let _unlock = ReleaseProducers(self);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(Heap::get());
         }
@@ -618,15 +620,29 @@ impl Ring {
         // lock marked wanted (an RMW of its word that the release's swap reads), so the
         // release that takes the marked branch sees the note. A lock let go meanwhile is
         // tried again; one taken again by another consumer is marked again.
-        self.settings.value.flags.fetch_or(REFUSED_BY_LOCK, Ordering::AcqRel);
+        if self.leave_note(lock, me, TAKE_REFUSED_BY_LOCK) { Ok(Acquired::Clean) } else { Err(Refused::TimedOut) }
+    }
+
+    /// Sets `note` in the ring's flags, then marks `lock` wanted ([`RawMutex::mark_wanted`]),
+    /// so that its holder's release, which takes the marked branch, sees the note. True
+    /// when the lock, let go meanwhile, was had after all (taken again by another first,
+    /// it is marked again).
+    fn leave_note(&self, lock: &RawMutex, me: Owner, note: u64) -> bool {
+        self.settings.value.flags.fetch_or(note, Ordering::AcqRel);
         loop {
             if lock.mark_wanted() {
-                return Err(Refused::TimedOut);
+                return false;
             }
             if lock.try_lock(me) {
-                return Ok(Acquired::Clean);
+                return true;
             }
         }
+    }
+
+    /// Clears `note` in the ring's flags; whether it was set.
+    fn take_note(&self, note: u64) -> bool {
+        let flags = &self.settings.value.flags;
+        flags.load(Ordering::Relaxed) & note != 0 && flags.fetch_and(!note, Ordering::AcqRel) & note != 0
     }
 
     /// Lets go of the consumers' lock. When it was wanted (a waiter slept, or a take was
@@ -638,7 +654,7 @@ impl Ring {
     }
 
     /// A take refused by the consumers' lock while this release's caller held it (the
-    /// note, [`REFUSED_BY_LOCK`]) may have used a put's single wake-up and gone back to
+    /// note, [`TAKE_REFUSED_BY_LOCK`]) may have used a put's single wake-up and gone back to
     /// sleep, as may others: each message left may be owed a wake-up, so up to that many
     /// sleepers are woken (those not owed one are skipped by `notify`'s count). At worst a
     /// sleeper looks once for nothing. Runs only after a wanted release: never on a take
@@ -646,10 +662,7 @@ impl Ring {
     #[cold]
     #[inline(never)]
     fn after_wanted_release(&self) {
-        let flags = &self.settings.value.flags;
-        if flags.load(Ordering::Relaxed) & REFUSED_BY_LOCK == 0
-            || flags.fetch_and(!REFUSED_BY_LOCK, Ordering::AcqRel) & REFUSED_BY_LOCK == 0
-        {
+        if !self.take_note(TAKE_REFUSED_BY_LOCK) {
             return;
         }
         let left = self.len();
@@ -657,6 +670,63 @@ impl Ring {
             // `notify`, with its fence: these sleepers pass through the producers' lock,
             // not the one let go here.
             self.readable().notify(u32::try_from(left).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Takes the producers' lock for a put, as [`Ring::lock_side`] does.
+    #[inline]
+    fn lock_to_put(&self, deadline: Deadline) -> Option<Acquired> {
+        let me = Owner::process();
+        // The uncontended take first, inline: no call, no clock read for the grace.
+        if self.producers.lock.try_lock(me) {
+            return Some(Acquired::Clean);
+        }
+        self.lock_to_put_slow(me, deadline)
+    }
+
+    /// The producers' lock held by another producer (inside its locked part: a record's
+    /// copy, a segment's allocation; or stopped there).
+    #[cold]
+    fn lock_to_put_slow(&self, me: Owner, deadline: Deadline) -> Option<Acquired> {
+        let lock = &self.producers.lock;
+        if let Some(acquired) = Self::lock_side_slow(lock, me, deadline) {
+            return Some(acquired);
+        }
+        // Refused, maybe with room there: an async put's attempt (`Deadline::now()`) then
+        // pends on `writable`, which only a take of a bounded ring notifies (and maybe
+        // having used that take's single wake-up), so nothing would wake it (or a putter
+        // behind it) when the holder lets go; a timed put refused so may have used a take's
+        // wake-up too. So the holder's release is told to look (`release_producers`), as a
+        // take refused by the consumers' lock tells its holder (`lock_to_take_slow`).
+        self.leave_note(lock, me, PUT_REFUSED_BY_LOCK).then_some(Acquired::Clean)
+    }
+
+    /// Lets go of the producers' lock. When it was wanted (a waiter slept, or a put was
+    /// refused by it), [`Ring::after_wanted_producers_release`] runs; an uncontended
+    /// release costs nothing more than the lock's own unlock.
+    #[inline]
+    fn release_producers(&self) {
+        self.producers.lock.unlock_then(|| self.after_wanted_producers_release());
+    }
+
+    /// A put refused by the producers' lock while this release's caller held it (the note,
+    /// [`PUT_REFUSED_BY_LOCK`]) may be an async put asleep on `writable` with room there
+    /// (or one that used a take's single wake-up), as may others: while the ring has room,
+    /// up to as many sleepers as it has room for messages (all of them, unbounded in
+    /// count) are woken (those not owed a wake-up are skipped by `notify`'s count). At
+    /// worst a sleeper looks once for nothing. Runs only after a wanted release: never on
+    /// a put that met nobody.
+    #[cold]
+    #[inline(never)]
+    fn after_wanted_producers_release(&self) {
+        if !self.take_note(PUT_REFUSED_BY_LOCK) || self.is_full() {
+            return;
+        }
+        let items = self.limits().items;
+        let room = if items == 0 { u64::MAX } else { items.saturating_sub(self.len()) };
+        if room != 0 {
+            // `notify`, with its fence: these sleepers pass through no lock.
+            self.writable().notify(u32::try_from(room).unwrap_or(u32::MAX));
         }
     }
 
@@ -795,7 +865,7 @@ impl Ring {
     fn reclaim_pending(&self, heap: &Heap) {
         let lock = &self.producers.lock;
         let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
-        let _unlock = Unlock(lock);
+        let _unlock = ReleaseProducers(self);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
         }
@@ -939,9 +1009,8 @@ impl Ring {
         body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<bool, Refused<E>> {
         let heap = Heap::get();
-        let lock = &self.producers.lock;
-        let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
-        let _unlock = Unlock(lock);
+        let acquired = self.lock_to_put(deadline).ok_or(Refused::TimedOut)?;
+        let _unlock = ReleaseProducers(self);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
         }
@@ -1432,7 +1501,7 @@ impl Ring {
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
         }
-        lock.unlock();
+        self.release_producers();
         self.free_retired_unread(heap);
     }
 
@@ -1526,16 +1595,6 @@ fn wait_on<T, E>(
     sleepers.wait(deadline, Duration::ZERO, ready, check)
 }
 
-/// Unlocks a ring lock on drop (also when a reader panics).
-struct Unlock<'a>(&'a RawMutex);
-
-impl Drop for Unlock<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.0.unlock();
-    }
-}
-
 /// Lets go of a ring's consumers' lock on drop (also when a reader panics):
 /// [`Ring::release_consumers`].
 struct ReleaseConsumers<'a>(&'a Ring);
@@ -1544,6 +1603,17 @@ impl Drop for ReleaseConsumers<'_> {
     #[inline]
     fn drop(&mut self) {
         self.0.release_consumers();
+    }
+}
+
+/// Lets go of a ring's producers' lock on drop (also when a put's body panics):
+/// [`Ring::release_producers`].
+struct ReleaseProducers<'a>(&'a Ring);
+
+impl Drop for ReleaseProducers<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.release_producers();
     }
 }
 
@@ -1597,6 +1667,11 @@ impl Ring {
     /// How many announced sleepers of `readable()` are owed a wake-up (`Notify::owed`).
     pub(crate) fn readable_owed(&self) -> u64 {
         self.not_empty.value.owed()
+    }
+
+    /// How many announced sleepers of `writable()` are owed a wake-up (`Notify::owed`).
+    pub(crate) fn writable_owed(&self) -> u64 {
+        self.not_full.value.owed()
     }
 }
 
@@ -2197,6 +2272,57 @@ mod tests {
         println!("owed to the sleeper refused by the lock, after the holder's release: {owed}");
         assert_eq!(get(&r).unwrap(), b"left", "the refused take left the message");
         assert_eq!(owed, 0, "the holder's release left the refused take's sleeper owed, the message there");
+        r.destroy(heap);
+    }
+
+    /// A put that does not wait (an async put's attempt: `Deadline::now()`) finds the
+    /// producers' lock held by another producer, slow inside its put (held at the crash point
+    /// `ring.put.recorded`, as a segment's allocation or a stopped producer would be), past
+    /// `LOCK_GRACE`, and is refused (`TimedOut`) with room there: the ring is unbounded.
+    /// Its future then announces itself a sleeper of `writable()`, which only a take of a
+    /// bounded ring notifies. When the holder lets go, that sleeper is owed a wake-up.
+    /// Before, nothing gave it (owed 1): the future slept until its liveness check (up to
+    /// 100 ms), the lock free (que104's "left undone"). The owed count decides, read after
+    /// the holder returned: no duration.
+    #[test]
+    fn a_put_refused_by_the_producers_lock_is_owed_a_wake_up_at_the_holders_release() {
+        const LIMIT: Duration = Duration::from_secs(60);
+        const POINT: &str = "ring.put.recorded";
+        let _serial = crate::shm::heap_test_lock();
+        let _w = crate::testing::watchdog(2 * LIMIT);
+        /// Disarms the hold however the test ends: armed, it would hold another test's put.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let owed = std::thread::scope(|s| {
+            let _disarm = Disarm;
+            crate::shm::crash::arm(Some(&format!("hold:{POINT}")));
+            // Another producer, inside its put (the producers' lock held) until disarmed.
+            let holder = s.spawn(|| put(&r, b"held"));
+            let watchdog = Deadline::after(LIMIT);
+            while crate::shm::crash::held(POINT, holder.thread().id()) == 0 {
+                assert!(!watchdog.passed() && !holder.is_finished(), "the holder reaches its hold");
+                std::thread::yield_now();
+            }
+            // The attempt, refused by the lock, then its sleep announced.
+            let attempt = put(&r, b"refused");
+            assert!(matches!(attempt, Err(Refused::TimedOut)), "{attempt:?}");
+            let _announced = r.writable().start_sleeping();
+            crate::shm::crash::arm(None);
+            holder.join().expect("the holder ends").expect("the holder put");
+            let owed = r.writable_owed();
+            r.writable().stop_sleeping();
+            owed
+        });
+        println!("owed to the sleeper refused by the producers' lock, after the holder's release: {owed}");
+        assert_eq!(get(&r).unwrap(), b"held");
+        assert_eq!(get(&r), None, "the refused put put nothing");
+        assert_eq!(owed, 0, "the holder's release left the refused put's sleeper owed, with room there");
         r.destroy(heap);
     }
 
