@@ -418,7 +418,8 @@ mod tests {
                         let decoded: LocalReply = crate::codec::decode_own(&variant).unwrap();
                         assert_eq!(decoded.seq, seq);
                         match (answer, decoded.result) {
-                            (QuickAnswer::Unit, Ok(Out::Unit)) | (QuickAnswer::Maybe(None), Ok(Out::MaybeItem(None))) => {}
+                            (QuickAnswer::Unit, Ok(Out::Unit))
+                            | (QuickAnswer::Maybe(None), Ok(Out::MaybeItem(None))) => {}
                             (QuickAnswer::Maybe(Some(b)), Ok(Out::MaybeItem(Some(item))))
                                 if item.bytes == b && item.refs.is_empty() => {}
                             (answer, other) => panic!("{variant:?}: {answer:?} against {other:?}"),
