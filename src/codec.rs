@@ -1236,7 +1236,7 @@ impl Drop for HandleScope<'_> {
 }
 
 /// The first byte of a message: how the rest is encoded.
-const POSTCARD: u8 = 0;
+pub(crate) const POSTCARD: u8 = 0;
 /// MessagePack with field names, for the types postcard cannot carry.
 const MESSAGEPACK: u8 = 1;
 

@@ -31,6 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::ManagerError;
 use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, encode_plain};
+use super::quick::{self, QuickAnswer};
 #[cfg(feature = "remote")]
 use super::remote::{RemoteConn, RemoteRef};
 use super::state::{Control, ManagerState, ReplyState, TokenState, decode_own_taken};
@@ -633,7 +634,9 @@ impl Outbox {
         self.seq += 1;
         let seq = self.seq;
         self.scratch.clear();
-        encode_plain(&EnvelopeRef { seq, thread: 0, request }, &mut self.scratch)?;
+        if !quick::write_call(seq, 0, request, &mut self.scratch) {
+            encode_plain(&EnvelopeRef { seq, thread: 0, request }, &mut self.scratch)?;
+        }
         if let Some(gone) = watch.left() {
             return Err(gone);
         }
@@ -679,9 +682,11 @@ fn answer_to(
         // that point (F7); a ring that never carried one notes nothing.
         // (The server marks the ring before it puts such a reply.)
         let ring = &replies.ring;
-        let got = ring
-            .get(alive.deadline(), watch, |bytes, _| decode_own_taken::<LocalReply>(bytes, ring.ever_had_handles()));
-        let reply = match got {
+        let got = ring.get(alive.deadline(), watch, |bytes, _| match quick::read_answer(bytes) {
+            Some((seq, answer)) => Ok(Taken::Quick(seq, quick_out(answer))),
+            None => decode_own_taken::<LocalReply>(bytes, ring.ever_had_handles()).map(Taken::Reply),
+        });
+        let taken = match got {
             Err(Refused::TimedOut) => {
                 alive.no_news(|| {
                     // The tests' way to have the ping's put refused as with a full heap
@@ -696,15 +701,43 @@ fn answer_to(
             }
             other => settle_decoded(other.map_err(refused)?)?,
         };
-        if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
+        let got_seq = match &taken {
+            Taken::Quick(seq, _) => *seq,
+            Taken::Reply(reply) => reply.seq,
+        };
+        if alive.heard(got_seq) || (got_seq != seq && got_seq != 0) {
             // A sign of life, or the answer to a ping of an earlier call.
             continue;
         }
         // Sequence number 0: the server could not read our request.
-        return Ok(match reply.result {
-            Ok(out) => Ok(out.map_refs(|Token(t)| Ok::<_, ManagerError>(Ref::Local(t)))?),
-            Err(fault) => Err(fault),
+        return Ok(match taken {
+            Taken::Quick(_, out) => Ok(out),
+            Taken::Reply(LocalReply { result: Ok(out), .. }) => {
+                Ok(out.map_refs(|Token(t)| Ok::<_, ManagerError>(Ref::Local(t)))?)
+            }
+            Taken::Reply(LocalReply { result: Err(fault), .. }) => Err(fault),
         });
+    }
+}
+
+/// An answer as taken from a reply ring.
+enum Taken {
+    /// A quick one (`quick::read_answer`): its sequence number and what it says (no
+    /// reference in it).
+    Quick(u64, Out<Ref>),
+    Reply(LocalReply),
+}
+
+/// A quick answer (`quick::read_answer`) as the general decoder gives it; an item's bytes
+/// in a spare buffer, which the decoding of the value keeps for the next.
+fn quick_out(answer: QuickAnswer<'_>) -> Out<Ref> {
+    match answer {
+        QuickAnswer::Unit => Out::Unit,
+        QuickAnswer::Maybe(found) => Out::MaybeItem(found.map(|found| {
+            let mut bytes = spare_buffer();
+            bytes.extend_from_slice(found);
+            Item { bytes, refs: Vec::new() }
+        })),
     }
 }
 

@@ -35,6 +35,7 @@ mod list;
 mod namespace;
 pub(crate) mod protocol;
 mod queue;
+mod quick;
 mod remote;
 mod server;
 mod set;
@@ -1764,5 +1765,45 @@ impl Manager {
             Out::MaybeItem(None) => Err(ManagerError::NotPublished(name.to_string())),
             other => Err(link::unexpected(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+
+    /// `PROBE_N` (10,000) round trips of a dict's set, then as many gets, with the server
+    /// on a thread of this process: the manager's instruction counts under callgrind, which
+    /// cannot start a server process (valgrind 3.19 does not know `pidfd_open`). Not run by
+    /// default; `cargo test --release --lib probe_dict --no-run`, then the test binary under
+    /// `valgrind --tool=callgrind --separate-threads=yes BINARY --ignored probe_dict`: one
+    /// file per thread, the client's and the server's (perf102).
+    #[test]
+    #[ignore]
+    fn probe_dict_round_trips_in_threads() {
+        let n: i64 = std::env::var("PROBE_N").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+        let state = Shared::new(state::ManagerState::new().unwrap()).unwrap();
+        state.open().unwrap();
+        let for_server = state.clone();
+        let server = std::thread::spawn(move || server::Server::new(for_server).run());
+        let manager = Manager { origin: Origin::Local(state.clone(), None), server: None };
+        let d = manager.dict::<i64, i64>().unwrap();
+        for i in 0..200 {
+            d.insert(i, i).unwrap();
+            d.get(&i).unwrap();
+        }
+        let t0 = std::time::Instant::now();
+        for i in 0..n {
+            d.insert(i, i).unwrap();
+        }
+        let t1 = std::time::Instant::now();
+        for i in 0..n {
+            std::hint::black_box(d.get(&i).unwrap());
+        }
+        let t2 = std::time::Instant::now();
+        eprintln!("set {:?}/op get {:?}/op", (t1 - t0) / n as u32, (t2 - t1) / n as u32);
+        drop(d);
+        let _ = state.post(&state::Control::Shutdown);
+        server.join().unwrap();
     }
 }

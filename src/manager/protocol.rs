@@ -155,7 +155,7 @@ where
 
 /// What one decoded item is taken to cost the server besides its bytes and references:
 /// the item, the stored copy, their allocations.
-const ITEM_COST: u64 = 128;
+pub(crate) const ITEM_COST: u64 = 128;
 
 /// What one request may decode to by default (see [`decode_request_within`]).
 pub(crate) const DEFAULT_MAX_REQUEST_MEMORY: u64 = 256 << 20;

@@ -26,6 +26,7 @@ use super::custom::Identity;
 use super::custom::Registration;
 use super::link::{LocalReply, Token};
 use super::protocol::{Fault, Kind, ObjectId, Out, Reply, Request, decode_request_within, encode_plain, request_seq};
+use super::quick::{self, QuickCall, QuickOp};
 #[cfg(feature = "remote")]
 use super::remote::ListenConfig;
 use super::remote::{self, Writers};
@@ -120,6 +121,8 @@ enum Conn {
 /// A message from the ring.
 enum Incoming {
     Request(ConnId, super::protocol::Envelope),
+    /// A quick call (`quick::read_call`), its key and value in [`Server::quick_bytes`].
+    Quick(ConnId, QuickHead),
     /// A request that could not be read.
     Malformed(ConnId, Fault),
     /// A request refused whole (too large once decoded): its answer.
@@ -128,6 +131,15 @@ enum Incoming {
     /// A control message that did not decode: the handles in it it did not read go back.
     Undecoded(crate::queue::Undecoded),
     Nothing,
+}
+
+/// A quick call as taken from the ring, its bytes (the key, then the value) kept apart.
+struct QuickHead {
+    seq: u64,
+    thread: u64,
+    id: ObjectId,
+    op: QuickOp,
+    key_len: usize,
 }
 
 /// The server's state in its process.
@@ -154,6 +166,10 @@ pub(crate) struct Server {
     max_request_memory: u64,
     /// The threads that run registered types' calls.
     workers: Workers,
+    /// The key and value of the quick call taken last ([`Incoming::Quick`]).
+    quick_bytes: Vec<u8>,
+    /// The bytes of the last quick call's answer.
+    quick_answer: Vec<u8>,
 }
 
 /// The server process's body (a `Process` target).
@@ -213,6 +229,8 @@ impl Server {
             given_back: 0,
             max_request_memory: remote::DEFAULT_MAX_REQUEST_MEMORY,
             workers: Workers::new(state.clone()),
+            quick_bytes: Vec::new(),
+            quick_answer: Vec::new(),
         }
     }
 
@@ -301,7 +319,8 @@ impl Server {
         let deadline = Deadline::at(until);
         let max = self.max_request_memory;
         let requests = &self.state.requests;
-        let read = |bytes: &[u8], tag| parse(bytes, tag, max);
+        let quick_bytes = &mut self.quick_bytes;
+        let read = |bytes: &[u8], tag| parse(bytes, tag, max, quick_bytes);
         let got = if until > self.now {
             requests.get_unpassed(deadline, &Patient, read)
         } else {
@@ -310,6 +329,7 @@ impl Server {
         let mut quick = false;
         match got {
             Ok(Incoming::Request(conn, envelope)) => quick = self.request(conn, envelope, None),
+            Ok(Incoming::Quick(conn, head)) => quick = self.quick(conn, head),
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Refused(conn, seq, fault)) => {
                 if self.conns.contains_key(&conn) {
@@ -442,6 +462,36 @@ impl Server {
                 quick
             }
         }
+    }
+
+    /// A quick call of `conn`: done and answered at once when `conn` is a family
+    /// connection and no other answer waits to be sent (they go first), and the store can
+    /// (`Store::quick`); else the long way, as [`Server::request`] of its envelope. True,
+    /// as for every call on a built-in object (see [`Server::step`]), unless the long way
+    /// says otherwise.
+    fn quick(&mut self, conn: ConnId, head: QuickHead) -> bool {
+        let (key, value) = self.quick_bytes.split_at(head.key_len.min(self.quick_bytes.len()));
+        let call = QuickCall { seq: head.seq, thread: head.thread, id: head.id, op: head.op, key, value };
+        if let Some(Conn::Local { replies, .. }) = self.conns.get(&conn)
+            && !self.store.has_replies()
+        {
+            let out = &mut self.quick_answer;
+            let done = self.store.quick(&call, |answer| {
+                out.clear();
+                quick::write_answer(call.seq, answer, out);
+                // As `send_local`: an answer that cannot be put is dropped (it holds no
+                // reference).
+                let _ = replies.ring.put_bytes(out, 0, Deadline::NEVER, &Patient);
+            });
+            if done {
+                if self.quick_answer.capacity() > 1 << 16 {
+                    self.quick_answer = Vec::new();
+                }
+                return true;
+            }
+        }
+        let envelope = call.envelope();
+        self.request(conn, envelope, None)
     }
 
     /// Handles the deferred requests of the connections that have room again, every
@@ -859,13 +909,23 @@ fn send_local(state: &Shared<ManagerState>, replies: &ReplyState, store: &mut St
     });
 }
 
-/// Reads a message of the ring.
-fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
+/// Reads a message of the ring (a quick call's key and value into `quick_bytes`).
+fn parse(bytes: &[u8], tag: u32, max_request_memory: u64, quick_bytes: &mut Vec<u8>) -> Incoming {
     if tag == CONTROL {
         return match super::state::decode_own_taken::<Control>(bytes, true) {
             Ok(control) => Incoming::Control(control),
             Err(undecoded) => Incoming::Undecoded(undecoded),
         };
+    }
+    if let Some(call) = quick::read_call(bytes, max_request_memory) {
+        if quick_bytes.capacity() > 1 << 16 {
+            *quick_bytes = Vec::new();
+        }
+        quick_bytes.clear();
+        quick_bytes.extend_from_slice(call.key);
+        quick_bytes.extend_from_slice(call.value);
+        let QuickCall { seq, thread, id, op, key, .. } = call;
+        return Incoming::Quick(tag, QuickHead { seq, thread, id, op, key_len: key.len() });
     }
     match decode_request_within(bytes, max_request_memory) {
         Ok(envelope) => Incoming::Request(tag, envelope),

@@ -39,6 +39,7 @@ use super::custom::{DynManaged, Identity, MethodError};
 use super::protocol::{
     Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, SetAlgebra, SetRelation, Wait,
 };
+use super::quick::{QuickAnswer, QuickCall, QuickOp};
 use crate::process::panics;
 
 /// A semaphore's largest value, as the family's [`Semaphore`](crate::Semaphore) has.
@@ -952,6 +953,46 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// A dict's get or set of items without references (`quick::read_call`), done at once
+    /// and answered through `answer` (not for a request numbered 0, which nobody waits
+    /// for); `false` when it must go the long way ([`Store::handle`]), having done nothing:
+    /// the server shutting down, no dict `id`, a value found or replaced that holds
+    /// references (a copy of one counts them, the one replaced gives them back, and either
+    /// may answer other requests first). What is done and answered is what
+    /// [`Store::handle`] does and answers: a set keeps the key where it was, as a dict
+    /// does; a value of the same length as the one it replaces is written over it.
+    pub(crate) fn quick(&mut self, call: &QuickCall<'_>, answer: impl FnOnce(QuickAnswer<'_>)) -> bool {
+        if self.shutting_down {
+            return false;
+        }
+        let Some(Object { body: Body::Dict(map), .. }) = self.objects.get_mut(&call.id) else { return false };
+        match call.op {
+            QuickOp::DictGet => {
+                let found = map.get(call.key);
+                if found.is_some_and(|stored| !stored.refs.is_empty()) {
+                    return false;
+                }
+                if call.seq != 0 {
+                    answer(QuickAnswer::Maybe(found.map(|stored| &*stored.bytes)));
+                }
+            }
+            QuickOp::DictSet => {
+                match map.get_mut(call.key) {
+                    Some(stored) if !stored.refs.is_empty() => return false,
+                    Some(stored) if stored.bytes.len() == call.value.len() => stored.bytes.copy_from_slice(call.value),
+                    Some(stored) => stored.bytes = call.value.into(),
+                    None => {
+                        map.insert(call.key.into(), Stored { bytes: call.value.into(), refs: Vec::new() });
+                    }
+                }
+                if call.seq != 0 {
+                    answer(QuickAnswer::Unit);
+                }
+            }
+        }
+        true
     }
 
     /// Makes the object; `family`: for a family client (a registered type's fingerprint is
@@ -2290,6 +2331,74 @@ mod tests {
         let mut replies = store.take_replies();
         let pos = replies.iter().position(|o| o.conn == conn && o.seq == seq)?;
         Some(replies.remove(pos).result)
+    }
+
+    /// What `Store::quick` answers for `call`, if it takes it.
+    fn quick_answer(store: &mut Store, call: &QuickCall<'_>) -> Option<Out<ObjectId>> {
+        let mut answered = None;
+        let taken = store.quick(call, |answer| {
+            answered = Some(match answer {
+                QuickAnswer::Unit => Out::Unit,
+                QuickAnswer::Maybe(found) => Out::MaybeItem(found.map(|b| item(b, &[]))),
+            })
+        });
+        assert_eq!(taken, answered.is_some() || call.seq == 0, "an answer for each call taken");
+        answered
+    }
+
+    /// A dict's quick gets and sets answer what the long way answers and leave the dict as
+    /// it leaves it (a key set again stays where it was, a value of another length
+    /// replaces the old); a value that holds references, found or replaced, and a dict of
+    /// a server shutting down go the long way, and so does any other object.
+    #[test]
+    fn quick_calls_do_what_the_long_way_does() {
+        let mut quick = Store::new();
+        let mut long = Store::new();
+        let dict = create(&mut quick, Create::Dict(Vec::new()));
+        assert_eq!(create(&mut long, Create::Dict(Vec::new())), dict);
+        let ops: [(QuickOp, &[u8], &[u8]); 8] = [
+            (QuickOp::DictGet, b"a", b""),
+            (QuickOp::DictSet, b"a", b"1"),
+            (QuickOp::DictSet, b"b", b"2"),
+            (QuickOp::DictSet, b"a", b"3"),
+            (QuickOp::DictSet, b"a", b"4567"),
+            (QuickOp::DictSet, b"b", b""),
+            (QuickOp::DictGet, b"a", b""),
+            (QuickOp::DictGet, b"b", b""),
+        ];
+        for (seq, (op, key, value)) in (1..).zip(ops) {
+            let call = QuickCall { seq, thread: 0, id: dict, op, key, value };
+            let answer = quick_answer(&mut quick, &call).expect("taken");
+            let Request::Call { op, .. } = call.envelope().request else { unreachable!() };
+            assert_eq!(Some(Ok(answer)), self::call(&mut long, A, seq, dict, Kind::Dict, op), "{call:?}");
+        }
+        let items = |store: &mut Store| self::call(store, A, 100, dict, Kind::Dict, Op::Items);
+        assert_eq!(items(&mut quick), items(&mut long));
+        assert_eq!(
+            items(&mut quick),
+            Some(Ok(Out::Pairs(vec![(item(b"a", &[]), item(b"4567", &[])), (item(b"b", &[]), item(b"", &[]))])))
+        );
+        // Nobody waits for a call numbered 0: done, unanswered.
+        let unnumbered = QuickCall { seq: 0, thread: 0, id: dict, op: QuickOp::DictSet, key: b"c", value: b"5" };
+        assert_eq!(quick_answer(&mut quick, &unnumbered), None);
+        let get_c = QuickCall { seq: 1, op: QuickOp::DictGet, value: b"", ..unnumbered };
+        assert_eq!(quick_answer(&mut quick, &get_c), Some(Out::MaybeItem(Some(item(b"5", &[])))));
+
+        // A value holding a reference: the long way, found or replaced.
+        let other = create(&mut quick, Create::Dict(Vec::new()));
+        let set = Op::DictSet(item(b"p", &[]), item(b"proxy", &[other]));
+        assert_eq!(self::call(&mut quick, A, 5, dict, Kind::Dict, set), Some(Ok(Out::Unit)));
+        let get_p = QuickCall { key: b"p", ..get_c };
+        assert!(!quick.quick(&get_p, |_| panic!("answered")));
+        let set_p = QuickCall { op: QuickOp::DictSet, value: b"1", ..get_p };
+        assert!(!quick.quick(&set_p, |_| panic!("answered")));
+        // Another kind of object, or none.
+        let list = create(&mut quick, Create::List(Vec::new()));
+        assert!(!quick.quick(&QuickCall { id: list, ..get_c }, |_| panic!("answered")));
+        assert!(!quick.quick(&QuickCall { id: 999, ..get_c }, |_| panic!("answered")));
+        // Shutting down: every request is refused the long way.
+        quick.shut_down();
+        assert!(!quick.quick(&get_c, |_| panic!("answered")));
     }
 
     fn create(store: &mut Store, create: Create) -> ObjectId {
