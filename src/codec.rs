@@ -2111,17 +2111,22 @@ pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Res
         _ => check::serialize_counted(value, &mut serializer),
     };
     match written {
-        Ok(()) if plan == Plan::GaveUp => match outside_decodings(|| decode_untagged::<T>(&bytes)) {
-            Ok(_) => Ok(bytes),
-            Err(e) => {
-                let why = if e.0.detail == SENT_AS_POSTCARD { ASKS_FOR_ANY_HERE } else { &e.0.detail };
-                Err(CodecError::encode(format_args!(
-                    "the probe could not see all of its type, and this value does not decode back from plain \
-                     postcard (a socket connection's messages), so its peer could not read it: {why}"
-                ))
-                .of::<T>())
+        // A `Deserialize` that panics on the value is a refusal too, not a panic out of
+        // `send` (review157 M3).
+        Ok(()) if plan == Plan::GaveUp => {
+            match outside_decodings(|| crate::process::panics::decoding(|| decode_untagged::<T>(&bytes))) {
+                Ok(_) => Ok(bytes),
+                Err(e) => {
+                    let why = if e.0.detail == SENT_AS_POSTCARD { ASKS_FOR_ANY_HERE } else { &e.0.detail };
+                    let panicked = if e.0.what.ends_with("panicked") { "its Deserialize panicked: " } else { "" };
+                    Err(CodecError::encode(format_args!(
+                        "the probe could not see all of its type, and this value does not decode back from plain \
+                     postcard (a socket connection's messages), so its peer could not read it: {panicked}{why}"
+                    ))
+                    .of::<T>())
+                }
             }
-        },
+        }
         Ok(()) => Ok(bytes),
         Err(check::Failure::SelfDescribe) => Err(CodecError::encode(SKIPS).of::<T>()),
         Err(e) => Err(CodecError::encode(e).of::<T>()),

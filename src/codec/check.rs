@@ -93,11 +93,15 @@ pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
 }
 
 /// Whether a `Serialize` that writes `len` fields for `name` (at `variant`) writes fewer
-/// or more than every `Deserialize` of that name the probe saw reads: a field skipped
+/// or more than some `Deserialize` of that name the probe saw reads: a field skipped
 /// always (`skip_serializing` without `skip_deserializing`, which calls no `skip_field`)
 /// or written and never read (review149 M6), which postcard, writing no names, would
-/// misread. A name the probe never saw is taken as it is written (a struct renamed on one
-/// side only is not caught).
+/// misread. A serde name is no type's own (two `Config`s of two modules share it), so a
+/// count that differs from any one noted under the name is taken as misread (review157 H2:
+/// a count equal to another type's was taken as fine, and the message lost): a name shared
+/// by types of different counts goes self-described, which costs bytes only. A name the
+/// probe never saw is taken as it is written (a struct renamed on one side only is not
+/// caught).
 #[inline]
 fn misread(name: &'static str, variant: u32, len: usize) -> bool {
     let address = name.as_ptr() as usize;
@@ -110,18 +114,7 @@ fn misread(name: &'static str, variant: u32, len: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn judge(name: &'static str, variant: u32, len: usize) -> bool {
-    let misread = SHAPES.with(|s| {
-        let mut known = false;
-        for &(n, v, l) in s.borrow().iter() {
-            if v == variant && n == name {
-                if l == len {
-                    return false;
-                }
-                known = true;
-            }
-        }
-        known
-    });
+    let misread = SHAPES.with(|s| s.borrow().iter().any(|&(n, v, l)| v == variant && n == name && l != len));
     JUDGED.with(|j| j.borrow_mut().push((name.as_ptr() as usize, variant, len, misread)));
     misread
 }
