@@ -1809,7 +1809,8 @@ fn a_field_skipped_only_when_serializing_is_not_misread() {
     let _w = heap_user(LIMIT);
     arrives("WriteOnly", WriteOnly { a: 1, b: 0, c: 3 });
     arrives("Vec<WriteOnly>", vec![WriteOnly { a: 1, b: 0, c: 3 }, WriteOnly { a: 4, b: 0, c: 6 }]);
-    // A child's result: its plan comes with the boot message, the child does not probe.
+    // A child's result: a postcard plan does not come with the boot message (`assume_plan`
+    // takes only a self-describing one), so the child probes `WriteOnly` itself, at its end.
     let child = Process::new(echo::<WriteOnly>, WriteOnly { a: 1, b: 0, c: 3 }).start().unwrap();
     assert_eq!(child.join().unwrap(), WriteOnly { a: 1, b: 0, c: 3 }, "a child's result");
 }
@@ -1866,7 +1867,9 @@ fn a_wide_type_is_probed_with_bounded_work() {
     let _w = heap_user(LIMIT);
     assert_eq!(arrives("Vec<Bushy>", vec![Bushy::default()]), 0, "postcard");
     type W<T> = Wide<Box<T>>;
-    arrives("Vec<Wide^6>", Vec::<W<W<W<W<W<W<u8>>>>>>>::new());
+    // Past the probe's budget: self-described (review157 L4: a probe that gave up earlier
+    // or later went unseen).
+    assert_eq!(arrives("Vec<Wide^6>", Vec::<W<W<W<W<W<W<u8>>>>>>>::new()), 1, "self-described");
 }
 
 /// An adjacently tagged enum (`#[serde(tag = "t", content = "c")]`), any shape of variant.
