@@ -568,6 +568,8 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         visitor: V,
     ) -> Result<V::Value, Stop> {
         let id = typeid::of::<V>();
+        // What the checking serializer compares a `Serialize`'s variant and index with.
+        super::check::note_variants(name, variants);
         if self.stops_at::<V>(u32::try_from(variants.len()).unwrap_or(NOT_ENUM - 1)) {
             return Err(Stop);
         }
