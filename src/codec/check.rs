@@ -29,7 +29,7 @@
 //! enum's `Deserialize` read ([`note_variants`]): a variant after one skipped when
 //! deserializing has another number there (review157 H3).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::ser::{self, Serialize, Serializer};
@@ -83,7 +83,15 @@ thread_local! {
     /// [`renumbered`]'s answers, by the addresses of the enum's and the variant's names
     /// and the index written. Emptied when the probe notes a new enum.
     static NUMBERED: RefCell<Vec<(usize, usize, u32, bool)>> = const { RefCell::new(Vec::new()) };
+    /// A few of [`NUMBERED`]'s answers that a variant is read as written, each in the slot
+    /// of its variant name's address and index: the message's path reads one slot, no
+    /// `RefCell` and no destructor's registration (a variant written again costs a few
+    /// compares). Emptied with `NUMBERED`.
+    static AS_WRITTEN: [Cell<(usize, usize, u32)>; SLOTS] = const { [const { Cell::new((0, 0, 0)) }; SLOTS] };
 }
+
+/// How many slots [`AS_WRITTEN`] has.
+const SLOTS: usize = 16;
 
 /// Notes that a `Deserialize` of the enum `name` reads `variants`, numbered in that order:
 /// the probe saw it.
@@ -93,6 +101,7 @@ pub(super) fn note_variants(name: &'static str, variants: &'static [&'static str
         if !e.iter().any(|&(n, v)| n == name && v == variants) {
             e.push((name, variants));
             NUMBERED.with(|n| n.borrow_mut().clear());
+            AS_WRITTEN.with(|slots| slots.iter().for_each(|slot| slot.set((0, 0, 0))));
         }
     });
 }
@@ -108,10 +117,32 @@ pub(super) fn note_variants(name: &'static str, variants: &'static [&'static str
 /// lists them), so the variants after it go self-described too, where they go by name.
 #[inline]
 fn renumbered(name: &'static str, index: u32, variant: &'static str) -> bool {
-    let (enum_at, variant_at) = (name.as_ptr() as usize, variant.as_ptr() as usize);
+    let key = (name.as_ptr() as usize, variant.as_ptr() as usize, index);
+    let slot = (key.1 ^ index as usize) % SLOTS;
+    if AS_WRITTEN.with(|slots| slots[slot].get() == key) {
+        return false;
+    }
+    renumbered_known(key, slot, name, index, variant)
+}
+
+/// [`renumbered`] past its slot: the answer known, or judged.
+#[cold]
+#[inline(never)]
+fn renumbered_known(
+    key: (usize, usize, u32),
+    slot: usize,
+    name: &'static str,
+    index: u32,
+    variant: &'static str,
+) -> bool {
+    let (enum_at, variant_at, _) = key;
     let known = NUMBERED
         .with(|n| n.borrow().iter().find(|&&(e, v, i, _)| e == enum_at && v == variant_at && i == index).map(|n| n.3));
-    known.unwrap_or_else(|| judge_variant(name, index, variant))
+    let renumbered = known.unwrap_or_else(|| judge_variant(name, index, variant));
+    if !renumbered {
+        AS_WRITTEN.with(|slots| slots[slot].set(key));
+    }
+    renumbered
 }
 
 /// [`renumbered`]'s answer the first time (per address of the names, and index).
