@@ -2028,6 +2028,7 @@ fn two_structs_of_one_name_are_each_read_back() {
 enum Shift {
     A,
     #[serde(skip_deserializing)]
+    #[allow(dead_code)]
     B,
     C,
     D(u32),
