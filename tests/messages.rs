@@ -1970,6 +1970,16 @@ struct AliasLast {
     a: u32,
 }
 
+/// An alias after a field that refuses the probe's made-up value (the struct is then
+/// probed by name, where the alias is a key its visitor refuses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AliasedAfterNonZero {
+    n: std::num::NonZeroU32,
+    #[serde(alias = "old")]
+    a: u32,
+    b: Option<Option<u32>>,
+}
+
 /// review157 H1: serde_derive's field list holds the aliases, so the probe counted three
 /// fields where `Serialize` writes two: a socket refused the struct ("skips a field"), a
 /// pipe or queue sent it self-described, where `Some(None)` is read back as `None`.
@@ -1980,6 +1990,8 @@ fn a_struct_with_an_alias_keeps_postcard() {
     assert_eq!(piped_and_queued("Aliased", aliased.clone()), (0, Ok(aliased.clone()), Ok(aliased.clone())));
     let last = AliasLast { a: 1, b: Some(None) };
     assert_eq!(piped_and_queued("AliasLast", last.clone()), (0, Ok(last.clone()), Ok(last)));
+    let after = AliasedAfterNonZero { n: std::num::NonZeroU32::new(7).unwrap(), a: 1, b: Some(None) };
+    assert_eq!(piped_and_queued("AliasedAfterNonZero", after.clone()), (0, Ok(after.clone()), Ok(after)));
     #[cfg(feature = "remote")]
     assert_eq!(socketed("Aliased", aliased.clone()), Ok(Ok(aliased)));
 }

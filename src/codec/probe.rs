@@ -808,10 +808,14 @@ impl<'a> Fields<'a> {
         let mut access = Fields { probe, id, fields, next: 0, current: 0, key_due: false, value_failed: false };
         let value = visit(&mut access);
         let ctx = probe.ctx;
-        if value.is_ok() {
+        // Every name read (the visitor may still fail at its end, missing a field left out
+        // for refusing its value): the names less the keys it refused.
+        let read_all = !access.value_failed && !access.key_due && access.next >= fields.len();
+        if value.is_ok() || (read_all && !ctx.any.get()) {
             let refused = ctx.skipped.borrow().iter().filter(|&&(k, _, key)| k == id && key).count();
             ctx.count::<V>(name, variant, fields.len() - refused, Known::ByName);
-        } else if !ctx.any.get() && !access.value_failed && !ctx.skipped_now.get() {
+        }
+        if value.is_err() && !ctx.any.get() && !access.value_failed && !ctx.skipped_now.get() {
             if access.key_due {
                 ctx.skipped.borrow_mut().push((id, access.current, true));
                 ctx.skipped_now.set(true);
@@ -916,6 +920,43 @@ mod tests {
         }
     }
 
+    /// A field read by an old name too (serde_derive lists `a`, `old`, `b`).
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Aliased {
+        #[serde(alias = "old")]
+        a: u32,
+        b: Option<Option<u32>>,
+    }
+
+    /// An alias after a field that refuses the made-up value: read by name, where the
+    /// alias is a refused key.
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct AliasedByName {
+        n: std::num::NonZeroU32,
+        #[serde(alias = "old")]
+        a: u32,
+        b: u32,
+    }
+
+    /// An identifier, read with `deserialize_identifier`.
+    #[derive(Deserialize)]
+    #[serde(variant_identifier)]
+    #[allow(dead_code)]
+    enum Ident {
+        Alpha,
+        Beta,
+    }
+
+    /// An adjacently tagged enum with words of its own.
+    #[derive(Deserialize)]
+    #[serde(tag = "t", content = "c", expecting = "a thing")]
+    #[allow(dead_code)]
+    enum Beside {
+        Count(u32),
+    }
+
     /// A `serde_json::Value` fifteen levels down, no type repeating.
     type Deep = Down<Down<Down<Down<Down<serde_json::Value>>>>>;
     type Down<T> = Option<(Vec<T>,)>;
@@ -937,6 +978,14 @@ mod tests {
             ("(u8, String)", probe::<(u8, String)>(), Answer::Postcard),
             ("Deep", probe::<Deep>(), Answer::GaveUp),
             ("Vec<Value>", probe::<Vec<serde_json::Value>>(), Answer::Any),
+            // review157 H1, H4, H5: an alias keeps postcard (a refused key is no hidden
+            // field); an identifier, and an adjacently tagged enum's sequence whatever its
+            // words, are `Any`.
+            ("Aliased", probe::<Aliased>(), Answer::Postcard),
+            // Missing the field it skipped: its depth unseen (fix114).
+            ("AliasedByName", probe::<AliasedByName>(), Answer::Nests),
+            ("Ident", probe::<Ident>(), Answer::Any),
+            ("Beside", probe::<Beside>(), Answer::Any),
         ] {
             eprintln!("{what}: {answer:?} in {runs} runs");
             assert_eq!(answer, expected, "{what} after {runs} runs");
