@@ -2079,9 +2079,10 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
 /// [`SocketConnection`](crate::SocketConnection)'s message, which [`decode_untagged`]
 /// reads), behind the checking serializer: a value postcard cannot carry is refused rather
 /// than written, since the receiver has no other encoding to read it in (aud104 M2). Its
-/// type's `Deserialize` asks for `deserialize_any` (the probe saw it: every receiver would
-/// fail), or its `Serialize` skips a field or writes a map of unknown length (the receiver
-/// may read another value). A type the probe gave up on ([`Plan::GaveUp`]) is written in
+/// type's `Deserialize` asks for `deserialize_any`, an identifier, or reads a struct only as
+/// a map (the probe saw it: every receiver would fail), or its `Serialize` skips a field,
+/// writes a map of unknown length, or another count of fields or number of a variant than
+/// the `Deserialize` reads (the receiver may read another value). A type the probe gave up on ([`Plan::GaveUp`]) is written in
 /// postcard behind the checking serializer, as any other (the probe's budget is no reason
 /// to refuse it, review140 M1), then decoded once here: the checking serializer sees only
 /// the `Serialize` side, and a value whose `Deserialize` asks for `deserialize_any` where
@@ -2092,11 +2093,13 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
 /// meets one).
 #[cfg(feature = "remote")]
 pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, CodecError> {
-    const ASKS_FOR_ANY: &str = "its type's Deserialize asks for deserialize_any (a self-describing encoding), and \
-         a socket connection's messages are plain postcard";
+    const ASKS_FOR_ANY: &str = "its type's Deserialize asks for deserialize_any (a self-describing encoding) or \
+         for what postcard cannot answer (an identifier, a struct read only as a map), and a socket connection's \
+         messages are plain postcard";
     const ASKS_FOR_ANY_HERE: &str = "its Deserialize asks for deserialize_any (a self-describing encoding)";
-    const SKIPS: &str = "its Serialize skips a field or writes a map of unknown length, which plain postcard \
-         (a socket connection's messages) cannot carry";
+    const SKIPS: &str = "its Serialize writes what plain postcard (a socket connection's messages) cannot carry \
+         or its peer would misread: a field skipped, a map of unknown length, or another count of fields or \
+         another number of a variant than its type's Deserialize reads";
     let plan = plan::<T>();
     if plan == Plan::Any {
         return Err(CodecError::encode(ASKS_FOR_ANY).of::<T>());
@@ -2111,17 +2114,22 @@ pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Res
         _ => check::serialize_counted(value, &mut serializer),
     };
     match written {
-        Ok(()) if plan == Plan::GaveUp => match outside_decodings(|| decode_untagged::<T>(&bytes)) {
-            Ok(_) => Ok(bytes),
-            Err(e) => {
-                let why = if e.0.detail == SENT_AS_POSTCARD { ASKS_FOR_ANY_HERE } else { &e.0.detail };
-                Err(CodecError::encode(format_args!(
-                    "the probe could not see all of its type, and this value does not decode back from plain \
-                     postcard (a socket connection's messages), so its peer could not read it: {why}"
-                ))
-                .of::<T>())
+        // A `Deserialize` that panics on the value is a refusal too, not a panic out of
+        // `send` (review157 M3).
+        Ok(()) if plan == Plan::GaveUp => {
+            match outside_decodings(|| crate::process::panics::decoding(|| decode_untagged::<T>(&bytes))) {
+                Ok(_) => Ok(bytes),
+                Err(e) => {
+                    let why = if e.0.detail == SENT_AS_POSTCARD { ASKS_FOR_ANY_HERE } else { &e.0.detail };
+                    let panicked = if e.0.what.ends_with("panicked") { "its Deserialize panicked: " } else { "" };
+                    Err(CodecError::encode(format_args!(
+                        "the probe could not see all of its type, and this value does not decode back from plain \
+                     postcard (a socket connection's messages), so its peer could not read it: {panicked}{why}"
+                    ))
+                    .of::<T>())
+                }
             }
-        },
+        }
         Ok(()) => Ok(bytes),
         Err(check::Failure::SelfDescribe) => Err(CodecError::encode(SKIPS).of::<T>()),
         Err(e) => Err(CodecError::encode(e).of::<T>()),

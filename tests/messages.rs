@@ -1809,7 +1809,8 @@ fn a_field_skipped_only_when_serializing_is_not_misread() {
     let _w = heap_user(LIMIT);
     arrives("WriteOnly", WriteOnly { a: 1, b: 0, c: 3 });
     arrives("Vec<WriteOnly>", vec![WriteOnly { a: 1, b: 0, c: 3 }, WriteOnly { a: 4, b: 0, c: 6 }]);
-    // A child's result: its plan comes with the boot message, the child does not probe.
+    // A child's result: a postcard plan does not come with the boot message (`assume_plan`
+    // takes only a self-describing one), so the child probes `WriteOnly` itself, at its end.
     let child = Process::new(echo::<WriteOnly>, WriteOnly { a: 1, b: 0, c: 3 }).start().unwrap();
     assert_eq!(child.join().unwrap(), WriteOnly { a: 1, b: 0, c: 3 }, "a child's result");
 }
@@ -1866,7 +1867,9 @@ fn a_wide_type_is_probed_with_bounded_work() {
     let _w = heap_user(LIMIT);
     assert_eq!(arrives("Vec<Bushy>", vec![Bushy::default()]), 0, "postcard");
     type W<T> = Wide<Box<T>>;
-    arrives("Vec<Wide^6>", Vec::<W<W<W<W<W<W<u8>>>>>>>::new());
+    // Past the probe's budget: self-described (review157 L4: a probe that gave up earlier
+    // or later went unseen).
+    assert_eq!(arrives("Vec<Wide^6>", Vec::<W<W<W<W<W<W<u8>>>>>>>::new()), 1, "self-described");
 }
 
 /// An adjacently tagged enum (`#[serde(tag = "t", content = "c")]`), any shape of variant.
@@ -1919,4 +1922,237 @@ fn an_adjacently_tagged_enum_travels() {
     assert_eq!(b.recv().map_err(|e| e.to_string()), Ok(Lone::Only(5)), "a one-variant adjacently tagged enum");
     let child = Process::new(echo::<Beside>, values[3].clone()).start().unwrap();
     assert_eq!(child.join().map_err(|e| e.to_string()), Ok(values[3].clone()), "a process argument and result");
+}
+
+/// `value` through a pipe and a queue: the pipe's tag byte, and what each receiver read
+/// (review157's round trip).
+fn piped_and_queued<T: Message>(what: &str, value: T) -> (u8, Result<T, String>, Result<T, String>) {
+    let (a, b) = Pipe::<T>::new().unwrap();
+    a.send(value.clone()).unwrap();
+    let tag = b.recv_bytes().unwrap()[0];
+    a.send(value.clone()).unwrap();
+    let piped = b.recv().map_err(|e| e.to_string());
+    let queue = Queue::<T>::new().unwrap();
+    queue.put(value).unwrap();
+    let queued = queue.get_timeout(Duration::from_secs(10)).map_err(|e| e.to_string());
+    eprintln!("{what}: tag {tag}, piped {piped:?}, queued {queued:?}");
+    (tag, piped, queued)
+}
+
+/// `value` sent by a `SocketConnection`: the send's refusal, or what its peer read.
+#[cfg(feature = "remote")]
+fn socketed<T: Message>(what: &str, value: T) -> Result<Result<T, String>, String> {
+    use multiproc::{Client, Listener};
+    let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k").unwrap();
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || Client::connect::<T>(address, b"k").unwrap());
+    let server = listener.accept::<T>().unwrap();
+    let peer = client.join().unwrap();
+    let sent = server.send(value).map_err(|e| e.to_string());
+    let got = sent.map(|()| peer.recv().map_err(|e| e.to_string()));
+    eprintln!("socket {what}: {got:?}");
+    got
+}
+
+/// A field read by an old name too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Aliased {
+    #[serde(alias = "old")]
+    a: u32,
+    b: Option<Option<u32>>,
+}
+
+/// The alias on the last field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AliasLast {
+    b: Option<Option<u32>>,
+    #[serde(alias = "old")]
+    a: u32,
+}
+
+/// An alias after a field that refuses the probe's made-up value (the struct is then
+/// probed by name, where the alias is a key its visitor refuses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AliasedAfterNonZero {
+    n: std::num::NonZeroU32,
+    #[serde(alias = "old")]
+    a: u32,
+    b: Option<Option<u32>>,
+}
+
+/// review157 H1: serde_derive's field list holds the aliases, so the probe counted three
+/// fields where `Serialize` writes two: a socket refused the struct ("skips a field"), a
+/// pipe or queue sent it self-described, where `Some(None)` is read back as `None`.
+#[test]
+fn a_struct_with_an_alias_keeps_postcard() {
+    let _w = heap_user(LIMIT);
+    let aliased = Aliased { a: 1, b: Some(None) };
+    assert_eq!(piped_and_queued("Aliased", aliased.clone()), (0, Ok(aliased.clone()), Ok(aliased.clone())));
+    let last = AliasLast { a: 1, b: Some(None) };
+    assert_eq!(piped_and_queued("AliasLast", last.clone()), (0, Ok(last.clone()), Ok(last)));
+    let after = AliasedAfterNonZero { n: std::num::NonZeroU32::new(7).unwrap(), a: 1, b: Some(None) };
+    assert_eq!(piped_and_queued("AliasedAfterNonZero", after.clone()), (0, Ok(after.clone()), Ok(after)));
+    #[cfg(feature = "remote")]
+    assert_eq!(socketed("Aliased", aliased.clone()), Ok(Ok(aliased)));
+}
+
+mod one {
+    use serde::{Deserialize, Serialize};
+
+    /// A `Config` of one field.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Config {
+        pub x: u32,
+    }
+}
+
+mod two {
+    use serde::{Deserialize, Serialize};
+
+    /// Another `Config`, which reads a field its `Serialize` never writes.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Config {
+        #[serde(skip_serializing, default)]
+        pub cache: u32,
+        pub x: u32,
+    }
+}
+
+/// review157 H2: the field-count check went by serde name: once `one::Config` (one field
+/// read) was probed, `two::Config` (two read, one written) was taken as fine and sent in
+/// postcard, and every receiver hit the end of its buffer.
+#[test]
+fn two_structs_of_one_name_are_each_read_back() {
+    let _w = heap_user(LIMIT);
+    let first = one::Config { x: 1 };
+    let (_, piped, queued) = piped_and_queued("one::Config", first.clone());
+    assert_eq!((piped, queued), (Ok(first.clone()), Ok(first)));
+    let second = two::Config { cache: 0, x: 2 };
+    let (_, piped, queued) = piped_and_queued("two::Config", second.clone());
+    assert_eq!((piped, queued), (Ok(second.clone()), Ok(second.clone())));
+    #[cfg(feature = "remote")]
+    assert!(socketed("two::Config", second).is_err_and(|e| e.contains("field")), "refused");
+}
+
+/// A variant skipped when deserializing: the derived `Deserialize` numbers the variants
+/// after it one lower than `Serialize` does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Shift {
+    A,
+    #[serde(skip_deserializing)]
+    #[allow(dead_code)]
+    B,
+    C,
+    D(u32),
+}
+
+/// review157 H3: postcard writes a variant's index, and `Shift::C` (2) was read as `D`,
+/// `Shift::D(4)` (3) refused ("expected variant index 0 <= i < 3").
+#[test]
+fn a_variant_after_one_skipped_when_deserializing_is_read_as_itself() {
+    let _w = heap_user(LIMIT);
+    for value in [Shift::A, Shift::C, Shift::D(4)] {
+        let (_, piped, queued) = piped_and_queued("Shift", value.clone());
+        assert_eq!((piped, queued), (Ok(value.clone()), Ok(value.clone())));
+    }
+    // The variants before the skipped one keep postcard.
+    assert_eq!(piped_and_queued("Shift::A", Shift::A).0, 0);
+    #[cfg(feature = "remote")]
+    assert!(socketed("Shift::C", Shift::C).is_err(), "refused, not read as D");
+}
+
+/// A hand-written `Deserialize` that reads a struct as a map only (as
+/// `toml_datetime::Datetime` and `serde_spanned::Spanned` do).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct MapOnly {
+    a: u32,
+}
+
+impl<'de> Deserialize<'de> for MapOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MapOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("struct MapOnly")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<MapOnly, A::Error> {
+                let mut a = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "a" {
+                        a = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(MapOnly { a: a.ok_or_else(|| serde::de::Error::missing_field("a"))? })
+            }
+        }
+        d.deserialize_struct("MapOnly", &["a"], V)
+    }
+}
+
+/// An adjacently tagged enum whose visitor's words are its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "c", expecting = "a thing")]
+enum BesideOwnWords {
+    Count(u32),
+}
+
+/// review157 H4: postcard hands a struct to its visitor as a sequence, the probe handed it
+/// a map: a visitor that reads only a map was sent in postcard and refused by every
+/// receiver ("invalid type: sequence"), and an adjacently tagged enum with its own
+/// `expecting` words too.
+#[test]
+fn a_struct_read_only_as_a_map_is_read_back() {
+    let _w = heap_user(LIMIT);
+    let (_, piped, queued) = piped_and_queued("MapOnly", MapOnly { a: 5 });
+    assert_eq!((piped, queued), (Ok(MapOnly { a: 5 }), Ok(MapOnly { a: 5 })));
+    let (_, piped, queued) = piped_and_queued("BesideOwnWords", BesideOwnWords::Count(9));
+    assert_eq!((piped, queued), (Ok(BesideOwnWords::Count(9)), Ok(BesideOwnWords::Count(9))));
+    #[cfg(feature = "remote")]
+    assert!(socketed("MapOnly", MapOnly { a: 5 }).is_err(), "refused, not sent and lost");
+}
+
+/// An identifier (`variant_identifier`), written as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(variant_identifier)]
+enum Ident {
+    Alpha,
+    Beta,
+}
+
+impl Serialize for Ident {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Ident::Alpha => "Alpha",
+            Ident::Beta => "Beta",
+        })
+    }
+}
+
+/// review157 H5: a `Deserialize` that asks for `deserialize_identifier`, which postcard
+/// cannot answer, was sent in postcard (the probe made up a name) and every receiver
+/// refused it.
+#[test]
+fn an_identifier_is_read_back() {
+    let _w = heap_user(LIMIT);
+    let (_, piped, queued) = piped_and_queued("Ident", Ident::Beta);
+    assert_eq!((piped, queued), (Ok(Ident::Beta), Ok(Ident::Beta)));
+    let map = BTreeMap::from([(Ident::Alpha, 1u32)]);
+    let (_, piped, queued) = piped_and_queued("BTreeMap<Ident, u32>", map.clone());
+    assert_eq!((piped, queued), (Ok(map.clone()), Ok(map)));
+}
+
+/// review157 M3: a `GaveUp` type (a refusing element first) is decoded once before a
+/// socket sends it; a `Deserialize` that panicked there unwound out of `send`.
+#[cfg(feature = "remote")]
+#[test]
+fn a_socket_send_whose_trial_decoding_panics_refuses() {
+    let _w = heap_user(LIMIT);
+    let one = std::num::NonZeroU32::new(1).unwrap();
+    assert_eq!(socketed("(NonZeroU32, Positive(3))", (one, Positive(3))), Ok(Ok((one, Positive(3)))));
+    let sent = std::panic::catch_unwind(|| socketed("(NonZeroU32, Positive(0))", (one, Positive(0))));
+    let refused = sent.expect("send panicked").expect_err("sent");
+    assert!(refused.contains("panicked") && refused.contains("not positive"), "{refused}");
 }

@@ -1,7 +1,8 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
 //! queue_int (a `Queue<u64>` put and get), queue_bytes1k (`mp-bench`'s `queue.bytes1k`
-//! message, a 1 KiB `ByteBuf` in an enum, put and got), joinable_int (a `JoinableQueue<u64>`
+//! message, a 1 KiB `ByteBuf` in an enum, put and got), queue_unit_variant (a unit variant put
+//! and got), joinable_int (a `JoinableQueue<u64>`
 //! put, get and `task_done`), pingpong2 and pingpong1 (8-byte round trips between two
 //! processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed through a
 //! `Queue<u64>` bounded to 64 items, or not, between two pinned processes), stream2cpu
@@ -82,6 +83,22 @@ fn main() {
                 match std::hint::black_box(q.get().unwrap()) {
                     Msg::Bytes(b) => assert_eq!(b.len(), 1024),
                     Msg::Int(_) => unreachable!(),
+                }
+            }
+        }
+        "queue_unit_variant" => {
+            // A unit variant put and got: the variant check's cost per message (fix123).
+            #[derive(serde::Serialize, serde::Deserialize)]
+            enum Op {
+                Start,
+                Stop,
+            }
+            let q = multiproc::Queue::<Op>::new().unwrap();
+            for _ in 0..n {
+                q.put(Op::Stop).unwrap();
+                match std::hint::black_box(q.get().unwrap()) {
+                    Op::Stop => {}
+                    Op::Start => unreachable!(),
                 }
             }
         }

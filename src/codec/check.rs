@@ -25,9 +25,11 @@
 //! variant's `Serialize` writes with those the probe saw its `Deserialize` read
 //! ([`note_fields`]): another count would be misread in postcard, which writes no names
 //! (review149 M6), so the value goes self-described, where the fields go by name and the
-//! count is not compared.
+//! count is not compared. Likewise each variant's index with the variants the probe saw the
+//! enum's `Deserialize` read ([`note_variants`]): a variant after one skipped when
+//! deserializing has another number there (review157 H3).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::ser::{self, Serialize, Serializer};
@@ -75,6 +77,96 @@ thread_local! {
     /// variant and the count written: a struct serialized again costs a few compares, not
     /// a comparison of names. Emptied when the probe notes a new shape.
     static JUDGED: RefCell<Vec<(usize, u32, usize, bool)>> = const { RefCell::new(Vec::new()) };
+    /// What the probe saw of each enum's `Deserialize` on this thread: its name and the
+    /// names of the variants it reads, which it numbers in that order.
+    static ENUMS: RefCell<Vec<(&'static str, &'static [&'static str])>> = const { RefCell::new(Vec::new()) };
+    /// [`renumbered`]'s answers, by the addresses of the enum's and the variant's names
+    /// and the index written. Emptied when the probe notes a new enum.
+    static NUMBERED: RefCell<Vec<(usize, usize, u32, bool)>> = const { RefCell::new(Vec::new()) };
+    /// A few of [`NUMBERED`]'s answers that a variant is read as written, each in the slot
+    /// of its variant name's address and index: the message's path reads one slot, no
+    /// `RefCell` and no destructor's registration (a variant written again costs a few
+    /// compares). Emptied with `NUMBERED`.
+    static AS_WRITTEN: [Cell<(usize, usize, u32)>; SLOTS] = const { [const { Cell::new((0, 0, 0)) }; SLOTS] };
+}
+
+/// How many slots [`AS_WRITTEN`] has.
+const SLOTS: usize = 16;
+
+/// Notes that a `Deserialize` of the enum `name` reads `variants`, numbered in that order:
+/// the probe saw it.
+pub(super) fn note_variants(name: &'static str, variants: &'static [&'static str]) {
+    ENUMS.with(|e| {
+        let mut e = e.borrow_mut();
+        if !e.iter().any(|&(n, v)| n == name && v == variants) {
+            e.push((name, variants));
+            NUMBERED.with(|n| n.borrow_mut().clear());
+            AS_WRITTEN.with(|slots| slots.iter().for_each(|slot| slot.set((0, 0, 0))));
+        }
+    });
+}
+
+/// Whether a `Serialize` that writes `variant` of the enum `name` as `index` may be read as
+/// another variant in postcard, which writes the index alone (review157 H3). serde's
+/// `Serialize` numbers every variant; a derived `Deserialize` numbers only those it reads,
+/// so a variant after one it skips (`#[serde(skip_deserializing)]`) has another number
+/// there: `Shift::C`, written as 2, was read as the next variant, or refused. So the
+/// variant must be among those some `Deserialize` of that name reads, at that index, and
+/// at no other (two enums of one name: the safe side). A name the probe never saw is
+/// taken as it is written. An alias of a variant is among the names read (serde_derive
+/// lists them), so the variants after it go self-described too, where they go by name.
+#[inline]
+fn renumbered(name: &'static str, index: u32, variant: &'static str) -> bool {
+    let key = (name.as_ptr() as usize, variant.as_ptr() as usize, index);
+    let slot = (key.1 ^ index as usize) % SLOTS;
+    if AS_WRITTEN.with(|slots| slots[slot].get() == key) {
+        return false;
+    }
+    renumbered_known(key, slot, name, index, variant)
+}
+
+/// [`renumbered`] past its slot: the answer known, or judged.
+#[cold]
+#[inline(never)]
+fn renumbered_known(
+    key: (usize, usize, u32),
+    slot: usize,
+    name: &'static str,
+    index: u32,
+    variant: &'static str,
+) -> bool {
+    let (enum_at, variant_at, _) = key;
+    let known = NUMBERED
+        .with(|n| n.borrow().iter().find(|&&(e, v, i, _)| e == enum_at && v == variant_at && i == index).map(|n| n.3));
+    let renumbered = known.unwrap_or_else(|| judge_variant(name, index, variant));
+    if !renumbered {
+        AS_WRITTEN.with(|slots| slots[slot].set(key));
+    }
+    renumbered
+}
+
+/// [`renumbered`]'s answer the first time (per address of the names, and index).
+#[cold]
+#[inline(never)]
+fn judge_variant(name: &'static str, index: u32, variant: &'static str) -> bool {
+    let (mut known, mut here, mut elsewhere) = (false, false, false);
+    ENUMS.with(|e| {
+        for &(_, variants) in e.borrow().iter().filter(|&&(n, _)| n == name) {
+            known = true;
+            for (i, &v) in variants.iter().enumerate() {
+                if v == variant {
+                    if u32::try_from(i) == Ok(index) {
+                        here = true;
+                    } else {
+                        elsewhere = true;
+                    }
+                }
+            }
+        }
+    });
+    let renumbered = known && (!here || elsewhere);
+    NUMBERED.with(|n| n.borrow_mut().push((name.as_ptr() as usize, variant.as_ptr() as usize, index, renumbered)));
+    renumbered
 }
 
 /// The variant noted for a struct or tuple struct (see [`note_fields`]).
@@ -93,11 +185,15 @@ pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
 }
 
 /// Whether a `Serialize` that writes `len` fields for `name` (at `variant`) writes fewer
-/// or more than every `Deserialize` of that name the probe saw reads: a field skipped
+/// or more than some `Deserialize` of that name the probe saw reads: a field skipped
 /// always (`skip_serializing` without `skip_deserializing`, which calls no `skip_field`)
 /// or written and never read (review149 M6), which postcard, writing no names, would
-/// misread. A name the probe never saw is taken as it is written (a struct renamed on one
-/// side only is not caught).
+/// misread. A serde name is no type's own (two `Config`s of two modules share it), so a
+/// count that differs from any one noted under the name is taken as misread (review157 H2:
+/// a count equal to another type's was taken as fine, and the message lost): a name shared
+/// by types of different counts goes self-described, which costs bytes only. A name the
+/// probe never saw is taken as it is written (a struct renamed on one side only is not
+/// caught).
 #[inline]
 fn misread(name: &'static str, variant: u32, len: usize) -> bool {
     let address = name.as_ptr() as usize;
@@ -110,18 +206,7 @@ fn misread(name: &'static str, variant: u32, len: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn judge(name: &'static str, variant: u32, len: usize) -> bool {
-    let misread = SHAPES.with(|s| {
-        let mut known = false;
-        for &(n, v, l) in s.borrow().iter() {
-            if v == variant && n == name {
-                if l == len {
-                    return false;
-                }
-                known = true;
-            }
-        }
-        known
-    });
+    let misread = SHAPES.with(|s| s.borrow().iter().any(|&(n, v, l)| v == variant && n == name && l != len));
     JUDGED.with(|j| j.borrow_mut().push((name.as_ptr() as usize, variant, len, misread)));
     misread
 }
@@ -313,6 +398,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
 
     #[inline]
     fn serialize_unit_variant(self, name: &'static str, index: u32, variant: &'static str) -> Result<S::Ok, Failure> {
+        if P && renumbered(name, index, variant) {
+            return Err(Failure::SelfDescribe);
+        }
         // A receiver reads the variant a level below the enum.
         self.1.below()?;
         self.0.serialize_unit_variant(name, index, variant).map_err(inner)
@@ -331,6 +419,9 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         variant: &'static str,
         value: &T,
     ) -> Result<S::Ok, Failure> {
+        if P && renumbered(name, index, variant) {
+            return Err(Failure::SelfDescribe);
+        }
         // The variant and its value a level below the enum.
         self.0
             .serialize_newtype_variant(name, index, variant, &Checked::<_, D, P>(value, self.1.below()?))
@@ -383,7 +474,7 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Failure> {
-        if P && misread(name, index, len) {
+        if P && (renumbered(name, index, variant) || misread(name, index, len)) {
             return Err(Failure::SelfDescribe);
         }
         // The variant a level below the enum, as its fields are (typed); MessagePack's
@@ -416,7 +507,7 @@ impl<S: Serializer, D: Depth, const P: bool> Serializer for Check<S, D, P> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Failure> {
-        if P && misread(name, index, len) {
+        if P && (renumbered(name, index, variant) || misread(name, index, len)) {
             return Err(Failure::SelfDescribe);
         }
         let fields = fields_at::<D, P>(self.1)?;

@@ -73,6 +73,8 @@ use serde::de::value::{StrDeserializer, U32Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::check::NOT_VARIANT;
+
 /// How deep the made-up value goes: deep enough for the data of a message, finite for
 /// recursive types (a type cut off there that no run entered above it makes the answer
 /// [`Answer::GaveUp`]).
@@ -120,12 +122,22 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> Answer {
 /// The answer for a `T`, and how many runs it took.
 fn probe<T: DeserializeOwned>() -> (Answer, usize) {
     let ctx = Ctx::default();
+    let answer = answer::<T>(&ctx);
+    // What the checking serializer compares a `Serialize`'s count of fields with.
+    for c in ctx.counts.borrow().iter() {
+        super::check::note_fields(c.name, c.variant, c.fields);
+    }
+    answer
+}
+
+/// [`probe`]'s answer, and how many runs it took.
+fn answer<T: DeserializeOwned>(ctx: &Ctx) -> (Answer, usize) {
     let mut runs = 0;
     loop {
         ctx.fell_back.set(false);
         ctx.learned.set(false);
         ctx.hid.set(false);
-        if let Some(answer) = probe_pass::<T>(&ctx, &mut runs) {
+        if let Some(answer) = probe_pass::<T>(ctx, &mut runs) {
             return (answer, runs);
         }
         // A repeat that took the first variant may have hidden what comes after it (a
@@ -231,8 +243,9 @@ struct Ctx {
     /// there are.
     met: RefCell<Vec<(TypeId, u32, u32)>>,
     any: Cell<bool>,
-    /// Struct fields (by visitor and index) that refused their made-up value.
-    skipped: RefCell<Vec<(TypeId, usize)>>,
+    /// Struct fields (by visitor and index) that refused their made-up value, or whose
+    /// key the visitor refused (`true`: a name of a field read already, an alias).
+    skipped: RefCell<Vec<(TypeId, usize, bool)>>,
     /// Whether this run added to `skipped` (the innermost refusal only).
     skipped_now: Cell<bool>,
     /// The visitors of the compound values the run is inside, outermost first: a type
@@ -259,9 +272,59 @@ struct Ctx {
     hid: Cell<bool>,
     /// How many compound values the runs looked into ([`MAX_NODES`]).
     nodes: Cell<u32>,
+    /// The struct visitors (by visitor and variant) given a sequence once, as postcard
+    /// gives a struct (review157 H1, H4): the first run to meet one gives it that.
+    trials: RefCell<HashSet<(TypeId, u32)>>,
+    /// How many fields each struct and struct variant's visitor reads, as best known.
+    counts: RefCell<Vec<Count>>,
+}
+
+/// How many fields a struct's (or a struct variant's) `Deserialize` reads, as best known.
+struct Count {
+    visitor: TypeId,
+    name: &'static str,
+    variant: u32,
+    fields: usize,
+    known: Known,
+}
+
+/// How a [`Count`] is known, from the least sure.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Known {
+    /// The names the struct's `Deserialize` lists: serde_derive lists each field's aliases
+    /// too, so this may count more than it reads (the safe side: the value goes
+    /// self-described).
+    Listed,
+    /// The names a run read the struct by, less the keys its visitor refused (an alias
+    /// of a field read already).
+    ByName,
+    /// The elements its visitor took from a sequence, as postcard gives it: exactly what
+    /// a receiver reads.
+    InSequence,
 }
 
 impl Ctx {
+    /// Notes that `V` (for `name`, at `variant`) reads `fields` fields, known so; a count
+    /// known better replaces it.
+    fn count<V>(&self, name: &'static str, variant: u32, fields: usize, known: Known) {
+        let visitor = typeid::of::<V>();
+        let mut counts = self.counts.borrow_mut();
+        match counts.iter_mut().find(|c| c.visitor == visitor && c.variant == variant) {
+            Some(c) if c.known < known => {
+                c.fields = fields;
+                c.known = known;
+            }
+            Some(_) => {}
+            None => counts.push(Count { visitor, name, variant, fields, known }),
+        }
+    }
+
+    /// Whether a struct `V` (at `variant`) is given a sequence in this run: the first
+    /// time the probe meets it.
+    fn trial<V>(&self, variant: u32) -> bool {
+        self.trials.borrow_mut().insert((typeid::of::<V>(), variant))
+    }
+
     /// The variant an enum met (not as a repeat) takes: its plan's, noted as met.
     fn choose(&self, id: TypeId, variants: usize) -> u32 {
         let variants = u32::try_from(variants).unwrap_or(NOT_ENUM - 1);
@@ -403,10 +466,18 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         deserialize_bytes => visit_bytes(&[]),
         deserialize_byte_buf => visit_bytes(&[]),
         deserialize_unit => visit_unit(),
-        // A key no struct has: a flattened struct keeps it for its flattened fields, which
-        // read it with `deserialize_any`.
-        deserialize_identifier => visit_str("\u{0}multiproc probe"),
     );
+
+    /// An identifier read from the deserializer itself (a struct's field names come from
+    /// [`Fields`], a variant's from a `U32Deserializer`): a `variant_identifier` or
+    /// `field_identifier` value or map key, a flattened struct's keys, the tag an
+    /// adjacently tagged enum's visitor reads from a sequence. Postcard cannot answer it
+    /// (`WontImplement`, read as a `deserialize_any`), so it is one (review157 H5: a made-up
+    /// name was answered, and the message sent in postcard and refused by every receiver).
+    fn deserialize_identifier<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Stop> {
+        self.ctx.any.set(true);
+        Err(Stop)
+    }
 
     /// `Some` to look inside; `None` past the depth limit, and as a repeat (an option
     /// among the values the run is inside: its `Some` was looked into above).
@@ -453,7 +524,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        super::check::note_fields(name, super::check::NOT_VARIANT, len);
+        super::check::note_fields(name, NOT_VARIANT, len);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
@@ -475,24 +546,19 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        // serde_derive's adjacently tagged enum is a struct of its tag and content whose
-        // visitor reads a sequence's tag with `deserialize_identifier`, which postcard
-        // cannot do, and postcard gives every struct as a sequence: each message was refused
-        // at every receiver, while the map this probe gives took the other path (fix121).
-        // Known by its visitor's words (serde_derive's "adjacently tagged enum NAME", unless
-        // the type overrides them with `#[serde(expecting)]`), it goes self-described.
-        if format!("{}", &visitor as &dyn de::Expected).starts_with("adjacently tagged enum ") {
-            self.ctx.any.set(true);
-            return Err(Stop);
-        }
-        // What the checking serializer compares a `Serialize`'s count of fields with.
-        super::check::note_fields(name, super::check::NOT_VARIANT, fields.len());
-        // By name, so that a field that refuses (a handle) can be left out and the fields
-        // after it still be seen.
+        self.ctx.count::<V>(name, NOT_VARIANT, fields.len(), Known::Listed);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
-        self.enter::<V, _>(NOT_ENUM, |p| Fields::visit::<V, _>(p, fields, |f| visitor.visit_map(f)))
+        // As a sequence the first time (see [`Trial`]); then by name, so that a field that
+        // refuses (a handle) can be left out and the fields after it still be seen.
+        self.enter::<V, _>(NOT_ENUM, |p| {
+            if p.ctx.trial::<V>(NOT_ENUM) {
+                Trial::visit::<V, _>(p, name, NOT_VARIANT, fields.len(), |t| visitor.visit_seq(t))
+            } else {
+                Fields::visit::<V, _>(p, name, NOT_VARIANT, fields, |f| visitor.visit_map(f))
+            }
+        })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -502,6 +568,8 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         visitor: V,
     ) -> Result<V::Value, Stop> {
         let id = typeid::of::<V>();
+        // What the checking serializer compares a `Serialize`'s variant and index with.
+        super::check::note_variants(name, variants);
         if self.stops_at::<V>(u32::try_from(variants.len()).unwrap_or(NOT_ENUM - 1)) {
             return Err(Stop);
         }
@@ -547,7 +615,7 @@ impl<'a> Elements<'a> {
         let mut elements = Elements { probe, left: len, value_due: false };
         let value = visit(&mut elements);
         let ctx = probe.ctx;
-        if value.is_err() && !ctx.any.get() && (elements.left > 0 || elements.value_due) {
+        if value.is_err() && !ctx.any.get() && !ctx.skipped_now.get() && (elements.left > 0 || elements.value_due) {
             ctx.hid.set(true);
         }
         value
@@ -626,11 +694,84 @@ impl<'de> de::VariantAccess<'de> for Variant<'_> {
         Elements::visit(self.probe, len, |e| visitor.visit_seq(e))
     }
 
-    /// By name, as a struct (a derived visitor reads a map too): a field that refuses is
-    /// left out of the next runs, and the fields after it are seen (review149 M4).
+    /// As a struct: as a sequence the first time ([`Trial`]), then by name (a derived
+    /// visitor reads a map too): a field that refuses is left out of the next runs, and the
+    /// fields after it are seen (review149 M4).
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Stop> {
-        super::check::note_fields(self.name, self.variant, fields.len());
-        Fields::visit::<V, _>(self.probe, fields, |f| visitor.visit_map(f))
+        let ctx = self.probe.ctx;
+        ctx.count::<V>(self.name, self.variant, fields.len(), Known::Listed);
+        if ctx.trial::<V>(self.variant) {
+            Trial::visit::<V, _>(self.probe, self.name, self.variant, fields.len(), |t| visitor.visit_seq(t))
+        } else {
+            Fields::visit::<V, _>(self.probe, self.name, self.variant, fields, |f| visitor.visit_map(f))
+        }
+    }
+}
+
+/// The fields of a made-up struct as a sequence, as postcard gives every struct (review157
+/// H1, H4): given to each struct visitor the first time a run meets it.
+///
+/// - A visitor that fails with no element failing refuses what postcard gives it (it reads
+///   only a map: `toml_datetime::Datetime`, `serde_spanned::Spanned`), or reads what
+///   postcard cannot answer (serde_derive's adjacently tagged enum reads its tag with
+///   `deserialize_identifier`): its messages go self-described ([`Ctx::any`]).
+/// - A visitor that ends well took as many elements as it reads fields, which a receiver
+///   takes from postcard (serde_derive's list of names holds each field's aliases too).
+/// - An element that fails (a handle refuses the made-up value) ends the trial: the run
+///   goes again, and the struct is read by name ([`Fields`]) from then on.
+struct Trial<'a> {
+    probe: Probe<'a>,
+    left: usize,
+    taken: usize,
+    element_failed: bool,
+}
+
+impl<'a> Trial<'a> {
+    /// Runs `visit` on `len` made-up elements, for a `V` (for `name`, at `variant`).
+    fn visit<V, R>(
+        probe: Probe<'a>,
+        name: &'static str,
+        variant: u32,
+        len: usize,
+        visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
+    ) -> Result<R, Stop> {
+        let mut trial = Trial { probe, left: len, taken: 0, element_failed: false };
+        let value = visit(&mut trial);
+        let ctx = probe.ctx;
+        if value.is_ok() {
+            ctx.count::<V>(name, variant, trial.taken, Known::InSequence);
+        } else if !trial.element_failed {
+            // Also when `deserialize_any` was met (a no-op then).
+            ctx.any.set(true);
+        } else if !ctx.any.get() {
+            ctx.skipped_now.set(true);
+        }
+        value
+    }
+}
+
+impl<'de> de::SeqAccess<'de> for Trial<'_> {
+    type Error = Stop;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Stop> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        match seed.deserialize(self.probe) {
+            Ok(value) => {
+                self.taken += 1;
+                Ok(Some(value))
+            }
+            Err(e) => {
+                self.element_failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
     }
 }
 
@@ -642,25 +783,45 @@ struct Fields<'a> {
     fields: &'static [&'static str],
     next: usize,
     current: usize,
+    /// Whether the current field's key was handed out and its value not asked for yet.
+    key_due: bool,
     /// Whether a field's value failed (noted in [`Ctx::skipped`], or under a refusal
     /// noted there in this run: the next run goes on past it).
     value_failed: bool,
 }
 
 impl<'a> Fields<'a> {
-    /// Runs `visit` on the fields of a `V`; notes as hidden ([`Ctx::hid`]) the fields left
-    /// unread when the visitor failed other than on a field's value (it refused a map, or
-    /// a key), unless `deserialize_any` was met.
+    /// Runs `visit` on the fields of a `V` (for `name`, at `variant`). A key the visitor
+    /// refused (a name of a field it read already: serde_derive lists each field's
+    /// aliases among its names, review157 H1) is left out of the next runs, as a field
+    /// whose value refused is, and not counted as read. Notes as hidden ([`Ctx::hid`]) the
+    /// fields left unread when the visitor failed otherwise than on a field (it refused the
+    /// map), unless `deserialize_any` was met or the run goes again.
     fn visit<V, R>(
         probe: Probe<'a>,
+        name: &'static str,
+        variant: u32,
         fields: &'static [&'static str],
         visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
     ) -> Result<R, Stop> {
-        let mut access = Fields { probe, id: typeid::of::<V>(), fields, next: 0, current: 0, value_failed: false };
+        let id = typeid::of::<V>();
+        let mut access = Fields { probe, id, fields, next: 0, current: 0, key_due: false, value_failed: false };
         let value = visit(&mut access);
         let ctx = probe.ctx;
-        if value.is_err() && !ctx.any.get() && !access.value_failed && access.next < fields.len() {
-            ctx.hid.set(true);
+        // Every name read (the visitor may still fail at its end, missing a field left out
+        // for refusing its value): the names less the keys it refused.
+        let read_all = !access.value_failed && !access.key_due && access.next >= fields.len();
+        if value.is_ok() || (read_all && !ctx.any.get()) {
+            let refused = ctx.skipped.borrow().iter().filter(|&&(k, _, key)| k == id && key).count();
+            ctx.count::<V>(name, variant, fields.len() - refused, Known::ByName);
+        }
+        if value.is_err() && !ctx.any.get() && !access.value_failed && !ctx.skipped_now.get() {
+            if access.key_due {
+                ctx.skipped.borrow_mut().push((id, access.current, true));
+                ctx.skipped_now.set(true);
+            } else if access.next < fields.len() {
+                ctx.hid.set(true);
+            }
         }
         value
     }
@@ -671,23 +832,27 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
         let ctx = self.probe.ctx;
-        while self.next < self.fields.len() && ctx.skipped.borrow().contains(&(self.id, self.next)) {
+        while self.next < self.fields.len()
+            && ctx.skipped.borrow().iter().any(|&(k, i, _)| k == self.id && i == self.next)
+        {
             self.next += 1;
         }
         let Some(field) = self.fields.get(self.next) else { return Ok(None) };
         self.current = self.next;
         self.next += 1;
+        self.key_due = true;
         let key: StrDeserializer<'_, Stop> = field.into_deserializer();
         seed.deserialize(key).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
         let ctx = self.probe.ctx;
+        self.key_due = false;
         let value = seed.deserialize(self.probe);
         if value.is_err() {
             self.value_failed = true;
             if !ctx.any.get() && !ctx.skipped_now.get() {
-                ctx.skipped.borrow_mut().push((self.id, self.current));
+                ctx.skipped.borrow_mut().push((self.id, self.current, false));
                 ctx.skipped_now.set(true);
             }
         }
@@ -755,6 +920,43 @@ mod tests {
         }
     }
 
+    /// A field read by an old name too (serde_derive lists `a`, `old`, `b`).
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Aliased {
+        #[serde(alias = "old")]
+        a: u32,
+        b: Option<Option<u32>>,
+    }
+
+    /// An alias after a field that refuses the made-up value: read by name, where the
+    /// alias is a refused key.
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct AliasedByName {
+        n: std::num::NonZeroU32,
+        #[serde(alias = "old")]
+        a: u32,
+        b: u32,
+    }
+
+    /// An identifier, read with `deserialize_identifier`.
+    #[derive(Deserialize)]
+    #[serde(variant_identifier)]
+    #[allow(dead_code)]
+    enum Ident {
+        Alpha,
+        Beta,
+    }
+
+    /// An adjacently tagged enum with words of its own.
+    #[derive(Deserialize)]
+    #[serde(tag = "t", content = "c", expecting = "a thing")]
+    #[allow(dead_code)]
+    enum Beside {
+        Count(u32),
+    }
+
     /// A `serde_json::Value` fifteen levels down, no type repeating.
     type Deep = Down<Down<Down<Down<Down<serde_json::Value>>>>>;
     type Down<T> = Option<(Vec<T>,)>;
@@ -776,6 +978,14 @@ mod tests {
             ("(u8, String)", probe::<(u8, String)>(), Answer::Postcard),
             ("Deep", probe::<Deep>(), Answer::GaveUp),
             ("Vec<Value>", probe::<Vec<serde_json::Value>>(), Answer::Any),
+            // review157 H1, H4, H5: an alias keeps postcard (a refused key is no hidden
+            // field); an identifier, and an adjacently tagged enum's sequence whatever its
+            // words, are `Any`.
+            ("Aliased", probe::<Aliased>(), Answer::Postcard),
+            // Missing the field it skipped: its depth unseen (fix114).
+            ("AliasedByName", probe::<AliasedByName>(), Answer::Nests),
+            ("Ident", probe::<Ident>(), Answer::Any),
+            ("Beside", probe::<Beside>(), Answer::Any),
         ] {
             eprintln!("{what}: {answer:?} in {runs} runs");
             assert_eq!(answer, expected, "{what} after {runs} runs");

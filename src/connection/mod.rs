@@ -1170,8 +1170,11 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     /// [`SocketSendError::Encode`] when `value` cannot be encoded: it holds a family
     /// handle, or it needs a self-describing encoding, which a socket connection's plain
     /// postcard is not (its type's `Deserialize` asks for `deserialize_any`: a
-    /// `serde_json::Value`, an untagged or internally tagged enum, `flatten`; or the value
-    /// skips a field, `skip_serializing_if`; nothing is sent, and the connection goes on;
+    /// `serde_json::Value`, an untagged, internally or adjacently tagged enum, `flatten`;
+    /// or it reads a struct only as a map, or an identifier; or the value skips a field,
+    /// `skip_serializing_if`, or writes a field or variant its `Deserialize` does not read
+    /// as written, `skip_serializing` alone, a variant after one `skip_deserializing`;
+    /// nothing is sent, and the connection goes on;
     /// a recursive type, or one of many enums, is sent); otherwise as
     /// [`send_bytes`](Self::send_bytes).
     ///
