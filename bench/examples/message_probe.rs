@@ -1,14 +1,13 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
 //! queue_int (a `Queue<u64>` put and get), queue_bytes1k (`mp-bench`'s `queue.bytes1k`
-//! message, a 1 KiB `ByteBuf` in an enum, put and got), queue_unit_variant (a unit variant put
-//! and got), joinable_int (a `JoinableQueue<u64>`
-//! put, get and `task_done`), pingpong2 and pingpong1 (8-byte round trips between two
-//! processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed through a
-//! `Queue<u64>` bounded to 64 items, or not, between two pinned processes), stream2cpu
-//! (stream2, printing each side's own CPU time per message besides the wall time: on a
-//! loaded machine, where the wall clock says little, what a put and a take cost, and which
-//! of the two sets a stream's rate)).
+//! message, a 1 KiB `ByteBuf` in an enum, put and got), queue_unit_variant (a unit variant
+//! put and got), joinable_int (a `JoinableQueue<u64>` put, get and `task_done`), pingpong2
+//! and pingpong1 (8-byte round trips between two processes pinned to two CPUs, or to one),
+//! bounded2 and stream2 (ints streamed through a `Queue<u64>` bounded to 64 items, or not,
+//! between two pinned processes), stream2cpu (stream2, printing each side's own CPU time
+//! per message besides the wall time: on a loaded machine, where the wall clock says
+//! little, what a put and a take cost, and which of the two sets a stream's rate)).
 
 use multiproc::{Connection, Pipe, Process, StartMethod};
 #[path = "../src/typed.rs"]
