@@ -103,6 +103,29 @@ fn a_lock_acquired_in_one_process_can_be_released_in_another() {
     lock.release().unwrap();
 }
 
+/// syn104: a `Lock` guard kept while its lock was released with `Lock::release` holds
+/// nothing: its drop leaves alone the process that took the lock since. It released that
+/// process's hold (the word's unlock clears it whoever holds it; the docs said so).
+#[test]
+fn a_lock_guard_whose_lock_was_released_leaves_the_next_holder_alone() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let guard = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(hold_lock_until_told, (lock.clone(), held.clone(), go.clone())).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    drop(guard);
+    let holder_after_the_drop = lock.holder();
+    go.set();
+    let held_to_its_end = child.join().unwrap();
+    println!(
+        "the holder after the stale guard's drop: {holder_after_the_drop:?}; the other process held the lock to its end: {held_to_its_end}"
+    );
+    assert!(held_to_its_end, "the stale guard's drop released another process's hold");
+    assert!(!lock.locked());
+}
+
 fn hold_lock_until_killed(args: (Lock, Event)) {
     let (lock, held) = args;
     let _guard = lock.acquire().unwrap();
