@@ -1697,6 +1697,8 @@ fn a_condition_wait_without_its_lock_is_refused_and_takes_nothing() {
         assert!(held.wait_timeout(LIMIT));
         let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.wait_timeout(SHORT)));
         let taken_back = if over_an_rlock { rlock.is_owned() } else { lock.holder() == Some(std::process::id()) };
+        // The predicate's form too (it looped on its deadline past any error).
+        let waited_for = guard.wait_for_timeout(SHORT, || false);
         let table = format!("{cond:?}");
         drop(guard);
         go.set();
@@ -1722,6 +1724,7 @@ fn a_condition_wait_without_its_lock_is_refused_and_takes_nothing() {
             waited.as_ref().map_err(|_| "panicked")
         );
         assert!(matches!(waited, Ok(Err(ConditionWaitError::NotHeld))), "the wait was not refused");
+        assert_eq!(waited_for, Err(ConditionWaitError::NotHeld));
         assert!(!taken_back, "the wait took the lock from another process");
         assert!(held_to_its_end, "the wait or the guard's drop released another process's hold");
         assert!(notified, "a slot left behind took the notify");
