@@ -1255,6 +1255,46 @@ fn a_condition_wait_dropped_while_it_takes_the_lock_back_passes_its_notification
     assert!(second.join().unwrap(), "the dropped future's notification was passed on");
 }
 
+fn try_take_rlock(lock: multiproc::RLock) -> bool {
+    lock.try_acquire().is_ok()
+}
+
+/// aud107 H2: an async condition wait over an `RLock` that this thread holds at more than
+/// one level (an outer guard alive) is refused at once, `NestedLevels`, the guard given
+/// back with every level held. It released every level, and dropped mid-wait (a runtime's
+/// timeout) took none back: another process took the lock while the outer guard lived,
+/// and that guard's drop panicked (debug build) or cleared the lock whoever held it
+/// (release build).
+#[test]
+fn an_async_condition_wait_over_an_rlock_held_at_more_than_one_level_is_refused() {
+    let _w = watchdog(LIMIT);
+    let rlock = multiproc::RLock::new().unwrap();
+    let cond = multiproc::Condition::with_lock(rlock.clone()).unwrap();
+    let outer = rlock.acquire().unwrap();
+    let outcome = current_thread().block_on(async {
+        let guard = cond.acquire_async().await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(20), guard.wait_async()).await {
+            Ok((guard, outcome)) => {
+                assert!(rlock.is_owned(), "the guard given back holds the lock");
+                drop(guard);
+                Some(outcome)
+            }
+            Err(_dropped) => None,
+        }
+    });
+    let still_held = rlock.is_owned();
+    let other_got_in = Process::new(try_take_rlock, rlock.clone()).start().unwrap().join().unwrap();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(outer))).is_ok();
+    println!(
+        "the wait: {outcome:?}; the outer level still held: {still_held}; another process got in: {other_got_in}; \
+         the outer guard's drop returned: {dropped}"
+    );
+    assert_eq!(outcome, Some(Err(multiproc::ConditionWaitError::NestedLevels)));
+    assert!(still_held && !other_got_in, "the outer guard lost its level");
+    assert!(dropped, "the outer guard's drop panicked");
+    assert!(!rlock.locked());
+}
+
 fn wait_at(barrier: multiproc::Barrier) -> usize {
     std::thread::sleep(Duration::from_millis(100));
     barrier.wait().unwrap()

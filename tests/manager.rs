@@ -957,6 +957,42 @@ fn a_condition_wait_that_takes_the_lock_back_from_a_killed_holder_is_told() {
     assert!(!cond.acquire().unwrap().owner_died(), "told once");
 }
 
+/// Takes the condition's lock, says so, holds it until told, and answers whether it still
+/// held it then (its release is refused otherwise).
+fn hold_condition_until_told((cond, held, go): (ConditionProxy, EventProxy, EventProxy)) -> bool {
+    let guard = cond.acquire().unwrap();
+    held.set().unwrap();
+    go.wait().unwrap();
+    guard.release().is_ok()
+}
+
+/// syn104 (aud107 H1 on the manager's side): a managed condition waited through a guard
+/// whose lock the caller gave back itself is refused (`NotOwner`: the server checks the
+/// owner of the lock), and neither the wait nor the guard's drop releases the hold of
+/// the process that took the lock since.
+#[test]
+fn a_manager_condition_wait_without_its_lock_is_refused() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let (held, go) = (manager.event().unwrap(), manager.event().unwrap());
+    let mut guard = cond.acquire().unwrap();
+    cond.release().unwrap();
+    let child = Process::new(hold_condition_until_told, (cond.clone(), held.clone(), go.clone())).start().unwrap();
+    held.wait().unwrap();
+    let waited = guard.wait_timeout(Duration::from_millis(20));
+    drop(guard);
+    let other = cond.clone();
+    let third_got_in = std::thread::spawn(move || other.try_acquire().is_ok()).join().unwrap();
+    go.set().unwrap();
+    let held_to_its_end = child.join().unwrap();
+    println!(
+        "the wait: {waited:?}; a third thread got in: {third_got_in}; the child held it to its end: {held_to_its_end}"
+    );
+    assert!(matches!(waited, Err(ManagerError::NotOwner)));
+    assert!(!third_got_in && held_to_its_end);
+}
+
 fn hand_over_permit((slots, handed): (SemaphoreProxy, EventProxy)) {
     // Acquired here, released by the parent: the permit is not this process's any more.
     slots.acquire().unwrap().forget();

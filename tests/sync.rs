@@ -103,6 +103,29 @@ fn a_lock_acquired_in_one_process_can_be_released_in_another() {
     lock.release().unwrap();
 }
 
+/// syn104: a `Lock` guard kept while its lock was released with `Lock::release` holds
+/// nothing: its drop leaves alone the process that took the lock since. It released that
+/// process's hold (the word's unlock clears it whoever holds it; the docs said so).
+#[test]
+fn a_lock_guard_whose_lock_was_released_leaves_the_next_holder_alone() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let guard = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(hold_lock_until_told, (lock.clone(), held.clone(), go.clone())).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    drop(guard);
+    let holder_after_the_drop = lock.holder();
+    go.set();
+    let held_to_its_end = child.join().unwrap();
+    println!(
+        "the holder after the stale guard's drop: {holder_after_the_drop:?}; the other process held the lock to its end: {held_to_its_end}"
+    );
+    assert!(held_to_its_end, "the stale guard's drop released another process's hold");
+    assert!(!lock.locked());
+}
+
 fn hold_lock_until_killed(args: (Lock, Event)) {
     let (lock, held) = args;
     let _guard = lock.acquire().unwrap();
@@ -267,6 +290,49 @@ fn try_acquire_and_zero_and_short_timeouts_take_an_rlock_over_from_a_dead_holder
         assert!(took_over, "timeout {timeout:?}");
         assert!(!lock.locked(), "the dead owner's levels are not inherited");
     }
+}
+
+/// Takes `lock`, says so, holds it until told, and answers whether it held it to the end
+/// (a hold released by another is left alone: its guard is forgotten).
+fn hold_rlock_until_told(args: (RLock, Event, Event)) -> bool {
+    let (lock, held, go) = args;
+    let guard = lock.acquire().unwrap();
+    held.set();
+    assert!(go.wait_timeout(LIMIT));
+    let still = lock.is_owned();
+    if !still {
+        guard.leave_locked();
+    }
+    still
+}
+
+/// aud107 H1: a guard whose level its owner thread gave back with `RLock::release` holds
+/// nothing, and its drop must leave alone whoever holds the lock now. It did not: the
+/// drop only `debug_assert!`ed ownership, then cleared the word whoever held it (a debug
+/// build panicked; a release build released the other process's hold, and a third thread
+/// got in while that process was inside).
+#[test]
+fn an_rlock_guard_whose_level_was_released_leaves_the_next_holder_alone() {
+    let _w = watchdog(LIMIT);
+    let lock = RLock::new().unwrap();
+    let guard = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(hold_rlock_until_told, (lock.clone(), held.clone(), go.clone())).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(guard))).is_ok();
+    let other = lock.clone();
+    let third_got_in = std::thread::spawn(move || other.try_acquire().is_ok()).join().unwrap();
+    go.set();
+    let held_to_its_end = child.join().unwrap();
+    println!(
+        "the stale guard's drop returned: {dropped}; a third thread got in: {third_got_in}; \
+         the other process held the lock to its end: {held_to_its_end}"
+    );
+    assert!(dropped, "the stale guard's drop panicked");
+    assert!(!third_got_in, "a third thread got in while another process held the lock");
+    assert!(held_to_its_end, "the stale guard's drop released another process's hold");
+    assert!(!lock.locked());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1587,6 +1653,83 @@ fn a_notified_async_wait_dropped_while_a_waiter_is_stopped_inside_the_table_pass
     first.join().unwrap();
     stopped.resume(LIMIT);
     assert!(child.join().unwrap(), "the notification passed on woke the waiter once it was resumed");
+}
+
+/// Takes `lock`, says so, holds it until told, and answers whether this process held it
+/// to the end (a hold released by another is left alone).
+fn hold_lock_until_told(args: (Lock, Event, Event)) -> bool {
+    let (lock, held, go) = args;
+    let guard = lock.acquire().unwrap();
+    held.set();
+    assert!(go.wait_timeout(LIMIT));
+    let still = lock.holder() == Some(std::process::id());
+    if !still {
+        guard.leave_locked();
+    }
+    still
+}
+
+/// aud107 H1: a condition wait by a caller that no longer holds the condition's lock (it
+/// gave it back itself: `RLock::release` by its owner thread, `Lock::release`) is refused
+/// with `NotHeld` before it takes a waiter slot, and touches neither the lock nor the
+/// table; the guard's drop then leaves the lock's holder alone. Over an `RLock` the wait
+/// panicked in a debug build after taking a slot that nothing freed, and that slot took
+/// the next `notify(1)` from a real waiter; in a release build (and over a `Lock` in
+/// both) it released the hold of the process that had taken the lock since, and took the
+/// lock back while that process was inside.
+#[test]
+fn a_condition_wait_without_its_lock_is_refused_and_takes_nothing() {
+    let _w = watchdog(LIMIT);
+    for over_an_rlock in [true, false] {
+        let rlock = RLock::new().unwrap();
+        let lock = Lock::new().unwrap();
+        let cond = if over_an_rlock { Condition::with_lock(rlock.clone()) } else { Condition::with_lock(lock.clone()) };
+        let cond = cond.unwrap();
+        let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
+        let mut guard = cond.acquire().unwrap();
+        let child = if over_an_rlock {
+            rlock.release().unwrap();
+            Process::new(hold_rlock_until_told, (rlock.clone(), held.clone(), go.clone())).start().unwrap()
+        } else {
+            lock.release().unwrap();
+            Process::new(hold_lock_until_told, (lock.clone(), held.clone(), go.clone())).start().unwrap()
+        };
+        assert!(held.wait_timeout(LIMIT));
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.wait_timeout(SHORT)));
+        let taken_back = if over_an_rlock { rlock.is_owned() } else { lock.holder() == Some(std::process::id()) };
+        // The predicate's form too (it looped on its deadline past any error).
+        let waited_for = guard.wait_for_timeout(SHORT, || false);
+        let table = format!("{cond:?}");
+        drop(guard);
+        go.set();
+        let held_to_its_end = child.join().unwrap();
+        // A real waiter, then one notify: it is the waiter's (a slot left behind, older,
+        // would take it). The notifier's acquire returns once the waiter's wait let the
+        // lock go, after its arrival.
+        let (arrived, arrival) = std::sync::mpsc::channel();
+        let waiter = {
+            let cond = cond.clone();
+            std::thread::spawn(move || {
+                let mut guard = cond.acquire().unwrap();
+                arrived.send(()).unwrap();
+                guard.wait_timeout(Duration::from_secs(2)).unwrap()
+            })
+        };
+        arrival.recv().unwrap();
+        cond.acquire().unwrap().notify(1);
+        let notified = waiter.join().unwrap();
+        println!(
+            "over an RLock: {over_an_rlock}; the wait: {:?}; the lock taken back: {taken_back}; {table}; \
+             the other process held the lock to its end: {held_to_its_end}; a later waiter got the notify: {notified}",
+            waited.as_ref().map_err(|_| "panicked")
+        );
+        assert!(matches!(waited, Ok(Err(ConditionWaitError::NotHeld))), "the wait was not refused");
+        assert_eq!(waited_for, Err(ConditionWaitError::NotHeld));
+        assert!(!taken_back, "the wait took the lock from another process");
+        assert!(held_to_its_end, "the wait or the guard's drop released another process's hold");
+        assert!(notified, "a slot left behind took the notify");
+        assert!(!rlock.locked() && !lock.locked());
+    }
 }
 
 // ---------------------------------------------------------------------------------------

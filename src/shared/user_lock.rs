@@ -158,7 +158,11 @@ impl Drop for HeldLock<'_> {
             return;
         }
         match self.lock {
-            SharedLock::Lock(lock) => lock.shared.mutex.unlock(),
+            // Only this process's hold: the `Lock` may have been released by another
+            // process since and taken by a third (see `Lock::release_if_held_here`).
+            SharedLock::Lock(lock) => {
+                lock.release_if_held_here();
+            }
             // Fails only when the guard was dropped on another thread than the one that
             // took the level: that level stays held by its thread (documented on the
             // guards), which is a stuck lock, never two holders.

@@ -101,22 +101,33 @@ impl Underlying {
         }
     }
 
+    /// Whether the caller holds the lock: this process a `Lock`, this thread an `RLock`.
+    fn is_held(&self) -> bool {
+        match self {
+            Underlying::Lock(lock) => lock.shared.mutex.is_held_by(Owner::process()),
+            Underlying::RLock(rlock) => rlock.is_owned(),
+        }
+    }
+
+    /// A guard's release: only of a lock the caller holds (aud107 H1; see `is_held`). A
+    /// `Lock` released by its holder and taken by another process since is left alone, as
+    /// an `RLock` level given back by its owner.
     fn unlock(&self) {
         match self {
-            Underlying::Lock(lock) => lock.shared.mutex.unlock(),
+            Underlying::Lock(lock) => {
+                lock.release_if_held_here();
+            }
             Underlying::RLock(rlock) => {
                 let _ = rlock.unlock_level();
             }
         }
     }
 
-    /// Releases the lock entirely; returns what [`Underlying::relock_all`] needs.
-    fn unlock_all(&self) -> u32 {
+    /// Releases the lock entirely; returns what [`Underlying::relock_all`] needs, or
+    /// `None`, releasing nothing, when the caller does not hold it.
+    fn unlock_all(&self) -> Option<u32> {
         match self {
-            Underlying::Lock(lock) => {
-                lock.shared.mutex.unlock();
-                1
-            }
+            Underlying::Lock(lock) => lock.release_if_held_here().then_some(1),
             Underlying::RLock(rlock) => rlock.unlock_all(),
         }
     }
@@ -384,7 +395,14 @@ impl Condition {
     /// lock, as Python's always does (review72 L4, as guard45's `try_` calls). One that
     /// cannot arrive then times out without releasing the lock, as if no notify came; the
     /// leave takes no guard (see `waiters.rs`).
+    ///
+    /// A caller that does not hold the lock (it gave it back itself) is refused before it
+    /// takes a slot (aud107 H1): a slot taken and then abandoned by a live process is never
+    /// recovered, and the next `notify` would be granted to it.
     fn wait_until(&self, deadline: Deadline, owner_died: &mut bool) -> Result<bool, ConditionWaitError> {
+        if !self.lock.is_held() {
+            return Err(ConditionWaitError::NotHeld);
+        }
         let state = &*self.state;
         let me = sys::me();
         // Under the condition's lock still: a notify after this one is ours to get.
@@ -392,7 +410,10 @@ impl Condition {
         let Some(place) = self.lock_table(arrival).map(|_held| state.waiters.arrive(me.pid, me.start)) else {
             return Ok(false);
         };
-        let levels = self.lock.unlock_all();
+        let Some(levels) = self.lock.unlock_all() else {
+            self.leave_unheld(place);
+            return Err(ConditionWaitError::NotHeld);
+        };
         let waiters = &state.waiters;
         let waited = match place {
             Place::Slot(i) => waiters.slot(i).wake.wait(
@@ -416,6 +437,16 @@ impl Condition {
             *owner_died = true;
         }
         outcome
+    }
+
+    /// Leaves `place`, taken by a wait that then found the lock not held: only a `Lock`,
+    /// released by another process between the wait's look and its arrival (an `RLock`
+    /// changes hands only by its owner). A notification granted meanwhile is passed on.
+    #[cold]
+    pub(super) fn leave_unheld(&self, place: Place) {
+        if self.state.waiters.leave(place, false) {
+            self.notify(1);
+        }
     }
 
     /// Never waits for the table's guard (stop61): a process stopped holding it (`SIGSTOP`,
@@ -489,7 +520,12 @@ impl Drop for TableHeld<'_> {
 /// The held lock of a [`Condition`]: wait and notify through it; dropping it releases the
 /// lock. It stays on the thread that acquired it. A copy that a `Fork` child got with its
 /// parent's memory (a guard kept in a thread-local) releases nothing when dropped, and its
-/// waits and notifies panic: the lock is the parent's.
+/// waits and notifies panic: the lock is the parent's. A guard whose lock the caller gave
+/// back itself ([`RLock::release`], [`Lock::release`]) holds nothing: its waits are
+/// [`ConditionWaitError::NotHeld`], and its drop releases the lock only if the caller
+/// holds it then, never a hold another thread or process took since. (Its notifies still
+/// notify, as Python's would refuse: they only grant waiters' slots, under the condition's
+/// own guard.)
 ///
 /// # Examples
 ///
@@ -547,6 +583,10 @@ impl ConditionGuard<'_> {
     /// does. The guard holds the lock again. A lock taken back from a holder that died holding it is told by
     /// [`ConditionGuard::owner_died`].
     ///
+    /// [`ConditionWaitError::NotHeld`] when the caller no longer holds the lock (it gave
+    /// it back with [`RLock::release`] or [`Lock::release`]): refused before the wait
+    /// begins, nothing touched (Python's `RuntimeError`).
+    ///
     /// # Examples
     ///
     /// ```
@@ -583,7 +623,8 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// None today (the type leaves room for more); see [`ConditionGuard::owner_died`].
+    /// [`ConditionWaitError::NotHeld`], as [`ConditionGuard::wait`]; see also
+    /// [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -641,7 +682,8 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// None today (the type leaves room for more); see [`ConditionGuard::owner_died`].
+    /// [`ConditionWaitError::NotHeld`], as [`ConditionGuard::wait`]; see also
+    /// [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -670,7 +712,9 @@ impl ConditionGuard<'_> {
                 return Ok(false);
             }
             // Notified, timed out or abandoned: the predicate and the deadline decide.
-            let _ = self.cond.wait_until(deadline, &mut self.owner_died);
+            if let Err(ConditionWaitError::NotHeld) = self.cond.wait_until(deadline, &mut self.owner_died) {
+                return Err(ConditionWaitError::NotHeld);
+            }
         }
     }
 

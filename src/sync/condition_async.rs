@@ -100,7 +100,13 @@ impl<'a> ConditionGuard<'a> {
     /// reference to the condition and notify, and nothing can see it, so a future nobody
     /// will notify waits (as Python's would); give it a timeout where that matters. A lock
     /// re-acquired from a holder that died holding it is told by the returned guard's
-    /// [`ConditionGuard::owner_died`].
+    /// [`ConditionGuard::owner_died`]. Refused at the first poll, the guard given back
+    /// untouched: [`ConditionWaitError::NotHeld`] when the caller no longer holds the lock
+    /// (as [`ConditionGuard::wait`]), and [`ConditionWaitError::NestedLevels`] over an
+    /// [`RLock`](crate::RLock) that the polling thread holds at more than one level: the
+    /// wait must release every level, and dropped mid-wait it could not take back those
+    /// of the other guards, which would live on holding nothing. Hold the RLock at one
+    /// level around an async wait, or build the condition over a [`Lock`](crate::Lock).
     ///
     /// # Examples
     ///
@@ -142,8 +148,9 @@ impl<'a> ConditionGuard<'a> {
     /// future leaves the waiters and holds nothing (the lock stays released), and a
     /// notification it was given is passed on.
     ///
-    /// Outcome: `Ok(())` once the predicate holds; never [`ConditionWaitError::Abandoned`]
-    /// (see [`ConditionGuard::wait_async`]).
+    /// Outcome: `Ok(())` once the predicate holds; never [`ConditionWaitError::Abandoned`];
+    /// `NotHeld` and `NestedLevels` as [`ConditionGuard::wait_async`], once the predicate
+    /// does not hold.
     ///
     /// # Examples
     ///
@@ -259,6 +266,25 @@ impl<'a> Future for ConditionWait<'a> {
         loop {
             match this.step {
                 Step::Holding(_) => {
+                    // Refused before a slot is taken (aud107 H1, H2): a caller that gave
+                    // the lock back itself, and an RLock held at more than one level,
+                    // whose other levels a dropped future could not take back.
+                    let refused = if !cond.lock.is_held() {
+                        Some(ConditionWaitError::NotHeld)
+                    } else if let Underlying::RLock(rlock) = &cond.lock
+                        && rlock.held_at_more_than_one_level()
+                    {
+                        Some(ConditionWaitError::NestedLevels)
+                    } else {
+                        None
+                    };
+                    if let Some(refused) = refused {
+                        let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else {
+                            unreachable!()
+                        };
+                        this.waiting.withdraw();
+                        return Poll::Ready((guard, Err(refused)));
+                    }
                     let me = sys::me();
                     // The table's guard with the waker, not the thread: a process stopped
                     // holding it (`SIGSTOP`, a debugger) leaves this wait pending (stop61),
@@ -272,10 +298,13 @@ impl<'a> Future for ConditionWait<'a> {
                         state.waiters.arrive(me.pid, me.start)
                     };
                     let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else { unreachable!() };
-                    // The guard's release is `unlock_all`'s, and the lock is the future's
+                    let Some(levels) = cond.lock.unlock_all() else {
+                        cond.leave_unheld(place);
+                        return Poll::Ready((guard, Err(ConditionWaitError::NotHeld)));
+                    };
+                    // The guard's release was `unlock_all`'s, and the lock is the future's
                     // to take back.
                     std::mem::forget(guard);
-                    let levels = cond.lock.unlock_all();
                     this.step = Step::Waiting { place, levels };
                 }
                 Step::Waiting { place, levels } => {

@@ -102,17 +102,23 @@ pub enum ReleaseError {
 #[error("nobody else holds the object any more, so the wait could never end")]
 pub struct Abandoned;
 
-/// How a `Condition` wait ended without a notification.
+/// How a `Condition` wait ended without a notification, or why it did not begin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 ///
 /// # Examples
 ///
 /// ```
-/// use multiproc::{Condition, ConditionWaitError};
+/// use multiproc::{Condition, ConditionWaitError, RLock};
 /// # multiproc::init();
 /// let cond = Condition::new()?;
 /// let mut guard = cond.acquire()?;
 /// assert!(matches!(guard.wait(), Err(ConditionWaitError::Abandoned(_))));
+///
+/// let lock = RLock::new()?;
+/// let cond = Condition::with_lock(lock.clone())?;
+/// let mut guard = cond.acquire()?;
+/// lock.release()?; // the guard's level, given back by its owner
+/// assert_eq!(guard.wait(), Err(ConditionWaitError::NotHeld));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[non_exhaustive]
@@ -120,6 +126,25 @@ pub enum ConditionWaitError {
     /// Nobody else can notify (see [`Abandoned`]); the guard holds the lock again.
     #[error(transparent)]
     Abandoned(#[from] Abandoned),
+    /// The caller does not hold the condition's lock any more (Python's `RuntimeError:
+    /// cannot wait on un-acquired lock`): the guard's level was given back with
+    /// [`RLock::release`](crate::RLock::release), or the [`Lock`](crate::Lock) with
+    /// [`Lock::release`](crate::Lock::release) (then held by another process, or by
+    /// nobody). The wait did not begin: the lock, whoever holds it now, is untouched, and
+    /// so is the condition (no notification taken). The guard holds nothing; its drop
+    /// releases nothing.
+    #[error("wait on a condition whose lock the caller does not hold")]
+    NotHeld,
+    /// An async wait ([`ConditionGuard::wait_async`](crate::ConditionGuard::wait_async))
+    /// over an [`RLock`](crate::RLock) that the polling thread holds at more than one
+    /// level (another guard of it is alive). The wait must release every level, and a
+    /// future dropped mid-wait (a runtime's timeout) could not take the others back
+    /// without blocking, leaving their guards alive with nothing held: so it does not
+    /// begin, and the guard comes back with every level held. Wait with the blocking
+    /// [`ConditionGuard::wait`](crate::ConditionGuard::wait) (which takes every level
+    /// back), or hold the lock at one level.
+    #[error("async wait on a condition whose RLock is held at more than one level")]
+    NestedLevels,
 }
 
 /// Why a `Barrier` is broken: a `wait` on it fails until [`reset`](crate::Barrier::reset).

@@ -190,8 +190,9 @@ impl Lock {
     }
 
     /// Releases the lock, whoever acquired it (Python allows any process to release a
-    /// `Lock`). Use it with [`LockGuard::leave_locked`]; releasing a lock whose guard is
-    /// still alive makes that guard release whoever holds the lock next.
+    /// `Lock`). Use it with [`LockGuard::leave_locked`]. A guard still alive when its lock
+    /// is released holds nothing: its drop releases the lock only if this process holds
+    /// it then (taken again by one of its threads), never another process's hold.
     ///
     /// # Errors
     ///
@@ -210,6 +211,24 @@ impl Lock {
     /// ```
     pub fn release(&self) -> Result<(), ReleaseError> {
         if self.shared.mutex.unlock_if_locked() { Ok(()) } else { Err(ReleaseError::NotLocked) }
+    }
+
+    /// A guard's release: releases the lock if this process holds it, and says whether it
+    /// did. A lock released with [`Lock::release`] while its guard lived, and taken by
+    /// another process since, is that process's: the guard's drop leaves it alone (the
+    /// word's unlock clears it whoever holds it; aud107 H1). Within the process, a `Lock`
+    /// is the process's whichever thread took it, so a guard cannot tell its hold from
+    /// another thread's. A `release` by another process in the instant between the look
+    /// and the unlock, and a third taking the lock in it, is not seen.
+    #[inline]
+    pub(crate) fn release_if_held_here(&self) -> bool {
+        let mutex = &self.shared.mutex;
+        if mutex.is_held_by(Owner::process()) {
+            mutex.unlock();
+            true
+        } else {
+            false
+        }
     }
 
     /// Whether some process holds the lock (Python 3.14's `locked()`).
@@ -316,7 +335,7 @@ impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         if self.taken_in.is_here() {
-            self.lock.shared.mutex.unlock();
+            self.lock.release_if_held_here();
         }
     }
 }

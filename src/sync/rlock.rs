@@ -146,36 +146,46 @@ impl RLock {
         state.mutex.try_lock(me).then_some(Acquired::Clean)
     }
 
-    /// Gives back one level; the lock is free when the last level goes.
+    /// Gives back one level of the calling thread; the lock is free when the last level
+    /// goes. [`ReleaseError::NotOwner`], releasing nothing, when this thread does not own
+    /// the lock: a guard outlives its level when the owner gave the level back itself
+    /// ([`RLock::release`]) or a dropped async condition wait released it, and the word's
+    /// `unlock` clears it whoever holds it, so a guard must never release a lock that
+    /// another thread or process took since (aud107 H1: only a `debug_assert!` stood
+    /// here). Checked in every build: only the owner lets an RLock go, so the word cannot
+    /// change hands between the look and the unlock.
+    #[inline]
     pub(crate) fn unlock_level(&self) -> Result<(), ReleaseError> {
         let state = &*self.shared;
         if !state.mutex.is_held_by(Owner::thread()) {
             return Err(ReleaseError::NotOwner);
         }
-        self.unlock_owned_level();
-        Ok(())
-    }
-
-    /// Gives back one level held by the calling thread (known to be the owner).
-    #[inline]
-    fn unlock_owned_level(&self) {
-        let state = &*self.shared;
-        debug_assert!(state.mutex.is_held_by(Owner::thread()));
         let count = state.count.load(Ordering::Relaxed);
         if count > 0 {
             state.count.store(count - 1, Ordering::Relaxed);
         } else {
             state.mutex.unlock();
         }
+        Ok(())
     }
 
-    /// Releases every level held by this thread; returns how many (for `Condition::wait`).
-    pub(crate) fn unlock_all(&self) -> u32 {
+    /// Whether the calling thread holds the lock at more than one level (an async
+    /// condition wait, which cannot take the other levels back when dropped, refuses it).
+    pub(crate) fn held_at_more_than_one_level(&self) -> bool {
+        self.is_owned() && self.shared.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Releases every level held by this thread; returns how many (for `Condition::wait`),
+    /// or `None`, releasing nothing, when this thread does not own the lock (the caller,
+    /// a condition wait, checks that first; this is the last line, as for the guards).
+    pub(crate) fn unlock_all(&self) -> Option<u32> {
         let state = &*self.shared;
-        debug_assert!(state.mutex.is_held_by(Owner::thread()));
+        if !state.mutex.is_held_by(Owner::thread()) {
+            return None;
+        }
         let levels = state.count.swap(0, Ordering::Relaxed) + 1;
         state.mutex.unlock();
-        levels
+        Some(levels)
     }
 
     /// Takes the lock back with `levels` levels (after `unlock_all`).
@@ -395,10 +405,13 @@ impl fmt::Debug for RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // The guard never leaves the thread that holds the level it stands for (no thread
-        // check), but fork copies it with the thread's memory: the copy holds nothing.
+        // The guard never leaves the thread that took its level, but that level may be
+        // gone (the owner's own `RLock::release`, a dropped async condition wait): then
+        // the thread no longer owns the lock and the drop releases nothing
+        // (`unlock_level`). Fork copies the guard with the thread's memory: the copy
+        // holds nothing.
         if self.taken_in.is_here() {
-            self.lock.unlock_owned_level();
+            let _ = self.lock.unlock_level();
         }
     }
 }
