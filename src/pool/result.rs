@@ -411,8 +411,14 @@ impl<R: Send> Sink<R> for MapSink<R> {
                     p.abandon();
                 }
                 state.callbacks.run(Err(&e));
+                // The values of the chunks answered are dropped here, in the delivery,
+                // which the pool runs under a catch (their `Drop` is user code), and after
+                // the caller was told: not with the sink's last hold, wherever that goes
+                // (review161 H1: past the pool thread's catch, which then lost a restart).
+                let answered = std::mem::take(&mut state.chunks);
                 drop(state);
                 self.slot.fill_if_empty(Err(e));
+                drop(answered);
             }
         }
     }
