@@ -824,6 +824,26 @@ fn a_failed_maps_values_whose_drop_panics_cost_the_pool_no_worker() {
     pool.terminate();
 }
 
+/// As above, for a `map` cancelled by its caller while its second chunk runs: the pool
+/// kills that chunk's worker, and the round that reaps it drops the chunk, the call's last
+/// hold of its sink, the answered [`Grenade`] with it. That drop ran under the books' lock,
+/// before the worker was put down for a restart: its panic lost the restart, and the later
+/// `apply` waited for ever.
+#[test]
+fn a_cancelled_maps_values_whose_drop_panics_cost_the_pool_no_worker() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let map = pool.map_async_with(grenade_or_slow, [13, 14], options).unwrap();
+    assert!(eventually(LIMIT, || pool.stats().tasks_done >= 1), "chunk 0 answered");
+    map.cancel();
+    assert!(matches!(map.get(), Err(TaskError::Cancelled)));
+    let later = pool.apply(square, 3);
+    println!("a later apply: {later:?}; pids {:?}; {:?}", pool.pids(), pool.stats());
+    assert_eq!(later.unwrap(), 9);
+    pool.terminate();
+}
+
 /// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
 /// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
 /// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before
