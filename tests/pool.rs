@@ -788,6 +788,62 @@ fn a_result_whose_drop_panics_with_a_payload_that_panics_breaks_no_get() {
     assert_eq!(pool.apply(square, 6).unwrap(), 36);
 }
 
+fn grenade_or_slow(n: u32) -> Grenade {
+    if n == 14 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    Grenade(false, n)
+}
+
+/// A failed `map` drops the values of its chunks already answered (user code: a
+/// [`Grenade`] here) with its last delivery, on the pool thread, in the round that replaces
+/// the worker it lost: that drop's panic must stop at a catch. It was dropped past
+/// `survive_user_panic` (review161 H1), after the round had taken the lost worker's restart
+/// off its books: the pool never replaced it, and with one worker every later call waited
+/// for ever (`a later apply` never answered).
+#[test]
+fn a_failed_maps_values_whose_drop_panics_cost_the_pool_no_worker() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    // Two chunks (a timeout: not the claims path). Chunk 0 (13) is answered and kept in
+    // the map's sink; chunk 1 (14) runs until its worker is killed.
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let map = pool.map_async_with(grenade_or_slow, [13, 14], options).unwrap();
+    assert!(eventually(LIMIT, || pool.stats().tasks_done >= 1), "chunk 0 answered");
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY (test): killing our own child.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    let got = map.get();
+    assert!(matches!(got, Err(TaskError::WorkerLost { .. })), "{got:?}");
+    println!("the map: {got:?}");
+    let later = pool.apply(square, 3);
+    println!("a later apply: {later:?}; pids {:?} (killed {pids:?}); {:?}", pool.pids(), pool.stats());
+    assert_eq!(later.unwrap(), 9);
+    assert_eq!(pool.stats().workers_restarted, 1);
+    pool.terminate();
+}
+
+/// As above, for a `map` cancelled by its caller while its second chunk runs: the pool
+/// kills that chunk's worker, and the round that reaps it drops the chunk, the call's last
+/// hold of its sink, the answered [`Grenade`] with it. That drop ran under the books' lock,
+/// before the worker was put down for a restart: its panic lost the restart, and the later
+/// `apply` waited for ever.
+#[test]
+fn a_cancelled_maps_values_whose_drop_panics_cost_the_pool_no_worker() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let map = pool.map_async_with(grenade_or_slow, [13, 14], options).unwrap();
+    assert!(eventually(LIMIT, || pool.stats().tasks_done >= 1), "chunk 0 answered");
+    map.cancel();
+    assert!(matches!(map.get(), Err(TaskError::Cancelled)));
+    let later = pool.apply(square, 3);
+    println!("a later apply: {later:?}; pids {:?}; {:?}", pool.pids(), pool.stats());
+    assert_eq!(later.unwrap(), 9);
+    pool.terminate();
+}
+
 /// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
 /// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
 /// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before

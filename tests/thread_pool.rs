@@ -758,6 +758,45 @@ impl Marks {
     }
 }
 
+/// A value whose `Drop` panics (unless already panicking).
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a Bomb goes off when dropped");
+        }
+    }
+}
+
+/// The last thread whose initializer panicked fails the queued tasks in one loop, each
+/// under a catch: the task itself (its function and arguments, user values) is dropped
+/// there too. It was dropped after the catch: a task holding a value whose `Drop` panics
+/// unwound out of the loop, and the tasks queued behind it never failed (`b` waited for
+/// ever).
+#[test]
+fn a_failed_thread_pools_task_whose_drop_panics_keeps_no_other_tasks_error() {
+    let _w = watchdog(LIMIT);
+    let (pool, go) = failing_when_told(1);
+    let bomb = Bomb;
+    let a = pool
+        .apply_async(
+            move |x: u32| {
+                let _ = &bomb;
+                x
+            },
+            1,
+        )
+        .unwrap();
+    let b = pool.apply_async(|x: u32| x, 2).unwrap();
+    // Both are queued when the only thread's initializer panics.
+    go.send(()).unwrap();
+    let (a, b) = (a.get(), b.get());
+    println!("a: {a:?}; b: {b:?}");
+    assert!(matches!(a, Err(TaskError::Panicked(_))), "{a:?}");
+    assert!(matches!(b, Err(TaskError::Panicked(_))), "{b:?}");
+}
+
 /// review70 L1: the last thread whose initializer panicked fails the queued tasks in one
 /// loop, one error callback each; a callback that forks, whose child returns into that
 /// loop, ran the next tasks' error callbacks in the copy too (each then ran twice: once

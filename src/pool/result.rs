@@ -307,6 +307,15 @@ impl<R> ApplySink<R> {
     }
 }
 
+/// The callbacks not run (a cancelled call's), with what they capture, are user code to
+/// drop, as [`MapSink`]'s values.
+impl<R> Drop for ApplySink<R> {
+    fn drop(&mut self) {
+        let callbacks = self.callbacks.get_mut().unwrap_or_else(|e| e.into_inner());
+        panics::drop_caught(std::mem::take(callbacks));
+    }
+}
+
 impl<R: Send> Sink<R> for ApplySink<R> {
     fn deliver(&self, _chunk: usize, outcome: ChunkOutcome<R>) {
         let result = outcome.and_then(|chunk| {
@@ -368,6 +377,18 @@ impl<R> MapSink<R> {
     }
 }
 
+/// The values of the chunks answered (and the callbacks not run, with what they capture)
+/// are user code to drop: the sink's last hold is a failed or cancelled call's chunk that
+/// the pool drops where it needs to go on (a cancelled chunk's `Sent`, reaped under the
+/// books' lock before its worker was put down for a restart: review161 H1 for a cancelled
+/// map; a take-back from an inbox, whose other messages would have been lost).
+impl<R> Drop for MapSink<R> {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        panics::drop_caught((std::mem::take(&mut state.chunks), std::mem::take(&mut state.callbacks)));
+    }
+}
+
 impl<R: Send> Sink<R> for MapSink<R> {
     fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>) {
         let mut state = lock(&self.state);
@@ -411,8 +432,14 @@ impl<R: Send> Sink<R> for MapSink<R> {
                     p.abandon();
                 }
                 state.callbacks.run(Err(&e));
+                // The values of the chunks answered are dropped here, in the delivery,
+                // which the pool runs under a catch (their `Drop` is user code), and after
+                // the caller was told: not with the sink's last hold, wherever that goes
+                // (review161 H1: past the pool thread's catch, which then lost a restart).
+                let answered = std::mem::take(&mut state.chunks);
                 drop(state);
                 self.slot.fill_if_empty(Err(e));
+                drop(answered);
             }
         }
     }
@@ -503,6 +530,15 @@ impl<R> StreamSink<R> {
     fn has_ready(&self) -> bool {
         let state = lock(&self.state);
         if self.ordered { state.pending.contains_key(&state.next_chunk) } else { !state.arrived.is_empty() }
+    }
+}
+
+/// The results not taken (an `IMap` dropped part-way, its chunks still out) are user code
+/// to drop, as [`MapSink`]'s values.
+impl<R> Drop for StreamSink<R> {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        panics::drop_caught((std::mem::take(&mut state.pending), std::mem::take(&mut state.arrived)));
     }
 }
 

@@ -1109,7 +1109,14 @@ impl Inner {
                 drop(books);
                 for (delivery, chunk, error) in failures.drain(..) {
                     // A panic of user code (a value's `Drop`) must not lose the starts below.
-                    survive_user_panic(|| self.settle(&delivery, chunk, Err(error)));
+                    // The delivery is dropped inside the catch: its last hold drops the
+                    // call's sink, and with it values of the call's (a failed map's answered
+                    // chunks, a callback's captures); dropped after it, their panic lost the
+                    // starts, the restarts already off `books.missing` (review161 H1).
+                    survive_user_panic(move || {
+                        self.settle(&delivery, chunk, Err(error));
+                        drop(delivery);
+                    });
                     // An error callback that forked: the copy runs no other (review56 M2).
                     self.end_if_copy();
                 }
@@ -1167,12 +1174,13 @@ impl Inner {
         let failed = failures.into_iter().map(|(delivery, chunk, error)| (delivery, chunk, error, false));
         let unstarted = unstarted.into_iter().map(|(delivery, chunk, error)| (delivery, chunk, error, true));
         for (delivery, chunk, error, unstarted) in failed.chain(unstarted) {
-            self.settle_by(
-                &delivery,
-                |d| {
+            // User code, as above: a panic must not keep the other calls' errors.
+            survive_user_panic(move || {
+                self.settle_by(&delivery, |d| {
                     if unstarted { d.unstarted(chunk, error) } else { d.deliver(chunk, Err(error)) }
-                },
-            );
+                });
+                drop(delivery);
+            });
             // An error callback that forked: the copy runs no other (review56 M2).
             self.end_if_copy();
         }
@@ -1250,7 +1258,12 @@ impl Inner {
         }
         drop(books);
         for (delivery, chunk) in failures {
-            delivery.deliver(chunk, Err(TaskError::Terminated));
+            // User code (a callback, a value's `Drop`): its panic must not keep the other
+            // calls' errors, nor come out of `terminate`.
+            survive_user_panic(move || {
+                delivery.deliver(chunk, Err(TaskError::Terminated));
+                drop(delivery);
+            });
         }
         self.results.wake_receivers();
     }

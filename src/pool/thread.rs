@@ -122,10 +122,14 @@ impl Shared {
             self.jobs.try_iter().collect()
         };
         let error = self.failed.get().expect("set just now");
-        for job in queued {
-            // A panic of user code (an error callback) must not keep the others' errors.
-            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.cancel)(error.clone())))
-            {
+        for Job { run, cancel } in queued {
+            // A panic of user code (an error callback; the task's drop, its function and
+            // arguments, dropped in the catch too) must not keep the others' errors.
+            let failed = std::panic::AssertUnwindSafe(move || {
+                cancel(error.clone());
+                drop(run);
+            });
+            if let Err(payload) = std::panic::catch_unwind(failed) {
                 panics::drop_payload(payload);
             }
             end_if_copy(self.made_in);

@@ -148,6 +148,15 @@ pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
     }
 }
 
+/// Drops `value`, which holds user values (whose `Drop` is user code) on a thread that
+/// must go on (a pool's): a panic there, printed by the hook, stops here, its payload
+/// dropped by [`drop_payload`].
+pub(crate) fn drop_caught<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        drop_payload(payload);
+    }
+}
+
 /// Runs a decoding, with a panic of a `Deserialize` of `T` (user code) as a decode error:
 /// the panic hook has printed it, as any thread's. A decoding runs where a panic let
 /// through breaks what others rely on: inside a channel's take (the message would stay

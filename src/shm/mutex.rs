@@ -318,9 +318,12 @@ impl RawMutex {
 
     /// [`RawMutex::unlock`], then `wanted()` when the word had the sleepers' bit (a waiter
     /// slept, or [`RawMutex::mark_wanted`] marked it): the branch the unlock takes anyway
-    /// to wake a sleeper, so an uncontended unlock costs nothing more. `wanted` sees what
-    /// whoever set the bit did before setting it (the swap reads from that RMW, or from one
-    /// after it: every write to the word is an RMW).
+    /// to wake a sleeper, so an uncontended unlock costs nothing more. `wanted` sees what a
+    /// [`RawMutex::mark_wanted`] caller did before marking (and what a dead owner's taker
+    /// did before its takeover): those RMWs are releases, and the swap reads from one, or
+    /// from an RMW after it in its release sequence (every write to the word is an RMW).
+    /// Not what a sleeping waiter did: `lock_slow` sets the bit with a `Relaxed` CAS, which
+    /// orders nothing (and needs not: a sleeper is owed only the wake-up).
     #[inline]
     pub(crate) fn unlock_then(&self, wanted: impl FnOnce()) {
         self.owner_start.store(0, Ordering::Relaxed);
