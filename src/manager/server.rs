@@ -1301,6 +1301,16 @@ mod tests {
         assert!(remote::send_to_writer(&server.writers, CONN, vec![0; 16 << 20], false, None));
     }
 
+    /// The remote connection's writer is stuck on a large answer, `request` (seq 1) is
+    /// answered behind it, then a malformed request closes the connection.
+    fn closed_by_a_malformed_request_after(server: &mut Server, request: Request) {
+        writer_stuck_on_a_large_answer(server);
+        server.request(CONN, Envelope { seq: 1, thread: 0, request }, None);
+        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
+        server.step();
+        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+    }
+
     /// Waits until `n` more answers than `before` were written or dropped by the writers
     /// (`remote::answers_given_back`): with `n` all those queued, the writer is done.
     fn until_given_back(server: &Server, before: u64, n: u64) {
@@ -1353,12 +1363,10 @@ mod tests {
         let _other = also_serving(&mut server, 2);
         let id = queue_holding(&mut server, &[7]);
         let before = remote::answers_given_back(&server.writers);
-        writer_stuck_on_a_large_answer(&server);
-        let get = Request::Call { id, kind: Kind::Queue, op: Op::Get { wait: None } };
-        server.request(CONN, Envelope { seq: 1, thread: 0, request: get }, None);
-        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
-        server.step();
-        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+        closed_by_a_malformed_request_after(
+            &mut server,
+            Request::Call { id, kind: Kind::Queue, op: Op::Get { wait: None } },
+        );
         // The client goes, its answers unread: its kernel resets the connection. The
         // writer's writes fail; then its reader, which finds the stream reset, tells.
         drop(client);
@@ -1379,6 +1387,7 @@ mod tests {
     /// neither (`the client read [] then Err(..)`).
     #[test]
     fn a_malformed_request_owing_only_a_values_answer_is_told_why() {
+        let _heap = crate::shm::heap_test_user();
         let (mut server, mut client) = serving_a_remote();
         server.state.open().unwrap();
         let _other = also_serving(&mut server, 2);
@@ -1386,12 +1395,7 @@ mod tests {
         let Ok(Out::Created { id, .. }) = handled_by(&mut server, 2, 1, 0, Request::Create(value)) else {
             panic!("no value")
         };
-        writer_stuck_on_a_large_answer(&server);
-        let get = Request::Call { id, kind: Kind::Value, op: Op::ValueGet };
-        server.request(CONN, Envelope { seq: 1, thread: 0, request: get }, None);
-        assert!(server.state.requests.put_bytes(&[0xff; 3], CONN, Deadline::NEVER, &Patient).is_ok());
-        server.step();
-        assert!(!server.conns.contains_key(&CONN), "the connection was closed");
+        closed_by_a_malformed_request_after(&mut server, Request::Call { id, kind: Kind::Value, op: Op::ValueGet });
         // The client reads: the large answer, then what else it is owed, to the end.
         let mut read = Vec::new();
         let end = match remote::read_frame(&mut client, u64::MAX) {
