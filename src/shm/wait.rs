@@ -148,6 +148,7 @@ const YIELDS_TO_LEARN: u32 = 8;
 /// yield of a spin may; the learning stops at the first yield that gave the processor
 /// away, since the next ones would likely do the same.
 pub(crate) fn learn_yield_cost() {
+    learn_pause_cost();
     for _ in 0..YIELDS_TO_LEARN {
         if timed_yield(Instant::now()) {
             return;
@@ -168,19 +169,61 @@ pub(crate) fn learn_yield_cost() {
 /// round trip, whose waiter yielded once in 1024 looks, spent most of its 23 µs spinning
 /// while its worker could not run.
 pub(crate) fn spin_for<T>(limit: Duration, ready: impl FnMut() -> Option<T>) -> Option<T> {
-    spin(Deadline::NEVER, limit, LOOKS_PER_YIELD, ready).0
+    spin(Deadline::NEVER, limit, LOOKS_PER_YIELD, LOOKS_PER_YIELD, MAX_FIRST_YIELD, ready).0
 }
 
 /// The most looks before a learning spin's first yield (about 1.5 µs of looks on a 2-vCPU
 /// AMD VM, twice its slow round trip): what a wrong guess (the other side came to share our
 /// processor) costs once. 256 gained no more round trip and looked worse for throughput at
-/// load.
+/// load. Counted in looks of a 40 ns `pause` or slower: see [`look_scale`].
 const MAX_FIRST_YIELD: u32 = 32;
+
+/// A `pause` this long or longer makes a look of the counts above ([`LOOKS_PER_YIELD`],
+/// [`MAX_FIRST_YIELD`]), which were tuned on AMD VMs whose `pause` takes about 75 ns.
+const TUNED_PAUSE_NS: u64 = 40;
+
+/// The most a learning spin's counts are multiplied by where a `pause` is quick.
+const MOST_LOOK_SCALE: u32 = 4;
+
+/// How many looks of this machine make one of the learning spin's counts: [`TUNED_PAUSE_NS`]
+/// over the `pause` as [`learn_yield_cost`] timed it, 1 to [`MOST_LOOK_SCALE`] (1 until
+/// then; a forked child starts with its parent's). On the Intel VM of stop 44 a `pause`
+/// takes 9-10 ns: the learning spin's floor of 8 looks was a tenth of a microsecond, less
+/// than any manager round trip's wait, so its waits yielded after 8 or 1 looks and never
+/// learnt to wait longer (two `sched_yield` calls of 190 ns per call, a wait's answer seen
+/// only once the call returned; perf102).
+static LOOK_SCALE: AtomicU32 = AtomicU32::new(1);
+
+/// See [`LOOK_SCALE`].
+fn look_scale() -> u32 {
+    LOOK_SCALE.load(Ordering::Relaxed)
+}
+
+/// Times the `pause` of a spin's look (the quickest of a few rounds: a round preempted
+/// only reads slower, and so scales less), and sets [`LOOK_SCALE`] from it.
+fn learn_pause_cost() {
+    const PAUSES: u32 = 64;
+    let mut quickest = u64::MAX;
+    for _ in 0..4 {
+        let start = Instant::now();
+        for _ in 0..PAUSES {
+            spin_loop();
+        }
+        quickest = quickest.min(saturating_nanos(start.elapsed()) / u64::from(PAUSES));
+    }
+    LOOK_SCALE.store(scale_for_pause(quickest), Ordering::Relaxed);
+}
+
+/// [`LOOK_SCALE`] for a `pause` of `pause_ns`.
+fn scale_for_pause(pause_ns: u64) -> u32 {
+    (TUNED_PAUSE_NS / pause_ns.max(1)).clamp(1, u64::from(MOST_LOOK_SCALE)) as u32
+}
 
 thread_local! {
     /// Looks before the first yield of this thread's next [`spin_learning`], as its last
     /// waits taught.
-    static FIRST_YIELD: std::cell::Cell<u32> = const { std::cell::Cell::new(LOOKS_PER_YIELD) };
+    /// 0 until the first wait: [`LOOKS_PER_YIELD`] looks, scaled.
+    static FIRST_YIELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// [`spin_for`] whose first yield comes after as many looks as the thread's last waits
@@ -204,7 +247,14 @@ thread_local! {
 /// and on two processors a yield costs the round trip a system call (one to two
 /// microseconds on a virtual machine), or the processor itself when another task wants it.
 pub(crate) fn spin_learning<T>(deadline: Deadline, most: Duration, ready: impl FnMut() -> Option<T>) -> Option<T> {
-    let (got, taught) = spin(deadline, most, FIRST_YIELD.get(), ready);
+    // Counted in looks of a slow `pause` (see `LOOK_SCALE`).
+    let scale = look_scale();
+    let floor = LOOKS_PER_YIELD * scale;
+    let first = match FIRST_YIELD.get() {
+        0 => floor,
+        n => n,
+    };
+    let (got, taught) = spin(deadline, most, first, floor, MAX_FIRST_YIELD * scale, ready);
     if let Some(first) = taught {
         FIRST_YIELD.set(first);
     }
@@ -212,12 +262,15 @@ pub(crate) fn spin_learning<T>(deadline: Deadline, most: Duration, ready: impl F
 }
 
 /// The spin of [`spin_for`] with its first yield after `first_yield` looks; with what the
-/// wait teaches about the next one's first yield (see [`spin_learning`]).
+/// wait teaches about the next one's first yield (see [`spin_learning`]), between `floor`
+/// and `ceiling` looks (`floor` also the looks after a yield that gave the processor away).
 #[inline]
 fn spin<T>(
     deadline: Deadline,
     most: Duration,
     first_yield: u32,
+    floor: u32,
+    ceiling: u32,
     mut ready: impl FnMut() -> Option<T>,
 ) -> (Option<T>, Option<u32>) {
     // The spin's start and its limit, read at the first yield.
@@ -232,9 +285,9 @@ fn spin<T>(
         if let Some(v) = ready() {
             let taught = match (yields, round) {
                 (0, 0) => None,
-                (0, _) => Some((first_yield * 2).min(MAX_FIRST_YIELD)),
+                (0, _) => Some((first_yield * 2).min(ceiling)),
                 _ if gave_away_at == Some(round) => Some(1),
-                _ => Some((first_yield / 2).max(LOOKS_PER_YIELD)),
+                _ => Some((first_yield / 2).max(floor)),
             };
             return (Some(v), taught);
         }
@@ -248,7 +301,7 @@ fn spin<T>(
             let gave_away = timed_yield(now);
             yields = yields.saturating_add(1);
             gave_away_at = gave_away.then_some(round);
-            looks_per_yield = if gave_away { LOOKS_PER_YIELD } else { (looks_per_yield * 2).min(MAX_LOOKS_PER_YIELD) };
+            looks_per_yield = if gave_away { floor } else { (looks_per_yield * 2).min(MAX_LOOKS_PER_YIELD) };
             next_yield = round.wrapping_add(looks_per_yield);
         } else if round.is_multiple_of(64) && clock.is_some_and(|(start, limit)| start.elapsed() >= limit) {
             return (None, None);
@@ -683,10 +736,11 @@ mod tests {
 
     /// A learning spin answered before its first yield yields later at the next wait (up
     /// to `MAX_FIRST_YIELD` looks), one that had to yield sooner again (down to
-    /// `LOOKS_PER_YIELD`), and one answered at its first look teaches nothing.
+    /// `LOOKS_PER_YIELD`), and one answered at its first look teaches nothing; each count
+    /// in looks of a slow `pause` (`look_scale`).
     #[test]
     fn a_learning_spin_yields_later_after_answers_that_came_while_it_looked() {
-        use super::{FIRST_YIELD, LOOKS_PER_YIELD, MAX_FIRST_YIELD, spin_learning};
+        use super::{FIRST_YIELD, LOOKS_PER_YIELD, MAX_FIRST_YIELD, look_scale, spin_learning};
         // A thread of its own: the lesson is the thread's.
         std::thread::spawn(|| {
             let limit = std::time::Duration::from_secs(10);
@@ -697,23 +751,24 @@ mod tests {
                     (looks >= n).then_some(())
                 })
             };
-            assert_eq!(FIRST_YIELD.get(), LOOKS_PER_YIELD);
-            let mut expected = LOOKS_PER_YIELD;
+            assert_eq!(FIRST_YIELD.get(), 0, "no wait yet");
+            let (floor, most) = (LOOKS_PER_YIELD * look_scale(), MAX_FIRST_YIELD * look_scale());
+            let mut expected = floor;
             for _ in 0..10 {
                 assert!(answered_at(3).is_some());
-                expected = (expected * 2).min(MAX_FIRST_YIELD);
+                expected = (expected * 2).min(most);
                 assert_eq!(FIRST_YIELD.get(), expected);
             }
-            assert_eq!(expected, MAX_FIRST_YIELD);
+            assert_eq!(expected, most);
             answered_at(1);
-            assert_eq!(FIRST_YIELD.get(), MAX_FIRST_YIELD, "an answer at the first look teaches nothing");
-            // Past the first yield (after MAX_FIRST_YIELD looks).
-            answered_at(MAX_FIRST_YIELD + 10);
-            assert_eq!(FIRST_YIELD.get(), MAX_FIRST_YIELD / 2);
+            assert_eq!(FIRST_YIELD.get(), most, "an answer at the first look teaches nothing");
+            // Past the first yield (after `most` looks).
+            answered_at(most + 10);
+            assert_eq!(FIRST_YIELD.get(), most / 2);
             for _ in 0..10 {
-                answered_at(MAX_FIRST_YIELD + 10);
+                answered_at(most + 10);
             }
-            assert_eq!(FIRST_YIELD.get(), LOOKS_PER_YIELD);
+            assert_eq!(FIRST_YIELD.get(), floor);
         })
         .join()
         .unwrap();
@@ -743,8 +798,21 @@ mod tests {
             super::spin_learning(super::Deadline::NEVER, LONG, ready)
         });
         // Looks up to the first yield, which runs the other side, the answer at the next.
-        let most = super::LOOKS_PER_YIELD + 1;
+        let most = super::LOOKS_PER_YIELD * super::look_scale() + 1;
         assert!(median <= most, "the median wait took {median} looks for a turn that shares its processor");
+    }
+
+    /// A learning spin's counts are in looks of a 40 ns `pause` or slower (as tuned): a
+    /// quicker one multiplies them, up to four times.
+    #[test]
+    fn a_quicker_pause_gives_more_looks_to_a_learning_spin() {
+        use super::{MOST_LOOK_SCALE, scale_for_pause};
+        assert_eq!(scale_for_pause(75), 1);
+        assert_eq!(scale_for_pause(40), 1);
+        assert_eq!(scale_for_pause(20), 2);
+        assert_eq!(scale_for_pause(10), MOST_LOOK_SCALE);
+        assert_eq!(scale_for_pause(0), MOST_LOOK_SCALE);
+        assert_eq!(scale_for_pause(u64::MAX), 1);
     }
 
     /// A yield gave the processor away when it took more than `GAVE_AWAY_FACTOR` times the
