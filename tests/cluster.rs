@@ -1829,6 +1829,45 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
     assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in half a second");
 }
 
+/// Drops `held` (a value of `q`) while another thread's `len()` holds `q`'s state: the
+/// `len()` is held at the hold point `cluster.len` with the state (review163 L2: a 200 ms
+/// sleep stood for it, and under load the drop could take the state first), then, if
+/// `stopped`, goes on to Redis stopped; else it goes on once the drop has returned. The
+/// drop cannot take the state either way, and leaves the value to the handle's next get.
+/// What the drop gave (within 5 s) and what the `len()` returned (Redis running again).
+fn drop_beside_a_len(
+    alone: &ArmingAlone,
+    redis: &Redis,
+    q: &Queue<u32>,
+    held: multiproc::cluster::Received<'_, u32>,
+    stopped: bool,
+) -> (Result<(), std::sync::mpsc::RecvTimeoutError>, Result<usize, ClusterError>) {
+    alone.armed("hold:cluster.len", || {
+        std::thread::scope(|s| {
+            let len = s.spawn(|| q.len());
+            while multiproc::__private::crash_holding() < 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if stopped {
+                redis.pause();
+                // On its way to the stopped Redis, the state still held.
+                multiproc::__private::crash_disarm();
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                drop(held);
+                let _ = tx.send(());
+            });
+            let dropped = rx.recv_timeout(Duration::from_secs(5));
+            multiproc::__private::crash_disarm();
+            if stopped {
+                redis.resume();
+            }
+            (dropped, len.join().unwrap())
+        })
+    })
+}
+
 /// review159 M3: a received value's drop does not wait behind another thread's call on the
 /// same handle. It took the handle's state with no bound, and a `len()` on a stopped Redis
 /// with `timeout(Duration::MAX)` held it for ever ("within 5 s: Err(Timeout)"). It now
@@ -1836,25 +1875,12 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
 /// gives it back first in line.
 #[test]
 fn a_value_dropped_beside_a_call_on_a_stopped_redis_does_not_wait_for_it() {
-    let _w = unarmed_test(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&redis.url, "shared").unwrap();
     q.put(1).unwrap();
     let held = q.receive().unwrap();
-    redis.pause();
-    let (dropped, len) = std::thread::scope(|s| {
-        let len = s.spawn(|| q.len());
-        // Its turn on the connection taken (there is nothing to watch for it).
-        std::thread::sleep(Duration::from_millis(200));
-        let (tx, rx) = std::sync::mpsc::channel();
-        s.spawn(move || {
-            drop(held);
-            let _ = tx.send(());
-        });
-        let dropped = rx.recv_timeout(Duration::from_secs(5));
-        redis.resume();
-        (dropped, len.join().unwrap())
-    });
+    let (dropped, len) = drop_beside_a_len(&alone, &redis, &q, held, true);
     println!("the value's drop beside a len() on a stopped Redis, within 5 s: {dropped:?}; the len(): {len:?}");
     assert!(dropped.is_ok(), "the value's drop still waits behind the len() 5 s later");
     assert_eq!(len, Ok(0), "the value was held");

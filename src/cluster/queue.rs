@@ -1691,7 +1691,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`ClusterError`] when Redis cannot be used.
     pub fn len(&self) -> Result<usize, ClusterError> {
-        self.state().link.run(|c| redis::cmd("LLEN").arg(&self.keys.items).query(c))
+        let mut state = self.state();
+        // Tests: a call that holds the handle's state (hold point), as one waiting on a
+        // stopped Redis does, beside which a `Received` is dropped.
+        crash_point!("cluster.len");
+        state.link.run(|c| redis::cmd("LLEN").arg(&self.keys.items).query(c))
     }
 
     /// Whether the queue holds no item.
