@@ -1887,6 +1887,45 @@ fn a_value_dropped_beside_a_call_on_a_stopped_redis_does_not_wait_for_it() {
     assert_eq!(q.get_timeout(Duration::from_secs(1)), Ok(1), "the value, given back by the handle's next get");
 }
 
+/// review163 M1: a `get_timeout` whose turn first gives back a dropped value (dropped
+/// beside another thread's call), and whose give-back meets a stopped Redis with a
+/// password, ends by its deadline and a second. The give-back's failure dropped the
+/// connection, and the take opened it again with the link's own wait, not the turn's:
+/// `AUTH` waited the queue's timeout ("6.54 s" for a `get_timeout(100 ms)` with the default
+/// 5 s), here `Duration::MAX`, for ever. The value stays held (its give-back may have run:
+/// it is not tried again), and comes back when its handle retires.
+#[test]
+fn a_get_timeout_whose_give_back_meets_a_stopped_redis_ends_by_its_deadline() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "pw"]) else { return };
+    let url = format!("{}?pass=pw", redis.url);
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&url, "giveback").unwrap();
+    q.put(1).unwrap();
+    let held = q.receive().unwrap();
+    let (dropped, len) = drop_beside_a_len(&alone, &redis, &q, held, false);
+    assert!(dropped.is_ok() && len == Ok(0), "the value, left to the next get: {dropped:?} {len:?}");
+    redis.pause();
+    let got = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = &q;
+        s.spawn(move || {
+            let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        redis.resume();
+        got
+    });
+    println!("get_timeout(100 ms) giving back a dropped value on a stopped Redis, timeout(MAX): {got:?}");
+    match got {
+        Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
+        Err(_) => panic!("the get_timeout(100 ms) still waits 5 s later"),
+        Ok(other) => panic!("the get_timeout(100 ms) whose give-back met a stopped Redis: {other:?}"),
+    }
+    drop(q);
+    let other = Queue::<u32>::builder().authkey(TEST_KEY).open(&url, "giveback").unwrap();
+    assert_eq!(other.get_timeout(Duration::from_secs(1)), Ok(1), "the value, back in line");
+}
+
 /// review159 M4: a `get_timeout` that must open a connection (its last one closed by the
 /// server, as a restart or an idle `timeout` closes it) on a stopped Redis with a password
 /// ends by its deadline and a second: the open's `AUTH` waited the queue's timeout ("6.09

@@ -1385,6 +1385,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 continue;
             }
             self.give_back_dropped(&mut state, until);
+            // A give-back that failed dropped the connection: opened again within the turn
+            // too, not by the take's own `run` with the link's wait (review163 M1: a
+            // `get_timeout(100 ms)` took 6.5 s, with `timeout(Duration::MAX)` for as long as
+            // Redis stayed stopped). No open in a turn is left to `Link::run`.
+            if let Err(e) = state.link.connect_by(turn_end) {
+                drop(state);
+                self.wait_out(e, until, &mut away)?;
+                continue;
+            }
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
                     capped(c);
