@@ -1829,6 +1829,33 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
     assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in half a second");
 }
 
+/// review163 L1: a `get_timeout` whose deadline falls in the last second an `Instant` holds
+/// takes its value. The end of its turn (`Until::turn_end`, a second past the deadline) was
+/// added unchecked: "overflow when adding duration to instant", a panic.
+#[test]
+fn a_get_timeout_whose_deadline_is_the_last_second_of_instant_does_not_panic() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "edge");
+    q.put(1).unwrap();
+    // The longest whole-second timeout the clock holds (from a little before the get).
+    let now = std::time::Instant::now();
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if now.checked_add(Duration::from_secs(mid)).is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.get_timeout(Duration::from_secs(lo))));
+    let got = got
+        .map_err(|e| e.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| e.downcast_ref::<String>().cloned()));
+    println!("get_timeout({lo} s): {got:?}");
+    assert_eq!(got, Ok(Ok(1)));
+}
+
 /// Drops `held` (a value of `q`) while another thread's `len()` holds `q`'s state: the
 /// `len()` is held at the hold point `cluster.len` with the state (review163 L2: a 200 ms
 /// sleep stood for it, and under load the drop could take the state first), then, if

@@ -766,10 +766,12 @@ impl Until {
     /// The end of the exchanges of a get's turn on the connection starting now: [`GRACE`] past
     /// the later of the deadline and now (`None`: no deadline). Measured from the turn, not the
     /// call: a turn that comes late (behind another thread's call on a shared handle, after a
-    /// slow open) is not given a deadline already past (review159 M1).
+    /// slow open) is not given a deadline already past (review159 M1). A deadline in the last
+    /// second an `Instant` holds is no cap, as none (review163 L1: added unchecked, it
+    /// panicked).
     fn turn_end(self) -> Option<Instant> {
         match self {
-            Until::At(at) => Some(at.max(Instant::now()) + GRACE),
+            Until::At(at) => at.max(Instant::now()).checked_add(GRACE),
             Until::Now | Until::Never => None,
         }
     }
