@@ -1829,6 +1829,36 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
     assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in half a second");
 }
 
+/// review163 M2: a consumer whose heartbeat is fresh, on a master at `maxmemory` (with
+/// `noeviction`), fails with Redis's refusal instead of taking again at once. Its `BLMOVE`
+/// is refused `OOM` (a reply the take skips), and `TAKE`'s nothing-landed branch (an
+/// `LLEN`, a `DEL`: neither is refused for memory) answered nil as for an empty queue: the
+/// get sent its next take at once ("16172 moves refused" in a `get_timeout(500 ms)`), then
+/// said `Timeout` with an item in line. `TAKE` now makes the move itself, which meets the
+/// same refusal.
+#[test]
+fn a_get_on_a_master_out_of_memory_fails_typed_not_in_a_hot_loop() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "oom");
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(q.get(), Ok(1), "its heartbeat is fresh");
+    // Memory over the bound: a key of 2 MiB, then a bound of 1 MiB.
+    assert_eq!(redis.raw(&[b"SET", b"big", &vec![b'x'; 2 << 20]]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory-policy", b"noeviction"]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let before = refused_moves(&redis);
+    let got = q.get_timeout(Duration::from_millis(500));
+    let refused = refused_moves(&redis) - before;
+    println!("get_timeout(500 ms) at maxmemory, an item in line: {got:?}; {refused} moves refused meanwhile");
+    assert!(refused < 50, "a get at maxmemory took again at once: {refused} moves refused in half a second");
+    assert!(
+        matches!(&got, Err(GetError::Redis(ClusterError::Refused(why))) if why.contains("OOM")),
+        "a get at maxmemory, an item in line: {got:?}"
+    );
+}
+
 /// review163 L1: a `get_timeout` whose deadline falls in the last second an `Instant` holds
 /// takes its value. The end of its turn (`Until::turn_end`, a second past the deadline) was
 /// added unchecked: "overflow when adding duration to instant", a panic.

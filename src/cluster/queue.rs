@@ -164,18 +164,20 @@ return 0
 /// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
 /// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
 /// is returned. A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches
-/// Redis late) puts what landed back first in line, and answers nil. Nothing landed: nil
-/// (or the error the skipped move hid: the `LLEN` meets
-/// the list's wrong type again, and the `DEL` of the empty landing list, a write that
-/// changes nothing, meets a replica's `READONLY`: a script that only reads runs on a
-/// replica, and its nil, taken for an empty queue, sent the next take at once, in a hot loop
-/// until the heartbeat was due; review159 M2).
+/// Redis late) puts what landed back first in line, and answers nil. Nothing landed: the
+/// script makes the move itself (`LMOVE`, not blocking), and answers nil if the list is
+/// empty. That move meets whatever refused the skipped one, with the same error, which
+/// the get sees: a replica's `READONLY` (review159 M2), a master's `OOM` at `maxmemory`
+/// (review163 M2), `NOREPLICAS`, `MISCONF`, the list's wrong type. Answered nil, as for an
+/// empty queue, each sent the next take at once, in a hot loop until the heartbeat was due
+/// (a script that only read ran on a replica; the `DEL` that followed it is not refused
+/// for memory), and at `maxmemory` the get then said `Timeout` with items in line. An item
+/// that came just after the blocking move gave up is taken at once.
 const TAKE: &str = r"
 local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
-  redis.call('LLEN', KEYS[4])
-  redis.call('DEL', KEYS[1])
-  return false
+  v = redis.call('LMOVE', KEYS[4], KEYS[1], 'RIGHT', 'LEFT')
+  if not v then return false end
 end
 local fence = redis.call('GET', KEYS[6])
 if fence and tonumber(ARGV[2]) <= tonumber(fence) then
