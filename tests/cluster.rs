@@ -131,6 +131,21 @@ fn cluster_role() {
             });
             eprintln!("the held get: {got:?}");
         }
+        // Gets 1 from queue "gone" (a lease of 600 ms), then loses its next take (never sent:
+        // a partition), says that take's bytes (hex) as they would reach Redis late, and
+        // waits to be killed.
+        "lost take" => {
+            let q =
+                Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(600)).open(&url, "gone").unwrap();
+            assert_eq!(q.get(), Ok(1));
+            multiproc::__private::crash_at("fail:cluster.take.lost");
+            let lost = q.try_get();
+            multiproc::__private::crash_disarm();
+            assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+            let late = multiproc::__private::cluster_take_command(&q, 2);
+            eprintln!("late take {}", late.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            std::thread::sleep(Duration::from_secs(120));
+        }
         // Opens a queue with no key given (the key file of `XDG_CONFIG_HOME`), on a server
         // it never reaches, and says how the open failed: on the key, or on the server.
         "default key" => {
@@ -2218,6 +2233,10 @@ fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
     let child = multiproc::Process::new(forked_take, go.clone()).start_method(multiproc::StartMethod::Fork).start();
     let child = child.unwrap();
     let q = TAKER.lock().unwrap().take().unwrap();
+    // A live consumer has a heartbeat (its first take carries one; the lost take and its
+    // late bytes carry none): else the child's first heartbeat gives back what the late
+    // take lands, as a dead consumer's (review163 H1).
+    q.keep_alive().unwrap();
     // The parent's take 1, its reply lost: it ran all the same (1, held).
     let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
     assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
@@ -2253,13 +2272,80 @@ fn a_take_that_reaches_redis_after_its_recovery_puts_its_item_back() {
     // Take 2, after `RECOVER` for take 1 found nothing.
     assert_eq!(q.get(), Ok(1));
     // Take 1 reaches Redis now, late.
-    let mut s = UnixStream::connect(redis.socket()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&late).unwrap();
-    let mut reply = [0; 64];
-    let n = s.read(&mut reply).unwrap();
+    let head = deliver_late(&redis, &late);
     let got = q.get_timeout(Duration::from_millis(300));
-    let head = String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned();
     println!("the late take's reply: {head:?}; the next get: {got:?}");
     assert_eq!(got, Ok(2), "the item the late take moved is back in line");
+}
+
+/// A take's `bytes` (from `__private::cluster_take_command`) delivered to `redis` late, on a
+/// connection of their own (a partition healing: the kernel sends what a closed socket
+/// still held); the first line of Redis's reply.
+fn deliver_late(redis: &Redis, bytes: &[u8]) -> String {
+    let mut s = UnixStream::connect(redis.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut reply = [0; 64];
+    let n = s.read(&mut reply).unwrap();
+    String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+/// review163 H1: a take that reaches Redis after its handle retired (dropped: `RETIRE` took
+/// its consumer out of the set of consumers and deleted its fence) gives what it moved back
+/// at the next heartbeat of any consumer. It moved the item into a processing list no
+/// heartbeat looks at (only the set's consumers are reclaimed), with no expiry: held for
+/// ever ("Err(Timeout); LLEN …proc:…: :1"). `TAKE` now adds the consumer back to the set
+/// when it lands an item, in the same script (no round trip more).
+#[test]
+fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "retired");
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(q.get(), Ok(1), "its heartbeat is fresh: the next take carries none");
+    // Take 2, lost before it reached Redis.
+    let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
+    assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+    let late = multiproc::__private::cluster_take_command(&q, 2);
+    drop(q);
+    let reply = deliver_late(&redis, &late);
+    let got = test_queue::<u32>(&redis, "retired").get_timeout(Duration::from_millis(300));
+    println!("the late take's reply: {reply:?}; another consumer's get: {got:?}; keys: {:?}", redis.mp_keys());
+    assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer that retired");
+}
+
+/// review163 H1, a consumer gone for good: its process killed after a take that never
+/// reached Redis, its lease run out and its consumer forgotten by another's heartbeat (the
+/// reclaim), the take then reaches Redis. The next heartbeat of a live consumer gives the
+/// item back; it was held for ever.
+#[test]
+fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(600)).open(&redis.url, "gone");
+    let q = q.unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let mut taker = other_program("lost take", &redis.url);
+    let mut out = BufReader::new(taker.stderr.take().unwrap());
+    let line = read_until(&mut out, "late take ");
+    let hex = line.strip_prefix("late take ").unwrap();
+    let late: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    // The other program's consumer (this handle never took: it has no heartbeat).
+    let alive = String::from_utf8_lossy(&redis.raw(&[b"KEYS", b"mp:{q:gone}:alive:*"])).into_owned();
+    let alive = alive.lines().find(|l| l.starts_with("mp:")).expect("the other consumer's heartbeat").to_owned();
+    let id = alive.rsplit(':').next().unwrap().to_owned();
+    taker.kill().unwrap();
+    taker.wait().unwrap();
+    let expired = || redis.raw(&[b"EXISTS", alive.as_bytes()]) == b":0\r\n";
+    assert!(common::eventually(Duration::from_secs(10), expired), "its heartbeat expires after the lease");
+    q.keep_alive().unwrap();
+    let member = || redis.raw(&[b"SISMEMBER", b"mp:{q:gone}:consumers", id.as_bytes()]);
+    assert_eq!(member(), b":0\r\n", "the dead consumer, reclaimed by this one's heartbeat");
+    let reply = deliver_late(&redis, &late);
+    q.keep_alive().unwrap();
+    let got = q.get_timeout(Duration::from_millis(300));
+    println!("the late take's reply: {reply:?}; another consumer's get after its heartbeat: {got:?}");
+    assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer killed long ago");
 }

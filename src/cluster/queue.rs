@@ -23,7 +23,9 @@
 //! this consumer's next take), and `puts:` unless a copy of one of its puts may still reach
 //! Redis (a send whose reply was lost) or a `PutToken` still holds one (aud105 L1: `last:`
 //! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
-//! the drop and write `last:` again, which then expires after the lease. A fork child's
+//! the drop and write `last:` again, which then expires after the lease; an item it lands
+//! is given back by the next heartbeat of any consumer (`TAKE` enters its consumer in
+//! `consumers` again, which has no heartbeat now: review163 H1). A fork child's
 //! copy of the handle (a consumer of its own, and a producer of its own) deletes nothing:
 //! its keys expire.
 //!
@@ -161,18 +163,28 @@ return 0
 
 /// After a (B)LMOVE from the list (`KEYS[4]`) to the landing list (`KEYS[1]`), whose reply
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
-/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
-/// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
-/// is returned. A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches
-/// Redis late) puts what landed back first in line, and answers nil. Nothing landed: the
-/// script makes the move itself (`LMOVE`, not blocking), and answers nil if the list is
-/// empty. That move meets whatever refused the skipped one, with the same error, which
-/// the get sees: a replica's `READONLY` (review159 M2), a master's `OOM` at `maxmemory`
-/// (review163 M2), `NOREPLICAS`, `MISCONF`, the list's wrong type. Answered nil, as for an
-/// empty queue, each sent the next take at once, in a hot loop until the heartbeat was due
-/// (a script that only read ran on a replica; the `DEL` that followed it is not refused
-/// for memory), and at `maxmemory` the get then said `Timeout` with items in line. An item
-/// that came just after the blocking move gave up is taken at once.
+/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms) and the
+/// consumer `ARGV[4]` entered in the set of consumers (`KEYS[7]`), or, if larger than
+/// `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size is returned.
+///
+/// A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches Redis late)
+/// puts what landed back first in line, and answers nil.
+///
+/// The set's entry changes nothing for a live consumer (its heartbeat put it there). A take
+/// that reaches Redis after its consumer left (its handle retired, its process killed or
+/// ended, its heartbeat expired and reclaimed by another's) enters it again, with no
+/// heartbeat: the next heartbeat of any consumer gives the item back. It was held for ever,
+/// in a processing list that no heartbeat looks at (review163 H1). One `SADD` in the same
+/// script: no round trip more.
+///
+/// Nothing landed: the script makes the move itself (`LMOVE`, not blocking), and answers
+/// nil if the list is empty. That move meets whatever refused the skipped one, with the same
+/// error, which the get sees: a replica's `READONLY` (review159 M2), a master's `OOM` at
+/// `maxmemory` (review163 M2), `NOREPLICAS`, `MISCONF`, the list's wrong type. Answered
+/// nil, as for an empty queue, each sent the next take at once, in a hot loop until the
+/// heartbeat was due (a script that only read ran on a replica; the `DEL` that followed it
+/// then is not refused for memory), and at `maxmemory` the get said `Timeout` with items in
+/// line. An item that came just after the blocking move gave up is taken at once.
 const TAKE: &str = r"
 local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
@@ -190,6 +202,7 @@ if #v > tonumber(ARGV[1]) then
 end
 redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
 redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[7], ARGV[4])
 return v
 ";
 
@@ -1638,16 +1651,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         pipe.cmd("EVAL")
             .arg(TAKE)
-            .arg(6)
+            .arg(7)
             .arg(&landing)
             .arg(self.keys.processing(consumer))
             .arg(&self.keys.dead)
             .arg(&self.keys.items)
             .arg(self.keys.last_take(consumer))
             .arg(self.keys.fence(consumer))
+            .arg(&self.keys.consumers)
             .arg(sealed_bound(self.max_message_size as u64))
             .arg(number)
-            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(consumer);
         pipe
     }
 
