@@ -1808,9 +1808,10 @@ impl<T> Drop for Queue<T> {
 /// the queue (best effort, waiting two and a half seconds at most, whatever the handle's
 /// `timeout`: half a second for another thread's call on the handle to end, else the
 /// handle's next get gives the value back; half a second for Redis's answer, and a second
-/// and a half for an open it needs; where Redis fails, the value stays in the processing
-/// list, delivered again after the lease or when the queue handle is dropped). Derefs to
-/// the value.
+/// and a half for an open it needs). Where Redis fails, the value stays in the processing
+/// list: it is delivered again when the queue handle is dropped, or after the lease once
+/// the handle's gets (and [`keep_alive`](Queue::keep_alive)) stop, as each refreshes the
+/// heartbeat that keeps the value the handle's own. Derefs to the value.
 ///
 /// # Examples
 ///
@@ -1850,7 +1851,8 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     /// # Errors
     ///
     /// [`AckError`] when Redis cannot be used: the value stays in the processing list and
-    /// is delivered again after the lease, or when this queue handle is dropped.
+    /// is delivered again when this queue handle is dropped, or after the lease once the
+    /// handle's gets (and [`keep_alive`](Queue::keep_alive)) stop.
     pub fn ack(mut self) -> Result<T, AckError> {
         // Taken first: whatever the outcome, the drop that follows gives nothing back (on
         // failure the item stays in the processing list, as documented).
