@@ -131,12 +131,12 @@ fn cluster_role() {
             });
             eprintln!("the held get: {got:?}");
         }
-        // Gets 1 from queue "gone" (a lease of 600 ms), then loses its next take (never sent:
+        // Gets 1 from queue "gone" (a lease of 300 ms), then loses its next take (never sent:
         // a partition), says that take's bytes (hex) as they would reach Redis late, and
         // waits to be killed.
         "lost take" => {
             let q =
-                Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(600)).open(&url, "gone").unwrap();
+                Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(300)).open(&url, "gone").unwrap();
             assert_eq!(q.get(), Ok(1));
             multiproc::__private::crash_at("fail:cluster.take.lost");
             let lost = q.try_get();
@@ -2322,7 +2322,7 @@ fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
 fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back() {
     let _w = unarmed_test(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let q = Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(600)).open(&redis.url, "gone");
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(300)).open(&redis.url, "gone");
     let q = q.unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
