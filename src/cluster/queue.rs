@@ -25,9 +25,9 @@
 //! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
 //! the drop and write `last:` again, which then expires after the lease; an item it lands
 //! is given back by the next heartbeat of any consumer (`TAKE` enters its consumer in
-//! `consumers` again, which has no heartbeat now: review163 H1). A fork child's
-//! copy of the handle (a consumer of its own, and a producer of its own) deletes nothing:
-//! its keys expire.
+//! `consumers` again, and a consumer there with no heartbeat is reclaimed: review163 H1).
+//! A fork child's copy of the handle (a consumer of its own, and a producer of its own)
+//! deletes nothing: its keys expire.
 //!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
 //! its reply suppressed (`CLIENT REPLY SKIP`), and a script in the same pipeline moves it
