@@ -131,6 +131,21 @@ fn cluster_role() {
             });
             eprintln!("the held get: {got:?}");
         }
+        // Gets 1 from queue "gone" (a lease of 300 ms), then loses its next take (never sent:
+        // a partition), says that take's bytes (hex) as they would reach Redis late, and
+        // waits to be killed.
+        "lost take" => {
+            let q =
+                Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(300)).open(&url, "gone").unwrap();
+            assert_eq!(q.get(), Ok(1));
+            multiproc::__private::crash_at("fail:cluster.take.lost");
+            let lost = q.try_get();
+            multiproc::__private::crash_disarm();
+            assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+            let late = multiproc::__private::cluster_take_command(&q, 2);
+            eprintln!("late take {}", late.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            std::thread::sleep(Duration::from_secs(120));
+        }
         // Opens a queue with no key given (the key file of `XDG_CONFIG_HOME`), on a server
         // it never reaches, and says how the open failed: on the key, or on the server.
         "default key" => {
@@ -1829,6 +1844,102 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
     assert!(refused < 50, "a get on a replica took again at once: {refused} moves refused in half a second");
 }
 
+/// review163 M2: a consumer whose heartbeat is fresh, on a master at `maxmemory` (with
+/// `noeviction`), fails with Redis's refusal instead of taking again at once. Its `BLMOVE`
+/// is refused `OOM` (a reply the take skips), and `TAKE`'s nothing-landed branch (an
+/// `LLEN`, a `DEL`: neither is refused for memory) answered nil as for an empty queue: the
+/// get sent its next take at once ("4974 moves refused" in a `get_timeout(500 ms)`), then
+/// said `Timeout` with an item in line. `TAKE` now makes the move itself, which meets the
+/// same refusal.
+#[test]
+fn a_get_on_a_master_out_of_memory_fails_typed_not_in_a_hot_loop() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "oom");
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(q.get(), Ok(1), "its heartbeat is fresh");
+    // Memory over the bound: a key of 2 MiB, then a bound of 1 MiB.
+    assert_eq!(redis.raw(&[b"SET", b"big", &vec![b'x'; 2 << 20]]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory-policy", b"noeviction"]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let before = refused_moves(&redis);
+    let got = q.get_timeout(Duration::from_millis(500));
+    let refused = refused_moves(&redis) - before;
+    println!("get_timeout(500 ms) at maxmemory, an item in line: {got:?}; {refused} moves refused meanwhile");
+    assert!(refused < 50, "a get at maxmemory took again at once: {refused} moves refused in half a second");
+    assert!(
+        matches!(&got, Err(GetError::Redis(ClusterError::Refused(why))) if why.contains("OOM")),
+        "a get at maxmemory, an item in line: {got:?}"
+    );
+}
+
+/// review163 L1: a `get_timeout` whose deadline falls in the last second an `Instant` holds
+/// takes its value. The end of its turn (`Until::turn_end`, a second past the deadline) was
+/// added unchecked: "overflow when adding duration to instant", a panic.
+#[test]
+fn a_get_timeout_whose_deadline_is_the_last_second_of_instant_does_not_panic() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "edge");
+    q.put(1).unwrap();
+    // The longest whole-second timeout the clock holds (from a little before the get).
+    let now = std::time::Instant::now();
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if now.checked_add(Duration::from_secs(mid)).is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.get_timeout(Duration::from_secs(lo))));
+    let got = got
+        .map_err(|e| e.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| e.downcast_ref::<String>().cloned()));
+    println!("get_timeout({lo} s): {got:?}");
+    assert_eq!(got, Ok(Ok(1)));
+}
+
+/// Drops `held` (a value of `q`) while another thread's `len()` holds `q`'s state: the
+/// `len()` is held at the hold point `cluster.len` with the state (review163 L2: a 200 ms
+/// sleep stood for it, and under load the drop could take the state first), then, if
+/// `stopped`, goes on to Redis stopped; else it goes on once the drop has returned. The
+/// drop cannot take the state either way, and leaves the value to the handle's next get.
+/// What the drop gave (within 5 s) and what the `len()` returned (Redis running again).
+fn drop_beside_a_len(
+    alone: &ArmingAlone,
+    redis: &Redis,
+    q: &Queue<u32>,
+    held: multiproc::cluster::Received<'_, u32>,
+    stopped: bool,
+) -> (Result<(), std::sync::mpsc::RecvTimeoutError>, Result<usize, ClusterError>) {
+    alone.armed("hold:cluster.len", || {
+        std::thread::scope(|s| {
+            let len = s.spawn(|| q.len());
+            while multiproc::__private::crash_holding() < 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if stopped {
+                redis.pause();
+                // On its way to the stopped Redis, the state still held.
+                multiproc::__private::crash_disarm();
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                drop(held);
+                let _ = tx.send(());
+            });
+            let dropped = rx.recv_timeout(Duration::from_secs(5));
+            multiproc::__private::crash_disarm();
+            if stopped {
+                redis.resume();
+            }
+            (dropped, len.join().unwrap())
+        })
+    })
+}
+
 /// review159 M3: a received value's drop does not wait behind another thread's call on the
 /// same handle. It took the handle's state with no bound, and a `len()` on a stopped Redis
 /// with `timeout(Duration::MAX)` held it for ever ("within 5 s: Err(Timeout)"). It now
@@ -1836,29 +1947,63 @@ fn a_get_with_a_fresh_heartbeat_on_a_replica_backs_off() {
 /// gives it back first in line.
 #[test]
 fn a_value_dropped_beside_a_call_on_a_stopped_redis_does_not_wait_for_it() {
-    let _w = unarmed_test(LIMIT);
+    let alone = arming_alone(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&redis.url, "shared").unwrap();
     q.put(1).unwrap();
     let held = q.receive().unwrap();
-    redis.pause();
-    let (dropped, len) = std::thread::scope(|s| {
-        let len = s.spawn(|| q.len());
-        // Its turn on the connection taken (there is nothing to watch for it).
-        std::thread::sleep(Duration::from_millis(200));
-        let (tx, rx) = std::sync::mpsc::channel();
-        s.spawn(move || {
-            drop(held);
-            let _ = tx.send(());
-        });
-        let dropped = rx.recv_timeout(Duration::from_secs(5));
-        redis.resume();
-        (dropped, len.join().unwrap())
-    });
+    let (dropped, len) = drop_beside_a_len(&alone, &redis, &q, held, true);
     println!("the value's drop beside a len() on a stopped Redis, within 5 s: {dropped:?}; the len(): {len:?}");
     assert!(dropped.is_ok(), "the value's drop still waits behind the len() 5 s later");
     assert_eq!(len, Ok(0), "the value was held");
     assert_eq!(q.get_timeout(Duration::from_secs(1)), Ok(1), "the value, given back by the handle's next get");
+}
+
+/// What `q.get_timeout(100 ms)` gives with `redis` stopped (SIGSTOP), waited for 5 s at most
+/// (`Err` if it still waits then); Redis runs again after.
+fn get_timeout_on_a_stopped_redis(
+    redis: &Redis,
+    q: &Queue<u32>,
+) -> Result<Result<u32, GetError>, std::sync::mpsc::RecvTimeoutError> {
+    redis.pause();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        redis.resume();
+        got
+    })
+}
+
+/// review163 M1: a `get_timeout` whose turn first gives back a dropped value (dropped
+/// beside another thread's call), and whose give-back meets a stopped Redis with a
+/// password, ends by its deadline and a second. The give-back's failure dropped the
+/// connection, and the take opened it again with the link's own wait, not the turn's:
+/// `AUTH` waited the queue's timeout ("6.54 s" for a `get_timeout(100 ms)` with the default
+/// 5 s), here `Duration::MAX`, for ever. The value stays held (its give-back may have run:
+/// it is not tried again), and comes back when its handle retires.
+#[test]
+fn a_get_timeout_whose_give_back_meets_a_stopped_redis_ends_by_its_deadline() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "pw"]) else { return };
+    let url = format!("{}?pass=pw", redis.url);
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).timeout(Duration::MAX).open(&url, "giveback").unwrap();
+    q.put(1).unwrap();
+    let held = q.receive().unwrap();
+    let (dropped, len) = drop_beside_a_len(&alone, &redis, &q, held, false);
+    assert!(dropped.is_ok() && len == Ok(0), "the value, left to the next get: {dropped:?} {len:?}");
+    let got = get_timeout_on_a_stopped_redis(&redis, &q);
+    println!("get_timeout(100 ms) giving back a dropped value on a stopped Redis, timeout(MAX): {got:?}");
+    match got {
+        Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
+        Err(_) => panic!("the get_timeout(100 ms) still waits 5 s later"),
+        Ok(other) => panic!("the get_timeout(100 ms) whose give-back met a stopped Redis: {other:?}"),
+    }
+    drop(q);
+    let other = Queue::<u32>::builder().authkey(TEST_KEY).open(&url, "giveback").unwrap();
+    assert_eq!(other.get_timeout(Duration::from_secs(1)), Ok(1), "the value, back in line");
 }
 
 /// review159 M4: a `get_timeout` that must open a connection (its last one closed by the
@@ -1877,16 +2022,7 @@ fn a_get_timeout_whose_open_meets_a_stopped_redis_ends_by_its_deadline() {
         .args(["-a", "pw", "--no-auth-warning", "CLIENT", "KILL", "TYPE", "normal"])
         .output();
     assert_eq!(String::from_utf8_lossy(&kill.unwrap().stdout).trim(), "1", "the queue's connection, closed");
-    redis.pause();
-    let got = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        s.spawn(move || {
-            let _ = tx.send(q.get_timeout(Duration::from_millis(100)));
-        });
-        let got = rx.recv_timeout(Duration::from_secs(5));
-        redis.resume();
-        got
-    });
+    let got = get_timeout_on_a_stopped_redis(&redis, &q);
     println!("get_timeout(100 ms) opening on a stopped Redis, timeout(MAX): {got:?}");
     match got {
         Ok(Err(GetError::Redis(ClusterError::Unreachable(_)))) => {}
@@ -2096,6 +2232,10 @@ fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
     let child = multiproc::Process::new(forked_take, go.clone()).start_method(multiproc::StartMethod::Fork).start();
     let child = child.unwrap();
     let q = TAKER.lock().unwrap().take().unwrap();
+    // A live consumer has a heartbeat (its first take carries one; the lost take and its
+    // late bytes carry none): else the child's first heartbeat gives back what the late
+    // take lands, as a dead consumer's (review163 H1).
+    q.keep_alive().unwrap();
     // The parent's take 1, its reply lost: it ran all the same (1, held).
     let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
     assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
@@ -2131,13 +2271,80 @@ fn a_take_that_reaches_redis_after_its_recovery_puts_its_item_back() {
     // Take 2, after `RECOVER` for take 1 found nothing.
     assert_eq!(q.get(), Ok(1));
     // Take 1 reaches Redis now, late.
-    let mut s = UnixStream::connect(redis.socket()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&late).unwrap();
-    let mut reply = [0; 64];
-    let n = s.read(&mut reply).unwrap();
+    let head = deliver_late(&redis, &late);
     let got = q.get_timeout(Duration::from_millis(300));
-    let head = String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned();
     println!("the late take's reply: {head:?}; the next get: {got:?}");
     assert_eq!(got, Ok(2), "the item the late take moved is back in line");
+}
+
+/// A take's `bytes` (from `__private::cluster_take_command`) delivered to `redis` late, on a
+/// connection of their own (a partition healing: the kernel sends what a closed socket
+/// still held); the first line of Redis's reply.
+fn deliver_late(redis: &Redis, bytes: &[u8]) -> String {
+    let mut s = UnixStream::connect(redis.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut reply = [0; 64];
+    let n = s.read(&mut reply).unwrap();
+    String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+/// review163 H1: a take that reaches Redis after its handle retired (dropped: `RETIRE` took
+/// its consumer out of the set of consumers and deleted its fence) gives what it moved back
+/// at the next heartbeat of any consumer. It moved the item into a processing list no
+/// heartbeat looks at (only the set's consumers are reclaimed), with no expiry: held for
+/// ever ("another consumer's get: Err(Timeout)", its `proc:` key left). `TAKE` now adds the
+/// consumer back to the set when it lands an item, in the same script (no round trip more).
+#[test]
+fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
+    let alone = arming_alone(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = test_queue::<u32>(&redis, "retired");
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(q.get(), Ok(1), "its heartbeat is fresh: the next take carries none");
+    // Take 2, lost before it reached Redis.
+    let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
+    assert!(matches!(lost, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{lost:?}");
+    let late = multiproc::__private::cluster_take_command(&q, 2);
+    drop(q);
+    let reply = deliver_late(&redis, &late);
+    let got = test_queue::<u32>(&redis, "retired").get_timeout(Duration::from_millis(300));
+    println!("the late take's reply: {reply:?}; another consumer's get: {got:?}; keys: {:?}", redis.mp_keys());
+    assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer that retired");
+}
+
+/// review163 H1, a consumer gone for good: its process killed after a take that never
+/// reached Redis, its lease run out and its consumer forgotten by another's heartbeat (the
+/// reclaim), the take then reaches Redis. The next heartbeat of a live consumer gives the
+/// item back; it was held for ever.
+#[test]
+fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().authkey(TEST_KEY).lease(Duration::from_millis(300)).open(&redis.url, "gone");
+    let q = q.unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let mut taker = other_program("lost take", &redis.url);
+    let mut out = BufReader::new(taker.stderr.take().unwrap());
+    let line = read_until(&mut out, "late take ");
+    let hex = line.strip_prefix("late take ").unwrap();
+    let late: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    // The other program's consumer (this handle never took: it has no heartbeat).
+    let alive = String::from_utf8_lossy(&redis.raw(&[b"KEYS", b"mp:{q:gone}:alive:*"])).into_owned();
+    let alive = alive.lines().find(|l| l.starts_with("mp:")).expect("the other consumer's heartbeat").to_owned();
+    let id = alive.rsplit(':').next().unwrap().to_owned();
+    taker.kill().unwrap();
+    taker.wait().unwrap();
+    let expired = || redis.raw(&[b"EXISTS", alive.as_bytes()]) == b":0\r\n";
+    assert!(common::eventually(Duration::from_secs(10), expired), "its heartbeat expires after the lease");
+    q.keep_alive().unwrap();
+    let member = || redis.raw(&[b"SISMEMBER", b"mp:{q:gone}:consumers", id.as_bytes()]);
+    assert_eq!(member(), b":0\r\n", "the dead consumer, reclaimed by this one's heartbeat");
+    let reply = deliver_late(&redis, &late);
+    q.keep_alive().unwrap();
+    let got = q.get_timeout(Duration::from_millis(300));
+    println!("the late take's reply: {reply:?}; another consumer's get after its heartbeat: {got:?}");
+    assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer killed long ago");
 }

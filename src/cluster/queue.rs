@@ -23,9 +23,11 @@
 //! this consumer's next take), and `puts:` unless a copy of one of its puts may still reach
 //! Redis (a send whose reply was lost) or a `PutToken` still holds one (aud105 L1: `last:`
 //! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
-//! the drop and write `last:` again, which then expires after the lease. A fork child's
-//! copy of the handle (a consumer of its own, and a producer of its own) deletes nothing:
-//! its keys expire.
+//! the drop and write `last:` again, which then expires after the lease; an item it lands
+//! is given back by the next heartbeat of any consumer (`TAKE` enters its consumer in
+//! `consumers` again, and a consumer there with no heartbeat is reclaimed: review163 H1).
+//! A fork child's copy of the handle (a consumer of its own, and a producer of its own)
+//! deletes nothing: its keys expire.
 //!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
 //! its reply suppressed (`CLIENT REPLY SKIP`), and a script in the same pipeline moves it
@@ -161,21 +163,33 @@ return 0
 
 /// After a (B)LMOVE from the list (`KEYS[4]`) to the landing list (`KEYS[1]`), whose reply
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
-/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
-/// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
-/// is returned. A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches
-/// Redis late) puts what landed back first in line, and answers nil. Nothing landed: nil
-/// (or the error the skipped move hid: the `LLEN` meets
-/// the list's wrong type again, and the `DEL` of the empty landing list, a write that
-/// changes nothing, meets a replica's `READONLY`: a script that only reads runs on a
-/// replica, and its nil, taken for an empty queue, sent the next take at once, in a hot loop
-/// until the heartbeat was due; review159 M2).
+/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms) and the
+/// consumer `ARGV[4]` entered in the set of consumers (`KEYS[7]`), or, if larger than
+/// `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size is returned.
+///
+/// A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches Redis late)
+/// puts what landed back first in line, and answers nil.
+///
+/// The set's entry changes nothing for a live consumer (its heartbeat put it there). A take
+/// that reaches Redis after its consumer left (its handle retired, its process killed or
+/// ended, its heartbeat expired and reclaimed by another's) enters it again, with no
+/// heartbeat: the next heartbeat of any consumer gives the item back. It was held for ever,
+/// in a processing list that no heartbeat looks at (review163 H1). One `SADD` in the same
+/// script: no round trip more.
+///
+/// Nothing landed: the script makes the move itself (`LMOVE`, not blocking), and answers
+/// nil if the list is empty. That move meets whatever refused the skipped one, with the same
+/// error, which the get sees: a replica's `READONLY` (review159 M2), a master's `OOM` at
+/// `maxmemory` (review163 M2), `NOREPLICAS`, `MISCONF`, the list's wrong type. Answered
+/// nil, as for an empty queue, each sent the next take at once, in a hot loop until the
+/// heartbeat was due (a script that only read ran on a replica; the `DEL` that followed it
+/// then is not refused for memory), and at `maxmemory` the get said `Timeout` with items in
+/// line. An item that came just after the blocking move gave up is taken at once.
 const TAKE: &str = r"
 local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
-  redis.call('LLEN', KEYS[4])
-  redis.call('DEL', KEYS[1])
-  return false
+  v = redis.call('LMOVE', KEYS[4], KEYS[1], 'RIGHT', 'LEFT')
+  if not v then return false end
 end
 local fence = redis.call('GET', KEYS[6])
 if fence and tonumber(ARGV[2]) <= tonumber(fence) then
@@ -188,6 +202,7 @@ if #v > tonumber(ARGV[1]) then
 end
 redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
 redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[7], ARGV[4])
 return v
 ";
 
@@ -766,10 +781,12 @@ impl Until {
     /// The end of the exchanges of a get's turn on the connection starting now: [`GRACE`] past
     /// the later of the deadline and now (`None`: no deadline). Measured from the turn, not the
     /// call: a turn that comes late (behind another thread's call on a shared handle, after a
-    /// slow open) is not given a deadline already past (review159 M1).
+    /// slow open) is not given a deadline already past (review159 M1). A deadline in the last
+    /// second an `Instant` holds is no cap, as none (review163 L1: added unchecked, it
+    /// panicked).
     fn turn_end(self) -> Option<Instant> {
         match self {
-            Until::At(at) => Some(at.max(Instant::now()) + GRACE),
+            Until::At(at) => at.max(Instant::now()).checked_add(GRACE),
             Until::Now | Until::Never => None,
         }
     }
@@ -1385,6 +1402,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 continue;
             }
             self.give_back_dropped(&mut state, until);
+            // A give-back that failed dropped the connection: opened again within the turn
+            // too, not by the take's own `run` with the link's wait (review163 M1: a
+            // `get_timeout(100 ms)` took 6.5 s, with `timeout(Duration::MAX)` for as long as
+            // Redis stayed stopped). No open in a turn is left to `Link::run`.
+            if let Err(e) = state.link.connect_by(turn_end) {
+                drop(state);
+                self.wait_out(e, until, &mut away)?;
+                continue;
+            }
             if let Some(number) = state.unsure {
                 let recovered = state.link.run(|c| {
                     capped(c);
@@ -1625,16 +1651,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         pipe.cmd("EVAL")
             .arg(TAKE)
-            .arg(6)
+            .arg(7)
             .arg(&landing)
             .arg(self.keys.processing(consumer))
             .arg(&self.keys.dead)
             .arg(&self.keys.items)
             .arg(self.keys.last_take(consumer))
             .arg(self.keys.fence(consumer))
+            .arg(&self.keys.consumers)
             .arg(sealed_bound(self.max_message_size as u64))
             .arg(number)
-            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(consumer);
         pipe
     }
 
@@ -1691,7 +1719,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`ClusterError`] when Redis cannot be used.
     pub fn len(&self) -> Result<usize, ClusterError> {
-        self.state().link.run(|c| redis::cmd("LLEN").arg(&self.keys.items).query(c))
+        let mut state = self.state();
+        // Tests: a call that holds the handle's state (hold point), as one waiting on a
+        // stopped Redis does, beside which a `Received` is dropped.
+        crash_point!("cluster.len");
+        state.link.run(|c| redis::cmd("LLEN").arg(&self.keys.items).query(c))
     }
 
     /// Whether the queue holds no item.
@@ -1776,9 +1808,10 @@ impl<T> Drop for Queue<T> {
 /// the queue (best effort, waiting two and a half seconds at most, whatever the handle's
 /// `timeout`: half a second for another thread's call on the handle to end, else the
 /// handle's next get gives the value back; half a second for Redis's answer, and a second
-/// and a half for an open it needs; where Redis fails, the value stays in the processing
-/// list, delivered again after the lease or when the queue handle is dropped). Derefs to
-/// the value.
+/// and a half for an open it needs). Where Redis fails, the value stays in the processing
+/// list: it is delivered again when the queue handle is dropped, or after the lease once
+/// the handle's gets (and [`keep_alive`](Queue::keep_alive)) stop, as each refreshes the
+/// heartbeat that keeps the value the handle's own. Derefs to the value.
 ///
 /// # Examples
 ///
@@ -1818,7 +1851,8 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     /// # Errors
     ///
     /// [`AckError`] when Redis cannot be used: the value stays in the processing list and
-    /// is delivered again after the lease, or when this queue handle is dropped.
+    /// is delivered again when this queue handle is dropped, or after the lease once the
+    /// handle's gets (and [`keep_alive`](Queue::keep_alive)) stop.
     pub fn ack(mut self) -> Result<T, AckError> {
         // Taken first: whatever the outcome, the drop that follows gives nothing back (on
         // failure the item stays in the processing list, as documented).
