@@ -1578,6 +1578,51 @@ fn a_remote_pop_whose_item_does_not_decode_puts_it_back_where_it_was() {
     assert_eq!(dict.get("k").unwrap().unwrap().to_vec().unwrap(), [9]);
 }
 
+/// A remote client (a child, whose crash points are its own): one thread's get of the
+/// queue published as "mixed" fails to decode and is held at `manager.queue.give_back`;
+/// meanwhile another thread of the same connection takes the next item; then the first
+/// gives its item back. Returns what each thread's get said.
+fn two_threads_take_then_one_gives_back(addr: String) -> (String, String) {
+    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
+    let numbers: JoinableQueueProxy<u32> = remote.lookup("mixed").unwrap();
+    let words: JoinableQueueProxy<String> = remote.lookup("mixed").unwrap();
+    multiproc::__private::crash_at("hold:manager.queue.give_back");
+    let wrong = std::thread::spawn(move || match numbers.try_get() {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        other => format!("{other:?}"),
+    });
+    assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the wrong get held");
+    let other = words.try_get().unwrap();
+    words.task_done().unwrap();
+    multiproc::__private::crash_disarm();
+    (wrong.join().unwrap(), other)
+}
+
+/// Two threads of one remote connection each take from one queue, and the first cannot
+/// decode its item: it gets its own item back even though the other thread took since
+/// (the server matches a give-back against each thread's last take; before, against the
+/// connection's last take only, so the item was lost and its task the connection's).
+#[test]
+fn a_remote_give_back_after_another_thread_of_its_connection_took_still_comes_back() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("mixed", &words).unwrap();
+    words.put("first".into()).unwrap();
+    words.put("second".into()).unwrap();
+    let addr = manager.address().unwrap().to_string();
+    let (wrong, other) = Process::new(two_threads_take_then_one_gives_back, addr).start().unwrap().join().unwrap();
+    let left = words.len().unwrap();
+    let front = words.try_get().map_err(|e| e.to_string());
+    println!("the wrong get: {wrong}; the other thread's: {other}; then {left} left, the front {front:?}");
+    assert_eq!((wrong.as_str(), other.as_str(), left), ("Codec", "second", 1));
+    assert_eq!(front.unwrap(), "first");
+    words.task_done().unwrap();
+    // The child's connection closed: nothing counted against it, no task lost or left.
+    words.join_timeout(LIMIT / 4).unwrap();
+    assert!(matches!(words.task_done(), Err(ManagerError::TaskDone(_))), "no task left over");
+}
+
 /// Bytes that the manager listening on `port` received and has not read yet (the
 /// `rx_queue` of its established sockets in `/proc/net/tcp`): none once the reader of each
 /// of its connections has read what was sent, some while one waits for room.
