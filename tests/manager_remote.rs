@@ -670,7 +670,7 @@ fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
         let connected = Manager::connect_timeout(addr, KEY, Duration::from_secs(5));
         let _ = done.send(()); // a peer that does not hold has gone
         peer.join().unwrap();
-        let greeted_otherwise = !greeting.is_empty() && !b"MPMGR\x00\x03\x00".starts_with(greeting);
+        let greeted_otherwise = !greeting.is_empty() && !b"MPMGR\x00\x04\x00".starts_with(greeting);
         match (greeted_otherwise, connected) {
             (true, Err(ManagerError::Protocol(why))) => assert!(why.contains("not a multiproc manager"), "{why}"),
             (false, Err(e @ ManagerError::Io(_))) => assert!(e.to_string().contains("closed"), "{e}"),
@@ -954,6 +954,7 @@ fn a_session_of_every_kind(remote: &Manager) -> Vec<Box<dyn std::any::Any>> {
     let lock = remote.lock().unwrap();
     lock.acquire().unwrap().leave_locked();
     let _ = (lock.try_acquire(), lock.locked(), lock.release());
+    drop(lock.acquire().unwrap()); // a guard's release of its own hold
     let rl = remote.rlock().unwrap();
     drop(rl.acquire().unwrap());
     let sem = remote.bounded_semaphore(2).unwrap();
