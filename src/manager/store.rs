@@ -2148,26 +2148,30 @@ fn apply(
     Some(result)
 }
 
+/// Hands a free lock to its first waiter, and so on while it stays free; a plain `Lock`'s
+/// (`numbered`) grants carry their hold's number.
+fn settle_lock(l: &mut LockState, numbered: bool, fx: &mut Effects) {
+    while l.owner.is_none() {
+        let Some((waiter, back)) = l.waiters.pop_front() else { break };
+        l.owner = Some(waiter.owner);
+        l.granted_seq = waiter.seq;
+        l.count = back.map_or(1, |(depth, _)| depth.max(1));
+        // A condition waiter taking its lock back answers its wait (whether it was
+        // notified), and is told of a dead holder as an acquire is.
+        let answer = match back {
+            Some((_, notified)) if std::mem::take(&mut l.owner_died) => Out::RetookFromDead(notified),
+            Some((_, notified)) => Out::Bool(notified),
+            None => l.granted(numbered),
+        };
+        fx.answer(waiter, Ok(answer));
+    }
+}
+
 /// Answers what the object's state now allows.
 fn settle(body: &mut Body, fx: &mut Effects) {
-    let numbered = matches!(body, Body::Lock(_));
     match body {
-        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } => {
-            while l.owner.is_none() {
-                let Some((waiter, back)) = l.waiters.pop_front() else { break };
-                l.owner = Some(waiter.owner);
-                l.granted_seq = waiter.seq;
-                l.count = back.map_or(1, |(depth, _)| depth.max(1));
-                // A condition waiter taking its lock back answers its wait (whether it was
-                // notified), and is told of a dead holder as an acquire is.
-                let answer = match back {
-                    Some((_, notified)) if std::mem::take(&mut l.owner_died) => Out::RetookFromDead(notified),
-                    Some((_, notified)) => Out::Bool(notified),
-                    None => l.granted(numbered),
-                };
-                fx.answer(waiter, Ok(answer));
-            }
-        }
+        Body::Lock(l) => settle_lock(l, true, fx),
+        Body::RLock(l) | Body::Condition { lock: l, .. } => settle_lock(l, false, fx),
         Body::Semaphore(sem) => {
             while sem.value > 0 {
                 let Some(waiter) = sem.waiters.pop_front() else { break };
