@@ -288,6 +288,7 @@ pub(crate) fn decode_item<T: DeserializeOwned>(origin: &Origin, item: Item<Ref>)
 
 /// [`decode_item`] with the origin made only when the item carries references (a clone of
 /// an origin counts a handle in the family heap: not for every plain value).
+#[inline]
 fn decode_item_from<T: DeserializeOwned>(origin: impl FnOnce() -> Origin, item: Item<Ref>) -> Result<T, ManagerError> {
     let origin = (!item.refs.is_empty()).then(origin);
     VALUE.with(|v| v.borrow_mut().push(ValueCtx::Decoding { origin, refs: item.refs.into_iter().collect() }));
