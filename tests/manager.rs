@@ -993,6 +993,53 @@ fn a_manager_condition_wait_without_its_lock_is_refused() {
     assert!(!third_got_in && held_to_its_end);
 }
 
+/// Takes the lock, says so, holds it until told, and answers what its guard's release
+/// said then.
+fn hold_lock_until_told((lock, held, go): (LockProxy, EventProxy, EventProxy)) -> String {
+    let guard = lock.acquire().unwrap();
+    held.set().unwrap();
+    go.wait().unwrap();
+    format!("{:?}", guard.release())
+}
+
+/// A `ProxyLockGuard` releases only its own hold: dropped after the proxy's own
+/// `release()` (Python's: anyone may release a `Lock`), while another process holds the
+/// lock, it leaves that hold alone, so no third gets in, and that holder's guard releases
+/// its own. Its explicit `release` then says `NotAcquired`. A guard moved to another
+/// thread releases its hold there (a `Lock`'s hold is its process's). Before (syn104's
+/// note), the guard's drop sent a plain `Release`, which freed whoever held the lock.
+#[test]
+fn a_manager_lock_guard_whose_lock_was_released_leaves_the_next_holder_alone() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let (held, go) = (manager.event().unwrap(), manager.event().unwrap());
+    let stale = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let child = Process::new(hold_lock_until_told, (lock.clone(), held.clone(), go.clone())).start().unwrap();
+    held.wait_timeout(LIMIT).unwrap();
+    drop(stale);
+    let other = lock.clone();
+    let third_got_in =
+        std::thread::spawn(move || other.try_acquire().map(|g| g.leave_locked()).is_ok()).join().unwrap();
+    go.set().unwrap();
+    let childs_release = child.join().unwrap();
+    println!("a third thread got in: {third_got_in}; the child's own release then: {childs_release}");
+    assert!(!third_got_in, "the stale guard's drop released the child's hold");
+    assert_eq!(childs_release, "Ok(())");
+    assert!(!lock.locked().unwrap());
+
+    // A stale guard's explicit release holds nothing to release.
+    let stale = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let taken = lock.acquire().unwrap();
+    assert!(matches!(stale.release(), Err(ManagerError::NotAcquired)));
+    assert!(lock.locked().unwrap(), "the newer hold stays");
+    // A guard moved to another thread releases its own hold there.
+    std::thread::scope(|s| s.spawn(move || drop(taken)).join().unwrap());
+    assert!(!lock.locked().unwrap());
+}
+
 fn hand_over_permit((slots, handed): (SemaphoreProxy, EventProxy)) {
     // Acquired here, released by the parent: the permit is not this process's any more.
     slots.acquire().unwrap().forget();
@@ -1372,6 +1419,66 @@ fn a_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_queue() {
     assert!(matches!(dicts.try_get(), Err(ManagerError::Codec(_))));
     let back = lists.try_get().unwrap();
     assert_eq!(back.to_vec().unwrap(), [7]);
+}
+
+/// Every call that takes an item out of a list, dict or set and hands it to the client
+/// (`ListProxy::pop`/`pop_at`, `DictProxy::remove`/`pop`/`popitem`, `SetProxy::pop`),
+/// whose item the client cannot decode (a proxy of another type), puts it back where it
+/// was and says `Codec`; a proxy inside the item lives on with it. Before, the server had
+/// moved the item out: it was lost.
+#[test]
+fn a_pop_whose_item_does_not_decode_puts_it_back_where_it_was() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let words = manager.list_from(["a".to_string(), "b".into(), "c".into()]).unwrap();
+    manager.publish("words", &words).unwrap();
+    let numbers: ListProxy<u32> = manager.lookup("words").unwrap();
+    let dict = manager.dict_from([("k".to_string(), "x".to_string()), ("l".into(), "y".into())]).unwrap();
+    manager.publish("dict", &dict).unwrap();
+    let wrong_values: DictProxy<String, u32> = manager.lookup("dict").unwrap();
+    let wrong_keys: DictProxy<u32, String> = manager.lookup("dict").unwrap();
+    let set = manager.set_from(["s".to_string()]).unwrap();
+    manager.publish("set", &set).unwrap();
+    let wrong_set: SetProxy<u32> = manager.lookup("set").unwrap();
+    let lists = manager.list::<ListProxy<u8>>().unwrap();
+    manager.publish("lists", &lists).unwrap();
+    let dicts: ListProxy<DictProxy<u8, u8>> = manager.lookup("lists").unwrap();
+    lists.push(manager.list_from([7u8]).unwrap()).unwrap();
+
+    let codec = |r: Result<(), ManagerError>| match r {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        other => format!("{other:?}"),
+    };
+    let said = [
+        format!("list pop: {}, {:?}", codec(numbers.pop().map(drop)), words.to_vec().unwrap()),
+        format!("list pop_at(0): {}, {:?}", codec(numbers.pop_at(0).map(drop)), words.to_vec().unwrap()),
+        format!("list pop_at(1): {}, {:?}", codec(numbers.pop_at(1).map(drop)), words.to_vec().unwrap()),
+        format!("dict remove: {}, {:?}", codec(wrong_values.remove("k").map(drop)), dict.items().unwrap()),
+        format!("dict pop: {}, {:?}", codec(wrong_values.pop("k", 0).map(drop)), dict.items().unwrap()),
+        format!("dict popitem value: {}, {:?}", codec(wrong_values.popitem().map(drop)), dict.items().unwrap()),
+        format!("dict popitem key: {}, {:?}", codec(wrong_keys.popitem().map(drop)), dict.items().unwrap()),
+        format!("set pop: {}, {:?}", codec(wrong_set.pop().map(drop)), set.to_vec().unwrap()),
+        format!("list of proxies pop: {}, {} left", codec(dicts.pop().map(drop)), lists.len().unwrap()),
+    ];
+    println!("the wrong type's pops: {said:#?}");
+    let words_now = r#"["a", "b", "c"]"#;
+    assert_eq!(
+        said,
+        [
+            format!("list pop: Codec, {words_now}"),
+            format!("list pop_at(0): Codec, {words_now}"),
+            format!("list pop_at(1): Codec, {words_now}"),
+            // Back under its key, last in the order, as Python's re-insert puts it.
+            r#"dict remove: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"dict pop: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"dict popitem value: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"dict popitem key: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"set pop: Codec, ["s"]"#.to_string(),
+            "list of proxies pop: Codec, 1 left".to_string(),
+        ]
+    );
+    // The proxy inside lived on with the item put back.
+    assert_eq!(lists.pop().unwrap().unwrap().to_vec().unwrap(), [7]);
 }
 
 // ---- kinds, registrations and the server's life ---------------------------------------------
