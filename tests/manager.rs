@@ -1374,6 +1374,66 @@ fn a_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_queue() {
     assert_eq!(back.to_vec().unwrap(), [7]);
 }
 
+/// Every call that takes an item out of a list, dict or set and hands it to the client
+/// (`ListProxy::pop`/`pop_at`, `DictProxy::remove`/`pop`/`popitem`, `SetProxy::pop`),
+/// whose item the client cannot decode (a proxy of another type), puts it back where it
+/// was and says `Codec`; a proxy inside the item lives on with it. Before, the server had
+/// moved the item out: it was lost.
+#[test]
+fn a_pop_whose_item_does_not_decode_puts_it_back_where_it_was() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let words = manager.list_from(["a".to_string(), "b".into(), "c".into()]).unwrap();
+    manager.publish("words", &words).unwrap();
+    let numbers: ListProxy<u32> = manager.lookup("words").unwrap();
+    let dict = manager.dict_from([("k".to_string(), "x".to_string()), ("l".into(), "y".into())]).unwrap();
+    manager.publish("dict", &dict).unwrap();
+    let wrong_values: DictProxy<String, u32> = manager.lookup("dict").unwrap();
+    let wrong_keys: DictProxy<u32, String> = manager.lookup("dict").unwrap();
+    let set = manager.set_from(["s".to_string()]).unwrap();
+    manager.publish("set", &set).unwrap();
+    let wrong_set: SetProxy<u32> = manager.lookup("set").unwrap();
+    let lists = manager.list::<ListProxy<u8>>().unwrap();
+    manager.publish("lists", &lists).unwrap();
+    let dicts: ListProxy<DictProxy<u8, u8>> = manager.lookup("lists").unwrap();
+    lists.push(manager.list_from([7u8]).unwrap()).unwrap();
+
+    let codec = |r: Result<(), ManagerError>| match r {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        other => format!("{other:?}"),
+    };
+    let said = [
+        format!("list pop: {}, {:?}", codec(numbers.pop().map(drop)), words.to_vec().unwrap()),
+        format!("list pop_at(0): {}, {:?}", codec(numbers.pop_at(0).map(drop)), words.to_vec().unwrap()),
+        format!("list pop_at(1): {}, {:?}", codec(numbers.pop_at(1).map(drop)), words.to_vec().unwrap()),
+        format!("dict remove: {}, {:?}", codec(wrong_values.remove("k").map(drop)), dict.items().unwrap()),
+        format!("dict pop: {}, {:?}", codec(wrong_values.pop("k", 0).map(drop)), dict.items().unwrap()),
+        format!("dict popitem value: {}, {:?}", codec(wrong_values.popitem().map(drop)), dict.items().unwrap()),
+        format!("dict popitem key: {}, {:?}", codec(wrong_keys.popitem().map(drop)), dict.items().unwrap()),
+        format!("set pop: {}, {:?}", codec(wrong_set.pop().map(drop)), set.to_vec().unwrap()),
+        format!("list of proxies pop: {}, {} left", codec(dicts.pop().map(drop)), lists.len().unwrap()),
+    ];
+    println!("the wrong type's pops: {said:#?}");
+    let words_now = r#"["a", "b", "c"]"#;
+    assert_eq!(
+        said,
+        [
+            format!("list pop: Codec, {words_now}"),
+            format!("list pop_at(0): Codec, {words_now}"),
+            format!("list pop_at(1): Codec, {words_now}"),
+            // Back under its key, last in the order, as Python's re-insert puts it.
+            r#"dict remove: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"dict pop: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"dict popitem value: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"dict popitem key: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            r#"set pop: Codec, ["s"]"#.to_string(),
+            "list of proxies pop: Codec, 1 left".to_string(),
+        ]
+    );
+    // The proxy inside lived on with the item put back.
+    assert_eq!(lists.pop().unwrap().unwrap().to_vec().unwrap(), [7]);
+}
+
 // ---- kinds, registrations and the server's life ---------------------------------------------
 
 #[test]

@@ -15,6 +15,7 @@ use common::eventually;
 use managed::{CALL_TIMEOUT, Counter, CounterProxy, signal};
 use multiproc::{
     DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager, ManagerError, Process, QueueProxy,
+    SetProxy,
 };
 
 multiproc::test_support!();
@@ -1527,6 +1528,99 @@ fn a_remote_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_que
     assert!(matches!(dicts.try_get(), Err(ManagerError::Codec(_))));
     // Its proxy's reference is given back by the client once the give-back is answered.
     assert_eq!(remote.lookup::<QueueProxy<ListProxy<u8>>>("lists").unwrap().try_get().unwrap().to_vec().unwrap(), [7]);
+}
+
+/// A remote client's pop whose item it cannot decode (a list's, a dict's, a set's) fails
+/// `Codec` and puts the item back where it was; a proxy inside lives on (its reference,
+/// handed to the connection, is counted for the item again before the client lets its own
+/// go). Before, the item was lost.
+#[test]
+fn a_remote_pop_whose_item_does_not_decode_puts_it_back_where_it_was() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let lists = manager.list::<ListProxy<u8>>().unwrap();
+    manager.publish("lists", &lists).unwrap();
+    let dict = manager.dict::<String, ListProxy<u8>>().unwrap();
+    manager.publish("dict", &dict).unwrap();
+    let set = manager.set_from(["s".to_string()]).unwrap();
+    manager.publish("set", &set).unwrap();
+    lists.push(manager.list_from([7u8]).unwrap()).unwrap();
+    lists.push(manager.list_from([8u8]).unwrap()).unwrap();
+    dict.insert("k".into(), manager.list_from([9u8]).unwrap()).unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let dicts: ListProxy<DictProxy<u8, u8>> = remote.lookup("lists").unwrap();
+    let wrong_dict: DictProxy<String, DictProxy<u8, u8>> = remote.lookup("dict").unwrap();
+    let wrong_set: SetProxy<u32> = remote.lookup("set").unwrap();
+    let codec = |r: Result<(), ManagerError>| {
+        if matches!(r, Err(ManagerError::Codec(_))) { "Codec".into() } else { format!("{r:?}") }
+    };
+    let said = [
+        format!("list pop: {}, {} left", codec(dicts.pop().map(drop)), lists.len().unwrap()),
+        format!("list pop_at(0): {}, {} left", codec(dicts.pop_at(0).map(drop)), lists.len().unwrap()),
+        format!("dict remove: {}, {} left", codec(wrong_dict.remove("k").map(drop)), dict.len().unwrap()),
+        format!("dict popitem: {}, {} left", codec(wrong_dict.popitem().map(drop)), dict.len().unwrap()),
+        format!("set pop: {}, {:?}", codec(wrong_set.pop().map(drop)), set.to_vec().unwrap()),
+    ];
+    println!("the wrong type's pops: {said:?}");
+    assert_eq!(
+        said,
+        [
+            "list pop: Codec, 2 left",
+            "list pop_at(0): Codec, 2 left",
+            "dict remove: Codec, 1 left",
+            "dict popitem: Codec, 1 left",
+            r#"set pop: Codec, ["s"]"#
+        ]
+    );
+    drop(remote);
+    let inner: Vec<Vec<u8>> = lists.to_vec().unwrap().iter().map(|l| l.to_vec().unwrap()).collect();
+    assert_eq!(inner, [vec![7], vec![8]], "back where they were, their objects alive");
+    assert_eq!(dict.get("k").unwrap().unwrap().to_vec().unwrap(), [9]);
+}
+
+/// A remote client (a child, whose crash points are its own): one thread's get of the
+/// queue published as "mixed" fails to decode and is held at `manager.queue.give_back`;
+/// meanwhile another thread of the same connection takes the next item; then the first
+/// gives its item back. Returns what each thread's get said.
+fn two_threads_take_then_one_gives_back(addr: String) -> (String, String) {
+    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
+    let numbers: JoinableQueueProxy<u32> = remote.lookup("mixed").unwrap();
+    let words: JoinableQueueProxy<String> = remote.lookup("mixed").unwrap();
+    multiproc::__private::crash_at("hold:manager.queue.give_back");
+    let wrong = std::thread::spawn(move || match numbers.try_get() {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        other => format!("{other:?}"),
+    });
+    assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the wrong get held");
+    let other = words.try_get().unwrap();
+    words.task_done().unwrap();
+    multiproc::__private::crash_disarm();
+    (wrong.join().unwrap(), other)
+}
+
+/// Two threads of one remote connection each take from one queue, and the first cannot
+/// decode its item: it gets its own item back even though the other thread took since
+/// (the server matches a give-back against each thread's last take; before, against the
+/// connection's last take only, so the item was lost and its task the connection's).
+#[test]
+fn a_remote_give_back_after_another_thread_of_its_connection_took_still_comes_back() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("mixed", &words).unwrap();
+    words.put("first".into()).unwrap();
+    words.put("second".into()).unwrap();
+    let addr = manager.address().unwrap().to_string();
+    let (wrong, other) = Process::new(two_threads_take_then_one_gives_back, addr).start().unwrap().join().unwrap();
+    let left = words.len().unwrap();
+    let front = words.try_get().map_err(|e| e.to_string());
+    println!("the wrong get: {wrong}; the other thread's: {other}; then {left} left, the front {front:?}");
+    assert_eq!((wrong.as_str(), other.as_str(), left), ("Codec", "second", 1));
+    assert_eq!(front.unwrap(), "first");
+    words.task_done().unwrap();
+    // The child's connection closed: nothing counted against it, no task lost or left.
+    words.join_timeout(LIMIT / 4).unwrap();
+    assert!(matches!(words.task_done(), Err(ManagerError::TaskDone(_))), "no task left over");
 }
 
 /// Bytes that the manager listening on `port` received and has not read yet (the

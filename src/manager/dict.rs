@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::error::ManagerError;
 use super::handle::proxy_handle;
 use super::link::{ProxyCore, unexpected};
-use super::protocol::{Kind, Op, Out};
+use super::protocol::{Item, Kind, Op, Out};
 
 /// A dict on a manager's server (Python's `DictProxy`, from `manager.dict()`).
 ///
@@ -150,7 +150,9 @@ where
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::get`].
+    /// As [`DictProxy::get`]. A value that is not a `V` ([`ManagerError::Codec`]) was not
+    /// taken: it is put back under its key (last in the order, as a re-insert puts it;
+    /// dropped if another client set the key in between, which then holds the newer value).
     ///
     /// # Examples
     ///
@@ -169,8 +171,18 @@ where
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        let out = self.core.call(Op::DictRemove(self.item(key)?))?;
-        self.maybe(out)
+        match self.core.call(Op::DictRemove(self.item(key)?))? {
+            // A value that is not a `V` goes back under its key (unless the key was set
+            // again meanwhile), last in the order as a re-insert puts it.
+            Out::MaybeItem(Some(item)) => {
+                self.core.decode_taken(item).map(Some).map_err(|(e, item)| match self.item(key) {
+                    Ok(k) => self.core.put_back(item, |v| Op::DictSetDefault(k, v), e),
+                    Err(_) => e.into(),
+                })
+            }
+            Out::MaybeItem(None) => Ok(None),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Removes the key and returns its value, or `default` if it was absent
@@ -203,7 +215,8 @@ where
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::get`].
+    /// As [`DictProxy::get`]. A pair that is not a `(K, V)` ([`ManagerError::Codec`]) was
+    /// not taken: it is put back last, where it was.
     ///
     /// # Examples
     ///
@@ -219,7 +232,19 @@ where
     pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
         match self.core.call(Op::DictPopItem)? {
             Out::Pairs(pairs) => match pairs.into_iter().next() {
-                Some((k, v)) => Ok(Some((self.core.decode(k)?, self.core.decode(v)?))),
+                // A pair that is not a `(K, V)` goes back last, where it was. Its key is
+                // plain bytes (no proxy): kept for the value's decoding, which may fail too.
+                Some((k, v)) => {
+                    let key = Item { bytes: k.bytes.clone(), refs: Vec::new() };
+                    let k = match self.core.decode_taken(k) {
+                        Ok(k) => k,
+                        Err((e, _)) => return Err(self.core.put_back(v, |v| Op::DictSetDefault(key, v), e)),
+                    };
+                    match self.core.decode_taken(v) {
+                        Ok(v) => Ok(Some((k, v))),
+                        Err((e, v)) => Err(self.core.put_back(v, |v| Op::DictSetDefault(key, v), e)),
+                    }
+                }
                 None => Ok(None),
             },
             other => Err(unexpected(other)),

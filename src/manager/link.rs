@@ -322,6 +322,15 @@ fn decode_taken_from<T: DeserializeOwned>(
     }
 }
 
+/// An item the client holds, as a request carries it back to the server (its bytes, its
+/// references' ids), and the references themselves, which the client drops once that
+/// request is answered.
+pub(crate) fn lend(item: Item<Ref>) -> (Item<ObjectId>, Vec<Ref>) {
+    let Item { bytes, refs } = item;
+    let ids = refs.iter().map(Ref::id).collect();
+    (Item { bytes, refs: ids }, refs)
+}
+
 /// A proxy's shared part: which object, of what kind, through which link.
 #[derive(Clone)]
 pub(crate) struct ProxyCore {
@@ -401,6 +410,29 @@ impl ProxyCore {
         item: Item<Ref>,
     ) -> Result<T, (codec::CodecError, Item<Ref>)> {
         decode_taken_from(|| self.origin(), item)
+    }
+
+    /// Puts back an item that a call of this proxy took out of its list, dict or set (a
+    /// pop) and that did not decode (`why`; [`ProxyCore::decode_taken`] handed it back
+    /// whole); returns `why`, whatever became of the item. `put` makes the request that
+    /// puts it back from the item as the server reads one (its bytes, its references'
+    /// ids), stored as a put's (each reference checked and counted); the references the
+    /// client holds for its proxies (clones: a proxy the failed decoding made dropped its
+    /// own) go only once that is answered, so the object cannot be freed in between.
+    /// Unlike a queue's `get` (`Op::GiveBack`), nothing needs matching: the request is an
+    /// ordinary insert, which any client may make.
+    #[cold]
+    pub(crate) fn put_back(
+        &self,
+        item: Item<Ref>,
+        put: impl FnOnce(Item<ObjectId>) -> super::protocol::Op,
+        why: codec::CodecError,
+    ) -> ManagerError {
+        let (item, held) = lend(item);
+        // Not put back (the server gone; a refusal): the error is the same, the decoding's.
+        let _ = self.call(put(item));
+        drop(held);
+        why.into()
     }
 
     /// Whether two proxies refer to the same object.

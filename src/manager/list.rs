@@ -206,7 +206,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// # Errors
     ///
-    /// As [`ListProxy::get`].
+    /// As [`ListProxy::get`]. An element that is not a `T` ([`ManagerError::Codec`]) was
+    /// not taken: it is put back at the end, where it was.
     ///
     /// # Examples
     ///
@@ -220,7 +221,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     pub fn pop(&self) -> Result<Option<T>, ManagerError> {
         match self.core.call(Op::ListPop(None)) {
-            Ok(Out::Item(item)) => Ok(Some(self.core.decode(item)?)),
+            // An element that is not a `T` goes back to the end, where it was.
+            Ok(Out::Item(item)) => {
+                self.core.decode_taken(item).map(Some).map_err(|(e, item)| self.core.put_back(item, Op::ListPush, e))
+            }
             Ok(other) => Err(unexpected(other)),
             Err(ManagerError::IndexOutOfRange { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -231,7 +235,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::IndexOutOfRange`] past the end, and as [`ListProxy::get`].
+    /// [`ManagerError::IndexOutOfRange`] past the end, and as [`ListProxy::get`]. An
+    /// element that is not a `T` ([`ManagerError::Codec`]) was not taken: it is put back
+    /// at index `i`, where it was (if another client changed the list in between, at `i`
+    /// of the list as it then is).
     ///
     /// # Examples
     ///
@@ -245,7 +252,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     pub fn pop_at(&self, i: usize) -> Result<T, ManagerError> {
         match at(&self.core, i, |i| Op::ListPop(Some(i)))? {
-            Out::Item(item) => self.core.decode(item),
+            // An element that is not a `T` goes back to index `i`, where it was.
+            Out::Item(item) => self
+                .core
+                .decode_taken(item)
+                .map_err(|(e, item)| self.core.put_back(item, |item| Op::ListInsert(index(i), item), e)),
             other => Err(unexpected(other)),
         }
     }

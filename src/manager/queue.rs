@@ -66,9 +66,13 @@ use crate::shm::crash::crash_point;
 /// takes the same front item again, and again fails; while it loops, the consumers that
 /// could read the item may not get to it: take the error as the signal to stop. The item
 /// is lost, as in Python, only if the client dies between the failed decoding and the
-/// give-back, or if a remote client's other thread took from the same queue meanwhile (the
-/// server takes back only a connection's last take from a queue); if the queue was shut
-/// down and emptied meanwhile, it is dropped, and its task counted done.
+/// give-back, or if a family client's get ran inside another call of its thread (a
+/// value's `Serialize` or `Deserialize` calling a proxy: the server takes back only the
+/// last take from a queue of each thread of a connection, and such a nested call has a
+/// connection of its own);
+/// other threads of the client taking from the same queue meanwhile do not matter. If the
+/// queue was shut down and emptied meanwhile, the item is dropped, and its task counted
+/// done.
 ///
 /// # Examples
 ///

@@ -156,7 +156,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// # Errors
     ///
-    /// As [`SetProxy::add`]; [`ManagerError::Codec`] when the element is not a `T`.
+    /// As [`SetProxy::add`]; [`ManagerError::Codec`] when the element is not a `T`: it was
+    /// not taken, it is put back last, where it was.
     ///
     /// # Examples
     ///
@@ -170,7 +171,10 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     /// ```
     pub fn pop(&self) -> Result<Option<T>, ManagerError> {
         match self.core.call(Op::SetPop)? {
-            Out::MaybeItem(item) => item.map(|i| self.core.decode(i)).transpose(),
+            // An element that is not a `T` goes back last, where it was.
+            Out::MaybeItem(item) => item
+                .map(|i| self.core.decode_taken(i).map_err(|(e, i)| self.core.put_back(i, Op::SetAdd, e)))
+                .transpose(),
             other => Err(unexpected(other)),
         }
     }

@@ -204,18 +204,70 @@ struct QueueState {
     taken: BTreeMap<Holder, i64>,
     /// The counts of holders that died: what they took less what they marked done.
     lost: i64,
-    /// The sequence number of each connection's last take (until it closes): a take by a
-    /// call its family client abandoned (`call_timeout`) is lost, nobody will do it, though
-    /// its process lives on (`forget_conn`); a take whose answer a dead client never read
-    /// goes back to the queue (`Store::give_back`). A family connection has one call in
-    /// flight, so at most its last take was abandoned, or left unread. A remote connection
-    /// may have several (one per thread of its client): its answers never written
-    /// (`Server::take_back_unwritten`) are each kept with the queue that answered it, and
-    /// every one goes back to that queue without this (mgr104; before, only its last take).
-    last_take: IdMap<ConnId, u64>,
+    /// The sequence number of each connection's last take, per thread of its client (until
+    /// it closes): a take by a call its family client abandoned (`call_timeout`) is lost,
+    /// nobody will do it, though its process lives on (`forget_conn`); a take whose answer
+    /// a dead client never read goes back to the queue (`Store::give_back`); a take whose
+    /// item its client could not decode comes back by its `Op::GiveBack`, matched against
+    /// the take of that thread (mgr108; before, against the connection's last take, so a
+    /// remote client's other thread taking in between lost the item). A family connection
+    /// has one thread and one call in flight, so at most its last take was abandoned, or
+    /// left unread. A remote connection may have several (one per thread of its client):
+    /// its answers never written (`Server::take_back_unwritten`) are each kept with the
+    /// queue that answered it, and every one goes back to that queue without this (mgr104;
+    /// before, only its last take).
+    last_take: IdMap<ConnId, Takes>,
     joiners: Vec<Waiter>,
     /// `shutdown` was called: puts are refused, gets end on the empty queue.
     shutdown: bool,
+}
+
+/// The last take from one queue of each thread of one connection, as `(thread, seq)`, the
+/// least recent first. A family connection has one thread (0): one entry. A remote one has
+/// an entry per thread of its client that took, at most [`Takes::MAX`]: past that, the
+/// least recent is forgotten (its thread's give-back is then refused, the item lost, as
+/// before mgr108), so that a client whose threads come and go cannot grow the server's
+/// books without bound on one connection.
+#[derive(Debug, Default)]
+struct Takes(Vec<(u64, u64)>);
+
+impl Takes {
+    /// Threads of one connection whose last take from one queue is kept.
+    const MAX: usize = 64;
+
+    /// `thread` took by its request `seq`: its entry, now the most recent.
+    fn note(&mut self, thread: u64, seq: u64) {
+        match self.0.iter().position(|&(t, _)| t == thread) {
+            // The common case (a family connection, a remote thread taking again): in place
+            // when it is the most recent already.
+            Some(at) if at + 1 == self.0.len() => self.0[at].1 = seq,
+            Some(at) => {
+                self.0.remove(at);
+                self.0.push((thread, seq));
+            }
+            None => {
+                if self.0.len() == Self::MAX {
+                    self.0.remove(0);
+                }
+                self.0.push((thread, seq));
+            }
+        }
+    }
+
+    /// Forgets the take numbered `seq` (of `thread`, when given); whether there was one.
+    fn clear(&mut self, thread: Option<u64>, seq: u64) -> bool {
+        match self.0.iter().position(|&(t, s)| s == seq && thread.is_none_or(|thread| t == thread)) {
+            Some(at) => {
+                self.0.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn has(&self, seq: u64) -> bool {
+        self.0.iter().any(|&(_, s)| s == seq)
+    }
 }
 
 impl QueueState {
@@ -224,26 +276,38 @@ impl QueueState {
         if self.joinable {
             self.count(owner.holder, 1);
         }
-        self.last_take.insert(owner.conn, seq);
+        self.last_take.entry(owner.conn).or_default().note(owner.thread, seq);
+    }
+
+    /// Forgets connection `conn`'s take numbered `seq` (of `thread`, when given); whether
+    /// it was there.
+    fn clear_take(&mut self, conn: ConnId, thread: Option<u64>, seq: u64) -> bool {
+        let Some(takes) = self.last_take.get_mut(&conn) else { return false };
+        let cleared = takes.clear(thread, seq);
+        if takes.0.is_empty() {
+            self.last_take.remove(&conn);
+        }
+        cleared
     }
 
     /// The item of `owner`'s take numbered `taken`, which its client could not decode
     /// (`Op::GiveBack`), back at the queue's front; whether it went back. A client's word is
-    /// not trusted (review139 condition 1): only the connection's last take from this queue
-    /// matches, once (it is cleared), so a client never gives back what it did not take,
-    /// nor twice, and a joinable queue's counts stay exact (its task is no longer the
-    /// taker's, and `unfinished` counts it still, queued). No match (another take of the
-    /// connection's since, a remote client's other thread's; or none): the item is
-    /// dropped, and the task stays the taker's, as before mgr106. A queue shut down and
+    /// not trusted (review139 condition 1): only the last take from this queue of the
+    /// connection's thread that sends it matches, once (it is cleared), so a client never
+    /// gives back what it did not take, nor twice, and a joinable queue's counts stay exact
+    /// (its task is no longer the taker's, and `unfinished` counts it still, queued). A
+    /// remote client's other threads may take from the queue in between: each has its own
+    /// entry (mgr108). No match (another take of that thread's since, a nested call's; a
+    /// thread forgotten past [`Takes::MAX`]; or none): the item is dropped, and the task
+    /// stays the taker's, as before mgr106. A queue shut down and
     /// empty has told its gets `ShutDown`: the item is dropped and, on a joinable queue,
     /// counted done as `shutdown(immediate)` counts the items it drops, so that a `join`
     /// does not wait for a task its live taker was told it did not take.
     fn give_back(&mut self, owner: Owner, taken: u64, item: Stored, fx: &mut Effects) -> bool {
-        if self.last_take.get(&owner.conn) != Some(&taken) {
+        if !self.clear_take(owner.conn, Some(owner.thread), taken) {
             fx.dropped.push(item);
             return false;
         }
-        self.last_take.remove(&owner.conn);
         if self.joinable {
             self.count(owner.holder, -1);
         }
@@ -1314,7 +1378,7 @@ impl Store {
                 _ => None,
             },
             None => self.objects.iter_mut().find_map(|(&id, obj)| match &mut obj.body {
-                Body::Queue(q) if q.last_take.get(&conn) == Some(&seq) => Some((id, q)),
+                Body::Queue(q) if q.last_take.get(&conn).is_some_and(|takes| takes.has(seq)) => Some((id, q)),
                 _ => None,
             }),
         };
@@ -1322,9 +1386,7 @@ impl Store {
         if q.shutdown && q.items.is_empty() {
             return Err(item);
         }
-        if q.last_take.get(&conn) == Some(&seq) {
-            q.last_take.remove(&conn);
-        }
+        q.clear_take(conn, None, seq);
         if q.joinable
             && let Some(holder) = holder
         {
@@ -2272,13 +2334,16 @@ fn forget_conn(
             // A task its abandoned call took goes from its process's count to the lost
             // (review112 L1): its client never saw the item. A transfer: the sum of the
             // counts, which `all_lost` relies on, is the same.
-            if let Some(seq) = q.last_take.remove(&conn)
-                && abandoned_from.is_some_and(|from| seq >= from)
-                && let Some(holder) = holder
-                && q.joinable
-            {
-                q.count(holder, -1);
-                q.lost = q.lost.saturating_add(1);
+            // (A family connection's: one thread, one take.)
+            let takes = q.last_take.remove(&conn).unwrap_or_default();
+            for (_, seq) in takes.0 {
+                if abandoned_from.is_some_and(|from| seq >= from)
+                    && let Some(holder) = holder
+                    && q.joinable
+                {
+                    q.count(holder, -1);
+                    q.lost = q.lost.saturating_add(1);
+                }
             }
         }
         Body::Barrier(b) if !taken.is_empty() => {
@@ -2977,6 +3042,55 @@ mod tests {
         assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(false))));
         assert_eq!(len(&mut store), 0);
         assert_eq!(call(&mut store, A, 18, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
+    }
+
+    /// mgr108: each thread of a remote connection gives back its own last take of a queue,
+    /// though another thread of the connection took from it since (before, only the
+    /// connection's last take matched); a thread gives back neither another thread's take
+    /// nor its own older one; past `Takes::MAX` threads the least recent is forgotten.
+    #[test]
+    fn each_thread_of_a_connection_gives_back_its_own_last_take() {
+        let mut store = Store::new();
+        let k = Kind::JoinableQueue;
+        let q = create(&mut store, Create::Queue { maxsize: 0, joinable: true });
+        let on = |store: &mut Store, thread: u64, seq: u64, op: Op| {
+            let request = Request::Call { id: q, kind: k, op };
+            store.handle(B, Envelope { seq, thread, request }, Some(Instant::now()));
+            let mut replies = store.take_replies();
+            let at = replies.iter().position(|o| o.conn == B && o.seq == seq).expect("answered");
+            replies.remove(at).result
+        };
+        let put = |b: &[u8]| Op::Put { item: item(b, &[]), wait: None };
+        let get = || Op::Get { wait: Some(0) };
+        let give_back = |taken: u64, b: &[u8]| Op::GiveBack { seq: taken, item: item(b, &[]) };
+        for (seq, b) in [(1, b"a"), (2, b"b"), (3, b"c")] {
+            assert_eq!(call(&mut store, A, seq, q, k, put(b)), Some(Ok(Out::Unit)));
+        }
+        // Thread 1 takes "a" at 10; thread 2 takes "b" at 11 and "c" at 12.
+        for (thread, seq) in [(1, 10), (2, 11), (2, 12)] {
+            assert!(matches!(on(&mut store, thread, seq, get()), Ok(Out::Item(_))));
+        }
+        assert_eq!(on(&mut store, 2, 13, give_back(10, b"a")), Ok(Out::Bool(false)), "thread 1's take");
+        assert_eq!(on(&mut store, 2, 14, give_back(11, b"b")), Ok(Out::Bool(false)), "its older take");
+        assert_eq!(on(&mut store, 1, 15, give_back(10, b"a")), Ok(Out::Bool(true)), "its own, another's since");
+        assert_eq!(on(&mut store, 1, 16, give_back(10, b"a")), Ok(Out::Bool(false)), "once");
+        assert_eq!(on(&mut store, 2, 17, give_back(12, b"c")), Ok(Out::Bool(true)));
+        // Back at the front, the last given first; "b" is thread 2's task still.
+        for want in [b"c", b"a"] {
+            match on(&mut store, 3, 20, get()) {
+                Ok(Out::Item(got)) => assert_eq!(got.bytes, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        // The least recent of more than `Takes::MAX` threads is forgotten.
+        for n in 0..=Takes::MAX as u64 {
+            assert_eq!(call(&mut store, A, 30 + n, q, k, put(b"x")), Some(Ok(Out::Unit)));
+        }
+        for thread in 0..=Takes::MAX as u64 {
+            assert!(matches!(on(&mut store, 100 + thread, 200 + thread, get()), Ok(Out::Item(_))));
+        }
+        assert_eq!(on(&mut store, 100, 400, give_back(200, b"x")), Ok(Out::Bool(false)), "forgotten");
+        assert_eq!(on(&mut store, 101, 401, give_back(201, b"x")), Ok(Out::Bool(true)));
     }
 
     #[test]
