@@ -390,7 +390,7 @@ mod tests {
             let (seq, thread, id) = (pick(&nums), pick(&nums), pick(&nums));
             let key: Vec<u8> = (0..lens[(r() % 6) as usize]).map(|i| (i as u8) ^ 0x80).collect();
             let value: Vec<u8> = (0..lens[(r() % lens.len() as u64) as usize]).map(|i| i as u8).collect();
-            let op = if r() % 2 == 0 {
+            let op = if r().is_multiple_of(2) {
                 Op::DictGet(item(&key, &[]))
             } else {
                 Op::DictSet(item(&key, &[]), item(&value, &[]))
