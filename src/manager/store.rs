@@ -291,18 +291,23 @@ impl QueueState {
     }
 
     /// The item of `owner`'s take numbered `taken`, which its client could not decode
-    /// (`Op::GiveBack`), back at the queue's front; whether it went back. A client's word is
-    /// not trusted (review139 condition 1): only the last take from this queue of the
-    /// connection's thread that sends it matches, once (it is cleared), so a client never
-    /// gives back what it did not take, nor twice, and a joinable queue's counts stay exact
-    /// (its task is no longer the taker's, and `unfinished` counts it still, queued). A
-    /// remote client's other threads may take from the queue in between: each has its own
-    /// entry (mgr108). No match (another take of that thread's since, a nested call's; a
-    /// thread forgotten past [`Takes::MAX`]; or none): the item is dropped, and the task
-    /// stays the taker's, as before mgr106. A queue shut down and
-    /// empty has told its gets `ShutDown`: the item is dropped and, on a joinable queue,
-    /// counted done as `shutdown(immediate)` counts the items it drops, so that a `join`
-    /// does not wait for a task its live taker was told it did not take.
+    /// (`Op::GiveBack`), back at the queue's front; whether the take matched (the client
+    /// marks the task done when not: review164 M1). A client's word is not trusted
+    /// (review139 condition 1): only the last take from this queue of the connection's
+    /// thread that sends it matches, once (it is cleared), so a client never gives back
+    /// what it did not take, nor twice, and a joinable queue's counts stay exact (its task
+    /// is no longer the taker's, and `unfinished` counts it still, queued). A remote
+    /// client's other threads may take from the queue in between: each has its own entry
+    /// (mgr108). No match (another take of that thread's since, a nested call's; a thread
+    /// forgotten past [`Takes::MAX`]; or none): the item is dropped and nothing changes
+    /// here; the task stays the taker's until its client, told `false`, marks it done. A
+    /// queue shut down and empty has told its gets `ShutDown`: the item is dropped and, on
+    /// a joinable queue, counted done as `shutdown(immediate)` counts the items it drops,
+    /// so that a `join` does not wait for a task its live taker was told it did not take
+    /// (`true`: matched, the client must not mark it done too). The item goes to the front
+    /// whatever the queue's length: a bounded queue that a parked put filled after the take
+    /// then holds `maxsize + 1` items for a while (refusing would lose the item; puts still
+    /// wait until it is below `maxsize`), as after [`Store::requeue_given_back`].
     fn give_back(&mut self, owner: Owner, taken: u64, item: Stored, fx: &mut Effects) -> bool {
         if !self.clear_take(owner.conn, Some(owner.thread), taken) {
             fx.dropped.push(item);
@@ -316,7 +321,7 @@ impl QueueState {
                 self.unfinished = self.unfinished.saturating_sub(1);
             }
             fx.dropped.push(item);
-            return false;
+            return true;
         }
         self.items.push_front(item);
         true
@@ -3039,7 +3044,8 @@ mod tests {
         // Shut down and empty: the item is dropped, its task counted done.
         assert!(matches!(call(&mut store, C, 15, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
         assert_eq!(call(&mut store, A, 16, q, k, Op::QueueShutdown { immediate: false }), Some(Ok(Out::Unit)));
-        assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(false))));
+        // Matched (`true`: the client must not mark it done too, review164 M1).
+        assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(true))));
         assert_eq!(len(&mut store), 0);
         assert_eq!(call(&mut store, A, 18, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
     }
