@@ -993,6 +993,53 @@ fn a_manager_condition_wait_without_its_lock_is_refused() {
     assert!(!third_got_in && held_to_its_end);
 }
 
+/// Takes the lock, says so, holds it until told, and answers what its guard's release
+/// said then.
+fn hold_lock_until_told((lock, held, go): (LockProxy, EventProxy, EventProxy)) -> String {
+    let guard = lock.acquire().unwrap();
+    held.set().unwrap();
+    go.wait().unwrap();
+    format!("{:?}", guard.release())
+}
+
+/// A `ProxyLockGuard` releases only its own hold: dropped after the proxy's own
+/// `release()` (Python's: anyone may release a `Lock`), while another process holds the
+/// lock, it leaves that hold alone, so no third gets in, and that holder's guard releases
+/// its own. Its explicit `release` then says `NotAcquired`. A guard moved to another
+/// thread releases its hold there (a `Lock`'s hold is its process's). Before (syn104's
+/// note), the guard's drop sent a plain `Release`, which freed whoever held the lock.
+#[test]
+fn a_manager_lock_guard_whose_lock_was_released_leaves_the_next_holder_alone() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let (held, go) = (manager.event().unwrap(), manager.event().unwrap());
+    let stale = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let child = Process::new(hold_lock_until_told, (lock.clone(), held.clone(), go.clone())).start().unwrap();
+    held.wait_timeout(LIMIT).unwrap();
+    drop(stale);
+    let other = lock.clone();
+    let third_got_in =
+        std::thread::spawn(move || other.try_acquire().map(|g| g.leave_locked()).is_ok()).join().unwrap();
+    go.set().unwrap();
+    let childs_release = child.join().unwrap();
+    println!("a third thread got in: {third_got_in}; the child's own release then: {childs_release}");
+    assert!(!third_got_in, "the stale guard's drop released the child's hold");
+    assert_eq!(childs_release, "Ok(())");
+    assert!(!lock.locked().unwrap());
+
+    // A stale guard's explicit release holds nothing to release.
+    let stale = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let taken = lock.acquire().unwrap();
+    assert!(matches!(stale.release(), Err(ManagerError::NotAcquired)));
+    assert!(lock.locked().unwrap(), "the newer hold stays");
+    // A guard moved to another thread releases its own hold there.
+    std::thread::scope(|s| s.spawn(move || drop(taken)).join().unwrap());
+    assert!(!lock.locked().unwrap());
+}
+
 fn hand_over_permit((slots, handed): (SemaphoreProxy, EventProxy)) {
     // Acquired here, released by the parent: the permit is not this process's any more.
     slots.acquire().unwrap().forget();

@@ -954,6 +954,7 @@ fn a_session_of_every_kind(remote: &Manager) -> Vec<Box<dyn std::any::Any>> {
     let lock = remote.lock().unwrap();
     lock.acquire().unwrap().leave_locked();
     let _ = (lock.try_acquire(), lock.locked(), lock.release());
+    drop(lock.acquire().unwrap()); // a guard's release of its own hold
     let rl = remote.rlock().unwrap();
     drop(rl.acquire().unwrap());
     let sem = remote.bounded_semaphore(2).unwrap();

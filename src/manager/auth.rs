@@ -16,11 +16,11 @@ use super::error::ManagerError;
 /// magic with its wire's digest, a new wire being a new row (review117 L1). Version 2: stop 40 (a
 /// registered type's fingerprint, `Fault::TasksLost`, `Fault::TypeMismatch`). Version 3:
 /// stop 44 (`Op::GiveBack`, mgr106: an older server would read it as malformed and close
-/// the connection). Version 4: stop 45, the same shape as 3 (`WIRES`' digest) but another
-/// meaning: `Op::GiveBack` answers whether it matched, `true` also when a queue shut down
-/// and empty dropped the item and counted its task done, and the client marks the task
-/// done when it did not (fix126, review164 M1); a version-3 server answers `false` there,
-/// and a client of this wire would count the task done twice.
+/// the connection). Version 4: stop 45 (`Op::ReleaseHold` and `Out::Held`, mgr108: a lock
+/// guard releases its own hold only; and `Op::GiveBack`'s answer says whether it matched,
+/// `true` also when a queue shut down and empty dropped the item and counted its task
+/// done, the client marking the task done when it did not, fix126: a version-3 server
+/// answers `false` there, and a client of this wire would count the task done twice).
 const MAGIC: &Magic = b"MPMGR\x00\x04\x00";
 
 /// The server's side: challenges the client, then answers its challenge.
@@ -99,16 +99,18 @@ mod tests {
         (STOP_39, WIRE_39),
         (b"MPMGR\x00\x02\x00", WIRE_40),
         (b"MPMGR\x00\x03\x00", WIRE_44),
-        (b"MPMGR\x00\x04\x00", WIRE_44),
+        (b"MPMGR\x00\x04\x00", WIRE_45),
     ];
     /// Stop 39's wire (`protocol.rs` at 48b71ec), digested as today's test digests (fix92
     /// recomputed both rows when the digest kept names again, review123 M1: they were made
     /// in stop 40 under fix88's digest, and no stop 40 build had shipped).
     const WIRE_39: u64 = 0x45d4_8821_9e76_199a;
     const WIRE_40: u64 = 0x31a4_c224_247c_d894;
-    /// Stop 44's: `Op::GiveBack` (mgr106). Also stop 45's (version 4), whose change is of
-    /// meaning only: what `Op::GiveBack`'s `true` says (fix126).
+    /// Stop 44's: `Op::GiveBack` (mgr106).
     const WIRE_44: u64 = 0x717a_5f9d_2c34_1b2e;
+    /// Stop 45's: `Op::ReleaseHold`, `Out::Held` (mgr108); and what `Op::GiveBack`'s
+    /// `true` says, a change of meaning the digest does not see (fix126).
+    const WIRE_45: u64 = 0x07d8_de3c_df3c_83ac;
 
     /// The heads of the wire's definitions in `protocol.rs`: every type a message holds,
     /// and the aliases they use.

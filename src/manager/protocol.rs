@@ -385,6 +385,12 @@ pub(crate) enum Op {
         seq: u64,
         item: Item<ObjectId>,
     },
+
+    // Lock: a guard's release, of its own hold only (`Out::Held`'s number): answers whether
+    // it was still held so. `Release` (the proxy's) frees whoever holds it, as Python's.
+    ReleaseHold {
+        hold: u64,
+    },
 }
 
 /// A request.
@@ -452,6 +458,13 @@ pub(crate) enum Out<R> {
     /// A condition wait's answer (whether it was notified) when it took its lock back from
     /// a holder whose client died holding it.
     RetookFromDead(bool),
+    /// A plain `Lock` acquired: the number of this hold (what its guard releases by,
+    /// `Op::ReleaseHold`), and whether its last holder died holding it (as
+    /// `AcquiredFromDead`).
+    Held {
+        hold: u64,
+        from_dead: bool,
+    },
 }
 
 impl<R> Out<R> {
@@ -480,6 +493,7 @@ impl<R> Out<R> {
             Out::Sizes { len, max } => Out::Sizes { len, max },
             Out::AcquiredFromDead => Out::AcquiredFromDead,
             Out::RetookFromDead(notified) => Out::RetookFromDead(notified),
+            Out::Held { hold, from_dead } => Out::Held { hold, from_dead },
         })
     }
 

@@ -1015,7 +1015,10 @@ mod tests {
             panic!("no lock")
         };
         let lock = |op| Request::Call { id, kind: Kind::Lock, op };
-        assert_eq!(handled(&mut server, 2, 0, lock(Op::Acquire { wait: None })), Ok(Out::Bool(true)));
+        assert_eq!(
+            handled(&mut server, 2, 0, lock(Op::Acquire { wait: None })),
+            Ok(Out::Held { hold: 1, from_dead: false })
+        );
         let now = Instant::now();
         let ago = |age| now.checked_sub(age).expect("a clock that ran for 3 s");
         let acquire = Envelope { seq: 3, thread: 1, request: lock(Op::Acquire { wait: Some(1_000_000_000) }) };
@@ -1121,7 +1124,7 @@ mod tests {
         // Taken 2.5 s ago, half a second before the acquire's deadline: the acquirer still
         // waited (review101 M1: timed out against the clock at handling, it was not granted).
         let granted = held_back_acquire_then_release(Duration::from_millis(2500));
-        assert_eq!(granted, Ok(Out::Bool(true)));
+        assert_eq!(granted, Ok(Out::Held { hold: 2, from_dead: false }));
     }
 
     #[test]
@@ -1151,7 +1154,10 @@ mod tests {
             panic!("no lock")
         };
         let lock = |op| Request::Call { id, kind: Kind::Lock, op };
-        assert_eq!(handled_by(&mut server, holder, 2, 0, lock(Op::Acquire { wait: None })), Ok(Out::Bool(true)));
+        assert_eq!(
+            handled_by(&mut server, holder, 2, 0, lock(Op::Acquire { wait: None })),
+            Ok(Out::Held { hold: 1, from_dead: false })
+        );
         let now = Instant::now();
         let ago = |age| now.checked_sub(age).expect("a clock that ran for 3 s");
         let acquire = Envelope { seq: 1, thread: 0, request: lock(Op::Acquire { wait: Some(1_000_000_000) }) };
@@ -1181,7 +1187,7 @@ mod tests {
                 let granted = a_release_held_back_on_another_connection(waiter, holder, holder_first);
                 assert_eq!(
                     granted,
-                    Ok(Out::Bool(true)),
+                    Ok(Out::Held { hold: 2, from_dead: false }),
                     "waiter {waiter}, holder {holder}, holder first {holder_first}"
                 );
             }

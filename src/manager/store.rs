@@ -179,12 +179,27 @@ struct LockState {
     /// The sequence number (on its connection) of the request that took it: whether it was
     /// a call its client gave up on (`Store::drop_conn_from`).
     granted_seq: u64,
+    /// A plain `Lock`'s holds so far, the current one's number while held: what its guard
+    /// releases by (`Op::ReleaseHold`), so that a guard whose hold was released already (by
+    /// `Op::Release`, which anyone may send) leaves the next holder alone (mgr108). A
+    /// `Lock`'s hold is its process's, and its guard may be dropped on any thread, hence
+    /// a number rather than the owner (its connection is the acquiring thread's).
+    hold: u64,
 }
 
 impl LockState {
-    /// The answer of an acquire that took the lock: told once that its holder died.
-    fn granted(&mut self) -> Out<ObjectId> {
-        if std::mem::take(&mut self.owner_died) { Out::AcquiredFromDead } else { Out::Bool(true) }
+    /// The answer of an acquire that took the lock: told once that its holder died; a plain
+    /// `Lock`'s (`numbered`) with the new hold's number.
+    fn granted(&mut self, numbered: bool) -> Out<ObjectId> {
+        let from_dead = std::mem::take(&mut self.owner_died);
+        if numbered {
+            self.hold = self.hold.wrapping_add(1);
+            Out::Held { hold: self.hold, from_dead }
+        } else if from_dead {
+            Out::AcquiredFromDead
+        } else {
+            Out::Bool(true)
+        }
     }
 }
 
@@ -1602,7 +1617,7 @@ fn lock_acquire(
         l.owner = Some(call.owner);
         l.granted_seq = call.seq;
         l.count = 1;
-        return Some(Ok(l.granted()));
+        return Some(Ok(l.granted(!recursive)));
     }
     if wait == Some(0) {
         return Some(Ok(Out::Bool(false)));
@@ -2001,6 +2016,14 @@ fn apply(
         (Body::RLock(l), Op::Acquire { wait }) => return lock_acquire(l, &call, *wait, true, fx),
         (Body::Condition { lock, .. }, Op::Acquire { wait }) => return lock_acquire(lock, &call, *wait, true, fx),
         (Body::Lock(l), Op::Release) => lock_release(l, owner, false),
+        (Body::Lock(l), Op::ReleaseHold { hold }) => {
+            let mine = l.owner.is_some() && l.hold == *hold;
+            if mine {
+                l.owner = None;
+                l.count = 0;
+            }
+            Ok(Out::Bool(mine))
+        }
         (Body::RLock(l), Op::Release) => lock_release(l, owner, true),
         (Body::Condition { lock, .. }, Op::Release) => lock_release(lock, owner, true),
         (Body::Lock(l) | Body::RLock(l), Op::Locked) => Ok(Out::Bool(l.owner.is_some())),
@@ -2130,25 +2153,30 @@ fn apply(
     Some(result)
 }
 
+/// Hands a free lock to its first waiter, and so on while it stays free; a plain `Lock`'s
+/// (`numbered`) grants carry their hold's number.
+fn settle_lock(l: &mut LockState, numbered: bool, fx: &mut Effects) {
+    while l.owner.is_none() {
+        let Some((waiter, back)) = l.waiters.pop_front() else { break };
+        l.owner = Some(waiter.owner);
+        l.granted_seq = waiter.seq;
+        l.count = back.map_or(1, |(depth, _)| depth.max(1));
+        // A condition waiter taking its lock back answers its wait (whether it was
+        // notified), and is told of a dead holder as an acquire is.
+        let answer = match back {
+            Some((_, notified)) if std::mem::take(&mut l.owner_died) => Out::RetookFromDead(notified),
+            Some((_, notified)) => Out::Bool(notified),
+            None => l.granted(numbered),
+        };
+        fx.answer(waiter, Ok(answer));
+    }
+}
+
 /// Answers what the object's state now allows.
 fn settle(body: &mut Body, fx: &mut Effects) {
     match body {
-        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } => {
-            while l.owner.is_none() {
-                let Some((waiter, back)) = l.waiters.pop_front() else { break };
-                l.owner = Some(waiter.owner);
-                l.granted_seq = waiter.seq;
-                l.count = back.map_or(1, |(depth, _)| depth.max(1));
-                // A condition waiter taking its lock back answers its wait (whether it was
-                // notified), and is told of a dead holder as an acquire is.
-                let answer = match back {
-                    Some((_, notified)) if std::mem::take(&mut l.owner_died) => Out::RetookFromDead(notified),
-                    Some((_, notified)) => Out::Bool(notified),
-                    None => l.granted(),
-                };
-                fx.answer(waiter, Ok(answer));
-            }
-        }
+        Body::Lock(l) => settle_lock(l, true, fx),
+        Body::RLock(l) | Body::Condition { lock: l, .. } => settle_lock(l, false, fx),
         Body::Semaphore(sem) => {
             while sem.value > 0 {
                 let Some(waiter) = sem.waiters.pop_front() else { break };
@@ -2760,7 +2788,10 @@ mod tests {
         let mut store = Store::new();
         let lock = create(&mut store, Create::Lock);
         let acquire = |wait| Op::Acquire { wait };
-        assert_eq!(call(&mut store, A, 2, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        assert_eq!(
+            call(&mut store, A, 2, lock, Kind::Lock, acquire(None)),
+            Some(Ok(Out::Held { hold: 1, from_dead: false }))
+        );
         // B waits: parked, no answer yet.
         assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), None);
         // A's connection ends: B gets the lock, and is told that its holder died.
@@ -2768,11 +2799,14 @@ mod tests {
         let replies = store.take_replies();
         assert_eq!(replies.len(), 1);
         assert_eq!((replies[0].conn, replies[0].seq), (B, 2));
-        assert_eq!(replies[0].result, Ok(Out::AcquiredFromDead));
+        assert_eq!(replies[0].result, Ok(Out::Held { hold: 2, from_dead: true }));
         assert_eq!(call(&mut store, A, 3, lock, Kind::Lock, Op::Locked), Some(Ok(Out::Bool(true))));
         // Told once: the next holder took it from a live one.
         assert_eq!(call(&mut store, B, 3, lock, Kind::Lock, Op::Release), Some(Ok(Out::Unit)));
-        assert_eq!(call(&mut store, A, 4, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        assert_eq!(
+            call(&mut store, A, 4, lock, Kind::Lock, acquire(None)),
+            Some(Ok(Out::Held { hold: 3, from_dead: false }))
+        );
     }
 
     #[test]
@@ -2781,7 +2815,10 @@ mod tests {
         let lock = create(&mut store, Create::Lock);
         let acquire = |wait| Op::Acquire { wait };
         store.conn_opened(B, 42, 7);
-        assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        assert_eq!(
+            call(&mut store, B, 2, lock, Kind::Lock, acquire(None)),
+            Some(Ok(Out::Held { hold: 1, from_dead: false }))
+        );
         assert_eq!(call(&mut store, C, 2, lock, Kind::Lock, acquire(None)), None, "C waits");
         // B's thread ends (its connection says goodbye), its process lives: still held.
         store.drop_conn(B, true);
@@ -2794,11 +2831,56 @@ mod tests {
         assert_eq!(call(&mut store, C, 3, lock, Kind::Lock, Op::Release), Some(Ok(Out::Unit)));
         // Held past its connection again, then the process dies: released, the next told.
         store.conn_opened(B, 42, 7);
-        assert_eq!(call(&mut store, B, 3, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        assert_eq!(
+            call(&mut store, B, 3, lock, Kind::Lock, acquire(None)),
+            Some(Ok(Out::Held { hold: 3, from_dead: false }))
+        );
+        store.drop_conn(B, true);
+        // Another thread of the process (the guard moved there) releases the hold by its
+        // number, past the connection that took it.
+        assert_eq!(call(&mut store, D, 4, lock, Kind::Lock, Op::ReleaseHold { hold: 3 }), Some(Ok(Out::Bool(true))));
+        assert_eq!(
+            call(&mut store, B, 4, lock, Kind::Lock, acquire(None)),
+            Some(Ok(Out::Held { hold: 4, from_dead: false }))
+        );
         store.drop_conn(B, true);
         store.holder_died(42, 7);
         assert!(store.permit_holders().is_empty());
-        assert_eq!(call(&mut store, C, 4, lock, Kind::Lock, acquire(Some(0))), Some(Ok(Out::AcquiredFromDead)));
+        assert_eq!(
+            call(&mut store, C, 4, lock, Kind::Lock, acquire(Some(0))),
+            Some(Ok(Out::Held { hold: 5, from_dead: true }))
+        );
+    }
+
+    /// mgr108: a guard's release (`ReleaseHold`) frees only its own hold of a `Lock`: after
+    /// a plain `Release` (anyone's, as Python's) and another's acquire, it does nothing and
+    /// says so; the holder's own frees it and hands it to the next waiter. Not for other
+    /// kinds (an RLock's owner is checked by `Release`).
+    #[test]
+    fn a_lock_guard_releases_its_own_hold_only() {
+        let mut store = Store::new();
+        let lock = create(&mut store, Create::Lock);
+        let k = Kind::Lock;
+        let acquire = |wait| Op::Acquire { wait };
+        let release_hold = |hold| Op::ReleaseHold { hold };
+        assert_eq!(call(&mut store, A, 2, lock, k, acquire(None)), Some(Ok(Out::Held { hold: 1, from_dead: false })));
+        assert_eq!(call(&mut store, B, 2, lock, k, Op::Release), Some(Ok(Out::Unit)), "anyone's release");
+        assert_eq!(call(&mut store, C, 2, lock, k, acquire(None)), Some(Ok(Out::Held { hold: 2, from_dead: false })));
+        assert_eq!(call(&mut store, A, 3, lock, k, release_hold(1)), Some(Ok(Out::Bool(false))), "A's hold is gone");
+        assert_eq!(call(&mut store, A, 4, lock, k, Op::Locked), Some(Ok(Out::Bool(true))), "C's stays");
+        assert_eq!(call(&mut store, B, 3, lock, k, acquire(None)), None, "B waits");
+        assert_eq!(call(&mut store, C, 3, lock, k, release_hold(2)), Some(Ok(Out::Bool(true))));
+        // (B's grant went out with the release's answer): B holds it, as hold 3.
+        assert_eq!(call(&mut store, A, 6, lock, k, Op::Locked), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, C, 4, lock, k, release_hold(2)), Some(Ok(Out::Bool(false))), "once");
+        assert_eq!(call(&mut store, B, 4, lock, k, release_hold(3)), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, A, 5, lock, k, release_hold(3)), Some(Ok(Out::Bool(false))), "not held");
+        let rlock = create(&mut store, Create::RLock);
+        assert_eq!(call(&mut store, A, 7, rlock, Kind::RLock, acquire(None)), Some(Ok(Out::Bool(true))));
+        assert!(matches!(
+            call(&mut store, A, 8, rlock, Kind::RLock, release_hold(1)),
+            Some(Err(Fault::Unsupported { .. }))
+        ));
     }
 
     #[test]
@@ -3257,7 +3339,6 @@ mod tests {
             Op::ValueSet(it(rng)),
             Op::Put { item: it(rng), wait: wait(rng) },
             Op::Get { wait: wait(rng) },
-            Op::GiveBack { seq: rng.below(4), item: it(rng) },
             Op::QSize,
             Op::TaskDone,
             Op::Join { wait: wait(rng) },
@@ -3288,6 +3369,8 @@ mod tests {
                 in_place: rng.below(2) == 0,
             },
             Op::SetRelation { relation: SetRelation::Subset, items: vec![it(rng), it(rng)] },
+            Op::GiveBack { seq: rng.below(8), item: it(rng) },
+            Op::ReleaseHold { hold: rng.below(4) },
         ];
         let mut out: Vec<Envelope> = Vec::new();
         for c in creates {

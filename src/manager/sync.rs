@@ -27,14 +27,23 @@ fn flag(out: Out<Ref>) -> Result<bool, ManagerError> {
 
 /// An acquire that waits `wait`; `waited` is what its wait running out is called
 /// (`WouldBlock` for `try_acquire`, `Timeout` for `acquire_timeout`).
-/// `Ok(true)` when the last holder died holding it.
-fn acquire(core: &ProxyCore, wait: Wait, waited: ManagerError) -> Result<bool, ManagerError> {
+fn acquire(core: &ProxyCore, wait: Wait, waited: ManagerError) -> Result<Acquired, ManagerError> {
     match core.call(Op::Acquire { wait })? {
-        Out::AcquiredFromDead => Ok(true),
-        Out::Bool(true) => Ok(false),
+        Out::Held { hold, from_dead } => Ok(Acquired { died: from_dead, hold: Some(hold) }),
+        Out::AcquiredFromDead => Ok(Acquired { died: true, hold: None }),
+        Out::Bool(true) => Ok(Acquired { died: false, hold: None }),
         Out::Bool(false) => Err(waited),
         other => Err(unexpected(other)),
     }
+}
+
+/// What an acquire got.
+#[derive(Clone, Copy)]
+struct Acquired {
+    /// The last holder died holding it.
+    died: bool,
+    /// A plain `Lock`'s: the number of this hold, which its guard releases by.
+    hold: Option<u64>,
 }
 
 /// What an endless acquire that returned without the lock is: a server that broke the
@@ -46,6 +55,27 @@ fn endless() -> ManagerError {
 /// Releases a managed lock when dropped (from [`LockProxy::acquire`] and its `try_` and
 /// `_timeout` forms, as [`LockGuard`](crate::LockGuard); any thread may release it, as in
 /// Python).
+///
+/// A guard releases only its own hold. [`LockProxy::release`] releases whoever holds the
+/// lock (Python's semantics); after it, the guard holds nothing, and its drop leaves alone
+/// the hold of whoever took the lock since (its [`release`](ProxyLockGuard::release) says
+/// [`ManagerError::NotAcquired`]), as [`LockGuard`](crate::LockGuard) does:
+///
+/// ```
+/// use multiproc::ManagerError;
+///
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let lock = manager.lock()?;
+/// let stale = lock.acquire()?;
+/// lock.release()?; // anyone's release, as Python's
+/// let next = lock.acquire()?;
+/// assert!(matches!(stale.release(), Err(ManagerError::NotAcquired)));
+/// assert!(lock.locked()?, "the next holder's hold stays");
+/// drop(next);
+/// assert!(!lock.locked()?);
+/// # Ok::<(), ManagerError>(())
+/// ```
 ///
 /// A copy that fork made in a child (a guard kept in a static) releases nothing when
 /// dropped, and its [`release`](ProxyLockGuard::release) panics: the lock is the
@@ -68,6 +98,12 @@ pub struct ProxyLockGuard<'a> {
     core: &'a ProxyCore,
     released: bool,
     owner_died: bool,
+    /// A plain `Lock`'s hold, which the guard releases (`Op::ReleaseHold`), and no other:
+    /// after the proxy's own `release` (anyone may release a `Lock`, as in Python) another
+    /// may hold the lock, and the guard leaves that hold alone (mgr108). `None`: an
+    /// `RLock`'s or a semaphore's, released by `Op::Release` (the server checks an RLock's
+    /// owner).
+    hold: Option<u64>,
     /// A copy made by fork releases nothing: any connection may release a managed lock,
     /// so the child's `Release` would free the parent's.
     taken_in: TakenIn,
@@ -80,8 +116,21 @@ impl fmt::Debug for ProxyLockGuard<'_> {
 }
 
 impl<'a> ProxyLockGuard<'a> {
-    fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
-        Self { core, released: false, owner_died, taken_in: TakenIn::here() }
+    fn new(core: &'a ProxyCore, acquired: Acquired) -> Self {
+        Self { core, released: false, owner_died: acquired.died, hold: acquired.hold, taken_in: TakenIn::here() }
+    }
+
+    /// Releases the guard's hold: a plain `Lock`'s only if it is still the lock's (its
+    /// hold released by the proxy's `release` meanwhile: `NotAcquired`, nothing done).
+    fn release_hold(&self) -> Result<(), ManagerError> {
+        match self.hold {
+            Some(hold) => match self.core.call(Op::ReleaseHold { hold })? {
+                Out::Bool(true) => Ok(()),
+                Out::Bool(false) => Err(ManagerError::NotAcquired),
+                other => Err(unexpected(other)),
+            },
+            None => self.core.call(Op::Release).map(drop),
+        }
     }
 
     /// Whether the lock's last holder died holding it (its process was killed or crashed,
@@ -104,9 +153,16 @@ impl<'a> ProxyLockGuard<'a> {
 
     /// Releases now, reporting a failure that dropping the guard would ignore.
     ///
+    /// The guard releases its own hold only: if the lock was released meanwhile through
+    /// [`LockProxy::release`] (which releases whoever holds it, as Python's), the guard
+    /// holds nothing, and neither this nor its drop releases the hold of whoever took the
+    /// lock since.
+    ///
     /// # Errors
     ///
-    /// [`ManagerError::ServerGone`] when the server is gone.
+    /// [`ManagerError::ServerGone`] when the server is gone;
+    /// [`ManagerError::NotAcquired`] when the guard's hold was released already (nothing
+    /// is done).
     ///
     /// # Panics
     ///
@@ -126,7 +182,7 @@ impl<'a> ProxyLockGuard<'a> {
     pub fn release(mut self) -> Result<(), ManagerError> {
         self.taken_in.check();
         self.released = true;
-        self.core.call(Op::Release).map(drop)
+        self.release_hold()
     }
 
     /// Keeps the lock held past the guard (Python's `acquire()` without `release()`),
@@ -152,7 +208,7 @@ impl<'a> ProxyLockGuard<'a> {
 impl Drop for ProxyLockGuard<'_> {
     fn drop(&mut self) {
         if !self.released && self.taken_in.is_here() {
-            let _ = self.core.call(Op::Release);
+            let _ = self.release_hold();
         }
     }
 }
@@ -272,8 +328,8 @@ macro_rules! lock_methods {
         /// # Ok::<(), multiproc::ManagerError>(())
         /// ```
         pub fn acquire(&self) -> Result<$guard, ManagerError> {
-            let died = acquire(&self.core, None, endless())?;
-            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
+            let acquired = acquire(&self.core, None, endless())?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, acquired)))
         }
 
         /// Acquires if free now (`acquire(False)`).
@@ -300,8 +356,8 @@ macro_rules! lock_methods {
         /// # Ok::<(), ManagerError>(())
         /// ```
         pub fn try_acquire(&self) -> Result<$guard, ManagerError> {
-            let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
-            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
+            let acquired = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, acquired)))
         }
 
         /// Acquires, waiting at most `timeout`.
@@ -324,8 +380,8 @@ macro_rules! lock_methods {
         /// # Ok::<(), multiproc::ManagerError>(())
         /// ```
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<$guard, ManagerError> {
-            let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
-            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
+            let acquired = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, acquired)))
         }
 
         /// Whether somebody holds it.
@@ -378,7 +434,8 @@ proxy_handle!(LockProxy, Kind::Lock);
 impl LockProxy {
     lock_methods!(ProxyLockGuard<'_>, |guard| guard, "lock");
 
-    /// Releases it.
+    /// Releases it, whoever holds it (Python's `Lock.release`). A guard of the hold so
+    /// released holds nothing any more: its drop leaves the next holder alone.
     ///
     /// # Errors
     ///
@@ -483,7 +540,7 @@ impl fmt::Debug for ProxySemaphoreGuard<'_> {
 
 impl<'a> ProxySemaphoreGuard<'a> {
     fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
-        Self { guard: ProxyLockGuard::new(core, owner_died) }
+        Self { guard: ProxyLockGuard::new(core, Acquired { died: owner_died, hold: None }) }
     }
 
     /// Whether this permit was taken back from a holder that died holding it (its process
@@ -604,7 +661,7 @@ impl SemaphoreProxy {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        let died = acquire(&self.core, None, endless())?;
+        let died = acquire(&self.core, None, endless())?.died;
         Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
@@ -629,7 +686,7 @@ impl SemaphoreProxy {
     /// # Ok::<(), ManagerError>(())
     /// ```
     pub fn try_acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+        let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?.died;
         Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
@@ -655,7 +712,7 @@ impl SemaphoreProxy {
     /// # Ok::<(), ManagerError>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+        let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?.died;
         Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
