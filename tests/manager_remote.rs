@@ -1531,6 +1531,40 @@ fn a_remote_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_que
     assert_eq!(remote.lookup::<QueueProxy<ListProxy<u8>>>("lists").unwrap().try_get().unwrap().to_vec().unwrap(), [7]);
 }
 
+/// A remote get whose item it cannot decode, and whose give-back the server refuses (the
+/// item, put by a family producer, is larger than the remote `max_message_size`): the item
+/// is lost, as in Python, but its task is not left the caller's, whom the `Codec` error
+/// tells it took nothing (review164 M1: the client marks it done). Before, `join` waited
+/// as long as the connection lived.
+#[test]
+fn a_remote_give_back_the_server_refuses_leaves_no_task_to_the_caller() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("words", &words).unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let numbers: JoinableQueueProxy<u32> = remote.lookup("words").unwrap();
+    words.put("x".repeat(10_000)).unwrap();
+    let got = numbers.try_get();
+    let got = if matches!(got, Err(ManagerError::Codec(_))) { "Codec".to_string() } else { format!("{got:?}") };
+    let left = words.len().unwrap();
+    let joined = match words.join_timeout(Duration::from_millis(200)) {
+        Ok(()) => "Ok".to_string(),
+        Err(ManagerError::TasksLost { lost }) => format!("TasksLost {lost}"),
+        Err(ManagerError::Timeout) => "Timeout".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    let said = format!("get {got}, {left} left, join {joined}");
+    println!("{said}");
+    assert_eq!(said, "get Codec, 0 left, join Ok", "the item lost, its task not the caller's");
+    // The connection serves on, and the queue counts right.
+    words.put("y".into()).unwrap();
+    assert!(matches!(numbers.try_get(), Err(ManagerError::Codec(_))));
+    assert_eq!(remote.lookup::<JoinableQueueProxy<String>>("words").unwrap().try_get().unwrap(), "y");
+    words.task_done().unwrap();
+    words.join_timeout(LIMIT / 4).unwrap();
+}
+
 /// A remote client's pop whose item it cannot decode (a list's, a dict's, a set's) fails
 /// `Codec` and puts the item back where it was; a proxy inside lives on (its reference,
 /// handed to the connection, is counted for the item again before the client lets its own
@@ -1620,6 +1654,63 @@ fn a_remote_give_back_after_another_thread_of_its_connection_took_still_comes_ba
     assert_eq!(front.unwrap(), "first");
     words.task_done().unwrap();
     // The child's connection closed: nothing counted against it, no task lost or left.
+    words.join_timeout(LIMIT / 4).unwrap();
+    assert!(matches!(words.task_done(), Err(ManagerError::TaskDone(_))), "no task left over");
+}
+
+/// A remote client (a child): one thread's get of the queue published as "many" fails to
+/// decode and is held at `manager.queue.give_back` while 64 other threads of the same
+/// connection each take an item and mark it done, so that the server forgets the first
+/// thread's take (it keeps the last take of at most 64 threads of a connection); then the
+/// give-back, which the server cannot match. Returns what the held get said, and what a
+/// `join` of the connection's then says.
+fn a_thread_forgotten_then_gives_back(addr: String) -> (String, String) {
+    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
+    let numbers: JoinableQueueProxy<u32> = remote.lookup("many").unwrap();
+    let words: JoinableQueueProxy<String> = remote.lookup("many").unwrap();
+    multiproc::__private::crash_at("hold:manager.queue.give_back");
+    let wrong = std::thread::spawn(move || match numbers.try_get() {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        other => format!("{other:?}"),
+    });
+    assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the wrong get held");
+    for _ in 0..64 {
+        let words = words.clone();
+        std::thread::spawn(move || {
+            words.try_get().unwrap();
+            words.task_done().unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    multiproc::__private::crash_disarm();
+    let wrong = wrong.join().unwrap();
+    let joined = match words.join_timeout(Duration::from_millis(200)) {
+        Ok(()) => "Ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    (wrong, joined)
+}
+
+/// A give-back the server cannot match (its thread's take forgotten) loses the item, as in
+/// Python, but leaves no task to the caller, whom the `Codec` error tells it took nothing:
+/// the server answers that it did not match, and the client marks the task done
+/// (review164 M1). Before, the task stayed the connection's, and `join` waited as long as
+/// the connection lived.
+#[test]
+fn a_remote_give_back_the_server_cannot_match_leaves_no_task_to_the_caller() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("many", &words).unwrap();
+    for i in 0..65 {
+        words.put(format!("word {i}")).unwrap();
+    }
+    let addr = manager.address().unwrap().to_string();
+    let (wrong, joined) = Process::new(a_thread_forgotten_then_gives_back, addr).start().unwrap().join().unwrap();
+    let left = words.len().unwrap();
+    println!("the wrong get: {wrong}; then {left} left, the connection's join {joined}");
+    assert_eq!((wrong.as_str(), left, joined.as_str()), ("Codec", 0, "Ok"));
     words.join_timeout(LIMIT / 4).unwrap();
     assert!(matches!(words.task_done(), Err(ManagerError::TaskDone(_))), "no task left over");
 }

@@ -17,7 +17,10 @@ use super::error::ManagerError;
 /// registered type's fingerprint, `Fault::TasksLost`, `Fault::TypeMismatch`). Version 3:
 /// stop 44 (`Op::GiveBack`, mgr106: an older server would read it as malformed and close
 /// the connection). Version 4: stop 45 (`Op::ReleaseHold` and `Out::Held`, mgr108: a lock
-/// guard releases its own hold only).
+/// guard releases its own hold only; and `Op::GiveBack`'s answer says whether it matched,
+/// `true` also when a queue shut down and empty dropped the item and counted its task
+/// done, the client marking the task done when it did not, fix126: a version-3 server
+/// answers `false` there, and a client of this wire would count the task done twice).
 const MAGIC: &Magic = b"MPMGR\x00\x04\x00";
 
 /// The server's side: challenges the client, then answers its challenge.
@@ -105,7 +108,8 @@ mod tests {
     const WIRE_40: u64 = 0x31a4_c224_247c_d894;
     /// Stop 44's: `Op::GiveBack` (mgr106).
     const WIRE_44: u64 = 0x717a_5f9d_2c34_1b2e;
-    /// Stop 45's: `Op::ReleaseHold`, `Out::Held` (mgr108).
+    /// Stop 45's: `Op::ReleaseHold`, `Out::Held` (mgr108); and what `Op::GiveBack`'s
+    /// `true` says, a change of meaning the digest does not see (fix126).
     const WIRE_45: u64 = 0x07d8_de3c_df3c_83ac;
 
     /// The heads of the wire's definitions in `protocol.rs`: every type a message holds,

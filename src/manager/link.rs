@@ -413,6 +413,25 @@ impl ProxyCore {
         decode_taken_from(|| self.origin(), item)
     }
 
+    /// [`ProxyCore::call_fault`], whose failure says whether the request may have reached
+    /// the server: `false` when it surely did not (a family client's put on the requests
+    /// ring refused, a remote request larger than this client's limit: nothing in flight,
+    /// the connection serves on), `true` otherwise (sent, or a remote connection that
+    /// ended).
+    pub(crate) fn call_fault_sent(&self, op: super::protocol::Op) -> Result<Answer, (ManagerError, bool)> {
+        let request = Request::Call { id: self.id, kind: self.kind, op };
+        let answer = match &self.link {
+            Link::Local { manager, .. } => call_local_sent(manager, &request).map(|(answer, _)| answer),
+            #[cfg(feature = "remote")]
+            Link::Remote(held) => held.conn().call(&request).map_err(|e| {
+                let sent = !matches!(e, ManagerError::TooLarge { .. });
+                (e, sent)
+            }),
+        };
+        keep_request_buffers(request);
+        answer
+    }
+
     /// Puts back an item that a call of this proxy took out of its list, dict or set (a
     /// pop) and that did not decode (`why`; [`ProxyCore::decode_taken`] handed it back
     /// whole); returns `why`, whatever became of the item. `put` makes the request that
@@ -598,13 +617,22 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
 }
 
 /// [`call_local`], with the call's sequence number on its connection.
+#[inline]
 fn call_local_numbered(state: &Shared<ManagerState>, request: &Request) -> Result<(Answer, u64), ManagerError> {
+    call_local_sent(state, request).map_err(|(e, _)| e)
+}
+
+/// [`call_local_numbered`], whose failure says whether the request may have reached the
+/// server: `false` when it surely did not (no connection, or its put on the requests ring
+/// refused: nothing in flight), `true` when it was sent (the call is then abandoned, and
+/// the server still handles the request, before the connection's goodbye).
+fn call_local_sent(state: &Shared<ManagerState>, request: &Request) -> Result<(Answer, u64), (ManagerError, bool)> {
     CONNS.with(|conns| {
         let Ok(mut conns) = conns.try_borrow_mut() else {
             // A request made while answering another (a value's Serialize calling a proxy):
             // on a connection of its own.
-            let mut conn = connect_local(state)?;
-            return conn.call(request).map(|answer| (answer, conn.last_call));
+            let mut conn = connect_local(state).map_err(|e| (e, false))?;
+            return conn.call(request).map(|answer| (answer, conn.last_call)).map_err(|e| (e, conn.abandoned));
         };
         let me = sys::my_pid();
         // A fork child inherits its parent's connections: not its own, forget them.
@@ -618,11 +646,12 @@ fn call_local_numbered(state: &Shared<ManagerState>, request: &Request) -> Resul
         let at = match conns.iter().position(|c| c.state.same_object(state)) {
             Some(at) => at,
             None => {
-                conns.push(connect_local(state)?);
+                conns.push(connect_local(state).map_err(|e| (e, false))?);
                 conns.len() - 1
             }
         };
         let result = conns[at].call(request).map(|answer| (answer, conns[at].last_call));
+        let result = result.map_err(|e| (e, conns[at].abandoned));
         // A call that failed in flight (it timed out: see `ManagerBuilder::call_timeout`)
         // ends its connection: the server forgets it once it reads the `Bye`, and the answer
         // it may still send is never another call's: the server takes it back at the
@@ -630,7 +659,7 @@ fn call_local_numbered(state: &Shared<ManagerState>, request: &Request) -> Resul
         if conns[at].abandoned
             || matches!(
                 result,
-                Err(ManagerError::ServerGone { .. }) | Ok((Err(super::protocol::Fault::ShuttingDown), _))
+                Err((ManagerError::ServerGone { .. }, _)) | Ok((Err(super::protocol::Fault::ShuttingDown), _))
             )
         {
             conns.remove(at);

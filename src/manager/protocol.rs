@@ -376,8 +376,11 @@ pub(crate) enum Op {
     QueueIsShutdown,
 
     // Queue and JoinableQueue: the item of this connection's `Get` numbered `seq`, which
-    // its client could not decode, back to the queue's front (answers whether it went
-    // back). Matched against the queue's last take by the connection, never trusted.
+    // its client could not decode, back to the queue's front. Matched against the last
+    // take from the queue of the sending thread of the connection, never trusted. Answers
+    // whether it matched (since wire 4: the item back, or dropped by a queue shut down and
+    // empty with its task counted done); `false`: nothing done, the client marks the task
+    // done itself.
     GiveBack {
         seq: u64,
         item: Item<ObjectId>,

@@ -64,15 +64,26 @@ use crate::shm::crash::crash_point;
 /// nothing: the item goes back to the front of the queue, and a task of a joinable queue is
 /// not the caller's (do not mark it done). So a consumer of the wrong type that tries again
 /// takes the same front item again, and again fails; while it loops, the consumers that
-/// could read the item may not get to it: take the error as the signal to stop. The item
-/// is lost, as in Python, only if the client dies between the failed decoding and the
-/// give-back, or if a family client's get ran inside another call of its thread (a
-/// value's `Serialize` or `Deserialize` calling a proxy: the server takes back only the
-/// last take from a queue of each thread of a connection, and such a nested call has a
-/// connection of its own);
-/// other threads of the client taking from the same queue meanwhile do not matter. If the
-/// queue was shut down and emptied meanwhile, the item is dropped, and its task counted
-/// done.
+/// could read the item may not get to it: take the error as the signal to stop. Other
+/// threads of the client taking from the same queue meanwhile do not matter. If the queue
+/// was shut down and emptied meanwhile, the item is dropped, and its task counted done. A
+/// bounded queue that a waiting `put` filled meanwhile holds `maxsize + 1` items for a
+/// while (refusing the item would lose it).
+///
+/// The item is lost, as in Python, in these cases only: the client dies between the
+/// failed decoding and the give-back (a task is then told lost to `join`, as any dead
+/// consumer's); the server cannot match the give-back (a family client's get that ran
+/// inside another call of its thread, a value's `Serialize` or `Deserialize` calling a
+/// proxy, which has a connection of its own; a remote client's thread whose take the
+/// server forgot, as it keeps the last take from a queue of at most 64 threads of a
+/// connection); the server refuses it (an item larger than a remote server's
+/// [`max_message_size`](crate::ManagerBuilder::max_message_size), which a family
+/// producer's items are not bound by; a server shutting down); or it cannot be sent (the
+/// family's shared memory exhausted; a remote connection that ended). In each the caller
+/// still took nothing: on a joinable queue the proxy marks the task done for it. Only if
+/// that fails too (the server gone, the shared memory still exhausted, the connection
+/// ended) does the task stay the caller's until its process or connection ends, when it
+/// is told lost to `join`.
 ///
 /// # Examples
 ///
@@ -150,10 +161,20 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 
     /// The item of this thread's `get` numbered `taken`, which did not decode (`why`),
     /// given back to the queue's front (`Op::GiveBack`, on the connection that took it:
-    /// the server matches it against the connection's last take from the queue); returns
-    /// `why`, whatever became of the item. The references the client holds for the item's
-    /// proxies go only once the server counted the item's own, as a `put`'s (a proxy the
-    /// failed decoding made dropped its reference already: `item` holds clones).
+    /// the server matches it against the last take from the queue of this thread of the
+    /// connection); returns `why`, whatever became of the item. The references the client
+    /// holds for the item's proxies go only once the server counted the item's own, as a
+    /// `put`'s (a proxy the failed decoding made dropped its reference already: `item`
+    /// holds clones).
+    ///
+    /// The caller is told it took nothing, so on a joinable queue the task must not stay
+    /// its own (review164 M1): when the server did not match the give-back (`false`: a
+    /// nested call's take, or its thread's forgotten), refused it whole (too large for a
+    /// remote server's `max_message_size`, a reference gone, the server shutting down), or
+    /// it surely never reached the server (the family's shared memory exhausted), the item
+    /// is lost, as in Python, and this marks its task done. A give-back that reached the
+    /// server is never marked done here, whatever became of its call (abandoned after a
+    /// `call_timeout`): the server matches it before the connection's goodbye.
     #[cold]
     fn give_back(&self, taken: u64, item: Item<Ref>, why: ManagerError) -> ManagerError {
         // A client killed here lost the item (its answer read, its decoding failed): the
@@ -161,13 +182,20 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         crash_point!("manager.queue.give_back");
         let Item { bytes, refs } = item;
         let ids = refs.iter().map(Ref::id).collect();
-        // Not given back (the server gone, the queue shut down and empty, another take of
-        // this connection's since): the error is the same, the decoding's.
-        let _ = self.core.call(Op::GiveBack { seq: taken, item: Item { bytes, refs: ids } });
+        let answer = self.core.call_fault_sent(Op::GiveBack { seq: taken, item: Item { bytes, refs: ids } });
         // Killed here, it gave the item back once: the server cleared the take it matched,
         // and the connection's close finds nothing unread.
         crash_point!("manager.queue.given_back");
         drop(refs);
+        // `true`: the item at the front, or dropped by a queue shut down and empty with its
+        // task counted done; either way the take is no longer this caller's.
+        let still_taken = !matches!(answer, Ok(Ok(Out::Bool(true))) | Err((_, true)));
+        if still_taken && self.core.kind == Kind::JoinableQueue {
+            // Failing too (the server gone, the heap still full), the task stays the
+            // caller's: told lost to `join` when its connection or process ends.
+            let _ = self.core.call(Op::TaskDone);
+        }
+        // The error is the same whatever became of the item: the decoding's.
         why
     }
 
@@ -252,8 +280,9 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`] once the queue is empty,
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
-    /// the item is not a `T` (it goes back to the front of the queue: see the type's
-    /// documentation).
+    /// the item is not a `T` (it goes back to the front of the queue, or in a few cases is
+    /// lost; either way the caller took nothing, and a task of a joinable queue is not its
+    /// own: see the type's documentation).
     ///
     /// # Examples
     ///

@@ -306,18 +306,23 @@ impl QueueState {
     }
 
     /// The item of `owner`'s take numbered `taken`, which its client could not decode
-    /// (`Op::GiveBack`), back at the queue's front; whether it went back. A client's word is
-    /// not trusted (review139 condition 1): only the last take from this queue of the
-    /// connection's thread that sends it matches, once (it is cleared), so a client never
-    /// gives back what it did not take, nor twice, and a joinable queue's counts stay exact
-    /// (its task is no longer the taker's, and `unfinished` counts it still, queued). A
-    /// remote client's other threads may take from the queue in between: each has its own
-    /// entry (mgr108). No match (another take of that thread's since, a nested call's; a
-    /// thread forgotten past [`Takes::MAX`]; or none): the item is dropped, and the task
-    /// stays the taker's, as before mgr106. A queue shut down and
-    /// empty has told its gets `ShutDown`: the item is dropped and, on a joinable queue,
-    /// counted done as `shutdown(immediate)` counts the items it drops, so that a `join`
-    /// does not wait for a task its live taker was told it did not take.
+    /// (`Op::GiveBack`), back at the queue's front; whether the take matched (the client
+    /// marks the task done when not: review164 M1). A client's word is not trusted
+    /// (review139 condition 1): only the last take from this queue of the connection's
+    /// thread that sends it matches, once (it is cleared), so a client never gives back
+    /// what it did not take, nor twice, and a joinable queue's counts stay exact (its task
+    /// is no longer the taker's, and `unfinished` counts it still, queued). A remote
+    /// client's other threads may take from the queue in between: each has its own entry
+    /// (mgr108). No match (another take of that thread's since, a nested call's; a thread
+    /// forgotten past [`Takes::MAX`]; or none): the item is dropped and nothing changes
+    /// here; the task stays the taker's until its client, told `false`, marks it done. A
+    /// queue shut down and empty has told its gets `ShutDown`: the item is dropped and, on
+    /// a joinable queue, counted done as `shutdown(immediate)` counts the items it drops,
+    /// so that a `join` does not wait for a task its live taker was told it did not take
+    /// (`true`: matched, the client must not mark it done too). The item goes to the front
+    /// whatever the queue's length: a bounded queue that a parked put filled after the take
+    /// then holds `maxsize + 1` items for a while (refusing would lose the item; puts still
+    /// wait until it is below `maxsize`), as after [`Store::requeue_given_back`].
     fn give_back(&mut self, owner: Owner, taken: u64, item: Stored, fx: &mut Effects) -> bool {
         if !self.clear_take(owner.conn, Some(owner.thread), taken) {
             fx.dropped.push(item);
@@ -331,7 +336,7 @@ impl QueueState {
                 self.unfinished = self.unfinished.saturating_sub(1);
             }
             fx.dropped.push(item);
-            return false;
+            return true;
         }
         self.items.push_front(item);
         true
@@ -2408,7 +2413,8 @@ fn visit_waiters(body: &Body, f: &mut impl FnMut(&Waiter)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::protocol::{Envelope, decode_request, encode_plain};
+    use crate::manager::protocol::{DEFAULT_MAX_REQUEST_MEMORY, Envelope, decode_request, encode_plain};
+    use crate::manager::quick;
 
     const A: ConnId = 1;
     const B: ConnId = 2;
@@ -3120,7 +3126,8 @@ mod tests {
         // Shut down and empty: the item is dropped, its task counted done.
         assert!(matches!(call(&mut store, C, 15, q, k, Op::Get { wait: Some(0) }), Some(Ok(Out::Item(_)))));
         assert_eq!(call(&mut store, A, 16, q, k, Op::QueueShutdown { immediate: false }), Some(Ok(Out::Unit)));
-        assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(false))));
+        // Matched (`true`: the client must not mark it done too, review164 M1).
+        assert_eq!(give_back(&mut store, C, 17, q, 15, &[]), Some(Ok(Out::Bool(true))));
         assert_eq!(len(&mut store), 0);
         assert_eq!(call(&mut store, A, 18, q, k, Op::Join { wait: Some(0) }), Some(Ok(Out::Bool(true))));
     }
@@ -3268,8 +3275,9 @@ mod tests {
         }
     }
 
-    /// One valid request of every shape, with ids and items drawn from `rng`.
-    fn sample_requests(rng: &mut Rng) -> Vec<Envelope> {
+    /// One valid request of every shape, with ids and items drawn from `rng`; and a few
+    /// calls more on the store's `live` dicts and queues (each with its kind).
+    fn sample_requests(rng: &mut Rng, live: &[(ObjectId, Kind)]) -> Vec<Envelope> {
         let id = |rng: &mut Rng| rng.below(12);
         let it = |rng: &mut Rng| {
             let refs = (0..rng.below(3)).map(|_| rng.below(12)).collect();
@@ -3376,6 +3384,21 @@ mod tests {
                 request: Request::Call { id: id(rng), kind, op },
             });
         }
+        // More of the quick path's shapes (`quick::read_call`: a dict's get and set of
+        // items without references) and of a queue's gets and give-backs than one call of
+        // each, on objects that are there, so that a give-back may match a get.
+        let plain = |rng: &mut Rng| Item { bytes: (0..rng.below(6)).map(|_| rng.next() as u8).collect(), refs: vec![] };
+        for _ in 0..8 {
+            let Some(&(id, kind)) = live.get(rng.below(live.len() as u64) as usize) else { break };
+            let op = match (kind, rng.below(3)) {
+                (Kind::Dict, 0) => Op::DictGet(plain(rng)),
+                (Kind::Dict, _) => Op::DictSet(plain(rng), plain(rng)),
+                (_, 0) => Op::Put { item: it(rng), wait: Some(0) },
+                (_, 1) => Op::Get { wait: Some(0) },
+                _ => Op::GiveBack { seq: rng.below(4), item: it(rng) },
+            };
+            out.push(Envelope { seq: rng.below(4), thread: 0, request: Request::Call { id, kind, op } });
+        }
         out.push(Envelope { seq: 0, thread: 0, request: Request::Release { id: id(rng), count: rng.below(3) } });
         out.push(Envelope { seq: 1, thread: 0, request: Request::Ping });
         out.push(Envelope { seq: 1, thread: 0, request: Request::CountObjects });
@@ -3409,7 +3432,7 @@ mod tests {
     }
 
     /// What the fuzz runs count, for the record.
-    const FUZZ_INPUTS: u64 = 300_000;
+    const FUZZ_INPUTS: u64 = 250_000;
 
     #[test]
     fn the_request_decoder_and_the_store_survive_any_input() {
@@ -3417,10 +3440,40 @@ mod tests {
         let mut store = Store::new();
         let now = Instant::now();
         let (mut decoded, mut refused) = (0u64, 0u64);
+        let (mut read_quick, mut done_quick, mut given_back) = (0u64, 0u64, 0u64);
         let mut corpus: Vec<Vec<u8>> = Vec::new();
         for n in 0..FUZZ_INPUTS {
             if corpus.is_empty() || n % 1000 == 0 {
-                corpus = sample_requests(&mut rng)
+                // Objects the store keeps (an answer's reference goes back at once, so
+                // what the inputs create dies at once): a dict, a queue and a joinable
+                // queue, made again when a random `Release` freed one.
+                let live = |store: &Store| -> Vec<(ObjectId, Kind)> {
+                    store
+                        .objects
+                        .iter()
+                        .filter_map(|(&id, o)| match &o.body {
+                            Body::Dict(_) if id != REGISTRY => Some((id, Kind::Dict)),
+                            Body::Queue(q) => Some((id, if q.joinable { Kind::JoinableQueue } else { Kind::Queue })),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                let kept = live(&store);
+                for (kind, create) in [
+                    (Kind::Dict, Create::Dict(vec![])),
+                    (Kind::Queue, Create::Queue { maxsize: 2, joinable: false }),
+                    (Kind::JoinableQueue, Create::Queue { maxsize: 3, joinable: true }),
+                ] {
+                    if !kept.iter().any(|&(_, k)| k == kind) {
+                        assert!(matches!(
+                            run(&mut store, 9, 1, Request::Create(create)),
+                            Some(Ok(Out::Created { .. }))
+                        ));
+                    }
+                }
+                let mut live = live(&store);
+                live.push((REGISTRY, Kind::Dict));
+                corpus = sample_requests(&mut rng, &live)
                     .iter()
                     .map(|e| {
                         let mut b = Vec::new();
@@ -3435,13 +3488,32 @@ mod tests {
                 mutate(&mut rng, &mut bytes);
             }
             let conn = 1 + rng.below(4) as ConnId;
-            match decode_request(&bytes) {
-                Ok(envelope) => {
-                    decoded += 1;
-                    store.handle(conn, envelope, Some(now + Duration::from_micros(n)));
+            let mut give_back = None;
+            // As the server's `parse` and `quick`: the quick reader first, and the store's
+            // quick path when no answer waits (the long way when it declines).
+            if let Some(call) = quick::read_call(&bytes, DEFAULT_MAX_REQUEST_MEMORY)
+                && !store.has_replies()
+            {
+                read_quick += 1;
+                let mut answer = Vec::new();
+                if store.quick(&call, |a| quick::write_answer(call.seq, a, &mut answer)) {
+                    done_quick += 1;
+                    assert_eq!(quick::read_answer(&answer).map(|(seq, _)| seq), (call.seq != 0).then_some(call.seq));
+                } else {
+                    store.handle(conn, call.envelope(), Some(now + Duration::from_micros(n)));
                 }
-                Err(Fault::Malformed(_)) => refused += 1,
-                Err(other) => panic!("the decoder answered {other:?}"),
+            } else {
+                match decode_request(&bytes) {
+                    Ok(envelope) => {
+                        decoded += 1;
+                        if let Request::Call { op: Op::GiveBack { .. }, .. } = envelope.request {
+                            give_back = Some(envelope.seq);
+                        }
+                        store.handle(conn, envelope, Some(now + Duration::from_micros(n)));
+                    }
+                    Err(Fault::Malformed(_)) => refused += 1,
+                    Err(other) => panic!("the decoder answered {other:?}"),
+                }
             }
             if n % 97 == 0 {
                 store.expire(now + Duration::from_micros(n));
@@ -3450,15 +3522,23 @@ mod tests {
                 store.drop_conn(conn, false);
             }
             for out in store.take_replies() {
+                if give_back.take_if(|&mut seq| (out.conn, out.seq) == (conn, seq)).is_some()
+                    && out.result == Ok(Out::Bool(true))
+                {
+                    given_back += 1;
+                }
                 if let Ok(out) = out.result {
                     store.release_out(out);
                 }
             }
         }
         assert!(decoded > FUZZ_INPUTS / 10 && refused > FUZZ_INPUTS / 10, "decoded {decoded}, refused {refused}");
+        assert!(done_quick > FUZZ_INPUTS / 100 && given_back > 0, "{done_quick} done quick, {given_back} given back");
         // Still serving.
         assert_eq!(run(&mut store, 9, 77, Request::Ping), Some(Ok(Out::Unit)));
-        eprintln!("fuzz: {FUZZ_INPUTS} inputs, {decoded} decoded and handled, {refused} refused");
+        eprintln!(
+            "fuzz: {FUZZ_INPUTS} inputs, {decoded} decoded and handled, {refused} refused, {read_quick} read quick, {done_quick} done quick, {given_back} items given back"
+        );
     }
 
     proptest::proptest! {
