@@ -215,6 +215,8 @@ pub(crate) fn prepare_for_forks() {
     DECODED.with(|_| ());
     OUTER_TAKES.with(|_| ());
     PLANS.with(|_| ());
+    // The probe's records and the check's answers (review162 L4).
+    check::prepare_for_forks();
 }
 
 /// In a fork child, before it runs: forgets what its thread's copy of the parent's
@@ -379,8 +381,10 @@ struct State {
     /// ([`on_taken`], [`received_handle`]), so that a message without handles has nothing
     /// to settle.
     taken_any: Cell<bool>,
-    /// The plan of the type sent last, the common case of a channel used in a loop.
-    last_plan: Cell<Option<(TypeId, Plan)>>,
+    /// The plan of the type sent last, the common case of a channel used in a loop, and
+    /// the number of its probe's shapes (`check::keep_shapes`), which the checking
+    /// serializer judges its messages by.
+    last_plan: Cell<Option<(TypeId, Plan, u32)>>,
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
@@ -1243,8 +1247,8 @@ const MESSAGEPACK: u8 = 1;
 thread_local! {
     /// Per type sent from this thread, by its `TypeId` (`typeid::of`, lifetimes erased: a
     /// `type_name` is no key, two types may share one, review149 M3): whether it needs the
-    /// self-describing encoding (see `probe`).
-    static PLANS: RefCell<Vec<(TypeId, Plan)>> = const { RefCell::new(Vec::new()) };
+    /// self-describing encoding (see `probe`), and the number of its probe's shapes.
+    static PLANS: RefCell<Vec<(TypeId, Plan, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What the probe found of a type (see `probe`): whether its messages go self-described.
@@ -1255,13 +1259,13 @@ pub(crate) use probe::Answer as Plan;
 #[inline(always)]
 fn plan_in<T: DeserializeOwned>(state: &State) -> Plan {
     let id = typeid::of::<T>();
-    if let Some((last, plan)) = state.last_plan.get()
+    if let Some((last, plan, _)) = state.last_plan.get()
         && last == id
     {
         return plan;
     }
-    let plan = plan_of::<T>(id);
-    state.last_plan.set(Some((id, plan)));
+    let (plan, shapes) = plan_of::<T>(id);
+    state.last_plan.set(Some((id, plan, shapes)));
     plan
 }
 
@@ -1284,18 +1288,18 @@ pub(crate) fn assume_plan<T>(plan: Plan) {
         return;
     }
     let id = typeid::of::<T>();
-    if PLANS.with(|p| p.borrow().iter().all(|(k, _)| *k != id)) {
-        PLANS.with(|p| p.borrow_mut().push((id, plan)));
+    if PLANS.with(|p| p.borrow().iter().all(|(k, _, _)| *k != id)) {
+        PLANS.with(|p| p.borrow_mut().push((id, plan, check::NO_SHAPES)));
     }
-    STATE.with(|s| s.last_plan.set(Some((id, plan))));
+    STATE.with(|s| s.last_plan.set(Some((id, plan, check::NO_SHAPES))));
 }
 
 #[cold]
 #[inline(never)]
-fn plan_of<T: DeserializeOwned>(id: TypeId) -> Plan {
-    let known = PLANS.with(|p| p.borrow().iter().find(|(k, _)| *k == id).map(|p| p.1));
-    if let Some(plan) = known {
-        return plan;
+fn plan_of<T: DeserializeOwned>(id: TypeId) -> (Plan, u32) {
+    let known = PLANS.with(|p| p.borrow().iter().find(|(k, _, _)| *k == id).map(|p| (p.1, p.2)));
+    if let Some(known) = known {
+        return known;
     }
     probe_plan::<T>(id)
 }
@@ -1303,11 +1307,12 @@ fn plan_of<T: DeserializeOwned>(id: TypeId) -> Plan {
 /// Runs the probe (out of line: once per type and thread, never on a message's path).
 #[cold]
 #[inline(never)]
-fn probe_plan<T: DeserializeOwned>(id: TypeId) -> Plan {
-    let plan = outside_decodings(probe::needs_self_description::<T>);
+fn probe_plan<T: DeserializeOwned>(id: TypeId) -> (Plan, u32) {
+    let (plan, shapes) = outside_decodings(probe::needs_self_description::<T>);
     take_detail();
-    PLANS.with(|p| p.borrow_mut().push((id, plan)));
-    plan
+    let shapes = check::keep_shapes(shapes);
+    PLANS.with(|p| p.borrow_mut().push((id, plan, shapes)));
+    (plan, shapes)
 }
 
 /// Runs `probe` (the probe's runs, or a manager's kept value's decoding, [`decode_kept`])

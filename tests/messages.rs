@@ -2156,3 +2156,204 @@ fn a_socket_send_whose_trial_decoding_panics_refuses() {
     let refused = sent.expect("send panicked").expect_err("sent");
     assert!(refused.contains("panicked") && refused.contains("not positive"), "{refused}");
 }
+
+/// `value` through a `SimpleQueue`: what its `get` read.
+fn simple_queued<T: Message>(what: &str, value: T) -> Result<T, String> {
+    let queue = multiproc::SimpleQueue::<T>::new().unwrap();
+    queue.put(value).map_err(|e| e.to_string())?;
+    let got = queue.get().map_err(|e| e.to_string());
+    eprintln!("simple {what}: {got:?}");
+    got
+}
+
+/// A variant alias before a variant skipped when deserializing: serde_derive's list of
+/// names is `[A, a2, C, D]` (the alias in, `B` out), where `C` sits at 2 as `Serialize`
+/// writes it, but the derived `Deserialize` numbers `A 0, C 1, D 2`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(dead_code)]
+enum AliasThenSkip {
+    #[serde(alias = "a2")]
+    A,
+    #[serde(skip_deserializing)]
+    B,
+    C,
+    D(u32),
+}
+
+/// The same with a fallthrough (`other`), which takes every index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(dead_code)]
+enum AliasSkipOther {
+    #[serde(alias = "a2")]
+    A,
+    #[serde(skip_deserializing)]
+    B,
+    C,
+    #[serde(other)]
+    U,
+}
+
+/// review162 H1: the variant check took the list's positions for the receiver's numbers,
+/// and an alias and a skipped variant cancelled out: `AliasThenSkip::C` was sent in
+/// postcard as 2, and every receiver (a socket's peer too) read `D`.
+#[test]
+fn a_variant_after_an_alias_and_a_skipped_one_is_read_as_itself() {
+    let _w = heap_user(LIMIT);
+    for value in [AliasThenSkip::A, AliasThenSkip::C, AliasThenSkip::D(4)] {
+        let (_, piped, queued) = piped_and_queued("AliasThenSkip", value.clone());
+        assert_eq!((piped, queued), (Ok(value.clone()), Ok(value.clone())));
+        assert_eq!(simple_queued("AliasThenSkip", value.clone()), Ok(value.clone()));
+        #[cfg(feature = "remote")]
+        {
+            let sent = socketed("AliasThenSkip", value.clone());
+            assert!(sent.is_err() || sent == Ok(Ok(value.clone())), "{sent:?}");
+        }
+    }
+    let (_, piped, queued) = piped_and_queued("AliasSkipOther::C", AliasSkipOther::C);
+    assert_eq!((piped, queued), (Ok(AliasSkipOther::C), Ok(AliasSkipOther::C)));
+    assert_eq!(simple_queued("AliasSkipOther::C", AliasSkipOther::C), Ok(AliasSkipOther::C));
+    #[cfg(feature = "remote")]
+    {
+        let sent = socketed("AliasSkipOther::C", AliasSkipOther::C);
+        assert!(sent.is_err() || sent == Ok(Ok(AliasSkipOther::C)), "{sent:?}");
+    }
+}
+
+/// An enum renamed once: the old name kept as an alias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Cmd {
+    #[serde(alias = "go")]
+    Start,
+    Set(Option<Option<u32>>),
+}
+
+/// review162 H2: an alias sent every variant after it self-described (fix123), where
+/// `Some(None)` is read back as `None`, and a socket refused them; postcard numbers
+/// variants as the receiver does, so it carries them.
+#[test]
+fn a_variant_after_an_alias_keeps_postcard() {
+    let _w = heap_user(LIMIT);
+    for value in [Cmd::Start, Cmd::Set(Some(None))] {
+        assert_eq!(piped_and_queued("Cmd", value.clone()), (0, Ok(value.clone()), Ok(value.clone())));
+        #[cfg(feature = "remote")]
+        assert_eq!(socketed("Cmd", value.clone()), Ok(Ok(value)));
+    }
+}
+
+mod narrow {
+    use serde::{Deserialize, Serialize};
+
+    /// A `Settings` of one field.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Settings {
+        pub x: Option<Option<u32>>,
+    }
+
+    /// A `Mode` whose first variant carries a value.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum Mode {
+        Stop(Option<Option<u32>>),
+        Start,
+    }
+}
+
+mod wide {
+    use serde::{Deserialize, Serialize};
+
+    /// Another `Settings`, of two fields.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Settings {
+        pub x: u32,
+        pub y: u32,
+    }
+
+    /// Another `Mode`, its variants the other way round.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum Mode {
+        Start,
+        Stop,
+    }
+}
+
+/// review162 H3: the probe's records were the thread's, so once `wide::Settings` (two
+/// fields) was probed, `narrow::Settings` (one) was taken as misread, and `narrow::Mode`
+/// as renumbered: both self-described (`Some(None)` read back `None`), and a socket
+/// refused them and then `wide::Settings` too. Each is judged by its own type's probe.
+#[test]
+fn two_types_of_one_serde_name_on_one_thread_keep_postcard() {
+    let _w = heap_user(LIMIT);
+    let wide = wide::Settings { x: 1, y: 2 };
+    assert_eq!(piped_and_queued("wide::Settings", wide.clone()), (0, Ok(wide.clone()), Ok(wide.clone())));
+    assert_eq!(piped_and_queued("wide::Mode", wide::Mode::Stop), (0, Ok(wide::Mode::Stop), Ok(wide::Mode::Stop)));
+    let narrow = narrow::Settings { x: Some(None) };
+    assert_eq!(piped_and_queued("narrow::Settings", narrow.clone()), (0, Ok(narrow.clone()), Ok(narrow.clone())));
+    let mode = narrow::Mode::Stop(Some(None));
+    assert_eq!(piped_and_queued("narrow::Mode", mode.clone()), (0, Ok(mode.clone()), Ok(mode.clone())));
+    #[cfg(feature = "remote")]
+    {
+        assert_eq!(socketed("narrow::Settings", narrow.clone()), Ok(Ok(narrow)));
+        assert_eq!(socketed("narrow::Mode", mode.clone()), Ok(Ok(mode)));
+        assert_eq!(socketed("wide::Settings", wide.clone()), Ok(Ok(wide)));
+    }
+}
+
+/// A hand-written struct visitor (sequence and map) that reads its fields, then refuses
+/// an empty span.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Span {
+    lo: u32,
+    hi: u32,
+    note: Option<Option<u32>>,
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Span;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a span")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Span, A::Error> {
+                let lo: u32 = s.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let hi: u32 = s.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let note = s.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                if lo >= hi {
+                    return Err(de::Error::custom("an empty span"));
+                }
+                Ok(Span { lo, hi, note })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Span, A::Error> {
+                let (mut lo, mut hi, mut note) = (0, 0, None);
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "lo" => lo = m.next_value()?,
+                        "hi" => hi = m.next_value()?,
+                        "note" => note = m.next_value()?,
+                        _ => {
+                            m.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                if lo >= hi {
+                    return Err(de::Error::custom("an empty span"));
+                }
+                Ok(Span { lo, hi, note })
+            }
+        }
+        d.deserialize_struct("Span", &["lo", "hi", "note"], V)
+    }
+}
+
+/// review162 M1: the sequence trial took a visitor that read its elements and then refused
+/// the made-up zeros for one that reads only a map: self-described (`Some(None)` read back
+/// `None`), and a socket refused it ("asks for deserialize_any").
+#[test]
+fn a_struct_visitor_that_refuses_the_values_it_read_keeps_postcard() {
+    let _w = heap_user(LIMIT);
+    let span = Span { lo: 1, hi: 2, note: Some(None) };
+    assert_eq!(piped_and_queued("Span", span.clone()), (0, Ok(span.clone()), Ok(span.clone())));
+    #[cfg(feature = "remote")]
+    assert_eq!(socketed("Span", span.clone()), Ok(Ok(span)));
+}

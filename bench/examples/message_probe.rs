@@ -2,7 +2,7 @@
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
 //! queue_int (a `Queue<u64>` put and get), queue_bytes1k (`mp-bench`'s `queue.bytes1k`
 //! message, a 1 KiB `ByteBuf` in an enum, put and got), queue_unit_variant (a unit variant
-//! put and got), joinable_int (a `JoinableQueue<u64>` put, get and `task_done`), pingpong2
+//! put and got), queue_many_variants (32 unit variants round robin), joinable_int (a `JoinableQueue<u64>` put, get and `task_done`), pingpong2
 //! and pingpong1 (8-byte round trips between two processes pinned to two CPUs, or to one),
 //! bounded2 and stream2 (ints streamed through a `Queue<u64>` bounded to 64 items, or not,
 //! between two pinned processes), stream2cpu (stream2, printing each side's own CPU time
@@ -99,6 +99,26 @@ fn main() {
                     Op::Stop => {}
                     Op::Start => unreachable!(),
                 }
+            }
+        }
+        "queue_many_variants" => {
+            // 32 unit variants put and got round robin: the variant check past one slot per
+            // variant (review162 L2).
+            macro_rules! many {
+                ($($v:ident),*) => {
+                    #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+                    enum Many { $($v),* }
+                    const ALL: &[Many] = &[$(Many::$v),*];
+                };
+            }
+            many!(
+                V00, V01, V02, V03, V04, V05, V06, V07, V08, V09, V10, V11, V12, V13, V14, V15, V16, V17, V18, V19,
+                V20, V21, V22, V23, V24, V25, V26, V27, V28, V29, V30, V31
+            );
+            let q = multiproc::Queue::<Many>::new().unwrap();
+            for i in 0..n {
+                q.put(ALL[i % ALL.len()]).unwrap();
+                std::hint::black_box(q.get().unwrap());
             }
         }
         "joinable_int" => {

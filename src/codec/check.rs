@@ -22,12 +22,13 @@
 //! 256 levels of what is written (review156 L3, the safe side).
 //!
 //! In front of postcard it also compares the fields a struct's, tuple struct's or
-//! variant's `Serialize` writes with those the probe saw its `Deserialize` read
-//! ([`note_fields`]): another count would be misread in postcard, which writes no names
-//! (review149 M6), so the value goes self-described, where the fields go by name and the
-//! count is not compared. Likewise each variant's index with the variants the probe saw the
-//! enum's `Deserialize` read ([`note_variants`]): a variant after one skipped when
-//! deserializing has another number there (review157 H3).
+//! variant's `Serialize` writes with those the probe of the message's type saw its
+//! `Deserialize` read ([`Shapes`]): another count would be misread in postcard, which
+//! writes no names (review149 M6), so the value goes self-described, where the fields go
+//! by name and the count is not compared. Likewise each variant's index with the number
+//! the enum's `Deserialize` reads that variant's name as ([`Numbering`]): a variant after
+//! one skipped when deserializing has another number there (review157 H3). Each message
+//! type is judged by its own probe's shapes (review162 H3).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -68,42 +69,131 @@ thread_local! {
     static STASHED: RefCell<Option<Failure>> = const { RefCell::new(None) };
 }
 
+/// What one type's probe saw of the `Deserialize`s inside it (review162 H3: kept per
+/// thread, two well-formed types of one serde name made each other's messages
+/// self-described): the check judges a message only by its own type's shapes.
+#[derive(Default)]
+pub(super) struct Shapes {
+    /// Each struct, tuple struct and struct or tuple variant's name (the enum's, for a
+    /// variant), the variant ([`NOT_VARIANT`] for a struct) and how many fields it reads.
+    pub(super) fields: Vec<(&'static str, u32, usize)>,
+    /// Each enum's name, the names its `Deserialize` lists, and how it numbers them.
+    pub(super) enums: Vec<(&'static str, &'static [&'static str], Numbering)>,
+}
+
+/// How an enum's `Deserialize` numbers the names it lists (what postcard's index is read
+/// as), learnt by the probe.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(super) enum Numbering {
+    /// Each name is the variant of its position in the list: its identifier refused a
+    /// name, so the probe took its variants by index (a hand-written `Deserialize`).
+    Listed,
+    /// Per name, the number of the variant it is read as: the names read as one variant
+    /// (a variant and its aliases) are one number, in the list's order.
+    Grouped(Vec<u32>),
+    /// Not learnt (a name the probe never read, or names of one variant apart in the
+    /// list): every variant goes self-described.
+    Unknown,
+}
+
+impl Numbering {
+    /// The number a variant listed at `at` is read as, if known.
+    pub(super) fn of(&self, at: usize) -> Option<u32> {
+        match self {
+            Numbering::Listed => u32::try_from(at).ok(),
+            Numbering::Grouped(numbers) => numbers.get(at).copied(),
+            Numbering::Unknown => None,
+        }
+    }
+
+    /// Whether every listed name is read as its position (no alias, no name twice).
+    fn is_positional(&self, names: &[&str]) -> bool {
+        let distinct = names.iter().enumerate().all(|(i, n)| !names[..i].contains(n));
+        match self {
+            Numbering::Listed => distinct,
+            Numbering::Grouped(numbers) => {
+                distinct && numbers.iter().enumerate().all(|(i, &n)| u32::try_from(i) == Ok(n))
+            }
+            Numbering::Unknown => false,
+        }
+    }
+}
+
+/// The shapes' number of a type probed on another thread or not at all (a child's
+/// self-describing result plan, [`super::assume_plan`]): no shapes, never checked.
+pub(super) const NO_SHAPES: u32 = u32::MAX;
+
+/// A struct's count as judged: its name's address and length, the variant, the count.
+type Written = (usize, usize, u32, usize);
+/// A variant as judged: the addresses and lengths of the enum's and the variant's names,
+/// the index written.
+type Numbered = (usize, usize, usize, usize, u32);
+
 thread_local! {
-    /// What the probe saw of each struct, tuple struct and struct or tuple variant's
-    /// `Deserialize` on this thread: its name (the enum's, for a variant), the variant
-    /// ([`NOT_VARIANT`] for a struct) and how many fields it reads.
-    static SHAPES: RefCell<Vec<(&'static str, u32, usize)>> = const { RefCell::new(Vec::new()) };
-    /// [`misread`]'s answers, by the name's address (the `Serialize`'s string), the
-    /// variant and the count written: a struct serialized again costs a few compares, not
-    /// a comparison of names. Emptied when the probe notes a new shape.
-    static JUDGED: RefCell<Vec<(usize, u32, usize, bool)>> = const { RefCell::new(Vec::new()) };
-    /// What the probe saw of each enum's `Deserialize` on this thread: its name and the
-    /// names of the variants it reads, which it numbers in that order.
-    static ENUMS: RefCell<Vec<(&'static str, &'static [&'static str])>> = const { RefCell::new(Vec::new()) };
-    /// [`renumbered`]'s answers, by the addresses of the enum's and the variant's names
-    /// and the index written. Emptied when the probe notes a new enum.
-    static NUMBERED: RefCell<Vec<(usize, usize, u32, bool)>> = const { RefCell::new(Vec::new()) };
-    /// A few of [`NUMBERED`]'s answers that a variant is read as written, each in the slot
-    /// of its variant name's address and index: the message's path reads one slot, no
-    /// `RefCell` and no destructor's registration (a variant written again costs a few
-    /// compares). Emptied with `NUMBERED`.
+    /// What each type's probe saw on this thread, by the number [`keep_shapes`] gave it.
+    static SHAPES: RefCell<Vec<Shapes>> = const { RefCell::new(Vec::new()) };
+    /// [`misread`]'s answers that hold for every type probed on this thread (the count
+    /// matches every one noted under the name, or none is), by the name's address and
+    /// length, the variant and the count written: a struct serialized again costs a few
+    /// compares, not a comparison of names. Emptied when a type's shapes are kept.
+    static JUDGED: RefCell<Vec<Written>> = const { RefCell::new(Vec::new()) };
+    /// [`misread`]'s other answers, per type (its shapes' number first).
+    static JUDGED_OF: RefCell<Vec<(u32, Written, bool)>> = const { RefCell::new(Vec::new()) };
+    /// [`renumbered`]'s answers past [`AS_LISTED`], per type: its shapes' number, the
+    /// addresses and lengths of the enum's and the variant's names, the index written.
+    static NUMBERED: RefCell<Vec<(u32, Numbered, bool)>> = const { RefCell::new(Vec::new()) };
+    /// Per enum name (its address and length), in the slot of its address: the list of
+    /// names that every type probed on this thread that reads the name reads by position
+    /// (review162 L2: a slot per enum, not per variant, so that any number of variants
+    /// sent round robin hits it). The message's path reads one slot, no `RefCell` and no
+    /// destructor's registration. Emptied when a type's shapes are kept.
+    static AS_LISTED: [Cell<(usize, usize, &'static [&'static str])>; SLOTS] =
+        const { [const { Cell::new((0, 0, &[])) }; SLOTS] };
+    /// In front of [`AS_LISTED`], a few variants read as written, each in the slot of its
+    /// name's address and index (the addresses of the enum's and the variant's names, the
+    /// index): a variant written again costs three compares. Emptied with `AS_LISTED`.
     static AS_WRITTEN: [Cell<(usize, usize, u32)>; SLOTS] = const { [const { Cell::new((0, 0, 0)) }; SLOTS] };
 }
 
-/// How many slots [`AS_WRITTEN`] has.
+/// How many slots [`AS_LISTED`] has.
 const SLOTS: usize = 16;
 
-/// Notes that a `Deserialize` of the enum `name` reads `variants`, numbered in that order:
-/// the probe saw it.
-pub(super) fn note_variants(name: &'static str, variants: &'static [&'static str]) {
-    ENUMS.with(|e| {
-        let mut e = e.borrow_mut();
-        if !e.iter().any(|&(n, v)| n == name && v == variants) {
-            e.push((name, variants));
-            NUMBERED.with(|n| n.borrow_mut().clear());
-            AS_WRITTEN.with(|slots| slots.iter().for_each(|slot| slot.set((0, 0, 0))));
-        }
+/// Reaches this thread's locals of the check that have a destructor (see
+/// `codec::prepare_for_forks`: a fork child of this thread then registers none of them).
+pub(super) fn prepare_for_forks() {
+    STASHED.with(|_| ());
+    SHAPES.with(|_| ());
+    JUDGED.with(|_| ());
+    JUDGED_OF.with(|_| ());
+    NUMBERED.with(|_| ());
+}
+
+/// Keeps what a type's probe saw: the number its messages are judged by (see
+/// [`current_shapes`]).
+pub(super) fn keep_shapes(shapes: Shapes) -> u32 {
+    let number = SHAPES.with(|s| {
+        let mut s = s.borrow_mut();
+        s.push(shapes);
+        u32::try_from(s.len() - 1).unwrap_or(NO_SHAPES)
     });
+    // The answers kept for every type may not hold for this one.
+    JUDGED.with(|j| j.borrow_mut().clear());
+    AS_LISTED.with(|slots| slots.iter().for_each(|slot| slot.set((0, 0, &[]))));
+    AS_WRITTEN.with(|slots| slots.iter().for_each(|slot| slot.set((0, 0, 0))));
+    number
+}
+
+/// The shapes' number of the type whose message is being written: the type of the last
+/// plan asked for, which every writer of a checked message asks for first
+/// (`write_message`, `encode_untagged`).
+fn current_shapes() -> u32 {
+    super::STATE.with(|s| s.last_plan.get()).map_or(NO_SHAPES, |(_, _, shapes)| shapes)
+}
+
+/// Whether two names are the same (the same literal, or the same text).
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
 }
 
 /// Whether a `Serialize` that writes `variant` of the enum `name` as `index` may be read as
@@ -111,103 +201,143 @@ pub(super) fn note_variants(name: &'static str, variants: &'static [&'static str
 /// `Serialize` numbers every variant; a derived `Deserialize` numbers only those it reads,
 /// so a variant after one it skips (`#[serde(skip_deserializing)]`) has another number
 /// there: `Shift::C`, written as 2, was read as the next variant, or refused. So the
-/// variant must be among those some `Deserialize` of that name reads, at that index, and
-/// at no other (two enums of one name: the safe side). A name the probe never saw is
-/// taken as it is written. An alias of a variant is among the names read (serde_derive
-/// lists them), so the variants after it go self-described too, where they go by name.
+/// variant must be read as `index` by every `Deserialize` of that name in the message's
+/// type (two enums of one name: the safe side), as the probe learnt each one's numbering
+/// (review162 H1, H2: aliases are in the list of names, so its positions are no numbers).
+/// A name the probe never saw is taken as it is written.
 #[inline]
 fn renumbered(name: &'static str, index: u32, variant: &'static str) -> bool {
-    let key = (name.as_ptr() as usize, variant.as_ptr() as usize, index);
-    let slot = (key.1 ^ index as usize) % SLOTS;
-    if AS_WRITTEN.with(|slots| slots[slot].get() == key) {
+    let written = (name.as_ptr() as usize, variant.as_ptr() as usize, index);
+    let slot = (written.1 ^ index as usize) % SLOTS;
+    if AS_WRITTEN.with(|slots| slots[slot].get() == written) {
         return false;
     }
-    renumbered_known(key, slot, name, index, variant)
+    renumbered_listed(written, slot, name, index, variant)
 }
 
-/// [`renumbered`] past its slot: the answer known, or judged.
+/// [`renumbered`] past its variant's slot: its enum's slot, then the answer known, or
+/// judged. Out of the message's path (`cold`): it keeps the inlined check small.
 #[cold]
 #[inline(never)]
-fn renumbered_known(
-    key: (usize, usize, u32),
+fn renumbered_listed(
+    written: (usize, usize, u32),
     slot: usize,
     name: &'static str,
     index: u32,
     variant: &'static str,
 ) -> bool {
-    let (enum_at, variant_at, _) = key;
-    let known = NUMBERED
-        .with(|n| n.borrow().iter().find(|&&(e, v, i, _)| e == enum_at && v == variant_at && i == index).map(|n| n.3));
-    let renumbered = known.unwrap_or_else(|| judge_variant(name, index, variant));
-    if !renumbered {
-        AS_WRITTEN.with(|slots| slots[slot].set(key));
+    let listed_at = name.as_ptr() as usize % SLOTS;
+    let (at, len, listed) = AS_LISTED.with(|slots| slots[listed_at].get());
+    if at == name.as_ptr() as usize
+        && len == name.len()
+        && let Some(&named) = listed.get(index as usize)
+        && same(named, variant)
+    {
+        AS_WRITTEN.with(|slots| slots[slot].set(written));
+        return false;
     }
-    renumbered
+    renumbered_known(written, slot, listed_at, name, index, variant)
 }
 
-/// [`renumbered`]'s answer the first time (per address of the names, and index).
+/// [`renumbered`] past its slots: the answer known, or judged.
 #[cold]
 #[inline(never)]
-fn judge_variant(name: &'static str, index: u32, variant: &'static str) -> bool {
-    let (mut known, mut here, mut elsewhere) = (false, false, false);
-    ENUMS.with(|e| {
-        for &(_, variants) in e.borrow().iter().filter(|&&(n, _)| n == name) {
-            known = true;
-            for (i, &v) in variants.iter().enumerate() {
-                if v == variant {
-                    if u32::try_from(i) == Ok(index) {
-                        here = true;
-                    } else {
-                        elsewhere = true;
-                    }
+fn renumbered_known(
+    written: (usize, usize, u32),
+    slot: usize,
+    listed_at: usize,
+    name: &'static str,
+    index: u32,
+    variant: &'static str,
+) -> bool {
+    let shapes = current_shapes();
+    let key = (name.as_ptr() as usize, name.len(), variant.as_ptr() as usize, variant.len(), index);
+    let known = NUMBERED.with(|n| n.borrow().iter().find(|&&(s, k, _)| s == shapes && k == key).map(|n| n.2));
+    if let Some(renumbered) = known {
+        return renumbered;
+    }
+    let renumbered = SHAPES.with(|all| {
+        let all = all.borrow();
+        let renumbered = all.get(shapes as usize).is_some_and(|own| judge_variant(own, name, index, variant));
+        // Every type that reads the name reads this one list by position: the slots may
+        // answer for any of them (a type that never read the name takes it as written).
+        let mut lists = all.iter().flat_map(|s| s.enums.iter()).filter(|e| e.0 == name);
+        match lists.clone().next() {
+            _ if renumbered => {}
+            None => AS_WRITTEN.with(|slots| slots[slot].set(written)),
+            Some(&(_, first, _)) => {
+                if lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names)) {
+                    AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
+                    AS_WRITTEN.with(|slots| slots[slot].set(written));
                 }
             }
         }
+        renumbered
     });
-    let renumbered = known && (!here || elsewhere);
-    NUMBERED.with(|n| n.borrow_mut().push((name.as_ptr() as usize, variant.as_ptr() as usize, index, renumbered)));
+    NUMBERED.with(|n| n.borrow_mut().push((shapes, key, renumbered)));
     renumbered
 }
 
-/// The variant noted for a struct or tuple struct (see [`note_fields`]).
+/// [`renumbered`]'s answer by one type's shapes: renumbered unless some `Deserialize` of
+/// the enum `name` reads `variant` as `index`, and none reads it as another.
+fn judge_variant(own: &Shapes, name: &str, index: u32, variant: &str) -> bool {
+    let (mut known, mut here, mut elsewhere) = (false, false, false);
+    for (_, names, numbering) in own.enums.iter().filter(|e| e.0 == name) {
+        known = true;
+        if *numbering == Numbering::Unknown {
+            elsewhere = true;
+        }
+        for (at, _) in names.iter().enumerate().filter(|&(_, n)| *n == variant) {
+            if numbering.of(at) == Some(index) {
+                here = true;
+            } else {
+                elsewhere = true;
+            }
+        }
+    }
+    known && (!here || elsewhere)
+}
+
+/// The variant noted for a struct or tuple struct (see [`Shapes::fields`]).
 pub(super) const NOT_VARIANT: u32 = u32::MAX;
 
-/// Notes that a `Deserialize` reads `len` fields for the struct or tuple struct `name` (or
-/// the enum `name`'s `variant`): the probe saw it.
-pub(super) fn note_fields(name: &'static str, variant: u32, len: usize) {
-    SHAPES.with(|s| {
-        let mut s = s.borrow_mut();
-        if !s.iter().any(|&(n, v, l)| n == name && v == variant && l == len) {
-            s.push((name, variant, len));
-            JUDGED.with(|j| j.borrow_mut().clear());
-        }
-    });
-}
-
 /// Whether a `Serialize` that writes `len` fields for `name` (at `variant`) writes fewer
-/// or more than some `Deserialize` of that name the probe saw reads: a field skipped
-/// always (`skip_serializing` without `skip_deserializing`, which calls no `skip_field`)
-/// or written and never read (review149 M6), which postcard, writing no names, would
-/// misread. A serde name is no type's own (two `Config`s of two modules share it), so a
-/// count that differs from any one noted under the name is taken as misread (review157 H2:
-/// a count equal to another type's was taken as fine, and the message lost): a name shared
-/// by types of different counts goes self-described, which costs bytes only. A name the
-/// probe never saw is taken as it is written (a struct renamed on one side only is not
-/// caught).
+/// or more than some `Deserialize` of that name in the message's type reads: a field
+/// skipped always (`skip_serializing` without `skip_deserializing`, which calls no
+/// `skip_field`) or written and never read (review149 M6), which postcard, writing no
+/// names, would misread. Two `Deserialize`s of one name in one type (two `Config`s of two
+/// modules) may read different counts: a count that differs from either is taken as
+/// misread (review157 H2: a count equal to the other's was taken as fine, and the message
+/// lost). Types are judged apart (review162 H3). A name the probe never saw is taken as it
+/// is written (a struct renamed on one side only is not caught).
 #[inline]
 fn misread(name: &'static str, variant: u32, len: usize) -> bool {
-    let address = name.as_ptr() as usize;
-    let known =
-        JUDGED.with(|j| j.borrow().iter().find(|&&(a, v, l, _)| a == address && v == variant && l == len).map(|j| j.3));
-    known.unwrap_or_else(|| judge(name, variant, len))
+    let key = (name.as_ptr() as usize, name.len(), variant, len);
+    if JUDGED.with(|j| j.borrow().contains(&key)) {
+        return false;
+    }
+    misread_known(key, name, variant, len)
 }
 
-/// [`misread`]'s answer the first time (per address of the name, variant and count).
+/// [`misread`] past the answers for every type: this type's answer, known or judged.
 #[cold]
 #[inline(never)]
-fn judge(name: &'static str, variant: u32, len: usize) -> bool {
-    let misread = SHAPES.with(|s| s.borrow().iter().any(|&(n, v, l)| v == variant && n == name && l != len));
-    JUDGED.with(|j| j.borrow_mut().push((name.as_ptr() as usize, variant, len, misread)));
+fn misread_known(key: Written, name: &'static str, variant: u32, len: usize) -> bool {
+    let shapes = current_shapes();
+    let known = JUDGED_OF.with(|j| j.borrow().iter().find(|&&(s, k, _)| s == shapes && k == key).map(|j| j.2));
+    if let Some(misread) = known {
+        return misread;
+    }
+    let differs = |s: &Shapes| s.fields.iter().any(|&(n, v, l)| v == variant && n == name && l != len);
+    let (misread, for_all) = SHAPES.with(|all| {
+        let all = all.borrow();
+        (all.get(shapes as usize).is_some_and(differs), !all.iter().any(differs))
+    });
+    if for_all {
+        JUDGED.with(|j| j.borrow_mut().push(key));
+    } else {
+        JUDGED_OF.with(|j| j.borrow_mut().push((shapes, key, misread)));
+    }
     misread
 }
 

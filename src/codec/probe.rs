@@ -60,9 +60,13 @@
 //! the depth. `Postcard` when none of these: nothing to count.
 //!
 //! The probe also notes how many fields each struct, tuple struct and variant's
-//! `Deserialize` reads (`check::note_fields`), for the checking serializer: a `Serialize`
-//! that writes another count (`skip_serializing` alone calls no `skip_field`) would be
-//! misread in postcard (review149 M6).
+//! `Deserialize` reads, and what each enum's identifier reads each of its names as
+//! (`check::Shapes`, kept per type), for the checking serializer: a `Serialize` that
+//! writes another count (`skip_serializing` alone calls no `skip_field`) or another
+//! variant number would be misread in postcard (review149 M6, review157 H3). A run takes
+//! an enum's variant by its name, not its position among the names, which hold aliases
+//! (review162 H1, H2); names read as one value (by `mem::discriminant`) are one variant,
+//! numbered in the list's order, as serde_derive lists them.
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
@@ -73,7 +77,7 @@ use serde::de::value::{StrDeserializer, U32Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::check::NOT_VARIANT;
+use super::check::{NOT_VARIANT, Numbering, Shapes};
 
 /// How deep the made-up value goes: deep enough for the data of a message, finite for
 /// recursive types (a type cut off there that no run entered above it makes the answer
@@ -114,20 +118,36 @@ impl Answer {
 }
 
 /// Whether decoding a `T` asks for `deserialize_any` (or `deserialize_ignored_any`) along
-/// some path the probe reaches, or the probe could not tell.
-pub(super) fn needs_self_description<T: DeserializeOwned>() -> Answer {
-    probe::<T>().0
+/// some path the probe reaches, or the probe could not tell; and what the checking
+/// serializer compares a `T` message's `Serialize` with.
+pub(super) fn needs_self_description<T: DeserializeOwned>() -> (Answer, Shapes) {
+    let (answer, _, shapes) = probe::<T>();
+    (answer, shapes)
 }
 
-/// The answer for a `T`, and how many runs it took.
-fn probe<T: DeserializeOwned>() -> (Answer, usize) {
+/// The answer for a `T`, how many runs it took, and the shapes it saw.
+fn probe<T: DeserializeOwned>() -> (Answer, usize, Shapes) {
     let ctx = Ctx::default();
-    let answer = answer::<T>(&ctx);
-    // What the checking serializer compares a `Serialize`'s count of fields with.
-    for c in ctx.counts.borrow().iter() {
-        super::check::note_fields(c.name, c.variant, c.fields);
-    }
-    answer
+    let (answer, runs) = answer::<T>(&ctx);
+    // What the checking serializer compares a `Serialize`'s count of fields and variant
+    // numbers with.
+    let enums: Vec<_> = ctx.enums.borrow().iter().map(|e| (e.name, e.names, e.numbering())).collect();
+    // A variant's count is noted under the number its enum reads it as, which a
+    // `Serialize` writes (a run took it by its position among the names, aliases included).
+    let number = |name: &str, at: u32| {
+        let mut numbers = enums.iter().filter(|e| e.0 == name).map(|e| e.2.of(at as usize));
+        match numbers.next() {
+            Some(Some(first)) if numbers.all(|n| n == Some(first)) => first,
+            _ => at,
+        }
+    };
+    let fields = ctx
+        .counts
+        .borrow()
+        .iter()
+        .map(|c| (c.name, if c.variant == NOT_VARIANT { c.variant } else { number(c.name, c.variant) }, c.fields))
+        .collect();
+    (answer, runs, Shapes { fields, enums })
 }
 
 /// [`probe`]'s answer, and how many runs it took.
@@ -277,6 +297,45 @@ struct Ctx {
     trials: RefCell<HashSet<(TypeId, u32)>>,
     /// How many fields each struct and struct variant's visitor reads, as best known.
     counts: RefCell<Vec<Count>>,
+    /// Each enum's names and what its identifier read each as.
+    enums: RefCell<Vec<Named>>,
+}
+
+/// An enum's `Deserialize` as the probe saw it: its names (with aliases: serde_derive
+/// lists them), and what its identifier read each name as (review162 H1, H2).
+struct Named {
+    visitor: TypeId,
+    name: &'static str,
+    names: &'static [&'static str],
+    /// Per name, a hash of the variant of the identifier's value (`mem::discriminant`):
+    /// names read as one value (a variant and its aliases) hash alike.
+    read_as: Vec<Option<u64>>,
+    /// Whether its identifier refused a name: its variants are taken by index.
+    by_index: bool,
+}
+
+impl Named {
+    /// How the enum numbers its names: in order of the values its names were read as,
+    /// since a derived identifier lists each variant's names together, in the order it
+    /// numbers the variants.
+    fn numbering(&self) -> Numbering {
+        if self.by_index {
+            return Numbering::Listed;
+        }
+        let mut numbers = Vec::with_capacity(self.read_as.len());
+        let mut seen: Vec<u64> = Vec::new();
+        for read_as in &self.read_as {
+            let Some(read_as) = *read_as else { return Numbering::Unknown };
+            match seen.iter().position(|&s| s == read_as) {
+                Some(at) if at + 1 == seen.len() => {}
+                // A name read as a variant listed before another: no order to go by.
+                Some(_) => return Numbering::Unknown,
+                None => seen.push(read_as),
+            }
+            numbers.push(u32::try_from(seen.len() - 1).unwrap_or(u32::MAX));
+        }
+        Numbering::Grouped(numbers)
+    }
 }
 
 /// How many fields a struct's (or a struct variant's) `Deserialize` reads, as best known.
@@ -316,6 +375,15 @@ impl Ctx {
             }
             Some(_) => {}
             None => counts.push(Count { visitor, name, variant, fields, known }),
+        }
+    }
+
+    /// Notes the enum read by a `V`, named `name`, listing `names`.
+    fn note_enum<V>(&self, name: &'static str, names: &'static [&'static str]) {
+        let visitor = typeid::of::<V>();
+        let mut enums = self.enums.borrow_mut();
+        if !enums.iter().any(|e| e.visitor == visitor) {
+            enums.push(Named { visitor, name, names, read_as: vec![None; names.len()], by_index: false });
         }
     }
 
@@ -524,7 +592,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        super::check::note_fields(name, NOT_VARIANT, len);
+        self.ctx.count::<V>(name, NOT_VARIANT, len, Known::InSequence);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
@@ -569,7 +637,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     ) -> Result<V::Value, Stop> {
         let id = typeid::of::<V>();
         // What the checking serializer compares a `Serialize`'s variant and index with.
-        super::check::note_variants(name, variants);
+        self.ctx.note_enum::<V>(name, variants);
         if self.stops_at::<V>(u32::try_from(variants.len()).unwrap_or(NOT_ENUM - 1)) {
             return Err(Stop);
         }
@@ -585,7 +653,8 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         } else {
             self.ctx.choose(id, variants.len())
         };
-        let value = self.enter::<V, _>(variant, |p| visitor.visit_enum(Variant { probe: p, name, variant }));
+        let value = self
+            .enter::<V, _>(variant, |p| visitor.visit_enum(Variant { probe: p, id, name, names: variants, variant }));
         if value.is_ok() && ending().is_none() {
             self.ctx.ending.borrow_mut().push((id, variant));
             self.ctx.learned.set(true);
@@ -660,11 +729,14 @@ impl<'de> de::MapAccess<'de> for Elements<'_> {
     }
 }
 
-/// The variant a run takes of a made-up enum (of name `name`).
+/// The variant a run takes of a made-up enum (of name `name`, read by the visitor `id`,
+/// listing `names`): the `variant`th name.
 #[derive(Clone, Copy)]
 struct Variant<'a> {
     probe: Probe<'a>,
+    id: TypeId,
     name: &'static str,
+    names: &'static [&'static str],
     variant: u32,
 }
 
@@ -672,9 +744,41 @@ impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
     type Error = Stop;
     type Variant = Self;
 
+    /// By its name, to learn what the identifier reads each name as (review162 H1, H2:
+    /// serde_derive lists the aliases among the names, so a name's position is not the
+    /// variant's number). An identifier that refuses a name (a hand-written one that
+    /// reads indexes only) makes the run go again, with the enum's variants taken by
+    /// index from then on.
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Stop> {
-        let index: U32Deserializer<Stop> = self.variant.into_deserializer();
-        Ok((seed.deserialize(index)?, self))
+        let ctx = self.probe.ctx;
+        let by_index = ctx.enums.borrow().iter().any(|e| e.visitor == self.id && e.by_index);
+        let name = self.names.get(self.variant as usize);
+        let Some(&name) = name.filter(|_| !by_index) else {
+            let index: U32Deserializer<Stop> = self.variant.into_deserializer();
+            return Ok((seed.deserialize(index)?, self));
+        };
+        let key: StrDeserializer<'_, Stop> = name.into_deserializer();
+        let read = seed.deserialize(key);
+        let mut enums = ctx.enums.borrow_mut();
+        let Some(named) = enums.iter_mut().find(|e| e.visitor == self.id) else { return Ok((read?, self)) };
+        match read {
+            Ok(value) => {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::hash::DefaultHasher::new();
+                std::mem::discriminant(&value).hash(&mut hasher);
+                if let Some(slot) = named.read_as.get_mut(self.variant as usize) {
+                    *slot = Some(hasher.finish());
+                }
+                Ok((value, self))
+            }
+            Err(e) => {
+                if !ctx.any.get() && !ctx.skipped_now.get() {
+                    named.by_index = true;
+                    ctx.skipped_now.set(true);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -690,7 +794,7 @@ impl<'de> de::VariantAccess<'de> for Variant<'_> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        super::check::note_fields(self.name, self.variant, len);
+        self.probe.ctx.count::<V>(self.name, self.variant, len, Known::InSequence);
         Elements::visit(self.probe, len, |e| visitor.visit_seq(e))
     }
 
@@ -723,7 +827,8 @@ struct Trial<'a> {
     probe: Probe<'a>,
     left: usize,
     taken: usize,
-    element_failed: bool,
+    /// Whether the visitor asked for an element at all.
+    asked: bool,
 }
 
 impl<'a> Trial<'a> {
@@ -735,15 +840,19 @@ impl<'a> Trial<'a> {
         len: usize,
         visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
     ) -> Result<R, Stop> {
-        let mut trial = Trial { probe, left: len, taken: 0, element_failed: false };
+        let mut trial = Trial { probe, left: len, taken: 0, asked: false };
         let value = visit(&mut trial);
         let ctx = probe.ctx;
         if value.is_ok() {
             ctx.count::<V>(name, variant, trial.taken, Known::InSequence);
-        } else if !trial.element_failed {
-            // Also when `deserialize_any` was met (a no-op then).
+        } else if !trial.asked {
+            // It refused the sequence itself (reads only a map). Also when
+            // `deserialize_any` was met (a no-op then).
             ctx.any.set(true);
-        } else if !ctx.any.get() {
+        } else if !ctx.any.get() && !ctx.skipped_now.get() {
+            // An element failed (a handle refused), or the visitor read its elements and
+            // refused their made-up values (`lo < hi`, review162 M1: taken for a map-only
+            // visitor, its messages were self-described): read by name from the next run.
             ctx.skipped_now.set(true);
         }
         value
@@ -754,20 +863,14 @@ impl<'de> de::SeqAccess<'de> for Trial<'_> {
     type Error = Stop;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Stop> {
+        self.asked = true;
         if self.left == 0 {
             return Ok(None);
         }
         self.left -= 1;
-        match seed.deserialize(self.probe) {
-            Ok(value) => {
-                self.taken += 1;
-                Ok(Some(value))
-            }
-            Err(e) => {
-                self.element_failed = true;
-                Err(e)
-            }
-        }
+        let value = seed.deserialize(self.probe)?;
+        self.taken += 1;
+        Ok(Some(value))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -865,6 +968,12 @@ mod tests {
     use serde::Deserialize;
 
     use super::{Answer, probe};
+
+    /// The probe's answer for a `T`, and how many runs it took.
+    fn answer_of<T: serde::de::DeserializeOwned>() -> (Answer, usize) {
+        let (answer, runs, _) = probe::<T>();
+        (answer, runs)
+    }
 
     #[derive(Deserialize)]
     #[allow(dead_code)]
@@ -968,28 +1077,65 @@ mod tests {
     #[test]
     fn the_probe_tells_postcard_from_a_give_up_from_any_in_few_runs() {
         for (what, (answer, runs), expected) in [
-            ("Tree", probe::<Tree>(), Answer::Nests),
-            ("Option<Tree>", probe::<Option<Tree>>(), Answer::Nests),
-            ("Settings", probe::<Settings>(), Answer::Postcard),
-            ("Expr", probe::<Expr>(), Answer::Nests),
+            ("Tree", answer_of::<Tree>(), Answer::Nests),
+            ("Option<Tree>", answer_of::<Option<Tree>>(), Answer::Nests),
+            ("Settings", answer_of::<Settings>(), Answer::Postcard),
+            ("Expr", answer_of::<Expr>(), Answer::Nests),
             // merge118: met again only as a repeat made empty, it still nests (fix114's
             // count), else a value past the receivers' limit would be sent and lost.
-            ("Nested", probe::<Nested>(), Answer::Nests),
-            ("(u8, String)", probe::<(u8, String)>(), Answer::Postcard),
-            ("Deep", probe::<Deep>(), Answer::GaveUp),
-            ("Vec<Value>", probe::<Vec<serde_json::Value>>(), Answer::Any),
+            ("Nested", answer_of::<Nested>(), Answer::Nests),
+            ("(u8, String)", answer_of::<(u8, String)>(), Answer::Postcard),
+            ("Deep", answer_of::<Deep>(), Answer::GaveUp),
+            ("Vec<Value>", answer_of::<Vec<serde_json::Value>>(), Answer::Any),
             // review157 H1, H4, H5: an alias keeps postcard (a refused key is no hidden
             // field); an identifier, and an adjacently tagged enum's sequence whatever its
             // words, are `Any`.
-            ("Aliased", probe::<Aliased>(), Answer::Postcard),
+            ("Aliased", answer_of::<Aliased>(), Answer::Postcard),
             // Missing the field it skipped: its depth unseen (fix114).
-            ("AliasedByName", probe::<AliasedByName>(), Answer::Nests),
-            ("Ident", probe::<Ident>(), Answer::Any),
-            ("Beside", probe::<Beside>(), Answer::Any),
+            ("AliasedByName", answer_of::<AliasedByName>(), Answer::Nests),
+            ("Ident", answer_of::<Ident>(), Answer::Any),
+            ("Beside", answer_of::<Beside>(), Answer::Any),
         ] {
             eprintln!("{what}: {answer:?} in {runs} runs");
             assert_eq!(answer, expected, "{what} after {runs} runs");
             assert!(runs <= 16, "{what}: {runs} runs");
         }
+    }
+
+    /// A variant alias before a variant skipped when deserializing.
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    enum AliasThenSkip {
+        #[serde(alias = "a2")]
+        A,
+        #[serde(skip_deserializing)]
+        B,
+        C,
+        D(u32),
+    }
+
+    /// The same with a fallthrough.
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    enum AliasThenOther {
+        #[serde(alias = "a2")]
+        A,
+        C,
+        #[serde(other)]
+        U,
+    }
+
+    /// review162 H1, H2: the numbering is learnt by name, the aliases one number with their
+    /// variant; the list's positions are no numbers.
+    #[test]
+    fn an_enums_numbering_is_learnt_with_its_aliases() {
+        use super::super::check::Numbering;
+        let enums = |shapes: super::Shapes| shapes.enums.into_iter().map(|e| (e.1, e.2)).collect::<Vec<_>>();
+        let (answer, _, shapes) = probe::<AliasThenSkip>();
+        assert_eq!(answer, Answer::Postcard);
+        assert_eq!(enums(shapes), [(&["A", "a2", "C", "D"][..], Numbering::Grouped(vec![0, 0, 1, 2]))]);
+        let (answer, _, shapes) = probe::<AliasThenOther>();
+        assert_eq!(answer, Answer::Postcard);
+        assert_eq!(enums(shapes), [(&["A", "a2", "C", "U"][..], Numbering::Grouped(vec![0, 0, 1, 2]))]);
     }
 }
