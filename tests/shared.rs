@@ -959,8 +959,16 @@ fn a_shareable_list_whose_write_fails_leaves_no_segment_behind() {
     assert!(!left, "the failed list's segment was left in /dev/shm");
 }
 
-fn create_segment_stopped_before_its_pages_failing(name: String) -> String {
-    multiproc::__private::crash_at("stop:shared_memory.create.opened,fail:shm.segment.allocate");
+/// Makes the segment `name`, stopped once it is made and registered, its allocation then
+/// failing; `id_late`: the create's own `fstat` fails (once), so the file id is learnt
+/// later, by the tracker's registration.
+fn create_segment_stopped_before_its_pages_failing((name, id_late): (String, bool)) -> String {
+    let points = "stop:shared_memory.create.opened,fail:shm.segment.allocate";
+    multiproc::__private::crash_at(&if id_late {
+        format!("fail1:shm.segment.file,{points}")
+    } else {
+        points.to_owned()
+    });
     let made = multiproc::SharedMemory::builder().name(name).size(4096).create();
     multiproc::__private::crash_disarm();
     match made {
@@ -971,23 +979,30 @@ fn create_segment_stopped_before_its_pages_failing(name: String) -> String {
 
 /// A named create whose allocation fails removes its own file only, not one made again
 /// under its name meanwhile (review126, noticed beside M1: the new segment's clean-up
-/// unlinked by name).
+/// unlinked by name). Also when the create's own `fstat` failed and the file id was learnt
+/// later, at the registration (review165 L2: not kept, the clean-up went by name).
 #[test]
 fn a_failed_create_does_not_unlink_a_segment_made_again_under_its_name() {
     let _w = watchdog(LIMIT);
-    let name = format!("mp-create-again-{}", std::process::id());
-    let child = Process::new(create_segment_stopped_before_its_pages_failing, name.clone()).start().unwrap();
-    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
-    // Another program takes the name over: unlinked, made again (its own file).
-    std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
-    let theirs = multiproc::SharedMemory::builder().name(name.clone()).size(4096).create().unwrap();
-    stopped.resume(LIMIT);
-    let made = child.join().unwrap();
-    let still_there = shm_exists(&name);
-    println!("create said {made}; the other program's segment still in /dev/shm: {still_there}");
-    let _ = theirs.unlink();
-    assert!(made.starts_with("Err(Io"), "{made}");
-    assert!(still_there, "the failed create's clean-up unlinked another program's segment");
+    for id_late in [false, true] {
+        let name = format!("mp-create-again-{}-{id_late}", std::process::id());
+        let child =
+            Process::new(create_segment_stopped_before_its_pages_failing, (name.clone(), id_late)).start().unwrap();
+        let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+        // Another program takes the name over: unlinked, made again (its own file).
+        std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
+        let theirs = multiproc::SharedMemory::builder().name(name.clone()).size(4096).create().unwrap();
+        stopped.resume(LIMIT);
+        let made = child.join().unwrap();
+        let still_there = shm_exists(&name);
+        println!(
+            "file id learnt late: {id_late}; create said {made}; the other program's segment still in /dev/shm: \
+             {still_there}"
+        );
+        let _ = theirs.unlink();
+        assert!(made.starts_with("Err(Io"), "{made}");
+        assert!(still_there, "the failed create's clean-up unlinked another program's segment (id late: {id_late})");
+    }
 }
 
 /// Creates the segments `<prefix>tracked` and `<prefix>untracked` with the file id of a

@@ -32,8 +32,9 @@ pub(crate) struct Segment {
 pub(crate) struct NewSegment {
     name: String,
     fd: Option<OwnedFd>,
-    /// The file made, for the clean-up's [`Segment::unlink_if`] (`None` if its `fstat`
-    /// failed: then the name is unlinked whatever it names, as before review126).
+    /// The file made, for the clean-up's [`Segment::unlink_if`] (`None` while no `fstat` of
+    /// it succeeded, the create's nor [`NewSegment::id`]'s: then the name is unlinked
+    /// whatever it names, as before review126).
     file: Option<FileId>,
     /// Allocated, or discarded: nothing left to clean up.
     done: bool,
@@ -41,11 +42,17 @@ pub(crate) struct NewSegment {
 
 impl NewSegment {
     /// The file it is, for a later unlink to check that its name still is
-    /// ([`Segment::unlink_if`]).
-    pub(crate) fn id(&self) -> io::Result<FileId> {
+    /// ([`Segment::unlink_if`]). Learnt here (the create's own `fstat` failed), it is kept,
+    /// so that the clean-up goes by file from then on (review165 L2: it was not, and a
+    /// failed allocation unlinked the name whatever it named).
+    pub(crate) fn id(&mut self) -> io::Result<FileId> {
         match self.file {
             Some(file) => Ok(file),
-            None => file_of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd()),
+            None => {
+                let file = file_of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd())?;
+                self.file = Some(file);
+                Ok(file)
+            }
         }
     }
 
