@@ -1730,7 +1730,8 @@ fn a_stale_handles_untrack_inner() {
 /// A stale handle's `untrack` (its segment unlinked through another handle, the name made
 /// again, tracked, since) leaves the new segment tracked: it goes with the family. It went
 /// by name, so the tracker forgot the new segment, which outlived the family (review160
-/// M2). It says `NotFound` now, as the handle's `unlink` does.
+/// M2). The tracker compares the file now (review165 L1), and the untrack says `Ok`: it
+/// was told, and forgot nothing of another file.
 #[test]
 fn a_stale_handles_untrack_leaves_a_segment_made_again_tracked() {
     let _w = watchdog(LIMIT);
@@ -1739,7 +1740,50 @@ fn a_stale_handles_untrack_leaves_a_segment_made_again_tracked() {
     let said = stderr.lines().find_map(|line| line.strip_prefix("untrack said ")).unwrap_or("nothing");
     println!("the stale handle's untrack said {said}; the segment made again outlived the family: {outlived:?}");
     assert_eq!(outlived, [false], "the segment made again outlived the family: {stderr}");
-    assert!(said.starts_with("Err(NotFound("), "{said}");
+    assert_eq!(said, "Ok(())", "{stderr}");
+}
+
+/// Run only by the test below, in a family of its own: a segment of a fresh name
+/// (registered by name alone), its name then removed and made again by another program
+/// (a plain file here), then the first handle's `untrack`.
+#[test]
+fn an_untrack_after_another_program_made_the_name_again_inner() {
+    if std::env::var_os("MP_TEST_REMADE_BY_ANOTHER").is_none() {
+        return;
+    }
+    eprintln!("tracker {}", tracker_pid());
+    let shm = SharedMemory::create(4096).unwrap();
+    let path = format!("/dev/shm/{}", shm.name());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"another program's").unwrap();
+    eprintln!("name {}", shm.name());
+    eprintln!("untrack said {:?}", shm.untrack());
+    println!("INNER-DONE");
+}
+
+/// An explicit `untrack` of a segment of a fresh name whose name another program removed
+/// and made again leaves that program's file alone at the family's end (review165 L1:
+/// syn103's `untrack` looked at the name first, found another file, said `NotFound` and
+/// forgot nothing, so the tracker unlinked that file with the family; before syn103 it
+/// forgot the name). The tracker forgets a registration by name alone whatever file is
+/// untracked: that name is nobody else's in the family.
+#[test]
+fn an_untrack_leaves_another_programs_file_made_again_under_a_fresh_name() {
+    let _w = watchdog(LIMIT);
+    let stderr = common::run_inner_test_stderr(
+        "an_untrack_after_another_program_made_the_name_again_inner",
+        &[("MP_TEST_REMADE_BY_ANOTHER", "1")],
+    );
+    let field = |key: &str| stderr.lines().find_map(|line| line.strip_prefix(key)).unwrap_or("?").to_owned();
+    let tracker: u32 = field("tracker ").trim().parse().expect("the inner test's tracker");
+    assert!(eventually(LIMIT / 2, || !pid_running(tracker)), "the tracker ended with its family");
+    let (name, said) = (field("name "), field("untrack said "));
+    let path = format!("/dev/shm/{name}");
+    let kept = std::fs::read(&path).is_ok_and(|bytes| bytes == b"another program's");
+    let _ = std::fs::remove_file(&path);
+    println!("untrack said {said}; the other program's file outlived the family: {kept}");
+    assert_eq!(said, "Ok(())", "{stderr}");
+    assert!(kept, "the family's tracker unlinked another program's file: {stderr}");
 }
 
 /// Fills the stopped tracker's pipe (so that this process's next lines do not wait),

@@ -56,6 +56,11 @@ impl NewSegment {
         }
     }
 
+    /// The file it is, if known ([`NewSegment::id`]).
+    pub(crate) fn file(&self) -> Option<FileId> {
+        self.file
+    }
+
     /// Gives the segment `len` bytes, all of them allocated (seconds for a large one), and
     /// maps it. On an error the segment is still to be [`discard`](NewSegment::discard)ed
     /// (or dropped): the file it is, too, is taken first.
@@ -137,11 +142,6 @@ impl Segment {
     /// short, and a name made again empty said `Empty`).
     pub(crate) fn try_clone(&self) -> io::Result<Self> {
         Ok(Segment { map: self.map.remap()?, len: self.len, file: self.file })
-    }
-
-    /// Which file the name `name` is now (`NotFound` if none), by `lstat`.
-    pub(crate) fn named_file(name: &str) -> io::Result<FileId> {
-        SharedMapping::named_file(name)
     }
 
     /// Removes a name from `/dev/shm` if it is still the file `id` (if known: else
