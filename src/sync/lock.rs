@@ -192,7 +192,10 @@ impl Lock {
     /// Releases the lock, whoever acquired it (Python allows any process to release a
     /// `Lock`). Use it with [`LockGuard::leave_locked`]. A guard still alive when its lock
     /// is released holds nothing: its drop releases the lock only if this process holds
-    /// it then (taken again by one of its threads), never another process's hold.
+    /// it then (taken again by one of its threads), not another process's hold, but for
+    /// one instant: when this `release` (by another process) lands while the guard's drop
+    /// runs, between its look at the holder and its unlock, and a third process takes the
+    /// lock in between, the drop releases the third's hold.
     ///
     /// # Errors
     ///
