@@ -71,6 +71,13 @@ impl TakenIn {
         Self(sys::me())
     }
 
+    /// The process `owner` names, an [`Owner::process`] (a guard that keeps its owner
+    /// keeps where it was taken with it, with no second look at this process).
+    #[inline]
+    pub(crate) fn of(owner: Owner) -> Self {
+        Self(sys::ProcId { pid: owner.id, start: owner.start })
+    }
+
     /// Whether this is the process the guard was taken in (two cached loads).
     #[inline]
     pub(crate) fn is_here(self) -> bool {

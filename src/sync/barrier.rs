@@ -247,6 +247,59 @@ impl ShmObject for BarrierState {
     const KIND: u32 = kind::BARRIER;
 }
 
+thread_local! {
+    /// The barriers whose action this thread runs now (their state's address), the
+    /// innermost last: an action may trip another barrier, whose action runs inside it.
+    static ACTING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread runs the action of a barrier while it lives ([`Barrier::arrive`]).
+struct Acting(usize);
+
+impl Acting {
+    fn start(state: &BarrierState) -> Self {
+        let at = std::ptr::from_ref(state) as usize;
+        ACTING.with(|acting| acting.borrow_mut().push(at));
+        Acting(at)
+    }
+}
+
+impl Drop for Acting {
+    fn drop(&mut self) {
+        ACTING.with(|acting| {
+            let mut acting = acting.borrow_mut();
+            if let Some(i) = acting.iter().rposition(|&at| at == self.0) {
+                acting.remove(i);
+            }
+        });
+    }
+}
+
+impl BarrierState {
+    /// Panics when this thread runs this barrier's action (under its guard, held by this
+    /// process): `call` would wait for the guard, that is, for itself, for ever (aud107
+    /// L1; Python deadlocks). The panic ends the action, whose catch breaks the barrier
+    /// ([`BarrierBreak::ActionPanicked`]). Another thread of the process is no such call
+    /// (it waits for the action to end); nor is a child forked by the action, which
+    /// inherits this thread's list but not the guard.
+    #[inline]
+    #[track_caller]
+    fn refuse_call_from_own_action(&self, call: &str) {
+        let at = std::ptr::from_ref(self) as usize;
+        if ACTING.with(|acting| acting.borrow().contains(&at)) && self.guard.is_held_by(crate::shm::Owner::process()) {
+            called_from_own_action(call);
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn called_from_own_action(call: &str) -> ! {
+    panic!(
+        "Barrier::{call} called from the barrier's own action: the action runs while the barrier is held, so the call would wait for itself; the barrier breaks (BarrierBreak::ActionPanicked)"
+    )
+}
+
 /// A barrier for `parties` parties (Python's `multiprocessing.Barrier`): each party's
 /// `wait` returns once all of them have called it, then the barrier is ready for the next
 /// round.
@@ -563,6 +616,7 @@ impl Barrier {
     /// with [`BarrierBreak::TimedOut`].
     fn arrive(&self, deadline: Deadline) -> Arrival {
         let state = &*self.shared;
+        state.refuse_call_from_own_action("wait");
         let Some(_g) = state.lock_unless_stopped(deadline) else {
             let round = Round {
                 index: 0,
@@ -582,7 +636,11 @@ impl Barrier {
             // condition: nobody enters the next round before it ended. A process killed
             // while running it leaves the guard to be taken over, and the waiting
             // parties see it die (`forget_dead_holders`) and break the barrier.
-            if let Some(Err(cause)) = self.action.as_ref().map(Action::run) {
+            let acted = self.action.as_ref().map(|action| {
+                let _acting = Acting::start(state);
+                action.run()
+            });
+            if let Some(Err(cause)) = acted {
                 self.break_locked(cause);
                 drop(_g);
                 state.changed.notify_all();
@@ -773,6 +831,12 @@ impl Barrier {
     /// [`BarrierBreak::TimedOut`] when the default timeout ran out,
     /// [`BarrierBreak::Abandoned`] when nobody else could ever arrive: see [`Barrier`]).
     ///
+    /// # Panics
+    ///
+    /// When called from this barrier's own action, on the thread running it (the call
+    /// would wait for the action): the barrier breaks with
+    /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -804,6 +868,12 @@ impl Barrier {
     /// [`BrokenBarrier`] with cause [`BarrierBreak::TimedOut`] when the timeout ran out,
     /// or another cause when the barrier broke otherwise.
     ///
+    /// # Panics
+    ///
+    /// When called from this barrier's own action, on the thread running it (the call
+    /// would wait for the action): the barrier breaks with
+    /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -823,6 +893,12 @@ impl Barrier {
     /// Breaks the barrier: waiting parties and later waits get [`BrokenBarrier`] until
     /// [`Barrier::reset`].
     ///
+    /// # Panics
+    ///
+    /// When called from this barrier's own action, on the thread running it (the call
+    /// would wait for the action): the barrier breaks with
+    /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -832,7 +908,9 @@ impl Barrier {
     /// assert!(barrier.wait().is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn abort(&self) {
+        self.shared.refuse_call_from_own_action("abort");
         {
             let _g = self.shared.lock();
             self.break_locked(BarrierBreak::Aborted);
@@ -842,6 +920,12 @@ impl Barrier {
 
     /// Returns the barrier to its empty, unbroken state; parties waiting now get
     /// [`BrokenBarrier`] (cause [`BarrierBreak::Reset`]).
+    ///
+    /// # Panics
+    ///
+    /// When called from this barrier's own action, on the thread running it (the call
+    /// would wait for the action): the barrier breaks with
+    /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
     ///
@@ -853,8 +937,10 @@ impl Barrier {
     /// assert_eq!(barrier.wait()?, 0);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn reset(&self) {
         let state = &*self.shared;
+        state.refuse_call_from_own_action("reset");
         {
             let _g = state.lock();
             // Parties waiting are sent away (a new `resets`), and no longer counted. Always a
@@ -923,10 +1009,12 @@ impl Barrier {
 /// to arrive), so it is a function of the program, never a closure with state: a `fn()`
 /// ([`action`](BarrierBuilder::action)), or a `fn(A)` with arguments that travel with
 /// every handle of the barrier ([`action_with`](BarrierBuilder::action_with)). It runs
-/// once per round, before any party is released; while it runs the barrier is held (as in
-/// Python, the action must not call `wait`, `abort` or `reset` on its own barrier). If it
+/// once per round, before any party is released; while it runs the barrier is held. If it
 /// panics, the barrier breaks: every waiting party, the tripping one included, gets
-/// [`BrokenBarrier`] with cause [`BarrierBreak::ActionPanicked`].
+/// [`BrokenBarrier`] with cause [`BarrierBreak::ActionPanicked`]. As in Python, the action
+/// must not call `wait`, `abort` or `reset` on its own barrier: such a call would wait for
+/// the action itself, so it panics instead, and the barrier breaks that way (Python's
+/// deadlocks). Another thread of the process making the call waits for the action to end.
 ///
 /// # Examples
 ///

@@ -110,8 +110,11 @@ impl Lock {
         Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new() })? })
     }
 
-    fn guard(&self, acquired: Acquired) -> LockGuard<'_> {
-        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, taken_in: TakenIn::here() }
+    /// The guard of a hold taken by `me` (this process's [`Owner::process`], as the acquire
+    /// computed it: the guard's drop compares with it rather than asking again).
+    #[inline]
+    fn guard(&self, me: Owner, acquired: Acquired) -> LockGuard<'_> {
+        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, owner: me }
     }
 
     /// Acquires the lock, waiting as long as another live process holds it. A lock whose
@@ -135,9 +138,9 @@ impl Lock {
     /// ```
     #[inline]
     pub fn acquire(&self) -> Result<LockGuard<'_>, Infallible> {
-        let acquired =
-            self.shared.mutex.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
-        Ok(self.guard(acquired))
+        let me = Owner::process();
+        let acquired = self.shared.mutex.lock(me, Deadline::NEVER).expect("an endless wait does not time out");
+        Ok(self.guard(me, acquired))
     }
 
     /// Acquires the lock if it is free (or its holder is dead); never waits.
@@ -158,8 +161,9 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError> {
-        match self.shared.mutex.try_lock_or_take_over(Owner::process()) {
-            Some(acquired) => Ok(self.guard(acquired)),
+        let me = Owner::process();
+        match self.shared.mutex.try_lock_or_take_over(me) {
+            Some(acquired) => Ok(self.guard(me, acquired)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -183,8 +187,9 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError> {
-        match self.shared.mutex.lock(Owner::process(), Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(acquired)),
+        let me = Owner::process();
+        match self.shared.mutex.lock(me, Deadline::after(timeout)) {
+            Ok(acquired) => Ok(self.guard(me, acquired)),
             Err(_) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -225,8 +230,15 @@ impl Lock {
     /// and the unlock, and a third taking the lock in it, is not seen.
     #[inline]
     pub(crate) fn release_if_held_here(&self) -> bool {
+        self.release_if_held_by(Owner::process())
+    }
+
+    /// [`Lock::release_if_held_here`] with this process's [`Owner::process`] known (a
+    /// guard's, kept from its acquire).
+    #[inline]
+    fn release_if_held_by(&self, me: Owner) -> bool {
         let mutex = &self.shared.mutex;
-        if mutex.is_held_by(Owner::process()) {
+        if mutex.is_held_by(me) {
             mutex.unlock();
             true
         } else {
@@ -289,9 +301,11 @@ impl Lock {
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     owner_died: bool,
-    /// A copy made by fork (a guard kept in a static or a thread-local) releases nothing:
-    /// the lock is the parent's.
-    taken_in: TakenIn,
+    /// The process that took the lock, as its acquire computed it ([`Owner::process`]):
+    /// the drop releases only a hold of this process, and only in it (a copy made by fork,
+    /// a guard kept in a static or a thread-local, releases nothing: the lock is the
+    /// parent's). Kept, so that the drop compares rather than asks again (syn105).
+    owner: Owner,
 }
 
 impl LockGuard<'_> {
@@ -337,8 +351,8 @@ impl fmt::Debug for LockGuard<'_> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.taken_in.is_here() {
-            self.lock.release_if_held_here();
+        if TakenIn::of(self.owner).is_here() {
+            self.lock.release_if_held_by(self.owner);
         }
     }
 }

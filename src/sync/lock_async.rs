@@ -52,6 +52,7 @@ impl<'a> Future for LockAcquire<'a> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let lock: &'a Lock = this.lock;
-        lock.shared.mutex.poll_lock(Owner::process(), &mut this.waiting, cx).map(|acquired| Ok(lock.guard(acquired)))
+        let me = Owner::process();
+        lock.shared.mutex.poll_lock(me, &mut this.waiting, cx).map(|acquired| Ok(lock.guard(me, acquired)))
     }
 }

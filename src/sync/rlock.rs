@@ -91,7 +91,12 @@ impl RLock {
     /// Takes one more level of the lock for this thread, waiting until `deadline`.
     #[inline]
     pub(crate) fn lock_level(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
-        let me = Owner::thread();
+        self.lock_level_as(Owner::thread(), deadline)
+    }
+
+    /// [`RLock::lock_level`] for `me`, the calling thread's [`Owner::thread`].
+    #[inline]
+    fn lock_level_as(&self, me: Owner, deadline: Deadline) -> Result<Acquired, TimedOut> {
         let state = &*self.shared;
         // The free lock first: the common case costs one atomic operation.
         // `count` holds the levels beyond the first, and is 0 whenever the lock is free, so
@@ -117,10 +122,14 @@ impl RLock {
     }
 
     pub(crate) fn try_lock_level(&self) -> Option<Acquired> {
-        let me = Owner::thread();
+        self.try_lock_level_as(Owner::thread())
+    }
+
+    /// [`RLock::try_lock_level`] for `me`, the calling thread's [`Owner::thread`].
+    fn try_lock_level_as(&self, me: Owner) -> Option<Acquired> {
         let state = &*self.shared;
         if state.mutex.is_held_by(me) {
-            return self.lock_level(Deadline::now()).ok();
+            return self.lock_level_as(me, Deadline::now()).ok();
         }
         if state.mutex.try_lock(me) {
             return Some(Acquired::Clean);
@@ -156,8 +165,15 @@ impl RLock {
     /// change hands between the look and the unlock.
     #[inline]
     pub(crate) fn unlock_level(&self) -> Result<(), ReleaseError> {
+        self.unlock_level_of(Owner::thread())
+    }
+
+    /// [`RLock::unlock_level`] for `me`, the calling thread's [`Owner::thread`] (a guard's,
+    /// kept from its acquire: the guard stays on its thread).
+    #[inline]
+    fn unlock_level_of(&self, me: Owner) -> Result<(), ReleaseError> {
         let state = &*self.shared;
-        if !state.mutex.is_held_by(Owner::thread()) {
+        if !state.mutex.is_held_by(me) {
             return Err(ReleaseError::NotOwner);
         }
         let count = state.count.load(Ordering::Relaxed);
@@ -196,11 +212,19 @@ impl RLock {
         acquired
     }
 
+    /// The guard of a level just taken by the calling thread.
     #[inline]
     fn guard(&self, acquired: Acquired) -> RLockGuard<'_> {
+        self.guard_as(Owner::thread(), acquired)
+    }
+
+    /// [`RLock::guard`] with the calling thread's [`Owner::thread`] known (the acquire's).
+    #[inline]
+    fn guard_as(&self, me: Owner, acquired: Acquired) -> RLockGuard<'_> {
         RLockGuard {
             lock: self,
             owner_died: acquired == Acquired::OwnerDied,
+            owner: me,
             taken_in: TakenIn::here(),
             _not_send: PhantomData,
         }
@@ -228,8 +252,9 @@ impl RLock {
     /// ```
     #[inline]
     pub fn acquire(&self) -> Result<RLockGuard<'_>, Infallible> {
-        let acquired = self.lock_level(Deadline::NEVER).expect("an endless wait does not time out");
-        Ok(self.guard(acquired))
+        let me = Owner::thread();
+        let acquired = self.lock_level_as(me, Deadline::NEVER).expect("an endless wait does not time out");
+        Ok(self.guard_as(me, acquired))
     }
 
     /// Acquires the lock if this thread holds it or it is free (or its holder is dead);
@@ -250,8 +275,9 @@ impl RLock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError> {
-        match self.try_lock_level() {
-            Some(acquired) => Ok(self.guard(acquired)),
+        let me = Owner::thread();
+        match self.try_lock_level_as(me) {
+            Some(acquired) => Ok(self.guard_as(me, acquired)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -272,8 +298,9 @@ impl RLock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, AcquireTimeoutError> {
-        match self.lock_level(Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(acquired)),
+        let me = Owner::thread();
+        match self.lock_level_as(me, Deadline::after(timeout)) {
+            Ok(acquired) => Ok(self.guard_as(me, acquired)),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -356,6 +383,9 @@ impl RLock {
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     owner_died: bool,
+    /// The thread that took the level, as its acquire computed it ([`Owner::thread`]): the
+    /// guard never leaves it, so the drop compares with it rather than asks again (syn105).
+    owner: Owner,
     /// A copy made by fork (a guard kept in a thread-local) releases nothing: the level is
     /// the parent thread's.
     taken_in: TakenIn,
@@ -408,10 +438,11 @@ impl Drop for RLockGuard<'_> {
         // The guard never leaves the thread that took its level, but that level may be
         // gone (the owner's own `RLock::release`, a dropped async condition wait): then
         // the thread no longer owns the lock and the drop releases nothing
-        // (`unlock_level`). Fork copies the guard with the thread's memory: the copy
-        // holds nothing.
+        // (`unlock_level_of`, with the owner the acquire computed: the guard is `!Send`,
+        // so the thread dropping it is that one). Fork copies the guard with the thread's
+        // memory: the copy holds nothing.
         if self.taken_in.is_here() {
-            let _ = self.lock.unlock_level();
+            let _ = self.lock.unlock_level_of(self.owner);
         }
     }
 }
