@@ -1,10 +1,11 @@
 //! A process-shared mutex that survives the death of its holder.
 //!
-//! The lock word holds the owner's id (a pid, or a thread id for recursive locks) and a
-//! "sleepers" bit. A waiter that sleeps too long, or is about to give up (a `try_lock`,
-//! a passed deadline, however short), checks whether the owner still runs; if it does not
-//! (killed, crashed, or a pid reused by a stranger, which the start time reveals), the
-//! waiter takes the lock over and is told the owner died.
+//! The lock records its owner's id (a pid, or a thread id for recursive locks) with its
+//! start time, in one atomic word; waiters sleep on another, marked when one may sleep. A
+//! waiter that sleeps too long, or is about to give up (a `try_lock`, a passed deadline,
+//! however short), checks whether the owner still runs; if it does not (killed, crashed,
+//! or a pid reused by a stranger, which the start time reveals), the waiter takes the lock
+//! over and is told the owner died.
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -14,13 +15,13 @@ use super::crash::{crash_point, interleave};
 use super::wait::{Deadline, FIRST_SLICE, MAX_SLICE};
 use crate::sys;
 
+/// The word's mark: a waiter may sleep on it (see [`RawMutex`]).
 const SLEEPERS: u32 = 1 << 31;
 /// How long a waiter looks (and yields) before it sleeps on the futex.
 const LOCK_SPIN: Duration = Duration::from_micros(20);
 /// Looks at the word, a pause apart, before a waiter starts yielding between looks: a
 /// microsecond or so, some critical sections long.
 const SPIN_LOOKS: u32 = 32;
-const ID: u32 = !SLEEPERS;
 
 /// Who holds a lock: a process (pid) or a thread (tid), with the start time that tells it
 /// apart from a later process reusing the number.
@@ -166,6 +167,21 @@ pub(crate) enum Acquired {
 pub(crate) struct TimedOut;
 
 /// The mutex itself, placed in shared memory.
+///
+/// The lock is `owner`: 0 when free, else its holder's [`Owner::record`] (its id and the
+/// low half of its start time, in one atomic word). Every change of hands is one RMW of it
+/// (an acquire's compare-exchange from 0, a release's swap to 0, a takeover's
+/// compare-exchange from the dead holder's record), so whoever looks at a held lock finds
+/// its holder named with its start time at every instant: a holder killed anywhere in an
+/// acquire, a release or a takeover is judged by who it was, not by a number that a
+/// stranger may have taken since (aud107 L2: the word and the start time were two stores,
+/// and a kill between them left the number alone).
+///
+/// `word` is the futex the waiters sleep on: [`SLEEPERS`] when one may sleep (or a
+/// [`RawMutex::mark_wanted`] marked the holding), else 0. A waiter sets it, then looks at
+/// the lock; a release swaps the lock, then looks at the word (both `SeqCst`: of the two,
+/// one sees the other's change), and wakes one sleeper when it is set. A woken waiter that
+/// takes the lock leaves it set, so that its own release wakes the next one.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RawMutex {
@@ -173,24 +189,39 @@ pub(crate) struct RawMutex {
     /// Atomic like the rest, so that a `RawMutex` is valid for any bytes another process
     /// writes (the reactor keeps `'static` references to one: `reactor::in_heap`).
     _pad: AtomicU32,
-    owner_start: AtomicU64,
+    owner: AtomicU64,
+}
+
+impl Owner {
+    /// What a lock records of its holder: the id in the low half, the low 32 bits of the
+    /// start time in the high half (0 there: not known, as for a thread whose start time
+    /// could not be read). Never 0: ids are not.
+    #[inline]
+    pub(crate) fn record(self) -> u64 {
+        u64::from(self.id) | (u64::from(self.start as u32) << 32)
+    }
+}
+
+/// The id and the start time's low half of a holder's [`Owner::record`].
+#[inline]
+fn recorded(record: u64) -> (u32, u32) {
+    (record as u32, (record >> 32) as u32)
 }
 
 impl RawMutex {
     /// An unlocked mutex.
     pub(crate) const fn new() -> Self {
-        Self { word: AtomicU32::new(0), _pad: AtomicU32::new(0), owner_start: AtomicU64::new(0) }
+        Self { word: AtomicU32::new(0), _pad: AtomicU32::new(0), owner: AtomicU64::new(0) }
     }
 
-    /// Takes the lock if it is free.
+    /// Takes the lock if it is free: one compare-exchange.
     #[inline]
     pub(crate) fn try_lock(&self, me: Owner) -> bool {
-        if self.word.compare_exchange(0, me.id, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            self.owner_start.store(me.start, Ordering::Relaxed);
-            true
-        } else {
-            false
+        let taken = self.owner.compare_exchange(0, me.record(), Ordering::Acquire, Ordering::Relaxed).is_ok();
+        if taken {
+            interleave("mutex.lock.claimed");
         }
+        taken
     }
 
     /// Takes the lock, waiting at most until `deadline`. A dead holder does not block:
@@ -203,6 +234,14 @@ impl RawMutex {
         self.lock_slow(me, deadline)
     }
 
+    /// A waiter's look: marks the word (a waiter may sleep), then tries the lock. Taken,
+    /// the mark stays: others may sleep too, and our release wakes one of them. Not taken,
+    /// the holder's release (a swap of the lock after this look) sees the mark.
+    fn mark_then_try(&self, me: Owner) -> bool {
+        self.word.fetch_or(SLEEPERS, Ordering::SeqCst);
+        self.owner.compare_exchange(0, me.record(), Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+
     #[cold]
     fn lock_slow(&self, me: Owner, deadline: Deadline) -> Result<Acquired, TimedOut> {
         if !deadline.passed() && self.spin_then_yield(me, deadline.slice(LOCK_SPIN)) {
@@ -210,26 +249,16 @@ impl RawMutex {
         }
         let mut slice = FIRST_SLICE;
         loop {
-            let w = self.word.load(Ordering::Acquire);
-            if w == 0 {
-                // Others may sleep too: keep the bit so that our unlock wakes one of them.
-                if self.word.compare_exchange(0, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    self.owner_start.store(me.start, Ordering::Relaxed);
-                    return Ok(Acquired::Clean);
-                }
-                continue;
-            }
-            if w & SLEEPERS == 0
-                && self.word.compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
-            {
-                continue;
+            if self.mark_then_try(me) {
+                return Ok(Acquired::Clean);
             }
             if deadline.passed() {
                 // However short the wait, a dead holder's lock is taken over: a timeout is
                 // no reason to report a lock that nobody holds any more as busy.
                 return self.take_from_dead_owner(me).ok_or(TimedOut);
             }
-            if sys::futex_wait(&self.word, w | SLEEPERS, Some(deadline.slice(slice))) == sys::FutexWait::TimedOut {
+            // Asleep while the word is marked: a release clears it before it wakes one.
+            if sys::futex_wait(&self.word, SLEEPERS, Some(deadline.slice(slice))) == sys::FutexWait::TimedOut {
                 if deadline.passed() {
                     return self.take_from_dead_owner(me).ok_or(TimedOut);
                 }
@@ -245,7 +274,7 @@ impl RawMutex {
     /// ring's side is held for the copy of one small message), then a look per yield of
     /// the processor, for at most `limit`; whether the lock was taken.
     ///
-    /// Looks are loads, and the CAS comes only when the word reads free: a waiter that
+    /// Looks are loads, and the CAS comes only when the lock reads free: a waiter that
     /// CASes in a loop takes the line away from the holder at every try, and in a ring
     /// that line also holds the position the holder is writing. The yields matter when
     /// the waiters outnumber the processors (eight producers or consumers of one queue,
@@ -257,7 +286,7 @@ impl RawMutex {
         let start = Instant::now();
         let mut looks: u32 = 0;
         loop {
-            if self.word.load(Ordering::Relaxed) == 0 && self.try_lock(me) {
+            if self.owner.load(Ordering::Relaxed) == 0 && self.try_lock(me) {
                 return true;
             }
             looks = looks.saturating_add(1);
@@ -274,95 +303,92 @@ impl RawMutex {
 
     /// If the holder is dead, takes the lock over.
     fn take_from_dead_owner(&self, me: Owner) -> Option<Acquired> {
-        let w = self.word.load(Ordering::Acquire);
-        let owner = w & ID;
-        if owner == 0 {
+        let record = self.owner.load(Ordering::Acquire);
+        if record == 0 {
             return None;
         }
         interleave("read the word");
-        // Read after the word: if the word names the current owner, the previous owner's
-        // reset of `owner_start` is visible, so this is the current owner's or zero.
-        let start = self.owner_start.load(Ordering::Relaxed);
-        if sys::process_alive(owner, start) {
+        let (owner, start) = recorded(record);
+        if sys::process_alive_as_recorded(owner, start) {
             return None;
         }
         interleave("found the owner dead");
-        // Claim the dead owner's start time (zero it) before the word. Every change of the
-        // word's owner zeroes the start time first (an unlock stores zero, a takeover claims
-        // it here), and the word's CAS publishes that, so a word naming a live owner never
-        // comes with another process's start time. A claim fails when the lock changed hands
-        // during the check, even back to the same id (then the start time is that owner's
-        // or zero, not the one checked), and when another taker claimed it first.
-        if self.owner_start.compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        // One compare-exchange from the record found dead: it fails when the lock changed
+        // hands during the check (released, taken, taken over by another taker), even back
+        // to the same id, which a live process records with its own start time. A dead
+        // holder never records itself again.
+        if self.owner.compare_exchange(record, me.record(), Ordering::AcqRel, Ordering::Relaxed).is_err() {
             return None;
         }
-        let mut w = w;
-        loop {
-            match self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                // Only the sleepers' bit changed: the dead owner cannot come back.
-                Err(now) if now & ID == owner => w = now,
-                // Released meanwhile (a `Lock` may be, by anybody): the next owner stores
-                // its own start time over our zero.
-                Err(_) => return None,
-            }
-        }
         interleave("claimed");
-        // Killed here, the word names us with a zero start time: whoever comes next sees
-        // our pid gone and takes over in turn.
+        // Killed here, the lock records us: whoever comes next finds us dead in turn.
         crash_point!("mutex.take_over.claimed");
-        self.owner_start.store(me.start, Ordering::Relaxed);
+        // The dead holder's sleepers may sleep on: our release wakes one. A release, so that
+        // a `wanted` after our release sees what we did before (see `unlock_then`).
+        self.word.fetch_or(SLEEPERS, Ordering::AcqRel);
         Some(Acquired::OwnerDied)
     }
 
     /// Releases the lock (whoever holds it: a `Lock` may be released by another process).
-    /// Acquire too (the same `xchg` on x86): a [`RawMutex::pass`] made during the hold is
-    /// seen by what the releaser does next (`Sleepers::notify_after_unlock`).
     #[inline]
     pub(crate) fn unlock(&self) {
         self.unlock_then(|| {});
     }
 
-    /// [`RawMutex::unlock`], then `wanted()` when the word had the sleepers' bit (a waiter
-    /// slept, or [`RawMutex::mark_wanted`] marked it): the branch the unlock takes anyway
-    /// to wake a sleeper, so an uncontended unlock costs nothing more. `wanted` sees what a
+    /// [`RawMutex::unlock`], then `wanted()` when the word was marked (a waiter may sleep,
+    /// or [`RawMutex::mark_wanted`] marked it): the branch the unlock takes anyway to wake
+    /// a sleeper, so an uncontended unlock costs nothing more. `wanted` sees what a
     /// [`RawMutex::mark_wanted`] caller did before marking (and what a dead owner's taker
-    /// did before its takeover): those RMWs are releases, and the swap reads from one, or
-    /// from an RMW after it in its release sequence (every write to the word is an RMW).
-    /// Not what a sleeping waiter did: `lock_slow` sets the bit with a `Relaxed` CAS, which
-    /// orders nothing (and needs not: a sleeper is owed only the wake-up).
+    /// did before its takeover): those RMWs are releases, and the swap of the word reads
+    /// from one, or from an RMW after it in its release sequence (every write to the word
+    /// is an RMW). Not what a sleeping waiter did: `lock_slow` marks the word with an RMW
+    /// that orders that, but needs not (a sleeper is owed only the wake-up).
+    ///
+    /// The lock's swap is `SeqCst`, and so is the look at the word after it: a waiter that
+    /// marks the word, then finds the lock held (both `SeqCst`), is seen. Acquire too (the
+    /// same `xchg` on x86): a [`RawMutex::pass`] made during the hold is seen by what the
+    /// releaser does next (`Sleepers::notify_after_unlock`).
     #[inline]
     pub(crate) fn unlock_then(&self, wanted: impl FnOnce()) {
-        self.owner_start.store(0, Ordering::Relaxed);
-        if self.word.swap(0, Ordering::AcqRel) & SLEEPERS != 0 {
+        self.owner.swap(0, Ordering::SeqCst);
+        interleave("mutex.unlock.started");
+        if self.word.load(Ordering::SeqCst) != 0 {
+            self.wake_one(wanted);
+        }
+    }
+
+    /// A release's wake-up: clears the mark (a woken waiter that takes the lock sets it
+    /// again) and wakes one sleeper.
+    #[cold]
+    fn wake_one(&self, wanted: impl FnOnce()) {
+        if self.word.swap(0, Ordering::AcqRel) != 0 {
             sys::futex_wake(&self.word, 1);
             wanted();
         }
     }
 
-    /// Sets the sleepers' bit of a held lock without sleeping, so that its holder's
-    /// release takes [`RawMutex::unlock_then`]'s branch: for a caller that gave up waiting
-    /// and leaves the holder something to do (`Ring`'s take refused by the consumers' lock).
-    /// An RMW of the word (release) even when the bit was set already, so that the release
-    /// that reads it sees what the caller did before. False when the lock is free (nothing
-    /// marked: the caller tries it again). At worst the release wakes no sleeper.
+    /// Marks a held lock wanted without sleeping, so that its holder's release takes
+    /// [`RawMutex::unlock_then`]'s branch: for a caller that gave up waiting and leaves the
+    /// holder something to do (`Ring`'s take refused by the consumers' lock). An RMW of the
+    /// word (release) even when it was marked already, so that the release that reads it
+    /// sees what the caller did before. False when the lock is free, at a look after the
+    /// mark (the caller tries it again; the mark may then go to the next holding's
+    /// release). A lock held by a holder that died is marked: the caller's wait takes it
+    /// over. At worst a release wakes no sleeper.
     pub(crate) fn mark_wanted(&self) -> bool {
-        let mut w = self.word.load(Ordering::Relaxed);
-        loop {
-            if w & ID == 0 {
-                return false;
-            }
-            match self.word.compare_exchange_weak(w, w | SLEEPERS, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(now) => w = now,
-            }
+        if self.owner.load(Ordering::Relaxed) == 0 {
+            return false;
         }
+        self.word.fetch_or(SLEEPERS, Ordering::SeqCst);
+        // A release after the mark sees it (the swap, then the look at the word, both
+        // `SeqCst`); one before it left the lock free, which this look sees.
+        self.owner.load(Ordering::SeqCst) != 0
     }
 
-    /// An RMW of the lock's word that changes nothing, for [`Sleepers::through`]. Every
-    /// write to the word is an RMW, so the pass has a place in one order with the takes
-    /// and releases: what the caller did before it is seen by whoever takes the lock after
-    /// it, or releases it after it with [`RawMutex::unlock`] (acquire too; not
+    /// An RMW of the lock that changes nothing, for [`Sleepers::through`]. Every write to
+    /// the lock is an RMW, so the pass has a place in one order with the takes and
+    /// releases: what the caller did before it is seen by whoever takes the lock after it,
+    /// or releases it after it with [`RawMutex::unlock`] (acquire too; not
     /// [`RawMutex::unlock_if_locked`]), and what a holder did before a release that came
     /// first is seen by the caller after it. Never waits: a dead or stopped holder changes
     /// nothing.
@@ -373,61 +399,55 @@ impl RawMutex {
     /// miscompilation; review95 M1): a store the caller made before the pass could still sit
     /// in the store buffer when a load after it runs. At `SeqCst` it becomes a locked `or`
     /// of 0 on the stack (seen in the release build's `Sleepers::wait`: fix71), a full
-    /// barrier instead of an access to the word. That orders the same on x86, where every
-    /// locked instruction (the word's takes and releases among them) has its place in one
-    /// total order and drains the store buffer. On AArch64 it is an RMW of the word
+    /// barrier instead of an access to the lock. That orders the same on x86, where every
+    /// locked instruction (the lock's takes and releases among them) has its place in one
+    /// total order and drains the store buffer. On AArch64 it is an RMW of the lock
     /// (`ldsetal`, or an exclusive pair).
     ///
     /// [`Sleepers::through`]: super::Sleepers::through
     #[inline]
     pub(crate) fn pass(&self) {
-        self.word.fetch_or(0, Ordering::SeqCst);
+        self.owner.fetch_or(0, Ordering::SeqCst);
     }
 
     /// Releases the lock if somebody holds it; `false` if it was not locked (a `release`
     /// too many, which Python reports as an error).
     #[inline]
     pub(crate) fn unlock_if_locked(&self) -> bool {
-        self.owner_start.store(0, Ordering::Relaxed);
-        let old = self.word.swap(0, Ordering::Release);
-        if old & SLEEPERS != 0 {
-            sys::futex_wake(&self.word, 1);
+        let old = self.owner.swap(0, Ordering::SeqCst);
+        if self.word.load(Ordering::SeqCst) != 0 {
+            self.wake_one(|| {});
         }
-        old & ID != 0
+        old != 0
     }
 
-    /// Whether `me` holds the lock (for locks owned by a thread: the owner's id and start
-    /// time both match, so a reused thread id is not taken for the owner).
+    /// Whether `me` holds the lock (the id and the start time both match, so that a reused
+    /// thread id is not taken for the owner).
     #[inline]
     pub(crate) fn is_held_by(&self, me: Owner) -> bool {
-        self.word.load(Ordering::Acquire) & ID == me.id && self.owner_start.load(Ordering::Relaxed) == me.start
+        self.owner.load(Ordering::Acquire) == me.record()
     }
 
     /// The id of the holder, if any.
     pub(crate) fn owner(&self) -> Option<u32> {
-        let id = self.word.load(Ordering::Relaxed) & ID;
+        let (id, _) = recorded(self.owner.load(Ordering::Relaxed));
         (id != 0).then_some(id)
     }
 
     /// Whether its holder is stopped (`SIGSTOP`, a debugger: it will not let go by itself):
-    /// the process (or thread) the word names, with the start time recorded for it, so
+    /// the process (or thread) the lock records, with the start time recorded for it, so
     /// that another one reusing the number is not taken for it.
     ///
-    /// A word that names an owner with no start time is a lock changing hands (the start
-    /// time is zeroed first, and stored after the word's CAS), or a holder stopped (or
-    /// killed) in between: `startless` is the caller's memory of such an owner at its last
-    /// look. The same owner still without one at the next look, a wait later, is judged by
-    /// its number alone, as `take_from_dead_owner` judges it dead (review72 L2: it was
-    /// never taken for stopped, and [`RawGuard::lock_unless_stopped`] waited for ever).
+    /// A holder recorded with no start time (one that could not be read) is judged by its
+    /// number alone, and only when the same one is seen at two looks: `startless` is the
+    /// caller's memory of such a holder at its last look, a wait apart (review72 L2).
     pub(crate) fn owner_stopped(&self, startless: &mut Option<u32>) -> bool {
-        let owner = self.word.load(Ordering::Acquire) & ID;
-        // Read after the word, as `take_from_dead_owner` does: the owner's, or zero.
-        let start = self.owner_start.load(Ordering::Relaxed);
+        let (owner, start) = recorded(self.owner.load(Ordering::Acquire));
         let seen_before = std::mem::replace(startless, (owner != 0 && start == 0).then_some(owner));
         match (owner, start) {
             (0, _) => false,
-            (_, 0) => seen_before == Some(owner) && sys::process_stopped_as(owner, 0),
-            _ => sys::process_stopped_as(owner, start),
+            (_, 0) => seen_before == Some(owner) && sys::process_stopped_as_recorded(owner, 0),
+            _ => sys::process_stopped_as_recorded(owner, start),
         }
     }
 
@@ -452,10 +472,10 @@ impl RawMutex {
 
 impl RawMutex {
     /// One poll of an async acquire: the lock, or `Pending` with `cx`'s waker registered
-    /// (through `waiting`, a waker thread sleeps on the word; the sleepers' bit is set, so
-    /// that the holder's unlock wakes it). A dead holder's lock is taken over when the
-    /// future's liveness check is due. A future dropped after an unlock woke it passes
-    /// the wake-up on (`Waiting`'s drop).
+    /// (through `waiting`, a waker thread sleeps on the word, marked, so that the holder's
+    /// release wakes it). A dead holder's lock is taken over when the future's liveness
+    /// check is due. A future dropped after an unlock woke it passes the wake-up on
+    /// (`Waiting`'s drop).
     pub(crate) fn poll_lock(
         &self,
         me: Owner,
@@ -463,8 +483,8 @@ impl RawMutex {
         cx: &std::task::Context<'_>,
     ) -> std::task::Poll<Acquired> {
         use std::task::Poll;
-        // Woken by an unlock, others may sleep too: the lock is taken below with the
-        // sleepers' bit, as `lock_slow` does after a sleep, so that our unlock wakes one.
+        // Woken by an unlock, others may sleep too: the lock is taken below with the word
+        // marked, as `lock_slow` does after a sleep, so that our unlock wakes one.
         if !waiting.has_waited() && self.try_lock(me) {
             waiting.reset();
             return Poll::Ready(Acquired::Clean);
@@ -475,26 +495,13 @@ impl RawMutex {
             waiting.reset();
             return Poll::Ready(acquired);
         }
-        loop {
-            let w = self.word.load(Ordering::Acquire);
-            if w == 0 {
-                // Others may sleep too: keep the bit so that our unlock wakes one of them.
-                if self.word.compare_exchange(0, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    self.owner_start.store(me.start, Ordering::Relaxed);
-                    waiting.reset();
-                    return Poll::Ready(Acquired::Clean);
-                }
-                continue;
-            }
-            if w & SLEEPERS == 0
-                && self.word.compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
-            {
-                continue;
-            }
-            // The waker thread sleeps while the word is `w | SLEEPERS`: an unlock changes it.
-            waiting.arm_word(&self.word, w | SLEEPERS, cx);
-            return Poll::Pending;
+        if self.mark_then_try(me) {
+            waiting.reset();
+            return Poll::Ready(Acquired::Clean);
         }
+        // The waker thread sleeps while the word is marked: a release clears it.
+        waiting.arm_word(&self.word, SLEEPERS, cx);
+        Poll::Pending
     }
 }
 
@@ -718,20 +725,9 @@ mod tests {
     /// A sleeper that counts on wake-ups alone (a blocking `lock` between two liveness
     /// checks, made endless so that a lost wake-up shows as a hang, not as a delay).
     fn lock_by_wake_ups_only(m: &RawMutex, me: u32) {
-        loop {
-            let w = m.word.load(Ordering::Acquire);
-            if w & ID == 0 {
-                if m.word.compare_exchange(w, me | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return;
-                }
-                continue;
-            }
-            if w & SLEEPERS == 0
-                && m.word.compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
-            {
-                continue;
-            }
-            sys::futex_wait(&m.word, w | SLEEPERS, None);
+        let me = Owner { id: me, start: 0 };
+        while !m.mark_then_try(me) {
+            sys::futex_wait(&m.word, SLEEPERS, None);
         }
     }
 
@@ -803,24 +799,70 @@ mod tests {
             .expect("a live process that started in another clock tick than this one");
         assert!(mutex.try_lock(b));
         mutex.word.fetch_or(SLEEPERS, Ordering::Relaxed);
-        let moves = move |step: &str| match step {
-            // After the taker read the word: B lets go, D takes the lock.
-            "read the word" => {
+        // After the taker read the lock: B lets go, D takes the lock, lets go, B takes it
+        // again. The taker checks what it read, B's id with B's start time (one atomic
+        // word since aud107 L2: the id and a start time read apart could be B's and D's).
+        let moves = move |step: &str| {
+            if step == "read the word" {
                 mutex.unlock();
                 assert!(mutex.try_lock(d));
-            }
-            // After the taker checked (B, D's start time): D lets go, B takes it again.
-            "found the owner dead" => {
                 mutex.unlock();
-                assert!(mutex.word.compare_exchange(0, b.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok());
-                mutex.owner_start.store(b.start, Ordering::Relaxed);
+                assert!(mutex.try_lock(b));
             }
-            _ => {}
         };
-        let taker = Owner { id: ID - 1, start: 1 };
+        let taker = Owner { id: 0x7fff_fffe, start: 1 };
         let taken = interleaving(moves, || mutex.take_from_dead_owner(taker));
         assert_eq!(taken, None, "B, alive, holds the lock: a second holder would race it");
         assert!(mutex.is_held_by(b));
+    }
+
+    /// aud107 L2: a holder killed inside its acquire, its release or its takeover, between
+    /// the two stores that change hands (the lock and the record of its holder), left the
+    /// word naming it with no start time, and was judged by its number alone: a live
+    /// stranger reusing the number kept the lock held for as long as it lived. Here the
+    /// holder "had" the number of a live process (our parent, or init) and another start
+    /// time (it is dead, its number reused), and is "killed" at each such step (the step
+    /// panics: nothing after it runs); the next acquirer must have the lock.
+    #[test]
+    fn a_holder_killed_between_the_locks_two_stores_is_judged_by_its_start_time_too() {
+        let stranger = [std::os::unix::process::parent_id(), 1]
+            .into_iter()
+            .find_map(|id| Some(Owner { id, start: sys::process_start_time(id)? }))
+            .expect("a live process");
+        let dead = Owner { id: stranger.id, start: stranger.start + 1 };
+        assert!(!sys::process_alive(dead.id, dead.start), "the holder, by its number and start time, is dead");
+        let killed_at = |step: &'static str| move |now: &str| assert_ne!(now, step, "killed at {step}");
+        let mut seen = Vec::new();
+        for case in ["acquire", "release", "takeover"] {
+            let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+            let killed = std::panic::catch_unwind(|| match case {
+                "acquire" => {
+                    let _ = interleaving(killed_at("mutex.lock.claimed"), || mutex.try_lock(dead));
+                }
+                "release" => {
+                    assert!(mutex.try_lock(dead));
+                    interleaving(killed_at("mutex.unlock.started"), || mutex.unlock());
+                }
+                _ => {
+                    // An earlier holder, dead too (a pid no process has), taken over by `dead`.
+                    let mut ended = std::process::Command::new("true").spawn().unwrap();
+                    let earlier = Owner { id: ended.id(), start: 1 };
+                    ended.wait().unwrap();
+                    assert!(mutex.try_lock(earlier));
+                    let _ = interleaving(killed_at("claimed"), || mutex.take_from_dead_owner(dead));
+                }
+            });
+            assert!(killed.is_err(), "{case}: the step was reached");
+            let taken = mutex.try_lock_or_take_over(Owner::process());
+            println!("{case}: killed inside; the next acquirer's try (a dead holder's lock taken over): {taken:?}");
+            seen.push((case, taken));
+            if taken.is_some() {
+                mutex.unlock();
+            }
+        }
+        // Killed in its release, the holder may have let go already (the lock is then free)
+        // or not (then taken over): either way the next acquirer has the lock.
+        assert!(seen.iter().all(|(_, taken)| taken.is_some()), "a dead holder kept its lock: {seen:?}");
     }
 
     #[test]
@@ -830,14 +872,14 @@ mod tests {
         let mut ended = std::process::Command::new("true").spawn().unwrap();
         let b = ended.id();
         ended.wait().unwrap();
-        mutex.word.store(b | SLEEPERS, Ordering::Relaxed);
-        mutex.owner_start.store(12345, Ordering::Relaxed);
+        mutex.word.store(SLEEPERS, Ordering::Relaxed);
+        mutex.owner.store(Owner { id: b, start: 12345 }.record(), Ordering::Relaxed);
         // Another taker comes between this process's claim and its start time's store.
         let second = std::rc::Rc::new(std::cell::Cell::new(None));
         let seen = second.clone();
         let moves = move |step: &str| {
             if step == "claimed" {
-                seen.set(Some(mutex.take_from_dead_owner(Owner { id: ID - 1, start: 1 })));
+                seen.set(Some(mutex.take_from_dead_owner(Owner { id: 0x7fff_fffe, start: 1 })));
             }
         };
         let taken = interleaving(moves, || mutex.take_from_dead_owner(Owner::process()));
@@ -947,15 +989,16 @@ mod tests {
         drop(child);
     }
 
-    /// A holder stopped between the word's compare-exchange and its start time's store (the
-    /// word names it, the start time is zero) is found stopped: `lock_unless_stopped` gives
-    /// up rather than waiting for ever (review72 L2: it took the lock for one changing
-    /// hands at every look). The word is written as such a holder left it.
+    /// A holder recorded without a start time (a thread whose start time could not be
+    /// read; before aud107 L2's one-word record, any holder stopped between the word's
+    /// compare-exchange and its start time's store) is found stopped: `lock_unless_stopped`
+    /// gives up rather than waiting for ever (review72 L2: it took the lock for one changing
+    /// hands at every look).
     #[test]
     fn a_holder_stopped_before_storing_its_start_time_is_a_stopped_holder() {
         let child = StoppedChild::new();
         let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
-        mutex.word.store(child.pid(), Ordering::Release);
+        mutex.owner.store(Owner { id: child.pid(), start: 0 }.record(), Ordering::Release);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let guard = RawGuard::lock_unless_stopped(mutex, Deadline::after(Duration::from_millis(20)));

@@ -83,7 +83,7 @@ pub(super) unsafe trait AllAtomics {}
 unsafe impl AllAtomics for AtomicU32 {}
 // SAFETY: `seq`, `sleepers`, `arrivals` and `served` are atomics (`wait.rs`).
 unsafe impl AllAtomics for Notify {}
-// SAFETY: `word`, `_pad` and `owner_start` are atomics (`mutex.rs`).
+// SAFETY: `word`, `_pad` and `owner` are atomics (`mutex.rs`).
 unsafe impl AllAtomics for RawMutex {}
 
 /// What a future waits on (a `Notify`, the lock its sleepers pass through, a futex word),

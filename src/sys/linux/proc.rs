@@ -271,6 +271,18 @@ fn process_stat(pid: u32) -> Option<Stat> {
 /// dead once is a broken lock or a use after free, whereas one read as alive is looked at
 /// again at the next check.
 pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    process_alive_if(pid, |s| start == 0 || s == start)
+}
+
+/// [`process_alive`] against a start time recorded in its low 32 bits (0: unknown, the pid
+/// alone decides), as a lock keeps its holder's, with the holder's id, in one atomic word
+/// (`shm::mutex`, aud107 L2). Another process reusing the pid is told apart unless it
+/// started a multiple of 2^32 clock ticks (497 days at 100 Hz) after, to the tick.
+pub(crate) fn process_alive_as_recorded(pid: u32, start_low: u32) -> bool {
+    process_alive_if(pid, |s| start_low == 0 || s as u32 == start_low)
+}
+
+fn process_alive_if(pid: u32, started: impl Fn(u64) -> bool) -> bool {
     if pid == 0 {
         return false;
     }
@@ -283,7 +295,7 @@ pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
         }
         if let Some(s) = process_stat(pid) {
             // 'Z' zombie, 'X' dead, 'x' dead (old kernels).
-            return !matches!(s.state, b'Z' | b'X' | b'x') && (start == 0 || s.start == start);
+            return !matches!(s.state, b'Z' | b'X' | b'x') && started(s.start);
         }
     }
     true
@@ -300,6 +312,14 @@ pub(crate) fn process_stopped(pid: u32) -> bool {
 /// is `T` stopped (`SIGSTOP`) or `t` stopped by a tracer.
 pub(crate) fn process_stopped_as(pid: u32, start: u64) -> bool {
     pid != 0 && process_stat(pid).is_some_and(|s| matches!(s.state, b'T' | b't') && (start == 0 || s.start == start))
+}
+
+/// [`process_stopped_as`] against a start time recorded in its low 32 bits (0: unknown), as
+/// [`process_alive_as_recorded`].
+pub(crate) fn process_stopped_as_recorded(pid: u32, start_low: u32) -> bool {
+    pid != 0
+        && process_stat(pid)
+            .is_some_and(|s| matches!(s.state, b'T' | b't') && (start_low == 0 || s.start as u32 == start_low))
 }
 
 /// Reaps this process's own child `pid` if it has ended: `Ok(true)` reaped, `Ok(false)`
