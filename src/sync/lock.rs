@@ -23,27 +23,28 @@ pub(crate) struct LockState {
     /// Taken only through [`Lock::take`] and its kin, which read [`LockState::releases`].
     mutex: RawMutex,
     /// How many [`Lock::release`] calls were made (wrapping), each counted before its
-    /// unlock: a guard's [`Hold`]. Read by each acquire, once it holds the word, and by a
+    /// unlock: a guard's [`Hold`]. Read by each acquire, once it holds the lock, and by a
     /// guard's release and a condition wait; written by `Lock::release` only.
     releases: AtomicU32,
 }
 
 /// Which hold of a [`Lock`] a guard has: [`LockState::releases`] as its acquire read it.
-/// A `Lock` is held by a process, so the word cannot tell a guard's own hold from one
-/// another thread of its process took after a [`Lock::release`] (review165 M1: a stale
-/// `ConditionGuard` waited through such a hold, releasing it, and the drops released it).
-/// A guard's hold ends by its own release (its drop, a condition wait's), by its process's
-/// death, or by a `Lock::release`: only the last leaves the guard alive, and it counts
-/// itself before its unlock. So a guard holds the lock while its process holds the word
-/// and the count is still the guard's: an acquire after that release reads the new count
-/// (its CAS reads from the release's unlock, or from a later RMW of the word), and so does
-/// a guard's look at the word that finds that acquire's hold (an acquire load, which reads
-/// an RMW of the release sequence the unlock heads). The count is a load at each acquire
-/// and each release, no store and no RMW on their path (review165's suggestion was a
-/// number written by each acquire: one store more, and a guard looking between another
-/// thread's CAS and its store took that hold for its own). Not seen: a `Lock::release`
-/// landing while a guard's acquire or drop runs (see [`Lock::release`]), and two counts
-/// 2^32 releases apart.
+/// A `Lock` is held by a process, so the mutex's record of its holder cannot tell a
+/// guard's own hold from one another thread of its process took after a [`Lock::release`]
+/// (review165 M1: a stale `ConditionGuard` waited through such a hold, releasing it, and
+/// the drops released it). A guard's hold ends by its own release (its drop, a condition
+/// wait's), by its process's death, or by a `Lock::release`: only the last leaves the
+/// guard alive, and it counts itself before its unlock. So a guard holds the lock while
+/// the mutex records its process and the count is still the guard's: an acquire after
+/// that release reads the new count (its CAS reads from the release's unlock, or from a
+/// later RMW of the record: every write of it is one), and so does a guard's look at the
+/// record that finds that acquire's hold (an acquire load, which reads an RMW of the
+/// release sequence the unlock heads). The count is a load at each acquire and each
+/// release, no store and no RMW on their path (review165's suggestion was a number written
+/// by each acquire: one store more, and a guard looking between another thread's CAS and
+/// its store took that hold for its own). Not seen: a `Lock::release` landing while a
+/// guard's acquire or drop runs (see [`Lock::release`]), and two counts 2^32 releases
+/// apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hold(u32);
 
@@ -148,7 +149,7 @@ impl Lock {
         LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, owner: me, hold }
     }
 
-    /// The [`Hold`] of a hold just taken (the word is ours): the count of releases, read
+    /// The [`Hold`] of a hold just taken (the lock is ours): the count of releases, read
     /// after the CAS. Every acquirer of a `Lock` goes through here ([`Lock::take`] and its
     /// kin).
     #[inline]
@@ -296,8 +297,8 @@ impl Lock {
     /// A guard's release: releases the lock if this process holds it with the guard's
     /// `hold`, and says whether it did. A lock released with [`Lock::release`] while its
     /// guard lived, and taken by another process since, is that process's: the guard's
-    /// drop leaves it alone (the word's unlock clears it whoever holds it; aud107 H1). So
-    /// is a hold another thread of this process took since: the word names the process
+    /// drop leaves it alone (the mutex's unlock clears it whoever holds it; aud107 H1). So
+    /// is a hold another thread of this process took since: the mutex records the process
     /// whichever thread took it, the count of releases tells them apart ([`Hold`];
     /// review165 M1). A `release` in the instant between the look and the unlock, and
     /// another taking the lock in it, is not seen.
