@@ -959,8 +959,16 @@ fn a_shareable_list_whose_write_fails_leaves_no_segment_behind() {
     assert!(!left, "the failed list's segment was left in /dev/shm");
 }
 
-fn create_segment_stopped_before_its_pages_failing(name: String) -> String {
-    multiproc::__private::crash_at("stop:shared_memory.create.opened,fail:shm.segment.allocate");
+/// Makes the segment `name`, stopped once it is made and registered, its allocation then
+/// failing; `id_late`: the create's own `fstat` fails (once), so the file id is learnt
+/// later, by the tracker's registration.
+fn create_segment_stopped_before_its_pages_failing((name, id_late): (String, bool)) -> String {
+    let points = "stop:shared_memory.create.opened,fail:shm.segment.allocate";
+    multiproc::__private::crash_at(&if id_late {
+        format!("fail1:shm.segment.file,{points}")
+    } else {
+        points.to_owned()
+    });
     let made = multiproc::SharedMemory::builder().name(name).size(4096).create();
     multiproc::__private::crash_disarm();
     match made {
@@ -971,23 +979,30 @@ fn create_segment_stopped_before_its_pages_failing(name: String) -> String {
 
 /// A named create whose allocation fails removes its own file only, not one made again
 /// under its name meanwhile (review126, noticed beside M1: the new segment's clean-up
-/// unlinked by name).
+/// unlinked by name). Also when the create's own `fstat` failed and the file id was learnt
+/// later, at the registration (review165 L2: not kept, the clean-up went by name).
 #[test]
 fn a_failed_create_does_not_unlink_a_segment_made_again_under_its_name() {
     let _w = watchdog(LIMIT);
-    let name = format!("mp-create-again-{}", std::process::id());
-    let child = Process::new(create_segment_stopped_before_its_pages_failing, name.clone()).start().unwrap();
-    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
-    // Another program takes the name over: unlinked, made again (its own file).
-    std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
-    let theirs = multiproc::SharedMemory::builder().name(name.clone()).size(4096).create().unwrap();
-    stopped.resume(LIMIT);
-    let made = child.join().unwrap();
-    let still_there = shm_exists(&name);
-    println!("create said {made}; the other program's segment still in /dev/shm: {still_there}");
-    let _ = theirs.unlink();
-    assert!(made.starts_with("Err(Io"), "{made}");
-    assert!(still_there, "the failed create's clean-up unlinked another program's segment");
+    for id_late in [false, true] {
+        let name = format!("mp-create-again-{}-{id_late}", std::process::id());
+        let child =
+            Process::new(create_segment_stopped_before_its_pages_failing, (name.clone(), id_late)).start().unwrap();
+        let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+        // Another program takes the name over: unlinked, made again (its own file).
+        std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
+        let theirs = multiproc::SharedMemory::builder().name(name.clone()).size(4096).create().unwrap();
+        stopped.resume(LIMIT);
+        let made = child.join().unwrap();
+        let still_there = shm_exists(&name);
+        println!(
+            "file id learnt late: {id_late}; create said {made}; the other program's segment still in /dev/shm: \
+             {still_there}"
+        );
+        let _ = theirs.unlink();
+        assert!(made.starts_with("Err(Io"), "{made}");
+        assert!(still_there, "the failed create's clean-up unlinked another program's segment (id late: {id_late})");
+    }
 }
 
 /// Creates the segments `<prefix>tracked` and `<prefix>untracked` with the file id of a
@@ -1715,7 +1730,8 @@ fn a_stale_handles_untrack_inner() {
 /// A stale handle's `untrack` (its segment unlinked through another handle, the name made
 /// again, tracked, since) leaves the new segment tracked: it goes with the family. It went
 /// by name, so the tracker forgot the new segment, which outlived the family (review160
-/// M2). It says `NotFound` now, as the handle's `unlink` does.
+/// M2). The tracker compares the file now (review165 L1), and the untrack says `Ok`: it
+/// was told, and forgot nothing of another file.
 #[test]
 fn a_stale_handles_untrack_leaves_a_segment_made_again_tracked() {
     let _w = watchdog(LIMIT);
@@ -1724,7 +1740,50 @@ fn a_stale_handles_untrack_leaves_a_segment_made_again_tracked() {
     let said = stderr.lines().find_map(|line| line.strip_prefix("untrack said ")).unwrap_or("nothing");
     println!("the stale handle's untrack said {said}; the segment made again outlived the family: {outlived:?}");
     assert_eq!(outlived, [false], "the segment made again outlived the family: {stderr}");
-    assert!(said.starts_with("Err(NotFound("), "{said}");
+    assert_eq!(said, "Ok(())", "{stderr}");
+}
+
+/// Run only by the test below, in a family of its own: a segment of a fresh name
+/// (registered by name alone), its name then removed and made again by another program
+/// (a plain file here), then the first handle's `untrack`.
+#[test]
+fn an_untrack_after_another_program_made_the_name_again_inner() {
+    if std::env::var_os("MP_TEST_REMADE_BY_ANOTHER").is_none() {
+        return;
+    }
+    eprintln!("tracker {}", tracker_pid());
+    let shm = SharedMemory::create(4096).unwrap();
+    let path = format!("/dev/shm/{}", shm.name());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"another program's").unwrap();
+    eprintln!("name {}", shm.name());
+    eprintln!("untrack said {:?}", shm.untrack());
+    println!("INNER-DONE");
+}
+
+/// An explicit `untrack` of a segment of a fresh name whose name another program removed
+/// and made again leaves that program's file alone at the family's end (review165 L1:
+/// syn103's `untrack` looked at the name first, found another file, said `NotFound` and
+/// forgot nothing, so the tracker unlinked that file with the family; before syn103 it
+/// forgot the name). The tracker forgets a registration by name alone whatever file is
+/// untracked: that name is nobody else's in the family.
+#[test]
+fn an_untrack_leaves_another_programs_file_made_again_under_a_fresh_name() {
+    let _w = watchdog(LIMIT);
+    let stderr = common::run_inner_test_stderr(
+        "an_untrack_after_another_program_made_the_name_again_inner",
+        &[("MP_TEST_REMADE_BY_ANOTHER", "1")],
+    );
+    let field = |key: &str| stderr.lines().find_map(|line| line.strip_prefix(key)).unwrap_or("?").to_owned();
+    let tracker: u32 = field("tracker ").trim().parse().expect("the inner test's tracker");
+    assert!(eventually(LIMIT / 2, || !pid_running(tracker)), "the tracker ended with its family");
+    let (name, said) = (field("name "), field("untrack said "));
+    let path = format!("/dev/shm/{name}");
+    let kept = std::fs::read(&path).is_ok_and(|bytes| bytes == b"another program's");
+    let _ = std::fs::remove_file(&path);
+    println!("untrack said {said}; the other program's file outlived the family: {kept}");
+    assert_eq!(said, "Ok(())", "{stderr}");
+    assert!(kept, "the family's tracker unlinked another program's file: {stderr}");
 }
 
 /// Fills the stopped tracker's pipe (so that this process's next lines do not wait),

@@ -1732,6 +1732,93 @@ fn a_condition_wait_without_its_lock_is_refused_and_takes_nothing() {
     }
 }
 
+/// Another thread of this process holding a lock until [`ThreadHold::finish`].
+struct ThreadHold {
+    go: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ThreadHold {
+    /// Has another thread take `lock`, and returns once it holds it.
+    fn take(lock: &Lock) -> Self {
+        let lock = lock.clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _guard = lock.acquire().unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        ThreadHold { go, thread }
+    }
+
+    /// Has the thread drop its guard, and joins it.
+    fn finish(self) {
+        self.go.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
+/// review165 M1: a guard whose `Lock` was given back with `Lock::release`, taken since by
+/// another *thread* of this process, holds nothing either: its drop, and a condition wait
+/// through it, leave that thread's hold alone (the `ConditionGuard` and `NotHeld` docs
+/// promised it). A `Lock` is held by a pid, so every check took that hold for the stale
+/// guard's own: the wait released it (another process could get in while the thread was
+/// inside) and took the lock back, and the drops released it. Python refuses such a
+/// wait per thread. Each kind of guard: `Lock`'s, `Condition`'s (dropped; a wait, then
+/// dropped; a wait refused before the thread took the lock, then dropped), a `Value`'s
+/// sharing the lock.
+#[test]
+fn a_stale_guard_leaves_alone_a_hold_another_thread_of_its_process_took_since() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let cond = Condition::with_lock(lock.clone()).unwrap();
+    let value = Value::with_lock(0u32, lock.clone()).unwrap();
+    let mut failed = Vec::new();
+    for kind in ["Lock", "Condition", "Condition wait", "Condition wait refused first", "Value"] {
+        let mut waited = None;
+        let other = if kind == "Lock" {
+            let guard = lock.acquire().unwrap();
+            lock.release().unwrap();
+            let other = ThreadHold::take(&lock);
+            drop(guard);
+            other
+        } else if kind == "Value" {
+            let guard = value.lock();
+            lock.release().unwrap();
+            let other = ThreadHold::take(&lock);
+            drop(guard);
+            other
+        } else {
+            let mut guard = cond.acquire().unwrap();
+            lock.release().unwrap();
+            if kind == "Condition wait refused first" {
+                waited = Some(guard.wait_timeout(SHORT));
+            }
+            let other = ThreadHold::take(&lock);
+            if kind == "Condition wait" {
+                waited = Some(guard.wait_timeout(SHORT));
+            }
+            drop(guard);
+            other
+        };
+        let kept = lock.locked();
+        other.finish();
+        // The other thread's own guard still releases its hold.
+        let released_by_its_guard = !lock.locked();
+        let said = format!(
+            "{kind}: the wait {waited:?}; the other thread's hold kept: {kept}; released by its own guard: {released_by_its_guard}"
+        );
+        println!("{said}");
+        if !kept || !released_by_its_guard || waited.is_some_and(|w| w != Err(ConditionWaitError::NotHeld)) {
+            failed.push(said);
+        }
+        let _ = lock.release();
+    }
+    assert!(failed.is_empty(), "a stale guard released another thread's hold: {failed:#?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Barrier
 
@@ -2424,55 +2511,6 @@ fn a_panicking_action_breaks_the_barrier_for_every_party() {
         assert!(barrier.is_broken());
         barrier.reset();
         assert!(!barrier.is_broken());
-    }
-}
-
-/// The barrier an [`act_on_own_barrier`] action reaches (one case at a time: the test
-/// below runs its cases in turn).
-static OWN_BARRIER: std::sync::Mutex<Option<Barrier>> = std::sync::Mutex::new(None);
-/// The thread an [`act_on_own_barrier`] action started (case 4).
-static OTHER_THREAD: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
-
-/// A barrier action that calls its own barrier: `abort` (0), `reset` (1), `wait` (2),
-/// `wait_timeout` (3), or `abort` from another thread that it leaves running (4).
-fn act_on_own_barrier(what: u8) {
-    let barrier = OWN_BARRIER.lock().unwrap().clone().expect("the case's barrier");
-    match what {
-        0 => barrier.abort(),
-        1 => barrier.reset(),
-        2 => drop(barrier.wait()),
-        3 => drop(barrier.wait_timeout(Duration::from_millis(50))),
-        _ => *OTHER_THREAD.lock().unwrap() = Some(std::thread::spawn(move || barrier.abort())),
-    }
-}
-
-/// aud107 L1: an action that calls `abort`, `reset` or `wait` on its own barrier waited
-/// for the barrier's guard, which its own process held for the action: the timed wait that
-/// tripped the barrier never ended (Python deadlocks too, and forbids it). Such a call now
-/// panics ("called from the barrier's own action"), which the action's catch turns into a
-/// break for every party ([`BarrierBreak::ActionPanicked`]). Another thread of the tripping
-/// process calling `abort` is no such call: it waits for the action to end, then aborts.
-#[test]
-fn a_barrier_action_that_calls_its_own_barrier_breaks_it_instead_of_hanging() {
-    let _w = watchdog(LIMIT);
-    for what in 0..5u8 {
-        let barrier = Barrier::builder(1).action_with(act_on_own_barrier, what).build().unwrap();
-        *OWN_BARRIER.lock().unwrap() = Some(barrier.clone());
-        let tripped = barrier.wait_timeout(LIMIT).map_err(|e| e.cause());
-        let other = OTHER_THREAD.lock().unwrap().take().map(|t| t.join().is_ok());
-        println!(
-            "case {what}: the tripping wait: {tripped:?}; the other thread's abort returned: {other:?}; broken: {}",
-            barrier.is_broken()
-        );
-        if what < 4 {
-            assert_eq!(tripped, Err(BarrierBreak::ActionPanicked), "case {what}");
-        } else {
-            assert_eq!(tripped, Ok(0), "another thread's abort waits for the action");
-            assert_eq!(other, Some(true), "another thread's abort returns once the action ended");
-        }
-        assert!(barrier.is_broken(), "case {what}");
-        barrier.reset();
-        *OWN_BARRIER.lock().unwrap() = None;
     }
 }
 

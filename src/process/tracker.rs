@@ -5,8 +5,11 @@
 //! It is a re-execution of the current binary in the `tracker` role, started at `init()`
 //! before the fork server, so that every process of the family inherits the write end of
 //! its pipe: fork and fork-server children by `fork`, spawned children through their boot
-//! message. A process that creates a tracked segment writes `R<name>\n` on the pipe, one
-//! that unlinks it `U<name>\n` (each line one atomic pipe write). The tracker reads until
+//! message. A process that creates a tracked segment writes `R<name>\n` on the pipe (or
+//! `R<name>/<device>:<inode>\n`, the file it must still be to be unlinked), one that unlinks
+//! or untracks it `U<name>/<device>:<inode>\n`, which forgets a registration of that file or
+//! of the name alone, never one of another file made again under the name since (each line
+//! one atomic pipe write). The tracker reads until
 //! the pipe's end of file, which comes when the last writer, the last family process, is
 //! gone; then it unlinks what is still registered, says so on stderr, and exits.
 //!
@@ -51,9 +54,10 @@
 //! order (review61 M2: given up, the name stayed registered, and the tracker unlinked
 //! with the family an `untrack`ed segment, or one made again under that name untracked);
 //! `untrack` says it was not taken yet. A child process tries its backlog once more at its
-//! normal end, the main process in its exit hook; a process killed loses it. Another
-//! process's later registration of the same name may be overtaken by it (the tracker then
-//! leaks that segment, it never unlinks one wrongly). An untracked create of a name the
+//! normal end, the main process in its exit hook; a process killed loses it. Written late,
+//! it names its file, so it does not forget another process's later registration of the
+//! name, which is of another file (a name the caller chose is registered with its file).
+//! An untracked create of a name the
 //! caller chose tells the tracker to forget the name once the exclusive create made it
 //! (any registration of it is then stale: its forgetting still in some process's backlog,
 //! or lost), and fails rather than keep a segment the tracker would unlink if that line is
@@ -180,9 +184,16 @@ pub(crate) fn start() -> io::Result<()> {
 /// that one left by a family killed whole is found by the next family's start
 /// ([`take_up_abandoned`]): `/dev/shm`, whose files are memory, as a memory file's. The
 /// name says the journal's version (its lines, its locks): a release that changes them
-/// changes it, and never takes up another's journal (review97 L6).
+/// changes it, and never takes up a later version's journal (review97 L6). v2 (review165
+/// L1) added the forgetting of a file (`U<name>/<device>:<inode>`): a v1 build would read
+/// it as the forgetting of a name that has no registration, and unlink an untracked
+/// segment. v2 reads v1's lines as v1 did, so it takes up a v1 journal too
+/// ([`readable_journal`]).
 const JOURNAL_DIR: &str = "/dev/shm";
-const JOURNAL_NAME: &str = "mp-journal-v1-";
+const JOURNAL_NAME: &str = "mp-journal-v2-";
+/// The earlier version whose journals this one takes up: the same locks, and lines this
+/// version reads as it did (`R<name>`, `R<name>/<device>:<inode>`, `U<name>`).
+const JOURNAL_NAME_V1: &str = "mp-journal-v1-";
 
 /// Takes up the journals of families killed whole (the main process killed with the tracker
 /// and its keeper: nothing of them was left to clean up, and their segments stayed in
@@ -210,7 +221,7 @@ fn take_up_abandoned() {
     let journals: BTreeSet<String> = dir
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
-            this_versions_journal(&name).then(|| format!("{JOURNAL_DIR}/{name}"))
+            readable_journal(&name).then(|| format!("{JOURNAL_DIR}/{name}"))
         })
         .collect();
     // A second file without its first: naming or unnaming cut short (review97 L3). It holds
@@ -246,16 +257,18 @@ fn take_up_abandoned() {
     }
 }
 
-/// Whether `name` (a file of [`JOURNAL_DIR`]) is a file of a journal of this version, the
-/// only ones taken up. Another version's is left alone: never locked, read nor unnamed.
-/// Those of builds before the version was named (trk71's `mp-journal-<16 hex digits>`,
-/// merged and replaced within stop 38) registered names without their file's identity, and
-/// took their locks in the other order: taken up, their names would be unlinked by name
-/// alone, maybe another program's segment made since (review97 M1). Their segments leak,
-/// as every family killed whole's did before trk71; their two files stay until removed by
-/// hand (`rm /dev/shm/mp-journal-<hex>-[01]`, once no process of that family lives).
-fn this_versions_journal(name: &str) -> bool {
-    name.starts_with(JOURNAL_NAME)
+/// Whether `name` (a file of [`JOURNAL_DIR`]) is a file of a journal this version takes
+/// up: its own, or v1's, whose lines it reads as v1 did (see [`JOURNAL_NAME`]). Another
+/// version's is left alone: never locked, read nor unnamed. A later one's may hold lines
+/// this one misreads. Those of builds before the version was named (trk71's
+/// `mp-journal-<16 hex digits>`, merged and replaced within stop 38) registered names
+/// without their file's identity, and took their locks in the other order: taken up,
+/// their names would be unlinked by name alone, maybe another program's segment made
+/// since (review97 M1). Their segments leak, as every family killed whole's did before
+/// trk71; their two files stay until removed by hand (`rm /dev/shm/mp-journal-<hex>-[01]`,
+/// once no process of that family lives).
+fn readable_journal(name: &str) -> bool {
+    name.starts_with(JOURNAL_NAME) || name.starts_with(JOURNAL_NAME_V1)
 }
 
 /// The names held by the journal named `stem` (`-0` and `-1`) if none of its holders lives
@@ -382,8 +395,8 @@ pub(crate) struct Lines {
     /// so the next calls try once and do not wait (one wait per process, not per line),
     /// until [`Stall::over`].
     stalled: Option<Stall>,
-    /// The names of forgettings (`U` lines) that timed out, oldest first: written before
-    /// any later line of this process.
+    /// The forgettings (`U` lines, without the `U` and the newline: [`with_file`]) that
+    /// timed out, oldest first: written before any later line of this process.
     backlog: VecDeque<String>,
 }
 
@@ -432,8 +445,8 @@ impl Lines {
         let stalled = self.stalled.is_some_and(|stall| !stall.over(fd));
         let deadline = if stalled { Instant::now() } else { Instant::now() + WAIT };
         let mut written = || {
-            while let Some(name) = self.backlog.front() {
-                sys::write_line_by(fd, format!("U{name}\n").as_bytes(), deadline)?;
+            while let Some(owed) = self.backlog.front() {
+                sys::write_line_by(fd, format!("U{owed}\n").as_bytes(), deadline)?;
                 self.backlog.pop_front();
             }
             line.map_or(Ok(()), |line| sys::write_line_by(fd, line.as_bytes(), deadline))
@@ -469,11 +482,16 @@ pub(crate) fn register(name: &str, id: Option<sys::FileId>) -> io::Result<()> {
 type Names = BTreeMap<String, Option<sys::FileId>>;
 
 /// The line that registers `name` (`id`: the file it is): `R<name>\n`, or
-/// `R<name>/<device>:<inode>\n` (a name has no `/`).
+/// `R<name>/<device>:<inode>\n`.
 fn registration(name: &str, id: Option<sys::FileId>) -> String {
+    format!("R{}\n", with_file(name, id))
+}
+
+/// `name`, or `name/<device>:<inode>` with its file `id` (a name has no `/`).
+fn with_file(name: &str, id: Option<sys::FileId>) -> String {
     match id {
-        Some(sys::FileId { dev, ino }) => format!("R{name}/{dev}:{ino}\n"),
-        None => format!("R{name}\n"),
+        Some(sys::FileId { dev, ino }) => format!("{name}/{dev}:{ino}"),
+        None => name.to_owned(),
     }
 }
 
@@ -483,19 +501,26 @@ fn unlink(name: &str, id: Option<sys::FileId>) -> bool {
     crate::shm::Segment::unlink_if(name, id).is_ok()
 }
 
-/// Forgets a segment (it was unlinked, or handed over on purpose).
+/// Forgets a segment (it was unlinked, or handed over on purpose): the file `id`, which the
+/// tracker forgets if the name is registered with it or alone (`R<name>`: a name nobody
+/// makes again, so the registration is that file's), and never another file made again
+/// under the name and registered since (review165 L1: the caller's `lstat` chose whether
+/// to send a `U<name>`, which forgot nothing when another program had made the name
+/// again, and whatever was registered otherwise). `None`: whatever is registered under
+/// the name (a fresh name, whose create failed).
 ///
 /// # Errors
 ///
 /// `TimedOut` when the tracker did not take the line: it still holds the name, and the
 /// line waits in this process's backlog, written before its next line. Without a tracker
 /// (none started, or it is dead) there is nothing to forget, so no error.
-pub(crate) fn unregister(name: &str) -> io::Result<()> {
+pub(crate) fn unregister(name: &str, id: Option<sys::FileId>) -> io::Result<()> {
     let Some(fd) = PIPE.get() else { return Ok(()) };
+    let forgetting = with_file(name, id);
     let mut lines = lock_lines();
-    forget(&mut lines, fd.as_fd(), name).inspect_err(|_| {
-        if !lines.backlog.iter().any(|owed| owed == name) {
-            lines.backlog.push_back(name.to_owned());
+    forget(&mut lines, fd.as_fd(), &forgetting).inspect_err(|_| {
+        if !lines.backlog.contains(&forgetting) {
+            lines.backlog.push_back(forgetting.clone());
         }
     })
 }
@@ -517,10 +542,11 @@ pub(crate) fn disown(name: &str) -> io::Result<()> {
     forget(&mut lock_lines(), fd.as_fd(), name)
 }
 
-/// Writes the forgetting of `name`: `TimedOut` if the tracker did not take it; any other
-/// failure (a dead tracker's broken pipe) leaves nothing to forget.
-fn forget(lines: &mut Lines, fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
-    match lines.write(fd, Some(&format!("U{name}\n"))) {
+/// Writes the forgetting `forgetting` (a name, or a name and its file: [`with_file`]):
+/// `TimedOut` if the tracker did not take it; any other failure (a dead tracker's broken
+/// pipe) leaves nothing to forget.
+fn forget(lines: &mut Lines, fd: BorrowedFd<'_>, forgetting: &str) -> io::Result<()> {
+    match lines.write(fd, Some(&format!("U{forgetting}\n"))) {
         Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(e),
         _ => Ok(()),
     }
@@ -741,7 +767,8 @@ impl Tracker {
 
 /// Takes in `bytes`, after `pending` (a line's start, left there once more comes):
 /// `R<name>\n` (or `R<name>/<device>:<inode>\n`, [`registration`]) registers in `names`,
-/// `U<name>\n` forgets.
+/// `U<name>\n` forgets the name, `U<name>/<device>:<inode>\n` ([`unregister`]) forgets it
+/// if it is registered alone or with that file.
 fn take_lines(names: &mut Names, pending: &mut Vec<u8>, bytes: &[u8]) {
     pending.extend_from_slice(bytes);
     let mut start = 0;
@@ -755,9 +782,17 @@ fn take_lines(names: &mut Names, pending: &mut Vec<u8>, bytes: &[u8]) {
                 };
                 names.insert(name.to_string(), id);
             }
-            Some(("U", name)) => {
-                names.remove(name);
-            }
+            Some(("U", line)) => match line.split_once('/') {
+                None => {
+                    names.remove(line);
+                }
+                Some((name, id)) => {
+                    let id = parse_id(id);
+                    if names.get(name).is_some_and(|registered| registered.is_none() || *registered == id) {
+                        names.remove(name);
+                    }
+                }
+            },
             _ => {}
         }
         start += end + 1;
@@ -1116,16 +1151,43 @@ mod tests {
     }
 
     #[test]
-    fn only_this_versions_journals_are_taken_up() {
-        // Its own, as `Journal::name` names them.
-        assert!(this_versions_journal("mp-journal-v1-00c0ffee00c0ffee-0"));
-        assert!(this_versions_journal("mp-journal-v1-00c0ffee00c0ffee-1"));
+    fn only_this_versions_journals_and_v1_s_are_taken_up() {
+        // Its own, as `Journal::name` names them, and v1's, whose lines it reads as v1 did.
+        for version in ["v2", "v1"] {
+            assert!(readable_journal(&format!("mp-journal-{version}-00c0ffee00c0ffee-0")));
+            assert!(readable_journal(&format!("mp-journal-{version}-00c0ffee00c0ffee-1")));
+        }
         // trk71's, before the version was named (16 hex digits never start `v1-`), and a
         // later version's.
-        assert!(!this_versions_journal("mp-journal-00c0ffee00c0ffee-0"));
-        assert!(!this_versions_journal("mp-journal-v2-00c0ffee00c0ffee-0"));
+        assert!(!readable_journal("mp-journal-00c0ffee00c0ffee-0"));
+        assert!(!readable_journal("mp-journal-v3-00c0ffee00c0ffee-0"));
         // A segment.
-        assert!(!this_versions_journal("mp-00c0ffee00c0ffee"));
+        assert!(!readable_journal("mp-00c0ffee00c0ffee"));
+    }
+
+    /// review165 L1: the forgetting of a file forgets a registration of that file or of the
+    /// name alone, never one of another file; the forgetting of a name forgets any. A
+    /// journal of v1 (no forgetting of a file) is read as v1 read it.
+    #[test]
+    fn a_forgetting_of_a_file_spares_another_files_registration() {
+        let (f, g) = (sys::FileId { dev: 3, ino: 7 }, sys::FileId { dev: 3, ino: 8 });
+        let lines = [
+            registration("alone", None),
+            registration("mine", Some(f)),
+            registration("another", Some(g)),
+            registration("any", Some(g)),
+            format!("U{}\n", with_file("alone", Some(f))),
+            format!("U{}\n", with_file("mine", Some(f))),
+            format!("U{}\n", with_file("another", Some(f))),
+            format!("U{}\n", with_file("any", None)),
+        ]
+        .concat();
+        let mut names = Names::new();
+        take_lines(&mut names, &mut Vec::new(), lines.as_bytes());
+        assert_eq!(names, Names::from([("another".into(), Some(g))]));
+        let mut v1 = Names::new();
+        take_lines(&mut v1, &mut Vec::new(), b"Ra\nRb/3:7\nRc\nUa\nUb\nRd/3:8\n");
+        assert_eq!(v1, Names::from([("c".into(), None), ("d".into(), Some(g))]));
     }
 
     /// A tracker killed while it compacted (the other file written, its generation not):

@@ -291,7 +291,7 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
         Ok(new) => new,
         Err(e) => {
             if track && fresh {
-                let _ = tracker::unregister(&name);
+                let _ = tracker::unregister(&name, None);
             }
             return Err(SharedMemoryError::from_io(e, &name));
         }
@@ -319,7 +319,7 @@ fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result
             // (review126). A forgetting the tracker does not take waits in this process's
             // backlog.
             if new.discard() && track {
-                let _ = tracker::unregister(&name);
+                let _ = tracker::unregister(&name, new.file());
             }
             Err(SharedMemoryError::from_io(e, &name))
         }
@@ -726,8 +726,9 @@ impl SharedMemory {
     pub(crate) fn unlink_if_ours(&self) -> Result<bool, SharedMemoryError> {
         match Segment::unlink_if(&self.name, Some(self.segment.file())) {
             Ok(()) => {
-                // A forgetting not taken now waits in this process's backlog.
-                let _ = tracker::unregister(&self.name);
+                // A forgetting not taken now waits in this process's backlog: written late, it
+                // still forgets this file only.
+                let _ = tracker::unregister(&self.name, Some(self.segment.file()));
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -738,14 +739,12 @@ impl SharedMemory {
     /// Stops tracking the segment: it will outlive the family unless somebody unlinks it
     /// (for a segment handed over on purpose, Python's `track=False` after the fact).
     ///
-    /// It forgets this handle's segment only: when the segment was unlinked already and
-    /// the name since names another segment (made again, maybe tracked by the family),
-    /// that one stays tracked and the answer is `NotFound`. (Python's goes by name.)
+    /// It forgets this handle's segment only, whatever the name names now: when the segment
+    /// was unlinked already and the name made again since, a segment the family made
+    /// again and tracks stays tracked, and another program's is left alone (the family's
+    /// tracker unlinks neither this handle's name nor that file). (Python's goes by name.)
     ///
     /// # Errors
-    ///
-    /// [`SharedMemoryError::NotFound`] when the segment was unlinked (the name gone or
-    /// another segment's): nothing is forgotten.
     ///
     /// [`SharedMemoryError::Tracker`] (`TimedOut`) when the family's resource tracker has
     /// read nothing for seconds (it is stopped, say by a debugger): it still tracks the
@@ -770,15 +769,11 @@ impl SharedMemory {
     /// ```
     pub fn untrack(&self) -> Result<(), SharedMemoryError> {
         // By file, not by name: a stale handle's made the tracker forget a segment the
-        // family made again under the name, which then outlived it (review160 M2). The few
-        // microseconds between the look and the line stay, as in `unlink`.
-        match Segment::named_file(&self.name) {
-            Ok(file) if file == self.segment.file() => {
-                tracker::unregister(&self.name).map_err(SharedMemoryError::Tracker)
-            }
-            Ok(_) => Err(SharedMemoryError::NotFound(self.name.clone())),
-            Err(e) => Err(SharedMemoryError::from_io(e, &self.name)),
-        }
+        // family made again under the name, which then outlived it (review160 M2). The
+        // tracker compares the file, not this process: an `lstat` here forgot nothing when
+        // another program had made the name again, and that program's file was unlinked
+        // with the family (review165 L1).
+        tracker::unregister(&self.name, Some(self.segment.file())).map_err(SharedMemoryError::Tracker)
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::shm::{Acquired, Deadline, Owner, TakenIn};
-use crate::sync::{Lock, RLock};
+use crate::sync::{Hold, Lock, RLock};
 
 /// A [`Lock`] or [`RLock`] given to [`Value::with_lock`](crate::Value::with_lock) or
 /// [`Array::with_lock`](crate::Array::with_lock) (Python's `Value(typecode, v, lock=l)`),
@@ -53,30 +53,30 @@ impl SharedLock {
     /// Takes the lock (one level of an `RLock`), waiting until `deadline`; `None` when it
     /// passed.
     pub(crate) fn acquire(&self, deadline: Deadline) -> Option<HeldLock<'_>> {
-        let acquired = match self {
-            SharedLock::Lock(lock) => lock.shared.mutex.lock(Owner::process(), deadline).ok()?,
-            SharedLock::RLock(lock) => lock.lock_level(deadline).ok()?,
+        let (acquired, hold) = match self {
+            SharedLock::Lock(lock) => lock.take(Owner::process(), deadline).ok()?,
+            SharedLock::RLock(lock) => (lock.lock_level(deadline).ok()?, Hold::NONE),
         };
-        Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
+        Some(HeldLock { lock: self, acquired, hold, taken_in: TakenIn::here() })
     }
 
     /// Takes the lock if it is free (or ours, for an `RLock`) or its holder is dead.
     pub(crate) fn try_acquire(&self) -> Option<HeldLock<'_>> {
-        let acquired = match self {
-            SharedLock::Lock(lock) => lock.shared.mutex.try_lock_or_take_over(Owner::process())?,
-            SharedLock::RLock(lock) => lock.try_lock_level()?,
+        let (acquired, hold) = match self {
+            SharedLock::Lock(lock) => lock.try_take(Owner::process())?,
+            SharedLock::RLock(lock) => (lock.try_lock_level()?, Hold::NONE),
         };
-        Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
+        Some(HeldLock { lock: self, acquired, hold, taken_in: TakenIn::here() })
     }
 
     /// Takes the lock only if it is free (or ours, for an `RLock`), never a dead holder's:
     /// for `Debug`, which leaves that takeover, and its `owner_died`, to the next lock.
     pub(crate) fn try_acquire_free(&self) -> Option<HeldLock<'_>> {
-        let acquired = match self {
-            SharedLock::Lock(lock) => lock.shared.mutex.try_lock(Owner::process()).then_some(Acquired::Clean)?,
-            SharedLock::RLock(lock) => lock.try_lock_level_free()?,
+        let (acquired, hold) = match self {
+            SharedLock::Lock(lock) => (Acquired::Clean, lock.try_take_free(Owner::process())?),
+            SharedLock::RLock(lock) => (lock.try_lock_level_free()?, Hold::NONE),
         };
-        Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
+        Some(HeldLock { lock: self, acquired, hold, taken_in: TakenIn::here() })
     }
 
     /// Takes this lock, then the value's own access (`access`, with `held_by` telling
@@ -147,6 +147,9 @@ impl SharedLock {
 pub(crate) struct HeldLock<'a> {
     lock: &'a SharedLock,
     pub(crate) acquired: Acquired,
+    /// Which hold of a `Lock` it has ([`Hold::NONE`] for an `RLock`): a hold another thread
+    /// of this process took after a `Lock::release` is not its own (review165 M1).
+    hold: Hold,
     /// A copy made by fork holds nothing (see [`TakenIn`]).
     taken_in: TakenIn,
 }
@@ -158,10 +161,10 @@ impl Drop for HeldLock<'_> {
             return;
         }
         match self.lock {
-            // Only this process's hold: the `Lock` may have been released by another
-            // process since and taken by a third (see `Lock::release_if_held_here`).
+            // Only this guard's hold: the `Lock` may have been released since and taken by
+            // another process or thread (see `Lock::release_if_held_here`).
             SharedLock::Lock(lock) => {
-                lock.release_if_held_here();
+                lock.release_if_held_here(self.hold);
             }
             // Fails only when the guard was dropped on another thread than the one that
             // took the level: that level stays held by its thread (documented on the

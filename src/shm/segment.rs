@@ -32,8 +32,9 @@ pub(crate) struct Segment {
 pub(crate) struct NewSegment {
     name: String,
     fd: Option<OwnedFd>,
-    /// The file made, for the clean-up's [`Segment::unlink_if`] (`None` if its `fstat`
-    /// failed: then the name is unlinked whatever it names, as before review126).
+    /// The file made, for the clean-up's [`Segment::unlink_if`] (`None` while no `fstat` of
+    /// it succeeded, the create's nor [`NewSegment::id`]'s: then the name is unlinked
+    /// whatever it names, as before review126).
     file: Option<FileId>,
     /// Allocated, or discarded: nothing left to clean up.
     done: bool,
@@ -41,12 +42,23 @@ pub(crate) struct NewSegment {
 
 impl NewSegment {
     /// The file it is, for a later unlink to check that its name still is
-    /// ([`Segment::unlink_if`]).
-    pub(crate) fn id(&self) -> io::Result<FileId> {
+    /// ([`Segment::unlink_if`]). Learnt here (the create's own `fstat` failed), it is kept,
+    /// so that the clean-up goes by file from then on (review165 L2: it was not, and a
+    /// failed allocation unlinked the name whatever it named).
+    pub(crate) fn id(&mut self) -> io::Result<FileId> {
         match self.file {
             Some(file) => Ok(file),
-            None => file_of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd()),
+            None => {
+                let file = file_of(self.fd.as_ref().expect("a new segment not allocated yet").as_fd())?;
+                self.file = Some(file);
+                Ok(file)
+            }
         }
+    }
+
+    /// The file it is, if known ([`NewSegment::id`]).
+    pub(crate) fn file(&self) -> Option<FileId> {
+        self.file
     }
 
     /// Gives the segment `len` bytes, all of them allocated (seconds for a large one), and
@@ -130,11 +142,6 @@ impl Segment {
     /// short, and a name made again empty said `Empty`).
     pub(crate) fn try_clone(&self) -> io::Result<Self> {
         Ok(Segment { map: self.map.remap()?, len: self.len, file: self.file })
-    }
-
-    /// Which file the name `name` is now (`NotFound` if none), by `lstat`.
-    pub(crate) fn named_file(name: &str) -> io::Result<FileId> {
-        SharedMapping::named_file(name)
     }
 
     /// Removes a name from `/dev/shm` if it is still the file `id` (if known: else

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Abandoned, AcquireTimeoutError, ConditionWaitError, TryAcquireError};
-use super::lock::Lock;
+use super::lock::{Hold, Lock};
 use super::rlock::RLock;
 use super::waiters::{Place, Waiters, Woken};
 use crate::error::Error;
@@ -86,36 +86,42 @@ impl sealed::Sealed for RLock {
 }
 impl ConditionLock for RLock {}
 
+/// A hold of the condition's lock as a guard keeps it: how it was taken, and which hold
+/// of a `Lock` it is ([`Hold::NONE`] for an `RLock`, told apart by its thread).
+type Taken = (Acquired, Hold);
+
 impl Underlying {
-    fn lock(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
+    fn lock(&self, deadline: Deadline) -> Result<Taken, TimedOut> {
         match self {
-            Underlying::Lock(lock) => lock.shared.mutex.lock(Owner::process(), deadline),
-            Underlying::RLock(rlock) => rlock.lock_level(deadline),
+            Underlying::Lock(lock) => lock.take(Owner::process(), deadline),
+            Underlying::RLock(rlock) => rlock.lock_level(deadline).map(|acquired| (acquired, Hold::NONE)),
         }
     }
 
-    fn try_lock(&self) -> Option<Acquired> {
+    fn try_lock(&self) -> Option<Taken> {
         match self {
-            Underlying::Lock(lock) => lock.shared.mutex.try_lock_or_take_over(Owner::process()),
-            Underlying::RLock(rlock) => rlock.try_lock_level(),
+            Underlying::Lock(lock) => lock.try_take(Owner::process()),
+            Underlying::RLock(rlock) => rlock.try_lock_level().map(|acquired| (acquired, Hold::NONE)),
         }
     }
 
-    /// Whether the caller holds the lock: this process a `Lock`, this thread an `RLock`.
-    fn is_held(&self) -> bool {
+    /// Whether the caller holds the lock: this process a `Lock`, with the guard's `hold`
+    /// (not a hold another of its threads took after a `Lock::release`: review165 M1);
+    /// this thread an `RLock`.
+    fn is_held(&self, hold: Hold) -> bool {
         match self {
-            Underlying::Lock(lock) => lock.shared.mutex.is_held_by(Owner::process()),
+            Underlying::Lock(lock) => lock.holds(Owner::process(), hold),
             Underlying::RLock(rlock) => rlock.is_owned(),
         }
     }
 
     /// A guard's release: only of a lock the caller holds (aud107 H1; see `is_held`). A
-    /// `Lock` released by its holder and taken by another process since is left alone, as
-    /// an `RLock` level given back by its owner.
-    fn unlock(&self) {
+    /// `Lock` released by its holder and taken by another process, or another thread,
+    /// since is left alone, as an `RLock` level given back by its owner.
+    fn unlock(&self, hold: Hold) {
         match self {
             Underlying::Lock(lock) => {
-                lock.release_if_held_here();
+                lock.release_if_held_here(hold);
             }
             Underlying::RLock(rlock) => {
                 let _ = rlock.unlock_level();
@@ -125,19 +131,19 @@ impl Underlying {
 
     /// Releases the lock entirely; returns what [`Underlying::relock_all`] needs, or
     /// `None`, releasing nothing, when the caller does not hold it.
-    fn unlock_all(&self) -> Option<u32> {
+    fn unlock_all(&self, hold: Hold) -> Option<u32> {
         match self {
-            Underlying::Lock(lock) => lock.release_if_held_here().then_some(1),
+            Underlying::Lock(lock) => lock.release_if_held_here(hold).then_some(1),
             Underlying::RLock(rlock) => rlock.unlock_all(),
         }
     }
 
-    fn relock_all(&self, levels: u32) -> Acquired {
+    fn relock_all(&self, levels: u32) -> Taken {
         match self {
             Underlying::Lock(lock) => {
-                lock.shared.mutex.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out")
+                lock.take(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out")
             }
-            Underlying::RLock(rlock) => rlock.relock_all(levels),
+            Underlying::RLock(rlock) => (rlock.relock_all(levels), Hold::NONE),
         }
     }
 }
@@ -249,10 +255,11 @@ impl Condition {
         Ok(Self { state: Shared::new(state)?, lock: lock.into_underlying() })
     }
 
-    fn guard(&self, acquired: Acquired) -> ConditionGuard<'_> {
+    fn guard(&self, (acquired, hold): Taken) -> ConditionGuard<'_> {
         ConditionGuard {
             cond: self,
             owner_died: acquired == Acquired::OwnerDied,
+            hold,
             taken_in: TakenIn::here(),
             _not_send: PhantomData,
         }
@@ -275,8 +282,8 @@ impl Condition {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire(&self) -> Result<ConditionGuard<'_>, Infallible> {
-        let acquired = self.lock.lock(Deadline::NEVER).expect("an endless wait does not time out");
-        Ok(self.guard(acquired))
+        let taken = self.lock.lock(Deadline::NEVER).expect("an endless wait does not time out");
+        Ok(self.guard(taken))
     }
 
     /// Acquires the lock if it is free; never waits.
@@ -297,7 +304,7 @@ impl Condition {
     /// ```
     pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, TryAcquireError> {
         match self.lock.try_lock() {
-            Some(acquired) => Ok(self.guard(acquired)),
+            Some(taken) => Ok(self.guard(taken)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -321,7 +328,7 @@ impl Condition {
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, AcquireTimeoutError> {
         match self.lock.lock(Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(acquired)),
+            Ok(taken) => Ok(self.guard(taken)),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -398,9 +405,15 @@ impl Condition {
     ///
     /// A caller that does not hold the lock (it gave it back itself) is refused before it
     /// takes a slot (aud107 H1): a slot taken and then abandoned by a live process is never
-    /// recovered, and the next `notify` would be granted to it.
-    fn wait_until(&self, deadline: Deadline, owner_died: &mut bool) -> Result<bool, ConditionWaitError> {
-        if !self.lock.is_held() {
+    /// recovered, and the next `notify` would be granted to it. `hold`: the guard's, the
+    /// hold taken back at the end once the wait began.
+    fn wait_until(
+        &self,
+        deadline: Deadline,
+        owner_died: &mut bool,
+        hold: &mut Hold,
+    ) -> Result<bool, ConditionWaitError> {
+        if !self.lock.is_held(*hold) {
             return Err(ConditionWaitError::NotHeld);
         }
         let state = &*self.state;
@@ -410,7 +423,7 @@ impl Condition {
         let Some(place) = self.lock_table(arrival).map(|_held| state.waiters.arrive(me.pid, me.start)) else {
             return Ok(false);
         };
-        let Some(levels) = self.lock.unlock_all() else {
+        let Some(levels) = self.lock.unlock_all(*hold) else {
             self.leave_unheld(place);
             return Err(ConditionWaitError::NotHeld);
         };
@@ -433,7 +446,9 @@ impl Condition {
             Err(Interrupted::Check(abandoned)) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
             _ => Ok(notified),
         };
-        if self.lock.relock_all(levels) == Acquired::OwnerDied {
+        let (acquired, relocked) = self.lock.relock_all(levels);
+        *hold = relocked;
+        if acquired == Acquired::OwnerDied {
             *owner_died = true;
         }
         outcome
@@ -523,9 +538,9 @@ impl Drop for TableHeld<'_> {
 /// waits and notifies panic: the lock is the parent's. A guard whose lock the caller gave
 /// back itself ([`RLock::release`], [`Lock::release`]) holds nothing: its waits are
 /// [`ConditionWaitError::NotHeld`], and its drop releases the lock only if the caller
-/// holds it then, never a hold another thread or process took since. (Its notifies still
-/// notify, as Python's would refuse: they only grant waiters' slots, under the condition's
-/// own guard.)
+/// holds it then, never a hold another thread or process took since (over a `Lock`, but
+/// for the instant [`Lock::release`] describes). (Its notifies still notify, as Python's
+/// would refuse: they only grant waiters' slots, under the condition's own guard.)
 ///
 /// # Examples
 ///
@@ -541,6 +556,9 @@ impl Drop for TableHeld<'_> {
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
     owner_died: bool,
+    /// Which hold of a `Lock` it has (taken again at each wait): a hold another thread of
+    /// this process took after a `Lock::release` is not its own (review165 M1).
+    hold: Hold,
     /// A copy made by fork (a guard kept in a thread-local) releases nothing, and its
     /// waits and notifies panic: the lock is the parent's.
     taken_in: TakenIn,
@@ -608,7 +626,7 @@ impl ConditionGuard<'_> {
     #[track_caller]
     pub fn wait(&mut self) -> Result<(), ConditionWaitError> {
         self.taken_in.check();
-        self.cond.wait_until(Deadline::NEVER, &mut self.owner_died).map(|_| ())
+        self.cond.wait_until(Deadline::NEVER, &mut self.owner_died, &mut self.hold).map(|_| ())
     }
 
     /// Like [`ConditionGuard::wait`], waiting at most `timeout`; returns whether a
@@ -639,7 +657,7 @@ impl ConditionGuard<'_> {
     #[track_caller]
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ConditionWaitError> {
         self.taken_in.check();
-        match self.cond.wait_until(Deadline::after(timeout), &mut self.owner_died) {
+        match self.cond.wait_until(Deadline::after(timeout), &mut self.owner_died, &mut self.hold) {
             Err(ConditionWaitError::Abandoned(_)) => Ok(false),
             other => other,
         }
@@ -712,7 +730,9 @@ impl ConditionGuard<'_> {
                 return Ok(false);
             }
             // Notified, timed out or abandoned: the predicate and the deadline decide.
-            if let Err(ConditionWaitError::NotHeld) = self.cond.wait_until(deadline, &mut self.owner_died) {
+            if let Err(ConditionWaitError::NotHeld) =
+                self.cond.wait_until(deadline, &mut self.owner_died, &mut self.hold)
+            {
                 return Err(ConditionWaitError::NotHeld);
             }
         }
@@ -760,7 +780,7 @@ impl ConditionGuard<'_> {
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         if self.taken_in.is_here() {
-            self.cond.lock.unlock();
+            self.cond.lock.unlock(self.hold);
         }
     }
 }

@@ -5,26 +5,29 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::{Condition, ConditionGuard, TableHeld, Underlying};
+use super::{Condition, ConditionGuard, TableHeld, Taken, Underlying};
 use crate::shm::{Acquired, Deadline, GUARD_GRACE, Owner, TakenIn, Waiting, poll_on};
+use crate::sync::Hold;
 use crate::sync::error::ConditionWaitError;
 use crate::sync::waiters::Place;
 use crate::sys;
 
 impl Underlying {
     /// One poll of an async acquire (one more level of an `RLock` held by this thread).
-    fn poll_lock(&self, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<Acquired> {
+    fn poll_lock(&self, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<Taken> {
         match self {
-            Underlying::Lock(lock) => lock.shared.mutex.poll_lock(Owner::process(), waiting, cx),
-            Underlying::RLock(rlock) => rlock.poll_lock_level(waiting, cx),
+            Underlying::Lock(lock) => lock.poll_take(Owner::process(), waiting, cx),
+            Underlying::RLock(rlock) => rlock.poll_lock_level(waiting, cx).map(|acquired| (acquired, Hold::NONE)),
         }
     }
 
     /// One poll of taking the lock back after `unlock_all`.
-    fn poll_relock_all(&self, levels: u32, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<Acquired> {
+    fn poll_relock_all(&self, levels: u32, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<Taken> {
         match self {
-            Underlying::Lock(lock) => lock.shared.mutex.poll_lock(Owner::process(), waiting, cx),
-            Underlying::RLock(rlock) => rlock.poll_relock_all(levels, waiting, cx),
+            Underlying::Lock(lock) => lock.poll_take(Owner::process(), waiting, cx),
+            Underlying::RLock(rlock) => {
+                rlock.poll_relock_all(levels, waiting, cx).map(|acquired| (acquired, Hold::NONE))
+            }
         }
     }
 }
@@ -75,7 +78,7 @@ impl<'a> Future for ConditionAcquire<'a> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let cond: &'a Condition = this.cond;
-        cond.lock.poll_lock(&mut this.waiting, cx).map(|acquired| Ok(cond.guard(acquired)))
+        cond.lock.poll_lock(&mut this.waiting, cx).map(|taken| Ok(cond.guard(taken)))
     }
 }
 
@@ -265,11 +268,12 @@ impl<'a> Future for ConditionWait<'a> {
         let state = &*cond.state;
         loop {
             match this.step {
-                Step::Holding(_) => {
+                Step::Holding(ref guard) => {
+                    let hold = guard.hold;
                     // Refused before a slot is taken (aud107 H1, H2): a caller that gave
                     // the lock back itself, and an RLock held at more than one level,
                     // whose other levels a dropped future could not take back.
-                    let refused = if !cond.lock.is_held() {
+                    let refused = if !cond.lock.is_held(hold) {
                         Some(ConditionWaitError::NotHeld)
                     } else if let Underlying::RLock(rlock) = &cond.lock
                         && rlock.held_at_more_than_one_level()
@@ -298,7 +302,7 @@ impl<'a> Future for ConditionWait<'a> {
                         state.waiters.arrive(me.pid, me.start)
                     };
                     let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else { unreachable!() };
-                    let Some(levels) = cond.lock.unlock_all() else {
+                    let Some(levels) = cond.lock.unlock_all(hold) else {
                         cond.leave_unheld(place);
                         return Poll::Ready((guard, Err(ConditionWaitError::NotHeld)));
                     };
@@ -339,13 +343,13 @@ impl<'a> Future for ConditionWait<'a> {
                     this.step = Step::Relocking { levels, outcome };
                 }
                 Step::Relocking { levels, outcome } => {
-                    let Poll::Ready(acquired) = cond.lock.poll_relock_all(levels, &mut this.waiting, cx) else {
+                    let Poll::Ready((acquired, hold)) = cond.lock.poll_relock_all(levels, &mut this.waiting, cx) else {
                         return Poll::Pending;
                     };
                     this.step = Step::Done;
                     let owner_died = acquired == Acquired::OwnerDied;
                     return Poll::Ready((
-                        ConditionGuard { cond, owner_died, taken_in: this.taken_in, _not_send: PhantomData },
+                        ConditionGuard { cond, owner_died, hold, taken_in: this.taken_in, _not_send: PhantomData },
                         outcome,
                     ));
                 }

@@ -129,10 +129,11 @@ pub enum ConditionWaitError {
     /// The caller does not hold the condition's lock any more (Python's `RuntimeError:
     /// cannot wait on un-acquired lock`): the guard's level was given back with
     /// [`RLock::release`](crate::RLock::release), or the [`Lock`](crate::Lock) with
-    /// [`Lock::release`](crate::Lock::release) (then held by another process, or by
-    /// nobody). The wait did not begin: the lock, whoever holds it now, is untouched, and
-    /// so is the condition (no notification taken). The guard holds nothing; its drop
-    /// releases nothing.
+    /// [`Lock::release`](crate::Lock::release) (then held by another process, by another
+    /// thread of this one, or by nobody). The wait did not begin: the lock, whoever holds
+    /// it now, is untouched, and so is the condition (no notification taken). The guard
+    /// holds nothing; its drop releases nothing (over a `Lock`, but for the instant
+    /// [`Lock::release`](crate::Lock::release) describes).
     #[error("wait on a condition whose lock the caller does not hold")]
     NotHeld,
     /// An async wait ([`ConditionGuard::wait_async`](crate::ConditionGuard::wait_async))

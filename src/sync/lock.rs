@@ -5,6 +5,8 @@ mod lock_async;
 pub use lock_async::LockAcquire;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,12 +15,42 @@ use std::convert::Infallible;
 
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
-use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TakenIn, kind};
+use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TakenIn, TimedOut, Waiting, kind};
 
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct LockState {
-    pub(crate) mutex: RawMutex,
+    /// Taken only through [`Lock::take`] and its kin, which read [`LockState::releases`].
+    mutex: RawMutex,
+    /// How many [`Lock::release`] calls were made (wrapping), each counted before its
+    /// unlock: a guard's [`Hold`]. Read by each acquire, once it holds the lock, and by a
+    /// guard's release and a condition wait; written by `Lock::release` only.
+    releases: AtomicU32,
+}
+
+/// Which hold of a [`Lock`] a guard has: [`LockState::releases`] as its acquire read it.
+/// A `Lock` is held by a process, so the mutex's record of its holder cannot tell a
+/// guard's own hold from one another thread of its process took after a [`Lock::release`]
+/// (review165 M1: a stale `ConditionGuard` waited through such a hold, releasing it, and
+/// the drops released it). A guard's hold ends by its own release (its drop, a condition
+/// wait's), by its process's death, or by a `Lock::release`: only the last leaves the
+/// guard alive, and it counts itself before its unlock. So a guard holds the lock while
+/// the mutex records its process and the count is still the guard's: an acquire after
+/// that release reads the new count (its CAS reads from the release's unlock, or from a
+/// later RMW of the record: every write of it is one), and so does a guard's look at the
+/// record that finds that acquire's hold (an acquire load, which reads an RMW of the
+/// release sequence the unlock heads). The count is a load at each acquire and each
+/// release, no store and no RMW on their path (review165's suggestion was a number written
+/// by each acquire: one store more, and a guard looking between another thread's CAS and
+/// its store took that hold for its own). Not seen: a `Lock::release` landing while a
+/// guard's acquire or drop runs (see [`Lock::release`]), and two counts 2^32 releases
+/// apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hold(u32);
+
+impl Hold {
+    /// For a guard over an `RLock`, which is told apart by its thread: never compared.
+    pub(crate) const NONE: Hold = Hold(0);
 }
 
 impl ShmObject for LockState {
@@ -107,14 +139,50 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new() -> Result<Self, Error> {
-        Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new() })? })
+        Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new(), releases: AtomicU32::new(0) })? })
     }
 
     /// The guard of a hold taken by `me` (this process's [`Owner::process`], as the acquire
     /// computed it: the guard's drop compares with it rather than asking again).
     #[inline]
-    fn guard(&self, me: Owner, acquired: Acquired) -> LockGuard<'_> {
-        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, owner: me }
+    fn guard(&self, me: Owner, (acquired, hold): (Acquired, Hold)) -> LockGuard<'_> {
+        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, owner: me, hold }
+    }
+
+    /// The [`Hold`] of a hold just taken (the lock is ours): the count of releases, read
+    /// after the CAS. Every acquirer of a `Lock` goes through here ([`Lock::take`] and its
+    /// kin).
+    #[inline]
+    fn hold_of(&self, acquired: Acquired) -> (Acquired, Hold) {
+        (acquired, Hold(self.shared.releases.load(Ordering::Relaxed)))
+    }
+
+    /// Takes the lock for `me` (this process), waiting until `deadline`, with its [`Hold`].
+    #[inline]
+    pub(crate) fn take(&self, me: Owner, deadline: Deadline) -> Result<(Acquired, Hold), TimedOut> {
+        self.shared.mutex.lock(me, deadline).map(|acquired| self.hold_of(acquired))
+    }
+
+    /// Takes the lock if it is free or its holder is dead; never waits.
+    pub(crate) fn try_take(&self, me: Owner) -> Option<(Acquired, Hold)> {
+        self.shared.mutex.try_lock_or_take_over(me).map(|acquired| self.hold_of(acquired))
+    }
+
+    /// Takes the lock only if it is free, never a dead holder's.
+    pub(crate) fn try_take_free(&self, me: Owner) -> Option<Hold> {
+        self.shared.mutex.try_lock(me).then(|| self.hold_of(Acquired::Clean).1)
+    }
+
+    /// One poll of an async acquire.
+    pub(crate) fn poll_take(&self, me: Owner, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<(Acquired, Hold)> {
+        self.shared.mutex.poll_lock(me, waiting, cx).map(|acquired| self.hold_of(acquired))
+    }
+
+    /// Whether `me` (this process) holds the lock with the hold `hold`, not another
+    /// thread's hold taken after a [`Lock::release`] ([`Hold`]).
+    #[inline]
+    pub(crate) fn holds(&self, me: Owner, hold: Hold) -> bool {
+        self.shared.mutex.is_held_by(me) && self.shared.releases.load(Ordering::Relaxed) == hold.0
     }
 
     /// Acquires the lock, waiting as long as another live process holds it. A lock whose
@@ -139,8 +207,8 @@ impl Lock {
     #[inline]
     pub fn acquire(&self) -> Result<LockGuard<'_>, Infallible> {
         let me = Owner::process();
-        let acquired = self.shared.mutex.lock(me, Deadline::NEVER).expect("an endless wait does not time out");
-        Ok(self.guard(me, acquired))
+        let taken = self.take(me, Deadline::NEVER).expect("an endless wait does not time out");
+        Ok(self.guard(me, taken))
     }
 
     /// Acquires the lock if it is free (or its holder is dead); never waits.
@@ -162,8 +230,8 @@ impl Lock {
     /// ```
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError> {
         let me = Owner::process();
-        match self.shared.mutex.try_lock_or_take_over(me) {
-            Some(acquired) => Ok(self.guard(me, acquired)),
+        match self.try_take(me) {
+            Some(taken) => Ok(self.guard(me, taken)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -188,16 +256,21 @@ impl Lock {
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError> {
         let me = Owner::process();
-        match self.shared.mutex.lock(me, Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(me, acquired)),
+        match self.take(me, Deadline::after(timeout)) {
+            Ok(taken) => Ok(self.guard(me, taken)),
             Err(_) => Err(AcquireTimeoutError::Timeout),
         }
     }
 
     /// Releases the lock, whoever acquired it (Python allows any process to release a
     /// `Lock`). Use it with [`LockGuard::leave_locked`]. A guard still alive when its lock
-    /// is released holds nothing: its drop releases the lock only if this process holds
-    /// it then (taken again by one of its threads), never another process's hold.
+    /// is released holds nothing: its drop leaves alone a hold taken since, by another
+    /// process or another thread of this one (or this thread again), but for an instant:
+    /// a `release` (by another thread or process) that lands while a guard's drop runs,
+    /// between its look at the holder and its unlock, has the drop release the hold of
+    /// whoever takes the lock in between; one that lands while an acquire runs, between
+    /// its taking of the lock and its look at the count of releases, leaves that guard
+    /// taking a later hold of its process for its own.
     ///
     /// # Errors
     ///
@@ -215,28 +288,31 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(&self) -> Result<(), ReleaseError> {
+        // Counted before the unlock, whose release orders it: every guard alive now holds
+        // nothing from here ([`Hold`]). An RMW: two releases at once count twice.
+        self.shared.releases.fetch_add(1, Ordering::Relaxed);
         if self.shared.mutex.unlock_if_locked() { Ok(()) } else { Err(ReleaseError::NotLocked) }
     }
 
-    /// A guard's release: releases the lock if this process holds it, and says whether it
-    /// did. A lock released with [`Lock::release`] while its guard lived, and taken by
-    /// another process since, is that process's: the guard's drop leaves it alone (the
-    /// word's unlock clears it whoever holds it; aud107 H1). Within the process, a `Lock`
-    /// is the process's whichever thread took it, so a guard cannot tell its hold from
-    /// another thread's. A `release` by another process in the instant between the look
-    /// and the unlock, and a third taking the lock in it, is not seen.
+    /// A guard's release: releases the lock if this process holds it with the guard's
+    /// `hold`, and says whether it did. A lock released with [`Lock::release`] while its
+    /// guard lived, and taken by another process since, is that process's: the guard's
+    /// drop leaves it alone (the mutex's unlock clears it whoever holds it; aud107 H1). So
+    /// is a hold another thread of this process took since: the mutex records the process
+    /// whichever thread took it, the count of releases tells them apart ([`Hold`];
+    /// review165 M1). A `release` in the instant between the look and the unlock, and
+    /// another taking the lock in it, is not seen.
     #[inline]
-    pub(crate) fn release_if_held_here(&self) -> bool {
-        self.release_if_held_by(Owner::process())
+    pub(crate) fn release_if_held_here(&self, hold: Hold) -> bool {
+        self.release_if_held_by(Owner::process(), hold)
     }
 
     /// [`Lock::release_if_held_here`] with this process's [`Owner::process`] known (a
     /// guard's, kept from its acquire).
     #[inline]
-    fn release_if_held_by(&self, me: Owner) -> bool {
-        let mutex = &self.shared.mutex;
-        if mutex.is_held_by(me) {
-            mutex.unlock();
+    fn release_if_held_by(&self, me: Owner, hold: Hold) -> bool {
+        if self.holds(me, hold) {
+            self.shared.mutex.unlock();
             true
         } else {
             false
@@ -303,6 +379,9 @@ pub struct LockGuard<'a> {
     /// a guard kept in a static or a thread-local, releases nothing: the lock is the
     /// parent's). Kept, so that the drop compares rather than asks again (syn105).
     owner: Owner,
+    /// Its hold ([`Hold`]): the drop leaves alone a hold another thread of this process
+    /// took after a [`Lock::release`] (review165 M1).
+    hold: Hold,
 }
 
 impl LockGuard<'_> {
@@ -349,7 +428,7 @@ impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         if TakenIn::of(self.owner).is_here() {
-            self.lock.release_if_held_by(self.owner);
+            self.lock.release_if_held_by(self.owner, self.hold);
         }
     }
 }

@@ -53,6 +53,6 @@ impl<'a> Future for LockAcquire<'a> {
         let this = self.get_mut();
         let lock: &'a Lock = this.lock;
         let me = Owner::process();
-        lock.shared.mutex.poll_lock(me, &mut this.waiting, cx).map(|acquired| Ok(lock.guard(me, acquired)))
+        lock.poll_take(me, &mut this.waiting, cx).map(|taken| Ok(lock.guard(me, taken)))
     }
 }

@@ -23,6 +23,7 @@ pub use error::{
     Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, ReleaseError, TryAcquireError,
 };
 pub use event::{Event, EventWait};
+pub(crate) use lock::Hold;
 pub use lock::{Lock, LockAcquire, LockGuard};
 pub use rlock::{RLock, RLockAcquire, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard};
