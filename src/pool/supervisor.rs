@@ -224,6 +224,19 @@ impl Worker {
         self.sent.is_empty() && !self.stopping && self.killed_for.is_none()
     }
 
+    /// Once the worker is dead and every answer it committed was taken from the results
+    /// channel: gives back the blob of the results it was sending as it died, whose count
+    /// its `Done`'s encoding had put in flight in a message never committed (see
+    /// [`WorkerStatus::sending`]). An answer that was committed took that count when it was
+    /// decoded, and its blob, dropped since, fails the give-back's generation pin.
+    fn give_back_sending(&self) {
+        let off = self.status.sending[0].swap(0, Ordering::Acquire);
+        if off != 0 {
+            let generation = self.status.sending[1].load(Ordering::Relaxed);
+            Blob::give_back_sent_by_dead([off, generation, 0], self.handle.pid());
+        }
+    }
+
     /// Once the worker is dead: gives back the handles of its initializer's arguments it
     /// had not taken (killed before or while its initializer's arguments decoded).
     fn give_back_boot(&mut self) {
@@ -406,6 +419,7 @@ impl Inner {
             job: AtomicU64::new(0),
             since: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
+            sending: [AtomicU64::new(0), AtomicU64::new(0)],
         })?;
         let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
@@ -1078,6 +1092,8 @@ impl Inner {
                 // took the handles of its inbox and status block in it: counted in flight
                 // for ever, they would keep both allocated after the last drop.
                 worker.forget_boot();
+                // Its answers were all collected above.
+                worker.give_back_sending();
                 // What it was sent and did not answer, it was running.
                 let code = worker.handle.exitcode();
                 log::debug!(
@@ -1540,9 +1556,9 @@ impl Engine for Inner {
         if let Some(t) = thread.filter(|_| !on_pool_thread) {
             let _ = t.join();
         }
-        let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
+        let mut workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
         log::debug!("joining pool workers");
-        for mut w in workers {
+        for w in &mut workers {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}
@@ -1553,6 +1569,21 @@ impl Engine for Inner {
         // The same for the results channel, whose handle every boot message held: no
         // worker is left to start, and no other message holds one.
         self.results.forget_lost_messages();
+        // The answers no one collected: a `terminate` failed their chunks and took them
+        // off the books, and the pool thread ended without a last look. A large result's
+        // blob is a handle counted in flight in its `Done`, which the channel's end frees
+        // not (it frees the message's bytes, not the handles inside): decoded and dropped
+        // here, each gives its blob back (aud108 M1: 8 pools terminated mid-map of 1 MiB
+        // results left 8 to 31 MB in the heap for good). Every worker is dead, so nothing
+        // more comes; a caller's thread still helping in `get` takes from the same channel
+        // and drops such an answer as well (its chunk is off the books).
+        while let Some(message) = self.results.try_recv() {
+            drop(message);
+        }
+        // Then the results a worker was sending as it was killed, not yet in the channel.
+        for w in workers {
+            w.give_back_sending();
+        }
         // Every worker is gone and every inbox empty: the last handles of their chunks'
         // blobs are ours, and a count still in flight was lost with a worker killed after
         // taking its chunk and before settling the blob's handle.
