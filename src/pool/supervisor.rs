@@ -65,6 +65,10 @@ const CANCEL_GRACE: Duration = Duration::from_millis(100);
 /// loaded machine takes its chunk well within it; one stopped (`SIGSTOP`, a debugger, a
 /// frozen cgroup) never does.
 const UNTAKEN_GRACE: Duration = Duration::from_millis(100);
+/// With a timeout, how long a booted idle worker that is not stopped may leave a chunk
+/// untaken (past the chunk's timeout too) before it is replaced: one stopped is replaced
+/// at the timeout; one runnable but not scheduled on a loaded machine takes it soon.
+const UNTAKEN_KILL: Duration = Duration::from_secs(1);
 
 /// How many workers in a row may end before their first answer (boot deaths) before the
 /// pool gives up on them and fails its work: twice the pool's size, as for initializer
@@ -176,10 +180,12 @@ struct Worker {
     /// in its initializer), and when the pool thread first saw it so (`sys::monotonic_ns`):
     /// one not taken within [`UNTAKEN_GRACE`] is taken over by an idle worker.
     untaken: Option<(u64, u64)>,
-    /// Left a chunk untaken past [`UNTAKEN_GRACE`]: the status job it showed then (0, or
-    /// [`INITIALIZING`]). Until that changes or it answers, it is sent work only when no
-    /// other worker has room, and takes over a chunk only when no other worker is idle.
-    unresponsive: Option<u64>,
+    /// Left a chunk untaken past [`UNTAKEN_GRACE`] and was found stopped (`SIGSTOP`, a
+    /// debugger: `sys::process_stopped`). Until it runs again or answers, it is sent work
+    /// only when no other worker has room, and takes over a chunk only when no other worker
+    /// is idle. Not a worker merely slow to be scheduled (a loaded machine): demoted so, a
+    /// map on the claims path sent both seats to the other worker, and ran on one.
+    stopped: bool,
 }
 
 impl Worker {
@@ -204,7 +210,7 @@ impl Worker {
     }
 
     /// Notes, on a look of the pool thread at `now`, whether the worker runs its front
-    /// chunk (`job`: its status block's), and ends its unresponsiveness once its status moved.
+    /// chunk (`job`: its status block's), and whether one found stopped runs again.
     fn note_untaken(&mut self, job: u64, now: u64) {
         self.untaken = match self.sent.front() {
             Some(&front) if job == 0 || job == INITIALIZING => match self.untaken {
@@ -213,8 +219,8 @@ impl Worker {
             },
             _ => None,
         };
-        if self.unresponsive.is_some_and(|was| was != job) {
-            self.unresponsive = None;
+        if self.stopped && !sys::process_stopped(self.handle.pid()) {
+            self.stopped = false;
         }
     }
 
@@ -469,7 +475,7 @@ impl Inner {
             init_undo,
             initialized: false,
             untaken: None,
-            unresponsive: None,
+            stopped: false,
         })
     }
 
@@ -642,7 +648,7 @@ impl Inner {
                     && max_tasks.is_none_or(|m| w.total_sent < m);
                 if room {
                     open += 1;
-                    let rank = (w.unresponsive.is_some(), w.sent.len());
+                    let rank = (w.stopped, w.sent.len());
                     if least.is_none_or(|(_, least)| rank < least) {
                         least = Some((i, rank));
                     }
@@ -755,7 +761,7 @@ impl Inner {
     fn steal(books: &mut Books) {
         loop {
             // Not into a worker that left a chunk untaken: the busy one will run it.
-            let Some(idle) = books.workers.iter().position(|w| w.idle() && w.unresponsive.is_none()) else {
+            let Some(idle) = books.workers.iter().position(|w| w.idle() && !w.stopped) else {
                 return;
             };
             let Some(busy) = books
@@ -800,13 +806,13 @@ impl Inner {
 
     /// Takes over the chunk a worker has left untaken at the front of its inbox for
     /// [`UNTAKEN_GRACE`] while it runs nothing (stopped, or a replacement stopped in its
-    /// boot), moving it to an idle worker, and marks the worker unresponsive so that the
-    /// dispatch sends it nothing while another has room (aud108 H1: the dispatch sends a
-    /// call to the least-loaded worker, and a steal moves only a chunk queued behind
-    /// another, so a call sent to a stopped idle worker was never answered). A chunk is
-    /// moved only out of the inbox (`try_recv`): one the worker took meanwhile is its own,
-    /// so none runs twice. The pool thread's look, at each pass (`Worker::note_untaken`
-    /// keeps the time).
+    /// boot, or not scheduled), moving it to an idle worker, and marks the worker
+    /// [`Worker::stopped`] if it is, so that the dispatch sends it nothing while another
+    /// has room (aud108 H1: the dispatch sends a call to the least-loaded worker, and a
+    /// steal moves only a chunk queued behind another, so a call sent to a stopped idle
+    /// worker was never answered). A chunk is moved only out of the inbox (`try_recv`): one
+    /// the worker took meanwhile is its own, so none runs twice. The pool thread's look, at
+    /// each pass (`Worker::note_untaken` keeps the time).
     fn take_over_untaken(books: &mut Books, now: u64) {
         for v in 0..books.workers.len() {
             let w = &books.workers[v];
@@ -819,17 +825,14 @@ impl Inner {
                 // It took it since.
                 continue;
             }
-            books.workers[v].unresponsive = Some(job);
-            // An idle worker, one that left a chunk untaken itself only if no other is: a
-            // stopped one would leave this chunk untaken again, and it moves on again.
+            if !w.stopped && sys::process_stopped(w.handle.pid()) {
+                books.workers[v].stopped = true;
+            }
+            // An idle worker, a stopped one only if no other is: it would leave this chunk
+            // untaken again, and it moves on again (one that runs again takes it).
             let idle = |w: &(usize, &Worker)| w.0 != v && w.1.idle();
-            let Some(thief) = books
-                .workers
-                .iter()
-                .enumerate()
-                .filter(idle)
-                .min_by_key(|(_, w)| w.unresponsive.is_some())
-                .map(|(i, _)| i)
+            let Some(thief) =
+                books.workers.iter().enumerate().filter(idle).min_by_key(|(_, w)| w.stopped).map(|(i, _)| i)
             else {
                 continue;
             };
@@ -890,7 +893,7 @@ impl Inner {
                 let mut returned = false;
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
-                    w.unresponsive = None;
+                    w.stopped = false;
                     returned = w.newly_initialized();
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
@@ -980,14 +983,16 @@ impl Inner {
             w.note_untaken(job, now);
             if job == 0 {
                 // Booted and idle, with a chunk it has not taken for longer than that chunk's
-                // timeout (and the grace in which another worker would have taken it over):
-                // stopped, or stopped holding its inbox's lock, where nobody can take it
-                // over (a pool of one, no worker idle). Replaced; the chunk is sent again
-                // (aud108 H1). Not a worker still booting: its boot is not bounded by a
-                // task's timeout (a slow Spawn), nor one in its initializer (below).
+                // timeout (and the grace in which another worker would have taken it over),
+                // and stopped (or untaken past a second: a frozen cgroup shows no stop):
+                // stopped holding its inbox's lock, or where nobody can take it over (a
+                // pool of one, no worker idle). Replaced; the chunk is sent again (aud108
+                // H1). Not a worker still booting: its boot is not bounded by a task's
+                // timeout (a slow Spawn), nor one in its initializer (below).
                 if let Some((front, seen)) = w.untaken
                     && let Some(t) = sent.get(&front).and_then(|s| s.timeout)
                     && now.saturating_sub(seen) > nanos(t.max(UNTAKEN_GRACE))
+                    && (now.saturating_sub(seen) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
                     && !w.stopping
                     && w.status.initialized.load(Ordering::Acquire)
                     && w.status.job.load(Ordering::Acquire) == 0
