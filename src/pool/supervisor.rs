@@ -60,6 +60,15 @@ const LONG_CHUNK: Duration = Duration::from_millis(20);
 /// How long a chunk of a failed `map` may go on running before its worker is killed and
 /// replaced: a short task finishes, a long one does not hold the pool.
 const CANCEL_GRACE: Duration = Duration::from_millis(100);
+/// How long a chunk may wait untaken at the front of an idle worker's inbox before an idle
+/// worker takes it over (see [`Inner::take_over_untaken`]): a worker woken late on a
+/// loaded machine takes its chunk well within it; one stopped (`SIGSTOP`, a debugger, a
+/// frozen cgroup) never does.
+const UNTAKEN_GRACE: Duration = Duration::from_millis(100);
+/// With a timeout, how long a booted idle worker that is not stopped may leave a chunk
+/// untaken (past the chunk's timeout too) before it is replaced: one stopped is replaced
+/// at the timeout; one runnable but not scheduled on a loaded machine takes it soon.
+const UNTAKEN_KILL: Duration = Duration::from_secs(1);
 
 /// How many workers in a row may end before their first answer (boot deaths) before the
 /// pool gives up on them and fails its work: twice the pool's size, as for initializer
@@ -140,6 +149,10 @@ enum Kill {
     Cancelled,
     /// Its initializer ran past the pool's timeout ([`Books::init_deaths`]).
     Initializer(Duration),
+    /// Idle and booted, it left its chunk untaken for longer than the chunk's timeout
+    /// (stopped, or holding its inbox's lock): the chunk, if still in its inbox, is sent
+    /// again; taken, it fails `TimedOut` as one that ran past it.
+    Untaken(Duration),
 }
 
 struct Worker {
@@ -163,6 +176,16 @@ struct Worker {
     init_undo: ChunkUndo,
     /// Its initializer's return was counted ([`Worker::newly_initialized`]).
     initialized: bool,
+    /// The chunk at the front of `sent` while the worker runs none (its status says idle or
+    /// in its initializer), and when the pool thread first saw it so (`sys::monotonic_ns`):
+    /// one not taken within [`UNTAKEN_GRACE`] is taken over by an idle worker.
+    untaken: Option<(u64, u64)>,
+    /// Left a chunk untaken past [`UNTAKEN_GRACE`] and was found stopped (`SIGSTOP`, a
+    /// debugger: `sys::process_stopped`). Until it runs again or answers, it is sent work
+    /// only when no other worker has room, and takes over a chunk only when no other worker
+    /// is idle. Not a worker merely slow to be scheduled (a loaded machine): demoted so, a
+    /// map on the claims path sent both seats to the other worker, and ran on one.
+    stopped: bool,
 }
 
 impl Worker {
@@ -184,6 +207,40 @@ impl Worker {
         }
         self.initialized = true;
         true
+    }
+
+    /// Notes, on a look of the pool thread at `now`, whether the worker runs its front
+    /// chunk (`job`: its status block's), and whether one found stopped runs again.
+    fn note_untaken(&mut self, job: u64, now: u64) {
+        self.untaken = match self.sent.front() {
+            Some(&front) if job == 0 || job == INITIALIZING => match self.untaken {
+                Some((seen_front, seen)) if seen_front == front => Some((front, seen)),
+                _ => Some((front, now)),
+            },
+            _ => None,
+        };
+        if self.stopped && !sys::process_stopped(self.handle.pid()) {
+            self.stopped = false;
+        }
+    }
+
+    /// Whether it may take a chunk over from another worker: it runs nothing, has nothing
+    /// queued, and is not on its way out.
+    fn idle(&self) -> bool {
+        self.sent.is_empty() && !self.stopping && self.killed_for.is_none()
+    }
+
+    /// Once the worker is dead and every answer it committed was taken from the results
+    /// channel: gives back the blob of the results it was sending as it died, whose count
+    /// its `Done`'s encoding had put in flight in a message never committed (see
+    /// [`WorkerStatus::sending`]). An answer that was committed took that count when it was
+    /// decoded, and its blob, dropped since, fails the give-back's generation pin.
+    fn give_back_sending(&self) {
+        let off = self.status.sending[0].swap(0, Ordering::Acquire);
+        if off != 0 {
+            let generation = self.status.sending[1].load(Ordering::Relaxed);
+            Blob::give_back_sent_by_dead([off, generation, 0], self.handle.pid());
+        }
     }
 
     /// Once the worker is dead: gives back the handles of its initializer's arguments it
@@ -368,6 +425,7 @@ impl Inner {
             job: AtomicU64::new(0),
             since: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
+            sending: [AtomicU64::new(0), AtomicU64::new(0)],
         })?;
         let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
@@ -416,6 +474,8 @@ impl Inner {
             answered: false,
             init_undo,
             initialized: false,
+            untaken: None,
+            stopped: false,
         })
     }
 
@@ -578,7 +638,9 @@ impl Inner {
                 break;
             }
             let mut open = 0;
-            let mut least: Option<(usize, usize)> = None;
+            // The least loaded with room, one that left a chunk untaken (aud108 H1) only
+            // when no other has room.
+            let mut least: Option<(usize, (bool, usize))> = None;
             for (i, w) in books.workers.iter().enumerate() {
                 let room = !w.stopping
                     && w.killed_for.is_none()
@@ -586,12 +648,13 @@ impl Inner {
                     && max_tasks.is_none_or(|m| w.total_sent < m);
                 if room {
                     open += 1;
-                    if least.is_none_or(|(_, load)| w.sent.len() < load) {
-                        least = Some((i, w.sent.len()));
+                    let rank = (w.stopped, w.sent.len());
+                    if least.is_none_or(|(_, least)| rank < least) {
+                        least = Some((i, rank));
                     }
                 }
             }
-            let Some((w, load)) = least else { break };
+            let Some((w, (_, load))) = least else { break };
             // An even share of what waits, so that a short map starts on every worker.
             let mut share = if in_turns { books.pending.len().div_ceil(open).min(window - load) } else { 1 };
             if let Some(m) = max_tasks {
@@ -697,9 +760,8 @@ impl Inner {
     /// slow processor) keeps only the chunk it runs, and nobody idles while work waits.
     fn steal(books: &mut Books) {
         loop {
-            let Some(idle) =
-                books.workers.iter().position(|w| w.sent.is_empty() && !w.stopping && w.killed_for.is_none())
-            else {
+            // Not into a worker that left a chunk untaken: the busy one will run it.
+            let Some(idle) = books.workers.iter().position(|w| w.idle() && !w.stopped) else {
                 return;
             };
             let Some(busy) = books
@@ -715,21 +777,70 @@ impl Inner {
             // The oldest message in the inbox is the next the worker would start; the
             // worker may take it first, in which case there is nothing to move.
             let Some(message) = books.workers[busy].inbox.try_recv() else { return };
-            let id = message.id();
-            let victim = &mut books.workers[busy];
-            victim.sent.retain(|&s| s != id);
-            victim.total_sent -= 1;
-            let thief = &mut books.workers[idle];
-            if thief.inbox.send(&message).is_err() {
-                // Shared memory is exhausted: the chunk waits for another dispatch rather
-                // than being lost with its call never answered.
-                if let Some(s) = books.sent.remove(&id) {
-                    books.pending.push_front((id, s.into_job(message.into_args())));
-                }
+            if !Self::hand_over(books, busy, idle, message) {
                 return;
             }
-            thief.sent.push_back(id);
-            thief.total_sent += 1;
+        }
+    }
+
+    /// Books `message`, taken from worker `from`'s inbox, as worker `to`'s and sends it
+    /// there; whether it could (shared memory exhausted, it goes back to `pending`).
+    fn hand_over(books: &mut Books, from: usize, to: usize, message: ToWorker) -> bool {
+        let id = message.id();
+        let victim = &mut books.workers[from];
+        victim.sent.retain(|&s| s != id);
+        victim.total_sent -= 1;
+        let thief = &mut books.workers[to];
+        if thief.inbox.send(&message).is_err() {
+            // Shared memory is exhausted: the chunk waits for another dispatch rather
+            // than being lost with its call never answered.
+            if let Some(s) = books.sent.remove(&id) {
+                books.pending.push_front((id, s.into_job(message.into_args())));
+            }
+            return false;
+        }
+        thief.sent.push_back(id);
+        thief.total_sent += 1;
+        true
+    }
+
+    /// Takes over the chunk a worker has left untaken at the front of its inbox for
+    /// [`UNTAKEN_GRACE`] while it runs nothing (stopped, or a replacement stopped in its
+    /// boot, or not scheduled), moving it to an idle worker, and marks the worker
+    /// [`Worker::stopped`] if it is, so that the dispatch sends it nothing while another
+    /// has room (aud108 H1: the dispatch sends a call to the least-loaded worker, and a
+    /// steal moves only a chunk queued behind another, so a call sent to a stopped idle
+    /// worker was never answered). A chunk is moved only out of the inbox (`try_recv`): one
+    /// the worker took meanwhile is its own, so none runs twice. The pool thread's look, at
+    /// each pass (`Worker::note_untaken` keeps the time).
+    fn take_over_untaken(books: &mut Books, now: u64) {
+        for v in 0..books.workers.len() {
+            let w = &books.workers[v];
+            let Some((_, seen)) = w.untaken else { continue };
+            if w.stopping || w.killed_for.is_some() || now.saturating_sub(seen) < nanos(UNTAKEN_GRACE) {
+                continue;
+            }
+            let job = w.status.job.load(Ordering::Acquire);
+            if job != 0 && job != INITIALIZING {
+                // It took it since.
+                continue;
+            }
+            if !w.stopped && sys::process_stopped(w.handle.pid()) {
+                books.workers[v].stopped = true;
+            }
+            // An idle worker, a stopped one only if no other is: it would leave this chunk
+            // untaken again, and it moves on again (one that runs again takes it).
+            let idle = |w: &(usize, &Worker)| w.0 != v && w.1.idle();
+            let Some(thief) =
+                books.workers.iter().enumerate().filter(idle).min_by_key(|(_, w)| w.stopped).map(|(i, _)| i)
+            else {
+                continue;
+            };
+            let Some(message) = books.workers[v].inbox.try_recv() else { continue };
+            books.workers[v].untaken = None;
+            if !Self::hand_over(books, v, thief, message) {
+                return;
+            }
         }
     }
 
@@ -737,9 +848,11 @@ impl Inner {
     /// past the lock's grace by a worker the scheduler paused): otherwise only the next
     /// result would try, and that may be the slow chunk's own, seconds later.
     fn steal_again(&self) {
+        let now = sys::monotonic_ns();
         let mut books = lock(&self.books);
         if books.pending.is_empty() {
             Self::steal(&mut books);
+            Self::take_over_untaken(&mut books, now);
         }
     }
 
@@ -780,6 +893,7 @@ impl Inner {
                 let mut returned = false;
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
+                    w.stopped = false;
                     returned = w.newly_initialized();
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
@@ -866,7 +980,26 @@ impl Inner {
         let Books { workers, sent, .. } = &mut *books;
         for w in workers.iter_mut().filter(|w| w.killed_for.is_none()) {
             let job = w.status.job.load(Ordering::Acquire);
+            w.note_untaken(job, now);
             if job == 0 {
+                // Booted and idle, with a chunk it has not taken for longer than that chunk's
+                // timeout (and the grace in which another worker would have taken it over),
+                // and stopped (or untaken past a second: a frozen cgroup shows no stop):
+                // stopped holding its inbox's lock, or where nobody can take it over (a
+                // pool of one, no worker idle). Replaced; the chunk is sent again (aud108
+                // H1). Not a worker still booting: its boot is not bounded by a task's
+                // timeout (a slow Spawn), nor one in its initializer (below).
+                if let Some((front, seen)) = w.untaken
+                    && let Some(t) = sent.get(&front).and_then(|s| s.timeout)
+                    && now.saturating_sub(seen) > nanos(t.max(UNTAKEN_GRACE))
+                    && (now.saturating_sub(seen) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
+                    && !w.stopping
+                    && w.status.initialized.load(Ordering::Acquire)
+                    && w.status.job.load(Ordering::Acquire) == 0
+                {
+                    w.killed_for = Some((front, Kill::Untaken(t)));
+                    let _ = w.handle.kill();
+                }
                 continue;
             }
             if job == INITIALIZING {
@@ -964,6 +1097,8 @@ impl Inner {
                 // took the handles of its inbox and status block in it: counted in flight
                 // for ever, they would keep both allocated after the last drop.
                 worker.forget_boot();
+                // Its answers were all collected above.
+                worker.give_back_sending();
                 // What it was sent and did not answer, it was running.
                 let code = worker.handle.exitcode();
                 log::debug!(
@@ -1050,7 +1185,9 @@ impl Inner {
                     // started it).
                     std::mem::take(&mut sent.undo).give_back_from_dead(worker.handle.pid());
                     let error = match worker.killed_for {
-                        Some((killed, Kill::TimedOut(timeout))) if killed == id => Some(TaskError::TimedOut(timeout)),
+                        Some((killed, Kill::TimedOut(timeout) | Kill::Untaken(timeout))) if killed == id => {
+                            Some(TaskError::TimedOut(timeout))
+                        }
                         // Its call failed already and wants nothing more from it.
                         Some((killed, Kill::Cancelled)) if killed == id => None,
                         _ => Some(TaskError::WorkerLost {
@@ -1424,9 +1561,9 @@ impl Engine for Inner {
         if let Some(t) = thread.filter(|_| !on_pool_thread) {
             let _ = t.join();
         }
-        let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
+        let mut workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
         log::debug!("joining pool workers");
-        for mut w in workers {
+        for w in &mut workers {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}
@@ -1437,6 +1574,21 @@ impl Engine for Inner {
         // The same for the results channel, whose handle every boot message held: no
         // worker is left to start, and no other message holds one.
         self.results.forget_lost_messages();
+        // The answers no one collected: a `terminate` failed their chunks and took them
+        // off the books, and the pool thread ended without a last look. A large result's
+        // blob is a handle counted in flight in its `Done`, which the channel's end frees
+        // not (it frees the message's bytes, not the handles inside): decoded and dropped
+        // here, each gives its blob back (aud108 M1: 8 pools terminated mid-map of 1 MiB
+        // results left 8 to 31 MB in the heap for good). Every worker is dead, so nothing
+        // more comes; a caller's thread still helping in `get` takes from the same channel
+        // and drops such an answer as well (its chunk is off the books).
+        while let Some(message) = self.results.try_recv() {
+            drop(message);
+        }
+        // Then the results a worker was sending as it was killed, not yet in the channel.
+        for w in workers {
+            w.give_back_sending();
+        }
         // Every worker is gone and every inbox empty: the last handles of their chunks'
         // blobs are ours, and a count still in flight was lost with a worker killed after
         // taking its chunk and before settling the blob's handle.
