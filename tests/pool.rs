@@ -969,6 +969,56 @@ fn an_unrelated_apply_meets_a_cancelled_maps_argument_whose_drop_panics_unharmed
     assert_eq!(running.get_timeout(LIMIT / 4).unwrap(), 300);
 }
 
+/// The last handle of a pool, captured by a callback of its own: says when its drop (the
+/// pool's, `terminate` and `join`) has returned.
+struct LastHandle(Option<Arc<Pool>>, std::sync::mpsc::Sender<()>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        let _ = self.1.send(());
+    }
+}
+
+fn slow_on_14(n: u64) -> u64 {
+    if n == 14 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    n
+}
+
+/// A callback may hold the last handle of its own pool. Here it never runs: its map is
+/// cancelled while a chunk runs, and the pool thread's round that reaps the worker it
+/// killed drops the call's chunks, the last hold of its sink, with the callback and the
+/// pool. That drop ran under the books' lock, which `terminate` takes again on the same
+/// thread: the pool thread waited on itself for ever (`the pool's drop returned: false`),
+/// the books locked for the life of the process (review166 H2). With `rest` 1 the dropped
+/// chunk is the running one's (its `Sent`, in `tend_workers`); with 3, chunks waiting in
+/// the inbox, put back and dropped by `dispatch`.
+#[test]
+fn a_pool_dropped_by_its_cancelled_maps_unrun_callback_ends() {
+    let _w = heap_user(LIMIT);
+    for rest in [1, 3] {
+        let pool = Arc::new(Pool::new(1).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let own = LastHandle(Some(pool.clone()), tx);
+        let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600)).callback(move |_: &[u64]| {
+            let _ = &own;
+        });
+        let items = [1, 14, 2, 3].into_iter().take(1 + rest);
+        let map = pool.map_async_with(slow_on_14, items, options).unwrap();
+        let worker = pool.pids()[0];
+        assert!(eventually(LIMIT, || pool.stats().tasks_done >= 1), "chunk 0 answered");
+        drop(pool);
+        map.cancel();
+        assert!(matches!(map.get(), Err(TaskError::Cancelled)));
+        let returned = rx.recv_timeout(LIMIT / 4);
+        println!("rest {rest}: the pool's drop returned: {}", returned.is_ok());
+        assert!(returned.is_ok());
+        assert!(eventually(LIMIT, || !pid_running(worker)));
+    }
+}
+
 /// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
 /// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
 /// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before
