@@ -4645,3 +4645,65 @@ fn a_map_refused_mid_submission_starts_no_chunk_queued_in_an_inbox() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     assert_eq!(*runs.lock(), 0, "items of a refused map started after its refusal; {:?}", pool.stats());
 }
+
+/// Resumes a pool worker stopped on purpose, however the test ends (a failed assertion must
+/// not leave it stopped, unreaped).
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY (test): a signal to our own pool's worker.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// A call sent to an idle worker that is stopped (`SIGSTOP`, a debugger, a frozen cgroup)
+/// is answered by another: the pool sends a call to the least-loaded worker, the first on a
+/// tie, and a steal took only a chunk queued behind another (aud108 H1: "the result is not
+/// ready yet" after 10 s, with and without a timeout, the other worker idle). Each worker in
+/// turn is stopped asleep in its wait for work; a `map` on the claims path and an `imap` go
+/// on too. A pool of one with a timeout replaces its stopped idle worker and resends the
+/// chunk it never took, with no error. The 10 s bound only tells a hang from an answer.
+#[test]
+fn a_call_sent_to_an_idle_stopped_worker_is_answered() {
+    let _w = heap_user(LIMIT);
+    const HANG: Duration = Duration::from_secs(10);
+    for timeout in [None, Some(Duration::from_secs(30))] {
+        let mut builder = Pool::builder().processes(2);
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
+        let pool = builder.build().unwrap();
+        assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+        for victim in pool.pids() {
+            assert!(common::stop_asleep(victim, LIMIT), "worker {victim} stopped in its wait");
+            let _resume = Resume(victim);
+            let got = pool.apply_async(square, 7).unwrap().get_timeout(HANG);
+            assert!(matches!(got, Ok(49)), "timeout {timeout:?}, worker {victim} stopped: {got:?}");
+            // Later calls are not sent to it first.
+            assert_eq!(pool.apply(square, 8).unwrap(), 64);
+            if timeout.is_none() && victim == pool.pids()[0] {
+                let mut claims = pool.map_async_with(square, 0..20, MapOptions::new().chunksize(1)).unwrap();
+                let claims = claims.get_timeout(HANG).map(|v| v.len());
+                assert!(matches!(claims, Ok(20)), "a map on the claims path: {claims:?}");
+                let mut imap = pool.imap(square, 0..6).unwrap();
+                let items: Vec<_> = (0..6).map(|_| imap.next_timeout(HANG).map(|r| r.map(|r| r.unwrap()))).collect();
+                let expected: Vec<_> = (0..6).map(|i| Ok::<_, ()>(Some(i * i))).collect();
+                assert_eq!(format!("{items:?}"), format!("{expected:?}"), "an imap");
+            }
+        }
+        pool.close();
+        pool.join().unwrap();
+    }
+    // One worker: nobody can take its chunk over; the timeout replaces it.
+    let pool = Pool::builder().processes(1).timeout(Duration::from_millis(300)).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let victim = pool.pids()[0];
+    assert!(common::stop_asleep(victim, LIMIT), "worker {victim} stopped in its wait");
+    let _resume = Resume(victim);
+    let got = pool.apply_async(square, 7).unwrap().get_timeout(HANG);
+    assert!(matches!(got, Ok(49)), "one worker, stopped: {got:?}");
+    assert!(!pool.pids().contains(&victim), "the stopped worker was replaced");
+    pool.close();
+    pool.join().unwrap();
+}

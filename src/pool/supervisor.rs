@@ -60,6 +60,11 @@ const LONG_CHUNK: Duration = Duration::from_millis(20);
 /// How long a chunk of a failed `map` may go on running before its worker is killed and
 /// replaced: a short task finishes, a long one does not hold the pool.
 const CANCEL_GRACE: Duration = Duration::from_millis(100);
+/// How long a chunk may wait untaken at the front of an idle worker's inbox before an idle
+/// worker takes it over (see [`Inner::take_over_untaken`]): a worker woken late on a
+/// loaded machine takes its chunk well within it; one stopped (`SIGSTOP`, a debugger, a
+/// frozen cgroup) never does.
+const UNTAKEN_GRACE: Duration = Duration::from_millis(100);
 
 /// How many workers in a row may end before their first answer (boot deaths) before the
 /// pool gives up on them and fails its work: twice the pool's size, as for initializer
@@ -140,6 +145,10 @@ enum Kill {
     Cancelled,
     /// Its initializer ran past the pool's timeout ([`Books::init_deaths`]).
     Initializer(Duration),
+    /// Idle and booted, it left its chunk untaken for longer than the chunk's timeout
+    /// (stopped, or holding its inbox's lock): the chunk, if still in its inbox, is sent
+    /// again; taken, it fails `TimedOut` as one that ran past it.
+    Untaken(Duration),
 }
 
 struct Worker {
@@ -163,6 +172,14 @@ struct Worker {
     init_undo: ChunkUndo,
     /// Its initializer's return was counted ([`Worker::newly_initialized`]).
     initialized: bool,
+    /// The chunk at the front of `sent` while the worker runs none (its status says idle or
+    /// in its initializer), and when the pool thread first saw it so (`sys::monotonic_ns`):
+    /// one not taken within [`UNTAKEN_GRACE`] is taken over by an idle worker.
+    untaken: Option<(u64, u64)>,
+    /// Left a chunk untaken past [`UNTAKEN_GRACE`]: the status job it showed then (0, or
+    /// [`INITIALIZING`]). Until that changes or it answers, it is sent work only when no
+    /// other worker has room, and takes over a chunk only when no other worker is idle.
+    unresponsive: Option<u64>,
 }
 
 impl Worker {
@@ -184,6 +201,27 @@ impl Worker {
         }
         self.initialized = true;
         true
+    }
+
+    /// Notes, on a look of the pool thread at `now`, whether the worker runs its front
+    /// chunk (`job`: its status block's), and ends its unresponsiveness once its status moved.
+    fn note_untaken(&mut self, job: u64, now: u64) {
+        self.untaken = match self.sent.front() {
+            Some(&front) if job == 0 || job == INITIALIZING => match self.untaken {
+                Some((seen_front, seen)) if seen_front == front => Some((front, seen)),
+                _ => Some((front, now)),
+            },
+            _ => None,
+        };
+        if self.unresponsive.is_some_and(|was| was != job) {
+            self.unresponsive = None;
+        }
+    }
+
+    /// Whether it may take a chunk over from another worker: it runs nothing, has nothing
+    /// queued, and is not on its way out.
+    fn idle(&self) -> bool {
+        self.sent.is_empty() && !self.stopping && self.killed_for.is_none()
     }
 
     /// Once the worker is dead: gives back the handles of its initializer's arguments it
@@ -506,6 +544,8 @@ impl Inner {
             answered: false,
             init_undo,
             initialized: false,
+            untaken: None,
+            unresponsive: None,
         })
     }
 
@@ -698,7 +738,9 @@ impl Inner {
                 break;
             }
             let mut open = 0;
-            let mut least: Option<(usize, usize)> = None;
+            // The least loaded with room, one that left a chunk untaken (aud108 H1) only
+            // when no other has room.
+            let mut least: Option<(usize, (bool, usize))> = None;
             for (i, w) in books.workers.iter().enumerate() {
                 let room = !w.stopping
                     && w.killed_for.is_none()
@@ -706,12 +748,13 @@ impl Inner {
                     && max_tasks.is_none_or(|m| w.total_sent < m);
                 if room {
                     open += 1;
-                    if least.is_none_or(|(_, load)| w.sent.len() < load) {
-                        least = Some((i, w.sent.len()));
+                    let rank = (w.unresponsive.is_some(), w.sent.len());
+                    if least.is_none_or(|(_, least)| rank < least) {
+                        least = Some((i, rank));
                     }
                 }
             }
-            let Some((w, load)) = least else { break };
+            let Some((w, (_, load))) = least else { break };
             // An even share of what waits, so that a short map starts on every worker.
             let mut share = if in_turns { books.pending.len().div_ceil(open).min(window - load) } else { 1 };
             if let Some(m) = max_tasks {
@@ -821,9 +864,8 @@ impl Inner {
     /// slow processor) keeps only the chunk it runs, and nobody idles while work waits.
     fn steal(books: &mut Books) {
         loop {
-            let Some(idle) =
-                books.workers.iter().position(|w| w.sent.is_empty() && !w.stopping && w.killed_for.is_none())
-            else {
+            // Not into a worker that left a chunk untaken: the busy one will run it.
+            let Some(idle) = books.workers.iter().position(|w| w.idle() && w.unresponsive.is_none()) else {
                 return;
             };
             let Some(busy) = books
@@ -839,21 +881,73 @@ impl Inner {
             // The oldest message in the inbox is the next the worker would start; the
             // worker may take it first, in which case there is nothing to move.
             let Some(message) = books.workers[busy].inbox.try_recv() else { return };
-            let id = message.id();
-            let victim = &mut books.workers[busy];
-            victim.sent.retain(|&s| s != id);
-            victim.total_sent -= 1;
-            let thief = &mut books.workers[idle];
-            if thief.inbox.send(&message).is_err() {
-                // Shared memory is exhausted: the chunk waits for another dispatch rather
-                // than being lost with its call never answered.
-                if let Some(s) = books.sent.remove(&id) {
-                    books.pending.push_front((id, s.into_job(message.into_args())));
-                }
+            if !Self::hand_over(books, busy, idle, message) {
                 return;
             }
-            thief.sent.push_back(id);
-            thief.total_sent += 1;
+        }
+    }
+
+    /// Books `message`, taken from worker `from`'s inbox, as worker `to`'s and sends it
+    /// there; whether it could (shared memory exhausted, it goes back to `pending`).
+    fn hand_over(books: &mut Books, from: usize, to: usize, message: ToWorker) -> bool {
+        let id = message.id();
+        let victim = &mut books.workers[from];
+        victim.sent.retain(|&s| s != id);
+        victim.total_sent -= 1;
+        let thief = &mut books.workers[to];
+        if thief.inbox.send(&message).is_err() {
+            // Shared memory is exhausted: the chunk waits for another dispatch rather
+            // than being lost with its call never answered.
+            if let Some(s) = books.sent.remove(&id) {
+                books.pending.push_front((id, s.into_job(message.into_args())));
+            }
+            return false;
+        }
+        thief.sent.push_back(id);
+        thief.total_sent += 1;
+        true
+    }
+
+    /// Takes over the chunk a worker has left untaken at the front of its inbox for
+    /// [`UNTAKEN_GRACE`] while it runs nothing (stopped, or a replacement stopped in its
+    /// boot), moving it to an idle worker, and marks the worker unresponsive so that the
+    /// dispatch sends it nothing while another has room (aud108 H1: the dispatch sends a
+    /// call to the least-loaded worker, and a steal moves only a chunk queued behind
+    /// another, so a call sent to a stopped idle worker was never answered). A chunk is
+    /// moved only out of the inbox (`try_recv`): one the worker took meanwhile is its own,
+    /// so none runs twice. The pool thread's look, at each pass (`Worker::note_untaken`
+    /// keeps the time).
+    fn take_over_untaken(books: &mut Books, now: u64) {
+        for v in 0..books.workers.len() {
+            let w = &books.workers[v];
+            let Some((_, seen)) = w.untaken else { continue };
+            if w.stopping || w.killed_for.is_some() || now.saturating_sub(seen) < nanos(UNTAKEN_GRACE) {
+                continue;
+            }
+            let job = w.status.job.load(Ordering::Acquire);
+            if job != 0 && job != INITIALIZING {
+                // It took it since.
+                continue;
+            }
+            books.workers[v].unresponsive = Some(job);
+            // An idle worker, one that left a chunk untaken itself only if no other is: a
+            // stopped one would leave this chunk untaken again, and it moves on again.
+            let idle = |w: &(usize, &Worker)| w.0 != v && w.1.idle();
+            let Some(thief) = books
+                .workers
+                .iter()
+                .enumerate()
+                .filter(idle)
+                .min_by_key(|(_, w)| w.unresponsive.is_some())
+                .map(|(i, _)| i)
+            else {
+                continue;
+            };
+            let Some(message) = books.workers[v].inbox.try_recv() else { continue };
+            books.workers[v].untaken = None;
+            if !Self::hand_over(books, v, thief, message) {
+                return;
+            }
         }
     }
 
@@ -861,9 +955,11 @@ impl Inner {
     /// past the lock's grace by a worker the scheduler paused): otherwise only the next
     /// result would try, and that may be the slow chunk's own, seconds later.
     fn steal_again(&self) {
+        let now = sys::monotonic_ns();
         let mut books = lock(&self.books);
         if books.pending.is_empty() {
             Self::steal(&mut books);
+            Self::take_over_untaken(&mut books, now);
         }
     }
 
@@ -904,6 +1000,7 @@ impl Inner {
                 let mut returned = false;
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
+                    w.unresponsive = None;
                     returned = w.newly_initialized();
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
@@ -995,7 +1092,24 @@ impl Inner {
         let Books { workers, sent, .. } = &mut *books;
         for w in workers.iter_mut().filter(|w| w.killed_for.is_none()) {
             let job = w.status.job.load(Ordering::Acquire);
+            w.note_untaken(job, now);
             if job == 0 {
+                // Booted and idle, with a chunk it has not taken for longer than that chunk's
+                // timeout (and the grace in which another worker would have taken it over):
+                // stopped, or stopped holding its inbox's lock, where nobody can take it
+                // over (a pool of one, no worker idle). Replaced; the chunk is sent again
+                // (aud108 H1). Not a worker still booting: its boot is not bounded by a
+                // task's timeout (a slow Spawn), nor one in its initializer (below).
+                if let Some((front, seen)) = w.untaken
+                    && let Some(t) = sent.get(&front).and_then(|s| s.timeout)
+                    && now.saturating_sub(seen) > nanos(t.max(UNTAKEN_GRACE))
+                    && !w.stopping
+                    && w.status.initialized.load(Ordering::Acquire)
+                    && w.status.job.load(Ordering::Acquire) == 0
+                {
+                    w.killed_for = Some((front, Kill::Untaken(t)));
+                    let _ = w.handle.kill();
+                }
                 continue;
             }
             if job == INITIALIZING {
@@ -1179,7 +1293,9 @@ impl Inner {
                     // started it).
                     std::mem::take(&mut sent.undo).give_back_from_dead(worker.handle.pid());
                     let error = match worker.killed_for {
-                        Some((killed, Kill::TimedOut(timeout))) if killed == id => Some(TaskError::TimedOut(timeout)),
+                        Some((killed, Kill::TimedOut(timeout) | Kill::Untaken(timeout))) if killed == id => {
+                            Some(TaskError::TimedOut(timeout))
+                        }
                         // Its call failed already and wants nothing more from it.
                         Some((killed, Kill::Cancelled)) if killed == id => None,
                         _ => Some(TaskError::WorkerLost {
