@@ -564,15 +564,16 @@ impl Inner {
     /// forked, come back here in the copy: the rest are the parent's, forgotten; the pool
     /// thread's copy ends at once, as after any user code it runs ([`Inner::end_if_copy`]).
     fn bury(&self, doomed: Vec<Doomed>) {
+        let on_pool_thread = POOL_THREAD.get().is_some();
         for doomed in doomed {
             if self.copied() {
-                if POOL_THREAD.get().is_some() {
-                    sys::exit_group(0);
-                }
                 survive_user_panic(|| doomed.forget_in_copy());
                 continue;
             }
             survive_user_panic(|| doomed.die());
+            if on_pool_thread && self.copied() {
+                sys::exit_group(0);
+            }
         }
     }
 
@@ -1513,9 +1514,14 @@ impl Inner {
         drop(guard);
         for (delivery, chunk) in failures {
             // User code (a callback, a value's `Drop`): its panic must not keep the other
-            // calls' errors, nor come out of `terminate`.
+            // calls' errors, nor come out of `terminate`. One that forked, come back here
+            // in the copy: the copy runs no other callback (review56 M2).
             survive_user_panic(move || {
-                delivery.deliver(chunk, Err(TaskError::Terminated));
+                if self.copied() {
+                    delivery.abandon(chunk);
+                } else {
+                    delivery.deliver(chunk, Err(TaskError::Terminated));
+                }
                 drop(delivery);
             });
         }
