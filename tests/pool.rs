@@ -865,6 +865,181 @@ fn a_cancelled_maps_values_whose_drop_panics_cost_the_pool_no_worker() {
     pool.terminate();
 }
 
+/// Never runs in these scenes: its chunk is discarded by the parent, which decodes the
+/// [`Grenade`] of 13 and drops it.
+fn defuse(g: Grenade) -> u32 {
+    let n = g.1;
+    std::mem::forget(g);
+    n
+}
+
+/// `terminate` discards the chunks still queued: it decodes their arguments in the parent
+/// and drops them, user code (a [`Grenade`] of 13 here) whose panic must stop at a catch.
+/// It came out of `terminate` (`terminate panicked: true`) before any call was failed,
+/// and every call waited for ever (`later: Err(the result is not ready yet)`); out of the
+/// pool's drop alike, another thread's `get` waiting for ever (review166 H1).
+#[test]
+fn terminate_fails_every_call_past_a_queued_argument_whose_drop_panics() {
+    let _w = heap_user(LIMIT);
+    for by_drop in [false, true] {
+        let pool = Pool::new(1).unwrap();
+        // The first runs; the second waits in the worker's inbox, the third in the books.
+        let mut running = pool.apply_async(sleep_then, 60_000).unwrap();
+        let mut grenade = pool.apply_async(defuse, Grenade(false, 13)).unwrap();
+        let mut later = pool.apply_async(square, 3).unwrap();
+        let ended = if by_drop {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(pool)))
+        } else {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.terminate()))
+        };
+        let answers = [running.get_timeout(LIMIT / 4), grenade.get_timeout(LIMIT / 4).map(u64::from)];
+        let later = later.get_timeout(LIMIT / 4);
+        println!("by drop {by_drop}: panicked: {}; later: {later:?}; {answers:?}", ended.is_err());
+        assert!(ended.is_ok(), "the pool's end panicked");
+        for got in answers.iter().chain([&later]) {
+            assert!(matches!(got, Err(ResultTimeoutError::Task(TaskError::Terminated))), "{got:?}");
+        }
+    }
+}
+
+/// Fails (after a moment) for 7; never runs for 13 in these scenes.
+fn fail_on_seven(g: Grenade) -> u32 {
+    if g.1 == 7 {
+        std::thread::sleep(Duration::from_millis(300));
+        panic!("seven fails");
+    }
+    defuse(g)
+}
+
+/// A failed map's chunk taken back from an inbox has its arguments discarded (decoded and
+/// dropped: a [`Grenade`] of 13) in the middle of the take-back's loop over the messages it
+/// drained. Its panic there dropped the messages after it, another call's chunk among
+/// them, still booked as sent to the worker: nothing sent it again (`x2: Err(the result is
+/// not ready yet)`), and the panic came out of the map's own `get` (review166 H1).
+#[test]
+fn a_take_back_past_a_failed_maps_argument_whose_drop_panics_loses_no_chunk() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    // Short chunks: a deep window, so that an inbox holds several chunks.
+    for i in 0..20 {
+        assert_eq!(pool.apply(square, i).unwrap(), i * i);
+    }
+    // Worker 0 runs this; the map's chunk 0 (7) goes to worker 1, its chunk 1 (13) to
+    // worker 0's inbox; then `x1` to worker 1, `x2` to worker 0's inbox, behind chunk 1.
+    let mut running = pool.apply_async(sleep_then, 1500).unwrap();
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let map = pool.map_async_with(fail_on_seven, [Grenade(false, 7), Grenade(false, 13)], options).unwrap();
+    let mut x1 = pool.apply_async(square, 3).unwrap();
+    let mut x2 = pool.apply_async(square, 4).unwrap();
+    let map_got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.get()));
+    let (x1_got, x2_got) = (x1.get_timeout(LIMIT / 4), x2.get_timeout(LIMIT / 4));
+    let map_got = map_got.map_err(|_| "map.get() panicked");
+    println!("map: {map_got:?}; running: {:?}; x1: {x1_got:?}; x2: {x2_got:?}", running.get_timeout(LIMIT / 4));
+    assert!(matches!(map_got, Ok(Err(TaskError::Panicked(_)))), "{map_got:?}");
+    assert!(matches!((x1_got, x2_got), (Ok(9), Ok(16))));
+}
+
+/// Sleeps for 14; never runs for 13 in these scenes.
+fn slow_on_fourteen(g: Grenade) -> u32 {
+    if g.1 == 14 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    defuse(g)
+}
+
+/// A map cancelled by its caller while chunk 0 runs and chunk 1 (a [`Grenade`] of 13) waits
+/// in the inbox: the pool kills the worker, and the round that reaps it puts chunk 1 back,
+/// takes the restart off its books, and dispatches, which discards chunk 1 (decoded and
+/// dropped). The panic there unwound past the starts: a one-worker pool with no worker, and
+/// every later call waited for ever (`a later apply: Err(the result is not ready yet); pids
+/// []`: review161 H1's outcome through an argument, review166 H1).
+#[test]
+fn a_cancelled_maps_queued_argument_whose_drop_panics_costs_the_pool_no_worker() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let map = pool.map_async_with(slow_on_fourteen, [Grenade(false, 14), Grenade(false, 13)], options).unwrap();
+    // Chunk 0 runs until its worker is killed, whether the cancel comes before it starts
+    // (the worker is booting) or after.
+    map.cancel();
+    assert!(matches!(map.get(), Err(TaskError::Cancelled)));
+    let mut later = pool.apply_async(square, 3).unwrap();
+    let got = later.get_timeout(LIMIT / 4);
+    println!("a later apply: {got:?}; pids {:?}; {:?}", pool.pids(), pool.stats());
+    assert!(matches!(got, Ok(9)), "{got:?}");
+}
+
+/// After a `map.cancel()`, whoever dispatches next discards the map's queued chunks (their
+/// arguments decoded and dropped): here an unrelated caller's `apply_async`, out of which a
+/// [`Grenade`]'s panic came, its `AsyncResult` lost while its task ran (review166 H1).
+#[test]
+fn an_unrelated_apply_meets_a_cancelled_maps_argument_whose_drop_panics_unharmed() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    // Holds the only worker: the map's chunk 0 waits in its inbox, chunk 1 (13) in the books.
+    let mut running = pool.apply_async(sleep_then, 300).unwrap();
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let map = pool.map_async_with(defuse, [Grenade(false, 1), Grenade(false, 13)], options).unwrap();
+    map.cancel();
+    // The pool thread dispatches only after a result or a take-back's ring: this call
+    // meets the cancelled chunk first.
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.apply_async(square, 3)));
+    let got = got.map_err(|_| "the unrelated apply_async panicked").map(|r| r.unwrap().get_timeout(LIMIT / 4));
+    println!("the unrelated apply_async: {got:?}");
+    assert!(matches!(got, Ok(Ok(9))), "{got:?}");
+    assert_eq!(running.get_timeout(LIMIT / 4).unwrap(), 300);
+}
+
+/// The last handle of a pool, captured by a callback of its own: says when its drop (the
+/// pool's, `terminate` and `join`) has returned.
+struct LastHandle(Option<Arc<Pool>>, std::sync::mpsc::Sender<()>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        let _ = self.1.send(());
+    }
+}
+
+fn slow_on_14(n: u64) -> u64 {
+    if n == 14 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    n
+}
+
+/// A callback may hold the last handle of its own pool. Here it never runs: its map is
+/// cancelled while a chunk runs, and the pool thread's round that reaps the worker it
+/// killed drops the call's chunks, the last hold of its sink, with the callback and the
+/// pool. That drop ran under the books' lock, which `terminate` takes again on the same
+/// thread: the pool thread waited on itself for ever (`the pool's drop returned: false`),
+/// the books locked for the life of the process (review166 H2). With `rest` 1 the dropped
+/// chunk is the running one's (its `Sent`, in `tend_workers`); with 3, chunks waiting in
+/// the inbox, put back and dropped by `dispatch`.
+#[test]
+fn a_pool_dropped_by_its_cancelled_maps_unrun_callback_ends() {
+    let _w = heap_user(LIMIT);
+    for rest in [1, 3] {
+        let pool = Arc::new(Pool::new(1).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let own = LastHandle(Some(pool.clone()), tx);
+        let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600)).callback(move |_: &[u64]| {
+            let _ = &own;
+        });
+        let items = [1, 14, 2, 3].into_iter().take(1 + rest);
+        let map = pool.map_async_with(slow_on_14, items, options).unwrap();
+        let worker = pool.pids()[0];
+        assert!(eventually(LIMIT, || pool.stats().tasks_done >= 1), "chunk 0 answered");
+        drop(pool);
+        map.cancel();
+        assert!(matches!(map.get(), Err(TaskError::Cancelled)));
+        let returned = rx.recv_timeout(LIMIT / 4);
+        println!("rest {rest}: the pool's drop returned: {}", returned.is_ok());
+        assert!(returned.is_ok());
+        assert!(eventually(LIMIT, || !pid_running(worker)));
+    }
+}
+
 /// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
 /// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
 /// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before

@@ -650,6 +650,17 @@ fn failing_when_told(threads: usize) -> (ThreadPool, std::sync::mpsc::Sender<()>
     (pool, go)
 }
 
+/// An argument whose `Drop` panics when armed.
+struct ArmedDrop(bool);
+
+impl Drop for ArmedDrop {
+    fn drop(&mut self) {
+        if self.0 && !std::thread::panicking() {
+            panic!("an ArmedDrop goes off when dropped");
+        }
+    }
+}
+
 /// A `ThreadPool` whose initializer panics in every thread fails its work with that panic
 /// (the threads are gone: a task queued to them waited for ever): the tasks queued before
 /// the last thread failed (here all of them: the initializers wait until they are queued),
@@ -683,6 +694,14 @@ fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
     assert!(eventually(LIMIT / 4, || called.load(Ordering::SeqCst) >= 4), "the error callbacks ran");
     assert_eq!(called.load(Ordering::SeqCst), 4, "each error callback ran once");
     assert!(matches!(pool.apply(|x: u32| x, 1), Err(Error::Task(e)) if is_why(&e)));
+    // A later call fails at once, on the caller's thread, its task (here an argument whose
+    // `Drop` panics) dropped under a catch: the panic came out of `apply_async`, the call's
+    // result lost (review166 L3).
+    let got = std::panic::catch_unwind(|| {
+        pool.apply_async(|b: ArmedDrop| !std::mem::replace(&mut { b }.0, false), ArmedDrop(true))
+    });
+    let got = got.map_err(|_| "apply_async panicked").map(|r| r.unwrap().get());
+    assert!(matches!(&got, Ok(Err(e)) if is_why(e)), "{got:?}");
     assert!(matches!(pool.map(|x: u32| x, 0..4), Err(Error::Task(e)) if is_why(&e)));
     let items: Vec<_> = pool.imap(|x: u32| x, 0..3).unwrap().collect();
     assert!(items.len() == 3 && items.iter().all(|r| r.as_ref().is_err_and(is_why)), "imap yielded {items:?}");

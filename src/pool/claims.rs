@@ -60,9 +60,10 @@ fn plain_table<A: Serialize + DeserializeOwned>(
 /// Decodes and drops one item nobody took, giving back the handles its decoding did not
 /// read. (review41 L3's test: an item whose `Deserialize` stops before its pipe end, left
 /// unclaimed by a map that failed at an earlier item, kept the end's counts in flight for
-/// ever, and its other end never saw the end of the stream.)
+/// ever, and its other end never saw the end of the stream.) The item is a user value:
+/// its `Drop`, user code, runs under a catch (review166 H1), as its `Deserialize` does.
 fn drop_item<A: DeserializeOwned>(bytes: &[u8]) {
-    let _ = decode_result::<A>(bytes);
+    panics::drop_caught(decode_result::<A>(bytes));
 }
 
 fn discard(bytes: &[u8], ends: &[u64], range: std::ops::Range<usize>, drop: fn(&[u8])) {
@@ -444,7 +445,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                 Some((Written::Value, bytes)) => {
                     done += 1;
                     if handles {
-                        let _ = decode_result::<R>(bytes);
+                        // A user value: its `Drop` runs under a catch.
+                        panics::drop_caught(decode_result::<R>(bytes));
                     }
                 }
                 Some(_) | None if failed_early == Some(i) => {}

@@ -99,9 +99,21 @@ pub(crate) trait Delivery: Send + Sync {
 }
 
 /// Decodes the arguments of a chunk that will not run, and drops them: handles among them
-/// were counted in flight when encoded, and give their holds back this way.
+/// were counted in flight when encoded, and give their holds back this way (those a
+/// decoding that stopped part-way did not read are given back as such, audit F7).
+///
+/// The arguments are user values: their `Deserialize` and `Drop` are user code, run here
+/// in the parent, on whichever thread meets the chunk (the pool thread, a caller's in
+/// `apply_async` or `terminate`). A panic of either stops here (the hook has printed it):
+/// it came out of `terminate`, before any call was failed, and out of the pool thread's
+/// round before the restarts (review166 H1).
 pub(crate) fn discard_args<A: DeserializeOwned>(args: &Payload) {
-    let _ = codec::decode::<Vec<A>>(args.bytes());
+    let mut read = Vec::new();
+    let decoded = codec::noting_reads(&mut read, || panics::decoding(|| codec::decode::<Vec<A>>(args.bytes())));
+    if decoded.is_err() {
+        shm::give_back_unread(args.bytes(), &read);
+    }
+    panics::drop_caught(decoded);
 }
 
 /// Decodes `Vec<Result<R, PanicInfo>>` for a sink of `R`.

@@ -17,11 +17,14 @@ use super::error::TaskError;
 use super::result::{AsyncResult, IMap};
 
 impl<R> AsyncResult<R> {
-    /// Cancels the task: a task not yet started is dropped, one running has its worker
-    /// killed (and replaced) about 100 ms later, as a timeout does, unless it finishes
-    /// first. The result becomes [`TaskError::Cancelled`] at once (unless it was already
-    /// there; then it is kept, and the cancellation does nothing). Cancelling one task of
-    /// a `map_async` cancels the whole call.
+    /// Cancels the task. The result becomes [`TaskError::Cancelled`] at once (unless it
+    /// was already there; then it is kept, and the cancellation does nothing). A task still
+    /// waiting in the pool is dropped unrun. One already handed to its worker (a process
+    /// pool sends each worker a few tasks ahead, so that it never idles between them) is
+    /// started when the worker gets to it, and then treated as a running one: a running
+    /// task has its worker killed (and replaced) about 100 ms later, as a timeout does,
+    /// unless it finishes first. Cancelling one task of a `map_async` cancels the whole
+    /// call.
     ///
     /// A [`ThreadPool`](crate::ThreadPool) cannot stop a running thread: its task runs to
     /// the end, and its result is dropped.

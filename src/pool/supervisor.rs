@@ -291,6 +291,96 @@ struct Books {
     /// The same for the undo of the handles of chunks `terminate` killed a worker in,
     /// with that worker's pid: what it had not taken goes back once it is dead.
     undo_orphans: Vec<(u32, ChunkUndo)>,
+    /// What died under the books' lock and holds user values: let die once it is released
+    /// ([`BooksGuard`]).
+    doomed: Vec<Doomed>,
+}
+
+/// User values that die with the books' changes (a chunk's arguments, the last hold of
+/// a call's sink: the values it kept, its callbacks not run and what they capture), kept
+/// in [`Books::doomed`] until the books' lock is released, then each let die under a
+/// catch ([`Inner::bury`]). Their drops are user code, which may call back into the pool
+/// (a callback may hold the last handle of its own pool: the pool's drop `terminate`s it,
+/// which locks the books): under the lock, the thread waited on itself for ever
+/// (review166 H2).
+enum Doomed {
+    /// A chunk that will not run: its arguments discarded, then the rest dropped.
+    Job(Job),
+    /// The arguments of a chunk that will not run, to discard (decoded and dropped).
+    Args(fn(&Payload), Payload),
+    /// A chunk off the books, dropped: its delivery's hold may be its call's last.
+    Sent(Sent),
+    /// A chunk its worker's inbox refused (its delivery, its index): it fails with this
+    /// error.
+    Failed(Arc<dyn Delivery>, usize, TaskError),
+}
+
+impl Doomed {
+    fn die(self) {
+        match self {
+            Doomed::Job(job) => {
+                (job.discard)(&job.args);
+                drop(job);
+            }
+            Doomed::Args(discard, args) => discard(&args),
+            Doomed::Sent(sent) => drop(sent),
+            Doomed::Failed(delivery, chunk, error) => {
+                delivery.deliver(chunk, Err(error));
+                drop(delivery);
+            }
+        }
+    }
+
+    /// In a copy made by fork (a drop above forked): the chunks are the parent's, as in
+    /// [`Inner::abandon_copy`].
+    fn forget_in_copy(self) {
+        match self {
+            Doomed::Job(job) => drop(forget_in_copy(job)),
+            Doomed::Args(_, args) => std::mem::forget(args),
+            Doomed::Sent(sent) => {
+                let Sent { delivery, held, claims, undo, .. } = sent;
+                std::mem::forget((held, claims));
+                undo.forget();
+                drop(delivery);
+            }
+            Doomed::Failed(delivery, chunk, _) => delivery.abandon(chunk),
+        }
+    }
+}
+
+/// The books locked, by a thread that may doom user values ([`Books::doomed`]): when it
+/// lets go, the lock is released first, then they die ([`Inner::bury`]).
+struct BooksGuard<'a> {
+    inner: &'a Inner,
+    books: Option<MutexGuard<'a, Books>>,
+}
+
+impl std::ops::Deref for BooksGuard<'_> {
+    type Target = Books;
+
+    fn deref(&self) -> &Books {
+        self.books.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for BooksGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Books {
+        self.books.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for BooksGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut books) = self.books.take() else { return };
+        // While unwinding they stay for the next release: a panic of their drops now
+        // would abort.
+        if books.doomed.is_empty() || std::thread::panicking() {
+            return;
+        }
+        let doomed = std::mem::take(&mut books.doomed);
+        drop(books);
+        self.inner.bury(doomed);
+    }
 }
 
 impl Books {
@@ -483,6 +573,30 @@ impl Inner {
         self.state.load(Ordering::Acquire) == RUNNING && !self.copied()
     }
 
+    /// The books, locked by a thread that may doom user values in them: they die once it
+    /// lets go ([`BooksGuard`]).
+    fn books(&self) -> BooksGuard<'_> {
+        BooksGuard { inner: self, books: Some(lock(&self.books)) }
+    }
+
+    /// Lets die what died under the books' lock, the lock released: each under a catch
+    /// (a panic must not keep the others, nor leave a round before its restarts). One that
+    /// forked, come back here in the copy: the rest are the parent's, forgotten; the pool
+    /// thread's copy ends at once, as after any user code it runs ([`Inner::end_if_copy`]).
+    fn bury(&self, doomed: Vec<Doomed>) {
+        let on_pool_thread = POOL_THREAD.get().is_some();
+        for doomed in doomed {
+            if self.copied() {
+                survive_user_panic(|| doomed.forget_in_copy());
+                continue;
+            }
+            survive_user_panic(|| doomed.die());
+            if on_pool_thread && self.copied() {
+                sys::exit_group(0);
+            }
+        }
+    }
+
     /// Whether this is a copy that fork made in a child. A copy sends nothing to the
     /// parent's workers (a chunk of its would be answered to the parent's pool), takes
     /// nothing from the results channel (the parent's results), and kills nothing: it is
@@ -552,7 +666,7 @@ impl Inner {
         }
         crash_point!("pool.queue.checked");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut books = lock(&self.books);
+        let mut books = self.books();
         // Again under the books' lock: a `terminate` since the check above has cleared the
         // books already, and would never see this chunk; a `join` since may have told the
         // workers to stop (`stop_idle_workers`), and none would run it.
@@ -564,9 +678,13 @@ impl Inner {
         }
         if let Some(error) = books.init_error.clone() {
             drop(books);
-            // As a refused chunk: its handles go back before it fails.
-            (job.discard)(&job.args);
-            job.delivery.deliver(job.chunk, Err(error));
+            // As a refused chunk: its handles go back before it fails. User code, under a
+            // catch as every delivery (review166 L2).
+            survive_user_panic(move || {
+                (job.discard)(&job.args);
+                job.delivery.deliver(job.chunk, Err(error));
+                drop(job);
+            });
             return Ok(());
         }
         books.pending.push_back((id, job));
@@ -612,7 +730,10 @@ impl Inner {
     /// worker for each chunk of a `chunksize(1)` map cost the parent more than sending it,
     /// and spread every refill over all the workers, each of them then woken for a chunk
     /// or two.
-    fn dispatch(&self, books: &mut Books) {
+    ///
+    /// The chunks of a cancelled call (and one an inbox refused, failed) die once the
+    /// caller's [`BooksGuard`] lets go.
+    fn dispatch(&self, books: &mut BooksGuard<'_>) {
         if self.cancellations.swap(false, Ordering::AcqRel) {
             self.take_back_cancelled(books);
         }
@@ -631,8 +752,8 @@ impl Inner {
                 && job.delivery.cancelled()
             {
                 let (_, job) = books.pending.pop_front().expect("peeked");
-                (job.discard)(&job.args);
                 self.counters.cancelled(job.items as u64);
+                books.doomed.push(Doomed::Job(job));
             }
             if books.pending.is_empty() {
                 break;
@@ -663,8 +784,8 @@ impl Inner {
             for _ in 0..share {
                 let Some((id, job)) = books.pending.pop_front() else { break };
                 if job.delivery.cancelled() {
-                    (job.discard)(&job.args);
                     self.counters.cancelled(job.items as u64);
+                    books.doomed.push(Doomed::Job(job));
                     continue;
                 }
                 self.send(books, w, id, job);
@@ -706,8 +827,10 @@ impl Inner {
             }
             Err(e) => {
                 // The inbox refused (shared memory exhausted): the chunk fails rather
-                // than waiting forever.
-                job.delivery.deliver(job.chunk, Err(TaskError::Codec(crate::CodecError::encode(e))));
+                // than waiting forever, once the books are let go (its delivery is user
+                // code: review166 L2).
+                let error = TaskError::Codec(crate::CodecError::encode(e));
+                books.doomed.push(Doomed::Failed(job.delivery, job.chunk, error));
             }
         }
     }
@@ -716,7 +839,7 @@ impl Inner {
     /// the oldest meanwhile: that one runs, and is stopped by `enforce_timeouts`); the
     /// others go back in their order.
     fn take_back_cancelled(&self, books: &mut Books) {
-        let Books { workers, sent, pending, .. } = books;
+        let Books { workers, sent, pending, doomed, .. } = books;
         let mut unsendable = Vec::new();
         for worker in workers.iter_mut() {
             if !worker.sent.iter().any(|id| sent.get(id).is_some_and(|s| s.delivery.cancelled())) {
@@ -727,15 +850,17 @@ impl Inner {
                 queued.push(message);
             }
             for message in queued {
-                if let ToWorker::Task { id, ref args, .. } = message
-                    && let Some(s) = sent.get(&id).filter(|s| s.delivery.cancelled())
+                if let ToWorker::Task { id, .. } = message
+                    && sent.get(&id).is_some_and(|s| s.delivery.cancelled())
                 {
-                    // Carried: given back as the chunk's undo drops, not in flight.
-                    if !s.undo.carried() {
-                        (s.discard)(args);
-                    }
+                    let s = sent.remove(&id).expect("looked up");
                     self.counters.cancelled(s.items as u64);
-                    sent.remove(&id);
+                    // Carried: given back as the chunk's undo drops, not in flight. Both
+                    // once the books are let go (user values).
+                    if !s.undo.carried() {
+                        doomed.push(Doomed::Args(s.discard, message.into_args()));
+                    }
+                    doomed.push(Doomed::Sent(s));
                     worker.sent.retain(|&s| s != id);
                     worker.total_sent -= 1;
                     continue;
@@ -880,7 +1005,7 @@ impl Inner {
             }
         }
         if handled > 0 {
-            let mut books = lock(&self.books);
+            let mut books = self.books();
             self.dispatch(&mut books);
         }
         handled
@@ -946,8 +1071,13 @@ impl Inner {
                     drop(hand);
                     let mut pending = pending.into_iter();
                     while let Some((_, job)) = pending.next() {
-                        (job.discard)(&job.args);
-                        job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
+                        // User code: a panic must not keep the others' errors.
+                        let error = TaskError::Panicked(info.clone());
+                        survive_user_panic(move || {
+                            (job.discard)(&job.args);
+                            job.delivery.deliver(job.chunk, Err(error));
+                            drop(job);
+                        });
                         if self.copied() {
                             // Its error callback forked, and this is the copy: of a caller's
                             // thread helping in `get`, which goes on with the pool closed
@@ -973,7 +1103,7 @@ impl Inner {
     /// call was cancelled; drops the cancelled calls' queued chunks.
     fn enforce_timeouts(&self) {
         let now = sys::monotonic_ns();
-        let mut books = lock(&self.books);
+        let mut books = self.books();
         if self.cancellations.load(Ordering::Acquire) {
             self.dispatch(&mut books);
         }
@@ -1071,7 +1201,7 @@ impl Inner {
             let mut books = loop {
                 self.collect();
                 self.end_if_copy();
-                let books = lock(&self.books);
+                let books = self.books();
                 if self.in_hand.load(Ordering::SeqCst) == 0 {
                     break books;
                 }
@@ -1221,6 +1351,9 @@ impl Inner {
                     }
                     let Some(error) = error else {
                         self.counters.cancelled(sent.items as u64);
+                        // Its delivery's hold may be its call's last: dropped once the books
+                        // are let go (review166 H2).
+                        books.doomed.push(Doomed::Sent(sent));
                         continue;
                     };
                     failures.push((sent.delivery, sent.chunk, error));
@@ -1261,9 +1394,13 @@ impl Inner {
                 // a copy would share (review50 M1).
                 self.end_if_copy();
                 self.results.wake_receivers();
+                // User code above (a drop, a callback) may have dropped the pool's last
+                // handle, which terminated and joined it from this thread: no worker is
+                // started then, that join having waited for none (review166 H2).
+                let to_start = if self.state.load(Ordering::Acquire) == TERMINATED { Vec::new() } else { to_start };
                 let started: Vec<(u32, Result<Worker, Error>)> =
                     to_start.into_iter().map(|index| (index, self.start_worker(index))).collect();
-                books = lock(&self.books);
+                books = self.books();
                 for (index, started) in started {
                     match started {
                         Ok(new) => {
@@ -1285,9 +1422,11 @@ impl Inner {
             }
             books.workers.sort_by_key(|w| w.index);
             if let Some(error) = books.init_error.clone() {
-                // No worker will run them: their handles go back before they fail.
+                // No worker will run them: their handles go back before they fail (once the
+                // books are let go, as user values).
+                let books = &mut *books;
                 for (_, job) in books.pending.drain(..) {
-                    (job.discard)(&job.args);
+                    books.doomed.push(Doomed::Args(job.discard, job.args));
                     failures.push((job.delivery, job.chunk, error.clone()));
                 }
             } else if let Some((index, e)) = cannot_start.filter(|_| books.workers.is_empty()) {
@@ -1301,8 +1440,9 @@ impl Inner {
                     backtrace: String::new(),
                 };
                 // Their handles go back before they fail, as above.
+                let books = &mut *books;
                 for (_, job) in books.pending.drain(..) {
-                    (job.discard)(&job.args);
+                    books.doomed.push(Doomed::Args(job.discard, job.args));
                     unstarted.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
                 }
             }
@@ -1344,13 +1484,14 @@ impl Inner {
 
     /// `terminate`: workers killed, everything unanswered fails.
     fn kill_everything(&self) {
-        let mut books = lock(&self.books);
+        let mut guard = self.books();
+        let books = &mut *guard;
         for w in &books.workers {
             let _ = w.handle.kill();
         }
         // The chunks still queued hold their arguments (a large chunk's blob, the handles
-        // inside): taken, decoded and dropped here, or the inbox's end would leave them
-        // counted in flight for ever.
+        // inside): taken, decoded and dropped once the books are let go (user values), or
+        // the inbox's end would leave them counted in flight for ever.
         let mut taken_back = HashSet::new();
         for w in &books.workers {
             while let Some(message) = w.inbox.try_recv() {
@@ -1359,7 +1500,7 @@ impl Inner {
                 {
                     // Carried: given back as the chunk's undo drops, not in flight.
                     if !sent.undo.carried() {
-                        (sent.discard)(&args);
+                        books.doomed.push(Doomed::Args(sent.discard, args));
                     }
                     taken_back.insert(id);
                 }
@@ -1369,14 +1510,11 @@ impl Inner {
         // taken go back once it is dead (`join`).
         let running: HashMap<u64, u32> =
             books.workers.iter().flat_map(|w| w.sent.iter().map(|&id| (id, w.handle.pid()))).collect();
-        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = books
-            .pending
-            .drain(..)
-            .map(|(_, j)| {
-                (j.discard)(&j.args);
-                (j.delivery, j.chunk)
-            })
-            .collect();
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = Vec::new();
+        for (_, j) in books.pending.drain(..) {
+            books.doomed.push(Doomed::Args(j.discard, j.args));
+            failures.push((j.delivery, j.chunk));
+        }
         let sent: Vec<(u64, Sent)> = books.sent.drain().collect();
         for (id, mut s) in sent {
             let undo = std::mem::take(&mut s.undo);
@@ -1393,12 +1531,18 @@ impl Inner {
         for w in &mut books.workers {
             w.sent.clear();
         }
-        drop(books);
+        // The arguments die here, before the calls fail.
+        drop(guard);
         for (delivery, chunk) in failures {
             // User code (a callback, a value's `Drop`): its panic must not keep the other
-            // calls' errors, nor come out of `terminate`.
+            // calls' errors, nor come out of `terminate`. One that forked, come back here
+            // in the copy: the copy runs no other callback (review56 M2).
             survive_user_panic(move || {
-                delivery.deliver(chunk, Err(TaskError::Terminated));
+                if self.copied() {
+                    delivery.abandon(chunk);
+                } else {
+                    delivery.deliver(chunk, Err(TaskError::Terminated));
+                }
                 drop(delivery);
             });
         }
@@ -1618,7 +1762,11 @@ impl Engine for Inner {
         // The error callbacks run with no join held: one may join this pool.
         drop(_one_at_a_time);
         for job in left {
-            job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
+            // User code: a panic must not keep the others' errors.
+            survive_user_panic(move || {
+                job.delivery.deliver(job.chunk, Err(TaskError::Terminated));
+                drop(job);
+            });
         }
         Ok(())
     }

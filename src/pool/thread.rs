@@ -514,8 +514,18 @@ impl ThreadPool {
         let sender = self.shared.sender.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some(_), Some(error)) = (sender.as_ref(), self.shared.failed.get()) {
             drop(sender);
-            // No thread can run it: it fails at once, as in a failed process pool.
-            (job.cancel)(error.clone());
+            // No thread can run it: it fails at once, as in a failed process pool. User code
+            // (an error callback; the task, its function and arguments, dropped in the catch
+            // too), as in `initializer_failed`: its panic came out of the caller's
+            // `apply_async` (review166 L3).
+            let Job { run, cancel } = job;
+            let failed = std::panic::AssertUnwindSafe(move || {
+                cancel(error.clone());
+                drop(run);
+            });
+            if let Err(payload) = std::panic::catch_unwind(failed) {
+                panics::drop_payload(payload);
+            }
             return Ok(());
         }
         match sender.as_ref() {
