@@ -4707,3 +4707,30 @@ fn a_call_sent_to_an_idle_stopped_worker_is_answered() {
     pool.close();
     pool.join().unwrap();
 }
+
+fn mebibyte_of(i: u64) -> Vec<u8> {
+    vec![i as u8; 1 << 20]
+}
+
+/// A pool terminated while big results (over 16 KiB: a blob, its handle counted in flight
+/// in the `Done` message) are on their way back leaves nothing in the family heap: the
+/// answers nobody collected are taken from the results channel at `join` and dropped,
+/// which gives their blobs back, and the blob of an answer a killed worker was sending
+/// (counted in flight, never committed) is given back by the key it left in its status
+/// block (aud108 M1: "heap in use: 0 bytes before, 18911232 after", 25 and 31 MB in two
+/// more runs, 8 MB here; the channel's end frees its messages' bytes, not the handles
+/// inside). Terminated at varied points of the map. The slack is one result's block: about
+/// one run in ten still leaves one (2 MiB and a page), by a way not found yet (fix128's
+/// report); eight pools leaked 8 MB and more before.
+#[test]
+fn a_pool_terminated_while_big_results_come_back_leaves_nothing_in_shared_memory() {
+    let leaks = common::leak_check(LIMIT);
+    for round in 0..8u64 {
+        let pool = Pool::builder().processes(2).build().unwrap();
+        let pending = pool.map_async_with(mebibyte_of, 0..64, MapOptions::new().chunksize(2)).unwrap();
+        std::thread::sleep(Duration::from_millis(5 + round * 5));
+        pool.terminate();
+        assert!(matches!(pending.get(), Err(TaskError::Terminated)), "round {round}");
+    }
+    leaks.assert_at_most((2 << 20) + (1 << 16));
+}

@@ -951,3 +951,53 @@ fn a_result_taken_by_get_timeout_says_taken_when_asked_again() {
     pool.close();
     pool.join().unwrap();
 }
+
+/// A `ThreadPool` dropped while an `imap` of it lives is terminated, as its `Drop` says and
+/// as a `Pool` is: the queued tasks fail `Terminated` and the `imap` ends so, its threads
+/// joined by the drop (aud108 M2: the `imap`'s feeder held a counted handle, so the drop
+/// neither terminated nor joined; the queued tasks ran, `Ok(300)` x3, and the `imap` went
+/// on as long as it was kept).
+#[test]
+fn a_thread_pool_dropped_while_an_imap_of_it_lives_is_terminated() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let started = Mutex::new(started);
+    let busy = pool
+        .apply_async(
+            move |_: ()| {
+                started.lock().unwrap().send(()).unwrap();
+                let _ = gate.lock().unwrap().recv();
+            },
+            (),
+        )
+        .unwrap();
+    running.recv().unwrap();
+    let queued: Vec<_> = (0..3).map(|i| pool.apply_async(|x: u64| x, i).unwrap()).collect();
+    let mut imap = pool.imap(|x: u64| x * x, 0u64..).unwrap();
+    // The drop waits for the running task: on a thread of its own, the task let go once
+    // that thread has returned (a drop that ended nothing) or waits for the pool's thread.
+    let tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let t = tid.clone();
+    let dropper = std::thread::spawn(move || {
+        t.store(common::tid(), Ordering::SeqCst);
+        drop(pool);
+    });
+    let waiting = || {
+        let tid = tid.load(Ordering::SeqCst);
+        dropper.is_finished() || (tid != 0 && common::thread_in_futex_wait(tid))
+    };
+    assert!(eventually(LIMIT, waiting));
+    release.send(()).unwrap();
+    dropper.join().unwrap();
+    busy.get().unwrap();
+    for r in queued {
+        assert!(matches!(r.get(), Err(TaskError::Terminated)), "a queued task ran after the drop");
+    }
+    let rest: Vec<_> = imap.by_ref().take(10_000).collect();
+    assert!(rest.len() < 10_000, "the imap went on: {} items", rest.len());
+    assert!(rest.iter().all(|r| matches!(r, Err(TaskError::Terminated))), "{rest:?}");
+    assert!(imap.next().is_none());
+}

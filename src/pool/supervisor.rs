@@ -65,6 +65,10 @@ const CANCEL_GRACE: Duration = Duration::from_millis(100);
 /// loaded machine takes its chunk well within it; one stopped (`SIGSTOP`, a debugger, a
 /// frozen cgroup) never does.
 const UNTAKEN_GRACE: Duration = Duration::from_millis(100);
+/// With a timeout, how long a booted idle worker that is not stopped may leave a chunk
+/// untaken (past the chunk's timeout too) before it is replaced: one stopped is replaced
+/// at the timeout; one runnable but not scheduled on a loaded machine takes it soon.
+const UNTAKEN_KILL: Duration = Duration::from_secs(1);
 
 /// How many workers in a row may end before their first answer (boot deaths) before the
 /// pool gives up on them and fails its work: twice the pool's size, as for initializer
@@ -176,10 +180,12 @@ struct Worker {
     /// in its initializer), and when the pool thread first saw it so (`sys::monotonic_ns`):
     /// one not taken within [`UNTAKEN_GRACE`] is taken over by an idle worker.
     untaken: Option<(u64, u64)>,
-    /// Left a chunk untaken past [`UNTAKEN_GRACE`]: the status job it showed then (0, or
-    /// [`INITIALIZING`]). Until that changes or it answers, it is sent work only when no
-    /// other worker has room, and takes over a chunk only when no other worker is idle.
-    unresponsive: Option<u64>,
+    /// Left a chunk untaken past [`UNTAKEN_GRACE`] and was found stopped (`SIGSTOP`, a
+    /// debugger: `sys::process_stopped`). Until it runs again or answers, it is sent work
+    /// only when no other worker has room, and takes over a chunk only when no other worker
+    /// is idle. Not a worker merely slow to be scheduled (a loaded machine): demoted so, a
+    /// map on the claims path sent both seats to the other worker, and ran on one.
+    stopped: bool,
 }
 
 impl Worker {
@@ -204,7 +210,7 @@ impl Worker {
     }
 
     /// Notes, on a look of the pool thread at `now`, whether the worker runs its front
-    /// chunk (`job`: its status block's), and ends its unresponsiveness once its status moved.
+    /// chunk (`job`: its status block's), and whether one found stopped runs again.
     fn note_untaken(&mut self, job: u64, now: u64) {
         self.untaken = match self.sent.front() {
             Some(&front) if job == 0 || job == INITIALIZING => match self.untaken {
@@ -213,8 +219,8 @@ impl Worker {
             },
             _ => None,
         };
-        if self.unresponsive.is_some_and(|was| was != job) {
-            self.unresponsive = None;
+        if self.stopped && !sys::process_stopped(self.handle.pid()) {
+            self.stopped = false;
         }
     }
 
@@ -222,6 +228,19 @@ impl Worker {
     /// queued, and is not on its way out.
     fn idle(&self) -> bool {
         self.sent.is_empty() && !self.stopping && self.killed_for.is_none()
+    }
+
+    /// Once the worker is dead and every answer it committed was taken from the results
+    /// channel: gives back the blob of the results it was sending as it died, whose count
+    /// its `Done`'s encoding had put in flight in a message never committed (see
+    /// [`WorkerStatus::sending`]). An answer that was committed took that count when it was
+    /// decoded, and its blob, dropped since, fails the give-back's generation pin.
+    fn give_back_sending(&self) {
+        let off = self.status.sending[0].swap(0, Ordering::Acquire);
+        if off != 0 {
+            let generation = self.status.sending[1].load(Ordering::Relaxed);
+            Blob::give_back_sent_by_dead([off, generation, 0], self.handle.pid());
+        }
     }
 
     /// Once the worker is dead: gives back the handles of its initializer's arguments it
@@ -496,6 +515,7 @@ impl Inner {
             job: AtomicU64::new(0),
             since: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
+            sending: [AtomicU64::new(0), AtomicU64::new(0)],
         })?;
         let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
@@ -545,7 +565,7 @@ impl Inner {
             init_undo,
             initialized: false,
             untaken: None,
-            unresponsive: None,
+            stopped: false,
         })
     }
 
@@ -749,7 +769,7 @@ impl Inner {
                     && max_tasks.is_none_or(|m| w.total_sent < m);
                 if room {
                     open += 1;
-                    let rank = (w.unresponsive.is_some(), w.sent.len());
+                    let rank = (w.stopped, w.sent.len());
                     if least.is_none_or(|(_, least)| rank < least) {
                         least = Some((i, rank));
                     }
@@ -866,7 +886,7 @@ impl Inner {
     fn steal(books: &mut Books) {
         loop {
             // Not into a worker that left a chunk untaken: the busy one will run it.
-            let Some(idle) = books.workers.iter().position(|w| w.idle() && w.unresponsive.is_none()) else {
+            let Some(idle) = books.workers.iter().position(|w| w.idle() && !w.stopped) else {
                 return;
             };
             let Some(busy) = books
@@ -911,13 +931,13 @@ impl Inner {
 
     /// Takes over the chunk a worker has left untaken at the front of its inbox for
     /// [`UNTAKEN_GRACE`] while it runs nothing (stopped, or a replacement stopped in its
-    /// boot), moving it to an idle worker, and marks the worker unresponsive so that the
-    /// dispatch sends it nothing while another has room (aud108 H1: the dispatch sends a
-    /// call to the least-loaded worker, and a steal moves only a chunk queued behind
-    /// another, so a call sent to a stopped idle worker was never answered). A chunk is
-    /// moved only out of the inbox (`try_recv`): one the worker took meanwhile is its own,
-    /// so none runs twice. The pool thread's look, at each pass (`Worker::note_untaken`
-    /// keeps the time).
+    /// boot, or not scheduled), moving it to an idle worker, and marks the worker
+    /// [`Worker::stopped`] if it is, so that the dispatch sends it nothing while another
+    /// has room (aud108 H1: the dispatch sends a call to the least-loaded worker, and a
+    /// steal moves only a chunk queued behind another, so a call sent to a stopped idle
+    /// worker was never answered). A chunk is moved only out of the inbox (`try_recv`): one
+    /// the worker took meanwhile is its own, so none runs twice. The pool thread's look, at
+    /// each pass (`Worker::note_untaken` keeps the time).
     fn take_over_untaken(books: &mut Books, now: u64) {
         for v in 0..books.workers.len() {
             let w = &books.workers[v];
@@ -930,17 +950,14 @@ impl Inner {
                 // It took it since.
                 continue;
             }
-            books.workers[v].unresponsive = Some(job);
-            // An idle worker, one that left a chunk untaken itself only if no other is: a
-            // stopped one would leave this chunk untaken again, and it moves on again.
+            if !w.stopped && sys::process_stopped(w.handle.pid()) {
+                books.workers[v].stopped = true;
+            }
+            // An idle worker, a stopped one only if no other is: it would leave this chunk
+            // untaken again, and it moves on again (one that runs again takes it).
             let idle = |w: &(usize, &Worker)| w.0 != v && w.1.idle();
-            let Some(thief) = books
-                .workers
-                .iter()
-                .enumerate()
-                .filter(idle)
-                .min_by_key(|(_, w)| w.unresponsive.is_some())
-                .map(|(i, _)| i)
+            let Some(thief) =
+                books.workers.iter().enumerate().filter(idle).min_by_key(|(_, w)| w.stopped).map(|(i, _)| i)
             else {
                 continue;
             };
@@ -1001,7 +1018,7 @@ impl Inner {
                 let mut returned = false;
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.answered = true;
-                    w.unresponsive = None;
+                    w.stopped = false;
                     returned = w.newly_initialized();
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
@@ -1096,14 +1113,16 @@ impl Inner {
             w.note_untaken(job, now);
             if job == 0 {
                 // Booted and idle, with a chunk it has not taken for longer than that chunk's
-                // timeout (and the grace in which another worker would have taken it over):
-                // stopped, or stopped holding its inbox's lock, where nobody can take it
-                // over (a pool of one, no worker idle). Replaced; the chunk is sent again
-                // (aud108 H1). Not a worker still booting: its boot is not bounded by a
-                // task's timeout (a slow Spawn), nor one in its initializer (below).
+                // timeout (and the grace in which another worker would have taken it over),
+                // and stopped (or untaken past a second: a frozen cgroup shows no stop):
+                // stopped holding its inbox's lock, or where nobody can take it over (a
+                // pool of one, no worker idle). Replaced; the chunk is sent again (aud108
+                // H1). Not a worker still booting: its boot is not bounded by a task's
+                // timeout (a slow Spawn), nor one in its initializer (below).
                 if let Some((front, seen)) = w.untaken
                     && let Some(t) = sent.get(&front).and_then(|s| s.timeout)
                     && now.saturating_sub(seen) > nanos(t.max(UNTAKEN_GRACE))
+                    && (now.saturating_sub(seen) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
                     && !w.stopping
                     && w.status.initialized.load(Ordering::Acquire)
                     && w.status.job.load(Ordering::Acquire) == 0
@@ -1208,6 +1227,8 @@ impl Inner {
                 // took the handles of its inbox and status block in it: counted in flight
                 // for ever, they would keep both allocated after the last drop.
                 worker.forget_boot();
+                // Its answers were all collected above.
+                worker.give_back_sending();
                 // What it was sent and did not answer, it was running.
                 let code = worker.handle.exitcode();
                 log::debug!(
@@ -1684,9 +1705,9 @@ impl Engine for Inner {
         if let Some(t) = thread.filter(|_| !on_pool_thread) {
             let _ = t.join();
         }
-        let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
+        let mut workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
         log::debug!("joining pool workers");
-        for mut w in workers {
+        for w in &mut workers {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}
@@ -1697,6 +1718,21 @@ impl Engine for Inner {
         // The same for the results channel, whose handle every boot message held: no
         // worker is left to start, and no other message holds one.
         self.results.forget_lost_messages();
+        // The answers no one collected: a `terminate` failed their chunks and took them
+        // off the books, and the pool thread ended without a last look. A large result's
+        // blob is a handle counted in flight in its `Done`, which the channel's end frees
+        // not (it frees the message's bytes, not the handles inside): decoded and dropped
+        // here, each gives its blob back (aud108 M1: 8 pools terminated mid-map of 1 MiB
+        // results left 8 to 31 MB in the heap for good). Every worker is dead, so nothing
+        // more comes; a caller's thread still helping in `get` takes from the same channel
+        // and drops such an answer as well (its chunk is off the books).
+        while let Some(message) = self.results.try_recv() {
+            drop(message);
+        }
+        // Then the results a worker was sending as it was killed, not yet in the channel.
+        for w in workers {
+            w.give_back_sending();
+        }
         // Every worker is gone and every inbox empty: the last handles of their chunks'
         // blobs are ours, and a count still in flight was lost with a worker killed after
         // taking its chunk and before settling the blob's handle.

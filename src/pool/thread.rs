@@ -58,8 +58,9 @@ struct Shared {
     /// The process that made the pool. A copy that fork made in a child (a pool kept in a
     /// static) has none of its threads: it is closed there, and its drop joins nothing.
     made_in: TakenIn,
-    /// The `ThreadPool` handles (the user's, and an `imap`'s feeder's): the last one's drop
-    /// ends the pool. Not the `Arc`'s count, which a thread raises for a moment as it
+    /// The user's `ThreadPool` handles (not an `imap` feeder's, aud108 M2: a live `IMap`
+    /// kept the pool running, its queued tasks run after the user's drop): the last one's
+    /// drop ends the pool. Not the `Arc`'s count, which a thread raises for a moment as it
     /// upgrades its `Weak` (for the whole drain, in `initializer_failed`): a drop that saw
     /// it raised neither terminated nor joined, and the threads ran on detached.
     handles: AtomicUsize,
@@ -192,6 +193,9 @@ impl Drop for Shared {
 /// ```
 pub struct ThreadPool {
     shared: Arc<Shared>,
+    /// Counted in [`Shared::handles`]: the user's. An `imap` feeder's is not, so that the
+    /// user's last drop terminates the pool, whatever `imap`s of it live (aud108 M2).
+    counted: bool,
 }
 
 impl fmt::Debug for ThreadPool {
@@ -334,7 +338,7 @@ impl ThreadPoolBuilder {
             })?);
         }
         *shared.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
-        Ok(ThreadPool { shared })
+        Ok(ThreadPool { shared, counted: true })
     }
 }
 
@@ -493,10 +497,11 @@ impl ThreadPool {
         self.shared.counters.snapshot()
     }
 
-    /// Another handle on this pool, counted (`Shared::handles`).
-    fn another_handle(&self) -> ThreadPool {
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
-        ThreadPool { shared: self.shared.clone() }
+    /// Another handle on this pool, not counted in `Shared::handles` (an `imap` feeder's):
+    /// its drop ends nothing, and once the user's last handle is dropped (the pool
+    /// terminated) its chunks are refused.
+    fn uncounted_handle(&self) -> ThreadPool {
+        ThreadPool { shared: self.shared.clone(), counted: false }
     }
 
     /// Queues a job; `streamed`: one of an `imap` counted in [`Shared::streams`], also
@@ -893,7 +898,7 @@ impl ThreadPool {
         let sink = StreamSink::new(ordered, progress);
         let feeder = ThreadFeeder {
             streamed: self.shared.stream_opened(),
-            pool: self.another_handle(),
+            pool: self.uncounted_handle(),
             f: Arc::new(f),
             items: Input::new(items.into_iter()),
             chunksize,
@@ -1086,10 +1091,12 @@ impl ThreadPool {
 
 impl Drop for ThreadPool {
     /// Terminates the pool (Python's `with ThreadPool() as p:` exit) and waits for the
-    /// running tasks to finish. Dropped by one of its own tasks (which held the last
-    /// handle), it waits for the other threads; the task's own thread ends after the task.
+    /// running tasks to finish. An `imap` of it that is still alive does not keep it: its
+    /// queued chunks fail `Terminated` and it ends, as a `Pool`'s does. Dropped by one of
+    /// its own tasks (which held the last handle), it waits for the other threads; the
+    /// task's own thread ends after the task.
     fn drop(&mut self) {
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 && self.shared.made_in.is_here() {
+        if self.counted && self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 && self.shared.made_in.is_here() {
             self.terminate();
             let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
             let me = std::thread::current().id();

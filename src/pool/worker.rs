@@ -30,6 +30,13 @@ pub(crate) struct WorkerStatus {
     /// (`Books::init_deaths`). Not `job`, whose 0 before the initializer and after it look
     /// the same.
     pub(crate) initialized: AtomicBool,
+    /// The key of the blob of the results being sent (`Blob::key`: its offset and
+    /// generation; 0: none), written before the `Done`'s encoding counts the blob in flight
+    /// and cleared once the message is in the results channel: a worker killed between the
+    /// two (`terminate`, a `kill -9`) leaves the pool the key, which gives the blob back
+    /// once the worker is dead and the channel drained (`Blob::give_back_sent_by_dead`;
+    /// aud108 M1's rest).
+    pub(crate) sending: [AtomicU64; 2],
 }
 
 /// [`WorkerStatus::job`] while the worker runs its initializer: the pool's timeout bounds
@@ -464,7 +471,19 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         // never frees it and need not look for dead holders (a `/proc` read per chunk).
         context.args.drop_trusting_sender();
         let busy_ns = sys::monotonic_ns().saturating_sub(start);
-        if boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome }).is_err() {
+        let blob = match &outcome {
+            Ok(Payload::Heap(blob)) => Some(blob.key()),
+            _ => None,
+        };
+        if let Some([off, generation, _]) = blob {
+            boot.status.sending[1].store(generation, Ordering::Relaxed);
+            boot.status.sending[0].store(off, Ordering::Release);
+        }
+        let sent = boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome });
+        if blob.is_some() {
+            boot.status.sending[0].store(0, Ordering::Release);
+        }
+        if sent.is_err() {
             return;
         }
         crash_point!("pool.worker.answered");
