@@ -1243,6 +1243,35 @@ fn tasks_failed_because_no_worker_can_start_give_their_handles_back() {
     leaks.assert_no_leak();
 }
 
+/// A chunk whose handles travel in a carrier (it was sent: it sat in a booting worker's
+/// inbox, and came back to `pending` when that worker died of its initializer) and is then
+/// failed by the initializer error gives its handles' counts back once, by its undo, not
+/// also by a discard of its arguments (review168 H1: the user's own queued clone of the
+/// same `Value` then failed to decode, "the handle was received already").
+#[test]
+fn a_carried_chunk_failed_by_an_initializer_error_gives_its_handles_back_once() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let pool = Pool::builder().processes(1).start_method(method).initializer(refuse, ()).build().unwrap();
+            let value = Value::new(5u64).unwrap();
+            let queued = multiproc::Queue::<Value<u64>>::new().unwrap();
+            queued.put(value.clone()).unwrap();
+            let tasks: Vec<_> = (0..4).map(|_| pool.apply_async(count_in, (1, value.clone())).unwrap()).collect();
+            for t in tasks {
+                let outcome = t.get();
+                assert!(matches!(outcome, Err(TaskError::Panicked(_))), "{method:?}: {outcome:?}");
+            }
+            let copy = queued.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "{method:?}: the queued copy: {copy:?}");
+            assert_eq!(*value.lock(), 5, "{method:?}: no task ran");
+            pool.terminate();
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
+
 fn bump(v: Value<u64>) {
     *v.lock() += 1;
 }
