@@ -4737,6 +4737,33 @@ fn a_call_sent_to_an_idle_stopped_worker_is_answered() {
     pool.join().unwrap();
 }
 
+/// With every idle worker stopped, a chunk with a timeout ends: the take-over moves it from
+/// one stopped worker to the other, and its untaken time is the chunk's, kept across the
+/// moves, so the worker holding it past the timeout is killed and the chunk resent to its
+/// replacement (review168 M1: the clock was the worker's, reset at each move; "the result
+/// is not ready yet" after 10 s, no worker replaced). The 10 s bound only tells a hang from
+/// an answer.
+#[test]
+fn every_worker_stopped_idle_with_a_timeout_ends_the_call() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(2).timeout(Duration::from_millis(300)).build().unwrap();
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+    let mut resumes = Vec::new();
+    for victim in pool.pids() {
+        assert!(common::stop_asleep(victim, LIMIT), "worker {victim} stopped in its wait");
+        resumes.push(Resume(victim));
+    }
+    let got = pool.apply_async(square, 7).unwrap().get_timeout(Duration::from_secs(10));
+    let pids = pool.pids();
+    drop(resumes);
+    pool.terminate();
+    pool.join().unwrap();
+    assert!(
+        matches!(got, Ok(49) | Err(ResultTimeoutError::Task(TaskError::TimedOut(_)))),
+        "two workers stopped, timeout 300 ms: {got:?}; pids now {pids:?}"
+    );
+}
+
 fn mebibyte_of(i: u64) -> Vec<u8> {
     vec![i as u8; 1 << 20]
 }

@@ -103,6 +103,12 @@ struct Sent {
     claims: Option<ClaimTable>,
     /// The undo of the handles in its arguments, until answered (see [`ChunkUndo`]).
     undo: ChunkUndo,
+    /// When it was first seen untaken at the front of an idle booted worker's inbox
+    /// (`sys::monotonic_ns`), kept as it is taken over from worker to worker: the
+    /// `Kill::Untaken` clock. On the worker (`Worker::untaken`), each move reset it, and with
+    /// every idle worker stopped the chunk moved on for ever, never past its timeout on any
+    /// one (review168 M1).
+    untaken_since: Option<u64>,
 }
 
 impl Sent {
@@ -822,6 +828,7 @@ impl Inner {
                         cancel_seen: None,
                         claims,
                         undo: job.undo,
+                        untaken_since: None,
                     },
                 );
             }
@@ -1119,10 +1126,13 @@ impl Inner {
                 // pool of one, no worker idle). Replaced; the chunk is sent again (aud108
                 // H1). Not a worker still booting: its boot is not bounded by a task's
                 // timeout (a slow Spawn), nor one in its initializer (below).
+                // The chunk's own untaken time, kept across take-overs (review168 M1).
                 if let Some((front, seen)) = w.untaken
-                    && let Some(t) = sent.get(&front).and_then(|s| s.timeout)
-                    && now.saturating_sub(seen) > nanos(t.max(UNTAKEN_GRACE))
-                    && (now.saturating_sub(seen) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
+                    && let Some(chunk) = sent.get_mut(&front)
+                    && let Some(t) = chunk.timeout
+                    && let since = *chunk.untaken_since.get_or_insert(seen)
+                    && now.saturating_sub(since) > nanos(t.max(UNTAKEN_GRACE))
+                    && (now.saturating_sub(since) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
                     && !w.stopping
                     && w.status.initialized.load(Ordering::Acquire)
                     && w.status.job.load(Ordering::Acquire) == 0
