@@ -607,6 +607,27 @@ fn a_result_that_does_not_encode_in_the_worker_is_said_not_to_encode() {
     assert_eq!(pool.apply(refused, 3).unwrap().0, 3);
 }
 
+fn refused_arg(r: Refused) -> u32 {
+    r.0
+}
+
+/// An argument that does not encode is named by its own type, not by the chunk's `Vec` of
+/// it, an inner detail (aud108 L4: "cannot encode the message
+/// (alloc::vec::Vec<aud108_probe::NoEncodeArg>): arg refuses" for an `apply`).
+#[test]
+fn an_argument_that_does_not_encode_is_named_by_its_type() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let one = pool.apply_async(refused_arg, Refused(13)).map(|_| ());
+    let many = pool.map_async(refused_arg, [Refused(1), Refused(13)]).map(|_| ());
+    for got in [one, many] {
+        match got {
+            Err(PoolError::Codec(e)) => assert_eq!(e.type_name(), Some(std::any::type_name::<Refused>()), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 /// An argument holding a handle whose `Deserialize` panics on 2 (in the worker), after
 /// reading the handle.
 #[derive(serde::Serialize)]
@@ -2166,6 +2187,10 @@ fn a_chunk_size_of_zero_is_an_error_as_in_python() {
     assert!(matches!(pool.imap_with(square, [1, 2], zero()), Err(PoolError::NoChunkSize)));
     assert!(matches!(pool.imap_unordered_with(square, [1, 2], zero()), Err(PoolError::NoChunkSize)));
     assert_eq!(pool.map_with(square, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
+    // A lookahead of zero likewise (aud108 L3: it was taken as 1, silently).
+    let none_ahead = || MapOptions::new().lookahead(0);
+    assert!(matches!(pool.imap_with(square, [1, 2], none_ahead()), Err(PoolError::NoLookahead)));
+    assert!(matches!(pool.imap_unordered_with(square, [1, 2], none_ahead()), Err(PoolError::NoLookahead)));
 }
 
 /// `imap`'s window is the lookahead's chunks of `chunksize` items: a product past

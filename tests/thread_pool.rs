@@ -511,6 +511,9 @@ fn a_chunk_size_of_zero_is_an_error_as_in_python() {
     assert!(matches!(pool.map_with(|x: u32| x * x, [1, 2], zero()), Err(Error::Pool(PoolError::NoChunkSize))));
     assert!(matches!(pool.imap_with(|x: u32| x * x, [1, 2], zero()), Err(PoolError::NoChunkSize)));
     assert_eq!(pool.map_with(|x: u32| x * x, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
+    // A lookahead of zero likewise (aud108 L3).
+    let none_ahead = MapOptions::new().lookahead(0);
+    assert!(matches!(pool.imap_with(|x: u32| x * x, [1, 2], none_ahead), Err(PoolError::NoLookahead)));
 }
 
 /// As for a process pool: `imap`'s window past `usize::MAX` items is all of it, not an

@@ -295,7 +295,8 @@ pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + S
     sink: Arc<dyn Sink<R>>,
 ) -> Result<Job, PoolError> {
     // Written once: inline when small, straight into shared memory when large.
-    let (args, encoded) = Payload::encode::<Vec<A>, _>(items)?;
+    // The error names the item type, not the chunk's `Vec` (aud108 L4).
+    let (args, encoded) = Payload::encode::<Vec<A>, _>(items).map_err(|e| e.of::<A>())?;
     if engine.remote() && encoded.has_handles() {
         // Dropping `encoded` gives the handles' counts back.
         return Err(PoolError::Codec(crate::CodecError::encode(

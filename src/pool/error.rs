@@ -217,6 +217,9 @@ pub enum PoolError {
     /// `MapOptions::chunksize(0)` (Python's `ValueError: Chunksize must be 1+`).
     #[error("a chunk size must be at least 1")]
     NoChunkSize,
+    /// `MapOptions::lookahead(0)`: an `imap` with no chunk in flight would never yield.
+    #[error("an imap's lookahead must be at least 1 chunk")]
+    NoLookahead,
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),

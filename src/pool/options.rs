@@ -231,7 +231,10 @@ impl<R> MapOptions<R> {
     /// `chunksize(usize::MAX)` or `lookahead(usize::MAX)` overflowed the product.
     pub(crate) fn stream_window(&self, workers: usize) -> Result<(usize, usize), PoolError> {
         let chunksize = self.chosen_chunksize()?.unwrap_or(1);
-        let chunks = self.lookahead.unwrap_or_else(|| workers.saturating_mul(4));
+        let chunks = match self.lookahead {
+            Some(0) => return Err(PoolError::NoLookahead),
+            chosen => chosen.unwrap_or_else(|| workers.saturating_mul(4)),
+        };
         Ok((chunksize, chunks.saturating_mul(chunksize)))
     }
 
@@ -302,7 +305,9 @@ impl<R> MapOptions<R> {
     }
 
     /// For `imap`: how many chunks may be in flight ahead of the consumer (default: four
-    /// per worker). Bounds memory, so an endless input works.
+    /// per worker). Bounds memory, so an endless input works. Zero is refused by the
+    /// `imap` that takes the options, with [`PoolError::NoLookahead`], as `chunksize(0)` is
+    /// (aud108 L3: it was taken as 1, silently).
     ///
     /// # Examples
     ///
@@ -312,7 +317,7 @@ impl<R> MapOptions<R> {
     /// let options: MapOptions<u64> = MapOptions::new().chunksize(10).lookahead(2);
     /// ```
     pub fn lookahead(mut self, chunks: usize) -> Self {
-        self.lookahead = Some(chunks.max(1));
+        self.lookahead = Some(chunks);
         self
     }
 }

@@ -648,7 +648,8 @@ impl Pool {
 
     /// Applies `f` to every item in the workers, results in order (Python's `map`). The
     /// items go in chunks of Python's automatic size, the last ones smaller down to one item
-    /// so the workers finish together; the first failed item ends the call with its error.
+    /// so the workers finish together; the first item to fail (in time, not the lowest
+    /// index: Python's `MapResult` too) ends the call with its error.
     ///
     /// A failed call does not keep the pool busy (Python's does): its chunks not yet
     /// started are dropped, and a chunk still running 100 ms after the failure has its

@@ -678,7 +678,8 @@ impl ThreadPool {
     }
 
     /// Applies `f` to every item and returns the results in order (Python's `map`); the
-    /// first failed item ends the call with its error.
+    /// first item to fail (in time, not the lowest index, as in Python) ends the call with
+    /// its error.
     ///
     /// A failed call does not keep the pool busy: its chunks not yet started are dropped
     /// (counted in [`PoolStats::tasks_cancelled`]); those running finish, since a thread
