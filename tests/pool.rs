@@ -1264,6 +1264,35 @@ fn tasks_failed_because_no_worker_can_start_give_their_handles_back() {
     leaks.assert_no_leak();
 }
 
+/// A chunk whose handles travel in a carrier (it was sent: it sat in a booting worker's
+/// inbox, and came back to `pending` when that worker died of its initializer) and is then
+/// failed by the initializer error gives its handles' counts back once, by its undo, not
+/// also by a discard of its arguments (review168 H1: the user's own queued clone of the
+/// same `Value` then failed to decode, "the handle was received already").
+#[test]
+fn a_carried_chunk_failed_by_an_initializer_error_gives_its_handles_back_once() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let pool = Pool::builder().processes(1).start_method(method).initializer(refuse, ()).build().unwrap();
+            let value = Value::new(5u64).unwrap();
+            let queued = multiproc::Queue::<Value<u64>>::new().unwrap();
+            queued.put(value.clone()).unwrap();
+            let tasks: Vec<_> = (0..4).map(|_| pool.apply_async(count_in, (1, value.clone())).unwrap()).collect();
+            for t in tasks {
+                let outcome = t.get();
+                assert!(matches!(outcome, Err(TaskError::Panicked(_))), "{method:?}: {outcome:?}");
+            }
+            let copy = queued.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "{method:?}: the queued copy: {copy:?}");
+            assert_eq!(*value.lock(), 5, "{method:?}: no task ran");
+            pool.terminate();
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
+
 fn bump(v: Value<u64>) {
     *v.lock() += 1;
 }
@@ -4731,6 +4760,33 @@ fn a_call_sent_to_an_idle_stopped_worker_is_answered() {
     assert!(!pool.pids().contains(&victim), "the stopped worker was replaced");
     pool.close();
     pool.join().unwrap();
+}
+
+/// With every idle worker stopped, a chunk with a timeout ends: the take-over moves it from
+/// one stopped worker to the other, and its untaken time is the chunk's, kept across the
+/// moves, so the worker holding it past the timeout is killed and the chunk resent to its
+/// replacement (review168 M1: the clock was the worker's, reset at each move; "the result
+/// is not ready yet" after 10 s, no worker replaced). The 10 s bound only tells a hang from
+/// an answer.
+#[test]
+fn every_worker_stopped_idle_with_a_timeout_ends_the_call() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(2).timeout(Duration::from_millis(300)).build().unwrap();
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+    let mut resumes = Vec::new();
+    for victim in pool.pids() {
+        assert!(common::stop_asleep(victim, LIMIT), "worker {victim} stopped in its wait");
+        resumes.push(Resume(victim));
+    }
+    let got = pool.apply_async(square, 7).unwrap().get_timeout(Duration::from_secs(10));
+    let pids = pool.pids();
+    drop(resumes);
+    pool.terminate();
+    pool.join().unwrap();
+    assert!(
+        matches!(got, Ok(49) | Err(ResultTimeoutError::Task(TaskError::TimedOut(_)))),
+        "two workers stopped, timeout 300 ms: {got:?}; pids now {pids:?}"
+    );
 }
 
 fn mebibyte_of(i: u64) -> Vec<u8> {

@@ -167,6 +167,18 @@ pub(crate) struct Job {
     pub(crate) undo: ChunkUndo,
 }
 
+impl Job {
+    /// A chunk that will not run: its arguments discarded (decoded and dropped, which gives
+    /// back the handles counted in flight), unless its handles travel in a carrier (it was
+    /// sent, then came back to `pending`): then the job's drop (its undo) gives them back,
+    /// and a discard too gave each count back twice (review168 H1).
+    pub(crate) fn discard_args(&self) {
+        if !self.undo.carried() {
+            (self.discard)(&self.args);
+        }
+    }
+}
+
 /// The undo of the handles in a chunk's arguments, and from its send on their carrier
 /// (`shm::Carrier`, as a process's argument's token): the handles travel counted in the
 /// carrier's own entries, from which the worker takes each into its own entry. Kept until

@@ -103,6 +103,12 @@ struct Sent {
     claims: Option<ClaimTable>,
     /// The undo of the handles in its arguments, until answered (see [`ChunkUndo`]).
     undo: ChunkUndo,
+    /// When it was first seen untaken at the front of an idle booted worker's inbox
+    /// (`sys::monotonic_ns`), kept as it is taken over from worker to worker: the
+    /// `Kill::Untaken` clock. On the worker (`Worker::untaken`), each move reset it, and with
+    /// every idle worker stopped the chunk moved on for ever, never past its timeout on any
+    /// one (review168 M1).
+    untaken_since: Option<u64>,
 }
 
 impl Sent {
@@ -319,7 +325,7 @@ impl Doomed {
     fn die(self) {
         match self {
             Doomed::Job(job) => {
-                (job.discard)(&job.args);
+                job.discard_args();
                 drop(job);
             }
             Doomed::Args(discard, args) => discard(&args),
@@ -661,7 +667,7 @@ impl Inner {
     fn queue_as(&self, job: Job, streamed: bool) -> Result<(), PoolError> {
         let open = self.running() || (streamed && !self.copied() && self.state.load(Ordering::Acquire) == CLOSED);
         if !open {
-            (job.discard)(&job.args);
+            job.discard_args();
             return Err(PoolError::Closed);
         }
         crash_point!("pool.queue.checked");
@@ -673,7 +679,7 @@ impl Inner {
         let state = self.state.load(Ordering::Acquire);
         if state == TERMINATED || (state == CLOSED && books.joining) {
             drop(books);
-            (job.discard)(&job.args);
+            job.discard_args();
             return Err(PoolError::Closed);
         }
         if let Some(error) = books.init_error.clone() {
@@ -681,7 +687,7 @@ impl Inner {
             // As a refused chunk: its handles go back before it fails. User code, under a
             // catch as every delivery (review166 L2).
             survive_user_panic(move || {
-                (job.discard)(&job.args);
+                job.discard_args();
                 job.delivery.deliver(job.chunk, Err(error));
                 drop(job);
             });
@@ -822,6 +828,7 @@ impl Inner {
                         cancel_seen: None,
                         claims,
                         undo: job.undo,
+                        untaken_since: None,
                     },
                 );
             }
@@ -1074,7 +1081,7 @@ impl Inner {
                         // User code: a panic must not keep the others' errors.
                         let error = TaskError::Panicked(info.clone());
                         survive_user_panic(move || {
-                            (job.discard)(&job.args);
+                            job.discard_args();
                             job.delivery.deliver(job.chunk, Err(error));
                             drop(job);
                         });
@@ -1119,10 +1126,13 @@ impl Inner {
                 // pool of one, no worker idle). Replaced; the chunk is sent again (aud108
                 // H1). Not a worker still booting: its boot is not bounded by a task's
                 // timeout (a slow Spawn), nor one in its initializer (below).
+                // The chunk's own untaken time, kept across take-overs (review168 M1).
                 if let Some((front, seen)) = w.untaken
-                    && let Some(t) = sent.get(&front).and_then(|s| s.timeout)
-                    && now.saturating_sub(seen) > nanos(t.max(UNTAKEN_GRACE))
-                    && (now.saturating_sub(seen) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
+                    && let Some(chunk) = sent.get_mut(&front)
+                    && let Some(t) = chunk.timeout
+                    && let since = *chunk.untaken_since.get_or_insert(seen)
+                    && now.saturating_sub(since) > nanos(t.max(UNTAKEN_GRACE))
+                    && (now.saturating_sub(since) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
                     && !w.stopping
                     && w.status.initialized.load(Ordering::Acquire)
                     && w.status.job.load(Ordering::Acquire) == 0
@@ -1426,7 +1436,10 @@ impl Inner {
                 // books are let go, as user values).
                 let books = &mut *books;
                 for (_, job) in books.pending.drain(..) {
-                    books.doomed.push(Doomed::Args(job.discard, job.args));
+                    // Carried: given back as the job's undo drops (review168 H1).
+                    if !job.undo.carried() {
+                        books.doomed.push(Doomed::Args(job.discard, job.args));
+                    }
                     failures.push((job.delivery, job.chunk, error.clone()));
                 }
             } else if let Some((index, e)) = cannot_start.filter(|_| books.workers.is_empty()) {
@@ -1442,7 +1455,10 @@ impl Inner {
                 // Their handles go back before they fail, as above.
                 let books = &mut *books;
                 for (_, job) in books.pending.drain(..) {
-                    books.doomed.push(Doomed::Args(job.discard, job.args));
+                    // Carried: given back as the job's undo drops (review168 H1).
+                    if !job.undo.carried() {
+                        books.doomed.push(Doomed::Args(job.discard, job.args));
+                    }
                     unstarted.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
                 }
             }
@@ -1512,7 +1528,10 @@ impl Inner {
             books.workers.iter().flat_map(|w| w.sent.iter().map(|&id| (id, w.handle.pid()))).collect();
         let mut failures: Vec<(Arc<dyn Delivery>, usize)> = Vec::new();
         for (_, j) in books.pending.drain(..) {
-            books.doomed.push(Doomed::Args(j.discard, j.args));
+            // Carried: given back as the job's undo drops (review168 H1).
+            if !j.undo.carried() {
+                books.doomed.push(Doomed::Args(j.discard, j.args));
+            }
             failures.push((j.delivery, j.chunk));
         }
         let sent: Vec<(u64, Sent)> = books.sent.drain().collect();
@@ -1755,7 +1774,7 @@ impl Engine for Inner {
         // (review115 H1). Its handles go back first, as for any refused chunk.
         let left: Vec<Job> = lock(&self.books).pending.drain(..).map(|(_, job)| job).collect();
         for job in &left {
-            (job.discard)(&job.args);
+            job.discard_args();
         }
         // No worker is left: the zygote lets go of its copies and leaves.
         drop(lock(&self.zygote).take());
