@@ -1126,15 +1126,23 @@ impl Inner {
                 // pool of one, no worker idle). Replaced; the chunk is sent again (aud108
                 // H1). Not a worker still booting: its boot is not bounded by a task's
                 // timeout (a slow Spawn), nor one in its initializer (below).
-                // The chunk's own untaken time, kept across take-overs (review168 M1).
-                if let Some((front, seen)) = w.untaken
+                // The chunk's own untaken time, kept across take-overs (review168 M1),
+                // counted only at booted workers, from the first pass that finds it at one
+                // (`seen` may be from the boot) (review172 M1: a boot's time is nobody's
+                // fault, and a thief handed a chunk aged at a booting worker was killed at
+                // once). A worker not seen stopped has half the take-over grace of its own
+                // too: killed before a further take-over would move the chunk on (a frozen
+                // cgroup), not at the first pass after it took the chunk over.
+                if !w.stopping
+                    && w.status.initialized.load(Ordering::Acquire)
+                    && let Some((front, seen)) = w.untaken
                     && let Some(chunk) = sent.get_mut(&front)
                     && let Some(t) = chunk.timeout
-                    && let since = *chunk.untaken_since.get_or_insert(seen)
+                    && let since = *chunk.untaken_since.get_or_insert(now)
                     && now.saturating_sub(since) > nanos(t.max(UNTAKEN_GRACE))
-                    && (now.saturating_sub(since) > nanos(t.max(UNTAKEN_KILL)) || sys::process_stopped(w.handle.pid()))
-                    && !w.stopping
-                    && w.status.initialized.load(Ordering::Acquire)
+                    && ((now.saturating_sub(since) > nanos(t.max(UNTAKEN_KILL))
+                        && now.saturating_sub(seen) > nanos(UNTAKEN_GRACE / 2))
+                        || sys::process_stopped(w.handle.pid()))
                     && w.status.job.load(Ordering::Acquire) == 0
                 {
                     w.killed_for = Some((front, Kill::Untaken(t)));
@@ -1744,9 +1752,18 @@ impl Engine for Inner {
         // here, each gives its blob back (aud108 M1: 8 pools terminated mid-map of 1 MiB
         // results left 8 to 31 MB in the heap for good). Every worker is dead, so nothing
         // more comes; a caller's thread still helping in `get` takes from the same channel
-        // and drops such an answer as well (its chunk is off the books).
-        while let Some(message) = self.results.try_recv() {
-            drop(message);
+        // and drops such an answer as well (its chunk is off the books). A `try_recv` also
+        // misses when such a thread holds the channel's lock past its grace (preempted
+        // mid-take): the drain goes on while the channel is not empty, for a second at
+        // most (review172 L1: the give-back below could take a committed answer's count,
+        // safely, the answer then dropped undecoded).
+        let started = Instant::now();
+        loop {
+            match self.results.try_recv() {
+                Some(message) => drop(message),
+                None if self.results.is_empty() || started.elapsed() > Duration::from_secs(1) => break,
+                None => std::thread::yield_now(),
+            }
         }
         // Then the results a worker was sending as it was killed, not yet in the channel.
         for w in workers {
