@@ -530,7 +530,9 @@ impl ChildState {
                     // stays readable and says nothing more, its status comes on the pipe.
                     _ => &[self.sentinel()],
                 };
-                let _ = sys::poll_readable(fds, Some(deadline.slice(FIRST_SLEEP)));
+                // From the stack: a join that allocates here writes heap pages, each a page
+                // fault (write-protected by every fork) for a loop of starts.
+                let _ = sys::poll_readable_into(fds, &mut [false; 2], Some(deadline.slice(FIRST_SLEEP)));
             } else {
                 let _ = self.with_wait_fds(|fds| sys::poll_readable(fds, Some(deadline.slice(SLEEP))));
             }

@@ -1,6 +1,7 @@
 //! `init` with options: set-up that runs in every child before its target.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::InitError;
@@ -10,6 +11,12 @@ use crate::sys::{self, Packed};
 /// The function every child runs before its target, if the program gave one; a child
 /// learns it from its boot message and passes it on to its own children.
 static CHILD_INIT: Mutex<Option<Packed>> = Mutex::new(None);
+
+/// Whether [`CHILD_INIT`] was ever given a function in this process (or in the one it is a
+/// fork of). Until then it holds `None`, and a child that adopts `None` leaves it alone: a
+/// fork child that locked it only to write `None` over `None` wrote (copied) its page, one
+/// page fault of every child of a program without a `child_init`.
+static EVER_SET: AtomicBool = AtomicBool::new(false);
 
 /// What a new child must run first.
 pub(crate) fn child_init() -> Option<Packed> {
@@ -27,7 +34,14 @@ pub(crate) fn lock_child_init() -> MutexGuard<'static, Option<Packed>> {
 
 /// A child adopts the set-up of its family (at boot).
 pub(crate) fn adopt_child_init(packed: Option<Packed>) {
-    *CHILD_INIT.lock().unwrap_or_else(|e| e.into_inner()) = packed;
+    if packed.is_none() && !EVER_SET.load(Ordering::Acquire) {
+        return;
+    }
+    let mut held = CHILD_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    if packed.is_some() {
+        EVER_SET.store(true, Ordering::Release);
+    }
+    *held = packed;
 }
 
 /// The runner of a `child_init` function.
