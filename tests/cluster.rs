@@ -2233,8 +2233,9 @@ fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
     let child = child.unwrap();
     let q = TAKER.lock().unwrap().take().unwrap();
     // A live consumer has a heartbeat (its first take carries one; the lost take and its
-    // late bytes carry none): else the child's first heartbeat gives back what the late
-    // take lands, as a dead consumer's (review163 H1).
+    // late bytes carry none): else the late take finds none and lands nothing (review171
+    // M1; with fix127, the child's first heartbeat gave back what it landed, as a dead
+    // consumer's).
     q.keep_alive().unwrap();
     // The parent's take 1, its reply lost: it ran all the same (1, held).
     let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
@@ -2293,8 +2294,10 @@ fn deliver_late(redis: &Redis, bytes: &[u8]) -> String {
 /// its consumer out of the set of consumers and deleted its fence) gives what it moved back
 /// at the next heartbeat of any consumer. It moved the item into a processing list no
 /// heartbeat looks at (only the set's consumers are reclaimed), with no expiry: held for
-/// ever ("another consumer's get: Err(Timeout)", its `proc:` key left). `TAKE` now adds the
-/// consumer back to the set when it lands an item, in the same script (no round trip more).
+/// ever ("another consumer's get: Err(Timeout)", its `proc:` key left). fix127 had `TAKE`
+/// add the consumer back to the set when it landed an item, for the next heartbeat to
+/// reclaim; now (review171 M1) `TAKE` lands nothing without a heartbeat, and the item is
+/// back in line at once (the late take answers -1).
 #[test]
 fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
     let alone = arming_alone(LIMIT);
@@ -2309,6 +2312,7 @@ fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
     let late = multiproc::__private::cluster_take_command(&q, 2);
     drop(q);
     let reply = deliver_late(&redis, &late);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:retired}:items"]), b":1\r\n", "2, back in line at once ({reply})");
     let got = test_queue::<u32>(&redis, "retired").get_timeout(Duration::from_millis(300));
     println!("the late take's reply: {reply:?}; another consumer's get: {got:?}; keys: {:?}", redis.mp_keys());
     assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer that retired");
@@ -2316,8 +2320,9 @@ fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
 
 /// review163 H1, a consumer gone for good: its process killed after a take that never
 /// reached Redis, its lease run out and its consumer forgotten by another's heartbeat (the
-/// reclaim), the take then reaches Redis. The next heartbeat of a live consumer gives the
-/// item back; it was held for ever.
+/// reclaim), the take then reaches Redis. Its item is back in line at once (it finds no
+/// heartbeat: review171 M1; fix127 had the next heartbeat of a live consumer give it back);
+/// it was held for ever.
 #[test]
 fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back() {
     let _w = unarmed_test(LIMIT);
@@ -2343,6 +2348,7 @@ fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back()
     let member = || redis.raw(&[b"SISMEMBER", b"mp:{q:gone}:consumers", id.as_bytes()]);
     assert_eq!(member(), b":0\r\n", "the dead consumer, reclaimed by this one's heartbeat");
     let reply = deliver_late(&redis, &late);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:gone}:items"]), b":1\r\n", "2, back in line at once ({reply})");
     q.keep_alive().unwrap();
     let got = q.get_timeout(Duration::from_millis(300));
     println!("the late take's reply: {reply:?}; another consumer's get after its heartbeat: {got:?}");
@@ -2429,8 +2435,8 @@ impl Drop for Proxy {
 /// - `reclaimed`: another consumer's heartbeat reclaimed it (took it out of the set of
 ///   consumers) before the take landed; `TAKE`'s `SADD` (review163 H1's fix) put it back
 ///   in the set, with no heartbeat;
-/// - not reclaimed: nobody beat meanwhile, it was still in the set with its heartbeat
-///   expired (stop 44's "a take more than a second late"; before review163 H1's fix too).
+/// - not reclaimed (a `try_receive`): nobody beat meanwhile, it was still in the set with
+///   its heartbeat expired (a hole older than review163 H1's fix).
 #[test]
 fn a_live_consumers_take_that_lands_after_its_heartbeat_expired_is_not_delivered_twice() {
     let _w = unarmed_test(LIMIT);
@@ -2450,9 +2456,10 @@ fn a_live_consumers_take_that_lands_after_its_heartbeat_expired_is_not_delivered
         let id = alive.rsplit(':').next().unwrap().to_owned();
         let consumers = format!("mp:{{q:{name}}}:consumers");
         // Its take goes at once (its heartbeat is fresh: no heartbeat in it), held on its way.
+        // The second way, a try: taken again once, it does not say `Empty` with 1 in line.
         proxy.hold(true);
         std::thread::scope(|s| {
-            let taker = s.spawn(|| q.receive_timeout(Duration::from_secs(5)));
+            let taker = s.spawn(|| if reclaimed { q.receive_timeout(Duration::from_secs(5)) } else { q.try_receive() });
             let expired = || redis.raw(&[b"EXISTS", alive.as_bytes()]) == b":0\r\n";
             assert!(common::eventually(Duration::from_secs(10), expired), "its heartbeat expires after the lease");
             if reclaimed {

@@ -1525,8 +1525,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // A wait that ran to the deadline, answered (Redis answers one up to a tick
                 // of its clock late): no last look past the deadline, whose exchange would
                 // end `GRACE` after it.
-                Some(redis::Value::Nil | redis::Value::Int(-1)) | None
-                    if matches!(until, Until::At(at) if Instant::now() >= at) =>
+                Some(redis::Value::Nil | redis::Value::Int(-1)) | None if matches!(until, Until::At(at) if Instant::now() >= at) =>
                 {
                     return Err(GetError::Timeout);
                 }
