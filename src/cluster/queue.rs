@@ -36,9 +36,13 @@
 //! without ever crossing the network, so what a consumer reads from Redis is bounded. The
 //! acknowledgement removes the item from the processing list. Every consumer refreshes its heartbeat
 //! (at most a third of the lease apart, while it calls the queue) and, in the same script,
-//! moves back the processing lists of consumers whose heartbeat expired. So an item is
-//! lost only with Redis's own data, and delivered more than once only when its consumer
-//! died, or stopped calling the queue for longer than the lease, before acknowledging it.
+//! moves back the processing lists of consumers whose heartbeat expired. A take lands an
+//! item only while its consumer's heartbeat lives, and refreshes it: one that reaches Redis
+//! later (its consumer stopped or suspended, the network slow, the consumer gone) puts the
+//! item back and its get takes again with a heartbeat, as the consumer's clock cannot be
+//! trusted to know its heartbeat is fresh. So an item is lost only with Redis's own data,
+//! and delivered more than once only when its consumer died, or stopped calling the queue
+//! for longer than the lease (on Redis's clock), before acknowledging it.
 //!
 //! A take whose reply never came (the server silent past the timeout, the connection
 //! lost) may still have run: its item would sit in the processing list of a consumer that
@@ -437,7 +441,8 @@ impl State {
 
 struct State {
     link: Link,
-    /// When this consumer last refreshed its heartbeat (`None`: never; it holds nothing).
+    /// When this consumer last refreshed its heartbeat (`None`: never, or a take found it
+    /// gone: the next take carries one).
     beat: Option<Instant>,
     /// The number of the last take sent.
     takes: u64,
@@ -593,7 +598,11 @@ impl<T> QueueBuilder<T> {
     /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms, at most a
     /// hundred years: a longer one, such as `Duration::MAX`, is that): once it has
     /// expired, other consumers deliver its unacknowledged items again. A consumer keeps
-    /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often.
+    /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often. It runs
+    /// on Redis's clock: each item taken comes with a whole lease from the moment the take
+    /// reached Redis, and a take that reaches Redis after the heartbeat expired (the process
+    /// stopped or its machine suspended just before sending it, a network slower than a
+    /// short lease) takes nothing, and its get takes again with a new heartbeat.
     ///
     /// # Examples
     ///
@@ -1799,8 +1808,10 @@ impl<T> Drop for Queue<T> {
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead,
         // and the keys expire. So it waits a short bound, not the handle's timeout: a drop
         // must not hang on a Redis that stopped answering (review156 L1).
-        if state.beat.is_none() {
-            // Never a consumer: only its record of puts.
+        if state.beat.is_none() && state.takes == 0 {
+            // Never a consumer (no heartbeat, no take sent): only its record of puts. A
+            // handle whose take found its heartbeat gone (`beat` forgotten) holds what it
+            // held, and a take whose reply was lost may have landed: both retire.
             if forget_puts {
                 let _ = state.link.run_within(DROP_WAIT, |c| redis::cmd("DEL").arg(&record).query::<()>(c));
             }
