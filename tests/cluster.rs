@@ -2233,8 +2233,9 @@ fn a_fork_childs_copy_takes_for_a_consumer_of_its_own() {
     let child = child.unwrap();
     let q = TAKER.lock().unwrap().take().unwrap();
     // A live consumer has a heartbeat (its first take carries one; the lost take and its
-    // late bytes carry none): else the child's first heartbeat gives back what the late
-    // take lands, as a dead consumer's (review163 H1).
+    // late bytes carry none): else the late take finds none and lands nothing (review171
+    // M1; with fix127, the child's first heartbeat gave back what it landed, as a dead
+    // consumer's).
     q.keep_alive().unwrap();
     // The parent's take 1, its reply lost: it ran all the same (1, held).
     let lost = alone.armed("fail:cluster.take.lost", || q.try_get());
@@ -2293,8 +2294,10 @@ fn deliver_late(redis: &Redis, bytes: &[u8]) -> String {
 /// its consumer out of the set of consumers and deleted its fence) gives what it moved back
 /// at the next heartbeat of any consumer. It moved the item into a processing list no
 /// heartbeat looks at (only the set's consumers are reclaimed), with no expiry: held for
-/// ever ("another consumer's get: Err(Timeout)", its `proc:` key left). `TAKE` now adds the
-/// consumer back to the set when it lands an item, in the same script (no round trip more).
+/// ever ("another consumer's get: Err(Timeout)", its `proc:` key left). fix127 had `TAKE`
+/// add the consumer back to the set when it landed an item, for the next heartbeat to
+/// reclaim; now (review171 M1) `TAKE` lands nothing without a heartbeat, and the item is
+/// back in line at once (the late take answers -1).
 #[test]
 fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
     let alone = arming_alone(LIMIT);
@@ -2309,6 +2312,7 @@ fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
     let late = multiproc::__private::cluster_take_command(&q, 2);
     drop(q);
     let reply = deliver_late(&redis, &late);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:retired}:items"]), b":1\r\n", "2, back in line at once ({reply})");
     let got = test_queue::<u32>(&redis, "retired").get_timeout(Duration::from_millis(300));
     println!("the late take's reply: {reply:?}; another consumer's get: {got:?}; keys: {:?}", redis.mp_keys());
     assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer that retired");
@@ -2316,8 +2320,9 @@ fn a_take_that_reaches_redis_after_its_handle_retired_gives_its_item_back() {
 
 /// review163 H1, a consumer gone for good: its process killed after a take that never
 /// reached Redis, its lease run out and its consumer forgotten by another's heartbeat (the
-/// reclaim), the take then reaches Redis. The next heartbeat of a live consumer gives the
-/// item back; it was held for ever.
+/// reclaim), the take then reaches Redis. Its item is back in line at once (it finds no
+/// heartbeat: review171 M1; fix127 had the next heartbeat of a live consumer give it back);
+/// it was held for ever.
 #[test]
 fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back() {
     let _w = unarmed_test(LIMIT);
@@ -2343,8 +2348,146 @@ fn a_take_that_reaches_redis_after_its_consumer_was_killed_gives_its_item_back()
     let member = || redis.raw(&[b"SISMEMBER", b"mp:{q:gone}:consumers", id.as_bytes()]);
     assert_eq!(member(), b":0\r\n", "the dead consumer, reclaimed by this one's heartbeat");
     let reply = deliver_late(&redis, &late);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:gone}:items"]), b":1\r\n", "2, back in line at once ({reply})");
     q.keep_alive().unwrap();
     let got = q.get_timeout(Duration::from_millis(300));
     println!("the late take's reply: {reply:?}; another consumer's get after its heartbeat: {got:?}");
     assert_eq!(got, Ok(2), "the item the late take moved is held by a consumer killed long ago");
+}
+
+/// A unix-socket proxy in front of `redis` for one test: it forwards both ways, and while
+/// `hold` is set, the bytes a client sends wait in it before they go on (a partition, a
+/// sender stopped or suspended between its look at its heartbeat and its send). Its drop
+/// ends its listener.
+struct Proxy {
+    url: String,
+    path: std::path::PathBuf,
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn new(redis: &Redis) -> Proxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let path = redis.dir.join("proxy.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (hold, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let upstream = redis.socket();
+        let (held, stopped) = (hold.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut server) = UnixStream::connect(&upstream) else { return };
+                let (mut back, mut from) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let held = held.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = client.read(&mut buf) {
+                        while held.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        if back.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = back.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Proxy { url: format!("redis+unix://{}", path.display()), path, hold, stop }
+    }
+
+    fn hold(&self, hold: bool) {
+        self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.hold(false);
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = UnixStream::connect(&self.path);
+    }
+}
+
+/// review171 M1: a live consumer's take that reaches Redis after its heartbeat expired
+/// lands nothing; its get takes again, with a heartbeat. It landed, the item delivered to
+/// this consumer, and the next heartbeat of any consumer gave it back while this one held
+/// it: delivered twice, and the first consumer's ack said `Ok` having removed nothing.
+/// Reached by a consumer stopped or suspended between its look at its heartbeat and its
+/// send (a suspend is not counted by `Instant`), or a network delay longer than a short
+/// lease. Two ways, each with a proxy that holds the consumer's take on its way:
+///
+/// - `reclaimed`: another consumer's heartbeat reclaimed it (took it out of the set of
+///   consumers) before the take landed; `TAKE`'s `SADD` (review163 H1's fix) put it back
+///   in the set, with no heartbeat;
+/// - not reclaimed (a `try_receive`): nobody beat meanwhile, it was still in the set with
+///   its heartbeat expired (a hole older than review163 H1's fix).
+#[test]
+fn a_live_consumers_take_that_lands_after_its_heartbeat_expired_is_not_delivered_twice() {
+    let _w = unarmed_test(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let proxy = Proxy::new(&redis);
+    let mut outcomes = Vec::new();
+    for reclaimed in [true, false] {
+        let name = if reclaimed { "reclaimed" } else { "expired" };
+        let other = test_queue::<u32>(&redis, name);
+        other.put(1).unwrap();
+        let lease = Duration::from_millis(300);
+        let q = Queue::<u32>::builder().authkey(TEST_KEY).lease(lease).open(&proxy.url, name).unwrap();
+        q.keep_alive().unwrap();
+        let pattern = format!("mp:{{q:{name}}}:alive:*");
+        let alive = String::from_utf8_lossy(&redis.raw(&[b"KEYS", pattern.as_bytes()])).into_owned();
+        let alive = alive.lines().find(|l| l.starts_with("mp:")).expect("the consumer's heartbeat").to_owned();
+        let id = alive.rsplit(':').next().unwrap().to_owned();
+        let consumers = format!("mp:{{q:{name}}}:consumers");
+        // Its take goes at once (its heartbeat is fresh: no heartbeat in it), held on its way.
+        // The second way, a try: taken again once, it does not say `Empty` with 1 in line.
+        proxy.hold(true);
+        std::thread::scope(|s| {
+            let taker = s.spawn(|| if reclaimed { q.receive_timeout(Duration::from_secs(5)) } else { q.try_receive() });
+            let expired = || redis.raw(&[b"EXISTS", alive.as_bytes()]) == b":0\r\n";
+            assert!(common::eventually(Duration::from_secs(10), expired), "its heartbeat expires after the lease");
+            if reclaimed {
+                other.keep_alive().unwrap();
+            }
+            let member = redis.raw(&[b"SISMEMBER", consumers.as_bytes(), id.as_bytes()]);
+            let member = String::from_utf8_lossy(&member).trim().to_owned();
+            proxy.hold(false);
+            let held = taker.join().unwrap();
+            let held_value = held.as_ref().map(|r| **r).map_err(|e| format!("{e:?}"));
+            // Another consumer's heartbeat, then its get, while the first holds 1.
+            other.keep_alive().unwrap();
+            let others = other.try_get();
+            let acked = held.map(|r| r.ack().map_err(|e| format!("{e:?}")));
+            let left: Vec<String> = redis.mp_keys().into_iter().filter(|k| k.contains(":proc:")).collect();
+            println!(
+                "{name}: in the set as its take landed: {member}; its receive: {held_value:?}; another's \
+                 get after its heartbeat: {others:?}; its ack: {acked:?}; held after: {left:?}"
+            );
+            assert_eq!(member, if reclaimed { ":0" } else { ":1" });
+            outcomes.push((name, held_value, others, acked.ok(), left));
+        });
+    }
+    // Both ways printed before any is judged.
+    for (name, held_value, others, acked, left) in outcomes {
+        assert_eq!(held_value, Ok(1), "{name}: the late take's consumer gets 1");
+        assert_eq!(others, Err(GetError::Empty), "{name}: 1 delivered twice: held by one and taken by another");
+        assert_eq!(acked, Some(Ok(1)));
+        assert!(left.is_empty(), "{name}: held after its ack: {left:?}");
+    }
 }

@@ -23,9 +23,9 @@
 //! this consumer's next take), and `puts:` unless a copy of one of its puts may still reach
 //! Redis (a send whose reply was lost) or a `PutToken` still holds one (aud105 L1: `last:`
 //! and `puts:` stayed until they expired). A take whose reply was lost may yet run after
-//! the drop and write `last:` again, which then expires after the lease; an item it lands
-//! is given back by the next heartbeat of any consumer (`TAKE` enters its consumer in
-//! `consumers` again, and a consumer there with no heartbeat is reclaimed: review163 H1).
+//! the drop: it finds no heartbeat, and puts what its move took back first in line, writing
+//! nothing of its consumer's (`TAKE` lands an item only while its consumer's heartbeat
+//! lives: review163 H1, review171 M1).
 //! A fork child's copy of the handle (a consumer of its own, and a producer of its own)
 //! deletes nothing: its keys expire.
 //!
@@ -36,9 +36,13 @@
 //! without ever crossing the network, so what a consumer reads from Redis is bounded. The
 //! acknowledgement removes the item from the processing list. Every consumer refreshes its heartbeat
 //! (at most a third of the lease apart, while it calls the queue) and, in the same script,
-//! moves back the processing lists of consumers whose heartbeat expired. So an item is
-//! lost only with Redis's own data, and delivered more than once only when its consumer
-//! died, or stopped calling the queue for longer than the lease, before acknowledging it.
+//! moves back the processing lists of consumers whose heartbeat expired. A take lands an
+//! item only while its consumer's heartbeat lives, and refreshes it: one that reaches Redis
+//! later (its consumer stopped or suspended, the network slow, the consumer gone) puts the
+//! item back and its get takes again with a heartbeat, as the consumer's clock cannot be
+//! trusted to know its heartbeat is fresh. So an item is lost only with Redis's own data,
+//! and delivered more than once only when its consumer died, or stopped calling the queue
+//! for longer than the lease (on Redis's clock), before acknowledging it.
 //!
 //! A take whose reply never came (the server silent past the timeout, the connection
 //! lost) may still have run: its item would sit in the processing list of a consumer that
@@ -163,19 +167,26 @@ return 0
 
 /// After a (B)LMOVE from the list (`KEYS[4]`) to the landing list (`KEYS[1]`), whose reply
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
-/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms) and the
-/// consumer `ARGV[4]` entered in the set of consumers (`KEYS[7]`), or, if larger than
-/// `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size is returned.
+/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` and the consumer's heartbeat
+/// (`KEYS[7]`) refreshed (both for `ARGV[3]` ms, the lease), or, if larger than `ARGV[1]`
+/// bytes, goes to the dead-letter list (`KEYS[3]`) and only its size is returned.
 ///
 /// A take at or below the fence `KEYS[6]` (`RECOVER` looked for it: it reaches Redis late)
 /// puts what landed back first in line, and answers nil.
 ///
-/// The set's entry changes nothing for a live consumer (its heartbeat put it there). A take
-/// that reaches Redis after its consumer left (its handle retired, its process killed or
-/// ended, its heartbeat expired and reclaimed by another's) enters it again, with no
-/// heartbeat: the next heartbeat of any consumer gives the item back. It was held for ever,
-/// in a processing list that no heartbeat looks at (review163 H1). One `SADD` in the same
-/// script: no round trip more.
+/// An item lands only while the consumer's heartbeat lives, in Redis, whatever the
+/// consumer's clock says: with none (`SET … XX` sets nothing), what landed goes back first
+/// in line and the answer is -1, on which the consumer takes again, with a heartbeat. A
+/// take reaches Redis after its heartbeat expired when its consumer was stopped or
+/// suspended between its look at its heartbeat and its send (`Instant` does not count a
+/// suspend), or the network held it longer than a short lease; or after its consumer left
+/// (its handle retired, its process killed or ended). The item landed all the same: a
+/// live consumer got it, and the next heartbeat of any consumer gave it back while that
+/// consumer held it, delivered twice (review171 M1); a gone one held it for ever, in a
+/// processing list no heartbeat looks at (review163 H1, whose fix, a `SADD` of the
+/// consumer into the set when an item landed, is what review171 M1 found). The refresh
+/// gives what lands a whole lease on Redis's clock, however old the heartbeat was: one
+/// write per item taken, in the same script.
 ///
 /// Nothing landed: the script makes the move itself (`LMOVE`, not blocking), and answers
 /// nil if the list is empty. That move meets whatever refused the skipped one, with the same
@@ -200,9 +211,12 @@ if #v > tonumber(ARGV[1]) then
   redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'LEFT')
   return #v
 end
+if not redis.call('SET', KEYS[7], '1', 'PX', ARGV[3], 'XX') then
+  redis.call('LMOVE', KEYS[1], KEYS[4], 'RIGHT', 'RIGHT')
+  return -1
+end
 redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
 redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
-redis.call('SADD', KEYS[7], ARGV[4])
 return v
 ";
 
@@ -427,7 +441,8 @@ impl State {
 
 struct State {
     link: Link,
-    /// When this consumer last refreshed its heartbeat (`None`: never; it holds nothing).
+    /// When this consumer last refreshed its heartbeat (`None`: never, or a take found it
+    /// gone: the next take carries one).
     beat: Option<Instant>,
     /// The number of the last take sent.
     takes: u64,
@@ -583,7 +598,11 @@ impl<T> QueueBuilder<T> {
     /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms, at most a
     /// hundred years: a longer one, such as `Duration::MAX`, is that): once it has
     /// expired, other consumers deliver its unacknowledged items again. A consumer keeps
-    /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often.
+    /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often. It runs
+    /// on Redis's clock: each item taken comes with a whole lease from the moment the take
+    /// reached Redis, and a take that reaches Redis after the heartbeat expired (the process
+    /// stopped or its machine suspended just before sending it, a network slower than a
+    /// short lease) takes nothing, and its get takes again with a new heartbeat.
     ///
     /// # Examples
     ///
@@ -1379,6 +1398,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // since the first failure and within its own deadline, as a put and a pool do; and
         // the pause before the next try ([`backed_off`]).
         let mut away: Option<(Instant, Duration)> = None;
+        // Whether a take found no heartbeat (`TAKE` answered -1) and was sent again.
+        let mut took_again = false;
         // A get with a deadline ends each turn's exchanges (the open, `RECOVER`, the take) by
         // its deadline and `GRACE` (by its turn's start and `GRACE` if later): a server that
         // stops answering mid-wait is not waited for past it (review153 M3: a failover ends
@@ -1436,10 +1457,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             state.takes += 1;
             let number = state.takes;
             // A move may only land in our lists while our heartbeat is fresh: else a
-            // reclaim may already have dropped us, and nobody would ever give back what we
-            // hold if we died. So the move is sent right behind the heartbeat (one
-            // pipeline) and blocks at most a third of the lease; a heartbeat younger than
-            // a third of the lease leaves two thirds for the move.
+            // reclaim may already have dropped us, and gives back what we then hold while
+            // we hold it, or nobody does if we died. `TAKE` sees to it in Redis (it lands
+            // nothing without a heartbeat, and refreshes it when it lands); so that it
+            // lands, the move is sent right behind the heartbeat (one pipeline) and blocks
+            // at most a third of the lease; a heartbeat younger than a third of the lease
+            // (on this process's clock) leaves two thirds for the move.
             let sent = Instant::now();
             let due = self.beat_due(&state);
             let slice = until.slice(self.lease / 3);
@@ -1488,23 +1511,34 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
             };
             away = None;
-            if due {
+            // -1: the take reached Redis with this consumer's heartbeat gone (expired while
+            // this process was stopped or suspended, or the take on its way; perhaps
+            // reclaimed by another consumer meanwhile): `TAKE` put what it moved back first
+            // in line. The next take carries a heartbeat.
+            let no_heartbeat = matches!(taken, Some(redis::Value::Int(-1)));
+            if no_heartbeat {
+                state.beat = None;
+            } else if due {
                 state.beat = Some(sent);
             }
             drop(state);
             match taken {
                 Some(redis::Value::BulkString(bytes)) => break Ok(bytes),
-                Some(redis::Value::Int(size)) => break Err(size),
-                Some(redis::Value::Nil) | None if slice.is_none() => {
+                // Taken again at once, once, whatever the get (a `try_get` does not say
+                // `Empty` with the item in line); again after that, as an empty queue.
+                Some(redis::Value::Int(-1)) if !took_again => took_again = true,
+                Some(redis::Value::Int(size)) if size >= 0 => break Err(size),
+                Some(redis::Value::Nil | redis::Value::Int(-1)) | None if slice.is_none() => {
                     return Err(if matches!(until, Until::Now) { GetError::Empty } else { GetError::Timeout });
                 }
                 // A wait that ran to the deadline, answered (Redis answers one up to a tick
                 // of its clock late): no last look past the deadline, whose exchange would
                 // end `GRACE` after it.
-                Some(redis::Value::Nil) | None if matches!(until, Until::At(at) if Instant::now() >= at) => {
+                Some(redis::Value::Nil | redis::Value::Int(-1)) | None if matches!(until, Until::At(at) if Instant::now() >= at) =>
+                {
                     return Err(GetError::Timeout);
                 }
-                Some(redis::Value::Nil) | None => {}
+                Some(redis::Value::Nil | redis::Value::Int(-1)) | None => {}
                 Some(other) => {
                     return Err(GetError::Redis(ClusterError::Refused(format!(
                         "unexpected reply to a take: {other:?}"
@@ -1658,11 +1692,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .arg(&self.keys.items)
             .arg(self.keys.last_take(consumer))
             .arg(self.keys.fence(consumer))
-            .arg(&self.keys.consumers)
+            .arg(self.keys.alive(consumer))
             .arg(sealed_bound(self.max_message_size as u64))
             .arg(number)
-            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1))
-            .arg(consumer);
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
         pipe
     }
 
@@ -1775,8 +1808,10 @@ impl<T> Drop for Queue<T> {
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead,
         // and the keys expire. So it waits a short bound, not the handle's timeout: a drop
         // must not hang on a Redis that stopped answering (review156 L1).
-        if state.beat.is_none() {
-            // Never a consumer: only its record of puts.
+        if state.beat.is_none() && state.takes == 0 {
+            // Never a consumer (no heartbeat, no take sent): only its record of puts. A
+            // handle whose take found its heartbeat gone (`beat` forgotten) holds what it
+            // held, and a take whose reply was lost may have landed: both retire.
             if forget_puts {
                 let _ = state.link.run_within(DROP_WAIT, |c| redis::cmd("DEL").arg(&record).query::<()>(c));
             }
