@@ -668,6 +668,109 @@ fn what_nothing_refers_to_is_freed() {
     assert!(matches!(manager.lookup::<LockProxy>("missing"), Err(ManagerError::NotPublished(_))));
 }
 
+/// Every call that sends a value holding a proxy and does not keep it (a `setdefault` whose
+/// key is set, a lookup by a proxy key, a refused or out-of-range insert, a comparison)
+/// gives the proxy's reference back: the object it names is freed once nothing else holds
+/// it (review170 M1: a dict's `setdefault`, `get`, `contains_key` and `remove` kept it for
+/// the server's life, so `d.setdefault(k, manager.list()?)` leaked a list a call).
+#[test]
+fn a_proxy_sent_in_a_value_the_call_does_not_keep_is_freed() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let count = || manager.number_of_objects().unwrap();
+    let mut said = Vec::new();
+    let mut check = |what: &str, call: &dyn Fn() -> String| {
+        let base = count();
+        let answer = call();
+        // Returns at the first look once the counts are right (a few ms).
+        eventually(Duration::from_secs(2), || count() == base);
+        said.push(format!("{what}: {answer}, objects {base} -> {}", count()));
+    };
+    let list = || manager.list_from([1u8]).unwrap();
+    let by_name = manager.dict::<String, ListProxy<u8>>().unwrap();
+    by_name.insert("k".into(), list()).unwrap();
+    let by_proxy = manager.dict::<ListProxy<u8>, u8>().unwrap();
+    let lists = manager.list::<ListProxy<u8>>().unwrap();
+    lists.push(list()).unwrap();
+    let set = manager.set::<ListProxy<u8>>().unwrap();
+    let ns = manager.namespace().unwrap();
+    let q = manager.queue_bounded::<ListProxy<u8>>(1).unwrap();
+    q.put(list()).unwrap();
+    let ok = |r: Result<String, ManagerError>| r.unwrap_or_else(|e| format!("{e}"));
+    check("dict setdefault on a set key", &|| {
+        ok(by_name.setdefault("k".into(), list()).map(|l| format!("{:?}", l.to_vec())))
+    });
+    check("dict get by a proxy key", &|| ok(by_proxy.get(&list()).map(|v| format!("{v:?}"))));
+    check("dict contains_key by a proxy key", &|| ok(by_proxy.contains_key(&list()).map(|v| format!("{v:?}"))));
+    check("dict remove by a proxy key", &|| ok(by_proxy.remove(&list()).map(|v| format!("{v:?}"))));
+    check("dict insert by a proxy key", &|| ok(by_proxy.insert(list(), 1).map(|v| format!("{v:?}"))));
+    check("dict update by a proxy key", &|| ok(by_proxy.update([(list(), 1)]).map(|v| format!("{v:?}"))));
+    check("list contains", &|| ok(lists.contains(&list()).map(|v| format!("{v:?}"))));
+    check("list index", &|| ok(lists.index(&list()).map(|v| format!("{v:?}"))));
+    check("list count", &|| ok(lists.count(&list()).map(|v| format!("{v:?}"))));
+    check("list remove", &|| ok(lists.remove(&list()).map(|v| format!("{v:?}"))));
+    check("list set out of range", &|| ok(lists.set(9, list()).map(|v| format!("{v:?}"))));
+    check("set add", &|| ok(set.add(list()).map(|v| format!("{v:?}"))));
+    check("set contains", &|| ok(set.contains(&list()).map(|v| format!("{v:?}"))));
+    check("set discard", &|| ok(set.discard(&list()).map(|v| format!("{v:?}"))));
+    check("set union", &|| ok(set.union([list()]).map(|v| format!("{}", v.len()))));
+    ns.set("a", list()).unwrap();
+    check("namespace set over a set name", &|| ok(ns.set("a", list()).map(|v| format!("{v:?}"))));
+    check("queue put refused full", &|| match q.try_put(list()) {
+        Ok(()) => "Ok".into(),
+        Err(e) => format!("{}", e.reason()),
+    });
+    drop(check);
+    println!("{said:#?}");
+    let leaked: Vec<&String> = said
+        .iter()
+        .filter(|s| {
+            let (base, now) = s.rsplit_once("objects ").unwrap().1.split_once(" -> ").unwrap();
+            base != now
+        })
+        .collect();
+    assert!(leaked.is_empty(), "objects left behind: {leaked:#?}");
+}
+
+/// A proxy moved into a call that keeps it (`extend`, `update`, a container made from
+/// values) is kept, whether or not anything else holds its object: the call's values live
+/// until it is answered (they were dropped once encoded, and the release of a proxy held
+/// nowhere else reached the server first: "a value refers to object 16, which the server
+/// does not have").
+#[test]
+fn a_proxy_moved_into_extend_update_or_a_new_container_is_kept() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let list = || manager.list_from([1u8]).unwrap();
+    let lists = manager.list::<ListProxy<u8>>().unwrap();
+    let dict = manager.dict::<u8, ListProxy<u8>>().unwrap();
+    let set = manager.set::<u8>().unwrap();
+    let inner = |r: Result<Option<ListProxy<u8>>, ManagerError>| match r {
+        Ok(Some(l)) => format!("{:?}", l.to_vec()),
+        other => format!("{other:?}"),
+    };
+    let said = [
+        format!("list extend: {:?}, {}", lists.extend([list()]), inner(lists.get(0))),
+        format!("dict update: {:?}, {}", dict.update([(1, list())]), inner(dict.get(&1))),
+        format!("list_from: {}", inner(manager.list_from([list()]).and_then(|l| l.get(0)))),
+        format!("dict_from: {}", inner(manager.dict_from([(1u8, list())]).and_then(|d| d.get(&1)))),
+        format!("array: {}", inner(manager.array([list()]).and_then(|a| a.get(0)).map(Some))),
+        format!("set update: {:?}, {:?}", set.update([1]), set.to_vec()),
+    ];
+    println!("{said:#?}");
+    assert_eq!(
+        said,
+        [
+            "list extend: Ok(()), Ok([1])",
+            "dict update: Ok(()), Ok([1])",
+            "list_from: Ok([1])",
+            "dict_from: Ok([1])",
+            "array: Ok([1])",
+            "set update: Ok(()), Ok([1])",
+        ]
+    );
+}
+
 /// A value holding two proxies, and a type that reads only the second of them back.
 #[derive(Serialize, Deserialize)]
 struct TwoLists {

@@ -292,11 +292,13 @@ where
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((self.item(&k)?, self.item(&v)?)))
-            .collect::<Result<Vec<_>, ManagerError>>()?;
-        self.core.call(Op::DictUpdate(pairs)).map(drop)
+        // The pairs (their proxies) live until the call is answered, as `list.extend`'s.
+        let values: Vec<(K, V)> = pairs.into_iter().collect();
+        let pairs =
+            values.iter().map(|(k, v)| Ok((self.item(k)?, self.item(v)?))).collect::<Result<Vec<_>, ManagerError>>()?;
+        let answer = self.core.call(Op::DictUpdate(pairs));
+        drop(values);
+        answer.map(drop)
     }
 
     /// The number of pairs (`len(d)`).

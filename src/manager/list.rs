@@ -127,8 +127,13 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
-        let items = values.into_iter().map(|v| self.item(&v)).collect::<Result<Vec<_>, _>>()?;
-        self.core.call(Op::ListExtend(items)).map(drop)
+        // The values (their proxies) live until the call is answered: a proxy held nowhere
+        // else would otherwise free its object before the server stores the reference.
+        let values: Vec<T> = values.into_iter().collect();
+        let items = values.iter().map(|v| self.item(v)).collect::<Result<Vec<_>, _>>()?;
+        let answer = self.core.call(Op::ListExtend(items));
+        drop(values);
+        answer.map(drop)
     }
 
     /// Inserts before position `i`; past the end appends (`l.insert(i, x)`).
