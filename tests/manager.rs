@@ -1524,6 +1524,65 @@ fn a_get_whose_item_does_not_decode_gives_it_back_to_the_front_of_its_queue() {
     assert_eq!(back.to_vec().unwrap(), [7]);
 }
 
+thread_local! {
+    /// The queue a [`TakesWhileDecoding`] takes from while it decodes, and what it took.
+    static NESTED_QUEUE: std::cell::RefCell<Option<JoinableQueueProxy<String>>> = const { std::cell::RefCell::new(None) };
+    static NESTED_TOOK: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An item whose `Deserialize` takes from [`NESTED_QUEUE`] and then refuses.
+struct TakesWhileDecoding;
+
+impl Serialize for TakesWhileDecoding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("")
+    }
+}
+
+impl<'de> Deserialize<'de> for TakesWhileDecoding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?;
+        NESTED_QUEUE.with(|q| {
+            if let Some(q) = &*q.borrow()
+                && let Ok(s) = q.try_get()
+            {
+                NESTED_TOOK.with(|t| t.borrow_mut().push(s));
+            }
+        });
+        Err(serde::de::Error::custom("refused after taking"))
+    }
+}
+
+/// review170 M2, as documented on `QueueProxy`: a get whose item's decoding takes from the
+/// same queue on the same thread (a `Deserialize` calling a proxy, which goes on the
+/// thread's own connection) and then fails loses the *outer* item: the nested take is now
+/// the thread's last, so the outer give-back does not match, and its task is marked done.
+/// (The docs said a nested call had a connection of its own and lost the nested item.)
+#[test]
+fn a_get_whose_decoding_takes_from_the_same_queue_loses_the_outer_item() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let words = manager.joinable_queue::<String>().unwrap();
+    manager.publish("nested", &words).unwrap();
+    words.put("first".into()).unwrap();
+    words.put("second".into()).unwrap();
+    let sneaky: JoinableQueueProxy<TakesWhileDecoding> = manager.lookup("nested").unwrap();
+    NESTED_QUEUE.with(|q| *q.borrow_mut() = Some(words.clone()));
+    let outer = match sneaky.try_get() {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        Ok(_) => "Ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    NESTED_QUEUE.with(|q| *q.borrow_mut() = None);
+    let nested = NESTED_TOOK.with(|t| t.take());
+    let left = words.len().unwrap();
+    // The nested get's task is its taker's; the outer one was marked done.
+    words.task_done().unwrap();
+    let joined = format!("{:?}", words.join_timeout(LIMIT / 4));
+    println!("outer {outer}; the nested get took {nested:?}; then {left} left, join {joined}");
+    assert_eq!((outer.as_str(), nested, left, joined.as_str()), ("Codec", vec!["second".to_string()], 0, "Ok(())"));
+}
+
 /// Every call that takes an item out of a list, dict or set and hands it to the client
 /// (`ListProxy::pop`/`pop_at`, `DictProxy::remove`/`pop`/`popitem`, `SetProxy::pop`),
 /// whose item the client cannot decode (a proxy of another type), puts it back where it

@@ -379,8 +379,9 @@ pub(crate) enum Op {
     // its client could not decode, back to the queue's front. Matched against the last
     // take from the queue of the sending thread of the connection, never trusted. Answers
     // whether it matched (since wire 4: the item back, or dropped by a queue shut down and
-    // empty with its task counted done); `false`: nothing done, the client marks the task
-    // done itself.
+    // empty with its task counted done); `false` (that thread took from the queue since,
+    // as a get made while the item decoded does; its take forgotten): nothing done, the
+    // client marks the task done itself.
     GiveBack {
         seq: u64,
         item: Item<ObjectId>,

@@ -313,7 +313,9 @@ impl QueueState {
     /// what it did not take, nor twice, and a joinable queue's counts stay exact (its task
     /// is no longer the taker's, and `unfinished` counts it still, queued). A remote
     /// client's other threads may take from the queue in between: each has its own entry
-    /// (mgr108). No match (another take of that thread's since, a nested call's; a thread
+    /// (mgr108). No match (another take of that thread's since: a get of this queue made
+    /// while the item was decoding, its `Deserialize` calling a proxy on the same thread
+    /// and connection, replaces the outer take, review170 M2; a thread
     /// forgotten past [`Takes::MAX`]; or none): the item is dropped and nothing changes
     /// here; the task stays the taker's until its client, told `false`, marks it done. A
     /// queue shut down and empty has told its gets `ShutDown`: the item is dropped and, on
