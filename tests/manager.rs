@@ -1630,11 +1630,11 @@ fn a_pop_whose_item_does_not_decode_puts_it_back_where_it_was() {
             format!("list pop: Codec, {words_now}"),
             format!("list pop_at(0): Codec, {words_now}"),
             format!("list pop_at(1): Codec, {words_now}"),
-            // Back under its key, last in the order, as Python's re-insert puts it.
-            r#"dict remove: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
-            r#"dict pop: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
-            r#"dict popitem value: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
-            r#"dict popitem key: Codec, [("l", "y"), ("k", "x")]"#.to_string(),
+            // Back under its key where it was (first here), not last as a re-insert.
+            r#"dict remove: Codec, [("k", "x"), ("l", "y")]"#.to_string(),
+            r#"dict pop: Codec, [("k", "x"), ("l", "y")]"#.to_string(),
+            r#"dict popitem value: Codec, [("k", "x"), ("l", "y")]"#.to_string(),
+            r#"dict popitem key: Codec, [("k", "x"), ("l", "y")]"#.to_string(),
             r#"set pop: Codec, ["s"]"#.to_string(),
             "list of proxies pop: Codec, 1 left".to_string(),
         ]

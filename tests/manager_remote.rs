@@ -670,7 +670,7 @@ fn a_peer_that_greets_otherwise_or_closes_at_once_is_told_at_once() {
         let connected = Manager::connect_timeout(addr, KEY, Duration::from_secs(5));
         let _ = done.send(()); // a peer that does not hold has gone
         peer.join().unwrap();
-        let greeted_otherwise = !greeting.is_empty() && !b"MPMGR\x00\x04\x00".starts_with(greeting);
+        let greeted_otherwise = !greeting.is_empty() && !b"MPMGR\x00\x05\x00".starts_with(greeting);
         match (greeted_otherwise, connected) {
             (true, Err(ManagerError::Protocol(why))) => assert!(why.contains("not a multiproc manager"), "{why}"),
             (false, Err(e @ ManagerError::Io(_))) => assert!(e.to_string().contains("closed"), "{e}"),

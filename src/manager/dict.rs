@@ -151,8 +151,10 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`]. A value that is not a `V` ([`ManagerError::Codec`]) was not
-    /// taken: it is put back under its key (last in the order, as a re-insert puts it;
-    /// dropped if another client set the key in between, which then holds the newer value).
+    /// taken: it is put back under its key, where it was in the order (at the index the
+    /// pair had: if other clients removed or inserted pairs in between, at that index
+    /// among theirs, last if it is past the end; dropped if another client set the key in
+    /// between, which then holds the newer value).
     ///
     /// # Examples
     ///
@@ -172,11 +174,11 @@ where
         Q: Serialize + ?Sized,
     {
         match self.core.call(Op::DictRemove(self.item(key)?))? {
-            // A value that is not a `V` goes back under its key (unless the key was set
-            // again meanwhile), last in the order as a re-insert puts it.
-            Out::MaybeItem(Some(item)) => {
+            // A value that is not a `V` goes back under its key where it was (unless the
+            // key was set again meanwhile).
+            Out::Removed { index, item } => {
                 self.core.decode_taken(item).map(Some).map_err(|(e, item)| match self.item(key) {
-                    Ok(k) => self.core.put_back(item, |v| Op::DictSetDefault(k, v), e),
+                    Ok(k) => self.core.put_back(item, |v| Op::DictPutBack { index, key: k, value: v }, e),
                     Err(_) => e.into(),
                 })
             }

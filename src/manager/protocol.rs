@@ -392,6 +392,16 @@ pub(crate) enum Op {
     ReleaseHold {
         hold: u64,
     },
+
+    // dict (since wire 5): a value that `DictRemove` answered (`Out::Removed`) and its
+    // client could not decode, back under its key at `index` (clamped to the length), where
+    // it was; dropped if the key was set meanwhile (the newer value stays). An ordinary
+    // insert any client may make: nothing to match (mgr109).
+    DictPutBack {
+        index: u64,
+        key: Item<ObjectId>,
+        value: Item<ObjectId>,
+    },
 }
 
 /// A request.
@@ -466,6 +476,12 @@ pub(crate) enum Out<R> {
         hold: u64,
         from_dead: bool,
     },
+    /// A dict's `DictRemove` that found its key: the value, and the index the pair had
+    /// (where `Op::DictPutBack` puts a value that did not decode; since wire 5).
+    Removed {
+        index: u64,
+        item: Item<R>,
+    },
 }
 
 impl<R> Out<R> {
@@ -495,6 +511,7 @@ impl<R> Out<R> {
             Out::AcquiredFromDead => Out::AcquiredFromDead,
             Out::RetookFromDead(notified) => Out::RetookFromDead(notified),
             Out::Held { hold, from_dead } => Out::Held { hold, from_dead },
+            Out::Removed { index, item } => Out::Removed { index, item: item.map_refs(&mut f)? },
         })
     }
 
@@ -502,7 +519,7 @@ impl<R> Out<R> {
     pub(crate) fn refs(&self) -> Vec<&R> {
         let mut out = Vec::new();
         match self {
-            Out::Item(i) | Out::MaybeItem(Some(i)) => out.extend(i.refs.iter()),
+            Out::Item(i) | Out::MaybeItem(Some(i)) | Out::Removed { item: i, .. } => out.extend(i.refs.iter()),
             Out::Items(items) | Out::Versioned { items, .. } => {
                 for i in items {
                     out.extend(i.refs.iter());

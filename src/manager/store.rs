@@ -1580,7 +1580,7 @@ fn take_items(op: &mut Op, out: &mut Vec<Item<ObjectId>>) {
         | Op::Put { item: i, .. }
         | Op::GiveBack { item: i, .. }
         | Op::Method { args: i, .. } => take(i),
-        Op::DictSet(k, v) | Op::DictSetDefault(k, v) => {
+        Op::DictSet(k, v) | Op::DictSetDefault(k, v) | Op::DictPutBack { key: k, value: v, .. } => {
             take(k);
             take(v);
         }
@@ -1787,9 +1787,13 @@ fn apply(
         }
         (Body::Dict(map), Op::DictRemove(_)) => {
             let k = next(args);
-            let found = map.shift_remove(&k.bytes).map(move_out);
+            // Found: with its index, where a value that did not decode goes back.
+            let found = map.shift_remove_full(&k.bytes);
             fx.dropped.push(k);
-            Ok(Out::MaybeItem(found))
+            Ok(match found {
+                Some((index, _, v)) => Out::Removed { index: index as u64, item: move_out(v) },
+                None => Out::MaybeItem(None),
+            })
         }
         (Body::Dict(map), Op::DictUpdate(pairs)) => {
             let mut result = Ok(Out::Unit);
@@ -1822,6 +1826,20 @@ fn apply(
                     indexmap::map::Entry::Vacant(e) => e.insert(default),
                 };
                 Ok(Out::Item(fx.copy(entry)))
+            }
+            Err(f) => Err(f),
+        },
+        (Body::Dict(map), Op::DictPutBack { index, .. }) => match key(args, fx) {
+            Ok(k) => {
+                let value = next(args);
+                if map.contains_key(&k) {
+                    // Set meanwhile: the newer value stays, the given-back one goes.
+                    fx.dropped.push(value);
+                } else {
+                    let at = usize::try_from(*index).unwrap_or(usize::MAX).min(map.len());
+                    map.shift_insert(at, k, value);
+                }
+                Ok(Out::Unit)
             }
             Err(f) => Err(f),
         },
@@ -3254,6 +3272,32 @@ mod tests {
         assert_eq!(call(&mut store, A, 6, r, Kind::RLock, Op::Release), Some(Ok(Out::Unit)));
     }
 
+    /// mgr109: a dict's `DictRemove` answers the pair's index, and `DictPutBack` puts a
+    /// value back there (clamped to the length), or drops it when the key was set meanwhile
+    /// (the newer value stays).
+    #[test]
+    fn a_dict_value_put_back_goes_where_it_was_unless_its_key_was_set() {
+        let mut store = Store::new();
+        let p = |b: &[u8]| item(b, &[]);
+        let d = create(&mut store, Create::Dict(vec![(p(b"a"), p(b"1")), (p(b"b"), p(b"2")), (p(b"c"), p(b"3"))]));
+        let k = Kind::Dict;
+        let removed = call(&mut store, A, 2, d, k, Op::DictRemove(p(b"b")));
+        assert_eq!(removed, Some(Ok(Out::Removed { index: 1, item: p(b"2") })));
+        assert_eq!(call(&mut store, A, 3, d, k, Op::DictRemove(p(b"zz"))), Some(Ok(Out::MaybeItem(None))));
+        let back = Op::DictPutBack { index: 1, key: p(b"b"), value: p(b"2") };
+        assert_eq!(call(&mut store, A, 4, d, k, back), Some(Ok(Out::Unit)));
+        let keys = |store: &mut Store| call(store, A, 9, d, k, Op::Keys);
+        assert_eq!(keys(&mut store), Some(Ok(Out::Items(vec![p(b"a"), p(b"b"), p(b"c")]))), "where it was");
+        // Set meanwhile: the newer value stays where it is.
+        let back = Op::DictPutBack { index: 0, key: p(b"c"), value: p(b"old") };
+        assert_eq!(call(&mut store, A, 5, d, k, back), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 6, d, k, Op::DictGet(p(b"c"))), Some(Ok(Out::MaybeItem(Some(p(b"3"))))));
+        // An index past the end (pairs removed meanwhile): last.
+        let back = Op::DictPutBack { index: 99, key: p(b"z"), value: p(b"26") };
+        assert_eq!(call(&mut store, A, 7, d, k, back), Some(Ok(Out::Unit)));
+        assert_eq!(keys(&mut store), Some(Ok(Out::Items(vec![p(b"a"), p(b"b"), p(b"c"), p(b"z")]))));
+    }
+
     /// Every call that carries an item holding a reference, on every kind of object that
     /// has items, found or not, kept or not, refused or not: once the answer, the item's
     /// object and the container are released, nothing is left (review170 M1: a dict's
@@ -3277,6 +3321,9 @@ mod tests {
                 Op::DictSetDefault(plain(b"k"), it(b"w")),
                 Op::DictSetDefault(plain(b"new"), it(b"w")),
                 Op::DictSetDefault(it(b"k"), it(b"w")),
+                Op::DictPutBack { index: 0, key: plain(b"k"), value: it(b"w") },
+                Op::DictPutBack { index: 9, key: plain(b"new"), value: it(b"w") },
+                Op::DictPutBack { index: 0, key: it(b"p"), value: it(b"w") },
                 Op::ListPush(it(b"x")),
                 Op::ListExtend(vec![it(b"x"), it(b"y")]),
                 Op::ListInsert(0, it(b"x")),
@@ -3488,6 +3535,7 @@ mod tests {
             Op::SetRelation { relation: SetRelation::Subset, items: vec![it(rng), it(rng)] },
             Op::GiveBack { seq: rng.below(8), item: it(rng) },
             Op::ReleaseHold { hold: rng.below(4) },
+            Op::DictPutBack { index: rng.below(4), key: it(rng), value: it(rng) },
         ];
         let mut out: Vec<Envelope> = Vec::new();
         for c in creates {
