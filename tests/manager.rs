@@ -720,7 +720,6 @@ fn a_proxy_sent_in_a_value_the_call_does_not_keep_is_freed() {
         Ok(()) => "Ok".into(),
         Err(e) => format!("{}", e.reason()),
     });
-    drop(check);
     println!("{said:#?}");
     let leaked: Vec<&String> = said
         .iter()
