@@ -1565,6 +1565,30 @@ fn a_remote_give_back_the_server_refuses_leaves_no_task_to_the_caller() {
     words.join_timeout(LIMIT / 4).unwrap();
 }
 
+/// A remote client's pop whose item it cannot decode, larger than the server's
+/// `max_message_size` (a family producer's items are not bound by it): the put-back cannot
+/// be sent, and the item is lost, as the pops' docs say (stop 45's open item, left: the
+/// server keeps no copy of what a pop hands out). The caller still gets `Codec`, and the
+/// connection serves on.
+#[test]
+fn a_remote_pop_of_an_item_over_the_servers_limit_that_does_not_decode_loses_it() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
+    let words = manager.list_from(["x".repeat(10_000), "small".into()]).unwrap();
+    manager.publish("words", &words).unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let numbers: ListProxy<u32> = remote.lookup("words").unwrap();
+    let codec = |r: Result<u32, ManagerError>| match r {
+        Err(ManagerError::Codec(_)) => "Codec".to_string(),
+        other => format!("{other:?}"),
+    };
+    let big = codec(numbers.pop_at(0));
+    let small = codec(numbers.pop_at(0));
+    let said = format!("big: {big}, small: {small}, left {:?}", words.to_vec().unwrap());
+    println!("{said}");
+    assert_eq!(said, r#"big: Codec, small: Codec, left ["small"]"#);
+}
+
 /// A remote client's pop whose item it cannot decode (a list's, a dict's, a set's) fails
 /// `Codec` and puts the item back where it was; a proxy inside lives on (its reference,
 /// handed to the connection, is counted for the item again before the client lets its own

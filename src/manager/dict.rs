@@ -155,6 +155,9 @@ where
     /// pair had: if other clients removed or inserted pairs in between, at that index
     /// among theirs, last if it is past the end; dropped if another client set the key in
     /// between, which then holds the newer value).
+    /// A remote client cannot put back an item larger than its server's
+    /// [`max_message_size`](crate::ManagerBuilder::max_message_size) (a family producer's
+    /// items are not bound by it): such an item is lost, the error still `Codec`.
     ///
     /// # Examples
     ///
@@ -218,7 +221,8 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`]. A pair that is not a `(K, V)` ([`ManagerError::Codec`]) was
-    /// not taken: it is put back last, where it was.
+    /// not taken: it is put back last, where it was. As [`DictProxy::remove`] for a remote
+    /// client's item larger than its server's message limit.
     ///
     /// # Examples
     ///

@@ -213,6 +213,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// As [`ListProxy::get`]. An element that is not a `T` ([`ManagerError::Codec`]) was
     /// not taken: it is put back at the end, where it was.
+    /// A remote client cannot put back an item larger than its server's
+    /// [`max_message_size`](crate::ManagerBuilder::max_message_size) (a family producer's
+    /// items are not bound by it): such an item is lost, the error still `Codec`.
     ///
     /// # Examples
     ///
@@ -243,7 +246,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// [`ManagerError::IndexOutOfRange`] past the end, and as [`ListProxy::get`]. An
     /// element that is not a `T` ([`ManagerError::Codec`]) was not taken: it is put back
     /// at index `i`, where it was (if another client changed the list in between, at `i`
-    /// of the list as it then is).
+    /// of the list as it then is). As [`ListProxy::pop`] for a remote client's item larger
+    /// than its server's message limit.
     ///
     /// # Examples
     ///

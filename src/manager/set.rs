@@ -160,7 +160,9 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     /// # Errors
     ///
     /// As [`SetProxy::add`]; [`ManagerError::Codec`] when the element is not a `T`: it was
-    /// not taken, it is put back last, where it was.
+    /// not taken, it is put back last, where it was. As
+    /// [`ListProxy::pop`](crate::ListProxy::pop) for a remote client's element larger than
+    /// its server's message limit.
     ///
     /// # Examples
     ///
