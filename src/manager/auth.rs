@@ -21,7 +21,9 @@ use super::error::ManagerError;
 /// `true` also when a queue shut down and empty dropped the item and counted its task
 /// done, the client marking the task done when it did not, fix126: a version-3 server
 /// answers `false` there, and a client of this wire would count the task done twice).
-const MAGIC: &Magic = b"MPMGR\x00\x04\x00";
+/// Version 5: stop 46 (`Op::DictPutBack` and `Out::Removed`, mgr109: a dict's `remove`
+/// answers the pair's index, and a value that did not decode goes back there).
+const MAGIC: &Magic = b"MPMGR\x00\x05\x00";
 
 /// The server's side: challenges the client, then answers its challenge.
 pub(crate) fn accept<S: Read + Write>(stream: &mut S, key: &[u8]) -> Result<(), Refusal> {
@@ -100,6 +102,7 @@ mod tests {
         (b"MPMGR\x00\x02\x00", WIRE_40),
         (b"MPMGR\x00\x03\x00", WIRE_44),
         (b"MPMGR\x00\x04\x00", WIRE_45),
+        (b"MPMGR\x00\x05\x00", WIRE_46),
     ];
     /// Stop 39's wire (`protocol.rs` at 48b71ec), digested as today's test digests (fix92
     /// recomputed both rows when the digest kept names again, review123 M1: they were made
@@ -111,6 +114,9 @@ mod tests {
     /// Stop 45's: `Op::ReleaseHold`, `Out::Held` (mgr108); and what `Op::GiveBack`'s
     /// `true` says, a change of meaning the digest does not see (fix126).
     const WIRE_45: u64 = 0x07d8_de3c_df3c_83ac;
+    /// Stop 46's: `Op::DictPutBack`, `Out::Removed` (mgr109: a dict value that did not
+    /// decode goes back where it was).
+    const WIRE_46: u64 = 0x3ba9_4883_11e3_4f1c;
 
     /// The heads of the wire's definitions in `protocol.rs`: every type a message holds,
     /// and the aliases they use.

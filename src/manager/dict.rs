@@ -151,8 +151,13 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`]. A value that is not a `V` ([`ManagerError::Codec`]) was not
-    /// taken: it is put back under its key (last in the order, as a re-insert puts it;
-    /// dropped if another client set the key in between, which then holds the newer value).
+    /// taken: it is put back under its key, where it was in the order (at the index the
+    /// pair had: if other clients removed or inserted pairs in between, at that index
+    /// among theirs, last if it is past the end; dropped if another client set the key in
+    /// between, which then holds the newer value).
+    /// A remote client cannot put back an item larger than its server's
+    /// [`max_message_size`](crate::ManagerBuilder::max_message_size) (a family producer's
+    /// items are not bound by it): such an item is lost, the error still `Codec`.
     ///
     /// # Examples
     ///
@@ -172,11 +177,11 @@ where
         Q: Serialize + ?Sized,
     {
         match self.core.call(Op::DictRemove(self.item(key)?))? {
-            // A value that is not a `V` goes back under its key (unless the key was set
-            // again meanwhile), last in the order as a re-insert puts it.
-            Out::MaybeItem(Some(item)) => {
+            // A value that is not a `V` goes back under its key where it was (unless the
+            // key was set again meanwhile).
+            Out::Removed { index, item } => {
                 self.core.decode_taken(item).map(Some).map_err(|(e, item)| match self.item(key) {
-                    Ok(k) => self.core.put_back(item, |v| Op::DictSetDefault(k, v), e),
+                    Ok(k) => self.core.put_back(item, |v| Op::DictPutBack { index, key: k, value: v }, e),
                     Err(_) => e.into(),
                 })
             }
@@ -216,7 +221,8 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`]. A pair that is not a `(K, V)` ([`ManagerError::Codec`]) was
-    /// not taken: it is put back last, where it was.
+    /// not taken: it is put back last, where it was. As [`DictProxy::remove`] for a remote
+    /// client's item larger than its server's message limit.
     ///
     /// # Examples
     ///
@@ -292,11 +298,13 @@ where
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((self.item(&k)?, self.item(&v)?)))
-            .collect::<Result<Vec<_>, ManagerError>>()?;
-        self.core.call(Op::DictUpdate(pairs)).map(drop)
+        // The pairs (their proxies) live until the call is answered, as `list.extend`'s.
+        let values: Vec<(K, V)> = pairs.into_iter().collect();
+        let pairs =
+            values.iter().map(|(k, v)| Ok((self.item(k)?, self.item(v)?))).collect::<Result<Vec<_>, ManagerError>>()?;
+        let answer = self.core.call(Op::DictUpdate(pairs));
+        drop(values);
+        answer.map(drop)
     }
 
     /// The number of pairs (`len(d)`).

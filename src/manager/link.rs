@@ -629,8 +629,10 @@ fn call_local_numbered(state: &Shared<ManagerState>, request: &Request) -> Resul
 fn call_local_sent(state: &Shared<ManagerState>, request: &Request) -> Result<(Answer, u64), (ManagerError, bool)> {
     CONNS.with(|conns| {
         let Ok(mut conns) = conns.try_borrow_mut() else {
-            // A request made while answering another (a value's Serialize calling a proxy):
-            // on a connection of its own.
+            // A request made while this thread's list is borrowed: on a connection of its
+            // own. No user code runs then (a value's `Serialize` runs before the request is
+            // made, its `Deserialize` after the answer is read), so a proxy called from
+            // those goes on the thread's own connection (review170 M2).
             let mut conn = connect_local(state).map_err(|e| (e, false))?;
             return conn.call(request).map(|answer| (answer, conn.last_call)).map_err(|e| (e, conn.abandoned));
         };

@@ -127,8 +127,13 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
-        let items = values.into_iter().map(|v| self.item(&v)).collect::<Result<Vec<_>, _>>()?;
-        self.core.call(Op::ListExtend(items)).map(drop)
+        // The values (their proxies) live until the call is answered: a proxy held nowhere
+        // else would otherwise free its object before the server stores the reference.
+        let values: Vec<T> = values.into_iter().collect();
+        let items = values.iter().map(|v| self.item(v)).collect::<Result<Vec<_>, _>>()?;
+        let answer = self.core.call(Op::ListExtend(items));
+        drop(values);
+        answer.map(drop)
     }
 
     /// Inserts before position `i`; past the end appends (`l.insert(i, x)`).
@@ -208,6 +213,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// As [`ListProxy::get`]. An element that is not a `T` ([`ManagerError::Codec`]) was
     /// not taken: it is put back at the end, where it was.
+    /// A remote client cannot put back an item larger than its server's
+    /// [`max_message_size`](crate::ManagerBuilder::max_message_size) (a family producer's
+    /// items are not bound by it): such an item is lost, the error still `Codec`.
     ///
     /// # Examples
     ///
@@ -238,7 +246,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// [`ManagerError::IndexOutOfRange`] past the end, and as [`ListProxy::get`]. An
     /// element that is not a `T` ([`ManagerError::Codec`]) was not taken: it is put back
     /// at index `i`, where it was (if another client changed the list in between, at `i`
-    /// of the list as it then is).
+    /// of the list as it then is). As [`ListProxy::pop`] for a remote client's item larger
+    /// than its server's message limit.
     ///
     /// # Examples
     ///

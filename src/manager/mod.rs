@@ -1211,11 +1211,11 @@ impl Manager {
         ProxyCore::created(&self.origin, out, kind)
     }
 
-    fn items<T: Serialize>(
-        &self,
-        values: impl IntoIterator<Item = T>,
-    ) -> Result<Vec<protocol::Item<u64>>, ManagerError> {
-        values.into_iter().map(|v| self.origin.encode(&v)).collect()
+    /// The values' items; the values themselves (their proxies) must live until the request
+    /// carrying the items is answered: a proxy held nowhere else would otherwise free its
+    /// object before the server stores the reference.
+    fn items<T: Serialize>(&self, values: &[T]) -> Result<Vec<protocol::Item<u64>>, ManagerError> {
+        values.iter().map(|v| self.origin.encode(v)).collect()
     }
 
     /// A new, empty dict on the server (`manager.dict()`).
@@ -1256,11 +1256,14 @@ impl Manager {
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<DictProxy<K, V>, ManagerError> {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((self.origin.encode(&k)?, self.origin.encode(&v)?)))
+        let values: Vec<(K, V)> = pairs.into_iter().collect();
+        let pairs = values
+            .iter()
+            .map(|(k, v)| Ok((self.origin.encode(k)?, self.origin.encode(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
-        Ok(DictProxy::from_core(self.make(Create::Dict(pairs), Kind::Dict)?))
+        let made = self.make(Create::Dict(pairs), Kind::Dict);
+        drop(values);
+        Ok(DictProxy::from_core(made?))
     }
 
     /// A new, empty set on the server (`manager.set()`).
@@ -1298,8 +1301,10 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn set_from<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<SetProxy<T>, ManagerError> {
-        let items = values.into_iter().map(|v| self.origin.encode(&v)).collect::<Result<Vec<_>, ManagerError>>()?;
-        Ok(SetProxy::from_core(self.make(Create::Set(items), Kind::Set)?))
+        let values: Vec<T> = values.into_iter().collect();
+        let made = self.make(Create::Set(self.items(&values)?), Kind::Set);
+        drop(values);
+        Ok(SetProxy::from_core(made?))
     }
 
     /// A new, empty list on the server (`manager.list()`).
@@ -1337,8 +1342,10 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn list_from<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<ListProxy<T>, ManagerError> {
-        let items = self.items(values)?;
-        Ok(ListProxy::from_core(self.make(Create::List(items), Kind::List)?))
+        let values: Vec<T> = values.into_iter().collect();
+        let made = self.make(Create::List(self.items(&values)?), Kind::List);
+        drop(values);
+        Ok(ListProxy::from_core(made?))
     }
 
     /// A new namespace (`manager.Namespace()`).
@@ -1399,8 +1406,10 @@ impl Manager {
     /// ```
     #[doc(alias = "Array")]
     pub fn array<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>, ManagerError> {
-        let items = self.items(values)?;
-        Ok(ArrayProxy::from_core(self.make(Create::Array(items), Kind::Array)?))
+        let values: Vec<T> = values.into_iter().collect();
+        let made = self.make(Create::Array(self.items(&values)?), Kind::Array);
+        drop(values);
+        Ok(ArrayProxy::from_core(made?))
     }
 
     /// A new unbounded queue (`manager.Queue()`).

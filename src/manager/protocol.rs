@@ -379,8 +379,9 @@ pub(crate) enum Op {
     // its client could not decode, back to the queue's front. Matched against the last
     // take from the queue of the sending thread of the connection, never trusted. Answers
     // whether it matched (since wire 4: the item back, or dropped by a queue shut down and
-    // empty with its task counted done); `false`: nothing done, the client marks the task
-    // done itself.
+    // empty with its task counted done); `false` (that thread took from the queue since,
+    // as a get made while the item decoded does; its take forgotten): nothing done, the
+    // client marks the task done itself.
     GiveBack {
         seq: u64,
         item: Item<ObjectId>,
@@ -390,6 +391,16 @@ pub(crate) enum Op {
     // it was still held so. `Release` (the proxy's) frees whoever holds it, as Python's.
     ReleaseHold {
         hold: u64,
+    },
+
+    // dict (since wire 5): a value that `DictRemove` answered (`Out::Removed`) and its
+    // client could not decode, back under its key at `index` (clamped to the length), where
+    // it was; dropped if the key was set meanwhile (the newer value stays). An ordinary
+    // insert any client may make: nothing to match (mgr109).
+    DictPutBack {
+        index: u64,
+        key: Item<ObjectId>,
+        value: Item<ObjectId>,
     },
 }
 
@@ -465,6 +476,12 @@ pub(crate) enum Out<R> {
         hold: u64,
         from_dead: bool,
     },
+    /// A dict's `DictRemove` that found its key: the value, and the index the pair had
+    /// (where `Op::DictPutBack` puts a value that did not decode; since wire 5).
+    Removed {
+        index: u64,
+        item: Item<R>,
+    },
 }
 
 impl<R> Out<R> {
@@ -494,6 +511,7 @@ impl<R> Out<R> {
             Out::AcquiredFromDead => Out::AcquiredFromDead,
             Out::RetookFromDead(notified) => Out::RetookFromDead(notified),
             Out::Held { hold, from_dead } => Out::Held { hold, from_dead },
+            Out::Removed { index, item } => Out::Removed { index, item: item.map_refs(&mut f)? },
         })
     }
 
@@ -501,7 +519,7 @@ impl<R> Out<R> {
     pub(crate) fn refs(&self) -> Vec<&R> {
         let mut out = Vec::new();
         match self {
-            Out::Item(i) | Out::MaybeItem(Some(i)) => out.extend(i.refs.iter()),
+            Out::Item(i) | Out::MaybeItem(Some(i)) | Out::Removed { item: i, .. } => out.extend(i.refs.iter()),
             Out::Items(items) | Out::Versioned { items, .. } => {
                 for i in items {
                     out.extend(i.refs.iter());

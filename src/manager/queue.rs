@@ -72,18 +72,22 @@ use crate::shm::crash::crash_point;
 ///
 /// The item is lost, as in Python, in these cases only: the client dies between the
 /// failed decoding and the give-back (a task is then told lost to `join`, as any dead
-/// consumer's); the server cannot match the give-back (a family client's get that ran
-/// inside another call of its thread, a value's `Serialize` or `Deserialize` calling a
-/// proxy, which has a connection of its own; a remote client's thread whose take the
-/// server forgot, as it keeps the last take from a queue of at most 64 threads of a
-/// connection); the server refuses it (an item larger than a remote server's
+/// consumer's); the server cannot match the give-back, as it matches only the last take
+/// from the queue of the thread that gives back: the item's own decoding took from the
+/// same queue on the same thread (its `Deserialize` calling `get` on a proxy of this
+/// queue: that take is now the thread's last, and the *outer* item is lost, whether or
+/// not the nested get's own item came back), or the thread is one of a remote client's
+/// whose take the server forgot (it keeps the last take from a queue of at most 64
+/// threads of a connection); the server refuses it (an item larger than a remote server's
 /// [`max_message_size`](crate::ManagerBuilder::max_message_size), which a family
 /// producer's items are not bound by; a server shutting down); or it cannot be sent (the
-/// family's shared memory exhausted; a remote connection that ended). In each the caller
-/// still took nothing: on a joinable queue the proxy marks the task done for it. Only if
-/// that fails too (the server gone, the shared memory still exhausted, the connection
-/// ended) does the task stay the caller's until its process or connection ends, when it
-/// is told lost to `join`.
+/// family's shared memory exhausted). In each the caller still took nothing: on a
+/// joinable queue the proxy marks the task done for it. Only if that fails too (the
+/// server gone, the shared memory still exhausted) does the task stay the caller's until
+/// its process ends, when it is told lost to `join`. A remote client whose connection
+/// ended before the give-back was answered (a `call_timeout` ends it too) sends no
+/// `task_done`: a give-back the server read before the close matched, and every task the
+/// connection still held is told lost to `join` when the server sees it close.
 ///
 /// # Examples
 ///
@@ -168,13 +172,17 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// holds clones).
     ///
     /// The caller is told it took nothing, so on a joinable queue the task must not stay
-    /// its own (review164 M1): when the server did not match the give-back (`false`: a
-    /// nested call's take, or its thread's forgotten), refused it whole (too large for a
-    /// remote server's `max_message_size`, a reference gone, the server shutting down), or
-    /// it surely never reached the server (the family's shared memory exhausted), the item
-    /// is lost, as in Python, and this marks its task done. A give-back that reached the
-    /// server is never marked done here, whatever became of its call (abandoned after a
-    /// `call_timeout`): the server matches it before the connection's goodbye.
+    /// its own (review164 M1): when the server did not match the give-back (`false`: a get
+    /// of the same queue made on this thread while the item was decoding took since, or
+    /// the thread's take was forgotten), refused it whole (too large for a remote server's
+    /// `max_message_size`, a reference gone, the server shutting down), or it surely never
+    /// reached the server (the family's shared memory exhausted), the item is lost, as in
+    /// Python, and this marks its task done. A give-back that was sent and whose call then
+    /// failed (abandoned after a `call_timeout`, a remote connection that ended) is never
+    /// marked done here: the server handles it before the connection's goodbye. Matched,
+    /// the item is back at the front; not matched (the nested get above, in a corner of a
+    /// corner), the task stays the caller's: a family process's until it ends, a remote
+    /// connection's until its close, and then told lost to `join`.
     #[cold]
     fn give_back(&self, taken: u64, item: Item<Ref>, why: ManagerError) -> ManagerError {
         // A client killed here lost the item (its answer read, its decoding failed): the

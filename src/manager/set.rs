@@ -59,8 +59,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
         self.core.encode(value)
     }
 
-    fn items(&self, values: impl IntoIterator<Item = T>) -> Result<Vec<Item<ObjectId>>, ManagerError> {
-        values.into_iter().map(|v| self.item(&v)).collect()
+    fn items(&self, values: &[T]) -> Result<Vec<Item<ObjectId>>, ManagerError> {
+        values.iter().map(|v| self.item(v)).collect()
     }
 
     fn decode_all(&self, items: Vec<Item<Ref>>) -> Result<Vec<T>, ManagerError> {
@@ -73,7 +73,9 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
         other: impl IntoIterator<Item = T>,
         in_place: bool,
     ) -> Result<Out<Ref>, ManagerError> {
-        self.core.call(Op::SetAlgebra { algebra, items: self.items(other)?, in_place })
+        // `other` lives until the call is answered, as `list.extend`'s values.
+        let other: Vec<T> = other.into_iter().collect();
+        self.core.call(Op::SetAlgebra { algebra, items: self.items(&other)?, in_place })
     }
 
     fn result(&self, out: Out<Ref>) -> Result<Vec<T>, ManagerError> {
@@ -84,7 +86,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     fn relation(&self, relation: SetRelation, other: impl IntoIterator<Item = T>) -> Result<bool, ManagerError> {
-        flag(self.core.call(Op::SetRelation { relation, items: self.items(other)? })?)
+        let other: Vec<T> = other.into_iter().collect();
+        flag(self.core.call(Op::SetRelation { relation, items: self.items(&other)? })?)
     }
 
     /// Adds `value` (`s.add(value)`); nothing changes if it is there.
@@ -157,7 +160,9 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     /// # Errors
     ///
     /// As [`SetProxy::add`]; [`ManagerError::Codec`] when the element is not a `T`: it was
-    /// not taken, it is put back last, where it was.
+    /// not taken, it is put back last, where it was. As
+    /// [`ListProxy::pop`](crate::ListProxy::pop) for a remote client's element larger than
+    /// its server's message limit.
     ///
     /// # Examples
     ///

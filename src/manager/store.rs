@@ -313,7 +313,9 @@ impl QueueState {
     /// what it did not take, nor twice, and a joinable queue's counts stay exact (its task
     /// is no longer the taker's, and `unfinished` counts it still, queued). A remote
     /// client's other threads may take from the queue in between: each has its own entry
-    /// (mgr108). No match (another take of that thread's since, a nested call's; a thread
+    /// (mgr108). No match (another take of that thread's since: a get of this queue made
+    /// while the item was decoding, its `Deserialize` calling a proxy on the same thread
+    /// and connection, replaces the outer take, review170 M2; a thread
     /// forgotten past [`Takes::MAX`]; or none): the item is dropped and nothing changes
     /// here; the task stays the taker's until its client, told `false`, marks it done. A
     /// queue shut down and empty has told its gets `ShutDown`: the item is dropped and, on
@@ -1578,7 +1580,7 @@ fn take_items(op: &mut Op, out: &mut Vec<Item<ObjectId>>) {
         | Op::Put { item: i, .. }
         | Op::GiveBack { item: i, .. }
         | Op::Method { args: i, .. } => take(i),
-        Op::DictSet(k, v) | Op::DictSetDefault(k, v) => {
+        Op::DictSet(k, v) | Op::DictSetDefault(k, v) | Op::DictPutBack { key: k, value: v, .. } => {
             take(k);
             take(v);
         }
@@ -1691,7 +1693,9 @@ fn apply(
         }
         (Body::Dict(map), Op::Contains(_)) => {
             let k = next(args);
-            Ok(Out::Bool(map.contains_key(&k.bytes)))
+            let found = map.contains_key(&k.bytes);
+            fx.dropped.push(k);
+            Ok(Out::Bool(found))
         }
         (Body::List { items, .. } | Body::Array(items), Op::Contains(_)) => {
             let x = next(args);
@@ -1773,13 +1777,23 @@ fn apply(
             }
             Err(f) => Err(f),
         },
+        // A lookup key holding a proxy finds nothing (a proxy is no key) but was stored
+        // as sent, its references counted: they go (review170 M1).
         (Body::Dict(map), Op::DictGet(_)) => {
             let k = next(args);
-            Ok(Out::MaybeItem(map.get(&k.bytes).map(|s| fx.copy(s))))
+            let found = map.get(&k.bytes).map(|s| fx.copy(s));
+            fx.dropped.push(k);
+            Ok(Out::MaybeItem(found))
         }
         (Body::Dict(map), Op::DictRemove(_)) => {
             let k = next(args);
-            Ok(Out::MaybeItem(map.shift_remove(&k.bytes).map(move_out)))
+            // Found: with its index, where a value that did not decode goes back.
+            let found = map.shift_remove_full(&k.bytes);
+            fx.dropped.push(k);
+            Ok(match found {
+                Some((index, _, v)) => Out::Removed { index: index as u64, item: move_out(v) },
+                None => Out::MaybeItem(None),
+            })
         }
         (Body::Dict(map), Op::DictUpdate(pairs)) => {
             let mut result = Ok(Out::Unit);
@@ -1800,9 +1814,32 @@ fn apply(
         }
         (Body::Dict(map), Op::DictSetDefault(..)) => match key(args, fx) {
             Ok(k) => {
+                // A key set already keeps its value: the default is dropped, its
+                // references with it (review170 M1: `setdefault(k, manager.list())` kept
+                // a list a call; mgr108's dict put-back drops a value so).
                 let default = next(args);
-                let entry = map.entry(k).or_insert(default);
+                let entry = match map.entry(k) {
+                    indexmap::map::Entry::Occupied(e) => {
+                        fx.dropped.push(default);
+                        e.into_mut()
+                    }
+                    indexmap::map::Entry::Vacant(e) => e.insert(default),
+                };
                 Ok(Out::Item(fx.copy(entry)))
+            }
+            Err(f) => Err(f),
+        },
+        (Body::Dict(map), Op::DictPutBack { index, .. }) => match key(args, fx) {
+            Ok(k) => {
+                let value = next(args);
+                if map.contains_key(&k) {
+                    // Set meanwhile: the newer value stays, the given-back one goes.
+                    fx.dropped.push(value);
+                } else {
+                    let at = usize::try_from(*index).unwrap_or(usize::MAX).min(map.len());
+                    map.shift_insert(at, k, value);
+                }
+                Ok(Out::Unit)
             }
             Err(f) => Err(f),
         },
@@ -3235,6 +3272,133 @@ mod tests {
         assert_eq!(call(&mut store, A, 6, r, Kind::RLock, Op::Release), Some(Ok(Out::Unit)));
     }
 
+    /// mgr109: a dict's `DictRemove` answers the pair's index, and `DictPutBack` puts a
+    /// value back there (clamped to the length), or drops it when the key was set meanwhile
+    /// (the newer value stays).
+    #[test]
+    fn a_dict_value_put_back_goes_where_it_was_unless_its_key_was_set() {
+        let mut store = Store::new();
+        let p = |b: &[u8]| item(b, &[]);
+        let d = create(&mut store, Create::Dict(vec![(p(b"a"), p(b"1")), (p(b"b"), p(b"2")), (p(b"c"), p(b"3"))]));
+        let k = Kind::Dict;
+        let removed = call(&mut store, A, 2, d, k, Op::DictRemove(p(b"b")));
+        assert_eq!(removed, Some(Ok(Out::Removed { index: 1, item: p(b"2") })));
+        assert_eq!(call(&mut store, A, 3, d, k, Op::DictRemove(p(b"zz"))), Some(Ok(Out::MaybeItem(None))));
+        let back = Op::DictPutBack { index: 1, key: p(b"b"), value: p(b"2") };
+        assert_eq!(call(&mut store, A, 4, d, k, back), Some(Ok(Out::Unit)));
+        let keys = |store: &mut Store| call(store, A, 9, d, k, Op::Keys);
+        assert_eq!(keys(&mut store), Some(Ok(Out::Items(vec![p(b"a"), p(b"b"), p(b"c")]))), "where it was");
+        // Set meanwhile: the newer value stays where it is.
+        let back = Op::DictPutBack { index: 0, key: p(b"c"), value: p(b"old") };
+        assert_eq!(call(&mut store, A, 5, d, k, back), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 6, d, k, Op::DictGet(p(b"c"))), Some(Ok(Out::MaybeItem(Some(p(b"3"))))));
+        // An index past the end (pairs removed meanwhile): last.
+        let back = Op::DictPutBack { index: 99, key: p(b"z"), value: p(b"26") };
+        assert_eq!(call(&mut store, A, 7, d, k, back), Some(Ok(Out::Unit)));
+        assert_eq!(keys(&mut store), Some(Ok(Out::Items(vec![p(b"a"), p(b"b"), p(b"c"), p(b"z")]))));
+    }
+
+    /// Every call that carries an item holding a reference, on every kind of object that
+    /// has items, found or not, kept or not, refused or not: once the answer, the item's
+    /// object and the container are released, nothing is left (review170 M1: a dict's
+    /// `DictSetDefault` on a set key and its lookups by a key holding a reference kept the
+    /// reference for the server's life). Also for a registered type's method, refused.
+    #[test]
+    fn an_item_a_call_does_not_keep_gives_its_references_back() {
+        let (mut store, tally, _) = tally(0);
+        let base = store.len();
+        let kept: Vec<ObjectId> = store.objects.keys().copied().collect();
+        let ops = |r: ObjectId| {
+            let it = |b: &[u8]| item(b, &[r]);
+            let plain = |b: &[u8]| item(b, &[]);
+            vec![
+                Op::Contains(it(b"k")),
+                Op::DictSet(plain(b"k"), it(b"v")),
+                Op::DictSet(it(b"k"), it(b"v")),
+                Op::DictGet(it(b"k")),
+                Op::DictRemove(it(b"k")),
+                Op::DictUpdate(vec![(plain(b"k"), it(b"v")), (it(b"p"), it(b"w"))]),
+                Op::DictSetDefault(plain(b"k"), it(b"w")),
+                Op::DictSetDefault(plain(b"new"), it(b"w")),
+                Op::DictSetDefault(it(b"k"), it(b"w")),
+                Op::DictPutBack { index: 0, key: plain(b"k"), value: it(b"w") },
+                Op::DictPutBack { index: 9, key: plain(b"new"), value: it(b"w") },
+                Op::DictPutBack { index: 0, key: it(b"p"), value: it(b"w") },
+                Op::ListPush(it(b"x")),
+                Op::ListExtend(vec![it(b"x"), it(b"y")]),
+                Op::ListInsert(0, it(b"x")),
+                Op::ListSet(0, it(b"x")),
+                Op::ListSet(9, it(b"x")),
+                Op::ListRemove(it(b"k")),
+                Op::ListIndex(it(b"k")),
+                Op::ListCount(it(b"k")),
+                Op::ListReplace { version: 0, items: vec![it(b"x")] },
+                Op::ListReplace { version: 9, items: vec![it(b"x")] },
+                Op::AttrSet("a".into(), it(b"x")),
+                Op::ValueSet(it(b"x")),
+                Op::Put { item: it(b"x"), wait: Some(0) },
+                Op::GiveBack { seq: 7, item: it(b"x") },
+                Op::GiveBack { seq: 8, item: it(b"x") },
+                Op::SetAdd(it(b"k")),
+                Op::SetDiscard(it(b"k")),
+                Op::SetAlgebra { algebra: SetAlgebra::Union, items: vec![plain(b"a"), it(b"k")], in_place: true },
+                Op::SetRelation { relation: SetRelation::Subset, items: vec![it(b"k")] },
+                Op::Method { name: "add".into(), fingerprint: 0, args: it(b"") },
+            ]
+        };
+        let k = |b: &[u8]| item(b, &[]);
+        let objects = [
+            (Kind::Dict, Create::Dict(vec![(k(b"k"), k(b"v"))])),
+            (Kind::List, Create::List(vec![k(b"k")])),
+            (Kind::Array, Create::Array(vec![k(b"k")])),
+            (Kind::Set, Create::Set(vec![k(b"k")])),
+            (Kind::Namespace, Create::Namespace),
+            (Kind::Value, Create::Value(k(b"k"))),
+            (Kind::Queue, Create::Queue { maxsize: 1, joinable: false }),
+            (Kind::JoinableQueue, Create::Queue { maxsize: 2, joinable: true }),
+            (Kind::Lock, Create::Lock),
+        ];
+        let mut left = Vec::new();
+        let mut seq = 10;
+        for (kind, made) in objects {
+            for i in 0..ops(0).len() {
+                let inner = create(&mut store, Create::List(Vec::new()));
+                let id = create(&mut store, made.clone());
+                if matches!(kind, Kind::Queue | Kind::JoinableQueue) {
+                    // A queue holding an item, and the connection's take numbered 7.
+                    for item in [k(b"a"), k(b"k")] {
+                        call(&mut store, A, 0, id, kind, Op::Put { item, wait: Some(0) });
+                    }
+                    let taken = call(&mut store, A, 7, id, kind, Op::Get { wait: Some(0) });
+                    assert!(matches!(taken, Some(Ok(Out::Item(_)))), "{taken:?}");
+                }
+                let op = ops(inner).swap_remove(i);
+                let shown = format!("{kind:?} {op:?}");
+                seq += 1;
+                let answer = call(&mut store, A, seq, id, kind, op);
+                if let Some(Ok(out)) = answer {
+                    store.release_out(out);
+                }
+                run(&mut store, A, 0, Request::Release { id: inner, count: 1 });
+                run(&mut store, A, 0, Request::Release { id, count: 1 });
+                if store.len() != base {
+                    left.push(format!("{shown}: {} objects left", store.len() - base));
+                    // Start the next case clean.
+                    store.objects.retain(|id, _| kept.contains(id));
+                }
+            }
+        }
+        let inner = create(&mut store, Create::List(Vec::new()));
+        let method = Op::Method { name: "add".into(), fingerprint: 0, args: item(b"", &[inner]) };
+        let answer = call(&mut store, A, 99, tally, Kind::Custom, method);
+        run(&mut store, A, 0, Request::Release { id: inner, count: 1 });
+        if store.len() != base {
+            left.push(format!("Custom: {answer:?}, {} objects left", store.len() - base));
+        }
+        println!("left behind: {left:#?}");
+        assert!(left.is_empty(), "{left:#?}");
+    }
+
     #[test]
     fn a_notify_wakes_only_the_waiters_already_waiting() {
         let mut store = Store::new();
@@ -3371,6 +3535,7 @@ mod tests {
             Op::SetRelation { relation: SetRelation::Subset, items: vec![it(rng), it(rng)] },
             Op::GiveBack { seq: rng.below(8), item: it(rng) },
             Op::ReleaseHold { hold: rng.below(4) },
+            Op::DictPutBack { index: rng.below(4), key: it(rng), value: it(rng) },
         ];
         let mut out: Vec<Envelope> = Vec::new();
         for c in creates {
