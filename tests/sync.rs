@@ -2514,6 +2514,55 @@ fn a_panicking_action_breaks_the_barrier_for_every_party() {
     }
 }
 
+/// The barrier an [`act_on_own_barrier`] action reaches (one case at a time: the test
+/// below runs its cases in turn).
+static OWN_BARRIER: std::sync::Mutex<Option<Barrier>> = std::sync::Mutex::new(None);
+/// The thread an [`act_on_own_barrier`] action started (case 4).
+static OTHER_THREAD: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
+/// A barrier action that calls its own barrier: `abort` (0), `reset` (1), `wait` (2),
+/// `wait_timeout` (3), or `abort` from another thread that it leaves running (4).
+fn act_on_own_barrier(what: u8) {
+    let barrier = OWN_BARRIER.lock().unwrap().clone().expect("the case's barrier");
+    match what {
+        0 => barrier.abort(),
+        1 => barrier.reset(),
+        2 => drop(barrier.wait()),
+        3 => drop(barrier.wait_timeout(Duration::from_millis(50))),
+        _ => *OTHER_THREAD.lock().unwrap() = Some(std::thread::spawn(move || barrier.abort())),
+    }
+}
+
+/// aud107 L1: an action that calls `abort`, `reset` or `wait` on its own barrier waited
+/// for the barrier's guard, which its own process held for the action: the timed wait that
+/// tripped the barrier never ended (Python deadlocks too, and forbids it). Such a call now
+/// panics ("called from the barrier's own action"), which the action's catch turns into a
+/// break for every party ([`BarrierBreak::ActionPanicked`]). Another thread of the tripping
+/// process calling `abort` is no such call: it waits for the action to end, then aborts.
+#[test]
+fn a_barrier_action_that_calls_its_own_barrier_breaks_it_instead_of_hanging() {
+    let _w = watchdog(LIMIT);
+    for what in 0..5u8 {
+        let barrier = Barrier::builder(1).action_with(act_on_own_barrier, what).build().unwrap();
+        *OWN_BARRIER.lock().unwrap() = Some(barrier.clone());
+        let tripped = barrier.wait_timeout(LIMIT).map_err(|e| e.cause());
+        let other = OTHER_THREAD.lock().unwrap().take().map(|t| t.join().is_ok());
+        println!(
+            "case {what}: the tripping wait: {tripped:?}; the other thread's abort returned: {other:?}; broken: {}",
+            barrier.is_broken()
+        );
+        if what < 4 {
+            assert_eq!(tripped, Err(BarrierBreak::ActionPanicked), "case {what}");
+        } else {
+            assert_eq!(tripped, Ok(0), "another thread's abort waits for the action");
+            assert_eq!(other, Some(true), "another thread's abort returns once the action ended");
+        }
+        assert!(barrier.is_broken(), "case {what}");
+        barrier.reset();
+        *OWN_BARRIER.lock().unwrap() = None;
+    }
+}
+
 #[test]
 fn a_default_timeout_travels_with_the_barrier_and_breaks_it_when_it_runs_out() {
     let _w = watchdog(LIMIT);
