@@ -2563,6 +2563,46 @@ fn a_barrier_action_that_calls_its_own_barrier_breaks_it_instead_of_hanging() {
     }
 }
 
+/// The two barriers of [`a_call_from_a_nested_action_breaks_the_barrier_whose_action_runs`]:
+/// the outer's action waits on the inner, whose action aborts the outer.
+static NESTED: std::sync::Mutex<Option<(Barrier, Barrier)>> = std::sync::Mutex::new(None);
+/// What the outer action's `wait` on the inner barrier returned.
+static NESTED_INNER_WAIT: std::sync::Mutex<Option<Result<usize, BarrierBreak>>> = std::sync::Mutex::new(None);
+
+fn wait_on_inner() {
+    let (_, inner) = NESTED.lock().unwrap().clone().expect("the test's barriers");
+    *NESTED_INNER_WAIT.lock().unwrap() = Some(inner.wait().map_err(|e| e.cause()));
+}
+
+fn abort_outer() {
+    let (outer, _) = NESTED.lock().unwrap().clone().expect("the test's barriers");
+    outer.abort();
+}
+
+/// review167 L4: a call refused in a nested action (the outer barrier's action trips the
+/// inner barrier, whose action calls the outer's `abort`) ends the inner action, so the
+/// inner barrier breaks, and the outer action gets that break from its `wait`; the outer
+/// barrier breaks only if its action panics on. The message says "the action running
+/// breaks its barrier", as the docs do.
+#[test]
+fn a_call_from_a_nested_action_breaks_the_barrier_whose_action_runs() {
+    let _w = watchdog(LIMIT);
+    let outer = Barrier::builder(1).action(wait_on_inner).build().unwrap();
+    let inner = Barrier::builder(1).action(abort_outer).build().unwrap();
+    *NESTED.lock().unwrap() = Some((outer.clone(), inner.clone()));
+    let tripped = outer.wait().map_err(|e| e.cause());
+    *NESTED.lock().unwrap() = None;
+    let inner_wait = NESTED_INNER_WAIT.lock().unwrap().take();
+    println!(
+        "the outer wait: {tripped:?}; the outer action's wait on the inner: {inner_wait:?}; broken: outer {}, inner {}",
+        outer.is_broken(),
+        inner.is_broken()
+    );
+    assert_eq!(tripped, Ok(0));
+    assert_eq!(inner_wait, Some(Err(BarrierBreak::ActionPanicked)));
+    assert!(!outer.is_broken() && inner.is_broken());
+}
+
 /// The barrier a [`fork_from_action`] action forks from and calls in its child.
 static FORKING_BARRIER: std::sync::Mutex<Option<Barrier>> = std::sync::Mutex::new(None);
 /// The child a [`fork_from_action`] action started (in [`trip_a_forking_barrier`]'s process).

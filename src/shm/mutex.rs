@@ -143,8 +143,11 @@ impl ThreadMark {
     }
 
     /// Whether `mutex`, owned by processes, is held by this process for the thread `me`.
-    /// The word is read first (acquire): a mark cleared by the unlock that came before the
-    /// current holding is seen cleared.
+    /// The lock's holder record is read first (acquire, [`RawMutex::is_held_by`]; "the
+    /// word" until the lock became the record, review167 L5): found this process's, it
+    /// reads this process's take, an RMW in the release sequence of the unlock before it
+    /// (every write to the lock is an RMW), so a thread mark cleared before that unlock is
+    /// seen cleared.
     #[inline]
     pub(crate) fn holds(&self, mutex: &RawMutex, me: Owner) -> bool {
         mutex.is_held_by(Owner::process())

@@ -282,8 +282,9 @@ impl Drop for Acting {
 impl BarrierState {
     /// Panics when this thread runs this barrier's action (under its guard, held by this
     /// process): `call` would wait for the guard, that is, for itself, for ever (aud107
-    /// L1; Python deadlocks). The panic ends the action, whose catch breaks the barrier
-    /// ([`BarrierBreak::ActionPanicked`]). Another thread of the process is no such call
+    /// L1; Python deadlocks). The panic ends the innermost action running, whose catch
+    /// breaks that action's barrier ([`BarrierBreak::ActionPanicked`]): this one, or
+    /// another whose action this one's tripped (review167 L4). Another thread of the process is no such call
     /// (it waits for the action to end); nor is a fork child's copy of the acting thread:
     /// its list names the forking process, not this one, so it waits for the guard even
     /// when another thread of the child holds it (review167 L3).
@@ -302,7 +303,7 @@ impl BarrierState {
 #[track_caller]
 fn called_from_own_action(call: &str) -> ! {
     panic!(
-        "Barrier::{call} called from the barrier's own action: the action runs while the barrier is held, so the call would wait for itself; the barrier breaks (BarrierBreak::ActionPanicked)"
+        "Barrier::{call} called from the barrier's own action: the action runs while the barrier is held, so the call would wait for itself; the action running breaks its barrier (BarrierBreak::ActionPanicked)"
     )
 }
 
@@ -840,7 +841,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -877,7 +878,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -902,7 +903,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -930,7 +931,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -1019,9 +1020,12 @@ impl Barrier {
 /// panics, the barrier breaks: every waiting party, the tripping one included, gets
 /// [`BrokenBarrier`] with cause [`BarrierBreak::ActionPanicked`]. As in Python, the action
 /// must not call `wait`, `abort` or `reset` on its own barrier: such a call would wait for
-/// the action itself, so it panics instead, and the barrier breaks that way (Python's
-/// deadlocks). Another thread of the process making the call waits for the action to end,
-/// and so does any thread of a process the action forked.
+/// the action itself, so it panics instead, and the action running breaks its barrier
+/// that way (Python's deadlocks). That is this barrier, unless the call came from the
+/// action of another barrier that this one's action tripped: then the inner action's
+/// barrier breaks, and this one's action gets that break from its `wait`. Another thread of
+/// the process making the call waits for the action to end, and so does any thread of a
+/// process the action forked.
 ///
 /// # Examples
 ///
