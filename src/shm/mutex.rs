@@ -369,6 +369,25 @@ impl RawMutex {
         }
     }
 
+    /// Releases the lock if `me` holds it, and says whether it did: one compare-exchange
+    /// from `me`'s record to 0, then [`RawMutex::unlock`]'s look at the word. For a guard
+    /// that looked at its hold first: a release by another (a `Lock` may be released by
+    /// any process) and a take by another process, landing between that look and this
+    /// unlock, leave the lock recording that process, which this leaves alone (the swap
+    /// of [`RawMutex::unlock`] released it). A take by the same owner records the same:
+    /// this cannot tell it apart. The same cost as the swap (a locked RMW of the line).
+    #[inline]
+    pub(crate) fn unlock_if_held_by(&self, me: Owner) -> bool {
+        if self.owner.compare_exchange(me.record(), 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        interleave("mutex.unlock.started");
+        if self.word.load(Ordering::SeqCst) != 0 {
+            self.wake_one(|| {});
+        }
+        true
+    }
+
     /// A release's wake-up: clears the mark (a woken waiter that takes the lock sets it
     /// again) and wakes one sleeper.
     #[cold]
