@@ -375,7 +375,9 @@ impl RawMutex {
     /// any process) and a take by another process, landing between that look and this
     /// unlock, leave the lock recording that process, which this leaves alone (the swap
     /// of [`RawMutex::unlock`] released it). A take by the same owner records the same:
-    /// this cannot tell it apart. The same cost as the swap (a locked RMW of the line).
+    /// this cannot tell it apart. A locked RMW of the line as the swap is; +2 Ir an
+    /// uncontended `Lock` pair (`lock_probe lock` 53.0 -> 55.0: the expected record and the
+    /// test of the result).
     #[inline]
     pub(crate) fn unlock_if_held_by(&self, me: Owner) -> bool {
         if self.owner.compare_exchange(me.record(), 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
