@@ -356,12 +356,24 @@ impl Doomed {
 
 /// The books locked, by a thread that may doom user values ([`Books::doomed`]): when it
 /// lets go, the lock is released first, then they die ([`Inner::bury`]).
-struct BooksGuard<'a> {
-    inner: &'a Inner,
+struct BooksGuard<'a, B: Bury + ?Sized = Inner> {
+    inner: &'a B,
     books: Option<MutexGuard<'a, Books>>,
 }
 
-impl std::ops::Deref for BooksGuard<'_> {
+/// What lets the doomed user values die once a [`BooksGuard`] released the books' lock:
+/// the pool ([`Inner::bury`]); the unit tests' own.
+trait Bury {
+    fn bury(&self, doomed: Vec<Doomed>);
+}
+
+impl Bury for Inner {
+    fn bury(&self, doomed: Vec<Doomed>) {
+        Inner::bury(self, doomed);
+    }
+}
+
+impl<B: Bury + ?Sized> std::ops::Deref for BooksGuard<'_, B> {
     type Target = Books;
 
     fn deref(&self) -> &Books {
@@ -369,22 +381,25 @@ impl std::ops::Deref for BooksGuard<'_> {
     }
 }
 
-impl std::ops::DerefMut for BooksGuard<'_> {
+impl<B: Bury + ?Sized> std::ops::DerefMut for BooksGuard<'_, B> {
     fn deref_mut(&mut self) -> &mut Books {
         self.books.as_mut().expect("held until dropped")
     }
 }
 
-impl Drop for BooksGuard<'_> {
+impl<B: Bury + ?Sized> Drop for BooksGuard<'_, B> {
     fn drop(&mut self) {
         let Some(mut books) = self.books.take() else { return };
-        // While unwinding they stay for the next release: a panic of their drops now
-        // would abort.
-        if books.doomed.is_empty() || std::thread::panicking() {
+        if books.doomed.is_empty() {
             return;
         }
         let doomed = std::mem::take(&mut books.doomed);
         drop(books);
+        // While this thread unwinds too (an internal panic under the guard): each dies under
+        // its own catch, and a panic caught before it leaves this drop does not abort (only
+        // one that leaves a drop while unwinding does). They were left in the books for the
+        // next release, and dropped with the books, with no catch and no discard, if the
+        // pool ended first (fix129's note).
         self.inner.bury(doomed);
     }
 }
@@ -2061,5 +2076,48 @@ fn pool_thread(inner: Weak<Inner>) {
             }
             *rung = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lets each die under its catch, as [`Inner::bury`] does outside a fork copy.
+    struct Catching;
+
+    impl Bury for Catching {
+        fn bury(&self, doomed: Vec<Doomed>) {
+            for doomed in doomed {
+                survive_user_panic(|| doomed.die());
+            }
+        }
+    }
+
+    static DISCARDED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A chunk's arguments whose discard (a user value's `Drop`) panics.
+    fn discard_panicking(_: &Payload) {
+        DISCARDED.fetch_add(1, Ordering::SeqCst);
+        panic!("a user value's drop panics");
+    }
+
+    /// fix129's note: a `BooksGuard` dropped while its thread unwinds (an internal panic
+    /// under it) left its doomed items in the books, to die at the next release, or with
+    /// the books, with no catch and no discard, if the pool ended first. They die at once,
+    /// each under its catch: a panic caught inside a drop while unwinding does not abort.
+    #[test]
+    fn a_books_guard_dropped_while_unwinding_lets_its_doomed_die_each_under_a_catch() {
+        let books = Mutex::new(Books::default());
+        let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut guard = BooksGuard { inner: &Catching, books: Some(lock(&books)) };
+            for _ in 0..2 {
+                guard.doomed.push(Doomed::Args(discard_panicking, Payload::Inline(Vec::new())));
+            }
+            panic!("an internal panic under the books' guard");
+        }));
+        assert!(unwound.is_err());
+        let left = lock(&books).doomed.len();
+        assert_eq!((DISCARDED.load(Ordering::SeqCst), left), (2, 0), "(discarded, left in the books)");
     }
 }
