@@ -236,6 +236,13 @@ impl Worker {
         self.sent.is_empty() && !self.stopping && self.killed_for.is_none()
     }
 
+    /// [`Worker::idle`], and below its task limit: one that has been sent its last chunk
+    /// exits once it answered it, and a chunk moved to it waited in a dead inbox until
+    /// `tend_workers` sent it again, a round later (review168 L2).
+    fn idle_below(&self, max_tasks: Option<u64>) -> bool {
+        self.idle() && max_tasks.is_none_or(|m| self.total_sent < m)
+    }
+
     /// Once the worker is dead and every answer it committed was taken from the results
     /// channel: gives back the blob of the results it was sending as it died, whose count
     /// its `Done`'s encoding had put in flight in a message never committed (see
@@ -813,7 +820,7 @@ impl Inner {
             }
         }
         if books.pending.is_empty() {
-            Self::steal(books);
+            Self::steal(books, self.config.max_tasks);
         }
     }
 
@@ -905,10 +912,10 @@ impl Inner {
 
     /// Moves chunks that wait in a busy worker's inbox to idle workers: a slow worker (or a
     /// slow processor) keeps only the chunk it runs, and nobody idles while work waits.
-    fn steal(books: &mut Books) {
+    fn steal(books: &mut Books, max_tasks: Option<u64>) {
         loop {
             // Not into a worker that left a chunk untaken: the busy one will run it.
-            let Some(idle) = books.workers.iter().position(|w| w.idle() && !w.stopped) else {
+            let Some(idle) = books.workers.iter().position(|w| w.idle_below(max_tasks) && !w.stopped) else {
                 return;
             };
             let Some(busy) = books
@@ -960,11 +967,17 @@ impl Inner {
     /// worker was never answered). A chunk is moved only out of the inbox (`try_recv`): one
     /// the worker took meanwhile is its own, so none runs twice. The pool thread's look, at
     /// each pass (`Worker::note_untaken` keeps the time).
-    fn take_over_untaken(books: &mut Books, now: u64) {
+    fn take_over_untaken(books: &mut Books, now: u64, max_tasks: Option<u64>) {
         for v in 0..books.workers.len() {
             let w = &books.workers[v];
-            let Some((_, seen)) = w.untaken else { continue };
+            let Some((front, seen)) = w.untaken else { continue };
             if w.stopping || w.killed_for.is_some() || now.saturating_sub(seen) < nanos(UNTAKEN_GRACE) {
+                continue;
+            }
+            // Noted at the pass's start: answered since (`collect` in the same round, or a
+            // helper), the front is another chunk, just sent, not one left untaken: moving it
+            // would be a needless move (review168 L1).
+            if w.sent.front() != Some(&front) {
                 continue;
             }
             let job = w.status.job.load(Ordering::Acquire);
@@ -977,7 +990,7 @@ impl Inner {
             }
             // An idle worker, a stopped one only if no other is: it would leave this chunk
             // untaken again, and it moves on again (one that runs again takes it).
-            let idle = |w: &(usize, &Worker)| w.0 != v && w.1.idle();
+            let idle = |w: &(usize, &Worker)| w.0 != v && w.1.idle_below(max_tasks);
             let Some(thief) =
                 books.workers.iter().enumerate().filter(idle).min_by_key(|(_, w)| w.stopped).map(|(i, _)| i)
             else {
@@ -998,8 +1011,8 @@ impl Inner {
         let now = sys::monotonic_ns();
         let mut books = lock(&self.books);
         if books.pending.is_empty() {
-            Self::steal(&mut books);
-            Self::take_over_untaken(&mut books, now);
+            Self::steal(&mut books, self.config.max_tasks);
+            Self::take_over_untaken(&mut books, now, self.config.max_tasks);
         }
     }
 
