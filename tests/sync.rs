@@ -2514,6 +2514,174 @@ fn a_panicking_action_breaks_the_barrier_for_every_party() {
     }
 }
 
+/// The barrier an [`act_on_own_barrier`] action reaches (one case at a time: the test
+/// below runs its cases in turn).
+static OWN_BARRIER: std::sync::Mutex<Option<Barrier>> = std::sync::Mutex::new(None);
+/// The thread an [`act_on_own_barrier`] action started (case 4).
+static OTHER_THREAD: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
+/// A barrier action that calls its own barrier: `abort` (0), `reset` (1), `wait` (2),
+/// `wait_timeout` (3), or `abort` from another thread that it leaves running (4).
+fn act_on_own_barrier(what: u8) {
+    let barrier = OWN_BARRIER.lock().unwrap().clone().expect("the case's barrier");
+    match what {
+        0 => barrier.abort(),
+        1 => barrier.reset(),
+        2 => drop(barrier.wait()),
+        3 => drop(barrier.wait_timeout(Duration::from_millis(50))),
+        _ => *OTHER_THREAD.lock().unwrap() = Some(std::thread::spawn(move || barrier.abort())),
+    }
+}
+
+/// aud107 L1: an action that calls `abort`, `reset` or `wait` on its own barrier waited
+/// for the barrier's guard, which its own process held for the action: the timed wait that
+/// tripped the barrier never ended (Python deadlocks too, and forbids it). Such a call now
+/// panics ("called from the barrier's own action"), which the action's catch turns into a
+/// break for every party ([`BarrierBreak::ActionPanicked`]). Another thread of the tripping
+/// process calling `abort` is no such call: it waits for the action to end, then aborts.
+#[test]
+fn a_barrier_action_that_calls_its_own_barrier_breaks_it_instead_of_hanging() {
+    let _w = watchdog(LIMIT);
+    for what in 0..5u8 {
+        let barrier = Barrier::builder(1).action_with(act_on_own_barrier, what).build().unwrap();
+        *OWN_BARRIER.lock().unwrap() = Some(barrier.clone());
+        let tripped = barrier.wait_timeout(LIMIT).map_err(|e| e.cause());
+        let other = OTHER_THREAD.lock().unwrap().take().map(|t| t.join().is_ok());
+        println!(
+            "case {what}: the tripping wait: {tripped:?}; the other thread's abort returned: {other:?}; broken: {}",
+            barrier.is_broken()
+        );
+        if what < 4 {
+            assert_eq!(tripped, Err(BarrierBreak::ActionPanicked), "case {what}");
+        } else {
+            assert_eq!(tripped, Ok(0), "another thread's abort waits for the action");
+            assert_eq!(other, Some(true), "another thread's abort returns once the action ended");
+        }
+        assert!(barrier.is_broken(), "case {what}");
+        barrier.reset();
+        *OWN_BARRIER.lock().unwrap() = None;
+    }
+}
+
+/// The two barriers of [`a_call_from_a_nested_action_breaks_the_barrier_whose_action_runs`]:
+/// the outer's action waits on the inner, whose action aborts the outer.
+static NESTED: std::sync::Mutex<Option<(Barrier, Barrier)>> = std::sync::Mutex::new(None);
+/// What the outer action's `wait` on the inner barrier returned.
+static NESTED_INNER_WAIT: std::sync::Mutex<Option<Result<usize, BarrierBreak>>> = std::sync::Mutex::new(None);
+
+fn wait_on_inner() {
+    let (_, inner) = NESTED.lock().unwrap().clone().expect("the test's barriers");
+    *NESTED_INNER_WAIT.lock().unwrap() = Some(inner.wait().map_err(|e| e.cause()));
+}
+
+fn abort_outer() {
+    let (outer, _) = NESTED.lock().unwrap().clone().expect("the test's barriers");
+    outer.abort();
+}
+
+/// review167 L4: a call refused in a nested action (the outer barrier's action trips the
+/// inner barrier, whose action calls the outer's `abort`) ends the inner action, so the
+/// inner barrier breaks, and the outer action gets that break from its `wait`; the outer
+/// barrier breaks only if its action panics on. The message says "the action running
+/// breaks its barrier", as the docs do.
+#[test]
+fn a_call_from_a_nested_action_breaks_the_barrier_whose_action_runs() {
+    let _w = watchdog(LIMIT);
+    let outer = Barrier::builder(1).action(wait_on_inner).build().unwrap();
+    let inner = Barrier::builder(1).action(abort_outer).build().unwrap();
+    *NESTED.lock().unwrap() = Some((outer.clone(), inner.clone()));
+    let tripped = outer.wait().map_err(|e| e.cause());
+    *NESTED.lock().unwrap() = None;
+    let inner_wait = NESTED_INNER_WAIT.lock().unwrap().take();
+    println!(
+        "the outer wait: {tripped:?}; the outer action's wait on the inner: {inner_wait:?}; broken: outer {}, inner {}",
+        outer.is_broken(),
+        inner.is_broken()
+    );
+    assert_eq!(tripped, Ok(0));
+    assert_eq!(inner_wait, Some(Err(BarrierBreak::ActionPanicked)));
+    assert!(!outer.is_broken() && inner.is_broken());
+}
+
+/// The barrier a [`fork_from_action`] action forks from and calls in its child.
+static FORKING_BARRIER: std::sync::Mutex<Option<Barrier>> = std::sync::Mutex::new(None);
+/// The child a [`fork_from_action`] action started (in [`trip_a_forking_barrier`]'s process).
+static FORKED_CHILD: std::sync::Mutex<Option<ProcessHandle<String>>> = std::sync::Mutex::new(None);
+/// Set in the child of a [`fork_from_action`] action: the action there is its thread's.
+static IN_FORK_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The child's main thread's id, and whether its call came back (the child's action waits
+/// for either that thread asleep on the guard or its call's end).
+static CHILD_MAIN_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static CHILD_MAIN_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CHILD_ACTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A barrier action that, in [`trip_a_forking_barrier`]'s process, forks a child
+/// ([`abort_beside_an_action`]) and returns; in that child, where another thread runs it,
+/// holds the barrier until the child's main thread is asleep on its guard (or its call
+/// came back).
+fn fork_from_action() {
+    use std::sync::atomic::Ordering::SeqCst;
+    if IN_FORK_CHILD.load(SeqCst) {
+        CHILD_ACTING.store(true, SeqCst);
+        let main = CHILD_MAIN_TID.load(SeqCst);
+        let _ = common::eventually(LIMIT, || CHILD_MAIN_DONE.load(SeqCst) || common::thread_in_futex_wait(main));
+        return;
+    }
+    let barrier = FORKING_BARRIER.lock().unwrap().clone().expect("the test's barrier");
+    let child = Process::new(abort_beside_an_action, barrier).start_method(StartMethod::Fork).start().unwrap();
+    *FORKED_CHILD.lock().unwrap() = Some(child);
+}
+
+/// The child forked by [`fork_from_action`], on the copy of the thread that ran the action:
+/// another thread trips the barrier (its action runs there, under the guard), and this one
+/// calls `abort` meanwhile. It is not the action's thread: it waits for the action, then
+/// aborts. Says what its `abort` did.
+fn abort_beside_an_action(barrier: Barrier) -> String {
+    use std::sync::atomic::Ordering::SeqCst;
+    IN_FORK_CHILD.store(true, SeqCst);
+    CHILD_MAIN_TID.store(common::tid(), SeqCst);
+    let tripper = barrier.clone();
+    let other = std::thread::spawn(move || tripper.wait().map_err(|e| e.cause()));
+    assert!(common::eventually(LIMIT, || CHILD_ACTING.load(SeqCst)), "the other thread runs the action");
+    let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.abort()));
+    CHILD_MAIN_DONE.store(true, SeqCst);
+    let tripped = other.join().unwrap();
+    let aborted = match aborted {
+        Ok(()) => "returned".to_string(),
+        Err(panic) => format!("panicked: {:?}", panic.downcast_ref::<String>()),
+    };
+    format!("the other thread's wait: {tripped:?}; abort beside its action: {aborted}; broken: {}", barrier.is_broken())
+}
+
+/// In a child of the test, on its main thread (a `Fork` start from another thread forks
+/// the launcher thread, whose copy runs no action): trips `barrier`, whose action
+/// ([`fork_from_action`]) forks a grandchild; says what the grandchild said.
+fn trip_a_forking_barrier(barrier: Barrier) -> String {
+    *FORKING_BARRIER.lock().unwrap() = Some(barrier.clone());
+    let tripped = barrier.wait().map_err(|e| e.cause());
+    let child = FORKED_CHILD.lock().unwrap().take();
+    let said = child.map(|child| child.join().map_err(|e| e.to_string()));
+    format!("the tripping wait: {tripped:?}; its action's child: {said:?}")
+}
+
+/// review167 L3: a child forked by a barrier's action inherits the forking thread's list
+/// of the barriers whose action it runs (a thread-local). When another thread of that
+/// child later held the barrier's guard (running the action itself), a call of the
+/// child's main thread took itself for the action's own call and panicked instead of
+/// waiting for the action to end.
+#[test]
+fn a_child_forked_by_a_barrier_action_waits_for_an_action_its_other_thread_runs() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::builder(1).action(fork_from_action).build().unwrap();
+    let said = Process::new(trip_a_forking_barrier, barrier.clone()).start().unwrap().join().unwrap();
+    println!("{said}");
+    assert_eq!(
+        said,
+        "the tripping wait: Ok(0); its action's child: Some(Ok(\"the other thread's wait: Ok(0); abort beside its \
+         action: returned; broken: true\"))"
+    );
+}
+
 #[test]
 fn a_default_timeout_travels_with_the_barrier_and_breaks_it_when_it_runs_out() {
     let _w = watchdog(LIMIT);

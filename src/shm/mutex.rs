@@ -143,8 +143,11 @@ impl ThreadMark {
     }
 
     /// Whether `mutex`, owned by processes, is held by this process for the thread `me`.
-    /// The word is read first (acquire): a mark cleared by the unlock that came before the
-    /// current holding is seen cleared.
+    /// The lock's holder record is read first (acquire, [`RawMutex::is_held_by`]; "the
+    /// word" until the lock became the record, review167 L5): found this process's, it
+    /// reads this process's take, an RMW in the release sequence of the unlock before it
+    /// (every write to the lock is an RMW), so a thread mark cleared before that unlock is
+    /// seen cleared.
     #[inline]
     pub(crate) fn holds(&self, mutex: &RawMutex, me: Owner) -> bool {
         mutex.is_held_by(Owner::process())
@@ -348,6 +351,15 @@ impl RawMutex {
     /// marks the word, then finds the lock held (both `SeqCst`), is seen. Acquire too (the
     /// same `xchg` on x86): a [`RawMutex::pass`] made during the hold is seen by what the
     /// releaser does next (`Sleepers::notify_after_unlock`).
+    ///
+    /// The swap and the look are two steps, so the look may see a mark made on the *next*
+    /// holding: between them another takes the lock and a caller marks it wanted (or a
+    /// waiter marks it, finding it held). This release then clears that mark and runs its
+    /// `wanted` while the next holder still holds, and that holder's release finds the word
+    /// clear. So a mark is acted on by the first release whose look comes after it: the
+    /// marked holding's, or the one before it (review167 L1,
+    /// `a_mark_on_a_holding_may_go_to_the_release_before_it`). Keeping it for the marked
+    /// holding's release would need the lock and the word in one atomic.
     #[inline]
     pub(crate) fn unlock_then(&self, wanted: impl FnOnce()) {
         self.owner.swap(0, Ordering::SeqCst);
@@ -355,6 +367,25 @@ impl RawMutex {
         if self.word.load(Ordering::SeqCst) != 0 {
             self.wake_one(wanted);
         }
+    }
+
+    /// Releases the lock if `me` holds it, and says whether it did: one compare-exchange
+    /// from `me`'s record to 0, then [`RawMutex::unlock`]'s look at the word. For a guard
+    /// that looked at its hold first: a release by another (a `Lock` may be released by
+    /// any process) and a take by another process, landing between that look and this
+    /// unlock, leave the lock recording that process, which this leaves alone (the swap
+    /// of [`RawMutex::unlock`] released it). A take by the same owner records the same:
+    /// this cannot tell it apart. The same cost as the swap (a locked RMW of the line).
+    #[inline]
+    pub(crate) fn unlock_if_held_by(&self, me: Owner) -> bool {
+        if self.owner.compare_exchange(me.record(), 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        interleave("mutex.unlock.started");
+        if self.word.load(Ordering::SeqCst) != 0 {
+            self.wake_one(|| {});
+        }
+        true
     }
 
     /// A release's wake-up: clears the mark (a woken waiter that takes the lock sets it
@@ -367,21 +398,27 @@ impl RawMutex {
         }
     }
 
-    /// Marks a held lock wanted without sleeping, so that its holder's release takes
+    /// Marks a held lock wanted without sleeping, so that a release takes
     /// [`RawMutex::unlock_then`]'s branch: for a caller that gave up waiting and leaves the
     /// holder something to do (`Ring`'s take refused by the consumers' lock). An RMW of the
     /// word (release) even when it was marked already, so that the release that reads it
-    /// sees what the caller did before. False when the lock is free, at a look after the
-    /// mark (the caller tries it again; the mark may then go to the next holding's
-    /// release). A lock held by a holder that died is marked: the caller's wait takes it
-    /// over. At worst a release wakes no sleeper.
+    /// sees what the caller did before. True when the lock is held at a look after the
+    /// mark: then a release whose look at the word comes after the mark runs its `wanted`,
+    /// at the latest the release of the holding that look found, and maybe the one before
+    /// it, whose swap came before that holding's take and whose look after the mark (it
+    /// then runs `wanted` while the marked holder still holds: review167 L1, see
+    /// [`RawMutex::unlock_then`]). False when the lock is free at that look (the caller
+    /// tries it again; the mark may then go to the next holding's release). A lock held by a
+    /// holder that died is marked: the caller's wait takes it over. At worst a release
+    /// wakes no sleeper.
     pub(crate) fn mark_wanted(&self) -> bool {
         if self.owner.load(Ordering::Relaxed) == 0 {
             return false;
         }
         self.word.fetch_or(SLEEPERS, Ordering::SeqCst);
-        // A release after the mark sees it (the swap, then the look at the word, both
-        // `SeqCst`); one before it left the lock free, which this look sees.
+        // Held at this look (`SeqCst`, after the mark): the holder's release swaps the lock
+        // after it, then looks at the word (`SeqCst`), and sees the mark unless a release
+        // looked at the word between the two and acted on the mark first (L1 above).
         self.owner.load(Ordering::SeqCst) != 0
     }
 
@@ -623,6 +660,38 @@ mod tests {
     use crate::shm::Waiting;
     use crate::shm::crash::interleaving;
     use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, Signal, leak_in_heap};
+
+    /// review167 L1, the record of it: a `mark_wanted` made on holding H can be acted on by
+    /// the release of the holding before H, whose look at the word comes after its swap of
+    /// the lock (two steps since the lock became the holder record): that release runs its
+    /// `wanted` while H holds, and H's release runs none. What holds is that a release
+    /// after the mark runs `wanted` (the ring's argument, `Ring::leave_note`).
+    #[test]
+    fn a_mark_on_a_holding_may_go_to_the_release_before_it() {
+        let m: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+        let a = Owner { id: 0x7fff_fff0, start: 1 };
+        let h = Owner::process();
+        assert!(m.try_lock(a));
+        let moves = move |step: &str| {
+            if step == "mutex.unlock.started" {
+                // A let go (its swap): H takes the lock, and a refused taker marks H's holding.
+                assert!(m.try_lock(h));
+                assert!(m.mark_wanted(), "H holds: the mark is H's");
+            }
+        };
+        let a_ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let seen = a_ran.clone();
+        interleaving(moves, || m.unlock_then(|| seen.set(true)));
+        assert!(m.is_held_by(h));
+        let mut h_ran = false;
+        m.unlock_then(|| h_ran = true);
+        println!(
+            "A's release (before the mark) ran wanted: {}; H's release (the marked holding): {h_ran}",
+            a_ran.get()
+        );
+        assert!(a_ran.get() && !h_ran, "the release before the marked holding acted on the mark");
+        assert!(!m.is_locked());
+    }
 
     /// A kept look's retry (`RawGuard::try_lock_looking_if`, a round's `looks_due`) on a lock whose holder
     /// is alive reads `/proc` at most once per [`GUARD_GRACE`], not at every try (review123

@@ -215,10 +215,14 @@ impl Shard {
 /// the highest index), so a bell woken with words (a registration arriving) is named and
 /// hides them: the change is then what tells them. A word woken and neither named nor
 /// changed has come back to the value slept on: never a `Notify`'s (it only counts up),
-/// only a mutex's (`arm_word`) locked again by the same owner through a wait or a
-/// take-over, which takes it with the sleepers' bit (`pid|S` again). That lost wake-up
-/// costs a waiter one more hold of the lock, never a stranding: the re-taker's unlock
-/// wakes a sleeper again. None when it took no wake-up.
+/// only a mutex's (`arm_word`). Its word is only 0 or `SLEEPERS`, slept on at `SLEEPERS`,
+/// and any mark after a release's clear brings it back: a waiter's `mark_then_try`, a
+/// `mark_wanted`, a take-over (review167 L2; "the same owner re-took it" was the old
+/// word, which held the owner too). Each such mark is made by a taker that then holds the
+/// lock with the mark, or by a caller refused by a holder whose release sees the mark
+/// (both `SeqCst`: see `RawMutex::unlock_then`): either way a release wakes a sleeper
+/// again, so the wake-up skipped here costs a waiter at most that hold of the lock, or
+/// its liveness check, never a stranding. None when it took no wake-up.
 fn wake_ups_taken(slept_on: &[(Word, u32)], ended: sys::FutexWaitv) -> Vec<(Word, u32)> {
     let sys::FutexWaitv::Woken(named) = ended else {
         return Vec::new();
@@ -586,7 +590,9 @@ impl Drop for Waiting {
         // The word changed since the future registered, and the waker thread may have
         // taken the one wake-up its writer gave (a mutex's unlock wakes one sleeper): the
         // future will not use it, so the next sleeper gets one. At worst a sleeper wakes,
-        // finds nothing for it, and sleeps again.
+        // finds nothing for it, and sleeps again. A mutex's word found back at `SLEEPERS`
+        // (marked again after the clear: see `wake_ups_taken`) passes nothing on: the
+        // mark's maker holds the lock, or its holder's release sees the mark, and wakes one.
         if let Some((word, seen)) = self.word.take()
             && word.0.load(Ordering::Acquire) != seen
         {

@@ -623,8 +623,10 @@ impl Ring {
     }
 
     /// Sets `note` in the ring's flags, then marks `lock` wanted ([`RawMutex::mark_wanted`]),
-    /// so that the marked holder's release takes the marked branch. True when the lock,
-    /// let go meanwhile, was had after all (taken again by another first, it is marked
+    /// so that a release after the mark takes the marked branch: the marked holder's, or the
+    /// release of the holding before it, whose look at the word came after the mark (it then
+    /// acts on the note while the marked holder still holds: review167 L1). True when the
+    /// lock, let go meanwhile, was had after all (taken again by another first, it is marked
     /// again).
     ///
     /// What this guarantees is the mark, not the note (review161 L2): set while a holder H0
@@ -635,6 +637,15 @@ impl Ring {
     /// attempts again): refused by the attempt after arming, it was counted when H0's
     /// release notified; refused by the one before, the one after leaves the note again.
     /// A `try_` call is owed nothing.
+    ///
+    /// Nor is one lost when the mark goes to the release before the marked holding (L1
+    /// above): every release of a side's lock runs the same `wanted`, so the note is acted
+    /// on, only early, while the marked holder H still holds. `after_wanted_release` then
+    /// counts a message H may be about to take, and wakes at worst one sleeper more than
+    /// needed. A note left before that early look is acted on by it: a caller refused after
+    /// arming is woken by that release's notify. One left after it stays for H's release
+    /// (the note, and the mark the caller makes next). So the early look costs a look, never
+    /// a stranding.
     fn leave_note(&self, lock: &RawMutex, me: Owner, note: u64) -> bool {
         self.settings.value.flags.fetch_or(note, Ordering::AcqRel);
         loop {

@@ -497,9 +497,10 @@ impl<'a> Sleepers<'a> {
 
     /// [`Notify::notify`] for a notifier that changed the condition under the lock these
     /// sleepers pass through, called after its [`RawMutex::unlock`]: no fence. That unlock
-    /// (an `AcqRel` swap) and each sleeper's pass are RMWs of one word, so they have one
-    /// order, and every other write to that word is an RMW too, so no release sequence
-    /// breaks. A pass before the unlock in that order is read, through such a sequence, by
+    /// (a `SeqCst` swap of the lock, the holder record) and each sleeper's pass are RMWs of
+    /// one location, so they have one order, and every other write to the lock is an RMW
+    /// too (an acquire's or a take-over's compare-exchange, a release's swap), so no release
+    /// sequence breaks. A pass before the unlock in that order is read, through such a sequence, by
     /// the unlock, after which the notifier's load sees the sleeper counted before its
     /// pass; a pass after the unlock reads from the unlock, and the sleeper's re-test then
     /// sees the change. (Right after the unlock's `xchg`, the fence held about a sixth of a

@@ -18,7 +18,8 @@ use super::error::{BarrierBreak, BrokenBarrier};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::shm::{
-    ChangeRecord, Deadline, GUARD_GRACE, Heap, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind,
+    ChangeRecord, Deadline, GUARD_GRACE, Heap, Interrupted, Notify, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject,
+    kind,
 };
 use crate::sys;
 
@@ -250,7 +251,10 @@ impl ShmObject for BarrierState {
 thread_local! {
     /// The barriers whose action this thread runs now (their state's address), the
     /// innermost last: an action may trip another barrier, whose action runs inside it.
-    static ACTING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each with the process that runs it: a fork child's thread that is the copy of the
+    /// acting one inherits the list for the copy's life, and runs none of those actions
+    /// (review167 L3).
+    static ACTING: std::cell::RefCell<Vec<(usize, Owner)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// This thread runs the action of a barrier while it lives ([`Barrier::arrive`]).
@@ -259,7 +263,7 @@ struct Acting(usize);
 impl Acting {
     fn start(state: &BarrierState) -> Self {
         let at = std::ptr::from_ref(state) as usize;
-        ACTING.with(|acting| acting.borrow_mut().push(at));
+        ACTING.with(|acting| acting.borrow_mut().push((at, Owner::process())));
         Acting(at)
     }
 }
@@ -268,7 +272,7 @@ impl Drop for Acting {
     fn drop(&mut self) {
         ACTING.with(|acting| {
             let mut acting = acting.borrow_mut();
-            if let Some(i) = acting.iter().rposition(|&at| at == self.0) {
+            if let Some(i) = acting.iter().rposition(|&(at, _)| at == self.0) {
                 acting.remove(i);
             }
         });
@@ -278,15 +282,18 @@ impl Drop for Acting {
 impl BarrierState {
     /// Panics when this thread runs this barrier's action (under its guard, held by this
     /// process): `call` would wait for the guard, that is, for itself, for ever (aud107
-    /// L1; Python deadlocks). The panic ends the action, whose catch breaks the barrier
-    /// ([`BarrierBreak::ActionPanicked`]). Another thread of the process is no such call
-    /// (it waits for the action to end); nor is a child forked by the action, which
-    /// inherits this thread's list but not the guard.
+    /// L1; Python deadlocks). The panic ends the innermost action running, whose catch
+    /// breaks that action's barrier ([`BarrierBreak::ActionPanicked`]): this one, or
+    /// another whose action this one's tripped (review167 L4). Another thread of the process is no such call
+    /// (it waits for the action to end); nor is a fork child's copy of the acting thread:
+    /// its list names the forking process, not this one, so it waits for the guard even
+    /// when another thread of the child holds it (review167 L3).
     #[inline]
     #[track_caller]
     fn refuse_call_from_own_action(&self, call: &str) {
         let at = std::ptr::from_ref(self) as usize;
-        if ACTING.with(|acting| acting.borrow().contains(&at)) && self.guard.is_held_by(crate::shm::Owner::process()) {
+        let acting = ACTING.with(|acting| acting.borrow().iter().any(|&(a, by)| a == at && by == Owner::process()));
+        if acting && self.guard.is_held_by(Owner::process()) {
             called_from_own_action(call);
         }
     }
@@ -296,7 +303,7 @@ impl BarrierState {
 #[track_caller]
 fn called_from_own_action(call: &str) -> ! {
     panic!(
-        "Barrier::{call} called from the barrier's own action: the action runs while the barrier is held, so the call would wait for itself; the barrier breaks (BarrierBreak::ActionPanicked)"
+        "Barrier::{call} called from the barrier's own action: the action runs while the barrier is held, so the call would wait for itself; the action running breaks its barrier (BarrierBreak::ActionPanicked)"
     )
 }
 
@@ -834,7 +841,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -871,7 +878,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -896,7 +903,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -924,7 +931,7 @@ impl Barrier {
     /// # Panics
     ///
     /// When called from this barrier's own action, on the thread running it (the call
-    /// would wait for the action): the barrier breaks with
+    /// would wait for the action): the action running breaks its barrier with
     /// [`BarrierBreak::ActionPanicked`]. See [`BarrierBuilder`].
     ///
     /// # Examples
@@ -1013,8 +1020,12 @@ impl Barrier {
 /// panics, the barrier breaks: every waiting party, the tripping one included, gets
 /// [`BrokenBarrier`] with cause [`BarrierBreak::ActionPanicked`]. As in Python, the action
 /// must not call `wait`, `abort` or `reset` on its own barrier: such a call would wait for
-/// the action itself, so it panics instead, and the barrier breaks that way (Python's
-/// deadlocks). Another thread of the process making the call waits for the action to end.
+/// the action itself, so it panics instead, and the action running breaks its barrier
+/// that way (Python's deadlocks). That is this barrier, unless the call came from the
+/// action of another barrier that this one's action tripped: then the inner action's
+/// barrier breaks, and this one's action gets that break from its `wait`. Another thread of
+/// the process making the call waits for the action to end, and so does any thread of a
+/// process the action forked.
 ///
 /// # Examples
 ///

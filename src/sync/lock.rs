@@ -43,8 +43,11 @@ pub(crate) struct LockState {
 /// release, no store and no RMW on their path (review165's suggestion was a number written
 /// by each acquire: one store more, and a guard looking between another thread's CAS and
 /// its store took that hold for its own). Not seen: a `Lock::release` landing while a
-/// guard's acquire or drop runs (see [`Lock::release`]), and two counts 2^32 releases
-/// apart.
+/// guard's acquire or drop runs, when another thread of the guard's process takes the
+/// lock in that instant (see [`Lock::release`]: the record and the count are two atomics,
+/// and that thread records what the guard's process does), and two counts 2^32 releases
+/// apart. Another process's take in the drop's instant is seen: the drop's unlock is a
+/// compare-exchange from its process's record (syn106).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hold(u32);
 
@@ -265,12 +268,13 @@ impl Lock {
     /// Releases the lock, whoever acquired it (Python allows any process to release a
     /// `Lock`). Use it with [`LockGuard::leave_locked`]. A guard still alive when its lock
     /// is released holds nothing: its drop leaves alone a hold taken since, by another
-    /// process or another thread of this one (or this thread again), but for an instant:
-    /// a `release` (by another thread or process) that lands while a guard's drop runs,
-    /// between its look at the holder and its unlock, has the drop release the hold of
-    /// whoever takes the lock in between; one that lands while an acquire runs, between
-    /// its taking of the lock and its look at the count of releases, leaves that guard
-    /// taking a later hold of its process for its own.
+    /// process or another thread of this one (or this thread again), but for an instant
+    /// within the guard's own process: a `release` (by another thread or process) that
+    /// lands while a guard's drop runs, between its look at the holder and its unlock, has
+    /// the drop release the hold of another thread of the guard's process that takes the
+    /// lock in between (another process's hold it leaves alone); one that lands while an
+    /// acquire runs, between its taking of the lock and its look at the count of
+    /// releases, leaves that guard taking a later hold of its process for its own.
     ///
     /// # Errors
     ///
@@ -301,7 +305,8 @@ impl Lock {
     /// is a hold another thread of this process took since: the mutex records the process
     /// whichever thread took it, the count of releases tells them apart ([`Hold`];
     /// review165 M1). A `release` in the instant between the look and the unlock, and
-    /// another taking the lock in it, is not seen.
+    /// another process taking the lock in it, is seen: the unlock is a compare-exchange
+    /// from this process's record. Another thread of this process taking it then is not.
     #[inline]
     pub(crate) fn release_if_held_here(&self, hold: Hold) -> bool {
         self.release_if_held_by(Owner::process(), hold)
@@ -311,11 +316,12 @@ impl Lock {
     /// guard's, kept from its acquire).
     #[inline]
     fn release_if_held_by(&self, me: Owner, hold: Hold) -> bool {
-        if self.holds(me, hold) {
-            self.shared.mutex.unlock();
-            true
-        } else {
-            false
+        // The look, then an unlock from this process's record only: a `Lock::release` and
+        // another process's take in between leave that process's hold alone (syn106). Not
+        // another thread's of this process, which records the same (see `Lock::release`).
+        self.holds(me, hold) && {
+            crate::shm::crash::interleave("lock.release.looked");
+            self.shared.mutex.unlock_if_held_by(me)
         }
     }
 
@@ -430,5 +436,44 @@ impl Drop for LockGuard<'_> {
         if TakenIn::of(self.owner).is_here() {
             self.lock.release_if_held_by(self.owner, self.hold);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::crash::interleaving;
+
+    /// fix125's instant, between a guard's look at its hold and its unlock: a
+    /// `Lock::release` lands there (another thread's or process's) and another process Q
+    /// takes the lock. The guard's drop released Q's hold (the unlock cleared the lock
+    /// whoever held it): a third could then take the lock while Q was inside. The drop's
+    /// unlock is a compare-exchange from its own process's record now: Q's hold stays
+    /// Q's. Another *thread* of the guard's process taking the lock there records the same
+    /// process, which the compare-exchange cannot tell apart (the instant left, see
+    /// [`Lock::release`]): its case is printed, not asserted.
+    #[test]
+    fn a_guard_whose_lock_is_released_during_its_drop_leaves_another_process_s_hold_alone() {
+        let _heap = crate::shm::heap_test_user();
+        let lock: &'static Lock = Box::leak(Box::new(Lock::new().unwrap()));
+        let q = Owner { id: std::process::id() + 1, start: 1 };
+        let mut said = Vec::new();
+        for (who, taker) in [("another process", q), ("another thread of this process", Owner::process())] {
+            let guard = lock.acquire().unwrap();
+            let moves = move |step: &str| {
+                if step == "lock.release.looked" {
+                    lock.release().unwrap();
+                    assert!(lock.shared.mutex.try_lock(taker), "the lock was free");
+                }
+            };
+            interleaving(moves, || drop(guard));
+            let kept = lock.shared.mutex.is_held_by(taker);
+            said.push((who, kept));
+            println!("{who} took the lock inside a guard's drop: its hold kept: {kept}");
+            if kept {
+                lock.shared.mutex.unlock();
+            }
+        }
+        assert_eq!(said[0], ("another process", true), "a stale guard released another process's hold");
     }
 }
