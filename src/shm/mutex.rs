@@ -459,8 +459,10 @@ impl RawMutex {
     /// another process, another thread of this one or this thread again, holds it with
     /// another record (syn106 made the unlock a compare-exchange from the process's record,
     /// for another process's take; fix134 put the count in the record, for the process's
-    /// own). No look before: nothing lands between a look and the unlock. The same cost as
-    /// the swap (a locked RMW of the line).
+    /// own). So a release landing between the caller's look and this unlock is seen too.
+    /// A locked RMW of the line as the swap is (syn106: +2 Ir an uncontended `Lock` pair
+    /// against the swap, `lock_probe lock` 53.0 -> 55.0: the expected record and the test
+    /// of the result).
     #[inline]
     pub(crate) fn unlock_if_held_as(&self, me: Owner, count: u64) -> bool {
         let held = me.record() | count;
