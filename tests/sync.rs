@@ -126,6 +126,52 @@ fn a_lock_guard_whose_lock_was_released_leaves_the_next_holder_alone() {
     assert!(!lock.locked());
 }
 
+/// A `Lock::release` in a child armed to die at `point` of it.
+fn release_dying_at(args: (Lock, String)) {
+    multiproc::__private::crash_at(&args.1);
+    let _ = args.0.release();
+}
+
+/// review171 H1: a `Lock::release` killed (`kill -9`) at any step of it leaves the lock
+/// to its live holder's guard, which releases it. fix125's release was two RMWs (count
+/// the release, then unlock the holder record): killed between them, it made every guard
+/// stale without unlocking, so the live holder's drop released nothing, nobody could take
+/// the lock over from a live process, and it stayed held for ever. A `LockGuard` and a
+/// `ConditionGuard` over the lock.
+#[test]
+fn a_release_killed_inside_leaves_the_lock_to_its_holders_guard() {
+    let _w = watchdog(LIMIT);
+    let mut failed = Vec::new();
+    for point in ["lock.release.counted"] {
+        for kind in ["Lock", "Condition"] {
+            let lock = Lock::new().unwrap();
+            let cond = Condition::with_lock(lock.clone()).unwrap();
+            let (lock_guard, cond_guard) = if kind == "Lock" {
+                (Some(lock.acquire().unwrap()), None)
+            } else {
+                (None, Some(cond.acquire().unwrap()))
+            };
+            let dier = Process::new(release_dying_at, (lock.clone(), point.to_string())).start().unwrap();
+            let died = dier.wait() == -libc::SIGABRT;
+            let released_by_it = !lock.locked();
+            drop(lock_guard);
+            drop(cond_guard);
+            let free_after_the_drop = !lock.locked();
+            let taken_again = lock.acquire_timeout(SHORT).map(drop).is_ok();
+            let said = format!(
+                "{kind}, the releaser killed at {point}: died there: {died}; released by it: {released_by_it}; \
+                 free after the guard's drop: {free_after_the_drop}; taken again: {taken_again}"
+            );
+            println!("{said}");
+            if !died || !free_after_the_drop || !taken_again {
+                failed.push(said);
+            }
+            let _ = lock.release();
+        }
+    }
+    assert!(failed.is_empty(), "a release killed inside left the lock held: {failed:#?}");
+}
+
 fn hold_lock_until_killed(args: (Lock, Event)) {
     let (lock, held) = args;
     let _guard = lock.acquire().unwrap();

@@ -171,10 +171,13 @@ pub(crate) struct TimedOut;
 
 /// The mutex itself, placed in shared memory.
 ///
-/// The lock is `owner`: 0 when free, else its holder's [`Owner::record`] (its id and the
-/// low half of its start time, in one atomic word). Every change of hands is one RMW of it
-/// (an acquire's compare-exchange from 0, a release's swap to 0, a takeover's
-/// compare-exchange from the dead holder's record), so whoever looks at a held lock finds
+/// The lock is `owner`: free when its id is 0, else its holder's [`Owner::record`] (its id
+/// and the low half of its start time, in one atomic word), with the lock's count of
+/// releases between them ([`COUNT_MASK`]: 0 but in a `Lock`'s, kept by every take and
+/// bumped by `Lock::release` only). Every change of hands is one RMW of it (an acquire's
+/// compare-exchange from the free record, a release's swap to 0, a `Lock` guard's
+/// compare-exchange from its own record and `Lock::release`'s to the next count's free
+/// record, a takeover's compare-exchange from the dead holder's record), so whoever looks at a held lock finds
 /// its holder named with its start time at every instant: a holder killed anywhere in an
 /// acquire, a release or a takeover is judged by who it was, not by a number that a
 /// stranger may have taken since (aud107 L2: the word and the start time were two stores,
@@ -195,20 +198,41 @@ pub(crate) struct RawMutex {
     owner: AtomicU64,
 }
 
+/// The bits of a holder record that hold its id: 22, as Linux's pids and thread ids are
+/// below `PID_MAX_LIMIT` (2^22 on 64-bit kernels; 32768 on 32-bit ones).
+const ID_BITS: u32 = 22;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+/// The record's count of releases: the 10 bits of the low half above the id. Only a
+/// `Lock`'s [`RawMutex::release_counting`] changes it, by one (wrapping), in the same RMW
+/// as its unlock; every take keeps it (a take from a free lock, a takeover from a dead
+/// holder) and so does a guard's [`RawMutex::unlock_if_held_as`]. So a `Lock`'s hold is
+/// told apart from another hold of the same process taken after a release by its record
+/// alone (fix134): (id, count, start time). 0 in the locks that no `Lock::release` reaches.
+pub(crate) const COUNT_MASK: u64 = 0xffff_ffff & !ID_MASK;
+const COUNT_ONE: u64 = 1 << ID_BITS;
+
+/// Whether a holder record is a free lock's: no id (its count may be anything).
+#[inline]
+fn is_free(record: u64) -> bool {
+    record & !COUNT_MASK == 0
+}
+
 impl Owner {
-    /// What a lock records of its holder: the id in the low half, the low 32 bits of the
+    /// What a lock records of its holder: the id in the low 22 bits, the low 32 bits of the
     /// start time in the high half (0 there: not known, as for a thread whose start time
-    /// could not be read). Never 0: ids are not.
+    /// could not be read); the count of releases between them is the lock's, 0 here
+    /// ([`COUNT_MASK`]). Never free: ids are not 0.
     #[inline]
     pub(crate) fn record(self) -> u64 {
-        u64::from(self.id) | (u64::from(self.start as u32) << 32)
+        debug_assert!(u64::from(self.id) <= ID_MASK, "an id above PID_MAX_LIMIT: {}", self.id);
+        (u64::from(self.id) & ID_MASK) | (u64::from(self.start as u32) << 32)
     }
 }
 
 /// The id and the start time's low half of a holder's [`Owner::record`].
 #[inline]
 fn recorded(record: u64) -> (u32, u32) {
-    (record as u32, (record >> 32) as u32)
+    ((record & ID_MASK) as u32, (record >> 32) as u32)
 }
 
 impl RawMutex {
@@ -217,14 +241,50 @@ impl RawMutex {
         Self { word: AtomicU32::new(0), _pad: AtomicU32::new(0), owner: AtomicU64::new(0) }
     }
 
-    /// Takes the lock if it is free: one compare-exchange.
+    /// Takes the lock for `me` if it is free, `free` being the guess of its free record
+    /// (its count of releases), with one compare-exchange when the guess is right, and
+    /// says the count it took. A guess found wrong with the lock free is tried again with
+    /// what was found.
+    #[inline]
+    fn claim(&self, mut free: u64, me: Owner, success: Ordering, failure: Ordering) -> Option<u64> {
+        loop {
+            match self.owner.compare_exchange(free, me.record() | free, success, failure) {
+                Ok(_) => return Some(free),
+                Err(now) if is_free(now) => free = now,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Takes the lock if it is free: one compare-exchange (from a count of 0: the locks
+    /// that no `Lock::release` reaches; two for a `Lock` that was released so).
     #[inline]
     pub(crate) fn try_lock(&self, me: Owner) -> bool {
-        let taken = self.owner.compare_exchange(0, me.record(), Ordering::Acquire, Ordering::Relaxed).is_ok();
-        if taken {
+        self.try_lock_from(0, me).is_some()
+    }
+
+    /// [`RawMutex::try_lock`] from the guess `free`, saying the count of releases taken.
+    #[inline]
+    fn try_lock_from(&self, free: u64, me: Owner) -> Option<u64> {
+        let taken = self.claim(free, me, Ordering::Acquire, Ordering::Relaxed);
+        if taken.is_some() {
             interleave("mutex.lock.claimed");
         }
         taken
+    }
+
+    /// A `Lock`'s guess of its free record: the count its record holds now (a relaxed load
+    /// of the line the compare-exchange takes next).
+    #[inline]
+    fn count_now(&self) -> u64 {
+        self.owner.load(Ordering::Relaxed) & COUNT_MASK
+    }
+
+    /// [`RawMutex::try_lock`] for a `Lock`, whose record's count of releases the take
+    /// keeps: the count taken, or `None`.
+    #[inline]
+    pub(crate) fn try_lock_counted(&self, me: Owner) -> Option<u64> {
+        self.try_lock_from(self.count_now(), me)
     }
 
     /// Takes the lock, waiting at most until `deadline`. A dead holder does not block:
@@ -234,40 +294,52 @@ impl RawMutex {
         if self.try_lock(me) {
             return Ok(Acquired::Clean);
         }
+        self.lock_slow(me, deadline).map(|(acquired, _)| acquired)
+    }
+
+    /// [`RawMutex::lock`] for a `Lock`: also the count of releases its record holds, which
+    /// the take kept ([`COUNT_MASK`]).
+    #[inline]
+    pub(crate) fn lock_counted(&self, me: Owner, deadline: Deadline) -> Result<(Acquired, u64), TimedOut> {
+        if let Some(count) = self.try_lock_counted(me) {
+            return Ok((Acquired::Clean, count));
+        }
         self.lock_slow(me, deadline)
     }
 
     /// A waiter's look: marks the word (a waiter may sleep), then tries the lock. Taken,
     /// the mark stays: others may sleep too, and our release wakes one of them. Not taken,
     /// the holder's release (a swap of the lock after this look) sees the mark.
-    fn mark_then_try(&self, me: Owner) -> bool {
+    fn mark_then_try(&self, me: Owner) -> Option<u64> {
         self.word.fetch_or(SLEEPERS, Ordering::SeqCst);
-        self.owner.compare_exchange(0, me.record(), Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        self.claim(0, me, Ordering::SeqCst, Ordering::SeqCst)
     }
 
     #[cold]
-    fn lock_slow(&self, me: Owner, deadline: Deadline) -> Result<Acquired, TimedOut> {
-        if !deadline.passed() && self.spin_then_yield(me, deadline.slice(LOCK_SPIN)) {
-            return Ok(Acquired::Clean);
+    fn lock_slow(&self, me: Owner, deadline: Deadline) -> Result<(Acquired, u64), TimedOut> {
+        if !deadline.passed()
+            && let Some(count) = self.spin_then_yield(me, deadline.slice(LOCK_SPIN))
+        {
+            return Ok((Acquired::Clean, count));
         }
         let mut slice = FIRST_SLICE;
         loop {
-            if self.mark_then_try(me) {
-                return Ok(Acquired::Clean);
+            if let Some(count) = self.mark_then_try(me) {
+                return Ok((Acquired::Clean, count));
             }
             if deadline.passed() {
                 // However short the wait, a dead holder's lock is taken over: a timeout is
                 // no reason to report a lock that nobody holds any more as busy.
-                return self.take_from_dead_owner(me).ok_or(TimedOut);
+                return self.take_over(me).ok_or(TimedOut);
             }
             // Asleep while the word is marked: a release clears it before it wakes one.
             if sys::futex_wait(&self.word, SLEEPERS, Some(deadline.slice(slice))) == sys::FutexWait::TimedOut {
                 if deadline.passed() {
-                    return self.take_from_dead_owner(me).ok_or(TimedOut);
+                    return self.take_over(me).ok_or(TimedOut);
                 }
                 slice = (slice * 2).min(MAX_SLICE);
-                if let Some(acquired) = self.take_from_dead_owner(me) {
-                    return Ok(acquired);
+                if let Some(taken) = self.take_over(me) {
+                    return Ok(taken);
                 }
             }
         }
@@ -285,12 +357,15 @@ impl RawMutex {
     /// spinning while another process of the same side holds the lock runs in place of a
     /// process of the other side, which would have work; one that yields lets the
     /// scheduler run that one, and the holder keeps the lock's lines in its cache.
-    fn spin_then_yield(&self, me: Owner, limit: Duration) -> bool {
+    fn spin_then_yield(&self, me: Owner, limit: Duration) -> Option<u64> {
         let start = Instant::now();
         let mut looks: u32 = 0;
         loop {
-            if self.owner.load(Ordering::Relaxed) == 0 && self.try_lock(me) {
-                return true;
+            let now = self.owner.load(Ordering::Relaxed);
+            if is_free(now)
+                && let Some(count) = self.try_lock_from(now, me)
+            {
+                return Some(count);
             }
             looks = looks.saturating_add(1);
             if looks < SPIN_LOOKS {
@@ -298,7 +373,7 @@ impl RawMutex {
                 continue;
             }
             if start.elapsed() >= limit {
-                return false;
+                return None;
             }
             std::thread::yield_now();
         }
@@ -306,8 +381,13 @@ impl RawMutex {
 
     /// If the holder is dead, takes the lock over.
     fn take_from_dead_owner(&self, me: Owner) -> Option<Acquired> {
+        self.take_over(me).map(|(acquired, _)| acquired)
+    }
+
+    /// [`RawMutex::take_from_dead_owner`], saying the count of releases kept.
+    fn take_over(&self, me: Owner) -> Option<(Acquired, u64)> {
         let record = self.owner.load(Ordering::Acquire);
-        if record == 0 {
+        if is_free(record) {
             return None;
         }
         interleave("read the word");
@@ -319,8 +399,10 @@ impl RawMutex {
         // One compare-exchange from the record found dead: it fails when the lock changed
         // hands during the check (released, taken, taken over by another taker), even back
         // to the same id, which a live process records with its own start time. A dead
-        // holder never records itself again.
-        if self.owner.compare_exchange(record, me.record(), Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        // holder never records itself again. The count of releases stays: a guard of the
+        // dead process's is gone with it (a fork child's copy releases nothing).
+        let count = record & COUNT_MASK;
+        if self.owner.compare_exchange(record, me.record() | count, Ordering::AcqRel, Ordering::Relaxed).is_err() {
             return None;
         }
         interleave("claimed");
@@ -329,7 +411,7 @@ impl RawMutex {
         // The dead holder's sleepers may sleep on: our release wakes one. A release, so that
         // a `wanted` after our release sees what we did before (see `unlock_then`).
         self.word.fetch_or(SLEEPERS, Ordering::AcqRel);
-        Some(Acquired::OwnerDied)
+        Some((Acquired::OwnerDied, count))
     }
 
     /// Releases the lock (whoever holds it: a `Lock` may be released by another process).
@@ -369,18 +451,22 @@ impl RawMutex {
         }
     }
 
-    /// Releases the lock if `me` holds it, and says whether it did: one compare-exchange
-    /// from `me`'s record to 0, then [`RawMutex::unlock`]'s look at the word. For a guard
-    /// that looked at its hold first: a release by another (a `Lock` may be released by
-    /// any process) and a take by another process, landing between that look and this
-    /// unlock, leave the lock recording that process, which this leaves alone (the swap
-    /// of [`RawMutex::unlock`] released it). A take by the same owner records the same:
-    /// this cannot tell it apart. A locked RMW of the line as the swap is; +2 Ir an
-    /// uncontended `Lock` pair (`lock_probe lock` 53.0 -> 55.0: the expected record and the
-    /// test of the result).
+    /// A `Lock` guard's release: releases the lock if `me` holds it with the count of
+    /// releases `count` (the hold the guard took: [`COUNT_MASK`]), and says whether it did:
+    /// one compare-exchange from that record to the free record of the same count, then
+    /// [`RawMutex::unlock`]'s look at the word. It fails, and releases nothing, once any
+    /// [`RawMutex::release_counting`] came after that take: whoever holds the lock since,
+    /// another process, another thread of this one or this thread again, holds it with
+    /// another record (syn106 made the unlock a compare-exchange from the process's record,
+    /// for another process's take; fix134 put the count in the record, for the process's
+    /// own). So a release landing between the caller's look and this unlock is seen too.
+    /// A locked RMW of the line as the swap is (syn106: +2 Ir an uncontended `Lock` pair
+    /// against the swap, `lock_probe lock` 53.0 -> 55.0: the expected record and the test
+    /// of the result).
     #[inline]
-    pub(crate) fn unlock_if_held_by(&self, me: Owner) -> bool {
-        if self.owner.compare_exchange(me.record(), 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+    pub(crate) fn unlock_if_held_as(&self, me: Owner, count: u64) -> bool {
+        let held = me.record() | count;
+        if self.owner.compare_exchange(held, count, Ordering::SeqCst, Ordering::Relaxed).is_err() {
             return false;
         }
         interleave("mutex.unlock.started");
@@ -414,21 +500,21 @@ impl RawMutex {
     /// holder that died is marked: the caller's wait takes it over. At worst a release
     /// wakes no sleeper.
     pub(crate) fn mark_wanted(&self) -> bool {
-        if self.owner.load(Ordering::Relaxed) == 0 {
+        if is_free(self.owner.load(Ordering::Relaxed)) {
             return false;
         }
         self.word.fetch_or(SLEEPERS, Ordering::SeqCst);
         // Held at this look (`SeqCst`, after the mark): the holder's release swaps the lock
         // after it, then looks at the word (`SeqCst`), and sees the mark unless a release
         // looked at the word between the two and acted on the mark first (L1 above).
-        self.owner.load(Ordering::SeqCst) != 0
+        !is_free(self.owner.load(Ordering::SeqCst))
     }
 
     /// An RMW of the lock that changes nothing, for [`Sleepers::through`]. Every write to
     /// the lock is an RMW, so the pass has a place in one order with the takes and
     /// releases: what the caller did before it is seen by whoever takes the lock after it,
     /// or releases it after it with [`RawMutex::unlock`] (acquire too; not
-    /// [`RawMutex::unlock_if_locked`]), and what a holder did before a release that came
+    /// [`RawMutex::release_counting`]), and what a holder did before a release that came
     /// first is seen by the caller after it. Never waits: a dead or stopped holder changes
     /// nothing.
     ///
@@ -449,22 +535,46 @@ impl RawMutex {
         self.owner.fetch_or(0, Ordering::SeqCst);
     }
 
-    /// Releases the lock if somebody holds it; `false` if it was not locked (a `release`
-    /// too many, which Python reports as an error).
+    /// `Lock::release`: releases the lock whoever holds it, counting the release in the
+    /// same RMW (a compare-exchange from the record found to the free record of the next
+    /// count, [`COUNT_MASK`]): every guard of a hold taken before holds nothing from here
+    /// ([`RawMutex::unlock_if_held_as`]), and a release killed anywhere either did all of
+    /// that or nothing (review171 H1: the count and the unlock were two RMWs, and a releaser
+    /// killed between them left the holder's guard stale with the lock still held, for
+    /// ever). `false` if it was not locked (a `release` too many, which Python reports as
+    /// an error): then nothing is written.
     #[inline]
-    pub(crate) fn unlock_if_locked(&self) -> bool {
-        let old = self.owner.swap(0, Ordering::SeqCst);
+    pub(crate) fn release_counting(&self) -> bool {
+        let mut now = self.owner.load(Ordering::Relaxed);
+        loop {
+            if is_free(now) {
+                return false;
+            }
+            let next = (now + COUNT_ONE) & COUNT_MASK;
+            match self.owner.compare_exchange_weak(now, next, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(found) => now = found,
+            }
+        }
+        interleave("mutex.unlock.started");
         if self.word.load(Ordering::SeqCst) != 0 {
             self.wake_one(|| {});
         }
-        old != 0
+        true
     }
 
     /// Whether `me` holds the lock (the id and the start time both match, so that a reused
-    /// thread id is not taken for the owner).
+    /// thread id is not taken for the owner; whatever the record's count of releases).
     #[inline]
     pub(crate) fn is_held_by(&self, me: Owner) -> bool {
-        self.owner.load(Ordering::Acquire) == me.record()
+        self.owner.load(Ordering::Acquire) & !COUNT_MASK == me.record()
+    }
+
+    /// Whether `me` holds the lock with the count of releases `count`: a `Lock` guard's
+    /// hold, not one taken after a [`RawMutex::release_counting`].
+    #[inline]
+    pub(crate) fn is_held_as(&self, me: Owner, count: u64) -> bool {
+        self.owner.load(Ordering::Acquire) == me.record() | count
     }
 
     /// The id of the holder, if any.
@@ -507,6 +617,15 @@ impl RawMutex {
     pub(crate) fn try_lock_or_take_over(&self, me: Owner) -> Option<Acquired> {
         if self.try_lock(me) { Some(Acquired::Clean) } else { self.take_from_dead_owner(me) }
     }
+
+    /// [`RawMutex::try_lock_or_take_over`] for a `Lock`: also the count of releases kept.
+    #[inline]
+    pub(crate) fn try_lock_or_take_over_counted(&self, me: Owner) -> Option<(Acquired, u64)> {
+        match self.try_lock_counted(me) {
+            Some(count) => Some((Acquired::Clean, count)),
+            None => self.take_over(me),
+        }
+    }
 }
 
 impl RawMutex {
@@ -521,22 +640,34 @@ impl RawMutex {
         waiting: &mut super::Waiting,
         cx: &std::task::Context<'_>,
     ) -> std::task::Poll<Acquired> {
+        self.poll_lock_counted(me, waiting, cx).map(|(acquired, _)| acquired)
+    }
+
+    /// [`RawMutex::poll_lock`], saying the count of releases the take kept (a `Lock`'s).
+    pub(crate) fn poll_lock_counted(
+        &self,
+        me: Owner,
+        waiting: &mut super::Waiting,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<(Acquired, u64)> {
         use std::task::Poll;
         // Woken by an unlock, others may sleep too: the lock is taken below with the word
         // marked, as `lock_slow` does after a sleep, so that our unlock wakes one.
-        if !waiting.has_waited() && self.try_lock(me) {
-            waiting.reset();
-            return Poll::Ready(Acquired::Clean);
-        }
-        if waiting.check_due()
-            && let Some(acquired) = self.take_from_dead_owner(me)
+        if !waiting.has_waited()
+            && let Some(count) = self.try_lock_counted(me)
         {
             waiting.reset();
-            return Poll::Ready(acquired);
+            return Poll::Ready((Acquired::Clean, count));
         }
-        if self.mark_then_try(me) {
+        if waiting.check_due()
+            && let Some(taken) = self.take_over(me)
+        {
             waiting.reset();
-            return Poll::Ready(Acquired::Clean);
+            return Poll::Ready(taken);
+        }
+        if let Some(count) = self.mark_then_try(me) {
+            waiting.reset();
+            return Poll::Ready((Acquired::Clean, count));
         }
         // The waker thread sleeps while the word is marked: a release clears it.
         waiting.arm_word(&self.word, SLEEPERS, cx);
@@ -671,7 +802,7 @@ mod tests {
     #[test]
     fn a_mark_on_a_holding_may_go_to_the_release_before_it() {
         let m: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
-        let a = Owner { id: 0x7fff_fff0, start: 1 };
+        let a = Owner { id: 0x3f_fff0, start: 1 };
         let h = Owner::process();
         assert!(m.try_lock(a));
         let moves = move |step: &str| {
@@ -797,7 +928,7 @@ mod tests {
     /// checks, made endless so that a lost wake-up shows as a hang, not as a delay).
     fn lock_by_wake_ups_only(m: &RawMutex, me: u32) {
         let me = Owner { id: me, start: 0 };
-        while !m.mark_then_try(me) {
+        while m.mark_then_try(me).is_none() {
             sys::futex_wait(&m.word, SLEEPERS, None);
         }
     }
@@ -815,7 +946,7 @@ mod tests {
 
     fn unlock_to_the_async_waiter() -> Scene {
         let m = mutex_in_heap();
-        let holder = Owner { id: 0x7000_0001, start: 0 };
+        let holder = Owner { id: 0x3f_f001, start: 0 };
         assert!(m.try_lock(holder));
         let (waker, woken) = Signal::waker();
         let async_owner = Owner::process();
@@ -827,7 +958,7 @@ mod tests {
         std::thread::sleep(SETTLE);
         let (tx, sleeper_locked) = mpsc::channel();
         std::thread::spawn(move || {
-            lock_by_wake_ups_only(m, 0x7000_0002);
+            lock_by_wake_ups_only(m, 0x3f_f002);
             let _ = tx.send(());
         });
         std::thread::sleep(SETTLE);
@@ -881,7 +1012,7 @@ mod tests {
                 assert!(mutex.try_lock(b));
             }
         };
-        let taker = Owner { id: 0x7fff_fffe, start: 1 };
+        let taker = Owner { id: 0x3f_fffe, start: 1 };
         let taken = interleaving(moves, || mutex.take_from_dead_owner(taker));
         assert_eq!(taken, None, "B, alive, holds the lock: a second holder would race it");
         assert!(mutex.is_held_by(b));
@@ -950,7 +1081,7 @@ mod tests {
         let seen = second.clone();
         let moves = move |step: &str| {
             if step == "claimed" {
-                seen.set(Some(mutex.take_from_dead_owner(Owner { id: 0x7fff_fffe, start: 1 })));
+                seen.set(Some(mutex.take_from_dead_owner(Owner { id: 0x3f_fffe, start: 1 })));
             }
         };
         let taken = interleaving(moves, || mutex.take_from_dead_owner(Owner::process()));

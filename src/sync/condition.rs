@@ -538,8 +538,8 @@ impl Drop for TableHeld<'_> {
 /// waits and notifies panic: the lock is the parent's. A guard whose lock the caller gave
 /// back itself ([`RLock::release`], [`Lock::release`]) holds nothing: its waits are
 /// [`ConditionWaitError::NotHeld`], and its drop releases the lock only if the caller
-/// holds it then, never a hold another thread or process took since (over a `Lock`, but
-/// for the instant [`Lock::release`] describes). (Its notifies still notify, as Python's
+/// holds it then, never a hold another thread or process took since, whenever the release
+/// landed. (Its notifies still notify, as Python's
 /// would refuse: they only grant waiters' slots, under the condition's own guard.)
 ///
 /// # Examples

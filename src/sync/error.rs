@@ -132,8 +132,7 @@ pub enum ConditionWaitError {
     /// [`Lock::release`](crate::Lock::release) (then held by another process, by another
     /// thread of this one, or by nobody). The wait did not begin: the lock, whoever holds
     /// it now, is untouched, and so is the condition (no notification taken). The guard
-    /// holds nothing; its drop releases nothing (over a `Lock`, but for the instant
-    /// [`Lock::release`](crate::Lock::release) describes).
+    /// holds nothing; its drop releases nothing.
     #[error("wait on a condition whose lock the caller does not hold")]
     NotHeld,
     /// An async wait ([`ConditionGuard::wait_async`](crate::ConditionGuard::wait_async))

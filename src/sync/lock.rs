@@ -5,7 +5,7 @@ mod lock_async;
 pub use lock_async::LockAcquire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,40 +20,55 @@ use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TakenIn
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct LockState {
-    /// Taken only through [`Lock::take`] and its kin, which read [`LockState::releases`].
+    /// Taken only through [`Lock::take`] and its kin, which keep the count of releases its
+    /// holder record holds ([`Hold`]).
     mutex: RawMutex,
-    /// How many [`Lock::release`] calls were made (wrapping), each counted before its
-    /// unlock: a guard's [`Hold`]. Read by each acquire, once it holds the lock, and by a
-    /// guard's release and a condition wait; written by `Lock::release` only.
-    releases: AtomicU32,
+    /// How many [`Lock::release`] calls were made, each counted before its unlock: a u64,
+    /// which does not wrap. Only the guard against the record's count wrapping ([`Hold`]):
+    /// read by each acquire once it holds the lock, and by a guard's release and a
+    /// condition wait after their look at the record; written by `Lock::release` only.
+    releases: AtomicU64,
 }
 
-/// Which hold of a [`Lock`] a guard has: [`LockState::releases`] as its acquire read it.
-/// A `Lock` is held by a process, so the mutex's record of its holder cannot tell a
-/// guard's own hold from one another thread of its process took after a [`Lock::release`]
-/// (review165 M1: a stale `ConditionGuard` waited through such a hold, releasing it, and
-/// the drops released it). A guard's hold ends by its own release (its drop, a condition
-/// wait's), by its process's death, or by a `Lock::release`: only the last leaves the
-/// guard alive, and it counts itself before its unlock. So a guard holds the lock while
-/// the mutex records its process and the count is still the guard's: an acquire after
-/// that release reads the new count (its CAS reads from the release's unlock, or from a
-/// later RMW of the record: every write of it is one), and so does a guard's look at the
-/// record that finds that acquire's hold (an acquire load, which reads an RMW of the
-/// release sequence the unlock heads). The count is a load at each acquire and each
-/// release, no store and no RMW on their path (review165's suggestion was a number written
-/// by each acquire: one store more, and a guard looking between another thread's CAS and
-/// its store took that hold for its own). Not seen: a `Lock::release` landing while a
-/// guard's acquire or drop runs, when another thread of the guard's process takes the
-/// lock in that instant (see [`Lock::release`]: the record and the count are two atomics,
-/// and that thread records what the guard's process does), and two counts 2^32 releases
-/// apart. Another process's take in the drop's instant is seen: the drop's unlock is a
-/// compare-exchange from its process's record (syn106).
+/// Which hold of a [`Lock`] a guard has. A `Lock` is held by a process, so the holder's id
+/// and start time cannot tell a guard's own hold from one another thread of its process
+/// took after a [`Lock::release`] (review165 M1). The mutex's holder record also holds a
+/// count of releases (the mutex's `COUNT_MASK`, 10 bits): `Lock::release` bumps it in the
+/// compare-exchange that unlocks, and every take keeps it. A guard's hold is its process
+/// with the count its take found, and its release is one compare-exchange from that record
+/// ([`RawMutex::unlock_if_held_as`]). So no instant is left: a `Lock::release` killed,
+/// stopped or landing anywhere in a guard's acquire, drop or condition wait either made
+/// every older guard stale and unlocked, in one step, or did nothing (review171 H1:
+/// fix125's count beside the record made a releaser killed between its count and its
+/// unlock leave the live holder's guard stale with the lock held, for ever; syn106 and
+/// review171 L1: another thread's take inside a drop or an acquire was taken for the
+/// guard's own). The record's count wraps at 1024 releases: the guard also keeps
+/// [`LockState::releases`] as its acquire read it, and holds nothing once that moved by
+/// [`WRAPPED`] or more. A guard's look at the record that finds its own record again reads
+/// a take after every release that brought the count round (an acquire load reading an RMW
+/// in the release sequence of each), so its load of `releases` after the look sees them
+/// counted: each counts itself there before its unlock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hold(u32);
+pub(crate) struct Hold {
+    /// The record's count of releases at the take (the mutex's `COUNT_MASK` bits).
+    count: u64,
+    /// [`LockState::releases`] read after the take.
+    releases: u64,
+}
+
+/// How far [`LockState::releases`] may move while a guard still holds: half the period of
+/// the record's count. While a guard holds, it moves only by releases that were counted
+/// but had not unlocked when the guard read it (between their two steps, killed there, or
+/// finding the lock free at their unlock: one that unlocks after the read makes the guard
+/// stale anyway). For a stale guard whose record came round again, it moved by the 1024
+/// releases that brought it round, less those among them counted before the guard's read
+/// (the same in-between ones). Both are off by as many releases as are between their two
+/// steps at once, or were killed there while the guard lived: more than 511 do not happen.
+const WRAPPED: u64 = 512;
 
 impl Hold {
     /// For a guard over an `RLock`, which is told apart by its thread: never compared.
-    pub(crate) const NONE: Hold = Hold(0);
+    pub(crate) const NONE: Hold = Hold { count: 0, releases: 0 };
 }
 
 impl ShmObject for LockState {
@@ -142,7 +157,7 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new() -> Result<Self, Error> {
-        Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new(), releases: AtomicU32::new(0) })? })
+        Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new(), releases: AtomicU64::new(0) })? })
     }
 
     /// The guard of a hold taken by `me` (this process's [`Owner::process`], as the acquire
@@ -152,40 +167,44 @@ impl Lock {
         LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, owner: me, hold }
     }
 
-    /// The [`Hold`] of a hold just taken (the lock is ours): the count of releases, read
-    /// after the CAS. Every acquirer of a `Lock` goes through here ([`Lock::take`] and its
-    /// kin).
+    /// The [`Hold`] of a hold just taken (the lock is ours) with the record's count of
+    /// releases `count`: with [`LockState::releases`] read after the take. Every acquirer
+    /// of a `Lock` goes through here ([`Lock::take`] and its kin).
     #[inline]
-    fn hold_of(&self, acquired: Acquired) -> (Acquired, Hold) {
-        (acquired, Hold(self.shared.releases.load(Ordering::Relaxed)))
+    fn hold_of(&self, (acquired, count): (Acquired, u64)) -> (Acquired, Hold) {
+        (acquired, Hold { count, releases: self.shared.releases.load(Ordering::Relaxed) })
     }
 
     /// Takes the lock for `me` (this process), waiting until `deadline`, with its [`Hold`].
     #[inline]
     pub(crate) fn take(&self, me: Owner, deadline: Deadline) -> Result<(Acquired, Hold), TimedOut> {
-        self.shared.mutex.lock(me, deadline).map(|acquired| self.hold_of(acquired))
+        self.shared.mutex.lock_counted(me, deadline).map(|taken| self.hold_of(taken))
     }
 
     /// Takes the lock if it is free or its holder is dead; never waits.
     pub(crate) fn try_take(&self, me: Owner) -> Option<(Acquired, Hold)> {
-        self.shared.mutex.try_lock_or_take_over(me).map(|acquired| self.hold_of(acquired))
+        self.shared.mutex.try_lock_or_take_over_counted(me).map(|taken| self.hold_of(taken))
     }
 
     /// Takes the lock only if it is free, never a dead holder's.
     pub(crate) fn try_take_free(&self, me: Owner) -> Option<Hold> {
-        self.shared.mutex.try_lock(me).then(|| self.hold_of(Acquired::Clean).1)
+        self.shared.mutex.try_lock_counted(me).map(|count| self.hold_of((Acquired::Clean, count)).1)
     }
 
     /// One poll of an async acquire.
     pub(crate) fn poll_take(&self, me: Owner, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<(Acquired, Hold)> {
-        self.shared.mutex.poll_lock(me, waiting, cx).map(|acquired| self.hold_of(acquired))
+        self.shared.mutex.poll_lock_counted(me, waiting, cx).map(|taken| self.hold_of(taken))
     }
 
-    /// Whether `me` (this process) holds the lock with the hold `hold`, not another
-    /// thread's hold taken after a [`Lock::release`] ([`Hold`]).
+    /// Whether `me` (this process) holds the lock with the hold `hold`, not a hold taken
+    /// after a [`Lock::release`], by another process, another thread of this one or this
+    /// thread again ([`Hold`]). The record first: found the guard's, it reads a take after
+    /// every release whose count the record's came round from, so the load of
+    /// [`LockState::releases`] after it sees those counted.
     #[inline]
     pub(crate) fn holds(&self, me: Owner, hold: Hold) -> bool {
-        self.shared.mutex.is_held_by(me) && self.shared.releases.load(Ordering::Relaxed) == hold.0
+        self.shared.mutex.is_held_as(me, hold.count)
+            && self.shared.releases.load(Ordering::Relaxed).wrapping_sub(hold.releases) < WRAPPED
     }
 
     /// Acquires the lock, waiting as long as another live process holds it. A lock whose
@@ -268,13 +287,10 @@ impl Lock {
     /// Releases the lock, whoever acquired it (Python allows any process to release a
     /// `Lock`). Use it with [`LockGuard::leave_locked`]. A guard still alive when its lock
     /// is released holds nothing: its drop leaves alone a hold taken since, by another
-    /// process or another thread of this one (or this thread again), but for an instant
-    /// within the guard's own process: a `release` (by another thread or process) that
-    /// lands while a guard's drop runs, between its look at the holder and its unlock, has
-    /// the drop release the hold of another thread of the guard's process that takes the
-    /// lock in between (another process's hold it leaves alone); one that lands while an
-    /// acquire runs, between its taking of the lock and its look at the count of
-    /// releases, leaves that guard taking a later hold of its process for its own.
+    /// process or another thread of this one (or this thread again), at whatever instant
+    /// the `release` lands (the release and its unlock are one atomic step, and so are a
+    /// guard's take and its release). A `release` interrupted anywhere, the process killed
+    /// or stopped, released the lock or did nothing.
     ///
     /// # Errors
     ///
@@ -292,10 +308,15 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(&self) -> Result<(), ReleaseError> {
-        // Counted before the unlock, whose release orders it: every guard alive now holds
-        // nothing from here ([`Hold`]). An RMW: two releases at once count twice.
+        // The wrap guard's count first, which the unlock's release orders before it ([`Hold`]):
+        // killed between, the lock is still held and its holder's guard still releases it
+        // (the count runs ahead by one, which it tolerates). Counted even when the lock is
+        // free: a bound, not a tally.
         self.shared.releases.fetch_add(1, Ordering::Relaxed);
-        if self.shared.mutex.unlock_if_locked() { Ok(()) } else { Err(ReleaseError::NotLocked) }
+        crate::shm::crash::crash_point!("lock.release.counted");
+        // The unlock and the record's own count of releases, in one RMW: every guard of a
+        // hold taken before holds nothing from here.
+        if self.shared.mutex.release_counting() { Ok(()) } else { Err(ReleaseError::NotLocked) }
     }
 
     /// A guard's release: releases the lock if this process holds it with the guard's
@@ -303,10 +324,11 @@ impl Lock {
     /// guard lived, and taken by another process since, is that process's: the guard's
     /// drop leaves it alone (the mutex's unlock clears it whoever holds it; aud107 H1). So
     /// is a hold another thread of this process took since: the mutex records the process
-    /// whichever thread took it, the count of releases tells them apart ([`Hold`];
+    /// whichever thread took it, the record's count of releases tells them apart ([`Hold`];
     /// review165 M1). A `release` in the instant between the look and the unlock, and
-    /// another process taking the lock in it, is seen: the unlock is a compare-exchange
-    /// from this process's record. Another thread of this process taking it then is not.
+    /// anybody taking the lock in it, is seen too: the unlock is a compare-exchange from
+    /// the guard's own record, count included (syn106 for another process, fix134 for
+    /// another thread of this one).
     #[inline]
     pub(crate) fn release_if_held_here(&self, hold: Hold) -> bool {
         self.release_if_held_by(Owner::process(), hold)
@@ -316,12 +338,13 @@ impl Lock {
     /// guard's, kept from its acquire).
     #[inline]
     fn release_if_held_by(&self, me: Owner, hold: Hold) -> bool {
-        // The look, then an unlock from this process's record only: a `Lock::release` and
-        // another process's take in between leave that process's hold alone (syn106). Not
-        // another thread's of this process, which records the same (see `Lock::release`).
+        // The look (the record, then the wrap guard's count: [`Hold`]), then an unlock from
+        // the guard's own record only: a `Lock::release` and anybody's take in between leave
+        // that hold alone, another thread's of this process too (its take kept the bumped
+        // count).
         self.holds(me, hold) && {
             crate::shm::crash::interleave("lock.release.looked");
-            self.shared.mutex.unlock_if_held_by(me)
+            self.shared.mutex.unlock_if_held_as(me, hold.count)
         }
     }
 
@@ -449,9 +472,10 @@ mod tests {
     /// takes the lock. The guard's drop released Q's hold (the unlock cleared the lock
     /// whoever held it): a third could then take the lock while Q was inside. The drop's
     /// unlock is a compare-exchange from its own process's record now: Q's hold stays
-    /// Q's. Another *thread* of the guard's process taking the lock there records the same
-    /// process, which the compare-exchange cannot tell apart (the instant left, see
-    /// [`Lock::release`]): its case is printed, not asserted.
+    /// Q's (syn106). Another *thread* of the guard's process taking the lock there records
+    /// the same process: with syn106's unlock its hold was released (printed "kept: false";
+    /// review171 L1's case in a drop); with the record's count of releases (fix134) its take
+    /// records the count the release bumped, so it stays that thread's too.
     #[test]
     fn a_guard_whose_lock_is_released_during_its_drop_leaves_another_process_s_hold_alone() {
         let _heap = crate::shm::heap_test_user();
@@ -471,9 +495,41 @@ mod tests {
             said.push((who, kept));
             println!("{who} took the lock inside a guard's drop: its hold kept: {kept}");
             if kept {
-                lock.shared.mutex.unlock();
+                lock.release().unwrap();
             }
         }
-        assert_eq!(said[0], ("another process", true), "a stale guard released another process's hold");
+        assert_eq!(
+            said,
+            [("another process", true), ("another thread of this process", true)],
+            "a stale guard released a hold taken since"
+        );
+    }
+
+    /// The record's count of releases has 10 bits: 1024 `Lock::release` calls bring it
+    /// round, and a take by this process then records exactly what a stale guard of it
+    /// took. The guard's count of releases beside the record ([`WRAPPED`]) still tells:
+    /// its drop and a look leave that hold alone (review171 L3, for the count in the
+    /// record).
+    #[test]
+    fn a_stale_guard_whose_record_came_round_again_holds_nothing() {
+        let _heap = crate::shm::heap_test_user();
+        let lock = Lock::new().unwrap();
+        let me = Owner::process();
+        let guard = lock.acquire().unwrap();
+        let mut later = None;
+        for _ in 0..1024 {
+            lock.release().unwrap();
+            later = Some(lock.take(me, Deadline::NEVER).unwrap().1);
+        }
+        let later = later.unwrap();
+        let came_round = lock.shared.mutex.is_held_as(me, guard.hold.count) && later.count == guard.hold.count;
+        let looked = lock.holds(me, guard.hold);
+        drop(guard);
+        let kept = lock.shared.mutex.is_held_as(me, later.count);
+        println!("the record came round: {came_round}; the stale guard's look: {looked}; the later hold kept: {kept}");
+        assert!(came_round, "1024 releases bring the record's count round");
+        assert!(!looked && kept, "a stale guard took a hold 1024 releases later for its own");
+        assert!(lock.holds(me, later) && lock.release_if_held_by(me, later));
+        assert!(!lock.locked());
     }
 }
