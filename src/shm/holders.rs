@@ -92,7 +92,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
-use super::holds::{List, Listed};
+use super::holds::{List, Listed, Making};
 use super::mutex::{RawGuard, RawMutex};
 use super::pins::{self, Announced};
 use super::receipts::{self, Receipt};
@@ -810,15 +810,29 @@ impl Holders {
     /// [`Holders::new_held_at`] with this process's entry: it goes into the registry, and
     /// the object into the heap's list of what this process holds (see `holds`: written
     /// whole first, the object is one its reaper recognises and frees).
-    pub(crate) fn new_object_held(heap: &Heap, off: u64, let_go: LetGo) {
-        note_at(heap, off, Some(let_go));
+    ///
+    /// `making`: the slot [`Holders::making`] took for it, which becomes its listing (one
+    /// store); `None`: listed now, if it can be.
+    pub(super) fn new_object_held(heap: &Heap, off: u64, let_go: LetGo, making: Option<Making>) {
+        let Some(making) = making else { return note_at(heap, off, Some(let_go)) };
+        let mut registry = held_here();
+        let listed = registry.listed.made(heap, making);
+        registry.tables.insert(off, Held { let_go, listed: Some(listed) });
     }
 
-    /// Before a new object is allocated: room in this process's list for it, so that the
-    /// list grows (and a crash while it grows happens) before any memory is taken whose
-    /// only record would be that list.
-    pub(crate) fn reserve_listing(heap: &Heap) {
-        let _ = held_here().listed.reserve(heap);
+    /// Before a new object of `len` bytes and `generation` is allocated: a slot of this
+    /// process's list for it (the list grows now, and a crash while it grows happens, before
+    /// any memory is taken whose only record would be that list), which the allocation
+    /// fills with the block's offset (`Making::record`): see `holds::List::making`. `None`:
+    /// it cannot be listed (see `holds::List::add`). Give it to [`Holders::new_object_held`],
+    /// or to [`Holders::unmade`] if the allocation failed.
+    pub(super) fn making(heap: &'static Heap, gone: fn(u64, usize), generation: u64, len: u64) -> Option<Making> {
+        held_here().listed.making(heap, gone, generation, len)
+    }
+
+    /// The allocation [`Holders::making`] took `making` for failed: its slot is free again.
+    pub(super) fn unmade(making: Making) {
+        held_here().listed.unmade(making);
     }
 
     /// Forgets the entry of `dead`, a process known to have ended (reaped), in this table of

@@ -100,8 +100,30 @@ struct Slot {
     /// (`sys::function_offset`): every process of the family runs the same one.
     gone: AtomicU64,
     /// Nonzero: a token this process sent away, not a hold (`receipts::ArgsToken`): its
-    /// reaper takes the count back if it is still in flight (`receipts::reap_token`).
+    /// reaper takes the count back if it is still in flight (`receipts::reap_token`). With
+    /// [`MAKING`]: a new object this process is making ([`List::making`]), the block's length
+    /// in the bits below.
     token: AtomicU64,
+}
+
+/// The mark in a slot's `token` of a new object being made: its block allocated (the offset
+/// stored inside the allocation), its start perhaps not yet (see [`List::making`]).
+const MAKING: u64 = 1 << 63;
+
+/// A slot taken by [`List::making`] for a new object, until [`List::made`] (or
+/// [`List::unmade`]).
+#[derive(Debug)]
+pub(super) struct Making {
+    listed: Listed,
+    /// The slot's object word: the allocation stores the block's offset there.
+    object: &'static AtomicU64,
+}
+
+impl Making {
+    /// Where the allocation records the block (`Heap::alloc_into`).
+    pub(super) fn record(&self) -> &'static AtomicU64 {
+        self.object
+    }
 }
 
 #[repr(C)]
@@ -156,7 +178,7 @@ impl Block {
 
 const _: () = assert!(std::mem::size_of::<Block>() == 4096);
 
-fn block_at(heap: &Heap, off: u64) -> &Block {
+fn block_at<'h>(heap: &'h Heap, off: u64) -> &'h Block {
     // SAFETY: blocks are allocated by `List::grow` with the size of a Block and never
     // freed (an emptied block stays in the directory, a spare, for the family's life), and
     // `off` is one of them (linked, or recorded as being made); a Block is atomics only,
@@ -210,6 +232,53 @@ impl List {
         slot.object.store(let_go.object, Ordering::Release);
         crash_point!("holds.slot.written");
         Some(Listed { owner: me.pid, block, index })
+    }
+
+    /// Takes a slot for a new object of `len` bytes and `generation` that `gone` frees, before
+    /// its block is allocated: the slot is written whole but for its object word, which the
+    /// allocation stores (`Heap::alloc_into`, inside it, once the block is counted), so that
+    /// from then on the block is listed, as being made. Its reaper, finding the object's
+    /// start stored (the header and value written whole, `object::made_whole`), deals with
+    /// it as any hold (the maker's entry is in its table); else it frees the block as it
+    /// stands: no other process can know it before the maker's `place` returns. `None`:
+    /// not listable (see [`List::add`]). [`List::made`] makes it a hold (one store), once
+    /// the object's table is in the registry; [`List::unmade`] gives the slot back when the
+    /// allocation failed. (aud109 M1: listed only after the seal's hash, the value's write
+    /// and the first touch of fresh pages, a maker killed there leaked the object.)
+    pub(super) fn making(
+        &mut self,
+        heap: &'static Heap,
+        gone: fn(u64, usize),
+        generation: u64,
+        len: u64,
+    ) -> Option<Making> {
+        let gone = sys::function_offset(gone)?;
+        let me = self.reserve(heap)?;
+        let (block, index) = self.free.pop()?;
+        let slot = &block_at(heap, block).slots[index as usize];
+        debug_assert_eq!(slot.object.load(Ordering::Relaxed), 0, "a free slot");
+        slot.token.store(MAKING | len, Ordering::Relaxed);
+        slot.generation.store(generation, Ordering::Relaxed);
+        slot.gone.store(gone, Ordering::Relaxed);
+        Some(Making { listed: Listed { owner: me.pid, block, index }, object: &slot.object })
+    }
+
+    /// The object [`List::making`] took `making` for is written whole, its start stored and
+    /// its table in the registry: a hold from now on (one store).
+    pub(super) fn made(&mut self, heap: &Heap, making: Making) -> Listed {
+        let slot = &block_at(heap, making.listed.block).slots[making.listed.index as usize];
+        slot.token.store(0, Ordering::Release);
+        crash_point!("holds.slot.written");
+        making.listed
+    }
+
+    /// The allocation [`List::making`] took `making` for failed: its slot, never filled (the
+    /// allocation stores the offset only once it has a block), is free again.
+    pub(super) fn unmade(&mut self, making: Making) {
+        debug_assert_eq!(making.object.load(Ordering::Relaxed), 0, "nothing allocated");
+        if making.listed.owner == self.owner {
+            self.free.push((making.listed.block, making.listed.index));
+        }
     }
 
     /// Makes sure the next [`List::add`] finds a free slot, growing the list now if it
@@ -495,9 +564,25 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             }
             let gone = slot.gone.load(Ordering::Relaxed);
             let generation = slot.generation.load(Ordering::Relaxed);
+            let mut token = slot.token.load(Ordering::Relaxed);
+            if token & MAKING != 0 {
+                // A new object the dead process was making (`List::making`).
+                if !super::object::made_whole(heap, object, generation) {
+                    // Its start never stored: no other process knows the block. Unlisted
+                    // first: a reaper killed before the free leaks it, never frees it twice.
+                    slot.object.store(0, Ordering::Release);
+                    crash_point!("holds.reap.unmade");
+                    heap.free(object, (token & !MAKING) as usize);
+                    continue;
+                }
+                // Whole, its maker's entry in its table: a hold from now on, for this reap
+                // and any after it (a reaper killed past here finds one).
+                token = 0;
+                slot.token.store(0, Ordering::Relaxed);
+            }
             // A token the dead process sent away: its count taken back if nobody took it.
             let freed = gone != 0
-                && if slot.token.load(Ordering::Relaxed) != 0 {
+                && if token != 0 {
                     super::receipts::reap_token(heap, object, generation, owner)
                 } else {
                     super::object::let_go_of_dead(heap, object, generation, owner, false)

@@ -153,6 +153,16 @@ const LOOKED: u64 = 1;
 /// thread's pins of that table (`pins::lend`).
 const HOLDERS_AT: u64 = std::mem::offset_of!(Header, holders) as u64;
 
+/// Whether the object of `generation` that a dead process was making at `off` (its block
+/// listed as being made: `holds::List::making`) was written whole: its start stored, the
+/// last step of `Shared::place` before its listing. Else nothing but the block is there,
+/// known to no other process. Only for that block, which nobody but its dead maker's
+/// reaper can free: its start word is 0, or this generation's (a look perhaps counted).
+pub(super) fn made_whole(heap: &Heap, off: u64, generation: u64) -> bool {
+    heap.contains(off, std::mem::size_of::<Header>())
+        && heap.start(off).load(Ordering::Acquire) & !LOOKS == start_mark(generation)
+}
+
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
     heap.seal(&[heap.family_id(), off, u64::from(T::KIND), fingerprint::<T>(), generation, len])
@@ -231,14 +241,26 @@ impl<T: ShmObject> Shared<T> {
         let heap = Heap::get();
         // A tail near `usize::MAX` (a caller's length) must not wrap to a small block.
         let len = Self::tail_start().checked_add(tail).ok_or(HeapFull::requested(usize::MAX))?;
-        // The list of what this process holds grows before anything is taken (see `holds`).
-        Holders::reserve_listing(heap);
-        let off = match block {
-            Block::Zeroed => heap.alloc_zeroed(len)?,
-            Block::Dirty => heap.alloc_dirty(len)?,
-            Block::Populated => heap.alloc_dirty_populated(len)?,
-        };
         let generation = heap.next_generation();
+        // The list of what this process holds grows before anything is taken, and lists the
+        // block from inside its allocation, as being made (see `holds::List::making`).
+        let making = Holders::making(heap, Self::let_go(0, generation).gone, generation, len as u64);
+        let record = making.as_ref().map(|m| m.record());
+        let off = match block {
+            Block::Zeroed => heap.alloc_zeroed_into(len, record),
+            Block::Dirty => heap.alloc_dirty_into(len, record),
+            Block::Populated => heap.alloc_dirty_populated_into(len, record),
+        };
+        let off = match off {
+            Ok(off) => off,
+            Err(full) => {
+                if let Some(making) = making {
+                    Holders::unmade(making);
+                }
+                return Err(full);
+            }
+        };
+        crash_point!("object.place.allocated");
         let seal = seal_of::<T>(heap, off, generation, len as u64);
         let obj = heap.ptr(off).cast::<Obj<T>>();
         // SAFETY: `off` is a fresh allocation of `len >= size_of::<Obj<T>>()` bytes,
@@ -256,12 +278,14 @@ impl<T: ShmObject> Shared<T> {
                 value,
             });
         }
+        crash_point!("object.place.written");
         // Its start, once its header is written (release: a decoding that finds it loads
         // the header), before the handle can be in any message or record.
         heap.start(off).store(start_mark(generation), Ordering::Release);
+        crash_point!("object.place.started");
         // Listed once written whole: a reaper recognises it by its header (see `holds`).
         let table = off + (std::mem::offset_of!(Obj<T>, header) + std::mem::offset_of!(Header, holders)) as u64;
-        Holders::new_object_held(heap, table, Self::let_go(off, generation));
+        Holders::new_object_held(heap, table, Self::let_go(off, generation), making);
         Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 
@@ -443,7 +467,9 @@ impl<T: ShmObject> Shared<T> {
         // SAFETY: the caller's table call just found the object unheld and marked it
         // released (see above): it is still allocated, and this is its only release.
         let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+        crash_point!("object.release.begun");
         obj.value.destroy(heap);
+        crash_point!("object.release.destroyed");
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
         // Before the block is freed: no fork child's record here names it any more, a
         // handle to it can never be decoded again (its seal), nor its header loaded by a
@@ -452,6 +478,7 @@ impl<T: ShmObject> Shared<T> {
         obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
         if unstart(heap, off, &obj.header) {
+            crash_point!("object.release.unstarted");
             if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
         }
     }

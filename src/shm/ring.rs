@@ -423,11 +423,17 @@ impl Ring {
         ring
     }
 
-    /// Gives a new ring its first (small) segment.
+    /// Gives a new ring its first (small) segment. The segment is recorded where
+    /// [`Ring::destroy`] finds it from inside its allocation (the consumers' position, its
+    /// `pos` still 0), so that a process killed before the ring is whole leaves the segment
+    /// to whoever frees the ring's object (aud109 M1: recorded once zeroed and written, a
+    /// maker killed in between leaked it).
     pub(crate) fn open(&self) -> Result<(), HeapFull> {
         let heap = Heap::get();
         debug_assert_eq!(self.producers.at().seg, 0, "a ring is opened once");
-        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
+        debug_assert_eq!(self.consumers.current.load(Ordering::Relaxed), 0, "the copy `destroy` reads");
+        let seg = heap.alloc_zeroed_into(FIRST_SEGMENT as usize, Some(&self.consumers.copies[0].seg))?;
+        crash_point!("ring.open.allocated");
         word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
         for side in [&self.producers, &self.consumers] {
             for copy in &side.copies {
@@ -1549,6 +1555,12 @@ impl Ring {
     /// never completed. Called once, when nobody holds the ring's object any more.
     pub(crate) fn destroy(&self, heap: &Heap) {
         let at = self.consumers.at();
+        if at.seg != 0 && at.pos == 0 {
+            // Its first segment recorded by `open`, which was cut short: its bytes perhaps
+            // not yet zeroed, nothing put.
+            heap.free(at.seg, FIRST_SEGMENT as usize);
+            return;
+        }
         if at.retired != 0 {
             self.forget_pending(at.retired);
             heap.free(at.retired, at.retired_len as usize);
