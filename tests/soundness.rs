@@ -1243,10 +1243,18 @@ mod holds {
     /// inside the release (the table released, the hold unlisted, the object not yet
     /// destroyed and freed), leaked the object until the family ended.
     #[test]
-    fn a_process_killed_making_an_object_leaks_nothing() {
+    fn a_process_killed_making_or_dropping_an_object_leaks_nothing() {
         let check = leak_check(LIMIT);
         let mut leaked = Vec::new();
-        for point in ["object.place.allocated", "object.place.written", "object.place.started", "ring.open.allocated"] {
+        for point in [
+            "object.place.allocated",
+            "object.place.written",
+            "object.place.started",
+            "ring.open.allocated",
+            "object.release.begun",
+            "object.release.destroyed",
+            "object.release.unstarted",
+        ] {
             for (kind, name) in ["value", "queue", "pipe"].into_iter().enumerate() {
                 let before = multiproc::__private::heap_in_use();
                 let child = Process::new(make_and_drop_armed, (point.to_owned(), kind as u8))
@@ -1269,6 +1277,47 @@ mod holds {
         println!("leaked: {leaked:?}");
         assert!(leaked.is_empty(), "leaked: {leaked:?}");
         check.assert_no_leak();
+    }
+
+    /// Makes and drops queues and values until killed (`started` set once it runs).
+    fn make_and_drop_until_killed(started: Event) {
+        started.set();
+        loop {
+            drop(Queue::<u8>::new().unwrap());
+            drop(Value::new(7u64).unwrap());
+        }
+    }
+
+    /// aud109 M1's probe `g1`, cheap: a child killed at a random moment of a loop that makes
+    /// and drops objects leaks none of them (5-7 rounds in 10 leaked).
+    #[test]
+    fn a_process_killed_at_random_while_it_makes_and_drops_objects_leaks_nothing() {
+        let _check = leak_check(LIMIT);
+        let mut leaked = 0;
+        const ROUNDS: u64 = 8;
+        for round in 0..ROUNDS {
+            let before = multiproc::__private::heap_in_use();
+            let started = Event::new().unwrap();
+            let child = Process::new(make_and_drop_until_killed, started.clone())
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "the child did not start");
+            drop(started);
+            std::thread::sleep(Duration::from_millis(3 + round * 5));
+            child.kill().unwrap();
+            child.wait();
+            if !common::eventually(Duration::from_secs(1), || multiproc::__private::heap_in_use() <= before) {
+                println!("round {round}: {} B", multiproc::__private::heap_in_use() - before);
+                leaked += 1;
+            }
+        }
+        println!("rounds that leaked: {leaked} of {ROUNDS}");
+        // What is left are the allocator's own steps (a block taken and not yet recorded, or
+        // unrecorded and not yet given back) and a store or two after a table's release,
+        // which a debug build on a loaded machine stretches: one round in about 25 leaked
+        // one block there. Before aud109 M1's fix, 5 to 7 rounds in 8 leaked.
+        assert!(leaked <= 2, "{leaked} rounds of {ROUNDS} leaked");
     }
 
     //

@@ -761,6 +761,26 @@ impl Heap {
         }
     }
 
+    /// [`Heap::free`], calling `unrecord` just before the block is uncounted and given back:
+    /// for a block whose record (where a successor would free it from, should this process
+    /// die) must go before the free, so that a free is never done twice, and as late as
+    /// possible, so that a process killed in between leaks as little as it can (the
+    /// uncount and the push of a small block; the large allocator's own steps).
+    pub(crate) fn free_recorded(&self, offset: u64, len: usize, unrecord: impl FnOnce()) {
+        let len = len.max(1);
+        // Worked out first: after `unrecord`, only the uncount and the push (or the large
+        // allocator's steps).
+        let class = class_of(len);
+        let allocated = class.map_or_else(|| round_up(len, PAGE), |c| CLASSES[c]) as u64;
+        let in_use = &self.header().in_use;
+        unrecord();
+        in_use.fetch_sub(allocated, Ordering::Relaxed);
+        match class {
+            Some(class) => self.push(class, offset),
+            None => self.free_large(offset, round_up(len, PAGE)),
+        }
+    }
+
     /// [`Heap::free`], never waiting: for a caller that must not wait for a process stopped
     /// holding the large allocator's lock (a kept look's let-go inside an announcement,
     /// `object::let_go_unless_stopped`: review123 L1). A large block whose lock is not free

@@ -12,13 +12,21 @@
 //! Crash safety: an object's slot is written before the process's entry is made (its
 //! object offset last: the slot counts from then on), and cleared after the entry is
 //! cleared, so a process killed at any point is listed wherever it has an entry. A new
-//! object is the exception: it is written whole (its header, with its creator's entry)
-//! and then listed, since a slot naming memory whose header is not written yet is one its
-//! reaper cannot recognise (it leaves it, leaked), whereas a written object is found and
-//! freed; and the list grows before the object is allocated, so that nothing is taken
-//! while a block of the list is made. A process killed between an allocation and its
-//! listing (a few stores, no system call) leaks that object, as a process killed between
-//! any allocation and its record does. A slot
+//! object is listed from inside its allocation, as being made (`List::making`: the slot
+//! written whole but for its object word, which the allocator stores once the block is
+//! counted; the list grows first, so that nothing is taken while a block of the list is
+//! made). Its reaper tells a whole object from a block by the object's start, the last
+//! thing `Shared::place` writes: stored, the header and the creator's entry are there, and
+//! the slot is a hold; not stored, the block is freed as it stands (no other process can
+//! know it before `place` returns). The listing then becomes a hold in one store
+//! (`List::made`). (aud109 M1: listed only once written whole, a maker killed in the
+//! seal's hash, the value's write or the first touch of fresh pages leaked the object.)
+//! Likewise a release by the last handle's leave keeps its listing, marked releasing
+//! (`List::releasing`, one store after the table's release), until just before the free
+//! (`Heap::free_recorded`), or, when looks pin the start, until before their count: the
+//! reaper of a last holder killed inside its release finishes it (`destroy` again if it
+//! can resume, `ShmObject::DESTROY_RESUMES`; the start taken away; the block freed), where
+//! it leaked the object and all it owned. A slot
 //! left without an entry (killed in between) is harmless: the reaper finds no entry of the
 //! dead process, and an object freed meanwhile is recognised by its header and generation
 //! before anything is written. A block is written whole before it is linked, and a new
@@ -66,10 +74,14 @@
 //! (a pipe's ends) are not listed: their tables say whether an end is there, not whether
 //! memory is, and the liveness checks forget dead holders of a side.
 //!
-//! Residuals: a process killed inside the allocator's own steps, before the new block is
-//! recorded, leaks it (as in any allocation), and a reaper killed while it frees an object
-//! (inside its `destroy`, or between the table's release and the free) leaks that object,
-//! as any process killed while it frees an object does. A process nobody reaps is found by
+//! Residuals: a process killed inside the allocator's own steps (before a new block is
+//! recorded, or after a freed one is unrecorded) leaks that block, as in any allocation; a
+//! last holder killed between its table's release and the releasing mark (a return and a
+//! store, or the table's overflow blocks freed), or between the start's removal and its
+//! listing's when looks pin it, leaks the object; a `destroy` that cannot resume, cut
+//! short, leaks what it had not freed (its block is freed); and a reaper killed while it
+//! frees an object (inside its `destroy`, or between the table's release and the free)
+//! leaks that object, as any process killed while it frees an object does. A process nobody reaps is found by
 //! the next reap of any process of the family that looks at every listed process (at most
 //! every `SWEEP_GAP` per process): a family that reaps nothing more (no start, no join)
 //! keeps a dead process's holds until it ends. A process that cannot get a block (a full
@@ -109,6 +121,12 @@ struct Slot {
 /// The mark in a slot's `token` of a new object being made: its block allocated (the offset
 /// stored inside the allocation), its start perhaps not yet (see [`List::making`]).
 const MAKING: u64 = 1 << 63;
+
+/// The mark in a slot's `token` of an object this process holds the last handle of and is
+/// releasing ([`List::releasing`]): its table released, its block not yet freed.
+const RELEASING: u64 = 1 << 62;
+/// With [`RELEASING`]: the object's `destroy` is done.
+const DESTROYED: u64 = 1 << 61;
 
 /// A slot taken by [`List::making`] for a new object, until [`List::made`] (or
 /// [`List::unmade`]).
@@ -178,7 +196,7 @@ impl Block {
 
 const _: () = assert!(std::mem::size_of::<Block>() == 4096);
 
-fn block_at<'h>(heap: &'h Heap, off: u64) -> &'h Block {
+fn block_at(heap: &Heap, off: u64) -> &Block {
     // SAFETY: blocks are allocated by `List::grow` with the size of a Block and never
     // freed (an emptied block stays in the directory, a spare, for the family's life), and
     // `off` is one of them (linked, or recorded as being made); a Block is atomics only,
@@ -281,6 +299,19 @@ impl List {
         }
     }
 
+    /// The object listed at `listed` was let go of by its last handle, this process's: its
+    /// table is released, and the slot stays until its release is done
+    /// ([`List::remove`], once its start is gone: `object::unstart`), marked releasing, so
+    /// that this process's reaper finishes the release if it is killed in it (see `reap`).
+    /// Returns whether it is marked (not a slot of this process's: a fork child's copy).
+    pub(super) fn releasing(&mut self, heap: &Heap, listed: Listed) -> bool {
+        if listed.owner != self.owner || listed.owner != sys::me().pid {
+            return false;
+        }
+        block_at(heap, listed.block).slots[listed.index as usize].token.store(RELEASING, Ordering::Relaxed);
+        true
+    }
+
     /// Makes sure the next [`List::add`] finds a free slot, growing the list now if it
     /// must (`None`: the heap is full); this process.
     pub(super) fn reserve(&mut self, heap: &Heap) -> Option<ProcId> {
@@ -302,9 +333,12 @@ impl List {
         if listed.owner != self.owner || listed.owner != sys::me().pid {
             return;
         }
+        // Free again first (nobody pops it before the registry's lock is let go): the clear
+        // is a release's last step before its free (`Heap::free_recorded`), and what comes
+        // after it is a window in which a kill leaks the block.
+        self.free.push((listed.block, listed.index));
         crash_point!("holds.slot.clearing");
         block_at(heap, listed.block).slots[listed.index as usize].object.store(0, Ordering::Release);
-        self.free.push((listed.block, listed.index));
     }
 
     /// A spare block of the directory, taken; else a new block, written whole, then linked
@@ -357,6 +391,13 @@ impl List {
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
     }
+}
+
+/// The object listed at `listed`, marked releasing ([`List::releasing`]), is destroyed:
+/// a reaper finishing its release does not destroy it again. This process's slot, which no
+/// other thread writes meanwhile (its listing is held by the release alone).
+pub(super) fn destroyed(heap: &Heap, listed: Listed) {
+    block_at(heap, listed.block).slots[listed.index as usize].token.store(RELEASING | DESTROYED, Ordering::Relaxed);
 }
 
 /// The directory's blocks, made under its lock (see `chain`).
@@ -565,14 +606,46 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             let gone = slot.gone.load(Ordering::Relaxed);
             let generation = slot.generation.load(Ordering::Relaxed);
             let mut token = slot.token.load(Ordering::Relaxed);
+            if token & RELEASING != 0 {
+                // The dead process let go of the object's last handle and was killed inside
+                // its release (`List::releasing`), which takes the listing out only just
+                // before its free: the block is allocated. Unlisted first, then finished
+                // here: a reaper killed in between leaks the object, never frees it twice.
+                match super::object::released(heap, object, generation) {
+                    // Its start still there: the release is finished, its `destroy` too
+                    // unless it was done (and only if it can resume: `DESTROY_RESUMES`).
+                    super::object::Released::Started if gone != 0 => {
+                        slot.object.store(0, Ordering::Release);
+                        crash_point!("holds.reap.cleared");
+                        let how = super::object::RESUME_RELEASE
+                            | if token & DESTROYED != 0 { super::object::RESUME_DESTROYED } else { 0 };
+                        // SAFETY: as below.
+                        let gone = unsafe { sys::function_at::<fn(u64, usize)>(gone) };
+                        gone(object, how);
+                        crash_point!("holds.reap.freed");
+                        continue;
+                    }
+                    // Its start gone with no look: the release was about to free the block.
+                    super::object::Released::Unstarted(len) => {
+                        heap.free_recorded(object, len, || slot.object.store(0, Ordering::Release));
+                        crash_point!("holds.reap.freed");
+                        continue;
+                    }
+                    _ => {
+                        slot.object.store(0, Ordering::Release);
+                        continue;
+                    }
+                }
+            }
             if token & MAKING != 0 {
                 // A new object the dead process was making (`List::making`).
                 if !super::object::made_whole(heap, object, generation) {
                     // Its start never stored: no other process knows the block. Unlisted
                     // first: a reaper killed before the free leaks it, never frees it twice.
-                    slot.object.store(0, Ordering::Release);
+                    heap.free_recorded(object, (token & !MAKING) as usize, || {
+                        slot.object.store(0, Ordering::Release);
+                    });
                     crash_point!("holds.reap.unmade");
-                    heap.free(object, (token & !MAKING) as usize);
                     continue;
                 }
                 // Whole, its maker's entry in its table: a hold from now on, for this reap
