@@ -1148,7 +1148,7 @@ mod holds {
     use std::time::Duration;
 
     use multiproc::__private::{crash_at, heap_books, heap_books_lost};
-    use multiproc::{Event, Process, ProcessHandle, StartMethod, Value};
+    use multiproc::{Event, Pipe, Process, ProcessHandle, Queue, StartMethod, Value};
 
     use crate::common::{self, leak_check};
 
@@ -1223,6 +1223,101 @@ mod holds {
 
     fn make_and_end(_: ()) {
         drop((0..MADE).map(|i| Value::new(i).unwrap()).collect::<Vec<_>>());
+    }
+
+    /// Armed at `point`, makes an object of kind `kind` (a value, a queue, a pipe) and drops
+    /// it: the point is inside its making or its release (a point the kind never reaches
+    /// lets it end).
+    fn make_and_drop_armed((point, kind): (String, u8)) {
+        crash_at(&point);
+        match kind {
+            0 => drop(Value::new(7u64).unwrap()),
+            1 => drop(Queue::<u8>::new().unwrap()),
+            _ => drop(Pipe::<u8>::new().unwrap()),
+        }
+    }
+
+    /// aud109 M1: a process killed between a new object's allocation and its listing for its
+    /// reaper (the seal, the value's write, its start), or inside a queue's `Ring::open`
+    /// before its first segment is stored where `destroy` finds it, or as the last holder
+    /// inside the release (the table released, the hold unlisted, the object not yet
+    /// destroyed and freed), leaked the object until the family ended.
+    #[test]
+    fn a_process_killed_making_or_dropping_an_object_leaks_nothing() {
+        let check = leak_check(LIMIT);
+        let mut leaked = Vec::new();
+        for point in [
+            "object.place.allocated",
+            "object.place.written",
+            "object.place.started",
+            "ring.open.allocated",
+            "object.release.begun",
+            "object.release.destroyed",
+            "object.release.unstarted",
+        ] {
+            for (kind, name) in ["value", "queue", "pipe"].into_iter().enumerate() {
+                let before = multiproc::__private::heap_in_use();
+                let child = Process::new(make_and_drop_armed, (point.to_owned(), kind as u8))
+                    .start_method(StartMethod::ForkServer)
+                    .start()
+                    .unwrap();
+                let status = child.wait();
+                if point.starts_with("ring.") && kind == 0 {
+                    assert_eq!(status, 0, "a value opens no ring");
+                    continue;
+                }
+                assert_eq!(status, -SIGABRT, "the child making a {name} did not die at {point}");
+                // Its parent's wait reaped it.
+                if !common::eventually(Duration::from_secs(1), || multiproc::__private::heap_in_use() <= before) {
+                    leaked.push(format!("{name} at {point}: {} B", multiproc::__private::heap_in_use() - before));
+                }
+                assert_eq!(heap_books_lost(), 0, "{name} {point}: bytes of the lists' blocks lost");
+            }
+        }
+        println!("leaked: {leaked:?}");
+        assert!(leaked.is_empty(), "leaked: {leaked:?}");
+        check.assert_no_leak();
+    }
+
+    /// Makes and drops queues and values until killed (`started` set once it runs).
+    fn make_and_drop_until_killed(started: Event) {
+        started.set();
+        loop {
+            drop(Queue::<u8>::new().unwrap());
+            drop(Value::new(7u64).unwrap());
+        }
+    }
+
+    /// aud109 M1's probe `g1`, cheap: a child killed at a random moment of a loop that makes
+    /// and drops objects leaks none of them (5-7 rounds in 10 leaked).
+    #[test]
+    fn a_process_killed_at_random_while_it_makes_and_drops_objects_leaks_nothing() {
+        let _check = leak_check(LIMIT);
+        let mut leaked = 0;
+        const ROUNDS: u64 = 8;
+        for round in 0..ROUNDS {
+            let before = multiproc::__private::heap_in_use();
+            let started = Event::new().unwrap();
+            let child = Process::new(make_and_drop_until_killed, started.clone())
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "the child did not start");
+            drop(started);
+            std::thread::sleep(Duration::from_millis(3 + round * 5));
+            child.kill().unwrap();
+            child.wait();
+            if !common::eventually(Duration::from_secs(1), || multiproc::__private::heap_in_use() <= before) {
+                println!("round {round}: {} B", multiproc::__private::heap_in_use() - before);
+                leaked += 1;
+            }
+        }
+        println!("rounds that leaked: {leaked} of {ROUNDS}");
+        // What is left are the allocator's own steps (a block taken and not yet recorded, or
+        // unrecorded and not yet given back) and a store or two after a table's release,
+        // which a debug build on a loaded machine stretches: one round in about 25 leaked
+        // one block there. Before aud109 M1's fix, 5 to 7 rounds in 8 leaked.
+        assert!(leaked <= 2, "{leaked} rounds of {ROUNDS} leaked");
     }
 
     //

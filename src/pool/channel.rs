@@ -18,6 +18,8 @@ struct ChannelState {
 
 impl ShmObject for ChannelState {
     const KIND: u32 = kind::POOL + 1;
+    // The ring's destroy records each step before its free.
+    const DESTROY_RESUMES: bool = true;
 
     fn destroy(&self, heap: &crate::shm::Heap) {
         self.ring.destroy(heap);

@@ -1207,6 +1207,9 @@ impl Getters {
 
 impl ShmObject for QueueState {
     const KIND: u32 = kind::QUEUE;
+    // The ring's destroy records each step before its free, and the asides' swaps their head
+    // out first: run again after a kill, nothing is freed twice.
+    const DESTROY_RESUMES: bool = true;
 
     fn destroy(&self, heap: &Heap) {
         self.ring.destroy(heap);

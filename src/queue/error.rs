@@ -670,6 +670,8 @@ pub enum QueueJoinError {
     /// Every item not marked done was taken by a process that died before marking it
     /// done (killed, crashed): nobody can ever finish them, so `join` does not wait for
     /// them. They stay unfinished (a later `join` says the same), and are not put back.
+    /// Only while another handle exists: with none left, `join` answers
+    /// [`QueueJoinError::Disconnected`] first, whoever took the unfinished items.
     #[error("{lost} items were taken by processes that died before marking them done")]
     TasksLost {
         /// Items taken by dead processes and never marked done.

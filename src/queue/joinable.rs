@@ -375,6 +375,11 @@ impl<T> JoinableQueue<T> {
     /// is not put back: the queue cannot know what the dead process had already done);
     /// [`QueueJoinError::Closed`] after [`JoinableQueue::close`].
     ///
+    /// `Disconnected` comes first: when no other handle is left, `join` answers
+    /// `Disconnected { unfinished }` even if every unfinished task was taken by a process
+    /// that then died; `TasksLost` comes only while another handle is alive (aud109 L1). A
+    /// caller that logs lost work should look at both.
+    ///
     /// A task counts as held by the process whose `get` took it out of the queue (a `get`
     /// killed at any point either left the item in the queue or holds it), until that
     /// process calls `task_done`; a process that marks done more tasks than it took is

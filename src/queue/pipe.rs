@@ -39,6 +39,9 @@ pub(crate) struct PipeState {
 
 impl ShmObject for PipeState {
     const KIND: u32 = kind::PIPE;
+    // The rings' destroy records each step before its free: run again after a kill, it
+    // frees nothing twice.
+    const DESTROY_RESUMES: bool = true;
 
     fn destroy(&self, heap: &Heap) {
         for ring in &self.rings {

@@ -104,7 +104,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// A queue that holds at most `maxsize` items (Python's `Queue(maxsize)`); `0` means
-    /// unbounded, as in Python.
+    /// unbounded, as in Python (Python's `maxsize <= 0`): not a queue that nothing fits in.
     ///
     /// # Errors
     ///
@@ -525,7 +525,7 @@ impl<Q> QueueBuilder<Q> {
     }
 
     /// At most `maxsize` items in the queue (Python's `maxsize`); `0`, the default, means
-    /// no bound on items.
+    /// no bound on items (as Python's `maxsize <= 0`), not that nothing fits.
     ///
     /// ```
     /// multiproc::init();
@@ -539,7 +539,8 @@ impl<Q> QueueBuilder<Q> {
     }
 
     /// At most `max_bytes` bytes of encoded messages in the queue; `0`, the default, means
-    /// no bound on bytes. A message larger than this alone is refused with
+    /// no bound on bytes, not that nothing fits: `max_bytes(0)` takes a message of any size
+    /// (aud109 L2). A message larger than a bound alone is refused with
     /// [`PutError::TooLarge`].
     ///
     /// ```

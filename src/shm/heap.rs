@@ -497,6 +497,44 @@ impl Heap {
         Ok(off)
     }
 
+    /// [`Heap::alloc_zeroed`], storing the block's offset in `record` (if any) as
+    /// [`Heap::alloc_into`] does: before the zeroing.
+    pub(crate) fn alloc_zeroed_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
+        let Some(record) = record else { return self.alloc_zeroed(len) };
+        let off = self.alloc_into(len, record)?;
+        if class_of(len).is_some() {
+            // SAFETY: the block [off, off + len) was just allocated to us alone.
+            unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
+        }
+        Ok(off)
+    }
+
+    /// [`Heap::alloc_dirty`], storing the block's offset in `record` (if any) as
+    /// [`Heap::alloc_into`] does.
+    pub(crate) fn alloc_dirty_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
+        let Some(record) = record else { return self.alloc_dirty(len) };
+        match self.take_warm(len) {
+            Some(off) => {
+                record.store(off, Ordering::Release);
+                Ok(off)
+            }
+            None => self.alloc_into(len, record),
+        }
+    }
+
+    /// [`Heap::alloc_dirty_populated`], storing the block's offset in `record` (if any) as
+    /// [`Heap::alloc_into`] does: before the populate.
+    pub(crate) fn alloc_dirty_populated_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
+        let Some(record) = record else { return self.alloc_dirty_populated(len) };
+        if let Some(off) = self.take_warm(len) {
+            record.store(off, Ordering::Release);
+            return Ok(off);
+        }
+        let off = self.alloc_into(len, record)?;
+        self.populate(off, len.max(1));
+        Ok(off)
+    }
+
     /// Allocates `len` bytes whose contents are unspecified even when large: a block of a
     /// large message freed with [`Heap::free_warm`] is reused with its pages, which spares
     /// the kernel allocating and zeroing them again. For a caller that writes every byte.
@@ -718,6 +756,26 @@ impl Heap {
         let len = len.max(1);
         self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
         match class_of(len) {
+            Some(class) => self.push(class, offset),
+            None => self.free_large(offset, round_up(len, PAGE)),
+        }
+    }
+
+    /// [`Heap::free`], calling `unrecord` just before the block is uncounted and given back:
+    /// for a block whose record (where a successor would free it from, should this process
+    /// die) must go before the free, so that a free is never done twice, and as late as
+    /// possible, so that a process killed in between leaks as little as it can (the
+    /// uncount and the push of a small block; the large allocator's own steps).
+    pub(crate) fn free_recorded(&self, offset: u64, len: usize, unrecord: impl FnOnce()) {
+        let len = len.max(1);
+        // Worked out first: after `unrecord`, only the uncount and the push (or the large
+        // allocator's steps).
+        let class = class_of(len);
+        let allocated = class.map_or_else(|| round_up(len, PAGE), |c| CLASSES[c]) as u64;
+        let in_use = &self.header().in_use;
+        unrecord();
+        in_use.fetch_sub(allocated, Ordering::Relaxed);
+        match class {
             Some(class) => self.push(class, offset),
             None => self.free_large(offset, round_up(len, PAGE)),
         }

@@ -92,7 +92,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
-use super::holds::{List, Listed};
+use super::holds::{List, Listed, Making};
 use super::mutex::{RawGuard, RawMutex};
 use super::pins::{self, Announced};
 use super::receipts::{self, Receipt};
@@ -195,6 +195,31 @@ fn count_records(tables: &[LetGo], added: bool) {
             count.fetch_add(1, Ordering::Release);
         } else {
             count.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// What [`Holders::leave`] answers when its handle was the family's last: the caller
+/// releases the object, and takes the listing this process kept of it out of the heap's
+/// list once the object's start is gone ([`Last::unlist`]).
+#[must_use]
+#[derive(Debug)]
+pub(crate) struct Last {
+    listed: Option<Listed>,
+}
+
+impl Last {
+    /// The release's `destroy` is done: a reaper finishing it destroys nothing again.
+    pub(super) fn destroyed(&self, heap: &Heap) {
+        if let Some(listed) = self.listed {
+            super::holds::destroyed(heap, listed);
+        }
+    }
+
+    /// The release took the object's start away: the listing goes (see `holds`).
+    pub(super) fn unlist(self, heap: &Heap) {
+        if let Some(listed) = self.listed {
+            held_here().listed.remove(heap, listed);
         }
     }
 }
@@ -810,15 +835,29 @@ impl Holders {
     /// [`Holders::new_held_at`] with this process's entry: it goes into the registry, and
     /// the object into the heap's list of what this process holds (see `holds`: written
     /// whole first, the object is one its reaper recognises and frees).
-    pub(crate) fn new_object_held(heap: &Heap, off: u64, let_go: LetGo) {
-        note_at(heap, off, Some(let_go));
+    ///
+    /// `making`: the slot [`Holders::making`] took for it, which becomes its listing (one
+    /// store); `None`: listed now, if it can be.
+    pub(super) fn new_object_held(heap: &Heap, off: u64, let_go: LetGo, making: Option<Making>) {
+        let Some(making) = making else { return note_at(heap, off, Some(let_go)) };
+        let mut registry = held_here();
+        let listed = registry.listed.made(heap, making);
+        registry.tables.insert(off, Held { let_go, listed: Some(listed) });
     }
 
-    /// Before a new object is allocated: room in this process's list for it, so that the
-    /// list grows (and a crash while it grows happens) before any memory is taken whose
-    /// only record would be that list.
-    pub(crate) fn reserve_listing(heap: &Heap) {
-        let _ = held_here().listed.reserve(heap);
+    /// Before a new object of `len` bytes and `generation` is allocated: a slot of this
+    /// process's list for it (the list grows now, and a crash while it grows happens, before
+    /// any memory is taken whose only record would be that list), which the allocation
+    /// fills with the block's offset (`Making::record`): see `holds::List::making`. `None`:
+    /// it cannot be listed (see `holds::List::add`). Give it to [`Holders::new_object_held`],
+    /// or to [`Holders::unmade`] if the allocation failed.
+    pub(super) fn making(heap: &'static Heap, gone: fn(u64, usize), generation: u64, len: u64) -> Option<Making> {
+        held_here().listed.making(heap, gone, generation, len)
+    }
+
+    /// The allocation [`Holders::making`] took `making` for failed: its slot is free again.
+    pub(super) fn unmade(making: Making) {
+        held_here().listed.unmade(making);
     }
 
     /// Forgets the entry of `dead`, a process known to have ended (reaped), in this table of
@@ -952,22 +991,23 @@ impl Holders {
         true
     }
 
-    /// One handle fewer in this process. Returns `true` when that was the last handle of
+    /// One handle fewer in this process. Returns [`Last`] when that was the last handle of
     /// the family (no holder, nothing in flight): the caller frees the object.
-    pub(crate) fn leave(&self, heap: &Heap) -> bool {
+    pub(crate) fn leave(&self, heap: &Heap) -> Option<Last> {
         self.leave_looking(heap, true)
     }
 
     /// [`Holders::leave`] without looking for dead holders among the others (no `/proc`
     /// read): for a process that knows another holder outlives its handle.
-    pub(crate) fn leave_trusting(&self, heap: &Heap) -> bool {
+    pub(crate) fn leave_trusting(&self, heap: &Heap) -> Option<Last> {
         self.leave_looking(heap, false)
     }
 
-    fn leave_looking(&self, heap: &Heap, look: bool) -> bool {
+    fn leave_looking(&self, heap: &Heap, look: bool) -> Option<Last> {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
+        let mut left = false;
         self.for_each(heap, |e| {
             if e.is(me) {
                 // A handle counted as held, else (in a fork child) one of the copies pinned.
@@ -982,7 +1022,7 @@ impl Holders {
                     if e.pending.load(Ordering::Relaxed) == 0 {
                         e.clear();
                     }
-                    self.note_mine(heap, None);
+                    left = true;
                 }
                 true
             } else {
@@ -994,7 +1034,29 @@ impl Holders {
             // dead among them, so that a killed holder does not keep the object forever.
             self.prune_dead(heap, me);
         }
-        self.finish(heap)
+        // Out of the registry, found before the table's last look (the registry's lock held
+        // across it), so that a last handle's listing is marked releasing one store after
+        // the table is released (see `holds::List::releasing`).
+        let left = left.then(|| self.note_left(heap)).flatten();
+        let last = self.finish(heap);
+        let Some((mut registry, listed)) = left else { return last.then_some(Last { listed: None }) };
+        if last && registry.listed.releasing(heap, listed) {
+            return Some(Last { listed: Some(listed) });
+        }
+        registry.listed.remove(heap, listed);
+        last.then_some(Last { listed: None })
+    }
+
+    /// Takes this table out of this process's registry (its entry counts no handle any
+    /// more): its listing in the heap's list, if any, for the caller to take out or keep,
+    /// with the registry's lock.
+    fn note_left(&self, heap: &Heap) -> Option<(MutexGuard<'static, Registry>, Listed)> {
+        let off = self.offset_in(heap)?;
+        let mut registry = held_here();
+        match registry.tables.remove(&off) {
+            Some(Held { listed: Some(listed), .. }) => Some((registry, listed)),
+            _ => None,
+        }
     }
 
     /// A handle was written into a message.
@@ -1724,7 +1786,7 @@ mod tests {
         // alive (its announcement died with it).
         holders.send();
         holders.flight.fetch_add(PIN - 1, Ordering::AcqRel);
-        assert!(holders.leave(heap), "the creator's handle was the last: the dead pin goes");
+        assert!(holders.leave(heap).is_some(), "the creator's handle was the last: the dead pin goes");
         assert_eq!(holders.flight.load(Ordering::Relaxed), RELEASED);
         heap.free(off, size);
 
@@ -1735,7 +1797,7 @@ mod tests {
         let announced = holders.announce(heap);
         assert!(announced.is_some(), "a table in the family heap is announced");
         holders.pin(8, true).unwrap();
-        assert!(!holders.leave(heap), "an announced pin is a live receiver's: kept");
+        assert!(holders.leave(heap).is_none(), "an announced pin is a live receiver's: kept");
         assert!(holders.flight.load(Ordering::Relaxed) & PINS == PIN);
         let g = holders.lock_and_unpin(announced);
         assert!(holders.finish(heap), "unpinned, nothing holds it (the receiver dropped its handle)");
@@ -1761,7 +1823,7 @@ mod tests {
         // And a receiver killed pinned.
         holders.send();
         holders.flight.fetch_add(PIN - 1, Ordering::AcqRel);
-        assert!(holders.leave(heap), "the creator's handle was the last live one: the object goes");
+        assert!(holders.leave(heap).is_some(), "the creator's handle was the last live one: the object goes");
         heap.free(off, size);
         assert_eq!(heap.in_use(), before);
     }
@@ -1772,7 +1834,7 @@ mod tests {
         let heap = Heap::get();
         let holders = Holders::new_held();
         assert!(holders.any_alive(heap));
-        assert!(holders.leave(heap), "the creator's handle was the last");
+        assert!(holders.leave(heap).is_some(), "the creator's handle was the last");
         assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
         assert!(!holders.others_alive(heap));
     }
@@ -1825,9 +1887,9 @@ mod tests {
         assert_eq!(holders.forget_in_flight(heap), 1);
         assert_eq!(in_flight(&holders), 0);
         for _ in 0..2 {
-            assert!(!holders.leave(heap));
+            assert!(holders.leave(heap).is_none());
         }
-        assert!(holders.leave(heap), "nothing else held it");
+        assert!(holders.leave(heap).is_some(), "nothing else held it");
     }
 
     /// review34 L4: the count a pending receive reserves is its receiver's own handle in the
@@ -1839,7 +1901,7 @@ mod tests {
         let holders = Holders::new_held_at(7);
         let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
         holders.send();
-        assert!(!holders.leave(heap), "its one handle in flight");
+        assert!(holders.leave(heap).is_none(), "its one handle in flight");
         holders.receive(heap, 7, true, let_go, None).unwrap();
         assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (1, 1)), "reserved, not taken");
         assert!(!holders.others_alive(heap), "nobody else");
@@ -1868,7 +1930,7 @@ mod tests {
             false
         });
         assert!(holders.take_count());
-        assert!(holders.leave(heap), "nothing else held it");
+        assert!(holders.leave(heap).is_some(), "nothing else held it");
     }
 
     /// Whoever forgets a dead holder's entry counts its death (a barrier must learn of it
@@ -1906,7 +1968,7 @@ mod tests {
         assert_eq!(holders.deaths(), deaths + 1, "pins alone are nobody's death");
         // The last drop of this process's handle forgets the dead beside it.
         holders.join_as(heap, dead, held, None).unwrap();
-        assert!(holders.leave(heap), "nothing else held it");
+        assert!(holders.leave(heap).is_some(), "nothing else held it");
         assert_eq!(holders.deaths(), deaths + 2, "a death forgotten by a drop was not counted");
     }
 
@@ -1947,10 +2009,10 @@ mod tests {
         holders.join_as(heap, sys::me(), pins, None).unwrap();
         assert!(!holders.other_handles(heap, 0), "its one handle is the only one counted");
         assert!(holders.sole_holder(heap));
-        assert!(!holders.leave(heap), "the handle goes, the pins keep the memory");
+        assert!(holders.leave(heap).is_none(), "the handle goes, the pins keep the memory");
         assert!(!holders.any_alive(heap), "pins alone are nobody's handle");
-        assert!(!holders.leave(heap));
-        assert!(holders.leave(heap), "the last pin was the last reference");
+        assert!(holders.leave(heap).is_none());
+        assert!(holders.leave(heap).is_some(), "the last pin was the last reference");
     }
 
     /// What closed the take-to-receipt residual (token31b): a child's argument's handle
@@ -2015,8 +2077,8 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         }
-        assert!(!holders.leave(heap), "the received handle is still held");
-        assert!(holders.leave(heap), "the dead receiver's entry pruned, nothing else held it");
+        assert!(holders.leave(heap).is_none(), "the received handle is still held");
+        assert!(holders.leave(heap).is_some(), "the dead receiver's entry pruned, nothing else held it");
     }
 
     #[test]
@@ -2036,7 +2098,7 @@ mod tests {
         assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
         assert_eq!(holders.flight.load(Ordering::Relaxed) & COUNT, 1, "the other message's count stays");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
-        assert!(holders.leave(heap), "nothing else held it");
+        assert!(holders.leave(heap).is_some(), "nothing else held it");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false), "a released table is left alone");
     }
 
@@ -2052,7 +2114,7 @@ mod tests {
         assert_eq!(holders.undo(heap, 8, Undoing::Carry(4288), None), None, "another generation's carry");
         assert!(!holders.for_each(heap, |e| e.is(carrier_entry(4288))), "and made no entry");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
-        assert!(holders.leave(heap), "nothing else held it");
+        assert!(holders.leave(heap).is_some(), "nothing else held it");
         assert_eq!(holders.undo(heap, 7, Undoing::Carry(4288), None), None, "a released table's carry");
     }
 
@@ -2069,7 +2131,7 @@ mod tests {
         let heap = Heap::get();
         let holders = Holders::new_held_at(7);
         holders.send();
-        assert!(!holders.leave(heap), "the message still counts it");
+        assert!(holders.leave(heap).is_none(), "the message still counts it");
         let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
         holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(true), "nothing holds it any more");
@@ -2086,7 +2148,7 @@ mod tests {
         let heap = Heap::get();
         let holders = Holders::new_held_at(7);
         holders.send();
-        assert!(!holders.leave(heap), "the message still counts it");
+        assert!(holders.leave(heap).is_none(), "the message still counts it");
         let deaths = holders.deaths();
         let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
         holders.join_as(heap, dead, Counts { count: 2, pending: 1, fork_pins: 1 }, None).unwrap();

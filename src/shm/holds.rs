@@ -12,13 +12,21 @@
 //! Crash safety: an object's slot is written before the process's entry is made (its
 //! object offset last: the slot counts from then on), and cleared after the entry is
 //! cleared, so a process killed at any point is listed wherever it has an entry. A new
-//! object is the exception: it is written whole (its header, with its creator's entry)
-//! and then listed, since a slot naming memory whose header is not written yet is one its
-//! reaper cannot recognise (it leaves it, leaked), whereas a written object is found and
-//! freed; and the list grows before the object is allocated, so that nothing is taken
-//! while a block of the list is made. A process killed between an allocation and its
-//! listing (a few stores, no system call) leaks that object, as a process killed between
-//! any allocation and its record does. A slot
+//! object is listed from inside its allocation, as being made (`List::making`: the slot
+//! written whole but for its object word, which the allocator stores once the block is
+//! counted; the list grows first, so that nothing is taken while a block of the list is
+//! made). Its reaper tells a whole object from a block by the object's start, the last
+//! thing `Shared::place` writes: stored, the header and the creator's entry are there, and
+//! the slot is a hold; not stored, the block is freed as it stands (no other process can
+//! know it before `place` returns). The listing then becomes a hold in one store
+//! (`List::made`). (aud109 M1: listed only once written whole, a maker killed in the
+//! seal's hash, the value's write or the first touch of fresh pages leaked the object.)
+//! Likewise a release by the last handle's leave keeps its listing, marked releasing
+//! (`List::releasing`, one store after the table's release), until just before the free
+//! (`Heap::free_recorded`), or, when looks pin the start, until before their count: the
+//! reaper of a last holder killed inside its release finishes it (`destroy` again if it
+//! can resume, `ShmObject::DESTROY_RESUMES`; the start taken away; the block freed), where
+//! it leaked the object and all it owned. A slot
 //! left without an entry (killed in between) is harmless: the reaper finds no entry of the
 //! dead process, and an object freed meanwhile is recognised by its header and generation
 //! before anything is written. A block is written whole before it is linked, and a new
@@ -66,10 +74,14 @@
 //! (a pipe's ends) are not listed: their tables say whether an end is there, not whether
 //! memory is, and the liveness checks forget dead holders of a side.
 //!
-//! Residuals: a process killed inside the allocator's own steps, before the new block is
-//! recorded, leaks it (as in any allocation), and a reaper killed while it frees an object
-//! (inside its `destroy`, or between the table's release and the free) leaks that object,
-//! as any process killed while it frees an object does. A process nobody reaps is found by
+//! Residuals: a process killed inside the allocator's own steps (before a new block is
+//! recorded, or after a freed one is unrecorded) leaks that block, as in any allocation; a
+//! last holder killed between its table's release and the releasing mark (a return and a
+//! store, or the table's overflow blocks freed), or between the start's removal and its
+//! listing's when looks pin it, leaks the object; a `destroy` that cannot resume, cut
+//! short, leaks what it had not freed (its block is freed); and a reaper killed while it
+//! frees an object (inside its `destroy`, or between the table's release and the free)
+//! leaks that object, as any process killed while it frees an object does. A process nobody reaps is found by
 //! the next reap of any process of the family that looks at every listed process (at most
 //! every `SWEEP_GAP` per process): a family that reaps nothing more (no start, no join)
 //! keeps a dead process's holds until it ends. A process that cannot get a block (a full
@@ -100,8 +112,36 @@ struct Slot {
     /// (`sys::function_offset`): every process of the family runs the same one.
     gone: AtomicU64,
     /// Nonzero: a token this process sent away, not a hold (`receipts::ArgsToken`): its
-    /// reaper takes the count back if it is still in flight (`receipts::reap_token`).
+    /// reaper takes the count back if it is still in flight (`receipts::reap_token`). With
+    /// [`MAKING`]: a new object this process is making ([`List::making`]), the block's length
+    /// in the bits below.
     token: AtomicU64,
+}
+
+/// The mark in a slot's `token` of a new object being made: its block allocated (the offset
+/// stored inside the allocation), its start perhaps not yet (see [`List::making`]).
+const MAKING: u64 = 1 << 63;
+
+/// The mark in a slot's `token` of an object this process holds the last handle of and is
+/// releasing ([`List::releasing`]): its table released, its block not yet freed.
+const RELEASING: u64 = 1 << 62;
+/// With [`RELEASING`]: the object's `destroy` is done.
+const DESTROYED: u64 = 1 << 61;
+
+/// A slot taken by [`List::making`] for a new object, until [`List::made`] (or
+/// [`List::unmade`]).
+#[derive(Debug)]
+pub(super) struct Making {
+    listed: Listed,
+    /// The slot's object word: the allocation stores the block's offset there.
+    object: &'static AtomicU64,
+}
+
+impl Making {
+    /// Where the allocation records the block (`Heap::alloc_into`).
+    pub(super) fn record(&self) -> &'static AtomicU64 {
+        self.object
+    }
 }
 
 #[repr(C)]
@@ -212,6 +252,66 @@ impl List {
         Some(Listed { owner: me.pid, block, index })
     }
 
+    /// Takes a slot for a new object of `len` bytes and `generation` that `gone` frees, before
+    /// its block is allocated: the slot is written whole but for its object word, which the
+    /// allocation stores (`Heap::alloc_into`, inside it, once the block is counted), so that
+    /// from then on the block is listed, as being made. Its reaper, finding the object's
+    /// start stored (the header and value written whole, `object::made_whole`), deals with
+    /// it as any hold (the maker's entry is in its table); else it frees the block as it
+    /// stands: no other process can know it before the maker's `place` returns. `None`:
+    /// not listable (see [`List::add`]). [`List::made`] makes it a hold (one store), once
+    /// the object's table is in the registry; [`List::unmade`] gives the slot back when the
+    /// allocation failed. (aud109 M1: listed only after the seal's hash, the value's write
+    /// and the first touch of fresh pages, a maker killed there leaked the object.)
+    pub(super) fn making(
+        &mut self,
+        heap: &'static Heap,
+        gone: fn(u64, usize),
+        generation: u64,
+        len: u64,
+    ) -> Option<Making> {
+        let gone = sys::function_offset(gone)?;
+        let me = self.reserve(heap)?;
+        let (block, index) = self.free.pop()?;
+        let slot = &block_at(heap, block).slots[index as usize];
+        debug_assert_eq!(slot.object.load(Ordering::Relaxed), 0, "a free slot");
+        slot.token.store(MAKING | len, Ordering::Relaxed);
+        slot.generation.store(generation, Ordering::Relaxed);
+        slot.gone.store(gone, Ordering::Relaxed);
+        Some(Making { listed: Listed { owner: me.pid, block, index }, object: &slot.object })
+    }
+
+    /// The object [`List::making`] took `making` for is written whole, its start stored and
+    /// its table in the registry: a hold from now on (one store).
+    pub(super) fn made(&mut self, heap: &Heap, making: Making) -> Listed {
+        let slot = &block_at(heap, making.listed.block).slots[making.listed.index as usize];
+        slot.token.store(0, Ordering::Release);
+        crash_point!("holds.slot.written");
+        making.listed
+    }
+
+    /// The allocation [`List::making`] took `making` for failed: its slot, never filled (the
+    /// allocation stores the offset only once it has a block), is free again.
+    pub(super) fn unmade(&mut self, making: Making) {
+        debug_assert_eq!(making.object.load(Ordering::Relaxed), 0, "nothing allocated");
+        if making.listed.owner == self.owner {
+            self.free.push((making.listed.block, making.listed.index));
+        }
+    }
+
+    /// The object listed at `listed` was let go of by its last handle, this process's: its
+    /// table is released, and the slot stays until its release is done
+    /// ([`List::remove`], once its start is gone: `object::unstart`), marked releasing, so
+    /// that this process's reaper finishes the release if it is killed in it (see `reap`).
+    /// Returns whether it is marked (not a slot of this process's: a fork child's copy).
+    pub(super) fn releasing(&mut self, heap: &Heap, listed: Listed) -> bool {
+        if listed.owner != self.owner || listed.owner != sys::me().pid {
+            return false;
+        }
+        block_at(heap, listed.block).slots[listed.index as usize].token.store(RELEASING, Ordering::Relaxed);
+        true
+    }
+
     /// Makes sure the next [`List::add`] finds a free slot, growing the list now if it
     /// must (`None`: the heap is full); this process.
     pub(super) fn reserve(&mut self, heap: &Heap) -> Option<ProcId> {
@@ -233,9 +333,12 @@ impl List {
         if listed.owner != self.owner || listed.owner != sys::me().pid {
             return;
         }
+        // Free again first (nobody pops it before the registry's lock is let go): the clear
+        // is a release's last step before its free (`Heap::free_recorded`), and what comes
+        // after it is a window in which a kill leaks the block.
+        self.free.push((listed.block, listed.index));
         crash_point!("holds.slot.clearing");
         block_at(heap, listed.block).slots[listed.index as usize].object.store(0, Ordering::Release);
-        self.free.push((listed.block, listed.index));
     }
 
     /// A spare block of the directory, taken; else a new block, written whole, then linked
@@ -288,6 +391,13 @@ impl List {
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
     }
+}
+
+/// The object listed at `listed`, marked releasing ([`List::releasing`]), is destroyed:
+/// a reaper finishing its release does not destroy it again. This process's slot, which no
+/// other thread writes meanwhile (its listing is held by the release alone).
+pub(super) fn destroyed(heap: &Heap, listed: Listed) {
+    block_at(heap, listed.block).slots[listed.index as usize].token.store(RELEASING | DESTROYED, Ordering::Relaxed);
 }
 
 /// The directory's blocks, made under its lock (see `chain`).
@@ -495,9 +605,57 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             }
             let gone = slot.gone.load(Ordering::Relaxed);
             let generation = slot.generation.load(Ordering::Relaxed);
+            let mut token = slot.token.load(Ordering::Relaxed);
+            if token & RELEASING != 0 {
+                // The dead process let go of the object's last handle and was killed inside
+                // its release (`List::releasing`), which takes the listing out only just
+                // before its free: the block is allocated. Unlisted first, then finished
+                // here: a reaper killed in between leaks the object, never frees it twice.
+                match super::object::released(heap, object, generation) {
+                    // Its start still there: the release is finished, its `destroy` too
+                    // unless it was done (and only if it can resume: `DESTROY_RESUMES`).
+                    super::object::Released::Started if gone != 0 => {
+                        slot.object.store(0, Ordering::Release);
+                        crash_point!("holds.reap.cleared");
+                        let how = super::object::RESUME_RELEASE
+                            | if token & DESTROYED != 0 { super::object::RESUME_DESTROYED } else { 0 };
+                        // SAFETY: as below.
+                        let gone = unsafe { sys::function_at::<fn(u64, usize)>(gone) };
+                        gone(object, how);
+                        crash_point!("holds.reap.freed");
+                        continue;
+                    }
+                    // Its start gone with no look: the release was about to free the block.
+                    super::object::Released::Unstarted(len) => {
+                        heap.free_recorded(object, len, || slot.object.store(0, Ordering::Release));
+                        crash_point!("holds.reap.freed");
+                        continue;
+                    }
+                    _ => {
+                        slot.object.store(0, Ordering::Release);
+                        continue;
+                    }
+                }
+            }
+            if token & MAKING != 0 {
+                // A new object the dead process was making (`List::making`).
+                if !super::object::made_whole(heap, object, generation) {
+                    // Its start never stored: no other process knows the block. Unlisted
+                    // first: a reaper killed before the free leaks it, never frees it twice.
+                    heap.free_recorded(object, (token & !MAKING) as usize, || {
+                        slot.object.store(0, Ordering::Release);
+                    });
+                    crash_point!("holds.reap.unmade");
+                    continue;
+                }
+                // Whole, its maker's entry in its table: a hold from now on, for this reap
+                // and any after it (a reaper killed past here finds one).
+                token = 0;
+                slot.token.store(0, Ordering::Relaxed);
+            }
             // A token the dead process sent away: its count taken back if nobody took it.
             let freed = gone != 0
-                && if slot.token.load(Ordering::Relaxed) != 0 {
+                && if token != 0 {
                     super::receipts::reap_token(heap, object, generation, owner)
                 } else {
                     super::object::let_go_of_dead(heap, object, generation, owner, false)

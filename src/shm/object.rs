@@ -44,7 +44,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ShmSafe;
 use super::crash::{crash_point, interleave};
 use super::heap::{Heap, HeapFull};
-use super::holders::{self, Holders, LetGo, Received};
+use super::holders::{self, Holders, Last, LetGo, Received};
 use super::mutex::RawGuard;
 use super::pins::{self, Announced};
 use super::receipts::{ArgsState, Receipt};
@@ -153,6 +153,60 @@ const LOOKED: u64 = 1;
 /// thread's pins of that table (`pins::lend`).
 const HOLDERS_AT: u64 = std::mem::offset_of!(Header, holders) as u64;
 
+/// Whether the object of `generation` that a dead process was making at `off` (its block
+/// listed as being made: `holds::List::making`) was written whole: its start stored, the
+/// last step of `Shared::place` before its listing. Else nothing but the block is there,
+/// known to no other process. Only for that block, which nobody but its dead maker's
+/// reaper can free: its start word is 0, or this generation's (a look perhaps counted).
+pub(super) fn made_whole(heap: &Heap, off: u64, generation: u64) -> bool {
+    heap.contains(off, std::mem::size_of::<Header>())
+        && heap.start(off).load(Ordering::Acquire) & !LOOKS == start_mark(generation)
+}
+
+/// In a reaper's `gone` call: finish the release that the object's dead last holder began
+/// (its listing marked releasing: `holds::List::releasing`).
+pub(super) const RESUME_RELEASE: usize = 1 << 62;
+/// With [`RESUME_RELEASE`]: its `destroy` was done.
+pub(super) const RESUME_DESTROYED: usize = 1 << 61;
+
+/// Where the release of the object of `generation` at `off` stands, that its last holder,
+/// now dead, began (its listing still marked releasing: `holds::List::releasing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Released {
+    /// Its start is still there: the release is to be finished ([`RESUME_RELEASE`]).
+    Started,
+    /// Its start is gone with no look counted, its block unfreed (a release takes the
+    /// listing out just before its free, and the start once a look may free it): the block,
+    /// of this length, is to be freed.
+    Unstarted(usize),
+    /// Nothing the reaper may do (never, but for a header that is not the object's: left).
+    Unknown,
+}
+
+/// [`Released`] of the object of `generation` at `off` whose listing, marked releasing, a
+/// dead process left. Only for such a listing, which its dead holder's reaper alone walks:
+/// the block is allocated (its listing would be gone otherwise), and only that reaper frees
+/// it.
+pub(super) fn released(heap: &Heap, off: u64, generation: u64) -> Released {
+    if !heap.contains(off, std::mem::size_of::<Header>()) {
+        return Released::Unknown;
+    }
+    let w = heap.start(off).load(Ordering::Acquire);
+    // SAFETY: the block is allocated (see above), and holds the object's header (written
+    // whole before it was listed, cleared of its seal and tag only); a header is atomics only.
+    let header = unsafe { &*heap.ptr(off).cast::<Header>() };
+    if header.generation.load(Ordering::Relaxed) != generation || !header.holders.released() {
+        return Released::Unknown;
+    }
+    if w & !LOOKS == start_mark(generation) {
+        Released::Started
+    } else if w == 0 {
+        Released::Unstarted(header.len.load(Ordering::Relaxed) as usize)
+    } else {
+        Released::Unknown
+    }
+}
+
 /// The seal of the object of kind and type `T` at `off`.
 fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
     heap.seal(&[heap.family_id(), off, u64::from(T::KIND), fingerprint::<T>(), generation, len])
@@ -172,6 +226,13 @@ pub(crate) trait ShmObject: ShmSafe + Sync + Send {
     /// Releases what the object owns elsewhere in the heap. Called once, by whichever
     /// process drops the family's last handle.
     fn destroy(&self, _heap: &Heap) {}
+
+    /// `destroy` may run again after a run cut short by a kill at any point, and frees
+    /// nothing twice (each step recorded before its free): the reaper of a last holder
+    /// killed inside the release runs it again (see `holds`). Else that reaper skips it
+    /// (what the object owns then leaks) and frees the object's block alone. A `destroy`
+    /// that does nothing need not say so: skipped, it did all it does.
+    const DESTROY_RESUMES: bool = false;
 
     /// The object is a large message written whole at creation ([`Shared::with_dirty_tail`]):
     /// its block is freed warm ([`Heap::free_warm`]), its pages kept for the next one.
@@ -231,14 +292,26 @@ impl<T: ShmObject> Shared<T> {
         let heap = Heap::get();
         // A tail near `usize::MAX` (a caller's length) must not wrap to a small block.
         let len = Self::tail_start().checked_add(tail).ok_or(HeapFull::requested(usize::MAX))?;
-        // The list of what this process holds grows before anything is taken (see `holds`).
-        Holders::reserve_listing(heap);
-        let off = match block {
-            Block::Zeroed => heap.alloc_zeroed(len)?,
-            Block::Dirty => heap.alloc_dirty(len)?,
-            Block::Populated => heap.alloc_dirty_populated(len)?,
-        };
         let generation = heap.next_generation();
+        // The list of what this process holds grows before anything is taken, and lists the
+        // block from inside its allocation, as being made (see `holds::List::making`).
+        let making = Holders::making(heap, Self::let_go(0, generation).gone, generation, len as u64);
+        let record = making.as_ref().map(|m| m.record());
+        let off = match block {
+            Block::Zeroed => heap.alloc_zeroed_into(len, record),
+            Block::Dirty => heap.alloc_dirty_into(len, record),
+            Block::Populated => heap.alloc_dirty_populated_into(len, record),
+        };
+        let off = match off {
+            Ok(off) => off,
+            Err(full) => {
+                if let Some(making) = making {
+                    Holders::unmade(making);
+                }
+                return Err(full);
+            }
+        };
+        crash_point!("object.place.allocated");
         let seal = seal_of::<T>(heap, off, generation, len as u64);
         let obj = heap.ptr(off).cast::<Obj<T>>();
         // SAFETY: `off` is a fresh allocation of `len >= size_of::<Obj<T>>()` bytes,
@@ -256,12 +329,14 @@ impl<T: ShmObject> Shared<T> {
                 value,
             });
         }
+        crash_point!("object.place.written");
         // Its start, once its header is written (release: a decoding that finds it loads
         // the header), before the handle can be in any message or record.
         heap.start(off).store(start_mark(generation), Ordering::Release);
+        crash_point!("object.place.started");
         // Listed once written whole: a reaper recognises it by its header (see `holds`).
         let table = off + (std::mem::offset_of!(Obj<T>, header) + std::mem::offset_of!(Header, holders)) as u64;
-        Holders::new_object_held(heap, table, Self::let_go(off, generation));
+        Holders::new_object_held(heap, table, Self::let_go(off, generation), making);
         Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 
@@ -286,7 +361,25 @@ impl<T: ShmObject> Shared<T> {
     /// How a process that finds the object at `off` (of `generation`) unheld frees it
     /// (the registry of what this process holds keeps it for its fork children).
     fn let_go(off: u64, generation: u64) -> LetGo {
-        LetGo { object: off, generation, side: None, gone: |off, _| Self::release(off), token: T::KIND == kind::ARGS }
+        LetGo { object: off, generation, side: None, gone: Self::gone, token: T::KIND == kind::ARGS }
+    }
+
+    /// How a process that finds the object at `off` unheld frees it ([`LetGo::gone`]), or,
+    /// with [`RESUME_RELEASE`] in `how`, finishes the release its dead last holder began
+    /// (`holds`' reaper, once it found it unfreed: [`released_unfreed`]).
+    fn gone(off: u64, how: usize) {
+        if how & RESUME_RELEASE == 0 {
+            return Self::release(off);
+        }
+        let heap = Heap::get();
+        // SAFETY: the reaper found the object released by its dead last holder and its start
+        // still there (`released_unfreed`): its block is allocated, and nobody else frees
+        // it (the reaper alone walks the dead holder's listing).
+        let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+        if how & RESUME_DESTROYED == 0 && T::DESTROY_RESUMES {
+            obj.value.destroy(heap);
+        }
+        Self::free_released(heap, off, obj, None);
     }
 
     fn generation(&self) -> u64 {
@@ -386,8 +479,8 @@ impl<T: ShmObject> Shared<T> {
     /// chunk blob, which the pool holds until the chunk is answered or its worker is dead).
     pub(crate) fn drop_trusting_others(self) {
         let this = std::mem::ManuallyDrop::new(self);
-        if this.header().holders.leave_trusting(Heap::get()) {
-            Self::release(this.off);
+        if let Some(last) = this.header().holders.leave_trusting(Heap::get()) {
+            Self::release_listed(this.off, Some(last));
         }
     }
 
@@ -439,11 +532,31 @@ impl<T: ShmObject> Shared<T> {
     /// holder-table call returned "last" (`leave`, `unsend`, `settle`, a failed `receive`):
     /// that call marked the table released under its lock, so nobody else frees it.
     fn release(off: u64) {
+        Self::release_listed(off, None);
+    }
+
+    /// [`Shared::release`] by the leave of this process's last handle, whose listing in
+    /// the heap's list is kept, marked releasing, until the object's start is gone (`last`,
+    /// see `holds::List::releasing`): a process killed in between is this object's last
+    /// holder to its reaper, which finishes the release (aud109 M1: unlisted at the leave,
+    /// a last holder killed inside its release leaked the object and all it owned).
+    fn release_listed(off: u64, last: Option<Last>) {
         let heap = Heap::get();
         // SAFETY: the caller's table call just found the object unheld and marked it
         // released (see above): it is still allocated, and this is its only release.
         let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+        crash_point!("object.release.begun");
         obj.value.destroy(heap);
+        if let Some(last) = &last {
+            last.destroyed(heap);
+        }
+        crash_point!("object.release.destroyed");
+        Self::free_released(heap, off, obj, last);
+    }
+
+    /// The end of a release, once the value is destroyed: the block freed (or left to the
+    /// looks that pin its start), `last`'s listing taken out once the start is gone.
+    fn free_released(heap: &Heap, off: u64, obj: &Obj<T>, last: Option<Last>) {
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
         // Before the block is freed: no fork child's record here names it any more, a
         // handle to it can never be decoded again (its seal), nor its header loaded by a
@@ -451,8 +564,22 @@ impl<T: ShmObject> Shared<T> {
         holders::forget_fork_records(off);
         obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
-        if unstart(heap, off, &obj.header) {
-            if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
+        let mut last = last;
+        if unstart(heap, off, &obj.header, &mut last) {
+            // No look: the block is this release's to free. Listed until just before the free
+            // (its reaper, finding the start gone and the listing still there, frees it).
+            crash_point!("object.release.unstarted");
+            let unlist = || {
+                if let Some(last) = last {
+                    last.unlist(heap);
+                }
+            };
+            if T::WARM {
+                unlist();
+                heap.free_warm(off, len);
+            } else {
+                heap.free_recorded(off, len, unlist);
+            }
         }
     }
 
@@ -596,8 +723,8 @@ impl<T: ShmObject> Shared<T> {
     /// Lets go of this handle (what its drop does): the object is freed if it was its last
     /// reference.
     fn leave(&self) {
-        if self.header().holders.leave(Heap::get()) {
-            Self::release(self.off);
+        if let Some(last) = self.header().holders.leave(Heap::get()) {
+            Self::release_listed(self.off, Some(last));
         }
     }
 
@@ -1038,7 +1165,13 @@ impl Drop for Look<'_> {
 /// compare-and-swap that counts it: a live look letting go in between would otherwise take
 /// it for a dead process's and free the block under the release, which then goes on to
 /// its header, its table's lock and its word (review83 H1).
-fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
+///
+/// `last`: the listing a release by a leave keeps (see `holds::List::releasing`), taken out
+/// here before looks are counted into the word (a look's let-go may free the block from
+/// then on, and a reaper finding the listing could not tell); with no look, it stays for
+/// the caller to take out just before its free, so that a reaper finding it with the start
+/// gone (0: no look can be counted there) knows the block unfreed.
+fn unstart(heap: &Heap, off: u64, header: &Header, last: &mut Option<Last>) -> bool {
     let word = heap.start(off);
     let mut w = word.load(Ordering::Relaxed);
     let mut mine = None;
@@ -1047,6 +1180,9 @@ fn unstart(heap: &Heap, off: u64, header: &Header) -> bool {
         let to = if w & LOOKS == 0 {
             0
         } else {
+            if let Some(last) = last.take() {
+                last.unlist(heap);
+            }
             // Announced before the count (its release orders it), once.
             mine.get_or_insert_with(|| pins::announce_own(off + LOOKED));
             (w & LOOKS) + 1
@@ -1723,7 +1859,8 @@ impl<T: Sided> Side<T> {
     /// Lets go of side `side` of `shared`'s object (what a side's drop does before it
     /// drops its object's handle).
     fn leave(shared: &Shared<T>, side: usize) {
-        if shared.side_holders(side).leave(Heap::get()) {
+        // A side is not listed (see `holds`): its `Last` keeps nothing.
+        if shared.side_holders(side).leave(Heap::get()).is_some() {
             shared.side_gone(side);
         }
     }

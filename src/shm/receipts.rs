@@ -224,6 +224,8 @@ unsafe impl ShmSafe for ArgsState {}
 
 impl ShmObject for ArgsState {
     const KIND: u32 = kind::ARGS;
+    // Its undo is idempotent, step by step (see `ArgsState::undo`).
+    const DESTROY_RESUMES: bool = true;
 
     /// Lets go of what the child did not take, if nobody did yet. A token taken back (the
     /// child never took it), or held by its dead child alone, ran its undo pinned, before
@@ -557,6 +559,8 @@ unsafe impl ShmSafe for ResultUndoState {}
 
 impl ShmObject for ResultUndoState {
     const KIND: u32 = kind::RESULT_UNDO;
+    // `done` is swapped first: run again, it does nothing (what a cut run missed leaks).
+    const DESTROY_RESUMES: bool = true;
 
     /// Runs the undo unless somebody took it (see [`ResultUndoState`]): freed, the object is
     /// unsent (its maker was killed before `send_away`, or took its count back), and the

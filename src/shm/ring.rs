@@ -423,11 +423,17 @@ impl Ring {
         ring
     }
 
-    /// Gives a new ring its first (small) segment.
+    /// Gives a new ring its first (small) segment. The segment is recorded where
+    /// [`Ring::destroy`] finds it from inside its allocation (the consumers' position, its
+    /// `pos` still 0), so that a process killed before the ring is whole leaves the segment
+    /// to whoever frees the ring's object (aud109 M1: recorded once zeroed and written, a
+    /// maker killed in between leaked it).
     pub(crate) fn open(&self) -> Result<(), HeapFull> {
         let heap = Heap::get();
         debug_assert_eq!(self.producers.at().seg, 0, "a ring is opened once");
-        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
+        debug_assert_eq!(self.consumers.current.load(Ordering::Relaxed), 0, "the copy `destroy` reads");
+        let seg = heap.alloc_zeroed_into(FIRST_SEGMENT as usize, Some(&self.consumers.copies[0].seg))?;
+        crash_point!("ring.open.allocated");
         word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
         for side in [&self.producers, &self.consumers] {
             for copy in &side.copies {
@@ -1557,33 +1563,49 @@ impl Ring {
     // ---- the end ------------------------------------------------------------------------
 
     /// Frees the segments, the blocks of unread messages, and the blocks of puts that
-    /// never completed. Called once, when nobody holds the ring's object any more.
+    /// never completed. Called once, when nobody holds the ring's object any more; or
+    /// again, by the reaper of a process killed inside it (`ShmObject::DESTROY_RESUMES`):
+    /// each step is recorded before its free (the consumers' position moved past a block or
+    /// a segment, just before the allocator uncounts it, `Heap::free_recorded`; a pending
+    /// slot swapped to 0), so that a destroy cut short at any point is finished by the next
+    /// one, which frees nothing twice (a kill between a record and its free, the allocator's
+    /// own steps, leaks that block).
     pub(crate) fn destroy(&self, heap: &Heap) {
-        let at = self.consumers.at();
-        if at.retired != 0 {
-            self.forget_pending(at.retired);
-            heap.free(at.retired, at.retired_len as usize);
+        let mut at = self.consumers.at();
+        if at.seg != 0 && at.pos == 0 {
+            // Its first segment recorded by `open`, which was cut short: its bytes perhaps
+            // not yet zeroed, nothing put.
+            let seg = std::mem::replace(&mut at.seg, 0);
+            heap.free_recorded(seg, FIRST_SEGMENT as usize, || self.consumers.publish(&at));
+            return;
         }
-        let (mut seg, mut pos) = (at.seg, at.pos);
-        while seg != 0 {
+        if at.retired != 0 {
+            let (retired, len) = (at.retired, at.retired_len);
+            (at.retired, at.retired_len) = (0, 0);
+            self.forget_pending(retired);
+            heap.free_recorded(retired, len as usize, || self.consumers.publish(&at));
+        }
+        while at.seg != 0 {
+            let seg = at.seg;
             let cap = segment_cap(heap, seg);
-            while pos + 8 <= cap {
-                let h = word(heap, seg + pos).load(Ordering::Acquire);
+            while at.pos + 8 <= cap {
+                let h = word(heap, seg + at.pos).load(Ordering::Acquire);
                 match kind_of(h) {
-                    INLINE => pos += 8 + align8(len_of(h)),
+                    INLINE => at.pos += 8 + align8(len_of(h)),
                     LARGE => {
-                        let block = word(heap, seg + pos + 8).load(Ordering::Relaxed);
+                        let block = word(heap, seg + at.pos + 8).load(Ordering::Relaxed);
+                        at.pos += 16;
                         self.forget_pending(block);
-                        heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
-                        pos += 16;
+                        let len = (BLOCK_HEADER + block_len(heap, block)) as usize;
+                        heap.free_recorded(block, len, || self.consumers.publish(&at));
+                        crash_point!("ring.destroy.freed");
                     }
                     _ => break,
                 }
             }
-            let next = word(heap, seg).load(Ordering::Acquire);
-            heap.free(seg, cap as usize);
-            seg = next;
-            pos = SEG_HEADER;
+            (at.seg, at.pos) = (word(heap, seg).load(Ordering::Acquire), SEG_HEADER);
+            heap.free_recorded(seg, cap as usize, || self.consumers.publish(&at));
+            crash_point!("ring.destroy.freed");
         }
         // Blocks of puts that never completed (their records, if any, were seen above).
         for slot in &self.pending.value {
