@@ -272,15 +272,12 @@ fn renumbered_known(
         // answer for any of them. A name no type reads fills no slot: a type whose probe
         // met every enum judges it renumbered (review169 M2).
         let mut lists = all.iter().flat_map(|s| s.enums.iter()).filter(|e| e.0 == name);
-        match lists.clone().next() {
-            _ if renumbered => {}
-            None => {}
-            Some(&(_, first, _)) => {
-                if lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names)) {
-                    AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
-                    AS_WRITTEN.with(|slots| slots[slot].set(written));
-                }
-            }
+        if !renumbered
+            && let Some(&(_, first, _)) = lists.clone().next()
+            && lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names))
+        {
+            AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
+            AS_WRITTEN.with(|slots| slots[slot].set(written));
         }
         renumbered
     });
