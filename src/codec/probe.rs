@@ -46,7 +46,9 @@
 //! self-described (MessagePack carries any type, postcard not one that asks for
 //! `deserialize_any`, which every receiver would refuse: aud104 M1); a socket connection,
 //! whose messages are postcard only, writes it in postcard behind the checking serializer
-//! and decodes it back once before sending it (review149 M1). A handle's own
+//! and decodes it back once before sending it (review149 M1), refusing it unless the value
+//! read back encodes to the same bytes (review169 H2: an enum the probe never met is taken
+//! as written, and a variant read as the next one decoded fine). A handle's own
 //! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
 //! would send every pipe end self-described; a tuple with a handle before another element
 //! does go self-described (the probe cannot see past the handle).
