@@ -268,16 +268,24 @@ fn renumbered_known(
     let renumbered = SHAPES.with(|all| {
         let all = all.borrow();
         let renumbered = all.get(shapes as usize).is_some_and(|own| judge_variant(own, name, index, variant));
-        // Every type that reads the name reads this one list by position: the slots may
-        // answer for any of them. A name no type reads fills no slot: a type whose probe
-        // met every enum judges it renumbered (review169 M2).
+        // A name no type reads fills no slot: a type whose probe met every enum judges it
+        // renumbered (review169 M2).
         let mut lists = all.iter().flat_map(|s| s.enums.iter()).filter(|e| e.0 == name);
-        if !renumbered
-            && let Some(&(_, first, _)) = lists.clone().next()
-            && lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names))
-        {
-            AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
+        let Some(&(_, first, _)) = lists.clone().next() else { return renumbered };
+        if renumbered {
+            return renumbered;
+        }
+        // Every type that reads the name reads this variant as written: its slot may
+        // answer for any of them, whatever their lists (review169 L1: a list with an alias
+        // is never positional, and an aliased enum's every message took the cold path).
+        let mut readers = all.iter().filter(|s| s.enums.iter().any(|e| e.0 == name));
+        if readers.all(|s| !judge_variant(s, name, index, variant)) {
             AS_WRITTEN.with(|slots| slots[slot].set(written));
+        }
+        // Every type that reads the name reads this one list by position: its enum's slot
+        // may answer for any variant of it.
+        if lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names)) {
+            AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
         }
         renumbered
     });
