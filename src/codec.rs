@@ -382,8 +382,8 @@ struct State {
     /// to settle.
     taken_any: Cell<bool>,
     /// The plan of the type sent last, the common case of a channel used in a loop, and
-    /// the number of its probe's shapes (`check::keep_shapes`), which the checking
-    /// serializer judges its messages by.
+    /// the number of its probe's shapes (`check::keep_shapes`), which its writes set
+    /// [`State::judging`] to.
     last_plan: Cell<Option<(TypeId, Plan, u32)>>,
     /// The number of the shapes the checking serializer judges the message being written
     /// by: its type's, set around its checked write and given back at its end, so that a
