@@ -382,9 +382,15 @@ struct State {
     /// to settle.
     taken_any: Cell<bool>,
     /// The plan of the type sent last, the common case of a channel used in a loop, and
-    /// the number of its probe's shapes (`check::keep_shapes`), which the checking
-    /// serializer judges its messages by.
+    /// the number of its probe's shapes (`check::keep_shapes`), which its writes set
+    /// [`State::judging`] to.
     last_plan: Cell<Option<(TypeId, Plan, u32)>>,
+    /// The number of the shapes the checking serializer judges the message being written
+    /// by: its type's, set around its checked write and given back at its end, so that a
+    /// `Serialize` that sends a message of another type partway through its value does not
+    /// leave the rest judged by the other type's shapes (review169 M1; `last_plan` is the
+    /// inner type's then).
+    judging: Cell<u32>,
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
@@ -423,6 +429,7 @@ impl State {
             taking: Cell::new(0),
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
+            judging: Cell::new(check::NO_SHAPES),
             dead_receiver: Cell::new(None),
             undoing: Cell::new(Undoing::Unsend),
             receipts: Cell::new(0),
@@ -1258,15 +1265,32 @@ pub(crate) use probe::Answer as Plan;
 /// self-describing encoding from the start, and whether its depth is counted.
 #[inline(always)]
 fn plan_in<T: DeserializeOwned>(state: &State) -> Plan {
+    plan_and_shapes_in::<T>(state).0
+}
+
+/// [`plan_in`], and the number of the shapes its messages are judged by.
+#[inline(always)]
+fn plan_and_shapes_in<T: DeserializeOwned>(state: &State) -> (Plan, u32) {
     let id = typeid::of::<T>();
-    if let Some((last, plan, _)) = state.last_plan.get()
+    if let Some((last, plan, shapes)) = state.last_plan.get()
         && last == id
     {
-        return plan;
+        return (plan, shapes);
     }
     let (plan, shapes) = plan_of::<T>(id);
     state.last_plan.set(Some((id, plan, shapes)));
-    plan
+    (plan, shapes)
+}
+
+/// Runs `write` (a checked write of a message) judged by the shapes numbered `shapes`,
+/// and gives the number judged by before back at its end: a message written inside
+/// another's `Serialize` leaves the outer one's judged by its own shapes (review169 M1).
+#[inline(always)]
+fn judged_by<R>(state: &State, shapes: u32, write: impl FnOnce() -> R) -> R {
+    let outer = state.judging.replace(shapes);
+    let written = write();
+    state.judging.set(outer);
+    written
 }
 
 /// The plan of a `T` (see [`self_describing`]), for a process that will encode `T`s and
@@ -1441,7 +1465,7 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
     value: &V,
     out: &mut Out<'_>,
 ) -> Result<(), CodecError> {
-    let plan = plan_in::<T>(state);
+    let (plan, shapes) = plan_and_shapes_in::<T>(state);
     if plan.self_describing() {
         return write_self_described::<T, V>(value, out);
     }
@@ -1451,11 +1475,13 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
     }
     let mut serializer = postcard::Serializer { output: Flavored(&mut *out) };
     // Only a type whose values may nest past the receivers' limit counts the depth.
-    let written = if plan == Plan::Nests {
-        check::serialize_counted(value, &mut serializer)
-    } else {
-        check::serialize(value, &mut serializer)
-    };
+    let written = judged_by(state, shapes, || {
+        if plan == Plan::Nests {
+            check::serialize_counted(value, &mut serializer)
+        } else {
+            check::serialize(value, &mut serializer)
+        }
+    });
     match written {
         Ok(()) => Ok(()),
         Err(check::Failure::SelfDescribe) => {
@@ -2105,25 +2131,40 @@ pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Res
     const SKIPS: &str = "its Serialize writes what plain postcard (a socket connection's messages) cannot carry \
          or its peer would misread: a field skipped, a map of unknown length, or another count of fields or \
          another number of a variant than its type's Deserialize reads";
-    let plan = plan::<T>();
+    const READ_AS_ANOTHER: &str = "the probe could not see all of its type, and this value, decoded back from \
+         plain postcard (a socket connection's messages), does not encode to the same bytes, so its peer could \
+         read it as another value (a variant numbered otherwise by its Deserialize, a count of fields its \
+         Deserialize does not read, or a map or set whose order is not kept)";
+    let (plan, shapes) = STATE.with(plan_and_shapes_in::<T>);
     if plan == Plan::Any {
         return Err(CodecError::encode(ASKS_FOR_ANY).of::<T>());
     }
-    let mut bytes = Vec::new();
-    let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
-    let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
     // Counted unless its values cannot nest past the receivers' limit (fix114): a `GaveUp`
     // type is counted too, whose depth the probe could not see.
-    let written = match plan {
-        Plan::Postcard => check::serialize(value, &mut serializer),
-        _ => check::serialize_counted(value, &mut serializer),
+    let write = |value: &T| {
+        let mut bytes = Vec::new();
+        let mut out = Out::Vec { out: &mut bytes, limit: usize::MAX, over: false };
+        let mut serializer = postcard::Serializer { output: Flavored(&mut out) };
+        let written = STATE.with(|state| {
+            judged_by(state, shapes, || match plan {
+                Plan::Postcard => check::serialize(value, &mut serializer),
+                _ => check::serialize_counted(value, &mut serializer),
+            })
+        });
+        written.map(|()| bytes)
     };
-    match written {
+    match write(value) {
         // A `Deserialize` that panics on the value is a refusal too, not a panic out of
-        // `send` (review157 M3).
-        Ok(()) if plan == Plan::GaveUp => {
+        // `send` (review157 M3). The check takes an enum the probe never met as written,
+        // and the trial decoding may read it as another variant and pass (review169 H2:
+        // `(NonZeroU32, Shift::C)`, `C` written as 2, read as `D`): the value read back
+        // must encode to the same bytes.
+        Ok(bytes) if plan == Plan::GaveUp => {
             match outside_decodings(|| crate::process::panics::decoding(|| decode_untagged::<T>(&bytes))) {
-                Ok(_) => Ok(bytes),
+                Ok(back) => match write(&back) {
+                    Ok(again) if again == bytes => Ok(bytes),
+                    _ => Err(CodecError::encode(READ_AS_ANOTHER).of::<T>()),
+                },
                 Err(e) => {
                     let why = if e.0.detail == SENT_AS_POSTCARD { ASKS_FOR_ANY_HERE } else { &e.0.detail };
                     let panicked = if e.0.what.ends_with("panicked") { "its Deserialize panicked: " } else { "" };
@@ -2135,7 +2176,7 @@ pub(crate) fn encode_untagged<T: Serialize + DeserializeOwned>(value: &T) -> Res
                 }
             }
         }
-        Ok(()) => Ok(bytes),
+        Ok(bytes) => Ok(bytes),
         Err(check::Failure::SelfDescribe) => Err(CodecError::encode(SKIPS).of::<T>()),
         Err(e) => Err(CodecError::encode(e).of::<T>()),
     }

@@ -118,9 +118,9 @@
 //!   (`toml_datetime::Datetime`), or whose `Serialize` skips fields, writes maps of unknown
 //!   length, or writes a count of fields or a variant's number that its `Deserialize`
 //!   does not read so (`skip_serializing` alone, a variant after a `skip_deserializing`
-//!   one, two structs or enums of one name inside one message type that differ so, a
-//!   struct with an alias on a field that refuses a made-up value, a handle or a
-//!   `NonZeroU32`), or that the probe could not see to the end (a type reached only more
+//!   one, two structs or enums of one name inside one message type that differ so, an
+//!   enum renamed for one direction only, a struct with an alias on a field that refuses
+//!   a made-up value, a handle or a `NonZeroU32`), or that the probe could not see to the end (a type reached only more
 //!   than 12 compound levels down, recursive types excepted, or a tuple with an element
 //!   that refuses a made-up value before another): MessagePack with field names
 //!   ([rmp-serde](https://docs.rs/rmp-serde)). Larger and slower (field names,
@@ -130,7 +130,8 @@
 //!   and `Some(())` are read back as `None` (MessagePack writes `Some(x)` as `x`), so
 //!   `(Queue<T>, Option<Option<X>>)`, self-described for its handle first, loses
 //!   `Some(None)` (put the handle last, or in a struct's field). A variant renamed for
-//!   serializing only (`rename(serialize = ..)`) goes by that name there, which its
+//!   one direction only (`rename(serialize = ..)`, `rename(deserialize = ..)`, a
+//!   `rename_all` that differs) goes by its `Serialize` name there, which its
 //!   `Deserialize` refuses, as `serde_json`'s does. A `u128` or `i128` inside
 //!   an untagged or internally tagged enum or a `flatten`ed struct, and a unit struct
 //!   inside an untagged enum (which `serde_json` carries), are sent and refused by every

@@ -2357,3 +2357,161 @@ fn a_struct_visitor_that_refuses_the_values_it_read_keeps_postcard() {
     #[cfg(feature = "remote")]
     assert_eq!(socketed("Span", span.clone()), Ok(Ok(span)));
 }
+
+/// What `serde_json` reads `value` back as: what lib.rs promises every channel reads.
+fn json_reads<T: Message>(value: &T) -> T {
+    serde_json::from_str(&serde_json::to_string(value).unwrap()).unwrap()
+}
+
+mod aliased {
+    use serde::{Deserialize, Serialize};
+
+    /// A `Kind` with a variant alias, a variant that writes a field it does not read, and
+    /// one that reads a field it does not write.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum Kind {
+        #[serde(alias = "x")]
+        X,
+        Y {
+            #[serde(skip_deserializing)]
+            extra: u8,
+            v: u8,
+        },
+        Z {
+            #[serde(skip_serializing, default)]
+            a: u8,
+            b: u8,
+        },
+    }
+}
+
+mod plain {
+    use serde::{Deserialize, Serialize};
+
+    /// Another `Kind`, of unit variants.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum Kind {
+        P,
+        Q,
+    }
+}
+
+/// review169 H1 (a regression of fix130): two enums of one serde name in one type, one
+/// with an alias: the probe noted a variant's count under its position among the names,
+/// not its number, and `(P, Y { v: 2 }, Z { a: 0, b: 5 })` was sent in postcard and read
+/// back by every receiver as `(P, Y { v: 9 }, Z { a: 2, b: 5 })`.
+#[test]
+fn two_enums_of_one_name_one_aliased_are_read_back() {
+    let _w = heap_user(LIMIT);
+    let value = (plain::Kind::P, aliased::Kind::Y { extra: 9, v: 2 }, aliased::Kind::Z { a: 0, b: 5 });
+    let expected = json_reads(&value);
+    let (tag, piped, queued) = piped_and_queued("(plain::Kind, aliased::Kind, aliased::Kind)", value.clone());
+    assert_eq!((piped, queued), (Ok(expected.clone()), Ok(expected.clone())), "tag {tag}");
+    #[cfg(feature = "remote")]
+    {
+        let sent = socketed("(plain::Kind, aliased::Kind, aliased::Kind)", value);
+        assert!(sent.is_err() || sent == Ok(Ok(expected)), "{sent:?}");
+    }
+}
+
+/// A variant skipped when deserializing, before unit variants only (a misread `C` is read
+/// as `D` with no error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(dead_code)]
+enum ShiftUnit {
+    A,
+    #[serde(skip_deserializing)]
+    B,
+    C,
+    D,
+}
+
+/// review169 H2: a type the probe gives up on before it meets an enum (a `NonZeroU32`
+/// refuses the made-up zero and hides the element after it) is written in postcard behind
+/// the check on a socket, which took the unseen enum as written; the trial decoding read
+/// `ShiftUnit::C` (2) as `D` and passed, and the peer read `D`. Also after the enum was
+/// sent alone on the thread.
+#[cfg(feature = "remote")]
+#[test]
+fn a_given_up_type_on_a_socket_is_refused_or_read_back() {
+    let _w = heap_user(LIMIT);
+    let one = std::num::NonZeroU32::new(1).unwrap();
+    let sent = socketed("(NonZeroU32, ShiftUnit::C)", (one, ShiftUnit::C));
+    assert!(sent.is_err() || sent == Ok(Ok((one, ShiftUnit::C))), "{sent:?}");
+    assert_eq!(piped_and_queued("ShiftUnit::C", ShiftUnit::C).1, Ok(ShiftUnit::C));
+    let sent = socketed("(NonZeroU32, ShiftUnit::C) after ShiftUnit", (one, ShiftUnit::C));
+    assert!(sent.is_err() || sent == Ok(Ok((one, ShiftUnit::C))), "{sent:?}");
+    // A given-up type that round-trips still goes.
+    assert_eq!(socketed("(NonZeroU32, ShiftUnit::A)", (one, ShiftUnit::A)), Ok(Ok((one, ShiftUnit::A))));
+}
+
+thread_local! {
+    static LOG: std::cell::RefCell<Option<Queue<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A value whose `Serialize` puts a message of another type into a queue (a log record
+/// shipped as it is written).
+#[derive(Debug, Clone, PartialEq)]
+struct Logged;
+
+impl Serialize for Logged {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        LOG.with(|l| l.borrow().as_ref().map(|q| q.put("serialized".to_string()).unwrap()));
+        serializer.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for Logged {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Logged)
+    }
+}
+
+/// review169 M1: a `Serialize` that sends a message of another type partway through its
+/// value: the rest of the value was judged by the other type's shapes, which know none of
+/// its enums, and `AliasThenSkip::C` was written as 2 and read as `D(u32)` ("Hit the end
+/// of buffer").
+#[test]
+fn a_serialize_that_sends_another_message_is_read_back() {
+    let _w = heap_user(LIMIT);
+    let log = Queue::<String>::new().unwrap();
+    log.put("first".into()).unwrap();
+    LOG.with(|l| *l.borrow_mut() = Some(log.clone()));
+    let value = (Logged, AliasThenSkip::C);
+    let (tag, piped, queued) = piped_and_queued("(Logged, AliasThenSkip::C)", value.clone());
+    #[cfg(feature = "remote")]
+    let sent = socketed("(Logged, AliasThenSkip::C)", value.clone());
+    LOG.with(|l| *l.borrow_mut() = None);
+    while log.get_timeout(Duration::from_millis(10)).is_ok() {}
+    assert_eq!((piped, queued), (Ok(value.clone()), Ok(value.clone())), "tag {tag}");
+    #[cfg(feature = "remote")]
+    assert!(sent.is_err() || sent == Ok(Ok(value)), "{sent:?}");
+}
+
+/// An enum renamed for deserializing only, a variant skipped when deserializing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename(deserialize = "Renamed"))]
+#[allow(dead_code)]
+enum OneWay {
+    A,
+    #[serde(skip_deserializing)]
+    B,
+    C,
+    D,
+}
+
+/// review169 M2: the check took an enum name its type's probe never saw (the `Serialize`'s
+/// `OneWay`, the `Deserialize`'s `Renamed`) as written: `OneWay::C` was sent in postcard
+/// as 2 and read back as `D` on every channel, where `serde_json` reads it by name.
+#[test]
+fn an_enum_renamed_for_deserializing_only_is_read_back() {
+    let _w = heap_user(LIMIT);
+    assert_eq!(json_reads(&OneWay::C), OneWay::C);
+    let (tag, piped, queued) = piped_and_queued("OneWay::C", OneWay::C);
+    assert_eq!((piped, queued), (Ok(OneWay::C), Ok(OneWay::C)), "tag {tag}");
+    #[cfg(feature = "remote")]
+    {
+        let sent = socketed("OneWay::C", OneWay::C);
+        assert!(sent.is_err() || sent == Ok(Ok(OneWay::C)), "{sent:?}");
+    }
+}

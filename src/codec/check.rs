@@ -79,6 +79,11 @@ pub(super) struct Shapes {
     pub(super) fields: Vec<(&'static str, u32, usize)>,
     /// Each enum's name, the names its `Deserialize` lists, and how it numbers them.
     pub(super) enums: Vec<(&'static str, &'static [&'static str], Numbering)>,
+    /// Whether the probe met every enum the type's `Deserialize` reads (it gave no
+    /// `GaveUp`): then a variant of an enum name it never met was named otherwise by the
+    /// `Serialize` (`rename(deserialize = ..)` on the enum, a hand-written impl), and goes
+    /// self-described, by its names (review169 M2).
+    pub(super) complete: bool,
 }
 
 /// How an enum's `Deserialize` numbers the names it lists (what postcard's index is read
@@ -183,11 +188,12 @@ pub(super) fn keep_shapes(shapes: Shapes) -> u32 {
     number
 }
 
-/// The shapes' number of the type whose message is being written: the type of the last
-/// plan asked for, which every writer of a checked message asks for first
-/// (`write_message`, `encode_untagged`).
+/// The shapes' number of the type whose message is being written, which every writer of a
+/// checked message sets around its write (`write_message`, `encode_untagged`, through
+/// `judged_by`): a message written inside another's `Serialize` gives the outer one's back
+/// at its end (review169 M1).
 fn current_shapes() -> u32 {
-    super::STATE.with(|s| s.last_plan.get()).map_or(NO_SHAPES, |(_, _, shapes)| shapes)
+    super::STATE.with(|s| s.judging.get())
 }
 
 /// Whether two names are the same (the same literal, or the same text).
@@ -204,7 +210,10 @@ fn same(a: &str, b: &str) -> bool {
 /// variant must be read as `index` by every `Deserialize` of that name in the message's
 /// type (two enums of one name: the safe side), as the probe learnt each one's numbering
 /// (review162 H1, H2: aliases are in the list of names, so its positions are no numbers).
-/// A name the probe never saw is taken as it is written.
+/// A name the probe never saw is taken as it is written where the probe gave up (a socket
+/// then checks that the value decoded back encodes to the same bytes, review169 H2), and
+/// as renumbered where it met every enum (review169 M2: the `Serialize` names it otherwise
+/// than the `Deserialize`, which would read the index as another variant).
 #[inline]
 fn renumbered(name: &'static str, index: u32, variant: &'static str) -> bool {
     let written = (name.as_ptr() as usize, variant.as_ptr() as usize, index);
@@ -259,18 +268,24 @@ fn renumbered_known(
     let renumbered = SHAPES.with(|all| {
         let all = all.borrow();
         let renumbered = all.get(shapes as usize).is_some_and(|own| judge_variant(own, name, index, variant));
-        // Every type that reads the name reads this one list by position: the slots may
-        // answer for any of them (a type that never read the name takes it as written).
+        // A name no type reads fills no slot: a type whose probe met every enum judges it
+        // renumbered (review169 M2).
         let mut lists = all.iter().flat_map(|s| s.enums.iter()).filter(|e| e.0 == name);
-        match lists.clone().next() {
-            _ if renumbered => {}
-            None => AS_WRITTEN.with(|slots| slots[slot].set(written)),
-            Some(&(_, first, _)) => {
-                if lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names)) {
-                    AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
-                    AS_WRITTEN.with(|slots| slots[slot].set(written));
-                }
-            }
+        let Some(&(_, first, _)) = lists.clone().next() else { return renumbered };
+        if renumbered {
+            return renumbered;
+        }
+        // Every type that reads the name reads this variant as written: its slot may
+        // answer for any of them, whatever their lists (review169 L1: a list with an alias
+        // is never positional, and an aliased enum's every message took the cold path).
+        let mut readers = all.iter().filter(|s| s.enums.iter().any(|e| e.0 == name));
+        if readers.all(|s| !judge_variant(s, name, index, variant)) {
+            AS_WRITTEN.with(|slots| slots[slot].set(written));
+        }
+        // Every type that reads the name reads this one list by position: its enum's slot
+        // may answer for any variant of it.
+        if lists.all(|(_, names, numbering)| names == &first && numbering.is_positional(names)) {
+            AS_LISTED.with(|slots| slots[listed_at].set((name.as_ptr() as usize, name.len(), first)));
         }
         renumbered
     });
@@ -279,7 +294,8 @@ fn renumbered_known(
 }
 
 /// [`renumbered`]'s answer by one type's shapes: renumbered unless some `Deserialize` of
-/// the enum `name` reads `variant` as `index`, and none reads it as another.
+/// the enum `name` reads `variant` as `index`, and none reads it as another; a name none
+/// reads is renumbered if the probe met every enum (see [`Shapes::complete`]).
 fn judge_variant(own: &Shapes, name: &str, index: u32, variant: &str) -> bool {
     let (mut known, mut here, mut elsewhere) = (false, false, false);
     for (_, names, numbering) in own.enums.iter().filter(|e| e.0 == name) {
@@ -295,7 +311,10 @@ fn judge_variant(own: &Shapes, name: &str, index: u32, variant: &str) -> bool {
             }
         }
     }
-    known && (!here || elsewhere)
+    if !known {
+        return own.complete;
+    }
+    !here || elsewhere
 }
 
 /// The variant noted for a struct or tuple struct (see [`Shapes::fields`]).

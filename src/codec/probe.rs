@@ -46,7 +46,9 @@
 //! self-described (MessagePack carries any type, postcard not one that asks for
 //! `deserialize_any`, which every receiver would refuse: aud104 M1); a socket connection,
 //! whose messages are postcard only, writes it in postcard behind the checking serializer
-//! and decodes it back once before sending it (review149 M1). A handle's own
+//! and decodes it back once before sending it (review149 M1), refusing it unless the value
+//! read back encodes to the same bytes (review169 H2: an enum the probe never met is taken
+//! as written, and a variant read as the next one decoded fine). A handle's own
 //! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
 //! would send every pipe end self-described; a tuple with a handle before another element
 //! does go self-described (the probe cannot see past the handle).
@@ -132,22 +134,35 @@ fn probe<T: DeserializeOwned>() -> (Answer, usize, Shapes) {
     // What the checking serializer compares a `Serialize`'s count of fields and variant
     // numbers with.
     let enums: Vec<_> = ctx.enums.borrow().iter().map(|e| (e.name, e.names, e.numbering())).collect();
-    // A variant's count is noted under the number its enum reads it as, which a
-    // `Serialize` writes (a run took it by its position among the names, aliases included).
-    let number = |name: &str, at: u32| {
-        let mut numbers = enums.iter().filter(|e| e.0 == name).map(|e| e.2.of(at as usize));
-        match numbers.next() {
-            Some(Some(first)) if numbers.all(|n| n == Some(first)) => first,
-            _ => at,
+    // A variant's count is noted under the number its own enum reads it as, which a
+    // `Serialize` writes (a run took it by its position among the names, aliases
+    // included). Two enums of one name may number a position differently (review169 H1:
+    // the count of one was noted under the position, where the other's variant of that
+    // number was checked against it). Where its own numbering is not known, every
+    // variant of the name goes self-described (`judge_variant`); the count is noted under
+    // every number any enum of the name reads the position as, and the position: more
+    // notes only send more values self-described.
+    let visitors: Vec<TypeId> = ctx.enums.borrow().iter().map(|e| e.visitor).collect();
+    let numbers = |c: &Count| -> Vec<u32> {
+        if c.variant == NOT_VARIANT {
+            return vec![c.variant];
         }
+        let own = visitors.iter().position(|&v| Some(v) == c.owner);
+        let mine = own.and_then(|at| enums[at].2.of(c.variant as usize));
+        if let Some(number) = mine {
+            return vec![number];
+        }
+        let mut numbers: Vec<u32> =
+            enums.iter().filter(|e| e.0 == c.name).filter_map(|e| e.2.of(c.variant as usize)).collect();
+        numbers.push(c.variant);
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
     };
-    let fields = ctx
-        .counts
-        .borrow()
-        .iter()
-        .map(|c| (c.name, if c.variant == NOT_VARIANT { c.variant } else { number(c.name, c.variant) }, c.fields))
-        .collect();
-    (answer, runs, Shapes { fields, enums })
+    let fields =
+        ctx.counts.borrow().iter().flat_map(|c| numbers(c).into_iter().map(move |n| (c.name, n, c.fields))).collect();
+    let complete = matches!(answer, Answer::Postcard | Answer::Nests);
+    (answer, runs, Shapes { fields, enums, complete })
 }
 
 /// [`probe`]'s answer, and how many runs it took.
@@ -342,6 +357,9 @@ impl Named {
 struct Count {
     visitor: TypeId,
     name: &'static str,
+    /// For a variant, its enum's visitor: the numbering its index is read by.
+    owner: Option<TypeId>,
+    /// For a variant, its position among its enum's names (aliases included).
     variant: u32,
     fields: usize,
     known: Known,
@@ -363,9 +381,9 @@ enum Known {
 }
 
 impl Ctx {
-    /// Notes that `V` (for `name`, at `variant`) reads `fields` fields, known so; a count
-    /// known better replaces it.
-    fn count<V>(&self, name: &'static str, variant: u32, fields: usize, known: Known) {
+    /// Notes that `V` (for `name`, at `variant` of the enum read by `owner`) reads `fields`
+    /// fields, known so; a count known better replaces it.
+    fn count<V>(&self, name: &'static str, owner: Option<TypeId>, variant: u32, fields: usize, known: Known) {
         let visitor = typeid::of::<V>();
         let mut counts = self.counts.borrow_mut();
         match counts.iter_mut().find(|c| c.visitor == visitor && c.variant == variant) {
@@ -374,7 +392,7 @@ impl Ctx {
                 c.known = known;
             }
             Some(_) => {}
-            None => counts.push(Count { visitor, name, variant, fields, known }),
+            None => counts.push(Count { visitor, name, owner, variant, fields, known }),
         }
     }
 
@@ -592,7 +610,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        self.ctx.count::<V>(name, NOT_VARIANT, len, Known::InSequence);
+        self.ctx.count::<V>(name, None, NOT_VARIANT, len, Known::InSequence);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
@@ -614,7 +632,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        self.ctx.count::<V>(name, NOT_VARIANT, fields.len(), Known::Listed);
+        self.ctx.count::<V>(name, None, NOT_VARIANT, fields.len(), Known::Listed);
         if self.stops_at::<V>(NOT_ENUM) {
             return Err(Stop);
         }
@@ -622,9 +640,9 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         // refuses (a handle) can be left out and the fields after it still be seen.
         self.enter::<V, _>(NOT_ENUM, |p| {
             if p.ctx.trial::<V>(NOT_ENUM) {
-                Trial::visit::<V, _>(p, name, NOT_VARIANT, fields.len(), |t| visitor.visit_seq(t))
+                Trial::visit::<V, _>(p, name, None, NOT_VARIANT, fields.len(), |t| visitor.visit_seq(t))
             } else {
-                Fields::visit::<V, _>(p, name, NOT_VARIANT, fields, |f| visitor.visit_map(f))
+                Fields::visit::<V, _>(p, name, None, NOT_VARIANT, fields, |f| visitor.visit_map(f))
             }
         })
     }
@@ -794,7 +812,7 @@ impl<'de> de::VariantAccess<'de> for Variant<'_> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        self.probe.ctx.count::<V>(self.name, self.variant, len, Known::InSequence);
+        self.probe.ctx.count::<V>(self.name, Some(self.id), self.variant, len, Known::InSequence);
         Elements::visit(self.probe, len, |e| visitor.visit_seq(e))
     }
 
@@ -803,11 +821,13 @@ impl<'de> de::VariantAccess<'de> for Variant<'_> {
     /// fields after it are seen (review149 M4).
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Stop> {
         let ctx = self.probe.ctx;
-        ctx.count::<V>(self.name, self.variant, fields.len(), Known::Listed);
+        ctx.count::<V>(self.name, Some(self.id), self.variant, fields.len(), Known::Listed);
         if ctx.trial::<V>(self.variant) {
-            Trial::visit::<V, _>(self.probe, self.name, self.variant, fields.len(), |t| visitor.visit_seq(t))
+            Trial::visit::<V, _>(self.probe, self.name, Some(self.id), self.variant, fields.len(), |t| {
+                visitor.visit_seq(t)
+            })
         } else {
-            Fields::visit::<V, _>(self.probe, self.name, self.variant, fields, |f| visitor.visit_map(f))
+            Fields::visit::<V, _>(self.probe, self.name, Some(self.id), self.variant, fields, |f| visitor.visit_map(f))
         }
     }
 }
@@ -832,10 +852,12 @@ struct Trial<'a> {
 }
 
 impl<'a> Trial<'a> {
-    /// Runs `visit` on `len` made-up elements, for a `V` (for `name`, at `variant`).
+    /// Runs `visit` on `len` made-up elements, for a `V` (for `name`, at `variant` of the
+    /// enum read by `owner`).
     fn visit<V, R>(
         probe: Probe<'a>,
         name: &'static str,
+        owner: Option<TypeId>,
         variant: u32,
         len: usize,
         visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
@@ -844,7 +866,7 @@ impl<'a> Trial<'a> {
         let value = visit(&mut trial);
         let ctx = probe.ctx;
         if value.is_ok() {
-            ctx.count::<V>(name, variant, trial.taken, Known::InSequence);
+            ctx.count::<V>(name, owner, variant, trial.taken, Known::InSequence);
         } else if !trial.asked {
             // It refused the sequence itself (reads only a map). Also when
             // `deserialize_any` was met (a no-op then).
@@ -894,7 +916,8 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Runs `visit` on the fields of a `V` (for `name`, at `variant`). A key the visitor
+    /// Runs `visit` on the fields of a `V` (for `name`, at `variant` of the enum read by
+    /// `owner`). A key the visitor
     /// refused (a name of a field it read already: serde_derive lists each field's
     /// aliases among its names, review157 H1) is left out of the next runs, as a field
     /// whose value refused is, and not counted as read. Notes as hidden ([`Ctx::hid`]) the
@@ -903,6 +926,7 @@ impl<'a> Fields<'a> {
     fn visit<V, R>(
         probe: Probe<'a>,
         name: &'static str,
+        owner: Option<TypeId>,
         variant: u32,
         fields: &'static [&'static str],
         visit: impl FnOnce(&mut Self) -> Result<R, Stop>,
@@ -916,7 +940,7 @@ impl<'a> Fields<'a> {
         let read_all = !access.value_failed && !access.key_due && access.next >= fields.len();
         if value.is_ok() || (read_all && !ctx.any.get()) {
             let refused = ctx.skipped.borrow().iter().filter(|&&(k, _, key)| k == id && key).count();
-            ctx.count::<V>(name, variant, fields.len() - refused, Known::ByName);
+            ctx.count::<V>(name, owner, variant, fields.len() - refused, Known::ByName);
         }
         if value.is_err() && !ctx.any.get() && !access.value_failed && !ctx.skipped_now.get() {
             if access.key_due {
