@@ -316,16 +316,7 @@ impl Heap {
     /// Allocates `len` bytes (64-byte aligned; page aligned above 64 KiB). The contents
     /// are unspecified: zero for fresh pages, old bytes for a reused small block.
     pub(crate) fn alloc(&self, len: usize) -> Result<u64, HeapFull> {
-        let len = possible(len)?;
-        // Counted once taken, uncounted (in `free`) before it is given back: a crash in
-        // between leaves a block neither free nor counted (leaked by the dead process), so
-        // `in_use` never exceeds what is allocated, which the leak checks rely on.
-        let off = match class_of(len) {
-            Some(class) => self.alloc_small(class)?,
-            None => self.alloc_large(round_up(len, PAGE))?,
-        };
-        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
-        Ok(off)
+        self.alloc_recorded(len, None)
     }
 
     /// [`Heap::alloc`], storing the block's offset in `record` (a word in the family heap
@@ -335,14 +326,24 @@ impl Heap {
     /// counting it) come before the record, and a crash there leaks the block as it does
     /// in any allocation.
     pub(crate) fn alloc_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
+        self.alloc_recorded(len, Some(record))
+    }
+
+    /// [`Heap::alloc`], and [`Heap::alloc_into`] when there is a `record`.
+    fn alloc_recorded(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
         let len = possible(len)?;
+        // Counted once taken, uncounted (in `free`) before it is given back: a crash in
+        // between leaves a block neither free nor counted (leaked by the dead process), so
+        // `in_use` never exceeds what is allocated, which the leak checks rely on.
         let off = match class_of(len) {
             Some(class) => self.alloc_small(class)?,
             None => self.alloc_large(round_up(len, PAGE))?,
         };
         // Counted before it is recorded: whoever frees it by the record uncounts it.
         self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
-        record.store(off, Ordering::Release);
+        if let Some(record) = record {
+            record.store(off, Ordering::Release);
+        }
         Ok(off)
     }
 
@@ -488,7 +489,13 @@ impl Heap {
 
     /// Allocates `len` zeroed bytes.
     pub(crate) fn alloc_zeroed(&self, len: usize) -> Result<u64, HeapFull> {
-        let off = self.alloc(len)?;
+        self.alloc_zeroed_into(len, None)
+    }
+
+    /// [`Heap::alloc_zeroed`], storing the block's offset in `record` (if any) as
+    /// [`Heap::alloc_into`] does: before the zeroing.
+    pub(crate) fn alloc_zeroed_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
+        let off = self.alloc_recorded(len, record)?;
         if class_of(len).is_some() {
             // SAFETY: the block [off, off + len) was just allocated to us alone.
             unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
@@ -497,40 +504,24 @@ impl Heap {
         Ok(off)
     }
 
-    /// [`Heap::alloc_zeroed`], storing the block's offset in `record` (if any) as
-    /// [`Heap::alloc_into`] does: before the zeroing.
-    pub(crate) fn alloc_zeroed_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
-        let Some(record) = record else { return self.alloc_zeroed(len) };
-        let off = self.alloc_into(len, record)?;
-        if class_of(len).is_some() {
-            // SAFETY: the block [off, off + len) was just allocated to us alone.
-            unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
-        }
-        Ok(off)
-    }
-
     /// [`Heap::alloc_dirty`], storing the block's offset in `record` (if any) as
     /// [`Heap::alloc_into`] does.
     pub(crate) fn alloc_dirty_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
-        let Some(record) = record else { return self.alloc_dirty(len) };
-        match self.take_warm(len) {
-            Some(off) => {
-                record.store(off, Ordering::Release);
-                Ok(off)
-            }
-            None => self.alloc_into(len, record),
+        match self.take_warm_into(len, record) {
+            Some(off) => Ok(off),
+            None => self.alloc_recorded(len, record),
         }
     }
 
-    /// [`Heap::alloc_dirty_populated`], storing the block's offset in `record` (if any) as
+    /// [`Heap::alloc_dirty`], and [`Heap::populate`] unless the block is a warm one (whose
+    /// pages stay mapped where they were written: the warm blocks a process takes are
+    /// mostly its own former ones), storing the block's offset in `record` (if any) as
     /// [`Heap::alloc_into`] does: before the populate.
     pub(crate) fn alloc_dirty_populated_into(&self, len: usize, record: Option<&AtomicU64>) -> Result<u64, HeapFull> {
-        let Some(record) = record else { return self.alloc_dirty_populated(len) };
-        if let Some(off) = self.take_warm(len) {
-            record.store(off, Ordering::Release);
+        if let Some(off) = self.take_warm_into(len, record) {
             return Ok(off);
         }
-        let off = self.alloc_into(len, record)?;
+        let off = self.alloc_recorded(len, record)?;
         self.populate(off, len.max(1));
         Ok(off)
     }
@@ -539,10 +530,7 @@ impl Heap {
     /// large message freed with [`Heap::free_warm`] is reused with its pages, which spares
     /// the kernel allocating and zeroing them again. For a caller that writes every byte.
     pub(crate) fn alloc_dirty(&self, len: usize) -> Result<u64, HeapFull> {
-        match self.take_warm(len) {
-            Some(off) => Ok(off),
-            None => self.alloc(len),
-        }
+        self.alloc_dirty_into(len, None)
     }
 
     /// A warm block of `len` bytes, counted, if `len` is large and one is kept.
@@ -556,16 +544,13 @@ impl Heap {
         Some(off)
     }
 
-    /// [`Heap::alloc_dirty`], and [`Heap::populate`] unless the block is a warm one (whose
-    /// pages stay mapped where they were written: the warm blocks a process takes are
-    /// mostly its own former ones).
-    pub(crate) fn alloc_dirty_populated(&self, len: usize) -> Result<u64, HeapFull> {
-        if let Some(off) = self.take_warm(len) {
-            return Ok(off);
+    /// [`Heap::take_warm`], storing the block's offset in `record` (if any) once counted.
+    fn take_warm_into(&self, len: usize, record: Option<&AtomicU64>) -> Option<u64> {
+        let off = self.take_warm(len)?;
+        if let Some(record) = record {
+            record.store(off, Ordering::Release);
         }
-        let off = self.alloc(len)?;
-        self.populate(off, len.max(1));
-        Ok(off)
+        Some(off)
     }
 
     /// Like [`Heap::free`], but a large block (a large message's) keeps its pages for the
@@ -753,12 +738,7 @@ impl Heap {
 
     /// Frees a block from [`Heap::alloc`]; `len` is the length asked for then.
     pub(crate) fn free(&self, offset: u64, len: usize) {
-        let len = len.max(1);
-        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
-        match class_of(len) {
-            Some(class) => self.push(class, offset),
-            None => self.free_large(offset, round_up(len, PAGE)),
-        }
+        self.free_recorded(offset, len, || {});
     }
 
     /// [`Heap::free`], calling `unrecord` just before the block is uncounted and given back:
@@ -771,7 +751,7 @@ impl Heap {
         // Worked out first: after `unrecord`, only the uncount and the push (or the large
         // allocator's steps).
         let class = class_of(len);
-        let allocated = class.map_or_else(|| round_up(len, PAGE), |c| CLASSES[c]) as u64;
+        let allocated = allocated_len(len) as u64;
         let in_use = &self.header().in_use;
         unrecord();
         in_use.fetch_sub(allocated, Ordering::Relaxed);
